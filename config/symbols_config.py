@@ -1,0 +1,69 @@
+"""Which symbols the exporter serves, and the rule every symbol must pass.
+
+A symbol ends up in a URL and in a file name, so it is validated here, once,
+before any request is sent or any file is created: a value such as
+``../etc`` or ``BTC;rm -rf`` must never reach the exchange or the disk.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+PRIMARY_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+DEFI_SYMBOLS: tuple[str, ...] = ("UNIUSDT", "LINKUSDT", "DOTUSDT", "AVAXUSDT", "AAVEUSDT")
+ALTCOIN_SYMBOLS: tuple[str, ...] = ("DOGEUSDT", "SHIBUSDT", "XRPUSDT")
+
+SYMBOL_GROUPS: dict[str, tuple[str, ...]] = {
+    "primary": PRIMARY_SYMBOLS,
+    "defi": DEFI_SYMBOLS,
+    "altcoins": ALTCOIN_SYMBOLS,
+}
+DEFAULT_SYMBOLS: tuple[str, ...] = PRIMARY_SYMBOLS + DEFI_SYMBOLS + ALTCOIN_SYMBOLS
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+class SymbolError(ValueError):
+    """A symbol that cannot be used as an exchange symbol or in a file name."""
+
+
+def normalize_symbol(raw: str) -> str:
+    """Upper-case one symbol and refuse anything but 2-20 letters and digits."""
+    symbol = raw.strip().upper()
+    if not SYMBOL_PATTERN.fullmatch(symbol):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise SymbolError(
+            f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, "
+            "like BTCUSDT"
+        )
+    return symbol
+
+
+def parse_symbol_list(text: str) -> list[str]:
+    """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols.
+
+    An empty item (``"BTCUSDT,,ETHUSDT"``) is an error rather than silently
+    skipped, because it usually means a typo in a config file.
+    """
+    if not text.strip():
+        return []
+    return [normalize_symbol(item) for item in text.split(",")]
+
+
+def unique_in_order(symbols: Iterable[str]) -> tuple[str, ...]:
+    """Drop repeats, keeping the first position of each symbol."""
+    return tuple(dict.fromkeys(symbols))
+
+
+def resolve_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tuple[str, ...]:
+    """The configured symbol list.
+
+    ``EXPORT_SYMBOLS`` replaces the default groups; ``CRYPTO_SYMBOLS`` is
+    added to whatever list results (the guide's "Additional" symbols).
+    """
+    base = parse_symbol_list(export_symbols) if export_symbols else list(DEFAULT_SYMBOLS)
+    extra = parse_symbol_list(crypto_symbols) if crypto_symbols else []
+    symbols = unique_in_order(base + extra)
+    if not symbols:
+        raise SymbolError("no symbols configured: set EXPORT_SYMBOLS or CRYPTO_SYMBOLS")
+    return symbols

@@ -1,0 +1,55 @@
+"""Log files and console output, configured once by each CLI's ``main``.
+
+Files (10 MB x 5 rotation, UTC timestamps, one line per event):
+``EXPORT_DIR/logs/scheduled_data_manager.log`` gets everything;
+``EXPORT_DIR/export_log.log`` gets the exporter's events only. The console
+stays short: warnings and errors, or everything with ``-v``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+MAX_LOG_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
+FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s.%(funcName)s: %(message)s"
+OUR_LOGGERS = ("scheduled_data_manager", "export_historical_data", "file_manager", "data_export_service")
+
+
+class UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging API)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def _rotating(path: Path, level: int) -> RotatingFileHandler:
+    handler = RotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    handler.setLevel(level)
+    handler.setFormatter(UTCFormatter(FILE_FORMAT))
+    return handler
+
+
+def configure_logging(export_dir: Path | None, level: str = "INFO", *, verbose: bool = False) -> None:
+    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    numeric = getattr(logging, level, logging.INFO)
+    root.setLevel(min(numeric, logging.DEBUG if verbose else numeric))
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(console)
+    if export_dir is not None:
+        logs = Path(export_dir) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        root.addHandler(_rotating(logs / "scheduled_data_manager.log", numeric))
+        exporter = logging.getLogger("export_historical_data")
+        for handler in list(exporter.handlers):
+            exporter.removeHandler(handler)
+        exporter.addHandler(_rotating(Path(export_dir) / "export_log.log", numeric))
+    # urllib3 reports each transport retry; keep them in the file, not on the console.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -1,0 +1,335 @@
+"""FileManager on real files in tmp_path: retention, quarantine, temp files,
+duplicates, symlinks and dry runs. The clock is the only thing injected."""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from errors import StorageError
+from export_files import export_file_name, read_candles, scan_exports
+from file_manager import CleanupResult, FileManager
+
+DATA = Path(__file__).parent / "data"
+BTC_FILE = DATA / "BTCUSDT_1h_20241029_000000.csv"
+NOW = datetime(2024, 11, 10, 12, 0, 0, tzinfo=timezone.utc)
+CONFIGURED = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+
+
+def valid_bytes(rows: int = 24) -> bytes:
+    """The first ``rows`` candles of the real day: distinct sizes, so no accidental duplicates."""
+    lines = BTC_FILE.read_text(encoding="utf-8").splitlines()
+    return ("\n".join(lines[: rows + 1]) + "\n").encode()
+
+
+CORRUPT = valid_bytes(24).replace(b"68116.78000000", b"1.00000000", 1)  # row 1: high < low
+
+
+def put(folder: Path, symbol: str, days_old: float, data: bytes, interval: str = "1h") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / export_file_name(symbol, interval, NOW - timedelta(days=days_old))
+    path.write_bytes(data)
+    return path
+
+
+def manager(folder: Path, symbols=CONFIGURED, **kwargs) -> FileManager:
+    return FileManager(folder, "1h", symbols, now=lambda: NOW, **kwargs)
+
+
+def export_names(folder: Path) -> set[str]:
+    return {f.name for f in scan_exports(folder)}
+
+
+def listing(root: Path) -> dict[str, tuple]:
+    """Every entry under root (links not followed) with size, mtime and link target."""
+    found: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = os.lstat(path)
+            target = os.readlink(path) if path.is_symlink() else None
+            found[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, target)
+    return found
+
+
+def build_scenario(root: Path) -> dict[str, Path]:
+    """The 'done means' folder: see test_done_means_scenario."""
+    folder = root / "exports"
+    outside = root / "outside"
+    outside.mkdir(parents=True)
+    target = outside / "precious.csv"
+    target.write_bytes(CORRUPT)  # would be quarantined if the link were followed
+    paths = {
+        "btc_1d": put(folder, "BTCUSDT", 1, valid_bytes(24)),
+        "btc_2d": put(folder, "BTCUSDT", 2, valid_bytes(23)),
+        "btc_3d": put(folder, "BTCUSDT", 3, valid_bytes(22)),
+        "btc_corrupt": put(folder, "BTCUSDT", 0.5, CORRUPT),
+        "eth_10d": put(folder, "ETHUSDT", 10, valid_bytes(21)),
+        "target": target,
+        "notes": folder / "notes.csv",
+        "folder": folder,
+    }
+    paths["notes"].write_text("my notes\n")
+    link = folder / export_file_name("SOLUSDT", "1h", NOW - timedelta(hours=1))
+    link.symlink_to(target)
+    paths["link"] = link
+    return paths
+
+
+def test_done_means_scenario(tmp_path: Path) -> None:
+    paths = build_scenario(tmp_path)
+    folder = paths["folder"]
+    target_before = paths["target"].read_bytes()
+    notes_before = paths["notes"].read_bytes()
+
+    result = manager(folder).cleanup()
+
+    assert export_names(folder) == {paths["btc_1d"].name, paths["eth_10d"].name}
+    assert (folder / "quarantine" / paths["btc_corrupt"].name).read_bytes() == CORRUPT
+    assert [p for p, _ in result.quarantined] == [paths["btc_corrupt"]]
+    assert "row 1" in result.quarantined[0][1]
+    assert sorted(result.removed) == sorted([paths["btc_2d"], paths["btc_3d"]])
+    assert result.bytes_freed == len(valid_bytes(23)) + len(valid_bytes(22))
+    assert result.stale_symbols == ["ETHUSDT"]
+    assert sorted(result.kept) == sorted([paths["btc_1d"], paths["eth_10d"]])
+    assert paths["link"].is_symlink() and os.readlink(paths["link"]) == str(paths["target"])
+    assert paths["target"].read_bytes() == target_before
+    assert paths["notes"].read_bytes() == notes_before
+    assert not result.errors
+    assert "removed 2 file(s)" in result.summary() and "ETHUSDT" in result.summary()
+
+
+def test_dry_run_changes_nothing_and_predicts_the_real_run(tmp_path: Path) -> None:
+    paths = build_scenario(tmp_path)
+    before = listing(tmp_path)
+
+    planned = manager(paths["folder"]).cleanup(dry_run=True)
+
+    assert listing(tmp_path) == before
+    assert not (paths["folder"] / "quarantine").exists()
+    assert planned.dry_run and planned.summary().startswith("dry run")
+    done = manager(paths["folder"]).cleanup()
+    assert sorted(planned.removed) == sorted(done.removed)
+    assert planned.quarantined == done.quarantined
+    assert planned.bytes_freed == done.bytes_freed
+    assert planned.stale_symbols == done.stale_symbols
+
+
+def test_validate_all_dry_run_then_real(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    good = put(folder, "BTCUSDT", 1, valid_bytes())
+    bad = put(folder, "BTCUSDT", 0, b"\x89PNG\r\n\x1a\n garbage")
+    before = listing(tmp_path)
+    results = manager(folder).validate_all(dry_run=True)
+    assert listing(tmp_path) == before
+    assert {r.path: r.valid for r in results} == {good: True, bad: False}
+    manager(folder).validate_all()
+    assert export_names(folder) == {good.name}
+    assert (folder / "quarantine" / bad.name).exists()
+
+
+def test_two_identical_files_are_one_duplicate_group(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    data = valid_bytes()
+    older = put(folder, "BTCUSDT", 2, data)
+    newer = put(folder, "XRPUSDT", 1, data)
+    same_size = put(folder, "ETHUSDT", 1, data.replace(b"68021.69", b"68021.70", 1))
+    assert len(same_size.read_bytes()) == len(data)
+
+    report = manager(folder).find_duplicates()
+
+    assert report.groups == [[newer, older]]
+    assert report.wasted_bytes == len(data)
+    assert report.to_dict()["wasted_bytes"] == len(data)
+
+
+def test_cleanup_removes_duplicates_but_never_a_protected_file(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    data = valid_bytes()
+    btc_newest = put(folder, "BTCUSDT", 2, data)
+    xrp_copy = put(folder, "XRPUSDT", 1, data)
+    eth_new = put(folder, "ETHUSDT", 0.1, valid_bytes(20))
+    eth_copy = put(folder, "ETHUSDT", 0.2, valid_bytes(20))
+
+    result = manager(folder, max_files_per_symbol=3).cleanup()
+
+    assert result.duplicates_removed == [eth_copy]
+    assert export_names(folder) == {btc_newest.name, xrp_copy.name, eth_new.name}
+
+
+def test_temp_files_older_than_an_hour_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    old = folder / ".BTCUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp"
+    young = folder / ".BTCUSDT_1h_20241110_115000.csv.4243.cafef00d.tmp"
+    old_state = folder / ".state.json.4242.0123abcd.tmp"
+    lookalike = folder / ".BTCUSDT.tmp"
+    for path, age in ((old, timedelta(hours=2)), (young, timedelta(minutes=10)),
+                      (old_state, timedelta(days=1)), (lookalike, timedelta(days=3))):
+        path.write_text("partial")
+        stamp = (NOW - age).timestamp()
+        os.utime(path, (stamp, stamp))
+
+    result = manager(folder).cleanup()
+
+    assert sorted(result.temp_removed) == sorted([old, old_state])
+    assert young.exists() and lookalike.exists()
+    assert not old.exists() and not old_state.exists()
+
+
+def test_symlink_named_like_ours_pointing_outside_is_untouched(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_bytes(valid_bytes())
+    old_link = folder / export_file_name("DOGEUSDT", "1h", NOW - timedelta(days=30))
+    old_link.symlink_to(outside)
+    fm = manager(folder)
+
+    result = fm.cleanup()
+    assert old_link.is_symlink() and outside.read_bytes() == valid_bytes()
+    assert result.removed == [] and result.quarantined == []
+    assert fm.validate_all() == [] and fm.find_duplicates().groups == []
+    with pytest.raises(StorageError):
+        fm.quarantine(old_link, "test")
+    assert old_link.is_symlink()
+
+
+def test_files_in_subfolders_and_foreign_names_are_untouched(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    nested = put(folder / "logs", "BTCUSDT", 30, CORRUPT)
+    dir_named_like_ours = folder / export_file_name("BTCUSDT", "1h", NOW - timedelta(days=40))
+    dir_named_like_ours.mkdir()
+    foreign = {name: folder / name for name in
+               ("notes.csv", "status_report.json", "state.json", ".run.lock", "export_log.log",
+                "BTCUSDT_1h_20200101_000000.csv.bak")}
+    for path in foreign.values():
+        path.write_text("x")
+    os.mkfifo(folder / export_file_name("ETHUSDT", "1h", NOW - timedelta(days=50)))
+    before = listing(tmp_path)
+
+    result = manager(folder).cleanup()
+
+    assert listing(tmp_path) == before
+    assert nested.read_bytes() == CORRUPT and dir_named_like_ours.is_dir()
+    assert result.removed == [] and result.quarantined == []
+
+
+def test_unconfigured_symbol_old_file_is_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    doge = put(folder, "DOGEUSDT", 10, valid_bytes())
+    btc = put(folder, "BTCUSDT", 10, valid_bytes(20))
+    result = manager(folder).cleanup()
+    assert result.removed == [doge]
+    assert result.stale_symbols == ["BTCUSDT"]
+    assert export_names(folder) == {btc.name}
+
+
+def test_retention_keeps_newest_two(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    files = [put(folder, "BTCUSDT", age, valid_bytes(24 - i)) for i, age in enumerate((0.1, 1, 2, 3))]
+    sol_new = put(folder, "SOLUSDT", 1, valid_bytes(10))
+    sol_old = put(folder, "SOLUSDT", 8, valid_bytes(11))  # among the newest two, but too old
+    result = manager(folder, max_files_per_symbol=2).cleanup()
+    assert export_names(folder) == {files[0].name, files[1].name, sol_new.name}
+    assert sorted(result.removed) == sorted([files[2], files[3], sol_old])
+    assert result.stale_symbols == []
+
+
+def test_newest_valid_export_falls_back_past_corrupt_files(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    good = put(folder, "BTCUSDT", 2, valid_bytes())
+    bad = put(folder, "BTCUSDT", 1, CORRUPT)
+    put(folder, "BTCUSDT", 0, valid_bytes(5), interval="4h")  # other interval: not considered
+    fm = manager(folder)
+
+    found = fm.newest_valid_export("BTCUSDT", quarantine=False)
+    assert found is not None and found[0].path == good and bad.exists()
+    found = fm.newest_valid_export("BTCUSDT")
+    assert found is not None
+    export, candles = found
+    assert export.path == good and not bad.exists()
+    pd.testing.assert_frame_equal(candles, read_candles(good), check_dtype=False)
+    assert fm.newest_valid_export("ETHUSDT") is None
+
+
+def test_write_export_round_trips_the_real_file_byte_for_byte(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "exports"
+    fm = manager(folder)
+    path, rows = fm.write_export("BTCUSDT", read_candles(BTC_FILE))
+    assert rows == 24
+    assert path == folder / "BTCUSDT_1h_20241110_120000.csv"
+    assert path.read_bytes() == BTC_FILE.read_bytes()
+    assert fm.validate_file(path).valid
+    assert fm.file_statistics() == {
+        "total_files": 1, "symbols_count": 1,
+        "total_size_mb": round(len(BTC_FILE.read_bytes()) / 1024 / 1024, 2), "total_size_gb": 0.0,
+    }
+
+
+def test_file_statistics_counts_valid_files_only(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    put(folder, "BTCUSDT", 1, valid_bytes())
+    put(folder, "ETHUSDT", 1, valid_bytes(3))
+    put(folder, "SOLUSDT", 1, CORRUPT)
+    stats = manager(folder).file_statistics()
+    assert stats["total_files"] == 2 and stats["symbols_count"] == 2
+
+
+def test_prune_symbol_touches_only_that_symbol(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    btc_new = put(folder, "BTCUSDT", 0, valid_bytes())
+    btc_old = put(folder, "BTCUSDT", 1, valid_bytes(20))
+    eth_new = put(folder, "ETHUSDT", 0, valid_bytes(15))
+    eth_old = put(folder, "ETHUSDT", 1, valid_bytes(16))
+    result = manager(folder).prune_symbol("BTCUSDT")
+    assert result.removed == [btc_old]
+    assert export_names(folder) == {btc_new.name, eth_new.name, eth_old.name}
+
+
+def test_quarantine_name_clash_keeps_both(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    fm = manager(folder)
+    first = fm.quarantine(put(folder, "BTCUSDT", 1, b"one"), "first")
+    second = fm.quarantine(put(folder, "BTCUSDT", 1, b"two"), "second")
+    assert first != second and first.parent == second.parent == fm.quarantine_dir
+    assert {first.read_bytes(), second.read_bytes()} == {b"one", b"two"}
+
+
+def test_quarantine_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    bad = put(folder, "BTCUSDT", 1, CORRUPT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / "quarantine").symlink_to(elsewhere)
+    result = manager(folder).cleanup()
+    assert bad.exists() and list(elsewhere.iterdir()) == []
+    assert result.quarantined == [] and result.errors
+    assert result.removed == []
+
+
+def test_ensure_folder_reports_a_file_in_the_way(tmp_path: Path) -> None:
+    blocker = tmp_path / "exports"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot create export folder"):
+        manager(blocker).ensure_folder()
+    with pytest.raises(StorageError):
+        manager(blocker / "sub").ensure_folder()
+
+
+def test_removals_and_quarantines_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "exports"
+    put(folder, "BTCUSDT", 0, valid_bytes())
+    old = put(folder, "BTCUSDT", 1, valid_bytes(20))
+    put(folder, "BTCUSDT", 0.5, CORRUPT)
+    with caplog.at_level(logging.INFO, logger="file_manager"):
+        result = manager(folder).cleanup()
+    assert isinstance(result, CleanupResult)
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    expected = f"removed {old.name} ({len(valid_bytes(20))} bytes): beyond the newest 1 of BTCUSDT 1h"
+    assert (logging.INFO, expected) in messages
+    assert any(level == logging.WARNING and "quarantined" in text and "row 1" in text for level, text in messages)
