@@ -46,7 +46,7 @@ def print_cycle(cycle: CycleReport) -> None:
         if exp.stopped:
             print("export: stopped on request; finished symbols are saved")
     if cycle.cleanup is not None:
-        print(f"{prefix}cleanup: {cycle.cleanup.summary()}")
+        print(f"cleanup: {cycle.cleanup.summary()}")
         verb = "would remove" if cycle.dry_run else "removed"
         for path in cycle.cleanup.removed:
             print(f"  {verb} {path}")

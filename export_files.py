@@ -96,10 +96,16 @@ def scan_exports(folder: Path) -> list[ExportFile]:
         raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
     for entry in entries:
         parsed = parse_export_name(entry.name)
-        if parsed is None or not entry.is_file(follow_symlinks=False):
+        try:
+            if parsed is None or not entry.is_file(follow_symlinks=False):
+                continue
+        except OSError:
             continue
         symbol, interval, created = parsed
-        size = entry.stat(follow_symlinks=False).st_size
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            continue  # removed by a concurrent prune between the listing and now
         found.append(ExportFile(Path(entry.path), symbol, interval, created, size))
     found.sort(key=lambda f: (f.created, f.name))
     return found

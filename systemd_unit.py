@@ -4,7 +4,7 @@ The scheduler only needs to read its install and Python, write one folder
 (``EXPORT_DIR``) and open TCP connections to the exchange, so the unit takes
 everything else away: no capabilities, a read-only file system except the
 export folder, no devices, no kernel knobs, a system-call allow list.
-``systemd-analyze security --offline=yes`` rates it 1.6 ("OK"); the rest of
+``systemd-analyze security --offline=yes`` rates it 1.7 ("OK"); the rest of
 the score is the network access the job exists for.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _word(value: str, what: str) -> str:
 
 
 def _exec_word(value: str, what: str) -> str:
-    """ExecStart also expands ``$VAR``; a literal dollar is written ``$$``."""
+    """ExecStart expands ``$VAR`` in arguments (not in the command); a literal dollar is ``$$``."""
     return _word(value, what).replace("$", "$$")
 
 
@@ -94,7 +94,7 @@ After=network-online.target
 Type=exec
 User={_checked(user, "user")}
 WorkingDirectory={_specifiers(_checked(str(install_dir), "install folder"))}
-ExecStart={_exec_word(str(python), "python")} {_exec_word(str(manager_script), "manager script")}
+ExecStart={_word(str(python), "python")} {_exec_word(str(manager_script), "manager script")}
 EnvironmentFile=-{_specifiers(_checked(str(install_dir), "install folder"))}/.env
 Environment=PYTHONUNBUFFERED=1
 Environment=PYTHONDONTWRITEBYTECODE=1

@@ -1,0 +1,44 @@
+# The scheduler in a container: a cycle at start, then every EXPORT_PERIOD_HOURS.
+#
+#   docker build -t crypto-trading-system .
+#   docker run -d --name crypto-scheduler \
+#     -v "$(pwd)/historical_exports:/app/historical_exports" \
+#     -v "$(pwd)/.env:/app/.env:ro" \
+#     crypto-trading-system
+#   docker stop -t 60 crypto-scheduler   # SIGTERM: the current symbol finishes, files stay whole
+#
+# A bind-mounted export folder must be writable by UID 10001
+# (e.g. `sudo chown -R 10001:10001 historical_exports`).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# An unprivileged user with a fixed UID, so volume ownership is predictable.
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+# The code stays owned by root (read-only for the app user); only the export
+# folder is writable.
+COPY . .
+RUN mkdir -p /app/historical_exports \
+    && chown 10001:10001 /app/historical_exports \
+    && chmod 0750 /app/historical_exports
+
+USER 10001:10001
+VOLUME /app/historical_exports
+
+# Health: exit 0 healthy, 1 degraded, 2 down; Docker counts any non-zero as unhealthy.
+HEALTHCHECK --interval=5m --timeout=30s --start-period=2m \
+    CMD ["python", "scheduled_data_manager.py", "--health"]
+
+# The scheduler handles SIGTERM itself: it finishes the current symbol and exits 0.
+STOPSIGNAL SIGTERM
+CMD ["python", "scheduled_data_manager.py"]

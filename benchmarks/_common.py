@@ -1,0 +1,201 @@
+"""Shared helpers of the benchmarks: the sandbox subprocess, Settings, a table, results.
+
+The benchmarks are scripts, not tests: they print a table, write
+``benchmarks/results/<name>.json`` with the figures, the machine and the
+date, and assert nothing. The sandbox exchange runs as a separate process so
+that its CPU work (HTTP parsing, candle generation) does not share the
+benchmarked process's GIL.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+_LISTEN_RE = re.compile(r"listening on (http://\S+)")
+_CHILDREN: list[subprocess.Popen] = []
+
+
+# -- the sandbox exchange in its own process ----------------------------------------
+class SandboxProcess:
+    """``python sandbox_exchange.py ...`` as a subprocess; ``base_url`` once it listens."""
+
+    def __init__(self, *, latency: float = 0.0, weight_limit: int = 6000, accept_any_symbol: bool = True,
+                 clock_offset_ms: int = 0, list_symbols: int = 0, extra_args: Sequence[str] = ()) -> None:
+        # list_symbols > 0: exchangeInfo also lists SYM0001USDT.. (see _sandbox_server.py)
+        script = ROOT / "benchmarks" / "_sandbox_server.py" if list_symbols else ROOT / "sandbox_exchange.py"
+        self.args = [sys.executable, str(script), "--port", "0",
+                     "--latency", str(latency), "--weight-limit", str(weight_limit),
+                     "--clock-offset-ms", str(clock_offset_ms), *extra_args]
+        if accept_any_symbol:
+            self.args.append("--accept-any-symbol")
+        if list_symbols:
+            self.args += ["--list-symbols", str(list_symbols)]
+        self.proc: subprocess.Popen | None = None
+        self.base_url = ""
+
+    def start(self, timeout: float = 15.0) -> SandboxProcess:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=str(ROOT))
+        _CHILDREN.append(self.proc)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            match = _LISTEN_RE.search(line)
+            if match:
+                self.base_url = match.group(1)
+                return self
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        self.stop()
+        raise RuntimeError(f"sandbox exchange did not start: {err.strip()[:500]}")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+    def __enter__(self) -> SandboxProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Stop one child we started (by its pid), killing it if it does not leave."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(sig)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+@atexit.register
+def _stop_children() -> None:
+    for proc in _CHILDREN:
+        stop_process(proc, timeout=3)
+
+
+# -- settings ------------------------------------------------------------------------
+def make_settings(base_url: str, export_dir: Path, symbols: Iterable[str], **extra: str):
+    """Settings for a temp folder, built from a plain dict (no .env is read)."""
+    from config.settings import load_settings
+
+    env = {
+        "BINANCE_BASE_URL": base_url,
+        "EXPORT_DIR": str(export_dir),
+        "EXPORT_SYMBOLS": ",".join(symbols),
+        "KLINE_INTERVAL": "1h",
+        "EXPORT_LOOKBACK_DAYS": "2",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return load_settings(env, env_file=None)
+
+
+def bench_symbols(n: int) -> list[str]:
+    """``SYM0001USDT`` ...: served by a sandbox started with --accept-any-symbol."""
+    return [f"SYM{i:04d}USDT" for i in range(1, n + 1)]
+
+
+def temp_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+
+
+def quiet_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in ("export_historical_data", "file_manager", "scheduled_data_manager", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# -- output --------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3f}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, markdown: bool = True) -> str:
+    """A small markdown table (readable as plain text too)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    sep = " | " if markdown else "  "
+    lines = [("| " if markdown else "") + sep.join(h.ljust(w) for h, w in zip(headers, widths)) + (" |" if markdown else "")]
+    if markdown:
+        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        lines.append(("| " if markdown else "") + sep.join(c.ljust(w) for c, w in zip(row, widths)) + (" |" if markdown else ""))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def write_results(name: str, figures: Mapping[str, Any], *, targets: Mapping[str, Any] | None = None,
+                  command: str | None = None) -> Path:
+    """``benchmarks/results/<name>.json``: figures, targets, machine, date, command."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": name,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": machine(),
+        "figures": figures,
+        "targets": targets or {},
+    }
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "MISSED")
