@@ -251,6 +251,7 @@ class DataExportService:
         except StorageError as exc:
             self._terminate(process)
             return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
+        _detach(process)
         self.log_event(f"started scheduler PID {process.pid}")
         outcome.lines.append(f"started (PID {process.pid}); log: {self.paths.log}")
         return outcome
@@ -313,7 +314,8 @@ class DataExportService:
             if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
                 return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; removed it (not its target), "
                                                     "nothing was signalled"])
-            return Outcome(lines=[f"{current.describe()}; removed", "not running"])
+            joiner = ", " if current.detail.endswith(")") else "; "  # "(process N is not running), removed"
+            return Outcome(lines=[f"{current.describe()}{joiner}removed", "not running"])
         return self._signal_and_wait(current.pid, timeout)
 
     def _signal_and_wait(self, pid: int, timeout: float) -> Outcome:
@@ -412,6 +414,11 @@ class DataExportService:
             os.replace(log, log.with_name(f"{log.name}.1"))
         except OSError:
             pass  # an unrotated log is better than a service that does not start
+
+
+def _detach(process: subprocess.Popen[bytes]) -> None:
+    """The scheduler outlives this command by design: tell Popen not to warn that it still runs."""
+    process.returncode = 0
 
 
 def format_duration(seconds: float) -> str:

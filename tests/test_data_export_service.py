@@ -202,7 +202,7 @@ def test_pidfile_with_a_dead_pid_is_stale(service: Service) -> None:
     assert status.returncode == 3 and f"process {gone.pid} is not running" in status.stdout
     stop = service.run("stop")
     assert stop.returncode == 0
-    assert f"stale pidfile (process {gone.pid} is not running), removed" in stop.stdout.replace(";", ",")
+    assert f"stale pidfile (process {gone.pid} is not running), removed" in stop.stdout
     assert not service.pidfile.exists()
 
 
@@ -282,3 +282,20 @@ def test_protect_home_mode() -> None:
     assert protect_home_mode(["/usr/bin/python3", "/home/ana/crypto"]) == "read-only"
     assert protect_home_mode(["/root/.pyenv/versions/3.11.7/bin/python"]) == "read-only"
     assert protect_home_mode(["/homework/app"]) == "yes"
+
+
+def test_start_reports_a_scheduler_that_exits_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import data_export_service
+
+    failing = tmp_path / "failing_manager.py"
+    failing.write_text("import sys\nprint('cannot start: broken install', file=sys.stderr)\nsys.exit(3)\n")
+    monkeypatch.setattr(data_export_service, "MANAGER_PATH", failing)
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
+    assert data_export_service.main(["start", "--wait", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "exited at once with code 3" in err and "cannot start: broken install" in err
+    assert not (tmp_path / "exports" / PIDFILE).exists()

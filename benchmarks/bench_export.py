@@ -1,0 +1,240 @@
+"""Export of N symbols against a far exchange: ours vs ccxt vs a ccxt-paced loop vs the budget bound.
+
+    python benchmarks/bench_export.py [--symbols 400] [--latency 0.15] [--with-ccxt]
+
+Every contender gets its own fresh sandbox exchange process (150 ms latency,
+the real 6000 weight/minute budget) so none inherits another's used weight.
+A 2-day 1h window is one klines call (weight 2) per symbol, so the budget
+bound is N x 2 / (6000 / 60) = N / 50 s.
+
+* ours: ``ExportJob(settings, FileManager(...)).run(symbols)`` in-process
+  (thread pool of EXPORT_WORKERS sharing one WeightLimiter), writing real
+  files into a fresh temp folder;
+* ccxt (``--with-ccxt``): ``binance.fetch_ohlcv`` with ``enableRateLimit``,
+  its URLs pointed at the sandbox; ccxt is pip-installed into a throwaway
+  folder under /tmp if it is not importable (never a project dependency);
+* paced loop: sequential ``requests`` GETs spaced as ccxt spaces Binance
+  klines calls (rateLimit 50 ms x cost 0.4 = 20 ms), i.e. what ccxt does
+  without its own overhead; the baseline when ccxt is not used.
+
+429 answers are counted on the client side (``client.stats.rate_limited``
+for ours, status codes for the others).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    SandboxProcess,
+    bench_symbols,
+    make_settings,
+    quiet_logging,
+    table,
+    temp_dir,
+    verdict,
+    write_results,
+)
+
+KLINES_WEIGHT = 2
+WEIGHT_LIMIT = 6000
+CCXT_DIR = Path("/tmp/bench-ccxt")
+CCXT_PACE_S = 0.050 * 0.4  # ccxt binance: rateLimit 50 ms x klines cost 0.4
+
+
+def window(now_ms: int) -> tuple[int, int]:
+    """Start and end (open time of the newest closed candle) of a 2-day 1h window."""
+    hour = 3_600_000
+    last_closed = (now_ms // hour) * hour - hour
+    return now_ms - 2 * 86_400_000, last_closed
+
+
+# -- ours ---------------------------------------------------------------------------
+def run_ours(symbols: list[str], latency: float, workers: int | None) -> dict:
+    from export_historical_data import build_client
+    from export_job import ExportJob
+    from file_manager import FileManager
+
+    folder = temp_dir("export")
+    try:
+        with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT) as sandbox:
+            extra = {"EXPORT_WORKERS": str(workers)} if workers else {}
+            settings = make_settings(sandbox.base_url, folder, symbols, **extra)
+            files = FileManager(settings.export_dir, settings.kline_interval, settings.symbols,
+                                settings.max_files_per_symbol, settings.data_retention_days)
+            files.ensure_folder()
+            with build_client(settings) as client:
+                job = ExportJob(settings, files, client)
+                started = time.perf_counter()
+                report = job.run(symbols)
+                wall = time.perf_counter() - started
+            written = sum(1 for p in folder.iterdir() if p.suffix == ".csv")
+            return {
+                "name": f"ours (ExportJob, {settings.workers} workers)",
+                "wall_s": wall,
+                "klines_calls": client.stats.klines_calls,
+                "requests": client.stats.requests,
+                "http_429": client.stats.rate_limited,
+                "retries": client.stats.retries,
+                "symbols_ok": len(report.succeeded),
+                "symbols_failed": len(report.failed),
+                "files_written": written,
+                "limiter_waits": client.limiter.waits,
+                "workers": settings.workers,
+                "failures": sorted({o.error or "" for o in report.failed})[:3],
+            }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- ccxt -----------------------------------------------------------------------------
+def import_ccxt(install: bool):
+    try:
+        return importlib.import_module("ccxt")
+    except ImportError:
+        pass
+    if str(CCXT_DIR) not in sys.path:
+        sys.path.append(str(CCXT_DIR))  # appended: the project's own packages keep priority
+    try:
+        return importlib.import_module("ccxt")
+    except ImportError:
+        if not install:
+            return None
+    print(f"installing ccxt into the throwaway folder {CCXT_DIR} (not a project dependency) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--target", str(CCXT_DIR), "ccxt"], check=True)
+    importlib.invalidate_caches()
+    return importlib.import_module("ccxt")
+
+
+def run_ccxt(symbols: list[str], latency: float) -> dict:
+    ccxt = import_ccxt(install=True)
+    statuses: Counter[int] = Counter()
+    with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT, list_symbols=len(symbols)) as sandbox:
+        exchange = ccxt.binance({
+            "enableRateLimit": True,
+            "timeout": 20000,
+            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+        })
+        # Point every spot REST root at the sandbox; futures/options roots are never called.
+        for key, url in list(exchange.urls["api"].items()):
+            if isinstance(url, str) and url.startswith("https://api.binance.com/api/"):
+                exchange.urls["api"][key] = sandbox.base_url + url[len("https://api.binance.com"):]
+        exchange.session.hooks["response"].append(lambda r, *a, **k: statuses.update([r.status_code]))
+        errors: Counter[str] = Counter()
+        started = time.perf_counter()
+        exchange.load_markets()
+        markets_s = time.perf_counter() - started
+        start_ms, _ = window(exchange.milliseconds())
+        rows = 0
+        for symbol in symbols:
+            try:
+                rows += len(exchange.fetch_ohlcv(f"{symbol[:-4]}/USDT", "1h", since=start_ms, limit=48))
+            except ccxt.DDoSProtection:
+                errors["429/418"] += 1
+            except ccxt.BaseError as exc:
+                errors[type(exc).__name__] += 1
+        wall = time.perf_counter() - started
+    return {
+        "name": f"ccxt {ccxt.__version__} fetch_ohlcv (enableRateLimit)",
+        "wall_s": wall,
+        "load_markets_s": markets_s,
+        "klines_calls": len(symbols),
+        "requests": sum(statuses.values()),
+        "http_429": statuses.get(429, 0),
+        "statuses": dict(statuses),
+        "rows": rows,
+        "errors": dict(errors),
+    }
+
+
+# -- the ccxt-paced sequential loop ----------------------------------------------------
+def run_paced_loop(symbols: list[str], latency: float) -> dict:
+    import requests
+
+    statuses: Counter[int] = Counter()
+    rows = 0
+    with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT) as sandbox, requests.Session() as session:
+        url = sandbox.base_url + "/api/v3/klines"
+        start_ms, end_ms = window(session.get(sandbox.base_url + "/api/v3/time", timeout=10).json()["serverTime"])
+        started = time.perf_counter()
+        next_slot = started
+        for symbol in symbols:
+            pause = next_slot - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            next_slot = time.perf_counter() + CCXT_PACE_S
+            response = session.get(url, params={"symbol": symbol, "interval": "1h", "startTime": start_ms,
+                                                "endTime": end_ms, "limit": 48}, timeout=20)
+            statuses[response.status_code] += 1
+            if response.status_code == 200:
+                rows += len(response.json())
+        wall = time.perf_counter() - started
+    return {
+        "name": "sequential requests loop, ccxt pacing (20 ms)",
+        "wall_s": wall,
+        "klines_calls": len(symbols),
+        "requests": sum(statuses.values()),
+        "http_429": statuses.get(429, 0),
+        "statuses": dict(statuses),
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--symbols", type=int, default=400)
+    parser.add_argument("--latency", type=float, default=0.15)
+    parser.add_argument("--workers", type=int, help="EXPORT_WORKERS for our run (default: Settings default)")
+    parser.add_argument("--with-ccxt", action="store_true", help="also run ccxt (pip-installed to /tmp if missing)")
+    parser.add_argument("--no-paced-loop", action="store_true", help="skip the ccxt-paced requests loop")
+    args = parser.parse_args(argv)
+    quiet_logging()
+    symbols = bench_symbols(args.symbols)
+    bound_s = args.symbols * KLINES_WEIGHT / (WEIGHT_LIMIT / 60)
+
+    runs = [run_ours(symbols, args.latency, args.workers)]
+    if args.with_ccxt:
+        try:
+            runs.append(run_ccxt(symbols, args.latency))
+        except Exception as exc:  # the fallback below still gives a baseline
+            print(f"ccxt could not be run against the sandbox: {exc!r}; using the paced loop", flush=True)
+    if not args.no_paced_loop or len(runs) == 1:
+        runs.append(run_paced_loop(symbols, args.latency))
+    baseline = runs[1]
+    for run in runs:
+        run["calls_per_s"] = run["klines_calls"] / run["wall_s"]
+        run["pct_of_bound"] = 100 * bound_s / run["wall_s"]
+        run["speedup_vs_baseline"] = baseline["wall_s"] / run["wall_s"]
+
+    ours = runs[0]
+    rows = [[r["name"], r["wall_s"], r["klines_calls"], r["calls_per_s"], r["http_429"],
+             f"{r['pct_of_bound']:.1f} %", f"{r['speedup_vs_baseline']:.2f}x"] for r in runs]
+    rows.append([f"weight-budget bound ({WEIGHT_LIMIT}/min, klines weight {KLINES_WEIGHT})", bound_s,
+                 args.symbols, args.symbols / bound_s, 0, "100.0 %", f"{baseline['wall_s'] / bound_s:.2f}x"])
+    print(f"\nbench_export: {args.symbols} symbols, 2-day 1h window (1 call each), latency {args.latency * 1000:.0f} ms;"
+          f" baseline = {baseline['name']}")
+    print(table(["contender", "wall s", "calls", "calls/s", "429s", "% of bound", "speed-up"], rows))
+    targets = {
+        "pct_of_bound>=90": ours["pct_of_bound"] >= 90,
+        "zero_429": ours["http_429"] == 0,
+        "speedup>=4x": ours["speedup_vs_baseline"] >= 4,
+        "all_symbols_ok": ours["symbols_failed"] == 0,
+    }
+    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
+    figures = {"symbols": args.symbols, "latency_s": args.latency, "bound_s": bound_s,
+               "baseline": baseline["name"], "runs": runs}
+    path = write_results("bench_export", figures, targets=targets)
+    print(f"results: {path}")
+    return {"figures": figures, "targets": targets}
+
+
+if __name__ == "__main__":
+    main()
