@@ -67,6 +67,25 @@ def _newest_first(files: Iterable[ExportFile]) -> list[ExportFile]:
     return sorted(files, key=lambda f: (f.created, f.name), reverse=True)
 
 
+def _writer_gone(temp_name: str) -> bool:
+    """True if the process that wrote this temp file no longer exists."""
+    match = TEMP_NAME_PATTERN.fullmatch(temp_name)
+    if match is None:
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only, nothing is delivered
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any possible PID
+        return True
+    except PermissionError:  # it exists, owned by someone else
+        return False
+    return False
+
+
 def _human_bytes(size: int) -> str:
     if size < 1024:
         return f"{size} B"
@@ -557,10 +576,17 @@ class FileManager:
         return extra
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
-        """Leftovers of a killed writer; a young one may belong to a running writer."""
+        """Leftovers of a killed writer.
+
+        A young one may belong to a running writer, so it goes only when the
+        writer named in it (``atomic_io`` puts the PID in the name) is gone:
+        a ``kill -9`` mid-write must not leave its temp file for an hour.
+        """
         cutoff = self.now().timestamp() - TEMP_MAX_AGE.total_seconds()
         for temp in temps:
-            if temp.mtime < cutoff and self._remove(temp.path, "temp file of an interrupted write", dry_run, result):
+            if temp.mtime >= cutoff and not _writer_gone(temp.path.name):
+                continue
+            if self._remove(temp.path, "temp file of an interrupted write", dry_run, result):
                 result.temp_removed.append(temp.path)
 
     def _remove(self, path: Path, reason: str, dry_run: bool, result: CleanupResult) -> bool:

@@ -165,7 +165,7 @@ def test_temp_files_older_than_an_hour_are_removed(tmp_path: Path) -> None:
     folder = tmp_path / "exports"
     folder.mkdir()
     old = folder / ".BTCUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp"
-    young = folder / ".BTCUSDT_1h_20241110_115000.csv.4243.cafef00d.tmp"
+    young = folder / f".BTCUSDT_1h_20241110_115000.csv.{os.getpid()}.cafef00d.tmp"  # its writer is alive
     old_state = folder / ".state.json.4242.0123abcd.tmp"
     lookalike = folder / ".BTCUSDT.tmp"
     for path, age in ((old, timedelta(hours=2)), (young, timedelta(minutes=10)),

@@ -207,3 +207,25 @@ def test_ban_is_persisted_and_a_restart_sends_nothing_until_it_ends(sandbox_fact
     assert len(exchange.requests) == sent
     status = read_json(out / "status_report.json")
     assert status["banned_until"] == state["banned_until"]
+
+
+def test_cleanup_only_cli_on_the_done_means_folder(tmp_path: Path) -> None:
+    from tests.test_file_manager import CORRUPT, build_scenario, listing
+
+    paths = build_scenario(tmp_path)
+    folder = paths["folder"]
+    env = cli_env("http://127.0.0.1:1", folder, EXPORT_SYMBOLS="BTCUSDT,ETHUSDT,SOLUSDT")
+    before = listing(tmp_path)
+    dry = run_cli("scheduled_data_manager.py", "--cleanup-only", "--dry-run", env=env, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "would quarantine" in dry.stdout and paths["btc_corrupt"].name in dry.stdout
+    assert listing(tmp_path) == before
+
+    result = run_cli("scheduled_data_manager.py", "--cleanup-only", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in export_csvs(folder)} == {paths["btc_1d"].name, paths["eth_10d"].name}
+    assert (folder / "quarantine" / paths["btc_corrupt"].name).read_bytes() == CORRUPT
+    assert paths["link"].is_symlink() and paths["target"].exists() and paths["notes"].exists()
+    assert "ETHUSDT" in result.stdout  # reported as stale, not removed
+    report = read_json(folder / "status_report.json")
+    assert report["system_status"]["cleanup_count"] == 1 and report["system_status"]["export_count"] == 0
