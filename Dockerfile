@@ -35,9 +35,10 @@ RUN mkdir -p /app/historical_exports \
 USER 10001:10001
 VOLUME /app/historical_exports
 
-# Health: exit 0 healthy, 1 degraded, 2 down; Docker counts any non-zero as unhealthy.
+# Health: --health exits 0 healthy, 1 degraded, 2 down. Docker reserves exit 2,
+# so both problems are reported to it as 1 (unhealthy); the reason is in the output.
 HEALTHCHECK --interval=5m --timeout=30s --start-period=2m \
-    CMD ["python", "scheduled_data_manager.py", "--health"]
+    CMD python scheduled_data_manager.py --health || exit 1
 
 # The scheduler handles SIGTERM itself: it finishes the current symbol and exits 0.
 STOPSIGNAL SIGTERM
