@@ -302,17 +302,27 @@ def _retry_after_seconds(response: requests.Response, default: float) -> float:
 
 
 def _ban_end(response: requests.Response) -> datetime:
-    """When a 418 ban ends: Retry-After, or the epoch ms in the message."""
+    """When a 418 ban ends: Retry-After, or the epoch ms in the message.
+
+    Rounded up to a whole second: the end is persisted with second precision
+    (state.json), and a restart must never wake up a fraction of a second
+    before the exchange lifts the ban (a request then extends it).
+    """
     now = datetime.now(timezone.utc)
     raw = response.headers.get("Retry-After", "")
     try:
-        return now + timedelta(seconds=max(1.0, float(raw)))
+        return _ceil_second(now + timedelta(seconds=max(1.0, float(raw))))
     except ValueError:
         pass
     match = _BANNED_UNTIL_RE.search(response.text or "")
     if match:
-        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=timezone.utc)
-    return now + timedelta(minutes=2)  # Binance's shortest ban
+        return _ceil_second(datetime.fromtimestamp(int(match.group(1)) / 1000, tz=timezone.utc))
+    return _ceil_second(now + timedelta(minutes=2))  # Binance's shortest ban
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
 
 
 def _transport_message(url: str, exc: Exception, retries: int) -> str:

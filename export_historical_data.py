@@ -46,6 +46,9 @@ class SymbolExport:
     fetched_rows: int = 0
     calls: int = 0
     requested_from_ms: int | None = None
+    # Set when the reused candles start later than the window (the look-back grew):
+    # the head of the window, up to this open time, is fetched too.
+    head_until_ms: int | None = None
 
 
 @dataclass
@@ -125,20 +128,39 @@ class HistoricalDataExporter:
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         start_ms = self.window_start_ms(now_ms, lookback_days)
         kept = _reusable(previous, start_ms, now_ms)
-        fetch_from = start_ms if kept.empty else int(kept["open_time"].iloc[-1]) + 1
-        return SymbolExport(symbol, kept, start_ms, now_ms, reused_rows=len(kept), requested_from_ms=fetch_from)
+        if kept.empty:
+            return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms)
+        first_kept = int(kept["open_time"].iloc[0])
+        head_until = first_kept - 1 if first_kept > self._first_open_ms(start_ms) else None
+        return SymbolExport(symbol, kept, start_ms, now_ms, reused_rows=len(kept),
+                            requested_from_ms=start_ms if head_until is not None else int(kept["open_time"].iloc[-1]) + 1,
+                            head_until_ms=head_until)
+
+    def _first_open_ms(self, start_ms: int) -> int:
+        """The first open time on the grid at or after ``start_ms``."""
+        first = floor_open_ms(start_ms, self.interval)
+        return first if first >= start_ms else next_open_ms(first, self.interval)
 
     def iter_chunks(self, export: SymbolExport) -> Iterator[pd.DataFrame]:
-        """The reused candles, then each fetched page: already sorted and unique.
+        """The window's head if the look-back grew, the reused candles, then each
+        fetched page: already sorted and unique.
 
         Yielding pages one by one lets a year of 1m candles go to disk without
         ever sitting whole in memory. Raises NoDataError when nothing at all
         is closed in the window, so that no empty file is ever written.
         """
+        assert export.requested_from_ms is not None
+        if export.head_until_ms is not None:
+            for page in self.iter_closed_pages(export.symbol, export.window_start_ms, export.server_time_ms, export,
+                                               until_ms=export.head_until_ms):
+                export.fetched_rows += len(page)
+                yield page
         if len(export.frame):
             yield export.frame
-        assert export.requested_from_ms is not None
-        for page in self.iter_closed_pages(export.symbol, export.requested_from_ms, export.server_time_ms, export):
+        tail_from = export.requested_from_ms
+        if len(export.frame):
+            tail_from = int(export.frame["open_time"].iloc[-1]) + 1
+        for page in self.iter_closed_pages(export.symbol, tail_from, export.server_time_ms, export):
             export.fetched_rows += len(page)
             yield page
         if export.reused_rows + export.fetched_rows == 0:
@@ -161,10 +183,14 @@ class HistoricalDataExporter:
         return export
 
     def iter_closed_pages(
-        self, symbol: str, start_ms: int, server_time_ms: int, tally: SymbolExport | None = None
+        self, symbol: str, start_ms: int, server_time_ms: int, tally: SymbolExport | None = None,
+        *, until_ms: int | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """Pages of closed candles from ``start_ms``; stops at the first open candle."""
+        """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``);
+        stops at the first open candle."""
         last_closed = self.last_closed_open_ms(server_time_ms)
+        if until_ms is not None:
+            last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
         cursor = start_ms
         while cursor <= last_closed:
             limit = self._page_size(cursor, last_closed)
@@ -173,7 +199,8 @@ class HistoricalDataExporter:
                 tally.calls += 1
             self.progress.add(len(rows))
             page = rows_to_frame(rows)
-            page = page[(page["close_time"] < server_time_ms) & (page["open_time"] >= cursor)]
+            page = page[(page["close_time"] < server_time_ms) & (page["open_time"] >= cursor)
+                        & (page["open_time"] <= last_closed)]
             if page.empty:
                 return
             yield page.reset_index(drop=True)

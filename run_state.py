@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atomic_io import atomic_write_json
+from errors import StorageError
 
 STATE_NAME = "state.json"
 logger = logging.getLogger("scheduled_data_manager")
@@ -90,7 +91,7 @@ def _from_dict(data: dict[str, Any]) -> RunState:
 def load_state(folder: Path) -> RunState:
     path = Path(folder) / STATE_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_no_follow(path))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return _from_dict(data)
@@ -103,6 +104,13 @@ def load_state(folder: Path) -> RunState:
         except OSError:
             pass
         return RunState()
+
+
+def _read_no_follow(path: Path) -> str:
+    """The file's text; a symlink planted in its place is refused (ELOOP), never read through."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read().decode("utf-8")
 
 
 def save_state(folder: Path, state: RunState) -> None:
@@ -121,7 +129,12 @@ def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
     """
     import fcntl
 
-    fd = os.open(Path(folder) / STATE_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    lock = Path(folder) / STATE_LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        raise StorageError(f"cannot open the state lock {lock}: {exc.strerror or exc}; "
+                           "remove it if it is a symlink or not a regular file") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         state = load_state(folder)

@@ -50,7 +50,7 @@ def manager_env(export_dir: Path, base_url: str, symbols: str = "BTCUSDT,ETHUSDT
         "BINANCE_BASE_URL": base_url,
         "EXPORT_SYMBOLS": symbols,
         "HTTP_BACKOFF_SECONDS": "0",
-        "HTTP_TIMEOUT_SECONDS": "1",
+        "HTTP_TIMEOUT_SECONDS": "2",
         "HTTP_RETRIES": "2",
         "EXPORT_WORKERS": "4",
     })

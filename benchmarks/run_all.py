@@ -1,0 +1,160 @@
+"""Run the four benchmarks, then print one markdown table of the figures and targets.
+
+    python benchmarks/run_all.py [--with-ccxt] [--quick] [--only export,steady,files,idle]
+
+Each benchmark runs as its own process (fresh interpreter, fresh sandbox
+exchange) and writes ``benchmarks/results/<name>.json``; the combined table is
+built from those files and also written to ``benchmarks/results/summary.md``,
+ready to paste into the README's "Performance" section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, machine  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def mark(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "**missed**")
+
+
+def rows_export(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    runs = f["runs"]
+    ours, base = runs[0], next(x for x in runs if x["name"] == f["baseline"])
+    crowded = next((x for x in runs if x.get("prefilled_files")), None)
+    out = [
+        [f"export {f['symbols']} symbols, {f['latency_s'] * 1000:.0f} ms latency",
+         f"{ours['wall_s']:.2f} s, {ours['calls_per_s']:.1f} calls/s, {ours['http_429']} x 429",
+         f"{base['name']}: {base['wall_s']:.1f} s, {base['calls_per_s']:.1f} calls/s",
+         f"bound {f['bound_s']:.1f} s (50 calls/s)",
+         f"{ours['pct_of_bound']:.1f} % of bound, {ours['speedup_vs_baseline']:.1f}x baseline",
+         ", ".join(mark(t[k]) for k in ("pct_of_bound>=90", "zero_429", "speedup>=4x"))],
+    ]
+    others = [x for x in runs[1:] if x is not base and not x.get("prefilled_files")]
+    for other in others:
+        out.append(["", "", f"{other['name']}: {other['wall_s']:.1f} s", "", "", ""])
+    if crowded is not None:
+        out.append([f"same, folder holding {crowded['prefilled_files']} other files",
+                    f"{crowded['wall_s']:.2f} s, {crowded['calls_per_s']:.1f} calls/s", "", "",
+                    f"{crowded['pct_of_bound']:.1f} % of bound", mark(t.get("crowded_folder_pct_of_bound>=90"))])
+    return out
+
+
+def rows_steady(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    two = f["runs"][1]
+    return [[f"steady cycle, {f['symbols']} symbols, 1 new candle",
+             f"{two['calls_per_symbol']:.2f} calls/symbol, {two['candles_downloaded']} candles, "
+             f"{two['redownloaded_candles']} re-downloaded, limit={two['max_limit_param']}, {two['wall_s']:.1f} s",
+             f"first cycle: {f['runs'][0]['candles_downloaded']} candles, {f['runs'][0]['wall_s']:.1f} s", "",
+             "<= 1 call/symbol, 0 re-downloaded",
+             ", ".join(mark(t[k]) for k in ("calls_per_symbol<=1", "zero_redownloaded"))]]
+
+
+def rows_files(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    d, many, rss = f["duplicate_scan"], f["many_files"], f["peak_rss"]
+    cleanup, cycle = many["runs"]["cleanup"], many["runs"]["cycle_maintenance"]
+    out = [
+        [f"duplicate scan, {d['files']} files / {d['total_mb']:.0f} MB",
+         f"find_duplicates {d['find_duplicates_mb_s']:.0f} MB/s (hash-only loop {d['hash_only_mb_s']:.0f} MB/s)",
+         f"sha256sum {d['sha256sum_mb_s']:.0f} MB/s", "",
+         f"{d['find_duplicates_mb_s'] / d['sha256sum_mb_s']:.2f}x sha256sum (>= 0.8x)",
+         mark(t["dup_scan>=0.8x_sha256sum"])],
+        [f"cleanup + validation, {many['files']} files",
+         f"{cleanup['wall_s']:.2f} s, {cleanup['files_per_s']:.0f} files/s, {cleanup['opens_max_per_file']} open/file",
+         "", "", "one pass", mark(t["cleanup_one_pass"])],
+        ["cycle maintenance (cleanup, dups, status)",
+         f"{cycle['wall_s']:.2f} s, {cycle['files_per_s']:.0f} files/s, {cycle['opens_max_per_file']} opens/file",
+         "", "", "one pass", mark(t["cycle_maintenance_one_pass"])],
+    ]
+    if rss:
+        for key, target in (("50_symbols_1y_1h", "rss_50sym_1h<300MB"), ("1_symbol_1y_1m", "rss_1sym_1m<300MB")):
+            x = rss[key]
+            out.append([f"backfill peak RSS, {x['symbols']} symbol(s) x 1 y x {x['interval']}",
+                        f"{x['peak_rss_mb']:.0f} MB ({x['rows_written']} rows, {x['wall_s']:.1f} s)", "", "",
+                        "< 300 MB", mark(t[target])])
+    return out
+
+
+def rows_idle(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    return [["idle scheduler loop", f"{f['idle_cpu_pct']:.2f} % CPU over {f['measured_s']:.0f} s", "", "",
+             "< 1 %", mark(t["idle_cpu<1%"])]]
+
+
+BENCHES = {
+    "export": ("bench_export", rows_export),
+    "steady": ("bench_steady", rows_steady),
+    "files": ("bench_files", rows_files),
+    "idle": ("bench_idle", rows_idle),
+}
+
+
+def summary(names: list[str]) -> str:
+    header = ["benchmark", "ours", "baseline", "bound", "ratio / target", "target"]
+    rows: list[list[str]] = []
+    dates = []
+    for name in names:
+        result = load(BENCHES[name][0])
+        if result is None:
+            rows.append([name, "no results", "", "", "", ""])
+            continue
+        dates.append(result["date"])
+        rows.extend(BENCHES[name][1](result))
+    m = machine()
+    lines = [f"Measured {max(dates) if dates else '-'} on {m['nproc']} CPU(s) ({m.get('cpu', '?')}), "
+             f"Python {m['python']}; `python benchmarks/run_all.py` (figures in benchmarks/results/).", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--with-ccxt", action="store_true", help="bench_export also runs ccxt (pip-installed to /tmp)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (100 symbols, 2 000 files)")
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma list of: " + ", ".join(BENCHES))
+    parser.add_argument("--summary-only", action="store_true", help="only print the table of the last results")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    commands = {
+        "export": ["--symbols", "100" if args.quick else "400", "--prefill-files", "2000" if args.quick else "10000",
+                   *(["--with-ccxt"] if args.with_ccxt else [])],
+        "steady": ["--symbols", "100" if args.quick else "400"],
+        "files": ["--files", "2000"] if args.quick else [],
+        "idle": [],
+    }
+    failed = []
+    if not args.summary_only:
+        for name in names:
+            command = [sys.executable, str(HERE / f"{BENCHES[name][0]}.py"), *commands[name]]
+            print(f"\n=== {' '.join(command[1:])}", flush=True)
+            started = time.perf_counter()
+            code = subprocess.call(command)
+            print(f"=== {name}: exit {code} in {time.perf_counter() - started:.0f} s", flush=True)
+            if code != 0:
+                failed.append(name)
+    text = summary(names)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "summary.md").write_text(text + "\n", encoding="utf-8")
+    print("\n" + text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
