@@ -52,6 +52,8 @@ def print_cycle(cycle: CycleReport) -> None:
             print(f"  {verb} {path}")
         for path, reason in cycle.cleanup.quarantined:
             print(f"  {'would quarantine' if cycle.dry_run else 'quarantined'} {path}: {reason}")
+        for problem in cycle.cleanup.errors:
+            _err(f"error: cleanup: {problem}")
     if cycle.duplicates is not None and cycle.duplicates.groups:
         print(f"duplicates: {len(cycle.duplicates.groups)} groups, {cycle.duplicates.wasted_bytes} bytes reclaimable")
     if cycle.status and not cycle.dry_run:

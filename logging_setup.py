@@ -8,9 +8,11 @@ stays short: warnings and errors, or everything with ``-v``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import IO
 
 MAX_LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
@@ -25,8 +27,20 @@ class UTCFormatter(logging.Formatter):
         return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
 
 
+class NoFollowRotatingFileHandler(RotatingFileHandler):
+    """A rotating log that refuses to write through a symlink planted at its path.
+
+    The export folder may be shared; appending through a link would let
+    whoever planted it make us write (as our user) into any file.
+    """
+
+    def _open(self) -> IO[str]:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def _rotating(path: Path, level: int) -> RotatingFileHandler:
-    handler = RotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    handler = NoFollowRotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     handler.setLevel(level)
     handler.setFormatter(UTCFormatter(FILE_FORMAT))
     return handler
@@ -45,6 +59,8 @@ def configure_logging(export_dir: Path | None, level: str = "INFO", *, verbose: 
     root.addHandler(console)
     if export_dir is not None:
         logs = Path(export_dir) / "logs"
+        if logs.is_symlink():
+            raise OSError(f"{logs} is a symbolic link; logs are only written into a real folder")
         logs.mkdir(parents=True, exist_ok=True)
         root.addHandler(_rotating(logs / "scheduled_data_manager.log", numeric))
         exporter = logging.getLogger("export_historical_data")

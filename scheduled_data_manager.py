@@ -63,6 +63,8 @@ class CycleReport:
             return EXIT_FAILED
         if self.skipped_reason is not None:
             return EXIT_FAILED
+        if self.cleanup is not None and self.cleanup.errors:
+            return EXIT_FAILED  # e.g. a corrupt file that could not be quarantined is still there
         return EXIT_OK
 
 
@@ -285,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(None if read_only else settings.export_dir, settings.log_level, verbose=args.verbose)
     except OSError as exc:
-        print(f"error: cannot create the log folder in {settings.export_dir}: {exc.strerror or exc}; "
+        print(f"error: cannot write the logs in {settings.export_dir / 'logs'}: {exc.strerror or exc}; "
               "check EXPORT_DIR and its permissions", file=sys.stderr)
         return EXIT_FAILED
     stop_event = threading.Event()

@@ -181,8 +181,6 @@ def test_planted_symlinks_for_our_own_files_are_never_followed(case, tmp_path, s
     assert_folder_sound(folder)
 
 
-@pytest.mark.xfail(strict=True, reason="logging_setup.configure_logging opens the log files with "
-                                       "RotatingFileHandler, which follows a planted symlink (fix needed there)")
 def test_planted_symlinks_for_the_log_files_are_never_followed(tmp_path, sandbox):
     folder = tmp_path / "exports"
     outside = tmp_path / "outside"
@@ -193,5 +191,18 @@ def test_planted_symlinks_for_the_log_files_are_never_followed(tmp_path, sandbox
         target.write_text("precious\n")
         os.symlink(target, folder / name)
     before = snapshot(outside)
-    run_manager(manager_env(folder, sandbox.base_url, "BTCUSDT"), "--manual")
+    result = run_manager(manager_env(folder, sandbox.base_url, "BTCUSDT"), "--manual")
+    assert result.returncode == 1 and "cannot write the logs" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert snapshot(outside) == before
+
+
+def test_a_logs_folder_that_is_a_symlink_is_refused(tmp_path, sandbox):
+    folder = tmp_path / "exports"
+    outside = tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    os.symlink(outside, folder / "logs")
+    result = run_manager(manager_env(folder, sandbox.base_url, "BTCUSDT"), "--manual")
+    assert result.returncode == 1 and "symbolic link" in result.stderr
+    assert list(outside.iterdir()) == [] and sandbox.requests == []
