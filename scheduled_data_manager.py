@@ -33,7 +33,7 @@ from errors import ExportError, RunLockedError, StorageError
 from exchange_client import ExchangeClient
 from export_historical_data import build_client
 from export_job import ExportJob, ExportReport, SymbolOutcome
-from file_manager import CleanupResult, DuplicateReport, FileManager
+from file_manager import CleanupResult, DuplicateReport, FileManager, FolderScan
 from process_info import is_manager_process
 from run_lock import RunLock
 from run_state import RunState, load_state, to_iso, update_state, utc_now
@@ -129,10 +129,14 @@ class ScheduledDataManager:
             self._export_step(report, state, dry_run)
         if cleanup and not self.stop_event.is_set():
             report.cleanup = self.files.cleanup(dry_run=dry_run)
-            report.duplicates = self.files.find_duplicates()
+        # One pass over the folder as the cycle leaves it serves the duplicate
+        # report, the validations and the statistics of the status report.
+        scan = self.files.scan()
+        if report.cleanup is not None:
+            report.duplicates = self.files.find_duplicates(scan_result=scan)
         if not dry_run:
             state = update_state(self.export_dir, lambda s: self._record(s, report, started, export, cleanup))
-        report.status = self.write_status(state, write=not dry_run)
+        report.status = self.write_status(state, write=not dry_run, scan=scan)
         return report
 
     def _export_step(self, report: CycleReport, state: RunState, dry_run: bool) -> None:
@@ -180,11 +184,13 @@ class ScheduledDataManager:
             entry.last_error, entry.last_error_at, entry.last_error_kind = outcome.error, to_iso(now), outcome.error_kind
 
     # -- status ----------------------------------------------------------------
-    def write_status(self, state: RunState | None = None, *, write: bool = True) -> dict[str, Any]:
+    def write_status(self, state: RunState | None = None, *, write: bool = True,
+                     scan: FolderScan | None = None) -> dict[str, Any]:
         """Build the status report from the files as they are now; write it atomically."""
         state = state or load_state(self.export_dir)
-        validations = self.files.validate_all(dry_run=True)
-        report = build_status_report(self.settings, state, validations, self.files.file_statistics(),
+        scan = scan or self.files.scan()
+        validations = self.files.validate_all(dry_run=True, scan_result=scan)
+        report = build_status_report(self.settings, state, validations, self.files.file_statistics(scan_result=scan),
                                      self.service_status(state))
         if write and self.export_dir.is_dir():
             write_status_report(self.export_dir, report)
