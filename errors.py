@@ -66,3 +66,7 @@ class StorageError(ExportError):
 
 class RunLockedError(ExportError):
     """Another run holds the run lock (cron and the service overlapping)."""
+
+
+class ServiceError(ExportError):
+    """The background service could not be started, stopped or inspected."""

@@ -14,18 +14,17 @@ against the data it protects:
 * every unlink re-checks with ``lstat`` that the name is still a regular file;
 * ``dry_run`` computes the same plan and changes nothing on disk.
 
-A full pass reads each file once (``scan``): validation, and SHA-256 only for
-files whose size collides with another's, come from that single read.
+The parts live beside it: ``folder_scan`` lists and reads the folder once
+(validation and hashes from one read), ``retention`` decides what goes and
+why, ``cleanup_report`` holds the results; this module does the moving and
+removing.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
-from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,9 @@ from typing import Any
 import pandas as pd
 
 from atomic_io import TEMP_NAME_PATTERN
+from cleanup_report import CleanupResult, DuplicateReport
 from config.intervals import is_valid_interval
-from csv_validation import FileValidation, check_bytes, validate_many
+from csv_validation import FileValidation, check_bytes
 from errors import StorageError
 from export_files import (
     EXPORT_NAME_PATTERN,
@@ -45,12 +45,17 @@ from export_files import (
     scan_exports,
     write_candles,
 )
+from folder_scan import FolderScan, TempFile, cannot_read, read_regular_file, scan_folder, writer_gone
+from retention import CleanupPlan, RetentionRules, plan_cleanup
+
+__all__ = [
+    "FileManager", "QUARANTINE_DIR_NAME", "TEMP_MAX_AGE",
+    # moved to folder_scan.py and cleanup_report.py; still importable from here
+    "CleanupResult", "DuplicateReport", "FolderScan", "TempFile", "read_regular_file",
+]
 
 QUARANTINE_DIR_NAME = "quarantine"
 TEMP_MAX_AGE = timedelta(hours=1)
-HASH_CHUNK_BYTES = 1 << 20
-# Small files are validated together; this bounds the bytes held in memory at once.
-VALIDATION_BATCH_BYTES = 16 << 20
 _MB = 1024 * 1024
 
 
@@ -61,172 +66,6 @@ def _utc_now() -> datetime:
 def _as_utc(moment: datetime) -> datetime:
     """Naive datetimes are taken as UTC: the names on disk are UTC."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
-def _newest_first(files: Iterable[ExportFile]) -> list[ExportFile]:
-    return sorted(files, key=lambda f: (f.created, f.name), reverse=True)
-
-
-def _writer_gone(temp_name: str) -> bool:
-    """True if the process that wrote this temp file no longer exists."""
-    match = TEMP_NAME_PATTERN.fullmatch(temp_name)
-    if match is None:
-        return False
-    pid = int(match["pid"])
-    if pid == os.getpid():
-        return False
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only, nothing is delivered
-    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any possible PID
-        return True
-    except PermissionError:  # it exists, owned by someone else
-        return False
-    return False
-
-
-def _human_bytes(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    scaled = float(size)
-    for unit in ("KB", "MB"):
-        scaled /= 1024
-        if scaled < 1024:
-            return f"{scaled:.1f} {unit}"
-    return f"{scaled / 1024:.1f} GB"
-
-
-# --- results --------------------------------------------------------------
-
-@dataclass
-class CleanupResult:
-    """What a cleanup removed (or, in a dry run, would remove) and why it kept the rest.
-
-    ``removed`` lists every deleted file (retention, duplicates and temp
-    leftovers); ``temp_removed`` and ``duplicates_removed`` say which of them
-    were which; ``bytes_freed`` counts them all.
-    """
-
-    removed: list[Path] = field(default_factory=list)
-    bytes_freed: int = 0
-    kept: list[Path] = field(default_factory=list)
-    stale_symbols: list[str] = field(default_factory=list)
-    quarantined: list[tuple[Path, str]] = field(default_factory=list)
-    temp_removed: list[Path] = field(default_factory=list)
-    duplicates_removed: list[Path] = field(default_factory=list)
-    dry_run: bool = False
-    errors: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line for the log and the CLI."""
-        verb = "would remove" if self.dry_run else "removed"
-        text = (
-            f"{'dry run: ' if self.dry_run else ''}{verb} {len(self.removed)} file(s) "
-            f"({_human_bytes(self.bytes_freed)}; {len(self.temp_removed)} temp, "
-            f"{len(self.duplicates_removed)} duplicate), quarantined {len(self.quarantined)}, "
-            f"kept {len(self.kept)}"
-        )
-        if self.stale_symbols:
-            text += f"; stale: {', '.join(self.stale_symbols)}"
-        if self.errors:
-            text += f"; {len(self.errors)} error(s)"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "removed": [str(p) for p in self.removed],
-            "bytes_freed": self.bytes_freed,
-            "kept": [str(p) for p in self.kept],
-            "stale_symbols": list(self.stale_symbols),
-            "quarantined": [{"path": str(p), "reason": r} for p, r in self.quarantined],
-            "temp_removed": [str(p) for p in self.temp_removed],
-            "duplicates_removed": [str(p) for p in self.duplicates_removed],
-            "errors": list(self.errors),
-            "summary": self.summary(),
-        }
-
-
-@dataclass
-class DuplicateReport:
-    """Files with identical content; ``wasted_bytes`` is what keeping only the newest would free."""
-
-    groups: list[list[Path]] = field(default_factory=list)
-    wasted_bytes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "group_count": len(self.groups),
-            "groups": [[str(p) for p in group] for group in self.groups],
-            "wasted_bytes": self.wasted_bytes,
-        }
-
-
-@dataclass(frozen=True)
-class TempFile:
-    """A leftover of ``atomic_io`` (possibly of a writer still running)."""
-
-    path: Path
-    size: int
-    mtime: float
-
-
-@dataclass
-class FolderScan:
-    """One pass over the folder: our files (oldest first), their verdicts,
-    hashes where sizes collide, and temp leftovers."""
-
-    files: list[ExportFile] = field(default_factory=list)
-    validations: dict[Path, FileValidation] = field(default_factory=dict)
-    hashes: dict[Path, str] = field(default_factory=dict)
-    temp_files: list[TempFile] = field(default_factory=list)
-    unreadable: set[Path] = field(default_factory=set)
-
-    def valid_files(self) -> list[ExportFile]:
-        return [f for f in self.files if self.validations[f.path].valid]
-
-    def invalid_files(self) -> list[ExportFile]:
-        """Readable files that break a rule (unreadable ones are not judged)."""
-        return [
-            f for f in self.files
-            if not self.validations[f.path].valid and f.path not in self.unreadable
-        ]
-
-    def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
-        """Groups of identical files, newest first in each group."""
-        by_hash: dict[str, list[ExportFile]] = defaultdict(list)
-        for f in self.files if among is None else among:
-            digest = self.hashes.get(f.path)
-            if digest is not None:
-                by_hash[digest].append(f)
-        groups = [_newest_first(group) for group in by_hash.values() if len(group) > 1]
-        return sorted(groups, key=lambda g: g[0].name)
-
-
-# --- reading without trusting the name ------------------------------------
-
-def read_regular_file(path: Path, *, want_hash: bool = False) -> tuple[bytes, str | None]:
-    """Read a file in 1 MiB chunks, hashing as it streams when asked.
-
-    ``O_NOFOLLOW`` refuses a symlink swapped in after the scan, ``O_NONBLOCK``
-    keeps a FIFO from hanging the job, and ``fstat`` refuses anything but a
-    regular file, so one read serves validation and hashing safely.
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        digest = hashlib.sha256() if want_hash else None
-        parts: list[bytes] = []
-        while chunk := os.read(fd, HASH_CHUNK_BYTES):
-            parts.append(chunk)
-            if digest is not None:
-                digest.update(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(parts), digest.hexdigest() if digest is not None else None
 
 
 # --- the manager ----------------------------------------------------------
@@ -299,95 +138,7 @@ class FileManager:
 
     def scan(self, *, symbols: Collection[str] | None = None) -> FolderScan:
         """One directory pass and one read per file (optionally only some symbols)."""
-        wanted = None if symbols is None else frozenset(symbols)
-        result = FolderScan()
-        for entry in self._entries():
-            self._classify(entry, wanted, result)
-        result.files.sort(key=lambda f: (f.created, f.name))
-        self._read_all(result)
-        return result
-
-    def _entries(self) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(self.export_dir) as it:
-                return list(it)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise StorageError(f"cannot list {self.export_dir}: {exc.strerror or exc}") from exc
-
-    def _classify(self, entry: os.DirEntry[str], wanted: frozenset[str] | None, result: FolderScan) -> None:
-        """Keep only regular files (never a symlink) with one of our two name shapes."""
-        try:
-            if not entry.is_file(follow_symlinks=False):
-                return
-            parsed = parse_export_name(entry.name)
-            if parsed is not None:
-                if wanted is None or parsed[0] in wanted:
-                    size = entry.stat(follow_symlinks=False).st_size
-                    result.files.append(ExportFile(Path(entry.path), *parsed, size))
-                return
-            match = TEMP_NAME_PATTERN.fullmatch(entry.name)
-            if match is not None and self._temp_wanted(match["final"], wanted):
-                info = entry.stat(follow_symlinks=False)
-                result.temp_files.append(TempFile(Path(entry.path), info.st_size, info.st_mtime))
-        except OSError:
-            return  # vanished or unstat-able since the listing: not a candidate
-
-    @staticmethod
-    def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
-        if wanted is None:
-            return True
-        parsed = parse_export_name(final_name)
-        return parsed is not None and parsed[0] in wanted
-
-    def _read_all(self, result: FolderScan) -> None:
-        """Read each file once; validate in batches (one parse for many small files)."""
-        sizes: dict[int, int] = defaultdict(int)
-        for f in result.files:
-            sizes[f.size] += 1
-        present: list[ExportFile] = []
-        batch: list[tuple[bytes, str, Path]] = []
-        batch_bytes = 0
-        for f in result.files:
-            read = self._read_one(f, sizes[f.size] > 1, result)
-            if read is None:
-                continue
-            f, data = read
-            present.append(f)
-            if data is None:
-                continue
-            batch.append((data, f.interval, f.path))
-            batch_bytes += len(data)
-            if batch_bytes >= VALIDATION_BATCH_BYTES:
-                self._validate_batch(batch, result)
-                batch, batch_bytes = [], 0
-        self._validate_batch(batch, result)
-        result.files = present
-
-    def _read_one(
-        self, f: ExportFile, want_hash: bool, result: FolderScan
-    ) -> tuple[ExportFile, bytes | None] | None:
-        """(file, bytes) — bytes None if unreadable; None if it vanished since the listing."""
-        try:
-            data, digest = read_regular_file(f.path, want_hash=want_hash)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            result.unreadable.add(f.path)
-            result.validations[f.path] = FileValidation(f.path, False, f"cannot read: {exc.strerror or exc}")
-            self.logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-            return f, None
-        if digest is not None:
-            result.hashes[f.path] = digest
-        if len(data) != f.size:  # changed since the listing: trust what was read
-            f = ExportFile(f.path, f.symbol, f.interval, f.created, len(data))
-        return f, data
-
-    @staticmethod
-    def _validate_batch(batch: list[tuple[bytes, str, Path]], result: FolderScan) -> None:
-        for validation in validate_many(batch):
-            result.validations[validation.path] = validation
+        return scan_folder(self.export_dir, symbols=symbols, logger=self.logger)
 
     def validate_file(self, path: Path) -> FileValidation:
         """Validate one file against the interval in its name (ours if it has none)."""
@@ -397,14 +148,13 @@ class FileManager:
         try:
             data, _ = read_regular_file(path)
         except OSError as exc:
-            return FileValidation(path, False, f"cannot read: {exc.strerror or exc}")
+            return cannot_read(path, exc)
         return check_bytes(data, interval, path)[0]
 
     def validate_all(self, *, dry_run: bool = False, scan_result: FolderScan | None = None) -> list[FileValidation]:
         """Validate every export file; quarantine the invalid ones (not in a dry run)."""
         folder = scan_result or self.scan()
-        for f in folder.invalid_files():
-            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, None)
+        self._quarantine_invalid(folder, dry_run, None)
         return [folder.validations[f.path] for f in folder.files]
 
     def newest_valid_export(
@@ -452,6 +202,10 @@ class FileManager:
             raise StorageError(f"cannot move {path.name} to quarantine: {exc.strerror or exc}") from exc
         self.logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
+
+    def _quarantine_invalid(self, folder: FolderScan, dry_run: bool, result: CleanupResult | None) -> None:
+        for f in folder.invalid_files():
+            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
 
     def _try_quarantine(self, path: Path, reason: str, dry_run: bool, result: CleanupResult | None) -> None:
         """Quarantine one file; a failure is logged and recorded, never fatal to the pass."""
@@ -503,22 +257,12 @@ class FileManager:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates."""
         folder = self.scan(symbols=symbols)
         result = CleanupResult(dry_run=dry_run)
-        for f in folder.invalid_files():
-            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
+        self._quarantine_invalid(folder, dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
-        valid = folder.valid_files()
-        protected = self._protected(valid)
-        plan = self._retention_plan(valid, protected, result)
-        duplicates = self._duplicate_plan(folder, valid, protected, plan)
-        plan.update(duplicates)
-        for f in valid:
-            if f.path not in plan:
-                result.kept.append(f.path)
-            elif self._remove(f.path, plan[f.path], dry_run, result):
-                if f.path in duplicates:
-                    result.duplicates_removed.append(f.path)
-            else:
-                result.kept.append(f.path)
+        plan = plan_cleanup(folder, self.retention_rules(), self.now())
+        self._warn_stale(plan.stale_symbols)
+        result.stale_symbols = plan.stale_symbols
+        self._carry_out(plan, folder.valid_files(), dry_run, result)
         self.logger.info("cleanup: %s", result.summary())
         return result
 
@@ -526,54 +270,25 @@ class FileManager:
         """Retention for one symbol, cheap enough to run right after each write."""
         return self.cleanup(dry_run=dry_run, symbols=[symbol])
 
-    def _protected(self, valid: Sequence[ExportFile]) -> set[Path]:
-        """Newest valid file of each (configured symbol, interval): never removed."""
-        groups: dict[tuple[str, str], list[ExportFile]] = defaultdict(list)
-        for f in valid:
-            if f.symbol in self._configured:
-                groups[(f.symbol, f.interval)].append(f)
-        return {_newest_first(files)[0].path for files in groups.values()}
+    def retention_rules(self) -> RetentionRules:
+        # Built per cleanup from the attributes, so a changed setting applies at once.
+        return RetentionRules(self.interval, self._configured, self.max_files_per_symbol, self.data_retention_days)
 
-    def _retention_plan(
-        self, valid: Sequence[ExportFile], protected: set[Path], result: CleanupResult
-    ) -> dict[Path, str]:
-        """Path -> reason for every valid file retention removes."""
-        groups: dict[tuple[str, str], list[ExportFile]] = defaultdict(list)
-        for f in valid:
-            groups[(f.symbol, f.interval)].append(f)
-        cutoff = self.now() - timedelta(days=self.data_retention_days)
-        plan: dict[Path, str] = {}
-        stale: set[str] = set()
-        for (symbol, interval), files in groups.items():
-            for rank, f in enumerate(_newest_first(files)):
-                too_old = f.created < cutoff
-                if f.path in protected:
-                    if too_old and interval == self.interval:
-                        stale.add(symbol)
-                elif rank >= self.max_files_per_symbol:
-                    plan[f.path] = f"beyond the newest {self.max_files_per_symbol} of {symbol} {interval}"
-                elif too_old:
-                    plan[f.path] = f"older than {self.data_retention_days:g} days"
-        for symbol in sorted(stale):
+    def _warn_stale(self, stale_symbols: Iterable[str]) -> None:
+        for symbol in stale_symbols:
             self.logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)",
                 symbol, self.data_retention_days,
             )
-        result.stale_symbols = sorted(stale)
-        return plan
 
-    @staticmethod
-    def _duplicate_plan(
-        folder: FolderScan, valid: Sequence[ExportFile], protected: set[Path], plan: dict[Path, str]
-    ) -> dict[Path, str]:
-        """All but the newest of each identical group, under the same protection."""
-        remaining = [f for f in valid if f.path not in plan]
-        extra: dict[Path, str] = {}
-        for group in folder.duplicate_groups(remaining):
-            for f in group[1:]:
-                if f.path not in protected:
-                    extra[f.path] = f"duplicate of {group[0].name}"
-        return extra
+    def _carry_out(self, plan: CleanupPlan, valid: Sequence[ExportFile], dry_run: bool, result: CleanupResult) -> None:
+        """Remove what the plan says; a file that cannot be removed counts as kept."""
+        for f in valid:
+            if f.path in plan.removals and self._remove(f.path, plan.removals[f.path], dry_run, result):
+                if f.path in plan.duplicates:
+                    result.duplicates_removed.append(f.path)
+            else:
+                result.kept.append(f.path)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
         """Leftovers of a killed writer.
@@ -584,7 +299,7 @@ class FileManager:
         """
         cutoff = self.now().timestamp() - TEMP_MAX_AGE.total_seconds()
         for temp in temps:
-            if temp.mtime >= cutoff and not _writer_gone(temp.path.name):
+            if temp.mtime >= cutoff and not writer_gone(temp.path.name):
                 continue
             if self._remove(temp.path, "temp file of an interrupted write", dry_run, result):
                 result.temp_removed.append(temp.path)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from atomic_io import atomic_write_json
 from errors import StorageError
+from file_lock import WAIT_FOREVER, FileLock
 
 STATE_NAME = "state.json"
 logger = logging.getLogger("scheduled_data_manager")
@@ -120,6 +121,11 @@ def save_state(folder: Path, state: RunState) -> None:
 STATE_LOCK_NAME = ".state.lock"
 
 
+def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot open the state lock {path}: {exc.strerror or exc}; "
+                        "remove it if it is a symlink or not a regular file")
+
+
 def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
     """Read-modify-write of state.json under a short exclusive lock.
 
@@ -127,19 +133,8 @@ def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
     the same moment; the lock makes their updates apply one after the other
     instead of the later one silently dropping the earlier one's counts.
     """
-    import fcntl
-
-    lock = Path(folder) / STATE_LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    except OSError as exc:
-        raise StorageError(f"cannot open the state lock {lock}: {exc.strerror or exc}; "
-                           "remove it if it is a symlink or not a regular file") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(Path(folder) / STATE_LOCK_NAME, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
         state = load_state(folder)
         change(state)
         save_state(folder, state)
         return state
-    finally:
-        os.close(fd)

@@ -1,0 +1,66 @@
+"""The service's own log (``EXPORT_DIR/logs/data_export_service.log``).
+
+It is also the scheduler's stdout and stderr, so ``start`` rotates it before
+launching, appends its own events between the scheduler's lines, and shows
+its tail when the scheduler dies at once.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from logging_setup import LOG_BACKUPS, MAX_LOG_BYTES
+
+LOG_TAIL_LINES = 12
+_TAIL_BYTES = 16384  # enough for the last lines of a traceback without reading a large log
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def open_append(path: Path) -> int:
+    """The log, opened without following a planted symlink."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+
+
+class ServiceLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def event(self, message: str) -> None:
+        """One line in the log; a log that cannot be written must not fail the command."""
+        try:
+            fd = open_append(self.path)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"{utc_stamp()} INFO data_export_service: {message}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - _TAIL_BYTES))
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
+
+    def rotate(self) -> None:
+        """Rotate at start only: the scheduler holds the log as stdout while it runs."""
+        log = self.path
+        try:
+            if log.is_symlink() or not log.is_file() or log.stat().st_size < MAX_LOG_BYTES:
+                return
+            for index in range(LOG_BACKUPS - 1, 0, -1):
+                older = log.with_name(f"{log.name}.{index}")
+                if older.exists():
+                    os.replace(older, log.with_name(f"{log.name}.{index + 1}"))
+            os.replace(log, log.with_name(f"{log.name}.1"))
+        except OSError:
+            pass  # an unrotated log is better than a service that does not start
