@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from folder_scan import FolderScan
 
 
 def _human_bytes(size: int) -> str:
@@ -28,6 +31,11 @@ class CleanupResult:
     ``removed`` lists every deleted file (retention, duplicates and temp
     leftovers); ``temp_removed`` and ``duplicates_removed`` say which of them
     were which; ``bytes_freed`` counts them all.
+
+    ``remaining`` is the cleanup's own scan minus what it removed or
+    quarantined (the whole scan in a dry run), so the reports that follow
+    need no second pass; ``vanished`` lists candidates that disappeared
+    before they could be removed. Neither is part of the report.
     """
 
     removed: list[Path] = field(default_factory=list)
@@ -39,6 +47,8 @@ class CleanupResult:
     duplicates_removed: list[Path] = field(default_factory=list)
     dry_run: bool = False
     errors: list[str] = field(default_factory=list)
+    remaining: FolderScan | None = field(default=None, repr=False, compare=False)
+    vanished: list[Path] = field(default_factory=list, repr=False, compare=False)
 
     def summary(self) -> str:
         """One line for the log and the CLI."""

@@ -13,6 +13,7 @@ code with one segment. Nothing here raises on bad input.
 """
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from collections import defaultdict
@@ -34,6 +35,10 @@ _INDEX = {column: i for i, column in enumerate(CSV_COLUMNS)}
 _NO_ROW = np.iinfo(np.int64).max
 _INT64_LIMIT = 2.0**63
 _HEADER_LINE = (CSV_HEADER + "\n").encode()
+# Streaming validation: rows are parsed and judged in blocks of about this many bytes.
+STREAM_CHUNK_BYTES = 4 << 20
+# A first line longer than this is not a header worth holding: the whole-file path judges it.
+_HEAD_LIMIT = 1 << 20
 
 
 @dataclass
@@ -93,16 +98,35 @@ def _header_problem(found: list[str]) -> _Problem:
 # --- the judge: first broken rule per file ----------------------------------
 
 class _Judge:
-    """Applies rules in order; each file keeps the first rule it breaks, at its first bad row."""
+    """Applies rules in order; each file keeps the first rule it breaks, at its first bad row.
 
-    def __init__(self, text: pd.DataFrame, starts: np.ndarray) -> None:
+    In chunk mode (``collected`` given, one segment per call) the first bad row
+    of every rule is kept instead, keyed by the rule's number, so that a file
+    judged chunk by chunk ends with the same verdict as judged whole: the
+    lowest-numbered rule broken anywhere, at its first bad row.
+    """
+
+    def __init__(
+        self, text: pd.DataFrame, starts: np.ndarray, *,
+        row_offset: int = 0, collected: dict[int, str] | None = None,
+    ) -> None:
         self.text = text
         self.starts = starts
         self.reasons: list[str | None] = [None] * len(starts)
         self.failed = np.zeros(len(starts), dtype=bool)
         self._row_ids = np.arange(len(text), dtype=np.int64)
+        self._rule_number = 0
+        self.row_offset = row_offset
+        self.collected = collected
 
     def rule(self, bad: np.ndarray, describe: Callable[[int], str]) -> None:
+        number = self._rule_number
+        self._rule_number += 1
+        if self.collected is not None:
+            if number not in self.collected and bad.any():
+                row = int(np.argmax(bad))
+                self.collected[number] = f"row {row + self.row_offset + 1}: {describe(row)}"
+            return
         if not bad.any():
             return
         firsts = np.minimum.reduceat(np.where(bad, self._row_ids, _NO_ROW), self.starts)
@@ -263,15 +287,20 @@ def _segment_starts_mask(rows: int, starts: np.ndarray) -> np.ndarray:
 
 
 def _order_and_grid(
-    open_ms: np.ndarray, close_ms: np.ndarray, interval: str, judge: _Judge
+    open_ms: np.ndarray, close_ms: np.ndarray, interval: str, judge: _Judge, prev_open: int | None = None
 ) -> np.ndarray:
+    """Order, grid and close-time rules; ``prev_open`` is the open time of the
+    row just before this frame (the previous chunk's last), if any."""
     cell = judge.cell
-    is_start = _segment_starts_mask(len(open_ms), judge.starts)
-    not_after = np.zeros(len(open_ms), dtype=bool)
-    not_after[1:] = (np.diff(open_ms) <= 0) & ~is_start[1:]
+    has_prev = ~_segment_starts_mask(len(open_ms), judge.starts)
+    previous = np.empty_like(open_ms)
+    previous[1:] = open_ms[:-1]
+    if prev_open is not None and len(open_ms):
+        previous[0], has_prev[0] = prev_open, True
+    not_after = has_prev & (open_ms <= previous)
 
     def order(row: int) -> str:
-        kind = "duplicates" if open_ms[row] == open_ms[row - 1] else "is before"
+        kind = "duplicates" if open_ms[row] == previous[row] else "is before"
         return f"open_time {cell('open_time', row)} {kind} the previous row's"
 
     judge.rule(not_after, order)
@@ -316,17 +345,24 @@ def _gaps_by_segment(steps: np.ndarray, interval: str, starts: np.ndarray) -> di
 
 # --- judging segments -------------------------------------------------------
 
+def _apply_rules(text: pd.DataFrame, interval: str, judge: _Judge, prev_open: int | None = None) -> _Columns:
+    """Every rule, in the one order that decides which reason a file gets."""
+    values = text.to_numpy(dtype=object)
+    open_ms, close_ms = _times(values, judge)
+    decimals = _decimals(values, judge)
+    trades = _trades(values, judge)
+    steps = _order_and_grid(open_ms, close_ms, interval, judge, prev_open)
+    _prices(decimals, judge)
+    return _Columns(open_ms, close_ms, trades, steps)
+
+
 def _judge_segments(
     text: pd.DataFrame, interval: str, starts: np.ndarray, paths: Sequence[Path]
 ) -> tuple[list[FileValidation], _Columns]:
     """Every rule over all rows at once; one verdict per segment (file)."""
     judge = _Judge(text, starts)
-    values = text.to_numpy(dtype=object)
-    open_ms, close_ms = _times(values, judge)
-    decimals = _decimals(values, judge)
-    trades = _trades(values, judge)
-    steps = _order_and_grid(open_ms, close_ms, interval, judge)
-    _prices(decimals, judge)
+    columns = _apply_rules(text, interval, judge)
+    open_ms, steps = columns.open_ms, columns.steps
     gaps = _gaps_by_segment(steps, interval, starts)
     ends = np.append(starts[1:], len(text))
     results = []
@@ -341,7 +377,7 @@ def _judge_segments(
             first_open_ms=int(open_ms[start]), last_open_ms=int(open_ms[end - 1]),
             gaps=found, missing_candles=sum(g[2] for g in found),
         ))
-    return results, _Columns(open_ms, close_ms, trades, steps)
+    return results, columns
 
 
 def check_text_frame(
@@ -400,12 +436,19 @@ def _parse_csv(data: bytes) -> pd.DataFrame:
         raise _Problem(_parser_message(exc)) from exc
 
 
-def _parser_message(exc: Exception) -> str:
-    """pandas counts the header as line 1; we count data rows."""
+def _field_count_message(exc: Exception, row_offset: int = 0) -> str | None:
+    """pandas counts the header as line 1; we count data rows (after ``row_offset`` earlier rows)."""
     match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-    if match:
-        expected, line, saw = (int(g) for g in match.groups())
-        return f"row {line - 1}: expected {expected} fields, saw {saw}"
+    if match is None:
+        return None
+    expected, line, saw = (int(g) for g in match.groups())
+    return f"row {row_offset + line - 1}: expected {expected} fields, saw {saw}"
+
+
+def _parser_message(exc: Exception) -> str:
+    message = _field_count_message(exc)
+    if message is not None:
+        return message
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"not a readable CSV: {first_line}"[:300]
 
@@ -428,13 +471,238 @@ def validate_bytes(data: bytes, interval: str, path: Path | str) -> FileValidati
 
 
 def validate_file(path: Path | str, interval: str) -> FileValidation:
-    """Read and validate one file; an unreadable file is invalid, not an exception."""
+    """Read and validate one file; an unreadable file is invalid, not an exception.
+
+    The file is streamed (never held whole) unless its layout needs the
+    whole-file parser (see ``StreamCheck``).
+    """
     path = Path(path)
     try:
+        with open(path, "rb") as handle:
+            stream = StreamCheck(interval, path)
+            while piece := handle.read(1 << 20):
+                stream.feed(piece)
+        verdict = stream.finish()
+        if verdict is not None:
+            return verdict[0]
         data = path.read_bytes()
     except OSError as exc:
         return FileValidation(path, False, f"cannot read: {exc.strerror or exc}")
     return validate_bytes(data, interval, path)
+
+
+# --- one large file, chunk by chunk ---------------------------------------------
+
+class StreamCheck:
+    """Validate one file fed piece by piece, holding one block of rows at a time.
+
+    The verdict, gaps, row numbers and candle frame equal ``check_bytes`` on
+    the whole content: the whole-file checks (empty, UTF-8, header, NUL) are
+    tracked across pieces and take precedence as they do there; rows are
+    parsed in blocks of whole lines (``chunk_bytes``) with the header put in
+    front, the row offset carried for "row N" reasons and the previous
+    block's last open time and grid step carried for the order and gap checks
+    across the boundary; every rule keeps its first bad row, and the verdict is
+    the first rule broken anywhere, as in the whole-file judge.
+
+    ``finish`` returns None when the layout is one only the whole-file parser
+    can judge the same way (quotes, CR, blank lines, a first line of a block
+    with extra fields, an unusual parser error): the caller then validates
+    the whole bytes. Files we write never take that path.
+    """
+
+    def __init__(
+        self, interval: str, path: Path | str, *, want_candles: bool = False, chunk_bytes: int | None = None
+    ) -> None:
+        self.interval = interval
+        self.path = Path(path)
+        self.chunk_bytes = max(1, int(STREAM_CHUNK_BYTES if chunk_bytes is None else chunk_bytes))
+        self._interval_ok = is_valid_interval(interval)
+        self._content = False  # a byte other than whitespace seen: not "empty"
+        self._utf8_pending = b""
+        self._utf8_offset = 0
+        self._utf8_error: int | None = None
+        self._nul = False
+        self._head: bytearray | None = bytearray()  # until the first newline is seen
+        self._header_line: bytes | None = None
+        self._header_bad = False
+        self._head_too_long = False
+        self._pending = bytearray()  # body bytes not parsed yet
+        self._undecidable = False
+        self._parse_problem: str | None = None
+        self._rows = 0
+        self._reasons: dict[int, str] = {}
+        self._first_open: int | None = None
+        self._last_open: int | None = None
+        self._last_step: int | None = None
+        self._gaps: list[tuple[int, int, int]] = []
+        self._candles: list[pd.DataFrame] | None = [] if want_candles else None
+
+    @property
+    def _parsing(self) -> bool:
+        """False once the verdict no longer depends on the rows."""
+        return not (self._undecidable or self._parse_problem is not None or self._utf8_error is not None
+                    or self._nul or self._header_bad)
+
+    def feed(self, piece: bytes) -> None:
+        if not piece:
+            return
+        if not self._content and piece.strip():
+            self._content = True
+        self._check_utf8(piece, final=False)
+        if not self._nul and b"\x00" in piece:
+            self._nul = True
+        if self._head is not None:
+            self._head += piece
+            newline = self._head.find(b"\n")
+            if newline < 0:
+                if len(self._head) > _HEAD_LIMIT:
+                    self._undecidable = self._head_too_long = True
+                    self._head = bytearray()  # the verdict is whole-file's; keep nothing
+                return
+            self._set_header(bytes(self._head[:newline]))
+            body = self._head[newline + 1:]
+            self._head = None
+            if self._parsing:
+                self._pending += body
+        elif self._parsing:
+            self._pending += piece
+        self._parse_ready()
+
+    def finish(self) -> tuple[FileValidation, pd.DataFrame | None] | None:
+        """The verdict (and candle frame, if asked and valid); None: judge the whole bytes instead."""
+        self._check_utf8(b"", final=True)
+        if self._head is not None:  # no newline at all: the whole content is the header line
+            if not self._head_too_long:
+                self._set_header(bytes(self._head))
+            self._head = None
+        elif self._parsing and self._pending:
+            block = bytes(self._pending)
+            self._pending = bytearray()
+            self._block(block if block.endswith(b"\n") else block + b"\n")
+        path = self.path
+        if not self._content:
+            return FileValidation(path, False, "no candles (empty file)"), None
+        if self._utf8_error is not None:
+            return FileValidation(path, False, f"not UTF-8 text (byte {self._utf8_error})"), None
+        if self._head_too_long:
+            return None
+        if self._header_bad:
+            assert self._header_line is not None
+            head = self._header_line.decode("utf-8", "replace").rstrip("\r")
+            return FileValidation(path, False, str(_header_problem(head.split(",")))), None
+        if self._nul:
+            return FileValidation(path, False, "contains NUL bytes (binary data)"), None
+        if self._undecidable:
+            return None
+        if self._parse_problem is not None:
+            return FileValidation(path, False, self._parse_problem), None
+        if not self._interval_ok:
+            return FileValidation(path, False, f"unknown interval {self.interval!r}", rows=self._rows), None
+        if self._rows == 0:
+            return FileValidation(path, False, "no candles (header only)", rows=0), None
+        if self._reasons:
+            return FileValidation(path, False, self._reasons[min(self._reasons)], rows=self._rows), None
+        candles = None
+        if self._candles is not None:
+            candles = pd.concat(self._candles, ignore_index=True) if len(self._candles) > 1 else self._candles[0]
+            self._candles = None
+        return FileValidation(
+            path, True, None, rows=self._rows, first_open_ms=self._first_open, last_open_ms=self._last_open,
+            gaps=self._gaps, missing_candles=sum(g[2] for g in self._gaps),
+        ), candles
+
+    # -- whole-file checks, tracked piece by piece -------------------------------
+    def _check_utf8(self, piece: bytes, *, final: bool) -> None:
+        if self._utf8_error is not None:
+            return
+        data = self._utf8_pending + piece if self._utf8_pending else piece
+        try:
+            _, consumed = codecs.utf_8_decode(data, "strict", final)
+        except UnicodeDecodeError as exc:
+            self._utf8_error = self._utf8_offset + exc.start
+            self._pending = bytearray()
+            return
+        self._utf8_offset += consumed
+        self._utf8_pending = data[consumed:]
+
+    def _set_header(self, line: bytes) -> None:
+        self._header_line = line
+        if line.endswith(b"\r"):
+            self._undecidable = True  # CRLF: the whole-file parser decides
+        self._header_bad = line.decode("utf-8", "replace").rstrip("\r") != CSV_HEADER
+
+    # -- rows, block by block ----------------------------------------------------
+    def _parse_ready(self) -> None:
+        while self._parsing and len(self._pending) >= self.chunk_bytes:
+            cut = self._pending.rfind(b"\n", 0, self.chunk_bytes)
+            if cut < 0:
+                cut = self._pending.find(b"\n", self.chunk_bytes)
+                if cut < 0:
+                    return
+            block = bytes(self._pending[:cut + 1])
+            del self._pending[:cut + 1]
+            self._block(block)
+        if not self._parsing:
+            self._pending = bytearray()
+
+    def _block(self, block: bytes) -> None:
+        """Parse and judge whole lines; anything the joint parse could read differently is undecidable."""
+        if not self._parsing:
+            return
+        first_end = block.find(b"\n")
+        if (block.startswith(b"\n") or b"\n\n" in block or b"\r" in block or b'"' in block
+                or block.count(b",", 0, first_end) >= len(CSV_COLUMNS)):
+            # blank lines, CR, quotes, or a first line pandas could take as having an index column
+            self._undecidable = True
+            return
+        try:
+            text = pd.read_csv(io.BytesIO(_HEADER_LINE + block), dtype=str, keep_default_na=False,
+                               na_filter=False, engine="c")
+        except (ValueError, pd.errors.ParserError) as exc:
+            self._parse_problem = _field_count_message(exc, self._rows)
+            self._undecidable = self._parse_problem is None
+            return
+        if len(text) != block.count(b"\n") or [str(c) for c in text.columns] != list(CSV_COLUMNS):
+            self._undecidable = True
+            return
+        if self._interval_ok:
+            self._judge(text)
+        self._rows += len(text)
+
+    def _judge(self, text: pd.DataFrame) -> None:
+        judge = _Judge(text, np.zeros(1, dtype=np.int64), row_offset=self._rows, collected=self._reasons)
+        columns = _apply_rules(text, self.interval, judge, self._last_open)
+        open_ms, steps = columns.open_ms, columns.steps
+        if self._first_open is None:
+            self._first_open = int(open_ms[0])
+        if not self._reasons:
+            if self._last_step is not None and int(steps[0]) - self._last_step > 1:
+                self._gaps.append((
+                    int(_grid_open_ms(np.array([self._last_step + 1]), self.interval)[0]),
+                    int(_grid_open_ms(steps[:1] - 1, self.interval)[0]),
+                    int(steps[0]) - self._last_step - 1,
+                ))
+            self._gaps.extend(_gaps_by_segment(steps, self.interval, np.zeros(1, dtype=np.int64)).get(0, []))
+        self._last_open, self._last_step = int(open_ms[-1]), int(steps[-1])
+        if self._candles is not None:
+            if self._reasons:
+                self._candles = None  # invalid: no frame will be returned
+            else:
+                self._candles.append(text.assign(
+                    open_time=columns.open_ms, close_time=columns.close_ms, number_of_trades=columns.trades,
+                ))
+
+
+def check_stream(
+    pieces: Iterable[bytes], interval: str, path: Path | str, *,
+    want_candles: bool = False, chunk_bytes: int | None = None,
+) -> tuple[FileValidation, pd.DataFrame | None] | None:
+    """``StreamCheck`` over an iterable of byte pieces (None: judge the whole bytes)."""
+    stream = StreamCheck(interval, path, want_candles=want_candles, chunk_bytes=chunk_bytes)
+    for piece in pieces:
+        stream.feed(piece)
+    return stream.finish()
 
 
 # --- many files at once -------------------------------------------------------

@@ -45,6 +45,8 @@ DECIMAL_COLUMNS: tuple[str, ...] = tuple(
 )
 
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
+# Rows formatted as text at once when writing (bounds the text copy of a large chunk).
+WRITE_ROWS = 50_000
 _INTERVALS_RE = "|".join(re.escape(i) for i in VALID_INTERVALS)
 EXPORT_NAME_PATTERN = re.compile(
     rf"^(?P<symbol>[A-Z0-9]{{2,20}})_(?P<interval>{_INTERVALS_RE})_(?P<stamp>\d{{8}}_\d{{6}})\.csv$"
@@ -90,15 +92,28 @@ def parse_export_name(name: str) -> tuple[str, str, datetime] | None:
     return match["symbol"], match["interval"], created
 
 
-def scan_exports(folder: Path) -> list[ExportFile]:
+def export_name_prefix(symbol: str, interval: str | None = None) -> str:
+    """The start every export name of ``symbol`` (and ``interval``) has.
+
+    Symbols have no ``_``, so ``BTCUSDT_`` never matches ``BTCUSDTX_...``: a
+    prefix test can drop other symbols' names before any parse or stat.
+    """
+    return f"{symbol}_{interval}_" if interval else f"{symbol}_"
+
+
+def scan_exports(folder: Path, *, symbol: str | None = None, interval: str | None = None) -> list[ExportFile]:
     """Our export files in ``folder``, in one directory pass, oldest first.
 
+    With ``symbol`` (and ``interval``) only that symbol's names are parsed and
+    stat-ed: the cost per symbol stays with its own files in a crowded folder.
     Symlinks are skipped without being followed, whatever they point to.
     """
     found: list[ExportFile] = []
     base = Path(folder)
+    prefix = export_name_prefix(symbol, interval) if symbol is not None else ""
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as it:
+            entries = [e for e in it if e.name.startswith(prefix)] if prefix else list(it)
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -110,13 +125,15 @@ def scan_exports(folder: Path) -> list[ExportFile]:
                 continue
         except OSError:
             continue
-        symbol, interval, created = parsed
+        symbol_, interval_, created = parsed
+        if (symbol is not None and symbol_ != symbol) or (interval is not None and interval_ != interval):
+            continue
         try:
             size = entry.stat(follow_symlinks=False).st_size
         except FileNotFoundError:
             continue  # removed by a concurrent prune between the listing and now
         # base / name, not Path(entry.path): only the name is parsed again (~25 % less per file)
-        found.append(ExportFile(base / entry.name, symbol, interval, created, size))
+        found.append(ExportFile(base / entry.name, symbol_, interval_, created, size))
     found.sort(key=lambda f: (f.created, f.name))
     return found
 
@@ -176,7 +193,9 @@ def write_candles(target: Path, chunks: pd.DataFrame | Iterable[pd.DataFrame]) -
     """Write candle chunks to ``target`` atomically; returns the rows written.
 
     Chunks are written as they come so a long backfill never sits whole in
-    memory; the file only appears (by rename) once every chunk is on disk.
+    memory, and a large chunk (a year of reused candles) is formatted
+    ``WRITE_ROWS`` rows at a time, so its text never sits whole either; the
+    file only appears (by rename) once every chunk is on disk.
     """
     if isinstance(chunks, pd.DataFrame):
         chunks = [chunks]
@@ -184,9 +203,10 @@ def write_candles(target: Path, chunks: pd.DataFrame | Iterable[pd.DataFrame]) -
     with atomic_output(target) as handle:
         handle.write(CSV_HEADER + "\n")
         for chunk in chunks:
-            if len(chunk):
-                frame_to_csv_rows(chunk).to_csv(handle, header=False, index=False, lineterminator="\n")
-                rows += len(chunk)
+            for start in range(0, len(chunk), WRITE_ROWS):
+                part = chunk.iloc[start:start + WRITE_ROWS]
+                frame_to_csv_rows(part).to_csv(handle, header=False, index=False, lineterminator="\n")
+            rows += len(chunk)
     return rows
 
 

@@ -170,7 +170,9 @@ class ExportJob:
                         symbol, export.reused_rows, _utc(export.requested_from_ms), name)
             return SymbolOutcome(symbol, True, path=name, reused_rows=export.reused_rows)
         path, rows = self.files.write_export(symbol, self.exporter.iter_chunks(export))
-        self.files.prune_symbol(symbol)
+        # The fresh file was just written from the validated previous file and
+        # the exchange's closed candles: retention need not read it back.
+        self.files.prune_symbol(symbol, known_valid=[path])
         logger.info("%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
                     symbol, path.name, rows, export.reused_rows, export.fetched_rows, export.calls)
         return SymbolOutcome(symbol, True, path=str(path), rows=rows, reused_rows=export.reused_rows,

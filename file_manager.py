@@ -34,7 +34,7 @@ import pandas as pd
 from atomic_io import TEMP_NAME_PATTERN
 from cleanup_report import CleanupResult, DuplicateReport
 from config.intervals import is_valid_interval
-from csv_validation import FileValidation, check_bytes
+from csv_validation import FileValidation
 from errors import StorageError
 from export_files import (
     EXPORT_NAME_PATTERN,
@@ -45,7 +45,16 @@ from export_files import (
     scan_exports,
     write_candles,
 )
-from folder_scan import FolderScan, TempFile, cannot_read, read_regular_file, scan_folder, writer_gone
+from folder_scan import (
+    FolderScan,
+    TempFile,
+    cannot_read,
+    check_regular_file,
+    read_regular_file,
+    scan_duplicates,
+    scan_folder,
+    writer_gone,
+)
 from retention import CleanupPlan, RetentionRules, plan_cleanup
 
 __all__ = [
@@ -136,20 +145,20 @@ class FileManager:
 
     # --- scanning and validation -----------------------------------------
 
-    def scan(self, *, symbols: Collection[str] | None = None) -> FolderScan:
-        """One directory pass and one read per file (optionally only some symbols)."""
-        return scan_folder(self.export_dir, symbols=symbols, logger=self.logger)
+    def scan(self, *, symbols: Collection[str] | None = None, known_valid: Collection[Path] = ()) -> FolderScan:
+        """One directory pass and one read per file (optionally only some symbols,
+        whose names alone are then looked at; ``known_valid``: see ``scan_folder``)."""
+        return scan_folder(self.export_dir, symbols=symbols, logger=self.logger, known_valid=known_valid)
 
     def validate_file(self, path: Path) -> FileValidation:
-        """Validate one file against the interval in its name (ours if it has none)."""
+        """Validate one file against the interval in its name (ours if it has none), streamed."""
         path = Path(path)
         parsed = parse_export_name(path.name)
         interval = parsed[1] if parsed else self.interval
         try:
-            data, _ = read_regular_file(path)
+            return check_regular_file(path, interval).validation
         except OSError as exc:
             return cannot_read(path, exc)
-        return check_bytes(data, interval, path)[0]
 
     def validate_all(self, *, dry_run: bool = False, scan_result: FolderScan | None = None) -> list[FileValidation]:
         """Validate every export file; quarantine the invalid ones (not in a dry run)."""
@@ -163,17 +172,20 @@ class FileManager:
         """The newest valid file of ``symbol`` as a candle frame, read once.
 
         Newer invalid files are quarantined (or only skipped) so that the
-        incremental export never builds on a corrupt file.
+        incremental export never builds on a corrupt file. Only this symbol's
+        names are looked at, and a large file is validated as it streams, so
+        only its candle frame is ever held whole.
         """
-        for f in iter_symbol_exports(scan_exports(self.export_dir), symbol, self.interval):
+        mine = scan_exports(self.export_dir, symbol=symbol, interval=self.interval)
+        for f in iter_symbol_exports(mine, symbol, self.interval):
             try:
-                data, _ = read_regular_file(f.path)
+                checked = check_regular_file(f.path, self.interval, want_candles=True)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 self.logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
-            validation, candles = check_bytes(data, self.interval, f.path, want_candles=True)
+            validation, candles = checked.validation, checked.candles
             if validation.valid and candles is not None:
                 return f, candles
             if quarantine:
@@ -253,9 +265,17 @@ class FileManager:
 
     # --- cleanup ----------------------------------------------------------
 
-    def cleanup(self, *, dry_run: bool = False, symbols: Sequence[str] | None = None) -> CleanupResult:
-        """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates."""
-        folder = self.scan(symbols=symbols)
+    def cleanup(
+        self, *, dry_run: bool = False, symbols: Sequence[str] | None = None, known_valid: Collection[Path] = ()
+    ) -> CleanupResult:
+        """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
+
+        ``result.remaining`` is the scan it made minus what it removed or
+        quarantined (all of it in a dry run): the folder as the cleanup left
+        it, with verdicts and the hashes of size-colliding files, so that a
+        caller needs no second pass for reports.
+        """
+        folder = self.scan(symbols=symbols, known_valid=known_valid)
         result = CleanupResult(dry_run=dry_run)
         self._quarantine_invalid(folder, dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
@@ -263,12 +283,23 @@ class FileManager:
         self._warn_stale(plan.stale_symbols)
         result.stale_symbols = plan.stale_symbols
         self._carry_out(plan, folder.valid_files(), dry_run, result)
+        if dry_run:
+            result.remaining = folder
+        else:
+            gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
+            result.remaining = folder.without(gone)
         self.logger.info("cleanup: %s", result.summary())
         return result
 
-    def prune_symbol(self, symbol: str, *, dry_run: bool = False) -> CleanupResult:
-        """Retention for one symbol, cheap enough to run right after each write."""
-        return self.cleanup(dry_run=dry_run, symbols=[symbol])
+    def prune_symbol(
+        self, symbol: str, *, dry_run: bool = False, known_valid: Collection[Path] = ()
+    ) -> CleanupResult:
+        """Retention for one symbol, cheap enough to run right after each write.
+
+        Only that symbol's names are looked at. ``known_valid``: files just
+        written from checked candles (``write_export``), not read back.
+        """
+        return self.cleanup(dry_run=dry_run, symbols=[symbol], known_valid=known_valid)
 
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.
@@ -317,6 +348,7 @@ class FileManager:
         try:
             info = os.lstat(path)
         except FileNotFoundError:
+            result.vanished.append(path)
             return False
         except OSError as exc:
             result.errors.append(f"cannot stat {path.name}: {exc.strerror or exc}")
@@ -336,6 +368,7 @@ class FileManager:
         try:
             os.unlink(path)
         except FileNotFoundError:
+            result.vanished.append(path)
             return False
         except OSError as exc:
             message = f"cannot remove {path.name}: {exc.strerror or exc}"
@@ -347,8 +380,16 @@ class FileManager:
     # --- reports ----------------------------------------------------------
 
     def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
-        """Identical export files (size first, then SHA-256), newest first per group."""
-        folder = scan_result or self.scan()
+        """Identical export files (size first, then SHA-256), newest first per group.
+
+        Without a scan this lists the folder once and hashes (streamed) only
+        the files whose size collides: no parsing, no validation.
+        """
+        if scan_result is None:
+            folder = scan_duplicates(self.export_dir, logger=self.logger)
+        else:
+            folder = scan_result
+            folder.hash_size_collisions(self.logger)
         groups = folder.duplicate_groups()
         wasted = sum(f.size for group in groups for f in group[1:])
         return DuplicateReport([[f.path for f in group] for group in groups], wasted)

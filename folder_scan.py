@@ -4,7 +4,10 @@ Only regular files directly in the folder whose names match
 ``EXPORT_NAME_PATTERN`` (or ``TEMP_NAME_PATTERN`` for crash leftovers) are
 listed; symlinks are never followed, subfolders never entered. Each listed
 file is read once: validation, and SHA-256 only for files whose size
-collides with another's, come from that single read.
+collides with another's, come from that single read. Large files are
+validated as they stream (``csv_validation.StreamCheck``), never held whole.
+A scan limited to some symbols looks only at names starting with their
+prefix, so its cost follows their files, not the folder's.
 """
 from __future__ import annotations
 
@@ -18,13 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atomic_io import TEMP_NAME_PATTERN
-from csv_validation import FileValidation, validate_many
+import pandas as pd
+
+from csv_validation import FileValidation, StreamCheck, check_bytes, validate_many
 from errors import StorageError
-from export_files import ExportFile, parse_export_name
+from export_files import ExportFile, export_name_prefix, parse_export_name
 
 HASH_CHUNK_BYTES = 1 << 20
 # Small files are validated together; this bounds the bytes held in memory at once.
 VALIDATION_BATCH_BYTES = 16 << 20
+# Files larger than this are validated chunk by chunk as they stream, never held whole.
+STREAM_VALIDATION_BYTES = 8 << 20
 
 # (bytes, interval, path): what csv_validation.validate_many takes.
 _ValidationInput = tuple[bytes, str, Path]
@@ -71,29 +78,87 @@ class FolderScan:
 
     def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
         """Groups of identical files, newest first in each group."""
-        by_hash: dict[str, list[ExportFile]] = defaultdict(list)
-        for f in self.files if among is None else among:
-            digest = self.hashes.get(f.path)
-            if digest is not None:
-                by_hash[digest].append(f)
-        groups = [newest_first(group) for group in by_hash.values() if len(group) > 1]
-        return sorted(groups, key=lambda g: g[0].name)
+        return identical_groups(self.files if among is None else among, self.hashes)
+
+    def without(self, gone: Collection[Path]) -> FolderScan:
+        """This scan minus files no longer there (removed or moved by a cleanup)."""
+        gone = set(gone)
+        if not gone:
+            return self
+        return FolderScan(
+            files=[f for f in self.files if f.path not in gone],
+            validations={p: v for p, v in self.validations.items() if p not in gone},
+            hashes={p: h for p, h in self.hashes.items() if p not in gone},
+            temp_files=[t for t in self.temp_files if t.path not in gone],
+            unreadable=self.unreadable - gone,
+        )
+
+    def hash_size_collisions(self, logger: logging.Logger | None = None) -> None:
+        """Hash (streamed) any readable file whose size collides and has no hash yet.
+
+        A scan hashes these as it reads; this only catches a file whose size
+        changed after the listing, so duplicate groups never miss one.
+        """
+        for f in _size_colliding(self.files):
+            if f.path not in self.hashes and f.path not in self.unreadable:
+                digest = _try_hash(f, logger)
+                if digest is not None:
+                    self.hashes[f.path] = digest
+
+
+def identical_groups(files: Iterable[ExportFile], hashes: dict[Path, str]) -> list[list[ExportFile]]:
+    """Groups of files with the same hash, newest first in each, groups by their newest's name."""
+    by_hash: dict[str, list[ExportFile]] = defaultdict(list)
+    for f in files:
+        digest = hashes.get(f.path)
+        if digest is not None:
+            by_hash[digest].append(f)
+    groups = [newest_first(group) for group in by_hash.values() if len(group) > 1]
+    return sorted(groups, key=lambda g: g[0].name)
+
+
+def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
+    files = list(files)
+    sizes: dict[int, int] = defaultdict(int)
+    for f in files:
+        sizes[f.size] += 1
+    return [f for f in files if sizes[f.size] > 1]
+
+
+def _try_hash(f: ExportFile, logger: logging.Logger | None) -> str | None:
+    try:
+        return hash_regular_file(f.path)
+    except OSError as exc:
+        if logger is not None and not isinstance(exc, FileNotFoundError):
+            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+        return None
 
 
 # --- reading without trusting the name ------------------------------------
 
-def read_regular_file(path: Path, *, want_hash: bool = False) -> tuple[bytes, str | None]:
-    """Read a file in 1 MiB chunks, hashing as it streams when asked.
+def _open_regular(path: Path) -> tuple[int, int]:
+    """(fd, size) of a regular file, opened without following a symlink.
 
     ``O_NOFOLLOW`` refuses a symlink swapped in after the scan, ``O_NONBLOCK``
     keeps a FIFO from hanging the job, and ``fstat`` refuses anything but a
-    regular file, so one read serves validation and hashing safely.
+    regular file.
     """
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path.name} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def read_regular_file(path: Path, *, want_hash: bool = False) -> tuple[bytes, str | None]:
+    """Read a file in 1 MiB chunks, hashing as it streams when asked (see ``_open_regular``)."""
+    fd, _ = _open_regular(path)
+    try:
         digest = hashlib.sha256() if want_hash else None
         parts: list[bytes] = []
         while chunk := os.read(fd, HASH_CHUNK_BYTES):
@@ -103,6 +168,69 @@ def read_regular_file(path: Path, *, want_hash: bool = False) -> tuple[bytes, st
     finally:
         os.close(fd)
     return b"".join(parts), digest.hexdigest() if digest is not None else None
+
+
+def hash_regular_file(path: Path) -> str:
+    """SHA-256 of a regular file, streamed in 1 MiB chunks: nothing is held, nothing parsed."""
+    fd, _ = _open_regular(path)
+    try:
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileCheck:
+    """One file read once: its verdict, candle frame (if asked and valid), hash (if asked), bytes read."""
+
+    validation: FileValidation
+    candles: pd.DataFrame | None
+    digest: str | None
+    size: int
+
+
+def check_regular_file(
+    path: Path, interval: str, *, want_hash: bool = False, want_candles: bool = False
+) -> FileCheck:
+    """Validate (and hash) one file in one read; a large file streams through
+    ``StreamCheck`` so neither its bytes nor its text are ever held whole.
+
+    Raises OSError (FileNotFoundError if it vanished) like ``read_regular_file``.
+    """
+    fd, size = _open_regular(path)
+    digest = hashlib.sha256() if want_hash else None
+    read = 0
+    data: bytes | None = None
+    stream: StreamCheck | None = None
+    try:
+        if size <= STREAM_VALIDATION_BYTES:
+            parts: list[bytes] = []
+            while chunk := os.read(fd, HASH_CHUNK_BYTES):
+                parts.append(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+            data = b"".join(parts)
+            del parts
+            read = len(data)
+        else:
+            stream = StreamCheck(interval, path, want_candles=want_candles)
+            while chunk := os.read(fd, HASH_CHUNK_BYTES):
+                read += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                stream.feed(chunk)
+    finally:
+        os.close(fd)
+    hexdigest = digest.hexdigest() if digest is not None else None
+    verdict = stream.finish() if stream is not None else None
+    if verdict is None:
+        if data is None:  # a layout only the whole-file parser judges (quotes, CR, blank lines): not ours
+            data, _ = read_regular_file(path)
+        verdict = check_bytes(data, interval, path, want_candles=want_candles)
+    return FileCheck(verdict[0], verdict[1], hexdigest, read)
 
 
 def writer_gone(temp_name: str) -> bool:
@@ -127,22 +255,61 @@ def writer_gone(temp_name: str) -> bool:
 # --- the scan ---------------------------------------------------------------
 
 def scan_folder(
-    export_dir: Path, *, symbols: Collection[str] | None = None, logger: logging.Logger
+    export_dir: Path, *, symbols: Collection[str] | None = None, logger: logging.Logger,
+    known_valid: Collection[Path] = (),
 ) -> FolderScan:
-    """One directory pass and one read per file (optionally only some symbols)."""
+    """One directory pass and one read per file (optionally only some symbols).
+
+    ``known_valid`` names files the caller has just written from checked
+    candles: they are not read back (only hashed, streamed, if their size
+    collides); their verdict is valid, without row details.
+    """
     wanted = None if symbols is None else frozenset(symbols)
+    prefixes = None if wanted is None else tuple(
+        p for s in wanted for p in (export_name_prefix(s), "." + export_name_prefix(s))
+    )
     result = FolderScan()
-    for entry in _entries(export_dir):
+    for entry in _entries(export_dir, prefixes):
         _classify(entry, wanted, result)
     result.files.sort(key=lambda f: (f.created, f.name))
-    _read_all(result, logger)
+    _read_all(result, logger, frozenset(Path(p) for p in known_valid))
     return result
 
 
-def _entries(export_dir: Path) -> list[os.DirEntry[str]]:
+def scan_duplicates(export_dir: Path, *, logger: logging.Logger | None = None) -> FolderScan:
+    """Only what a duplicate report needs: one listing, sizes, and a streamed
+    SHA-256 of the files whose size collides; nothing is parsed or validated
+    (the result has no verdicts)."""
+    result = FolderScan()
+    for entry in _entries(export_dir, None):
+        _classify(entry, None, result)
+    result.files.sort(key=lambda f: (f.created, f.name))
+    present: list[ExportFile] = []
+    colliding = {f.path for f in _size_colliding(result.files)}
+    for f in result.files:
+        if f.path not in colliding:
+            present.append(f)
+            continue
+        try:
+            result.hashes[f.path] = hash_regular_file(f.path)
+        except FileNotFoundError:
+            continue  # gone since the listing
+        except OSError as exc:
+            result.unreadable.add(f.path)
+            if logger is not None:
+                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+        present.append(f)
+    result.files = present
+    return result
+
+
+def _entries(export_dir: Path, prefixes: tuple[str, ...] | None) -> list[os.DirEntry[str]]:
+    """The folder's entries; with ``prefixes`` only names starting with one of them."""
     try:
         with os.scandir(export_dir) as it:
-            return list(it)
+            if prefixes is None:
+                return list(it)
+            return [e for e in it if e.name.startswith(prefixes)]
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -175,16 +342,25 @@ def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
     return parsed is not None and parsed[0] in wanted
 
 
-def _read_all(result: FolderScan, logger: logging.Logger) -> None:
-    """Read each file once; validate in batches (one parse for many small files)."""
-    sizes: dict[int, int] = defaultdict(int)
-    for f in result.files:
-        sizes[f.size] += 1
+def _read_all(result: FolderScan, logger: logging.Logger, known_valid: frozenset[Path] = frozenset()) -> None:
+    """Read each file once; validate small ones in batches (one parse for many),
+    large ones as they stream; files just written from checked data are not read back."""
+    colliding = {f.path for f in _size_colliding(result.files)}
     present: list[ExportFile] = []
     batch: list[_ValidationInput] = []
     batch_bytes = 0
     for f in result.files:
-        read = _read_one(f, sizes[f.size] > 1, result, logger)
+        want_hash = f.path in colliding
+        if f.path in known_valid:
+            if _known_valid(f, want_hash, result, logger):
+                present.append(f)
+            continue
+        if f.size > STREAM_VALIDATION_BYTES:
+            checked = _check_one(f, want_hash, result, logger)
+            if checked is not None:
+                present.append(checked)
+            continue
+        read = _read_one(f, want_hash, result, logger)
         if read is None:
             continue
         f, data = read
@@ -200,6 +376,43 @@ def _read_all(result: FolderScan, logger: logging.Logger) -> None:
     result.files = present
 
 
+def _known_valid(f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger) -> bool:
+    """Record a file just written from checked data as valid; False if it vanished."""
+    if want_hash:
+        try:
+            result.hashes[f.path] = hash_regular_file(f.path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            _unreadable(f, exc, result, logger)
+            return True
+    result.validations[f.path] = FileValidation(f.path, True, None)
+    return True
+
+
+def _unreadable(f: ExportFile, exc: OSError, result: FolderScan, logger: logging.Logger) -> None:
+    result.unreadable.add(f.path)
+    result.validations[f.path] = cannot_read(f.path, exc)
+    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+
+
+def _check_one(f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger) -> ExportFile | None:
+    """A large file: validated (and hashed) as it streams; None if it vanished."""
+    try:
+        checked = check_regular_file(f.path, f.interval, want_hash=want_hash)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        _unreadable(f, exc, result, logger)
+        return f
+    if checked.digest is not None:
+        result.hashes[f.path] = checked.digest
+    result.validations[f.path] = checked.validation
+    if checked.size != f.size:  # changed since the listing: trust what was read
+        f = ExportFile(f.path, f.symbol, f.interval, f.created, checked.size)
+    return f
+
+
 def _read_one(
     f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger
 ) -> tuple[ExportFile, bytes | None] | None:
@@ -209,9 +422,7 @@ def _read_one(
     except FileNotFoundError:
         return None
     except OSError as exc:
-        result.unreadable.add(f.path)
-        result.validations[f.path] = cannot_read(f.path, exc)
-        logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+        _unreadable(f, exc, result, logger)
         return f, None
     if digest is not None:
         result.hashes[f.path] = digest

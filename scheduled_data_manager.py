@@ -129,9 +129,12 @@ class ScheduledDataManager:
             self._export_step(report, state, dry_run)
         if cleanup and not self.stop_event.is_set():
             report.cleanup = self.files.cleanup(dry_run=dry_run)
-        # One pass over the folder as the cycle leaves it serves the duplicate
-        # report, the validations and the statistics of the status report.
-        scan = self.files.scan()
+        # One pass over the folder serves the duplicate report, the validations
+        # and the statistics of the status report: the cleanup's own scan minus
+        # what it removed or quarantined, or (no cleanup) one scan now.
+        scan = None if report.cleanup is None else report.cleanup.remaining
+        if scan is None:
+            scan = self.files.scan()
         if report.cleanup is not None:
             report.duplicates = self.files.find_duplicates(scan_result=scan)
         if not dry_run:

@@ -63,7 +63,7 @@ def run_ours(symbols: list[str], latency: float, workers: int | None, prefill: i
     from file_manager import FileManager
 
     folder = temp_dir("export")
-    if prefill:  # a crowded folder: other symbols' exports that every per-symbol scan walks past
+    if prefill:  # a crowded folder: other symbols' exports every per-symbol scan lists (names only)
         from bench_files import make_many_files
 
         make_many_files(folder, prefill, per_symbol=1, corrupt=0, dups=0)

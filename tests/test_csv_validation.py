@@ -1,6 +1,7 @@
 """csv_validation on real Binance data and on every way a file can be broken."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csv_validation import check_bytes, validate_bytes, validate_file, validate_many, validate_text_frame
+from csv_validation import check_bytes, check_stream, validate_bytes, validate_file, validate_many, validate_text_frame
 from export_files import CSV_HEADER, read_candles, read_export_text, write_candles
 
 DATA = Path(__file__).parent / "data"
@@ -203,3 +204,95 @@ def test_batched_verdicts_equal_one_by_one_verdicts() -> None:
     assert [v.path for v in batched] == [Path(name) for _, _, name in items]
     assert batched == [validate_bytes(*item) for item in items]
     assert sum(v.valid for v in batched) == 5
+
+
+# --- large files: validated chunk by chunk as they stream ------------------------------
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def _boundary_file(fault: str | None) -> bytes:
+    """60 1m candles with a gap at row 11 and, optionally, one fault at a row that
+    starts or ends a block when blocks hold about 10 rows (``chunk_bytes`` below)."""
+    opens = [BTC_FIRST_OPEN + i * 60_000 for i in range(61) if i != 10]
+    write_buffer = io.StringIO()
+    _frame(opens, [o + 59_999 for o in opens]).pipe(_to_csv, write_buffer)
+    lines = write_buffer.getvalue().splitlines()
+    if fault == "unsorted":
+        lines[20], lines[21] = lines[21], lines[20]  # data rows 20 and 21
+    elif fault == "bad value":
+        cells = lines[30].split(",")
+        cells[4] = "abc"
+        lines[30] = ",".join(cells)
+    elif fault == "duplicate":
+        lines[40] = lines[39]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _to_csv(frame: pd.DataFrame, handle: io.StringIO) -> None:
+    from export_files import frame_to_csv_rows
+
+    handle.write(CSV_HEADER + "\n")
+    frame_to_csv_rows(frame).to_csv(handle, header=False, index=False, lineterminator="\n")
+
+
+@pytest.mark.parametrize("fault", [None, "unsorted", "bad value", "duplicate"])
+def test_chunked_validation_equals_whole_file_validation(fault: str | None) -> None:
+    """Tiny blocks put the gap, the unsorted pair, the bad value and the duplicate at
+    block boundaries; verdict, reason (row number), gaps and candles stay the same."""
+    data = _boundary_file(fault)
+    whole, whole_candles = check_bytes(data, "1m", "f", want_candles=True)
+    row_bytes = len(data.splitlines()[1]) + 1
+    decided = 0
+    for chunk_bytes in (1, row_bytes, row_bytes * 3 - 1, row_bytes * 10, row_bytes * 10 + 5, 1 << 20):
+        for piece in (1, 97, 4096, len(data)):
+            verdict = check_stream(_pieces(data, piece), "1m", "f", want_candles=True, chunk_bytes=chunk_bytes)
+            assert verdict is not None, (chunk_bytes, piece)
+            decided += 1
+            assert verdict[0] == whole, (chunk_bytes, piece)
+            if whole_candles is None:
+                assert verdict[1] is None
+            else:
+                pd.testing.assert_frame_equal(verdict[1], whole_candles)
+    assert decided == 24
+    if fault is None:
+        missing = BTC_FIRST_OPEN + 10 * 60_000
+        assert whole.valid and whole.gaps == [(missing, missing, 1)] and whole.rows == 60
+    else:
+        assert not whole.valid
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_chunked_verdicts_on_every_broken_file(case: str) -> None:
+    """Every broken layout: the streamed verdict equals the whole-file one, or the
+    stream declines (None) and the caller judges the whole bytes."""
+    data = BROKEN[case][0]
+    whole = check_bytes(data, "1h", "f")[0]
+    for chunk_bytes, piece in ((1, 1), (300, 7), (1 << 20, 1 << 20)):
+        verdict = check_stream(_pieces(data, piece), "1h", "f", chunk_bytes=chunk_bytes)
+        assert verdict is None or verdict[0] == whole, (chunk_bytes, piece)
+    assert check_stream([data], "1h", "f", chunk_bytes=1 << 20) is not None
+
+
+def test_stream_declines_layouts_only_the_whole_parser_reads_the_same() -> None:
+    good = BTC_FILE.read_bytes()
+    for data in (good.replace(b"\n", b"\r\n"), good + b"\n\n", good.replace(b"68021.69", b'"68021.69"', 1)):
+        assert check_stream([data], "1h", "f") is None
+        assert validate_bytes(data, "1h", "f") is not None  # the whole-file path still judges it
+
+
+def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv_validation
+    import folder_scan
+
+    path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
+    path.write_bytes(_boundary_file("unsorted"))
+    expected = validate_bytes(path.read_bytes(), "1m", path)
+    monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
+    monkeypatch.setattr(csv_validation, "STREAM_CHUNK_BYTES", 500)
+    monkeypatch.setattr(folder_scan, "check_bytes", None)  # the whole-file path must not be taken
+    checked = folder_scan.check_regular_file(path, "1m", want_hash=True)
+    assert checked.validation == expected and checked.validation.reason.startswith("row 21:")
+    assert checked.digest == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    assert validate_file(path, "1m") == expected

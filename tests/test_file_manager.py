@@ -333,3 +333,137 @@ def test_removals_and_quarantines_are_logged(tmp_path: Path, caplog: pytest.LogC
     expected = f"removed {old.name} ({len(valid_bytes(20))} bytes): beyond the newest 1 of BTCUSDT 1h"
     assert (logging.INFO, expected) in messages
     assert any(level == logging.WARNING and "quarantined" in text and "row 1" in text for level, text in messages)
+
+
+# --- cost: each operation reads only what it needs ------------------------------------
+
+class _Opens:
+    """Counts os.open calls per file name (every read goes through os.open)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.names: list[str] = []
+        real = os.open
+
+        def counted(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.names.append(os.path.basename(os.fspath(path)))
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", counted)
+
+
+def test_find_duplicates_lists_once_hashes_only_colliding_sizes_and_parses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import folder_scan
+
+    folder = tmp_path / "exports"
+    data = valid_bytes()
+    older = put(folder, "BTCUSDT", 2, data)
+    newer = put(folder, "XRPUSDT", 1, data)
+    same_size = put(folder, "ETHUSDT", 1, data.replace(b"68021.69", b"68021.70", 1))
+    unique = put(folder, "SOLUSDT", 1, valid_bytes(10))
+    bad_old = put(folder, "ADAUSDT", 3, CORRUPT + b"x")  # identical invalid files are duplicates too
+    bad_new = put(folder, "ADAUSDT", 2, CORRUPT + b"x")
+    expected = manager(folder).find_duplicates(scan_result=manager(folder).scan())
+
+    def no_parsing(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a duplicate scan must not parse or validate")
+
+    monkeypatch.setattr(folder_scan, "validate_many", no_parsing)
+    monkeypatch.setattr(folder_scan, "check_bytes", no_parsing)
+    monkeypatch.setattr(folder_scan, "StreamCheck", no_parsing)
+    opens = _Opens(monkeypatch)
+    report = manager(folder).find_duplicates()
+
+    assert report == expected
+    assert report.groups == [[bad_new, bad_old], [newer, older]]
+    assert report.wasted_bytes == len(data) + len(CORRUPT) + 1
+    assert sorted(opens.names) == sorted(p.name for p in (older, newer, same_size, bad_old, bad_new))
+    assert unique.name not in opens.names
+
+
+def test_scans_for_one_symbol_look_only_at_its_names(tmp_path: Path) -> None:
+    from folder_scan import scan_folder
+
+    folder = tmp_path / "exports"
+    mine = put(folder, "BTCUSDT", 1, valid_bytes())
+    other_interval = put(folder, "BTCUSDT", 1, valid_bytes(5), interval="4h")
+    put(folder, "BTCUSDT2", 1, valid_bytes(6))  # a longer symbol with the same start
+    put(folder, "ETHUSDT", 1, valid_bytes(7))
+    link = folder / export_file_name("BTCUSDT", "1h", NOW - timedelta(hours=1))
+    link.symlink_to(mine)
+    temp = folder / f".{mine.name}.4242.deadbeef.tmp"
+    temp.write_text("partial")
+    (folder / ".ETHUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp").write_text("partial")
+
+    assert [f.path for f in scan_exports(folder, symbol="BTCUSDT", interval="1h")] == [mine]
+    assert [f.path for f in scan_exports(folder, symbol="BTCUSDT")] == [mine, other_interval]
+    scan = scan_folder(folder, symbols=["BTCUSDT"], logger=logging.getLogger("test"))
+    assert {f.path for f in scan.files} == {mine, other_interval}
+    assert [t.path for t in scan.temp_files] == [temp]
+    assert scan.validations[mine].valid and set(scan.validations) == {mine, other_interval}
+
+
+def test_prune_symbol_does_not_read_back_the_file_just_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "exports"
+    old = put(folder, "BTCUSDT", 1, valid_bytes(20))
+    fm = manager(folder, max_files_per_symbol=2)
+    fresh, _ = fm.write_export("BTCUSDT", read_candles(BTC_FILE))
+    put(folder, "ETHUSDT", 1, valid_bytes(15))
+    opens = _Opens(monkeypatch)
+
+    result = fm.prune_symbol("BTCUSDT", known_valid=[fresh])
+
+    assert fresh.name not in opens.names and opens.names == [old.name]
+    assert result.removed == [] and sorted(result.kept) == sorted([old, fresh])
+    fm.max_files_per_symbol = 1
+    assert fm.prune_symbol("BTCUSDT", known_valid=[fresh]).removed == [old]
+
+
+def test_prune_symbol_still_finds_a_copy_of_the_file_just_written(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    fm = manager(folder, max_files_per_symbol=3)
+    fresh, _ = fm.write_export("BTCUSDT", read_candles(BTC_FILE))
+    copy = put(folder, "BTCUSDT", 1, fresh.read_bytes())
+    result = fm.prune_symbol("BTCUSDT", known_valid=[fresh])
+    assert result.duplicates_removed == [copy] and fresh.exists()
+
+
+def _scan_view(scan) -> tuple:  # type: ignore[no-untyped-def]
+    return (
+        [(f.path, f.size) for f in scan.files],
+        {p: v for p, v in scan.validations.items()},
+        sorted(scan.temp_files, key=lambda t: t.path),
+        scan.unreadable,
+    )
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_cleanup_leaves_its_scan_as_a_fresh_scan_would_see_the_folder(tmp_path: Path, dry_run: bool) -> None:
+    paths = build_scenario(tmp_path)
+    folder = paths["folder"]
+    put(folder, "SOLUSDT", 0.2, valid_bytes(12))
+    put(folder, "XRPUSDT", 0.3, valid_bytes(12))  # a duplicate of SOLUSDT's, unconfigured: removed
+    old_temp = folder / ".BTCUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp"
+    old_temp.write_text("partial")
+    stamp = (NOW - timedelta(hours=3)).timestamp()
+    os.utime(old_temp, (stamp, stamp))
+    fm = manager(folder, max_files_per_symbol=3)
+
+    result = fm.cleanup(dry_run=dry_run)
+    assert result.removed and result.quarantined
+    fresh = fm.scan()
+
+    assert result.remaining is not None
+    assert _scan_view(result.remaining) == _scan_view(fresh)
+    assert result.remaining.duplicate_groups() == fresh.duplicate_groups()
+    assert fm.find_duplicates(scan_result=result.remaining) == fm.find_duplicates()
+    assert fm.file_statistics(scan_result=result.remaining) == fm.file_statistics()
+
+
+def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import export_files
+
+    monkeypatch.setattr(export_files, "WRITE_ROWS", 5)  # 24 rows: slices of 5, 5, 5, 5, 4
+    path, rows = manager(tmp_path / "exports").write_export("BTCUSDT", read_candles(BTC_FILE))
+    assert rows == 24 and path.read_bytes() == BTC_FILE.read_bytes()

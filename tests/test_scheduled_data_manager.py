@@ -229,3 +229,47 @@ def test_cleanup_only_cli_on_the_done_means_folder(tmp_path: Path) -> None:
     assert "ETHUSDT" in result.stdout  # reported as stale, not removed
     report = read_json(folder / "status_report.json")
     assert report["system_status"]["cleanup_count"] == 1 and report["system_status"]["export_count"] == 0
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_cycle_maintenance_reads_each_file_once_and_reports_as_a_fresh_scan_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool
+) -> None:
+    """Cleanup's own scan (minus what it removed) serves the duplicate report and the
+    status report: one open per export file, the same reports as a second scan gives."""
+    import os
+
+    from config.settings import load_settings
+    from scheduled_data_manager import ScheduledDataManager
+    from tests.test_file_manager import build_scenario, put, valid_bytes
+
+    paths = build_scenario(tmp_path)
+    folder = paths["folder"]
+    put(folder, "XRPUSDT", 0.5, valid_bytes(24))  # a copy of BTCUSDT's newest: a duplicate group
+    settings = load_settings({"BINANCE_BASE_URL": "http://127.0.0.1:1", "EXPORT_DIR": str(folder),
+                              "EXPORT_SYMBOLS": "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT", "KLINE_INTERVAL": "1h",
+                              "MAX_FILES_PER_SYMBOL": "3", "LOG_LEVEL": "WARNING"}, env_file=None)
+    manager = ScheduledDataManager(settings)
+    opened: list[str] = []
+    real_open = os.open
+
+    def counted(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith(".csv"):
+            opened.append(os.path.basename(os.fspath(path)))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counted)
+    cycle = manager.run_cycle(export=False, dry_run=dry_run)
+    monkeypatch.setattr(os, "open", real_open)
+
+    assert opened and len(opened) == len(set(opened)), sorted(opened)
+    assert cycle.cleanup is not None and cycle.duplicates is not None
+    assert cycle.duplicates == manager.files.find_duplicates()
+    assert cycle.duplicates.groups  # the XRPUSDT copy and BTCUSDT's newest
+    fresh = manager.write_status(write=False)
+    assert cycle.status["file_statistics"] == fresh["file_statistics"]
+
+    def without_ages(symbols: dict) -> dict:  # ages depend on the moment each report is built
+        return {s: {k: v for k, v in e.items() if "age" not in k} for s, e in symbols.items()}
+
+    assert without_ages(cycle.status["symbols"]) == without_ages(fresh["symbols"])
