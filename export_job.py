@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from config.settings import Settings
 from errors import (
@@ -202,4 +203,21 @@ def backfill(
     files.ensure_folder()
     with RunLock(settings.export_dir), build_client(settings) as client:
         job = ExportJob(settings, files, client, on_symbol_done=on_symbol_done)
-        return job.run(settings.symbols)
+        report = job.run(settings.symbols)
+        _check_written_files(files, report)
+        return report
+
+
+def _check_written_files(files: FileManager, report: ExportReport) -> None:
+    """A backfill has no cleanup pass after it: validate what it wrote (streamed) right away.
+
+    A file that fails is quarantined, as a cycle's cleanup would do, and its
+    symbol reported as failed, so a bad answer never sits in the folder as data.
+    """
+    for outcome in report.succeeded:
+        path = Path(outcome.path or "")
+        validation = files.validate_file(path)
+        if not validation.valid:
+            files.quarantine(path, validation.reason or "invalid")
+            outcome.ok, outcome.error_kind = False, "invalid_data"
+            outcome.error = f"the exchange's data failed validation ({validation.reason}); file quarantined"
