@@ -29,7 +29,7 @@ import schedule
 
 from config.settings import Settings, SettingsError, load_settings
 from config.symbols_config import SymbolError, parse_symbol_list, unique_in_order
-from errors import ExportError, RunLockedError, StorageError
+from errors import ExportError, RunLockedError
 from exchange_client import ExchangeClient
 from export_historical_data import build_client
 from export_job import ExportJob, ExportReport, SymbolOutcome

@@ -283,14 +283,14 @@ def test_stream_declines_layouts_only_the_whole_parser_reads_the_same() -> None:
 
 
 def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import csv_validation
+    import csv_stream_check
     import folder_scan
 
     path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
     path.write_bytes(_boundary_file("unsorted"))
     expected = validate_bytes(path.read_bytes(), "1m", path)
     monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
-    monkeypatch.setattr(csv_validation, "STREAM_CHUNK_BYTES", 500)
+    monkeypatch.setattr(csv_stream_check, "STREAM_CHUNK_BYTES", 500)
     monkeypatch.setattr(folder_scan, "check_bytes", None)  # the whole-file path must not be taken
     checked = folder_scan.check_regular_file(path, "1m", want_hash=True)
     assert checked.validation == expected and checked.validation.reason.startswith("row 21:")

@@ -17,7 +17,6 @@ from errors import (
 )
 from exchange_client import ExchangeClient, weight_limit_from_exchange_info
 from rate_limiter import WeightLimiter
-from sandbox_exchange import SandboxConfig
 
 
 def make_client(url: str, **kwargs: object) -> ExchangeClient:

@@ -8,7 +8,7 @@ from config.intervals import HOUR_MS, MINUTE_MS
 from errors import NoDataError
 from exchange_client import ExchangeClient
 from export_historical_data import HistoricalDataExporter, merge_candles
-from sandbox_exchange import SandboxConfig, generate_candle
+from sandbox_exchange import generate_candle
 
 # 2026-11-29 05:30:00 UTC: half-way through a 1h candle.
 NOW_MS = 1795843800000
