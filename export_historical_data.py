@@ -265,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    # Retries and waits are normal; the console only shows what went wrong for good.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     bar = tqdm(total=len(settings.symbols), unit="symbol", disable=not sys.stderr.isatty())
     try:
         report = backfill(settings, on_symbol_done=lambda _outcome: bar.update(1))

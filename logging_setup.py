@@ -46,16 +46,30 @@ def _rotating(path: Path, level: int) -> RotatingFileHandler:
     return handler
 
 
-def configure_logging(export_dir: Path | None, level: str = "INFO", *, verbose: bool = False) -> None:
-    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands)."""
+QUIET = logging.CRITICAL + 1  # the console shows no log record; the CLI prints its own summary
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name.split(".")[0] in OUR_LOGGERS
+
+
+def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
+    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands).
+
+    The console gets our own records from ``console_level`` up (urllib3's
+    retry chatter only at DEBUG): one-shot commands print a summary instead,
+    the loop shows one line per event for journald, ``-v`` shows everything.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     numeric = getattr(logging, level, logging.INFO)
-    root.setLevel(min(numeric, logging.DEBUG if verbose else numeric))
+    root.setLevel(min(numeric, console_level))
     console = logging.StreamHandler()
-    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setLevel(console_level)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    if console_level > logging.DEBUG:
+        console.addFilter(_ours)
     root.addHandler(console)
     if export_dir is not None:
         logs = Path(export_dir) / "logs"

@@ -281,7 +281,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from cli_output import print_cycle, print_health, print_status, progress_bar
-    from logging_setup import configure_logging
+    from logging_setup import QUIET, configure_logging
 
     args = parse_args(argv)
     try:
@@ -293,8 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     read_only = args.status or args.health or args.dry_run
+    one_shot = args.manual or args.export_only or args.cleanup_only or read_only
+    console_level = logging.DEBUG if args.verbose else (QUIET if one_shot else logging.INFO)
     try:
-        configure_logging(None if read_only else settings.export_dir, settings.log_level, verbose=args.verbose)
+        configure_logging(None if read_only else settings.export_dir, settings.log_level, console_level=console_level)
     except OSError as exc:
         print(f"error: cannot write the logs in {settings.export_dir / 'logs'}: {exc.strerror or exc}; "
               "check EXPORT_DIR and its permissions", file=sys.stderr)

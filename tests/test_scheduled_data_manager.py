@@ -273,3 +273,18 @@ def test_cycle_maintenance_reads_each_file_once_and_reports_as_a_fresh_scan_woul
         return {s: {k: v for k, v in e.items() if "age" not in k} for s, e in symbols.items()}
 
     assert without_ages(cycle.status["symbols"]) == without_ages(fresh["symbols"])
+
+
+def test_console_stays_short_while_retries_happen(sandbox_factory, tmp_path: Path) -> None:
+    # Failures at klines calls 3, 5, 6, 9, 10, ...: never three in a row, so one symbol's
+    # three attempts (HTTP_RETRIES=2) always get through.
+    exchange = sandbox_factory(fail_every_n=3, drop_every_n=5)
+    out = tmp_path / "exports"
+    for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"):  # one new symbol per run
+        env = cli_env(exchange.base_url, out, EXPORT_SYMBOLS=symbol)
+        result = run_cli("scheduled_data_manager.py", "--manual", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # retries are in the log file, not on the console
+        assert len(result.stdout.strip().splitlines()) == 3  # export, cleanup, status
+    assert exchange.stats.failed_5xx >= 2 and exchange.stats.dropped >= 1
+    assert "Retrying" in (out / "logs" / "scheduled_data_manager.log").read_text()
