@@ -140,7 +140,7 @@ class FileManager:
         self.ensure_folder()
         path = self.export_dir / name
         rows = write_candles(path, chunks)
-        self.logger.info("wrote %s (%d rows)", name, rows)
+        self.logger.debug("wrote %s (%d rows)", name, rows)  # the export job logs the full line
         return path, rows
 
     # --- scanning and validation -----------------------------------------
@@ -288,7 +288,8 @@ class FileManager:
         else:
             gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
             result.remaining = folder.without(gone)
-        self.logger.info("cleanup: %s", result.summary())
+        # A per-symbol prune after each write would repeat this line for every symbol.
+        self.logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
         return result
 
     def prune_symbol(

@@ -49,16 +49,21 @@ def _rotating(path: Path, level: int) -> RotatingFileHandler:
 QUIET = logging.CRITICAL + 1  # the console shows no log record; the CLI prints its own summary
 
 
-def _ours(record: logging.LogRecord) -> bool:
-    return record.name.split(".")[0] in OUR_LOGGERS
+def _for_console(record: logging.LogRecord) -> bool:
+    """Our warnings and errors; of our INFO records only the scheduler's own (cycle level)."""
+    name = record.name.split(".")[0]
+    if name not in OUR_LOGGERS:
+        return False
+    return record.levelno >= logging.WARNING or name == "scheduled_data_manager"
 
 
 def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
     """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands).
 
-    The console gets our own records from ``console_level`` up (urllib3's
-    retry chatter only at DEBUG): one-shot commands print a summary instead,
-    the loop shows one line per event for journald, ``-v`` shows everything.
+    The console gets our own records from ``console_level`` up (per-symbol
+    INFO lines and urllib3's retry chatter only at DEBUG): one-shot commands
+    print a summary instead, the loop shows its cycle events and problems for
+    journald, ``-v`` shows everything. The files always get everything.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -69,7 +74,7 @@ def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_l
     console.setLevel(console_level)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     if console_level > logging.DEBUG:
-        console.addFilter(_ours)
+        console.addFilter(_for_console)
     root.addHandler(console)
     if export_dir is not None:
         logs = Path(export_dir) / "logs"

@@ -224,7 +224,8 @@ class ScheduledDataManager:
         """The scheduled job: a failure is logged and the loop lives on."""
         try:
             report = self.run_cycle()
-            logger.info("cycle finished with exit code %d", report.exit_code)
+            cleanup = report.cleanup.summary() if report.cleanup is not None else "not run"
+            logger.info("cycle finished with exit code %d; cleanup: %s", report.exit_code, cleanup)
         except RunLockedError as exc:
             logger.warning("cycle skipped: %s", exc)
         except Exception:  # the loop must survive anything a cycle raises
