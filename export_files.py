@@ -185,7 +185,11 @@ def read_export_text(path: Path) -> pd.DataFrame:
 
 
 def read_candles(path: Path) -> pd.DataFrame:
-    """Read one of our CSVs back into a candle frame."""
+    """Read one of our CSVs back into a candle frame (tools and tests).
+
+    Lenient and unvalidated: the exporter itself reads previous files only
+    through ``FileManager.newest_valid_export``, which validates them first.
+    """
     return text_frame_to_candles(read_export_text(path))
 
 

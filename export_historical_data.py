@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -48,20 +47,6 @@ class SymbolExport:
     # Set when the reused candles start later than the window (the look-back grew):
     # the head of the window, up to this open time, is fetched too.
     head_until_ms: int | None = None
-
-
-@dataclass
-class FetchProgress:
-    """Counters a progress bar or a benchmark can read while pages arrive."""
-
-    calls: int = 0
-    rows: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, rows: int) -> None:
-        with self._lock:
-            self.calls += 1
-            self.rows += rows
 
 
 def rows_to_frame(rows: list[list]) -> pd.DataFrame:
@@ -102,7 +87,6 @@ class HistoricalDataExporter:
         self.interval = interval
         self.lookback_days = lookback_days
         self.page_limit = page_limit
-        self.progress = FetchProgress()
 
     def window_start_ms(self, server_time_ms: int, lookback_days: float | None = None) -> int:
         """Oldest open time kept: candles that opened within the look-back window."""
@@ -196,7 +180,6 @@ class HistoricalDataExporter:
             rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
             if tally is not None:
                 tally.calls += 1
-            self.progress.add(len(rows))
             page = rows_to_frame(rows)
             page = page[(page["close_time"] < server_time_ms) & (page["open_time"] >= cursor)
                         & (page["open_time"] <= last_closed)]
