@@ -315,9 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         _install_stop_handlers(stop_event)
         if args.manual or args.export_only or args.cleanup_only:
-            cycle = manager.run_cycle(export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run)
-            if bar is not None:
-                bar.close()
+            try:
+                cycle = manager.run_cycle(export=not args.cleanup_only, cleanup=not args.export_only,
+                                          dry_run=args.dry_run)
+            finally:
+                if bar is not None:
+                    bar.close()
             print_cycle(cycle)
             return cycle.exit_code
         return manager.run_forever()
