@@ -36,10 +36,11 @@ from atomic_io import atomic_write_text
 from config.settings import SETTING_VARIABLES, Settings, SettingsError, load_settings, read_environment
 from errors import ExportError, ServiceError, StorageError
 from file_lock import FileLock
+from logging_setup import open_log_append
 from pidfile import MAX_PID, Pidfile, read_pidfile, remove_pidfile, write_pidfile
 from process_info import MANAGER_SCRIPT, is_manager_process
 from service_status import ServiceState, format_duration, inspect_service, summarize_status_report
-from service_log import ServiceLog, open_append, utc_stamp
+from service_log import ServiceLog, utc_stamp
 from service_user import (
     DEFAULT_SERVICE_USER,
     USER_NAME,
@@ -178,7 +179,7 @@ class DataExportService:
 
     def _launch(self) -> subprocess.Popen[bytes]:
         try:
-            log_fd = open_append(self.paths.log)
+            log_fd = open_log_append(self.paths.log)
         except OSError as exc:
             raise ServiceError(f"cannot open the service log {self.paths.log}: {exc.strerror or exc}") from exc
         try:

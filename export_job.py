@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from config.settings import Settings
+from csv_validation import iso_utc
 from errors import (
     ExchangeError,
     ExportError,
@@ -168,7 +169,7 @@ class ExportJob:
         if dry_run:
             name = export_file_name(symbol, self.settings.kline_interval, datetime.now(timezone.utc))
             logger.info("%s: dry run: would reuse %d candles, fetch from %s and write %s",
-                        symbol, export.reused_rows, _utc(export.requested_from_ms), name)
+                        symbol, export.reused_rows, iso_utc(export.requested_from_ms), name)
             return SymbolOutcome(symbol, True, path=name, reused_rows=export.reused_rows)
         path, rows = self.files.write_export(symbol, self.exporter.iter_chunks(export))
         # The fresh file was just written from the validated previous file and
@@ -182,12 +183,6 @@ class ExportJob:
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         for symbol in symbols:
             report.outcomes[symbol] = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
-
-
-def _utc(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def backfill(

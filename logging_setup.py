@@ -27,16 +27,20 @@ class UTCFormatter(logging.Formatter):
         return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
 
 
-class NoFollowRotatingFileHandler(RotatingFileHandler):
-    """A rotating log that refuses to write through a symlink planted at its path.
+def open_log_append(path: str | os.PathLike[str]) -> int:
+    """A log file opened for appending, never through a symlink planted at its path.
 
     The export folder may be shared; appending through a link would let
     whoever planted it make us write (as our user) into any file.
     """
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+
+
+class NoFollowRotatingFileHandler(RotatingFileHandler):
+    """A rotating log that refuses to write through a symlink planted at its path."""
 
     def _open(self) -> IO[str]:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+        return open(open_log_append(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
 
 
 def _rotating(path: Path, level: int) -> RotatingFileHandler:

@@ -10,7 +10,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from logging_setup import LOG_BACKUPS, MAX_LOG_BYTES
+from logging_setup import LOG_BACKUPS, MAX_LOG_BYTES, open_log_append
 
 LOG_TAIL_LINES = 12
 _TAIL_BYTES = 16384  # enough for the last lines of a traceback without reading a large log
@@ -20,11 +20,6 @@ def utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def open_append(path: Path) -> int:
-    """The log, opened without following a planted symlink."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-
-
 class ServiceLog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -32,7 +27,7 @@ class ServiceLog:
     def event(self, message: str) -> None:
         """One line in the log; a log that cannot be written must not fail the command."""
         try:
-            fd = open_append(self.path)
+            fd = open_log_append(self.path)
         except OSError:
             return
         try:
