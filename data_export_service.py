@@ -6,305 +6,36 @@
     python data_export_service.py restart
     python data_export_service.py create-systemd-service [--user NAME] [--output PATH]
 
-The pidfile (``EXPORT_DIR/data_export_service.pid``) is only a hint: PIDs are
-reused, so nothing is signalled unless the process behind the PID is running
-our scheduler script (``process_info.is_manager_process``). A pidfile that is
-a symlink, holds garbage or names a dead or foreign process is reported and
-removed, and no process is touched. ``EXPORT_DIR/.service.lock`` serialises
-the commands, so two simultaneous ``start`` cannot both launch.
-
-The parts live beside it: ``pidfile`` (read, write, remove), ``service_status``
-(what runs, the last report), ``service_log``, ``service_user`` (the unit's user).
-
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error; ``status``
-follows LSB: 0 running, 3 not running.
+follows LSB: 0 running, 3 not running. The work is done by
+``service.daemon.DataExportService`` (importable from here).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-from atomic_io import atomic_write_text
-from config.settings import SETTING_VARIABLES, Settings, SettingsError, load_settings, read_environment
-from errors import ExportError, ServiceError, StorageError
-from file_lock import FileLock
-from logging_setup import open_log_append
-from pidfile import MAX_PID, Pidfile, read_pidfile, remove_pidfile, write_pidfile
-from process_info import MANAGER_SCRIPT, is_manager_process
-from service_status import ServiceState, format_duration, inspect_service, summarize_status_report
-from service_log import ServiceLog, utc_stamp
-from service_user import (
-    DEFAULT_SERVICE_USER,
-    USER_NAME,
-    check_service_user,
-    current_user,
-    default_service_user,
-    user_exists,
+from common.errors import ExportError
+from config.settings import Settings, SettingsError, load_settings, read_environment
+from service.daemon import (
+    EXIT_FAILED,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    DataExportService,
+    Outcome,
+    ServicePaths,
+    write_systemd_unit,
 )
-from status_report import STATUS_NAME
-from systemd_unit import UNIT_NAME, render_unit
+from service.systemd_unit import UNIT_NAME
+from service.users import DEFAULT_SERVICE_USER, check_service_user, current_user, default_service_user, user_exists
 
-__all__ = [
-    "DataExportService", "Outcome", "ServiceLock", "ServicePaths", "child_environment", "main", "parse_args",
-    "write_systemd_unit",
-    # moved to pidfile.py, service_status.py, service_user.py and errors.py; still importable from here
-    "MAX_PID", "Pidfile", "read_pidfile", "remove_pidfile", "ServiceError", "ServiceState", "inspect_service",
-    "format_duration", "summarize_status_report", "DEFAULT_SERVICE_USER", "USER_NAME", "check_service_user",
-    "default_service_user", "user_exists",
-]
-
-INSTALL_DIR = Path(__file__).resolve().parent
-MANAGER_PATH = INSTALL_DIR / MANAGER_SCRIPT
-PIDFILE_NAME = "data_export_service.pid"
-SERVICE_LOG_NAME = "data_export_service.log"
-SERVICE_LOCK_NAME = ".service.lock"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
-POLL_SECONDS = 0.1
-KILL_WAIT_SECONDS = 5.0
-LOCK_WAIT_SECONDS = 120.0
-
-
-# -- paths and the service lock -------------------------------------------------------
-@dataclass(frozen=True)
-class ServicePaths:
-    export_dir: Path
-    pidfile: Path
-    log: Path
-    lock: Path
-
-    @classmethod
-    def for_export_dir(cls, export_dir: Path) -> ServicePaths:
-        folder = Path(os.path.abspath(export_dir))
-        return cls(folder, folder / PIDFILE_NAME, folder / "logs" / SERVICE_LOG_NAME, folder / SERVICE_LOCK_NAME)
-
-
-def _lock_busy(path: Path) -> ServiceError:
-    return ServiceError(f"another data_export_service command holds {path}; try again later")
-
-
-def _cannot_open_lock(path: Path, exc: OSError) -> ServiceError:
-    return ServiceError(f"cannot open the service lock {path}: {exc.strerror or exc}")
-
-
-class ServiceLock(FileLock):
-    """Exclusive flock on ``EXPORT_DIR/.service.lock`` around check-and-act: two simultaneous
-    ``start`` must not both find the service stopped and both launch it."""
-
-    def __init__(self, path: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
-        super().__init__(path, wait_seconds=wait_seconds, on_busy=_lock_busy, on_error=_cannot_open_lock)
-
-
-@dataclass
-class Outcome:
-    """What a command did: lines for stdout, lines for stderr, the exit code."""
-
-    exit_code: int = EXIT_OK
-    lines: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def extend(self, other: Outcome) -> Outcome:
-        self.lines += other.lines
-        self.errors += other.errors
-        self.exit_code = other.exit_code
-        return self
-
-
-def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
-    """Our environment, plus the settings this command read from ./.env, with EXPORT_DIR absolute.
-
-    The scheduler runs in the install folder; without this it could read
-    another .env and write to a different folder than the pidfile's.
-    """
-    env = dict(os.environ)
-    env.update({name: settings_env[name] for name in SETTING_VARIABLES if name in settings_env})
-    env["EXPORT_DIR"] = str(export_dir)
-    return env
-
-
-class DataExportService:
-    """Start and stop one detached scheduler per export folder."""
-
-    def __init__(self, paths: ServicePaths, environment: Mapping[str, str] | None = None) -> None:
-        self.paths = paths
-        self.log = ServiceLog(paths.log)
-        self.environment = dict(environment) if environment is not None else dict(os.environ)
-
-    # -- start ----------------------------------------------------------------------
-    def start(self, wait_seconds: float = 1.0) -> Outcome:
-        self._ensure_folders()
-        with ServiceLock(self.paths.lock):
-            return self._start_locked(wait_seconds)
-
-    def _start_locked(self, wait_seconds: float) -> Outcome:
-        outcome = Outcome()
-        current = inspect_service(self.paths.pidfile)
-        if current.state == "running":
-            return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); "
-                                                "use 'stop' or 'restart'"])
-        if current.state != "stopped":
-            outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
-        self.log.rotate()
-        process = self._launch()
-        if not self._confirm(process, wait_seconds):
-            self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
-            tail = self.log.tail()
-            return Outcome(EXIT_FAILED, errors=[
-                f"error: the scheduler exited at once with code {process.returncode}; "
-                f"last lines of {self.paths.log}:", *("  " + line for line in tail)])
-        try:
-            write_pidfile(self.paths.pidfile, process.pid)
-        except StorageError as exc:
-            self._terminate(process)
-            return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
-        _detach(process)
-        self.log.event(f"started scheduler PID {process.pid}")
-        outcome.lines.append(f"started (PID {process.pid}); log: {self.paths.log}")
-        return outcome
-
-    def _ensure_folders(self) -> None:
-        try:
-            self.paths.log.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ServiceError(f"cannot create {self.paths.log.parent}: {exc.strerror or exc}; "
-                               "check EXPORT_DIR and its permissions") from exc
-
-    def _launch(self) -> subprocess.Popen[bytes]:
-        try:
-            log_fd = open_log_append(self.paths.log)
-        except OSError as exc:
-            raise ServiceError(f"cannot open the service log {self.paths.log}: {exc.strerror or exc}") from exc
-        try:
-            return subprocess.Popen(
-                [sys.executable, str(MANAGER_PATH)], stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
-                cwd=INSTALL_DIR, env=child_environment(self.environment, self.paths.export_dir),
-                start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise ServiceError(f"cannot launch {MANAGER_PATH}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(log_fd)
-
-    @staticmethod
-    def _confirm(process: subprocess.Popen[bytes], wait_seconds: float) -> bool:
-        """Still alive after ``wait_seconds`` (a bad start usually dies within a second)."""
-        deadline = time.monotonic() + max(0.0, wait_seconds)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        return process.poll() is None
-
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes]) -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    # -- stop -----------------------------------------------------------------------
-    def stop(self, timeout: float = 30.0) -> Outcome:
-        if not self.paths.export_dir.is_dir():
-            return Outcome(lines=["not running"])
-        with ServiceLock(self.paths.lock):
-            return self._stop_locked(timeout)
-
-    def _stop_locked(self, timeout: float) -> Outcome:
-        current = inspect_service(self.paths.pidfile)
-        if current.state == "stopped":
-            return Outcome(lines=["not running"])
-        if current.state != "running" or current.pid is None:
-            remove_pidfile(self.paths.pidfile)
-            self.log.event(f"{current.describe()}; removed")
-            if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
-                return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; removed it (not its target), "
-                                                    "nothing was signalled"])
-            joiner = ", " if current.detail.endswith(")") else "; "  # "(process N is not running), removed"
-            return Outcome(lines=[f"{current.describe()}{joiner}removed", "not running"])
-        return self._signal_and_wait(current.pid, timeout)
-
-    def _signal_and_wait(self, pid: int, timeout: float) -> Outcome:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:
-            raise ServiceError(f"not allowed to signal PID {pid}: it belongs to another user; "
-                               "run stop as that user") from exc
-        self.log.event(f"sent SIGTERM to scheduler PID {pid}")
-        outcome = Outcome()
-        if self._wait_gone(pid, timeout):
-            outcome.lines.append(f"stopped (PID {pid})")
-        else:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            if not self._wait_gone(pid, KILL_WAIT_SECONDS):
-                return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
-            self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
-            outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
-            outcome.lines.append(f"stopped (PID {pid}, killed)")
-        remove_pidfile(self.paths.pidfile)
-        self.log.event(f"scheduler PID {pid} stopped")
-        return outcome
-
-    @staticmethod
-    def _wait_gone(pid: int, timeout: float) -> bool:
-        """Gone, or the PID already belongs to something else (then ours is gone too)."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        while is_manager_process(pid):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_SECONDS)
-        return True
-
-    # -- restart, status -----------------------------------------------------------
-    def restart(self, timeout: float = 30.0, wait_seconds: float = 1.0) -> Outcome:
-        self._ensure_folders()
-        with ServiceLock(self.paths.lock):
-            outcome = self._stop_locked(timeout)
-            if outcome.exit_code != EXIT_OK:
-                return outcome
-            return outcome.extend(self._start_locked(wait_seconds))
-
-    def status(self, now: float | None = None) -> Outcome:
-        current = inspect_service(self.paths.pidfile)
-        now = time.time() if now is None else now
-        if current.state == "running":
-            uptime = "unknown" if current.started_at is None else format_duration(now - current.started_at)
-            lines = [f"running (PID {current.pid}, up {uptime})"]
-            code = EXIT_OK
-        elif current.state == "stopped":
-            lines, code = ["stopped"], EXIT_NOT_RUNNING
-        else:
-            lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
-        lines += [f"  pidfile: {self.paths.pidfile}", f"  log: {self.paths.log}"]
-        lines += summarize_status_report(self.paths.export_dir / STATUS_NAME)
-        return Outcome(code, lines)
-
-def _detach(process: subprocess.Popen[bytes]) -> None:
-    """The scheduler outlives this command by design: tell Popen not to warn that it still runs."""
-    process.returncode = 0
-
-
-# -- the systemd unit ----------------------------------------------------------------
-def write_systemd_unit(output: Path, export_dir: Path, user: str) -> Path:
-    target = output / UNIT_NAME if output.is_dir() else output
-    text = render_unit(python=Path(sys.executable).absolute(), install_dir=INSTALL_DIR, manager_script=MANAGER_PATH,
-                       export_dir=Path(os.path.abspath(export_dir)), user=user, generated_at=utc_stamp())
-    atomic_write_text(target, text)
-    os.chmod(target, 0o644)  # a unit file is read by systemd and by whoever inspects it
-    return target
+__all__ = ["DataExportService", "main", "parse_args"]
 
 
 # -- CLI ---------------------------------------------------------------------------
@@ -330,8 +61,11 @@ def _seconds(text: str) -> float:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="data_export_service.py", description="Run the scheduled data manager as a background service.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="data_export_service.py",
+        description="Run the scheduled data manager as a background service.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wait_help = "seconds the scheduler must stay up to count as started (default 1)"
     timeout_help = "seconds to wait after SIGTERM before SIGKILL (default 30)"
@@ -344,8 +78,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     restart.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
     restart.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
     unit = commands.add_parser("create-systemd-service", help=f"write a hardened {UNIT_NAME}")
-    unit.add_argument("--user", help="the unprivileged user to run as (default: $SUDO_USER, "
-                                     f"the current user, or {DEFAULT_SERVICE_USER} when run as root)")
+    unit.add_argument(
+        "--user",
+        help="the unprivileged user to run as (default: $SUDO_USER, "
+        f"the current user, or {DEFAULT_SERVICE_USER} when run as root)",
+    )
     unit.add_argument("--output", type=Path, default=Path(UNIT_NAME), help=f"where to write it (default ./{UNIT_NAME})")
     return parser.parse_args(argv)
 
@@ -372,8 +109,10 @@ def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     print(f"wrote {path.absolute()} (runs as {user}, writes only {export_dir})")
     if not user_exists(user):
-        print(f"note: user {user} does not exist yet: sudo useradd --system --no-create-home "
-              f"--shell /usr/sbin/nologin {user}")
+        print(
+            f"note: user {user} does not exist yet: sudo useradd --system --no-create-home "
+            f"--shell /usr/sbin/nologin {user}"
+        )
     print(f"note: {user} must own the export folder: sudo install -d -o {user} -m 0750 {shlex.quote(str(export_dir))}")
     print("install and enable it:")
     print(f"  sudo cp {shlex.quote(str(path.absolute()))} /etc/systemd/system/")

@@ -8,6 +8,7 @@ it ends in well under a minute.
 
     python demo_scheduled_system.py [--output DIR] [--period-seconds 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sandbox_exchange import SandboxConfig, SandboxExchange
+from sandbox.exchange import SandboxConfig, SandboxExchange
 
 HERE = Path(__file__).resolve().parent
 MANAGER = HERE / "scheduled_data_manager.py"
@@ -34,12 +35,24 @@ def banner(title: str) -> None:
 
 def manager_env(base_url: str, out: Path, period_hours: float) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "BINANCE_BASE_URL": base_url, "EXPORT_DIR": str(out), "EXPORT_PERIOD_HOURS": f"{period_hours:.6f}",
-        "HTTP_TIMEOUT_SECONDS": "5", "HTTP_BACKOFF_SECONDS": "0.1", "PYTHONUNBUFFERED": "1",
-    })
-    for name in ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS", "KLINE_INTERVAL", "EXPORT_LOOKBACK_DAYS",
-                 "MAX_FILES_PER_SYMBOL", "DATA_RETENTION_DAYS"):
+    env.update(
+        {
+            "BINANCE_BASE_URL": base_url,
+            "EXPORT_DIR": str(out),
+            "EXPORT_PERIOD_HOURS": f"{period_hours:.6f}",
+            "HTTP_TIMEOUT_SECONDS": "5",
+            "HTTP_BACKOFF_SECONDS": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    for name in (
+        "EXPORT_SYMBOLS",
+        "CRYPTO_SYMBOLS",
+        "KLINE_INTERVAL",
+        "EXPORT_LOOKBACK_DAYS",
+        "MAX_FILES_PER_SYMBOL",
+        "DATA_RETENTION_DAYS",
+    ):
         env.pop(name, None)  # the demo shows the defaults of the guide
     return env
 

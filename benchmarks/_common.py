@@ -6,6 +6,7 @@ date, and assert nothing. The sandbox exchange runs as a separate process so
 that its CPU work (HTTP parsing, candle generation) does not share the
 benchmarked process's GIL.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,31 @@ _CHILDREN: list[subprocess.Popen] = []
 class SandboxProcess:
     """``python sandbox_exchange.py ...`` as a subprocess; ``base_url`` once it listens."""
 
-    def __init__(self, *, latency: float = 0.0, weight_limit: int = 6000, accept_any_symbol: bool = True,
-                 clock_offset_ms: int = 0, list_symbols: int = 0, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        weight_limit: int = 6000,
+        accept_any_symbol: bool = True,
+        clock_offset_ms: int = 0,
+        list_symbols: int = 0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         # list_symbols > 0: exchangeInfo also lists SYM0001USDT.. (see _sandbox_server.py)
         script = ROOT / "benchmarks" / "_sandbox_server.py" if list_symbols else ROOT / "sandbox_exchange.py"
-        self.args = [sys.executable, str(script), "--port", "0",
-                     "--latency", str(latency), "--weight-limit", str(weight_limit),
-                     "--clock-offset-ms", str(clock_offset_ms), *extra_args]
+        self.args = [
+            sys.executable,
+            str(script),
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+            "--weight-limit",
+            str(weight_limit),
+            "--clock-offset-ms",
+            str(clock_offset_ms),
+            *extra_args,
+        ]
         if accept_any_symbol:
             self.args.append("--accept-any-symbol")
         if list_symbols:
@@ -51,8 +70,9 @@ class SandboxProcess:
         self.base_url = ""
 
     def start(self, timeout: float = 15.0) -> SandboxProcess:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=str(ROOT))
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT)
+        )
         _CHILDREN.append(self.proc)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
@@ -153,11 +173,19 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, markdown: bo
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     sep = " | " if markdown else "  "
-    lines = [("| " if markdown else "") + sep.join(h.ljust(w) for h, w in zip(headers, widths)) + (" |" if markdown else "")]
+    lines = [
+        ("| " if markdown else "")
+        + sep.join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+        + (" |" if markdown else "")
+    ]
     if markdown:
         lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in cells:
-        lines.append(("| " if markdown else "") + sep.join(c.ljust(w) for c, w in zip(row, widths)) + (" |" if markdown else ""))
+        lines.append(
+            ("| " if markdown else "")
+            + sep.join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            + (" |" if markdown else "")
+        )
     return "\n".join(lines)
 
 
@@ -178,13 +206,14 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_results(name: str, figures: Mapping[str, Any], *, targets: Mapping[str, Any] | None = None,
-                  command: str | None = None) -> Path:
+def write_results(
+    name: str, figures: Mapping[str, Any], *, targets: Mapping[str, Any] | None = None, command: str | None = None
+) -> Path:
     """``benchmarks/results/<name>.json``: figures, targets, machine, date, command."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine(),
         "figures": figures,

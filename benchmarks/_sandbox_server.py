@@ -5,6 +5,7 @@ symbol, but its parameterless exchangeInfo lists only the default symbols;
 clients that load every market first (ccxt's ``load_markets``) need the
 benchmark symbols listed too. Everything else is the unchanged sandbox CLI.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sandbox_exchange as sx  # noqa: E402
+import sandbox.exchange as sandbox_exchange as sx  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -21,7 +22,7 @@ def main(argv: list[str]) -> int:
     if "--list-symbols" in argv:
         i = argv.index("--list-symbols")
         count = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
+        argv = argv[:i] + argv[i + 2 :]
     original = sx._config_from_args
 
     def with_symbols(args):  # type: ignore[no-untyped-def]

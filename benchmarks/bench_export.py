@@ -20,6 +20,7 @@ bound is N x 2 / (6000 / 60) = N / 50 s.
 429 answers are counted on the client side (``client.stats.rate_limited``
 for ours, status codes for the others).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,9 @@ def window(now_ms: int) -> tuple[int, int]:
 
 # -- ours ---------------------------------------------------------------------------
 def run_ours(symbols: list[str], latency: float, workers: int | None, prefill: int = 0) -> dict:
-    from export_historical_data import build_client
-    from export_job import ExportJob
-    from file_manager import FileManager
+    from cycle.export_job import ExportJob
+    from exchange.client import ExchangeClient
+    from store.file_manager import FileManager
 
     folder = temp_dir("export")
     if prefill:  # a crowded folder: other symbols' exports every per-symbol scan lists (names only)
@@ -71,10 +72,15 @@ def run_ours(symbols: list[str], latency: float, workers: int | None, prefill: i
         with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT) as sandbox:
             extra = {"EXPORT_WORKERS": str(workers)} if workers else {}
             settings = make_settings(sandbox.base_url, folder, symbols, **extra)
-            files = FileManager(settings.export_dir, settings.kline_interval, settings.symbols,
-                                settings.max_files_per_symbol, settings.data_retention_days)
+            files = FileManager(
+                settings.export_dir,
+                settings.kline_interval,
+                settings.symbols,
+                settings.max_files_per_symbol,
+                settings.data_retention_days,
+            )
             files.ensure_folder()
-            with build_client(settings) as client:
+            with ExchangeClient.from_settings(settings) as client:
                 job = ExportJob(settings, files, client)
                 started = time.perf_counter()
                 report = job.run(symbols)
@@ -114,8 +120,20 @@ def import_ccxt(install: bool):
         if not install:
             return None
     print(f"installing ccxt into the throwaway folder {CCXT_DIR} (not a project dependency) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "--target", str(CCXT_DIR), "ccxt"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(CCXT_DIR),
+            "ccxt",
+        ],
+        check=True,
+    )
     importlib.invalidate_caches()
     return importlib.import_module("ccxt")
 
@@ -124,15 +142,17 @@ def run_ccxt(symbols: list[str], latency: float) -> dict:
     ccxt = import_ccxt(install=True)
     statuses: Counter[int] = Counter()
     with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT, list_symbols=len(symbols)) as sandbox:
-        exchange = ccxt.binance({
-            "enableRateLimit": True,
-            "timeout": 20000,
-            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
-        })
+        exchange = ccxt.binance(
+            {
+                "enableRateLimit": True,
+                "timeout": 20000,
+                "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+            }
+        )
         # Point every spot REST root at the sandbox; futures/options roots are never called.
         for key, url in list(exchange.urls["api"].items()):
             if isinstance(url, str) and url.startswith("https://api.binance.com/api/"):
-                exchange.urls["api"][key] = sandbox.base_url + url[len("https://api.binance.com"):]
+                exchange.urls["api"][key] = sandbox.base_url + url[len("https://api.binance.com") :]
         exchange.session.hooks["response"].append(lambda r, *a, **k: statuses.update([r.status_code]))
         errors: Counter[str] = Counter()
         started = time.perf_counter()
@@ -177,8 +197,11 @@ def run_paced_loop(symbols: list[str], latency: float) -> dict:
             if pause > 0:
                 time.sleep(pause)
             next_slot = time.perf_counter() + CCXT_PACE_S
-            response = session.get(url, params={"symbol": symbol, "interval": "1h", "startTime": start_ms,
-                                                "endTime": end_ms, "limit": 48}, timeout=20)
+            response = session.get(
+                url,
+                params={"symbol": symbol, "interval": "1h", "startTime": start_ms, "endTime": end_ms, "limit": 48},
+                timeout=20,
+            )
             statuses[response.status_code] += 1
             if response.status_code == 200:
                 rows += len(response.json())
@@ -201,8 +224,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, help="EXPORT_WORKERS for our run (default: Settings default)")
     parser.add_argument("--with-ccxt", action="store_true", help="also run ccxt (pip-installed to /tmp if missing)")
     parser.add_argument("--no-paced-loop", action="store_true", help="skip the ccxt-paced requests loop")
-    parser.add_argument("--prefill-files", type=int, default=0, metavar="N",
-                        help="also run ours into a folder already holding N other exports (a crowded folder)")
+    parser.add_argument(
+        "--prefill-files",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run ours into a folder already holding N other exports (a crowded folder)",
+    )
     args = parser.parse_args(argv)
     quiet_logging()
     symbols = bench_symbols(args.symbols)
@@ -226,12 +254,33 @@ def main(argv: list[str] | None = None) -> dict:
         run["speedup_vs_baseline"] = baseline["wall_s"] / run["wall_s"]
 
     ours = runs[0]
-    rows = [[r["name"], r["wall_s"], r["klines_calls"], r["calls_per_s"], r["http_429"],
-             f"{r['pct_of_bound']:.1f} %", f"{r['speedup_vs_baseline']:.2f}x"] for r in runs]
-    rows.append([f"weight-budget bound ({WEIGHT_LIMIT}/min, klines weight {KLINES_WEIGHT})", bound_s,
-                 args.symbols, args.symbols / bound_s, 0, "100.0 %", f"{baseline['wall_s'] / bound_s:.2f}x"])
-    print(f"\nbench_export: {args.symbols} symbols, 2-day 1h window (1 call each), latency {args.latency * 1000:.0f} ms;"
-          f" baseline = {baseline['name']}")
+    rows = [
+        [
+            r["name"],
+            r["wall_s"],
+            r["klines_calls"],
+            r["calls_per_s"],
+            r["http_429"],
+            f"{r['pct_of_bound']:.1f} %",
+            f"{r['speedup_vs_baseline']:.2f}x",
+        ]
+        for r in runs
+    ]
+    rows.append(
+        [
+            f"weight-budget bound ({WEIGHT_LIMIT}/min, klines weight {KLINES_WEIGHT})",
+            bound_s,
+            args.symbols,
+            args.symbols / bound_s,
+            0,
+            "100.0 %",
+            f"{baseline['wall_s'] / bound_s:.2f}x",
+        ]
+    )
+    print(
+        f"\nbench_export: {args.symbols} symbols, 2-day 1h window (1 call each), latency {args.latency * 1000:.0f} ms;"
+        f" baseline = {baseline['name']}"
+    )
     print(table(["contender", "wall s", "calls", "calls/s", "429s", "% of bound", "speed-up"], rows))
     targets = {
         "pct_of_bound>=90": ours["pct_of_bound"] >= 90,
@@ -242,8 +291,13 @@ def main(argv: list[str] | None = None) -> dict:
     if crowded is not None:
         targets["crowded_folder_pct_of_bound>=90"] = crowded["pct_of_bound"] >= 90
     print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
-    figures = {"symbols": args.symbols, "latency_s": args.latency, "bound_s": bound_s,
-               "baseline": baseline["name"], "runs": runs}
+    figures = {
+        "symbols": args.symbols,
+        "latency_s": args.latency,
+        "bound_s": bound_s,
+        "baseline": baseline["name"],
+        "runs": runs,
+    }
     path = write_results("bench_export", figures, targets=targets)
     print(f"results: {path}")
     return {"figures": figures, "targets": targets}

@@ -16,6 +16,7 @@
    for 50 symbols x 1 year of 1h and 1 symbol x 1 year of 1m (525 600 rows),
    against a sandbox exchange process without latency.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,45 +52,48 @@ def candle_lines(symbol: str, first_open_ms: int, count: int) -> list[str]:
     """CSV lines (no header) of ``count`` 1h candles, exactly as write_candles formats them."""
     import numpy as np
 
-    from export_files import format_utc_ms
-    from sandbox_exchange import generate_candle
+    from sandbox.exchange import generate_candle
+    from store.formats.csv_rules import format_utc_ms
 
     rows = [generate_candle(symbol, "1h", first_open_ms + i * HOUR_MS) for i in range(count)]
     opens = format_utc_ms(np.array([r[0] for r in rows], dtype="int64"))
     closes = format_utc_ms(np.array([r[6] for r in rows], dtype="int64"))
-    return [f"{o},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]},{c},{r[7]},{r[8]},{r[9]},{r[10]}\n"
-            for o, c, r in zip(opens, closes, rows)]
+    return [
+        f"{o},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]},{c},{r[7]},{r[8]},{r[9]},{r[10]}\n"
+        for o, c, r in zip(opens, closes, rows, strict=True)
+    ]
 
 
 def header() -> str:
-    from export_files import CSV_HEADER
+    from store.formats.csv_rules import CSV_HEADER
 
     return CSV_HEADER + "\n"
 
 
 def file_name(symbol: str, created: datetime) -> str:
-    from export_files import export_file_name
+    from store.layout import export_file_name
 
     return export_file_name(symbol, "1h", created)
 
 
 # -- 1. duplicate scan ---------------------------------------------------------------------
 def bench_duplicates(n_files: int, mb: float) -> dict:
-    from file_manager import FileManager, read_regular_file
+    from common.reading import read_regular_file
+    from store.file_manager import FileManager
 
     folder = temp_dir("dups")
     try:
         rows_per_file = int(mb * MB / 200)
         n_dups = n_files // 4
         n_unique = n_files - n_dups
-        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         start_ms = (int(base.timestamp() * 1000) // HOUR_MS - rows_per_file - n_unique - 10) * HOUR_MS
         lines = candle_lines("DUPUSDT", start_ms, rows_per_file + n_unique)
         symbols = bench_symbols(n_files)
         paths: list[Path] = []
         for i in range(n_unique):  # unique content: a window sliding one candle per file
             path = folder / file_name(symbols[i], base)
-            path.write_text(header() + "".join(lines[i:i + rows_per_file]), encoding="utf-8")
+            path.write_text(header() + "".join(lines[i : i + rows_per_file]), encoding="utf-8")
             paths.append(path)
         for j in range(n_dups):  # exact copies under other names
             path = folder / file_name(symbols[n_unique + j], base)
@@ -122,9 +126,13 @@ def bench_duplicates(n_files: int, mb: float) -> dict:
             timings[name] = fn()
         hashed = sum(1 for p in paths if sum(q.stat().st_size == p.stat().st_size for q in paths) > 1)
         return {
-            "files": len(paths), "total_mb": total / MB, "duplicate_copies": n_dups,
-            "files_hashed_by_find_duplicates": hashed, "groups_found": ours.groups,  # type: ignore[attr-defined]
-            "sha256sum_s": timings["sha256sum"], "find_duplicates_s": timings["find_duplicates"],
+            "files": len(paths),
+            "total_mb": total / MB,
+            "duplicate_copies": n_dups,
+            "files_hashed_by_find_duplicates": hashed,
+            "groups_found": ours.groups,  # type: ignore[attr-defined]
+            "sha256sum_s": timings["sha256sum"],
+            "find_duplicates_s": timings["find_duplicates"],
             "hash_only_s": timings["hash_only"],
             "sha256sum_mb_s": total / MB / timings["sha256sum"],
             "find_duplicates_mb_s": total / MB / timings["find_duplicates"],
@@ -171,7 +179,7 @@ def make_many_files(folder: Path, n_files: int, per_symbol: int = 4, corrupt: in
     folder.mkdir(parents=True, exist_ok=True)
     n_symbols = n_files // per_symbol
     symbols = [f"S{i:05d}USDT" for i in range(n_symbols)]
-    now = datetime.now(timezone.utc).replace(microsecond=0, second=0)
+    now = datetime.now(UTC).replace(microsecond=0, second=0)
     first_ms = (int(now.timestamp() * 1000) // HOUR_MS - 48 - per_symbol * 24) * HOUR_MS
     head = header()
     written: list[Path] = []
@@ -182,9 +190,9 @@ def make_many_files(folder: Path, n_files: int, per_symbol: int = 4, corrupt: in
             offset = (per_symbol - 1 - k) * 24
             path = folder / file_name(symbol, created)
             with builtins.open(path, "w", encoding="utf-8") as fh:
-                fh.write(head + "".join(lines[offset:offset + 48]))
+                fh.write(head + "".join(lines[offset : offset + 48]))
             written.append(path)
-    for path in written[1:corrupt * 7:7][:corrupt]:  # truncated mid-row: quarantined by cleanup
+    for path in written[1 : corrupt * 7 : 7][:corrupt]:  # truncated mid-row: quarantined by cleanup
         data = path.read_bytes()
         path.write_bytes(data[: len(data) * 2 // 3])
     for i in range(dups):  # an older file that is a copy of the newest one of its symbol
@@ -194,8 +202,8 @@ def make_many_files(folder: Path, n_files: int, per_symbol: int = 4, corrupt: in
 
 
 def bench_many_files(n_files: int) -> dict:
-    from file_manager import FileManager
-    from scheduled_data_manager import ScheduledDataManager
+    from cycle.manager import ScheduledDataManager
+    from store.file_manager import FileManager
 
     source = temp_dir("many-src")
     runs: dict[str, dict] = {}
@@ -215,24 +223,32 @@ def bench_many_files(n_files: int) -> dict:
             result = manager.cleanup()
             wall = time.perf_counter() - started
         runs["cleanup"] = {
-            "what": "FileManager.cleanup()", "files": file_count, "wall_s": wall, "files_per_s": file_count / wall,
+            "what": "FileManager.cleanup()",
+            "files": file_count,
+            "wall_s": wall,
+            "files_per_s": file_count / wall,
             "opens_max_per_file": max(opens.counts.values(), default=0),
             "opens_mean_per_file": sum(opens.counts.values()) / max(1, len(opens.counts)),
-            "files_opened": len(opens.counts), "quarantined": len(result.quarantined),
-            "removed": len(result.removed), "duplicates_removed": len(result.duplicates_removed),
+            "files_opened": len(opens.counts),
+            "quarantined": len(result.quarantined),
+            "removed": len(result.removed),
+            "duplicates_removed": len(result.duplicates_removed),
         }
 
         # b) the scheduler's maintenance steps: cleanup, duplicate scan, status (validation)
         folder = source / "cycle"
         shutil.copytree(source / "exports", folder)
-        settings = make_settings("http://127.0.0.1:9", folder, symbols, MAX_FILES_PER_SYMBOL=str(per_symbol),
-                                 DATA_RETENTION_DAYS="7")
+        settings = make_settings(
+            "http://127.0.0.1:9", folder, symbols, MAX_FILES_PER_SYMBOL=str(per_symbol), DATA_RETENTION_DAYS="7"
+        )
         with OpenCounter(folder) as opens:
             started = time.perf_counter()
             ScheduledDataManager(settings).run_cycle(export=False)
             wall = time.perf_counter() - started
         runs["cycle_maintenance"] = {
-            "what": "ScheduledDataManager.run_cycle(export=False)", "files": file_count, "wall_s": wall,
+            "what": "ScheduledDataManager.run_cycle(export=False)",
+            "files": file_count,
+            "wall_s": wall,
             "files_per_s": file_count / wall,
             "opens_max_per_file": max(opens.counts.values(), default=0),
             "opens_mean_per_file": sum(opens.counts.values()) / max(1, len(opens.counts)),
@@ -264,14 +280,29 @@ def backfill_rss(base_url: str, symbols: list[str], days: int, interval: str) ->
     out = temp_dir("rss")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORT_", "KLINE_", "CRYPTO_"))}
     env.update({"BINANCE_BASE_URL": base_url, "LOG_LEVEL": "WARNING"})
-    args = [sys.executable, str(ROOT / "export_historical_data.py"), "--symbols", ",".join(symbols),
-            "--days", str(days), "--interval", interval, "--output", str(out)]
+    args = [
+        sys.executable,
+        str(ROOT / "export_historical_data.py"),
+        "--symbols",
+        ",".join(symbols),
+        "--days",
+        str(days),
+        "--interval",
+        interval,
+        "--output",
+        str(out),
+    ]
     try:
         started = time.perf_counter()
         # cwd: an empty folder, so no stray .env is read
         measured = out.parent / f"{out.name}.rss"
-        proc = subprocess.Popen([sys.executable, "-c", _RSS_WRAPPER, str(measured), *args], cwd=str(out), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RSS_WRAPPER, str(measured), *args],
+            cwd=str(out),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         _, stderr_bytes = proc.communicate()
         wall = time.perf_counter() - started
         stderr = stderr_bytes.decode(errors="replace")
@@ -284,10 +315,18 @@ def backfill_rss(base_url: str, symbols: list[str], days: int, interval: str) ->
                 size += p.stat().st_size
                 with builtins.open(p, "rb") as fh:
                     rows += sum(1 for _ in fh) - 1
-        return {"symbols": len(symbols), "days": days, "interval": interval, "exit_code": proc.returncode,
-                "wall_s": wall, "peak_rss_mb": maxrss_kb / 1024, "starter_rss_mb": floor_kb / 1024,
-                "rows_written": rows,
-                "output_mb": size / MB, "stderr_tail": stderr.strip()[-300:]}
+        return {
+            "symbols": len(symbols),
+            "days": days,
+            "interval": interval,
+            "exit_code": proc.returncode,
+            "wall_s": wall,
+            "peak_rss_mb": maxrss_kb / 1024,
+            "starter_rss_mb": floor_kb / 1024,
+            "rows_written": rows,
+            "output_mb": size / MB,
+            "stderr_tail": stderr.strip()[-300:],
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -315,24 +354,57 @@ def main(argv: list[str] | None = None) -> dict:
     many = bench_many_files(args.files)
     rss = None if args.skip_rss else bench_rss()
 
-    print(f"\nbench_files 1: duplicate scan, {dups['files']} files, {dups['total_mb']:.0f} MB "
-          f"({dups['duplicate_copies']} copies; {dups['files_hashed_by_find_duplicates']} files share a size), warm cache")
-    print(table(["contender", "s", "MB/s", "x sha256sum"], [
-        ["sha256sum (all files)", dups["sha256sum_s"], dups["sha256sum_mb_s"], "1.00x"],
-        ["FileManager.find_duplicates() (list, hash size-colliding files only)", dups["find_duplicates_s"],
-         dups["find_duplicates_mb_s"], f"{dups['find_duplicates_mb_s'] / dups['sha256sum_mb_s']:.2f}x"],
-        ["read_regular_file(want_hash=True) loop (hash only, all files)", dups["hash_only_s"], dups["hash_only_mb_s"],
-         f"{dups['hash_only_mb_s'] / dups['sha256sum_mb_s']:.2f}x"],
-    ]))
+    print(
+        f"\nbench_files 1: duplicate scan, {dups['files']} files, {dups['total_mb']:.0f} MB "
+        f"({dups['duplicate_copies']} copies; {dups['files_hashed_by_find_duplicates']} files share a size), warm cache"
+    )
+    print(
+        table(
+            ["contender", "s", "MB/s", "x sha256sum"],
+            [
+                ["sha256sum (all files)", dups["sha256sum_s"], dups["sha256sum_mb_s"], "1.00x"],
+                [
+                    "FileManager.find_duplicates() (list, hash size-colliding files only)",
+                    dups["find_duplicates_s"],
+                    dups["find_duplicates_mb_s"],
+                    f"{dups['find_duplicates_mb_s'] / dups['sha256sum_mb_s']:.2f}x",
+                ],
+                [
+                    "read_regular_file(want_hash=True) loop (hash only, all files)",
+                    dups["hash_only_s"],
+                    dups["hash_only_mb_s"],
+                    f"{dups['hash_only_mb_s'] / dups['sha256sum_mb_s']:.2f}x",
+                ],
+            ],
+        )
+    )
     print(f"\nbench_files 2: {many['files']} files of 48 rows in one folder")
-    print(table(["operation", "wall s", "files/s", "opens per file (max)", "opens per file (mean)"], [
-        [r["what"], r["wall_s"], r["files_per_s"], r["opens_max_per_file"], r["opens_mean_per_file"]]
-        for r in many["runs"].values()]))
+    print(
+        table(
+            ["operation", "wall s", "files/s", "opens per file (max)", "opens per file (mean)"],
+            [
+                [r["what"], r["wall_s"], r["files_per_s"], r["opens_max_per_file"], r["opens_mean_per_file"]]
+                for r in many["runs"].values()
+            ],
+        )
+    )
     if rss:
         print("\nbench_files 3: peak RSS of export_historical_data.py backfills (sandbox, no latency)")
-        print(table(["backfill", "rows", "wall s", "peak RSS MB", "exit"], [
-            [f"{r['symbols']} symbol(s) x {r['days']} d x {r['interval']}", r["rows_written"], r["wall_s"],
-             r["peak_rss_mb"], r["exit_code"]] for r in rss.values()]))
+        print(
+            table(
+                ["backfill", "rows", "wall s", "peak RSS MB", "exit"],
+                [
+                    [
+                        f"{r['symbols']} symbol(s) x {r['days']} d x {r['interval']}",
+                        r["rows_written"],
+                        r["wall_s"],
+                        r["peak_rss_mb"],
+                        r["exit_code"],
+                    ]
+                    for r in rss.values()
+                ],
+            )
+        )
     ratio = dups["find_duplicates_mb_s"] / dups["sha256sum_mb_s"]
     targets = {
         "dup_scan>=0.8x_sha256sum": ratio >= 0.8,

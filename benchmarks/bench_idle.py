@@ -8,6 +8,7 @@ cycle has written ``status_report.json``, then reads utime+stime of the
 process from /proc/<pid>/stat over ``--seconds`` seconds. SIGTERM ends it;
 the time it takes to exit cleanly is reported too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,18 +53,31 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with SandboxProcess(latency=0.0) as sandbox:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORT_", "KLINE_", "CRYPTO_"))}
-            env.update({"BINANCE_BASE_URL": sandbox.base_url, "EXPORT_DIR": str(export_dir),
-                        "EXPORT_SYMBOLS": ",".join(bench_symbols(args.symbols)), "EXPORT_PERIOD_HOURS": "1",
-                        "LOG_LEVEL": "WARNING"})
+            env.update(
+                {
+                    "BINANCE_BASE_URL": sandbox.base_url,
+                    "EXPORT_DIR": str(export_dir),
+                    "EXPORT_SYMBOLS": ",".join(bench_symbols(args.symbols)),
+                    "EXPORT_PERIOD_HOURS": "1",
+                    "LOG_LEVEL": "WARNING",
+                }
+            )
             started = time.perf_counter()
             # cwd: an empty folder, so no stray .env is read
-            proc = subprocess.Popen([sys.executable, str(ROOT / "scheduled_data_manager.py")], cwd=str(work),
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "scheduled_data_manager.py")],
+                cwd=str(work),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             report = export_dir / "status_report.json"
             while not report.exists():
                 if proc.poll() is not None:
-                    raise RuntimeError(f"scheduler exited with {proc.returncode}: "
-                                       f"{proc.stderr.read().decode(errors='replace')[-500:] if proc.stderr else ''}")
+                    raise RuntimeError(
+                        f"scheduler exited with {proc.returncode}: "
+                        f"{proc.stderr.read().decode(errors='replace')[-500:] if proc.stderr else ''}"
+                    )
                 if time.perf_counter() - started > 120:
                     raise RuntimeError("no status_report.json after 120 s")
                 time.sleep(0.05)
@@ -84,12 +98,23 @@ def main(argv: list[str] | None = None) -> dict:
         stop_process(proc)
         shutil.rmtree(work, ignore_errors=True)
 
-    figures = {"symbols": args.symbols, "first_cycle_s": first_cycle_s, "measured_s": t_after - t_before,
-               "cpu_s": cpu_after - cpu_before, "idle_cpu_pct": idle_pct, "clock_tick_s": 1 / TICKS,
-               "sigterm_exit_code": exit_code, "sigterm_to_exit_s": stop_s}
+    figures = {
+        "symbols": args.symbols,
+        "first_cycle_s": first_cycle_s,
+        "measured_s": t_after - t_before,
+        "cpu_s": cpu_after - cpu_before,
+        "idle_cpu_pct": idle_pct,
+        "clock_tick_s": 1 / TICKS,
+        "sigterm_exit_code": exit_code,
+        "sigterm_to_exit_s": stop_s,
+    }
     print(f"\nbench_idle: scheduler loop (EXPORT_PERIOD_HOURS=1, {args.symbols} symbols) after its first cycle")
-    print(table(["first cycle s", "idle window s", "CPU s used", "idle CPU %", "SIGTERM -> exit s", "exit code"],
-                [[first_cycle_s, t_after - t_before, cpu_after - cpu_before, f"{idle_pct:.2f} %", stop_s, exit_code]]))
+    print(
+        table(
+            ["first cycle s", "idle window s", "CPU s used", "idle CPU %", "SIGTERM -> exit s", "exit code"],
+            [[first_cycle_s, t_after - t_before, cpu_after - cpu_before, f"{idle_pct:.2f} %", stop_s, exit_code]],
+        )
+    )
     targets = {"idle_cpu<1%": idle_pct < 1.0, "clean_exit_on_sigterm": exit_code == 0}
     print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
     path = write_results("bench_idle", figures, targets=targets)

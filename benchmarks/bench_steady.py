@@ -10,6 +10,7 @@ clock has passed the boundary, cycle 2 runs the same way. Every klines call
 is recorded by wrapping ``client.klines``; "re-downloaded" candles are
 fetched rows whose open_time was already stored in the folder after cycle 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,11 +54,11 @@ class RecordingClient:
 
 
 def stored_open_times(folder: Path) -> dict[str, set[int]]:
-    from export_files import read_candles, scan_exports
+    from store.exports import scan_exports
 
     stored: dict[str, set[int]] = defaultdict(set)
     for f in scan_exports(folder):
-        stored[f.symbol].update(int(t) for t in read_candles(f.path)["open_time"])
+        stored[f.symbol].update(int(t) for t in CSV.read(f.path)["open_time"])
     return stored
 
 
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency", type=float, default=0.15)
     args = parser.parse_args(argv)
     quiet_logging()
-    from export_historical_data import build_client
-    from scheduled_data_manager import ScheduledDataManager
+    from cycle.manager import ScheduledDataManager
+    from exchange.client import ExchangeClient
 
     symbols = bench_symbols(args.symbols)
     folder = temp_dir("steady")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with SandboxProcess(latency=args.latency, clock_offset_ms=offset_ms) as sandbox:
             settings = make_settings(sandbox.base_url, folder, symbols)
-            with build_client(settings) as client:
+            with ExchangeClient.from_settings(settings) as client:
                 recorder = RecordingClient(client)
                 manager = ScheduledDataManager(settings, client=client)
                 started = time.perf_counter()
@@ -119,11 +120,33 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
     runs = [one, two]
-    headers = ["cycle", "wall s", "export s", "calls", "calls/symbol", "candles downloaded",
-               "re-downloaded", "max limit", "reused rows", "failed"]
-    rows = [[r["cycle"], r["wall_s"], r["export_s"], r["klines_calls"], r["calls_per_symbol"],
-             r["candles_downloaded"], r["redownloaded_candles"], r["max_limit_param"], r["reused_rows"],
-             r["symbols_failed"]] for r in runs]
+    headers = [
+        "cycle",
+        "wall s",
+        "export s",
+        "calls",
+        "calls/symbol",
+        "candles downloaded",
+        "re-downloaded",
+        "max limit",
+        "reused rows",
+        "failed",
+    ]
+    rows = [
+        [
+            r["cycle"],
+            r["wall_s"],
+            r["export_s"],
+            r["klines_calls"],
+            r["calls_per_symbol"],
+            r["candles_downloaded"],
+            r["redownloaded_candles"],
+            r["max_limit_param"],
+            r["reused_rows"],
+            r["symbols_failed"],
+        ]
+        for r in runs
+    ]
     print(f"\nbench_steady: {args.symbols} symbols, 1h candles, 2-day window, latency {args.latency * 1000:.0f} ms")
     print(table(headers, rows))
     targets = {

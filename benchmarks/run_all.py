@@ -7,6 +7,7 @@ exchange) and writes ``benchmarks/results/<name>.json``; the combined table is
 built from those files and also written to ``benchmarks/results/summary.md``,
 ready to paste into the README's "Performance" section.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,32 +38,46 @@ def rows_export(r: dict) -> list[list[str]]:
     ours, base = runs[0], next(x for x in runs if x["name"] == f["baseline"])
     crowded = next((x for x in runs if x.get("prefilled_files")), None)
     out = [
-        [f"export {f['symbols']} symbols, {f['latency_s'] * 1000:.0f} ms latency",
-         f"{ours['wall_s']:.2f} s, {ours['calls_per_s']:.1f} calls/s, {ours['http_429']} x 429",
-         f"{base['name']}: {base['wall_s']:.1f} s, {base['calls_per_s']:.1f} calls/s",
-         f"bound {f['bound_s']:.1f} s (50 calls/s)",
-         f"{ours['pct_of_bound']:.1f} % of bound, {ours['speedup_vs_baseline']:.1f}x baseline",
-         ", ".join(mark(t[k]) for k in ("pct_of_bound>=90", "zero_429", "speedup>=4x"))],
+        [
+            f"export {f['symbols']} symbols, {f['latency_s'] * 1000:.0f} ms latency",
+            f"{ours['wall_s']:.2f} s, {ours['calls_per_s']:.1f} calls/s, {ours['http_429']} x 429",
+            f"{base['name']}: {base['wall_s']:.1f} s, {base['calls_per_s']:.1f} calls/s",
+            f"bound {f['bound_s']:.1f} s (50 calls/s)",
+            f"{ours['pct_of_bound']:.1f} % of bound, {ours['speedup_vs_baseline']:.1f}x baseline",
+            ", ".join(mark(t[k]) for k in ("pct_of_bound>=90", "zero_429", "speedup>=4x")),
+        ],
     ]
     others = [x for x in runs[1:] if x is not base and not x.get("prefilled_files")]
     for other in others:
         out.append(["", "", f"{other['name']}: {other['wall_s']:.1f} s", "", "", ""])
     if crowded is not None:
-        out.append([f"same, folder holding {crowded['prefilled_files']} other files",
-                    f"{crowded['wall_s']:.2f} s, {crowded['calls_per_s']:.1f} calls/s", "", "",
-                    f"{crowded['pct_of_bound']:.1f} % of bound", mark(t.get("crowded_folder_pct_of_bound>=90"))])
+        out.append(
+            [
+                f"same, folder holding {crowded['prefilled_files']} other files",
+                f"{crowded['wall_s']:.2f} s, {crowded['calls_per_s']:.1f} calls/s",
+                "",
+                "",
+                f"{crowded['pct_of_bound']:.1f} % of bound",
+                mark(t.get("crowded_folder_pct_of_bound>=90")),
+            ]
+        )
     return out
 
 
 def rows_steady(r: dict) -> list[list[str]]:
     f, t = r["figures"], r["targets"]
     two = f["runs"][1]
-    return [[f"steady cycle, {f['symbols']} symbols, 1 new candle",
-             f"{two['calls_per_symbol']:.2f} calls/symbol, {two['candles_downloaded']} candles, "
-             f"{two['redownloaded_candles']} re-downloaded, limit={two['max_limit_param']}, {two['wall_s']:.1f} s",
-             f"first cycle: {f['runs'][0]['candles_downloaded']} candles, {f['runs'][0]['wall_s']:.1f} s", "",
-             "<= 1 call/symbol, 0 re-downloaded",
-             ", ".join(mark(t[k]) for k in ("calls_per_symbol<=1", "zero_redownloaded"))]]
+    return [
+        [
+            f"steady cycle, {f['symbols']} symbols, 1 new candle",
+            f"{two['calls_per_symbol']:.2f} calls/symbol, {two['candles_downloaded']} candles, "
+            f"{two['redownloaded_candles']} re-downloaded, limit={two['max_limit_param']}, {two['wall_s']:.1f} s",
+            f"first cycle: {f['runs'][0]['candles_downloaded']} candles, {f['runs'][0]['wall_s']:.1f} s",
+            "",
+            "<= 1 call/symbol, 0 re-downloaded",
+            ", ".join(mark(t[k]) for k in ("calls_per_symbol<=1", "zero_redownloaded")),
+        ]
+    ]
 
 
 def rows_files(r: dict) -> list[list[str]]:
@@ -70,31 +85,60 @@ def rows_files(r: dict) -> list[list[str]]:
     d, many, rss = f["duplicate_scan"], f["many_files"], f["peak_rss"]
     cleanup, cycle = many["runs"]["cleanup"], many["runs"]["cycle_maintenance"]
     out = [
-        [f"duplicate scan, {d['files']} files / {d['total_mb']:.0f} MB",
-         f"find_duplicates {d['find_duplicates_mb_s']:.0f} MB/s (hash-only loop {d['hash_only_mb_s']:.0f} MB/s)",
-         f"sha256sum {d['sha256sum_mb_s']:.0f} MB/s", "",
-         f"{d['find_duplicates_mb_s'] / d['sha256sum_mb_s']:.2f}x sha256sum (>= 0.8x)",
-         mark(t["dup_scan>=0.8x_sha256sum"])],
-        [f"cleanup + validation, {many['files']} files",
-         f"{cleanup['wall_s']:.2f} s, {cleanup['files_per_s']:.0f} files/s, {cleanup['opens_max_per_file']} open/file",
-         "", "", "one pass", mark(t["cleanup_one_pass"])],
-        ["cycle maintenance (cleanup, dups, status)",
-         f"{cycle['wall_s']:.2f} s, {cycle['files_per_s']:.0f} files/s, {cycle['opens_max_per_file']} opens/file",
-         "", "", "one pass", mark(t["cycle_maintenance_one_pass"])],
+        [
+            f"duplicate scan, {d['files']} files / {d['total_mb']:.0f} MB",
+            f"find_duplicates {d['find_duplicates_mb_s']:.0f} MB/s (hash-only loop {d['hash_only_mb_s']:.0f} MB/s)",
+            f"sha256sum {d['sha256sum_mb_s']:.0f} MB/s",
+            "",
+            f"{d['find_duplicates_mb_s'] / d['sha256sum_mb_s']:.2f}x sha256sum (>= 0.8x)",
+            mark(t["dup_scan>=0.8x_sha256sum"]),
+        ],
+        [
+            f"cleanup + validation, {many['files']} files",
+            f"{cleanup['wall_s']:.2f} s, {cleanup['files_per_s']:.0f} files/s, "
+            f"{cleanup['opens_max_per_file']} open/file",
+            "",
+            "",
+            "one pass",
+            mark(t["cleanup_one_pass"]),
+        ],
+        [
+            "cycle maintenance (cleanup, dups, status)",
+            f"{cycle['wall_s']:.2f} s, {cycle['files_per_s']:.0f} files/s, {cycle['opens_max_per_file']} opens/file",
+            "",
+            "",
+            "one pass",
+            mark(t["cycle_maintenance_one_pass"]),
+        ],
     ]
     if rss:
         for key, target in (("50_symbols_1y_1h", "rss_50sym_1h<300MB"), ("1_symbol_1y_1m", "rss_1sym_1m<300MB")):
             x = rss[key]
-            out.append([f"backfill peak RSS, {x['symbols']} symbol(s) x 1 y x {x['interval']}",
-                        f"{x['peak_rss_mb']:.0f} MB ({x['rows_written']} rows, {x['wall_s']:.1f} s)", "", "",
-                        "< 300 MB", mark(t[target])])
+            out.append(
+                [
+                    f"backfill peak RSS, {x['symbols']} symbol(s) x 1 y x {x['interval']}",
+                    f"{x['peak_rss_mb']:.0f} MB ({x['rows_written']} rows, {x['wall_s']:.1f} s)",
+                    "",
+                    "",
+                    "< 300 MB",
+                    mark(t[target]),
+                ]
+            )
     return out
 
 
 def rows_idle(r: dict) -> list[list[str]]:
     f, t = r["figures"], r["targets"]
-    return [["idle scheduler loop", f"{f['idle_cpu_pct']:.2f} % CPU over {f['measured_s']:.0f} s", "", "",
-             "< 1 %", mark(t["idle_cpu<1%"])]]
+    return [
+        [
+            "idle scheduler loop",
+            f"{f['idle_cpu_pct']:.2f} % CPU over {f['measured_s']:.0f} s",
+            "",
+            "",
+            "< 1 %",
+            mark(t["idle_cpu<1%"]),
+        ]
+    ]
 
 
 BENCHES = {
@@ -117,9 +161,13 @@ def summary(names: list[str]) -> str:
         dates.append(result["date"])
         rows.extend(BENCHES[name][1](result))
     m = machine()
-    lines = [f"Measured {max(dates) if dates else '-'} on {m['nproc']} CPU(s) ({m.get('cpu', '?')}), "
-             f"Python {m['python']}; `python benchmarks/run_all.py` (figures in benchmarks/results/).", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        f"Measured {max(dates) if dates else '-'} on {m['nproc']} CPU(s) ({m.get('cpu', '?')}), "
+        f"Python {m['python']}; `python benchmarks/run_all.py` (figures in benchmarks/results/).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -133,8 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     commands = {
-        "export": ["--symbols", "100" if args.quick else "400", "--prefill-files", "2000" if args.quick else "10000",
-                   *(["--with-ccxt"] if args.with_ccxt else [])],
+        "export": [
+            "--symbols",
+            "100" if args.quick else "400",
+            "--prefill-files",
+            "2000" if args.quick else "10000",
+            *(["--with-ccxt"] if args.with_ccxt else []),
+        ],
         "steady": ["--symbols", "100" if args.quick else "400"],
         "files": ["--files", "2000"] if args.quick else [],
         "idle": [],

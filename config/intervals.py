@@ -3,9 +3,10 @@
 Every interval but ``1M`` has a fixed length; ``1w`` candles open on Monday
 00:00 UTC and ``1M`` candles on the first of each month, as Binance does.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
@@ -52,9 +53,9 @@ def grid_anchor_ms(interval: str) -> int:
 
 
 def _month_start(ms: int, months_ahead: int = 0) -> int:
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     index = moment.year * 12 + (moment.month - 1) + months_ahead
-    start = datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
     return int(start.timestamp() * 1000)
 
 

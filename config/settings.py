@@ -4,11 +4,12 @@ Every knob of the product lives here so that nothing else reads the
 environment. A bad value is reported with the variable, the value and what
 is accepted (``SettingsError``); the CLIs turn that into exit code 2.
 """
+
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -79,18 +80,13 @@ def _base_url(name: str, raw: str) -> str:
     url = raw.strip().rstrip("/")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SettingsError(
-            f"{name}={raw!r} is not valid: expected an http(s) URL such as "
-            f"{DEFAULT_BASE_URL}"
-        )
+        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_BASE_URL}")
     return url
 
 
 def _interval(name: str, raw: str) -> str:
     if raw.strip() not in VALID_INTERVALS:
-        raise SettingsError(
-            f"{name}={raw!r} is not valid: expected one of {', '.join(VALID_INTERVALS)}"
-        )
+        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(VALID_INTERVALS)}")
     return raw.strip()
 
 
@@ -125,7 +121,18 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
 
-def read_environment(environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
+def override(settings: Settings, variable: str, raw: str | None, *, shown_as: str) -> Settings:
+    """``settings`` with one value replaced from a CLI flag, checked by the variable's own
+    rule; an error names the flag (``shown_as``), not the variable. None keeps the value."""
+    if raw is None:
+        return settings
+    field_name, parse = _PARSERS[variable]
+    return replace(settings, **{field_name: parse(shown_as, raw)})
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env"
+) -> dict[str, str]:
     """Merge ``.env`` under the real environment (the environment wins)."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():

@@ -4,6 +4,7 @@ A symbol ends up in a URL and in a file name, so it is validated here, once,
 before any request is sent or any file is created: a value such as
 ``../etc`` or ``BTC;rm -rf`` must never reach the exchange or the disk.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,9 @@ SYMBOL_GROUPS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_SYMBOLS: tuple[str, ...] = PRIMARY_SYMBOLS + DEFI_SYMBOLS + ALTCOIN_SYMBOLS
 
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+# The one symbol rule: exchange symbols, file names and the sandbox all use it.
+SYMBOL_RULE = "[A-Z0-9]{2,20}"
+SYMBOL_PATTERN = re.compile(rf"^{SYMBOL_RULE}$")
 
 
 class SymbolError(ValueError):
@@ -32,10 +35,7 @@ def normalize_symbol(raw: str) -> str:
     symbol = raw.strip().upper()
     if not SYMBOL_PATTERN.fullmatch(symbol):
         shown = raw if len(raw) <= 40 else raw[:40] + "..."
-        raise SymbolError(
-            f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, "
-            "like BTCUSDT"
-        )
+        raise SymbolError(f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, like BTCUSDT")
     return symbol
 
 

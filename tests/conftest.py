@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sandbox_exchange import SandboxConfig, SandboxExchange
+from sandbox.exchange import SandboxConfig, SandboxExchange
+from tests.support import MANAGER
 
 
 @pytest.fixture
@@ -30,3 +35,31 @@ def sandbox_factory() -> Iterator[Callable[..., SandboxExchange]]:
     yield make
     for exchange in started:
         exchange.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[Any]]]:
+    """Processes started by a test; any still alive at teardown is killed."""
+    started: list[subprocess.Popen[Any]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=5)
+
+
+@pytest.fixture
+def start_manager(procs: list[subprocess.Popen[Any]]) -> Callable[..., subprocess.Popen[str]]:
+    def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(MANAGER), *args],
+            env=env,
+            cwd=Path(env["EXPORT_DIR"]).parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    return start

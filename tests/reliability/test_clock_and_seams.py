@@ -5,13 +5,14 @@ runs join without a duplicate or a missing candle at the seam. The exchange
 clock is pinned (``now_ms``) so that every expected candle is known exactly;
 files are compared byte for byte with what the sandbox's candles must give.
 """
+
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from .conftest import assert_folder_sound, closed_opens, expected_csv, manager_env, run_manager
+from tests.support import assert_folder_sound, closed_opens, expected_csv, manager_env, run_manager
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -31,7 +32,9 @@ def test_clock_skew_closed_candles_and_incremental_seam(offset_min, tmp_path, sa
     t1 = (local_now + offset_min * MINUTE_MS) // MINUTE_MS * MINUTE_MS + 30_000
     exchange = sandbox_factory(now_ms=t1)
     folder = tmp_path / "exports"
-    env = manager_env(folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS=str(LOOKBACK_DAYS))
+    env = manager_env(
+        folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS=str(LOOKBACK_DAYS)
+    )
 
     first = run_manager(env, "--manual")
     assert first.returncode == 0, first.stdout + first.stderr

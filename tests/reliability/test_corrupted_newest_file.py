@@ -3,13 +3,13 @@
 The corrupt file is quarantined (kept, byte for byte) and the next export
 rebuilds the whole window from the exchange instead of continuing from it.
 """
+
 from __future__ import annotations
 
 import time
 
-from file_manager import QUARANTINE_DIR_NAME
-
-from .conftest import assert_folder_sound, closed_opens, expected_csv, manager_env, run_manager
+from store.layout import QUARANTINE_DIR_NAME
+from tests.support import assert_folder_sound, closed_opens, expected_csv, manager_env, run_manager
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -55,7 +55,7 @@ CORRUPTIONS = {
 
 
 # One symbol per kind of damage, all in the same two runs.
-VICTIMS = dict(zip(("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"), CORRUPTIONS))
+VICTIMS = dict(zip(("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"), CORRUPTIONS, strict=True))
 
 
 def test_newest_file_corrupted_by_hand_between_runs(tmp_path, sandbox_factory):

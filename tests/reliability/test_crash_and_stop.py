@@ -1,4 +1,5 @@
 """Faults 1 and 2: the process dies (kill -9) or is told to stop (SIGTERM) mid-work."""
+
 from __future__ import annotations
 
 import json
@@ -6,11 +7,9 @@ import os
 import signal
 import time
 
-from export_files import parse_export_name
-from file_manager import QUARANTINE_DIR_NAME
-from sandbox_exchange import SandboxConfig
-
-from .conftest import (
+from sandbox.exchange import SandboxConfig
+from store.layout import QUARANTINE_DIR_NAME, parse_export_name
+from tests.support import (
     assert_folder_sound,
     export_files,
     finish,
@@ -28,8 +27,11 @@ def test_kill_9_in_the_middle_of_writing(tmp_path, sandbox_factory, start_manage
     folder = tmp_path / "exports"
     env = manager_env(folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS="10")
     proc = start_manager(env, "--manual")
-    temp = wait_for(lambda: [n for n in temp_files(folder) if os.path.getsize(folder / n) > 0], 10,
-                    "the export's temp file to receive data")[0]
+    temp = wait_for(
+        lambda: [n for n in temp_files(folder) if os.path.getsize(folder / n) > 0],
+        10,
+        "the export's temp file to receive data",
+    )[0]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=5)
     assert proc.returncode == -signal.SIGKILL

@@ -3,13 +3,14 @@
 Every case: bounded retries (HTTP_RETRIES=2 -> at most 3 attempts per call),
 then a clear per-symbol failure and exit 1; the previous files stay as they were.
 """
+
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from .conftest import (
+from tests.support import (
     assert_folder_sound,
     closed_opens,
     export_files,
@@ -27,8 +28,13 @@ def _seed_previous(folder, now_ms: int) -> dict[str, bytes]:
     """Yesterday's good exports, which no fault may damage or remove."""
     kept = {}
     for symbol in SYMBOLS:
-        path = seed_export(folder, symbol, "1h", closed_opens("1h", now_ms - 2 * 24 * HOUR_MS, now_ms - 5 * HOUR_MS),
-                           f"{symbol}_1h_20000101_000000.csv")
+        path = seed_export(
+            folder,
+            symbol,
+            "1h",
+            closed_opens("1h", now_ms - 2 * 24 * HOUR_MS, now_ms - 5 * HOUR_MS),
+            f"{symbol}_1h_20000101_000000.csv",
+        )
         kept[path.name] = path.read_bytes()
     return kept
 
@@ -80,8 +86,9 @@ def test_exchange_answers_garbage_every_time(fault, tmp_path, sandbox_factory):
     folder = tmp_path / "exports"
     kept = _seed_previous(folder, exchange.now_ms())
     # A short read timeout only where the fault is silence; elsewhere a slow CI must not fake a fault.
-    env = manager_env(folder, exchange.base_url, ",".join(SYMBOLS),
-                      HTTP_TIMEOUT_SECONDS="0.5" if fault == "stall" else "5")
+    env = manager_env(
+        folder, exchange.base_url, ",".join(SYMBOLS), HTTP_TIMEOUT_SECONDS="0.5" if fault == "stall" else "5"
+    )
     result = run_manager(env, "--manual")
 
     assert result.returncode == 1, result.stdout + result.stderr
@@ -95,8 +102,9 @@ def test_exchange_answers_garbage_every_time(fault, tmp_path, sandbox_factory):
     _assert_previous_intact(folder, kept)
 
 
-@pytest.mark.parametrize("knobs", [dict(fail_every_n=2, fail_status=502), dict(html_every_n=2)],
-                         ids=["5xx_burst", "html_burst"])
+@pytest.mark.parametrize(
+    "knobs", [dict(fail_every_n=2, fail_status=502), dict(html_every_n=2)], ids=["5xx_burst", "html_burst"]
+)
 def test_intermittent_faults_are_retried_to_success(knobs, tmp_path, sandbox_factory):
     """Every second answer is broken: the retries absorb it and every symbol is exported exactly."""
     exchange = sandbox_factory(**knobs)

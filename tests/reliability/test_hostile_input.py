@@ -1,13 +1,13 @@
 """Fault 9: hostile input — symbols, .env values, junk CSVs and symlinks in the export folder."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from file_manager import QUARANTINE_DIR_NAME
-
-from .conftest import (
+from store.layout import QUARANTINE_DIR_NAME
+from tests.support import (
     assert_folder_sound,
     clean_environ,
     closed_opens,
@@ -52,8 +52,10 @@ def test_hostile_symbols_exit_2_before_any_request_or_file(where, name, tmp_path
 @pytest.mark.parametrize("line", ["EXPORT_PERIOD_HOURS=abc", "MAX_FILES_PER_SYMBOL=0"])
 def test_env_file_with_a_bad_number(line, tmp_path, sandbox):
     """A bad number in ./.env: exit 2, the variable and the value named, nothing created, no request."""
-    (tmp_path / ".env").write_text(f"# settings\n{line}\nEXPORT_DIR={tmp_path / 'exports'}\n"
-                                   f"BINANCE_BASE_URL={sandbox.base_url}\nEXPORT_SYMBOLS=BTCUSDT\n")
+    (tmp_path / ".env").write_text(
+        f"# settings\n{line}\nEXPORT_DIR={tmp_path / 'exports'}\n"
+        f"BINANCE_BASE_URL={sandbox.base_url}\nEXPORT_SYMBOLS=BTCUSDT\n"
+    )
     before = snapshot(tmp_path)
     result = run_manager_in(tmp_path, "--manual")
     variable, value = line.split("=")
@@ -73,19 +75,14 @@ def test_env_file_that_is_not_text(tmp_path, sandbox):
 
 def run_manager_in(cwd, *args):
     """A run configured by ``cwd/.env`` only (nothing of ours in the environment)."""
-    import subprocess
-    import sys
-
-    from .conftest import MANAGER
-    return subprocess.run([sys.executable, str(MANAGER), *args], env=clean_environ(), cwd=cwd,
-                          capture_output=True, text=True, timeout=20)
+    return run_manager(clean_environ(), *args, cwd=cwd)
 
 
 JUNK = {
     "BTCUSDT_1h_20990101_000000.csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe binary garbage",
     "ETHUSDT_1h_20990101_000000.csv": b"",
     "SOLUSDT_1h_20990101_000000.csv": b"open_time,open,high,low,close,volume,close_time,quote_asset_volume,"
-                                      b"number_of_trades,taker_buy_base_asset_volume,taker_buy_quote_asset_volume\n",
+    b"number_of_trades,taker_buy_base_asset_volume,taker_buy_quote_asset_volume\n",
 }
 
 
@@ -111,8 +108,9 @@ def test_symlink_named_like_an_export_is_left_alone(tmp_path, sandbox):
     folder = tmp_path / "exports"
     outside = tmp_path / "outside"
     now = sandbox.now_ms()
-    good_target = seed_export(outside, "BTCUSDT", "1h", closed_opens("1h", now - 48 * HOUR_MS, now - 10 * HOUR_MS),
-                              "target.csv")
+    good_target = seed_export(
+        outside, "BTCUSDT", "1h", closed_opens("1h", now - 48 * HOUR_MS, now - 10 * HOUR_MS), "target.csv"
+    )
     junk_target = outside / "junk.csv"
     junk_target.write_bytes(b"not a csv at all\x00\xff")
     folder.mkdir()
@@ -175,8 +173,9 @@ def test_planted_symlinks_for_our_own_files_are_never_followed(case, tmp_path, s
     assert result.returncode == code, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     if code:
-        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == \
-            [result.stderr.strip().splitlines()[-1]] and names[0] in result.stderr
+        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+            result.stderr.strip().splitlines()[-1]
+        ] and names[0] in result.stderr
     assert snapshot(outside) == before
     assert_folder_sound(folder)
 

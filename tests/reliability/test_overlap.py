@@ -1,10 +1,11 @@
 """Fault 7: cron's --manual and the service (or two cron runs) overlapping on one folder."""
+
 from __future__ import annotations
 
 import json
 import os
 
-from .conftest import (
+from tests.support import (
     assert_folder_sound,
     export_files,
     finish,
@@ -67,9 +68,15 @@ def test_cron_overlaps_the_service_loop(tmp_path, sandbox_factory, start_manager
     assert loop.poll() is None
     exchange.config.latency_seconds = 0.0
 
-    wait_for(lambda: len(export_files(folder)) == len(SYMBOLS) and (folder / "status_report.json").exists()
-             and json.loads((folder / "state.json").read_text()).get("export_count") == 1, 15,
-             "the loop to finish its cycle")
+    wait_for(
+        lambda: (
+            len(export_files(folder)) == len(SYMBOLS)
+            and (folder / "status_report.json").exists()
+            and json.loads((folder / "state.json").read_text()).get("export_count") == 1
+        ),
+        15,
+        "the loop to finish its cycle",
+    )
     loop.terminate()
     code, _out, err = finish(loop, 10)
     assert code == 0, err

@@ -3,6 +3,7 @@
 Whatever the pidfile says, ``data_export_service.py`` never signals a process
 that is not our scheduler and never follows the link.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from process_info import is_manager_process
-
-from .conftest import (
+from common.processes import is_manager_process
+from tests.support import (
     SERVICE,
     assert_folder_sound,
     kill_quietly,

@@ -1,10 +1,11 @@
 """Fault 6: a 429 storm with Retry-After, and a 418 ban that must survive a restart."""
+
 from __future__ import annotations
 
 import json
 from datetime import datetime
 
-from .conftest import (
+from tests.support import (
     assert_folder_sound,
     export_files,
     finish,

@@ -1,4 +1,5 @@
 """Faults 3 and 4: the disk fills up while writing; the export folder cannot be written or created."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from .conftest import (
+from tests.support import (
     MANAGER,
     assert_folder_sound,
     closed_opens,
@@ -28,6 +29,7 @@ HOUR_MS = 3_600_000
 def _limit_file_size(max_bytes: int):
     def apply() -> None:  # runs in the child between fork and exec
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
     return apply
 
 
@@ -35,8 +37,13 @@ def test_disk_full_while_writing(tmp_path, sandbox):
     """EFBIG/ENOSPC mid-write: the old file survives byte for byte, the error names the path, exit 1."""
     folder = tmp_path / "exports"
     now = sandbox.now_ms()
-    old = seed_export(folder, "BTCUSDT", "1h", closed_opens("1h", now - 2 * 24 * HOUR_MS, now - 3 * HOUR_MS),
-                      "BTCUSDT_1h_20000101_000000.csv")
+    old = seed_export(
+        folder,
+        "BTCUSDT",
+        "1h",
+        closed_opens("1h", now - 2 * 24 * HOUR_MS, now - 3 * HOUR_MS),
+        "BTCUSDT_1h_20000101_000000.csv",
+    )
     old_bytes = old.read_bytes()
     # 60 days of hourly candles is ~260 KB; the process may not write a file beyond 64 KB.
     env = manager_env(folder, sandbox.base_url, "BTCUSDT", EXPORT_LOOKBACK_DAYS="60", MAX_FILES_PER_SYMBOL="1")
@@ -46,7 +53,9 @@ def test_disk_full_while_writing(tmp_path, sandbox):
     assert old.read_bytes() == old_bytes, "the previous export was damaged"
     assert [p.name for p in export_files(folder)] == [old.name]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors and "BTCUSDT" in errors[0] and str(folder) in errors[0] and "File too large" in errors[0], result.stderr
+    assert errors and "BTCUSDT" in errors[0] and str(folder) in errors[0] and "File too large" in errors[0], (
+        result.stderr
+    )
     assert_folder_sound(folder)
 
 
@@ -97,8 +106,9 @@ def test_export_folder_read_only(tmp_path, sandbox):
     """A read-only export folder (mounted ro): one-line error naming it, exit 1, nothing touched, no request."""
     folder = tmp_path / "exports"
     now = sandbox.now_ms()
-    seed_export(folder, "BTCUSDT", "1h", closed_opens("1h", now - 2 * 24 * HOUR_MS, now),
-                "BTCUSDT_1h_20000101_000000.csv")
+    seed_export(
+        folder, "BTCUSDT", "1h", closed_opens("1h", now - 2 * 24 * HOUR_MS, now), "BTCUSDT_1h_20000101_000000.csv"
+    )
     (folder / "logs").mkdir()
     prefix = _read_only_runner(folder)
     if prefix is None:
@@ -110,8 +120,14 @@ def test_export_folder_read_only(tmp_path, sandbox):
     try:
         before = snapshot(tmp_path)
         env = manager_env(folder, sandbox.base_url, "BTCUSDT")
-        result = subprocess.run([*prefix, sys.executable, str(MANAGER), "--manual"], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=20)
+        result = subprocess.run(
+            [*prefix, sys.executable, str(MANAGER), "--manual"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         assert result.returncode == 1, result.stdout + result.stderr
         assert one_line(result.stderr) and str(folder) in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

@@ -1,11 +1,12 @@
 """Fault 10: unknown and delisted symbols among good ones; gaps in the exchange's own data."""
+
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from .conftest import (
+from tests.support import (
     assert_folder_sound,
     closed_opens,
     export_files,
@@ -43,8 +44,11 @@ def test_unknown_and_delisted_symbols_among_good_ones_and_gaps(tmp_path, sandbox
     files = {p.name.split("_")[0]: p for p in assert_folder_sound(folder)}
     assert sorted(files) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     server_now = last_server_time(exchange)
-    expected_btc = [o for o in closed_opens("1h", server_now - 2 * DAY_MS, server_now)
-                    if not gap_start <= o < gap_start + 3 * HOUR_MS]
+    expected_btc = [
+        o
+        for o in closed_opens("1h", server_now - 2 * DAY_MS, server_now)
+        if not gap_start <= o < gap_start + 3 * HOUR_MS
+    ]
     assert len(files["BTCUSDT"].read_text().splitlines()) - 1 == len(expected_btc)
     sol_delisted = (t // HOUR_MS - 20) * HOUR_MS
     expected_sol = [o for o in closed_opens("1h", server_now - 2 * DAY_MS, server_now) if o < sol_delisted]
@@ -55,7 +59,7 @@ def test_unknown_and_delisted_symbols_among_good_ones_and_gaps(tmp_path, sandbox
     btc = report["symbols"]["BTCUSDT"]
     assert btc["valid"] is True and btc["missing_candles"] == 3
     assert len(btc["gaps"]) == 1 and btc["gaps"][0]["missing"] == 3
-    assert btc["gaps"][0]["first_missing"] == datetime.fromtimestamp(gap_start / 1000, timezone.utc).isoformat()
+    assert btc["gaps"][0]["first_missing"] == datetime.fromtimestamp(gap_start / 1000, UTC).isoformat()
     assert report["symbols"]["ETHUSDT"]["missing_candles"] == 0 and report["symbols"]["ETHUSDT"]["gaps"] == []
     assert report["symbols"]["NOPEUSDT"]["last_error"] and report["symbols"]["NOPEUSDT"]["latest_file"] is None
     assert "delisted" in report["symbols"]["DOGEUSDT"]["last_error"]

@@ -1,0 +1,94 @@
+"""Atomic file replacement: a crash leaves the old file or the new one, never half.
+
+The recipe is the classic one: write a temp file in the same folder (so the
+rename stays on one file system), flush and fsync it, ``os.replace`` it over
+the target, then fsync the folder so the rename itself survives a power cut.
+Any error removes the temp file. Temp names follow ``TEMP_NAME_PATTERN`` so
+that cleanup can recognise (and only remove) leftovers of a killed process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from common.errors import StorageError
+
+TEMP_NAME_PATTERN = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{8})\.tmp$")
+FILE_MODE = 0o640
+
+
+def temp_path_for(target: Path) -> Path:
+    """A unique hidden temp name next to ``target``."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    return TEMP_NAME_PATTERN.fullmatch(name) is not None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename durable; some file systems refuse, which is harmless."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: OSError, path: Path) -> str:
+    reason = exc.strerror or str(exc)
+    return f"cannot write {path}: {reason}; check free space and permissions of {path.parent}"
+
+
+@contextmanager
+def atomic_output(target: Path, *, text: bool = True) -> Iterator[IO[Any]]:
+    """Yield a file object; on a clean exit its content replaces ``target`` atomically."""
+    target = Path(target)
+    temp = temp_path_for(target)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        raise StorageError(_describe(exc, target)) from exc
+    try:
+        with os.fdopen(fd, "w" if text else "wb", **({"newline": "", "encoding": "utf-8"} if text else {})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except OSError as exc:
+        _remove_quietly(temp)
+        raise StorageError(_describe(exc, target)) from exc
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    fsync_folder(target.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    with atomic_output(target) as handle:
+        handle.write(text)
+
+
+def atomic_write_json(target: Path, data: Any) -> None:
+    atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,48 @@
+"""The candle table ("candle frame"): the one in-memory shape of klines.
+
+Columns in the exchange's order, ``open_time``/``close_time`` as int64 epoch
+milliseconds (as the exchange sends them), ``number_of_trades`` as int64 and
+every price and volume as the exact decimal string the exchange sent, so no
+float rounding ever reaches a file. The exchange layer produces it, every
+file format writes and reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+CANDLE_COLUMNS: tuple[str, ...] = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_asset_volume",
+    "number_of_trades",
+    "taker_buy_base_asset_volume",
+    "taker_buy_quote_asset_volume",
+)
+TIME_COLUMNS: tuple[str, ...] = ("open_time", "close_time")
+INTEGER_COLUMNS: tuple[str, ...] = (*TIME_COLUMNS, "number_of_trades")
+DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANDLE_COLUMNS if c not in INTEGER_COLUMNS)
+
+
+def empty_candle_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in CANDLE_COLUMNS})
+    for column in INTEGER_COLUMNS:
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def merge_candles(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate, dedupe on open_time (the newest answer wins), sort ascending."""
+    present = [f for f in frames if len(f)]
+    if not present:
+        return empty_candle_frame()
+    merged = pd.concat(present, ignore_index=True)
+    merged = merged.drop_duplicates(subset="open_time", keep="last")
+    return merged.sort_values("open_time", kind="stable").reset_index(drop=True)

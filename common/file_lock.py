@@ -1,0 +1,104 @@
+"""An exclusive ``flock`` on a lock file, opened without following a symlink.
+
+The run lock, the service lock and the state lock all need the same thing:
+create or open the lock file (``O_NOFOLLOW``, so a planted symlink cannot
+make us create or lock a file elsewhere), take an exclusive lock, and let
+the kernel release it if the process dies, even on ``kill -9``. Callers say
+how long to wait and turn the two failures into their own errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+POLL_SECONDS = 0.1
+LOCK_FILE_MODE = 0o640
+WAIT_FOREVER = math.inf
+
+
+def _held_elsewhere(path: Path) -> BlockingIOError:
+    return BlockingIOError(errno.EWOULDBLOCK, "held by another process", str(path))
+
+
+class FileLock:
+    """Context manager: ``with FileLock(path, on_busy=..., on_error=...) as lock: ...``.
+
+    ``wait_seconds`` 0 fails at once if another process holds the lock; a
+    positive value retries until then; ``WAIT_FOREVER`` blocks until it is free.
+    ``on_busy(path)`` builds the error raised when the wait runs out (never
+    with ``WAIT_FOREVER``), ``on_error(path, exc)`` the one raised when the
+    lock file cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        wait_seconds: float = 0.0,
+        on_busy: Callable[[Path], Exception] = _held_elsewhere,
+        on_error: Callable[[Path, OSError], Exception],
+    ) -> None:
+        self.path = Path(path)
+        self.wait_seconds = wait_seconds
+        self._on_busy = on_busy
+        self._on_error = on_error
+        self._fd: int | None = None
+
+    @property
+    def fd(self) -> int:
+        """The open lock file (for a holder that writes into it)."""
+        if self._fd is None:
+            raise RuntimeError(f"{self.path} is not locked")
+        return self._fd
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOCK_FILE_MODE)
+        except OSError as exc:
+            raise self._on_error(self.path, exc) from exc
+        try:
+            self._lock(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def _lock(self, fd: int) -> None:
+        if self.wait_seconds == WAIT_FOREVER:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise self._on_busy(self.path) from None
+                time.sleep(POLL_SECONDS)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

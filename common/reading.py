@@ -1,0 +1,66 @@
+"""The one chunked reader: regular files only, never through a symlink, never held
+longer than needed.
+
+Everything that reads a file of the export folder (validation, hashing,
+log tails) reads it through here, so the safety rules live in one place:
+``O_NOFOLLOW`` refuses a symlink swapped in after a scan, ``O_NONBLOCK``
+keeps a FIFO from hanging the job, and ``fstat`` refuses anything but a
+regular file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+
+
+def open_regular(path: Path) -> tuple[int, int]:
+    """(fd, size) of a regular file, opened without following a symlink."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{Path(path).name} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def iter_chunks(fd: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The rest of an open file, ``chunk_bytes`` at a time."""
+    while chunk := os.read(fd, chunk_bytes):
+        yield chunk
+
+
+def read_regular_file(path: Path, *, want_hash: bool = False) -> tuple[bytes, str | None]:
+    """A whole (small) file and, when asked, its SHA-256 from the same read."""
+    fd, _ = open_regular(path)
+    try:
+        digest = hashlib.sha256() if want_hash else None
+        parts: list[bytes] = []
+        for chunk in iter_chunks(fd):
+            parts.append(chunk)
+            if digest is not None:
+                digest.update(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(parts), digest.hexdigest() if digest is not None else None
+
+
+def hash_regular_file(path: Path) -> str:
+    """SHA-256 of a regular file, streamed: nothing is held, nothing parsed."""
+    fd, _ = open_regular(path)
+    try:
+        digest = hashlib.sha256()
+        for chunk in iter_chunks(fd):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()

@@ -1,0 +1,110 @@
+"""What the scheduler's CLI prints: short summaries for people, JSON for tools.
+
+Kept apart from ``cycle.manager`` so that the classes there never print and
+this module never decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from cycle.report import CycleReport
+from cycle.status_report import HEALTH_EXIT_CODES
+from store.reports import CleanupResult, DuplicateReport
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def progress_bar(total: int, *, enabled: bool) -> Any:
+    """A tqdm bar over symbols, only when a person is watching (stderr is a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="symbol", desc="export", leave=False)
+
+
+def print_cycle(cycle: CycleReport) -> None:
+    prefix = "dry run: " if cycle.dry_run else ""
+    if cycle.skipped_reason:
+        _err(f"error: {cycle.skipped_reason}")
+    if cycle.export is not None:
+        exp = cycle.export
+        fetched = sum(o.fetched_rows for o in exp.succeeded)
+        calls = sum(o.calls for o in exp.succeeded)
+        print(
+            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} symbols ok, "
+            f"{fetched} new candles in {calls} calls, {exp.seconds:.1f} s"
+        )
+        for outcome in exp.succeeded:
+            if cycle.dry_run:
+                print(f"  would write {outcome.path} ({outcome.reused_rows} candles reused)")
+        for outcome in exp.failed:
+            _err(f"error: {outcome.symbol}: {outcome.error}")
+        if exp.stopped:
+            print("export: stopped on request; finished symbols are saved")
+    if cycle.cleanup is not None:
+        print_cleanup(cycle.cleanup, dry_run=cycle.dry_run)
+    if cycle.duplicates is not None and cycle.duplicates.groups:
+        print_duplicates(cycle.duplicates)
+    if cycle.status and not cycle.dry_run:
+        health = cycle.status.get("health", {}).get("status")
+        print(f"status: {cycle.status['file_statistics']['total_files']} files, health {health}")
+
+
+def print_cleanup(cleanup: CleanupResult, *, dry_run: bool) -> None:
+    print(f"cleanup: {cleanup.summary()}")
+    verb = "would remove" if dry_run else "removed"
+    for path in cleanup.removed:
+        print(f"  {verb} {path}")
+    for path, reason in cleanup.quarantined:
+        print(f"  {'would quarantine' if dry_run else 'quarantined'} {path}: {reason}")
+    for problem in cleanup.errors:
+        _err(f"error: cleanup: {problem}")
+
+
+def print_duplicates(duplicates: DuplicateReport) -> None:
+    print(f"duplicates: {len(duplicates.groups)} groups, {duplicates.wasted_bytes} bytes reclaimable")
+    for group in duplicates.groups:
+        print("  " + " = ".join(path.name for path in group))
+
+
+def print_status(report: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    system, files, last = report["system_status"], report["file_statistics"], report["last_cycle"]
+    print(
+        f"service: {system['service_status']}   exports: {system['export_count']}   cleanups: {system['cleanup_count']}"
+    )
+    successful = last["last_successful"] or "never"
+    print(f"last cycle: {last['started'] or 'never'} -> {last['result'] or '-'}   last successful: {successful}")
+    if report.get("banned_until"):
+        print(f"BANNED by the exchange until {report['banned_until']}: no request is sent before then")
+    print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
+    print(f"{'symbol':<12} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} latest file / problem")
+    for symbol, entry in report["symbols"].items():
+        age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
+        problem = entry.get("last_error") or (entry["reason"] if not entry["valid"] else "")
+        name = entry["latest_file"] or "-"
+        valid = str(entry["valid"]).lower()
+        line = (
+            f"{symbol:<12} {entry['rows']:>6} {age:>7} {entry['missing_candles']:>5} {valid:<6} {name} {problem or ''}"
+        )
+        print(line.rstrip())
+    print(f"health: {report['health']['status']}")
+
+
+def print_health(report: dict[str, Any], *, as_json: bool) -> int:
+    health = report["health"]
+    if as_json:
+        print(json.dumps(health, indent=2))
+    else:
+        for name, check in health["checks"].items():
+            print(f"{'PASS' if check['passed'] else 'FAIL'} {name}: {check['reason']}")
+        print(f"health: {health['status']}")
+    return HEALTH_EXIT_CODES[health["status"]]

@@ -1,0 +1,70 @@
+"""The installation self-check's checks: each returns a one-line detail or raises CheckFailed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from common.atomic_io import atomic_write_text
+from common.errors import ExportError
+from config.settings import Settings
+from cycle.export_job import ExportJob
+from exchange.client import ExchangeClient
+from store.file_manager import FileManager
+
+MAX_SKEW_SECONDS = 5.0
+
+
+class CheckFailed(Exception):
+    """A check's one-line reason for failing."""
+
+
+def check_settings(settings: Settings) -> str:
+    return (
+        f"{len(settings.symbols)} symbols, interval {settings.kline_interval}, "
+        f"every {settings.export_period_hours:g} h, host {settings.base_url}"
+    )
+
+
+def check_folder(settings: Settings) -> str:
+    folder = settings.export_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        atomic_write_text(probe, "ok\n")
+        probe.unlink()
+    except (OSError, ExportError) as exc:
+        raise CheckFailed(f"{folder} is not writable: {exc}; set EXPORT_DIR or fix permissions") from exc
+    return f"{folder.resolve()} is writable"
+
+
+def check_exchange(client: ExchangeClient) -> str:
+    client.ping()
+    before = time.time()
+    server_ms = client.server_time_ms()
+    local = (before + time.time()) / 2
+    skew = server_ms / 1000 - local
+    if abs(skew) > MAX_SKEW_SECONDS:
+        raise CheckFailed(
+            f"clock skew {skew:+.1f} s against the exchange (limit {MAX_SKEW_SECONDS:g} s); "
+            "closed candles follow the exchange's clock, but fix NTP on this machine"
+        )
+    return f"{client.base_url} answers; clock skew {skew:+.2f} s"
+
+
+def check_export(settings: Settings, client: ExchangeClient) -> str:
+    symbol = settings.symbols[0]
+    with tempfile.TemporaryDirectory(prefix="crypto-selfcheck-") as tmp:
+        trial = replace(settings, export_dir=Path(tmp), symbols=(symbol,))
+        files = FileManager.from_settings(trial)
+        report = ExportJob(trial, files, client).run([symbol])
+        outcome = report.outcomes[symbol]
+        if not outcome.ok or outcome.path is None:
+            raise CheckFailed(f"{symbol}: {outcome.error}")
+        validation = files.validate_file(Path(outcome.path))
+        if not validation.valid:
+            raise CheckFailed(f"{symbol}: the exported file is invalid: {validation.reason}")
+    return f"{symbol}: {outcome.rows} closed candles exported and valid ({outcome.calls} calls)"

@@ -1,0 +1,48 @@
+"""Which unprivileged user the systemd unit runs the exporter as."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import pwd
+import re
+from collections.abc import Mapping
+
+DEFAULT_SERVICE_USER = "crypto-export"
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
+
+
+def default_service_user(environ: Mapping[str, str], euid: int, current_user: str) -> str:
+    """The sudo caller, else the current user, never root."""
+    sudo_user = environ.get("SUDO_USER", "")
+    if sudo_user and sudo_user != "root":
+        return sudo_user
+    return current_user if euid != 0 else DEFAULT_SERVICE_USER
+
+
+def check_service_user(user: str) -> str | None:
+    """Why ``user`` cannot run the service, or None."""
+    if not USER_NAME.fullmatch(user):
+        return f"--user {user!r} is not a valid user name"
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        uid = None
+    if user == "root" or uid == 0:
+        return f"--user {user}: refusing to run the exporter as root; give an unprivileged user"
+    return None
+
+
+def user_exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
+
+
+def current_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return getpass.getuser()

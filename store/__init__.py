@@ -1,0 +1,2 @@
+"""The export folder: its layout, file formats, scans, validation, retention,
+duplicates and quarantine. Never touches HTTP."""

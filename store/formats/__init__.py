@@ -1,0 +1,22 @@
+"""The file formats of export files, one class each behind ``FileFormat``.
+
+Adding a format is adding its class here: names, scans, validation,
+retention, quarantine and duplicates then work for it unchanged.
+"""
+
+from __future__ import annotations
+
+from store.formats.base import FileFormat
+from store.formats.csv_format import CsvFormat
+
+CSV = CsvFormat()
+FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV,)}
+DEFAULT_FORMAT: FileFormat = CSV
+
+
+def format_for_name(file_name: str) -> FileFormat | None:
+    """The format a file name's ending says, or None for names that are not ours."""
+    for file_format in FORMATS.values():
+        if file_name.endswith(file_format.suffix):
+            return file_format
+    return None

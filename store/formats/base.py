@@ -1,0 +1,60 @@
+"""The one small interface every file format implements (like freqtrade's ``IDataHandler``).
+
+A format knows how to write a candle frame atomically, read it back, and
+judge a file: from its bytes, or fed piece by piece while it streams (so a
+scan reads each file once, hashing and validating from the same read).
+Everything else (names, scans, retention, quarantine, duplicates) is the
+same for every format and lives outside it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from store.validation import FileValidation
+
+# A whole frame, or chunks written one after the other (a long backfill never sits whole).
+CandleChunks = pd.DataFrame | Iterable[pd.DataFrame]
+# The verdict on a file, and its candle frame when asked for and valid.
+Verdict = tuple[FileValidation, pd.DataFrame | None]
+
+
+class StreamChecker(Protocol):
+    """Judges one file fed piece by piece; ``finish`` returns None when only the
+    whole bytes can be judged (the caller then calls ``check_bytes``)."""
+
+    def feed(self, piece: bytes) -> None: ...
+
+    def finish(self) -> Verdict | None: ...
+
+
+class FileFormat(ABC):
+    """Name, write, read, validate: all a new format has to provide."""
+
+    name: str  # the EXPORT_FORMAT value, e.g. "csv"
+    suffix: str  # the file name ending, e.g. ".csv"
+
+    @abstractmethod
+    def write(self, target: Path, chunks: CandleChunks) -> int:
+        """Write candle chunks to ``target`` atomically; return the rows written."""
+
+    @abstractmethod
+    def read(self, path: Path) -> pd.DataFrame:
+        """A file of this format as a candle frame (lenient: for tools and tests)."""
+
+    @abstractmethod
+    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
+        """Judge a whole file's content; never raises on bad content."""
+
+    @abstractmethod
+    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> StreamChecker:
+        """A checker for a file too large to hold whole."""
+
+    def validate_many(self, items: Iterable[tuple[bytes, str, Path]]) -> list[FileValidation]:
+        """Judge many small files (data, interval, path); a format may share work between them."""
+        return [self.check_bytes(data, interval, path)[0] for data, interval, path in items]

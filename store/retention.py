@@ -1,0 +1,91 @@
+"""Which valid export files a cleanup removes, and why: pure functions, no disk, no clock.
+
+The rules that make cleanup safe to run unattended live here, so they can be
+tested without files:
+
+* the newest valid file of each configured symbol (per interval) is never
+  removed, however old: an exchange outage must not empty the folder; the
+  symbol is reported as stale instead;
+* beyond that, a file goes if it is not among the newest
+  ``max_files_per_symbol`` of its symbol and interval, or is older than
+  ``retention_days``;
+* of identical files that survive retention, all but the newest go, under
+  the same protection.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from store.exports import ExportFile, newest_first
+from store.scan import FolderScan
+
+
+@dataclass(frozen=True)
+class RetentionRules:
+    interval: str  # the configured one: only its files make a symbol "stale"
+    configured_symbols: frozenset[str]  # whose newest valid file is protected
+    max_files_per_symbol: int
+    retention_days: float
+
+
+@dataclass
+class CleanupPlan:
+    """``removals`` maps each valid file to remove to its reason (duplicates included)."""
+
+    removals: dict[Path, str] = field(default_factory=dict)
+    duplicates: set[Path] = field(default_factory=set)
+    stale_symbols: list[str] = field(default_factory=list)
+
+
+def _by_symbol_and_interval(files: Iterable[ExportFile]) -> dict[tuple[str, str], list[ExportFile]]:
+    groups: dict[tuple[str, str], list[ExportFile]] = defaultdict(list)
+    for f in files:
+        groups[(f.symbol, f.interval)].append(f)
+    return groups
+
+
+def protected_files(valid: Iterable[ExportFile], configured_symbols: frozenset[str]) -> set[Path]:
+    """Newest valid file of each (configured symbol, interval): never removed."""
+    mine = (f for f in valid if f.symbol in configured_symbols)
+    return {newest_first(files)[0].path for files in _by_symbol_and_interval(mine).values()}
+
+
+def retention_removals(
+    valid: Sequence[ExportFile], protected: set[Path], rules: RetentionRules, now: datetime
+) -> tuple[dict[Path, str], list[str]]:
+    """(path -> reason for every valid file retention removes, stale symbols sorted)."""
+    cutoff = now - timedelta(days=rules.retention_days)
+    removals: dict[Path, str] = {}
+    stale: set[str] = set()
+    for (symbol, interval), files in _by_symbol_and_interval(valid).items():
+        for rank, f in enumerate(newest_first(files)):
+            too_old = f.created < cutoff
+            if f.path in protected:
+                if too_old and interval == rules.interval:
+                    stale.add(symbol)
+            elif rank >= rules.max_files_per_symbol:
+                removals[f.path] = f"beyond the newest {rules.max_files_per_symbol} of {symbol} {interval}"
+            elif too_old:
+                removals[f.path] = f"older than {rules.retention_days:g} days"
+    return removals, sorted(stale)
+
+
+def duplicate_removals(groups: Iterable[Sequence[ExportFile]], protected: set[Path]) -> dict[Path, str]:
+    """All but the newest of each identical group (newest first), under the same protection."""
+    return {f.path: f"duplicate of {group[0].name}" for group in groups for f in group[1:] if f.path not in protected}
+
+
+def plan_cleanup(folder: FolderScan, rules: RetentionRules, now: datetime) -> CleanupPlan:
+    """Retention first, then duplicates among what retention keeps."""
+    valid = folder.valid_files()
+    protected = protected_files(valid, rules.configured_symbols)
+    removals, stale = retention_removals(valid, protected, rules, now)
+    remaining = [f for f in valid if f.path not in removals]
+    duplicates = duplicate_removals(folder.duplicate_groups(remaining), protected)
+    removals.update(duplicates)
+    return CleanupPlan(removals, set(duplicates), stale)

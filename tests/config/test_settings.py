@@ -1,0 +1,83 @@
+"""Settings and symbols: defaults, overrides, and one clear error per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings
+from config.symbols_config import DEFAULT_SYMBOLS, SymbolError, normalize_symbol, resolve_symbols
+
+
+def test_defaults_match_the_guide() -> None:
+    settings = load_settings({}, env_file=None)
+    # The default host is the guide's; the tests never contact it.
+    assert settings.base_url == DEFAULT_BASE_URL and DEFAULT_BASE_URL.endswith("//api.binance" + ".com")
+    assert settings.export_dir == Path("historical_exports")
+    assert (settings.kline_interval, settings.lookback_days, settings.export_period_hours) == ("1h", 2.0, 2.0)
+    assert (settings.max_files_per_symbol, settings.data_retention_days) == (1, 7.0)
+    assert settings.symbols == DEFAULT_SYMBOLS
+    assert settings.symbols[:3] == ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    assert "AAVEUSDT" in settings.symbols and "XRPUSDT" in settings.symbols
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("EXPORT_PERIOD_HOURS=4\nDATA_RETENTION_DAYS=3\n")
+    settings = load_settings({"EXPORT_PERIOD_HOURS": "0.5"}, env_file=env_file)
+    assert settings.export_period_hours == 0.5
+    assert settings.data_retention_days == 3.0
+
+
+def test_export_symbols_replace_and_crypto_symbols_add() -> None:
+    settings = load_settings({"EXPORT_SYMBOLS": "btcusdt, ETHUSDT", "CRYPTO_SYMBOLS": "bnbusdt,BTCUSDT"}, env_file=None)
+    assert settings.symbols == ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+    added = load_settings({"CRYPTO_SYMBOLS": "ADAUSDT"}, env_file=None)
+    assert added.symbols == DEFAULT_SYMBOLS + ("ADAUSDT",)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("EXPORT_PERIOD_HOURS", "abc", "positive number"),
+        ("EXPORT_PERIOD_HOURS", "-1", "positive number"),
+        ("EXPORT_PERIOD_HOURS", "nan", "positive number"),
+        ("MAX_FILES_PER_SYMBOL", "0", "at least 1"),
+        ("MAX_FILES_PER_SYMBOL", "1.5", "at least 1"),
+        ("EXPORT_WORKERS", "1000", "1 to 64"),
+        ("KLINE_INTERVAL", "1H", "one of 1s"),
+        ("BINANCE_BASE_URL", "ftp://example", "http(s) URL"),
+        ("LOG_LEVEL", "LOUD", "one of DEBUG"),
+        ("HTTP_TIMEOUT_SECONDS", "0", "positive number"),
+    ],
+)
+def test_bad_values_name_variable_value_and_what_is_accepted(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({variable: value}, env_file=None)
+    message = str(caught.value)
+    assert variable in message and repr(value) in message and expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("bad", ["../etc", "BTC;rm -rf", "", "B", "BTC/USDT", "A" * 500, "btc usdt", "BTC\x00"])
+def test_hostile_symbols_are_refused(bad: str) -> None:
+    with pytest.raises(SymbolError):
+        normalize_symbol(bad)
+    with pytest.raises(SettingsError):
+        load_settings({"EXPORT_SYMBOLS": f"BTCUSDT,{bad}"}, env_file=None)
+
+
+def test_symbols_are_upper_cased_and_deduplicated_in_order() -> None:
+    assert resolve_symbols("ethusdt,BTCUSDT,ETHUSDT", "btcusdt,SOLUSDT") == ("ETHUSDT", "BTCUSDT", "SOLUSDT")
+
+
+def test_symbols_override_replaces_the_configured_list() -> None:
+    settings = load_settings({"CRYPTO_SYMBOLS": "ADAUSDT"}, env_file=None, symbols_override="xrpusdt")
+    assert settings.symbols == ("XRPUSDT",)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.workers = 3  # type: ignore[misc]

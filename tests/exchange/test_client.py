@@ -1,0 +1,182 @@
+"""ExchangeClient against the sandbox exchange: every failure mode ends in a clear, bounded outcome."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from common.errors import (
+    BadResponseError,
+    ExchangeUnavailableError,
+    IPBannedError,
+    LocationRestrictedError,
+    UnknownSymbolError,
+)
+from exchange.client import ExchangeClient, weight_limit_from_exchange_info
+from exchange.limiter import WeightLimiter
+
+
+def make_client(url: str, **kwargs: object) -> ExchangeClient:
+    options: dict[str, object] = {"retries": 3, "backoff": 0.0, "read_timeout": 2.0, "connect_timeout": 1.0}
+    options.update(kwargs)
+    return ExchangeClient(url, **options)  # type: ignore[arg-type]
+
+
+def test_klines_rows_and_used_weight_header(sandbox) -> None:
+    client = make_client(sandbox.base_url)
+    rows = client.klines("BTCUSDT", "1h", limit=5)
+    assert len(rows) == 5 and all(len(r) == 12 for r in rows)
+    assert isinstance(rows[0][0], int) and isinstance(rows[0][1], str)
+    assert client.stats.last_used_weight == sandbox.used_weight() == 2
+
+
+def test_rate_limits_are_read_from_exchange_info(sandbox_factory) -> None:
+    exchange = sandbox_factory(weight_limit=1200)
+    client = make_client(exchange.base_url)
+    assert client.load_rate_limits("BTCUSDT") == 1200
+    assert client.limiter.limit == 1200
+    assert (
+        weight_limit_from_exchange_info(
+            {"rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 10, "limit": 100}]}
+        )
+        == 600
+    )
+
+
+def test_unknown_symbol_is_reported_not_retried(sandbox) -> None:
+    client = make_client(sandbox.base_url)
+    with pytest.raises(UnknownSymbolError, match="-1121"):
+        client.klines("NOPEUSDT", "1h")
+    assert len(sandbox.klines_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "knob", ["fail_every_n", "truncate_every_n", "truncate_json_every_n", "html_every_n", "drop_every_n"]
+)
+def test_sporadic_faults_are_retried_until_a_good_answer(sandbox_factory, knob: str) -> None:
+    exchange = sandbox_factory(**{knob: 2})
+    client = make_client(exchange.base_url)
+    answers = [client.klines("ETHUSDT", "1h", limit=10) for _ in range(4)]
+    assert all(len(rows) == 10 for rows in answers)
+    assert exchange.stats.klines_calls > 4  # some answers were bad and asked again
+
+
+@pytest.mark.parametrize("knob", ["truncate_json_every_n", "html_every_n"])
+def test_a_body_that_is_never_json_fails_clearly_after_bounded_retries(sandbox_factory, knob: str) -> None:
+    exchange = sandbox_factory(**{knob: 1})
+    client = make_client(exchange.base_url, retries=2)
+    with pytest.raises(BadResponseError, match="not valid JSON"):
+        client.klines("ETHUSDT", "1h")
+    assert exchange.stats.klines_calls == 3
+
+
+def test_persistent_5xx_fails_after_bounded_retries(sandbox_factory) -> None:
+    exchange = sandbox_factory(fail_every_n=1, fail_status=503)
+    client = make_client(exchange.base_url, retries=2)
+    with pytest.raises(ExchangeUnavailableError, match="HTTP 503"):
+        client.klines("BTCUSDT", "1h")
+    assert exchange.stats.klines_calls == 3
+
+
+def test_stalling_exchange_hits_the_read_timeout(sandbox_factory) -> None:
+    exchange = sandbox_factory(stall_every_n=1)
+    client = make_client(exchange.base_url, retries=1, read_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(ExchangeUnavailableError, match="read timeout"):
+        client.klines("BTCUSDT", "1h")
+    assert time.monotonic() - started < 3
+
+
+def test_refused_connection_is_a_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = make_client(f"http://127.0.0.1:{port}", retries=1)
+    with pytest.raises(ExchangeUnavailableError, match="refused the connection"):
+        client.ping()
+
+
+def test_451_names_the_setting_and_the_alternative_hosts(sandbox_factory) -> None:
+    exchange = sandbox_factory(fail_every_n=1, fail_status=451)
+    client = make_client(exchange.base_url)
+    with pytest.raises(LocationRestrictedError) as caught:
+        client.klines("BTCUSDT", "1h")
+    message = str(caught.value)
+    assert "BINANCE_BASE_URL" in message and "api.binance.us" in message and "data-api.binance.vision" in message
+
+
+def test_429_pauses_every_thread_for_retry_after(sandbox_factory) -> None:
+    exchange = sandbox_factory(rate_limit_first_n=1, retry_after_seconds=1)
+    client = make_client(exchange.base_url)
+    results: list[int] = []
+
+    def fetch() -> None:
+        results.append(len(client.klines("BTCUSDT", "1h", limit=3)))
+
+    first = threading.Thread(target=fetch)
+    first.start()
+    time.sleep(0.2)  # the 429 has arrived; these threads must now wait too
+    others = [threading.Thread(target=fetch) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join()
+    assert results == [3, 3, 3, 3]
+    assert client.stats.rate_limited == 1
+    refused = exchange.requests[0]
+    assert refused.status == 429
+    assert all(r.monotonic_ms - refused.monotonic_ms >= 900 for r in exchange.requests[1:])
+
+
+def test_418_raises_the_ban_end_and_blocks_every_later_request(sandbox_factory) -> None:
+    exchange = sandbox_factory(ban_seconds=120)
+    client = make_client(exchange.base_url)
+    with pytest.raises(IPBannedError) as caught:
+        client.klines("BTCUSDT", "1h")
+    until = caught.value.banned_until
+    assert 100 < (until - datetime.now(UTC)).total_seconds() <= 121
+    sent = exchange.stats.total
+    with pytest.raises(IPBannedError):
+        client.server_time_ms()
+    assert exchange.stats.total == sent
+
+
+def test_client_paces_to_the_budget_the_exchange_publishes(sandbox_factory) -> None:
+    exchange = sandbox_factory(weight_limit=1200)  # 20 weight/s: 10 klines calls per second
+    client = make_client(exchange.base_url)
+    client.load_rate_limits("BTCUSDT")
+    started = time.monotonic()
+    for _ in range(15):
+        client.klines("BTCUSDT", "1h", limit=1)
+    elapsed = time.monotonic() - started
+    assert elapsed >= (20 + 30 - 20) / 20  # exchangeInfo's 20 weight plus 30, minus one bucket of burst
+    assert exchange.stats.rate_limited_429 == 0
+    assert exchange.stats.max_used_weight_seen <= 1200
+
+
+def test_limiter_waits_for_the_next_minute_when_the_header_says_the_budget_is_used() -> None:
+    now = [120.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = WeightLimiter(6000, clock=lambda: now[0], sleep=sleep)
+    limiter.observe_used_weight(5900)  # another process on this IP used the budget
+    limiter.acquire(2)
+    assert now[0] >= 180.0  # waited for the next minute window
+    assert sum(slept) >= 59.0
+
+
+def test_limiter_paces_at_the_budget_rate() -> None:
+    now = [0.0]
+    limiter = WeightLimiter(6000, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    for _ in range(500):
+        limiter.acquire(2)
+    # 1000 weight at 98 per second: about 10 s, never faster than the budget.
+    assert 9.5 <= now[0] <= 10.5

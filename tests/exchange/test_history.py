@@ -1,0 +1,114 @@
+"""HistoricalDataExporter against the sandbox: closed candles, exact strings, incremental, paginated."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from common.candles import merge_candles
+from common.errors import NoDataError
+from config.intervals import HOUR_MS, MINUTE_MS
+from exchange.client import ExchangeClient
+from exchange.history import HistoricalDataExporter
+from sandbox.exchange import generate_candle
+
+# 2026-11-29 05:30:00 UTC: half-way through a 1h candle.
+NOW_MS = 1795843800000
+
+
+def exporter_for(url: str, interval: str = "1h", lookback_days: float = 2.0) -> HistoricalDataExporter:
+    client = ExchangeClient(url, retries=2, backoff=0.0, read_timeout=2.0)
+    return HistoricalDataExporter(client, interval, lookback_days)
+
+
+def expected_opens(now_ms: int, interval_ms: int, lookback_days: float) -> list[int]:
+    start = now_ms - int(lookback_days * 86_400_000)
+    first = -(-start // interval_ms) * interval_ms
+    return list(range(first, now_ms - interval_ms + 1, interval_ms))
+
+
+def test_only_closed_candles_of_the_window_with_the_exchanges_exact_strings(sandbox_factory) -> None:
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    result = exporter_for(exchange.base_url).export_symbol("BTCUSDT")
+    frame = result.frame
+    assert frame["open_time"].tolist() == expected_opens(NOW_MS, HOUR_MS, 2.0)
+    assert len(frame) == 47 and (frame["close_time"] < NOW_MS).all()
+    for row in frame.itertuples(index=False):
+        served = generate_candle("BTCUSDT", "1h", row.open_time)
+        assert [row.open, row.high, row.low, row.close, row.volume] == served[1:6]
+        assert (row.close_time, row.quote_asset_volume, row.number_of_trades) == (served[6], served[7], served[8])
+    assert result.calls == 1
+    assert exchange.klines_requests()[0]["limit"] == 47
+
+
+def test_incremental_run_asks_only_for_candles_after_the_stored_ones(sandbox_factory) -> None:
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    first = exporter_for(exchange.base_url).export_symbol("ETHUSDT")
+    stored = first.frame.iloc[:-3]
+    exchange.reset_log()
+    second = exporter_for(exchange.base_url).export_symbol("ETHUSDT", previous=stored)
+    requests = exchange.klines_requests("ETHUSDT")
+    assert len(requests) == 1
+    assert requests[0]["startTime"] > int(stored["open_time"].iloc[-1])
+    assert requests[0]["limit"] == 3
+    assert (second.reused_rows, second.fetched_rows) == (44, 3)
+    pd.testing.assert_frame_equal(second.frame, first.frame)
+
+
+def test_steady_state_is_one_small_call_and_nothing_downloaded_twice(sandbox_factory) -> None:
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    first = exporter_for(exchange.base_url).export_symbol("SOLUSDT")
+    exchange.config.now_ms = NOW_MS + HOUR_MS
+    exchange.reset_log()
+    second = exporter_for(exchange.base_url).export_symbol("SOLUSDT", previous=first.frame)
+    assert second.calls == 1 and second.fetched_rows == 1
+    assert exchange.klines_requests()[0]["limit"] == 1
+    assert second.frame["open_time"].iloc[-1] == first.frame["open_time"].iloc[-1] + HOUR_MS
+    assert len(second.frame) == 47  # the oldest candle left the window as a new one closed
+
+
+def test_nothing_new_means_no_request_at_all(sandbox_factory) -> None:
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    first = exporter_for(exchange.base_url).export_symbol("SOLUSDT")
+    exchange.reset_log()
+    again = exporter_for(exchange.base_url).export_symbol("SOLUSDT", previous=first.frame)
+    assert exchange.klines_requests() == [] and again.calls == 0
+    assert len(again.frame) == 47
+
+
+def test_long_windows_are_paginated_at_1000_candles(sandbox_factory) -> None:
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    result = exporter_for(exchange.base_url, "1m", 1.0).export_symbol("BTCUSDT")
+    assert result.frame["open_time"].tolist() == expected_opens(NOW_MS, MINUTE_MS, 1.0)
+    limits = [r["limit"] for r in exchange.klines_requests()]
+    assert limits == [1000, 440] and result.calls == 2
+
+
+def test_exchange_clock_decides_what_is_closed(sandbox_factory) -> None:
+    for offset in (10 * MINUTE_MS, -10 * MINUTE_MS):
+        exchange = sandbox_factory(now_ms=NOW_MS + offset)
+        frame = exporter_for(exchange.base_url).export_symbol("BTCUSDT").frame
+        assert (frame["close_time"] < NOW_MS + offset).all()
+        assert frame["open_time"].tolist() == expected_opens(NOW_MS + offset, HOUR_MS, 2.0)
+
+
+def test_gaps_in_the_exchanges_data_are_kept_as_gaps(sandbox_factory) -> None:
+    gap_start = (NOW_MS // HOUR_MS - 10) * HOUR_MS
+    exchange = sandbox_factory(now_ms=NOW_MS, gaps={"BTCUSDT": [(gap_start, gap_start + 2 * HOUR_MS)]})
+    frame = exporter_for(exchange.base_url).export_symbol("BTCUSDT").frame
+    assert len(frame) == 45
+    assert gap_start not in set(frame["open_time"]) and gap_start + HOUR_MS not in set(frame["open_time"])
+
+
+def test_delisted_symbol_without_candles_is_no_data(sandbox_factory) -> None:
+    exchange = sandbox_factory(now_ms=NOW_MS, delisted={"DOTUSDT": NOW_MS - 10 * 86_400_000})
+    with pytest.raises(NoDataError, match="delisted"):
+        exporter_for(exchange.base_url).export_symbol("DOTUSDT")
+    assert len(exchange.klines_requests()) == 1  # asked once, not retried
+
+
+def test_merge_dedupes_on_open_time_and_sorts() -> None:
+    a = pd.DataFrame({"open_time": [3, 1], "v": ["c", "a"]})
+    b = pd.DataFrame({"open_time": [2, 3], "v": ["b", "c2"]})
+    merged = merge_candles([a, b])
+    assert merged["open_time"].tolist() == [1, 2, 3] and merged["v"].tolist() == ["a", "b", "c2"]

@@ -1,0 +1,312 @@
+"""csv_validation on real Binance data and on every way a file can be broken."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from store.formats import CSV
+from store.formats.csv_batch import validate_bytes, validate_many
+from store.formats.csv_format import read_export_text, write_candles
+from store.formats.csv_rules import CSV_HEADER, check_bytes, validate_text_frame
+from store.formats.csv_stream import check_stream
+from store.scan import validate_file
+from tests.support import DATA as DATA_DIR
+
+DATA = DATA_DIR
+BTC_FILE = DATA / "BTCUSDT_1h_20241029_000000.csv"
+ADA_FILE = DATA / "ADABTC_1m_20211128_000000.csv"
+HOUR_MS = 3_600_000
+BTC_FIRST_OPEN = 1730073600000  # 2024-10-28 00:00 UTC
+
+
+def btc_lines() -> list[str]:
+    return BTC_FILE.read_text(encoding="utf-8").splitlines()
+
+
+def join(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def with_cell(row: int, column: int, value: str) -> bytes:
+    """The real file with one cell of 1-based data row ``row`` replaced."""
+    lines = btc_lines()
+    cells = lines[row].split(",")
+    cells[column] = value
+    lines[row] = ",".join(cells)
+    return join(lines)
+
+
+def test_real_btcusdt_day_validates() -> None:
+    result = validate_file(BTC_FILE, "1h")
+    assert result.valid, result.reason
+    assert result.rows == 24
+    assert result.gaps == [] and result.missing_candles == 0
+    assert result.first_open_ms == BTC_FIRST_OPEN
+    assert result.last_open_ms == BTC_FIRST_OPEN + 23 * HOUR_MS
+
+
+def test_real_adabtc_minutes_validate() -> None:
+    result = validate_file(ADA_FILE, "1m")
+    assert result.valid, result.reason
+    assert result.rows == 10
+
+
+def test_one_middle_row_cut_is_a_gap_of_one_candle(tmp_path: Path) -> None:
+    lines = btc_lines()
+    del lines[11]  # data row 11: 2024-10-28 10:00
+    path = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
+    path.write_bytes(join(lines))
+    result = validate_file(path, "1h")
+    assert result.valid, result.reason
+    assert result.rows == 23
+    missing = BTC_FIRST_OPEN + 10 * HOUR_MS
+    assert result.gaps == [(missing, missing, 1)]
+    assert result.missing_candles == 1
+    assert result.to_dict()["gaps"] == [
+        {"first_missing": "2024-10-28T10:00:00+00:00", "last_missing": "2024-10-28T10:00:00+00:00", "missing": 1}
+    ]
+
+
+def _swap_rows(a: int, b: int) -> bytes:
+    lines = btc_lines()
+    lines[a], lines[b] = lines[b], lines[a]
+    return join(lines)
+
+
+def _duplicate_row(row: int) -> bytes:
+    lines = btc_lines()
+    lines.insert(row + 1, lines[row])
+    return join(lines)
+
+
+BROKEN = {
+    "high below low": (with_cell(7, 2, "1.0"), "row 7: high 1.0 < low"),
+    "high below close": (with_cell(5, 2, "60000.00000000"), "row 5: high"),
+    "low above open": (with_cell(5, 3, "67730.00000000"), "row 5: low 67730.00000000 > min(open, close)"),
+    "text price": (with_cell(3, 4, "abc"), "row 3: close 'abc'"),
+    "empty cell": (with_cell(3, 1, ""), "row 3: empty open"),
+    "nan price": (with_cell(4, 1, "NaN"), "row 4: open"),
+    "negative volume": (with_cell(9, 5, "-1.0"), "row 9: volume"),
+    "text trades": (with_cell(2, 8, "many"), "row 2: number_of_trades"),
+    "fractional trades": (with_cell(2, 8, "1.5"), "row 2: number_of_trades"),
+    "negative trades": (with_cell(2, 8, "-3"), "row 2: number_of_trades"),
+    "unsorted": (_swap_rows(6, 7), "row 7: open_time"),
+    "duplicated row": (_duplicate_row(12), "row 13: open_time"),
+    "off grid": (with_cell(4, 0, "2024-10-28 03:30:00+00:00"), "row 4: open_time"),
+    "close off by one": (with_cell(8, 6, "2024-10-28 07:59:59.998+00:00"), "row 8: close_time"),
+    "naive time": (with_cell(4, 0, "2024-10-28 03:00:00"), "row 4: open_time"),
+    "not a time": (with_cell(4, 6, "yesterday"), "row 4: close_time"),
+    "extra field": (with_cell(4, 10, "1,2"), "row 4: expected 11 fields"),
+    "wrong header": (BTC_FILE.read_bytes().replace(b",high,", b",hi,", 1), "wrong header"),
+    "header order": (BTC_FILE.read_bytes().replace(b"open,high", b"high,open", 1), "wrong header: column 2"),
+    "header only": ((CSV_HEADER + "\n").encode(), "no candles"),
+    "empty file": (b"", "no candles"),
+    "binary garbage": (bytes(range(256)) * 40, "not UTF-8"),
+    "nul bytes": (BTC_FILE.read_bytes()[:300] + b"\x00\x00", "NUL"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_files_are_invalid_with_a_reason(case: str, tmp_path: Path) -> None:
+    data, expected = BROKEN[case]
+    path = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
+    path.write_bytes(data)
+    result = validate_file(path, "1h")
+    assert not result.valid
+    assert result.reason is not None and expected in result.reason, result.reason
+    json.dumps(result.to_dict())
+
+
+def test_unreadable_path_is_invalid_not_an_exception(tmp_path: Path) -> None:
+    result = validate_file(tmp_path / "missing.csv", "1h")
+    assert not result.valid and "cannot read" in (result.reason or "")
+
+
+def test_text_frame_is_not_modified() -> None:
+    text = read_export_text(BTC_FILE)
+    before = text.copy()
+    assert validate_text_frame(text, "1h", BTC_FILE).valid
+    pd.testing.assert_frame_equal(text, before)
+
+
+def test_candles_from_validation_equal_read_candles() -> None:
+    result, candles = check_bytes(BTC_FILE.read_bytes(), "1h", BTC_FILE, want_candles=True)
+    assert result.valid and candles is not None
+    expected = CSV.read(BTC_FILE)
+    pd.testing.assert_frame_equal(candles, expected, check_dtype=False)
+    assert candles["open_time"].dtype == np.int64 and candles["number_of_trades"].dtype == np.int64
+    assert candles["open"].iloc[0] == "68021.69000000"
+
+
+def _frame(opens: list[int], closes: list[int]) -> pd.DataFrame:
+    n = len(opens)
+    return pd.DataFrame(
+        {
+            "open_time": np.array(opens, dtype="int64"),
+            "open": ["1.0"] * n,
+            "high": ["2.0"] * n,
+            "low": ["0.5"] * n,
+            "close": ["1.5"] * n,
+            "volume": ["10"] * n,
+            "close_time": np.array(closes, dtype="int64"),
+            "quote_asset_volume": ["15"] * n,
+            "number_of_trades": np.arange(n, dtype="int64"),
+            "taker_buy_base_asset_volume": ["5"] * n,
+            "taker_buy_quote_asset_volume": ["7.5"] * n,
+        }
+    )
+
+
+def _ms(text: str) -> int:
+    return int(pd.Timestamp(text, tz="UTC").value // 1_000_000)
+
+
+def test_calendar_months_and_a_missing_month(tmp_path: Path) -> None:
+    opens = [_ms("2024-01-01"), _ms("2024-02-01"), _ms("2024-04-01")]
+    closes = [_ms("2024-02-01") - 1, _ms("2024-03-01") - 1, _ms("2024-05-01") - 1]
+    path = tmp_path / "BTCUSDT_1M_20240601_000000.csv"
+    write_candles(path, _frame(opens, closes))
+    result = validate_file(path, "1M")
+    assert result.valid, result.reason
+    assert result.gaps == [(_ms("2024-03-01"), _ms("2024-03-01"), 1)]
+    write_candles(path, _frame(opens, [c + 1 for c in closes]))
+    assert "row 1: close_time" in (validate_file(path, "1M").reason or "")
+
+
+def test_weeks_open_on_monday(tmp_path: Path) -> None:
+    monday = _ms("2024-10-28")
+    week = 7 * 24 * HOUR_MS
+    path = tmp_path / "BTCUSDT_1w_20241201_000000.csv"
+    write_candles(path, _frame([monday, monday + week], [monday + week - 1, monday + 2 * week - 1]))
+    assert validate_file(path, "1w").valid
+    sunday = monday - 24 * HOUR_MS
+    write_candles(path, _frame([sunday], [sunday + week - 1]))
+    assert "not on the 1w grid" in (validate_file(path, "1w").reason or "")
+
+
+def test_large_file_is_vectorised(tmp_path: Path) -> None:
+    """A Python loop per row would be far slower than this generous bound."""
+    import time
+
+    n = 100_000
+    opens = (BTC_FIRST_OPEN + np.arange(n, dtype="int64") * 60_000).tolist()
+    path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
+    write_candles(path, _frame(opens, [o + 59_999 for o in opens]))
+    started = time.perf_counter()
+    result = validate_bytes(path.read_bytes(), "1m", path)
+    assert result.valid and result.rows == n
+    assert time.perf_counter() - started < 3.0
+
+
+def test_batched_verdicts_equal_one_by_one_verdicts() -> None:
+    """Many files share one parse; a broken neighbour must not change anyone's verdict."""
+    lines = btc_lines()
+    gap = join(lines[:11] + lines[12:])
+    items = [(BTC_FILE.read_bytes(), "1h", "good-0"), (gap, "1h", "gap")]
+    items += [(data, "1h", name) for name, (data, _) in BROKEN.items()]
+    items += [(ADA_FILE.read_bytes(), "1m", "ada"), (BTC_FILE.read_bytes(), "1h", "good-1")]
+    items += [(BTC_FILE.read_bytes().replace(b"\n", b"\r\n"), "1h", "crlf")]
+    batched = validate_many(items)
+    assert [v.path for v in batched] == [Path(name) for _, _, name in items]
+    assert batched == [validate_bytes(*item) for item in items]
+    assert sum(v.valid for v in batched) == 5
+
+
+# --- large files: validated chunk by chunk as they stream ------------------------------
+
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def _boundary_file(fault: str | None) -> bytes:
+    """60 1m candles with a gap at row 11 and, optionally, one fault at a row that
+    starts or ends a block when blocks hold about 10 rows (``chunk_bytes`` below)."""
+    opens = [BTC_FIRST_OPEN + i * 60_000 for i in range(61) if i != 10]
+    write_buffer = io.StringIO()
+    _frame(opens, [o + 59_999 for o in opens]).pipe(_to_csv, write_buffer)
+    lines = write_buffer.getvalue().splitlines()
+    if fault == "unsorted":
+        lines[20], lines[21] = lines[21], lines[20]  # data rows 20 and 21
+    elif fault == "bad value":
+        cells = lines[30].split(",")
+        cells[4] = "abc"
+        lines[30] = ",".join(cells)
+    elif fault == "duplicate":
+        lines[40] = lines[39]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _to_csv(frame: pd.DataFrame, handle: io.StringIO) -> None:
+    from store.formats.csv_format import frame_to_csv_rows
+
+    handle.write(CSV_HEADER + "\n")
+    frame_to_csv_rows(frame).to_csv(handle, header=False, index=False, lineterminator="\n")
+
+
+@pytest.mark.parametrize("fault", [None, "unsorted", "bad value", "duplicate"])
+def test_chunked_validation_equals_whole_file_validation(fault: str | None) -> None:
+    """Tiny blocks put the gap, the unsorted pair, the bad value and the duplicate at
+    block boundaries; verdict, reason (row number), gaps and candles stay the same."""
+    data = _boundary_file(fault)
+    whole, whole_candles = check_bytes(data, "1m", "f", want_candles=True)
+    row_bytes = len(data.splitlines()[1]) + 1
+    decided = 0
+    for chunk_bytes in (1, row_bytes, row_bytes * 3 - 1, row_bytes * 10, row_bytes * 10 + 5, 1 << 20):
+        for piece in (1, 97, 4096, len(data)):
+            verdict = check_stream(_pieces(data, piece), "1m", "f", want_candles=True, chunk_bytes=chunk_bytes)
+            assert verdict is not None, (chunk_bytes, piece)
+            decided += 1
+            assert verdict[0] == whole, (chunk_bytes, piece)
+            if whole_candles is None:
+                assert verdict[1] is None
+            else:
+                pd.testing.assert_frame_equal(verdict[1], whole_candles)
+    assert decided == 24
+    if fault is None:
+        missing = BTC_FIRST_OPEN + 10 * 60_000
+        assert whole.valid and whole.gaps == [(missing, missing, 1)] and whole.rows == 60
+    else:
+        assert not whole.valid
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_chunked_verdicts_on_every_broken_file(case: str) -> None:
+    """Every broken layout: the streamed verdict equals the whole-file one, or the
+    stream declines (None) and the caller judges the whole bytes."""
+    data = BROKEN[case][0]
+    whole = check_bytes(data, "1h", "f")[0]
+    for chunk_bytes, piece in ((1, 1), (300, 7), (1 << 20, 1 << 20)):
+        verdict = check_stream(_pieces(data, piece), "1h", "f", chunk_bytes=chunk_bytes)
+        assert verdict is None or verdict[0] == whole, (chunk_bytes, piece)
+    assert check_stream([data], "1h", "f", chunk_bytes=1 << 20) is not None
+
+
+def test_stream_declines_layouts_only_the_whole_parser_reads_the_same() -> None:
+    good = BTC_FILE.read_bytes()
+    for data in (good.replace(b"\n", b"\r\n"), good + b"\n\n", good.replace(b"68021.69", b'"68021.69"', 1)):
+        assert check_stream([data], "1h", "f") is None
+        assert validate_bytes(data, "1h", "f") is not None  # the whole-file path still judges it
+
+
+def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import store.formats.csv_stream as csv_stream
+    import store.scan as folder_scan
+    from store.formats.csv_format import CsvFormat
+
+    path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
+    path.write_bytes(_boundary_file("unsorted"))
+    expected = validate_bytes(path.read_bytes(), "1m", path)
+    monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
+    monkeypatch.setattr(csv_stream, "STREAM_CHUNK_BYTES", 500)
+    monkeypatch.setattr(CsvFormat, "check_bytes", None)  # the whole-file path must not be taken
+    checked = folder_scan.check_regular_file(path, "1m", want_hash=True)
+    assert checked.validation == expected and checked.validation.reason.startswith("row 21:")
+    assert checked.digest == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    assert validate_file(path, "1m") == expected

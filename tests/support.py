@@ -1,0 +1,327 @@
+"""Helpers shared by the tests (the one support module; fixtures live in conftest.py).
+
+The CLIs run as real subprocesses against the in-process sandbox exchange on
+127.0.0.1, in a test's own ``tmp_path`` (also the working directory, so no
+stray ``.env`` is read), with the settings variables of the outer
+environment removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.atomic_io import TEMP_NAME_PATTERN
+from config.intervals import floor_open_ms, next_open_ms
+from config.settings import SETTING_VARIABLES
+from exchange.klines import rows_to_frame
+from sandbox.exchange import generate_candle
+from store.formats.csv_format import frame_to_csv_rows, write_candles
+from store.formats.csv_rules import CSV_HEADER
+from store.layout import QUARANTINE_DIR_NAME, export_file_name, parse_export_name
+from store.scan import validate_file
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+
+MANAGER = REPO / "scheduled_data_manager.py"
+SERVICE = REPO / "data_export_service.py"
+POLL = 0.05
+
+
+def clean_environ() -> dict[str, str]:
+    """The outer environment without any of our settings (hermetic runs)."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def manager_env(export_dir: Path, base_url: str, symbols: str = "BTCUSDT,ETHUSDT", **extra: Any) -> dict[str, str]:
+    """The outer environment without our settings, plus values for a fast, bounded
+    run: no backoff, a short read timeout, 2 retries."""
+    env = clean_environ()
+    env.update(
+        {
+            "EXPORT_DIR": str(export_dir),
+            "BINANCE_BASE_URL": base_url,
+            "EXPORT_SYMBOLS": symbols,
+            "HTTP_BACKOFF_SECONDS": "0",
+            "HTTP_TIMEOUT_SECONDS": "2",
+            "HTTP_RETRIES": "2",
+            "EXPORT_WORKERS": "4",
+        }
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_manager(
+    env: dict[str, str],
+    *args: str,
+    timeout: float = 20,
+    cwd: Path | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """One real run of scheduled_data_manager.py; killed if it outlives ``timeout``."""
+    return subprocess.run(
+        [sys.executable, str(MANAGER), *args],
+        env=env,
+        cwd=cwd or Path(env["EXPORT_DIR"]).parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+    )
+
+
+def run_service(
+    env: dict[str, str], *args: str, timeout: float = 20, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SERVICE), *args],
+        env=env,
+        cwd=cwd or Path(env["EXPORT_DIR"]).parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cli_env(base_url: str, export_dir: Path, **settings: str) -> dict[str, str]:
+    """``manager_env`` with the arguments in the other order, for the CLI tests."""
+    return manager_env(export_dir, base_url, **settings)
+
+
+def script(name: str) -> str:
+    return str(REPO / name)
+
+
+def run_cli(
+    name: str, *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, script(name), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_cli(name: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, script(name), *args],
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def folder_listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every entry below ``folder`` with size and mtime: compare before/after to prove nothing changed."""
+    listing = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        listing[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns)
+    return listing
+
+
+def export_csvs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*_*_*.csv") if not p.is_symlink())
+
+
+# -- a folder of files for FileManager and cleanup tests -----------------------------
+BTC_FILE = DATA / "BTCUSDT_1h_20241029_000000.csv"
+NOW = datetime(2024, 11, 10, 12, 0, 0, tzinfo=UTC)
+
+
+def valid_bytes(rows: int = 24) -> bytes:
+    """The first ``rows`` candles of the real day: distinct sizes, so no accidental duplicates."""
+    lines = BTC_FILE.read_text(encoding="utf-8").splitlines()
+    return ("\n".join(lines[: rows + 1]) + "\n").encode()
+
+
+CORRUPT = valid_bytes(24).replace(b"68116.78000000", b"1.00000000", 1)  # row 1: high < low
+
+
+def put(folder: Path, symbol: str, days_old: float, data: bytes, interval: str = "1h") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / export_file_name(symbol, interval, NOW - timedelta(days=days_old))
+    path.write_bytes(data)
+    return path
+
+
+def listing(root: Path) -> dict[str, tuple]:
+    """Every entry under root (links not followed) with size, mtime and link target."""
+    found: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = os.lstat(path)
+            target = os.readlink(path) if path.is_symlink() else None
+            found[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns, target)
+    return found
+
+
+def build_scenario(root: Path) -> dict[str, Path]:
+    """The 'done means' folder: see test_done_means_scenario."""
+    folder = root / "exports"
+    outside = root / "outside"
+    outside.mkdir(parents=True)
+    target = outside / "precious.csv"
+    target.write_bytes(CORRUPT)  # would be quarantined if the link were followed
+    paths = {
+        "btc_1d": put(folder, "BTCUSDT", 1, valid_bytes(24)),
+        "btc_2d": put(folder, "BTCUSDT", 2, valid_bytes(23)),
+        "btc_3d": put(folder, "BTCUSDT", 3, valid_bytes(22)),
+        "btc_corrupt": put(folder, "BTCUSDT", 0.5, CORRUPT),
+        "eth_10d": put(folder, "ETHUSDT", 10, valid_bytes(21)),
+        "target": target,
+        "notes": folder / "notes.csv",
+        "folder": folder,
+    }
+    paths["notes"].write_text("my notes\n")
+    link = folder / export_file_name("SOLUSDT", "1h", NOW - timedelta(hours=1))
+    link.symlink_to(target)
+    paths["link"] = link
+    return paths
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it is truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(POLL)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
+    """Wait for a started process; kill it (and fail) if it hangs."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"process {proc.args} did not finish within {timeout:g} s; stderr: {err[-2000:]}")
+    return proc.returncode, out, err
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- what is on disk --------------------------------------------------------------
+def temp_files(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(n for n in os.listdir(folder) if TEMP_NAME_PATTERN.fullmatch(n) or n.endswith(".tmp"))
+
+
+def export_files(folder: Path, symbol: str | None = None) -> list[Path]:
+    """Our export files (regular files, not links), oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for name in os.listdir(folder):
+        parsed = parse_export_name(name)
+        path = folder / name
+        if parsed and not path.is_symlink() and path.is_file() and (symbol is None or parsed[0] == symbol):
+            found.append(path)
+    return sorted(found, key=lambda p: p.name[-19:])
+
+
+def assert_folder_sound(folder: Path) -> list[Path]:
+    """Every export-named file in the folder is valid (bad ones only in quarantine/), no temp file left."""
+    assert temp_files(folder) == [], f"temp files left behind in {folder}"
+    exports = export_files(folder)
+    for path in exports:
+        verdict = validate_file(path, parse_export_name(path.name)[1])
+        assert verdict.valid, f"{path.name} is invalid and not quarantined: {verdict.reason}"
+    quarantine = folder / QUARANTINE_DIR_NAME
+    if quarantine.exists():
+        assert quarantine.is_dir() and not quarantine.is_symlink()
+    return exports
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    """Every entry under ``root`` (links not followed) with its content, to prove nothing changed."""
+    found: dict[str, tuple[int, bytes | str | None]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            mode = os.lstat(path).st_mode
+            if path.is_symlink():
+                found[str(path.relative_to(root))] = (mode, os.readlink(path))
+            elif path.is_file():
+                found[str(path.relative_to(root))] = (mode, path.read_bytes())
+            else:
+                found[str(path.relative_to(root))] = (mode, None)
+    return found
+
+
+# -- the exchange's truth -------------------------------------------------------
+def closed_opens(interval: str, window_start_ms: int, server_now_ms: int) -> list[int]:
+    """Open times the exporter must write: opened in the window, closed at server time."""
+    first = floor_open_ms(window_start_ms, interval)
+    if first < window_start_ms:
+        first = next_open_ms(first, interval)
+    last = floor_open_ms(floor_open_ms(server_now_ms, interval) - 1, interval)
+    opens, t = [], first
+    while t <= last:
+        opens.append(t)
+        t = next_open_ms(t, interval)
+    return opens
+
+
+def expected_csv(symbol: str, interval: str, opens: Sequence[int]) -> str:
+    """The exact file the sandbox's candles must produce."""
+    rows = [generate_candle(symbol, interval, t) for t in opens]
+    body = frame_to_csv_rows(rows_to_frame(rows)).to_csv(header=False, index=False, lineterminator="\n")
+    return CSV_HEADER + "\n" + body
+
+
+def seed_export(folder: Path, symbol: str, interval: str, opens: Sequence[int], name: str) -> Path:
+    """A valid export file made of the sandbox's candles, as an earlier run would leave it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    write_candles(path, rows_to_frame([generate_candle(symbol, interval, t) for t in opens]))
+    return path
+
+
+def last_server_time(exchange: Any) -> int:
+    """The exchange clock at the last /api/v3/time the client asked (what it must trust)."""
+    times = [r.server_ms for r in exchange.requests if r.path == "/api/v3/time"]
+    assert times, "the client never asked the exchange for its time"
+    return times[-1]
+
+
+def one_line(text: str) -> bool:
+    return len([line for line in text.splitlines() if line.strip()]) == 1
+
+
+def kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

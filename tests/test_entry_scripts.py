@@ -1,0 +1,99 @@
+"""The demo, the installation self-check and the backfill CLI, run as an operator would."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from store.scan import validate_file
+from tests.support import BTC_FILE, cli_env, export_csvs, read_json, run_cli
+
+
+def test_demo_runs_offline_and_leaves_valid_files_and_a_status_report(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = cli_env("http://127.0.0.1:1", out)  # the demo starts its own sandbox and ignores this
+    result = run_cli(
+        "demo_scheduled_system.py", "--output", str(out), "--period-seconds", "2", env=env, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "demo finished" in result.stdout and "duplicates: 1 groups" in result.stdout
+    files = export_csvs(out)
+    assert len(files) == 11 and all(validate_file(f, "1h").valid for f in files)
+    report = read_json(out / "status_report.json")
+    assert report["system_status"]["service_status"] == "stopped"
+    assert report["system_status"]["export_count"] >= 3 and report["health"]["status"] == "healthy"
+
+
+def test_self_check_passes_against_a_working_exchange(sandbox, tmp_path: Path) -> None:
+    env = cli_env("https://invalid.example", tmp_path / "exports")
+    result = run_cli("test_scheduled_system.py", "--base-url", sandbox.base_url, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines[:4]] == ["PASS"] * 4
+    assert "clock skew" in result.stdout and "exported and valid" in result.stdout
+
+
+def test_self_check_fails_with_one_clear_line_when_the_exchange_is_dead(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = cli_env(dead, tmp_path / "exports")
+    result = run_cli("test_scheduled_system.py", "--base-url", dead, env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    failing = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failing) == 1 and "refused the connection" in failing[0] and dead in failing[0]
+
+
+def test_backfill_cli_writes_the_long_window(sandbox, tmp_path: Path) -> None:
+    out = tmp_path / "backfill"
+    env = cli_env(sandbox.base_url, tmp_path / "unused")
+    result = run_cli(
+        "export_historical_data.py",
+        "--symbols",
+        "BTCUSDT,ethusdt",
+        "--days",
+        "60",
+        "--interval",
+        "1h",
+        "--output",
+        str(out),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    files = export_csvs(out)
+    assert [f.name.split("_")[0] for f in files] == ["BTCUSDT", "ETHUSDT"]
+    validation = validate_file(files[0], "1h")
+    assert validation.valid and validation.rows in (1439, 1440)
+    assert len(sandbox.klines_requests("BTCUSDT")) == 2  # 1000 + the rest
+
+
+def test_backfill_cli_refuses_a_hostile_symbol(sandbox, tmp_path: Path) -> None:
+    out = tmp_path / "backfill"
+    result = run_cli(
+        "export_historical_data.py",
+        "--symbols",
+        "../../etc",
+        "--output",
+        str(out),
+        env=cli_env(sandbox.base_url, out),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "invalid symbol" in result.stderr
+    assert not out.exists() and sandbox.requests == []
+
+
+def test_backfill_quarantines_a_written_file_that_fails_validation(tmp_path: Path) -> None:
+    from cycle.export_job import ExportReport, SymbolOutcome, _check_written_files
+    from store.file_manager import FileManager
+
+    folder = tmp_path / "backfill"
+    folder.mkdir()
+    bad = folder / "BTCUSDT_1h_20261129_000000.csv"
+    good_text = BTC_FILE.read_text()
+    bad.write_text(good_text.replace("68116.78000000", "1.00000000", 1))  # row 1: high below low
+    report = ExportReport(outcomes={"BTCUSDT": SymbolOutcome("BTCUSDT", True, path=str(bad), rows=24)})
+    _check_written_files(FileManager(folder, "1h", ["BTCUSDT"]), report)
+    outcome = report.outcomes["BTCUSDT"]
+    assert not outcome.ok and outcome.error_kind == "invalid_data" and "row 1" in (outcome.error or "")
+    assert not bad.exists() and (folder / "quarantine" / bad.name).exists()
