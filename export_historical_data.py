@@ -15,10 +15,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tqdm import tqdm
-
 from common.errors import ExportError, RunLockedError
 from config.settings import SettingsError, load_settings, override
+from cycle.console import SymbolProgress
 from cycle.export_job import backfill
 from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
@@ -52,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     # Retries and waits are normal; the console only shows what went wrong for good.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    bar = tqdm(total=len(settings.symbols), unit="symbol", disable=not sys.stderr.isatty())
+    progress = SymbolProgress(len(settings.symbols), enabled=True)
     try:
-        report = backfill(settings, on_symbol_done=lambda _outcome: bar.update(1))
+        report = backfill(settings, on_symbol_done=progress.advance)
     except RunLockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        bar.close()
+        progress.close()
     for outcome in report.outcomes.values():
         line = (
             f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"

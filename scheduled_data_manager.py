@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from common.errors import ExportError, RunLockedError
 from config.settings import SettingsError, load_settings
 from config.symbols_config import SymbolError, parse_symbol_list
-from cycle.console import print_cycle, print_health, print_status, progress_bar
+from cycle.console import SymbolProgress, print_cycle, print_health, print_status
 from cycle.logging_setup import QUIET, configure_logging
 from cycle.manager import ScheduledDataManager
 from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
@@ -101,13 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_FAILED
     stop_event = threading.Event()
-    bar = progress_bar(len(symbols or settings.symbols), enabled=(args.manual or args.export_only) and not args.verbose)
-    manager = ScheduledDataManager(
-        settings,
-        symbols=symbols,
-        stop_event=stop_event,
-        on_symbol_done=(lambda _outcome: bar.update(1)) if bar is not None else None,
+    progress = SymbolProgress(
+        len(symbols or settings.symbols), enabled=(args.manual or args.export_only) and not args.verbose
     )
+    manager = ScheduledDataManager(settings, symbols=symbols, stop_event=stop_event, on_symbol_done=progress.advance)
     try:
         if args.health:
             report = manager.write_status(write=False)
@@ -122,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run
                 )
             finally:
-                if bar is not None:
-                    bar.close()
+                progress.close()
             print_cycle(cycle)
             return cycle.exit_code
         return manager.run_forever()

@@ -53,7 +53,7 @@ def _describe(exc: OSError, path: Path) -> str:
 
 
 @contextmanager
-def atomic_output(target: Path, *, text: bool = True) -> Iterator[IO[Any]]:
+def atomic_output(target: Path) -> Iterator[IO[str]]:
     """Yield a file object; on a clean exit its content replaces ``target`` atomically."""
     target = Path(target)
     temp = temp_path_for(target)
@@ -62,7 +62,7 @@ def atomic_output(target: Path, *, text: bool = True) -> Iterator[IO[Any]]:
     except OSError as exc:
         raise StorageError(_describe(exc, target)) from exc
     try:
-        with os.fdopen(fd, "w" if text else "wb", **({"newline": "", "encoding": "utf-8"} if text else {})) as handle:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

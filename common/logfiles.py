@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import IO
 
 MAX_LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
@@ -15,10 +15,8 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s.%(funcName)s: %(message)s"
 
 
 class UTCFormatter(logging.Formatter):
-    converter = time.gmtime
-
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging API)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 def open_log_append(path: str | os.PathLike[str]) -> int:
@@ -33,7 +31,7 @@ def open_log_append(path: str | os.PathLike[str]) -> int:
 class NoFollowRotatingFileHandler(RotatingFileHandler):
     """A rotating log that refuses to write through a symlink planted at its path."""
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> io.TextIOWrapper:
         return open(open_log_append(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
 
 

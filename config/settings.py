@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from dotenv import dotenv_values
@@ -127,7 +127,8 @@ def override(settings: Settings, variable: str, raw: str | None, *, shown_as: st
     if raw is None:
         return settings
     field_name, parse = _PARSERS[variable]
-    return replace(settings, **{field_name: parse(shown_as, raw)})
+    changes: dict[str, Any] = {field_name: parse(shown_as, raw)}
+    return replace(settings, **changes)
 
 
 def read_environment(

@@ -10,6 +10,8 @@ import json
 import sys
 from typing import Any
 
+from tqdm import tqdm
+
 from cycle.report import CycleReport
 from cycle.status_report import HEALTH_EXIT_CODES
 from store.reports import CleanupResult, DuplicateReport
@@ -19,13 +21,21 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def progress_bar(total: int, *, enabled: bool) -> Any:
+class SymbolProgress:
     """A tqdm bar over symbols, only when a person is watching (stderr is a terminal)."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
 
-    return tqdm(total=total, unit="symbol", desc="export", leave=False)
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._bar = (
+            tqdm(total=total, unit="symbol", desc="export", leave=False) if enabled and sys.stderr.isatty() else None
+        )
+
+    def advance(self, _outcome: object = None) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def print_cycle(cycle: CycleReport) -> None:

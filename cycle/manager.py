@@ -180,7 +180,9 @@ class ScheduledDataManager:
         self.files.ensure_folder()
         update_state(self.export_dir, self._mark_running)
         scheduler = schedule.Scheduler()
-        scheduler.every(self.export_period_hours * 3600).seconds.do(self._scheduled_cycle)
+        # schedule counts whole seconds; a sub-second period (tests) becomes 1 s.
+        period_seconds = max(1, round(self.export_period_hours * 3600))
+        scheduler.every(period_seconds).seconds.do(self._scheduled_cycle)
         logger.info("scheduler started (pid %d): a cycle every %g h", os.getpid(), self.export_period_hours)
         self._scheduled_cycle()
         while not self.stop_event.is_set():

@@ -116,7 +116,7 @@ def health_checks(
         HealthCheck(
             "exporter_initialized",
             contact is not None and ban is None,
-            "banned by the exchange until " + to_iso(ban)
+            f"banned by the exchange until {to_iso(ban)}"
             if ban
             else (f"exchange last answered at {to_iso(contact)}" if contact else "the exchange was never reached"),
             DEGRADED if contact is not None else DOWN,

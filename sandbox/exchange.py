@@ -259,7 +259,7 @@ def _align_up(interval: str, t_ms: int) -> int:
 def _hash_units(*parts: object) -> tuple[float, float, float, float]:
     """Four uniform numbers in [0, 1) from a stable hash (not Python's salted hash)."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
-    return tuple(x / 2**32 for x in struct.unpack("<4I", digest))  # type: ignore[return-value]
+    return tuple(x / 2**32 for x in struct.unpack("<4I", digest))
 
 
 _ANCHOR_PRICES = {"BTCUSDT": 60000.0, "ETHUSDT": 3000.0, "BNBUSDT": 550.0, "SOLUSDT": 150.0}

@@ -199,7 +199,7 @@ def _decimals(values: np.ndarray, judge: _Judge) -> np.ndarray:
     """Decimal columns -> float matrix (rows x columns), for comparisons only."""
     rows = len(values)
     matrix = _floats(_column_values(values, DECIMAL_COLUMNS)).reshape(len(DECIMAL_COLUMNS), rows).T
-    finite = np.isfinite(matrix)
+    finite: np.ndarray = np.isfinite(matrix)
 
     def unparsed(row: int) -> str:
         column = DECIMAL_COLUMNS[int(np.argmin(finite[row]))]
