@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from common.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, TIME_COLUMNS
@@ -95,7 +96,9 @@ class _Judge:
         self.row_offset = row_offset
         self.collected = collected
 
-    def rule(self, bad: np.ndarray, describe: Callable[[int], str]) -> None:
+    def rule(self, bad_rows: npt.ArrayLike, describe: Callable[[int], str]) -> None:
+        """One rule: ``bad_rows`` is a boolean per row (numpy reductions may type it as a scalar)."""
+        bad = np.asarray(bad_rows, dtype=bool)
         number = self._rule_number
         self._rule_number += 1
         if self.collected is not None:
@@ -199,7 +202,7 @@ def _decimals(values: np.ndarray, judge: _Judge) -> np.ndarray:
     """Decimal columns -> float matrix (rows x columns), for comparisons only."""
     rows = len(values)
     matrix = _floats(_column_values(values, DECIMAL_COLUMNS)).reshape(len(DECIMAL_COLUMNS), rows).T
-    finite: np.ndarray = np.isfinite(matrix)
+    finite = np.isfinite(matrix)
 
     def unparsed(row: int) -> str:
         column = DECIMAL_COLUMNS[int(np.argmin(finite[row]))]
