@@ -45,6 +45,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _validate(files: FileManager, as_json: bool) -> int:
     verdicts = files.validate_all(dry_run=True)
+    if not verdicts and not as_json:
+        print(f"no export files in {files.export_dir}")
     if as_json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     for verdict in verdicts if not as_json else ():
@@ -85,10 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.INFO if args.command == "cleanup" and not args.json else logging.WARNING,
-        format="%(levelname)s: %(message)s",
-    )
+    # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     files = FileManager.from_settings(settings)
     try:
         if args.command == "validate":
