@@ -15,11 +15,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from common.errors import ExportError, RunLockedError
-from config.settings import SettingsError, load_settings, override
-from cycle.console import SymbolProgress
+from config.settings import Settings, SettingsError, load_settings, override
+from cycle.console import SymbolProgress, exit_code_of
 from cycle.export_job import backfill
-from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
+from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
 
 __all__ = ["HistoricalDataExporter", "main"]
@@ -51,15 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     # Retries and waits are normal; the console only shows what went wrong for good.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    return exit_code_of(lambda: _backfill(settings))
+
+
+def _backfill(settings: Settings) -> int:
     progress = SymbolProgress(len(settings.symbols), enabled=True)
     try:
         report = backfill(settings, on_symbol_done=progress.advance)
-    except RunLockedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     finally:
         progress.close()
     for outcome in report.outcomes.values():

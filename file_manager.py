@@ -17,10 +17,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from common.errors import ExportError, RunLockedError
 from config.settings import SettingsError, load_settings, override
-from cycle.console import print_cleanup, print_duplicates
-from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
+from cycle.console import exit_code_of, print_cleanup, print_duplicates
+from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from cycle.run_lock import RunLock
 from store.file_manager import FileManager
 
@@ -90,18 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     files = FileManager.from_settings(settings)
-    try:
-        if args.command == "validate":
-            return _validate(files, args.json)
-        if args.command == "duplicates":
-            return _duplicates(files, args.json)
-        return _cleanup(files, args.dry_run, args.json)
-    except RunLockedError as exc:
-        print(f"busy: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    if args.command == "validate":
+        return exit_code_of(lambda: _validate(files, args.json))
+    if args.command == "duplicates":
+        return exit_code_of(lambda: _duplicates(files, args.json))
+    return exit_code_of(lambda: _cleanup(files, args.dry_run, args.json))
 
 
 if __name__ == "__main__":

@@ -18,13 +18,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from common.errors import ExportError, RunLockedError
 from config.settings import SettingsError, load_settings
 from config.symbols_config import SymbolError, parse_symbol_list
-from cycle.console import SymbolProgress, print_cycle, print_health, print_status
+from cycle.console import SymbolProgress, exit_code_of, print_cycle, print_health, print_status
 from cycle.logging_setup import QUIET, configure_logging
 from cycle.manager import ScheduledDataManager
-from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
+from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from store.layout import ExportFolder
 
 __all__ = ["ScheduledDataManager", "main"]
@@ -105,30 +104,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         len(symbols or settings.symbols), enabled=(args.manual or args.export_only) and not args.verbose
     )
     manager = ScheduledDataManager(settings, symbols=symbols, stop_event=stop_event, on_symbol_done=progress.advance)
-    try:
-        if args.health:
-            report = manager.write_status(write=False)
-            return print_health(report, as_json=args.json)
-        if args.status:
-            print_status(manager.write_status(), as_json=args.json)
-            return EXIT_OK
-        _install_stop_handlers(stop_event)
-        if args.manual or args.export_only or args.cleanup_only:
-            try:
-                cycle = manager.run_cycle(
-                    export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run
-                )
-            finally:
-                progress.close()
-            print_cycle(cycle)
-            return cycle.exit_code
+    return exit_code_of(lambda: _run(manager, args, stop_event, progress))
+
+
+def _run(
+    manager: ScheduledDataManager, args: argparse.Namespace, stop_event: threading.Event, progress: SymbolProgress
+) -> int:
+    if args.health:
+        return print_health(manager.write_status(write=False), as_json=args.json)
+    if args.status:
+        print_status(manager.write_status(), as_json=args.json)
+        return EXIT_OK
+    _install_stop_handlers(stop_event)
+    if not (args.manual or args.export_only or args.cleanup_only):
         return manager.run_forever()
-    except RunLockedError as exc:
-        print(f"busy: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    try:
+        cycle = manager.run_cycle(export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run)
+    finally:
+        progress.close()
+    print_cycle(cycle)
+    return cycle.exit_code
 
 
 def _install_stop_handlers(stop_event: threading.Event) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm
 
-from cycle.report import CycleReport
+from common.errors import ExportError, RunLockedError
+from cycle.report import EXIT_FAILED, EXIT_LOCKED, CycleReport
 from cycle.status_report import HEALTH_EXIT_CODES
 from store.reports import CleanupResult, DuplicateReport
 
@@ -64,6 +66,18 @@ def print_cycle(cycle: CycleReport) -> None:
     if cycle.status and not cycle.dry_run:
         health = cycle.status.get("health", {}).get("status")
         print(f"status: {cycle.status['file_statistics']['total_files']} files, health {health}")
+
+
+def exit_code_of(action: Callable[[], int]) -> int:
+    """Run a CLI's action; a held run lock or an export error becomes one line and its exit code."""
+    try:
+        return action()
+    except RunLockedError as exc:
+        _err(f"busy: {exc}")
+        return EXIT_LOCKED
+    except ExportError as exc:
+        _err(f"error: {exc}")
+        return EXIT_FAILED
 
 
 def print_cleanup(cleanup: CleanupResult, *, dry_run: bool) -> None:

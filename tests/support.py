@@ -75,28 +75,14 @@ def run_manager(
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """One real run of scheduled_data_manager.py; killed if it outlives ``timeout``."""
-    return subprocess.run(
-        [sys.executable, str(MANAGER), *args],
-        env=env,
-        cwd=cwd or Path(env["EXPORT_DIR"]).parent,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=preexec_fn,
-    )
+    cwd = cwd or Path(env["EXPORT_DIR"]).parent
+    return run_cli(MANAGER.name, *args, env=env, cwd=cwd, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def run_service(
     env: dict[str, str], *args: str, timeout: float = 20, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SERVICE), *args],
-        env=env,
-        cwd=cwd or Path(env["EXPORT_DIR"]).parent,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(SERVICE.name, *args, env=env, cwd=cwd or Path(env["EXPORT_DIR"]).parent, timeout=timeout)
 
 
 def cli_env(base_url: str, export_dir: Path, **settings: str) -> dict[str, str]:
@@ -109,10 +95,22 @@ def script(name: str) -> str:
 
 
 def run_cli(
-    name: str, *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
+    name: str,
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float = 60,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """One real run of a root script; killed if it outlives ``timeout``."""
     return subprocess.run(
-        [sys.executable, script(name), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, script(name), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

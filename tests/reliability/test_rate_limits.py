@@ -37,7 +37,8 @@ def test_429_storm_with_retry_after(tmp_path, sandbox_factory):
 def test_418_ban_is_persisted_and_respected_after_a_restart(tmp_path, sandbox_factory, start_manager):
     """A 418 stops the run and banned_until is saved; a restarted process (cron's --manual, then the
     service loop) sends nothing until the ban ends, and the loop exports once it has."""
-    exchange = sandbox_factory(ban_seconds=2, ban_after_n=1)
+    # Long enough for three process start-ups to fall inside the ban even on a loaded machine.
+    exchange = sandbox_factory(ban_seconds=6, ban_after_n=1)
     folder = tmp_path / "exports"
     env = manager_env(folder, exchange.base_url, SYMBOLS, EXPORT_WORKERS="1", EXPORT_PERIOD_HOURS="0.0002")
     first = run_manager(env, "--manual")
@@ -59,7 +60,7 @@ def test_418_ban_is_persisted_and_respected_after_a_restart(tmp_path, sandbox_fa
 
     # The service loop started during the ban (a cycle now, then every ~0.7 s) waits it out.
     loop = start_manager(env)
-    wait_for(lambda: len(export_files(folder)) == 3, 10, "the loop to export after the ban")
+    wait_for(lambda: len(export_files(folder)) == 3, 20, "the loop to export after the ban")
     loop.terminate()
     code, _out, err = finish(loop, 10)
     assert code == 0, err
