@@ -26,8 +26,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 _LISTEN_RE = re.compile(r"listening on (http://\S+)")
 _CHILDREN: list[subprocess.Popen] = []
@@ -35,7 +33,7 @@ _CHILDREN: list[subprocess.Popen] = []
 
 # -- the sandbox exchange in its own process ----------------------------------------
 class SandboxProcess:
-    """``python sandbox_exchange.py ...`` as a subprocess; ``base_url`` once it listens."""
+    """``python -m sandbox --port 0 ...`` as a subprocess (cwd: the repo root); ``base_url`` once it listens."""
 
     def __init__(
         self,
@@ -48,10 +46,11 @@ class SandboxProcess:
         extra_args: Sequence[str] = (),
     ) -> None:
         # list_symbols > 0: exchangeInfo also lists SYM0001USDT.. (see _sandbox_server.py)
-        script = ROOT / "benchmarks" / "_sandbox_server.py" if list_symbols else ROOT / "sandbox_exchange.py"
+        module = "benchmarks._sandbox_server" if list_symbols else "sandbox"
         self.args = [
             sys.executable,
-            str(script),
+            "-m",
+            module,
             "--port",
             "0",
             "--latency",
@@ -206,6 +205,13 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def invoked_as() -> str:
+    """``python -m benchmarks.bench_x --args`` of this process (or the script name and its args)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None else f"python {Path(sys.argv[0]).name}"
+    return " ".join([program, *sys.argv[1:]])
+
+
 def write_results(
     name: str, figures: Mapping[str, Any], *, targets: Mapping[str, Any] | None = None, command: str | None = None
 ) -> Path:
@@ -214,7 +220,7 @@ def write_results(
     payload = {
         "benchmark": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command or invoked_as(),
         "machine": machine(),
         "figures": figures,
         "targets": targets or {},

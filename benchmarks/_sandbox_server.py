@@ -1,4 +1,6 @@
-"""``sandbox_exchange.py`` CLI plus ``--list-symbols N``: SYM0001USDT.. SYM{N}USDT in exchangeInfo.
+"""``python -m sandbox`` CLI plus ``--list-symbols N``: SYM0001USDT.. SYM{N}USDT in exchangeInfo.
+
+    python -m benchmarks._sandbox_server --port 0 [sandbox options] --list-symbols N
 
 The sandbox's ``--accept-any-symbol`` serves klines for any well-formed
 symbol, but its parameterless exchangeInfo lists only the default symbols;
@@ -10,11 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import sandbox.exchange as sandbox_exchange as sx  # noqa: E402
+import sandbox.exchange as sx
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,6 @@
 """Export of N symbols against a far exchange: ours vs ccxt vs a ccxt-paced loop vs the budget bound.
 
-    python benchmarks/bench_export.py [--symbols 400] [--latency 0.15] [--with-ccxt]
+    python -m benchmarks.bench_export [--symbols 400] [--latency 0.15] [--with-ccxt]
 
 Every contender gets its own fresh sandbox exchange process (150 ms latency,
 the real 6000 weight/minute budget) so none inherits another's used weight.
@@ -11,8 +11,10 @@ bound is N x 2 / (6000 / 60) = N / 50 s.
   (thread pool of EXPORT_WORKERS sharing one WeightLimiter), writing real
   files into a fresh temp folder;
 * ccxt (``--with-ccxt``): ``binance.fetch_ohlcv`` with ``enableRateLimit``,
-  its URLs pointed at the sandbox; ccxt is pip-installed into a throwaway
-  folder under /tmp if it is not importable (never a project dependency);
+  its URLs pointed at the sandbox, in a child interpreter
+  (``benchmarks._ccxt_baseline``); if the environment has no ccxt, it is
+  pip-installed into a throwaway folder under /tmp that only that child sees,
+  through its PYTHONPATH (never a project dependency);
 * paced loop: sequential ``requests`` GETs spaced as ccxt spaces Binance
   klines calls (rateLimit 50 ms x cost 0.4 = 20 ms), i.e. what ccxt does
   without its own overhead; the baseline when ccxt is not used.
@@ -24,7 +26,9 @@ for ours, status codes for the others).
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +36,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (
+    ROOT,
     SandboxProcess,
     bench_symbols,
     make_settings,
@@ -65,7 +69,7 @@ def run_ours(symbols: list[str], latency: float, workers: int | None, prefill: i
 
     folder = temp_dir("export")
     if prefill:  # a crowded folder: other symbols' exports every per-symbol scan lists (names only)
-        from bench_files import make_many_files
+        from benchmarks.bench_files import make_many_files
 
         make_many_files(folder, prefill, per_symbol=1, corrupt=0, dups=0)
     try:
@@ -107,78 +111,59 @@ def run_ours(symbols: list[str], latency: float, workers: int | None, prefill: i
 
 
 # -- ccxt -----------------------------------------------------------------------------
-def import_ccxt(install: bool):
-    try:
-        return importlib.import_module("ccxt")
-    except ImportError:
-        pass
-    if str(CCXT_DIR) not in sys.path:
-        sys.path.append(str(CCXT_DIR))  # appended: the project's own packages keep priority
-    try:
-        return importlib.import_module("ccxt")
-    except ImportError:
-        if not install:
-            return None
-    print(f"installing ccxt into the throwaway folder {CCXT_DIR} (not a project dependency) ...", flush=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(CCXT_DIR),
-            "ccxt",
-        ],
-        check=True,
-    )
-    importlib.invalidate_caches()
-    return importlib.import_module("ccxt")
+def ccxt_env() -> dict[str, str]:
+    """The environment of a child interpreter that can import ccxt.
+
+    The current environment's ccxt if it has one; else the throwaway folder
+    CCXT_DIR (pip-installed into it if missing), added to the child's
+    PYTHONPATH only: this process's import path is never changed.
+    """
+    env = dict(os.environ)
+    if importlib.util.find_spec("ccxt") is not None:
+        return env
+    if not (CCXT_DIR / "ccxt" / "__init__.py").is_file():
+        print(f"installing ccxt into the throwaway folder {CCXT_DIR} (not a project dependency) ...", flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(CCXT_DIR),
+                "ccxt",
+            ],
+            check=True,
+        )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(CCXT_DIR)) if p)
+    return env
 
 
 def run_ccxt(symbols: list[str], latency: float) -> dict:
-    ccxt = import_ccxt(install=True)
-    statuses: Counter[int] = Counter()
+    """ccxt in a child interpreter (``python -m benchmarks._ccxt_baseline``), cwd the repo root."""
+    env = ccxt_env()
     with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT, list_symbols=len(symbols)) as sandbox:
-        exchange = ccxt.binance(
-            {
-                "enableRateLimit": True,
-                "timeout": 20000,
-                "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
-            }
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks._ccxt_baseline",
+                "--base-url",
+                sandbox.base_url,
+                "--symbols",
+                ",".join(symbols),
+            ],
+            cwd=str(ROOT),
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=600 + 5 * len(symbols),
         )
-        # Point every spot REST root at the sandbox; futures/options roots are never called.
-        for key, url in list(exchange.urls["api"].items()):
-            if isinstance(url, str) and url.startswith("https://api.binance.com/api/"):
-                exchange.urls["api"][key] = sandbox.base_url + url[len("https://api.binance.com") :]
-        exchange.session.hooks["response"].append(lambda r, *a, **k: statuses.update([r.status_code]))
-        errors: Counter[str] = Counter()
-        started = time.perf_counter()
-        exchange.load_markets()
-        markets_s = time.perf_counter() - started
-        start_ms, _ = window(exchange.milliseconds())
-        rows = 0
-        for symbol in symbols:
-            try:
-                rows += len(exchange.fetch_ohlcv(f"{symbol[:-4]}/USDT", "1h", since=start_ms, limit=48))
-            except ccxt.DDoSProtection:
-                errors["429/418"] += 1
-            except ccxt.BaseError as exc:
-                errors[type(exc).__name__] += 1
-        wall = time.perf_counter() - started
-    return {
-        "name": f"ccxt {ccxt.__version__} fetch_ohlcv (enableRateLimit)",
-        "wall_s": wall,
-        "load_markets_s": markets_s,
-        "klines_calls": len(symbols),
-        "requests": sum(statuses.values()),
-        "http_429": statuses.get(429, 0),
-        "statuses": dict(statuses),
-        "rows": rows,
-        "errors": dict(errors),
-    }
+    if proc.returncode != 0:
+        raise RuntimeError(f"python -m benchmarks._ccxt_baseline exited with {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # -- the ccxt-paced sequential loop ----------------------------------------------------
@@ -218,7 +203,7 @@ def run_paced_loop(symbols: list[str], latency: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_export", description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=400)
     parser.add_argument("--latency", type=float, default=0.15)
     parser.add_argument("--workers", type=int, help="EXPORT_WORKERS for our run (default: Settings default)")

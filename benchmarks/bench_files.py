@@ -1,6 +1,6 @@
 """Files at scale: duplicate scan vs sha256sum, 10 000-file cleanup + validation, backfill peak RSS.
 
-    python benchmarks/bench_files.py [--dup-files 200] [--dup-mb 1] [--files 10000] [--skip-rss]
+    python -m benchmarks.bench_files [--dup-files 200] [--dup-mb 1] [--files 10000] [--skip-rss]
 
 1. ``FileManager.find_duplicates()`` (one listing, sizes, a streamed SHA-256
    of the files whose size collides; no parsing) vs ``sha256sum`` over the same files, and a
@@ -30,8 +30,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (
     ROOT,
     SandboxProcess,
     bench_symbols,
@@ -339,7 +338,7 @@ def bench_rss() -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_files", description=__doc__.split("\n")[0])
     parser.add_argument("--dup-files", type=int, default=200)
     parser.add_argument("--dup-mb", type=float, default=1.0)
     parser.add_argument("--files", type=int, default=10_000)

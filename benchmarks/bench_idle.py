@@ -1,6 +1,6 @@
 """CPU use of the idle scheduler loop between two cycles.
 
-    python benchmarks/bench_idle.py [--seconds 10] [--symbols 20]
+    python -m benchmarks.bench_idle [--seconds 10] [--symbols 20]
 
 Starts ``python scheduled_data_manager.py`` (the loop) as a subprocess against
 a sandbox exchange process with EXPORT_PERIOD_HOURS=1, waits until the first
@@ -18,10 +18,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (
     ROOT,
     SandboxProcess,
     bench_symbols,
@@ -43,7 +41,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_idle", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--symbols", type=int, default=20)
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Steady state: a second scheduled cycle once exactly one new candle has closed.
 
-    python benchmarks/bench_steady.py [--symbols 400] [--latency 0.15]
+    python -m benchmarks.bench_steady [--symbols 400] [--latency 0.15]
 
 The sandbox runs as its own process with a clock offset that puts its next
 hour boundary a few seconds after cycle 1 starts. Cycle 1
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (
     SandboxProcess,
     bench_symbols,
     make_settings,
@@ -55,6 +53,7 @@ class RecordingClient:
 
 def stored_open_times(folder: Path) -> dict[str, set[int]]:
     from store.exports import scan_exports
+    from store.formats import CSV
 
     stored: dict[str, set[int]] = defaultdict(set)
     for f in scan_exports(folder):
@@ -82,7 +81,7 @@ def cycle_figures(name: str, report, calls, stored, wall: float, n: int) -> dict
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_steady", description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=400)
     parser.add_argument("--latency", type=float, default=0.15)
     args = parser.parse_args(argv)

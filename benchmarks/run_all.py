@@ -1,6 +1,6 @@
 """Run the four benchmarks, then print one markdown table of the figures and targets.
 
-    python benchmarks/run_all.py [--with-ccxt] [--quick] [--only export,steady,files,idle]
+    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only export,steady,files,idle]
 
 Each benchmark runs as its own process (fresh interpreter, fresh sandbox
 exchange) and writes ``benchmarks/results/<name>.json``; the combined table is
@@ -15,12 +15,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
+from benchmarks._common import RESULTS_DIR, ROOT, machine
 
 
 def load(name: str) -> dict | None:
@@ -163,7 +159,7 @@ def summary(names: list[str]) -> str:
     m = machine()
     lines = [
         f"Measured {max(dates) if dates else '-'} on {m['nproc']} CPU(s) ({m.get('cpu', '?')}), "
-        f"Python {m['python']}; `python benchmarks/run_all.py` (figures in benchmarks/results/).",
+        f"Python {m['python']}; `python -m benchmarks.run_all` (figures in benchmarks/results/).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -173,7 +169,7 @@ def summary(names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.split("\n")[0])
     parser.add_argument("--with-ccxt", action="store_true", help="bench_export also runs ccxt (pip-installed to /tmp)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (100 symbols, 2 000 files)")
     parser.add_argument("--only", default=",".join(BENCHES), help="comma list of: " + ", ".join(BENCHES))
@@ -195,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if not args.summary_only:
         for name in names:
-            command = [sys.executable, str(HERE / f"{BENCHES[name][0]}.py"), *commands[name]]
-            print(f"\n=== {' '.join(command[1:])}", flush=True)
+            command = [sys.executable, "-m", f"benchmarks.{BENCHES[name][0]}", *commands[name]]
+            print(f"\n=== python {' '.join(command[1:])}", flush=True)
             started = time.perf_counter()
-            code = subprocess.call(command)
+            code = subprocess.call(command, cwd=str(ROOT))
             print(f"=== {name}: exit {code} in {time.perf_counter() - started:.0f} s", flush=True)
             if code != 0:
                 failed.append(name)
