@@ -108,7 +108,16 @@ def scheduled_run(env: dict[str, str], out: Path, cycles: int, timeout: float) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="demo_scheduled_system.py",
+        description=__doc__.split("\n")[0],
+        epilog="examples:\n"
+        "  python demo_scheduled_system.py                      the tour, in a new temporary folder\n"
+        "  python demo_scheduled_system.py --output demo-out   keep the files in ./demo-out\n"
+        "  python demo_scheduled_system.py --period-seconds 2  a faster scheduled run\n\n"
+        "exit codes: 0 every step worked, 1 a step failed (its output says which)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--output", help="export folder to use (default: a new temporary folder)")
     parser.add_argument("--period-seconds", type=float, default=4.0, help="period of the short scheduled run")
     args = parser.parse_args(argv)

@@ -27,19 +27,37 @@ from config.settings import SettingsError, load_settings, override
 from cycle.self_check import CheckFailed, check_exchange, check_export, check_folder, check_settings
 from exchange.client import ExchangeClient
 
+PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+EPILOG = """examples:
+  python test_scheduled_system.py                      check against BINANCE_BASE_URL (default api.binance.com)
+  python test_scheduled_system.py --base-url https://api.binance.us
+  python -m sandbox --port 8080 &  python test_scheduled_system.py --base-url http://127.0.0.1:8080
 
-def run_check(name: str, check: Callable[[], str]) -> bool:
+exit codes: 0 every check passed, 1 a check failed or was skipped"""
+
+
+def run_check(name: str, check: Callable[[], str]) -> str:
     try:
         detail = check()
     except (CheckFailed, ExportError) as exc:
-        print(f"FAIL {name}: {exc}", flush=True)
-        return False
-    print(f"PASS {name}: {detail}", flush=True)
-    return True
+        print(f"{FAIL} {name}: {exc}", flush=True)
+        return FAIL
+    print(f"{PASS} {name}: {detail}", flush=True)
+    return PASS
+
+
+def skip(name: str, reason: str) -> str:
+    print(f"{SKIP} {name}: {reason}", flush=True)
+    return SKIP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check that this installation can export data.")
+    parser = argparse.ArgumentParser(
+        prog="test_scheduled_system.py",
+        description="Check that this installation can export data: settings, folder, exchange, one real export.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--base-url", help="exchange to check instead of BINANCE_BASE_URL")
     args = parser.parse_args(argv)
     try:
@@ -60,14 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_check("export folder", lambda: check_folder(settings)),
         run_check("exchange", lambda: check_exchange(client)),
     ]
-    if results[-1]:
+    if results[-1] == PASS:
         results.append(run_check("export", lambda: check_export(settings, client)))
     else:
-        print("SKIP export: the exchange is not reachable")
-        results.append(False)
-    passed = sum(results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return 0 if all(results) else 1
+        results.append(skip("export", "the exchange is not reachable"))
+    print(f"{results.count(PASS)} passed, {results.count(FAIL)} failed, {results.count(SKIP)} skipped")
+    return 0 if all(result == PASS for result in results) else 1
 
 
 if __name__ == "__main__":

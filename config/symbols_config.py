@@ -30,12 +30,20 @@ class SymbolError(ValueError):
     """A symbol that cannot be used as an exchange symbol or in a file name."""
 
 
+# How ccxt, freqtrade and exchanges' web pages write a pair: BTC/USDT, btc-usdt, BTC_USDT.
+_PAIR_SEPARATORS = re.compile(r"(?<=[A-Z0-9])[/_-](?=[A-Z0-9])")
+
+
 def normalize_symbol(raw: str) -> str:
-    """Upper-case one symbol and refuse anything but 2-20 letters and digits."""
-    symbol = raw.strip().upper()
+    """Upper-case one symbol, join a pair written ``BTC/USDT``, ``btc-usdt`` or ``BTC_USDT``,
+    and refuse anything but 2-20 letters and digits."""
+    symbol = _PAIR_SEPARATORS.sub("", raw.strip().upper(), count=1)
     if not SYMBOL_PATTERN.fullmatch(symbol):
         shown = raw if len(raw) <= 40 else raw[:40] + "..."
-        raise SymbolError(f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, like BTCUSDT")
+        raise SymbolError(
+            f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, like BTCUSDT "
+            "(BTC/USDT, BTC-USDT and BTC_USDT are read as BTCUSDT)"
+        )
     return symbol
 
 
@@ -59,9 +67,11 @@ def resolve_symbols(export_symbols: str | None, crypto_symbols: str | None) -> t
     """The configured symbol list.
 
     ``EXPORT_SYMBOLS`` replaces the default groups; ``CRYPTO_SYMBOLS`` is
-    added to whatever list results (the guide's "Additional" symbols).
+    added to whatever list results (the guide's "Additional" symbols). An
+    empty or blank ``EXPORT_SYMBOLS`` counts as unset (the default groups),
+    the same as a line ``EXPORT_SYMBOLS=`` left in ``.env``.
     """
-    base = parse_symbol_list(export_symbols) if export_symbols else list(DEFAULT_SYMBOLS)
+    base = parse_symbol_list(export_symbols) if export_symbols and export_symbols.strip() else list(DEFAULT_SYMBOLS)
     extra = parse_symbol_list(crypto_symbols) if crypto_symbols else []
     symbols = unique_in_order(base + extra)
     if not symbols:

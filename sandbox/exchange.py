@@ -11,7 +11,8 @@ real exchange. This server speaks the real wire format of ``/api/v3/ping``,
 Candles are a pure function of ``(symbol, interval, open_ms)``, so every
 request is reproducible and tests can compare files byte for byte.
 
-Standard library only, and it imports nothing of this project.
+Standard library only; of this project it imports only the symbol rule
+(``config.symbols_config``), so it accepts exactly the symbols the exporter may ask for.
 
     with SandboxExchange(SandboxConfig(latency_seconds=0.01)) as ex:
         requests.get(ex.base_url + "/api/v3/klines",
@@ -913,25 +914,46 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------
 
 
+SANDBOX_EPILOG = """examples:
+  python -m sandbox --port 8080                        a well-behaved exchange on http://127.0.0.1:8080
+  python -m sandbox --port 0 --latency 0.15            a far exchange on a free port (the URL is printed)
+  python -m sandbox --port 8080 --fail-every 3         every 3rd answer is HTTP 500
+  python -m sandbox --port 8080 --ban-after-n 5 --ban-seconds 120   a 418 ban after 5 requests
+
+a first try, in two terminals:
+  python -m sandbox --port 8080
+  BINANCE_BASE_URL=http://127.0.0.1:8080 python scheduled_data_manager.py --manual
+
+it serves /api/v3/ping, /time, /exchangeInfo and /klines with Binance's wire format; candles are
+a pure function of (symbol, interval, open time); SIGINT/SIGTERM stop it."""
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Local Binance-compatible spot REST exchange.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 = let the OS choose")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    p.add_argument("--weight-limit", type=int, default=6000)
-    p.add_argument("--clock-offset-ms", type=int, default=0)
-    p.add_argument("--fail-every", type=int, default=0)
-    p.add_argument("--fail-status", type=int, default=500)
-    p.add_argument("--truncate-every", type=int, default=0)
-    p.add_argument("--truncate-json-every", type=int, default=0)
-    p.add_argument("--html-every", type=int, default=0)
-    p.add_argument("--drop-every", type=int, default=0)
-    p.add_argument("--stall-every", type=int, default=0)
-    p.add_argument("--rate-limit-first", type=int, default=0)
-    p.add_argument("--retry-after", type=int, default=1)
-    p.add_argument("--ban-seconds", type=int, default=0)
-    p.add_argument("--ban-after-n", type=int, default=0)
-    p.add_argument("--accept-any-symbol", action="store_true")
+    p = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Local Binance-compatible spot REST exchange, with fault knobs (no network needed).",
+        epilog=SANDBOX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on; 0 lets the OS choose (default 8080)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default 0)")
+    p.add_argument("--weight-limit", type=int, default=6000, help="request weight per minute, as published (6000)")
+    p.add_argument("--clock-offset-ms", type=int, default=0, help="the exchange clock minus the real one, in ms")
+    p.add_argument("--fail-every", type=int, default=0, help="every Nth request answers --fail-status (0: never)")
+    p.add_argument("--fail-status", type=int, default=500, help="the HTTP status of --fail-every (default 500)")
+    p.add_argument("--truncate-every", type=int, default=0, help="every Nth answer is cut short mid-body")
+    p.add_argument("--truncate-json-every", type=int, default=0, help="every Nth answer is 200 with broken JSON")
+    p.add_argument("--html-every", type=int, default=0, help="every Nth answer is 200 with an HTML page")
+    p.add_argument("--drop-every", type=int, default=0, help="every Nth connection is closed without an answer")
+    p.add_argument("--stall-every", type=int, default=0, help="every Nth answer never comes (a read timeout)")
+    p.add_argument("--rate-limit-first", type=int, default=0, help="the first N requests get 429")
+    p.add_argument("--retry-after", type=int, default=1, help="the Retry-After seconds of those 429s (default 1)")
+    p.add_argument("--ban-seconds", type=int, default=0, help="length of a 418 ban (with --ban-after-n)")
+    p.add_argument("--ban-after-n", type=int, default=0, help="ban the client (418) after N requests (0: never)")
+    p.add_argument(
+        "--accept-any-symbol", action="store_true", help="serve any well-formed symbol, not only the listed ones"
+    )
     return p.parse_args(argv)
 
 

@@ -31,6 +31,16 @@ def test_self_check_passes_against_a_working_exchange(sandbox, tmp_path: Path) -
     lines = result.stdout.splitlines()
     assert [line.split(" ", 1)[0] for line in lines[:4]] == ["PASS"] * 4
     assert "clock skew" in result.stdout and "exported and valid" in result.stdout
+    assert lines[-1] == "4 passed, 0 failed, 0 skipped"
+
+
+def test_self_check_counts_a_skipped_check_apart_from_failures(tmp_path: Path) -> None:
+    env = cli_env("https://invalid.example", tmp_path / "exports", HTTP_TIMEOUT_SECONDS="1")
+    result = run_cli("test_scheduled_system.py", "--base-url", "http://127.0.0.1:9", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["PASS", "PASS", "FAIL", "SKIP", "2"]
+    assert lines[-1] == "2 passed, 1 failed, 1 skipped"
 
 
 def test_self_check_fails_with_one_clear_line_when_the_exchange_is_dead(tmp_path: Path) -> None:

@@ -60,12 +60,25 @@ def test_bad_values_name_variable_value_and_what_is_accepted(variable: str, valu
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("bad", ["../etc", "BTC;rm -rf", "", "B", "BTC/USDT", "A" * 500, "btc usdt", "BTC\x00"])
+@pytest.mark.parametrize(
+    "bad", ["../etc", "BTC;rm -rf", "", "B", "BTC//USDT", "/BTCUSDT", "BTC/", "A" * 500, "btc usdt", "BTC\x00", "B.TC"]
+)
 def test_hostile_symbols_are_refused(bad: str) -> None:
     with pytest.raises(SymbolError):
         normalize_symbol(bad)
     with pytest.raises(SettingsError):
         load_settings({"EXPORT_SYMBOLS": f"BTCUSDT,{bad}"}, env_file=None)
+
+
+@pytest.mark.parametrize("written", ["BTC/USDT", "btc-usdt", "BTC_USDT", " btc/usdt ", "BTCUSDT"])
+def test_a_pair_written_as_ccxt_or_freqtrade_users_do_is_read_as_the_exchange_symbol(written: str) -> None:
+    assert normalize_symbol(written) == "BTCUSDT"
+    assert load_settings({"EXPORT_SYMBOLS": f"ETH/USDT,{written}"}, env_file=None).symbols == ("ETHUSDT", "BTCUSDT")
+
+
+@pytest.mark.parametrize("empty", ["", " ", "  \t"])
+def test_an_empty_or_blank_export_symbols_means_the_default_list(empty: str) -> None:
+    assert load_settings({"EXPORT_SYMBOLS": empty}, env_file=None).symbols == DEFAULT_SYMBOLS
 
 
 def test_symbols_are_upper_cased_and_deduplicated_in_order() -> None:
