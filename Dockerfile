@@ -1,14 +1,15 @@
 # The scheduler in a container: a cycle at start, then every EXPORT_PERIOD_HOURS.
+# (Or with compose: docker compose -f deploy/docker-compose.yml up -d --build)
 #
-#   docker build -t crypto-trading-system .
-#   docker run -d --name crypto-scheduler \
+#   mkdir -p historical_exports && sudo chown 10001:10001 historical_exports
+#   docker build -t crypto-data-exporter .
+#   docker run -d --name crypto-scheduler --restart unless-stopped --stop-timeout 60 \
+#     --env-file .env -e EXPORT_DIR=/app/historical_exports \
 #     -v "$(pwd)/historical_exports:/app/historical_exports" \
-#     -v "$(pwd)/.env:/app/.env:ro" \
-#     crypto-trading-system
-#   docker stop -t 60 crypto-scheduler   # SIGTERM: the current symbol finishes, files stay whole
+#     crypto-data-exporter
+#   docker stop crypto-scheduler   # SIGTERM: the current symbol finishes (up to 60 s), files stay whole
 #
-# A bind-mounted export folder must be writable by UID 10001
-# (e.g. `sudo chown -R 10001:10001 historical_exports`).
+# The bind-mounted export folder must be writable by UID 10001 (the chown above).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
