@@ -1,0 +1,43 @@
+"""The deployment files people apply: Kubernetes manifests validate against the API schema,
+and the compose file parses and carries a restart policy and a health check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.support import REPO
+
+MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_every_kubernetes_manifest_validates_strictly(manifest: Path) -> None:
+    for resource in yaml.safe_load_all(manifest.read_text(encoding="utf-8")):
+        kubernetes_validate.validate(resource, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_cronjob_runs_one_cycle_every_two_hours_without_overlap_as_non_root() -> None:
+    cronjob = yaml.safe_load((REPO / "deploy" / "kubernetes" / "cronjob.yaml").read_text(encoding="utf-8"))
+    spec = cronjob["spec"]
+    assert spec["schedule"] == "0 */2 * * *" and spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] > 0
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"][-2:] == ["scheduled_data_manager.py", "--manual"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"requests", "limits"} <= set(container["resources"])
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"crypto-data-exporter"}
+
+
+def test_the_compose_file_parses_with_a_restart_policy_a_volume_and_a_health_check() -> None:
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text(encoding="utf-8"))
+    scheduler = compose["services"]["scheduler"]
+    assert scheduler["restart"] == "unless-stopped"
+    assert "--health" in " ".join(scheduler["healthcheck"]["test"])
+    assert any(volume.endswith(":/app/historical_exports") for volume in scheduler["volumes"])
