@@ -10,7 +10,9 @@
 #   docker stop crypto-scheduler   # SIGTERM: the current symbol finishes (up to 60 s), files stay whole
 #
 # The bind-mounted export folder must be writable by UID 10001 (the chown above).
-FROM python:3.11-slim
+# The base image is pinned by digest, so a rebuild gets the same OS and Python. To move to a
+# newer patch release: docker buildx imagetools inspect python:3.11-slim (the "Digest:" line).
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
