@@ -138,7 +138,7 @@ def test_unknown_symbol_among_good_ones_is_named_and_exit_1(sandbox, tmp_path: P
     assert len(sandbox.klines_requests("NOSUCHCOIN")) == 1
 
 
-@pytest.mark.parametrize("bad", ["../etc", "BTC;rm -rf /", "A" * 500, "BTC/USDT"])
+@pytest.mark.parametrize("bad", ["../etc", "BTC;rm -rf /", "A" * 500, "BTC/USDT/X", "BTC.USDT"])
 def test_hostile_symbol_exits_2_before_any_request_or_file(sandbox, tmp_path: Path, bad: str) -> None:
     out = tmp_path / "exports"
     for env, args in (
