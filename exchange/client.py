@@ -2,14 +2,16 @@
 
 One ``requests.Session`` with explicit (connect, read) timeouts. Transport
 failures (refused or dropped connections, read timeouts) are retried by
-urllib3's ``Retry`` with exponential backoff; answers that arrive but are not
+urllib3's ``Retry`` with exponential backoff (a stop request cuts the backoff
+short and starts no new attempt); answers that arrive but are not
 usable (5xx, HTML, a truncated or oversized body) are retried by our own
 bounded loop, whose backoff a stop request interrupts. Bodies are streamed
 and capped per endpoint (``exchange.bounded``); redirects are refused, never
 followed. Rate limits are driven by the exchange (see ``exchange.limiter``),
 within bounds: the published budget is clamped, 429 waits ``Retry-After``
 (capped) for the whole pool, 418 raises ``IPBannedError`` carrying the end of
-the ban (2 minutes to 3 days), 451 explains which host to use instead. Every
+the ban (as told, at most 3 days; 2 minutes if untold), 451 explains which
+host to use instead. Every
 piece of text the exchange sends is escaped (``common.text.printable``)
 before it reaches a message or a log line.
 """
@@ -38,6 +40,7 @@ from common.errors import (
     RateLimitedError,
     RedirectRefusedError,
     RequestRejectedError,
+    StopRequested,
     UnknownSymbolError,
 )
 from common.text import printable
@@ -96,9 +99,43 @@ class _ServerFailure(ExchangeUnavailableError):
         self.url, self.status = url, status
 
 
-def build_session(retries: int, backoff: float, pool_size: int) -> requests.Session:
+class _StoppableRetry(Retry):
+    """urllib3's transport retries, cut short by a stop request: no backoff sleep, no new attempt.
+
+    The stop event is looked up through ``stop`` at each use, because the export
+    job hands it to the client after the session exists.
+    """
+
+    stop: Callable[[], threading.Event | None] | None = None
+
+    def new(self, **kw: Any) -> _StoppableRetry:
+        retry = super().new(**kw)
+        retry.stop = self.stop
+        return retry
+
+    def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
+        self._raise_if_stopped()
+        return super().increment(*args, **kwargs)
+
+    def sleep(self, response: Any = None) -> None:
+        backoff = self.get_backoff_time()
+        event = self.stop() if self.stop is not None else None
+        if event is None:
+            time.sleep(backoff)
+        elif event.wait(backoff):
+            self._raise_if_stopped()
+
+    def _raise_if_stopped(self) -> None:
+        event = self.stop() if self.stop is not None else None
+        if event is not None and event.is_set():
+            raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
+
+
+def build_session(
+    retries: int, backoff: float, pool_size: int, stop: Callable[[], threading.Event | None] | None = None
+) -> requests.Session:
     """A session whose transport retries connection errors and read timeouts (5xx: see ``_get``)."""
-    retry = Retry(
+    retry = _StoppableRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -112,6 +149,7 @@ def build_session(retries: int, backoff: float, pool_size: int) -> requests.Sess
         raise_on_redirect=False,
         respect_retry_after_header=False,
     )
+    retry.stop = stop
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
     session = requests.Session()
     # Only encodings whose inflated size we bound ourselves (exchange.bounded).
@@ -148,7 +186,7 @@ class ExchangeClient:
         self.stats = ClientStats()
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
-        self._session = build_session(retries, backoff, pool_size)
+        self._session = build_session(retries, backoff, pool_size, stop=lambda: self.limiter.stop_event)
 
     @classmethod
     def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import socket
 import threading
 import time
 import zlib
@@ -306,3 +307,18 @@ def test_rows_with_absurd_values_are_refused(index: int, value: object) -> None:
     row[index] = value
     with pytest.raises(BadResponseError, match="malformed row"):
         check_kline_rows([row])
+
+
+def test_transport_retries_end_when_a_stop_is_requested() -> None:
+    """A host that refuses connections: urllib3's backoff (here 10 s) ends on the stop, and no new attempt starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stop = threading.Event()
+    client = make_client(f"http://127.0.0.1:{port}", retries=4, backoff=30.0)
+    client.stop_event = stop
+    _stop_soon(stop, 0.3)
+    started = time.monotonic()
+    with pytest.raises(StopRequested):
+        client.ping()
+    assert time.monotonic() - started < 3
