@@ -14,6 +14,10 @@ class ExportError(Exception):
     """Base of every error this product raises on purpose."""
 
 
+class StopRequested(ExportError):
+    """A stop was requested (SIGTERM/SIGINT) while waiting for or paging through the exchange."""
+
+
 class ExchangeError(ExportError):
     """The exchange could not give a usable answer."""
 
@@ -59,6 +63,14 @@ class IPBannedError(ExchangeError):
 
 class LocationRestrictedError(ExchangeError):
     """HTTP 451: the host refuses requests from this location."""
+
+
+class RedirectRefusedError(ExchangeError):
+    """HTTP 3xx: the host sent us elsewhere; redirects are never followed."""
+
+
+class ClockSkewError(ExchangeError):
+    """The exchange's clock is so far ahead of ours that its candles cannot be trusted."""
 
 
 class StorageError(ExportError):

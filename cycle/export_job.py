@@ -19,7 +19,15 @@ from datetime import datetime
 from pathlib import Path
 
 from common.clock import ms_to_iso, utc_now
-from common.errors import ExchangeError, ExportError, IPBannedError, NoDataError, StorageError, UnknownSymbolError
+from common.errors import (
+    ExchangeError,
+    ExportError,
+    IPBannedError,
+    NoDataError,
+    StopRequested,
+    StorageError,
+    UnknownSymbolError,
+)
 from config.settings import Settings
 from cycle.run_lock import RunLock
 from exchange.client import ExchangeClient
@@ -75,6 +83,7 @@ class ExportReport:
 def error_kind(exc: BaseException) -> str:
     """A stable short name for the status report."""
     for kind, cls in (
+        ("stopped", StopRequested),
         ("banned", IPBannedError),
         ("unknown_symbol", UnknownSymbolError),
         ("no_data", NoDataError),
@@ -103,6 +112,8 @@ class ExportJob:
         self.client = client or ExchangeClient.from_settings(settings)
         self.exporter = HistoricalDataExporter(self.client, settings.kline_interval, settings.lookback_days)
         self.stop_event = stop_event or threading.Event()
+        # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
+        self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
         self._limits_loaded = False
 
@@ -111,6 +122,10 @@ class ExportJob:
         started = time.monotonic()
         try:
             report.server_time_ms = self._prepare(symbols)
+        except StopRequested as exc:
+            self._fail_all(report, symbols, exc)
+            report.stopped = True
+            return report
         except IPBannedError as exc:
             report.banned_until = exc.banned_until
             self._fail_all(report, symbols, exc)
@@ -152,6 +167,9 @@ class ExportJob:
             return SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
         try:
             outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback)
+        except StopRequested as exc:
+            outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
+            logger.info("%s: %s", symbol, exc)
         except ExportError as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
             log = logger.warning if isinstance(exc, (NoDataError, UnknownSymbolError)) else logger.error

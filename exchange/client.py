@@ -1,13 +1,19 @@
 """HTTP access to a Binance-compatible REST API, polite and bounded.
 
 One ``requests.Session`` with explicit (connect, read) timeouts. Transport
-failures (refused or dropped connections, read timeouts, 5xx) are retried by
-urllib3's ``Retry`` with exponential backoff; answers that arrive but are not
-the JSON we expect (HTML, a truncated body) are retried by our own bounded
-loop, because they happen after urllib3 has handed the response over. Rate
-limits are driven by the exchange (see ``rate_limiter``): 429 waits
-``Retry-After`` for the whole pool, 418 raises ``IPBannedError`` carrying the
-end of the ban, 451 explains which host to use instead.
+failures (refused or dropped connections, read timeouts) are retried by
+urllib3's ``Retry`` with exponential backoff (a stop request cuts the backoff
+short and starts no new attempt); answers that arrive but are not
+usable (5xx, HTML, a truncated or oversized body) are retried by our own
+bounded loop, whose backoff a stop request interrupts. Bodies are streamed
+and capped per endpoint (``exchange.bounded``); redirects are refused, never
+followed. Rate limits are driven by the exchange (see ``exchange.limiter``),
+within bounds: the published budget is clamped, 429 waits ``Retry-After``
+(capped) for the whole pool, 418 raises ``IPBannedError`` carrying the end of
+the ban (as told, at most 3 days; 2 minutes if untold), 451 explains which
+host to use instead. Every
+piece of text the exchange sends is escaped (``common.text.printable``)
+before it reaches a message or a log line.
 """
 
 from __future__ import annotations
@@ -18,25 +24,29 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from common.clock import ms_to_iso
 from common.errors import (
     BadResponseError,
-    ExchangeError,
     ExchangeUnavailableError,
     IPBannedError,
     LocationRestrictedError,
     RateLimitedError,
+    RedirectRefusedError,
     RequestRejectedError,
+    StopRequested,
     UnknownSymbolError,
 )
+from common.text import printable
+from exchange.bounded import ban_end, pause_seconds, read_body, read_json
 from exchange.klines import check_kline_rows
-from exchange.limiter import WeightLimiter
+from exchange.limiter import MAX_PAUSE_SECONDS, MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
 from exchange.markets import SPOT, MarketProfile
 
 if TYPE_CHECKING:
@@ -46,8 +56,13 @@ logger = logging.getLogger("export_historical_data")
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
-MAX_RETRY_AFTER_SECONDS = 300.0
-_BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
+MAX_RETRY_AFTER_SECONDS = MAX_PAUSE_SECONDS
+# A skew beyond this is worth a warning: the exchange's clock decides what is closed.
+CLOCK_SKEW_WARNING_SECONDS = 300.0
+# The last millisecond a datetime can hold (9999-12-31): a serverTime beyond it is garbage.
+LATEST_SERVER_TIME_MS = 253_402_300_799_999
+_USED_WEIGHT_RE = re.compile(r"[0-9]{1,12}")
+_BAN_BODY_CAP = 64 * 1024
 
 
 @dataclass
@@ -68,24 +83,77 @@ class ClientStats:
                 self.klines_calls += 1
 
 
-def build_session(retries: int, backoff: float, pool_size: int) -> requests.Session:
-    """A session whose transport retries connection errors, read timeouts and 5xx."""
-    retry = Retry(
+class _RetryAfter(Exception):
+    """A 429: wait ``seconds`` (already clamped), then ask again."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"rate limited for {seconds:.1f} s")
+        self.seconds = seconds
+
+
+class _ServerFailure(ExchangeUnavailableError):
+    """A 5xx answer: retried by our loop (its body is never read)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"{url} answered HTTP {status}")
+        self.url, self.status = url, status
+
+
+class _StoppableRetry(Retry):
+    """urllib3's transport retries, cut short by a stop request: no backoff sleep, no new attempt.
+
+    The stop event is looked up through ``stop`` at each use, because the export
+    job hands it to the client after the session exists.
+    """
+
+    stop: Callable[[], threading.Event | None] | None = None
+
+    def new(self, **kw: Any) -> _StoppableRetry:
+        retry = super().new(**kw)
+        retry.stop = self.stop
+        return retry
+
+    def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
+        self._raise_if_stopped()
+        return super().increment(*args, **kwargs)
+
+    def sleep(self, response: Any = None) -> None:
+        backoff = self.get_backoff_time()
+        event = self.stop() if self.stop is not None else None
+        if event is None:
+            time.sleep(backoff)
+        elif event.wait(backoff):
+            self._raise_if_stopped()
+
+    def _raise_if_stopped(self) -> None:
+        event = self.stop() if self.stop is not None else None
+        if event is not None and event.is_set():
+            raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
+
+
+def build_session(
+    retries: int, backoff: float, pool_size: int, stop: Callable[[], threading.Event | None] | None = None
+) -> requests.Session:
+    """A session whose transport retries connection errors and read timeouts (5xx: see ``_get``)."""
+    retry = _StoppableRetry(
         total=retries,
         connect=retries,
         read=retries,
-        status=retries,
+        status=0,
+        redirect=0,
         other=0,
         backoff_factor=backoff,
         backoff_max=10,
-        status_forcelist=(500, 502, 503, 504),
         allowed_methods=frozenset({"GET"}),
         raise_on_status=False,
+        raise_on_redirect=False,
         respect_retry_after_header=False,
     )
+    retry.stop = stop
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
     session = requests.Session()
-    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    # Only encodings whose inflated size we bound ourselves (exchange.bounded).
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"})
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -105,7 +173,7 @@ class ExchangeClient:
         pool_size: int = 16,
         limiter: WeightLimiter | None = None,
         market: MarketProfile = SPOT,
-        sleep: Callable[[float], None] = time.sleep,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.market = market
@@ -113,9 +181,12 @@ class ExchangeClient:
         self.retries = retries
         self.backoff = backoff
         self.limiter = limiter or WeightLimiter()
+        if stop_event is not None:
+            self.limiter.stop_event = stop_event
         self.stats = ClientStats()
-        self._sleep = sleep
-        self._session = build_session(retries, backoff, pool_size)
+        # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
+        self.clock_skew_seconds: float | None = None
+        self._session = build_session(retries, backoff, pool_size, stop=lambda: self.limiter.stop_event)
 
     @classmethod
     def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:
@@ -129,6 +200,15 @@ class ExchangeClient:
             pool_size=settings.workers,
             limiter=limiter,
         )
+
+    @property
+    def stop_event(self) -> threading.Event | None:
+        """Set by SIGTERM/SIGINT: every wait of this client (limiter, 429, backoff) then ends."""
+        return self.limiter.stop_event
+
+    @stop_event.setter
+    def stop_event(self, event: threading.Event | None) -> None:
+        self.limiter.stop_event = event
 
     def close(self) -> None:
         self._session.close()
@@ -146,8 +226,11 @@ class ExchangeClient:
     def server_time_ms(self) -> int:
         body = self._get(self.market.time_path, {}, expect=dict)
         value = body.get("serverTime")
-        if not isinstance(value, int):
-            raise BadResponseError(f"{self.base_url}{self.market.time_path} answered without an integer serverTime")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+            raise BadResponseError(
+                f"{self.base_url}{self.market.time_path} answered without a usable serverTime "
+                f"({printable(repr(value), 40)})"
+            )
         return value
 
     def exchange_info(self, symbol: str | None = None) -> dict[str, Any]:
@@ -155,22 +238,44 @@ class ExchangeClient:
         return self._get(self.market.exchange_info_path, params, expect=dict)
 
     def load_rate_limits(self, symbol: str | None = None) -> int:
-        """Adopt the REQUEST_WEIGHT per-minute limit the exchange publishes."""
+        """Adopt the REQUEST_WEIGHT per-minute limit the exchange publishes, clamped to sane bounds."""
         try:
             info = self.exchange_info(symbol)
         except UnknownSymbolError:
             info = self.exchange_info(None)
-        limit = weight_limit_from_exchange_info(info)
-        if limit:
+        published = weight_limit_from_exchange_info(info)
+        if published is not None:
+            limit = clamp_weight_limit(published)
+            if limit != published:
+                logger.warning(
+                    "%s publishes a request weight limit of %d per minute; using %d instead "
+                    "(limits outside %d..%d are not trusted)",
+                    self.base_url,
+                    published,
+                    limit,
+                    MIN_WEIGHT_LIMIT,
+                    MAX_WEIGHT_LIMIT,
+                )
             self.limiter.set_limit(limit)
         return self.limiter.limit
 
     def sync_clock(self) -> int:
-        """Server time in ms; also aligns the limiter's minute windows with it."""
+        """Server time in ms; also aligns the limiter's minute windows with it and measures the skew."""
         before = time.time()
         server_ms = self.server_time_ms()
         midpoint = (before + time.time()) / 2
-        self.limiter.set_server_offset(server_ms / 1000 - midpoint)
+        skew = server_ms / 1000 - midpoint
+        self.clock_skew_seconds = skew
+        self.limiter.set_server_offset(skew)
+        if abs(skew) > CLOCK_SKEW_WARNING_SECONDS:
+            logger.warning(
+                "the exchange's clock says %s but this machine's clock says %s (%+.0f s); only the "
+                "exchange's clock decides which candles are closed: check this machine's clock (NTP) "
+                "and BINANCE_BASE_URL",
+                ms_to_iso(server_ms),
+                ms_to_iso(int(midpoint * 1000)),
+                skew,
+            )
         return server_ms
 
     def klines(
@@ -205,45 +310,54 @@ class ExchangeClient:
     ) -> Any:
         url = self.base_url + path
         weight = self.market.weight(path, dict(params))
+        cap = self.market.body_cap(path, dict(params))
         rate_limit_waits = 0
         attempt = 0
         while True:
             self.limiter.acquire(weight)
             self.stats.count(path)
             try:
-                response = self._session.get(url, params=params, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
-            except requests.RequestException as exc:
-                error: ExchangeError = BadResponseError(
-                    f"{url} sent a broken answer ({type(exc).__name__}: {_short(exc)})"
-                )
-            else:
-                self._observe_weight(response)
-                if response.status_code == 429:
-                    rate_limit_waits += 1
-                    self._wait_rate_limited(response, url, rate_limit_waits)
-                    continue
-                try:
-                    return self._decode(response, url, expect, validate)
-                except BadResponseError as exc:
-                    error = exc
+                return self._attempt(url, params, cap, expect, validate)
+            except _RetryAfter as told:
+                rate_limit_waits += 1
+                self._wait_rate_limited(told.seconds, url, rate_limit_waits)
+                continue
+            except (BadResponseError, _ServerFailure) as exc:
+                error: BadResponseError | _ServerFailure = exc
             attempt += 1
             if attempt > self.retries:
-                raise error
+                raise _final(error, self.retries) from error
             self.stats.retries += 1
             logger.warning("%s; retry %d of %d", error, attempt, self.retries)
-            self._sleep(min(10.0, self.backoff * (2 ** (attempt - 1))))
+            self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any],
+        cap: int,
+        expect: type,
+        validate: Callable[[Any], None] | None,
+    ) -> Any:
+        """One request; the body is streamed (capped) and the connection released either way."""
+        try:
+            response = self._session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
+        except requests.RequestException as exc:
+            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {_short(exc)})") from exc
+        with response:
+            self._observe_weight(response)
+            return self._decode(response, url, cap, expect, validate)
 
     def _observe_weight(self, response: requests.Response) -> None:
         used = response.headers.get(self.market.used_weight_header) or response.headers.get("X-MBX-USED-WEIGHT")
-        if used and used.strip().isdigit():
+        if used and _USED_WEIGHT_RE.fullmatch(used.strip()):
             self.stats.last_used_weight = int(used)
             self.limiter.observe_used_weight(int(used))
 
-    def _wait_rate_limited(self, response: requests.Response, url: str, waits: int) -> None:
+    def _wait_rate_limited(self, seconds: float, url: str, waits: int) -> None:
         self.stats.rate_limited += 1
-        seconds = _retry_after_seconds(response, default=5.0)
         if waits > MAX_RATE_LIMIT_WAITS:
             raise RateLimitedError(
                 f"{url} kept answering 429 (rate limited) after {MAX_RATE_LIMIT_WAITS} waits; "
@@ -253,11 +367,20 @@ class ExchangeClient:
         self.limiter.pause(seconds)
 
     def _decode(
-        self, response: requests.Response, url: str, expect: type, validate: Callable[[Any], None] | None
+        self,
+        response: requests.Response,
+        url: str,
+        cap: int,
+        expect: type,
+        validate: Callable[[Any], None] | None,
     ) -> Any:
         status = response.status_code
+        if 300 <= status < 400:
+            raise _redirect_refused(url, status, response.headers.get("Location"))
+        if status == 429:
+            raise _RetryAfter(pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS))
         if status == 418:
-            until = _ban_end(response)
+            until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
             self.limiter.ban(until)
             raise IPBannedError(until, detail=f"{url}")
         if status == 451:
@@ -270,11 +393,8 @@ class ExchangeClient:
                 f"{url} refused the request (HTTP 403, web application firewall); wait before trying again", status
             )
         if status >= 500:
-            raise ExchangeUnavailableError(
-                f"{url} kept failing with HTTP {status} after {self.retries} retries; "
-                "the exchange may be in maintenance"
-            )
-        body = _parse_json(response, url)
+            raise _ServerFailure(url, status)
+        body = read_json(response, url, cap)
         if status >= 400:
             raise _rejection(body, status, url, self.market.unknown_symbol_codes)
         if status != 200 or not isinstance(body, expect):
@@ -285,67 +405,83 @@ class ExchangeClient:
 
 
 # -- helpers -------------------------------------------------------------------
+_RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+
+
 def weight_limit_from_exchange_info(info: Mapping[str, Any]) -> int | None:
-    """The REQUEST_WEIGHT per-minute limit, normalised to one minute."""
-    for limit in info.get("rateLimits", []) or []:
-        if not isinstance(limit, dict) or limit.get("rateLimitType") != "REQUEST_WEIGHT":
-            continue
-        seconds = {"SECOND": 1, "MINUTE": 60, "DAY": 86400}.get(limit.get("interval", ""), 0)
-        span = seconds * int(limit.get("intervalNum", 1) or 1)
-        if span and isinstance(limit.get("limit"), int) and limit["limit"] > 0:
-            return max(1, int(limit["limit"] * 60 / span))
+    """The REQUEST_WEIGHT per-minute limit, normalised to one minute (None if none is usable)."""
+    limits = info.get("rateLimits")
+    if not isinstance(limits, list):
+        return None
+    for entry in limits:
+        if isinstance(entry, dict) and entry.get("rateLimitType") == "REQUEST_WEIGHT":
+            per_minute = _per_minute(entry)
+            if per_minute is not None:
+                return per_minute
     return None
 
 
-def _parse_json(response: requests.Response, url: str) -> Any:
+def _per_minute(entry: Mapping[str, Any]) -> int | None:
+    interval, count, limit = entry.get("interval"), entry.get("intervalNum", 1), entry.get("limit")
+    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
+    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000 or not _is_int(limit) or limit <= 0:
+        return None
+    # Capped before dividing: a 400-digit "limit" must not overflow a float.
+    return max(1, round(min(limit, 10**12) * 60 / (unit * count)))
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _final(error: BadResponseError | _ServerFailure, retries: int) -> ExchangeUnavailableError | BadResponseError:
+    """The error that ends a request after its retries."""
+    if isinstance(error, _ServerFailure):
+        return ExchangeUnavailableError(
+            f"{error.url} kept failing with HTTP {error.status} after {retries} retries; "
+            "the exchange may be in maintenance"
+        )
+    return error
+
+
+def _ban_message(response: requests.Response, url: str) -> str:
+    """The 418 body (it may say "banned until <ms>"), best effort and small."""
     try:
-        return response.json()
-    except ValueError as exc:
-        kind = response.headers.get("Content-Type", "unknown type")
-        raise BadResponseError(
-            f"{url} answered HTTP {response.status_code} with a body that is not valid JSON "
-            f"({kind}, {len(response.content)} bytes)"
-        ) from exc
+        return read_body(response, url, _BAN_BODY_CAP).decode("utf-8", "replace")
+    except (BadResponseError, ExchangeUnavailableError):
+        return ""
+
+
+def _redirect_refused(url: str, status: int, location: str | None) -> RedirectRefusedError:
+    origin = _origin(location or "")
+    where = printable(location, 200) if location else "another place (no Location header)"
+    advice = (
+        f"if you trust that host, set BINANCE_BASE_URL={printable(origin, 120)}" if origin else "check BINANCE_BASE_URL"
+    )
+    return RedirectRefusedError(
+        f"{url} redirected the request (HTTP {status}) to {where}; redirects are never followed: {advice}"
+    )
+
+
+def _origin(location: str) -> str:
+    """``scheme://host[:port]`` of an absolute http(s) URL, else empty."""
+    try:
+        parts = urlsplit(location.strip())
+    except ValueError:
+        return ""
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return f"{parts.scheme.lower()}://{parts.netloc}"
+    return ""
 
 
 def _rejection(body: Any, status: int, url: str, unknown_symbol_codes: frozenset[int]) -> RequestRejectedError:
-    code = body.get("code") if isinstance(body, dict) else None
-    msg = body.get("msg", "") if isinstance(body, dict) else str(body)[:200]
+    raw_code = body.get("code") if isinstance(body, dict) else None
+    code = raw_code if _is_int(raw_code) and abs(raw_code) < 10**9 else None
+    msg = body.get("msg", "") if isinstance(body, dict) else body
+    shown = printable(msg if isinstance(msg, str) else repr(msg), 200)
     if code in unknown_symbol_codes:
-        return UnknownSymbolError(f"the exchange does not know this symbol (error {code} {msg!r})", status, code)
-    return RequestRejectedError(f"{url} rejected the request: HTTP {status}, error {code} {msg!r}", status, code)
-
-
-def _retry_after_seconds(response: requests.Response, default: float) -> float:
-    raw = response.headers.get("Retry-After", "")
-    try:
-        return min(MAX_RETRY_AFTER_SECONDS, max(0.0, float(raw)))
-    except ValueError:
-        return default
-
-
-def _ban_end(response: requests.Response) -> datetime:
-    """When a 418 ban ends: Retry-After, or the epoch ms in the message.
-
-    Rounded up to a whole second: the end is persisted with second precision
-    (state.json), and a restart must never wake up a fraction of a second
-    before the exchange lifts the ban (a request then extends it).
-    """
-    now = datetime.now(UTC)
-    raw = response.headers.get("Retry-After", "")
-    try:
-        return _ceil_second(now + timedelta(seconds=max(1.0, float(raw))))
-    except ValueError:
-        pass
-    match = _BANNED_UNTIL_RE.search(response.text or "")
-    if match:
-        return _ceil_second(datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC))
-    return _ceil_second(now + timedelta(minutes=2))  # Binance's shortest ban
-
-
-def _ceil_second(moment: datetime) -> datetime:
-    whole = moment.replace(microsecond=0)
-    return whole if whole == moment else whole + timedelta(seconds=1)
+        return UnknownSymbolError(f"the exchange does not know this symbol (error {code} '{shown}')", status, code)
+    return RequestRejectedError(f"{url} rejected the request: HTTP {status}, error {code} '{shown}'", status, code)
 
 
 def _transport_message(url: str, exc: Exception, retries: int) -> str:
@@ -359,5 +495,4 @@ def _transport_message(url: str, exc: Exception, retries: int) -> str:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= 160 else text[:157] + "..."
+    return printable(str(exc), 160)

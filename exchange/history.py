@@ -5,24 +5,42 @@
 candles whose close time is before the *exchange's* clock, so a skewed local
 clock cannot let an unfinished candle into a file, and it asks only for what
 is missing after the candles it is given from the previous file.
+
+The exchange's pages are trusted within bounds, never silently repaired: a
+page holds at most the rows asked for, every row lies on the interval's grid
+(open and close time) inside the window asked for, strictly after the one
+before, and no candle opens further ahead of *this machine's* clock than
+``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent
+candles). A page that breaks a rule fails the symbol, naming the first bad
+row. Pagination is bounded by the window (expected pages plus slack), and a
+stop request (SIGTERM) ends it between pages.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from common.candles import CANDLE_COLUMNS, empty_candle_frame, merge_candles
-from common.clock import from_ms
-from common.errors import NoDataError
-from config.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
+from common.clock import from_ms, ms_to_iso, to_iso
+from common.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
+from config.intervals import DAY_MS, close_ms_for, fixed_length_ms, floor_open_ms, grid_anchor_ms, next_open_ms
 from exchange.client import ExchangeClient
 from exchange.klines import rows_to_frame
 
 logger = logging.getLogger("export_historical_data")
+
+# How far ahead of this machine's clock a candle may open: beyond a day, one of the two clocks is wrong.
+DEFAULT_MAX_AHEAD_OF_LOCAL_MS = DAY_MS
+# Pages allowed beyond the expected number (a gap can split a page in two).
+PAGE_SLACK = 2
+# The shortest month: an upper bound on how many 1M candles a window can hold.
+_SHORTEST_MONTH_MS = 28 * DAY_MS
 
 
 @dataclass
@@ -52,11 +70,15 @@ class HistoricalDataExporter:
         lookback_days: float = 2.0,
         *,
         page_limit: int | None = None,
+        max_ahead_of_local_ms: int = DEFAULT_MAX_AHEAD_OF_LOCAL_MS,
+        local_clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.interval = interval
         self.lookback_days = lookback_days
         self.page_limit = page_limit or client.market.max_klines_limit
+        self.max_ahead_of_local_ms = max_ahead_of_local_ms
+        self._local_clock = local_clock
 
     def window_start_ms(self, server_time_ms: int, lookback_days: float | None = None) -> int:
         """Oldest open time kept: candles that opened within the look-back window."""
@@ -79,6 +101,7 @@ class HistoricalDataExporter:
     ) -> SymbolExport:
         """Decide what to reuse from ``previous`` and where fetching starts."""
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
+        self._check_exchange_clock(now_ms)
         start_ms = self.window_start_ms(now_ms, lookback_days)
         kept = _reusable(previous, start_ms, now_ms)
         if kept.empty:
@@ -151,37 +174,114 @@ class HistoricalDataExporter:
         *,
         until_ms: int | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``);
-        stops at the first open candle."""
+        """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
+        each checked against the window (``_check_page``); at most ``_max_pages`` of them."""
         last_closed = self.last_closed_open_ms(server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
+        max_pages = self._max_pages(start_ms, last_closed)
         cursor = start_ms
+        pages = 0
         while cursor <= last_closed:
+            self._check_stop(symbol, pages)
+            if pages >= max_pages:
+                raise BadResponseError(
+                    f"the exchange's {self.interval} pages did not end after {max_pages} pages, "
+                    f"the most the window from {ms_to_iso(start_ms)} to {ms_to_iso(last_closed)} can need; refused"
+                )
             limit = self._page_size(cursor, last_closed)
             rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
+            pages += 1
             if tally is not None:
                 tally.calls += 1
             page = rows_to_frame(rows)
-            page = page[
-                (page["close_time"] < server_time_ms)
-                & (page["open_time"] >= cursor)
-                & (page["open_time"] <= last_closed)
-            ]
+            self._check_page(page, limit, cursor, last_closed)
             if page.empty:
                 return
-            yield page.reset_index(drop=True)
+            yield page
             cursor = int(page["open_time"].iloc[-1]) + 1
             if len(rows) < limit:
                 return
 
     def _page_size(self, cursor: int, last_closed: int) -> int:
         """Ask for exactly the candles still missing (one small call in steady state)."""
+        return max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
+
+    def _expected_candles(self, start_ms: int, last_closed: int) -> int:
+        """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
+        if last_closed < start_ms:
+            return 0
         length = fixed_length_ms(self.interval)
         if length is None:
-            return self.page_limit
-        expected = (last_closed - cursor) // length + 1
-        return max(1, min(self.page_limit, expected))
+            return (last_closed - start_ms) // _SHORTEST_MONTH_MS + 1
+        return (last_closed - start_ms) // length + 1
+
+    def _max_pages(self, start_ms: int, last_closed: int) -> int:
+        expected = self._expected_candles(start_ms, last_closed)
+        return -(-expected // self.page_limit) + PAGE_SLACK
+
+    def _check_stop(self, symbol: str, pages: int) -> None:
+        stop = self.client.stop_event
+        if stop is not None and stop.is_set():
+            raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
+
+    def _check_page(self, page: pd.DataFrame, limit: int, cursor: int, last_closed: int) -> None:
+        """Every row inside the window, on the grid, strictly increasing, not from the future."""
+        if len(page) > limit:
+            raise BadResponseError(
+                f"the exchange sent {len(page)} {self.interval} candles for a page of at most {limit}"
+            )
+        if page.empty:
+            return
+        opens = page["open_time"].to_numpy(dtype="int64")
+        closes = page["close_time"].to_numpy(dtype="int64")
+        ahead_limit = int(self._local_clock() * 1000) + self.max_ahead_of_local_ms
+        checks = (
+            (opens < cursor, f"opens before the start of the page asked for ({ms_to_iso(cursor)})"),
+            (opens > last_closed, f"opens after the newest closed candle ({ms_to_iso(last_closed)})"),
+            (~self._on_grid(opens), f"is not on the {self.interval} grid"),
+            (closes != self._grid_closes(opens), f"does not close when a {self.interval} candle closes"),
+            (np.diff(opens, prepend=cursor - 1) <= 0, "does not come after the candle before it"),
+        )
+        broken = np.logical_or.reduce([bad for bad, _ in checks])
+        if broken.any():
+            row = int(np.argmax(broken))  # the first bad row, with the first rule it breaks
+            reason = next(reason for bad, reason in checks if bad[row])
+            raise BadResponseError(
+                f"the exchange sent a bad page: row {row + 1} (open_time {int(opens[row])}, "
+                f"{ms_to_iso(int(opens[row]))}) {reason}; the symbol is not written"
+            )
+        if int(opens.max()) > ahead_limit:
+            raise self._clock_error(int(opens.max()), "a candle that opens at")
+
+    def _on_grid(self, opens: np.ndarray) -> np.ndarray:
+        length = fixed_length_ms(self.interval)
+        if length is None:
+            return np.array([floor_open_ms(int(t), self.interval) == int(t) for t in opens], dtype=bool)
+        return (opens - grid_anchor_ms(self.interval)) % length == 0
+
+    def _grid_closes(self, opens: np.ndarray) -> np.ndarray:
+        length = fixed_length_ms(self.interval)
+        if length is None:
+            return np.array([close_ms_for(int(t), self.interval) for t in opens], dtype="int64")
+        return opens + (length - 1)
+
+    # -- the exchange's clock against ours ----------------------------------------
+    def _check_exchange_clock(self, server_time_ms: int) -> None:
+        """Refuse before any request when the newest closed candle would open too far ahead of us."""
+        newest = self.last_closed_open_ms(server_time_ms)
+        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
+            raise self._clock_error(server_time_ms, "a time of")
+
+    def _clock_error(self, exchange_ms: int, what: str) -> ClockSkewError:
+        local_ms = int(self._local_clock() * 1000)
+        days = (exchange_ms - local_ms) / DAY_MS
+        return ClockSkewError(
+            f"the exchange's clock gives {what} {to_iso(from_ms(exchange_ms))} but this machine's clock "
+            f"says {to_iso(from_ms(local_ms))} ({days:.1f} days ahead, more than the "
+            f"{self.max_ahead_of_local_ms / 3_600_000:g} h allowed); nothing is written: check the clock "
+            "of this machine (NTP) and BINANCE_BASE_URL"
+        )
 
 
 def _reusable(previous: pd.DataFrame | None, start_ms: int, now_ms: int) -> pd.DataFrame:

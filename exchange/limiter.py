@@ -13,6 +13,11 @@ klines call weighs 2). Two mechanisms keep us under it:
 
 A 429 pauses the whole pool for ``Retry-After`` seconds, not one thread, and
 a 418 ban makes every later ``acquire`` fail at once until the ban ends.
+
+Every wait is interruptible: with a ``stop_event`` (set by SIGTERM/SIGINT),
+a thread that would wait raises ``StopRequested`` at once, and one already
+waiting wakes up and raises it, so no pause, however long, holds a stopping
+process (or its run lock).
 """
 
 from __future__ import annotations
@@ -22,10 +27,22 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from common.errors import IPBannedError
+from common.errors import IPBannedError, StopRequested
 
 DEFAULT_WEIGHT_LIMIT = 6000
 WINDOW_SECONDS = 60.0
+# The budget an exchange may publish, clamped: below the floor a run would crawl
+# (a published 2 per minute is less than one klines call and froze the pool); above
+# the ceiling pacing would be meaningless. Binance publishes 6000 (binance.us 1200).
+MIN_WEIGHT_LIMIT = 60
+MAX_WEIGHT_LIMIT = 60_000
+# The longest pause a 429's Retry-After may impose on the pool (a restart would not wait at all).
+MAX_PAUSE_SECONDS = 300.0
+
+
+def clamp_weight_limit(published: int) -> int:
+    """A published per-minute budget brought into [MIN_WEIGHT_LIMIT, MAX_WEIGHT_LIMIT]."""
+    return max(MIN_WEIGHT_LIMIT, min(MAX_WEIGHT_LIMIT, published))
 
 
 class WeightLimiter:
@@ -40,10 +57,13 @@ class WeightLimiter:
         burst_seconds: float = 0.1,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
+        # Set by the export job: SIGTERM/SIGINT end every wait here.
+        self.stop_event = stop_event
         self._pace_fraction = pace_fraction
         self._window_fraction = window_fraction
         self._burst_seconds = burst_seconds
@@ -81,9 +101,10 @@ class WeightLimiter:
             self._window_reported = max(self._window_reported, used)
 
     def pause(self, seconds: float) -> None:
-        """A 429: every thread waits ``seconds`` before sending again."""
+        """A 429: every thread waits ``seconds`` (at most MAX_PAUSE_SECONDS) before sending again."""
+        seconds = min(max(0.0, seconds), MAX_PAUSE_SECONDS)  # NaN -> 0, inf -> the cap
         with self._lock:
-            self._pause_until = max(self._pause_until, self._clock() + max(0.0, seconds))
+            self._pause_until = max(self._pause_until, self._clock() + seconds)
 
     def ban(self, until: datetime) -> None:
         """A 418: nothing is sent before ``until``."""
@@ -109,7 +130,16 @@ class WeightLimiter:
                     return
                 self.waits += 1
             # At least 1 ms: a float-sized remainder must not turn into a busy loop.
-            self._sleep(min(max(delay, 0.001), 1.0))
+            self.wait(min(max(delay, 0.001), 1.0))
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, unless a stop is (or becomes) requested: then raise StopRequested."""
+        stop = self.stop_event
+        if stop is None:
+            self._sleep(seconds)
+            return
+        if stop.is_set() or stop.wait(seconds):
+            raise StopRequested("stop requested while waiting for the exchange; the symbol was not finished")
 
     def _delay_for(self, weight: int) -> float:
         now = self._clock()

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+KIB = 1024
+MIB = 1024 * KIB
+
 
 @dataclass(frozen=True)
 class MarketProfile:
@@ -28,12 +31,30 @@ class MarketProfile:
     unknown_symbol_codes: frozenset[int] = frozenset({-1121})
     # The header with the weight this IP used in the current minute.
     used_weight_header: str = "X-MBX-USED-WEIGHT-1M"
+    # Largest body (after decompression) accepted from each endpoint; anything
+    # bigger is a bad answer, read no further. A klines row is ~200 bytes on the
+    # wire; the allowance per row leaves room for longer decimals.
+    klines_row_bytes: int = 512
+    klines_base_bytes: int = 16 * KIB
+    body_caps: dict[str, int] = field(default_factory=dict)
+    default_body_cap: int = 1 * MIB
 
     def weight(self, path: str, params: dict[str, object]) -> int:
         if path == self.klines_path:
-            limit = params.get("limit", 500)
-            return self.klines_weight(limit if isinstance(limit, int) else 500)
+            return self.klines_weight(_limit_of(params))
         return self.weights.get(path, 1)
+
+    def body_cap(self, path: str, params: dict[str, object]) -> int:
+        """Bytes of (decoded) body this request may bring back at most."""
+        if path == self.klines_path:
+            rows = min(_limit_of(params), self.max_klines_limit)
+            return self.klines_base_bytes + rows * self.klines_row_bytes
+        return self.body_caps.get(path, self.default_body_cap)
+
+
+def _limit_of(params: dict[str, object]) -> int:
+    limit = params.get("limit", 500)  # the exchange's default page
+    return limit if isinstance(limit, int) and limit > 0 else 500
 
 
 SPOT = MarketProfile(
@@ -46,6 +67,9 @@ SPOT = MarketProfile(
     max_klines_limit=1000,
     klines_weight=lambda _limit: 2,  # spot klines weigh 2 whatever the limit
     weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1},
+    # The full exchangeInfo of binance.com is a few MB (thousands of symbols); we
+    # normally ask for one symbol's, a few KB. time and ping are a few bytes.
+    body_caps={"/api/v3/exchangeInfo": 16 * MIB, "/api/v3/ping": 64 * KIB, "/api/v3/time": 64 * KIB},
 )
 
 MARKETS: dict[str, MarketProfile] = {SPOT.name: SPOT}

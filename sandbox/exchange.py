@@ -38,6 +38,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +133,10 @@ _HTML_PAGE = (
 )
 
 
+_MIB = 1 << 20
+_SPACES_MIB = b" " * _MIB
+
+
 class ApiError(Exception):
     """A Binance-style error answer: HTTP status plus the {code, msg} body."""
 
@@ -170,6 +175,15 @@ class SandboxConfig:
     delisted: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     listing_ms: int = 1483228800000  # 2017-01-01 00:00 UTC
+    # Hostile answers (tests of the exporter's bounds):
+    published_weight_limit: int | None = None  # exchangeInfo publishes this; weight_limit is still enforced
+    retry_after_header: str | None = None  # sent verbatim as Retry-After on every 429 and 418
+    redirect_to: str = ""  # every request answered 302 to this base URL (+ the same path and query)
+    gzip_bomb_mb: int = 0  # klines: a small gzip body that inflates to this many MiB
+    huge_body_mb: int = 0  # klines: a body of this many MiB, no Content-Length, streamed
+    row_step_ms: int = 0  # klines: rows this many ms apart (off the interval grid)
+    fail_msg: str | None = None  # the msg of fail_every_n answers
+    extra_headers: dict[str, str] = field(default_factory=dict)  # added to (or replacing) every answer's headers
 
 
 @dataclass(frozen=True)
@@ -419,7 +433,8 @@ class _Answer:
     body: bytes = b""
     content_type: str = _JSON_TYPE
     headers: dict[str, str] = field(default_factory=dict)
-    mode: str = "normal"  # normal | truncate | drop | stall
+    mode: str = "normal"  # normal | truncate | drop | stall | huge
+    huge_bytes: int = 0  # mode "huge": the body's size, streamed without Content-Length
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -439,6 +454,30 @@ def _too_much_weight(limit: int) -> str:
 
 def _ceil_seconds(ms: int) -> int:
     return max(1, -(-ms // 1000))
+
+
+def _retry_after(cfg: SandboxConfig, seconds: int) -> str:
+    return str(seconds) if cfg.retry_after_header is None else cfg.retry_after_header
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_bomb(mebibytes: int) -> bytes:
+    """A valid gzip stream of ``[``, ``mebibytes`` MiB of spaces and ``]``, about 1 KB per MiB.
+
+    Built in well under a second: after a full flush the compressor's state is
+    the same before every MiB of spaces, so one compressed MiB is repeated.
+    """
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = packer.compress(b"[") + packer.flush(zlib.Z_FULL_FLUSH)
+    block = packer.compress(_SPACES_MIB) + packer.flush(zlib.Z_FULL_FLUSH)
+    tail = packer.compress(b"]") + packer.flush()
+    crc = zlib.crc32(b"[")
+    for _ in range(mebibytes):
+        crc = zlib.crc32(_SPACES_MIB, crc)
+    crc = zlib.crc32(b"]", crc)
+    size = (mebibytes * _MIB + 2) & 0xFFFFFFFF
+    # The compressor's own trailer counts what it saw; the body holds ``mebibytes`` blocks.
+    return head + block * mebibytes + tail[:-8] + struct.pack("<II", crc, size)
 
 
 def _split_symbol(symbol: str) -> tuple[str, str]:
@@ -605,13 +644,13 @@ class SandboxExchange:
                 return self._ban_answer(now), klines_n
             if self.stats.injected_429 < cfg.rate_limit_first_n:
                 self.stats.injected_429 += 1
-                headers = {"Retry-After": str(int(cfg.retry_after_seconds)), **self._weight_headers()}
+                headers = {"Retry-After": _retry_after(cfg, int(cfg.retry_after_seconds)), **self._weight_headers()}
                 return _error(429, -1003, _too_much_weight(cfg.weight_limit), headers), klines_n
             weight = WEIGHTS.get(path, _UNKNOWN_PATH_WEIGHT)
             if self._weight_used + weight > cfg.weight_limit:
                 self.stats.rate_limited_429 += 1
                 retry = _ceil_seconds((window + 1) * _MINUTE - now)
-                headers = {"Retry-After": str(retry), **self._weight_headers()}
+                headers = {"Retry-After": _retry_after(cfg, retry), **self._weight_headers()}
                 return _error(429, -1003, _too_much_weight(cfg.weight_limit), headers), klines_n
             self._weight_used += weight
             self.stats.max_used_weight_seen = max(self.stats.max_used_weight_seen, self._weight_used)
@@ -623,7 +662,8 @@ class SandboxExchange:
             f"Way too much request weight used; IP banned until {until}. "
             "Please use WebSocket Streams for live updates to avoid bans."
         )
-        headers = {"Retry-After": str(_ceil_seconds(until - now)), **self._weight_headers()}
+        retry = _retry_after(self.config, _ceil_seconds(until - now))
+        headers = {"Retry-After": retry, **self._weight_headers()}
         return _error(418, -1003, msg, headers)
 
     def _weight_now(self) -> dict[str, str]:
@@ -642,6 +682,9 @@ class SandboxExchange:
             self._stop_event.wait(cfg.latency_seconds)
         if refusal is not None:
             return refusal, params
+        if cfg.redirect_to:
+            location = cfg.redirect_to.rstrip("/") + path + (f"?{query}" if query else "")
+            return _Answer(302, headers={"Location": location, **cfg.extra_headers}), params
         try:
             answer = self._route(cfg, path, pairs, params, now)
         except ApiError as exc:
@@ -651,6 +694,7 @@ class SandboxExchange:
         if klines_n is not None:
             answer = self._inject_fault(cfg, klines_n, answer)
         answer.headers.update(self._weight_now())
+        answer.headers.update(cfg.extra_headers)
         return answer, params
 
     def _route(
@@ -678,7 +722,8 @@ class SandboxExchange:
         elif hit(cfg.stall_every_n):
             answer, stat = _Answer(0, mode="stall"), "stalled"
         elif hit(cfg.fail_every_n):
-            answer = _error(cfg.fail_status, -1001, "Internal error; unable to process your request. Please try again.")
+            msg = cfg.fail_msg or "Internal error; unable to process your request. Please try again."
+            answer = _error(cfg.fail_status, -1001, msg)
             stat = "failed_5xx"
         elif hit(cfg.truncate_every_n):
             answer.status, answer.mode, stat = 200, "truncate", "truncated"
@@ -691,6 +736,10 @@ class SandboxExchange:
         if stat is not None:
             with self._lock:
                 setattr(self.stats, stat, getattr(self.stats, stat) + 1)
+        if cfg.gzip_bomb_mb > 0:
+            answer = _Answer(200, _gzip_bomb(cfg.gzip_bomb_mb), headers={"Content-Encoding": "gzip"})
+        elif cfg.huge_body_mb > 0:
+            answer = _Answer(200, mode="huge", huge_bytes=cfg.huge_body_mb * _MIB)
         return answer
 
     # ---- endpoints ----------------------------------------------------------------
@@ -734,13 +783,14 @@ class SandboxExchange:
             if not self.is_known(name):
                 raise ApiError(400, -1121, "Invalid symbol.")
         symbols = [self._symbol_info(cfg, s) for s in names]
+        published = cfg.weight_limit if cfg.published_weight_limit is None else cfg.published_weight_limit
         if params.get("symbolStatus"):
             symbols = [s for s in symbols if s["status"] == params["symbolStatus"]]
         return {
             "timezone": "UTC",
             "serverTime": now,
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": cfg.weight_limit},
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": published},
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000},
             ],
             "exchangeFilters": [],
@@ -769,6 +819,10 @@ class SandboxExchange:
             limit=limit,
             gaps=list(cfg.gaps.get(symbol, ())),
         )
+        if cfg.row_step_ms > 0 and opens:  # a broken feed: rows from startTime on, packed closer than the interval
+            first = opens[0] if start is None else start
+            last = end if end is not None else opens[-1]
+            opens = [t for t in range(first, first + limit * cfg.row_step_ms, cfg.row_step_ms) if t <= last]
         return [generate_candle(symbol, interval, t) for t in opens]
 
 
@@ -896,17 +950,34 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
+        if "Content-Type" not in answer.headers:
+            self.send_header("Content-Type", answer.content_type)
+        if answer.mode != "huge":
+            self.send_header("Content-Length", str(len(answer.body)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if answer.mode == "huge":  # no length: the body ends when the connection does
+            self._send_huge(answer.huge_bytes)
+            return
         if answer.mode == "truncate":  # promise the full body, send half, hang up
             self.wfile.write(answer.body[: len(answer.body) // 2])
             self.wfile.flush()
             self.close_connection = True
             return
         self.wfile.write(answer.body)
+
+    def _send_huge(self, size: int) -> None:
+        """``[`` + spaces + ``]``: valid JSON of ``size`` bytes, written in 1 MiB pieces."""
+        self.close_connection = True
+        self.wfile.write(b"[")
+        left = size - 2
+        while left > 0:
+            piece = min(left, _MIB)
+            self.wfile.write(_SPACES_MIB[:piece])
+            left -= piece
+        self.wfile.write(b"]")
+        self.wfile.flush()
 
 
 # --------------------------------------------------------------------------

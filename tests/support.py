@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,40 @@ def run_manager(
     """One real run of scheduled_data_manager.py; killed if it outlives ``timeout``."""
     cwd = cwd or Path(env["EXPORT_DIR"]).parent
     return run_cli(MANAGER.name, *args, env=env, cwd=cwd, timeout=timeout, preexec_fn=preexec_fn)
+
+
+def run_manager_measured(
+    env: dict[str, str], *args: str, timeout: float = 30
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``run_manager``, plus the peak resident memory (bytes) of that one child.
+
+    ``os.wait4`` reports the rusage of exactly this process, unlike
+    RUSAGE_CHILDREN, which keeps the largest of every child the test worker had.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(MANAGER), *args],
+            env=env,
+            cwd=Path(env["EXPORT_DIR"]).parent,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        while not pid:
+            if time.monotonic() >= deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -signal.SIGKILL
+                pytest.fail(f"{MANAGER.name} {' '.join(args)} did not finish within {timeout:g} s")
+            time.sleep(POLL)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    return result, usage.ru_maxrss * 1024  # Linux reports kilobytes
 
 
 def run_service(

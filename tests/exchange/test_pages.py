@@ -1,0 +1,132 @@
+"""HistoricalDataExporter trusts the exchange's pages only within bounds: at most the rows asked for,
+on the grid, inside the window, advancing, not ahead of this machine's clock; a stop ends paging."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from common.errors import BadResponseError, ClockSkewError, StopRequested
+from config.intervals import DAY_MS, HOUR_MS
+from exchange.client import ExchangeClient
+from exchange.history import HistoricalDataExporter
+from sandbox.exchange import generate_candle
+
+# 2026-11-28 05:30:00 UTC: half-way through a 1h candle.
+NOW_MS = 1795843800000
+LAST_CLOSED = NOW_MS - 30 * 60_000 - HOUR_MS  # 04:00, the newest closed 1h candle
+Page = Callable[[int, int, int], list[list[Any]]]
+
+
+class ScriptedClient(ExchangeClient):
+    """The real client whose klines answers come from a script: what a hostile exchange could send."""
+
+    def __init__(self, pages: list[Page]) -> None:
+        super().__init__("http://exchange.invalid", retries=0, backoff=0.0)
+        self.pages = pages
+        self.asked: list[tuple[int, int, int]] = []
+
+    def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[list[Any]]:
+        assert start_ms is not None and end_ms is not None
+        self.asked.append((start_ms, end_ms, limit))
+        return self.pages[len(self.asked) - 1](start_ms, end_ms, limit)
+
+
+def candles(opens: list[int]) -> list[list[Any]]:
+    return [generate_candle("BTCUSDT", "1h", t) for t in opens]
+
+
+def honest(start: int, end: int, limit: int) -> list[list[Any]]:
+    first = -(-start // HOUR_MS) * HOUR_MS
+    return candles([t for t in range(first, end + 1, HOUR_MS)][:limit])
+
+
+def export(pages: list[Page], *, page_limit: int = 1000, local_ms: int = NOW_MS, **options: Any) -> ScriptedClient:
+    client = ScriptedClient(pages)
+    exporter = HistoricalDataExporter(
+        client, "1h", 2.0, page_limit=page_limit, local_clock=lambda: local_ms / 1000, **options
+    )
+    exporter.export_symbol("BTCUSDT", server_time_ms=NOW_MS)
+    return client
+
+
+def test_an_honest_exchange_passes_every_check() -> None:
+    client = export([honest] * 5, page_limit=20)
+    assert [limit for _, _, limit in client.asked] == [20, 20, 7]
+
+
+def _rows_shifted(shift: int) -> Page:
+    return lambda start, end, limit: [
+        [row[0] + shift, *row[1:6], row[6] + shift, *row[7:]] for row in honest(start, end, limit)
+    ]
+
+
+@pytest.mark.parametrize(
+    "page, problem",
+    [
+        (lambda s, e, n: honest(s, e, n) + honest(s, e, n)[-1:], "candles for a page of at most"),
+        (lambda s, e, n: honest(s - 5 * HOUR_MS, e, n), "opens before the start of the page"),
+        (lambda s, e, n: honest(s, e + HOUR_MS, n + 1)[1:], "opens after the newest closed candle"),
+        (_rows_shifted(1), r"row 1 \(open_time"),
+        (lambda s, e, n: [honest(s, e, n)[0]] * 2, "does not come after the candle before it"),
+        (lambda s, e, n: [[*row[:6], row[6] - 1, *row[7:]] for row in honest(s, e, n)], "does not close when"),
+    ],
+    ids=["too_many_rows", "before_the_cursor", "after_the_last_closed", "off_the_grid", "repeated", "wrong_close"],
+)
+def test_a_bad_page_fails_the_symbol_naming_the_first_bad_row(page: Page, problem: str) -> None:
+    with pytest.raises(BadResponseError, match=problem):
+        export([page])
+
+
+def test_a_page_that_repeats_the_last_one_is_refused_not_paginated_forever() -> None:
+    def again(start: int, end: int, limit: int) -> list[list[Any]]:
+        return honest(start - 10 * HOUR_MS, end, limit)  # the previous page again
+
+    with pytest.raises(BadResponseError, match="opens before the start of the page"):
+        export([honest, again], page_limit=10)
+
+
+def test_an_exchange_clock_years_ahead_is_refused_before_any_request() -> None:
+    client = ScriptedClient([honest])
+    exporter = HistoricalDataExporter(client, "1h", 2.0, local_clock=lambda: (NOW_MS - 3 * 365 * DAY_MS) / 1000)
+    with pytest.raises(ClockSkewError, match="this machine's clock says 2023-11-29T05:30:00") as caught:
+        exporter.export_symbol("BTCUSDT", server_time_ms=NOW_MS)
+    assert "the exchange's clock gives a time of 2026-11-28T05:30:00+00:00" in str(caught.value)
+    assert client.asked == []
+
+
+def test_the_bound_ahead_of_the_local_clock_is_a_parameter() -> None:
+    export([honest], local_ms=NOW_MS - 2 * DAY_MS, max_ahead_of_local_ms=3 * DAY_MS)
+    with pytest.raises(ClockSkewError):
+        export([honest], local_ms=NOW_MS - 2 * DAY_MS, max_ahead_of_local_ms=DAY_MS)
+
+
+def test_an_exchange_clock_far_behind_ours_still_gives_its_past_candles() -> None:
+    client = export([honest], local_ms=NOW_MS + 5 * 365 * DAY_MS)
+    assert len(client.asked) == 1
+
+
+def test_a_stop_request_ends_paging_between_pages() -> None:
+    stop = threading.Event()
+
+    def then_stop(start: int, end: int, limit: int) -> list[list[Any]]:
+        stop.set()  # SIGTERM arrives while the first page is on its way
+        return honest(start, end, limit)
+
+    client = ScriptedClient([then_stop, honest, honest])
+    client.stop_event = stop
+    exporter = HistoricalDataExporter(client, "1h", 2.0, page_limit=10)
+    with pytest.raises(StopRequested, match="after 1 page"):
+        exporter.export_symbol("BTCUSDT", server_time_ms=NOW_MS)
+    assert len(client.asked) == 1
