@@ -7,7 +7,10 @@
     python data_export_service.py create-systemd-service [--user NAME] [--output PATH]
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error; ``status``
-follows LSB: 0 running, 3 not running. The work is done by
+follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder
+cannot be verified). ``stop`` and ``status`` act only on the scheduler of
+this export folder: the pidfile records the folder and the process start
+time, and the live process must agree. The work is done by
 ``service.daemon.DataExportService`` (importable from here).
 """
 
@@ -46,7 +49,7 @@ EPILOG = """examples:
   python data_export_service.py create-systemd-service --user crypto-export
 
 files: EXPORT_DIR/data_export_service.pid, EXPORT_DIR/logs/data_export_service.log
-exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running"""
+exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running, 4 (status) unknown"""
 
 
 def _seconds(text: str) -> float:

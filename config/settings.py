@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
+DEFAULT_EXPORT_DIR = "historical_exports"
 # 16 workers keep ~7.5 requests in flight at 150 ms latency, the number that
 # the 6000 weight/minute budget (50 klines calls/s) needs, with headroom.
 DEFAULT_WORKERS = 16
@@ -42,7 +43,7 @@ class Settings:
     """Everything the exporter, the file manager and the scheduler need."""
 
     base_url: str = DEFAULT_BASE_URL
-    export_dir: Path = Path("historical_exports")
+    export_dir: Path = Path(DEFAULT_EXPORT_DIR)
     kline_interval: str = "1h"
     lookback_days: float = 2.0
     export_period_hours: float = 2.0
@@ -74,19 +75,23 @@ def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool])
     return parse
 
 
-def _positive_up_to(limit: float, what: str) -> Callable[[str, str], float]:
-    return _number(float, f"a positive number up to {limit:g} ({what})", lambda v: 0 < v <= limit)
+def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[str, str], float]:
+    lowest = f" from {least:g}" if least else ""
+    return _number(
+        float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0
+    )
 
 
 # Upper bounds: far beyond any sensible use, well inside what dates and timers can hold.
 MAX_LOOKBACK_DAYS = 3650.0  # ten years of candles
 MAX_PERIOD_HOURS = 8760.0  # one cycle a year
+MIN_PERIOD_HOURS = 0.0001  # 0.36 s, for tests; less would be a busy loop against the exchange
 MAX_RETENTION_DAYS = 36500.0  # a century
 MAX_TIMEOUT_SECONDS = 600.0  # one request
 MAX_FILES = 100_000
 
 _lookback = _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")
-_period = _positive_up_to(MAX_PERIOD_HOURS, "hours, one year")
+_period = _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS)
 _retention = _positive_up_to(MAX_RETENTION_DAYS, "days, a century")
 _timeout = _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")
 _positive_int = _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES)

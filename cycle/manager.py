@@ -20,7 +20,7 @@ from typing import Any
 from common.clock import to_iso, utc_now
 from common.errors import RunLockedError
 from common.processes import is_manager_process, serves_folder
-from config.settings import Settings
+from config.settings import DEFAULT_EXPORT_DIR, Settings
 from cycle.export_job import ExportJob, SymbolOutcome
 from cycle.report import EXIT_OK, CycleReport
 from cycle.run_lock import RunLock
@@ -32,6 +32,7 @@ from store.scan import FolderScan
 from store.validation import FileValidation
 
 logger = logging.getLogger("scheduled_data_manager")
+MAX_NOTICES = 20
 
 
 class ScheduledDataManager:
@@ -83,8 +84,7 @@ class ScheduledDataManager:
         pid = state.service_pid
         if pid == os.getpid():
             return "stopped" if self.stop_event.is_set() else "running"
-        default = str(Settings().export_dir)
-        if pid and is_manager_process(pid) and serves_folder(pid, self.export_dir, default) is not False:
+        if pid and is_manager_process(pid) and serves_folder(pid, self.export_dir, DEFAULT_EXPORT_DIR) is not False:
             return "running"
         return "stopped"
 
@@ -92,6 +92,7 @@ class ScheduledDataManager:
         for notice in state.notices:
             if notice not in self.notices:
                 self.notices.append(notice)
+        del self.notices[:-MAX_NOTICES]  # a loop runs for months: keep the latest only
         return state
 
     # -- a cycle ---------------------------------------------------------------

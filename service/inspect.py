@@ -26,11 +26,9 @@ from common.processes import (
     process_start_time,
 )
 from common.text import printable
-from config.settings import Settings
+from config.settings import DEFAULT_EXPORT_DIR
 from service.pidfile import MAX_PID, Pidfile, read_pidfile
 
-# The folder a scheduler serves when nothing sets EXPORT_DIR (the settings' default).
-DEFAULT_EXPORT_DIR = str(Settings().export_dir)
 # ``service_started`` in state.json is written by the loop once it runs, a little after the process starts.
 START_RECORD_SLACK_SECONDS = 300.0
 

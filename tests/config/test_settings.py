@@ -86,7 +86,7 @@ def test_settings_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("variable", "limit"),
     [
-        ("EXPORT_PERIOD_HOURS", "8760"),
+        ("EXPORT_PERIOD_HOURS", "0.0001 up to 8760"),
         ("EXPORT_LOOKBACK_DAYS", "3650"),
         ("DATA_RETENTION_DAYS", "36500"),
         ("HTTP_TIMEOUT_SECONDS", "600"),
@@ -140,3 +140,9 @@ def test_a_link_to_a_system_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "exports").symlink_to("/etc")
     with pytest.raises(SettingsError, match="/etc is a system folder"):
         load_settings({"EXPORT_DIR": str(tmp_path / "exports")}, env_file=None)
+
+
+def test_the_period_has_a_floor_against_a_busy_loop() -> None:
+    with pytest.raises(SettingsError, match="from 0.0001"):
+        load_settings({"EXPORT_PERIOD_HOURS": "1e-300"}, env_file=None)
+    assert load_settings({"EXPORT_PERIOD_HOURS": "0.0002"}, env_file=None).export_period_hours == 0.0002

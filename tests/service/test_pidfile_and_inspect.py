@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from common.processes import process_export_dir, process_start_ticks, serves_folder
+from common.processes import command_line, process_export_dir, process_start_ticks, serves_folder
 from service.inspect import inspect_service, summarize_status_report
 from service.pidfile import read_pidfile, write_pidfile
+from tests.support import wait_for
 
 
 def test_a_written_pidfile_reads_back(tmp_path: Path) -> None:
@@ -61,6 +62,9 @@ def test_which_folder_a_process_serves(tmp_path: Path) -> None:
     for environ, expected in cases:
         proc = subprocess.Popen(["sleep", "30"], env=environ, cwd=tmp_path)
         try:
+            # Popen may return while the child is still inside execve (vfork): its /proc entries
+            # are empty until then.
+            wait_for(lambda pid=proc.pid: command_line(pid) == ["sleep", "30"], 5, "the child to exec")
             assert process_export_dir(proc.pid, "historical_exports") == Path(os.path.realpath(expected))
             assert serves_folder(proc.pid, expected, "historical_exports") is True
             assert serves_folder(proc.pid, tmp_path / "other", "historical_exports") is False
