@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import ExportError
+from common.text import printable
 from config.settings import Settings, SettingsError, load_settings, read_environment
 from service.daemon import (
     EXIT_FAILED,
@@ -90,11 +91,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+MAX_LINE = 2000
+
+
 def _report(outcome: Outcome) -> int:
+    """Each line printed as one line: a path or a value from outside cannot move the cursor."""
     for line in outcome.lines:
-        print(line)
+        print(printable(line, MAX_LINE))
     for line in outcome.errors:
-        print(line, file=sys.stderr)
+        print(printable(line, MAX_LINE), file=sys.stderr)
     return outcome.exit_code
 
 
@@ -144,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(service.restart(args.timeout, args.wait))
         return _report(service.status())
     except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}", MAX_LINE), file=sys.stderr)
         return EXIT_NOT_RUNNING if args.command == "status" else EXIT_FAILED
 
 

@@ -51,8 +51,9 @@ def test_marked_files_are_ours_and_others_are_not(tmp_path: Path) -> None:
         ("null", FOREIGN),
         ("{", CORRUPT),
         ("[" * 100_000, CORRUPT),
+        ('{"a": "\udcff"}', CORRUPT),
     ]:
-        path.write_text(text)
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
         assert read_owned_json(path).verdict == verdict, text
     path.unlink()
     os.symlink(tmp_path / "elsewhere", path)
