@@ -7,7 +7,10 @@
     python data_export_service.py create-systemd-service [--user NAME] [--output PATH]
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error; ``status``
-follows LSB: 0 running, 3 not running. The work is done by
+follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder
+cannot be verified). ``stop`` and ``status`` act only on the scheduler of
+this export folder: the pidfile records the folder and the process start
+time, and the live process must agree. The work is done by
 ``service.daemon.DataExportService`` (importable from here).
 """
 
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import ExportError
+from common.text import printable
 from config.settings import Settings, SettingsError, load_settings, read_environment
 from service.daemon import (
     EXIT_FAILED,
@@ -46,7 +50,7 @@ EPILOG = """examples:
   python data_export_service.py create-systemd-service --user crypto-export
 
 files: EXPORT_DIR/data_export_service.pid, EXPORT_DIR/logs/data_export_service.log
-exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running"""
+exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running, 4 (status) unknown"""
 
 
 def _seconds(text: str) -> float:
@@ -87,11 +91,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+MAX_LINE = 2000
+
+
 def _report(outcome: Outcome) -> int:
+    """Each line printed as one line: a path or a value from outside cannot move the cursor."""
     for line in outcome.lines:
-        print(line)
+        print(printable(line, MAX_LINE))
     for line in outcome.errors:
-        print(line, file=sys.stderr)
+        print(printable(line, MAX_LINE), file=sys.stderr)
     return outcome.exit_code
 
 
@@ -141,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(service.restart(args.timeout, args.wait))
         return _report(service.status())
     except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}", MAX_LINE), file=sys.stderr)
         return EXIT_NOT_RUNNING if args.command == "status" else EXIT_FAILED
 
 

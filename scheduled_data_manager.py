@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from config.settings import SettingsError, load_settings
 from config.symbols_config import SymbolError, parse_symbol_list
-from cycle.console import SymbolProgress, exit_code_of, print_cycle, print_health, print_status
+from cycle.console import SymbolProgress, exit_code_of, print_cycle, print_health, print_notices, print_status
 from cycle.logging_setup import QUIET, configure_logging
 from cycle.manager import ScheduledDataManager
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -104,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         len(symbols or settings.symbols), enabled=(args.manual or args.export_only) and not args.verbose
     )
     manager = ScheduledDataManager(settings, symbols=symbols, stop_event=stop_event, on_symbol_done=progress.advance)
-    return exit_code_of(lambda: _run(manager, args, stop_event, progress))
+    code = exit_code_of(lambda: _run(manager, args, stop_event, progress))
+    if one_shot:  # the loop logs them on its console already
+        print_notices(manager.notices)
+    return code
 
 
 def _run(

@@ -3,11 +3,16 @@
 Every knob of the product lives here so that nothing else reads the
 environment. A bad value is reported with the variable, the value and what
 is accepted (``SettingsError``); the CLIs turn that into exit code 2.
+Every number has an upper bound (``1e300`` hours is a typo, not a wish, and
+would overflow every date computed from it), and the export folder may not
+be a system folder or a home folder itself: cleanup and set-aside act on
+the folder's entries, so it must be a folder of its own.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +28,7 @@ T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
+DEFAULT_EXPORT_DIR = "historical_exports"
 # 16 workers keep ~7.5 requests in flight at 150 ms latency, the number that
 # the 6000 weight/minute budget (50 klines calls/s) needs, with headroom.
 DEFAULT_WORKERS = 16
@@ -37,7 +43,7 @@ class Settings:
     """Everything the exporter, the file manager and the scheduler need."""
 
     base_url: str = DEFAULT_BASE_URL
-    export_dir: Path = Path("historical_exports")
+    export_dir: Path = Path(DEFAULT_EXPORT_DIR)
     kline_interval: str = "1h"
     lookback_days: float = 2.0
     export_period_hours: float = 2.0
@@ -69,8 +75,26 @@ def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool])
     return parse
 
 
-_positive_float = _number(float, "a positive number", lambda v: 0 < v < float("inf"))
-_positive_int = _number(int, "a whole number of at least 1", lambda v: v >= 1)
+def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[str, str], float]:
+    lowest = f" from {least:g}" if least else ""
+    return _number(
+        float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0
+    )
+
+
+# Upper bounds: far beyond any sensible use, well inside what dates and timers can hold.
+MAX_LOOKBACK_DAYS = 3650.0  # ten years of candles
+MAX_PERIOD_HOURS = 8760.0  # one cycle a year
+MIN_PERIOD_HOURS = 0.0001  # 0.36 s, for tests; less would be a busy loop against the exchange
+MAX_RETENTION_DAYS = 36500.0  # a century
+MAX_TIMEOUT_SECONDS = 600.0  # one request
+MAX_FILES = 100_000
+
+_lookback = _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")
+_period = _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS)
+_retention = _positive_up_to(MAX_RETENTION_DAYS, "days, a century")
+_timeout = _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")
+_positive_int = _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES)
 _workers = _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)
 _retries = _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)
 _backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60)
@@ -97,10 +121,55 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+# Folders that belong to the system: the export folder may be inside some of them
+# (/var/lib/crypto, /srv/exports), never one of them.
+SYSTEM_FOLDERS = frozenset(
+    "/ /bin /boot /dev /etc /home /lib /lib32 /lib64 /libx32 /media /mnt /opt /proc /root /run /sbin "
+    "/snap /srv /sys /tmp /usr /usr/bin /usr/lib /usr/local /usr/local/bin /usr/sbin /usr/share /var "
+    "/var/cache /var/lib /var/log /var/mail /var/run /var/spool /var/tmp /dev/shm".split()
+)
+# Kernel views, not storage: nothing of ours belongs anywhere below them.
+VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def _home_folders() -> set[str]:
+    homes = set()
+    for home in (os.environ.get("HOME"), _passwd_home()):
+        if home and home.strip():
+            homes.add(os.path.realpath(home))
+    return homes
+
+
+def _passwd_home() -> str | None:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return None
+
+
+def system_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be an export folder (a system or home folder itself), or None."""
+    real = os.path.realpath(folder)
+    if real in SYSTEM_FOLDERS:
+        return f"{real} is a system folder"
+    for virtual in VIRTUAL_FOLDERS:
+        if real.startswith(virtual + os.sep) and not real.startswith("/dev/shm/"):
+            return f"{real} is inside {virtual}, a kernel folder"
+    if real in _home_folders():
+        return f"{real} is a home folder itself"
+    return None
+
+
 def _export_dir(name: str, raw: str) -> Path:
     if not raw.strip() or "\x00" in raw:
         raise SettingsError(f"{name}={raw!r} is not valid: expected a folder path")
-    return Path(raw.strip()).expanduser()
+    folder = Path(raw.strip()).expanduser()
+    problem = system_folder_problem(folder)
+    if problem is not None:
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: {problem}; use a folder of its own, such as ~/crypto_exports"
+        )
+    return folder
 
 
 # variable -> (Settings field, parser)
@@ -108,12 +177,12 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "BINANCE_BASE_URL": ("base_url", _base_url),
     "EXPORT_DIR": ("export_dir", _export_dir),
     "KLINE_INTERVAL": ("kline_interval", _interval),
-    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _positive_float),
-    "EXPORT_PERIOD_HOURS": ("export_period_hours", _positive_float),
+    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _lookback),
+    "EXPORT_PERIOD_HOURS": ("export_period_hours", _period),
     "MAX_FILES_PER_SYMBOL": ("max_files_per_symbol", _positive_int),
-    "DATA_RETENTION_DAYS": ("data_retention_days", _positive_float),
+    "DATA_RETENTION_DAYS": ("data_retention_days", _retention),
     "EXPORT_WORKERS": ("workers", _workers),
-    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_float),
+    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _timeout),
     "HTTP_RETRIES": ("http_retries", _retries),
     "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _backoff),
     "LOG_LEVEL": ("log_level", _log_level),

@@ -14,13 +14,23 @@ from typing import Any
 from tqdm import tqdm
 
 from common.errors import ExportError, RunLockedError
+from common.text import printable
 from cycle.report import EXIT_FAILED, EXIT_LOCKED, CycleReport
 from cycle.status_report import HEALTH_EXIT_CODES
 from store.reports import CleanupResult, DuplicateReport
 
+MAX_LINE = 2000
+
 
 def _err(line: str) -> None:
-    print(line, file=sys.stderr)
+    """One line on stderr: a foreign value in it (an exchange message, a path) is escaped."""
+    print(printable(line, MAX_LINE), file=sys.stderr)
+
+
+def print_notices(notices: list[str]) -> None:
+    """Warnings about our own files (set aside, repaired), once each."""
+    for notice in dict.fromkeys(notices):
+        _err(f"warning: {notice}")
 
 
 class SymbolProgress:
@@ -113,7 +123,7 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     print(f"{'symbol':<12} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} latest file / problem")
     for symbol, entry in report["symbols"].items():
         age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
-        problem = entry.get("last_error") or (entry["reason"] if not entry["valid"] else "")
+        problem = printable(entry.get("last_error") or (entry["reason"] if not entry["valid"] else ""))
         name = entry["latest_file"] or "-"
         valid = str(entry["valid"]).lower()
         line = (
@@ -129,6 +139,6 @@ def print_health(report: dict[str, Any], *, as_json: bool) -> int:
         print(json.dumps(health, indent=2))
     else:
         for name, check in health["checks"].items():
-            print(f"{'PASS' if check['passed'] else 'FAIL'} {name}: {check['reason']}")
+            print(f"{'PASS' if check['passed'] else 'FAIL'} {name}: {printable(check['reason'], MAX_LINE)}")
         print(f"health: {health['status']}")
     return HEALTH_EXIT_CODES[health["status"]]

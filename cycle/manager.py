@@ -12,26 +12,27 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import schedule
-
 from common.clock import to_iso, utc_now
 from common.errors import RunLockedError
-from common.processes import is_manager_process
-from config.settings import Settings
+from common.processes import is_manager_process, serves_folder
+from config.settings import DEFAULT_EXPORT_DIR, Settings
 from cycle.export_job import ExportJob, SymbolOutcome
 from cycle.report import EXIT_OK, CycleReport
 from cycle.run_lock import RunLock
 from cycle.run_state import RunState, load_state, update_state
-from cycle.status_report import build_status_report, write_status_report
+from cycle.status_report import build_status_report, export_folder_problem, write_status_report
 from exchange.client import ExchangeClient
 from store.file_manager import FileManager
 from store.scan import FolderScan
+from store.validation import FileValidation
 
 logger = logging.getLogger("scheduled_data_manager")
+MAX_NOTICES = 20
 
 
 class ScheduledDataManager:
@@ -45,8 +46,13 @@ class ScheduledDataManager:
         stop_event: threading.Event | None = None,
         client: ExchangeClient | None = None,
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        # The loop's only clock: a wall clock stepped back by NTP or by hand cannot stall it.
+        self.monotonic = monotonic
+        # Warnings about our own files (set aside, repaired) for the CLI to show once.
+        self.notices: list[str] = []
         self.on_symbol_done = on_symbol_done
         self.export_period_hours = settings.export_period_hours
         self.max_files_per_symbol = settings.max_files_per_symbol
@@ -73,11 +79,21 @@ class ScheduledDataManager:
         return self._job
 
     def service_status(self, state: RunState) -> str:
-        if state.service_pid == os.getpid() and not self.stop_event.is_set():
-            return "running"
-        if state.service_pid and is_manager_process(state.service_pid):
+        """``running`` only for a live scheduler loop of this folder (not a reused PID, not
+        the loop of another folder whose state file was copied here)."""
+        pid = state.service_pid
+        if pid == os.getpid():
+            return "stopped" if self.stop_event.is_set() else "running"
+        if pid and is_manager_process(pid) and serves_folder(pid, self.export_dir, DEFAULT_EXPORT_DIR) is not False:
             return "running"
         return "stopped"
+
+    def _note(self, state: RunState) -> RunState:
+        for notice in state.notices:
+            if notice not in self.notices:
+                self.notices.append(notice)
+        del self.notices[:-MAX_NOTICES]  # a loop runs for months: keep the latest only
+        return state
 
     # -- a cycle ---------------------------------------------------------------
     def run_cycle(self, *, export: bool = True, cleanup: bool = True, dry_run: bool = False) -> CycleReport:
@@ -91,7 +107,7 @@ class ScheduledDataManager:
     def _run_steps(self, export: bool, cleanup: bool, dry_run: bool) -> CycleReport:
         report = CycleReport(dry_run=dry_run)
         started = utc_now()
-        state = load_state(self.export_dir)
+        state = self._note(load_state(self.export_dir, quiet=not dry_run))
         if export:
             self._export_step(report, state, dry_run)
         if cleanup and not self.stop_event.is_set():
@@ -105,7 +121,9 @@ class ScheduledDataManager:
         if report.cleanup is not None:
             report.duplicates = self.files.find_duplicates(scan_result=scan)
         if not dry_run:
-            state = update_state(self.export_dir, lambda s: self._record(s, report, started, export, cleanup))
+            state = self._note(
+                update_state(self.export_dir, lambda s: self._record(s, report, started, export, cleanup))
+            )
         report.status = self.write_status(state, write=not dry_run, scan=scan)
         return report
 
@@ -163,39 +181,56 @@ class ScheduledDataManager:
     def write_status(
         self, state: RunState | None = None, *, write: bool = True, scan: FolderScan | None = None
     ) -> dict[str, Any]:
-        """Build the status report from the files as they are now; write it atomically."""
-        state = state or load_state(self.export_dir)
-        scan = scan or self.files.scan()
-        validations = self.files.validate_all(dry_run=True, scan_result=scan)
-        report = build_status_report(
-            self.settings, state, validations, self.files.file_statistics(scan_result=scan), self.service_status(state)
-        )
+        """Build the status report from the files as they are now; write it atomically.
+
+        An export folder that is not a folder (a file, a dangling path) is no
+        error here: the report says so, and health is ``down``.
+        """
+        state = state or self._note(load_state(self.export_dir))
+        validations: list[FileValidation] = []
+        statistics: dict[str, Any] = {}
+        if export_folder_problem(self.export_dir) is None:
+            scan = scan or self.files.scan()
+            validations = self.files.validate_all(dry_run=True, scan_result=scan)
+            statistics = self.files.file_statistics(scan_result=scan)
+        report = build_status_report(self.settings, state, validations, statistics, self.service_status(state))
         if write and self.export_dir.is_dir():
-            write_status_report(self.export_dir, report)
+            write_status_report(self.export_dir, report, self.notices)
         return report
 
     # -- the loop --------------------------------------------------------------
     def run_forever(self) -> int:
-        """A cycle now, then every period, until SIGTERM/SIGINT sets the stop flag."""
+        """A cycle now, then every period, until SIGTERM/SIGINT sets the stop flag.
+
+        Cycles start at fixed steps of the period on the monotonic clock (start
+        + n * period), whatever the wall clock does; the wait between them is
+        ``stop_event.wait`` so a stop request ends it at once. A cycle that
+        outlasts its period is followed by the next one at once, not by a burst.
+        """
         self.files.ensure_folder()
-        update_state(self.export_dir, self._mark_running)
-        scheduler = schedule.Scheduler()
-        # schedule counts whole seconds; a sub-second period (tests) becomes 1 s.
-        period_seconds = max(1, round(self.export_period_hours * 3600))
-        scheduler.every(period_seconds).seconds.do(self._scheduled_cycle)
+        self._note(update_state(self.export_dir, self._mark_running))
+        period = self.export_period_hours * 3600
         logger.info("scheduler started (pid %d): a cycle every %g h", os.getpid(), self.export_period_hours)
-        self._scheduled_cycle()
+        due = self.monotonic()
         while not self.stop_event.is_set():
-            idle = scheduler.idle_seconds
-            if idle is None:
+            self._scheduled_cycle()
+            due = self._next_due(due, period)
+            remaining = due - self.monotonic()
+            if remaining > 0 and self.stop_event.wait(remaining):  # sleeps without spinning: ~0 % CPU
                 break
-            if idle > 0 and self.stop_event.wait(idle):  # sleeps without spinning: ~0 % CPU
-                break
-            scheduler.run_pending()
         update_state(self.export_dir, self._mark_stopped)
         self.write_status()
         logger.info("scheduler stopped cleanly")
         return EXIT_OK
+
+    def _next_due(self, due: float, period: float) -> float:
+        """The next start on the grid ``due + n * period``; missed slots are skipped, not caught up."""
+        now = self.monotonic()
+        due += period
+        if due < now:
+            logger.warning("the cycle outlasted the %g h period: the next one starts now", self.export_period_hours)
+            due = now
+        return due
 
     def _scheduled_cycle(self) -> None:
         """The scheduled job: a failure is logged and the loop lives on."""

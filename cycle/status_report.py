@@ -3,11 +3,21 @@
 The top-level keys and their types are the guide's example, exactly
 (``timestamp``, ``system_status``, ``configuration``, ``file_statistics``);
 ``symbols`` and ``health`` are added so an operator sees per symbol what is
-there, how old it is, what is missing (gaps) and what failed.
+there, how old it is, what is missing (gaps) and what failed, and our marker
+(``writer``, ``format_version``) so that a file of that name written by
+someone else is set aside, never overwritten.
+
+Health judges the data, not the files: a symbol is fresh only if its newest
+closed candle is recent enough for the interval and the export period. A
+file rewritten a minute ago whose last candle is a day old (an outage at the
+exchange's end, a halted market) is stale.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,13 +26,22 @@ from typing import Any
 
 from common.atomic_io import atomic_write_json
 from common.clock import from_iso, ms_to_iso, to_iso, utc_now
+from common.errors import StorageError
+from common.owned_json import CORRUPT, MISSING, OURS, mark, read_owned_json, set_aside
+from common.text import printable
+from config.intervals import next_open_ms
 from config.settings import Settings
 from cycle.run_state import RunState
 from store.layout import STATUS_NAME, parse_export_name
 from store.validation import FileValidation
 
+logger = logging.getLogger("scheduled_data_manager")
+
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 HEALTH_EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
+STATUS_FORMAT_VERSION = 1
+# Beyond one interval and one period, a cycle needs time to run and the exchange's clock may lag.
+FRESHNESS_GRACE_SECONDS = 300
 
 
 def _number(value: float) -> int | float:
@@ -34,20 +53,51 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
 
 
+def _newness(result: FileValidation, created: datetime) -> tuple[bool, int, datetime]:
+    """Order by content: a valid file beats an invalid one, then the newest last candle wins;
+    the time in the name only breaks ties (and orders files without candles)."""
+    last = result.last_open_ms if result.valid and result.last_open_ms is not None else -1
+    return result.valid, last, created
+
+
 def latest_per_symbol(validations: Sequence[FileValidation], interval: str) -> dict[str, FileValidation]:
-    """The newest file (by the time in its name) of each symbol, valid or not."""
-    latest: dict[str, tuple[datetime, FileValidation]] = {}
+    """The newest file of each symbol: the valid one with the newest candle, else the newest invalid one."""
+    latest: dict[str, tuple[tuple[bool, int, datetime], FileValidation]] = {}
     for result in validations:
         parsed = parse_export_name(Path(result.path).name)
         if parsed is None or parsed[1] != interval:
             continue
         symbol, _, created = parsed
-        if symbol not in latest or created >= latest[symbol][0]:
-            latest[symbol] = (created, result)
+        rank = _newness(result, created)
+        if symbol not in latest or rank >= latest[symbol][0]:
+            latest[symbol] = (rank, result)
     return {symbol: entry[1] for symbol, entry in latest.items()}
 
 
-def symbol_entry(symbol: str, result: FileValidation | None, state: RunState, now: datetime) -> dict[str, Any]:
+def freshness_limit_seconds(settings: Settings, last_open_ms: int) -> float:
+    """How long after its close the newest candle may stay the newest: one more candle
+    (its real length, so months work too), one export period, and a grace for the cycle."""
+    following_open = next_open_ms(last_open_ms, settings.kline_interval)
+    following_length = (next_open_ms(following_open, settings.kline_interval) - following_open) / 1000
+    return following_length + settings.export_period_hours * 3600 + FRESHNESS_GRACE_SECONDS
+
+
+def _freshness(settings: Settings, last_open_ms: int | None, now: datetime) -> dict[str, Any]:
+    if last_open_ms is None:
+        return {"fresh": False, "newest_close_age_hours": None, "fresh_limit_hours": None}
+    close = datetime.fromtimestamp(next_open_ms(last_open_ms, settings.kline_interval) / 1000, tz=UTC)
+    age = (now - close).total_seconds()
+    limit = freshness_limit_seconds(settings, last_open_ms)
+    return {
+        "fresh": age <= limit,
+        "newest_close_age_hours": round(age / 3600, 2),
+        "fresh_limit_hours": round(limit / 3600, 2),
+    }
+
+
+def symbol_entry(
+    symbol: str, result: FileValidation | None, state: RunState, now: datetime, settings: Settings
+) -> dict[str, Any]:
     sym_state = state.symbols.get(symbol)
     entry: dict[str, Any] = {
         "latest_file": None,
@@ -62,6 +112,9 @@ def symbol_entry(symbol: str, result: FileValidation | None, state: RunState, no
         "reason": "no export file",
         "last_success": None,
         "last_error": None,
+        "fresh": False,
+        "newest_close_age_hours": None,
+        "fresh_limit_hours": None,
     }
     if result is not None:
         parsed = parse_export_name(Path(result.path).name)
@@ -82,6 +135,8 @@ def symbol_entry(symbol: str, result: FileValidation | None, state: RunState, no
                 "reason": result.reason,
             }
         )
+        if result.valid:
+            entry.update(_freshness(settings, last_ms, now))
     if sym_state is not None:
         failing = sym_state.last_error is not None
         entry.update(
@@ -105,13 +160,19 @@ class HealthCheck:
 def health_checks(
     settings: Settings, state: RunState, symbols: dict[str, dict[str, Any]], now: datetime
 ) -> list[HealthCheck]:
-    """The guide's four checks plus per-symbol freshness."""
+    """The export folder, the guide's four checks, and per-symbol freshness of the data."""
     period_h = settings.export_period_hours
     logs = settings.export_dir / "logs"
     last_ok = from_iso(state.last_successful_cycle)
     contact = from_iso(state.last_exchange_contact)
     ban = state.ban_end()
+    folder_problem = export_folder_problem(settings.export_dir)
     checks = [
+        HealthCheck(
+            "export_folder",
+            folder_problem is None,
+            f"{settings.export_dir} is a folder" if folder_problem is None else folder_problem,
+        ),
         HealthCheck("logs_directory", logs.is_dir(), f"{logs} exists" if logs.is_dir() else f"{logs} is missing"),
         HealthCheck(
             "exporter_initialized",
@@ -130,13 +191,13 @@ def health_checks(
             else "no successful cycle yet",
         ),
     ]
-    stale = [s for s, e in symbols.items() if not e["valid"] or e["age_hours"] is None or e["age_hours"] > 2 * period_h]
+    stale = [_stale_reason(s, e) for s, e in symbols.items() if not (e["valid"] and e.get("fresh"))]
     failing = [s for s, e in symbols.items() if e.get("last_error")]
     checks.append(
         HealthCheck(
             "symbols_fresh",
             not stale,
-            "every symbol has a valid file younger than 2 periods"
+            "every symbol's newest candle closed within one interval and one period"
             if not stale
             else "stale or missing: " + ", ".join(stale),
             DEGRADED,
@@ -151,6 +212,29 @@ def health_checks(
         )
     )
     return checks
+
+
+def _stale_reason(symbol: str, entry: dict[str, Any]) -> str:
+    if not entry["valid"]:
+        return f"{symbol} ({entry['reason'] or 'invalid'})"
+    age, limit = entry.get("newest_close_age_hours"), entry.get("fresh_limit_hours")
+    if age is None:
+        return f"{symbol} (no candle)"
+    return f"{symbol} (newest candle closed {age:g} h ago, limit {limit:g} h)"
+
+
+def export_folder_problem(folder: Path) -> str | None:
+    """None if the export folder is a folder (the operator may point EXPORT_DIR through a link);
+    else what it is instead."""
+    try:
+        info = os.stat(folder)
+    except FileNotFoundError:
+        return f"{folder} does not exist"
+    except OSError as exc:
+        return f"{folder} cannot be inspected: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{folder} is not a folder"
+    return None
 
 
 def overall_health(checks: Sequence[HealthCheck]) -> str:
@@ -170,10 +254,10 @@ def build_status_report(
 ) -> dict[str, Any]:
     now = now or utc_now()
     latest = latest_per_symbol(validations, settings.kline_interval)
-    symbols = {s: symbol_entry(s, latest.get(s), state, now) for s in settings.symbols}
+    symbols = {s: symbol_entry(s, latest.get(s), state, now, settings) for s in settings.symbols}
     checks = health_checks(settings, state, symbols, now)
     with_data = sum(1 for e in symbols.values() if e["valid"] and e["rows"] > 0)
-    return {
+    report = {
         "timestamp": now.isoformat(timespec="seconds"),
         "system_status": {
             "service_status": service_status,
@@ -207,9 +291,24 @@ def build_status_report(
             "checks": {c.name: {"passed": c.passed, "reason": c.reason} for c in checks},
         },
     }
+    return mark(report, STATUS_FORMAT_VERSION, first=False)
 
 
-def write_status_report(folder: Path, report: dict[str, Any]) -> Path:
+def write_status_report(folder: Path, report: dict[str, Any], notices: list[str] | None = None) -> Path:
+    """Replace the report atomically; a file of that name that is not ours is set aside first."""
     path = Path(folder) / STATUS_NAME
+    found = read_owned_json(path)
+    if found.verdict not in (OURS, MISSING):
+        try:
+            aside = set_aside(path, "corrupt" if found.verdict == CORRUPT else "foreign")
+        except OSError as exc:
+            raise StorageError(
+                f"cannot set aside {path} ({found.problem}): {exc.strerror or exc}; move it away by hand"
+            ) from exc
+        if aside is not None:
+            notice = printable(f"{path} was not written by this tool ({found.problem}); kept as {aside.name}", 1000)
+            logger.warning("%s", notice)
+            if notices is not None:
+                notices.append(notice)
     atomic_write_json(path, report)
     return path

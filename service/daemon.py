@@ -2,9 +2,12 @@
 
 The pidfile (``EXPORT_DIR/data_export_service.pid``) is only a hint: PIDs are
 reused, so nothing is signalled unless the process behind the PID is running
-our scheduler script (``common.processes.is_manager_process``). A pidfile that is
-a symlink, holds garbage or names a dead or foreign process is reported and
-removed, and no process is touched. ``EXPORT_DIR/.service.lock`` serialises
+our scheduler script (``common.processes.is_manager_process``), started when
+the pidfile says, and serves this export folder (the pidfile records it; the
+process's own environment confirms it). A pidfile that is a symlink, holds
+garbage or names a dead or foreign process, or another folder's scheduler,
+is reported and removed, and no process is touched. ``start`` also refuses
+while a loop started by hand (named in ``state.json``) serves the folder. ``EXPORT_DIR/.service.lock`` serialises
 the commands, so two simultaneous ``start`` cannot both launch.
 
 The parts live beside it: ``pidfile`` (read, write, remove), ``inspect``
@@ -28,9 +31,10 @@ from common.clock import to_iso, utc_now
 from common.errors import ServiceError, StorageError
 from common.file_lock import FileLock
 from common.logfiles import open_log_append
-from common.processes import MANAGER_SCRIPT, is_manager_process
+from common.processes import MANAGER_SCRIPT, is_manager_process, process_start_ticks
+from common.text import printable
 from config.settings import SETTING_VARIABLES
-from service.inspect import format_duration, inspect_service, summarize_status_report
+from service.inspect import ServiceState, format_duration, inspect_service, loop_serving, summarize_status_report
 from service.pidfile import remove_pidfile, write_pidfile
 from service.service_log import ServiceLog
 from service.systemd_unit import UNIT_NAME, render_unit
@@ -40,7 +44,7 @@ from store.layout import ExportFolder
 INSTALL_DIR = Path(__file__).resolve().parent.parent
 MANAGER_PATH = INSTALL_DIR / MANAGER_SCRIPT
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 POLL_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 120.0
@@ -117,11 +121,26 @@ class DataExportService:
         with ServiceLock(self.paths.lock):
             return self._start_locked(wait_seconds)
 
+    def _inspect(self) -> ServiceState:
+        return inspect_service(self.paths.pidfile, self.paths.export_dir)
+
     def _start_locked(self, wait_seconds: float) -> Outcome:
         outcome = Outcome()
-        current = inspect_service(self.paths.pidfile)
+        current = self._inspect()
         if current.state == "running":
             return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); use 'stop' or 'restart'"])
+        if current.state == "unverified":
+            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}"])
+        by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+        if by_hand is not None:
+            folder = printable(self.paths.export_dir)
+            return Outcome(
+                EXIT_FAILED,
+                errors=[
+                    f"error: a scheduler started outside the service already runs on {folder} "
+                    f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
+                ],
+            )
         if current.state != "stopped":
             outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
         self.log.rotate()
@@ -134,11 +153,12 @@ class DataExportService:
                 errors=[
                     f"error: the scheduler exited at once with code {process.returncode}; "
                     f"last lines of {self.paths.log}:",
-                    *("  " + line for line in tail),
+                    *("  " + printable(line, 500) for line in tail),
                 ],
             )
         try:
-            write_pidfile(self.paths.pidfile, process.pid)
+            real_folder = Path(os.path.realpath(self.paths.export_dir))
+            write_pidfile(self.paths.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
         except StorageError as exc:
             self._terminate(process)
             return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
@@ -203,9 +223,11 @@ class DataExportService:
             return self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> Outcome:
-        current = inspect_service(self.paths.pidfile)
+        current = self._inspect()
         if current.state == "stopped":
             return Outcome(lines=["not running"])
+        if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
+            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; pidfile kept"])
         if current.state != "running" or current.pid is None:
             remove_pidfile(self.paths.pidfile)
             self.log.event(f"{current.describe()}; removed")
@@ -219,6 +241,7 @@ class DataExportService:
         return self._signal_and_wait(current.pid, timeout)
 
     def _signal_and_wait(self, pid: int, timeout: float) -> Outcome:
+        ticks = process_start_ticks(pid)
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -229,14 +252,14 @@ class DataExportService:
             ) from exc
         self.log.event(f"sent SIGTERM to scheduler PID {pid}")
         outcome = Outcome()
-        if self._wait_gone(pid, timeout):
+        if self._wait_gone(pid, ticks, timeout):
             outcome.lines.append(f"stopped (PID {pid})")
         else:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            if not self._wait_gone(pid, KILL_WAIT_SECONDS):
+            if not self._wait_gone(pid, ticks, KILL_WAIT_SECONDS):
                 return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
             self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
             outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
@@ -246,10 +269,10 @@ class DataExportService:
         return outcome
 
     @staticmethod
-    def _wait_gone(pid: int, timeout: float) -> bool:
+    def _wait_gone(pid: int, ticks: int | None, timeout: float) -> bool:
         """Gone, or the PID already belongs to something else (then ours is gone too)."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while is_manager_process(pid):
+        while is_manager_process(pid) and (ticks is None or process_start_ticks(pid) == ticks):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(POLL_SECONDS)
@@ -265,16 +288,22 @@ class DataExportService:
             return outcome.extend(self._start_locked(wait_seconds))
 
     def status(self, now: float | None = None) -> Outcome:
-        current = inspect_service(self.paths.pidfile)
+        current = self._inspect()
         now = time.time() if now is None else now
         if current.state == "running":
             uptime = "unknown" if current.started_at is None else format_duration(now - current.started_at)
             lines = [f"running (PID {current.pid}, up {uptime})"]
             code = EXIT_OK
+        elif current.state == "unverified":
+            lines, code = [current.describe()], EXIT_UNKNOWN
         elif current.state == "stopped":
             lines, code = ["stopped"], EXIT_NOT_RUNNING
         else:
             lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
+        if current.state != "running":
+            by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+            if by_hand is not None:
+                lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
         lines += [f"  pidfile: {self.paths.pidfile}", f"  log: {self.paths.log}"]
         lines += summarize_status_report(ExportFolder(self.paths.export_dir).status_report)
         return Outcome(code, lines)

@@ -13,6 +13,7 @@ from pathlib import Path
 from common.clock import to_iso, utc_now
 from common.logfiles import LOG_BACKUPS, MAX_LOG_BYTES, open_log_append
 from common.reading import iter_chunks, open_regular
+from common.text import printable
 
 LOG_TAIL_LINES = 12
 _TAIL_BYTES = 16384  # enough for the last lines of a traceback without reading a large log
@@ -29,7 +30,9 @@ class ServiceLog:
         except OSError:
             return
         try:
-            os.write(fd, f"{to_iso(utc_now())} INFO data_export_service: {message}\n".encode())
+            # One event, one line: a foreign value in the message cannot forge a second one.
+            line = printable(message, 2000)
+            os.write(fd, f"{to_iso(utc_now())} INFO data_export_service: {line}\n".encode())
         except OSError:
             pass
         finally:

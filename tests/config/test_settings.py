@@ -94,3 +94,68 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.workers = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("variable", "limit"),
+    [
+        ("EXPORT_PERIOD_HOURS", "0.0001 up to 8760"),
+        ("EXPORT_LOOKBACK_DAYS", "3650"),
+        ("DATA_RETENTION_DAYS", "36500"),
+        ("HTTP_TIMEOUT_SECONDS", "600"),
+        ("MAX_FILES_PER_SYMBOL", "100000"),
+    ],
+)
+@pytest.mark.parametrize("value", ["1e300", "1e309", "99999999999999999999999999"])
+def test_every_number_has_an_upper_bound_named_in_the_error(variable: str, limit: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({variable: value}, env_file=None)
+    message = str(caught.value)
+    assert variable in message and repr(value) in message and limit in message and "\n" not in message
+
+
+def test_the_largest_accepted_values_are_accepted() -> None:
+    settings = load_settings(
+        {
+            "EXPORT_PERIOD_HOURS": "8760",
+            "EXPORT_LOOKBACK_DAYS": "3650",
+            "DATA_RETENTION_DAYS": "36500",
+            "HTTP_TIMEOUT_SECONDS": "600",
+            "MAX_FILES_PER_SYMBOL": "100000",
+        },
+        env_file=None,
+    )
+    assert settings.export_period_hours == 8760 and settings.max_files_per_symbol == 100000
+
+
+@pytest.mark.parametrize(
+    "folder", ["/", "/etc", "/etc/", "/usr", "/usr/local", "/var", "/var/lib", "/tmp", "/root", "/home", "/proc/1"]
+)
+def test_system_folders_are_refused_as_the_export_folder(folder: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"EXPORT_DIR": folder}, env_file=None)
+    message = str(caught.value)
+    assert message.startswith(f"EXPORT_DIR={folder!r} is not valid:") and "\n" not in message
+
+
+def test_the_home_folder_itself_is_refused_but_a_folder_inside_it_is_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for home in (str(tmp_path), "~", str(tmp_path / "link" / "..")):
+        with pytest.raises(SettingsError, match="home folder"):
+            load_settings({"EXPORT_DIR": home}, env_file=None)
+    assert load_settings({"EXPORT_DIR": "~/exports"}, env_file=None).export_dir == tmp_path / "exports"
+    assert load_settings({"EXPORT_DIR": "/var/lib/crypto"}, env_file=None).export_dir == Path("/var/lib/crypto")
+
+
+def test_a_link_to_a_system_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "exports").symlink_to("/etc")
+    with pytest.raises(SettingsError, match="/etc is a system folder"):
+        load_settings({"EXPORT_DIR": str(tmp_path / "exports")}, env_file=None)
+
+
+def test_the_period_has_a_floor_against_a_busy_loop() -> None:
+    with pytest.raises(SettingsError, match="from 0.0001"):
+        load_settings({"EXPORT_PERIOD_HOURS": "1e-300"}, env_file=None)
+    assert load_settings({"EXPORT_PERIOD_HOURS": "0.0002"}, env_file=None).export_period_hours == 0.0002

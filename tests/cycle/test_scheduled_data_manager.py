@@ -156,7 +156,10 @@ def test_bad_setting_exits_2_with_one_line(sandbox, tmp_path: Path) -> None:
     env = cli_env(sandbox.base_url, tmp_path / "exports", EXPORT_PERIOD_HOURS="soon")
     result = run_cli("scheduled_data_manager.py", "--manual", env=env, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: EXPORT_PERIOD_HOURS='soon' is not valid: expected a positive number"
+    assert result.stderr.strip() == (
+        "error: EXPORT_PERIOD_HOURS='soon' is not valid: "
+        "expected a positive number from 0.0001 up to 8760 (hours, one year)"
+    )
 
 
 def test_dry_run_changes_nothing(sandbox, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def service_env(tmp_path, sandbox):
     yield env
     # Whatever happened, no scheduler of this test survives it.
     try:
-        text = (folder / PIDFILE).read_text().strip()
+        text = (folder / PIDFILE).read_text().split("\n", 1)[0].strip()  # line 1: the PID
     except OSError:
         return
     if text.isdigit() and is_manager_process(int(text)) and f"EXPORT_DIR={folder}" in _environ_of(int(text)):
@@ -86,7 +86,7 @@ def test_stale_pidfile_is_replaced_by_start_and_stop_stops_only_ours(service_env
         handle.write(f"{bystander.pid}\n")
     start = run_service(service_env, "start", "--wait", "0.3")
     assert start.returncode == 0, start.stdout + start.stderr
-    ours = int(open(pidfile).read())
+    ours = int(open(pidfile).readline())
     assert ours != bystander.pid and is_manager_process(ours)
     wait_for(lambda: os.path.exists(os.path.join(folder, "status_report.json")), 10, "the first cycle")
 

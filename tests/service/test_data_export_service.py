@@ -75,7 +75,7 @@ class Service:
 
     def pid(self) -> int | None:
         try:
-            return int(self.pidfile.read_text().strip())
+            return int(self.pidfile.read_text().split("\n", 1)[0])  # line 1: the PID
         except (OSError, ValueError):
             return None
 
@@ -125,7 +125,10 @@ def test_start_status_refuse_second_start_and_stop_cleanly(service: Service) -> 
     pid = service.pid()
     assert pid is not None and is_manager_process(pid)
     assert f"PID {pid}" in started.stdout
-    assert service.pidfile.read_text() == f"{pid}\n"
+    record = service.pidfile.read_text().splitlines()
+    assert record[0] == str(pid)  # line 1 stays the bare PID, for scripts
+    assert record[1] == f"export_dir={json.dumps(os.path.realpath(service.export_dir))}"
+    assert record[2].startswith("start_ticks=") and int(record[2].split("=")[1]) > 0
 
     status = service.run("status")
     assert status.returncode == 0
