@@ -18,6 +18,7 @@ from common.atomic_io import atomic_write_json
 from common.clock import from_iso, ms_to_iso, to_iso, utc_now
 from config.settings import Settings
 from cycle.run_state import RunState
+from store.exports import latest_per_symbol
 from store.layout import STATUS_NAME, parse_export_name
 from store.validation import FileValidation
 
@@ -32,19 +33,6 @@ def _number(value: float) -> int | float:
 
 def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
-
-
-def latest_per_symbol(validations: Sequence[FileValidation], interval: str) -> dict[str, FileValidation]:
-    """The newest file (by the time in its name) of each symbol, valid or not."""
-    latest: dict[str, tuple[datetime, FileValidation]] = {}
-    for result in validations:
-        parsed = parse_export_name(Path(result.path).name)
-        if parsed is None or parsed[1] != interval:
-            continue
-        symbol, _, created = parsed
-        if symbol not in latest or created >= latest[symbol][0]:
-            latest[symbol] = (created, result)
-    return {symbol: entry[1] for symbol, entry in latest.items()}
 
 
 def symbol_entry(symbol: str, result: FileValidation | None, state: RunState, now: datetime) -> dict[str, Any]:
