@@ -52,6 +52,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxExchange",
     "SandboxStats",
+    "BAD_CANDLE_KINDS",
     "align_open_ms",
     "generate_candle",
     "interval_ms",
@@ -169,6 +170,8 @@ class SandboxConfig:
     delisted: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     listing_ms: int = 1483228800000  # 2017-01-01 00:00 UTC
+    # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
+    bad_candles: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,24 @@ def generate_candle(symbol: str, interval: str, open_ms: int) -> list[Any]:
 # --------------------------------------------------------------------------
 # Candle selection (the klines query semantics)
 # --------------------------------------------------------------------------
+
+
+# How ``SandboxConfig.bad_candles`` spoils a candle: each breaks one rule of a valid export.
+BAD_CANDLE_KINDS: tuple[str, ...] = ("high_below_low", "nan", "off_grid")
+
+
+def spoil_candle(row: list[Any], kind: str) -> list[Any]:
+    """A copy of a kline row with one fault of ``kind``."""
+    row = list(row)
+    if kind == "high_below_low":
+        row[2], row[3] = row[3], row[2]
+    elif kind == "nan":
+        row[4] = "NaN"
+    elif kind == "off_grid":  # a second early: before the grid, yet still inside any window asked for
+        row[0], row[6] = row[0] - _SECOND, row[6] - _SECOND
+    else:
+        raise ValueError(f"unknown bad candle kind {kind!r}; one of {', '.join(BAD_CANDLE_KINDS)}")
+    return row
 
 
 def _gap_containing(gaps: list[tuple[int, int]], open_ms: int) -> tuple[int, int] | None:
@@ -768,7 +789,10 @@ class SandboxExchange:
             limit=limit,
             gaps=list(cfg.gaps.get(symbol, ())),
         )
-        return [generate_candle(symbol, interval, t) for t in opens]
+        rows = [generate_candle(symbol, interval, t) for t in opens]
+        if rows and symbol in cfg.bad_candles:
+            rows[-1] = spoil_candle(rows[-1], cfg.bad_candles[symbol])
+        return rows
 
 
 def _parse_long(params: dict[str, str], name: str) -> int | None:

@@ -63,9 +63,9 @@ class StopCheck:
     written on the way out then still judges every file.
     """
 
-    def __init__(self, event: threading.Event | None, grace: float = STOP_GRACE_SECONDS) -> None:
+    def __init__(self, event: threading.Event | None, grace: float | None = None) -> None:
         self._event = event
-        self._grace = grace
+        self._grace = STOP_GRACE_SECONDS if grace is None else grace
         self._since: float | None = None
 
     def __call__(self) -> bool:
