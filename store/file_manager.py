@@ -265,7 +265,7 @@ class FileManager:
         only skipped) so that the incremental export never builds on a
         corrupt file, and each quarantine is added to ``record``. A large
         file is validated as it streams; at most two candle frames are held.
-        Raises ScanStopped once ``stop_event`` is set.
+        Raises ScanStopped soon after ``stop_event`` is set (``StopCheck``).
         """
         best: ReusableExport | None = None
         should_stop = StopCheck(self.stop_event)
@@ -417,10 +417,7 @@ class FileManager:
         """The folder as the real run would have left it by now: minus what earlier
         steps of this dry run would have removed, plus what they (and ``known``) would have written."""
         planned = {f: v for f, v in self._planned.items() if symbols is None or f.symbol in symbols}
-        for path, verdict in known.items():
-            parsed = parse_export_name(Path(path).name)
-            if parsed is not None:
-                planned[ExportFile(Path(path), *parsed, 0)] = verdict
+        planned.update(_as_export_files(known))
         return folder.without(self._planned_gone).with_planned(planned)
 
     def forget_plan(self) -> None:
@@ -434,10 +431,7 @@ class FileManager:
         if symbols is None:  # the full pass ends a dry run: the next one starts from the disk again
             self.forget_plan()
             return
-        for path, verdict in known.items():
-            parsed = parse_export_name(Path(path).name)
-            if parsed is not None:
-                self._planned[ExportFile(Path(path), *parsed, 0)] = verdict
+        self._planned.update(_as_export_files(known))
         self._planned_gone.update(result.removed)
         self._planned_gone.update(path for path, _ in result.quarantined)
 
@@ -546,3 +540,13 @@ class FileManager:
             "total_size_mb": round(total / _MB, 2),
             "total_size_gb": round(total / (_MB * 1024), 2),
         }
+
+
+def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:
+    """Files a dry run would write, as a scan would list them (they have no size yet)."""
+    found: dict[ExportFile, FileValidation] = {}
+    for path, verdict in files.items():
+        parsed = parse_export_name(Path(path).name)
+        if parsed is not None:
+            found[ExportFile(Path(path), *parsed, 0)] = verdict
+    return found

@@ -101,7 +101,7 @@ def merge_cleanups(results: Iterable[CleanupResult | None], *, dry_run: bool) ->
     The per-symbol prunes right after each write and the cleanup pass after
     the export are one run's cleanup, and a summary that left out the prunes
     would say "removed 0" although every cycle replaces every file. ``kept``
-    is what the last of them kept (minus what a later one removed);
+    is every file one of them kept and none removed or quarantined;
     ``remaining`` is the last one's.
     """
     merged = CleanupResult(dry_run=dry_run)
