@@ -146,9 +146,11 @@ class FileManager:
         self._configured = frozenset(self.symbols)
         # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
         self.stop_event = stop_event or threading.Event()
-        # One dry run's plan: files it would have written, files it would have removed or quarantined.
+        # One dry run's plan: files it would have written, files it would have removed or quarantined
+        # (the export job's threads add to it concurrently, hence the lock).
         self._planned: dict[ExportFile, FileValidation] = {}
         self._planned_gone: set[Path] = set()
+        self._plan_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -416,14 +418,17 @@ class FileManager:
     ) -> FolderScan:
         """The folder as the real run would have left it by now: minus what earlier
         steps of this dry run would have removed, plus what they (and ``known``) would have written."""
-        planned = {f: v for f, v in self._planned.items() if symbols is None or f.symbol in symbols}
+        with self._plan_lock:
+            planned = {f: v for f, v in self._planned.items() if symbols is None or f.symbol in symbols}
+            gone = set(self._planned_gone)
         planned.update(_as_export_files(known))
-        return folder.without(self._planned_gone).with_planned(planned)
+        return folder.without(gone).with_planned(planned)
 
     def forget_plan(self) -> None:
         """Start a dry run from the folder as it is on disk."""
-        self._planned.clear()
-        self._planned_gone.clear()
+        with self._plan_lock:
+            self._planned.clear()
+            self._planned_gone.clear()
 
     def _remember_plan(
         self, result: CleanupResult, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
@@ -431,9 +436,10 @@ class FileManager:
         if symbols is None:  # the full pass ends a dry run: the next one starts from the disk again
             self.forget_plan()
             return
-        self._planned.update(_as_export_files(known))
-        self._planned_gone.update(result.removed)
-        self._planned_gone.update(path for path, _ in result.quarantined)
+        with self._plan_lock:
+            self._planned.update(_as_export_files(known))
+            self._planned_gone.update(result.removed)
+            self._planned_gone.update(path for path, _ in result.quarantined)
 
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.

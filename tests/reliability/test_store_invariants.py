@@ -335,15 +335,15 @@ def test_every_removal_is_counted_and_a_dry_run_lists_exactly_what_the_run_does(
 
 
 def test_sigterm_during_a_long_validation_ends_the_run_within_seconds(tmp_path, sandbox_factory, start_manager):
-    """Ten 1 GB junk files (sparse: no disk is written) take about half a minute to
-    validate; a stop request ends the run after the file being read, and the
+    """Twenty 1 GB junk files (sparse: no disk is written) take half a minute or more to
+    validate; a stop request ends the run within its grace of seconds, and the
     files it did not reach stay exactly as they were."""
     t = pinned_now()
     exchange = sandbox_factory(now_ms=t)
     folder = tmp_path / "exports"
     folder.mkdir()
     junk = []
-    for day in range(1, 11):
+    for day in range(1, 21):
         path = folder / export_file_name("BTCUSDT", "1h", from_ms(t - day * DAY_MS))
         with open(path, "wb") as handle:
             handle.truncate(1 << 30)
@@ -357,7 +357,7 @@ def test_sigterm_during_a_long_validation_ends_the_run_within_seconds(tmp_path, 
     assert code == 0, out + err
     assert "stopped on request" in out
     moved = quarantined(folder)
-    assert 1 <= len(moved) <= 4, f"the run did not stop: {len(moved)} of {len(junk)} files judged"
+    assert 1 <= len(moved) <= len(junk) // 2, f"the run did not stop: {len(moved)} of {len(junk)} files judged"
     left = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in junk if p.exists()}
     assert len(left) + len(moved) == len(junk)
     assert all(untouched[name] == info for name, info in left.items()), "a file not judged was changed"
