@@ -4,7 +4,10 @@ The recipe is the classic one: write a temp file in the same folder (so the
 rename stays on one file system), flush and fsync it, ``os.replace`` it over
 the target, then fsync the folder so the rename itself survives a power cut.
 Any error removes the temp file. Temp names follow ``TEMP_NAME_PATTERN`` so
-that cleanup can recognise (and only remove) leftovers of a killed process.
+that cleanup can recognise (and only remove) leftovers of a killed process:
+the final name, the writer's PID, a random token and a fixed tag
+(``.{final}.{pid}.{8 hex}.cdx.tmp``), so that a look-alike made by another
+program (``.x.123.deadbeef.tmp``) is never taken for one of ours.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from typing import IO, Any
 
 from common.errors import StorageError
 
-TEMP_NAME_PATTERN = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{8})\.tmp$")
+TEMP_TAG = "cdx"  # marks our temp files; the one regex below is all that recognises them
+TEMP_NAME_PATTERN = re.compile(rf"^\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{{8}})\.{TEMP_TAG}\.tmp$")
 FILE_MODE = 0o640
 
 
 def temp_path_for(target: Path) -> Path:
     """A unique hidden temp name next to ``target``."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{TEMP_TAG}.tmp")
 
 
 def is_temp_name(name: str) -> bool:
@@ -55,6 +59,14 @@ def _describe(exc: OSError, path: Path) -> str:
 @contextmanager
 def atomic_output(target: Path) -> Iterator[IO[str]]:
     """Yield a file object; on a clean exit its content replaces ``target`` atomically."""
+    with atomic_output_at(target) as (handle, _temp):
+        yield handle
+
+
+@contextmanager
+def atomic_output_at(target: Path) -> Iterator[tuple[IO[str], Path]]:
+    """``atomic_output`` that also yields the temp file's path, for a writer that
+    reads back what it wrote (e.g. to name a bad row) before it is published."""
     target = Path(target)
     temp = temp_path_for(target)
     try:
@@ -63,7 +75,7 @@ def atomic_output(target: Path) -> Iterator[IO[str]]:
         raise StorageError(_describe(exc, target)) from exc
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            yield handle
+            yield handle, temp
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)

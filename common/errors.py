@@ -77,6 +77,14 @@ class StorageError(ExportError):
     """A file or folder of the export store could not be read or written."""
 
 
+class InvalidDataError(ExportError):
+    """New candles break a rule of the file format; nothing was published under an export name."""
+
+
+class OlderDataError(InvalidDataError):
+    """New candles end before the newest candle already kept: the window would move backwards."""
+
+
 class RunLockedError(ExportError):
     """Another run holds the run lock (cron and the service overlapping)."""
 

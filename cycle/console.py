@@ -69,13 +69,15 @@ def print_cycle(cycle: CycleReport) -> None:
             _err(f"error: {outcome.symbol}: {outcome.error}")
         if exp.stopped:
             print("export: stopped on request; finished symbols are saved")
-    if cycle.cleanup is not None:
-        print_cleanup(cycle.cleanup, dry_run=cycle.dry_run)
+    changed = cycle.files_changed  # the cleanup pass and every per-symbol prune of the export
+    if changed is not None and (cycle.cleanup is not None or changed.changed or changed.errors):
+        print_cleanup(changed, dry_run=cycle.dry_run)
     if cycle.duplicates is not None and cycle.duplicates.groups:
         print_duplicates(cycle.duplicates)
     if cycle.status and not cycle.dry_run:
         health = cycle.status.get("health", {}).get("status")
-        print(f"status: {cycle.status['file_statistics']['total_files']} files, health {health}")
+        total = cycle.status["file_statistics"]["total_files"]
+        print(f"status: {total} files, health {health}, cycle {cycle.result}")
 
 
 def exit_code_of(action: Callable[[], int]) -> int:
@@ -94,7 +96,8 @@ def print_cleanup(cleanup: CleanupResult, *, dry_run: bool) -> None:
     print(f"cleanup: {cleanup.summary()}")
     verb = "would remove" if dry_run else "removed"
     for path in cleanup.removed:
-        print(f"  {verb} {path}")
+        reason = cleanup.reasons.get(path)
+        print(f"  {verb} {path}" + (f": {reason}" if reason else ""))
     for path, reason in cleanup.quarantined:
         print(f"  {'would quarantine' if dry_run else 'quarantined'} {path}: {reason}")
     for problem in cleanup.errors:

@@ -1,7 +1,9 @@
 """One export pass over many symbols: fetch on a bounded pool, write atomically.
 
 Every symbol is independent: one that fails (unknown, delisted, the
-exchange failing for it) is recorded with its reason and the others go on.
+exchange failing for it, candles that fail validation or would move the
+window backwards) is recorded with its reason and the others go on; its
+previous file is left exactly as it was.
 Only a 418 ban stops the pass, because every further request would extend
 the ban. The pool is small and shares one rate limiter (see
 ``exchange.limiter``), so latency is hidden without exceeding the budget.
@@ -14,16 +16,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
-from common.clock import ms_to_iso, utc_now
+from common.clock import ms_to_iso
 from common.errors import (
     ExchangeError,
     ExportError,
+    InvalidDataError,
     IPBannedError,
     NoDataError,
+    OlderDataError,
     StopRequested,
     StorageError,
     UnknownSymbolError,
@@ -31,9 +35,11 @@ from common.errors import (
 from config.settings import Settings
 from cycle.run_lock import RunLock
 from exchange.client import ExchangeClient
-from exchange.history import HistoricalDataExporter
-from store.file_manager import FileManager
-from store.layout import export_file_name
+from exchange.history import HistoricalDataExporter, SymbolExport
+from store.file_manager import FileManager, ReusableExport, require_forward
+from store.reports import CleanupResult, merge_cleanups
+from store.scan import ScanStopped
+from store.validation import FileValidation
 
 logger = logging.getLogger("export_historical_data")
 
@@ -52,9 +58,12 @@ class SymbolOutcome:
     error: str | None = None
     error_kind: str | None = None
     seconds: float = 0.0
+    # What this symbol's export removed or quarantined (its prune right after the write,
+    # invalid files met on the way); in a dry run, what it would.
+    cleanup: CleanupResult | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cleanup"}
 
 
 @dataclass
@@ -66,6 +75,7 @@ class ExportReport:
     stopped: bool = False
     server_time_ms: int | None = None
     seconds: float = 0.0
+    dry_run: bool = False
 
     @property
     def failed(self) -> list[SymbolOutcome]:
@@ -79,11 +89,19 @@ class ExportReport:
     def ok(self) -> bool:
         return not self.failed and self.banned_until is None
 
+    @property
+    def cleanup(self) -> CleanupResult:
+        """Everything the symbols' exports removed or quarantined, as one result."""
+        return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
+
 
 def error_kind(exc: BaseException) -> str:
     """A stable short name for the status report."""
     for kind, cls in (
         ("stopped", StopRequested),
+        ("stopped", ScanStopped),
+        ("older_data", OlderDataError),
+        ("invalid_data", InvalidDataError),
         ("banned", IPBannedError),
         ("unknown_symbol", UnknownSymbolError),
         ("no_data", NoDataError),
@@ -118,8 +136,10 @@ class ExportJob:
         self._limits_loaded = False
 
     def run(self, symbols: Sequence[str], *, dry_run: bool = False, lookback_days: float | None = None) -> ExportReport:
-        report = ExportReport()
+        report = ExportReport(dry_run=dry_run)
         started = time.monotonic()
+        if dry_run:
+            self.files.forget_plan()
         try:
             report.server_time_ms = self._prepare(symbols)
         except StopRequested as exc:
@@ -165,47 +185,44 @@ class ExportJob:
         started = time.monotonic()
         if self.stop_event.is_set():
             return SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
+        ledger = CleanupResult(dry_run=dry_run)  # files met on the way and quarantined
         try:
-            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback)
+            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger)
         except StopRequested as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", symbol, exc)
         except ExportError as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
-            log = logger.warning if isinstance(exc, (NoDataError, UnknownSymbolError)) else logger.error
+            quiet = (NoDataError, UnknownSymbolError, ScanStopped)
+            log = logger.warning if isinstance(exc, quiet) else logger.error
             log("%s: export failed: %s", symbol, exc)
         except Exception as exc:  # the per-symbol boundary: one bug must not stop the other symbols
             logger.exception("%s: unexpected error during export", symbol)
             outcome = SymbolOutcome(symbol, False, error=f"internal error: {exc!r}", error_kind="internal")
+        outcome.cleanup = merge_cleanups([ledger, outcome.cleanup], dry_run=dry_run)
         outcome.seconds = round(time.monotonic() - started, 3)
         return outcome
 
     def _fetch_and_write(
-        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None
+        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, ledger: CleanupResult
     ) -> SymbolOutcome:
-        previous = self.files.newest_valid_export(symbol, quarantine=not dry_run)
+        previous = self.files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
         export = self.exporter.plan(
-            symbol, previous[1] if previous else None, server_time_ms=server_ms, lookback_days=lookback
+            symbol, previous.candles if previous else None, server_time_ms=server_ms, lookback_days=lookback
         )
+        # An exchange whose clock is behind the newest candle kept could only send older
+        # data: refuse before asking it for anything (the write checks the data itself again).
+        require_forward(self.exporter.last_closed_open_ms(export.server_time_ms), previous)
         if dry_run:
-            name = export_file_name(symbol, self.settings.kline_interval, utc_now(), self.files.file_format)
-            logger.info(
-                "%s: dry run: would reuse %d candles, fetch from %s and write %s",
-                symbol,
-                export.reused_rows,
-                ms_to_iso(export.requested_from_ms),
-                name,
-            )
-            return SymbolOutcome(symbol, True, path=name, reused_rows=export.reused_rows)
-        path, rows = self.files.write_export(symbol, self.exporter.iter_chunks(export))
-        # The fresh file was just written from the validated previous file and
-        # the exchange's closed candles: retention need not read it back.
-        self.files.prune_symbol(symbol, known_valid=[path])
+            return self._plan_only(symbol, export, previous)
+        path, verdict = self.files.write_export(symbol, self.exporter.iter_chunks(export), replacing=previous)
+        # Only now, with the new file written, fsynced, valid and published, may older ones go.
+        pruned = self.files.prune_symbol(symbol, written={path: verdict})
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             symbol,
             path.name,
-            rows,
+            verdict.rows,
             export.reused_rows,
             export.fetched_rows,
             export.calls,
@@ -214,11 +231,29 @@ class ExportJob:
             symbol,
             True,
             path=str(path),
-            rows=rows,
+            rows=verdict.rows,
             reused_rows=export.reused_rows,
             fetched_rows=export.fetched_rows,
             calls=export.calls,
+            cleanup=pruned,
         )
+
+    def _plan_only(self, symbol: str, export: SymbolExport, previous: ReusableExport | None) -> SymbolOutcome:
+        """A dry run: the file the real run would write (assuming the exchange answers), and the
+        prune that would follow it, computed on the folder as it is; nothing is fetched or changed."""
+        path = self.files.export_path(symbol)
+        newest = self.exporter.last_closed_open_ms(export.server_time_ms)
+        planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
+        pruned = self.files.prune_symbol(symbol, dry_run=True, written={path: planned})
+        logger.info(
+            "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
+            symbol,
+            export.reused_rows,
+            f" of {previous.file.name}" if previous else "",
+            ms_to_iso(export.requested_from_ms),
+            path.name,
+        )
+        return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
 
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         for symbol in symbols:
@@ -230,26 +265,13 @@ def backfill(
     *,
     on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
 ) -> ExportReport:
-    """The standalone backfill: the same pass over a long window, under the run lock."""
+    """The standalone backfill: the same pass over a long window, under the run lock.
+
+    Every file is validated as it is written (``FileManager.write_export``),
+    so a bad answer fails its symbol and never sits in the folder as data.
+    """
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
         job = ExportJob(settings, files, client, on_symbol_done=on_symbol_done)
-        report = job.run(settings.symbols)
-        _check_written_files(files, report)
-        return report
-
-
-def _check_written_files(files: FileManager, report: ExportReport) -> None:
-    """A backfill has no cleanup pass after it: validate what it wrote (streamed) right away.
-
-    A file that fails is quarantined, as a cycle's cleanup would do, and its
-    symbol reported as failed, so a bad answer never sits in the folder as data.
-    """
-    for outcome in report.succeeded:
-        path = Path(outcome.path or "")
-        validation = files.validate_file(path)
-        if not validation.valid:
-            files.quarantine(path, validation.reason or "invalid")
-            outcome.ok, outcome.error_kind = False, "invalid_data"
-            outcome.error = f"the exchange's data failed validation ({validation.reason}); file quarantined"
+        return job.run(settings.symbols)

@@ -59,11 +59,14 @@ class ScheduledDataManager:
         self.data_retention_days = settings.data_retention_days
         self.export_dir = settings.export_dir
         self.symbols = tuple(symbols) if symbols else settings.symbols
-        # Protection in cleanup covers every configured symbol, not only this run's.
-        self.files = FileManager.from_settings(
-            settings, protected_symbols=self.symbols, logger=logging.getLogger("file_manager")
-        )
         self.stop_event = stop_event or threading.Event()
+        # Protection in cleanup covers every configured symbol, not only this run's; its scans stop on the event.
+        self.files = FileManager.from_settings(
+            settings,
+            protected_symbols=self.symbols,
+            logger=logging.getLogger("file_manager"),
+            stop_event=self.stop_event,
+        )
         self._client = client
         self._job: ExportJob | None = None
 
@@ -158,9 +161,7 @@ class ScheduledDataManager:
         if exp.succeeded:
             state.export_count += 1
             state.last_successful_cycle = to_iso(now)
-        state.last_cycle_result = (
-            "stopped" if exp.stopped else ("ok" if exp.ok else "partial" if exp.succeeded else "failed")
-        )
+        state.last_cycle_result = report.result  # "ok" only if nothing failed and nothing was quarantined
 
     @staticmethod
     def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
@@ -236,7 +237,8 @@ class ScheduledDataManager:
         """The scheduled job: a failure is logged and the loop lives on."""
         try:
             report = self.run_cycle()
-            cleanup = report.cleanup.summary() if report.cleanup is not None else "not run"
+            changed = report.files_changed  # the prunes after each write count too
+            cleanup = changed.summary() if changed is not None else "not run"
             logger.info("cycle finished with exit code %d; cleanup: %s", report.exit_code, cleanup)
         except RunLockedError as exc:
             logger.warning("cycle skipped: %s", exc)

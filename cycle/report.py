@@ -6,14 +6,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cycle.export_job import ExportReport
-from store.reports import CleanupResult, DuplicateReport
+from store.reports import CleanupResult, DuplicateReport, merge_cleanups
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
 
 @dataclass
 class CycleReport:
-    """Everything one run did, for the CLI summary and the tests."""
+    """Everything one run did, for the CLI summary and the tests.
+
+    ``cleanup`` is the cleanup pass after the export; ``files_changed`` adds
+    what the export itself removed (each symbol's prune right after its
+    write) and quarantined (invalid files met on the way): the run's whole
+    effect on the folder, which is what summaries count.
+    """
 
     export: ExportReport | None = None
     cleanup: CleanupResult | None = None
@@ -23,6 +29,36 @@ class CycleReport:
     dry_run: bool = False
 
     @property
+    def files_changed(self) -> CleanupResult | None:
+        """Every removal and quarantine of the run (or, in a dry run, that it would do)."""
+        parts = [self.export.cleanup if self.export is not None else None, self.cleanup]
+        if all(part is None for part in parts):
+            return None
+        return merge_cleanups(parts, dry_run=self.dry_run)
+
+    @property
+    def result(self) -> str:
+        """One word for the run: ``ok`` only if every symbol was exported and nothing was quarantined.
+
+        ``partial``: some symbols failed; ``failed``: all did (or the export
+        was skipped); ``quarantined``: every symbol exported but files were
+        found invalid and moved aside; ``stopped``: a stop request ended it.
+        """
+        if self.skipped_reason is not None:
+            return "skipped"
+        exp = self.export
+        if exp is not None and exp.stopped:
+            return "stopped"
+        if exp is not None and (exp.failed or exp.banned_until is not None):
+            return "partial" if exp.succeeded else "failed"
+        changed = self.files_changed
+        if changed is not None and changed.errors:
+            return "partial"
+        if changed is not None and changed.quarantined:
+            return "quarantined"
+        return "ok"
+
+    @property
     def exit_code(self) -> int:
         if self.export is not None and not self.export.ok and not self.export.stopped:
             return EXIT_FAILED
@@ -30,6 +66,7 @@ class CycleReport:
             return EXIT_FAILED
         if self.skipped_reason is not None:
             return EXIT_FAILED
-        if self.cleanup is not None and self.cleanup.errors:
+        changed = self.files_changed
+        if changed is not None and changed.errors:
             return EXIT_FAILED  # e.g. a corrupt file that could not be quarantined is still there
         return EXIT_OK

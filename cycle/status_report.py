@@ -32,6 +32,7 @@ from common.text import printable
 from config.intervals import next_open_ms
 from config.settings import Settings
 from cycle.run_state import RunState
+from store.exports import latest_per_symbol
 from store.layout import STATUS_NAME, parse_export_name
 from store.validation import FileValidation
 
@@ -51,27 +52,6 @@ def _number(value: float) -> int | float:
 
 def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
-
-
-def _newness(result: FileValidation, created: datetime) -> tuple[bool, int, datetime]:
-    """Order by content: a valid file beats an invalid one, then the newest last candle wins;
-    the time in the name only breaks ties (and orders files without candles)."""
-    last = result.last_open_ms if result.valid and result.last_open_ms is not None else -1
-    return result.valid, last, created
-
-
-def latest_per_symbol(validations: Sequence[FileValidation], interval: str) -> dict[str, FileValidation]:
-    """The newest file of each symbol: the valid one with the newest candle, else the newest invalid one."""
-    latest: dict[str, tuple[tuple[bool, int, datetime], FileValidation]] = {}
-    for result in validations:
-        parsed = parse_export_name(Path(result.path).name)
-        if parsed is None or parsed[1] != interval:
-            continue
-        symbol, _, created = parsed
-        rank = _newness(result, created)
-        if symbol not in latest or rank >= latest[symbol][0]:
-            latest[symbol] = (rank, result)
-    return {symbol: entry[1] for symbol, entry in latest.items()}
 
 
 def freshness_limit_seconds(settings: Settings, last_open_ms: int) -> float:

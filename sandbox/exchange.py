@@ -54,6 +54,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxExchange",
     "SandboxStats",
+    "BAD_CANDLE_KINDS",
     "align_open_ms",
     "generate_candle",
     "interval_ms",
@@ -184,6 +185,8 @@ class SandboxConfig:
     row_step_ms: int = 0  # klines: rows this many ms apart (off the interval grid)
     fail_msg: str | None = None  # the msg of fail_every_n answers
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to (or replacing) every answer's headers
+    # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
+    bad_candles: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -362,6 +365,24 @@ def generate_candle(symbol: str, interval: str, open_ms: int) -> list[Any]:
 # --------------------------------------------------------------------------
 # Candle selection (the klines query semantics)
 # --------------------------------------------------------------------------
+
+
+# How ``SandboxConfig.bad_candles`` spoils a candle: each breaks one rule of a valid export.
+BAD_CANDLE_KINDS: tuple[str, ...] = ("high_below_low", "nan", "off_grid")
+
+
+def spoil_candle(row: list[Any], kind: str) -> list[Any]:
+    """A copy of a kline row with one fault of ``kind``."""
+    row = list(row)
+    if kind == "high_below_low":
+        row[2], row[3] = row[3], row[2]
+    elif kind == "nan":
+        row[4] = "NaN"
+    elif kind == "off_grid":  # a second early: before the grid, yet still inside any window asked for
+        row[0], row[6] = row[0] - _SECOND, row[6] - _SECOND
+    else:
+        raise ValueError(f"unknown bad candle kind {kind!r}; one of {', '.join(BAD_CANDLE_KINDS)}")
+    return row
 
 
 def _gap_containing(gaps: list[tuple[int, int]], open_ms: int) -> tuple[int, int] | None:
@@ -823,7 +844,10 @@ class SandboxExchange:
             first = opens[0] if start is None else start
             last = end if end is not None else opens[-1]
             opens = [t for t in range(first, first + limit * cfg.row_step_ms, cfg.row_step_ms) if t <= last]
-        return [generate_candle(symbol, interval, t) for t in opens]
+        rows = [generate_candle(symbol, interval, t) for t in opens]
+        if rows and symbol in cfg.bad_candles:
+            rows[-1] = spoil_candle(rows[-1], cfg.bad_candles[symbol])
+        return rows
 
 
 def _parse_long(params: dict[str, str], name: str) -> int | None:

@@ -1,9 +1,15 @@
-"""The export files of a folder: listing them (one directory pass) and ordering them."""
+"""The export files of a folder: listing them (one directory pass) and ordering them.
+
+"Newest" always means the file whose newest candle is newest, read from its
+content (the validation verdict's ``last_open_ms``), never the stamp in its
+name or its mtime: a file written while the host clock was ahead must not
+outrank every later export.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +17,10 @@ from pathlib import Path
 from common.errors import StorageError
 from store.formats import FileFormat, format_for_name
 from store.layout import export_name_prefix, parse_export_name
+from store.validation import FileValidation
+
+# Where a file without a known newest candle (invalid, unread) sorts: before every real one.
+NO_CANDLE_MS = -(2**63)
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,43 @@ class ExportFile:
         return found
 
 
-def newest_first(files: Iterable[ExportFile]) -> list[ExportFile]:
-    """By name stamp, newest first (ties broken by name, so the order is stable)."""
-    return sorted(files, key=lambda f: (f.created, f.name), reverse=True)
+def newest_candle_ms(validation: FileValidation | None) -> int:
+    """Open time of a valid file's newest candle; ``NO_CANDLE_MS`` for anything else."""
+    if validation is None or not validation.valid or validation.last_open_ms is None:
+        return NO_CANDLE_MS
+    return validation.last_open_ms
+
+
+def content_key(f: ExportFile, validation: FileValidation | None, fresh: bool = False) -> tuple[int, bool, str]:
+    """The content order: the newest candle inside; ties go to a file just written
+    (``fresh``: a twin with a future name stamp must not make each new export
+    delete itself), then to the greater name (a stable order)."""
+    return newest_candle_ms(validation), fresh, f.name
+
+
+def newest_first(
+    files: Iterable[ExportFile], validations: Mapping[Path, FileValidation], fresh: Collection[Path] = ()
+) -> list[ExportFile]:
+    """Newest content first (``content_key``)."""
+    return sorted(files, key=lambda f: content_key(f, validations.get(f.path), f.path in fresh), reverse=True)
+
+
+def latest_per_symbol(validations: Iterable[FileValidation], interval: str) -> dict[str, FileValidation]:
+    """Per symbol (files of ``interval``), the verdict on its newest file by content.
+
+    A symbol with no valid file gets its invalid file with the greatest name,
+    so that a report shows what is wrong rather than nothing.
+    """
+    latest: dict[str, tuple[tuple[int, str], FileValidation]] = {}
+    for verdict in validations:
+        name = Path(verdict.path).name
+        parsed = parse_export_name(name)
+        if parsed is None or parsed[1] != interval:
+            continue
+        key = (newest_candle_ms(verdict), name)
+        if parsed[0] not in latest or key > latest[parsed[0]][0]:
+            latest[parsed[0]] = (key, verdict)
+    return {symbol: entry[1] for symbol, entry in latest.items()}
 
 
 def scan_exports(folder: Path, *, symbol: str | None = None, interval: str | None = None) -> list[ExportFile]:

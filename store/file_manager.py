@@ -4,15 +4,25 @@ It runs unattended and deletes files, so it is built to be impossible to turn
 against the data it protects:
 
 * only regular files directly in the folder whose names match
-  ``EXPORT_NAME_PATTERN`` (or ``TEMP_NAME_PATTERN`` for crash leftovers) are
-  ever candidates; symlinks are never followed, subfolders never entered;
+  ``EXPORT_NAME_PATTERN`` (or ``our_temp_name`` for crash leftovers of a
+  writer that is gone) are ever candidates; symlinks are never followed,
+  subfolders never entered;
+* new candles are judged by the format's own checker as they are written and
+  published only if valid and not older than the newest candle kept
+  (``write_export``): bad data from the exchange never replaces good data;
+* "newest" is by content (the newest candle inside), never a name stamp;
 * the newest valid file of a configured symbol is never removed, however old
   (the symbol is reported as stale instead: an exchange outage must not
   empty the folder);
 * a corrupt file is moved to ``quarantine/``, never deleted, so a bug in
   validation costs disk space, not data;
 * every unlink re-checks with ``lstat`` that the name is still a regular file;
-* ``dry_run`` computes the same plan and changes nothing on disk.
+* ``dry_run`` computes the same plan and changes nothing on disk; within one
+  dry run the manager remembers what it would have written and removed, so
+  that a later step of the same dry run sees the folder as the real run
+  would leave it (and lists exactly the removals the real run would do);
+* a scan stops between files (and between chunks of a large file) soon after
+  ``stop_event`` is set (``StopCheck``); files it did not reach are left as they are.
 
 The parts live beside it: ``folder_scan`` lists and reads the folder once
 (validation and hashes from one read), ``retention`` decides what goes and
@@ -25,25 +35,35 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection, Iterable, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from common.atomic_io import TEMP_NAME_PATTERN
-from common.clock import as_utc, utc_now
-from common.errors import StorageError
+from common.clock import as_utc, ms_to_iso, utc_now
+from common.errors import InvalidDataError, OlderDataError, StorageError
 from config.intervals import is_valid_interval
 from config.symbols_config import unique_in_order
-from store.exports import ExportFile, newest_first, scan_exports
+from store.exports import ExportFile, content_key, scan_exports
 from store.formats import DEFAULT_FORMAT, FileFormat
-from store.layout import EXPORT_NAME_PATTERN, QUARANTINE_DIR_NAME, ExportFolder, export_file_name, parse_export_name
+from store.layout import (
+    EXPORT_NAME_PATTERN,
+    QUARANTINE_DIR_NAME,
+    ExportFolder,
+    export_file_name,
+    our_temp_name,
+    parse_export_name,
+)
 from store.reports import CleanupResult, DuplicateReport
 from store.retention import CleanupPlan, RetentionRules, plan_cleanup
 from store.scan import (
     FolderScan,
+    ScanStopped,
+    StopCheck,
     TempFile,
     check_regular_file,
     scan_duplicates,
@@ -58,6 +78,35 @@ if TYPE_CHECKING:
 
 TEMP_MAX_AGE = timedelta(hours=1)
 _MB = 1024 * 1024
+
+
+@dataclass
+class ReusableExport:
+    """The newest valid file of a symbol (by content), read once: what an incremental export builds on."""
+
+    file: ExportFile
+    candles: pd.DataFrame
+    validation: FileValidation
+
+    @property
+    def newest_candle_ms(self) -> int:
+        assert self.validation.last_open_ms is not None, "a valid file has candles"
+        return self.validation.last_open_ms
+
+
+def require_forward(new_last_open_ms: int | None, kept: ReusableExport | None) -> None:
+    """The window only moves forward: refuse candles ending before the newest one kept.
+
+    An exchange whose clock or data is behind (a restore, a lagging mirror)
+    would otherwise replace good recent data with older data.
+    """
+    if kept is None or new_last_open_ms is None or new_last_open_ms >= kept.newest_candle_ms:
+        return
+    raise OlderDataError(
+        f"the exchange's newest candle opens at {ms_to_iso(new_last_open_ms)}, before the newest one kept "
+        f"({ms_to_iso(kept.newest_candle_ms)}, in {kept.file.name}): its clock or data is behind; "
+        "nothing was replaced, the next run asks again"
+    )
 
 
 # --- the manager ----------------------------------------------------------
@@ -76,6 +125,7 @@ class FileManager:
         logger: logging.Logger | None = None,
         now: Callable[[], datetime] = utc_now,
         file_format: FileFormat = DEFAULT_FORMAT,
+        stop_event: threading.Event | None = None,
     ) -> None:
         if not is_valid_interval(interval):
             raise ValueError(f"unknown interval {interval!r}")
@@ -94,10 +144,22 @@ class FileManager:
         self.logger = logger or logging.getLogger("file_manager")
         self._now = now
         self._configured = frozenset(self.symbols)
+        # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
+        self.stop_event = stop_event or threading.Event()
+        # One dry run's plan: files it would have written, files it would have removed or quarantined
+        # (the export job's threads add to it concurrently, hence the lock).
+        self._planned: dict[ExportFile, FileValidation] = {}
+        self._planned_gone: set[Path] = set()
+        self._plan_lock = threading.Lock()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, protected_symbols: Sequence[str] = (), logger: logging.Logger | None = None
+        cls,
+        settings: Settings,
+        *,
+        protected_symbols: Sequence[str] = (),
+        logger: logging.Logger | None = None,
+        stop_event: threading.Event | None = None,
     ) -> FileManager:
         """The manager of ``settings.export_dir``; ``protected_symbols`` adds symbols
         (e.g. a run's ``--symbols``) whose newest valid file retention must keep."""
@@ -109,6 +171,7 @@ class FileManager:
             settings.max_files_per_symbol,
             settings.data_retention_days,
             logger=logger,
+            stop_event=stop_event,
         )
 
     @property
@@ -133,25 +196,55 @@ class FileManager:
         if not os.access(self.export_dir, os.W_OK | os.X_OK):
             raise StorageError(f"export folder {self.export_dir} is not writable; check permissions and mounts")
 
-    def write_export(
-        self, symbol: str, chunks: pd.DataFrame | Iterable[pd.DataFrame], created: datetime | None = None
-    ) -> tuple[Path, int]:
-        """Write one export atomically under the one naming scheme; returns (path, rows)."""
+    def export_path(self, symbol: str, created: datetime | None = None) -> Path:
+        """Where a new export of ``symbol`` created now (or at ``created``) goes."""
         name = export_file_name(symbol, self.interval, as_utc(created or self.now()), self.file_format)
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
+        return self.export_dir / name
+
+    def write_export(
+        self,
+        symbol: str,
+        chunks: pd.DataFrame | Iterable[pd.DataFrame],
+        created: datetime | None = None,
+        *,
+        replacing: ReusableExport | None = None,
+    ) -> tuple[Path, FileValidation]:
+        """Write one export atomically under the one naming scheme; returns (path, verdict).
+
+        Validate before replace: the bytes are judged as they are written, by
+        the same checker that judges files on disk, and published only if
+        valid and (``replacing``: the newest valid file now kept) not older
+        than what is kept. Otherwise InvalidDataError (OlderDataError) is
+        raised, the temp file is gone, and nothing under an export name has
+        changed: no earlier file is touched and quarantine does not grow.
+        """
+        path = self.export_path(symbol, created)
         self.ensure_folder()
-        path = self.export_dir / name
-        rows = self.file_format.write(path, chunks)
-        self.logger.debug("wrote %s (%d rows)", name, rows)  # the export job logs the full line
-        return path, rows
+
+        def approve(verdict: FileValidation) -> None:
+            require_forward(verdict.last_open_ms, replacing)
+
+        try:
+            verdict = self.file_format.write(path, chunks, self.interval, approve=approve)
+        except OlderDataError:
+            raise
+        except InvalidDataError as exc:
+            kept = f"{replacing.file.name} is kept" if replacing is not None else "no file was replaced"
+            raise InvalidDataError(f"{exc}; {kept}, the next run asks again") from exc
+        self.logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
+        return path, verdict
 
     # --- scanning and validation -----------------------------------------
 
-    def scan(self, *, symbols: Collection[str] | None = None, known_valid: Collection[Path] = ()) -> FolderScan:
+    def scan(
+        self, *, symbols: Collection[str] | None = None, known: Mapping[Path, FileValidation] | None = None
+    ) -> FolderScan:
         """One directory pass and one read per file (optionally only some symbols,
-        whose names alone are then looked at; ``known_valid``: see ``scan_folder``)."""
-        return scan_folder(self.export_dir, symbols=symbols, logger=self.logger, known_valid=known_valid)
+        whose names alone are then looked at; ``known``: see ``scan_folder``);
+        cut short (files not reached: not checked) once ``stop_event`` is set."""
+        return scan_folder(self.export_dir, symbols=symbols, logger=self.logger, known=known, stop=self.stop_event)
 
     def validate_file(self, path: Path) -> FileValidation:
         """Validate one file against the interval in its name (ours if it has none), streamed."""
@@ -164,18 +257,25 @@ class FileManager:
         self._quarantine_invalid(folder, dry_run, None)
         return [folder.validations[f.path] for f in folder.files]
 
-    def newest_valid_export(self, symbol: str, *, quarantine: bool = True) -> tuple[ExportFile, pd.DataFrame] | None:
-        """The newest valid file of ``symbol`` as a candle frame, read once.
+    def newest_valid_export(
+        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None
+    ) -> ReusableExport | None:
+        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame.
 
-        Newer invalid files are quarantined (or only skipped) so that the
-        incremental export never builds on a corrupt file. Only this symbol's
-        names are looked at, and a large file is validated as it streams, so
-        only its candle frame is ever held whole.
+        Every file of the symbol (and interval) is judged, since the newest
+        content can hide behind any name; invalid ones are quarantined (or
+        only skipped) so that the incremental export never builds on a
+        corrupt file, and each quarantine is added to ``record``. A large
+        file is validated as it streams; at most two candle frames are held.
+        Raises ScanStopped soon after ``stop_event`` is set (``StopCheck``).
         """
-        mine = scan_exports(self.export_dir, symbol=symbol, interval=self.interval)
-        for f in newest_first(mine):
+        best: ReusableExport | None = None
+        should_stop = StopCheck(self.stop_event)
+        for f in scan_exports(self.export_dir, symbol=symbol, interval=self.interval):
+            if should_stop():
+                raise ScanStopped(f"stop requested before every file of {symbol} was checked")
             try:
-                checked = check_regular_file(f.path, self.interval, want_candles=True)
+                checked = check_regular_file(f.path, self.interval, want_candles=True, stop=should_stop)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -183,12 +283,14 @@ class FileManager:
                 continue
             validation, candles = checked.validation, checked.candles
             if validation.valid and candles is not None:
-                return f, candles
+                if best is None or content_key(f, validation) > content_key(best.file, best.validation):
+                    best = ReusableExport(f, candles, validation)
+                continue
             if quarantine:
-                self._try_quarantine(f.path, validation.reason or "invalid", False, None)
+                self._try_quarantine(f.path, validation.reason or "invalid", False, record)
             else:
                 self.logger.warning("skipping invalid %s: %s", f.name, validation.reason)
-        return None
+        return best
 
     # --- quarantine -------------------------------------------------------
 
@@ -226,6 +328,7 @@ class FileManager:
             return
         if result is not None:
             result.quarantined.append((path, reason))
+            result.reasons[path] = reason
 
     def _require_regular(self, path: Path) -> os.stat_result:
         try:
@@ -262,17 +365,25 @@ class FileManager:
     # --- cleanup ----------------------------------------------------------
 
     def cleanup(
-        self, *, dry_run: bool = False, symbols: Sequence[str] | None = None, known_valid: Collection[Path] = ()
+        self,
+        *,
+        dry_run: bool = False,
+        symbols: Sequence[str] | None = None,
+        known: Mapping[Path, FileValidation] | None = None,
     ) -> CleanupResult:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
 
+        ``known``: files just written and their verdicts (in a dry run: files
+        the real run would write, which exist only in the plan).
         ``result.remaining`` is the scan it made minus what it removed or
         quarantined (all of it in a dry run): the folder as the cleanup left
         it, with verdicts and the hashes of size-colliding files, so that a
         caller needs no second pass for reports.
         """
-        folder = self.scan(symbols=symbols, known_valid=known_valid)
-        result = CleanupResult(dry_run=dry_run)
+        known = dict(known or {})
+        on_disk = self.scan(symbols=symbols, known=None if dry_run else known)
+        folder = self._as_planned(on_disk, symbols, known) if dry_run else on_disk
+        result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
         self._quarantine_invalid(folder, dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
         plan = plan_cleanup(folder, self.retention_rules(), self.now())
@@ -280,7 +391,8 @@ class FileManager:
         result.stale_symbols = plan.stale_symbols
         self._carry_out(plan, folder.valid_files(), dry_run, result)
         if dry_run:
-            result.remaining = folder
+            self._remember_plan(result, symbols, known)
+            result.remaining = on_disk
         else:
             gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
             result.remaining = folder.without(gone)
@@ -288,13 +400,46 @@ class FileManager:
         self.logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
         return result
 
-    def prune_symbol(self, symbol: str, *, dry_run: bool = False, known_valid: Collection[Path] = ()) -> CleanupResult:
+    def prune_symbol(
+        self, symbol: str, *, dry_run: bool = False, written: Mapping[Path, FileValidation] | None = None
+    ) -> CleanupResult:
         """Retention for one symbol, cheap enough to run right after each write.
 
-        Only that symbol's names are looked at. ``known_valid``: files just
-        written from checked candles (``write_export``), not read back.
+        Only that symbol's names are looked at. ``written``: the file just
+        written and its verdict (``write_export``), not read back; in a dry
+        run, the file the real run would write (it counts as written).
         """
-        return self.cleanup(dry_run=dry_run, symbols=[symbol], known_valid=known_valid)
+        return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written)
+
+    # --- a dry run's plan --------------------------------------------------
+
+    def _as_planned(
+        self, folder: FolderScan, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
+    ) -> FolderScan:
+        """The folder as the real run would have left it by now: minus what earlier
+        steps of this dry run would have removed, plus what they (and ``known``) would have written."""
+        with self._plan_lock:
+            planned = {f: v for f, v in self._planned.items() if symbols is None or f.symbol in symbols}
+            gone = set(self._planned_gone)
+        planned.update(_as_export_files(known))
+        return folder.without(gone).with_planned(planned)
+
+    def forget_plan(self) -> None:
+        """Start a dry run from the folder as it is on disk."""
+        with self._plan_lock:
+            self._planned.clear()
+            self._planned_gone.clear()
+
+    def _remember_plan(
+        self, result: CleanupResult, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
+    ) -> None:
+        if symbols is None:  # the full pass ends a dry run: the next one starts from the disk again
+            self.forget_plan()
+            return
+        with self._plan_lock:
+            self._planned.update(_as_export_files(known))
+            self._planned_gone.update(result.removed)
+            self._planned_gone.update(path for path, _ in result.quarantined)
 
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.
@@ -318,7 +463,7 @@ class FileManager:
                 result.kept.append(f.path)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
-        """Leftovers of a killed writer.
+        """Leftovers of a killed writer (only temp files of our own names: ``our_temp_name``).
 
         A young one may belong to a running writer, so it goes only when the
         writer named in it (``atomic_io`` puts the PID in the name) is gone:
@@ -337,7 +482,7 @@ class FileManager:
         Even if a symlink were swapped in after the check, ``unlink`` removes
         the link itself, never its target.
         """
-        name_ok = EXPORT_NAME_PATTERN.fullmatch(path.name) or TEMP_NAME_PATTERN.fullmatch(path.name)
+        name_ok = EXPORT_NAME_PATTERN.fullmatch(path.name) or our_temp_name(path.name)
         if path.parent != self.export_dir or not name_ok:
             result.errors.append(f"refused to remove {path}: not a candidate")
             return False
@@ -357,6 +502,7 @@ class FileManager:
         verb = "would remove" if dry_run else "removed"
         self.logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
         result.removed.append(path)
+        result.reasons[path] = reason
         result.bytes_freed += info.st_size
         return True
 
@@ -382,7 +528,7 @@ class FileManager:
         the files whose size collides: no parsing, no validation.
         """
         if scan_result is None:
-            folder = scan_duplicates(self.export_dir, logger=self.logger)
+            folder = scan_duplicates(self.export_dir, logger=self.logger, stop=self.stop_event)
         else:
             folder = scan_result
             folder.hash_size_collisions(self.logger)
@@ -400,3 +546,13 @@ class FileManager:
             "total_size_mb": round(total / _MB, 2),
             "total_size_gb": round(total / (_MB * 1024), 2),
         }
+
+
+def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:
+    """Files a dry run would write, as a scan would list them (they have no size yet)."""
+    found: dict[ExportFile, FileValidation] = {}
+    for path, verdict in files.items():
+        parsed = parse_export_name(Path(path).name)
+        if parsed is not None:
+            found[ExportFile(Path(path), *parsed, 0)] = verdict
+    return found

@@ -2,7 +2,7 @@
 
     historical_exports/
         {SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv   exports (one function builds the name, one regex parses it)
-        .{name}.{pid}.{8 hex}.tmp                   a write in progress (common.atomic_io)
+        .{name}.{pid}.{8 hex}.cdx.tmp               a write in progress (common.atomic_io) of one of our names
         quarantine/                                 invalid files, moved aside, never deleted
         state.json  .state.lock                     the scheduler's memory between runs
         status_report.json                          the guide's status report
@@ -11,7 +11,7 @@
         export_log.log                              the exporter's log
         logs/scheduled_data_manager.log  logs/data_export_service.log
 
-A name that does not match ``EXPORT_NAME_PATTERN`` (or the temp pattern) is
+A name that does not match ``EXPORT_NAME_PATTERN`` (or ``our_temp_name``) is
 not ours: it is never read as data, moved or deleted.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.atomic_io import TEMP_NAME_PATTERN
 from common.clock import as_utc
 from config.intervals import VALID_INTERVALS
 from config.symbols_config import SYMBOL_RULE
@@ -128,6 +129,21 @@ def parse_export_name(name: str) -> tuple[str, str, datetime] | None:
     except ValueError:
         return None
     return match["symbol"], match["interval"], created
+
+
+# Files of ours that are replaced atomically besides the exports: their temp leftovers are ours too.
+ATOMIC_NAMES = frozenset({STATE_NAME, STATUS_NAME, PIDFILE_NAME})
+
+
+def our_temp_name(name: str) -> re.Match[str] | None:
+    """The temp-name match if ``name`` is a temp file of ours: ``atomic_io``'s
+    pattern (with its tag) and a final name that is ours (an export or one of
+    ``ATOMIC_NAMES``). A look-alike for any other name is left alone."""
+    match = TEMP_NAME_PATTERN.fullmatch(name)
+    if match is None:
+        return None
+    final = match["final"]
+    return match if final in ATOMIC_NAMES or parse_export_name(final) is not None else None
 
 
 def export_name_prefix(symbol: str, interval: str | None = None) -> str:

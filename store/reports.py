@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,10 @@ class CleanupResult:
     """What a cleanup removed (or, in a dry run, would remove) and why it kept the rest.
 
     ``removed`` lists every deleted file (retention, duplicates and temp
-    leftovers); ``temp_removed`` and ``duplicates_removed`` say which of them
-    were which; ``bytes_freed`` counts them all.
+    leftovers) and ``reasons`` why each went (a duplicate names the file kept
+    in its place); ``temp_removed`` and ``duplicates_removed`` say which of
+    them were which; ``bytes_freed`` counts them all. ``stopped``: a stop
+    request cut the scan short, so files not reached were left as they were.
 
     ``remaining`` is the cleanup's own scan minus what it removed or
     quarantined (the whole scan in a dry run), so the reports that follow
@@ -48,6 +51,8 @@ class CleanupResult:
     duplicates_removed: list[Path] = field(default_factory=list)
     dry_run: bool = False
     errors: list[str] = field(default_factory=list)
+    reasons: dict[Path, str] = field(default_factory=dict)
+    stopped: bool = False
     remaining: FolderScan | None = field(default=None, repr=False, compare=False)
     vanished: list[Path] = field(default_factory=list, repr=False, compare=False)
 
@@ -64,7 +69,14 @@ class CleanupResult:
             text += f"; stale: {', '.join(self.stale_symbols)}"
         if self.errors:
             text += f"; {len(self.errors)} error(s)"
+        if self.stopped:
+            text += "; stopped on request before every file was checked"
         return text
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was (or, in a dry run, would be) removed or quarantined."""
+        return bool(self.removed or self.quarantined)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,9 +88,44 @@ class CleanupResult:
             "quarantined": [{"path": str(p), "reason": r} for p, r in self.quarantined],
             "temp_removed": _strings(self.temp_removed),
             "duplicates_removed": _strings(self.duplicates_removed),
+            "reasons": {str(p): r for p, r in self.reasons.items()},
             "errors": list(self.errors),
+            "stopped": self.stopped,
             "summary": self.summary(),
         }
+
+
+def merge_cleanups(results: Iterable[CleanupResult | None], *, dry_run: bool) -> CleanupResult:
+    """Several cleanups of one run as one: what each removed or quarantined, added up.
+
+    The per-symbol prunes right after each write and the cleanup pass after
+    the export are one run's cleanup, and a summary that left out the prunes
+    would say "removed 0" although every cycle replaces every file. ``kept``
+    is every file one of them kept and none removed or quarantined;
+    ``remaining`` is the last one's.
+    """
+    merged = CleanupResult(dry_run=dry_run)
+    kept: dict[Path, None] = {}
+    stale: set[str] = set()
+    for result in results:
+        if result is None:
+            continue
+        merged.removed += result.removed
+        merged.bytes_freed += result.bytes_freed
+        merged.quarantined += result.quarantined
+        merged.temp_removed += result.temp_removed
+        merged.duplicates_removed += result.duplicates_removed
+        merged.errors += result.errors
+        merged.reasons.update(result.reasons)
+        merged.vanished += result.vanished
+        merged.stopped = merged.stopped or result.stopped
+        stale.update(result.stale_symbols)
+        kept.update(dict.fromkeys(result.kept))
+        merged.remaining = result.remaining
+    gone = {*merged.removed, *(path for path, _ in merged.quarantined)}
+    merged.kept = [path for path in kept if path not in gone]
+    merged.stale_symbols = sorted(stale)
+    return merged
 
 
 @dataclass

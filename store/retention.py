@@ -1,14 +1,17 @@
 """Which valid export files a cleanup removes, and why: pure functions, no disk, no clock.
 
 The rules that make cleanup safe to run unattended live here, so they can be
-tested without files:
+tested without files. "Newest" and "age" come from each file's content (the
+open time of its newest candle, from its validation verdict), never from the
+stamp in its name or its mtime: a file written while the host clock was
+ahead is not newer for it.
 
 * the newest valid file of each configured symbol (per interval) is never
   removed, however old: an exchange outage must not empty the folder; the
   symbol is reported as stale instead;
 * beyond that, a file goes if it is not among the newest
-  ``max_files_per_symbol`` of its symbol and interval, or is older than
-  ``retention_days``;
+  ``max_files_per_symbol`` of its symbol and interval, or if its newest
+  candle is older than ``retention_days``;
 * of identical files that survive retention, all but the newest go, under
   the same protection.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from store.exports import ExportFile, newest_first
+from store.exports import ExportFile, newest_candle_ms
 from store.scan import FolderScan
 
 
@@ -49,29 +52,29 @@ def _by_symbol_and_interval(files: Iterable[ExportFile]) -> dict[tuple[str, str]
     return groups
 
 
-def protected_files(valid: Iterable[ExportFile], configured_symbols: frozenset[str]) -> set[Path]:
-    """Newest valid file of each (configured symbol, interval): never removed."""
+def protected_files(folder: FolderScan, valid: Iterable[ExportFile], configured_symbols: frozenset[str]) -> set[Path]:
+    """The newest valid file by content of each (configured symbol, interval): never removed."""
     mine = (f for f in valid if f.symbol in configured_symbols)
-    return {newest_first(files)[0].path for files in _by_symbol_and_interval(mine).values()}
+    return {folder.newest_first(files)[0].path for files in _by_symbol_and_interval(mine).values()}
 
 
 def retention_removals(
-    valid: Sequence[ExportFile], protected: set[Path], rules: RetentionRules, now: datetime
+    folder: FolderScan, valid: Sequence[ExportFile], protected: set[Path], rules: RetentionRules, now: datetime
 ) -> tuple[dict[Path, str], list[str]]:
     """(path -> reason for every valid file retention removes, stale symbols sorted)."""
-    cutoff = now - timedelta(days=rules.retention_days)
+    cutoff_ms = int((now - timedelta(days=rules.retention_days)).timestamp() * 1000)
     removals: dict[Path, str] = {}
     stale: set[str] = set()
     for (symbol, interval), files in _by_symbol_and_interval(valid).items():
-        for rank, f in enumerate(newest_first(files)):
-            too_old = f.created < cutoff
+        for rank, f in enumerate(folder.newest_first(files)):
+            too_old = newest_candle_ms(folder.validations.get(f.path)) < cutoff_ms
             if f.path in protected:
                 if too_old and interval == rules.interval:
                     stale.add(symbol)
             elif rank >= rules.max_files_per_symbol:
                 removals[f.path] = f"beyond the newest {rules.max_files_per_symbol} of {symbol} {interval}"
             elif too_old:
-                removals[f.path] = f"older than {rules.retention_days:g} days"
+                removals[f.path] = f"newest candle older than {rules.retention_days:g} days"
     return removals, sorted(stale)
 
 
@@ -83,8 +86,8 @@ def duplicate_removals(groups: Iterable[Sequence[ExportFile]], protected: set[Pa
 def plan_cleanup(folder: FolderScan, rules: RetentionRules, now: datetime) -> CleanupPlan:
     """Retention first, then duplicates among what retention keeps."""
     valid = folder.valid_files()
-    protected = protected_files(valid, rules.configured_symbols)
-    removals, stale = retention_removals(valid, protected, rules, now)
+    protected = protected_files(folder, valid, rules.configured_symbols)
+    removals, stale = retention_removals(folder, valid, protected, rules, now)
     remaining = [f for f in valid if f.path not in removals]
     duplicates = duplicate_removals(folder.duplicate_groups(remaining), protected)
     removals.update(duplicates)

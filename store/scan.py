@@ -1,13 +1,20 @@
 """One pass over the export folder: what is there, whether it is valid, what is identical.
 
 Only regular files directly in the folder whose names match
-``EXPORT_NAME_PATTERN`` (or ``TEMP_NAME_PATTERN`` for crash leftovers) are
+``EXPORT_NAME_PATTERN`` (or ``our_temp_name`` for crash leftovers) are
 listed; symlinks are never followed, subfolders never entered. Each listed
 file is read once: validation, and SHA-256 only for files whose size
-collides with another's, come from that single read. Large files are
-validated as they stream (their format's ``stream_checker``), never held whole.
+collides with another's, come from that single read. A file is held whole
+only while it stays under ``STREAM_VALIDATION_BYTES`` (whatever its listed
+size said); past that it is validated as it streams (its format's
+``stream_checker``), and a layout the streaming checker cannot judge is junk:
+memory stays bounded whatever a file named like an export holds.
 A scan limited to some symbols looks only at names starting with their
-prefix, so its cost follows their files, not the folder's.
+prefix, so its cost follows their files, not the folder's. A scan given a
+``stop`` event checks it between files and between chunks of a file: once it
+has been set for ``STOP_GRACE_SECONDS`` (enough for a normal folder, so the
+status written on the way out is still whole), the files not yet read get a
+"not checked" verdict (never trusted, moved or removed) and the scan returns.
 """
 
 from __future__ import annotations
@@ -15,27 +22,64 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from common.atomic_io import TEMP_NAME_PATTERN
-from common.errors import StorageError
+from common.errors import ExportError, StorageError
 from common.processes import pid_alive
-from common.reading import hash_regular_file, iter_chunks, open_regular, read_regular_file
+from common.reading import hash_regular_file, iter_chunks, open_regular
 from store.exports import ExportFile, newest_first
 from store.formats import FileFormat, format_for_name
 from store.formats.base import StreamChecker
-from store.layout import export_name_prefix, parse_export_name
-from store.validation import FileValidation, cannot_read
+from store.layout import export_name_prefix, our_temp_name, parse_export_name
+from store.validation import FileValidation, cannot_read, not_checked
 
 # Small files are validated together; this bounds the bytes held in memory at once.
 VALIDATION_BATCH_BYTES = 16 << 20
-# Files larger than this are validated chunk by chunk as they stream, never held whole.
+# A file is held whole only up to this size; beyond it, it is validated chunk by chunk as it streams.
 STREAM_VALIDATION_BYTES = 8 << 20
+
+
+# Once a stop is requested, a scan may go on this long before it gives up on the files left.
+STOP_GRACE_SECONDS = 2.0
+
+
+class ScanStopped(ExportError):
+    """A stop was requested while files were being read."""
+
+
+class StopCheck:
+    """True once ``event`` has been set for ``grace`` seconds (as first seen by this check).
+
+    A stop request must end a long scan within seconds, but a scan that can
+    finish in that time (every normal folder) should: the status report
+    written on the way out then still judges every file.
+    """
+
+    def __init__(self, event: threading.Event | None, grace: float | None = None) -> None:
+        self._event = event
+        self._grace = STOP_GRACE_SECONDS if grace is None else grace
+        self._since: float | None = None
+
+    def __call__(self) -> bool:
+        if self._event is None or not self._event.is_set():
+            return False
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        return now - self._since >= self._grace
+
+
+# Asked between files and between chunks of a file: True means stop reading.
+ShouldStop = Callable[[], bool]
+
 
 # (bytes, interval, path): what FileFormat.validate_many takes.
 _ValidationInput = tuple[bytes, str, Path]
@@ -52,14 +96,21 @@ class TempFile:
 
 @dataclass
 class FolderScan:
-    """One pass over the folder: our files (oldest first), their verdicts,
-    hashes where sizes collide, and temp leftovers."""
+    """One pass over the folder: our files (by name), their verdicts, hashes
+    where sizes collide, and temp leftovers.
+
+    ``unreadable`` files (and files a stopped scan did not reach) are not
+    judged: never quarantined, never removed. ``fresh`` names files just
+    written by this process: they win ties in the content order.
+    """
 
     files: list[ExportFile] = field(default_factory=list)
     validations: dict[Path, FileValidation] = field(default_factory=dict)
     hashes: dict[Path, str] = field(default_factory=dict)
     temp_files: list[TempFile] = field(default_factory=list)
     unreadable: set[Path] = field(default_factory=set)
+    fresh: set[Path] = field(default_factory=set)
+    stopped: bool = False
 
     def valid_files(self) -> list[ExportFile]:
         return [f for f in self.files if self.validations[f.path].valid]
@@ -68,9 +119,21 @@ class FolderScan:
         """Readable files that break a rule (unreadable ones are not judged)."""
         return [f for f in self.files if not self.validations[f.path].valid and f.path not in self.unreadable]
 
+    def newest_first(self, files: Iterable[ExportFile]) -> list[ExportFile]:
+        """``files`` by content, newest candle first (see ``store.exports.newest_first``)."""
+        return newest_first(files, self.validations, self.fresh)
+
     def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
-        """Groups of identical files, newest first in each group."""
-        return identical_groups(self.files if among is None else among, self.hashes)
+        """Groups of identical files, newest (by content) first in each group."""
+        return identical_groups(self.files if among is None else among, self.hashes, self.validations, self.fresh)
+
+    def with_planned(self, planned: Mapping[ExportFile, FileValidation]) -> FolderScan:
+        """This scan plus files a dry run would have written (they exist only in the plan)."""
+        if not planned:
+            return self
+        files = sorted([*self.files, *planned], key=lambda f: (f.created, f.name))
+        validations = {**self.validations, **{f.path: v for f, v in planned.items()}}
+        return replace(self, files=files, validations=validations, fresh=self.fresh | {f.path for f in planned})
 
     def without(self, gone: Collection[Path]) -> FolderScan:
         """This scan minus files no longer there (removed or moved by a cleanup)."""
@@ -83,6 +146,8 @@ class FolderScan:
             hashes={p: h for p, h in self.hashes.items() if p not in gone},
             temp_files=[t for t in self.temp_files if t.path not in gone],
             unreadable=self.unreadable - gone,
+            fresh=self.fresh - gone,
+            stopped=self.stopped,
         )
 
     def hash_size_collisions(self, logger: logging.Logger | None = None) -> None:
@@ -98,14 +163,19 @@ class FolderScan:
                     self.hashes[f.path] = digest
 
 
-def identical_groups(files: Iterable[ExportFile], hashes: dict[Path, str]) -> list[list[ExportFile]]:
-    """Groups of files with the same hash, newest first in each, groups by their newest's name."""
+def identical_groups(
+    files: Iterable[ExportFile],
+    hashes: Mapping[Path, str],
+    validations: Mapping[Path, FileValidation],
+    fresh: Collection[Path] = (),
+) -> list[list[ExportFile]]:
+    """Groups of files with the same hash, newest (by content) first in each, groups by their newest's name."""
     by_hash: dict[str, list[ExportFile]] = defaultdict(list)
     for f in files:
         digest = hashes.get(f.path)
         if digest is not None:
             by_hash[digest].append(f)
-    groups = [newest_first(group) for group in by_hash.values() if len(group) > 1]
+    groups = [newest_first(group, validations, fresh) for group in by_hash.values() if len(group) > 1]
     return sorted(groups, key=lambda g: g[0].name)
 
 
@@ -139,43 +209,94 @@ class FileCheck:
     size: int
 
 
-def check_regular_file(path: Path, interval: str, *, want_hash: bool = False, want_candles: bool = False) -> FileCheck:
-    """Validate (and hash) one file in one read, by the format its name says; a
-    large file streams through the format's checker so neither its bytes nor
-    its text are ever held whole.
+def check_regular_file(
+    path: Path,
+    interval: str,
+    *,
+    want_hash: bool = False,
+    want_candles: bool = False,
+    stop: ShouldStop | None = None,
+) -> FileCheck:
+    """Validate (and hash) one file in one read, by the format its name says, in
+    bounded memory (see ``read_once``).
 
-    Raises OSError (FileNotFoundError if it vanished) like ``read_regular_file``.
+    Raises OSError (FileNotFoundError if it vanished) and ScanStopped if
+    ``stop`` is set while it reads.
     """
     file_format = _format_of(path)
-    fd, size = open_regular(path)
+    read = read_once(path, interval, file_format, want_hash=want_hash, want_candles=want_candles, stop=stop)
+    verdict = read.verdict(want_candles)
+    return FileCheck(verdict[0], verdict[1], read.digest, read.size)
+
+
+@dataclass
+class _Read:
+    """One file read once: its whole bytes if small, else the checker that judged it as it streamed."""
+
+    path: Path
+    interval: str
+    file_format: FileFormat
+    data: bytes | None
+    stream: StreamChecker | None
+    digest: str | None
+    size: int
+
+    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pd.DataFrame | None]:
+        if self.data is not None:
+            return self.file_format.check_bytes(self.data, self.interval, self.path, want_candles=want_candles)
+        assert self.stream is not None
+        finished = self.stream.finish()
+        if finished is not None:
+            return finished
+        # Only the whole-file parser could judge this layout, and the file is too large to
+        # hold: it is none of ours (we never write such a layout), so it is junk.
+        why = self.stream.undecided_because or "a layout only a whole-file parse can judge"
+        reason = f"not an export this program writes: {why}, in {self.size} bytes (too large to judge whole)"
+        return FileValidation(self.path, False, reason), None
+
+
+def read_once(
+    path: Path,
+    interval: str,
+    file_format: FileFormat,
+    *,
+    want_hash: bool = False,
+    want_candles: bool = False,
+    stop: ShouldStop | None = None,
+) -> _Read:
+    """Read a file once, hashing as it goes; hold it whole only while it stays
+    under ``STREAM_VALIDATION_BYTES`` (its size when listed decides nothing: it
+    may have grown), past that feed it to the format's stream checker.
+
+    Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
+    """
+    fd, _ = open_regular(path)
     digest = hashlib.sha256() if want_hash else None
-    read = 0
-    data: bytes | None = None
+    size = 0
+    parts: list[bytes] | None = []
     stream: StreamChecker | None = None
     try:
-        if size > STREAM_VALIDATION_BYTES:
-            stream = file_format.stream_checker(interval, path, want_candles=want_candles)
-        parts: list[bytes] = []
         for chunk in iter_chunks(fd):
-            read += len(chunk)
+            if stop is not None and stop():
+                raise ScanStopped(f"stop requested while reading {Path(path).name}")
+            size += len(chunk)
             if digest is not None:
                 digest.update(chunk)
-            if stream is not None:
+            if parts is None:
+                assert stream is not None
                 stream.feed(chunk)
-            else:
-                parts.append(chunk)
-        if stream is None:
-            data = b"".join(parts)
-        del parts
+                continue
+            parts.append(chunk)
+            if size > STREAM_VALIDATION_BYTES:
+                stream = file_format.stream_checker(interval, path, want_candles=want_candles)
+                for part in parts:
+                    stream.feed(part)
+                parts = None
     finally:
         os.close(fd)
+    data = b"".join(parts) if parts is not None else None
     hexdigest = digest.hexdigest() if digest is not None else None
-    verdict = stream.finish() if stream is not None else None
-    if verdict is None:
-        if data is None:  # a layout only the whole-file parser judges (CSV: quotes, CR, blank lines): not ours
-            data, _ = read_regular_file(path)
-        verdict = file_format.check_bytes(data, interval, path, want_candles=want_candles)
-    return FileCheck(verdict[0], verdict[1], hexdigest, read)
+    return _Read(Path(path), interval, file_format, data, stream, hexdigest, size)
 
 
 def validate_file(path: Path, interval: str) -> FileValidation:
@@ -194,7 +315,7 @@ def _format_of(path: Path) -> FileFormat:
 
 
 def writer_gone(temp_name: str) -> bool:
-    """True if the process that wrote this temp file no longer exists."""
+    """True if the process that wrote this temp file (its PID is in the name) no longer exists."""
     match = TEMP_NAME_PATTERN.fullmatch(temp_name)
     if match is None:
         return False
@@ -210,13 +331,14 @@ def scan_folder(
     *,
     symbols: Collection[str] | None = None,
     logger: logging.Logger,
-    known_valid: Collection[Path] = (),
+    known: Mapping[Path, FileValidation] | None = None,
+    stop: threading.Event | None = None,
 ) -> FolderScan:
     """One directory pass and one read per file (optionally only some symbols).
 
-    ``known_valid`` names files the caller has just written from checked
-    candles: they are not read back (only hashed, streamed, if their size
-    collides); their verdict is valid, without row details.
+    ``known`` gives the verdicts of files the caller has just written (and
+    judged byte for byte as it wrote them): they are not read back (only
+    hashed, streamed, if their size collides), and they are ``fresh``.
     """
     wanted = None if symbols is None else frozenset(symbols)
     prefixes = (
@@ -228,11 +350,15 @@ def scan_folder(
     for entry in _entries(export_dir, prefixes):
         _classify(entry, wanted, result)
     result.files.sort(key=lambda f: (f.created, f.name))
-    _read_all(result, logger, frozenset(Path(p) for p in known_valid))
+    known = {Path(p): v for p, v in (known or {}).items()}
+    result.fresh = set(known)
+    _read_all(result, logger, known, StopCheck(stop))
     return result
 
 
-def scan_duplicates(export_dir: Path, *, logger: logging.Logger | None = None) -> FolderScan:
+def scan_duplicates(
+    export_dir: Path, *, logger: logging.Logger | None = None, stop: threading.Event | None = None
+) -> FolderScan:
     """Only what a duplicate report needs: one listing, sizes, and a streamed
     SHA-256 of the files whose size collides; nothing is parsed or validated
     (the result has no verdicts)."""
@@ -242,8 +368,14 @@ def scan_duplicates(export_dir: Path, *, logger: logging.Logger | None = None) -
     result.files.sort(key=lambda f: (f.created, f.name))
     present: list[ExportFile] = []
     colliding = {f.path for f in _size_colliding(result.files)}
+    should_stop = StopCheck(stop)
     for f in result.files:
         if f.path not in colliding:
+            present.append(f)
+            continue
+        if should_stop():
+            result.stopped = True
+            result.unreadable.add(f.path)
             present.append(f)
             continue
         try:
@@ -283,7 +415,7 @@ def _classify(entry: os.DirEntry[str], wanted: frozenset[str] | None, result: Fo
                 size = entry.stat(follow_symlinks=False).st_size
                 result.files.append(ExportFile(Path(entry.path), *parsed, size))
             return
-        match = TEMP_NAME_PATTERN.fullmatch(entry.name)
+        match = our_temp_name(entry.name)
         if match is not None and _temp_wanted(match["final"], wanted):
             info = entry.stat(follow_symlinks=False)
             result.temp_files.append(TempFile(Path(entry.path), info.st_size, info.st_mtime))
@@ -298,25 +430,30 @@ def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
     return parsed is not None and parsed[0] in wanted
 
 
-def _read_all(result: FolderScan, logger: logging.Logger, known_valid: frozenset[Path] = frozenset()) -> None:
+def _read_all(
+    result: FolderScan,
+    logger: logging.Logger,
+    known: Mapping[Path, FileValidation],
+    stop: ShouldStop,
+) -> None:
     """Read each file once; validate small ones in batches (one parse for many),
-    large ones as they stream; files just written from checked data are not read back."""
+    large ones as they stream; files just written (``known``) are not read back.
+    On ``stop`` the files not yet read are marked not checked."""
     colliding = {f.path for f in _size_colliding(result.files)}
     present: list[ExportFile] = []
     batch: list[_ValidationInput] = []
     batch_bytes = 0
     for f in result.files:
+        if result.stopped or stop():
+            _not_reached(f, result)
+            present.append(f)
+            continue
         want_hash = f.path in colliding
-        if f.path in known_valid:
-            if _known_valid(f, want_hash, result, logger):
+        if f.path in known:
+            if _known(f, known[f.path], want_hash, result, logger):
                 present.append(f)
             continue
-        if f.size > STREAM_VALIDATION_BYTES:
-            checked = _check_one(f, want_hash, result, logger)
-            if checked is not None:
-                present.append(checked)
-            continue
-        read = _read_one(f, want_hash, result, logger)
+        read = _read_one(f, want_hash, result, logger, stop)
         if read is None:
             continue
         f, data = read
@@ -332,8 +469,14 @@ def _read_all(result: FolderScan, logger: logging.Logger, known_valid: frozenset
     result.files = present
 
 
-def _known_valid(f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger) -> bool:
-    """Record a file just written from checked data as valid; False if it vanished."""
+def _not_reached(f: ExportFile, result: FolderScan) -> None:
+    result.stopped = True
+    result.unreadable.add(f.path)
+    result.validations[f.path] = not_checked(f.path)
+
+
+def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan, logger: logging.Logger) -> bool:
+    """Record a file just written (and judged as written) with its verdict; False if it vanished."""
     if want_hash:
         try:
             result.hashes[f.path] = hash_regular_file(f.path)
@@ -342,7 +485,7 @@ def _known_valid(f: ExportFile, want_hash: bool, result: FolderScan, logger: log
         except OSError as exc:
             _unreadable(f, exc, result, logger)
             return True
-    result.validations[f.path] = FileValidation(f.path, True, None)
+    result.validations[f.path] = replace(verdict, path=f.path)
     return True
 
 
@@ -352,39 +495,28 @@ def _unreadable(f: ExportFile, exc: OSError, result: FolderScan, logger: logging
     logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
-def _check_one(f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger) -> ExportFile | None:
-    """A large file: validated (and hashed) as it streams; None if it vanished."""
-    try:
-        checked = check_regular_file(f.path, f.interval, want_hash=want_hash)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        _unreadable(f, exc, result, logger)
-        return f
-    if checked.digest is not None:
-        result.hashes[f.path] = checked.digest
-    result.validations[f.path] = checked.validation
-    if checked.size != f.size:  # changed since the listing: trust what was read
-        f = ExportFile(f.path, f.symbol, f.interval, f.created, checked.size)
-    return f
-
-
 def _read_one(
-    f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger
+    f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger, stop: ShouldStop
 ) -> tuple[ExportFile, bytes | None] | None:
-    """(file, bytes) — bytes None if unreadable; None if it vanished since the listing."""
+    """(file, bytes to validate in a batch): bytes None if unreadable, stopped, or
+    already judged as it streamed (a large file); None if it vanished since the listing."""
     try:
-        data, digest = read_regular_file(f.path, want_hash=want_hash)
+        read = read_once(f.path, f.interval, _format_of(f.path), want_hash=want_hash, stop=stop)
     except FileNotFoundError:
         return None
+    except ScanStopped:
+        _not_reached(f, result)
+        return f, None
     except OSError as exc:
         _unreadable(f, exc, result, logger)
         return f, None
-    if digest is not None:
-        result.hashes[f.path] = digest
-    if len(data) != f.size:  # changed since the listing: trust what was read
-        f = ExportFile(f.path, f.symbol, f.interval, f.created, len(data))
-    return f, data
+    if read.digest is not None:
+        result.hashes[f.path] = read.digest
+    if read.size != f.size:  # changed since the listing: trust what was read
+        f = ExportFile(f.path, f.symbol, f.interval, f.created, read.size)
+    if read.data is None:
+        result.validations[f.path] = read.verdict()[0]
+    return f, read.data
 
 
 def _validate_batch(batch: list[_ValidationInput], result: FolderScan) -> None:

@@ -21,6 +21,9 @@ class FileValidation:
     last_open_ms: int | None = None
     gaps: list[tuple[int, int, int]] = field(default_factory=list)
     missing_candles: int = 0
+    # The 1-based data row of ``reason`` when a row broke a rule (None for whole-file problems),
+    # so that a writer can name the candle behind it.
+    bad_row: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for the status report (times as ISO UTC text)."""
@@ -42,3 +45,11 @@ class FileValidation:
 def cannot_read(path: Path, exc: OSError) -> FileValidation:
     """The verdict for a file that could not be read: invalid, with the OS's reason."""
     return FileValidation(path, False, f"cannot read: {exc.strerror or exc}")
+
+
+NOT_CHECKED = "not checked: stop requested"
+
+
+def not_checked(path: Path) -> FileValidation:
+    """The verdict for a file a stopped scan did not reach: unknown, so never trusted, moved or removed."""
+    return FileValidation(path, False, NOT_CHECKED)

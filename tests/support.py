@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from common.atomic_io import TEMP_NAME_PATTERN
+from common.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
 from config.intervals import floor_open_ms, next_open_ms
 from config.settings import SETTING_VARIABLES
 from exchange.klines import rows_to_frame
@@ -182,10 +182,36 @@ BTC_FILE = DATA / "BTCUSDT_1h_20241029_000000.csv"
 NOW = datetime(2024, 11, 10, 12, 0, 0, tzinfo=UTC)
 
 
-def valid_bytes(rows: int = 24) -> bytes:
-    """The first ``rows`` candles of the real day: distinct sizes, so no accidental duplicates."""
-    lines = BTC_FILE.read_text(encoding="utf-8").splitlines()
-    return ("\n".join(lines[: rows + 1]) + "\n").encode()
+def valid_bytes(rows: int = 24, days_old: float | None = None) -> bytes:
+    """The first ``rows`` candles of the real day: distinct sizes, so no accidental duplicates.
+
+    With ``days_old`` the candles are moved in time (same bytes otherwise) so
+    that the newest one opens an hour before ``NOW - days_old``, as a run at
+    that moment would have written them: retention judges age and order by
+    content, not by the stamp ``put`` gives the name.
+    """
+    lines = BTC_FILE.read_text(encoding="utf-8").splitlines()[: rows + 1]
+    if days_old is not None:
+        lines = [lines[0], *_moved(lines[1:], NOW - timedelta(days=days_old))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _moved(rows: list[str], written_at: datetime) -> list[str]:
+    """1h CSV rows moved by whole hours so that the last one opens an hour before ``written_at``."""
+    target = written_at.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    shift = target - datetime.fromisoformat(rows[-1].split(",", 1)[0])
+
+    def moved(text: str) -> str:
+        when = datetime.fromisoformat(text) + shift
+        fraction = f".{when.microsecond // 1000:03d}" if when.microsecond else ""
+        return when.strftime("%Y-%m-%d %H:%M:%S") + fraction + "+00:00"
+
+    out = []
+    for row in rows:
+        cells = row.split(",")
+        cells[0], cells[6] = moved(cells[0]), moved(cells[6])
+        out.append(",".join(cells))
+    return out
 
 
 CORRUPT = valid_bytes(24).replace(b"68116.78000000", b"1.00000000", 1)  # row 1: high < low
@@ -218,11 +244,11 @@ def build_scenario(root: Path) -> dict[str, Path]:
     target = outside / "precious.csv"
     target.write_bytes(CORRUPT)  # would be quarantined if the link were followed
     paths = {
-        "btc_1d": put(folder, "BTCUSDT", 1, valid_bytes(24)),
-        "btc_2d": put(folder, "BTCUSDT", 2, valid_bytes(23)),
-        "btc_3d": put(folder, "BTCUSDT", 3, valid_bytes(22)),
+        "btc_1d": put(folder, "BTCUSDT", 1, valid_bytes(24, 1)),
+        "btc_2d": put(folder, "BTCUSDT", 2, valid_bytes(23, 2)),
+        "btc_3d": put(folder, "BTCUSDT", 3, valid_bytes(22, 3)),
         "btc_corrupt": put(folder, "BTCUSDT", 0.5, CORRUPT),
-        "eth_10d": put(folder, "ETHUSDT", 10, valid_bytes(21)),
+        "eth_10d": put(folder, "ETHUSDT", 10, valid_bytes(21, 10)),
         "target": target,
         "notes": folder / "notes.csv",
         "folder": folder,
@@ -265,6 +291,11 @@ def free_port() -> int:
 
 
 # -- what is on disk --------------------------------------------------------------
+def temp_name(final: str, pid: int = 4242, token: str = "deadbeef") -> str:
+    """The name ``common.atomic_io`` gives a temp file of ``final`` written by ``pid``."""
+    return f".{final}.{pid}.{token}.{TEMP_TAG}.tmp"
+
+
 def temp_files(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
@@ -338,7 +369,7 @@ def seed_export(folder: Path, symbol: str, interval: str, opens: Sequence[int], 
     """A valid export file made of the sandbox's candles, as an earlier run would leave it."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    write_candles(path, rows_to_frame([generate_candle(symbol, interval, t) for t in opens]))
+    write_candles(path, rows_to_frame([generate_candle(symbol, interval, t) for t in opens]), interval)
     return path
 
 

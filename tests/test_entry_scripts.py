@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from store.scan import validate_file
-from tests.support import BTC_FILE, cli_env, export_csvs, read_json, run_cli
+from tests.support import cli_env, export_csvs, read_json, run_cli
 
 
 def test_demo_runs_offline_and_leaves_valid_files_and_a_status_report(tmp_path: Path) -> None:
@@ -91,19 +91,3 @@ def test_backfill_cli_refuses_a_hostile_symbol(sandbox, tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "invalid symbol" in result.stderr
     assert not out.exists() and sandbox.requests == []
-
-
-def test_backfill_quarantines_a_written_file_that_fails_validation(tmp_path: Path) -> None:
-    from cycle.export_job import ExportReport, SymbolOutcome, _check_written_files
-    from store.file_manager import FileManager
-
-    folder = tmp_path / "backfill"
-    folder.mkdir()
-    bad = folder / "BTCUSDT_1h_20261129_000000.csv"
-    good_text = BTC_FILE.read_text()
-    bad.write_text(good_text.replace("68116.78000000", "1.00000000", 1))  # row 1: high below low
-    report = ExportReport(outcomes={"BTCUSDT": SymbolOutcome("BTCUSDT", True, path=str(bad), rows=24)})
-    _check_written_files(FileManager(folder, "1h", ["BTCUSDT"]), report)
-    outcome = report.outcomes["BTCUSDT"]
-    assert not outcome.ok and outcome.error_kind == "invalid_data" and "row 1" in (outcome.error or "")
-    assert not bad.exists() and (folder / "quarantine" / bad.name).exists()

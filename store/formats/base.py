@@ -3,6 +3,8 @@
 A format knows how to write a candle frame atomically, read it back, and
 judge a file: from its bytes, or fed piece by piece while it streams (so a
 scan reads each file once, hashing and validating from the same read).
+``write`` judges the bytes it writes with that same streaming checker before
+it publishes them, so new data obeys exactly the rules files on disk obey.
 Everything else (names, scans, retention, quarantine, duplicates) is the
 same for every format and lives outside it.
 """
@@ -10,7 +12,7 @@ same for every format and lives outside it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +26,17 @@ CandleChunks = pd.DataFrame | Iterable[pd.DataFrame]
 Verdict = tuple[FileValidation, pd.DataFrame | None]
 
 
+# Called with the verdict on the bytes just written, before they are published; raises to refuse them.
+Approval = Callable[[FileValidation], None]
+
+
 class StreamChecker(Protocol):
-    """Judges one file fed piece by piece; ``finish`` returns None when only the
-    whole bytes can be judged (the caller then calls ``check_bytes``)."""
+    """Judges one file fed piece by piece, in bounded memory; ``finish`` returns
+    None when only the whole bytes can be judged (the caller then calls
+    ``check_bytes`` if the file is small, else takes it for junk, saying
+    ``undecided_because``)."""
+
+    undecided_because: str | None
 
     def feed(self, piece: bytes) -> None: ...
 
@@ -40,8 +50,17 @@ class FileFormat(ABC):
     suffix: str  # the file name ending, e.g. ".csv"
 
     @abstractmethod
-    def write(self, target: Path, chunks: CandleChunks) -> int:
-        """Write candle chunks to ``target`` atomically; return the rows written."""
+    def write(
+        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+    ) -> FileValidation:
+        """Write candle chunks to ``target`` atomically, only if valid; return the verdict.
+
+        The bytes are judged as they are written, by this format's own
+        checker; ``approve`` (if given) sees the verdict next. Only then is
+        the temp file fsynced and renamed. A failure removes the temp file and
+        raises (``InvalidDataError`` naming the first bad candle, or what
+        ``approve`` raised): nothing appears under ``target``.
+        """
 
     @abstractmethod
     def read(self, path: Path) -> pd.DataFrame:

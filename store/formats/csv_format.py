@@ -7,15 +7,19 @@ to a file fed piece by piece, ``csv_batch`` to many small files in one parse.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
-from common.atomic_io import atomic_output
+from common.atomic_io import atomic_output_at
 from common.candles import CANDLE_COLUMNS, TIME_COLUMNS
-from store.formats.base import CandleChunks, FileFormat, Verdict
+from common.errors import InvalidDataError
+from common.reading import iter_chunks, open_regular
+from store.formats.base import Approval, CandleChunks, FileFormat, Verdict
 from store.formats.csv_batch import validate_many
 from store.formats.csv_rules import CSV_HEADER, check_bytes, format_utc_ms
 from store.formats.csv_stream import StreamCheck
@@ -53,32 +57,85 @@ def read_export_text(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, engine="c")
 
 
-def write_candles(target: Path, chunks: CandleChunks) -> int:
-    """Write candle chunks to ``target`` atomically; returns the rows written.
+def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
+    """Write candle chunks to ``target`` atomically, only if they are valid; returns the verdict.
 
     Chunks are written as they come so a long backfill never sits whole in
     memory, and a large chunk (a year of reused candles) is formatted
-    ``WRITE_ROWS`` rows at a time, so its text never sits whole either; the
-    file only appears (by rename) once every chunk is on disk.
+    ``WRITE_ROWS`` rows at a time, so its text never sits whole either. Every
+    byte written is also fed to ``StreamCheck``, the checker that judges
+    files on disk, so the verdict is the one a scan would give this file.
+    The file only appears (by rename) once every chunk is on disk, the
+    verdict is valid and ``approve`` accepted it; otherwise the temp file is
+    removed and ``InvalidDataError`` names the first bad candle.
     """
     parts = [chunks] if isinstance(chunks, pd.DataFrame) else chunks
-    rows = 0
-    with atomic_output(target) as handle:
-        handle.write(CSV_HEADER + "\n")
+    check = StreamCheck(interval, target)
+    with atomic_output_at(target) as (handle, temp):
+        _write_checked(handle, check, CSV_HEADER + "\n")
         for chunk in parts:
             for start in range(0, len(chunk), WRITE_ROWS):
                 part = chunk.iloc[start : start + WRITE_ROWS]
-                frame_to_csv_rows(part).to_csv(handle, header=False, index=False, lineterminator="\n")
-            rows += len(chunk)
-    return rows
+                _write_checked(
+                    handle, check, frame_to_csv_rows(part).to_csv(header=False, index=False, lineterminator="\n")
+                )
+        handle.flush()  # so that a bad row can be read back from the temp file
+        verdict = _verdict_of_written(check, target, temp)
+        if approve is not None:
+            approve(verdict)
+    return verdict
+
+
+def _write_checked(handle: IO[str], check: StreamCheck, text: str) -> None:
+    check.feed(text.encode("utf-8"))
+    handle.write(text)
+
+
+def _verdict_of_written(check: StreamCheck, target: Path, temp: Path) -> FileValidation:
+    """The checker's verdict on what was written; raises InvalidDataError unless valid."""
+    finished = check.finish()
+    if finished is None:  # a value carried a quote, CR or newline: not a layout we ever publish
+        reason = f"a value breaks the CSV layout ({check.undecided_because})"
+        raise InvalidDataError(f"new candles fail validation: {reason}; nothing was written")
+    verdict = finished[0]
+    if verdict.valid:
+        return verdict
+    where = ""
+    if verdict.bad_row is not None:
+        opened = _first_field_of_row(temp, verdict.bad_row)
+        where = f" at the candle opening {opened}" if opened else ""
+    raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
+
+
+def _first_field_of_row(path: Path, row: int) -> str | None:
+    """The open_time text of data row ``row`` (1-based) of a file we just wrote, streamed."""
+    fd, _ = open_regular(path)
+    try:
+        line, seen = bytearray(), 0
+        for piece in iter_chunks(fd):
+            start = 0
+            while True:
+                end = piece.find(b"\n", start)
+                if seen == row:  # the header is line 0
+                    line += piece[start : end if end >= 0 else len(piece)]
+                    if end >= 0 or len(line) > 4096:
+                        return line[:4096].split(b",", 1)[0].decode("utf-8", "replace")
+                if end < 0:
+                    break
+                seen, start = seen + 1, end + 1
+    finally:
+        os.close(fd)
+    return None
 
 
 class CsvFormat(FileFormat):
     name = "csv"
     suffix = ".csv"
 
-    def write(self, target: Path, chunks: CandleChunks) -> int:
-        return write_candles(target, chunks)
+    def write(
+        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+    ) -> FileValidation:
+        return write_candles(target, chunks, interval, approve)
 
     def read(self, path: Path) -> pd.DataFrame:
         """Lenient and unvalidated: the exporter itself reads previous files only

@@ -85,11 +85,12 @@ class _Judge:
         starts: np.ndarray,
         *,
         row_offset: int = 0,
-        collected: dict[int, str] | None = None,
+        collected: dict[int, tuple[int, str]] | None = None,
     ) -> None:
         self.text = text
         self.starts = starts
         self.reasons: list[str | None] = [None] * len(starts)
+        self.bad_rows: list[int | None] = [None] * len(starts)
         self.failed = np.zeros(len(starts), dtype=bool)
         self._row_ids = np.arange(len(text), dtype=np.int64)
         self._rule_number = 0
@@ -104,15 +105,18 @@ class _Judge:
         if self.collected is not None:
             if number not in self.collected and bad.any():
                 row = int(np.argmax(bad))
-                self.collected[number] = f"row {row + self.row_offset + 1}: {describe(row)}"
+                file_row = row + self.row_offset + 1
+                self.collected[number] = (file_row, f"row {file_row}: {describe(row)}")
             return
         if not bad.any():
             return
         firsts = np.minimum.reduceat(np.where(bad, self._row_ids, _NO_ROW), self.starts)
         for segment in np.flatnonzero((firsts != _NO_ROW) & ~self.failed):
             row = int(firsts[segment])
+            file_row = row - int(self.starts[segment]) + 1
             self.failed[segment] = True
-            self.reasons[segment] = f"row {row - int(self.starts[segment]) + 1}: {describe(row)}"
+            self.bad_rows[segment] = file_row
+            self.reasons[segment] = f"row {file_row}: {describe(row)}"
 
     def cell(self, column: str, row: int) -> object:
         return self.text[column].iat[row]
@@ -353,7 +357,8 @@ def _judge_segments(
     for segment, path in enumerate(paths):
         start, end = int(starts[segment]), int(ends[segment])
         if judge.failed[segment]:
-            results.append(FileValidation(path, False, judge.reasons[segment], rows=end - start))
+            reason, bad_row = judge.reasons[segment], judge.bad_rows[segment]
+            results.append(FileValidation(path, False, reason, rows=end - start, bad_row=bad_row))
             continue
         found = gaps.get(segment, [])
         results.append(

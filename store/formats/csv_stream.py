@@ -33,6 +33,9 @@ from store.validation import FileValidation
 STREAM_CHUNK_BYTES = 4 << 20
 # A first line longer than this is not a header worth holding: the whole-file path judges it.
 _HEAD_LIMIT = 1 << 20
+# A row longer than this is no candle (ours are < 300 bytes): nothing more is held for it, the
+# layout is left to the whole-file path (which a caller takes only for files small enough).
+LINE_LIMIT = 1 << 20
 
 
 class StreamCheck:
@@ -48,9 +51,12 @@ class StreamCheck:
     the first rule broken anywhere, as in the whole-file judge.
 
     ``finish`` returns None when the layout is one only the whole-file parser
-    can judge the same way (quotes, CR, blank lines, a first line of a block
-    with extra fields, an unusual parser error): the caller then validates
-    the whole bytes. Files we write never take that path.
+    can judge the same way (quotes, CR, blank lines, a line over
+    ``LINE_LIMIT``, a first line of a block with extra fields, an unusual
+    parser error): the caller then validates the whole bytes if they are
+    small, and otherwise takes the file for junk (``undecided_because`` says
+    why). Files we write never take that path. Memory stays bounded whatever
+    is fed: about ``chunk_bytes`` plus one line of at most ``LINE_LIMIT``.
     """
 
     def __init__(
@@ -71,9 +77,10 @@ class StreamCheck:
         self._head_too_long = False
         self._pending = bytearray()  # body bytes not parsed yet
         self._undecidable = False
+        self.undecided_because: str | None = None
         self._parse_problem: str | None = None
         self._rows = 0
-        self._reasons: dict[int, str] = {}
+        self._reasons: dict[int, tuple[int, str]] = {}  # rule number -> (first bad row, reason)
         self._first_open: int | None = None
         self._last_open: int | None = None
         self._last_step: int | None = None
@@ -104,7 +111,8 @@ class StreamCheck:
             newline = self._head.find(b"\n")
             if newline < 0:
                 if len(self._head) > _HEAD_LIMIT:
-                    self._undecidable = self._head_too_long = True
+                    self._undecided("a first line over 1 MB (no header, or no LF line ends)")
+                    self._head_too_long = True
                     self._head = bytearray()  # the verdict is whole-file's; keep nothing
                 return
             self._set_header(bytes(self._head[:newline]))
@@ -149,7 +157,8 @@ class StreamCheck:
         if self._rows == 0:
             return FileValidation(path, False, "no candles (header only)", rows=0), None
         if self._reasons:
-            return FileValidation(path, False, self._reasons[min(self._reasons)], rows=self._rows), None
+            bad_row, reason = self._reasons[min(self._reasons)]
+            return FileValidation(path, False, reason, rows=self._rows, bad_row=bad_row), None
         candles = None
         if self._candles is not None:
             candles = pd.concat(self._candles, ignore_index=True) if len(self._candles) > 1 else self._candles[0]
@@ -182,8 +191,12 @@ class StreamCheck:
     def _set_header(self, line: bytes) -> None:
         self._header_line = line
         if line.endswith(b"\r"):
-            self._undecidable = True  # CRLF: the whole-file parser decides
+            self._undecided("CR line ends")  # CRLF: the whole-file parser decides
         self._header_bad = line.decode("utf-8", "replace").rstrip("\r") != CSV_HEADER
+
+    def _undecided(self, why: str) -> None:
+        if not self._undecidable:
+            self._undecidable, self.undecided_because = True, why
 
     # -- rows, block by block ----------------------------------------------------
     def _parse_ready(self) -> None:
@@ -192,6 +205,9 @@ class StreamCheck:
             if cut < 0:
                 cut = self._pending.find(b"\n", self.chunk_bytes)
                 if cut < 0:
+                    if len(self._pending) > self.chunk_bytes + LINE_LIMIT:
+                        self._undecided("a line over 1 MB")
+                        self._pending = bytearray()
                     return
             block = bytes(self._pending[: cut + 1])
             del self._pending[: cut + 1]
@@ -212,7 +228,7 @@ class StreamCheck:
             or block.count(b",", 0, first_end) >= len(CANDLE_COLUMNS)
         ):
             # blank lines, CR, quotes, or a first line pandas could take as having an index column
-            self._undecidable = True
+            self._undecided("blank lines, CR, quotes or extra fields")
             return
         try:
             text = pd.read_csv(
@@ -220,10 +236,11 @@ class StreamCheck:
             )
         except (ValueError, pd.errors.ParserError) as exc:
             self._parse_problem = _field_count_message(exc, self._rows)
-            self._undecidable = self._parse_problem is None
+            if self._parse_problem is None:
+                self._undecided("a layout the CSV parser reads differently")
             return
         if len(text) != block.count(b"\n") or [str(c) for c in text.columns] != list(CANDLE_COLUMNS):
-            self._undecidable = True
+            self._undecided("a layout the CSV parser reads differently")
             return
         if self._interval_ok:
             self._judge(text)

@@ -262,7 +262,7 @@ def test_cycle_maintenance_reads_each_file_once_and_reports_as_a_fresh_scan_woul
 
     paths = build_scenario(tmp_path)
     folder = paths["folder"]
-    put(folder, "XRPUSDT", 0.5, valid_bytes(24))  # a copy of BTCUSDT's newest: a duplicate group
+    put(folder, "XRPUSDT", 0.5, valid_bytes(24, 1))  # a copy of BTCUSDT's newest: a duplicate group
     settings = load_settings(
         {
             "BINANCE_BASE_URL": "http://127.0.0.1:1",

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.errors import InvalidDataError
 from store.formats import CSV
 from store.formats.csv_batch import validate_bytes, validate_many
 from store.formats.csv_format import read_export_text, write_candles
@@ -171,23 +172,27 @@ def test_calendar_months_and_a_missing_month(tmp_path: Path) -> None:
     opens = [_ms("2024-01-01"), _ms("2024-02-01"), _ms("2024-04-01")]
     closes = [_ms("2024-02-01") - 1, _ms("2024-03-01") - 1, _ms("2024-05-01") - 1]
     path = tmp_path / "BTCUSDT_1M_20240601_000000.csv"
-    write_candles(path, _frame(opens, closes))
+    written = write_candles(path, _frame(opens, closes), "1M")
     result = validate_file(path, "1M")
     assert result.valid, result.reason
+    assert written == result
     assert result.gaps == [(_ms("2024-03-01"), _ms("2024-03-01"), 1)]
-    write_candles(path, _frame(opens, [c + 1 for c in closes]))
-    assert "row 1: close_time" in (validate_file(path, "1M").reason or "")
+    before = path.read_bytes()
+    with pytest.raises(InvalidDataError, match="opening 2024-01-01 00:00:00[+]00:00 [(]row 1: close_time"):
+        write_candles(path, _frame(opens, [c + 1 for c in closes]), "1M")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def test_weeks_open_on_monday(tmp_path: Path) -> None:
     monday = _ms("2024-10-28")
     week = 7 * 24 * HOUR_MS
     path = tmp_path / "BTCUSDT_1w_20241201_000000.csv"
-    write_candles(path, _frame([monday, monday + week], [monday + week - 1, monday + 2 * week - 1]))
+    write_candles(path, _frame([monday, monday + week], [monday + week - 1, monday + 2 * week - 1]), "1w")
     assert validate_file(path, "1w").valid
     sunday = monday - 24 * HOUR_MS
-    write_candles(path, _frame([sunday], [sunday + week - 1]))
-    assert "not on the 1w grid" in (validate_file(path, "1w").reason or "")
+    with pytest.raises(InvalidDataError, match="not on the 1w grid"):
+        write_candles(path, _frame([sunday], [sunday + week - 1]), "1w")
+    assert validate_file(path, "1w").valid
 
 
 def test_large_file_is_vectorised(tmp_path: Path) -> None:
@@ -197,7 +202,7 @@ def test_large_file_is_vectorised(tmp_path: Path) -> None:
     n = 100_000
     opens = (BTC_FIRST_OPEN + np.arange(n, dtype="int64") * 60_000).tolist()
     path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
-    write_candles(path, _frame(opens, [o + 59_999 for o in opens]))
+    write_candles(path, _frame(opens, [o + 59_999 for o in opens]), "1m")
     started = time.perf_counter()
     result = validate_bytes(path.read_bytes(), "1m", path)
     assert result.valid and result.rows == n

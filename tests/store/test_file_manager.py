@@ -17,7 +17,7 @@ from store.file_manager import FileManager
 from store.formats import CSV
 from store.layout import export_file_name
 from store.reports import CleanupResult
-from tests.support import BTC_FILE, CORRUPT, NOW, build_scenario, listing, put, valid_bytes
+from tests.support import BTC_FILE, CORRUPT, NOW, build_scenario, listing, put, temp_name, valid_bytes
 
 CONFIGURED = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
@@ -99,11 +99,11 @@ def test_two_identical_files_are_one_duplicate_group(tmp_path: Path) -> None:
 
 def test_cleanup_removes_duplicates_but_never_a_protected_file(tmp_path: Path) -> None:
     folder = tmp_path / "exports"
-    data = valid_bytes()
+    data = valid_bytes(24, 2)
     btc_newest = put(folder, "BTCUSDT", 2, data)
     xrp_copy = put(folder, "XRPUSDT", 1, data)
-    eth_new = put(folder, "ETHUSDT", 0.1, valid_bytes(20))
-    eth_copy = put(folder, "ETHUSDT", 0.2, valid_bytes(20))
+    eth_new = put(folder, "ETHUSDT", 0.1, valid_bytes(20, 0.1))
+    eth_copy = put(folder, "ETHUSDT", 0.2, valid_bytes(20, 0.1))
 
     result = manager(folder, max_files_per_symbol=3).cleanup()
 
@@ -114,15 +114,19 @@ def test_cleanup_removes_duplicates_but_never_a_protected_file(tmp_path: Path) -
 def test_temp_files_older_than_an_hour_are_removed(tmp_path: Path) -> None:
     folder = tmp_path / "exports"
     folder.mkdir()
-    old = folder / ".BTCUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp"
-    young = folder / f".BTCUSDT_1h_20241110_115000.csv.{os.getpid()}.cafef00d.tmp"  # its writer is alive
-    old_state = folder / ".state.json.4242.0123abcd.tmp"
+    old = folder / temp_name("BTCUSDT_1h_20241110_100000.csv")
+    young = folder / temp_name("BTCUSDT_1h_20241110_115000.csv", os.getpid(), "cafef00d")  # its writer is alive
+    old_state = folder / temp_name("state.json", token="0123abcd")
     lookalike = folder / ".BTCUSDT.tmp"
+    untagged = folder / ".BTCUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp"  # no tag: another program's
+    foreign = folder / temp_name("x")  # tagged, but "x" is no name of ours
     for path, age in (
         (old, timedelta(hours=2)),
         (young, timedelta(minutes=10)),
         (old_state, timedelta(days=1)),
         (lookalike, timedelta(days=3)),
+        (untagged, timedelta(days=3)),
+        (foreign, timedelta(days=3)),
     ):
         path.write_text("partial")
         stamp = (NOW - age).timestamp()
@@ -131,7 +135,7 @@ def test_temp_files_older_than_an_hour_are_removed(tmp_path: Path) -> None:
     result = manager(folder).cleanup()
 
     assert sorted(result.temp_removed) == sorted([old, old_state])
-    assert young.exists() and lookalike.exists()
+    assert young.exists() and lookalike.exists() and untagged.exists() and foreign.exists()
     assert not old.exists() and not old_state.exists()
 
 
@@ -193,9 +197,9 @@ def test_unconfigured_symbol_old_file_is_removed(tmp_path: Path) -> None:
 
 def test_retention_keeps_newest_two(tmp_path: Path) -> None:
     folder = tmp_path / "exports"
-    files = [put(folder, "BTCUSDT", age, valid_bytes(24 - i)) for i, age in enumerate((0.1, 1, 2, 3))]
-    sol_new = put(folder, "SOLUSDT", 1, valid_bytes(10))
-    sol_old = put(folder, "SOLUSDT", 8, valid_bytes(11))  # among the newest two, but too old
+    files = [put(folder, "BTCUSDT", age, valid_bytes(24 - i, age)) for i, age in enumerate((0.1, 1, 2, 3))]
+    sol_new = put(folder, "SOLUSDT", 1, valid_bytes(10, 1))
+    sol_old = put(folder, "SOLUSDT", 8, valid_bytes(11, 8))  # among the newest two, but too old
     result = manager(folder, max_files_per_symbol=2).cleanup()
     assert export_names(folder) == {files[0].name, files[1].name, sol_new.name}
     assert sorted(result.removed) == sorted([files[2], files[3], sol_old])
@@ -210,20 +214,22 @@ def test_newest_valid_export_falls_back_past_corrupt_files(tmp_path: Path) -> No
     fm = manager(folder)
 
     found = fm.newest_valid_export("BTCUSDT", quarantine=False)
-    assert found is not None and found[0].path == good and bad.exists()
-    found = fm.newest_valid_export("BTCUSDT")
+    assert found is not None and found.file.path == good and bad.exists()
+    record = CleanupResult()
+    found = fm.newest_valid_export("BTCUSDT", record=record)
     assert found is not None
-    export, candles = found
-    assert export.path == good and not bad.exists()
-    pd.testing.assert_frame_equal(candles, CSV.read(good), check_dtype=False)
+    assert found.file.path == good and not bad.exists()
+    assert [path for path, _ in record.quarantined] == [bad]
+    pd.testing.assert_frame_equal(found.candles, CSV.read(good), check_dtype=False)
     assert fm.newest_valid_export("ETHUSDT") is None
 
 
 def test_write_export_round_trips_the_real_file_byte_for_byte(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "exports"
     fm = manager(folder)
-    path, rows = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
-    assert rows == 24
+    path, verdict = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
+    assert verdict.valid and verdict.rows == 24
+    assert verdict == fm.validate_file(path)  # judged as written: the verdict a scan gives
     assert path == folder / "BTCUSDT_1h_20241110_120000.csv"
     assert path.read_bytes() == BTC_FILE.read_bytes()
     assert fm.validate_file(path).valid
@@ -357,9 +363,9 @@ def test_scans_for_one_symbol_look_only_at_its_names(tmp_path: Path) -> None:
     put(folder, "ETHUSDT", 1, valid_bytes(7))
     link = folder / export_file_name("BTCUSDT", "1h", NOW - timedelta(hours=1))
     link.symlink_to(mine)
-    temp = folder / f".{mine.name}.4242.deadbeef.tmp"
+    temp = folder / temp_name(mine.name)
     temp.write_text("partial")
-    (folder / ".ETHUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp").write_text("partial")
+    (folder / temp_name("ETHUSDT_1h_20241110_100000.csv")).write_text("partial")
 
     assert [f.path for f in scan_exports(folder, symbol="BTCUSDT", interval="1h")] == [mine]
     assert [f.path for f in scan_exports(folder, symbol="BTCUSDT")] == [mine, other_interval]
@@ -372,25 +378,25 @@ def test_scans_for_one_symbol_look_only_at_its_names(tmp_path: Path) -> None:
 def test_prune_symbol_does_not_read_back_the_file_just_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "exports"
     old = put(folder, "BTCUSDT", 1, valid_bytes(20))
-    fm = manager(folder, max_files_per_symbol=2)
-    fresh, _ = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
+    fm = manager(folder, max_files_per_symbol=2, data_retention_days=30)  # the real day is 13 days old
+    fresh, verdict = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
     put(folder, "ETHUSDT", 1, valid_bytes(15))
     opens = _Opens(monkeypatch)
 
-    result = fm.prune_symbol("BTCUSDT", known_valid=[fresh])
+    result = fm.prune_symbol("BTCUSDT", written={fresh: verdict})
 
     assert fresh.name not in opens.names and opens.names == [old.name]
     assert result.removed == [] and sorted(result.kept) == sorted([old, fresh])
     fm.max_files_per_symbol = 1
-    assert fm.prune_symbol("BTCUSDT", known_valid=[fresh]).removed == [old]
+    assert fm.prune_symbol("BTCUSDT", written={fresh: verdict}).removed == [old]
 
 
 def test_prune_symbol_still_finds_a_copy_of_the_file_just_written(tmp_path: Path) -> None:
     folder = tmp_path / "exports"
-    fm = manager(folder, max_files_per_symbol=3)
-    fresh, _ = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
+    fm = manager(folder, max_files_per_symbol=3, data_retention_days=30)
+    fresh, verdict = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
     copy = put(folder, "BTCUSDT", 1, fresh.read_bytes())
-    result = fm.prune_symbol("BTCUSDT", known_valid=[fresh])
+    result = fm.prune_symbol("BTCUSDT", written={fresh: verdict})
     assert result.duplicates_removed == [copy] and fresh.exists()
 
 
@@ -409,7 +415,7 @@ def test_cleanup_leaves_its_scan_as_a_fresh_scan_would_see_the_folder(tmp_path: 
     folder = paths["folder"]
     put(folder, "SOLUSDT", 0.2, valid_bytes(12))
     put(folder, "XRPUSDT", 0.3, valid_bytes(12))  # a duplicate of SOLUSDT's, unconfigured: removed
-    old_temp = folder / ".BTCUSDT_1h_20241110_100000.csv.4242.deadbeef.tmp"
+    old_temp = folder / temp_name("BTCUSDT_1h_20241110_100000.csv")
     old_temp.write_text("partial")
     stamp = (NOW - timedelta(hours=3)).timestamp()
     os.utime(old_temp, (stamp, stamp))
@@ -430,5 +436,5 @@ def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkey
     import store.formats.csv_format as csv_format
 
     monkeypatch.setattr(csv_format, "WRITE_ROWS", 5)  # 24 rows: slices of 5, 5, 5, 5, 4
-    path, rows = manager(tmp_path / "exports").write_export("BTCUSDT", CSV.read(BTC_FILE))
-    assert rows == 24 and path.read_bytes() == BTC_FILE.read_bytes()
+    path, verdict = manager(tmp_path / "exports").write_export("BTCUSDT", CSV.read(BTC_FILE))
+    assert verdict.rows == 24 and path.read_bytes() == BTC_FILE.read_bytes()
