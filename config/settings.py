@@ -54,6 +54,8 @@ class Settings:
     http_timeout_seconds: float = 20.0
     http_retries: int = 4
     http_backoff_seconds: float = 0.5
+    # Candles opening further ahead of this machine's clock are refused (a broken exchange clock).
+    max_ahead_hours: float = 24.0
     log_level: str = "INFO"
 
     @property
@@ -98,6 +100,7 @@ _positive_int = _number(int, f"a whole number of at least 1, up to {MAX_FILES}",
 _workers = _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)
 _retries = _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)
 _backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60)
+_max_ahead = _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720)
 
 
 def _base_url(name: str, raw: str) -> str:
@@ -185,6 +188,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _timeout),
     "HTTP_RETRIES": ("http_retries", _retries),
     "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _backoff),
+    "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
     "LOG_LEVEL": ("log_level", _log_level),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")

@@ -128,7 +128,12 @@ class ExportJob:
         self.settings = settings
         self.files = file_manager
         self.client = client or ExchangeClient.from_settings(settings)
-        self.exporter = HistoricalDataExporter(self.client, settings.kline_interval, settings.lookback_days)
+        self.exporter = HistoricalDataExporter(
+            self.client,
+            settings.kline_interval,
+            settings.lookback_days,
+            max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
+        )
         self.stop_event = stop_event or threading.Event()
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event

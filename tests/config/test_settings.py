@@ -42,6 +42,8 @@ def test_export_symbols_replace_and_crypto_symbols_add() -> None:
     [
         ("EXPORT_PERIOD_HOURS", "abc", "positive number"),
         ("EXPORT_PERIOD_HOURS", "-1", "positive number"),
+        ("EXCHANGE_MAX_AHEAD_HOURS", "0", "hours from 0.1 to 720"),
+        ("EXCHANGE_MAX_AHEAD_HOURS", "1e300", "hours from 0.1 to 720"),
         ("EXPORT_PERIOD_HOURS", "nan", "positive number"),
         ("MAX_FILES_PER_SYMBOL", "0", "at least 1"),
         ("MAX_FILES_PER_SYMBOL", "1.5", "at least 1"),
