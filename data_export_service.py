@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.cli import run_main
 from common.errors import ExportError
 from common.text import printable
 from config.settings import Settings, SettingsError, load_settings, read_environment
@@ -154,4 +155,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.cli import run_main
 from sandbox.exchange import SandboxConfig, SandboxExchange
 
 HERE = Path(__file__).resolve().parent
@@ -146,4 +147,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from common.cli import run_main
 from config.settings import Settings, SettingsError, load_settings, override
 from cycle.console import SymbolProgress, exit_code_of
 from cycle.export_job import backfill
@@ -70,4 +71,4 @@ def _backfill(settings: Settings) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -17,6 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from common.cli import run_main
 from config.settings import SettingsError, load_settings, override
 from cycle.console import exit_code_of, print_cleanup, print_duplicates
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -97,4 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

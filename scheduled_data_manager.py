@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from common.cli import run_main
 from config.settings import SettingsError, load_settings
 from config.symbols_config import SymbolError, parse_symbol_list
 from cycle.console import SymbolProgress, exit_code_of, print_cycle, print_health, print_notices, print_status
@@ -141,4 +142,4 @@ def _install_stop_handlers(stop_event: threading.Event) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -18,10 +18,10 @@ This is a tool, not a pytest module (pytest only collects ``tests/``).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from common.cli import run_main
 from common.errors import ExportError
 from config.settings import SettingsError, load_settings, override
 from cycle.self_check import CheckFailed, check_exchange, check_export, check_folder, check_settings
@@ -87,4 +87,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

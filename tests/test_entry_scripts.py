@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from store.scan import validate_file
-from tests.support import cli_env, export_csvs, read_json, run_cli
+from tests.support import cli_env, export_csvs, read_json, run_cli, start_cli
 
 
 def test_demo_runs_offline_and_leaves_valid_files_and_a_status_report(tmp_path: Path) -> None:
@@ -91,3 +93,25 @@ def test_backfill_cli_refuses_a_hostile_symbol(sandbox, tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "invalid symbol" in result.stderr
     assert not out.exists() and sandbox.requests == []
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("scheduled_data_manager.py", ["--status"]),
+        ("scheduled_data_manager.py", ["--status", "--json"]),
+        ("data_export_service.py", ["status"]),
+        ("file_manager.py", ["validate"]),
+        ("test_scheduled_system.py", ["--help"]),
+    ],
+)
+def test_a_reader_that_goes_away_ends_the_output_quietly(script: str, args: list[str], tmp_path: Path) -> None:
+    """``--status | head -1``: the reader closes the pipe; no BrokenPipeError traceback."""
+    env = cli_env("http://127.0.0.1:9", tmp_path / "exports")
+    proc = start_cli(script, *args, env=env, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the script has written anything: every write meets a closed pipe
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code in (0, 3, 141), (code, err)

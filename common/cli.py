@@ -1,0 +1,38 @@
+"""How every root script ends: its exit code, and two endings that are not its failures.
+
+* The reader of our output went away (``--status | head -1``): the rest of the output has
+  nowhere to go. We stop quietly with 141, the code a process killed by SIGPIPE has, as
+  ``head`` users expect from any Unix tool; no traceback.
+* Ctrl-C outside a handler of the script's own: one line and 130 (128 + SIGINT). Files are
+  written atomically, so an interrupted run leaves the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+EXIT_BROKEN_PIPE = 128 + 13
+EXIT_INTERRUPTED = 128 + 2
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("interrupted: stopped before the end; files already written are whole", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's own final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
