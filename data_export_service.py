@@ -111,6 +111,13 @@ def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     export_dir = Path(os.path.abspath(settings.export_dir))
+    unit_name = UNIT_NAME if args.output.is_dir() else args.output.name
+    if not unit_name.endswith(".service") or unit_name == ".service":
+        print(
+            f"error: --output {args.output}: systemd needs a unit name ending in .service, e.g. --output {UNIT_NAME}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         path = write_systemd_unit(args.output, export_dir, user)
     except (ValueError, ExportError, OSError) as exc:
@@ -124,9 +131,9 @@ def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
         )
     print(f"note: {user} must own the export folder: sudo install -d -o {user} -m 0750 {shlex.quote(str(export_dir))}")
     print("install and enable it:")
-    print(f"  sudo cp {shlex.quote(str(path.absolute()))} /etc/systemd/system/")
+    print(f"  sudo cp {shlex.quote(str(path.absolute()))} /etc/systemd/system/{shlex.quote(path.name)}")
     print("  sudo systemctl daemon-reload")
-    print("  sudo systemctl enable --now crypto-data-export")
+    print(f"  sudo systemctl enable --now {shlex.quote(path.name)}")
     return EXIT_OK
 
 

@@ -269,6 +269,21 @@ REQUIRED_DIRECTIVES = (
 )
 
 
+def test_create_systemd_service_names_the_unit_it_wrote(service: Service, tmp_path: Path) -> None:
+    unit = tmp_path / "my-exporter.service"
+    result = service.run("create-systemd-service", "--output", str(unit), "--user", "nobody")
+    assert result.returncode == 0, result.stderr
+    assert "/etc/systemd/system/my-exporter.service" in result.stdout
+    assert "systemctl enable --now my-exporter.service" in result.stdout
+    assert "crypto-data-export" not in result.stdout.split("install and enable it:")[1]
+
+
+def test_create_systemd_service_refuses_a_name_systemd_cannot_load(service: Service, tmp_path: Path) -> None:
+    result = service.run("create-systemd-service", "--output", str(tmp_path / "x.txt"), "--user", "nobody")
+    assert result.returncode == 2 and "ending in .service" in result.stderr
+    assert not (tmp_path / "x.txt").exists()
+
+
 def test_create_systemd_service_writes_a_hardened_unit(service: Service, tmp_path: Path) -> None:
     unit = tmp_path / "crypto-data-export.service"
     result = service.run("create-systemd-service", "--output", str(unit), "--user", "nobody")
