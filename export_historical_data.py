@@ -43,9 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         settings = load_settings(symbols_override=args.symbols)
-        settings = override(settings, "KLINE_INTERVAL", args.interval, shown_as="--interval")
-        settings = override(settings, "EXPORT_DIR", args.output, shown_as="--output")
-        settings = override(settings, "EXPORT_LOOKBACK_DAYS", args.days, shown_as="--days")
+        flags = {
+            "KLINE_INTERVAL": (args.interval, "--interval"),
+            "EXPORT_DIR": (args.output, "--output"),
+            "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
+        }
+        settings = override(settings, flags)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

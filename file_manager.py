@@ -83,7 +83,7 @@ def _cleanup(files: FileManager, dry_run: bool, as_json: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        settings = override(load_settings(), "EXPORT_DIR", args.dir, shown_as="--dir")
+        settings = override(load_settings(), {"EXPORT_DIR": (args.dir, "--dir")})
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

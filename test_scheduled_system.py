@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-url", help="exchange to check instead of BINANCE_BASE_URL")
     args = parser.parse_args(argv)
     try:
-        settings = override(load_settings(), "BINANCE_BASE_URL", args.base_url, shown_as="--base-url")
+        settings = override(load_settings(), {"BINANCE_BASE_URL": (args.base_url, "--base-url")})
     except SettingsError as exc:
         print(f"FAIL settings: {exc}")
         return 1

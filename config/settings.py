@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-from config.intervals import VALID_INTERVALS
+from config.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
 from config.symbols_config import SymbolError, resolve_symbols
 
 T = TypeVar("T")
@@ -58,10 +58,27 @@ class Settings:
     max_ahead_hours: float = 24.0
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
+        shortest = min_lookback_days(self.kline_interval)
+        if self.lookback_days < shortest:
+            raise SettingsError(
+                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {self.kline_interval} candle "
+                f"(KLINE_INTERVAL={self.kline_interval}): set EXPORT_LOOKBACK_DAYS to at least {shortest:g} "
+                "or choose a shorter KLINE_INTERVAL"
+            )
+
     @property
     def connect_timeout_seconds(self) -> float:
         """A refused or unreachable host should fail fast; a slow answer may take longer."""
         return min(5.0, self.http_timeout_seconds)
+
+
+def min_lookback_days(interval: str) -> float:
+    """The shortest look-back that always holds a closed candle: two candle lengths
+    (the current candle is still open; the one before it must fit in the window)."""
+    length = fixed_length_ms(interval) or 31 * DAY_MS  # a month is at most 31 days
+    return 2 * length / DAY_MS
 
 
 def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool]) -> Callable[[str, str], T]:
@@ -194,14 +211,25 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
 
-def override(settings: Settings, variable: str, raw: str | None, *, shown_as: str) -> Settings:
-    """``settings`` with one value replaced from a CLI flag, checked by the variable's own
-    rule; an error names the flag (``shown_as``), not the variable. None keeps the value."""
-    if raw is None:
+def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
+    """``settings`` with values replaced from CLI flags, ``{variable: (raw value, flag)}``.
+
+    Each value is checked by its variable's own rule and an error names the flag, not the
+    variable; a None value keeps the setting. All are applied at once, so a combination
+    (``--interval 1w --days 30``) is judged as a whole.
+    """
+    changes: dict[str, Any] = {}
+    for variable, (raw, flag) in flags.items():
+        if raw is not None:
+            field_name, parse = _PARSERS[variable]
+            changes[field_name] = parse(flag, raw)
+    if not changes:
         return settings
-    field_name, parse = _PARSERS[variable]
-    changes: dict[str, Any] = {field_name: parse(shown_as, raw)}
-    return replace(settings, **changes)
+    try:
+        return replace(settings, **changes)
+    except SettingsError as exc:
+        given = ", ".join(flag for raw, flag in flags.values() if raw is not None)
+        raise SettingsError(f"{exc} (with {given})") from exc
 
 
 def read_environment(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings
+from config.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings, override
 from config.symbols_config import DEFAULT_SYMBOLS, SymbolError, normalize_symbol, resolve_symbols
 
 
@@ -161,3 +161,27 @@ def test_the_period_has_a_floor_against_a_busy_loop() -> None:
     with pytest.raises(SettingsError, match="from 0.0001"):
         load_settings({"EXPORT_PERIOD_HOURS": "1e-300"}, env_file=None)
     assert load_settings({"EXPORT_PERIOD_HOURS": "0.0002"}, env_file=None).export_period_hours == 0.0002
+
+
+@pytest.mark.parametrize(("interval", "days"), [("1w", "2"), ("1d", "1"), ("1M", "30"), ("3d", "5.9")])
+def test_a_lookback_that_cannot_hold_one_closed_candle_is_refused_naming_both(interval: str, days: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"KLINE_INTERVAL": interval, "EXPORT_LOOKBACK_DAYS": days}, env_file=None)
+    assert "EXPORT_LOOKBACK_DAYS" in str(caught.value) and f"KLINE_INTERVAL={interval}" in str(caught.value)
+
+
+@pytest.mark.parametrize(("interval", "days"), [("1w", "14"), ("1d", "2"), ("1M", "62"), ("1h", "0.1")])
+def test_a_lookback_of_two_candles_is_enough(interval: str, days: str) -> None:
+    assert load_settings({"KLINE_INTERVAL": interval, "EXPORT_LOOKBACK_DAYS": days}, env_file=None).lookback_days
+
+
+def test_flags_are_applied_together_and_named_in_errors() -> None:
+    settings = load_settings({}, env_file=None)
+    weekly = override(settings, {"KLINE_INTERVAL": ("1w", "--interval"), "EXPORT_LOOKBACK_DAYS": ("30", "--days")})
+    assert (weekly.kline_interval, weekly.lookback_days) == ("1w", 30)
+    with pytest.raises(SettingsError, match="--interval='1hr'"):
+        override(settings, {"KLINE_INTERVAL": ("1hr", "--interval")})
+    with pytest.raises(SettingsError, match="--days='100000'"):
+        override(settings, {"EXPORT_LOOKBACK_DAYS": ("100000", "--days")})
+    with pytest.raises(SettingsError, match=r"\(with --interval\)"):
+        override(settings, {"KLINE_INTERVAL": ("1w", "--interval")})
