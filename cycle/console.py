@@ -65,8 +65,12 @@ def print_cycle(cycle: CycleReport) -> None:
         for outcome in exp.succeeded:
             if cycle.dry_run:
                 print(f"  would write {outcome.path} ({outcome.reused_rows} candles reused)")
-        for outcome in exp.failed:
-            _err(f"error: {outcome.symbol}: {outcome.error}")
+        if exp.exchange_error is not None:
+            _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
+        else:
+            for outcome in exp.failed:
+                if outcome.error_kind != "stopped":
+                    _err(f"error: {outcome.symbol}: {outcome.error}")
         if exp.stopped:
             print("export: stopped on request; finished symbols are saved")
     changed = cycle.files_changed  # the cleanup pass and every per-symbol prune of the export

@@ -76,6 +76,9 @@ class ExportReport:
     server_time_ms: int | None = None
     seconds: float = 0.0
     dry_run: bool = False
+    # Set when the exchange failed before any symbol (host down, wrong URL, banned): one
+    # cause for every symbol, reported once rather than once per symbol.
+    exchange_error: str | None = None
 
     @property
     def failed(self) -> list[SymbolOutcome]:
@@ -150,19 +153,23 @@ class ExportJob:
         except StopRequested as exc:
             self._fail_all(report, symbols, exc)
             report.stopped = True
-            return report
         except IPBannedError as exc:
             report.banned_until = exc.banned_until
-            self._fail_all(report, symbols, exc)
-            return report
+            self._fail_before_any_symbol(report, symbols, exc)
         except ExchangeError as exc:
-            logger.error("exchange not usable: %s", exc)
-            self._fail_all(report, symbols, exc)
+            self._fail_before_any_symbol(report, symbols, exc)
+        if report.outcomes:  # nothing could start
+            report.seconds = time.monotonic() - started
             return report
         self._run_pool(report, symbols, dry_run, lookback_days)
         report.stopped = self.stop_event.is_set()
         report.seconds = time.monotonic() - started
         return report
+
+    def _fail_before_any_symbol(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
+        logger.error("exchange not usable: %s", exc)
+        report.exchange_error = str(exc)
+        self._fail_all(report, symbols, exc)
 
     def _prepare(self, symbols: Sequence[str]) -> int:
         """Server time (for closed candles and our minute windows) and the weight budget."""

@@ -438,7 +438,7 @@ def _final(error: BadResponseError | _ServerFailure, retries: int) -> ExchangeUn
     """The error that ends a request after its retries."""
     if isinstance(error, _ServerFailure):
         return ExchangeUnavailableError(
-            f"{error.url} kept failing with HTTP {error.status} after {retries} retries; "
+            f"{error.url} kept failing with HTTP {error.status} after {_retries(retries)}; "
             "the exchange may be in maintenance"
         )
     return error
@@ -491,8 +491,12 @@ def _transport_message(url: str, exc: Exception, retries: int) -> str:
         what = "refused the connection"
     else:
         what = f"could not be reached ({_short(exc)})"
-    return f"{url.split('?')[0]} {what} after {retries} retries; check BINANCE_BASE_URL and the network"
+    return f"{url.split('?')[0]} {what} after {_retries(retries)}; check BINANCE_BASE_URL and the network"
 
 
 def _short(exc: Exception) -> str:
     return printable(str(exc), 160)
+
+
+def _retries(count: int) -> str:
+    return "1 retry" if count == 1 else f"{count} retries"

@@ -389,3 +389,13 @@ def kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def exchange_not_usable(stderr: str) -> str | None:
+    """The one line of a run whose exchange failed before any symbol, asserting it stands alone."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    host = [line for line in errors if line.startswith("error: exchange not usable, no symbol exported: ")]
+    if not host:
+        return None
+    assert errors == host[:1], f"the exchange's failure is reported once, alone: {errors}"
+    return host[0]

@@ -313,3 +313,15 @@ def test_console_stays_short_while_retries_happen(sandbox_factory, tmp_path: Pat
         assert len(result.stdout.strip().splitlines()) == 3  # export, cleanup, status
     assert exchange.stats.failed_5xx >= 2 and exchange.stats.dropped >= 1
     assert "Retrying" in (out / "logs" / "scheduled_data_manager.log").read_text()
+
+
+def test_a_dead_host_is_reported_once_not_once_per_symbol(tmp_path: Path) -> None:
+    env = cli_env(
+        "http://127.0.0.1:9", tmp_path / "exports", EXPORT_SYMBOLS="BTCUSDT,ETHUSDT,SOLUSDT", HTTP_RETRIES="1"
+    )
+    result = run_cli("scheduled_data_manager.py", "--manual", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "exchange not usable" in errors[0] and "after 1 retry;" in errors[0]
+    assert "export: 0/3 symbols ok" in result.stdout

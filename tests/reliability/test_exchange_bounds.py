@@ -20,6 +20,7 @@ import pytest
 from tests.support import (
     assert_folder_sound,
     closed_opens,
+    exchange_not_usable,
     expected_csv,
     export_files,
     finish,
@@ -59,7 +60,8 @@ def _assert_intact(folder: Path, kept: dict[str, bytes]) -> None:
 
 
 def _symbol_errors(stderr: str, symbols: tuple[str, ...] = SYMBOLS) -> dict[str, str]:
-    found = {}
+    """Each symbol's error line; a failure of the exchange itself is one line for all of them."""
+    found = dict.fromkeys(symbols, host_error) if (host_error := exchange_not_usable(stderr)) else {}
     for line in stderr.splitlines():
         for symbol in symbols:
             if line.startswith(f"error: {symbol}: "):

@@ -13,6 +13,7 @@ import pytest
 from tests.support import (
     assert_folder_sound,
     closed_opens,
+    exchange_not_usable,
     export_files,
     free_port,
     manager_env,
@@ -45,7 +46,8 @@ def _assert_previous_intact(folder, kept: dict[str, bytes]) -> None:
 
 
 def _symbol_errors(stderr: str) -> dict[str, str]:
-    found = {}
+    """Each symbol's error line; a failure of the exchange itself is one line for all of them."""
+    found = dict.fromkeys(SYMBOLS, host_error) if (host_error := exchange_not_usable(stderr)) else {}
     for line in stderr.splitlines():
         for symbol in SYMBOLS:
             if line.startswith(f"error: {symbol}: "):
