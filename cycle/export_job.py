@@ -12,18 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+import pandas as pd
 
 from common.clock import ms_to_iso, utc_now
 from common.errors import ExchangeError, ExportError, IPBannedError, NoDataError, StorageError, UnknownSymbolError
 from config.settings import Settings
 from cycle.run_lock import RunLock
 from exchange.client import ExchangeClient
-from exchange.history import HistoricalDataExporter
+from exchange.history import HistoricalDataExporter, SymbolExport
 from store.file_manager import FileManager
 from store.layout import export_file_name
 
@@ -179,7 +181,7 @@ class ExportJob:
                 name,
             )
             return SymbolOutcome(symbol, True, path=name, reused_rows=export.reused_rows)
-        path, rows = self.files.write_export(symbol, self.exporter.iter_chunks(export))
+        path, rows = self.files.write_export(symbol, self._candle_chunks(export))
         # The fresh file was just written from the validated previous file and
         # the exchange's closed candles: retention need not read it back.
         self.files.prune_symbol(symbol, known_valid=[path])
@@ -202,6 +204,10 @@ class ExportJob:
             calls=export.calls,
         )
 
+    def _candle_chunks(self, export: SymbolExport) -> Iterable[pd.DataFrame]:
+        """Where a symbol's candles come from (a backfill may take them from the bulk archive)."""
+        return self.exporter.iter_chunks(export)
+
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         for symbol in symbols:
             report.outcomes[symbol] = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
@@ -211,12 +217,17 @@ def backfill(
     settings: Settings,
     *,
     on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+    stop_event: threading.Event | None = None,
+    make_job: Callable[..., ExportJob] = ExportJob,
 ) -> ExportReport:
-    """The standalone backfill: the same pass over a long window, under the run lock."""
+    """The standalone backfill: the same pass over a long window, under the run lock.
+
+    ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
+    passes one whose candles come from the bulk archive where it can."""
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
-        job = ExportJob(settings, files, client, on_symbol_done=on_symbol_done)
+        job = make_job(settings, files, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
         report = job.run(settings.symbols)
         _check_written_files(files, report)
         return report
