@@ -48,10 +48,13 @@ from config.settings import Settings
 from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
 from cycle.export_job import backfill as export_backfill
 from exchange.archive import (
+    NO_CHECKSUM,
     ArchiveClient,
     ArchiveError,
     ArchiveNotPublished,
     ArchivePeriod,
+    ArchiveUnavailable,
+    ArchiveUnusable,
     DownloadStopped,
     check_digest,
     check_zip,
@@ -73,11 +76,16 @@ SOURCES: tuple[str, ...] = ("auto", "archive", "rest")
 CACHE_MAX_AGE_SECONDS = 2 * 86_400  # older verified zips are from an abandoned run: not worth trusting
 MONTHLY_MIN_DAYS = 8  # fewer days of a past month in the range: their daily files (fewer bytes)
 RECENT_MS = 31 * DAY_MS  # a month missing from the archive for longer has no daily files either
+UNREACHABLE_AFTER = 3  # transport failures before the archive is given up for the run
 _WAIT_SLICE = 0.2  # how often a waiting symbol looks at the stop flag
 _CACHE_NAME = re.compile(
     r"^[A-Z0-9]{1,20}-[0-9]{1,2}(?:[smhdw]|mo)-[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?\.zip"
     r"(?P<part>\.[0-9]+\.[0-9a-f]{8}\.part)?$"
 )
+
+
+class ArchiveSkipped(ArchiveUnavailable):
+    """The archive was given up for this run after repeated transport failures."""
 
 
 class BackfillStopped(ExportError):
@@ -133,7 +141,11 @@ def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_
     archive_end = min(end_ms, today_ms)
     while t < archive_end:
         month_start, month_end = month_bounds(t)
-        if month_end <= today_ms and min(month_end, end_ms) - t >= MONTHLY_MIN_DAYS * DAY_MS:
+        if (
+            interval != "1s"  # a month of 1s is 2.6 M rows in one frame: days keep memory bounded
+            and month_end <= today_ms
+            and min(month_end, end_ms) - t >= MONTHLY_MIN_DAYS * DAY_MS
+        ):
             segments.append(ArchivePeriod(symbol, interval, "monthly", month_start, month_end))
             t = month_end
             continue
@@ -249,7 +261,12 @@ class ArchiveProgress:
 
 
 class ArchiveFetcher:
-    """Checksum, download (streamed to a temp file), verify, keep: one task per period."""
+    """Checksum, download (streamed to a temp file), verify, keep: one task per period.
+
+    A period's ``.CHECKSUM`` is asked for while its zip streams (a second, small
+    pool), so a period costs one round trip of latency, not two; no byte of the
+    zip is used before the two agree.
+    """
 
     def __init__(
         self,
@@ -264,6 +281,10 @@ class ArchiveFetcher:
         self.stop_event = stop_event
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive")
+        self._checksums = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="checksum")
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._unreachable = False
 
     def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[Fetched]]:
         self.progress.planned(len(periods))
@@ -271,38 +292,63 @@ class ArchiveFetcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._checksums.shutdown(wait=True, cancel_futures=True)
 
     def _fetch(self, period: ArchivePeriod) -> Fetched:
         try:
             if self.stop_event.is_set():
                 raise DownloadStopped(period, "stopped on request")
-            return self._fetch_verified(period)
+            if self._unreachable:
+                raise ArchiveSkipped(period, f"not tried: {self.client.base_url} was unreachable earlier in this run")
+            checksum = self._checksums.submit(self.client.checksum, period)
+            return self._fetch_verified(period, checksum)
         except ArchiveError as exc:
+            self._count_failure(exc)
             return Fetched(period, error=exc)
         finally:
             self.progress.period_done()
 
-    def _fetch_verified(self, period: ArchivePeriod) -> Fetched:
-        expected = self.client.expected_checksum(period)
+    def _count_failure(self, exc: ArchiveError) -> None:
+        """After a few transport failures, stop asking: an unreachable archive (a proxy, a
+        blocked host) would otherwise cost every period its retries and a warning."""
+        if type(exc) is not ArchiveUnavailable:
+            return
+        with self._lock:
+            self._failures += 1
+            if self._failures < UNREACHABLE_AFTER or self._unreachable:
+                return
+            self._unreachable = True
+        logger.warning(
+            "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST API; "
+            "check BINANCE_ARCHIVE_URL and the network",
+            self.client.base_url,
+            UNREACHABLE_AFTER,
+            exc.reason,
+        )
+
+    def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> Fetched:
         target = self.cache.path(period)
         try:
-            if target.is_file() and not target.is_symlink():
+            if target.is_file() and not target.is_symlink():  # left by an interrupted run
                 with open(target, "rb") as handle:
-                    if sha256_of(handle) == expected:
+                    if sha256_of(handle) == checksum.result():
                         return Fetched(period, target, size=target.stat().st_size, reused=True)
-            return self._download(period, target, expected)
+            return self._download(period, target, checksum)
         except OSError as exc:
             raise ArchiveError(
                 period, f"cannot keep the download in {self.cache.folder}: {exc.strerror or exc}"
             ) from exc
 
-    def _download(self, period: ArchivePeriod, target: Path, expected: str) -> Fetched:
+    def _download(self, period: ArchivePeriod, target: Path, checksum: Future[str | None]) -> Fetched:
         part = self.cache.part(period)
         try:
             with open(part, "wb") as handle:
                 actual = self.client.download(
                     period, handle, on_bytes=self.progress.add_bytes, should_stop=self.stop_event.is_set
                 )
+            expected = checksum.result()
+            if expected is None:
+                raise ArchiveUnusable(period, NO_CHECKSUM)
             check_digest(period, expected, actual)
             with open(part, "rb") as handle:
                 check_zip(handle, period)
@@ -466,6 +512,9 @@ class ArchiveExportJob(ExportJob):
                 f"{exc}; with --source archive a refused archive file is an error "
                 "(rerun with --source auto to take that period from the REST API)"
             ) from exc
+        if isinstance(exc, ArchiveSkipped):  # said once, when the archive was given up
+            logger.info("%s: %s; taking that period from the REST API", symbol, exc)
+            return
         logger.warning("%s: %s; taking that period from the REST API instead", symbol, exc)
         self.tallies[symbol].refused.append(f"{exc.period.zip_name}: {exc.reason}")
 
@@ -509,9 +558,14 @@ def archive_backfill(
     jobs: list[ArchiveExportJob] = []
     fetcher: ArchiveFetcher | None = None
     archive_client: ArchiveClient | None = None
-    if source != "rest":
+    if source != "rest" and not has_daily_files(settings.kline_interval):
+        logger.warning(
+            "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",
+            settings.kline_interval,
+        )
+    elif source != "rest":
         cache = ZipCache(ExportFolder(settings.export_dir).archive_cache)
-        archive_client = ArchiveClient.from_settings(settings)
+        archive_client = ArchiveClient.from_settings(settings, pool_size=2 * settings.workers)
         fetcher = ArchiveFetcher(archive_client, cache, settings.workers, stop_event, progress)
 
     def make_job(

@@ -42,7 +42,7 @@ _NOT_FOUND = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
     b"<Message>The specified key does not exist.</Message></Error>"
 )
-_CACHE_SIZE = 64
+_CACHE_BYTES = 512 << 20  # a year of 1m zips of a few symbols, or a year of 1h zips of hundreds
 
 # rows_for(symbol, interval, start_ms, end_ms) -> the exchange's kline rows opening in [start, end),
 # or None when the exchange does not know the symbol.
@@ -74,6 +74,8 @@ class SandboxArchive:
     def __init__(self, rows_for: RowsFor) -> None:
         self._rows_for = rows_for
         self._cache: dict[tuple[Any, ...], bytes | None] = {}
+        self._cached_bytes = 0
+        self._building: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def answer(self, path: str, knobs: ArchiveKnobs, now_ms: int, generation: object = None) -> tuple[int, bytes, str]:
@@ -109,22 +111,37 @@ class SandboxArchive:
         knobs: ArchiveKnobs,
         generation: object,
     ) -> bytes | None:
+        """The zip's bytes, built once: a .CHECKSUM and its zip asked for at the same
+        moment wait for one build instead of making two."""
         key = (generation, symbol, interval, bounds, knobs.micros_from_ms, knobs.header)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        rows = self._rows_for(symbol, interval, *bounds)
-        data = None if not rows else _build_zip(csv_name, bounds[0], _csv_text(rows, bounds[0], knobs))
-        with self._lock:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = data
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                if key in self._cache:
+                    return self._cache[key]
+            rows = self._rows_for(symbol, interval, *bounds)
+            data = None if not rows else _build_zip(csv_name, bounds[0], _csv_text(rows, bounds[0], knobs))
+            with self._lock:
+                self._store(key, data)
+                self._building.pop(key, None)
         return data
+
+    def _store(self, key: tuple[Any, ...], data: bytes | None) -> None:
+        """Keep at most ``_CACHE_BYTES``, dropping the oldest zips first (under the lock)."""
+        self._cache[key] = data
+        self._cached_bytes += len(data or b"")
+        while self._cached_bytes > _CACHE_BYTES and len(self._cache) > 1:
+            oldest = next(iter(self._cache))
+            self._cached_bytes -= len(self._cache.pop(oldest) or b"")
 
     def clear(self) -> None:
         """Forget built zips (after changing the candles' knobs: listing, gaps, delistings)."""
         with self._lock:
             self._cache.clear()
+            self._cached_bytes = 0
 
 
 def _period_bounds(kind: str, label: str) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from sandbox.archive import ArchiveKnobs
-from sandbox.exchange import SandboxConfig
+from sandbox.exchange import SandboxConfig, SandboxExchange
 
 SPOT = "/data/spot"
 
@@ -42,7 +42,14 @@ def test_a_daily_zip_holds_exactly_the_klines_rows_and_its_checksum_matches(sand
     checksum = get(exchange, path + ".CHECKSUM")
     assert checksum.text == f"{hashlib.sha256(body).hexdigest()}  BTCUSDT-1h-2024-10-28.zip\n"
     assert get(exchange, path).content == body  # deterministic bytes
-    assert exchange.stats.klines_calls == 1 and exchange.used_weight() == 2  # archive requests weigh nothing
+
+
+def test_archive_requests_weigh_nothing_and_skip_the_klines_faults() -> None:
+    # handle() without a server: no other local process can add requests to the count
+    exchange = SandboxExchange(SandboxConfig(now_ms=ms(2024, 11, 10, 12), fail_every_n=1, weight_limit=1))
+    answer, _ = exchange.handle(f"{SPOT}/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10-28.zip", "")
+    assert answer.status == 200 and answer.content_type == "application/zip"
+    assert exchange.used_weight() == 0 and exchange.stats.total == 0 and exchange.stats.failed_5xx == 0
 
 
 def test_periods_not_over_unknown_symbols_and_marked_months_are_404(sandbox_factory) -> None:
