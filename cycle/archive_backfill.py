@@ -253,7 +253,7 @@ class ArchiveProgress:
 
     def _show(self) -> None:
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self._done}/{self._planned} periods", refresh=False)
+            self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
 
     def close(self) -> None:
         if self._bar is not None:
