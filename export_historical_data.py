@@ -3,7 +3,12 @@
     python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h
 
 It runs the same export pass as a scheduler cycle (incremental, atomic,
-validated), under the same run lock. ``HistoricalDataExporter``, the guide's
+validated), under the same run lock. ``--source auto`` (the default) takes
+whole past months and days from the exchange's bulk archive
+(``BINANCE_ARCHIVE_URL``, every zip verified against its ``.CHECKSUM``) and the
+rest from the REST API; ``archive`` fails instead of falling back when an
+archive file is refused; ``rest`` uses the REST API only. All three write the
+same bytes. Ctrl-C stops within seconds; a rerun resumes. ``HistoricalDataExporter``, the guide's
 class that turns exchange answers into closed-candle frames, lives in
 ``exchange.history`` and is importable from here.
 """
@@ -12,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from common.cli import run_main
 from config.settings import Settings, SettingsError, load_settings, override
+from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill
 from cycle.console import SymbolProgress, exit_code_of
-from cycle.export_job import backfill
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
 
@@ -29,12 +36,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="export_historical_data.py",
         description="Backfill closed klines into one CSV per symbol (atomic writes, resumable).",
-        epilog="example: python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h",
+        epilog="examples:\n"
+        "  python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h\n"
+        "  python export_historical_data.py --symbols BTCUSDT --days 730 --interval 1m --source archive\n"
+        "  python export_historical_data.py --days 30 --source rest     the REST API only\n\n"
+        "--source auto (default): whole past months and days from the bulk archive (BINANCE_ARCHIVE_URL,\n"
+        "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
+        "--source archive: as auto, but a refused archive file fails the symbol (exit 1).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
     parser.add_argument("--days", help="look-back in days (default: EXPORT_LOOKBACK_DAYS)")
     parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
     parser.add_argument("--output", help="folder for the CSVs (default: EXPORT_DIR)")
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="where closed candles come from: auto (archive + REST, default), archive (strict), rest",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,25 +72,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # Retries and waits are normal; the console only shows what went wrong for good.
+    # Retries and waits are normal; the console only shows what went wrong for good,
+    # and which archive file was refused (a checksum that does not match is news).
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    return exit_code_of(lambda: _backfill(settings))
+    logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
+    return exit_code_of(lambda: _backfill(settings, args.source))
 
 
-def _backfill(settings: Settings) -> int:
+def _backfill(settings: Settings, source: str) -> int:
+    stop_event = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_event.set())
     progress = SymbolProgress(len(settings.symbols), enabled=True)
+    downloads = ArchiveProgress(enabled=source != "rest")
     try:
-        report = backfill(settings, on_symbol_done=progress.advance)
-    finally:
-        progress.close()
-    for outcome in report.outcomes.values():
-        line = (
-            f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
-            if outcome.ok
-            else f"{outcome.symbol}: FAILED: {outcome.error}"
+        result = archive_backfill(
+            settings, source, stop_event=stop_event, on_symbol_done=progress.advance, progress=downloads
         )
-        print(line, file=sys.stdout if outcome.ok else sys.stderr)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    finally:
+        downloads.close()
+        progress.close()
+    _print_outcomes(result)
+    if stop_event.is_set():
+        print("stopped on request; run the same command again to resume", file=sys.stderr)
+    return EXIT_OK if result.report.ok else EXIT_FAILED
+
+
+def _print_outcomes(result: ArchiveBackfillResult) -> None:
+    for outcome in result.report.outcomes.values():
+        if not outcome.ok:
+            print(f"{outcome.symbol}: FAILED: {outcome.error}", file=sys.stderr)
+            continue
+        line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
+        tally = result.tallies.get(outcome.symbol)
+        if tally is not None and result.source != "rest":
+            line += (
+                f" ({tally.archive_rows} from {tally.archive_files} archive files, "
+                f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"
+                + (f", {len(tally.refused)} archive files refused" if tally.refused else "")
+                + ")"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

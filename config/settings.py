@@ -29,6 +29,7 @@ T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
 DEFAULT_EXPORT_DIR = "historical_exports"
+DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 # 16 workers keep ~7.5 requests in flight at 150 ms latency, the number that
 # the 6000 weight/minute budget (50 klines calls/s) needs, with headroom.
 DEFAULT_WORKERS = 16
@@ -57,6 +58,7 @@ class Settings:
     # Candles opening further ahead of this machine's clock are refused (a broken exchange clock).
     max_ahead_hours: float = 24.0
     log_level: str = "INFO"
+    archive_url: str = DEFAULT_ARCHIVE_URL
 
     def __post_init__(self) -> None:
         # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
@@ -125,6 +127,14 @@ def _base_url(name: str, raw: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_BASE_URL}")
+    return url
+
+
+def _archive_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_ARCHIVE_URL}")
     return url
 
 
@@ -207,6 +217,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _backoff),
     "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
     "LOG_LEVEL": ("log_level", _log_level),
+    "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 

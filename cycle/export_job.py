@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
+
+import pandas as pd
 
 from common.clock import ms_to_iso
 from common.errors import (
@@ -227,7 +229,7 @@ class ExportJob:
         require_forward(self.exporter.last_closed_open_ms(export.server_time_ms), previous)
         if dry_run:
             return self._plan_only(symbol, export, previous)
-        path, verdict = self.files.write_export(symbol, self.exporter.iter_chunks(export), replacing=previous)
+        path, verdict = self.files.write_export(symbol, self._candle_chunks(export), replacing=previous)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         pruned = self.files.prune_symbol(symbol, written={path: verdict})
         logger.info(
@@ -267,6 +269,10 @@ class ExportJob:
         )
         return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
 
+    def _candle_chunks(self, export: SymbolExport) -> Iterable[pd.DataFrame]:
+        """Where a symbol's candles come from (a backfill may take them from the bulk archive)."""
+        return self.exporter.iter_chunks(export)
+
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         for symbol in symbols:
             report.outcomes[symbol] = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
@@ -276,14 +282,18 @@ def backfill(
     settings: Settings,
     *,
     on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+    stop_event: threading.Event | None = None,
+    make_job: Callable[..., ExportJob] = ExportJob,
 ) -> ExportReport:
     """The standalone backfill: the same pass over a long window, under the run lock.
 
     Every file is validated as it is written (``FileManager.write_export``),
     so a bad answer fails its symbol and never sits in the folder as data.
+    ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
+    passes one whose candles come from the bulk archive where it can.
     """
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
-        job = ExportJob(settings, files, client, on_symbol_done=on_symbol_done)
+        job = make_job(settings, files, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
         return job.run(settings.symbols)

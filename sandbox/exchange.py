@@ -7,6 +7,8 @@ maintenance gaps, delisted symbols) cannot be provoked on demand against the
 real exchange. This server speaks the real wire format of ``/api/v3/ping``,
 ``/api/v3/time``, ``/api/v3/exchangeInfo`` and ``/api/v3/klines`` (see
 ``shared/reference/binance-klines.md``) and can inject each fault with a knob.
+Under ``/data/...`` it also serves the bulk archive (``sandbox.archive``: zips
+and ``.CHECKSUM`` files of the same candles, knobs in ``SandboxConfig.archive``).
 
 Candles are a pure function of ``(symbol, interval, open_ms)``, so every
 request is reproducible and tests can compare files byte for byte.
@@ -46,6 +48,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from config.symbols_config import SYMBOL_PATTERN
+from sandbox.archive import ARCHIVE_ROOT, ArchiveKnobs, SandboxArchive
 
 __all__ = [
     "DEFAULT_SYMBOLS",
@@ -187,6 +190,7 @@ class SandboxConfig:
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to (or replacing) every answer's headers
     # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
     bad_candles: dict[str, str] = field(default_factory=dict)
+    archive: ArchiveKnobs = field(default_factory=ArchiveKnobs)  # the bulk archive under /data/
 
 
 @dataclass(frozen=True)
@@ -524,6 +528,7 @@ class SandboxExchange:
         self._ban_key: tuple[int, int, int] | None = None
         self._server: _SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.archive = SandboxArchive(self._archive_rows)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -697,6 +702,8 @@ class SandboxExchange:
         now = self.now_ms()
         pairs = parse_qsl(query, keep_blank_values=True)
         params = dict(pairs)
+        if path.startswith(ARCHIVE_ROOT):  # the bulk archive is a CDN: no weight, no klines faults
+            return self._archive_answer(cfg, path, now), params
         refusal, klines_n = self._admit(cfg, path, now)
         if cfg.latency_seconds > 0:
             # Outside any lock, so concurrent clients overlap; stop() cuts it short.
@@ -730,6 +737,24 @@ class SandboxExchange:
         if path == "/api/v3/klines":
             return _Answer(200, _json_bytes(self._klines(cfg, pairs, params, now)))
         return _error(404, -1000, f"Unknown path {path}.")
+
+    def _archive_answer(self, cfg: SandboxConfig, path: str, now: int) -> _Answer:
+        if cfg.latency_seconds > 0:
+            self._stop_event.wait(cfg.latency_seconds)
+        status, body, content_type = self.archive.answer(path, cfg.archive, now, generation=id(cfg))
+        return _Answer(status, body, content_type)
+
+    def _archive_rows(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[list[Any]] | None:
+        """The candles opening in [start, end) that /api/v3/klines would serve (listing, gaps, delisting)."""
+        cfg = self.config
+        if interval not in INTERVALS or not self.is_known(symbol):
+            return None
+        last_instant = end_ms - 1
+        if symbol in cfg.delisted:
+            last_instant = min(last_instant, cfg.delisted[symbol] - 1)
+        first = max(_align_up(interval, start_ms), align_open_ms(interval, cfg.listing_ms))
+        opens = _ascending(interval, first, align_open_ms(interval, last_instant), list(cfg.gaps.get(symbol, ())))
+        return [generate_candle(symbol, interval, t) for t in opens]
 
     def _inject_fault(self, cfg: SandboxConfig, n: int, answer: _Answer) -> _Answer:
         """Apply the 'every Nth klines request' faults, most disruptive first."""

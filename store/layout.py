@@ -10,6 +10,7 @@
         .service.lock  data_export_service.pid      the background service
         export_log.log                              the exporter's log
         logs/scheduled_data_manager.log  logs/data_export_service.log
+        .archive_cache/                             verified archive zips of an unfinished backfill (resume)
 
 A name that does not match ``EXPORT_NAME_PATTERN`` (or ``our_temp_name``) is
 not ours: it is never read as data, moved or deleted.
@@ -40,6 +41,7 @@ PIDFILE_NAME = "data_export_service.pid"
 EXPORT_LOG_NAME = "export_log.log"
 MANAGER_LOG_NAME = "scheduled_data_manager.log"
 SERVICE_LOG_NAME = "data_export_service.log"
+ARCHIVE_CACHE_DIR_NAME = ".archive_cache"
 
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 _INTERVALS_RE = "|".join(re.escape(i) for i in VALID_INTERVALS)
@@ -98,6 +100,10 @@ class ExportFolder:
     @property
     def service_log(self) -> Path:
         return self.logs / SERVICE_LOG_NAME
+
+    @property
+    def archive_cache(self) -> Path:
+        return self.root / ARCHIVE_CACHE_DIR_NAME
 
 
 def export_file_name(symbol: str, interval: str, created: datetime, file_format: FileFormat = DEFAULT_FORMAT) -> str:

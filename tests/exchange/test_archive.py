@@ -1,0 +1,194 @@
+"""exchange.archive: the layout, checksums, zip -> candle frame (a real archive zip), and the HTTP client
+against the sandbox's archive."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exchange.archive import (
+    ArchiveClient,
+    ArchiveNotPublished,
+    ArchivePeriod,
+    ArchiveUnusable,
+    check_digest,
+    check_zip,
+    daily_period,
+    days_of,
+    monthly_period,
+    parse_checksum,
+    read_period_frame,
+    sha256_of,
+)
+from exchange.klines import rows_to_frame
+from sandbox.archive import ArchiveKnobs
+from sandbox.exchange import SandboxConfig, generate_candle
+from store.formats import CSV
+from store.formats.csv_format import write_candles
+from tests.support import BTC_FILE, DATA
+
+REAL_ZIP = DATA / "BTCUSDT-1h-2024-10-28.zip"
+# sha256sum of the real archive file; its first 16 digits are in shared/data/real-klines/SOURCES.md.
+REAL_SHA256 = "744d4a991858208ead11e682457c452cd56067d113888d7323ba849ce221bc09"
+REAL_FUTURES_ZIP = Path("/work/shared/data/real-klines/binance-vision/futures-um-klines-BTCUSDT-1h-2024-10-28.zip")
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+def ms(*parts: int) -> int:
+    return int(datetime(*parts, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+
+
+REAL_DAY = daily_period("BTCUSDT", "1h", ms(2024, 10, 28))
+
+
+# -- layout ---------------------------------------------------------------------------
+def test_period_names_and_paths_follow_the_archive_layout() -> None:
+    month = monthly_period("BTCUSDT", "1m", ms(2024, 12, 31, 23, 59))
+    assert (month.start_ms, month.end_ms) == (ms(2024, 12, 1), ms(2025, 1, 1))
+    assert month.url_path() == "data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-12.zip"
+    assert REAL_DAY.url_path() == "data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10-28.zip"
+    assert REAL_DAY.csv_name == "BTCUSDT-1h-2024-10-28.csv"
+    assert monthly_period("ETHUSDT", "1M", ms(2024, 2, 3)).zip_name == "ETHUSDT-1mo-2024-02.zip"
+    assert len(days_of(monthly_period("BTCUSDT", "1h", ms(2024, 2, 10)))) == 29  # a leap year
+
+
+# -- the real archive zip ---------------------------------------------------------------
+def test_the_real_zip_gives_exactly_the_candles_of_the_reference_csv(tmp_path: Path) -> None:
+    """tests/data/BTCUSDT_1h_20241029_000000.csv was converted from the same archive day (24 rows)."""
+    with open(REAL_ZIP, "rb") as handle:
+        check_zip(handle, REAL_DAY)
+        frame = read_period_frame(handle, REAL_DAY)
+    reference = CSV.read(BTC_FILE)
+    assert len(frame) == len(reference) == 24
+    pd.testing.assert_frame_equal(frame, reference, check_dtype=True)
+    assert frame["open"].iat[0] == "68021.69000000"  # the exchange's string, not a float
+    out = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
+    write_candles(out, frame, "1h")
+    assert out.read_bytes() == BTC_FILE.read_bytes()
+
+
+def test_sha256_of_the_real_zip_verifies_against_its_checksum_line() -> None:
+    with open(REAL_ZIP, "rb") as handle:
+        actual = sha256_of(handle)
+    assert actual == REAL_SHA256 and actual.startswith("744d4a991858208e")
+    expected = parse_checksum(f"{REAL_SHA256}  BTCUSDT-1h-2024-10-28.zip\n".encode(), REAL_DAY.zip_name)
+    check_digest(REAL_DAY, expected, actual)
+    tampered = bytearray(REAL_ZIP.read_bytes())
+    tampered[100] ^= 0xFF
+    with pytest.raises(ArchiveUnusable, match="checksum mismatch"):
+        check_digest(REAL_DAY, expected, sha256_of(io.BytesIO(bytes(tampered))))
+
+
+def test_a_futures_file_with_a_header_line_is_read_too() -> None:
+    if not REAL_FUTURES_ZIP.is_file():
+        pytest.skip("the real futures archive file is not on this machine")
+    with open(REAL_FUTURES_ZIP, "rb") as handle:
+        names = zipfile.ZipFile(handle).namelist()
+        assert names == ["BTCUSDT-1h-2024-10-28.csv"]
+        frame = read_period_frame(handle, REAL_DAY)
+    assert len(frame) == 24 and frame["open_time"].iat[0] == ms(2024, 10, 28)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (f"{REAL_SHA256}  BTCUSDT-1h-2024-10-29.zip", "names"),
+        (f"{REAL_SHA256[:-1]}  BTCUSDT-1h-2024-10-28.zip", "not one"),
+        ("", "not one"),
+        (f"{REAL_SHA256}  BTCUSDT-1h-2024-10-28.zip\n{REAL_SHA256}  other.zip", "not one"),
+    ],
+)
+def test_a_checksum_line_for_another_file_or_malformed_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_checksum(text.encode(), REAL_DAY.zip_name)
+
+
+def test_a_checksum_in_binary_mode_notation_is_accepted() -> None:
+    assert parse_checksum(f"{REAL_SHA256.upper()} *BTCUSDT-1h-2024-10-28.zip".encode(), REAL_DAY.zip_name) == (
+        REAL_SHA256
+    )
+
+
+# -- rows: microseconds, grid, period ------------------------------------------------------
+def zip_of(period: ArchivePeriod, lines: list[str], member: str | None = None) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member or period.csv_name, "\n".join(lines) + "\n")
+    buffer.seek(0)
+    return buffer
+
+
+def candle_lines(symbol: str, interval: str, opens: list[int], *, micros: bool = False) -> list[str]:
+    lines = []
+    for t in opens:
+        row = generate_candle(symbol, interval, t)
+        if micros:
+            row[0], row[6] = row[0] * 1000, row[6] * 1000 + 999
+        lines.append(",".join(str(v) for v in row))
+    return lines
+
+
+def test_microsecond_times_become_exact_milliseconds() -> None:
+    day = daily_period("BTCUSDT", "1h", ms(2025, 1, 1))
+    opens = [day.start_ms + i * HOUR_MS for i in range(24)]
+    frame = read_period_frame(zip_of(day, candle_lines("BTCUSDT", "1h", opens, micros=True)), day)
+    assert frame["open_time"].tolist() == opens
+    assert frame["close_time"].iat[0] == 1735693199999  # 1735693199999999 // 1000
+    pd.testing.assert_frame_equal(frame, rows_to_frame([generate_candle("BTCUSDT", "1h", t) for t in opens]))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda rows: [rows[1].replace(str(rows[1].split(",")[0]), str(int(rows[1].split(",")[0]) + 1), 1)], "grid"),
+        (lambda rows: rows[:2] + [rows[1]], "not after"),
+        (lambda rows: rows + candle_lines("BTCUSDT", "1h", [ms(2024, 10, 29)]), "outside"),
+        (lambda rows: [rows[0].replace("0.", "1e-", 1)], "plain decimal"),
+        (lambda rows: [rows[0] + ",x", rows[1]], "row 1: 13 fields"),
+        (lambda rows: [rows[0], rows[1][:40]], "row 2: 3 fields"),
+        (lambda rows: [rows[0].replace("0", "\u00e9", 1)], "cannot read"),
+    ],
+)
+def test_rows_off_the_grid_outside_the_period_or_malformed_are_refused(mutate, problem: str) -> None:
+    rows = candle_lines("BTCUSDT", "1h", [ms(2024, 10, 28, h) for h in range(3)])
+    with pytest.raises(ArchiveUnusable, match=problem):
+        read_period_frame(zip_of(REAL_DAY, mutate(rows)), REAL_DAY)
+
+
+def test_a_zip_with_another_member_or_broken_bytes_is_refused() -> None:
+    good = zip_of(REAL_DAY, candle_lines("BTCUSDT", "1h", [ms(2024, 10, 28)]), member="ETHUSDT-1h-2024-10-28.csv")
+    with pytest.raises(ArchiveUnusable, match="expected"):
+        check_zip(good, REAL_DAY)
+    with pytest.raises(ArchiveUnusable, match="not a readable zip"):
+        check_zip(io.BytesIO(REAL_ZIP.read_bytes()[:700]), REAL_DAY)
+
+
+# -- the client against the sandbox's archive ----------------------------------------------
+def fetch(client: ArchiveClient, period: ArchivePeriod) -> pd.DataFrame:
+    sink = io.BytesIO()
+    expected = client.expected_checksum(period)
+    check_digest(period, expected, client.download(period, sink))
+    check_zip(sink, period)
+    return read_period_frame(sink, period)
+
+
+def test_the_client_downloads_verifies_and_parses_what_the_sandbox_serves(sandbox_factory) -> None:
+    knobs = ArchiveKnobs(header=True, no_checksum=frozenset({"ETHUSDT-1h-2024-10-02.zip"}))
+    exchange = sandbox_factory(SandboxConfig(now_ms=ms(2025, 3, 5, 12), archive=knobs))
+    with ArchiveClient(exchange.base_url, retries=0) as client:
+        october = fetch(client, monthly_period("ETHUSDT", "1h", ms(2024, 10, 1)))
+        opens = list(range(ms(2024, 10, 1), ms(2024, 11, 1), HOUR_MS))
+        pd.testing.assert_frame_equal(october, rows_to_frame([generate_candle("ETHUSDT", "1h", t) for t in opens]))
+        february = fetch(client, monthly_period("ETHUSDT", "1h", ms(2025, 2, 1)))  # served in µs
+        assert february["open_time"].iat[0] == ms(2025, 2, 1) and len(february) == 28 * 24
+        with pytest.raises(ArchiveNotPublished):
+            client.expected_checksum(monthly_period("ETHUSDT", "1h", ms(2025, 3, 1)))  # not over yet
+        with pytest.raises(ArchiveUnusable, match="no .CHECKSUM"):
+            client.expected_checksum(daily_period("ETHUSDT", "1h", ms(2024, 10, 2)))
+    assert exchange.klines_requests("ETHUSDT") == []  # everything came from the archive
