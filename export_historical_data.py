@@ -21,6 +21,8 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from common.cli import run_main
 from config.settings import Settings, SettingsError, load_settings, override
@@ -28,6 +30,7 @@ from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgre
 from cycle.console import SymbolProgress, exit_code_of
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
+from store.layout import ExportFolder
 
 __all__ = ["HistoricalDataExporter", "main"]
 
@@ -48,7 +51,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
     parser.add_argument("--days", help="look-back in days (default: EXPORT_LOOKBACK_DAYS)")
     parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
-    parser.add_argument("--output", help="folder for the CSVs (default: EXPORT_DIR)")
+    parser.add_argument(
+        "--output", help="folder for the CSVs (default: EXPORT_DIR/backfill, out of the scheduler's retention)"
+    )
     parser.add_argument(
         "--source",
         choices=SOURCES,
@@ -63,12 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         settings = load_settings(symbols_override=args.symbols)
+        scheduler_folder = settings.export_dir
         flags = {
             "KLINE_INTERVAL": (args.interval, "--interval"),
             "EXPORT_DIR": (args.output, "--output"),
             "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
         }
         settings = override(settings, flags)
+        settings = _backfill_folder(settings, scheduler_folder, args.output)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -77,6 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
     return exit_code_of(lambda: _backfill(settings, args.source))
+
+
+def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
+    """Where the backfill writes: ``--output``, else ``EXPORT_DIR/backfill``. Never ``EXPORT_DIR``
+    itself: the scheduler keeps only ``MAX_FILES_PER_SYMBOL`` files of ``EXPORT_LOOKBACK_DAYS``
+    there, so its next cycle would replace a year of candles with two days."""
+    if output is None:
+        return replace(settings, export_dir=ExportFolder(scheduler_folder).backfill)
+    if Path(output).resolve() == scheduler_folder.resolve():
+        raise SettingsError(
+            f"--output {output} is EXPORT_DIR, where the next scheduler cycle would cut the backfill down to "
+            f"EXPORT_LOOKBACK_DAYS; use another folder (the default is {ExportFolder(scheduler_folder).backfill})"
+        )
+    return settings
 
 
 def _backfill(settings: Settings, source: str) -> int:

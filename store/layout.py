@@ -42,6 +42,8 @@ EXPORT_LOG_NAME = "export_log.log"
 MANAGER_LOG_NAME = "scheduled_data_manager.log"
 SERVICE_LOG_NAME = "data_export_service.log"
 ARCHIVE_CACHE_DIR_NAME = ".archive_cache"
+# Backfills go to a subfolder: the scheduler's scans and retention never enter subfolders.
+BACKFILL_DIR_NAME = "backfill"
 
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 _INTERVALS_RE = "|".join(re.escape(i) for i in VALID_INTERVALS)
@@ -104,6 +106,10 @@ class ExportFolder:
     @property
     def archive_cache(self) -> Path:
         return self.root / ARCHIVE_CACHE_DIR_NAME
+
+    @property
+    def backfill(self) -> Path:
+        return self.root / BACKFILL_DIR_NAME
 
 
 def export_file_name(symbol: str, interval: str, created: datetime, file_format: FileFormat = DEFAULT_FORMAT) -> str:

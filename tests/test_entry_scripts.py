@@ -115,3 +115,23 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(script: str, args: list
     err = proc.stderr.read()
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code in (0, 3, 141), (code, err)
+
+
+def test_a_default_backfill_survives_the_next_scheduler_cycle(sandbox, tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    env = cli_env(sandbox.base_url, exports, EXPORT_SYMBOLS="BTCUSDT")
+    backfill = run_cli("export_historical_data.py", "--days", "30", "--source", "rest", env=env, cwd=tmp_path)
+    assert backfill.returncode == 0, backfill.stderr
+    (written,) = export_csvs(exports / "backfill")
+    before = written.read_bytes()
+    assert run_cli("scheduled_data_manager.py", "--manual", env=env, cwd=tmp_path).returncode == 0
+    assert written.read_bytes() == before and validate_file(written, "1h").rows >= 719
+    assert len(export_csvs(exports)) == 1  # the cycle's own 2-day file beside the backfill folder
+
+
+def test_a_backfill_into_export_dir_itself_is_refused(sandbox, tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    env = cli_env(sandbox.base_url, exports, EXPORT_SYMBOLS="BTCUSDT")
+    result = run_cli("export_historical_data.py", "--output", str(exports), env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "--output" in result.stderr and "EXPORT_DIR" in result.stderr
+    assert sandbox.requests == [] and not exports.exists()

@@ -44,7 +44,8 @@ DAYS = 45
 
 
 def backfill(exchange, folder: Path, *args: str, days: int = DAYS, interval: str = "1h", symbols: str = "ZIPAUSDT"):
-    env = cli_env(exchange.base_url, folder, BINANCE_ARCHIVE_URL=exchange.base_url)
+    # EXPORT_DIR is the scheduler's folder; a backfill into it is refused, so --output is another one.
+    env = cli_env(exchange.base_url, folder.parent / "scheduler", BINANCE_ARCHIVE_URL=exchange.base_url)
     cmd = ("--symbols", symbols, "--days", str(days), "--interval", interval, "--output", str(folder), *args)
     return run_cli(SCRIPT, *cmd, env=env, cwd=folder.parent)
 
@@ -247,7 +248,7 @@ def test_an_unreachable_archive_is_given_up_once_and_rest_does_the_rest(sandbox_
     exchange = exchange_of(sandbox_factory, now_ms=NOW)
     dead = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "out"
-    env = cli_env(exchange.base_url, out, BINANCE_ARCHIVE_URL=dead)
+    env = cli_env(exchange.base_url, tmp_path / "scheduler", BINANCE_ARCHIVE_URL=dead)
     args = ("--symbols", "ZIPAUSDT", "--days", str(DAYS), "--output", str(out))
     result = run_cli(SCRIPT, *args, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -273,7 +274,7 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_downloads_only_what_is_missing(
 ) -> None:
     exchange = exchange_of(sandbox_factory, now_ms=NOW, latency_seconds=0.15)
     out = tmp_path / "out"
-    env = cli_env(exchange.base_url, out, BINANCE_ARCHIVE_URL=exchange.base_url, EXPORT_WORKERS="2")
+    env = cli_env(exchange.base_url, tmp_path / "scheduler", BINANCE_ARCHIVE_URL=exchange.base_url, EXPORT_WORKERS="2")
     args = ("--symbols", "ZIPAUSDT", "--days", str(DAYS), "--interval", "1h", "--output", str(out))
     proc = start_cli(SCRIPT, *args, env=env, cwd=tmp_path)
     procs.append(proc)

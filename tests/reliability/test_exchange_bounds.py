@@ -284,7 +284,7 @@ def test_backfill_works_with_the_exchange_clock_years_behind(tmp_path, sandbox_f
     result = run_cli("export_historical_data.py", "--days", "1", "--interval", "1h", env=env, cwd=tmp_path, timeout=30)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    (written,) = assert_folder_sound(folder)
+    (written,) = assert_folder_sound(folder / "backfill")  # the default, out of the scheduler's retention
     server_ms = last_server_time(exchange)
     opens = closed_opens("1h", server_ms - DAY_MS, server_ms)
     assert written.read_text() == expected_csv("BTCUSDT", "1h", opens)  # the past, by the exchange's clock
