@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from common.cli import run_main
+from common.cli import EXIT_INTERRUPTED, run_main
 from config.settings import Settings, SettingsError, load_settings, override
 from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill
 from cycle.console import SymbolProgress, exit_code_of
@@ -45,7 +45,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "  python export_historical_data.py --days 30 --source rest     the REST API only\n\n"
         "--source auto (default): whole past months and days from the bulk archive (BINANCE_ARCHIVE_URL,\n"
         "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
-        "--source archive: as auto, but a refused archive file fails the symbol (exit 1).",
+        "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
+        "exit codes: 0 ok, 1 a symbol failed (or SIGTERM), 2 bad input, 75 a run holds the folder's lock,\n"
+        "130 Ctrl-C (what was finished is written; the same command resumes).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
@@ -102,8 +104,14 @@ def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | N
 
 def _backfill(settings: Settings, source: str) -> int:
     stop_event = threading.Event()
+    received: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop_event.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop_event.set())
+        signal.signal(sig, request_stop)
     progress = SymbolProgress(len(settings.symbols), enabled=True)
     downloads = ArchiveProgress(enabled=source != "rest")
     try:
@@ -116,6 +124,7 @@ def _backfill(settings: Settings, source: str) -> int:
     _print_outcomes(result)
     if stop_event.is_set():
         print("stopped on request; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED if received[:1] == [signal.SIGINT] else EXIT_FAILED
     return EXIT_OK if result.report.ok else EXIT_FAILED
 
 

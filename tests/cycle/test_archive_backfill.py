@@ -282,7 +282,7 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_downloads_only_what_is_missing(
     wait_for(lambda: cache.is_dir() and len(list(cache.glob("*.zip"))) >= 2, 20, "two verified zips in the cache")
     proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc, timeout=10)
-    assert code == 1 and "stopped on request" in err and "Traceback" not in err
+    assert code == 130 and "stopped on request" in err and "Traceback" not in err
     assert export_files(out) == [] and temp_files(out) == [] and list(cache.glob("*.part")) == []
     kept = sorted(p.name for p in cache.glob("*.zip"))
     assert 2 <= len(kept) < 15
