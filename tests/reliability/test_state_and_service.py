@@ -457,7 +457,8 @@ FORGED = "\x1b[2J\x1b[31mred\rINFO data_export_service: forged line\n"
 
 
 def test_a_foreign_command_line_cannot_forge_output_or_log_lines(tmp_path, sandbox, procs):
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", FORGED])
+    # A bystander that waits until the procs fixture kills it, with a hostile command line.
+    bystander = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()", FORGED])
     procs.append(bystander)
     folder = tmp_path / "exports"
     (folder / "logs").mkdir(parents=True)
