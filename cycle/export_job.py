@@ -60,6 +60,9 @@ class SymbolOutcome:
     error: str | None = None
     error_kind: str | None = None
     seconds: float = 0.0
+    # Learnt from the exchange: no candle between these open times (see SymbolExport).
+    empty_from_ms: int | None = None
+    data_from_ms: int | None = None
     # What this symbol's export removed or quarantined (its prune right after the write,
     # invalid files met on the way); in a dry run, what it would.
     cleanup: CleanupResult | None = field(default=None, repr=False, compare=False)
@@ -140,6 +143,8 @@ class ExportJob:
             max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
         )
         self.stop_event = stop_event or threading.Event()
+        # symbol -> (from, to) open times with no candle, learnt by earlier runs (state.json)
+        self.known_empty: dict[str, tuple[int, int]] = {}
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
@@ -222,7 +227,11 @@ class ExportJob:
     ) -> SymbolOutcome:
         previous = self.files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
         export = self.exporter.plan(
-            symbol, previous.candles if previous else None, server_time_ms=server_ms, lookback_days=lookback
+            symbol,
+            previous.candles if previous else None,
+            server_time_ms=server_ms,
+            lookback_days=lookback,
+            known_empty=self.known_empty.get(symbol),
         )
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
@@ -248,6 +257,8 @@ class ExportJob:
             rows=verdict.rows,
             reused_rows=export.reused_rows,
             fetched_rows=export.fetched_rows,
+            empty_from_ms=export.empty_from_ms,
+            data_from_ms=export.data_from_ms,
             calls=export.calls,
             cleanup=pruned,
         )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from common.clock import to_iso, utc_now
+from common.clock import from_ms, to_iso, utc_now
 from common.errors import RunLockedError
 from common.processes import is_manager_process, serves_folder
 from config.settings import DEFAULT_EXPORT_DIR, Settings
@@ -136,6 +136,9 @@ class ScheduledDataManager:
             report.skipped_reason = f"export skipped: the exchange banned this IP until {to_iso(ban)}"
             logger.warning(report.skipped_reason)
             return
+        self.job.known_empty = {
+            symbol: known for symbol, entry in state.symbols.items() if (known := entry.known_empty()) is not None
+        }
         report.export = self.job.run(self.symbols, dry_run=dry_run)
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
@@ -171,6 +174,9 @@ class ScheduledDataManager:
         if outcome.ok:
             entry.last_success, entry.last_file = to_iso(now), outcome.path
             entry.last_error = entry.last_error_at = entry.last_error_kind = None
+            if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
+                entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
+                entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
         else:
             entry.last_error, entry.last_error_at, entry.last_error_kind = (
                 outcome.error,

@@ -53,6 +53,15 @@ class SymbolState:
     last_error: str | None = None
     last_error_at: str | None = None
     last_error_kind: str | None = None
+    # The exchange had no candle from empty_from up to data_from (a listing inside the window).
+    empty_from: str | None = None
+    data_from: str | None = None
+
+    def known_empty(self) -> tuple[int, int] | None:
+        start, end = from_iso(self.empty_from), from_iso(self.data_from)
+        if start is None or end is None or end < start:
+            return None
+        return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
 
 
 @dataclass
@@ -160,6 +169,8 @@ _SYMBOL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "last_error": _text,
     "last_error_at": _moment,
     "last_error_kind": _text,
+    "empty_from": _moment,
+    "data_from": _moment,
 }
 
 

@@ -58,6 +58,11 @@ class SymbolExport:
     # Set when the reused candles start later than the window (the look-back grew):
     # the head of the window, up to this open time, is fetched too.
     head_until_ms: int | None = None
+    # What this run learnt: the exchange has no candle from ``empty_from_ms`` up to
+    # ``data_from_ms`` (a listing inside the window, an outage), so the next run need not
+    # ask again for the head before the reused candles.
+    empty_from_ms: int | None = None
+    data_from_ms: int | None = None
 
 
 class HistoricalDataExporter:
@@ -98,8 +103,14 @@ class HistoricalDataExporter:
         *,
         server_time_ms: int | None = None,
         lookback_days: float | None = None,
+        known_empty: tuple[int, int] | None = None,
     ) -> SymbolExport:
-        """Decide what to reuse from ``previous`` and where fetching starts."""
+        """Decide what to reuse from ``previous`` and where fetching starts.
+
+        ``known_empty``: (from, to) open times between which an earlier run found no candle;
+        when it covers the head of the window before the reused candles, that head is not
+        asked again (the past does not change), so the steady state stays one request.
+        """
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         self._check_exchange_clock(now_ms)
         start_ms = self.window_start_ms(now_ms, lookback_days)
@@ -107,7 +118,9 @@ class HistoricalDataExporter:
         if kept.empty:
             return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms)
         first_kept = int(kept["open_time"].iloc[0])
-        head_until = first_kept - 1 if first_kept > self._first_open_ms(start_ms) else None
+        head_known_empty = known_empty is not None and known_empty[0] <= start_ms and known_empty[1] >= first_kept
+        gap_at_head = first_kept > self._first_open_ms(start_ms)
+        head_until = first_kept - 1 if gap_at_head and not head_known_empty else None
         return SymbolExport(
             symbol,
             kept,
@@ -116,6 +129,8 @@ class HistoricalDataExporter:
             reused_rows=len(kept),
             requested_from_ms=start_ms if head_until is not None else int(kept["open_time"].iloc[-1]) + 1,
             head_until_ms=head_until,
+            empty_from_ms=known_empty[0] if known_empty and head_known_empty else None,
+            data_from_ms=known_empty[1] if known_empty and head_known_empty else None,
         )
 
     def _first_open_ms(self, start_ms: int) -> int:
@@ -133,17 +148,23 @@ class HistoricalDataExporter:
         """
         assert export.requested_from_ms is not None
         if export.head_until_ms is not None:
+            first_open: int | None = None
             for page in self.iter_closed_pages(
                 export.symbol, export.window_start_ms, export.server_time_ms, export, until_ms=export.head_until_ms
             ):
                 export.fetched_rows += len(page)
+                first_open = int(page["open_time"].iloc[0]) if first_open is None else first_open
                 yield page
+            export.empty_from_ms = export.window_start_ms
+            export.data_from_ms = int(export.frame["open_time"].iloc[0]) if first_open is None else first_open
         if len(export.frame):
             yield export.frame
         tail_from = export.requested_from_ms
         if len(export.frame):
             tail_from = int(export.frame["open_time"].iloc[-1]) + 1
         for page in self.iter_closed_pages(export.symbol, tail_from, export.server_time_ms, export):
+            if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
+                export.empty_from_ms, export.data_from_ms = export.window_start_ms, int(page["open_time"].iloc[0])
             export.fetched_rows += len(page)
             yield page
         if export.reused_rows + export.fetched_rows == 0:

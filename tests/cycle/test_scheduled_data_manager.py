@@ -325,3 +325,20 @@ def test_a_dead_host_is_reported_once_not_once_per_symbol(tmp_path: Path) -> Non
     assert len(errors) == 1, result.stderr
     assert "exchange not usable" in errors[0] and "after 1 retry;" in errors[0]
     assert "export: 0/3 symbols ok" in result.stdout
+
+
+def test_a_symbol_listed_inside_the_window_costs_one_request_per_run_not_two(sandbox_factory, tmp_path: Path) -> None:
+    """The head of the window before the listing is asked once; later runs remember it is empty."""
+    listing = int(time.time() * 1000) - 26 * 3_600_000  # inside the 2-day look-back
+    exchange = sandbox_factory(listing_ms=listing)
+    env = cli_env(exchange.base_url, tmp_path / "exports", EXPORT_SYMBOLS="BTCUSDT")
+    for _ in range(3):
+        exchange.reset_log()
+        result = run_cli("scheduled_data_manager.py", "--manual", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    # The third run: at most the tail (one request, none when no candle closed since).
+    asked = exchange.klines_requests("BTCUSDT")
+    assert len(asked) <= 1, asked
+    assert all(int(params["startTime"]) > listing for params in asked), asked
+    state = read_json(tmp_path / "exports" / "state.json")
+    assert state["symbols"]["BTCUSDT"]["data_from"] is not None
