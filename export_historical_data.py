@@ -25,9 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from common.cli import EXIT_INTERRUPTED, run_main
+from config.intervals import DAY_MS, fixed_length_ms
 from config.settings import Settings, SettingsError, load_settings, override
 from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill
-from cycle.console import SymbolProgress, exit_code_of
+from cycle.console import CandleProgress, exit_code_of
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
 from store.layout import ExportFolder
@@ -112,11 +113,16 @@ def _backfill(settings: Settings, source: str) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
-    progress = SymbolProgress(len(settings.symbols), enabled=True)
+    progress = CandleProgress(_expected_candles(settings), len(settings.symbols), enabled=True)
     downloads = ArchiveProgress(enabled=source != "rest")
     try:
         result = archive_backfill(
-            settings, source, stop_event=stop_event, on_symbol_done=progress.advance, progress=downloads
+            settings,
+            source,
+            stop_event=stop_event,
+            on_symbol_done=progress.symbol_done,
+            progress=downloads,
+            on_candles=progress.candles,
         )
     finally:
         downloads.close()
@@ -126,6 +132,12 @@ def _backfill(settings: Settings, source: str) -> int:
         print("stopped on request; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED if received[:1] == [signal.SIGINT] else EXIT_FAILED
     return EXIT_OK if result.report.ok else EXIT_FAILED
+
+
+def _expected_candles(settings: Settings) -> int | None:
+    """Candles in the window for every symbol: the bar's total (None for months: unknown length)."""
+    length = fixed_length_ms(settings.kline_interval)
+    return None if length is None else len(settings.symbols) * int(settings.lookback_days * DAY_MS // length)
 
 
 def _print_outcomes(result: ArchiveBackfillResult) -> None:

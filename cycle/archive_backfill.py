@@ -550,6 +550,7 @@ def archive_backfill(
     stop_event: threading.Event | None = None,
     on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
     progress: ArchiveProgress | None = None,
+    on_candles: Callable[[int], None] | None = None,
 ) -> ArchiveBackfillResult:
     """The backfill of ``export_historical_data.py``, with ``--source auto|archive|rest``."""
     if source not in SOURCES:
@@ -586,6 +587,7 @@ def archive_backfill(
             stop_event=stop_event,
             on_symbol_done=on_symbol_done,
         )
+        job.on_candles = on_candles
         if fetcher is not None:
             fetcher.cache.ensure()  # under the run lock: nobody else is writing it
             fetcher.cache.prune(time.time())

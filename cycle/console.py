@@ -50,6 +50,29 @@ class SymbolProgress:
             self._bar.close()
 
 
+class CandleProgress:
+    """A backfill's bar in candles (reused or fetched, all symbols), with their rate and an ETA;
+    only when a person is watching (stderr is a terminal)."""
+
+    def __init__(self, total: int | None, symbols: int, *, enabled: bool) -> None:
+        watched = enabled and sys.stderr.isatty()
+        self._bar = tqdm(total=total, unit="candle", unit_scale=True, desc="backfill", leave=False) if watched else None
+        self._symbols, self._done = symbols, 0
+
+    def candles(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def symbol_done(self, _outcome: object = None) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{self._done}/{self._symbols} symbols")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def print_cycle(cycle: CycleReport) -> None:
     prefix = "dry run: " if cycle.dry_run else ""
     if cycle.skipped_reason:

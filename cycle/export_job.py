@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -145,6 +145,8 @@ class ExportJob:
         self.stop_event = stop_event or threading.Event()
         # symbol -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
+        # Told the number of candles of each chunk written (a backfill's progress bar).
+        self.on_candles: Callable[[int], None] | None = None
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
@@ -238,7 +240,7 @@ class ExportJob:
         require_forward(self.exporter.last_closed_open_ms(export.server_time_ms), previous)
         if dry_run:
             return self._plan_only(symbol, export, previous)
-        path, verdict = self.files.write_export(symbol, self._candle_chunks(export), replacing=previous)
+        path, verdict = self.files.write_export(symbol, self._counted(self._candle_chunks(export)), replacing=previous)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         pruned = self.files.prune_symbol(symbol, written={path: verdict})
         logger.info(
@@ -279,6 +281,12 @@ class ExportJob:
             path.name,
         )
         return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
+
+    def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for chunk in chunks:
+            if self.on_candles is not None:
+                self.on_candles(len(chunk))
+            yield chunk
 
     def _candle_chunks(self, export: SymbolExport) -> Iterable[pd.DataFrame]:
         """Where a symbol's candles come from (a backfill may take them from the bulk archive)."""
