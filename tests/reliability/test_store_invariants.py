@@ -296,6 +296,10 @@ def test_every_removal_is_counted_and_a_dry_run_lists_exactly_what_the_run_does(
     env = manager_env(folder, exchange.base_url, "BTCUSDT,ETHUSDT")
     assert run_manager(env, "--manual").returncode == 0
     replaced = {p.name for p in export_files(folder)}  # every cycle replaces each symbol's file
+    # Names carry the local second: let it turn, so the next cycle's files get new names
+    # (a cycle within the same second overwrites its own name instead of removing it).
+    first_second = int(time.time())
+    wait_for(lambda: int(time.time()) > first_second, 2, "the next second of the local clock")
 
     # What else the next cycle finds: an old file of a symbol no longer configured, two
     # identical files of other symbols, a corrupt newer ETHUSDT file, a leftover of a dead writer.
