@@ -33,10 +33,6 @@ def temp_path_for(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{TEMP_TAG}.tmp")
 
 
-def is_temp_name(name: str) -> bool:
-    return TEMP_NAME_PATTERN.fullmatch(name) is not None
-
-
 def fsync_folder(folder: Path) -> None:
     """Make a rename durable; some file systems refuse, which is harmless."""
     try:

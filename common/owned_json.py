@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.reading import iter_chunks, open_regular
+from common.reading import read_regular_file
 
 WRITER_KEY = "writer"
 FORMAT_KEY = "format_version"
@@ -60,23 +60,10 @@ def ownership_problem(data: Any) -> str | None:
     return None
 
 
-def _read_bytes(path: Path, max_bytes: int) -> bytes:
-    fd, size = open_regular(path)
-    try:
-        if size > max_bytes:
-            raise ValueError(f"it is {size} bytes, more than the {max_bytes} a file of ours can be")
-        data = b"".join(iter_chunks(fd))
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise ValueError(f"it grew beyond {max_bytes} bytes while being read")
-    return data
-
-
 def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     """Read ``path`` and say whether it is ours; never raises for what the file holds."""
     try:
-        raw = _read_bytes(path, max_bytes)
+        raw, _ = read_regular_file(path, max_bytes=max_bytes)
     except (FileNotFoundError, NotADirectoryError):  # no file, or no folder to hold one
         return JsonRead(MISSING)
     except OSError as exc:

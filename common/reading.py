@@ -39,14 +39,24 @@ def iter_chunks(fd: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield chunk
 
 
-def read_regular_file(path: Path, *, want_hash: bool = False) -> tuple[bytes, str | None]:
-    """A whole (small) file and, when asked, its SHA-256 from the same read."""
-    fd, _ = open_regular(path)
+def read_regular_file(path: Path, *, want_hash: bool = False, max_bytes: int | None = None) -> tuple[bytes, str | None]:
+    """A whole (small) file and, when asked, its SHA-256 from the same read.
+
+    ``max_bytes`` refuses (ValueError) a file larger than that, before reading it and
+    again if it grew while being read, so a hostile file cannot balloon the process.
+    """
+    fd, size = open_regular(path)
     try:
+        if max_bytes is not None and size > max_bytes:
+            raise ValueError(f"it is {size} bytes, more than the {max_bytes} a file of ours can be")
         digest = hashlib.sha256() if want_hash else None
         parts: list[bytes] = []
+        read = 0
         for chunk in iter_chunks(fd):
             parts.append(chunk)
+            read += len(chunk)
+            if max_bytes is not None and read > max_bytes:
+                raise ValueError(f"it grew beyond {max_bytes} bytes while being read")
             if digest is not None:
                 digest.update(chunk)
     finally:

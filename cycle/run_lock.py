@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common.errors import RunLockedError, StorageError
 from common.file_lock import FileLock
-from store.layout import RUN_LOCK_NAME
+from store.layout import ExportFolder
 
 
 def _busy(path: Path) -> RunLockedError:
@@ -29,7 +29,7 @@ class RunLock(FileLock):
     """Fails at once if held; the holder writes its PID into the lock file for whoever inspects it."""
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(Path(folder) / RUN_LOCK_NAME, on_busy=_busy, on_error=_cannot_open)
+        super().__init__(ExportFolder(Path(folder)).run_lock, on_busy=_busy, on_error=_cannot_open)
 
     def acquire(self) -> None:
         super().acquire()

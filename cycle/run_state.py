@@ -31,7 +31,7 @@ from common.file_lock import WAIT_FOREVER, FileLock
 from common.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside
 from common.text import printable
 from config.symbols_config import SYMBOL_PATTERN
-from store.layout import STATE_LOCK_NAME, STATE_NAME
+from store.layout import ExportFolder
 
 logger = logging.getLogger("scheduled_data_manager")
 
@@ -254,7 +254,7 @@ def load_state(folder: Path, *, quiet: bool = False) -> RunState:
 
     ``quiet``: the caller writes the state soon (``update_state``), which
     reports the problem together with where the old file was kept."""
-    path = Path(folder) / STATE_NAME
+    path = ExportFolder(Path(folder)).state
     loaded = _load(path)
     notice = _notice(loaded, path)
     if notice is not None and not quiet:
@@ -278,7 +278,7 @@ def _set_aside(loaded: _Loaded, path: Path) -> str | None:
 
 
 def save_state(folder: Path, state: RunState) -> None:
-    atomic_write_json(Path(folder) / STATE_NAME, state.to_dict())
+    atomic_write_json(ExportFolder(Path(folder)).state, state.to_dict())
 
 
 def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
@@ -295,8 +295,8 @@ def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
     instead of the later one silently dropping the earlier one's counts.
     A file that is not ours or not clean is set aside first, never overwritten.
     """
-    path = Path(folder) / STATE_NAME
-    with FileLock(Path(folder) / STATE_LOCK_NAME, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
+    path = ExportFolder(Path(folder)).state
+    with FileLock(ExportFolder(Path(folder)).state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
         loaded = _load(path)
         notice = _set_aside(loaded, path)
         state = loaded.state

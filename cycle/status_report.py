@@ -33,7 +33,7 @@ from config.intervals import next_open_ms
 from config.settings import Settings
 from cycle.run_state import RunState
 from store.exports import latest_per_symbol
-from store.layout import STATUS_NAME, parse_export_name
+from store.layout import ExportFolder, parse_export_name
 from store.validation import FileValidation
 
 logger = logging.getLogger("scheduled_data_manager")
@@ -276,7 +276,7 @@ def build_status_report(
 
 def write_status_report(folder: Path, report: dict[str, Any], notices: list[str] | None = None) -> Path:
     """Replace the report atomically; a file of that name that is not ours is set aside first."""
-    path = Path(folder) / STATUS_NAME
+    path = ExportFolder(Path(folder)).status_report
     found = read_owned_json(path)
     if found.verdict not in (OURS, MISSING):
         try:
