@@ -46,7 +46,17 @@ from common.errors import (
 from common.text import printable
 from exchange.bounded import ban_end, pause_seconds, read_body, read_json
 from exchange.klines import check_kline_rows
-from exchange.limiter import MAX_PAUSE_SECONDS, MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
+from exchange.limiter import (
+    MAX_PAUSE_SECONDS,
+    MAX_WEIGHT_LIMIT,
+    MIN_WEIGHT_LIMIT,
+    RAW,
+    WEIGHT,
+    RateLimit,
+    WeightLimiter,
+    clamp_limit,
+    clamp_weight_limit,
+)
 from exchange.markets import SPOT, MarketProfile
 
 if TYPE_CHECKING:
@@ -238,25 +248,28 @@ class ExchangeClient:
         return self._get(self.market.exchange_info_path, params, expect=dict)
 
     def load_rate_limits(self, symbol: str | None = None) -> int:
-        """Adopt the REQUEST_WEIGHT per-minute limit the exchange publishes, clamped to sane bounds."""
+        """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped to sane bounds.
+
+        Returns the weight budget per minute (the first weight limit, normalised to a minute).
+        """
         try:
             info = self.exchange_info(symbol)
         except UnknownSymbolError:
             info = self.exchange_info(None)
         published = weight_limit_from_exchange_info(info)
-        if published is not None:
-            limit = clamp_weight_limit(published)
-            if limit != published:
-                logger.warning(
-                    "%s publishes a request weight limit of %d per minute; using %d instead "
-                    "(limits outside %d..%d are not trusted)",
-                    self.base_url,
-                    published,
-                    limit,
-                    MIN_WEIGHT_LIMIT,
-                    MAX_WEIGHT_LIMIT,
-                )
-            self.limiter.set_limit(limit)
+        if published is not None and clamp_weight_limit(published) != published:
+            logger.warning(
+                "%s publishes a request weight limit of %d per minute; using %d instead "
+                "(limits outside %d..%d are not trusted)",
+                self.base_url,
+                published,
+                clamp_weight_limit(published),
+                MIN_WEIGHT_LIMIT,
+                MAX_WEIGHT_LIMIT,
+            )
+        rates = rate_limits_from_exchange_info(info)
+        if rates:
+            self.limiter.set_limits(rates)
         return self.limiter.limit
 
     def sync_clock(self) -> int:
@@ -314,16 +327,20 @@ class ExchangeClient:
         rate_limit_waits = 0
         attempt = 0
         while True:
-            self.limiter.acquire(weight)
+            ticket = self.limiter.acquire(weight)
             self.stats.count(path)
             try:
                 return self._attempt(url, params, cap, expect, validate)
             except _RetryAfter as told:
+                self.limiter.release(ticket)
                 rate_limit_waits += 1
                 self._wait_rate_limited(told.seconds, url, rate_limit_waits)
                 continue
             except (BadResponseError, _ServerFailure) as exc:
                 error: BadResponseError | _ServerFailure = exc
+            finally:
+                # The answer (or the failure) is back: its weight now ages out of the windows.
+                self.limiter.release(ticket)
             attempt += 1
             if attempt > self.retries:
                 raise _final(error, self.retries) from error
@@ -351,10 +368,20 @@ class ExchangeClient:
             return self._decode(response, url, cap, expect, validate)
 
     def _observe_weight(self, response: requests.Response) -> None:
-        used = response.headers.get(self.market.used_weight_header) or response.headers.get("X-MBX-USED-WEIGHT")
-        if used and _USED_WEIGHT_RE.fullmatch(used.strip()):
-            self.stats.last_used_weight = int(used)
-            self.limiter.observe_used_weight(int(used))
+        """Feed every ``X-MBX-USED-WEIGHT-<n><unit>`` header (names are case-insensitive) to its window."""
+        seen_minute = False
+        for name, value in response.headers.items():
+            seconds = used_weight_header_seconds(name)
+            if seconds is None or not _USED_WEIGHT_RE.fullmatch(value.strip()):
+                continue
+            self.limiter.observe_used_weight(int(value), seconds)
+            if seconds == 60:
+                seen_minute = True
+                self.stats.last_used_weight = int(value)
+        legacy = response.headers.get("X-MBX-USED-WEIGHT")
+        if not seen_minute and legacy and _USED_WEIGHT_RE.fullmatch(legacy.strip()):
+            self.stats.last_used_weight = int(legacy)
+            self.limiter.observe_used_weight(int(legacy))
 
     def _wait_rate_limited(self, seconds: float, url: str, waits: int) -> None:
         self.stats.rate_limited += 1
@@ -419,6 +446,50 @@ def weight_limit_from_exchange_info(info: Mapping[str, Any]) -> int | None:
             if per_minute is not None:
                 return per_minute
     return None
+
+
+def rate_limits_from_exchange_info(info: Mapping[str, Any]) -> list[RateLimit]:
+    """Every usable REQUEST_WEIGHT and RAW_REQUESTS limit, each over its own window, clamped (ORDERS ignored)."""
+    limits = info.get("rateLimits")
+    if not isinstance(limits, list):
+        return []
+    found: dict[tuple[str, float], RateLimit] = {}
+    for entry in limits:
+        if not isinstance(entry, dict) or entry.get("rateLimitType") not in (WEIGHT, RAW):
+            continue
+        window = _window_seconds(entry)
+        limit = entry.get("limit")
+        if window is None or not _is_int(limit) or limit <= 0:
+            continue
+        rate = RateLimit(entry["rateLimitType"], window, clamp_limit(limit, window))
+        key = (rate.kind, rate.seconds)
+        if key not in found or rate.limit < found[key].limit:  # two limits on one window: the stricter
+            found[key] = rate
+    return list(found.values())
+
+
+_HEADER_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def used_weight_header_seconds(name: str) -> float | None:
+    """The window of an ``X-MBX-USED-WEIGHT-<n><unit>`` header (``-1M`` -> 60), None for other headers."""
+    lower = name.lower()
+    prefix = "x-mbx-used-weight-"
+    if not lower.startswith(prefix):
+        return None
+    rest = lower[len(prefix) :]
+    number, unit = rest[:-1], rest[-1:]
+    if not number.isdigit() or len(number) > 7 or unit not in _HEADER_UNITS:
+        return None
+    return float(int(number) * _HEADER_UNITS[unit]) or None
+
+
+def _window_seconds(entry: Mapping[str, Any]) -> float | None:
+    interval, count = entry.get("interval"), entry.get("intervalNum", 1)
+    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
+    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000:
+        return None
+    return float(unit * count)
 
 
 def _per_minute(entry: Mapping[str, Any]) -> int | None:

@@ -28,6 +28,7 @@ SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as _dt
 import functools
 import hashlib
@@ -191,6 +192,12 @@ class SandboxConfig:
     # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
     bad_candles: dict[str, str] = field(default_factory=dict)
     archive: ArchiveKnobs = field(default_factory=ArchiveKnobs)  # the bulk archive under /data/
+    # How weight is counted: "fixed" (a calendar window of the server clock, as Binance documents)
+    # or "sliding" (the weight that arrived in the last weight_window_seconds of real time, the
+    # strictest reading). exchangeInfo publishes the window (MINUTE 1 for 60, else SECOND n).
+    weight_window: str = "fixed"
+    weight_window_seconds: int = 60
+    weight_headers: bool = True  # False: no X-MBX-USED-WEIGHT headers (some exchanges send none)
 
 
 @dataclass(frozen=True)
@@ -481,6 +488,12 @@ def _ceil_seconds(ms: int) -> int:
     return max(1, -(-ms // 1000))
 
 
+def _weight_rate_limit(seconds: int, limit: int) -> dict[str, Any]:
+    """The REQUEST_WEIGHT entry of exchangeInfo for a window of ``seconds``."""
+    interval, count = ("MINUTE", 1) if seconds == 60 else ("SECOND", seconds)
+    return {"rateLimitType": "REQUEST_WEIGHT", "interval": interval, "intervalNum": count, "limit": limit}
+
+
 def _retry_after(cfg: SandboxConfig, seconds: int) -> str:
     return str(seconds) if cfg.retry_after_header is None else cfg.retry_after_header
 
@@ -525,6 +538,7 @@ class SandboxExchange:
         self._stop_event = threading.Event()
         self._weight_window = -1
         self._weight_used = 0
+        self._sliding: collections.deque[tuple[float, int]] = collections.deque()  # (monotonic s, weight)
         self._ban_key: tuple[int, int, int] | None = None
         self._server: _SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -580,6 +594,7 @@ class SandboxExchange:
         """Empty the current weight window (e.g. between benchmark rounds)."""
         with self._lock:
             self._weight_used = 0
+            self._sliding.clear()
 
     def clear_ban(self) -> None:
         """Lift a running ban; a ban knob still set re-arms only if changed."""
@@ -596,7 +611,9 @@ class SandboxExchange:
     def used_weight(self) -> int:
         """Weight used in the current minute window of the server clock."""
         with self._lock:
-            window = self.now_ms() // _MINUTE
+            if self.config.weight_window == "sliding":
+                return self._slide(self.config)
+            window = self.now_ms() // (self.config.weight_window_seconds * _SECOND)
             return self._weight_used if window == self._weight_window else 0
 
     def now_ms(self) -> int:
@@ -634,8 +651,29 @@ class SandboxExchange:
             self._count_status(status)
 
     def _weight_headers(self) -> dict[str, str]:
+        if not self.config.weight_headers:
+            return {}
         used = str(self._weight_used)
-        return {"X-MBX-USED-WEIGHT-1M": used, "X-MBX-USED-WEIGHT": used}
+        seconds = self.config.weight_window_seconds
+        name = "X-MBX-USED-WEIGHT-1M" if seconds == 60 else f"X-MBX-USED-WEIGHT-{seconds}S"
+        return {name: used, "X-MBX-USED-WEIGHT": used}
+
+    def _slide(self, cfg: SandboxConfig) -> int:
+        """Drop sends older than the sliding window; the weight left in it (under the lock)."""
+        horizon = time.monotonic() - cfg.weight_window_seconds
+        while self._sliding and self._sliding[0][0] <= horizon:
+            self._sliding.popleft()
+        self._weight_used = sum(w for _, w in self._sliding)
+        return self._weight_used
+
+    def _sliding_retry_after(self, cfg: SandboxConfig, weight: int) -> int:
+        """Whole seconds until ``weight`` fits in the sliding window again."""
+        excess, now = self._weight_used + weight - cfg.weight_limit, time.monotonic()
+        for sent, w in self._sliding:
+            excess -= w
+            if excess <= 0:
+                return max(1, math.ceil(sent + cfg.weight_window_seconds - now))
+        return max(1, cfg.weight_window_seconds)
 
     def _maybe_start_ban(self, cfg: SandboxConfig, now: int, klines_n: int | None) -> None:
         """Start a ban once per knob setting (identity of config + values)."""
@@ -661,8 +699,12 @@ class SandboxExchange:
             if path == "/api/v3/klines":
                 self.stats.klines_calls += 1
                 klines_n = self.stats.klines_calls
-            window = now // _MINUTE
-            if window != self._weight_window:  # fixed calendar-minute window
+            span_ms = cfg.weight_window_seconds * _SECOND
+            window = now // span_ms
+            sliding = cfg.weight_window == "sliding"
+            if sliding:
+                self._slide(cfg)
+            elif window != self._weight_window:  # fixed calendar-minute window
                 self._weight_window, self._weight_used = window, 0
             self._maybe_start_ban(cfg, now, klines_n)
             if self.banned_until_ms is not None and now < self.banned_until_ms:
@@ -675,10 +717,14 @@ class SandboxExchange:
             weight = WEIGHTS.get(path, _UNKNOWN_PATH_WEIGHT)
             if self._weight_used + weight > cfg.weight_limit:
                 self.stats.rate_limited_429 += 1
-                retry = _ceil_seconds((window + 1) * _MINUTE - now)
+                retry = (
+                    self._sliding_retry_after(cfg, weight) if sliding else _ceil_seconds((window + 1) * span_ms - now)
+                )
                 headers = {"Retry-After": _retry_after(cfg, retry), **self._weight_headers()}
                 return _error(429, -1003, _too_much_weight(cfg.weight_limit), headers), klines_n
             self._weight_used += weight
+            if sliding:
+                self._sliding.append((time.monotonic(), weight))
             self.stats.max_used_weight_seen = max(self.stats.max_used_weight_seen, self._weight_used)
             return None, klines_n
 
@@ -836,7 +882,7 @@ class SandboxExchange:
             "timezone": "UTC",
             "serverTime": now,
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": published},
+                _weight_rate_limit(cfg.weight_window_seconds, published),
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000},
             ],
             "exchangeFilters": [],
