@@ -1114,6 +1114,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drop-every", type=int, default=0, help="every Nth connection is closed without an answer")
     p.add_argument("--stall-every", type=int, default=0, help="every Nth answer never comes (a read timeout)")
     p.add_argument("--rate-limit-first", type=int, default=0, help="the first N requests get 429")
+    p.add_argument("--weight-window", choices=("fixed", "sliding"), default="fixed", help="how weight is counted")
+    p.add_argument("--weight-window-seconds", type=int, default=60, help="the weight window's span (default 60)")
+    p.add_argument("--no-weight-headers", action="store_true", help="send no X-MBX-USED-WEIGHT headers")
     p.add_argument("--retry-after", type=int, default=1, help="the Retry-After seconds of those 429s (default 1)")
     p.add_argument("--ban-seconds", type=int, default=0, help="length of a 418 ban (with --ban-after-n)")
     p.add_argument("--ban-after-n", type=int, default=0, help="ban the client (418) after N requests (0: never)")
@@ -1136,6 +1139,9 @@ def _config_from_args(args: argparse.Namespace) -> SandboxConfig:
         drop_every_n=args.drop_every,
         stall_every_n=args.stall_every,
         rate_limit_first_n=args.rate_limit_first,
+        weight_window=args.weight_window,
+        weight_window_seconds=args.weight_window_seconds,
+        weight_headers=not args.no_weight_headers,
         retry_after_seconds=args.retry_after,
         ban_seconds=args.ban_seconds,
         ban_after_n=args.ban_after_n,

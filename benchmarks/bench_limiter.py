@@ -1,0 +1,158 @@
+"""The sliding-window limiter, whole process: within budget, over budget, and the ccxt-paced baseline.
+
+    python -m benchmarks.bench_limiter [--symbols 400] [--latency 0.15] [--over 700] [--quick]
+
+Each run is a whole ``python scheduled_data_manager.py --export-only`` process
+(imports, exchangeInfo, clock sync, the pool, the files) against a sandbox
+exchange started in this process, so its counters (answers 429, the most
+weight seen in its window) are read directly. The sandbox counts weight over a
+sliding window (the strictest reading of "per minute") and answers 429 beyond
+its limit.
+
+* within budget: N symbols (one klines call, weight 2, each), 150 ms latency,
+  6000 weight per sliding minute; against the ccxt-paced sequential loop of
+  ``bench_export`` measured in the same run and the latency bound
+  N x latency / workers;
+* over budget: 1200 weight per sliding minute published, 700 symbols (1400
+  weight plus exchangeInfo 20 and time 1). The theoretical minimum: send
+  the first 1200 weight at once, the rest once the first sends are a window
+  old, i.e. window + latency. ``--quick`` scales the window (and the published
+  interval) down to 6 s; the README figure is the real 60 s one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from benchmarks._common import ROOT, bench_symbols, table, temp_dir, verdict, write_results
+from benchmarks.bench_export import run_paced_loop
+from sandbox.exchange import SandboxConfig, SandboxExchange
+
+SETTING_PREFIXES = ("BINANCE_", "EXPORT_", "HTTP_", "KLINE_", "DATA_", "MAX_", "LOG_")
+
+
+def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = None) -> dict:
+    """One whole --export-only process against a fresh sandbox with ``cfg``."""
+    folder = temp_dir("limiter")
+    exchange = SandboxExchange(cfg).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+        env.update(
+            {
+                "BINANCE_BASE_URL": exchange.base_url,
+                "EXPORT_DIR": str(folder),
+                "EXPORT_SYMBOLS": ",".join(symbols),
+                "KLINE_INTERVAL": "1h",
+                "EXPORT_LOOKBACK_DAYS": "2",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        if workers:
+            env["EXPORT_WORKERS"] = str(workers)
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "scheduled_data_manager.py"), "--export-only"],
+            env=env,
+            cwd=str(folder),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        wall = time.perf_counter() - started
+        written = sum(1 for p in folder.iterdir() if p.suffix == ".csv")
+        return {
+            "wall_s": wall,
+            "exit_code": proc.returncode,
+            "files_written": written,
+            "klines_calls": exchange.stats.klines_calls,
+            "requests": exchange.stats.total,
+            "http_429": exchange.stats.rate_limited_429,
+            "max_window_weight": exchange.stats.max_used_weight_seen,
+            "stderr_tail": proc.stderr.strip().splitlines()[-3:],
+        }
+    finally:
+        exchange.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=400)
+    parser.add_argument("--latency", type=float, default=0.15)
+    parser.add_argument("--over", type=int, default=700, help="symbols of the over-budget run (1200/window)")
+    parser.add_argument("--quick", action="store_true", help="over-budget window scaled down to 6 s")
+    args = parser.parse_args(argv)
+    from config.settings import DEFAULT_WORKERS
+
+    workers = DEFAULT_WORKERS
+    within = run_process(
+        bench_symbols(args.symbols),
+        SandboxConfig(latency_seconds=args.latency, weight_limit=6000, weight_window="sliding", accept_any_symbol=True),
+    )
+    paced = run_paced_loop(bench_symbols(args.symbols), args.latency)
+    bound = args.symbols * args.latency / workers
+    window_s = 6 if args.quick else 60
+    over = run_process(
+        bench_symbols(args.over),
+        SandboxConfig(
+            latency_seconds=args.latency,
+            weight_limit=1200,
+            weight_window="sliding",
+            weight_window_seconds=window_s,
+            accept_any_symbol=True,
+        ),
+    )
+    minimum = window_s + args.latency
+    figures = {
+        "symbols": args.symbols,
+        "latency_s": args.latency,
+        "workers": workers,
+        "within": within,
+        "paced_baseline": paced,
+        "latency_bound_s": bound,
+        "speedup_vs_paced": paced["wall_s"] / within["wall_s"],
+        "over_symbols": args.over,
+        "over_window_s": window_s,
+        "over": over,
+        "over_minimum_s": minimum,
+        "over_ratio": over["wall_s"] / minimum,
+    }
+    targets = {
+        "speedup>=15x": figures["speedup_vs_paced"] >= 15,
+        "within_zero_429": within["http_429"] == 0 and within["exit_code"] == 0,
+        "over_ratio<=1.15": figures["over_ratio"] <= 1.15,
+        "over_zero_429": over["http_429"] == 0 and over["exit_code"] == 0,
+    }
+    rows = [
+        [
+            f"{args.symbols} symbols, {args.latency * 1000:.0f} ms, whole --export-only",
+            f"{within['wall_s']:.2f} s, {within['http_429']} x 429, exit {within['exit_code']}",
+            f"paced loop {paced['wall_s']:.1f} s ({figures['speedup_vs_paced']:.1f}x)",
+            f"latency bound {bound:.2f} s ({workers} workers)",
+        ],
+        [
+            f"{args.over} symbols, 1200 per sliding {window_s} s",
+            f"{over['wall_s']:.2f} s, {over['http_429']} x 429, exit {over['exit_code']}, "
+            f"max {over['max_window_weight']} in window",
+            f"minimum {minimum:.2f} s",
+            f"{figures['over_ratio']:.3f}x minimum",
+        ],
+    ]
+    print(table(["run", "ours", "against", "bound / ratio"], rows))
+    print(", ".join(f"{k}: {verdict(v)}" for k, v in targets.items()))
+    write_results(
+        "limiter",
+        figures,
+        targets=targets,
+        command="python -m benchmarks.bench_limiter " + " ".join(argv or sys.argv[1:]),
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    main()
