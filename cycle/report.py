@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cycle.export_job import ExportReport
 from store.reports import CleanupResult, DuplicateReport, merge_cleanups
+
+if TYPE_CHECKING:  # only a type here: --status and --health must not import pandas and requests for it
+    from cycle.export_job import ExportReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
