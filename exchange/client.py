@@ -332,7 +332,6 @@ class ExchangeClient:
             try:
                 return self._attempt(url, params, cap, expect, validate)
             except _RetryAfter as told:
-                self.limiter.release(ticket)
                 rate_limit_waits += 1
                 self._wait_rate_limited(told.seconds, url, rate_limit_waits)
                 continue

@@ -106,10 +106,18 @@ class _Window:
         self._others_until = 0.0
 
     def adopt(self, old: _Window) -> None:
-        """Take over the log and the reported usage of the window this one replaces."""
-        self._expiries, self._answered = old._expiries, old._answered
-        self._in_flight, self._in_flight_total = old._in_flight, old._in_flight_total
-        self._others, self._others_until = old._others, old._others_until
+        """Take over the log of the window this one replaces (same kind), re-timed to this span.
+
+        A budget read from exchangeInfo must not forget the sends made before it (the clock sync,
+        exchangeInfo itself): each answered send leaves this window ``seconds`` after its answer.
+        """
+        shift = self.rate.seconds - old.rate.seconds
+        self._expiries = [(expiry + shift, cost) for expiry, cost in old._expiries]
+        heapq.heapify(self._expiries)
+        self._answered = old._answered
+        self._in_flight, self._in_flight_total = dict(old._in_flight), old._in_flight_total
+        if shift == 0:  # what the exchange reported is only meaningful for the same window
+            self._others, self._others_until = old._others, old._others_until
 
     def cost(self, weight: int) -> int:
         return 1 if self.rate.kind == RAW else weight
@@ -312,8 +320,8 @@ class WeightLimiter:
 
     @staticmethod
     def _carry_over(old: list[_Window], new: _Window) -> None:
-        """Keep the log of a window whose span is unchanged (a new budget must not forget past sends)."""
-        for window in old:
-            if window.rate.kind == new.rate.kind and window.rate.seconds == new.rate.seconds:
-                new.adopt(window)
-                return
+        """Keep past sends: from the old window of the same kind and span, else the longest of that kind."""
+        same_kind = [w for w in old if w.rate.kind == new.rate.kind]
+        if same_kind:
+            exact = [w for w in same_kind if w.rate.seconds == new.rate.seconds]
+            new.adopt(exact[0] if exact else max(same_kind, key=lambda w: w.rate.seconds))

@@ -200,3 +200,12 @@ def test_an_over_budget_run_on_a_sliding_window_exchange_gets_no_429(sandbox_fac
     assert len(answers) == 50 and all(len(rows) == 2 for rows in answers)
     assert exchange.stats.rate_limited_429 == 0 and client.stats.rate_limited == 0
     assert exchange.stats.max_used_weight_seen <= 60
+
+
+def test_sends_before_the_published_limits_were_read_still_count() -> None:
+    limiter, clock = make(6000)
+    send(limiter, clock, 20)  # exchangeInfo, sent under the default budget
+    limiter.set_limits([RateLimit(WEIGHT, 2.0, 60)])  # what it published: 60 per 2 s
+    for _ in range(21):
+        send(limiter, clock, 2)
+    assert clock.now >= 1002.0  # 20 + 42 > 60: the last sends waited for exchangeInfo to age out
