@@ -47,7 +47,7 @@ from common.text import printable
 from exchange.bounded import ban_end, pause_seconds, read_body, read_json
 from exchange.klines import check_kline_rows
 from exchange.limiter import MAX_PAUSE_SECONDS, MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
-from exchange.markets import SPOT, MarketProfile
+from exchange.markets import MARKETS, SPOT, MarketProfile
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -199,6 +199,7 @@ class ExchangeClient:
             backoff=settings.http_backoff_seconds,
             pool_size=settings.workers,
             limiter=limiter,
+            market=MARKETS[settings.market],
         )
 
     @property
@@ -234,7 +235,7 @@ class ExchangeClient:
         return value
 
     def exchange_info(self, symbol: str | None = None) -> dict[str, Any]:
-        params = {"symbol": symbol} if symbol else {}
+        params = {"symbol": symbol} if symbol and self.market.exchange_info_by_symbol else {}
         return self._get(self.market.exchange_info_path, params, expect=dict)
 
     def load_rate_limits(self, symbol: str | None = None) -> int:
