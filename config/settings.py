@@ -76,6 +76,12 @@ class Settings:
             raise SettingsError(f"BINANCE_MARKET={self.market!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
         if not self.base_url:
             object.__setattr__(self, "base_url", DEFAULT_BASE_URLS[self.market])
+        other = [m for m, url in DEFAULT_BASE_URLS.items() if url == self.base_url and m != self.market]
+        if other:  # e.g. .env's BINANCE_BASE_URL=https://api.binance.com left in place for usdm
+            raise SettingsError(
+                f"BINANCE_BASE_URL={self.base_url} is the {other[0]} host but BINANCE_MARKET={self.market}: "
+                f"remove BINANCE_BASE_URL (the default is {DEFAULT_BASE_URLS[self.market]}) or set it to that host"
+            )
         # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
         self._check_lookback()
 

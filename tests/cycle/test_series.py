@@ -80,6 +80,7 @@ def test_interval_and_market_settings():
     ("env", "named"),
     [
         ({"BINANCE_MARKET": "coinm"}, "BINANCE_MARKET"),
+        ({"BINANCE_MARKET": "usdm", "BINANCE_BASE_URL": "https://api.binance.com"}, "BINANCE_MARKET=usdm"),
         ({"KLINE_INTERVALS": "1h,2x"}, "KLINE_INTERVALS"),
         ({"KLINE_INTERVALS": "1h,,4h"}, "KLINE_INTERVALS"),
         ({"KLINE_INTERVALS": "1h,4h", "KLINE_INTERVAL": "1d"}, "KLINE_INTERVAL="),
