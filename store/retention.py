@@ -109,9 +109,6 @@ def plan_cleanup(folder: FolderScan, rules: RetentionRules, now: datetime) -> Cl
     protected = protected_files(folder, valid, rules.configured_symbols)
     removals, stale = retention_removals(folder, valid, protected, rules, now)
     remaining = [f for f in valid if f.path not in removals]
-    # Identical files of two series (spot and futures, two intervals) are two histories:
-    # never is one removed for the other.
-    groups = [same for group in folder.duplicate_groups(remaining) for same in _by_series(group).values()]
-    duplicates = duplicate_removals(groups, protected)
+    duplicates = duplicate_removals(folder.duplicate_groups(remaining), protected)
     removals.update(duplicates)
     return CleanupPlan(removals, set(duplicates), stale)

@@ -197,8 +197,13 @@ def test_retention_keeps_max_files_per_series(tmp_path, sandbox_factory):
                 f"BTCUSDT_{interval}_2020010{n + 1}_000000.csv",
             )
     # A futures file of the same symbol and interval: another series, never ranked with these.
-    futures = folder / "BTCUSDT_usdm_1h_20200101_000000.csv"
-    futures.write_bytes((folder / "BTCUSDT_1h_20200101_000000.csv").read_bytes())
+    futures = seed_export(
+        folder,
+        "BTCUSDT",
+        "1h",
+        closed_opens("1h", old - 3 * DAY_MS, old - DAY_MS),
+        "BTCUSDT_usdm_1h_20200101_000000.csv",
+    )
     env = manager_env(folder, exchange.base_url, "BTCUSDT", KLINE_INTERVALS="1h,4h", MAX_FILES_PER_SYMBOL="2")
     result = run_manager(env, "--manual")
     assert result.returncode == 0, result.stdout + result.stderr
