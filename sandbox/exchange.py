@@ -7,6 +7,8 @@ maintenance gaps, delisted symbols) cannot be provoked on demand against the
 real exchange. This server speaks the real wire format of ``/api/v3/ping``,
 ``/api/v3/time``, ``/api/v3/exchangeInfo`` and ``/api/v3/klines`` (see
 ``shared/reference/binance-klines.md``) and can inject each fault with a knob.
+The same four endpoints under ``/fapi/v1/`` are USD-M futures (klines weighed by
+``limit``, up to 1500, from another price seed: ``generate_candle(..., market="usdm")``).
 Under ``/data/...`` it also serves the bulk archive (``sandbox.archive``: zips
 and ``.CHECKSUM`` files of the same candles, knobs in ``SandboxConfig.archive``).
 
@@ -1078,7 +1080,8 @@ a first try, in two terminals:
   python -m sandbox --port 8080
   BINANCE_BASE_URL=http://127.0.0.1:8080 python scheduled_data_manager.py --manual
 
-it serves /api/v3/ping, /time, /exchangeInfo and /klines with Binance's wire format; candles are
+it serves /api/v3/ping, /time, /exchangeInfo and /klines (and the same under /fapi/v1 for
+USD-M futures) with Binance's wire format; candles are
 a pure function of (symbol, interval, open time); SIGINT/SIGTERM stop it."""
 
 
