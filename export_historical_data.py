@@ -27,7 +27,7 @@ from pathlib import Path
 from common.cli import EXIT_INTERRUPTED, run_main
 from config.intervals import DAY_MS, fixed_length_ms
 from config.settings import Settings, SettingsError, load_settings, override
-from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill
+from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill, usable_source
 from cycle.console import CandleProgress, exit_code_of
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         settings = override(settings, flags)
         settings = _backfill_folder(settings, scheduler_folder, args.output)
+        usable_source(settings, args.source)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

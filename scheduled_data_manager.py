@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     stop_event = threading.Event()
     progress = SymbolProgress(
-        len(symbols or settings.symbols), enabled=(args.manual or args.export_only) and not args.verbose
+        len(symbols or settings.symbols) * len(settings.kline_intervals),
+        enabled=(args.manual or args.export_only) and not args.verbose,
     )
     manager = ScheduledDataManager(settings, symbols=symbols, stop_event=stop_event, on_symbol_done=progress.advance)
     code = exit_code_of(lambda: _run(manager, args, stop_event, progress))

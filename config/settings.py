@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from config.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
+from config.markets import DEFAULT_BASE_URLS, SPOT, VALID_MARKETS
 from config.symbols_config import SymbolError, resolve_symbols
 
 T = TypeVar("T")
@@ -60,16 +61,53 @@ class Settings:
     max_ahead_hours: float = 24.0
     log_level: str = "INFO"
     archive_url: str = DEFAULT_ARCHIVE_URL
+    # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After
+    # __post_init__ it is never empty and kline_interval is one of them (the first if
+    # it was not), so code that knows one interval keeps working.
+    kline_intervals: tuple[str, ...] = ()
+    market: str = SPOT  # BINANCE_MARKET; an empty base_url means this market's default host
 
     def __post_init__(self) -> None:
-        # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
-        shortest = min_lookback_days(self.kline_interval)
-        if self.lookback_days < shortest:
+        # Normalised here (frozen: object.__setattr__), so dataclasses.replace normalises too.
+        if not self.kline_intervals:
+            object.__setattr__(self, "kline_intervals", (self.kline_interval,))
+        elif self.kline_interval not in self.kline_intervals:
+            object.__setattr__(self, "kline_interval", self.kline_intervals[0])
+        if self.market not in VALID_MARKETS:
+            raise SettingsError(f"BINANCE_MARKET={self.market!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
+        if not self.base_url:
+            object.__setattr__(self, "base_url", DEFAULT_BASE_URLS[self.market])
+        other = [m for m, url in DEFAULT_BASE_URLS.items() if url == self.base_url and m != self.market]
+        if other:  # e.g. .env's BINANCE_BASE_URL=https://api.binance.com left in place for usdm
             raise SettingsError(
-                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {self.kline_interval} candle "
-                f"(KLINE_INTERVAL={self.kline_interval}): set EXPORT_LOOKBACK_DAYS to at least {shortest:g} "
+                f"BINANCE_BASE_URL={self.base_url} is the {other[0]} host but BINANCE_MARKET={self.market}: "
+                f"remove BINANCE_BASE_URL (the default is {DEFAULT_BASE_URLS[self.market]}) or set it to that host"
+            )
+        # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
+        self._check_lookback()
+
+    def _check_lookback(self) -> None:
+        """The look-back must hold one closed candle of every interval (the longest decides)."""
+        longest = max(self.kline_intervals, key=min_lookback_days)
+        shortest = min_lookback_days(longest)
+        if self.lookback_days >= shortest:
+            return
+        if len(self.kline_intervals) == 1:
+            raise SettingsError(
+                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
+                f"(KLINE_INTERVAL={longest}): set EXPORT_LOOKBACK_DAYS to at least {shortest:g} "
                 "or choose a shorter KLINE_INTERVAL"
             )
+        raise SettingsError(
+            f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
+            f"(KLINE_INTERVALS={','.join(self.kline_intervals)}): set EXPORT_LOOKBACK_DAYS to at least "
+            f"{shortest:g} or drop {longest} from KLINE_INTERVALS"
+        )
+
+    @property
+    def single_series(self) -> bool:
+        """One interval on the spot market: the guide's layout (status keys are plain symbols)."""
+        return len(self.kline_intervals) == 1 and self.market == SPOT
 
     @property
     def connect_timeout_seconds(self) -> float:
@@ -143,6 +181,26 @@ def _interval(name: str, raw: str) -> str:
     if raw.strip() not in VALID_INTERVALS:
         raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(VALID_INTERVALS)}")
     return raw.strip()
+
+
+def _intervals(name: str, raw: str) -> tuple[str, ...]:
+    """A comma list of intervals, in order, each once."""
+    items = [item.strip() for item in raw.split(",")]
+    bad = [item for item in items if item not in VALID_INTERVALS]
+    if bad or not items:
+        shown = ", ".join(repr(b) for b in bad) or "nothing"
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: {shown} is not an interval; expected a comma list of "
+            f"{', '.join(VALID_INTERVALS)} (e.g. 1m,1h,4h)"
+        )
+    return tuple(dict.fromkeys(items))
+
+
+def _market(name: str, raw: str) -> str:
+    market = raw.strip().lower()
+    if market not in VALID_MARKETS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
+    return market
 
 
 def _log_level(name: str, raw: str) -> str:
@@ -219,6 +277,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
     "LOG_LEVEL": ("log_level", _log_level),
     "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
+    "KLINE_INTERVALS": ("kline_intervals", _intervals),
+    "BINANCE_MARKET": ("market", _market),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
@@ -235,6 +295,8 @@ def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) ->
         if raw is not None:
             field_name, parse = _PARSERS[variable]
             changes[field_name] = parse(flag, raw)
+    if "kline_interval" in changes and "kline_intervals" not in changes:
+        changes["kline_intervals"] = (changes["kline_interval"],)  # a one-interval flag means that interval only
     if not changes:
         return settings
     try:
@@ -259,6 +321,18 @@ def read_environment(
     return merged
 
 
+def _check_interval_settings(values: Mapping[str, str]) -> None:
+    """KLINE_INTERVALS wins over KLINE_INTERVAL; both set only if they agree (the
+    single one among the list), since a disagreement means one of them is stale."""
+    single = (values.get("KLINE_INTERVAL") or "").strip()
+    several = (values.get("KLINE_INTERVALS") or "").strip()
+    if single and several and single not in _intervals("KLINE_INTERVALS", several):
+        raise SettingsError(
+            f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
+            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
+        )
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = ".env",
@@ -271,6 +345,9 @@ def load_settings(
         raw = values.get(variable)
         if raw is not None and raw.strip() != "":
             kwargs[field_name] = parse(variable, raw)
+    _check_interval_settings(values)
+    if "base_url" not in kwargs:
+        kwargs["base_url"] = ""  # the market's own host (Settings.__post_init__)
     try:
         if symbols_override is not None:
             kwargs["symbols"] = resolve_symbols(symbols_override, None)

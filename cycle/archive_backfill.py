@@ -44,7 +44,8 @@ from tqdm import tqdm
 
 from common.errors import ExchangeError, ExportError, NoDataError, StorageError
 from config.intervals import DAY_MS, fixed_length_ms
-from config.settings import Settings
+from config.markets import SPOT
+from config.settings import Settings, SettingsError
 from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
 from cycle.export_job import backfill as export_backfill
 from exchange.archive import (
@@ -66,7 +67,7 @@ from exchange.archive import (
     sha256_of,
 )
 from exchange.client import ExchangeClient
-from exchange.history import SymbolExport
+from exchange.history import HistoricalDataExporter, SymbolExport
 from store.file_manager import FileManager
 from store.layout import ExportFolder
 from store.reports import CleanupResult
@@ -380,24 +381,36 @@ class ArchiveExportJob(ExportJob):
         self.tallies: dict[str, ArchiveTally] = {}
 
     # -- outcome bookkeeping
-    def _export_one(self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None) -> SymbolOutcome:
-        outcome = super()._export_one(symbol, server_ms, dry_run, lookback)
+    def _export_one(
+        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
+    ) -> SymbolOutcome:
+        outcome = super()._export_one(symbol, server_ms, dry_run, lookback, interval=interval)
         if not outcome.ok and self.stop_event.is_set():
             outcome.error_kind = "stopped"
             outcome.error = "stopped on request; rerun to resume (verified archive files are kept)"
         return outcome
 
     def _fetch_and_write(
-        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, ledger: CleanupResult
+        self,
+        symbol: str,
+        server_ms: int | None,
+        dry_run: bool,
+        lookback: float | None,
+        ledger: CleanupResult,
+        *,
+        interval: str | None = None,
     ) -> SymbolOutcome:
         self.tallies[symbol] = ArchiveTally()
-        outcome = super()._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger)
+        outcome = super()._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
         if self.fetcher is not None:  # the file is written: its zips have served their purpose
             self.fetcher.cache.release(self.tallies[symbol].cached)
         return outcome
 
     # -- where the candles come from
-    def _candle_chunks(self, export: SymbolExport) -> Iterable[pd.DataFrame]:
+    def _candle_chunks(
+        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
+    ) -> Iterable[pd.DataFrame]:
+        # A backfill exports one interval (export_job.backfill): self.exporter is its exporter.
         length = fixed_length_ms(self.settings.kline_interval)
         if self.fetcher is None or length is None or not has_daily_files(self.settings.kline_interval):
             return self._stoppable(self.exporter.iter_chunks(export))
@@ -543,6 +556,20 @@ class ArchiveExportJob(ExportJob):
             yield chunk
 
 
+def usable_source(settings: Settings, source: str) -> str:
+    """The source a backfill of this market can use: the archive reader knows the spot
+    layout only, so ``archive`` is refused off spot (SettingsError) and ``auto`` means REST."""
+    if settings.market == SPOT or source == "rest":
+        return source
+    if source == "archive":
+        raise SettingsError(
+            f"--source archive reads the spot archive only; with BINANCE_MARKET={settings.market} use "
+            "--source rest (or auto, which then uses the REST API)"
+        )
+    logger.info("the archive is not used for the %s market; the REST API gives its candles", settings.market)
+    return "rest"
+
+
 def archive_backfill(
     settings: Settings,
     source: str = "auto",
@@ -560,6 +587,7 @@ def archive_backfill(
     jobs: list[ArchiveExportJob] = []
     fetcher: ArchiveFetcher | None = None
     archive_client: ArchiveClient | None = None
+    source = usable_source(settings, source)
     if source != "rest" and not has_daily_files(settings.kline_interval):
         logger.warning(
             "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",

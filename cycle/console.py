@@ -81,10 +81,15 @@ def print_cycle(cycle: CycleReport) -> None:
         exp = cycle.export
         fetched = sum(o.fetched_rows for o in exp.succeeded)
         calls = sum(o.calls for o in exp.succeeded)
+        # One spot interval: the guide's symbols; else (symbol, interval[, market]) series by their keys.
+        series = any(o.key != o.symbol for o in exp.outcomes.values())
+        unit = "series" if series else "symbols"
         print(
-            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} symbols ok, "
+            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} {unit} ok, "
             f"{fetched} new candles in {calls} calls, {exp.seconds:.1f} s"
         )
+        if series:
+            print("  series: " + ", ".join(exp.outcomes))
         for outcome in exp.succeeded:
             if cycle.dry_run:
                 print(f"  would write {outcome.path} ({outcome.reused_rows} candles reused)")
@@ -93,7 +98,7 @@ def print_cycle(cycle: CycleReport) -> None:
         else:
             for outcome in exp.failed:
                 if outcome.error_kind != "stopped":
-                    _err(f"error: {outcome.symbol}: {outcome.error}")
+                    _err(f"error: {outcome.key}: {outcome.error}")
         if exp.stopped:
             print("export: stopped on request; finished symbols are saved")
     changed = cycle.files_changed  # the cleanup pass and every per-symbol prune of the export
@@ -150,15 +155,16 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     if report.get("banned_until"):
         print(f"BANNED by the exchange until {report['banned_until']}: no request is sent before then")
     print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
-    print(f"{'symbol':<12} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} latest file / problem")
+    width = max([12, *(len(key) for key in report["symbols"])])
+    title = "symbol" if all(key == e.get("symbol", key) for key, e in report["symbols"].items()) else "series"
+    print(f"{title:<{width}} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} latest file / problem")
     for symbol, entry in report["symbols"].items():
         age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
         problem = printable(entry.get("last_error") or (entry["reason"] if not entry["valid"] else ""))
         name = entry["latest_file"] or "-"
         valid = str(entry["valid"]).lower()
-        line = (
-            f"{symbol:<12} {entry['rows']:>6} {age:>7} {entry['missing_candles']:>5} {valid:<6} {name} {problem or ''}"
-        )
+        gaps = entry["missing_candles"]
+        line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {gaps:>5} {valid:<6} {name} {problem or ''}"
         print(line.rstrip())
     print(f"health: {report['health']['status']}")
 

@@ -1,4 +1,8 @@
-"""One export pass over many symbols: fetch on a bounded pool, write atomically.
+"""One export pass over many series: fetch on a bounded pool, write atomically.
+
+A series is (market, symbol, interval): with ``KLINE_INTERVALS=1h,4h`` every
+symbol is two series, exported by the same pool under the same client and
+weight limiter (one budget), each into its own files.
 
 Every symbol is independent: one that fails (unknown, delisted, the
 exchange failing for it, candles that fail validation or would move the
@@ -16,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +43,7 @@ from cycle.run_lock import RunLock
 from exchange.client import ExchangeClient
 from exchange.history import HistoricalDataExporter, SymbolExport
 from store.file_manager import FileManager, ReusableExport, require_forward
+from store.layout import series_key
 from store.reports import CleanupResult, merge_cleanups
 from store.scan import ScanStopped
 from store.validation import FileValidation
@@ -66,6 +71,13 @@ class SymbolOutcome:
     # What this symbol's export removed or quarantined (its prune right after the write,
     # invalid files met on the way); in a dry run, what it would.
     cleanup: CleanupResult | None = field(default=None, repr=False, compare=False)
+    # The series (``series_key``): the symbol alone for one spot interval, else with interval/market.
+    interval: str | None = None
+    market: str | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.symbol
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cleanup"}
@@ -73,7 +85,7 @@ class SymbolOutcome:
 
 @dataclass
 class ExportReport:
-    """The pass as a whole: per-symbol outcomes, a ban if one happened, a stop."""
+    """The pass as a whole: per-series outcomes (keyed by ``series_key``), a ban if one happened, a stop."""
 
     outcomes: dict[str, SymbolOutcome] = field(default_factory=dict)
     banned_until: datetime | None = None
@@ -136,14 +148,19 @@ class ExportJob:
         self.settings = settings
         self.files = file_manager
         self.client = client or ExchangeClient.from_settings(settings)
-        self.exporter = HistoricalDataExporter(
-            self.client,
-            settings.kline_interval,
-            settings.lookback_days,
-            max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
-        )
+        # One exporter per interval, all on the one client (one weight budget).
+        self.exporters = {
+            interval: HistoricalDataExporter(
+                self.client,
+                interval,
+                settings.lookback_days,
+                max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
+            )
+            for interval in settings.kline_intervals
+        }
+        self.exporter = self.exporters[settings.kline_interval]
         self.stop_event = stop_event or threading.Event()
-        # symbol -> (from, to) open times with no candle, learnt by earlier runs (state.json)
+        # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
         # Told the number of candles of each chunk written (a backfill's progress bar).
         self.on_candles: Callable[[int], None] | None = None
@@ -151,6 +168,13 @@ class ExportJob:
         self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
         self._limits_loaded = False
+
+    def series_key(self, symbol: str, interval: str) -> str:
+        return series_key(symbol, interval, self.settings.market, single=self.settings.single_series)
+
+    def series(self, symbols: Sequence[str]) -> list[tuple[str, str]]:
+        """Every (symbol, interval) pair of a pass, symbol by symbol."""
+        return [(symbol, interval) for symbol in symbols for interval in self.settings.kline_intervals]
 
     def run(self, symbols: Sequence[str], *, dry_run: bool = False, lookback_days: float | None = None) -> ExportReport:
         report = ExportReport(dry_run=dry_run)
@@ -190,62 +214,85 @@ class ExportJob:
         return server_ms
 
     def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:
-        workers = max(1, min(self.settings.workers, len(symbols)))
+        series = self.series(symbols)
+        workers = max(1, min(self.settings.workers, len(series)))
+        server_ms = report.server_time_ms
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            futures = {pool.submit(self._export_one, s, report.server_time_ms, dry_run, lookback): s for s in symbols}
+            futures = [pool.submit(self._export_one, s, server_ms, dry_run, lookback, interval=i) for s, i in series]
             for future in as_completed(futures):
                 outcome = future.result()
-                report.outcomes[outcome.symbol] = outcome
+                report.outcomes[outcome.key] = outcome
                 if outcome.error_kind == "banned" and report.banned_until is None:
                     report.banned_until = self.client.limiter.banned_until
                 if self.on_symbol_done is not None:
                     self.on_symbol_done(outcome)
-        report.outcomes = {s: report.outcomes[s] for s in symbols if s in report.outcomes}
+        keys = [self.series_key(s, i) for s, i in series]
+        report.outcomes = {k: report.outcomes[k] for k in keys if k in report.outcomes}
 
-    def _export_one(self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None) -> SymbolOutcome:
+    def _export_one(
+        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
+    ) -> SymbolOutcome:
         started = time.monotonic()
+        interval = interval or self.settings.kline_interval
+        name = self.series_key(symbol, interval)
         if self.stop_event.is_set():
-            return SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
+            outcome = SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
+            return self._named(outcome, interval)
         ledger = CleanupResult(dry_run=dry_run)  # files met on the way and quarantined
         try:
-            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger)
+            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
         except StopRequested as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
-            logger.info("%s: %s", symbol, exc)
+            logger.info("%s: %s", name, exc)
         except ExportError as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
             quiet = (NoDataError, UnknownSymbolError, ScanStopped)
             log = logger.warning if isinstance(exc, quiet) else logger.error
-            log("%s: export failed: %s", symbol, exc)
-        except Exception as exc:  # the per-symbol boundary: one bug must not stop the other symbols
-            logger.exception("%s: unexpected error during export", symbol)
+            log("%s: export failed: %s", name, exc)
+        except Exception as exc:  # the per-series boundary: one bug must not stop the other series
+            logger.exception("%s: unexpected error during export", name)
             outcome = SymbolOutcome(symbol, False, error=f"internal error: {exc!r}", error_kind="internal")
         outcome.cleanup = merge_cleanups([ledger, outcome.cleanup], dry_run=dry_run)
         outcome.seconds = round(time.monotonic() - started, 3)
+        return self._named(outcome, interval)
+
+    def _named(self, outcome: SymbolOutcome, interval: str) -> SymbolOutcome:
+        outcome.interval, outcome.market = interval, self.settings.market
+        outcome.key = self.series_key(outcome.symbol, interval)
         return outcome
 
     def _fetch_and_write(
-        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, ledger: CleanupResult
+        self,
+        symbol: str,
+        server_ms: int | None,
+        dry_run: bool,
+        lookback: float | None,
+        ledger: CleanupResult,
+        *,
+        interval: str | None = None,
     ) -> SymbolOutcome:
-        previous = self.files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
-        export = self.exporter.plan(
+        interval = interval or self.settings.kline_interval
+        files, exporter = self.files.for_interval(interval), self.exporters[interval]
+        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
+        export = exporter.plan(
             symbol,
             previous.candles if previous else None,
             server_time_ms=server_ms,
             lookback_days=lookback,
-            known_empty=self.known_empty.get(symbol),
+            known_empty=self.known_empty.get(self.series_key(symbol, interval)),
         )
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
-        require_forward(self.exporter.last_closed_open_ms(export.server_time_ms), previous)
+        require_forward(exporter.last_closed_open_ms(export.server_time_ms), previous)
         if dry_run:
-            return self._plan_only(symbol, export, previous)
-        path, verdict = self.files.write_export(symbol, self._counted(self._candle_chunks(export)), replacing=previous)
+            return self._plan_only(symbol, export, previous, files, exporter)
+        chunks = self._counted(self._candle_chunks(export, exporter))
+        path, verdict = files.write_export(symbol, chunks, replacing=previous)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
-        pruned = self.files.prune_symbol(symbol, written={path: verdict})
+        pruned = files.prune_symbol(symbol, written={path: verdict})
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
-            symbol,
+            self.series_key(symbol, interval),
             path.name,
             verdict.rows,
             export.reused_rows,
@@ -265,16 +312,23 @@ class ExportJob:
             cleanup=pruned,
         )
 
-    def _plan_only(self, symbol: str, export: SymbolExport, previous: ReusableExport | None) -> SymbolOutcome:
+    def _plan_only(
+        self,
+        symbol: str,
+        export: SymbolExport,
+        previous: ReusableExport | None,
+        files: FileManager,
+        exporter: HistoricalDataExporter,
+    ) -> SymbolOutcome:
         """A dry run: the file the real run would write (assuming the exchange answers), and the
         prune that would follow it, computed on the folder as it is; nothing is fetched or changed."""
-        path = self.files.export_path(symbol)
-        newest = self.exporter.last_closed_open_ms(export.server_time_ms)
+        path = files.export_path(symbol)
+        newest = exporter.last_closed_open_ms(export.server_time_ms)
         planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
-        pruned = self.files.prune_symbol(symbol, dry_run=True, written={path: planned})
+        pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
         logger.info(
             "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
-            symbol,
+            self.series_key(symbol, exporter.interval),
             export.reused_rows,
             f" of {previous.file.name}" if previous else "",
             ms_to_iso(export.requested_from_ms),
@@ -288,13 +342,16 @@ class ExportJob:
                 self.on_candles(len(chunk))
             yield chunk
 
-    def _candle_chunks(self, export: SymbolExport) -> Iterable[pd.DataFrame]:
-        """Where a symbol's candles come from (a backfill may take them from the bulk archive)."""
-        return self.exporter.iter_chunks(export)
+    def _candle_chunks(
+        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
+    ) -> Iterable[pd.DataFrame]:
+        """Where a series' candles come from (a backfill may take them from the bulk archive)."""
+        return (exporter or self.exporter).iter_chunks(export)
 
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
-        for symbol in symbols:
-            report.outcomes[symbol] = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
+        for symbol, interval in self.series(symbols):
+            outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
+            report.outcomes[self.series_key(symbol, interval)] = self._named(outcome, interval)
 
 
 def backfill(
@@ -311,6 +368,9 @@ def backfill(
     ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
     passes one whose candles come from the bulk archive where it can.
     """
+    # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
+    # a year of candles is a long run, chosen per interval.
+    settings = replace(settings, kline_intervals=(settings.kline_interval,))
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:

@@ -20,6 +20,7 @@ from typing import Any
 from common.clock import from_ms, to_iso, utc_now
 from common.errors import RunLockedError
 from common.processes import is_manager_process, serves_folder
+from config.markets import SPOT
 from config.settings import DEFAULT_EXPORT_DIR, Settings
 from cycle.export_job import ExportJob, SymbolOutcome
 from cycle.report import EXIT_OK, CycleReport
@@ -136,9 +137,13 @@ class ScheduledDataManager:
             report.skipped_reason = f"export skipped: the exchange banned this IP until {to_iso(ban)}"
             logger.warning(report.skipped_reason)
             return
-        self.job.known_empty = {
-            symbol: known for symbol, entry in state.symbols.items() if (known := entry.known_empty()) is not None
-        }
+        self.job.known_empty = {}
+        for symbol, interval in self.job.series(self.symbols):
+            key = self.job.series_key(symbol, interval)
+            entry = state.find_series(key, symbol, interval, self.settings.market)
+            known = entry.known_empty() if entry is not None else None
+            if known is not None:
+                self.job.known_empty[key] = known
         report.export = self.job.run(self.symbols, dry_run=dry_run)
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
@@ -160,7 +165,7 @@ class ScheduledDataManager:
             state.banned_until = to_iso(exp.banned_until)
         for outcome in exp.outcomes.values():
             self._record_symbol(state, outcome, now)
-        state.last_cycle_failed_symbols = [o.symbol for o in exp.failed if o.error_kind != "stopped"]
+        state.last_cycle_failed_symbols = [o.key for o in exp.failed if o.error_kind != "stopped"]
         if exp.succeeded:
             state.export_count += 1
             state.last_successful_cycle = to_iso(now)
@@ -170,7 +175,7 @@ class ScheduledDataManager:
     def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
         if outcome.error_kind == "stopped":
             return
-        entry = state.symbol(outcome.symbol)
+        entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
         if outcome.ok:
             entry.last_success, entry.last_file = to_iso(now), outcome.path
             entry.last_error = entry.last_error_at = entry.last_error_kind = None

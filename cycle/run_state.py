@@ -1,6 +1,6 @@
 """``state.json``: what the scheduler remembers between runs and restarts.
 
-Counts, the last cycle, per-symbol last success and last error, the scheduler
+Counts, the last cycle, per-series last success and last error, the scheduler
 loop's PID, and ``banned_until`` after a 418, so that a restarted process
 does not walk straight back into the ban. Written atomically, with our
 marker (``"writer": "crypto-data-export"``, ``"format_version"``).
@@ -30,8 +30,8 @@ from common.errors import StorageError
 from common.file_lock import WAIT_FOREVER, FileLock
 from common.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside
 from common.text import printable
-from config.symbols_config import SYMBOL_PATTERN
-from store.layout import ExportFolder
+from config.markets import SPOT
+from store.layout import SERIES_KEY_PATTERN, ExportFolder, parse_export_name
 
 logger = logging.getLogger("scheduled_data_manager")
 
@@ -39,7 +39,7 @@ STATE_FORMAT_VERSION = 1
 MAX_COUNT = 10**12  # far beyond any real count; bigger is garbage, not history
 MAX_PID = 4_194_304  # the kernel's upper bound for pid_max
 MAX_TEXT = 2000  # an error message kept in the state file
-MAX_SYMBOLS = 10_000
+MAX_SYMBOLS = 60_000  # series: symbols x intervals
 # Binance's bans last from 2 minutes to 3 days: a ban said to end later is garbage, and
 # trusting it would stop every export for good.
 MAX_BAN = timedelta(days=4)
@@ -89,6 +89,31 @@ class RunState:
 
     def symbol(self, name: str) -> SymbolState:
         return self.symbols.setdefault(name, SymbolState())
+
+    # ``symbols`` is keyed by series (``store.layout.series_key``): the symbol alone for one
+    # spot interval (the layout every earlier version wrote), else SYMBOL_interval or
+    # SYMBOL_market_interval. An entry under the plain symbol whose last file belongs to a
+    # series is that series' memory: found and moved on the first write, never lost.
+    def find_series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState | None:
+        entry = self.symbols.get(key)
+        if entry is not None or key == symbol:
+            return entry
+        legacy = self.symbols.get(symbol)
+        if legacy is None or legacy.last_file is None:
+            return None
+        parsed = parse_export_name(Path(legacy.last_file).name)
+        if parsed is None or (parsed.symbol, parsed.interval, parsed.market) != (symbol, interval, market):
+            return None
+        return legacy
+
+    def series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState:
+        """The entry of one series, taken over from a legacy per-symbol entry if that one is its."""
+        entry = self.find_series(key, symbol, interval, market)
+        if entry is None:
+            return self.symbol(key)
+        if key not in self.symbols:
+            self.symbols[key] = SymbolState(**asdict(entry))
+        return self.symbols[key]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -144,7 +169,7 @@ def _service_status(value: Any) -> str:
 def _symbol_list(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_SYMBOLS:
         raise ValueError("a list of symbols")
-    if not all(isinstance(s, str) and SYMBOL_PATTERN.fullmatch(s) for s in value):
+    if not all(isinstance(s, str) and SERIES_KEY_PATTERN.fullmatch(s) for s in value):
         raise ValueError("a list of symbols")
     return list(value)
 
@@ -197,8 +222,8 @@ def _symbols(value: Any, problems: list[str]) -> dict[str, SymbolState]:
         return {}
     symbols: dict[str, SymbolState] = {}
     for name, values in value.items():
-        if not SYMBOL_PATTERN.fullmatch(name):
-            problems.append(f"symbols has the entry {_shown(name)}, not a symbol")
+        if not SERIES_KEY_PATTERN.fullmatch(name):
+            problems.append(f"symbols has the entry {_shown(name)}, not a symbol or series")
         elif not isinstance(values, dict):
             problems.append(f"symbols.{name} is {_shown(values)}, expected an object")
         else:

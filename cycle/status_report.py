@@ -32,8 +32,9 @@ from common.text import printable
 from config.intervals import next_open_ms
 from config.settings import Settings
 from cycle.run_state import RunState
-from store.exports import latest_per_symbol
-from store.layout import ExportFolder, parse_export_name
+from store.exports import latest_per_series
+from store.exports import latest_per_symbol as latest_per_symbol  # re-exported: callers import it from here
+from store.layout import ExportFolder, parse_export_name, series_key
 from store.validation import FileValidation
 
 logger = logging.getLogger("scheduled_data_manager")
@@ -54,20 +55,21 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
 
 
-def freshness_limit_seconds(settings: Settings, last_open_ms: int) -> float:
+def freshness_limit_seconds(settings: Settings, last_open_ms: int, interval: str | None = None) -> float:
     """How long after its close the newest candle may stay the newest: one more candle
     (its real length, so months work too), one export period, and a grace for the cycle."""
-    following_open = next_open_ms(last_open_ms, settings.kline_interval)
-    following_length = (next_open_ms(following_open, settings.kline_interval) - following_open) / 1000
+    interval = interval or settings.kline_interval
+    following_open = next_open_ms(last_open_ms, interval)
+    following_length = (next_open_ms(following_open, interval) - following_open) / 1000
     return following_length + settings.export_period_hours * 3600 + FRESHNESS_GRACE_SECONDS
 
 
-def _freshness(settings: Settings, last_open_ms: int | None, now: datetime) -> dict[str, Any]:
+def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, interval: str) -> dict[str, Any]:
     if last_open_ms is None:
         return {"fresh": False, "newest_close_age_hours": None, "fresh_limit_hours": None}
-    close = datetime.fromtimestamp(next_open_ms(last_open_ms, settings.kline_interval) / 1000, tz=UTC)
+    close = datetime.fromtimestamp(next_open_ms(last_open_ms, interval) / 1000, tz=UTC)
     age = (now - close).total_seconds()
-    limit = freshness_limit_seconds(settings, last_open_ms)
+    limit = freshness_limit_seconds(settings, last_open_ms, interval)
     return {
         "fresh": age <= limit,
         "newest_close_age_hours": round(age / 3600, 2),
@@ -76,10 +78,21 @@ def _freshness(settings: Settings, last_open_ms: int | None, now: datetime) -> d
 
 
 def symbol_entry(
-    symbol: str, result: FileValidation | None, state: RunState, now: datetime, settings: Settings
+    symbol: str,
+    result: FileValidation | None,
+    state: RunState,
+    now: datetime,
+    settings: Settings,
+    interval: str | None = None,
 ) -> dict[str, Any]:
-    sym_state = state.symbols.get(symbol)
+    """The report of one series (``symbol``, ``interval`` (default: KLINE_INTERVAL), BINANCE_MARKET)."""
+    interval = interval or settings.kline_interval
+    key = series_key(symbol, interval, settings.market, single=settings.single_series)
+    sym_state = state.find_series(key, symbol, interval, settings.market)
     entry: dict[str, Any] = {
+        "symbol": symbol,
+        "interval": interval,
+        "market": settings.market,
         "latest_file": None,
         "rows": 0,
         "first_candle": None,
@@ -116,7 +129,7 @@ def symbol_entry(
             }
         )
         if result.valid:
-            entry.update(_freshness(settings, last_ms, now))
+            entry.update(_freshness(settings, last_ms, now, interval))
     if sym_state is not None:
         failing = sym_state.last_error is not None
         entry.update(
@@ -233,8 +246,14 @@ def build_status_report(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     now = now or utc_now()
-    latest = latest_per_symbol(validations, settings.kline_interval)
-    symbols = {s: symbol_entry(s, latest.get(s), state, now, settings) for s in settings.symbols}
+    latest = latest_per_series(validations)
+    symbols = {
+        series_key(s, i, settings.market, single=settings.single_series): symbol_entry(
+            s, latest.get((settings.market, s, i)), state, now, settings, i
+        )
+        for s in settings.symbols
+        for i in settings.kline_intervals
+    }
     checks = health_checks(settings, state, symbols, now)
     with_data = sum(1 for e in symbols.values() if e["valid"] and e["rows"] > 0)
     report = {

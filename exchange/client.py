@@ -57,7 +57,7 @@ from exchange.limiter import (
     clamp_limit,
     clamp_weight_limit,
 )
-from exchange.markets import SPOT, MarketProfile
+from exchange.markets import MARKETS, SPOT, MarketProfile
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -209,6 +209,7 @@ class ExchangeClient:
             backoff=settings.http_backoff_seconds,
             pool_size=settings.workers,
             limiter=limiter,
+            market=MARKETS[settings.market],
         )
 
     @property
@@ -244,7 +245,7 @@ class ExchangeClient:
         return value
 
     def exchange_info(self, symbol: str | None = None) -> dict[str, Any]:
-        params = {"symbol": symbol} if symbol else {}
+        params = {"symbol": symbol} if symbol and self.market.exchange_info_by_symbol else {}
         return self._get(self.market.exchange_info_path, params, expect=dict)
 
     def load_rate_limits(self, symbol: str | None = None) -> int:

@@ -81,7 +81,7 @@ class HistoricalDataExporter:
         self.client = client
         self.interval = interval
         self.lookback_days = lookback_days
-        self.page_limit = page_limit or client.market.max_klines_limit
+        self.page_limit = page_limit or client.market.page_size
         self.max_ahead_of_local_ms = max_ahead_of_local_ms
         self._local_clock = local_clock
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from config.markets import DEFAULT_BASE_URLS
+from config.markets import SPOT as SPOT_NAME
+from config.markets import USDM as USDM_NAME
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -38,6 +42,14 @@ class MarketProfile:
     klines_base_bytes: int = 16 * KIB
     body_caps: dict[str, int] = field(default_factory=dict)
     default_body_cap: int = 1 * MIB
+    # The page size a long export asks for: the most rows per unit of weight (None: the maximum).
+    page_limit: int | None = None
+    # Whether exchangeInfo takes ?symbol= (spot does; futures answer for every symbol).
+    exchange_info_by_symbol: bool = True
+
+    @property
+    def page_size(self) -> int:
+        return self.page_limit or self.max_klines_limit
 
     def weight(self, path: str, params: dict[str, object]) -> int:
         if path == self.klines_path:
@@ -58,8 +70,8 @@ def _limit_of(params: dict[str, object]) -> int:
 
 
 SPOT = MarketProfile(
-    name="spot",
-    default_base_url="https://api.binance.com",
+    name=SPOT_NAME,
+    default_base_url=DEFAULT_BASE_URLS[SPOT_NAME],
     klines_path="/api/v3/klines",
     exchange_info_path="/api/v3/exchangeInfo",
     time_path="/api/v3/time",
@@ -72,4 +84,32 @@ SPOT = MarketProfile(
     body_caps={"/api/v3/exchangeInfo": 16 * MIB, "/api/v3/ping": 64 * KIB, "/api/v3/time": 64 * KIB},
 )
 
-MARKETS: dict[str, MarketProfile] = {SPOT.name: SPOT}
+
+def usdm_klines_weight(limit: int) -> int:
+    """USD-M futures charge klines by page size: [1, 100) 1, [100, 500) 2, [500, 1000] 5, above 10."""
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
+
+
+USDM = MarketProfile(
+    name=USDM_NAME,
+    default_base_url=DEFAULT_BASE_URLS[USDM_NAME],
+    klines_path="/fapi/v1/klines",
+    exchange_info_path="/fapi/v1/exchangeInfo",
+    time_path="/fapi/v1/time",
+    ping_path="/fapi/v1/ping",
+    max_klines_limit=1500,
+    klines_weight=usdm_klines_weight,
+    # 1000 rows weigh 5 (200 rows per weight), 1500 weigh 10 (150): long exports page by 1000.
+    page_limit=1000,
+    weights={"/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1, "/fapi/v1/time": 1},
+    body_caps={"/fapi/v1/exchangeInfo": 16 * MIB, "/fapi/v1/ping": 64 * KIB, "/fapi/v1/time": 64 * KIB},
+    exchange_info_by_symbol=False,
+)
+
+MARKETS: dict[str, MarketProfile] = {SPOT.name: SPOT, USDM.name: USDM}

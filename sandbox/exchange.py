@@ -7,6 +7,8 @@ maintenance gaps, delisted symbols) cannot be provoked on demand against the
 real exchange. This server speaks the real wire format of ``/api/v3/ping``,
 ``/api/v3/time``, ``/api/v3/exchangeInfo`` and ``/api/v3/klines`` (see
 ``shared/reference/binance-klines.md``) and can inject each fault with a knob.
+The same four endpoints under ``/fapi/v1/`` are USD-M futures (klines weighed by
+``limit``, up to 1500, from another price seed: ``generate_candle(..., market="usdm")``).
 Under ``/data/...`` it also serves the bulk archive (``sandbox.archive``: zips
 and ``.CHECKSUM`` files of the same candles, knobs in ``SandboxConfig.archive``).
 
@@ -120,6 +122,28 @@ WEIGHTS: dict[str, int] = {
     "/api/v3/klines": 2,
 }
 _UNKNOWN_PATH_WEIGHT = 1
+# USD-M futures: the same four endpoints under /fapi/v1, answered like the spot ones (candles
+# from another price seed); klines weigh by limit and may be 1500 long.
+FAPI_PATHS: dict[str, str] = {
+    "/fapi/v1/ping": "/api/v3/ping",
+    "/fapi/v1/time": "/api/v3/time",
+    "/fapi/v1/exchangeInfo": "/api/v3/exchangeInfo",
+    "/fapi/v1/klines": "/api/v3/klines",
+}
+KLINES_PATHS = frozenset({"/api/v3/klines", "/fapi/v1/klines"})
+_FAPI_MAX_LIMIT = 1500
+
+
+def request_weight(path: str, params: dict[str, str]) -> int:
+    """What the exchange charges one request: spot by path; futures klines by ``limit``."""
+    if path == "/fapi/v1/klines":
+        raw = params.get("limit", "500")
+        limit = int(raw) if _LEGAL_LONG.match(raw) else 500
+        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    if path in FAPI_PATHS:
+        return 1
+    return WEIGHTS.get(path, _UNKNOWN_PATH_WEIGHT)
+
 
 _KLINES_PARAMS = frozenset({"symbol", "interval", "startTime", "endTime", "limit", "timeZone"})
 _LEGAL_SYMBOL = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
@@ -334,12 +358,15 @@ def _fmt(units: int) -> str:
     return f"{whole}.{frac:08d}"
 
 
-def generate_candle(symbol: str, interval: str, open_ms: int) -> list[Any]:
+def generate_candle(symbol: str, interval: str, open_ms: int, market: str = "spot") -> list[Any]:
     """The 12-field Binance kline row for this candle; a pure function of its args.
 
     Integer arithmetic in 1e-8 units keeps every string exact and guarantees
     high >= max(open, close), low <= min(open, close), taker <= total.
+    Another market than spot trades the symbol at other prices (its own seed).
     """
+    if market != "spot":
+        symbol = f"{symbol}@{market}"
     close_next = next_open_ms(interval, open_ms)
     length = close_next - open_ms
     open_u = _price_units(symbol, open_ms)
@@ -601,10 +628,11 @@ class SandboxExchange:
         with self._lock:
             self.banned_until_ms = None
 
-    def klines_requests(self, symbol: str | None = None) -> list[dict[str, int | str]]:
-        """Params of recorded klines requests, numbers as ints, optionally for one symbol."""
+    def klines_requests(self, symbol: str | None = None, *, path: str = "/api/v3/klines") -> list[dict[str, int | str]]:
+        """Params of recorded klines requests (of ``path``: /fapi/v1/klines for futures),
+        numbers as ints, optionally for one symbol."""
         with self._lock:
-            records = [r for r in self.requests if r.path == "/api/v3/klines"]
+            records = [r for r in self.requests if r.path == path]
         parsed = [{k: int(v) if _LEGAL_LONG.match(v) else v for k, v in r.params.items()} for r in records]
         return [p for p in parsed if symbol is None or p.get("symbol") == symbol]
 
@@ -688,7 +716,9 @@ class SandboxExchange:
         self._ban_key = key
         self.banned_until_ms = now + cfg.ban_seconds * 1000
 
-    def _admit(self, cfg: SandboxConfig, path: str, now: int) -> tuple[_Answer | None, int | None]:
+    def _admit(
+        self, cfg: SandboxConfig, path: str, now: int, params: dict[str, str] | None = None
+    ) -> tuple[_Answer | None, int | None]:
         """Gatekeeping under the lock: ban, injected 429, weight budget.
 
         Returns (refusal or None, klines sequence number or None).
@@ -696,7 +726,7 @@ class SandboxExchange:
         with self._lock:
             self.stats.total += 1
             klines_n = None
-            if path == "/api/v3/klines":
+            if path in KLINES_PATHS:
                 self.stats.klines_calls += 1
                 klines_n = self.stats.klines_calls
             span_ms = cfg.weight_window_seconds * _SECOND
@@ -714,7 +744,7 @@ class SandboxExchange:
                 self.stats.injected_429 += 1
                 headers = {"Retry-After": _retry_after(cfg, int(cfg.retry_after_seconds)), **self._weight_headers()}
                 return _error(429, -1003, _too_much_weight(cfg.weight_limit), headers), klines_n
-            weight = WEIGHTS.get(path, _UNKNOWN_PATH_WEIGHT)
+            weight = request_weight(path, params or {})
             if self._weight_used + weight > cfg.weight_limit:
                 self.stats.rate_limited_429 += 1
                 retry = (
@@ -750,7 +780,7 @@ class SandboxExchange:
         params = dict(pairs)
         if path.startswith(ARCHIVE_ROOT):  # the bulk archive is a CDN: no weight, no klines faults
             return self._archive_answer(cfg, path, now), params
-        refusal, klines_n = self._admit(cfg, path, now)
+        refusal, klines_n = self._admit(cfg, path, now, params)
         if cfg.latency_seconds > 0:
             # Outside any lock, so concurrent clients overlap; stop() cuts it short.
             self._stop_event.wait(cfg.latency_seconds)
@@ -774,6 +804,11 @@ class SandboxExchange:
     def _route(
         self, cfg: SandboxConfig, path: str, pairs: list[tuple[str, str]], params: dict[str, str], now: int
     ) -> _Answer:
+        market = "usdm" if path in FAPI_PATHS else "spot"
+        if market != "spot":
+            path = FAPI_PATHS[path]
+            if path == "/api/v3/exchangeInfo":
+                params = {}  # futures answer for every symbol, whatever is asked
         if path == "/api/v3/ping":
             return _Answer(200, b"{}")
         if path == "/api/v3/time":
@@ -781,7 +816,7 @@ class SandboxExchange:
         if path == "/api/v3/exchangeInfo":
             return _Answer(200, _json_bytes(self._exchange_info(cfg, params, now)))
         if path == "/api/v3/klines":
-            return _Answer(200, _json_bytes(self._klines(cfg, pairs, params, now)))
+            return _Answer(200, _json_bytes(self._klines(cfg, pairs, params, now, market)))
         return _error(404, -1000, f"Unknown path {path}.")
 
     def _archive_answer(self, cfg: SandboxConfig, path: str, now: int) -> _Answer:
@@ -890,9 +925,10 @@ class SandboxExchange:
         }
 
     def _klines(
-        self, cfg: SandboxConfig, pairs: list[tuple[str, str]], params: dict[str, str], now: int
+        self, cfg: SandboxConfig, pairs: list[tuple[str, str]], params: dict[str, str], now: int, market: str = "spot"
     ) -> list[list[Any]]:
-        symbol, interval, start, end, limit = _parse_klines_params(pairs, params)
+        max_limit = _FAPI_MAX_LIMIT if market != "spot" else 1000
+        symbol, interval, start, end, limit = _parse_klines_params(pairs, params, max_limit)
         if not _LEGAL_SYMBOL.match(symbol):
             raise ApiError(
                 400, -1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."
@@ -915,7 +951,7 @@ class SandboxExchange:
             first = opens[0] if start is None else start
             last = end if end is not None else opens[-1]
             opens = [t for t in range(first, first + limit * cfg.row_step_ms, cfg.row_step_ms) if t <= last]
-        rows = [generate_candle(symbol, interval, t) for t in opens]
+        rows = [generate_candle(symbol, interval, t, market) for t in opens]
         if rows and symbol in cfg.bad_candles:
             rows[-1] = spoil_candle(rows[-1], cfg.bad_candles[symbol])
         return rows
@@ -937,7 +973,7 @@ def _to_ms(value: int | None) -> int | None:
 
 
 def _parse_klines_params(
-    pairs: list[tuple[str, str]], params: dict[str, str]
+    pairs: list[tuple[str, str]], params: dict[str, str], max_limit: int = 1000
 ) -> tuple[str, str, int | None, int | None, int]:
     """Validate like Binance: mandatory first, then formats, then values."""
     if len(pairs) != len(params):
@@ -960,7 +996,7 @@ def _parse_klines_params(
         raise ApiError(400, -1120, "Invalid interval.")
     if limit is None:
         limit = 500
-    elif not 1 <= limit <= 1000:
+    elif not 1 <= limit <= max_limit:
         raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
     tz = params.get("timeZone")
     if tz is not None and not _ZERO_TIMEZONE.match(tz):
@@ -1090,7 +1126,8 @@ a first try, in two terminals:
   python -m sandbox --port 8080
   BINANCE_BASE_URL=http://127.0.0.1:8080 python scheduled_data_manager.py --manual
 
-it serves /api/v3/ping, /time, /exchangeInfo and /klines with Binance's wire format; candles are
+it serves /api/v3/ping, /time, /exchangeInfo and /klines (and the same under /fapi/v1 for
+USD-M futures) with Binance's wire format; candles are
 a pure function of (symbol, interval, open time); SIGINT/SIGTERM stop it."""
 
 

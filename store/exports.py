@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common.errors import StorageError
+from config.markets import SPOT
 from store.formats import FileFormat, format_for_name
 from store.layout import export_name_prefix, parse_export_name
 from store.validation import FileValidation
@@ -32,6 +33,12 @@ class ExportFile:
     interval: str
     created: datetime
     size: int
+    market: str = SPOT
+
+    @property
+    def series(self) -> tuple[str, str, str]:
+        """(market, symbol, interval): the files that retention and reuse treat as one history."""
+        return self.market, self.symbol, self.interval
 
     @property
     def name(self) -> str:
@@ -65,34 +72,48 @@ def newest_first(
     return sorted(files, key=lambda f: content_key(f, validations.get(f.path), f.path in fresh), reverse=True)
 
 
-def latest_per_symbol(validations: Iterable[FileValidation], interval: str) -> dict[str, FileValidation]:
-    """Per symbol (files of ``interval``), the verdict on its newest file by content.
+def latest_per_symbol(
+    validations: Iterable[FileValidation], interval: str, market: str = SPOT
+) -> dict[str, FileValidation]:
+    """Per symbol (files of ``interval`` of ``market``), the verdict on its newest file by content.
 
     A symbol with no valid file gets its invalid file with the greatest name,
     so that a report shows what is wrong rather than nothing.
     """
-    latest: dict[str, tuple[tuple[int, str], FileValidation]] = {}
+    return {
+        symbol: verdict
+        for (market_, symbol, interval_), verdict in latest_per_series(validations).items()
+        if (market_, interval_) == (market, interval)
+    }
+
+
+def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, str, str], FileValidation]:
+    """``latest_per_symbol`` for every series at once, keyed (market, symbol, interval)."""
+    latest: dict[tuple[str, str, str], tuple[tuple[int, str], FileValidation]] = {}
     for verdict in validations:
         name = Path(verdict.path).name
         parsed = parse_export_name(name)
-        if parsed is None or parsed[1] != interval:
+        if parsed is None:
             continue
+        series = (parsed.market, parsed.symbol, parsed.interval)
         key = (newest_candle_ms(verdict), name)
-        if parsed[0] not in latest or key > latest[parsed[0]][0]:
-            latest[parsed[0]] = (key, verdict)
-    return {symbol: entry[1] for symbol, entry in latest.items()}
+        if series not in latest or key > latest[series][0]:
+            latest[series] = (key, verdict)
+    return {series: entry[1] for series, entry in latest.items()}
 
 
-def scan_exports(folder: Path, *, symbol: str | None = None, interval: str | None = None) -> list[ExportFile]:
+def scan_exports(
+    folder: Path, *, symbol: str | None = None, interval: str | None = None, market: str | None = None
+) -> list[ExportFile]:
     """Our export files in ``folder``, in one directory pass, oldest first.
 
-    With ``symbol`` (and ``interval``) only that symbol's names are parsed and
+    With ``symbol`` (and ``interval``, of ``market``: spot if not given) only that series' names are parsed and
     stat-ed: the cost per symbol stays with its own files in a crowded folder.
     Symlinks are skipped without being followed, whatever they point to.
     """
     found: list[ExportFile] = []
     base = Path(folder)
-    prefix = export_name_prefix(symbol, interval) if symbol is not None else ""
+    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
     try:
         with os.scandir(folder) as it:
             entries = [e for e in it if e.name.startswith(prefix)] if prefix else list(it)
@@ -107,14 +128,16 @@ def scan_exports(folder: Path, *, symbol: str | None = None, interval: str | Non
                 continue
         except OSError:
             continue
-        symbol_, interval_, created = parsed
+        symbol_, interval_, created, market_ = parsed
         if (symbol is not None and symbol_ != symbol) or (interval is not None and interval_ != interval):
+            continue
+        if (market is not None or interval is not None) and market_ != (market or SPOT):
             continue
         try:
             size = entry.stat(follow_symlinks=False).st_size
         except FileNotFoundError:
             continue  # removed by a concurrent prune between the listing and now
         # base / name, not Path(entry.path): only the name is parsed again (~25 % less per file)
-        found.append(ExportFile(base / entry.name, symbol_, interval_, created, size))
+        found.append(ExportFile(base / entry.name, symbol_, interval_, created, size, market_))
     found.sort(key=lambda f: (f.created, f.name))
     return found

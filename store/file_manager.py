@@ -32,6 +32,7 @@ removing.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import stat
@@ -47,6 +48,7 @@ import pandas as pd
 from common.clock import as_utc, ms_to_iso, utc_now
 from common.errors import InvalidDataError, OlderDataError, StorageError
 from config.intervals import is_valid_interval
+from config.markets import SPOT, VALID_MARKETS
 from config.symbols_config import unique_in_order
 from store.exports import ExportFile, content_key, scan_exports
 from store.formats import DEFAULT_FORMAT, FileFormat
@@ -126,9 +128,14 @@ class FileManager:
         now: Callable[[], datetime] = utc_now,
         file_format: FileFormat = DEFAULT_FORMAT,
         stop_event: threading.Event | None = None,
+        *,
+        market: str = SPOT,
+        intervals: Sequence[str] = (),
     ) -> None:
-        if not is_valid_interval(interval):
-            raise ValueError(f"unknown interval {interval!r}")
+        if not all(is_valid_interval(i) for i in (interval, *intervals)):
+            raise ValueError(f"unknown interval in {[interval, *intervals]!r}")
+        if market not in VALID_MARKETS:
+            raise ValueError(f"unknown market {market!r}")
         if max_files_per_symbol < 1:
             raise ValueError("max_files_per_symbol must be at least 1")
         if not data_retention_days > 0:
@@ -137,7 +144,11 @@ class FileManager:
         self.export_dir = Path(os.path.abspath(export_dir))
         self.folder = ExportFolder(self.export_dir)
         self.file_format = file_format
+        # The series this manager writes and reuses is (market, symbol, interval); cleanup
+        # covers the folder, and every configured interval (``intervals``) counts as configured.
         self.interval = interval
+        self.market = market
+        self.intervals: tuple[str, ...] = tuple(dict.fromkeys((*intervals, interval))) if intervals else (interval,)
         self.symbols: tuple[str, ...] = tuple(symbols)
         self.max_files_per_symbol = int(max_files_per_symbol)
         self.data_retention_days = float(data_retention_days)
@@ -172,7 +183,20 @@ class FileManager:
             settings.data_retention_days,
             logger=logger,
             stop_event=stop_event,
+            market=settings.market,
+            intervals=settings.kline_intervals,
         )
+
+    def for_interval(self, interval: str) -> FileManager:
+        """This manager for the series of ``interval`` (same folder, market, rules, stop and
+        dry-run plan: a shallow copy shares them); used per interval by the export job."""
+        if interval == self.interval:
+            return self
+        if not is_valid_interval(interval):
+            raise ValueError(f"unknown interval {interval!r}")
+        other = copy.copy(self)
+        other.interval = interval
+        return other
 
     @property
     def quarantine_dir(self) -> Path:
@@ -198,7 +222,7 @@ class FileManager:
 
     def export_path(self, symbol: str, created: datetime | None = None) -> Path:
         """Where a new export of ``symbol`` created now (or at ``created``) goes."""
-        name = export_file_name(symbol, self.interval, as_utc(created or self.now()), self.file_format)
+        name = export_file_name(symbol, self.interval, as_utc(created or self.now()), self.file_format, self.market)
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
         return self.export_dir / name
@@ -239,12 +263,20 @@ class FileManager:
     # --- scanning and validation -----------------------------------------
 
     def scan(
-        self, *, symbols: Collection[str] | None = None, known: Mapping[Path, FileValidation] | None = None
+        self,
+        *,
+        symbols: Collection[str] | None = None,
+        known: Mapping[Path, FileValidation] | None = None,
+        series_only: bool = False,
     ) -> FolderScan:
         """One directory pass and one read per file (optionally only some symbols,
-        whose names alone are then looked at; ``known``: see ``scan_folder``);
+        whose names alone are then looked at, and with ``series_only`` only their files
+        of this manager's market and interval; ``known``: see ``scan_folder``);
         cut short (files not reached: not checked) once ``stop_event`` is set."""
-        return scan_folder(self.export_dir, symbols=symbols, logger=self.logger, known=known, stop=self.stop_event)
+        series = (self.market, self.interval) if series_only and symbols is not None else None
+        return scan_folder(
+            self.export_dir, symbols=symbols, logger=self.logger, known=known, stop=self.stop_event, series=series
+        )
 
     def validate_file(self, path: Path) -> FileValidation:
         """Validate one file against the interval in its name (ours if it has none), streamed."""
@@ -271,7 +303,7 @@ class FileManager:
         """
         best: ReusableExport | None = None
         should_stop = StopCheck(self.stop_event)
-        for f in scan_exports(self.export_dir, symbol=symbol, interval=self.interval):
+        for f in scan_exports(self.export_dir, symbol=symbol, interval=self.interval, market=self.market):
             if should_stop():
                 raise ScanStopped(f"stop requested before every file of {symbol} was checked")
             try:
@@ -381,7 +413,8 @@ class FileManager:
         caller needs no second pass for reports.
         """
         known = dict(known or {})
-        on_disk = self.scan(symbols=symbols, known=None if dry_run else known)
+        # Limited to some symbols (a prune after a write), the cleanup looks at this manager's series only.
+        on_disk = self.scan(symbols=symbols, known=None if dry_run else known, series_only=True)
         folder = self._as_planned(on_disk, symbols, known) if dry_run else on_disk
         result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
         self._quarantine_invalid(folder, dry_run, result)
@@ -403,9 +436,10 @@ class FileManager:
     def prune_symbol(
         self, symbol: str, *, dry_run: bool = False, written: Mapping[Path, FileValidation] | None = None
     ) -> CleanupResult:
-        """Retention for one symbol, cheap enough to run right after each write.
+        """Retention for one series (this manager's market and interval of ``symbol``),
+        cheap enough to run right after each write.
 
-        Only that symbol's names are looked at. ``written``: the file just
+        Only that series' names are looked at. ``written``: the file just
         written and its verdict (``write_export``), not read back; in a dry
         run, the file the real run would write (it counts as written).
         """
@@ -419,10 +453,13 @@ class FileManager:
         """The folder as the real run would have left it by now: minus what earlier
         steps of this dry run would have removed, plus what they (and ``known``) would have written."""
         with self._plan_lock:
-            planned = {f: v for f, v in self._planned.items() if symbols is None or f.symbol in symbols}
+            planned = {f: v for f, v in self._planned.items() if symbols is None or self._in_series(f, symbols)}
             gone = set(self._planned_gone)
         planned.update(_as_export_files(known))
         return folder.without(gone).with_planned(planned)
+
+    def _in_series(self, f: ExportFile, symbols: Sequence[str]) -> bool:
+        return f.symbol in symbols and (f.market, f.interval) == (self.market, self.interval)
 
     def forget_plan(self) -> None:
         """Start a dry run from the folder as it is on disk."""
@@ -443,10 +480,11 @@ class FileManager:
 
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.
-        return RetentionRules(self.interval, self._configured, self.max_files_per_symbol, self.data_retention_days)
+        series = frozenset((self.market, interval) for interval in self.intervals)
+        return RetentionRules(series, self._configured, self.max_files_per_symbol, self.data_retention_days)
 
-    def _warn_stale(self, stale_symbols: Iterable[str]) -> None:
-        for symbol in stale_symbols:
+    def _warn_stale(self, stale_series: Iterable[str]) -> None:
+        for symbol in stale_series:
             self.logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)",
                 symbol,
@@ -554,5 +592,5 @@ def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, F
     for path, verdict in files.items():
         parsed = parse_export_name(Path(path).name)
         if parsed is not None:
-            found[ExportFile(Path(path), *parsed, 0)] = verdict
+            found[ExportFile(Path(path), parsed.symbol, parsed.interval, parsed.created, 0, parsed.market)] = verdict
     return found

@@ -2,6 +2,7 @@
 
     historical_exports/
         {SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv   exports (one function builds the name, one regex parses it)
+        {SYMBOL}_{MARKET}_{INTERVAL}_{...}.csv      exports of a market other than spot (e.g. BTCUSDT_usdm_1h_...)
         .{name}.{pid}.{8 hex}.cdx.tmp               a write in progress (common.atomic_io) of one of our names
         quarantine/                                 invalid files, moved aside, never deleted
         state.json  .state.lock                     the scheduler's memory between runs
@@ -23,10 +24,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from common.atomic_io import TEMP_NAME_PATTERN
 from common.clock import as_utc
 from config.intervals import VALID_INTERVALS
+from config.markets import SPOT, VALID_MARKETS
 from config.symbols_config import SYMBOL_RULE
 from store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 
@@ -48,8 +51,37 @@ BACKFILL_DIR_NAME = "backfill"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 _INTERVALS_RE = "|".join(re.escape(i) for i in VALID_INTERVALS)
 _SUFFIXES_RE = "|".join(re.escape(f.suffix) for f in FORMATS.values())
+# Spot names carry no market (the guide's names); every other market is named. No market
+# name is an interval and symbols have no "_", so the optional group is never ambiguous.
+_MARKETS_RE = "|".join(re.escape(m) for m in VALID_MARKETS if m != SPOT)
 EXPORT_NAME_PATTERN = re.compile(
-    rf"^(?P<symbol>{SYMBOL_RULE})_(?P<interval>{_INTERVALS_RE})_(?P<stamp>\d{{8}}_\d{{6}})(?P<suffix>{_SUFFIXES_RE})$"
+    rf"^(?P<symbol>{SYMBOL_RULE})_(?:(?P<market>{_MARKETS_RE})_)?(?P<interval>{_INTERVALS_RE})_"
+    rf"(?P<stamp>\d{{8}}_\d{{6}})(?P<suffix>{_SUFFIXES_RE})$"
+)
+
+
+class ExportName(NamedTuple):
+    """What an export name says. ``market`` comes last, so ``name[0]``/``name[1]`` stay symbol/interval."""
+
+    symbol: str
+    interval: str
+    created: datetime
+    market: str = SPOT
+
+
+def series_key(symbol: str, interval: str, market: str = SPOT, *, single: bool = True) -> str:
+    """The name of one export series (state.json, the status report, the console).
+
+    ``single`` (one configured interval, spot): the symbol alone, the guide's keys;
+    else ``{SYMBOL}_{interval}``, or ``{SYMBOL}_{market}_{interval}`` off spot.
+    """
+    if single and market == SPOT:
+        return symbol
+    return f"{symbol}_{interval}" if market == SPOT else f"{symbol}_{market}_{interval}"
+
+
+SERIES_KEY_PATTERN = re.compile(
+    rf"^(?P<symbol>{SYMBOL_RULE})(?:_(?:(?P<market>{_MARKETS_RE})_)?(?P<interval>{_INTERVALS_RE}))?$"
 )
 
 
@@ -112,14 +144,17 @@ class ExportFolder:
         return self.root / BACKFILL_DIR_NAME
 
 
-def export_file_name(symbol: str, interval: str, created: datetime, file_format: FileFormat = DEFAULT_FORMAT) -> str:
-    """``{SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv`` with the UTC creation time."""
-    return f"{symbol}_{interval}_{as_utc(created).strftime(STAMP_FORMAT)}{file_format.suffix}"
+def export_file_name(
+    symbol: str, interval: str, created: datetime, file_format: FileFormat = DEFAULT_FORMAT, market: str = SPOT
+) -> str:
+    """``{SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv`` with the UTC creation time
+    (``{SYMBOL}_{market}_{INTERVAL}_...`` off spot)."""
+    return f"{export_name_prefix(symbol, interval, market)}{as_utc(created).strftime(STAMP_FORMAT)}{file_format.suffix}"
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def parse_export_name(name: str) -> tuple[str, str, datetime] | None:
-    """(symbol, interval, created) for one of our names, else None.
+def parse_export_name(name: str) -> ExportName | None:
+    """(symbol, interval, created, market) for one of our names, else None.
 
     Cached and parsed without ``strptime`` (4x slower): every folder scan
     parses every name, and a pass over a crowded folder scans it often.
@@ -140,7 +175,7 @@ def parse_export_name(name: str) -> tuple[str, str, datetime] | None:
         )
     except ValueError:
         return None
-    return match["symbol"], match["interval"], created
+    return ExportName(match["symbol"], match["interval"], created, match["market"] or SPOT)
 
 
 # Files of ours that are replaced atomically besides the exports: their temp leftovers are ours too.
@@ -158,10 +193,15 @@ def our_temp_name(name: str) -> re.Match[str] | None:
     return match if final in ATOMIC_NAMES or parse_export_name(final) is not None else None
 
 
-def export_name_prefix(symbol: str, interval: str | None = None) -> str:
-    """The start every export name of ``symbol`` (and ``interval``) has.
+def export_name_prefix(symbol: str, interval: str | None = None, market: str = SPOT) -> str:
+    """The start every export name of ``symbol`` (and ``interval`` of ``market``) has.
 
     Symbols have no ``_``, so ``BTCUSDT_`` never matches ``BTCUSDTX_...``: a
-    prefix test can drop other symbols' names before any parse or stat.
+    prefix test can drop other symbols' names before any parse or stat. No
+    market name is an interval, so ``BTCUSDT_1h_`` (spot) never matches
+    ``BTCUSDT_usdm_1h_...`` and the other way round. Without ``interval``
+    the prefix covers every series of the symbol.
     """
-    return f"{symbol}_{interval}_" if interval else f"{symbol}_"
+    if not interval:
+        return f"{symbol}_"
+    return f"{symbol}_{interval}_" if market == SPOT else f"{symbol}_{market}_{interval}_"

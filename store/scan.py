@@ -35,6 +35,7 @@ from common.atomic_io import TEMP_NAME_PATTERN
 from common.errors import ExportError, StorageError
 from common.processes import pid_alive
 from common.reading import hash_regular_file, iter_chunks, open_regular
+from config.markets import SPOT
 from store.exports import ExportFile, newest_first
 from store.formats import FileFormat, format_for_name
 from store.formats.base import StreamChecker
@@ -333,18 +334,25 @@ def scan_folder(
     logger: logging.Logger,
     known: Mapping[Path, FileValidation] | None = None,
     stop: threading.Event | None = None,
+    series: tuple[str, str] | None = None,
 ) -> FolderScan:
-    """One directory pass and one read per file (optionally only some symbols).
+    """One directory pass and one read per file (optionally only some symbols,
+    and with ``series`` = (market, interval) only those symbols' files of that series).
 
     ``known`` gives the verdicts of files the caller has just written (and
     judged byte for byte as it wrote them): they are not read back (only
     hashed, streamed, if their size collides), and they are ``fresh``.
     """
     wanted = None if symbols is None else frozenset(symbols)
+    market, interval = series if series is not None else (SPOT, None)
     prefixes = (
         None
         if wanted is None
-        else tuple(p for s in wanted for p in (export_name_prefix(s), "." + export_name_prefix(s)))
+        else tuple(
+            p
+            for s in wanted
+            for p in (export_name_prefix(s, interval, market), "." + export_name_prefix(s, interval, market))
+        )
     )
     result = FolderScan()
     for entry in _entries(export_dir, prefixes):
@@ -413,7 +421,8 @@ def _classify(entry: os.DirEntry[str], wanted: frozenset[str] | None, result: Fo
         if parsed is not None:
             if wanted is None or parsed[0] in wanted:
                 size = entry.stat(follow_symlinks=False).st_size
-                result.files.append(ExportFile(Path(entry.path), *parsed, size))
+                symbol, interval, created, market = parsed
+                result.files.append(ExportFile(Path(entry.path), symbol, interval, created, size, market))
             return
         match = our_temp_name(entry.name)
         if match is not None and _temp_wanted(match["final"], wanted):
@@ -513,7 +522,7 @@ def _read_one(
     if read.digest is not None:
         result.hashes[f.path] = read.digest
     if read.size != f.size:  # changed since the listing: trust what was read
-        f = ExportFile(f.path, f.symbol, f.interval, f.created, read.size)
+        f = ExportFile(f.path, f.symbol, f.interval, f.created, read.size, f.market)
     if read.data is None:
         result.validations[f.path] = read.verdict()[0]
     return f, read.data

@@ -358,9 +358,9 @@ def closed_opens(interval: str, window_start_ms: int, server_now_ms: int) -> lis
     return opens
 
 
-def expected_csv(symbol: str, interval: str, opens: Sequence[int]) -> str:
-    """The exact file the sandbox's candles must produce."""
-    rows = [generate_candle(symbol, interval, t) for t in opens]
+def expected_csv(symbol: str, interval: str, opens: Sequence[int], market: str = "spot") -> str:
+    """The exact file the sandbox's candles (of ``market``) must produce."""
+    rows = [generate_candle(symbol, interval, t, market) for t in opens]
     body = frame_to_csv_rows(rows_to_frame(rows)).to_csv(header=False, index=False, lineterminator="\n")
     return CSV_HEADER + "\n" + body
 
