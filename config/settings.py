@@ -59,6 +59,8 @@ class Settings:
     max_ahead_hours: float = 24.0
     log_level: str = "INFO"
     archive_url: str = DEFAULT_ARCHIVE_URL
+    # The file format of new exports (store.formats.FORMATS holds one class per name).
+    export_format: str = "csv"
 
     def __post_init__(self) -> None:
         # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
@@ -144,6 +146,17 @@ def _interval(name: str, raw: str) -> str:
     return raw.strip()
 
 
+# The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def _export_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in EXPORT_FORMATS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(EXPORT_FORMATS)}")
+    return value
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in LOG_LEVELS:
@@ -218,6 +231,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
     "LOG_LEVEL": ("log_level", _log_level),
     "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
+    "EXPORT_FORMAT": ("export_format", _export_format),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 

@@ -49,7 +49,7 @@ from common.errors import InvalidDataError, OlderDataError, StorageError
 from config.intervals import is_valid_interval
 from config.symbols_config import unique_in_order
 from store.exports import ExportFile, content_key, scan_exports
-from store.formats import DEFAULT_FORMAT, FileFormat
+from store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 from store.layout import (
     EXPORT_NAME_PATTERN,
     QUARANTINE_DIR_NAME,
@@ -170,6 +170,7 @@ class FileManager:
             symbols,
             settings.max_files_per_symbol,
             settings.data_retention_days,
+            file_format=FORMATS[settings.export_format],
             logger=logger,
             stop_event=stop_event,
         )
