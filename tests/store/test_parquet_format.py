@@ -1,0 +1,297 @@
+"""EXPORT_FORMAT=parquet: exact candles, documented types, reuse, quarantine, format switch.
+
+Real data (tests/data, official Binance archives) proves the decimal choice is
+exact; the end-to-end tests run the real manager against the sandbox.
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from common.errors import InvalidDataError
+from config.settings import EXPORT_FORMATS
+from exchange.klines import rows_to_frame
+from sandbox.exchange import generate_candle
+from store.formats import CSV, FORMATS, PARQUET, parquet_format
+from store.formats.csv_format import frame_to_csv_rows
+from store.formats.csv_rules import CSV_HEADER
+from store.layout import QUARANTINE_DIR_NAME
+from tests.support import (
+    DATA,
+    assert_folder_sound,
+    closed_opens,
+    export_files,
+    manager_env,
+    one_line,
+    run_manager,
+)
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+REAL_FILES = {
+    "BTCUSDT_1h_20241029_000000.csv": "1h",
+    "ADABTC_1m_20211128_000000.csv": "1m",
+}
+DOCUMENTED = pa.schema(
+    [
+        ("open_time", pa.timestamp("ms", tz="UTC")),
+        ("open", pa.decimal128(38, 8)),
+        ("high", pa.decimal128(38, 8)),
+        ("low", pa.decimal128(38, 8)),
+        ("close", pa.decimal128(38, 8)),
+        ("volume", pa.decimal128(38, 8)),
+        ("close_time", pa.timestamp("ms", tz="UTC")),
+        ("quote_asset_volume", pa.decimal128(38, 8)),
+        ("number_of_trades", pa.int64()),
+        ("taker_buy_base_asset_volume", pa.decimal128(38, 8)),
+        ("taker_buy_quote_asset_volume", pa.decimal128(38, 8)),
+    ]
+)
+
+
+def _as_text(frame: pd.DataFrame) -> list[list[str]]:
+    return frame.astype(str).to_numpy().tolist()
+
+
+def _csv_text(frame: pd.DataFrame) -> str:
+    return CSV_HEADER + "\n" + frame_to_csv_rows(frame).to_csv(header=False, index=False, lineterminator="\n")
+
+
+def _sandbox_csv(symbol: str, opens: list[int]) -> str:
+    return _csv_text(rows_to_frame([generate_candle(symbol, "1h", t) for t in opens]))
+
+
+def test_registry_and_settings_name_the_same_formats():
+    assert tuple(FORMATS) == EXPORT_FORMATS
+    assert PARQUET.suffix == ".parquet"
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_real_binance_klines_round_trip_exactly(tmp_path, name):
+    """Every price and volume of real exchange data comes back as the same decimal and the same text."""
+    interval = REAL_FILES[name]
+    exchange = CSV.read(DATA / name)
+    target = tmp_path / name.replace(".csv", ".parquet")
+    assert PARQUET.write(target, exchange, interval).valid
+    table = pq.read_table(target)
+    assert table.schema.equals(DOCUMENTED)
+    for column in DOCUMENTED.names:
+        stored = table.column(column).to_pylist()
+        if column in ("open_time", "close_time"):
+            assert [int(t.timestamp() * 1000) for t in stored] == exchange[column].tolist()
+        elif column == "number_of_trades":
+            assert stored == exchange[column].tolist()
+        else:
+            assert stored == [decimal.Decimal(v) for v in exchange[column]], column
+    assert _as_text(PARQUET.read(target)) == _as_text(exchange)  # byte for byte the exchange's strings
+    assert _csv_text(PARQUET.read(target)) == (DATA / name).read_text()
+
+
+def test_a_value_float64_would_round_is_kept_exactly(tmp_path):
+    """20 significant digits: float64 cannot hold it, decimal128(38, 8) does."""
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    huge = "123456789012.12345678"
+    assert repr(float(huge)) != huge
+    frame.loc[0, "quote_asset_volume"] = huge
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    PARQUET.write(target, frame, "1h")
+    assert str(pq.read_table(target).column("quote_asset_volume")[0].as_py()) == huge
+    assert PARQUET.read(target).loc[0, "quote_asset_volume"] == huge
+
+
+def test_a_value_with_more_than_8_decimals_is_refused_not_rounded(tmp_path):
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    frame.loc[2, "volume"] = "1.123456789"
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    with pytest.raises(InvalidDataError, match=r"volume '1.123456789' of the candle opening 2024-10-28T02:00"):
+        PARQUET.write(target, frame, "1h")
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_candles_are_never_published(tmp_path):
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    frame.loc[4, "high"] = "1.00000000"
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    with pytest.raises(InvalidDataError, match=r"opening 2024-10-28T04:00:00\+00:00 \(row 5: high 1.00000000 < low"):
+        PARQUET.write(target, frame, "1h")
+    assert os.listdir(tmp_path) == []
+
+
+@functools.cache
+def _good() -> bytes:
+    """Our Parquet of the real BTCUSDT hours, as bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "BTCUSDT_1h_20241029_000000.parquet"
+        PARQUET.write(target, CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"), "1h")
+        return target.read_bytes()
+
+
+def _wrong_schema() -> bytes:
+    """Our file with float64 prices: what a naive pandas writer would make."""
+    table = pq.read_table(io.BytesIO(_good()))
+    table = table.set_column(1, "open", table.column("open").cast(pa.float64()))
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _bad_candle() -> bytes:
+    table = pq.read_table(io.BytesIO(_good()))
+    high = table.column("high").to_pylist()
+    high[3] = decimal.Decimal("1")
+    table = table.set_column(2, "high", pa.array(high, pa.decimal128(38, 8)))
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("truncated", "not a readable Parquet file"),
+        ("random", "not a readable Parquet file"),
+        ("wrong_schema", "wrong schema: open is double, expected decimal128(38, 8)"),
+        ("bad_candle", "row 4: high 1.00000000 < low"),
+        ("empty", "not a readable Parquet file"),
+    ],
+)
+def test_bad_parquet_bytes_get_a_reason(tmp_path, kind, expected):
+    data = {
+        "truncated": _good()[: len(_good()) // 2],
+        "random": os.urandom(5000),
+        "wrong_schema": _wrong_schema(),
+        "bad_candle": _bad_candle(),
+        "empty": b"",
+    }[kind]
+    verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
+    assert not verdict.valid and expected in (verdict.reason or "")
+    stream = PARQUET.stream_checker("1h", tmp_path / "x.parquet")
+    for start in range(0, len(data), 1000):
+        stream.feed(data[start : start + 1000])
+    assert stream.finish()[0].reason == verdict.reason
+
+
+def test_oversized_row_groups_are_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_format, "MAX_GROUP_ROWS", 10)
+    verdict = PARQUET.check_bytes(_good(), "1h", tmp_path / "x.parquet")[0]
+    assert not verdict.valid and "row group 1 holds 24 rows" in (verdict.reason or "")
+
+
+# --- end to end: the real manager against the sandbox ----------------------------------------
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT")
+
+
+def _first_time() -> int:
+    return int(time.time() * 1000) // HOUR_MS * HOUR_MS - 2 * HOUR_MS + 1_800_000
+
+
+def test_parquet_cycle_holds_the_exchange_candles_and_the_second_reuses_them(tmp_path, sandbox_factory):
+    t1 = _first_time()
+    exchange = sandbox_factory(now_ms=t1)
+    folder = tmp_path / "exports"
+    env = manager_env(folder, exchange.base_url, ",".join(SYMBOLS[:3]), EXPORT_FORMAT="parquet")
+    first = run_manager(env, "--manual")
+    assert first.returncode == 0, first.stdout + first.stderr
+    files = assert_folder_sound(folder)
+    assert sorted(p.suffix for p in files) == [".parquet"] * 3
+    for path in files:
+        symbol = path.name.split("_")[0]
+        assert pq.read_schema(path).equals(DOCUMENTED)
+        expected = _sandbox_csv(symbol, closed_opens("1h", t1 - 2 * DAY_MS, t1))
+        assert _csv_text(PARQUET.read(path)) == expected, f"{path.name} differs from the exchange's candles"
+
+    t2 = t1 + HOUR_MS
+    exchange.config.now_ms = t2
+    exchange.reset_log()
+    second = run_manager(env, "--manual")
+    assert second.returncode == 0, second.stdout + second.stderr
+    for symbol in SYMBOLS[:3]:
+        calls = exchange.klines_requests(symbol)
+        assert len(calls) <= 1 and all(c["startTime"] > t2 - 2 * DAY_MS for c in calls), calls
+        (newest,) = [p for p in assert_folder_sound(folder) if p.name.startswith(symbol)]
+        expected = _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        assert _csv_text(PARQUET.read(newest)) == expected
+
+    status = run_manager(env, "--status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert ".parquet" in status.stdout
+
+
+CORRUPTIONS = {
+    "BTCUSDT": lambda data: data[: len(data) * 2 // 3],
+    "ETHUSDT": lambda data: os.urandom(len(data)),
+    "SOLUSDT": lambda data: _wrong_schema(),
+    "XRPUSDT": lambda data: _bad_candle(),
+}
+
+
+def test_corrupt_parquet_files_are_quarantined_and_rebuilt(tmp_path, sandbox_factory):
+    t1 = _first_time()
+    exchange = sandbox_factory(now_ms=t1)
+    folder = tmp_path / "exports"
+    env = manager_env(folder, exchange.base_url, ",".join(CORRUPTIONS), EXPORT_FORMAT="parquet", EXPORT_WORKERS="2")
+    assert run_manager(env, "--manual").returncode == 0
+    damaged = {}
+    for good in assert_folder_sound(folder):
+        damaged[good.name] = CORRUPTIONS[good.name.split("_")[0]](good.read_bytes())
+        good.write_bytes(damaged[good.name])
+
+    t2 = t1 + HOUR_MS
+    exchange.config.now_ms = t2
+    exchange.reset_log()
+    result = run_manager(env, "--manual")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, data in damaged.items():
+        assert (folder / QUARANTINE_DIR_NAME / name).read_bytes() == data, f"{name} was not quarantined"
+    rebuilt = {p.name.split("_")[0]: p for p in assert_folder_sound(folder)}
+    assert sorted(rebuilt) == sorted(CORRUPTIONS)
+    for symbol, path in rebuilt.items():
+        assert _csv_text(PARQUET.read(path)) == _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        calls = exchange.klines_requests(symbol)
+        assert len(calls) == 1 and calls[0]["startTime"] == t2 - 2 * DAY_MS, f"{symbol}: window not rebuilt"
+
+
+def test_switching_csv_to_parquet_keeps_the_csv_and_reuses_its_candles(tmp_path, sandbox_factory):
+    t1 = _first_time()
+    exchange = sandbox_factory(now_ms=t1)
+    folder = tmp_path / "exports"
+    env = manager_env(folder, exchange.base_url, "BTCUSDT,ETHUSDT", MAX_FILES_PER_SYMBOL="3")
+    assert run_manager(env, "--manual").returncode == 0
+    csvs = {p.name: p.read_bytes() for p in export_files(folder)}
+    assert len(csvs) == 2 and all(name.endswith(".csv") for name in csvs)
+
+    t2 = t1 + HOUR_MS
+    exchange.config.now_ms = t2
+    exchange.reset_log()
+    switched = run_manager({**env, "EXPORT_FORMAT": "parquet"}, "--manual")
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    after = assert_folder_sound(folder)
+    assert {p.name: p.read_bytes() for p in after if p.suffix == ".csv"} == csvs  # nothing lost
+    parquets = [p for p in after if p.suffix == ".parquet"]
+    assert len(parquets) == 2
+    for path in parquets:
+        symbol = path.name.split("_")[0]
+        calls = exchange.klines_requests(symbol)
+        assert len(calls) <= 1 and all(c["startTime"] > t2 - 2 * DAY_MS for c in calls), "the CSV was not reused"
+        assert _csv_text(PARQUET.read(path)) == _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+
+
+def test_unknown_format_exits_2_with_one_line(tmp_path, sandbox):
+    env = manager_env(tmp_path / "exports", sandbox.base_url, EXPORT_FORMAT="xlsx")
+    result = run_manager(env, "--manual")
+    assert result.returncode == 2
+    assert one_line(result.stderr), result.stderr
+    assert "EXPORT_FORMAT='xlsx'" in result.stderr and "csv, parquet" in result.stderr
+    assert not (tmp_path / "exports").exists() or export_files(tmp_path / "exports") == []
