@@ -12,6 +12,7 @@ import io
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +35,7 @@ from tests.support import (
     export_files,
     manager_env,
     one_line,
+    run_cli,
     run_manager,
 )
 
@@ -295,3 +297,34 @@ def test_unknown_format_exits_2_with_one_line(tmp_path, sandbox):
     assert one_line(result.stderr), result.stderr
     assert "EXPORT_FORMAT='xlsx'" in result.stderr and "csv, parquet" in result.stderr
     assert not (tmp_path / "exports").exists() or export_files(tmp_path / "exports") == []
+
+
+# --- the backfill: EXPORT_FORMAT and --format ---------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["rest", "auto"])
+def test_backfill_writes_parquet_with_the_exchange_candles(tmp_path, sandbox_factory, source):
+    """``--format parquet`` (REST only, and archive + REST): one Parquet file holding exactly the candles."""
+    now = int(datetime(2024, 11, 10, 12, 30, tzinfo=UTC).timestamp() * 1000)
+    exchange = sandbox_factory(now_ms=now)
+    env = manager_env(tmp_path / "scheduler", exchange.base_url, "BTCUSDT", BINANCE_ARCHIVE_URL=exchange.base_url)
+    out = tmp_path / "backfill"
+    args = ("--days", "40", "--output", str(out), "--source", source, "--format", "parquet")
+    result = run_cli("export_historical_data.py", *args, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (written,) = export_files(out)
+    assert written.suffix == ".parquet" and pq.read_schema(written).equals(DOCUMENTED)
+    opens = closed_opens("1h", now - 40 * DAY_MS, now)
+    assert _csv_text(PARQUET.read(written)) == _sandbox_csv("BTCUSDT", opens)
+
+
+def test_backfill_honours_export_format_and_refuses_an_unknown_flag_value(tmp_path, sandbox):
+    env = manager_env(tmp_path / "scheduler", sandbox.base_url, "BTCUSDT", EXPORT_FORMAT="parquet")
+    out = tmp_path / "backfill"
+    ok = run_cli(
+        "export_historical_data.py", "--days", "3", "--output", str(out), "--source", "rest", env=env, cwd=tmp_path
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert [p.suffix for p in export_files(out)] == [".parquet"]
+    bad = run_cli("export_historical_data.py", "--format", "xlsx", "--output", str(out), env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and one_line(bad.stderr) and "--format='xlsx'" in bad.stderr, bad.stderr
