@@ -21,9 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from common.errors import InvalidDataError
-from config.settings import EXPORT_FORMATS
+from config.settings import EXPORT_FORMATS, SettingsError, load_settings
 from exchange.klines import rows_to_frame
 from sandbox.exchange import generate_candle
+from store.file_manager import FileManager
 from store.formats import CSV, FORMATS, PARQUET, parquet_format
 from store.formats.csv_format import frame_to_csv_rows
 from store.formats.csv_rules import CSV_HEADER
@@ -328,3 +329,54 @@ def test_backfill_honours_export_format_and_refuses_an_unknown_flag_value(tmp_pa
     assert [p.suffix for p in export_files(out)] == [".parquet"]
     bad = run_cli("export_historical_data.py", "--format", "xlsx", "--output", str(out), env=env, cwd=tmp_path)
     assert bad.returncode == 2 and one_line(bad.stderr) and "--format='xlsx'" in bad.stderr, bad.stderr
+
+
+# --- the store layer: duplicates, retention, validation of a mixed folder ----------------------
+
+
+def _manager(folder: Path, **kwargs) -> FileManager:
+    now = datetime(2024, 10, 29, 1, tzinfo=UTC)
+    return FileManager(folder, "1h", ["BTCUSDT"], file_format=PARQUET, now=lambda: now, **kwargs)
+
+
+def test_identical_parquet_files_are_duplicates_a_csv_of_the_same_candles_is_not(tmp_path):
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    files = _manager(tmp_path, max_files_per_symbol=5, data_retention_days=36500)
+    a = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    b = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
+    c = tmp_path / "BTCUSDT_1h_20241029_020000.csv"
+    PARQUET.write(a, frame, "1h")
+    PARQUET.write(b, frame, "1h")
+    CSV.write(c, frame, "1h")
+    assert a.read_bytes() == b.read_bytes()  # the writer is deterministic: same candles, same bytes
+    assert files.find_duplicates().groups == [[b, a]]  # newest name first; the CSV is another product
+    assert [v.valid for v in files.validate_all()] == [True, True, True]
+    result = files.cleanup()
+    assert result.removed == [a] and b.exists() and c.exists()
+
+
+def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
+    """After a switch the CSV stays while MAX_FILES_PER_SYMBOL allows; at 1 it goes once the
+    Parquet (which the incremental export built from its candles) holds newer ones: nothing lost."""
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    old_csv = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
+    CSV.write(old_csv, frame, "1h")
+    extra = frame.iloc[[-1]].copy()
+    extra["open_time"] += 3_600_000
+    extra["close_time"] += 3_600_000
+    newer = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
+    PARQUET.write(newer, pd.concat([frame, extra], ignore_index=True), "1h")  # one candle more
+    _manager(tmp_path, max_files_per_symbol=2, data_retention_days=36500).cleanup()
+    assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
+    _manager(tmp_path, max_files_per_symbol=1, data_retention_days=36500).cleanup()
+    assert sorted(p.name for p in export_files(tmp_path)) == [newer.name]
+    assert _as_text(PARQUET.read(newer).iloc[:-1]) == _as_text(frame)
+
+
+def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp_path):
+    assert load_settings({}, env_file=None).export_format == "csv"
+    settings = load_settings({"EXPORT_FORMAT": " Parquet ", "EXPORT_DIR": str(tmp_path / "x")}, env_file=None)
+    assert settings.export_format == "parquet"
+    assert FileManager.from_settings(settings).file_format is PARQUET
+    with pytest.raises(SettingsError, match=r"^EXPORT_FORMAT='feather' is not valid: expected one of csv, parquet$"):
+        load_settings({"EXPORT_FORMAT": "feather"}, env_file=None)
