@@ -164,7 +164,7 @@ def main() -> None:
         "reads": reads,
         "cpu_count": os.cpu_count(),
     }
-    print(f"\nresults: {write_results('formats', figures)}")
+    print(f"\nresults: {write_results('bench_formats', figures)}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ MAX_FILE_BYTES = 1 << 30
 MAX_ROWS = 50_000_000
 MAX_GROUP_ROWS = 1_000_000
 MAX_GROUP_BYTES = 256 << 20
+# A footer (the schema and row-group index) larger than this is no export of ours (ours: a few KB).
+MAX_FOOTER_BYTES = 16 << 20
 # Spooled in memory up to this, then in a temporary file (bounded memory whatever is fed).
 SPOOL_MEMORY_BYTES = 8 << 20
 
@@ -171,8 +173,23 @@ def _schema_problem(schema: pa.Schema) -> str | None:
     return None
 
 
+def _check_footer_size(source: IO[bytes]) -> None:
+    """The last 8 bytes are the footer's length and ``PAR1``: refuse a forged huge footer
+    before pyarrow allocates it."""
+    size = source.seek(0, os.SEEK_END)
+    if size < 12:
+        raise _Unreadable(f"not a readable Parquet file: {size} bytes, too short")
+    source.seek(size - 8)
+    tail = source.read(8)
+    source.seek(0)
+    footer = int.from_bytes(tail[:4], "little")
+    if tail[4:] == b"PAR1" and footer > MAX_FOOTER_BYTES:
+        raise _Unreadable(f"a {footer}-byte footer, more than the {MAX_FOOTER_BYTES} an export may have")
+
+
 def _open(source: IO[bytes]) -> pq.ParquetFile:
     """Open and check the footer; raises _Unreadable for anything not judged row by row."""
+    _check_footer_size(source)
     try:
         parquet = pq.ParquetFile(source)
         metadata = parquet.metadata

@@ -10,6 +10,8 @@ import decimal
 import functools
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -380,3 +382,37 @@ def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp
     assert FileManager.from_settings(settings).file_format is PARQUET
     with pytest.raises(SettingsError, match=r"^EXPORT_FORMAT='feather' is not valid: expected one of csv, parquet$"):
         load_settings({"EXPORT_FORMAT": "feather"}, env_file=None)
+
+
+# The README's one-liners, verbatim (NOTES-parquet.md): each reads every Parquet export of the folder.
+README_LINES = {
+    "pandas": 'import glob, pandas as pd; df = pd.concat(pd.read_parquet(f, dtype_backend="pyarrow").assign(file=f)'
+    ' for f in glob.glob("historical_exports/*.parquet"))',
+    "polars": 'import polars as pl; df = pl.read_parquet("historical_exports/*.parquet", include_file_paths="file")',
+    "duckdb": "import duckdb; df = duckdb.sql(\"SELECT * FROM read_parquet('historical_exports/*.parquet',"
+    ' filename = true)").df()',
+}
+
+
+@pytest.mark.parametrize("library", sorted(README_LINES))
+def test_the_readme_lines_read_the_whole_folder(tmp_path, library):
+    """Beside CSVs, the status report and a quarantined file, each line reads exactly the Parquet candles."""
+    folder = tmp_path / "historical_exports"
+    (folder / QUARANTINE_DIR_NAME).mkdir(parents=True)
+    for name, interval in REAL_FILES.items():
+        PARQUET.write(folder / name.replace(".csv", ".parquet"), CSV.read(DATA / name), interval)
+    CSV.write(folder / "BTCUSDT_1h_20241029_000000.csv", CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"), "1h")
+    (folder / "status_report.json").write_text("{}")
+    (folder / QUARANTINE_DIR_NAME / "ETHUSDT_1h_20241029_000000.parquet").write_bytes(b"junk")
+    check = "; print(len(df))"
+    result = subprocess.run(
+        [sys.executable, "-c", README_LINES[library] + check], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "34"  # 24 hours of BTCUSDT + 10 minutes of ADABTC
+
+
+def test_a_forged_huge_footer_is_refused_before_it_is_read(tmp_path):
+    data = _good()[:-8] + (1 << 30).to_bytes(4, "little") + b"PAR1"
+    verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
+    assert not verdict.valid and "1073741824-byte footer" in (verdict.reason or "")
