@@ -26,13 +26,16 @@ from common.errors import InvalidDataError
 from config.settings import EXPORT_FORMATS, SettingsError, load_settings
 from exchange.klines import rows_to_frame
 from sandbox.exchange import generate_candle
+from store import scan
 from store.file_manager import FileManager
 from store.formats import CSV, FORMATS, PARQUET, parquet_format
 from store.formats.csv_format import frame_to_csv_rows
 from store.formats.csv_rules import CSV_HEADER
 from store.layout import QUARANTINE_DIR_NAME
+from store.scan import validate_file
 from tests.support import (
     DATA,
+    REPO,
     assert_folder_sound,
     closed_opens,
     export_files,
@@ -384,14 +387,21 @@ def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp
         load_settings({"EXPORT_FORMAT": "feather"}, env_file=None)
 
 
-# The README's one-liners, verbatim (NOTES-parquet.md): each reads every Parquet export of the folder.
+# The README's lines, verbatim (NOTES-parquet.md): after the imports and ``folder``, one line per library.
+README_SETUP = (
+    'import glob\n\nimport duckdb\nimport pandas as pd\nimport polars as pl\n\nfolder = "historical_exports"\n'
+)
 README_LINES = {
-    "pandas": 'import glob, pandas as pd; df = pd.concat(pd.read_parquet(f, dtype_backend="pyarrow").assign(file=f)'
-    ' for f in glob.glob("historical_exports/*.parquet"))',
-    "polars": 'import polars as pl; df = pl.read_parquet("historical_exports/*.parquet", include_file_paths="file")',
-    "duckdb": "import duckdb; df = duckdb.sql(\"SELECT * FROM read_parquet('historical_exports/*.parquet',"
-    ' filename = true)").df()',
+    "pandas": 'df = pd.concat(pd.read_parquet(f, dtype_backend="pyarrow").assign(file=f)'
+    ' for f in glob.glob(f"{folder}/*.parquet"))',
+    "polars": 'df = pl.read_parquet(f"{folder}/*.parquet", include_file_paths="file")',
+    "duckdb": "df = duckdb.sql(f\"SELECT * FROM read_parquet('{folder}/*.parquet', filename = true)\").df()",
 }
+
+
+def test_the_readme_block_is_in_the_notes_verbatim():
+    notes = (REPO / "NOTES-parquet.md").read_text()
+    assert README_SETUP in notes and all(line in notes for line in README_LINES.values())
 
 
 @pytest.mark.parametrize("library", sorted(README_LINES))
@@ -404,9 +414,13 @@ def test_the_readme_lines_read_the_whole_folder(tmp_path, library):
     CSV.write(folder / "BTCUSDT_1h_20241029_000000.csv", CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"), "1h")
     (folder / "status_report.json").write_text("{}")
     (folder / QUARANTINE_DIR_NAME / "ETHUSDT_1h_20241029_000000.parquet").write_bytes(b"junk")
-    check = "; print(len(df))"
+    check = "\nprint(len(df))"
     result = subprocess.run(
-        [sys.executable, "-c", README_LINES[library] + check], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", README_SETUP + README_LINES[library] + check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "34"  # 24 hours of BTCUSDT + 10 minutes of ADABTC
@@ -416,3 +430,16 @@ def test_a_forged_huge_footer_is_refused_before_it_is_read(tmp_path):
     data = _good()[:-8] + (1 << 30).to_bytes(4, "little") + b"PAR1"
     verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
     assert not verdict.valid and "1073741824-byte footer" in (verdict.reason or "")
+
+
+def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypatch):
+    """Past the scan's hold-whole size the file goes through the spooling checker: same verdict."""
+    path = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    path.write_bytes(_good())
+    whole = validate_file(path, "1h")
+    monkeypatch.setattr(scan, "STREAM_VALIDATION_BYTES", 1000)
+    monkeypatch.setattr(parquet_format, "SPOOL_MEMORY_BYTES", 1000)  # spilled to a temporary file too
+    checked = scan.check_regular_file(path, "1h", want_candles=True)
+    assert checked.validation == whole and whole.valid and whole.rows == 24
+    assert checked.candles is not None
+    assert _as_text(checked.candles) == _as_text(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))
