@@ -53,8 +53,9 @@ def manager_env(base_url: str, out: Path, period_hours: float) -> dict[str, str]
         "EXPORT_LOOKBACK_DAYS",
         "MAX_FILES_PER_SYMBOL",
         "DATA_RETENTION_DAYS",
+        "EXPORT_FORMAT",
     ):
-        env.pop(name, None)  # the demo shows the defaults of the guide
+        env.pop(name, None)  # the demo shows the defaults of the guide (CSV files)
     return env
 
 

@@ -57,6 +57,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", help="folder for the CSVs (default: EXPORT_DIR/backfill, out of the scheduler's retention)"
     )
+    parser.add_argument("--format", help="file format: csv or parquet (default: EXPORT_FORMAT, else csv)")
     parser.add_argument(
         "--source",
         choices=SOURCES,
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "KLINE_INTERVAL": (args.interval, "--interval"),
             "EXPORT_DIR": (args.output, "--output"),
             "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
+            "EXPORT_FORMAT": (args.format, "--format"),
         }
         settings = override(settings, flags)
         settings = _backfill_folder(settings, scheduler_folder, args.output)

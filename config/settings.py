@@ -66,6 +66,8 @@ class Settings:
     # it was not), so code that knows one interval keeps working.
     kline_intervals: tuple[str, ...] = ()
     market: str = SPOT  # BINANCE_MARKET; an empty base_url means this market's default host
+    # The file format of new exports (store.formats.FORMATS holds one class per name).
+    export_format: str = "csv"
 
     def __post_init__(self) -> None:
         # Normalised here (frozen: object.__setattr__), so dataclasses.replace normalises too.
@@ -203,6 +205,17 @@ def _market(name: str, raw: str) -> str:
     return market
 
 
+# The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def _export_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in EXPORT_FORMATS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(EXPORT_FORMATS)}")
+    return value
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in LOG_LEVELS:
@@ -279,6 +292,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
     "BINANCE_MARKET": ("market", _market),
+    "EXPORT_FORMAT": ("export_format", _export_format),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 

@@ -51,7 +51,7 @@ from config.intervals import is_valid_interval
 from config.markets import SPOT, VALID_MARKETS
 from config.symbols_config import unique_in_order
 from store.exports import ExportFile, content_key, scan_exports
-from store.formats import DEFAULT_FORMAT, FileFormat
+from store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 from store.layout import (
     EXPORT_NAME_PATTERN,
     QUARANTINE_DIR_NAME,
@@ -181,6 +181,7 @@ class FileManager:
             symbols,
             settings.max_files_per_symbol,
             settings.data_retention_days,
+            file_format=FORMATS[settings.export_format],
             logger=logger,
             stop_event=stop_event,
             market=settings.market,

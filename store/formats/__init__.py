@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from store.formats.base import FileFormat
 from store.formats.csv_format import CsvFormat
+from store.formats.parquet_format import ParquetFormat
 
 CSV = CsvFormat()
-FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV,)}
+PARQUET = ParquetFormat()
+FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV, PARQUET)}
 DEFAULT_FORMAT: FileFormat = CSV
 
 

@@ -1,0 +1,445 @@
+"""EXPORT_FORMAT=parquet: exact candles, documented types, reuse, quarantine, format switch.
+
+Real data (tests/data, official Binance archives) proves the decimal choice is
+exact; the end-to-end tests run the real manager against the sandbox.
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from common.errors import InvalidDataError
+from config.settings import EXPORT_FORMATS, SettingsError, load_settings
+from exchange.klines import rows_to_frame
+from sandbox.exchange import generate_candle
+from store import scan
+from store.file_manager import FileManager
+from store.formats import CSV, FORMATS, PARQUET, parquet_format
+from store.formats.csv_format import frame_to_csv_rows
+from store.formats.csv_rules import CSV_HEADER
+from store.layout import QUARANTINE_DIR_NAME
+from store.scan import validate_file
+from tests.support import (
+    DATA,
+    REPO,
+    assert_folder_sound,
+    closed_opens,
+    export_files,
+    manager_env,
+    one_line,
+    run_cli,
+    run_manager,
+)
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+REAL_FILES = {
+    "BTCUSDT_1h_20241029_000000.csv": "1h",
+    "ADABTC_1m_20211128_000000.csv": "1m",
+}
+DOCUMENTED = pa.schema(
+    [
+        ("open_time", pa.timestamp("ms", tz="UTC")),
+        ("open", pa.decimal128(38, 8)),
+        ("high", pa.decimal128(38, 8)),
+        ("low", pa.decimal128(38, 8)),
+        ("close", pa.decimal128(38, 8)),
+        ("volume", pa.decimal128(38, 8)),
+        ("close_time", pa.timestamp("ms", tz="UTC")),
+        ("quote_asset_volume", pa.decimal128(38, 8)),
+        ("number_of_trades", pa.int64()),
+        ("taker_buy_base_asset_volume", pa.decimal128(38, 8)),
+        ("taker_buy_quote_asset_volume", pa.decimal128(38, 8)),
+    ]
+)
+
+
+def _as_text(frame: pd.DataFrame) -> list[list[str]]:
+    return frame.astype(str).to_numpy().tolist()
+
+
+def _csv_text(frame: pd.DataFrame) -> str:
+    return CSV_HEADER + "\n" + frame_to_csv_rows(frame).to_csv(header=False, index=False, lineterminator="\n")
+
+
+def _sandbox_csv(symbol: str, opens: list[int]) -> str:
+    return _csv_text(rows_to_frame([generate_candle(symbol, "1h", t) for t in opens]))
+
+
+def test_registry_and_settings_name_the_same_formats():
+    assert tuple(FORMATS) == EXPORT_FORMATS
+    assert PARQUET.suffix == ".parquet"
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_real_binance_klines_round_trip_exactly(tmp_path, name):
+    """Every price and volume of real exchange data comes back as the same decimal and the same text."""
+    interval = REAL_FILES[name]
+    exchange = CSV.read(DATA / name)
+    target = tmp_path / name.replace(".csv", ".parquet")
+    assert PARQUET.write(target, exchange, interval).valid
+    table = pq.read_table(target)
+    assert table.schema.equals(DOCUMENTED)
+    for column in DOCUMENTED.names:
+        stored = table.column(column).to_pylist()
+        if column in ("open_time", "close_time"):
+            assert [int(t.timestamp() * 1000) for t in stored] == exchange[column].tolist()
+        elif column == "number_of_trades":
+            assert stored == exchange[column].tolist()
+        else:
+            assert stored == [decimal.Decimal(v) for v in exchange[column]], column
+    assert _as_text(PARQUET.read(target)) == _as_text(exchange)  # byte for byte the exchange's strings
+    assert _csv_text(PARQUET.read(target)) == (DATA / name).read_text()
+
+
+def test_a_value_float64_would_round_is_kept_exactly(tmp_path):
+    """20 significant digits: float64 cannot hold it, decimal128(38, 8) does."""
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    huge = "123456789012.12345678"
+    assert repr(float(huge)) != huge
+    frame.loc[0, "quote_asset_volume"] = huge
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    PARQUET.write(target, frame, "1h")
+    assert str(pq.read_table(target).column("quote_asset_volume")[0].as_py()) == huge
+    assert PARQUET.read(target).loc[0, "quote_asset_volume"] == huge
+
+
+def test_a_value_with_more_than_8_decimals_is_refused_not_rounded(tmp_path):
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    frame.loc[2, "volume"] = "1.123456789"
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    with pytest.raises(InvalidDataError, match=r"volume '1.123456789' of the candle opening 2024-10-28T02:00"):
+        PARQUET.write(target, frame, "1h")
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_candles_are_never_published(tmp_path):
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    frame.loc[4, "high"] = "1.00000000"
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    with pytest.raises(InvalidDataError, match=r"opening 2024-10-28T04:00:00\+00:00 \(row 5: high 1.00000000 < low"):
+        PARQUET.write(target, frame, "1h")
+    assert os.listdir(tmp_path) == []
+
+
+@functools.cache
+def _good() -> bytes:
+    """Our Parquet of the real BTCUSDT hours, as bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "BTCUSDT_1h_20241029_000000.parquet"
+        PARQUET.write(target, CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"), "1h")
+        return target.read_bytes()
+
+
+def _wrong_schema() -> bytes:
+    """Our file with float64 prices: what a naive pandas writer would make."""
+    table = pq.read_table(io.BytesIO(_good()))
+    table = table.set_column(1, "open", table.column("open").cast(pa.float64()))
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _bad_candle() -> bytes:
+    table = pq.read_table(io.BytesIO(_good()))
+    high = table.column("high").to_pylist()
+    high[3] = decimal.Decimal("1")
+    table = table.set_column(2, "high", pa.array(high, pa.decimal128(38, 8)))
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("truncated", "not a readable Parquet file"),
+        ("random", "not a readable Parquet file"),
+        ("wrong_schema", "wrong schema: open is double, expected decimal128(38, 8)"),
+        ("bad_candle", "row 4: high 1.00000000 < low"),
+        ("empty", "not a readable Parquet file"),
+    ],
+)
+def test_bad_parquet_bytes_get_a_reason(tmp_path, kind, expected):
+    data = {
+        "truncated": _good()[: len(_good()) // 2],
+        "random": os.urandom(5000),
+        "wrong_schema": _wrong_schema(),
+        "bad_candle": _bad_candle(),
+        "empty": b"",
+    }[kind]
+    verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
+    assert not verdict.valid and expected in (verdict.reason or "")
+    stream = PARQUET.stream_checker("1h", tmp_path / "x.parquet")
+    for start in range(0, len(data), 1000):
+        stream.feed(data[start : start + 1000])
+    assert stream.finish()[0].reason == verdict.reason
+
+
+def test_oversized_row_groups_are_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_format, "MAX_GROUP_ROWS", 10)
+    verdict = PARQUET.check_bytes(_good(), "1h", tmp_path / "x.parquet")[0]
+    assert not verdict.valid and "row group 1 holds 24 rows" in (verdict.reason or "")
+
+
+# --- end to end: the real manager against the sandbox ----------------------------------------
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT")
+
+
+def _first_time() -> int:
+    return int(time.time() * 1000) // HOUR_MS * HOUR_MS - 2 * HOUR_MS + 1_800_000
+
+
+def test_parquet_cycle_holds_the_exchange_candles_and_the_second_reuses_them(tmp_path, sandbox_factory):
+    t1 = _first_time()
+    exchange = sandbox_factory(now_ms=t1)
+    folder = tmp_path / "exports"
+    env = manager_env(folder, exchange.base_url, ",".join(SYMBOLS[:3]), EXPORT_FORMAT="parquet")
+    first = run_manager(env, "--manual")
+    assert first.returncode == 0, first.stdout + first.stderr
+    files = assert_folder_sound(folder)
+    assert sorted(p.suffix for p in files) == [".parquet"] * 3
+    for path in files:
+        symbol = path.name.split("_")[0]
+        assert pq.read_schema(path).equals(DOCUMENTED)
+        expected = _sandbox_csv(symbol, closed_opens("1h", t1 - 2 * DAY_MS, t1))
+        assert _csv_text(PARQUET.read(path)) == expected, f"{path.name} differs from the exchange's candles"
+
+    t2 = t1 + HOUR_MS
+    exchange.config.now_ms = t2
+    exchange.reset_log()
+    second = run_manager(env, "--manual")
+    assert second.returncode == 0, second.stdout + second.stderr
+    for symbol in SYMBOLS[:3]:
+        calls = exchange.klines_requests(symbol)
+        assert len(calls) <= 1 and all(c["startTime"] > t2 - 2 * DAY_MS for c in calls), calls
+        (newest,) = [p for p in assert_folder_sound(folder) if p.name.startswith(symbol)]
+        expected = _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        assert _csv_text(PARQUET.read(newest)) == expected
+
+    status = run_manager(env, "--status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert ".parquet" in status.stdout
+
+
+CORRUPTIONS = {
+    "BTCUSDT": lambda data: data[: len(data) * 2 // 3],
+    "ETHUSDT": lambda data: os.urandom(len(data)),
+    "SOLUSDT": lambda data: _wrong_schema(),
+    "XRPUSDT": lambda data: _bad_candle(),
+}
+
+
+def test_corrupt_parquet_files_are_quarantined_and_rebuilt(tmp_path, sandbox_factory):
+    t1 = _first_time()
+    exchange = sandbox_factory(now_ms=t1)
+    folder = tmp_path / "exports"
+    env = manager_env(folder, exchange.base_url, ",".join(CORRUPTIONS), EXPORT_FORMAT="parquet", EXPORT_WORKERS="2")
+    assert run_manager(env, "--manual").returncode == 0
+    damaged = {}
+    for good in assert_folder_sound(folder):
+        damaged[good.name] = CORRUPTIONS[good.name.split("_")[0]](good.read_bytes())
+        good.write_bytes(damaged[good.name])
+
+    t2 = t1 + HOUR_MS
+    exchange.config.now_ms = t2
+    exchange.reset_log()
+    result = run_manager(env, "--manual")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, data in damaged.items():
+        assert (folder / QUARANTINE_DIR_NAME / name).read_bytes() == data, f"{name} was not quarantined"
+    rebuilt = {p.name.split("_")[0]: p for p in assert_folder_sound(folder)}
+    assert sorted(rebuilt) == sorted(CORRUPTIONS)
+    for symbol, path in rebuilt.items():
+        assert _csv_text(PARQUET.read(path)) == _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        calls = exchange.klines_requests(symbol)
+        assert len(calls) == 1 and calls[0]["startTime"] == t2 - 2 * DAY_MS, f"{symbol}: window not rebuilt"
+
+
+def test_switching_csv_to_parquet_keeps_the_csv_and_reuses_its_candles(tmp_path, sandbox_factory):
+    t1 = _first_time()
+    exchange = sandbox_factory(now_ms=t1)
+    folder = tmp_path / "exports"
+    env = manager_env(folder, exchange.base_url, "BTCUSDT,ETHUSDT", MAX_FILES_PER_SYMBOL="3")
+    assert run_manager(env, "--manual").returncode == 0
+    csvs = {p.name: p.read_bytes() for p in export_files(folder)}
+    assert len(csvs) == 2 and all(name.endswith(".csv") for name in csvs)
+
+    t2 = t1 + HOUR_MS
+    exchange.config.now_ms = t2
+    exchange.reset_log()
+    switched = run_manager({**env, "EXPORT_FORMAT": "parquet"}, "--manual")
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    after = assert_folder_sound(folder)
+    assert {p.name: p.read_bytes() for p in after if p.suffix == ".csv"} == csvs  # nothing lost
+    parquets = [p for p in after if p.suffix == ".parquet"]
+    assert len(parquets) == 2
+    for path in parquets:
+        symbol = path.name.split("_")[0]
+        calls = exchange.klines_requests(symbol)
+        assert len(calls) <= 1 and all(c["startTime"] > t2 - 2 * DAY_MS for c in calls), "the CSV was not reused"
+        assert _csv_text(PARQUET.read(path)) == _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+
+
+def test_unknown_format_exits_2_with_one_line(tmp_path, sandbox):
+    env = manager_env(tmp_path / "exports", sandbox.base_url, EXPORT_FORMAT="xlsx")
+    result = run_manager(env, "--manual")
+    assert result.returncode == 2
+    assert one_line(result.stderr), result.stderr
+    assert "EXPORT_FORMAT='xlsx'" in result.stderr and "csv, parquet" in result.stderr
+    assert not (tmp_path / "exports").exists() or export_files(tmp_path / "exports") == []
+
+
+# --- the backfill: EXPORT_FORMAT and --format ---------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["rest", "auto"])
+def test_backfill_writes_parquet_with_the_exchange_candles(tmp_path, sandbox_factory, source):
+    """``--format parquet`` (REST only, and archive + REST): one Parquet file holding exactly the candles."""
+    now = int(datetime(2024, 11, 10, 12, 30, tzinfo=UTC).timestamp() * 1000)
+    exchange = sandbox_factory(now_ms=now)
+    env = manager_env(tmp_path / "scheduler", exchange.base_url, "BTCUSDT", BINANCE_ARCHIVE_URL=exchange.base_url)
+    out = tmp_path / "backfill"
+    args = ("--days", "40", "--output", str(out), "--source", source, "--format", "parquet")
+    result = run_cli("export_historical_data.py", *args, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (written,) = export_files(out)
+    assert written.suffix == ".parquet" and pq.read_schema(written).equals(DOCUMENTED)
+    opens = closed_opens("1h", now - 40 * DAY_MS, now)
+    assert _csv_text(PARQUET.read(written)) == _sandbox_csv("BTCUSDT", opens)
+
+
+def test_backfill_honours_export_format_and_refuses_an_unknown_flag_value(tmp_path, sandbox):
+    env = manager_env(tmp_path / "scheduler", sandbox.base_url, "BTCUSDT", EXPORT_FORMAT="parquet")
+    out = tmp_path / "backfill"
+    ok = run_cli(
+        "export_historical_data.py", "--days", "3", "--output", str(out), "--source", "rest", env=env, cwd=tmp_path
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert [p.suffix for p in export_files(out)] == [".parquet"]
+    bad = run_cli("export_historical_data.py", "--format", "xlsx", "--output", str(out), env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and one_line(bad.stderr) and "--format='xlsx'" in bad.stderr, bad.stderr
+
+
+# --- the store layer: duplicates, retention, validation of a mixed folder ----------------------
+
+
+def _manager(folder: Path, **kwargs) -> FileManager:
+    now = datetime(2024, 10, 29, 1, tzinfo=UTC)
+    return FileManager(folder, "1h", ["BTCUSDT"], file_format=PARQUET, now=lambda: now, **kwargs)
+
+
+def test_identical_parquet_files_are_duplicates_a_csv_of_the_same_candles_is_not(tmp_path):
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    files = _manager(tmp_path, max_files_per_symbol=5, data_retention_days=36500)
+    a = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    b = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
+    c = tmp_path / "BTCUSDT_1h_20241029_020000.csv"
+    PARQUET.write(a, frame, "1h")
+    PARQUET.write(b, frame, "1h")
+    CSV.write(c, frame, "1h")
+    assert a.read_bytes() == b.read_bytes()  # the writer is deterministic: same candles, same bytes
+    assert files.find_duplicates().groups == [[b, a]]  # newest name first; the CSV is another product
+    assert [v.valid for v in files.validate_all()] == [True, True, True]
+    result = files.cleanup()
+    assert result.removed == [a] and b.exists() and c.exists()
+
+
+def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
+    """After a switch the CSV stays while MAX_FILES_PER_SYMBOL allows; at 1 it goes once the
+    Parquet (which the incremental export built from its candles) holds newer ones: nothing lost."""
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    old_csv = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
+    CSV.write(old_csv, frame, "1h")
+    extra = frame.iloc[[-1]].copy()
+    extra["open_time"] += 3_600_000
+    extra["close_time"] += 3_600_000
+    newer = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
+    PARQUET.write(newer, pd.concat([frame, extra], ignore_index=True), "1h")  # one candle more
+    _manager(tmp_path, max_files_per_symbol=2, data_retention_days=36500).cleanup()
+    assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
+    _manager(tmp_path, max_files_per_symbol=1, data_retention_days=36500).cleanup()
+    assert sorted(p.name for p in export_files(tmp_path)) == [newer.name]
+    assert _as_text(PARQUET.read(newer).iloc[:-1]) == _as_text(frame)
+
+
+def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp_path):
+    assert load_settings({}, env_file=None).export_format == "csv"
+    settings = load_settings({"EXPORT_FORMAT": " Parquet ", "EXPORT_DIR": str(tmp_path / "x")}, env_file=None)
+    assert settings.export_format == "parquet"
+    assert FileManager.from_settings(settings).file_format is PARQUET
+    with pytest.raises(SettingsError, match=r"^EXPORT_FORMAT='feather' is not valid: expected one of csv, parquet$"):
+        load_settings({"EXPORT_FORMAT": "feather"}, env_file=None)
+
+
+# The README's lines, verbatim (NOTES-parquet.md): after the imports and ``folder``, one line per library.
+README_SETUP = (
+    'import glob\n\nimport duckdb\nimport pandas as pd\nimport polars as pl\n\nfolder = "historical_exports"\n'
+)
+README_LINES = {
+    "pandas": 'df = pd.concat(pd.read_parquet(f, dtype_backend="pyarrow").assign(file=f)'
+    ' for f in glob.glob(f"{folder}/*.parquet"))',
+    "polars": 'df = pl.read_parquet(f"{folder}/*.parquet", include_file_paths="file")',
+    "duckdb": "df = duckdb.sql(f\"SELECT * FROM read_parquet('{folder}/*.parquet', filename = true)\").df()",
+}
+
+
+def test_the_readme_block_is_in_the_notes_verbatim():
+    notes = (REPO / "NOTES-parquet.md").read_text()
+    assert README_SETUP in notes and all(line in notes for line in README_LINES.values())
+
+
+@pytest.mark.parametrize("library", sorted(README_LINES))
+def test_the_readme_lines_read_the_whole_folder(tmp_path, library):
+    """Beside CSVs, the status report and a quarantined file, each line reads exactly the Parquet candles."""
+    folder = tmp_path / "historical_exports"
+    (folder / QUARANTINE_DIR_NAME).mkdir(parents=True)
+    for name, interval in REAL_FILES.items():
+        PARQUET.write(folder / name.replace(".csv", ".parquet"), CSV.read(DATA / name), interval)
+    CSV.write(folder / "BTCUSDT_1h_20241029_000000.csv", CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"), "1h")
+    (folder / "status_report.json").write_text("{}")
+    (folder / QUARANTINE_DIR_NAME / "ETHUSDT_1h_20241029_000000.parquet").write_bytes(b"junk")
+    check = "\nprint(len(df))"
+    result = subprocess.run(
+        [sys.executable, "-c", README_SETUP + README_LINES[library] + check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "34"  # 24 hours of BTCUSDT + 10 minutes of ADABTC
+
+
+def test_a_forged_huge_footer_is_refused_before_it_is_read(tmp_path):
+    data = _good()[:-8] + (1 << 30).to_bytes(4, "little") + b"PAR1"
+    verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
+    assert not verdict.valid and "1073741824-byte footer" in (verdict.reason or "")
+
+
+def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypatch):
+    """Past the scan's hold-whole size the file goes through the spooling checker: same verdict."""
+    path = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    path.write_bytes(_good())
+    whole = validate_file(path, "1h")
+    monkeypatch.setattr(scan, "STREAM_VALIDATION_BYTES", 1000)
+    monkeypatch.setattr(parquet_format, "SPOOL_MEMORY_BYTES", 1000)  # spilled to a temporary file too
+    checked = scan.check_regular_file(path, "1h", want_candles=True)
+    assert checked.validation == whole and whole.valid and whole.rows == 24
+    assert checked.candles is not None
+    assert _as_text(checked.candles) == _as_text(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))
