@@ -12,6 +12,7 @@ from common.atomic_io import atomic_write_text
 from common.errors import ExportError
 from config.settings import Settings
 from cycle.export_job import ExportJob
+from cycle.universe import require_symbols, resolve_plan
 from exchange.client import ExchangeClient
 from store.file_manager import FileManager
 
@@ -56,7 +57,8 @@ def check_exchange(client: ExchangeClient) -> str:
 
 
 def check_export(settings: Settings, client: ExchangeClient) -> str:
-    symbol = settings.symbols[0]
+    # With a symbol universe and nothing listed, the first symbol the universe selects now.
+    symbol = settings.symbols[0] if settings.symbols else require_symbols(resolve_plan(settings, client, ())).symbols[0]
     with tempfile.TemporaryDirectory(prefix="crypto-selfcheck-") as tmp:
         trial = replace(settings, export_dir=Path(tmp), symbols=(symbol,))
         files = FileManager.from_settings(trial)

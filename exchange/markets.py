@@ -38,6 +38,9 @@ class MarketProfile:
     klines_base_bytes: int = 16 * KIB
     body_caps: dict[str, int] = field(default_factory=dict)
     default_body_cap: int = 1 * MIB
+    # The 24 h ticker of every symbol (a symbol universe ranks by its quoteVolume);
+    # empty: the market has none, and EXPORT_TOP_N cannot be served.
+    ticker_24hr_path: str = ""
 
     def weight(self, path: str, params: dict[str, object]) -> int:
         if path == self.klines_path:
@@ -66,10 +69,18 @@ SPOT = MarketProfile(
     ping_path="/api/v3/ping",
     max_klines_limit=1000,
     klines_weight=lambda _limit: 2,  # spot klines weigh 2 whatever the limit
-    weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1},
-    # The full exchangeInfo of binance.com is a few MB (thousands of symbols); we
-    # normally ask for one symbol's, a few KB. time and ping are a few bytes.
-    body_caps={"/api/v3/exchangeInfo": 16 * MIB, "/api/v3/ping": 64 * KIB, "/api/v3/time": 64 * KIB},
+    # The 24 h ticker is only ever asked for all symbols at once (a symbol universe): 80.
+    weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/ticker/24hr": 80},
+    # The full exchangeInfo of binance.com is a few MB (thousands of symbols); a symbol
+    # universe asks for it at each cycle, otherwise one symbol's, a few KB. The full 24 h
+    # ticker is ~600 bytes per symbol (~2 MB). time and ping are a few bytes.
+    body_caps={
+        "/api/v3/exchangeInfo": 16 * MIB,
+        "/api/v3/ping": 64 * KIB,
+        "/api/v3/time": 64 * KIB,
+        "/api/v3/ticker/24hr": 16 * MIB,
+    },
+    ticker_24hr_path="/api/v3/ticker/24hr",
 )
 
 MARKETS: dict[str, MarketProfile] = {SPOT.name: SPOT}

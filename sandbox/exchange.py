@@ -117,6 +117,7 @@ WEIGHTS: dict[str, int] = {
     "/api/v3/time": 1,
     "/api/v3/exchangeInfo": 20,
     "/api/v3/klines": 2,
+    "/api/v3/ticker/24hr": 80,  # all symbols; the sandbox serves no one-symbol ticker
 }
 _UNKNOWN_PATH_WEIGHT = 1
 
@@ -191,6 +192,10 @@ class SandboxConfig:
     # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
     bad_candles: dict[str, str] = field(default_factory=dict)
     archive: ArchiveKnobs = field(default_factory=ArchiveKnobs)  # the bulk archive under /data/
+    # A symbol universe (/api/v3/ticker/24hr and exchangeInfo's status):
+    symbol_status: dict[str, str] = field(default_factory=dict)  # exchangeInfo status (HALT, BREAK); klines unchanged
+    quote_volumes: dict[str, str] = field(default_factory=dict)  # 24 h quoteVolume text (default: from the hash)
+    ticker_extra_rows: list[Any] = field(default_factory=list)  # appended verbatim to the 24 h ticker (malformed rows)
 
 
 @dataclass(frozen=True)
@@ -319,6 +324,12 @@ def _price_units(symbol: str, t_ms: int) -> int:
     )
     noise = 0.003 * (2 * _hash_units("tick", symbol, t_ms)[0] - 1)
     return max(1, round(base * math.exp(wave + noise) * _PRICE_SCALE))
+
+
+def sandbox_quote_volume(symbol: str) -> str:
+    """A symbol's default 24 h quote volume: a day of its per-minute volume, 8 decimals."""
+    _, per_minute, _ = _symbol_profile(symbol)
+    return _fmt(round(per_minute * 1440 * _PRICE_SCALE))
 
 
 def _fmt(units: int) -> str:
@@ -736,6 +747,8 @@ class SandboxExchange:
             return _Answer(200, _json_bytes(self._exchange_info(cfg, params, now)))
         if path == "/api/v3/klines":
             return _Answer(200, _json_bytes(self._klines(cfg, pairs, params, now)))
+        if path == "/api/v3/ticker/24hr":
+            return _Answer(200, _json_bytes(self._ticker_24hr(cfg, params, now)))
         return _error(404, -1000, f"Unknown path {path}.")
 
     def _archive_answer(self, cfg: SandboxConfig, path: str, now: int) -> _Answer:
@@ -794,7 +807,7 @@ class SandboxExchange:
         base, quote = _split_symbol(symbol)
         return {
             "symbol": symbol,
-            "status": "BREAK" if symbol in cfg.delisted else "TRADING",
+            "status": cfg.symbol_status.get(symbol) or ("BREAK" if symbol in cfg.delisted else "TRADING"),
             "baseAsset": base,
             "baseAssetPrecision": 8,
             "quoteAsset": quote,
@@ -842,6 +855,24 @@ class SandboxExchange:
             "exchangeFilters": [],
             "symbols": symbols,
         }
+
+    def _ticker_24hr(self, cfg: SandboxConfig, params: dict[str, str], now: int) -> list[Any]:
+        """Every listed symbol's 24 h statistics (quoteVolume: the knob, else deterministic by symbol)."""
+        if "symbol" in params or "symbols" in params:
+            raise ApiError(400, -1101, "The sandbox serves the 24hr ticker of all symbols only.")
+        rows: list[Any] = [
+            {
+                "symbol": symbol,
+                "lastPrice": _fmt(_price_units(symbol, now)),
+                "volume": "0.00000000",
+                "quoteVolume": cfg.quote_volumes.get(symbol) or sandbox_quote_volume(symbol),
+                "openTime": now - _DAY,
+                "closeTime": now,
+                "count": 0,
+            }
+            for symbol in self.known_symbols()
+        ]
+        return rows + list(cfg.ticker_extra_rows)
 
     def _klines(
         self, cfg: SandboxConfig, pairs: list[tuple[str, str]], params: dict[str, str], now: int

@@ -174,6 +174,12 @@ class FileManager:
             stop_event=stop_event,
         )
 
+    def protect(self, symbols: Sequence[str]) -> None:
+        """Replace the symbols whose newest valid file retention never removes (a symbol
+        universe changes from cycle to cycle; a symbol that left it gets the normal rules)."""
+        self.symbols = unique_in_order(symbols)
+        self._configured = frozenset(self.symbols)
+
     @property
     def quarantine_dir(self) -> Path:
         return self.folder.quarantine
