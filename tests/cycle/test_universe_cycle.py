@@ -93,6 +93,14 @@ def test_top_5_by_volume_then_a_delisting_is_dropped_at_the_next_cycle(tmp_path:
     assert shown.returncode == 0 and ex.requests == []
     assert "top:5 USDT by 24h quote volume" in shown.stdout
 
+    # A cleanup without the exchange (retention shortened so every file is "old"): the last
+    # resolved universe (state.json) keeps its newest files protected; DOGEUSDT, which left
+    # it, gets the normal rules and goes.
+    ex.reset_log()
+    cleanup = run_manager({**env, "DATA_RETENTION_DAYS": "0.01"}, "--cleanup-only")
+    assert ex.requests == []
+    assert exported_symbols(folder) == new_top, cleanup.stdout + cleanup.stderr
+
 
 def test_listed_symbols_are_added_and_marked_listed(tmp_path: Path, sandbox_factory: Any) -> None:
     ex = universe_exchange(sandbox_factory)
@@ -180,3 +188,10 @@ def test_state_keeps_the_last_universe_for_status_and_protection(tmp_path: Path,
     assert run_manager(env, "--manual").returncode == 0
     state = json.loads((Path(env["EXPORT_DIR"]) / "state.json").read_text())
     assert sorted(state["universe"]) == TOP_5 and state["universe_resolved_at"]
+
+
+def test_an_unreachable_exchange_fails_the_cycle_with_the_universe_named(tmp_path: Path) -> None:
+    env = manager_env(tmp_path / "exports", f"http://127.0.0.1:{free_port()}", symbols="", EXPORT_QUOTE_ASSET="USDT")
+    result = run_manager(env, "--manual")
+    assert result.returncode == 1
+    assert "cannot resolve the symbol universe (EXPORT_QUOTE_ASSET=USDT)" in result.stderr
