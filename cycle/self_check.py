@@ -12,7 +12,7 @@ from common.atomic_io import atomic_write_text
 from common.errors import ExportError
 from config.settings import Settings
 from cycle.export_job import ExportJob
-from cycle.universe import require_symbols, resolve_plan
+from cycle.universe import require_symbols, resolve_plan, universe_rule
 from exchange.client import ExchangeClient
 from store.file_manager import FileManager
 
@@ -24,8 +24,10 @@ class CheckFailed(Exception):
 
 
 def check_settings(settings: Settings) -> str:
+    rule = universe_rule(settings)
+    chosen = f"{len(settings.symbols)} symbols" if rule is None else f"{rule.setting} + {len(settings.symbols)} listed"
     return (
-        f"{len(settings.symbols)} symbols, interval {settings.kline_interval}, "
+        f"{chosen}, interval {settings.kline_interval}, "
         f"every {settings.export_period_hours:g} h, host {settings.base_url}"
     )
 

@@ -12,9 +12,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cycle.run_state import state_from_dict
 from sandbox.exchange import SandboxExchange
 from store.file_manager import FileManager
-from tests.support import NOW, export_files, free_port, manager_env, one_line, put, read_json, run_manager, valid_bytes
+from tests.support import (
+    NOW,
+    export_files,
+    free_port,
+    manager_env,
+    one_line,
+    put,
+    read_json,
+    run_cli,
+    run_manager,
+    valid_bytes,
+)
 
 # Volumes as text: "999" sorts above "1000.5" as text, below it as a number; AVAXUSDT and
 # LINKUSDT tie for 5th place (AVAXUSDT wins by name); SOLUSDT has the largest volume but
@@ -195,3 +207,32 @@ def test_an_unreachable_exchange_fails_the_cycle_with_the_universe_named(tmp_pat
     result = run_manager(env, "--manual")
     assert result.returncode == 1
     assert "cannot resolve the symbol universe (EXPORT_QUOTE_ASSET=USDT)" in result.stderr
+
+
+def test_self_check_exports_the_first_universe_symbol(tmp_path: Path, sandbox_factory: Any) -> None:
+    ex = universe_exchange(sandbox_factory)
+    env = env_for(tmp_path, ex)
+    result = run_cli("test_scheduled_system.py", "--base-url", ex.base_url, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "EXPORT_QUOTE_ASSET=USDT, EXPORT_TOP_N=5 + 0 listed" in result.stdout
+    assert "BTCUSDT:" in result.stdout and "exported and valid" in result.stdout
+
+
+def test_a_new_listing_is_exported_at_the_next_cycle(tmp_path: Path, sandbox_factory: Any) -> None:
+    ex = universe_exchange(sandbox_factory)
+    env = env_for(tmp_path, ex, EXPORT_QUOTE_ASSET="BTC", EXPORT_TOP_N="")
+    assert run_manager(env, "--manual").returncode == 0
+    assert exported_symbols(Path(env["EXPORT_DIR"])) == ["ETHBTC"]
+    ex.config.extra_symbols = ("ETHBTC", "SOLBTC")  # listed by the exchange meanwhile
+    second = run_manager(env, "--manual")
+    assert second.returncode == 0, second.stderr
+    assert exported_symbols(Path(env["EXPORT_DIR"])) == ["ETHBTC", "SOLBTC"]
+    status = read_json(Path(env["EXPORT_DIR"]) / "status_report.json")
+    assert status["symbols"]["SOLBTC"]["selected_by"] == "quote:BTC"
+
+
+def test_state_universe_field_is_checked_like_every_other() -> None:
+    state, problems = state_from_dict({"universe": {"BTCUSDT": "quote:USDT"}, "universe_resolved_at": None})
+    assert state.universe == {"BTCUSDT": "quote:USDT"} and problems == []
+    state, problems = state_from_dict({"universe": {"../etc": "quote:USDT"}})
+    assert state.universe == {} and problems and "universe" in problems[0]
