@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from common.clock import from_ms, to_iso, utc_now
-from common.errors import ExportError, IPBannedError, RunLockedError, UniverseError
+from common.errors import ExportError, IPBannedError, RunLockedError, StopRequested, UniverseError
 from common.processes import is_manager_process, serves_folder
 from config.settings import DEFAULT_EXPORT_DIR, Settings
 from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
@@ -172,6 +172,10 @@ class ScheduledDataManager:
             return listed_plan(self.symbols)
         try:
             plan = resolve_plan(self.settings, self.job.client, self.symbols)
+        except StopRequested:
+            if not self.symbols:
+                report.export = ExportReport(stopped=True)
+            return listed_plan(self.symbols)
         except IPBannedError as exc:
             report.universe_error = unresolved_message(self.universe, exc)
             report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))

@@ -81,9 +81,11 @@ def known_selection(settings: Settings, state: RunState) -> dict[str, str]:
     """Symbol -> rule as far as known without asking the exchange: the listed symbols, then
     the universe as last resolved (state.json), if a universe is configured."""
     selected = {s: LISTED for s in settings.symbols}
-    if settings.quote_asset is not None:
-        for symbol, rule in state.universe.items():
-            selected.setdefault(symbol, rule)
+    rule = universe_rule(settings)
+    if rule is not None:
+        for symbol, label in state.universe.items():
+            if label == rule.label:  # resolved under other settings (USDT, now BTC): not this universe
+                selected.setdefault(symbol, label)
     return selected
 
 

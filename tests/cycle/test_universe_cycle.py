@@ -12,7 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from cycle.run_state import state_from_dict
+from config.settings import Settings
+from cycle.run_state import RunState, state_from_dict
+from cycle.universe import known_selection
 from sandbox.exchange import SandboxExchange
 from store.file_manager import FileManager
 from tests.support import (
@@ -236,3 +238,13 @@ def test_state_universe_field_is_checked_like_every_other() -> None:
     assert state.universe == {"BTCUSDT": "quote:USDT"} and problems == []
     state, problems = state_from_dict({"universe": {"../etc": "quote:USDT"}})
     assert state.universe == {} and problems and "universe" in problems[0]
+
+
+def test_the_last_universe_counts_only_if_resolved_under_the_same_settings(tmp_path: Path) -> None:
+    state = RunState(universe={"BTCUSDT": "quote:USDT", "ETHUSDT": "quote:USDT"})
+    same = Settings(export_dir=tmp_path, symbols=("ETHBTC",), quote_asset="USDT")
+    assert known_selection(same, state) == {"ETHBTC": "listed", "BTCUSDT": "quote:USDT", "ETHUSDT": "quote:USDT"}
+    switched = Settings(export_dir=tmp_path, symbols=("ETHBTC",), quote_asset="BTC")
+    assert known_selection(switched, state) == {"ETHBTC": "listed"}
+    no_universe = Settings(export_dir=tmp_path, symbols=("ETHBTC",))
+    assert known_selection(no_universe, state) == {"ETHBTC": "listed"}
