@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from common.cli import run_main
 from config.settings import SettingsError, load_settings
 from config.symbols_config import SymbolError, parse_symbol_list
-from cycle.console import SymbolProgress, exit_code_of, print_cycle, print_health, print_notices, print_status
+from cycle.console import (
+    SymbolProgress,
+    exit_code_of,
+    print_cycle,
+    print_health,
+    print_notices,
+    print_selection,
+    print_status,
+)
 from cycle.logging_setup import QUIET, configure_logging
 from cycle.manager import ScheduledDataManager
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -40,6 +48,7 @@ EPILOG = """examples:
   python scheduled_data_manager.py --cleanup-only --dry-run   show what cleanup would remove
   python scheduled_data_manager.py --status --json      the status report as JSON
   python scheduled_data_manager.py --health             exit 0 healthy, 1 degraded, 2 down
+  python scheduled_data_manager.py --list-symbols       which symbols, selected by which rule
 
 exit codes: 0 ok, 1 a symbol or step failed, 2 usage/config error, 75 another run holds the lock
 settings come from the environment or .env (see .env.example)"""
@@ -61,6 +70,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument("--status", action="store_true", help="print the status (and write status_report.json)")
     mode.add_argument(
         "--health", action="store_true", help="print the health checks; exit 0 healthy, 1 degraded, 2 down"
+    )
+    mode.add_argument(
+        "--list-symbols",
+        action="store_true",
+        help="print the symbols a cycle would export now and the rule that selected each "
+        "(with EXPORT_QUOTE_ASSET this asks the exchange)",
     )
     parser.add_argument("--json", action="store_true", help="with --status or --health: print JSON")
     parser.add_argument("--symbols", help="comma list of symbols for this run only, e.g. BTCUSDT,ETHUSDT")
@@ -88,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, SymbolError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    read_only = args.status or args.health or args.dry_run
+    read_only = args.status or args.health or args.dry_run or args.list_symbols
     one_shot = args.manual or args.export_only or args.cleanup_only or read_only
     console_level = logging.DEBUG if args.verbose else (QUIET if one_shot else logging.INFO)
     try:
@@ -120,6 +135,9 @@ def _run(
     if args.status:
         print_status(manager.write_status(), as_json=args.json)
         return EXIT_OK
+    if args.list_symbols:
+        plan = manager.current_selection()
+        return print_selection(plan.selected_by, plan.problem)
     _install_stop_handlers(stop_event)
     if not (args.manual or args.export_only or args.cleanup_only):
         return manager.run_forever()

@@ -91,3 +91,7 @@ class RunLockedError(ExportError):
 
 class ServiceError(ExportError):
     """The background service could not be started, stopped or inspected."""
+
+
+class UniverseError(ExportError):
+    """The symbol universe (EXPORT_QUOTE_ASSET / EXPORT_TOP_N) could not be resolved or is empty."""

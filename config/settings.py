@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from dotenv import dotenv_values
 
 from config.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
 from config.markets import DEFAULT_BASE_URLS, SPOT, VALID_MARKETS
-from config.symbols_config import SymbolError, resolve_symbols
+from config.symbols_config import SymbolError, listed_symbols, resolve_symbols
 
 T = TypeVar("T")
 
@@ -69,7 +70,19 @@ class Settings:
     # The file format of new exports (store.formats.FORMATS holds one class per name).
     export_format: str = "csv"
 
+    # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle
+    # (``symbols`` then holds only the explicitly listed ones, added to it); TOP_N keeps the
+    # N with the largest 24 h quote volume.
+    quote_asset: str | None = None
+    top_n: int | None = None
+
     def __post_init__(self) -> None:
+        if self.top_n is not None and self.quote_asset is None:
+            # Quote volumes in different assets (USDT, BTC, TRY) cannot be ranked together.
+            raise SettingsError(
+                f"EXPORT_TOP_N={self.top_n} needs EXPORT_QUOTE_ASSET (e.g. EXPORT_QUOTE_ASSET=USDT): "
+                "24 h quote volumes are only comparable within one quote asset"
+            )
         # Normalised here (frozen: object.__setattr__), so dataclasses.replace normalises too.
         if not self.kline_intervals:
             object.__setattr__(self, "kline_intervals", (self.kline_interval,))
@@ -216,6 +229,20 @@ def _export_format(name: str, raw: str) -> str:
     return value
 
 
+MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
+_top_n = _number(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)
+_ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+def _quote_asset(name: str, raw: str) -> str:
+    asset = raw.strip().upper()
+    if not _ASSET_RULE.fullmatch(asset):
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: expected an asset of 1 to 20 letters or digits, such as USDT"
+        )
+    return asset
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in LOG_LEVELS:
@@ -293,6 +320,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
     "BINANCE_MARKET": ("market", _market),
     "EXPORT_FORMAT": ("export_format", _export_format),
+    "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
+    "EXPORT_TOP_N": ("top_n", _top_n),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
@@ -365,6 +394,9 @@ def load_settings(
     try:
         if symbols_override is not None:
             kwargs["symbols"] = resolve_symbols(symbols_override, None)
+        elif "quote_asset" in kwargs:
+            # With a universe, the default groups give way to it; listed symbols are added.
+            kwargs["symbols"] = listed_symbols(values.get("EXPORT_SYMBOLS"), values.get("CRYPTO_SYMBOLS"))
         else:
             kwargs["symbols"] = resolve_symbols(values.get("EXPORT_SYMBOLS"), values.get("CRYPTO_SYMBOLS"))
     except SymbolError as exc:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from common.errors import ExportError, RunLockedError
 from common.text import printable
-from cycle.report import EXIT_FAILED, EXIT_LOCKED, CycleReport
+from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, CycleReport
 from cycle.status_report import HEALTH_EXIT_CODES
 from store.reports import CleanupResult, DuplicateReport
 
@@ -77,6 +77,8 @@ def print_cycle(cycle: CycleReport) -> None:
     prefix = "dry run: " if cycle.dry_run else ""
     if cycle.skipped_reason:
         _err(f"error: {cycle.skipped_reason}")
+    if cycle.universe_error:
+        _err(f"error: {cycle.universe_error}")
     if cycle.export is not None:
         exp = cycle.export
         fetched = sum(o.fetched_rows for o in exp.succeeded)
@@ -142,6 +144,18 @@ def print_duplicates(duplicates: DuplicateReport) -> None:
         print("  " + " = ".join(path.name for path in group))
 
 
+def print_selection(selected_by: dict[str, str], problem: str | None) -> int:
+    """``--list-symbols``: one line per symbol with the rule that selected it; 1 if the run would fail."""
+    for symbol, rule in selected_by.items():
+        print(f"{symbol:<20} {printable(rule)}")
+    rules = sorted(set(selected_by.values()))
+    print(f"{len(selected_by)} symbols" + (f" ({', '.join(printable(r) for r in rules)})" if rules else ""))
+    if problem is not None:
+        _err(f"error: {problem}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
@@ -157,14 +171,16 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
     width = max([12, *(len(key) for key in report["symbols"])])
     title = "symbol" if all(key == e.get("symbol", key) for key, e in report["symbols"].items()) else "series"
-    print(f"{title:<{width}} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} latest file / problem")
+    head = f"{title:<{width}} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} {'selected by':<12}"
+    print(f"{head} latest file / problem")
     for symbol, entry in report["symbols"].items():
         age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
         problem = printable(entry.get("last_error") or (entry["reason"] if not entry["valid"] else ""))
         name = entry["latest_file"] or "-"
         valid = str(entry["valid"]).lower()
         gaps = entry["missing_candles"]
-        line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {gaps:>5} {valid:<6} {name} {problem or ''}"
+        rule = printable(entry.get("selected_by") or "listed")
+        line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {gaps:>5} {valid:<6} {rule:<12} {name} {problem or ''}"
         print(line.rstrip())
     print(f"health: {report['health']['status']}")
 

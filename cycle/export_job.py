@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -198,6 +198,14 @@ class ExportJob:
         report.stopped = self.stop_event.is_set()
         report.seconds = time.monotonic() - started
         return report
+
+    def adopt_exchange_info(self, info: Mapping[str, Any]) -> None:
+        """Take the rate limits from an exchangeInfo answer already fetched this cycle (a symbol
+        universe's full one), so the pass does not ask for exchangeInfo again."""
+        limit = self.client.load_rate_limits(info=info)
+        if not self._limits_loaded:
+            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
+        self._limits_loaded = True
 
     def _fail_before_any_symbol(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         logger.error("exchange not usable: %s", exc)

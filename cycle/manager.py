@@ -18,15 +18,24 @@ from datetime import datetime
 from typing import Any
 
 from common.clock import from_ms, to_iso, utc_now
-from common.errors import RunLockedError
+from common.errors import ExportError, IPBannedError, RunLockedError, StopRequested, UniverseError
 from common.processes import is_manager_process, serves_folder
 from config.markets import SPOT
 from config.settings import DEFAULT_EXPORT_DIR, Settings
-from cycle.export_job import ExportJob, SymbolOutcome
+from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
 from cycle.report import EXIT_OK, CycleReport
 from cycle.run_lock import RunLock
 from cycle.run_state import RunState, load_state, update_state
 from cycle.status_report import build_status_report, export_folder_problem, write_status_report
+from cycle.universe import (
+    LISTED,
+    SymbolPlan,
+    known_selection,
+    listed_plan,
+    resolve_plan,
+    universe_rule,
+    unresolved_message,
+)
 from exchange.client import ExchangeClient
 from store.file_manager import FileManager
 from store.scan import FolderScan
@@ -60,6 +69,8 @@ class ScheduledDataManager:
         self.data_retention_days = settings.data_retention_days
         self.export_dir = settings.export_dir
         self.symbols = tuple(symbols) if symbols else settings.symbols
+        # A --symbols list is this run's whole list: no universe is resolved for it.
+        self.universe = None if symbols else universe_rule(settings)
         self.stop_event = stop_event or threading.Event()
         # Protection in cleanup covers every configured symbol, not only this run's; its scans stop on the event.
         self.files = FileManager.from_settings(
@@ -112,6 +123,9 @@ class ScheduledDataManager:
         report = CycleReport(dry_run=dry_run)
         started = utc_now()
         state = self._note(load_state(self.export_dir, quiet=not dry_run))
+        # Until this cycle resolves the universe, the last resolved one stays protected
+        # (an exchange outage must not cost a universe symbol its newest file).
+        self.files.protect([*self.symbols, *known_selection(self.settings, state)])
         if export:
             self._export_step(report, state, dry_run)
         if cleanup and not self.stop_event.is_set():
@@ -137,16 +151,73 @@ class ScheduledDataManager:
             report.skipped_reason = f"export skipped: the exchange banned this IP until {to_iso(ban)}"
             logger.warning(report.skipped_reason)
             return
+        plan = self._symbol_plan(report)
+        report.selected_by = plan.selected_by
         self.job.known_empty = {}
-        for symbol, interval in self.job.series(self.symbols):
+        for symbol, interval in self.job.series(plan.symbols):
             key = self.job.series_key(symbol, interval)
             entry = state.find_series(key, symbol, interval, self.settings.market)
             known = entry.known_empty() if entry is not None else None
             if known is not None:
                 self.job.known_empty[key] = known
-        report.export = self.job.run(self.symbols, dry_run=dry_run)
+        if plan.symbols:
+            report.export = self.job.run(plan.symbols, dry_run=dry_run)
+        elif report.export is None:  # nothing to export: the universe error says why
+            report.export = ExportReport(dry_run=dry_run)
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
+
+    def _symbol_plan(self, report: CycleReport) -> SymbolPlan:
+        """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
+
+        A universe that cannot be resolved, or that selects nothing, fails the run
+        (``report.universe_error``); the listed symbols are still exported.
+        """
+        if self.universe is None:
+            return listed_plan(self.symbols)
+        try:
+            plan = resolve_plan(self.settings, self.job.client, self.symbols)
+        except StopRequested:
+            if not self.symbols:
+                report.export = ExportReport(stopped=True)
+            return listed_plan(self.symbols)
+        except IPBannedError as exc:
+            report.universe_error = unresolved_message(self.universe, exc)
+            report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
+            logger.error("%s", report.universe_error)
+            return listed_plan(self.symbols)
+        except ExportError as exc:  # the exchange unreachable or answering garbage
+            report.universe_error = unresolved_message(self.universe, exc)
+            logger.error("%s", report.universe_error)
+            return listed_plan(self.symbols)
+        if plan.exchange_info is not None:
+            self.job.adopt_exchange_info(plan.exchange_info)
+        if plan.problem is not None:
+            report.universe_error = plan.problem
+            logger.error("%s", plan.problem)
+        elif plan.universe is not None:
+            logger.info(
+                "symbol universe %s: %d symbols (%d matching), %d calls, weight %d",
+                self.universe.setting,
+                len(plan.universe.symbols),
+                plan.universe.matching,
+                plan.universe.calls,
+                plan.universe.weight,
+            )
+            # The new universe's newest files are protected; one that just left gets the normal rules.
+            self.files.protect(plan.symbols)
+        return plan
+
+    def current_selection(self) -> SymbolPlan:
+        """The symbols a cycle would export now, each with its rule (asks the exchange for a universe)."""
+        if self.universe is None:
+            return listed_plan(self.symbols)
+        try:
+            return resolve_plan(self.settings, self.job.client, self.symbols)
+        except UniverseError:
+            raise
+        except ExportError as exc:
+            raise UniverseError(unresolved_message(self.universe, exc)) from exc
 
     def _record(self, state: RunState, report: CycleReport, started: datetime, export: bool, cleanup: bool) -> None:
         now = utc_now()
@@ -155,6 +226,9 @@ class ScheduledDataManager:
         if not export:
             return
         state.last_cycle_start, state.last_cycle_end = to_iso(started), to_iso(now)
+        if self.universe is not None and report.universe_error is None and report.selected_by:
+            state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
+            state.universe_resolved_at = to_iso(now)
         exp = report.export
         if exp is None:
             state.last_cycle_result = "skipped: banned"

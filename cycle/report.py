@@ -29,6 +29,11 @@ class CycleReport:
     status: dict[str, Any] = field(default_factory=dict)
     skipped_reason: str | None = None
     dry_run: bool = False
+    # The symbol universe could not be resolved, or selected nothing: the run fails (exit 1)
+    # even if the listed symbols were exported.
+    universe_error: str | None = None
+    # symbol -> the rule that selected it this cycle ("listed", "quote:USDT", ...)
+    selected_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def files_changed(self) -> CleanupResult | None:
@@ -49,6 +54,8 @@ class CycleReport:
         if self.skipped_reason is not None:
             return "skipped"
         exp = self.export
+        if self.universe_error is not None:
+            return "partial" if exp is not None and exp.succeeded else "failed"
         if exp is not None and exp.stopped:
             return "stopped"
         if exp is not None and (exp.failed or exp.banned_until is not None):
@@ -66,7 +73,7 @@ class CycleReport:
             return EXIT_FAILED
         if self.export is not None and self.export.banned_until is not None:
             return EXIT_FAILED
-        if self.skipped_reason is not None:
+        if self.skipped_reason is not None or self.universe_error is not None:
             return EXIT_FAILED
         changed = self.files_changed
         if changed is not None and changed.errors:

@@ -31,6 +31,7 @@ from common.file_lock import WAIT_FOREVER, FileLock
 from common.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside
 from common.text import printable
 from config.markets import SPOT
+from config.symbols_config import SYMBOL_PATTERN
 from store.layout import SERIES_KEY_PATTERN, ExportFolder, parse_export_name
 
 logger = logging.getLogger("scheduled_data_manager")
@@ -79,6 +80,11 @@ class RunState:
     service_status: str = "stopped"
     service_started: str | None = None
     symbols: dict[str, SymbolState] = field(default_factory=dict)
+    # The symbol universe as last resolved (symbol -> the rule that selected it, in order):
+    # --status shows it without asking the exchange, and cleanup keeps protecting its
+    # symbols' newest files while the exchange cannot be reached.
+    universe: dict[str, str] = field(default_factory=dict)
+    universe_resolved_at: str | None = None
     # What reading or repairing the file found, for the CLI to show; never written.
     notices: list[str] = field(default_factory=list, compare=False, repr=False)
 
@@ -174,6 +180,14 @@ def _symbol_list(value: Any) -> list[str]:
     return list(value)
 
 
+def _universe(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > MAX_SYMBOLS:
+        raise ValueError("an object of symbols and rules")
+    if not all(isinstance(k, str) and SYMBOL_PATTERN.fullmatch(k) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("an object of symbols and rules")
+    return {k: v[:200] for k, v in value.items()}
+
+
 _TOP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "export_count": _count,
     "cleanup_count": _count,
@@ -187,6 +201,8 @@ _TOP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "service_pid": _pid,
     "service_status": _service_status,
     "service_started": _moment,
+    "universe": _universe,
+    "universe_resolved_at": _moment,
 }
 _SYMBOL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "last_success": _moment,

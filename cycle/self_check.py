@@ -12,6 +12,7 @@ from common.atomic_io import atomic_write_text
 from common.errors import ExportError
 from config.settings import Settings
 from cycle.export_job import ExportJob
+from cycle.universe import require_symbols, resolve_plan, universe_rule
 from exchange.client import ExchangeClient
 from store.file_manager import FileManager
 
@@ -23,8 +24,10 @@ class CheckFailed(Exception):
 
 
 def check_settings(settings: Settings) -> str:
+    rule = universe_rule(settings)
+    chosen = f"{len(settings.symbols)} symbols" if rule is None else f"{rule.setting} + {len(settings.symbols)} listed"
     return (
-        f"{len(settings.symbols)} symbols, interval {settings.kline_interval}, "
+        f"{chosen}, interval {settings.kline_interval}, "
         f"every {settings.export_period_hours:g} h, host {settings.base_url}"
     )
 
@@ -56,7 +59,8 @@ def check_exchange(client: ExchangeClient) -> str:
 
 
 def check_export(settings: Settings, client: ExchangeClient) -> str:
-    symbol = settings.symbols[0]
+    # With a symbol universe and nothing listed, the first symbol the universe selects now.
+    symbol = settings.symbols[0] if settings.symbols else require_symbols(resolve_plan(settings, client, ())).symbols[0]
     with tempfile.TemporaryDirectory(prefix="crypto-selfcheck-") as tmp:
         # One series is enough to prove the set-up: the first interval of this market.
         trial = replace(settings, export_dir=Path(tmp), symbols=(symbol,), kline_intervals=(settings.kline_interval,))

@@ -32,6 +32,7 @@ from common.text import printable
 from config.intervals import next_open_ms
 from config.settings import Settings
 from cycle.run_state import RunState
+from cycle.universe import known_selection
 from store.exports import latest_per_series
 from store.exports import latest_per_symbol as latest_per_symbol  # re-exported: callers import it from here
 from store.layout import ExportFolder, parse_export_name, series_key
@@ -175,7 +176,7 @@ def health_checks(
             else (f"exchange last answered at {to_iso(contact)}" if contact else "the exchange was never reached"),
             DEGRADED if contact is not None else DOWN,
         ),
-        HealthCheck("symbols_loaded", bool(settings.symbols), f"{len(settings.symbols)} symbols configured"),
+        HealthCheck("symbols_loaded", bool(symbols), f"{len(symbols)} symbols configured"),
         HealthCheck(
             "recent_activity",
             last_ok is not None and (now - last_ok).total_seconds() <= 2 * period_h * 3600,
@@ -247,11 +248,13 @@ def build_status_report(
 ) -> dict[str, Any]:
     now = now or utc_now()
     latest = latest_per_series(validations)
+    # The listed symbols and the universe as last resolved, each with the rule that selected it.
     symbols = {
-        series_key(s, i, settings.market, single=settings.single_series): symbol_entry(
-            s, latest.get((settings.market, s, i)), state, now, settings, i
-        )
-        for s in settings.symbols
+        series_key(s, i, settings.market, single=settings.single_series): {
+            **symbol_entry(s, latest.get((settings.market, s, i)), state, now, settings, i),
+            "selected_by": rule,
+        }
+        for s, rule in known_selection(settings, state).items()
         for i in settings.kline_intervals
     }
     checks = health_checks(settings, state, symbols, now)
@@ -284,6 +287,7 @@ def build_status_report(
             "last_successful": state.last_successful_cycle,
         },
         "banned_until": to_iso(state.ban_end()),
+        "universe": _universe_summary(settings, state),
         "symbols": symbols,
         "health": {
             "status": overall_health(checks),
@@ -291,6 +295,18 @@ def build_status_report(
         },
     }
     return mark(report, STATUS_FORMAT_VERSION, first=False)
+
+
+def _universe_summary(settings: Settings, state: RunState) -> dict[str, Any] | None:
+    """The symbol universe's settings and its last resolution (None without EXPORT_QUOTE_ASSET)."""
+    if settings.quote_asset is None:
+        return None
+    return {
+        "quote_asset": settings.quote_asset,
+        "top_n": settings.top_n,
+        "resolved_at": state.universe_resolved_at,
+        "symbols": len(state.universe),
+    }
 
 
 def write_status_report(folder: Path, report: dict[str, Any], notices: list[str] | None = None) -> Path:

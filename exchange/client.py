@@ -41,6 +41,7 @@ from common.errors import (
     RedirectRefusedError,
     RequestRejectedError,
     StopRequested,
+    UniverseError,
     UnknownSymbolError,
 )
 from common.text import printable
@@ -248,15 +249,25 @@ class ExchangeClient:
         params = {"symbol": symbol} if symbol and self.market.exchange_info_by_symbol else {}
         return self._get(self.market.exchange_info_path, params, expect=dict)
 
-    def load_rate_limits(self, symbol: str | None = None) -> int:
+    def ticker_24hr(self) -> list[Any]:
+        """The 24 h ticker of every symbol (weight 80 on spot); rows are checked by the caller."""
+        if not self.market.ticker_24hr_path:
+            raise UniverseError(f"the {self.market.name} market has no 24 h ticker: EXPORT_TOP_N cannot be served")
+        rows: list[Any] = self._get(self.market.ticker_24hr_path, {}, expect=list)
+        return rows
+
+    def load_rate_limits(self, symbol: str | None = None, *, info: Mapping[str, Any] | None = None) -> int:
         """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped to sane bounds.
 
         Returns the weight budget per minute (the first weight limit, normalised to a minute).
-        """
-        try:
-            info = self.exchange_info(symbol)
-        except UnknownSymbolError:
-            info = self.exchange_info(None)
+
+        ``info``: an exchangeInfo answer already at hand (a symbol universe's full one), so
+        the cycle does not ask twice."""
+        if info is None:
+            try:
+                info = self.exchange_info(symbol)
+            except UnknownSymbolError:
+                info = self.exchange_info(None)
         published = weight_limit_from_exchange_info(info)
         if published is not None and clamp_weight_limit(published) != published:
             logger.warning(

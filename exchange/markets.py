@@ -51,6 +51,10 @@ class MarketProfile:
     def page_size(self) -> int:
         return self.page_limit or self.max_klines_limit
 
+    # The 24 h ticker of every symbol (a symbol universe ranks by its quoteVolume);
+    # empty: the market has none, and EXPORT_TOP_N cannot be served.
+    ticker_24hr_path: str = ""
+
     def weight(self, path: str, params: dict[str, object]) -> int:
         if path == self.klines_path:
             return self.klines_weight(_limit_of(params))
@@ -78,10 +82,18 @@ SPOT = MarketProfile(
     ping_path="/api/v3/ping",
     max_klines_limit=1000,
     klines_weight=lambda _limit: 2,  # spot klines weigh 2 whatever the limit
-    weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1},
-    # The full exchangeInfo of binance.com is a few MB (thousands of symbols); we
-    # normally ask for one symbol's, a few KB. time and ping are a few bytes.
-    body_caps={"/api/v3/exchangeInfo": 16 * MIB, "/api/v3/ping": 64 * KIB, "/api/v3/time": 64 * KIB},
+    # The 24 h ticker is only ever asked for all symbols at once (a symbol universe): 80.
+    weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/ticker/24hr": 80},
+    # The full exchangeInfo of binance.com is a few MB (thousands of symbols); a symbol
+    # universe asks for it at each cycle, otherwise one symbol's, a few KB. The full 24 h
+    # ticker is ~600 bytes per symbol (~2 MB). time and ping are a few bytes.
+    body_caps={
+        "/api/v3/exchangeInfo": 16 * MIB,
+        "/api/v3/ping": 64 * KIB,
+        "/api/v3/time": 64 * KIB,
+        "/api/v3/ticker/24hr": 16 * MIB,
+    },
+    ticker_24hr_path="/api/v3/ticker/24hr",
 )
 
 
@@ -107,9 +119,16 @@ USDM = MarketProfile(
     klines_weight=usdm_klines_weight,
     # 1000 rows weigh 5 (200 rows per weight), 1500 weigh 10 (150): long exports page by 1000.
     page_limit=1000,
-    weights={"/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1, "/fapi/v1/time": 1},
-    body_caps={"/fapi/v1/exchangeInfo": 16 * MIB, "/fapi/v1/ping": 64 * KIB, "/fapi/v1/time": 64 * KIB},
+    # The futures 24 h ticker of every symbol weighs 40 (USD-M docs, "24hr Ticker Price Change Statistics").
+    weights={"/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/ticker/24hr": 40},
+    body_caps={
+        "/fapi/v1/exchangeInfo": 16 * MIB,
+        "/fapi/v1/ping": 64 * KIB,
+        "/fapi/v1/time": 64 * KIB,
+        "/fapi/v1/ticker/24hr": 16 * MIB,
+    },
     exchange_info_by_symbol=False,
+    ticker_24hr_path="/fapi/v1/ticker/24hr",
 )
 
 MARKETS: dict[str, MarketProfile] = {SPOT.name: SPOT, USDM.name: USDM}

@@ -120,6 +120,7 @@ WEIGHTS: dict[str, int] = {
     "/api/v3/time": 1,
     "/api/v3/exchangeInfo": 20,
     "/api/v3/klines": 2,
+    "/api/v3/ticker/24hr": 80,  # all symbols; the sandbox serves no one-symbol ticker
 }
 _UNKNOWN_PATH_WEIGHT = 1
 # USD-M futures: the same four endpoints under /fapi/v1, answered like the spot ones (candles
@@ -129,6 +130,7 @@ FAPI_PATHS: dict[str, str] = {
     "/fapi/v1/time": "/api/v3/time",
     "/fapi/v1/exchangeInfo": "/api/v3/exchangeInfo",
     "/fapi/v1/klines": "/api/v3/klines",
+    "/fapi/v1/ticker/24hr": "/api/v3/ticker/24hr",
 }
 KLINES_PATHS = frozenset({"/api/v3/klines", "/fapi/v1/klines"})
 _FAPI_MAX_LIMIT = 1500
@@ -140,6 +142,8 @@ def request_weight(path: str, params: dict[str, str]) -> int:
         raw = params.get("limit", "500")
         limit = int(raw) if _LEGAL_LONG.match(raw) else 500
         return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    if path == "/fapi/v1/ticker/24hr":
+        return 40  # every symbol's futures ticker
     if path in FAPI_PATHS:
         return 1
     return WEIGHTS.get(path, _UNKNOWN_PATH_WEIGHT)
@@ -222,6 +226,10 @@ class SandboxConfig:
     weight_window: str = "fixed"
     weight_window_seconds: int = 60
     weight_headers: bool = True  # False: no X-MBX-USED-WEIGHT headers (some exchanges send none)
+    # A symbol universe (/api/v3/ticker/24hr and exchangeInfo's status):
+    symbol_status: dict[str, str] = field(default_factory=dict)  # exchangeInfo status (HALT, BREAK); klines unchanged
+    quote_volumes: dict[str, str] = field(default_factory=dict)  # 24 h quoteVolume text (default: from the hash)
+    ticker_extra_rows: list[Any] = field(default_factory=list)  # appended verbatim to the 24 h ticker (malformed rows)
 
 
 @dataclass(frozen=True)
@@ -350,6 +358,12 @@ def _price_units(symbol: str, t_ms: int) -> int:
     )
     noise = 0.003 * (2 * _hash_units("tick", symbol, t_ms)[0] - 1)
     return max(1, round(base * math.exp(wave + noise) * _PRICE_SCALE))
+
+
+def sandbox_quote_volume(symbol: str) -> str:
+    """A symbol's default 24 h quote volume: a day of its per-minute volume, 8 decimals."""
+    _, per_minute, _ = _symbol_profile(symbol)
+    return _fmt(round(per_minute * 1440 * _PRICE_SCALE))
 
 
 def _fmt(units: int) -> str:
@@ -817,6 +831,8 @@ class SandboxExchange:
             return _Answer(200, _json_bytes(self._exchange_info(cfg, params, now)))
         if path == "/api/v3/klines":
             return _Answer(200, _json_bytes(self._klines(cfg, pairs, params, now, market)))
+        if path == "/api/v3/ticker/24hr":
+            return _Answer(200, _json_bytes(self._ticker_24hr(cfg, params, now)))
         return _error(404, -1000, f"Unknown path {path}.")
 
     def _archive_answer(self, cfg: SandboxConfig, path: str, now: int) -> _Answer:
@@ -875,7 +891,7 @@ class SandboxExchange:
         base, quote = _split_symbol(symbol)
         return {
             "symbol": symbol,
-            "status": "BREAK" if symbol in cfg.delisted else "TRADING",
+            "status": cfg.symbol_status.get(symbol) or ("BREAK" if symbol in cfg.delisted else "TRADING"),
             "baseAsset": base,
             "baseAssetPrecision": 8,
             "quoteAsset": quote,
@@ -923,6 +939,24 @@ class SandboxExchange:
             "exchangeFilters": [],
             "symbols": symbols,
         }
+
+    def _ticker_24hr(self, cfg: SandboxConfig, params: dict[str, str], now: int) -> list[Any]:
+        """Every listed symbol's 24 h statistics (quoteVolume: the knob, else deterministic by symbol)."""
+        if "symbol" in params or "symbols" in params:
+            raise ApiError(400, -1101, "The sandbox serves the 24hr ticker of all symbols only.")
+        rows: list[Any] = [
+            {
+                "symbol": symbol,
+                "lastPrice": _fmt(_price_units(symbol, now)),
+                "volume": "0.00000000",
+                "quoteVolume": cfg.quote_volumes.get(symbol) or sandbox_quote_volume(symbol),
+                "openTime": now - _DAY,
+                "closeTime": now,
+                "count": 0,
+            }
+            for symbol in self.known_symbols()
+        ]
+        return rows + list(cfg.ticker_extra_rows)
 
     def _klines(
         self, cfg: SandboxConfig, pairs: list[tuple[str, str]], params: dict[str, str], now: int, market: str = "spot"

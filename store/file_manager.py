@@ -199,6 +199,12 @@ class FileManager:
         other.interval = interval
         return other
 
+    def protect(self, symbols: Sequence[str]) -> None:
+        """Replace the symbols whose newest valid file retention never removes (a symbol
+        universe changes from cycle to cycle; a symbol that left it gets the normal rules)."""
+        self.symbols = unique_in_order(symbols)
+        self._configured = frozenset(self.symbols)
+
     @property
     def quarantine_dir(self) -> Path:
         return self.folder.quarantine

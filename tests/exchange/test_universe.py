@@ -1,0 +1,148 @@
+"""The symbol universe's selection (pure, no HTTP) and its two calls against the sandbox."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from common.errors import BadResponseError
+from exchange.client import ExchangeClient
+from exchange.markets import SPOT
+from exchange.universe import (
+    UniverseRule,
+    fetch_universe,
+    quote_volume,
+    select,
+    top_by_quote_volume,
+    trading_symbols,
+)
+
+
+def info(*entries: tuple[str, str, str]) -> dict[str, Any]:
+    return {"symbols": [{"symbol": s, "status": status, "quoteAsset": quote} for s, status, quote in entries]}
+
+
+def ticker(**volumes: str) -> list[dict[str, str]]:
+    return [{"symbol": s, "quoteVolume": v} for s, v in volumes.items()]
+
+
+def test_trading_symbols_keeps_only_trading_ones_of_the_quote_asset_sorted() -> None:
+    answer = info(
+        ("ETHUSDT", "TRADING", "USDT"),
+        ("BTCUSDT", "TRADING", "USDT"),
+        ("LUNAUSDT", "BREAK", "USDT"),
+        ("SOLUSDT", "HALT", "USDT"),
+        ("ETHBTC", "TRADING", "BTC"),
+    )
+    assert trading_symbols(answer, "USDT") == ["BTCUSDT", "ETHUSDT"]
+    assert trading_symbols(answer, "BTC") == ["ETHBTC"]
+    assert trading_symbols(answer, "XYZ") == []  # zero: the caller fails the run
+
+
+def test_trading_symbols_skips_entries_that_break_the_symbol_rule(caplog: pytest.LogCaptureFixture) -> None:
+    answer = info(("BTCUSDT", "TRADING", "USDT"), ("../ETC", "TRADING", "USDT"))
+    answer["symbols"] += ["garbage", {"status": "TRADING", "quoteAsset": "USDT"}]
+    with caplog.at_level(logging.WARNING):
+        assert trading_symbols(answer, "USDT") == ["BTCUSDT"]
+    assert "not a usable symbol" in caplog.text
+
+
+def test_trading_symbols_refuses_an_answer_without_a_symbol_list() -> None:
+    with pytest.raises(BadResponseError):
+        trading_symbols({"symbols": "nope"}, "USDT")
+
+
+def test_top_n_ranks_by_decimal_value_not_by_text() -> None:
+    rows = ticker(AUSDT="999.9", BUSDT="1000.5", CUSDT="20000", DUSDT="0.00000001")
+    # As text "999.9" > "20000"; as numbers it is third.
+    assert top_by_quote_volume(rows, ["AUSDT", "BUSDT", "CUSDT", "DUSDT"], 3) == ["CUSDT", "BUSDT", "AUSDT"]
+
+
+def test_top_n_breaks_ties_by_symbol_name() -> None:
+    rows = ticker(LINKUSDT="1000.50", AVAXUSDT="1000.5", BTCUSDT="5000")
+    assert top_by_quote_volume(rows, ["LINKUSDT", "AVAXUSDT", "BTCUSDT"], 2) == ["BTCUSDT", "AVAXUSDT"]
+    # Same answer in any row order.
+    assert top_by_quote_volume(list(reversed(rows)), ["BTCUSDT", "AVAXUSDT", "LINKUSDT"], 2) == ["BTCUSDT", "AVAXUSDT"]
+
+
+def test_malformed_ticker_rows_are_skipped_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    rows: list[Any] = [
+        {"symbol": "BTCUSDT", "quoteVolume": "100"},
+        {"symbol": "ETHUSDT", "quoteVolume": "NaN"},
+        {"symbol": "SOLUSDT", "quoteVolume": "-5"},
+        {"symbol": "XRPUSDT", "quoteVolume": None},
+        {"symbol": "DOGEUSDT", "quoteVolume": "1e400"},
+        {"symbol": "ADAUSDT", "quoteVolume": True},
+        {"symbol": "bad symbol", "quoteVolume": "1"},
+        {"quoteVolume": "1"},
+        "not an object",
+        None,
+        {"symbol": "BNBUSDT", "quoteVolume": 7},
+    ]
+    candidates = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "BNBUSDT"]
+    with caplog.at_level(logging.INFO):
+        assert top_by_quote_volume(rows, candidates, 10) == ["BTCUSDT", "BNBUSDT"]
+    assert "24h ticker row skipped" in caplog.text
+    assert "malformed rows skipped in all" in caplog.text
+
+
+def test_quote_volume_parses_as_decimal() -> None:
+    assert quote_volume({"symbol": "BTCUSDT", "quoteVolume": "37756129.81953250"}) == (
+        "BTCUSDT",
+        Decimal("37756129.81953250"),
+    )
+    assert quote_volume({"symbol": "BTCUSDT", "quoteVolume": "Infinity"}) is None
+    assert quote_volume({"symbol": "BTCUSDT", "quoteVolume": "12abc"}) is None
+
+
+def test_a_candidate_without_a_ticker_row_is_not_selected() -> None:
+    assert top_by_quote_volume(ticker(BTCUSDT="1"), ["BTCUSDT", "NEWUSDT"], 5) == ["BTCUSDT"]
+
+
+def test_select_applies_status_quote_and_top_n_together() -> None:
+    answer = info(
+        ("BTCUSDT", "TRADING", "USDT"),
+        ("ETHUSDT", "TRADING", "USDT"),
+        ("SOLUSDT", "HALT", "USDT"),  # the largest volume, but not TRADING
+        ("ETHBTC", "TRADING", "BTC"),  # another quote asset
+    )
+    rows = ticker(BTCUSDT="10", ETHUSDT="20", SOLUSDT="1000000", ETHBTC="999999")
+    assert select(answer, rows, UniverseRule("USDT", 1)) == (["ETHUSDT"], 2)
+    assert select(answer, rows, UniverseRule("USDT")) == (["BTCUSDT", "ETHUSDT"], 2)
+    assert select(answer, rows, UniverseRule("EUR", 3)) == ([], 0)
+
+
+def test_rule_labels_say_which_rule_selected_a_symbol() -> None:
+    assert UniverseRule("USDT").label == "quote:USDT"
+    assert UniverseRule("USDT", 50).label == "top:50 USDT by 24h quote volume"
+
+
+def test_the_market_profile_counts_the_universe_calls() -> None:
+    assert SPOT.weight("/api/v3/exchangeInfo", {}) == 20
+    assert SPOT.weight("/api/v3/ticker/24hr", {}) == 80
+    assert SPOT.body_cap("/api/v3/exchangeInfo", {}) >= 8 * 1024 * 1024  # binance.com's full answer is MBs
+    assert SPOT.body_cap("/api/v3/ticker/24hr", {}) >= 8 * 1024 * 1024
+
+
+def test_fetch_universe_makes_one_exchange_info_and_one_ticker_call(sandbox_factory: Any) -> None:
+    volumes = {"BTCUSDT": "300", "ETHUSDT": "200", "XRPUSDT": "100"}
+    ex = sandbox_factory(symbol_status={"SOLUSDT": "HALT"}, extra_symbols=("ETHBTC",))
+    ex.config.quote_volumes = {**{s: "1" for s in ex.known_symbols()}, **volumes}
+    with ExchangeClient(ex.base_url, retries=0) as client:
+        universe = fetch_universe(client, UniverseRule("USDT", 2))
+        assert universe.symbols == ("BTCUSDT", "ETHUSDT")
+        assert (universe.calls, universe.weight) == (2, 100)
+        assert universe.exchange_info["rateLimits"]  # the cycle takes the limits from it
+        quote_only = fetch_universe(client, UniverseRule("BTC"))
+    assert quote_only.symbols == ("ETHBTC",)
+    assert (quote_only.calls, quote_only.weight) == (1, 20)
+    paths = [(r.path, r.params) for r in ex.requests]
+    assert paths == [
+        ("/api/v3/exchangeInfo", {}),
+        ("/api/v3/ticker/24hr", {}),
+        ("/api/v3/exchangeInfo", {}),
+    ]
+    assert ex.stats.max_used_weight_seen == 120
