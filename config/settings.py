@@ -29,6 +29,7 @@ T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
 DEFAULT_EXPORT_DIR = "historical_exports"
+METRICS_OFF = "off"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 # 16 workers keep ~7.5 requests in flight at 150 ms latency, the number that
 # the 6000 weight/minute budget (50 klines calls/s) needs, with headroom.
@@ -58,6 +59,8 @@ class Settings:
     # Candles opening further ahead of this machine's clock are refused (a broken exchange clock).
     max_ahead_hours: float = 24.0
     log_level: str = "INFO"
+    # Prometheus textfile: "" is EXPORT_DIR/metrics/exporter.prom, "off" writes none.
+    metrics_file: str = ""
     archive_url: str = DEFAULT_ARCHIVE_URL
 
     def __post_init__(self) -> None:
@@ -202,6 +205,19 @@ def _export_dir(name: str, raw: str) -> Path:
     return folder
 
 
+def _metrics_file(name: str, raw: str) -> str:
+    """``off`` disables the metrics; any other value is the .prom file's path."""
+    value = raw.strip()
+    if value.lower() == METRICS_OFF:
+        return METRICS_OFF
+    if "\x00" in value or not value.endswith(".prom"):
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: expected a file path ending in .prom "
+            f"(node_exporter reads only those), or {METRICS_OFF!r} to write no metrics"
+        )
+    return str(Path(value).expanduser())
+
+
 # variable -> (Settings field, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "BINANCE_BASE_URL": ("base_url", _base_url),
@@ -218,6 +234,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
     "LOG_LEVEL": ("log_level", _log_level),
     "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
+    "METRICS_FILE": ("metrics_file", _metrics_file),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
