@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from common.cli import run_main
 from config.settings import SettingsError, load_settings
@@ -78,6 +79,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(with EXPORT_QUOTE_ASSET this asks the exchange)",
     )
     parser.add_argument("--json", action="store_true", help="with --status or --health: print JSON")
+    parser.add_argument(
+        "--html", metavar="PATH", help="with --status: also write the status page to PATH (e.g. /tmp/status.html)"
+    )
     parser.add_argument("--symbols", help="comma list of symbols for this run only, e.g. BTCUSDT,ETHUSDT")
     parser.add_argument(
         "--dry-run",
@@ -90,6 +94,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--dry-run goes with --manual, --export-only or --cleanup-only")
     if args.json and not (args.status or args.health):
         parser.error("--json goes with --status or --health")
+    if args.html is not None and not args.status:
+        parser.error("--html goes with --status")
+    if args.html is not None and not args.html.strip():
+        parser.error("--html needs a file path, e.g. --html /tmp/status.html")
     return args
 
 
@@ -133,7 +141,13 @@ def _run(
     if args.health:
         return print_health(manager.write_status(write=False), as_json=args.json)
     if args.status:
-        print_status(manager.write_status(), as_json=args.json)
+        report = manager.write_status()
+        if args.html is not None:
+            page = Path(args.html).expanduser()
+            manager.publish_page(report, page)
+            if not args.json:
+                print(f"status page: {page}")
+        print_status(report, as_json=args.json)
         return EXIT_OK
     if args.list_symbols:
         plan = manager.current_selection()

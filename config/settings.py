@@ -31,6 +31,7 @@ T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
 DEFAULT_EXPORT_DIR = "historical_exports"
+METRICS_OFF = "off"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 # Requests in flight, not CPU work: 30 hide 150 ms of latency for a few hundred
 # symbols (400 calls in about 2 s). The rate limiter, not the pool size, keeps
@@ -61,6 +62,8 @@ class Settings:
     # Candles opening further ahead of this machine's clock are refused (a broken exchange clock).
     max_ahead_hours: float = 24.0
     log_level: str = "INFO"
+    # Prometheus textfile: "" is EXPORT_DIR/metrics/exporter.prom, "off" writes none.
+    metrics_file: str = ""
     archive_url: str = DEFAULT_ARCHIVE_URL
     # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After
     # __post_init__ it is never empty and kline_interval is one of them (the first if
@@ -301,6 +304,19 @@ def _export_dir(name: str, raw: str) -> Path:
     return folder
 
 
+def _metrics_file(name: str, raw: str) -> str:
+    """``off`` disables the metrics; any other value is the .prom file's path."""
+    value = raw.strip()
+    if value.lower() == METRICS_OFF:
+        return METRICS_OFF
+    if "\x00" in value or not value.endswith(".prom"):
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: expected a file path ending in .prom "
+            f"(node_exporter reads only those), or {METRICS_OFF!r} to write no metrics"
+        )
+    return str(Path(value).expanduser())
+
+
 # variable -> (Settings field, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "BINANCE_BASE_URL": ("base_url", _base_url),
@@ -322,6 +338,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_FORMAT": ("export_format", _export_format),
     "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
     "EXPORT_TOP_N": ("top_n", _top_n),
+    "METRICS_FILE": ("metrics_file", _metrics_file),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 

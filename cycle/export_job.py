@@ -96,6 +96,11 @@ class ExportReport:
     # Set when the exchange failed before any symbol (host down, wrong URL, banned): one
     # cause for every symbol, reported once rather than once per symbol.
     exchange_error: str | None = None
+    # What the pass asked of the exchange: requests, weight spent, 429 and 418 answers.
+    calls: int = 0
+    weight: int = 0
+    rate_limited: int = 0
+    banned_answers: int = 0
 
     @property
     def failed(self) -> list[SymbolOutcome]:
@@ -177,6 +182,16 @@ class ExportJob:
         return [(symbol, interval) for symbol in symbols for interval in self.settings.kline_intervals]
 
     def run(self, symbols: Sequence[str], *, dry_run: bool = False, lookback_days: float | None = None) -> ExportReport:
+        # The client lives as long as the loop: this pass's share is the difference of its counters.
+        stats = self.client.stats
+        before = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
+        report = self._run(symbols, dry_run, lookback_days)
+        after = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
+        spent = [a - b for a, b in zip(after, before, strict=True)]
+        report.calls, report.weight, report.rate_limited, report.banned_answers = spent
+        return report
+
+    def _run(self, symbols: Sequence[str], dry_run: bool, lookback_days: float | None) -> ExportReport:
         report = ExportReport(dry_run=dry_run)
         started = time.monotonic()
         if dry_run:

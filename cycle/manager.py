@@ -15,17 +15,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from common.atomic_io import atomic_write_text
 from common.clock import from_ms, to_iso, utc_now
-from common.errors import ExportError, IPBannedError, RunLockedError, StopRequested, UniverseError
+from common.errors import ExportError, IPBannedError, RunLockedError, StopRequested, StorageError, UniverseError
 from common.processes import is_manager_process, serves_folder
 from config.markets import SPOT
 from config.settings import DEFAULT_EXPORT_DIR, Settings
 from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
+from cycle.metrics import metrics_path, write_metrics
 from cycle.report import EXIT_OK, CycleReport
 from cycle.run_lock import RunLock
 from cycle.run_state import RunState, load_state, update_state
+from cycle.status_page import disk_of, read_closes, render_status_page
 from cycle.status_report import build_status_report, export_folder_problem, write_status_report
 from cycle.universe import (
     LISTED,
@@ -38,6 +42,7 @@ from cycle.universe import (
 )
 from exchange.client import ExchangeClient
 from store.file_manager import FileManager
+from store.layout import ExportFolder
 from store.scan import FolderScan
 from store.validation import FileValidation
 
@@ -230,6 +235,7 @@ class ScheduledDataManager:
             state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
             state.universe_resolved_at = to_iso(now)
         exp = report.export
+        state.last_cycle_counters = self._counters(report)
         if exp is None:
             state.last_cycle_result = "skipped: banned"
             return
@@ -244,6 +250,18 @@ class ScheduledDataManager:
             state.export_count += 1
             state.last_successful_cycle = to_iso(now)
         state.last_cycle_result = report.result  # "ok" only if nothing failed and nothing was quarantined
+
+    @staticmethod
+    def _counters(report: CycleReport) -> dict[str, int]:
+        exp, changed = report.export, report.files_changed
+        return {
+            "calls": exp.calls if exp else 0,
+            "weight": exp.weight if exp else 0,
+            "rate_limited": exp.rate_limited if exp else 0,
+            "banned": exp.banned_answers if exp else 0,
+            "files_removed": len(changed.removed) if changed else 0,
+            "files_quarantined": len(changed.quarantined) if changed else 0,
+        }
 
     @staticmethod
     def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
@@ -282,7 +300,32 @@ class ScheduledDataManager:
         report = build_status_report(self.settings, state, validations, statistics, self.service_status(state))
         if write and self.export_dir.is_dir():
             write_status_report(self.export_dir, report, self.notices)
+            self.publish(report)
         return report
+
+    def publish(self, report: dict[str, Any]) -> None:
+        """status.html beside the report and the metrics file, each atomic.
+
+        They are views of the report: one that cannot be written is logged and
+        the cycle goes on, since the data and the report are already safe.
+        """
+        page = ExportFolder(self.export_dir).status_page
+        try:
+            self.publish_page(report, page)
+        except StorageError as exc:
+            logger.warning("%s", exc)
+        target = metrics_path(self.settings)
+        if target is not None:
+            try:
+                write_metrics(target, report, self.settings.kline_interval)
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot write the metrics to %s: %s; check METRICS_FILE and its folder", target, exc)
+
+    def publish_page(self, report: dict[str, Any], page: Path) -> None:
+        """Write the status page to ``page`` atomically (StorageError if it cannot be)."""
+        closes = read_closes(self.export_dir, report)
+        html = render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
+        atomic_write_text(page, html)
 
     # -- the loop --------------------------------------------------------------
     def run_forever(self) -> int:

@@ -74,6 +74,8 @@ class RunState:
     last_cycle_result: str | None = None
     last_successful_cycle: str | None = None
     last_cycle_failed_symbols: list[str] = field(default_factory=list)
+    # The last cycle's requests, weight, 429s, 418s, files removed and quarantined (COUNTER_NAMES).
+    last_cycle_counters: dict[str, int] = field(default_factory=dict)
     last_exchange_contact: str | None = None
     banned_until: str | None = None
     service_pid: int | None = None
@@ -172,6 +174,15 @@ def _service_status(value: Any) -> str:
     return str(value)
 
 
+COUNTER_NAMES = ("calls", "weight", "rate_limited", "banned", "files_removed", "files_quarantined")
+
+
+def _counters(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not set(value) <= set(COUNTER_NAMES):
+        raise ValueError("an object of counters (" + ", ".join(COUNTER_NAMES) + ")")
+    return {name: _count(number) for name, number in value.items()}
+
+
 def _symbol_list(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_SYMBOLS:
         raise ValueError("a list of symbols")
@@ -196,6 +207,7 @@ _TOP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "last_cycle_result": _text,
     "last_successful_cycle": _moment,
     "last_cycle_failed_symbols": _symbol_list,
+    "last_cycle_counters": _counters,
     "last_exchange_contact": _moment,
     "banned_until": _ban_end,
     "service_pid": _pid,

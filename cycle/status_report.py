@@ -56,6 +56,11 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
 
 
+def _duration(started: str | None, finished: str | None) -> float | None:
+    start, end = from_iso(started), from_iso(finished)
+    return None if start is None or end is None else round((end - start).total_seconds(), 3)
+
+
 def freshness_limit_seconds(settings: Settings, last_open_ms: int, interval: str | None = None) -> float:
     """How long after its close the newest candle may stay the newest: one more candle
     (its real length, so months work too), one export period, and a grace for the cycle."""
@@ -285,6 +290,8 @@ def build_status_report(
             "result": state.last_cycle_result,
             "failed_symbols": state.last_cycle_failed_symbols,
             "last_successful": state.last_successful_cycle,
+            "duration_seconds": _duration(state.last_cycle_start, state.last_cycle_end),
+            **state.last_cycle_counters,
         },
         "banned_until": to_iso(state.ban_end()),
         "universe": _universe_summary(settings, state),

@@ -85,11 +85,15 @@ class ClientStats:
     rate_limited: int = 0
     retries: int = 0
     last_used_weight: int = 0
+    # The request weight this client spent by the exchange's published costs, and 418 answers.
+    weight: int = 0
+    banned: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, path: str) -> None:
+    def count(self, path: str, weight: int = 0) -> None:
         with self._lock:
             self.requests += 1
+            self.weight += weight
             if path.endswith("/klines"):
                 self.klines_calls += 1
 
@@ -340,7 +344,7 @@ class ExchangeClient:
         attempt = 0
         while True:
             ticket = self.limiter.acquire(weight)
-            self.stats.count(path)
+            self.stats.count(path, weight)
             try:
                 return self._attempt(url, params, cap, expect, validate)
             except _RetryAfter as told:
@@ -418,6 +422,7 @@ class ExchangeClient:
         if status == 429:
             raise _RetryAfter(pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS))
         if status == 418:
+            self.stats.banned += 1
             until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
             self.limiter.ban(until)
             raise IPBannedError(until, detail=f"{url}")

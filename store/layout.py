@@ -7,6 +7,8 @@
         quarantine/                                 invalid files, moved aside, never deleted
         state.json  .state.lock                     the scheduler's memory between runs
         status_report.json                          the guide's status report
+        status.html                                 the same, as one self-contained page for people
+        metrics/exporter.prom                       Prometheus textfile metrics (METRICS_FILE; never scanned)
         .run.lock                                   one cycle at a time (cron and the service)
         .service.lock  data_export_service.pid      the background service
         export_log.log                              the exporter's log
@@ -38,6 +40,10 @@ LOGS_DIR_NAME = "logs"
 STATE_NAME = "state.json"
 STATE_LOCK_NAME = ".state.lock"
 STATUS_NAME = "status_report.json"
+STATUS_PAGE_NAME = "status.html"
+# Metrics go to a subfolder (node_exporter's textfile collector reads a whole folder): scans never enter it.
+METRICS_DIR_NAME = "metrics"
+METRICS_FILE_NAME = "exporter.prom"
 RUN_LOCK_NAME = ".run.lock"
 SERVICE_LOCK_NAME = ".service.lock"
 PIDFILE_NAME = "data_export_service.pid"
@@ -110,6 +116,14 @@ class ExportFolder:
     @property
     def status_report(self) -> Path:
         return self.root / STATUS_NAME
+
+    @property
+    def status_page(self) -> Path:
+        return self.root / STATUS_PAGE_NAME
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.root / METRICS_DIR_NAME / METRICS_FILE_NAME
 
     @property
     def run_lock(self) -> Path:
