@@ -95,5 +95,6 @@ def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_ri
     rerun = run_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert klines_calls(exchange) == fresh_calls
+    assert "resume journal not used" in rerun.stderr and "Traceback" not in rerun.stderr
     assert only_file(out) == only_file(tmp_path / "fresh")
     assert not partial.exists()
