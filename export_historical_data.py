@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # and which archive file was refused (a checksum that does not match is news).
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
+    logging.getLogger("export_historical_data.resume").setLevel(logging.WARNING)  # a resume journal not used
     return exit_code_of(lambda: _backfill(settings, args.source))
 
 

@@ -48,6 +48,7 @@ from config.markets import SPOT
 from config.settings import Settings, SettingsError
 from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
 from cycle.export_job import backfill as export_backfill
+from cycle.resume import ResumableExporter
 from exchange.archive import (
     NO_CHECKSUM,
     ArchiveClient,
@@ -70,6 +71,7 @@ from exchange.client import ExchangeClient
 from exchange.history import HistoricalDataExporter, SymbolExport
 from store.file_manager import FileManager
 from store.layout import ExportFolder
+from store.partial import PartialFolder
 from store.reports import CleanupResult
 
 logger = logging.getLogger("export_historical_data.archive")
@@ -376,6 +378,15 @@ class ArchiveExportJob(ExportJob):
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
     ) -> None:
         super().__init__(settings, file_manager, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
+        # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
+        self.partial = PartialFolder(ExportFolder(settings.export_dir).backfill_partial)
+        self.exporter = ResumableExporter(
+            self.client,
+            settings.kline_interval,
+            settings.lookback_days,
+            max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
+        )
+        self.exporter.partial = self.partial
         self.source = source
         self.fetcher = fetcher
         self.tallies: dict[str, ArchiveTally] = {}
@@ -387,7 +398,7 @@ class ArchiveExportJob(ExportJob):
         outcome = super()._export_one(symbol, server_ms, dry_run, lookback, interval=interval)
         if not outcome.ok and self.stop_event.is_set():
             outcome.error_kind = "stopped"
-            outcome.error = "stopped on request; rerun to resume (verified archive files are kept)"
+            outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
         return outcome
 
     def _fetch_and_write(
@@ -404,6 +415,7 @@ class ArchiveExportJob(ExportJob):
         outcome = super()._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
         if self.fetcher is not None:  # the file is written: its zips have served their purpose
             self.fetcher.cache.release(self.tallies[symbol].cached)
+        self.partial.release(symbol, self.settings.kline_interval)
         return outcome
 
     # -- where the candles come from

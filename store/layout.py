@@ -14,6 +14,7 @@
         export_log.log                              the exporter's log
         logs/scheduled_data_manager.log  logs/data_export_service.log
         .archive_cache/                             verified archive zips of an unfinished backfill (resume)
+        .backfill_partial/                          REST pages of an unfinished backfill (resume journals)
 
 A name that does not match ``EXPORT_NAME_PATTERN`` (or ``our_temp_name``) is
 not ours: it is never read as data, moved or deleted.
@@ -51,6 +52,7 @@ EXPORT_LOG_NAME = "export_log.log"
 MANAGER_LOG_NAME = "scheduled_data_manager.log"
 SERVICE_LOG_NAME = "data_export_service.log"
 ARCHIVE_CACHE_DIR_NAME = ".archive_cache"
+BACKFILL_PARTIAL_DIR_NAME = ".backfill_partial"
 # Backfills go to a subfolder: the scheduler's scans and retention never enter subfolders.
 BACKFILL_DIR_NAME = "backfill"
 
@@ -152,6 +154,10 @@ class ExportFolder:
     @property
     def archive_cache(self) -> Path:
         return self.root / ARCHIVE_CACHE_DIR_NAME
+
+    @property
+    def backfill_partial(self) -> Path:
+        return self.root / BACKFILL_PARTIAL_DIR_NAME
 
     @property
     def backfill(self) -> Path:

@@ -1,0 +1,100 @@
+"""A REST backfill interrupted by Ctrl-C resumes from its journal: fewer requests, the same bytes.
+
+Real subprocesses of export_historical_data.py against the sandbox exchange (fixed clock,
+some latency so that the run can be interrupted between pages)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sandbox.exchange import SandboxConfig
+from tests.support import cli_env, export_files, finish, run_cli, start_cli, temp_files, wait_for
+
+SCRIPT = "export_historical_data.py"
+NOW = int(datetime(2024, 11, 10, 12, 30, tzinfo=UTC).timestamp() * 1000)
+SYMBOL = "RESAUSDT"  # a symbol nothing else asks for: only our requests are counted
+
+
+def klines_calls(exchange) -> int:
+    return len([r for r in exchange.klines_requests() if r.get("symbol") == SYMBOL])
+
+
+def args(out: Path) -> tuple[str, ...]:
+    # 5 days of 1m: 7200 candles, 8 pages of 1000
+    return ("--symbols", SYMBOL, "--days", "5", "--interval", "1m", "--source", "rest", "--output", str(out))
+
+
+def only_file(folder: Path) -> bytes:
+    files = export_files(folder, SYMBOL)
+    assert len(files) == 1, files
+    return files[0].read_bytes()
+
+
+def journal_pages(partial: Path) -> int:
+    journals = list(partial.glob("*.journal")) if partial.is_dir() else []
+    return sum(max(0, j.read_text().count("\n") - 1) for j in journals)
+
+
+def test_ctrl_c_then_rerun_asks_only_for_missing_pages_and_writes_the_same_bytes(
+    sandbox_factory, tmp_path: Path, procs: list[subprocess.Popen]
+) -> None:
+    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, latency_seconds=0.3, extra_symbols=(SYMBOL,)))
+    env = cli_env(exchange.base_url, tmp_path / "scheduler")
+
+    fresh = run_cli(SCRIPT, *args(tmp_path / "fresh"), env=env, cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    fresh_calls = klines_calls(exchange)
+    assert fresh_calls >= 8
+    exchange.reset_log()
+
+    out = tmp_path / "out"
+    partial = out / ".backfill_partial"
+    proc = start_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
+    procs.append(proc)
+    wait_for(lambda: journal_pages(partial) >= 3, 15, "three pages in the resume journal")
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, timeout=10)
+    assert time.monotonic() - signalled < 5
+    assert code == 130 and "stopped on request" in err and "Traceback" not in err, err
+    assert export_files(out) == [] and temp_files(out) == []
+    kept_pages = journal_pages(partial)
+    assert kept_pages >= 3
+
+    exchange.reset_log()
+    rerun = run_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert klines_calls(exchange) <= fresh_calls - kept_pages
+    assert only_file(out) == only_file(tmp_path / "fresh")
+    assert not partial.exists()
+
+
+def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_right(
+    sandbox_factory, tmp_path: Path
+) -> None:
+    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=(SYMBOL,)))
+    env = cli_env(exchange.base_url, tmp_path / "scheduler")
+    fresh = run_cli(SCRIPT, *args(tmp_path / "fresh"), env=env, cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    fresh_calls = klines_calls(exchange)
+
+    out = tmp_path / "out"
+    partial = out / ".backfill_partial"
+    partial.mkdir(parents=True)
+    start_ms = NOW - 5 * 86_400_000
+    header = '{"marker": "crypto-klines-backfill-journal/1", "symbol": "%s", "interval": "1m", "start_ms": %d}\n'
+    (partial / f"{SYMBOL}_1m_{start_ms}.journal").write_text(
+        header % (SYMBOL, start_ms) + '{"sha256": "00", "rows": "[[1,2]]"}\n'
+    )
+    (partial / f"{SYMBOL}_1m_{start_ms - 1}.journal").write_text(header % ("OTHERUSDT", start_ms - 1))
+    exchange.reset_log()
+    rerun = run_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert klines_calls(exchange) == fresh_calls
+    assert "resume journal not used" in rerun.stderr and "Traceback" not in rerun.stderr
+    assert only_file(out) == only_file(tmp_path / "fresh")
+    assert not partial.exists()
