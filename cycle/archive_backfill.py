@@ -387,6 +387,8 @@ class ArchiveExportJob(ExportJob):
             max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
         )
         self.exporter.partial = self.partial
+        # A backfill exports one interval, and every page of it goes through the journals.
+        self.exporters = {settings.kline_interval: self.exporter}
         self.source = source
         self.fetcher = fetcher
         self.tallies: dict[str, ArchiveTally] = {}

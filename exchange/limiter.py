@@ -84,7 +84,7 @@ class RateLimit:
 
 
 @dataclass
-class _Ticket:
+class Ticket:
     """A send that ``acquire`` let go; ``release`` stamps when its answer came back."""
 
     ticket_id: int
@@ -135,12 +135,12 @@ class _Window:
             return 0.0
         return self._time_to_free(excess, now) - now
 
-    def reserve(self, ticket: _Ticket) -> None:
+    def reserve(self, ticket: Ticket) -> None:
         cost = self.cost(ticket.weight)
         self._in_flight[ticket.ticket_id] = (ticket.sent_at, cost)
         self._in_flight_total += cost
 
-    def release(self, ticket: _Ticket, now: float) -> None:
+    def release(self, ticket: Ticket, now: float) -> None:
         entry = self._in_flight.pop(ticket.ticket_id, None)
         if entry is not None:
             self._in_flight_total -= entry[1]
@@ -266,7 +266,7 @@ class WeightLimiter:
             return datetime.fromtimestamp(self._banned_until, tz=UTC)
 
     # -- the gate --------------------------------------------------------------
-    def acquire(self, weight: int) -> _Ticket:
+    def acquire(self, weight: int) -> Ticket:
         """Block until ``weight`` may be sent and reserve it; raise IPBannedError during a ban.
 
         Give the ticket back to ``release`` when the answer (or the failure) came back.
@@ -282,7 +282,7 @@ class WeightLimiter:
             # 50 ms while only a send in flight can free room: its answer may come any moment.
             self.wait(min(max(delay, 0.001), 0.05 if math.isinf(delay) else 1.0))
 
-    def release(self, ticket: _Ticket) -> None:
+    def release(self, ticket: Ticket) -> None:
         """The answer to ``ticket`` came back: from now on its weight ages out of every window."""
         with self._lock:
             now = self._clock()
@@ -311,8 +311,8 @@ class WeightLimiter:
             return self._pause_until - now
         return max((w.delay(weight, now) for w in self._windows), default=0.0)
 
-    def _reserve(self, weight: int, now: float) -> _Ticket:
-        ticket = _Ticket(next(self._tickets), weight, now)
+    def _reserve(self, weight: int, now: float) -> Ticket:
+        ticket = Ticket(next(self._tickets), weight, now)
         for window in self._windows:
             window.reserve(ticket)
         self.sent_weight += weight

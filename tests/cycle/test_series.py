@@ -15,7 +15,7 @@ from config.intervals import DAY_MS, HOUR_MS
 from config.settings import SettingsError, load_settings
 from cycle.run_state import load_state
 from exchange.client import ExchangeClient
-from exchange.limiter import WeightLimiter
+from exchange.limiter import Ticket, WeightLimiter
 from exchange.markets import SPOT, USDM, usdm_klines_weight
 from sandbox.exchange import generate_candle
 from store.layout import export_file_name, export_name_prefix, parse_export_name, series_key
@@ -124,9 +124,9 @@ class RecordingLimiter(WeightLimiter):
         super().__init__()
         self.charged: list[int] = []
 
-    def acquire(self, weight: int) -> None:
+    def acquire(self, weight: int) -> Ticket:
         self.charged.append(weight)
-        super().acquire(weight)
+        return super().acquire(weight)
 
 
 @pytest.mark.parametrize(("limit", "weight"), [(5, 1), (150, 2), (1000, 5), (1200, 10)])
