@@ -387,7 +387,7 @@ def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp
         load_settings({"EXPORT_FORMAT": "feather"}, env_file=None)
 
 
-# The README's lines, verbatim (NOTES-parquet.md): after the imports and ``folder``, one line per library.
+# The README's lines, verbatim (README.md, "Parquet"): after the imports and ``folder``, one line per library.
 README_SETUP = (
     'import glob\n\nimport duckdb\nimport pandas as pd\nimport polars as pl\n\nfolder = "historical_exports"\n'
 )
@@ -399,9 +399,9 @@ README_LINES = {
 }
 
 
-def test_the_readme_block_is_in_the_notes_verbatim():
-    notes = (REPO / "NOTES-parquet.md").read_text()
-    assert README_SETUP in notes and all(line in notes for line in README_LINES.values())
+def test_the_readme_block_is_in_the_readme_verbatim():
+    readme = (REPO / "README.md").read_text()
+    assert README_SETUP in readme and all(line in readme for line in README_LINES.values())
 
 
 @pytest.mark.parametrize("library", sorted(README_LINES))
