@@ -235,7 +235,7 @@ class ScheduledDataManager:
             state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
             state.universe_resolved_at = to_iso(now)
         exp = report.export
-        state.last_cycle_counters = self._counters(report)
+        state.last_cycle_counters = {**self._counters(report), "duration_ms": _elapsed_ms(started, now)}
         if exp is None:
             state.last_cycle_result = "skipped: banned"
             return
@@ -382,3 +382,8 @@ class ScheduledDataManager:
         if state.service_pid == os.getpid():
             state.service_pid = None
         state.service_status = "stopped"
+
+
+def _elapsed_ms(started: datetime, ended: datetime) -> int:
+    """Milliseconds between two wall-clock times, never negative (the clock may step back)."""
+    return max(0, round((ended - started).total_seconds() * 1000))

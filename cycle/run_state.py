@@ -174,7 +174,8 @@ def _service_status(value: Any) -> str:
     return str(value)
 
 
-COUNTER_NAMES = ("calls", "weight", "rate_limited", "banned", "files_removed", "files_quarantined")
+# duration_ms: the stored start and end times have whole seconds, too coarse for a short cycle.
+COUNTER_NAMES = ("calls", "weight", "rate_limited", "banned", "files_removed", "files_quarantined", "duration_ms")
 
 
 def _counters(value: Any) -> dict[str, int]:

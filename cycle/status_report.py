@@ -56,6 +56,14 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
 
 
+def _cycle_seconds(state: RunState) -> float | None:
+    """The last cycle's length: measured in ms when recorded, else from its whole-second times."""
+    measured = state.last_cycle_counters.get("duration_ms")
+    if measured is not None:
+        return round(measured / 1000, 3)
+    return _duration(state.last_cycle_start, state.last_cycle_end)
+
+
 def _duration(started: str | None, finished: str | None) -> float | None:
     start, end = from_iso(started), from_iso(finished)
     return None if start is None or end is None else round((end - start).total_seconds(), 3)
@@ -161,6 +169,8 @@ def health_checks(
 ) -> list[HealthCheck]:
     """The export folder, the guide's four checks, and per-symbol freshness of the data."""
     period_h = settings.export_period_hours
+    # Two periods, plus the grace a cycle needs to run (the same as the candles' freshness).
+    activity_limit_s = 2 * period_h * 3600 + FRESHNESS_GRACE_SECONDS
     logs = settings.export_dir / "logs"
     last_ok = from_iso(state.last_successful_cycle)
     contact = from_iso(state.last_exchange_contact)
@@ -184,8 +194,8 @@ def health_checks(
         HealthCheck("symbols_loaded", bool(symbols), f"{len(symbols)} symbols configured"),
         HealthCheck(
             "recent_activity",
-            last_ok is not None and (now - last_ok).total_seconds() <= 2 * period_h * 3600,
-            f"last successful cycle {to_iso(last_ok)}, limit {2 * period_h:g} h"
+            last_ok is not None and (now - last_ok).total_seconds() <= activity_limit_s,
+            f"last successful cycle {to_iso(last_ok)}, limit {activity_limit_s / 3600:.4g} h"
             if last_ok
             else "no successful cycle yet",
         ),
@@ -290,8 +300,8 @@ def build_status_report(
             "result": state.last_cycle_result,
             "failed_symbols": state.last_cycle_failed_symbols,
             "last_successful": state.last_successful_cycle,
-            "duration_seconds": _duration(state.last_cycle_start, state.last_cycle_end),
             **state.last_cycle_counters,
+            "duration_seconds": _cycle_seconds(state),
         },
         "banned_until": to_iso(state.ban_end()),
         "universe": _universe_summary(settings, state),
