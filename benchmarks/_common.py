@@ -234,3 +234,11 @@ def write_results(
 
 def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("met" if ok else "MISSED")
+
+
+def report_and_save(name: str, figures: Mapping[str, Any], targets: Mapping[str, bool]) -> dict[str, Any]:
+    """Print each target's verdict, save the figures (``write_results``) and return both."""
+    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
+    path = write_results(name, figures, targets=targets)
+    print(f"results: {path}")
+    return {"figures": figures, "targets": targets}

@@ -42,10 +42,9 @@ from benchmarks._common import (
     bench_symbols,
     make_settings,
     quiet_logging,
+    report_and_save,
     table,
     temp_dir,
-    verdict,
-    write_results,
 )
 
 KLINES_WEIGHT = 2
@@ -275,7 +274,6 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if crowded is not None:
         targets["crowded_folder_pct_of_bound>=90"] = crowded["pct_of_bound"] >= 90
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
     figures = {
         "symbols": args.symbols,
         "latency_s": args.latency,
@@ -283,9 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         "baseline": baseline["name"],
         "runs": runs,
     }
-    path = write_results("bench_export", figures, targets=targets)
-    print(f"results: {path}")
-    return {"figures": figures, "targets": targets}
+    return report_and_save("bench_export", figures, targets)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,9 @@ from benchmarks._common import (
     bench_symbols,
     make_settings,
     quiet_logging,
+    report_and_save,
     table,
     temp_dir,
-    verdict,
-    write_results,
 )
 
 HOUR_MS = 3_600_000
@@ -400,11 +399,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rss_50sym_1h<300MB": None if not rss else rss["50_symbols_1y_1h"]["peak_rss_mb"] < 300,
         "rss_1sym_1m<300MB": None if not rss else rss["1_symbol_1y_1m"]["peak_rss_mb"] < 300,
     }
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
     figures = {"duplicate_scan": dups, "many_files": many, "peak_rss": rss}
-    path = write_results("bench_files", figures, targets=targets)
-    print(f"results: {path}")
-    return {"figures": figures, "targets": targets}
+    return report_and_save("bench_files", figures, targets)
 
 
 def _pass_figures(what: str, file_count: int, wall: float, opens: dict[str, int]) -> dict[str, object]:

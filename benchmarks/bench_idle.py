@@ -23,11 +23,10 @@ from benchmarks._common import (
     ROOT,
     SandboxProcess,
     bench_symbols,
+    report_and_save,
     stop_process,
     table,
     temp_dir,
-    verdict,
-    write_results,
 )
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -114,10 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     )
     targets = {"idle_cpu<1%": idle_pct < 1.0, "clean_exit_on_sigterm": exit_code == 0}
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
-    path = write_results("bench_idle", figures, targets=targets)
-    print(f"results: {path}")
-    return {"figures": figures, "targets": targets}
+    return report_and_save("bench_idle", figures, targets)
 
 
 if __name__ == "__main__":

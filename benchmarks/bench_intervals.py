@@ -21,10 +21,9 @@ from benchmarks._common import (
     bench_symbols,
     make_settings,
     quiet_logging,
+    report_and_save,
     table,
     temp_dir,
-    verdict,
-    write_results,
 )
 
 
@@ -119,11 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
         "all_series_ok": all(r["failed"] == 0 for r in runs),
         "steady_calls_per_series<=1": all(r["klines_calls"] <= r["series"] for r in steady),
     }
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
     figures = {"symbols": args.symbols, "latency_s": args.latency, "runs": runs}
-    path = write_results("bench_intervals", figures, targets=targets)
-    print(f"results: {path}")
-    return {"figures": figures, "targets": targets}
+    return report_and_save("bench_intervals", figures, targets)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ from benchmarks._common import (
     bench_symbols,
     make_settings,
     quiet_logging,
+    report_and_save,
     table,
     temp_dir,
-    verdict,
-    write_results,
 )
 
 HOUR_MS = 3_600_000
@@ -154,11 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         "one_candle_per_symbol": two["candles_downloaded"] == args.symbols,
         "all_symbols_ok": two["symbols_failed"] == 0 and one["symbols_failed"] == 0,
     }
-    print("targets: " + ", ".join(f"{k} {verdict(v)}" for k, v in targets.items()))
     figures = {"symbols": args.symbols, "latency_s": args.latency, "runs": runs}
-    path = write_results("bench_steady", figures, targets=targets)
-    print(f"results: {path}")
-    return {"figures": figures, "targets": targets}
+    return report_and_save("bench_steady", figures, targets)
 
 
 if __name__ == "__main__":
