@@ -56,6 +56,13 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
 
 
+def _loaded_reason(symbols: dict[str, dict[str, Any]]) -> str:
+    """``11 symbols configured``, naming the series too when they are more than the symbols."""
+    names = {entry.get("symbol", key) for key, entry in symbols.items()}
+    series = f" ({len(symbols)} series)" if len(symbols) != len(names) else ""
+    return f"{len(names)} symbols configured{series}"
+
+
 def _cycle_seconds(state: RunState) -> float | None:
     """The last cycle's length: measured in ms when recorded, else from its whole-second times."""
     measured = state.last_cycle_counters.get("duration_ms")
@@ -191,7 +198,7 @@ def health_checks(
             else (f"exchange last answered at {to_iso(contact)}" if contact else "the exchange was never reached"),
             DEGRADED if contact is not None else DOWN,
         ),
-        HealthCheck("symbols_loaded", bool(symbols), f"{len(symbols)} symbols configured"),
+        HealthCheck("symbols_loaded", bool(symbols), _loaded_reason(symbols)),
         HealthCheck(
             "recent_activity",
             last_ok is not None and (now - last_ok).total_seconds() <= activity_limit_s,
