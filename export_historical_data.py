@@ -33,7 +33,7 @@ from common.clock import utc_now
 from config.intervals import DAY_MS, fixed_length_ms
 from config.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, load_settings, min_lookback_days, override
 from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill, usable_source
-from cycle.backfill_range import BackfillRange, resolve_range
+from cycle.backfill_range import BackfillRange, require_a_candle, resolve_range
 from cycle.console import CandleProgress, exit_code_of
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
@@ -99,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The look-back is not used with an explicit range: judge the interval against the range.
             flags["EXPORT_LOOKBACK_DAYS"] = (_placeholder_days(window, args.interval, settings), "--start/--end")
         settings = override(settings, flags)
+        if window is not None:
+            require_a_candle(window, settings.kline_interval)
         settings = _backfill_folder(settings, scheduler_folder, args.output)
         usable_source(settings, args.source)
     except SettingsError as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from common.clock import from_iso, to_iso
-from config.intervals import DAY_MS
+from config.intervals import DAY_MS, floor_open_ms, next_open_ms
 from config.settings import MAX_LOOKBACK_DAYS, SettingsError
 
 # Binance's first spot candle (BTCUSDT, ETHUSDT... 2017-07-14): nothing opens before it.
@@ -96,4 +96,17 @@ def _check(start_at: datetime, end_at: datetime, now: datetime, label: str) -> N
         raise SettingsError(
             f"{label} to --end {to_iso(end_at)} is longer than {MAX_LOOKBACK_DAYS:g} days (the --days "
             "maximum); split it into shorter ranges"
+        )
+
+
+def require_a_candle(window: BackfillRange, interval: str) -> None:
+    """Refuse a range in which no candle of ``interval`` opens (``1d`` from 01:00 to 12:00):
+    the exchange could only answer "no data", after requests."""
+    first = floor_open_ms(window.start_ms, interval)
+    if first < window.start_ms:
+        first = next_open_ms(first, interval)
+    if first >= window.end_ms:
+        raise SettingsError(
+            f"--start/--end {window.describe()} holds no {interval} candle open time; widen the range "
+            "or choose a shorter --interval"
         )

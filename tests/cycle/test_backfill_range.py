@@ -130,6 +130,7 @@ def test_an_older_range_writes_its_own_file_and_keeps_the_newer_one(sandbox_fact
         (("--end", "2017-08-01", "--days", "30"), "--end"),
         (("--start", "2024-01-01", "--days", "3"), "--days"),
         (("--days", "100000"), "--days"),
+        (("--start", "2024-01-01T01:00", "--end", "2024-01-01T12:00", "--interval", "1d"), "--start/--end"),
     ],
 )
 def test_a_bad_range_is_one_line_naming_the_flag_exit_2_and_no_request(
