@@ -1,6 +1,7 @@
 """Backfill: closed klines over a long look-back into one file per symbol.
 
     python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h
+    python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-07-01 --interval 1h
 
 It runs the same export pass as a scheduler cycle (incremental, atomic,
 validated), under the same run lock. ``--source auto`` (the default) takes
@@ -8,7 +9,10 @@ whole past months and days from the exchange's bulk archive
 (``BINANCE_ARCHIVE_URL``, every zip verified against its ``.CHECKSUM``) and the
 rest from the REST API; ``archive`` fails instead of falling back when an
 archive file is refused; ``rest`` uses the REST API only. All three write the
-same bytes. Ctrl-C stops within seconds; a rerun resumes. ``HistoricalDataExporter``, the guide's
+same bytes. ``--start``/``--end`` give an explicit UTC range instead of
+``--days`` (``cycle.backfill_range``): the file holds the closed candles that
+open in [start, end), and it replaces and removes no other file. Ctrl-C
+stops within seconds; a rerun resumes. ``HistoricalDataExporter``, the guide's
 class that turns exchange answers into closed-candle frames, lives in
 ``exchange.history`` and is importable from here.
 """
@@ -25,9 +29,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from common.cli import EXIT_INTERRUPTED, run_main
+from common.clock import utc_now
 from config.intervals import DAY_MS, fixed_length_ms
-from config.settings import Settings, SettingsError, load_settings, override
+from config.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, load_settings, min_lookback_days, override
 from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill, usable_source
+from cycle.backfill_range import BackfillRange, require_a_candle, resolve_range
 from cycle.console import CandleProgress, exit_code_of
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
@@ -43,7 +49,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="examples:\n"
         "  python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h\n"
         "  python export_historical_data.py --symbols BTCUSDT --days 730 --interval 1m --source archive\n"
-        "  python export_historical_data.py --days 30 --source rest     the REST API only\n\n"
+        "  python export_historical_data.py --days 30 --source rest     the REST API only\n"
+        "  python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-02-01 --interval 1h\n"
+        "  python export_historical_data.py --start 2024-03-01T12:00 --interval 1m      from then to now\n"
+        "  python export_historical_data.py --end 2024-06-01T00:00:00Z --days 7         7 days before --end\n\n"
+        "--start/--end: UTC dates or ISO times (2024-01-01, 2024-01-01T12:00, ...Z, ...+02:00 converted to UTC);\n"
+        "the file holds the closed candles that open in [start, end). --end defaults to now (a future --end is\n"
+        "cut to now); --end alone counts --days (or EXPORT_LOOKBACK_DAYS) back from it; --start with --days is\n"
+        "an error. A range's file replaces and removes no other file in the folder.\n\n"
         "--source auto (default): whole past months and days from the bulk archive (BINANCE_ARCHIVE_URL,\n"
         "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
         "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
@@ -53,6 +66,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
     parser.add_argument("--days", help="look-back in days (default: EXPORT_LOOKBACK_DAYS)")
+    parser.add_argument("--start", help="first open time, UTC date or ISO time (instead of --days)")
+    parser.add_argument("--end", help="end of the range, exclusive (default: now, the last closed candle)")
     parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
     parser.add_argument(
         "--output", help="folder for the CSVs (default: EXPORT_DIR/backfill, out of the scheduler's retention)"
@@ -79,18 +94,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
             "EXPORT_FORMAT": (args.format, "--format"),
         }
+        window = resolve_range(args.start, args.end, args.days, _days_in_force(settings, args.days), utc_now())
+        if window is not None:
+            # The look-back is not used with an explicit range: judge the interval against the range.
+            flags["EXPORT_LOOKBACK_DAYS"] = (_placeholder_days(window, args.interval, settings), "--start/--end")
         settings = override(settings, flags)
+        if window is not None:
+            require_a_candle(window, settings.kline_interval)
         settings = _backfill_folder(settings, scheduler_folder, args.output)
         usable_source(settings, args.source)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if window is not None and window.clamped:
+        print(f"info: --end is in the future; the backfill ends at the last closed candle ({window.describe()})")
     # Retries and waits are normal; the console only shows what went wrong for good,
     # and which archive file was refused (a checksum that does not match is news).
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
     logging.getLogger("export_historical_data.resume").setLevel(logging.WARNING)  # a resume journal not used
-    return exit_code_of(lambda: _backfill(settings, args.source))
+    return exit_code_of(lambda: _backfill(settings, args.source, window))
+
+
+def _days_in_force(settings: Settings, days: str | None) -> float:
+    """--days (checked by its own rule) or EXPORT_LOOKBACK_DAYS: what --end alone counts back."""
+    if days is None:
+        return settings.lookback_days
+    return override(settings, {"EXPORT_LOOKBACK_DAYS": (days, "--days")}).lookback_days
+
+
+def _placeholder_days(window: BackfillRange, interval: str | None, settings: Settings) -> str:
+    """The look-back set while a range rules: the range's length, or the least the interval
+    accepts (a short range of a long interval then fails at the exchange, not at a setting
+    the run does not use). An unknown --interval is refused by its own flag."""
+    try:
+        least = min_lookback_days(interval or settings.kline_interval)
+    except (KeyError, ValueError):
+        least = 0.0
+    return repr(min(MAX_LOOKBACK_DAYS, max(window.days, least)))
 
 
 def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
@@ -107,7 +148,7 @@ def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | N
     return settings
 
 
-def _backfill(settings: Settings, source: str) -> int:
+def _backfill(settings: Settings, source: str, window: BackfillRange | None = None) -> int:
     stop_event = threading.Event()
     received: list[int] = []
 
@@ -117,7 +158,7 @@ def _backfill(settings: Settings, source: str) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
-    progress = CandleProgress(_expected_candles(settings), len(settings.symbols), enabled=True)
+    progress = CandleProgress(_expected_candles(settings, window), len(settings.symbols), enabled=True)
     downloads = ArchiveProgress(enabled=source != "rest")
     try:
         result = archive_backfill(
@@ -127,6 +168,7 @@ def _backfill(settings: Settings, source: str) -> int:
             on_symbol_done=progress.symbol_done,
             progress=downloads,
             on_candles=progress.candles,
+            window=None if window is None else (window.start_ms, window.end_ms),
         )
     finally:
         downloads.close()
@@ -138,10 +180,11 @@ def _backfill(settings: Settings, source: str) -> int:
     return EXIT_OK if result.report.ok else EXIT_FAILED
 
 
-def _expected_candles(settings: Settings) -> int | None:
+def _expected_candles(settings: Settings, window: BackfillRange | None = None) -> int | None:
     """Candles in the window for every symbol: the bar's total (None for months: unknown length)."""
     length = fixed_length_ms(settings.kline_interval)
-    return None if length is None else len(settings.symbols) * int(settings.lookback_days * DAY_MS // length)
+    span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
+    return None if length is None else len(settings.symbols) * int(span_ms // length)
 
 
 def _print_outcomes(result: ArchiveBackfillResult) -> None:

@@ -433,6 +433,9 @@ class ArchiveExportJob(ExportJob):
     def _archive_chunks(self, export: SymbolExport, length: int) -> Iterator[pd.DataFrame]:
         """The same three parts as ``HistoricalDataExporter.iter_chunks``: head, reused, tail."""
         last_closed = self.exporter.last_closed_open_ms(export.server_time_ms)
+        end_ms = last_closed + length
+        if export.window_end_ms is not None:  # an explicit --end: candles that open before it
+            end_ms = min(end_ms, export.window_end_ms)
         if export.head_until_ms is not None:
             yield from self._range(export, export.window_start_ms, export.head_until_ms + 1)
         if len(export.frame):
@@ -440,7 +443,7 @@ class ArchiveExportJob(ExportJob):
         tail_from = export.requested_from_ms if export.requested_from_ms is not None else export.window_start_ms
         if len(export.frame):
             tail_from = int(export.frame["open_time"].iloc[-1]) + 1
-        yield from self._range(export, tail_from, last_closed + length)
+        yield from self._range(export, tail_from, end_ms)
         if export.reused_rows + export.fetched_rows == 0:
             raise NoDataError(
                 f"{export.symbol}: the exchange has no closed {self.settings.kline_interval} candle in the window; "
@@ -592,8 +595,10 @@ def archive_backfill(
     on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
     progress: ArchiveProgress | None = None,
     on_candles: Callable[[int], None] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> ArchiveBackfillResult:
-    """The backfill of ``export_historical_data.py``, with ``--source auto|archive|rest``."""
+    """The backfill of ``export_historical_data.py``, with ``--source auto|archive|rest``;
+    ``window``: explicit open times [start, end) (``--start``/``--end``) instead of the look-back."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     stop_event = stop_event or threading.Event()
@@ -637,7 +642,9 @@ def archive_backfill(
         return job
 
     try:
-        report = export_backfill(settings, on_symbol_done=on_symbol_done, stop_event=stop_event, make_job=make_job)
+        report = export_backfill(
+            settings, on_symbol_done=on_symbol_done, stop_event=stop_event, make_job=make_job, window=window
+        )
     finally:
         if fetcher is not None:
             fetcher.close()

@@ -169,6 +169,8 @@ class ExportJob:
         self.known_empty: dict[str, tuple[int, int]] = {}
         # Told the number of candles of each chunk written (a backfill's progress bar).
         self.on_candles: Callable[[int], None] | None = None
+        # A backfill's explicit open times [start, end) (--start/--end), instead of the look-back.
+        self.window: tuple[int, int] | None = None
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
@@ -303,16 +305,21 @@ class ExportJob:
             server_time_ms=server_ms,
             lookback_days=lookback,
             known_empty=self.known_empty.get(self.series_key(symbol, interval)),
+            window=self.window,
         )
+        # An explicit window writes a file of its own, next to the files of other ranges: it
+        # replaces none (an older range is not "older data") and removes none (retention would
+        # rank it against newer files and drop one of them).
+        replacing = previous if self.window is None else None
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
-        require_forward(exporter.last_closed_open_ms(export.server_time_ms), previous)
+        require_forward(exporter.last_closed_open_ms(export.server_time_ms), replacing)
         if dry_run:
             return self._plan_only(symbol, export, previous, files, exporter)
         chunks = self._counted(self._candle_chunks(export, exporter))
-        path, verdict = files.write_export(symbol, chunks, replacing=previous)
+        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
-        pruned = files.prune_symbol(symbol, written={path: verdict})
+        pruned = files.prune_symbol(symbol, written={path: verdict}) if self.window is None else CleanupResult()
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             self.series_key(symbol, interval),
@@ -383,13 +390,15 @@ def backfill(
     on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
     stop_event: threading.Event | None = None,
     make_job: Callable[..., ExportJob] = ExportJob,
+    window: tuple[int, int] | None = None,
 ) -> ExportReport:
     """The standalone backfill: the same pass over a long window, under the run lock.
 
     Every file is validated as it is written (``FileManager.write_export``),
     so a bad answer fails its symbol and never sits in the folder as data.
     ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
-    passes one whose candles come from the bulk archive where it can.
+    passes one whose candles come from the bulk archive where it can. ``window``: explicit
+    open times [start, end) (``--start``/``--end``) instead of the look-back.
     """
     # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
     # a year of candles is a long run, chosen per interval.
@@ -398,4 +407,5 @@ def backfill(
     files.ensure_folder()
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
         job = make_job(settings, files, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
+        job.window = window
         return job.run(settings.symbols)

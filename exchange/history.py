@@ -63,6 +63,8 @@ class SymbolExport:
     # ask again for the head before the reused candles.
     empty_from_ms: int | None = None
     data_from_ms: int | None = None
+    # An explicit window's end (a backfill's --end): only candles that open before it.
+    window_end_ms: int | None = None
 
 
 class HistoricalDataExporter:
@@ -104,8 +106,12 @@ class HistoricalDataExporter:
         server_time_ms: int | None = None,
         lookback_days: float | None = None,
         known_empty: tuple[int, int] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> SymbolExport:
         """Decide what to reuse from ``previous`` and where fetching starts.
+
+        ``window``: explicit open times [start, end) (a backfill's ``--start``/``--end``)
+        instead of the look-back from the server time; the last closed candle still ends it.
 
         ``known_empty``: (from, to) open times between which an earlier run found no candle;
         when it covers the head of the window before the reused candles, that head is not
@@ -113,10 +119,11 @@ class HistoricalDataExporter:
         """
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         self._check_exchange_clock(now_ms)
-        start_ms = self.window_start_ms(now_ms, lookback_days)
-        kept = _reusable(previous, start_ms, now_ms)
+        start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
+        end_ms = None if window is None else window[1]
+        kept = _reusable(previous, start_ms, now_ms, end_ms)
         if kept.empty:
-            return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms)
+            return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms, window_end_ms=end_ms)
         first_kept = int(kept["open_time"].iloc[0])
         head_known_empty = known_empty is not None and known_empty[0] <= start_ms and known_empty[1] >= first_kept
         gap_at_head = first_kept > self._first_open_ms(start_ms)
@@ -131,6 +138,7 @@ class HistoricalDataExporter:
             head_until_ms=head_until,
             empty_from_ms=known_empty[0] if known_empty and head_known_empty else None,
             data_from_ms=known_empty[1] if known_empty and head_known_empty else None,
+            window_end_ms=end_ms,
         )
 
     def _first_open_ms(self, start_ms: int) -> int:
@@ -162,7 +170,8 @@ class HistoricalDataExporter:
         tail_from = export.requested_from_ms
         if len(export.frame):
             tail_from = int(export.frame["open_time"].iloc[-1]) + 1
-        for page in self.iter_closed_pages(export.symbol, tail_from, export.server_time_ms, export):
+        until = None if export.window_end_ms is None else export.window_end_ms - 1
+        for page in self.iter_closed_pages(export.symbol, tail_from, export.server_time_ms, export, until_ms=until):
             if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
                 export.empty_from_ms, export.data_from_ms = export.window_start_ms, int(page["open_time"].iloc[0])
             export.fetched_rows += len(page)
@@ -305,9 +314,12 @@ class HistoricalDataExporter:
         )
 
 
-def _reusable(previous: pd.DataFrame | None, start_ms: int, now_ms: int) -> pd.DataFrame:
-    """Stored candles still inside the window (and closed by the exchange's clock)."""
+def _reusable(previous: pd.DataFrame | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+    """Stored candles still inside the window (opened before ``end_ms`` if given, and
+    closed by the exchange's clock)."""
     if previous is None or previous.empty:
         return empty_candle_frame()
     mask = (previous["open_time"] >= start_ms) & (previous["close_time"] < now_ms)
+    if end_ms is not None:
+        mask &= previous["open_time"] < end_ms
     return previous.loc[mask, list(CANDLE_COLUMNS)].reset_index(drop=True)
