@@ -9,6 +9,7 @@ file format writes and reads it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import pandas as pd
@@ -32,6 +33,14 @@ DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANDLE_COLUMNS if c not in I
 
 
 def empty_candle_frame() -> pd.DataFrame:
+    """A candle frame with no rows (a fresh copy: callers may add to it)."""
+    return _empty_template().copy()
+
+
+@functools.cache
+def _empty_template() -> pd.DataFrame:
+    # Built once: every symbol without a previous file asks for one, and building it
+    # column by column costs a few ms of pandas work that threads cannot overlap.
     frame = pd.DataFrame({column: pd.Series(dtype=object) for column in CANDLE_COLUMNS})
     for column in INTEGER_COLUMNS:
         frame[column] = frame[column].astype("int64")

@@ -101,8 +101,7 @@ def _closes_of(path: Path) -> list[float] | None:
     try:
         if file_format is None or path.is_symlink() or path.stat().st_size > MAX_SPARK_FILE_BYTES:
             return None
-        column = file_format.read(path)["close"].astype(float).dropna()
-        return downsample(column.tolist())
+        return downsample(file_format.read_closes(path))
     except Exception as exc:  # a picture is never worth failing the cycle for
         logger.debug("no sparkline for %s: %s", path, exc)
         return None

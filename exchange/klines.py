@@ -45,9 +45,11 @@ def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
     """Exchange rows -> candle frame, decimal strings untouched, column 12 dropped."""
     if not rows:
         return empty_candle_frame()
-    frame = pd.DataFrame([row[:KLINE_FIELDS] for row in rows], columns=list(CANDLE_COLUMNS))
-    for column in INTEGER_COLUMNS:
-        frame[column] = frame[column].astype("int64")
-    for column in DECIMAL_COLUMNS:
-        frame[column] = frame[column].astype(str)
-    return frame
+    # Column by column (not row by row): pandas infers nothing, which is most of a
+    # row-wise build's cost, and each column gets its final dtype in one step.
+    fields = list(zip(*(row[:KLINE_FIELDS] for row in rows), strict=True))
+    data: dict[str, Any] = {}
+    for index, column in enumerate(CANDLE_COLUMNS):
+        dtype = "int64" if column in INTEGER_COLUMNS else str
+        data[column] = pd.Series(fields[index], dtype=dtype)
+    return pd.DataFrame(data, copy=False)

@@ -66,6 +66,11 @@ class FileFormat(ABC):
     def read(self, path: Path) -> pd.DataFrame:
         """A file of this format as a candle frame (lenient: for tools and tests)."""
 
+    def read_closes(self, path: Path) -> list[float]:
+        """The close prices of a file, oldest first (lenient, for pictures such as the status page);
+        a format may override this with something cheaper than a whole candle frame."""
+        return [float(v) for v in self.read(path)["close"].astype(float).dropna().tolist()]
+
     @abstractmethod
     def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
         """Judge a whole file's content; never raises on bad content."""

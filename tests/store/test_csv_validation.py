@@ -315,3 +315,31 @@ def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatc
     assert checked.validation == expected and checked.validation.reason.startswith("row 21:")
     assert checked.digest == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
     assert validate_file(path, "1m") == expected
+
+
+def test_written_text_is_the_files_own_bytes_and_to_csv_s() -> None:
+    """The direct writer reproduces a real file byte for byte, as ``DataFrame.to_csv`` did."""
+    from store.formats.csv_format import csv_lines, frame_to_csv_rows
+
+    frame = CSV.read(BTC_FILE)
+    body = BTC_FILE.read_text(encoding="utf-8").split("\n", 1)[1]
+    assert csv_lines(frame) == body
+    assert csv_lines(frame) == frame_to_csv_rows(frame).to_csv(header=False, index=False, lineterminator="\n")
+    assert csv_lines(frame.iloc[:0]) == ""
+
+
+@pytest.mark.parametrize("value", ["1,5", '1"5', "1\n5", "1\r5"])
+def test_a_value_that_breaks_the_layout_is_never_published(value: str, tmp_path: Path) -> None:
+    frame = CSV.read(BTC_FILE)
+    frame["close"] = frame["close"].astype(object)
+    frame.loc[3, "close"] = value
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
+    with pytest.raises(InvalidDataError):
+        write_candles(target, frame, "1h")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_closes_read_from_the_text_equal_the_frames() -> None:
+    expected = CSV.read(BTC_FILE)["close"].astype(float).tolist()
+    assert CSV.read_closes(BTC_FILE) == expected
+    assert len(expected) == 24
