@@ -12,6 +12,7 @@ import pytest
 
 from common.clock import to_iso
 from config.intervals import DAY_MS, HOUR_MS
+from config.markets import DEFAULT_BASE_URLS
 from config.settings import SettingsError, load_settings
 from cycle.run_state import load_state
 from exchange.client import ExchangeClient
@@ -66,7 +67,7 @@ def test_market_names_never_collide_with_spot_names():
 # -- settings ---------------------------------------------------------------------------
 def test_interval_and_market_settings():
     one = load_settings({}, env_file=None)
-    assert one.kline_intervals == ("1h",) and one.market == "spot" and one.base_url == "https://api.binance.com"
+    assert one.kline_intervals == ("1h",) and one.market == "spot" and one.base_url == DEFAULT_BASE_URLS["spot"]
     several = load_settings({"KLINE_INTERVALS": "1h, 4h,1h"}, env_file=None)
     assert several.kline_intervals == ("1h", "4h") and several.kline_interval == "1h"
     agreeing = load_settings({"KLINE_INTERVALS": "1h,4h", "KLINE_INTERVAL": "4h"}, env_file=None)
@@ -81,7 +82,7 @@ def test_interval_and_market_settings():
     ("env", "named"),
     [
         ({"BINANCE_MARKET": "coinm"}, "BINANCE_MARKET"),
-        ({"BINANCE_MARKET": "usdm", "BINANCE_BASE_URL": "https://api.binance.com"}, "BINANCE_MARKET=usdm"),
+        ({"BINANCE_MARKET": "usdm", "BINANCE_BASE_URL": DEFAULT_BASE_URLS["spot"]}, "BINANCE_MARKET=usdm"),
         ({"KLINE_INTERVALS": "1h,2x"}, "KLINE_INTERVALS"),
         ({"KLINE_INTERVALS": "1h,,4h"}, "KLINE_INTERVALS"),
         ({"KLINE_INTERVALS": "1h,4h", "KLINE_INTERVAL": "1d"}, "KLINE_INTERVAL="),
