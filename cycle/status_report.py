@@ -34,7 +34,6 @@ from config.settings import Settings
 from cycle.run_state import RunState
 from cycle.universe import known_selection
 from store.exports import latest_per_series
-from store.exports import latest_per_symbol as latest_per_symbol  # re-exported: callers import it from here
 from store.layout import ExportFolder, parse_export_name, series_key
 from store.validation import FileValidation
 

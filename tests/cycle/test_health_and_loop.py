@@ -11,7 +11,8 @@ import pytest
 from config.settings import Settings
 from cycle.manager import ScheduledDataManager
 from cycle.run_state import RunState
-from cycle.status_report import build_status_report, latest_per_symbol
+from cycle.status_report import build_status_report
+from store.exports import latest_per_symbol
 from store.layout import export_file_name
 from store.validation import FileValidation
 
