@@ -31,9 +31,9 @@ from pathlib import Path
 from common.cli import EXIT_INTERRUPTED, run_main
 from common.clock import utc_now
 from config.intervals import DAY_MS, fixed_length_ms
-from config.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, load_settings, min_lookback_days, override
+from config.settings import Settings, SettingsError, load_settings, override
 from cycle.archive_backfill import SOURCES, ArchiveBackfillResult, ArchiveProgress, archive_backfill, usable_source
-from cycle.backfill_range import BackfillRange, require_a_candle, resolve_range
+from cycle.backfill_range import BackfillRange, days_in_force, placeholder_days, require_a_candle, resolve_range
 from cycle.console import CandleProgress, exit_code_of
 from cycle.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from exchange.history import HistoricalDataExporter
@@ -94,10 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
             "EXPORT_FORMAT": (args.format, "--format"),
         }
-        window = resolve_range(args.start, args.end, args.days, _days_in_force(settings, args.days), utc_now())
+        window = resolve_range(args.start, args.end, args.days, days_in_force(settings, args.days), utc_now())
         if window is not None:
             # The look-back is not used with an explicit range: judge the interval against the range.
-            flags["EXPORT_LOOKBACK_DAYS"] = (_placeholder_days(window, args.interval, settings), "--start/--end")
+            flags["EXPORT_LOOKBACK_DAYS"] = (placeholder_days(window, args.interval, settings), "--start/--end")
         settings = override(settings, flags)
         if window is not None:
             require_a_candle(window, settings.kline_interval)
@@ -114,24 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
     logging.getLogger("export_historical_data.resume").setLevel(logging.WARNING)  # a resume journal not used
     return exit_code_of(lambda: _backfill(settings, args.source, window))
-
-
-def _days_in_force(settings: Settings, days: str | None) -> float:
-    """--days (checked by its own rule) or EXPORT_LOOKBACK_DAYS: what --end alone counts back."""
-    if days is None:
-        return settings.lookback_days
-    return override(settings, {"EXPORT_LOOKBACK_DAYS": (days, "--days")}).lookback_days
-
-
-def _placeholder_days(window: BackfillRange, interval: str | None, settings: Settings) -> str:
-    """The look-back set while a range rules: the range's length, or the least the interval
-    accepts (a short range of a long interval then fails at the exchange, not at a setting
-    the run does not use). An unknown --interval is refused by its own flag."""
-    try:
-        least = min_lookback_days(interval or settings.kline_interval)
-    except (KeyError, ValueError):
-        least = 0.0
-    return repr(min(MAX_LOOKBACK_DAYS, max(window.days, least)))
 
 
 def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:

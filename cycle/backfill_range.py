@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from common.clock import from_iso, to_iso
 from config.intervals import DAY_MS, floor_open_ms, next_open_ms
-from config.settings import MAX_LOOKBACK_DAYS, SettingsError
+from config.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, min_lookback_days, override
 
 # Binance's first spot candle (BTCUSDT, ETHUSDT... 2017-07-14): nothing opens before it.
 FIRST_CANDLE = datetime(2017, 7, 14, tzinfo=UTC)
@@ -110,3 +110,21 @@ def require_a_candle(window: BackfillRange, interval: str) -> None:
             f"--start/--end {window.describe()} holds no {interval} candle open time; widen the range "
             "or choose a shorter --interval"
         )
+
+
+def days_in_force(settings: Settings, days: str | None) -> float:
+    """--days (checked by its own rule) or EXPORT_LOOKBACK_DAYS: what --end alone counts back."""
+    if days is None:
+        return settings.lookback_days
+    return override(settings, {"EXPORT_LOOKBACK_DAYS": (days, "--days")}).lookback_days
+
+
+def placeholder_days(window: BackfillRange, interval: str | None, settings: Settings) -> str:
+    """The look-back set while a range rules: the range's length, or the least the interval
+    accepts (a short range of a long interval then fails at the exchange, not at a setting
+    the run does not use). An unknown --interval is refused by its own flag."""
+    try:
+        least = min_lookback_days(interval or settings.kline_interval)
+    except (KeyError, ValueError):
+        least = 0.0
+    return repr(min(MAX_LOOKBACK_DAYS, max(window.days, least)))
