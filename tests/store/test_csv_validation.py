@@ -343,3 +343,53 @@ def test_closes_read_from_the_text_equal_the_frames() -> None:
     expected = CSV.read(BTC_FILE)["close"].astype(float).tolist()
     assert CSV.read_closes(BTC_FILE) == expected
     assert len(expected) == 24
+
+
+# --- the small-file shortcuts give pandas' verdicts ------------------------------
+
+ODD_TIMES = [
+    "2026-02-30 00:00:00+00:00",  # no such day
+    "2026-01-01 24:00:00+00:00",  # no such hour
+    "2016-12-31 23:59:60+00:00",  # a leap second
+    "2026-11-29 02:00:00.5+00:00",  # not three fraction digits
+    "2026-11-29T02:00:00+00:00",  # ISO's T: not our form, still a UTC time
+    "2026-11-29 02:00:00Z",
+    "2026-11-29 02:00:00+01:00",
+    "٢٠٢٦-11-29 02:00:00+00:00",  # Arabic-Indic digits
+    "0000-01-01 00:00:00+00:00",
+    "9999-12-31 23:59:59.999+00:00",
+    "2026-11-29 02:00:00",
+    "",
+]
+
+
+@pytest.mark.parametrize("odd", ODD_TIMES)
+def test_canonical_time_shortcut_equals_pandas_parser(odd: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Times in the form we write are parsed without pandas; with any other value among
+    them the result (instants and bad mask) is exactly pandas' ISO-8601 parser's."""
+    from store.formats import csv_rules
+
+    values = np.array(
+        list(csv_rules.format_utc_ms(np.array([BTC_FIRST_OPEN, BTC_FIRST_OPEN + HOUR_MS]))) + [odd], dtype=object
+    )
+    canonical = csv_rules._canonical_utc_micros(values[:2])
+    assert canonical is not None and canonical.tolist() == [BTC_FIRST_OPEN * 1000, (BTC_FIRST_OPEN + HOUR_MS) * 1000]
+    fast = csv_rules._utc_micros(values)
+    monkeypatch.setattr(csv_rules, "_CANONICAL_MAX_VALUES", 0)  # pandas only
+    slow = csv_rules._utc_micros(values)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    assert not slow[1][:2].any()
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_small_blocks_split_in_python_equal_pandas_parser(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small block is split on commas instead of parsed by pandas: the same verdict."""
+    from store.formats import csv_stream
+
+    data = BROKEN[case][0]
+    split = check_stream([data], "1h", "f", chunk_bytes=1 << 20)
+    monkeypatch.setattr(csv_stream, "SPLIT_BYTES", 0)
+    parsed = check_stream([data], "1h", "f", chunk_bytes=1 << 20)
+    assert split is not None and parsed is not None
+    assert split[0] == parsed[0]
