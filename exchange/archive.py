@@ -319,7 +319,7 @@ class ArchiveClient:
         self.base_url = base_url.rstrip("/")
         self.prefix = prefix
         self.timeout = (connect_timeout, read_timeout)
-        self._session = build_session(retries, backoff, pool_size)
+        self._session = build_session(retries, backoff, pool_size, base_url=self.base_url)
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "*/*"})
 
     @classmethod

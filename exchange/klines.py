@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from common.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, INTEGER_COLUMNS, empty_candle_frame
@@ -16,9 +17,8 @@ KLINE_FIELDS = len(CANDLE_COLUMNS)
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31, the last millisecond a datetime can hold
 MAX_INTEGER = 2**63 - 1
 MAX_DECIMAL_CHARS = 40
-_INTEGER_FIELDS = tuple(CANDLE_COLUMNS.index(c) for c in INTEGER_COLUMNS)
 _DECIMAL_FIELDS = tuple(CANDLE_COLUMNS.index(c) for c in DECIMAL_COLUMNS)
-_TIME_FIELDS = (CANDLE_COLUMNS.index("open_time"), CANDLE_COLUMNS.index("close_time"))
+_OPEN, _CLOSE, _TRADES = (CANDLE_COLUMNS.index(c) for c in ("open_time", "close_time", "number_of_trades"))
 
 
 def check_kline_rows(rows: list[Any]) -> None:
@@ -29,27 +29,32 @@ def check_kline_rows(rows: list[Any]) -> None:
 
 
 def _row_fits(row: Any) -> bool:
-    if not isinstance(row, list) or len(row) < KLINE_FIELDS:
+    # Exact types (``type(x) is int``: JSON gives plain ints, and a bool is no count), tested
+    # inline: this runs for every row of every page.
+    if type(row) is not list or len(row) < KLINE_FIELDS:
         return False
-    for index in _INTEGER_FIELDS:
-        value = row[index]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INTEGER:
-            return False
-    if any(row[index] > MAX_TIME_MS for index in _TIME_FIELDS):
+    opened, closed, trades = row[_OPEN], row[_CLOSE], row[_TRADES]
+    if type(opened) is not int or type(closed) is not int or type(trades) is not int:
+        return False
+    if not (0 <= opened <= MAX_TIME_MS and 0 <= closed <= MAX_TIME_MS and 0 <= trades <= MAX_INTEGER):
         return False
     # Prices and volumes are the exchange's exact decimal strings (checked as numbers by the store).
-    return all(isinstance(row[i], str) and 0 < len(row[i]) <= MAX_DECIMAL_CHARS for i in _DECIMAL_FIELDS)
+    for index in _DECIMAL_FIELDS:
+        value = row[index]
+        if type(value) is not str or not 0 < len(value) <= MAX_DECIMAL_CHARS:
+            return False
+    return True
 
 
 def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
     """Exchange rows -> candle frame, decimal strings untouched, column 12 dropped."""
     if not rows:
         return empty_candle_frame()
-    # Column by column (not row by row): pandas infers nothing, which is most of a
-    # row-wise build's cost, and each column gets its final dtype in one step.
+    # Column by column (not row by row), as numpy arrays (not Series: a Series each costs
+    # more than the data of a page): the integers get their dtype here, and the decimal
+    # strings pandas' string dtype (``str``: inferred from an object array of str).
     fields = list(zip(*(row[:KLINE_FIELDS] for row in rows), strict=True))
     data: dict[str, Any] = {}
     for index, column in enumerate(CANDLE_COLUMNS):
-        dtype = "int64" if column in INTEGER_COLUMNS else str
-        data[column] = pd.Series(fields[index], dtype=dtype)
+        data[column] = np.array(fields[index], dtype="int64" if column in INTEGER_COLUMNS else object)
     return pd.DataFrame(data, copy=False)

@@ -7,6 +7,7 @@ to a file fed piece by piece, ``csv_batch`` to many small files in one parse.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from store.validation import FileValidation
 
 # Rows formatted as text at once when writing (bounds the text copy of a large chunk).
 WRITE_ROWS = 50_000
+# Above this many values times are formatted by numpy, vectorised, not one by one from the cache.
+_CACHED_TIMES = 4096
 
 
 def frame_to_csv_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -51,12 +54,25 @@ def csv_lines(frame: pd.DataFrame) -> str:
         return ""
     columns: list[list[str]] = []
     for column in CANDLE_COLUMNS:
-        values = frame[column]
+        values = frame[column].to_numpy()
         if column in TIME_COLUMNS:
-            columns.append(format_utc_ms(values.to_numpy()).tolist())
+            columns.append(utc_texts(values.astype("int64")))
         else:
-            columns.append([str(value) for value in values.tolist()])
+            columns.append(list(map(str, values.tolist())))
     return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def utc_texts(values: np.ndarray) -> list[str]:
+    """``format_utc_ms`` as a list; a small array through a cache of recent times (every
+    symbol of a cycle has the same candle times, so most are formatted once per run)."""
+    if len(values) > _CACHED_TIMES:
+        return list(format_utc_ms(values).tolist())
+    return [_utc_text(value) for value in values.tolist()]
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _utc_text(ms: int) -> str:
+    return str(format_utc_ms(np.array([ms], dtype="int64"))[0])
 
 
 def parse_utc_text(values: pd.Series) -> np.ndarray:

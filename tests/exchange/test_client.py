@@ -169,3 +169,25 @@ def test_limiter_waits_for_the_next_minute_when_the_header_says_the_budget_is_us
     limiter.acquire(2)
     assert now[0] >= 180.0  # waited for the next minute window
     assert sum(slept) >= 59.0
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_proxy_variables_are_honoured(sandbox, monkeypatch: pytest.MonkeyPatch, bypass: bool) -> None:
+    """HTTP_PROXY routes every call through the proxy (here the sandbox itself, which serves the
+    absolute URL a proxy receives), and NO_PROXY sends the host direct: the variables are read
+    once, when the client is made, not looked up again on every request."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here: only the proxy can answer
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1" if bypass else "")
+    monkeypatch.setenv("http_proxy", sandbox.base_url)
+    client = make_client(f"http://127.0.0.1:{port}", retries=0)
+    monkeypatch.delenv("http_proxy")  # already read
+    if bypass:
+        with pytest.raises(ExchangeUnavailableError, match="refused the connection"):
+            client.ping()
+    else:
+        client.ping()
+        assert sandbox.stats.total == 1
