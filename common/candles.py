@@ -10,8 +10,10 @@ file format writes and reads it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CANDLE_COLUMNS: tuple[str, ...] = (
@@ -32,6 +34,26 @@ INTEGER_COLUMNS: tuple[str, ...] = (*TIME_COLUMNS, "number_of_trades")
 DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANDLE_COLUMNS if c not in INTEGER_COLUMNS)
 
 
+# Prices and volumes: pandas' string dtype (NaN for missing, like its default ``str``) held as
+# Python strings, not Arrow. Pages are small, and every Arrow conversion lets go of the GIL and
+# takes it back several times: with 30 export threads that turned into a lock convoy which
+# cost more CPU than the pages' own work.
+TEXT_DTYPE = pd.StringDtype(storage="python", na_value=np.nan)
+
+
+def candle_frame(columns: Mapping[str, Any]) -> pd.DataFrame:
+    """A candle frame from one sequence of values per column: times and trades as int64,
+    prices and volumes as text (``TEXT_DTYPE``); raises if a column is missing."""
+    data: dict[str, Any] = {}
+    for column in CANDLE_COLUMNS:
+        values = columns[column]
+        if column in INTEGER_COLUMNS:
+            data[column] = np.asarray(values, dtype="int64")
+        else:
+            data[column] = pd.array(values, dtype=TEXT_DTYPE)
+    return pd.DataFrame(data, copy=False)
+
+
 def empty_candle_frame() -> pd.DataFrame:
     """A candle frame with no rows (a fresh copy: callers may add to it)."""
     return _empty_template().copy()
@@ -41,10 +63,7 @@ def empty_candle_frame() -> pd.DataFrame:
 def _empty_template() -> pd.DataFrame:
     # Built once: every symbol without a previous file asks for one, and building it
     # column by column costs a few ms of pandas work that threads cannot overlap.
-    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in CANDLE_COLUMNS})
-    for column in INTEGER_COLUMNS:
-        frame[column] = frame[column].astype("int64")
-    return frame
+    return candle_frame(dict.fromkeys(CANDLE_COLUMNS, ()))
 
 
 def merge_candles(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:

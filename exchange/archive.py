@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 import requests
 
-from common.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, INTEGER_COLUMNS, TIME_COLUMNS, empty_candle_frame
+from common.candles import (
+    CANDLE_COLUMNS,
+    DECIMAL_COLUMNS,
+    INTEGER_COLUMNS,
+    TIME_COLUMNS,
+    candle_frame,
+    empty_candle_frame,
+)
 from common.errors import ExchangeError
 from config.intervals import DAY_MS, fixed_length_ms, grid_anchor_ms
 from config.settings import DEFAULT_ARCHIVE_URL
@@ -212,16 +219,11 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pd.DataFrame:
         _check_syntax(columns, column, _DECIMAL, "a plain decimal", period)
     if not columns["open_time"]:
         return empty_candle_frame()
-    data: dict[str, object] = {}
-    for column in CANDLE_COLUMNS:
-        if column in INTEGER_COLUMNS:
-            values = np.array(columns[column], dtype=np.int64)
-            if column in TIME_COLUMNS:
-                values = np.where(values < MICROS_THRESHOLD, values, values // 1000)
-            data[column] = values
-        else:
-            data[column] = pd.array(columns[column], dtype=str)  # the dtype rows_to_frame gives
-    frame = pd.DataFrame(data)
+    data: dict[str, object] = dict(columns)
+    for column in TIME_COLUMNS:
+        values = np.array(columns[column], dtype=np.int64)
+        data[column] = np.where(values < MICROS_THRESHOLD, values, values // 1000)
+    frame = candle_frame(data)
     _check_grid(frame, period)
     _check_prices(frame, period)
     return frame

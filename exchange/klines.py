@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from common.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, INTEGER_COLUMNS, empty_candle_frame
+from common.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, candle_frame, empty_candle_frame
 from common.errors import BadResponseError
 from common.text import printable
 
@@ -50,11 +49,6 @@ def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
     """Exchange rows -> candle frame, decimal strings untouched, column 12 dropped."""
     if not rows:
         return empty_candle_frame()
-    # Column by column (not row by row), as numpy arrays (not Series: a Series each costs
-    # more than the data of a page): the integers get their dtype here, and the decimal
-    # strings pandas' string dtype (``str``: inferred from an object array of str).
-    fields = list(zip(*(row[:KLINE_FIELDS] for row in rows), strict=True))
-    data: dict[str, Any] = {}
-    for index, column in enumerate(CANDLE_COLUMNS):
-        data[column] = np.array(fields[index], dtype="int64" if column in INTEGER_COLUMNS else object)
-    return pd.DataFrame(data, copy=False)
+    # Column by column (not row by row): each column gets its final dtype in one step.
+    fields = zip(*(row[:KLINE_FIELDS] for row in rows), strict=True)
+    return candle_frame(dict(zip(CANDLE_COLUMNS, fields, strict=True)))

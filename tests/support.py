@@ -399,3 +399,20 @@ def exchange_not_usable(stderr: str) -> str | None:
         return None
     assert errors == host[:1], f"the exchange's failure is reported once, alone: {errors}"
     return host[0]
+
+
+def assert_same_candles(left: Any, right: Any) -> None:
+    """Two candle frames hold the same candles: equal values, int64 times and trades, and
+    text prices and volumes (pandas' string dtype, whichever storage: Python strings for
+    small pages, Arrow for large files)."""
+    import pandas as pd
+
+    from common.candles import INTEGER_COLUMNS
+
+    pd.testing.assert_frame_equal(left, right, check_dtype=False)
+    for frame in (left, right):
+        for column, dtype in frame.dtypes.items():
+            if column in INTEGER_COLUMNS:
+                assert dtype == "int64", (column, dtype)
+            else:
+                assert isinstance(dtype, pd.StringDtype), (column, dtype)

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.candles import CANDLE_COLUMNS
+from common.candles import CANDLE_COLUMNS, candle_frame
 from config.intervals import is_valid_interval
 from store.formats.csv_rules import (
     _HEADER_LINE,
     CSV_HEADER,
     _apply_rules,
+    _Columns,
     _field_count_message,
     _gaps_by_segment,
     _grid_open_ms,
@@ -282,15 +283,16 @@ class StreamCheck:
             if self._reasons:
                 self._candles = None  # invalid: no frame will be returned
             else:
-                if text is None:
-                    text = pd.DataFrame(values, columns=list(CANDLE_COLUMNS), dtype=str)
-                self._candles.append(
-                    text.assign(
-                        open_time=columns.open_ms,
-                        close_time=columns.close_ms,
-                        number_of_trades=columns.trades,
-                    )
-                )
+                self._candles.append(_candles_of(values, text, columns))
+
+
+def _candles_of(values: np.ndarray, text: pd.DataFrame | None, columns: _Columns) -> pd.DataFrame:
+    """The block's candle frame: its text columns as read (pandas' frame if it parsed the block)."""
+    integers = {"open_time": columns.open_ms, "close_time": columns.close_ms, "number_of_trades": columns.trades}
+    if text is not None:
+        return text.assign(**integers)
+    cells = {column: values[:, index] for index, column in enumerate(CANDLE_COLUMNS)}
+    return candle_frame({**cells, **integers})
 
 
 def _split_rows(block: bytes) -> np.ndarray | None:

@@ -30,7 +30,7 @@ from sandbox.archive import ArchiveKnobs
 from sandbox.exchange import SandboxConfig, generate_candle
 from store.formats import CSV
 from store.formats.csv_format import write_candles
-from tests.support import BTC_FILE, DATA
+from tests.support import BTC_FILE, DATA, assert_same_candles
 
 REAL_ZIP = DATA / "BTCUSDT-1h-2024-10-28.zip"
 # sha256sum of the real archive file; its first 16 digits are in shared/data/real-klines/SOURCES.md.
@@ -66,7 +66,7 @@ def test_the_real_zip_gives_exactly_the_candles_of_the_reference_csv(tmp_path: P
         frame = read_period_frame(handle, REAL_DAY)
     reference = CSV.read(BTC_FILE)
     assert len(frame) == len(reference) == 24
-    pd.testing.assert_frame_equal(frame, reference, check_dtype=True)
+    assert_same_candles(frame, reference)
     assert frame["open"].iat[0] == "68021.69000000"  # the exchange's string, not a float
     out = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
     write_candles(out, frame, "1h")

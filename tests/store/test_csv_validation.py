@@ -18,6 +18,7 @@ from store.formats.csv_rules import CSV_HEADER, check_bytes, validate_text_frame
 from store.formats.csv_stream import check_stream
 from store.scan import validate_file
 from tests.support import DATA as DATA_DIR
+from tests.support import assert_same_candles
 
 DATA = DATA_DIR
 BTC_FILE = DATA / "BTCUSDT_1h_20241029_000000.csv"
@@ -272,7 +273,7 @@ def test_chunked_validation_equals_whole_file_validation(fault: str | None) -> N
             if whole_candles is None:
                 assert verdict[1] is None
             else:
-                pd.testing.assert_frame_equal(verdict[1], whole_candles)
+                assert_same_candles(verdict[1], whole_candles)
     assert decided == 24
     if fault is None:
         missing = BTC_FIRST_OPEN + 10 * 60_000
