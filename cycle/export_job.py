@@ -239,12 +239,13 @@ class ExportJob:
         self._fail_all(report, symbols, exc)
 
     def _prepare(self, symbols: Sequence[str]) -> int:
-        """Server time (for closed candles and our minute windows) and the weight budget."""
-        server_ms = self.client.sync_clock()
-        if not self._limits_loaded:
-            limit = self.client.load_rate_limits(symbols[0] if symbols else None)
-            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
-            self._limits_loaded = True
+        """Server time (for closed candles and our minute windows) and the weight budget:
+        on the first pass both from one exchangeInfo answer, later from /time alone."""
+        if self._limits_loaded:
+            return self.client.sync_clock()
+        server_ms, limit = self.client.sync_clock_and_limits(symbols[0] if symbols else None)
+        logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
+        self._limits_loaded = True
         return server_ms
 
     def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:

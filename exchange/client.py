@@ -280,6 +280,13 @@ class ExchangeClient:
         params = {"symbol": symbol} if symbol and self.market.exchange_info_by_symbol else {}
         return self._get(self.market.exchange_info_path, params, expect=dict)
 
+    def _exchange_info_of(self, symbol: str | None) -> dict[str, Any]:
+        """exchangeInfo for ``symbol`` (small), or the whole one if the exchange does not know it."""
+        try:
+            return self.exchange_info(symbol)
+        except UnknownSymbolError:
+            return self.exchange_info(None)
+
     def ticker_24hr(self) -> list[Any]:
         """The 24 h ticker of every symbol (weight 80 on spot); rows are checked by the caller."""
         if not self.market.ticker_24hr_path:
@@ -295,10 +302,7 @@ class ExchangeClient:
         ``info``: an exchangeInfo answer already at hand (a symbol universe's full one), so
         the cycle does not ask twice."""
         if info is None:
-            try:
-                info = self.exchange_info(symbol)
-            except UnknownSymbolError:
-                info = self.exchange_info(None)
+            info = self._exchange_info_of(symbol)
         published = weight_limit_from_exchange_info(info)
         if published is not None and clamp_weight_limit(published) != published:
             logger.warning(
@@ -319,7 +323,23 @@ class ExchangeClient:
         """Server time in ms; also aligns the limiter's minute windows with it and measures the skew."""
         before = time.time()
         server_ms = self.server_time_ms()
+        return self._adopt_clock(server_ms, (before + time.time()) / 2)
+
+    def sync_clock_and_limits(self, symbol: str | None = None) -> tuple[int, int]:
+        """``sync_clock`` and ``load_rate_limits`` from one exchangeInfo answer, which carries the
+        server time too: a round trip less before a run's first candle. Returns (server time
+        in ms, weight budget per minute); asks /time as well if the answer has no usable time."""
+        before = time.time()
+        info = self._exchange_info_of(symbol)
         midpoint = (before + time.time()) / 2
+        limit = self.load_rate_limits(info=info)
+        value = info.get("serverTime")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+            return self.sync_clock(), limit
+        return self._adopt_clock(value, midpoint), limit
+
+    def _adopt_clock(self, server_ms: int, midpoint: float) -> int:
+        """The exchange said ``server_ms`` at about ``midpoint`` (our epoch seconds)."""
         skew = server_ms / 1000 - midpoint
         self.clock_skew_seconds = skew
         self.limiter.set_server_offset(skew)

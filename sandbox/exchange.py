@@ -191,6 +191,7 @@ class SandboxConfig:
     weight_limit: int = 6000
     clock_offset_ms: int = 0
     now_ms: int | None = None  # fixed server clock for deterministic tests
+    info_has_server_time: bool = True  # False: exchangeInfo without serverTime (as some mirrors)
     fail_every_n: int = 0
     fail_status: int = 500
     truncate_every_n: int = 0
@@ -929,7 +930,7 @@ class SandboxExchange:
         published = cfg.weight_limit if cfg.published_weight_limit is None else cfg.published_weight_limit
         if params.get("symbolStatus"):
             symbols = [s for s in symbols if s["status"] == params["symbolStatus"]]
-        return {
+        info: dict[str, Any] = {
             "timezone": "UTC",
             "serverTime": now,
             "rateLimits": [
@@ -939,6 +940,9 @@ class SandboxExchange:
             "exchangeFilters": [],
             "symbols": symbols,
         }
+        if not cfg.info_has_server_time:
+            del info["serverTime"]
+        return info
 
     def _ticker_24hr(self, cfg: SandboxConfig, params: dict[str, str], now: int) -> list[Any]:
         """Every listed symbol's 24 h statistics (quoteVolume: the knob, else deterministic by symbol)."""

@@ -374,8 +374,8 @@ def seed_export(folder: Path, symbol: str, interval: str, opens: Sequence[int], 
 
 
 def last_server_time(exchange: Any) -> int:
-    """The exchange clock at the last /api/v3/time the client asked (what it must trust)."""
-    times = [r.server_ms for r in exchange.requests if r.path == "/api/v3/time"]
+    """The exchange clock at the last /api/v3/time or exchangeInfo the client asked (what it must trust)."""
+    times = [r.server_ms for r in exchange.requests if r.path in ("/api/v3/time", "/api/v3/exchangeInfo")]
     assert times, "the client never asked the exchange for its time"
     return times[-1]
 

@@ -191,3 +191,17 @@ def test_proxy_variables_are_honoured(sandbox, monkeypatch: pytest.MonkeyPatch, 
     else:
         client.ping()
         assert sandbox.stats.total == 1
+
+
+@pytest.mark.parametrize("info_has_time", [True, False])
+def test_first_clock_and_limits_come_from_one_exchange_info(sandbox_factory, info_has_time: bool) -> None:
+    """A run starts with one round trip: exchangeInfo carries the budget and the server time
+    (the skew is measured from it as from /time); without a usable time /time is asked too."""
+    exchange = sandbox_factory(weight_limit=1200, clock_offset_ms=3_600_000, info_has_server_time=info_has_time)
+    client = make_client(exchange.base_url)
+    server_ms, limit = client.sync_clock_and_limits("BTCUSDT")
+    assert limit == 1200 == client.limiter.limit
+    paths = [r.path for r in exchange.requests]
+    assert paths == (["/api/v3/exchangeInfo"] if info_has_time else ["/api/v3/exchangeInfo", "/api/v3/time"])
+    assert abs(server_ms - exchange.requests[-1].server_ms) < 50
+    assert client.clock_skew_seconds is not None and abs(client.clock_skew_seconds - 3600) < 5

@@ -232,7 +232,7 @@ def test_redirect_to_another_host_is_refused_and_named(tmp_path, sandbox_factory
 
     assert result.returncode == 1, result.stdout + result.stderr
     for line in _symbol_errors(result.stderr).values():
-        assert f"redirected the request (HTTP 302) to {other_url}/api/v3/time" in line, line
+        assert f"redirected the request (HTTP 302) to {other_url}/api/v3/exchangeInfo" in line, line
         assert f"set BINANCE_BASE_URL={other_url}" in line, line
     assert other.requests == [], "the other host was contacted"
     assert len(exchange.requests) == 1, "a redirect is not retried"
