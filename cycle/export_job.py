@@ -252,7 +252,7 @@ class ExportJob:
         series = self.series(symbols)
         workers = max(1, min(self.settings.workers, len(series)))
         server_ms = report.server_time_ms
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+        with self.files.listed_once(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
             futures = [pool.submit(self._export_one, s, server_ms, dry_run, lookback, interval=i) for s, i in series]
             for future in as_completed(futures):
                 outcome = future.result()

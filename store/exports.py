@@ -8,16 +8,15 @@ outrank every later export.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from common.errors import StorageError
 from config.markets import SPOT
 from store.formats import FileFormat, format_for_name
 from store.layout import export_name_prefix, parse_export_name
+from store.listing import FolderNames, folder_entries
 from store.validation import FileValidation
 
 # Where a file without a known newest candle (invalid, unread) sorts: before every real one.
@@ -103,24 +102,24 @@ def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, 
 
 
 def scan_exports(
-    folder: Path, *, symbol: str | None = None, interval: str | None = None, market: str | None = None
+    folder: Path,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    market: str | None = None,
+    names: FolderNames | None = None,
 ) -> list[ExportFile]:
     """Our export files in ``folder``, in one directory pass, oldest first.
 
     With ``symbol`` (and ``interval``, of ``market``: spot if not given) only that series' names are parsed and
-    stat-ed: the cost per symbol stays with its own files in a crowded folder.
+    stat-ed: the cost per symbol stays with its own files in a crowded folder; ``names``: a
+    listing of the folder to take them from instead of listing it (see ``store.listing``).
     Symlinks are skipped without being followed, whatever they point to.
     """
     found: list[ExportFile] = []
     base = Path(folder)
     prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
-    try:
-        with os.scandir(folder) as it:
-            entries = [e for e in it if e.name.startswith(prefix)] if prefix else list(it)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+    entries = folder_entries(base, (prefix,), names if prefix else None)
     for entry in entries:
         parsed = parse_export_name(entry.name)
         try:

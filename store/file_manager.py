@@ -32,12 +32,13 @@ removing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,7 @@ from store.layout import (
     our_temp_name,
     parse_export_name,
 )
+from store.listing import FolderNames
 from store.reports import CleanupResult, DuplicateReport
 from store.retention import CleanupPlan, RetentionRules, plan_cleanup
 from store.scan import (
@@ -162,6 +164,8 @@ class FileManager:
         self._planned: dict[ExportFile, FileValidation] = {}
         self._planned_gone: set[Path] = set()
         self._plan_lock = threading.Lock()
+        # Set for an export pass (``listed_once``): the per-series scans take their names from it.
+        self._names: FolderNames | None = None
 
     @classmethod
     def from_settings(
@@ -198,6 +202,30 @@ class FileManager:
         other = copy.copy(self)
         other.interval = interval
         return other
+
+    @contextlib.contextmanager
+    def listed_once(self) -> Iterator[None]:
+        """Within this block the per-series scans (``newest_valid_export``, ``prune_symbol``,
+        here and in ``for_interval`` copies made inside it) share one listing of the folder,
+        kept current with this manager's writes, removals and quarantines (``store.listing``:
+        a listing per series is quadratic in a crowded folder and a lock convoy across threads).
+        """
+        try:
+            self._names = FolderNames.of(self.export_dir)
+        except StorageError:
+            self._names = None  # each series lists the folder itself, and fails alone if it must
+        try:
+            yield
+        finally:
+            self._names = None
+
+    def _listed(self, name: str) -> None:
+        if self._names is not None:
+            self._names.add(name)
+
+    def _unlisted(self, name: str) -> None:
+        if self._names is not None:
+            self._names.discard(name)
 
     def protect(self, symbols: Sequence[str]) -> None:
         """Replace the symbols whose newest valid file retention never removes (a symbol
@@ -264,6 +292,7 @@ class FileManager:
         except InvalidDataError as exc:
             kept = f"{replacing.file.name} is kept" if replacing is not None else "no file was replaced"
             raise InvalidDataError(f"{exc}; {kept}, the next run asks again") from exc
+        self._listed(path.name)
         self.logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
 
@@ -282,7 +311,13 @@ class FileManager:
         cut short (files not reached: not checked) once ``stop_event`` is set."""
         series = (self.market, self.interval) if series_only and symbols is not None else None
         return scan_folder(
-            self.export_dir, symbols=symbols, logger=self.logger, known=known, stop=self.stop_event, series=series
+            self.export_dir,
+            symbols=symbols,
+            logger=self.logger,
+            known=known,
+            stop=self.stop_event,
+            series=series,
+            names=self._names if symbols is not None else None,
         )
 
     def validate_file(self, path: Path) -> FileValidation:
@@ -310,7 +345,10 @@ class FileManager:
         """
         best: ReusableExport | None = None
         should_stop = StopCheck(self.stop_event)
-        for f in scan_exports(self.export_dir, symbol=symbol, interval=self.interval, market=self.market):
+        exports = scan_exports(
+            self.export_dir, symbol=symbol, interval=self.interval, market=self.market, names=self._names
+        )
+        for f in exports:
             if should_stop():
                 raise ScanStopped(f"stop requested before every file of {symbol} was checked")
             try:
@@ -349,6 +387,7 @@ class FileManager:
             os.replace(path, target)
         except OSError as exc:
             raise StorageError(f"cannot move {path.name} to quarantine: {exc.strerror or exc}") from exc
+        self._unlisted(path.name)
         self.logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
 
@@ -555,6 +594,7 @@ class FileManager:
         try:
             os.unlink(path)
         except FileNotFoundError:
+            self._unlisted(path.name)
             result.vanished.append(path)
             return False
         except OSError as exc:
@@ -562,6 +602,7 @@ class FileManager:
             self.logger.error("%s", message)
             result.errors.append(message)
             return False
+        self._unlisted(path.name)
         return True
 
     # --- reports ----------------------------------------------------------

@@ -40,6 +40,7 @@ from store.exports import ExportFile, newest_first
 from store.formats import FileFormat, format_for_name
 from store.formats.base import StreamChecker
 from store.layout import export_name_prefix, our_temp_name, parse_export_name
+from store.listing import FolderEntry, FolderNames, folder_entries
 from store.validation import FileValidation, cannot_read, not_checked
 
 # Small files are validated together; this bounds the bytes held in memory at once.
@@ -335,9 +336,11 @@ def scan_folder(
     known: Mapping[Path, FileValidation] | None = None,
     stop: threading.Event | None = None,
     series: tuple[str, str] | None = None,
+    names: FolderNames | None = None,
 ) -> FolderScan:
     """One directory pass and one read per file (optionally only some symbols,
-    and with ``series`` = (market, interval) only those symbols' files of that series).
+    and with ``series`` = (market, interval) only those symbols' files of that series;
+    ``names``: a listing of the folder to take those symbols' names from, see ``store.listing``).
 
     ``known`` gives the verdicts of files the caller has just written (and
     judged byte for byte as it wrote them): they are not read back (only
@@ -355,7 +358,7 @@ def scan_folder(
         )
     )
     result = FolderScan()
-    for entry in _entries(export_dir, prefixes):
+    for entry in _entries(export_dir, prefixes, names):
         _classify(entry, wanted, result)
     result.files.sort(key=lambda f: (f.created, f.name))
     known = {Path(p): v for p, v in (known or {}).items()}
@@ -399,20 +402,21 @@ def scan_duplicates(
     return result
 
 
-def _entries(export_dir: Path, prefixes: tuple[str, ...] | None) -> list[os.DirEntry[str]]:
-    """The folder's entries; with ``prefixes`` only names starting with one of them."""
+def _entries(export_dir: Path, prefixes: tuple[str, ...] | None, names: FolderNames | None = None) -> list[FolderEntry]:
+    """The folder's entries; with ``prefixes`` only names starting with one of them (taken
+    from ``names``, a pass's listing, if given)."""
+    if prefixes is not None:
+        return folder_entries(export_dir, prefixes, names)
     try:
         with os.scandir(export_dir) as it:
-            if prefixes is None:
-                return list(it)
-            return [e for e in it if e.name.startswith(prefixes)]
+            return list(it)
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise StorageError(f"cannot list {export_dir}: {exc.strerror or exc}") from exc
 
 
-def _classify(entry: os.DirEntry[str], wanted: frozenset[str] | None, result: FolderScan) -> None:
+def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderScan) -> None:
     """Keep only regular files (never a symlink) with one of our two name shapes."""
     try:
         if not entry.is_file(follow_symlinks=False):

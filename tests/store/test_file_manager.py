@@ -438,3 +438,45 @@ def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkey
     monkeypatch.setattr(csv_format, "WRITE_ROWS", 5)  # 24 rows: slices of 5, 5, 5, 5, 4
     path, verdict = manager(tmp_path / "exports").write_export("BTCUSDT", CSV.read(BTC_FILE))
     assert verdict.rows == 24 and path.read_bytes() == BTC_FILE.read_bytes()
+
+
+# --- one listing per export pass ----------------------------------------------------------
+
+
+def test_folder_names_find_prefixes_and_follow_adds_and_removals() -> None:
+    from store.listing import FolderNames
+
+    names = FolderNames(["ETHUSDT_1h_b.csv", "BTCUSDT_1h_a.csv", ".BTCUSDT_1h_t.tmp", "BTCUSDT_4h_a.csv", "X"])
+    assert names.starting_with(("BTCUSDT_1h_", ".BTCUSDT_1h_")) == [".BTCUSDT_1h_t.tmp", "BTCUSDT_1h_a.csv"]
+    names.add("BTCUSDT_1h_c.csv")
+    names.add("BTCUSDT_1h_c.csv")
+    names.discard("BTCUSDT_1h_a.csv")
+    names.discard("not there")
+    assert names.starting_with(("BTCUSDT_1h_", "BTCUSDT_1h_c")) == ["BTCUSDT_1h_c.csv"]
+    assert names.starting_with(("ZZZ",)) == []
+
+
+def test_a_pass_lists_the_folder_once_and_keeps_the_listing_current(tmp_path: Path) -> None:
+    """Inside ``listed_once`` the per-series steps see this manager's own writes, removals
+    and quarantines; a file another process adds meanwhile waits for the next pass, and one
+    it removes is skipped without an error."""
+    folder = tmp_path / "exports"
+    old = put(folder, "BTCUSDT", 2, valid_bytes(20, days_old=2))
+    gone = put(folder, "ETHUSDT", 2, valid_bytes(20, days_old=2))
+    files = manager(folder)
+    with files.listed_once():
+        late = put(folder, "BTCUSDT", 0.5, valid_bytes(22, days_old=0.5))  # another process, after the listing
+        gone.unlink()  # another process again
+        assert files.newest_valid_export("ETHUSDT") is None
+        found = files.newest_valid_export("BTCUSDT")
+        assert found is not None and found.file.path == old  # the late file is not seen yet
+        path, verdict = files.for_interval("1h").write_export("BTCUSDT", CSV.read(old).iloc[:21])
+        pruned = files.prune_symbol("BTCUSDT", written={path: verdict})
+        assert pruned.removed == [old]  # our own write counts, the older file goes
+        assert late.exists()  # not in this pass's listing: not a candidate
+        assert files.newest_valid_export("BTCUSDT").file.path == path
+    # The next pass lists again: the late file is seen, newest by content, and retention applies.
+    after = files.newest_valid_export("BTCUSDT")
+    assert after is not None and after.file.path == late
+    files.prune_symbol("BTCUSDT")
+    assert {p.name for p in folder.iterdir() if p.suffix == ".csv"} == {late.name}
