@@ -1,0 +1,105 @@
+"""Start-up cost: the commands that read no candles import no pandas, numpy or pyarrow.
+
+Each command runs in a real interpreter (the root script run as ``__main__``
+by ``runpy``, as ``python script.py`` would), and the modules it loaded are
+read from ``sys.modules`` once it returns. pandas, numpy and pyarrow cost
+~0.4 s of start-up on their own: ``--status``, ``--health``, ``--list-symbols``
+and the service commands would spend more on imports than on their work.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from store.formats import FORMATS, LazyFormat, format_for_name
+from tests.support import BTC_FILE, REPO, manager_env
+
+HEAVY = ("pandas", "numpy", "pyarrow")
+
+# Runs a root script as __main__, then writes its exit code and the heavy modules it loaded to a file.
+PROBE = """
+import json, runpy, sys
+repo, out, script, *args = sys.argv[1:]
+sys.path.insert(0, repo)
+sys.argv = [script, *args]
+code = 0
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else 1
+loaded = sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "numpy", "pyarrow", "requests"})
+with open(out, "w") as f:
+    json.dump({"code": code, "loaded": loaded}, f)
+"""
+
+
+def _probe(tmp_path: Path, env: dict[str, str], script: str, *args: str) -> tuple[int, list[str]]:
+    out = tmp_path / "probe.json"
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO), str(out), str(REPO / script), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.exists(), result.stdout[-2000:] + result.stderr[-2000:]
+    probe = json.loads(out.read_text())
+    return probe["code"], probe["loaded"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    # No exchange is asked: a closed port makes any request fail at once.
+    return manager_env(tmp_path / "exports", "http://127.0.0.1:9", symbols="BTCUSDT,ETHUSDT")
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "codes"),
+    [
+        ("scheduled_data_manager.py", ("--health",), {2}),  # no folder yet: down
+        ("scheduled_data_manager.py", ("--health", "--json"), {2}),
+        ("scheduled_data_manager.py", ("--status",), {0}),
+        ("scheduled_data_manager.py", ("--status", "--json"), {0}),
+        ("scheduled_data_manager.py", ("--list-symbols",), {0}),
+        ("data_export_service.py", ("status",), {3}),  # LSB: not running
+        ("data_export_service.py", ("stop",), {0}),
+        ("data_export_service.py", ("create-systemd-service", "--output", "unit.service"), {0}),
+    ],
+)
+def test_commands_that_read_no_candles_import_no_pandas_numpy_or_pyarrow(
+    tmp_path: Path, script: str, args: tuple[str, ...], codes: set[int]
+) -> None:
+    code, loaded = _probe(tmp_path, _env(tmp_path), script, *args)
+    assert code in codes
+    assert not set(loaded) & set(HEAVY), f"{script} {' '.join(args)} imported {loaded}"
+
+
+def test_status_and_health_ask_no_exchange_and_import_no_http_client(tmp_path: Path) -> None:
+    for args in (("--status",), ("--health",)):
+        _, loaded = _probe(tmp_path, _env(tmp_path), "scheduled_data_manager.py", *args)
+        assert "requests" not in loaded, f"{args} imported requests"
+
+
+def test_the_probe_sees_pandas_where_candles_are_read(tmp_path: Path) -> None:
+    """The control: a folder holding an export is validated by --status, which needs the CSV parser."""
+    env = _env(tmp_path)
+    folder = Path(env["EXPORT_DIR"])
+    folder.mkdir()
+    (folder / BTC_FILE.name).write_bytes(BTC_FILE.read_bytes())
+    code, loaded = _probe(tmp_path, env, "scheduled_data_manager.py", "--status", "--json")
+    assert code == 0 and "pandas" in loaded
+    report = json.loads((folder / "status_report.json").read_text())
+    assert report["file_statistics"]["total_files"] == 1
+
+
+def test_each_registered_format_loads_the_class_of_its_name_and_suffix() -> None:
+    for name, file_format in FORMATS.items():
+        assert isinstance(file_format, LazyFormat)
+        loaded = file_format.loaded()
+        assert (loaded.name, loaded.suffix) == (name, file_format.suffix)
+        assert format_for_name(f"BTCUSDT_1h_20241029_000000{file_format.suffix}") is file_format
