@@ -21,20 +21,21 @@ from tests.support import BTC_FILE, REPO, manager_env
 
 HEAVY = ("pandas", "numpy", "pyarrow")
 
-# Runs a root script as __main__, then writes its exit code and the heavy modules it loaded to a file.
+# Runs a root script as __main__; once it ends (its exit handlers run however it exits), writes the
+# heavy modules it loaded to a file.
 PROBE = """
-import json, runpy, sys
+import atexit, json, runpy, sys
 repo, out, script, *args = sys.argv[1:]
 sys.path.insert(0, repo)
 sys.argv = [script, *args]
-code = 0
-try:
-    runpy.run_path(script, run_name="__main__")
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else 1
-loaded = sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "numpy", "pyarrow", "requests"})
-with open(out, "w") as f:
-    json.dump({"code": code, "loaded": loaded}, f)
+
+def report():
+    loaded = sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "numpy", "pyarrow", "requests"})
+    with open(out, "w") as f:
+        json.dump({"loaded": loaded}, f)
+
+atexit.register(report)
+runpy.run_path(script, run_name="__main__")
 """
 
 
@@ -49,8 +50,7 @@ def _probe(tmp_path: Path, env: dict[str, str], script: str, *args: str) -> tupl
         timeout=60,
     )
     assert out.exists(), result.stdout[-2000:] + result.stderr[-2000:]
-    probe = json.loads(out.read_text())
-    return probe["code"], probe["loaded"]
+    return result.returncode, json.loads(out.read_text())["loaded"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -103,3 +103,45 @@ def test_each_registered_format_loads_the_class_of_its_name_and_suffix() -> None
         loaded = file_format.loaded()
         assert (loaded.name, loaded.suffix) == (name, file_format.suffix)
         assert format_for_name(f"BTCUSDT_1h_20241029_000000{file_format.suffix}") is file_format
+
+
+# A root script in miniature: prints much, logs to a file, runs exit handlers, and maybe leaves a thread working.
+ENDING = """
+import atexit, logging, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from common.cli import run_main
+log_path, marker_path, mode = sys.argv[2], sys.argv[3], sys.argv[4]
+
+def main():
+    handler = logging.FileHandler(log_path)
+    logging.getLogger("t").addHandler(handler)
+    logging.getLogger("t").warning("last line of the log")
+    atexit.register(lambda: open(marker_path, "a").write("atexit\\n"))
+    if mode == "thread":
+        def late():
+            time.sleep(0.2)
+            open(marker_path, "a").write("thread\\n")
+        threading.Thread(target=late).start()
+    sys.stdout.write("x" * 200_000 + "\\nend\\n")
+    return 3
+
+run_main(main, skip_teardown=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["alone", "thread"])
+def test_an_ending_without_teardown_keeps_exit_code_output_logs_exit_handlers_and_threads(
+    tmp_path: Path, mode: str
+) -> None:
+    log, marker = tmp_path / "run.log", tmp_path / "marker"
+    result = subprocess.run(
+        [sys.executable, "-c", ENDING, str(REPO), str(log), str(marker), mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.endswith("x\nend\n") and len(result.stdout) == 200_005
+    assert log.read_text() == "last line of the log\n"
+    # A thread still working is waited for (the normal ending), then the exit handlers run.
+    assert marker.read_text().splitlines() == (["thread", "atexit"] if mode == "thread" else ["atexit"])
