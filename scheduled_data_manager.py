@@ -175,4 +175,4 @@ def _install_stop_handlers(stop_event: threading.Event) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, skip_teardown=True)

@@ -1,6 +1,6 @@
-"""Run the four benchmarks, then print one markdown table of the figures and targets.
+"""Run the benchmarks, then print one markdown table of the figures and targets.
 
-    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only export,steady,files,idle]
+    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only export,steady,files,idle,startup]
 
 Each benchmark runs as its own process (fresh interpreter, fresh sandbox
 exchange) and writes ``benchmarks/results/<name>.json``; the combined table is
@@ -137,11 +137,44 @@ def rows_idle(r: dict) -> list[list[str]]:
     ]
 
 
+def rows_startup(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    by_name = {c["command"]: c for c in f["processes"]["commands"]}
+    floor, pandas = by_name["python -c pass (floor)"]["median_s"], by_name['python -c "import pandas"']["median_s"]
+    out = [
+        [
+            f"start-up, whole process: {name}",
+            f"{by_name[name]['median_s']:.2f} s" + (", imports pandas" if by_name[name]["imports_pandas"] else ""),
+            f"python -c pass {floor:.2f} s; import pandas {pandas:.2f} s",
+            "",
+            "no pandas without candles" if not by_name[name]["imports_pandas"] else "",
+            mark(t["no_pandas_without_candles"]) if not by_name[name]["imports_pandas"] else "-",
+        ]
+        for name in ("--health, empty folder", "data_export_service.py status", "--export-only, 1 symbol")
+    ]
+    after = f.get("after_export")
+    if after:
+        steps = after["steps_s"]
+        page = steps.get("  status.html (closes + render + write)", 0.0)
+        out.append(
+            [
+                f"after the export job, {after['symbols']} symbols (status, page, metrics, state)",
+                f"{steps['after the export job']:.2f} s (status.html {page:.3f} s)",
+                "",
+                "",
+                "",
+                "-",
+            ]
+        )
+    return out
+
+
 BENCHES = {
     "export": ("bench_export", rows_export),
     "steady": ("bench_steady", rows_steady),
     "files": ("bench_files", rows_files),
     "idle": ("bench_idle", rows_idle),
+    "startup": ("bench_startup", rows_startup),
 }
 
 
@@ -187,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "steady": ["--symbols", "100" if args.quick else "400"],
         "files": ["--files", "2000"] if args.quick else [],
         "idle": [],
+        "startup": ["--cycle-symbols", "100" if args.quick else "400", "--runs", "3" if args.quick else "7"],
     }
     failed = []
     if not args.summary_only:

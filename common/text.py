@@ -39,6 +39,8 @@ def printable(text: object, limit: int = DEFAULT_LIMIT) -> str:
     """
     raw = text if isinstance(text, str) else str(text)
     limit = max(len(_ELLIPSIS) + 1, limit)
+    if len(raw) <= limit and raw.isascii() and raw.isprintable():
+        return raw  # the usual case (a symbol, a file name, a time): nothing to escape or cut
     pieces: list[str] = []
     length = 0
     # Only look at what can still be shown: a 100 MB value costs no more than a short one.

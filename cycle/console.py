@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ExportError, RunLockedError
 from common.text import printable
 from cycle.report import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, CycleReport
 from cycle.status_report import HEALTH_EXIT_CODES
 from store.reports import CleanupResult, DuplicateReport
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 MAX_LINE = 2000
 
@@ -33,13 +34,18 @@ def print_notices(notices: list[str]) -> None:
         _err(f"warning: {notice}")
 
 
+def _bar(**options: Any) -> tqdm[Any]:
+    """A progress bar; tqdm is imported only when one is shown (a cron run or --status never pays for it)."""
+    from tqdm import tqdm
+
+    return tqdm(leave=False, **options)
+
+
 class SymbolProgress:
     """A tqdm bar over symbols, only when a person is watching (stderr is a terminal)."""
 
     def __init__(self, total: int, *, enabled: bool) -> None:
-        self._bar = (
-            tqdm(total=total, unit="symbol", desc="export", leave=False) if enabled and sys.stderr.isatty() else None
-        )
+        self._bar = _bar(total=total, unit="symbol", desc="export") if enabled and sys.stderr.isatty() else None
 
     def advance(self, _outcome: object = None) -> None:
         if self._bar is not None:
@@ -56,7 +62,7 @@ class CandleProgress:
 
     def __init__(self, total: int | None, symbols: int, *, enabled: bool) -> None:
         watched = enabled and sys.stderr.isatty()
-        self._bar = tqdm(total=total, unit="candle", unit_scale=True, desc="backfill", leave=False) if watched else None
+        self._bar = _bar(total=total, unit="candle", unit_scale=True, desc="backfill") if watched else None
         self._symbols, self._done = symbols, 0
 
     def candles(self, count: int) -> None:

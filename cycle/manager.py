@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.atomic_io import atomic_write_text
 from common.clock import from_ms, to_iso, utc_now
@@ -24,8 +24,6 @@ from common.errors import ExportError, IPBannedError, RunLockedError, StopReques
 from common.processes import is_manager_process, serves_folder
 from config.markets import SPOT
 from config.settings import DEFAULT_EXPORT_DIR, Settings
-from cycle.export_job import ExportJob, ExportReport, SymbolOutcome
-from cycle.metrics import metrics_path, write_metrics
 from cycle.report import EXIT_OK, CycleReport
 from cycle.run_lock import RunLock
 from cycle.run_state import RunState, load_state, update_state
@@ -40,11 +38,15 @@ from cycle.universe import (
     universe_rule,
     unresolved_message,
 )
-from exchange.client import ExchangeClient
 from store.file_manager import FileManager
 from store.layout import ExportFolder
 from store.scan import FolderScan
 from store.validation import FileValidation
+
+if TYPE_CHECKING:  # types only: the export job (pandas) and the client (requests) load on first use,
+    # so --status, --health and --cleanup-only start without them (tests/test_startup.py)
+    from cycle.export_job import ExportJob, SymbolOutcome
+    from exchange.client import ExchangeClient
 
 logger = logging.getLogger("scheduled_data_manager")
 MAX_NOTICES = 20
@@ -92,6 +94,9 @@ class ScheduledDataManager:
     def job(self) -> ExportJob:
         """Built on first use so that --status and --cleanup-only never touch the network."""
         if self._job is None:
+            from cycle.export_job import ExportJob
+            from exchange.client import ExchangeClient
+
             self._client = self._client or ExchangeClient.from_settings(self.settings)
             self._job = ExportJob(
                 self.settings, self.files, self._client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
@@ -170,6 +175,8 @@ class ScheduledDataManager:
         if plan.symbols:
             report.export = self.job.run(plan.symbols, dry_run=dry_run)
         elif report.export is None:  # nothing to export: the universe error says why
+            from cycle.export_job import ExportReport
+
             report.export = ExportReport(dry_run=dry_run)
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
@@ -182,6 +189,8 @@ class ScheduledDataManager:
         """
         if self.universe is None:
             return listed_plan(self.symbols)
+        from cycle.export_job import ExportReport
+
         try:
             plan = resolve_plan(self.settings, self.job.client, self.symbols)
         except StopRequested:
@@ -316,6 +325,8 @@ class ScheduledDataManager:
             self.publish_page(report, page)
         except StorageError as exc:
             logger.warning("%s", exc)
+        from cycle.metrics import metrics_path, write_metrics  # prometheus_client: only when a status is written
+
         target = metrics_path(self.settings)
         if target is not None:
             try:

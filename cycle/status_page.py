@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import logging
 import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,10 @@ def read_closes(folder: Path, report: Mapping[str, Any]) -> dict[str, list[float
 def _closes_of(path: Path) -> list[float] | None:
     file_format = format_for_name(path.name)
     try:
-        if file_format is None or path.is_symlink() or path.stat().st_size > MAX_SPARK_FILE_BYTES:
+        if file_format is None:
+            return None
+        info = path.lstat()  # one stat per file: a symlink is never followed, a large file never read
+        if stat.S_ISLNK(info.st_mode) or info.st_size > MAX_SPARK_FILE_BYTES:
             return None
         return downsample(file_format.read_closes(path))
     except Exception as exc:  # a picture is never worth failing the cycle for

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import UniverseError
 from config.settings import Settings
 from cycle.run_state import RunState
-from exchange.client import ExchangeClient
 from exchange.universe import Universe, UniverseRule, fetch_universe
+
+if TYPE_CHECKING:  # a type only: --status and --health must not import requests for it
+    from exchange.client import ExchangeClient
 
 LISTED = "listed"
 

@@ -44,8 +44,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from common.clock import as_utc, ms_to_iso, utc_now
 from common.errors import InvalidDataError, OlderDataError, StorageError
 from config.intervals import is_valid_interval
@@ -77,7 +75,9 @@ from store.scan import (
 )
 from store.validation import FileValidation
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: --status and --health must not import pandas for them
+    import pandas as pd
+
     from config.settings import Settings
 
 TEMP_MAX_AGE = timedelta(hours=1)

@@ -28,8 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from common.atomic_io import TEMP_NAME_PATTERN
 from common.errors import ExportError, StorageError
@@ -42,6 +41,9 @@ from store.formats.base import StreamChecker
 from store.layout import export_name_prefix, our_temp_name, parse_export_name
 from store.listing import FolderEntry, FolderNames, folder_entries
 from store.validation import FileValidation, cannot_read, not_checked
+
+if TYPE_CHECKING:  # a type only: --status and --health must not import pandas for it
+    import pandas as pd
 
 # Small files are validated together; this bounds the bytes held in memory at once.
 VALIDATION_BATCH_BYTES = 16 << 20

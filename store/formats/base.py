@@ -14,16 +14,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from store.validation import FileValidation
 
+if TYPE_CHECKING:  # a type only: naming the formats must not import pandas (see store/formats/__init__.py)
+    import pandas as pd
+
 # A whole frame, or chunks written one after the other (a long backfill never sits whole).
-CandleChunks = pd.DataFrame | Iterable[pd.DataFrame]
+CandleChunks: TypeAlias = "pd.DataFrame | Iterable[pd.DataFrame]"
 # The verdict on a file, and its candle frame when asked for and valid.
-Verdict = tuple[FileValidation, pd.DataFrame | None]
+Verdict: TypeAlias = "tuple[FileValidation, pd.DataFrame | None]"
 
 
 # Called with the verdict on the bytes just written, before they are published; raises to refuse them.
