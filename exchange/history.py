@@ -266,17 +266,18 @@ class HistoricalDataExporter:
         opens = page["open_time"].to_numpy(dtype="int64")
         closes = page["close_time"].to_numpy(dtype="int64")
         ahead_limit = int(self._local_clock() * 1000) + self.max_ahead_of_local_ms
+        # Each rule with its reason, worded only for a page that breaks it (most pages do not).
         checks = (
-            (opens < cursor, f"opens before the start of the page asked for ({ms_to_iso(cursor)})"),
-            (opens > last_closed, f"opens after the newest closed candle ({ms_to_iso(last_closed)})"),
-            (~self._on_grid(opens), f"is not on the {self.interval} grid"),
-            (closes != self._grid_closes(opens), f"does not close when a {self.interval} candle closes"),
-            (np.diff(opens, prepend=cursor - 1) <= 0, "does not come after the candle before it"),
+            (opens < cursor, lambda: f"opens before the start of the page asked for ({ms_to_iso(cursor)})"),
+            (opens > last_closed, lambda: f"opens after the newest closed candle ({ms_to_iso(last_closed)})"),
+            (~self._on_grid(opens), lambda: f"is not on the {self.interval} grid"),
+            (closes != self._grid_closes(opens), lambda: f"does not close when a {self.interval} candle closes"),
+            (np.diff(opens, prepend=cursor - 1) <= 0, lambda: "does not come after the candle before it"),
         )
         broken = np.logical_or.reduce([bad for bad, _ in checks])
         if broken.any():
             row = int(np.argmax(broken))  # the first bad row, with the first rule it breaks
-            reason = next(reason for bad, reason in checks if bad[row])
+            reason = next(reason() for bad, reason in checks if bad[row])
             raise BadResponseError(
                 f"the exchange sent a bad page: row {row + 1} (open_time {int(opens[row])}, "
                 f"{ms_to_iso(int(opens[row]))}) {reason}; the symbol is not written"
