@@ -1,6 +1,6 @@
 """Run the benchmarks, then print one markdown table of the figures and targets.
 
-    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only export,steady,files,idle,startup]
+    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only export,limiter,steady,files,idle,startup]
 
 Each benchmark runs as its own process (fresh interpreter, fresh sandbox
 exchange) and writes ``benchmarks/results/<name>.json``; the combined table is
@@ -58,6 +58,29 @@ def rows_export(r: dict) -> list[list[str]]:
             ]
         )
     return out
+
+
+def rows_limiter(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    within, over = f["within"], f["over"]
+    return [
+        [
+            f"whole --export-only process, {f['symbols']} symbols, {f['latency_s'] * 1000:.0f} ms, sliding 6000/min",
+            f"{within['wall_s']:.2f} s (CPU {within.get('cpu_s', 0):.2f} s), {within['http_429']} x 429",
+            f"{f['baseline']}: {(f['ccxt'] or f['paced_baseline'])['wall_s']:.1f} s",
+            f"latency bound {f['latency_bound_s']:.1f} s ({f['workers']} in flight)",
+            f"{f['speedup_vs_baseline']:.1f}x baseline (>= 15x)",
+            ", ".join(mark(t[k]) for k in ("speedup>=15x", "within_zero_429")),
+        ],
+        [
+            f"over budget: {f['over_symbols']} symbols, 1200 per sliding {f['over_window_s']} s",
+            f"{over['wall_s']:.2f} s, {over['http_429']} x 429, at most {over['max_window_weight']} in a window",
+            "",
+            f"minimum {f['over_minimum_s']:.2f} s",
+            f"{f['over_ratio']:.3f}x minimum (<= 1.15x)",
+            ", ".join(mark(t[k]) for k in ("over_ratio<=1.15", "over_zero_429")),
+        ],
+    ]
 
 
 def rows_steady(r: dict) -> list[list[str]]:
@@ -171,6 +194,7 @@ def rows_startup(r: dict) -> list[list[str]]:
 
 BENCHES = {
     "export": ("bench_export", rows_export),
+    "limiter": ("bench_limiter", rows_limiter),
     "steady": ("bench_steady", rows_steady),
     "files": ("bench_files", rows_files),
     "idle": ("bench_idle", rows_idle),
@@ -217,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "2000" if args.quick else "10000",
             *(["--with-ccxt"] if args.with_ccxt else []),
         ],
+        "limiter": [*(["--quick"] if args.quick else []), *(["--with-ccxt"] if args.with_ccxt else [])],
         "steady": ["--symbols", "100" if args.quick else "400"],
         "files": ["--files", "2000"] if args.quick else [],
         "idle": [],
