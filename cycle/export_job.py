@@ -329,7 +329,13 @@ class ExportJob:
         chunks = self._counted(self._candle_chunks(export, exporter))
         path, verdict = files.write_export(symbol, chunks, replacing=replacing)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
-        pruned = files.prune_symbol(symbol, written={path: verdict}) if self.window is None else CleanupResult()
+        # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
+        judged = {previous.file.path: previous.validation} if previous else None
+        pruned = (
+            files.prune_symbol(symbol, written={path: verdict}, judged=judged)
+            if self.window is None
+            else CleanupResult()
+        )
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             self.series_key(symbol, interval),

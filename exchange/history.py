@@ -317,10 +317,23 @@ class HistoricalDataExporter:
 
 def _reusable(previous: pd.DataFrame | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pd.DataFrame:
     """Stored candles still inside the window (opened before ``end_ms`` if given, and
-    closed by the exchange's clock)."""
+    closed by the exchange's clock).
+
+    A valid file's candles are strictly increasing, so those are one run of rows: found
+    by bisection and taken as a slice (a boolean mask over every column costs more
+    than the rest of a steady symbol's work).
+    """
     if previous is None or previous.empty:
         return empty_candle_frame()
-    mask = (previous["open_time"] >= start_ms) & (previous["close_time"] < now_ms)
+    opens = previous["open_time"].to_numpy(dtype="int64")
+    closes = previous["close_time"].to_numpy(dtype="int64")
+    if not (np.all(np.diff(opens) > 0) and np.all(np.diff(closes) > 0)):  # not from a valid file
+        mask = (opens >= start_ms) & (closes < now_ms) & (opens < (end_ms if end_ms is not None else np.inf))
+        return previous.loc[mask, list(CANDLE_COLUMNS)].reset_index(drop=True)
+    first = int(np.searchsorted(opens, start_ms, side="left"))
+    last = int(np.searchsorted(closes, now_ms, side="left"))  # closes rise with opens
     if end_ms is not None:
-        mask &= previous["open_time"] < end_ms
-    return previous.loc[mask, list(CANDLE_COLUMNS)].reset_index(drop=True)
+        last = min(last, int(np.searchsorted(opens, end_ms, side="left")))
+    if last <= first:
+        return empty_candle_frame()
+    return previous.iloc[first:last].loc[:, list(CANDLE_COLUMNS)].reset_index(drop=True)

@@ -304,10 +304,11 @@ class FileManager:
         symbols: Collection[str] | None = None,
         known: Mapping[Path, FileValidation] | None = None,
         series_only: bool = False,
+        judged: Mapping[Path, FileValidation] | None = None,
     ) -> FolderScan:
         """One directory pass and one read per file (optionally only some symbols,
         whose names alone are then looked at, and with ``series_only`` only their files
-        of this manager's market and interval; ``known``: see ``scan_folder``);
+        of this manager's market and interval; ``known``, ``judged``: see ``scan_folder``);
         cut short (files not reached: not checked) once ``stop_event`` is set."""
         series = (self.market, self.interval) if series_only and symbols is not None else None
         return scan_folder(
@@ -318,6 +319,7 @@ class FileManager:
             stop=self.stop_event,
             series=series,
             names=self._names if symbols is not None else None,
+            judged=judged,
         )
 
     def validate_file(self, path: Path) -> FileValidation:
@@ -448,11 +450,13 @@ class FileManager:
         dry_run: bool = False,
         symbols: Sequence[str] | None = None,
         known: Mapping[Path, FileValidation] | None = None,
+        judged: Mapping[Path, FileValidation] | None = None,
     ) -> CleanupResult:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
 
         ``known``: files just written and their verdicts (in a dry run: files
-        the real run would write, which exist only in the plan).
+        the real run would write, which exist only in the plan). ``judged``: verdicts of
+        files read moments ago (not read again).
         ``result.remaining`` is the scan it made minus what it removed or
         quarantined (all of it in a dry run): the folder as the cleanup left
         it, with verdicts and the hashes of size-colliding files, so that a
@@ -460,7 +464,7 @@ class FileManager:
         """
         known = dict(known or {})
         # Limited to some symbols (a prune after a write), the cleanup looks at this manager's series only.
-        on_disk = self.scan(symbols=symbols, known=None if dry_run else known, series_only=True)
+        on_disk = self.scan(symbols=symbols, known=None if dry_run else known, series_only=True, judged=judged)
         folder = self._as_planned(on_disk, symbols, known) if dry_run else on_disk
         result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
         self._quarantine_invalid(folder, dry_run, result)
@@ -480,7 +484,12 @@ class FileManager:
         return result
 
     def prune_symbol(
-        self, symbol: str, *, dry_run: bool = False, written: Mapping[Path, FileValidation] | None = None
+        self,
+        symbol: str,
+        *,
+        dry_run: bool = False,
+        written: Mapping[Path, FileValidation] | None = None,
+        judged: Mapping[Path, FileValidation] | None = None,
     ) -> CleanupResult:
         """Retention for one series (this manager's market and interval of ``symbol``),
         cheap enough to run right after each write.
@@ -488,8 +497,10 @@ class FileManager:
         Only that series' names are looked at. ``written``: the file just
         written and its verdict (``write_export``), not read back; in a dry
         run, the file the real run would write (it counts as written).
+        ``judged``: verdicts read moments ago (the previous file ``newest_valid_export``
+        checked before the write), not read a second time.
         """
-        return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written)
+        return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
 
     # --- a dry run's plan --------------------------------------------------
 

@@ -339,10 +339,12 @@ def scan_folder(
     stop: threading.Event | None = None,
     series: tuple[str, str] | None = None,
     names: FolderNames | None = None,
+    judged: Mapping[Path, FileValidation] | None = None,
 ) -> FolderScan:
     """One directory pass and one read per file (optionally only some symbols,
     and with ``series`` = (market, interval) only those symbols' files of that series;
-    ``names``: a listing of the folder to take those symbols' names from, see ``store.listing``).
+    ``names``: a listing of the folder to take those symbols' names from, see ``store.listing``;
+    ``judged``: verdicts the caller read moments ago, used as they are, not ``fresh``).
 
     ``known`` gives the verdicts of files the caller has just written (and
     judged byte for byte as it wrote them): they are not read back (only
@@ -365,7 +367,7 @@ def scan_folder(
     result.files.sort(key=lambda f: (f.created, f.name))
     known = {Path(p): v for p, v in (known or {}).items()}
     result.fresh = set(known)
-    _read_all(result, logger, known, StopCheck(stop))
+    _read_all(result, logger, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
     return result
 
 

@@ -112,3 +112,29 @@ def test_merge_dedupes_on_open_time_and_sorts() -> None:
     b = pd.DataFrame({"open_time": [2, 3], "v": ["b", "c2"]})
     merged = merge_candles([a, b])
     assert merged["open_time"].tolist() == [1, 2, 3] and merged["v"].tolist() == ["a", "b", "c2"]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_reused_candles_are_exactly_those_inside_the_window(shuffled: bool) -> None:
+    """The stored candles kept for a window (a slice found by bisection for a valid, sorted
+    file; a mask otherwise) are the ones opening in [start, end) and closed by ``now``."""
+    import random
+
+    from exchange.history import _reusable
+    from exchange.klines import rows_to_frame
+
+    first = 1_730_073_600_000
+    frame = rows_to_frame([generate_candle("BTCUSDT", "1h", first + i * HOUR_MS) for i in range(48)])
+    if shuffled:
+        frame = frame.sample(frac=1, random_state=7).reset_index(drop=True)
+    rng = random.Random(3)
+    for _ in range(200):
+        start = first + rng.randint(-3, 50) * HOUR_MS + rng.choice([0, 1, -1, HOUR_MS // 2])
+        now = first + rng.randint(-3, 50) * HOUR_MS + rng.choice([0, 1, -1, HOUR_MS - 1])
+        end = None if rng.random() < 0.5 else first + rng.randint(-3, 50) * HOUR_MS + rng.choice([0, 1, -1])
+        mask = (frame["open_time"] >= start) & (frame["close_time"] < now)
+        if end is not None:
+            mask &= frame["open_time"] < end
+        expected = frame.loc[mask].reset_index(drop=True)
+        got = _reusable(frame, start, now, end)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_index_type=False)

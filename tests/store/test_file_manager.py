@@ -480,3 +480,22 @@ def test_a_pass_lists_the_folder_once_and_keeps_the_listing_current(tmp_path: Pa
     assert after is not None and after.file.path == late
     files.prune_symbol("BTCUSDT")
     assert {p.name for p in folder.iterdir() if p.suffix == ".csv"} == {late.name}
+
+
+def test_a_prune_reuses_the_verdict_of_the_file_read_moments_ago(tmp_path: Path) -> None:
+    """``judged``: the previous file's verdict (read by ``newest_valid_export`` just before the
+    write) is used as it is, not read again: a change made behind it in between is not seen
+    (the file is older than the one just written, so retention takes it either way)."""
+    folder = tmp_path / "exports"
+    old = put(folder, "BTCUSDT", 2, valid_bytes(20, days_old=2))
+    files = manager(folder)
+    previous = files.newest_valid_export("BTCUSDT")
+    assert previous is not None
+    path, verdict = files.write_export("BTCUSDT", previous.candles)
+    old.write_bytes(CORRUPT)  # behind the manager's back, after it was judged
+    pruned = files.prune_symbol("BTCUSDT", written={path: verdict}, judged={old: previous.validation})
+    assert pruned.removed == [old] and pruned.quarantined == []
+    # Not judged: read again, found corrupt, quarantined (never deleted).
+    again = put(folder, "BTCUSDT", 3, CORRUPT)
+    pruned = files.prune_symbol("BTCUSDT", written={path: verdict})
+    assert [p for p, _ in pruned.quarantined] == [again]
