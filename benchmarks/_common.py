@@ -119,18 +119,33 @@ def _stop_children() -> None:
 
 
 # -- settings ------------------------------------------------------------------------
-def make_settings(base_url: str, export_dir: Path, symbols: Iterable[str], **extra: str):
-    """Settings for a temp folder, built from a plain dict (no .env is read)."""
-    from config.settings import load_settings
-
-    env = {
+def bench_setting_values(base_url: str, export_dir: Path, symbols: Iterable[str]) -> dict[str, str]:
+    """The settings every benchmark run uses: this exchange and folder, 1h candles, a 2-day window."""
+    return {
         "BINANCE_BASE_URL": base_url,
         "EXPORT_DIR": str(export_dir),
         "EXPORT_SYMBOLS": ",".join(symbols),
         "KLINE_INTERVAL": "1h",
         "EXPORT_LOOKBACK_DAYS": "2",
-        "LOG_LEVEL": "WARNING",
     }
+
+
+def process_env(base_url: str, export_dir: Path, symbols: Iterable[str], **extra: str) -> dict[str, str]:
+    """The environment of a child process of ours: this one without any of the project's
+    settings (a developer's shell must not change a figure), then the benchmark's."""
+    from config.settings import SETTING_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
+    env.update(bench_setting_values(base_url, export_dir, symbols))
+    env.update(extra)
+    return env
+
+
+def make_settings(base_url: str, export_dir: Path, symbols: Iterable[str], **extra: str):
+    """Settings for a temp folder, built from a plain dict (no .env is read)."""
+    from config.settings import load_settings
+
+    env = {**bench_setting_values(base_url, export_dir, symbols), "LOG_LEVEL": "WARNING"}
     env.update({k: str(v) for k, v in extra.items()})
     return load_settings(env, env_file=None)
 

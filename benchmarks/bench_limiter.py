@@ -26,18 +26,15 @@ answers 429 beyond its limit.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import subprocess
 import sys
 import time
 
-from benchmarks._common import ROOT, bench_symbols, table, temp_dir, verdict, write_results
+from benchmarks._common import ROOT, bench_symbols, process_env, table, temp_dir, verdict, write_results
 from benchmarks.bench_export import run_ccxt, run_paced_loop
 from sandbox.exchange import SandboxConfig, SandboxExchange
-
-SETTING_PREFIXES = ("BINANCE_", "EXPORT_", "HTTP_", "KLINE_", "DATA_", "MAX_", "LOG_")
 
 
 def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = None) -> dict:
@@ -45,18 +42,7 @@ def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = No
     folder = temp_dir("limiter")
     exchange = SandboxExchange(cfg).start()
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
-        env.update(
-            {
-                "BINANCE_BASE_URL": exchange.base_url,
-                "EXPORT_DIR": str(folder),
-                "EXPORT_SYMBOLS": ",".join(symbols),
-                "KLINE_INTERVAL": "1h",
-                "EXPORT_LOOKBACK_DAYS": "2",
-            }
-        )
-        if workers:
-            env["EXPORT_WORKERS"] = str(workers)
+        env = process_env(exchange.base_url, folder, symbols, **({"EXPORT_WORKERS": str(workers)} if workers else {}))
         cpu_before = _children_cpu()
         started_wall_ms = time.time() * 1000
         started = time.perf_counter()

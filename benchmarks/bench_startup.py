@@ -22,7 +22,6 @@ the status report, status.html, the metrics). Best of ``--runs`` cycles.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from benchmarks._common import (
     SandboxProcess,
     bench_symbols,
     make_settings,
+    process_env,
     quiet_logging,
     report_and_save,
     table,
@@ -49,19 +49,7 @@ HEAVY = ("pandas", "numpy", "pyarrow")
 
 
 def _env(base_url: str, export_dir: Path, symbols: Sequence[str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BINANCE_", "EXPORT_", "KLINE_", "METRICS_"))}
-    env.update(
-        {
-            "BINANCE_BASE_URL": base_url,
-            "EXPORT_DIR": str(export_dir),
-            "EXPORT_SYMBOLS": ",".join(symbols),
-            "KLINE_INTERVAL": "1h",
-            "EXPORT_LOOKBACK_DAYS": "2",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
+    return process_env(base_url, export_dir, symbols, LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
 
 
 def _wall(command: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
