@@ -112,11 +112,9 @@ def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Ap
     with atomic_output_at(target) as (handle, temp):
         _write_checked(handle, check, CSV_HEADER + "\n")
         for chunk in parts:
-            if len(chunk) <= WRITE_ROWS:  # a page: no slice to take
-                _write_checked(handle, check, csv_lines(chunk))
-                continue
             for start in range(0, len(chunk), WRITE_ROWS):
-                _write_checked(handle, check, csv_lines(chunk.iloc[start : start + WRITE_ROWS]))
+                part = chunk if len(chunk) <= WRITE_ROWS else chunk.iloc[start : start + WRITE_ROWS]  # a page: whole
+                _write_checked(handle, check, csv_lines(part))
         handle.flush()  # so that a bad row can be read back from the temp file
         verdict = _verdict_of_written(check, target, temp)
         if approve is not None:
