@@ -394,3 +394,18 @@ def test_small_blocks_split_in_python_equal_pandas_parser(case: str, monkeypatch
     parsed = check_stream([data], "1h", "f", chunk_bytes=1 << 20)
     assert split is not None and parsed is not None
     assert split[0] == parsed[0]
+
+
+def test_csv_times_from_the_cache_equal_numpys_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Times partly cached, partly new, past the cache's limit and past the cached size:
+    always exactly ``format_utc_ms``."""
+    from store.formats import csv_format
+    from store.formats.csv_rules import format_utc_ms
+
+    monkeypatch.setattr(csv_format, "_TIME_TEXTS", {})
+    monkeypatch.setattr(csv_format, "_CACHE_LIMIT", 50)
+    rng = np.random.default_rng(5)
+    for size in (1, 48, 100, 1000, csv_format._CACHED_TIMES + 1):
+        values = BTC_FIRST_OPEN + rng.integers(0, 80, size) * HOUR_MS + rng.choice([0, HOUR_MS - 1, 999], size)
+        assert csv_format.utc_texts(values) == format_utc_ms(values).tolist()
+        assert csv_format.utc_texts(values) == format_utc_ms(values).tolist()  # now (partly) cached
