@@ -147,6 +147,13 @@ class _StoppableRetry(Retry):
             raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
 
 
+def usable_server_time(value: Any) -> int | None:
+    """An answer's ``serverTime`` if it is a plausible epoch-ms integer (a bool is not), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+        return None
+    return value
+
+
 def build_session(
     retries: int,
     backoff: float,
@@ -268,11 +275,12 @@ class ExchangeClient:
 
     def server_time_ms(self) -> int:
         body = self._get(self.market.time_path, {}, expect=dict)
-        value = body.get("serverTime")
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+        raw = body.get("serverTime")
+        value = usable_server_time(raw)
+        if value is None:
             raise BadResponseError(
                 f"{self.base_url}{self.market.time_path} answered without a usable serverTime "
-                f"({printable(repr(value), 40)})"
+                f"({printable(repr(raw), 40)})"
             )
         return value
 
@@ -333,8 +341,8 @@ class ExchangeClient:
         info = self._exchange_info_of(symbol)
         midpoint = (before + time.time()) / 2
         limit = self.load_rate_limits(info=info)
-        value = info.get("serverTime")
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+        value = usable_server_time(info.get("serverTime"))
+        if value is None:
             return self.sync_clock(), limit
         return self._adopt_clock(value, midpoint), limit
 

@@ -151,13 +151,20 @@ def _column_values(values: np.ndarray, columns: Sequence[str]) -> np.ndarray:
     return values[:, [_INDEX[c] for c in columns]].ravel(order="F")
 
 
-def _all_utc_suffixed(raw: np.ndarray) -> bool:
-    """Aggregate suffix check: one join and two counts instead of a check per value."""
+def _nul_joined(raw: np.ndarray) -> str | None:
+    """Every value followed by a NUL, in one string; None unless all are text without a NUL
+    (so that the string splits back into exactly these values)."""
     try:
         joined = "\x00".join(raw) + "\x00"
     except TypeError:
-        return False
-    if joined.count("\x00") != len(raw):
+        return None
+    return joined if joined.count("\x00") == len(raw) else None
+
+
+def _all_utc_suffixed(raw: np.ndarray) -> bool:
+    """Aggregate suffix check: one join and two counts instead of a check per value."""
+    joined = _nul_joined(raw)
+    if joined is None:
         return False
     return sum(joined.count(suffix + "\x00") for suffix in UTC_SUFFIXES) == len(raw)
 
@@ -181,17 +188,15 @@ def _canonical_utc_micros(raw: np.ndarray) -> np.ndarray | None:
     """Epoch microseconds if every value is a valid time in the very form this tool writes
     (``format_utc_ms``), else None (then pandas' ISO-8601 parser decides, value by value).
 
-    The form every file we write has, judged at a fraction of ``pd.to_datetime``'s fixed cost
-    per call, which dominates a small file (a large one goes to pandas): one regular expression over all values, then
-    numpy's parser, which refuses an impossible date or time just as pandas does.
+    The form every file we write has, judged at a fraction of ``pd.to_datetime``'s fixed
+    cost per call, which dominates a small file (a large one goes to pandas): one regular
+    expression over all values, then numpy's parser, which refuses an impossible date or
+    time just as pandas does.
     """
     if not 0 < len(raw) <= _CANONICAL_MAX_VALUES:
         return None
-    try:
-        joined = "\x00".join(raw) + "\x00"
-    except TypeError:
-        return None
-    if joined.count("\x00") != len(raw) or _CANONICAL_TIMES.fullmatch(joined) is None:
+    joined = _nul_joined(raw)
+    if joined is None or _CANONICAL_TIMES.fullmatch(joined) is None:
         return None
     try:
         moments = np.array([value[: -len(UTC_SUFFIXES[0])] for value in raw], dtype="datetime64[ms]")

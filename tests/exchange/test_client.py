@@ -205,3 +205,11 @@ def test_first_clock_and_limits_come_from_one_exchange_info(sandbox_factory, inf
     assert paths == (["/api/v3/exchangeInfo"] if info_has_time else ["/api/v3/exchangeInfo", "/api/v3/time"])
     assert abs(server_ms - exchange.requests[-1].server_ms) < 50
     assert client.clock_skew_seconds is not None and abs(client.clock_skew_seconds - 3600) < 5
+
+
+def test_only_a_plausible_integer_is_a_server_time() -> None:
+    from exchange.client import LATEST_SERVER_TIME_MS, usable_server_time
+
+    assert usable_server_time(1_764_547_200_000) == 1_764_547_200_000
+    for bad in (True, "1764547200000", 1.7e12, 0, -5, LATEST_SERVER_TIME_MS + 1, None):
+        assert usable_server_time(bad) is None, bad
