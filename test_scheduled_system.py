@@ -1,90 +1,12 @@
 """Installation self-check: is this machine ready to run the exporter?
 
-The guide's "testing utilities". It checks, in order, and prints one
-PASS/FAIL line per check:
-
-1. settings and symbols load (the same validation the scheduler uses);
-2. the export folder exists or can be created, and is writable;
-3. the exchange answers ``ping`` and ``time``, and the clock skew is small;
-4. one symbol exports into a temporary folder and the file validates.
-
-Exit code 0 when every check passes, 1 otherwise (2 for bad arguments).
-``--base-url`` points it at any Binance-compatible exchange, e.g. the
-sandbox: ``python -m sandbox --port 8080`` then
-``python test_scheduled_system.py --base-url http://127.0.0.1:8080``.
-This is a tool, not a pytest module (pytest only collects ``tests/``).
+The guide's entry point; the code is ``crypto_data_export.commands.selftest_cmd``, also installed
+as the console command ``test-scheduled-system``.
 """
 
-from __future__ import annotations
+from crypto_data_export.commands.selftest_cmd import main, run
 
-import argparse
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-
-from common.cli import run_main
-from common.errors import ExportError
-from config.settings import SettingsError, load_settings, override
-from cycle.self_check import CheckFailed, check_exchange, check_export, check_folder, check_settings
-from exchange.client import ExchangeClient
-
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
-EPILOG = """examples:
-  python test_scheduled_system.py                      check against BINANCE_BASE_URL (default api.binance.com)
-  python test_scheduled_system.py --base-url https://api.binance.us
-  python -m sandbox --port 8080 &  python test_scheduled_system.py --base-url http://127.0.0.1:8080
-
-exit codes: 0 every check passed, 1 a check failed or was skipped"""
-
-
-def run_check(name: str, check: Callable[[], str]) -> str:
-    try:
-        detail = check()
-    except (CheckFailed, ExportError) as exc:
-        print(f"{FAIL} {name}: {exc}", flush=True)
-        return FAIL
-    print(f"{PASS} {name}: {detail}", flush=True)
-    return PASS
-
-
-def skip(name: str, reason: str) -> str:
-    print(f"{SKIP} {name}: {reason}", flush=True)
-    return SKIP
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="test_scheduled_system.py",
-        description="Check that this installation can export data: settings, folder, exchange, one real export.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--base-url", help="exchange to check instead of BINANCE_BASE_URL")
-    args = parser.parse_args(argv)
-    try:
-        settings = override(load_settings(), {"BINANCE_BASE_URL": (args.base_url, "--base-url")})
-    except SettingsError as exc:
-        print(f"FAIL settings: {exc}")
-        return 1
-    # A self-check must answer fast: few retries, short timeouts.
-    settings = replace(
-        settings,
-        http_retries=min(settings.http_retries, 1),
-        http_backoff_seconds=0.2,
-        http_timeout_seconds=min(settings.http_timeout_seconds, 10.0),
-    )
-    client = ExchangeClient.from_settings(settings)
-    results = [
-        run_check("settings", lambda: check_settings(settings)),
-        run_check("export folder", lambda: check_folder(settings)),
-        run_check("exchange", lambda: check_exchange(client)),
-    ]
-    if results[-1] == PASS:
-        results.append(run_check("export", lambda: check_export(settings, client)))
-    else:
-        results.append(skip("export", "the exchange is not reachable"))
-    print(f"{results.count(PASS)} passed, {results.count(FAIL)} failed, {results.count(SKIP)} skipped")
-    return 0 if all(result == PASS for result in results) else 1
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    run_main(main)
+    run()

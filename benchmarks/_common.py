@@ -33,7 +33,7 @@ _CHILDREN: list[subprocess.Popen] = []
 
 # -- the sandbox exchange in its own process ----------------------------------------
 class SandboxProcess:
-    """``python -m sandbox --port 0 ...`` as a subprocess (cwd: the repo root); ``base_url`` once it listens."""
+    """The sandbox exchange as a subprocess (cwd: the repo root); ``base_url`` once it listens."""
 
     def __init__(
         self,
@@ -46,7 +46,7 @@ class SandboxProcess:
         extra_args: Sequence[str] = (),
     ) -> None:
         # list_symbols > 0: exchangeInfo also lists SYM0001USDT.. (see _sandbox_server.py)
-        module = "benchmarks._sandbox_server" if list_symbols else "sandbox"
+        module = "benchmarks._sandbox_server" if list_symbols else "crypto_data_export.sandbox"
         self.args = [
             sys.executable,
             "-m",
@@ -133,7 +133,7 @@ def bench_setting_values(base_url: str, export_dir: Path, symbols: Iterable[str]
 def process_env(base_url: str, export_dir: Path, symbols: Iterable[str], **extra: str) -> dict[str, str]:
     """The environment of a child process of ours: this one without any of the project's
     settings (a developer's shell must not change a figure), then the benchmark's."""
-    from config.settings import SETTING_VARIABLES
+    from crypto_data_export.settings.settings import SETTING_VARIABLES
 
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
     env.update(bench_setting_values(base_url, export_dir, symbols))
@@ -143,7 +143,7 @@ def process_env(base_url: str, export_dir: Path, symbols: Iterable[str], **extra
 
 def make_settings(base_url: str, export_dir: Path, symbols: Iterable[str], **extra: str):
     """Settings for a temp folder, built from a plain dict (no .env is read)."""
-    from config.settings import load_settings
+    from crypto_data_export.settings.settings import load_settings
 
     env = {**bench_setting_values(base_url, export_dir, symbols), "LOG_LEVEL": "WARNING"}
     env.update({k: str(v) for k, v in extra.items()})

@@ -1,4 +1,4 @@
-"""``python -m sandbox`` CLI plus ``--list-symbols N``: SYM0001USDT.. SYM{N}USDT in exchangeInfo.
+"""``python -m crypto_data_export.sandbox`` CLI plus ``--list-symbols N``: SYM0001USDT.. SYM{N}USDT in exchangeInfo.
 
     python -m benchmarks._sandbox_server --port 0 [sandbox options] --list-symbols N
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-import sandbox.exchange as sx
+import crypto_data_export.sandbox.fake_exchange as sx
 
 
 def main(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ zip of the window requested once before the clock starts: data.binance.vision
 serves files that exist, while the sandbox builds each zip on its first
 request, in one process, under one GIL); ``--source auto`` against a *cold*
 archive (the sandbox's build time included: a pessimistic bound). Each run is
-``cycle.archive_backfill.archive_backfill(settings, source)`` in this process,
+``crypto_data_export.backfill.archive_backfill.archive_backfill(settings, source)`` in this process,
 writing real files into a fresh temp folder. Weight is what
 the exchange charges (klines 2, exchangeInfo 20, time 1), counted on the
 client side per request path; archive downloads weigh nothing (a CDN). The
@@ -49,7 +49,7 @@ class PathCounter:
     """Counts every request of every ExchangeClient by path (wraps ``ClientStats.count``)."""
 
     def __init__(self) -> None:
-        from exchange.client import ClientStats
+        from crypto_data_export.exchange.client import ClientStats
 
         self.paths: Counter[str] = Counter()
         self._cls = ClientStats
@@ -63,7 +63,7 @@ class PathCounter:
         ClientStats.count = count  # type: ignore[method-assign]
 
     def weight(self) -> int:
-        from exchange.markets import SPOT
+        from crypto_data_export.exchange.market_profiles import SPOT
 
         return sum(SPOT.weight(path, {}) * n for path, n in self.paths.items())
 
@@ -90,8 +90,8 @@ def warm_up(base_url: str, symbols: list[str], interval: str, days: int) -> None
     """Ask for every zip the run will want (and a day more on each side), so the sandbox has built them."""
     import requests
 
-    from cycle.archive_backfill import plan_segments
-    from exchange.archive import SPOT_PREFIX, ArchivePeriod
+    from crypto_data_export.backfill.archive_backfill import plan_segments
+    from crypto_data_export.exchange.archive import SPOT_PREFIX, ArchivePeriod
 
     now = int(time.time() * 1000)
     today = now // DAY_MS * DAY_MS
@@ -109,7 +109,7 @@ def warm_up(base_url: str, symbols: list[str], interval: str, days: int) -> None
 def run(
     source: str, symbols: list[str], interval: str, days: int, latency: float, *, warm: bool = False
 ) -> tuple[dict, dict]:
-    from cycle.archive_backfill import archive_backfill
+    from crypto_data_export.backfill.archive_backfill import archive_backfill
 
     folder = temp_dir(f"archive-{source}")
     counter = PathCounter()

@@ -62,9 +62,9 @@ def window(now_ms: int) -> tuple[int, int]:
 
 # -- ours ---------------------------------------------------------------------------
 def run_ours(symbols: list[str], latency: float, workers: int | None, prefill: int = 0) -> dict:
-    from cycle.export_job import ExportJob
-    from exchange.client import ExchangeClient
-    from store.file_manager import FileManager
+    from crypto_data_export.exchange.client import ExchangeClient
+    from crypto_data_export.pipeline.export_job import ExportJob
+    from crypto_data_export.store.files import FileManager
 
     folder = temp_dir("export")
     if prefill:  # a crowded folder: other symbols' exports every per-symbol scan lists (names only)

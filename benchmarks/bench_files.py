@@ -50,8 +50,8 @@ def candle_lines(symbol: str, first_open_ms: int, count: int) -> list[str]:
     """CSV lines (no header) of ``count`` 1h candles, exactly as write_candles formats them."""
     import numpy as np
 
-    from sandbox.exchange import generate_candle
-    from store.formats.csv_rules import format_utc_ms
+    from crypto_data_export.sandbox.fake_exchange import generate_candle
+    from crypto_data_export.store.formats.csv_rules import format_utc_ms
 
     rows = [generate_candle(symbol, "1h", first_open_ms + i * HOUR_MS) for i in range(count)]
     opens = format_utc_ms(np.array([r[0] for r in rows], dtype="int64"))
@@ -63,21 +63,21 @@ def candle_lines(symbol: str, first_open_ms: int, count: int) -> list[str]:
 
 
 def header() -> str:
-    from store.formats.csv_rules import CSV_HEADER
+    from crypto_data_export.store.formats.csv_rules import CSV_HEADER
 
     return CSV_HEADER + "\n"
 
 
 def file_name(symbol: str, created: datetime) -> str:
-    from store.layout import export_file_name
+    from crypto_data_export.store.layout import export_file_name
 
     return export_file_name(symbol, "1h", created)
 
 
 # -- 1. duplicate scan ---------------------------------------------------------------------
 def bench_duplicates(n_files: int, mb: float) -> dict:
-    from common.reading import read_regular_file
-    from store.file_manager import FileManager
+    from crypto_data_export.core.reading import read_regular_file
+    from crypto_data_export.store.files import FileManager
 
     folder = temp_dir("dups")
     try:
@@ -200,8 +200,8 @@ def make_many_files(folder: Path, n_files: int, per_symbol: int = 4, corrupt: in
 
 
 def bench_many_files(n_files: int) -> dict:
-    from cycle.manager import ScheduledDataManager
-    from store.file_manager import FileManager
+    from crypto_data_export.scheduler.manager import ScheduledDataManager
+    from crypto_data_export.store.files import FileManager
 
     source = temp_dir("many-src")
     runs: dict[str, dict] = {}

@@ -32,10 +32,10 @@ def write_folders(symbols: list[str], days: int, root: Path) -> dict[str, dict[s
     """The same candles as CSV and as Parquet, one file per symbol; write time and size per format."""
     from datetime import UTC, datetime
 
-    from exchange.klines import rows_to_frame
-    from sandbox.exchange import generate_candle
-    from store.formats import FORMATS
-    from store.layout import export_file_name
+    from crypto_data_export.exchange.klines import rows_to_frame
+    from crypto_data_export.sandbox.fake_exchange import generate_candle
+    from crypto_data_export.store.formats import FORMATS
+    from crypto_data_export.store.layout import export_file_name
 
     created = datetime(2024, 11, 27, tzinfo=UTC)
     rows = days * DAY_MS // MINUTE_MS

@@ -47,8 +47,8 @@ class WeighingClient:
 
 
 def one_case(base_url: str, symbols: list[str], intervals: str, market: str) -> list[dict]:
-    from cycle.manager import ScheduledDataManager
-    from exchange.client import ExchangeClient
+    from crypto_data_export.exchange.client import ExchangeClient
+    from crypto_data_export.scheduler.manager import ScheduledDataManager
 
     folder = temp_dir("intervals")
     figures = []

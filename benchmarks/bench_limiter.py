@@ -34,7 +34,7 @@ import time
 
 from benchmarks._common import ROOT, bench_symbols, process_env, table, temp_dir, verdict, write_results
 from benchmarks.bench_export import run_ccxt, run_paced_loop
-from sandbox.exchange import SandboxConfig, SandboxExchange
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
 
 def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = None) -> dict:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="over-budget window scaled down to 6 s")
     parser.add_argument("--with-ccxt", action="store_true", help="also ccxt itself (pip-installed to /tmp if missing)")
     args = parser.parse_args(argv)
-    from config.settings import DEFAULT_WORKERS
+    from crypto_data_export.settings.settings import DEFAULT_WORKERS
 
     workers = DEFAULT_WORKERS
     within = run_process(

@@ -123,15 +123,25 @@ def _processes(args: argparse.Namespace, work: Path, base_url: str) -> dict[str,
 
 # -- part 2: the steps after the export job, in-process ------------------------------
 STEPS = (
-    ("cycle.manager", "ScheduledDataManager", "write_status", "status: all (report, page, metrics)"),
-    ("store.file_manager", "FileManager", "scan", "  folder scan (known files not read)"),
-    ("store.file_manager", "FileManager", "validate_all", "  validations"),
-    ("store.file_manager", "FileManager", "file_statistics", "  file statistics"),
-    ("cycle.manager", None, "build_status_report", "  build the report"),
-    ("cycle.manager", None, "write_status_report", "  write status_report.json"),
-    ("cycle.manager", "ScheduledDataManager", "publish_page", "  status.html (closes + render + write)"),
-    ("cycle.metrics", None, "write_metrics", "  metrics file"),
-    ("cycle.manager", None, "update_state", "state.json (update under its lock)"),
+    (
+        "crypto_data_export.scheduler.manager",
+        "ScheduledDataManager",
+        "write_status",
+        "status: all (report, page, metrics)",
+    ),
+    ("crypto_data_export.store.files", "FileManager", "scan", "  folder scan (known files not read)"),
+    ("crypto_data_export.store.files", "FileManager", "validate_all", "  validations"),
+    ("crypto_data_export.store.files", "FileManager", "file_statistics", "  file statistics"),
+    ("crypto_data_export.scheduler.manager", None, "build_status_report", "  build the report"),
+    ("crypto_data_export.scheduler.manager", None, "write_status_report", "  write status_report.json"),
+    (
+        "crypto_data_export.scheduler.manager",
+        "ScheduledDataManager",
+        "publish_page",
+        "  status.html (closes + render + write)",
+    ),
+    ("crypto_data_export.report.metrics", None, "write_metrics", "  metrics file"),
+    ("crypto_data_export.scheduler.manager", None, "update_state", "state.json (update under its lock)"),
 )
 
 
@@ -171,7 +181,7 @@ def _export_marked(original: Callable[..., Any], spent: dict[str, float]) -> Cal
 def _after_export(args: argparse.Namespace, work: Path, base_url: str) -> dict[str, Any]:
     import importlib
 
-    from cycle.manager import ScheduledDataManager
+    from crypto_data_export.scheduler.manager import ScheduledDataManager
 
     quiet_logging()
     symbols = bench_symbols(args.cycle_symbols)

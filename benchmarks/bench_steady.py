@@ -51,8 +51,8 @@ class RecordingClient:
 
 
 def stored_open_times(folder: Path) -> dict[str, set[int]]:
-    from store.exports import scan_exports
-    from store.formats import CSV
+    from crypto_data_export.store.exports import scan_exports
+    from crypto_data_export.store.formats import CSV
 
     stored: dict[str, set[int]] = defaultdict(set)
     for f in scan_exports(folder):
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency", type=float, default=0.15)
     args = parser.parse_args(argv)
     quiet_logging()
-    from cycle.manager import ScheduledDataManager
-    from exchange.client import ExchangeClient
+    from crypto_data_export.exchange.client import ExchangeClient
+    from crypto_data_export.scheduler.manager import ScheduledDataManager
 
     symbols = bench_symbols(args.symbols)
     folder = temp_dir("steady")

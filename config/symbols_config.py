@@ -1,88 +1,32 @@
-"""Which symbols the exporter serves, and the rule every symbol must pass.
+"""The guide's symbol configuration: the default symbol groups and the one symbol rule.
 
-A symbol ends up in a URL and in a file name, so it is validated here, once,
-before any request is sent or any file is created: a value such as
-``../etc`` or ``BTC;rm -rf`` must never reach the exchange or the disk.
+The definitions live in the package (``crypto_data_export.settings.symbols``) so that an
+installed ``crypto-data-export`` works from any folder; this file keeps the guide's import
+path, ``config.symbols_config``, for scripts and checks that use it.
 """
 
-from __future__ import annotations
+from crypto_data_export.settings.symbols import (
+    ALTCOIN_SYMBOLS,
+    DEFAULT_SYMBOLS,
+    DEFI_SYMBOLS,
+    PRIMARY_SYMBOLS,
+    SYMBOL_PATTERN,
+    SYMBOL_RULE,
+    SymbolError,
+    normalize_symbol,
+    parse_symbol_list,
+    resolve_symbols,
+)
 
-import re
-from collections.abc import Iterable
-
-PRIMARY_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-DEFI_SYMBOLS: tuple[str, ...] = ("UNIUSDT", "LINKUSDT", "DOTUSDT", "AVAXUSDT", "AAVEUSDT")
-ALTCOIN_SYMBOLS: tuple[str, ...] = ("DOGEUSDT", "SHIBUSDT", "XRPUSDT")
-
-SYMBOL_GROUPS: dict[str, tuple[str, ...]] = {
-    "primary": PRIMARY_SYMBOLS,
-    "defi": DEFI_SYMBOLS,
-    "altcoins": ALTCOIN_SYMBOLS,
-}
-DEFAULT_SYMBOLS: tuple[str, ...] = PRIMARY_SYMBOLS + DEFI_SYMBOLS + ALTCOIN_SYMBOLS
-
-# The one symbol rule: exchange symbols, file names and the sandbox all use it.
-SYMBOL_RULE = "[A-Z0-9]{2,20}"
-SYMBOL_PATTERN = re.compile(rf"^{SYMBOL_RULE}$")
-
-
-class SymbolError(ValueError):
-    """A symbol that cannot be used as an exchange symbol or in a file name."""
-
-
-# How ccxt, freqtrade and exchanges' web pages write a pair: BTC/USDT, btc-usdt, BTC_USDT.
-_PAIR_SEPARATORS = re.compile(r"(?<=[A-Z0-9])[/_-](?=[A-Z0-9])")
-
-
-def normalize_symbol(raw: str) -> str:
-    """Upper-case one symbol, join a pair written ``BTC/USDT``, ``btc-usdt`` or ``BTC_USDT``,
-    and refuse anything but 2-20 letters and digits."""
-    symbol = _PAIR_SEPARATORS.sub("", raw.strip().upper(), count=1)
-    if not SYMBOL_PATTERN.fullmatch(symbol):
-        shown = raw if len(raw) <= 40 else raw[:40] + "..."
-        raise SymbolError(
-            f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, like BTCUSDT "
-            "(BTC/USDT, BTC-USDT and BTC_USDT are read as BTCUSDT)"
-        )
-    return symbol
-
-
-def parse_symbol_list(text: str) -> list[str]:
-    """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols.
-
-    An empty item (``"BTCUSDT,,ETHUSDT"``) is an error rather than silently
-    skipped, because it usually means a typo in a config file.
-    """
-    if not text.strip():
-        return []
-    return [normalize_symbol(item) for item in text.split(",")]
-
-
-def unique_in_order(symbols: Iterable[str]) -> tuple[str, ...]:
-    """Drop repeats, keeping the first position of each symbol."""
-    return tuple(dict.fromkeys(symbols))
-
-
-def resolve_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tuple[str, ...]:
-    """The configured symbol list.
-
-    ``EXPORT_SYMBOLS`` replaces the default groups; ``CRYPTO_SYMBOLS`` is
-    added to whatever list results (the guide's "Additional" symbols). An
-    empty or blank ``EXPORT_SYMBOLS`` counts as unset (the default groups),
-    the same as a line ``EXPORT_SYMBOLS=`` left in ``.env``.
-    """
-    base = parse_symbol_list(export_symbols) if export_symbols and export_symbols.strip() else list(DEFAULT_SYMBOLS)
-    extra = parse_symbol_list(crypto_symbols) if crypto_symbols else []
-    symbols = unique_in_order(base + extra)
-    if not symbols:
-        raise SymbolError("no symbols configured: set EXPORT_SYMBOLS or CRYPTO_SYMBOLS")
-    return symbols
-
-
-def listed_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tuple[str, ...]:
-    """The symbols listed by hand (``EXPORT_SYMBOLS`` then ``CRYPTO_SYMBOLS``), without the
-    default groups: with a symbol universe (``EXPORT_QUOTE_ASSET``) these are added to it,
-    and the list may be empty."""
-    base = parse_symbol_list(export_symbols) if export_symbols and export_symbols.strip() else []
-    extra = parse_symbol_list(crypto_symbols) if crypto_symbols and crypto_symbols.strip() else []
-    return unique_in_order(base + extra)
+__all__ = [
+    "ALTCOIN_SYMBOLS",
+    "DEFAULT_SYMBOLS",
+    "DEFI_SYMBOLS",
+    "PRIMARY_SYMBOLS",
+    "SYMBOL_PATTERN",
+    "SYMBOL_RULE",
+    "SymbolError",
+    "normalize_symbol",
+    "parse_symbol_list",
+    "resolve_symbols",
+]

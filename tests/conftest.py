@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.exchange import SandboxConfig, SandboxExchange
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 from tests.support import MANAGER
 
 

@@ -23,15 +23,15 @@ from typing import Any
 
 import pytest
 
-from common.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
-from config.intervals import floor_open_ms, next_open_ms
-from config.settings import SETTING_VARIABLES
-from exchange.klines import rows_to_frame
-from sandbox.exchange import generate_candle
-from store.formats.csv_format import frame_to_csv_rows, write_candles
-from store.formats.csv_rules import CSV_HEADER
-from store.layout import QUARANTINE_DIR_NAME, export_file_name, parse_export_name
-from store.scan import validate_file
+from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
+from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.settings.intervals import floor_open_ms, next_open_ms
+from crypto_data_export.settings.settings import SETTING_VARIABLES
+from crypto_data_export.store.formats.csv_format import frame_to_csv_rows, write_candles
+from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.layout import QUARANTINE_DIR_NAME, export_file_name, parse_export_name
+from crypto_data_export.store.scan import validate_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -292,7 +292,7 @@ def free_port() -> int:
 
 # -- what is on disk --------------------------------------------------------------
 def temp_name(final: str, pid: int = 4242, token: str = "deadbeef") -> str:
-    """The name ``common.atomic_io`` gives a temp file of ``final`` written by ``pid``."""
+    """The name ``crypto_data_export.core.atomic_io`` gives a temp file of ``final`` written by ``pid``."""
     return f".{final}.{pid}.{token}.{TEMP_TAG}.tmp"
 
 
@@ -407,7 +407,7 @@ def assert_same_candles(left: Any, right: Any) -> None:
     small pages, Arrow for large files)."""
     import pandas as pd
 
-    from common.candles import INTEGER_COLUMNS
+    from crypto_data_export.core.candles import INTEGER_COLUMNS
 
     pd.testing.assert_frame_equal(left, right, check_dtype=False)
     for frame in (left, right):

@@ -27,28 +27,36 @@ GUIDE_CLASSES = {
     "export_historical_data": "HistoricalDataExporter",
     "data_export_service": "DataExportService",
 }
-# package -> the packages it may import (besides itself); see ARCHITECTURE.md
+# layer (a subpackage of crypto_data_export) -> the layers it may import (besides itself);
+# see ARCHITECTURE.md
+PACKAGE = "crypto_data_export"
+FOUNDATIONS = {"core", "settings"}
+DOMAIN = FOUNDATIONS | {"exchange", "store"}
 ALLOWED = {
-    "common": set(),
-    "config": set(),
-    "exchange": {"common", "config"},
-    "store": {"common", "config"},
-    "sandbox": {"common", "config"},
-    "cycle": {"common", "config", "exchange", "store"},
-    "service": {"common", "config", "store"},
+    "core": set(),
+    "settings": {"core"},
+    "exchange": {"core", "settings"},
+    "store": {"core", "settings"},
+    "sandbox": FOUNDATIONS,
+    "pipeline": DOMAIN,
+    "report": DOMAIN | {"pipeline"},
+    "scheduler": DOMAIN | {"pipeline", "report"},
+    "backfill": DOMAIN | {"pipeline", "report"},
+    "service": DOMAIN | {"report"},
+    "commands": DOMAIN | {"pipeline", "report", "scheduler", "backfill", "service", "sandbox"},
+    "config": FOUNDATIONS,  # the guide's config/symbols_config.py
 }
-PACKAGES = tuple(ALLOWED)
 ROOT_MODULES = tuple(name.removesuffix(".py") for name in GUIDE_SCRIPTS)
 
 
 def project_modules() -> dict[str, Path]:
     """Dotted name -> file, for every module of ours (tests and benchmarks excluded)."""
     modules = {path.stem: path for path in REPO.glob("*.py")}
-    for package in PACKAGES:
-        for path in (REPO / package).rglob("*.py"):
-            parts = path.relative_to(REPO).with_suffix("").parts
-            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-            modules[name] = path
+    modules["config.symbols_config"] = REPO / "config" / "symbols_config.py"
+    for path in (REPO / PACKAGE).rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
     return modules
 
 
@@ -75,7 +83,11 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def package_of(module: str) -> str:
-    return module.split(".")[0]
+    """The layer of a module: ``crypto_data_export.store.scan`` -> ``store``."""
+    parts = module.split(".")
+    if parts[0] == PACKAGE:
+        return parts[1] if len(parts) > 2 else PACKAGE
+    return parts[0]
 
 
 def test_the_root_keeps_only_the_guides_entry_scripts() -> None:
@@ -90,6 +102,8 @@ def test_layers_import_downward_only() -> None:
         if module in ROOT_MODULES:
             continue
         package = package_of(module)
+        if package == PACKAGE:
+            continue  # the package's own __init__
         for target in imported:
             other = package_of(target)
             if other != package and other not in ALLOWED[package]:
@@ -135,7 +149,14 @@ def test_the_exchange_never_touches_files_and_the_store_never_touches_http() -> 
     graph = import_graph()
     for module, imported in graph.items():
         if package_of(module) == "exchange":
-            assert not {"common.atomic_io", "common.reading", "common.logfiles"} & imported, module
+            assert (
+                not {
+                    "crypto_data_export.core.atomic_io",
+                    "crypto_data_export.core.reading",
+                    "crypto_data_export.core.logfiles",
+                }
+                & imported
+            ), module
     for module, path in project_modules().items():
         if package_of(module) == "store":
             tree = ast.parse(path.read_text(encoding="utf-8"))

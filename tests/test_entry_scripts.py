@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store.scan import validate_file
+from crypto_data_export.store.scan import validate_file
 from tests.support import cli_env, export_csvs, read_json, run_cli, start_cli
 
 

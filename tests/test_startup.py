@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from store.formats import FORMATS, LazyFormat, format_for_name
+from crypto_data_export.store.formats import FORMATS, LazyFormat, format_for_name
 from tests.support import BTC_FILE, REPO, manager_env
 
 HEAVY = ("pandas", "numpy", "pyarrow")
@@ -109,7 +109,7 @@ def test_each_registered_format_loads_the_class_of_its_name_and_suffix() -> None
 ENDING = """
 import atexit, logging, sys, threading, time
 sys.path.insert(0, sys.argv[1])
-from common.cli import run_main
+from crypto_data_export.core.cli import run_main
 log_path, marker_path, mode = sys.argv[2], sys.argv[3], sys.argv[4]
 
 def main():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import RunLockedError, StorageError
-from common.file_lock import FileLock
-from cycle.run_lock import RunLock
-from store.layout import RUN_LOCK_NAME
+from crypto_data_export.core.errors import RunLockedError, StorageError
+from crypto_data_export.core.file_lock import FileLock
+from crypto_data_export.store.layout import RUN_LOCK_NAME
+from crypto_data_export.store.run_lock import RunLock
 
 
 class Busy(Exception):

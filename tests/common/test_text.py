@@ -1,10 +1,10 @@
-"""common.text.printable: foreign text becomes one bounded, inert piece of a line."""
+"""crypto_data_export.core.text.printable: foreign text becomes one bounded, inert piece of a line."""
 
 from __future__ import annotations
 
 import pytest
 
-from common.text import printable
+from crypto_data_export.core.text import printable
 
 
 @pytest.mark.parametrize(

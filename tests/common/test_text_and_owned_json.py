@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from common.owned_json import CORRUPT, FOREIGN, MISSING, OURS, mark, read_owned_json, set_aside
-from common.text import printable
+from crypto_data_export.core.owned_json import CORRUPT, FOREIGN, MISSING, OURS, mark, read_owned_json, set_aside
+from crypto_data_export.core.text import printable
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings, override
-from config.symbols_config import DEFAULT_SYMBOLS, SymbolError, normalize_symbol, resolve_symbols
+from crypto_data_export.settings.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings, override
+from crypto_data_export.settings.symbols import DEFAULT_SYMBOLS, SymbolError, normalize_symbol, resolve_symbols
 
 
 def test_defaults_match_the_guide() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import SETTING_VARIABLES, SettingsError, load_settings
-from config.symbols_config import DEFAULT_SYMBOLS
+from crypto_data_export.settings.settings import SETTING_VARIABLES, SettingsError, load_settings
+from crypto_data_export.settings.symbols import DEFAULT_SYMBOLS
 
 
 def load(**env: str):  # type: ignore[no-untyped-def]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cycle.archive_backfill import RestSpan, plan_segments
-from exchange.archive import ArchivePeriod
-from sandbox.archive import ArchiveKnobs
-from sandbox.exchange import SandboxConfig
+from crypto_data_export.backfill.archive_backfill import RestSpan, plan_segments
+from crypto_data_export.exchange.archive import ArchivePeriod
+from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from tests.support import (
     cli_env,
     closed_opens,

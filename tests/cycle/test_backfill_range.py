@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.exchange import SandboxConfig
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from tests.support import (
     cli_env,
     closed_opens,

@@ -1,4 +1,4 @@
-"""cycle.backfill_range.resolve_range: the parsing and the rules, without an exchange (pure)."""
+"""crypto_data_export.backfill.backfill_range.resolve_range: the parsing and the rules, without an exchange (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from config.settings import SettingsError
-from cycle.backfill_range import FIRST_CANDLE, resolve_range
+from crypto_data_export.backfill.backfill_range import FIRST_CANDLE, resolve_range
+from crypto_data_export.settings.settings import SettingsError
 
 NOW = datetime(2024, 11, 10, 12, 30, tzinfo=UTC)
 

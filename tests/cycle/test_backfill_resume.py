@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sandbox.exchange import SandboxConfig
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from tests.support import cli_env, export_files, finish, run_cli, start_cli, temp_files, wait_for
 
 SCRIPT = "export_historical_data.py"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
-from cycle.manager import ScheduledDataManager
-from cycle.run_state import RunState
-from cycle.status_report import build_status_report
-from store.exports import latest_per_symbol
-from store.layout import export_file_name
-from store.validation import FileValidation
+from crypto_data_export.report.status_report import build_status_report
+from crypto_data_export.scheduler.manager import ScheduledDataManager
+from crypto_data_export.settings.settings import Settings
+from crypto_data_export.store.exports import latest_per_symbol
+from crypto_data_export.store.layout import export_file_name
+from crypto_data_export.store.run_state import RunState
+from crypto_data_export.store.validation import FileValidation
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)

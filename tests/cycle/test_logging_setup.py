@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cycle.logging_setup import configure_logging
+from crypto_data_export.report.logging_setup import configure_logging
 
 
 def test_a_message_cannot_forge_a_log_line_but_a_traceback_keeps_its_lines(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.settings import SettingsError, load_settings
-from cycle.status_page import downsample, render_status_page
-from store.formats import format_for_name
+from crypto_data_export.report.status_page import downsample, render_status_page
+from crypto_data_export.settings.settings import SettingsError, load_settings
+from crypto_data_export.store.formats import format_for_name
 from tests.support import REPO, export_files, manager_env, read_json, run_manager
 
 HOUR_MS = 3_600_000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cycle.run_state import RunState, load_state, state_from_dict, update_state
+from crypto_data_export.store.run_state import RunState, load_state, state_from_dict, update_state
 
 WRITER = {"writer": "crypto-data-export", "format_version": 1}
 

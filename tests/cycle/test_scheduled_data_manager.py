@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cycle.run_lock import RunLock
-from store.formats.csv_rules import CSV_HEADER
-from store.layout import EXPORT_NAME_PATTERN
+from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.layout import EXPORT_NAME_PATTERN
+from crypto_data_export.store.run_lock import RunLock
 from tests.support import cli_env, export_csvs, folder_listing, read_json, run_cli, start_cli
 
 GUIDE_KEYS = {
@@ -256,8 +256,8 @@ def test_cycle_maintenance_reads_each_file_once_and_reports_as_a_fresh_scan_woul
     status report: one open per export file, the same reports as a second scan gives."""
     import os
 
-    from config.settings import load_settings
-    from cycle.manager import ScheduledDataManager
+    from crypto_data_export.scheduler.manager import ScheduledDataManager
+    from crypto_data_export.settings.settings import load_settings
     from tests.support import build_scenario, put, valid_bytes
 
     paths = build_scenario(tmp_path)

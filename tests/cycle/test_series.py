@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from common.clock import to_iso
-from config.intervals import DAY_MS, HOUR_MS
-from config.markets import DEFAULT_BASE_URLS
-from config.settings import SettingsError, load_settings
-from cycle.run_state import load_state
-from exchange.client import ExchangeClient
-from exchange.limiter import Ticket, WeightLimiter
-from exchange.markets import SPOT, USDM, usdm_klines_weight
-from sandbox.exchange import generate_candle
-from store.layout import export_file_name, export_name_prefix, parse_export_name, series_key
+from crypto_data_export.core.clock import to_iso
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.limiter import Ticket, WeightLimiter
+from crypto_data_export.exchange.market_profiles import SPOT, USDM, usdm_klines_weight
+from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.settings.intervals import DAY_MS, HOUR_MS
+from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS
+from crypto_data_export.settings.settings import SettingsError, load_settings
+from crypto_data_export.store.layout import export_file_name, export_name_prefix, parse_export_name, series_key
+from crypto_data_export.store.run_state import load_state
 from tests.support import (
     assert_folder_sound,
     closed_opens,
@@ -258,7 +258,7 @@ def test_state_of_the_single_interval_layout_is_kept(tmp_path, sandbox_factory):
 
 
 def to_iso_ms(ms: int) -> str:
-    from common.clock import from_ms
+    from crypto_data_export.core.clock import from_ms
 
     return to_iso(from_ms(ms), timespec="milliseconds")
 

@@ -12,11 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from config.settings import Settings
-from cycle.run_state import RunState, state_from_dict
-from cycle.universe import known_selection
-from sandbox.exchange import SandboxExchange
-from store.file_manager import FileManager
+from crypto_data_export.pipeline.selection import known_selection
+from crypto_data_export.sandbox.fake_exchange import SandboxExchange
+from crypto_data_export.settings.settings import Settings
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.run_state import RunState, state_from_dict
 from tests.support import (
     NOW,
     export_files,

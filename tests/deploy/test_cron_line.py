@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sandbox.exchange import SandboxExchange
-from store.exports import scan_exports
+from crypto_data_export.sandbox.fake_exchange import SandboxExchange
+from crypto_data_export.store.exports import scan_exports
 from tests.support import REPO, clean_environ
 
 INSTALL = "/opt/crypto-export"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from exchange.archive import (
+from crypto_data_export.exchange.archive import (
     ArchiveClient,
     ArchiveNotPublished,
     ArchivePeriod,
@@ -25,11 +25,11 @@ from exchange.archive import (
     read_period_frame,
     sha256_of,
 )
-from exchange.klines import rows_to_frame
-from sandbox.archive import ArchiveKnobs
-from sandbox.exchange import SandboxConfig, generate_candle
-from store.formats import CSV
-from store.formats.csv_format import write_candles
+from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig, generate_candle
+from crypto_data_export.store.formats import CSV
+from crypto_data_export.store.formats.csv_format import write_candles
 from tests.support import BTC_FILE, DATA, assert_same_candles
 
 REAL_ZIP = DATA / "BTCUSDT-1h-2024-10-28.zip"

@@ -16,13 +16,13 @@ import pytest
 import requests
 from urllib3 import HTTPResponse
 
-from common.errors import BadResponseError, RedirectRefusedError, StopRequested
-from exchange.bounded import DEFAULT_BAN_SECONDS, MAX_BAN_SECONDS, ban_end, pause_seconds, read_body
-from exchange.client import ExchangeClient, weight_limit_from_exchange_info
-from exchange.klines import check_kline_rows
-from exchange.limiter import MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
-from exchange.markets import SPOT
-from sandbox.exchange import generate_candle
+from crypto_data_export.core.errors import BadResponseError, RedirectRefusedError, StopRequested
+from crypto_data_export.exchange.bounded import DEFAULT_BAN_SECONDS, MAX_BAN_SECONDS, ban_end, pause_seconds, read_body
+from crypto_data_export.exchange.client import ExchangeClient, weight_limit_from_exchange_info
+from crypto_data_export.exchange.klines import check_kline_rows
+from crypto_data_export.exchange.limiter import MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
+from crypto_data_export.exchange.market_profiles import SPOT
+from crypto_data_export.sandbox.fake_exchange import generate_candle
 
 NOW = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)
 URL = "http://exchange.test/api/v3/klines"
@@ -112,7 +112,7 @@ def test_a_truncated_body_is_a_broken_answer_retried(sandbox_factory) -> None:
 
 
 def test_json_nested_too_deep_is_a_bad_answer_not_a_crash() -> None:
-    from exchange.bounded import read_json
+    from crypto_data_export.exchange.bounded import read_json
 
     with pytest.raises(BadResponseError, match="not valid JSON"):
         read_json(response(b"[" * 100_000), URL, 1 << 20)

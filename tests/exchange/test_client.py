@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.errors import (
+from crypto_data_export.core.errors import (
     BadResponseError,
     ExchangeUnavailableError,
     IPBannedError,
     LocationRestrictedError,
     UnknownSymbolError,
 )
-from exchange.client import ExchangeClient, weight_limit_from_exchange_info
-from exchange.limiter import WeightLimiter
+from crypto_data_export.exchange.client import ExchangeClient, weight_limit_from_exchange_info
+from crypto_data_export.exchange.limiter import WeightLimiter
 
 
 def make_client(url: str, **kwargs: object) -> ExchangeClient:
@@ -208,7 +208,7 @@ def test_first_clock_and_limits_come_from_one_exchange_info(sandbox_factory, inf
 
 
 def test_only_a_plausible_integer_is_a_server_time() -> None:
-    from exchange.client import LATEST_SERVER_TIME_MS, usable_server_time
+    from crypto_data_export.exchange.client import LATEST_SERVER_TIME_MS, usable_server_time
 
     assert usable_server_time(1_764_547_200_000) == 1_764_547_200_000
     for bad in (True, "1764547200000", 1.7e12, 0, -5, LATEST_SERVER_TIME_MS + 1, None):

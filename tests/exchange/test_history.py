@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from common.candles import merge_candles
-from common.errors import NoDataError
-from config.intervals import HOUR_MS, MINUTE_MS
-from exchange.client import ExchangeClient
-from exchange.history import HistoricalDataExporter
-from sandbox.exchange import generate_candle
+from crypto_data_export.core.candles import merge_candles
+from crypto_data_export.core.errors import NoDataError
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.history import HistoricalDataExporter
+from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.settings.intervals import HOUR_MS, MINUTE_MS
 
 # 2026-11-29 05:30:00 UTC: half-way through a 1h candle.
 NOW_MS = 1795843800000
@@ -120,8 +120,8 @@ def test_reused_candles_are_exactly_those_inside_the_window(shuffled: bool) -> N
     file; a mask otherwise) are the ones opening in [start, end) and closed by ``now``."""
     import random
 
-    from exchange.history import _reusable
-    from exchange.klines import rows_to_frame
+    from crypto_data_export.exchange.history import _reusable
+    from crypto_data_export.exchange.klines import rows_to_frame
 
     first = 1_730_073_600_000
     frame = rows_to_frame([generate_candle("BTCUSDT", "1h", first + i * HOUR_MS) for i in range(48)])

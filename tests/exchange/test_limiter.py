@@ -7,9 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common.errors import StopRequested
-from exchange.client import ExchangeClient, rate_limits_from_exchange_info, used_weight_header_seconds
-from exchange.limiter import RAW, WEIGHT, RateLimit, WeightLimiter
+from crypto_data_export.core.errors import StopRequested
+from crypto_data_export.exchange.client import (
+    ExchangeClient,
+    rate_limits_from_exchange_info,
+    used_weight_header_seconds,
+)
+from crypto_data_export.exchange.limiter import RAW, WEIGHT, RateLimit, WeightLimiter
 
 
 class FakeClock:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from common.errors import BadResponseError, ClockSkewError, StopRequested
-from config.intervals import DAY_MS, HOUR_MS
-from exchange.client import ExchangeClient
-from exchange.history import HistoricalDataExporter
-from sandbox.exchange import generate_candle
+from crypto_data_export.core.errors import BadResponseError, ClockSkewError, StopRequested
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.history import HistoricalDataExporter
+from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.settings.intervals import DAY_MS, HOUR_MS
 
 # 2026-11-28 05:30:00 UTC: half-way through a 1h candle.
 NOW_MS = 1795843800000

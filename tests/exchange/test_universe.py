@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from common.errors import BadResponseError
-from exchange.client import ExchangeClient
-from exchange.markets import SPOT
-from exchange.universe import (
+from crypto_data_export.core.errors import BadResponseError
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.market_profiles import SPOT
+from crypto_data_export.exchange.universe import (
     UniverseRule,
     fetch_universe,
     quote_volume,

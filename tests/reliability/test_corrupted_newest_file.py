@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from store.layout import QUARANTINE_DIR_NAME
+from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from tests.support import assert_folder_sound, closed_opens, expected_csv, manager_env, run_manager
 
 HOUR_MS = 3_600_000

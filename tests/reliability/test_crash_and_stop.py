@@ -7,8 +7,8 @@ import os
 import signal
 import time
 
-from sandbox.exchange import SandboxConfig
-from store.layout import QUARANTINE_DIR_NAME, parse_export_name
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig
+from crypto_data_export.store.layout import QUARANTINE_DIR_NAME, parse_export_name
 from tests.support import (
     assert_folder_sound,
     export_files,

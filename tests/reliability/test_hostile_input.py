@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from store.layout import QUARANTINE_DIR_NAME
+from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from tests.support import (
     assert_folder_sound,
     clean_environ,

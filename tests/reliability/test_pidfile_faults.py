@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common.processes import is_manager_process
+from crypto_data_export.core.processes import is_manager_process
 from tests.support import (
     SERVICE,
     assert_folder_sound,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from common.processes import is_manager_process, pid_alive
+from crypto_data_export.core.processes import is_manager_process, pid_alive
 from tests.support import (
     assert_folder_sound,
     export_files,
@@ -371,8 +371,8 @@ class ClockedStop(threading.Event):
 
 def test_the_loop_keeps_its_period_when_the_wall_clock_steps_back(tmp_path, sandbox, monkeypatch):
     """The real loop and real cycles against the sandbox; each cycle steps the wall clock back a day."""
-    from config.settings import load_settings
-    from cycle.manager import ScheduledDataManager
+    from crypto_data_export.scheduler.manager import ScheduledDataManager
+    from crypto_data_export.settings.settings import load_settings
 
     folder = tmp_path / "exports"
     settings = load_settings(

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from sandbox.archive import ArchiveKnobs
-from sandbox.exchange import SandboxConfig, SandboxExchange
+from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
 SPOT = "/data/spot"
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.exchange import (
+from crypto_data_export.sandbox.fake_exchange import (
     INTERVALS,
     SandboxConfig,
     SandboxExchange,
@@ -471,7 +471,7 @@ def test_request_log_and_reset(pinned: SandboxExchange) -> None:
 
 def test_cli_prints_url_serves_quietly_and_exits_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0", "--latency", "0"],
+        [sys.executable, "-m", "crypto_data_export.sandbox", "--port", "0", "--latency", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

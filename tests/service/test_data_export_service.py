@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from common.processes import is_manager_process, pid_alive
-from config.settings import SETTING_VARIABLES
-from sandbox.exchange import SandboxExchange
-from service.systemd_unit import protect_home_mode
+from crypto_data_export.core.processes import is_manager_process, pid_alive
+from crypto_data_export.sandbox.fake_exchange import SandboxExchange
+from crypto_data_export.service.systemd_unit import protect_home_mode
+from crypto_data_export.settings.settings import SETTING_VARIABLES
 from tests.support import REPO
 
 ROOT = REPO
@@ -331,12 +331,12 @@ def test_protect_home_mode() -> None:
 def test_start_reports_a_scheduler_that_exits_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import crypto_data_export.service.daemon
     import data_export_service
-    import service.daemon
 
     failing = tmp_path / "failing_manager.py"
     failing.write_text("import sys\nprint('cannot start: broken install', file=sys.stderr)\nsys.exit(3)\n")
-    monkeypatch.setattr(service.daemon, "MANAGER_PATH", failing)
+    monkeypatch.setattr(crypto_data_export.service.daemon, "MANAGER_PATH", failing)
     monkeypatch.chdir(tmp_path)
     for name in SETTING_VARIABLES:
         monkeypatch.delenv(name, raising=False)

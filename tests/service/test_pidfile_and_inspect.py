@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from common.processes import command_line, process_export_dir, process_start_ticks, serves_folder
-from service.inspect import inspect_service, summarize_status_report
-from service.pidfile import read_pidfile, write_pidfile
+from crypto_data_export.core.processes import command_line, process_export_dir, process_start_ticks, serves_folder
+from crypto_data_export.service.inspect import inspect_service, summarize_status_report
+from crypto_data_export.service.pidfile import read_pidfile, write_pidfile
 from tests.support import wait_for
 
 

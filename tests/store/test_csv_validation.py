@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.errors import InvalidDataError
-from store.formats import CSV
-from store.formats.csv_batch import validate_bytes, validate_many
-from store.formats.csv_format import read_export_text, write_candles
-from store.formats.csv_rules import CSV_HEADER, check_bytes, validate_text_frame
-from store.formats.csv_stream import check_stream
-from store.scan import validate_file
+from crypto_data_export.core.errors import InvalidDataError
+from crypto_data_export.store.formats import CSV
+from crypto_data_export.store.formats.csv_batch import validate_bytes, validate_many
+from crypto_data_export.store.formats.csv_format import read_export_text, write_candles
+from crypto_data_export.store.formats.csv_rules import CSV_HEADER, check_bytes, validate_text_frame
+from crypto_data_export.store.formats.csv_stream import check_stream
+from crypto_data_export.store.scan import validate_file
 from tests.support import DATA as DATA_DIR
 from tests.support import assert_same_candles
 
@@ -250,7 +250,7 @@ def _boundary_file(fault: str | None) -> bytes:
 
 
 def _to_csv(frame: pd.DataFrame, handle: io.StringIO) -> None:
-    from store.formats.csv_format import frame_to_csv_rows
+    from crypto_data_export.store.formats.csv_format import frame_to_csv_rows
 
     handle.write(CSV_HEADER + "\n")
     frame_to_csv_rows(frame).to_csv(handle, header=False, index=False, lineterminator="\n")
@@ -302,9 +302,9 @@ def test_stream_declines_layouts_only_the_whole_parser_reads_the_same() -> None:
 
 
 def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import store.formats.csv_stream as csv_stream
-    import store.scan as folder_scan
-    from store.formats.csv_format import CsvFormat
+    import crypto_data_export.store.formats.csv_stream as csv_stream
+    import crypto_data_export.store.scan as folder_scan
+    from crypto_data_export.store.formats.csv_format import CsvFormat
 
     path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
     path.write_bytes(_boundary_file("unsorted"))
@@ -320,7 +320,7 @@ def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatc
 
 def test_written_text_is_the_files_own_bytes_and_to_csv_s() -> None:
     """The direct writer reproduces a real file byte for byte, as ``DataFrame.to_csv`` did."""
-    from store.formats.csv_format import csv_lines, frame_to_csv_rows
+    from crypto_data_export.store.formats.csv_format import csv_lines, frame_to_csv_rows
 
     frame = CSV.read(BTC_FILE)
     body = BTC_FILE.read_text(encoding="utf-8").split("\n", 1)[1]
@@ -368,7 +368,7 @@ ODD_TIMES = [
 def test_canonical_time_shortcut_equals_pandas_parser(odd: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Times in the form we write are parsed without pandas; with any other value among
     them the result (instants and bad mask) is exactly pandas' ISO-8601 parser's."""
-    from store.formats import csv_rules
+    from crypto_data_export.store.formats import csv_rules
 
     values = np.array(
         list(csv_rules.format_utc_ms(np.array([BTC_FIRST_OPEN, BTC_FIRST_OPEN + HOUR_MS]))) + [odd], dtype=object
@@ -386,7 +386,7 @@ def test_canonical_time_shortcut_equals_pandas_parser(odd: str, monkeypatch: pyt
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_small_blocks_split_in_python_equal_pandas_parser(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A small block is split on commas instead of parsed by pandas: the same verdict."""
-    from store.formats import csv_stream
+    from crypto_data_export.store.formats import csv_stream
 
     data = BROKEN[case][0]
     split = check_stream([data], "1h", "f", chunk_bytes=1 << 20)
@@ -399,8 +399,8 @@ def test_small_blocks_split_in_python_equal_pandas_parser(case: str, monkeypatch
 def test_csv_times_from_the_cache_equal_numpys_text(monkeypatch: pytest.MonkeyPatch) -> None:
     """Times partly cached, partly new, past the cache's limit and past the cached size:
     always exactly ``format_utc_ms``."""
-    from store.formats import csv_format
-    from store.formats.csv_rules import format_utc_ms
+    from crypto_data_export.store.formats import csv_format
+    from crypto_data_export.store.formats.csv_rules import format_utc_ms
 
     monkeypatch.setattr(csv_format, "_TIME_TEXTS", {})
     monkeypatch.setattr(csv_format, "_CACHE_LIMIT", 50)

@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.errors import StorageError
-from store.exports import scan_exports
-from store.file_manager import FileManager
-from store.formats import CSV
-from store.layout import export_file_name
-from store.reports import CleanupResult
+from crypto_data_export.core.errors import StorageError
+from crypto_data_export.store.cleanup_report import CleanupResult
+from crypto_data_export.store.exports import scan_exports
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.formats import CSV
+from crypto_data_export.store.layout import export_file_name
 from tests.support import BTC_FILE, CORRUPT, NOW, build_scenario, listing, put, temp_name, valid_bytes
 
 CONFIGURED = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
@@ -325,7 +325,7 @@ class _Opens:
 def test_find_duplicates_lists_once_hashes_only_colliding_sizes_and_parses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from store.formats.csv_format import CsvFormat
+    from crypto_data_export.store.formats.csv_format import CsvFormat
 
     folder = tmp_path / "exports"
     data = valid_bytes()
@@ -354,7 +354,7 @@ def test_find_duplicates_lists_once_hashes_only_colliding_sizes_and_parses_nothi
 
 
 def test_scans_for_one_symbol_look_only_at_its_names(tmp_path: Path) -> None:
-    from store.scan import scan_folder
+    from crypto_data_export.store.scan import scan_folder
 
     folder = tmp_path / "exports"
     mine = put(folder, "BTCUSDT", 1, valid_bytes())
@@ -433,7 +433,7 @@ def test_cleanup_leaves_its_scan_as_a_fresh_scan_would_see_the_folder(tmp_path: 
 
 
 def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import store.formats.csv_format as csv_format
+    import crypto_data_export.store.formats.csv_format as csv_format
 
     monkeypatch.setattr(csv_format, "WRITE_ROWS", 5)  # 24 rows: slices of 5, 5, 5, 5, 4
     path, verdict = manager(tmp_path / "exports").write_export("BTCUSDT", CSV.read(BTC_FILE))
@@ -444,7 +444,7 @@ def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkey
 
 
 def test_folder_names_find_prefixes_and_follow_adds_and_removals() -> None:
-    from store.listing import FolderNames
+    from crypto_data_export.store.listing import FolderNames
 
     names = FolderNames(["ETHUSDT_1h_b.csv", "BTCUSDT_1h_a.csv", ".BTCUSDT_1h_t.tmp", "BTCUSDT_4h_a.csv", "X"])
     assert names.starting_with(("BTCUSDT_1h_", ".BTCUSDT_1h_")) == [".BTCUSDT_1h_t.tmp", "BTCUSDT_1h_a.csv"]

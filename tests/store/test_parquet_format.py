@@ -22,17 +22,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common.errors import InvalidDataError
-from config.settings import EXPORT_FORMATS, SettingsError, load_settings
-from exchange.klines import rows_to_frame
-from sandbox.exchange import generate_candle
-from store import scan
-from store.file_manager import FileManager
-from store.formats import CSV, FORMATS, PARQUET, parquet_format
-from store.formats.csv_format import frame_to_csv_rows
-from store.formats.csv_rules import CSV_HEADER
-from store.layout import QUARANTINE_DIR_NAME
-from store.scan import validate_file
+from crypto_data_export.core.errors import InvalidDataError
+from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.settings.settings import EXPORT_FORMATS, SettingsError, load_settings
+from crypto_data_export.store import scan
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.formats import CSV, FORMATS, PARQUET, parquet_format
+from crypto_data_export.store.formats.csv_format import frame_to_csv_rows
+from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
+from crypto_data_export.store.scan import validate_file
 from tests.support import (
     DATA,
     REPO,

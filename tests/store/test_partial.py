@@ -1,10 +1,10 @@
-"""Resume journals (store.partial) on real files: whole pages kept, anything doubtful discarded."""
+"""Resume journals (crypto_data_export.store.journal) on real files: whole pages kept, anything doubtful discarded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from store.partial import PartialFolder
+from crypto_data_export.store.journal import PartialFolder
 
 ROW = [1_700_000_000_000, "1.0", "2.0", "0.5", "1.5", "10", 1_700_000_059_999, "15", 3, "5", "7.5"]
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from store.exports import ExportFile
-from store.layout import export_file_name
-from store.retention import RetentionRules, duplicate_removals, plan_cleanup, protected_files, retention_removals
-from store.scan import FolderScan
-from store.validation import FileValidation
+from crypto_data_export.store.exports import ExportFile
+from crypto_data_export.store.layout import export_file_name
+from crypto_data_export.store.retention import (
+    RetentionRules,
+    duplicate_removals,
+    plan_cleanup,
+    protected_files,
+    retention_removals,
+)
+from crypto_data_export.store.scan import FolderScan
+from crypto_data_export.store.validation import FileValidation
 
 NOW = datetime(2024, 11, 10, 12, 0, 0, tzinfo=UTC)
 RULES = RetentionRules.for_interval("1h", frozenset({"BTCUSDT", "ETHUSDT"}), 2, 7)

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-import store.scan as folder_scan
-from common.clock import ms_to_iso
-from common.errors import InvalidDataError, OlderDataError
-from store.exports import latest_per_symbol
-from store.file_manager import FileManager
-from store.formats import CSV
-from store.formats.csv_format import CsvFormat
-from store.formats.csv_stream import LINE_LIMIT, STREAM_CHUNK_BYTES, StreamCheck
-from store.layout import export_file_name, our_temp_name
-from store.reports import CleanupResult, merge_cleanups
-from store.validation import NOT_CHECKED, FileValidation
+import crypto_data_export.store.scan as folder_scan
+from crypto_data_export.core.clock import ms_to_iso
+from crypto_data_export.core.errors import InvalidDataError, OlderDataError
+from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
+from crypto_data_export.store.exports import latest_per_symbol
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.formats import CSV
+from crypto_data_export.store.formats.csv_format import CsvFormat
+from crypto_data_export.store.formats.csv_stream import LINE_LIMIT, STREAM_CHUNK_BYTES, StreamCheck
+from crypto_data_export.store.layout import export_file_name, our_temp_name
+from crypto_data_export.store.validation import NOT_CHECKED, FileValidation
 from tests.support import BTC_FILE, NOW, put, snapshot, temp_name, valid_bytes
 
 HOUR_MS = 3_600_000

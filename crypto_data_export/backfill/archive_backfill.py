@@ -1,0 +1,654 @@
+"""Backfill from the exchange's bulk archive, verified by checksum, the rest from REST.
+
+A year of 1m candles costs ~526 klines calls per symbol through the REST
+API; the archive (``crypto_data_export.exchange.archive``) serves the same candles as one zip per
+month or day from a CDN with no weight limit. ``--source auto`` takes
+
+* every whole past month of the window from its monthly file,
+* every other past day (the head of the window, the current month) from its daily file,
+* today, and any period the archive has not published (404), from REST;
+
+a month that is not published yet is tried day by day first. The result is
+the file a REST-only backfill writes, byte for byte: archive rows are read
+as strings, times normalised to ms, and they pass the same checks.
+
+Nothing unverified is used: every zip is streamed to a temp file, its SHA-256
+compared with the published ``.CHECKSUM``, its structure and its rows
+checked, before a single row is written. A refused file (mismatch, missing
+checksum, bad zip, bad rows, download failure) is named in the log and, with
+``auto``, its period is taken from REST; with ``archive`` the symbol fails
+(exit 1) and nothing is written for it.
+
+Verified zips wait in ``EXPORT_DIR/.archive_cache/`` until their symbol's
+file is written, so a rerun after Ctrl-C downloads only what is missing (it
+still fetches each ``.CHECKSUM`` and re-verifies the cached zip against it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from crypto_data_export.backfill.resume import ResumableExporter
+from crypto_data_export.core.errors import ExchangeError, ExportError, NoDataError, StorageError
+from crypto_data_export.exchange.archive import (
+    NO_CHECKSUM,
+    ArchiveClient,
+    ArchiveError,
+    ArchiveNotPublished,
+    ArchivePeriod,
+    ArchiveUnavailable,
+    ArchiveUnusable,
+    DownloadStopped,
+    check_digest,
+    check_zip,
+    day_bounds,
+    days_of,
+    has_daily_files,
+    month_bounds,
+    read_period_frame,
+    sha256_of,
+)
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.pipeline.export_job import ExportJob, ExportReport, SymbolOutcome
+from crypto_data_export.pipeline.export_job import backfill as export_backfill
+from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
+from crypto_data_export.settings.market_names import SPOT
+from crypto_data_export.settings.settings import Settings, SettingsError
+from crypto_data_export.store.cleanup_report import CleanupResult
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.store.layout import ExportFolder
+
+logger = logging.getLogger("export_historical_data.archive")
+
+SOURCES: tuple[str, ...] = ("auto", "archive", "rest")
+CACHE_MAX_AGE_SECONDS = 2 * 86_400  # older verified zips are from an abandoned run: not worth trusting
+MONTHLY_MIN_DAYS = 8  # fewer days of a past month in the range: their daily files (fewer bytes)
+RECENT_MS = 31 * DAY_MS  # a month missing from the archive for longer has no daily files either
+UNREACHABLE_AFTER = 3  # transport failures before the archive is given up for the run
+_WAIT_SLICE = 0.2  # how often a waiting symbol looks at the stop flag
+_CACHE_NAME = re.compile(
+    r"^[A-Z0-9]{1,20}-[0-9]{1,2}(?:[smhdw]|mo)-[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?\.zip"
+    r"(?P<part>\.[0-9]+\.[0-9a-f]{8}\.part)?$"
+)
+
+
+class ArchiveSkipped(ArchiveUnavailable):
+    """The archive was given up for this run after repeated transport failures."""
+
+
+class BackfillStopped(ExportError):
+    """A stop (SIGINT/SIGTERM) was requested; the symbol's file is not written."""
+
+
+@dataclass(frozen=True)
+class RestSpan:
+    """Open times in [start_ms, end_ms) that come from the REST API."""
+
+    start_ms: int
+    end_ms: int
+
+
+Segment = ArchivePeriod | RestSpan
+
+
+@dataclass
+class ArchiveTally:
+    """Where one symbol's candles came from."""
+
+    archive_files: int = 0
+    archive_rows: int = 0
+    downloaded_bytes: int = 0
+    reused_files: int = 0  # verified zips left by an interrupted run
+    unpublished: int = 0  # daily periods the archive did not have (404): from REST
+    refused: list[str] = field(default_factory=list)  # "<zip>: <reason>", filled from REST (auto)
+    cached: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class ArchiveBackfillResult:
+    report: ExportReport
+    tallies: dict[str, ArchiveTally]
+    source: str
+
+
+# -- which periods from where ------------------------------------------------------------
+def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_ms: int) -> list[Segment]:
+    """Archive periods, then a REST span, covering open times in [start_ms, end_ms).
+
+    Past months: their monthly file, if the range covers at least
+    ``MONTHLY_MIN_DAYS`` of the month (one download instead of many); other
+    days that are over before ``today_ms`` (this month's, a short head of the
+    range): daily files. Rows outside the range are dropped. The rest: REST.
+    """
+    if start_ms >= end_ms:
+        return []
+    if not has_daily_files(interval):
+        return [RestSpan(start_ms, end_ms)]
+    segments: list[Segment] = []
+    t = start_ms
+    archive_end = min(end_ms, today_ms)
+    while t < archive_end:
+        month_start, month_end = month_bounds(t)
+        if (
+            interval != "1s"  # a month of 1s is 2.6 M rows in one frame: days keep memory bounded
+            and month_end <= today_ms
+            and min(month_end, end_ms) - t >= MONTHLY_MIN_DAYS * DAY_MS
+        ):
+            segments.append(ArchivePeriod(symbol, interval, "monthly", month_start, month_end))
+            t = month_end
+            continue
+        day_start, day_end = day_bounds(t)
+        if day_end > today_ms:
+            break
+        segments.append(ArchivePeriod(symbol, interval, "daily", day_start, day_end))
+        t = day_end
+    if t < end_ms:
+        segments.append(RestSpan(t, end_ms))
+    return segments
+
+
+# -- the cache folder: verified zips until their symbol is written --------------------------
+class ZipCache:
+    """``EXPORT_DIR/.archive_cache``: ours only by name; a symlink is never followed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def ensure(self) -> None:
+        if self.folder.is_symlink():
+            raise StorageError(f"{self.folder} is a symbolic link; remove it (the archive cache must be a real folder)")
+        try:
+            self.folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.folder}: {exc.strerror or exc}; check permissions") from exc
+
+    def path(self, period: ArchivePeriod) -> Path:
+        return self.folder / period.zip_name
+
+    def part(self, period: ArchivePeriod) -> Path:
+        return self.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+
+    def prune(self, now: float) -> None:
+        """Remove unfinished downloads (we hold the run lock: their writers are gone) and stale zips."""
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            match = _CACHE_NAME.fullmatch(entry.name)
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if match["part"] or now - entry.stat(follow_symlinks=False).st_mtime > CACHE_MAX_AGE_SECONDS:
+                _unlink(Path(entry.path))
+
+    def release(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            _unlink(path)
+        try:
+            self.folder.rmdir()  # only if empty: other symbols may still be waiting
+        except OSError:
+            pass
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("cannot remove %s: %s", path, exc.strerror or exc)
+
+
+# -- downloads on a bounded pool ------------------------------------------------------------
+@dataclass
+class Fetched:
+    """A period after download and verification: a verified zip in the cache, or why not."""
+
+    period: ArchivePeriod
+    path: Path | None = None
+    error: ArchiveError | None = None
+    size: int = 0
+    reused: bool = False
+
+
+class ArchiveProgress:
+    """One tqdm bar (only on a terminal) counting downloaded bytes, with periods done / planned."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._lock = threading.Lock()
+        self._done = 0
+        self._planned = 0
+        self._bar = (
+            tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="archive", leave=False, position=1)
+            if enabled and sys.stderr.isatty()
+            else None
+        )
+
+    def planned(self, periods: int) -> None:
+        with self._lock:
+            self._planned += periods
+            self._show()
+
+    def add_bytes(self, count: int) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(count)
+
+    def period_done(self) -> None:
+        with self._lock:
+            self._done += 1
+            self._show()
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class ArchiveFetcher:
+    """Checksum, download (streamed to a temp file), verify, keep: one task per period.
+
+    A period's ``.CHECKSUM`` is asked for while its zip streams (a second, small
+    pool), so a period costs one round trip of latency, not two; no byte of the
+    zip is used before the two agree.
+    """
+
+    def __init__(
+        self,
+        client: ArchiveClient,
+        cache: ZipCache,
+        workers: int,
+        stop_event: threading.Event,
+        progress: ArchiveProgress,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.stop_event = stop_event
+        self.progress = progress
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive")
+        self._checksums = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="checksum")
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._unreachable = False
+
+    def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[Fetched]]:
+        self.progress.planned(len(periods))
+        return {period: self._pool.submit(self._fetch, period) for period in periods}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._checksums.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch(self, period: ArchivePeriod) -> Fetched:
+        try:
+            if self.stop_event.is_set():
+                raise DownloadStopped(period, "stopped on request")
+            if self._unreachable:
+                raise ArchiveSkipped(period, f"not tried: {self.client.base_url} was unreachable earlier in this run")
+            checksum = self._checksums.submit(self.client.checksum, period)
+            return self._fetch_verified(period, checksum)
+        except ArchiveError as exc:
+            self._count_failure(exc)
+            return Fetched(period, error=exc)
+        finally:
+            self.progress.period_done()
+
+    def _count_failure(self, exc: ArchiveError) -> None:
+        """After a few transport failures, stop asking: an unreachable archive (a proxy, a
+        blocked host) would otherwise cost every period its retries and a warning."""
+        if type(exc) is not ArchiveUnavailable:
+            return
+        with self._lock:
+            self._failures += 1
+            if self._failures < UNREACHABLE_AFTER or self._unreachable:
+                return
+            self._unreachable = True
+        logger.warning(
+            "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST API; "
+            "check BINANCE_ARCHIVE_URL and the network",
+            self.client.base_url,
+            UNREACHABLE_AFTER,
+            exc.reason,
+        )
+
+    def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> Fetched:
+        target = self.cache.path(period)
+        try:
+            if target.is_file() and not target.is_symlink():  # left by an interrupted run
+                with open(target, "rb") as handle:
+                    if sha256_of(handle) == checksum.result():
+                        return Fetched(period, target, size=target.stat().st_size, reused=True)
+            return self._download(period, target, checksum)
+        except OSError as exc:
+            raise ArchiveError(
+                period, f"cannot keep the download in {self.cache.folder}: {exc.strerror or exc}"
+            ) from exc
+
+    def _download(self, period: ArchivePeriod, target: Path, checksum: Future[str | None]) -> Fetched:
+        part = self.cache.part(period)
+        try:
+            with open(part, "wb") as handle:
+                actual = self.client.download(
+                    period, handle, on_bytes=self.progress.add_bytes, should_stop=self.stop_event.is_set
+                )
+            expected = checksum.result()
+            if expected is None:
+                raise ArchiveUnusable(period, NO_CHECKSUM)
+            check_digest(period, expected, actual)
+            with open(part, "rb") as handle:
+                check_zip(handle, period)
+            os.replace(part, target)
+            return Fetched(period, target, size=target.stat().st_size)
+        finally:
+            _unlink(part)  # gone already after the rename; a failed or stopped download's bytes go
+
+
+# -- the job: ExportJob with candles from the archive where it can ------------------------------
+class ArchiveExportJob(ExportJob):
+    """``ExportJob`` whose missing candles come from verified archive files, the rest from REST."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        file_manager: FileManager,
+        client: ExchangeClient | None = None,
+        *,
+        source: str,
+        fetcher: ArchiveFetcher | None,
+        stop_event: threading.Event | None = None,
+        on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+    ) -> None:
+        super().__init__(settings, file_manager, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
+        # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
+        self.partial = PartialFolder(ExportFolder(settings.export_dir).backfill_partial)
+        self.exporter = ResumableExporter(
+            self.client,
+            settings.kline_interval,
+            settings.lookback_days,
+            max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
+        )
+        self.exporter.partial = self.partial
+        # A backfill exports one interval, and every page of it goes through the journals.
+        self.exporters = {settings.kline_interval: self.exporter}
+        self.source = source
+        self.fetcher = fetcher
+        self.tallies: dict[str, ArchiveTally] = {}
+
+    # -- outcome bookkeeping
+    def _export_one(
+        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
+    ) -> SymbolOutcome:
+        outcome = super()._export_one(symbol, server_ms, dry_run, lookback, interval=interval)
+        if not outcome.ok and self.stop_event.is_set():
+            outcome.error_kind = "stopped"
+            outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
+        return outcome
+
+    def _fetch_and_write(
+        self,
+        symbol: str,
+        server_ms: int | None,
+        dry_run: bool,
+        lookback: float | None,
+        ledger: CleanupResult,
+        *,
+        interval: str | None = None,
+    ) -> SymbolOutcome:
+        self.tallies[symbol] = ArchiveTally()
+        outcome = super()._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
+        if self.fetcher is not None:  # the file is written: its zips have served their purpose
+            self.fetcher.cache.release(self.tallies[symbol].cached)
+        self.partial.release(symbol, self.settings.kline_interval)
+        return outcome
+
+    # -- where the candles come from
+    def _candle_chunks(
+        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
+    ) -> Iterable[pd.DataFrame]:
+        # A backfill exports one interval (export_job.backfill): self.exporter is its exporter.
+        length = fixed_length_ms(self.settings.kline_interval)
+        if self.fetcher is None or length is None or not has_daily_files(self.settings.kline_interval):
+            return self._stoppable(self.exporter.iter_chunks(export))
+        return self._archive_chunks(export, length)
+
+    def _archive_chunks(self, export: SymbolExport, length: int) -> Iterator[pd.DataFrame]:
+        """The same three parts as ``HistoricalDataExporter.iter_chunks``: head, reused, tail."""
+        last_closed = self.exporter.last_closed_open_ms(export.server_time_ms)
+        end_ms = last_closed + length
+        if export.window_end_ms is not None:  # an explicit --end: candles that open before it
+            end_ms = min(end_ms, export.window_end_ms)
+        if export.head_until_ms is not None:
+            yield from self._range(export, export.window_start_ms, export.head_until_ms + 1)
+        if len(export.frame):
+            yield export.frame
+        tail_from = export.requested_from_ms if export.requested_from_ms is not None else export.window_start_ms
+        if len(export.frame):
+            tail_from = int(export.frame["open_time"].iloc[-1]) + 1
+        yield from self._range(export, tail_from, end_ms)
+        if export.reused_rows + export.fetched_rows == 0:
+            raise NoDataError(
+                f"{export.symbol}: the exchange has no closed {self.settings.kline_interval} candle in the window; "
+                "the symbol may be delisted or halted"
+            )
+
+    def _range(self, export: SymbolExport, start_ms: int, end_ms: int) -> Iterator[pd.DataFrame]:
+        """Candles opening in [start_ms, end_ms): archive periods in order, REST spans merged."""
+        assert self.fetcher is not None
+        today_ms = day_bounds(export.server_time_ms)[0]
+        segments = plan_segments(export.symbol, self.settings.kline_interval, start_ms, end_ms, today_ms)
+        futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
+        pending: RestSpan | None = None
+        for span, frame in self._resolve(export, segments, futures, start_ms, end_ms):
+            if frame is None:
+                pending = (
+                    span
+                    if pending is None or pending.end_ms != span.start_ms
+                    else RestSpan(pending.start_ms, span.end_ms)
+                )
+                continue
+            if pending is not None:
+                yield from self._rest(export, pending)
+                pending = None
+            if len(frame):
+                yield frame
+        if pending is not None:
+            yield from self._rest(export, pending)
+
+    def _resolve(
+        self,
+        export: SymbolExport,
+        segments: list[Segment],
+        futures: dict[ArchivePeriod, Future[Fetched]],
+        start_ms: int,
+        end_ms: int,
+    ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
+        """Each segment as (its span, its archive candles or None for REST), in time order."""
+        for segment in segments:
+            if isinstance(segment, RestSpan):
+                yield segment, None
+            else:
+                yield from self._use(export, self._wait(futures[segment]), start_ms, end_ms)
+
+    def _use(
+        self, export: SymbolExport, fetched: Fetched, start_ms: int, end_ms: int
+    ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
+        period, tally = fetched.period, self.tallies[export.symbol]
+        span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
+        if isinstance(fetched.error, DownloadStopped) or self.stop_event.is_set():
+            raise BackfillStopped(f"{export.symbol}: stopped on request")
+        if isinstance(fetched.error, ArchiveNotPublished):
+            if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
+                # A month that ended lately may not be out yet (monthly files come days
+                # later), while its days are; an older missing month has no data at all.
+                assert self.fetcher is not None
+                wanted = [d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms]
+                days = self.fetcher.submit(wanted)
+                for day in days:
+                    yield from self._use(export, self._wait(days[day]), start_ms, end_ms)
+                return
+            tally.unpublished += 1
+            yield span, None
+            return
+        frame = self._verified_frame(export, fetched, span)
+        yield span, frame
+
+    def _verified_frame(self, export: SymbolExport, fetched: Fetched, span: RestSpan) -> pd.DataFrame | None:
+        """The period's candles inside ``span`` (closed on the exchange's clock); None: take REST."""
+        tally = self.tallies[export.symbol]
+        try:
+            if fetched.error is not None:
+                raise fetched.error
+            assert fetched.path is not None
+            tally.cached.append(fetched.path)
+            with open(fetched.path, "rb") as handle:
+                frame = read_period_frame(handle, fetched.period)
+        except ArchiveError as exc:
+            self._refuse(export.symbol, exc)
+            return None
+        except OSError as exc:
+            self._refuse(export.symbol, ArchiveError(fetched.period, f"cannot read the kept zip: {exc.strerror}"))
+            return None
+        opens = frame["open_time"]
+        frame = frame[(opens >= span.start_ms) & (opens < span.end_ms) & (frame["close_time"] < export.server_time_ms)]
+        tally.archive_files += 1
+        tally.reused_files += int(fetched.reused)
+        tally.downloaded_bytes += 0 if fetched.reused else fetched.size
+        tally.archive_rows += len(frame)
+        export.fetched_rows += len(frame)
+        return frame.reset_index(drop=True)
+
+    def _refuse(self, symbol: str, exc: ArchiveError) -> None:
+        """auto: name the file in the log and take its period from REST; archive: fail the symbol."""
+        if self.source == "archive":
+            raise ExchangeError(
+                f"{exc}; with --source archive a refused archive file is an error "
+                "(rerun with --source auto to take that period from the REST API)"
+            ) from exc
+        if isinstance(exc, ArchiveSkipped):  # said once, when the archive was given up
+            logger.info("%s: %s; taking that period from the REST API", symbol, exc)
+            return
+        logger.warning("%s: %s; taking that period from the REST API instead", symbol, exc)
+        self.tallies[symbol].refused.append(f"{exc.period.zip_name}: {exc.reason}")
+
+    def _wait(self, future: Future[Fetched]) -> Fetched:
+        while True:
+            try:
+                return future.result(timeout=_WAIT_SLICE)
+            except FutureTimeout:
+                if self.stop_event.is_set():
+                    raise BackfillStopped("stopped on request") from None
+
+    def _rest(self, export: SymbolExport, span: RestSpan) -> Iterator[pd.DataFrame]:
+        pages = self.exporter.iter_closed_pages(
+            export.symbol, span.start_ms, export.server_time_ms, export, until_ms=span.end_ms - 1
+        )
+        for page in self._stoppable(pages):
+            export.fetched_rows += len(page)
+            yield page
+
+    def _stoppable(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Stop between pages: a year of 1m through REST is 526 calls, Ctrl-C must not wait for them."""
+        for chunk in chunks:
+            if self.stop_event.is_set():
+                raise BackfillStopped("stopped on request")
+            yield chunk
+
+
+def usable_source(settings: Settings, source: str) -> str:
+    """The source a backfill of this market can use: the archive reader knows the spot
+    layout only, so ``archive`` is refused off spot (SettingsError) and ``auto`` means REST."""
+    if settings.market == SPOT or source == "rest":
+        return source
+    if source == "archive":
+        raise SettingsError(
+            f"--source archive reads the spot archive only; with BINANCE_MARKET={settings.market} use "
+            "--source rest (or auto, which then uses the REST API)"
+        )
+    logger.info("the archive is not used for the %s market; the REST API gives its candles", settings.market)
+    return "rest"
+
+
+def archive_backfill(
+    settings: Settings,
+    source: str = "auto",
+    *,
+    stop_event: threading.Event | None = None,
+    on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+    progress: ArchiveProgress | None = None,
+    on_candles: Callable[[int], None] | None = None,
+    window: tuple[int, int] | None = None,
+) -> ArchiveBackfillResult:
+    """The backfill of ``export_historical_data.py``, with ``--source auto|archive|rest``;
+    ``window``: explicit open times [start, end) (``--start``/``--end``) instead of the look-back."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    stop_event = stop_event or threading.Event()
+    progress = progress or ArchiveProgress(enabled=False)
+    jobs: list[ArchiveExportJob] = []
+    fetcher: ArchiveFetcher | None = None
+    archive_client: ArchiveClient | None = None
+    source = usable_source(settings, source)
+    if source != "rest" and not has_daily_files(settings.kline_interval):
+        logger.warning(
+            "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",
+            settings.kline_interval,
+        )
+    elif source != "rest":
+        cache = ZipCache(ExportFolder(settings.export_dir).archive_cache)
+        archive_client = ArchiveClient.from_settings(settings, pool_size=2 * settings.workers)
+        fetcher = ArchiveFetcher(archive_client, cache, settings.workers, stop_event, progress)
+
+    def make_job(
+        job_settings: Settings,
+        files: FileManager,
+        client: ExchangeClient,
+        *,
+        stop_event: threading.Event | None,
+        on_symbol_done: Callable[[SymbolOutcome], None] | None,
+    ) -> ArchiveExportJob:
+        job = ArchiveExportJob(
+            job_settings,
+            files,
+            client,
+            source=source,
+            fetcher=fetcher,
+            stop_event=stop_event,
+            on_symbol_done=on_symbol_done,
+        )
+        job.on_candles = on_candles
+        if fetcher is not None:
+            fetcher.cache.ensure()  # under the run lock: nobody else is writing it
+            fetcher.cache.prune(time.time())
+        jobs.append(job)
+        return job
+
+    try:
+        report = export_backfill(
+            settings, on_symbol_done=on_symbol_done, stop_event=stop_event, make_job=make_job, window=window
+        )
+    finally:
+        if fetcher is not None:
+            fetcher.close()
+        if archive_client is not None:
+            archive_client.close()
+    tallies = jobs[0].tallies if jobs else {}
+    return ArchiveBackfillResult(report, tallies, source)

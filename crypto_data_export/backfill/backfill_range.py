@@ -1,0 +1,130 @@
+"""``--start`` / ``--end`` of a backfill: an explicit window of open times [start, end), in UTC.
+
+Judged before any request, against this machine's clock, so that a range the
+exchange cannot serve never costs a call. Each error is one line naming the
+flag (``SettingsError``; the script turns it into exit 2).
+
+* a value is a UTC date (``2024-01-01``) or an ISO time (``2024-01-01T12:00``,
+  ``...Z``, ``...+02:00``, converted to UTC); a time without an offset is UTC;
+* ``--end`` defaults to now; an ``--end`` in the future is cut to now (the
+  exchange's last closed candle then ends the file), with a note;
+* ``--end`` without ``--start``: the window is ``--days`` (or
+  ``EXPORT_LOOKBACK_DAYS``) counted back from ``--end``;
+* ``--start`` and ``--days`` together are refused (two answers to one question).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from crypto_data_export.core.clock import from_iso, to_iso
+from crypto_data_export.settings.intervals import DAY_MS, floor_open_ms, next_open_ms
+from crypto_data_export.settings.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, min_lookback_days, override
+
+# Binance's first spot candle (BTCUSDT, ETHUSDT... 2017-07-14): nothing opens before it.
+FIRST_CANDLE = datetime(2017, 7, 14, tzinfo=UTC)
+_FORMATS = "a UTC date or ISO time, e.g. 2024-01-01, 2024-01-01T12:00 or 2024-01-01T12:00:00Z"
+
+
+@dataclass(frozen=True)
+class BackfillRange:
+    """Open times in [start_ms, end_ms); ``clamped``: --end was in the future and now ends it."""
+
+    start_ms: int
+    end_ms: int
+    clamped: bool = False
+
+    @property
+    def days(self) -> float:
+        return (self.end_ms - self.start_ms) / DAY_MS
+
+    def describe(self) -> str:
+        start, end = (to_iso(datetime.fromtimestamp(ms / 1000, tz=UTC)) for ms in (self.start_ms, self.end_ms))
+        return f"[{start}, {end})"
+
+
+def parse_moment(flag: str, text: str) -> datetime:
+    """``2024-01-01`` / ISO time -> aware UTC datetime; SettingsError naming ``flag`` otherwise."""
+    moment = from_iso(text.strip())
+    if moment is None:
+        raise SettingsError(f"{flag} {text!r} is not {_FORMATS}")
+    return moment
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def resolve_range(
+    start: str | None, end: str | None, days: str | None, lookback_days: float, now: datetime
+) -> BackfillRange | None:
+    """The explicit window of ``--start``/``--end`` (None: neither given, ``--days`` rules).
+
+    ``days``: the raw ``--days`` (already checked by its own rule when not None);
+    ``lookback_days``: the look-back in force (``--days`` or EXPORT_LOOKBACK_DAYS).
+    """
+    if start is None and end is None:
+        return None
+    if start is not None and days is not None:
+        raise SettingsError("--start and --days cannot be used together: give --start (and --end), or --days")
+    end_at = parse_moment("--end", end) if end is not None else now
+    clamped = end_at > now
+    end_at = min(end_at, now)
+    if start is not None:
+        start_at = parse_moment("--start", start)
+        label = f"--start {to_iso(start_at)}"
+    else:
+        start_at = end_at - timedelta(days=lookback_days)
+        label = f"--end minus --days ({lookback_days:g} days) starts at {to_iso(start_at)}, which"
+    _check(start_at, end_at, now, label)
+    return BackfillRange(_ms(start_at), _ms(end_at), clamped)
+
+
+def _check(start_at: datetime, end_at: datetime, now: datetime, label: str) -> None:
+    """Refuse a window the exchange cannot serve: in the future, before its first candle, empty, too long.
+    ``label`` names the flag and the start (``--start 2024-01-01T00:00:00+00:00``)."""
+    if start_at >= now:
+        raise SettingsError(f"{label} is in the future; give a start before now ({to_iso(now)})")
+    if start_at < FIRST_CANDLE:
+        raise SettingsError(
+            f"{label} is before {FIRST_CANDLE:%Y-%m-%d}, the exchange's first candle; start on or after it"
+        )
+    if start_at >= end_at:
+        raise SettingsError(f"{label} is not before --end {to_iso(end_at)}; give a start before the end")
+    if (end_at - start_at).total_seconds() * 1000 > MAX_LOOKBACK_DAYS * DAY_MS:
+        raise SettingsError(
+            f"{label} to --end {to_iso(end_at)} is longer than {MAX_LOOKBACK_DAYS:g} days (the --days "
+            "maximum); split it into shorter ranges"
+        )
+
+
+def require_a_candle(window: BackfillRange, interval: str) -> None:
+    """Refuse a range in which no candle of ``interval`` opens (``1d`` from 01:00 to 12:00):
+    the exchange could only answer "no data", after requests."""
+    first = floor_open_ms(window.start_ms, interval)
+    if first < window.start_ms:
+        first = next_open_ms(first, interval)
+    if first >= window.end_ms:
+        raise SettingsError(
+            f"--start/--end {window.describe()} holds no {interval} candle open time; widen the range "
+            "or choose a shorter --interval"
+        )
+
+
+def days_in_force(settings: Settings, days: str | None) -> float:
+    """--days (checked by its own rule) or EXPORT_LOOKBACK_DAYS: what --end alone counts back."""
+    if days is None:
+        return settings.lookback_days
+    return override(settings, {"EXPORT_LOOKBACK_DAYS": (days, "--days")}).lookback_days
+
+
+def placeholder_days(window: BackfillRange, interval: str | None, settings: Settings) -> str:
+    """The look-back set while a range rules: the range's length, or the least the interval
+    accepts (a short range of a long interval then fails at the exchange, not at a setting
+    the run does not use). An unknown --interval is refused by its own flag."""
+    try:
+        least = min_lookback_days(interval or settings.kline_interval)
+    except (KeyError, ValueError):
+        least = 0.0
+    return repr(min(MAX_LOOKBACK_DAYS, max(window.days, least)))

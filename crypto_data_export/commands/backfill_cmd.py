@@ -1,0 +1,208 @@
+"""Backfill: closed klines over a long look-back into one file per symbol.
+
+    python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h
+    python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-07-01 --interval 1h
+
+It runs the same export pass as a scheduler cycle (incremental, atomic,
+validated), under the same run lock. ``--source auto`` (the default) takes
+whole past months and days from the exchange's bulk archive
+(``BINANCE_ARCHIVE_URL``, every zip verified against its ``.CHECKSUM``) and the
+rest from the REST API; ``archive`` fails instead of falling back when an
+archive file is refused; ``rest`` uses the REST API only. All three write the
+same bytes. ``--start``/``--end`` give an explicit UTC range instead of
+``--days`` (``crypto_data_export.backfill.backfill_range``): the file holds the closed candles that
+open in [start, end), and it replaces and removes no other file. Ctrl-C
+stops within seconds; a rerun resumes. ``HistoricalDataExporter``, the guide's
+class that turns exchange answers into closed-candle frames, lives in
+``crypto_data_export.exchange.history`` and is importable from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+from crypto_data_export.backfill.archive_backfill import (
+    SOURCES,
+    ArchiveBackfillResult,
+    ArchiveProgress,
+    archive_backfill,
+    usable_source,
+)
+from crypto_data_export.backfill.backfill_range import (
+    BackfillRange,
+    days_in_force,
+    placeholder_days,
+    require_a_candle,
+    resolve_range,
+)
+from crypto_data_export.core.cli import EXIT_INTERRUPTED, run_main
+from crypto_data_export.core.clock import utc_now
+from crypto_data_export.exchange.history import HistoricalDataExporter
+from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.report.console import CandleProgress, exit_code_of
+from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
+from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
+from crypto_data_export.store.layout import ExportFolder
+
+__all__ = ["HistoricalDataExporter", "main"]
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="export_historical_data.py",
+        description="Backfill closed klines into one CSV per symbol (atomic writes, resumable).",
+        epilog="examples:\n"
+        "  python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h\n"
+        "  python export_historical_data.py --symbols BTCUSDT --days 730 --interval 1m --source archive\n"
+        "  python export_historical_data.py --days 30 --source rest     the REST API only\n"
+        "  python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-02-01 --interval 1h\n"
+        "  python export_historical_data.py --start 2024-03-01T12:00 --interval 1m      from then to now\n"
+        "  python export_historical_data.py --end 2024-06-01T00:00:00Z --days 7         7 days before --end\n\n"
+        "--start/--end: UTC dates or ISO times (2024-01-01, 2024-01-01T12:00, ...Z, ...+02:00 converted to UTC);\n"
+        "the file holds the closed candles that open in [start, end). --end defaults to now (a future --end is\n"
+        "cut to now); --end alone counts --days (or EXPORT_LOOKBACK_DAYS) back from it; --start with --days is\n"
+        "an error. A range's file replaces and removes no other file in the folder.\n\n"
+        "--source auto (default): whole past months and days from the bulk archive (BINANCE_ARCHIVE_URL,\n"
+        "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
+        "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
+        "exit codes: 0 ok, 1 a symbol failed (or SIGTERM), 2 bad input, 75 a run holds the folder's lock,\n"
+        "130 Ctrl-C (what was finished is written; the same command resumes).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
+    parser.add_argument("--days", help="look-back in days (default: EXPORT_LOOKBACK_DAYS)")
+    parser.add_argument("--start", help="first open time, UTC date or ISO time (instead of --days)")
+    parser.add_argument("--end", help="end of the range, exclusive (default: now, the last closed candle)")
+    parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
+    parser.add_argument(
+        "--output", help="folder for the CSVs (default: EXPORT_DIR/backfill, out of the scheduler's retention)"
+    )
+    parser.add_argument("--format", help="file format: csv or parquet (default: EXPORT_FORMAT, else csv)")
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="where closed candles come from: auto (archive + REST, default), archive (strict), rest",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run the backfill, report; exit 0 ok, 1 a symbol failed, 2 bad input, 75 locked."""
+    args = _parse_args(argv)
+    try:
+        settings = load_settings(symbols_override=args.symbols)
+        scheduler_folder = settings.export_dir
+        flags = {
+            "KLINE_INTERVAL": (args.interval, "--interval"),
+            "EXPORT_DIR": (args.output, "--output"),
+            "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
+            "EXPORT_FORMAT": (args.format, "--format"),
+        }
+        window = resolve_range(args.start, args.end, args.days, days_in_force(settings, args.days), utc_now())
+        if window is not None:
+            # The look-back is not used with an explicit range: judge the interval against the range.
+            flags["EXPORT_LOOKBACK_DAYS"] = (placeholder_days(window, args.interval, settings), "--start/--end")
+        settings = override(settings, flags)
+        if window is not None:
+            require_a_candle(window, settings.kline_interval)
+        settings = _backfill_folder(settings, scheduler_folder, args.output)
+        usable_source(settings, args.source)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if window is not None and window.clamped:
+        print(f"info: --end is in the future; the backfill ends at the last closed candle ({window.describe()})")
+    # Retries and waits are normal; the console only shows what went wrong for good,
+    # and which archive file was refused (a checksum that does not match is news).
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
+    logging.getLogger("export_historical_data.resume").setLevel(logging.WARNING)  # a resume journal not used
+    return exit_code_of(lambda: _backfill(settings, args.source, window))
+
+
+def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
+    """Where the backfill writes: ``--output``, else ``EXPORT_DIR/backfill``. Never ``EXPORT_DIR``
+    itself: the scheduler keeps only ``MAX_FILES_PER_SYMBOL`` files of ``EXPORT_LOOKBACK_DAYS``
+    there, so its next cycle would replace a year of candles with two days."""
+    if output is None:
+        return replace(settings, export_dir=ExportFolder(scheduler_folder).backfill)
+    if Path(output).resolve() == scheduler_folder.resolve():
+        raise SettingsError(
+            f"--output {output} is EXPORT_DIR, where the next scheduler cycle would cut the backfill down to "
+            f"EXPORT_LOOKBACK_DAYS; use another folder (the default is {ExportFolder(scheduler_folder).backfill})"
+        )
+    return settings
+
+
+def _backfill(settings: Settings, source: str, window: BackfillRange | None = None) -> int:
+    stop_event = threading.Event()
+    received: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop_event.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    progress = CandleProgress(_expected_candles(settings, window), len(settings.symbols), enabled=True)
+    downloads = ArchiveProgress(enabled=source != "rest")
+    try:
+        result = archive_backfill(
+            settings,
+            source,
+            stop_event=stop_event,
+            on_symbol_done=progress.symbol_done,
+            progress=downloads,
+            on_candles=progress.candles,
+            window=None if window is None else (window.start_ms, window.end_ms),
+        )
+    finally:
+        downloads.close()
+        progress.close()
+    _print_outcomes(result)
+    if stop_event.is_set():
+        print("stopped on request; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED if received[:1] == [signal.SIGINT] else EXIT_FAILED
+    return EXIT_OK if result.report.ok else EXIT_FAILED
+
+
+def _expected_candles(settings: Settings, window: BackfillRange | None = None) -> int | None:
+    """Candles in the window for every symbol: the bar's total (None for months: unknown length)."""
+    length = fixed_length_ms(settings.kline_interval)
+    span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
+    return None if length is None else len(settings.symbols) * int(span_ms // length)
+
+
+def _print_outcomes(result: ArchiveBackfillResult) -> None:
+    for outcome in result.report.outcomes.values():
+        if not outcome.ok:
+            print(f"{outcome.symbol}: FAILED: {outcome.error}", file=sys.stderr)
+            continue
+        line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
+        tally = result.tallies.get(outcome.symbol)
+        if tally is not None and result.source != "rest":
+            line += (
+                f" ({tally.archive_rows} from {tally.archive_files} archive files, "
+                f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"
+                + (f", {len(tally.refused)} archive files refused" if tally.refused else "")
+                + ")"
+            )
+        print(line)
+
+
+def run() -> NoReturn:
+    """The console command and the root script: exit with ``main``'s code."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,113 @@
+"""File management of the export folder, by hand: validate, find duplicates, clean up.
+
+    python file_manager.py validate                 every export file's verdict (exit 1 if one is invalid)
+    python file_manager.py duplicates               identical files and the bytes they waste
+    python file_manager.py cleanup --dry-run        what retention, quarantine and dedup would do
+    python file_manager.py cleanup                  do it (under the run lock, like a cycle)
+
+The work is done by ``crypto_data_export.store.files.FileManager`` (importable from here),
+the only code that removes or moves files in the export folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from crypto_data_export.core.cli import run_main
+from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.report.console import exit_code_of, print_cleanup, print_duplicates
+from crypto_data_export.settings.settings import SettingsError, load_settings, override
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.run_lock import RunLock
+
+__all__ = ["FileManager", "main"]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="file_manager.py",
+        description="Validate, deduplicate and clean the export folder (settings from the environment or .env).",
+        epilog="examples:\n"
+        "  python file_manager.py validate                   every file's verdict and gaps\n"
+        "  python file_manager.py duplicates --json          identical files, for a script\n"
+        "  python file_manager.py cleanup --dry-run          what cleanup would remove or quarantine\n"
+        "  python file_manager.py cleanup --dir /data/klines another export folder\n\n"
+        "exit codes: 0 ok, 1 invalid files or a failed step, 2 usage/config error, 75 a run holds the lock",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=("validate", "duplicates", "cleanup"), help="what to do")
+    parser.add_argument("--dir", help="the export folder (default: EXPORT_DIR)")
+    parser.add_argument("--dry-run", action="store_true", help="with cleanup: change nothing, show what would happen")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    if args.dry_run and args.command != "cleanup":
+        parser.error("--dry-run goes with cleanup")
+    return args
+
+
+def _validate(files: FileManager, as_json: bool) -> int:
+    verdicts = files.validate_all(dry_run=True)
+    if not verdicts and not as_json:
+        print(f"no export files in {files.export_dir}")
+    if as_json:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+    for verdict in verdicts if not as_json else ():
+        line = f"{verdict.path.name}: " + ("ok" if verdict.valid else f"INVALID: {verdict.reason}")
+        if verdict.valid and verdict.missing_candles:
+            line += f" ({verdict.missing_candles} candles missing in {len(verdict.gaps)} gap(s))"
+        print(line)
+    return EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAILED
+
+
+def _duplicates(files: FileManager, as_json: bool) -> int:
+    report = files.find_duplicates()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_duplicates(report)
+    return EXIT_OK
+
+
+def _cleanup(files: FileManager, dry_run: bool, as_json: bool) -> int:
+    if dry_run:
+        result = files.cleanup(dry_run=True)
+    else:
+        files.ensure_folder()
+        with RunLock(files.export_dir):
+            result = files.cleanup()
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_cleanup(result, dry_run=dry_run)
+    return EXIT_FAILED if result.errors else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = override(load_settings(), {"EXPORT_DIR": (args.dir, "--dir")})
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    files = FileManager.from_settings(settings)
+    if args.command == "validate":
+        return exit_code_of(lambda: _validate(files, args.json))
+    if args.command == "duplicates":
+        return exit_code_of(lambda: _duplicates(files, args.json))
+    return exit_code_of(lambda: _cleanup(files, args.dry_run, args.json))
+
+
+def run() -> NoReturn:
+    """The console command and the root script: exit with ``main``'s code."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()

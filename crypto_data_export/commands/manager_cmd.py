@@ -1,0 +1,184 @@
+"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health.
+
+    python scheduled_data_manager.py              # the loop: a cycle now, then every period
+    python scheduled_data_manager.py --manual     # one cycle (cron runs this)
+    python scheduled_data_manager.py --status     # what is there, how old, what is missing
+
+Exit codes: 0 ok, 1 a symbol or step failed, 2 usage or configuration
+error, 75 another run holds the lock (cron overlapping the service).
+The work is done by ``crypto_data_export.scheduler.manager.ScheduledDataManager`` (importable from here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from crypto_data_export.core.cli import run_main
+from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.report.console import (
+    SymbolProgress,
+    exit_code_of,
+    print_cycle,
+    print_health,
+    print_notices,
+    print_selection,
+    print_status,
+)
+from crypto_data_export.report.logging_setup import QUIET, configure_logging
+from crypto_data_export.scheduler.manager import ScheduledDataManager
+from crypto_data_export.settings.settings import SettingsError, load_settings
+from crypto_data_export.settings.symbols import SymbolError, parse_symbol_list
+from crypto_data_export.store.layout import ExportFolder
+
+__all__ = ["ScheduledDataManager", "main"]
+
+logger = logging.getLogger("scheduled_data_manager")
+
+
+# -- CLI -----------------------------------------------------------------------
+EPILOG = """examples:
+  python scheduled_data_manager.py                      run the scheduler (a cycle now, then every 2 h)
+  python scheduled_data_manager.py --manual             one cycle: export + cleanup + status (cron)
+  python scheduled_data_manager.py --export-only --symbols BTCUSDT,ETHUSDT
+  python scheduled_data_manager.py --cleanup-only --dry-run   show what cleanup would remove
+  python scheduled_data_manager.py --status --json      the status report as JSON
+  python scheduled_data_manager.py --health             exit 0 healthy, 1 degraded, 2 down
+  python scheduled_data_manager.py --list-symbols       which symbols, selected by which rule
+
+exit codes: 0 ok, 1 a symbol or step failed, 2 usage/config error, 75 another run holds the lock
+settings come from the environment or .env (see .env.example)"""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scheduled_data_manager.py",
+        description="Scheduled export of closed crypto candles (klines) to one CSV per symbol.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--manual", action="store_true", help="run one cycle (export + cleanup) and exit")
+    mode.add_argument("--export-only", action="store_true", help="run the export step only")
+    mode.add_argument(
+        "--cleanup-only", action="store_true", help="run cleanup, validation and the duplicate report only"
+    )
+    mode.add_argument("--status", action="store_true", help="print the status (and write status_report.json)")
+    mode.add_argument(
+        "--health", action="store_true", help="print the health checks; exit 0 healthy, 1 degraded, 2 down"
+    )
+    mode.add_argument(
+        "--list-symbols",
+        action="store_true",
+        help="print the symbols a cycle would export now and the rule that selected each "
+        "(with EXPORT_QUOTE_ASSET this asks the exchange)",
+    )
+    parser.add_argument("--json", action="store_true", help="with --status or --health: print JSON")
+    parser.add_argument(
+        "--html", metavar="PATH", help="with --status: also write the status page to PATH (e.g. /tmp/status.html)"
+    )
+    parser.add_argument("--symbols", help="comma list of symbols for this run only, e.g. BTCUSDT,ETHUSDT")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --manual, --export-only or --cleanup-only: change nothing, show what would happen",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step on the console")
+    args = parser.parse_args(argv)
+    if args.dry_run and not (args.manual or args.export_only or args.cleanup_only):
+        parser.error("--dry-run goes with --manual, --export-only or --cleanup-only")
+    if args.json and not (args.status or args.health):
+        parser.error("--json goes with --status or --health")
+    if args.html is not None and not args.status:
+        parser.error("--html goes with --status")
+    if args.html is not None and not args.html.strip():
+        parser.error("--html needs a file path, e.g. --html /tmp/status.html")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+        symbols = parse_symbol_list(args.symbols) if args.symbols is not None else None
+        if symbols is not None and not symbols:
+            raise SymbolError("--symbols is empty: give a comma list such as BTCUSDT,ETHUSDT")
+    except (SettingsError, SymbolError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    read_only = args.status or args.health or args.dry_run or args.list_symbols
+    one_shot = args.manual or args.export_only or args.cleanup_only or read_only
+    console_level = logging.DEBUG if args.verbose else (QUIET if one_shot else logging.INFO)
+    try:
+        configure_logging(None if read_only else settings.export_dir, settings.log_level, console_level=console_level)
+    except OSError as exc:
+        print(
+            f"error: cannot write the logs in {ExportFolder(settings.export_dir).logs}: {exc.strerror or exc}; "
+            "check EXPORT_DIR and its permissions",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    stop_event = threading.Event()
+    progress = SymbolProgress(
+        len(symbols or settings.symbols) * len(settings.kline_intervals),
+        enabled=(args.manual or args.export_only) and not args.verbose,
+    )
+    manager = ScheduledDataManager(settings, symbols=symbols, stop_event=stop_event, on_symbol_done=progress.advance)
+    code = exit_code_of(lambda: _run(manager, args, stop_event, progress))
+    if one_shot:  # the loop logs them on its console already
+        print_notices(manager.notices)
+    return code
+
+
+def _run(
+    manager: ScheduledDataManager, args: argparse.Namespace, stop_event: threading.Event, progress: SymbolProgress
+) -> int:
+    if args.health:
+        return print_health(manager.write_status(write=False), as_json=args.json)
+    if args.status:
+        report = manager.write_status()
+        if args.html is not None:
+            page = Path(args.html).expanduser()
+            manager.publish_page(report, page)
+            if not args.json:
+                print(f"status page: {page}")
+        print_status(report, as_json=args.json)
+        return EXIT_OK
+    if args.list_symbols:
+        plan = manager.current_selection()
+        return print_selection(plan.selected_by, plan.problem)
+    _install_stop_handlers(stop_event)
+    if not (args.manual or args.export_only or args.cleanup_only):
+        return manager.run_forever()
+    try:
+        cycle = manager.run_cycle(export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run)
+    finally:
+        progress.close()
+    print_cycle(cycle)
+    return cycle.exit_code
+
+
+def _install_stop_handlers(stop_event: threading.Event) -> None:
+    """SIGTERM/SIGINT finish the current symbol, keep files whole, then exit 0."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("received %s: finishing the current work, then stopping", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def run() -> NoReturn:
+    """The console command and the root script: exit with ``main``'s code."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()

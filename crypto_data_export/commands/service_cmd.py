@@ -1,0 +1,177 @@
+"""Run the scheduler in the background: start, stop, status, restart, systemd unit.
+
+    python data_export_service.py start [--wait 1]      launch scheduled_data_manager.py detached
+    python data_export_service.py stop [--timeout 30]  SIGTERM, wait, SIGKILL only if it hangs
+    python data_export_service.py status               running/stopped/stale, uptime, last report
+    python data_export_service.py restart
+    python data_export_service.py create-systemd-service [--user NAME] [--output PATH]
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error; ``status``
+follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder
+cannot be verified). ``stop`` and ``status`` act only on the scheduler of
+this export folder: the pidfile records the folder and the process start
+time, and the live process must agree. The work is done by
+``crypto_data_export.service.daemon.DataExportService`` (importable from here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.errors import ExportError
+from crypto_data_export.core.text import printable
+from crypto_data_export.service.daemon import (
+    EXIT_FAILED,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    DataExportService,
+    Outcome,
+    ServicePaths,
+    write_systemd_unit,
+)
+from crypto_data_export.service.systemd_unit import UNIT_NAME
+from crypto_data_export.service.users import (
+    DEFAULT_SERVICE_USER,
+    check_service_user,
+    current_user,
+    default_service_user,
+    user_exists,
+)
+from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, read_environment
+
+__all__ = ["DataExportService", "main", "parse_args"]
+
+
+# -- CLI ---------------------------------------------------------------------------
+EPILOG = """examples:
+  python data_export_service.py start                 run the scheduler in the background
+  python data_export_service.py status                exit 0 running, 3 not running
+  python data_export_service.py stop --timeout 60     SIGTERM, then SIGKILL after 60 s
+  python data_export_service.py create-systemd-service --user crypto-export
+
+files: EXPORT_DIR/data_export_service.pid, EXPORT_DIR/logs/data_export_service.log
+exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running, 4 (status) unknown"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="data_export_service.py",
+        description="Run the scheduled data manager as a background service.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wait_help = "seconds the scheduler must stay up to count as started (default 1)"
+    timeout_help = "seconds to wait after SIGTERM before SIGKILL (default 30)"
+    start = commands.add_parser("start", help="launch the scheduler detached")
+    start.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
+    stop = commands.add_parser("stop", help="stop the scheduler cleanly")
+    stop.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
+    commands.add_parser("status", help="running or not, uptime, last status report")
+    restart = commands.add_parser("restart", help="stop, then start")
+    restart.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
+    restart.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
+    unit = commands.add_parser("create-systemd-service", help=f"write a hardened {UNIT_NAME}")
+    unit.add_argument(
+        "--user",
+        help="the unprivileged user to run as (default: $SUDO_USER, "
+        f"the current user, or {DEFAULT_SERVICE_USER} when run as root)",
+    )
+    unit.add_argument("--output", type=Path, default=Path(UNIT_NAME), help=f"where to write it (default ./{UNIT_NAME})")
+    return parser.parse_args(argv)
+
+
+MAX_LINE = 2000
+
+
+def _report(outcome: Outcome) -> int:
+    """Each line printed as one line: a path or a value from outside cannot move the cursor."""
+    for line in outcome.lines:
+        print(printable(line, MAX_LINE))
+    for line in outcome.errors:
+        print(printable(line, MAX_LINE), file=sys.stderr)
+    return outcome.exit_code
+
+
+def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
+    user = args.user or default_service_user(os.environ, os.geteuid(), current_user())
+    problem = check_service_user(user)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    export_dir = Path(os.path.abspath(settings.export_dir))
+    unit_name = UNIT_NAME if args.output.is_dir() else args.output.name
+    if not unit_name.endswith(".service") or unit_name == ".service":
+        print(
+            f"error: --output {args.output}: systemd needs a unit name ending in .service, e.g. --output {UNIT_NAME}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        path = write_systemd_unit(args.output, export_dir, user)
+    except (ValueError, ExportError, OSError) as exc:
+        print(f"error: cannot write the unit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {path.absolute()} (runs as {user}, writes only {export_dir})")
+    if not user_exists(user):
+        print(
+            f"note: user {user} does not exist yet: sudo useradd --system --no-create-home "
+            f"--shell /usr/sbin/nologin {user}"
+        )
+    print(f"note: {user} must own the export folder: sudo install -d -o {user} -m 0750 {shlex.quote(str(export_dir))}")
+    print("install and enable it:")
+    print(f"  sudo cp {shlex.quote(str(path.absolute()))} /etc/systemd/system/{shlex.quote(path.name)}")
+    print("  sudo systemctl daemon-reload")
+    print(f"  sudo systemctl enable --now {shlex.quote(path.name)}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        environment = read_environment()
+        settings = load_settings(environment, env_file=None)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "create-systemd-service":
+        return _create_unit(args, settings)
+    service = DataExportService(ServicePaths.for_export_dir(settings.export_dir), environment)
+    try:
+        if args.command == "start":
+            return _report(service.start(args.wait))
+        if args.command == "stop":
+            return _report(service.stop(args.timeout))
+        if args.command == "restart":
+            return _report(service.restart(args.timeout, args.wait))
+        return _report(service.status())
+    except ExportError as exc:
+        print(printable(f"error: {exc}", MAX_LINE), file=sys.stderr)
+        return EXIT_NOT_RUNNING if args.command == "status" else EXIT_FAILED
+
+
+def run() -> NoReturn:
+    """The console command and the root script: exit with ``main``'s code."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()

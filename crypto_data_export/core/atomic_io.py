@@ -1,0 +1,102 @@
+"""Atomic file replacement: a crash leaves the old file or the new one, never half.
+
+The recipe is the classic one: write a temp file in the same folder (so the
+rename stays on one file system), flush and fsync it, ``os.replace`` it over
+the target, then fsync the folder so the rename itself survives a power cut.
+Any error removes the temp file. Temp names follow ``TEMP_NAME_PATTERN`` so
+that cleanup can recognise (and only remove) leftovers of a killed process:
+the final name, the writer's PID, a random token and a fixed tag
+(``.{final}.{pid}.{8 hex}.cdx.tmp``), so that a look-alike made by another
+program (``.x.123.deadbeef.tmp``) is never taken for one of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from crypto_data_export.core.errors import StorageError
+
+TEMP_TAG = "cdx"  # marks our temp files; the one regex below is all that recognises them
+TEMP_NAME_PATTERN = re.compile(rf"^\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{{8}})\.{TEMP_TAG}\.tmp$")
+FILE_MODE = 0o640
+
+
+def temp_path_for(target: Path) -> Path:
+    """A unique hidden temp name next to ``target``."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{TEMP_TAG}.tmp")
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename durable; some file systems refuse, which is harmless."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: OSError, path: Path) -> str:
+    reason = exc.strerror or str(exc)
+    return f"cannot write {path}: {reason}; check free space and permissions of {path.parent}"
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[IO[str]]:
+    """Yield a file object; on a clean exit its content replaces ``target`` atomically."""
+    with atomic_output_at(target) as (handle, _temp):
+        yield handle
+
+
+@contextmanager
+def atomic_output_at(target: Path) -> Iterator[tuple[IO[str], Path]]:
+    """``atomic_output`` that also yields the temp file's path, for a writer that
+    reads back what it wrote (e.g. to name a bad row) before it is published."""
+    target = Path(target)
+    temp = temp_path_for(target)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        raise StorageError(_describe(exc, target)) from exc
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            yield handle, temp
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except OSError as exc:
+        _remove_quietly(temp)
+        raise StorageError(_describe(exc, target)) from exc
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    fsync_folder(target.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    with atomic_output(target) as handle:
+        handle.write(text)
+
+
+def atomic_write_json(target: Path, data: Any) -> None:
+    atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

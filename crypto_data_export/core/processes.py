@@ -1,0 +1,143 @@
+"""Is a PID alive, is it really our scheduler, and which export folder does it serve?
+(Linux /proc, psutil-free.)
+
+PIDs are reused: a pidfile or state entry can name a PID that now belongs to
+an unrelated program, or to the scheduler of another install. Anything that
+signals or reports a PID checks its command line, its start time and the
+folder it serves, so neither is ever mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+MANAGER_SCRIPT = "scheduled_data_manager.py"
+MANAGER_COMMAND = "scheduled-data-manager"  # the console command of an installed package
+EXPORT_DIR_VARIABLE = "EXPORT_DIR"
+_ENVIRON_LIMIT = 1 << 20  # /proc/<pid>/environ is at most a few hundred KiB
+
+
+def pid_alive(pid: int) -> bool:
+    """The one "is this process alive" check: it exists and is not a zombie.
+
+    PID 1 counts (in a container our scheduler is PID 1); callers that
+    signal a PID also check with ``is_manager_process`` that it is ours.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only, nothing is delivered
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any possible PID
+        return False
+    except PermissionError:
+        return True  # it exists, it just is not ours to signal
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the ")" that closes the command name.
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_manager_process(pid: int) -> bool:
+    """True only for a live process running our scheduler script."""
+    if not pid_alive(pid):
+        return False
+    return any(Path(arg).name in (MANAGER_SCRIPT, MANAGER_COMMAND) for arg in command_line(pid)[:4])
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot: with the PID, an identity
+    that a reused PID cannot repeat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_start_time(pid: int) -> float | None:
+    """Start time (epoch seconds) from /proc, for uptime."""
+    ticks = process_start_ticks(pid)
+    if ticks is None:
+        return None
+    try:
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            raw = handle.read(_ENVIRON_LIMIT)
+    except OSError:
+        return None  # another user's process: its environment is not ours to read
+    pairs = (entry.split(b"=", 1) for entry in raw.split(b"\0") if b"=" in entry)
+    return {k.decode(errors="replace"): v.decode(errors="surrogateescape") for k, v in pairs}
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+
+
+def _from_dotenv(folder: Path) -> str | None:
+    try:
+        value = dotenv_values(folder / ".env").get(EXPORT_DIR_VARIABLE)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value or None
+
+
+def process_export_dir(pid: int, default: str) -> Path | None:
+    """The export folder a live scheduler serves, resolved; None when it cannot be told.
+
+    As the scheduler itself decides: ``EXPORT_DIR`` from its environment, else
+    from the ``.env`` of its working folder, else ``default``; a relative
+    value is taken from its working folder.
+    """
+    environ = _environ(pid)
+    if environ is None:
+        return None
+    cwd = _cwd(pid)
+    value = environ.get(EXPORT_DIR_VARIABLE, "").strip()
+    if not value and cwd is not None:
+        value = (_from_dotenv(cwd) or "").strip()
+    value = value or default
+    if value.startswith("~") and environ.get("HOME"):
+        value = environ["HOME"] + value[1:] if value == "~" or value.startswith("~/") else value
+    path = Path(value)
+    if not path.is_absolute():
+        if cwd is None:
+            return None
+        path = cwd / path
+    return Path(os.path.realpath(path))
+
+
+def serves_folder(pid: int, folder: Path, default: str) -> bool | None:
+    """Does the live process ``pid`` serve ``folder``? None when it cannot be told."""
+    served = process_export_dir(pid, default)
+    if served is None:
+        return None
+    return served == Path(os.path.realpath(folder))

@@ -1,0 +1,197 @@
+"""What the exchange sends, read within bounds: bodies, JSON, Retry-After and ban lengths.
+
+Nothing an exchange sends may cost more than we decided in advance. A body is
+read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
+counting both the bytes on the wire and the bytes a gzip/deflate body inflates
+to, so neither a 150 MB answer nor a 1 MB gzip bomb of 1 GB ever sits in
+memory. Waits told by headers are parsed defensively (a number, an HTTP date;
+``inf``, ``nan``, negative, huge or garbage values never crash) and clamped.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import zlib
+from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
+from typing import Any
+
+import requests
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import ReadTimeoutError
+
+from crypto_data_export.core.errors import BadResponseError, ExchangeUnavailableError
+from crypto_data_export.core.text import printable
+
+READ_CHUNK = 64 * 1024
+# Binance bans last from 2 minutes (a first offence) to 3 days (repeat offenders).
+DEFAULT_BAN_SECONDS = 120.0
+MAX_BAN_SECONDS = 3 * 86_400.0
+_BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
+_ENCODINGS = {"": None, "identity": None, "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+# Both gzip and zlib headers, detected by zlib itself.
+_AUTO_HEADER = 32 + zlib.MAX_WBITS
+
+
+class _Inflater:
+    """gzip/deflate decoding that never produces more than it is allowed to."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._z = zlib.decompressobj(_AUTO_HEADER)
+        self._started = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Decode ``data``; stop once ``room`` bytes came out (the caller then refuses the body)."""
+        out = bytearray()
+        while data and len(out) < room and not self._z.eof:
+            try:
+                out += self._z.decompress(data, room - len(out))
+            except zlib.error:
+                if self.encoding != "deflate" or self._started:
+                    raise
+                # Some servers send "deflate" without the zlib header: raw deflate.
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                continue
+            self._started = True
+            data = self._z.unconsumed_tail
+        return bytes(out)
+
+
+def read_body(response: requests.Response, url: str, cap: int) -> bytes:
+    """The decoded body, read in chunks and refused beyond ``cap`` bytes (received or inflated)."""
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > cap:
+        raise too_big(url, cap)
+    inflater = _inflater_for(response, url)
+    body = bytearray()
+    received = 0
+    while True:
+        chunk = _read_chunk(response, url)
+        if not chunk:
+            return bytes(body)
+        received += len(chunk)
+        if received > cap:
+            raise too_big(url, cap)
+        if inflater is None:
+            body += chunk
+            continue
+        try:
+            body += inflater.feed(chunk, cap + 1 - len(body))
+        except zlib.error as exc:
+            raise BadResponseError(
+                f"{url} sent a {inflater.encoding} body that cannot be decompressed ({printable(exc, 80)})"
+            ) from exc
+        if len(body) > cap:
+            raise too_big(url, cap)
+
+
+def too_big(url: str, cap: int) -> BadResponseError:
+    return BadResponseError(f"{url} sent a body larger than the {cap} bytes allowed for it; answer refused")
+
+
+def _inflater_for(response: requests.Response, url: str) -> _Inflater | None:
+    raw = response.headers.get("Content-Encoding", "")
+    encoding = raw.strip().lower()
+    if encoding not in _ENCODINGS:
+        raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(raw, 40)})")
+    kind = _ENCODINGS[encoding]
+    return None if kind is None else _Inflater(kind)
+
+
+def _read_chunk(response: requests.Response, url: str) -> bytes:
+    """Raw bytes as sent (decoding is ours, so that it is bounded); transport errors translated."""
+    try:
+        chunk: bytes = response.raw.read(READ_CHUNK, decode_content=False)
+    except ReadTimeoutError as exc:
+        raise ExchangeUnavailableError(
+            f"{url} stopped sending its answer (read timeout); check BINANCE_BASE_URL and the network"
+        ) from exc
+    except (TransportError, HTTPException, OSError) as exc:
+        raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
+    return chunk
+
+
+def parse_json(body: bytes, response: requests.Response, url: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
+        kind = printable(response.headers.get("Content-Type", "unknown type"), 80)
+        raise BadResponseError(
+            f"{url} answered HTTP {response.status_code} with a body that is not valid JSON ({kind}, {len(body)} bytes)"
+        ) from exc
+
+
+def read_json(response: requests.Response, url: str, cap: int) -> Any:
+    return parse_json(read_body(response, url, cap), response, url)
+
+
+# -- waits told by the exchange -------------------------------------------------------
+def told_seconds(raw: str | None, now: datetime) -> float | None:
+    """Seconds a Retry-After header tells (a number or an HTTP date); None when it tells nothing.
+
+    The result may be negative or infinite: the caller clamps it to its own bounds.
+    """
+    text = (raw or "").strip()
+    if not text or len(text) > 64:
+        return None
+    seconds: float | None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = _seconds_until_http_date(text, now)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return seconds
+
+
+def _seconds_until_http_date(text: str, now: datetime) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - now).total_seconds()
+
+
+def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
+    """How long a 429 makes the pool wait: the header's value within [0, cap], else ``default``."""
+    seconds = told_seconds(raw, datetime.now(UTC))
+    if seconds is None:
+        return default
+    return min(cap, max(0.0, seconds))
+
+
+def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> datetime:
+    """When a 418 ban ends: Retry-After, else the epoch ms in the message, else 2 minutes.
+
+    Whatever the exchange says, the ban lasts between 1 second and 3 days (Binance's
+    longest): a "ban" of ten years or ``inf`` must not silence the exporter for good.
+    Rounded up to a whole second: the end is persisted with second precision
+    (state.json), and a restart must never wake up a fraction of a second
+    before the exchange lifts the ban (a request then extends it).
+    """
+    now = now or datetime.now(UTC)
+    seconds = DEFAULT_BAN_SECONDS
+    for told in (told_seconds(retry_after, now), _seconds_from_message(body, now)):
+        if told is not None and told > 0:
+            seconds = float(told)
+            break
+    seconds = min(MAX_BAN_SECONDS, max(1.0, seconds))  # inf -> 3 days
+    return _ceil_second(now + timedelta(seconds=seconds))
+
+
+def _seconds_from_message(body: str, now: datetime) -> float | None:
+    match = _BANNED_UNTIL_RE.search(body)
+    if match is None:
+        return None
+    return int(match.group(1)) / 1000 - now.timestamp()
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)

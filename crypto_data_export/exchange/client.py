@@ -1,0 +1,644 @@
+"""HTTP access to a Binance-compatible REST API, polite and bounded.
+
+One ``requests.Session`` with explicit (connect, read) timeouts. Transport
+failures (refused or dropped connections, read timeouts) are retried by
+urllib3's ``Retry`` with exponential backoff (a stop request cuts the backoff
+short and starts no new attempt); answers that arrive but are not
+usable (5xx, HTML, a truncated or oversized body) are retried by our own
+bounded loop, whose backoff a stop request interrupts. Bodies are streamed
+and capped per endpoint (``crypto_data_export.exchange.bounded``); redirects are refused, never
+followed. Rate limits are driven by the exchange (see ``crypto_data_export.exchange.limiter``),
+within bounds: the published budget is clamped, 429 waits ``Retry-After``
+(capped) for the whole pool, 418 raises ``IPBannedError`` carrying the end of
+the ban (as told, at most 3 days; 2 minutes if untold), 451 explains which
+host to use instead. Every
+piece of text the exchange sends is escaped (``crypto_data_export.core.text.printable``)
+before it reaches a message or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from crypto_data_export.core.clock import ms_to_iso
+from crypto_data_export.core.errors import (
+    BadResponseError,
+    ExchangeUnavailableError,
+    IPBannedError,
+    LocationRestrictedError,
+    RateLimitedError,
+    RedirectRefusedError,
+    RequestRejectedError,
+    StopRequested,
+    UniverseError,
+    UnknownSymbolError,
+)
+from crypto_data_export.core.text import printable
+from crypto_data_export.exchange.bounded import ban_end, pause_seconds, read_body, read_json
+from crypto_data_export.exchange.klines import check_kline_rows
+from crypto_data_export.exchange.limiter import (
+    MAX_PAUSE_SECONDS,
+    MAX_WEIGHT_LIMIT,
+    MIN_WEIGHT_LIMIT,
+    RAW,
+    WEIGHT,
+    RateLimit,
+    WeightLimiter,
+    clamp_limit,
+    clamp_weight_limit,
+)
+from crypto_data_export.exchange.market_profiles import MARKETS, SPOT, MarketProfile
+
+if TYPE_CHECKING:
+    from crypto_data_export.settings.settings import Settings
+
+logger = logging.getLogger("export_historical_data")
+
+USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
+MAX_RATE_LIMIT_WAITS = 10
+MAX_RETRY_AFTER_SECONDS = MAX_PAUSE_SECONDS
+# A skew beyond this is worth a warning: the exchange's clock decides what is closed.
+CLOCK_SKEW_WARNING_SECONDS = 300.0
+# The last millisecond a datetime can hold (9999-12-31): a serverTime beyond it is garbage.
+LATEST_SERVER_TIME_MS = 253_402_300_799_999
+_USED_WEIGHT_RE = re.compile(r"[0-9]{1,12}")
+_BAN_BODY_CAP = 64 * 1024
+
+
+@dataclass
+class ClientStats:
+    """What one client did; benchmarks and the status report read it."""
+
+    requests: int = 0
+    klines_calls: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    last_used_weight: int = 0
+    # The request weight this client spent by the exchange's published costs, and 418 answers.
+    weight: int = 0
+    banned: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, path: str, weight: int = 0) -> None:
+        with self._lock:
+            self.requests += 1
+            self.weight += weight
+            if path.endswith("/klines"):
+                self.klines_calls += 1
+
+
+class _RetryAfter(Exception):
+    """A 429: wait ``seconds`` (already clamped), then ask again."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"rate limited for {seconds:.1f} s")
+        self.seconds = seconds
+
+
+class _ServerFailure(ExchangeUnavailableError):
+    """A 5xx answer: retried by our loop (its body is never read)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"{url} answered HTTP {status}")
+        self.url, self.status = url, status
+
+
+class _StoppableRetry(Retry):
+    """urllib3's transport retries, cut short by a stop request: no backoff sleep, no new attempt.
+
+    The stop event is looked up through ``stop`` at each use, because the export
+    job hands it to the client after the session exists.
+    """
+
+    stop: Callable[[], threading.Event | None] | None = None
+
+    def new(self, **kw: Any) -> _StoppableRetry:
+        retry = super().new(**kw)
+        retry.stop = self.stop
+        return retry
+
+    def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
+        self._raise_if_stopped()
+        return super().increment(*args, **kwargs)
+
+    def sleep(self, response: Any = None) -> None:
+        backoff = self.get_backoff_time()
+        event = self.stop() if self.stop is not None else None
+        if event is None:
+            time.sleep(backoff)
+        elif event.wait(backoff):
+            self._raise_if_stopped()
+
+    def _raise_if_stopped(self) -> None:
+        event = self.stop() if self.stop is not None else None
+        if event is not None and event.is_set():
+            raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
+
+
+def usable_server_time(value: Any) -> int | None:
+    """An answer's ``serverTime`` if it is a plausible epoch-ms integer (a bool is not), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+        return None
+    return value
+
+
+def build_session(
+    retries: int,
+    backoff: float,
+    pool_size: int,
+    stop: Callable[[], threading.Event | None] | None = None,
+    *,
+    base_url: str,
+) -> requests.Session:
+    """A session to ``base_url`` whose transport retries connection errors and read timeouts
+    (5xx: see ``_get``)."""
+    retry = _StoppableRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=0,
+        redirect=0,
+        other=0,
+        backoff_factor=backoff,
+        backoff_max=10,
+        allowed_methods=frozenset({"GET"}),
+        raise_on_status=False,
+        raise_on_redirect=False,
+        respect_retry_after_header=False,
+    )
+    retry.stop = stop
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
+    session = requests.Session()
+    # Only encodings whose inflated size we bound ourselves (crypto_data_export.exchange.bounded).
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"})
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    adopt_environment(session, base_url)
+    return session
+
+
+def adopt_environment(session: requests.Session, base_url: str) -> None:
+    """Read the proxy and CA-bundle variables once, for the one host this session talks to.
+
+    With ``trust_env`` requests reads them again on every request: it walks the whole
+    environment for proxy variables and looks for a ``.netrc``, the largest CPU cost of a
+    small request, which a few hundred symbols pay in one cycle. The variables honoured stay
+    the same: ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` (as requests
+    reads them for this URL), ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``; not ``.netrc``
+    (a public market-data API takes no credentials).
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+
+
+class ExchangeClient:
+    """Typed, rate-limited calls to the few endpoints the exporter needs."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        pool_size: int = 16,
+        limiter: WeightLimiter | None = None,
+        market: MarketProfile = SPOT,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.market = market
+        self.timeout = (connect_timeout, read_timeout)
+        self.retries = retries
+        self.backoff = backoff
+        self.limiter = limiter or WeightLimiter()
+        if stop_event is not None:
+            self.limiter.stop_event = stop_event
+        self.stats = ClientStats()
+        # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
+        self.clock_skew_seconds: float | None = None
+        self._session = build_session(
+            retries, backoff, pool_size, stop=lambda: self.limiter.stop_event, base_url=self.base_url
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:
+        """The one client of a process, configured from Settings."""
+        return cls(
+            settings.base_url,
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+            backoff=settings.http_backoff_seconds,
+            pool_size=settings.workers,
+            limiter=limiter,
+            market=MARKETS[settings.market],
+        )
+
+    @property
+    def stop_event(self) -> threading.Event | None:
+        """Set by SIGTERM/SIGINT: every wait of this client (limiter, 429, backoff) then ends."""
+        return self.limiter.stop_event
+
+    @stop_event.setter
+    def stop_event(self, event: threading.Event | None) -> None:
+        self.limiter.stop_event = event
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> ExchangeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- endpoints ------------------------------------------------------------
+    def ping(self) -> None:
+        self._get(self.market.ping_path, {}, expect=dict)
+
+    def server_time_ms(self) -> int:
+        body = self._get(self.market.time_path, {}, expect=dict)
+        raw = body.get("serverTime")
+        value = usable_server_time(raw)
+        if value is None:
+            raise BadResponseError(
+                f"{self.base_url}{self.market.time_path} answered without a usable serverTime "
+                f"({printable(repr(raw), 40)})"
+            )
+        return value
+
+    def exchange_info(self, symbol: str | None = None) -> dict[str, Any]:
+        params = {"symbol": symbol} if symbol and self.market.exchange_info_by_symbol else {}
+        return self._get(self.market.exchange_info_path, params, expect=dict)
+
+    def _exchange_info_of(self, symbol: str | None) -> dict[str, Any]:
+        """exchangeInfo for ``symbol`` (small), or the whole one if the exchange does not know it."""
+        try:
+            return self.exchange_info(symbol)
+        except UnknownSymbolError:
+            return self.exchange_info(None)
+
+    def ticker_24hr(self) -> list[Any]:
+        """The 24 h ticker of every symbol (weight 80 on spot); rows are checked by the caller."""
+        if not self.market.ticker_24hr_path:
+            raise UniverseError(f"the {self.market.name} market has no 24 h ticker: EXPORT_TOP_N cannot be served")
+        rows: list[Any] = self._get(self.market.ticker_24hr_path, {}, expect=list)
+        return rows
+
+    def load_rate_limits(self, symbol: str | None = None, *, info: Mapping[str, Any] | None = None) -> int:
+        """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped to sane bounds.
+
+        Returns the weight budget per minute (the first weight limit, normalised to a minute).
+
+        ``info``: an exchangeInfo answer already at hand (a symbol universe's full one), so
+        the cycle does not ask twice."""
+        if info is None:
+            info = self._exchange_info_of(symbol)
+        published = weight_limit_from_exchange_info(info)
+        if published is not None and clamp_weight_limit(published) != published:
+            logger.warning(
+                "%s publishes a request weight limit of %d per minute; using %d instead "
+                "(limits outside %d..%d are not trusted)",
+                self.base_url,
+                published,
+                clamp_weight_limit(published),
+                MIN_WEIGHT_LIMIT,
+                MAX_WEIGHT_LIMIT,
+            )
+        rates = rate_limits_from_exchange_info(info)
+        if rates:
+            self.limiter.set_limits(rates)
+        return self.limiter.limit
+
+    def sync_clock(self) -> int:
+        """Server time in ms; also aligns the limiter's minute windows with it and measures the skew."""
+        before = time.time()
+        server_ms = self.server_time_ms()
+        return self._adopt_clock(server_ms, (before + time.time()) / 2)
+
+    def sync_clock_and_limits(self, symbol: str | None = None) -> tuple[int, int]:
+        """``sync_clock`` and ``load_rate_limits`` from one exchangeInfo answer, which carries the
+        server time too: a round trip less before a run's first candle. Returns (server time
+        in ms, weight budget per minute); asks /time as well if the answer has no usable time."""
+        before = time.time()
+        info = self._exchange_info_of(symbol)
+        midpoint = (before + time.time()) / 2
+        limit = self.load_rate_limits(info=info)
+        value = usable_server_time(info.get("serverTime"))
+        if value is None:
+            return self.sync_clock(), limit
+        return self._adopt_clock(value, midpoint), limit
+
+    def _adopt_clock(self, server_ms: int, midpoint: float) -> int:
+        """The exchange said ``server_ms`` at about ``midpoint`` (our epoch seconds)."""
+        skew = server_ms / 1000 - midpoint
+        self.clock_skew_seconds = skew
+        self.limiter.set_server_offset(skew)
+        if abs(skew) > CLOCK_SKEW_WARNING_SECONDS:
+            logger.warning(
+                "the exchange's clock says %s but this machine's clock says %s (%+.0f s); only the "
+                "exchange's clock decides which candles are closed: check this machine's clock (NTP) "
+                "and BINANCE_BASE_URL",
+                ms_to_iso(server_ms),
+                ms_to_iso(int(midpoint * 1000)),
+                skew,
+            )
+        return server_ms
+
+    def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[list[Any]]:
+        params: dict[str, Any] = {
+            "symbol": symbol,
+            "interval": interval,
+            "limit": max(1, min(self.market.max_klines_limit, limit)),
+        }
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        rows: list[list[Any]] = self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
+        return rows
+
+    # -- one request, with every failure mode handled -------------------------
+    def _get(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        expect: type,
+        validate: Callable[[Any], None] | None = None,
+    ) -> Any:
+        url = self.base_url + path
+        weight = self.market.weight(path, dict(params))
+        cap = self.market.body_cap(path, dict(params))
+        rate_limit_waits = 0
+        attempt = 0
+        while True:
+            ticket = self.limiter.acquire(weight)
+            self.stats.count(path, weight)
+            try:
+                return self._attempt(url, params, cap, expect, validate)
+            except _RetryAfter as told:
+                rate_limit_waits += 1
+                self._wait_rate_limited(told.seconds, url, rate_limit_waits)
+                continue
+            except (BadResponseError, _ServerFailure) as exc:
+                error: BadResponseError | _ServerFailure = exc
+            finally:
+                # The answer (or the failure) is back: its weight now ages out of the windows.
+                self.limiter.release(ticket)
+            attempt += 1
+            if attempt > self.retries:
+                raise _final(error, self.retries) from error
+            self.stats.retries += 1
+            logger.warning("%s; retry %d of %d", error, attempt, self.retries)
+            self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any],
+        cap: int,
+        expect: type,
+        validate: Callable[[Any], None] | None,
+    ) -> Any:
+        """One request; the body is streamed (capped) and the connection released either way."""
+        try:
+            response = self._session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
+        except requests.RequestException as exc:
+            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {_short(exc)})") from exc
+        with response:
+            self._observe_weight(response)
+            return self._decode(response, url, cap, expect, validate)
+
+    def _observe_weight(self, response: requests.Response) -> None:
+        """Feed every ``X-MBX-USED-WEIGHT-<n><unit>`` header (names are case-insensitive) to its window."""
+        seen_minute = False
+        for name, value in response.headers.items():
+            seconds = used_weight_header_seconds(name)
+            if seconds is None or not _USED_WEIGHT_RE.fullmatch(value.strip()):
+                continue
+            self.limiter.observe_used_weight(int(value), seconds)
+            if seconds == 60:
+                seen_minute = True
+                self.stats.last_used_weight = int(value)
+        legacy = response.headers.get("X-MBX-USED-WEIGHT")
+        if not seen_minute and legacy and _USED_WEIGHT_RE.fullmatch(legacy.strip()):
+            self.stats.last_used_weight = int(legacy)
+            self.limiter.observe_used_weight(int(legacy))
+
+    def _wait_rate_limited(self, seconds: float, url: str, waits: int) -> None:
+        self.stats.rate_limited += 1
+        if waits > MAX_RATE_LIMIT_WAITS:
+            raise RateLimitedError(
+                f"{url} kept answering 429 (rate limited) after {MAX_RATE_LIMIT_WAITS} waits; "
+                "another program on this IP may be using the budget"
+            )
+        logger.warning("rate limited by %s (HTTP 429); all requests wait %.1f s as told by Retry-After", url, seconds)
+        self.limiter.pause(seconds)
+
+    def _decode(
+        self,
+        response: requests.Response,
+        url: str,
+        cap: int,
+        expect: type,
+        validate: Callable[[Any], None] | None,
+    ) -> Any:
+        status = response.status_code
+        if 300 <= status < 400:
+            raise _redirect_refused(url, status, response.headers.get("Location"))
+        if status == 429:
+            raise _RetryAfter(pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS))
+        if status == 418:
+            self.stats.banned += 1
+            until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
+            self.limiter.ban(until)
+            raise IPBannedError(until, detail=f"{url}")
+        if status == 451:
+            raise LocationRestrictedError(
+                f"{self.base_url} refuses requests from this location (HTTP 451); set BINANCE_BASE_URL "
+                "to a host that serves your region, e.g. https://api.binance.us or https://data-api.binance.vision"
+            )
+        if status == 403:
+            raise RequestRejectedError(
+                f"{url} refused the request (HTTP 403, web application firewall); wait before trying again", status
+            )
+        if status >= 500:
+            raise _ServerFailure(url, status)
+        body = read_json(response, url, cap)
+        if status >= 400:
+            raise _rejection(body, status, url, self.market.unknown_symbol_codes)
+        if status != 200 or not isinstance(body, expect):
+            raise BadResponseError(f"{url} answered HTTP {status} with an unexpected {type(body).__name__} body")
+        if validate is not None:
+            validate(body)
+        return body
+
+
+# -- helpers -------------------------------------------------------------------
+_RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+
+
+def weight_limit_from_exchange_info(info: Mapping[str, Any]) -> int | None:
+    """The REQUEST_WEIGHT per-minute limit, normalised to one minute (None if none is usable)."""
+    limits = info.get("rateLimits")
+    if not isinstance(limits, list):
+        return None
+    for entry in limits:
+        if isinstance(entry, dict) and entry.get("rateLimitType") == "REQUEST_WEIGHT":
+            per_minute = _per_minute(entry)
+            if per_minute is not None:
+                return per_minute
+    return None
+
+
+def rate_limits_from_exchange_info(info: Mapping[str, Any]) -> list[RateLimit]:
+    """Every usable REQUEST_WEIGHT and RAW_REQUESTS limit, each over its own window, clamped (ORDERS ignored)."""
+    limits = info.get("rateLimits")
+    if not isinstance(limits, list):
+        return []
+    found: dict[tuple[str, float], RateLimit] = {}
+    for entry in limits:
+        if not isinstance(entry, dict) or entry.get("rateLimitType") not in (WEIGHT, RAW):
+            continue
+        window = _window_seconds(entry)
+        limit = entry.get("limit")
+        if window is None or not _is_int(limit) or limit <= 0:
+            continue
+        rate = RateLimit(entry["rateLimitType"], window, clamp_limit(limit, window))
+        key = (rate.kind, rate.seconds)
+        if key not in found or rate.limit < found[key].limit:  # two limits on one window: the stricter
+            found[key] = rate
+    return list(found.values())
+
+
+_HEADER_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def used_weight_header_seconds(name: str) -> float | None:
+    """The window of an ``X-MBX-USED-WEIGHT-<n><unit>`` header (``-1M`` -> 60), None for other headers."""
+    lower = name.lower()
+    prefix = "x-mbx-used-weight-"
+    if not lower.startswith(prefix):
+        return None
+    rest = lower[len(prefix) :]
+    number, unit = rest[:-1], rest[-1:]
+    if not number.isdigit() or len(number) > 7 or unit not in _HEADER_UNITS:
+        return None
+    return float(int(number) * _HEADER_UNITS[unit]) or None
+
+
+def _window_seconds(entry: Mapping[str, Any]) -> float | None:
+    interval, count = entry.get("interval"), entry.get("intervalNum", 1)
+    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
+    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000:
+        return None
+    return float(unit * count)
+
+
+def _per_minute(entry: Mapping[str, Any]) -> int | None:
+    interval, count, limit = entry.get("interval"), entry.get("intervalNum", 1), entry.get("limit")
+    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
+    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000 or not _is_int(limit) or limit <= 0:
+        return None
+    # Capped before dividing: a 400-digit "limit" must not overflow a float.
+    return max(1, round(min(limit, 10**12) * 60 / (unit * count)))
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _final(error: BadResponseError | _ServerFailure, retries: int) -> ExchangeUnavailableError | BadResponseError:
+    """The error that ends a request after its retries."""
+    if isinstance(error, _ServerFailure):
+        return ExchangeUnavailableError(
+            f"{error.url} kept failing with HTTP {error.status} after {_retries(retries)}; "
+            "the exchange may be in maintenance"
+        )
+    return error
+
+
+def _ban_message(response: requests.Response, url: str) -> str:
+    """The 418 body (it may say "banned until <ms>"), best effort and small."""
+    try:
+        return read_body(response, url, _BAN_BODY_CAP).decode("utf-8", "replace")
+    except (BadResponseError, ExchangeUnavailableError):
+        return ""
+
+
+def _redirect_refused(url: str, status: int, location: str | None) -> RedirectRefusedError:
+    origin = _origin(location or "")
+    where = printable(location, 200) if location else "another place (no Location header)"
+    advice = (
+        f"if you trust that host, set BINANCE_BASE_URL={printable(origin, 120)}" if origin else "check BINANCE_BASE_URL"
+    )
+    return RedirectRefusedError(
+        f"{url} redirected the request (HTTP {status}) to {where}; redirects are never followed: {advice}"
+    )
+
+
+def _origin(location: str) -> str:
+    """``scheme://host[:port]`` of an absolute http(s) URL, else empty."""
+    try:
+        parts = urlsplit(location.strip())
+    except ValueError:
+        return ""
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return f"{parts.scheme.lower()}://{parts.netloc}"
+    return ""
+
+
+def _rejection(body: Any, status: int, url: str, unknown_symbol_codes: frozenset[int]) -> RequestRejectedError:
+    raw_code = body.get("code") if isinstance(body, dict) else None
+    code = raw_code if _is_int(raw_code) and abs(raw_code) < 10**9 else None
+    msg = body.get("msg", "") if isinstance(body, dict) else body
+    shown = printable(msg if isinstance(msg, str) else repr(msg), 200)
+    if code in unknown_symbol_codes:
+        return UnknownSymbolError(f"the exchange does not know this symbol (error {code} '{shown}')", status, code)
+    return RequestRejectedError(f"{url} rejected the request: HTTP {status}, error {code} '{shown}'", status, code)
+
+
+def _transport_message(url: str, exc: Exception, retries: int) -> str:
+    if isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
+        what = "did not answer in time (read timeout)"
+    elif "Connection refused" in str(exc):
+        what = "refused the connection"
+    else:
+        what = f"could not be reached ({_short(exc)})"
+    return f"{url.split('?')[0]} {what} after {_retries(retries)}; check BINANCE_BASE_URL and the network"
+
+
+def _short(exc: Exception) -> str:
+    return printable(str(exc), 160)
+
+
+def _retries(count: int) -> str:
+    return "1 retry" if count == 1 else f"{count} retries"

@@ -1,0 +1,346 @@
+"""Historical klines -> candle frames: closed candles only, incremental, paginated.
+
+``HistoricalDataExporter`` turns exchange answers into the candle frame of
+``crypto_data_export.core.candles`` (exact decimal strings, int64 ms times). It only ever keeps
+candles whose close time is before the *exchange's* clock, so a skewed local
+clock cannot let an unfinished candle into a file, and it asks only for what
+is missing after the candles it is given from the previous file.
+
+The exchange's pages are trusted within bounds, never silently repaired: a
+page holds at most the rows asked for, every row lies on the interval's grid
+(open and close time) inside the window asked for, strictly after the one
+before, and no candle opens further ahead of *this machine's* clock than
+``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent
+candles). A page that breaks a rule fails the symbol, naming the first bad
+row. Pagination is bounded by the window (expected pages plus slack), and a
+stop request (SIGTERM) ends it between pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from crypto_data_export.core.candles import CANDLE_COLUMNS, empty_candle_frame, merge_candles
+from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
+from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.settings.intervals import (
+    DAY_MS,
+    close_ms_for,
+    fixed_length_ms,
+    floor_open_ms,
+    grid_anchor_ms,
+    next_open_ms,
+)
+
+logger = logging.getLogger("export_historical_data")
+
+# How far ahead of this machine's clock a candle may open: beyond a day, one of the two clocks is wrong.
+DEFAULT_MAX_AHEAD_OF_LOCAL_MS = DAY_MS
+# Pages allowed beyond the expected number (a gap can split a page in two).
+PAGE_SLACK = 2
+# The shortest month: an upper bound on how many 1M candles a window can hold.
+_SHORTEST_MONTH_MS = 28 * DAY_MS
+
+
+@dataclass
+class SymbolExport:
+    """The outcome of one symbol's export: the frame and what it cost."""
+
+    symbol: str
+    frame: pd.DataFrame
+    window_start_ms: int
+    server_time_ms: int
+    reused_rows: int = 0
+    fetched_rows: int = 0
+    calls: int = 0
+    requested_from_ms: int | None = None
+    # Set when the reused candles start later than the window (the look-back grew):
+    # the head of the window, up to this open time, is fetched too.
+    head_until_ms: int | None = None
+    # What this run learnt: the exchange has no candle from ``empty_from_ms`` up to
+    # ``data_from_ms`` (a listing inside the window, an outage), so the next run need not
+    # ask again for the head before the reused candles.
+    empty_from_ms: int | None = None
+    data_from_ms: int | None = None
+    # An explicit window's end (a backfill's --end): only candles that open before it.
+    window_end_ms: int | None = None
+
+
+class HistoricalDataExporter:
+    """Fetch the closed candles of a symbol over a look-back window."""
+
+    def __init__(
+        self,
+        client: ExchangeClient,
+        interval: str = "1h",
+        lookback_days: float = 2.0,
+        *,
+        page_limit: int | None = None,
+        max_ahead_of_local_ms: int = DEFAULT_MAX_AHEAD_OF_LOCAL_MS,
+        local_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.interval = interval
+        self.lookback_days = lookback_days
+        self.page_limit = page_limit or client.market.page_size
+        self.max_ahead_of_local_ms = max_ahead_of_local_ms
+        self._local_clock = local_clock
+
+    def window_start_ms(self, server_time_ms: int, lookback_days: float | None = None) -> int:
+        """Oldest open time kept: candles that opened within the look-back window."""
+        days = self.lookback_days if lookback_days is None else lookback_days
+        return server_time_ms - int(days * DAY_MS)
+
+    def last_closed_open_ms(self, server_time_ms: int) -> int:
+        """Open time of the newest candle that is closed at ``server_time_ms``."""
+        current_open = floor_open_ms(server_time_ms, self.interval)
+        # The candle that contains "now" is still open; the one before it is the newest closed.
+        return floor_open_ms(current_open - 1, self.interval)
+
+    def plan(
+        self,
+        symbol: str,
+        previous: pd.DataFrame | None = None,
+        *,
+        server_time_ms: int | None = None,
+        lookback_days: float | None = None,
+        known_empty: tuple[int, int] | None = None,
+        window: tuple[int, int] | None = None,
+    ) -> SymbolExport:
+        """Decide what to reuse from ``previous`` and where fetching starts.
+
+        ``window``: explicit open times [start, end) (a backfill's ``--start``/``--end``)
+        instead of the look-back from the server time; the last closed candle still ends it.
+
+        ``known_empty``: (from, to) open times between which an earlier run found no candle;
+        when it covers the head of the window before the reused candles, that head is not
+        asked again (the past does not change), so the steady state stays one request.
+        """
+        now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
+        self._check_exchange_clock(now_ms)
+        start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
+        end_ms = None if window is None else window[1]
+        kept = _reusable(previous, start_ms, now_ms, end_ms)
+        if kept.empty:
+            return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms, window_end_ms=end_ms)
+        first_kept = int(kept["open_time"].iloc[0])
+        head_known_empty = known_empty is not None and known_empty[0] <= start_ms and known_empty[1] >= first_kept
+        gap_at_head = first_kept > self._first_open_ms(start_ms)
+        head_until = first_kept - 1 if gap_at_head and not head_known_empty else None
+        return SymbolExport(
+            symbol,
+            kept,
+            start_ms,
+            now_ms,
+            reused_rows=len(kept),
+            requested_from_ms=start_ms if head_until is not None else int(kept["open_time"].iloc[-1]) + 1,
+            head_until_ms=head_until,
+            empty_from_ms=known_empty[0] if known_empty and head_known_empty else None,
+            data_from_ms=known_empty[1] if known_empty and head_known_empty else None,
+            window_end_ms=end_ms,
+        )
+
+    def _first_open_ms(self, start_ms: int) -> int:
+        """The first open time on the grid at or after ``start_ms``."""
+        first = floor_open_ms(start_ms, self.interval)
+        return first if first >= start_ms else next_open_ms(first, self.interval)
+
+    def iter_chunks(self, export: SymbolExport) -> Iterator[pd.DataFrame]:
+        """The window's head if the look-back grew, the reused candles, then each
+        fetched page: already sorted and unique.
+
+        Yielding pages one by one lets a year of 1m candles go to disk without
+        ever sitting whole in memory. Raises NoDataError when nothing at all
+        is closed in the window, so that no empty file is ever written.
+        """
+        assert export.requested_from_ms is not None
+        if export.head_until_ms is not None:
+            first_open: int | None = None
+            for page in self.iter_closed_pages(
+                export.symbol, export.window_start_ms, export.server_time_ms, export, until_ms=export.head_until_ms
+            ):
+                export.fetched_rows += len(page)
+                first_open = int(page["open_time"].iloc[0]) if first_open is None else first_open
+                yield page
+            export.empty_from_ms = export.window_start_ms
+            export.data_from_ms = int(export.frame["open_time"].iloc[0]) if first_open is None else first_open
+        if len(export.frame):
+            yield export.frame
+        tail_from = export.requested_from_ms
+        if len(export.frame):
+            tail_from = int(export.frame["open_time"].iloc[-1]) + 1
+        until = None if export.window_end_ms is None else export.window_end_ms - 1
+        for page in self.iter_closed_pages(export.symbol, tail_from, export.server_time_ms, export, until_ms=until):
+            if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
+                export.empty_from_ms, export.data_from_ms = export.window_start_ms, int(page["open_time"].iloc[0])
+            export.fetched_rows += len(page)
+            yield page
+        if export.reused_rows + export.fetched_rows == 0:
+            raise NoDataError(
+                f"{export.symbol}: the exchange has no closed {self.interval} candle since "
+                f"{from_ms(export.window_start_ms):%Y-%m-%d %H:%M:%S+00:00}; the symbol may be delisted or halted"
+            )
+
+    def export_symbol(
+        self,
+        symbol: str,
+        previous: pd.DataFrame | None = None,
+        *,
+        server_time_ms: int | None = None,
+        lookback_days: float | None = None,
+    ) -> SymbolExport:
+        """All closed candles of the window as one frame: ``previous`` reused, the tail fetched."""
+        export = self.plan(symbol, previous, server_time_ms=server_time_ms, lookback_days=lookback_days)
+        export.frame = merge_candles(list(self.iter_chunks(export)))
+        return export
+
+    def iter_closed_pages(
+        self,
+        symbol: str,
+        start_ms: int,
+        server_time_ms: int,
+        tally: SymbolExport | None = None,
+        *,
+        until_ms: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
+        each checked against the window (``_check_page``); at most ``_max_pages`` of them."""
+        last_closed = self.last_closed_open_ms(server_time_ms)
+        if until_ms is not None:
+            last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
+        max_pages = self._max_pages(start_ms, last_closed)
+        cursor = start_ms
+        pages = 0
+        while cursor <= last_closed:
+            self._check_stop(symbol, pages)
+            if pages >= max_pages:
+                raise BadResponseError(
+                    f"the exchange's {self.interval} pages did not end after {max_pages} pages, "
+                    f"the most the window from {ms_to_iso(start_ms)} to {ms_to_iso(last_closed)} can need; refused"
+                )
+            limit = self._page_size(cursor, last_closed)
+            rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
+            pages += 1
+            if tally is not None:
+                tally.calls += 1
+            page = rows_to_frame(rows)
+            self._check_page(page, limit, cursor, last_closed)
+            if page.empty:
+                return
+            yield page
+            cursor = int(page["open_time"].iloc[-1]) + 1
+            if len(rows) < limit:
+                return
+
+    def _page_size(self, cursor: int, last_closed: int) -> int:
+        """Ask for exactly the candles still missing (one small call in steady state)."""
+        return max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
+
+    def _expected_candles(self, start_ms: int, last_closed: int) -> int:
+        """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
+        if last_closed < start_ms:
+            return 0
+        length = fixed_length_ms(self.interval)
+        if length is None:
+            return (last_closed - start_ms) // _SHORTEST_MONTH_MS + 1
+        return (last_closed - start_ms) // length + 1
+
+    def _max_pages(self, start_ms: int, last_closed: int) -> int:
+        expected = self._expected_candles(start_ms, last_closed)
+        return -(-expected // self.page_limit) + PAGE_SLACK
+
+    def _check_stop(self, symbol: str, pages: int) -> None:
+        stop = self.client.stop_event
+        if stop is not None and stop.is_set():
+            raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
+
+    def _check_page(self, page: pd.DataFrame, limit: int, cursor: int, last_closed: int) -> None:
+        """Every row inside the window, on the grid, strictly increasing, not from the future."""
+        if len(page) > limit:
+            raise BadResponseError(
+                f"the exchange sent {len(page)} {self.interval} candles for a page of at most {limit}"
+            )
+        if page.empty:
+            return
+        opens = page["open_time"].to_numpy(dtype="int64")
+        closes = page["close_time"].to_numpy(dtype="int64")
+        ahead_limit = int(self._local_clock() * 1000) + self.max_ahead_of_local_ms
+        # Each rule with its reason, worded only for a page that breaks it (most pages do not).
+        checks = (
+            (opens < cursor, lambda: f"opens before the start of the page asked for ({ms_to_iso(cursor)})"),
+            (opens > last_closed, lambda: f"opens after the newest closed candle ({ms_to_iso(last_closed)})"),
+            (~self._on_grid(opens), lambda: f"is not on the {self.interval} grid"),
+            (closes != self._grid_closes(opens), lambda: f"does not close when a {self.interval} candle closes"),
+            (np.diff(opens, prepend=cursor - 1) <= 0, lambda: "does not come after the candle before it"),
+        )
+        broken = np.logical_or.reduce([bad for bad, _ in checks])
+        if broken.any():
+            row = int(np.argmax(broken))  # the first bad row, with the first rule it breaks
+            reason = next(reason() for bad, reason in checks if bad[row])
+            raise BadResponseError(
+                f"the exchange sent a bad page: row {row + 1} (open_time {int(opens[row])}, "
+                f"{ms_to_iso(int(opens[row]))}) {reason}; the symbol is not written"
+            )
+        if int(opens.max()) > ahead_limit:
+            raise self._clock_error(int(opens.max()), "a candle that opens at")
+
+    def _on_grid(self, opens: np.ndarray) -> np.ndarray:
+        length = fixed_length_ms(self.interval)
+        if length is None:
+            return np.array([floor_open_ms(int(t), self.interval) == int(t) for t in opens], dtype=bool)
+        return (opens - grid_anchor_ms(self.interval)) % length == 0
+
+    def _grid_closes(self, opens: np.ndarray) -> np.ndarray:
+        length = fixed_length_ms(self.interval)
+        if length is None:
+            return np.array([close_ms_for(int(t), self.interval) for t in opens], dtype="int64")
+        return opens + (length - 1)
+
+    # -- the exchange's clock against ours ----------------------------------------
+    def _check_exchange_clock(self, server_time_ms: int) -> None:
+        """Refuse before any request when the newest closed candle would open too far ahead of us."""
+        newest = self.last_closed_open_ms(server_time_ms)
+        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
+            raise self._clock_error(server_time_ms, "a time of")
+
+    def _clock_error(self, exchange_ms: int, what: str) -> ClockSkewError:
+        local_ms = int(self._local_clock() * 1000)
+        days = (exchange_ms - local_ms) / DAY_MS
+        return ClockSkewError(
+            f"the exchange's clock gives {what} {to_iso(from_ms(exchange_ms))} but this machine's clock "
+            f"says {to_iso(from_ms(local_ms))} ({days:.1f} days ahead, more than the "
+            f"{self.max_ahead_of_local_ms / 3_600_000:g} h allowed); nothing is written: check the clock "
+            "of this machine (NTP) and BINANCE_BASE_URL"
+        )
+
+
+def _reusable(previous: pd.DataFrame | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+    """Stored candles still inside the window (opened before ``end_ms`` if given, and
+    closed by the exchange's clock).
+
+    A valid file's candles are strictly increasing, so those are one run of rows: found
+    by bisection and taken as a slice (a boolean mask over every column costs more
+    than the rest of a steady symbol's work).
+    """
+    if previous is None or previous.empty:
+        return empty_candle_frame()
+    opens = previous["open_time"].to_numpy(dtype="int64")
+    closes = previous["close_time"].to_numpy(dtype="int64")
+    if not (np.all(np.diff(opens) > 0) and np.all(np.diff(closes) > 0)):  # not from a valid file
+        mask = (opens >= start_ms) & (closes < now_ms) & (opens < (end_ms if end_ms is not None else np.inf))
+        return previous.loc[mask, list(CANDLE_COLUMNS)].reset_index(drop=True)
+    first = int(np.searchsorted(opens, start_ms, side="left"))
+    last = int(np.searchsorted(closes, now_ms, side="left"))  # closes rise with opens
+    if end_ms is not None:
+        last = min(last, int(np.searchsorted(opens, end_ms, side="left")))
+    if last <= first:
+        return empty_candle_frame()
+    return previous.iloc[first:last].loc[:, list(CANDLE_COLUMNS)].reset_index(drop=True)

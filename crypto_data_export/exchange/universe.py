@@ -1,0 +1,165 @@
+"""A symbol universe: which symbols the exchange itself says to export.
+
+``EXPORT_QUOTE_ASSET=USDT`` selects every symbol whose ``status`` is ``TRADING`` and
+whose ``quoteAsset`` is USDT in the full ``exchangeInfo``; ``EXPORT_TOP_N=50`` keeps the
+50 of them with the largest 24 h quote volume (``/api/v3/ticker/24hr`` for all symbols,
+weight 80). The selection is pure (``trading_symbols``, ``top_by_quote_volume``), so it
+is tested without HTTP; ``fetch_universe`` makes the two calls.
+
+The exchange's text is foreign input: a symbol that breaks our symbol rule, or a ticker
+row that is not what Binance sends, is skipped with a log line, never a crash.
+Ties in volume are broken by symbol name, so the same answers always give the same set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from crypto_data_export.core.errors import BadResponseError
+from crypto_data_export.core.text import printable
+from crypto_data_export.settings.symbols import SYMBOL_PATTERN
+
+if TYPE_CHECKING:
+    from crypto_data_export.exchange.client import ExchangeClient
+
+logger = logging.getLogger("export_historical_data")
+
+TRADING = "TRADING"
+# A quote volume beyond this is garbage, not a market (Decimal would take any size).
+MAX_QUOTE_VOLUME = Decimal(10) ** 30
+
+
+@dataclass(frozen=True)
+class UniverseRule:
+    """``EXPORT_QUOTE_ASSET`` and ``EXPORT_TOP_N`` (None: every matching symbol)."""
+
+    quote_asset: str
+    top_n: int | None = None
+
+    @property
+    def label(self) -> str:
+        """What the status report says selected a symbol (``selected_by``)."""
+        if self.top_n is None:
+            return f"quote:{self.quote_asset}"
+        return f"top:{self.top_n} {self.quote_asset} by 24h quote volume"
+
+    @property
+    def setting(self) -> str:
+        """The settings that define the rule, for messages."""
+        top = f", EXPORT_TOP_N={self.top_n}" if self.top_n is not None else ""
+        return f"EXPORT_QUOTE_ASSET={self.quote_asset}{top}"
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The symbols a rule selects now, in order (largest volume first with TOP_N, else by name)."""
+
+    rule: UniverseRule
+    symbols: tuple[str, ...]
+    # How many TRADING symbols matched the quote asset before TOP_N.
+    matching: int
+    calls: int
+    weight: int
+    # The full exchangeInfo answer: the caller takes the rate limits from it (one call, not two).
+    exchange_info: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
+    """Every TRADING symbol of ``info`` (a full exchangeInfo answer) quoted in ``quote_asset``, sorted."""
+    entries = info.get("symbols")
+    if not isinstance(entries, list):
+        raise BadResponseError("exchangeInfo answered without a list of symbols")
+    found: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("status") != TRADING or entry.get("quoteAsset") != quote_asset:
+            continue
+        symbol = entry.get("symbol")
+        if isinstance(symbol, str) and SYMBOL_PATTERN.fullmatch(symbol):
+            found.add(symbol)
+        else:
+            logger.warning(
+                "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped", quote_asset, _shown(symbol)
+            )
+    return sorted(found)
+
+
+def quote_volume(row: object) -> tuple[str, Decimal] | None:
+    """(symbol, quoteVolume) of one ticker row, or None if the row is not usable."""
+    if not isinstance(row, dict):
+        return None
+    symbol, raw = row.get("symbol"), row.get("quoteVolume")
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return None
+    try:
+        volume = Decimal(str(raw).strip())
+    except InvalidOperation:
+        return None
+    if not volume.is_finite() or volume < 0 or volume > MAX_QUOTE_VOLUME:
+        return None
+    return symbol, volume
+
+
+def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: int) -> list[str]:
+    """The ``n`` candidates with the largest 24 h quote volume, largest first, ties by name.
+
+    A malformed row is skipped with a log line; a candidate without a usable row is not
+    ranked (its volume is unknown), so it is not selected.
+    """
+    wanted = set(candidates)
+    volumes: dict[str, Decimal] = {}
+    skipped = 0
+    for row in rows:
+        parsed = quote_volume(row)
+        if parsed is None:
+            skipped += 1
+            if skipped <= 3:  # a broken feed must not flood the log
+                logger.warning("24h ticker row skipped, not a usable symbol and quoteVolume: %s", _shown(row))
+            continue
+        symbol, volume = parsed
+        if symbol in wanted:
+            volumes[symbol] = volume
+    if skipped > 3:
+        logger.warning("24h ticker: %d malformed rows skipped in all", skipped)
+    unranked = wanted - volumes.keys()
+    if unranked:
+        logger.info("24h ticker has no usable row for %d symbols (not ranked): %s", len(unranked), _few(unranked))
+    ranked = sorted(volumes, key=lambda s: (-volumes[s], s))
+    return ranked[:n]
+
+
+def select(info: Mapping[str, Any], ticker_rows: Iterable[object] | None, rule: UniverseRule) -> tuple[list[str], int]:
+    """(the selected symbols, how many matched before TOP_N): the whole rule, pure."""
+    matching = trading_symbols(info, rule.quote_asset)
+    if rule.top_n is None or ticker_rows is None:
+        return matching, len(matching)
+    return top_by_quote_volume(ticker_rows, matching, rule.top_n), len(matching)
+
+
+def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
+    """Resolve ``rule`` now: one full exchangeInfo and, with TOP_N, one full 24 h ticker."""
+    market = client.market
+    info = client.exchange_info(None)
+    calls, weight = 1, market.weight(market.exchange_info_path, {})
+    matching = trading_symbols(info, rule.quote_asset)
+    symbols = matching
+    if rule.top_n is not None and matching:
+        rows = client.ticker_24hr()
+        calls, weight = calls + 1, weight + market.weight(market.ticker_24hr_path, {})
+        symbols = top_by_quote_volume(rows, matching, rule.top_n)
+    return Universe(rule, tuple(symbols), len(matching), calls, weight, info)
+
+
+def _shown(value: object) -> str:
+    return printable(repr(value), 120)
+
+
+def _few(symbols: Iterable[str], most: int = 10) -> str:
+    names = sorted(symbols)
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more

@@ -1,0 +1,428 @@
+"""One export pass over many series: fetch on a bounded pool, write atomically.
+
+A series is (market, symbol, interval): with ``KLINE_INTERVALS=1h,4h`` every
+symbol is two series, exported by the same pool under the same client and
+weight limiter (one budget), each into its own files.
+
+Every symbol is independent: one that fails (unknown, delisted, the
+exchange failing for it, candles that fail validation or would move the
+window backwards) is recorded with its reason and the others go on; its
+previous file is left exactly as it was.
+Only a 418 ban stops the pass, because every further request would extend
+the ban. The pool is small and shares one rate limiter (see
+``crypto_data_export.exchange.limiter``), so latency is hidden without exceeding the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crypto_data_export.core.clock import ms_to_iso
+from crypto_data_export.core.errors import (
+    ExchangeError,
+    ExportError,
+    InvalidDataError,
+    IPBannedError,
+    NoDataError,
+    OlderDataError,
+    StopRequested,
+    StorageError,
+    UnknownSymbolError,
+)
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.settings.settings import Settings
+from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
+from crypto_data_export.store.files import FileManager, ReusableExport, require_forward
+from crypto_data_export.store.layout import series_key
+from crypto_data_export.store.run_lock import RunLock
+from crypto_data_export.store.scan import ScanStopped
+from crypto_data_export.store.validation import FileValidation
+
+logger = logging.getLogger("export_historical_data")
+
+
+@dataclass
+class SymbolOutcome:
+    """What happened to one symbol in one pass."""
+
+    symbol: str
+    ok: bool
+    path: str | None = None
+    rows: int = 0
+    reused_rows: int = 0
+    fetched_rows: int = 0
+    calls: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    seconds: float = 0.0
+    # Learnt from the exchange: no candle between these open times (see SymbolExport).
+    empty_from_ms: int | None = None
+    data_from_ms: int | None = None
+    # What this symbol's export removed or quarantined (its prune right after the write,
+    # invalid files met on the way); in a dry run, what it would.
+    cleanup: CleanupResult | None = field(default=None, repr=False, compare=False)
+    # The checker's verdict on the file written (judged byte for byte as it was written).
+    verdict: FileValidation | None = field(default=None, repr=False, compare=False)
+    # The series (``series_key``): the symbol alone for one spot interval, else with interval/market.
+    interval: str | None = None
+    market: str | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.symbol
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cleanup", "verdict")}
+
+
+@dataclass
+class ExportReport:
+    """The pass as a whole: per-series outcomes (keyed by ``series_key``), a ban if one happened, a stop."""
+
+    outcomes: dict[str, SymbolOutcome] = field(default_factory=dict)
+    banned_until: datetime | None = None
+    stopped: bool = False
+    server_time_ms: int | None = None
+    seconds: float = 0.0
+    dry_run: bool = False
+    # Set when the exchange failed before any symbol (host down, wrong URL, banned): one
+    # cause for every symbol, reported once rather than once per symbol.
+    exchange_error: str | None = None
+    # What the pass asked of the exchange: requests, weight spent, 429 and 418 answers.
+    calls: int = 0
+    weight: int = 0
+    rate_limited: int = 0
+    banned_answers: int = 0
+
+    @property
+    def failed(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes.values() if not o.ok]
+
+    @property
+    def succeeded(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes.values() if o.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.banned_until is None
+
+    @property
+    def written(self) -> dict[Path, FileValidation]:
+        """The files this pass wrote, with the verdicts given as they were written: the cycle's
+        closing scan need not read them back (400 files are a few hundred ms of parsing)."""
+        return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
+
+    @property
+    def cleanup(self) -> CleanupResult:
+        """Everything the symbols' exports removed or quarantined, as one result."""
+        return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
+
+
+def error_kind(exc: BaseException) -> str:
+    """A stable short name for the status report."""
+    for kind, cls in (
+        ("stopped", StopRequested),
+        ("stopped", ScanStopped),
+        ("older_data", OlderDataError),
+        ("invalid_data", InvalidDataError),
+        ("banned", IPBannedError),
+        ("unknown_symbol", UnknownSymbolError),
+        ("no_data", NoDataError),
+        ("storage", StorageError),
+        ("exchange", ExchangeError),
+    ):
+        if isinstance(exc, cls):
+            return kind
+    return "internal"
+
+
+class ExportJob:
+    """Export a list of symbols into the folder of a FileManager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        file_manager: FileManager,
+        client: ExchangeClient | None = None,
+        *,
+        stop_event: threading.Event | None = None,
+        on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.files = file_manager
+        self.client = client or ExchangeClient.from_settings(settings)
+        # One exporter per interval, all on the one client (one weight budget).
+        self.exporters = {
+            interval: HistoricalDataExporter(
+                self.client,
+                interval,
+                settings.lookback_days,
+                max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
+            )
+            for interval in settings.kline_intervals
+        }
+        self.exporter = self.exporters[settings.kline_interval]
+        self.stop_event = stop_event or threading.Event()
+        # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
+        self.known_empty: dict[str, tuple[int, int]] = {}
+        # Told the number of candles of each chunk written (a backfill's progress bar).
+        self.on_candles: Callable[[int], None] | None = None
+        # A backfill's explicit open times [start, end) (--start/--end), instead of the look-back.
+        self.window: tuple[int, int] | None = None
+        # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
+        self.client.stop_event = self.stop_event
+        self.on_symbol_done = on_symbol_done
+        self._limits_loaded = False
+
+    def series_key(self, symbol: str, interval: str) -> str:
+        return series_key(symbol, interval, self.settings.market, single=self.settings.single_series)
+
+    def series(self, symbols: Sequence[str]) -> list[tuple[str, str]]:
+        """Every (symbol, interval) pair of a pass, symbol by symbol."""
+        return [(symbol, interval) for symbol in symbols for interval in self.settings.kline_intervals]
+
+    def run(self, symbols: Sequence[str], *, dry_run: bool = False, lookback_days: float | None = None) -> ExportReport:
+        # The client lives as long as the loop: this pass's share is the difference of its counters.
+        stats = self.client.stats
+        before = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
+        report = self._run(symbols, dry_run, lookback_days)
+        after = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
+        spent = [a - b for a, b in zip(after, before, strict=True)]
+        report.calls, report.weight, report.rate_limited, report.banned_answers = spent
+        return report
+
+    def _run(self, symbols: Sequence[str], dry_run: bool, lookback_days: float | None) -> ExportReport:
+        report = ExportReport(dry_run=dry_run)
+        started = time.monotonic()
+        if dry_run:
+            self.files.forget_plan()
+        try:
+            report.server_time_ms = self._prepare(symbols)
+        except StopRequested as exc:
+            self._fail_all(report, symbols, exc)
+            report.stopped = True
+        except IPBannedError as exc:
+            report.banned_until = exc.banned_until
+            self._fail_before_any_symbol(report, symbols, exc)
+        except ExchangeError as exc:
+            self._fail_before_any_symbol(report, symbols, exc)
+        if report.outcomes:  # nothing could start
+            report.seconds = time.monotonic() - started
+            return report
+        self._run_pool(report, symbols, dry_run, lookback_days)
+        report.stopped = self.stop_event.is_set()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def adopt_exchange_info(self, info: Mapping[str, Any]) -> None:
+        """Take the rate limits from an exchangeInfo answer already fetched this cycle (a symbol
+        universe's full one), so the pass does not ask for exchangeInfo again."""
+        limit = self.client.load_rate_limits(info=info)
+        if not self._limits_loaded:
+            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
+        self._limits_loaded = True
+
+    def _fail_before_any_symbol(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
+        logger.error("exchange not usable: %s", exc)
+        report.exchange_error = str(exc)
+        self._fail_all(report, symbols, exc)
+
+    def _prepare(self, symbols: Sequence[str]) -> int:
+        """Server time (for closed candles and our minute windows) and the weight budget:
+        on the first pass both from one exchangeInfo answer, later from /time alone."""
+        if self._limits_loaded:
+            return self.client.sync_clock()
+        server_ms, limit = self.client.sync_clock_and_limits(symbols[0] if symbols else None)
+        logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
+        self._limits_loaded = True
+        return server_ms
+
+    def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:
+        series = self.series(symbols)
+        workers = max(1, min(self.settings.workers, len(series)))
+        server_ms = report.server_time_ms
+        with self.files.listed_once(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+            futures = [pool.submit(self._export_one, s, server_ms, dry_run, lookback, interval=i) for s, i in series]
+            for future in as_completed(futures):
+                outcome = future.result()
+                report.outcomes[outcome.key] = outcome
+                if outcome.error_kind == "banned" and report.banned_until is None:
+                    report.banned_until = self.client.limiter.banned_until
+                if self.on_symbol_done is not None:
+                    self.on_symbol_done(outcome)
+        keys = [self.series_key(s, i) for s, i in series]
+        report.outcomes = {k: report.outcomes[k] for k in keys if k in report.outcomes}
+
+    def _export_one(
+        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
+    ) -> SymbolOutcome:
+        started = time.monotonic()
+        interval = interval or self.settings.kline_interval
+        name = self.series_key(symbol, interval)
+        if self.stop_event.is_set():
+            outcome = SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
+            return self._named(outcome, interval)
+        ledger = CleanupResult(dry_run=dry_run)  # files met on the way and quarantined
+        try:
+            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
+        except StopRequested as exc:
+            outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
+            logger.info("%s: %s", name, exc)
+        except ExportError as exc:
+            outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
+            quiet = (NoDataError, UnknownSymbolError, ScanStopped)
+            log = logger.warning if isinstance(exc, quiet) else logger.error
+            log("%s: export failed: %s", name, exc)
+        except Exception as exc:  # the per-series boundary: one bug must not stop the other series
+            logger.exception("%s: unexpected error during export", name)
+            outcome = SymbolOutcome(symbol, False, error=f"internal error: {exc!r}", error_kind="internal")
+        outcome.cleanup = merge_cleanups([ledger, outcome.cleanup], dry_run=dry_run)
+        outcome.seconds = round(time.monotonic() - started, 3)
+        return self._named(outcome, interval)
+
+    def _named(self, outcome: SymbolOutcome, interval: str) -> SymbolOutcome:
+        outcome.interval, outcome.market = interval, self.settings.market
+        outcome.key = self.series_key(outcome.symbol, interval)
+        return outcome
+
+    def _fetch_and_write(
+        self,
+        symbol: str,
+        server_ms: int | None,
+        dry_run: bool,
+        lookback: float | None,
+        ledger: CleanupResult,
+        *,
+        interval: str | None = None,
+    ) -> SymbolOutcome:
+        interval = interval or self.settings.kline_interval
+        files, exporter = self.files.for_interval(interval), self.exporters[interval]
+        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
+        export = exporter.plan(
+            symbol,
+            previous.candles if previous else None,
+            server_time_ms=server_ms,
+            lookback_days=lookback,
+            known_empty=self.known_empty.get(self.series_key(symbol, interval)),
+            window=self.window,
+        )
+        # An explicit window writes a file of its own, next to the files of other ranges: it
+        # replaces none (an older range is not "older data") and removes none (retention would
+        # rank it against newer files and drop one of them).
+        replacing = previous if self.window is None else None
+        # An exchange whose clock is behind the newest candle kept could only send older
+        # data: refuse before asking it for anything (the write checks the data itself again).
+        require_forward(exporter.last_closed_open_ms(export.server_time_ms), replacing)
+        if dry_run:
+            return self._plan_only(symbol, export, previous, files, exporter)
+        chunks = self._counted(self._candle_chunks(export, exporter))
+        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
+        # Only now, with the new file written, fsynced, valid and published, may older ones go.
+        # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
+        judged = {previous.file.path: previous.validation} if previous else None
+        pruned = (
+            files.prune_symbol(symbol, written={path: verdict}, judged=judged)
+            if self.window is None
+            else CleanupResult()
+        )
+        logger.info(
+            "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
+            self.series_key(symbol, interval),
+            path.name,
+            verdict.rows,
+            export.reused_rows,
+            export.fetched_rows,
+            export.calls,
+        )
+        return SymbolOutcome(
+            symbol,
+            True,
+            path=str(path),
+            rows=verdict.rows,
+            reused_rows=export.reused_rows,
+            fetched_rows=export.fetched_rows,
+            empty_from_ms=export.empty_from_ms,
+            data_from_ms=export.data_from_ms,
+            calls=export.calls,
+            cleanup=pruned,
+            verdict=verdict,
+        )
+
+    def _plan_only(
+        self,
+        symbol: str,
+        export: SymbolExport,
+        previous: ReusableExport | None,
+        files: FileManager,
+        exporter: HistoricalDataExporter,
+    ) -> SymbolOutcome:
+        """A dry run: the file the real run would write (assuming the exchange answers), and the
+        prune that would follow it, computed on the folder as it is; nothing is fetched or changed."""
+        path = files.export_path(symbol)
+        newest = exporter.last_closed_open_ms(export.server_time_ms)
+        planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
+        pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
+        logger.info(
+            "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
+            self.series_key(symbol, exporter.interval),
+            export.reused_rows,
+            f" of {previous.file.name}" if previous else "",
+            ms_to_iso(export.requested_from_ms),
+            path.name,
+        )
+        return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
+
+    def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for chunk in chunks:
+            if self.on_candles is not None:
+                self.on_candles(len(chunk))
+            yield chunk
+
+    def _candle_chunks(
+        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
+    ) -> Iterable[pd.DataFrame]:
+        """Where a series' candles come from (a backfill may take them from the bulk archive)."""
+        return (exporter or self.exporter).iter_chunks(export)
+
+    def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
+        for symbol, interval in self.series(symbols):
+            outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
+            report.outcomes[self.series_key(symbol, interval)] = self._named(outcome, interval)
+
+
+def backfill(
+    settings: Settings,
+    *,
+    on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+    stop_event: threading.Event | None = None,
+    make_job: Callable[..., ExportJob] = ExportJob,
+    window: tuple[int, int] | None = None,
+) -> ExportReport:
+    """The standalone backfill: the same pass over a long window, under the run lock.
+
+    Every file is validated as it is written (``FileManager.write_export``),
+    so a bad answer fails its symbol and never sits in the folder as data.
+    ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
+    passes one whose candles come from the bulk archive where it can. ``window``: explicit
+    open times [start, end) (``--start``/``--end``) instead of the look-back.
+    """
+    # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
+    # a year of candles is a long run, chosen per interval.
+    settings = replace(settings, kline_intervals=(settings.kline_interval,))
+    files = FileManager.from_settings(settings)
+    files.ensure_folder()
+    with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
+        job = make_job(settings, files, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
+        job.window = window
+        return job.run(settings.symbols)

@@ -1,0 +1,202 @@
+"""What the scheduler's CLI prints: short summaries for people, JSON for tools.
+
+Kept apart from ``crypto_data_export.scheduler.manager`` so that the classes there never print and
+this module never decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from crypto_data_export.core.errors import ExportError, RunLockedError
+from crypto_data_export.core.text import printable
+from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, CycleReport
+from crypto_data_export.report.status_report import HEALTH_EXIT_CODES
+from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+MAX_LINE = 2000
+
+
+def _err(line: str) -> None:
+    """One line on stderr: a foreign value in it (an exchange message, a path) is escaped."""
+    print(printable(line, MAX_LINE), file=sys.stderr)
+
+
+def print_notices(notices: list[str]) -> None:
+    """Warnings about our own files (set aside, repaired), once each."""
+    for notice in dict.fromkeys(notices):
+        _err(f"warning: {notice}")
+
+
+def _bar(**options: Any) -> tqdm[Any]:
+    """A progress bar; tqdm is imported only when one is shown (a cron run or --status never pays for it)."""
+    from tqdm import tqdm
+
+    return tqdm(leave=False, **options)
+
+
+class SymbolProgress:
+    """A tqdm bar over symbols, only when a person is watching (stderr is a terminal)."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._bar = _bar(total=total, unit="symbol", desc="export") if enabled and sys.stderr.isatty() else None
+
+    def advance(self, _outcome: object = None) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class CandleProgress:
+    """A backfill's bar in candles (reused or fetched, all symbols), with their rate and an ETA;
+    only when a person is watching (stderr is a terminal)."""
+
+    def __init__(self, total: int | None, symbols: int, *, enabled: bool) -> None:
+        watched = enabled and sys.stderr.isatty()
+        self._bar = _bar(total=total, unit="candle", unit_scale=True, desc="backfill") if watched else None
+        self._symbols, self._done = symbols, 0
+
+    def candles(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def symbol_done(self, _outcome: object = None) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{self._done}/{self._symbols} symbols")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def print_cycle(cycle: CycleReport) -> None:
+    prefix = "dry run: " if cycle.dry_run else ""
+    if cycle.skipped_reason:
+        _err(f"error: {cycle.skipped_reason}")
+    if cycle.universe_error:
+        _err(f"error: {cycle.universe_error}")
+    if cycle.export is not None:
+        exp = cycle.export
+        fetched = sum(o.fetched_rows for o in exp.succeeded)
+        calls = sum(o.calls for o in exp.succeeded)
+        # One spot interval: the guide's symbols; else (symbol, interval[, market]) series by their keys.
+        series = any(o.key != o.symbol for o in exp.outcomes.values())
+        unit = "series" if series else "symbols"
+        print(
+            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} {unit} ok, "
+            f"{fetched} new candles in {calls} calls, {exp.seconds:.1f} s"
+        )
+        if series:
+            print("  series: " + ", ".join(exp.outcomes))
+        for outcome in exp.succeeded:
+            if cycle.dry_run:
+                print(f"  would write {outcome.path} ({outcome.reused_rows} candles reused)")
+        if exp.exchange_error is not None:
+            _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
+        else:
+            for outcome in exp.failed:
+                if outcome.error_kind != "stopped":
+                    _err(f"error: {outcome.key}: {outcome.error}")
+        if exp.stopped:
+            print("export: stopped on request; finished symbols are saved")
+    changed = cycle.files_changed  # the cleanup pass and every per-symbol prune of the export
+    if changed is not None and (cycle.cleanup is not None or changed.changed or changed.errors):
+        print_cleanup(changed, dry_run=cycle.dry_run)
+    if cycle.duplicates is not None and cycle.duplicates.groups:
+        print_duplicates(cycle.duplicates)
+    if cycle.status and not cycle.dry_run:
+        health = cycle.status.get("health", {}).get("status")
+        total = cycle.status["file_statistics"]["total_files"]
+        print(f"status: {total} files, health {health}, cycle {cycle.result}")
+
+
+def exit_code_of(action: Callable[[], int]) -> int:
+    """Run a CLI's action; a held run lock or an export error becomes one line and its exit code."""
+    try:
+        return action()
+    except RunLockedError as exc:
+        _err(f"busy: {exc}")
+        return EXIT_LOCKED
+    except ExportError as exc:
+        _err(f"error: {exc}")
+        return EXIT_FAILED
+
+
+def print_cleanup(cleanup: CleanupResult, *, dry_run: bool) -> None:
+    print(f"cleanup: {cleanup.summary()}")
+    verb = "would remove" if dry_run else "removed"
+    for path in cleanup.removed:
+        reason = cleanup.reasons.get(path)
+        print(f"  {verb} {path}" + (f": {reason}" if reason else ""))
+    for path, reason in cleanup.quarantined:
+        print(f"  {'would quarantine' if dry_run else 'quarantined'} {path}: {reason}")
+    for problem in cleanup.errors:
+        _err(f"error: cleanup: {problem}")
+
+
+def print_duplicates(duplicates: DuplicateReport) -> None:
+    print(f"duplicates: {len(duplicates.groups)} groups, {duplicates.wasted_bytes} bytes reclaimable")
+    for group in duplicates.groups:
+        print("  " + " = ".join(path.name for path in group))
+
+
+def print_selection(selected_by: dict[str, str], problem: str | None) -> int:
+    """``--list-symbols``: one line per symbol with the rule that selected it; 1 if the run would fail."""
+    for symbol, rule in selected_by.items():
+        print(f"{symbol:<20} {printable(rule)}")
+    rules = sorted(set(selected_by.values()))
+    print(f"{len(selected_by)} symbols" + (f" ({', '.join(printable(r) for r in rules)})" if rules else ""))
+    if problem is not None:
+        _err(f"error: {problem}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def print_status(report: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    system, files, last = report["system_status"], report["file_statistics"], report["last_cycle"]
+    print(
+        f"service: {system['service_status']}   exports: {system['export_count']}   cleanups: {system['cleanup_count']}"
+    )
+    successful = last["last_successful"] or "never"
+    print(f"last cycle: {last['started'] or 'never'} -> {last['result'] or '-'}   last successful: {successful}")
+    if report.get("banned_until"):
+        print(f"BANNED by the exchange until {report['banned_until']}: no request is sent before then")
+    print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
+    width = max([12, *(len(key) for key in report["symbols"])])
+    title = "symbol" if all(key == e.get("symbol", key) for key, e in report["symbols"].items()) else "series"
+    head = f"{title:<{width}} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} {'selected by':<12}"
+    print(f"{head} latest file / problem")
+    for symbol, entry in report["symbols"].items():
+        age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
+        problem = printable(entry.get("last_error") or (entry["reason"] if not entry["valid"] else ""))
+        name = entry["latest_file"] or "-"
+        valid = str(entry["valid"]).lower()
+        gaps = entry["missing_candles"]
+        rule = printable(entry.get("selected_by") or "listed")
+        line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {gaps:>5} {valid:<6} {rule:<12} {name} {problem or ''}"
+        print(line.rstrip())
+    print(f"health: {report['health']['status']}")
+
+
+def print_health(report: dict[str, Any], *, as_json: bool) -> int:
+    health = report["health"]
+    if as_json:
+        print(json.dumps(health, indent=2))
+    else:
+        for name, check in health["checks"].items():
+            print(f"{'PASS' if check['passed'] else 'FAIL'} {name}: {printable(check['reason'], MAX_LINE)}")
+        print(f"health: {health['status']}")
+    return HEALTH_EXIT_CODES[health["status"]]

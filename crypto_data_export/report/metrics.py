@@ -1,0 +1,162 @@
+"""Prometheus metrics in node_exporter's textfile format, from the status report.
+
+One fresh ``CollectorRegistry`` per write, written with ``write_to_textfile``
+(a temp file renamed over the old one, so the collector never reads half a
+file). Every value comes from the status report dict, so what the page, the
+JSON and the metrics say is the same thing. Names are ``crypto_exporter_``
+with their unit; the table in the README lists each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from crypto_data_export.core.clock import from_iso
+from crypto_data_export.report.status_page import series_of
+from crypto_data_export.settings.settings import METRICS_OFF, Settings
+from crypto_data_export.store.layout import ExportFolder
+
+PREFIX = "crypto_exporter_"
+SERIES_LABELS = ("symbol", "interval", "market")
+# The last cycle's counters in the status report -> (metric name, help).
+RUN_COUNTERS = {
+    "calls": ("last_run_requests", "HTTP requests the last cycle sent to the exchange"),
+    "weight": ("last_run_weight", "request weight the last cycle spent, by the exchange's published costs"),
+    "rate_limited": ("last_run_rate_limited_responses", "HTTP 429 answers in the last cycle"),
+    "banned": ("last_run_banned_responses", "HTTP 418 (IP ban) answers in the last cycle"),
+    "files_removed": ("last_run_files_removed", "files the last cycle removed (retention, duplicates, temp)"),
+    "files_quarantined": ("last_run_files_quarantined", "invalid files the last cycle moved to quarantine"),
+}
+
+
+def metrics_path(settings: Settings) -> Path | None:
+    """Where the metrics go: METRICS_FILE, by default EXPORT_DIR/metrics/exporter.prom; None when off."""
+    if settings.metrics_file == METRICS_OFF:
+        return None
+    return Path(settings.metrics_file) if settings.metrics_file else ExportFolder(settings.export_dir).metrics_file
+
+
+def _seconds(moment: Any) -> float | None:
+    parsed = from_iso(moment) if isinstance(moment, str) else None
+    return None if parsed is None else parsed.timestamp()
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, value=value)
+
+
+class ReportCollector(Collector):
+    """The metric families of one status report."""
+
+    def __init__(self, report: Mapping[str, Any], interval: str) -> None:
+        self.report, self.interval = report, interval
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._series()
+        yield from self._run()
+        yield from self._service()
+
+    def _series(self) -> Iterator[Metric]:
+        families = {
+            "last": GaugeMetricFamily(
+                PREFIX + "last_candle_timestamp_seconds",
+                "open time of the newest closed candle on disk (Unix seconds)",
+                labels=SERIES_LABELS,
+            ),
+            "rows": GaugeMetricFamily(PREFIX + "series_rows", "candles in the newest file", labels=SERIES_LABELS),
+            "missing": GaugeMetricFamily(
+                PREFIX + "series_missing_candles", "candles missing inside the newest file", labels=SERIES_LABELS
+            ),
+            "valid": GaugeMetricFamily(
+                PREFIX + "series_valid", "1 if the newest file is valid, else 0", labels=SERIES_LABELS
+            ),
+            "fresh": GaugeMetricFamily(
+                PREFIX + "series_fresh",
+                "1 if the newest candle is within the health check's freshness limit, else 0",
+                labels=SERIES_LABELS,
+            ),
+        }
+        for key, entry in (self.report.get("symbols") or {}).items():
+            labels = list(series_of(key, entry, self.interval))
+            last = _seconds(entry.get("last_candle"))
+            if last is not None:
+                families["last"].add_metric(labels, last)
+            families["rows"].add_metric(labels, float(entry.get("rows") or 0))
+            families["missing"].add_metric(labels, float(entry.get("missing_candles") or 0))
+            families["valid"].add_metric(labels, 1.0 if entry.get("valid") else 0.0)
+            families["fresh"].add_metric(labels, 1.0 if entry.get("fresh") else 0.0)
+        yield from families.values()
+
+    def _run(self) -> Iterator[Metric]:
+        last: Mapping[str, Any] = self.report.get("last_cycle") or {}
+        for key, name in (("started", "start"), ("finished", "end")):
+            moment = _seconds(last.get(key))
+            if moment is not None:
+                yield _gauge(f"last_run_{name}_timestamp_seconds", f"when the last cycle {key} (Unix seconds)", moment)
+        if last.get("duration_seconds") is not None:
+            yield _gauge("last_run_duration_seconds", "how long the last cycle took", float(last["duration_seconds"]))
+        result = last.get("result")
+        if result is not None:
+            success = 1.0 if result == "ok" else 0.0
+            yield _gauge("last_run_success", "1 if the last cycle's result was ok, else 0", success)
+            info = GaugeMetricFamily(
+                PREFIX + "last_run_result", "the last cycle's result as a label (always 1)", labels=["result"]
+            )
+            info.add_metric([str(result)[:40]], 1.0)
+            yield info
+        for key, (name, doc) in RUN_COUNTERS.items():
+            if key in last:
+                yield _gauge(name, doc, float(last[key]))
+        yield _gauge(
+            "last_success_timestamp_seconds",
+            "when the last cycle that exported at least one symbol ended (Unix seconds; 0 never)",
+            _seconds(last.get("last_successful")) or 0.0,
+        )
+
+    def _service(self) -> Iterator[Metric]:
+        system: Mapping[str, Any] = self.report.get("system_status") or {}
+        health = (self.report.get("health") or {}).get("status")
+        yield _gauge(
+            "ban_end_timestamp_seconds",
+            "end of the exchange's IP ban (Unix seconds; 0 none)",
+            _seconds(self.report.get("banned_until")) or 0.0,
+        )
+        yield _gauge(
+            "status_timestamp_seconds",
+            "when this file was written (Unix seconds)",
+            _seconds(self.report.get("timestamp")) or 0.0,
+        )
+        healthy = GaugeMetricFamily(PREFIX + "health", "1 for the current health status", labels=["status"])
+        for status in ("healthy", "degraded", "down"):
+            healthy.add_metric([status], 1.0 if health == status else 0.0)
+        yield healthy
+        yield CounterMetricFamily(
+            PREFIX + "exports", "cycles that exported at least one symbol", value=float(system.get("export_count") or 0)
+        )
+        yield CounterMetricFamily(
+            PREFIX + "cleanups", "cleanup passes run", value=float(system.get("cleanup_count") or 0)
+        )
+        stats: Mapping[str, Any] = self.report.get("file_statistics") or {}
+        yield _gauge("files", "export files in the folder", float(stats.get("total_files") or 0))
+        yield _gauge("files_size_bytes", "their size", float(stats.get("total_size_mb") or 0) * 1024 * 1024)
+
+
+def metrics_text(report: Mapping[str, Any], interval: str) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector(report, interval))
+    return generate_latest(registry).decode("utf-8")
+
+
+def write_metrics(path: Path, report: Mapping[str, Any], interval: str) -> Path:
+    """Write the report's metrics to ``path`` atomically (its folder is made if missing)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector(report, interval))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(path), registry)
+    return path

@@ -1,0 +1,295 @@
+"""``status.html``: the status report as one self-contained page for people.
+
+``render_status_page`` is a pure function of the status report (the dict
+``status_report.json`` holds), the closes for the sparklines and the disk
+use: inline CSS and inline SVG, no script, nothing fetched, so the file opens
+from disk in any browser and from any mail attachment. Every value from the
+report is escaped: symbols, errors and file names may come from outside.
+
+With hundreds of series the page stays readable: the problems come first,
+and each row is one line. ``read_closes`` gets the sparkline data from the
+newest file of each series through the file's own format, downsampled and
+bounded; a file it cannot read gets no sparkline, never an error.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crypto_data_export.core.text import printable
+from crypto_data_export.store.formats import format_for_name
+
+logger = logging.getLogger("scheduled_data_manager")
+
+MAX_POINTS = 160  # a sparkline 160 px wide needs no more
+MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
+MAX_GAP_RANGES = 3  # per row; the rest are counted
+MAX_TEXT = 300  # characters of an error shown in a cell
+SPARK_WIDTH, SPARK_HEIGHT = 160, 30
+
+OK, STALE, PROBLEM = "ok", "stale", "problem"
+_RANK = {PROBLEM: 0, STALE: 1, OK: 2}
+
+
+@dataclass(frozen=True)
+class Disk:
+    total_bytes: int
+    free_bytes: int
+
+
+def disk_of(path: Path) -> Disk | None:
+    """The file system holding ``path`` (its folder); None if it cannot be asked."""
+    try:
+        usage = shutil.disk_usage(path.parent)
+    except OSError:
+        return None
+    return Disk(usage.total, usage.free)
+
+
+def _e(value: Any) -> str:
+    """Escaped, printable text of any value (None shows as a dash)."""
+    if value is None:
+        return "–"
+    return html.escape(printable(str(value), MAX_TEXT), quote=True)
+
+
+def series_of(key: str, entry: Mapping[str, Any], interval: str) -> tuple[str, str, str]:
+    """(symbol, interval, market) of a report entry; older entries only have their key."""
+    return (
+        str(entry.get("symbol") or key),
+        str(entry.get("interval") or interval),
+        str(entry.get("market") or "spot"),
+    )
+
+
+def verdict(entry: Mapping[str, Any]) -> str:
+    """ok: valid and fresh; stale: valid, nothing failing, but the newest candle is too old; else problem."""
+    if not entry.get("valid") or entry.get("last_error"):
+        return PROBLEM
+    return OK if entry.get("fresh") else STALE
+
+
+def downsample(values: Sequence[float], max_points: int = MAX_POINTS) -> list[float]:
+    """At most ``max_points`` values, evenly picked, the last one always kept."""
+    if len(values) <= max_points:
+        return list(values)
+    step = (len(values) - 1) / (max_points - 1)
+    return [float(values[round(i * step)]) for i in range(max_points)]
+
+
+def read_closes(folder: Path, report: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Per report key, the closes of its newest valid file, downsampled; unreadable ones are left out."""
+    closes: dict[str, list[float]] = {}
+    for key, entry in report.get("symbols", {}).items():
+        name = entry.get("latest_file")
+        if not entry.get("valid") or not isinstance(name, str):
+            continue
+        found = _closes_of(Path(folder) / Path(name).name)
+        if found:
+            closes[key] = found
+    return closes
+
+
+def _closes_of(path: Path) -> list[float] | None:
+    file_format = format_for_name(path.name)
+    try:
+        if file_format is None:
+            return None
+        info = path.lstat()  # one stat per file: a symlink is never followed, a large file never read
+        if stat.S_ISLNK(info.st_mode) or info.st_size > MAX_SPARK_FILE_BYTES:
+            return None
+        return downsample(file_format.read_closes(path))
+    except Exception as exc:  # a picture is never worth failing the cycle for
+        logger.debug("no sparkline for %s: %s", path, exc)
+        return None
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """An inline SVG polyline of the values, scaled to the box; rising green, falling red."""
+    if len(values) < 2:
+        return '<span class="muted">no data</span>'
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = SPARK_WIDTH / (len(values) - 1)
+    points = " ".join(
+        f"{i * step:.1f},{(SPARK_HEIGHT - 2) - (v - low) / span * (SPARK_HEIGHT - 4):.1f}" for i, v in enumerate(values)
+    )
+    colour = "#1a7f37" if values[-1] >= values[0] else "#cf222e"
+    change = (values[-1] - values[0]) / values[0] * 100 if values[0] else 0.0
+    return (
+        f'<svg class="spark" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}"'
+        f' role="img" aria-label="close {low:g} to {high:g}"><polyline fill="none" stroke="{colour}"'
+        f' stroke-width="1.5" points="{points}"/></svg><span class="chg" style="color:{colour}">{change:+.1f}%</span>'
+    )
+
+
+def _age(hours: Any) -> str:
+    """3 min, 5.2 h, 3.1 d: what a person reads at a glance."""
+    if not isinstance(hours, int | float):
+        return _e(hours)
+    if abs(hours) < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.1f} h" if abs(hours) < 48 else f"{hours / 24:.1f} d"
+
+
+def _freshness_cell(entry: Mapping[str, Any], state: str) -> str:
+    last = entry.get("last_candle")
+    age, limit = entry.get("newest_close_age_hours"), entry.get("fresh_limit_hours")
+    if last is None:
+        return '<td class="problem">none</td>'
+    if age is None:
+        age = entry.get("last_candle_age_hours")
+    shown = f"{_age(age)} ago" + (f" <span class='muted'>/ limit {_age(limit)}</span>" if limit is not None else "")
+    return f'<td class="{state}" title="newest candle opened {_e(last)}">{shown}<br><small>{_e(last)}</small></td>'
+
+
+def _gaps_cell(entry: Mapping[str, Any]) -> str:
+    gaps = entry.get("gaps") or []
+    if not gaps:
+        return '<td class="num">0</td>'
+    ranges = "<br>".join(
+        f"{_e(g.get('first_missing'))} → {_e(g.get('last_missing'))} ({_e(g.get('missing'))})"
+        for g in gaps[:MAX_GAP_RANGES]
+        if isinstance(g, Mapping)
+    )
+    more = f"<br>+{len(gaps) - MAX_GAP_RANGES} more" if len(gaps) > MAX_GAP_RANGES else ""
+    return (
+        f'<td class="stale"><b>{len(gaps)}</b> gap(s), {_e(entry.get("missing_candles"))} missing'
+        f"<br><small>{ranges}{more}</small></td>"
+    )
+
+
+def _row(key: str, entry: Mapping[str, Any], interval: str, closes: Sequence[float] | None) -> str:
+    symbol, series_interval, market = series_of(key, entry, interval)
+    state = verdict(entry)
+    valid = "yes" if entry.get("valid") else f"no: {_e(entry.get('reason'))}"
+    error = entry.get("last_error")
+    error_cell = f'<td class="problem err">{_e(error)}<br><small>{_e(entry.get("last_error_at"))}</small></td>'
+    return (
+        f'<tr class="row-{state}"><td><span class="dot {state}"></span><b>{_e(symbol)}</b>'
+        f' <span class="muted">{_e(series_interval)} · {_e(market)}</span></td>'
+        f"{_freshness_cell(entry, state)}"
+        f'<td class="num">{_e(entry.get("rows"))}</td>{_gaps_cell(entry)}'
+        f'<td class="{"ok" if entry.get("valid") else "problem"}">{valid}</td>'
+        f"{error_cell if error else '<td class=muted>–</td>'}"
+        f'<td class="sp">{sparkline(closes or [])}</td></tr>'
+    )
+
+
+def _sorted_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
+    return sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
+
+
+def _card(title: str, value: str, detail: str = "", state: str = "") -> str:
+    head = f'<div class="card {state}"><div class="t">{title}</div>'
+    return f'{head}<div class="v">{value}</div><div>{detail}</div></div>'
+
+
+def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
+    health = report.get("health", {}).get("status", "unknown")
+    system, last = report.get("system_status", {}), report.get("last_cycle", {})
+    files = report.get("file_statistics", {})
+    health_state = {"healthy": OK, "degraded": STALE}.get(str(health), PROBLEM)
+    result = last.get("result")
+    cycle_state = OK if result == "ok" else (PROBLEM if result in ("failed", "skipped") else STALE)
+    counters = (
+        f"{_e(last.get('calls', '–'))} calls · weight {_e(last.get('weight', '–'))}"
+        f" · 429: {_e(last.get('rate_limited', '–'))} · 418: {_e(last.get('banned', '–'))}"
+        f"<br>removed {_e(last.get('files_removed', '–'))} · quarantined {_e(last.get('files_quarantined', '–'))}"
+    )
+    duration = last.get("duration_seconds")
+    cards = [
+        _card("health", _e(health), f"service {_e(system.get('service_status'))}", health_state),
+        _card(
+            "last cycle",
+            _e(result or "never"),
+            f"{_e(last.get('started'))}<br>took {_e(duration)} s<br>{counters}",
+            cycle_state,
+        ),
+        _card("last successful cycle", "", f'<span class="when">{_e(last.get("last_successful") or "never")}</span>'),
+        _card(
+            "files",
+            f"{_e(files.get('total_files'))}",
+            f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols",
+        ),
+    ]
+    if disk is not None and disk.total_bytes > 0:
+        used = 100 * (1 - disk.free_bytes / disk.total_bytes)
+        cards.append(
+            _card(
+                "disk",
+                f"{used:.0f}% used",
+                f"{disk.free_bytes / 2**30:.1f} GB free of {disk.total_bytes / 2**30:.1f} GB"
+                f'<div class="bar"><div style="width:{used:.0f}%"></div></div>',
+                PROBLEM if used > 95 else (STALE if used > 85 else OK),
+            )
+        )
+    if report.get("banned_until"):
+        cards.append(_card("banned", "until", _e(report["banned_until"]), PROBLEM))
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _checks(report: Mapping[str, Any]) -> str:
+    checks: Mapping[str, Mapping[str, Any]] = report.get("health", {}).get("checks", {}) or {}
+    rows = "".join(
+        f'<tr><td><span class="dot {OK if c.get("passed") else PROBLEM}"></span>{_e(name)}</td>'
+        f'<td class="reason">{_e(c.get("reason"))}</td></tr>'
+        for name, c in sorted(checks.items(), key=lambda item: (bool(item[1].get("passed")), item[0]))
+    )
+    return f'<table class="checks"><tr><th>check</th><th>reason</th></tr>{rows}</table>'
+
+
+_CSS = """
+body{font:13px/1.35 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f8fa;color:#1f2328}
+header{background:#24292f;color:#fff;padding:12px 20px}header h1{font-size:18px;margin:0}
+header .muted{color:#c9d1d9}main{padding:14px 20px}h2{font-size:15px;margin:18px 0 8px}
+.cards{display:flex;flex-wrap:wrap;gap:10px}.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;
+padding:8px 12px;min-width:180px;border-top:4px solid #8c959f}.card .t{color:#57606a;font-size:11px;
+text-transform:uppercase;letter-spacing:.04em}.card .v{font-size:20px;font-weight:600;margin:2px 0}
+.card.ok{border-top-color:#1a7f37}.card.stale{border-top-color:#bf8700}.card.problem{border-top-color:#cf222e}
+.bar{background:#eaeef2;height:6px;border-radius:3px;margin-top:4px}.bar div{background:#0969da;height:6px;
+border-radius:3px}table{border-collapse:collapse;background:#fff;border:1px solid #d0d7de;width:100%}
+th,td{padding:4px 8px;border-bottom:1px solid #eaeef2;text-align:left;vertical-align:top}
+th{background:#f6f8fa;font-size:11px;text-transform:uppercase;color:#57606a;position:sticky;top:0}
+td.num{text-align:right}.muted{color:#6e7781}small{color:#57606a}td.ok{color:#1a7f37}td.stale{color:#9a6700}
+td.problem{color:#cf222e}td.err{max-width:360px;word-break:break-word}tr.row-problem{background:#fff5f5}
+tr.row-stale{background:#fffbeb}.dot{display:inline-block;width:9px;height:9px;border-radius:50%;
+margin-right:6px;background:#8c959f}.dot.ok{background:#1a7f37}.dot.stale{background:#bf8700}
+.dot.problem{background:#cf222e}.spark{vertical-align:middle}.chg{font-size:11px;margin-left:4px}
+.when{font-size:15px;font-weight:600}.checks{max-width:1100px}.reason{word-break:break-word}td.sp{white-space:nowrap}
+"""
+
+
+def render_status_page(
+    report: Mapping[str, Any],
+    closes: Mapping[str, Sequence[float]] | None = None,
+    *,
+    interval: str = "1h",
+    disk: Disk | None = None,
+) -> str:
+    """The whole page; ``interval`` names the series of entries that do not say theirs."""
+    closes = closes or {}
+    rows = _sorted_rows(report)
+    counts = {state: sum(1 for _, e in rows if verdict(e) == state) for state in (PROBLEM, STALE, OK)}
+    body = "".join(_row(key, entry, interval, closes.get(key)) for key, entry in rows)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>crypto exporter: {_e(report.get('health', {}).get('status'))}</title><style>{_CSS}</style></head>"
+        f"<body><header><h1>Crypto klines exporter</h1><span class='muted'>status at {_e(report.get('timestamp'))}"
+        "</span></header><main>"
+        f"{_summary(report, disk)}<h2>Health checks</h2>{_checks(report)}"
+        f"<h2>Series: {len(rows)} · <span style='color:#cf222e'>{counts[PROBLEM]} problem</span> · "
+        f"<span style='color:#9a6700'>{counts[STALE]} stale</span> · "
+        f"<span style='color:#1a7f37'>{counts[OK]} ok</span></h2>"
+        "<table><tr><th>series</th><th>newest closed candle</th><th>rows</th><th>gaps</th><th>valid</th>"
+        f"<th>last error</th><th>close over the window</th></tr>{body}</table></main></body></html>"
+    )

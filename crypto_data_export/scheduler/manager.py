@@ -1,0 +1,412 @@
+"""The scheduled data manager: one cycle now, then every ``EXPORT_PERIOD_HOURS``.
+
+A cycle is: take the run lock -> export every symbol (incremental, closed
+candles, concurrent) -> cleanup with retention, validation and quarantine
+-> duplicate scan -> state and status report, all written atomically.
+A failing symbol is logged and recorded and the others go on. The CLI
+(``scheduled_data_manager.py`` at the root) parses, calls this and reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crypto_data_export.core.atomic_io import atomic_write_text
+from crypto_data_export.core.clock import from_ms, to_iso, utc_now
+from crypto_data_export.core.errors import (
+    ExportError,
+    IPBannedError,
+    RunLockedError,
+    StopRequested,
+    StorageError,
+    UniverseError,
+)
+from crypto_data_export.core.processes import is_manager_process, serves_folder
+from crypto_data_export.pipeline.run_summary import EXIT_OK, CycleReport
+from crypto_data_export.pipeline.selection import (
+    LISTED,
+    SymbolPlan,
+    known_selection,
+    listed_plan,
+    resolve_plan,
+    universe_rule,
+    unresolved_message,
+)
+from crypto_data_export.report.status_page import disk_of, read_closes, render_status_page
+from crypto_data_export.report.status_report import build_status_report, export_folder_problem, write_status_report
+from crypto_data_export.settings.market_names import SPOT
+from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.layout import ExportFolder
+from crypto_data_export.store.run_lock import RunLock
+from crypto_data_export.store.run_state import RunState, load_state, update_state
+from crypto_data_export.store.scan import FolderScan
+from crypto_data_export.store.validation import FileValidation
+
+if TYPE_CHECKING:  # types only: the export job (pandas) and the client (requests) load on first use,
+    # so --status, --health and --cleanup-only start without them (tests/test_startup.py)
+    from crypto_data_export.exchange.client import ExchangeClient
+    from crypto_data_export.pipeline.export_job import ExportJob, SymbolOutcome
+
+logger = logging.getLogger("scheduled_data_manager")
+MAX_NOTICES = 20
+
+
+class ScheduledDataManager:
+    """Export, clean and report on a schedule; the guide's attribute names are kept."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        symbols: Sequence[str] | None = None,
+        stop_event: threading.Event | None = None,
+        client: ExchangeClient | None = None,
+        on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        # The loop's only clock: a wall clock stepped back by NTP or by hand cannot stall it.
+        self.monotonic = monotonic
+        # Warnings about our own files (set aside, repaired) for the CLI to show once.
+        self.notices: list[str] = []
+        self.on_symbol_done = on_symbol_done
+        self.export_period_hours = settings.export_period_hours
+        self.max_files_per_symbol = settings.max_files_per_symbol
+        self.data_retention_days = settings.data_retention_days
+        self.export_dir = settings.export_dir
+        self.symbols = tuple(symbols) if symbols else settings.symbols
+        # A --symbols list is this run's whole list: no universe is resolved for it.
+        self.universe = None if symbols else universe_rule(settings)
+        self.stop_event = stop_event or threading.Event()
+        # Protection in cleanup covers every configured symbol, not only this run's; its scans stop on the event.
+        self.files = FileManager.from_settings(
+            settings,
+            protected_symbols=self.symbols,
+            logger=logging.getLogger("file_manager"),
+            stop_event=self.stop_event,
+        )
+        self._client = client
+        self._job: ExportJob | None = None
+
+    # -- pieces ----------------------------------------------------------------
+    @property
+    def job(self) -> ExportJob:
+        """Built on first use so that --status and --cleanup-only never touch the network."""
+        if self._job is None:
+            from crypto_data_export.exchange.client import ExchangeClient
+            from crypto_data_export.pipeline.export_job import ExportJob
+
+            self._client = self._client or ExchangeClient.from_settings(self.settings)
+            self._job = ExportJob(
+                self.settings, self.files, self._client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
+            )
+        return self._job
+
+    def service_status(self, state: RunState) -> str:
+        """``running`` only for a live scheduler loop of this folder (not a reused PID, not
+        the loop of another folder whose state file was copied here)."""
+        pid = state.service_pid
+        if pid == os.getpid():
+            return "stopped" if self.stop_event.is_set() else "running"
+        if pid and is_manager_process(pid) and serves_folder(pid, self.export_dir, DEFAULT_EXPORT_DIR) is not False:
+            return "running"
+        return "stopped"
+
+    def _note(self, state: RunState) -> RunState:
+        for notice in state.notices:
+            if notice not in self.notices:
+                self.notices.append(notice)
+        del self.notices[:-MAX_NOTICES]  # a loop runs for months: keep the latest only
+        return state
+
+    # -- a cycle ---------------------------------------------------------------
+    def run_cycle(self, *, export: bool = True, cleanup: bool = True, dry_run: bool = False) -> CycleReport:
+        """One cycle under the run lock (RunLockedError if another run holds it)."""
+        if dry_run:
+            return self._run_steps(export, cleanup, dry_run=True)
+        self.files.ensure_folder()
+        with RunLock(self.export_dir):
+            return self._run_steps(export, cleanup, dry_run=False)
+
+    def _run_steps(self, export: bool, cleanup: bool, dry_run: bool) -> CycleReport:
+        report = CycleReport(dry_run=dry_run)
+        started = utc_now()
+        state = self._note(load_state(self.export_dir, quiet=not dry_run))
+        # Until this cycle resolves the universe, the last resolved one stays protected
+        # (an exchange outage must not cost a universe symbol its newest file).
+        self.files.protect([*self.symbols, *known_selection(self.settings, state)])
+        if export:
+            self._export_step(report, state, dry_run)
+        # The files just written were judged byte for byte as they were written: not read back.
+        written = report.export.written if report.export is not None and not dry_run else None
+        if cleanup and not self.stop_event.is_set():
+            report.cleanup = self.files.cleanup(dry_run=dry_run, known=written)
+        # One pass over the folder serves the duplicate report, the validations
+        # and the statistics of the status report: the cleanup's own scan minus
+        # what it removed or quarantined, or (no cleanup) one scan now.
+        scan = None if report.cleanup is None else report.cleanup.remaining
+        if scan is None:
+            scan = self.files.scan(known=written)
+        if report.cleanup is not None:
+            report.duplicates = self.files.find_duplicates(scan_result=scan)
+        if not dry_run:
+            state = self._note(
+                update_state(self.export_dir, lambda s: self._record(s, report, started, export, cleanup))
+            )
+        report.status = self.write_status(state, write=not dry_run, scan=scan)
+        return report
+
+    def _export_step(self, report: CycleReport, state: RunState, dry_run: bool) -> None:
+        ban = state.ban_end()
+        if ban is not None:
+            report.skipped_reason = f"export skipped: the exchange banned this IP until {to_iso(ban)}"
+            logger.warning(report.skipped_reason)
+            return
+        plan = self._symbol_plan(report)
+        report.selected_by = plan.selected_by
+        self.job.known_empty = {}
+        for symbol, interval in self.job.series(plan.symbols):
+            key = self.job.series_key(symbol, interval)
+            entry = state.find_series(key, symbol, interval, self.settings.market)
+            known = entry.known_empty() if entry is not None else None
+            if known is not None:
+                self.job.known_empty[key] = known
+        if plan.symbols:
+            report.export = self.job.run(plan.symbols, dry_run=dry_run)
+        elif report.export is None:  # nothing to export: the universe error says why
+            from crypto_data_export.pipeline.export_job import ExportReport
+
+            report.export = ExportReport(dry_run=dry_run)
+        ok, failed = len(report.export.succeeded), len(report.export.failed)
+        logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
+
+    def _symbol_plan(self, report: CycleReport) -> SymbolPlan:
+        """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
+
+        A universe that cannot be resolved, or that selects nothing, fails the run
+        (``report.universe_error``); the listed symbols are still exported.
+        """
+        if self.universe is None:
+            return listed_plan(self.symbols)
+        from crypto_data_export.pipeline.export_job import ExportReport
+
+        try:
+            plan = resolve_plan(self.settings, self.job.client, self.symbols)
+        except StopRequested:
+            if not self.symbols:
+                report.export = ExportReport(stopped=True)
+            return listed_plan(self.symbols)
+        except IPBannedError as exc:
+            report.universe_error = unresolved_message(self.universe, exc)
+            report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
+            logger.error("%s", report.universe_error)
+            return listed_plan(self.symbols)
+        except ExportError as exc:  # the exchange unreachable or answering garbage
+            report.universe_error = unresolved_message(self.universe, exc)
+            logger.error("%s", report.universe_error)
+            return listed_plan(self.symbols)
+        if plan.exchange_info is not None:
+            self.job.adopt_exchange_info(plan.exchange_info)
+        if plan.problem is not None:
+            report.universe_error = plan.problem
+            logger.error("%s", plan.problem)
+        elif plan.universe is not None:
+            logger.info(
+                "symbol universe %s: %d symbols (%d matching), %d calls, weight %d",
+                self.universe.setting,
+                len(plan.universe.symbols),
+                plan.universe.matching,
+                plan.universe.calls,
+                plan.universe.weight,
+            )
+            # The new universe's newest files are protected; one that just left gets the normal rules.
+            self.files.protect(plan.symbols)
+        return plan
+
+    def current_selection(self) -> SymbolPlan:
+        """The symbols a cycle would export now, each with its rule (asks the exchange for a universe)."""
+        if self.universe is None:
+            return listed_plan(self.symbols)
+        try:
+            return resolve_plan(self.settings, self.job.client, self.symbols)
+        except UniverseError:
+            raise
+        except ExportError as exc:
+            raise UniverseError(unresolved_message(self.universe, exc)) from exc
+
+    def _record(self, state: RunState, report: CycleReport, started: datetime, export: bool, cleanup: bool) -> None:
+        now = utc_now()
+        if report.cleanup is not None:
+            state.cleanup_count += 1
+        if not export:
+            return
+        state.last_cycle_start, state.last_cycle_end = to_iso(started), to_iso(now)
+        if self.universe is not None and report.universe_error is None and report.selected_by:
+            state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
+            state.universe_resolved_at = to_iso(now)
+        exp = report.export
+        state.last_cycle_counters = {**self._counters(report), "duration_ms": _elapsed_ms(started, now)}
+        if exp is None:
+            state.last_cycle_result = "skipped: banned"
+            return
+        if exp.server_time_ms is not None:
+            state.last_exchange_contact = to_iso(now)
+        if exp.banned_until is not None:
+            state.banned_until = to_iso(exp.banned_until)
+        for outcome in exp.outcomes.values():
+            self._record_symbol(state, outcome, now)
+        state.last_cycle_failed_symbols = [o.key for o in exp.failed if o.error_kind != "stopped"]
+        if exp.succeeded:
+            state.export_count += 1
+            state.last_successful_cycle = to_iso(now)
+        state.last_cycle_result = report.result  # "ok" only if nothing failed and nothing was quarantined
+
+    @staticmethod
+    def _counters(report: CycleReport) -> dict[str, int]:
+        exp, changed = report.export, report.files_changed
+        return {
+            "calls": exp.calls if exp else 0,
+            "weight": exp.weight if exp else 0,
+            "rate_limited": exp.rate_limited if exp else 0,
+            "banned": exp.banned_answers if exp else 0,
+            "files_removed": len(changed.removed) if changed else 0,
+            "files_quarantined": len(changed.quarantined) if changed else 0,
+        }
+
+    @staticmethod
+    def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
+        if outcome.error_kind == "stopped":
+            return
+        entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
+        if outcome.ok:
+            entry.last_success, entry.last_file = to_iso(now), outcome.path
+            entry.last_error = entry.last_error_at = entry.last_error_kind = None
+            if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
+                entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
+                entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
+        else:
+            entry.last_error, entry.last_error_at, entry.last_error_kind = (
+                outcome.error,
+                to_iso(now),
+                outcome.error_kind,
+            )
+
+    # -- status ----------------------------------------------------------------
+    def write_status(
+        self, state: RunState | None = None, *, write: bool = True, scan: FolderScan | None = None
+    ) -> dict[str, Any]:
+        """Build the status report from the files as they are now; write it atomically.
+
+        An export folder that is not a folder (a file, a dangling path) is no
+        error here: the report says so, and health is ``down``.
+        """
+        state = state or self._note(load_state(self.export_dir))
+        validations: list[FileValidation] = []
+        statistics: dict[str, Any] = {}
+        if export_folder_problem(self.export_dir) is None:
+            scan = scan or self.files.scan()
+            validations = self.files.validate_all(dry_run=True, scan_result=scan)
+            statistics = self.files.file_statistics(scan_result=scan)
+        report = build_status_report(self.settings, state, validations, statistics, self.service_status(state))
+        if write and self.export_dir.is_dir():
+            write_status_report(self.export_dir, report, self.notices)
+            self.publish(report)
+        return report
+
+    def publish(self, report: dict[str, Any]) -> None:
+        """status.html beside the report and the metrics file, each atomic.
+
+        They are views of the report: one that cannot be written is logged and
+        the cycle goes on, since the data and the report are already safe.
+        """
+        page = ExportFolder(self.export_dir).status_page
+        try:
+            self.publish_page(report, page)
+        except StorageError as exc:
+            logger.warning("%s", exc)
+        from crypto_data_export.report.metrics import (  # prometheus_client: only when a status is written
+            metrics_path,
+            write_metrics,
+        )
+
+        target = metrics_path(self.settings)
+        if target is not None:
+            try:
+                write_metrics(target, report, self.settings.kline_interval)
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot write the metrics to %s: %s; check METRICS_FILE and its folder", target, exc)
+
+    def publish_page(self, report: dict[str, Any], page: Path) -> None:
+        """Write the status page to ``page`` atomically (StorageError if it cannot be)."""
+        closes = read_closes(self.export_dir, report)
+        html = render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
+        atomic_write_text(page, html)
+
+    # -- the loop --------------------------------------------------------------
+    def run_forever(self) -> int:
+        """A cycle now, then every period, until SIGTERM/SIGINT sets the stop flag.
+
+        Cycles start at fixed steps of the period on the monotonic clock (start
+        + n * period), whatever the wall clock does; the wait between them is
+        ``stop_event.wait`` so a stop request ends it at once. A cycle that
+        outlasts its period is followed by the next one at once, not by a burst.
+        """
+        self.files.ensure_folder()
+        self._note(update_state(self.export_dir, self._mark_running))
+        period = self.export_period_hours * 3600
+        logger.info("scheduler started (pid %d): a cycle every %g h", os.getpid(), self.export_period_hours)
+        due = self.monotonic()
+        while not self.stop_event.is_set():
+            self._scheduled_cycle()
+            due = self._next_due(due, period)
+            remaining = due - self.monotonic()
+            if remaining > 0 and self.stop_event.wait(remaining):  # sleeps without spinning: ~0 % CPU
+                break
+        update_state(self.export_dir, self._mark_stopped)
+        self.write_status()
+        logger.info("scheduler stopped cleanly")
+        return EXIT_OK
+
+    def _next_due(self, due: float, period: float) -> float:
+        """The next start on the grid ``due + n * period``; missed slots are skipped, not caught up."""
+        now = self.monotonic()
+        due += period
+        if due < now:
+            logger.warning("the cycle outlasted the %g h period: the next one starts now", self.export_period_hours)
+            due = now
+        return due
+
+    def _scheduled_cycle(self) -> None:
+        """The scheduled job: a failure is logged and the loop lives on."""
+        try:
+            report = self.run_cycle()
+            changed = report.files_changed  # the prunes after each write count too
+            cleanup = changed.summary() if changed is not None else "not run"
+            logger.info("cycle finished with exit code %d; cleanup: %s", report.exit_code, cleanup)
+        except RunLockedError as exc:
+            logger.warning("cycle skipped: %s", exc)
+        except Exception:  # the loop must survive anything a cycle raises
+            logger.exception("cycle failed")
+
+    @staticmethod
+    def _mark_running(state: RunState) -> None:
+        state.service_pid, state.service_status, state.service_started = os.getpid(), "running", to_iso(utc_now())
+
+    @staticmethod
+    def _mark_stopped(state: RunState) -> None:
+        if state.service_pid == os.getpid():
+            state.service_pid = None
+        state.service_status = "stopped"
+
+
+def _elapsed_ms(started: datetime, ended: datetime) -> int:
+    """Milliseconds between two wall-clock times, never negative (the clock may step back)."""
+    return max(0, round((ended - started).total_seconds() * 1000))

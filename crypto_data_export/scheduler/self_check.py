@@ -1,0 +1,75 @@
+"""The installation self-check's checks: each returns a one-line detail or raises CheckFailed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from crypto_data_export.core.atomic_io import atomic_write_text
+from crypto_data_export.core.errors import ExportError
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.pipeline.export_job import ExportJob
+from crypto_data_export.pipeline.selection import require_symbols, resolve_plan, universe_rule
+from crypto_data_export.settings.settings import Settings
+from crypto_data_export.store.files import FileManager
+
+MAX_SKEW_SECONDS = 5.0
+
+
+class CheckFailed(Exception):
+    """A check's one-line reason for failing."""
+
+
+def check_settings(settings: Settings) -> str:
+    rule = universe_rule(settings)
+    chosen = f"{len(settings.symbols)} symbols" if rule is None else f"{rule.setting} + {len(settings.symbols)} listed"
+    return (
+        f"{chosen}, interval {settings.kline_interval}, "
+        f"every {settings.export_period_hours:g} h, host {settings.base_url}"
+    )
+
+
+def check_folder(settings: Settings) -> str:
+    folder = settings.export_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        atomic_write_text(probe, "ok\n")
+        probe.unlink()
+    except (OSError, ExportError) as exc:
+        raise CheckFailed(f"{folder} is not writable: {exc}; set EXPORT_DIR or fix permissions") from exc
+    return f"{folder.resolve()} is writable"
+
+
+def check_exchange(client: ExchangeClient) -> str:
+    client.ping()
+    before = time.time()
+    server_ms = client.server_time_ms()
+    local = (before + time.time()) / 2
+    skew = server_ms / 1000 - local
+    if abs(skew) > MAX_SKEW_SECONDS:
+        raise CheckFailed(
+            f"clock skew {skew:+.1f} s against the exchange (limit {MAX_SKEW_SECONDS:g} s); "
+            "closed candles follow the exchange's clock, but fix NTP on this machine"
+        )
+    return f"{client.base_url} answers; clock skew {skew:+.2f} s"
+
+
+def check_export(settings: Settings, client: ExchangeClient) -> str:
+    # With a symbol universe and nothing listed, the first symbol the universe selects now.
+    symbol = settings.symbols[0] if settings.symbols else require_symbols(resolve_plan(settings, client, ())).symbols[0]
+    with tempfile.TemporaryDirectory(prefix="crypto-selfcheck-") as tmp:
+        # One series is enough to prove the set-up: the first interval of this market.
+        trial = replace(settings, export_dir=Path(tmp), symbols=(symbol,), kline_intervals=(settings.kline_interval,))
+        files = FileManager.from_settings(trial)
+        report = ExportJob(trial, files, client).run([symbol])
+        (outcome,) = report.outcomes.values()
+        if not outcome.ok or outcome.path is None:
+            raise CheckFailed(f"{symbol}: {outcome.error}")
+        validation = files.validate_file(Path(outcome.path))
+        if not validation.valid:
+            raise CheckFailed(f"{symbol}: the exported file is invalid: {validation.reason}")
+    return f"{symbol}: {outcome.rows} closed candles exported and valid ({outcome.calls} calls)"

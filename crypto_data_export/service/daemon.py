@@ -1,0 +1,343 @@
+"""Run the scheduler in the background: start, stop, status, restart, systemd unit.
+
+The pidfile (``EXPORT_DIR/data_export_service.pid``) is only a hint: PIDs are
+reused, so nothing is signalled unless the process behind the PID is running
+our scheduler script (``crypto_data_export.core.processes.is_manager_process``), started when
+the pidfile says, and serves this export folder (the pidfile records it; the
+process's own environment confirms it). A pidfile that is a symlink, holds
+garbage or names a dead or foreign process, or another folder's scheduler,
+is reported and removed, and no process is touched. ``start`` also refuses
+while a loop started by hand (named in ``state.json``) serves the folder. ``EXPORT_DIR/.service.lock`` serialises
+the commands, so two simultaneous ``start`` cannot both launch.
+
+The parts live beside it: ``pidfile`` (read, write, remove), ``inspect``
+(what runs, the last report), ``service_log``, ``users`` (the unit's user),
+``systemd_unit``. The CLI is ``data_export_service.py`` at the root.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crypto_data_export.core.atomic_io import atomic_write_text
+from crypto_data_export.core.clock import to_iso, utc_now
+from crypto_data_export.core.errors import ServiceError, StorageError
+from crypto_data_export.core.file_lock import FileLock
+from crypto_data_export.core.logfiles import open_log_append
+from crypto_data_export.core.processes import MANAGER_COMMAND, MANAGER_SCRIPT, is_manager_process, process_start_ticks
+from crypto_data_export.core.text import printable
+from crypto_data_export.service.inspect import (
+    ServiceState,
+    format_duration,
+    inspect_service,
+    loop_serving,
+    summarize_status_report,
+)
+from crypto_data_export.service.pidfile import remove_pidfile, write_pidfile
+from crypto_data_export.service.service_log import ServiceLog
+from crypto_data_export.service.systemd_unit import UNIT_NAME, render_unit
+from crypto_data_export.settings.settings import SETTING_VARIABLES
+from crypto_data_export.store.layout import ExportFolder
+
+# A checkout runs the guide's script from the repository root, where .env lives; an installed
+# package (pip, pipx) runs its console command, installed beside the interpreter, from the
+# folder the service was set up in.
+CHECKOUT_DIR = Path(__file__).resolve().parents[2]
+if (CHECKOUT_DIR / MANAGER_SCRIPT).is_file():
+    INSTALL_DIR = CHECKOUT_DIR
+    MANAGER_PATH = CHECKOUT_DIR / MANAGER_SCRIPT
+else:
+    INSTALL_DIR = Path.cwd()
+    MANAGER_PATH = Path(sys.executable).absolute().parent / MANAGER_COMMAND
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
+POLL_SECONDS = 0.1
+KILL_WAIT_SECONDS = 5.0
+LOCK_WAIT_SECONDS = 120.0
+
+
+# -- paths and the service lock -------------------------------------------------------
+@dataclass(frozen=True)
+class ServicePaths:
+    export_dir: Path
+    pidfile: Path
+    log: Path
+    lock: Path
+
+    @classmethod
+    def for_export_dir(cls, export_dir: Path) -> ServicePaths:
+        folder = ExportFolder(Path(os.path.abspath(export_dir)))
+        return cls(folder.root, folder.pidfile, folder.service_log, folder.service_lock)
+
+
+def _lock_busy(path: Path) -> ServiceError:
+    return ServiceError(f"another data_export_service command holds {path}; try again later")
+
+
+def _cannot_open_lock(path: Path, exc: OSError) -> ServiceError:
+    return ServiceError(f"cannot open the service lock {path}: {exc.strerror or exc}")
+
+
+class ServiceLock(FileLock):
+    """Exclusive flock on ``EXPORT_DIR/.service.lock`` around check-and-act: two simultaneous
+    ``start`` must not both find the service stopped and both launch it."""
+
+    def __init__(self, path: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
+        super().__init__(path, wait_seconds=wait_seconds, on_busy=_lock_busy, on_error=_cannot_open_lock)
+
+
+@dataclass
+class Outcome:
+    """What a command did: lines for stdout, lines for stderr, the exit code."""
+
+    exit_code: int = EXIT_OK
+    lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> Outcome:
+        self.lines += other.lines
+        self.errors += other.errors
+        self.exit_code = other.exit_code
+        return self
+
+
+def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
+    """Our environment, plus the settings this command read from ./.env, with EXPORT_DIR absolute.
+
+    The scheduler runs in the install folder; without this it could read
+    another .env and write to a different folder than the pidfile's.
+    """
+    env = dict(os.environ)
+    env.update({name: settings_env[name] for name in SETTING_VARIABLES if name in settings_env})
+    env["EXPORT_DIR"] = str(export_dir)
+    return env
+
+
+class DataExportService:
+    """Start and stop one detached scheduler per export folder."""
+
+    def __init__(self, paths: ServicePaths, environment: Mapping[str, str] | None = None) -> None:
+        self.paths = paths
+        self.log = ServiceLog(paths.log)
+        self.environment = dict(environment) if environment is not None else dict(os.environ)
+
+    # -- start ----------------------------------------------------------------------
+    def start(self, wait_seconds: float = 1.0) -> Outcome:
+        self._ensure_folders()
+        with ServiceLock(self.paths.lock):
+            return self._start_locked(wait_seconds)
+
+    def _inspect(self) -> ServiceState:
+        return inspect_service(self.paths.pidfile, self.paths.export_dir)
+
+    def _start_locked(self, wait_seconds: float) -> Outcome:
+        outcome = Outcome()
+        current = self._inspect()
+        if current.state == "running":
+            return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); use 'stop' or 'restart'"])
+        if current.state == "unverified":
+            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}"])
+        by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+        if by_hand is not None:
+            folder = printable(self.paths.export_dir)
+            return Outcome(
+                EXIT_FAILED,
+                errors=[
+                    f"error: a scheduler started outside the service already runs on {folder} "
+                    f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
+                ],
+            )
+        if current.state != "stopped":
+            outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
+        self.log.rotate()
+        process = self._launch()
+        if not self._confirm(process, wait_seconds):
+            self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
+            tail = self.log.tail()
+            return Outcome(
+                EXIT_FAILED,
+                errors=[
+                    f"error: the scheduler exited at once with code {process.returncode}; "
+                    f"last lines of {self.paths.log}:",
+                    *("  " + printable(line, 500) for line in tail),
+                ],
+            )
+        try:
+            real_folder = Path(os.path.realpath(self.paths.export_dir))
+            write_pidfile(self.paths.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
+        except StorageError as exc:
+            self._terminate(process)
+            return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
+        _detach(process)
+        self.log.event(f"started scheduler PID {process.pid}")
+        outcome.lines.append(f"started (PID {process.pid}); log: {self.paths.log}")
+        return outcome
+
+    def _ensure_folders(self) -> None:
+        try:
+            self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ServiceError(
+                f"cannot create {self.paths.log.parent}: {exc.strerror or exc}; check EXPORT_DIR and its permissions"
+            ) from exc
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        try:
+            log_fd = open_log_append(self.paths.log)
+        except OSError as exc:
+            raise ServiceError(f"cannot open the service log {self.paths.log}: {exc.strerror or exc}") from exc
+        try:
+            return subprocess.Popen(
+                [sys.executable, str(MANAGER_PATH)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                cwd=INSTALL_DIR,
+                env=child_environment(self.environment, self.paths.export_dir),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise ServiceError(f"cannot launch {MANAGER_PATH}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(log_fd)
+
+    @staticmethod
+    def _confirm(process: subprocess.Popen[bytes], wait_seconds: float) -> bool:
+        """Still alive after ``wait_seconds`` (a bad start usually dies within a second)."""
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return process.poll() is None
+
+    @staticmethod
+    def _terminate(process: subprocess.Popen[bytes]) -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=KILL_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    # -- stop -----------------------------------------------------------------------
+    def stop(self, timeout: float = 30.0) -> Outcome:
+        if not self.paths.export_dir.is_dir():
+            return Outcome(lines=["not running"])
+        with ServiceLock(self.paths.lock):
+            return self._stop_locked(timeout)
+
+    def _stop_locked(self, timeout: float) -> Outcome:
+        current = self._inspect()
+        if current.state == "stopped":
+            return Outcome(lines=["not running"])
+        if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
+            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; pidfile kept"])
+        if current.state != "running" or current.pid is None:
+            remove_pidfile(self.paths.pidfile)
+            self.log.event(f"{current.describe()}; removed")
+            if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
+                return Outcome(
+                    EXIT_FAILED,
+                    errors=[f"error: {current.describe()}; removed it (not its target), nothing was signalled"],
+                )
+            joiner = ", " if current.detail.endswith(")") else "; "  # "(process N is not running), removed"
+            return Outcome(lines=[f"{current.describe()}{joiner}removed", "not running"])
+        return self._signal_and_wait(current.pid, timeout)
+
+    def _signal_and_wait(self, pid: int, timeout: float) -> Outcome:
+        ticks = process_start_ticks(pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise ServiceError(
+                f"not allowed to signal PID {pid}: it belongs to another user; run stop as that user"
+            ) from exc
+        self.log.event(f"sent SIGTERM to scheduler PID {pid}")
+        outcome = Outcome()
+        if self._wait_gone(pid, ticks, timeout):
+            outcome.lines.append(f"stopped (PID {pid})")
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if not self._wait_gone(pid, ticks, KILL_WAIT_SECONDS):
+                return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
+            self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
+            outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
+            outcome.lines.append(f"stopped (PID {pid}, killed)")
+        remove_pidfile(self.paths.pidfile)
+        self.log.event(f"scheduler PID {pid} stopped")
+        return outcome
+
+    @staticmethod
+    def _wait_gone(pid: int, ticks: int | None, timeout: float) -> bool:
+        """Gone, or the PID already belongs to something else (then ours is gone too)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while is_manager_process(pid) and (ticks is None or process_start_ticks(pid) == ticks):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+        return True
+
+    # -- restart, status -----------------------------------------------------------
+    def restart(self, timeout: float = 30.0, wait_seconds: float = 1.0) -> Outcome:
+        self._ensure_folders()
+        with ServiceLock(self.paths.lock):
+            outcome = self._stop_locked(timeout)
+            if outcome.exit_code != EXIT_OK:
+                return outcome
+            return outcome.extend(self._start_locked(wait_seconds))
+
+    def status(self, now: float | None = None) -> Outcome:
+        current = self._inspect()
+        now = time.time() if now is None else now
+        if current.state == "running":
+            uptime = "unknown" if current.started_at is None else format_duration(now - current.started_at)
+            lines = [f"running (PID {current.pid}, up {uptime})"]
+            code = EXIT_OK
+        elif current.state == "unverified":
+            lines, code = [current.describe()], EXIT_UNKNOWN
+        elif current.state == "stopped":
+            lines, code = ["stopped"], EXIT_NOT_RUNNING
+        else:
+            lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
+        if current.state != "running":
+            by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+            if by_hand is not None:
+                lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
+        lines += [f"  pidfile: {self.paths.pidfile}", f"  log: {self.paths.log}"]
+        lines += summarize_status_report(ExportFolder(self.paths.export_dir).status_report)
+        return Outcome(code, lines)
+
+
+def _detach(process: subprocess.Popen[bytes]) -> None:
+    """The scheduler outlives this command by design: tell Popen not to warn that it still runs."""
+    process.returncode = 0
+
+
+# -- the systemd unit ----------------------------------------------------------------
+def write_systemd_unit(output: Path, export_dir: Path, user: str) -> Path:
+    target = output / UNIT_NAME if output.is_dir() else output
+    text = render_unit(
+        python=Path(sys.executable).absolute(),
+        install_dir=INSTALL_DIR,
+        manager_script=MANAGER_PATH,
+        export_dir=Path(os.path.abspath(export_dir)),
+        user=user,
+        generated_at=to_iso(utc_now()) or "",
+    )
+    atomic_write_text(target, text)
+    os.chmod(target, 0o644)  # a unit file is read by systemd and by whoever inspects it
+    return target

@@ -1,0 +1,167 @@
+"""What ``data_export_service.py status`` reports: is our scheduler running, and what did it last say.
+
+A PID from the pidfile counts as running only if the process behind it runs
+our scheduler script (``crypto_data_export.core.processes.is_manager_process``), started when
+the pidfile says it did, and serves this export folder: a reused PID, or the
+scheduler of another install, is reported as stale and never taken for ours.
+Everything foreign that is shown (command lines, the report's values) goes
+through ``crypto_data_export.core.text.printable``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from crypto_data_export.core.owned_json import MISSING, OURS, read_owned_json
+from crypto_data_export.core.processes import (
+    command_line,
+    is_manager_process,
+    pid_alive,
+    process_export_dir,
+    process_start_ticks,
+    process_start_time,
+)
+from crypto_data_export.core.text import printable
+from crypto_data_export.service.pidfile import MAX_PID, Pidfile, read_pidfile
+from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR
+
+# ``service_started`` in state.json is written by the loop once it runs, a little after the process starts.
+START_RECORD_SLACK_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """``running``, ``stopped`` (no pidfile), ``stale`` (dead, foreign or another folder's PID),
+    ``unverified`` (cannot tell which folder it serves), ``unsafe`` or ``invalid``."""
+
+    state: str
+    pid: int | None = None
+    detail: str = ""
+    started_at: float | None = None
+
+    def describe(self) -> str:
+        return self.detail if self.state in ("stale", "unverified") else f"{self.state} {self.detail}"
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _not_ours(pid: int, info: Pidfile, export_dir: Path) -> ServiceState | None:
+    """Why the live scheduler ``pid`` is not this folder's, or None if it is."""
+    ticks = process_start_ticks(pid)
+    if info.start_ticks is not None and ticks is not None and ticks != info.start_ticks:
+        return ServiceState("stale", pid, f"stale pidfile: PID {pid} was reused by a newer scheduler, not signalled")
+    if info.export_dir is not None and not _same_folder(info.export_dir, export_dir):
+        shown = printable(info.export_dir)
+        return ServiceState(
+            "stale", pid, f"stale pidfile: it names the scheduler of another folder ({shown}), not signalled"
+        )
+    served = process_export_dir(pid, DEFAULT_EXPORT_DIR)
+    if served is not None and not _same_folder(served, export_dir):
+        shown = printable(served)
+        return ServiceState("stale", pid, f"stale pidfile: PID {pid} serves another folder ({shown}), not signalled")
+    if served is None and (info.export_dir is None or info.start_ticks is None):
+        return ServiceState(
+            "unverified",
+            pid,
+            f"PID {pid} runs a scheduler, but which folder it serves cannot be read and the pidfile "
+            "does not record it; not signalled: stop it as its owner",
+        )
+    return None
+
+
+def inspect_service(pidfile: Path, export_dir: Path | None = None) -> ServiceState:
+    """What runs for the export folder (by default, the pidfile's own folder)."""
+    export_dir = pidfile.parent if export_dir is None else export_dir
+    info = read_pidfile(pidfile)
+    if info.kind == "missing":
+        return ServiceState("stopped")
+    if info.kind != "ok" or info.pid is None:
+        return ServiceState(info.kind, detail=f"pidfile {printable(pidfile)}: {info.detail}")
+    pid = info.pid
+    if not pid_alive(pid):
+        return ServiceState("stale", pid, f"stale pidfile (process {pid} is not running)")
+    if not is_manager_process(pid):
+        program = printable(" ".join(command_line(pid)) or "unknown program", 120)
+        return ServiceState("stale", pid, f"stale pidfile: PID {pid} is now another program ({program}), not signalled")
+    return _not_ours(pid, info, export_dir) or ServiceState("running", pid, started_at=process_start_time(pid))
+
+
+def loop_serving(export_dir: Path, state_file: Path) -> int | None:
+    """The PID of a live scheduler loop that ``state.json`` names for this folder (one started by
+    hand, or one whose pidfile is lost), else None.
+
+    Only ``service_pid`` and ``service_started`` are read, from a file carrying our marker
+    (the format belongs to ``crypto_data_export.store.run_state``, which this layer does not import).
+    """
+    found = read_owned_json(state_file)
+    if found.verdict != OURS or found.data is None:
+        return None
+    pid = found.data.get("service_pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 < pid <= MAX_PID or pid == os.getpid():
+        return None
+    if not is_manager_process(pid):
+        return None
+    served = process_export_dir(pid, DEFAULT_EXPORT_DIR)
+    if served is not None:
+        return pid if _same_folder(served, export_dir) else None
+    # Its folder cannot be read (another user's process): believe state.json only if the PID
+    # started shortly before the loop recorded itself, i.e. it was not reused since.
+    return pid if _started_as_recorded(pid, found.data.get("service_started")) else None
+
+
+def _started_as_recorded(pid: int, recorded: Any) -> bool:
+    started = process_start_time(pid)
+    if started is None or not isinstance(recorded, str):
+        return False
+    try:
+        moment = datetime.fromisoformat(recorded).timestamp()
+    except ValueError:
+        return False
+    return started - 2 <= moment <= started + START_RECORD_SLACK_SECONDS
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def _section(report: dict[str, Any], key: str) -> dict[str, Any]:
+    value = report.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _shown(section: dict[str, Any], key: str, default: str = "?") -> str:
+    value = section.get(key)
+    return default if value is None or value == "" else printable(value, 60)
+
+
+def summarize_status_report(path: Path) -> list[str]:
+    """The last status report in a few lines (the scheduler writes it after every cycle).
+
+    The file is read like any foreign file: no symlink, a size cap, every
+    value checked for its type and escaped before it reaches the terminal.
+    """
+    found = read_owned_json(path)
+    if found.verdict == MISSING:
+        return ["  last status report: none yet"]
+    if found.verdict != OURS or found.data is None:
+        return [f"  last status report: {printable(path)} is not one of ours ({printable(found.problem)}); ignored"]
+    report = found.data
+    system, files = _section(report, "system_status"), _section(report, "file_statistics")
+    cycle, health = _section(report, "last_cycle"), _section(report, "health")
+    return [
+        f"  last status report ({_shown(report, 'timestamp')}): service_status={_shown(system, 'service_status')}, "
+        f"health={_shown(health, 'status')}",
+        f"  exports: {_shown(system, 'export_count')}, last cycle: {_shown(cycle, 'result', 'none')} "
+        f"(finished {_shown(cycle, 'finished', 'never')}), total files: {_shown(files, 'total_files')}",
+    ]

@@ -1,0 +1,422 @@
+"""Settings: one typed, frozen object built once from the environment and ``.env``.
+
+Every knob of the product lives here so that nothing else reads the
+environment. A bad value is reported with the variable, the value and what
+is accepted (``SettingsError``); the CLIs turn that into exit code 2.
+Every number has an upper bound (``1e300`` hours is a typo, not a wish, and
+would overflow every date computed from it), and the export folder may not
+be a system folder or a home folder itself: cleanup and set-aside act on
+the folder's entries, so it must be a folder of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+from crypto_data_export.settings.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
+from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS, SPOT, VALID_MARKETS
+from crypto_data_export.settings.symbols import SymbolError, listed_symbols, resolve_symbols
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_BASE_URL = "https://api.binance.com"
+DEFAULT_EXPORT_DIR = "historical_exports"
+METRICS_OFF = "off"
+DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
+# Requests in flight, not CPU work: 30 hide 150 ms of latency for a few hundred
+# symbols (400 calls in about 2 s). The rate limiter, not the pool size, keeps
+# us inside the exchange's budget; EXPORT_WORKERS is bounded to 1..64.
+DEFAULT_WORKERS = 30
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the exporter, the file manager and the scheduler need."""
+
+    base_url: str = DEFAULT_BASE_URL
+    export_dir: Path = Path(DEFAULT_EXPORT_DIR)
+    kline_interval: str = "1h"
+    lookback_days: float = 2.0
+    export_period_hours: float = 2.0
+    max_files_per_symbol: int = 1
+    data_retention_days: float = 7.0
+    symbols: tuple[str, ...] = field(default_factory=tuple)
+    workers: int = DEFAULT_WORKERS
+    http_timeout_seconds: float = 20.0
+    http_retries: int = 4
+    http_backoff_seconds: float = 0.5
+    # Candles opening further ahead of this machine's clock are refused (a broken exchange clock).
+    max_ahead_hours: float = 24.0
+    log_level: str = "INFO"
+    # Prometheus textfile: "" is EXPORT_DIR/metrics/exporter.prom, "off" writes none.
+    metrics_file: str = ""
+    archive_url: str = DEFAULT_ARCHIVE_URL
+    # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After
+    # __post_init__ it is never empty and kline_interval is one of them (the first if
+    # it was not), so code that knows one interval keeps working.
+    kline_intervals: tuple[str, ...] = ()
+    market: str = SPOT  # BINANCE_MARKET; an empty base_url means this market's default host
+    # The file format of new exports (store.formats.FORMATS holds one class per name).
+    export_format: str = "csv"
+
+    # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle
+    # (``symbols`` then holds only the explicitly listed ones, added to it); TOP_N keeps the
+    # N with the largest 24 h quote volume.
+    quote_asset: str | None = None
+    top_n: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_n is not None and self.quote_asset is None:
+            # Quote volumes in different assets (USDT, BTC, TRY) cannot be ranked together.
+            raise SettingsError(
+                f"EXPORT_TOP_N={self.top_n} needs EXPORT_QUOTE_ASSET (e.g. EXPORT_QUOTE_ASSET=USDT): "
+                "24 h quote volumes are only comparable within one quote asset"
+            )
+        # Normalised here (frozen: object.__setattr__), so dataclasses.replace normalises too.
+        if not self.kline_intervals:
+            object.__setattr__(self, "kline_intervals", (self.kline_interval,))
+        elif self.kline_interval not in self.kline_intervals:
+            object.__setattr__(self, "kline_interval", self.kline_intervals[0])
+        if self.market not in VALID_MARKETS:
+            raise SettingsError(f"BINANCE_MARKET={self.market!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
+        if not self.base_url:
+            object.__setattr__(self, "base_url", DEFAULT_BASE_URLS[self.market])
+        other = [m for m, url in DEFAULT_BASE_URLS.items() if url == self.base_url and m != self.market]
+        if other:  # e.g. .env's BINANCE_BASE_URL=https://api.binance.com left in place for usdm
+            raise SettingsError(
+                f"BINANCE_BASE_URL={self.base_url} is the {other[0]} host but BINANCE_MARKET={self.market}: "
+                f"remove BINANCE_BASE_URL (the default is {DEFAULT_BASE_URLS[self.market]}) or set it to that host"
+            )
+        # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
+        self._check_lookback()
+
+    def _check_lookback(self) -> None:
+        """The look-back must hold one closed candle of every interval (the longest decides)."""
+        longest = max(self.kline_intervals, key=min_lookback_days)
+        shortest = min_lookback_days(longest)
+        if self.lookback_days >= shortest:
+            return
+        if len(self.kline_intervals) == 1:
+            raise SettingsError(
+                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
+                f"(KLINE_INTERVAL={longest}): set EXPORT_LOOKBACK_DAYS to at least {shortest:g} "
+                "or choose a shorter KLINE_INTERVAL"
+            )
+        raise SettingsError(
+            f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
+            f"(KLINE_INTERVALS={','.join(self.kline_intervals)}): set EXPORT_LOOKBACK_DAYS to at least "
+            f"{shortest:g} or drop {longest} from KLINE_INTERVALS"
+        )
+
+    @property
+    def single_series(self) -> bool:
+        """One interval on the spot market: the guide's layout (status keys are plain symbols)."""
+        return len(self.kline_intervals) == 1 and self.market == SPOT
+
+    @property
+    def connect_timeout_seconds(self) -> float:
+        """A refused or unreachable host should fail fast; a slow answer may take longer."""
+        return min(5.0, self.http_timeout_seconds)
+
+
+def min_lookback_days(interval: str) -> float:
+    """The shortest look-back that always holds a closed candle: two candle lengths
+    (the current candle is still open; the one before it must fit in the window)."""
+    length = fixed_length_ms(interval) or 31 * DAY_MS  # a month is at most 31 days
+    return 2 * length / DAY_MS
+
+
+def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool]) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or not check(value) or value != value:  # value != value: NaN
+            raise SettingsError(f"{name}={raw!r} is not valid: expected {accepted}")
+        return value
+
+    return parse
+
+
+def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[str, str], float]:
+    lowest = f" from {least:g}" if least else ""
+    return _number(
+        float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0
+    )
+
+
+# Upper bounds: far beyond any sensible use, well inside what dates and timers can hold.
+MAX_LOOKBACK_DAYS = 3650.0  # ten years of candles
+MAX_PERIOD_HOURS = 8760.0  # one cycle a year
+MIN_PERIOD_HOURS = 0.0001  # 0.36 s, for tests; less would be a busy loop against the exchange
+MAX_RETENTION_DAYS = 36500.0  # a century
+MAX_TIMEOUT_SECONDS = 600.0  # one request
+MAX_FILES = 100_000
+
+_lookback = _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")
+_period = _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS)
+_retention = _positive_up_to(MAX_RETENTION_DAYS, "days, a century")
+_timeout = _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")
+_positive_int = _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES)
+_workers = _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)
+_retries = _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)
+_backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60)
+_max_ahead = _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720)
+
+
+def _base_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_BASE_URL}")
+    return url
+
+
+def _archive_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_ARCHIVE_URL}")
+    return url
+
+
+def _interval(name: str, raw: str) -> str:
+    if raw.strip() not in VALID_INTERVALS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(VALID_INTERVALS)}")
+    return raw.strip()
+
+
+def _intervals(name: str, raw: str) -> tuple[str, ...]:
+    """A comma list of intervals, in order, each once."""
+    items = [item.strip() for item in raw.split(",")]
+    bad = [item for item in items if item not in VALID_INTERVALS]
+    if bad or not items:
+        shown = ", ".join(repr(b) for b in bad) or "nothing"
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: {shown} is not an interval; expected a comma list of "
+            f"{', '.join(VALID_INTERVALS)} (e.g. 1m,1h,4h)"
+        )
+    return tuple(dict.fromkeys(items))
+
+
+def _market(name: str, raw: str) -> str:
+    market = raw.strip().lower()
+    if market not in VALID_MARKETS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
+    return market
+
+
+# The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def _export_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in EXPORT_FORMATS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(EXPORT_FORMATS)}")
+    return value
+
+
+MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
+_top_n = _number(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)
+_ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+def _quote_asset(name: str, raw: str) -> str:
+    asset = raw.strip().upper()
+    if not _ASSET_RULE.fullmatch(asset):
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: expected an asset of 1 to 20 letters or digits, such as USDT"
+        )
+    return asset
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+# Folders that belong to the system: the export folder may be inside some of them
+# (/var/lib/crypto, /srv/exports), never one of them.
+SYSTEM_FOLDERS = frozenset(
+    "/ /bin /boot /dev /etc /home /lib /lib32 /lib64 /libx32 /media /mnt /opt /proc /root /run /sbin "
+    "/snap /srv /sys /tmp /usr /usr/bin /usr/lib /usr/local /usr/local/bin /usr/sbin /usr/share /var "
+    "/var/cache /var/lib /var/log /var/mail /var/run /var/spool /var/tmp /dev/shm".split()
+)
+# Kernel views, not storage: nothing of ours belongs anywhere below them.
+VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def _home_folders() -> set[str]:
+    homes = set()
+    for home in (os.environ.get("HOME"), _passwd_home()):
+        if home and home.strip():
+            homes.add(os.path.realpath(home))
+    return homes
+
+
+def _passwd_home() -> str | None:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return None
+
+
+def system_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be an export folder (a system or home folder itself), or None."""
+    real = os.path.realpath(folder)
+    if real in SYSTEM_FOLDERS:
+        return f"{real} is a system folder"
+    for virtual in VIRTUAL_FOLDERS:
+        if real.startswith(virtual + os.sep) and not real.startswith("/dev/shm/"):
+            return f"{real} is inside {virtual}, a kernel folder"
+    if real in _home_folders():
+        return f"{real} is a home folder itself"
+    return None
+
+
+def _export_dir(name: str, raw: str) -> Path:
+    if not raw.strip() or "\x00" in raw:
+        raise SettingsError(f"{name}={raw!r} is not valid: expected a folder path")
+    folder = Path(raw.strip()).expanduser()
+    problem = system_folder_problem(folder)
+    if problem is not None:
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: {problem}; use a folder of its own, such as ~/crypto_exports"
+        )
+    return folder
+
+
+def _metrics_file(name: str, raw: str) -> str:
+    """``off`` disables the metrics; any other value is the .prom file's path."""
+    value = raw.strip()
+    if value.lower() == METRICS_OFF:
+        return METRICS_OFF
+    if "\x00" in value or not value.endswith(".prom"):
+        raise SettingsError(
+            f"{name}={raw!r} is not valid: expected a file path ending in .prom "
+            f"(node_exporter reads only those), or {METRICS_OFF!r} to write no metrics"
+        )
+    return str(Path(value).expanduser())
+
+
+# variable -> (Settings field, parser)
+_PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "BINANCE_BASE_URL": ("base_url", _base_url),
+    "EXPORT_DIR": ("export_dir", _export_dir),
+    "KLINE_INTERVAL": ("kline_interval", _interval),
+    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _lookback),
+    "EXPORT_PERIOD_HOURS": ("export_period_hours", _period),
+    "MAX_FILES_PER_SYMBOL": ("max_files_per_symbol", _positive_int),
+    "DATA_RETENTION_DAYS": ("data_retention_days", _retention),
+    "EXPORT_WORKERS": ("workers", _workers),
+    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _timeout),
+    "HTTP_RETRIES": ("http_retries", _retries),
+    "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _backoff),
+    "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
+    "LOG_LEVEL": ("log_level", _log_level),
+    "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
+    "KLINE_INTERVALS": ("kline_intervals", _intervals),
+    "BINANCE_MARKET": ("market", _market),
+    "EXPORT_FORMAT": ("export_format", _export_format),
+    "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
+    "EXPORT_TOP_N": ("top_n", _top_n),
+    "METRICS_FILE": ("metrics_file", _metrics_file),
+}
+SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
+
+
+def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
+    """``settings`` with values replaced from CLI flags, ``{variable: (raw value, flag)}``.
+
+    Each value is checked by its variable's own rule and an error names the flag, not the
+    variable; a None value keeps the setting. All are applied at once, so a combination
+    (``--interval 1w --days 30``) is judged as a whole.
+    """
+    changes: dict[str, Any] = {}
+    for variable, (raw, flag) in flags.items():
+        if raw is not None:
+            field_name, parse = _PARSERS[variable]
+            changes[field_name] = parse(flag, raw)
+    if "kline_interval" in changes and "kline_intervals" not in changes:
+        changes["kline_intervals"] = (changes["kline_interval"],)  # a one-interval flag means that interval only
+    if not changes:
+        return settings
+    try:
+        return replace(settings, **changes)
+    except SettingsError as exc:
+        given = ", ".join(flag for raw, flag in flags.values() if raw is not None)
+        raise SettingsError(f"{exc} (with {given})") from exc
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env"
+) -> dict[str, str]:
+    """Merge ``.env`` under the real environment (the environment wins)."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        try:
+            file_values = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"cannot read {env_file}: {exc}; fix or remove the file") from exc
+        merged.update({k: v for k, v in file_values.items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def _check_interval_settings(values: Mapping[str, str]) -> None:
+    """KLINE_INTERVALS wins over KLINE_INTERVAL; both set only if they agree (the
+    single one among the list), since a disagreement means one of them is stale."""
+    single = (values.get("KLINE_INTERVAL") or "").strip()
+    several = (values.get("KLINE_INTERVALS") or "").strip()
+    if single and several and single not in _intervals("KLINE_INTERVALS", several):
+        raise SettingsError(
+            f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
+            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
+        )
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: str | os.PathLike[str] | None = ".env",
+    symbols_override: str | None = None,
+) -> Settings:
+    """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``."""
+    values = read_environment(environ, env_file)
+    kwargs: dict[str, object] = {}
+    for variable, (field_name, parse) in _PARSERS.items():
+        raw = values.get(variable)
+        if raw is not None and raw.strip() != "":
+            kwargs[field_name] = parse(variable, raw)
+    _check_interval_settings(values)
+    if "base_url" not in kwargs:
+        kwargs["base_url"] = ""  # the market's own host (Settings.__post_init__)
+    try:
+        if symbols_override is not None:
+            kwargs["symbols"] = resolve_symbols(symbols_override, None)
+        elif "quote_asset" in kwargs:
+            # With a universe, the default groups give way to it; listed symbols are added.
+            kwargs["symbols"] = listed_symbols(values.get("EXPORT_SYMBOLS"), values.get("CRYPTO_SYMBOLS"))
+        else:
+            kwargs["symbols"] = resolve_symbols(values.get("EXPORT_SYMBOLS"), values.get("CRYPTO_SYMBOLS"))
+    except SymbolError as exc:
+        source = "--symbols" if symbols_override is not None else "EXPORT_SYMBOLS/CRYPTO_SYMBOLS"
+        raise SettingsError(f"{source}: {exc}") from exc
+    return Settings(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,143 @@
+"""What a cleanup did and which files are identical, as the log, the CLI and the status report show it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crypto_data_export.store.scan import FolderScan
+
+
+def _human_bytes(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    scaled = float(size)
+    for unit in ("KB", "MB"):
+        scaled /= 1024
+        if scaled < 1024:
+            return f"{scaled:.1f} {unit}"
+    return f"{scaled / 1024:.1f} GB"
+
+
+def _strings(paths: list[Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+@dataclass
+class CleanupResult:
+    """What a cleanup removed (or, in a dry run, would remove) and why it kept the rest.
+
+    ``removed`` lists every deleted file (retention, duplicates and temp
+    leftovers) and ``reasons`` why each went (a duplicate names the file kept
+    in its place); ``temp_removed`` and ``duplicates_removed`` say which of
+    them were which; ``bytes_freed`` counts them all. ``stopped``: a stop
+    request cut the scan short, so files not reached were left as they were.
+
+    ``remaining`` is the cleanup's own scan minus what it removed or
+    quarantined (the whole scan in a dry run), so the reports that follow
+    need no second pass; ``vanished`` lists candidates that disappeared
+    before they could be removed. Neither is part of the report.
+    """
+
+    removed: list[Path] = field(default_factory=list)
+    bytes_freed: int = 0
+    kept: list[Path] = field(default_factory=list)
+    stale_symbols: list[str] = field(default_factory=list)
+    quarantined: list[tuple[Path, str]] = field(default_factory=list)
+    temp_removed: list[Path] = field(default_factory=list)
+    duplicates_removed: list[Path] = field(default_factory=list)
+    dry_run: bool = False
+    errors: list[str] = field(default_factory=list)
+    reasons: dict[Path, str] = field(default_factory=dict)
+    stopped: bool = False
+    remaining: FolderScan | None = field(default=None, repr=False, compare=False)
+    vanished: list[Path] = field(default_factory=list, repr=False, compare=False)
+
+    def summary(self) -> str:
+        """One line for the log and the CLI."""
+        verb = "would remove" if self.dry_run else "removed"
+        text = (
+            f"{'dry run: ' if self.dry_run else ''}{verb} {len(self.removed)} file(s) "
+            f"({_human_bytes(self.bytes_freed)}; {len(self.temp_removed)} temp, "
+            f"{len(self.duplicates_removed)} duplicate), quarantined {len(self.quarantined)}, "
+            f"kept {len(self.kept)}"
+        )
+        if self.stale_symbols:
+            text += f"; stale: {', '.join(self.stale_symbols)}"
+        if self.errors:
+            text += f"; {len(self.errors)} error(s)"
+        if self.stopped:
+            text += "; stopped on request before every file was checked"
+        return text
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was (or, in a dry run, would be) removed or quarantined."""
+        return bool(self.removed or self.quarantined)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "removed": _strings(self.removed),
+            "bytes_freed": self.bytes_freed,
+            "kept": _strings(self.kept),
+            "stale_symbols": list(self.stale_symbols),
+            "quarantined": [{"path": str(p), "reason": r} for p, r in self.quarantined],
+            "temp_removed": _strings(self.temp_removed),
+            "duplicates_removed": _strings(self.duplicates_removed),
+            "reasons": {str(p): r for p, r in self.reasons.items()},
+            "errors": list(self.errors),
+            "stopped": self.stopped,
+            "summary": self.summary(),
+        }
+
+
+def merge_cleanups(results: Iterable[CleanupResult | None], *, dry_run: bool) -> CleanupResult:
+    """Several cleanups of one run as one: what each removed or quarantined, added up.
+
+    The per-symbol prunes right after each write and the cleanup pass after
+    the export are one run's cleanup, and a summary that left out the prunes
+    would say "removed 0" although every cycle replaces every file. ``kept``
+    is every file one of them kept and none removed or quarantined;
+    ``remaining`` is the last one's.
+    """
+    merged = CleanupResult(dry_run=dry_run)
+    kept: dict[Path, None] = {}
+    stale: set[str] = set()
+    for result in results:
+        if result is None:
+            continue
+        merged.removed += result.removed
+        merged.bytes_freed += result.bytes_freed
+        merged.quarantined += result.quarantined
+        merged.temp_removed += result.temp_removed
+        merged.duplicates_removed += result.duplicates_removed
+        merged.errors += result.errors
+        merged.reasons.update(result.reasons)
+        merged.vanished += result.vanished
+        merged.stopped = merged.stopped or result.stopped
+        stale.update(result.stale_symbols)
+        kept.update(dict.fromkeys(result.kept))
+        merged.remaining = result.remaining
+    gone = {*merged.removed, *(path for path, _ in merged.quarantined)}
+    merged.kept = [path for path in kept if path not in gone]
+    merged.stale_symbols = sorted(stale)
+    return merged
+
+
+@dataclass
+class DuplicateReport:
+    """Files with identical content; ``wasted_bytes`` is what keeping only the newest would free."""
+
+    groups: list[list[Path]] = field(default_factory=list)
+    wasted_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group_count": len(self.groups),
+            "groups": [_strings(group) for group in self.groups],
+            "wasted_bytes": self.wasted_bytes,
+        }

@@ -1,0 +1,655 @@
+"""FileManager: the only code that removes or moves files in the export folder.
+
+It runs unattended and deletes files, so it is built to be impossible to turn
+against the data it protects:
+
+* only regular files directly in the folder whose names match
+  ``EXPORT_NAME_PATTERN`` (or ``our_temp_name`` for crash leftovers of a
+  writer that is gone) are ever candidates; symlinks are never followed,
+  subfolders never entered;
+* new candles are judged by the format's own checker as they are written and
+  published only if valid and not older than the newest candle kept
+  (``write_export``): bad data from the exchange never replaces good data;
+* "newest" is by content (the newest candle inside), never a name stamp;
+* the newest valid file of a configured symbol is never removed, however old
+  (the symbol is reported as stale instead: an exchange outage must not
+  empty the folder);
+* a corrupt file is moved to ``quarantine/``, never deleted, so a bug in
+  validation costs disk space, not data;
+* every unlink re-checks with ``lstat`` that the name is still a regular file;
+* ``dry_run`` computes the same plan and changes nothing on disk; within one
+  dry run the manager remembers what it would have written and removed, so
+  that a later step of the same dry run sees the folder as the real run
+  would leave it (and lists exactly the removals the real run would do);
+* a scan stops between files (and between chunks of a large file) soon after
+  ``stop_event`` is set (``StopCheck``); files it did not reach are left as they are.
+
+The parts live beside it: ``folder_scan`` lists and reads the folder once
+(validation and hashes from one read), ``retention`` decides what goes and
+why, ``cleanup_report`` holds the results; this module does the moving and
+removing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
+from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
+from crypto_data_export.settings.intervals import is_valid_interval
+from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
+from crypto_data_export.settings.symbols import unique_in_order
+from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
+from crypto_data_export.store.exports import ExportFile, content_key, scan_exports
+from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
+from crypto_data_export.store.layout import (
+    EXPORT_NAME_PATTERN,
+    QUARANTINE_DIR_NAME,
+    ExportFolder,
+    export_file_name,
+    our_temp_name,
+    parse_export_name,
+)
+from crypto_data_export.store.listing import FolderNames
+from crypto_data_export.store.retention import CleanupPlan, RetentionRules, plan_cleanup
+from crypto_data_export.store.scan import (
+    FolderScan,
+    ScanStopped,
+    StopCheck,
+    TempFile,
+    check_regular_file,
+    scan_duplicates,
+    scan_folder,
+    validate_file,
+    writer_gone,
+)
+from crypto_data_export.store.validation import FileValidation
+
+if TYPE_CHECKING:  # types only: --status and --health must not import pandas for them
+    import pandas as pd
+
+    from crypto_data_export.settings.settings import Settings
+
+TEMP_MAX_AGE = timedelta(hours=1)
+_MB = 1024 * 1024
+
+
+@dataclass
+class ReusableExport:
+    """The newest valid file of a symbol (by content), read once: what an incremental export builds on."""
+
+    file: ExportFile
+    candles: pd.DataFrame
+    validation: FileValidation
+
+    @property
+    def newest_candle_ms(self) -> int:
+        assert self.validation.last_open_ms is not None, "a valid file has candles"
+        return self.validation.last_open_ms
+
+
+def require_forward(new_last_open_ms: int | None, kept: ReusableExport | None) -> None:
+    """The window only moves forward: refuse candles ending before the newest one kept.
+
+    An exchange whose clock or data is behind (a restore, a lagging mirror)
+    would otherwise replace good recent data with older data.
+    """
+    if kept is None or new_last_open_ms is None or new_last_open_ms >= kept.newest_candle_ms:
+        return
+    raise OlderDataError(
+        f"the exchange's newest candle opens at {ms_to_iso(new_last_open_ms)}, before the newest one kept "
+        f"({ms_to_iso(kept.newest_candle_ms)}, in {kept.file.name}): its clock or data is behind; "
+        "nothing was replaced, the next run asks again"
+    )
+
+
+# --- the manager ----------------------------------------------------------
+
+
+class FileManager:
+    """Owns the export folder: writes, validation, quarantine, retention, duplicates."""
+
+    def __init__(
+        self,
+        export_dir: Path,
+        interval: str,
+        symbols: Sequence[str],
+        max_files_per_symbol: int = 1,
+        data_retention_days: float = 7,
+        logger: logging.Logger | None = None,
+        now: Callable[[], datetime] = utc_now,
+        file_format: FileFormat = DEFAULT_FORMAT,
+        stop_event: threading.Event | None = None,
+        *,
+        market: str = SPOT,
+        intervals: Sequence[str] = (),
+    ) -> None:
+        if not all(is_valid_interval(i) for i in (interval, *intervals)):
+            raise ValueError(f"unknown interval in {[interval, *intervals]!r}")
+        if market not in VALID_MARKETS:
+            raise ValueError(f"unknown market {market!r}")
+        if max_files_per_symbol < 1:
+            raise ValueError("max_files_per_symbol must be at least 1")
+        if not data_retention_days > 0:
+            raise ValueError("data_retention_days must be positive")
+        # Absolute once, so a later chdir cannot point the manager elsewhere.
+        self.export_dir = Path(os.path.abspath(export_dir))
+        self.folder = ExportFolder(self.export_dir)
+        self.file_format = file_format
+        # The series this manager writes and reuses is (market, symbol, interval); cleanup
+        # covers the folder, and every configured interval (``intervals``) counts as configured.
+        self.interval = interval
+        self.market = market
+        self.intervals: tuple[str, ...] = tuple(dict.fromkeys((*intervals, interval))) if intervals else (interval,)
+        self.symbols: tuple[str, ...] = tuple(symbols)
+        self.max_files_per_symbol = int(max_files_per_symbol)
+        self.data_retention_days = float(data_retention_days)
+        self.logger = logger or logging.getLogger("file_manager")
+        self._now = now
+        self._configured = frozenset(self.symbols)
+        # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
+        self.stop_event = stop_event or threading.Event()
+        # One dry run's plan: files it would have written, files it would have removed or quarantined
+        # (the export job's threads add to it concurrently, hence the lock).
+        self._planned: dict[ExportFile, FileValidation] = {}
+        self._planned_gone: set[Path] = set()
+        self._plan_lock = threading.Lock()
+        # Set for an export pass (``listed_once``): the per-series scans take their names from it.
+        self._names: FolderNames | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        protected_symbols: Sequence[str] = (),
+        logger: logging.Logger | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> FileManager:
+        """The manager of ``settings.export_dir``; ``protected_symbols`` adds symbols
+        (e.g. a run's ``--symbols``) whose newest valid file retention must keep."""
+        symbols = unique_in_order([*settings.symbols, *protected_symbols])
+        return cls(
+            settings.export_dir,
+            settings.kline_interval,
+            symbols,
+            settings.max_files_per_symbol,
+            settings.data_retention_days,
+            file_format=FORMATS[settings.export_format],
+            logger=logger,
+            stop_event=stop_event,
+            market=settings.market,
+            intervals=settings.kline_intervals,
+        )
+
+    def for_interval(self, interval: str) -> FileManager:
+        """This manager for the series of ``interval`` (same folder, market, rules, stop and
+        dry-run plan: a shallow copy shares them); used per interval by the export job."""
+        if interval == self.interval:
+            return self
+        if not is_valid_interval(interval):
+            raise ValueError(f"unknown interval {interval!r}")
+        other = copy.copy(self)
+        other.interval = interval
+        return other
+
+    @contextlib.contextmanager
+    def listed_once(self) -> Iterator[None]:
+        """Within this block the per-series scans (``newest_valid_export``, ``prune_symbol``,
+        here and in ``for_interval`` copies made inside it) share one listing of the folder,
+        kept current with this manager's writes, removals and quarantines (``crypto_data_export.store.listing``:
+        a listing per series is quadratic in a crowded folder and a lock convoy across threads).
+        """
+        try:
+            self._names = FolderNames.of(self.export_dir)
+        except StorageError:
+            self._names = None  # each series lists the folder itself, and fails alone if it must
+        try:
+            yield
+        finally:
+            self._names = None
+
+    def _listed(self, name: str) -> None:
+        if self._names is not None:
+            self._names.add(name)
+
+    def _unlisted(self, name: str) -> None:
+        if self._names is not None:
+            self._names.discard(name)
+
+    def protect(self, symbols: Sequence[str]) -> None:
+        """Replace the symbols whose newest valid file retention never removes (a symbol
+        universe changes from cycle to cycle; a symbol that left it gets the normal rules)."""
+        self.symbols = unique_in_order(symbols)
+        self._configured = frozenset(self.symbols)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.folder.quarantine
+
+    def now(self) -> datetime:
+        return as_utc(self._now())
+
+    # --- folder and writing ---------------------------------------------
+
+    def ensure_folder(self) -> None:
+        """Create the folder up front so a bad path fails with one clear line."""
+        try:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise StorageError(f"cannot create export folder {self.export_dir}: a file is in the way") from exc
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create export folder {self.export_dir}: {exc.strerror or exc}; check the path and permissions"
+            ) from exc
+        if not os.access(self.export_dir, os.W_OK | os.X_OK):
+            raise StorageError(f"export folder {self.export_dir} is not writable; check permissions and mounts")
+
+    def export_path(self, symbol: str, created: datetime | None = None) -> Path:
+        """Where a new export of ``symbol`` created now (or at ``created``) goes."""
+        name = export_file_name(symbol, self.interval, as_utc(created or self.now()), self.file_format, self.market)
+        if EXPORT_NAME_PATTERN.fullmatch(name) is None:
+            raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
+        return self.export_dir / name
+
+    def write_export(
+        self,
+        symbol: str,
+        chunks: pd.DataFrame | Iterable[pd.DataFrame],
+        created: datetime | None = None,
+        *,
+        replacing: ReusableExport | None = None,
+    ) -> tuple[Path, FileValidation]:
+        """Write one export atomically under the one naming scheme; returns (path, verdict).
+
+        Validate before replace: the bytes are judged as they are written, by
+        the same checker that judges files on disk, and published only if
+        valid and (``replacing``: the newest valid file now kept) not older
+        than what is kept. Otherwise InvalidDataError (OlderDataError) is
+        raised, the temp file is gone, and nothing under an export name has
+        changed: no earlier file is touched and quarantine does not grow.
+        """
+        path = self.export_path(symbol, created)
+        self.ensure_folder()
+
+        def approve(verdict: FileValidation) -> None:
+            require_forward(verdict.last_open_ms, replacing)
+
+        try:
+            verdict = self.file_format.write(path, chunks, self.interval, approve=approve)
+        except OlderDataError:
+            raise
+        except InvalidDataError as exc:
+            kept = f"{replacing.file.name} is kept" if replacing is not None else "no file was replaced"
+            raise InvalidDataError(f"{exc}; {kept}, the next run asks again") from exc
+        self._listed(path.name)
+        self.logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
+        return path, verdict
+
+    # --- scanning and validation -----------------------------------------
+
+    def scan(
+        self,
+        *,
+        symbols: Collection[str] | None = None,
+        known: Mapping[Path, FileValidation] | None = None,
+        series_only: bool = False,
+        judged: Mapping[Path, FileValidation] | None = None,
+    ) -> FolderScan:
+        """One directory pass and one read per file (optionally only some symbols,
+        whose names alone are then looked at, and with ``series_only`` only their files
+        of this manager's market and interval; ``known``, ``judged``: see ``scan_folder``);
+        cut short (files not reached: not checked) once ``stop_event`` is set."""
+        series = (self.market, self.interval) if series_only and symbols is not None else None
+        return scan_folder(
+            self.export_dir,
+            symbols=symbols,
+            logger=self.logger,
+            known=known,
+            stop=self.stop_event,
+            series=series,
+            names=self._names if symbols is not None else None,
+            judged=judged,
+        )
+
+    def validate_file(self, path: Path) -> FileValidation:
+        """Validate one file against the interval in its name (ours if it has none), streamed."""
+        parsed = parse_export_name(Path(path).name)
+        return validate_file(Path(path), parsed[1] if parsed else self.interval)
+
+    def validate_all(self, *, dry_run: bool = False, scan_result: FolderScan | None = None) -> list[FileValidation]:
+        """Validate every export file; quarantine the invalid ones (not in a dry run)."""
+        folder = scan_result or self.scan()
+        self._quarantine_invalid(folder, dry_run, None)
+        return [folder.validations[f.path] for f in folder.files]
+
+    def newest_valid_export(
+        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None
+    ) -> ReusableExport | None:
+        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame.
+
+        Every file of the symbol (and interval) is judged, since the newest
+        content can hide behind any name; invalid ones are quarantined (or
+        only skipped) so that the incremental export never builds on a
+        corrupt file, and each quarantine is added to ``record``. A large
+        file is validated as it streams; at most two candle frames are held.
+        Raises ScanStopped soon after ``stop_event`` is set (``StopCheck``).
+        """
+        best: ReusableExport | None = None
+        should_stop = StopCheck(self.stop_event)
+        exports = scan_exports(
+            self.export_dir, symbol=symbol, interval=self.interval, market=self.market, names=self._names
+        )
+        for f in exports:
+            if should_stop():
+                raise ScanStopped(f"stop requested before every file of {symbol} was checked")
+            try:
+                checked = check_regular_file(f.path, self.interval, want_candles=True, stop=should_stop)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+                continue
+            validation, candles = checked.validation, checked.candles
+            if validation.valid and candles is not None:
+                if best is None or content_key(f, validation) > content_key(best.file, best.validation):
+                    best = ReusableExport(f, candles, validation)
+                continue
+            if quarantine:
+                self._try_quarantine(f.path, validation.reason or "invalid", False, record)
+            else:
+                self.logger.warning("skipping invalid %s: %s", f.name, validation.reason)
+        return best
+
+    # --- quarantine -------------------------------------------------------
+
+    def quarantine(self, path: Path, reason: str, *, dry_run: bool = False) -> Path:
+        """Move a corrupt file aside (never delete it) and say why; returns where it went."""
+        path = Path(os.path.abspath(path))
+        if path.parent != self.export_dir or EXPORT_NAME_PATTERN.fullmatch(path.name) is None:
+            raise StorageError(f"refusing to quarantine {path}: not an export file of {self.export_dir}")
+        if dry_run:
+            target = self._free_quarantine_name(path.name)
+            self.logger.warning("would quarantine %s: %s", path.name, reason)
+            return target
+        self._require_regular(path)
+        self._ensure_quarantine_dir()
+        target = self._free_quarantine_name(path.name)
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            raise StorageError(f"cannot move {path.name} to quarantine: {exc.strerror or exc}") from exc
+        self._unlisted(path.name)
+        self.logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
+        return target
+
+    def _quarantine_invalid(self, folder: FolderScan, dry_run: bool, result: CleanupResult | None) -> None:
+        for f in folder.invalid_files():
+            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
+
+    def _try_quarantine(self, path: Path, reason: str, dry_run: bool, result: CleanupResult | None) -> None:
+        """Quarantine one file; a failure is logged and recorded, never fatal to the pass."""
+        try:
+            self.quarantine(path, reason, dry_run=dry_run)
+        except StorageError as exc:
+            self.logger.error("%s", exc)
+            if result is not None:
+                result.errors.append(str(exc))
+            return
+        if result is not None:
+            result.quarantined.append((path, reason))
+            result.reasons[path] = reason
+
+    def _require_regular(self, path: Path) -> os.stat_result:
+        try:
+            info = os.lstat(path)
+        except OSError as exc:
+            raise StorageError(f"cannot stat {path.name}: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise StorageError(f"{path.name} is no longer a regular file; left alone")
+        return info
+
+    def _ensure_quarantine_dir(self) -> None:
+        """Create quarantine/ and refuse it if it is a symlink or a file: moving
+        data through a planted link would carry it out of the folder."""
+        folder = self.quarantine_dir
+        try:
+            os.mkdir(folder, 0o750)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            raise StorageError(f"{folder} is not a plain folder (symlink or file); refusing to move files there")
+
+    def _free_quarantine_name(self, name: str) -> Path:
+        """The same name, or name.N.csv on a clash: an earlier copy is never overwritten."""
+        target = self.quarantine_dir / name
+        stem, dot, suffix = name.rpartition(".")
+        number = 1
+        while os.path.lexists(target):
+            target = self.quarantine_dir / f"{stem}.{number}{dot}{suffix}"
+            number += 1
+        return target
+
+    # --- cleanup ----------------------------------------------------------
+
+    def cleanup(
+        self,
+        *,
+        dry_run: bool = False,
+        symbols: Sequence[str] | None = None,
+        known: Mapping[Path, FileValidation] | None = None,
+        judged: Mapping[Path, FileValidation] | None = None,
+    ) -> CleanupResult:
+        """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
+
+        ``known``: files just written and their verdicts (in a dry run: files
+        the real run would write, which exist only in the plan). ``judged``: verdicts of
+        files read moments ago (not read again).
+        ``result.remaining`` is the scan it made minus what it removed or
+        quarantined (all of it in a dry run): the folder as the cleanup left
+        it, with verdicts and the hashes of size-colliding files, so that a
+        caller needs no second pass for reports.
+        """
+        known = dict(known or {})
+        # Limited to some symbols (a prune after a write), the cleanup looks at this manager's series only.
+        on_disk = self.scan(symbols=symbols, known=None if dry_run else known, series_only=True, judged=judged)
+        folder = self._as_planned(on_disk, symbols, known) if dry_run else on_disk
+        result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
+        self._quarantine_invalid(folder, dry_run, result)
+        self._remove_temp_files(folder.temp_files, dry_run, result)
+        plan = plan_cleanup(folder, self.retention_rules(), self.now())
+        self._warn_stale(plan.stale_symbols)
+        result.stale_symbols = plan.stale_symbols
+        self._carry_out(plan, folder.valid_files(), dry_run, result)
+        if dry_run:
+            self._remember_plan(result, symbols, known)
+            result.remaining = on_disk
+        else:
+            gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
+            result.remaining = folder.without(gone)
+        # A per-symbol prune after each write would repeat this line for every symbol.
+        self.logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
+        return result
+
+    def prune_symbol(
+        self,
+        symbol: str,
+        *,
+        dry_run: bool = False,
+        written: Mapping[Path, FileValidation] | None = None,
+        judged: Mapping[Path, FileValidation] | None = None,
+    ) -> CleanupResult:
+        """Retention for one series (this manager's market and interval of ``symbol``),
+        cheap enough to run right after each write.
+
+        Only that series' names are looked at. ``written``: the file just
+        written and its verdict (``write_export``), not read back; in a dry
+        run, the file the real run would write (it counts as written).
+        ``judged``: verdicts read moments ago (the previous file ``newest_valid_export``
+        checked before the write), not read a second time.
+        """
+        return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
+
+    # --- a dry run's plan --------------------------------------------------
+
+    def _as_planned(
+        self, folder: FolderScan, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
+    ) -> FolderScan:
+        """The folder as the real run would have left it by now: minus what earlier
+        steps of this dry run would have removed, plus what they (and ``known``) would have written."""
+        with self._plan_lock:
+            planned = {f: v for f, v in self._planned.items() if symbols is None or self._in_series(f, symbols)}
+            gone = set(self._planned_gone)
+        planned.update(_as_export_files(known))
+        return folder.without(gone).with_planned(planned)
+
+    def _in_series(self, f: ExportFile, symbols: Sequence[str]) -> bool:
+        return f.symbol in symbols and (f.market, f.interval) == (self.market, self.interval)
+
+    def forget_plan(self) -> None:
+        """Start a dry run from the folder as it is on disk."""
+        with self._plan_lock:
+            self._planned.clear()
+            self._planned_gone.clear()
+
+    def _remember_plan(
+        self, result: CleanupResult, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
+    ) -> None:
+        if symbols is None:  # the full pass ends a dry run: the next one starts from the disk again
+            self.forget_plan()
+            return
+        with self._plan_lock:
+            self._planned.update(_as_export_files(known))
+            self._planned_gone.update(result.removed)
+            self._planned_gone.update(path for path, _ in result.quarantined)
+
+    def retention_rules(self) -> RetentionRules:
+        # Built per cleanup from the attributes, so a changed setting applies at once.
+        series = frozenset((self.market, interval) for interval in self.intervals)
+        return RetentionRules(series, self._configured, self.max_files_per_symbol, self.data_retention_days)
+
+    def _warn_stale(self, stale_series: Iterable[str]) -> None:
+        for symbol in stale_series:
+            self.logger.warning(
+                "%s: newest valid file is older than %g days; kept (no fresh export?)",
+                symbol,
+                self.data_retention_days,
+            )
+
+    def _carry_out(self, plan: CleanupPlan, valid: Sequence[ExportFile], dry_run: bool, result: CleanupResult) -> None:
+        """Remove what the plan says; a file that cannot be removed counts as kept."""
+        for f in valid:
+            if f.path in plan.removals and self._remove(f.path, plan.removals[f.path], dry_run, result):
+                if f.path in plan.duplicates:
+                    result.duplicates_removed.append(f.path)
+            else:
+                result.kept.append(f.path)
+
+    def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
+        """Leftovers of a killed writer (only temp files of our own names: ``our_temp_name``).
+
+        A young one may belong to a running writer, so it goes only when the
+        writer named in it (``atomic_io`` puts the PID in the name) is gone:
+        a ``kill -9`` mid-write must not leave its temp file for an hour.
+        """
+        cutoff = self.now().timestamp() - TEMP_MAX_AGE.total_seconds()
+        for temp in temps:
+            if temp.mtime >= cutoff and not writer_gone(temp.path.name):
+                continue
+            if self._remove(temp.path, "temp file of an interrupted write", dry_run, result):
+                result.temp_removed.append(temp.path)
+
+    def _remove(self, path: Path, reason: str, dry_run: bool, result: CleanupResult) -> bool:
+        """Unlink one candidate after re-checking it is still a regular file of ours.
+
+        Even if a symlink were swapped in after the check, ``unlink`` removes
+        the link itself, never its target.
+        """
+        name_ok = EXPORT_NAME_PATTERN.fullmatch(path.name) or our_temp_name(path.name)
+        if path.parent != self.export_dir or not name_ok:
+            result.errors.append(f"refused to remove {path}: not a candidate")
+            return False
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            result.vanished.append(path)
+            return False
+        except OSError as exc:
+            result.errors.append(f"cannot stat {path.name}: {exc.strerror or exc}")
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            self.logger.warning("%s is no longer a regular file; left alone", path.name)
+            return False
+        if not dry_run and not self._unlink(path, result):
+            return False
+        verb = "would remove" if dry_run else "removed"
+        self.logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
+        result.removed.append(path)
+        result.reasons[path] = reason
+        result.bytes_freed += info.st_size
+        return True
+
+    def _unlink(self, path: Path, result: CleanupResult) -> bool:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            self._unlisted(path.name)
+            result.vanished.append(path)
+            return False
+        except OSError as exc:
+            message = f"cannot remove {path.name}: {exc.strerror or exc}"
+            self.logger.error("%s", message)
+            result.errors.append(message)
+            return False
+        self._unlisted(path.name)
+        return True
+
+    # --- reports ----------------------------------------------------------
+
+    def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
+        """Identical export files (size first, then SHA-256), newest first per group.
+
+        Without a scan this lists the folder once and hashes (streamed) only
+        the files whose size collides: no parsing, no validation.
+        """
+        if scan_result is None:
+            folder = scan_duplicates(self.export_dir, logger=self.logger, stop=self.stop_event)
+        else:
+            folder = scan_result
+            folder.hash_size_collisions(self.logger)
+        groups = folder.duplicate_groups()
+        wasted = sum(f.size for group in groups for f in group[1:])
+        return DuplicateReport([[f.path for f in group] for group in groups], wasted)
+
+    def file_statistics(self, *, scan_result: FolderScan | None = None) -> dict[str, Any]:
+        """Counts and sizes of the valid export files, for the status report."""
+        valid = (scan_result or self.scan()).valid_files()
+        total = sum(f.size for f in valid)
+        return {
+            "total_files": len(valid),
+            "symbols_count": len({f.symbol for f in valid}),
+            "total_size_mb": round(total / _MB, 2),
+            "total_size_gb": round(total / (_MB * 1024), 2),
+        }
+
+
+def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:
+    """Files a dry run would write, as a scan would list them (they have no size yet)."""
+    found: dict[ExportFile, FileValidation] = {}
+    for path, verdict in files.items():
+        parsed = parse_export_name(Path(path).name)
+        if parsed is not None:
+            found[ExportFile(Path(path), parsed.symbol, parsed.interval, parsed.created, 0, parsed.market)] = verdict
+    return found

@@ -1,0 +1,343 @@
+"""Parquet: the same columns as the CSV, typed, for pandas, polars and DuckDB.
+
+Types: ``open_time``/``close_time`` are ``timestamp[ms, tz=UTC]``,
+``number_of_trades`` is int64, and every price and volume is
+``decimal128(38, 8)``. Why decimal and not float64: the exchange sends
+decimal strings with (spot) exactly 8 decimals, and the CSV keeps those
+strings byte for byte. float64 cannot promise the same: a quote volume such
+as ``123456789012.12345678`` has 20 significant digits, more than a double
+holds, so its value would silently change. decimal128 with scale 8 keeps
+every such value exactly (30 integer digits of room), reads back as the very
+same 8-decimal string, and pandas, polars and DuckDB all read it (pandas as
+``decimal.Decimal``; ``.astype(float)`` when speed matters more). A value
+with more than 8 decimals cannot be stored exactly, so ``write`` refuses it
+(``InvalidDataError``) instead of rounding.
+
+Validation reuses the CSV rules unchanged: each row group is turned into the
+CSV text the CSV format would have written and fed to ``csv_stream``'s
+checker, so both formats obey exactly the same candle rules (grid, order,
+OHLC sanity, no empty values) with the same reasons. Memory stays bounded:
+the bytes of a file fed piece by piece are spooled to a temporary file, and
+the metadata (rows, row-group sizes) is checked before any row group is read.
+"""
+
+from __future__ import annotations
+
+import decimal
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crypto_data_export.core.atomic_io import atomic_output_at
+from crypto_data_export.core.candles import CANDLE_COLUMNS, TIME_COLUMNS
+from crypto_data_export.core.errors import InvalidDataError, StorageError
+from crypto_data_export.core.reading import iter_chunks, open_regular
+from crypto_data_export.store.formats.base import Approval, CandleChunks, FileFormat, Verdict
+from crypto_data_export.store.formats.csv_rules import CSV_HEADER, format_utc_ms
+from crypto_data_export.store.formats.csv_stream import StreamCheck
+from crypto_data_export.store.validation import FileValidation
+
+DECIMAL_SCALE = 8
+DECIMAL_TYPE = pa.decimal128(38, DECIMAL_SCALE)
+TIME_TYPE = pa.timestamp("ms", tz="UTC")
+PARQUET_SCHEMA = pa.schema(
+    [
+        pa.field(
+            column,
+            TIME_TYPE if column in TIME_COLUMNS else pa.int64() if column == "number_of_trades" else DECIMAL_TYPE,
+        )
+        for column in CANDLE_COLUMNS
+    ]
+)
+# Rows per row group when writing: a reader (and our checker) holds one group at a time.
+WRITE_ROWS = 100_000
+# Limits for files we judge or read: far beyond ours (a year of 1m candles is 525 600
+# rows, ~30 MB), small enough that a forged footer cannot make us allocate gigabytes.
+MAX_FILE_BYTES = 1 << 30
+MAX_ROWS = 50_000_000
+MAX_GROUP_ROWS = 1_000_000
+MAX_GROUP_BYTES = 256 << 20
+# A footer (the schema and row-group index) larger than this is no export of ours (ours: a few KB).
+MAX_FOOTER_BYTES = 16 << 20
+# Spooled in memory up to this, then in a temporary file (bounded memory whatever is fed).
+SPOOL_MEMORY_BYTES = 8 << 20
+
+
+class _Unreadable(Exception):
+    """The bytes are not a Parquet file we can judge (the message says why)."""
+
+
+def _table_of(chunk: pd.DataFrame) -> pa.Table:
+    """A candle frame -> an Arrow table of ``PARQUET_SCHEMA``; raises InvalidDataError
+    naming the first value that is not an exact decimal with at most 8 decimals."""
+    arrays: list[Any] = []  # one typed Arrow array per column
+    for field in PARQUET_SCHEMA:
+        values = chunk[field.name]
+        if field.name in TIME_COLUMNS:
+            arrays.append(pa.array(values.to_numpy(dtype="int64"), pa.int64()).cast(TIME_TYPE))
+        elif field.name == "number_of_trades":
+            arrays.append(pa.array(values.to_numpy(dtype="int64"), pa.int64()))
+        else:
+            arrays.append(_decimals(chunk, field.name))
+    return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
+
+
+def _decimals(chunk: pd.DataFrame, column: str) -> pa.Array:
+    text = pa.array(chunk[column].astype(str).to_numpy(dtype=object), pa.string())
+    try:
+        return pc.cast(text, DECIMAL_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        why = _first_inexact(chunk, column)
+        raise InvalidDataError(f"new candles fail validation: {why}; nothing was written") from exc
+
+
+def _first_inexact(chunk: pd.DataFrame, column: str) -> str:
+    """Why a decimal column does not convert exactly, at its first bad candle (error path only)."""
+    for opened, value in zip(chunk["open_time"].tolist(), chunk[column].tolist(), strict=True):
+        try:
+            number = decimal.Decimal(str(value))
+            exponent = number.as_tuple().exponent
+            exact = number.is_finite() and isinstance(exponent, int) and exponent >= -DECIMAL_SCALE
+        except decimal.InvalidOperation:
+            exact = False
+        if not exact:
+            when = pd.Timestamp(int(opened), unit="ms", tz="UTC").isoformat()
+            return (
+                f"{column} {str(value)[:40]!r} of the candle opening {when} is not a decimal "
+                f"with at most {DECIMAL_SCALE} decimals (Parquet stores decimal128(38, {DECIMAL_SCALE}))"
+            )
+    return f"{column} does not fit decimal128(38, {DECIMAL_SCALE})"
+
+
+def table_to_candles(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table of ``PARQUET_SCHEMA`` -> a candle frame (decimals as their 8-decimal text)."""
+    data: dict[str, np.ndarray] = {}
+    for column in CANDLE_COLUMNS:
+        values = table.column(column)
+        if column in TIME_COLUMNS:
+            data[column] = pc.cast(values, pa.int64()).to_numpy()
+        elif column == "number_of_trades":
+            data[column] = values.to_numpy()
+        else:
+            data[column] = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
+    return pd.DataFrame(data, columns=list(CANDLE_COLUMNS))
+
+
+def _csv_text_of(table: pa.Table) -> bytes:
+    """The rows as the CSV format writes them (empty cells for nulls), for the shared CSV checker."""
+    text = {}
+    for column in CANDLE_COLUMNS:
+        values = table.column(column)
+        if column in TIME_COLUMNS:
+            text[column] = _time_text(pc.cast(values, pa.int64()))
+        else:
+            text[column] = _filled(pc.cast(values, pa.string()), pa.scalar(""))
+    rows = pd.DataFrame(text, columns=list(CANDLE_COLUMNS))
+    return rows.to_csv(header=False, index=False, lineterminator="\n").encode("utf-8")
+
+
+def _time_text(ms: pa.ChunkedArray) -> np.ndarray:
+    """Epoch ms -> the CSV's time text, empty for nulls."""
+    valid = pc.is_valid(ms).to_numpy(zero_copy_only=False)
+    formatted = format_utc_ms(_filled(ms, pa.scalar(0, pa.int64())).astype("int64")).astype(object)
+    formatted[~valid] = ""
+    return formatted
+
+
+def _filled(values: pa.ChunkedArray, fill: pa.Scalar) -> np.ndarray:
+    """A column as numpy, nulls replaced by ``fill``."""
+    filled = pc.coalesce(values, fill)
+    assert not isinstance(filled, pa.Scalar)  # a column in, a column out
+    return np.asarray(filled.to_numpy(zero_copy_only=False))
+
+
+def _schema_problem(schema: pa.Schema) -> str | None:
+    names = list(schema.names)
+    if names != list(CANDLE_COLUMNS):
+        for number, (have, want) in enumerate(zip(names, CANDLE_COLUMNS, strict=False), start=1):
+            if have != want:
+                return f"wrong schema: column {number} is {have[:40]!r}, expected {want!r}"
+        return f"wrong schema: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({CSV_HEADER})"
+    for have_field, want_field in zip(schema, PARQUET_SCHEMA, strict=True):
+        if not have_field.type.equals(want_field.type):
+            return f"wrong schema: {have_field.name} is {have_field.type}, expected {want_field.type}"
+    return None
+
+
+def _check_footer_size(source: IO[bytes]) -> None:
+    """The last 8 bytes are the footer's length and ``PAR1``: refuse a forged huge footer
+    before pyarrow allocates it."""
+    size = source.seek(0, os.SEEK_END)
+    if size < 12:
+        raise _Unreadable(f"not a readable Parquet file: {size} bytes, too short")
+    source.seek(size - 8)
+    tail = source.read(8)
+    source.seek(0)
+    footer = int.from_bytes(tail[:4], "little")
+    if tail[4:] == b"PAR1" and footer > MAX_FOOTER_BYTES:
+        raise _Unreadable(f"a {footer}-byte footer, more than the {MAX_FOOTER_BYTES} an export may have")
+
+
+def _open(source: IO[bytes]) -> pq.ParquetFile:
+    """Open and check the footer; raises _Unreadable for anything not judged row by row."""
+    _check_footer_size(source)
+    try:
+        parquet = pq.ParquetFile(source)
+        metadata = parquet.metadata
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _Unreadable(f"not a readable Parquet file: {first}"[:300]) from exc
+    problem = _schema_problem(schema)
+    if problem is not None:
+        raise _Unreadable(problem)
+    if metadata.num_rows > MAX_ROWS:
+        raise _Unreadable(f"{metadata.num_rows} rows, more than the {MAX_ROWS} an export may hold")
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        if group.num_rows > MAX_GROUP_ROWS or group.total_byte_size > MAX_GROUP_BYTES:
+            raise _Unreadable(
+                f"row group {index + 1} holds {group.num_rows} rows in {group.total_byte_size} bytes, "
+                f"more than {MAX_GROUP_ROWS} rows or {MAX_GROUP_BYTES} bytes"
+            )
+    return parquet
+
+
+def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
+    """The verdict on a Parquet file (never raises on bad content): the footer and schema
+    first, then every row group, in order, through the CSV checker (one group held at a time)."""
+    try:
+        parquet = _open(source)
+        check = StreamCheck(interval, path, want_candles=want_candles)
+        check.feed((CSV_HEADER + "\n").encode())
+        for index in range(parquet.metadata.num_row_groups):
+            check.feed(_csv_text_of(parquet.read_row_group(index)))
+    except _Unreadable as problem:
+        return FileValidation(path, False, str(problem)), None
+    except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page past a sound footer
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return FileValidation(path, False, f"not a readable Parquet file: {first}"[:300]), None
+    finished = check.finish()
+    if finished is None:  # text we generated never takes this path; a value with a comma would
+        return FileValidation(path, False, f"a value breaks the candle layout ({check.undecided_because})"), None
+    return finished
+
+
+class ParquetStreamCheck:
+    """Judges a Parquet file fed piece by piece: Parquet's footer is at the end, so the
+    pieces are spooled (memory up to ``SPOOL_MEMORY_BYTES``, then a temporary file)
+    and judged at ``finish``; past ``MAX_FILE_BYTES`` nothing more is kept."""
+
+    undecided_because: str | None = None
+
+    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
+        self.interval, self.path, self.want_candles = interval, Path(path), want_candles
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
+        self._size = 0
+
+    def feed(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size <= MAX_FILE_BYTES:
+            self._spool.write(piece)
+
+    def finish(self) -> Verdict:
+        try:
+            if self._size > MAX_FILE_BYTES:
+                reason = f"{self._size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold"
+                return FileValidation(self.path, False, reason), None
+            self._spool.seek(0)
+            return judge_parquet(self._spool, self.interval, self.path, want_candles=self.want_candles)
+        finally:
+            self._spool.close()
+
+
+def write_parquet(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
+    """Write candle chunks to ``target`` atomically with pyarrow, only if valid; returns the verdict.
+
+    Each chunk is converted (exact decimals or ``InvalidDataError``) and
+    written in row groups of ``WRITE_ROWS``; the finished temp file is then
+    read back from disk by the same checker that judges files in the folder,
+    ``approve`` sees that verdict, and only then is the file fsynced and
+    renamed (``atomic_output_at``). Any failure leaves nothing under ``target``.
+    """
+    parts = [chunks] if isinstance(chunks, pd.DataFrame) else chunks
+    with atomic_output_at(target) as (handle, temp):
+        assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
+        sink = handle.buffer
+        writer = pq.ParquetWriter(sink, PARQUET_SCHEMA, compression="zstd")
+        try:
+            for chunk in parts:
+                for start in range(0, len(chunk), WRITE_ROWS):
+                    table = _table_of(chunk.iloc[start : start + WRITE_ROWS])
+                    writer.write_table(table, row_group_size=WRITE_ROWS)
+        finally:
+            writer.close()
+        sink.flush()
+        verdict = _verdict_of_written(temp, interval, target)
+        if approve is not None:
+            approve(verdict)
+    return verdict
+
+
+def _verdict_of_written(temp: Path, interval: str, target: Path) -> FileValidation:
+    """The checker's verdict on the temp file as it is on disk; raises InvalidDataError unless valid."""
+    check = ParquetStreamCheck(interval, target)
+    fd, _ = open_regular(temp)
+    try:
+        for piece in iter_chunks(fd):
+            check.feed(piece)
+    finally:
+        os.close(fd)
+    verdict = check.finish()[0]
+    if verdict.valid:
+        return verdict
+    where = ""
+    if verdict.bad_row is not None:
+        opened = pq.read_table(temp, columns=["open_time"]).column(0)[verdict.bad_row - 1].as_py()
+        where = f" at the candle opening {opened.isoformat()}"
+    raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet export as a candle frame, after checking its size and footer (bounded)."""
+    size = os.stat(path).st_size
+    if size > MAX_FILE_BYTES:
+        raise StorageError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold")
+    with open(path, "rb") as source:
+        try:
+            parquet = _open(source)
+        except _Unreadable as problem:
+            raise InvalidDataError(f"{path}: {problem}") from problem
+        return table_to_candles(parquet.read())
+
+
+class ParquetFormat(FileFormat):
+    name = "parquet"
+    suffix = ".parquet"
+
+    def write(
+        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+    ) -> FileValidation:
+        return write_parquet(target, chunks, interval, approve)
+
+    def read(self, path: Path) -> pd.DataFrame:
+        """Unvalidated (the exporter reuses files only through ``newest_valid_export``) but bounded."""
+        return read_parquet(path)
+
+    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
+        return judge_parquet(io.BytesIO(data), interval, Path(path), want_candles=want_candles)
+
+    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
+        return ParquetStreamCheck(interval, path, want_candles=want_candles)
+
+    def validate_many(self, items: Iterable[tuple[bytes, str, Path]]) -> list[FileValidation]:
+        return [self.check_bytes(data, interval, path)[0] for data, interval, path in items]

@@ -1,0 +1,114 @@
+"""Which valid export files a cleanup removes, and why: pure functions, no disk, no clock.
+
+The rules that make cleanup safe to run unattended live here, so they can be
+tested without files. "Newest" and "age" come from each file's content (the
+open time of its newest candle, from its validation verdict), never from the
+stamp in its name or its mtime: a file written while the host clock was
+ahead is not newer for it.
+
+* a series is (market, symbol, interval): spot and futures files of a symbol,
+  and its intervals, are separate histories, never ranked against each other;
+* the newest valid file of each series of a configured symbol is never
+  removed, however old: an exchange outage must not empty the folder; a
+  configured series (configured symbol x configured (market, interval)) is
+  reported as stale instead; a series no longer configured keeps only that
+  protection (a symbol no longer configured: not even that), as before;
+* beyond that, a file goes if it is not among the newest
+  ``max_files_per_symbol`` of its series, or if its newest candle is older
+  than ``retention_days``;
+* of identical files that survive retention, all but the newest go, under
+  the same protection.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from crypto_data_export.settings.market_names import SPOT
+from crypto_data_export.store.exports import ExportFile, newest_candle_ms
+from crypto_data_export.store.layout import series_key
+from crypto_data_export.store.scan import FolderScan
+
+
+@dataclass(frozen=True)
+class RetentionRules:
+    # The configured (market, interval) pairs: only their files make a symbol's series "stale".
+    series: frozenset[tuple[str, str]]
+    configured_symbols: frozenset[str]  # whose newest valid file (per series) is protected
+    max_files_per_symbol: int  # per series
+    retention_days: float
+
+    @classmethod
+    def for_interval(
+        cls, interval: str, configured_symbols: frozenset[str], max_files: int, days: float, market: str = SPOT
+    ) -> RetentionRules:
+        """The rules of one configured interval of one market (the guide's set-up)."""
+        return cls(frozenset({(market, interval)}), configured_symbols, max_files, days)
+
+    def stale_name(self, market: str, symbol: str, interval: str) -> str:
+        """How a stale series is named: the symbol alone in the guide's set-up (one spot interval)."""
+        single = len(self.series) == 1 and next(iter(self.series))[0] == SPOT
+        return series_key(symbol, interval, market, single=single)
+
+
+@dataclass
+class CleanupPlan:
+    """``removals`` maps each valid file to remove to its reason (duplicates included)."""
+
+    removals: dict[Path, str] = field(default_factory=dict)
+    duplicates: set[Path] = field(default_factory=set)
+    stale_symbols: list[str] = field(default_factory=list)
+
+
+def _by_series(files: Iterable[ExportFile]) -> dict[tuple[str, str, str], list[ExportFile]]:
+    groups: dict[tuple[str, str, str], list[ExportFile]] = defaultdict(list)
+    for f in files:
+        groups[f.series].append(f)
+    return groups
+
+
+def protected_files(folder: FolderScan, valid: Iterable[ExportFile], configured_symbols: frozenset[str]) -> set[Path]:
+    """The newest valid file by content of each series of a configured symbol: never removed."""
+    mine = (f for f in valid if f.symbol in configured_symbols)
+    return {folder.newest_first(files)[0].path for files in _by_series(mine).values()}
+
+
+def retention_removals(
+    folder: FolderScan, valid: Sequence[ExportFile], protected: set[Path], rules: RetentionRules, now: datetime
+) -> tuple[dict[Path, str], list[str]]:
+    """(path -> reason for every valid file retention removes, stale series names sorted)."""
+    cutoff_ms = int((now - timedelta(days=rules.retention_days)).timestamp() * 1000)
+    removals: dict[Path, str] = {}
+    stale: set[str] = set()
+    for (market, symbol, interval), files in _by_series(valid).items():
+        shown = f"{symbol} {interval}" if market == SPOT else f"{symbol} {market} {interval}"
+        for rank, f in enumerate(folder.newest_first(files)):
+            too_old = newest_candle_ms(folder.validations.get(f.path)) < cutoff_ms
+            if f.path in protected:
+                if too_old and (market, interval) in rules.series:
+                    stale.add(rules.stale_name(market, symbol, interval))
+            elif rank >= rules.max_files_per_symbol:
+                removals[f.path] = f"beyond the newest {rules.max_files_per_symbol} of {shown}"
+            elif too_old:
+                removals[f.path] = f"newest candle older than {rules.retention_days:g} days"
+    return removals, sorted(stale)
+
+
+def duplicate_removals(groups: Iterable[Sequence[ExportFile]], protected: set[Path]) -> dict[Path, str]:
+    """All but the newest of each identical group (newest first), under the same protection."""
+    return {f.path: f"duplicate of {group[0].name}" for group in groups for f in group[1:] if f.path not in protected}
+
+
+def plan_cleanup(folder: FolderScan, rules: RetentionRules, now: datetime) -> CleanupPlan:
+    """Retention first, then duplicates among what retention keeps."""
+    valid = folder.valid_files()
+    protected = protected_files(folder, valid, rules.configured_symbols)
+    removals, stale = retention_removals(folder, valid, protected, rules, now)
+    remaining = [f for f in valid if f.path not in removals]
+    duplicates = duplicate_removals(folder.duplicate_groups(remaining), protected)
+    removals.update(duplicates)
+    return CleanupPlan(removals, set(duplicates), stale)

@@ -1,0 +1,362 @@
+"""``state.json``: what the scheduler remembers between runs and restarts.
+
+Counts, the last cycle, per-series last success and last error, the scheduler
+loop's PID, and ``banned_until`` after a 418, so that a restarted process
+does not walk straight back into the ban. Written atomically, with our
+marker (``"writer": "crypto-data-export"``, ``"format_version"``).
+
+Reading trusts nothing: every field is checked for its type and range, and
+a wrong one falls back to its default with one warning, because losing a
+counter is better than refusing to run. A file that is not ours (no marker,
+another writer, a symlink) or not usable (bad JSON, not an object) is never
+overwritten: the next write sets it aside under a new name
+(``state.json.foreign-<stamp>``, ``state.json.corrupt-<stamp>``) and starts
+fresh; a file of ours with wrong fields is kept the same way before the
+repaired one replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from crypto_data_export.core.atomic_io import atomic_write_json
+from crypto_data_export.core.clock import from_iso, utc_now
+from crypto_data_export.core.errors import StorageError
+from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
+from crypto_data_export.core.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside
+from crypto_data_export.core.text import printable
+from crypto_data_export.settings.market_names import SPOT
+from crypto_data_export.settings.symbols import SYMBOL_PATTERN
+from crypto_data_export.store.layout import SERIES_KEY_PATTERN, ExportFolder, parse_export_name
+
+logger = logging.getLogger("scheduled_data_manager")
+
+STATE_FORMAT_VERSION = 1
+MAX_COUNT = 10**12  # far beyond any real count; bigger is garbage, not history
+MAX_PID = 4_194_304  # the kernel's upper bound for pid_max
+MAX_TEXT = 2000  # an error message kept in the state file
+MAX_SYMBOLS = 60_000  # series: symbols x intervals
+# Binance's bans last from 2 minutes to 3 days: a ban said to end later is garbage, and
+# trusting it would stop every export for good.
+MAX_BAN = timedelta(days=4)
+SERVICE_STATUSES = ("running", "stopped")
+
+
+@dataclass
+class SymbolState:
+    last_success: str | None = None
+    last_file: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    last_error_kind: str | None = None
+    # The exchange had no candle from empty_from up to data_from (a listing inside the window).
+    empty_from: str | None = None
+    data_from: str | None = None
+
+    def known_empty(self) -> tuple[int, int] | None:
+        start, end = from_iso(self.empty_from), from_iso(self.data_from)
+        if start is None or end is None or end < start:
+            return None
+        return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
+
+
+@dataclass
+class RunState:
+    export_count: int = 0
+    cleanup_count: int = 0
+    last_cycle_start: str | None = None
+    last_cycle_end: str | None = None
+    last_cycle_result: str | None = None
+    last_successful_cycle: str | None = None
+    last_cycle_failed_symbols: list[str] = field(default_factory=list)
+    # The last cycle's requests, weight, 429s, 418s, files removed and quarantined (COUNTER_NAMES).
+    last_cycle_counters: dict[str, int] = field(default_factory=dict)
+    last_exchange_contact: str | None = None
+    banned_until: str | None = None
+    service_pid: int | None = None
+    service_status: str = "stopped"
+    service_started: str | None = None
+    symbols: dict[str, SymbolState] = field(default_factory=dict)
+    # The symbol universe as last resolved (symbol -> the rule that selected it, in order):
+    # --status shows it without asking the exchange, and cleanup keeps protecting its
+    # symbols' newest files while the exchange cannot be reached.
+    universe: dict[str, str] = field(default_factory=dict)
+    universe_resolved_at: str | None = None
+    # What reading or repairing the file found, for the CLI to show; never written.
+    notices: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def ban_end(self) -> datetime | None:
+        """The end of a ban still in force, else None."""
+        until = from_iso(self.banned_until)
+        return until if until is not None and until > utc_now() else None
+
+    def symbol(self, name: str) -> SymbolState:
+        return self.symbols.setdefault(name, SymbolState())
+
+    # ``symbols`` is keyed by series (``crypto_data_export.store.layout.series_key``): the symbol alone for one
+    # spot interval (the layout every earlier version wrote), else SYMBOL_interval or
+    # SYMBOL_market_interval. An entry under the plain symbol whose last file belongs to a
+    # series is that series' memory: found and moved on the first write, never lost.
+    def find_series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState | None:
+        entry = self.symbols.get(key)
+        if entry is not None or key == symbol:
+            return entry
+        legacy = self.symbols.get(symbol)
+        if legacy is None or legacy.last_file is None:
+            return None
+        parsed = parse_export_name(Path(legacy.last_file).name)
+        if parsed is None or (parsed.symbol, parsed.interval, parsed.market) != (symbol, interval, market):
+            return None
+        return legacy
+
+    def series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState:
+        """The entry of one series, taken over from a legacy per-symbol entry if that one is its."""
+        entry = self.find_series(key, symbol, interval, market)
+        if entry is None:
+            return self.symbol(key)
+        if key not in self.symbols:
+            self.symbols[key] = SymbolState(**asdict(entry))
+        return self.symbols[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("notices")
+        return mark(data, STATE_FORMAT_VERSION)
+
+
+# -- field checks: each says what it expects, and returns the value or raises ValueError --
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValueError("a whole number from 0")
+    return value
+
+
+def _moment(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64 or from_iso(value) is None:
+        raise ValueError("an ISO-8601 time or null")
+    return value
+
+
+def _ban_end(value: Any) -> str | None:
+    moment = _moment(value)
+    until = from_iso(moment)
+    if until is not None and until > utc_now() + MAX_BAN:
+        raise ValueError(f"a ban end within {MAX_BAN.days} days")
+    return moment
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("a text or null")
+    return value[:MAX_TEXT]
+
+
+def _pid(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PID:
+        raise ValueError("a process id or null")
+    return value
+
+
+def _service_status(value: Any) -> str:
+    if value not in SERVICE_STATUSES:
+        raise ValueError(" or ".join(repr(s) for s in SERVICE_STATUSES))
+    return str(value)
+
+
+# duration_ms: the stored start and end times have whole seconds, too coarse for a short cycle.
+COUNTER_NAMES = ("calls", "weight", "rate_limited", "banned", "files_removed", "files_quarantined", "duration_ms")
+
+
+def _counters(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not set(value) <= set(COUNTER_NAMES):
+        raise ValueError("an object of counters (" + ", ".join(COUNTER_NAMES) + ")")
+    return {name: _count(number) for name, number in value.items()}
+
+
+def _symbol_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_SYMBOLS:
+        raise ValueError("a list of symbols")
+    if not all(isinstance(s, str) and SERIES_KEY_PATTERN.fullmatch(s) for s in value):
+        raise ValueError("a list of symbols")
+    return list(value)
+
+
+def _universe(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > MAX_SYMBOLS:
+        raise ValueError("an object of symbols and rules")
+    if not all(isinstance(k, str) and SYMBOL_PATTERN.fullmatch(k) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("an object of symbols and rules")
+    return {k: v[:200] for k, v in value.items()}
+
+
+_TOP_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "export_count": _count,
+    "cleanup_count": _count,
+    "last_cycle_start": _moment,
+    "last_cycle_end": _moment,
+    "last_cycle_result": _text,
+    "last_successful_cycle": _moment,
+    "last_cycle_failed_symbols": _symbol_list,
+    "last_cycle_counters": _counters,
+    "last_exchange_contact": _moment,
+    "banned_until": _ban_end,
+    "service_pid": _pid,
+    "service_status": _service_status,
+    "service_started": _moment,
+    "universe": _universe,
+    "universe_resolved_at": _moment,
+}
+_SYMBOL_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "last_success": _moment,
+    "last_file": _text,
+    "last_error": _text,
+    "last_error_at": _moment,
+    "last_error_kind": _text,
+    "empty_from": _moment,
+    "data_from": _moment,
+}
+
+
+def _shown(value: Any) -> str:
+    return printable(repr(value), 40)
+
+
+def _checked(data: dict[str, Any], checks: dict[str, Callable[[Any], Any]], where: str, problems: list[str]) -> dict:
+    """The fields of ``data`` that pass their check; a failing one is noted and left to its default."""
+    good: dict[str, Any] = {}
+    for name, check in checks.items():
+        if name not in data:
+            continue
+        try:
+            good[name] = check(data[name])
+        except ValueError as exc:
+            problems.append(f"{where}{name} is {_shown(data[name])}, expected {exc}")
+    return good
+
+
+def _symbols(value: Any, problems: list[str]) -> dict[str, SymbolState]:
+    if not isinstance(value, dict) or len(value) > MAX_SYMBOLS:
+        problems.append(f"symbols is {_shown(value)}, expected an object of symbols")
+        return {}
+    symbols: dict[str, SymbolState] = {}
+    for name, values in value.items():
+        if not SERIES_KEY_PATTERN.fullmatch(name):
+            problems.append(f"symbols has the entry {_shown(name)}, not a symbol or series")
+        elif not isinstance(values, dict):
+            problems.append(f"symbols.{name} is {_shown(values)}, expected an object")
+        else:
+            symbols[name] = SymbolState(**_checked(values, _SYMBOL_FIELDS, f"symbols.{name}.", problems))
+    return symbols
+
+
+def state_from_dict(data: dict[str, Any]) -> tuple[RunState, list[str]]:
+    """A RunState from parsed JSON, field by field; the second item lists what was wrong."""
+    problems: list[str] = []
+    state = RunState(**_checked(data, _TOP_FIELDS, "", problems))
+    if "symbols" in data:
+        state.symbols = _symbols(data["symbols"], problems)
+    return state, problems
+
+
+# -- reading and writing ---------------------------------------------------------------
+@dataclass
+class _Loaded:
+    state: RunState
+    verdict: str  # MISSING, "ok", "repaired", FOREIGN or CORRUPT
+    problem: str = ""
+
+
+def _load(path: Path) -> _Loaded:
+    found = read_owned_json(path)
+    if found.verdict == MISSING:
+        return _Loaded(RunState(), MISSING)
+    if found.data is None:
+        return _Loaded(RunState(), found.verdict, found.problem)
+    state, problems = state_from_dict(found.data)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        return _Loaded(state, "repaired", shown)
+    return _Loaded(state, "ok")
+
+
+def _notice(loaded: _Loaded, path: Path, aside: Path | None = None) -> str | None:
+    if loaded.verdict == "repaired":
+        what = f"state file {path} has wrong fields ({loaded.problem}); they start from their defaults"
+    elif loaded.verdict in (FOREIGN, CORRUPT):
+        owner = "is not ours" if loaded.verdict == FOREIGN else "is unusable"
+        what = f"state file {path} {owner} ({loaded.problem}); starting from a fresh state"
+    else:
+        return None
+    if aside is not None:
+        what += f"; the old file was kept as {aside.name}"
+    return printable(what, 1000)
+
+
+def load_state(folder: Path, *, quiet: bool = False) -> RunState:
+    """The state as it is on disk, for reading: nothing on disk is changed.
+
+    ``quiet``: the caller writes the state soon (``update_state``), which
+    reports the problem together with where the old file was kept."""
+    path = ExportFolder(Path(folder)).state
+    loaded = _load(path)
+    notice = _notice(loaded, path)
+    if notice is not None and not quiet:
+        logger.warning("%s", notice)
+        loaded.state.notices.append(notice)
+    return loaded.state
+
+
+def _set_aside(loaded: _Loaded, path: Path) -> str | None:
+    """Keep a file that is not ours, or not clean, under a new name before ours replaces it."""
+    if loaded.verdict in (MISSING, "ok"):
+        return None
+    label = "foreign" if loaded.verdict == FOREIGN else "corrupt"
+    try:
+        aside = set_aside(path, label)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot set aside {path} ({loaded.problem}): {exc.strerror or exc}; move it away by hand"
+        ) from exc
+    return _notice(loaded, path, aside)
+
+
+def save_state(folder: Path, state: RunState) -> None:
+    atomic_write_json(ExportFolder(Path(folder)).state, state.to_dict())
+
+
+def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"cannot open the state lock {path}: {exc.strerror or exc}; remove it if it is a symlink or not a regular file"
+    )
+
+
+def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
+    """Read-modify-write of state.json under a short exclusive lock.
+
+    The scheduler loop and a cron ``--manual`` run can both finish at nearly
+    the same moment; the lock makes their updates apply one after the other
+    instead of the later one silently dropping the earlier one's counts.
+    A file that is not ours or not clean is set aside first, never overwritten.
+    """
+    path = ExportFolder(Path(folder)).state
+    with FileLock(ExportFolder(Path(folder)).state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
+        loaded = _load(path)
+        notice = _set_aside(loaded, path)
+        state = loaded.state
+        if notice is not None:
+            logger.warning("%s", notice)
+            state.notices.append(notice)
+        change(state)
+        save_state(folder, state)
+        return state

@@ -1,0 +1,55 @@
+"""The verdict on one export file, whatever its format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crypto_data_export.core.clock import ms_to_iso
+
+
+@dataclass
+class FileValidation:
+    """The verdict on one file, with enough detail to act on or report it."""
+
+    path: Path
+    valid: bool
+    reason: str | None = None
+    rows: int = 0
+    first_open_ms: int | None = None
+    last_open_ms: int | None = None
+    gaps: list[tuple[int, int, int]] = field(default_factory=list)
+    missing_candles: int = 0
+    # The 1-based data row of ``reason`` when a row broke a rule (None for whole-file problems),
+    # so that a writer can name the candle behind it.
+    bad_row: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for the status report (times as ISO UTC text)."""
+        return {
+            "path": str(self.path),
+            "valid": self.valid,
+            "reason": self.reason,
+            "rows": self.rows,
+            "first_open": ms_to_iso(self.first_open_ms),
+            "last_open": ms_to_iso(self.last_open_ms),
+            "gaps": [
+                {"first_missing": ms_to_iso(first), "last_missing": ms_to_iso(last), "missing": count}
+                for first, last, count in self.gaps
+            ],
+            "missing_candles": self.missing_candles,
+        }
+
+
+def cannot_read(path: Path, exc: OSError) -> FileValidation:
+    """The verdict for a file that could not be read: invalid, with the OS's reason."""
+    return FileValidation(path, False, f"cannot read: {exc.strerror or exc}")
+
+
+NOT_CHECKED = "not checked: stop requested"
+
+
+def not_checked(path: Path) -> FileValidation:
+    """The verdict for a file a stopped scan did not reach: unknown, so never trusted, moved or removed."""
+    return FileValidation(path, False, NOT_CHECKED)
