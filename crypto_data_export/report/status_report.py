@@ -349,15 +349,15 @@ def _iso_ms(text: Any) -> int | None:
 
 def _recorded_verdict(folder: Path, entry: dict[str, Any]) -> FileValidation:
     """The verdict the last cycle recorded for a series' newest file (its report entry)."""
-    gaps = [(_iso_ms(g.get("first_missing")), _iso_ms(g.get("last_missing")), g.get("missing")) for g in entry["gaps"]]
+    gaps = [(_iso_ms(g["first_missing"]), _iso_ms(g["last_missing"]), int(g["missing"])) for g in entry["gaps"]]
     return FileValidation(
-        folder / entry["latest_file"],
+        folder / Path(entry["latest_file"]).name,  # a name in the folder, whatever the file says
         bool(entry["valid"]),
         entry.get("reason"),
         int(entry.get("rows") or 0),
         _iso_ms(entry.get("first_candle")),
         _iso_ms(entry.get("last_candle")),
-        [g for g in gaps if None not in g],  # type: ignore[misc]
+        [(first, last, count) for first, last, count in gaps if first is not None and last is not None],
         int(entry.get("missing_candles") or 0),
     )
 
@@ -375,7 +375,8 @@ def recorded_verdicts(folder: Path, files: Sequence[ExportFile]) -> tuple[list[F
     for entry in (report.get("symbols") or {}).values():
         try:
             if isinstance(entry, dict) and entry.get("latest_file"):
-                recorded[entry["latest_file"]] = _recorded_verdict(folder, entry)
+                verdict = _recorded_verdict(folder, entry)
+                recorded[verdict.path.name] = verdict
         except (KeyError, TypeError, ValueError, AttributeError):
             continue  # an entry we cannot read is as good as unrecorded: the file is unverified
     listed = {f.name for f in files}

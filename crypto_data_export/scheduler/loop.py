@@ -27,12 +27,19 @@ logger = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 30.0
 # The two clocks disagreeing by more than this between wake-ups: the wall clock was stepped.
 JUMP_SECONDS = 2.0
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def local_wall() -> float:
+    """The wall clock as schedule reads it (naive local time), in seconds: a daylight-saving
+    change is a step of this clock too, so it is followed like any other step."""
+    return (datetime.now() - _NAIVE_EPOCH).total_seconds()
 
 
 class CycleLoop:
     """Run ``cycle`` now, then on the cadence of ``period_hours`` / ``export_at``, until ``stop`` is set.
 
-    ``monotonic`` and ``wall`` (epoch seconds) are the clocks, given so that tests can step them;
+    ``monotonic`` and ``wall`` (seconds) are the clocks, given so that tests can step them;
     schedule itself reads the wall clock through ``datetime.now()``. ``on_planned`` is told every
     new next run (UTC), e.g. to record it in the status.
     """
@@ -45,7 +52,7 @@ class CycleLoop:
         stop: threading.Event,
         *,
         monotonic: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = local_wall,
         on_planned: Callable[[datetime], None] | None = None,
     ) -> None:
         unit, count, at = cadence(period_hours, export_at)

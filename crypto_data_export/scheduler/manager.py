@@ -49,7 +49,7 @@ from crypto_data_export.report.status_report import (
     recorded_verdicts,
     write_status_report,
 )
-from crypto_data_export.scheduler.loop import CycleLoop
+from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
 from crypto_data_export.store.exports import scan_exports
@@ -83,7 +83,7 @@ class ScheduledDataManager:
         client: ExchangeClient | None = None,
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = local_wall,
     ) -> None:
         self.settings = settings
         # The loop's clocks (CycleLoop): monotonic drives the waits, wall is watched for steps.
