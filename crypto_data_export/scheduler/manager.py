@@ -381,7 +381,9 @@ class ScheduledDataManager:
         """A cycle now, then on schedule's cadence (``CycleLoop``), until SIGTERM/SIGINT sets the stop flag."""
         self.files.ensure_folder()
         self._note(update_state(self.export_dir, self._mark_running))
-        logger.info("scheduler started (pid %d): a cycle every %g h", os.getpid(), self.export_period_hours)
+        at = f" at {self.settings.export_at}" if self.settings.export_at else ""
+        period = self.export_period_hours
+        logger.info("scheduler started (pid %d): a cycle now, then every %g h%s", os.getpid(), period, at)
         loop = CycleLoop(
             self._scheduled_cycle,
             self.export_period_hours,
@@ -398,9 +400,12 @@ class ScheduledDataManager:
         return EXIT_OK
 
     def _planned(self, next_run: datetime) -> None:
-        """schedule's next run goes into state.json and the status written now."""
-        state = update_state(self.export_dir, lambda s: setattr(s, "next_run", to_iso(next_run)))
-        self.write_status(self._note(state))
+        """schedule's next run goes into state.json and the status report (the cycle just wrote the page)."""
+        try:
+            state = update_state(self.export_dir, lambda s: setattr(s, "next_run", to_iso(next_run)))
+            self.write_status(self._note(state), page=False)
+        except Exception:  # the loop must survive anything, as it does a cycle's failure
+            logger.exception("cannot record the next run")
 
     def _scheduled_cycle(self) -> None:
         """The scheduled job: a failure is logged and the loop lives on."""
