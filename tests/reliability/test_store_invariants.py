@@ -49,7 +49,7 @@ from tests.support import (
     snapshot,
     temp_name,
     valid_bytes,
-    wait_for,
+    wait_until,
 )
 
 HOUR_MS = 3_600_000
@@ -299,7 +299,7 @@ def test_every_removal_is_counted_and_a_dry_run_lists_exactly_what_the_run_does(
     # Names carry the local second: let it turn, so the next cycle's files get new names
     # (a cycle within the same second overwrites its own name instead of removing it).
     first_second = int(time.time())
-    wait_for(lambda: int(time.time()) > first_second, 2, "the next second of the local clock")
+    wait_until(lambda: int(time.time()) > first_second, "the next second of the local clock")
 
     # What else the next cycle finds: an old file of a symbol no longer configured, two
     # identical files of other symbols, a corrupt newer ETHUSDT file, a leftover of a dead writer.
@@ -353,11 +353,11 @@ def test_sigterm_during_a_long_validation_ends_the_run_within_seconds(tmp_path, 
             handle.truncate(1 << 30)
         junk.append(path)
     proc = start_manager(manager_env(folder, exchange.base_url, "BTCUSDT"), "--manual")
-    wait_for(lambda: quarantined(folder), timeout=120, what="the first junk file to be judged and quarantined")
+    wait_until(lambda: quarantined(folder), "the first junk file to be judged and quarantined")
     untouched = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in junk if p.exists()}
     proc.send_signal(signal.SIGTERM)
 
-    code, out, err = finish(proc, timeout=90)
+    code, out, err = finish(proc)
     assert code == 0, out + err
     assert "stopped on request" in out
     moved = quarantined(folder)
