@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.reading import read_regular_file
 
 WRITER_KEY = "writer"
@@ -108,7 +109,7 @@ def _move_no_replace(source: Path, target: Path) -> None:
 def set_aside(path: Path, label: str, now: datetime | None = None) -> Path | None:
     """Move ``path`` to ``<name>.<label>-<UTC stamp>`` (``-2``, ``-3``... if taken); the new
     path, or None if ``path`` is already gone. OSError if it cannot be moved."""
-    for candidate in _aside_names(path, label, now or datetime.now(UTC)):
+    for candidate in _aside_names(path, label, now or utc_now()):
         try:
             _move_no_replace(path, candidate)
         except FileExistsError:

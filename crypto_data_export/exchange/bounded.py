@@ -23,6 +23,7 @@ import requests
 from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import ReadTimeoutError
 
+from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.errors import BadResponseError, ExchangeUnavailableError
 from crypto_data_export.core.text import printable
 
@@ -160,7 +161,7 @@ def _seconds_until_http_date(text: str, now: datetime) -> float | None:
 
 def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
     """How long a 429 makes the pool wait: the header's value within [0, cap], else ``default``."""
-    seconds = told_seconds(raw, datetime.now(UTC))
+    seconds = told_seconds(raw, utc_now())
     if seconds is None:
         return default
     return min(cap, max(0.0, seconds))
@@ -175,7 +176,7 @@ def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> 
     (state.json), and a restart must never wake up a fraction of a second
     before the exchange lifts the ban (a request then extends it).
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     seconds = DEFAULT_BAN_SECONDS
     for told in (told_seconds(retry_after, now), _seconds_from_message(body, now)):
         if told is not None and told > 0:

@@ -64,11 +64,10 @@ from crypto_data_export.exchange.market_profiles import MARKETS, SPOT, MarketPro
 if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
-MAX_RETRY_AFTER_SECONDS = MAX_PAUSE_SECONDS
 # A skew beyond this is worth a warning: the exchange's clock decides what is closed.
 CLOCK_SKEW_WARNING_SECONDS = 300.0
 # The last millisecond a datetime can hold (9999-12-31): a serverTime beyond it is garbage.
@@ -350,7 +349,6 @@ class ExchangeClient:
         """The exchange said ``server_ms`` at about ``midpoint`` (our epoch seconds)."""
         skew = server_ms / 1000 - midpoint
         self.clock_skew_seconds = skew
-        self.limiter.set_server_offset(skew)
         if abs(skew) > CLOCK_SKEW_WARNING_SECONDS:
             logger.warning(
                 "the exchange's clock says %s but this machine's clock says %s (%+.0f s); only the "

@@ -36,8 +36,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.errors import IPBannedError, StopRequested
 
 DEFAULT_WEIGHT_LIMIT = 6000
@@ -203,9 +204,8 @@ class WeightLimiter:
         self._headroom = headroom
         self._tickets = itertools.count(1)
         self._pause_until = 0.0
-        self._banned_until: float | None = None  # wall-clock epoch seconds
+        self._banned_until: datetime | None = None
         self._windows: list[_Window] = []
-        self.server_offset_s = 0.0
         self.limit = DEFAULT_WEIGHT_LIMIT
         self.sent_weight = 0
         self.waits = 0
@@ -227,10 +227,6 @@ class WeightLimiter:
             weights = sorted((r for r in rates if r.kind == WEIGHT), key=lambda r: r.seconds != WINDOW_SECONDS)
             if weights:  # the minute's budget, or the first weight limit expressed per minute
                 self.limit = max(1, round(weights[0].limit * WINDOW_SECONDS / weights[0].seconds))
-
-    def set_server_offset(self, offset_seconds: float) -> None:
-        """Kept for the clock sync: sliding windows do not depend on where the exchange's minute starts."""
-        self.server_offset_s = offset_seconds
 
     @property
     def limits(self) -> list[RateLimit]:
@@ -255,15 +251,13 @@ class WeightLimiter:
     def ban(self, until: datetime) -> None:
         """A 418: nothing is sent before ``until``."""
         with self._lock:
-            stamp = until.timestamp()
-            self._banned_until = max(self._banned_until or 0.0, stamp)
+            self._banned_until = max(self._banned_until or until, until)
 
     @property
     def banned_until(self) -> datetime | None:
         with self._lock:
-            if self._banned_until is None or self._banned_until <= time.time():
-                return None
-            return datetime.fromtimestamp(self._banned_until, tz=UTC)
+            until = self._banned_until
+        return until if until is not None and until > utc_now() else None
 
     # -- the gate --------------------------------------------------------------
     def acquire(self, weight: int) -> Ticket:
@@ -305,8 +299,8 @@ class WeightLimiter:
             return {w.rate: w.used(now) for w in self._windows}
 
     def _delay_for(self, weight: int, now: float) -> float:
-        if self._banned_until is not None and self._banned_until > time.time():
-            raise IPBannedError(datetime.fromtimestamp(self._banned_until, tz=UTC))
+        if self._banned_until is not None and self._banned_until > utc_now():
+            raise IPBannedError(self._banned_until)
         if self._pause_until > now:
             return self._pause_until - now
         return max((w.delay(weight, now) for w in self._windows), default=0.0)

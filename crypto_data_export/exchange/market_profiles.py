@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS
 from crypto_data_export.settings.market_names import SPOT as SPOT_NAME
 from crypto_data_export.settings.market_names import USDM as USDM_NAME
 
@@ -21,7 +20,6 @@ MIB = 1024 * KIB
 @dataclass(frozen=True)
 class MarketProfile:
     name: str
-    default_base_url: str
     klines_path: str
     exchange_info_path: str
     time_path: str
@@ -33,8 +31,6 @@ class MarketProfile:
     weights: dict[str, int] = field(default_factory=dict)
     # Error codes meaning "no such symbol here": reported and skipped, never retried.
     unknown_symbol_codes: frozenset[int] = frozenset({-1121})
-    # The header with the weight this IP used in the current minute.
-    used_weight_header: str = "X-MBX-USED-WEIGHT-1M"
     # Largest body (after decompression) accepted from each endpoint; anything
     # bigger is a bad answer, read no further. A klines row is ~200 bytes on the
     # wire; the allowance per row leaves room for longer decimals.
@@ -75,7 +71,6 @@ def _limit_of(params: dict[str, object]) -> int:
 
 SPOT = MarketProfile(
     name=SPOT_NAME,
-    default_base_url=DEFAULT_BASE_URLS[SPOT_NAME],
     klines_path="/api/v3/klines",
     exchange_info_path="/api/v3/exchangeInfo",
     time_path="/api/v3/time",
@@ -110,7 +105,6 @@ def usdm_klines_weight(limit: int) -> int:
 
 USDM = MarketProfile(
     name=USDM_NAME,
-    default_base_url=DEFAULT_BASE_URLS[USDM_NAME],
     klines_path="/fapi/v1/klines",
     exchange_info_path="/fapi/v1/exchangeInfo",
     time_path="/fapi/v1/time",

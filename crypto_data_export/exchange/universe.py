@@ -26,7 +26,7 @@ from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 TRADING = "TRADING"
 # A quote volume beyond this is garbage, not a market (Decimal would take any size).

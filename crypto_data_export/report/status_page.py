@@ -26,7 +26,7 @@ from typing import Any
 from crypto_data_export.core.text import printable
 from crypto_data_export.store.formats import format_for_name
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file

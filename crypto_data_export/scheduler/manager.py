@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # types only: the export job (pandas) and the client (request
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob, SymbolOutcome
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 MAX_NOTICES = 20
 
 
@@ -90,7 +90,6 @@ class ScheduledDataManager:
         self.files = FileManager.from_settings(
             settings,
             protected_symbols=self.symbols,
-            logger=logging.getLogger("file_manager"),
             stop_event=self.stop_event,
         )
         self._client = client

@@ -14,11 +14,6 @@ PRIMARY_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 DEFI_SYMBOLS: tuple[str, ...] = ("UNIUSDT", "LINKUSDT", "DOTUSDT", "AVAXUSDT", "AAVEUSDT")
 ALTCOIN_SYMBOLS: tuple[str, ...] = ("DOGEUSDT", "SHIBUSDT", "XRPUSDT")
 
-SYMBOL_GROUPS: dict[str, tuple[str, ...]] = {
-    "primary": PRIMARY_SYMBOLS,
-    "defi": DEFI_SYMBOLS,
-    "altcoins": ALTCOIN_SYMBOLS,
-}
 DEFAULT_SYMBOLS: tuple[str, ...] = PRIMARY_SYMBOLS + DEFI_SYMBOLS + ALTCOIN_SYMBOLS
 
 # The one symbol rule: exchange symbols, file names and the sandbox all use it.

@@ -80,6 +80,8 @@ if TYPE_CHECKING:  # types only: --status and --health must not import pandas fo
 
     from crypto_data_export.settings.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 TEMP_MAX_AGE = timedelta(hours=1)
 _MB = 1024 * 1024
 
@@ -126,7 +128,6 @@ class FileManager:
         symbols: Sequence[str],
         max_files_per_symbol: int = 1,
         data_retention_days: float = 7,
-        logger: logging.Logger | None = None,
         now: Callable[[], datetime] = utc_now,
         file_format: FileFormat = DEFAULT_FORMAT,
         stop_event: threading.Event | None = None,
@@ -154,7 +155,6 @@ class FileManager:
         self.symbols: tuple[str, ...] = tuple(symbols)
         self.max_files_per_symbol = int(max_files_per_symbol)
         self.data_retention_days = float(data_retention_days)
-        self.logger = logger or logging.getLogger("file_manager")
         self._now = now
         self._configured = frozenset(self.symbols)
         # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
@@ -173,7 +173,6 @@ class FileManager:
         settings: Settings,
         *,
         protected_symbols: Sequence[str] = (),
-        logger: logging.Logger | None = None,
         stop_event: threading.Event | None = None,
     ) -> FileManager:
         """The manager of ``settings.export_dir``; ``protected_symbols`` adds symbols
@@ -186,7 +185,6 @@ class FileManager:
             settings.max_files_per_symbol,
             settings.data_retention_days,
             file_format=FORMATS[settings.export_format],
-            logger=logger,
             stop_event=stop_event,
             market=settings.market,
             intervals=settings.kline_intervals,
@@ -293,7 +291,7 @@ class FileManager:
             kept = f"{replacing.file.name} is kept" if replacing is not None else "no file was replaced"
             raise InvalidDataError(f"{exc}; {kept}, the next run asks again") from exc
         self._listed(path.name)
-        self.logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
+        logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
 
     # --- scanning and validation -----------------------------------------
@@ -314,7 +312,6 @@ class FileManager:
         return scan_folder(
             self.export_dir,
             symbols=symbols,
-            logger=self.logger,
             known=known,
             stop=self.stop_event,
             series=series,
@@ -358,7 +355,7 @@ class FileManager:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                self.logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
             validation, candles = checked.validation, checked.candles
             if validation.valid and candles is not None:
@@ -368,7 +365,7 @@ class FileManager:
             if quarantine:
                 self._try_quarantine(f.path, validation.reason or "invalid", False, record)
             else:
-                self.logger.warning("skipping invalid %s: %s", f.name, validation.reason)
+                logger.warning("skipping invalid %s: %s", f.name, validation.reason)
         return best
 
     # --- quarantine -------------------------------------------------------
@@ -380,7 +377,7 @@ class FileManager:
             raise StorageError(f"refusing to quarantine {path}: not an export file of {self.export_dir}")
         if dry_run:
             target = self._free_quarantine_name(path.name)
-            self.logger.warning("would quarantine %s: %s", path.name, reason)
+            logger.warning("would quarantine %s: %s", path.name, reason)
             return target
         self._require_regular(path)
         self._ensure_quarantine_dir()
@@ -390,7 +387,7 @@ class FileManager:
         except OSError as exc:
             raise StorageError(f"cannot move {path.name} to quarantine: {exc.strerror or exc}") from exc
         self._unlisted(path.name)
-        self.logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
+        logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
 
     def _quarantine_invalid(self, folder: FolderScan, dry_run: bool, result: CleanupResult | None) -> None:
@@ -402,7 +399,7 @@ class FileManager:
         try:
             self.quarantine(path, reason, dry_run=dry_run)
         except StorageError as exc:
-            self.logger.error("%s", exc)
+            logger.error("%s", exc)
             if result is not None:
                 result.errors.append(str(exc))
             return
@@ -480,7 +477,7 @@ class FileManager:
             gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
             result.remaining = folder.without(gone)
         # A per-symbol prune after each write would repeat this line for every symbol.
-        self.logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
+        logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
         return result
 
     def prune_symbol(
@@ -542,7 +539,7 @@ class FileManager:
 
     def _warn_stale(self, stale_series: Iterable[str]) -> None:
         for symbol in stale_series:
-            self.logger.warning(
+            logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)",
                 symbol,
                 self.data_retention_days,
@@ -590,12 +587,12 @@ class FileManager:
             result.errors.append(f"cannot stat {path.name}: {exc.strerror or exc}")
             return False
         if not stat.S_ISREG(info.st_mode):
-            self.logger.warning("%s is no longer a regular file; left alone", path.name)
+            logger.warning("%s is no longer a regular file; left alone", path.name)
             return False
         if not dry_run and not self._unlink(path, result):
             return False
         verb = "would remove" if dry_run else "removed"
-        self.logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
+        logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
         result.removed.append(path)
         result.reasons[path] = reason
         result.bytes_freed += info.st_size
@@ -610,7 +607,7 @@ class FileManager:
             return False
         except OSError as exc:
             message = f"cannot remove {path.name}: {exc.strerror or exc}"
-            self.logger.error("%s", message)
+            logger.error("%s", message)
             result.errors.append(message)
             return False
         self._unlisted(path.name)
@@ -625,10 +622,10 @@ class FileManager:
         the files whose size collides: no parsing, no validation.
         """
         if scan_result is None:
-            folder = scan_duplicates(self.export_dir, logger=self.logger, stop=self.stop_event)
+            folder = scan_duplicates(self.export_dir, stop=self.stop_event)
         else:
             folder = scan_result
-            folder.hash_size_collisions(self.logger)
+            folder.hash_size_collisions()
         groups = folder.duplicate_groups()
         wasted = sum(f.size for group in groups for f in group[1:])
         return DuplicateReport([[f.path for f in group] for group in groups], wasted)

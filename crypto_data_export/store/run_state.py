@@ -34,7 +34,7 @@ from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.layout import SERIES_KEY_PATTERN, ExportFolder, parse_export_name
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 STATE_FORMAT_VERSION = 1
 MAX_COUNT = 10**12  # far beyond any real count; bigger is garbage, not history

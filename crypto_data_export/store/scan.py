@@ -45,6 +45,8 @@ from crypto_data_export.store.validation import FileValidation, cannot_read, not
 if TYPE_CHECKING:  # a type only: --status and --health must not import pandas for it
     import pandas as pd
 
+logger = logging.getLogger(__name__)
+
 # Small files are validated together; this bounds the bytes held in memory at once.
 VALIDATION_BATCH_BYTES = 16 << 20
 # A file is held whole only up to this size; beyond it, it is validated chunk by chunk as it streams.
@@ -154,7 +156,7 @@ class FolderScan:
             stopped=self.stopped,
         )
 
-    def hash_size_collisions(self, logger: logging.Logger | None = None) -> None:
+    def hash_size_collisions(self) -> None:
         """Hash (streamed) any readable file whose size collides and has no hash yet.
 
         A scan hashes these as it reads; this only catches a file whose size
@@ -162,7 +164,7 @@ class FolderScan:
         """
         for f in _size_colliding(self.files):
             if f.path not in self.hashes and f.path not in self.unreadable:
-                digest = _try_hash(f, logger)
+                digest = _try_hash(f)
                 if digest is not None:
                     self.hashes[f.path] = digest
 
@@ -191,11 +193,11 @@ def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
     return [f for f in files if sizes[f.size] > 1]
 
 
-def _try_hash(f: ExportFile, logger: logging.Logger | None) -> str | None:
+def _try_hash(f: ExportFile) -> str | None:
     try:
         return hash_regular_file(f.path)
     except OSError as exc:
-        if logger is not None and not isinstance(exc, FileNotFoundError):
+        if not isinstance(exc, FileNotFoundError):
             logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
         return None
 
@@ -334,7 +336,6 @@ def scan_folder(
     export_dir: Path,
     *,
     symbols: Collection[str] | None = None,
-    logger: logging.Logger,
     known: Mapping[Path, FileValidation] | None = None,
     stop: threading.Event | None = None,
     series: tuple[str, str] | None = None,
@@ -367,13 +368,11 @@ def scan_folder(
     result.files.sort(key=lambda f: (f.created, f.name))
     known = {Path(p): v for p, v in (known or {}).items()}
     result.fresh = set(known)
-    _read_all(result, logger, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
+    _read_all(result, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
     return result
 
 
-def scan_duplicates(
-    export_dir: Path, *, logger: logging.Logger | None = None, stop: threading.Event | None = None
-) -> FolderScan:
+def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) -> FolderScan:
     """Only what a duplicate report needs: one listing, sizes, and a streamed
     SHA-256 of the files whose size collides; nothing is parsed or validated
     (the result has no verdicts)."""
@@ -399,8 +398,7 @@ def scan_duplicates(
             continue  # gone since the listing
         except OSError as exc:
             result.unreadable.add(f.path)
-            if logger is not None:
-                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
         present.append(f)
     result.files = present
     return result
@@ -447,12 +445,7 @@ def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
     return parsed is not None and parsed[0] in wanted
 
 
-def _read_all(
-    result: FolderScan,
-    logger: logging.Logger,
-    known: Mapping[Path, FileValidation],
-    stop: ShouldStop,
-) -> None:
+def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
     """Read each file once; validate small ones in batches (one parse for many),
     large ones as they stream; files just written (``known``) are not read back.
     On ``stop`` the files not yet read are marked not checked."""
@@ -467,10 +460,10 @@ def _read_all(
             continue
         want_hash = f.path in colliding
         if f.path in known:
-            if _known(f, known[f.path], want_hash, result, logger):
+            if _known(f, known[f.path], want_hash, result):
                 present.append(f)
             continue
-        read = _read_one(f, want_hash, result, logger, stop)
+        read = _read_one(f, want_hash, result, stop)
         if read is None:
             continue
         f, data = read
@@ -492,7 +485,7 @@ def _not_reached(f: ExportFile, result: FolderScan) -> None:
     result.validations[f.path] = not_checked(f.path)
 
 
-def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan, logger: logging.Logger) -> bool:
+def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan) -> bool:
     """Record a file just written (and judged as written) with its verdict; False if it vanished."""
     if want_hash:
         try:
@@ -500,20 +493,20 @@ def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: Fold
         except FileNotFoundError:
             return False
         except OSError as exc:
-            _unreadable(f, exc, result, logger)
+            _unreadable(f, exc, result)
             return True
     result.validations[f.path] = replace(verdict, path=f.path)
     return True
 
 
-def _unreadable(f: ExportFile, exc: OSError, result: FolderScan, logger: logging.Logger) -> None:
+def _unreadable(f: ExportFile, exc: OSError, result: FolderScan) -> None:
     result.unreadable.add(f.path)
     result.validations[f.path] = cannot_read(f.path, exc)
     logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
 def _read_one(
-    f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger, stop: ShouldStop
+    f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop
 ) -> tuple[ExportFile, bytes | None] | None:
     """(file, bytes to validate in a batch): bytes None if unreadable, stopped, or
     already judged as it streamed (a large file); None if it vanished since the listing."""
@@ -525,7 +518,7 @@ def _read_one(
         _not_reached(f, result)
         return f, None
     except OSError as exc:
-        _unreadable(f, exc, result, logger)
+        _unreadable(f, exc, result)
         return f, None
     if read.digest is not None:
         result.hashes[f.path] = read.digest

@@ -4,7 +4,6 @@ scans, summaries that add up. The clock is the only thing injected."""
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import tracemalloc
@@ -203,7 +202,7 @@ def test_a_stop_leaves_a_short_scan_its_grace_to_finish(tmp_path: Path) -> None:
     put(folder, "BTCUSDT", 1, valid_bytes(24, 1))
     stop = threading.Event()
     stop.set()
-    scan = folder_scan.scan_folder(folder, logger=logging.getLogger("test"), stop=stop)
+    scan = folder_scan.scan_folder(folder, stop=stop)
     assert not scan.stopped and all(v.valid for v in scan.validations.values())
 
 
