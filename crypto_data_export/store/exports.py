@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 from crypto_data_export.settings.market_names import SPOT
-from crypto_data_export.store.formats import FileFormat, format_for_name
 from crypto_data_export.store.layout import export_name_prefix, parse_export_name
 from crypto_data_export.store.listing import FolderNames, folder_entries
 from crypto_data_export.store.validation import FileValidation
@@ -43,12 +42,6 @@ class ExportFile:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def file_format(self) -> FileFormat:
-        found = format_for_name(self.path.name)
-        assert found is not None, "an ExportFile is only made from a name that parse_export_name accepts"
-        return found
-
 
 def newest_candle_ms(validation: FileValidation | None) -> int:
     """Open time of a valid file's newest candle; ``NO_CANDLE_MS`` for anything else."""
@@ -71,23 +64,9 @@ def newest_first(
     return sorted(files, key=lambda f: content_key(f, validations.get(f.path), f.path in fresh), reverse=True)
 
 
-def latest_per_symbol(
-    validations: Iterable[FileValidation], interval: str, market: str = SPOT
-) -> dict[str, FileValidation]:
-    """Per symbol (files of ``interval`` of ``market``), the verdict on its newest file by content.
-
-    A symbol with no valid file gets its invalid file with the greatest name,
-    so that a report shows what is wrong rather than nothing.
-    """
-    return {
-        symbol: verdict
-        for (market_, symbol, interval_), verdict in latest_per_series(validations).items()
-        if (market_, interval_) == (market, interval)
-    }
-
-
 def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, str, str], FileValidation]:
-    """``latest_per_symbol`` for every series at once, keyed (market, symbol, interval)."""
+    """Per series (market, symbol, interval), the verdict on its newest file by content; a series
+    with no valid file gets its invalid file with the greatest name (a report shows what is wrong)."""
     latest: dict[tuple[str, str, str], tuple[tuple[int, str], FileValidation]] = {}
     for verdict in validations:
         name = Path(verdict.path).name

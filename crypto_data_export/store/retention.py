@@ -42,13 +42,6 @@ class RetentionRules:
     max_files_per_symbol: int  # per series
     retention_days: float
 
-    @classmethod
-    def for_interval(
-        cls, interval: str, configured_symbols: frozenset[str], max_files: int, days: float, market: str = SPOT
-    ) -> RetentionRules:
-        """The rules of one configured interval of one market (the guide's set-up)."""
-        return cls(frozenset({(market, interval)}), configured_symbols, max_files, days)
-
     def stale_name(self, market: str, symbol: str, interval: str) -> str:
         """How a stale series is named: the symbol alone in the guide's set-up (one spot interval)."""
         single = len(self.series) == 1 and next(iter(self.series))[0] == SPOT
