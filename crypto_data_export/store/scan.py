@@ -1,20 +1,14 @@
 """One pass over the export folder: what is there, whether it is valid, what is identical.
 
-Only regular files directly in the folder whose names match
-``EXPORT_NAME_PATTERN`` (or ``our_temp_name`` for crash leftovers) are
-listed; symlinks are never followed, subfolders never entered. Each listed
-file is read once: validation, and SHA-256 only for files whose size
-collides with another's, come from that single read. A file is held whole
-only while it stays under ``STREAM_VALIDATION_BYTES`` (whatever its listed
-size said); past that it is validated as it streams (its format's
-``stream_checker``), and a layout the streaming checker cannot judge is junk:
-memory stays bounded whatever a file named like an export holds.
-A scan limited to some symbols looks only at names starting with their
-prefix, so its cost follows their files, not the folder's. A scan given a
-``stop`` event checks it between files and between chunks of a file: once it
-has been set for ``STOP_GRACE_SECONDS`` (enough for a normal folder, so the
-status written on the way out is still whole), the files not yet read get a
-"not checked" verdict (never trusted, moved or removed) and the scan returns.
+Only regular files directly in the folder with our names (exports, ``our_temp_name``)
+are listed; symlinks are never followed, subfolders never entered. Each file is read
+once: its verdict, and its SHA-256 if its size collides with another's. A file is held
+whole only under ``STREAM_VALIDATION_BYTES``; past that its format's ``stream_checker``
+judges it as it streams (a layout that checker cannot judge is junk), so memory stays
+bounded. A scan of some symbols looks only at their names' prefixes. Once ``stop`` has
+been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on
+the way out is whole), files not yet read get a "not checked" verdict (never trusted,
+moved or removed) and the scan returns.
 """
 
 from __future__ import annotations
@@ -31,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN
-from crypto_data_export.core.errors import ExportError, StorageError
+from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.processes import pid_alive
 from crypto_data_export.core.reading import hash_regular_file, iter_chunks, open_regular
 from crypto_data_export.settings.market_names import SPOT
@@ -62,31 +56,22 @@ class ScanStopped(ExportError):
 
 
 class StopCheck:
-    """True once ``event`` has been set for ``grace`` seconds (as first seen by this check).
+    """True once ``event`` has been set for ``STOP_GRACE_SECONDS`` (as first seen by this check)."""
 
-    A stop request must end a long scan within seconds, but a scan that can
-    finish in that time (every normal folder) should: the status report
-    written on the way out then still judges every file.
-    """
-
-    def __init__(self, event: threading.Event | None, grace: float | None = None) -> None:
+    def __init__(self, event: threading.Event | None) -> None:
         self._event = event
-        self._grace = STOP_GRACE_SECONDS if grace is None else grace
         self._since: float | None = None
 
     def __call__(self) -> bool:
         if self._event is None or not self._event.is_set():
             return False
         now = time.monotonic()
-        if self._since is None:
-            self._since = now
-        return now - self._since >= self._grace
+        self._since = self._since or now
+        return now - self._since >= STOP_GRACE_SECONDS
 
 
 # Asked between files and between chunks of a file: True means stop reading.
 ShouldStop = Callable[[], bool]
-
-
 # (bytes, interval, path): what FileFormat.validate_many takes.
 _ValidationInput = tuple[bytes, str, Path]
 
@@ -96,19 +81,14 @@ class TempFile:
     """A leftover of ``atomic_io`` (possibly of a writer still running)."""
 
     path: Path
-    size: int
     mtime: float
 
 
 @dataclass
 class FolderScan:
-    """One pass over the folder: our files (by name), their verdicts, hashes
-    where sizes collide, and temp leftovers.
-
-    ``unreadable`` files (and files a stopped scan did not reach) are not
-    judged: never quarantined, never removed. ``fresh`` names files just
-    written by this process: they win ties in the content order.
-    """
+    """Our files, their verdicts, hashes where sizes collide, and temp leftovers. ``unreadable``
+    files (and files a stopped scan did not reach) are never quarantined or removed; ``fresh``
+    ones were just written by this process and win ties in the content order."""
 
     files: list[ExportFile] = field(default_factory=list)
     validations: dict[Path, FileValidation] = field(default_factory=dict)
@@ -126,12 +106,17 @@ class FolderScan:
         return [f for f in self.files if not self.validations[f.path].valid and f.path not in self.unreadable]
 
     def newest_first(self, files: Iterable[ExportFile]) -> list[ExportFile]:
-        """``files`` by content, newest candle first (see ``crypto_data_export.store.exports.newest_first``)."""
         return newest_first(files, self.validations, self.fresh)
 
     def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
-        """Groups of identical files, newest (by content) first in each group."""
-        return identical_groups(self.files if among is None else among, self.hashes, self.validations, self.fresh)
+        """Groups of identical files, newest (by content) first in each, by their newest's name."""
+        by_hash: dict[str, list[ExportFile]] = defaultdict(list)
+        for f in self.files if among is None else among:
+            if f.path in self.hashes:
+                by_hash[self.hashes[f.path]].append(f)
+        return sorted(
+            (self.newest_first(group) for group in by_hash.values() if len(group) > 1), key=lambda g: g[0].name
+        )
 
     def with_planned(self, planned: Mapping[ExportFile, FileValidation]) -> FolderScan:
         """This scan plus files a dry run would have written (they exist only in the plan)."""
@@ -146,43 +131,24 @@ class FolderScan:
         gone = set(gone)
         if not gone:
             return self
-        return FolderScan(
+        return replace(
+            self,
             files=[f for f in self.files if f.path not in gone],
             validations={p: v for p, v in self.validations.items() if p not in gone},
             hashes={p: h for p, h in self.hashes.items() if p not in gone},
             temp_files=[t for t in self.temp_files if t.path not in gone],
             unreadable=self.unreadable - gone,
             fresh=self.fresh - gone,
-            stopped=self.stopped,
         )
 
     def hash_size_collisions(self) -> None:
-        """Hash (streamed) any readable file whose size collides and has no hash yet.
-
-        A scan hashes these as it reads; this only catches a file whose size
-        changed after the listing, so duplicate groups never miss one.
-        """
+        """Hash any readable file whose size collides and has no hash yet (its size changed
+        after the listing), so duplicate groups never miss one."""
         for f in _size_colliding(self.files):
             if f.path not in self.hashes and f.path not in self.unreadable:
                 digest = _try_hash(f)
                 if digest is not None:
                     self.hashes[f.path] = digest
-
-
-def identical_groups(
-    files: Iterable[ExportFile],
-    hashes: Mapping[Path, str],
-    validations: Mapping[Path, FileValidation],
-    fresh: Collection[Path] = (),
-) -> list[list[ExportFile]]:
-    """Groups of files with the same hash, newest (by content) first in each, groups by their newest's name."""
-    by_hash: dict[str, list[ExportFile]] = defaultdict(list)
-    for f in files:
-        digest = hashes.get(f.path)
-        if digest is not None:
-            by_hash[digest].append(f)
-    groups = [newest_first(group, validations, fresh) for group in by_hash.values() if len(group) > 1]
-    return sorted(groups, key=lambda g: g[0].name)
 
 
 def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
@@ -353,19 +319,10 @@ def scan_folder(
     """
     wanted = None if symbols is None else frozenset(symbols)
     market, interval = series if series is not None else (SPOT, None)
-    prefixes = (
-        None
-        if wanted is None
-        else tuple(
-            p
-            for s in wanted
-            for p in (export_name_prefix(s, interval, market), "." + export_name_prefix(s, interval, market))
-        )
-    )
-    result = FolderScan()
-    for entry in _entries(export_dir, prefixes, names):
-        _classify(entry, wanted, result)
-    result.files.sort(key=lambda f: (f.created, f.name))
+    # Each symbol's names, and its temp files' (".{name}...").
+    mine = [export_name_prefix(symbol, interval, market) for symbol in wanted or ()]
+    prefixes = tuple(mine + ["." + p for p in mine]) if wanted is not None else ("",)
+    result = _listed(export_dir, wanted, prefixes, names)
     known = {Path(p): v for p, v in (known or {}).items()}
     result.fresh = set(known)
     _read_all(result, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
@@ -376,46 +333,34 @@ def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) ->
     """Only what a duplicate report needs: one listing, sizes, and a streamed
     SHA-256 of the files whose size collides; nothing is parsed or validated
     (the result has no verdicts)."""
-    result = FolderScan()
-    for entry in _entries(export_dir, None):
-        _classify(entry, None, result)
-    result.files.sort(key=lambda f: (f.created, f.name))
-    present: list[ExportFile] = []
-    colliding = {f.path for f in _size_colliding(result.files)}
+    result = _listed(export_dir, None, ("",), None)
+    gone: set[Path] = set()
     should_stop = StopCheck(stop)
-    for f in result.files:
-        if f.path not in colliding:
-            present.append(f)
-            continue
+    for f in _size_colliding(result.files):
         if should_stop():
             result.stopped = True
             result.unreadable.add(f.path)
-            present.append(f)
             continue
         try:
             result.hashes[f.path] = hash_regular_file(f.path)
         except FileNotFoundError:
-            continue  # gone since the listing
+            gone.add(f.path)  # since the listing
         except OSError as exc:
             result.unreadable.add(f.path)
             logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-        present.append(f)
-    result.files = present
+    result.files = [f for f in result.files if f.path not in gone]
     return result
 
 
-def _entries(export_dir: Path, prefixes: tuple[str, ...] | None, names: FolderNames | None = None) -> list[FolderEntry]:
-    """The folder's entries; with ``prefixes`` only names starting with one of them (taken
-    from ``names``, a pass's listing, if given)."""
-    if prefixes is not None:
-        return folder_entries(export_dir, prefixes, names)
-    try:
-        with os.scandir(export_dir) as it:
-            return list(it)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StorageError(f"cannot list {export_dir}: {exc.strerror or exc}") from exc
+def _listed(
+    export_dir: Path, wanted: frozenset[str] | None, prefixes: tuple[str, ...], names: FolderNames | None
+) -> FolderScan:
+    """Our files and temp files whose names start with one of ``prefixes``, oldest first."""
+    result = FolderScan()
+    for entry in folder_entries(export_dir, prefixes, names):
+        _classify(entry, wanted, result)
+    result.files.sort(key=lambda f: (f.created, f.name))
+    return result
 
 
 def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderScan) -> None:
@@ -432,8 +377,7 @@ def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderS
             return
         match = our_temp_name(entry.name)
         if match is not None and _temp_wanted(match["final"], wanted):
-            info = entry.stat(follow_symlinks=False)
-            result.temp_files.append(TempFile(Path(entry.path), info.st_size, info.st_mtime))
+            result.temp_files.append(TempFile(Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
     except OSError:
         return  # vanished or unstat-able since the listing: not a candidate
 
