@@ -1,30 +1,13 @@
 """One rate-limit budget shared by every thread that talks to the exchange.
 
-An exchange's limit is a budget per window (Binance: 6000 weight per minute,
-binance.us 1200; raw requests per 5 minutes), not a rate. So we burst freely
-while the budget has room and pace only when a cycle needs more than it.
-
-Each published limit becomes a ``_Window`` holding a sliding log of our own
-sends. A send is reserved when ``acquire`` lets it go (so requests in flight
-count) and stamped with the time its answer came back when it is released:
-the exchange saw it no later than that, so dropping it from the log
-``seconds`` after that moment is safe on an exchange that counts over a
-sliding window, and a fortiori on one that counts per calendar window. No
-span of ``seconds`` ever holds more than the budget (the published limit
-less a small headroom for other processes on this IP).
-
-The ``X-MBX-USED-WEIGHT-<n><unit>`` header tells what the whole IP has used.
-What it reports beyond our own completed sends is someone else's weight; it is
-added to our count and kept for a whole window after the answer (the safe
-reading whether the exchange's window is fixed or sliding).
-
-A 429 pauses the whole pool for ``Retry-After`` seconds (capped), and a 418 ban
-makes every later ``acquire`` fail at once until the ban ends.
-
-Every wait is interruptible: with a ``stop_event`` (set by SIGTERM/SIGINT),
-a thread that would wait raises ``StopRequested`` at once, and one already
-waiting wakes up and raises it, so no pause, however long, holds a stopping
-process (or its run lock).
+An exchange's limit is a budget per window (Binance: 6000 weight per minute), not a rate:
+we burst while the budget has room and pace only beyond it. Each published limit is a
+``_Window``, a sliding log of our sends: reserved when ``acquire`` lets one go (in-flight
+requests count) and dropped ``seconds`` after its answer came back (the exchange saw it
+no later), which is safe for sliding and calendar windows alike. ``X-MBX-USED-WEIGHT-*``
+beyond our own answered sends is someone else's weight on this IP, counted for a whole
+window. A 429 pauses the pool (``Retry-After``, capped); during a 418 ban ``acquire``
+fails at once. Every wait ends at once with ``StopRequested`` when ``stop_event`` is set.
 """
 
 from __future__ import annotations
@@ -107,11 +90,8 @@ class _Window:
         self._others_until = 0.0
 
     def adopt(self, old: _Window) -> None:
-        """Take over the log of the window this one replaces (same kind), re-timed to this span.
-
-        A budget read from exchangeInfo must not forget the sends made before it (the clock sync,
-        exchangeInfo itself): each answered send leaves this window ``seconds`` after its answer.
-        """
+        """Take over the log of the window this one replaces, re-timed to this span: a budget
+        read from exchangeInfo must not forget the sends made before it."""
         shift = self.rate.seconds - old.rate.seconds
         self._expiries = [(expiry + shift, cost) for expiry, cost in old._expiries]
         heapq.heapify(self._expiries)
@@ -209,11 +189,6 @@ class WeightLimiter:
         self.limit = DEFAULT_WEIGHT_LIMIT
         self.sent_weight = 0
         self.waits = 0
-        self.set_limit(limit_per_minute)
-
-    # -- configuration -------------------------------------------------------
-    def set_limit(self, limit_per_minute: int) -> None:
-        """Adopt one REQUEST_WEIGHT budget per minute."""
         self.set_limits([RateLimit(WEIGHT, WINDOW_SECONDS, max(1, int(limit_per_minute)))])
 
     def set_limits(self, limits: Iterable[RateLimit]) -> None:
@@ -261,10 +236,8 @@ class WeightLimiter:
 
     # -- the gate --------------------------------------------------------------
     def acquire(self, weight: int) -> Ticket:
-        """Block until ``weight`` may be sent and reserve it; raise IPBannedError during a ban.
-
-        Give the ticket back to ``release`` when the answer (or the failure) came back.
-        """
+        """Block until ``weight`` may be sent and reserve it (IPBannedError during a ban); give the
+        ticket to ``release`` when the answer (or the failure) came back."""
         while True:
             with self._lock:
                 now = self._clock()

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -153,9 +153,7 @@ class FolderScan:
 
 def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
     files = list(files)
-    sizes: dict[int, int] = defaultdict(int)
-    for f in files:
-        sizes[f.size] += 1
+    sizes = Counter(f.size for f in files)
     return [f for f in files if sizes[f.size] > 1]
 
 
