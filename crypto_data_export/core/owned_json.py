@@ -1,12 +1,9 @@
-"""Our JSON files (``state.json``, ``status_report.json``): marked, read warily, set aside, never clobbered.
+"""Our JSON files (``state.json``, ``status_report.json``): marked, read warily, never clobbered.
 
-The export folder may hold a file of the same name written by another
-program, by an older version, or by hand. Only a file that carries our
-marker (``"writer": "crypto-data-export"`` and a format version) is ours to
-read and replace; anything else is renamed to a new, unused name next to it
-(``state.json.foreign-20260101T000000Z``) and never deleted or overwritten.
-Reading never follows a symlink, never blocks on a FIFO and refuses
-anything bigger than a state file can honestly be.
+Only a file with our marker (``"writer": "crypto-data-export"`` and a format version) is
+ours to replace; anything else (another program's, an older version's, a hand-made one)
+is renamed aside (``state.json.foreign-20260101T000000Z``), never deleted or overwritten.
+Reading never follows a symlink, never blocks on a FIFO and refuses oversized files.
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ def ownership_problem(data: Any) -> str | None:
 def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     """Read ``path`` and say whether it is ours; never raises for what the file holds."""
     try:
-        raw, _ = read_regular_file(path, max_bytes=max_bytes)
+        raw = read_regular_file(path, max_bytes=max_bytes)
     except (FileNotFoundError, NotADirectoryError):  # no file, or no folder to hold one
         return JsonRead(MISSING)
     except OSError as exc:

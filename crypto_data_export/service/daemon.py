@@ -1,22 +1,16 @@
 """Run the scheduler in the background: start, stop, status, restart, systemd unit.
 
-The pidfile (``EXPORT_DIR/data_export_service.pid``) is only a hint: PIDs are
-reused, so nothing is signalled unless the process behind the PID is running
-our scheduler script (``crypto_data_export.core.processes.is_manager_process``), started when
-the pidfile says, and serves this export folder (the pidfile records it; the
-process's own environment confirms it). A pidfile that is a symlink, holds
-garbage or names a dead or foreign process, or another folder's scheduler,
-is reported and removed, and no process is touched. ``start`` also refuses
-while a loop started by hand (named in ``state.json``) serves the folder. ``EXPORT_DIR/.service.lock`` serialises
-the commands, so two simultaneous ``start`` cannot both launch.
-
-The parts live beside it: ``pidfile`` (read, write, remove), ``inspect``
-(what runs, the last report), ``service_log``, ``users`` (the unit's user),
-``systemd_unit``. The CLI is ``data_export_service.py`` at the root.
+The pidfile is only a hint (PIDs are reused): nothing is signalled unless the process
+runs our scheduler (``is_manager_process``), started when the pidfile says, and serves
+this export folder. A pidfile that is a symlink, holds garbage or names a dead, foreign
+or other folder's process is reported and removed, and no process is touched. ``start``
+also refuses while a loop started by hand (named in ``state.json``) serves the folder.
+``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,20 +71,14 @@ class ServicePaths:
         return cls(folder.root, folder.pidfile, folder.service_log, folder.service_lock)
 
 
-def _lock_busy(path: Path) -> ServiceError:
-    return ServiceError(f"another data_export_service command holds {path}; try again later")
-
-
-def _cannot_open_lock(path: Path, exc: OSError) -> ServiceError:
-    return ServiceError(f"cannot open the service lock {path}: {exc.strerror or exc}")
-
-
-class ServiceLock(FileLock):
-    """Exclusive flock on ``EXPORT_DIR/.service.lock`` around check-and-act: two simultaneous
-    ``start`` must not both find the service stopped and both launch it."""
-
-    def __init__(self, path: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
-        super().__init__(path, wait_seconds=wait_seconds, on_busy=_lock_busy, on_error=_cannot_open_lock)
+def service_lock(path: Path) -> FileLock:
+    """Held around check-and-act: two simultaneous ``start`` must not both launch."""
+    return FileLock(
+        path,
+        wait_seconds=LOCK_WAIT_SECONDS,
+        on_busy=lambda p: ServiceError(f"another data_export_service command holds {p}; try again later"),
+        on_error=lambda p, exc: ServiceError(f"cannot open the service lock {p}: {exc.strerror or exc}"),
+    )
 
 
 @dataclass
@@ -109,11 +97,8 @@ class Outcome:
 
 
 def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
-    """Our environment, plus the settings this command read from ./.env, with EXPORT_DIR absolute.
-
-    The scheduler runs in the install folder; without this it could read
-    another .env and write to a different folder than the pidfile's.
-    """
+    """Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
+    runs in the install folder, where another .env could point it elsewhere."""
     env = dict(os.environ)
     env.update({name: settings_env[name] for name in SETTING_VARIABLES if name in settings_env})
     env["EXPORT_DIR"] = str(export_dir)
@@ -131,7 +116,7 @@ class DataExportService:
     # -- start ----------------------------------------------------------------------
     def start(self, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
-        with ServiceLock(self.paths.lock):
+        with service_lock(self.paths.lock):
             return self._start_locked(wait_seconds)
 
     def _inspect(self) -> ServiceState:
@@ -184,9 +169,8 @@ class DataExportService:
         try:
             self.paths.log.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ServiceError(
-                f"cannot create {self.paths.log.parent}: {exc.strerror or exc}; check EXPORT_DIR and its permissions"
-            ) from exc
+            folder = self.paths.log.parent
+            raise ServiceError(f"cannot create {folder}: {exc.strerror or exc}; check EXPORT_DIR") from exc
 
     def _launch(self) -> subprocess.Popen[bytes]:
         try:
@@ -232,7 +216,7 @@ class DataExportService:
     def stop(self, timeout: float = 30.0) -> Outcome:
         if not self.paths.export_dir.is_dir():
             return Outcome(lines=["not running"])
-        with ServiceLock(self.paths.lock):
+        with service_lock(self.paths.lock):
             return self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> Outcome:
@@ -258,7 +242,7 @@ class DataExportService:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
+            pass  # gone already
         except PermissionError as exc:
             raise ServiceError(
                 f"not allowed to signal PID {pid}: it belongs to another user; run stop as that user"
@@ -268,10 +252,8 @@ class DataExportService:
         if self._wait_gone(pid, ticks, timeout):
             outcome.lines.append(f"stopped (PID {pid})")
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             if not self._wait_gone(pid, ticks, KILL_WAIT_SECONDS):
                 return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
             self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
@@ -294,7 +276,7 @@ class DataExportService:
     # -- restart, status -----------------------------------------------------------
     def restart(self, timeout: float = 30.0, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
-        with ServiceLock(self.paths.lock):
+        with service_lock(self.paths.lock):
             outcome = self._stop_locked(timeout)
             if outcome.exit_code != EXIT_OK:
                 return outcome

@@ -1,9 +1,5 @@
-"""The service's own log (``EXPORT_DIR/logs/data_export_service.log``).
-
-It is also the scheduler's stdout and stderr, so ``start`` rotates it before
-launching, appends its own events between the scheduler's lines, and shows
-its tail when the scheduler dies at once.
-"""
+"""The service's own log, also the scheduler's stdout and stderr: ``start`` rotates it before
+launching, appends its events, and shows its tail when the scheduler dies at once."""
 
 from __future__ import annotations
 
