@@ -179,26 +179,34 @@ _backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <
 _max_ahead = _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720)
 
 
-def _base_url(name: str, raw: str) -> str:
-    url = raw.strip().rstrip("/")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_BASE_URL}")
-    return url
+Parser = Callable[[str, str], str]
 
 
-def _archive_url(name: str, raw: str) -> str:
-    url = raw.strip().rstrip("/")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_ARCHIVE_URL}")
-    return url
+def _url(example: str) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        url = raw.strip().rstrip("/")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {example}")
+        return url
+
+    return parse
 
 
-def _interval(name: str, raw: str) -> str:
-    if raw.strip() not in VALID_INTERVALS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(VALID_INTERVALS)}")
-    return raw.strip()
+def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, expected: str = "") -> Parser:
+    """One of ``choices`` (after ``normal``: stripped, maybe re-cased)."""
+
+    def parse(name: str, raw: str) -> str:
+        value = normal(raw.strip())
+        if value not in choices:
+            raise SettingsError(f"{name}={raw!r} is not valid: expected {expected or 'one of ' + ', '.join(choices)}")
+        return value
+
+    return parse
+
+
+_base_url, _archive_url = _url(DEFAULT_BASE_URL), _url(DEFAULT_ARCHIVE_URL)
+_interval = _choice(VALID_INTERVALS)
 
 
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
@@ -214,22 +222,10 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _market(name: str, raw: str) -> str:
-    market = raw.strip().lower()
-    if market not in VALID_MARKETS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
-    return market
-
-
+_market = _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
-
-
-def _export_format(name: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in EXPORT_FORMATS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(EXPORT_FORMATS)}")
-    return value
+_export_format = _choice(EXPORT_FORMATS, str.lower)
 
 
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
@@ -246,11 +242,7 @@ def _quote_asset(name: str, raw: str) -> str:
     return asset
 
 
-def _log_level(name: str, raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in LOG_LEVELS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(LOG_LEVELS)}")
-    return level
+_log_level = _choice(LOG_LEVELS, str.upper)
 
 
 # Folders that belong to the system: the export folder may be inside some of them

@@ -1,18 +1,11 @@
 """``state.json``: what the scheduler remembers between runs and restarts.
 
-Counts, the last cycle, per-series last success and last error, the scheduler
-loop's PID, and ``banned_until`` after a 418, so that a restarted process
-does not walk straight back into the ban. Written atomically, with our
-marker (``"writer": "crypto-data-export"``, ``"format_version"``).
-
-Reading trusts nothing: every field is checked for its type and range, and
-a wrong one falls back to its default with one warning, because losing a
-counter is better than refusing to run. A file that is not ours (no marker,
-another writer, a symlink) or not usable (bad JSON, not an object) is never
-overwritten: the next write sets it aside under a new name
-(``state.json.foreign-<stamp>``, ``state.json.corrupt-<stamp>``) and starts
-fresh; a file of ours with wrong fields is kept the same way before the
-repaired one replaces it.
+Counts, the last cycle, per-series last success and error, the loop's PID, and
+``banned_until`` after a 418 (a restart must not walk back into the ban); written
+atomically with our marker. Reading trusts nothing: a field of the wrong type or range
+falls back to its default with one warning (losing a counter beats refusing to run). A
+file that is not ours or not usable, or ours with wrong fields, is set aside under a new
+name (``state.json.foreign-<stamp>``, ``.corrupt-<stamp>``) before ours replaces it.
 """
 
 from __future__ import annotations
@@ -304,10 +297,8 @@ def _notice(loaded: _Loaded, path: Path, aside: Path | None = None) -> str | Non
 
 
 def load_state(folder: Path, *, quiet: bool = False) -> RunState:
-    """The state as it is on disk, for reading: nothing on disk is changed.
-
-    ``quiet``: the caller writes the state soon (``update_state``), which
-    reports the problem together with where the old file was kept."""
+    """The state as it is on disk (nothing is changed); ``quiet``: the caller writes it soon
+    (``update_state`` reports the problem with where the old file was kept)."""
     path = ExportFolder(Path(folder)).state
     loaded = _load(path)
     notice = _notice(loaded, path)
@@ -331,10 +322,6 @@ def _set_aside(loaded: _Loaded, path: Path) -> str | None:
     return _notice(loaded, path, aside)
 
 
-def save_state(folder: Path, state: RunState) -> None:
-    atomic_write_json(ExportFolder(Path(folder)).state, state.to_dict())
-
-
 def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
     return StorageError(
         f"cannot open the state lock {path}: {exc.strerror or exc}; remove it if it is a symlink or not a regular file"
@@ -342,15 +329,11 @@ def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
 
 
 def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
-    """Read-modify-write of state.json under a short exclusive lock.
-
-    The scheduler loop and a cron ``--manual`` run can both finish at nearly
-    the same moment; the lock makes their updates apply one after the other
-    instead of the later one silently dropping the earlier one's counts.
-    A file that is not ours or not clean is set aside first, never overwritten.
-    """
-    path = ExportFolder(Path(folder)).state
-    with FileLock(ExportFolder(Path(folder)).state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
+    """Read-modify-write of state.json under a short exclusive lock: the loop and a cron
+    ``--manual`` run finishing together must not drop each other's counts."""
+    paths = ExportFolder(Path(folder))
+    path = paths.state
+    with FileLock(paths.state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
         loaded = _load(path)
         notice = _set_aside(loaded, path)
         state = loaded.state
@@ -358,5 +341,5 @@ def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
             logger.warning("%s", notice)
             state.notices.append(notice)
         change(state)
-        save_state(folder, state)
+        atomic_write_json(path, state.to_dict())
         return state
