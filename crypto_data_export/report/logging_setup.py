@@ -58,9 +58,8 @@ def _for_console(record: logging.LogRecord) -> bool:
 def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
     """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands).
 
-    The console gets our own records from ``console_level`` up (per-symbol
-    INFO lines and urllib3's retry chatter only at DEBUG): one-shot commands
-    print a summary instead, the loop shows its cycle events and problems for
+    The console gets our records from ``console_level`` up (per-symbol INFO lines only at
+    DEBUG): one-shot commands print a summary instead, the loop shows its cycle events for
     journald, ``-v`` shows everything. The files always get everything.
     """
     root = logging.getLogger()

@@ -1,11 +1,5 @@
-"""Prometheus metrics in node_exporter's textfile format, from the status report.
-
-One fresh ``CollectorRegistry`` per write, written with ``write_to_textfile``
-(a temp file renamed over the old one, so the collector never reads half a
-file). Every value comes from the status report dict, so what the page, the
-JSON and the metrics say is the same thing. Names are ``crypto_exporter_``
-with their unit; the table in the README lists each one.
-"""
+"""Prometheus metrics in node_exporter's textfile format, from the status report (so the page,
+the JSON and the metrics agree), written atomically by ``write_to_textfile``."""
 
 from __future__ import annotations
 

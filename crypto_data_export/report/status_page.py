@@ -1,15 +1,9 @@
 """``status.html``: the status report as one self-contained page for people.
 
-``render_status_page`` is a pure function of the status report (the dict
-``status_report.json`` holds), the closes for the sparklines and the disk
-use: inline CSS and inline SVG, no script, nothing fetched, so the file opens
-from disk in any browser and from any mail attachment. Every value from the
-report is escaped: symbols, errors and file names may come from outside.
-
-With hundreds of series the page stays readable: the problems come first,
-and each row is one line. ``read_closes`` gets the sparkline data from the
-newest file of each series through the file's own format, downsampled and
-bounded; a file it cannot read gets no sparkline, never an error.
+``render_status_page`` is a pure function of the status report, the sparklines' closes
+and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
+Problems come first, one line per series. ``read_closes`` reads each series' newest file
+through its format, downsampled; a file it cannot read gets no sparkline, never an error.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Settings: one typed, frozen object built once from the environment and ``.env``.
 
-Every knob of the product lives here so that nothing else reads the
-environment. A bad value is reported with the variable, the value and what
-is accepted (``SettingsError``); the CLIs turn that into exit code 2.
-Every number has an upper bound (``1e300`` hours is a typo, not a wish, and
-would overflow every date computed from it), and the export folder may not
-be a system folder or a home folder itself: cleanup and set-aside act on
-the folder's entries, so it must be a folder of its own.
+Nothing else reads the environment. A bad value is reported with the variable, the value
+and what is accepted (``SettingsError``, exit code 2). Every number has an upper bound
+(``1e300`` hours would overflow every date), and the export folder must be a folder of
+its own (cleanup acts on its entries), never a system or home folder itself.
 """
 
 from __future__ import annotations

@@ -43,11 +43,8 @@ def normalize_symbol(raw: str) -> str:
 
 
 def parse_symbol_list(text: str) -> list[str]:
-    """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols.
-
-    An empty item (``"BTCUSDT,,ETHUSDT"``) is an error rather than silently
-    skipped, because it usually means a typo in a config file.
-    """
+    """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols; an empty item
+    (``"BTCUSDT,,ETHUSDT"``) is an error: it usually means a typo."""
     if not text.strip():
         return []
     return [normalize_symbol(item) for item in text.split(",")]
@@ -59,16 +56,11 @@ def unique_in_order(symbols: Iterable[str]) -> tuple[str, ...]:
 
 
 def resolve_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tuple[str, ...]:
-    """The configured symbol list.
-
-    ``EXPORT_SYMBOLS`` replaces the default groups; ``CRYPTO_SYMBOLS`` is
-    added to whatever list results (the guide's "Additional" symbols). An
-    empty or blank ``EXPORT_SYMBOLS`` counts as unset (the default groups),
-    the same as a line ``EXPORT_SYMBOLS=`` left in ``.env``.
-    """
-    base = parse_symbol_list(export_symbols) if export_symbols and export_symbols.strip() else list(DEFAULT_SYMBOLS)
-    extra = parse_symbol_list(crypto_symbols) if crypto_symbols else []
-    symbols = unique_in_order(base + extra)
+    """``EXPORT_SYMBOLS`` (blank: the default groups), plus ``CRYPTO_SYMBOLS`` (the guide's
+    "Additional" symbols)."""
+    symbols = listed_symbols(export_symbols, crypto_symbols)
+    if not (export_symbols and export_symbols.strip()):
+        symbols = unique_in_order(DEFAULT_SYMBOLS + symbols)
     if not symbols:
         raise SymbolError("no symbols configured: set EXPORT_SYMBOLS or CRYPTO_SYMBOLS")
     return symbols

@@ -1,10 +1,6 @@
-"""The export files of a folder: listing them (one directory pass) and ordering them.
-
-"Newest" always means the file whose newest candle is newest, read from its
-content (the validation verdict's ``last_open_ms``), never the stamp in its
-name or its mtime: a file written while the host clock was ahead must not
-outrank every later export.
-"""
+"""The export files of a folder: listing and ordering them. "Newest" is the file whose newest
+candle is newest (its verdict's ``last_open_ms``), never its name stamp or mtime: a file
+written while the host clock was ahead must not outrank every later export."""
 
 from __future__ import annotations
 
@@ -88,13 +84,8 @@ def scan_exports(
     market: str | None = None,
     names: FolderNames | None = None,
 ) -> list[ExportFile]:
-    """Our export files in ``folder``, in one directory pass, oldest first.
-
-    With ``symbol`` (and ``interval``, of ``market``: spot if not given) only that series' names are parsed and
-    stat-ed: the cost per symbol stays with its own files in a crowded folder; ``names``: a
-    listing of the folder to take them from instead of listing it (see ``crypto_data_export.store.listing``).
-    Symlinks are skipped without being followed, whatever they point to.
-    """
+    """Our export files in ``folder`` (never a symlink), oldest first; with ``symbol`` (and
+    ``interval`` of ``market``) only that series' names are looked at, from ``names`` if given."""
     found: list[ExportFile] = []
     base = Path(folder)
     prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""

@@ -60,11 +60,8 @@ class ExportName(NamedTuple):
 
 
 def series_key(symbol: str, interval: str, market: str = SPOT, *, single: bool = True) -> str:
-    """The name of one export series (state.json, the status report, the console).
-
-    ``single`` (one configured interval, spot): the symbol alone, the guide's keys;
-    else ``{SYMBOL}_{interval}``, or ``{SYMBOL}_{market}_{interval}`` off spot.
-    """
+    """The name of one series (state.json, the status report, the console): the symbol alone
+    when ``single`` (one spot interval, the guide's keys), else ``{SYMBOL}_[{market}_]{interval}``."""
     if single and market == SPOT:
         return symbol
     return f"{symbol}_{interval}" if market == SPOT else f"{symbol}_{market}_{interval}"
@@ -110,11 +107,8 @@ def export_file_name(
 
 @functools.lru_cache(maxsize=1 << 16)
 def parse_export_name(name: str) -> ExportName | None:
-    """(symbol, interval, created, market) for one of our names, else None.
-
-    Cached and parsed without ``strptime`` (4x slower): every folder scan
-    parses every name, and a pass over a crowded folder scans it often.
-    """
+    """(symbol, interval, created, market) for one of our names, else None; cached and without
+    ``strptime`` (4x slower): every scan parses every name."""
     match = EXPORT_NAME_PATTERN.fullmatch(name)
     if match is None:
         return None
@@ -131,9 +125,8 @@ ATOMIC_NAMES = frozenset({STATE_NAME, STATUS_NAME, PIDFILE_NAME})
 
 
 def our_temp_name(name: str) -> re.Match[str] | None:
-    """The temp-name match if ``name`` is a temp file of ours: ``atomic_io``'s
-    pattern (with its tag) and a final name that is ours (an export or one of
-    ``ATOMIC_NAMES``). A look-alike for any other name is left alone."""
+    """The temp-name match if ``name`` is a temp file of ours (``atomic_io``'s pattern and a final
+    name that is an export or one of ``ATOMIC_NAMES``), else None."""
     match = TEMP_NAME_PATTERN.fullmatch(name)
     if match is None:
         return None
@@ -142,13 +135,10 @@ def our_temp_name(name: str) -> re.Match[str] | None:
 
 
 def export_name_prefix(symbol: str, interval: str | None = None, market: str = SPOT) -> str:
-    """The start every export name of ``symbol`` (and ``interval`` of ``market``) has.
+    """The start of every export name of ``symbol`` (every series without ``interval``).
 
-    Symbols have no ``_``, so ``BTCUSDT_`` never matches ``BTCUSDTX_...``: a
-    prefix test can drop other symbols' names before any parse or stat. No
-    market name is an interval, so ``BTCUSDT_1h_`` (spot) never matches
-    ``BTCUSDT_usdm_1h_...`` and the other way round. Without ``interval``
-    the prefix covers every series of the symbol.
+    Symbols have no ``_`` and no market name is an interval, so ``BTCUSDT_1h_`` matches
+    neither ``BTCUSDTX_...`` nor ``BTCUSDT_usdm_1h_...``: a prefix test drops other series.
     """
     if not interval:
         return f"{symbol}_"
