@@ -122,49 +122,47 @@ class RunState:
         return mark(data, STATE_FORMAT_VERSION)
 
 
-# -- field checks: each says what it expects, and returns the value or raises ValueError --
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise ValueError("a whole number from 0")
-    return value
+# -- field checks: each returns the value (maybe cut) or raises ValueError saying what it expects --
+def _field(test: Callable[[Any], bool], expected: str, *, null: bool = False) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is None and null:
+            return None
+        if not test(value):
+            raise ValueError(expected)
+        return value
+
+    return check
 
 
-def _moment(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 64 or from_iso(value) is None:
-        raise ValueError("an ISO-8601 time or null")
-    return value
+def _whole(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+_count = _field(_whole(0, MAX_COUNT), "a whole number from 0")
+_moment = _field(
+    lambda v: isinstance(v, str) and len(v) <= 64 and from_iso(v) is not None, "an ISO-8601 time or null", null=True
+)
+_pid = _field(_whole(1, MAX_PID), "a process id or null", null=True)
+_service_status = _field(lambda v: v in SERVICE_STATUSES, " or ".join(repr(s) for s in SERVICE_STATUSES))
+_symbol_list = _field(
+    lambda v: (
+        isinstance(v, list)
+        and len(v) <= MAX_SYMBOLS
+        and all(isinstance(s, str) and SERIES_KEY_PATTERN.fullmatch(s) for s in v)
+    ),
+    "a list of symbols",
+)
 
 
 def _ban_end(value: Any) -> str | None:
-    moment = _moment(value)
-    until = from_iso(moment)
+    until = from_iso(_moment(value))
     if until is not None and until > utc_now() + MAX_BAN:
         raise ValueError(f"a ban end within {MAX_BAN.days} days")
-    return moment
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("a text or null")
-    return value[:MAX_TEXT]
-
-
-def _pid(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PID:
-        raise ValueError("a process id or null")
     return value
 
 
-def _service_status(value: Any) -> str:
-    if value not in SERVICE_STATUSES:
-        raise ValueError(" or ".join(repr(s) for s in SERVICE_STATUSES))
-    return str(value)
+def _text(value: Any) -> str | None:
+    return None if value is None else _field(lambda v: isinstance(v, str), "a text or null")(value)[:MAX_TEXT]
 
 
 # duration_ms: the stored start and end times have whole seconds, too coarse for a short cycle.
@@ -175,14 +173,6 @@ def _counters(value: Any) -> dict[str, int]:
     if not isinstance(value, dict) or not set(value) <= set(COUNTER_NAMES):
         raise ValueError("an object of counters (" + ", ".join(COUNTER_NAMES) + ")")
     return {name: _count(number) for name, number in value.items()}
-
-
-def _symbol_list(value: Any) -> list[str]:
-    if not isinstance(value, list) or len(value) > MAX_SYMBOLS:
-        raise ValueError("a list of symbols")
-    if not all(isinstance(s, str) and SERIES_KEY_PATTERN.fullmatch(s) for s in value):
-        raise ValueError("a list of symbols")
-    return list(value)
 
 
 def _universe(value: Any) -> dict[str, str]:
