@@ -34,7 +34,6 @@ from crypto_data_export.service.daemon import (
     EXIT_USAGE,
     DataExportService,
     Outcome,
-    ServicePaths,
     write_systemd_unit,
 )
 from crypto_data_export.service.systemd_unit import UNIT_NAME
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "create-systemd-service":
         return _create_unit(args, settings)
-    service = DataExportService(ServicePaths.for_export_dir(settings.export_dir), environment)
+    service = DataExportService(settings.export_dir, environment)
     try:
         if args.command == "start":
             return _report(service.start(args.wait))

@@ -13,7 +13,6 @@ import logging
 import shutil
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +31,15 @@ OK, STALE, PROBLEM = "ok", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, OK: 2}
 
 
-@dataclass(frozen=True)
-class Disk:
-    total_bytes: int
-    free_bytes: int
+Disk = tuple[int, int, int]  # shutil.disk_usage: total, used, free bytes
 
 
 def disk_of(path: Path) -> Disk | None:
     """The file system holding ``path`` (its folder); None if it cannot be asked."""
     try:
-        usage = shutil.disk_usage(path.parent)
+        return shutil.disk_usage(path.parent)
     except OSError:
         return None
-    return Disk(usage.total, usage.free)
 
 
 def _e(value: Any) -> str:
@@ -215,13 +210,14 @@ def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
             f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols",
         ),
     ]
-    if disk is not None and disk.total_bytes > 0:
-        used = 100 * (1 - disk.free_bytes / disk.total_bytes)
+    total, _, free = disk or (0, 0, 0)
+    if total > 0:
+        used = 100 * (1 - free / total)
         cards.append(
             _card(
                 "disk",
                 f"{used:.0f}% used",
-                f"{disk.free_bytes / 2**30:.1f} GB free of {disk.total_bytes / 2**30:.1f} GB"
+                f"{free / 2**30:.1f} GB free of {total / 2**30:.1f} GB"
                 f'<div class="bar"><div style="width:{used:.0f}%"></div></div>',
                 PROBLEM if used > 95 else (STALE if used > 85 else OK),
             )

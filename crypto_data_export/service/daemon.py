@@ -57,20 +57,6 @@ KILL_WAIT_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 120.0
 
 
-# -- paths and the service lock -------------------------------------------------------
-@dataclass(frozen=True)
-class ServicePaths:
-    export_dir: Path
-    pidfile: Path
-    log: Path
-    lock: Path
-
-    @classmethod
-    def for_export_dir(cls, export_dir: Path) -> ServicePaths:
-        folder = ExportFolder(Path(os.path.abspath(export_dir)))
-        return cls(folder.root, folder.pidfile, folder.service_log, folder.service_lock)
-
-
 def service_lock(path: Path) -> FileLock:
     """Held around check-and-act: two simultaneous ``start`` must not both launch."""
     return FileLock(
@@ -108,19 +94,19 @@ def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict
 class DataExportService:
     """Start and stop one detached scheduler per export folder."""
 
-    def __init__(self, paths: ServicePaths, environment: Mapping[str, str] | None = None) -> None:
-        self.paths = paths
-        self.log = ServiceLog(paths.log)
+    def __init__(self, export_dir: Path, environment: Mapping[str, str] | None = None) -> None:
+        self.folder = ExportFolder(Path(os.path.abspath(export_dir)))
+        self.log = ServiceLog(self.folder.service_log)
         self.environment = dict(environment) if environment is not None else dict(os.environ)
 
     # -- start ----------------------------------------------------------------------
     def start(self, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
-        with service_lock(self.paths.lock):
+        with service_lock(self.folder.service_lock):
             return self._start_locked(wait_seconds)
 
     def _inspect(self) -> ServiceState:
-        return inspect_service(self.paths.pidfile, self.paths.export_dir)
+        return inspect_service(self.folder.pidfile, self.folder.root)
 
     def _start_locked(self, wait_seconds: float) -> Outcome:
         outcome = Outcome()
@@ -129,9 +115,9 @@ class DataExportService:
             return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); use 'stop' or 'restart'"])
         if current.state == "unverified":
             return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}"])
-        by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+        by_hand = loop_serving(self.folder.root, self.folder.state)
         if by_hand is not None:
-            folder = printable(self.paths.export_dir)
+            folder = printable(self.folder.root)
             return Outcome(
                 EXIT_FAILED,
                 errors=[
@@ -150,33 +136,33 @@ class DataExportService:
                 EXIT_FAILED,
                 errors=[
                     f"error: the scheduler exited at once with code {process.returncode}; "
-                    f"last lines of {self.paths.log}:",
+                    f"last lines of {self.folder.service_log}:",
                     *("  " + printable(line, 500) for line in tail),
                 ],
             )
         try:
-            real_folder = Path(os.path.realpath(self.paths.export_dir))
-            write_pidfile(self.paths.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
+            real_folder = Path(os.path.realpath(self.folder.root))
+            write_pidfile(self.folder.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
         except StorageError as exc:
             self._terminate(process)
             return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
         _detach(process)
         self.log.event(f"started scheduler PID {process.pid}")
-        outcome.lines.append(f"started (PID {process.pid}); log: {self.paths.log}")
+        outcome.lines.append(f"started (PID {process.pid}); log: {self.folder.service_log}")
         return outcome
 
     def _ensure_folders(self) -> None:
         try:
-            self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+            self.folder.service_log.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            folder = self.paths.log.parent
+            folder = self.folder.service_log.parent
             raise ServiceError(f"cannot create {folder}: {exc.strerror or exc}; check EXPORT_DIR") from exc
 
     def _launch(self) -> subprocess.Popen[bytes]:
         try:
-            log_fd = open_log_append(self.paths.log)
+            log_fd = open_log_append(self.folder.service_log)
         except OSError as exc:
-            raise ServiceError(f"cannot open the service log {self.paths.log}: {exc.strerror or exc}") from exc
+            raise ServiceError(f"cannot open the service log {self.folder.service_log}: {exc.strerror or exc}") from exc
         try:
             return subprocess.Popen(
                 [sys.executable, str(MANAGER_PATH)],
@@ -184,7 +170,7 @@ class DataExportService:
                 stdout=log_fd,
                 stderr=log_fd,
                 cwd=INSTALL_DIR,
-                env=child_environment(self.environment, self.paths.export_dir),
+                env=child_environment(self.environment, self.folder.root),
                 start_new_session=True,
                 close_fds=True,
             )
@@ -214,9 +200,9 @@ class DataExportService:
 
     # -- stop -----------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> Outcome:
-        if not self.paths.export_dir.is_dir():
+        if not self.folder.root.is_dir():
             return Outcome(lines=["not running"])
-        with service_lock(self.paths.lock):
+        with service_lock(self.folder.service_lock):
             return self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> Outcome:
@@ -226,7 +212,7 @@ class DataExportService:
         if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
             return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; pidfile kept"])
         if current.state != "running" or current.pid is None:
-            remove_pidfile(self.paths.pidfile)
+            remove_pidfile(self.folder.pidfile)
             self.log.event(f"{current.describe()}; removed")
             if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
                 return Outcome(
@@ -259,7 +245,7 @@ class DataExportService:
             self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
             outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
             outcome.lines.append(f"stopped (PID {pid}, killed)")
-        remove_pidfile(self.paths.pidfile)
+        remove_pidfile(self.folder.pidfile)
         self.log.event(f"scheduler PID {pid} stopped")
         return outcome
 
@@ -276,7 +262,7 @@ class DataExportService:
     # -- restart, status -----------------------------------------------------------
     def restart(self, timeout: float = 30.0, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
-        with service_lock(self.paths.lock):
+        with service_lock(self.folder.service_lock):
             outcome = self._stop_locked(timeout)
             if outcome.exit_code != EXIT_OK:
                 return outcome
@@ -296,11 +282,11 @@ class DataExportService:
         else:
             lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
         if current.state != "running":
-            by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+            by_hand = loop_serving(self.folder.root, self.folder.state)
             if by_hand is not None:
                 lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
-        lines += [f"  pidfile: {self.paths.pidfile}", f"  log: {self.paths.log}"]
-        lines += summarize_status_report(ExportFolder(self.paths.export_dir).status_report)
+        lines += [f"  pidfile: {self.folder.pidfile}", f"  log: {self.folder.service_log}"]
+        lines += summarize_status_report(self.folder.status_report)
         return Outcome(code, lines)
 
 

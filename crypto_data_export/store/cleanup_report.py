@@ -97,14 +97,10 @@ def merge_cleanups(results: Iterable[CleanupResult | None], *, dry_run: bool) ->
     for result in results:
         if result is None:
             continue
-        merged.removed += result.removed
+        for name in ("removed", "quarantined", "temp_removed", "duplicates_removed", "errors", "vanished"):
+            getattr(merged, name).extend(getattr(result, name))
         merged.bytes_freed += result.bytes_freed
-        merged.quarantined += result.quarantined
-        merged.temp_removed += result.temp_removed
-        merged.duplicates_removed += result.duplicates_removed
-        merged.errors += result.errors
         merged.reasons.update(result.reasons)
-        merged.vanished += result.vanished
         merged.stopped = merged.stopped or result.stopped
         stale.update(result.stale_symbols)
         kept.update(dict.fromkeys(result.kept))

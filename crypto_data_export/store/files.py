@@ -143,7 +143,6 @@ class FileManager:
         self.max_files_per_symbol = int(max_files_per_symbol)
         self.data_retention_days = float(data_retention_days)
         self._now = now
-        self._configured = frozenset(self.symbols)
         # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
         self.stop_event = stop_event or threading.Event()
         # One dry run's plan: files it would have written, files it would have removed or quarantined
@@ -209,7 +208,6 @@ class FileManager:
         """Replace the symbols whose newest valid file retention never removes (a symbol
         universe changes from cycle to cycle; a symbol that left it gets the normal rules)."""
         self.symbols = unique_in_order(symbols)
-        self._configured = frozenset(self.symbols)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -498,7 +496,7 @@ class FileManager:
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.
         series = frozenset((self.market, interval) for interval in self.intervals)
-        return RetentionRules(series, self._configured, self.max_files_per_symbol, self.data_retention_days)
+        return RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
 
     def _warn_stale(self, stale_series: Iterable[str]) -> None:
         for symbol in stale_series:

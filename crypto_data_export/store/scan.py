@@ -187,16 +187,9 @@ def check_regular_file(
     want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
-    """Validate (and hash) one file in one read, by the format its name says, in
-    bounded memory (see ``read_once``).
-
-    Raises OSError (FileNotFoundError if it vanished) and ScanStopped if
-    ``stop`` is set while it reads.
-    """
-    file_format = _format_of(path)
-    read = read_once(path, interval, file_format, want_hash=want_hash, want_candles=want_candles, stop=stop)
-    verdict = read.verdict(want_candles)
-    return FileCheck(verdict[0], verdict[1], read.digest, read.size)
+    """Validate (and hash) one file in one read by the format its name says (``read_once``)."""
+    read = read_once(path, interval, _format_of(path), want_hash=want_hash, want_candles=want_candles, stop=stop)
+    return FileCheck(*read.verdict(want_candles), read.digest, read.size)
 
 
 @dataclass
@@ -234,11 +227,9 @@ def read_once(
     want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> _Read:
-    """Read a file once, hashing as it goes; hold it whole only while it stays
-    under ``STREAM_VALIDATION_BYTES`` (its size when listed decides nothing: it
-    may have grown), past that feed it to the format's stream checker.
-
-    Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
+    """Read a file once, hashing as it goes; hold it whole only while it stays under
+    ``STREAM_VALIDATION_BYTES`` (it may have grown since listed), past that stream it to the
+    format's checker. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
     """
     fd, _ = open_regular(path)
     digest = hashlib.sha256() if want_hash else None
@@ -306,15 +297,10 @@ def scan_folder(
     names: FolderNames | None = None,
     judged: Mapping[Path, FileValidation] | None = None,
 ) -> FolderScan:
-    """One directory pass and one read per file (optionally only some symbols,
-    and with ``series`` = (market, interval) only those symbols' files of that series;
-    ``names``: a listing of the folder to take those symbols' names from, see ``crypto_data_export.store.listing``;
-    ``judged``: verdicts the caller read moments ago, used as they are, not ``fresh``).
-
-    ``known`` gives the verdicts of files the caller has just written (and
-    judged byte for byte as it wrote them): they are not read back (only
-    hashed, streamed, if their size collides), and they are ``fresh``.
-    """
+    """One directory pass and one read per file (only ``symbols``' files if given, of ``series``
+    = (market, interval) if given, their names from ``names`` if given). ``known``: verdicts
+    of files just written (not read back, only hashed if their size collides; ``fresh``);
+    ``judged``: verdicts read moments ago, used as they are."""
     wanted = None if symbols is None else frozenset(symbols)
     market, interval = series if series is not None else (SPOT, None)
     # Each symbol's names, and its temp files' (".{name}...").
@@ -328,9 +314,8 @@ def scan_folder(
 
 
 def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) -> FolderScan:
-    """Only what a duplicate report needs: one listing, sizes, and a streamed
-    SHA-256 of the files whose size collides; nothing is parsed or validated
-    (the result has no verdicts)."""
+    """What a duplicate report needs: one listing and the SHA-256 of files whose size collides
+    (no verdicts)."""
     result = _listed(export_dir, None, ("",), None)
     gone: set[Path] = set()
     should_stop = StopCheck(stop)
@@ -388,9 +373,8 @@ def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
 
 
 def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
-    """Read each file once; validate small ones in batches (one parse for many),
-    large ones as they stream; files just written (``known``) are not read back.
-    On ``stop`` the files not yet read are marked not checked."""
+    """Read each file once; validate small ones in batches, large ones as they stream; ``known``
+    files are not read back; on ``stop`` the files not yet read are marked not checked."""
     colliding = {f.path for f in _size_colliding(result.files)}
     present: list[ExportFile] = []
     batch: list[_ValidationInput] = []
