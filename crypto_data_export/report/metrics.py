@@ -18,6 +18,14 @@ from crypto_data_export.store.layout import ExportFolder
 
 PREFIX = "crypto_exporter_"
 SERIES_LABELS = ("symbol", "interval", "market")
+# Per series: (key, metric name, help).
+SERIES = (
+    ("last", "last_candle_timestamp_seconds", "open time of the newest closed candle on disk (Unix seconds)"),
+    ("rows", "series_rows", "candles in the newest file"),
+    ("missing", "series_missing_candles", "candles missing inside the newest file"),
+    ("valid", "series_valid", "1 if the newest file is valid, else 0"),
+    ("fresh", "series_fresh", "1 if the newest candle is within the health check's freshness limit, else 0"),
+)
 # The last cycle's counters in the status report -> (metric name, help).
 RUN_COUNTERS = {
     "calls": ("last_run_requests", "HTTP requests the last cycle sent to the exchange"),
@@ -57,25 +65,7 @@ class ReportCollector(Collector):
         yield from self._service()
 
     def _series(self) -> Iterator[Metric]:
-        families = {
-            "last": GaugeMetricFamily(
-                PREFIX + "last_candle_timestamp_seconds",
-                "open time of the newest closed candle on disk (Unix seconds)",
-                labels=SERIES_LABELS,
-            ),
-            "rows": GaugeMetricFamily(PREFIX + "series_rows", "candles in the newest file", labels=SERIES_LABELS),
-            "missing": GaugeMetricFamily(
-                PREFIX + "series_missing_candles", "candles missing inside the newest file", labels=SERIES_LABELS
-            ),
-            "valid": GaugeMetricFamily(
-                PREFIX + "series_valid", "1 if the newest file is valid, else 0", labels=SERIES_LABELS
-            ),
-            "fresh": GaugeMetricFamily(
-                PREFIX + "series_fresh",
-                "1 if the newest candle is within the health check's freshness limit, else 0",
-                labels=SERIES_LABELS,
-            ),
-        }
+        families = {key: GaugeMetricFamily(PREFIX + name, doc, labels=SERIES_LABELS) for key, name, doc in SERIES}
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
             last = _seconds(entry.get("last_candle"))

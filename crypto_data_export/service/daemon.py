@@ -182,12 +182,11 @@ class DataExportService:
     @staticmethod
     def _confirm(process: subprocess.Popen[bytes], wait_seconds: float) -> bool:
         """Still alive after ``wait_seconds`` (a bad start usually dies within a second)."""
-        deadline = time.monotonic() + max(0.0, wait_seconds)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        return process.poll() is None
+        try:
+            process.wait(timeout=max(0.0, wait_seconds))
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     @staticmethod
     def _terminate(process: subprocess.Popen[bytes]) -> None:

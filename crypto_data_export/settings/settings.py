@@ -8,6 +8,7 @@ its own (cleanup acts on its entries), never a system or home folder itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -254,18 +255,10 @@ VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
 
 
 def _home_folders() -> set[str]:
-    homes = set()
-    for home in (os.environ.get("HOME"), _passwd_home()):
-        if home and home.strip():
-            homes.add(os.path.realpath(home))
-    return homes
-
-
-def _passwd_home() -> str | None:
-    try:
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except KeyError:
-        return None
+    homes = [os.environ.get("HOME") or ""]
+    with contextlib.suppress(KeyError):
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    return {os.path.realpath(home) for home in homes if home.strip()}
 
 
 def system_folder_problem(folder: Path) -> str | None:
