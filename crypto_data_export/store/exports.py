@@ -1,4 +1,4 @@
-"""The export files of a folder: listing and ordering them. "Newest" is the file whose newest
+"""The export files of a folder and their order. "Newest" is the file whose newest
 candle is newest (its verdict's ``last_open_ms``), never its name stamp or mtime: a file
 written while the host clock was ahead must not outrank every later export."""
 
@@ -10,8 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from crypto_data_export.settings.market_names import SPOT
-from crypto_data_export.store.layout import export_name_prefix, parse_export_name
-from crypto_data_export.store.listing import FolderNames, folder_entries
+from crypto_data_export.store.layout import parse_export_name
 from crypto_data_export.store.validation import FileValidation
 
 # Where a file without a known newest candle (invalid, unread) sorts: before every real one.
@@ -74,39 +73,3 @@ def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, 
         if series not in latest or key > latest[series][0]:
             latest[series] = (key, verdict)
     return {series: entry[1] for series, entry in latest.items()}
-
-
-def scan_exports(
-    folder: Path,
-    *,
-    symbol: str | None = None,
-    interval: str | None = None,
-    market: str | None = None,
-    names: FolderNames | None = None,
-) -> list[ExportFile]:
-    """Our export files in ``folder`` (never a symlink), oldest first; with ``symbol`` (and
-    ``interval`` of ``market``) only that series' names are looked at, from ``names`` if given."""
-    found: list[ExportFile] = []
-    base = Path(folder)
-    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
-    entries = folder_entries(base, (prefix,), names if prefix else None)
-    for entry in entries:
-        parsed = parse_export_name(entry.name)
-        try:
-            if parsed is None or not entry.is_file(follow_symlinks=False):
-                continue
-        except OSError:
-            continue
-        symbol_, interval_, created, market_ = parsed
-        if (symbol is not None and symbol_ != symbol) or (interval is not None and interval_ != interval):
-            continue
-        if (market is not None or interval is not None) and market_ != (market or SPOT):
-            continue
-        try:
-            size = entry.stat(follow_symlinks=False).st_size
-        except FileNotFoundError:
-            continue  # removed by a concurrent prune between the listing and now
-        # base / name, not Path(entry.path): only the name is parsed again (~25 % less per file)
-        found.append(ExportFile(base / entry.name, symbol_, interval_, created, size, market_))
-    found.sort(key=lambda f: (f.created, f.name))
-    return found

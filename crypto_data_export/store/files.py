@@ -40,7 +40,7 @@ from crypto_data_export.settings.intervals import is_valid_interval
 from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import unique_in_order
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
-from crypto_data_export.store.exports import ExportFile, content_key, scan_exports
+from crypto_data_export.store.exports import ExportFile, content_key
 from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 from crypto_data_export.store.layout import (
     EXPORT_NAME_PATTERN,
@@ -59,6 +59,7 @@ from crypto_data_export.store.scan import (
     TempFile,
     check_regular_file,
     scan_duplicates,
+    scan_exports,
     scan_folder,
     validate_file,
     writer_gone,

@@ -335,6 +335,21 @@ def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) ->
     return result
 
 
+def scan_exports(
+    folder: Path,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    market: str | None = None,
+    names: FolderNames | None = None,
+) -> list[ExportFile]:
+    """Our export files in ``folder`` (never a symlink), oldest first; with ``symbol`` (and
+    ``interval`` of ``market``) only that series' names are looked at, from ``names`` if given."""
+    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
+    files = _listed(Path(folder), None, (prefix,), names if prefix else None).files
+    return [f for f in files if market is None or f.market == market]
+
+
 def _listed(
     export_dir: Path, wanted: frozenset[str] | None, prefixes: tuple[str, ...], names: FolderNames | None
 ) -> FolderScan:

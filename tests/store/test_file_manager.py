@@ -13,10 +13,10 @@ import pytest
 
 from crypto_data_export.core.errors import StorageError
 from crypto_data_export.store.cleanup_report import CleanupResult
-from crypto_data_export.store.exports import scan_exports
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.layout import export_file_name
+from crypto_data_export.store.scan import scan_exports
 from tests.support import BTC_FILE, CORRUPT, NOW, build_scenario, listing, put, temp_name, valid_bytes
 
 CONFIGURED = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
