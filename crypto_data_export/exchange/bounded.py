@@ -125,7 +125,6 @@ def read_json(response: requests.Response, url: str, cap: int) -> Any:
         ) from exc
 
 
-# -- waits told by the exchange -------------------------------------------------------
 def told_seconds(raw: str | None, now: datetime) -> float | None:
     """Seconds a Retry-After header tells (a number or an HTTP date; maybe negative or infinite:
     the caller clamps it); None when it tells nothing."""

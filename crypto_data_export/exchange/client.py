@@ -256,7 +256,6 @@ class ExchangeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- endpoints ------------------------------------------------------------
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)
 
@@ -364,7 +363,6 @@ class ExchangeClient:
         rows: list[list[Any]] = self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
         return rows
 
-    # -- one request, with every failure mode handled -------------------------
     def _get(
         self,
         path: str,
@@ -483,7 +481,6 @@ class ExchangeClient:
         return body
 
 
-# -- helpers -------------------------------------------------------------------
 _RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 
 

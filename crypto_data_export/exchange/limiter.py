@@ -208,7 +208,6 @@ class WeightLimiter:
         with self._lock:
             return [w.rate for w in self._windows]
 
-    # -- signals from answers --------------------------------------------------
     def observe_used_weight(self, used: int, seconds: float = WINDOW_SECONDS) -> None:
         """Record an ``X-MBX-USED-WEIGHT-<n><unit>`` header for the weight window of ``seconds``."""
         with self._lock:
@@ -234,7 +233,6 @@ class WeightLimiter:
             until = self._banned_until
         return until if until is not None and until > utc_now() else None
 
-    # -- the gate --------------------------------------------------------------
     def acquire(self, weight: int) -> Ticket:
         """Block until ``weight`` may be sent and reserve it (IPBannedError during a ban); give the
         ticket to ``release`` when the answer (or the failure) came back."""

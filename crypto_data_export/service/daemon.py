@@ -99,7 +99,6 @@ class DataExportService:
         self.log = ServiceLog(self.folder.service_log)
         self.environment = dict(environment) if environment is not None else dict(os.environ)
 
-    # -- start ----------------------------------------------------------------------
     def start(self, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
         with service_lock(self.folder.service_lock):
@@ -197,7 +196,6 @@ class DataExportService:
             process.kill()
             process.wait()
 
-    # -- stop -----------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> Outcome:
         if not self.folder.root.is_dir():
             return Outcome(lines=["not running"])
@@ -258,7 +256,6 @@ class DataExportService:
             time.sleep(POLL_SECONDS)
         return True
 
-    # -- restart, status -----------------------------------------------------------
     def restart(self, timeout: float = 30.0, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
         with service_lock(self.folder.service_lock):
@@ -294,7 +291,6 @@ def _detach(process: subprocess.Popen[bytes]) -> None:
     process.returncode = 0
 
 
-# -- the systemd unit ----------------------------------------------------------------
 def write_systemd_unit(output: Path, export_dir: Path, user: str) -> Path:
     target = output / UNIT_NAME if output.is_dir() else output
     text = render_unit(

@@ -103,9 +103,6 @@ def require_forward(new_last_open_ms: int | None, kept: ReusableExport | None) -
     )
 
 
-# --- the manager ----------------------------------------------------------
-
-
 class FileManager:
     """Owns the export folder: writes, validation, quarantine, retention, duplicates."""
 
@@ -217,8 +214,6 @@ class FileManager:
     def now(self) -> datetime:
         return as_utc(self._now())
 
-    # --- folder and writing ---------------------------------------------
-
     def ensure_folder(self) -> None:
         """Create the folder up front so a bad path fails with one clear line."""
         try:
@@ -270,8 +265,6 @@ class FileManager:
         self._listed(path.name)
         logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
-
-    # --- scanning and validation -----------------------------------------
 
     def scan(
         self,
@@ -339,8 +332,6 @@ class FileManager:
             else:
                 logger.warning("skipping invalid %s: %s", f.name, validation.reason)
         return best
-
-    # --- quarantine -------------------------------------------------------
 
     def quarantine(self, path: Path, reason: str, *, dry_run: bool = False) -> Path:
         """Move a corrupt file aside (never delete it) and say why; returns where it went."""
@@ -411,8 +402,6 @@ class FileManager:
             number += 1
         return target
 
-    # --- cleanup ----------------------------------------------------------
-
     def cleanup(
         self,
         *,
@@ -460,8 +449,6 @@ class FileManager:
         enough after each write: ``written`` (the file just written, or in a dry run the one
         the real run would write) and ``judged`` are not read again."""
         return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
-
-    # --- a dry run's plan --------------------------------------------------
 
     def _as_planned(
         self, folder: FolderScan, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
@@ -567,8 +554,6 @@ class FileManager:
             return False
         self._listed(path.name, False)
         return True
-
-    # --- reports ----------------------------------------------------------
 
     def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
         """Identical export files (size first, then SHA-256), newest first per group; without a

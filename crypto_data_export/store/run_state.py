@@ -252,7 +252,6 @@ def state_from_dict(data: dict[str, Any]) -> tuple[RunState, list[str]]:
     return state, problems
 
 
-# -- reading and writing ---------------------------------------------------------------
 @dataclass
 class _Loaded:
     state: RunState

@@ -166,9 +166,6 @@ def _try_hash(f: ExportFile) -> str | None:
         return None
 
 
-# --- reading without trusting the name ------------------------------------
-
-
 @dataclass
 class FileCheck:
     """One file read once: its verdict, candle frame (if asked and valid), hash (if asked), bytes read."""
@@ -282,9 +279,6 @@ def writer_gone(temp_name: str) -> bool:
         return False
     pid = int(match["pid"])
     return pid != os.getpid() and not pid_alive(pid)
-
-
-# --- the scan ---------------------------------------------------------------
 
 
 def scan_folder(
