@@ -80,12 +80,6 @@ def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     return JsonRead(OURS, data)
 
 
-def _aside_names(path: Path, label: str, now: datetime) -> list[Path]:
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{path.name}.{label}-{stamp}"
-    return [path.with_name(base)] + [path.with_name(f"{base}-{n}") for n in range(2, _MAX_SUFFIX_TRIES)]
-
-
 def _move_no_replace(source: Path, target: Path) -> None:
     """Rename without ever replacing ``target``: a hard link (of the entry itself, never a
     symlink's target) then unlink; where hard links are refused, rename after a check."""
@@ -106,7 +100,8 @@ def _move_no_replace(source: Path, target: Path) -> None:
 def set_aside(path: Path, label: str, now: datetime | None = None) -> Path | None:
     """Move ``path`` to ``<name>.<label>-<UTC stamp>`` (``-2``, ``-3``... if taken); the new
     path, or None if ``path`` is already gone. OSError if it cannot be moved."""
-    for candidate in _aside_names(path, label, now or utc_now()):
+    base = f"{path.name}.{label}-{(now or utc_now()).astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    for candidate in (path.with_name(base if n == 1 else f"{base}-{n}") for n in range(1, _MAX_SUFFIX_TRIES)):
         try:
             _move_no_replace(path, candidate)
         except FileExistsError:

@@ -197,8 +197,11 @@ class WeightLimiter:
         with self._lock:
             old = self._windows
             self._windows = [_Window(rate, self._headroom) for rate in rates]
-            for window in self._windows:
-                self._carry_over(old, window)
+            for window in self._windows:  # past sends: from the same kind and span, else that kind's longest
+                same_kind = [w for w in old if w.rate.kind == window.rate.kind]
+                exact = [w for w in same_kind if w.rate.seconds == window.rate.seconds]
+                if same_kind:
+                    window.adopt(exact[0] if exact else max(same_kind, key=lambda w: w.rate.seconds))
             weights = sorted((r for r in rates if r.kind == WEIGHT), key=lambda r: r.seconds != WINDOW_SECONDS)
             if weights:  # the minute's budget, or the first weight limit expressed per minute
                 self.limit = max(1, round(weights[0].limit * WINDOW_SECONDS / weights[0].seconds))
@@ -282,11 +285,3 @@ class WeightLimiter:
             window.reserve(ticket)
         self.sent_weight += weight
         return ticket
-
-    @staticmethod
-    def _carry_over(old: list[_Window], new: _Window) -> None:
-        """Keep past sends: from the old window of the same kind and span, else the longest of that kind."""
-        same_kind = [w for w in old if w.rate.kind == new.rate.kind]
-        if same_kind:
-            exact = [w for w in same_kind if w.rate.seconds == new.rate.seconds]
-            new.adopt(exact[0] if exact else max(same_kind, key=lambda w: w.rate.seconds))

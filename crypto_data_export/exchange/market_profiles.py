@@ -1,9 +1,5 @@
-"""A market is one profile: where its endpoints are, what each call weighs, how
-large a page may be and which error codes mean what.
-
-The client reads everything market-specific from here, so adding a market
-(USD-M futures, say) is adding one profile, not editing the client.
-"""
+"""A market is one profile: its endpoints, what each call weighs, its page size and error
+codes. The client reads everything market-specific from here: a market is one profile."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """Log files and console output, configured once by each CLI's ``main``.
 
-Files (10 MB x 5 rotation, UTC timestamps, one line per event):
-``EXPORT_DIR/logs/scheduled_data_manager.log`` gets everything;
-``EXPORT_DIR/export_log.log`` gets the exporter's events only. Every module logs
-under its own name (``logging.getLogger(__name__)``); the handlers sit on the root
-logger, so urllib3's retries reach the file too. The console
-stays short: warnings and errors, or everything with ``-v``.
+``EXPORT_DIR/logs/scheduled_data_manager.log`` gets everything, ``EXPORT_DIR/export_log.log``
+the exporter's events (10 MB x 5, UTC). Every module logs under ``__name__``; the handlers
+sit on the root logger, so urllib3's retries reach the file too. The console stays short.
 
 Every message is one line: control characters in it (a foreign command
 line, an exchange's error text, a hand-edited state file) are escaped, so a

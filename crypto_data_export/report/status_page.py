@@ -172,11 +172,6 @@ def _row(key: str, entry: Mapping[str, Any], interval: str, closes: Sequence[flo
     )
 
 
-def _sorted_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
-    return sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
-
-
 def _card(title: str, value: str, detail: str = "", state: str = "") -> str:
     head = f'<div class="card {state}"><div class="t">{title}</div>'
     return f'{head}<div class="v">{value}</div><div>{detail}</div></div>'
@@ -267,7 +262,8 @@ def render_status_page(
 ) -> str:
     """The whole page; ``interval`` names the series of entries that do not say theirs."""
     closes = closes or {}
-    rows = _sorted_rows(report)
+    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
+    rows = sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
     counts = {state: sum(1 for _, e in rows if verdict(e) == state) for state in (PROBLEM, STALE, OK)}
     body = "".join(_row(key, entry, interval, closes.get(key)) for key, entry in rows)
     return (

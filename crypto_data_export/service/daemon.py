@@ -145,7 +145,7 @@ class DataExportService:
         except StorageError as exc:
             self._terminate(process)
             return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
-        _detach(process)
+        process.returncode = 0  # it outlives this command by design: Popen must not warn that it still runs
         self.log.event(f"started scheduler PID {process.pid}")
         outcome.lines.append(f"started (PID {process.pid}); log: {self.folder.service_log}")
         return outcome
@@ -284,11 +284,6 @@ class DataExportService:
         lines += [f"  pidfile: {self.folder.pidfile}", f"  log: {self.folder.service_log}"]
         lines += summarize_status_report(self.folder.status_report)
         return Outcome(code, lines)
-
-
-def _detach(process: subprocess.Popen[bytes]) -> None:
-    """The scheduler outlives this command by design: tell Popen not to warn that it still runs."""
-    process.returncode = 0
 
 
 def write_systemd_unit(output: Path, export_dir: Path, user: str) -> Path:

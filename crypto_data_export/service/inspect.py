@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,8 @@ def _started_as_recorded(pid: int, recorded: Any) -> bool:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}"
+    days, rest = divmod(max(0, int(seconds)), 86400)
+    clock = str(timedelta(seconds=rest))  # H:MM:SS
     return f"{days}d {clock}" if days else clock
 
 

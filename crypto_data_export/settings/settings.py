@@ -326,12 +326,9 @@ SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPT
 
 
 def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
-    """``settings`` with values replaced from CLI flags, ``{variable: (raw value, flag)}``.
-
-    Each value is checked by its variable's own rule and an error names the flag, not the
-    variable; a None value keeps the setting. All are applied at once, so a combination
-    (``--interval 1w --days 30``) is judged as a whole.
-    """
+    """``settings`` with values from CLI flags, ``{variable: (raw value or None, flag)}``, each
+    checked by its variable's rule (errors name the flag), all at once (a combination such
+    as ``--interval 1w --days 30`` is judged as a whole)."""
     changes: dict[str, Any] = {}
     for variable, (raw, flag) in flags.items():
         if raw is not None:

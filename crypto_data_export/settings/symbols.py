@@ -1,9 +1,5 @@
-"""Which symbols the exporter serves, and the rule every symbol must pass.
-
-A symbol ends up in a URL and in a file name, so it is validated here, once,
-before any request is sent or any file is created: a value such as
-``../etc`` or ``BTC;rm -rf`` must never reach the exchange or the disk.
-"""
+"""Which symbols the exporter serves, and the rule every symbol passes before it reaches a URL
+or a file name (``../etc`` or ``BTC;rm -rf`` never do)."""
 
 from __future__ import annotations
 

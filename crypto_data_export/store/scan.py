@@ -146,24 +146,18 @@ class FolderScan:
         after the listing), so duplicate groups never miss one."""
         for f in _size_colliding(self.files):
             if f.path not in self.hashes and f.path not in self.unreadable:
-                digest = _try_hash(f)
-                if digest is not None:
-                    self.hashes[f.path] = digest
+                try:
+                    self.hashes[f.path] = hash_regular_file(f.path)
+                except FileNotFoundError:
+                    pass  # gone since the listing
+                except OSError as exc:
+                    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
 def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
     files = list(files)
     sizes = Counter(f.size for f in files)
     return [f for f in files if sizes[f.size] > 1]
-
-
-def _try_hash(f: ExportFile) -> str | None:
-    try:
-        return hash_regular_file(f.path)
-    except OSError as exc:
-        if not isinstance(exc, FileNotFoundError):
-            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-        return None
 
 
 @dataclass
@@ -368,17 +362,11 @@ def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderS
                 result.files.append(ExportFile(Path(entry.path), symbol, interval, created, size, market))
             return
         match = our_temp_name(entry.name)
-        if match is not None and _temp_wanted(match["final"], wanted):
+        final = parse_export_name(match["final"]) if match is not None else None
+        if match is not None and (wanted is None or (final is not None and final.symbol in wanted)):
             result.temp_files.append(TempFile(Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
     except OSError:
         return  # vanished or unstat-able since the listing: not a candidate
-
-
-def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
-    if wanted is None:
-        return True
-    parsed = parse_export_name(final_name)
-    return parsed is not None and parsed[0] in wanted
 
 
 def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
