@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     quiet_logging()
     import logging
 
-    logging.getLogger("file_manager").setLevel(logging.ERROR)  # the corrupt files are made on purpose
+    logging.getLogger("crypto_data_export.store.files").setLevel(logging.ERROR)  # the corrupt files are made on purpose
 
     dups = bench_duplicates(args.dup_files, args.dup_mb)
     many = bench_many_files(args.files)
