@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob, SymbolOutcome
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 MAX_NOTICES = 20
 
 
@@ -103,7 +103,6 @@ class ScheduledDataManager:
         self.files = FileManager.from_settings(
             settings,
             protected_symbols=self.symbols,
-            logger=logging.getLogger("file_manager"),
             stop_event=self.stop_event,
         )
         self._client = client
