@@ -52,12 +52,11 @@ from crypto_data_export.report.status_report import (
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
-from crypto_data_export.store.exports import scan_exports
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.layout import ExportFolder
 from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.run_state import RunState, load_state, update_state
-from crypto_data_export.store.scan import FolderScan
+from crypto_data_export.store.scan import FolderScan, scan_exports
 from crypto_data_export.store.validation import FileValidation
 
 # Kept lazy because a benchmark shows it matters to a user (python -m benchmarks.bench_startup):
