@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,12 +40,11 @@ from crypto_data_export.core.errors import (
     UnknownSymbolError,
 )
 from crypto_data_export.exchange.client import ExchangeClient
-from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages, SymbolExport
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
 from crypto_data_export.store.files import FileManager, ReusableExport, require_forward
 from crypto_data_export.store.layout import series_key
-from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.scan import ScanStopped
 from crypto_data_export.store.validation import FileValidation
 
@@ -148,7 +147,11 @@ def error_kind(exc: BaseException) -> str:
 
 
 class ExportJob:
-    """Export a list of symbols into the folder of a FileManager."""
+    """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
+
+    ``window``: a backfill's explicit open times [start, end) (``--start``/``--end``) instead of
+    the look-back; ``on_candles`` is told the number of candles of each chunk written (a progress bar).
+    """
 
     def __init__(
         self,
@@ -156,8 +159,11 @@ class ExportJob:
         file_manager: FileManager,
         client: ExchangeClient | None = None,
         *,
+        source: CandleSource | None = None,
         stop_event: threading.Event | None = None,
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+        on_candles: Callable[[int], None] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> None:
         self.settings = settings
         self.files = file_manager
@@ -172,14 +178,12 @@ class ExportJob:
             )
             for interval in settings.kline_intervals
         }
-        self.exporter = self.exporters[settings.kline_interval]
+        self.source: CandleSource = source or RestPages()
         self.stop_event = stop_event or threading.Event()
         # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
-        # Told the number of candles of each chunk written (a backfill's progress bar).
-        self.on_candles: Callable[[int], None] | None = None
-        # A backfill's explicit open times [start, end) (--start/--end), instead of the look-back.
-        self.window: tuple[int, int] | None = None
+        self.on_candles = on_candles
+        self.window = window
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
@@ -326,8 +330,9 @@ class ExportJob:
         require_forward(exporter.last_closed_open_ms(export.server_time_ms), replacing)
         if dry_run:
             return self._plan_only(symbol, export, previous, files, exporter)
-        chunks = self._counted(self._candle_chunks(export, exporter))
+        chunks = self._counted(self.source.chunks(exporter, export))
         path, verdict = files.write_export(symbol, chunks, replacing=replacing)
+        self.source.written(symbol, interval)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
         judged = {previous.file.path: previous.validation} if previous else None
@@ -384,45 +389,15 @@ class ExportJob:
         return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
 
     def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Stop between chunks (a year of 1m is 526 REST pages: Ctrl-C must not wait for them)."""
         for chunk in chunks:
+            if self.stop_event.is_set():
+                raise StopRequested("stopped on request; the file is not written")
             if self.on_candles is not None:
                 self.on_candles(len(chunk))
             yield chunk
-
-    def _candle_chunks(
-        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
-    ) -> Iterable[pd.DataFrame]:
-        """Where a series' candles come from (a backfill may take them from the bulk archive)."""
-        return (exporter or self.exporter).iter_chunks(export)
 
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         for symbol, interval in self.series(symbols):
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
             report.outcomes[self.series_key(symbol, interval)] = self._named(outcome, interval)
-
-
-def backfill(
-    settings: Settings,
-    *,
-    on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
-    stop_event: threading.Event | None = None,
-    make_job: Callable[..., ExportJob] = ExportJob,
-    window: tuple[int, int] | None = None,
-) -> ExportReport:
-    """The standalone backfill: the same pass over a long window, under the run lock.
-
-    Every file is validated as it is written (``FileManager.write_export``),
-    so a bad answer fails its symbol and never sits in the folder as data.
-    ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
-    passes one whose candles come from the bulk archive where it can. ``window``: explicit
-    open times [start, end) (``--start``/``--end``) instead of the look-back.
-    """
-    # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
-    # a year of candles is a long run, chosen per interval.
-    settings = replace(settings, kline_intervals=(settings.kline_interval,))
-    files = FileManager.from_settings(settings)
-    files.ensure_folder()
-    with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
-        job = make_job(settings, files, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
-        job.window = window
-        return job.run(settings.symbols)
