@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,7 +40,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from crypto_data_export.backfill.resume import JournalSource
 from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
@@ -66,6 +64,7 @@ from crypto_data_export.exchange.archive import (
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport, candles_in_window
 from crypto_data_export.pipeline.export_job import ExportJob, ExportReport, SymbolOutcome
+from crypto_data_export.report.console import ArchiveProgress
 from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
@@ -217,45 +216,7 @@ class Fetched:
     period: ArchivePeriod
     path: Path | None = None
     error: ArchiveError | None = None
-    size: int = 0
-    reused: bool = False
-
-
-class ArchiveProgress:
-    """One tqdm bar (only on a terminal) counting downloaded bytes, with periods done / planned."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self._lock = threading.Lock()
-        self._done = 0
-        self._planned = 0
-        self._bar = (
-            tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="archive", leave=False, position=1)
-            if enabled and sys.stderr.isatty()
-            else None
-        )
-
-    def planned(self, periods: int) -> None:
-        with self._lock:
-            self._planned += periods
-            self._show()
-
-    def add_bytes(self, count: int) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(count)
-
-    def period_done(self) -> None:
-        with self._lock:
-            self._done += 1
-            self._show()
-
-    def _show(self) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    downloaded: int = 0  # bytes; 0 for a zip kept by an interrupted run
 
 
 class ArchiveFetcher:
@@ -330,7 +291,7 @@ class ArchiveFetcher:
             if target.is_file() and not target.is_symlink():  # left by an interrupted run
                 with open(target, "rb") as handle:
                     if sha256_of(handle) == checksum.result():
-                        return Fetched(period, target, size=target.stat().st_size, reused=True)
+                        return Fetched(period, target)
             return self._download(period, target, checksum)
         except OSError as exc:
             raise ArchiveError(
@@ -351,7 +312,7 @@ class ArchiveFetcher:
             with open(part, "rb") as handle:
                 check_zip(handle, period)
             os.replace(part, target)
-            return Fetched(period, target, size=target.stat().st_size)
+            return Fetched(period, target, downloaded=target.stat().st_size)
         finally:
             _unlink(part)  # gone already after the rename; a failed or stopped download's bytes go
 
@@ -441,7 +402,7 @@ class ArchiveSource:
             return None
         frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
         tally.archive_files += 1
-        tally.downloaded_bytes += 0 if fetched.reused else fetched.size
+        tally.downloaded_bytes += fetched.downloaded
         tally.archive_rows += len(frame)
         return frame
 

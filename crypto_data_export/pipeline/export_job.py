@@ -15,6 +15,7 @@ the ban. The pool is small and shares one rate limiter (see
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -40,10 +41,10 @@ from crypto_data_export.core.errors import (
     UnknownSymbolError,
 )
 from crypto_data_export.exchange.client import ExchangeClient
-from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages, SymbolExport
+from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
-from crypto_data_export.store.files import FileManager, ReusableExport, require_forward
+from crypto_data_export.store.files import FileManager, require_forward
 from crypto_data_export.store.layout import series_key
 from crypto_data_export.store.scan import ScanStopped
 from crypto_data_export.store.validation import FileValidation
@@ -255,10 +256,11 @@ class ExportJob:
     def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:
         series = self.series(symbols)
         workers = max(1, min(self.settings.workers, len(series)))
-        server_ms = report.server_time_ms
         with self.files.listed_once(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            futures = [pool.submit(self._export_one, s, server_ms, dry_run, lookback, interval=i) for s, i in series]
-            for future in as_completed(futures):
+            run = functools.partial(
+                self._export_one, server_ms=report.server_time_ms, dry_run=dry_run, lookback=lookback
+            )
+            for future in as_completed([pool.submit(run, symbol, interval) for symbol, interval in series]):
                 outcome = future.result()
                 report.outcomes[outcome.key] = outcome
                 if outcome.error_kind == "banned" and report.banned_until is None:
@@ -269,17 +271,15 @@ class ExportJob:
         report.outcomes = {k: report.outcomes[k] for k in keys if k in report.outcomes}
 
     def _export_one(
-        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
+        self, symbol: str, interval: str, *, server_ms: int | None, dry_run: bool, lookback: float | None
     ) -> SymbolOutcome:
         started = time.monotonic()
-        interval = interval or self.settings.kline_interval
         name = self.series_key(symbol, interval)
-        if self.stop_event.is_set():
-            outcome = SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
-            return self._named(outcome, interval)
         ledger = CleanupResult(dry_run=dry_run)  # files met on the way and quarantined
         try:
-            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
+            if self.stop_event.is_set():
+                raise StopRequested("not started: stop requested")
+            outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
         except StopRequested as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", name, exc)
@@ -303,22 +303,24 @@ class ExportJob:
     def _fetch_and_write(
         self,
         symbol: str,
+        interval: str,
         server_ms: int | None,
         dry_run: bool,
         lookback: float | None,
         ledger: CleanupResult,
-        *,
-        interval: str | None = None,
     ) -> SymbolOutcome:
-        interval = interval or self.settings.kline_interval
-        files, exporter = self.files.for_interval(interval), self.exporters[interval]
+        files, exporter, name = (
+            self.files.for_interval(interval),
+            self.exporters[interval],
+            self.series_key(symbol, interval),
+        )
         previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
         export = exporter.plan(
             symbol,
             previous.candles if previous else None,
             server_time_ms=server_ms,
             lookback_days=lookback,
-            known_empty=self.known_empty.get(self.series_key(symbol, interval)),
+            known_empty=self.known_empty.get(name),
             window=self.window,
         )
         # An explicit window writes a file of its own, next to the files of other ranges: it
@@ -327,28 +329,33 @@ class ExportJob:
         replacing = previous if self.window is None else None
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
-        require_forward(exporter.last_closed_open_ms(export.server_time_ms), replacing)
+        newest = exporter.last_closed_open_ms(export.server_time_ms)
+        require_forward(newest, replacing)
         if dry_run:
-            return self._plan_only(symbol, export, previous, files, exporter)
-        chunks = self._counted(self.source.chunks(exporter, export))
-        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
+            # The file the real run would write (if the exchange answers) and the prune after it.
+            path = files.export_path(symbol)
+            planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
+            pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
+            logger.info(
+                "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
+                name,
+                export.reused_rows,
+                f" of {previous.file.name}" if previous else "",
+                ms_to_iso(export.requested_from_ms),
+                path.name,
+            )
+            return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
+        path, verdict = files.write_export(
+            symbol, self._counted(self.source.chunks(exporter, export)), replacing=replacing
+        )
         self.source.written(symbol, interval)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
         judged = {previous.file.path: previous.validation} if previous else None
-        pruned = (
-            files.prune_symbol(symbol, written={path: verdict}, judged=judged)
-            if self.window is None
-            else CleanupResult()
-        )
+        pruned = CleanupResult() if self.window else files.prune_symbol(symbol, written={path: verdict}, judged=judged)
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
-            self.series_key(symbol, interval),
-            path.name,
-            verdict.rows,
-            export.reused_rows,
-            export.fetched_rows,
-            export.calls,
+            *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),
         )
         return SymbolOutcome(
             symbol,
@@ -363,30 +370,6 @@ class ExportJob:
             cleanup=pruned,
             verdict=verdict,
         )
-
-    def _plan_only(
-        self,
-        symbol: str,
-        export: SymbolExport,
-        previous: ReusableExport | None,
-        files: FileManager,
-        exporter: HistoricalDataExporter,
-    ) -> SymbolOutcome:
-        """A dry run: the file the real run would write (assuming the exchange answers), and the
-        prune that would follow it, computed on the folder as it is; nothing is fetched or changed."""
-        path = files.export_path(symbol)
-        newest = exporter.last_closed_open_ms(export.server_time_ms)
-        planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
-        pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
-        logger.info(
-            "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
-            self.series_key(symbol, exporter.interval),
-            export.reused_rows,
-            f" of {previous.file.name}" if previous else "",
-            ms_to_iso(export.requested_from_ms),
-            path.name,
-        )
-        return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
 
     def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         """Stop between chunks (a year of 1m is 526 REST pages: Ctrl-C must not wait for them)."""

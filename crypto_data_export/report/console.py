@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,38 @@ class CandleProgress:
         self._done += 1
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self._done}/{self._symbols} symbols")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class ArchiveProgress:
+    """A backfill's archive downloads in bytes, with periods done / planned (the fetch threads
+    report to it, hence the lock); only when a person is watching (stderr is a terminal)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        watched = enabled and sys.stderr.isatty()
+        self._bar = _bar(unit="B", unit_scale=True, unit_divisor=1024, desc="archive", position=1) if watched else None
+        self._lock = threading.Lock()
+        self._done = self._planned = 0
+
+    def planned(self, periods: int) -> None:
+        self._count(planned=periods)
+
+    def period_done(self) -> None:
+        self._count(done=1)
+
+    def add_bytes(self, count: int) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(count)
+
+    def _count(self, *, planned: int = 0, done: int = 0) -> None:
+        with self._lock:
+            self._planned, self._done = self._planned + planned, self._done + done
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
 
     def close(self) -> None:
         if self._bar is not None:
