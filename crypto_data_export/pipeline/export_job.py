@@ -215,18 +215,16 @@ class ExportJob:
         try:
             report.server_time_ms = self._prepare(symbols)
         except StopRequested as exc:
-            self._fail_all(report, symbols, exc)
             report.stopped = True
-        except IPBannedError as exc:
-            report.banned_until = exc.banned_until
-            self._fail_before_any_symbol(report, symbols, exc)
-        except ExchangeError as exc:
-            self._fail_before_any_symbol(report, symbols, exc)
-        if report.outcomes:  # nothing could start
-            report.seconds = time.monotonic() - started
-            return report
-        self._run_pool(report, symbols, dry_run, lookback_days)
-        report.stopped = self.stop_event.is_set()
+            self._fail_all(report, symbols, exc)
+        except ExchangeError as exc:  # host down, wrong URL, banned: nothing can start
+            logger.error("exchange not usable: %s", exc)
+            report.exchange_error = str(exc)
+            report.banned_until = exc.banned_until if isinstance(exc, IPBannedError) else None
+            self._fail_all(report, symbols, exc)
+        else:
+            self._run_pool(report, symbols, dry_run, lookback_days)
+            report.stopped = self.stop_event.is_set()
         report.seconds = time.monotonic() - started
         return report
 
@@ -237,11 +235,6 @@ class ExportJob:
         if not self._limits_loaded:
             logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
         self._limits_loaded = True
-
-    def _fail_before_any_symbol(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
-        logger.error("exchange not usable: %s", exc)
-        report.exchange_error = str(exc)
-        self._fail_all(report, symbols, exc)
 
     def _prepare(self, symbols: Sequence[str]) -> int:
         """Server time (for closed candles and our minute windows) and the weight budget:
