@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crypto_data_export.backfill.resume import JournalSource
+from crypto_data_export.backfill.resume import JournalSource, stoppable
 from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
 from crypto_data_export.exchange.archive import (
     NO_CHECKSUM,
@@ -331,7 +331,8 @@ class ArchiveSource:
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
         self.tallies[export.symbol] = ArchiveTally()
-        return history.iter_chunks(export, lambda start, until: self._range(history, export, start, until))
+        chunks = history.iter_chunks(export, lambda start, until: self._range(history, export, start, until))
+        return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
         self.fetcher.cache.release(self.tallies[symbol].cached)  # the zips have served their purpose
@@ -470,7 +471,7 @@ def archive_backfill(
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
-    journals = JournalSource(PartialFolder(folder.backfill_partial))
+    journals = JournalSource(PartialFolder(folder.backfill_partial), stop_event)
     candles: JournalSource | ArchiveSource = journals
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client, ExitStack() as stack:
         if source != "rest" and not has_daily_files(settings.kline_interval):

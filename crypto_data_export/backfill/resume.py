@@ -11,12 +11,13 @@ The journal goes once the symbol's file is published.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
 
-from crypto_data_export.core.errors import ExportError
+from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.settings.intervals import floor_open_ms
@@ -25,14 +26,25 @@ from crypto_data_export.store.journal import PageJournal, PartialFolder
 logger = logging.getLogger("export_historical_data")
 
 
+def stoppable(chunks: Iterable[pd.DataFrame], stop_event: threading.Event) -> Iterator[pd.DataFrame]:
+    """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
+    (a scheduled export, by contrast, lets the symbol in progress finish)."""
+    for chunk in chunks:
+        if stop_event.is_set():
+            raise StopRequested("stopped on request; the file is not written")
+        yield chunk
+
+
 class JournalSource:
     """REST pages, every one journaled; a rerun starts after the pages already kept."""
 
-    def __init__(self, partial: PartialFolder) -> None:
+    def __init__(self, partial: PartialFolder, stop_event: threading.Event) -> None:
         self.partial = partial
+        self.stop_event = stop_event
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
-        return history.iter_chunks(export, lambda start, until: self.pages(history, export, start, until))
+        chunks = history.iter_chunks(export, lambda start, until: self.pages(history, export, start, until))
+        return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
         self.partial.release(symbol, interval)
