@@ -120,13 +120,20 @@ class ExportReport:
     @property
     def written(self) -> dict[Path, FileValidation]:
         """The files this pass wrote, with the verdicts given as they were written: the cycle's
-        closing scan need not read them back (400 files are a few hundred ms of parsing)."""
+        closing scan need not read them back (400 files are a few hundred ms of parsing).
+        In a dry run: the files it would write (they exist only in the plan)."""
         return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
 
     @property
     def cleanup(self) -> CleanupResult:
         """Everything the symbols' exports removed or quarantined, as one result."""
         return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
+
+    @property
+    def gone(self) -> set[Path]:
+        """The files the symbols' exports removed or quarantined (in a dry run: would have)."""
+        cleanup = self.cleanup
+        return {*cleanup.removed, *(path for path, _ in cleanup.quarantined)}
 
 
 def error_kind(exc: BaseException) -> str:
@@ -210,8 +217,6 @@ class ExportJob:
     def _run(self, symbols: Sequence[str], dry_run: bool, lookback_days: float | None) -> ExportReport:
         report = ExportReport(dry_run=dry_run)
         started = time.monotonic()
-        if dry_run:
-            self.files.forget_plan()
         try:
             report.server_time_ms = self._prepare(symbols)
         except StopRequested as exc:
@@ -337,7 +342,9 @@ class ExportJob:
                 ms_to_iso(export.requested_from_ms),
                 path.name,
             )
-            return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
+            return SymbolOutcome(
+                symbol, True, path=str(path), reused_rows=export.reused_rows, cleanup=pruned, verdict=planned
+            )
         path, verdict = files.write_export(
             symbol, self._counted(self.source.chunks(exporter, export)), replacing=replacing
         )

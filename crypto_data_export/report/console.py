@@ -10,6 +10,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crypto_data_export.core.errors import ExportError, RunLockedError
@@ -133,7 +134,7 @@ def print_cycle(cycle: CycleReport) -> None:
             print("  series: " + ", ".join(exp.outcomes))
         for outcome in exp.succeeded:
             if cycle.dry_run:
-                print(f"  would write {outcome.path} ({outcome.reused_rows} candles reused)")
+                print(f"  would write {Path(outcome.path or '').name} ({outcome.reused_rows} candles reused)")
         if exp.exchange_error is not None:
             _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
         else:
