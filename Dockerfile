@@ -28,10 +28,12 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-# The code stays owned by root (read-only for the app user); only the export
-# folder is writable.
+# The package, installed as a user installs it (pip install .): the console commands
+# scheduled-data-manager, data-export-service, file-manager and export-historical-data.
+# The code stays owned by root (read-only for the app user); only the export folder is writable.
 COPY . .
-RUN mkdir -p /app/historical_exports \
+RUN pip install --no-cache-dir --no-deps . \
+    && mkdir -p /app/historical_exports \
     && chown 10001:10001 /app/historical_exports \
     && chmod 0750 /app/historical_exports
 
@@ -41,8 +43,8 @@ VOLUME /app/historical_exports
 # Health: --health exits 0 healthy, 1 degraded, 2 down. Docker reserves exit 2,
 # so both problems are reported to it as 1 (unhealthy); the reason is in the output.
 HEALTHCHECK --interval=5m --timeout=30s --start-period=2m \
-    CMD python scheduled_data_manager.py --health || exit 1
+    CMD ["sh", "-c", "scheduled-data-manager --health || exit 1"]
 
 # The scheduler handles SIGTERM itself: it finishes the current symbol and exits 0.
 STOPSIGNAL SIGTERM
-CMD ["python", "scheduled_data_manager.py"]
+CMD ["scheduled-data-manager"]

@@ -5,6 +5,7 @@ root script, and the root keeps only the guide's entry scripts."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,21 @@ def test_the_guides_class_names_are_importable_from_the_scripts(module: str, nam
     code = f"from {module} import {name}; print({name}.__name__)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == name, result.stderr
+
+
+def test_architecture_md_lists_every_module_and_only_existing_ones() -> None:
+    """ARCHITECTURE.md has one line per module (empty ``__init__.py`` files aside), naming it by path."""
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`((?:crypto_data_export|config)/[\w/]+\.py|\w+\.py)`", text))
+    modules = {
+        str(path.relative_to(REPO))
+        for path in project_modules().values()
+        if path.name != "__init__.py" or path.read_text(encoding="utf-8").strip()
+    }
+    assert sorted(modules - listed) == [], "modules missing from ARCHITECTURE.md"
+    assert sorted(name for name in listed if not (REPO / name).is_file()) == [], "listed but not there"
+
+
+def test_no_two_modules_share_a_file_name() -> None:
+    names = [path.name for path in project_modules().values() if path.name not in ("__init__.py", "__main__.py")]
+    assert sorted(name for name in set(names) if names.count(name) > 1) == []

@@ -4,9 +4,14 @@ dependencies, and nothing built is tracked."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
-from tests.support import REPO
+import pytest
+
+from crypto_data_export.sandbox.fake_exchange import SandboxExchange
+from tests.support import REPO, manager_env
 
 
 def requirement_lines(name: str) -> set[str]:
@@ -41,3 +46,63 @@ def test_no_build_artifact_is_tracked() -> None:
         if name.endswith((".whl", ".egg", ".pyc", ".so")) or name.split("/")[0] in {"dist", "build"}
     ]
     assert artifacts == []
+
+
+CONSOLE_COMMANDS = {
+    "scheduled-data-manager": "scheduled_data_manager.py",
+    "data-export-service": "data_export_service.py",
+    "file-manager": "file_manager.py",
+    "export-historical-data": "export_historical_data.py",
+    "demo-scheduled-system": "demo_scheduled_system.py",
+    "test-scheduled-system": "test_scheduled_system.py",
+}
+
+
+def test_every_guide_script_has_a_console_command() -> None:
+    scripts = project()["scripts"]
+    assert set(scripts) == set(CONSOLE_COMMANDS)
+    for command, script in CONSOLE_COMMANDS.items():
+        module = scripts[command].partition(":")[0]
+        assert f"from {module} import" in (REPO / script).read_text(encoding="utf-8"), (command, script)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install .`` of the checkout into a folder of its own (no dependencies: the test's
+    interpreter has them), as a user installs it: a real build of the package, not the checkout."""
+    target = tmp_path_factory.mktemp("installed")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--disable-pip-version-check", "--target", str(target), str(REPO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return target
+
+
+def test_pip_install_gives_console_commands_that_export_from_another_folder(
+    installed: Path, tmp_path: Path, sandbox: SandboxExchange
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = manager_env(tmp_path / "exports", sandbox.base_url, symbols="BTCUSDT")
+    env["PYTHONPATH"] = str(installed)
+    for command in CONSOLE_COMMANDS:
+        assert (installed / "bin" / command).is_file(), command
+    result = subprocess.run(
+        [str(installed / "bin" / "scheduled-data-manager"), "--export-only"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (tmp_path / "exports").glob("BTCUSDT_1h_*.csv")], result.stdout
+    assert list(elsewhere.iterdir()) == []
+    # The package came from the install, not from the checkout.
+    probe = "import crypto_data_export, sys; print(crypto_data_export.__file__)"
+    where = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert where.stdout.strip().startswith(str(installed)), where.stdout

@@ -1,48 +1,58 @@
-"""Start-up cost: the commands that read no candles import no pandas, numpy or pyarrow.
+"""--status and --health read what the last cycle recorded: they open no export file unless --verify.
 
-Each command runs in a real interpreter (the root script run as ``__main__``
-by ``runpy``, as ``python script.py`` would), and the modules it loaded are
-read from ``sys.modules`` once it returns. pandas, numpy and pyarrow cost
-~0.4 s of start-up on their own: ``--status``, ``--health``, ``--list-symbols``
-and the service commands would spend more on imports than on their work.
+Each command runs in a real interpreter (the root script run as ``__main__`` by ``runpy``, as
+``python script.py`` would). An audit hook records every file the process opens, and once it
+returns the heavy modules it loaded are read from ``sys.modules``: a status that validated
+nothing has no reason to load pandas, numpy or pyarrow (~0.5 s of start-up on their own).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from crypto_data_export.store.formats import FORMATS, LazyFormat, format_for_name
 from tests.support import BTC_FILE, REPO, manager_env
 
-HEAVY = ("pandas", "numpy", "pyarrow")
+HEAVY = {"pandas", "numpy", "pyarrow"}
 
-# Runs a root script as __main__; once it ends (its exit handlers run however it exits), writes the
+# Runs a root script as __main__; once it ends, writes the export files it opened and the
 # heavy modules it loaded to a file.
 PROBE = """
-import atexit, json, runpy, sys
-repo, out, script, *args = sys.argv[1:]
+import atexit, json, os, runpy, sys
+repo, out, folder, script, *args = sys.argv[1:]
 sys.path.insert(0, repo)
 sys.argv = [script, *args]
+opened = []
+
+def audit(event, details):
+    if event == "open" and isinstance(details[0], (str, bytes, os.PathLike)):
+        path = os.fsdecode(details[0])
+        if os.path.dirname(os.path.abspath(path)) == folder and path.endswith((".csv", ".parquet")):
+            opened.append(os.path.basename(path))
 
 def report():
     loaded = sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "numpy", "pyarrow", "requests"})
     with open(out, "w") as f:
-        json.dump({"loaded": loaded}, f)
+        json.dump({"loaded": loaded, "opened": sorted(set(opened))}, f)
 
+sys.addaudithook(audit)
 atexit.register(report)
 runpy.run_path(script, run_name="__main__")
 """
 
 
-def _probe(tmp_path: Path, env: dict[str, str], script: str, *args: str) -> tuple[int, list[str]]:
+def _probe(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
     out = tmp_path / "probe.json"
+    folder = str(Path(env["EXPORT_DIR"]).resolve())
+    script = str(REPO / "scheduled_data_manager.py")
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(REPO), str(out), str(REPO / script), *args],
+        [sys.executable, "-c", PROBE, str(REPO), str(out), folder, script, *args],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -50,98 +60,58 @@ def _probe(tmp_path: Path, env: dict[str, str], script: str, *args: str) -> tupl
         timeout=60,
     )
     assert out.exists(), result.stdout[-2000:] + result.stderr[-2000:]
-    return result.returncode, json.loads(out.read_text())["loaded"]
+    return result.returncode, json.loads(out.read_text()), result.stdout
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A folder holding one export, checked once (``--status --verify``) as a cycle would."""
     # No exchange is asked: a closed port makes any request fail at once.
-    return manager_env(tmp_path / "exports", "http://127.0.0.1:9", symbols="BTCUSDT,ETHUSDT")
-
-
-@pytest.mark.parametrize(
-    ("script", "args", "codes"),
-    [
-        ("scheduled_data_manager.py", ("--health",), {2}),  # no folder yet: down
-        ("scheduled_data_manager.py", ("--health", "--json"), {2}),
-        ("scheduled_data_manager.py", ("--status",), {0}),
-        ("scheduled_data_manager.py", ("--status", "--json"), {0}),
-        ("scheduled_data_manager.py", ("--list-symbols",), {0}),
-        ("data_export_service.py", ("status",), {3}),  # LSB: not running
-        ("data_export_service.py", ("stop",), {0}),
-        ("data_export_service.py", ("create-systemd-service", "--output", "unit.service"), {0}),
-    ],
-)
-def test_commands_that_read_no_candles_import_no_pandas_numpy_or_pyarrow(
-    tmp_path: Path, script: str, args: tuple[str, ...], codes: set[int]
-) -> None:
-    code, loaded = _probe(tmp_path, _env(tmp_path), script, *args)
-    assert code in codes
-    assert not set(loaded) & set(HEAVY), f"{script} {' '.join(args)} imported {loaded}"
-
-
-def test_status_and_health_ask_no_exchange_and_import_no_http_client(tmp_path: Path) -> None:
-    for args in (("--status",), ("--health",)):
-        _, loaded = _probe(tmp_path, _env(tmp_path), "scheduled_data_manager.py", *args)
-        assert "requests" not in loaded, f"{args} imported requests"
-
-
-def test_the_probe_sees_pandas_where_candles_are_read(tmp_path: Path) -> None:
-    """The control: a folder holding an export is validated by --status, which needs the CSV parser."""
-    env = _env(tmp_path)
+    env = manager_env(tmp_path / "exports", "http://127.0.0.1:9", symbols="BTCUSDT,ETHUSDT")
     folder = Path(env["EXPORT_DIR"])
     folder.mkdir()
-    (folder / BTC_FILE.name).write_bytes(BTC_FILE.read_bytes())
-    code, loaded = _probe(tmp_path, env, "scheduled_data_manager.py", "--status", "--json")
-    assert code == 0 and "pandas" in loaded
-    report = json.loads((folder / "status_report.json").read_text())
-    assert report["file_statistics"]["total_files"] == 1
+    shutil.copy(BTC_FILE, folder / BTC_FILE.name)
+    code, probe, _ = _probe(tmp_path, env, "--status", "--verify", "--json")
+    assert code == 0 and probe["opened"] == [BTC_FILE.name]  # the control: --verify reads the file
+    return env
 
 
-def test_each_registered_format_loads_the_class_of_its_name_and_suffix() -> None:
-    for name, file_format in FORMATS.items():
-        assert isinstance(file_format, LazyFormat)
-        loaded = file_format.loaded()
-        assert (loaded.name, loaded.suffix) == (name, file_format.suffix)
-        assert format_for_name(f"BTCUSDT_1h_20241029_000000{file_format.suffix}") is file_format
-
-
-# A root script in miniature: prints much, logs to a file, runs exit handlers, and maybe leaves a thread working.
-ENDING = """
-import atexit, logging, sys, threading, time
-sys.path.insert(0, sys.argv[1])
-from crypto_data_export.core.cli import run_main
-log_path, marker_path, mode = sys.argv[2], sys.argv[3], sys.argv[4]
-
-def main():
-    handler = logging.FileHandler(log_path)
-    logging.getLogger("t").addHandler(handler)
-    logging.getLogger("t").warning("last line of the log")
-    atexit.register(lambda: open(marker_path, "a").write("atexit\\n"))
-    if mode == "thread":
-        def late():
-            time.sleep(0.2)
-            open(marker_path, "a").write("thread\\n")
-        threading.Thread(target=late).start()
-    sys.stdout.write("x" * 200_000 + "\\nend\\n")
-    return 3
-
-run_main(main, skip_teardown=True)
-"""
-
-
-@pytest.mark.parametrize("mode", ["alone", "thread"])
-def test_an_ending_without_teardown_keeps_exit_code_output_logs_exit_handlers_and_threads(
-    tmp_path: Path, mode: str
+@pytest.mark.parametrize("args", [("--health",), ("--health", "--json"), ("--status",), ("--status", "--json")])
+def test_status_and_health_open_no_export_file_and_load_no_pandas(
+    tmp_path: Path, env: dict[str, str], args: tuple[str, ...]
 ) -> None:
-    log, marker = tmp_path / "run.log", tmp_path / "marker"
-    result = subprocess.run(
-        [sys.executable, "-c", ENDING, str(REPO), str(log), str(marker), mode],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 3, result.stderr
-    assert result.stdout.endswith("x\nend\n") and len(result.stdout) == 200_005
-    assert log.read_text() == "last line of the log\n"
-    # A thread still working is waited for (the normal ending), then the exit handlers run.
-    assert marker.read_text().splitlines() == (["thread", "atexit"] if mode == "thread" else ["atexit"])
+    code, probe, _ = _probe(tmp_path, env, *args)
+    assert code == (2 if "--health" in args else 0)  # health: down, the exchange was never reached
+    assert probe["opened"] == []
+    assert not set(probe["loaded"]) & (HEAVY | {"requests"}), f"{args} loaded {probe['loaded']}"
+
+
+def test_status_shows_the_recorded_verdicts_and_says_they_are_the_last_cycles(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    verified = json.loads((Path(env["EXPORT_DIR"]) / "status_report.json").read_text())
+    _, _, out = _probe(tmp_path, env, "--status", "--json")
+    report = json.loads(out)
+    assert report["from_last_cycle"] is True and report["validated_at"] == verified["validated_at"]
+    assert report["symbols"]["BTCUSDT"] == verified["symbols"]["BTCUSDT"]  # rows, candles, gaps, verdict
+    assert report["file_statistics"] == verified["file_statistics"]
+    _, _, text = _probe(tmp_path, env, "--status")
+    assert f"from the last cycle's checks at {verified['validated_at']}" in text
+
+
+def test_a_recorded_file_that_vanished_and_one_that_appeared_are_problems_until_verified(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = Path(env["EXPORT_DIR"])
+    newer = folder / BTC_FILE.name.replace("20241029", "20241030")
+    (folder / BTC_FILE.name).rename(newer)
+    code, probe, out = _probe(tmp_path, env, "--health", "--json")
+    assert probe["opened"] == [] and code == 2
+    reason = json.loads(out)["checks"]["symbols_fresh"]["reason"]
+    assert "BTCUSDT (not validated since the last cycle" in reason
+    newer.unlink()
+    _, _, out = _probe(tmp_path, env, "--status", "--json")
+    btc = json.loads(out)["symbols"]["BTCUSDT"]
+    assert btc["valid"] is False and btc["reason"] == "recorded by the last cycle but no longer in the folder"
+    code, probe, out = _probe(tmp_path, env, "--status", "--verify", "--json")
+    assert json.loads(out)["symbols"]["BTCUSDT"]["reason"] == "no export file"

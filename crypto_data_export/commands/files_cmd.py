@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from crypto_data_export.core.cli import run_main
-from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, print_cleanup, print_duplicates
 from crypto_data_export.settings.settings import SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from crypto_data_export.core.cli import run_main
-from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import (
     SymbolProgress,
     exit_code_of,
@@ -50,6 +50,7 @@ EPILOG = """examples:
   python scheduled_data_manager.py --cleanup-only --dry-run   show what cleanup would remove
   python scheduled_data_manager.py --status --json      the status report as JSON
   python scheduled_data_manager.py --health             exit 0 healthy, 1 degraded, 2 down
+  python scheduled_data_manager.py --status --verify    validate every file now, not the last cycle's verdicts
   python scheduled_data_manager.py --list-symbols       which symbols, selected by which rule
 
 exit codes: 0 ok, 1 a symbol or step failed, 2 usage/config error, 75 another run holds the lock
@@ -81,6 +82,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="with --status or --health: print JSON")
     parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --status or --health: validate every export file now "
+        "(by default they show the verdicts of the last cycle and one listing of the folder)",
+    )
+    parser.add_argument(
         "--html", metavar="PATH", help="with --status: also write the status page to PATH (e.g. /tmp/status.html)"
     )
     parser.add_argument("--symbols", help="comma list of symbols for this run only, e.g. BTCUSDT,ETHUSDT")
@@ -93,8 +100,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.dry_run and not (args.manual or args.export_only or args.cleanup_only):
         parser.error("--dry-run goes with --manual, --export-only or --cleanup-only")
-    if args.json and not (args.status or args.health):
-        parser.error("--json goes with --status or --health")
+    for flag in ("json", "verify"):
+        if getattr(args, flag) and not (args.status or args.health):
+            parser.error(f"--{flag} goes with --status or --health")
     if args.html is not None and not args.status:
         parser.error("--html goes with --status")
     if args.html is not None and not args.html.strip():
@@ -140,9 +148,9 @@ def _run(
     manager: ScheduledDataManager, args: argparse.Namespace, stop_event: threading.Event, progress: SymbolProgress
 ) -> int:
     if args.health:
-        return print_health(manager.write_status(write=False), as_json=args.json)
+        return print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
     if args.status:
-        report = manager.write_status()
+        report = manager.write_status(verify=args.verify, page=args.verify)  # the page reads the files
         if args.html is not None:
             page = Path(args.html).expanduser()
             manager.publish_page(report, page)

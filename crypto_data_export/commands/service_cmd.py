@@ -26,12 +26,9 @@ from typing import NoReturn
 
 from crypto_data_export.core.cli import run_main
 from crypto_data_export.core.errors import ExportError
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.text import printable
 from crypto_data_export.service.daemon import (
-    EXIT_FAILED,
-    EXIT_NOT_RUNNING,
-    EXIT_OK,
-    EXIT_USAGE,
     DataExportService,
     Outcome,
     ServicePaths,

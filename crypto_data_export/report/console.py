@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crypto_data_export.core.errors import ExportError, RunLockedError
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, exit_code_for
 from crypto_data_export.core.text import printable
-from crypto_data_export.pipeline.run_summary import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, CycleReport
+from crypto_data_export.pipeline.run_summary import CycleReport
 from crypto_data_export.report.status_report import HEALTH_EXIT_CODES
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
 
+# Kept lazy because a benchmark shows it matters (python -m benchmarks.bench_startup): tqdm loads
+# importlib.metadata, ~0.1-0.18 s of --health and --status, which never show a bar.
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -158,12 +161,9 @@ def exit_code_of(action: Callable[[], int]) -> int:
     """Run a CLI's action; a held run lock or an export error becomes one line and its exit code."""
     try:
         return action()
-    except RunLockedError as exc:
-        _err(f"busy: {exc}")
-        return EXIT_LOCKED
     except ExportError as exc:
-        _err(f"error: {exc}")
-        return EXIT_FAILED
+        _err(f"{'busy' if isinstance(exc, RunLockedError) else 'error'}: {exc}")
+        return exit_code_for(exc) or EXIT_FAILED
 
 
 def print_cleanup(cleanup: CleanupResult, *, dry_run: bool) -> None:
@@ -206,6 +206,10 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     )
     successful = last["last_successful"] or "never"
     print(f"last cycle: {last['started'] or 'never'} -> {last['result'] or '-'}   last successful: {successful}")
+    if report.get("from_last_cycle"):
+        print(f"file figures: from the last cycle's checks at {report['validated_at']} (--verify checks them now)")
+    if report.get("next_run"):
+        print(f"next cycle: {report['next_run']}")
     if report.get("banned_until"):
         print(f"BANNED by the exchange until {report['banned_until']}: no request is sent before then")
     print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client import CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -145,12 +145,6 @@ class ReportCollector(Collector):
         stats: Mapping[str, Any] = self.report.get("file_statistics") or {}
         yield _gauge("files", "export files in the folder", float(stats.get("total_files") or 0))
         yield _gauge("files_size_bytes", "their size", float(stats.get("total_size_mb") or 0) * 1024 * 1024)
-
-
-def metrics_text(report: Mapping[str, Any], interval: str) -> str:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ReportCollector(report, interval))
-    return generate_latest(registry).decode("utf-8")
 
 
 def write_metrics(path: Path, report: Mapping[str, Any], interval: str) -> Path:

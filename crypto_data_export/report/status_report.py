@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,13 @@ from typing import Any
 from crypto_data_export.core.atomic_io import atomic_write_json
 from crypto_data_export.core.clock import from_iso, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import StorageError
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.owned_json import CORRUPT, MISSING, OURS, mark, read_owned_json, set_aside
 from crypto_data_export.core.text import printable
 from crypto_data_export.pipeline.selection import known_selection
 from crypto_data_export.settings.intervals import next_open_ms
 from crypto_data_export.settings.settings import Settings
-from crypto_data_export.store.exports import latest_per_series
+from crypto_data_export.store.exports import ExportFile, latest_per_series
 from crypto_data_export.store.layout import ExportFolder, parse_export_name, series_key
 from crypto_data_export.store.run_state import RunState
 from crypto_data_export.store.validation import FileValidation
@@ -40,7 +41,7 @@ from crypto_data_export.store.validation import FileValidation
 logger = logging.getLogger("scheduled_data_manager")
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
-HEALTH_EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
+HEALTH_EXIT_CODES = {HEALTHY: EXIT_OK, DEGRADED: EXIT_FAILED, DOWN: EXIT_USAGE}
 STATUS_FORMAT_VERSION = 1
 # Beyond one interval and one period, a cycle needs time to run and the exchange's clock may lag.
 FRESHNESS_GRACE_SECONDS = 300
@@ -266,7 +267,9 @@ def build_status_report(
     file_statistics: dict[str, Any],
     service_status: str,
     now: datetime | None = None,
+    validated_at: str | None = None,
 ) -> dict[str, Any]:
+    """``validated_at``: when the verdicts were made, if not now (recorded by the last cycle)."""
     now = now or utc_now()
     latest = latest_per_series(validations)
     # The listed symbols and the universe as last resolved, each with the rule that selected it.
@@ -309,6 +312,9 @@ def build_status_report(
             **state.last_cycle_counters,
             "duration_seconds": _cycle_seconds(state),
         },
+        "validated_at": validated_at or now.isoformat(timespec="seconds"),
+        "from_last_cycle": validated_at is not None,
+        "next_run": state.next_run if service_status == "running" else None,
         "banned_until": to_iso(state.ban_end()),
         "universe": _universe_summary(settings, state),
         "symbols": symbols,
@@ -329,6 +335,68 @@ def _universe_summary(settings: Settings, state: RunState) -> dict[str, Any] | N
         "top_n": settings.top_n,
         "resolved_at": state.universe_resolved_at,
         "symbols": len(state.universe),
+    }
+
+
+UNVERIFIED = "not validated since the last cycle (--verify validates it now)"
+VANISHED = "recorded by the last cycle but no longer in the folder"
+
+
+def _iso_ms(text: Any) -> int | None:
+    moment = from_iso(text)
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
+def _recorded_verdict(folder: Path, entry: dict[str, Any]) -> FileValidation:
+    """The verdict the last cycle recorded for a series' newest file (its report entry)."""
+    gaps = [(_iso_ms(g["first_missing"]), _iso_ms(g["last_missing"]), int(g["missing"])) for g in entry["gaps"]]
+    return FileValidation(
+        folder / Path(entry["latest_file"]).name,  # a name in the folder, whatever the file says
+        bool(entry["valid"]),
+        entry.get("reason"),
+        int(entry.get("rows") or 0),
+        _iso_ms(entry.get("first_candle")),
+        _iso_ms(entry.get("last_candle")),
+        [(first, last, count) for first, last, count in gaps if first is not None and last is not None],
+        int(entry.get("missing_candles") or 0),
+    )
+
+
+def recorded_verdicts(folder: Path, files: Sequence[ExportFile]) -> tuple[list[FileValidation], str | None]:
+    """The verdicts the last written report recorded, matched against a listing of the folder
+    (``files``), and when they were made; nothing is opened but the report.
+
+    A listed file the report does not name is unverified (invalid until checked); a file the
+    report names that is no longer listed is invalid too: health must not trust either.
+    """
+    found = read_owned_json(ExportFolder(folder).status_report)
+    report = found.data if found.verdict == OURS and found.data is not None else {}
+    recorded: dict[str, FileValidation] = {}
+    for entry in (report.get("symbols") or {}).values():
+        try:
+            if isinstance(entry, dict) and entry.get("latest_file"):
+                verdict = _recorded_verdict(folder, entry)
+                recorded[verdict.path.name] = verdict
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # an entry we cannot read is as good as unrecorded: the file is unverified
+    listed = {f.name for f in files}
+    verdicts = [recorded.get(f.name) or FileValidation(f.path, False, UNVERIFIED) for f in files]
+    verdicts += [replace(v, valid=False, reason=VANISHED) for name, v in recorded.items() if name not in listed]
+    validated_at = report.get("validated_at") or report.get("timestamp")
+    return verdicts, validated_at if isinstance(validated_at, str) else None
+
+
+def recorded_statistics(files: Sequence[ExportFile], verdicts: Sequence[FileValidation]) -> dict[str, Any]:
+    """Counts and sizes of the listed files not known to be invalid (the last cycle's cleanup
+    quarantined the invalid ones; unverified files are counted, as they are there)."""
+    bad = {v.path for v in verdicts if not v.valid and v.reason != UNVERIFIED}
+    kept = [f for f in files if f.path not in bad]
+    total = sum(f.size for f in kept)
+    return {
+        "total_files": len(kept),
+        "symbols_count": len({f.symbol for f in kept}),
+        "total_size_mb": round(total / 2**20, 2),
+        "total_size_gb": round(total / 2**30, 2),
     }
 
 

@@ -28,8 +28,9 @@ from crypto_data_export.core.errors import (
     StorageError,
     UniverseError,
 )
+from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
-from crypto_data_export.pipeline.run_summary import EXIT_OK, CycleReport
+from crypto_data_export.pipeline.run_summary import CycleReport
 from crypto_data_export.pipeline.selection import (
     LISTED,
     SymbolPlan,
@@ -39,10 +40,19 @@ from crypto_data_export.pipeline.selection import (
     universe_rule,
     unresolved_message,
 )
+from crypto_data_export.report.metrics import metrics_path, write_metrics
 from crypto_data_export.report.status_page import disk_of, read_closes, render_status_page
-from crypto_data_export.report.status_report import build_status_report, export_folder_problem, write_status_report
+from crypto_data_export.report.status_report import (
+    build_status_report,
+    export_folder_problem,
+    recorded_statistics,
+    recorded_verdicts,
+    write_status_report,
+)
+from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
+from crypto_data_export.store.exports import scan_exports
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.layout import ExportFolder
 from crypto_data_export.store.run_lock import RunLock
@@ -50,8 +60,10 @@ from crypto_data_export.store.run_state import RunState, load_state, update_stat
 from crypto_data_export.store.scan import FolderScan
 from crypto_data_export.store.validation import FileValidation
 
-if TYPE_CHECKING:  # types only: the export job (pandas) and the client (requests) load on first use,
-    # so --status, --health and --cleanup-only start without them (tests/test_startup.py)
+# Kept lazy because a benchmark shows it matters to a user (python -m benchmarks.bench_startup):
+# the export job (pandas, pyarrow) and the client (requests) take --health of a folder with
+# exports from 0.15 s to 0.6-1.2 s whole-process; they load on the first cycle (``job``).
+if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob, SymbolOutcome
 
@@ -71,10 +83,11 @@ class ScheduledDataManager:
         client: ExchangeClient | None = None,
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = local_wall,
     ) -> None:
         self.settings = settings
-        # The loop's only clock: a wall clock stepped back by NTP or by hand cannot stall it.
-        self.monotonic = monotonic
+        # The loop's clocks (CycleLoop): monotonic drives the waits, wall is watched for steps.
+        self.monotonic, self.wall = monotonic, wall
         # Warnings about our own files (set aside, repaired) for the CLI to show once.
         self.notices: list[str] = []
         self.on_symbol_done = on_symbol_done
@@ -303,42 +316,55 @@ class ScheduledDataManager:
 
     # -- status ----------------------------------------------------------------
     def write_status(
-        self, state: RunState | None = None, *, write: bool = True, scan: FolderScan | None = None
+        self,
+        state: RunState | None = None,
+        *,
+        write: bool = True,
+        scan: FolderScan | None = None,
+        verify: bool = False,
+        page: bool = True,
     ) -> dict[str, Any]:
-        """Build the status report from the files as they are now; write it atomically.
+        """Build the status report; write it atomically.
 
+        A cycle gives its own ``scan`` (every file judged as it went); ``verify`` validates
+        every file now; otherwise the verdicts are the last cycle's, as its report recorded
+        them, against one listing of the folder (a file that vanished or appeared shows).
+        ``page``: render status.html too (its sparklines read the newest files).
         An export folder that is not a folder (a file, a dangling path) is no
         error here: the report says so, and health is ``down``.
         """
         state = state or self._note(load_state(self.export_dir))
         validations: list[FileValidation] = []
         statistics: dict[str, Any] = {}
-        if export_folder_problem(self.export_dir) is None:
+        validated_at = None
+        if export_folder_problem(self.export_dir) is not None:
+            pass
+        elif scan is None and not verify:
+            files = scan_exports(self.export_dir)
+            validations, validated_at = recorded_verdicts(self.export_dir, files)
+            statistics = recorded_statistics(files, validations)
+        else:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = self.files.file_statistics(scan_result=scan)
-        report = build_status_report(self.settings, state, validations, statistics, self.service_status(state))
+        service = self.service_status(state)
+        report = build_status_report(self.settings, state, validations, statistics, service, validated_at=validated_at)
         if write and self.export_dir.is_dir():
             write_status_report(self.export_dir, report, self.notices)
-            self.publish(report)
+            self.publish(report, page=page)
         return report
 
-    def publish(self, report: dict[str, Any]) -> None:
+    def publish(self, report: dict[str, Any], *, page: bool = True) -> None:
         """status.html beside the report and the metrics file, each atomic.
 
         They are views of the report: one that cannot be written is logged and
         the cycle goes on, since the data and the report are already safe.
         """
-        page = ExportFolder(self.export_dir).status_page
         try:
-            self.publish_page(report, page)
+            if page:
+                self.publish_page(report, ExportFolder(self.export_dir).status_page)
         except StorageError as exc:
             logger.warning("%s", exc)
-        from crypto_data_export.report.metrics import (  # prometheus_client: only when a status is written
-            metrics_path,
-            write_metrics,
-        )
-
         target = metrics_path(self.settings)
         if target is not None:
             try:
@@ -354,37 +380,34 @@ class ScheduledDataManager:
 
     # -- the loop --------------------------------------------------------------
     def run_forever(self) -> int:
-        """A cycle now, then every period, until SIGTERM/SIGINT sets the stop flag.
-
-        Cycles start at fixed steps of the period on the monotonic clock (start
-        + n * period), whatever the wall clock does; the wait between them is
-        ``stop_event.wait`` so a stop request ends it at once. A cycle that
-        outlasts its period is followed by the next one at once, not by a burst.
-        """
+        """A cycle now, then on schedule's cadence (``CycleLoop``), until SIGTERM/SIGINT sets the stop flag."""
         self.files.ensure_folder()
         self._note(update_state(self.export_dir, self._mark_running))
-        period = self.export_period_hours * 3600
-        logger.info("scheduler started (pid %d): a cycle every %g h", os.getpid(), self.export_period_hours)
-        due = self.monotonic()
-        while not self.stop_event.is_set():
-            self._scheduled_cycle()
-            due = self._next_due(due, period)
-            remaining = due - self.monotonic()
-            if remaining > 0 and self.stop_event.wait(remaining):  # sleeps without spinning: ~0 % CPU
-                break
+        at = f" at {self.settings.export_at}" if self.settings.export_at else ""
+        period = self.export_period_hours
+        logger.info("scheduler started (pid %d): a cycle now, then every %g h%s", os.getpid(), period, at)
+        loop = CycleLoop(
+            self._scheduled_cycle,
+            self.export_period_hours,
+            self.settings.export_at,
+            self.stop_event,
+            monotonic=self.monotonic,
+            wall=self.wall,
+            on_planned=self._planned,
+        )
+        loop.run()
         update_state(self.export_dir, self._mark_stopped)
         self.write_status()
         logger.info("scheduler stopped cleanly")
         return EXIT_OK
 
-    def _next_due(self, due: float, period: float) -> float:
-        """The next start on the grid ``due + n * period``; missed slots are skipped, not caught up."""
-        now = self.monotonic()
-        due += period
-        if due < now:
-            logger.warning("the cycle outlasted the %g h period: the next one starts now", self.export_period_hours)
-            due = now
-        return due
+    def _planned(self, next_run: datetime) -> None:
+        """schedule's next run goes into state.json and the status report (the cycle just wrote the page)."""
+        try:
+            state = update_state(self.export_dir, lambda s: setattr(s, "next_run", to_iso(next_run)))
+            self.write_status(self._note(state), page=False)
+        except Exception:  # the loop must survive anything, as it does a cycle's failure
+            logger.exception("cannot record the next run")
 
     def _scheduled_cycle(self) -> None:
         """The scheduled job: a failure is logged and the loop lives on."""
@@ -406,7 +429,7 @@ class ScheduledDataManager:
     def _mark_stopped(state: RunState) -> None:
         if state.service_pid == os.getpid():
             state.service_pid = None
-        state.service_status = "stopped"
+        state.service_status, state.next_run = "stopped", None
 
 
 def _elapsed_ms(started: datetime, ended: datetime) -> int:

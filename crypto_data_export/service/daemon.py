@@ -29,6 +29,7 @@ from pathlib import Path
 from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.clock import to_iso, utc_now
 from crypto_data_export.core.errors import ServiceError, StorageError
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNKNOWN
 from crypto_data_export.core.file_lock import FileLock
 from crypto_data_export.core.logfiles import open_log_append
 from crypto_data_export.core.processes import MANAGER_COMMAND, MANAGER_SCRIPT, is_manager_process, process_start_ticks
@@ -57,7 +58,6 @@ else:
     INSTALL_DIR = Path.cwd()
     MANAGER_PATH = Path(sys.executable).absolute().parent / MANAGER_COMMAND
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 POLL_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 120.0

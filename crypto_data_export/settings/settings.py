@@ -78,6 +78,8 @@ class Settings:
     # N with the largest 24 h quote volume.
     quote_asset: str | None = None
     top_n: int | None = None
+    # EXPORT_AT: runs aligned to the clock (``cadence`` gives schedule's unit and ``.at()`` text).
+    export_at: str | None = None
 
     def __post_init__(self) -> None:
         if self.top_n is not None and self.quote_asset is None:
@@ -103,6 +105,7 @@ class Settings:
             )
         # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
         self._check_lookback()
+        cadence(self.export_period_hours, self.export_at)
 
     def _check_lookback(self) -> None:
         """The look-back must hold one closed candle of every interval (the longest decides)."""
@@ -317,6 +320,39 @@ def _metrics_file(name: str, raw: str) -> str:
     return str(Path(value).expanduser())
 
 
+def _export_at(_name: str, raw: str) -> str:
+    return raw.strip()  # checked with the period by Settings (cadence)
+
+
+def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str | None]:
+    """The period as schedule's ``every(count).<unit>`` and EXPORT_AT as its ``.at()`` text.
+
+    Without EXPORT_AT: whole hours as ``hours``, any other period as whole ``seconds``
+    (at least 1). With EXPORT_AT the period must be a whole unit that schedule can align:
+    whole days (``HH:MM`` or ``HH:MM:SS``), whole hours under a day (``:MM:SS``, ``MM:SS``
+    or ``:MM``: that moment past the hour) or whole minutes under an hour (``:SS``).
+    Times are the machine's local time (UTC in the Docker image), as schedule reads it.
+    """
+    if export_at is None:
+        if float(period_hours).is_integer():
+            return "hours", int(period_hours), None
+        return "seconds", max(1, round(period_hours * 3600)), None
+    minutes = round(period_hours * 60, 6)
+    if period_hours % 24 == 0 and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", export_at):
+        return "days", int(period_hours // 24), export_at
+    if period_hours < 24 and float(period_hours).is_integer():
+        past_hour = re.fullmatch(r":?([0-5]\d):([0-5]\d)", export_at)  # ":MM:SS" or "MM:SS"
+        if past_hour or re.fullmatch(r":[0-5]\d", export_at):  # or ":MM"
+            return "hours", int(period_hours), f"{past_hour[1]}:{past_hour[2]}" if past_hour else export_at
+    if period_hours < 1 and minutes.is_integer() and re.fullmatch(r":[0-5]\d", export_at):
+        return "minutes", int(minutes), export_at
+    raise SettingsError(
+        f"EXPORT_AT={export_at!r} is not valid with EXPORT_PERIOD_HOURS={period_hours:g}: expected HH:MM[:SS] "
+        "for a period of whole days, :MM:SS, MM:SS or :MM for whole hours under a day, :SS for whole minutes "
+        "under an hour"
+    )
+
+
 # variable -> (Settings field, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "BINANCE_BASE_URL": ("base_url", _base_url),
@@ -339,6 +375,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
     "EXPORT_TOP_N": ("top_n", _top_n),
     "METRICS_FILE": ("metrics_file", _metrics_file),
+    "EXPORT_AT": ("export_at", _export_at),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 

@@ -81,6 +81,7 @@ class RunState:
     service_pid: int | None = None
     service_status: str = "stopped"
     service_started: str | None = None
+    next_run: str | None = None  # the running loop's next cycle, as schedule planned it
     symbols: dict[str, SymbolState] = field(default_factory=dict)
     # The symbol universe as last resolved (symbol -> the rule that selected it, in order):
     # --status shows it without asking the exchange, and cleanup keeps protecting its
@@ -214,6 +215,7 @@ _TOP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "service_pid": _pid,
     "service_status": _service_status,
     "service_started": _moment,
+    "next_run": _moment,
     "universe": _universe,
     "universe_resolved_at": _moment,
 }

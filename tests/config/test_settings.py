@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from crypto_data_export.settings.settings import DEFAULT_BASE_URL, Settings, SettingsError, load_settings, override
+from crypto_data_export.settings.settings import (
+    DEFAULT_BASE_URL,
+    Settings,
+    SettingsError,
+    cadence,
+    load_settings,
+    override,
+)
 from crypto_data_export.settings.symbols import DEFAULT_SYMBOLS, SymbolError, normalize_symbol, resolve_symbols
+from tests.support import REPO, clean_environ
 
 
 def test_defaults_match_the_guide() -> None:
@@ -185,3 +195,56 @@ def test_flags_are_applied_together_and_named_in_errors() -> None:
         override(settings, {"EXPORT_LOOKBACK_DAYS": ("100000", "--days")})
     with pytest.raises(SettingsError, match=r"\(with --interval\)"):
         override(settings, {"KLINE_INTERVAL": ("1w", "--interval")})
+
+
+@pytest.mark.parametrize(
+    ("period", "export_at", "declared"),
+    [
+        ("2", None, ("hours", 2, None)),  # the guide's every(2).hours
+        ("0.001", None, ("seconds", 4, None)),  # 3.6 s: whole seconds
+        ("1", ":00:05", ("hours", 1, "00:05")),  # 5 s past every hour
+        ("2", "00:05", ("hours", 2, "00:05")),
+        ("4", ":30", ("hours", 4, ":30")),  # half past
+        ("24", "06:30", ("days", 1, "06:30")),
+        ("48", "23:59:59", ("days", 2, "23:59:59")),
+        ("0.25", ":05", ("minutes", 15, ":05")),
+    ],
+)
+def test_the_cadence_is_schedules_unit_count_and_at(period: str, export_at: str | None, declared: tuple) -> None:
+    env = {"EXPORT_PERIOD_HOURS": period, **({"EXPORT_AT": export_at} if export_at else {})}
+    settings = load_settings(env, env_file=None)
+    assert settings.export_at == export_at
+    assert cadence(settings.export_period_hours, settings.export_at) == declared
+
+
+@pytest.mark.parametrize(
+    ("period", "export_at"),
+    [
+        ("2", "12:00:00"),
+        ("24", ":00:05"),
+        ("1.5", ":00:05"),
+        ("2", "::05"),
+        ("2", "1:5"),
+        ("1", ":60"),
+        ("24", "24:00"),
+    ],
+)
+def test_an_export_at_the_period_cannot_align_is_refused_naming_both(period: str, export_at: str) -> None:
+    with pytest.raises(
+        SettingsError, match=rf"^EXPORT_AT='{export_at}' is not valid with EXPORT_PERIOD_HOURS={period}"
+    ):
+        load_settings({"EXPORT_PERIOD_HOURS": period, "EXPORT_AT": export_at}, env_file=None)
+
+
+def test_a_bad_export_at_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
+    env = {**clean_environ(), "EXPORT_DIR": str(tmp_path / "exports"), "EXPORT_AT": "noon"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scheduled_data_manager.py"), "--status"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: EXPORT_AT='noon' is not valid") and result.stderr.count("\n") == 1

@@ -1,15 +1,13 @@
-"""Health judges the newest closed candle, not the file; the loop runs on the monotonic clock."""
+"""Health judges the newest closed candle, not the file (the loop: tests/cycle/test_loop.py)."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from crypto_data_export.report.status_report import build_status_report
-from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.exports import latest_per_symbol
 from crypto_data_export.store.layout import export_file_name
@@ -66,45 +64,3 @@ def test_the_report_carries_our_marker_after_the_guide_keys(tmp_path: Path) -> N
     keys = list(report)
     assert keys[:4] == ["timestamp", "system_status", "configuration", "file_statistics"]
     assert report["writer"] == "crypto-data-export" and report["format_version"] == 1
-
-
-class FakeStop(threading.Event):
-    """Waits pass instantly on the fake monotonic clock."""
-
-    def __init__(self, clock: list[float]) -> None:
-        super().__init__()
-        self.clock, self.waits = clock, []
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits.append(timeout)
-        if not self.is_set():
-            self.clock[0] += timeout or 0.0
-        return self.is_set()
-
-
-@pytest.mark.parametrize(
-    ("durations", "expected_starts"),
-    [
-        ([10.0, 10.0, 10.0], [0.0, 100.0, 200.0]),  # on the grid, whatever each cycle took
-        ([150.0, 10.0, 10.0], [0.0, 150.0, 250.0]),  # an overrun: the next starts at once, then the grid
-    ],
-)
-def test_the_loop_starts_cycles_on_the_monotonic_grid(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durations: list[float], expected_starts: list[float]
-) -> None:
-    clock = [0.0]
-    stop = FakeStop(clock)
-    settings = Settings(export_dir=tmp_path, symbols=("BTCUSDT",), export_period_hours=100 / 3600)
-    manager = ScheduledDataManager(settings, stop_event=stop, monotonic=lambda: clock[0])
-    starts: list[float] = []
-
-    def cycle() -> None:
-        starts.append(clock[0])
-        clock[0] += durations[len(starts) - 1]
-        if len(starts) == len(durations):
-            stop.set()
-
-    monkeypatch.setattr(manager, "_scheduled_cycle", cycle)
-    monkeypatch.setattr(manager, "write_status", lambda *a, **k: {})
-    assert manager.run_forever() == 0
-    assert starts == expected_starts

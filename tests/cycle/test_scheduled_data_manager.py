@@ -291,7 +291,7 @@ def test_cycle_maintenance_reads_each_file_once_and_reports_as_a_fresh_scan_woul
     assert cycle.cleanup is not None and cycle.duplicates is not None
     assert cycle.duplicates == manager.files.find_duplicates()
     assert cycle.duplicates.groups  # the XRPUSDT copy and BTCUSDT's newest
-    fresh = manager.write_status(write=False)
+    fresh = manager.write_status(write=False, verify=True)
     assert cycle.status["file_statistics"] == fresh["file_statistics"]
 
     def without_ages(symbols: dict) -> dict:  # ages depend on the moment each report is built

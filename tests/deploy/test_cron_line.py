@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from crypto_data_export.sandbox.fake_exchange import SandboxExchange
@@ -44,7 +45,8 @@ def test_the_cron_line_works_verbatim_on_a_fresh_checkout(tmp_path: Path, sandbo
     command = cron_command(REPO / "README.md").replace(INSTALL, str(install))
     env = clean_environ()
     env.update(BINANCE_BASE_URL=sandbox.base_url, EXPORT_SYMBOLS="BTCUSDT,ETHUSDT", HTTP_RETRIES="1")
-    env["PATH"] = os.pathsep.join([str(Path(shutil.which("python3") or "python3").parent), "/usr/bin", "/bin"])
+    # The interpreter running the tests (a venv that is not activated included) is the python3 cron finds.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
     result = subprocess.run(["sh", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     log = install / "historical_exports" / "logs" / "cron.log"
     assert result.returncode == 0, log.read_text() if log.exists() else result.stderr

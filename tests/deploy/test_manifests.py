@@ -27,7 +27,7 @@ def test_the_cronjob_runs_one_cycle_every_two_hours_without_overlap_as_non_root(
     assert spec["startingDeadlineSeconds"] > 0
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["command"][-2:] == ["scheduled_data_manager.py", "--manual"]
+    assert container["command"] == ["scheduled-data-manager", "--manual"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"requests", "limits"} <= set(container["resources"])

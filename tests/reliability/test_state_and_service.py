@@ -352,20 +352,18 @@ def test_service_start_refuses_while_a_loop_started_by_hand_serves_the_folder(tm
 
 # -- 6. the loop's clock ---------------------------------------------------------------------------
 class ClockedStop(threading.Event):
-    """A stop flag whose waits pass on a fake monotonic clock, instantly; set after ``cycles`` waits."""
+    """A stop flag whose waits between cycles pass at once on fake clocks; inside a cycle (the
+    rate limiter, a retry backoff) they are real waits."""
 
-    def __init__(self, clock: list[float], cycles: int) -> None:
+    def __init__(self, clocks: Any) -> None:
         super().__init__()
-        self.clock, self.cycles, self.waits = clock, cycles, []
+        self.clocks, self.in_cycle = clocks, False
 
     def wait(self, timeout: float | None = None) -> bool:
-        if timeout is not None and timeout < 600:
-            # A short wait inside a cycle (the rate limiter, a retry backoff): real time, not the loop's.
+        if self.in_cycle:
             return super().wait(timeout)
-        self.waits.append(timeout)
-        self.clock[0] += timeout or 0.0
-        if len(self.waits) >= self.cycles:
-            self.set()
+        if not self.is_set():
+            self.clocks.advance(timeout or 0.0)
         return self.is_set()
 
 
@@ -373,30 +371,33 @@ def test_the_loop_keeps_its_period_when_the_wall_clock_steps_back(tmp_path, sand
     """The real loop and real cycles against the sandbox; each cycle steps the wall clock back a day."""
     from crypto_data_export.scheduler.manager import ScheduledDataManager
     from crypto_data_export.settings.settings import load_settings
+    from tests.cycle.test_loop import Clocks, schedule_reads
 
     folder = tmp_path / "exports"
     settings = load_settings(
         {**manager_env(folder, sandbox.base_url, "BTCUSDT", EXPORT_PERIOD_HOURS="2"), "LOG_LEVEL": "WARNING"},
         env_file=None,
     )
-    clock = [1000.0]
-    stop = ClockedStop(clock, cycles=3)
-    manager = ScheduledDataManager(settings, stop_event=stop, monotonic=lambda: clock[0])
+    clocks = Clocks()
+    schedule_reads(monkeypatch, clocks)
+    stop = ClockedStop(clocks)
+    manager = ScheduledDataManager(settings, stop_event=stop, monotonic=lambda: clocks.mono, wall=lambda: clocks.wall)
     real_cycle = manager._scheduled_cycle
     starts: list[float] = []
-    wall = [time.time()]
 
     def cycle() -> None:
-        starts.append(clock[0])
+        starts.append(clocks.mono)
+        stop.in_cycle = True
         real_cycle()
-        clock[0] += 60.0  # the cycle took a minute
-        wall[0] -= 86400  # and the wall clock was stepped back a day
-        monkeypatch.setattr(time, "time", lambda: wall[0])
+        stop.in_cycle = False
+        clocks.advance(60.0)  # the cycle took a minute
+        clocks.wall -= 86400  # and the wall clock was stepped back a day
+        if len(starts) == 3:
+            stop.set()
 
     monkeypatch.setattr(manager, "_scheduled_cycle", cycle)
     assert manager.run_forever() == 0
-    assert starts == [1000.0, 1000.0 + 7200, 1000.0 + 2 * 7200]
-    assert stop.waits == [7200 - 60.0] * 3
+    assert starts == pytest.approx([1000.0, 1000.0 + 7260, 1000.0 + 2 * 7260])
     assert len(export_files(folder)) >= 1
 
 

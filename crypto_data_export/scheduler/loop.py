@@ -1,0 +1,102 @@
+"""The scheduler's loop: ``schedule`` declares the cadence, a monotonic loop drives it.
+
+The cadence is the guide's ``every(2).hours`` (or ``every(N).seconds`` for a period that is
+no whole number of hours), with EXPORT_AT as schedule's ``.at()``: runs aligned to the clock.
+schedule plans on the wall clock, which NTP or a person may step. So the loop waits on the
+stop Event for at most ``MAX_WAIT_SECONDS`` at a time and, at every wake-up, compares how far
+the wall clock and the monotonic clock moved: a step moves the planned run by the same
+amount, so it stays at the monotonic moment it was planned for (or now, if that passed).
+A step forward therefore runs no cycle early and none twice; a step back delays none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import schedule
+
+from crypto_data_export.settings.settings import cadence
+
+logger = logging.getLogger(__name__)
+
+# The longest single wait: a stale plan is looked at again within this (~0 % CPU).
+MAX_WAIT_SECONDS = 30.0
+# The two clocks disagreeing by more than this between wake-ups: the wall clock was stepped.
+JUMP_SECONDS = 2.0
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def local_wall() -> float:
+    """The wall clock as schedule reads it (naive local time), in seconds: a daylight-saving
+    change is a step of this clock too, so it is followed like any other step."""
+    return (datetime.now() - _NAIVE_EPOCH).total_seconds()
+
+
+class CycleLoop:
+    """Run ``cycle`` now, then on the cadence of ``period_hours`` / ``export_at``, until ``stop`` is set.
+
+    ``monotonic`` and ``wall`` (seconds) are the clocks, given so that tests can step them;
+    schedule itself reads the wall clock through ``datetime.now()``. ``on_planned`` is told every
+    new next run (UTC), e.g. to record it in the status.
+    """
+
+    def __init__(
+        self,
+        cycle: Callable[[], object],
+        period_hours: float,
+        export_at: str | None,
+        stop: threading.Event,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = local_wall,
+        on_planned: Callable[[datetime], None] | None = None,
+    ) -> None:
+        unit, count, at = cadence(period_hours, export_at)
+        self.scheduler = schedule.Scheduler()  # our own, not schedule's module-wide default
+        every = getattr(self.scheduler.every(count), unit)
+        self.job = (every.at(at) if at else every).do(cycle)
+        self.stop, self.monotonic, self.wall = stop, monotonic, wall
+        self.on_planned = on_planned
+        self._readings = (monotonic(), wall())
+
+    @property
+    def next_run(self) -> datetime:
+        """schedule's next run (it keeps naive local time) as an aware UTC time."""
+        planned = self.scheduler.next_run
+        assert planned is not None  # one job, always planned
+        return planned.astimezone(UTC)
+
+    def run(self) -> None:
+        self.scheduler.run_all()  # the default stays: a cycle now; schedule then plans the next
+        self._planned()
+        while not self.stop.is_set():
+            idle = self.scheduler.idle_seconds or 0.0
+            if self.stop.wait(min(max(idle, 0.0), MAX_WAIT_SECONDS)):
+                break
+            self._follow_wall_clock()
+            before = self.job.next_run
+            self.scheduler.run_pending()  # at most one run: schedule never catches up missed runs
+            if self.job.next_run != before:
+                self._planned()
+
+    def _planned(self) -> None:
+        self._readings = (self.monotonic(), self.wall())
+        logger.info("next cycle at %s", self.next_run.isoformat(timespec="seconds"))
+        if self.on_planned is not None:
+            self.on_planned(self.next_run)
+
+    def _follow_wall_clock(self) -> None:
+        """Move the plan by any step of the wall clock since the last reading."""
+        mono, wall = self.monotonic(), self.wall()
+        last_mono, last_wall = self._readings
+        self._readings = (mono, wall)
+        step = (wall - last_wall) - (mono - last_mono)
+        if abs(step) <= JUMP_SECONDS or self.job.next_run is None:
+            return
+        logger.warning("the wall clock was stepped by %+.0f s: the next cycle keeps its planned moment", step)
+        self.job.next_run += timedelta(seconds=step)
+        self._planned()
