@@ -41,6 +41,9 @@ DATA = REPO / "tests" / "data"
 MANAGER = REPO / "scheduled_data_manager.py"
 SERVICE = REPO / "data_export_service.py"
 POLL = 0.05
+# Seconds. Only ends a child or a wait that hangs on a stuck CI machine; never a timing check
+# (how fast something is, is a benchmark's job). Tests assert what happened, not when.
+HANG_GUARD = 120.0
 
 
 def clean_environ() -> dict[str, str]:
@@ -73,7 +76,7 @@ def manager_env(export_dir: Path, base_url: str, symbols: str = "BTCUSDT,ETHUSDT
 def run_manager(
     env: dict[str, str],
     *args: str,
-    timeout: float = 20,
+    timeout: float = HANG_GUARD,
     cwd: Path | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
@@ -83,7 +86,7 @@ def run_manager(
 
 
 def run_manager_measured(
-    env: dict[str, str], *args: str, timeout: float = 30
+    env: dict[str, str], *args: str, timeout: float = HANG_GUARD
 ) -> tuple[subprocess.CompletedProcess[str], int]:
     """``run_manager``, plus the peak resident memory (bytes) of that one child.
 
@@ -117,7 +120,7 @@ def run_manager_measured(
 
 
 def run_service(
-    env: dict[str, str], *args: str, timeout: float = 20, cwd: Path | None = None
+    env: dict[str, str], *args: str, timeout: float = HANG_GUARD, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return run_cli(SERVICE.name, *args, env=env, cwd=cwd or Path(env["EXPORT_DIR"]).parent, timeout=timeout)
 
@@ -136,7 +139,7 @@ def run_cli(
     *args: str,
     env: dict[str, str],
     cwd: Path,
-    timeout: float = 60,
+    timeout: float = HANG_GUARD,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """One real run of a root script; killed if it outlives ``timeout``."""
@@ -262,20 +265,25 @@ def build_scenario(root: Path) -> dict[str, Path]:
     return paths
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it is truthy; fail with ``what`` at the deadline."""
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = HANG_GUARD) -> Any:
+    """Poll ``condition`` until it is truthy and return its value; fail naming ``what`` if it never is.
+
+    The one polling loop of the tests: they wait on an event (a file, a log line, a
+    request the sandbox saw), never sleep to let something happen. ``timeout`` is a
+    hang guard, not a timing check.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            pytest.fail(f"gave up after {timeout:g} s waiting for {what}")
         time.sleep(POLL)
 
 
-def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
-    """Wait for a started process; kill it (and fail) if it hangs."""
+def finish(proc: subprocess.Popen[str], timeout: float = HANG_GUARD) -> tuple[int, str, str]:
+    """Wait for a started process; kill it (and fail) if it hangs (``timeout`` is a hang guard)."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -283,6 +291,28 @@ def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
         out, err = proc.communicate()
         pytest.fail(f"process {proc.args} did not finish within {timeout:g} s; stderr: {err[-2000:]}")
     return proc.returncode, out, err
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def start_bystander() -> subprocess.Popen[bytes]:
+    """An unrelated live program (``sleep``) standing for one that got a reused PID.
+
+    It blocks the stop signals, so one sent to it stays pending (``pending_signals``)
+    instead of killing it some time later: a test sees at once, without a sleep,
+    whether anything signalled it. SIGKILL still ends it.
+    """
+    return subprocess.Popen(["sleep", "60"], preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS))
+
+
+def pending_signals(pid: int) -> set[int]:
+    """Signals sent to ``pid`` and not delivered yet (blocked), read from /proc/PID/status."""
+    mask = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):  # sent to the thread, to the process
+            mask |= int(line.split()[1], 16)
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
 
 
 def free_port() -> int:

@@ -14,9 +14,7 @@ from tests.support import cli_env, export_csvs, read_json, run_cli, start_cli
 def test_demo_runs_offline_and_leaves_valid_files_and_a_status_report(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = cli_env("http://127.0.0.1:1", out)  # the demo starts its own sandbox and ignores this
-    result = run_cli(
-        "demo_scheduled_system.py", "--output", str(out), "--period-seconds", "2", env=env, cwd=tmp_path, timeout=60
-    )
+    result = run_cli("demo_scheduled_system.py", "--output", str(out), "--period-seconds", "0.5", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "demo finished" in result.stdout and "duplicates: 1 groups" in result.stdout
     files = export_csvs(out)

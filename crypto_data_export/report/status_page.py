@@ -1,15 +1,9 @@
 """``status.html``: the status report as one self-contained page for people.
 
-``render_status_page`` is a pure function of the status report (the dict
-``status_report.json`` holds), the closes for the sparklines and the disk
-use: inline CSS and inline SVG, no script, nothing fetched, so the file opens
-from disk in any browser and from any mail attachment. Every value from the
-report is escaped: symbols, errors and file names may come from outside.
-
-With hundreds of series the page stays readable: the problems come first,
-and each row is one line. ``read_closes`` gets the sparkline data from the
-newest file of each series through the file's own format, downsampled and
-bounded; a file it cannot read gets no sparkline, never an error.
+``render_status_page`` is a pure function of the status report, the sparklines' closes
+and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
+Problems come first, one line per series. ``read_closes`` reads each series' newest file
+through its format, downsampled; a file it cannot read gets no sparkline, never an error.
 """
 
 from __future__ import annotations
@@ -19,14 +13,13 @@ import logging
 import shutil
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.text import printable
 from crypto_data_export.store.formats import format_for_name
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
@@ -38,19 +31,15 @@ OK, STALE, PROBLEM = "ok", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, OK: 2}
 
 
-@dataclass(frozen=True)
-class Disk:
-    total_bytes: int
-    free_bytes: int
+Disk = tuple[int, int, int]  # shutil.disk_usage: total, used, free bytes
 
 
 def disk_of(path: Path) -> Disk | None:
     """The file system holding ``path`` (its folder); None if it cannot be asked."""
     try:
-        usage = shutil.disk_usage(path.parent)
+        return shutil.disk_usage(path.parent)
     except OSError:
         return None
-    return Disk(usage.total, usage.free)
 
 
 def _e(value: Any) -> str:
@@ -183,11 +172,6 @@ def _row(key: str, entry: Mapping[str, Any], interval: str, closes: Sequence[flo
     )
 
 
-def _sorted_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
-    return sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
-
-
 def _card(title: str, value: str, detail: str = "", state: str = "") -> str:
     head = f'<div class="card {state}"><div class="t">{title}</div>'
     return f'{head}<div class="v">{value}</div><div>{detail}</div></div>'
@@ -221,13 +205,14 @@ def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
             f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols",
         ),
     ]
-    if disk is not None and disk.total_bytes > 0:
-        used = 100 * (1 - disk.free_bytes / disk.total_bytes)
+    total, _, free = disk or (0, 0, 0)
+    if total > 0:
+        used = 100 * (1 - free / total)
         cards.append(
             _card(
                 "disk",
                 f"{used:.0f}% used",
-                f"{disk.free_bytes / 2**30:.1f} GB free of {disk.total_bytes / 2**30:.1f} GB"
+                f"{free / 2**30:.1f} GB free of {total / 2**30:.1f} GB"
                 f'<div class="bar"><div style="width:{used:.0f}%"></div></div>',
                 PROBLEM if used > 95 else (STALE if used > 85 else OK),
             )
@@ -277,7 +262,8 @@ def render_status_page(
 ) -> str:
     """The whole page; ``interval`` names the series of entries that do not say theirs."""
     closes = closes or {}
-    rows = _sorted_rows(report)
+    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
+    rows = sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
     counts = {state: sum(1 for _, e in rows if verdict(e) == state) for state in (PROBLEM, STALE, OK)}
     body = "".join(_row(key, entry, interval, closes.get(key)) for key, entry in rows)
     return (

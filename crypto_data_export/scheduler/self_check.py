@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,10 +45,8 @@ def check_folder(settings: Settings) -> str:
 
 def check_exchange(client: ExchangeClient) -> str:
     client.ping()
-    before = time.time()
-    server_ms = client.server_time_ms()
-    local = (before + time.time()) / 2
-    skew = server_ms / 1000 - local
+    client.sync_clock()  # the client's one measurement of the skew
+    skew = client.clock_skew_seconds or 0.0
     if abs(skew) > MAX_SKEW_SECONDS:
         raise CheckFailed(
             f"clock skew {skew:+.1f} s against the exchange (limit {MAX_SKEW_SECONDS:g} s); "

@@ -25,7 +25,7 @@ from tests.support import (
     run_cli,
     start_cli,
     temp_files,
-    wait_for,
+    wait_until,
 )
 
 DAY_MS = 86_400_000
@@ -279,9 +279,9 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_downloads_only_what_is_missing(
     proc = start_cli(SCRIPT, *args, env=env, cwd=tmp_path)
     procs.append(proc)
     cache = out / ".archive_cache"
-    wait_for(lambda: cache.is_dir() and len(list(cache.glob("*.zip"))) >= 2, 20, "two verified zips in the cache")
+    wait_until(lambda: cache.is_dir() and len(list(cache.glob("*.zip"))) >= 2, "two verified zips in the cache")
     proc.send_signal(signal.SIGINT)
-    code, _, err = finish(proc, timeout=10)
+    code, _, err = finish(proc)
     assert code == 130 and "stopped on request" in err and "Traceback" not in err
     assert export_files(out) == [] and temp_files(out) == [] and list(cache.glob("*.part")) == []
     kept = sorted(p.name for p in cache.glob("*.zip"))

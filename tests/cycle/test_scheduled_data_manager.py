@@ -13,7 +13,7 @@ import pytest
 from crypto_data_export.store.formats.csv_rules import CSV_HEADER
 from crypto_data_export.store.layout import EXPORT_NAME_PATTERN
 from crypto_data_export.store.run_lock import RunLock
-from tests.support import cli_env, export_csvs, folder_listing, read_json, run_cli, start_cli
+from tests.support import cli_env, export_csvs, folder_listing, read_json, run_cli, start_cli, wait_until
 
 GUIDE_KEYS = {
     "system_status": {
@@ -37,15 +37,6 @@ def assert_guide_keys(report: dict) -> None:
     for section, keys in GUIDE_KEYS.items():
         for key, kind in keys.items():
             assert isinstance(report[section][key], kind), (section, key, report[section][key])
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_export_only_writes_one_exact_csv_per_symbol_and_reruns_fetch_nothing_stored(sandbox, tmp_path: Path) -> None:
@@ -197,7 +188,8 @@ def test_loop_runs_on_schedule_and_sigterm_stops_it_cleanly(sandbox, tmp_path: P
     env = cli_env(sandbox.base_url, out, EXPORT_PERIOD_HOURS="0.0005")  # 1.8 s
     loop = start_cli("scheduled_data_manager.py", env=env, cwd=tmp_path)
     try:
-        assert wait_for(lambda: (out / "state.json").exists() and read_json(out / "state.json")["export_count"] >= 2)
+        state = out / "state.json"
+        wait_until(lambda: state.exists() and read_json(state)["export_count"] >= 2, "two cycles of the loop")
         running = run_cli("scheduled_data_manager.py", "--status", "--json", env=env, cwd=tmp_path)
         assert json.loads(running.stdout)["system_status"]["service_status"] == "running"
         loop.send_signal(signal.SIGTERM)

@@ -8,7 +8,6 @@ import io
 import logging
 import socket
 import threading
-import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -69,10 +68,12 @@ def test_a_body_one_byte_over_the_cap_is_refused(encoding: str) -> None:
 
 def test_a_gzip_bomb_is_never_inflated_beyond_the_cap() -> None:
     bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=1)  # 64 MiB in ~300 KB
-    started = time.monotonic()
+    answer, wire = response(b"", Content_Encoding="gzip"), io.BytesIO(bomb)
+    answer.raw = HTTPResponse(body=wire, headers=answer.headers, preload_content=False)
     with pytest.raises(BadResponseError, match="larger than the 65536 bytes"):
-        read_body(response(bomb, Content_Encoding="gzip"), URL, 65_536)
-    assert time.monotonic() - started < 1  # it stopped reading, it did not inflate it all
+        read_body(answer, URL, 65_536)
+    # It stopped reading at the cap: inflating it all would have taken every byte off the wire.
+    assert wire.tell() < len(bomb) // 2, f"read {wire.tell()} of the bomb's {len(bomb)} bytes"
 
 
 def test_an_announced_length_over_the_cap_is_refused_before_reading() -> None:
@@ -209,27 +210,39 @@ def test_a_published_limit_is_clamped_and_the_clamp_logged(sandbox_factory, capl
     assert clamp_weight_limit(1200) == 1200
     exchange = sandbox_factory(published_weight_limit=2)
     client = make_client(exchange.base_url)
-    with caplog.at_level(logging.WARNING, logger="export_historical_data"):
+    with caplog.at_level(logging.WARNING, logger="crypto_data_export.exchange.client"):
         assert client.load_rate_limits("BTCUSDT") == MIN_WEIGHT_LIMIT
     assert "weight limit of 2 per minute; using 60" in caplog.text
 
 
 # -- every wait ends on a stop ---------------------------------------------------------------
-def _stop_soon(stop: threading.Event, after: float = 0.2) -> None:
-    threading.Timer(after, stop.set).start()
+class StopDuringWait(threading.Event):
+    """A stop flag that is set the moment a wait on it begins: a stop request arriving in the
+    middle of a wait, ordered by the wait itself rather than by a timer. ``waits`` lists them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None or timeout > 0:
+            if self.is_set():  # fail now rather than spin through a wait that ignores the stop
+                pytest.fail(f"a wait of {timeout} s began after the stop was requested")
+            self.waits.append(timeout)
+            self.set()
+        return super().wait(timeout)
 
 
 def test_a_limiter_wait_ends_at_once_when_a_stop_is_requested() -> None:
-    stop = threading.Event()
+    stop = StopDuringWait()
     limiter = WeightLimiter(60, stop_event=stop)
     limiter.pause(300)  # a 429 told the pool to wait 5 minutes
-    _stop_soon(stop)
-    started = time.monotonic()
     with pytest.raises(StopRequested):
         limiter.acquire(2)
-    assert time.monotonic() - started < 2
+    assert len(stop.waits) == 1, "the wait went on after the stop"
     with pytest.raises(StopRequested):  # once stopped, no wait even begins
         limiter.acquire(2)
+    assert len(stop.waits) == 1
 
 
 def test_a_limiter_that_need_not_wait_lets_the_request_go_even_when_stopping() -> None:
@@ -240,26 +253,23 @@ def test_a_limiter_that_need_not_wait_lets_the_request_go_even_when_stopping() -
 
 def test_a_429_pause_ends_when_a_stop_is_requested(sandbox_factory) -> None:
     exchange = sandbox_factory(rate_limit_first_n=1, retry_after_header="315360000")
-    stop = threading.Event()
+    stop = StopDuringWait()
     client = make_client(exchange.base_url, stop_event=stop)
-    _stop_soon(stop, 0.5)
-    started = time.monotonic()
     with pytest.raises(StopRequested):
         client.klines("BTCUSDT", "1h")
-    assert time.monotonic() - started < 3
+    assert len(stop.waits) == 1, "the pause went on after the stop"
     assert [r.status for r in exchange.requests] == [429]
 
 
 def test_the_retry_backoff_ends_when_a_stop_is_requested(sandbox_factory) -> None:
     exchange = sandbox_factory(fail_every_n=1, fail_status=503)
-    stop = threading.Event()
+    stop = StopDuringWait()
     client = make_client(exchange.base_url, backoff=60.0)
     client.stop_event = stop  # as the export job sets it
-    _stop_soon(stop)
-    started = time.monotonic()
     with pytest.raises(StopRequested):
         client.klines("BTCUSDT", "1h")
-    assert time.monotonic() - started < 3
+    assert stop.waits == [10.0]  # the backoff (60 s, capped at 10 s) began, and the stop ended it
+    assert exchange.stats.klines_calls == 1, "a retry was sent after the stop"
 
 
 def test_5xx_bodies_are_not_read_and_are_retried_by_our_loop(sandbox_factory) -> None:
@@ -274,7 +284,7 @@ def test_sync_clock_measures_the_skew_and_warns_beyond_minutes(sandbox_factory, 
     exchange = sandbox_factory(clock_offset_ms=3_600_000)
     client = make_client(exchange.base_url)
     assert client.clock_skew_seconds is None
-    with caplog.at_level(logging.WARNING, logger="export_historical_data"):
+    with caplog.at_level(logging.WARNING, logger="crypto_data_export.exchange.client"):
         client.sync_clock()
     assert client.clock_skew_seconds is not None and 3590 < client.clock_skew_seconds < 3610
     assert "the exchange's clock says" in caplog.text and "this machine's clock says" in caplog.text
@@ -314,11 +324,9 @@ def test_transport_retries_end_when_a_stop_is_requested() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    stop = threading.Event()
+    stop = StopDuringWait()
     client = make_client(f"http://127.0.0.1:{port}", retries=4, backoff=30.0)
     client.stop_event = stop
-    _stop_soon(stop, 0.3)
-    started = time.monotonic()
     with pytest.raises(StopRequested):
         client.ping()
-    assert time.monotonic() - started < 3
+    assert len(stop.waits) == 1, "the backoff went on after the stop"

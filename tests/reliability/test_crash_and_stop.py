@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME, parse_export_name
 from tests.support import (
+    HANG_GUARD,
     assert_folder_sound,
     export_files,
     finish,
     manager_env,
     run_manager,
     temp_files,
-    wait_for,
+    wait_until,
 )
 
 
@@ -27,20 +27,19 @@ def test_kill_9_in_the_middle_of_writing(tmp_path, sandbox_factory, start_manage
     folder = tmp_path / "exports"
     env = manager_env(folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS="10")
     proc = start_manager(env, "--manual")
-    temp = wait_for(
+    temp = wait_until(
         lambda: [n for n in temp_files(folder) if os.path.getsize(folder / n) > 0],
-        10,
         "the export's temp file to receive data",
     )[0]
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=5)
+    proc.wait(timeout=HANG_GUARD)
     assert proc.returncode == -signal.SIGKILL
     # Nothing named like an export appeared: the half-written data only exists under the temp name.
     assert export_files(folder) == [], "a partial CSV was published under an export name"
     assert (folder / temp).exists()
 
     exchange.config = SandboxConfig()  # fast again
-    result = run_manager(env, "--manual", timeout=20)
+    result = run_manager(env, "--manual")
     assert result.returncode == 0, result.stderr
     files = assert_folder_sound(folder)  # includes: the dead writer's temp file is gone
     assert [parse_export_name(p.name)[0] for p in files] == ["BTCUSDT"]
@@ -55,12 +54,10 @@ def test_sigterm_to_the_loop_mid_cycle(tmp_path, sandbox_factory, start_manager)
     symbols = "BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT,DOGEUSDT,ADAUSDT"
     env = manager_env(folder, exchange.base_url, symbols, EXPORT_WORKERS="1", EXPORT_PERIOD_HOURS="1")
     proc = start_manager(env)
-    wait_for(lambda: len(exchange.klines_requests()) >= 1, 10, "the loop's first klines request")
-    started = time.monotonic()
+    wait_until(lambda: len(exchange.klines_requests()) >= 1, "the loop's first klines request")
     proc.send_signal(signal.SIGTERM)
-    code, _out, err = finish(proc, timeout=10)
+    code, _out, err = finish(proc)
     assert code == 0, err
-    assert time.monotonic() - started < 5, "the loop did not stop promptly after SIGTERM"
 
     assert_folder_sound(folder)
     written = export_files(folder)

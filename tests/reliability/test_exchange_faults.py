@@ -59,10 +59,8 @@ def test_exchange_down_connection_refused(tmp_path):
     folder = tmp_path / "exports"
     kept = _seed_previous(folder, int(time.time() * 1000))
     env = manager_env(folder, f"http://127.0.0.1:{free_port()}", ",".join(SYMBOLS))
-    started = time.monotonic()
     result = run_manager(env, "--manual")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert time.monotonic() - started < 10
     errors = _symbol_errors(result.stderr)
     assert set(errors) == set(SYMBOLS), result.stderr
     assert all("refused the connection" in line and "BINANCE_BASE_URL" in line for line in errors.values())

@@ -11,7 +11,7 @@ from tests.support import (
     finish,
     manager_env,
     run_manager,
-    wait_for,
+    wait_until,
 )
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -41,7 +41,7 @@ def test_two_manual_runs_overlap(tmp_path, sandbox_factory, start_manager):
     folder = tmp_path / "exports"
     env = manager_env(folder, exchange.base_url, ",".join(SYMBOLS), EXPORT_WORKERS="1")
     first = start_manager(env, "--manual")
-    wait_for(lambda: _lock_holder(folder) == first.pid, 10, "the first run to hold the run lock")
+    wait_until(lambda: _lock_holder(folder) == first.pid, "the first run to hold the run lock")
 
     second = run_manager(env, "--manual")
     assert second.returncode == 75, second.stdout + second.stderr
@@ -49,7 +49,7 @@ def test_two_manual_runs_overlap(tmp_path, sandbox_factory, start_manager):
     assert first.poll() is None, "the first run should still be working"
     exchange.config.latency_seconds = 0.0
 
-    code, _out, err = finish(first, 15)
+    code, _out, err = finish(first)
     assert code == 0, err
     _one_run_result(folder, exchange)
 
@@ -60,7 +60,7 @@ def test_cron_overlaps_the_service_loop(tmp_path, sandbox_factory, start_manager
     folder = tmp_path / "exports"
     env = manager_env(folder, exchange.base_url, ",".join(SYMBOLS), EXPORT_WORKERS="1", EXPORT_PERIOD_HOURS="1")
     loop = start_manager(env)
-    wait_for(lambda: _lock_holder(folder) == loop.pid, 10, "the loop to hold the run lock")
+    wait_until(lambda: _lock_holder(folder) == loop.pid, "the loop to hold the run lock")
 
     cron = run_manager(env, "--manual")
     assert cron.returncode == 75, cron.stdout + cron.stderr
@@ -68,17 +68,16 @@ def test_cron_overlaps_the_service_loop(tmp_path, sandbox_factory, start_manager
     assert loop.poll() is None
     exchange.config.latency_seconds = 0.0
 
-    wait_for(
+    wait_until(
         lambda: (
             len(export_files(folder)) == len(SYMBOLS)
             and (folder / "status_report.json").exists()
             and json.loads((folder / "state.json").read_text()).get("export_count") == 1
         ),
-        15,
         "the loop to finish its cycle",
     )
     loop.terminate()
-    code, _out, err = finish(loop, 10)
+    code, _out, err = finish(loop)
     assert code == 0, err
     _one_run_result(folder, exchange)
     assert not os.path.exists(folder / "data_export_service.pid")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,10 @@ from tests.support import (
     assert_folder_sound,
     kill_quietly,
     manager_env,
+    pending_signals,
     run_service,
-    wait_for,
+    start_bystander,
+    wait_until,
 )
 
 PIDFILE = "data_export_service.pid"
@@ -31,13 +32,14 @@ pytestmark = pytest.mark.skipif(not SERVICE.exists(), reason="data_export_servic
 @pytest.fixture
 def bystander(procs):
     """An unrelated live process (``sleep``) standing for a program that got a reused PID."""
-    proc = subprocess.Popen(["sleep", "60"])
+    proc = start_bystander()
     procs.append(proc)
     return proc
 
 
 def _alive(proc: subprocess.Popen) -> bool:
-    return proc.poll() is None
+    """Alive and never signalled: the bystander blocks stop signals, so one sent stays pending."""
+    return proc.poll() is None and not pending_signals(proc.pid)
 
 
 @pytest.fixture
@@ -74,7 +76,6 @@ def test_stale_pidfile_whose_pid_is_now_another_program(service_env, bystander):
     stop = run_service(service_env, "stop", "--timeout", "2")
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert "stale" in stop.stdout + stop.stderr
-    time.sleep(0.1)
     assert _alive(bystander), "stop signalled a process that is not the scheduler"
     assert not os.path.lexists(pidfile), "the stale pidfile should be removed"
 
@@ -88,11 +89,11 @@ def test_stale_pidfile_is_replaced_by_start_and_stop_stops_only_ours(service_env
     assert start.returncode == 0, start.stdout + start.stderr
     ours = int(open(pidfile).readline())
     assert ours != bystander.pid and is_manager_process(ours)
-    wait_for(lambda: os.path.exists(os.path.join(folder, "status_report.json")), 10, "the first cycle")
+    wait_until(lambda: os.path.exists(os.path.join(folder, "status_report.json")), "the first cycle")
 
     stop = run_service(service_env, "stop", "--timeout", "10")
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    wait_for(lambda: not is_manager_process(ours), 5, "our scheduler to exit")
+    wait_until(lambda: not is_manager_process(ours), "our scheduler to exit")
     assert _alive(bystander)
     assert not os.path.lexists(pidfile)
     assert_folder_sound(Path(folder))

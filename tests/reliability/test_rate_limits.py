@@ -11,7 +11,7 @@ from tests.support import (
     finish,
     manager_env,
     run_manager,
-    wait_for,
+    wait_until,
 )
 
 SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
@@ -60,9 +60,9 @@ def test_418_ban_is_persisted_and_respected_after_a_restart(tmp_path, sandbox_fa
 
     # The service loop started during the ban (a cycle now, then every ~0.7 s) waits it out.
     loop = start_manager(env)
-    wait_for(lambda: len(export_files(folder)) == 3, 20, "the loop to export after the ban")
+    wait_until(lambda: len(export_files(folder)) == 3, "the loop to export after the ban")
     loop.terminate()
-    code, _out, err = finish(loop, 10)
+    code, _out, err = finish(loop)
     assert code == 0, err
     after = exchange.requests[sent:]
     assert after and min(r.wall_ms for r in after) >= banned_until * 1000, "a request was sent during the ban"

@@ -28,7 +28,7 @@ from crypto_data_export.sandbox.fake_exchange import (
     interval_ms,
     next_open_ms,
 )
-from tests.support import REPO
+from tests.support import HANG_GUARD, REPO
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -373,28 +373,38 @@ def test_drop_every_n_raises_connection_error(sandbox_factory: Factory) -> None:
     assert ex.stats.dropped == 1 and ex.requests[1].status == 0
 
 
-def test_stall_times_out_and_stop_is_quick(sandbox_factory: Factory) -> None:
+def test_stall_times_out_and_stop_releases_the_stalled_handler(sandbox_factory: Factory) -> None:
+    before = set(threading.enumerate())
     ex = sandbox_factory(now_ms=NOW, stall_every_n=1)
     with pytest.raises(requests.exceptions.ReadTimeout):
         klines(ex, timeout=0.3)
-    started = time.monotonic()
+    handlers = [t for t in set(threading.enumerate()) - before if t.name.endswith("(process_request_thread)")]
+    assert len(handlers) == 1 and handlers[0].is_alive(), "the stalled answer holds its handler thread"
     ex.stop()
-    assert time.monotonic() - started < 1.0
+    handlers[0].join(timeout=HANG_GUARD)
+    assert not handlers[0].is_alive(), "stop() left the stalled handler waiting"
     assert ex.stats.stalled == 1
 
 
 def test_latency_overlaps_between_clients(sandbox_factory: Factory) -> None:
-    ex = sandbox_factory(now_ms=NOW, latency_seconds=0.3)
-    results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(klines(ex).status_code)) for _ in range(6)]
-    started = time.monotonic()
+    ex = sandbox_factory(now_ms=NOW, latency_seconds=0.5)
+    answered: list[float] = []  # when each client got its answer, on the sandbox's monotonic clock (ms)
+
+    def fetch() -> None:
+        assert klines(ex).status_code == 200
+        answered.append(time.monotonic() * 1000)
+
+    threads = [threading.Thread(target=fetch) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - started
-    assert results == [200] * 6
-    assert 0.3 <= elapsed < 1.0
+    arrivals = sorted(r.monotonic_ms for r in ex.requests)
+    assert len(answered) == len(arrivals) == 6
+    # Each answer comes a latency after its request: served one by one, the last request would
+    # arrive after the first answer; overlapping, all six arrive before any answer is sent.
+    assert min(answered) - arrivals[0] >= 500
+    assert arrivals[-1] < min(answered), "the sandbox served the clients one at a time"
 
 
 def test_session_reuses_one_connection(pinned: SandboxExchange) -> None:
@@ -489,7 +499,7 @@ def test_cli_prints_url_serves_quietly_and_exits_on_sigterm() -> None:
             == 400
         )
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=HANG_GUARD) == 0
         assert proc.stderr is not None and proc.stderr.read() == ""
     finally:
         if proc.poll() is None:

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,20 +22,11 @@ from crypto_data_export.core.processes import is_manager_process, pid_alive
 from crypto_data_export.sandbox.fake_exchange import SandboxExchange
 from crypto_data_export.service.systemd_unit import protect_home_mode
 from crypto_data_export.settings.settings import SETTING_VARIABLES
-from tests.support import REPO
+from tests.support import HANG_GUARD, REPO, pending_signals, start_bystander, wait_until
 
 ROOT = REPO
 SCRIPT = ROOT / "data_export_service.py"
 PIDFILE = "data_export_service.pid"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 class Service:
@@ -59,7 +49,7 @@ class Service:
         )
         self.started: list[int] = []
 
-    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, str(SCRIPT), *args],
             cwd=self.cwd,
@@ -107,8 +97,8 @@ def service(make_service: Callable[..., Service]) -> Service:
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process that is not ours, to stand for a reused PID."""
-    process = subprocess.Popen(["sleep", "30"])
+    """A live process that is not ours, to stand for a reused PID (a signal sent to it stays pending)."""
+    process = start_bystander()
     yield process
     process.kill()
     process.wait()
@@ -140,11 +130,9 @@ def test_start_status_refuse_second_start_and_stop_cleanly(service: Service) -> 
     assert service.pid() == pid
 
     # Let a cycle finish so the stop interrupts a real, working scheduler.
-    assert wait_for(lambda: (service.export_dir / "status_report.json").exists(), 15)
-    began = time.monotonic()
+    wait_until(lambda: (service.export_dir / "status_report.json").exists(), "the first cycle")
     stopped = service.run("stop", "--timeout", "10")
     assert stopped.returncode == 0, stopped.stderr
-    assert time.monotonic() - began < 10
     assert f"stopped (PID {pid})" in stopped.stdout and "SIGKILL" not in stopped.stderr
     assert not service.pidfile.exists()
     assert not pid_alive(pid)
@@ -196,8 +184,7 @@ def test_pidfile_naming_another_program_is_stale_and_never_signalled(
     assert stop.returncode == 0, stop.stderr
     assert f"PID {sleeper.pid} is now another program" in stop.stdout and "not signalled" in stop.stdout
     assert not service.pidfile.exists()
-    time.sleep(0.2)
-    assert sleeper.poll() is None, "the unrelated process was signalled"
+    assert sleeper.poll() is None and not pending_signals(sleeper.pid), "the unrelated process was signalled"
 
 
 def test_garbage_pidfile_is_reported_and_removed(service: Service) -> None:

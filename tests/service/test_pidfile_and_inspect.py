@@ -12,7 +12,7 @@ import pytest
 from crypto_data_export.core.processes import command_line, process_export_dir, process_start_ticks, serves_folder
 from crypto_data_export.service.inspect import inspect_service, summarize_status_report
 from crypto_data_export.service.pidfile import read_pidfile, write_pidfile
-from tests.support import wait_for
+from tests.support import wait_until
 
 
 def test_a_written_pidfile_reads_back(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_which_folder_a_process_serves(tmp_path: Path) -> None:
         try:
             # Popen may return while the child is still inside execve (vfork): its /proc entries
             # are empty until then.
-            wait_for(lambda pid=proc.pid: command_line(pid) == ["sleep", "30"], 5, "the child to exec")
+            wait_until(lambda pid=proc.pid: command_line(pid) == ["sleep", "30"], "the child to exec")
             assert process_export_dir(proc.pid, "historical_exports") == Path(os.path.realpath(expected))
             assert serves_folder(proc.pid, expected, "historical_exports") is True
             assert serves_folder(proc.pid, tmp_path / "other", "historical_exports") is False
