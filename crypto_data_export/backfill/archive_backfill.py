@@ -39,10 +39,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from crypto_data_export.backfill.resume import ResumableExporter
+from crypto_data_export.core.candles import last_open_ms, within
 from crypto_data_export.core.errors import ExchangeError, ExportError, NoDataError, StorageError
 from crypto_data_export.exchange.archive import (
     NO_CHECKSUM,
@@ -423,14 +424,14 @@ class ArchiveExportJob(ExportJob):
     # -- where the candles come from
     def _candle_chunks(
         self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
-    ) -> Iterable[pd.DataFrame]:
+    ) -> Iterable[pa.Table]:
         # A backfill exports one interval (export_job.backfill): self.exporter is its exporter.
         length = fixed_length_ms(self.settings.kline_interval)
         if self.fetcher is None or length is None or not has_daily_files(self.settings.kline_interval):
             return self._stoppable(self.exporter.iter_chunks(export))
         return self._archive_chunks(export, length)
 
-    def _archive_chunks(self, export: SymbolExport, length: int) -> Iterator[pd.DataFrame]:
+    def _archive_chunks(self, export: SymbolExport, length: int) -> Iterator[pa.Table]:
         """The same three parts as ``HistoricalDataExporter.iter_chunks``: head, reused, tail."""
         last_closed = self.exporter.last_closed_open_ms(export.server_time_ms)
         end_ms = last_closed + length
@@ -442,7 +443,7 @@ class ArchiveExportJob(ExportJob):
             yield export.frame
         tail_from = export.requested_from_ms if export.requested_from_ms is not None else export.window_start_ms
         if len(export.frame):
-            tail_from = int(export.frame["open_time"].iloc[-1]) + 1
+            tail_from = last_open_ms(export.frame) + 1
         yield from self._range(export, tail_from, end_ms)
         if export.reused_rows + export.fetched_rows == 0:
             raise NoDataError(
@@ -450,7 +451,7 @@ class ArchiveExportJob(ExportJob):
                 "the symbol may be delisted or halted"
             )
 
-    def _range(self, export: SymbolExport, start_ms: int, end_ms: int) -> Iterator[pd.DataFrame]:
+    def _range(self, export: SymbolExport, start_ms: int, end_ms: int) -> Iterator[pa.Table]:
         """Candles opening in [start_ms, end_ms): archive periods in order, REST spans merged."""
         assert self.fetcher is not None
         today_ms = day_bounds(export.server_time_ms)[0]
@@ -480,7 +481,7 @@ class ArchiveExportJob(ExportJob):
         futures: dict[ArchivePeriod, Future[Fetched]],
         start_ms: int,
         end_ms: int,
-    ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
+    ) -> Iterator[tuple[RestSpan, pa.Table | None]]:
         """Each segment as (its span, its archive candles or None for REST), in time order."""
         for segment in segments:
             if isinstance(segment, RestSpan):
@@ -490,7 +491,7 @@ class ArchiveExportJob(ExportJob):
 
     def _use(
         self, export: SymbolExport, fetched: Fetched, start_ms: int, end_ms: int
-    ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
+    ) -> Iterator[tuple[RestSpan, pa.Table | None]]:
         period, tally = fetched.period, self.tallies[export.symbol]
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
         if isinstance(fetched.error, DownloadStopped) or self.stop_event.is_set():
@@ -511,7 +512,7 @@ class ArchiveExportJob(ExportJob):
         frame = self._verified_frame(export, fetched, span)
         yield span, frame
 
-    def _verified_frame(self, export: SymbolExport, fetched: Fetched, span: RestSpan) -> pd.DataFrame | None:
+    def _verified_frame(self, export: SymbolExport, fetched: Fetched, span: RestSpan) -> pa.Table | None:
         """The period's candles inside ``span`` (closed on the exchange's clock); None: take REST."""
         tally = self.tallies[export.symbol]
         try:
@@ -527,14 +528,13 @@ class ArchiveExportJob(ExportJob):
         except OSError as exc:
             self._refuse(export.symbol, ArchiveError(fetched.period, f"cannot read the kept zip: {exc.strerror}"))
             return None
-        opens = frame["open_time"]
-        frame = frame[(opens >= span.start_ms) & (opens < span.end_ms) & (frame["close_time"] < export.server_time_ms)]
+        frame = within(frame, span.start_ms, span.end_ms, closed_before_ms=export.server_time_ms)
         tally.archive_files += 1
         tally.reused_files += int(fetched.reused)
         tally.downloaded_bytes += 0 if fetched.reused else fetched.size
         tally.archive_rows += len(frame)
         export.fetched_rows += len(frame)
-        return frame.reset_index(drop=True)
+        return frame
 
     def _refuse(self, symbol: str, exc: ArchiveError) -> None:
         """auto: name the file in the log and take its period from REST; archive: fail the symbol."""
@@ -557,7 +557,7 @@ class ArchiveExportJob(ExportJob):
                 if self.stop_event.is_set():
                     raise BackfillStopped("stopped on request") from None
 
-    def _rest(self, export: SymbolExport, span: RestSpan) -> Iterator[pd.DataFrame]:
+    def _rest(self, export: SymbolExport, span: RestSpan) -> Iterator[pa.Table]:
         pages = self.exporter.iter_closed_pages(
             export.symbol, span.start_ms, export.server_time_ms, export, until_ms=span.end_ms - 1
         )
@@ -565,7 +565,7 @@ class ArchiveExportJob(ExportJob):
             export.fetched_rows += len(page)
             yield page
 
-    def _stoppable(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def _stoppable(self, chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """Stop between pages: a year of 1m through REST is 526 calls, Ctrl-C must not wait for them."""
         for chunk in chunks:
             if self.stop_event.is_set():

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS
+from crypto_data_export.core.candles import CANDLE_COLUMNS, last_open_ms, within
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -26,11 +26,9 @@ from crypto_data_export.store.journal import PageJournal, PartialFolder
 logger = logging.getLogger("export_historical_data")
 
 
-def frame_rows(page: pd.DataFrame) -> list[list[Any]]:
-    """A candle frame as JSON-ready rows that ``rows_to_frame`` turns back into the same frame."""
-    return [
-        [v if isinstance(v, str) else int(v) for v in row] for row in page[list(CANDLE_COLUMNS)].itertuples(index=False)
-    ]
+def frame_rows(page: pa.Table) -> list[list[Any]]:
+    """A candle table as JSON-ready rows that ``rows_to_frame`` turns back into the same table."""
+    return [list(row) for row in zip(*(page.column(c).to_pylist() for c in CANDLE_COLUMNS), strict=True)]
 
 
 class ResumableExporter(HistoricalDataExporter):
@@ -46,7 +44,7 @@ class ResumableExporter(HistoricalDataExporter):
         tally: SymbolExport | None = None,
         *,
         until_ms: int | None = None,
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Iterator[pa.Table]:
         if self.partial is None:
             yield from super().iter_closed_pages(symbol, start_ms, server_time_ms, tally, until_ms=until_ms)
             return
@@ -59,12 +57,12 @@ class ResumableExporter(HistoricalDataExporter):
         if len(kept):
             logger.info("%s: resuming after %d candles kept in %s", symbol, len(kept), journal.path.name)
             yield kept
-            cursor = int(kept["open_time"].iloc[-1]) + 1
+            cursor = last_open_ms(kept) + 1
         for page in super().iter_closed_pages(symbol, cursor, server_time_ms, tally, until_ms=until_ms):
             journal.append(frame_rows(page))
             yield page
 
-    def _kept(self, journal: PageJournal, start_ms: int, last_closed: int) -> pd.DataFrame:
+    def _kept(self, journal: PageJournal, start_ms: int, last_closed: int) -> pa.Table:
         """The journal's candles inside [start_ms, last_closed], checked like an exchange page;
         an empty frame (and a fresh journal) when they cannot serve this span."""
         rows = journal.load()
@@ -72,11 +70,11 @@ class ResumableExporter(HistoricalDataExporter):
             return rows_to_frame([])
         try:
             page = rows_to_frame(rows)
-            page = page[(page["open_time"] >= start_ms) & (page["open_time"] <= last_closed)].reset_index(drop=True)
+            page = within(page, start_ms, last_closed + 1)
             self._check_page(page, len(page), start_ms, last_closed)
         except (ExportError, ValueError, TypeError, IndexError) as exc:
             journal.discard(f"its candles fail the checks: {exc}")
             return rows_to_frame([])
-        if page.empty:  # it does not reach this span: pages appended to it would leave a hole
+        if not len(page):  # it does not reach this span: pages appended to it would leave a hole
             journal.discard("it does not cover this range")
         return page

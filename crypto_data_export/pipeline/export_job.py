@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.errors import (
@@ -383,7 +383,7 @@ class ExportJob:
         )
         return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
 
-    def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def _counted(self, chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:
         for chunk in chunks:
             if self.on_candles is not None:
                 self.on_candles(len(chunk))
@@ -391,7 +391,7 @@ class ExportJob:
 
     def _candle_chunks(
         self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
-    ) -> Iterable[pd.DataFrame]:
+    ) -> Iterable[pa.Table]:
         """Where a series' candles come from (a backfill may take them from the bulk archive)."""
         return (exporter or self.exporter).iter_chunks(export)
 

@@ -75,8 +75,8 @@ from crypto_data_export.store.scan import (
 )
 from crypto_data_export.store.validation import FileValidation
 
-if TYPE_CHECKING:  # types only: --status and --health must not import pandas for them
-    import pandas as pd
+if TYPE_CHECKING:  # types only: --status and --health must not import pyarrow for them
+    import pyarrow as pa
 
     from crypto_data_export.settings.settings import Settings
 
@@ -89,7 +89,7 @@ class ReusableExport:
     """The newest valid file of a symbol (by content), read once: what an incremental export builds on."""
 
     file: ExportFile
-    candles: pd.DataFrame
+    candles: pa.Table
     validation: FileValidation
 
     @property
@@ -265,7 +265,7 @@ class FileManager:
     def write_export(
         self,
         symbol: str,
-        chunks: pd.DataFrame | Iterable[pd.DataFrame],
+        chunks: pa.Table | Iterable[pa.Table],
         created: datetime | None = None,
         *,
         replacing: ReusableExport | None = None,

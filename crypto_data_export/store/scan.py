@@ -7,7 +7,7 @@ file is read once: validation, and SHA-256 only for files whose size
 collides with another's, come from that single read. A file is held whole
 only while it stays under ``STREAM_VALIDATION_BYTES`` (whatever its listed
 size said); past that it is validated as it streams (its format's
-``stream_checker``), and a layout the streaming checker cannot judge is junk:
+``stream_checker``):
 memory stays bounded whatever a file named like an export holds.
 A scan limited to some symbols looks only at names starting with their
 prefix, so its cost follows their files, not the folder's. A scan given a
@@ -42,8 +42,8 @@ from crypto_data_export.store.layout import export_name_prefix, our_temp_name, p
 from crypto_data_export.store.listing import FolderEntry, FolderNames, folder_entries
 from crypto_data_export.store.validation import FileValidation, cannot_read, not_checked
 
-if TYPE_CHECKING:  # a type only: --status and --health must not import pandas for it
-    import pandas as pd
+if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow for it
+    import pyarrow as pa
 
 # Small files are validated together; this bounds the bytes held in memory at once.
 VALIDATION_BATCH_BYTES = 16 << 20
@@ -208,7 +208,7 @@ class FileCheck:
     """One file read once: its verdict, candle frame (if asked and valid), hash (if asked), bytes read."""
 
     validation: FileValidation
-    candles: pd.DataFrame | None
+    candles: pa.Table | None
     digest: str | None
     size: int
 
@@ -245,18 +245,11 @@ class _Read:
     digest: str | None
     size: int
 
-    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pd.DataFrame | None]:
+    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pa.Table | None]:
         if self.data is not None:
             return self.file_format.check_bytes(self.data, self.interval, self.path, want_candles=want_candles)
         assert self.stream is not None
-        finished = self.stream.finish()
-        if finished is not None:
-            return finished
-        # Only the whole-file parser could judge this layout, and the file is too large to
-        # hold: it is none of ours (we never write such a layout), so it is junk.
-        why = self.stream.undecided_because or "a layout only a whole-file parse can judge"
-        reason = f"not an export this program writes: {why}, in {self.size} bytes (too large to judge whole)"
-        return FileValidation(self.path, False, reason), None
+        return self.stream.finish()
 
 
 def read_once(

@@ -1,6 +1,6 @@
 """The one small interface every file format implements (like freqtrade's ``IDataHandler``).
 
-A format knows how to write a candle frame atomically, read it back, and
+A format knows how to write a candle table atomically, read it back, and
 judge a file: from its bytes, or fed piece by piece while it streams (so a
 scan reads each file once, hashing and validating from the same read).
 ``write`` judges the bytes it writes with that same streaming checker before
@@ -14,17 +14,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
+
+import pyarrow as pa
 
 from crypto_data_export.store.validation import FileValidation
 
-if TYPE_CHECKING:  # a type only: naming the formats must not import pandas (see store/formats/__init__.py)
-    import pandas as pd
-
-# A whole frame, or chunks written one after the other (a long backfill never sits whole).
-CandleChunks: TypeAlias = "pd.DataFrame | Iterable[pd.DataFrame]"
-# The verdict on a file, and its candle frame when asked for and valid.
-Verdict: TypeAlias = "tuple[FileValidation, pd.DataFrame | None]"
+# A whole candle table, or chunks written one after the other (a long backfill never sits whole).
+CandleChunks: TypeAlias = pa.Table | Iterable[pa.Table]
+# The verdict on a file, and its candles when asked for and valid.
+Verdict: TypeAlias = tuple[FileValidation, pa.Table | None]
 
 
 # Called with the verdict on the bytes just written, before they are published; raises to refuse them.
@@ -32,16 +31,11 @@ Approval = Callable[[FileValidation], None]
 
 
 class StreamChecker(Protocol):
-    """Judges one file fed piece by piece, in bounded memory; ``finish`` returns
-    None when only the whole bytes can be judged (the caller then calls
-    ``check_bytes`` if the file is small, else takes it for junk, saying
-    ``undecided_because``)."""
-
-    undecided_because: str | None
+    """Judges one file fed piece by piece (as a scan hashes the same read), in bounded memory."""
 
     def feed(self, piece: bytes) -> None: ...
 
-    def finish(self) -> Verdict | None: ...
+    def finish(self) -> Verdict: ...
 
 
 class FileFormat(ABC):
@@ -64,13 +58,12 @@ class FileFormat(ABC):
         """
 
     @abstractmethod
-    def read(self, path: Path) -> pd.DataFrame:
-        """A file of this format as a candle frame (lenient: for tools and tests)."""
+    def read(self, path: Path) -> pa.Table:
+        """A file of this format as a candle table (lenient: for tools and tests)."""
 
     def read_closes(self, path: Path) -> list[float]:
-        """The close prices of a file, oldest first (lenient, for pictures such as the status page);
-        a format may override this with something cheaper than a whole candle frame."""
-        return [float(v) for v in self.read(path)["close"].astype(float).dropna().tolist()]
+        """The close prices of a file, oldest first (lenient, for pictures such as the status page)."""
+        return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
     @abstractmethod
     def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
