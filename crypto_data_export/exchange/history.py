@@ -273,10 +273,11 @@ class HistoricalDataExporter:
                 "grid": f"is not on the {self.interval} grid",
                 "close": f"does not close when a {self.interval} candle closes",
                 "order": "does not come after the candle before it",
-            }.get(breach.rule, "breaks a candle rule")
+            }.get(breach.rule)
+            what = breach.reason if phrase is None else f"{phrase} ({breach.reason})"
             raise BadResponseError(
                 f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) "
-                f"{phrase} ({breach.reason}); the symbol is not written"
+                f"{what}; the symbol is not written"
             )
         newest = last_open_ms(page)
         if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:

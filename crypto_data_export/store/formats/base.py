@@ -16,8 +16,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
+import numpy as np
 import pyarrow as pa
 
+from crypto_data_export.core.candles import open_times
+from crypto_data_export.core.rules import Breach, check_candles, gaps
+from crypto_data_export.settings.intervals import is_valid_interval
 from crypto_data_export.store.validation import FileValidation
 
 # A whole candle table, or chunks written one after the other (a long backfill never sits whole).
@@ -36,6 +40,53 @@ class StreamChecker(Protocol):
     def feed(self, piece: bytes) -> None: ...
 
     def finish(self) -> Verdict: ...
+
+
+class CandleBlocks:
+    """The rule book over one file's candles, block after block (CSV blocks, Parquet row groups):
+    rows, first and last open time, gaps, the first breach, and the candles when asked."""
+
+    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
+        self.interval, self.path = interval, path
+        self.rows = 0
+        self.first_open: int | None = None
+        self.last_open: int | None = None
+        self.gaps: list[tuple[int, int, int]] = []
+        self.breach: Breach | None = None
+        self.breach_open_ms: int | None = None  # the candle that broke a rule (for a writer's message)
+        self.kept: list[pa.Table] | None = [] if want_candles else None
+
+    def add(self, candles: pa.Table) -> None:
+        """Judge the next block (nothing more once a rule is broken or the interval is unknown)."""
+        first_row = self.rows + 1
+        self.rows += candles.num_rows
+        if self.breach is not None or not candles.num_rows or not is_valid_interval(self.interval):
+            return
+        self.breach = check_candles(candles, self.interval, after_ms=self.last_open, first_row=first_row)
+        if self.breach is not None:
+            self.breach_open_ms = candles.column("open_time")[self.breach.row - first_row].as_py()
+            self.kept = None
+            return
+        opens: np.ndarray = open_times(candles)
+        self.gaps += gaps(opens, self.interval, self.last_open)
+        self.first_open = int(opens[0]) if self.first_open is None else self.first_open
+        self.last_open = int(opens[-1])
+        if self.kept is not None:
+            self.kept.append(candles)
+
+    def verdict(self, rows: int | None = None) -> Verdict:
+        """The verdict on every block added (``rows``: the file's row count when a breach stopped the reading)."""
+        path = self.path
+        if not is_valid_interval(self.interval):
+            return FileValidation(path, False, f"unknown interval {self.interval!r}", rows=self.rows), None
+        if self.breach is not None:
+            breach = self.breach
+            return FileValidation(path, False, str(breach), rows=rows or self.rows, bad_row=breach.row), None
+        if self.rows == 0:
+            return FileValidation(path, False, "no candles (header only)"), None
+        missing = sum(g[2] for g in self.gaps)
+        valid = FileValidation(path, True, None, self.rows, self.first_open, self.last_open, self.gaps, missing)
+        return valid, None if self.kept is None else pa.concat_tables(self.kept)
 
 
 class FileFormat(ABC):

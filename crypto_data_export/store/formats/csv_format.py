@@ -11,8 +11,8 @@ and times written as UTC text in whole milliseconds.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -28,13 +28,10 @@ from crypto_data_export.core.candles import (
     CANDLE_SCHEMA,
     TIME_COLUMNS,
     format_utc_ms,
-    merge_candles,
 )
 from crypto_data_export.core.errors import InvalidDataError
-from crypto_data_export.core.reading import iter_chunks, open_regular
-from crypto_data_export.core.rules import Breach, check_candles, gaps, shown
-from crypto_data_export.settings.intervals import is_valid_interval
-from crypto_data_export.store.formats.base import Approval, CandleChunks, FileFormat, Verdict
+from crypto_data_export.core.rules import Breach, shown
+from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
 CSV_HEADER = ",".join(CANDLE_COLUMNS)
@@ -120,16 +117,15 @@ def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Ap
     """
     parts = [chunks] if isinstance(chunks, pa.Table) else chunks
     check = CsvCheck(interval, target, block_bytes=WRITE_CHECK_BYTES)
-    with atomic_output_at(target) as (handle, temp):
+    with atomic_output_at(target) as (handle, _):
         _write_checked(handle, check, CSV_HEADER + "\n")
         for chunk in parts:
             for start in range(0, chunk.num_rows, WRITE_ROWS):
                 _write_checked(handle, check, csv_lines(chunk.slice(start, WRITE_ROWS)))
-        handle.flush()  # so that a bad row can be read back from the temp file
         verdict = check.finish()[0]
         if not verdict.valid:
-            opened = _first_field_of_row(temp, verdict.bad_row) if verdict.bad_row is not None else None
-            where = f" at the candle opening {opened}" if opened else ""
+            opened = check.blocks.breach_open_ms
+            where = "" if opened is None else f" at the candle opening {format_utc_ms(np.array([opened]))[0]}"
             raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
         if approve is not None:
             approve(verdict)
@@ -139,27 +135,6 @@ def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Ap
 def _write_checked(handle: IO[str], check: CsvCheck, text: str) -> None:
     check.feed(text.encode("utf-8"))
     handle.write(text)
-
-
-def _first_field_of_row(path: Path, row: int) -> str | None:
-    """The open_time text of data row ``row`` (1-based) of a file we just wrote, streamed."""
-    fd, _ = open_regular(path)
-    try:
-        line, seen = bytearray(), 0
-        for piece in iter_chunks(fd):
-            start = 0
-            while True:
-                end = piece.find(b"\n", start)
-                if seen == row:  # the header is line 0
-                    line += piece[start : end if end >= 0 else len(piece)]
-                    if end >= 0 or len(line) > 4096:
-                        return line[:4096].split(b",", 1)[0].decode("utf-8", "replace")
-                if end < 0:
-                    break
-                seen, start = seen + 1, end + 1
-    finally:
-        os.close(fd)
-    return None
 
 
 # --- reading and checking --------------------------------------------------------------
@@ -206,57 +181,46 @@ def _text_table(block: bytes, first_row: int) -> pa.Table:
         raise _Refused(Breach(first_row, f"not CSV the reader accepts ({str(exc)[:200]})")) from exc
 
 
-def _times(text: pa.ChunkedArray, column: str, first_row: int) -> Any:
-    """UTC time text in whole milliseconds -> epoch ms; _Refused names the first other value."""
-    utc = pc.or_(pc.ends_with(text, UTC_SUFFIXES[0]), pc.ends_with(text, UTC_SUFFIXES[1]))
-    if pc.all(utc).as_py():
-        try:
-            return pc.cast(pc.cast(text, _TIME_TYPE), pa.int64())
-        except pa.ArrowInvalid:
-            pass
-    for row, value in enumerate(str(v) for v in text.to_pylist()):  # error path only: which value
-        try:
-            if value.endswith(UTC_SUFFIXES):
-                pc.cast(pa.array([value]), _TIME_TYPE)
-                continue
-        except pa.ArrowInvalid:
-            pass
-        what = f"empty {column}" if value == "" else f"{column} {shown(value)} is not a UTC time in whole milliseconds"
-        raise _Refused(Breach(first_row + row, what))
-    raise AssertionError("a time column failed as a whole but no value failed")  # pragma: no cover
+def _utc_ms(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """UTC time text (``+00:00`` or ``Z``) in whole milliseconds -> epoch ms; ArrowInvalid otherwise."""
+    if not pc.all(pc.or_(pc.ends_with(text, UTC_SUFFIXES[0]), pc.ends_with(text, UTC_SUFFIXES[1]))).as_py():
+        raise pa.ArrowInvalid("a time without a UTC offset")
+    return pc.cast(pc.cast(text, _TIME_TYPE), pa.int64())
 
 
-def _trades(text: pa.ChunkedArray, first_row: int) -> pa.ChunkedArray:
-    if text.type == pa.int64():
-        return text
+def _int64(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    return text if text.type == pa.int64() else pc.cast(text, pa.int64())
+
+
+def _converted(text: pa.ChunkedArray, column: str, first_row: int, kind: str) -> pa.ChunkedArray:
+    """A text column converted by pyarrow; _Refused names the first value it refuses."""
+    convert = _utc_ms if column in TIME_COLUMNS else _int64
     try:
-        return pc.cast(text, pa.int64())
+        return convert(text)
     except pa.ArrowInvalid:
-        for row, value in enumerate(str(v) for v in text.to_pylist()):  # error path only: which value
-            if not value.isdigit() or not value.isascii():
-                what = (
-                    "empty number_of_trades"
-                    if value == ""
-                    else f"number_of_trades {shown(value)} is not an integer >= 0"
-                )
-                raise _Refused(Breach(first_row + row, what)) from None
-        raise
+        pass
+    for row, value in enumerate(text.to_pylist()):  # error path only: which value
+        try:
+            convert(pa.chunked_array([[value]], pa.string()))
+        except pa.ArrowInvalid:
+            what = f"empty {column}" if value == "" else f"{column} {shown(value)} is not {kind}"
+            raise _Refused(Breach(first_row + row, what)) from None
+    raise AssertionError("a column failed as a whole but no value failed")  # pragma: no cover
 
 
 def text_to_candles(text: pa.Table, first_row: int = 1) -> pa.Table:
     """Rows read as text -> the candle table; _Refused at the first value the CSV layer refuses."""
     columns: dict[str, Any] = {c: text.column(c) for c in CANDLE_COLUMNS}
     for column in TIME_COLUMNS:
-        columns[column] = _times(text.column(column), column, first_row)
-    columns["number_of_trades"] = _trades(text.column("number_of_trades"), first_row)
+        columns[column] = _converted(columns[column], column, first_row, "a UTC time in whole milliseconds")
+    trades = "number_of_trades"
+    columns[trades] = _converted(columns[trades], trades, first_row, "an integer")
     return pa.Table.from_arrays([columns[c] for c in CANDLE_COLUMNS], schema=CANDLE_SCHEMA)
 
 
 class CsvCheck:
     """Judges one CSV file fed piece by piece, in bounded memory (one block of whole lines
     at a time): the verdict and, if asked and valid, its candles."""
-
-    undecided_because: str | None = None  # never: pyarrow reads every layout
 
     def __init__(
         self, interval: str, path: Path | str, *, want_candles: bool = False, block_bytes: int | None = None
@@ -269,16 +233,11 @@ class CsvCheck:
         self._utf8_error: int | None = None
         self._offset = 0
         self._problem: str | None = None  # a whole-file problem (header, long line)
-        self._breach: Breach | None = None
-        self._rows = 0
         self._lines, self._open_line = 0, False
-        self._first_open: int | None = None
-        self._last_open: int | None = None
-        self._gaps: list[tuple[int, int, int]] = []
-        self._candles: list[pa.Table] | None = [] if want_candles else None
+        self.blocks = CandleBlocks(interval, self.path, want_candles=want_candles)
 
     def _decided(self) -> bool:
-        return self._problem is not None or self._breach is not None or self._nul or self._utf8_error is not None
+        return self._problem is not None or self.blocks.breach is not None or self._nul or self._utf8_error is not None
 
     def feed(self, piece: bytes) -> None:
         if not piece:
@@ -305,7 +264,7 @@ class CsvCheck:
         cut = self._pending.rfind(b"\n")  # a block: every whole line held (at most block + piece)
         if cut < 0:
             if len(self._pending) > self.block_bytes + LINE_LIMIT:
-                self._problem, self._pending = f"row {self._rows + 1}: a line over 1 MB", bytearray()
+                self._problem, self._pending = f"row {self.blocks.rows + 1}: a line over 1 MB", bytearray()
             return
         block, self._pending = bytes(self._pending[: cut + 1]), self._pending[cut + 1 :]
         self._block(block)
@@ -329,40 +288,14 @@ class CsvCheck:
 
     def _block(self, block: bytes) -> None:
         """Judge whole lines: the CSV text layer, then the rule book."""
-        first_row = self._rows + 1
+        first_row = self.blocks.rows + 1
         try:
-            candles = read_block(block, first_row)
-        except _Refused as refused:
-            earlier = self._rule_breach_before(block, refused.breach.row, first_row)
-            self._breach = earlier or refused.breach
-            return
-        self._judge(candles, first_row)
-
-    def _rule_breach_before(self, block: bytes, row: int, first_row: int) -> Breach | None:
-        """A rule broken by a row before ``row`` (the first bad row wins, whatever broke it)."""
-        lines = block.split(b"\n")[: row - first_row]
-        if not lines:
-            return None
-        try:
-            candles = text_to_candles(_text_table(b"\n".join(lines) + b"\n", first_row), first_row)
-        except _Refused:
-            return None
-        return check_candles(candles, self.interval, after_ms=self._last_open, first_row=first_row)
-
-    def _judge(self, candles: pa.Table, first_row: int) -> None:
-        self._rows += candles.num_rows
-        if not is_valid_interval(self.interval) or candles.num_rows == 0:
-            return
-        self._breach = check_candles(candles, self.interval, after_ms=self._last_open, first_row=first_row)
-        if self._breach is not None:
-            self._candles = None
-            return
-        opens = np.asarray(candles.column("open_time").to_numpy(), dtype=np.int64)
-        self._gaps += gaps(opens, self.interval, self._last_open)
-        self._first_open = int(opens[0]) if self._first_open is None else self._first_open
-        self._last_open = int(opens[-1])
-        if self._candles is not None:
-            self._candles.append(candles)
+            self.blocks.add(read_block(block, first_row))
+        except _Refused as refused:  # a rule broken before the refused value still comes first
+            lines = block.split(b"\n")[: refused.breach.row - first_row]
+            with contextlib.suppress(_Refused):
+                self.blocks.add(read_block(b"".join(line + b"\n" for line in lines), first_row))
+            self.blocks.breach = self.blocks.breach or refused.breach
 
     def finish(self) -> Verdict:
         """The verdict (and the candles, if asked and valid)."""
@@ -373,23 +306,10 @@ class CsvCheck:
             block = bytes(self._pending)
             self._block(block if block.endswith(b"\n") else block + b"\n")
         self._pending = bytearray()
-        invalid = self._whole_file_problem()
-        if invalid is not None:
-            return FileValidation(self.path, False, invalid, rows=self._rows), None
-        if self._breach is not None:
-            breach = self._breach
-            rows = self._lines + int(self._open_line)
-            return FileValidation(self.path, False, str(breach), rows=rows, bad_row=breach.row), None
-        candles = merge_candles(self._candles) if self._candles else None
-        return FileValidation(
-            self.path,
-            True,
-            rows=self._rows,
-            first_open_ms=self._first_open,
-            last_open_ms=self._last_open,
-            gaps=self._gaps,
-            missing_candles=sum(g[2] for g in self._gaps),
-        ), candles
+        problem = self._whole_file_problem()
+        if problem is not None:
+            return FileValidation(self.path, False, problem), None
+        return self.blocks.verdict(rows=self._lines + int(self._open_line))
 
     def _whole_file_problem(self) -> str | None:
         if not self._content:
@@ -398,22 +318,12 @@ class CsvCheck:
             return f"not UTF-8 text (byte {self._utf8_error})"
         if self._problem is not None and self._problem.startswith("wrong header"):
             return self._problem
-        if self._nul:
-            return "contains NUL bytes (binary data)"
-        if self._problem is not None:
-            return self._problem
-        if not is_valid_interval(self.interval):
-            return f"unknown interval {self.interval!r}"
-        if self._rows == 0 and self._breach is None:
-            return "no candles (header only)"
-        return None
+        return "contains NUL bytes (binary data)" if self._nul else self._problem
 
 
-def check_stream(
-    pieces: Iterable[bytes], interval: str, path: Path | str, *, want_candles: bool = False, block_bytes: int | None = None
-) -> Verdict:
+def check_stream(pieces: Iterable[bytes], interval: str, path: Path | str, **options: Any) -> Verdict:
     """``CsvCheck`` over an iterable of byte pieces."""
-    check = CsvCheck(interval, path, want_candles=want_candles, block_bytes=block_bytes)
+    check = CsvCheck(interval, path, **options)
     for piece in pieces:
         check.feed(piece)
     return check.finish()

@@ -30,18 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
-from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS, merge_candles
+from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.reading import iter_chunks, open_regular
-from crypto_data_export.core.rules import check_candles, gaps
-from crypto_data_export.settings.intervals import is_valid_interval
-from crypto_data_export.store.formats.base import Approval, CandleChunks, FileFormat, Verdict
+from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
 DECIMAL_SCALE = 8
@@ -108,7 +105,7 @@ def _first_inexact(chunk: pa.Table, column: str) -> str:
         except decimal.InvalidOperation:
             exact = False
         if not exact:
-            when = datetime.fromtimestamp(opened / 1000, tz=UTC).isoformat()
+            when = datetime.fromtimestamp((opened or 0) / 1000, tz=UTC).isoformat()
             return (
                 f"{column} {str(value)[:40]!r} of the candle opening {when} is not a decimal "
                 f"with at most {DECIMAL_SCALE} decimals (Parquet stores decimal128(38, {DECIMAL_SCALE}))"
@@ -176,43 +173,18 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
 def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
     """The verdict on a Parquet file (never raises on bad content): the footer and schema
     first, then every row group, in order, by the rule book (one group held at a time)."""
-    rows, found_gaps, kept = 0, [], []
-    first: int | None = None
-    last: int | None = None
+    blocks = CandleBlocks(interval, path, want_candles=want_candles)
     try:
         parquet = _open(source)
         for index in range(parquet.metadata.num_row_groups):
-            candles = table_to_candles(parquet.read_row_group(index))
-            if not is_valid_interval(interval):
-                return FileValidation(path, False, f"unknown interval {interval!r}"), None
-            breach = check_candles(candles, interval, after_ms=last, first_row=rows + 1)
-            if breach is not None:
-                return FileValidation(path, False, str(breach), rows=rows + len(candles), bad_row=breach.row), None
-            opens = np.asarray(candles.column("open_time").to_numpy(), dtype=np.int64)
-            found_gaps += gaps(opens, interval, last)
-            rows += len(candles)
-            if len(opens):
-                first = int(opens[0]) if first is None else first
-                last = int(opens[-1])
-            if want_candles:
-                kept.append(candles)
+            if blocks.breach is None:
+                blocks.add(table_to_candles(parquet.read_row_group(index)))
     except _Unreadable as problem:
         return FileValidation(path, False, str(problem)), None
     except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page past a sound footer
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return FileValidation(path, False, f"not a readable Parquet file: {first_line}"[:300]), None
-    if rows == 0:
-        return FileValidation(path, False, "no candles (header only)"), None
-    verdict = FileValidation(
-        path,
-        True,
-        rows=rows,
-        first_open_ms=first,
-        last_open_ms=last,
-        gaps=found_gaps,
-        missing_candles=sum(g[2] for g in found_gaps),
-    )
-    return verdict, merge_candles(kept) if want_candles else None
+    return blocks.verdict(rows=parquet.metadata.num_rows)
 
 
 class ParquetStreamCheck:
