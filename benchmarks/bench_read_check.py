@@ -120,7 +120,7 @@ def backfill_cpu(tree: Path, base_url: str, days: int) -> dict:
     folder = temp_dir("read-check-backfill")
     env = process_env(base_url, folder, ["BTCUSDT"], BINANCE_ARCHIVE_URL=base_url, LOG_LEVEL="WARNING")
     args = [sys.executable, "export_historical_data.py", "--symbols", "BTCUSDT", "--days", str(days)]
-    args += ["--interval", "1m", "--source", "archive", "--output", str(folder)]
+    args += ["--interval", "1m", "--source", "archive", "--output", str(folder / "backfill")]
     try:
         started = time.perf_counter()
         proc = subprocess.Popen(args, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,7 +128,7 @@ def backfill_cpu(tree: Path, base_url: str, days: int) -> dict:
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         errors = proc.stderr.read().decode()[-500:] if proc.stderr else ""
-        files = sorted(folder.glob("BTCUSDT_1m_*.csv"))
+        files = sorted((folder / "backfill").glob("BTCUSDT_1m_*.csv"))
         rows = sum(1 for _ in files[0].open()) - 1 if files else 0
         return {
             "exit_code": proc.returncode,
@@ -137,7 +137,6 @@ def backfill_cpu(tree: Path, base_url: str, days: int) -> dict:
             "sys_s": usage.ru_stime,
             "wall_s": wall,
             "rows": rows,
-            "max_rss_mb": usage.ru_maxrss / 1024,
             "stderr_tail": errors if proc.returncode else "",
         }
     finally:
@@ -165,7 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     figures["read_check"]["speedup_cpu"] = before["cpu_s"] / ours["cpu_s"]
     targets = {
         "read_check >= 1 M rows/s (wall)": ours["rows_per_s_wall"] >= 1e6,
+        "read_check >= 1 M rows per CPU second": ours["rows_per_s_cpu"] >= 1e6,
         "read_check >= 3x f7f42c8 (wall)": figures["read_check"]["speedup_wall"] >= 3,
+        "read_check >= 3x f7f42c8 (CPU)": figures["read_check"]["speedup_cpu"] >= 3,
     }
     rows = [
         ("read+check 1 y of 1m, ours", ours["wall_s"], ours["cpu_s"], ours["rows_per_s_wall"]),
@@ -177,12 +178,15 @@ def main(argv: list[str] | None = None) -> dict:
             archive_ours = backfill_cpu(ROOT, sandbox.base_url, args.days)
             archive_before = backfill_cpu(baseline, sandbox.base_url, args.days)
         figures["archive_backfill"] = {"ours": archive_ours, "baseline_f7f42c8": archive_before, "days": args.days}
-        targets["archive backfill 1 x 365 d x 1m <= 3 s CPU"] = archive_ours["cpu_s"] <= 3.0 and args.days >= 365
+        targets["archive backfill 1 x 365 d x 1m <= 3 s CPU"] = (
+            archive_ours["cpu_s"] <= 3.0 and args.days >= 365 and archive_ours["exit_code"] == 0
+        )
         rows += [
             (f"archive backfill {args.days} d x 1m, ours", archive_ours["wall_s"], archive_ours["cpu_s"], ""),
             (f"archive backfill {args.days} d x 1m, f7f42c8", archive_before["wall_s"], archive_before["cpu_s"], ""),
         ]
     print(table(["run", "wall s", "CPU s", "rows/s (wall)"], rows))
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall figures wait for CPU)")
     return report_and_save("bench_read_check", figures, targets)
 
 

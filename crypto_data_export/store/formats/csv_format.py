@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -157,22 +156,27 @@ def _header_problem(line: str) -> str:
     return f"wrong header: {len(found)} columns, expected {len(CANDLE_COLUMNS)} ({CSV_HEADER})"
 
 
-def read_block(block: bytes, first_row: int = 1) -> pa.Table:
+def _zero_copy(block: memoryview | bytes) -> IO[bytes]:
+    """The block as a file pyarrow reads in place (``io.BytesIO`` of a memoryview would copy it)."""
+    return cast(IO[bytes], pa.BufferReader(block))  # a NativeFile: typed by the stubs as a path or IO only
+
+
+def read_block(block: memoryview | bytes, first_row: int = 1) -> pa.Table:
     """Whole lines -> the candle table; _Refused at the first value the CSV layer refuses
     (trades typed by the reader; if it refuses one, read again as text to name the row)."""
     try:
-        text = pacsv.read_csv(io.BytesIO(block), read_options=_READ, parse_options=_PARSE, convert_options=_TYPED)
+        text = pacsv.read_csv(_zero_copy(block), read_options=_READ, parse_options=_PARSE, convert_options=_TYPED)
     except pa.ArrowInvalid:
         text = _text_table(block, first_row)
     return text_to_candles(text, first_row)
 
 
-def _text_table(block: bytes, first_row: int) -> pa.Table:
+def _text_table(block: memoryview | bytes, first_row: int) -> pa.Table:
     """Whole lines -> every column as text; _Refused names a line without 11 fields."""
     try:
-        return pacsv.read_csv(io.BytesIO(block), read_options=_READ, parse_options=_PARSE, convert_options=_TEXT)
+        return pacsv.read_csv(_zero_copy(block), read_options=_READ, parse_options=_PARSE, convert_options=_TEXT)
     except pa.ArrowInvalid as exc:
-        for number, line in enumerate(block.split(b"\n")[:-1]):  # error path only: which line
+        for number, line in enumerate(bytes(block).split(b"\n")[:-1]):  # error path only: which line
             fields = line.count(b",") + 1
             if fields != len(CANDLE_COLUMNS):
                 raise _Refused(
@@ -227,13 +231,14 @@ class CsvCheck:
     ) -> None:
         self.interval, self.path, self.block_bytes = interval, Path(path), block_bytes or BLOCK_BYTES
         self._head: bytearray | None = bytearray()  # until the header line is whole
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_bytes, self._whole_line = 0, False  # held bytes, and whether they end a line
         self._content = self._nul = False
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._utf8_error: int | None = None
         self._offset = 0
         self._problem: str | None = None  # a whole-file problem (header, long line)
-        self._lines, self._open_line = 0, False
+        self._lines_after, self._open_line = 0, False  # lines not parsed once a verdict is set
         self.blocks = CandleBlocks(interval, self.path, want_candles=want_candles)
 
     def _decided(self) -> bool:
@@ -253,23 +258,29 @@ class CsvCheck:
                 return
             self._header(bytes(self._head[:newline]))
             piece, self._head = bytes(self._head[newline + 1 :]), None
-        if piece:  # data lines, counted even past a breach: an invalid file's verdict has its size too
-            self._lines += piece.count(b"\n")
-            self._open_line = not piece.endswith(b"\n")
         if self._decided():
+            self._lines_after += piece.count(b"\n")  # only the row count of an invalid file is left to learn
+            self._open_line = bool(piece) and not piece.endswith(b"\n")
             return
-        self._pending += piece
-        if len(self._pending) < self.block_bytes:
+        self._pending.append(piece)
+        self._pending_bytes += len(piece)
+        self._whole_line = self._whole_line or b"\n" in piece
+        if self._pending_bytes < self.block_bytes:
             return
-        cut = self._pending.rfind(b"\n")  # a block: every whole line held (at most block + piece)
-        if cut < 0:
-            if len(self._pending) > self.block_bytes + LINE_LIMIT:
-                self._problem, self._pending = f"row {self.blocks.rows + 1}: a line over 1 MB", bytearray()
+        if not self._whole_line:  # one line so far: held (not joined) up to the limit
+            if self._pending_bytes > self.block_bytes + LINE_LIMIT:
+                self._problem = f"row {self.blocks.rows + 1}: a line over 1 MB"
+                self._pending, self._pending_bytes = [], 0
             return
-        block, self._pending = bytes(self._pending[: cut + 1]), self._pending[cut + 1 :]
-        self._block(block)
+        data = b"".join(self._pending)  # the one copy: the block is read in place
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        self._pending, self._pending_bytes, self._whole_line = [rest], len(rest), False
+        self._block(memoryview(data)[:cut])
         if self._decided():
-            self._pending = bytearray()
+            self._lines_after += rest.count(b"\n")
+            self._open_line = bool(rest)
+            self._pending, self._pending_bytes = [], 0
 
     def _check_bytes(self, piece: bytes) -> None:
         """UTF-8 and NUL over every byte fed, even past a verdict: they outrank the rows."""
@@ -286,30 +297,31 @@ class CsvCheck:
         if text != CSV_HEADER:
             self._problem = _header_problem(text)
 
-    def _block(self, block: bytes) -> None:
+    def _block(self, block: memoryview | bytes) -> None:
         """Judge whole lines: the CSV text layer, then the rule book."""
         first_row = self.blocks.rows + 1
         try:
             self.blocks.add(read_block(block, first_row))
         except _Refused as refused:  # a rule broken before the refused value still comes first
-            lines = block.split(b"\n")[: refused.breach.row - first_row]
+            lines = bytes(block).split(b"\n")[: refused.breach.row - first_row]
             with contextlib.suppress(_Refused):
                 self.blocks.add(read_block(b"".join(line + b"\n" for line in lines), first_row))
             self.blocks.breach = self.blocks.breach or refused.breach
+            self.blocks.rows = first_row - 1 + bytes(block).count(b"\n")
 
     def finish(self) -> Verdict:
         """The verdict (and the candles, if asked and valid)."""
         if self._head is not None and not self._problem:  # no newline at all: the content is the header
             self._header(bytes(self._head))
             self._head = None
-        if self._pending and not self._decided():
-            block = bytes(self._pending)
+        if self._pending_bytes and not self._decided():
+            block = b"".join(self._pending)
             self._block(block if block.endswith(b"\n") else block + b"\n")
-        self._pending = bytearray()
+        self._pending, self._pending_bytes = [], 0
         problem = self._whole_file_problem()
         if problem is not None:
             return FileValidation(self.path, False, problem), None
-        return self.blocks.verdict(rows=self._lines + int(self._open_line))
+        return self.blocks.verdict(rows=self.blocks.rows + self._lines_after + int(self._open_line))
 
     def _whole_file_problem(self) -> str | None:
         if not self._content:
