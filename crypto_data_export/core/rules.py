@@ -84,13 +84,10 @@ def _time(ms: int) -> str:
     return str(format_utc_ms(np.array([ms]))[0])
 
 
-def _filled_ints(candles: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """An integer column as int64 (nulls as 0) and its null mask."""
+def _ints(candles: pa.Table, column: str) -> np.ndarray:
+    """An integer column as int64 (nulls as 0: the missing-value rule reports them)."""
     values = candles.column(column)
-    if not values.null_count:
-        return np.asarray(values.to_numpy(), dtype=np.int64), np.zeros(len(values), dtype=bool)
-    missing = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    return np.asarray(values.fill_null(pa.scalar(0, pa.int64())).to_numpy(), dtype=np.int64), missing
+    return np.asarray((values.fill_null(pa.scalar(0, pa.int64())) if values.null_count else values).to_numpy())
 
 
 def _numbers(values: pa.ChunkedArray) -> np.ndarray:
@@ -106,6 +103,15 @@ def _float_or_nan(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (ValueError, TypeError):
         return float("nan")
+
+
+def _missing(candles: pa.Table) -> np.ndarray:
+    """Rows holding a null (Parquet can; CSV text and REST rows cannot)."""
+    found = np.zeros(candles.num_rows, dtype=bool)
+    for values in candles.columns:
+        if values.null_count:
+            found |= np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return found
 
 
 def check_candles(
@@ -130,11 +136,8 @@ def check_candles(
     rows = candles.num_rows
     if rows == 0:
         return None
-    opens, open_missing = _filled_ints(candles, "open_time")
-    closes, close_missing = _filled_ints(candles, "close_time")
-    trades, trades_missing = _filled_ints(candles, "number_of_trades")
-    texts = {c: candles.column(c) for c in DECIMAL_COLUMNS}
-    numbers = {c: _numbers(texts[c]) for c in DECIMAL_COLUMNS}
+    opens, closes, trades = (_ints(candles, c) for c in ("open_time", "close_time", "number_of_trades"))
+    numbers = {c: _numbers(candles.column(c)) for c in DECIMAL_COLUMNS}
     steps = grid_steps(opens, interval)
     previous = np.empty_like(opens)
     previous[1:] = opens[:-1]
@@ -144,13 +147,11 @@ def check_candles(
     def text(column: str, row: int) -> object:
         return candles.column(column)[row].as_py()
 
-    def missing_reason(row: int) -> str:
-        masks = {"open_time": open_missing, "close_time": close_missing, "number_of_trades": trades_missing}
-        for column in CANDLE_COLUMNS:
-            value = None if column in masks and masks[column][row] else text(column, row)
-            if value is None or value == "":
-                return f"empty {column}"
-        return "a missing value"
+    def opened(row: int) -> str:
+        return f"open_time {_time(int(opens[row]))}"
+
+    def missing(row: int) -> str:
+        return f"empty {next(c for c in CANDLE_COLUMNS if text(c, row) is None)}"
 
     def not_number(row: int) -> str:
         column = next(k for k in DECIMAL_COLUMNS if not np.isfinite(numbers[k][row]))
@@ -161,10 +162,10 @@ def check_candles(
         column = next(k for k in DECIMAL_COLUMNS if numbers[k][row] < 0)
         return f"{column} {text(column, row)} is negative"
 
-    start, end = window if window is not None else (None, None)
+    start, end = window or (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
     # Each rule: a per-row mask and its reason, worded only for the row that is reported.
     rules: list[tuple[str, np.ndarray, Callable[[int], str]]] = [
-        ("missing", open_missing | close_missing | trades_missing | _nulls(texts), missing_reason),
+        ("missing", _missing(candles), missing),
         ("number", _any(~np.isfinite(v) for v in numbers.values()), not_number),
         ("negative", _any(v < 0 for v in numbers.values()), negative),
         ("negative", trades < 0, lambda r: f"number_of_trades {int(trades[r])} is not an integer >= 0"),
@@ -172,25 +173,23 @@ def check_candles(
             "order",
             opens <= previous,
             lambda r: (
-                f"open_time {_time(int(opens[r]))} "
-                + ("duplicates" if opens[r] == previous[r] else "is before")
-                + " the previous row's"
+                f"{opened(r)} " + ("duplicates" if opens[r] == previous[r] else "is before") + " the previous row's"
             ),
         ),
         (
             "before",
-            opens < start if start is not None else np.zeros(rows, dtype=bool),
-            lambda r: f"open_time {_time(int(opens[r]))} is before the window's start {_time(start or 0)}",
+            opens < start,
+            lambda r: f"open_time {_time(int(opens[r]))} is before the window's start {_time(start)}",
         ),
         (
             "after",
-            opens >= end if end is not None else np.zeros(rows, dtype=bool),
-            lambda r: f"open_time {_time(int(opens[r]))} is not before the window's end {_time(end or 0)}",
+            opens >= end,
+            lambda r: f"open_time {_time(int(opens[r]))} is not before the window's end {_time(end)}",
         ),
         (
             "grid",
             grid_opens(steps, interval) != opens,
-            lambda r: f"open_time {_time(int(opens[r]))} is not on the {interval} grid",
+            lambda r: f"{opened(r)} is not on the {interval} grid",
         ),
         (
             "close",
@@ -215,13 +214,3 @@ def check_candles(
 
 def _any(masks: Iterable[np.ndarray]) -> np.ndarray:
     return np.logical_or.reduce(list(masks))
-
-
-def _nulls(texts: dict[str, pa.ChunkedArray]) -> np.ndarray:
-    """Rows where a decimal column is null (Parquet can hold nulls; CSV text cannot)."""
-    rows = len(next(iter(texts.values())))
-    found = np.zeros(rows, dtype=bool)
-    for values in texts.values():
-        if values.null_count:
-            found |= np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    return found
