@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 from crypto_data_export.settings.market_names import SPOT
-from crypto_data_export.store.formats import FileFormat, format_for_name
 from crypto_data_export.store.layout import export_name_prefix, parse_export_name
 from crypto_data_export.store.listing import FolderNames, folder_entries
 from crypto_data_export.store.validation import FileValidation
@@ -42,12 +41,6 @@ class ExportFile:
     @property
     def name(self) -> str:
         return self.path.name
-
-    @property
-    def file_format(self) -> FileFormat:
-        found = format_for_name(self.path.name)
-        assert found is not None, "an ExportFile is only made from a name that parse_export_name accepts"
-        return found
 
 
 def newest_candle_ms(validation: FileValidation | None) -> int:

@@ -257,7 +257,9 @@ class FileManager:
 
     def export_path(self, symbol: str, created: datetime | None = None) -> Path:
         """Where a new export of ``symbol`` created now (or at ``created``) goes."""
-        name = export_file_name(symbol, self.interval, as_utc(created or self.now()), self.file_format, self.market)
+        name = export_file_name(
+            symbol, self.interval, as_utc(created or self.now()), self.file_format.suffix, self.market
+        )
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
         return self.export_dir / name
