@@ -75,13 +75,13 @@ def csv_lines(candles: pa.Table) -> str:
     """
     if candles.num_rows == 0:
         return ""
-    columns: list[list[str]] = []
+    columns: list[list[Any]] = []
     for column in CANDLE_COLUMNS:
         values = candles.column(column)
         if column in TIME_COLUMNS:
             columns.append(utc_texts(np.asarray(values.to_numpy(), dtype="int64")))
-        else:
-            columns.append([str(v) for v in values.to_pylist()])
+        else:  # text as held (trades as their decimal text)
+            columns.append(pc.cast(values, pa.string()).to_pylist())
     return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
 
