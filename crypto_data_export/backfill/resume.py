@@ -75,7 +75,7 @@ class JournalSource:
         try:
             rows = [row for row in rows if start_ms <= row[0] <= last_closed]
             page = rows_to_frame(rows)
-            history._check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
+            history.check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
         except (ExportError, ValueError, TypeError, IndexError) as exc:
             journal.discard(f"its candles fail the checks: {exc}")
             return start_ms, None

@@ -234,7 +234,7 @@ class HistoricalDataExporter:
         on_rows: RowsSink | None = None,
     ) -> Iterator[pa.Table]:
         """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
-        each checked against the window (``_check_page``); at most ``_max_pages`` of them.
+        each checked against the window (``check_page``); at most ``_max_pages`` of them.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
         last_closed = self.last_closed_open_ms(server_time_ms)
         if until_ms is not None:
@@ -255,7 +255,7 @@ class HistoricalDataExporter:
             if tally is not None:
                 tally.calls += 1
             page = rows_to_frame(rows)
-            self._check_page(page, limit, cursor, last_closed)
+            self.check_page(page, limit, cursor, last_closed)
             if not len(page):
                 return
             if on_rows is not None:
@@ -287,7 +287,7 @@ class HistoricalDataExporter:
         if stop is not None and stop.is_set():
             raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
 
-    def _check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
+    def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
         """The rule book inside the window asked for, and no candle from the future."""
         if len(page) > limit:
             raise BadResponseError(
