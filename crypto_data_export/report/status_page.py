@@ -1,15 +1,9 @@
 """``status.html``: the status report as one self-contained page for people.
 
-``render_status_page`` is a pure function of the status report (the dict
-``status_report.json`` holds), the closes for the sparklines and the disk
-use: inline CSS and inline SVG, no script, nothing fetched, so the file opens
-from disk in any browser and from any mail attachment. Every value from the
-report is escaped: symbols, errors and file names may come from outside.
-
-With hundreds of series the page stays readable: the problems come first,
-and each row is one line. ``read_closes`` gets the sparkline data from the
-newest file of each series through the file's own format, downsampled and
-bounded; a file it cannot read gets no sparkline, never an error.
+Inline CSS and SVG, no script, nothing fetched: it opens from disk or a mail attachment.
+Every value from the report is escaped (symbols, errors and file names may come from
+outside). Problems come first, one line per series; a file that cannot be read for its
+sparkline gets none, never an error.
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ import logging
 import shutil
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,35 +31,23 @@ OK, STALE, PROBLEM = "ok", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, OK: 2}
 
 
-@dataclass(frozen=True)
-class Disk:
-    total_bytes: int
-    free_bytes: int
-
-
-def disk_of(path: Path) -> Disk | None:
-    """The file system holding ``path`` (its folder); None if it cannot be asked."""
+def disk_of(path: Path) -> tuple[int, int] | None:
+    """(total, free) bytes of the file system holding ``path``'s folder; None if it cannot be asked."""
     try:
         usage = shutil.disk_usage(path.parent)
     except OSError:
         return None
-    return Disk(usage.total, usage.free)
+    return usage.total, usage.free
 
 
 def _e(value: Any) -> str:
     """Escaped, printable text of any value (None shows as a dash)."""
-    if value is None:
-        return "–"
-    return html.escape(printable(str(value), MAX_TEXT), quote=True)
+    return "–" if value is None else html.escape(printable(str(value), MAX_TEXT), quote=True)
 
 
 def series_of(key: str, entry: Mapping[str, Any], interval: str) -> tuple[str, str, str]:
     """(symbol, interval, market) of a report entry; older entries only have their key."""
-    return (
-        str(entry.get("symbol") or key),
-        str(entry.get("interval") or interval),
-        str(entry.get("market") or "spot"),
-    )
+    return str(entry.get("symbol") or key), str(entry.get("interval") or interval), str(entry.get("market") or "spot")
 
 
 def verdict(entry: Mapping[str, Any]) -> str:
@@ -91,24 +72,15 @@ def read_closes(folder: Path, report: Mapping[str, Any]) -> dict[str, list[float
         name = entry.get("latest_file")
         if not entry.get("valid") or not isinstance(name, str):
             continue
-        found = _closes_of(Path(folder) / Path(name).name)
-        if found:
-            closes[key] = found
-    return closes
-
-
-def _closes_of(path: Path) -> list[float] | None:
-    file_format = format_for_name(path.name)
-    try:
-        if file_format is None:
-            return None
-        info = path.lstat()  # one stat per file: a symlink is never followed, a large file never read
-        if stat.S_ISLNK(info.st_mode) or info.st_size > MAX_SPARK_FILE_BYTES:
-            return None
-        return downsample(file_format.read_closes(path))
-    except Exception as exc:  # a picture is never worth failing the cycle for
-        logger.debug("no sparkline for %s: %s", path, exc)
-        return None
+        path = Path(folder) / Path(name).name
+        file_format = format_for_name(path.name)
+        try:
+            info = path.lstat()  # one stat per file: a symlink is never followed, a large file never read
+            if file_format is not None and not stat.S_ISLNK(info.st_mode) and info.st_size <= MAX_SPARK_FILE_BYTES:
+                closes[key] = downsample(file_format.read_closes(path))
+        except Exception as exc:  # a picture is never worth failing the cycle for
+            logger.debug("no sparkline for %s: %s", path, exc)
+    return {key: values for key, values in closes.items() if values}
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -183,17 +155,13 @@ def _row(key: str, entry: Mapping[str, Any], interval: str, closes: Sequence[flo
     )
 
 
-def _sorted_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
-    return sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
-
-
 def _card(title: str, value: str, detail: str = "", state: str = "") -> str:
-    head = f'<div class="card {state}"><div class="t">{title}</div>'
-    return f'{head}<div class="v">{value}</div><div>{detail}</div></div>'
+    return (
+        f'<div class="card {state}"><div class="t">{title}</div><div class="v">{value}</div><div>{detail}</div></div>'
+    )
 
 
-def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
+def _summary(report: Mapping[str, Any], disk: tuple[int, int] | None) -> str:
     health = report.get("health", {}).get("status", "unknown")
     system, last = report.get("system_status", {}), report.get("last_cycle", {})
     files = report.get("file_statistics", {})
@@ -205,29 +173,21 @@ def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
         f" · 429: {_e(last.get('rate_limited', '–'))} · 418: {_e(last.get('banned', '–'))}"
         f"<br>removed {_e(last.get('files_removed', '–'))} · quarantined {_e(last.get('files_quarantined', '–'))}"
     )
-    duration = last.get("duration_seconds")
+    cycle = f"{_e(last.get('started'))}<br>took {_e(last.get('duration_seconds'))} s<br>{counters}"
+    sizes = f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols"
     cards = [
         _card("health", _e(health), f"service {_e(system.get('service_status'))}", health_state),
-        _card(
-            "last cycle",
-            _e(result or "never"),
-            f"{_e(last.get('started'))}<br>took {_e(duration)} s<br>{counters}",
-            cycle_state,
-        ),
+        _card("last cycle", _e(result or "never"), cycle, cycle_state),
         _card("last successful cycle", "", f'<span class="when">{_e(last.get("last_successful") or "never")}</span>'),
-        _card(
-            "files",
-            f"{_e(files.get('total_files'))}",
-            f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols",
-        ),
+        _card("files", _e(files.get("total_files")), sizes),
     ]
-    if disk is not None and disk.total_bytes > 0:
-        used = 100 * (1 - disk.free_bytes / disk.total_bytes)
+    if disk is not None and disk[0] > 0:
+        (total, free), used = disk, 100 * (1 - disk[1] / disk[0])
         cards.append(
             _card(
                 "disk",
                 f"{used:.0f}% used",
-                f"{disk.free_bytes / 2**30:.1f} GB free of {disk.total_bytes / 2**30:.1f} GB"
+                f"{free / 2**30:.1f} GB free of {total / 2**30:.1f} GB"
                 f'<div class="bar"><div style="width:{used:.0f}%"></div></div>',
                 PROBLEM if used > 95 else (STALE if used > 85 else OK),
             )
@@ -273,11 +233,12 @@ def render_status_page(
     closes: Mapping[str, Sequence[float]] | None = None,
     *,
     interval: str = "1h",
-    disk: Disk | None = None,
+    disk: tuple[int, int] | None = None,
 ) -> str:
     """The whole page; ``interval`` names the series of entries that do not say theirs."""
     closes = closes or {}
-    rows = _sorted_rows(report)
+    symbols: Mapping[str, Mapping[str, Any]] = report.get("symbols") or {}
+    rows = sorted(symbols.items(), key=lambda item: (_RANK[verdict(item[1])], item[0]))
     counts = {state: sum(1 for _, e in rows if verdict(e) == state) for state in (PROBLEM, STALE, OK)}
     body = "".join(_row(key, entry, interval, closes.get(key)) for key, entry in rows)
     return (

@@ -1,10 +1,8 @@
 """The scheduled data manager: one cycle now, then every ``EXPORT_PERIOD_HOURS``.
 
-A cycle is: take the run lock -> export every symbol (incremental, closed
-candles, concurrent) -> cleanup with retention, validation and quarantine
--> duplicate scan -> state and status report, all written atomically.
-A failing symbol is logged and recorded and the others go on. The CLI
-(``scheduled_data_manager.py`` at the root) parses, calls this and reports.
+A cycle, under the run lock: export every symbol -> cleanup (retention, validation,
+quarantine) -> duplicate scan -> state and status report. A failing symbol is recorded
+and the others go on.
 """
 
 from __future__ import annotations
@@ -109,7 +107,6 @@ class ScheduledDataManager:
         self._client = client
         self._job: ExportJob | None = None
 
-    # -- pieces ----------------------------------------------------------------
     @property
     def job(self) -> ExportJob:
         """Built on first use so that --status and --cleanup-only never touch the network."""
@@ -134,13 +131,10 @@ class ScheduledDataManager:
         return "stopped"
 
     def _note(self, state: RunState) -> RunState:
-        for notice in state.notices:
-            if notice not in self.notices:
-                self.notices.append(notice)
-        del self.notices[:-MAX_NOTICES]  # a loop runs for months: keep the latest only
+        # A loop runs for months: keep the latest only.
+        self.notices[:] = list(dict.fromkeys([*self.notices, *state.notices]))[-MAX_NOTICES:]
         return state
 
-    # -- a cycle ---------------------------------------------------------------
     def run_cycle(self, *, export: bool = True, cleanup: bool = True, dry_run: bool = False) -> CycleReport:
         """One cycle under the run lock (RunLockedError if another run holds it)."""
         if dry_run:
@@ -162,12 +156,10 @@ class ScheduledDataManager:
         written = report.export.written if report.export is not None and not dry_run else None
         if cleanup and not self.stop_event.is_set():
             report.cleanup = self.files.cleanup(dry_run=dry_run, known=written)
-        # One pass over the folder serves the duplicate report, the validations
-        # and the statistics of the status report: the cleanup's own scan minus
-        # what it removed or quarantined, or (no cleanup) one scan now.
-        scan = None if report.cleanup is None else report.cleanup.remaining
-        if scan is None:
-            scan = self.files.scan(known=written)
+        # One pass over the folder serves the duplicates, the validations and the statistics:
+        # the cleanup's own scan minus what it removed or quarantined, or one scan now.
+        scan = report.cleanup.remaining if report.cleanup is not None else None
+        scan = scan or self.files.scan(known=written)
         if report.cleanup is not None:
             report.duplicates = self.files.find_duplicates(scan_result=scan)
         if not dry_run:
@@ -217,13 +209,10 @@ class ScheduledDataManager:
             if not self.symbols:
                 report.export = ExportReport(stopped=True)
             return listed_plan(self.symbols)
-        except IPBannedError as exc:
+        except ExportError as exc:  # the exchange unreachable, banning us or answering garbage
             report.universe_error = unresolved_message(self.universe, exc)
-            report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
-            logger.error("%s", report.universe_error)
-            return listed_plan(self.symbols)
-        except ExportError as exc:  # the exchange unreachable or answering garbage
-            report.universe_error = unresolved_message(self.universe, exc)
+            if isinstance(exc, IPBannedError):
+                report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
             logger.error("%s", report.universe_error)
             return listed_plan(self.symbols)
         if plan.exchange_info is not None:
@@ -266,7 +255,16 @@ class ScheduledDataManager:
             state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
             state.universe_resolved_at = to_iso(now)
         exp = report.export
-        state.last_cycle_counters = {**self._counters(report), "duration_ms": _elapsed_ms(started, now)}
+        changed = report.files_changed
+        state.last_cycle_counters = {
+            "calls": exp.calls if exp else 0,
+            "weight": exp.weight if exp else 0,
+            "rate_limited": exp.rate_limited if exp else 0,
+            "banned": exp.banned_answers if exp else 0,
+            "files_removed": len(changed.removed) if changed else 0,
+            "files_quarantined": len(changed.quarantined) if changed else 0,
+            "duration_ms": max(0, round((now - started).total_seconds() * 1000)),  # the clock may step back
+        }
         if exp is None:
             state.last_cycle_result = "skipped: banned"
             return
@@ -275,44 +273,24 @@ class ScheduledDataManager:
         if exp.banned_until is not None:
             state.banned_until = to_iso(exp.banned_until)
         for outcome in exp.outcomes.values():
-            self._record_symbol(state, outcome, now)
+            if outcome.error_kind == "stopped":
+                continue
+            entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
+            if not outcome.ok:
+                entry.last_error, entry.last_error_kind = outcome.error, outcome.error_kind
+                entry.last_error_at = to_iso(now)
+                continue
+            entry.last_success, entry.last_file = to_iso(now), outcome.path
+            entry.last_error = entry.last_error_at = entry.last_error_kind = None
+            if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
+                entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
+                entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
         state.last_cycle_failed_symbols = [o.key for o in exp.failed if o.error_kind != "stopped"]
         if exp.succeeded:
             state.export_count += 1
             state.last_successful_cycle = to_iso(now)
         state.last_cycle_result = report.result  # "ok" only if nothing failed and nothing was quarantined
 
-    @staticmethod
-    def _counters(report: CycleReport) -> dict[str, int]:
-        exp, changed = report.export, report.files_changed
-        return {
-            "calls": exp.calls if exp else 0,
-            "weight": exp.weight if exp else 0,
-            "rate_limited": exp.rate_limited if exp else 0,
-            "banned": exp.banned_answers if exp else 0,
-            "files_removed": len(changed.removed) if changed else 0,
-            "files_quarantined": len(changed.quarantined) if changed else 0,
-        }
-
-    @staticmethod
-    def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
-        if outcome.error_kind == "stopped":
-            return
-        entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
-        if outcome.ok:
-            entry.last_success, entry.last_file = to_iso(now), outcome.path
-            entry.last_error = entry.last_error_at = entry.last_error_kind = None
-            if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
-                entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
-                entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
-        else:
-            entry.last_error, entry.last_error_at, entry.last_error_kind = (
-                outcome.error,
-                to_iso(now),
-                outcome.error_kind,
-            )
-
-    # -- status ----------------------------------------------------------------
     def write_status(
         self,
         state: RunState | None = None,
@@ -322,26 +300,22 @@ class ScheduledDataManager:
         verify: bool = False,
         page: bool = True,
     ) -> dict[str, Any]:
-        """Build the status report; write it atomically.
+        """Build the status report; write it atomically (and status.html if ``page``).
 
-        A cycle gives its own ``scan`` (every file judged as it went); ``verify`` validates
-        every file now; otherwise the verdicts are the last cycle's, as its report recorded
-        them, against one listing of the folder (a file that vanished or appeared shows).
-        ``page``: render status.html too (its sparklines read the newest files).
-        An export folder that is not a folder (a file, a dangling path) is no
-        error here: the report says so, and health is ``down``.
+        A cycle gives its own ``scan``; ``verify`` validates every file now; otherwise the
+        verdicts are the last cycle's, against one listing of the folder. An export folder
+        that is not a folder is no error here: the report says so, and health is ``down``.
         """
         state = state or self._note(load_state(self.export_dir))
         validations: list[FileValidation] = []
         statistics: dict[str, Any] = {}
         validated_at = None
-        if export_folder_problem(self.export_dir) is not None:
-            pass
-        elif scan is None and not verify:
+        is_folder = export_folder_problem(self.export_dir) is None
+        if is_folder and scan is None and not verify:
             files = scan_exports(self.export_dir)
             validations, validated_at = recorded_verdicts(self.export_dir, files)
             statistics = recorded_statistics(files, validations)
-        else:
+        elif is_folder:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = self.files.file_statistics(scan_result=scan)
@@ -353,11 +327,8 @@ class ScheduledDataManager:
         return report
 
     def publish(self, report: dict[str, Any], *, page: bool = True) -> None:
-        """status.html beside the report and the metrics file, each atomic.
-
-        They are views of the report: one that cannot be written is logged and
-        the cycle goes on, since the data and the report are already safe.
-        """
+        """status.html and the metrics file, views of the report: one that cannot be written
+        is logged and the cycle goes on (the data and the report are already safe)."""
         try:
             if page:
                 self.publish_page(report, ExportFolder(self.export_dir).status_page)
@@ -373,18 +344,19 @@ class ScheduledDataManager:
     def publish_page(self, report: dict[str, Any], page: Path) -> None:
         """Write the status page to ``page`` atomically (StorageError if it cannot be)."""
         closes = read_closes(self.export_dir, report)
-        html = render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
-        atomic_write_text(page, html)
+        atomic_write_text(
+            page, render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
+        )
 
-    # -- the loop --------------------------------------------------------------
     def run_forever(self) -> int:
         """A cycle now, then on schedule's cadence (``CycleLoop``), until SIGTERM/SIGINT sets the stop flag."""
         self.files.ensure_folder()
         self._note(update_state(self.export_dir, self._mark_running))
         at = f" at {self.settings.export_at}" if self.settings.export_at else ""
-        period = self.export_period_hours
-        logger.info("scheduler started (pid %d): a cycle now, then every %g h%s", os.getpid(), period, at)
-        loop = CycleLoop(
+        logger.info(
+            "scheduler started (pid %d): a cycle now, then every %g h%s", os.getpid(), self.export_period_hours, at
+        )
+        CycleLoop(
             self._scheduled_cycle,
             self.export_period_hours,
             self.settings.export_at,
@@ -392,8 +364,7 @@ class ScheduledDataManager:
             monotonic=self.monotonic,
             wall=self.wall,
             on_planned=self._planned,
-        )
-        loop.run()
+        ).run()
         update_state(self.export_dir, self._mark_stopped)
         self.write_status()
         logger.info("scheduler stopped cleanly")
@@ -428,8 +399,3 @@ class ScheduledDataManager:
         if state.service_pid == os.getpid():
             state.service_pid = None
         state.service_status, state.next_run = "stopped", None
-
-
-def _elapsed_ms(started: datetime, ended: datetime) -> int:
-    """Milliseconds between two wall-clock times, never negative (the clock may step back)."""
-    return max(0, round((ended - started).total_seconds() * 1000))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.pipeline.export_job import ExportJob
-from crypto_data_export.pipeline.selection import require_symbols, resolve_plan, universe_rule
+from crypto_data_export.pipeline.selection import resolve_plan, universe_rule
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.files import FileManager
 
@@ -26,10 +25,8 @@ class CheckFailed(Exception):
 def check_settings(settings: Settings) -> str:
     rule = universe_rule(settings)
     chosen = f"{len(settings.symbols)} symbols" if rule is None else f"{rule.setting} + {len(settings.symbols)} listed"
-    return (
-        f"{chosen}, interval {settings.kline_interval}, "
-        f"every {settings.export_period_hours:g} h, host {settings.base_url}"
-    )
+    period = f"every {settings.export_period_hours:g} h"
+    return f"{chosen}, interval {settings.kline_interval}, {period}, host {settings.base_url}"
 
 
 def check_folder(settings: Settings) -> str:
@@ -46,10 +43,8 @@ def check_folder(settings: Settings) -> str:
 
 def check_exchange(client: ExchangeClient) -> str:
     client.ping()
-    before = time.time()
-    server_ms = client.server_time_ms()
-    local = (before + time.time()) / 2
-    skew = server_ms / 1000 - local
+    client.sync_clock()  # measures the skew, the one way the exporter does
+    skew = client.clock_skew_seconds or 0.0
     if abs(skew) > MAX_SKEW_SECONDS:
         raise CheckFailed(
             f"clock skew {skew:+.1f} s against the exchange (limit {MAX_SKEW_SECONDS:g} s); "
@@ -60,7 +55,10 @@ def check_exchange(client: ExchangeClient) -> str:
 
 def check_export(settings: Settings, client: ExchangeClient) -> str:
     # With a symbol universe and nothing listed, the first symbol the universe selects now.
-    symbol = settings.symbols[0] if settings.symbols else require_symbols(resolve_plan(settings, client, ())).symbols[0]
+    plan = resolve_plan(settings, client, ()) if not settings.symbols else None
+    if plan is not None and not plan.symbols:
+        raise CheckFailed(plan.problem or "no symbols to export")
+    symbol = plan.symbols[0] if plan is not None else settings.symbols[0]
     with tempfile.TemporaryDirectory(prefix="crypto-selfcheck-") as tmp:
         # One series is enough to prove the set-up: the first interval of this market.
         trial = replace(settings, export_dir=Path(tmp), symbols=(symbol,), kline_intervals=(settings.kline_interval,))
