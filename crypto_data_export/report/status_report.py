@@ -84,7 +84,7 @@ def symbol_entry(
     last_ms, parsed = found.last_open_ms, parse_export_name(found.path.name)
     key = series_key(symbol, interval, settings.market, single=settings.single_series)
     recorded = state.find_series(key, symbol, interval, settings.market)
-    failing = recorded is not None and recorded.last_error is not None
+    last_error = recorded.last_error if recorded else None
     entry: dict[str, Any] = {
         "symbol": symbol,
         "interval": interval,
@@ -100,11 +100,11 @@ def symbol_entry(
         "valid": found.valid,
         "reason": found.reason,
         "last_success": recorded.last_success if recorded else None,
-        "last_error": recorded.last_error if failing else None,
+        "last_error": last_error,
         **_freshness(settings, last_ms if found.valid else None, now, interval),
     }
     if recorded is not None:
-        entry["last_error_at"] = recorded.last_error_at if failing else None
+        entry["last_error_at"] = recorded.last_error_at if last_error is not None else None
     return entry
 
 

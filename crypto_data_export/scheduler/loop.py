@@ -59,13 +59,6 @@ class CycleLoop:
         self.on_planned = on_planned
         self._readings = (monotonic(), wall())
 
-    @property
-    def next_run(self) -> datetime:
-        """schedule's next run (it keeps naive local time) as an aware UTC time."""
-        planned = self.scheduler.next_run
-        assert planned is not None  # one job, always planned
-        return planned.astimezone(UTC)
-
     def run(self) -> None:
         self.scheduler.run_all()  # the default stays: a cycle now; schedule then plans the next
         self._planned()
@@ -81,9 +74,11 @@ class CycleLoop:
 
     def _planned(self) -> None:
         self._readings = (self.monotonic(), self.wall())
-        logger.info("next cycle at %s", self.next_run.isoformat(timespec="seconds"))
+        assert self.job.next_run is not None  # one job, always planned
+        next_run = self.job.next_run.astimezone(UTC)  # schedule keeps naive local time
+        logger.info("next cycle at %s", next_run.isoformat(timespec="seconds"))
         if self.on_planned is not None:
-            self.on_planned(self.next_run)
+            self.on_planned(next_run)
 
     def _follow_wall_clock(self) -> None:
         """Move the plan by any step of the wall clock since the last reading."""

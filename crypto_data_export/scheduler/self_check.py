@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from crypto_data_export.core.atomic_io import atomic_write_text
-from crypto_data_export.core.errors import ExportError
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.pipeline.export_job import ExportJob
 from crypto_data_export.pipeline.selection import resolve_plan, universe_rule
@@ -33,10 +30,9 @@ def check_folder(settings: Settings) -> str:
     folder = settings.export_dir
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"
-        atomic_write_text(probe, "ok\n")
-        probe.unlink()
-    except (OSError, ExportError) as exc:
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
         raise CheckFailed(f"{folder} is not writable: {exc}; set EXPORT_DIR or fix permissions") from exc
     return f"{folder.resolve()} is writable"
 
