@@ -163,7 +163,7 @@ def quiet_logging() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for name in ("export_historical_data", "file_manager", "scheduled_data_manager", "urllib3"):
+    for name in ("crypto_data_export", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

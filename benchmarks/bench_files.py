@@ -4,7 +4,7 @@
 
 1. ``FileManager.find_duplicates()`` (one listing, sizes, a streamed SHA-256
    of the files whose size collides; no parsing) vs ``sha256sum`` over the same files, and a
-   hash-only loop of ``read_regular_file(want_hash=True)``; each run twice,
+   hash-only loop of ``hash_regular_file``; each run twice,
    the second (warm cache) is reported.
 2. ``FileManager.cleanup()`` (validation, quarantine, retention, duplicates)
    over 10 000 48-row files in one folder, and the scheduler's maintenance
@@ -76,7 +76,7 @@ def file_name(symbol: str, created: datetime) -> str:
 
 # -- 1. duplicate scan ---------------------------------------------------------------------
 def bench_duplicates(n_files: int, mb: float) -> dict:
-    from crypto_data_export.core.reading import read_regular_file
+    from crypto_data_export.core.reading import hash_regular_file
     from crypto_data_export.store.files import FileManager
 
     folder = temp_dir("dups")
@@ -110,7 +110,7 @@ def bench_duplicates(n_files: int, mb: float) -> dict:
         def hash_only() -> float:
             started = time.perf_counter()
             for p in paths:
-                read_regular_file(p, want_hash=True)
+                hash_regular_file(p)
             return time.perf_counter() - started
 
         def sha256sum() -> float:
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     quiet_logging()
     import logging
 
-    logging.getLogger("file_manager").setLevel(logging.ERROR)  # the corrupt files are made on purpose
+    logging.getLogger("crypto_data_export.store.files").setLevel(logging.ERROR)  # the corrupt files are made on purpose
 
     dups = bench_duplicates(args.dup_files, args.dup_mb)
     many = bench_many_files(args.files)
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"{dups['find_duplicates_mb_s'] / dups['sha256sum_mb_s']:.2f}x",
                 ],
                 [
-                    "read_regular_file(want_hash=True) loop (hash only, all files)",
+                    "hash_regular_file loop (hash only, all files)",
                     dups["hash_only_s"],
                     dups["hash_only_mb_s"],
                     f"{dups['hash_only_mb_s'] / dups['sha256sum_mb_s']:.2f}x",

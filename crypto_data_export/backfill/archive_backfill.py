@@ -74,7 +74,7 @@ from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.journal import PartialFolder
 from crypto_data_export.store.layout import ExportFolder
 
-logger = logging.getLogger("export_historical_data.archive")
+logger = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("auto", "archive", "rest")
 CACHE_MAX_AGE_SECONDS = 2 * 86_400  # older verified zips are from an abandoned run: not worth trusting

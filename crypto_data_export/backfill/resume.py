@@ -23,7 +23,7 @@ from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.settings.intervals import floor_open_ms
 from crypto_data_export.store.journal import PageJournal, PartialFolder
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 
 def frame_rows(page: pd.DataFrame) -> list[list[Any]]:

@@ -124,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Retries and waits are normal; the console only shows what went wrong for good,
     # and which archive file was refused (a checksum that does not match is news).
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    logging.getLogger("export_historical_data.archive").setLevel(logging.WARNING)
-    logging.getLogger("export_historical_data.resume").setLevel(logging.WARNING)  # a resume journal not used
+    logging.getLogger("crypto_data_export.backfill.archive_backfill").setLevel(logging.WARNING)
+    logging.getLogger("crypto_data_export.store.journal").setLevel(logging.WARNING)  # a resume journal not used
     return exit_code_of(lambda: _backfill(settings, args.source, window))
 
 

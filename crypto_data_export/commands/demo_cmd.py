@@ -17,11 +17,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.clock import utc_now
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
+from crypto_data_export.store.layout import export_file_name
 
 # The scheduler as a user starts it: the guide's script in a checkout, the installed module otherwise.
 CHECKOUT_SCRIPT = Path(__file__).resolve().parents[2] / "scheduled_data_manager.py"
@@ -113,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         banner("cleanup with a duplicate planted on purpose")
         # The newest BTCUSDT file again under an older name: byte-identical content.
         source = sorted(out.glob("BTCUSDT_1h_*.csv"))[-1]
-        copy = out / f"BTCUSDT_1h_{time.strftime('%Y%m%d_%H%M%S', time.gmtime(time.time() - 3600))}.csv"
+        copy = out / export_file_name("BTCUSDT", "1h", utc_now() - timedelta(hours=1))
         shutil.copyfile(source, copy)
         print(f"  planted {copy.name} (a copy of {source.name})")
         codes.append(run_cli(["--cleanup-only", "--dry-run"], env, out))

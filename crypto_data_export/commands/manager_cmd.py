@@ -32,7 +32,7 @@ from crypto_data_export.store.layout import ExportFolder
 
 __all__ = ["ScheduledDataManager", "main"]
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 
 EPILOG = """examples:

@@ -31,7 +31,6 @@ from crypto_data_export.core.text import printable
 from crypto_data_export.service.daemon import (
     DataExportService,
     Outcome,
-    ServicePaths,
     write_systemd_unit,
 )
 from crypto_data_export.service.systemd_unit import UNIT_NAME
@@ -151,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "create-systemd-service":
         return _create_unit(args, settings)
-    service = DataExportService(ServicePaths.for_export_dir(settings.export_dir), environment)
+    service = DataExportService(settings.export_dir, environment)
     try:
         if args.command == "start":
             return _report(service.start(args.wait))

@@ -1,17 +1,14 @@
 """Atomic file replacement: a crash leaves the old file or the new one, never half.
 
-The recipe is the classic one: write a temp file in the same folder (so the
-rename stays on one file system), flush and fsync it, ``os.replace`` it over
-the target, then fsync the folder so the rename itself survives a power cut.
-Any error removes the temp file. Temp names follow ``TEMP_NAME_PATTERN`` so
-that cleanup can recognise (and only remove) leftovers of a killed process:
-the final name, the writer's PID, a random token and a fixed tag
-(``.{final}.{pid}.{8 hex}.cdx.tmp``), so that a look-alike made by another
-program (``.x.123.deadbeef.tmp``) is never taken for one of ours.
+A temp file in the same folder, flushed and fsynced, ``os.replace``-d over the target,
+then the folder fsynced (the rename survives a power cut); any error removes the temp
+file. Temp names (``.{final}.{pid}.{8 hex}.cdx.tmp``, ``TEMP_NAME_PATTERN``) let cleanup
+recognise leftovers of a killed writer, never a look-alike of another program.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -42,7 +39,7 @@ def fsync_folder(folder: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        pass  # refused: harmless
     finally:
         os.close(fd)
 
@@ -53,16 +50,9 @@ def _describe(exc: OSError, path: Path) -> str:
 
 
 @contextmanager
-def atomic_output(target: Path) -> Iterator[IO[str]]:
-    """Yield a file object; on a clean exit its content replaces ``target`` atomically."""
-    with atomic_output_at(target) as (handle, _temp):
-        yield handle
-
-
-@contextmanager
 def atomic_output_at(target: Path) -> Iterator[tuple[IO[str], Path]]:
-    """``atomic_output`` that also yields the temp file's path, for a writer that
-    reads back what it wrote (e.g. to name a bad row) before it is published."""
+    """Yield (a file object, its temp path); on a clean exit its content replaces ``target``
+    atomically (the path: for a writer that reads back what it wrote before publishing)."""
     target = Path(target)
     temp = temp_path_for(target)
     try:
@@ -85,16 +75,12 @@ def atomic_output_at(target: Path) -> Iterator[tuple[IO[str], Path]]:
 
 
 def _remove_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass
 
 
 def atomic_write_text(target: Path, text: str) -> None:
-    with atomic_output(target) as handle:
+    with atomic_output_at(target) as (handle, _):
         handle.write(text)
 
 

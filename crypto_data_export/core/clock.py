@@ -1,9 +1,5 @@
-"""The one UTC clock and the one ISO-8601 formatter of the project.
-
-Every timestamp we show or store (state file, status report, logs of the
-service, validation messages) goes through ``to_iso``; every "now" comes
-from ``utc_now``, so tests and readers meet one format and one time zone.
-"""
+"""The one UTC clock (``utc_now``) and the one ISO-8601 formatter (``to_iso``) of the project:
+one format and one time zone for every timestamp we show or store."""
 
 from __future__ import annotations
 

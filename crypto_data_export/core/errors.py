@@ -1,9 +1,5 @@
-"""The exporter's exception hierarchy.
-
-Foreign errors (requests, OSError, pandas) are translated into these at the
-edge with ``raise ... from`` so that callers handle one family, and every
-message is one line that says what is wrong and what to do.
-"""
+"""The exporter's exception hierarchy: foreign errors are translated at the edge (``raise ...
+from``); every message is one line saying what is wrong and what to do."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""An exclusive ``flock`` on a lock file, opened without following a symlink.
-
-The run lock, the service lock and the state lock all need the same thing:
-create or open the lock file (``O_NOFOLLOW``, so a planted symlink cannot
-make us create or lock a file elsewhere), take an exclusive lock, and let
-the kernel release it if the process dies, even on ``kill -9``. Callers say
-how long to wait and turn the two failures into their own errors.
-"""
+"""An exclusive ``flock`` on a lock file, opened without following a symlink (a planted link
+cannot make us lock a file elsewhere); the kernel releases it if the process dies, even on
+``kill -9``. Used by the run lock, the service lock and the state lock."""
 
 from __future__ import annotations
 
@@ -29,14 +24,9 @@ def _held_elsewhere(path: Path) -> BlockingIOError:
 
 
 class FileLock:
-    """Context manager: ``with FileLock(path, on_busy=..., on_error=...) as lock: ...``.
-
-    ``wait_seconds`` 0 fails at once if another process holds the lock; a
-    positive value retries until then; ``WAIT_FOREVER`` blocks until it is free.
-    ``on_busy(path)`` builds the error raised when the wait runs out (never
-    with ``WAIT_FOREVER``), ``on_error(path, exc)`` the one raised when the
-    lock file cannot be opened.
-    """
+    """``with FileLock(path, on_error=...) as lock:``; ``wait_seconds`` 0 fails at once if the
+    lock is held, ``WAIT_FOREVER`` blocks. ``on_busy(path)`` builds the error when the wait
+    runs out, ``on_error(path, exc)`` the one when the lock file cannot be opened."""
 
     def __init__(
         self,

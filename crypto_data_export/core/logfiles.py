@@ -20,11 +20,8 @@ class UTCFormatter(logging.Formatter):
 
 
 def open_log_append(path: str | os.PathLike[str]) -> int:
-    """A log file opened for appending, never through a symlink planted at its path.
-
-    The export folder may be shared; appending through a link would let
-    whoever planted it make us write (as our user) into any file.
-    """
+    """A log file opened for appending, never through a symlink planted at its path (it would
+    make us write, as our user, into any file)."""
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
 
 

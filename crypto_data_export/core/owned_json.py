@@ -1,12 +1,9 @@
-"""Our JSON files (``state.json``, ``status_report.json``): marked, read warily, set aside, never clobbered.
+"""Our JSON files (``state.json``, ``status_report.json``): marked, read warily, never clobbered.
 
-The export folder may hold a file of the same name written by another
-program, by an older version, or by hand. Only a file that carries our
-marker (``"writer": "crypto-data-export"`` and a format version) is ours to
-read and replace; anything else is renamed to a new, unused name next to it
-(``state.json.foreign-20260101T000000Z``) and never deleted or overwritten.
-Reading never follows a symlink, never blocks on a FIFO and refuses
-anything bigger than a state file can honestly be.
+Only a file with our marker (``"writer": "crypto-data-export"`` and a format version) is
+ours to replace; anything else (another program's, an older version's, a hand-made one)
+is renamed aside (``state.json.foreign-20260101T000000Z``), never deleted or overwritten.
+Reading never follows a symlink, never blocks on a FIFO and refuses oversized files.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.reading import read_regular_file
 
 WRITER_KEY = "writer"
@@ -63,7 +61,7 @@ def ownership_problem(data: Any) -> str | None:
 def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     """Read ``path`` and say whether it is ours; never raises for what the file holds."""
     try:
-        raw, _ = read_regular_file(path, max_bytes=max_bytes)
+        raw = read_regular_file(path, max_bytes=max_bytes)
     except (FileNotFoundError, NotADirectoryError):  # no file, or no folder to hold one
         return JsonRead(MISSING)
     except OSError as exc:
@@ -80,12 +78,6 @@ def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     if problem is not None:
         return JsonRead(FOREIGN, problem=problem)
     return JsonRead(OURS, data)
-
-
-def _aside_names(path: Path, label: str, now: datetime) -> list[Path]:
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{path.name}.{label}-{stamp}"
-    return [path.with_name(base)] + [path.with_name(f"{base}-{n}") for n in range(2, _MAX_SUFFIX_TRIES)]
 
 
 def _move_no_replace(source: Path, target: Path) -> None:
@@ -108,7 +100,8 @@ def _move_no_replace(source: Path, target: Path) -> None:
 def set_aside(path: Path, label: str, now: datetime | None = None) -> Path | None:
     """Move ``path`` to ``<name>.<label>-<UTC stamp>`` (``-2``, ``-3``... if taken); the new
     path, or None if ``path`` is already gone. OSError if it cannot be moved."""
-    for candidate in _aside_names(path, label, now or datetime.now(UTC)):
+    base = f"{path.name}.{label}-{(now or utc_now()).astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    for candidate in (path.with_name(base if n == 1 else f"{base}-{n}") for n in range(1, _MAX_SUFFIX_TRIES)):
         try:
             _move_no_replace(path, candidate)
         except FileExistsError:

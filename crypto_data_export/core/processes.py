@@ -1,10 +1,7 @@
-"""Is a PID alive, is it really our scheduler, and which export folder does it serve?
-(Linux /proc, psutil-free.)
+"""Is a PID alive, is it our scheduler, which export folder does it serve? (Linux /proc.)
 
-PIDs are reused: a pidfile or state entry can name a PID that now belongs to
-an unrelated program, or to the scheduler of another install. Anything that
-signals or reports a PID checks its command line, its start time and the
-folder it serves, so neither is ever mistaken for ours.
+PIDs are reused: whatever signals or reports a PID checks its command line, its start
+time and its folder, so another program or another install's scheduler is never ours.
 """
 
 from __future__ import annotations
@@ -21,11 +18,8 @@ _ENVIRON_LIMIT = 1 << 20  # /proc/<pid>/environ is at most a few hundred KiB
 
 
 def pid_alive(pid: int) -> bool:
-    """The one "is this process alive" check: it exists and is not a zombie.
-
-    PID 1 counts (in a container our scheduler is PID 1); callers that
-    signal a PID also check with ``is_manager_process`` that it is ours.
-    """
+    """The one "is this process alive" check: it exists and is not a zombie (PID 1 counts: in
+    a container our scheduler is PID 1)."""
     if pid <= 0:
         return False
     try:
@@ -111,12 +105,8 @@ def _from_dotenv(folder: Path) -> str | None:
 
 
 def process_export_dir(pid: int, default: str) -> Path | None:
-    """The export folder a live scheduler serves, resolved; None when it cannot be told.
-
-    As the scheduler itself decides: ``EXPORT_DIR`` from its environment, else
-    from the ``.env`` of its working folder, else ``default``; a relative
-    value is taken from its working folder.
-    """
+    """The export folder a live scheduler serves, resolved as it decides (``EXPORT_DIR`` from its
+    environment, else its working folder's ``.env``, else ``default``); None if unknown."""
     environ = _environ(pid)
     if environ is None:
         return None

@@ -1,12 +1,6 @@
-"""The one chunked reader: regular files only, never through a symlink, never held
-longer than needed.
-
-Everything that reads a file of the export folder (validation, hashing,
-log tails) reads it through here, so the safety rules live in one place:
-``O_NOFOLLOW`` refuses a symlink swapped in after a scan, ``O_NONBLOCK``
-keeps a FIFO from hanging the job, and ``fstat`` refuses anything but a
-regular file.
-"""
+"""The one chunked reader of the export folder's files (validation, hashing, log tails):
+``O_NOFOLLOW`` refuses a symlink swapped in after a scan, ``O_NONBLOCK`` keeps a FIFO from
+hanging the job, ``fstat`` refuses anything but a regular file."""
 
 from __future__ import annotations
 
@@ -39,38 +33,27 @@ def iter_chunks(fd: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield chunk
 
 
-def read_regular_file(path: Path, *, want_hash: bool = False, max_bytes: int | None = None) -> tuple[bytes, str | None]:
-    """A whole (small) file and, when asked, its SHA-256 from the same read.
-
-    ``max_bytes`` refuses (ValueError) a file larger than that, before reading it and
-    again if it grew while being read, so a hostile file cannot balloon the process.
-    """
+def read_regular_file(path: Path, *, max_bytes: int) -> bytes:
+    """A whole small file; ValueError if it is larger than ``max_bytes``, before reading it and
+    again if it grew while being read, so a hostile file cannot balloon the process."""
     fd, size = open_regular(path)
     try:
-        if max_bytes is not None and size > max_bytes:
+        if size > max_bytes:
             raise ValueError(f"it is {size} bytes, more than the {max_bytes} a file of ours can be")
-        digest = hashlib.sha256() if want_hash else None
         parts: list[bytes] = []
         read = 0
         for chunk in iter_chunks(fd):
-            parts.append(chunk)
             read += len(chunk)
-            if max_bytes is not None and read > max_bytes:
+            if read > max_bytes:
                 raise ValueError(f"it grew beyond {max_bytes} bytes while being read")
-            if digest is not None:
-                digest.update(chunk)
+            parts.append(chunk)
     finally:
         os.close(fd)
-    return b"".join(parts), digest.hexdigest() if digest is not None else None
+    return b"".join(parts)
 
 
 def hash_regular_file(path: Path) -> str:
     """SHA-256 of a regular file, streamed: nothing is held, nothing parsed."""
     fd, _ = open_regular(path)
-    try:
-        digest = hashlib.sha256()
-        for chunk in iter_chunks(fd):
-            digest.update(chunk)
-    finally:
-        os.close(fd)
-    return digest.hexdigest()
+    with open(fd, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

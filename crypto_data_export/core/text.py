@@ -1,12 +1,6 @@
-"""Text from outside (an exchange's headers, error messages, bodies) made safe to show.
-
-Such text reaches exception messages, the console and the log files. Raw, it
-can carry terminal escapes (``\\x1b[2J`` clears a screen, ``\\x1b]8;;`` hides a
-link), carriage returns and newlines that forge a log line, bidi overrides
-that reorder what is shown, or megabytes that drown the log. ``printable``
-escapes all of those and cuts the text to a length, so one foreign value is
-always one bounded, inert piece of one line.
-"""
+"""Text from outside made safe to show: raw, it can carry terminal escapes, newlines that
+forge a log line, bidi overrides or megabytes; ``printable`` escapes and cuts it, so one
+foreign value is always one bounded, inert piece of one line."""
 
 from __future__ import annotations
 
@@ -30,13 +24,8 @@ def _escaped(char: str) -> str:
 
 
 def printable(text: object, limit: int = DEFAULT_LIMIT) -> str:
-    """``text`` as one line of at most ``limit`` characters, every unsafe character escaped.
-
-    Escapes look like Python's (``\\x1b``, ``\\n``, ``\\u202e``); a backslash
-    itself is kept, so an escape cannot be told from the same characters sent
-    literally, which is harmless: neither does anything to a terminal.
-    Longer text is cut and ends with ``...``.
-    """
+    """``text`` as one line of at most ``limit`` characters (cut text ends with ``...``), every
+    unsafe character escaped as Python would (``\\x1b``, ``\\n``, ``\\u202e``)."""
     raw = text if isinstance(text, str) else str(text)
     limit = max(len(_ELLIPSIS) + 1, limit)
     if len(raw) <= limit and raw.isascii() and raw.isprintable():

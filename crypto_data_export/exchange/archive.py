@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
 SPOT_PREFIX = "data/spot"
-USDM_PREFIX = "data/futures/um"
 # Intervals whose candles never straddle a day, so every daily and monthly file
 # holds whole candles: the archive publishes daily files for exactly these.
 DAILY_INTERVALS: tuple[str, ...] = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")

@@ -1,11 +1,9 @@
 """What the exchange sends, read within bounds: bodies, JSON, Retry-After and ban lengths.
 
-Nothing an exchange sends may cost more than we decided in advance. A body is
-read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
-counting both the bytes on the wire and the bytes a gzip/deflate body inflates
-to, so neither a 150 MB answer nor a 1 MB gzip bomb of 1 GB ever sits in
-memory. Waits told by headers are parsed defensively (a number, an HTTP date;
-``inf``, ``nan``, negative, huge or garbage values never crash) and clamped.
+A body is read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
+counting the bytes on the wire and the bytes a gzip/deflate body inflates to (no 1 GB
+gzip bomb ever sits in memory). Waits told by headers are parsed defensively (a number,
+an HTTP date; ``inf``, ``nan``, negative or garbage values never crash) and clamped.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import json
 import math
 import re
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.client import HTTPException
 from typing import Any
 
@@ -23,6 +21,7 @@ import requests
 from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import ReadTimeoutError
 
+from crypto_data_export.core.clock import as_utc, utc_now
 from crypto_data_export.core.errors import BadResponseError, ExchangeUnavailableError
 from crypto_data_export.core.text import printable
 
@@ -115,7 +114,8 @@ def _read_chunk(response: requests.Response, url: str) -> bytes:
     return chunk
 
 
-def parse_json(body: bytes, response: requests.Response, url: str) -> Any:
+def read_json(response: requests.Response, url: str, cap: int) -> Any:
+    body = read_body(response, url, cap)
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
@@ -125,16 +125,9 @@ def parse_json(body: bytes, response: requests.Response, url: str) -> Any:
         ) from exc
 
 
-def read_json(response: requests.Response, url: str, cap: int) -> Any:
-    return parse_json(read_body(response, url, cap), response, url)
-
-
-# -- waits told by the exchange -------------------------------------------------------
 def told_seconds(raw: str | None, now: datetime) -> float | None:
-    """Seconds a Retry-After header tells (a number or an HTTP date); None when it tells nothing.
-
-    The result may be negative or infinite: the caller clamps it to its own bounds.
-    """
+    """Seconds a Retry-After header tells (a number or an HTTP date; maybe negative or infinite:
+    the caller clamps it); None when it tells nothing."""
     text = (raw or "").strip()
     if not text or len(text) > 64:
         return None
@@ -150,17 +143,14 @@ def told_seconds(raw: str | None, now: datetime) -> float | None:
 
 def _seconds_until_http_date(text: str, now: datetime) -> float | None:
     try:
-        moment = email.utils.parsedate_to_datetime(text)
+        return (as_utc(email.utils.parsedate_to_datetime(text)) - now).total_seconds()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - now).total_seconds()
 
 
 def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
     """How long a 429 makes the pool wait: the header's value within [0, cap], else ``default``."""
-    seconds = told_seconds(raw, datetime.now(UTC))
+    seconds = told_seconds(raw, utc_now())
     if seconds is None:
         return default
     return min(cap, max(0.0, seconds))
@@ -169,13 +159,11 @@ def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
 def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> datetime:
     """When a 418 ban ends: Retry-After, else the epoch ms in the message, else 2 minutes.
 
-    Whatever the exchange says, the ban lasts between 1 second and 3 days (Binance's
-    longest): a "ban" of ten years or ``inf`` must not silence the exporter for good.
-    Rounded up to a whole second: the end is persisted with second precision
-    (state.json), and a restart must never wake up a fraction of a second
-    before the exchange lifts the ban (a request then extends it).
+    Between 1 second and 3 days (Binance's longest): a "ban" of ten years must not silence
+    the exporter for good. Rounded up to a whole second, as state.json keeps it: a restart
+    must never wake up before the exchange lifts the ban (a request then extends it).
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     seconds = DEFAULT_BAN_SECONDS
     for told in (told_seconds(retry_after, now), _seconds_from_message(body, now)):
         if told is not None and told > 0:
@@ -193,5 +181,4 @@ def _seconds_from_message(body: str, now: datetime) -> float | None:
 
 
 def _ceil_second(moment: datetime) -> datetime:
-    whole = moment.replace(microsecond=0)
-    return whole if whole == moment else whole + timedelta(seconds=1)
+    return moment.replace(microsecond=0) + timedelta(seconds=1 if moment.microsecond else 0)

@@ -1,19 +1,12 @@
 """HTTP access to a Binance-compatible REST API, polite and bounded.
 
-One ``requests.Session`` with explicit (connect, read) timeouts. Transport
-failures (refused or dropped connections, read timeouts) are retried by
-urllib3's ``Retry`` with exponential backoff (a stop request cuts the backoff
-short and starts no new attempt); answers that arrive but are not
-usable (5xx, HTML, a truncated or oversized body) are retried by our own
-bounded loop, whose backoff a stop request interrupts. Bodies are streamed
-and capped per endpoint (``crypto_data_export.exchange.bounded``); redirects are refused, never
-followed. Rate limits are driven by the exchange (see ``crypto_data_export.exchange.limiter``),
-within bounds: the published budget is clamped, 429 waits ``Retry-After``
-(capped) for the whole pool, 418 raises ``IPBannedError`` carrying the end of
-the ban (as told, at most 3 days; 2 minutes if untold), 451 explains which
-host to use instead. Every
-piece of text the exchange sends is escaped (``crypto_data_export.core.text.printable``)
-before it reaches a message or a log line.
+One ``requests.Session`` with (connect, read) timeouts. Transport failures are retried by
+urllib3's ``Retry``; answers that arrive unusable (5xx, HTML, truncated or oversized) by
+our own loop; a stop request cuts either backoff short. Bodies are streamed and capped
+per endpoint (``bounded``); redirects are refused. Rate limits come from the exchange
+(``limiter``), within bounds: the published budget is clamped, 429 waits ``Retry-After``
+(capped) for the whole pool, 418 raises ``IPBannedError`` with the ban's end, 451 names
+another host. Text the exchange sends is escaped (``printable``) before it is shown.
 """
 
 from __future__ import annotations
@@ -64,11 +57,10 @@ from crypto_data_export.exchange.market_profiles import MARKETS, SPOT, MarketPro
 if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
-MAX_RETRY_AFTER_SECONDS = MAX_PAUSE_SECONDS
 # A skew beyond this is worth a warning: the exchange's clock decides what is closed.
 CLOCK_SKEW_WARNING_SECONDS = 300.0
 # The last millisecond a datetime can hold (9999-12-31): a serverTime beyond it is garbage.
@@ -116,11 +108,8 @@ class _ServerFailure(ExchangeUnavailableError):
 
 
 class _StoppableRetry(Retry):
-    """urllib3's transport retries, cut short by a stop request: no backoff sleep, no new attempt.
-
-    The stop event is looked up through ``stop`` at each use, because the export
-    job hands it to the client after the session exists.
-    """
+    """urllib3's transport retries, cut short by a stop request (looked up through ``stop`` at
+    each use: the export job hands the event over after the session exists)."""
 
     stop: Callable[[], threading.Event | None] | None = None
 
@@ -190,14 +179,12 @@ def build_session(
 
 
 def adopt_environment(session: requests.Session, base_url: str) -> None:
-    """Read the proxy and CA-bundle variables once, for the one host this session talks to.
+    """Read the proxy and CA-bundle variables once, for the one host of this session.
 
-    With ``trust_env`` requests reads them again on every request: it walks the whole
-    environment for proxy variables and looks for a ``.netrc``, the largest CPU cost of a
-    small request, which a few hundred symbols pay in one cycle. The variables honoured stay
-    the same: ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` (as requests
-    reads them for this URL), ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``; not ``.netrc``
-    (a public market-data API takes no credentials).
+    With ``trust_env`` requests walks the environment and looks for ``.netrc`` on every
+    request, the largest CPU cost of a small request. Honoured: the proxy variables (as
+    requests reads them for this URL), ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``; not
+    ``.netrc`` (a public market-data API takes no credentials).
     """
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
@@ -269,7 +256,6 @@ class ExchangeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- endpoints ------------------------------------------------------------
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)
 
@@ -303,12 +289,8 @@ class ExchangeClient:
         return rows
 
     def load_rate_limits(self, symbol: str | None = None, *, info: Mapping[str, Any] | None = None) -> int:
-        """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped to sane bounds.
-
-        Returns the weight budget per minute (the first weight limit, normalised to a minute).
-
-        ``info``: an exchangeInfo answer already at hand (a symbol universe's full one), so
-        the cycle does not ask twice."""
+        """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped;
+        returns the weight budget per minute. ``info``: an exchangeInfo answer at hand."""
         if info is None:
             info = self._exchange_info_of(symbol)
         published = weight_limit_from_exchange_info(info)
@@ -334,9 +316,8 @@ class ExchangeClient:
         return self._adopt_clock(server_ms, (before + time.time()) / 2)
 
     def sync_clock_and_limits(self, symbol: str | None = None) -> tuple[int, int]:
-        """``sync_clock`` and ``load_rate_limits`` from one exchangeInfo answer, which carries the
-        server time too: a round trip less before a run's first candle. Returns (server time
-        in ms, weight budget per minute); asks /time as well if the answer has no usable time."""
+        """(server time in ms, weight budget per minute) from one exchangeInfo answer (a round
+        trip less before a run's first candle); /time as well if it has no usable time."""
         before = time.time()
         info = self._exchange_info_of(symbol)
         midpoint = (before + time.time()) / 2
@@ -350,7 +331,6 @@ class ExchangeClient:
         """The exchange said ``server_ms`` at about ``midpoint`` (our epoch seconds)."""
         skew = server_ms / 1000 - midpoint
         self.clock_skew_seconds = skew
-        self.limiter.set_server_offset(skew)
         if abs(skew) > CLOCK_SKEW_WARNING_SECONDS:
             logger.warning(
                 "the exchange's clock says %s but this machine's clock says %s (%+.0f s); only the "
@@ -383,7 +363,6 @@ class ExchangeClient:
         rows: list[list[Any]] = self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
         return rows
 
-    # -- one request, with every failure mode handled -------------------------
     def _get(
         self,
         path: str,
@@ -502,7 +481,6 @@ class ExchangeClient:
         return body
 
 
-# -- helpers -------------------------------------------------------------------
 _RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 
 
@@ -564,12 +542,11 @@ def _window_seconds(entry: Mapping[str, Any]) -> float | None:
 
 
 def _per_minute(entry: Mapping[str, Any]) -> int | None:
-    interval, count, limit = entry.get("interval"), entry.get("intervalNum", 1), entry.get("limit")
-    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
-    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000 or not _is_int(limit) or limit <= 0:
+    window, limit = _window_seconds(entry), entry.get("limit")
+    if window is None or not _is_int(limit) or limit <= 0:
         return None
     # Capped before dividing: a 400-digit "limit" must not overflow a float.
-    return max(1, round(min(limit, 10**12) * 60 / (unit * count)))
+    return max(1, round(min(limit, 10**12) * 60 / window))
 
 
 def _is_int(value: object) -> TypeGuard[int]:

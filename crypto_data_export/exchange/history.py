@@ -40,7 +40,7 @@ from crypto_data_export.settings.intervals import (
     next_open_ms,
 )
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 # How far ahead of this machine's clock a candle may open: beyond a day, one of the two clocks is wrong.
 DEFAULT_MAX_AHEAD_OF_LOCAL_MS = DAY_MS

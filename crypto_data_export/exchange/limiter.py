@@ -1,30 +1,13 @@
 """One rate-limit budget shared by every thread that talks to the exchange.
 
-An exchange's limit is a budget per window (Binance: 6000 weight per minute,
-binance.us 1200; raw requests per 5 minutes), not a rate. So we burst freely
-while the budget has room and pace only when a cycle needs more than it.
-
-Each published limit becomes a ``_Window`` holding a sliding log of our own
-sends. A send is reserved when ``acquire`` lets it go (so requests in flight
-count) and stamped with the time its answer came back when it is released:
-the exchange saw it no later than that, so dropping it from the log
-``seconds`` after that moment is safe on an exchange that counts over a
-sliding window, and a fortiori on one that counts per calendar window. No
-span of ``seconds`` ever holds more than the budget (the published limit
-less a small headroom for other processes on this IP).
-
-The ``X-MBX-USED-WEIGHT-<n><unit>`` header tells what the whole IP has used.
-What it reports beyond our own completed sends is someone else's weight; it is
-added to our count and kept for a whole window after the answer (the safe
-reading whether the exchange's window is fixed or sliding).
-
-A 429 pauses the whole pool for ``Retry-After`` seconds (capped), and a 418 ban
-makes every later ``acquire`` fail at once until the ban ends.
-
-Every wait is interruptible: with a ``stop_event`` (set by SIGTERM/SIGINT),
-a thread that would wait raises ``StopRequested`` at once, and one already
-waiting wakes up and raises it, so no pause, however long, holds a stopping
-process (or its run lock).
+An exchange's limit is a budget per window (Binance: 6000 weight per minute), not a rate:
+we burst while the budget has room and pace only beyond it. Each published limit is a
+``_Window``, a sliding log of our sends: reserved when ``acquire`` lets one go (in-flight
+requests count) and dropped ``seconds`` after its answer came back (the exchange saw it
+no later), which is safe for sliding and calendar windows alike. ``X-MBX-USED-WEIGHT-*``
+beyond our own answered sends is someone else's weight on this IP, counted for a whole
+window. A 429 pauses the pool (``Retry-After``, capped); during a 418 ban ``acquire``
+fails at once. Every wait ends at once with ``StopRequested`` when ``stop_event`` is set.
 """
 
 from __future__ import annotations
@@ -36,8 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.errors import IPBannedError, StopRequested
 
 DEFAULT_WEIGHT_LIMIT = 6000
@@ -106,11 +90,8 @@ class _Window:
         self._others_until = 0.0
 
     def adopt(self, old: _Window) -> None:
-        """Take over the log of the window this one replaces (same kind), re-timed to this span.
-
-        A budget read from exchangeInfo must not forget the sends made before it (the clock sync,
-        exchangeInfo itself): each answered send leaves this window ``seconds`` after its answer.
-        """
+        """Take over the log of the window this one replaces, re-timed to this span: a budget
+        read from exchangeInfo must not forget the sends made before it."""
         shift = self.rate.seconds - old.rate.seconds
         self._expiries = [(expiry + shift, cost) for expiry, cost in old._expiries]
         heapq.heapify(self._expiries)
@@ -203,17 +184,11 @@ class WeightLimiter:
         self._headroom = headroom
         self._tickets = itertools.count(1)
         self._pause_until = 0.0
-        self._banned_until: float | None = None  # wall-clock epoch seconds
+        self._banned_until: datetime | None = None
         self._windows: list[_Window] = []
-        self.server_offset_s = 0.0
         self.limit = DEFAULT_WEIGHT_LIMIT
         self.sent_weight = 0
         self.waits = 0
-        self.set_limit(limit_per_minute)
-
-    # -- configuration -------------------------------------------------------
-    def set_limit(self, limit_per_minute: int) -> None:
-        """Adopt one REQUEST_WEIGHT budget per minute."""
         self.set_limits([RateLimit(WEIGHT, WINDOW_SECONDS, max(1, int(limit_per_minute)))])
 
     def set_limits(self, limits: Iterable[RateLimit]) -> None:
@@ -222,22 +197,20 @@ class WeightLimiter:
         with self._lock:
             old = self._windows
             self._windows = [_Window(rate, self._headroom) for rate in rates]
-            for window in self._windows:
-                self._carry_over(old, window)
+            for window in self._windows:  # past sends: from the same kind and span, else that kind's longest
+                same_kind = [w for w in old if w.rate.kind == window.rate.kind]
+                exact = [w for w in same_kind if w.rate.seconds == window.rate.seconds]
+                if same_kind:
+                    window.adopt(exact[0] if exact else max(same_kind, key=lambda w: w.rate.seconds))
             weights = sorted((r for r in rates if r.kind == WEIGHT), key=lambda r: r.seconds != WINDOW_SECONDS)
             if weights:  # the minute's budget, or the first weight limit expressed per minute
                 self.limit = max(1, round(weights[0].limit * WINDOW_SECONDS / weights[0].seconds))
-
-    def set_server_offset(self, offset_seconds: float) -> None:
-        """Kept for the clock sync: sliding windows do not depend on where the exchange's minute starts."""
-        self.server_offset_s = offset_seconds
 
     @property
     def limits(self) -> list[RateLimit]:
         with self._lock:
             return [w.rate for w in self._windows]
 
-    # -- signals from answers --------------------------------------------------
     def observe_used_weight(self, used: int, seconds: float = WINDOW_SECONDS) -> None:
         """Record an ``X-MBX-USED-WEIGHT-<n><unit>`` header for the weight window of ``seconds``."""
         with self._lock:
@@ -255,22 +228,17 @@ class WeightLimiter:
     def ban(self, until: datetime) -> None:
         """A 418: nothing is sent before ``until``."""
         with self._lock:
-            stamp = until.timestamp()
-            self._banned_until = max(self._banned_until or 0.0, stamp)
+            self._banned_until = max(self._banned_until or until, until)
 
     @property
     def banned_until(self) -> datetime | None:
         with self._lock:
-            if self._banned_until is None or self._banned_until <= time.time():
-                return None
-            return datetime.fromtimestamp(self._banned_until, tz=UTC)
+            until = self._banned_until
+        return until if until is not None and until > utc_now() else None
 
-    # -- the gate --------------------------------------------------------------
     def acquire(self, weight: int) -> Ticket:
-        """Block until ``weight`` may be sent and reserve it; raise IPBannedError during a ban.
-
-        Give the ticket back to ``release`` when the answer (or the failure) came back.
-        """
+        """Block until ``weight`` may be sent and reserve it (IPBannedError during a ban); give the
+        ticket to ``release`` when the answer (or the failure) came back."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -305,8 +273,8 @@ class WeightLimiter:
             return {w.rate: w.used(now) for w in self._windows}
 
     def _delay_for(self, weight: int, now: float) -> float:
-        if self._banned_until is not None and self._banned_until > time.time():
-            raise IPBannedError(datetime.fromtimestamp(self._banned_until, tz=UTC))
+        if self._banned_until is not None and self._banned_until > utc_now():
+            raise IPBannedError(self._banned_until)
         if self._pause_until > now:
             return self._pause_until - now
         return max((w.delay(weight, now) for w in self._windows), default=0.0)
@@ -317,11 +285,3 @@ class WeightLimiter:
             window.reserve(ticket)
         self.sent_weight += weight
         return ticket
-
-    @staticmethod
-    def _carry_over(old: list[_Window], new: _Window) -> None:
-        """Keep past sends: from the old window of the same kind and span, else the longest of that kind."""
-        same_kind = [w for w in old if w.rate.kind == new.rate.kind]
-        if same_kind:
-            exact = [w for w in same_kind if w.rate.seconds == new.rate.seconds]
-            new.adopt(exact[0] if exact else max(same_kind, key=lambda w: w.rate.seconds))

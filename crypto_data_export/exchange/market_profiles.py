@@ -1,16 +1,11 @@
-"""A market is one profile: where its endpoints are, what each call weighs, how
-large a page may be and which error codes mean what.
-
-The client reads everything market-specific from here, so adding a market
-(USD-M futures, say) is adding one profile, not editing the client.
-"""
+"""A market is one profile: its endpoints, what each call weighs, its page size and error
+codes. The client reads everything market-specific from here: a market is one profile."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS
 from crypto_data_export.settings.market_names import SPOT as SPOT_NAME
 from crypto_data_export.settings.market_names import USDM as USDM_NAME
 
@@ -21,7 +16,6 @@ MIB = 1024 * KIB
 @dataclass(frozen=True)
 class MarketProfile:
     name: str
-    default_base_url: str
     klines_path: str
     exchange_info_path: str
     time_path: str
@@ -33,27 +27,26 @@ class MarketProfile:
     weights: dict[str, int] = field(default_factory=dict)
     # Error codes meaning "no such symbol here": reported and skipped, never retried.
     unknown_symbol_codes: frozenset[int] = frozenset({-1121})
-    # The header with the weight this IP used in the current minute.
-    used_weight_header: str = "X-MBX-USED-WEIGHT-1M"
     # Largest body (after decompression) accepted from each endpoint; anything
     # bigger is a bad answer, read no further. A klines row is ~200 bytes on the
-    # wire; the allowance per row leaves room for longer decimals.
+    # wire; the allowance per row leaves room for longer decimals. The full exchangeInfo
+    # of binance.com is a few MB (thousands of symbols), the full 24 h ticker ~2 MB;
+    # time and ping are a few bytes.
     klines_row_bytes: int = 512
     klines_base_bytes: int = 16 * KIB
-    body_caps: dict[str, int] = field(default_factory=dict)
     default_body_cap: int = 1 * MIB
     # The page size a long export asks for: the most rows per unit of weight (None: the maximum).
     page_limit: int | None = None
     # Whether exchangeInfo takes ?symbol= (spot does; futures answer for every symbol).
     exchange_info_by_symbol: bool = True
 
-    @property
-    def page_size(self) -> int:
-        return self.page_limit or self.max_klines_limit
-
     # The 24 h ticker of every symbol (a symbol universe ranks by its quoteVolume);
     # empty: the market has none, and EXPORT_TOP_N cannot be served.
     ticker_24hr_path: str = ""
+
+    @property
+    def page_size(self) -> int:
+        return self.page_limit or self.max_klines_limit
 
     def weight(self, path: str, params: dict[str, object]) -> int:
         if path == self.klines_path:
@@ -65,7 +58,9 @@ class MarketProfile:
         if path == self.klines_path:
             rows = min(_limit_of(params), self.max_klines_limit)
             return self.klines_base_bytes + rows * self.klines_row_bytes
-        return self.body_caps.get(path, self.default_body_cap)
+        if path in (self.exchange_info_path, self.ticker_24hr_path):
+            return 16 * MIB
+        return 64 * KIB if path in (self.time_path, self.ping_path) else self.default_body_cap
 
 
 def _limit_of(params: dict[str, object]) -> int:
@@ -75,7 +70,6 @@ def _limit_of(params: dict[str, object]) -> int:
 
 SPOT = MarketProfile(
     name=SPOT_NAME,
-    default_base_url=DEFAULT_BASE_URLS[SPOT_NAME],
     klines_path="/api/v3/klines",
     exchange_info_path="/api/v3/exchangeInfo",
     time_path="/api/v3/time",
@@ -84,15 +78,6 @@ SPOT = MarketProfile(
     klines_weight=lambda _limit: 2,  # spot klines weigh 2 whatever the limit
     # The 24 h ticker is only ever asked for all symbols at once (a symbol universe): 80.
     weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/ticker/24hr": 80},
-    # The full exchangeInfo of binance.com is a few MB (thousands of symbols); a symbol
-    # universe asks for it at each cycle, otherwise one symbol's, a few KB. The full 24 h
-    # ticker is ~600 bytes per symbol (~2 MB). time and ping are a few bytes.
-    body_caps={
-        "/api/v3/exchangeInfo": 16 * MIB,
-        "/api/v3/ping": 64 * KIB,
-        "/api/v3/time": 64 * KIB,
-        "/api/v3/ticker/24hr": 16 * MIB,
-    },
     ticker_24hr_path="/api/v3/ticker/24hr",
 )
 
@@ -110,7 +95,6 @@ def usdm_klines_weight(limit: int) -> int:
 
 USDM = MarketProfile(
     name=USDM_NAME,
-    default_base_url=DEFAULT_BASE_URLS[USDM_NAME],
     klines_path="/fapi/v1/klines",
     exchange_info_path="/fapi/v1/exchangeInfo",
     time_path="/fapi/v1/time",
@@ -121,12 +105,6 @@ USDM = MarketProfile(
     page_limit=1000,
     # The futures 24 h ticker of every symbol weighs 40 (USD-M docs, "24hr Ticker Price Change Statistics").
     weights={"/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/ticker/24hr": 40},
-    body_caps={
-        "/fapi/v1/exchangeInfo": 16 * MIB,
-        "/fapi/v1/ping": 64 * KIB,
-        "/fapi/v1/time": 64 * KIB,
-        "/fapi/v1/ticker/24hr": 16 * MIB,
-    },
     exchange_info_by_symbol=False,
     ticker_24hr_path="/fapi/v1/ticker/24hr",
 )

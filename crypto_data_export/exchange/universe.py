@@ -1,14 +1,9 @@
 """A symbol universe: which symbols the exchange itself says to export.
 
-``EXPORT_QUOTE_ASSET=USDT`` selects every symbol whose ``status`` is ``TRADING`` and
-whose ``quoteAsset`` is USDT in the full ``exchangeInfo``; ``EXPORT_TOP_N=50`` keeps the
-50 of them with the largest 24 h quote volume (``/api/v3/ticker/24hr`` for all symbols,
-weight 80). The selection is pure (``trading_symbols``, ``top_by_quote_volume``), so it
-is tested without HTTP; ``fetch_universe`` makes the two calls.
-
-The exchange's text is foreign input: a symbol that breaks our symbol rule, or a ticker
-row that is not what Binance sends, is skipped with a log line, never a crash.
-Ties in volume are broken by symbol name, so the same answers always give the same set.
+``EXPORT_QUOTE_ASSET=USDT``: every TRADING symbol quoted in USDT in the full exchangeInfo;
+``EXPORT_TOP_N=50``: the 50 of them with the largest 24 h quote volume (ties by name).
+``fetch_universe`` makes the two calls; the selection itself is pure. A symbol or ticker
+row that breaks our rules is skipped with a log line, never a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 TRADING = "TRADING"
 # A quote volume beyond this is garbage, not a market (Decimal would take any size).
@@ -106,11 +101,8 @@ def quote_volume(row: object) -> tuple[str, Decimal] | None:
 
 
 def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: int) -> list[str]:
-    """The ``n`` candidates with the largest 24 h quote volume, largest first, ties by name.
-
-    A malformed row is skipped with a log line; a candidate without a usable row is not
-    ranked (its volume is unknown), so it is not selected.
-    """
+    """The ``n`` candidates with the largest 24 h quote volume, largest first, ties by name; a
+    candidate without a usable row is not ranked, so not selected."""
     wanted = set(candidates)
     volumes: dict[str, Decimal] = {}
     skipped = 0

@@ -49,7 +49,7 @@ from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.scan import ScanStopped
 from crypto_data_export.store.validation import FileValidation
 
-logger = logging.getLogger("export_historical_data")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """Log files and console output, configured once by each CLI's ``main``.
 
-Files (10 MB x 5 rotation, UTC timestamps, one line per event):
-``EXPORT_DIR/logs/scheduled_data_manager.log`` gets everything;
-``EXPORT_DIR/export_log.log`` gets the exporter's events only. The console
-stays short: warnings and errors, or everything with ``-v``.
+``EXPORT_DIR/logs/scheduled_data_manager.log`` gets everything, ``EXPORT_DIR/export_log.log``
+the exporter's events (10 MB x 5, UTC). Every module logs under ``__name__``; the handlers
+sit on the root logger, so urllib3's retries reach the file too. The console stays short.
 
 Every message is one line: control characters in it (a foreign command
 line, an exchange's error text, a hand-edited state file) are escaped, so a
@@ -20,38 +19,44 @@ from crypto_data_export.core.logfiles import FILE_FORMAT, UTCFormatter, rotating
 from crypto_data_export.core.text import printable
 from crypto_data_export.store.layout import ExportFolder
 
-OUR_LOGGERS = ("scheduled_data_manager", "export_historical_data", "file_manager", "data_export_service")
+PACKAGE = "crypto_data_export"
+# Whose INFO records the console shows (cycle level): the scheduler, the CLIs and the reports.
+CONSOLE_INFO = tuple(f"{PACKAGE}.{part}" for part in ("scheduler", "commands", "report"))
+# What export_log.log holds: the exporter's events (exchange, export, backfill, resume journals).
+EXPORTER = tuple(f"{PACKAGE}.{part}" for part in ("exchange", "pipeline", "backfill", "store.journal"))
 
 QUIET = logging.CRITICAL + 1  # the console shows no log record; the CLI prints its own summary
 MAX_MESSAGE_CHARS = 20_000
 
 
 class OneLineFormatter(UTCFormatter):
-    """Escapes control characters in the message (not in the traceback that follows it)."""
+    """Escapes control characters in the message (not in the traceback that follows it) and
+    names our modules without the package prefix (``exchange.client``)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging API)
-        message = record.message
+        message, name = record.message, record.name
         record.message = printable(message, MAX_MESSAGE_CHARS)
+        record.name = name.removeprefix(PACKAGE + ".")
         try:
             return super().formatMessage(record)
         finally:
-            record.message = message
+            record.message, record.name = message, name
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name == PACKAGE or record.name.startswith(PACKAGE + ".")
 
 
 def _for_console(record: logging.LogRecord) -> bool:
-    """Our warnings and errors; of our INFO records only the scheduler's own (cycle level)."""
-    name = record.name.split(".")[0]
-    if name not in OUR_LOGGERS:
-        return False
-    return record.levelno >= logging.WARNING or name == "scheduled_data_manager"
+    """Our warnings and errors; of our INFO records only the cycle-level ones."""
+    return _ours(record) and (record.levelno >= logging.WARNING or record.name.startswith(CONSOLE_INFO))
 
 
 def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
     """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands).
 
-    The console gets our own records from ``console_level`` up (per-symbol
-    INFO lines and urllib3's retry chatter only at DEBUG): one-shot commands
-    print a summary instead, the loop shows its cycle events and problems for
+    The console gets our records from ``console_level`` up (per-symbol INFO lines only at
+    DEBUG): one-shot commands print a summary instead, the loop shows its cycle events for
     journald, ``-v`` shows everything. The files always get everything.
     """
     root = logging.getLogger()
@@ -72,10 +77,9 @@ def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_l
             raise OSError(f"{logs} is a symbolic link; logs are only written into a real folder")
         logs.mkdir(parents=True, exist_ok=True)
         root.addHandler(_one_line(rotating_log(folder.manager_log, numeric)))
-        exporter = logging.getLogger("export_historical_data")
-        for handler in list(exporter.handlers):
-            exporter.removeHandler(handler)
-        exporter.addHandler(_one_line(rotating_log(folder.export_log, numeric)))
+        exporter_log = _one_line(rotating_log(folder.export_log, numeric))
+        exporter_log.addFilter(lambda record: record.name.startswith(EXPORTER))
+        root.addHandler(exporter_log)
     # urllib3 reports each transport retry; keep them in the file, not on the console.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 

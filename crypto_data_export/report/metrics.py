@@ -1,11 +1,5 @@
-"""Prometheus metrics in node_exporter's textfile format, from the status report.
-
-One fresh ``CollectorRegistry`` per write, written with ``write_to_textfile``
-(a temp file renamed over the old one, so the collector never reads half a
-file). Every value comes from the status report dict, so what the page, the
-JSON and the metrics say is the same thing. Names are ``crypto_exporter_``
-with their unit; the table in the README lists each one.
-"""
+"""Prometheus metrics in node_exporter's textfile format, from the status report (so the page,
+the JSON and the metrics agree), written atomically by ``write_to_textfile``."""
 
 from __future__ import annotations
 
@@ -24,6 +18,14 @@ from crypto_data_export.store.layout import ExportFolder
 
 PREFIX = "crypto_exporter_"
 SERIES_LABELS = ("symbol", "interval", "market")
+# Per series: (key, metric name, help).
+SERIES = (
+    ("last", "last_candle_timestamp_seconds", "open time of the newest closed candle on disk (Unix seconds)"),
+    ("rows", "series_rows", "candles in the newest file"),
+    ("missing", "series_missing_candles", "candles missing inside the newest file"),
+    ("valid", "series_valid", "1 if the newest file is valid, else 0"),
+    ("fresh", "series_fresh", "1 if the newest candle is within the health check's freshness limit, else 0"),
+)
 # The last cycle's counters in the status report -> (metric name, help).
 RUN_COUNTERS = {
     "calls": ("last_run_requests", "HTTP requests the last cycle sent to the exchange"),
@@ -63,25 +65,7 @@ class ReportCollector(Collector):
         yield from self._service()
 
     def _series(self) -> Iterator[Metric]:
-        families = {
-            "last": GaugeMetricFamily(
-                PREFIX + "last_candle_timestamp_seconds",
-                "open time of the newest closed candle on disk (Unix seconds)",
-                labels=SERIES_LABELS,
-            ),
-            "rows": GaugeMetricFamily(PREFIX + "series_rows", "candles in the newest file", labels=SERIES_LABELS),
-            "missing": GaugeMetricFamily(
-                PREFIX + "series_missing_candles", "candles missing inside the newest file", labels=SERIES_LABELS
-            ),
-            "valid": GaugeMetricFamily(
-                PREFIX + "series_valid", "1 if the newest file is valid, else 0", labels=SERIES_LABELS
-            ),
-            "fresh": GaugeMetricFamily(
-                PREFIX + "series_fresh",
-                "1 if the newest candle is within the health check's freshness limit, else 0",
-                labels=SERIES_LABELS,
-            ),
-        }
+        families = {key: GaugeMetricFamily(PREFIX + name, doc, labels=SERIES_LABELS) for key, name, doc in SERIES}
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
             last = _seconds(entry.get("last_candle"))

@@ -1,9 +1,9 @@
 """``status.html``: the status report as one self-contained page for people.
 
-Inline CSS and SVG, no script, nothing fetched: it opens from disk or a mail attachment.
-Every value from the report is escaped (symbols, errors and file names may come from
-outside). Problems come first, one line per series; a file that cannot be read for its
-sparkline gets none, never an error.
+``render_status_page`` is a pure function of the status report, the sparklines' closes
+and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
+Problems come first, one line per series. ``read_closes`` reads each series' newest file
+through its format, downsampled; a file it cannot read gets no sparkline, never an error.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from crypto_data_export.core.text import printable
 from crypto_data_export.store.formats import format_for_name
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
@@ -31,13 +31,15 @@ OK, STALE, PROBLEM = "ok", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, OK: 2}
 
 
-def disk_of(path: Path) -> tuple[int, int] | None:
-    """(total, free) bytes of the file system holding ``path``'s folder; None if it cannot be asked."""
+Disk = tuple[int, int, int]  # shutil.disk_usage: total, used, free bytes
+
+
+def disk_of(path: Path) -> Disk | None:
+    """The file system holding ``path`` (its folder); None if it cannot be asked."""
     try:
-        usage = shutil.disk_usage(path.parent)
+        return shutil.disk_usage(path.parent)
     except OSError:
         return None
-    return usage.total, usage.free
 
 
 def _e(value: Any) -> str:
@@ -181,8 +183,9 @@ def _summary(report: Mapping[str, Any], disk: tuple[int, int] | None) -> str:
         _card("last successful cycle", "", f'<span class="when">{_e(last.get("last_successful") or "never")}</span>'),
         _card("files", _e(files.get("total_files")), sizes),
     ]
-    if disk is not None and disk[0] > 0:
-        (total, free), used = disk, 100 * (1 - disk[1] / disk[0])
+    total, _, free = disk or (0, 0, 0)
+    if total > 0:
+        used = 100 * (1 - free / total)
         cards.append(
             _card(
                 "disk",

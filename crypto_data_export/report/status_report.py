@@ -31,7 +31,7 @@ from crypto_data_export.store.layout import ExportFolder, parse_export_name, ser
 from crypto_data_export.store.run_state import RunState
 from crypto_data_export.store.validation import FileValidation
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 HEALTH_EXIT_CODES = {HEALTHY: EXIT_OK, DEGRADED: EXIT_FAILED, DOWN: EXIT_USAGE}

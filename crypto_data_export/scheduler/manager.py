@@ -50,12 +50,11 @@ from crypto_data_export.report.status_report import (
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
-from crypto_data_export.store.exports import scan_exports
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.layout import ExportFolder
 from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.run_state import RunState, load_state, update_state
-from crypto_data_export.store.scan import FolderScan
+from crypto_data_export.store.scan import FolderScan, scan_exports
 from crypto_data_export.store.validation import FileValidation
 
 # Kept lazy because a benchmark shows it matters to a user (python -m benchmarks.bench_startup):
@@ -65,7 +64,7 @@ if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob, SymbolOutcome
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 MAX_NOTICES = 20
 
 
@@ -101,7 +100,6 @@ class ScheduledDataManager:
         self.files = FileManager.from_settings(
             settings,
             protected_symbols=self.symbols,
-            logger=logging.getLogger("file_manager"),
             stop_event=self.stop_event,
         )
         self._client = client

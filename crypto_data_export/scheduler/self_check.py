@@ -39,7 +39,7 @@ def check_folder(settings: Settings) -> str:
 
 def check_exchange(client: ExchangeClient) -> str:
     client.ping()
-    client.sync_clock()  # measures the skew, the one way the exporter does
+    client.sync_clock()  # the client's one measurement of the skew
     skew = client.clock_skew_seconds or 0.0
     if abs(skew) > MAX_SKEW_SECONDS:
         raise CheckFailed(

@@ -1,22 +1,16 @@
 """Run the scheduler in the background: start, stop, status, restart, systemd unit.
 
-The pidfile (``EXPORT_DIR/data_export_service.pid``) is only a hint: PIDs are
-reused, so nothing is signalled unless the process behind the PID is running
-our scheduler script (``crypto_data_export.core.processes.is_manager_process``), started when
-the pidfile says, and serves this export folder (the pidfile records it; the
-process's own environment confirms it). A pidfile that is a symlink, holds
-garbage or names a dead or foreign process, or another folder's scheduler,
-is reported and removed, and no process is touched. ``start`` also refuses
-while a loop started by hand (named in ``state.json``) serves the folder. ``EXPORT_DIR/.service.lock`` serialises
-the commands, so two simultaneous ``start`` cannot both launch.
-
-The parts live beside it: ``pidfile`` (read, write, remove), ``inspect``
-(what runs, the last report), ``service_log``, ``users`` (the unit's user),
-``systemd_unit``. The CLI is ``data_export_service.py`` at the root.
+The pidfile is only a hint (PIDs are reused): nothing is signalled unless the process
+runs our scheduler (``is_manager_process``), started when the pidfile says, and serves
+this export folder. A pidfile that is a symlink, holds garbage or names a dead, foreign
+or other folder's process is reported and removed, and no process is touched. ``start``
+also refuses while a loop started by hand (named in ``state.json``) serves the folder.
+``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,34 +57,14 @@ KILL_WAIT_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 120.0
 
 
-# -- paths and the service lock -------------------------------------------------------
-@dataclass(frozen=True)
-class ServicePaths:
-    export_dir: Path
-    pidfile: Path
-    log: Path
-    lock: Path
-
-    @classmethod
-    def for_export_dir(cls, export_dir: Path) -> ServicePaths:
-        folder = ExportFolder(Path(os.path.abspath(export_dir)))
-        return cls(folder.root, folder.pidfile, folder.service_log, folder.service_lock)
-
-
-def _lock_busy(path: Path) -> ServiceError:
-    return ServiceError(f"another data_export_service command holds {path}; try again later")
-
-
-def _cannot_open_lock(path: Path, exc: OSError) -> ServiceError:
-    return ServiceError(f"cannot open the service lock {path}: {exc.strerror or exc}")
-
-
-class ServiceLock(FileLock):
-    """Exclusive flock on ``EXPORT_DIR/.service.lock`` around check-and-act: two simultaneous
-    ``start`` must not both find the service stopped and both launch it."""
-
-    def __init__(self, path: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
-        super().__init__(path, wait_seconds=wait_seconds, on_busy=_lock_busy, on_error=_cannot_open_lock)
+def service_lock(path: Path) -> FileLock:
+    """Held around check-and-act: two simultaneous ``start`` must not both launch."""
+    return FileLock(
+        path,
+        wait_seconds=LOCK_WAIT_SECONDS,
+        on_busy=lambda p: ServiceError(f"another data_export_service command holds {p}; try again later"),
+        on_error=lambda p, exc: ServiceError(f"cannot open the service lock {p}: {exc.strerror or exc}"),
+    )
 
 
 @dataclass
@@ -109,11 +83,8 @@ class Outcome:
 
 
 def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
-    """Our environment, plus the settings this command read from ./.env, with EXPORT_DIR absolute.
-
-    The scheduler runs in the install folder; without this it could read
-    another .env and write to a different folder than the pidfile's.
-    """
+    """Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
+    runs in the install folder, where another .env could point it elsewhere."""
     env = dict(os.environ)
     env.update({name: settings_env[name] for name in SETTING_VARIABLES if name in settings_env})
     env["EXPORT_DIR"] = str(export_dir)
@@ -123,19 +94,18 @@ def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict
 class DataExportService:
     """Start and stop one detached scheduler per export folder."""
 
-    def __init__(self, paths: ServicePaths, environment: Mapping[str, str] | None = None) -> None:
-        self.paths = paths
-        self.log = ServiceLog(paths.log)
+    def __init__(self, export_dir: Path, environment: Mapping[str, str] | None = None) -> None:
+        self.folder = ExportFolder(Path(os.path.abspath(export_dir)))
+        self.log = ServiceLog(self.folder.service_log)
         self.environment = dict(environment) if environment is not None else dict(os.environ)
 
-    # -- start ----------------------------------------------------------------------
     def start(self, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
-        with ServiceLock(self.paths.lock):
+        with service_lock(self.folder.service_lock):
             return self._start_locked(wait_seconds)
 
     def _inspect(self) -> ServiceState:
-        return inspect_service(self.paths.pidfile, self.paths.export_dir)
+        return inspect_service(self.folder.pidfile, self.folder.root)
 
     def _start_locked(self, wait_seconds: float) -> Outcome:
         outcome = Outcome()
@@ -144,9 +114,9 @@ class DataExportService:
             return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); use 'stop' or 'restart'"])
         if current.state == "unverified":
             return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}"])
-        by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+        by_hand = loop_serving(self.folder.root, self.folder.state)
         if by_hand is not None:
-            folder = printable(self.paths.export_dir)
+            folder = printable(self.folder.root)
             return Outcome(
                 EXIT_FAILED,
                 errors=[
@@ -165,34 +135,33 @@ class DataExportService:
                 EXIT_FAILED,
                 errors=[
                     f"error: the scheduler exited at once with code {process.returncode}; "
-                    f"last lines of {self.paths.log}:",
+                    f"last lines of {self.folder.service_log}:",
                     *("  " + printable(line, 500) for line in tail),
                 ],
             )
         try:
-            real_folder = Path(os.path.realpath(self.paths.export_dir))
-            write_pidfile(self.paths.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
+            real_folder = Path(os.path.realpath(self.folder.root))
+            write_pidfile(self.folder.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
         except StorageError as exc:
             self._terminate(process)
             return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
-        _detach(process)
+        process.returncode = 0  # it outlives this command by design: Popen must not warn that it still runs
         self.log.event(f"started scheduler PID {process.pid}")
-        outcome.lines.append(f"started (PID {process.pid}); log: {self.paths.log}")
+        outcome.lines.append(f"started (PID {process.pid}); log: {self.folder.service_log}")
         return outcome
 
     def _ensure_folders(self) -> None:
         try:
-            self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+            self.folder.service_log.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ServiceError(
-                f"cannot create {self.paths.log.parent}: {exc.strerror or exc}; check EXPORT_DIR and its permissions"
-            ) from exc
+            folder = self.folder.service_log.parent
+            raise ServiceError(f"cannot create {folder}: {exc.strerror or exc}; check EXPORT_DIR") from exc
 
     def _launch(self) -> subprocess.Popen[bytes]:
         try:
-            log_fd = open_log_append(self.paths.log)
+            log_fd = open_log_append(self.folder.service_log)
         except OSError as exc:
-            raise ServiceError(f"cannot open the service log {self.paths.log}: {exc.strerror or exc}") from exc
+            raise ServiceError(f"cannot open the service log {self.folder.service_log}: {exc.strerror or exc}") from exc
         try:
             return subprocess.Popen(
                 [sys.executable, str(MANAGER_PATH)],
@@ -200,7 +169,7 @@ class DataExportService:
                 stdout=log_fd,
                 stderr=log_fd,
                 cwd=INSTALL_DIR,
-                env=child_environment(self.environment, self.paths.export_dir),
+                env=child_environment(self.environment, self.folder.root),
                 start_new_session=True,
                 close_fds=True,
             )
@@ -212,12 +181,11 @@ class DataExportService:
     @staticmethod
     def _confirm(process: subprocess.Popen[bytes], wait_seconds: float) -> bool:
         """Still alive after ``wait_seconds`` (a bad start usually dies within a second)."""
-        deadline = time.monotonic() + max(0.0, wait_seconds)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        return process.poll() is None
+        try:
+            process.wait(timeout=max(0.0, wait_seconds))
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     @staticmethod
     def _terminate(process: subprocess.Popen[bytes]) -> None:
@@ -228,11 +196,10 @@ class DataExportService:
             process.kill()
             process.wait()
 
-    # -- stop -----------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> Outcome:
-        if not self.paths.export_dir.is_dir():
+        if not self.folder.root.is_dir():
             return Outcome(lines=["not running"])
-        with ServiceLock(self.paths.lock):
+        with service_lock(self.folder.service_lock):
             return self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> Outcome:
@@ -242,7 +209,7 @@ class DataExportService:
         if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
             return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; pidfile kept"])
         if current.state != "running" or current.pid is None:
-            remove_pidfile(self.paths.pidfile)
+            remove_pidfile(self.folder.pidfile)
             self.log.event(f"{current.describe()}; removed")
             if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
                 return Outcome(
@@ -258,7 +225,7 @@ class DataExportService:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
+            pass  # gone already
         except PermissionError as exc:
             raise ServiceError(
                 f"not allowed to signal PID {pid}: it belongs to another user; run stop as that user"
@@ -268,16 +235,14 @@ class DataExportService:
         if self._wait_gone(pid, ticks, timeout):
             outcome.lines.append(f"stopped (PID {pid})")
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             if not self._wait_gone(pid, ticks, KILL_WAIT_SECONDS):
                 return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
             self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
             outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
             outcome.lines.append(f"stopped (PID {pid}, killed)")
-        remove_pidfile(self.paths.pidfile)
+        remove_pidfile(self.folder.pidfile)
         self.log.event(f"scheduler PID {pid} stopped")
         return outcome
 
@@ -291,10 +256,9 @@ class DataExportService:
             time.sleep(POLL_SECONDS)
         return True
 
-    # -- restart, status -----------------------------------------------------------
     def restart(self, timeout: float = 30.0, wait_seconds: float = 1.0) -> Outcome:
         self._ensure_folders()
-        with ServiceLock(self.paths.lock):
+        with service_lock(self.folder.service_lock):
             outcome = self._stop_locked(timeout)
             if outcome.exit_code != EXIT_OK:
                 return outcome
@@ -314,20 +278,14 @@ class DataExportService:
         else:
             lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
         if current.state != "running":
-            by_hand = loop_serving(self.paths.export_dir, ExportFolder(self.paths.export_dir).state)
+            by_hand = loop_serving(self.folder.root, self.folder.state)
             if by_hand is not None:
                 lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
-        lines += [f"  pidfile: {self.paths.pidfile}", f"  log: {self.paths.log}"]
-        lines += summarize_status_report(ExportFolder(self.paths.export_dir).status_report)
+        lines += [f"  pidfile: {self.folder.pidfile}", f"  log: {self.folder.service_log}"]
+        lines += summarize_status_report(self.folder.status_report)
         return Outcome(code, lines)
 
 
-def _detach(process: subprocess.Popen[bytes]) -> None:
-    """The scheduler outlives this command by design: tell Popen not to warn that it still runs."""
-    process.returncode = 0
-
-
-# -- the systemd unit ----------------------------------------------------------------
 def write_systemd_unit(output: Path, export_dir: Path, user: str) -> Path:
     target = output / UNIT_NAME if output.is_dir() else output
     text = render_unit(

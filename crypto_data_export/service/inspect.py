@@ -1,21 +1,19 @@
-"""What ``data_export_service.py status`` reports: is our scheduler running, and what did it last say.
+"""What ``data_export_service.py status`` reports: is our scheduler running, what did it last say.
 
-A PID from the pidfile counts as running only if the process behind it runs
-our scheduler script (``crypto_data_export.core.processes.is_manager_process``), started when
-the pidfile says it did, and serves this export folder: a reused PID, or the
-scheduler of another install, is reported as stale and never taken for ours.
-Everything foreign that is shown (command lines, the report's values) goes
-through ``crypto_data_export.core.text.printable``.
+A PID counts as running only if its process runs our scheduler, started when the pidfile
+says and serves this folder; a reused PID or another install's scheduler is stale. Every
+foreign value shown goes through ``printable``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from crypto_data_export.core.clock import from_iso
 from crypto_data_export.core.owned_json import MISSING, OURS, read_owned_json
 from crypto_data_export.core.processes import (
     command_line,
@@ -94,11 +92,7 @@ def inspect_service(pidfile: Path, export_dir: Path | None = None) -> ServiceSta
 
 def loop_serving(export_dir: Path, state_file: Path) -> int | None:
     """The PID of a live scheduler loop that ``state.json`` names for this folder (one started by
-    hand, or one whose pidfile is lost), else None.
-
-    Only ``service_pid`` and ``service_started`` are read, from a file carrying our marker
-    (the format belongs to ``crypto_data_export.store.run_state``, which this layer does not import).
-    """
+    hand, or one whose pidfile is lost), else None; only two fields of ours are read."""
     found = read_owned_json(state_file)
     if found.verdict != OURS or found.data is None:
         return None
@@ -116,22 +110,15 @@ def loop_serving(export_dir: Path, state_file: Path) -> int | None:
 
 
 def _started_as_recorded(pid: int, recorded: Any) -> bool:
-    started = process_start_time(pid)
-    if started is None or not isinstance(recorded, str):
+    started, moment = process_start_time(pid), from_iso(recorded)
+    if started is None or moment is None:
         return False
-    try:
-        moment = datetime.fromisoformat(recorded).timestamp()
-    except ValueError:
-        return False
-    return started - 2 <= moment <= started + START_RECORD_SLACK_SECONDS
+    return started - 2 <= moment.timestamp() <= started + START_RECORD_SLACK_SECONDS
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}"
+    days, rest = divmod(max(0, int(seconds)), 86400)
+    clock = str(timedelta(seconds=rest))  # H:MM:SS
     return f"{days}d {clock}" if days else clock
 
 
@@ -146,11 +133,8 @@ def _shown(section: dict[str, Any], key: str, default: str = "?") -> str:
 
 
 def summarize_status_report(path: Path) -> list[str]:
-    """The last status report in a few lines (the scheduler writes it after every cycle).
-
-    The file is read like any foreign file: no symlink, a size cap, every
-    value checked for its type and escaped before it reaches the terminal.
-    """
+    """The last status report in a few lines, read like any foreign file (no symlink, a size
+    cap, every value checked for its type and escaped)."""
     found = read_owned_json(path)
     if found.verdict == MISSING:
         return ["  last status report: none yet"]

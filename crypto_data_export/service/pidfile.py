@@ -1,14 +1,10 @@
-"""The service's pidfile: written atomically, read without trusting it, removed safely.
+"""The service's pidfile: written atomically, read without trusting it (never through a
+symlink, never blocking on a FIFO), removed safely; whether the PID is really our
+scheduler is the caller's to decide.
 
-The pidfile is only a hint: PIDs are reused and anyone who can write the
-export folder can plant a symlink, a FIFO or garbage in its place. Reading
-never follows a symlink nor blocks, and says what it found instead of
-guessing; deciding whether the PID is really our scheduler is the caller's.
-
-Its first line is the PID (so ``head -1`` still gives it); the next lines
-record which export folder that process serves and when it started (clock
-ticks since boot), so that a pidfile copied to another folder, or a PID
-reused after a reboot, is never taken for the scheduler of this folder::
+The first line is the PID (``head -1`` gives it); the next record the folder that process
+serves and when it started (clock ticks since boot), so a pidfile copied to another folder,
+or a PID reused after a reboot, is never taken for this folder's scheduler::
 
     12345
     export_dir="/srv/crypto/historical_exports"
@@ -106,8 +102,6 @@ def write_pidfile(path: Path, pid: int, export_dir: Path | None = None, start_ti
 def remove_pidfile(path: Path) -> None:
     """Unlink the entry itself: for a symlink that is the link, never its target."""
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        path.unlink(missing_ok=True)
     except OSError as exc:
         raise ServiceError(f"cannot remove the pidfile {path}: {exc.strerror or exc}; remove it by hand") from exc

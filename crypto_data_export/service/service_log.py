@@ -1,9 +1,5 @@
-"""The service's own log (``EXPORT_DIR/logs/data_export_service.log``).
-
-It is also the scheduler's stdout and stderr, so ``start`` rotates it before
-launching, appends its own events between the scheduler's lines, and shows
-its tail when the scheduler dies at once.
-"""
+"""The service's own log, also the scheduler's stdout and stderr: ``start`` rotates it before
+launching, appends its events, and shows its tail when the scheduler dies at once."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ import os
 from pathlib import Path
 
 from crypto_data_export.core.clock import to_iso, utc_now
-from crypto_data_export.core.logfiles import LOG_BACKUPS, MAX_LOG_BYTES, open_log_append
+from crypto_data_export.core.logfiles import LOG_BACKUPS, MAX_LOG_BYTES, NoFollowRotatingFileHandler, open_log_append
 from crypto_data_export.core.reading import iter_chunks, open_regular
 from crypto_data_export.core.text import printable
 
@@ -58,10 +54,6 @@ class ServiceLog:
         try:
             if log.is_symlink() or not log.is_file() or log.stat().st_size < MAX_LOG_BYTES:
                 return
-            for index in range(LOG_BACKUPS - 1, 0, -1):
-                older = log.with_name(f"{log.name}.{index}")
-                if older.exists():
-                    os.replace(older, log.with_name(f"{log.name}.{index + 1}"))
-            os.replace(log, log.with_name(f"{log.name}.1"))
+            NoFollowRotatingFileHandler(log, backupCount=LOG_BACKUPS, delay=True).doRollover()
         except OSError:
             pass  # an unrotated log is better than a service that does not start

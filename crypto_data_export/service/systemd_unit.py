@@ -1,11 +1,7 @@
 """The hardened systemd unit for the scheduler, as text (no I/O here).
 
-The scheduler only needs to read its install and Python, write one folder
-(``EXPORT_DIR``) and open TCP connections to the exchange, so the unit takes
-everything else away: no capabilities, a read-only file system except the
-export folder, no devices, no kernel knobs, a system-call allow list.
-``systemd-analyze security --offline=yes`` rates it 1.7 ("OK"); the rest of
-the score is the network access the job exists for.
+The scheduler reads its install, writes ``EXPORT_DIR`` and talks TCP to the exchange;
+the unit takes everything else away (``systemd-analyze security --offline=yes``: 1.7, "OK").
 """
 
 from __future__ import annotations

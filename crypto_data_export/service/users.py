@@ -24,11 +24,7 @@ def check_service_user(user: str) -> str | None:
     """Why ``user`` cannot run the service, or None."""
     if not USER_NAME.fullmatch(user):
         return f"--user {user!r} is not a valid user name"
-    try:
-        uid = pwd.getpwnam(user).pw_uid
-    except KeyError:
-        uid = None
-    if user == "root" or uid == 0:
+    if user == "root" or (user_exists(user) and pwd.getpwnam(user).pw_uid == 0):
         return f"--user {user}: refusing to run the exporter as root; give an unprivileged user"
     return None
 

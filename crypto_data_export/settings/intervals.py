@@ -1,8 +1,5 @@
-"""Binance kline intervals and the arithmetic of their time grid.
-
-Every interval but ``1M`` has a fixed length; ``1w`` candles open on Monday
-00:00 UTC and ``1M`` candles on the first of each month, as Binance does.
-"""
+"""Binance kline intervals and their time grid: every interval but ``1M`` has a fixed length;
+``1w`` candles open on Monday 00:00 UTC, ``1M`` candles on the first of each month."""
 
 from __future__ import annotations
 

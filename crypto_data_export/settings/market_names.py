@@ -1,8 +1,5 @@
-"""The markets an export can come from, by name, and each one's default host.
-
-Only names and hosts live here (config imports nothing outside config); the
-endpoints, weights and page sizes of each market are ``crypto_data_export.exchange.market_profiles``.
-"""
+"""The markets an export can come from and each one's default host (their endpoints and
+weights are ``exchange.market_profiles``: settings import nothing above them)."""
 
 from __future__ import annotations
 

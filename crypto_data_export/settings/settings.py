@@ -1,16 +1,14 @@
 """Settings: one typed, frozen object built once from the environment and ``.env``.
 
-Every knob of the product lives here so that nothing else reads the
-environment. A bad value is reported with the variable, the value and what
-is accepted (``SettingsError``); the CLIs turn that into exit code 2.
-Every number has an upper bound (``1e300`` hours is a typo, not a wish, and
-would overflow every date computed from it), and the export folder may not
-be a system folder or a home folder itself: cleanup and set-aside act on
-the folder's entries, so it must be a folder of its own.
+Nothing else reads the environment. A bad value is reported with the variable, the value
+and what is accepted (``SettingsError``, exit code 2). Every number has an upper bound
+(``1e300`` hours would overflow every date), and the export folder must be a folder of
+its own (cleanup acts on its entries), never a system or home folder itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -182,26 +180,34 @@ _backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <
 _max_ahead = _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720)
 
 
-def _base_url(name: str, raw: str) -> str:
-    url = raw.strip().rstrip("/")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_BASE_URL}")
-    return url
+Parser = Callable[[str, str], str]
 
 
-def _archive_url(name: str, raw: str) -> str:
-    url = raw.strip().rstrip("/")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {DEFAULT_ARCHIVE_URL}")
-    return url
+def _url(example: str) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        url = raw.strip().rstrip("/")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {example}")
+        return url
+
+    return parse
 
 
-def _interval(name: str, raw: str) -> str:
-    if raw.strip() not in VALID_INTERVALS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(VALID_INTERVALS)}")
-    return raw.strip()
+def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, expected: str = "") -> Parser:
+    """One of ``choices`` (after ``normal``: stripped, maybe re-cased)."""
+
+    def parse(name: str, raw: str) -> str:
+        value = normal(raw.strip())
+        if value not in choices:
+            raise SettingsError(f"{name}={raw!r} is not valid: expected {expected or 'one of ' + ', '.join(choices)}")
+        return value
+
+    return parse
+
+
+_base_url, _archive_url = _url(DEFAULT_BASE_URL), _url(DEFAULT_ARCHIVE_URL)
+_interval = _choice(VALID_INTERVALS)
 
 
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
@@ -217,22 +223,10 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _market(name: str, raw: str) -> str:
-    market = raw.strip().lower()
-    if market not in VALID_MARKETS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected {' or '.join(VALID_MARKETS)}")
-    return market
-
-
+_market = _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
-
-
-def _export_format(name: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in EXPORT_FORMATS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(EXPORT_FORMATS)}")
-    return value
+_export_format = _choice(EXPORT_FORMATS, str.lower)
 
 
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
@@ -249,11 +243,7 @@ def _quote_asset(name: str, raw: str) -> str:
     return asset
 
 
-def _log_level(name: str, raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in LOG_LEVELS:
-        raise SettingsError(f"{name}={raw!r} is not valid: expected one of {', '.join(LOG_LEVELS)}")
-    return level
+_log_level = _choice(LOG_LEVELS, str.upper)
 
 
 # Folders that belong to the system: the export folder may be inside some of them
@@ -268,18 +258,10 @@ VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
 
 
 def _home_folders() -> set[str]:
-    homes = set()
-    for home in (os.environ.get("HOME"), _passwd_home()):
-        if home and home.strip():
-            homes.add(os.path.realpath(home))
-    return homes
-
-
-def _passwd_home() -> str | None:
-    try:
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except KeyError:
-        return None
+    homes = [os.environ.get("HOME") or ""]
+    with contextlib.suppress(KeyError):
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    return {os.path.realpath(home) for home in homes if home.strip()}
 
 
 def system_folder_problem(folder: Path) -> str | None:
@@ -381,12 +363,9 @@ SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPT
 
 
 def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
-    """``settings`` with values replaced from CLI flags, ``{variable: (raw value, flag)}``.
-
-    Each value is checked by its variable's own rule and an error names the flag, not the
-    variable; a None value keeps the setting. All are applied at once, so a combination
-    (``--interval 1w --days 30``) is judged as a whole.
-    """
+    """``settings`` with values from CLI flags, ``{variable: (raw value or None, flag)}``, each
+    checked by its variable's rule (errors name the flag), all at once (a combination such
+    as ``--interval 1w --days 30`` is judged as a whole)."""
     changes: dict[str, Any] = {}
     for variable, (raw, flag) in flags.items():
         if raw is not None:

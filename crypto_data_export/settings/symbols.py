@@ -1,9 +1,5 @@
-"""Which symbols the exporter serves, and the rule every symbol must pass.
-
-A symbol ends up in a URL and in a file name, so it is validated here, once,
-before any request is sent or any file is created: a value such as
-``../etc`` or ``BTC;rm -rf`` must never reach the exchange or the disk.
-"""
+"""Which symbols the exporter serves, and the rule every symbol passes before it reaches a URL
+or a file name (``../etc`` or ``BTC;rm -rf`` never do)."""
 
 from __future__ import annotations
 
@@ -14,11 +10,6 @@ PRIMARY_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 DEFI_SYMBOLS: tuple[str, ...] = ("UNIUSDT", "LINKUSDT", "DOTUSDT", "AVAXUSDT", "AAVEUSDT")
 ALTCOIN_SYMBOLS: tuple[str, ...] = ("DOGEUSDT", "SHIBUSDT", "XRPUSDT")
 
-SYMBOL_GROUPS: dict[str, tuple[str, ...]] = {
-    "primary": PRIMARY_SYMBOLS,
-    "defi": DEFI_SYMBOLS,
-    "altcoins": ALTCOIN_SYMBOLS,
-}
 DEFAULT_SYMBOLS: tuple[str, ...] = PRIMARY_SYMBOLS + DEFI_SYMBOLS + ALTCOIN_SYMBOLS
 
 # The one symbol rule: exchange symbols, file names and the sandbox all use it.
@@ -48,11 +39,8 @@ def normalize_symbol(raw: str) -> str:
 
 
 def parse_symbol_list(text: str) -> list[str]:
-    """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols.
-
-    An empty item (``"BTCUSDT,,ETHUSDT"``) is an error rather than silently
-    skipped, because it usually means a typo in a config file.
-    """
+    """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols; an empty item
+    (``"BTCUSDT,,ETHUSDT"``) is an error: it usually means a typo."""
     if not text.strip():
         return []
     return [normalize_symbol(item) for item in text.split(",")]
@@ -64,16 +52,11 @@ def unique_in_order(symbols: Iterable[str]) -> tuple[str, ...]:
 
 
 def resolve_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tuple[str, ...]:
-    """The configured symbol list.
-
-    ``EXPORT_SYMBOLS`` replaces the default groups; ``CRYPTO_SYMBOLS`` is
-    added to whatever list results (the guide's "Additional" symbols). An
-    empty or blank ``EXPORT_SYMBOLS`` counts as unset (the default groups),
-    the same as a line ``EXPORT_SYMBOLS=`` left in ``.env``.
-    """
-    base = parse_symbol_list(export_symbols) if export_symbols and export_symbols.strip() else list(DEFAULT_SYMBOLS)
-    extra = parse_symbol_list(crypto_symbols) if crypto_symbols else []
-    symbols = unique_in_order(base + extra)
+    """``EXPORT_SYMBOLS`` (blank: the default groups), plus ``CRYPTO_SYMBOLS`` (the guide's
+    "Additional" symbols)."""
+    symbols = listed_symbols(export_symbols, crypto_symbols)
+    if not (export_symbols and export_symbols.strip()):
+        symbols = unique_in_order(DEFAULT_SYMBOLS + symbols)
     if not symbols:
         raise SymbolError("no symbols configured: set EXPORT_SYMBOLS or CRYPTO_SYMBOLS")
     return symbols

@@ -28,18 +28,11 @@ def _strings(paths: list[Path]) -> list[str]:
 
 @dataclass
 class CleanupResult:
-    """What a cleanup removed (or, in a dry run, would remove) and why it kept the rest.
+    """What a cleanup removed (in a dry run: would remove) and why it kept the rest.
 
-    ``removed`` lists every deleted file (retention, duplicates and temp
-    leftovers) and ``reasons`` why each went (a duplicate names the file kept
-    in its place); ``temp_removed`` and ``duplicates_removed`` say which of
-    them were which; ``bytes_freed`` counts them all. ``stopped``: a stop
-    request cut the scan short, so files not reached were left as they were.
-
-    ``remaining`` is the cleanup's own scan minus what it removed or
-    quarantined (the whole scan in a dry run), so the reports that follow
-    need no second pass; ``vanished`` lists candidates that disappeared
-    before they could be removed. Neither is part of the report.
+    ``removed``: every deleted file (retention, duplicates, temp leftovers), ``reasons`` why;
+    ``stopped``: a stop request cut the scan short. Not reported: ``remaining`` (the folder
+    as the cleanup left it) and ``vanished`` (candidates gone before they were removed).
     """
 
     removed: list[Path] = field(default_factory=list)
@@ -96,28 +89,18 @@ class CleanupResult:
 
 
 def merge_cleanups(results: Iterable[CleanupResult | None], *, dry_run: bool) -> CleanupResult:
-    """Several cleanups of one run as one: what each removed or quarantined, added up.
-
-    The per-symbol prunes right after each write and the cleanup pass after
-    the export are one run's cleanup, and a summary that left out the prunes
-    would say "removed 0" although every cycle replaces every file. ``kept``
-    is every file one of them kept and none removed or quarantined;
-    ``remaining`` is the last one's.
-    """
+    """The per-symbol prunes and the cleanup pass of one run as one cleanup (without the prunes
+    a summary would say "removed 0" although every cycle replaces every file)."""
     merged = CleanupResult(dry_run=dry_run)
     kept: dict[Path, None] = {}
     stale: set[str] = set()
     for result in results:
         if result is None:
             continue
-        merged.removed += result.removed
+        for name in ("removed", "quarantined", "temp_removed", "duplicates_removed", "errors", "vanished"):
+            getattr(merged, name).extend(getattr(result, name))
         merged.bytes_freed += result.bytes_freed
-        merged.quarantined += result.quarantined
-        merged.temp_removed += result.temp_removed
-        merged.duplicates_removed += result.duplicates_removed
-        merged.errors += result.errors
         merged.reasons.update(result.reasons)
-        merged.vanished += result.vanished
         merged.stopped = merged.stopped or result.stopped
         stale.update(result.stale_symbols)
         kept.update(dict.fromkeys(result.kept))

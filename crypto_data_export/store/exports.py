@@ -1,10 +1,6 @@
-"""The export files of a folder: listing them (one directory pass) and ordering them.
-
-"Newest" always means the file whose newest candle is newest, read from its
-content (the validation verdict's ``last_open_ms``), never the stamp in its
-name or its mtime: a file written while the host clock was ahead must not
-outrank every later export.
-"""
+"""The export files of a folder and their order. "Newest" is the file whose newest
+candle is newest (its verdict's ``last_open_ms``), never its name stamp or mtime: a file
+written while the host clock was ahead must not outrank every later export."""
 
 from __future__ import annotations
 
@@ -14,9 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from crypto_data_export.settings.market_names import SPOT
-from crypto_data_export.store.formats import FileFormat, format_for_name
-from crypto_data_export.store.layout import export_name_prefix, parse_export_name
-from crypto_data_export.store.listing import FolderNames, folder_entries
+from crypto_data_export.store.layout import parse_export_name
 from crypto_data_export.store.validation import FileValidation
 
 # Where a file without a known newest candle (invalid, unread) sorts: before every real one.
@@ -43,12 +37,6 @@ class ExportFile:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def file_format(self) -> FileFormat:
-        found = format_for_name(self.path.name)
-        assert found is not None, "an ExportFile is only made from a name that parse_export_name accepts"
-        return found
-
 
 def newest_candle_ms(validation: FileValidation | None) -> int:
     """Open time of a valid file's newest candle; ``NO_CANDLE_MS`` for anything else."""
@@ -71,23 +59,9 @@ def newest_first(
     return sorted(files, key=lambda f: content_key(f, validations.get(f.path), f.path in fresh), reverse=True)
 
 
-def latest_per_symbol(
-    validations: Iterable[FileValidation], interval: str, market: str = SPOT
-) -> dict[str, FileValidation]:
-    """Per symbol (files of ``interval`` of ``market``), the verdict on its newest file by content.
-
-    A symbol with no valid file gets its invalid file with the greatest name,
-    so that a report shows what is wrong rather than nothing.
-    """
-    return {
-        symbol: verdict
-        for (market_, symbol, interval_), verdict in latest_per_series(validations).items()
-        if (market_, interval_) == (market, interval)
-    }
-
-
 def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, str, str], FileValidation]:
-    """``latest_per_symbol`` for every series at once, keyed (market, symbol, interval)."""
+    """Per series (market, symbol, interval), the verdict on its newest file by content; a series
+    with no valid file gets its invalid file with the greatest name (a report shows what is wrong)."""
     latest: dict[tuple[str, str, str], tuple[tuple[int, str], FileValidation]] = {}
     for verdict in validations:
         name = Path(verdict.path).name
@@ -99,44 +73,3 @@ def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, 
         if series not in latest or key > latest[series][0]:
             latest[series] = (key, verdict)
     return {series: entry[1] for series, entry in latest.items()}
-
-
-def scan_exports(
-    folder: Path,
-    *,
-    symbol: str | None = None,
-    interval: str | None = None,
-    market: str | None = None,
-    names: FolderNames | None = None,
-) -> list[ExportFile]:
-    """Our export files in ``folder``, in one directory pass, oldest first.
-
-    With ``symbol`` (and ``interval``, of ``market``: spot if not given) only that series' names are parsed and
-    stat-ed: the cost per symbol stays with its own files in a crowded folder; ``names``: a
-    listing of the folder to take them from instead of listing it (see ``crypto_data_export.store.listing``).
-    Symlinks are skipped without being followed, whatever they point to.
-    """
-    found: list[ExportFile] = []
-    base = Path(folder)
-    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
-    entries = folder_entries(base, (prefix,), names if prefix else None)
-    for entry in entries:
-        parsed = parse_export_name(entry.name)
-        try:
-            if parsed is None or not entry.is_file(follow_symlinks=False):
-                continue
-        except OSError:
-            continue
-        symbol_, interval_, created, market_ = parsed
-        if (symbol is not None and symbol_ != symbol) or (interval is not None and interval_ != interval):
-            continue
-        if (market is not None or interval is not None) and market_ != (market or SPOT):
-            continue
-        try:
-            size = entry.stat(follow_symlinks=False).st_size
-        except FileNotFoundError:
-            continue  # removed by a concurrent prune between the listing and now
-        # base / name, not Path(entry.path): only the name is parsed again (~25 % less per file)
-        found.append(ExportFile(base / entry.name, symbol_, interval_, created, size, market_))
-    found.sort(key=lambda f: (f.created, f.name))
-    return found

@@ -1,33 +1,23 @@
 """FileManager: the only code that removes or moves files in the export folder.
 
-It runs unattended and deletes files, so it is built to be impossible to turn
-against the data it protects:
+It runs unattended and deletes files, so it cannot be turned against the data it protects:
 
-* only regular files directly in the folder whose names match
-  ``EXPORT_NAME_PATTERN`` (or ``our_temp_name`` for crash leftovers of a
-  writer that is gone) are ever candidates; symlinks are never followed,
-  subfolders never entered;
-* new candles are judged by the format's own checker as they are written and
-  published only if valid and not older than the newest candle kept
-  (``write_export``): bad data from the exchange never replaces good data;
+* only regular files directly in the folder with our names (exports, ``our_temp_name``
+  leftovers of a writer that is gone) are candidates; symlinks and subfolders never;
+* new candles are published only if the format's checker finds them valid as they are
+  written and not older than the newest candle kept (``write_export``);
 * "newest" is by content (the newest candle inside), never a name stamp;
-* the newest valid file of a configured symbol is never removed, however old
-  (the symbol is reported as stale instead: an exchange outage must not
-  empty the folder);
-* a corrupt file is moved to ``quarantine/``, never deleted, so a bug in
-  validation costs disk space, not data;
+* the newest valid file of a configured symbol is never removed, however old (it is
+  reported as stale: an exchange outage must not empty the folder);
+* a corrupt file is moved to ``quarantine/``, never deleted;
 * every unlink re-checks with ``lstat`` that the name is still a regular file;
-* ``dry_run`` computes the same plan and changes nothing on disk; within one
-  dry run the manager remembers what it would have written and removed, so
-  that a later step of the same dry run sees the folder as the real run
-  would leave it (and lists exactly the removals the real run would do);
-* a scan stops between files (and between chunks of a large file) soon after
-  ``stop_event`` is set (``StopCheck``); files it did not reach are left as they are.
+* ``dry_run`` changes nothing on disk; within one dry run the manager remembers what it
+  would have written and removed, so later steps see the folder as the real run would;
+* a scan stops soon after ``stop_event`` is set (``StopCheck``); files it did not reach
+  are left as they are.
 
-The parts live beside it: ``folder_scan`` lists and reads the folder once
-(validation and hashes from one read), ``retention`` decides what goes and
-why, ``cleanup_report`` holds the results; this module does the moving and
-removing.
+``scan`` reads the folder, ``retention`` decides what goes and why, ``cleanup_report``
+holds the results; this module moves and removes.
 """
 
 from __future__ import annotations
@@ -50,7 +40,7 @@ from crypto_data_export.settings.intervals import is_valid_interval
 from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import unique_in_order
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
-from crypto_data_export.store.exports import ExportFile, content_key, scan_exports
+from crypto_data_export.store.exports import ExportFile, content_key
 from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 from crypto_data_export.store.layout import (
     EXPORT_NAME_PATTERN,
@@ -69,6 +59,7 @@ from crypto_data_export.store.scan import (
     TempFile,
     check_regular_file,
     scan_duplicates,
+    scan_exports,
     scan_folder,
     validate_file,
     writer_gone,
@@ -79,6 +70,8 @@ if TYPE_CHECKING:  # types only: --status and --health must not import pandas fo
     import pandas as pd
 
     from crypto_data_export.settings.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 TEMP_MAX_AGE = timedelta(hours=1)
 _MB = 1024 * 1024
@@ -99,11 +92,8 @@ class ReusableExport:
 
 
 def require_forward(new_last_open_ms: int | None, kept: ReusableExport | None) -> None:
-    """The window only moves forward: refuse candles ending before the newest one kept.
-
-    An exchange whose clock or data is behind (a restore, a lagging mirror)
-    would otherwise replace good recent data with older data.
-    """
+    """Refuse candles ending before the newest one kept: an exchange whose clock or data is
+    behind (a restore, a lagging mirror) must not replace recent data with older data."""
     if kept is None or new_last_open_ms is None or new_last_open_ms >= kept.newest_candle_ms:
         return
     raise OlderDataError(
@@ -111,9 +101,6 @@ def require_forward(new_last_open_ms: int | None, kept: ReusableExport | None) -
         f"({ms_to_iso(kept.newest_candle_ms)}, in {kept.file.name}): its clock or data is behind; "
         "nothing was replaced, the next run asks again"
     )
-
-
-# --- the manager ----------------------------------------------------------
 
 
 class FileManager:
@@ -126,7 +113,6 @@ class FileManager:
         symbols: Sequence[str],
         max_files_per_symbol: int = 1,
         data_retention_days: float = 7,
-        logger: logging.Logger | None = None,
         now: Callable[[], datetime] = utc_now,
         file_format: FileFormat = DEFAULT_FORMAT,
         stop_event: threading.Event | None = None,
@@ -154,9 +140,7 @@ class FileManager:
         self.symbols: tuple[str, ...] = tuple(symbols)
         self.max_files_per_symbol = int(max_files_per_symbol)
         self.data_retention_days = float(data_retention_days)
-        self.logger = logger or logging.getLogger("file_manager")
         self._now = now
-        self._configured = frozenset(self.symbols)
         # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
         self.stop_event = stop_event or threading.Event()
         # One dry run's plan: files it would have written, files it would have removed or quarantined
@@ -173,7 +157,6 @@ class FileManager:
         settings: Settings,
         *,
         protected_symbols: Sequence[str] = (),
-        logger: logging.Logger | None = None,
         stop_event: threading.Event | None = None,
     ) -> FileManager:
         """The manager of ``settings.export_dir``; ``protected_symbols`` adds symbols
@@ -186,7 +169,6 @@ class FileManager:
             settings.max_files_per_symbol,
             settings.data_retention_days,
             file_format=FORMATS[settings.export_format],
-            logger=logger,
             stop_event=stop_event,
             market=settings.market,
             intervals=settings.kline_intervals,
@@ -205,11 +187,8 @@ class FileManager:
 
     @contextlib.contextmanager
     def listed_once(self) -> Iterator[None]:
-        """Within this block the per-series scans (``newest_valid_export``, ``prune_symbol``,
-        here and in ``for_interval`` copies made inside it) share one listing of the folder,
-        kept current with this manager's writes, removals and quarantines (``crypto_data_export.store.listing``:
-        a listing per series is quadratic in a crowded folder and a lock convoy across threads).
-        """
+        """Within this block the per-series scans (here and in ``for_interval`` copies) share
+        one listing of the folder, kept current with this manager's changes (see ``listing``)."""
         try:
             self._names = FolderNames.of(self.export_dir)
         except StorageError:
@@ -219,19 +198,14 @@ class FileManager:
         finally:
             self._names = None
 
-    def _listed(self, name: str) -> None:
+    def _listed(self, name: str, present: bool = True) -> None:
         if self._names is not None:
-            self._names.add(name)
-
-    def _unlisted(self, name: str) -> None:
-        if self._names is not None:
-            self._names.discard(name)
+            (self._names.add if present else self._names.discard)(name)
 
     def protect(self, symbols: Sequence[str]) -> None:
         """Replace the symbols whose newest valid file retention never removes (a symbol
         universe changes from cycle to cycle; a symbol that left it gets the normal rules)."""
         self.symbols = unique_in_order(symbols)
-        self._configured = frozenset(self.symbols)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -239,8 +213,6 @@ class FileManager:
 
     def now(self) -> datetime:
         return as_utc(self._now())
-
-    # --- folder and writing ---------------------------------------------
 
     def ensure_folder(self) -> None:
         """Create the folder up front so a bad path fails with one clear line."""
@@ -270,14 +242,12 @@ class FileManager:
         *,
         replacing: ReusableExport | None = None,
     ) -> tuple[Path, FileValidation]:
-        """Write one export atomically under the one naming scheme; returns (path, verdict).
+        """Write one export atomically; returns (path, verdict).
 
-        Validate before replace: the bytes are judged as they are written, by
-        the same checker that judges files on disk, and published only if
-        valid and (``replacing``: the newest valid file now kept) not older
-        than what is kept. Otherwise InvalidDataError (OlderDataError) is
-        raised, the temp file is gone, and nothing under an export name has
-        changed: no earlier file is touched and quarantine does not grow.
+        Validate before replace: the bytes are judged as they are written, by the checker
+        that judges files on disk, and published only if valid and not older than
+        ``replacing`` (the newest valid file kept). Otherwise InvalidDataError (OlderDataError)
+        is raised and nothing under an export name has changed.
         """
         path = self.export_path(symbol, created)
         self.ensure_folder()
@@ -293,10 +263,8 @@ class FileManager:
             kept = f"{replacing.file.name} is kept" if replacing is not None else "no file was replaced"
             raise InvalidDataError(f"{exc}; {kept}, the next run asks again") from exc
         self._listed(path.name)
-        self.logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
+        logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
-
-    # --- scanning and validation -----------------------------------------
 
     def scan(
         self,
@@ -306,15 +274,12 @@ class FileManager:
         series_only: bool = False,
         judged: Mapping[Path, FileValidation] | None = None,
     ) -> FolderScan:
-        """One directory pass and one read per file (optionally only some symbols,
-        whose names alone are then looked at, and with ``series_only`` only their files
-        of this manager's market and interval; ``known``, ``judged``: see ``scan_folder``);
-        cut short (files not reached: not checked) once ``stop_event`` is set."""
+        """``scan_folder`` of this folder (``series_only``: the symbols' files of this manager's
+        market and interval only), cut short once ``stop_event`` is set."""
         series = (self.market, self.interval) if series_only and symbols is not None else None
         return scan_folder(
             self.export_dir,
             symbols=symbols,
-            logger=self.logger,
             known=known,
             stop=self.stop_event,
             series=series,
@@ -338,12 +303,9 @@ class FileManager:
     ) -> ReusableExport | None:
         """The valid file of ``symbol`` whose newest candle is newest, as a candle frame.
 
-        Every file of the symbol (and interval) is judged, since the newest
-        content can hide behind any name; invalid ones are quarantined (or
-        only skipped) so that the incremental export never builds on a
-        corrupt file, and each quarantine is added to ``record``. A large
-        file is validated as it streams; at most two candle frames are held.
-        Raises ScanStopped soon after ``stop_event`` is set (``StopCheck``).
+        Every file of the series is judged (the newest content can hide behind any name);
+        invalid ones are quarantined (added to ``record``) or skipped. At most two frames
+        are held. Raises ScanStopped soon after ``stop_event`` is set.
         """
         best: ReusableExport | None = None
         should_stop = StopCheck(self.stop_event)
@@ -358,7 +320,7 @@ class FileManager:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                self.logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
             validation, candles = checked.validation, checked.candles
             if validation.valid and candles is not None:
@@ -368,10 +330,8 @@ class FileManager:
             if quarantine:
                 self._try_quarantine(f.path, validation.reason or "invalid", False, record)
             else:
-                self.logger.warning("skipping invalid %s: %s", f.name, validation.reason)
+                logger.warning("skipping invalid %s: %s", f.name, validation.reason)
         return best
-
-    # --- quarantine -------------------------------------------------------
 
     def quarantine(self, path: Path, reason: str, *, dry_run: bool = False) -> Path:
         """Move a corrupt file aside (never delete it) and say why; returns where it went."""
@@ -380,7 +340,7 @@ class FileManager:
             raise StorageError(f"refusing to quarantine {path}: not an export file of {self.export_dir}")
         if dry_run:
             target = self._free_quarantine_name(path.name)
-            self.logger.warning("would quarantine %s: %s", path.name, reason)
+            logger.warning("would quarantine %s: %s", path.name, reason)
             return target
         self._require_regular(path)
         self._ensure_quarantine_dir()
@@ -389,8 +349,8 @@ class FileManager:
             os.replace(path, target)
         except OSError as exc:
             raise StorageError(f"cannot move {path.name} to quarantine: {exc.strerror or exc}") from exc
-        self._unlisted(path.name)
-        self.logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
+        self._listed(path.name, False)
+        logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
 
     def _quarantine_invalid(self, folder: FolderScan, dry_run: bool, result: CleanupResult | None) -> None:
@@ -402,7 +362,7 @@ class FileManager:
         try:
             self.quarantine(path, reason, dry_run=dry_run)
         except StorageError as exc:
-            self.logger.error("%s", exc)
+            logger.error("%s", exc)
             if result is not None:
                 result.errors.append(str(exc))
             return
@@ -442,8 +402,6 @@ class FileManager:
             number += 1
         return target
 
-    # --- cleanup ----------------------------------------------------------
-
     def cleanup(
         self,
         *,
@@ -454,13 +412,9 @@ class FileManager:
     ) -> CleanupResult:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
 
-        ``known``: files just written and their verdicts (in a dry run: files
-        the real run would write, which exist only in the plan). ``judged``: verdicts of
-        files read moments ago (not read again).
-        ``result.remaining`` is the scan it made minus what it removed or
-        quarantined (all of it in a dry run): the folder as the cleanup left
-        it, with verdicts and the hashes of size-colliding files, so that a
-        caller needs no second pass for reports.
+        ``known``: files just written and their verdicts (in a dry run: the files the real run
+        would write); ``judged``: verdicts read moments ago. ``result.remaining`` is the folder
+        as the cleanup left it (with verdicts and hashes), so reports need no second pass.
         """
         known = dict(known or {})
         # Limited to some symbols (a prune after a write), the cleanup looks at this manager's series only.
@@ -480,7 +434,7 @@ class FileManager:
             gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
             result.remaining = folder.without(gone)
         # A per-symbol prune after each write would repeat this line for every symbol.
-        self.logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
+        logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
         return result
 
     def prune_symbol(
@@ -491,18 +445,10 @@ class FileManager:
         written: Mapping[Path, FileValidation] | None = None,
         judged: Mapping[Path, FileValidation] | None = None,
     ) -> CleanupResult:
-        """Retention for one series (this manager's market and interval of ``symbol``),
-        cheap enough to run right after each write.
-
-        Only that series' names are looked at. ``written``: the file just
-        written and its verdict (``write_export``), not read back; in a dry
-        run, the file the real run would write (it counts as written).
-        ``judged``: verdicts read moments ago (the previous file ``newest_valid_export``
-        checked before the write), not read a second time.
-        """
+        """Retention for one series (``symbol`` in this manager's market and interval), cheap
+        enough after each write: ``written`` (the file just written, or in a dry run the one
+        the real run would write) and ``judged`` are not read again."""
         return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
-
-    # --- a dry run's plan --------------------------------------------------
 
     def _as_planned(
         self, folder: FolderScan, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
@@ -538,11 +484,11 @@ class FileManager:
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.
         series = frozenset((self.market, interval) for interval in self.intervals)
-        return RetentionRules(series, self._configured, self.max_files_per_symbol, self.data_retention_days)
+        return RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
 
     def _warn_stale(self, stale_series: Iterable[str]) -> None:
         for symbol in stale_series:
-            self.logger.warning(
+            logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)",
                 symbol,
                 self.data_retention_days,
@@ -558,12 +504,8 @@ class FileManager:
                 result.kept.append(f.path)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
-        """Leftovers of a killed writer (only temp files of our own names: ``our_temp_name``).
-
-        A young one may belong to a running writer, so it goes only when the
-        writer named in it (``atomic_io`` puts the PID in the name) is gone:
-        a ``kill -9`` mid-write must not leave its temp file for an hour.
-        """
+        """Leftovers of a killed writer: a young one may be a running writer's, so it goes only
+        when the PID in its name is gone (a ``kill -9`` must not leave it for an hour)."""
         cutoff = self.now().timestamp() - TEMP_MAX_AGE.total_seconds()
         for temp in temps:
             if temp.mtime >= cutoff and not writer_gone(temp.path.name):
@@ -572,11 +514,8 @@ class FileManager:
                 result.temp_removed.append(temp.path)
 
     def _remove(self, path: Path, reason: str, dry_run: bool, result: CleanupResult) -> bool:
-        """Unlink one candidate after re-checking it is still a regular file of ours.
-
-        Even if a symlink were swapped in after the check, ``unlink`` removes
-        the link itself, never its target.
-        """
+        """Unlink one candidate after re-checking it is a regular file of ours (a symlink swapped
+        in after the check is itself removed, never its target)."""
         name_ok = EXPORT_NAME_PATTERN.fullmatch(path.name) or our_temp_name(path.name)
         if path.parent != self.export_dir or not name_ok:
             result.errors.append(f"refused to remove {path}: not a candidate")
@@ -590,12 +529,12 @@ class FileManager:
             result.errors.append(f"cannot stat {path.name}: {exc.strerror or exc}")
             return False
         if not stat.S_ISREG(info.st_mode):
-            self.logger.warning("%s is no longer a regular file; left alone", path.name)
+            logger.warning("%s is no longer a regular file; left alone", path.name)
             return False
         if not dry_run and not self._unlink(path, result):
             return False
         verb = "would remove" if dry_run else "removed"
-        self.logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
+        logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
         result.removed.append(path)
         result.reasons[path] = reason
         result.bytes_freed += info.st_size
@@ -605,30 +544,25 @@ class FileManager:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            self._unlisted(path.name)
+            self._listed(path.name, False)
             result.vanished.append(path)
             return False
         except OSError as exc:
             message = f"cannot remove {path.name}: {exc.strerror or exc}"
-            self.logger.error("%s", message)
+            logger.error("%s", message)
             result.errors.append(message)
             return False
-        self._unlisted(path.name)
+        self._listed(path.name, False)
         return True
 
-    # --- reports ----------------------------------------------------------
-
     def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
-        """Identical export files (size first, then SHA-256), newest first per group.
-
-        Without a scan this lists the folder once and hashes (streamed) only
-        the files whose size collides: no parsing, no validation.
-        """
+        """Identical export files (size first, then SHA-256), newest first per group; without a
+        scan, only files whose size collides are read (hashed, not parsed)."""
         if scan_result is None:
-            folder = scan_duplicates(self.export_dir, logger=self.logger, stop=self.stop_event)
+            folder = scan_duplicates(self.export_dir, stop=self.stop_event)
         else:
             folder = scan_result
-            folder.hash_size_collisions(self.logger)
+            folder.hash_size_collisions()
         groups = folder.duplicate_groups()
         wasted = sum(f.size for group in groups for f in group[1:])
         return DuplicateReport([[f.path for f in group] for group in groups], wasted)

@@ -26,7 +26,7 @@ from typing import Any
 
 from crypto_data_export.core.errors import StorageError
 
-logger = logging.getLogger("export_historical_data.resume")
+logger = logging.getLogger(__name__)
 
 JOURNAL_MARKER = "crypto-klines-backfill-journal/1"
 MAX_JOURNAL_BYTES = 2 << 30  # a year of 1s candles is ~1.5 GiB of rows; more is not ours

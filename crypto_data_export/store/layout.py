@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -37,25 +36,8 @@ from crypto_data_export.settings.symbols import SYMBOL_RULE
 from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 
 QUARANTINE_DIR_NAME = "quarantine"
-LOGS_DIR_NAME = "logs"
-STATE_NAME = "state.json"
-STATE_LOCK_NAME = ".state.lock"
-STATUS_NAME = "status_report.json"
-STATUS_PAGE_NAME = "status.html"
-# Metrics go to a subfolder (node_exporter's textfile collector reads a whole folder): scans never enter it.
-METRICS_DIR_NAME = "metrics"
-METRICS_FILE_NAME = "exporter.prom"
 RUN_LOCK_NAME = ".run.lock"
-SERVICE_LOCK_NAME = ".service.lock"
-PIDFILE_NAME = "data_export_service.pid"
-EXPORT_LOG_NAME = "export_log.log"
-MANAGER_LOG_NAME = "scheduled_data_manager.log"
-SERVICE_LOG_NAME = "data_export_service.log"
-ARCHIVE_CACHE_DIR_NAME = ".archive_cache"
-BACKFILL_PARTIAL_DIR_NAME = ".backfill_partial"
-# Backfills go to a subfolder: the scheduler's scans and retention never enter subfolders.
-BACKFILL_DIR_NAME = "backfill"
-
+STATE_NAME, STATUS_NAME, PIDFILE_NAME = "state.json", "status_report.json", "data_export_service.pid"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 _INTERVALS_RE = "|".join(re.escape(i) for i in VALID_INTERVALS)
 _SUFFIXES_RE = "|".join(re.escape(f.suffix) for f in FORMATS.values())
@@ -78,11 +60,8 @@ class ExportName(NamedTuple):
 
 
 def series_key(symbol: str, interval: str, market: str = SPOT, *, single: bool = True) -> str:
-    """The name of one export series (state.json, the status report, the console).
-
-    ``single`` (one configured interval, spot): the symbol alone, the guide's keys;
-    else ``{SYMBOL}_{interval}``, or ``{SYMBOL}_{market}_{interval}`` off spot.
-    """
+    """The name of one series (state.json, the status report, the console): the symbol alone
+    when ``single`` (one spot interval, the guide's keys), else ``{SYMBOL}_[{market}_]{interval}``."""
     if single and market == SPOT:
         return symbol
     return f"{symbol}_{interval}" if market == SPOT else f"{symbol}_{market}_{interval}"
@@ -93,75 +72,29 @@ SERIES_KEY_PATTERN = re.compile(
 )
 
 
-@dataclass(frozen=True)
 class ExportFolder:
-    """The paths of one export folder."""
+    """The paths of one export folder (see the map above)."""
 
-    root: Path
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / QUARANTINE_DIR_NAME
-
-    @property
-    def logs(self) -> Path:
-        return self.root / LOGS_DIR_NAME
-
-    @property
-    def state(self) -> Path:
-        return self.root / STATE_NAME
-
-    @property
-    def state_lock(self) -> Path:
-        return self.root / STATE_LOCK_NAME
-
-    @property
-    def status_report(self) -> Path:
-        return self.root / STATUS_NAME
-
-    @property
-    def status_page(self) -> Path:
-        return self.root / STATUS_PAGE_NAME
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.root / METRICS_DIR_NAME / METRICS_FILE_NAME
-
-    @property
-    def run_lock(self) -> Path:
-        return self.root / RUN_LOCK_NAME
-
-    @property
-    def service_lock(self) -> Path:
-        return self.root / SERVICE_LOCK_NAME
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / PIDFILE_NAME
-
-    @property
-    def export_log(self) -> Path:
-        return self.root / EXPORT_LOG_NAME
-
-    @property
-    def manager_log(self) -> Path:
-        return self.logs / MANAGER_LOG_NAME
-
-    @property
-    def service_log(self) -> Path:
-        return self.logs / SERVICE_LOG_NAME
-
-    @property
-    def archive_cache(self) -> Path:
-        return self.root / ARCHIVE_CACHE_DIR_NAME
-
-    @property
-    def backfill_partial(self) -> Path:
-        return self.root / BACKFILL_PARTIAL_DIR_NAME
-
-    @property
-    def backfill(self) -> Path:
-        return self.root / BACKFILL_DIR_NAME
+    def __init__(self, root: Path) -> None:
+        self.root = root = Path(root)
+        self.quarantine = root / QUARANTINE_DIR_NAME
+        self.logs = root / "logs"
+        self.state = root / STATE_NAME
+        self.state_lock = root / ".state.lock"
+        self.status_report = root / STATUS_NAME
+        self.status_page = root / "status.html"
+        # A subfolder (node_exporter's textfile collector reads a whole folder): scans never enter it.
+        self.metrics_file = root / "metrics" / "exporter.prom"
+        self.run_lock = root / RUN_LOCK_NAME
+        self.service_lock = root / ".service.lock"
+        self.pidfile = root / PIDFILE_NAME
+        self.export_log = root / "export_log.log"
+        self.manager_log = self.logs / "scheduled_data_manager.log"
+        self.service_log = self.logs / "data_export_service.log"
+        self.archive_cache = root / ".archive_cache"
+        self.backfill_partial = root / ".backfill_partial"
+        # Backfills go to a subfolder: the scheduler's scans and retention never enter subfolders.
+        self.backfill = root / "backfill"
 
 
 def export_file_name(
@@ -174,25 +107,14 @@ def export_file_name(
 
 @functools.lru_cache(maxsize=1 << 16)
 def parse_export_name(name: str) -> ExportName | None:
-    """(symbol, interval, created, market) for one of our names, else None.
-
-    Cached and parsed without ``strptime`` (4x slower): every folder scan
-    parses every name, and a pass over a crowded folder scans it often.
-    """
+    """(symbol, interval, created, market) for one of our names, else None; cached and without
+    ``strptime`` (4x slower): every scan parses every name."""
     match = EXPORT_NAME_PATTERN.fullmatch(name)
     if match is None:
         return None
-    stamp = match["stamp"]  # YYYYMMDD_HHMMSS, all digits (the pattern says so)
+    t = match["stamp"]  # YYYYMMDD_HHMMSS, all digits (the pattern says so)
     try:
-        created = datetime(
-            int(stamp[0:4]),
-            int(stamp[4:6]),
-            int(stamp[6:8]),
-            int(stamp[9:11]),
-            int(stamp[11:13]),
-            int(stamp[13:15]),
-            tzinfo=UTC,
-        )
+        created = datetime(int(t[:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:]), tzinfo=UTC)
     except ValueError:
         return None
     return ExportName(match["symbol"], match["interval"], created, match["market"] or SPOT)
@@ -203,9 +125,8 @@ ATOMIC_NAMES = frozenset({STATE_NAME, STATUS_NAME, PIDFILE_NAME})
 
 
 def our_temp_name(name: str) -> re.Match[str] | None:
-    """The temp-name match if ``name`` is a temp file of ours: ``atomic_io``'s
-    pattern (with its tag) and a final name that is ours (an export or one of
-    ``ATOMIC_NAMES``). A look-alike for any other name is left alone."""
+    """The temp-name match if ``name`` is a temp file of ours (``atomic_io``'s pattern and a final
+    name that is an export or one of ``ATOMIC_NAMES``), else None."""
     match = TEMP_NAME_PATTERN.fullmatch(name)
     if match is None:
         return None
@@ -214,13 +135,10 @@ def our_temp_name(name: str) -> re.Match[str] | None:
 
 
 def export_name_prefix(symbol: str, interval: str | None = None, market: str = SPOT) -> str:
-    """The start every export name of ``symbol`` (and ``interval`` of ``market``) has.
+    """The start of every export name of ``symbol`` (every series without ``interval``).
 
-    Symbols have no ``_``, so ``BTCUSDT_`` never matches ``BTCUSDTX_...``: a
-    prefix test can drop other symbols' names before any parse or stat. No
-    market name is an interval, so ``BTCUSDT_1h_`` (spot) never matches
-    ``BTCUSDT_usdm_1h_...`` and the other way round. Without ``interval``
-    the prefix covers every series of the symbol.
+    Symbols have no ``_`` and no market name is an interval, so ``BTCUSDT_1h_`` matches
+    neither ``BTCUSDTX_...`` nor ``BTCUSDT_usdm_1h_...``: a prefix test drops other series.
     """
     if not interval:
         return f"{symbol}_"

@@ -1,16 +1,9 @@
 """The export folder's names, listed once for a whole export pass.
 
-Each series looks for its newest file and prunes after its write by its own
-names only, but finding them means reading the whole folder: N series make N
-listings of N names (quadratic in a crowded folder), and reading each name
-lets go of the GIL and takes it back, which 30 export threads turn into a
-lock convoy. A pass lists the folder once (``FolderNames``) and keeps that
-listing current with what this process writes, removes and quarantines.
-
-What another process does meanwhile: a file it adds is seen by the next pass
-(this one neither reuses nor prunes it), and a file it removes is skipped,
-since every name is ``lstat``-ed before use (``NamedEntry``), as a fresh
-listing's entries are.
+N series each listing the folder is quadratic in a crowded folder and a lock convoy
+across 30 threads, so a pass lists it once (``FolderNames``) and keeps the listing current
+with what this process writes, removes and quarantines. A file another process adds is
+seen by the next pass; one it removes is skipped (every name is ``lstat``-ed before use).
 """
 
 from __future__ import annotations
@@ -21,23 +14,8 @@ import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
 from crypto_data_export.core.errors import StorageError
-
-
-class FolderEntry(Protocol):
-    """What the scans use of an ``os.DirEntry`` (always with ``follow_symlinks=False``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def path(self) -> str: ...
-
-    def is_file(self, *, follow_symlinks: bool = True) -> bool: ...
-
-    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result: ...
 
 
 class FolderNames:
@@ -83,8 +61,8 @@ class FolderNames:
 
 
 class NamedEntry:
-    """A listed name with what the scans use of an ``os.DirEntry``, from one ``lstat``
-    (never following a symlink, whatever ``follow_symlinks`` says: the scans never do)."""
+    """A listed name with what the scans use of an ``os.DirEntry``, from one ``lstat`` (never
+    following a symlink, whatever ``follow_symlinks`` says: the scans never do)."""
 
     __slots__ = ("_info", "name", "path")
 
@@ -104,6 +82,9 @@ class NamedEntry:
             return stat.S_ISREG(self.stat().st_mode)
         except FileNotFoundError:
             return False  # gone since the listing
+
+
+FolderEntry = os.DirEntry[str] | NamedEntry
 
 
 def folder_entries(folder: Path, prefixes: tuple[str, ...], names: FolderNames | None) -> list[FolderEntry]:

@@ -1,23 +1,13 @@
 """Which valid export files a cleanup removes, and why: pure functions, no disk, no clock.
 
-The rules that make cleanup safe to run unattended live here, so they can be
-tested without files. "Newest" and "age" come from each file's content (the
-open time of its newest candle, from its validation verdict), never from the
-stamp in its name or its mtime: a file written while the host clock was
-ahead is not newer for it.
+"Newest" and "age" come from each file's newest candle, never its name stamp or mtime.
 
-* a series is (market, symbol, interval): spot and futures files of a symbol,
-  and its intervals, are separate histories, never ranked against each other;
-* the newest valid file of each series of a configured symbol is never
-  removed, however old: an exchange outage must not empty the folder; a
-  configured series (configured symbol x configured (market, interval)) is
-  reported as stale instead; a series no longer configured keeps only that
-  protection (a symbol no longer configured: not even that), as before;
-* beyond that, a file goes if it is not among the newest
-  ``max_files_per_symbol`` of its series, or if its newest candle is older
-  than ``retention_days``;
-* of identical files that survive retention, all but the newest go, under
-  the same protection.
+* a series is (market, symbol, interval): never ranked against another series;
+* the newest valid file of each series of a configured symbol is never removed, however
+  old (an outage must not empty the folder); a configured series is reported as stale;
+* beyond that, a file goes if it is not among the newest ``max_files_per_symbol`` of its
+  series, or if its newest candle is older than ``retention_days``;
+* of identical files that survive, all but the newest go, under the same protection.
 """
 
 from __future__ import annotations
@@ -41,13 +31,6 @@ class RetentionRules:
     configured_symbols: frozenset[str]  # whose newest valid file (per series) is protected
     max_files_per_symbol: int  # per series
     retention_days: float
-
-    @classmethod
-    def for_interval(
-        cls, interval: str, configured_symbols: frozenset[str], max_files: int, days: float, market: str = SPOT
-    ) -> RetentionRules:
-        """The rules of one configured interval of one market (the guide's set-up)."""
-        return cls(frozenset({(market, interval)}), configured_symbols, max_files, days)
 
     def stale_name(self, market: str, symbol: str, interval: str) -> str:
         """How a stale series is named: the symbol alone in the guide's set-up (one spot interval)."""

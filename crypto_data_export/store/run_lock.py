@@ -1,11 +1,5 @@
-"""The run lock: one export run per folder at a time.
-
-cron firing ``--manual`` while the service is mid-cycle must not write the
-same files twice, so every run that changes the folder holds an exclusive,
-non-blocking ``fcntl.flock`` on ``EXPORT_DIR/.run.lock`` for its whole
-duration. The kernel releases it when the process dies, even on ``kill -9``,
-so a crash never leaves a stale lock behind.
-"""
+"""The run lock: one export run per folder at a time (cron's ``--manual`` during the service's
+cycle must not write the same files twice); the kernel releases it if the process dies."""
 
 from __future__ import annotations
 

@@ -1,18 +1,11 @@
 """``state.json``: what the scheduler remembers between runs and restarts.
 
-Counts, the last cycle, per-series last success and last error, the scheduler
-loop's PID, and ``banned_until`` after a 418, so that a restarted process
-does not walk straight back into the ban. Written atomically, with our
-marker (``"writer": "crypto-data-export"``, ``"format_version"``).
-
-Reading trusts nothing: every field is checked for its type and range, and
-a wrong one falls back to its default with one warning, because losing a
-counter is better than refusing to run. A file that is not ours (no marker,
-another writer, a symlink) or not usable (bad JSON, not an object) is never
-overwritten: the next write sets it aside under a new name
-(``state.json.foreign-<stamp>``, ``state.json.corrupt-<stamp>``) and starts
-fresh; a file of ours with wrong fields is kept the same way before the
-repaired one replaces it.
+Counts, the last cycle, per-series last success and error, the loop's PID, and
+``banned_until`` after a 418 (a restart must not walk back into the ban); written
+atomically with our marker. Reading trusts nothing: a field of the wrong type or range
+falls back to its default with one warning (losing a counter beats refusing to run). A
+file that is not ours or not usable, or ours with wrong fields, is set aside under a new
+name (``state.json.foreign-<stamp>``, ``.corrupt-<stamp>``) before ours replaces it.
 """
 
 from __future__ import annotations
@@ -34,7 +27,7 @@ from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.layout import SERIES_KEY_PATTERN, ExportFolder, parse_export_name
 
-logger = logging.getLogger("scheduled_data_manager")
+logger = logging.getLogger(__name__)
 
 STATE_FORMAT_VERSION = 1
 MAX_COUNT = 10**12  # far beyond any real count; bigger is garbage, not history
@@ -130,49 +123,47 @@ class RunState:
         return mark(data, STATE_FORMAT_VERSION)
 
 
-# -- field checks: each says what it expects, and returns the value or raises ValueError --
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise ValueError("a whole number from 0")
-    return value
+# -- field checks: each returns the value (maybe cut) or raises ValueError saying what it expects --
+def _field(test: Callable[[Any], bool], expected: str, *, null: bool = False) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is None and null:
+            return None
+        if not test(value):
+            raise ValueError(expected)
+        return value
+
+    return check
 
 
-def _moment(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 64 or from_iso(value) is None:
-        raise ValueError("an ISO-8601 time or null")
-    return value
+def _whole(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+_count = _field(_whole(0, MAX_COUNT), "a whole number from 0")
+_moment = _field(
+    lambda v: isinstance(v, str) and len(v) <= 64 and from_iso(v) is not None, "an ISO-8601 time or null", null=True
+)
+_pid = _field(_whole(1, MAX_PID), "a process id or null", null=True)
+_service_status = _field(lambda v: v in SERVICE_STATUSES, " or ".join(repr(s) for s in SERVICE_STATUSES))
+_symbol_list = _field(
+    lambda v: (
+        isinstance(v, list)
+        and len(v) <= MAX_SYMBOLS
+        and all(isinstance(s, str) and SERIES_KEY_PATTERN.fullmatch(s) for s in v)
+    ),
+    "a list of symbols",
+)
 
 
 def _ban_end(value: Any) -> str | None:
-    moment = _moment(value)
-    until = from_iso(moment)
+    until = from_iso(_moment(value))
     if until is not None and until > utc_now() + MAX_BAN:
         raise ValueError(f"a ban end within {MAX_BAN.days} days")
-    return moment
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("a text or null")
-    return value[:MAX_TEXT]
-
-
-def _pid(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PID:
-        raise ValueError("a process id or null")
     return value
 
 
-def _service_status(value: Any) -> str:
-    if value not in SERVICE_STATUSES:
-        raise ValueError(" or ".join(repr(s) for s in SERVICE_STATUSES))
-    return str(value)
+def _text(value: Any) -> str | None:
+    return None if value is None else _field(lambda v: isinstance(v, str), "a text or null")(value)[:MAX_TEXT]
 
 
 # duration_ms: the stored start and end times have whole seconds, too coarse for a short cycle.
@@ -183,14 +174,6 @@ def _counters(value: Any) -> dict[str, int]:
     if not isinstance(value, dict) or not set(value) <= set(COUNTER_NAMES):
         raise ValueError("an object of counters (" + ", ".join(COUNTER_NAMES) + ")")
     return {name: _count(number) for name, number in value.items()}
-
-
-def _symbol_list(value: Any) -> list[str]:
-    if not isinstance(value, list) or len(value) > MAX_SYMBOLS:
-        raise ValueError("a list of symbols")
-    if not all(isinstance(s, str) and SERIES_KEY_PATTERN.fullmatch(s) for s in value):
-        raise ValueError("a list of symbols")
-    return list(value)
 
 
 def _universe(value: Any) -> dict[str, str]:
@@ -271,7 +254,6 @@ def state_from_dict(data: dict[str, Any]) -> tuple[RunState, list[str]]:
     return state, problems
 
 
-# -- reading and writing ---------------------------------------------------------------
 @dataclass
 class _Loaded:
     state: RunState
@@ -306,10 +288,8 @@ def _notice(loaded: _Loaded, path: Path, aside: Path | None = None) -> str | Non
 
 
 def load_state(folder: Path, *, quiet: bool = False) -> RunState:
-    """The state as it is on disk, for reading: nothing on disk is changed.
-
-    ``quiet``: the caller writes the state soon (``update_state``), which
-    reports the problem together with where the old file was kept."""
+    """The state as it is on disk (nothing is changed); ``quiet``: the caller writes it soon
+    (``update_state`` reports the problem with where the old file was kept)."""
     path = ExportFolder(Path(folder)).state
     loaded = _load(path)
     notice = _notice(loaded, path)
@@ -333,10 +313,6 @@ def _set_aside(loaded: _Loaded, path: Path) -> str | None:
     return _notice(loaded, path, aside)
 
 
-def save_state(folder: Path, state: RunState) -> None:
-    atomic_write_json(ExportFolder(Path(folder)).state, state.to_dict())
-
-
 def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
     return StorageError(
         f"cannot open the state lock {path}: {exc.strerror or exc}; remove it if it is a symlink or not a regular file"
@@ -344,15 +320,11 @@ def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
 
 
 def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
-    """Read-modify-write of state.json under a short exclusive lock.
-
-    The scheduler loop and a cron ``--manual`` run can both finish at nearly
-    the same moment; the lock makes their updates apply one after the other
-    instead of the later one silently dropping the earlier one's counts.
-    A file that is not ours or not clean is set aside first, never overwritten.
-    """
-    path = ExportFolder(Path(folder)).state
-    with FileLock(ExportFolder(Path(folder)).state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
+    """Read-modify-write of state.json under a short exclusive lock: the loop and a cron
+    ``--manual`` run finishing together must not drop each other's counts."""
+    paths = ExportFolder(Path(folder))
+    path = paths.state
+    with FileLock(paths.state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
         loaded = _load(path)
         notice = _set_aside(loaded, path)
         state = loaded.state
@@ -360,5 +332,5 @@ def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
             logger.warning("%s", notice)
             state.notices.append(notice)
         change(state)
-        save_state(folder, state)
+        atomic_write_json(path, state.to_dict())
         return state

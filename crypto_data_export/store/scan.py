@@ -1,20 +1,14 @@
 """One pass over the export folder: what is there, whether it is valid, what is identical.
 
-Only regular files directly in the folder whose names match
-``EXPORT_NAME_PATTERN`` (or ``our_temp_name`` for crash leftovers) are
-listed; symlinks are never followed, subfolders never entered. Each listed
-file is read once: validation, and SHA-256 only for files whose size
-collides with another's, come from that single read. A file is held whole
-only while it stays under ``STREAM_VALIDATION_BYTES`` (whatever its listed
-size said); past that it is validated as it streams (its format's
-``stream_checker``), and a layout the streaming checker cannot judge is junk:
-memory stays bounded whatever a file named like an export holds.
-A scan limited to some symbols looks only at names starting with their
-prefix, so its cost follows their files, not the folder's. A scan given a
-``stop`` event checks it between files and between chunks of a file: once it
-has been set for ``STOP_GRACE_SECONDS`` (enough for a normal folder, so the
-status written on the way out is still whole), the files not yet read get a
-"not checked" verdict (never trusted, moved or removed) and the scan returns.
+Only regular files directly in the folder with our names (exports, ``our_temp_name``)
+are listed; symlinks are never followed, subfolders never entered. Each file is read
+once: its verdict, and its SHA-256 if its size collides with another's. A file is held
+whole only under ``STREAM_VALIDATION_BYTES``; past that its format's ``stream_checker``
+judges it as it streams (a layout that checker cannot judge is junk), so memory stays
+bounded. A scan of some symbols looks only at their names' prefixes. Once ``stop`` has
+been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on
+the way out is whole), files not yet read get a "not checked" verdict (never trusted,
+moved or removed) and the scan returns.
 """
 
 from __future__ import annotations
@@ -24,14 +18,14 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN
-from crypto_data_export.core.errors import ExportError, StorageError
+from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.processes import pid_alive
 from crypto_data_export.core.reading import hash_regular_file, iter_chunks, open_regular
 from crypto_data_export.settings.market_names import SPOT
@@ -44,6 +38,8 @@ from crypto_data_export.store.validation import FileValidation, cannot_read, not
 
 if TYPE_CHECKING:  # a type only: --status and --health must not import pandas for it
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 # Small files are validated together; this bounds the bytes held in memory at once.
 VALIDATION_BATCH_BYTES = 16 << 20
@@ -60,31 +56,22 @@ class ScanStopped(ExportError):
 
 
 class StopCheck:
-    """True once ``event`` has been set for ``grace`` seconds (as first seen by this check).
+    """True once ``event`` has been set for ``STOP_GRACE_SECONDS`` (as first seen by this check)."""
 
-    A stop request must end a long scan within seconds, but a scan that can
-    finish in that time (every normal folder) should: the status report
-    written on the way out then still judges every file.
-    """
-
-    def __init__(self, event: threading.Event | None, grace: float | None = None) -> None:
+    def __init__(self, event: threading.Event | None) -> None:
         self._event = event
-        self._grace = STOP_GRACE_SECONDS if grace is None else grace
         self._since: float | None = None
 
     def __call__(self) -> bool:
         if self._event is None or not self._event.is_set():
             return False
         now = time.monotonic()
-        if self._since is None:
-            self._since = now
-        return now - self._since >= self._grace
+        self._since = self._since or now
+        return now - self._since >= STOP_GRACE_SECONDS
 
 
 # Asked between files and between chunks of a file: True means stop reading.
 ShouldStop = Callable[[], bool]
-
-
 # (bytes, interval, path): what FileFormat.validate_many takes.
 _ValidationInput = tuple[bytes, str, Path]
 
@@ -94,19 +81,14 @@ class TempFile:
     """A leftover of ``atomic_io`` (possibly of a writer still running)."""
 
     path: Path
-    size: int
     mtime: float
 
 
 @dataclass
 class FolderScan:
-    """One pass over the folder: our files (by name), their verdicts, hashes
-    where sizes collide, and temp leftovers.
-
-    ``unreadable`` files (and files a stopped scan did not reach) are not
-    judged: never quarantined, never removed. ``fresh`` names files just
-    written by this process: they win ties in the content order.
-    """
+    """Our files, their verdicts, hashes where sizes collide, and temp leftovers. ``unreadable``
+    files (and files a stopped scan did not reach) are never quarantined or removed; ``fresh``
+    ones were just written by this process and win ties in the content order."""
 
     files: list[ExportFile] = field(default_factory=list)
     validations: dict[Path, FileValidation] = field(default_factory=dict)
@@ -124,12 +106,17 @@ class FolderScan:
         return [f for f in self.files if not self.validations[f.path].valid and f.path not in self.unreadable]
 
     def newest_first(self, files: Iterable[ExportFile]) -> list[ExportFile]:
-        """``files`` by content, newest candle first (see ``crypto_data_export.store.exports.newest_first``)."""
         return newest_first(files, self.validations, self.fresh)
 
     def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
-        """Groups of identical files, newest (by content) first in each group."""
-        return identical_groups(self.files if among is None else among, self.hashes, self.validations, self.fresh)
+        """Groups of identical files, newest (by content) first in each, by their newest's name."""
+        by_hash: dict[str, list[ExportFile]] = defaultdict(list)
+        for f in self.files if among is None else among:
+            if f.path in self.hashes:
+                by_hash[self.hashes[f.path]].append(f)
+        return sorted(
+            (self.newest_first(group) for group in by_hash.values() if len(group) > 1), key=lambda g: g[0].name
+        )
 
     def with_planned(self, planned: Mapping[ExportFile, FileValidation]) -> FolderScan:
         """This scan plus files a dry run would have written (they exist only in the plan)."""
@@ -144,63 +131,33 @@ class FolderScan:
         gone = set(gone)
         if not gone:
             return self
-        return FolderScan(
+        return replace(
+            self,
             files=[f for f in self.files if f.path not in gone],
             validations={p: v for p, v in self.validations.items() if p not in gone},
             hashes={p: h for p, h in self.hashes.items() if p not in gone},
             temp_files=[t for t in self.temp_files if t.path not in gone],
             unreadable=self.unreadable - gone,
             fresh=self.fresh - gone,
-            stopped=self.stopped,
         )
 
-    def hash_size_collisions(self, logger: logging.Logger | None = None) -> None:
-        """Hash (streamed) any readable file whose size collides and has no hash yet.
-
-        A scan hashes these as it reads; this only catches a file whose size
-        changed after the listing, so duplicate groups never miss one.
-        """
+    def hash_size_collisions(self) -> None:
+        """Hash any readable file whose size collides and has no hash yet (its size changed
+        after the listing), so duplicate groups never miss one."""
         for f in _size_colliding(self.files):
             if f.path not in self.hashes and f.path not in self.unreadable:
-                digest = _try_hash(f, logger)
-                if digest is not None:
-                    self.hashes[f.path] = digest
-
-
-def identical_groups(
-    files: Iterable[ExportFile],
-    hashes: Mapping[Path, str],
-    validations: Mapping[Path, FileValidation],
-    fresh: Collection[Path] = (),
-) -> list[list[ExportFile]]:
-    """Groups of files with the same hash, newest (by content) first in each, groups by their newest's name."""
-    by_hash: dict[str, list[ExportFile]] = defaultdict(list)
-    for f in files:
-        digest = hashes.get(f.path)
-        if digest is not None:
-            by_hash[digest].append(f)
-    groups = [newest_first(group, validations, fresh) for group in by_hash.values() if len(group) > 1]
-    return sorted(groups, key=lambda g: g[0].name)
+                try:
+                    self.hashes[f.path] = hash_regular_file(f.path)
+                except FileNotFoundError:
+                    pass  # gone since the listing
+                except OSError as exc:
+                    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
 def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
     files = list(files)
-    sizes: dict[int, int] = defaultdict(int)
-    for f in files:
-        sizes[f.size] += 1
+    sizes = Counter(f.size for f in files)
     return [f for f in files if sizes[f.size] > 1]
-
-
-def _try_hash(f: ExportFile, logger: logging.Logger | None) -> str | None:
-    try:
-        return hash_regular_file(f.path)
-    except OSError as exc:
-        if logger is not None and not isinstance(exc, FileNotFoundError):
-            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-        return None
-
-
-# --- reading without trusting the name ------------------------------------
 
 
 @dataclass
@@ -221,16 +178,9 @@ def check_regular_file(
     want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
-    """Validate (and hash) one file in one read, by the format its name says, in
-    bounded memory (see ``read_once``).
-
-    Raises OSError (FileNotFoundError if it vanished) and ScanStopped if
-    ``stop`` is set while it reads.
-    """
-    file_format = _format_of(path)
-    read = read_once(path, interval, file_format, want_hash=want_hash, want_candles=want_candles, stop=stop)
-    verdict = read.verdict(want_candles)
-    return FileCheck(verdict[0], verdict[1], read.digest, read.size)
+    """Validate (and hash) one file in one read by the format its name says (``read_once``)."""
+    read = read_once(path, interval, _format_of(path), want_hash=want_hash, want_candles=want_candles, stop=stop)
+    return FileCheck(*read.verdict(want_candles), read.digest, read.size)
 
 
 @dataclass
@@ -268,11 +218,9 @@ def read_once(
     want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> _Read:
-    """Read a file once, hashing as it goes; hold it whole only while it stays
-    under ``STREAM_VALIDATION_BYTES`` (its size when listed decides nothing: it
-    may have grown), past that feed it to the format's stream checker.
-
-    Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
+    """Read a file once, hashing as it goes; hold it whole only while it stays under
+    ``STREAM_VALIDATION_BYTES`` (it may have grown since listed), past that stream it to the
+    format's checker. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
     """
     fd, _ = open_regular(path)
     digest = hashlib.sha256() if want_hash else None
@@ -327,97 +275,78 @@ def writer_gone(temp_name: str) -> bool:
     return pid != os.getpid() and not pid_alive(pid)
 
 
-# --- the scan ---------------------------------------------------------------
-
-
 def scan_folder(
     export_dir: Path,
     *,
     symbols: Collection[str] | None = None,
-    logger: logging.Logger,
     known: Mapping[Path, FileValidation] | None = None,
     stop: threading.Event | None = None,
     series: tuple[str, str] | None = None,
     names: FolderNames | None = None,
     judged: Mapping[Path, FileValidation] | None = None,
 ) -> FolderScan:
-    """One directory pass and one read per file (optionally only some symbols,
-    and with ``series`` = (market, interval) only those symbols' files of that series;
-    ``names``: a listing of the folder to take those symbols' names from, see ``crypto_data_export.store.listing``;
-    ``judged``: verdicts the caller read moments ago, used as they are, not ``fresh``).
-
-    ``known`` gives the verdicts of files the caller has just written (and
-    judged byte for byte as it wrote them): they are not read back (only
-    hashed, streamed, if their size collides), and they are ``fresh``.
-    """
+    """One directory pass and one read per file (only ``symbols``' files if given, of ``series``
+    = (market, interval) if given, their names from ``names`` if given). ``known``: verdicts
+    of files just written (not read back, only hashed if their size collides; ``fresh``);
+    ``judged``: verdicts read moments ago, used as they are."""
     wanted = None if symbols is None else frozenset(symbols)
     market, interval = series if series is not None else (SPOT, None)
-    prefixes = (
-        None
-        if wanted is None
-        else tuple(
-            p
-            for s in wanted
-            for p in (export_name_prefix(s, interval, market), "." + export_name_prefix(s, interval, market))
-        )
-    )
-    result = FolderScan()
-    for entry in _entries(export_dir, prefixes, names):
-        _classify(entry, wanted, result)
-    result.files.sort(key=lambda f: (f.created, f.name))
+    # Each symbol's names, and its temp files' (".{name}...").
+    mine = [export_name_prefix(symbol, interval, market) for symbol in wanted or ()]
+    prefixes = tuple(mine + ["." + p for p in mine]) if wanted is not None else ("",)
+    result = _listed(export_dir, wanted, prefixes, names)
     known = {Path(p): v for p, v in (known or {}).items()}
     result.fresh = set(known)
-    _read_all(result, logger, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
+    _read_all(result, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
     return result
 
 
-def scan_duplicates(
-    export_dir: Path, *, logger: logging.Logger | None = None, stop: threading.Event | None = None
-) -> FolderScan:
-    """Only what a duplicate report needs: one listing, sizes, and a streamed
-    SHA-256 of the files whose size collides; nothing is parsed or validated
-    (the result has no verdicts)."""
-    result = FolderScan()
-    for entry in _entries(export_dir, None):
-        _classify(entry, None, result)
-    result.files.sort(key=lambda f: (f.created, f.name))
-    present: list[ExportFile] = []
-    colliding = {f.path for f in _size_colliding(result.files)}
+def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) -> FolderScan:
+    """What a duplicate report needs: one listing and the SHA-256 of files whose size collides
+    (no verdicts)."""
+    result = _listed(export_dir, None, ("",), None)
+    gone: set[Path] = set()
     should_stop = StopCheck(stop)
-    for f in result.files:
-        if f.path not in colliding:
-            present.append(f)
-            continue
+    for f in _size_colliding(result.files):
         if should_stop():
             result.stopped = True
             result.unreadable.add(f.path)
-            present.append(f)
             continue
         try:
             result.hashes[f.path] = hash_regular_file(f.path)
         except FileNotFoundError:
-            continue  # gone since the listing
+            gone.add(f.path)  # since the listing
         except OSError as exc:
             result.unreadable.add(f.path)
-            if logger is not None:
-                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-        present.append(f)
-    result.files = present
+            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+    result.files = [f for f in result.files if f.path not in gone]
     return result
 
 
-def _entries(export_dir: Path, prefixes: tuple[str, ...] | None, names: FolderNames | None = None) -> list[FolderEntry]:
-    """The folder's entries; with ``prefixes`` only names starting with one of them (taken
-    from ``names``, a pass's listing, if given)."""
-    if prefixes is not None:
-        return folder_entries(export_dir, prefixes, names)
-    try:
-        with os.scandir(export_dir) as it:
-            return list(it)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StorageError(f"cannot list {export_dir}: {exc.strerror or exc}") from exc
+def scan_exports(
+    folder: Path,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    market: str | None = None,
+    names: FolderNames | None = None,
+) -> list[ExportFile]:
+    """Our export files in ``folder`` (never a symlink), oldest first; with ``symbol`` (and
+    ``interval`` of ``market``) only that series' names are looked at, from ``names`` if given."""
+    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
+    files = _listed(Path(folder), None, (prefix,), names if prefix else None).files
+    return [f for f in files if market is None or f.market == market]
+
+
+def _listed(
+    export_dir: Path, wanted: frozenset[str] | None, prefixes: tuple[str, ...], names: FolderNames | None
+) -> FolderScan:
+    """Our files and temp files whose names start with one of ``prefixes``, oldest first."""
+    result = FolderScan()
+    for entry in folder_entries(export_dir, prefixes, names):
+        _classify(entry, wanted, result)
+    result.files.sort(key=lambda f: (f.created, f.name))
+    return result
 
 
 def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderScan) -> None:
@@ -433,29 +362,16 @@ def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderS
                 result.files.append(ExportFile(Path(entry.path), symbol, interval, created, size, market))
             return
         match = our_temp_name(entry.name)
-        if match is not None and _temp_wanted(match["final"], wanted):
-            info = entry.stat(follow_symlinks=False)
-            result.temp_files.append(TempFile(Path(entry.path), info.st_size, info.st_mtime))
+        final = parse_export_name(match["final"]) if match is not None else None
+        if match is not None and (wanted is None or (final is not None and final.symbol in wanted)):
+            result.temp_files.append(TempFile(Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
     except OSError:
         return  # vanished or unstat-able since the listing: not a candidate
 
 
-def _temp_wanted(final_name: str, wanted: frozenset[str] | None) -> bool:
-    if wanted is None:
-        return True
-    parsed = parse_export_name(final_name)
-    return parsed is not None and parsed[0] in wanted
-
-
-def _read_all(
-    result: FolderScan,
-    logger: logging.Logger,
-    known: Mapping[Path, FileValidation],
-    stop: ShouldStop,
-) -> None:
-    """Read each file once; validate small ones in batches (one parse for many),
-    large ones as they stream; files just written (``known``) are not read back.
-    On ``stop`` the files not yet read are marked not checked."""
+def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
+    """Read each file once; validate small ones in batches, large ones as they stream; ``known``
+    files are not read back; on ``stop`` the files not yet read are marked not checked."""
     colliding = {f.path for f in _size_colliding(result.files)}
     present: list[ExportFile] = []
     batch: list[_ValidationInput] = []
@@ -467,10 +383,10 @@ def _read_all(
             continue
         want_hash = f.path in colliding
         if f.path in known:
-            if _known(f, known[f.path], want_hash, result, logger):
+            if _known(f, known[f.path], want_hash, result):
                 present.append(f)
             continue
-        read = _read_one(f, want_hash, result, logger, stop)
+        read = _read_one(f, want_hash, result, stop)
         if read is None:
             continue
         f, data = read
@@ -492,7 +408,7 @@ def _not_reached(f: ExportFile, result: FolderScan) -> None:
     result.validations[f.path] = not_checked(f.path)
 
 
-def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan, logger: logging.Logger) -> bool:
+def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan) -> bool:
     """Record a file just written (and judged as written) with its verdict; False if it vanished."""
     if want_hash:
         try:
@@ -500,20 +416,20 @@ def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: Fold
         except FileNotFoundError:
             return False
         except OSError as exc:
-            _unreadable(f, exc, result, logger)
+            _unreadable(f, exc, result)
             return True
     result.validations[f.path] = replace(verdict, path=f.path)
     return True
 
 
-def _unreadable(f: ExportFile, exc: OSError, result: FolderScan, logger: logging.Logger) -> None:
+def _unreadable(f: ExportFile, exc: OSError, result: FolderScan) -> None:
     result.unreadable.add(f.path)
     result.validations[f.path] = cannot_read(f.path, exc)
     logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
 def _read_one(
-    f: ExportFile, want_hash: bool, result: FolderScan, logger: logging.Logger, stop: ShouldStop
+    f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop
 ) -> tuple[ExportFile, bytes | None] | None:
     """(file, bytes to validate in a batch): bytes None if unreadable, stopped, or
     already judged as it streamed (a large file); None if it vanished since the listing."""
@@ -525,7 +441,7 @@ def _read_one(
         _not_reached(f, result)
         return f, None
     except OSError as exc:
-        _unreadable(f, exc, result, logger)
+        _unreadable(f, exc, result)
         return f, None
     if read.digest is not None:
         result.hashes[f.path] = read.digest

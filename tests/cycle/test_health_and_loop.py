@@ -9,7 +9,7 @@ import pytest
 
 from crypto_data_export.report.status_report import build_status_report
 from crypto_data_export.settings.settings import Settings
-from crypto_data_export.store.exports import latest_per_symbol
+from crypto_data_export.store.exports import latest_per_series
 from crypto_data_export.store.layout import export_file_name
 from crypto_data_export.store.run_state import RunState
 from crypto_data_export.store.validation import FileValidation
@@ -55,8 +55,9 @@ def test_the_newest_file_is_the_one_with_the_newest_candle(tmp_path: Path) -> No
     fresh = _file(tmp_path, "BTCUSDT", NOW - 5 * HOUR, NOW.replace(minute=0) - HOUR)
     newer_name_older_data = _file(tmp_path, "BTCUSDT", NOW - HOUR, NOW - timedelta(days=1))
     corrupt = _file(tmp_path, "BTCUSDT", NOW, NOW, valid=False)
-    assert latest_per_symbol([fresh, newer_name_older_data, corrupt], "1h")["BTCUSDT"] is fresh
-    assert latest_per_symbol([corrupt], "1h")["BTCUSDT"] is corrupt
+    series = ("spot", "BTCUSDT", "1h")
+    assert latest_per_series([fresh, newer_name_older_data, corrupt])[series] is fresh
+    assert latest_per_series([corrupt])[series] is corrupt
 
 
 def test_the_report_carries_our_marker_after_the_guide_keys(tmp_path: Path) -> None:

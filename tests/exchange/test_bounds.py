@@ -210,7 +210,7 @@ def test_a_published_limit_is_clamped_and_the_clamp_logged(sandbox_factory, capl
     assert clamp_weight_limit(1200) == 1200
     exchange = sandbox_factory(published_weight_limit=2)
     client = make_client(exchange.base_url)
-    with caplog.at_level(logging.WARNING, logger="export_historical_data"):
+    with caplog.at_level(logging.WARNING, logger="crypto_data_export.exchange.client"):
         assert client.load_rate_limits("BTCUSDT") == MIN_WEIGHT_LIMIT
     assert "weight limit of 2 per minute; using 60" in caplog.text
 
@@ -284,7 +284,7 @@ def test_sync_clock_measures_the_skew_and_warns_beyond_minutes(sandbox_factory, 
     exchange = sandbox_factory(clock_offset_ms=3_600_000)
     client = make_client(exchange.base_url)
     assert client.clock_skew_seconds is None
-    with caplog.at_level(logging.WARNING, logger="export_historical_data"):
+    with caplog.at_level(logging.WARNING, logger="crypto_data_export.exchange.client"):
         client.sync_clock()
     assert client.clock_skew_seconds is not None and 3590 < client.clock_skew_seconds < 3610
     assert "the exchange's clock says" in caplog.text and "this machine's clock says" in caplog.text

@@ -13,10 +13,10 @@ import pytest
 
 from crypto_data_export.core.errors import StorageError
 from crypto_data_export.store.cleanup_report import CleanupResult
-from crypto_data_export.store.exports import scan_exports
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.layout import export_file_name
+from crypto_data_export.store.scan import scan_exports
 from tests.support import BTC_FILE, CORRUPT, NOW, build_scenario, listing, put, temp_name, valid_bytes
 
 CONFIGURED = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
@@ -296,7 +296,7 @@ def test_removals_and_quarantines_are_logged(tmp_path: Path, caplog: pytest.LogC
     put(folder, "BTCUSDT", 0, valid_bytes())
     old = put(folder, "BTCUSDT", 1, valid_bytes(20))
     put(folder, "BTCUSDT", 0.5, CORRUPT)
-    with caplog.at_level(logging.INFO, logger="file_manager"):
+    with caplog.at_level(logging.INFO, logger="crypto_data_export.store.files"):
         result = manager(folder).cleanup()
     assert isinstance(result, CleanupResult)
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
@@ -369,7 +369,7 @@ def test_scans_for_one_symbol_look_only_at_its_names(tmp_path: Path) -> None:
 
     assert [f.path for f in scan_exports(folder, symbol="BTCUSDT", interval="1h")] == [mine]
     assert [f.path for f in scan_exports(folder, symbol="BTCUSDT")] == [mine, other_interval]
-    scan = scan_folder(folder, symbols=["BTCUSDT"], logger=logging.getLogger("test"))
+    scan = scan_folder(folder, symbols=["BTCUSDT"])
     assert {f.path for f in scan.files} == {mine, other_interval}
     assert [t.path for t in scan.temp_files] == [temp]
     assert scan.validations[mine].valid and set(scan.validations) == {mine, other_interval}

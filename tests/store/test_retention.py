@@ -22,7 +22,7 @@ from crypto_data_export.store.scan import FolderScan
 from crypto_data_export.store.validation import FileValidation
 
 NOW = datetime(2024, 11, 10, 12, 0, 0, tzinfo=UTC)
-RULES = RetentionRules.for_interval("1h", frozenset({"BTCUSDT", "ETHUSDT"}), 2, 7)
+RULES = RetentionRules(frozenset({("spot", "1h")}), frozenset({"BTCUSDT", "ETHUSDT"}), 2, 7)
 
 
 def export(symbol: str, days_old: float, interval: str = "1h", size: int = 100) -> ExportFile:
@@ -111,7 +111,7 @@ def test_newest_is_the_newest_candle_inside_never_the_name_stamp() -> None:
     future = export("BTCUSDT", -400)  # named more than a year ahead
     today = export("BTCUSDT", 0.01)
     folder = scan(future, today, content={future: NOW - timedelta(days=1)})
-    plan = plan_cleanup(folder, RetentionRules.for_interval("1h", frozenset({"BTCUSDT"}), 1, 7), NOW)
+    plan = plan_cleanup(folder, RetentionRules(frozenset({("spot", "1h")}), frozenset({"BTCUSDT"}), 1, 7), NOW)
     assert plan.removals == {future.path: "beyond the newest 1 of BTCUSDT 1h"}
     assert protected_files(folder, [future, today], frozenset({"BTCUSDT"})) == {today.path}
 
@@ -134,5 +134,5 @@ def test_a_file_just_written_wins_a_tie_with_a_future_named_twin() -> None:
     future, fresh = export("BTCUSDT", -30), export("BTCUSDT", 0)
     folder = scan(future, fresh, content={future: NOW - timedelta(hours=1)}, hashes={future: "same", fresh: "same"})
     folder.fresh = {fresh.path}
-    plan = plan_cleanup(folder, RetentionRules.for_interval("1h", frozenset({"BTCUSDT"}), 2, 7), NOW)
+    plan = plan_cleanup(folder, RetentionRules(frozenset({("spot", "1h")}), frozenset({"BTCUSDT"}), 2, 7), NOW)
     assert plan.removals == {future.path: f"duplicate of {fresh.name}"}

@@ -4,7 +4,6 @@ scans, summaries that add up. The clock is the only thing injected."""
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import tracemalloc
@@ -17,7 +16,7 @@ import crypto_data_export.store.scan as folder_scan
 from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError
 from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
-from crypto_data_export.store.exports import latest_per_symbol
+from crypto_data_export.store.exports import latest_per_series
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.formats.csv_format import CsvFormat
@@ -80,7 +79,7 @@ def test_a_verdict_written_equals_the_verdict_read(tmp_path: Path) -> None:
 # --- order by content -------------------------------------------------------------------
 
 
-def test_latest_per_symbol_is_by_content_not_by_name() -> None:
+def test_latest_per_series_is_by_content_not_by_name() -> None:
     def verdict(name: str, valid: bool, last_open_ms: int | None = None) -> FileValidation:
         return FileValidation(Path("/x") / name, valid, None if valid else "bad", last_open_ms=last_open_ms)
 
@@ -88,8 +87,12 @@ def test_latest_per_symbol_is_by_content_not_by_name() -> None:
     today = verdict("BTCUSDT_1h_20241110_120000.csv", True, 2_000 * HOUR_MS)
     broken = verdict("ETHUSDT_1h_20990101_000000.csv", False)
     other_interval = verdict("ETHUSDT_4h_20241110_120000.csv", True, 3_000 * HOUR_MS)
-    latest = latest_per_symbol([future, today, broken, other_interval], "1h")
-    assert latest == {"BTCUSDT": today, "ETHUSDT": broken}
+    latest = latest_per_series([future, today, broken, other_interval])
+    assert latest == {
+        ("spot", "BTCUSDT", "1h"): today,
+        ("spot", "ETHUSDT", "1h"): broken,
+        ("spot", "ETHUSDT", "4h"): other_interval,
+    }
 
 
 def test_newest_valid_export_is_the_newest_content(tmp_path: Path) -> None:
@@ -203,7 +206,7 @@ def test_a_stop_leaves_a_short_scan_its_grace_to_finish(tmp_path: Path) -> None:
     put(folder, "BTCUSDT", 1, valid_bytes(24, 1))
     stop = threading.Event()
     stop.set()
-    scan = folder_scan.scan_folder(folder, logger=logging.getLogger("test"), stop=stop)
+    scan = folder_scan.scan_folder(folder, stop=stop)
     assert not scan.stopped and all(v.valid for v in scan.validations.values())
 
 
