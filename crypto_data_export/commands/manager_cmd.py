@@ -15,15 +15,7 @@ from typing import NoReturn
 
 from crypto_data_export.core.cli import run_main
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from crypto_data_export.report.console import (
-    SymbolProgress,
-    exit_code_of,
-    print_cycle,
-    print_health,
-    print_notices,
-    print_selection,
-    print_status,
-)
+from crypto_data_export.report import console
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import SettingsError, load_settings
@@ -118,20 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    progress = SymbolProgress(
+    progress = console.SymbolProgress(
         len(symbols or settings.symbols) * len(settings.kline_intervals),
         enabled=(args.manual or args.export_only) and not args.verbose,
     )
     manager = ScheduledDataManager(settings, symbols=symbols, on_symbol_done=progress.advance)
-    code = exit_code_of(lambda: _run(manager, args, progress))
+    code = console.exit_code_of(lambda: _run(manager, args, progress))
     if one_shot:  # the loop logs them on its console already
-        print_notices(manager.notices)
+        console.print_notices(manager.notices)
     return code
 
 
-def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: SymbolProgress) -> int:
+def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: console.SymbolProgress) -> int:
     if args.health:
-        return print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
+        return console.print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
     if args.status:
         report = manager.write_status(verify=args.verify, page=args.verify)  # the page reads the files
         if args.html is not None:
@@ -139,11 +131,11 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: Symb
             manager.publish_page(report, page)
             if not args.json:
                 print(f"status page: {page}")
-        print_status(report, as_json=args.json)
+        console.print_status(report, as_json=args.json)
         return EXIT_OK
     if args.list_symbols:
         plan = manager.current_selection()
-        return print_selection(plan.selected_by, plan.problem)
+        return console.print_selection(plan.selected_by, plan.problem)
 
     def request_stop(signum: int, _frame: object) -> None:
         """SIGTERM/SIGINT finish the current symbol, keep files whole, then exit 0."""
@@ -158,7 +150,7 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: Symb
         cycle = manager.run_cycle(export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run)
     finally:
         progress.close()
-    print_cycle(cycle)
+    console.print_cycle(cycle)
     return cycle.exit_code
 
 

@@ -163,7 +163,7 @@ def _card(title: str, value: str, detail: str = "", state: str = "") -> str:
     )
 
 
-def _summary(report: Mapping[str, Any], disk: tuple[int, int] | None) -> str:
+def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
     health = report.get("health", {}).get("status", "unknown")
     system, last = report.get("system_status", {}), report.get("last_cycle", {})
     files = report.get("file_statistics", {})
@@ -236,7 +236,7 @@ def render_status_page(
     closes: Mapping[str, Sequence[float]] | None = None,
     *,
     interval: str = "1h",
-    disk: tuple[int, int] | None = None,
+    disk: Disk | None = None,
 ) -> str:
     """The whole page; ``interval`` names the series of entries that do not say theirs."""
     closes = closes or {}

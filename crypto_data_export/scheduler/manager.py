@@ -28,25 +28,11 @@ from crypto_data_export.core.errors import (
 )
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
+from crypto_data_export.pipeline import selection
 from crypto_data_export.pipeline.run_summary import CycleReport
-from crypto_data_export.pipeline.selection import (
-    LISTED,
-    SymbolPlan,
-    known_selection,
-    listed_plan,
-    resolve_plan,
-    universe_rule,
-    unresolved_message,
-)
+from crypto_data_export.report import status_report
 from crypto_data_export.report.metrics import metrics_path, write_metrics
 from crypto_data_export.report.status_page import disk_of, read_closes, render_status_page
-from crypto_data_export.report.status_report import (
-    build_status_report,
-    export_folder_problem,
-    recorded_statistics,
-    recorded_verdicts,
-    write_status_report,
-)
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
@@ -94,7 +80,7 @@ class ScheduledDataManager:
         self.export_dir = settings.export_dir
         self.symbols = tuple(symbols) if symbols else settings.symbols
         # A --symbols list is this run's whole list: no universe is resolved for it.
-        self.universe = None if symbols else universe_rule(settings)
+        self.universe = None if symbols else selection.universe_rule(settings)
         self.stop_event = stop_event or threading.Event()
         # Protection in cleanup covers every configured symbol, not only this run's; its scans stop on the event.
         self.files = FileManager.from_settings(
@@ -147,7 +133,7 @@ class ScheduledDataManager:
         state = self._note(load_state(self.export_dir, quiet=not dry_run))
         # Until this cycle resolves the universe, the last resolved one stays protected
         # (an exchange outage must not cost a universe symbol its newest file).
-        self.files.protect([*self.symbols, *known_selection(self.settings, state)])
+        self.files.protect([*self.symbols, *selection.known_selection(self.settings, state)])
         if export:
             self._export_step(report, state, dry_run)
         # The files just written were judged byte for byte as they were written: not read back.
@@ -191,28 +177,28 @@ class ScheduledDataManager:
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
 
-    def _symbol_plan(self, report: CycleReport) -> SymbolPlan:
+    def _symbol_plan(self, report: CycleReport) -> selection.SymbolPlan:
         """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
 
         A universe that cannot be resolved, or that selects nothing, fails the run
         (``report.universe_error``); the listed symbols are still exported.
         """
         if self.universe is None:
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         from crypto_data_export.pipeline.export_job import ExportReport
 
         try:
-            plan = resolve_plan(self.settings, self.job.client, self.symbols)
+            plan = selection.resolve_plan(self.settings, self.job.client, self.symbols)
         except StopRequested:
             if not self.symbols:
                 report.export = ExportReport(stopped=True)
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         except ExportError as exc:  # the exchange unreachable, banning us or answering garbage
-            report.universe_error = unresolved_message(self.universe, exc)
+            report.universe_error = selection.unresolved_message(self.universe, exc)
             if isinstance(exc, IPBannedError):
                 report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
             logger.error("%s", report.universe_error)
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         if plan.exchange_info is not None:
             self.job.adopt_exchange_info(plan.exchange_info)
         if plan.problem is not None:
@@ -231,16 +217,16 @@ class ScheduledDataManager:
             self.files.protect(plan.symbols)
         return plan
 
-    def current_selection(self) -> SymbolPlan:
+    def current_selection(self) -> selection.SymbolPlan:
         """The symbols a cycle would export now, each with its rule (asks the exchange for a universe)."""
         if self.universe is None:
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         try:
-            return resolve_plan(self.settings, self.job.client, self.symbols)
+            return selection.resolve_plan(self.settings, self.job.client, self.symbols)
         except UniverseError:
             raise
         except ExportError as exc:
-            raise UniverseError(unresolved_message(self.universe, exc)) from exc
+            raise UniverseError(selection.unresolved_message(self.universe, exc)) from exc
 
     def _record(self, state: RunState, report: CycleReport, started: datetime, export: bool, cleanup: bool) -> None:
         now = utc_now()
@@ -250,7 +236,7 @@ class ScheduledDataManager:
             return
         state.last_cycle_start, state.last_cycle_end = to_iso(started), to_iso(now)
         if self.universe is not None and report.universe_error is None and report.selected_by:
-            state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
+            state.universe = {s: r for s, r in report.selected_by.items() if r != selection.LISTED}
             state.universe_resolved_at = to_iso(now)
         exp = report.export
         changed = report.files_changed
@@ -308,19 +294,21 @@ class ScheduledDataManager:
         validations: list[FileValidation] = []
         statistics: dict[str, Any] = {}
         validated_at = None
-        is_folder = export_folder_problem(self.export_dir) is None
+        is_folder = status_report.export_folder_problem(self.export_dir) is None
         if is_folder and scan is None and not verify:
             files = scan_exports(self.export_dir)
-            validations, validated_at = recorded_verdicts(self.export_dir, files)
-            statistics = recorded_statistics(files, validations)
+            validations, validated_at = status_report.recorded_verdicts(self.export_dir, files)
+            statistics = status_report.recorded_statistics(files, validations)
         elif is_folder:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = self.files.file_statistics(scan_result=scan)
         service = self.service_status(state)
-        report = build_status_report(self.settings, state, validations, statistics, service, validated_at=validated_at)
+        report = status_report.build_status_report(
+            self.settings, state, validations, statistics, service, validated_at=validated_at
+        )
         if write and self.export_dir.is_dir():
-            write_status_report(self.export_dir, report, self.notices)
+            status_report.write_status_report(self.export_dir, report, self.notices)
             self.publish(report, page=page)
         return report
 
