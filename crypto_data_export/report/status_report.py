@@ -170,9 +170,9 @@ def _stale_reason(symbol: str, entry: dict[str, Any]) -> str:
     if not entry["valid"]:
         return f"{symbol} ({entry['reason'] or 'invalid'})"
     age, limit = entry.get("newest_close_age_hours"), entry.get("fresh_limit_hours")
-    return (
-        f"{symbol} (no candle)" if age is None else f"{symbol} (newest candle closed {age:g} h ago, limit {limit:g} h)"
-    )
+    if age is None:
+        return f"{symbol} (no candle)"
+    return f"{symbol} (newest candle closed {age:g} h ago, limit {limit:g} h)"
 
 
 def export_folder_problem(folder: Path) -> str | None:

@@ -16,16 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crypto_data_export.core import errors
 from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.clock import from_ms, to_iso, utc_now
-from crypto_data_export.core.errors import (
-    ExportError,
-    IPBannedError,
-    RunLockedError,
-    StopRequested,
-    StorageError,
-    UniverseError,
-)
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
 from crypto_data_export.pipeline import selection
@@ -189,13 +182,13 @@ class ScheduledDataManager:
 
         try:
             plan = selection.resolve_plan(self.settings, self.job.client, self.symbols)
-        except StopRequested:
+        except errors.StopRequested:
             if not self.symbols:
                 report.export = ExportReport(stopped=True)
             return selection.listed_plan(self.symbols)
-        except ExportError as exc:  # the exchange unreachable, banning us or answering garbage
+        except errors.ExportError as exc:  # the exchange unreachable, banning us or answering garbage
             report.universe_error = selection.unresolved_message(self.universe, exc)
-            if isinstance(exc, IPBannedError):
+            if isinstance(exc, errors.IPBannedError):
                 report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
             logger.error("%s", report.universe_error)
             return selection.listed_plan(self.symbols)
@@ -223,10 +216,10 @@ class ScheduledDataManager:
             return selection.listed_plan(self.symbols)
         try:
             return selection.resolve_plan(self.settings, self.job.client, self.symbols)
-        except UniverseError:
+        except errors.UniverseError:
             raise
-        except ExportError as exc:
-            raise UniverseError(selection.unresolved_message(self.universe, exc)) from exc
+        except errors.ExportError as exc:
+            raise errors.UniverseError(selection.unresolved_message(self.universe, exc)) from exc
 
     def _record(self, state: RunState, report: CycleReport, started: datetime, export: bool, cleanup: bool) -> None:
         now = utc_now()
@@ -257,23 +250,29 @@ class ScheduledDataManager:
         if exp.banned_until is not None:
             state.banned_until = to_iso(exp.banned_until)
         for outcome in exp.outcomes.values():
-            if outcome.error_kind == "stopped":
-                continue
-            entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
-            if not outcome.ok:
-                entry.last_error, entry.last_error_kind = outcome.error, outcome.error_kind
-                entry.last_error_at = to_iso(now)
-                continue
-            entry.last_success, entry.last_file = to_iso(now), outcome.path
-            entry.last_error = entry.last_error_at = entry.last_error_kind = None
-            if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
-                entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
-                entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
+            if outcome.error_kind != "stopped":
+                self._record_symbol(state, outcome, now)
         state.last_cycle_failed_symbols = [o.key for o in exp.failed if o.error_kind != "stopped"]
         if exp.succeeded:
             state.export_count += 1
             state.last_successful_cycle = to_iso(now)
         state.last_cycle_result = report.result  # "ok" only if nothing failed and nothing was quarantined
+
+    @staticmethod
+    def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
+        entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
+        if not outcome.ok:
+            entry.last_error, entry.last_error_at, entry.last_error_kind = (
+                outcome.error,
+                to_iso(now),
+                outcome.error_kind,
+            )
+            return
+        entry.last_success, entry.last_file = to_iso(now), outcome.path
+        entry.last_error = entry.last_error_at = entry.last_error_kind = None
+        if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
+            entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
+            entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
 
     def write_status(
         self,
@@ -318,7 +317,7 @@ class ScheduledDataManager:
         try:
             if page:
                 self.publish_page(report, ExportFolder(self.export_dir).status_page)
-        except StorageError as exc:
+        except errors.StorageError as exc:
             logger.warning("%s", exc)
         target = metrics_path(self.settings)
         if target is not None:
@@ -371,7 +370,7 @@ class ScheduledDataManager:
             changed = report.files_changed  # the prunes after each write count too
             cleanup = changed.summary() if changed is not None else "not run"
             logger.info("cycle finished with exit code %d; cleanup: %s", report.exit_code, cleanup)
-        except RunLockedError as exc:
+        except errors.RunLockedError as exc:
             logger.warning("cycle skipped: %s", exc)
         except Exception:  # the loop must survive anything a cycle raises
             logger.exception("cycle failed")
