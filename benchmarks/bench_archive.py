@@ -56,8 +56,8 @@ class PathCounter:
         self._original = ClientStats.count
         counter = self
 
-        def count(stats: ClientStats, path: str) -> None:
-            counter._original(stats, path)
+        def count(stats: ClientStats, path: str, weight: int = 0) -> None:
+            counter._original(stats, path, weight)
             counter.paths[path] += 1
 
         ClientStats.count = count  # type: ignore[method-assign]

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
+from crypto_data_export.core.candles import merge_candles
+from crypto_data_export.exchange.history import HistoricalDataExporter, RestPages, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.settings.intervals import floor_open_ms, next_open_ms
@@ -446,3 +448,13 @@ def assert_same_candles(left: Any, right: Any) -> None:
                 assert dtype == "int64", (column, dtype)
             else:
                 assert isinstance(dtype, pd.StringDtype), (column, dtype)
+
+
+def export_window(
+    exporter: HistoricalDataExporter, symbol: str, previous: Any = None, **plan_options: Any
+) -> SymbolExport:
+    """What the export job does with one series, minus the file: plan the window against
+    ``previous``, take its candles from REST pages (``RestPages``), merged into ``frame``."""
+    export = exporter.plan(symbol, previous, **plan_options)
+    export.frame = merge_candles(list(RestPages().chunks(exporter, export)))
+    return export

@@ -30,20 +30,19 @@ import logging
 import os
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
-from crypto_data_export.backfill.resume import ResumableExporter
-from crypto_data_export.core.errors import ExchangeError, ExportError, NoDataError, StorageError
+from crypto_data_export.backfill.resume import JournalSource, stoppable
+from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
 from crypto_data_export.exchange.archive import (
     NO_CHECKSUM,
     ArchiveClient,
@@ -63,16 +62,16 @@ from crypto_data_export.exchange.archive import (
     sha256_of,
 )
 from crypto_data_export.exchange.client import ExchangeClient
-from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport, candles_in_window
 from crypto_data_export.pipeline.export_job import ExportJob, ExportReport, SymbolOutcome
-from crypto_data_export.pipeline.export_job import backfill as export_backfill
+from crypto_data_export.report.console import ArchiveProgress
 from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
-from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.journal import PartialFolder
 from crypto_data_export.store.layout import ExportFolder
+from crypto_data_export.store.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +89,6 @@ _CACHE_NAME = re.compile(
 
 class ArchiveSkipped(ArchiveUnavailable):
     """The archive was given up for this run after repeated transport failures."""
-
-
-class BackfillStopped(ExportError):
-    """A stop (SIGINT/SIGTERM) was requested; the symbol's file is not written."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +109,6 @@ class ArchiveTally:
     archive_files: int = 0
     archive_rows: int = 0
     downloaded_bytes: int = 0
-    reused_files: int = 0  # verified zips left by an interrupted run
-    unpublished: int = 0  # daily periods the archive did not have (404): from REST
     refused: list[str] = field(default_factory=list)  # "<zip>: <reason>", filled from REST (auto)
     cached: list[Path] = field(default_factory=list)
 
@@ -223,45 +216,7 @@ class Fetched:
     period: ArchivePeriod
     path: Path | None = None
     error: ArchiveError | None = None
-    size: int = 0
-    reused: bool = False
-
-
-class ArchiveProgress:
-    """One tqdm bar (only on a terminal) counting downloaded bytes, with periods done / planned."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self._lock = threading.Lock()
-        self._done = 0
-        self._planned = 0
-        self._bar = (
-            tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="archive", leave=False, position=1)
-            if enabled and sys.stderr.isatty()
-            else None
-        )
-
-    def planned(self, periods: int) -> None:
-        with self._lock:
-            self._planned += periods
-            self._show()
-
-    def add_bytes(self, count: int) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(count)
-
-    def period_done(self) -> None:
-        with self._lock:
-            self._done += 1
-            self._show()
-
-    def _show(self) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    downloaded: int = 0  # bytes; 0 for a zip kept by an interrupted run
 
 
 class ArchiveFetcher:
@@ -336,7 +291,7 @@ class ArchiveFetcher:
             if target.is_file() and not target.is_symlink():  # left by an interrupted run
                 with open(target, "rb") as handle:
                     if sha256_of(handle) == checksum.result():
-                        return Fetched(period, target, size=target.stat().st_size, reused=True)
+                        return Fetched(period, target)
             return self._download(period, target, checksum)
         except OSError as exc:
             raise ArchiveError(
@@ -357,159 +312,78 @@ class ArchiveFetcher:
             with open(part, "rb") as handle:
                 check_zip(handle, period)
             os.replace(part, target)
-            return Fetched(period, target, size=target.stat().st_size)
+            return Fetched(period, target, downloaded=target.stat().st_size)
         finally:
             _unlink(part)  # gone already after the rename; a failed or stopped download's bytes go
 
 
-# -- the job: ExportJob with candles from the archive where it can ------------------------------
-class ArchiveExportJob(ExportJob):
-    """``ExportJob`` whose missing candles come from verified archive files, the rest from REST."""
+# -- the source: the archive where it can, REST (journaled) for the rest --------------------------
+class ArchiveSource:
+    """Candles from verified archive files; what the archive lacks from ``rest`` (REST pages
+    kept in resume journals). ``strict`` (``--source archive``): a refused file fails the symbol."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        file_manager: FileManager,
-        client: ExchangeClient | None = None,
-        *,
-        source: str,
-        fetcher: ArchiveFetcher | None,
-        stop_event: threading.Event | None = None,
-        on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
-    ) -> None:
-        super().__init__(settings, file_manager, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
-        # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
-        self.partial = PartialFolder(ExportFolder(settings.export_dir).backfill_partial)
-        self.exporter = ResumableExporter(
-            self.client,
-            settings.kline_interval,
-            settings.lookback_days,
-            max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
-        )
-        self.exporter.partial = self.partial
-        # A backfill exports one interval, and every page of it goes through the journals.
-        self.exporters = {settings.kline_interval: self.exporter}
-        self.source = source
+    def __init__(self, fetcher: ArchiveFetcher, rest: JournalSource, *, strict: bool) -> None:
         self.fetcher = fetcher
+        self.rest = rest
+        self.strict = strict
+        self.stop_event = fetcher.stop_event
         self.tallies: dict[str, ArchiveTally] = {}
 
-    # -- outcome bookkeeping
-    def _export_one(
-        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
-    ) -> SymbolOutcome:
-        outcome = super()._export_one(symbol, server_ms, dry_run, lookback, interval=interval)
-        if not outcome.ok and self.stop_event.is_set():
-            outcome.error_kind = "stopped"
-            outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
-        return outcome
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+        self.tallies[export.symbol] = ArchiveTally()
+        chunks = history.iter_chunks(export, lambda start, until: self._range(history, export, start, until))
+        return stoppable(chunks, self.stop_event)
 
-    def _fetch_and_write(
-        self,
-        symbol: str,
-        server_ms: int | None,
-        dry_run: bool,
-        lookback: float | None,
-        ledger: CleanupResult,
-        *,
-        interval: str | None = None,
-    ) -> SymbolOutcome:
-        self.tallies[symbol] = ArchiveTally()
-        outcome = super()._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
-        if self.fetcher is not None:  # the file is written: its zips have served their purpose
-            self.fetcher.cache.release(self.tallies[symbol].cached)
-        self.partial.release(symbol, self.settings.kline_interval)
-        return outcome
+    def written(self, symbol: str, interval: str) -> None:
+        self.fetcher.cache.release(self.tallies[symbol].cached)  # the zips have served their purpose
+        self.rest.written(symbol, interval)
 
-    # -- where the candles come from
-    def _candle_chunks(
-        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
-    ) -> Iterable[pd.DataFrame]:
-        # A backfill exports one interval (export_job.backfill): self.exporter is its exporter.
-        length = fixed_length_ms(self.settings.kline_interval)
-        if self.fetcher is None or length is None or not has_daily_files(self.settings.kline_interval):
-            return self._stoppable(self.exporter.iter_chunks(export))
-        return self._archive_chunks(export, length)
-
-    def _archive_chunks(self, export: SymbolExport, length: int) -> Iterator[pd.DataFrame]:
-        """The same three parts as ``HistoricalDataExporter.iter_chunks``: head, reused, tail."""
-        last_closed = self.exporter.last_closed_open_ms(export.server_time_ms)
-        end_ms = last_closed + length
-        if export.window_end_ms is not None:  # an explicit --end: candles that open before it
-            end_ms = min(end_ms, export.window_end_ms)
-        if export.head_until_ms is not None:
-            yield from self._range(export, export.window_start_ms, export.head_until_ms + 1)
-        if len(export.frame):
-            yield export.frame
-        tail_from = export.requested_from_ms if export.requested_from_ms is not None else export.window_start_ms
-        if len(export.frame):
-            tail_from = int(export.frame["open_time"].iloc[-1]) + 1
-        yield from self._range(export, tail_from, end_ms)
-        if export.reused_rows + export.fetched_rows == 0:
-            raise NoDataError(
-                f"{export.symbol}: the exchange has no closed {self.settings.kline_interval} candle in the window; "
-                "the symbol may be delisted or halted"
-            )
-
-    def _range(self, export: SymbolExport, start_ms: int, end_ms: int) -> Iterator[pd.DataFrame]:
-        """Candles opening in [start_ms, end_ms): archive periods in order, REST spans merged."""
-        assert self.fetcher is not None
+    def _range(
+        self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
+    ) -> Iterator[pd.DataFrame]:
+        """Candles opening in [start_ms, until_ms]: archive periods in order, adjacent REST spans merged."""
+        end_ms = history.last_closed_open_ms(export.server_time_ms) + (fixed_length_ms(history.interval) or 0)
+        end_ms = end_ms if until_ms is None else min(end_ms, until_ms + 1)
         today_ms = day_bounds(export.server_time_ms)[0]
-        segments = plan_segments(export.symbol, self.settings.kline_interval, start_ms, end_ms, today_ms)
+        segments = plan_segments(export.symbol, history.interval, start_ms, end_ms, today_ms)
         futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
         pending: RestSpan | None = None
-        for span, frame in self._resolve(export, segments, futures, start_ms, end_ms):
-            if frame is None:
-                pending = (
-                    span
-                    if pending is None or pending.end_ms != span.start_ms
-                    else RestSpan(pending.start_ms, span.end_ms)
-                )
-                continue
-            if pending is not None:
-                yield from self._rest(export, pending)
-                pending = None
-            if len(frame):
-                yield frame
-        if pending is not None:
-            yield from self._rest(export, pending)
-
-    def _resolve(
-        self,
-        export: SymbolExport,
-        segments: list[Segment],
-        futures: dict[ArchivePeriod, Future[Fetched]],
-        start_ms: int,
-        end_ms: int,
-    ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
-        """Each segment as (its span, its archive candles or None for REST), in time order."""
         for segment in segments:
             if isinstance(segment, RestSpan):
-                yield segment, None
+                resolved: Iterable[tuple[RestSpan, pd.DataFrame | None]] = [(segment, None)]
             else:
-                yield from self._use(export, self._wait(futures[segment]), start_ms, end_ms)
+                resolved = self._use(export, self._wait(futures[segment]), start_ms, end_ms)
+            for span, frame in resolved:
+                if frame is None:
+                    adjacent = pending is not None and pending.end_ms == span.start_ms
+                    pending = RestSpan(pending.start_ms, span.end_ms) if pending and adjacent else span
+                    continue
+                if pending is not None:
+                    yield from self.rest.pages(history, export, pending.start_ms, pending.end_ms - 1)
+                    pending = None
+                if len(frame):
+                    yield frame
+        if pending is not None:
+            yield from self.rest.pages(history, export, pending.start_ms, pending.end_ms - 1)
 
     def _use(
         self, export: SymbolExport, fetched: Fetched, start_ms: int, end_ms: int
     ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
-        period, tally = fetched.period, self.tallies[export.symbol]
+        """A period's (span, candles), or (span, None) to take it from REST."""
+        period = fetched.period
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
         if isinstance(fetched.error, DownloadStopped) or self.stop_event.is_set():
-            raise BackfillStopped(f"{export.symbol}: stopped on request")
-        if isinstance(fetched.error, ArchiveNotPublished):
-            if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
-                # A month that ended lately may not be out yet (monthly files come days
-                # later), while its days are; an older missing month has no data at all.
-                assert self.fetcher is not None
-                wanted = [d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms]
-                days = self.fetcher.submit(wanted)
-                for day in days:
-                    yield from self._use(export, self._wait(days[day]), start_ms, end_ms)
-                return
-            tally.unpublished += 1
+            raise StopRequested(f"{export.symbol}: stopped on request")
+        if not isinstance(fetched.error, ArchiveNotPublished):
+            yield span, self._verified_frame(export, fetched, span)
+        elif period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
+            # A month that ended lately may not be out yet (monthly files come days
+            # later), while its days are; an older missing month has no data at all.
+            days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
+            for future in days.values():
+                yield from self._use(export, self._wait(future), start_ms, end_ms)
+        else:
             yield span, None
-            return
-        frame = self._verified_frame(export, fetched, span)
-        yield span, frame
 
     def _verified_frame(self, export: SymbolExport, fetched: Fetched, span: RestSpan) -> pd.DataFrame | None:
         """The period's candles inside ``span`` (closed on the exchange's clock); None: take REST."""
@@ -527,18 +401,15 @@ class ArchiveExportJob(ExportJob):
         except OSError as exc:
             self._refuse(export.symbol, ArchiveError(fetched.period, f"cannot read the kept zip: {exc.strerror}"))
             return None
-        opens = frame["open_time"]
-        frame = frame[(opens >= span.start_ms) & (opens < span.end_ms) & (frame["close_time"] < export.server_time_ms)]
+        frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
         tally.archive_files += 1
-        tally.reused_files += int(fetched.reused)
-        tally.downloaded_bytes += 0 if fetched.reused else fetched.size
+        tally.downloaded_bytes += fetched.downloaded
         tally.archive_rows += len(frame)
-        export.fetched_rows += len(frame)
-        return frame.reset_index(drop=True)
+        return frame
 
     def _refuse(self, symbol: str, exc: ArchiveError) -> None:
         """auto: name the file in the log and take its period from REST; archive: fail the symbol."""
-        if self.source == "archive":
+        if self.strict:
             raise ExchangeError(
                 f"{exc}; with --source archive a refused archive file is an error "
                 "(rerun with --source auto to take that period from the REST API)"
@@ -555,22 +426,7 @@ class ArchiveExportJob(ExportJob):
                 return future.result(timeout=_WAIT_SLICE)
             except FutureTimeout:
                 if self.stop_event.is_set():
-                    raise BackfillStopped("stopped on request") from None
-
-    def _rest(self, export: SymbolExport, span: RestSpan) -> Iterator[pd.DataFrame]:
-        pages = self.exporter.iter_closed_pages(
-            export.symbol, span.start_ms, export.server_time_ms, export, until_ms=span.end_ms - 1
-        )
-        for page in self._stoppable(pages):
-            export.fetched_rows += len(page)
-            yield page
-
-    def _stoppable(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        """Stop between pages: a year of 1m through REST is 526 calls, Ctrl-C must not wait for them."""
-        for chunk in chunks:
-            if self.stop_event.is_set():
-                raise BackfillStopped("stopped on request")
-            yield chunk
+                    raise StopRequested("stopped on request") from None
 
 
 def usable_source(settings: Settings, source: str) -> str:
@@ -597,58 +453,54 @@ def archive_backfill(
     on_candles: Callable[[int], None] | None = None,
     window: tuple[int, int] | None = None,
 ) -> ArchiveBackfillResult:
-    """The backfill of ``export_historical_data.py``, with ``--source auto|archive|rest``;
-    ``window``: explicit open times [start, end) (``--start``/``--end``) instead of the look-back."""
+    """The backfill of ``export_historical_data.py``: the export pass over a long window, under
+    the run lock, with ``--source auto|archive|rest``; ``window``: explicit open times
+    [start, end) (``--start``/``--end``) instead of the look-back.
+
+    Every file is validated as it is written (``FileManager.write_export``), so a bad answer
+    fails its symbol and never sits in the folder as data.
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     stop_event = stop_event or threading.Event()
-    progress = progress or ArchiveProgress(enabled=False)
-    jobs: list[ArchiveExportJob] = []
-    fetcher: ArchiveFetcher | None = None
-    archive_client: ArchiveClient | None = None
     source = usable_source(settings, source)
-    if source != "rest" and not has_daily_files(settings.kline_interval):
-        logger.warning(
-            "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",
-            settings.kline_interval,
-        )
-    elif source != "rest":
-        cache = ZipCache(ExportFolder(settings.export_dir).archive_cache)
-        archive_client = ArchiveClient.from_settings(settings, pool_size=2 * settings.workers)
-        fetcher = ArchiveFetcher(archive_client, cache, settings.workers, stop_event, progress)
-
-    def make_job(
-        job_settings: Settings,
-        files: FileManager,
-        client: ExchangeClient,
-        *,
-        stop_event: threading.Event | None,
-        on_symbol_done: Callable[[SymbolOutcome], None] | None,
-    ) -> ArchiveExportJob:
-        job = ArchiveExportJob(
-            job_settings,
+    # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
+    # a year of candles is a long run, chosen per interval.
+    settings = replace(settings, kline_intervals=(settings.kline_interval,))
+    folder = ExportFolder(settings.export_dir)
+    files = FileManager.from_settings(settings)
+    files.ensure_folder()
+    # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
+    journals = JournalSource(PartialFolder(folder.backfill_partial), stop_event)
+    candles: JournalSource | ArchiveSource = journals
+    with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client, ExitStack() as stack:
+        if source != "rest" and not has_daily_files(settings.kline_interval):
+            logger.warning(
+                "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",
+                settings.kline_interval,
+            )
+        elif source != "rest":
+            cache = ZipCache(folder.archive_cache)
+            cache.ensure()  # under the run lock: nobody else is writing it
+            cache.prune(time.time())
+            archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
+            fetcher = ArchiveFetcher(
+                archive, cache, settings.workers, stop_event, progress or ArchiveProgress(enabled=False)
+            )
+            stack.callback(fetcher.close)
+            candles = ArchiveSource(fetcher, journals, strict=source == "archive")
+        job = ExportJob(
+            settings,
             files,
             client,
-            source=source,
-            fetcher=fetcher,
+            source=candles,
             stop_event=stop_event,
             on_symbol_done=on_symbol_done,
+            on_candles=on_candles,
+            window=window,
         )
-        job.on_candles = on_candles
-        if fetcher is not None:
-            fetcher.cache.ensure()  # under the run lock: nobody else is writing it
-            fetcher.cache.prune(time.time())
-        jobs.append(job)
-        return job
-
-    try:
-        report = export_backfill(
-            settings, on_symbol_done=on_symbol_done, stop_event=stop_event, make_job=make_job, window=window
-        )
-    finally:
-        if fetcher is not None:
-            fetcher.close()
-        if archive_client is not None:
-            archive_client.close()
-    tallies = jobs[0].tallies if jobs else {}
-    return ArchiveBackfillResult(report, tallies, source)
+        report = job.run(settings.symbols)
+    for outcome in report.failed if stop_event.is_set() else []:
+        outcome.error_kind = "stopped"
+        outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
+    return ArchiveBackfillResult(report, candles.tallies if isinstance(candles, ArchiveSource) else {}, source)

@@ -1,23 +1,23 @@
 """A REST backfill that survives Ctrl-C, SIGTERM or a crash: pages kept in resume journals.
 
-``ResumableExporter`` is ``HistoricalDataExporter`` whose REST pages are appended to a
-journal (``crypto_data_export.store.journal``) before they are used. A rerun reads the journal of the same
-symbol, interval and span, checks its candles against the window it asks for (the same
-rules as a page from the exchange: on the grid, in order, inside the window, closed), and
-asks the exchange only from the candle after the last one kept. The journal goes once the
-symbol's file is published.
+``JournalSource`` is the candle source whose REST pages are appended to a journal
+(``crypto_data_export.store.journal``) as the exchange sent them, before they are used. A rerun
+reads the journal of the same symbol, interval and span, checks its candles against the
+window it asks for (the same rules as a page from the exchange: on the grid, in order, inside
+the window, closed), and asks the exchange only from the candle after the last one kept.
+The journal goes once the symbol's file is published.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS
-from crypto_data_export.core.errors import ExportError
+from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.settings.intervals import floor_open_ms
@@ -26,57 +26,60 @@ from crypto_data_export.store.journal import PageJournal, PartialFolder
 logger = logging.getLogger(__name__)
 
 
-def frame_rows(page: pd.DataFrame) -> list[list[Any]]:
-    """A candle frame as JSON-ready rows that ``rows_to_frame`` turns back into the same frame."""
-    return [
-        [v if isinstance(v, str) else int(v) for v in row] for row in page[list(CANDLE_COLUMNS)].itertuples(index=False)
-    ]
+def stoppable(chunks: Iterable[pd.DataFrame], stop_event: threading.Event) -> Iterator[pd.DataFrame]:
+    """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
+    (a scheduled export, by contrast, lets the symbol in progress finish)."""
+    for chunk in chunks:
+        if stop_event.is_set():
+            raise StopRequested("stopped on request; the file is not written")
+        yield chunk
 
 
-class ResumableExporter(HistoricalDataExporter):
-    """Every REST page journaled; a rerun starts after the pages already kept."""
+class JournalSource:
+    """REST pages, every one journaled; a rerun starts after the pages already kept."""
 
-    partial: PartialFolder | None = None
+    def __init__(self, partial: PartialFolder, stop_event: threading.Event) -> None:
+        self.partial = partial
+        self.stop_event = stop_event
 
-    def iter_closed_pages(
-        self,
-        symbol: str,
-        start_ms: int,
-        server_time_ms: int,
-        tally: SymbolExport | None = None,
-        *,
-        until_ms: int | None = None,
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+        chunks = history.iter_chunks(export, lambda start, until: self.pages(history, export, start, until))
+        return stoppable(chunks, self.stop_event)
+
+    def written(self, symbol: str, interval: str) -> None:
+        self.partial.release(symbol, interval)
+
+    def pages(
+        self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
     ) -> Iterator[pd.DataFrame]:
-        if self.partial is None:
-            yield from super().iter_closed_pages(symbol, start_ms, server_time_ms, tally, until_ms=until_ms)
-            return
-        last_closed = self.last_closed_open_ms(server_time_ms)
+        """Candles opening in [start_ms, until_ms]: those kept in the journal, then REST pages."""
+        last_closed = history.last_closed_open_ms(export.server_time_ms)
         if until_ms is not None:
-            last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
-        journal = self.partial.covering(symbol, self.interval, start_ms)
-        kept = self._kept(journal, start_ms, last_closed)
-        cursor = start_ms
-        if len(kept):
-            logger.info("%s: resuming after %d candles kept in %s", symbol, len(kept), journal.path.name)
+            last_closed = min(last_closed, floor_open_ms(until_ms, history.interval))
+        journal = self.partial.covering(export.symbol, history.interval, start_ms)
+        cursor, kept = self._kept(history, journal, start_ms, last_closed)
+        if kept is not None:
+            logger.info("%s: resuming after %d candles kept in %s", export.symbol, len(kept), journal.path.name)
             yield kept
-            cursor = int(kept["open_time"].iloc[-1]) + 1
-        for page in super().iter_closed_pages(symbol, cursor, server_time_ms, tally, until_ms=until_ms):
-            journal.append(frame_rows(page))
-            yield page
+        yield from history.pages_of(export, cursor, until_ms, on_rows=journal.append)
 
-    def _kept(self, journal: PageJournal, start_ms: int, last_closed: int) -> pd.DataFrame:
-        """The journal's candles inside [start_ms, last_closed], checked like an exchange page;
-        an empty frame (and a fresh journal) when they cannot serve this span."""
-        rows = journal.load()
+    @staticmethod
+    def _kept(
+        history: HistoricalDataExporter, journal: PageJournal, start_ms: int, last_closed: int
+    ) -> tuple[int, pd.DataFrame | None]:
+        """Where REST resumes, and the journal's candles inside [start_ms, last_closed] checked like an
+        exchange page; (start_ms, None), and a fresh journal, when they cannot serve this span."""
+        rows: list[list[Any]] = journal.load()
         if not rows:
-            return rows_to_frame([])
+            return start_ms, None
         try:
+            rows = [row for row in rows if start_ms <= row[0] <= last_closed]
             page = rows_to_frame(rows)
-            page = page[(page["open_time"] >= start_ms) & (page["open_time"] <= last_closed)].reset_index(drop=True)
-            self._check_page(page, len(page), start_ms, last_closed)
+            history._check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
         except (ExportError, ValueError, TypeError, IndexError) as exc:
             journal.discard(f"its candles fail the checks: {exc}")
-            return rows_to_frame([])
-        if page.empty:  # it does not reach this span: pages appended to it would leave a hole
+            return start_ms, None
+        if not rows:  # it does not reach this span: pages appended to it would leave a hole
             journal.discard("it does not cover this range")
-        return page
+            return start_ms, None
+        return int(rows[-1][0]) + 1, page

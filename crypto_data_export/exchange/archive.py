@@ -357,15 +357,6 @@ class ArchiveClient:
         except ValueError as exc:
             raise ArchiveUnusable(period, str(exc)) from exc
 
-    def expected_checksum(self, period: ArchivePeriod) -> str:
-        """``checksum``, or why not: both the zip and its ``.CHECKSUM`` missing means the
-        period is not published (ArchiveNotPublished); only the checksum missing is a refusal."""
-        expected = self.checksum(period)
-        if expected is None:
-            self._raise_if_unpublished(period)
-            raise ArchiveUnusable(period, NO_CHECKSUM)
-        return expected
-
     def download(
         self,
         period: ArchivePeriod,
@@ -394,11 +385,6 @@ class ArchiveClient:
             except requests.RequestException as exc:
                 raise ArchiveUnavailable(period, f"the download broke off ({type(exc).__name__})") from exc
         return digest.hexdigest()
-
-    def _raise_if_unpublished(self, period: ArchivePeriod) -> None:
-        with self._get(period, self.url(period)) as response:
-            if response.status_code == 404:
-                raise ArchiveNotPublished(period, "not published (HTTP 404)")
 
     def _get(self, period: ArchivePeriod, url: str) -> requests.Response:
         try:

@@ -18,15 +18,17 @@ stop request (SIGTERM) ends it between pages.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS, empty_candle_frame, merge_candles
+from crypto_data_export.core.candles import CANDLE_COLUMNS, empty_candle_frame
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
 from crypto_data_export.exchange.client import ExchangeClient
@@ -72,6 +74,35 @@ class SymbolExport:
     data_from_ms: int | None = None
     # An explicit window's end (a backfill's --end): only candles that open before it.
     window_end_ms: int | None = None
+
+
+# Candles opening in [start_ms, until_ms] (until None: up to the newest closed candle), in order.
+RangeFetch = Callable[[int, int | None], Iterable[pd.DataFrame]]
+# Told a page's rows as the exchange sent them (a resume journal keeps them).
+RowsSink = Callable[[list[Any]], None]
+
+
+class CandleSource(Protocol):
+    """Where the export job takes the candles of a series it must fetch: REST pages
+    (``RestPages``), the bulk archive first, REST backed by resume journals (``crypto_data_export.backfill``)."""
+
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+        """The candles of ``export``'s window, in order (``HistoricalDataExporter.iter_chunks``)."""
+        ...
+
+    def written(self, symbol: str, interval: str) -> None:
+        """The series' file is published: whatever was kept to resume it may go."""
+        ...
+
+
+class RestPages:
+    """Every missing candle from the REST API, nothing kept between runs."""
+
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+        return history.iter_chunks(export)
+
+    def written(self, symbol: str, interval: str) -> None:
+        pass
 
 
 class HistoricalDataExporter:
@@ -128,7 +159,7 @@ class HistoricalDataExporter:
         self._check_exchange_clock(now_ms)
         start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
         end_ms = None if window is None else window[1]
-        kept = _reusable(previous, start_ms, now_ms, end_ms)
+        kept = candles_in_window(previous, start_ms, now_ms, end_ms)
         if kept.empty:
             return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms, window_end_ms=end_ms)
         first_kept = int(kept["open_time"].iloc[0])
@@ -153,20 +184,21 @@ class HistoricalDataExporter:
         first = floor_open_ms(start_ms, self.interval)
         return first if first >= start_ms else next_open_ms(first, self.interval)
 
-    def iter_chunks(self, export: SymbolExport) -> Iterator[pd.DataFrame]:
+    def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pd.DataFrame]:
         """The window's head if the look-back grew, the reused candles, then each
-        fetched page: already sorted and unique.
+        fetched page: already sorted and unique. ``fetch`` gives the candles of a range
+        (a source's: the archive, a journal); by default REST pages (``iter_closed_pages``).
 
         Yielding pages one by one lets a year of 1m candles go to disk without
         ever sitting whole in memory. Raises NoDataError when nothing at all
         is closed in the window, so that no empty file is ever written.
         """
         assert export.requested_from_ms is not None
+        if fetch is None:
+            fetch = functools.partial(self.pages_of, export)
         if export.head_until_ms is not None:
             first_open: int | None = None
-            for page in self.iter_closed_pages(
-                export.symbol, export.window_start_ms, export.server_time_ms, export, until_ms=export.head_until_ms
-            ):
+            for page in fetch(export.window_start_ms, export.head_until_ms):
                 export.fetched_rows += len(page)
                 first_open = int(page["open_time"].iloc[0]) if first_open is None else first_open
                 yield page
@@ -178,7 +210,7 @@ class HistoricalDataExporter:
         if len(export.frame):
             tail_from = int(export.frame["open_time"].iloc[-1]) + 1
         until = None if export.window_end_ms is None else export.window_end_ms - 1
-        for page in self.iter_closed_pages(export.symbol, tail_from, export.server_time_ms, export, until_ms=until):
+        for page in fetch(tail_from, until):
             if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
                 export.empty_from_ms, export.data_from_ms = export.window_start_ms, int(page["open_time"].iloc[0])
             export.fetched_rows += len(page)
@@ -189,18 +221,13 @@ class HistoricalDataExporter:
                 f"{from_ms(export.window_start_ms):%Y-%m-%d %H:%M:%S+00:00}; the symbol may be delisted or halted"
             )
 
-    def export_symbol(
-        self,
-        symbol: str,
-        previous: pd.DataFrame | None = None,
-        *,
-        server_time_ms: int | None = None,
-        lookback_days: float | None = None,
-    ) -> SymbolExport:
-        """All closed candles of the window as one frame: ``previous`` reused, the tail fetched."""
-        export = self.plan(symbol, previous, server_time_ms=server_time_ms, lookback_days=lookback_days)
-        export.frame = merge_candles(list(self.iter_chunks(export)))
-        return export
+    def pages_of(
+        self, export: SymbolExport, start_ms: int, until_ms: int | None, on_rows: RowsSink | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """``iter_closed_pages`` for ``export``'s symbol, clock and tally."""
+        return self.iter_closed_pages(
+            export.symbol, start_ms, export.server_time_ms, export, until_ms=until_ms, on_rows=on_rows
+        )
 
     def iter_closed_pages(
         self,
@@ -210,9 +237,11 @@ class HistoricalDataExporter:
         tally: SymbolExport | None = None,
         *,
         until_ms: int | None = None,
+        on_rows: RowsSink | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
-        each checked against the window (``_check_page``); at most ``_max_pages`` of them."""
+        each checked against the window (``_check_page``); at most ``_max_pages`` of them.
+        ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
         last_closed = self.last_closed_open_ms(server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
@@ -235,6 +264,8 @@ class HistoricalDataExporter:
             self._check_page(page, limit, cursor, last_closed)
             if page.empty:
                 return
+            if on_rows is not None:
+                on_rows(rows)
             yield page
             cursor = int(page["open_time"].iloc[-1]) + 1
             if len(rows) < limit:
@@ -322,7 +353,9 @@ class HistoricalDataExporter:
         )
 
 
-def _reusable(previous: pd.DataFrame | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+def candles_in_window(
+    previous: pd.DataFrame | None, start_ms: int, now_ms: int, end_ms: int | None = None
+) -> pd.DataFrame:
     """Stored candles still inside the window (opened before ``end_ms`` if given, and
     closed by the exchange's clock).
 

@@ -125,14 +125,6 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
     return ranked[:n]
 
 
-def select(info: Mapping[str, Any], ticker_rows: Iterable[object] | None, rule: UniverseRule) -> tuple[list[str], int]:
-    """(the selected symbols, how many matched before TOP_N): the whole rule, pure."""
-    matching = trading_symbols(info, rule.quote_asset)
-    if rule.top_n is None or ticker_rows is None:
-        return matching, len(matching)
-    return top_by_quote_volume(ticker_rows, matching, rule.top_n), len(matching)
-
-
 def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
     """Resolve ``rule`` now: one full exchangeInfo and, with TOP_N, one full 24 h ticker."""
     market = client.market

@@ -15,12 +15,13 @@ the ban. The pool is small and shares one rate limiter (see
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,11 @@ from crypto_data_export.core.errors import (
     UnknownSymbolError,
 )
 from crypto_data_export.exchange.client import ExchangeClient
-from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
-from crypto_data_export.store.files import FileManager, ReusableExport, require_forward
+from crypto_data_export.store.files import FileManager, require_forward
 from crypto_data_export.store.layout import series_key
-from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.scan import ScanStopped
 from crypto_data_export.store.validation import FileValidation
 
@@ -120,13 +120,20 @@ class ExportReport:
     @property
     def written(self) -> dict[Path, FileValidation]:
         """The files this pass wrote, with the verdicts given as they were written: the cycle's
-        closing scan need not read them back (400 files are a few hundred ms of parsing)."""
+        closing scan need not read them back (400 files are a few hundred ms of parsing).
+        In a dry run: the files it would write (they exist only in the plan)."""
         return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
 
     @property
     def cleanup(self) -> CleanupResult:
         """Everything the symbols' exports removed or quarantined, as one result."""
         return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
+
+    @property
+    def gone(self) -> set[Path]:
+        """The files the symbols' exports removed or quarantined (in a dry run: would have)."""
+        cleanup = self.cleanup
+        return {*cleanup.removed, *(path for path, _ in cleanup.quarantined)}
 
 
 def error_kind(exc: BaseException) -> str:
@@ -148,7 +155,11 @@ def error_kind(exc: BaseException) -> str:
 
 
 class ExportJob:
-    """Export a list of symbols into the folder of a FileManager."""
+    """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
+
+    ``window``: a backfill's explicit open times [start, end) (``--start``/``--end``) instead of
+    the look-back; ``on_candles`` is told the number of candles of each chunk written (a progress bar).
+    """
 
     def __init__(
         self,
@@ -156,8 +167,11 @@ class ExportJob:
         file_manager: FileManager,
         client: ExchangeClient | None = None,
         *,
+        source: CandleSource | None = None,
         stop_event: threading.Event | None = None,
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
+        on_candles: Callable[[int], None] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> None:
         self.settings = settings
         self.files = file_manager
@@ -172,14 +186,12 @@ class ExportJob:
             )
             for interval in settings.kline_intervals
         }
-        self.exporter = self.exporters[settings.kline_interval]
+        self.source: CandleSource = source or RestPages()
         self.stop_event = stop_event or threading.Event()
         # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
-        # Told the number of candles of each chunk written (a backfill's progress bar).
-        self.on_candles: Callable[[int], None] | None = None
-        # A backfill's explicit open times [start, end) (--start/--end), instead of the look-back.
-        self.window: tuple[int, int] | None = None
+        self.on_candles = on_candles
+        self.window = window
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
         self.on_symbol_done = on_symbol_done
@@ -205,23 +217,19 @@ class ExportJob:
     def _run(self, symbols: Sequence[str], dry_run: bool, lookback_days: float | None) -> ExportReport:
         report = ExportReport(dry_run=dry_run)
         started = time.monotonic()
-        if dry_run:
-            self.files.forget_plan()
         try:
             report.server_time_ms = self._prepare(symbols)
         except StopRequested as exc:
-            self._fail_all(report, symbols, exc)
             report.stopped = True
-        except IPBannedError as exc:
-            report.banned_until = exc.banned_until
-            self._fail_before_any_symbol(report, symbols, exc)
-        except ExchangeError as exc:
-            self._fail_before_any_symbol(report, symbols, exc)
-        if report.outcomes:  # nothing could start
-            report.seconds = time.monotonic() - started
-            return report
-        self._run_pool(report, symbols, dry_run, lookback_days)
-        report.stopped = self.stop_event.is_set()
+            self._fail_all(report, symbols, exc)
+        except ExchangeError as exc:  # host down, wrong URL, banned: nothing can start
+            logger.error("exchange not usable: %s", exc)
+            report.exchange_error = str(exc)
+            report.banned_until = exc.banned_until if isinstance(exc, IPBannedError) else None
+            self._fail_all(report, symbols, exc)
+        else:
+            self._run_pool(report, symbols, dry_run, lookback_days)
+            report.stopped = self.stop_event.is_set()
         report.seconds = time.monotonic() - started
         return report
 
@@ -232,11 +240,6 @@ class ExportJob:
         if not self._limits_loaded:
             logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
         self._limits_loaded = True
-
-    def _fail_before_any_symbol(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
-        logger.error("exchange not usable: %s", exc)
-        report.exchange_error = str(exc)
-        self._fail_all(report, symbols, exc)
 
     def _prepare(self, symbols: Sequence[str]) -> int:
         """Server time (for closed candles and our minute windows) and the weight budget:
@@ -251,10 +254,11 @@ class ExportJob:
     def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:
         series = self.series(symbols)
         workers = max(1, min(self.settings.workers, len(series)))
-        server_ms = report.server_time_ms
         with self.files.listed_once(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            futures = [pool.submit(self._export_one, s, server_ms, dry_run, lookback, interval=i) for s, i in series]
-            for future in as_completed(futures):
+            run = functools.partial(
+                self._export_one, server_ms=report.server_time_ms, dry_run=dry_run, lookback=lookback
+            )
+            for future in as_completed([pool.submit(run, symbol, interval) for symbol, interval in series]):
                 outcome = future.result()
                 report.outcomes[outcome.key] = outcome
                 if outcome.error_kind == "banned" and report.banned_until is None:
@@ -265,17 +269,15 @@ class ExportJob:
         report.outcomes = {k: report.outcomes[k] for k in keys if k in report.outcomes}
 
     def _export_one(
-        self, symbol: str, server_ms: int | None, dry_run: bool, lookback: float | None, *, interval: str | None = None
+        self, symbol: str, interval: str, *, server_ms: int | None, dry_run: bool, lookback: float | None
     ) -> SymbolOutcome:
         started = time.monotonic()
-        interval = interval or self.settings.kline_interval
         name = self.series_key(symbol, interval)
-        if self.stop_event.is_set():
-            outcome = SymbolOutcome(symbol, False, error="not started: stop requested", error_kind="stopped")
-            return self._named(outcome, interval)
         ledger = CleanupResult(dry_run=dry_run)  # files met on the way and quarantined
         try:
-            outcome = self._fetch_and_write(symbol, server_ms, dry_run, lookback, ledger, interval=interval)
+            if self.stop_event.is_set():
+                raise StopRequested("not started: stop requested")
+            outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
         except StopRequested as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", name, exc)
@@ -299,22 +301,24 @@ class ExportJob:
     def _fetch_and_write(
         self,
         symbol: str,
+        interval: str,
         server_ms: int | None,
         dry_run: bool,
         lookback: float | None,
         ledger: CleanupResult,
-        *,
-        interval: str | None = None,
     ) -> SymbolOutcome:
-        interval = interval or self.settings.kline_interval
-        files, exporter = self.files.for_interval(interval), self.exporters[interval]
+        files, exporter, name = (
+            self.files.for_interval(interval),
+            self.exporters[interval],
+            self.series_key(symbol, interval),
+        )
         previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
         export = exporter.plan(
             symbol,
             previous.candles if previous else None,
             server_time_ms=server_ms,
             lookback_days=lookback,
-            known_empty=self.known_empty.get(self.series_key(symbol, interval)),
+            known_empty=self.known_empty.get(name),
             window=self.window,
         )
         # An explicit window writes a file of its own, next to the files of other ranges: it
@@ -323,27 +327,35 @@ class ExportJob:
         replacing = previous if self.window is None else None
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
-        require_forward(exporter.last_closed_open_ms(export.server_time_ms), replacing)
+        newest = exporter.last_closed_open_ms(export.server_time_ms)
+        require_forward(newest, replacing)
         if dry_run:
-            return self._plan_only(symbol, export, previous, files, exporter)
-        chunks = self._counted(self._candle_chunks(export, exporter))
-        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
+            # The file the real run would write (if the exchange answers) and the prune after it.
+            path = files.export_path(symbol)
+            planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
+            pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
+            logger.info(
+                "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
+                name,
+                export.reused_rows,
+                f" of {previous.file.name}" if previous else "",
+                ms_to_iso(export.requested_from_ms),
+                path.name,
+            )
+            return SymbolOutcome(
+                symbol, True, path=str(path), reused_rows=export.reused_rows, cleanup=pruned, verdict=planned
+            )
+        path, verdict = files.write_export(
+            symbol, self._counted(self.source.chunks(exporter, export)), replacing=replacing
+        )
+        self.source.written(symbol, interval)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
         judged = {previous.file.path: previous.validation} if previous else None
-        pruned = (
-            files.prune_symbol(symbol, written={path: verdict}, judged=judged)
-            if self.window is None
-            else CleanupResult()
-        )
+        pruned = CleanupResult() if self.window else files.prune_symbol(symbol, written={path: verdict}, judged=judged)
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
-            self.series_key(symbol, interval),
-            path.name,
-            verdict.rows,
-            export.reused_rows,
-            export.fetched_rows,
-            export.calls,
+            *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),
         )
         return SymbolOutcome(
             symbol,
@@ -359,70 +371,13 @@ class ExportJob:
             verdict=verdict,
         )
 
-    def _plan_only(
-        self,
-        symbol: str,
-        export: SymbolExport,
-        previous: ReusableExport | None,
-        files: FileManager,
-        exporter: HistoricalDataExporter,
-    ) -> SymbolOutcome:
-        """A dry run: the file the real run would write (assuming the exchange answers), and the
-        prune that would follow it, computed on the folder as it is; nothing is fetched or changed."""
-        path = files.export_path(symbol)
-        newest = exporter.last_closed_open_ms(export.server_time_ms)
-        planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
-        pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
-        logger.info(
-            "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
-            self.series_key(symbol, exporter.interval),
-            export.reused_rows,
-            f" of {previous.file.name}" if previous else "",
-            ms_to_iso(export.requested_from_ms),
-            path.name,
-        )
-        return SymbolOutcome(symbol, True, path=path.name, reused_rows=export.reused_rows, cleanup=pruned)
-
     def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for chunk in chunks:
             if self.on_candles is not None:
                 self.on_candles(len(chunk))
             yield chunk
 
-    def _candle_chunks(
-        self, export: SymbolExport, exporter: HistoricalDataExporter | None = None
-    ) -> Iterable[pd.DataFrame]:
-        """Where a series' candles come from (a backfill may take them from the bulk archive)."""
-        return (exporter or self.exporter).iter_chunks(export)
-
     def _fail_all(self, report: ExportReport, symbols: Sequence[str], exc: ExportError) -> None:
         for symbol, interval in self.series(symbols):
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
             report.outcomes[self.series_key(symbol, interval)] = self._named(outcome, interval)
-
-
-def backfill(
-    settings: Settings,
-    *,
-    on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
-    stop_event: threading.Event | None = None,
-    make_job: Callable[..., ExportJob] = ExportJob,
-    window: tuple[int, int] | None = None,
-) -> ExportReport:
-    """The standalone backfill: the same pass over a long window, under the run lock.
-
-    Every file is validated as it is written (``FileManager.write_export``),
-    so a bad answer fails its symbol and never sits in the folder as data.
-    ``make_job`` builds the job (``ExportJob``'s signature); the archive backfill
-    passes one whose candles come from the bulk archive where it can. ``window``: explicit
-    open times [start, end) (``--start``/``--end``) instead of the look-back.
-    """
-    # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
-    # a year of candles is a long run, chosen per interval.
-    settings = replace(settings, kline_intervals=(settings.kline_interval,))
-    files = FileManager.from_settings(settings)
-    files.ensure_folder()
-    with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client:
-        job = make_job(settings, files, client, stop_event=stop_event, on_symbol_done=on_symbol_done)
-        job.window = window
-        return job.run(settings.symbols)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crypto_data_export.core.errors import ExportError, RunLockedError
@@ -77,6 +79,33 @@ class CandleProgress(_Bar):
             self._bar.set_postfix_str(f"{self._done}/{self._symbols} symbols")
 
 
+class ArchiveProgress(_Bar):
+    """A backfill's archive downloads in bytes, with periods done / planned (the fetch threads
+    report to it, hence the lock)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        super().__init__(enabled, unit="B", unit_scale=True, unit_divisor=1024, desc="archive", position=1)
+        self._lock = threading.Lock()
+        self._done = self._planned = 0
+
+    def planned(self, periods: int) -> None:
+        self._count(planned=periods)
+
+    def period_done(self) -> None:
+        self._count(done=1)
+
+    def add_bytes(self, count: int) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(count)
+
+    def _count(self, *, planned: int = 0, done: int = 0) -> None:
+        with self._lock:
+            self._planned, self._done = self._planned + planned, self._done + done
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
+
+
 def print_cycle(cycle: CycleReport) -> None:
     prefix = "dry run: " if cycle.dry_run else ""
     for problem in (cycle.skipped_reason, cycle.universe_error):
@@ -96,7 +125,7 @@ def print_cycle(cycle: CycleReport) -> None:
         if series:
             print("  series: " + ", ".join(exp.outcomes))
         for outcome in exp.succeeded if cycle.dry_run else ():
-            print(f"  would write {outcome.path} ({outcome.reused_rows} candles reused)")
+            print(f"  would write {Path(outcome.path or '').name} ({outcome.reused_rows} candles reused)")
         if exp.exchange_error is not None:
             _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
         else:

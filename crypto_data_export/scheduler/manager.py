@@ -130,13 +130,15 @@ class ScheduledDataManager:
         if export:
             self._export_step(report, state, dry_run)
         # The files just written were judged byte for byte as they were written: not read back.
-        written = report.export.written if report.export is not None and not dry_run else None
+        # A dry run's cleanup judges the folder as the export would have left it (written, gone).
+        written = report.export.written if report.export is not None else None
+        gone = report.export.gone if report.export is not None and dry_run else set()
         if cleanup and not self.stop_event.is_set():
-            report.cleanup = self.files.cleanup(dry_run=dry_run, known=written)
+            report.cleanup = self.files.cleanup(dry_run=dry_run, known=written, gone=gone)
         # One pass over the folder serves the duplicates, the validations and the statistics:
         # the cleanup's own scan minus what it removed or quarantined, or one scan now.
         scan = report.cleanup.remaining if report.cleanup is not None else None
-        scan = scan or self.files.scan(known=written)
+        scan = scan or self.files.scan(known=None if dry_run else written)
         if report.cleanup is not None:
             report.duplicates = self.files.find_duplicates(scan_result=scan)
         if not dry_run:

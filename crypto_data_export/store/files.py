@@ -143,11 +143,6 @@ class FileManager:
         self._now = now
         # Set by SIGTERM/SIGINT (the export job's event): scans stop between files.
         self.stop_event = stop_event or threading.Event()
-        # One dry run's plan: files it would have written, files it would have removed or quarantined
-        # (the export job's threads add to it concurrently, hence the lock).
-        self._planned: dict[ExportFile, FileValidation] = {}
-        self._planned_gone: set[Path] = set()
-        self._plan_lock = threading.Lock()
         # Set for an export pass (``listed_once``): the per-series scans take their names from it.
         self._names: FolderNames | None = None
 
@@ -175,8 +170,8 @@ class FileManager:
         )
 
     def for_interval(self, interval: str) -> FileManager:
-        """This manager for the series of ``interval`` (same folder, market, rules, stop and
-        dry-run plan: a shallow copy shares them); used per interval by the export job."""
+        """This manager for the series of ``interval`` (same folder, market, rules and stop:
+        a shallow copy shares them); used per interval by the export job."""
         if interval == self.interval:
             return self
         if not is_valid_interval(interval):
@@ -409,17 +404,20 @@ class FileManager:
         symbols: Sequence[str] | None = None,
         known: Mapping[Path, FileValidation] | None = None,
         judged: Mapping[Path, FileValidation] | None = None,
+        gone: Collection[Path] = (),
     ) -> CleanupResult:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
 
         ``known``: files just written and their verdicts (in a dry run: the files the real run
-        would write); ``judged``: verdicts read moments ago. ``result.remaining`` is the folder
+        would write); ``judged``: verdicts read moments ago; ``gone``: in a dry run, the files the
+        run's earlier steps would have removed or quarantined. ``result.remaining`` is the folder
         as the cleanup left it (with verdicts and hashes), so reports need no second pass.
         """
         known = dict(known or {})
         # Limited to some symbols (a prune after a write), the cleanup looks at this manager's series only.
         on_disk = self.scan(symbols=symbols, known=None if dry_run else known, series_only=True, judged=judged)
-        folder = self._as_planned(on_disk, symbols, known) if dry_run else on_disk
+        # A dry run judges the folder as the real run would have left it by now.
+        folder = on_disk.without(set(gone)).with_planned(_as_export_files(known)) if dry_run else on_disk
         result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
         self._quarantine_invalid(folder, dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
@@ -428,11 +426,11 @@ class FileManager:
         result.stale_symbols = plan.stale_symbols
         self._carry_out(plan, folder.valid_files(), dry_run, result)
         if dry_run:
-            self._remember_plan(result, symbols, known)
             result.remaining = on_disk
         else:
-            gone = {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
-            result.remaining = folder.without(gone)
+            result.remaining = folder.without(
+                {*result.removed, *(path for path, _ in result.quarantined), *result.vanished}
+            )
         # A per-symbol prune after each write would repeat this line for every symbol.
         logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
         return result
@@ -449,37 +447,6 @@ class FileManager:
         enough after each write: ``written`` (the file just written, or in a dry run the one
         the real run would write) and ``judged`` are not read again."""
         return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
-
-    def _as_planned(
-        self, folder: FolderScan, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
-    ) -> FolderScan:
-        """The folder as the real run would have left it by now: minus what earlier
-        steps of this dry run would have removed, plus what they (and ``known``) would have written."""
-        with self._plan_lock:
-            planned = {f: v for f, v in self._planned.items() if symbols is None or self._in_series(f, symbols)}
-            gone = set(self._planned_gone)
-        planned.update(_as_export_files(known))
-        return folder.without(gone).with_planned(planned)
-
-    def _in_series(self, f: ExportFile, symbols: Sequence[str]) -> bool:
-        return f.symbol in symbols and (f.market, f.interval) == (self.market, self.interval)
-
-    def forget_plan(self) -> None:
-        """Start a dry run from the folder as it is on disk."""
-        with self._plan_lock:
-            self._planned.clear()
-            self._planned_gone.clear()
-
-    def _remember_plan(
-        self, result: CleanupResult, symbols: Sequence[str] | None, known: Mapping[Path, FileValidation]
-    ) -> None:
-        if symbols is None:  # the full pass ends a dry run: the next one starts from the disk again
-            self.forget_plan()
-            return
-        with self._plan_lock:
-            self._planned.update(_as_export_files(known))
-            self._planned_gone.update(result.removed)
-            self._planned_gone.update(path for path, _ in result.quarantined)
 
     def retention_rules(self) -> RetentionRules:
         # Built per cleanup from the attributes, so a changed setting applies at once.

@@ -11,6 +11,7 @@ from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.settings.intervals import HOUR_MS, MINUTE_MS
+from tests.support import export_window
 
 # 2026-11-29 05:30:00 UTC: half-way through a 1h candle.
 NOW_MS = 1795843800000
@@ -29,7 +30,7 @@ def expected_opens(now_ms: int, interval_ms: int, lookback_days: float) -> list[
 
 def test_only_closed_candles_of_the_window_with_the_exchanges_exact_strings(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
-    result = exporter_for(exchange.base_url).export_symbol("BTCUSDT")
+    result = export_window(exporter_for(exchange.base_url), "BTCUSDT")
     frame = result.frame
     assert frame["open_time"].tolist() == expected_opens(NOW_MS, HOUR_MS, 2.0)
     assert len(frame) == 47 and (frame["close_time"] < NOW_MS).all()
@@ -43,10 +44,10 @@ def test_only_closed_candles_of_the_window_with_the_exchanges_exact_strings(sand
 
 def test_incremental_run_asks_only_for_candles_after_the_stored_ones(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
-    first = exporter_for(exchange.base_url).export_symbol("ETHUSDT")
+    first = export_window(exporter_for(exchange.base_url), "ETHUSDT")
     stored = first.frame.iloc[:-3]
     exchange.reset_log()
-    second = exporter_for(exchange.base_url).export_symbol("ETHUSDT", previous=stored)
+    second = export_window(exporter_for(exchange.base_url), "ETHUSDT", previous=stored)
     requests = exchange.klines_requests("ETHUSDT")
     assert len(requests) == 1
     assert requests[0]["startTime"] > int(stored["open_time"].iloc[-1])
@@ -57,10 +58,10 @@ def test_incremental_run_asks_only_for_candles_after_the_stored_ones(sandbox_fac
 
 def test_steady_state_is_one_small_call_and_nothing_downloaded_twice(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
-    first = exporter_for(exchange.base_url).export_symbol("SOLUSDT")
+    first = export_window(exporter_for(exchange.base_url), "SOLUSDT")
     exchange.config.now_ms = NOW_MS + HOUR_MS
     exchange.reset_log()
-    second = exporter_for(exchange.base_url).export_symbol("SOLUSDT", previous=first.frame)
+    second = export_window(exporter_for(exchange.base_url), "SOLUSDT", previous=first.frame)
     assert second.calls == 1 and second.fetched_rows == 1
     assert exchange.klines_requests()[0]["limit"] == 1
     assert second.frame["open_time"].iloc[-1] == first.frame["open_time"].iloc[-1] + HOUR_MS
@@ -69,16 +70,16 @@ def test_steady_state_is_one_small_call_and_nothing_downloaded_twice(sandbox_fac
 
 def test_nothing_new_means_no_request_at_all(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
-    first = exporter_for(exchange.base_url).export_symbol("SOLUSDT")
+    first = export_window(exporter_for(exchange.base_url), "SOLUSDT")
     exchange.reset_log()
-    again = exporter_for(exchange.base_url).export_symbol("SOLUSDT", previous=first.frame)
+    again = export_window(exporter_for(exchange.base_url), "SOLUSDT", previous=first.frame)
     assert exchange.klines_requests() == [] and again.calls == 0
     assert len(again.frame) == 47
 
 
 def test_long_windows_are_paginated_at_1000_candles(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
-    result = exporter_for(exchange.base_url, "1m", 1.0).export_symbol("BTCUSDT")
+    result = export_window(exporter_for(exchange.base_url, "1m", 1.0), "BTCUSDT")
     assert result.frame["open_time"].tolist() == expected_opens(NOW_MS, MINUTE_MS, 1.0)
     limits = [r["limit"] for r in exchange.klines_requests()]
     assert limits == [1000, 440] and result.calls == 2
@@ -87,7 +88,7 @@ def test_long_windows_are_paginated_at_1000_candles(sandbox_factory) -> None:
 def test_exchange_clock_decides_what_is_closed(sandbox_factory) -> None:
     for offset in (10 * MINUTE_MS, -10 * MINUTE_MS):
         exchange = sandbox_factory(now_ms=NOW_MS + offset)
-        frame = exporter_for(exchange.base_url).export_symbol("BTCUSDT").frame
+        frame = export_window(exporter_for(exchange.base_url), "BTCUSDT").frame
         assert (frame["close_time"] < NOW_MS + offset).all()
         assert frame["open_time"].tolist() == expected_opens(NOW_MS + offset, HOUR_MS, 2.0)
 
@@ -95,7 +96,7 @@ def test_exchange_clock_decides_what_is_closed(sandbox_factory) -> None:
 def test_gaps_in_the_exchanges_data_are_kept_as_gaps(sandbox_factory) -> None:
     gap_start = (NOW_MS // HOUR_MS - 10) * HOUR_MS
     exchange = sandbox_factory(now_ms=NOW_MS, gaps={"BTCUSDT": [(gap_start, gap_start + 2 * HOUR_MS)]})
-    frame = exporter_for(exchange.base_url).export_symbol("BTCUSDT").frame
+    frame = export_window(exporter_for(exchange.base_url), "BTCUSDT").frame
     assert len(frame) == 45
     assert gap_start not in set(frame["open_time"]) and gap_start + HOUR_MS not in set(frame["open_time"])
 
@@ -103,7 +104,7 @@ def test_gaps_in_the_exchanges_data_are_kept_as_gaps(sandbox_factory) -> None:
 def test_delisted_symbol_without_candles_is_no_data(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS, delisted={"DOTUSDT": NOW_MS - 10 * 86_400_000})
     with pytest.raises(NoDataError, match="delisted"):
-        exporter_for(exchange.base_url).export_symbol("DOTUSDT")
+        export_window(exporter_for(exchange.base_url), "DOTUSDT")
     assert len(exchange.klines_requests()) == 1  # asked once, not retried
 
 
@@ -120,7 +121,7 @@ def test_reused_candles_are_exactly_those_inside_the_window(shuffled: bool) -> N
     file; a mask otherwise) are the ones opening in [start, end) and closed by ``now``."""
     import random
 
-    from crypto_data_export.exchange.history import _reusable
+    from crypto_data_export.exchange.history import candles_in_window
     from crypto_data_export.exchange.klines import rows_to_frame
 
     first = 1_730_073_600_000
@@ -136,5 +137,5 @@ def test_reused_candles_are_exactly_those_inside_the_window(shuffled: bool) -> N
         if end is not None:
             mask &= frame["open_time"] < end
         expected = frame.loc[mask].reset_index(drop=True)
-        got = _reusable(frame, start, now, end)
+        got = candles_in_window(frame, start, now, end)
         pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_index_type=False)

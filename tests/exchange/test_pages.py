@@ -14,6 +14,7 @@ from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.settings.intervals import DAY_MS, HOUR_MS
+from tests.support import export_window
 
 # 2026-11-28 05:30:00 UTC: half-way through a 1h candle.
 NOW_MS = 1795843800000
@@ -57,7 +58,7 @@ def export(pages: list[Page], *, page_limit: int = 1000, local_ms: int = NOW_MS,
     exporter = HistoricalDataExporter(
         client, "1h", 2.0, page_limit=page_limit, local_clock=lambda: local_ms / 1000, **options
     )
-    exporter.export_symbol("BTCUSDT", server_time_ms=NOW_MS)
+    export_window(exporter, "BTCUSDT", server_time_ms=NOW_MS)
     return client
 
 
@@ -101,7 +102,7 @@ def test_an_exchange_clock_years_ahead_is_refused_before_any_request() -> None:
     client = ScriptedClient([honest])
     exporter = HistoricalDataExporter(client, "1h", 2.0, local_clock=lambda: (NOW_MS - 3 * 365 * DAY_MS) / 1000)
     with pytest.raises(ClockSkewError, match="this machine's clock says 2023-11-29T05:30:00") as caught:
-        exporter.export_symbol("BTCUSDT", server_time_ms=NOW_MS)
+        export_window(exporter, "BTCUSDT", server_time_ms=NOW_MS)
     assert "the exchange's clock gives a time of 2026-11-28T05:30:00+00:00" in str(caught.value)
     assert client.asked == []
 
@@ -128,5 +129,5 @@ def test_a_stop_request_ends_paging_between_pages() -> None:
     client.stop_event = stop
     exporter = HistoricalDataExporter(client, "1h", 2.0, page_limit=10)
     with pytest.raises(StopRequested, match="after 1 page"):
-        exporter.export_symbol("BTCUSDT", server_time_ms=NOW_MS)
+        export_window(exporter, "BTCUSDT", server_time_ms=NOW_MS)
     assert len(client.asked) == 1

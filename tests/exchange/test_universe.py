@@ -1,4 +1,4 @@
-"""The symbol universe's selection (pure, no HTTP) and its two calls against the sandbox."""
+"""The symbol universe's selection (pure, no HTTP) and its calls against the sandbox."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from crypto_data_export.exchange.universe import (
     UniverseRule,
     fetch_universe,
     quote_volume,
-    select,
     top_by_quote_volume,
     trading_symbols,
 )
@@ -102,17 +101,19 @@ def test_a_candidate_without_a_ticker_row_is_not_selected() -> None:
     assert top_by_quote_volume(ticker(BTCUSDT="1"), ["BTCUSDT", "NEWUSDT"], 5) == ["BTCUSDT"]
 
 
-def test_select_applies_status_quote_and_top_n_together() -> None:
-    answer = info(
-        ("BTCUSDT", "TRADING", "USDT"),
-        ("ETHUSDT", "TRADING", "USDT"),
-        ("SOLUSDT", "HALT", "USDT"),  # the largest volume, but not TRADING
-        ("ETHBTC", "TRADING", "BTC"),  # another quote asset
-    )
-    rows = ticker(BTCUSDT="10", ETHUSDT="20", SOLUSDT="1000000", ETHBTC="999999")
-    assert select(answer, rows, UniverseRule("USDT", 1)) == (["ETHUSDT"], 2)
-    assert select(answer, rows, UniverseRule("USDT")) == (["BTCUSDT", "ETHUSDT"], 2)
-    assert select(answer, rows, UniverseRule("EUR", 3)) == ([], 0)
+def test_a_rule_applies_status_quote_and_top_n_together(sandbox_factory: Any) -> None:
+    ex = sandbox_factory(symbol_status={"SOLUSDT": "HALT"}, extra_symbols=("ETHBTC",))
+    # SOLUSDT has the largest volume but is not TRADING; ETHBTC has another quote asset.
+    volumes = {"BTCUSDT": "10", "ETHUSDT": "20", "SOLUSDT": "1000000", "ETHBTC": "999999"}
+    ex.config.quote_volumes = {**{s: "1" for s in ex.known_symbols()}, **volumes}
+    trading_usdt = [s for s in ex.known_symbols() if s.endswith("USDT") and s != "SOLUSDT"]
+    with ExchangeClient(ex.base_url, retries=0) as client:
+        top = fetch_universe(client, UniverseRule("USDT", 1))
+        every = fetch_universe(client, UniverseRule("USDT"))
+        none = fetch_universe(client, UniverseRule("EUR", 3))
+    assert (top.symbols, top.matching) == (("ETHUSDT",), len(trading_usdt))
+    assert (every.symbols, every.matching) == (tuple(sorted(trading_usdt)), len(trading_usdt))
+    assert (none.symbols, none.matching, none.calls) == ((), 0, 1)
 
 
 def test_rule_labels_say_which_rule_selected_a_symbol() -> None:

@@ -222,7 +222,7 @@ def test_a_dry_run_prune_then_cleanup_lists_what_the_real_run_removes(tmp_path: 
     before = snapshot(tmp_path)
 
     pruned = fm.prune_symbol("BTCUSDT", dry_run=True, written={new: planned})
-    rest = fm.cleanup(dry_run=True)
+    rest = fm.cleanup(dry_run=True, known={new: planned}, gone=pruned.removed)  # the run's plan, explicit
 
     assert pruned.removed == [old] and rest.removed == []
     assert merge_cleanups([pruned, rest], dry_run=True).summary().startswith("dry run: would remove 1 file(s)")
