@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import crypto_data_export.report.console as console
 from crypto_data_export.core.cli import run_main
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from crypto_data_export.report import console
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import SettingsError, load_settings

@@ -16,14 +16,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crypto_data_export.core import errors
+import crypto_data_export.core.errors as errors
+import crypto_data_export.pipeline.selection as selection
+import crypto_data_export.report.status_report as status_report
 from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.clock import from_ms, to_iso, utc_now
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
-from crypto_data_export.pipeline import selection
 from crypto_data_export.pipeline.run_summary import CycleReport
-from crypto_data_export.report import status_report
 from crypto_data_export.report.metrics import metrics_path, write_metrics
 from crypto_data_export.report.status_page import disk_of, read_closes, render_status_page
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
