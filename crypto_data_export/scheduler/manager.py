@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,20 +83,17 @@ class ScheduledDataManager:
             stop_event=self.stop_event,
         )
         self._client = client
-        self._job: ExportJob | None = None
 
-    @property
+    @cached_property
     def job(self) -> ExportJob:
         """Built on first use so that --status and --cleanup-only never touch the network."""
-        if self._job is None:
-            from crypto_data_export.exchange.client import ExchangeClient
-            from crypto_data_export.pipeline.export_job import ExportJob
+        from crypto_data_export.exchange.client import ExchangeClient
+        from crypto_data_export.pipeline.export_job import ExportJob
 
-            self._client = self._client or ExchangeClient.from_settings(self.settings)
-            self._job = ExportJob(
-                self.settings, self.files, self._client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
-            )
-        return self._job
+        client = self._client or ExchangeClient.from_settings(self.settings)
+        return ExportJob(
+            self.settings, self.files, client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
+        )
 
     def service_status(self, state: RunState) -> str:
         """``running`` only for a live scheduler loop of this folder (not a reused PID, not
