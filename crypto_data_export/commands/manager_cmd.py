@@ -67,7 +67,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --status or --health: validate every export file now "
         "(by default they show the verdicts of the last cycle and one listing of the folder)",
     )
-    parser.add_argument("--html", metavar="PATH", help="with --status: also write the status page to PATH")
+    parser.add_argument(
+        "--html", metavar="PATH", help="with --status: also write the status page to PATH (e.g. /tmp/status.html)"
+    )
     parser.add_argument("--symbols", help="comma list of symbols for this run only, e.g. BTCUSDT,ETHUSDT")
     parser.add_argument(
         "--dry-run",
