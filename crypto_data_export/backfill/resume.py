@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
@@ -26,7 +26,7 @@ from crypto_data_export.store.journal import PageJournal, PartialFolder
 logger = logging.getLogger(__name__)
 
 
-def stoppable(chunks: Iterable[pd.DataFrame], stop_event: threading.Event) -> Iterator[pd.DataFrame]:
+def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterator[pa.Table]:
     """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
     (a scheduled export, by contrast, lets the symbol in progress finish)."""
     for chunk in chunks:
@@ -42,7 +42,7 @@ class JournalSource:
         self.partial = partial
         self.stop_event = stop_event
 
-    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         chunks = history.iter_chunks(export, lambda start, until: self.pages(history, export, start, until))
         return stoppable(chunks, self.stop_event)
 
@@ -51,7 +51,7 @@ class JournalSource:
 
     def pages(
         self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Iterator[pa.Table]:
         """Candles opening in [start_ms, until_ms]: those kept in the journal, then REST pages."""
         last_closed = history.last_closed_open_ms(export.server_time_ms)
         if until_ms is not None:
@@ -66,7 +66,7 @@ class JournalSource:
     @staticmethod
     def _kept(
         history: HistoricalDataExporter, journal: PageJournal, start_ms: int, last_closed: int
-    ) -> tuple[int, pd.DataFrame | None]:
+    ) -> tuple[int, pa.Table | None]:
         """Where REST resumes, and the journal's candles inside [start_ms, last_closed] checked like an
         exchange page; (start_ms, None), and a fresh journal, when they cannot serve this span."""
         rows: list[list[Any]] = journal.load()
@@ -75,7 +75,7 @@ class JournalSource:
         try:
             rows = [row for row in rows if start_ms <= row[0] <= last_closed]
             page = rows_to_frame(rows)
-            history._check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
+            history.check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
         except (ExportError, ValueError, TypeError, IndexError) as exc:
             journal.discard(f"its candles fail the checks: {exc}")
             return start_ms, None
