@@ -2,22 +2,19 @@
 
 ``render_status_page`` is a pure function of the status report, the sparklines' closes
 and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
-Problems come first, one line per series. ``sparkline_files`` names each series' newest file
-through its format, downsampled; a file it cannot read gets no sparkline, never an error.
+Problems come first, one line per series. ``sparkline_files`` names each series' newest valid
+file, whose closes the sparkline shows; a file that cannot be read gets none, never an error.
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.text import printable
-
-logger = logging.getLogger(__name__)
 
 MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_GAP_RANGES = 3  # per row; the rest are counted
