@@ -1,12 +1,9 @@
 """HTTP access to a Binance-compatible REST API, polite and bounded.
 
-One ``requests.Session`` with (connect, read) timeouts. Transport failures are retried by
-urllib3's ``Retry``; answers that arrive unusable (5xx, HTML, truncated or oversized) by
-our own loop; a stop request cuts either backoff short. Bodies are streamed and capped
-per endpoint (``bounded``); redirects are refused. Rate limits come from the exchange
-(``limiter``), within bounds: the published budget is clamped, 429 waits ``Retry-After``
-(capped) for the whole pool, 418 raises ``IPBannedError`` with the ban's end, 451 names
-another host. Text the exchange sends is escaped (``printable``) before it is shown.
+Transport failures are retried by urllib3's ``Retry``, unusable answers (5xx, HTML,
+truncated, oversized) by our loop; a stop request cuts either backoff short. Bodies are
+capped per endpoint (``bounded``), redirects refused, rate limits taken from the exchange
+within bounds (``limiter``): 429 pauses the pool (capped), 418 raises ``IPBannedError``.
 """
 
 from __future__ import annotations
@@ -108,10 +105,10 @@ class _ServerFailure(ExchangeUnavailableError):
 
 
 class _StoppableRetry(Retry):
-    """urllib3's transport retries, cut short by a stop request (looked up through ``stop`` at
-    each use: the export job hands the event over after the session exists)."""
+    """urllib3's transport retries, cut short by a stop request (``stop`` is looked up at each
+    use: the export job hands the event over after the session exists)."""
 
-    stop: Callable[[], threading.Event | None] | None = None
+    stop: Callable[[], threading.Event | None] = staticmethod(lambda: None)
 
     def new(self, **kw: Any) -> _StoppableRetry:
         retry = super().new(**kw)
@@ -119,20 +116,17 @@ class _StoppableRetry(Retry):
         return retry
 
     def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
-        self._raise_if_stopped()
+        self._wait(0.0)
         return super().increment(*args, **kwargs)
 
     def sleep(self, response: Any = None) -> None:
-        backoff = self.get_backoff_time()
-        event = self.stop() if self.stop is not None else None
-        if event is None:
-            time.sleep(backoff)
-        elif event.wait(backoff):
-            self._raise_if_stopped()
+        self._wait(self.get_backoff_time())
 
-    def _raise_if_stopped(self) -> None:
-        event = self.stop() if self.stop is not None else None
-        if event is not None and event.is_set():
+    def _wait(self, seconds: float) -> None:
+        event = self.stop()
+        if event is None:
+            time.sleep(seconds)
+        elif event.is_set() or event.wait(seconds):
             raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
 
 
@@ -152,7 +146,12 @@ def build_session(
     base_url: str,
 ) -> requests.Session:
     """A session to ``base_url`` whose transport retries connection errors and read timeouts
-    (5xx: see ``_get``)."""
+    (5xx: see ``_get``).
+
+    The proxy and CA-bundle variables are read once, for this host: with ``trust_env``
+    requests walks the environment and looks for ``.netrc`` on every request, the largest
+    CPU cost of a small request (a public market-data API takes no credentials).
+    """
     retry = _StoppableRetry(
         total=retries,
         connect=retries,
@@ -167,30 +166,20 @@ def build_session(
         raise_on_redirect=False,
         respect_retry_after_header=False,
     )
-    retry.stop = stop
+    if stop is not None:
+        retry.stop = stop
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
     session = requests.Session()
     # Only encodings whose inflated size we bound ourselves (crypto_data_export.exchange.bounded).
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"})
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    adopt_environment(session, base_url)
-    return session
-
-
-def adopt_environment(session: requests.Session, base_url: str) -> None:
-    """Read the proxy and CA-bundle variables once, for the one host of this session.
-
-    With ``trust_env`` requests walks the environment and looks for ``.netrc`` on every
-    request, the largest CPU cost of a small request. Honoured: the proxy variables (as
-    requests reads them for this URL), ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``; not
-    ``.netrc`` (a public market-data API takes no credentials).
-    """
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
         session.verify = bundle
     session.trust_env = False
+    return session
 
 
 class ExchangeClient:
@@ -391,8 +380,13 @@ class ExchangeClient:
                 # The answer (or the failure) is back: its weight now ages out of the windows.
                 self.limiter.release(ticket)
             attempt += 1
+            if attempt > self.retries and isinstance(error, _ServerFailure):
+                raise ExchangeUnavailableError(
+                    f"{error.url} kept failing with HTTP {error.status} after {_retries(self.retries)}; "
+                    "the exchange may be in maintenance"
+                ) from error
             if attempt > self.retries:
-                raise _final(error, self.retries) from error
+                raise error
             self.stats.retries += 1
             logger.warning("%s; retry %d of %d", error, attempt, self.retries)
             self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
@@ -411,7 +405,7 @@ class ExchangeClient:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
         except requests.RequestException as exc:
-            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {_short(exc)})") from exc
+            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
         with response:
             self._observe_weight(response)
             return self._decode(response, url, cap, expect, validate)
@@ -485,82 +479,59 @@ _RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 
 
 def weight_limit_from_exchange_info(info: Mapping[str, Any]) -> int | None:
-    """The REQUEST_WEIGHT per-minute limit, normalised to one minute (None if none is usable)."""
-    limits = info.get("rateLimits")
-    if not isinstance(limits, list):
-        return None
-    for entry in limits:
-        if isinstance(entry, dict) and entry.get("rateLimitType") == "REQUEST_WEIGHT":
-            per_minute = _per_minute(entry)
-            if per_minute is not None:
-                return per_minute
+    """The first usable REQUEST_WEIGHT limit, normalised to one minute (None if none is usable)."""
+    for entry in _usable_limits(info):
+        if entry["rateLimitType"] == WEIGHT:
+            # Capped before dividing: a 400-digit "limit" must not overflow a float.
+            return max(1, round(min(entry["limit"], 10**12) * 60 / _window_seconds(entry)))
     return None
 
 
 def rate_limits_from_exchange_info(info: Mapping[str, Any]) -> list[RateLimit]:
     """Every usable REQUEST_WEIGHT and RAW_REQUESTS limit, each over its own window, clamped (ORDERS ignored)."""
-    limits = info.get("rateLimits")
-    if not isinstance(limits, list):
-        return []
     found: dict[tuple[str, float], RateLimit] = {}
-    for entry in limits:
-        if not isinstance(entry, dict) or entry.get("rateLimitType") not in (WEIGHT, RAW):
-            continue
+    for entry in _usable_limits(info):
         window = _window_seconds(entry)
-        limit = entry.get("limit")
-        if window is None or not _is_int(limit) or limit <= 0:
-            continue
-        rate = RateLimit(entry["rateLimitType"], window, clamp_limit(limit, window))
+        rate = RateLimit(entry["rateLimitType"], window, clamp_limit(entry["limit"], window))
         key = (rate.kind, rate.seconds)
         if key not in found or rate.limit < found[key].limit:  # two limits on one window: the stricter
             found[key] = rate
     return list(found.values())
 
 
+def _usable_limits(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The weight and raw-request entries of ``rateLimits`` with a sane window and a positive limit."""
+    limits = info.get("rateLimits")
+    return [
+        entry
+        for entry in (limits if isinstance(limits, list) else [])
+        if isinstance(entry, dict)
+        and entry.get("rateLimitType") in (WEIGHT, RAW)
+        and _window_seconds(entry)
+        and _is_int(entry.get("limit"))
+        and entry["limit"] > 0
+    ]
+
+
+_USED_WEIGHT_HEADER = re.compile(r"x-mbx-used-weight-([0-9]{1,7})([smhd])", re.IGNORECASE)
 _HEADER_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def used_weight_header_seconds(name: str) -> float | None:
     """The window of an ``X-MBX-USED-WEIGHT-<n><unit>`` header (``-1M`` -> 60), None for other headers."""
-    lower = name.lower()
-    prefix = "x-mbx-used-weight-"
-    if not lower.startswith(prefix):
-        return None
-    rest = lower[len(prefix) :]
-    number, unit = rest[:-1], rest[-1:]
-    if not number.isdigit() or len(number) > 7 or unit not in _HEADER_UNITS:
-        return None
-    return float(int(number) * _HEADER_UNITS[unit]) or None
+    match = _USED_WEIGHT_HEADER.fullmatch(name)
+    return float(int(match[1]) * _HEADER_UNITS[match[2].lower()]) or None if match else None
 
 
-def _window_seconds(entry: Mapping[str, Any]) -> float | None:
+def _window_seconds(entry: Mapping[str, Any]) -> float:
+    """The entry's window in seconds (0 when it has no usable one)."""
     interval, count = entry.get("interval"), entry.get("intervalNum", 1)
-    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
-    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000:
-        return None
-    return float(unit * count)
-
-
-def _per_minute(entry: Mapping[str, Any]) -> int | None:
-    window, limit = _window_seconds(entry), entry.get("limit")
-    if window is None or not _is_int(limit) or limit <= 0:
-        return None
-    # Capped before dividing: a 400-digit "limit" must not overflow a float.
-    return max(1, round(min(limit, 10**12) * 60 / window))
+    unit = _RATE_LIMIT_INTERVALS.get(interval, 0) if isinstance(interval, str) else 0
+    return float(unit * count) if _is_int(count) and 1 <= count <= 1_000_000 else 0.0
 
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _final(error: BadResponseError | _ServerFailure, retries: int) -> ExchangeUnavailableError | BadResponseError:
-    """The error that ends a request after its retries."""
-    if isinstance(error, _ServerFailure):
-        return ExchangeUnavailableError(
-            f"{error.url} kept failing with HTTP {error.status} after {_retries(retries)}; "
-            "the exchange may be in maintenance"
-        )
-    return error
 
 
 def _ban_message(response: requests.Response, url: str) -> str:
@@ -572,25 +543,20 @@ def _ban_message(response: requests.Response, url: str) -> str:
 
 
 def _redirect_refused(url: str, status: int, location: str | None) -> RedirectRefusedError:
-    origin = _origin(location or "")
+    try:
+        parts = urlsplit((location or "").strip())
+    except ValueError:
+        parts = urlsplit("")
+    absolute = parts.scheme.lower() in ("http", "https") and parts.netloc
     where = printable(location, 200) if location else "another place (no Location header)"
     advice = (
-        f"if you trust that host, set BINANCE_BASE_URL={printable(origin, 120)}" if origin else "check BINANCE_BASE_URL"
+        f"if you trust that host, set BINANCE_BASE_URL={printable(f'{parts.scheme.lower()}://{parts.netloc}', 120)}"
+        if absolute
+        else "check BINANCE_BASE_URL"
     )
     return RedirectRefusedError(
         f"{url} redirected the request (HTTP {status}) to {where}; redirects are never followed: {advice}"
     )
-
-
-def _origin(location: str) -> str:
-    """``scheme://host[:port]`` of an absolute http(s) URL, else empty."""
-    try:
-        parts = urlsplit(location.strip())
-    except ValueError:
-        return ""
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        return f"{parts.scheme.lower()}://{parts.netloc}"
-    return ""
 
 
 def _rejection(body: Any, status: int, url: str, unknown_symbol_codes: frozenset[int]) -> RequestRejectedError:
@@ -609,12 +575,8 @@ def _transport_message(url: str, exc: Exception, retries: int) -> str:
     elif "Connection refused" in str(exc):
         what = "refused the connection"
     else:
-        what = f"could not be reached ({_short(exc)})"
+        what = f"could not be reached ({printable(str(exc), 160)})"
     return f"{url.split('?')[0]} {what} after {_retries(retries)}; check BINANCE_BASE_URL and the network"
-
-
-def _short(exc: Exception) -> str:
-    return printable(str(exc), 160)
 
 
 def _retries(count: int) -> str:
