@@ -65,7 +65,11 @@ def read_body(response: requests.Response, url: str, cap: int) -> bytes:
     declared = response.headers.get("Content-Length", "").strip()
     if declared.isascii() and declared.isdigit() and int(declared[:20]) > cap:
         raise too_big(url, cap)
-    inflater = _inflater_for(response, url)
+    raw = response.headers.get("Content-Encoding", "")
+    if raw.strip().lower() not in _ENCODINGS:
+        raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(raw, 40)})")
+    kind = _ENCODINGS[raw.strip().lower()]
+    inflater = None if kind is None else _Inflater(kind)
     body = bytearray()
     received = 0
     while True:
@@ -90,15 +94,6 @@ def read_body(response: requests.Response, url: str, cap: int) -> bytes:
 
 def too_big(url: str, cap: int) -> BadResponseError:
     return BadResponseError(f"{url} sent a body larger than the {cap} bytes allowed for it; answer refused")
-
-
-def _inflater_for(response: requests.Response, url: str) -> _Inflater | None:
-    raw = response.headers.get("Content-Encoding", "")
-    encoding = raw.strip().lower()
-    if encoding not in _ENCODINGS:
-        raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(raw, 40)})")
-    kind = _ENCODINGS[encoding]
-    return None if kind is None else _Inflater(kind)
 
 
 def _read_chunk(response: requests.Response, url: str) -> bytes:
@@ -131,29 +126,20 @@ def told_seconds(raw: str | None, now: datetime) -> float | None:
     text = (raw or "").strip()
     if not text or len(text) > 64:
         return None
-    seconds: float | None
     try:
         seconds = float(text)
     except ValueError:
-        seconds = _seconds_until_http_date(text, now)
-    if seconds is None or math.isnan(seconds):
-        return None
-    return seconds
-
-
-def _seconds_until_http_date(text: str, now: datetime) -> float | None:
-    try:
-        return (as_utc(email.utils.parsedate_to_datetime(text)) - now).total_seconds()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+        try:
+            seconds = (as_utc(email.utils.parsedate_to_datetime(text)) - now).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return None if math.isnan(seconds) else seconds
 
 
 def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
     """How long a 429 makes the pool wait: the header's value within [0, cap], else ``default``."""
     seconds = told_seconds(raw, utc_now())
-    if seconds is None:
-        return default
-    return min(cap, max(0.0, seconds))
+    return default if seconds is None else min(cap, max(0.0, seconds))
 
 
 def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> datetime:
@@ -164,21 +150,10 @@ def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> 
     must never wake up before the exchange lifts the ban (a request then extends it).
     """
     now = now or utc_now()
-    seconds = DEFAULT_BAN_SECONDS
-    for told in (told_seconds(retry_after, now), _seconds_from_message(body, now)):
-        if told is not None and told > 0:
-            seconds = float(told)
-            break
-    seconds = min(MAX_BAN_SECONDS, max(1.0, seconds))  # inf -> 3 days
-    return _ceil_second(now + timedelta(seconds=seconds))
-
-
-def _seconds_from_message(body: str, now: datetime) -> float | None:
     match = _BANNED_UNTIL_RE.search(body)
-    if match is None:
-        return None
-    return int(match.group(1)) / 1000 - now.timestamp()
-
-
-def _ceil_second(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0) + timedelta(seconds=1 if moment.microsecond else 0)
+    in_body = int(match[1]) / 1000 - now.timestamp() if match else None
+    seconds = next(
+        (t for t in (told_seconds(retry_after, now), in_body) if t is not None and t > 0), DEFAULT_BAN_SECONDS
+    )
+    end = now + timedelta(seconds=min(MAX_BAN_SECONDS, max(1.0, seconds)))  # inf -> 3 days
+    return end.replace(microsecond=0) + timedelta(seconds=1 if end.microsecond else 0)
