@@ -111,16 +111,12 @@ class Settings:
         shortest = min_lookback_days(longest)
         if self.lookback_days >= shortest:
             return
-        if len(self.kline_intervals) == 1:
-            raise SettingsError(
-                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
-                f"(KLINE_INTERVAL={longest}): set EXPORT_LOOKBACK_DAYS to at least {shortest:g} "
-                "or choose a shorter KLINE_INTERVAL"
-            )
+        one = len(self.kline_intervals) == 1
         raise SettingsError(
             f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
-            f"(KLINE_INTERVALS={','.join(self.kline_intervals)}): set EXPORT_LOOKBACK_DAYS to at least "
-            f"{shortest:g} or drop {longest} from KLINE_INTERVALS"
+            f"({f'KLINE_INTERVAL={longest}' if one else 'KLINE_INTERVALS=' + ','.join(self.kline_intervals)}): "
+            f"set EXPORT_LOOKBACK_DAYS to at least {shortest:g} or "
+            + ("choose a shorter KLINE_INTERVAL" if one else f"drop {longest} from KLINE_INTERVALS")
         )
 
     @property
@@ -257,13 +253,6 @@ SYSTEM_FOLDERS = frozenset(
 VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
 
 
-def _home_folders() -> set[str]:
-    homes = [os.environ.get("HOME") or ""]
-    with contextlib.suppress(KeyError):
-        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
-    return {os.path.realpath(home) for home in homes if home.strip()}
-
-
 def system_folder_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be an export folder (a system or home folder itself), or None."""
     real = os.path.realpath(folder)
@@ -272,7 +261,10 @@ def system_folder_problem(folder: Path) -> str | None:
     for virtual in VIRTUAL_FOLDERS:
         if real.startswith(virtual + os.sep) and not real.startswith("/dev/shm/"):
             return f"{real} is inside {virtual}, a kernel folder"
-    if real in _home_folders():
+    homes = [os.environ.get("HOME") or ""]
+    with contextlib.suppress(KeyError):
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    if real in {os.path.realpath(home) for home in homes if home.strip()}:
         return f"{real} is a home folder itself"
     return None
 
@@ -300,10 +292,6 @@ def _metrics_file(name: str, raw: str) -> str:
             f"(node_exporter reads only those), or {METRICS_OFF!r} to write no metrics"
         )
     return str(Path(value).expanduser())
-
-
-def _export_at(_name: str, raw: str) -> str:
-    return raw.strip()  # checked with the period by Settings (cadence)
 
 
 def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str | None]:
@@ -357,7 +345,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
     "EXPORT_TOP_N": ("top_n", _top_n),
     "METRICS_FILE": ("metrics_file", _metrics_file),
-    "EXPORT_AT": ("export_at", _export_at),
+    "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
@@ -397,18 +385,6 @@ def read_environment(
     return merged
 
 
-def _check_interval_settings(values: Mapping[str, str]) -> None:
-    """KLINE_INTERVALS wins over KLINE_INTERVAL; both set only if they agree (the
-    single one among the list), since a disagreement means one of them is stale."""
-    single = (values.get("KLINE_INTERVAL") or "").strip()
-    several = (values.get("KLINE_INTERVALS") or "").strip()
-    if single and several and single not in _intervals("KLINE_INTERVALS", several):
-        raise SettingsError(
-            f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
-            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
-        )
-
-
 def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = ".env",
@@ -421,7 +397,13 @@ def load_settings(
         raw = values.get(variable)
         if raw is not None and raw.strip() != "":
             kwargs[field_name] = parse(variable, raw)
-    _check_interval_settings(values)
+    # KLINE_INTERVALS wins; both set only if they agree (a disagreement means one is stale).
+    single, several = ((values.get(name) or "").strip() for name in ("KLINE_INTERVAL", "KLINE_INTERVALS"))
+    if single and several and single not in _intervals("KLINE_INTERVALS", several):
+        raise SettingsError(
+            f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
+            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
+        )
     if "base_url" not in kwargs:
         kwargs["base_url"] = ""  # the market's own host (Settings.__post_init__)
     try:
