@@ -1,17 +1,7 @@
-"""Run the scheduler in the background: start, stop, status, restart, systemd unit.
+"""``data_export_service.py``: start, stop, status, restart, create-systemd-service (see EPILOG).
 
-    python data_export_service.py start [--wait 1]      launch scheduled_data_manager.py detached
-    python data_export_service.py stop [--timeout 30]  SIGTERM, wait, SIGKILL only if it hangs
-    python data_export_service.py status               running/stopped/stale, uptime, last report
-    python data_export_service.py restart
-    python data_export_service.py create-systemd-service [--user NAME] [--output PATH]
-
-Exit codes: 0 ok, 1 failure, 2 usage or configuration error; ``status``
-follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder
-cannot be verified). ``stop`` and ``status`` act only on the scheduler of
-this export folder: the pidfile records the folder and the process start
-time, and the live process must agree. The work is done by
-``crypto_data_export.service.daemon.DataExportService`` (importable from here).
+``status`` follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder cannot be
+verified). The work is done by ``service.daemon.DataExportService`` (importable from here).
 """
 
 from __future__ import annotations
@@ -45,8 +35,6 @@ from crypto_data_export.settings.settings import Settings, SettingsError, load_s
 
 __all__ = ["DataExportService", "main", "parse_args"]
 
-
-# -- CLI ---------------------------------------------------------------------------
 EPILOG = """examples:
   python data_export_service.py start                 run the scheduler in the background
   python data_export_service.py status                exit 0 running, 3 not running

@@ -75,12 +75,6 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def extend(self, other: Outcome) -> Outcome:
-        self.lines += other.lines
-        self.errors += other.errors
-        self.exit_code = other.exit_code
-        return self
-
 
 def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
     """Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
@@ -128,7 +122,11 @@ class DataExportService:
             outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
         self.log.rotate()
         process = self._launch()
-        if not self._confirm(process, wait_seconds):
+        try:  # a bad start usually dies within a second
+            process.wait(timeout=max(0.0, wait_seconds))
+        except subprocess.TimeoutExpired:
+            pass
+        if process.returncode is not None:
             self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
             tail = self.log.tail()
             return Outcome(
@@ -143,7 +141,12 @@ class DataExportService:
             real_folder = Path(os.path.realpath(self.folder.root))
             write_pidfile(self.folder.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
         except StorageError as exc:
-            self._terminate(process)
+            process.terminate()
+            try:
+                process.wait(timeout=KILL_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
             return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
         process.returncode = 0  # it outlives this command by design: Popen must not warn that it still runs
         self.log.event(f"started scheduler PID {process.pid}")
@@ -177,24 +180,6 @@ class DataExportService:
             raise ServiceError(f"cannot launch {MANAGER_PATH}: {exc.strerror or exc}") from exc
         finally:
             os.close(log_fd)
-
-    @staticmethod
-    def _confirm(process: subprocess.Popen[bytes], wait_seconds: float) -> bool:
-        """Still alive after ``wait_seconds`` (a bad start usually dies within a second)."""
-        try:
-            process.wait(timeout=max(0.0, wait_seconds))
-        except subprocess.TimeoutExpired:
-            return True
-        return False
-
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes]) -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
     def stop(self, timeout: float = 30.0) -> Outcome:
         if not self.folder.root.is_dir():
@@ -262,7 +247,8 @@ class DataExportService:
             outcome = self._stop_locked(timeout)
             if outcome.exit_code != EXIT_OK:
                 return outcome
-            return outcome.extend(self._start_locked(wait_seconds))
+            started = self._start_locked(wait_seconds)
+            return Outcome(started.exit_code, outcome.lines + started.lines, outcome.errors + started.errors)
 
     def status(self, now: float | None = None) -> Outcome:
         current = self._inspect()

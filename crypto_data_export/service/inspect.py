@@ -106,14 +106,10 @@ def loop_serving(export_dir: Path, state_file: Path) -> int | None:
         return pid if _same_folder(served, export_dir) else None
     # Its folder cannot be read (another user's process): believe state.json only if the PID
     # started shortly before the loop recorded itself, i.e. it was not reused since.
-    return pid if _started_as_recorded(pid, found.data.get("service_started")) else None
-
-
-def _started_as_recorded(pid: int, recorded: Any) -> bool:
-    started, moment = process_start_time(pid), from_iso(recorded)
+    started, moment = process_start_time(pid), from_iso(found.data.get("service_started"))
     if started is None or moment is None:
-        return False
-    return started - 2 <= moment.timestamp() <= started + START_RECORD_SLACK_SECONDS
+        return None
+    return pid if started - 2 <= moment.timestamp() <= started + START_RECORD_SLACK_SECONDS else None
 
 
 def format_duration(seconds: float) -> str:

@@ -44,11 +44,6 @@ def _word(value: str, what: str) -> str:
     return value
 
 
-def _exec_word(value: str, what: str) -> str:
-    """ExecStart expands ``$VAR`` in arguments (not in the command); a literal dollar is ``$$``."""
-    return _word(value, what).replace("$", "$$")
-
-
 def render_unit(
     *,
     python: PurePath,
@@ -69,6 +64,8 @@ def render_unit(
             raise ValueError(f"the {what} must be an absolute path, got {path}")
     protect_home = protect_home_mode((python, install_dir, export_dir))
     stamp = f" on {generated_at}" if generated_at else ""
+    # ExecStart expands ``$VAR`` in arguments (not in the command); a literal dollar is ``$$``.
+    manager = _word(str(manager_script), "manager script").replace("$", "$$")
     return f"""\
 # {UNIT_NAME}: the crypto market-data exporter (scheduled_data_manager.py),
 # a cycle at start and then every EXPORT_PERIOD_HOURS; SIGTERM stops it cleanly.
@@ -95,7 +92,7 @@ After=network-online.target
 Type=exec
 User={_checked(user, "user")}
 WorkingDirectory={_specifiers(_checked(str(install_dir), "install folder"))}
-ExecStart={_word(str(python), "python")} {_exec_word(str(manager_script), "manager script")}
+ExecStart={_word(str(python), "python")} {manager}
 EnvironmentFile=-{_specifiers(_checked(str(install_dir), "install folder"))}/.env
 Environment=PYTHONUNBUFFERED=1
 Environment=PYTHONDONTWRITEBYTECODE=1

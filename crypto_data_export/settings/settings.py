@@ -137,7 +137,7 @@ def min_lookback_days(interval: str) -> float:
     return 2 * length / DAY_MS
 
 
-def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool]) -> Callable[[str, str], T]:
+def _number(kind: Callable[[str], T], accepted: str, check: Callable[[Any], bool]) -> Callable[[str, str], T]:
     def parse(name: str, raw: str) -> T:
         try:
             value = kind(raw.strip())
@@ -164,16 +164,6 @@ MIN_PERIOD_HOURS = 0.0001  # 0.36 s, for tests; less would be a busy loop agains
 MAX_RETENTION_DAYS = 36500.0  # a century
 MAX_TIMEOUT_SECONDS = 600.0  # one request
 MAX_FILES = 100_000
-
-_lookback = _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")
-_period = _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS)
-_retention = _positive_up_to(MAX_RETENTION_DAYS, "days, a century")
-_timeout = _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")
-_positive_int = _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES)
-_workers = _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)
-_retries = _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)
-_backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60)
-_max_ahead = _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720)
 
 
 Parser = Callable[[str, str], str]
@@ -202,10 +192,6 @@ def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, 
     return parse
 
 
-_base_url, _archive_url = _url(DEFAULT_BASE_URL), _url(DEFAULT_ARCHIVE_URL)
-_interval = _choice(VALID_INTERVALS)
-
-
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
     """A comma list of intervals, in order, each once."""
     items = [item.strip() for item in raw.split(",")]
@@ -219,14 +205,11 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-_market = _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
-_export_format = _choice(EXPORT_FORMATS, str.lower)
 
 
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
-_top_n = _number(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)
 _ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
 
 
@@ -237,9 +220,6 @@ def _quote_asset(name: str, raw: str) -> str:
             f"{name}={raw!r} is not valid: expected an asset of 1 to 20 letters or digits, such as USDT"
         )
     return asset
-
-
-_log_level = _choice(LOG_LEVELS, str.upper)
 
 
 # Folders that belong to the system: the export folder may be inside some of them
@@ -325,25 +305,37 @@ def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str |
 
 # variable -> (Settings field, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "BINANCE_BASE_URL": ("base_url", _base_url),
+    "BINANCE_BASE_URL": ("base_url", _url(DEFAULT_BASE_URL)),
     "EXPORT_DIR": ("export_dir", _export_dir),
-    "KLINE_INTERVAL": ("kline_interval", _interval),
-    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _lookback),
-    "EXPORT_PERIOD_HOURS": ("export_period_hours", _period),
-    "MAX_FILES_PER_SYMBOL": ("max_files_per_symbol", _positive_int),
-    "DATA_RETENTION_DAYS": ("data_retention_days", _retention),
-    "EXPORT_WORKERS": ("workers", _workers),
-    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _timeout),
-    "HTTP_RETRIES": ("http_retries", _retries),
-    "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _backoff),
-    "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
-    "LOG_LEVEL": ("log_level", _log_level),
-    "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
+    "KLINE_INTERVAL": ("kline_interval", _choice(VALID_INTERVALS)),
+    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")),
+    "EXPORT_PERIOD_HOURS": (
+        "export_period_hours",
+        _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS),
+    ),
+    "MAX_FILES_PER_SYMBOL": (
+        "max_files_per_symbol",
+        _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES),
+    ),
+    "DATA_RETENTION_DAYS": ("data_retention_days", _positive_up_to(MAX_RETENTION_DAYS, "days, a century")),
+    "EXPORT_WORKERS": ("workers", _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)),
+    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")),
+    "HTTP_RETRIES": ("http_retries", _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)),
+    "HTTP_BACKOFF_SECONDS": (
+        "http_backoff_seconds",
+        _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60),
+    ),
+    "EXCHANGE_MAX_AHEAD_HOURS": (
+        "max_ahead_hours",
+        _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720),
+    ),
+    "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, str.upper)),
+    "BINANCE_ARCHIVE_URL": ("archive_url", _url(DEFAULT_ARCHIVE_URL)),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
-    "BINANCE_MARKET": ("market", _market),
-    "EXPORT_FORMAT": ("export_format", _export_format),
+    "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))),
+    "EXPORT_FORMAT": ("export_format", _choice(EXPORT_FORMATS, str.lower)),
     "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
-    "EXPORT_TOP_N": ("top_n", _top_n),
+    "EXPORT_TOP_N": ("top_n", _number(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)),
     "METRICS_FILE": ("metrics_file", _metrics_file),
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
 }
