@@ -84,20 +84,14 @@ def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
 
 def quote_volume(row: object) -> tuple[str, Decimal] | None:
     """(symbol, quoteVolume) of one ticker row, or None if the row is not usable."""
-    if not isinstance(row, dict):
-        return None
-    symbol, raw = row.get("symbol"), row.get("quoteVolume")
-    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
+    symbol, raw = (row.get("symbol"), row.get("quoteVolume")) if isinstance(row, dict) else (None, None)
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol) or type(raw) not in (str, int):
         return None
     try:
         volume = Decimal(str(raw).strip())
     except InvalidOperation:
         return None
-    if not volume.is_finite() or volume < 0 or volume > MAX_QUOTE_VOLUME:
-        return None
-    return symbol, volume
+    return (symbol, volume) if volume.is_finite() and 0 <= volume <= MAX_QUOTE_VOLUME else None
 
 
 def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: int) -> list[str]:
@@ -118,11 +112,15 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
             volumes[symbol] = volume
     if skipped > 3:
         logger.warning("24h ticker: %d malformed rows skipped in all", skipped)
-    unranked = wanted - volumes.keys()
+    unranked = sorted(wanted - volumes.keys())
     if unranked:
-        logger.info("24h ticker has no usable row for %d symbols (not ranked): %s", len(unranked), _few(unranked))
-    ranked = sorted(volumes, key=lambda s: (-volumes[s], s))
-    return ranked[:n]
+        more = f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""
+        logger.info(
+            "24h ticker has no usable row for %d symbols (not ranked): %s",
+            len(unranked),
+            ", ".join(unranked[:10]) + more,
+        )
+    return sorted(volumes, key=lambda s: (-volumes[s], s))[:n]
 
 
 def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
@@ -141,9 +139,3 @@ def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
 
 def _shown(value: object) -> str:
     return printable(repr(value), 120)
-
-
-def _few(symbols: Iterable[str], most: int = 10) -> str:
-    names = sorted(symbols)
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
