@@ -340,15 +340,8 @@ class ExchangeClient:
         end_ms: int | None = None,
         limit: int = 1000,
     ) -> list[list[Any]]:
-        params: dict[str, Any] = {
-            "symbol": symbol,
-            "interval": interval,
-            "limit": max(1, min(self.market.max_klines_limit, limit)),
-        }
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = dict(symbol=symbol, interval=interval, limit=max(1, min(self.market.max_klines_limit, limit)))
+        params.update({k: v for k, v in (("startTime", start_ms), ("endTime", end_ms)) if v is not None})
         rows: list[list[Any]] = self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
         return rows
 
@@ -372,7 +365,16 @@ class ExchangeClient:
                 return self._attempt(url, params, cap, expect, validate)
             except _RetryAfter as told:
                 rate_limit_waits += 1
-                self._wait_rate_limited(told.seconds, url, rate_limit_waits)
+                self.stats.rate_limited += 1
+                if rate_limit_waits > MAX_RATE_LIMIT_WAITS:
+                    raise RateLimitedError(
+                        f"{url} kept answering 429 (rate limited) after {MAX_RATE_LIMIT_WAITS} waits; "
+                        "another program on this IP may be using the budget"
+                    ) from None
+                logger.warning(
+                    "rate limited by %s (HTTP 429); all requests wait %.1f s as told by Retry-After", url, told.seconds
+                )
+                self.limiter.pause(told.seconds)
                 continue
             except (BadResponseError, _ServerFailure) as exc:
                 error: BadResponseError | _ServerFailure = exc
@@ -408,7 +410,37 @@ class ExchangeClient:
             raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
         with response:
             self._observe_weight(response)
-            return self._decode(response, url, cap, expect, validate)
+            status = response.status_code
+            if 300 <= status < 400:
+                raise _redirect_refused(url, status, response.headers.get("Location"))
+            if status == 429:
+                raise _RetryAfter(
+                    pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS)
+                )
+            if status == 418:
+                self.stats.banned += 1
+                until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
+                self.limiter.ban(until)
+                raise IPBannedError(until, detail=f"{url}")
+            if status == 451:
+                raise LocationRestrictedError(
+                    f"{self.base_url} refuses requests from this location (HTTP 451); set BINANCE_BASE_URL "
+                    "to a host that serves your region, e.g. https://api.binance.us or https://data-api.binance.vision"
+                )
+            if status == 403:
+                raise RequestRejectedError(
+                    f"{url} refused the request (HTTP 403, web application firewall); wait before trying again", status
+                )
+            if status >= 500:
+                raise _ServerFailure(url, status)
+            body = read_json(response, url, cap)
+            if status >= 400:
+                raise _rejection(body, status, url, self.market.unknown_symbol_codes)
+            if status != 200 or not isinstance(body, expect):
+                raise BadResponseError(f"{url} answered HTTP {status} with an unexpected {type(body).__name__} body")
+            if validate is not None:
+                validate(body)
+            return body
 
     def _observe_weight(self, response: requests.Response) -> None:
         """Feed every ``X-MBX-USED-WEIGHT-<n><unit>`` header (names are case-insensitive) to its window."""
@@ -425,54 +457,6 @@ class ExchangeClient:
         if not seen_minute and legacy and _USED_WEIGHT_RE.fullmatch(legacy.strip()):
             self.stats.last_used_weight = int(legacy)
             self.limiter.observe_used_weight(int(legacy))
-
-    def _wait_rate_limited(self, seconds: float, url: str, waits: int) -> None:
-        self.stats.rate_limited += 1
-        if waits > MAX_RATE_LIMIT_WAITS:
-            raise RateLimitedError(
-                f"{url} kept answering 429 (rate limited) after {MAX_RATE_LIMIT_WAITS} waits; "
-                "another program on this IP may be using the budget"
-            )
-        logger.warning("rate limited by %s (HTTP 429); all requests wait %.1f s as told by Retry-After", url, seconds)
-        self.limiter.pause(seconds)
-
-    def _decode(
-        self,
-        response: requests.Response,
-        url: str,
-        cap: int,
-        expect: type,
-        validate: Callable[[Any], None] | None,
-    ) -> Any:
-        status = response.status_code
-        if 300 <= status < 400:
-            raise _redirect_refused(url, status, response.headers.get("Location"))
-        if status == 429:
-            raise _RetryAfter(pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS))
-        if status == 418:
-            self.stats.banned += 1
-            until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
-            self.limiter.ban(until)
-            raise IPBannedError(until, detail=f"{url}")
-        if status == 451:
-            raise LocationRestrictedError(
-                f"{self.base_url} refuses requests from this location (HTTP 451); set BINANCE_BASE_URL "
-                "to a host that serves your region, e.g. https://api.binance.us or https://data-api.binance.vision"
-            )
-        if status == 403:
-            raise RequestRejectedError(
-                f"{url} refused the request (HTTP 403, web application firewall); wait before trying again", status
-            )
-        if status >= 500:
-            raise _ServerFailure(url, status)
-        body = read_json(response, url, cap)
-        if status >= 400:
-            raise _rejection(body, status, url, self.market.unknown_symbol_codes)
-        if status != 200 or not isinstance(body, expect):
-            raise BadResponseError(f"{url} answered HTTP {status} with an unexpected {type(body).__name__} body")
-        if validate is not None:
-            validate(body)
-        return body
 
 
 _RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}

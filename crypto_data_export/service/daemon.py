@@ -76,6 +76,10 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
 
 
+def _failed(*errors: str) -> Outcome:
+    return Outcome(EXIT_FAILED, errors=list(errors))
+
+
 def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
     """Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
     runs in the install folder, where another .env could point it elsewhere."""
@@ -105,18 +109,15 @@ class DataExportService:
         outcome = Outcome()
         current = self._inspect()
         if current.state == "running":
-            return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); use 'stop' or 'restart'"])
+            return _failed(f"error: already running (PID {current.pid}); use 'stop' or 'restart'")
         if current.state == "unverified":
-            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}"])
+            return _failed(f"error: {current.describe()}")
         by_hand = loop_serving(self.folder.root, self.folder.state)
         if by_hand is not None:
             folder = printable(self.folder.root)
-            return Outcome(
-                EXIT_FAILED,
-                errors=[
-                    f"error: a scheduler started outside the service already runs on {folder} "
-                    f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
-                ],
+            return _failed(
+                f"error: a scheduler started outside the service already runs on {folder} "
+                f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
             )
         if current.state != "stopped":
             outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
@@ -128,14 +129,10 @@ class DataExportService:
             pass
         if process.returncode is not None:
             self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
-            tail = self.log.tail()
-            return Outcome(
-                EXIT_FAILED,
-                errors=[
-                    f"error: the scheduler exited at once with code {process.returncode}; "
-                    f"last lines of {self.folder.service_log}:",
-                    *("  " + printable(line, 500) for line in tail),
-                ],
+            return _failed(
+                f"error: the scheduler exited at once with code {process.returncode}; "
+                f"last lines of {self.folder.service_log}:",
+                *("  " + printable(line, 500) for line in self.log.tail()),
             )
         try:
             real_folder = Path(os.path.realpath(self.folder.root))
@@ -147,7 +144,7 @@ class DataExportService:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
+            return _failed(f"error: {exc}; the scheduler was stopped again")
         process.returncode = 0  # it outlives this command by design: Popen must not warn that it still runs
         self.log.event(f"started scheduler PID {process.pid}")
         outcome.lines.append(f"started (PID {process.pid}); log: {self.folder.service_log}")
@@ -192,15 +189,12 @@ class DataExportService:
         if current.state == "stopped":
             return Outcome(lines=["not running"])
         if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
-            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; pidfile kept"])
+            return _failed(f"error: {current.describe()}; pidfile kept")
         if current.state != "running" or current.pid is None:
             remove_pidfile(self.folder.pidfile)
             self.log.event(f"{current.describe()}; removed")
             if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
-                return Outcome(
-                    EXIT_FAILED,
-                    errors=[f"error: {current.describe()}; removed it (not its target), nothing was signalled"],
-                )
+                return _failed(f"error: {current.describe()}; removed it (not its target), nothing was signalled")
             joiner = ", " if current.detail.endswith(")") else "; "  # "(process N is not running), removed"
             return Outcome(lines=[f"{current.describe()}{joiner}removed", "not running"])
         return self._signal_and_wait(current.pid, timeout)
@@ -223,7 +217,7 @@ class DataExportService:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             if not self._wait_gone(pid, ticks, KILL_WAIT_SECONDS):
-                return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
+                return _failed(f"error: PID {pid} survived SIGKILL; pidfile kept")
             self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
             outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
             outcome.lines.append(f"stopped (PID {pid}, killed)")
