@@ -63,16 +63,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    wait_help = "seconds the scheduler must stay up to count as started (default 1)"
-    timeout_help = "seconds to wait after SIGTERM before SIGKILL (default 30)"
-    start = commands.add_parser("start", help="launch the scheduler detached")
-    start.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
-    stop = commands.add_parser("stop", help="stop the scheduler cleanly")
-    stop.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
+    wait, timeout = argparse.ArgumentParser(add_help=False), argparse.ArgumentParser(add_help=False)
+    wait.add_argument("--wait", type=_seconds, default=1.0, help="seconds the scheduler must stay up (default 1)")
+    timeout.add_argument("--timeout", type=_seconds, default=30.0, help="seconds from SIGTERM to SIGKILL (default 30)")
+    commands.add_parser("start", parents=[wait], help="launch the scheduler detached")
+    commands.add_parser("stop", parents=[timeout], help="stop the scheduler cleanly")
     commands.add_parser("status", help="running or not, uptime, last status report")
-    restart = commands.add_parser("restart", help="stop, then start")
-    restart.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
-    restart.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
+    commands.add_parser("restart", parents=[timeout, wait], help="stop, then start")
     unit = commands.add_parser("create-systemd-service", help=f"write a hardened {UNIT_NAME}")
     unit.add_argument(
         "--user",
