@@ -80,15 +80,6 @@ def _failed(*errors: str) -> Outcome:
     return Outcome(EXIT_FAILED, errors=list(errors))
 
 
-def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
-    """Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
-    runs in the install folder, where another .env could point it elsewhere."""
-    env = dict(os.environ)
-    env.update({name: settings_env[name] for name in SETTING_VARIABLES if name in settings_env})
-    env["EXPORT_DIR"] = str(export_dir)
-    return env
-
-
 class DataExportService:
     """Start and stop one detached scheduler per export folder."""
 
@@ -154,14 +145,18 @@ class DataExportService:
         try:
             self.folder.service_log.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            folder = self.folder.service_log.parent
-            raise ServiceError(f"cannot create {folder}: {exc.strerror or exc}; check EXPORT_DIR") from exc
+            raise ServiceError(
+                f"cannot create {self.folder.service_log.parent}: {exc.strerror or exc}; check EXPORT_DIR"
+            ) from exc
 
     def _launch(self) -> subprocess.Popen[bytes]:
         try:
             log_fd = open_log_append(self.folder.service_log)
         except OSError as exc:
             raise ServiceError(f"cannot open the service log {self.folder.service_log}: {exc.strerror or exc}") from exc
+        # Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
+        # runs in the install folder, where another .env could point it elsewhere.
+        settings = {name: self.environment[name] for name in SETTING_VARIABLES if name in self.environment}
         try:
             return subprocess.Popen(
                 [sys.executable, str(MANAGER_PATH)],
@@ -169,7 +164,7 @@ class DataExportService:
                 stdout=log_fd,
                 stderr=log_fd,
                 cwd=INSTALL_DIR,
-                env=child_environment(self.environment, self.folder.root),
+                env={**os.environ, **settings, "EXPORT_DIR": str(self.folder.root)},
                 start_new_session=True,
                 close_fds=True,
             )
