@@ -137,13 +137,16 @@ def min_lookback_days(interval: str) -> float:
     return 2 * length / DAY_MS
 
 
-def _number(kind: Callable[[str], T], accepted: str, check: Callable[[Any], bool]) -> Callable[[str, str], T]:
+def _rule(kind: Callable[[str], T], accepted: str, check: Callable[[Any], object]) -> Callable[[str, str], T]:
+    """A parser: ``kind`` of the stripped text, refused unless ``check`` holds (the message says ``accepted``)."""
+
     def parse(name: str, raw: str) -> T:
         try:
             value = kind(raw.strip())
-        except ValueError:
-            value = None
-        if value is None or not check(value) or value != value:  # value != value: NaN
+            usable = value == value and check(value)  # value != value: NaN
+        except ValueError:  # not a number, or a URL urlparse refuses ("http://[")
+            usable = False
+        if not usable:
             raise SettingsError(f"{name}={raw!r} is not valid: expected {accepted}")
         return value
 
@@ -152,9 +155,7 @@ def _number(kind: Callable[[str], T], accepted: str, check: Callable[[Any], bool
 
 def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[str, str], float]:
     lowest = f" from {least:g}" if least else ""
-    return _number(
-        float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0
-    )
+    return _rule(float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0)
 
 
 # Upper bounds: far beyond any sensible use, well inside what dates and timers can hold.
@@ -170,26 +171,17 @@ Parser = Callable[[str, str], str]
 
 
 def _url(example: str) -> Parser:
-    def parse(name: str, raw: str) -> str:
-        url = raw.strip().rstrip("/")
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {example}")
-        return url
+    return _rule(lambda raw: raw.rstrip("/"), f"an http(s) URL such as {example}", _is_http_url)
 
-    return parse
+
+def _is_http_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, expected: str = "") -> Parser:
-    """One of ``choices`` (after ``normal``: stripped, maybe re-cased)."""
-
-    def parse(name: str, raw: str) -> str:
-        value = normal(raw.strip())
-        if value not in choices:
-            raise SettingsError(f"{name}={raw!r} is not valid: expected {expected or 'one of ' + ', '.join(choices)}")
-        return value
-
-    return parse
+    """One of ``choices`` (after ``normal``: maybe re-cased)."""
+    return _rule(normal, expected or "one of " + ", ".join(choices), choices.__contains__)
 
 
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
@@ -211,15 +203,6 @@ EXPORT_FORMATS = ("csv", "parquet")
 
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
 _ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
-
-
-def _quote_asset(name: str, raw: str) -> str:
-    asset = raw.strip().upper()
-    if not _ASSET_RULE.fullmatch(asset):
-        raise SettingsError(
-            f"{name}={raw!r} is not valid: expected an asset of 1 to 20 letters or digits, such as USDT"
-        )
-    return asset
 
 
 # Folders that belong to the system: the export folder may be inside some of them
@@ -315,27 +298,30 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     ),
     "MAX_FILES_PER_SYMBOL": (
         "max_files_per_symbol",
-        _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES),
+        _rule(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES),
     ),
     "DATA_RETENTION_DAYS": ("data_retention_days", _positive_up_to(MAX_RETENTION_DAYS, "days, a century")),
-    "EXPORT_WORKERS": ("workers", _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)),
+    "EXPORT_WORKERS": ("workers", _rule(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)),
     "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")),
-    "HTTP_RETRIES": ("http_retries", _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)),
+    "HTTP_RETRIES": ("http_retries", _rule(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)),
     "HTTP_BACKOFF_SECONDS": (
         "http_backoff_seconds",
-        _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60),
+        _rule(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60),
     ),
     "EXCHANGE_MAX_AHEAD_HOURS": (
         "max_ahead_hours",
-        _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720),
+        _rule(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720),
     ),
     "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, str.upper)),
     "BINANCE_ARCHIVE_URL": ("archive_url", _url(DEFAULT_ARCHIVE_URL)),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
     "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))),
     "EXPORT_FORMAT": ("export_format", _choice(EXPORT_FORMATS, str.lower)),
-    "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
-    "EXPORT_TOP_N": ("top_n", _number(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)),
+    "EXPORT_QUOTE_ASSET": (
+        "quote_asset",
+        _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),
+    ),
+    "EXPORT_TOP_N": ("top_n", _rule(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)),
     "METRICS_FILE": ("metrics_file", _metrics_file),
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
 }
