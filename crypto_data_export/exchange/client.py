@@ -31,7 +31,6 @@ from crypto_data_export.core.errors import (
     RateLimitedError,
     RedirectRefusedError,
     RequestRejectedError,
-    StopRequested,
     UniverseError,
     UnknownSymbolError,
 )
@@ -105,29 +104,22 @@ class _ServerFailure(ExchangeUnavailableError):
 
 
 class _StoppableRetry(Retry):
-    """urllib3's transport retries, cut short by a stop request (``stop`` is looked up at each
-    use: the export job hands the event over after the session exists)."""
+    """urllib3's transport retries, waiting through ``wait``: the limiter's, which a stop request
+    cuts short (StopRequested), also before a new attempt."""
 
-    stop: Callable[[], threading.Event | None] = staticmethod(lambda: None)
+    wait: Callable[[float], None] = staticmethod(time.sleep)
 
     def new(self, **kw: Any) -> _StoppableRetry:
         retry = super().new(**kw)
-        retry.stop = self.stop
+        retry.wait = self.wait
         return retry
 
     def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
-        self._wait(0.0)
+        self.wait(0.0)
         return super().increment(*args, **kwargs)
 
     def sleep(self, response: Any = None) -> None:
-        self._wait(self.get_backoff_time())
-
-    def _wait(self, seconds: float) -> None:
-        event = self.stop()
-        if event is None:
-            time.sleep(seconds)
-        elif event.is_set() or event.wait(seconds):
-            raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
+        self.wait(self.get_backoff_time())
 
 
 def usable_server_time(value: Any) -> int | None:
@@ -141,7 +133,7 @@ def build_session(
     retries: int,
     backoff: float,
     pool_size: int,
-    stop: Callable[[], threading.Event | None] | None = None,
+    wait: Callable[[float], None] | None = None,
     *,
     base_url: str,
 ) -> requests.Session:
@@ -166,8 +158,8 @@ def build_session(
         raise_on_redirect=False,
         respect_retry_after_header=False,
     )
-    if stop is not None:
-        retry.stop = stop
+    if wait is not None:
+        retry.wait = wait
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
     session = requests.Session()
     # Only encodings whose inflated size we bound ourselves (crypto_data_export.exchange.bounded).
@@ -209,9 +201,7 @@ class ExchangeClient:
         self.stats = ClientStats()
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
-        self._session = build_session(
-            retries, backoff, pool_size, stop=lambda: self.limiter.stop_event, base_url=self.base_url
-        )
+        self._session = build_session(retries, backoff, pool_size, wait=self.limiter.wait, base_url=self.base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:
