@@ -118,13 +118,9 @@ def format_duration(seconds: float) -> str:
     return f"{days}d {clock}" if days else clock
 
 
-def _section(report: dict[str, Any], key: str) -> dict[str, Any]:
-    value = report.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _shown(section: dict[str, Any], key: str, default: str = "?") -> str:
-    value = section.get(key)
+def _shown(report: dict[str, Any], section: str, key: str, default: str = "?") -> str:
+    part = report.get(section) if section else report
+    value = part.get(key) if isinstance(part, dict) else None
     return default if value is None or value == "" else printable(value, 60)
 
 
@@ -136,12 +132,11 @@ def summarize_status_report(path: Path) -> list[str]:
         return ["  last status report: none yet"]
     if found.verdict != OURS or found.data is None:
         return [f"  last status report: {printable(path)} is not one of ours ({printable(found.problem)}); ignored"]
-    report = found.data
-    system, files = _section(report, "system_status"), _section(report, "file_statistics")
-    cycle, health = _section(report, "last_cycle"), _section(report, "health")
+    data = found.data
     return [
-        f"  last status report ({_shown(report, 'timestamp')}): service_status={_shown(system, 'service_status')}, "
-        f"health={_shown(health, 'status')}",
-        f"  exports: {_shown(system, 'export_count')}, last cycle: {_shown(cycle, 'result', 'none')} "
-        f"(finished {_shown(cycle, 'finished', 'never')}), total files: {_shown(files, 'total_files')}",
+        f"  last status report ({_shown(data, '', 'timestamp')}): "
+        f"service_status={_shown(data, 'system_status', 'service_status')}, health={_shown(data, 'health', 'status')}",
+        f"  exports: {_shown(data, 'system_status', 'export_count')}, last cycle: "
+        f"{_shown(data, 'last_cycle', 'result', 'none')} (finished {_shown(data, 'last_cycle', 'finished', 'never')}), "
+        f"total files: {_shown(data, 'file_statistics', 'total_files')}",
     ]
