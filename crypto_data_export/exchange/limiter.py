@@ -270,8 +270,7 @@ class WeightLimiter:
         stop = self.stop_event
         if stop is None:
             self._sleep(seconds)
-            return
-        if stop.is_set() or stop.wait(seconds):
+        elif stop.is_set() or stop.wait(seconds):
             raise StopRequested("stop requested while waiting for the exchange; the symbol was not finished")
 
     def used(self) -> dict[RateLimit, int]:
