@@ -264,8 +264,7 @@ class ExchangeClient:
         """The 24 h ticker of every symbol (weight 80 on spot); rows are checked by the caller."""
         if not self.market.ticker_24hr_path:
             raise UniverseError(f"the {self.market.name} market has no 24 h ticker: EXPORT_TOP_N cannot be served")
-        rows: list[Any] = self._get(self.market.ticker_24hr_path, {}, expect=list)
-        return rows
+        return self._get(self.market.ticker_24hr_path, {}, expect=list)
 
     def load_rate_limits(self, symbol: str | None = None, *, info: Mapping[str, Any] | None = None) -> int:
         """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped;
@@ -274,14 +273,14 @@ class ExchangeClient:
             info = self._exchange_info_of(symbol)
         published = weight_limit_from_exchange_info(info)
         if published is not None and clamp_weight_limit(published) != published:
+            trusted = f"limits outside {MIN_WEIGHT_LIMIT}..{MAX_WEIGHT_LIMIT} are not trusted"
+            used = clamp_weight_limit(published)
             logger.warning(
-                "%s publishes a request weight limit of %d per minute; using %d instead "
-                "(limits outside %d..%d are not trusted)",
+                "%s publishes a request weight limit of %d per minute; using %d instead (%s)",
                 self.base_url,
                 published,
-                clamp_weight_limit(published),
-                MIN_WEIGHT_LIMIT,
-                MAX_WEIGHT_LIMIT,
+                used,
+                trusted,
             )
         rates = rate_limits_from_exchange_info(info)
         if rates:
@@ -332,8 +331,7 @@ class ExchangeClient:
     ) -> list[list[Any]]:
         params = dict(symbol=symbol, interval=interval, limit=max(1, min(self.market.max_klines_limit, limit)))
         params.update({k: v for k, v in (("startTime", start_ms), ("endTime", end_ms)) if v is not None})
-        rows: list[list[Any]] = self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
-        return rows
+        return self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
 
     def _get(
         self,

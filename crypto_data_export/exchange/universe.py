@@ -77,7 +77,9 @@ def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
             found.add(symbol)
         else:
             logger.warning(
-                "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped", quote_asset, _shown(symbol)
+                "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped",
+                quote_asset,
+                printable(repr(symbol), 120),
             )
     return sorted(found)
 
@@ -105,7 +107,9 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
         if parsed is None:
             skipped += 1
             if skipped <= 3:  # a broken feed must not flood the log
-                logger.warning("24h ticker row skipped, not a usable symbol and quoteVolume: %s", _shown(row))
+                logger.warning(
+                    "24h ticker row skipped, not a usable symbol and quoteVolume: %s", printable(repr(row), 120)
+                )
             continue
         symbol, volume = parsed
         if symbol in wanted:
@@ -135,7 +139,3 @@ def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
         calls, weight = calls + 1, weight + market.weight(market.ticker_24hr_path, {})
         symbols = top_by_quote_volume(rows, matching, rule.top_n)
     return Universe(rule, tuple(symbols), len(matching), calls, weight, info)
-
-
-def _shown(value: object) -> str:
-    return printable(repr(value), 120)

@@ -1,9 +1,5 @@
-"""What ``data_export_service.py status`` reports: is our scheduler running, what did it last say.
-
-A PID counts as running only if its process runs our scheduler, started when the pidfile
-says and serves this folder; a reused PID or another install's scheduler is stale. Every
-foreign value shown goes through ``printable``.
-"""
+"""What ``data_export_service.py status`` reports: is our scheduler running (see ``daemon`` for
+what counts as ours), what did it last say. Every foreign value shown goes through ``printable``."""
 
 from __future__ import annotations
 
