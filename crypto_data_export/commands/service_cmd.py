@@ -1,17 +1,7 @@
-"""Run the scheduler in the background: start, stop, status, restart, systemd unit.
+"""``data_export_service.py``: start, stop, status, restart, create-systemd-service (see EPILOG).
 
-    python data_export_service.py start [--wait 1]      launch scheduled_data_manager.py detached
-    python data_export_service.py stop [--timeout 30]  SIGTERM, wait, SIGKILL only if it hangs
-    python data_export_service.py status               running/stopped/stale, uptime, last report
-    python data_export_service.py restart
-    python data_export_service.py create-systemd-service [--user NAME] [--output PATH]
-
-Exit codes: 0 ok, 1 failure, 2 usage or configuration error; ``status``
-follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder
-cannot be verified). ``stop`` and ``status`` act only on the scheduler of
-this export folder: the pidfile records the folder and the process start
-time, and the live process must agree. The work is done by
-``crypto_data_export.service.daemon.DataExportService`` (importable from here).
+``status`` follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder cannot be
+verified). The work is done by ``service.daemon.DataExportService`` (importable from here).
 """
 
 from __future__ import annotations
@@ -45,8 +35,6 @@ from crypto_data_export.settings.settings import Settings, SettingsError, load_s
 
 __all__ = ["DataExportService", "main", "parse_args"]
 
-
-# -- CLI ---------------------------------------------------------------------------
 EPILOG = """examples:
   python data_export_service.py start                 run the scheduler in the background
   python data_export_service.py status                exit 0 running, 3 not running
@@ -75,16 +63,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    wait_help = "seconds the scheduler must stay up to count as started (default 1)"
-    timeout_help = "seconds to wait after SIGTERM before SIGKILL (default 30)"
-    start = commands.add_parser("start", help="launch the scheduler detached")
-    start.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
-    stop = commands.add_parser("stop", help="stop the scheduler cleanly")
-    stop.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
+    wait, timeout = argparse.ArgumentParser(add_help=False), argparse.ArgumentParser(add_help=False)
+    wait.add_argument("--wait", type=_seconds, default=1.0, help="seconds the scheduler must stay up (default 1)")
+    timeout.add_argument("--timeout", type=_seconds, default=30.0, help="seconds from SIGTERM to SIGKILL (default 30)")
+    commands.add_parser("start", parents=[wait], help="launch the scheduler detached")
+    commands.add_parser("stop", parents=[timeout], help="stop the scheduler cleanly")
     commands.add_parser("status", help="running or not, uptime, last status report")
-    restart = commands.add_parser("restart", help="stop, then start")
-    restart.add_argument("--timeout", type=_seconds, default=30.0, help=timeout_help)
-    restart.add_argument("--wait", type=_seconds, default=1.0, help=wait_help)
+    commands.add_parser("restart", parents=[timeout, wait], help="stop, then start")
     unit = commands.add_parser("create-systemd-service", help=f"write a hardened {UNIT_NAME}")
     unit.add_argument(
         "--user",

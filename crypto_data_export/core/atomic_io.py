@@ -32,16 +32,12 @@ def temp_path_for(target: Path) -> Path:
 
 def fsync_folder(folder: Path) -> None:
     """Make a rename durable; some file systems refuse, which is harmless."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # refused: harmless
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _describe(exc: OSError, path: Path) -> str:
@@ -65,18 +61,13 @@ def atomic_output_at(target: Path) -> Iterator[tuple[IO[str], Path]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise StorageError(_describe(exc, target)) from exc
-    except BaseException:
-        _remove_quietly(temp)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise StorageError(_describe(exc, target)) from exc
         raise
     fsync_folder(target.parent)
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def atomic_write_text(target: Path, text: str) -> None:

@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 POLL_SECONDS = 0.1
@@ -44,7 +43,6 @@ class FileLock:
 
     @property
     def fd(self) -> int:
-        """The open lock file (for a holder that writes into it)."""
         if self._fd is None:
             raise RuntimeError(f"{self.path} is not locked")
         return self._fd
@@ -54,26 +52,20 @@ class FileLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOCK_FILE_MODE)
         except OSError as exc:
             raise self._on_error(self.path, exc) from exc
+        deadline = time.monotonic() + self.wait_seconds
         try:
-            self._lock(fd)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait_seconds == WAIT_FOREVER else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise self._on_busy(self.path) from None
+                    time.sleep(POLL_SECONDS)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
-
-    def _lock(self, fd: int) -> None:
-        if self.wait_seconds == WAIT_FOREVER:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise self._on_busy(self.path) from None
-                time.sleep(POLL_SECONDS)
 
     def release(self) -> None:
         if self._fd is None:
@@ -88,7 +80,5 @@ class FileLock:
         self.acquire()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

@@ -85,9 +85,7 @@ def _move_no_replace(source: Path, target: Path) -> None:
     symlink's target) then unlink; where hard links are refused, rename after a check."""
     try:
         os.link(source, target, follow_symlinks=False)
-    except FileExistsError:
-        raise
-    except OSError as exc:
+    except OSError as exc:  # FileExistsError (EEXIST) is raised as it is
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES):
             raise
         if os.path.lexists(target):

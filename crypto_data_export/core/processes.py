@@ -28,16 +28,15 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # it exists, it just is not ours to signal
-    return not _is_zombie(pid)
+    return _stat_fields(pid)[:1] != ["Z"]
 
 
-def _is_zombie(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the ")" that closes the command name (state first), [] if unreadable."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
     except OSError:
-        return False
-    # The state letter follows the ")" that closes the command name.
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+        return []
 
 
 def command_line(pid: int) -> list[str]:
@@ -59,9 +58,8 @@ def process_start_ticks(pid: int) -> int | None:
     """When the process started, in clock ticks since boot: with the PID, an identity
     that a reused PID cannot repeat."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-        return int(fields[19])
-    except (OSError, ValueError, IndexError):
+        return int(_stat_fields(pid)[19])
+    except (ValueError, IndexError):
         return None
 
 
@@ -79,41 +77,26 @@ def process_start_time(pid: int) -> float | None:
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _environ(pid: int) -> dict[str, str] | None:
+def process_export_dir(pid: int, default: str) -> Path | None:
+    """The export folder a live scheduler serves, resolved as it decides (``EXPORT_DIR`` from its
+    environment, else its working folder's ``.env``, else ``default``); None if unknown."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as handle:
             raw = handle.read(_ENVIRON_LIMIT)
     except OSError:
         return None  # another user's process: its environment is not ours to read
     pairs = (entry.split(b"=", 1) for entry in raw.split(b"\0") if b"=" in entry)
-    return {k.decode(errors="replace"): v.decode(errors="surrogateescape") for k, v in pairs}
-
-
-def _cwd(pid: int) -> Path | None:
+    environ = {k.decode(errors="replace"): v.decode(errors="surrogateescape") for k, v in pairs}
     try:
-        return Path(os.readlink(f"/proc/{pid}/cwd"))
+        cwd: Path | None = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
-        return None
-
-
-def _from_dotenv(folder: Path) -> str | None:
-    try:
-        value = dotenv_values(folder / ".env").get(EXPORT_DIR_VARIABLE)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return value or None
-
-
-def process_export_dir(pid: int, default: str) -> Path | None:
-    """The export folder a live scheduler serves, resolved as it decides (``EXPORT_DIR`` from its
-    environment, else its working folder's ``.env``, else ``default``); None if unknown."""
-    environ = _environ(pid)
-    if environ is None:
-        return None
-    cwd = _cwd(pid)
+        cwd = None
     value = environ.get(EXPORT_DIR_VARIABLE, "").strip()
     if not value and cwd is not None:
-        value = (_from_dotenv(cwd) or "").strip()
+        try:
+            value = (dotenv_values(cwd / ".env").get(EXPORT_DIR_VARIABLE) or "").strip()
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass
     value = value or default
     if value.startswith("~") and environ.get("HOME"):
         value = environ["HOME"] + value[1:] if value == "~" or value.startswith("~/") else value

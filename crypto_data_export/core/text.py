@@ -10,17 +10,7 @@ DEFAULT_LIMIT = 200
 # Control (Cc), format (Cf: bidi overrides, zero-width), line and paragraph separators,
 # surrogates and unassigned code points: none of them is meant to be read on a terminal.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _ELLIPSIS = "..."
-
-
-def _escaped(char: str) -> str:
-    if char in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[char]
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def printable(text: object, limit: int = DEFAULT_LIMIT) -> str:
@@ -34,7 +24,7 @@ def printable(text: object, limit: int = DEFAULT_LIMIT) -> str:
     length = 0
     # Only look at what can still be shown: a 100 MB value costs no more than a short one.
     for char in raw[: limit + 1]:
-        piece = _escaped(char) if unicodedata.category(char) in _UNSAFE_CATEGORIES else char
+        piece = repr(char)[1:-1] if unicodedata.category(char) in _UNSAFE_CATEGORIES else char
         pieces.append(piece)
         length += len(piece)
         if length > limit:

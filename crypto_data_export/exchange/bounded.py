@@ -1,9 +1,8 @@
 """What the exchange sends, read within bounds: bodies, JSON, Retry-After and ban lengths.
 
 A body is read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
-counting the bytes on the wire and the bytes a gzip/deflate body inflates to (no 1 GB
-gzip bomb ever sits in memory). Waits told by headers are parsed defensively (a number,
-an HTTP date; ``inf``, ``nan``, negative or garbage values never crash) and clamped.
+counting the bytes a gzip/deflate body inflates to (no 1 GB gzip bomb ever sits in memory).
+Waits told by headers (a number, an HTTP date; ``inf``, ``nan``, garbage) are clamped.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import email.utils
 import json
 import math
 import re
-import zlib
 from datetime import datetime, timedelta
 from http.client import HTTPException
 from typing import Any
@@ -30,81 +28,35 @@ READ_CHUNK = 64 * 1024
 DEFAULT_BAN_SECONDS = 120.0
 MAX_BAN_SECONDS = 3 * 86_400.0
 _BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
-_ENCODINGS = {"": None, "identity": None, "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
-# Both gzip and zlib headers, detected by zlib itself.
-_AUTO_HEADER = 32 + zlib.MAX_WBITS
-
-
-class _Inflater:
-    """gzip/deflate decoding that never produces more than it is allowed to."""
-
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        self._z = zlib.decompressobj(_AUTO_HEADER)
-        self._started = False
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        """Decode ``data``; stop once ``room`` bytes came out (the caller then refuses the body)."""
-        out = bytearray()
-        while data and len(out) < room and not self._z.eof:
-            try:
-                out += self._z.decompress(data, room - len(out))
-            except zlib.error:
-                if self.encoding != "deflate" or self._started:
-                    raise
-                # Some servers send "deflate" without the zlib header: raw deflate.
-                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-                continue
-            self._started = True
-            data = self._z.unconsumed_tail
-        return bytes(out)
+# Only the encodings we ask for. urllib3 (>= 2.6) inflates at most ``amt`` bytes per read,
+# so a gzip bomb is refused after one chunk past the cap, never inflated whole.
+_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
 
 def read_body(response: requests.Response, url: str, cap: int) -> bytes:
-    """The decoded body, read in chunks and refused beyond ``cap`` bytes (received or inflated)."""
+    """The decoded body, read in chunks and refused beyond ``cap`` bytes (announced or inflated)."""
     declared = response.headers.get("Content-Length", "").strip()
     if declared.isascii() and declared.isdigit() and int(declared[:20]) > cap:
         raise too_big(url, cap)
-    inflater = _inflater_for(response, url)
+    encoding = response.headers.get("Content-Encoding", "")
+    if encoding.strip().lower() not in _ENCODINGS:
+        raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(encoding, 40)})")
     body = bytearray()
-    received = 0
-    while True:
-        chunk = _read_chunk(response, url)
-        if not chunk:
-            return bytes(body)
-        received += len(chunk)
-        if received > cap:
-            raise too_big(url, cap)
-        if inflater is None:
-            body += chunk
-            continue
-        try:
-            body += inflater.feed(chunk, cap + 1 - len(body))
-        except zlib.error as exc:
-            raise BadResponseError(
-                f"{url} sent a {inflater.encoding} body that cannot be decompressed ({printable(exc, 80)})"
-            ) from exc
+    while chunk := _read_chunk(response, url):
+        body += chunk
         if len(body) > cap:
             raise too_big(url, cap)
+    return bytes(body)
 
 
 def too_big(url: str, cap: int) -> BadResponseError:
     return BadResponseError(f"{url} sent a body larger than the {cap} bytes allowed for it; answer refused")
 
 
-def _inflater_for(response: requests.Response, url: str) -> _Inflater | None:
-    raw = response.headers.get("Content-Encoding", "")
-    encoding = raw.strip().lower()
-    if encoding not in _ENCODINGS:
-        raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(raw, 40)})")
-    kind = _ENCODINGS[encoding]
-    return None if kind is None else _Inflater(kind)
-
-
 def _read_chunk(response: requests.Response, url: str) -> bytes:
-    """Raw bytes as sent (decoding is ours, so that it is bounded); transport errors translated."""
+    """At most READ_CHUNK decoded bytes; transport and decoding errors translated."""
     try:
-        chunk: bytes = response.raw.read(READ_CHUNK, decode_content=False)
+        chunk: bytes = response.raw.read(READ_CHUNK, decode_content=True)
     except ReadTimeoutError as exc:
         raise ExchangeUnavailableError(
             f"{url} stopped sending its answer (read timeout); check BINANCE_BASE_URL and the network"
@@ -131,29 +83,20 @@ def told_seconds(raw: str | None, now: datetime) -> float | None:
     text = (raw or "").strip()
     if not text or len(text) > 64:
         return None
-    seconds: float | None
     try:
         seconds = float(text)
     except ValueError:
-        seconds = _seconds_until_http_date(text, now)
-    if seconds is None or math.isnan(seconds):
-        return None
-    return seconds
-
-
-def _seconds_until_http_date(text: str, now: datetime) -> float | None:
-    try:
-        return (as_utc(email.utils.parsedate_to_datetime(text)) - now).total_seconds()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+        try:
+            seconds = (as_utc(email.utils.parsedate_to_datetime(text)) - now).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return None if math.isnan(seconds) else seconds
 
 
 def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
     """How long a 429 makes the pool wait: the header's value within [0, cap], else ``default``."""
     seconds = told_seconds(raw, utc_now())
-    if seconds is None:
-        return default
-    return min(cap, max(0.0, seconds))
+    return default if seconds is None else min(cap, max(0.0, seconds))
 
 
 def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> datetime:
@@ -164,21 +107,10 @@ def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> 
     must never wake up before the exchange lifts the ban (a request then extends it).
     """
     now = now or utc_now()
-    seconds = DEFAULT_BAN_SECONDS
-    for told in (told_seconds(retry_after, now), _seconds_from_message(body, now)):
-        if told is not None and told > 0:
-            seconds = float(told)
-            break
-    seconds = min(MAX_BAN_SECONDS, max(1.0, seconds))  # inf -> 3 days
-    return _ceil_second(now + timedelta(seconds=seconds))
-
-
-def _seconds_from_message(body: str, now: datetime) -> float | None:
     match = _BANNED_UNTIL_RE.search(body)
-    if match is None:
-        return None
-    return int(match.group(1)) / 1000 - now.timestamp()
-
-
-def _ceil_second(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0) + timedelta(seconds=1 if moment.microsecond else 0)
+    in_body = int(match[1]) / 1000 - now.timestamp() if match else None
+    seconds = next(
+        (t for t in (told_seconds(retry_after, now), in_body) if t is not None and t > 0), DEFAULT_BAN_SECONDS
+    )
+    end = now + timedelta(seconds=min(MAX_BAN_SECONDS, max(1.0, seconds)))  # inf -> 3 days
+    return end.replace(microsecond=0) + timedelta(seconds=1 if end.microsecond else 0)

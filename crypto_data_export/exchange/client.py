@@ -1,12 +1,9 @@
 """HTTP access to a Binance-compatible REST API, polite and bounded.
 
-One ``requests.Session`` with (connect, read) timeouts. Transport failures are retried by
-urllib3's ``Retry``; answers that arrive unusable (5xx, HTML, truncated or oversized) by
-our own loop; a stop request cuts either backoff short. Bodies are streamed and capped
-per endpoint (``bounded``); redirects are refused. Rate limits come from the exchange
-(``limiter``), within bounds: the published budget is clamped, 429 waits ``Retry-After``
-(capped) for the whole pool, 418 raises ``IPBannedError`` with the ban's end, 451 names
-another host. Text the exchange sends is escaped (``printable``) before it is shown.
+Transport failures are retried by urllib3's ``Retry``, unusable answers (5xx, HTML,
+truncated, oversized) by our loop; a stop request cuts either backoff short. Bodies are
+capped per endpoint (``bounded``), redirects refused, rate limits taken from the exchange
+within bounds (``limiter``): 429 pauses the pool (capped), 418 raises ``IPBannedError``.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ from crypto_data_export.core.errors import (
     RateLimitedError,
     RedirectRefusedError,
     RequestRejectedError,
-    StopRequested,
     UniverseError,
     UnknownSymbolError,
 )
@@ -108,32 +104,22 @@ class _ServerFailure(ExchangeUnavailableError):
 
 
 class _StoppableRetry(Retry):
-    """urllib3's transport retries, cut short by a stop request (looked up through ``stop`` at
-    each use: the export job hands the event over after the session exists)."""
+    """urllib3's transport retries, waiting through ``wait``: the limiter's, which a stop request
+    cuts short (StopRequested), also before a new attempt."""
 
-    stop: Callable[[], threading.Event | None] | None = None
+    wait: Callable[[float], None] = staticmethod(time.sleep)
 
     def new(self, **kw: Any) -> _StoppableRetry:
         retry = super().new(**kw)
-        retry.stop = self.stop
+        retry.wait = self.wait
         return retry
 
     def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
-        self._raise_if_stopped()
+        self.wait(0.0)
         return super().increment(*args, **kwargs)
 
     def sleep(self, response: Any = None) -> None:
-        backoff = self.get_backoff_time()
-        event = self.stop() if self.stop is not None else None
-        if event is None:
-            time.sleep(backoff)
-        elif event.wait(backoff):
-            self._raise_if_stopped()
-
-    def _raise_if_stopped(self) -> None:
-        event = self.stop() if self.stop is not None else None
-        if event is not None and event.is_set():
-            raise StopRequested("stop requested while retrying a connection; the symbol was not finished")
+        self.wait(self.get_backoff_time())
 
 
 def usable_server_time(value: Any) -> int | None:
@@ -147,12 +133,17 @@ def build_session(
     retries: int,
     backoff: float,
     pool_size: int,
-    stop: Callable[[], threading.Event | None] | None = None,
+    wait: Callable[[float], None] | None = None,
     *,
     base_url: str,
 ) -> requests.Session:
     """A session to ``base_url`` whose transport retries connection errors and read timeouts
-    (5xx: see ``_get``)."""
+    (5xx: see ``_get``).
+
+    The proxy and CA-bundle variables are read once, for this host: with ``trust_env``
+    requests walks the environment and looks for ``.netrc`` on every request, the largest
+    CPU cost of a small request (a public market-data API takes no credentials).
+    """
     retry = _StoppableRetry(
         total=retries,
         connect=retries,
@@ -167,30 +158,20 @@ def build_session(
         raise_on_redirect=False,
         respect_retry_after_header=False,
     )
-    retry.stop = stop
+    if wait is not None:
+        retry.wait = wait
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
     session = requests.Session()
     # Only encodings whose inflated size we bound ourselves (crypto_data_export.exchange.bounded).
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"})
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    adopt_environment(session, base_url)
-    return session
-
-
-def adopt_environment(session: requests.Session, base_url: str) -> None:
-    """Read the proxy and CA-bundle variables once, for the one host of this session.
-
-    With ``trust_env`` requests walks the environment and looks for ``.netrc`` on every
-    request, the largest CPU cost of a small request. Honoured: the proxy variables (as
-    requests reads them for this URL), ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``; not
-    ``.netrc`` (a public market-data API takes no credentials).
-    """
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
         session.verify = bundle
     session.trust_env = False
+    return session
 
 
 class ExchangeClient:
@@ -220,9 +201,7 @@ class ExchangeClient:
         self.stats = ClientStats()
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
-        self._session = build_session(
-            retries, backoff, pool_size, stop=lambda: self.limiter.stop_event, base_url=self.base_url
-        )
+        self._session = build_session(retries, backoff, pool_size, wait=self.limiter.wait, base_url=self.base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:
@@ -285,8 +264,7 @@ class ExchangeClient:
         """The 24 h ticker of every symbol (weight 80 on spot); rows are checked by the caller."""
         if not self.market.ticker_24hr_path:
             raise UniverseError(f"the {self.market.name} market has no 24 h ticker: EXPORT_TOP_N cannot be served")
-        rows: list[Any] = self._get(self.market.ticker_24hr_path, {}, expect=list)
-        return rows
+        return self._get(self.market.ticker_24hr_path, {}, expect=list)
 
     def load_rate_limits(self, symbol: str | None = None, *, info: Mapping[str, Any] | None = None) -> int:
         """Adopt every REQUEST_WEIGHT and RAW_REQUESTS limit the exchange publishes, clamped;
@@ -295,14 +273,14 @@ class ExchangeClient:
             info = self._exchange_info_of(symbol)
         published = weight_limit_from_exchange_info(info)
         if published is not None and clamp_weight_limit(published) != published:
+            trusted = f"limits outside {MIN_WEIGHT_LIMIT}..{MAX_WEIGHT_LIMIT} are not trusted"
+            used = clamp_weight_limit(published)
             logger.warning(
-                "%s publishes a request weight limit of %d per minute; using %d instead "
-                "(limits outside %d..%d are not trusted)",
+                "%s publishes a request weight limit of %d per minute; using %d instead (%s)",
                 self.base_url,
                 published,
-                clamp_weight_limit(published),
-                MIN_WEIGHT_LIMIT,
-                MAX_WEIGHT_LIMIT,
+                used,
+                trusted,
             )
         rates = rate_limits_from_exchange_info(info)
         if rates:
@@ -351,17 +329,9 @@ class ExchangeClient:
         end_ms: int | None = None,
         limit: int = 1000,
     ) -> list[list[Any]]:
-        params: dict[str, Any] = {
-            "symbol": symbol,
-            "interval": interval,
-            "limit": max(1, min(self.market.max_klines_limit, limit)),
-        }
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
-        rows: list[list[Any]] = self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
-        return rows
+        params = dict(symbol=symbol, interval=interval, limit=max(1, min(self.market.max_klines_limit, limit)))
+        params.update({k: v for k, v in (("startTime", start_ms), ("endTime", end_ms)) if v is not None})
+        return self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
 
     def _get(
         self,
@@ -383,7 +353,16 @@ class ExchangeClient:
                 return self._attempt(url, params, cap, expect, validate)
             except _RetryAfter as told:
                 rate_limit_waits += 1
-                self._wait_rate_limited(told.seconds, url, rate_limit_waits)
+                self.stats.rate_limited += 1
+                if rate_limit_waits > MAX_RATE_LIMIT_WAITS:
+                    raise RateLimitedError(
+                        f"{url} kept answering 429 (rate limited) after {MAX_RATE_LIMIT_WAITS} waits; "
+                        "another program on this IP may be using the budget"
+                    ) from None
+                logger.warning(
+                    "rate limited by %s (HTTP 429); all requests wait %.1f s as told by Retry-After", url, told.seconds
+                )
+                self.limiter.pause(told.seconds)
                 continue
             except (BadResponseError, _ServerFailure) as exc:
                 error: BadResponseError | _ServerFailure = exc
@@ -391,8 +370,13 @@ class ExchangeClient:
                 # The answer (or the failure) is back: its weight now ages out of the windows.
                 self.limiter.release(ticket)
             attempt += 1
+            if attempt > self.retries and isinstance(error, _ServerFailure):
+                raise ExchangeUnavailableError(
+                    f"{error.url} kept failing with HTTP {error.status} after {_retries(self.retries)}; "
+                    "the exchange may be in maintenance"
+                ) from error
             if attempt > self.retries:
-                raise _final(error, self.retries) from error
+                raise error
             self.stats.retries += 1
             logger.warning("%s; retry %d of %d", error, attempt, self.retries)
             self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
@@ -411,10 +395,40 @@ class ExchangeClient:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
         except requests.RequestException as exc:
-            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {_short(exc)})") from exc
+            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
         with response:
             self._observe_weight(response)
-            return self._decode(response, url, cap, expect, validate)
+            status = response.status_code
+            if 300 <= status < 400:
+                raise _redirect_refused(url, status, response.headers.get("Location"))
+            if status == 429:
+                raise _RetryAfter(
+                    pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS)
+                )
+            if status == 418:
+                self.stats.banned += 1
+                until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
+                self.limiter.ban(until)
+                raise IPBannedError(until, detail=f"{url}")
+            if status == 451:
+                raise LocationRestrictedError(
+                    f"{self.base_url} refuses requests from this location (HTTP 451); set BINANCE_BASE_URL "
+                    "to a host that serves your region, e.g. https://api.binance.us or https://data-api.binance.vision"
+                )
+            if status == 403:
+                raise RequestRejectedError(
+                    f"{url} refused the request (HTTP 403, web application firewall); wait before trying again", status
+                )
+            if status >= 500:
+                raise _ServerFailure(url, status)
+            body = read_json(response, url, cap)
+            if status >= 400:
+                raise _rejection(body, status, url, self.market.unknown_symbol_codes)
+            if status != 200 or not isinstance(body, expect):
+                raise BadResponseError(f"{url} answered HTTP {status} with an unexpected {type(body).__name__} body")
+            if validate is not None:
+                validate(body)
+            return body
 
     def _observe_weight(self, response: requests.Response) -> None:
         """Feed every ``X-MBX-USED-WEIGHT-<n><unit>`` header (names are case-insensitive) to its window."""
@@ -432,135 +446,64 @@ class ExchangeClient:
             self.stats.last_used_weight = int(legacy)
             self.limiter.observe_used_weight(int(legacy))
 
-    def _wait_rate_limited(self, seconds: float, url: str, waits: int) -> None:
-        self.stats.rate_limited += 1
-        if waits > MAX_RATE_LIMIT_WAITS:
-            raise RateLimitedError(
-                f"{url} kept answering 429 (rate limited) after {MAX_RATE_LIMIT_WAITS} waits; "
-                "another program on this IP may be using the budget"
-            )
-        logger.warning("rate limited by %s (HTTP 429); all requests wait %.1f s as told by Retry-After", url, seconds)
-        self.limiter.pause(seconds)
-
-    def _decode(
-        self,
-        response: requests.Response,
-        url: str,
-        cap: int,
-        expect: type,
-        validate: Callable[[Any], None] | None,
-    ) -> Any:
-        status = response.status_code
-        if 300 <= status < 400:
-            raise _redirect_refused(url, status, response.headers.get("Location"))
-        if status == 429:
-            raise _RetryAfter(pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS))
-        if status == 418:
-            self.stats.banned += 1
-            until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
-            self.limiter.ban(until)
-            raise IPBannedError(until, detail=f"{url}")
-        if status == 451:
-            raise LocationRestrictedError(
-                f"{self.base_url} refuses requests from this location (HTTP 451); set BINANCE_BASE_URL "
-                "to a host that serves your region, e.g. https://api.binance.us or https://data-api.binance.vision"
-            )
-        if status == 403:
-            raise RequestRejectedError(
-                f"{url} refused the request (HTTP 403, web application firewall); wait before trying again", status
-            )
-        if status >= 500:
-            raise _ServerFailure(url, status)
-        body = read_json(response, url, cap)
-        if status >= 400:
-            raise _rejection(body, status, url, self.market.unknown_symbol_codes)
-        if status != 200 or not isinstance(body, expect):
-            raise BadResponseError(f"{url} answered HTTP {status} with an unexpected {type(body).__name__} body")
-        if validate is not None:
-            validate(body)
-        return body
-
 
 _RATE_LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 
 
 def weight_limit_from_exchange_info(info: Mapping[str, Any]) -> int | None:
-    """The REQUEST_WEIGHT per-minute limit, normalised to one minute (None if none is usable)."""
-    limits = info.get("rateLimits")
-    if not isinstance(limits, list):
-        return None
-    for entry in limits:
-        if isinstance(entry, dict) and entry.get("rateLimitType") == "REQUEST_WEIGHT":
-            per_minute = _per_minute(entry)
-            if per_minute is not None:
-                return per_minute
+    """The first usable REQUEST_WEIGHT limit, normalised to one minute (None if none is usable)."""
+    for entry in _usable_limits(info):
+        if entry["rateLimitType"] == WEIGHT:
+            # Capped before dividing: a 400-digit "limit" must not overflow a float.
+            return max(1, round(min(entry["limit"], 10**12) * 60 / _window_seconds(entry)))
     return None
 
 
 def rate_limits_from_exchange_info(info: Mapping[str, Any]) -> list[RateLimit]:
     """Every usable REQUEST_WEIGHT and RAW_REQUESTS limit, each over its own window, clamped (ORDERS ignored)."""
-    limits = info.get("rateLimits")
-    if not isinstance(limits, list):
-        return []
     found: dict[tuple[str, float], RateLimit] = {}
-    for entry in limits:
-        if not isinstance(entry, dict) or entry.get("rateLimitType") not in (WEIGHT, RAW):
-            continue
+    for entry in _usable_limits(info):
         window = _window_seconds(entry)
-        limit = entry.get("limit")
-        if window is None or not _is_int(limit) or limit <= 0:
-            continue
-        rate = RateLimit(entry["rateLimitType"], window, clamp_limit(limit, window))
+        rate = RateLimit(entry["rateLimitType"], window, clamp_limit(entry["limit"], window))
         key = (rate.kind, rate.seconds)
         if key not in found or rate.limit < found[key].limit:  # two limits on one window: the stricter
             found[key] = rate
     return list(found.values())
 
 
+def _usable_limits(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The weight and raw-request entries of ``rateLimits`` with a sane window and a positive limit."""
+    limits = info.get("rateLimits")
+    return [
+        entry
+        for entry in (limits if isinstance(limits, list) else [])
+        if isinstance(entry, dict)
+        and entry.get("rateLimitType") in (WEIGHT, RAW)
+        and _window_seconds(entry)
+        and _is_int(entry.get("limit"))
+        and entry["limit"] > 0
+    ]
+
+
+_USED_WEIGHT_HEADER = re.compile(r"x-mbx-used-weight-([0-9]{1,7})([smhd])", re.IGNORECASE)
 _HEADER_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def used_weight_header_seconds(name: str) -> float | None:
     """The window of an ``X-MBX-USED-WEIGHT-<n><unit>`` header (``-1M`` -> 60), None for other headers."""
-    lower = name.lower()
-    prefix = "x-mbx-used-weight-"
-    if not lower.startswith(prefix):
-        return None
-    rest = lower[len(prefix) :]
-    number, unit = rest[:-1], rest[-1:]
-    if not number.isdigit() or len(number) > 7 or unit not in _HEADER_UNITS:
-        return None
-    return float(int(number) * _HEADER_UNITS[unit]) or None
+    match = _USED_WEIGHT_HEADER.fullmatch(name)
+    return float(int(match[1]) * _HEADER_UNITS[match[2].lower()]) or None if match else None
 
 
-def _window_seconds(entry: Mapping[str, Any]) -> float | None:
+def _window_seconds(entry: Mapping[str, Any]) -> float:
+    """The entry's window in seconds (0 when it has no usable one)."""
     interval, count = entry.get("interval"), entry.get("intervalNum", 1)
-    unit = _RATE_LIMIT_INTERVALS.get(interval) if isinstance(interval, str) else None
-    if unit is None or not _is_int(count) or not 1 <= count <= 1_000_000:
-        return None
-    return float(unit * count)
-
-
-def _per_minute(entry: Mapping[str, Any]) -> int | None:
-    window, limit = _window_seconds(entry), entry.get("limit")
-    if window is None or not _is_int(limit) or limit <= 0:
-        return None
-    # Capped before dividing: a 400-digit "limit" must not overflow a float.
-    return max(1, round(min(limit, 10**12) * 60 / window))
+    unit = _RATE_LIMIT_INTERVALS.get(interval, 0) if isinstance(interval, str) else 0
+    return float(unit * count) if _is_int(count) and 1 <= count <= 1_000_000 else 0.0
 
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _final(error: BadResponseError | _ServerFailure, retries: int) -> ExchangeUnavailableError | BadResponseError:
-    """The error that ends a request after its retries."""
-    if isinstance(error, _ServerFailure):
-        return ExchangeUnavailableError(
-            f"{error.url} kept failing with HTTP {error.status} after {_retries(retries)}; "
-            "the exchange may be in maintenance"
-        )
-    return error
 
 
 def _ban_message(response: requests.Response, url: str) -> str:
@@ -572,25 +515,20 @@ def _ban_message(response: requests.Response, url: str) -> str:
 
 
 def _redirect_refused(url: str, status: int, location: str | None) -> RedirectRefusedError:
-    origin = _origin(location or "")
+    try:
+        parts = urlsplit((location or "").strip())
+    except ValueError:
+        parts = urlsplit("")
+    absolute = parts.scheme.lower() in ("http", "https") and parts.netloc
     where = printable(location, 200) if location else "another place (no Location header)"
     advice = (
-        f"if you trust that host, set BINANCE_BASE_URL={printable(origin, 120)}" if origin else "check BINANCE_BASE_URL"
+        f"if you trust that host, set BINANCE_BASE_URL={printable(f'{parts.scheme.lower()}://{parts.netloc}', 120)}"
+        if absolute
+        else "check BINANCE_BASE_URL"
     )
     return RedirectRefusedError(
         f"{url} redirected the request (HTTP {status}) to {where}; redirects are never followed: {advice}"
     )
-
-
-def _origin(location: str) -> str:
-    """``scheme://host[:port]`` of an absolute http(s) URL, else empty."""
-    try:
-        parts = urlsplit(location.strip())
-    except ValueError:
-        return ""
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        return f"{parts.scheme.lower()}://{parts.netloc}"
-    return ""
 
 
 def _rejection(body: Any, status: int, url: str, unknown_symbol_codes: frozenset[int]) -> RequestRejectedError:
@@ -609,12 +547,8 @@ def _transport_message(url: str, exc: Exception, retries: int) -> str:
     elif "Connection refused" in str(exc):
         what = "refused the connection"
     else:
-        what = f"could not be reached ({_short(exc)})"
+        what = f"could not be reached ({printable(str(exc), 160)})"
     return f"{url.split('?')[0]} {what} after {_retries(retries)}; check BINANCE_BASE_URL and the network"
-
-
-def _short(exc: Exception) -> str:
-    return printable(str(exc), 160)
 
 
 def _retries(count: int) -> str:

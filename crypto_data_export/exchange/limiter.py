@@ -242,9 +242,17 @@ class WeightLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                delay = self._delay_for(weight, now)
+                if self._banned_until is not None and self._banned_until > utc_now():
+                    raise IPBannedError(self._banned_until)
+                delay = self._pause_until - now
                 if delay <= 0:
-                    return self._reserve(weight, now)
+                    delay = max((w.delay(weight, now) for w in self._windows), default=0.0)
+                if delay <= 0:
+                    ticket = Ticket(next(self._tickets), weight, now)
+                    for window in self._windows:
+                        window.reserve(ticket)
+                    self.sent_weight += weight
+                    return ticket
                 self.waits += 1
             # At least 1 ms: a float-sized remainder must not turn into a busy loop. At most
             # 50 ms while only a send in flight can free room: its answer may come any moment.
@@ -262,8 +270,7 @@ class WeightLimiter:
         stop = self.stop_event
         if stop is None:
             self._sleep(seconds)
-            return
-        if stop.is_set() or stop.wait(seconds):
+        elif stop.is_set() or stop.wait(seconds):
             raise StopRequested("stop requested while waiting for the exchange; the symbol was not finished")
 
     def used(self) -> dict[RateLimit, int]:
@@ -271,17 +278,3 @@ class WeightLimiter:
         with self._lock:
             now = self._clock()
             return {w.rate: w.used(now) for w in self._windows}
-
-    def _delay_for(self, weight: int, now: float) -> float:
-        if self._banned_until is not None and self._banned_until > utc_now():
-            raise IPBannedError(self._banned_until)
-        if self._pause_until > now:
-            return self._pause_until - now
-        return max((w.delay(weight, now) for w in self._windows), default=0.0)
-
-    def _reserve(self, weight: int, now: float) -> Ticket:
-        ticket = Ticket(next(self._tickets), weight, now)
-        for window in self._windows:
-            window.reserve(ticket)
-        self.sent_weight += weight
-        return ticket

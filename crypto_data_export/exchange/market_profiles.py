@@ -84,13 +84,7 @@ SPOT = MarketProfile(
 
 def usdm_klines_weight(limit: int) -> int:
     """USD-M futures charge klines by page size: [1, 100) 1, [100, 500) 2, [500, 1000] 5, above 10."""
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
 
 
 USDM = MarketProfile(

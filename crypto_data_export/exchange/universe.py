@@ -77,27 +77,23 @@ def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
             found.add(symbol)
         else:
             logger.warning(
-                "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped", quote_asset, _shown(symbol)
+                "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped",
+                quote_asset,
+                printable(repr(symbol), 120),
             )
     return sorted(found)
 
 
 def quote_volume(row: object) -> tuple[str, Decimal] | None:
     """(symbol, quoteVolume) of one ticker row, or None if the row is not usable."""
-    if not isinstance(row, dict):
-        return None
-    symbol, raw = row.get("symbol"), row.get("quoteVolume")
-    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
+    symbol, raw = (row.get("symbol"), row.get("quoteVolume")) if isinstance(row, dict) else (None, None)
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol) or type(raw) not in (str, int):
         return None
     try:
         volume = Decimal(str(raw).strip())
     except InvalidOperation:
         return None
-    if not volume.is_finite() or volume < 0 or volume > MAX_QUOTE_VOLUME:
-        return None
-    return symbol, volume
+    return (symbol, volume) if volume.is_finite() and 0 <= volume <= MAX_QUOTE_VOLUME else None
 
 
 def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: int) -> list[str]:
@@ -111,18 +107,24 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
         if parsed is None:
             skipped += 1
             if skipped <= 3:  # a broken feed must not flood the log
-                logger.warning("24h ticker row skipped, not a usable symbol and quoteVolume: %s", _shown(row))
+                logger.warning(
+                    "24h ticker row skipped, not a usable symbol and quoteVolume: %s", printable(repr(row), 120)
+                )
             continue
         symbol, volume = parsed
         if symbol in wanted:
             volumes[symbol] = volume
     if skipped > 3:
         logger.warning("24h ticker: %d malformed rows skipped in all", skipped)
-    unranked = wanted - volumes.keys()
+    unranked = sorted(wanted - volumes.keys())
     if unranked:
-        logger.info("24h ticker has no usable row for %d symbols (not ranked): %s", len(unranked), _few(unranked))
-    ranked = sorted(volumes, key=lambda s: (-volumes[s], s))
-    return ranked[:n]
+        more = f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""
+        logger.info(
+            "24h ticker has no usable row for %d symbols (not ranked): %s",
+            len(unranked),
+            ", ".join(unranked[:10]) + more,
+        )
+    return sorted(volumes, key=lambda s: (-volumes[s], s))[:n]
 
 
 def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
@@ -137,13 +139,3 @@ def fetch_universe(client: ExchangeClient, rule: UniverseRule) -> Universe:
         calls, weight = calls + 1, weight + market.weight(market.ticker_24hr_path, {})
         symbols = top_by_quote_volume(rows, matching, rule.top_n)
     return Universe(rule, tuple(symbols), len(matching), calls, weight, info)
-
-
-def _shown(value: object) -> str:
-    return printable(repr(value), 120)
-
-
-def _few(symbols: Iterable[str], most: int = 10) -> str:
-    names = sorted(symbols)
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more

@@ -75,20 +75,9 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def extend(self, other: Outcome) -> Outcome:
-        self.lines += other.lines
-        self.errors += other.errors
-        self.exit_code = other.exit_code
-        return self
 
-
-def child_environment(settings_env: Mapping[str, str], export_dir: Path) -> dict[str, str]:
-    """Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
-    runs in the install folder, where another .env could point it elsewhere."""
-    env = dict(os.environ)
-    env.update({name: settings_env[name] for name in SETTING_VARIABLES if name in settings_env})
-    env["EXPORT_DIR"] = str(export_dir)
-    return env
+def _failed(*errors: str) -> Outcome:
+    return Outcome(EXIT_FAILED, errors=list(errors))
 
 
 class DataExportService:
@@ -111,40 +100,42 @@ class DataExportService:
         outcome = Outcome()
         current = self._inspect()
         if current.state == "running":
-            return Outcome(EXIT_FAILED, errors=[f"error: already running (PID {current.pid}); use 'stop' or 'restart'"])
+            return _failed(f"error: already running (PID {current.pid}); use 'stop' or 'restart'")
         if current.state == "unverified":
-            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}"])
+            return _failed(f"error: {current.describe()}")
         by_hand = loop_serving(self.folder.root, self.folder.state)
         if by_hand is not None:
             folder = printable(self.folder.root)
-            return Outcome(
-                EXIT_FAILED,
-                errors=[
-                    f"error: a scheduler started outside the service already runs on {folder} "
-                    f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
-                ],
+            return _failed(
+                f"error: a scheduler started outside the service already runs on {folder} "
+                f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
             )
         if current.state != "stopped":
             outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
         self.log.rotate()
         process = self._launch()
-        if not self._confirm(process, wait_seconds):
+        try:  # a bad start usually dies within a second
+            process.wait(timeout=max(0.0, wait_seconds))
+        except subprocess.TimeoutExpired:
+            pass
+        if process.returncode is not None:
             self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
-            tail = self.log.tail()
-            return Outcome(
-                EXIT_FAILED,
-                errors=[
-                    f"error: the scheduler exited at once with code {process.returncode}; "
-                    f"last lines of {self.folder.service_log}:",
-                    *("  " + printable(line, 500) for line in tail),
-                ],
+            return _failed(
+                f"error: the scheduler exited at once with code {process.returncode}; "
+                f"last lines of {self.folder.service_log}:",
+                *("  " + printable(line, 500) for line in self.log.tail()),
             )
         try:
             real_folder = Path(os.path.realpath(self.folder.root))
             write_pidfile(self.folder.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
         except StorageError as exc:
-            self._terminate(process)
-            return Outcome(EXIT_FAILED, errors=[f"error: {exc}; the scheduler was stopped again"])
+            process.terminate()
+            try:
+                process.wait(timeout=KILL_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return _failed(f"error: {exc}; the scheduler was stopped again")
         process.returncode = 0  # it outlives this command by design: Popen must not warn that it still runs
         self.log.event(f"started scheduler PID {process.pid}")
         outcome.lines.append(f"started (PID {process.pid}); log: {self.folder.service_log}")
@@ -154,14 +145,18 @@ class DataExportService:
         try:
             self.folder.service_log.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            folder = self.folder.service_log.parent
-            raise ServiceError(f"cannot create {folder}: {exc.strerror or exc}; check EXPORT_DIR") from exc
+            raise ServiceError(
+                f"cannot create {self.folder.service_log.parent}: {exc.strerror or exc}; check EXPORT_DIR"
+            ) from exc
 
     def _launch(self) -> subprocess.Popen[bytes]:
         try:
             log_fd = open_log_append(self.folder.service_log)
         except OSError as exc:
             raise ServiceError(f"cannot open the service log {self.folder.service_log}: {exc.strerror or exc}") from exc
+        # Our environment plus the settings read from ./.env, EXPORT_DIR absolute: the scheduler
+        # runs in the install folder, where another .env could point it elsewhere.
+        settings = {name: self.environment[name] for name in SETTING_VARIABLES if name in self.environment}
         try:
             return subprocess.Popen(
                 [sys.executable, str(MANAGER_PATH)],
@@ -169,7 +164,7 @@ class DataExportService:
                 stdout=log_fd,
                 stderr=log_fd,
                 cwd=INSTALL_DIR,
-                env=child_environment(self.environment, self.folder.root),
+                env={**os.environ, **settings, "EXPORT_DIR": str(self.folder.root)},
                 start_new_session=True,
                 close_fds=True,
             )
@@ -177,24 +172,6 @@ class DataExportService:
             raise ServiceError(f"cannot launch {MANAGER_PATH}: {exc.strerror or exc}") from exc
         finally:
             os.close(log_fd)
-
-    @staticmethod
-    def _confirm(process: subprocess.Popen[bytes], wait_seconds: float) -> bool:
-        """Still alive after ``wait_seconds`` (a bad start usually dies within a second)."""
-        try:
-            process.wait(timeout=max(0.0, wait_seconds))
-        except subprocess.TimeoutExpired:
-            return True
-        return False
-
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes]) -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
     def stop(self, timeout: float = 30.0) -> Outcome:
         if not self.folder.root.is_dir():
@@ -207,15 +184,12 @@ class DataExportService:
         if current.state == "stopped":
             return Outcome(lines=["not running"])
         if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
-            return Outcome(EXIT_FAILED, errors=[f"error: {current.describe()}; pidfile kept"])
+            return _failed(f"error: {current.describe()}; pidfile kept")
         if current.state != "running" or current.pid is None:
             remove_pidfile(self.folder.pidfile)
             self.log.event(f"{current.describe()}; removed")
             if current.state == "unsafe":  # someone tampered with the folder: worth a non-zero exit
-                return Outcome(
-                    EXIT_FAILED,
-                    errors=[f"error: {current.describe()}; removed it (not its target), nothing was signalled"],
-                )
+                return _failed(f"error: {current.describe()}; removed it (not its target), nothing was signalled")
             joiner = ", " if current.detail.endswith(")") else "; "  # "(process N is not running), removed"
             return Outcome(lines=[f"{current.describe()}{joiner}removed", "not running"])
         return self._signal_and_wait(current.pid, timeout)
@@ -238,7 +212,7 @@ class DataExportService:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             if not self._wait_gone(pid, ticks, KILL_WAIT_SECONDS):
-                return Outcome(EXIT_FAILED, errors=[f"error: PID {pid} survived SIGKILL; pidfile kept"])
+                return _failed(f"error: PID {pid} survived SIGKILL; pidfile kept")
             self.log.event(f"scheduler PID {pid} ignored SIGTERM for {timeout:g} s: killed with SIGKILL")
             outcome.errors.append(f"warning: PID {pid} did not stop within {timeout:g} s: killed with SIGKILL")
             outcome.lines.append(f"stopped (PID {pid}, killed)")
@@ -262,7 +236,8 @@ class DataExportService:
             outcome = self._stop_locked(timeout)
             if outcome.exit_code != EXIT_OK:
                 return outcome
-            return outcome.extend(self._start_locked(wait_seconds))
+            started = self._start_locked(wait_seconds)
+            return Outcome(started.exit_code, outcome.lines + started.lines, outcome.errors + started.errors)
 
     def status(self, now: float | None = None) -> Outcome:
         current = self._inspect()

@@ -1,9 +1,5 @@
-"""What ``data_export_service.py status`` reports: is our scheduler running, what did it last say.
-
-A PID counts as running only if its process runs our scheduler, started when the pidfile
-says and serves this folder; a reused PID or another install's scheduler is stale. Every
-foreign value shown goes through ``printable``.
-"""
+"""What ``data_export_service.py status`` reports: is our scheduler running (see ``daemon`` for
+what counts as ours), what did it last say. Every foreign value shown goes through ``printable``."""
 
 from __future__ import annotations
 
@@ -106,14 +102,10 @@ def loop_serving(export_dir: Path, state_file: Path) -> int | None:
         return pid if _same_folder(served, export_dir) else None
     # Its folder cannot be read (another user's process): believe state.json only if the PID
     # started shortly before the loop recorded itself, i.e. it was not reused since.
-    return pid if _started_as_recorded(pid, found.data.get("service_started")) else None
-
-
-def _started_as_recorded(pid: int, recorded: Any) -> bool:
-    started, moment = process_start_time(pid), from_iso(recorded)
+    started, moment = process_start_time(pid), from_iso(found.data.get("service_started"))
     if started is None or moment is None:
-        return False
-    return started - 2 <= moment.timestamp() <= started + START_RECORD_SLACK_SECONDS
+        return None
+    return pid if started - 2 <= moment.timestamp() <= started + START_RECORD_SLACK_SECONDS else None
 
 
 def format_duration(seconds: float) -> str:
@@ -122,13 +114,9 @@ def format_duration(seconds: float) -> str:
     return f"{days}d {clock}" if days else clock
 
 
-def _section(report: dict[str, Any], key: str) -> dict[str, Any]:
-    value = report.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _shown(section: dict[str, Any], key: str, default: str = "?") -> str:
-    value = section.get(key)
+def _shown(report: dict[str, Any], section: str, key: str, default: str = "?") -> str:
+    part = report.get(section) if section else report
+    value = part.get(key) if isinstance(part, dict) else None
     return default if value is None or value == "" else printable(value, 60)
 
 
@@ -140,12 +128,11 @@ def summarize_status_report(path: Path) -> list[str]:
         return ["  last status report: none yet"]
     if found.verdict != OURS or found.data is None:
         return [f"  last status report: {printable(path)} is not one of ours ({printable(found.problem)}); ignored"]
-    report = found.data
-    system, files = _section(report, "system_status"), _section(report, "file_statistics")
-    cycle, health = _section(report, "last_cycle"), _section(report, "health")
+    data = found.data
     return [
-        f"  last status report ({_shown(report, 'timestamp')}): service_status={_shown(system, 'service_status')}, "
-        f"health={_shown(health, 'status')}",
-        f"  exports: {_shown(system, 'export_count')}, last cycle: {_shown(cycle, 'result', 'none')} "
-        f"(finished {_shown(cycle, 'finished', 'never')}), total files: {_shown(files, 'total_files')}",
+        f"  last status report ({_shown(data, '', 'timestamp')}): "
+        f"service_status={_shown(data, 'system_status', 'service_status')}, health={_shown(data, 'health', 'status')}",
+        f"  exports: {_shown(data, 'system_status', 'export_count')}, last cycle: "
+        f"{_shown(data, 'last_cycle', 'result', 'none')} (finished {_shown(data, 'last_cycle', 'finished', 'never')}), "
+        f"total files: {_shown(data, 'file_statistics', 'total_files')}",
     ]

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.errors import ServiceError
+from crypto_data_export.core.reading import read_regular_file
 from crypto_data_export.core.text import printable
 
 MAX_PID = 4_194_304  # the kernel's upper bound for pid_max
@@ -69,23 +68,18 @@ def _parse(text: str) -> Pidfile:
 
 
 def read_pidfile(path: Path) -> Pidfile:
-    """Read without following a symlink and without blocking on a FIFO."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        raw = read_regular_file(path, max_bytes=_READ_LIMIT)
     except FileNotFoundError:
         return Pidfile("missing")
+    except ValueError:
+        return Pidfile("invalid", detail=f"it is larger than {_READ_LIMIT} bytes")
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return Pidfile("unsafe", detail="it is a symbolic link")
-        raise ServiceError(f"cannot read the pidfile {path}: {exc.strerror or exc}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if exc.errno is None:  # open_regular's refusal of a FIFO, a folder, a device
             return Pidfile("unsafe", detail="it is not a regular file")
-        raw = os.read(fd, _READ_LIMIT + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > _READ_LIMIT:
-        return Pidfile("invalid", detail=f"it is larger than {_READ_LIMIT} bytes")
+        raise ServiceError(f"cannot read the pidfile {path}: {exc.strerror or exc}") from exc
     return _parse(raw.decode("utf-8", errors="replace"))
 
 

@@ -3,6 +3,7 @@ launching, appends its events, and shows its tail when the scheduler dies at onc
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -21,18 +22,14 @@ class ServiceLog:
 
     def event(self, message: str) -> None:
         """One line in the log; a log that cannot be written must not fail the command."""
-        try:
+        # One event, one line: a foreign value in the message cannot forge a second one.
+        line = f"{to_iso(utc_now())} INFO data_export_service: {printable(message, 2000)}\n"
+        with contextlib.suppress(OSError):
             fd = open_log_append(self.path)
-        except OSError:
-            return
-        try:
-            # One event, one line: a foreign value in the message cannot forge a second one.
-            line = printable(message, 2000)
-            os.write(fd, f"{to_iso(utc_now())} INFO data_export_service: {line}\n".encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
         try:

@@ -111,16 +111,12 @@ class Settings:
         shortest = min_lookback_days(longest)
         if self.lookback_days >= shortest:
             return
-        if len(self.kline_intervals) == 1:
-            raise SettingsError(
-                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
-                f"(KLINE_INTERVAL={longest}): set EXPORT_LOOKBACK_DAYS to at least {shortest:g} "
-                "or choose a shorter KLINE_INTERVAL"
-            )
+        one = len(self.kline_intervals) == 1
         raise SettingsError(
             f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
-            f"(KLINE_INTERVALS={','.join(self.kline_intervals)}): set EXPORT_LOOKBACK_DAYS to at least "
-            f"{shortest:g} or drop {longest} from KLINE_INTERVALS"
+            f"({f'KLINE_INTERVAL={longest}' if one else 'KLINE_INTERVALS=' + ','.join(self.kline_intervals)}): "
+            f"set EXPORT_LOOKBACK_DAYS to at least {shortest:g} or "
+            + ("choose a shorter KLINE_INTERVAL" if one else f"drop {longest} from KLINE_INTERVALS")
         )
 
     @property
@@ -141,13 +137,16 @@ def min_lookback_days(interval: str) -> float:
     return 2 * length / DAY_MS
 
 
-def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool]) -> Callable[[str, str], T]:
+def _rule(kind: Callable[[str], T], accepted: str, check: Callable[[Any], object]) -> Callable[[str, str], T]:
+    """A parser: ``kind`` of the stripped text, refused unless ``check`` holds (the message says ``accepted``)."""
+
     def parse(name: str, raw: str) -> T:
         try:
             value = kind(raw.strip())
-        except ValueError:
-            value = None
-        if value is None or not check(value) or value != value:  # value != value: NaN
+            usable = value == value and check(value)  # value != value: NaN
+        except ValueError:  # not a number, or a URL urlparse refuses ("http://[")
+            usable = False
+        if not usable:
             raise SettingsError(f"{name}={raw!r} is not valid: expected {accepted}")
         return value
 
@@ -156,9 +155,7 @@ def _number(kind: Callable[[str], T], accepted: str, check: Callable[[T], bool])
 
 def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[str, str], float]:
     lowest = f" from {least:g}" if least else ""
-    return _number(
-        float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0
-    )
+    return _rule(float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0)
 
 
 # Upper bounds: far beyond any sensible use, well inside what dates and timers can hold.
@@ -169,45 +166,22 @@ MAX_RETENTION_DAYS = 36500.0  # a century
 MAX_TIMEOUT_SECONDS = 600.0  # one request
 MAX_FILES = 100_000
 
-_lookback = _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")
-_period = _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS)
-_retention = _positive_up_to(MAX_RETENTION_DAYS, "days, a century")
-_timeout = _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")
-_positive_int = _number(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES)
-_workers = _number(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)
-_retries = _number(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)
-_backoff = _number(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60)
-_max_ahead = _number(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720)
-
 
 Parser = Callable[[str, str], str]
 
 
 def _url(example: str) -> Parser:
-    def parse(name: str, raw: str) -> str:
-        url = raw.strip().rstrip("/")
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise SettingsError(f"{name}={raw!r} is not valid: expected an http(s) URL such as {example}")
-        return url
+    return _rule(lambda raw: raw.rstrip("/"), f"an http(s) URL such as {example}", _is_http_url)
 
-    return parse
+
+def _is_http_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, expected: str = "") -> Parser:
-    """One of ``choices`` (after ``normal``: stripped, maybe re-cased)."""
-
-    def parse(name: str, raw: str) -> str:
-        value = normal(raw.strip())
-        if value not in choices:
-            raise SettingsError(f"{name}={raw!r} is not valid: expected {expected or 'one of ' + ', '.join(choices)}")
-        return value
-
-    return parse
-
-
-_base_url, _archive_url = _url(DEFAULT_BASE_URL), _url(DEFAULT_ARCHIVE_URL)
-_interval = _choice(VALID_INTERVALS)
+    """One of ``choices`` (after ``normal``: maybe re-cased)."""
+    return _rule(normal, expected or "one of " + ", ".join(choices), choices.__contains__)
 
 
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
@@ -223,27 +197,12 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-_market = _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
-_export_format = _choice(EXPORT_FORMATS, str.lower)
 
 
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
-_top_n = _number(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)
 _ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
-
-
-def _quote_asset(name: str, raw: str) -> str:
-    asset = raw.strip().upper()
-    if not _ASSET_RULE.fullmatch(asset):
-        raise SettingsError(
-            f"{name}={raw!r} is not valid: expected an asset of 1 to 20 letters or digits, such as USDT"
-        )
-    return asset
-
-
-_log_level = _choice(LOG_LEVELS, str.upper)
 
 
 # Folders that belong to the system: the export folder may be inside some of them
@@ -257,13 +216,6 @@ SYSTEM_FOLDERS = frozenset(
 VIRTUAL_FOLDERS = ("/proc", "/sys", "/dev")
 
 
-def _home_folders() -> set[str]:
-    homes = [os.environ.get("HOME") or ""]
-    with contextlib.suppress(KeyError):
-        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
-    return {os.path.realpath(home) for home in homes if home.strip()}
-
-
 def system_folder_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be an export folder (a system or home folder itself), or None."""
     real = os.path.realpath(folder)
@@ -272,7 +224,10 @@ def system_folder_problem(folder: Path) -> str | None:
     for virtual in VIRTUAL_FOLDERS:
         if real.startswith(virtual + os.sep) and not real.startswith("/dev/shm/"):
             return f"{real} is inside {virtual}, a kernel folder"
-    if real in _home_folders():
+    homes = [os.environ.get("HOME") or ""]
+    with contextlib.suppress(KeyError):
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    if real in {os.path.realpath(home) for home in homes if home.strip()}:
         return f"{real} is a home folder itself"
     return None
 
@@ -300,10 +255,6 @@ def _metrics_file(name: str, raw: str) -> str:
             f"(node_exporter reads only those), or {METRICS_OFF!r} to write no metrics"
         )
     return str(Path(value).expanduser())
-
-
-def _export_at(_name: str, raw: str) -> str:
-    return raw.strip()  # checked with the period by Settings (cadence)
 
 
 def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str | None]:
@@ -337,27 +288,42 @@ def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str |
 
 # variable -> (Settings field, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "BINANCE_BASE_URL": ("base_url", _base_url),
+    "BINANCE_BASE_URL": ("base_url", _url(DEFAULT_BASE_URL)),
     "EXPORT_DIR": ("export_dir", _export_dir),
-    "KLINE_INTERVAL": ("kline_interval", _interval),
-    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _lookback),
-    "EXPORT_PERIOD_HOURS": ("export_period_hours", _period),
-    "MAX_FILES_PER_SYMBOL": ("max_files_per_symbol", _positive_int),
-    "DATA_RETENTION_DAYS": ("data_retention_days", _retention),
-    "EXPORT_WORKERS": ("workers", _workers),
-    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _timeout),
-    "HTTP_RETRIES": ("http_retries", _retries),
-    "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _backoff),
-    "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _max_ahead),
-    "LOG_LEVEL": ("log_level", _log_level),
-    "BINANCE_ARCHIVE_URL": ("archive_url", _archive_url),
+    "KLINE_INTERVAL": ("kline_interval", _choice(VALID_INTERVALS)),
+    "EXPORT_LOOKBACK_DAYS": ("lookback_days", _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")),
+    "EXPORT_PERIOD_HOURS": (
+        "export_period_hours",
+        _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS),
+    ),
+    "MAX_FILES_PER_SYMBOL": (
+        "max_files_per_symbol",
+        _rule(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES),
+    ),
+    "DATA_RETENTION_DAYS": ("data_retention_days", _positive_up_to(MAX_RETENTION_DAYS, "days, a century")),
+    "EXPORT_WORKERS": ("workers", _rule(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)),
+    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")),
+    "HTTP_RETRIES": ("http_retries", _rule(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)),
+    "HTTP_BACKOFF_SECONDS": (
+        "http_backoff_seconds",
+        _rule(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60),
+    ),
+    "EXCHANGE_MAX_AHEAD_HOURS": (
+        "max_ahead_hours",
+        _rule(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720),
+    ),
+    "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, str.upper)),
+    "BINANCE_ARCHIVE_URL": ("archive_url", _url(DEFAULT_ARCHIVE_URL)),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
-    "BINANCE_MARKET": ("market", _market),
-    "EXPORT_FORMAT": ("export_format", _export_format),
-    "EXPORT_QUOTE_ASSET": ("quote_asset", _quote_asset),
-    "EXPORT_TOP_N": ("top_n", _top_n),
+    "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))),
+    "EXPORT_FORMAT": ("export_format", _choice(EXPORT_FORMATS, str.lower)),
+    "EXPORT_QUOTE_ASSET": (
+        "quote_asset",
+        _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),
+    ),
+    "EXPORT_TOP_N": ("top_n", _rule(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)),
     "METRICS_FILE": ("metrics_file", _metrics_file),
-    "EXPORT_AT": ("export_at", _export_at),
+    "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 
@@ -397,18 +363,6 @@ def read_environment(
     return merged
 
 
-def _check_interval_settings(values: Mapping[str, str]) -> None:
-    """KLINE_INTERVALS wins over KLINE_INTERVAL; both set only if they agree (the
-    single one among the list), since a disagreement means one of them is stale."""
-    single = (values.get("KLINE_INTERVAL") or "").strip()
-    several = (values.get("KLINE_INTERVALS") or "").strip()
-    if single and several and single not in _intervals("KLINE_INTERVALS", several):
-        raise SettingsError(
-            f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
-            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
-        )
-
-
 def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = ".env",
@@ -421,7 +375,13 @@ def load_settings(
         raw = values.get(variable)
         if raw is not None and raw.strip() != "":
             kwargs[field_name] = parse(variable, raw)
-    _check_interval_settings(values)
+    # KLINE_INTERVALS wins; both set only if they agree (a disagreement means one is stale).
+    single, several = ((values.get(name) or "").strip() for name in ("KLINE_INTERVAL", "KLINE_INTERVALS"))
+    if single and several and single not in _intervals("KLINE_INTERVALS", several):
+        raise SettingsError(
+            f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
+            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
+        )
     if "base_url" not in kwargs:
         kwargs["base_url"] = ""  # the market's own host (Settings.__post_init__)
     try:

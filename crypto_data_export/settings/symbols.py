@@ -66,6 +66,4 @@ def listed_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tu
     """The symbols listed by hand (``EXPORT_SYMBOLS`` then ``CRYPTO_SYMBOLS``), without the
     default groups: with a symbol universe (``EXPORT_QUOTE_ASSET``) these are added to it,
     and the list may be empty."""
-    base = parse_symbol_list(export_symbols) if export_symbols and export_symbols.strip() else []
-    extra = parse_symbol_list(crypto_symbols) if crypto_symbols and crypto_symbols.strip() else []
-    return unique_in_order(base + extra)
+    return unique_in_order(parse_symbol_list(export_symbols or "") + parse_symbol_list(crypto_symbols or ""))
