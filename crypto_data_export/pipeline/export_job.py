@@ -1,16 +1,8 @@
-"""One export pass over many series: fetch on a bounded pool, write atomically.
+"""One export pass over many series (symbol x interval): fetch on a bounded pool, write atomically.
 
-A series is (market, symbol, interval): with ``KLINE_INTERVALS=1h,4h`` every
-symbol is two series, exported by the same pool under the same client and
-weight limiter (one budget), each into its own files.
-
-Every symbol is independent: one that fails (unknown, delisted, the
-exchange failing for it, candles that fail validation or would move the
-window backwards) is recorded with its reason and the others go on; its
-previous file is left exactly as it was.
-Only a 418 ban stops the pass, because every further request would extend
-the ban. The pool is small and shares one rate limiter (see
-``crypto_data_export.exchange.limiter``), so latency is hidden without exceeding the budget.
+The series share one client and weight limiter (one budget). Each is independent: one that
+fails is recorded with its reason, its previous file left as it was, and the others go on.
+Only a 418 ban stops the pass: every further request would extend the ban.
 """
 
 from __future__ import annotations
@@ -21,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,9 +74,6 @@ class SymbolOutcome:
     def __post_init__(self) -> None:
         self.key = self.key or self.symbol
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cleanup", "verdict")}
-
 
 @dataclass
 class ExportReport:
@@ -119,39 +108,35 @@ class ExportReport:
 
     @property
     def written(self) -> dict[Path, FileValidation]:
-        """The files this pass wrote, with the verdicts given as they were written: the cycle's
-        closing scan need not read them back (400 files are a few hundred ms of parsing).
-        In a dry run: the files it would write (they exist only in the plan)."""
+        """The files written (in a dry run: planned) with their verdicts: the closing scan need not read them back."""
         return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
 
     @property
     def cleanup(self) -> CleanupResult:
-        """Everything the symbols' exports removed or quarantined, as one result."""
+        """What the symbols' exports removed or quarantined (in a dry run: would have)."""
         return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
 
     @property
     def gone(self) -> set[Path]:
-        """The files the symbols' exports removed or quarantined (in a dry run: would have)."""
         cleanup = self.cleanup
         return {*cleanup.removed, *(path for path, _ in cleanup.quarantined)}
 
 
+_ERROR_KINDS: tuple[tuple[str, type[Exception] | tuple[type[Exception], ...]], ...] = (
+    ("stopped", (StopRequested, ScanStopped)),
+    ("older_data", OlderDataError),
+    ("invalid_data", InvalidDataError),
+    ("banned", IPBannedError),
+    ("unknown_symbol", UnknownSymbolError),
+    ("no_data", NoDataError),
+    ("storage", StorageError),
+    ("exchange", ExchangeError),
+)
+
+
 def error_kind(exc: BaseException) -> str:
     """A stable short name for the status report."""
-    for kind, cls in (
-        ("stopped", StopRequested),
-        ("stopped", ScanStopped),
-        ("older_data", OlderDataError),
-        ("invalid_data", InvalidDataError),
-        ("banned", IPBannedError),
-        ("unknown_symbol", UnknownSymbolError),
-        ("no_data", NoDataError),
-        ("storage", StorageError),
-        ("exchange", ExchangeError),
-    ):
-        if isinstance(exc, cls):
-            return kind
-    return "internal"
+    return next((kind for kind, cls in _ERROR_KINDS if isinstance(exc, cls)), "internal")
 
 
 class ExportJob:
@@ -173,8 +158,7 @@ class ExportJob:
         on_candles: Callable[[int], None] | None = None,
         window: tuple[int, int] | None = None,
     ) -> None:
-        self.settings = settings
-        self.files = file_manager
+        self.settings, self.files = settings, file_manager
         self.client = client or ExchangeClient.from_settings(settings)
         # One exporter per interval, all on the one client (one weight budget).
         self.exporters = {
@@ -190,11 +174,9 @@ class ExportJob:
         self.stop_event = stop_event or threading.Event()
         # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
-        self.on_candles = on_candles
-        self.window = window
+        self.on_candles, self.on_symbol_done, self.window = on_candles, on_symbol_done, window
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
-        self.on_symbol_done = on_symbol_done
         self._limits_loaded = False
 
     def series_key(self, symbol: str, interval: str) -> str:
@@ -208,13 +190,6 @@ class ExportJob:
         # The client lives as long as the loop: this pass's share is the difference of its counters.
         stats = self.client.stats
         before = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
-        report = self._run(symbols, dry_run, lookback_days)
-        after = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
-        spent = [a - b for a, b in zip(after, before, strict=True)]
-        report.calls, report.weight, report.rate_limited, report.banned_answers = spent
-        return report
-
-    def _run(self, symbols: Sequence[str], dry_run: bool, lookback_days: float | None) -> ExportReport:
         report = ExportReport(dry_run=dry_run)
         started = time.monotonic()
         try:
@@ -231,25 +206,27 @@ class ExportJob:
             self._run_pool(report, symbols, dry_run, lookback_days)
             report.stopped = self.stop_event.is_set()
         report.seconds = time.monotonic() - started
+        after = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
+        spent = [a - b for a, b in zip(after, before, strict=True)]
+        report.calls, report.weight, report.rate_limited, report.banned_answers = spent
         return report
 
     def adopt_exchange_info(self, info: Mapping[str, Any]) -> None:
-        """Take the rate limits from an exchangeInfo answer already fetched this cycle (a symbol
-        universe's full one), so the pass does not ask for exchangeInfo again."""
-        limit = self.client.load_rate_limits(info=info)
-        if not self._limits_loaded:
-            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
-        self._limits_loaded = True
+        """Take the rate limits from this cycle's exchangeInfo answer (a symbol universe's), not asking again."""
+        self._limits(self.client.load_rate_limits(info=info))
 
     def _prepare(self, symbols: Sequence[str]) -> int:
-        """Server time (for closed candles and our minute windows) and the weight budget:
-        on the first pass both from one exchangeInfo answer, later from /time alone."""
+        """Server time and the weight budget: on the first pass both from one exchangeInfo answer, later /time alone."""
         if self._limits_loaded:
             return self.client.sync_clock()
         server_ms, limit = self.client.sync_clock_and_limits(symbols[0] if symbols else None)
-        logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
-        self._limits_loaded = True
+        self._limits(limit)
         return server_ms
+
+    def _limits(self, limit: int) -> None:
+        if not self._limits_loaded:
+            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
+        self._limits_loaded = True
 
     def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:
         series = self.series(symbols)
@@ -307,11 +284,8 @@ class ExportJob:
         lookback: float | None,
         ledger: CleanupResult,
     ) -> SymbolOutcome:
-        files, exporter, name = (
-            self.files.for_interval(interval),
-            self.exporters[interval],
-            self.series_key(symbol, interval),
-        )
+        files, exporter = self.files.for_interval(interval), self.exporters[interval]
+        name = self.series_key(symbol, interval)
         previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
         export = exporter.plan(
             symbol,
@@ -345,9 +319,8 @@ class ExportJob:
             return SymbolOutcome(
                 symbol, True, path=str(path), reused_rows=export.reused_rows, cleanup=pruned, verdict=planned
             )
-        path, verdict = files.write_export(
-            symbol, self._counted(self.source.chunks(exporter, export)), replacing=replacing
-        )
+        chunks = self._counted(self.source.chunks(exporter, export))
+        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
         self.source.written(symbol, interval)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
