@@ -16,6 +16,7 @@ a fresh ``.CHECKSUM``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -106,8 +107,7 @@ class ArchiveTally:
 @dataclass
 class ArchiveBackfillResult:
     report: ExportReport
-    tallies: dict[str, ArchiveTally]
-    source: str
+    tallies: dict[str, ArchiveTally]  # empty if the archive was not used
 
 
 def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_ms: int) -> list[Segment]:
@@ -147,35 +147,6 @@ def _unlink(path: Path) -> None:
         logger.warning("cannot remove %s: %s", path, exc.strerror or exc)
 
 
-class ZipCache:
-    """``EXPORT_DIR/.archive_cache``: verified zips until their symbol is written; ours only by
-    name, a symlink is never followed."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        if folder.is_symlink():
-            raise StorageError(f"{folder} is a symbolic link; remove it (the archive cache must be a real folder)")
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}; check permissions") from exc
-
-    def prune(self, now: float) -> None:
-        """Remove unfinished downloads (we hold the run lock: their writers are gone) and stale zips."""
-        for entry in os.scandir(self.folder):
-            match = _CACHE_NAME.fullmatch(entry.name)
-            if match is None or not entry.is_file(follow_symlinks=False):
-                continue
-            if match["part"] or now - entry.stat(follow_symlinks=False).st_mtime > CACHE_MAX_AGE_SECONDS:
-                _unlink(Path(entry.path))
-
-    def release(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            _unlink(path)
-        with suppress(OSError):
-            self.folder.rmdir()  # only if empty: other symbols may still be waiting
-
-
 @dataclass
 class Fetched:
     """A period after download and verification: a verified zip in the cache, or why not."""
@@ -187,19 +158,30 @@ class Fetched:
 
 
 class ArchiveFetcher:
-    """Checksum, download (streamed to a temp file), verify, keep: one task per period. The
-    ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
-    not two; no byte of the zip is used before the two agree."""
+    """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period.
+    The ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
+    not two; no byte of the zip is used before the two agree.
+
+    ``folder`` (``EXPORT_DIR/.archive_cache``) keeps verified zips until their symbol is written;
+    its files are ours only by name, a symlink is never followed. The caller holds the run lock.
+    """
 
     def __init__(
-        self,
-        client: ArchiveClient,
-        cache: ZipCache,
-        workers: int,
-        stop_event: threading.Event,
-        progress: ArchiveProgress,
+        self, client: ArchiveClient, folder: Path, workers: int, stop_event: threading.Event, progress: ArchiveProgress
     ) -> None:
-        self.client, self.cache, self.stop_event, self.progress = client, cache, stop_event, progress
+        self.client, self.folder, self.stop_event, self.progress = client, folder, stop_event, progress
+        if folder.is_symlink():
+            raise StorageError(f"{folder} is a symbolic link; remove it (the archive cache must be a real folder)")
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}; check permissions") from exc
+        for entry in os.scandir(folder):  # unfinished downloads (their writers are gone) and stale zips
+            match = _CACHE_NAME.fullmatch(entry.name)
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if match["part"] or time.time() - entry.stat(follow_symlinks=False).st_mtime > CACHE_MAX_AGE_SECONDS:
+                _unlink(Path(entry.path))
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive")
         self._checksums = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="checksum")
         self._lock = threading.Lock()
@@ -213,6 +195,12 @@ class ArchiveFetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._checksums.shutdown(wait=True, cancel_futures=True)
 
+    def release(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            _unlink(path)
+        with suppress(OSError):
+            self.folder.rmdir()  # only if empty: other symbols may still be waiting
+
     def _fetch(self, period: ArchivePeriod) -> Fetched:
         try:
             if self.stop_event.is_set():
@@ -223,7 +211,7 @@ class ArchiveFetcher:
             try:
                 return self._fetch_verified(period, checksum)
             except OSError as exc:
-                reason = f"cannot keep the download in {self.cache.folder}: {exc.strerror or exc}"
+                reason = f"cannot keep the download in {self.folder}: {exc.strerror or exc}"
                 raise ArchiveError(period, reason) from exc
         except ArchiveError as exc:
             if type(exc) is ArchiveUnavailable:
@@ -246,12 +234,12 @@ class ArchiveFetcher:
         )
 
     def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> Fetched:
-        target = self.cache.folder / period.zip_name
+        target = self.folder / period.zip_name
         if target.is_file() and not target.is_symlink():  # left by an interrupted run
             with open(target, "rb") as handle:
                 if sha256_of(handle) == checksum.result():
                     return Fetched(period, target)
-        part = self.cache.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        part = self.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
             with open(part, "wb") as handle:
                 actual = self.client.download(
@@ -284,7 +272,7 @@ class ArchiveSource:
         return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
-        self.fetcher.cache.release(self.tallies[symbol].cached)  # the zips have served their purpose
+        self.fetcher.release(self.tallies[symbol].cached)  # the zips have served their purpose
         self.rest.written(symbol, interval)
 
     def _range(
@@ -296,24 +284,17 @@ class ArchiveSource:
         today_ms = day_bounds(export.server_time_ms)[0]
         segments = plan_segments(export.symbol, history.interval, start_ms, end_ms, today_ms)
         futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
-        pending: RestSpan | None = None
-        for segment in segments:
-            if isinstance(segment, RestSpan):
-                resolved: Iterable[tuple[RestSpan, pd.DataFrame | None]] = [(segment, None)]
+        resolved = itertools.chain.from_iterable(
+            [(s, None)] if isinstance(s, RestSpan) else self._use(export, self._wait(futures[s]), start_ms, end_ms)
+            for s in segments
+        )
+        # The spans are contiguous: a run of them without archive candles is one REST range.
+        for from_rest, group in itertools.groupby(resolved, key=lambda pair: pair[1] is None):
+            if from_rest:
+                spans = [span for span, _ in group]
+                yield from self.rest.pages(history, export, spans[0].start_ms, spans[-1].end_ms - 1)
             else:
-                resolved = self._use(export, self._wait(futures[segment]), start_ms, end_ms)
-            for span, frame in resolved:
-                if frame is None:
-                    adjacent = pending is not None and pending.end_ms == span.start_ms
-                    pending = RestSpan(pending.start_ms, span.end_ms) if pending and adjacent else span
-                    continue
-                if pending is not None:
-                    yield from self.rest.pages(history, export, pending.start_ms, pending.end_ms - 1)
-                    pending = None
-                if len(frame):
-                    yield frame
-        if pending is not None:
-            yield from self.rest.pages(history, export, pending.start_ms, pending.end_ms - 1)
+                yield from (frame for _, frame in group if frame is not None and len(frame))
 
     def _use(
         self, export: SymbolExport, fetched: Fetched, start_ms: int, end_ms: int
@@ -422,11 +403,9 @@ def archive_backfill(
                 settings.kline_interval,
             )
         elif source != "rest":
-            cache = ZipCache(folder.archive_cache)  # under the run lock: nobody else is writing it
-            cache.prune(time.time())
             archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
             progress = progress or ArchiveProgress(enabled=False)
-            fetcher = ArchiveFetcher(archive, cache, settings.workers, stop_event, progress)
+            fetcher = ArchiveFetcher(archive, folder.archive_cache, settings.workers, stop_event, progress)
             stack.callback(fetcher.close)
             candles = ArchiveSource(fetcher, journals, strict=source == "archive")
         job = ExportJob(
@@ -443,4 +422,4 @@ def archive_backfill(
     for outcome in report.failed if stop_event.is_set() else []:
         outcome.error_kind = "stopped"
         outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
-    return ArchiveBackfillResult(report, candles.tallies if isinstance(candles, ArchiveSource) else {}, source)
+    return ArchiveBackfillResult(report, candles.tallies if isinstance(candles, ArchiveSource) else {})

@@ -3,18 +3,10 @@
     python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h
     python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-07-01 --interval 1h
 
-It runs the same export pass as a scheduler cycle (incremental, atomic,
-validated), under the same run lock. ``--source auto`` (the default) takes
-whole past months and days from the exchange's bulk archive
-(``BINANCE_ARCHIVE_URL``, every zip verified against its ``.CHECKSUM``) and the
-rest from the REST API; ``archive`` fails instead of falling back when an
-archive file is refused; ``rest`` uses the REST API only. All three write the
-same bytes. ``--start``/``--end`` give an explicit UTC range instead of
-``--days`` (``crypto_data_export.backfill.backfill_range``): the file holds the closed candles that
-open in [start, end), and it replaces and removes no other file. Ctrl-C
-stops within seconds; a rerun resumes. ``HistoricalDataExporter``, the guide's
-class that turns exchange answers into closed-candle frames, lives in
-``crypto_data_export.exchange.history`` and is importable from here.
+The same export pass as a scheduler cycle (incremental, atomic, validated) under the same run
+lock; the sources and the range are in ``--help`` (``backfill.archive_backfill``,
+``backfill.backfill_range``). Ctrl-C stops within seconds; a rerun resumes. The guide's
+``HistoricalDataExporter`` (``exchange.history``) is importable from here.
 """
 
 from __future__ import annotations
@@ -129,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
-    """Where the backfill writes: ``--output``, else ``EXPORT_DIR/backfill``. Never ``EXPORT_DIR``
-    itself: the scheduler keeps only ``MAX_FILES_PER_SYMBOL`` files of ``EXPORT_LOOKBACK_DAYS``
-    there, so its next cycle would replace a year of candles with two days."""
+    """``--output``, else ``EXPORT_DIR/backfill``; never ``EXPORT_DIR``, whose retention would cut a year to days."""
     if output is None:
         return replace(settings, export_dir=ExportFolder(scheduler_folder).backfill)
     if Path(output).resolve() == scheduler_folder.resolve():
@@ -152,7 +142,10 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
-    progress = CandleProgress(_expected_candles(settings, window), len(settings.symbols), enabled=True)
+    length = fixed_length_ms(settings.kline_interval)  # None for months: the bar's total is unknown
+    span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
+    expected = None if length is None else len(settings.symbols) * int(span_ms // length)
+    progress = CandleProgress(expected, len(settings.symbols), enabled=True)
     downloads = ArchiveProgress(enabled=source != "rest")
     try:
         result = archive_backfill(
@@ -174,13 +167,6 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
     return EXIT_OK if result.report.ok else EXIT_FAILED
 
 
-def _expected_candles(settings: Settings, window: BackfillRange | None = None) -> int | None:
-    """Candles in the window for every symbol: the bar's total (None for months: unknown length)."""
-    length = fixed_length_ms(settings.kline_interval)
-    span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
-    return None if length is None else len(settings.symbols) * int(span_ms // length)
-
-
 def _print_outcomes(result: ArchiveBackfillResult) -> None:
     for outcome in result.report.outcomes.values():
         if not outcome.ok:
@@ -188,7 +174,7 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
             continue
         line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
         tally = result.tallies.get(outcome.symbol)
-        if tally is not None and result.source != "rest":
+        if tally is not None:
             line += (
                 f" ({tally.archive_rows} from {tally.archive_files} archive files, "
                 f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"

@@ -14,13 +14,8 @@ if TYPE_CHECKING:  # only a type here: --status and --health must not import pan
 
 @dataclass
 class CycleReport:
-    """Everything one run did, for the CLI summary and the tests.
-
-    ``cleanup`` is the cleanup pass after the export; ``files_changed`` adds
-    what the export itself removed (each symbol's prune right after its
-    write) and quarantined (invalid files met on the way): the run's whole
-    effect on the folder, which is what summaries count.
-    """
+    """Everything one run did. ``cleanup`` is the cleanup pass after the export; ``files_changed``
+    adds what the export itself removed and quarantined: the run's whole effect on the folder."""
 
     export: ExportReport | None = None
     cleanup: CleanupResult | None = None
@@ -36,7 +31,6 @@ class CycleReport:
 
     @property
     def files_changed(self) -> CleanupResult | None:
-        """Every removal and quarantine of the run (or, in a dry run, that it would do)."""
         parts = [self.export.cleanup if self.export is not None else None, self.cleanup]
         if all(part is None for part in parts):
             return None
@@ -44,12 +38,8 @@ class CycleReport:
 
     @property
     def result(self) -> str:
-        """One word for the run: ``ok`` only if every symbol was exported and nothing was quarantined.
-
-        ``partial``: some symbols failed; ``failed``: all did (or the export
-        was skipped); ``quarantined``: every symbol exported but files were
-        found invalid and moved aside; ``stopped``: a stop request ended it.
-        """
+        """One word for the run: ``ok`` only if every symbol was exported and nothing was quarantined;
+        ``partial``: some symbols failed, ``failed``: all did, ``stopped``: a stop request ended it."""
         if self.skipped_reason is not None:
             return "skipped"
         exp = self.export
@@ -68,13 +58,9 @@ class CycleReport:
 
     @property
     def exit_code(self) -> int:
-        if self.export is not None and not self.export.ok and not self.export.stopped:
-            return EXIT_FAILED
-        if self.export is not None and self.export.banned_until is not None:
-            return EXIT_FAILED
-        if self.skipped_reason is not None or self.universe_error is not None:
-            return EXIT_FAILED
-        changed = self.files_changed
-        if changed is not None and changed.errors:
-            return EXIT_FAILED  # e.g. a corrupt file that could not be quarantined is still there
-        return EXIT_OK
+        exp, changed = self.export, self.files_changed
+        export_failed = exp is not None and (exp.banned_until is not None or bool(exp.failed) and not exp.stopped)
+        # changed.errors: e.g. a corrupt file that could not be quarantined is still there
+        unclean = changed is not None and bool(changed.errors)
+        failed = export_failed or unclean or self.skipped_reason is not None or self.universe_error is not None
+        return EXIT_FAILED if failed else EXIT_OK
