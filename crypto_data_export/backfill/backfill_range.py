@@ -28,10 +28,6 @@ class BackfillRange:
     end_ms: int
     clamped: bool = False
 
-    @property
-    def days(self) -> float:
-        return (self.end_ms - self.start_ms) / DAY_MS
-
     def describe(self) -> str:
         start, end = (to_iso(datetime.fromtimestamp(ms / 1000, tz=UTC)) for ms in (self.start_ms, self.end_ms))
         return f"[{start}, {end})"
@@ -105,4 +101,4 @@ def placeholder_days(window: BackfillRange, interval: str | None, settings: Sett
         least = min_lookback_days(interval or settings.kline_interval)
     except (KeyError, ValueError):
         least = 0.0
-    return repr(min(MAX_LOOKBACK_DAYS, max(window.days, least)))
+    return repr(min(MAX_LOOKBACK_DAYS, max((window.end_ms - window.start_ms) / DAY_MS, least)))

@@ -21,12 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from crypto_data_export.backfill.archive_backfill import (
-    SOURCES,
-    ArchiveBackfillResult,
-    archive_backfill,
-    usable_source,
-)
+from crypto_data_export.backfill.archive_backfill import SOURCES, ArchiveBackfillResult, archive_backfill, usable_source
 from crypto_data_export.backfill.backfill_range import (
     BackfillRange,
     days_in_force,
@@ -73,15 +68,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", help="first open time, UTC date or ISO time (instead of --days)")
     parser.add_argument("--end", help="end of the range, exclusive (default: now, the last closed candle)")
     parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
-    parser.add_argument(
-        "--output", help="folder for the CSVs (default: EXPORT_DIR/backfill, out of the scheduler's retention)"
-    )
+    parser.add_argument("--output", help="folder (default: EXPORT_DIR/backfill, out of the scheduler's retention)")
     parser.add_argument("--format", help="file format: csv or parquet (default: EXPORT_FORMAT, else csv)")
     parser.add_argument(
-        "--source",
-        choices=SOURCES,
-        default="auto",
-        help="where closed candles come from: auto (archive + REST, default), archive (strict), rest",
+        "--source", choices=SOURCES, default="auto", help="auto (archive + REST), archive (strict), rest"
     )
     return parser.parse_args(argv)
 

@@ -71,9 +71,6 @@ class SymbolOutcome:
     market: str | None = None
     key: str = ""
 
-    def __post_init__(self) -> None:
-        self.key = self.key or self.symbol
-
 
 @dataclass
 class ExportReport:
@@ -161,14 +158,10 @@ class ExportJob:
         self.settings, self.files = settings, file_manager
         self.client = client or ExchangeClient.from_settings(settings)
         # One exporter per interval, all on the one client (one weight budget).
+        ahead_ms = int(settings.max_ahead_hours * 3_600_000)
         self.exporters = {
-            interval: HistoricalDataExporter(
-                self.client,
-                interval,
-                settings.lookback_days,
-                max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
-            )
-            for interval in settings.kline_intervals
+            i: HistoricalDataExporter(self.client, i, settings.lookback_days, max_ahead_of_local_ms=ahead_ms)
+            for i in settings.kline_intervals
         }
         self.source: CandleSource = source or RestPages()
         self.stop_event = stop_event or threading.Event()
@@ -308,13 +301,10 @@ class ExportJob:
             path = files.export_path(symbol)
             planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
             pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
+            of = f" of {previous.file.name}" if previous else ""
             logger.info(
                 "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
-                name,
-                export.reused_rows,
-                f" of {previous.file.name}" if previous else "",
-                ms_to_iso(export.requested_from_ms),
-                path.name,
+                *(name, export.reused_rows, of, ms_to_iso(export.requested_from_ms), path.name),
             )
             return SymbolOutcome(
                 symbol, True, path=str(path), reused_rows=export.reused_rows, cleanup=pruned, verdict=planned
@@ -330,18 +320,9 @@ class ExportJob:
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),
         )
+        learnt = {k: getattr(export, k) for k in ("fetched_rows", "calls", "empty_from_ms", "data_from_ms")}
         return SymbolOutcome(
-            symbol,
-            True,
-            path=str(path),
-            rows=verdict.rows,
-            reused_rows=export.reused_rows,
-            fetched_rows=export.fetched_rows,
-            empty_from_ms=export.empty_from_ms,
-            data_from_ms=export.data_from_ms,
-            calls=export.calls,
-            cleanup=pruned,
-            verdict=verdict,
+            symbol, True, str(path), verdict.rows, export.reused_rows, cleanup=pruned, verdict=verdict, **learnt
         )
 
     def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
