@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -135,21 +136,18 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
     length = fixed_length_ms(settings.kline_interval)  # None for months: the bar's total is unknown
     span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
     expected = None if length is None else len(settings.symbols) * int(span_ms // length)
-    progress = CandleProgress(expected, len(settings.symbols), enabled=True)
-    downloads = ArchiveProgress(enabled=source != "rest")
-    try:
-        result = archive_backfill(
-            settings,
-            source,
-            stop_event=stop_event,
-            on_symbol_done=progress.symbol_done,
-            progress=downloads,
-            on_candles=progress.candles,
-            window=None if window is None else (window.start_ms, window.end_ms),
-        )
-    finally:
-        downloads.close()
-        progress.close()
+    span = None if window is None else (window.start_ms, window.end_ms)
+    with closing(CandleProgress(expected, len(settings.symbols), enabled=True)) as progress:
+        with closing(ArchiveProgress(enabled=source != "rest")) as downloads:
+            result = archive_backfill(
+                settings,
+                source,
+                stop_event=stop_event,
+                on_symbol_done=progress.symbol_done,
+                progress=downloads,
+                on_candles=progress.candles,
+                window=span,
+            )
     _print_outcomes(result)
     if stop_event.is_set():
         print("stopped on request; run the same command again to resume", file=sys.stderr)

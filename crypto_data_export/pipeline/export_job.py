@@ -7,7 +7,6 @@ Only a 418 ban stops the pass: every further request would extend the ban.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -225,10 +224,8 @@ class ExportJob:
         series = self.series(symbols)
         workers = max(1, min(self.settings.workers, len(series)))
         with self.files.listed_once(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            run = functools.partial(
-                self._export_one, server_ms=report.server_time_ms, dry_run=dry_run, lookback=lookback
-            )
-            for future in as_completed([pool.submit(run, symbol, interval) for symbol, interval in series]):
+            args = (report.server_time_ms, dry_run, lookback)
+            for future in as_completed([pool.submit(self._export_one, s, i, *args) for s, i in series]):
                 outcome = future.result()
                 report.outcomes[outcome.key] = outcome
                 if outcome.error_kind == "banned" and report.banned_until is None:
@@ -239,7 +236,7 @@ class ExportJob:
         report.outcomes = {k: report.outcomes[k] for k in keys if k in report.outcomes}
 
     def _export_one(
-        self, symbol: str, interval: str, *, server_ms: int | None, dry_run: bool, lookback: float | None
+        self, symbol: str, interval: str, server_ms: int | None, dry_run: bool, lookback: float | None
     ) -> SymbolOutcome:
         started = time.monotonic()
         name = self.series_key(symbol, interval)
