@@ -24,8 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,18 +146,9 @@ def _unlink(path: Path) -> None:
         logger.warning("cannot remove %s: %s", path, exc.strerror or exc)
 
 
-@dataclass
-class Fetched:
-    """A period after download and verification: a verified zip in the cache, or why not."""
-
-    period: ArchivePeriod
-    path: Path | None = None
-    error: ArchiveError | None = None
-    downloaded: int = 0  # bytes; 0 for a zip kept by an interrupted run
-
-
 class ArchiveFetcher:
-    """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period.
+    """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period,
+    whose future gives the verified zip and the bytes downloaded for it (0: kept by an interrupted run).
     The ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
     not two; no byte of the zip is used before the two agree.
 
@@ -187,7 +177,7 @@ class ArchiveFetcher:
         self._lock = threading.Lock()
         self._failures = 0
 
-    def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[Fetched]]:
+    def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[tuple[Path, int]]]:
         self.progress.planned(len(periods))
         return {period: self._pool.submit(self._fetch, period) for period in periods}
 
@@ -201,7 +191,7 @@ class ArchiveFetcher:
         with suppress(OSError):
             self.folder.rmdir()  # only if empty: other symbols may still be waiting
 
-    def _fetch(self, period: ArchivePeriod) -> Fetched:
+    def _fetch(self, period: ArchivePeriod) -> tuple[Path, int]:
         try:
             if self.stop_event.is_set():
                 raise DownloadStopped(period, "stopped on request")
@@ -213,14 +203,14 @@ class ArchiveFetcher:
             except OSError as exc:
                 reason = f"cannot keep the download in {self.folder}: {exc.strerror or exc}"
                 raise ArchiveError(period, reason) from exc
-        except ArchiveError as exc:
+        except ArchiveUnavailable as exc:
             if type(exc) is ArchiveUnavailable:
                 self._count_failure(exc)
-            return Fetched(period, error=exc)
+            raise
         finally:
             self.progress.period_done()
 
-    def _count_failure(self, exc: ArchiveError) -> None:
+    def _count_failure(self, exc: ArchiveUnavailable) -> None:
         """After a few transport failures, stop asking: an unreachable archive (a proxy, a
         blocked host) would otherwise cost every period its retries and a warning."""
         with self._lock:
@@ -233,12 +223,12 @@ class ArchiveFetcher:
             *(self.client.base_url, UNREACHABLE_AFTER, exc.reason),
         )
 
-    def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> Fetched:
+    def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> tuple[Path, int]:
         target = self.folder / period.zip_name
         if target.is_file() and not target.is_symlink():  # left by an interrupted run
             with open(target, "rb") as handle:
                 if sha256_of(handle) == checksum.result():
-                    return Fetched(period, target)
+                    return target, 0
         part = self.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
             with open(part, "wb") as handle:
@@ -252,7 +242,7 @@ class ArchiveFetcher:
             with open(part, "rb") as handle:
                 check_zip(handle, period)
             os.replace(part, target)
-            return Fetched(period, target, downloaded=target.stat().st_size)
+            return target, target.stat().st_size
         finally:
             _unlink(part)  # gone already after the rename; a failed or stopped download's bytes go
 
@@ -285,7 +275,7 @@ class ArchiveSource:
         segments = plan_segments(export.symbol, history.interval, start_ms, end_ms, today_ms)
         futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
         resolved = itertools.chain.from_iterable(
-            [(s, None)] if isinstance(s, RestSpan) else self._use(export, self._wait(futures[s]), start_ms, end_ms)
+            [(s, None)] if isinstance(s, RestSpan) else self._use(export, s, futures[s], start_ms, end_ms)
             for s in segments
         )
         # The spans are contiguous: a run of them without archive candles is one REST range.
@@ -297,44 +287,37 @@ class ArchiveSource:
                 yield from (frame for _, frame in group if frame is not None and len(frame))
 
     def _use(
-        self, export: SymbolExport, fetched: Fetched, start_ms: int, end_ms: int
+        self, export: SymbolExport, period: ArchivePeriod, fetched: Future[tuple[Path, int]], start_ms: int, end_ms: int
     ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
-        """A period's (span, candles), or (span, None) to take it from REST."""
-        period = fetched.period
+        """A period's (span, its candles inside the span, closed on the exchange's clock); (span, None): take REST."""
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
-        if isinstance(fetched.error, DownloadStopped) or self.stop_event.is_set():
-            raise StopRequested(f"{export.symbol}: stopped on request")
-        if not isinstance(fetched.error, ArchiveNotPublished):
-            yield span, self._verified_frame(export, fetched, span)
-        elif period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
-            # A month that ended lately may not be out yet (monthly files come days
-            # later), while its days are; an older missing month has no data at all.
-            days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
-            for future in days.values():
-                yield from self._use(export, self._wait(future), start_ms, end_ms)
-        else:
-            yield span, None
-
-    def _verified_frame(self, export: SymbolExport, fetched: Fetched, span: RestSpan) -> pd.DataFrame | None:
-        """The period's candles inside ``span`` (closed on the exchange's clock); None: take REST."""
         tally = self.tallies[export.symbol]
         try:
-            if fetched.error is not None:
-                raise fetched.error
-            assert fetched.path is not None
-            tally.cached.append(fetched.path)
-            with open(fetched.path, "rb") as handle:
-                frame = read_period_frame(handle, fetched.period)
+            path, downloaded = self._wait(fetched)
+            tally.cached.append(path)
+            with open(path, "rb") as handle:
+                frame = read_period_frame(handle, period)
+        except ArchiveNotPublished:
+            if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
+                # A month that ended lately may not be out yet (monthly files come days
+                # later), while its days are; an older missing month has no data at all.
+                days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
+                for day, future in days.items():
+                    yield from self._use(export, day, future, start_ms, end_ms)
+            else:
+                yield span, None
+            return
         except (ArchiveError, OSError) as exc:
             if isinstance(exc, OSError):
-                exc = ArchiveError(fetched.period, f"cannot read the kept zip: {exc.strerror}")
+                exc = ArchiveError(period, f"cannot read the kept zip: {exc.strerror}")
             self._refuse(export.symbol, exc)
-            return None
+            yield span, None
+            return
         frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
         tally.archive_files += 1
-        tally.downloaded_bytes += fetched.downloaded
+        tally.downloaded_bytes += downloaded
         tally.archive_rows += len(frame)
-        return frame
+        yield span, frame
 
     def _refuse(self, symbol: str, exc: ArchiveError) -> None:
         """auto: name the file in the log and take its period from REST; archive: fail the symbol."""
@@ -349,13 +332,13 @@ class ArchiveSource:
         logger.warning("%s: %s; taking that period from the REST API instead", symbol, exc)
         self.tallies[symbol].refused.append(f"{exc.period.zip_name}: {exc.reason}")
 
-    def _wait(self, future: Future[Fetched]) -> Fetched:
-        while True:
-            try:
-                return future.result(timeout=_WAIT_SLICE)
-            except FutureTimeout:
-                if self.stop_event.is_set():
-                    raise StopRequested("stopped on request") from None
+    def _wait(self, future: Future[tuple[Path, int]]) -> tuple[Path, int]:
+        """The future's result, or StopRequested as soon as a stop is requested."""
+        while not wait([future], timeout=_WAIT_SLICE).done and not self.stop_event.is_set():
+            pass
+        if self.stop_event.is_set() or isinstance(future.exception(), DownloadStopped):
+            raise StopRequested("stopped on request")
+        return future.result()
 
 
 def usable_source(settings: Settings, source: str) -> str:
