@@ -203,25 +203,23 @@ class ArchiveFetcher:
             except OSError as exc:
                 reason = f"cannot keep the download in {self.folder}: {exc.strerror or exc}"
                 raise ArchiveError(period, reason) from exc
+        except ArchiveSkipped:
+            raise
         except ArchiveUnavailable as exc:
-            if type(exc) is ArchiveUnavailable:
-                self._count_failure(exc)
+            # After a few transport failures, stop asking: an unreachable archive (a proxy, a
+            # blocked host) would otherwise cost every period its retries and a warning.
+            with self._lock:
+                self._failures += 1
+                given_up = self._failures == UNREACHABLE_AFTER
+            if given_up:
+                logger.warning(
+                    "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST "
+                    "API; check BINANCE_ARCHIVE_URL and the network",
+                    *(self.client.base_url, UNREACHABLE_AFTER, exc.reason),
+                )
             raise
         finally:
             self.progress.period_done()
-
-    def _count_failure(self, exc: ArchiveUnavailable) -> None:
-        """After a few transport failures, stop asking: an unreachable archive (a proxy, a
-        blocked host) would otherwise cost every period its retries and a warning."""
-        with self._lock:
-            self._failures += 1
-            if self._failures != UNREACHABLE_AFTER:
-                return
-        logger.warning(
-            "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST API; "
-            "check BINANCE_ARCHIVE_URL and the network",
-            *(self.client.base_url, UNREACHABLE_AFTER, exc.reason),
-        )
 
     def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> tuple[Path, int]:
         target = self.folder / period.zip_name

@@ -1,12 +1,7 @@
-"""Backfill: closed klines over a long look-back into one file per symbol.
+"""Backfill: closed klines over a long look-back (or ``--start``/``--end``) into one file per symbol.
 
-    python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h
-    python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-07-01 --interval 1h
-
-The same export pass as a scheduler cycle (incremental, atomic, validated) under the same run
-lock; the sources and the range are in ``--help`` (``backfill.archive_backfill``,
-``backfill.backfill_range``). Ctrl-C stops within seconds; a rerun resumes. The guide's
-``HistoricalDataExporter`` (``exchange.history``) is importable from here.
+The same export pass as a scheduler cycle, under the same run lock; ``--help`` gives examples, the
+sources, the range rules and the exit codes. The guide's ``HistoricalDataExporter`` is importable from here.
 """
 
 from __future__ import annotations

@@ -137,10 +137,7 @@ def error_kind(exc: BaseException) -> str:
 
 class ExportJob:
     """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
-
-    ``window``: a backfill's explicit open times [start, end) (``--start``/``--end``) instead of
-    the look-back; ``on_candles`` is told the number of candles of each chunk written (a progress bar).
-    """
+    ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar."""
 
     def __init__(
         self,
