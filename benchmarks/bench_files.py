@@ -50,8 +50,8 @@ def candle_lines(symbol: str, first_open_ms: int, count: int) -> list[str]:
     """CSV lines (no header) of ``count`` 1h candles, exactly as write_candles formats them."""
     import numpy as np
 
+    from crypto_data_export.core.candles import format_utc_ms
     from crypto_data_export.sandbox.fake_exchange import generate_candle
-    from crypto_data_export.store.formats.csv_rules import format_utc_ms
 
     rows = [generate_candle(symbol, "1h", first_open_ms + i * HOUR_MS) for i in range(count)]
     opens = format_utc_ms(np.array([r[0] for r in rows], dtype="int64"))
@@ -63,7 +63,7 @@ def candle_lines(symbol: str, first_open_ms: int, count: int) -> list[str]:
 
 
 def header() -> str:
-    from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+    from crypto_data_export.store.formats.csv_format import CSV_HEADER
 
     return CSV_HEADER + "\n"
 

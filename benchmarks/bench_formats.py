@@ -45,7 +45,7 @@ def write_folders(symbols: list[str], days: int, root: Path) -> dict[str, dict[s
         for name, file_format in FORMATS.items():
             folder = root / name
             folder.mkdir(exist_ok=True)
-            target = folder / export_file_name(symbol, "1m", created, file_format)
+            target = folder / export_file_name(symbol, "1m", created, file_format.suffix)
             start = time.perf_counter()
             file_format.write(target, frame, "1m")
             written[name]["write_s"] += time.perf_counter() - start

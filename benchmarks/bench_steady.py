@@ -52,7 +52,7 @@ class RecordingClient:
 
 def stored_open_times(folder: Path) -> dict[str, set[int]]:
     from crypto_data_export.store.formats import CSV
-    from crypto_data_export.store.scan import scan_exports
+    from crypto_data_export.store.listing import scan_exports
 
     stored: dict[str, set[int]] = defaultdict(set)
     for f in scan_exports(folder):

@@ -30,8 +30,7 @@ from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.settings.intervals import floor_open_ms, next_open_ms
 from crypto_data_export.settings.settings import SETTING_VARIABLES
-from crypto_data_export.store.formats.csv_format import frame_to_csv_rows, write_candles
-from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.formats.csv_format import CSV_HEADER, write_candles
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME, export_file_name, parse_export_name
 from crypto_data_export.store.scan import validate_file
 
@@ -393,8 +392,16 @@ def closed_opens(interval: str, window_start_ms: int, server_now_ms: int) -> lis
 def expected_csv(symbol: str, interval: str, opens: Sequence[int], market: str = "spot") -> str:
     """The exact file the sandbox's candles (of ``market``) must produce."""
     rows = [generate_candle(symbol, interval, t, market) for t in opens]
-    body = frame_to_csv_rows(rows_to_frame(rows)).to_csv(header=False, index=False, lineterminator="\n")
-    return CSV_HEADER + "\n" + body
+    return CSV_HEADER + "\n" + "".join(",".join(map(_csv_cell, row[:11])) + "\n" for row in rows)
+
+
+def _csv_cell(value: Any) -> str:
+    """A kline field as the CSV writes it, spelled out independently of the writer: int
+    times as ``2024-10-28 00:59:59.999+00:00`` (whole seconds without ``.000``), text as is."""
+    if isinstance(value, str) or value < 10**11:  # a decimal string or a trade count
+        return str(value)
+    moment = datetime.fromtimestamp(value / 1000, tz=UTC).isoformat(sep=" ", timespec="milliseconds")
+    return moment.replace(".000+", "+")
 
 
 def seed_export(folder: Path, symbol: str, interval: str, opens: Sequence[int], name: str) -> Path:
@@ -434,20 +441,11 @@ def exchange_not_usable(stderr: str) -> str | None:
 
 
 def assert_same_candles(left: Any, right: Any) -> None:
-    """Two candle frames hold the same candles: equal values, int64 times and trades, and
-    text prices and volumes (pandas' string dtype, whichever storage: Python strings for
-    small pages, Arrow for large files)."""
-    import pandas as pd
+    """Two candle tables hold the same candles, both of the one candle schema."""
+    from crypto_data_export.core.candles import CANDLE_SCHEMA
 
-    from crypto_data_export.core.candles import INTEGER_COLUMNS
-
-    pd.testing.assert_frame_equal(left, right, check_dtype=False)
-    for frame in (left, right):
-        for column, dtype in frame.dtypes.items():
-            if column in INTEGER_COLUMNS:
-                assert dtype == "int64", (column, dtype)
-            else:
-                assert isinstance(dtype, pd.StringDtype), (column, dtype)
+    assert left.schema.equals(CANDLE_SCHEMA) and right.schema.equals(CANDLE_SCHEMA), (left.schema, right.schema)
+    assert left.equals(right)
 
 
 def export_window(
@@ -458,3 +456,14 @@ def export_window(
     export = exporter.plan(symbol, previous, **plan_options)
     export.frame = merge_candles(list(RestPages().chunks(exporter, export)))
     return export
+
+
+def with_value(candles: Any, row: int, column: str, value: Any) -> Any:
+    """A copy of a candle table with one cell replaced (0-based ``row``), any type of value."""
+    import pyarrow as pa
+
+    values = candles.column(column).to_pylist()
+    values[row] = value
+    index = candles.schema.get_field_index(column)
+    kind = candles.schema.field(column).type if not isinstance(value, str) else pa.string()
+    return candles.set_column(index, column, pa.array(values, kind))

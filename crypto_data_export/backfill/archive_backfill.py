@@ -29,7 +29,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from crypto_data_export.backfill.resume import JournalSource, stoppable
 from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
@@ -53,7 +53,8 @@ from crypto_data_export.exchange.archive import (
 )
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport, candles_in_window
-from crypto_data_export.pipeline.export_job import ExportJob, ExportReport, SymbolOutcome
+from crypto_data_export.pipeline.export_job import ExportJob
+from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
 from crypto_data_export.report.console import ArchiveProgress
 from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.settings.market_names import SPOT
@@ -254,7 +255,7 @@ class ArchiveSource:
         self.stop_event = fetcher.stop_event
         self.tallies: dict[str, ArchiveTally] = {}
 
-    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         self.tallies[export.symbol] = ArchiveTally()
         chunks = history.iter_chunks(export, lambda start, until: self._range(history, export, start, until))
         return stoppable(chunks, self.stop_event)
@@ -265,7 +266,7 @@ class ArchiveSource:
 
     def _range(
         self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Iterator[pa.Table]:
         """Candles opening in [start_ms, until_ms]: archive periods in order, adjacent REST spans merged."""
         end_ms = history.last_closed_open_ms(export.server_time_ms) + (fixed_length_ms(history.interval) or 0)
         end_ms = end_ms if until_ms is None else min(end_ms, until_ms + 1)
@@ -286,7 +287,7 @@ class ArchiveSource:
 
     def _use(
         self, export: SymbolExport, period: ArchivePeriod, fetched: Future[tuple[Path, int]], start_ms: int, end_ms: int
-    ) -> Iterator[tuple[RestSpan, pd.DataFrame | None]]:
+    ) -> Iterator[tuple[RestSpan, pa.Table | None]]:
         """A period's (span, its candles inside the span, closed on the exchange's clock); (span, None): take REST."""
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
         tally = self.tallies[export.symbol]

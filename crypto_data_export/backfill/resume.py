@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
@@ -24,7 +24,7 @@ from crypto_data_export.store.journal import PartialFolder
 logger = logging.getLogger(__name__)
 
 
-def stoppable(chunks: Iterable[pd.DataFrame], stop_event: threading.Event) -> Iterator[pd.DataFrame]:
+def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterator[pa.Table]:
     """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
     (a scheduled export, by contrast, lets the symbol in progress finish)."""
     for chunk in chunks:
@@ -40,7 +40,7 @@ class JournalSource:
         self.partial = partial
         self.stop_event = stop_event
 
-    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         chunks = history.iter_chunks(export, lambda start, until: self.pages(history, export, start, until))
         return stoppable(chunks, self.stop_event)
 
@@ -49,7 +49,7 @@ class JournalSource:
 
     def pages(
         self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Iterator[pa.Table]:
         """Candles opening in [start_ms, until_ms]: those kept in the journal (checked like an
         exchange page; a journal that cannot serve this span is discarded), then REST pages."""
         last_closed = history.last_closed_open_ms(export.server_time_ms)
@@ -62,7 +62,7 @@ class JournalSource:
             try:
                 rows = [row for row in rows if start_ms <= row[0] <= last_closed]
                 page = rows_to_frame(rows)
-                history._check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
+                history.check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
             except (ExportError, ValueError, TypeError, IndexError) as exc:
                 journal.discard(f"its candles fail the checks: {exc}")
             else:

@@ -1,6 +1,6 @@
-"""Historical klines -> candle frames: closed candles only, incremental, paginated.
+"""Historical klines -> candle tables: closed candles only, incremental, paginated.
 
-``HistoricalDataExporter`` turns exchange answers into the candle frame of
+``HistoricalDataExporter`` turns exchange answers into the candle table of
 ``crypto_data_export.core.candles`` (exact decimal strings, int64 ms times). It only ever keeps
 candles whose close time is before the *exchange's* clock, so a skewed local
 clock cannot let an unfinished candle into a file, and it asks only for what
@@ -26,21 +26,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS, empty_candle_frame
+from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, open_times
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
+from crypto_data_export.core.rules import check_candles
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.klines import rows_to_frame
-from crypto_data_export.settings.intervals import (
-    DAY_MS,
-    close_ms_for,
-    fixed_length_ms,
-    floor_open_ms,
-    grid_anchor_ms,
-    next_open_ms,
-)
+from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +51,7 @@ class SymbolExport:
     """The outcome of one symbol's export: the frame and what it cost."""
 
     symbol: str
-    frame: pd.DataFrame
+    frame: pa.Table
     window_start_ms: int
     server_time_ms: int
     reused_rows: int = 0
@@ -77,7 +71,7 @@ class SymbolExport:
 
 
 # Candles opening in [start_ms, until_ms] (until None: up to the newest closed candle), in order.
-RangeFetch = Callable[[int, int | None], Iterable[pd.DataFrame]]
+RangeFetch = Callable[[int, int | None], Iterable[pa.Table]]
 # Told a page's rows as the exchange sent them (a resume journal keeps them).
 RowsSink = Callable[[list[Any]], None]
 
@@ -86,7 +80,7 @@ class CandleSource(Protocol):
     """Where the export job takes the candles of a series it must fetch: REST pages
     (``RestPages``), the bulk archive first, REST backed by resume journals (``crypto_data_export.backfill``)."""
 
-    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         """The candles of ``export``'s window, in order (``HistoricalDataExporter.iter_chunks``)."""
         ...
 
@@ -98,7 +92,7 @@ class CandleSource(Protocol):
 class RestPages:
     """Every missing candle from the REST API, nothing kept between runs."""
 
-    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pd.DataFrame]:
+    def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         return history.iter_chunks(export)
 
     def written(self, symbol: str, interval: str) -> None:
@@ -139,7 +133,7 @@ class HistoricalDataExporter:
     def plan(
         self,
         symbol: str,
-        previous: pd.DataFrame | None = None,
+        previous: pa.Table | None = None,
         *,
         server_time_ms: int | None = None,
         lookback_days: float | None = None,
@@ -160,9 +154,9 @@ class HistoricalDataExporter:
         start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
         end_ms = None if window is None else window[1]
         kept = candles_in_window(previous, start_ms, now_ms, end_ms)
-        if kept.empty:
+        if not len(kept):
             return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms, window_end_ms=end_ms)
-        first_kept = int(kept["open_time"].iloc[0])
+        first_kept = first_open_ms(kept)
         head_known_empty = known_empty is not None and known_empty[0] <= start_ms and known_empty[1] >= first_kept
         gap_at_head = first_kept > self._first_open_ms(start_ms)
         head_until = first_kept - 1 if gap_at_head and not head_known_empty else None
@@ -172,7 +166,7 @@ class HistoricalDataExporter:
             start_ms,
             now_ms,
             reused_rows=len(kept),
-            requested_from_ms=start_ms if head_until is not None else int(kept["open_time"].iloc[-1]) + 1,
+            requested_from_ms=start_ms if head_until is not None else last_open_ms(kept) + 1,
             head_until_ms=head_until,
             empty_from_ms=known_empty[0] if known_empty and head_known_empty else None,
             data_from_ms=known_empty[1] if known_empty and head_known_empty else None,
@@ -184,7 +178,7 @@ class HistoricalDataExporter:
         first = floor_open_ms(start_ms, self.interval)
         return first if first >= start_ms else next_open_ms(first, self.interval)
 
-    def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pd.DataFrame]:
+    def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pa.Table]:
         """The window's head if the look-back grew, the reused candles, then each
         fetched page: already sorted and unique. ``fetch`` gives the candles of a range
         (a source's: the archive, a journal); by default REST pages (``iter_closed_pages``).
@@ -200,19 +194,19 @@ class HistoricalDataExporter:
             first_open: int | None = None
             for page in fetch(export.window_start_ms, export.head_until_ms):
                 export.fetched_rows += len(page)
-                first_open = int(page["open_time"].iloc[0]) if first_open is None else first_open
+                first_open = first_open_ms(page) if first_open is None else first_open
                 yield page
             export.empty_from_ms = export.window_start_ms
-            export.data_from_ms = int(export.frame["open_time"].iloc[0]) if first_open is None else first_open
+            export.data_from_ms = first_open_ms(export.frame) if first_open is None else first_open
         if len(export.frame):
             yield export.frame
         tail_from = export.requested_from_ms
         if len(export.frame):
-            tail_from = int(export.frame["open_time"].iloc[-1]) + 1
+            tail_from = last_open_ms(export.frame) + 1
         until = None if export.window_end_ms is None else export.window_end_ms - 1
         for page in fetch(tail_from, until):
             if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
-                export.empty_from_ms, export.data_from_ms = export.window_start_ms, int(page["open_time"].iloc[0])
+                export.empty_from_ms, export.data_from_ms = export.window_start_ms, first_open_ms(page)
             export.fetched_rows += len(page)
             yield page
         if export.reused_rows + export.fetched_rows == 0:
@@ -223,7 +217,7 @@ class HistoricalDataExporter:
 
     def pages_of(
         self, export: SymbolExport, start_ms: int, until_ms: int | None, on_rows: RowsSink | None = None
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Iterator[pa.Table]:
         """``iter_closed_pages`` for ``export``'s symbol, clock and tally."""
         return self.iter_closed_pages(
             export.symbol, start_ms, export.server_time_ms, export, until_ms=until_ms, on_rows=on_rows
@@ -238,9 +232,9 @@ class HistoricalDataExporter:
         *,
         until_ms: int | None = None,
         on_rows: RowsSink | None = None,
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Iterator[pa.Table]:
         """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
-        each checked against the window (``_check_page``); at most ``_max_pages`` of them.
+        each checked against the window (``check_page``); at most ``_max_pages`` of them.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
         last_closed = self.last_closed_open_ms(server_time_ms)
         if until_ms is not None:
@@ -261,13 +255,13 @@ class HistoricalDataExporter:
             if tally is not None:
                 tally.calls += 1
             page = rows_to_frame(rows)
-            self._check_page(page, limit, cursor, last_closed)
-            if page.empty:
+            self.check_page(page, limit, cursor, last_closed)
+            if not len(page):
                 return
             if on_rows is not None:
                 on_rows(rows)
             yield page
-            cursor = int(page["open_time"].iloc[-1]) + 1
+            cursor = last_open_ms(page) + 1
             if len(rows) < limit:
                 return
 
@@ -293,47 +287,32 @@ class HistoricalDataExporter:
         if stop is not None and stop.is_set():
             raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
 
-    def _check_page(self, page: pd.DataFrame, limit: int, cursor: int, last_closed: int) -> None:
-        """Every row inside the window, on the grid, strictly increasing, not from the future."""
+    def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
+        """The rule book inside the window asked for, and no candle from the future."""
         if len(page) > limit:
             raise BadResponseError(
                 f"the exchange sent {len(page)} {self.interval} candles for a page of at most {limit}"
             )
-        if page.empty:
+        if not len(page):
             return
-        opens = page["open_time"].to_numpy(dtype="int64")
-        closes = page["close_time"].to_numpy(dtype="int64")
-        ahead_limit = int(self._local_clock() * 1000) + self.max_ahead_of_local_ms
-        # Each rule with its reason, worded only for a page that breaks it (most pages do not).
-        checks = (
-            (opens < cursor, lambda: f"opens before the start of the page asked for ({ms_to_iso(cursor)})"),
-            (opens > last_closed, lambda: f"opens after the newest closed candle ({ms_to_iso(last_closed)})"),
-            (~self._on_grid(opens), lambda: f"is not on the {self.interval} grid"),
-            (closes != self._grid_closes(opens), lambda: f"does not close when a {self.interval} candle closes"),
-            (np.diff(opens, prepend=cursor - 1) <= 0, lambda: "does not come after the candle before it"),
-        )
-        broken = np.logical_or.reduce([bad for bad, _ in checks])
-        if broken.any():
-            row = int(np.argmax(broken))  # the first bad row, with the first rule it breaks
-            reason = next(reason() for bad, reason in checks if bad[row])
+        breach = check_candles(page, self.interval, (cursor, last_closed + 1))
+        if breach is not None:
+            opened = page.column("open_time")[breach.row - 1].as_py()
+            phrase = {
+                "before": f"opens before the start of the page asked for ({ms_to_iso(cursor)})",
+                "after": f"opens after the newest closed candle ({ms_to_iso(last_closed)})",
+                "grid": f"is not on the {self.interval} grid",
+                "close": f"does not close when a {self.interval} candle closes",
+                "order": "does not come after the candle before it",
+            }.get(breach.rule)
+            what = breach.reason if phrase is None else f"{phrase} ({breach.reason})"
             raise BadResponseError(
-                f"the exchange sent a bad page: row {row + 1} (open_time {int(opens[row])}, "
-                f"{ms_to_iso(int(opens[row]))}) {reason}; the symbol is not written"
+                f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) "
+                f"{what}; the symbol is not written"
             )
-        if int(opens.max()) > ahead_limit:
-            raise self._clock_error(int(opens.max()), "a candle that opens at")
-
-    def _on_grid(self, opens: np.ndarray) -> np.ndarray:
-        length = fixed_length_ms(self.interval)
-        if length is None:
-            return np.array([floor_open_ms(int(t), self.interval) == int(t) for t in opens], dtype=bool)
-        return (opens - grid_anchor_ms(self.interval)) % length == 0
-
-    def _grid_closes(self, opens: np.ndarray) -> np.ndarray:
-        length = fixed_length_ms(self.interval)
-        if length is None:
-            return np.array([close_ms_for(int(t), self.interval) for t in opens], dtype="int64")
-        return opens + (length - 1)
+        newest = last_open_ms(page)
+        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
+            raise self._clock_error(newest, "a candle that opens at")
 
     # -- the exchange's clock against ours ----------------------------------------
     def _check_exchange_clock(self, server_time_ms: int) -> None:
@@ -353,27 +332,24 @@ class HistoricalDataExporter:
         )
 
 
-def candles_in_window(
-    previous: pd.DataFrame | None, start_ms: int, now_ms: int, end_ms: int | None = None
-) -> pd.DataFrame:
+def candles_in_window(previous: pa.Table | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pa.Table:
     """Stored candles still inside the window (opened before ``end_ms`` if given, and
     closed by the exchange's clock).
 
     A valid file's candles are strictly increasing, so those are one run of rows: found
-    by bisection and taken as a slice (a boolean mask over every column costs more
-    than the rest of a steady symbol's work).
+    by bisection and taken as a zero-copy slice.
     """
-    if previous is None or previous.empty:
+    if previous is None or not len(previous):
         return empty_candle_frame()
-    opens = previous["open_time"].to_numpy(dtype="int64")
-    closes = previous["close_time"].to_numpy(dtype="int64")
+    opens = open_times(previous)
+    closes = np.asarray(previous.column("close_time").to_numpy(), dtype=np.int64)
     if not (np.all(np.diff(opens) > 0) and np.all(np.diff(closes) > 0)):  # not from a valid file
         mask = (opens >= start_ms) & (closes < now_ms) & (opens < (end_ms if end_ms is not None else np.inf))
-        return previous.loc[mask, list(CANDLE_COLUMNS)].reset_index(drop=True)
+        return previous.filter(pa.array(mask))
     first = int(np.searchsorted(opens, start_ms, side="left"))
     last = int(np.searchsorted(closes, now_ms, side="left"))  # closes rise with opens
     if end_ms is not None:
         last = min(last, int(np.searchsorted(opens, end_ms, side="left")))
     if last <= first:
         return empty_candle_frame()
-    return previous.iloc[first:last].loc[:, list(CANDLE_COLUMNS)].reset_index(drop=True)
+    return previous.slice(first, last - first)

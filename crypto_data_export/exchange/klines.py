@@ -1,10 +1,10 @@
-"""Kline rows as the exchange sends them -> the candle frame (``crypto_data_export.core.candles``)."""
+"""Kline rows as the exchange sends them -> the candle table (``crypto_data_export.core.candles``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from crypto_data_export.core.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, candle_frame, empty_candle_frame
 from crypto_data_export.core.errors import BadResponseError
@@ -45,8 +45,8 @@ def _row_fits(row: Any) -> bool:
     return True
 
 
-def rows_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
-    """Exchange rows -> candle frame, decimal strings untouched, column 12 dropped."""
+def rows_to_frame(rows: list[list[Any]]) -> pa.Table:
+    """Exchange rows -> candle table, decimal strings untouched, column 12 dropped."""
     if not rows:
         return empty_candle_frame()
     # Column by column (not row by row): each column gets its final dtype in one step.

@@ -12,12 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.errors import (
@@ -33,6 +30,7 @@ from crypto_data_export.core.errors import (
 )
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages
+from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
 from crypto_data_export.store.files import FileManager, require_forward
@@ -41,81 +39,6 @@ from crypto_data_export.store.scan import ScanStopped
 from crypto_data_export.store.validation import FileValidation
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SymbolOutcome:
-    """What happened to one symbol in one pass."""
-
-    symbol: str
-    ok: bool
-    path: str | None = None
-    rows: int = 0
-    reused_rows: int = 0
-    fetched_rows: int = 0
-    calls: int = 0
-    error: str | None = None
-    error_kind: str | None = None
-    seconds: float = 0.0
-    # Learnt from the exchange: no candle between these open times (see SymbolExport).
-    empty_from_ms: int | None = None
-    data_from_ms: int | None = None
-    # What this symbol's export removed or quarantined (its prune right after the write,
-    # invalid files met on the way); in a dry run, what it would.
-    cleanup: CleanupResult | None = field(default=None, repr=False, compare=False)
-    # The checker's verdict on the file written (judged byte for byte as it was written).
-    verdict: FileValidation | None = field(default=None, repr=False, compare=False)
-    # The series (``series_key``): the symbol alone for one spot interval, else with interval/market.
-    interval: str | None = None
-    market: str | None = None
-    key: str = ""
-
-
-@dataclass
-class ExportReport:
-    """The pass as a whole: per-series outcomes (keyed by ``series_key``), a ban if one happened, a stop."""
-
-    outcomes: dict[str, SymbolOutcome] = field(default_factory=dict)
-    banned_until: datetime | None = None
-    stopped: bool = False
-    server_time_ms: int | None = None
-    seconds: float = 0.0
-    dry_run: bool = False
-    # Set when the exchange failed before any symbol (host down, wrong URL, banned): one
-    # cause for every symbol, reported once rather than once per symbol.
-    exchange_error: str | None = None
-    # What the pass asked of the exchange: requests, weight spent, 429 and 418 answers.
-    calls: int = 0
-    weight: int = 0
-    rate_limited: int = 0
-    banned_answers: int = 0
-
-    @property
-    def failed(self) -> list[SymbolOutcome]:
-        return [o for o in self.outcomes.values() if not o.ok]
-
-    @property
-    def succeeded(self) -> list[SymbolOutcome]:
-        return [o for o in self.outcomes.values() if o.ok]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and self.banned_until is None
-
-    @property
-    def written(self) -> dict[Path, FileValidation]:
-        """The files written (in a dry run: planned) with their verdicts: the closing scan need not read them back."""
-        return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
-
-    @property
-    def cleanup(self) -> CleanupResult:
-        """What the symbols' exports removed or quarantined (in a dry run: would have)."""
-        return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
-
-    @property
-    def gone(self) -> set[Path]:
-        cleanup = self.cleanup
-        return {*cleanup.removed, *(path for path, _ in cleanup.quarantined)}
 
 
 _ERROR_KINDS: tuple[tuple[str, type[Exception] | tuple[type[Exception], ...]], ...] = (
@@ -319,7 +242,7 @@ class ExportJob:
             symbol, True, str(path), verdict.rows, export.reused_rows, cleanup=pruned, verdict=verdict, **learnt
         )
 
-    def _counted(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def _counted(self, chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:
         for chunk in chunks:
             if self.on_candles is not None:
                 self.on_candles(len(chunk))

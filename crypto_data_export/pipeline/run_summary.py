@@ -1,15 +1,90 @@
-"""What one run of the scheduler did, and the exit code it means."""
+"""What one export pass and one run of the scheduler did, and the exit code it means."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport, merge_cleanups
+from crypto_data_export.store.validation import FileValidation
 
-if TYPE_CHECKING:  # only a type here: --status and --health must not import pandas and requests for it
-    from crypto_data_export.pipeline.export_job import ExportReport
+
+@dataclass
+class SymbolOutcome:
+    """What happened to one symbol in one pass."""
+
+    symbol: str
+    ok: bool
+    path: str | None = None
+    rows: int = 0
+    reused_rows: int = 0
+    fetched_rows: int = 0
+    calls: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    seconds: float = 0.0
+    # Learnt from the exchange: no candle between these open times (see SymbolExport).
+    empty_from_ms: int | None = None
+    data_from_ms: int | None = None
+    # What this symbol's export removed or quarantined (its prune right after the write,
+    # invalid files met on the way); in a dry run, what it would.
+    cleanup: CleanupResult | None = field(default=None, repr=False, compare=False)
+    # The checker's verdict on the file written (judged byte for byte as it was written).
+    verdict: FileValidation | None = field(default=None, repr=False, compare=False)
+    # The series (``series_key``): the symbol alone for one spot interval, else with interval/market.
+    interval: str | None = None
+    market: str | None = None
+    key: str = ""
+
+
+@dataclass
+class ExportReport:
+    """The pass as a whole: per-series outcomes (keyed by ``series_key``), a ban if one happened, a stop."""
+
+    outcomes: dict[str, SymbolOutcome] = field(default_factory=dict)
+    banned_until: datetime | None = None
+    stopped: bool = False
+    server_time_ms: int | None = None
+    seconds: float = 0.0
+    dry_run: bool = False
+    # Set when the exchange failed before any symbol (host down, wrong URL, banned): one
+    # cause for every symbol, reported once rather than once per symbol.
+    exchange_error: str | None = None
+    # What the pass asked of the exchange: requests, weight spent, 429 and 418 answers.
+    calls: int = 0
+    weight: int = 0
+    rate_limited: int = 0
+    banned_answers: int = 0
+
+    @property
+    def failed(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes.values() if not o.ok]
+
+    @property
+    def succeeded(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes.values() if o.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.banned_until is None
+
+    @property
+    def written(self) -> dict[Path, FileValidation]:
+        """The files written (in a dry run: planned) with their verdicts: the closing scan need not read them back."""
+        return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
+
+    @property
+    def cleanup(self) -> CleanupResult:
+        """What the symbols' exports removed or quarantined (in a dry run: would have)."""
+        return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
+
+    @property
+    def gone(self) -> set[Path]:
+        cleanup = self.cleanup
+        return {*cleanup.removed, *(path for path, _ in cleanup.quarantined)}
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``render_status_page`` is a pure function of the status report, the sparklines' closes
 and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
-Problems come first, one line per series. ``read_closes`` reads each series' newest file
+Problems come first, one line per series. ``sparkline_files`` names each series' newest file
 through its format, downsampled; a file it cannot read gets no sparkline, never an error.
 """
 
@@ -11,18 +11,15 @@ from __future__ import annotations
 import html
 import logging
 import shutil
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.text import printable
-from crypto_data_export.store.formats import format_for_name
 
 logger = logging.getLogger(__name__)
 
 MAX_POINTS = 160  # a sparkline 160 px wide needs no more
-MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
 MAX_GAP_RANGES = 3  # per row; the rest are counted
 MAX_TEXT = 300  # characters of an error shown in a cell
 SPARK_WIDTH, SPARK_HEIGHT = 160, 30
@@ -73,31 +70,13 @@ def downsample(values: Sequence[float], max_points: int = MAX_POINTS) -> list[fl
     return [float(values[round(i * step)]) for i in range(max_points)]
 
 
-def read_closes(folder: Path, report: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Per report key, the closes of its newest valid file, downsampled; unreadable ones are left out."""
-    closes: dict[str, list[float]] = {}
-    for key, entry in report.get("symbols", {}).items():
-        name = entry.get("latest_file")
-        if not entry.get("valid") or not isinstance(name, str):
-            continue
-        found = _closes_of(Path(folder) / Path(name).name)
-        if found:
-            closes[key] = found
-    return closes
-
-
-def _closes_of(path: Path) -> list[float] | None:
-    file_format = format_for_name(path.name)
-    try:
-        if file_format is None:
-            return None
-        info = path.lstat()  # one stat per file: a symlink is never followed, a large file never read
-        if stat.S_ISLNK(info.st_mode) or info.st_size > MAX_SPARK_FILE_BYTES:
-            return None
-        return downsample(file_format.read_closes(path))
-    except Exception as exc:  # a picture is never worth failing the cycle for
-        logger.debug("no sparkline for %s: %s", path, exc)
-        return None
+def sparkline_files(report: Mapping[str, Any]) -> dict[str, str]:
+    """Per report key, the newest valid file whose closes its sparkline shows."""
+    return {
+        key: Path(entry["latest_file"]).name
+        for key, entry in report.get("symbols", {}).items()
+        if entry.get("valid") and isinstance(entry.get("latest_file"), str)
+    }
 
 
 def sparkline(values: Sequence[float]) -> str:

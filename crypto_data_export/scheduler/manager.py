@@ -9,6 +9,7 @@ A failing symbol is logged and recorded and the others go on. The CLI
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -30,7 +31,7 @@ from crypto_data_export.core.errors import (
 )
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
-from crypto_data_export.pipeline.run_summary import CycleReport
+from crypto_data_export.pipeline.run_summary import CycleReport, ExportReport, SymbolOutcome
 from crypto_data_export.pipeline.selection import (
     LISTED,
     SymbolPlan,
@@ -41,7 +42,7 @@ from crypto_data_export.pipeline.selection import (
     unresolved_message,
 )
 from crypto_data_export.report.metrics import metrics_path, write_metrics
-from crypto_data_export.report.status_page import disk_of, read_closes, render_status_page
+from crypto_data_export.report.status_page import disk_of, downsample, render_status_page, sparkline_files
 from crypto_data_export.report.status_report import (
     build_status_report,
     export_folder_problem,
@@ -52,19 +53,21 @@ from crypto_data_export.report.status_report import (
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
-from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.layout import ExportFolder
+from crypto_data_export.store.listing import FolderScan, scan_exports
 from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.run_state import RunState, load_state, update_state
-from crypto_data_export.store.scan import FolderScan, scan_exports
 from crypto_data_export.store.validation import FileValidation
 
-# Kept lazy because a benchmark shows it matters to a user (python -m benchmarks.bench_startup):
-# the export job (pandas, pyarrow) and the client (requests) take --health of a folder with
-# exports from 0.15 s to 0.6-1.2 s whole-process; they load on the first cycle (``job``).
+# The one lazy import point, kept because a benchmark shows it matters to a user
+# (python -m benchmarks.bench_startup): the file formats and the candle model load pyarrow and
+# numpy (about 0.45 s) and the client requests; --status and --health read what the last cycle
+# recorded and need none of them (0.15 s whole process instead of 0.6-1.2 s). They load with the
+# first use of ``files`` or ``job``.
 if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
-    from crypto_data_export.pipeline.export_job import ExportJob, SymbolOutcome
+    from crypto_data_export.pipeline.export_job import ExportJob
+    from crypto_data_export.store.files import FileManager
 
 logger = logging.getLogger(__name__)
 MAX_NOTICES = 20
@@ -98,16 +101,18 @@ class ScheduledDataManager:
         # A --symbols list is this run's whole list: no universe is resolved for it.
         self.universe = None if symbols else universe_rule(settings)
         self.stop_event = stop_event or threading.Event()
-        # Protection in cleanup covers every configured symbol, not only this run's; its scans stop on the event.
-        self.files = FileManager.from_settings(
-            settings,
-            protected_symbols=self.symbols,
-            stop_event=self.stop_event,
-        )
         self._client = client
         self._job: ExportJob | None = None
 
     # -- pieces ----------------------------------------------------------------
+    @functools.cached_property
+    def files(self) -> FileManager:
+        """The folder's manager; protection in cleanup covers every configured symbol, not only
+        this run's, and its scans stop on the event."""
+        from crypto_data_export.store.files import FileManager
+
+        return FileManager.from_settings(self.settings, protected_symbols=self.symbols, stop_event=self.stop_event)
+
     @property
     def job(self) -> ExportJob:
         """Built on first use so that --status and --cleanup-only never touch the network."""
@@ -195,8 +200,6 @@ class ScheduledDataManager:
         if plan.symbols:
             report.export = self.job.run(plan.symbols, dry_run=dry_run)
         elif report.export is None:  # nothing to export: the universe error says why
-            from crypto_data_export.pipeline.export_job import ExportReport
-
             report.export = ExportReport(dry_run=dry_run)
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
@@ -209,8 +212,6 @@ class ScheduledDataManager:
         """
         if self.universe is None:
             return listed_plan(self.symbols)
-        from crypto_data_export.pipeline.export_job import ExportReport
-
         try:
             plan = resolve_plan(self.settings, self.job.client, self.symbols)
         except StopRequested:
@@ -372,7 +373,7 @@ class ScheduledDataManager:
 
     def publish_page(self, report: dict[str, Any], page: Path) -> None:
         """Write the status page to ``page`` atomically (StorageError if it cannot be)."""
-        closes = read_closes(self.export_dir, report)
+        closes = {key: downsample(values) for key, values in self.files.closes_of(sparkline_files(report)).items()}
         html = render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
         atomic_write_text(page, html)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from crypto_data_export.store.scan import FolderScan
+from crypto_data_export.store.listing import FolderScan
 
 
 def _human_bytes(size: int) -> str:

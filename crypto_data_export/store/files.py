@@ -41,7 +41,7 @@ from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import unique_in_order
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
 from crypto_data_export.store.exports import ExportFile, content_key
-from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
+from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat, format_for_name
 from crypto_data_export.store.layout import (
     EXPORT_NAME_PATTERN,
     QUARANTINE_DIR_NAME,
@@ -50,30 +50,28 @@ from crypto_data_export.store.layout import (
     our_temp_name,
     parse_export_name,
 )
-from crypto_data_export.store.listing import FolderNames
+from crypto_data_export.store.listing import FolderNames, FolderScan, TempFile, scan_exports
 from crypto_data_export.store.retention import CleanupPlan, RetentionRules, plan_cleanup
 from crypto_data_export.store.scan import (
-    FolderScan,
     ScanStopped,
     StopCheck,
-    TempFile,
     check_regular_file,
     scan_duplicates,
-    scan_exports,
     scan_folder,
     validate_file,
     writer_gone,
 )
 from crypto_data_export.store.validation import FileValidation
 
-if TYPE_CHECKING:  # types only: --status and --health must not import pandas for them
-    import pandas as pd
+if TYPE_CHECKING:  # types only: --status and --health must not import pyarrow for them
+    import pyarrow as pa
 
     from crypto_data_export.settings.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 TEMP_MAX_AGE = timedelta(hours=1)
+MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
 _MB = 1024 * 1024
 
 
@@ -82,7 +80,7 @@ class ReusableExport:
     """The newest valid file of a symbol (by content), read once: what an incremental export builds on."""
 
     file: ExportFile
-    candles: pd.DataFrame
+    candles: pa.Table
     validation: FileValidation
 
     @property
@@ -193,7 +191,7 @@ class FileManager:
         finally:
             self._names = None
 
-    def _listed(self, name: str, present: bool = True) -> None:
+    def list_ours(self, name: str, present: bool = True) -> None:
         if self._names is not None:
             (self._names.add if present else self._names.discard)(name)
 
@@ -224,7 +222,9 @@ class FileManager:
 
     def export_path(self, symbol: str, created: datetime | None = None) -> Path:
         """Where a new export of ``symbol`` created now (or at ``created``) goes."""
-        name = export_file_name(symbol, self.interval, as_utc(created or self.now()), self.file_format, self.market)
+        name = export_file_name(
+            symbol, self.interval, as_utc(created or self.now()), self.file_format.suffix, self.market
+        )
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
         return self.export_dir / name
@@ -232,7 +232,7 @@ class FileManager:
     def write_export(
         self,
         symbol: str,
-        chunks: pd.DataFrame | Iterable[pd.DataFrame],
+        chunks: pa.Table | Iterable[pa.Table],
         created: datetime | None = None,
         *,
         replacing: ReusableExport | None = None,
@@ -257,7 +257,7 @@ class FileManager:
         except InvalidDataError as exc:
             kept = f"{replacing.file.name} is kept" if replacing is not None else "no file was replaced"
             raise InvalidDataError(f"{exc}; {kept}, the next run asks again") from exc
-        self._listed(path.name)
+        self.list_ours(path.name)
         logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
 
@@ -344,7 +344,7 @@ class FileManager:
             os.replace(path, target)
         except OSError as exc:
             raise StorageError(f"cannot move {path.name} to quarantine: {exc.strerror or exc}") from exc
-        self._listed(path.name, False)
+        self.list_ours(path.name, False)
         logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
 
@@ -511,7 +511,7 @@ class FileManager:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            self._listed(path.name, False)
+            self.list_ours(path.name, False)
             result.vanished.append(path)
             return False
         except OSError as exc:
@@ -519,8 +519,25 @@ class FileManager:
             logger.error("%s", message)
             result.errors.append(message)
             return False
-        self._listed(path.name, False)
+        self.list_ours(path.name, False)
         return True
+
+    def closes_of(self, names: Mapping[str, str]) -> dict[str, list[float]]:
+        """Per key, the closes of the named file of the folder (a sparkline's data). A file
+        that is a symlink, too large to be worth it, or unreadable is left out: a picture is
+        never worth failing a cycle for."""
+        closes: dict[str, list[float]] = {}
+        for key, name in names.items():
+            path = self.export_dir / Path(name).name
+            file_format = format_for_name(path.name)
+            try:
+                info = path.lstat()  # a symlink is never followed, a large file never read
+                if file_format is None or stat.S_ISLNK(info.st_mode) or info.st_size > MAX_SPARK_FILE_BYTES:
+                    continue
+                closes[key] = file_format.read_closes(path)
+            except Exception as exc:
+                logger.debug("no sparkline for %s: %s", path, exc)
+        return closes
 
     def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
         """Identical export files (size first, then SHA-256), newest first per group; without a

@@ -32,15 +32,17 @@ from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN
 from crypto_data_export.core.clock import as_utc
 from crypto_data_export.settings.intervals import VALID_INTERVALS
 from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
+from crypto_data_export.settings.settings import EXPORT_FORMATS
 from crypto_data_export.settings.symbols import SYMBOL_RULE
-from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat
 
 QUARANTINE_DIR_NAME = "quarantine"
 RUN_LOCK_NAME = ".run.lock"
 STATE_NAME, STATUS_NAME, PIDFILE_NAME = "state.json", "status_report.json", "data_export_service.pid"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 _INTERVALS_RE = "|".join(re.escape(i) for i in VALID_INTERVALS)
-_SUFFIXES_RE = "|".join(re.escape(f.suffix) for f in FORMATS.values())
+# A format's files end with "." + its name: naming files needs no format class (nor pyarrow, which
+# --status and --health never load).
+_SUFFIXES_RE = "|".join(re.escape(f".{name}") for name in EXPORT_FORMATS)
 # Spot names carry no market (the guide's names); every other market is named. No market
 # name is an interval and symbols have no "_", so the optional group is never ambiguous.
 _MARKETS_RE = "|".join(re.escape(m) for m in VALID_MARKETS if m != SPOT)
@@ -97,12 +99,10 @@ class ExportFolder:
         self.backfill = root / "backfill"
 
 
-def export_file_name(
-    symbol: str, interval: str, created: datetime, file_format: FileFormat = DEFAULT_FORMAT, market: str = SPOT
-) -> str:
-    """``{SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv`` with the UTC creation time
+def export_file_name(symbol: str, interval: str, created: datetime, suffix: str = ".csv", market: str = SPOT) -> str:
+    """``{SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv`` (``suffix``: the format's) with the UTC creation time
     (``{SYMBOL}_{market}_{INTERVAL}_...`` off spot)."""
-    return f"{export_name_prefix(symbol, interval, market)}{as_utc(created).strftime(STAMP_FORMAT)}{file_format.suffix}"
+    return f"{export_name_prefix(symbol, interval, market)}{as_utc(created).strftime(STAMP_FORMAT)}{suffix}"
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -9,13 +9,23 @@ seen by the next pass; one it removes is skipped (every name is ``lstat``-ed bef
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import stat
 import threading
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from crypto_data_export.core.errors import StorageError
+from crypto_data_export.core.reading import hash_regular_file
+from crypto_data_export.settings.market_names import SPOT
+from crypto_data_export.store.exports import ExportFile, newest_first
+from crypto_data_export.store.layout import export_name_prefix, our_temp_name, parse_export_name
+from crypto_data_export.store.validation import FileValidation
+
+logger = logging.getLogger(__name__)
 
 
 class FolderNames:
@@ -99,3 +109,133 @@ def folder_entries(folder: Path, prefixes: tuple[str, ...], names: FolderNames |
         return []
     except OSError as exc:
         raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True)
+class TempFile:
+    """A leftover of ``atomic_io`` (possibly of a writer still running)."""
+
+    path: Path
+    mtime: float
+
+
+@dataclass
+class FolderScan:
+    """Our files, their verdicts, hashes where sizes collide, and temp leftovers. ``unreadable``
+    files (and files a stopped scan did not reach) are never quarantined or removed; ``fresh``
+    ones were just written by this process and win ties in the content order."""
+
+    files: list[ExportFile] = field(default_factory=list)
+    validations: dict[Path, FileValidation] = field(default_factory=dict)
+    hashes: dict[Path, str] = field(default_factory=dict)
+    temp_files: list[TempFile] = field(default_factory=list)
+    unreadable: set[Path] = field(default_factory=set)
+    fresh: set[Path] = field(default_factory=set)
+    stopped: bool = False
+
+    def valid_files(self) -> list[ExportFile]:
+        return [f for f in self.files if self.validations[f.path].valid]
+
+    def invalid_files(self) -> list[ExportFile]:
+        """Readable files that break a rule (unreadable ones are not judged)."""
+        return [f for f in self.files if not self.validations[f.path].valid and f.path not in self.unreadable]
+
+    def newest_first(self, files: Iterable[ExportFile]) -> list[ExportFile]:
+        return newest_first(files, self.validations, self.fresh)
+
+    def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
+        """Groups of identical files, newest (by content) first in each, by their newest's name."""
+        by_hash: dict[str, list[ExportFile]] = defaultdict(list)
+        for f in self.files if among is None else among:
+            if f.path in self.hashes:
+                by_hash[self.hashes[f.path]].append(f)
+        return sorted(
+            (self.newest_first(group) for group in by_hash.values() if len(group) > 1), key=lambda g: g[0].name
+        )
+
+    def with_planned(self, planned: Mapping[ExportFile, FileValidation]) -> FolderScan:
+        """This scan plus files a dry run would have written (they exist only in the plan)."""
+        if not planned:
+            return self
+        files = sorted([*self.files, *planned], key=lambda f: (f.created, f.name))
+        validations = {**self.validations, **{f.path: v for f, v in planned.items()}}
+        return replace(self, files=files, validations=validations, fresh=self.fresh | {f.path for f in planned})
+
+    def without(self, gone: Collection[Path]) -> FolderScan:
+        """This scan minus files no longer there (removed or moved by a cleanup)."""
+        gone = set(gone)
+        if not gone:
+            return self
+        return replace(
+            self,
+            files=[f for f in self.files if f.path not in gone],
+            validations={p: v for p, v in self.validations.items() if p not in gone},
+            hashes={p: h for p, h in self.hashes.items() if p not in gone},
+            temp_files=[t for t in self.temp_files if t.path not in gone],
+            unreadable=self.unreadable - gone,
+            fresh=self.fresh - gone,
+        )
+
+    def hash_size_collisions(self) -> None:
+        """Hash any readable file whose size collides and has no hash yet (its size changed
+        after the listing), so duplicate groups never miss one."""
+        for f in size_colliding(self.files):
+            if f.path not in self.hashes and f.path not in self.unreadable:
+                try:
+                    self.hashes[f.path] = hash_regular_file(f.path)
+                except FileNotFoundError:
+                    pass  # gone since the listing
+                except OSError as exc:
+                    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+
+
+def size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
+    files = list(files)
+    sizes = Counter(f.size for f in files)
+    return [f for f in files if sizes[f.size] > 1]
+
+
+def scan_exports(
+    folder: Path,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    market: str | None = None,
+    names: FolderNames | None = None,
+) -> list[ExportFile]:
+    """Our export files in ``folder`` (never a symlink), oldest first; with ``symbol`` (and
+    ``interval`` of ``market``) only that series' names are looked at, from ``names`` if given."""
+    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
+    files = list_ours(Path(folder), None, (prefix,), names if prefix else None).files
+    return [f for f in files if market is None or f.market == market]
+
+
+def list_ours(
+    export_dir: Path, wanted: frozenset[str] | None, prefixes: tuple[str, ...], names: FolderNames | None
+) -> FolderScan:
+    """Our files and temp files whose names start with one of ``prefixes``, oldest first."""
+    result = FolderScan()
+    for entry in folder_entries(export_dir, prefixes, names):
+        _classify(entry, wanted, result)
+    result.files.sort(key=lambda f: (f.created, f.name))
+    return result
+
+
+def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderScan) -> None:
+    """Keep only regular files (never a symlink) with one of our two name shapes."""
+    try:
+        if not entry.is_file(follow_symlinks=False):
+            return
+        parsed = parse_export_name(entry.name)
+        if parsed is not None:
+            if wanted is None or parsed[0] in wanted:
+                size = entry.stat(follow_symlinks=False).st_size
+                symbol, interval, created, market = parsed
+                result.files.append(ExportFile(Path(entry.path), symbol, interval, created, size, market))
+            return
+        match = our_temp_name(entry.name)
+        final = parse_export_name(match["final"]) if match is not None else None
+        if match is not None and (wanted is None or (final is not None and final.symbol in wanted)):
+            result.temp_files.append(TempFile(Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
+    except OSError:
+        return  # vanished or unstat-able since the listing: not a candidate

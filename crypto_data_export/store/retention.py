@@ -21,7 +21,7 @@ from pathlib import Path
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.store.exports import ExportFile, newest_candle_ms
 from crypto_data_export.store.layout import series_key
-from crypto_data_export.store.scan import FolderScan
+from crypto_data_export.store.listing import FolderScan
 
 
 @dataclass(frozen=True)

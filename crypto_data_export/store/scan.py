@@ -4,7 +4,7 @@ Only regular files directly in the folder with our names (exports, ``our_temp_na
 are listed; symlinks are never followed, subfolders never entered. Each file is read
 once: its verdict, and its SHA-256 if its size collides with another's. A file is held
 whole only under ``STREAM_VALIDATION_BYTES``; past that its format's ``stream_checker``
-judges it as it streams (a layout that checker cannot judge is junk), so memory stays
+judges it as it streams, so memory stays
 bounded. A scan of some symbols looks only at their names' prefixes. Once ``stop`` has
 been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on
 the way out is whole), files not yet read get a "not checked" verdict (never trusted,
@@ -18,9 +18,8 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,15 +28,15 @@ from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.processes import pid_alive
 from crypto_data_export.core.reading import hash_regular_file, iter_chunks, open_regular
 from crypto_data_export.settings.market_names import SPOT
-from crypto_data_export.store.exports import ExportFile, newest_first
+from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.formats import FileFormat, format_for_name
 from crypto_data_export.store.formats.base import StreamChecker
-from crypto_data_export.store.layout import export_name_prefix, our_temp_name, parse_export_name
-from crypto_data_export.store.listing import FolderEntry, FolderNames, folder_entries
+from crypto_data_export.store.layout import export_name_prefix
+from crypto_data_export.store.listing import FolderNames, FolderScan, list_ours, size_colliding
 from crypto_data_export.store.validation import FileValidation, cannot_read, not_checked
 
-if TYPE_CHECKING:  # a type only: --status and --health must not import pandas for it
-    import pandas as pd
+if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow for it
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -76,96 +75,12 @@ ShouldStop = Callable[[], bool]
 _ValidationInput = tuple[bytes, str, Path]
 
 
-@dataclass(frozen=True)
-class TempFile:
-    """A leftover of ``atomic_io`` (possibly of a writer still running)."""
-
-    path: Path
-    mtime: float
-
-
-@dataclass
-class FolderScan:
-    """Our files, their verdicts, hashes where sizes collide, and temp leftovers. ``unreadable``
-    files (and files a stopped scan did not reach) are never quarantined or removed; ``fresh``
-    ones were just written by this process and win ties in the content order."""
-
-    files: list[ExportFile] = field(default_factory=list)
-    validations: dict[Path, FileValidation] = field(default_factory=dict)
-    hashes: dict[Path, str] = field(default_factory=dict)
-    temp_files: list[TempFile] = field(default_factory=list)
-    unreadable: set[Path] = field(default_factory=set)
-    fresh: set[Path] = field(default_factory=set)
-    stopped: bool = False
-
-    def valid_files(self) -> list[ExportFile]:
-        return [f for f in self.files if self.validations[f.path].valid]
-
-    def invalid_files(self) -> list[ExportFile]:
-        """Readable files that break a rule (unreadable ones are not judged)."""
-        return [f for f in self.files if not self.validations[f.path].valid and f.path not in self.unreadable]
-
-    def newest_first(self, files: Iterable[ExportFile]) -> list[ExportFile]:
-        return newest_first(files, self.validations, self.fresh)
-
-    def duplicate_groups(self, among: Iterable[ExportFile] | None = None) -> list[list[ExportFile]]:
-        """Groups of identical files, newest (by content) first in each, by their newest's name."""
-        by_hash: dict[str, list[ExportFile]] = defaultdict(list)
-        for f in self.files if among is None else among:
-            if f.path in self.hashes:
-                by_hash[self.hashes[f.path]].append(f)
-        return sorted(
-            (self.newest_first(group) for group in by_hash.values() if len(group) > 1), key=lambda g: g[0].name
-        )
-
-    def with_planned(self, planned: Mapping[ExportFile, FileValidation]) -> FolderScan:
-        """This scan plus files a dry run would have written (they exist only in the plan)."""
-        if not planned:
-            return self
-        files = sorted([*self.files, *planned], key=lambda f: (f.created, f.name))
-        validations = {**self.validations, **{f.path: v for f, v in planned.items()}}
-        return replace(self, files=files, validations=validations, fresh=self.fresh | {f.path for f in planned})
-
-    def without(self, gone: Collection[Path]) -> FolderScan:
-        """This scan minus files no longer there (removed or moved by a cleanup)."""
-        gone = set(gone)
-        if not gone:
-            return self
-        return replace(
-            self,
-            files=[f for f in self.files if f.path not in gone],
-            validations={p: v for p, v in self.validations.items() if p not in gone},
-            hashes={p: h for p, h in self.hashes.items() if p not in gone},
-            temp_files=[t for t in self.temp_files if t.path not in gone],
-            unreadable=self.unreadable - gone,
-            fresh=self.fresh - gone,
-        )
-
-    def hash_size_collisions(self) -> None:
-        """Hash any readable file whose size collides and has no hash yet (its size changed
-        after the listing), so duplicate groups never miss one."""
-        for f in _size_colliding(self.files):
-            if f.path not in self.hashes and f.path not in self.unreadable:
-                try:
-                    self.hashes[f.path] = hash_regular_file(f.path)
-                except FileNotFoundError:
-                    pass  # gone since the listing
-                except OSError as exc:
-                    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-
-
-def _size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
-    files = list(files)
-    sizes = Counter(f.size for f in files)
-    return [f for f in files if sizes[f.size] > 1]
-
-
 @dataclass
 class FileCheck:
     """One file read once: its verdict, candle frame (if asked and valid), hash (if asked), bytes read."""
 
     validation: FileValidation
-    candles: pd.DataFrame | None
+    candles: pa.Table | None
     digest: str | None
     size: int
 
@@ -195,18 +110,11 @@ class _Read:
     digest: str | None
     size: int
 
-    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pd.DataFrame | None]:
+    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pa.Table | None]:
         if self.data is not None:
             return self.file_format.check_bytes(self.data, self.interval, self.path, want_candles=want_candles)
         assert self.stream is not None
-        finished = self.stream.finish()
-        if finished is not None:
-            return finished
-        # Only the whole-file parser could judge this layout, and the file is too large to
-        # hold: it is none of ours (we never write such a layout), so it is junk.
-        why = self.stream.undecided_because or "a layout only a whole-file parse can judge"
-        reason = f"not an export this program writes: {why}, in {self.size} bytes (too large to judge whole)"
-        return FileValidation(self.path, False, reason), None
+        return self.stream.finish()
 
 
 def read_once(
@@ -294,7 +202,7 @@ def scan_folder(
     # Each symbol's names, and its temp files' (".{name}...").
     mine = [export_name_prefix(symbol, interval, market) for symbol in wanted or ()]
     prefixes = tuple(mine + ["." + p for p in mine]) if wanted is not None else ("",)
-    result = _listed(export_dir, wanted, prefixes, names)
+    result = list_ours(export_dir, wanted, prefixes, names)
     known = {Path(p): v for p, v in (known or {}).items()}
     result.fresh = set(known)
     _read_all(result, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
@@ -304,10 +212,10 @@ def scan_folder(
 def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) -> FolderScan:
     """What a duplicate report needs: one listing and the SHA-256 of files whose size collides
     (no verdicts)."""
-    result = _listed(export_dir, None, ("",), None)
+    result = list_ours(export_dir, None, ("",), None)
     gone: set[Path] = set()
     should_stop = StopCheck(stop)
-    for f in _size_colliding(result.files):
+    for f in size_colliding(result.files):
         if should_stop():
             result.stopped = True
             result.unreadable.add(f.path)
@@ -323,56 +231,10 @@ def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) ->
     return result
 
 
-def scan_exports(
-    folder: Path,
-    *,
-    symbol: str | None = None,
-    interval: str | None = None,
-    market: str | None = None,
-    names: FolderNames | None = None,
-) -> list[ExportFile]:
-    """Our export files in ``folder`` (never a symlink), oldest first; with ``symbol`` (and
-    ``interval`` of ``market``) only that series' names are looked at, from ``names`` if given."""
-    prefix = export_name_prefix(symbol, interval, market or SPOT) if symbol is not None else ""
-    files = _listed(Path(folder), None, (prefix,), names if prefix else None).files
-    return [f for f in files if market is None or f.market == market]
-
-
-def _listed(
-    export_dir: Path, wanted: frozenset[str] | None, prefixes: tuple[str, ...], names: FolderNames | None
-) -> FolderScan:
-    """Our files and temp files whose names start with one of ``prefixes``, oldest first."""
-    result = FolderScan()
-    for entry in folder_entries(export_dir, prefixes, names):
-        _classify(entry, wanted, result)
-    result.files.sort(key=lambda f: (f.created, f.name))
-    return result
-
-
-def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderScan) -> None:
-    """Keep only regular files (never a symlink) with one of our two name shapes."""
-    try:
-        if not entry.is_file(follow_symlinks=False):
-            return
-        parsed = parse_export_name(entry.name)
-        if parsed is not None:
-            if wanted is None or parsed[0] in wanted:
-                size = entry.stat(follow_symlinks=False).st_size
-                symbol, interval, created, market = parsed
-                result.files.append(ExportFile(Path(entry.path), symbol, interval, created, size, market))
-            return
-        match = our_temp_name(entry.name)
-        final = parse_export_name(match["final"]) if match is not None else None
-        if match is not None and (wanted is None or (final is not None and final.symbol in wanted)):
-            result.temp_files.append(TempFile(Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
-    except OSError:
-        return  # vanished or unstat-able since the listing: not a candidate
-
-
 def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
     """Read each file once; validate small ones in batches, large ones as they stream; ``known``
     files are not read back; on ``stop`` the files not yet read are marked not checked."""
-    colliding = {f.path for f in _size_colliding(result.files)}
+    colliding = {f.path for f in size_colliding(result.files)}
     present: list[ExportFile] = []
     batch: list[_ValidationInput] = []
     batch_bytes = 0

@@ -37,7 +37,7 @@ def _metrics(path: Path) -> dict[str, list[Any]]:
 def _newest_open_seconds(path: Path) -> float:
     file_format = format_for_name(path.name)
     assert file_format is not None
-    newest = file_format.read(path)["open_time"].iloc[-1]  # the candle frame holds epoch milliseconds
+    newest = file_format.read(path)["open_time"][-1].as_py()  # the candle table holds epoch milliseconds
     return int(newest) / 1000
 
 

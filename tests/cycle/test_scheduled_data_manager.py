@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.formats.csv_format import CSV_HEADER
 from crypto_data_export.store.layout import EXPORT_NAME_PATTERN
 from crypto_data_export.store.run_lock import RunLock
 from tests.support import cli_env, export_csvs, folder_listing, read_json, run_cli, start_cli, wait_until

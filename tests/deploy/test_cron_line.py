@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from crypto_data_export.sandbox.fake_exchange import SandboxExchange
-from crypto_data_export.store.scan import scan_exports
+from crypto_data_export.store.listing import scan_exports
 from tests.support import REPO, clean_environ
 
 INSTALL = "/opt/crypto-export"

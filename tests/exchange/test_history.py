@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import pyarrow as pa
 import pytest
 
 from crypto_data_export.core.candles import merge_candles
@@ -32,12 +32,12 @@ def test_only_closed_candles_of_the_window_with_the_exchanges_exact_strings(sand
     exchange = sandbox_factory(now_ms=NOW_MS)
     result = export_window(exporter_for(exchange.base_url), "BTCUSDT")
     frame = result.frame
-    assert frame["open_time"].tolist() == expected_opens(NOW_MS, HOUR_MS, 2.0)
-    assert len(frame) == 47 and (frame["close_time"] < NOW_MS).all()
-    for row in frame.itertuples(index=False):
-        served = generate_candle("BTCUSDT", "1h", row.open_time)
-        assert [row.open, row.high, row.low, row.close, row.volume] == served[1:6]
-        assert (row.close_time, row.quote_asset_volume, row.number_of_trades) == (served[6], served[7], served[8])
+    assert frame["open_time"].to_pylist() == expected_opens(NOW_MS, HOUR_MS, 2.0)
+    assert len(frame) == 47 and max(frame["close_time"].to_pylist()) < NOW_MS
+    for row in frame.to_pylist():
+        served = generate_candle("BTCUSDT", "1h", row["open_time"])
+        assert [row[c] for c in ("open", "high", "low", "close", "volume")] == served[1:6]
+        assert (row["close_time"], row["quote_asset_volume"], row["number_of_trades"]) == tuple(served[6:9])
     assert result.calls == 1
     assert exchange.klines_requests()[0]["limit"] == 47
 
@@ -45,15 +45,15 @@ def test_only_closed_candles_of_the_window_with_the_exchanges_exact_strings(sand
 def test_incremental_run_asks_only_for_candles_after_the_stored_ones(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
     first = export_window(exporter_for(exchange.base_url), "ETHUSDT")
-    stored = first.frame.iloc[:-3]
+    stored = first.frame.slice(0, len(first.frame) - 3)
     exchange.reset_log()
     second = export_window(exporter_for(exchange.base_url), "ETHUSDT", previous=stored)
     requests = exchange.klines_requests("ETHUSDT")
     assert len(requests) == 1
-    assert requests[0]["startTime"] > int(stored["open_time"].iloc[-1])
+    assert requests[0]["startTime"] > stored["open_time"][-1].as_py()
     assert requests[0]["limit"] == 3
     assert (second.reused_rows, second.fetched_rows) == (44, 3)
-    pd.testing.assert_frame_equal(second.frame, first.frame)
+    assert second.frame.equals(first.frame)
 
 
 def test_steady_state_is_one_small_call_and_nothing_downloaded_twice(sandbox_factory) -> None:
@@ -64,7 +64,7 @@ def test_steady_state_is_one_small_call_and_nothing_downloaded_twice(sandbox_fac
     second = export_window(exporter_for(exchange.base_url), "SOLUSDT", previous=first.frame)
     assert second.calls == 1 and second.fetched_rows == 1
     assert exchange.klines_requests()[0]["limit"] == 1
-    assert second.frame["open_time"].iloc[-1] == first.frame["open_time"].iloc[-1] + HOUR_MS
+    assert second.frame["open_time"][-1].as_py() == first.frame["open_time"][-1].as_py() + HOUR_MS
     assert len(second.frame) == 47  # the oldest candle left the window as a new one closed
 
 
@@ -80,7 +80,7 @@ def test_nothing_new_means_no_request_at_all(sandbox_factory) -> None:
 def test_long_windows_are_paginated_at_1000_candles(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
     result = export_window(exporter_for(exchange.base_url, "1m", 1.0), "BTCUSDT")
-    assert result.frame["open_time"].tolist() == expected_opens(NOW_MS, MINUTE_MS, 1.0)
+    assert result.frame["open_time"].to_pylist() == expected_opens(NOW_MS, MINUTE_MS, 1.0)
     limits = [r["limit"] for r in exchange.klines_requests()]
     assert limits == [1000, 440] and result.calls == 2
 
@@ -89,8 +89,8 @@ def test_exchange_clock_decides_what_is_closed(sandbox_factory) -> None:
     for offset in (10 * MINUTE_MS, -10 * MINUTE_MS):
         exchange = sandbox_factory(now_ms=NOW_MS + offset)
         frame = export_window(exporter_for(exchange.base_url), "BTCUSDT").frame
-        assert (frame["close_time"] < NOW_MS + offset).all()
-        assert frame["open_time"].tolist() == expected_opens(NOW_MS + offset, HOUR_MS, 2.0)
+        assert max(frame["close_time"].to_pylist()) < NOW_MS + offset
+        assert frame["open_time"].to_pylist() == expected_opens(NOW_MS + offset, HOUR_MS, 2.0)
 
 
 def test_gaps_in_the_exchanges_data_are_kept_as_gaps(sandbox_factory) -> None:
@@ -109,10 +109,10 @@ def test_delisted_symbol_without_candles_is_no_data(sandbox_factory) -> None:
 
 
 def test_merge_dedupes_on_open_time_and_sorts() -> None:
-    a = pd.DataFrame({"open_time": [3, 1], "v": ["c", "a"]})
-    b = pd.DataFrame({"open_time": [2, 3], "v": ["b", "c2"]})
+    a = pa.table({"open_time": [3, 1], "v": ["c", "a"]})
+    b = pa.table({"open_time": [2, 3], "v": ["b", "c2"]})
     merged = merge_candles([a, b])
-    assert merged["open_time"].tolist() == [1, 2, 3] and merged["v"].tolist() == ["a", "b", "c2"]
+    assert merged["open_time"].to_pylist() == [1, 2, 3] and merged["v"].to_pylist() == ["a", "b", "c2"]
 
 
 @pytest.mark.parametrize("shuffled", [False, True])
@@ -127,15 +127,15 @@ def test_reused_candles_are_exactly_those_inside_the_window(shuffled: bool) -> N
     first = 1_730_073_600_000
     frame = rows_to_frame([generate_candle("BTCUSDT", "1h", first + i * HOUR_MS) for i in range(48)])
     if shuffled:
-        frame = frame.sample(frac=1, random_state=7).reset_index(drop=True)
+        frame = frame.take(random.Random(7).sample(range(len(frame)), len(frame)))
     rng = random.Random(3)
     for _ in range(200):
         start = first + rng.randint(-3, 50) * HOUR_MS + rng.choice([0, 1, -1, HOUR_MS // 2])
         now = first + rng.randint(-3, 50) * HOUR_MS + rng.choice([0, 1, -1, HOUR_MS - 1])
         end = None if rng.random() < 0.5 else first + rng.randint(-3, 50) * HOUR_MS + rng.choice([0, 1, -1])
-        mask = (frame["open_time"] >= start) & (frame["close_time"] < now)
-        if end is not None:
-            mask &= frame["open_time"] < end
-        expected = frame.loc[mask].reset_index(drop=True)
-        got = candles_in_window(frame, start, now, end)
-        pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_index_type=False)
+        expected = [
+            row
+            for row in frame.to_pylist()
+            if row["open_time"] >= start and row["close_time"] < now and (end is None or row["open_time"] < end)
+        ]
+        assert candles_in_window(frame, start, now, end).to_pylist() == expected

@@ -34,7 +34,7 @@ import pytest
 
 from crypto_data_export.core.clock import from_ms, ms_to_iso
 from crypto_data_export.sandbox.fake_exchange import BAD_CANDLE_KINDS
-from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.formats.csv_format import CSV_HEADER
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME, export_file_name
 from tests.support import (
     assert_folder_sound,

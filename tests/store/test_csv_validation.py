@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pytest
 
+from crypto_data_export.core.candles import candle_frame, format_utc_ms
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.store.formats import CSV
-from crypto_data_export.store.formats.csv_batch import validate_bytes, validate_many
-from crypto_data_export.store.formats.csv_format import read_export_text, write_candles
-from crypto_data_export.store.formats.csv_rules import CSV_HEADER, check_bytes, validate_text_frame
-from crypto_data_export.store.formats.csv_stream import check_stream
+from crypto_data_export.store.formats.csv_format import CSV_HEADER, check_stream, csv_lines, read_block, write_candles
 from crypto_data_export.store.scan import validate_file
 from tests.support import DATA as DATA_DIR
-from tests.support import assert_same_candles
+from tests.support import assert_same_candles, with_value
+
+
+def check_bytes(data: bytes, interval: str, path: Path | str, *, want_candles: bool = False):
+    return CSV.check_bytes(data, interval, Path(path), want_candles=want_candles)
+
+
+def validate_bytes(data: bytes, interval: str, path: Path | str):
+    return check_bytes(data, interval, path)[0]
+
 
 DATA = DATA_DIR
 BTC_FILE = DATA / "BTCUSDT_1h_20241029_000000.csv"
@@ -130,25 +137,17 @@ def test_unreadable_path_is_invalid_not_an_exception(tmp_path: Path) -> None:
     assert not result.valid and "cannot read" in (result.reason or "")
 
 
-def test_text_frame_is_not_modified() -> None:
-    text = read_export_text(BTC_FILE)
-    before = text.copy()
-    assert validate_text_frame(text, "1h", BTC_FILE).valid
-    pd.testing.assert_frame_equal(text, before)
-
-
 def test_candles_from_validation_equal_read_candles() -> None:
     result, candles = check_bytes(BTC_FILE.read_bytes(), "1h", BTC_FILE, want_candles=True)
     assert result.valid and candles is not None
-    expected = CSV.read(BTC_FILE)
-    pd.testing.assert_frame_equal(candles, expected, check_dtype=False)
-    assert candles["open_time"].dtype == np.int64 and candles["number_of_trades"].dtype == np.int64
-    assert candles["open"].iloc[0] == "68021.69000000"
+    assert_same_candles(candles, CSV.read(BTC_FILE))
+    assert candles["open_time"].type == pa.int64() and candles["number_of_trades"].type == pa.int64()
+    assert candles["open"][0].as_py() == "68021.69000000"
 
 
-def _frame(opens: list[int], closes: list[int]) -> pd.DataFrame:
+def _frame(opens: list[int], closes: list[int]) -> pa.Table:
     n = len(opens)
-    return pd.DataFrame(
+    return candle_frame(
         {
             "open_time": np.array(opens, dtype="int64"),
             "open": ["1.0"] * n,
@@ -166,7 +165,7 @@ def _frame(opens: list[int], closes: list[int]) -> pd.DataFrame:
 
 
 def _ms(text: str) -> int:
-    return int(pd.Timestamp(text, tz="UTC").value // 1_000_000)
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def test_calendar_months_and_a_missing_month(tmp_path: Path) -> None:
@@ -196,32 +195,27 @@ def test_weeks_open_on_monday(tmp_path: Path) -> None:
     assert validate_file(path, "1w").valid
 
 
-def test_large_file_is_vectorised(tmp_path: Path) -> None:
-    """A Python loop per row would be far slower than this generous bound."""
-    import time
-
+def test_large_file_is_read_whole(tmp_path: Path) -> None:
     n = 100_000
     opens = (BTC_FIRST_OPEN + np.arange(n, dtype="int64") * 60_000).tolist()
     path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
     write_candles(path, _frame(opens, [o + 59_999 for o in opens]), "1m")
-    started = time.perf_counter()
     result = validate_bytes(path.read_bytes(), "1m", path)
-    assert result.valid and result.rows == n
-    assert time.perf_counter() - started < 3.0
+    assert result.valid and result.rows == n and result.last_open_ms == opens[-1]
 
 
-def test_batched_verdicts_equal_one_by_one_verdicts() -> None:
-    """Many files share one parse; a broken neighbour must not change anyone's verdict."""
+def test_many_files_judged_together_get_their_own_verdicts() -> None:
+    """A broken neighbour never changes anyone's verdict; CRLF line ends read like LF."""
     lines = btc_lines()
     gap = join(lines[:11] + lines[12:])
-    items = [(BTC_FILE.read_bytes(), "1h", "good-0"), (gap, "1h", "gap")]
-    items += [(data, "1h", name) for name, (data, _) in BROKEN.items()]
-    items += [(ADA_FILE.read_bytes(), "1m", "ada"), (BTC_FILE.read_bytes(), "1h", "good-1")]
-    items += [(BTC_FILE.read_bytes().replace(b"\n", b"\r\n"), "1h", "crlf")]
-    batched = validate_many(items)
-    assert [v.path for v in batched] == [Path(name) for _, _, name in items]
-    assert batched == [validate_bytes(*item) for item in items]
-    assert sum(v.valid for v in batched) == 5
+    items = [(BTC_FILE.read_bytes(), "1h", Path("good-0")), (gap, "1h", Path("gap"))]
+    items += [(data, "1h", Path(name)) for name, (data, _) in BROKEN.items()]
+    items += [(ADA_FILE.read_bytes(), "1m", Path("ada")), (BTC_FILE.read_bytes(), "1h", Path("good-1"))]
+    items += [(BTC_FILE.read_bytes().replace(b"\n", b"\r\n"), "1h", Path("crlf"))]
+    verdicts = CSV.validate_many(items)
+    assert [v.path for v in verdicts] == [path for _, _, path in items]
+    assert verdicts == [validate_bytes(*item) for item in items]
+    assert sum(v.valid for v in verdicts) == 5
 
 
 # --- large files: validated chunk by chunk as they stream ------------------------------
@@ -235,9 +229,7 @@ def _boundary_file(fault: str | None) -> bytes:
     """60 1m candles with a gap at row 11 and, optionally, one fault at a row that
     starts or ends a block when blocks hold about 10 rows (``chunk_bytes`` below)."""
     opens = [BTC_FIRST_OPEN + i * 60_000 for i in range(61) if i != 10]
-    write_buffer = io.StringIO()
-    _frame(opens, [o + 59_999 for o in opens]).pipe(_to_csv, write_buffer)
-    lines = write_buffer.getvalue().splitlines()
+    lines = (CSV_HEADER + "\n" + csv_lines(_frame(opens, [o + 59_999 for o in opens]))).splitlines()
     if fault == "unsorted":
         lines[20], lines[21] = lines[21], lines[20]  # data rows 20 and 21
     elif fault == "bad value":
@@ -249,25 +241,18 @@ def _boundary_file(fault: str | None) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _to_csv(frame: pd.DataFrame, handle: io.StringIO) -> None:
-    from crypto_data_export.store.formats.csv_format import frame_to_csv_rows
-
-    handle.write(CSV_HEADER + "\n")
-    frame_to_csv_rows(frame).to_csv(handle, header=False, index=False, lineterminator="\n")
-
-
 @pytest.mark.parametrize("fault", [None, "unsorted", "bad value", "duplicate"])
 def test_chunked_validation_equals_whole_file_validation(fault: str | None) -> None:
     """Tiny blocks put the gap, the unsorted pair, the bad value and the duplicate at
     block boundaries; verdict, reason (row number), gaps and candles stay the same."""
+    # pyarrow reads every block; the stream checker's blocks are whole lines of at least block_bytes.
     data = _boundary_file(fault)
     whole, whole_candles = check_bytes(data, "1m", "f", want_candles=True)
     row_bytes = len(data.splitlines()[1]) + 1
     decided = 0
     for chunk_bytes in (1, row_bytes, row_bytes * 3 - 1, row_bytes * 10, row_bytes * 10 + 5, 1 << 20):
         for piece in (1, 97, 4096, len(data)):
-            verdict = check_stream(_pieces(data, piece), "1m", "f", want_candles=True, chunk_bytes=chunk_bytes)
-            assert verdict is not None, (chunk_bytes, piece)
+            verdict = check_stream(_pieces(data, piece), "1m", "f", want_candles=True, block_bytes=chunk_bytes)
             decided += 1
             assert verdict[0] == whole, (chunk_bytes, piece)
             if whole_candles is None:
@@ -284,25 +269,33 @@ def test_chunked_validation_equals_whole_file_validation(fault: str | None) -> N
 
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_chunked_verdicts_on_every_broken_file(case: str) -> None:
-    """Every broken layout: the streamed verdict equals the whole-file one, or the
-    stream declines (None) and the caller judges the whole bytes."""
+    """Every broken layout: the streamed verdict, whatever the pieces and blocks, is the whole file's."""
     data = BROKEN[case][0]
     whole = check_bytes(data, "1h", "f")[0]
     for chunk_bytes, piece in ((1, 1), (300, 7), (1 << 20, 1 << 20)):
-        verdict = check_stream(_pieces(data, piece), "1h", "f", chunk_bytes=chunk_bytes)
-        assert verdict is None or verdict[0] == whole, (chunk_bytes, piece)
-    assert check_stream([data], "1h", "f", chunk_bytes=1 << 20) is not None
+        assert check_stream(_pieces(data, piece), "1h", "f", block_bytes=chunk_bytes)[0] == whole, (chunk_bytes, piece)
 
 
-def test_stream_declines_layouts_only_the_whole_parser_reads_the_same() -> None:
-    good = BTC_FILE.read_bytes()
-    for data in (good.replace(b"\n", b"\r\n"), good + b"\n\n", good.replace(b"68021.69", b'"68021.69"', 1)):
-        assert check_stream([data], "1h", "f") is None
-        assert validate_bytes(data, "1h", "f") is not None  # the whole-file path still judges it
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda good: good.replace(b"\n", b"\r\n"), None),  # CRLF: read like LF
+        (lambda good: good + b"\n\n", "row 25: empty open_time"),  # blank lines are no candles
+        (lambda good: good.replace(b"68021.69", b'"68021.69"', 1), "row 1: open '\"68021.69\"000000' is not a finite"),
+        (lambda good: good.replace(b"\n", b"\n\n", 3), "row 1: empty open_time"),
+    ],
+    ids=["crlf", "trailing_blank_lines", "quoted_value", "blank_line_inside"],
+)
+def test_layouts_we_never_write_get_a_definite_verdict(change, expected: str | None) -> None:
+    """What the old engine left undecided (CR, blank lines, quotes): one verdict, streamed or whole."""
+    data = change(BTC_FILE.read_bytes())
+    whole = validate_bytes(data, "1h", "f")
+    assert whole.valid if expected is None else expected in (whole.reason or ""), whole.reason
+    assert check_stream(_pieces(data, 50), "1h", "f", block_bytes=100)[0] == whole
 
 
 def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import crypto_data_export.store.formats.csv_stream as csv_stream
+    import crypto_data_export.store.formats.csv_format as csv_format
     import crypto_data_export.store.scan as folder_scan
     from crypto_data_export.store.formats.csv_format import CsvFormat
 
@@ -310,7 +303,7 @@ def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatc
     path.write_bytes(_boundary_file("unsorted"))
     expected = validate_bytes(path.read_bytes(), "1m", path)
     monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
-    monkeypatch.setattr(csv_stream, "STREAM_CHUNK_BYTES", 500)
+    monkeypatch.setattr(csv_format, "BLOCK_BYTES", 500)
     monkeypatch.setattr(CsvFormat, "check_bytes", None)  # the whole-file path must not be taken
     checked = folder_scan.check_regular_file(path, "1m", want_hash=True)
     assert checked.validation == expected and checked.validation.reason.startswith("row 21:")
@@ -319,21 +312,16 @@ def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatc
 
 
 def test_written_text_is_the_files_own_bytes_and_to_csv_s() -> None:
-    """The direct writer reproduces a real file byte for byte, as ``DataFrame.to_csv`` did."""
-    from crypto_data_export.store.formats.csv_format import csv_lines, frame_to_csv_rows
-
+    """The writer reproduces a real file byte for byte from its candle table."""
     frame = CSV.read(BTC_FILE)
     body = BTC_FILE.read_text(encoding="utf-8").split("\n", 1)[1]
     assert csv_lines(frame) == body
-    assert csv_lines(frame) == frame_to_csv_rows(frame).to_csv(header=False, index=False, lineterminator="\n")
-    assert csv_lines(frame.iloc[:0]) == ""
+    assert csv_lines(frame.slice(0, 0)) == ""
 
 
 @pytest.mark.parametrize("value", ["1,5", '1"5', "1\n5", "1\r5"])
 def test_a_value_that_breaks_the_layout_is_never_published(value: str, tmp_path: Path) -> None:
-    frame = CSV.read(BTC_FILE)
-    frame["close"] = frame["close"].astype(object)
-    frame.loc[3, "close"] = value
+    frame = with_value(CSV.read(BTC_FILE), 3, "close", value)
     target = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
     with pytest.raises(InvalidDataError):
         write_candles(target, frame, "1h")
@@ -341,66 +329,46 @@ def test_a_value_that_breaks_the_layout_is_never_published(value: str, tmp_path:
 
 
 def test_closes_read_from_the_text_equal_the_frames() -> None:
-    expected = CSV.read(BTC_FILE)["close"].astype(float).tolist()
+    expected = [float(v) for v in CSV.read(BTC_FILE)["close"].to_pylist()]
     assert CSV.read_closes(BTC_FILE) == expected
     assert len(expected) == 24
 
 
-# --- the small-file shortcuts give pandas' verdicts ------------------------------
+# --- the CSV's time text ------------------------------------------------------------------
 
-ODD_TIMES = [
-    "2026-02-30 00:00:00+00:00",  # no such day
-    "2026-01-01 24:00:00+00:00",  # no such hour
-    "2016-12-31 23:59:60+00:00",  # a leap second
-    "2026-11-29 02:00:00.5+00:00",  # not three fraction digits
-    "2026-11-29T02:00:00+00:00",  # ISO's T: not our form, still a UTC time
-    "2026-11-29 02:00:00Z",
-    "2026-11-29 02:00:00+01:00",
-    "٢٠٢٦-11-29 02:00:00+00:00",  # Arabic-Indic digits
-    "0000-01-01 00:00:00+00:00",
-    "9999-12-31 23:59:59.999+00:00",
-    "2026-11-29 02:00:00",
-    "",
-]
-
-
-@pytest.mark.parametrize("odd", ODD_TIMES)
-def test_canonical_time_shortcut_equals_pandas_parser(odd: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Times in the form we write are parsed without pandas; with any other value among
-    them the result (instants and bad mask) is exactly pandas' ISO-8601 parser's."""
-    from crypto_data_export.store.formats import csv_rules
-
-    values = np.array(
-        list(csv_rules.format_utc_ms(np.array([BTC_FIRST_OPEN, BTC_FIRST_OPEN + HOUR_MS]))) + [odd], dtype=object
-    )
-    canonical = csv_rules._canonical_utc_micros(values[:2])
-    assert canonical is not None and canonical.tolist() == [BTC_FIRST_OPEN * 1000, (BTC_FIRST_OPEN + HOUR_MS) * 1000]
-    fast = csv_rules._utc_micros(values)
-    monkeypatch.setattr(csv_rules, "_CANONICAL_MAX_VALUES", 0)  # pandas only
-    slow = csv_rules._utc_micros(values)
-    np.testing.assert_array_equal(fast[0], slow[0])
-    np.testing.assert_array_equal(fast[1], slow[1])
-    assert not slow[1][:2].any()
+ODD_TIMES = {
+    "2026-02-30 00:00:00+00:00": None,  # no such day
+    "2026-01-01 24:00:00+00:00": None,  # no such hour
+    "2016-12-31 23:59:60+00:00": None,  # a leap second
+    "2026-11-29 02:00:00.5+00:00": 1795917600500,  # not three fraction digits, still whole ms
+    "2026-11-29 02:00:00.0001+00:00": None,  # finer than a millisecond
+    "2026-11-29T02:00:00+00:00": 1795917600000,  # ISO's T: not our form, still a UTC time
+    "2026-11-29 02:00:00Z": 1795917600000,
+    "2026-11-29 02:00:00+01:00": None,  # not UTC
+    "٢٠٢٦-11-29 02:00:00+00:00": None,  # Arabic-Indic digits
+    "9999-12-31 23:59:59.999+00:00": 253402300799999,
+    "2026-11-29 02:00:00": None,  # naive
+    "": None,
+}
 
 
-@pytest.mark.parametrize("case", list(BROKEN))
-def test_small_blocks_split_in_python_equal_pandas_parser(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A small block is split on commas instead of parsed by pandas: the same verdict."""
-    from crypto_data_export.store.formats import csv_stream
-
-    data = BROKEN[case][0]
-    split = check_stream([data], "1h", "f", chunk_bytes=1 << 20)
-    monkeypatch.setattr(csv_stream, "SPLIT_BYTES", 0)
-    parsed = check_stream([data], "1h", "f", chunk_bytes=1 << 20)
-    assert split is not None and parsed is not None
-    assert split[0] == parsed[0]
+@pytest.mark.parametrize("odd", list(ODD_TIMES))
+def test_time_text_is_utc_in_whole_milliseconds_or_refused_naming_the_row(odd: str) -> None:
+    good = format_utc_ms(np.array([BTC_FIRST_OPEN]))[0]
+    lines = [f"{t},1,2,0.5,1.5,10,{t},15,3,5,7.5" for t in (good, good, odd)]
+    block = ("\n".join(lines) + "\n").encode()
+    expected = ODD_TIMES[odd]
+    if expected is None:
+        with pytest.raises(Exception, match="row 3: (empty open_time|open_time .* is not a UTC time)"):
+            read_block(block)
+    else:
+        assert read_block(block)["open_time"].to_pylist() == [BTC_FIRST_OPEN, BTC_FIRST_OPEN, expected]
 
 
 def test_csv_times_from_the_cache_equal_numpys_text(monkeypatch: pytest.MonkeyPatch) -> None:
     """Times partly cached, partly new, past the cache's limit and past the cached size:
     always exactly ``format_utc_ms``."""
     from crypto_data_export.store.formats import csv_format
-    from crypto_data_export.store.formats.csv_rules import format_utc_ms
 
     monkeypatch.setattr(csv_format, "_TIME_TEXTS", {})
     monkeypatch.setattr(csv_format, "_CACHE_LIMIT", 50)

@@ -8,7 +8,6 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from crypto_data_export.core.errors import StorageError
@@ -16,7 +15,7 @@ from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.layout import export_file_name
-from crypto_data_export.store.scan import scan_exports
+from crypto_data_export.store.listing import scan_exports
 from tests.support import BTC_FILE, CORRUPT, NOW, build_scenario, listing, put, temp_name, valid_bytes
 
 CONFIGURED = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
@@ -220,7 +219,7 @@ def test_newest_valid_export_falls_back_past_corrupt_files(tmp_path: Path) -> No
     assert found is not None
     assert found.file.path == good and not bad.exists()
     assert [path for path, _ in record.quarantined] == [bad]
-    pd.testing.assert_frame_equal(found.candles, CSV.read(good), check_dtype=False)
+    assert found.candles.equals(CSV.read(good))
     assert fm.newest_valid_export("ETHUSDT") is None
 
 
@@ -470,7 +469,7 @@ def test_a_pass_lists_the_folder_once_and_keeps_the_listing_current(tmp_path: Pa
         assert files.newest_valid_export("ETHUSDT") is None
         found = files.newest_valid_export("BTCUSDT")
         assert found is not None and found.file.path == old  # the late file is not seen yet
-        path, verdict = files.for_interval("1h").write_export("BTCUSDT", CSV.read(old).iloc[:21])
+        path, verdict = files.for_interval("1h").write_export("BTCUSDT", CSV.read(old).slice(0, 21))
         pruned = files.prune_symbol("BTCUSDT", written={path: verdict})
         assert pruned.removed == [old]  # our own write counts, the older file goes
         assert late.exists()  # not in this pass's listing: not a candidate

@@ -17,7 +17,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -29,8 +28,7 @@ from crypto_data_export.settings.settings import EXPORT_FORMATS, SettingsError, 
 from crypto_data_export.store import scan
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV, FORMATS, PARQUET, parquet_format
-from crypto_data_export.store.formats.csv_format import frame_to_csv_rows
-from crypto_data_export.store.formats.csv_rules import CSV_HEADER
+from crypto_data_export.store.formats.csv_format import CSV_HEADER, csv_lines
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.scan import validate_file
 from tests.support import (
@@ -43,6 +41,7 @@ from tests.support import (
     one_line,
     run_cli,
     run_manager,
+    with_value,
 )
 
 HOUR_MS = 3_600_000
@@ -68,12 +67,12 @@ DOCUMENTED = pa.schema(
 )
 
 
-def _as_text(frame: pd.DataFrame) -> list[list[str]]:
-    return frame.astype(str).to_numpy().tolist()
+def _as_text(frame: pa.Table) -> list[list[str]]:
+    return [[str(v) for v in row.values()] for row in frame.to_pylist()]
 
 
-def _csv_text(frame: pd.DataFrame) -> str:
-    return CSV_HEADER + "\n" + frame_to_csv_rows(frame).to_csv(header=False, index=False, lineterminator="\n")
+def _csv_text(frame: pa.Table) -> str:
+    return CSV_HEADER + "\n" + csv_lines(frame)
 
 
 def _sandbox_csv(symbol: str, opens: list[int]) -> str:
@@ -97,11 +96,11 @@ def test_real_binance_klines_round_trip_exactly(tmp_path, name):
     for column in DOCUMENTED.names:
         stored = table.column(column).to_pylist()
         if column in ("open_time", "close_time"):
-            assert [int(t.timestamp() * 1000) for t in stored] == exchange[column].tolist()
+            assert [int(t.timestamp() * 1000) for t in stored] == exchange[column].to_pylist()
         elif column == "number_of_trades":
-            assert stored == exchange[column].tolist()
+            assert stored == exchange[column].to_pylist()
         else:
-            assert stored == [decimal.Decimal(v) for v in exchange[column]], column
+            assert stored == [decimal.Decimal(v) for v in exchange[column].to_pylist()], column
     assert _as_text(PARQUET.read(target)) == _as_text(exchange)  # byte for byte the exchange's strings
     assert _csv_text(PARQUET.read(target)) == (DATA / name).read_text()
 
@@ -111,16 +110,16 @@ def test_a_value_float64_would_round_is_kept_exactly(tmp_path):
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
     huge = "123456789012.12345678"
     assert repr(float(huge)) != huge
-    frame.loc[0, "quote_asset_volume"] = huge
+    frame = with_value(frame, 0, "quote_asset_volume", huge)
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     PARQUET.write(target, frame, "1h")
     assert str(pq.read_table(target).column("quote_asset_volume")[0].as_py()) == huge
-    assert PARQUET.read(target).loc[0, "quote_asset_volume"] == huge
+    assert PARQUET.read(target)["quote_asset_volume"][0].as_py() == huge
 
 
 def test_a_value_with_more_than_8_decimals_is_refused_not_rounded(tmp_path):
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
-    frame.loc[2, "volume"] = "1.123456789"
+    frame = with_value(frame, 2, "volume", "1.123456789")
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     with pytest.raises(InvalidDataError, match=r"volume '1.123456789' of the candle opening 2024-10-28T02:00"):
         PARQUET.write(target, frame, "1h")
@@ -129,7 +128,7 @@ def test_a_value_with_more_than_8_decimals_is_refused_not_rounded(tmp_path):
 
 def test_bad_candles_are_never_published(tmp_path):
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
-    frame.loc[4, "high"] = "1.00000000"
+    frame = with_value(frame, 4, "high", "1.00000000")
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     with pytest.raises(InvalidDataError, match=r"opening 2024-10-28T04:00:00\+00:00 \(row 5: high 1.00000000 < low"):
         PARQUET.write(target, frame, "1h")
@@ -366,16 +365,15 @@ def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
     old_csv = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
     CSV.write(old_csv, frame, "1h")
-    extra = frame.iloc[[-1]].copy()
-    extra["open_time"] += 3_600_000
-    extra["close_time"] += 3_600_000
+    extra = with_value(frame.slice(len(frame) - 1), 0, "open_time", frame["open_time"][-1].as_py() + 3_600_000)
+    extra = with_value(extra, 0, "close_time", frame["close_time"][-1].as_py() + 3_600_000)
     newer = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
-    PARQUET.write(newer, pd.concat([frame, extra], ignore_index=True), "1h")  # one candle more
+    PARQUET.write(newer, pa.concat_tables([frame, extra]), "1h")  # one candle more
     _manager(tmp_path, max_files_per_symbol=2, data_retention_days=36500).cleanup()
     assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
     _manager(tmp_path, max_files_per_symbol=1, data_retention_days=36500).cleanup()
     assert sorted(p.name for p in export_files(tmp_path)) == [newer.name]
-    assert _as_text(PARQUET.read(newer).iloc[:-1]) == _as_text(frame)
+    assert _as_text(PARQUET.read(newer).slice(0, len(frame))) == _as_text(frame)
 
 
 def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp_path):

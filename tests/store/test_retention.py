@@ -11,6 +11,7 @@ from pathlib import Path
 
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.layout import export_file_name
+from crypto_data_export.store.listing import FolderScan
 from crypto_data_export.store.retention import (
     RetentionRules,
     duplicate_removals,
@@ -18,7 +19,6 @@ from crypto_data_export.store.retention import (
     protected_files,
     retention_removals,
 )
-from crypto_data_export.store.scan import FolderScan
 from crypto_data_export.store.validation import FileValidation
 
 NOW = datetime(2024, 11, 10, 12, 0, 0, tzinfo=UTC)

@@ -19,11 +19,10 @@ from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanup
 from crypto_data_export.store.exports import latest_per_series
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV
-from crypto_data_export.store.formats.csv_format import CsvFormat
-from crypto_data_export.store.formats.csv_stream import LINE_LIMIT, STREAM_CHUNK_BYTES, StreamCheck
+from crypto_data_export.store.formats.csv_format import BLOCK_BYTES, CSV_HEADER, LINE_LIMIT, CsvCheck, CsvFormat
 from crypto_data_export.store.layout import export_file_name, our_temp_name
 from crypto_data_export.store.validation import NOT_CHECKED, FileValidation
-from tests.support import BTC_FILE, NOW, put, snapshot, temp_name, valid_bytes
+from tests.support import BTC_FILE, NOW, put, snapshot, temp_name, valid_bytes, with_value
 
 HOUR_MS = 3_600_000
 
@@ -41,8 +40,7 @@ def test_invalid_candles_are_never_published_and_the_previous_file_stays(tmp_pat
     fm = manager(folder)
     kept = fm.newest_valid_export("BTCUSDT")
     assert kept is not None
-    candles = CSV.read(BTC_FILE)
-    candles.loc[5, "high"] = "1.00000000"  # row 6: high below low
+    candles = with_value(CSV.read(BTC_FILE), 5, "high", "1.00000000")  # row 6: high below low
     before = snapshot(tmp_path)
 
     with pytest.raises(InvalidDataError) as caught:
@@ -106,16 +104,17 @@ def test_newest_valid_export_is_the_newest_content(tmp_path: Path) -> None:
 # --- bounded memory ------------------------------------------------------------------------
 
 
-def test_a_large_layout_only_a_whole_parse_could_judge_is_junk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_file_streamed_gets_the_whole_files_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CRLF line ends, read by pyarrow the same way streamed as whole: no layout is left undecided."""
     folder = tmp_path / "exports"
     crlf = put(folder, "BTCUSDT", 1, BTC_FILE.read_bytes().replace(b"\n", b"\r\n"))
-    exact = folder_scan.check_regular_file(crlf, "1h").validation  # small: the exact whole-file verdict
+    exact = folder_scan.check_regular_file(crlf, "1h").validation  # small: judged from its whole bytes
     assert exact.valid
 
     monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
     monkeypatch.setattr(CsvFormat, "check_bytes", None)  # must not be called: the file is "large" now
     verdict = folder_scan.check_regular_file(crlf, "1h").validation
-    assert not verdict.valid and "CR line ends" in (verdict.reason or "")
+    assert verdict == exact
     assert manager(folder).validate_file(crlf) == verdict
 
 
@@ -123,12 +122,12 @@ def test_a_large_layout_only_a_whole_parse_could_judge_is_junk(tmp_path: Path, m
     "head, piece",
     [
         (b"", b"x\r" * (1 << 19)),  # no LF at all
-        ((CSV.read(BTC_FILE).columns.str.cat(sep=",") + "\n").encode(), b"9," * (1 << 19)),  # one giant row
+        ((CSV_HEADER + "\n").encode(), b"9," * (1 << 19)),  # one giant row
     ],
     ids=["cr_only", "one_giant_line"],
 )
 def test_stream_check_holds_little_whatever_it_is_fed(head: bytes, piece: bytes) -> None:
-    stream = StreamCheck("1h", "f")
+    stream = CsvCheck("1h", "f")
     tracemalloc.start()
     try:
         stream.feed(head)
@@ -137,8 +136,9 @@ def test_stream_check_holds_little_whatever_it_is_fed(head: bytes, piece: bytes)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < STREAM_CHUNK_BYTES + 2 * LINE_LIMIT + 2 * len(piece), f"held {peak} bytes of 40 MB fed"
-    assert stream.finish() is None and stream.undecided_because
+    assert peak < BLOCK_BYTES + 2 * LINE_LIMIT + 2 * len(piece), f"held {peak} bytes of 40 MB fed"
+    verdict = stream.finish()[0]
+    assert not verdict.valid and "over 1 MB" in (verdict.reason or "")
 
 
 # --- own only what is ours ---------------------------------------------------------------

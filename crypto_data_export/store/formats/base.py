@@ -1,6 +1,6 @@
 """The one small interface every file format implements (like freqtrade's ``IDataHandler``).
 
-A format knows how to write a candle frame atomically, read it back, and
+A format knows how to write a candle table atomically, read it back, and
 judge a file: from its bytes, or fed piece by piece while it streams (so a
 scan reads each file once, hashing and validating from the same read).
 ``write`` judges the bytes it writes with that same streaming checker before
@@ -14,17 +14,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
+import numpy as np
+import pyarrow as pa
+
+from crypto_data_export.core.candles import open_times
+from crypto_data_export.core.rules import Breach, check_candles, gaps
+from crypto_data_export.settings.intervals import is_valid_interval
 from crypto_data_export.store.validation import FileValidation
 
-if TYPE_CHECKING:  # a type only: naming the formats must not import pandas (see store/formats/__init__.py)
-    import pandas as pd
-
-# A whole frame, or chunks written one after the other (a long backfill never sits whole).
-CandleChunks: TypeAlias = "pd.DataFrame | Iterable[pd.DataFrame]"
-# The verdict on a file, and its candle frame when asked for and valid.
-Verdict: TypeAlias = "tuple[FileValidation, pd.DataFrame | None]"
+# A whole candle table, or chunks written one after the other (a long backfill never sits whole).
+CandleChunks: TypeAlias = pa.Table | Iterable[pa.Table]
+# The verdict on a file, and its candles when asked for and valid.
+Verdict: TypeAlias = tuple[FileValidation, pa.Table | None]
 
 
 # Called with the verdict on the bytes just written, before they are published; raises to refuse them.
@@ -32,16 +35,58 @@ Approval = Callable[[FileValidation], None]
 
 
 class StreamChecker(Protocol):
-    """Judges one file fed piece by piece, in bounded memory; ``finish`` returns
-    None when only the whole bytes can be judged (the caller then calls
-    ``check_bytes`` if the file is small, else takes it for junk, saying
-    ``undecided_because``)."""
-
-    undecided_because: str | None
+    """Judges one file fed piece by piece (as a scan hashes the same read), in bounded memory."""
 
     def feed(self, piece: bytes) -> None: ...
 
-    def finish(self) -> Verdict | None: ...
+    def finish(self) -> Verdict: ...
+
+
+class CandleBlocks:
+    """The rule book over one file's candles, block after block (CSV blocks, Parquet row groups):
+    rows, first and last open time, gaps, the first breach, and the candles when asked."""
+
+    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
+        self.interval, self.path = interval, path
+        self.rows = 0
+        self.first_open: int | None = None
+        self.last_open: int | None = None
+        self.gaps: list[tuple[int, int, int]] = []
+        self.breach: Breach | None = None
+        self.breach_open_ms: int | None = None  # the candle that broke a rule (for a writer's message)
+        self.kept: list[pa.Table] | None = [] if want_candles else None
+
+    def add(self, candles: pa.Table) -> None:
+        """Judge the next block (nothing more once a rule is broken or the interval is unknown)."""
+        first_row = self.rows + 1
+        self.rows += candles.num_rows
+        if self.breach is not None or not candles.num_rows or not is_valid_interval(self.interval):
+            return
+        self.breach = check_candles(candles, self.interval, after_ms=self.last_open, first_row=first_row)
+        if self.breach is not None:
+            self.breach_open_ms = candles.column("open_time")[self.breach.row - first_row].as_py()
+            self.kept = None
+            return
+        opens: np.ndarray = open_times(candles)
+        self.gaps += gaps(opens, self.interval, self.last_open)
+        self.first_open = int(opens[0]) if self.first_open is None else self.first_open
+        self.last_open = int(opens[-1])
+        if self.kept is not None:
+            self.kept.append(candles)
+
+    def verdict(self, rows: int | None = None) -> Verdict:
+        """The verdict on every block added (``rows``: the file's row count when a breach stopped the reading)."""
+        path = self.path
+        if not is_valid_interval(self.interval):
+            return FileValidation(path, False, f"unknown interval {self.interval!r}", rows=self.rows), None
+        if self.breach is not None:
+            breach = self.breach
+            return FileValidation(path, False, str(breach), rows=rows or self.rows, bad_row=breach.row), None
+        if self.rows == 0:
+            return FileValidation(path, False, "no candles (header only)"), None
+        missing = sum(g[2] for g in self.gaps)
+        valid = FileValidation(path, True, None, self.rows, self.first_open, self.last_open, self.gaps, missing)
+        return valid, None if self.kept is None else pa.concat_tables(self.kept)
 
 
 class FileFormat(ABC):
@@ -64,13 +109,12 @@ class FileFormat(ABC):
         """
 
     @abstractmethod
-    def read(self, path: Path) -> pd.DataFrame:
-        """A file of this format as a candle frame (lenient: for tools and tests)."""
+    def read(self, path: Path) -> pa.Table:
+        """A file of this format as a candle table (lenient: for tools and tests)."""
 
     def read_closes(self, path: Path) -> list[float]:
-        """The close prices of a file, oldest first (lenient, for pictures such as the status page);
-        a format may override this with something cheaper than a whole candle frame."""
-        return [float(v) for v in self.read(path)["close"].astype(float).dropna().tolist()]
+        """The close prices of a file, oldest first (lenient, for pictures such as the status page)."""
+        return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
     @abstractmethod
     def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:

@@ -13,12 +13,11 @@ same 8-decimal string, and pandas, polars and DuckDB all read it (pandas as
 with more than 8 decimals cannot be stored exactly, so ``write`` refuses it
 (``InvalidDataError``) instead of rounding.
 
-Validation reuses the CSV rules unchanged: each row group is turned into the
-CSV text the CSV format would have written and fed to ``csv_stream``'s
-checker, so both formats obey exactly the same candle rules (grid, order,
-OHLC sanity, no empty values) with the same reasons. Memory stays bounded:
-the bytes of a file fed piece by piece are spooled to a temporary file, and
-the metadata (rows, row-group sizes) is checked before any row group is read.
+Validation is the one rule book (``core.rules.check_candles``) on each row
+group, read back as the candle table (decimals as their 8-decimal text), so both
+formats obey exactly the same candle rules with the same reasons. Memory stays
+bounded: the bytes of a file fed piece by piece are spooled to a temporary file,
+and the metadata (rows, row-group sizes) is checked before any row group is read.
 """
 
 from __future__ import annotations
@@ -27,23 +26,19 @@ import decimal
 import io
 import os
 import tempfile
-from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
-from crypto_data_export.core.candles import CANDLE_COLUMNS, TIME_COLUMNS
+from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.reading import iter_chunks, open_regular
-from crypto_data_export.store.formats.base import Approval, CandleChunks, FileFormat, Verdict
-from crypto_data_export.store.formats.csv_rules import CSV_HEADER, format_utc_ms
-from crypto_data_export.store.formats.csv_stream import StreamCheck
+from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
 DECIMAL_SCALE = 8
@@ -76,33 +71,33 @@ class _Unreadable(Exception):
     """The bytes are not a Parquet file we can judge (the message says why)."""
 
 
-def _table_of(chunk: pd.DataFrame) -> pa.Table:
-    """A candle frame -> an Arrow table of ``PARQUET_SCHEMA``; raises InvalidDataError
+def _table_of(chunk: pa.Table) -> pa.Table:
+    """A candle table -> an Arrow table of ``PARQUET_SCHEMA``; raises InvalidDataError
     naming the first value that is not an exact decimal with at most 8 decimals."""
     arrays: list[Any] = []  # one typed Arrow array per column
     for field in PARQUET_SCHEMA:
-        values = chunk[field.name]
+        values = chunk.column(field.name)
         if field.name in TIME_COLUMNS:
-            arrays.append(pa.array(values.to_numpy(dtype="int64"), pa.int64()).cast(TIME_TYPE))
+            arrays.append(pc.cast(values, TIME_TYPE))
         elif field.name == "number_of_trades":
-            arrays.append(pa.array(values.to_numpy(dtype="int64"), pa.int64()))
+            arrays.append(values)
         else:
             arrays.append(_decimals(chunk, field.name))
     return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
 
 
-def _decimals(chunk: pd.DataFrame, column: str) -> pa.Array:
-    text = pa.array(chunk[column].astype(str).to_numpy(dtype=object), pa.string())
+def _decimals(chunk: pa.Table, column: str) -> pa.ChunkedArray:
     try:
-        return pc.cast(text, DECIMAL_TYPE)
+        return pc.cast(chunk.column(column), DECIMAL_TYPE)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         why = _first_inexact(chunk, column)
         raise InvalidDataError(f"new candles fail validation: {why}; nothing was written") from exc
 
 
-def _first_inexact(chunk: pd.DataFrame, column: str) -> str:
+def _first_inexact(chunk: pa.Table, column: str) -> str:
     """Why a decimal column does not convert exactly, at its first bad candle (error path only)."""
-    for opened, value in zip(chunk["open_time"].tolist(), chunk[column].tolist(), strict=True):
+    opens = chunk.column("open_time").to_pylist()
+    for opened, value in zip(opens, chunk.column(column).to_pylist(), strict=True):
         try:
             number = decimal.Decimal(str(value))
             exponent = number.as_tuple().exponent
@@ -110,7 +105,7 @@ def _first_inexact(chunk: pd.DataFrame, column: str) -> str:
         except decimal.InvalidOperation:
             exact = False
         if not exact:
-            when = pd.Timestamp(int(opened), unit="ms", tz="UTC").isoformat()
+            when = datetime.fromtimestamp((opened or 0) / 1000, tz=UTC).isoformat()
             return (
                 f"{column} {str(value)[:40]!r} of the candle opening {when} is not a decimal "
                 f"with at most {DECIMAL_SCALE} decimals (Parquet stores decimal128(38, {DECIMAL_SCALE}))"
@@ -118,46 +113,9 @@ def _first_inexact(chunk: pd.DataFrame, column: str) -> str:
     return f"{column} does not fit decimal128(38, {DECIMAL_SCALE})"
 
 
-def table_to_candles(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table of ``PARQUET_SCHEMA`` -> a candle frame (decimals as their 8-decimal text)."""
-    data: dict[str, np.ndarray] = {}
-    for column in CANDLE_COLUMNS:
-        values = table.column(column)
-        if column in TIME_COLUMNS:
-            data[column] = pc.cast(values, pa.int64()).to_numpy()
-        elif column == "number_of_trades":
-            data[column] = values.to_numpy()
-        else:
-            data[column] = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
-    return pd.DataFrame(data, columns=list(CANDLE_COLUMNS))
-
-
-def _csv_text_of(table: pa.Table) -> bytes:
-    """The rows as the CSV format writes them (empty cells for nulls), for the shared CSV checker."""
-    text = {}
-    for column in CANDLE_COLUMNS:
-        values = table.column(column)
-        if column in TIME_COLUMNS:
-            text[column] = _time_text(pc.cast(values, pa.int64()))
-        else:
-            text[column] = _filled(pc.cast(values, pa.string()), pa.scalar(""))
-    rows = pd.DataFrame(text, columns=list(CANDLE_COLUMNS))
-    return rows.to_csv(header=False, index=False, lineterminator="\n").encode("utf-8")
-
-
-def _time_text(ms: pa.ChunkedArray) -> np.ndarray:
-    """Epoch ms -> the CSV's time text, empty for nulls."""
-    valid = pc.is_valid(ms).to_numpy(zero_copy_only=False)
-    formatted = format_utc_ms(_filled(ms, pa.scalar(0, pa.int64())).astype("int64")).astype(object)
-    formatted[~valid] = ""
-    return formatted
-
-
-def _filled(values: pa.ChunkedArray, fill: pa.Scalar) -> np.ndarray:
-    """A column as numpy, nulls replaced by ``fill``."""
-    filled = pc.coalesce(values, fill)
-    assert not isinstance(filled, pa.Scalar)  # a column in, a column out
-    return np.asarray(filled.to_numpy(zero_copy_only=False))
+def table_to_candles(table: pa.Table) -> pa.Table:
+    """An Arrow table of ``PARQUET_SCHEMA`` -> the candle table (decimals as their 8-decimal text)."""
+    return pa.Table.from_arrays([pc.cast(table.column(f.name), f.type) for f in CANDLE_SCHEMA], schema=CANDLE_SCHEMA)
 
 
 def _schema_problem(schema: pa.Schema) -> str | None:
@@ -166,7 +124,7 @@ def _schema_problem(schema: pa.Schema) -> str | None:
         for number, (have, want) in enumerate(zip(names, CANDLE_COLUMNS, strict=False), start=1):
             if have != want:
                 return f"wrong schema: column {number} is {have[:40]!r}, expected {want!r}"
-        return f"wrong schema: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({CSV_HEADER})"
+        return f"wrong schema: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({','.join(CANDLE_COLUMNS)})"
     for have_field, want_field in zip(schema, PARQUET_SCHEMA, strict=True):
         if not have_field.type.equals(want_field.type):
             return f"wrong schema: {have_field.name} is {have_field.type}, expected {want_field.type}"
@@ -214,30 +172,25 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
 
 def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
     """The verdict on a Parquet file (never raises on bad content): the footer and schema
-    first, then every row group, in order, through the CSV checker (one group held at a time)."""
+    first, then every row group, in order, by the rule book (one group held at a time)."""
+    blocks = CandleBlocks(interval, path, want_candles=want_candles)
     try:
         parquet = _open(source)
-        check = StreamCheck(interval, path, want_candles=want_candles)
-        check.feed((CSV_HEADER + "\n").encode())
         for index in range(parquet.metadata.num_row_groups):
-            check.feed(_csv_text_of(parquet.read_row_group(index)))
+            if blocks.breach is None:
+                blocks.add(table_to_candles(parquet.read_row_group(index)))
     except _Unreadable as problem:
         return FileValidation(path, False, str(problem)), None
     except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page past a sound footer
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return FileValidation(path, False, f"not a readable Parquet file: {first}"[:300]), None
-    finished = check.finish()
-    if finished is None:  # text we generated never takes this path; a value with a comma would
-        return FileValidation(path, False, f"a value breaks the candle layout ({check.undecided_because})"), None
-    return finished
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return FileValidation(path, False, f"not a readable Parquet file: {first_line}"[:300]), None
+    return blocks.verdict(rows=parquet.metadata.num_rows)
 
 
 class ParquetStreamCheck:
     """Judges a Parquet file fed piece by piece: Parquet's footer is at the end, so the
     pieces are spooled (memory up to ``SPOOL_MEMORY_BYTES``, then a temporary file)
     and judged at ``finish``; past ``MAX_FILE_BYTES`` nothing more is kept."""
-
-    undecided_because: str | None = None
 
     def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
         self.interval, self.path, self.want_candles = interval, Path(path), want_candles
@@ -269,7 +222,7 @@ def write_parquet(target: Path, chunks: CandleChunks, interval: str, approve: Ap
     ``approve`` sees that verdict, and only then is the file fsynced and
     renamed (``atomic_output_at``). Any failure leaves nothing under ``target``.
     """
-    parts = [chunks] if isinstance(chunks, pd.DataFrame) else chunks
+    parts = [chunks] if isinstance(chunks, pa.Table) else chunks
     with atomic_output_at(target) as (handle, temp):
         assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
         sink = handle.buffer
@@ -277,7 +230,7 @@ def write_parquet(target: Path, chunks: CandleChunks, interval: str, approve: Ap
         try:
             for chunk in parts:
                 for start in range(0, len(chunk), WRITE_ROWS):
-                    table = _table_of(chunk.iloc[start : start + WRITE_ROWS])
+                    table = _table_of(chunk.slice(start, WRITE_ROWS))
                     writer.write_table(table, row_group_size=WRITE_ROWS)
         finally:
             writer.close()
@@ -307,8 +260,8 @@ def _verdict_of_written(temp: Path, interval: str, target: Path) -> FileValidati
     raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
-    """A Parquet export as a candle frame, after checking its size and footer (bounded)."""
+def read_parquet(path: Path) -> pa.Table:
+    """A Parquet export as a candle table, after checking its size and footer (bounded)."""
     size = os.stat(path).st_size
     if size > MAX_FILE_BYTES:
         raise StorageError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold")
@@ -329,7 +282,7 @@ class ParquetFormat(FileFormat):
     ) -> FileValidation:
         return write_parquet(target, chunks, interval, approve)
 
-    def read(self, path: Path) -> pd.DataFrame:
+    def read(self, path: Path) -> pa.Table:
         """Unvalidated (the exporter reuses files only through ``newest_valid_export``) but bounded."""
         return read_parquet(path)
 
@@ -338,6 +291,3 @@ class ParquetFormat(FileFormat):
 
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
         return ParquetStreamCheck(interval, path, want_candles=want_candles)
-
-    def validate_many(self, items: Iterable[tuple[bytes, str, Path]]) -> list[FileValidation]:
-        return [self.check_bytes(data, interval, path)[0] for data, interval, path in items]

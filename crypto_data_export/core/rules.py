@@ -1,0 +1,216 @@
+"""The one rule book: what a table of candles must obey, whatever it came from.
+
+REST pages, archive zips, resume journals, CSV files and Parquet files all go
+through ``check_candles``; each caller wraps the ``Breach`` it returns in its
+own error (``BadResponseError``, ``ArchiveUnusable``, an invalid file verdict).
+Rules that need a format's text (CSV time text, header) are that format's thin
+layer on top. Everything is vectorised over numpy views of the Arrow columns; a
+reason is worded only for the first bad row. Gaps in the grid are a fact of the
+market (halts, delistings), so they are counted (``gaps``), never a breach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto_data_export.core.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, format_utc_ms
+
+_MAX_SHOWN = 40
+# Interval units in ms ("1M", the calendar month, has no fixed length). The layers keep
+# core free of settings, so the grid arithmetic the rules need is spelled here.
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_WEEK_ANCHOR_MS = 4 * 86_400_000  # the epoch was a Thursday; weeks open on Monday
+
+
+@dataclass(frozen=True)
+class Breach:
+    """The first rule a table breaks: its 1-based row, why, and the rule's name
+    (``missing``, ``number``, ``negative``, ``order``, ``before``, ``after``, ``grid``,
+    ``close``, ``bounds``) for callers that word their own message around it."""
+
+    row: int
+    reason: str
+    rule: str = ""
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.reason}"
+
+
+def interval_length_ms(interval: str) -> int | None:
+    """One candle's length in ms; None for the calendar month (``1M``)."""
+    return None if interval == "1M" else int(interval[:-1]) * _UNIT_MS[interval[-1]]
+
+
+def grid_steps(opens: np.ndarray, interval: str) -> np.ndarray:
+    """Position of each open time on the grid (whole candles since the anchor, rounded down)."""
+    length = interval_length_ms(interval)
+    if length is None:
+        return opens.astype("datetime64[ms]").astype("datetime64[M]").astype("int64")
+    anchor = _WEEK_ANCHOR_MS if interval == "1w" else 0
+    return (opens - anchor) // length
+
+
+def grid_opens(steps: np.ndarray, interval: str) -> np.ndarray:
+    length = interval_length_ms(interval)
+    if length is None:
+        return steps.astype("datetime64[M]").astype("datetime64[ms]").astype("int64")
+    return steps * length + (_WEEK_ANCHOR_MS if interval == "1w" else 0)
+
+
+def gaps(opens: np.ndarray, interval: str, after_ms: int | None = None) -> list[tuple[int, int, int]]:
+    """Runs of grid candles missing between consecutive open times (and after ``after_ms``):
+    (first missing open, last missing open, count)."""
+    if after_ms is not None:
+        opens = np.concatenate([[after_ms], opens])
+    steps = grid_steps(opens, interval)
+    at = np.flatnonzero(np.diff(steps) > 1)
+    first = grid_opens(steps[at] + 1, interval).tolist()
+    last = grid_opens(steps[at + 1] - 1, interval).tolist()
+    counts = (steps[at + 1] - steps[at] - 1).tolist()
+    return list(zip(first, last, counts, strict=True))
+
+
+def shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
+
+
+def _time(ms: int) -> str:
+    return str(format_utc_ms(np.array([ms]))[0])
+
+
+def _ints(candles: pa.Table, column: str) -> np.ndarray:
+    """An integer column as int64 (nulls as 0: the missing-value rule reports them)."""
+    values = candles.column(column)
+    return np.asarray((values.fill_null(pa.scalar(0, pa.int64())) if values.null_count else values).to_numpy())
+
+
+def _numbers(values: pa.ChunkedArray) -> np.ndarray:
+    """Decimal text -> float64 for comparisons only (NaN where a value is not a number)."""
+    try:
+        return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.array([_float_or_nan(v) for v in values.to_pylist()], dtype=np.float64)  # error path only
+
+
+def _float_or_nan(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return float("nan")
+
+
+def _missing(candles: pa.Table) -> np.ndarray:
+    """Rows holding a null (Parquet can; CSV text and REST rows cannot)."""
+    found = np.zeros(candles.num_rows, dtype=bool)
+    for values in candles.columns:
+        if values.null_count:
+            found |= np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return found
+
+
+def check_candles(
+    candles: pa.Table,
+    interval: str,
+    window: tuple[int, int] | None = None,
+    *,
+    after_ms: int | None = None,
+    first_row: int = 1,
+) -> Breach | None:
+    """The first row (and its first rule) that breaks the candle rules, or None.
+
+    ``window``: open times must lie in [start, end) (a page asked for, an archive period, a
+    backfill's range; end is the first open time not yet closed). ``after_ms``: the open time
+    of the row just before this table (the previous block of the same stream), so order
+    and duplicates hold across blocks; ``first_row``: the row number of the table's first row.
+    Rules, in the order a row is judged: no missing value; prices and volumes finite numbers,
+    volumes and trades not negative; open times increasing (no duplicates), inside the window,
+    on the grid; close_time exactly one interval after the open, minus 1 ms; high and low
+    bounding open and close.
+    """
+    rows = candles.num_rows
+    if rows == 0:
+        return None
+    opens, closes, trades = (_ints(candles, c) for c in ("open_time", "close_time", "number_of_trades"))
+    numbers = {c: _numbers(candles.column(c)) for c in DECIMAL_COLUMNS}
+    steps = grid_steps(opens, interval)
+    previous = np.empty_like(opens)
+    previous[1:] = opens[:-1]
+    previous[0] = opens[0] - 1 if after_ms is None else after_ms
+    o, h, lo, c = (numbers[k] for k in ("open", "high", "low", "close"))
+
+    def text(column: str, row: int) -> object:
+        return candles.column(column)[row].as_py()
+
+    def opened(row: int) -> str:
+        return f"open_time {_time(int(opens[row]))}"
+
+    def missing(row: int) -> str:
+        return f"empty {next(c for c in CANDLE_COLUMNS if text(c, row) is None)}"
+
+    def not_number(row: int) -> str:
+        column = next(k for k in DECIMAL_COLUMNS if not np.isfinite(numbers[k][row]))
+        value = text(column, row)
+        return f"empty {column}" if value == "" else f"{column} {shown(value)} is not a finite number"
+
+    def negative(row: int) -> str:
+        column = next(k for k in DECIMAL_COLUMNS if numbers[k][row] < 0)
+        return f"{column} {text(column, row)} is negative"
+
+    start, end = window or (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+    # Each rule: a per-row mask and its reason, worded only for the row that is reported.
+    rules: list[tuple[str, np.ndarray, Callable[[int], str]]] = [
+        ("missing", _missing(candles), missing),
+        ("number", _any(~np.isfinite(v) for v in numbers.values()), not_number),
+        ("negative", _any(v < 0 for v in numbers.values()), negative),
+        ("negative", trades < 0, lambda r: f"number_of_trades {int(trades[r])} is not an integer >= 0"),
+        (
+            "order",
+            opens <= previous,
+            lambda r: (
+                f"{opened(r)} " + ("duplicates" if opens[r] == previous[r] else "is before") + " the previous row's"
+            ),
+        ),
+        (
+            "before",
+            opens < start,
+            lambda r: f"open_time {_time(int(opens[r]))} is before the window's start {_time(start)}",
+        ),
+        (
+            "after",
+            opens >= end,
+            lambda r: f"open_time {_time(int(opens[r]))} is not before the window's end {_time(end)}",
+        ),
+        (
+            "grid",
+            grid_opens(steps, interval) != opens,
+            lambda r: f"{opened(r)} is not on the {interval} grid",
+        ),
+        (
+            "close",
+            closes != grid_opens(steps + 1, interval) - 1,
+            lambda r: (
+                f"close_time {_time(int(closes[r]))} should be "
+                f"{_time(int(grid_opens(steps[r : r + 1] + 1, interval)[0]) - 1)} for {interval}"
+            ),
+        ),
+        ("bounds", h < lo, lambda r: f"high {text('high', r)} < low {text('low', r)}"),
+        ("bounds", h < np.maximum(o, c), lambda r: f"high {text('high', r)} < max(open, close)"),
+        ("bounds", lo > np.minimum(o, c), lambda r: f"low {text('low', r)} > min(open, close)"),
+    ]
+    masks = [np.asarray(mask, dtype=bool) for _, mask, _ in rules]
+    broken = np.logical_or.reduce(masks)
+    if not broken.any():
+        return None
+    row = int(np.argmax(broken))
+    name, describe = next((name, describe) for mask, (name, _, describe) in zip(masks, rules, strict=True) if mask[row])
+    return Breach(row + first_row, describe(row), name)
+
+
+def _any(masks: Iterable[np.ndarray]) -> np.ndarray:
+    return np.logical_or.reduce(list(masks))
