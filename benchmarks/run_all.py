@@ -193,7 +193,38 @@ def rows_startup(r: dict) -> list[list[str]]:
     return out
 
 
+def rows_read_check(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    read = f["read_check"]
+    ours, before = read["ours"], read["baseline_f7f42c8"]
+    out = [
+        [
+            f"read and check a year of 1m ({read['file_rows']} rows, one CSV)",
+            f"{ours['wall_s']:.2f} s ({ours['cpu_s']:.2f} s CPU), {ours['rows_per_s_wall'] / 1e6:.2f} M rows/s",
+            f"f7f42c8 (before issue 21): {before['wall_s']:.2f} s ({before['cpu_s']:.2f} s CPU)",
+            "",
+            f"{read['speedup_wall']:.1f}x (>= 3x), >= 1 M rows/s",
+            ", ".join(mark(ok) for name, ok in t.items() if not name.startswith("archive")),
+        ]
+    ]
+    archive = f.get("archive_backfill")
+    if archive:
+        a_ours, a_before = archive["ours"], archive["baseline_f7f42c8"]
+        out.append(
+            [
+                f"archive backfill, 1 symbol x {archive['days']} d x 1m, whole process",
+                f"{a_ours['cpu_s']:.2f} s CPU ({a_ours['wall_s']:.1f} s wall)",
+                f"f7f42c8: {a_before['cpu_s']:.2f} s CPU ({a_before['wall_s']:.1f} s wall)",
+                "",
+                "<= 3 s CPU",
+                ", ".join(mark(ok) for name, ok in t.items() if name.startswith("archive")),
+            ]
+        )
+    return out
+
+
 BENCHES = {
+    "read_check": ("bench_read_check", rows_read_check),
     "export": ("bench_export", rows_export),
     "limiter": ("bench_limiter", rows_limiter),
     "steady": ("bench_steady", rows_steady),
@@ -247,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "files": ["--files", "2000"] if args.quick else [],
         "idle": [],
         "startup": ["--cycle-symbols", "100" if args.quick else "400", "--runs", "3" if args.quick else "7"],
+        "read_check": ["--repeat", "1" if args.quick else "3"],
     }
     failed = []
     if not args.summary_only:

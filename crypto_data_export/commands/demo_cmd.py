@@ -1,12 +1,8 @@
 """An offline tour of the whole system, on the built-in sandbox exchange.
 
-It starts ``sandbox_exchange`` on 127.0.0.1, then drives the real CLI as an
-operator would: a manual cycle, the files and the status report, a cleanup
-pass that finds a duplicate planted on purpose, and a short scheduled run
-(a period of a few seconds) stopped with SIGTERM. No network is needed and
-it ends in well under a minute.
-
-    python demo_scheduled_system.py [--output DIR] [--period-seconds 4]
+It drives the real CLI as an operator would: a manual cycle, the files and the status
+report, a cleanup that finds a duplicate planted on purpose, and a short scheduled run
+stopped with SIGTERM. No network is needed.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from crypto_data_export.core.cli import run_main
 from crypto_data_export.core.clock import utc_now
@@ -39,29 +35,20 @@ def banner(title: str) -> None:
     print(f"\n=== {title} " + "=" * max(0, 66 - len(title)), flush=True)
 
 
+# The demo shows the defaults of the guide (CSV files): the user's choices are left out.
+UNSET = {"EXPORT_SYMBOLS", "CRYPTO_SYMBOLS", "KLINE_INTERVAL", "EXPORT_LOOKBACK_DAYS", "EXPORT_FORMAT"}
+UNSET |= {"MAX_FILES_PER_SYMBOL", "DATA_RETENTION_DAYS"}
+
+
 def manager_env(base_url: str, out: Path, period_hours: float) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "BINANCE_BASE_URL": base_url,
-            "EXPORT_DIR": str(out),
-            "EXPORT_PERIOD_HOURS": f"{period_hours:.6f}",
-            "HTTP_TIMEOUT_SECONDS": "5",
-            "HTTP_BACKOFF_SECONDS": "0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    for name in (
-        "EXPORT_SYMBOLS",
-        "CRYPTO_SYMBOLS",
-        "KLINE_INTERVAL",
-        "EXPORT_LOOKBACK_DAYS",
-        "MAX_FILES_PER_SYMBOL",
-        "DATA_RETENTION_DAYS",
-        "EXPORT_FORMAT",
-    ):
-        env.pop(name, None)  # the demo shows the defaults of the guide (CSV files)
-    return env
+    return {name: value for name, value in os.environ.items() if name not in UNSET} | {
+        "BINANCE_BASE_URL": base_url,
+        "EXPORT_DIR": str(out),
+        "EXPORT_PERIOD_HOURS": f"{period_hours:.6f}",
+        "HTTP_TIMEOUT_SECONDS": "5",
+        "HTTP_BACKOFF_SECONDS": "0.1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def run_cli(args: Sequence[str], env: dict[str, str], cwd: Path) -> int:
@@ -71,44 +58,26 @@ def run_cli(args: Sequence[str], env: dict[str, str], cwd: Path) -> int:
     return completed.returncode
 
 
-def show_files(out: Path) -> None:
-    for path in sorted(out.glob("*.csv")):
-        rows = sum(1 for _ in path.open()) - 1
-        print(f"  {path.name:<40} {path.stat().st_size:>7} bytes {rows:>4} candles")
-
-
-def show_status(out: Path) -> None:
-    report = json.loads((out / "status_report.json").read_text())
-    guide_keys = {k: report[k] for k in ("timestamp", "system_status", "configuration", "file_statistics")}
-    print(json.dumps(guide_keys, indent=2))
-    print(f"  health: {report['health']['status']}; symbols with data: {report['system_status']['symbols_with_data']}")
-
-
-def plant_duplicate(out: Path) -> Path:
-    """Copy the newest BTCUSDT file under an older name: byte-identical content."""
-    source = sorted(out.glob("BTCUSDT_1h_*.csv"))[-1]
-    copy = out / export_file_name("BTCUSDT", "1h", utc_now() - timedelta(hours=1))
-    shutil.copyfile(source, copy)
-    print(f"  planted {copy.name} (a copy of {source.name})")
-    return copy
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
 
 
 def scheduled_run(env: dict[str, str], out: Path, cycles: int, timeout: float) -> int:
     print(f"$ python scheduled_data_manager.py   (period {float(env['EXPORT_PERIOD_HOURS']) * 3600:.1f} s)", flush=True)
-    before = json.loads((out / "state.json").read_text())["export_count"]
+    before = read_json(out / "state.json")["export_count"]
     process = subprocess.Popen([sys.executable, *MANAGER], env=env, cwd=out)
     deadline = time.monotonic() + timeout
     count = before
     while time.monotonic() < deadline and count < before + cycles:
         time.sleep(0.25)
         try:
-            count = json.loads((out / "state.json").read_text())["export_count"]
+            count = read_json(out / "state.json")["export_count"]
         except (OSError, ValueError, KeyError):
             pass
     print(f"  {count - before} scheduled cycles ran; sending SIGTERM", flush=True)
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=30)
-    service = json.loads((out / "status_report.json").read_text())["system_status"]["service_status"]
+    service = read_json(out / "status_report.json")["system_status"]["service_status"]
     print(f"(exit code {code}; status report says service_status={service!r})")
     return code
 
@@ -135,11 +104,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         banner(f"sandbox exchange on {exchange.base_url}; exports in {out}")
         codes = [run_cli(["--manual"], env, out)]
         banner("files written (one CSV per symbol, closed candles of the last 2 days)")
-        show_files(out)
+        for path in sorted(out.glob("*.csv")):
+            rows = len(path.read_text().splitlines()) - 1
+            print(f"  {path.name:<40} {path.stat().st_size:>7} bytes {rows:>4} candles")
         banner("status report (the guide's keys)")
-        show_status(out)
+        report = read_json(out / "status_report.json")
+        guide_keys = ("timestamp", "system_status", "configuration", "file_statistics")
+        print(json.dumps({key: report[key] for key in guide_keys}, indent=2))
+        with_data = report["system_status"]["symbols_with_data"]
+        print(f"  health: {report['health']['status']}; symbols with data: {with_data}")
         banner("cleanup with a duplicate planted on purpose")
-        plant_duplicate(out)
+        # The newest BTCUSDT file again under an older name: byte-identical content.
+        source = sorted(out.glob("BTCUSDT_1h_*.csv"))[-1]
+        copy = out / export_file_name("BTCUSDT", "1h", utc_now() - timedelta(hours=1))
+        shutil.copyfile(source, copy)
+        print(f"  planted {copy.name} (a copy of {source.name})")
         codes.append(run_cli(["--cleanup-only", "--dry-run"], env, out))
         codes.append(run_cli(["--cleanup-only"], env, out))
         banner("a short scheduled run")

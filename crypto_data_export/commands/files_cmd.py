@@ -1,12 +1,7 @@
-"""File management of the export folder, by hand: validate, find duplicates, clean up.
+"""``file_manager.py``: validate, find duplicates, clean up the export folder by hand.
 
-    python file_manager.py validate                 every export file's verdict (exit 1 if one is invalid)
-    python file_manager.py duplicates               identical files and the bytes they waste
-    python file_manager.py cleanup --dry-run        what retention, quarantine and dedup would do
-    python file_manager.py cleanup                  do it (under the run lock, like a cycle)
-
-The work is done by ``crypto_data_export.store.files.FileManager`` (importable from here),
-the only code that removes or moves files in the export folder.
+The work is done by ``FileManager`` (importable from here), the only code that removes or moves
+files in the export folder.
 """
 
 from __future__ import annotations
@@ -50,40 +45,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _validate(files: FileManager, as_json: bool) -> int:
-    verdicts = files.validate_all(dry_run=True)
-    if not verdicts and not as_json:
-        print(f"no export files in {files.export_dir}")
-    if as_json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2))
-    for verdict in verdicts if not as_json else ():
-        line = f"{verdict.path.name}: " + ("ok" if verdict.valid else f"INVALID: {verdict.reason}")
-        if verdict.valid and verdict.missing_candles:
-            line += f" ({verdict.missing_candles} candles missing in {len(verdict.gaps)} gap(s))"
-        print(line)
-    return EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAILED
-
-
-def _duplicates(files: FileManager, as_json: bool) -> int:
-    report = files.find_duplicates()
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print_duplicates(report)
-    return EXIT_OK
-
-
-def _cleanup(files: FileManager, dry_run: bool, as_json: bool) -> int:
-    if dry_run:
+def _run(files: FileManager, args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        verdicts = files.validate_all(dry_run=True)
+        if args.json:
+            print(json.dumps([v.to_dict() for v in verdicts], indent=2))
+        elif not verdicts:
+            print(f"no export files in {files.export_dir}")
+        for verdict in () if args.json else verdicts:
+            line = f"{verdict.path.name}: " + ("ok" if verdict.valid else f"INVALID: {verdict.reason}")
+            if verdict.valid and verdict.missing_candles:
+                line += f" ({verdict.missing_candles} candles missing in {len(verdict.gaps)} gap(s))"
+            print(line)
+        return EXIT_OK if all(v.valid for v in verdicts) else EXIT_FAILED
+    if args.command == "duplicates":
+        report = files.find_duplicates()
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            print_duplicates(report)
+        return EXIT_OK
+    if args.dry_run:
         result = files.cleanup(dry_run=True)
     else:
         files.ensure_folder()
         with RunLock(files.export_dir):
             result = files.cleanup()
-    if as_json:
+    if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print_cleanup(result, dry_run=dry_run)
+        print_cleanup(result, dry_run=args.dry_run)
     return EXIT_FAILED if result.errors else EXIT_OK
 
 
@@ -97,11 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     files = FileManager.from_settings(settings)
-    if args.command == "validate":
-        return exit_code_of(lambda: _validate(files, args.json))
-    if args.command == "duplicates":
-        return exit_code_of(lambda: _duplicates(files, args.json))
-    return exit_code_of(lambda: _cleanup(files, args.dry_run, args.json))
+    return exit_code_of(lambda: _run(files, args))
 
 
 def run() -> NoReturn:

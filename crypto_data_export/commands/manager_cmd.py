@@ -1,12 +1,6 @@
-"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health.
+"""``scheduled_data_manager.py``: the loop, one-shot cycles, status and health (see EPILOG).
 
-    python scheduled_data_manager.py              # the loop: a cycle now, then every period
-    python scheduled_data_manager.py --manual     # one cycle (cron runs this)
-    python scheduled_data_manager.py --status     # what is there, how old, what is missing
-
-Exit codes: 0 ok, 1 a symbol or step failed, 2 usage or configuration
-error, 75 another run holds the lock (cron overlapping the service).
-The work is done by ``crypto_data_export.scheduler.manager.ScheduledDataManager`` (importable from here).
+The work is done by ``ScheduledDataManager`` (importable from here).
 """
 
 from __future__ import annotations
@@ -15,22 +9,13 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import crypto_data_export.report.console as console
 from crypto_data_export.core.cli import run_main
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from crypto_data_export.report.console import (
-    SymbolProgress,
-    exit_code_of,
-    print_cycle,
-    print_health,
-    print_notices,
-    print_selection,
-    print_status,
-)
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import SettingsError, load_settings
@@ -42,7 +27,6 @@ __all__ = ["ScheduledDataManager", "main"]
 logger = logging.getLogger(__name__)
 
 
-# -- CLI -----------------------------------------------------------------------
 EPILOG = """examples:
   python scheduled_data_manager.py                      run the scheduler (a cycle now, then every 2 h)
   python scheduled_data_manager.py --manual             one cycle: export + cleanup + status (cron)
@@ -65,21 +49,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--manual", action="store_true", help="run one cycle (export + cleanup) and exit")
-    mode.add_argument("--export-only", action="store_true", help="run the export step only")
-    mode.add_argument(
-        "--cleanup-only", action="store_true", help="run cleanup, validation and the duplicate report only"
-    )
-    mode.add_argument("--status", action="store_true", help="print the status (and write status_report.json)")
-    mode.add_argument(
-        "--health", action="store_true", help="print the health checks; exit 0 healthy, 1 degraded, 2 down"
-    )
-    mode.add_argument(
-        "--list-symbols",
-        action="store_true",
-        help="print the symbols a cycle would export now and the rule that selected each "
+    modes = {
+        "--manual": "run one cycle (export + cleanup) and exit",
+        "--export-only": "run the export step only",
+        "--cleanup-only": "run cleanup, validation and the duplicate report only",
+        "--status": "print the status (and write status_report.json)",
+        "--health": "print the health checks; exit 0 healthy, 1 degraded, 2 down",
+        "--list-symbols": "print the symbols a cycle would export now and the rule that selected each "
         "(with EXPORT_QUOTE_ASSET this asks the exchange)",
-    )
+    }
+    for flag, text in modes.items():
+        mode.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--json", action="store_true", help="with --status or --health: print JSON")
     parser.add_argument(
         "--verify",
@@ -132,23 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    stop_event = threading.Event()
-    progress = SymbolProgress(
+    progress = console.SymbolProgress(
         len(symbols or settings.symbols) * len(settings.kline_intervals),
         enabled=(args.manual or args.export_only) and not args.verbose,
     )
-    manager = ScheduledDataManager(settings, symbols=symbols, stop_event=stop_event, on_symbol_done=progress.advance)
-    code = exit_code_of(lambda: _run(manager, args, stop_event, progress))
+    manager = ScheduledDataManager(settings, symbols=symbols, on_symbol_done=progress.advance)
+    code = console.exit_code_of(lambda: _run(manager, args, progress))
     if one_shot:  # the loop logs them on its console already
-        print_notices(manager.notices)
+        console.print_notices(manager.notices)
     return code
 
 
-def _run(
-    manager: ScheduledDataManager, args: argparse.Namespace, stop_event: threading.Event, progress: SymbolProgress
-) -> int:
+def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: console.SymbolProgress) -> int:
     if args.health:
-        return print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
+        return console.print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
     if args.status:
         report = manager.write_status(verify=args.verify, page=args.verify)  # the page reads the files
         if args.html is not None:
@@ -156,31 +133,27 @@ def _run(
             manager.publish_page(report, page)
             if not args.json:
                 print(f"status page: {page}")
-        print_status(report, as_json=args.json)
+        console.print_status(report, as_json=args.json)
         return EXIT_OK
     if args.list_symbols:
         plan = manager.current_selection()
-        return print_selection(plan.selected_by, plan.problem)
-    _install_stop_handlers(stop_event)
+        return console.print_selection(plan.selected_by, plan.problem)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT finish the current symbol, keep files whole, then exit 0."""
+        logger.info("received %s: finishing the current work, then stopping", signal.Signals(signum).name)
+        manager.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     if not (args.manual or args.export_only or args.cleanup_only):
         return manager.run_forever()
     try:
         cycle = manager.run_cycle(export=not args.cleanup_only, cleanup=not args.export_only, dry_run=args.dry_run)
     finally:
         progress.close()
-    print_cycle(cycle)
+    console.print_cycle(cycle)
     return cycle.exit_code
-
-
-def _install_stop_handlers(stop_event: threading.Event) -> None:
-    """SIGTERM/SIGINT finish the current symbol, keep files whole, then exit 0."""
-
-    def request_stop(signum: int, _frame: object) -> None:
-        logger.info("received %s: finishing the current work, then stopping", signal.Signals(signum).name)
-        stop_event.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
 
 
 def run() -> NoReturn:

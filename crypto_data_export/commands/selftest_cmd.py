@@ -1,19 +1,6 @@
-"""Installation self-check: is this machine ready to run the exporter?
-
-The guide's "testing utilities". It checks, in order, and prints one
-PASS/FAIL line per check:
-
-1. settings and symbols load (the same validation the scheduler uses);
-2. the export folder exists or can be created, and is writable;
-3. the exchange answers ``ping`` and ``time``, and the clock skew is small;
-4. one symbol exports into a temporary folder and the file validates.
-
-Exit code 0 when every check passes, 1 otherwise (2 for bad arguments).
-``--base-url`` points it at any Binance-compatible exchange, e.g. the
-sandbox: ``python -m crypto_data_export.sandbox --port 8080`` then
-``python test_scheduled_system.py --base-url http://127.0.0.1:8080``.
-This is a tool, not a pytest module (pytest only collects ``tests/``).
-"""
+"""Installation self-check (the guide's "testing utilities"), one PASS/FAIL line per check:
+settings, a writable export folder, the exchange and its clock, one real export that validates.
+A tool, not a pytest module."""
 
 from __future__ import annotations
 
@@ -45,17 +32,11 @@ exit codes: 0 every check passed, 1 a check failed or was skipped"""
 
 def run_check(name: str, check: Callable[[], str]) -> str:
     try:
-        detail = check()
+        result, detail = PASS, check()
     except (CheckFailed, ExportError) as exc:
-        print(f"{FAIL} {name}: {exc}", flush=True)
-        return FAIL
-    print(f"{PASS} {name}: {detail}", flush=True)
-    return PASS
-
-
-def skip(name: str, reason: str) -> str:
-    print(f"{SKIP} {name}: {reason}", flush=True)
-    return SKIP
+        result, detail = FAIL, str(exc)
+    print(f"{result} {name}: {detail}", flush=True)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if results[-1] == PASS:
         results.append(run_check("export", lambda: check_export(settings, client)))
     else:
-        results.append(skip("export", "the exchange is not reachable"))
+        print(f"{SKIP} export: the exchange is not reachable", flush=True)
+        results.append(SKIP)
     print(f"{results.count(PASS)} passed, {results.count(FAIL)} failed, {results.count(SKIP)} skipped")
     return 0 if all(result == PASS for result in results) else 1
 

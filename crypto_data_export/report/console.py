@@ -1,8 +1,4 @@
-"""What the scheduler's CLI prints: short summaries for people, JSON for tools.
-
-Kept apart from ``crypto_data_export.scheduler.manager`` so that the classes there never print and
-this module never decides anything.
-"""
+"""What the CLIs print: short summaries for people, JSON for tools (the scheduler never prints)."""
 
 from __future__ import annotations
 
@@ -39,35 +35,38 @@ def print_notices(notices: list[str]) -> None:
         _err(f"warning: {notice}")
 
 
-def _bar(**options: Any) -> tqdm[Any]:
-    """A progress bar; tqdm is imported only when one is shown (a cron run or --status never pays for it)."""
-    from tqdm import tqdm
+class _Bar:
+    """A tqdm bar only when a person is watching (stderr is a terminal); tqdm is imported only
+    then, so a cron run or --status never pays for it."""
 
-    return tqdm(leave=False, **options)
+    def __init__(self, enabled: bool, **options: Any) -> None:
+        self._bar: tqdm[Any] | None = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
 
-
-class SymbolProgress:
-    """A tqdm bar over symbols, only when a person is watching (stderr is a terminal)."""
-
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        self._bar = _bar(total=total, unit="symbol", desc="export") if enabled and sys.stderr.isatty() else None
-
-    def advance(self, _outcome: object = None) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
+            self._bar = tqdm(leave=False, **options)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 
 
-class CandleProgress:
-    """A backfill's bar in candles (reused or fetched, all symbols), with their rate and an ETA;
-    only when a person is watching (stderr is a terminal)."""
+class SymbolProgress(_Bar):
+    """The export's bar over symbols."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        super().__init__(enabled, total=total, unit="symbol", desc="export")
+
+    def advance(self, _outcome: object = None) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+
+class CandleProgress(_Bar):
+    """A backfill's bar in candles (reused or fetched, all symbols), with their rate and an ETA."""
 
     def __init__(self, total: int | None, symbols: int, *, enabled: bool) -> None:
-        watched = enabled and sys.stderr.isatty()
-        self._bar = _bar(total=total, unit="candle", unit_scale=True, desc="backfill") if watched else None
+        super().__init__(enabled, total=total, unit="candle", unit_scale=True, desc="backfill")
         self._symbols, self._done = symbols, 0
 
     def candles(self, count: int) -> None:
@@ -79,18 +78,13 @@ class CandleProgress:
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self._done}/{self._symbols} symbols")
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
-
-class ArchiveProgress:
+class ArchiveProgress(_Bar):
     """A backfill's archive downloads in bytes, with periods done / planned (the fetch threads
-    report to it, hence the lock); only when a person is watching (stderr is a terminal)."""
+    report to it, hence the lock)."""
 
     def __init__(self, *, enabled: bool) -> None:
-        watched = enabled and sys.stderr.isatty()
-        self._bar = _bar(unit="B", unit_scale=True, unit_divisor=1024, desc="archive", position=1) if watched else None
+        super().__init__(enabled, unit="B", unit_scale=True, unit_divisor=1024, desc="archive", position=1)
         self._lock = threading.Lock()
         self._done = self._planned = 0
 
@@ -111,17 +105,12 @@ class ArchiveProgress:
             if self._bar is not None:
                 self._bar.set_postfix_str(f"{self._done}/{self._planned} periods")
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
 
 def print_cycle(cycle: CycleReport) -> None:
     prefix = "dry run: " if cycle.dry_run else ""
-    if cycle.skipped_reason:
-        _err(f"error: {cycle.skipped_reason}")
-    if cycle.universe_error:
-        _err(f"error: {cycle.universe_error}")
+    for problem in (cycle.skipped_reason, cycle.universe_error):
+        if problem:
+            _err(f"error: {problem}")
     if cycle.export is not None:
         exp = cycle.export
         fetched = sum(o.fetched_rows for o in exp.succeeded)
@@ -135,9 +124,8 @@ def print_cycle(cycle: CycleReport) -> None:
         )
         if series:
             print("  series: " + ", ".join(exp.outcomes))
-        for outcome in exp.succeeded:
-            if cycle.dry_run:
-                print(f"  would write {Path(outcome.path or '').name} ({outcome.reused_rows} candles reused)")
+        for outcome in exp.succeeded if cycle.dry_run else ():
+            print(f"  would write {Path(outcome.path or '').name} ({outcome.reused_rows} candles reused)")
         if exp.exchange_error is not None:
             _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
         else:
@@ -220,12 +208,9 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     for symbol, entry in report["symbols"].items():
         age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
         problem = printable(entry.get("last_error") or (entry["reason"] if not entry["valid"] else ""))
-        name = entry["latest_file"] or "-"
-        valid = str(entry["valid"]).lower()
-        gaps = entry["missing_candles"]
-        rule = printable(entry.get("selected_by") or "listed")
-        line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {gaps:>5} {valid:<6} {rule:<12} {name} {problem or ''}"
-        print(line.rstrip())
+        valid, rule = str(entry["valid"]).lower(), printable(entry.get("selected_by") or "listed")
+        line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {entry['missing_candles']:>5} {valid:<6} {rule:<12}"
+        print(f"{line} {entry['latest_file'] or '-'} {problem or ''}".rstrip())
     print(f"health: {report['health']['status']}")
 
 

@@ -2,22 +2,19 @@
 
 ``render_status_page`` is a pure function of the status report, the sparklines' closes
 and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
-Problems come first, one line per series. ``sparkline_files`` names each series' newest file
-through its format, downsampled; a file it cannot read gets no sparkline, never an error.
+Problems come first, one line per series. ``sparkline_files`` names each series' newest valid
+file, whose closes the sparkline shows; a file that cannot be read gets none, never an error.
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.text import printable
-
-logger = logging.getLogger(__name__)
 
 MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_GAP_RANGES = 3  # per row; the rest are counted
@@ -41,18 +38,12 @@ def disk_of(path: Path) -> Disk | None:
 
 def _e(value: Any) -> str:
     """Escaped, printable text of any value (None shows as a dash)."""
-    if value is None:
-        return "–"
-    return html.escape(printable(str(value), MAX_TEXT), quote=True)
+    return "–" if value is None else html.escape(printable(str(value), MAX_TEXT), quote=True)
 
 
 def series_of(key: str, entry: Mapping[str, Any], interval: str) -> tuple[str, str, str]:
     """(symbol, interval, market) of a report entry; older entries only have their key."""
-    return (
-        str(entry.get("symbol") or key),
-        str(entry.get("interval") or interval),
-        str(entry.get("market") or "spot"),
-    )
+    return str(entry.get("symbol") or key), str(entry.get("interval") or interval), str(entry.get("market") or "spot")
 
 
 def verdict(entry: Mapping[str, Any]) -> str:
@@ -152,8 +143,9 @@ def _row(key: str, entry: Mapping[str, Any], interval: str, closes: Sequence[flo
 
 
 def _card(title: str, value: str, detail: str = "", state: str = "") -> str:
-    head = f'<div class="card {state}"><div class="t">{title}</div>'
-    return f'{head}<div class="v">{value}</div><div>{detail}</div></div>'
+    return (
+        f'<div class="card {state}"><div class="t">{title}</div><div class="v">{value}</div><div>{detail}</div></div>'
+    )
 
 
 def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
@@ -168,21 +160,13 @@ def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
         f" · 429: {_e(last.get('rate_limited', '–'))} · 418: {_e(last.get('banned', '–'))}"
         f"<br>removed {_e(last.get('files_removed', '–'))} · quarantined {_e(last.get('files_quarantined', '–'))}"
     )
-    duration = last.get("duration_seconds")
+    cycle = f"{_e(last.get('started'))}<br>took {_e(last.get('duration_seconds'))} s<br>{counters}"
+    sizes = f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols"
     cards = [
         _card("health", _e(health), f"service {_e(system.get('service_status'))}", health_state),
-        _card(
-            "last cycle",
-            _e(result or "never"),
-            f"{_e(last.get('started'))}<br>took {_e(duration)} s<br>{counters}",
-            cycle_state,
-        ),
+        _card("last cycle", _e(result or "never"), cycle, cycle_state),
         _card("last successful cycle", "", f'<span class="when">{_e(last.get("last_successful") or "never")}</span>'),
-        _card(
-            "files",
-            f"{_e(files.get('total_files'))}",
-            f"{_e(files.get('total_size_mb'))} MB for {_e(files.get('symbols_count'))} symbols",
-        ),
+        _card("files", _e(files.get("total_files")), sizes),
     ]
     total, _, free = disk or (0, 0, 0)
     if total > 0:

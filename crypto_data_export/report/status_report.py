@@ -1,16 +1,9 @@
 """``status_report.json`` and the health checks, built from state and files.
 
-The top-level keys and their types are the guide's example, exactly
-(``timestamp``, ``system_status``, ``configuration``, ``file_statistics``);
-``symbols`` and ``health`` are added so an operator sees per symbol what is
-there, how old it is, what is missing (gaps) and what failed, and our marker
-(``writer``, ``format_version``) so that a file of that name written by
-someone else is set aside, never overwritten.
-
-Health judges the data, not the files: a symbol is fresh only if its newest
-closed candle is recent enough for the interval and the export period. A
-file rewritten a minute ago whose last candle is a day old (an outage at the
-exchange's end, a halted market) is stale.
+The top-level keys are the guide's example exactly; ``symbols`` and ``health`` are added, and
+our marker (``writer``, ``format_version``) so that a file of that name written by someone else
+is set aside, never overwritten. Health judges the data, not the files: a symbol is fresh only
+if its newest closed candle is recent enough for the interval and the export period.
 """
 
 from __future__ import annotations
@@ -20,12 +13,12 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.atomic_io import atomic_write_json
-from crypto_data_export.core.clock import from_iso, ms_to_iso, to_iso, utc_now
+from crypto_data_export.core.clock import from_iso, from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import StorageError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.owned_json import CORRUPT, MISSING, OURS, mark, read_owned_json, set_aside
@@ -45,6 +38,8 @@ HEALTH_EXIT_CODES = {HEALTHY: EXIT_OK, DEGRADED: EXIT_FAILED, DOWN: EXIT_USAGE}
 STATUS_FORMAT_VERSION = 1
 # Beyond one interval and one period, a cycle needs time to run and the exchange's clock may lag.
 FRESHNESS_GRACE_SECONDS = 300
+UNVERIFIED = "not validated since the last cycle (--verify validates it now)"
+VANISHED = "recorded by the last cycle but no longer in the folder"
 
 
 def _number(value: float) -> int | float:
@@ -56,41 +51,24 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds() / 3600, 2)
 
 
-def _loaded_reason(symbols: dict[str, dict[str, Any]]) -> str:
-    """``11 symbols configured``, naming the series too when they are more than the symbols."""
-    names = {entry.get("symbol", key) for key, entry in symbols.items()}
-    series = f" ({len(symbols)} series)" if len(symbols) != len(names) else ""
-    return f"{len(names)} symbols configured{series}"
-
-
 def _cycle_seconds(state: RunState) -> float | None:
     """The last cycle's length: measured in ms when recorded, else from its whole-second times."""
     measured = state.last_cycle_counters.get("duration_ms")
     if measured is not None:
         return round(measured / 1000, 3)
-    return _duration(state.last_cycle_start, state.last_cycle_end)
-
-
-def _duration(started: str | None, finished: str | None) -> float | None:
-    start, end = from_iso(started), from_iso(finished)
+    start, end = from_iso(state.last_cycle_start), from_iso(state.last_cycle_end)
     return None if start is None or end is None else round((end - start).total_seconds(), 3)
 
 
-def freshness_limit_seconds(settings: Settings, last_open_ms: int, interval: str | None = None) -> float:
-    """How long after its close the newest candle may stay the newest: one more candle
-    (its real length, so months work too), one export period, and a grace for the cycle."""
-    interval = interval or settings.kline_interval
-    following_open = next_open_ms(last_open_ms, interval)
-    following_length = (next_open_ms(following_open, interval) - following_open) / 1000
-    return following_length + settings.export_period_hours * 3600 + FRESHNESS_GRACE_SECONDS
-
-
 def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, interval: str) -> dict[str, Any]:
+    """The newest candle may stay the newest for one more candle (its real length, so months
+    work too), one export period, and a grace for the cycle."""
     if last_open_ms is None:
         return {"fresh": False, "newest_close_age_hours": None, "fresh_limit_hours": None}
-    close = datetime.fromtimestamp(next_open_ms(last_open_ms, interval) / 1000, tz=UTC)
-    age = (now - close).total_seconds()
-    limit = freshness_limit_seconds(settings, last_open_ms, interval)
+    close_ms = next_open_ms(last_open_ms, interval)
+    age = (now - from_ms(close_ms)).total_seconds()
+    limit = (next_open_ms(close_ms, interval) - close_ms) / 1000
+    limit += settings.export_period_hours * 3600 + FRESHNESS_GRACE_SECONDS
     return {
         "fresh": age <= limit,
         "newest_close_age_hours": round(age / 3600, 2),
@@ -99,67 +77,34 @@ def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, inte
 
 
 def symbol_entry(
-    symbol: str,
-    result: FileValidation | None,
-    state: RunState,
-    now: datetime,
-    settings: Settings,
-    interval: str | None = None,
+    symbol: str, result: FileValidation | None, state: RunState, now: datetime, settings: Settings, interval: str
 ) -> dict[str, Any]:
-    """The report of one series (``symbol``, ``interval`` (default: KLINE_INTERVAL), BINANCE_MARKET)."""
-    interval = interval or settings.kline_interval
+    """The report of one series (``symbol``, ``interval``, BINANCE_MARKET)."""
+    found = result or FileValidation(Path(), False, "no export file")
+    last_ms, parsed = found.last_open_ms, parse_export_name(found.path.name)
     key = series_key(symbol, interval, settings.market, single=settings.single_series)
-    sym_state = state.find_series(key, symbol, interval, settings.market)
+    recorded = state.find_series(key, symbol, interval, settings.market)
+    last_error = recorded.last_error if recorded else None
     entry: dict[str, Any] = {
         "symbol": symbol,
         "interval": interval,
         "market": settings.market,
-        "latest_file": None,
-        "rows": 0,
-        "first_candle": None,
-        "last_candle": None,
-        "age_hours": None,
-        "last_candle_age_hours": None,
-        "gaps": [],
-        "missing_candles": 0,
-        "valid": False,
-        "reason": "no export file",
-        "last_success": None,
-        "last_error": None,
-        "fresh": False,
-        "newest_close_age_hours": None,
-        "fresh_limit_hours": None,
+        "latest_file": found.path.name if result else None,
+        "rows": found.rows,
+        "first_candle": ms_to_iso(found.first_open_ms),
+        "last_candle": ms_to_iso(last_ms),
+        "age_hours": _hours_since(parsed[2] if parsed else None, now),
+        "last_candle_age_hours": None if last_ms is None else _hours_since(from_ms(last_ms), now),
+        "gaps": found.to_dict()["gaps"],
+        "missing_candles": found.missing_candles,
+        "valid": found.valid,
+        "reason": found.reason,
+        "last_success": recorded.last_success if recorded else None,
+        "last_error": last_error,
+        **_freshness(settings, last_ms if found.valid else None, now, interval),
     }
-    if result is not None:
-        parsed = parse_export_name(Path(result.path).name)
-        last_ms = result.last_open_ms
-        entry.update(
-            {
-                "latest_file": Path(result.path).name,
-                "rows": result.rows,
-                "first_candle": ms_to_iso(result.first_open_ms),
-                "last_candle": ms_to_iso(last_ms),
-                "age_hours": _hours_since(parsed[2] if parsed else None, now),
-                "last_candle_age_hours": None
-                if last_ms is None
-                else _hours_since(datetime.fromtimestamp(last_ms / 1000, tz=UTC), now),
-                "gaps": result.to_dict()["gaps"],
-                "missing_candles": result.missing_candles,
-                "valid": result.valid,
-                "reason": result.reason,
-            }
-        )
-        if result.valid:
-            entry.update(_freshness(settings, last_ms, now, interval))
-    if sym_state is not None:
-        failing = sym_state.last_error is not None
-        entry.update(
-            {
-                "last_success": sym_state.last_success,
-                "last_error": sym_state.last_error if failing else None,
-                "last_error_at": sym_state.last_error_at if failing else None,
-            }
-        )
+    if recorded is not None:
+        entry["last_error_at"] = recorded.last_error_at if last_error is not None else None
     return entry
 
 
@@ -175,20 +120,18 @@ def health_checks(
     settings: Settings, state: RunState, symbols: dict[str, dict[str, Any]], now: datetime
 ) -> list[HealthCheck]:
     """The export folder, the guide's four checks, and per-symbol freshness of the data."""
-    period_h = settings.export_period_hours
     # Two periods, plus the grace a cycle needs to run (the same as the candles' freshness).
-    activity_limit_s = 2 * period_h * 3600 + FRESHNESS_GRACE_SECONDS
+    activity_limit_s = 2 * settings.export_period_hours * 3600 + FRESHNESS_GRACE_SECONDS
     logs = settings.export_dir / "logs"
-    last_ok = from_iso(state.last_successful_cycle)
-    contact = from_iso(state.last_exchange_contact)
+    last_ok, contact = from_iso(state.last_successful_cycle), from_iso(state.last_exchange_contact)
     ban = state.ban_end()
     folder_problem = export_folder_problem(settings.export_dir)
-    checks = [
-        HealthCheck(
-            "export_folder",
-            folder_problem is None,
-            f"{settings.export_dir} is a folder" if folder_problem is None else folder_problem,
-        ),
+    names = {entry.get("symbol", key) for key, entry in symbols.items()}
+    series = f" ({len(symbols)} series)" if len(symbols) != len(names) else ""
+    stale = [_stale_reason(s, e) for s, e in symbols.items() if not (e["valid"] and e.get("fresh"))]
+    failing = [s for s, e in symbols.items() if e.get("last_error")]
+    return [
+        HealthCheck("export_folder", folder_problem is None, folder_problem or f"{settings.export_dir} is a folder"),
         HealthCheck("logs_directory", logs.is_dir(), f"{logs} exists" if logs.is_dir() else f"{logs} is missing"),
         HealthCheck(
             "exporter_initialized",
@@ -198,7 +141,7 @@ def health_checks(
             else (f"exchange last answered at {to_iso(contact)}" if contact else "the exchange was never reached"),
             DEGRADED if contact is not None else DOWN,
         ),
-        HealthCheck("symbols_loaded", bool(symbols), _loaded_reason(symbols)),
+        HealthCheck("symbols_loaded", bool(symbols), f"{len(names)} symbols configured{series}"),
         HealthCheck(
             "recent_activity",
             last_ok is not None and (now - last_ok).total_seconds() <= activity_limit_s,
@@ -206,28 +149,21 @@ def health_checks(
             if last_ok
             else "no successful cycle yet",
         ),
-    ]
-    stale = [_stale_reason(s, e) for s, e in symbols.items() if not (e["valid"] and e.get("fresh"))]
-    failing = [s for s, e in symbols.items() if e.get("last_error")]
-    checks.append(
         HealthCheck(
             "symbols_fresh",
             not stale,
-            "every symbol's newest candle closed within one interval and one period"
-            if not stale
-            else "stale or missing: " + ", ".join(stale),
+            "stale or missing: " + ", ".join(stale)
+            if stale
+            else "every symbol's newest candle closed within one interval and one period",
             DEGRADED,
-        )
-    )
-    checks.append(
+        ),
         HealthCheck(
             "symbols_exporting",
             not failing,
-            "no symbol failing" if not failing else "failing: " + ", ".join(failing),
+            "failing: " + ", ".join(failing) if failing else "no symbol failing",
             DEGRADED,
-        )
-    )
-    return checks
+        ),
+    ]
 
 
 def _stale_reason(symbol: str, entry: dict[str, Any]) -> str:
@@ -240,24 +176,14 @@ def _stale_reason(symbol: str, entry: dict[str, Any]) -> str:
 
 
 def export_folder_problem(folder: Path) -> str | None:
-    """None if the export folder is a folder (the operator may point EXPORT_DIR through a link);
-    else what it is instead."""
+    """None if the export folder is a folder (EXPORT_DIR may be a link to one); else what it is instead."""
     try:
         info = os.stat(folder)
     except FileNotFoundError:
         return f"{folder} does not exist"
     except OSError as exc:
         return f"{folder} cannot be inspected: {exc.strerror or exc}"
-    if not stat.S_ISDIR(info.st_mode):
-        return f"{folder} is not a folder"
-    return None
-
-
-def overall_health(checks: Sequence[HealthCheck]) -> str:
-    failed = [c for c in checks if not c.passed]
-    if any(c.severity == DOWN for c in failed):
-        return DOWN
-    return DEGRADED if failed else HEALTHY
+    return None if stat.S_ISDIR(info.st_mode) else f"{folder} is not a folder"
 
 
 def build_status_report(
@@ -282,15 +208,16 @@ def build_status_report(
         for i in settings.kline_intervals
     }
     checks = health_checks(settings, state, symbols, now)
-    with_data = sum(1 for e in symbols.values() if e["valid"] and e["rows"] > 0)
+    failed = {c.severity for c in checks if not c.passed}
+    total_files = int(file_statistics.get("total_files", 0))
     report = {
         "timestamp": now.isoformat(timespec="seconds"),
         "system_status": {
             "service_status": service_status,
             "export_count": state.export_count,
             "cleanup_count": state.cleanup_count,
-            "current_files": int(file_statistics.get("total_files", 0)),
-            "symbols_with_data": with_data,
+            "current_files": total_files,
+            "symbols_with_data": sum(1 for e in symbols.values() if e["valid"] and e["rows"] > 0),
         },
         "configuration": {
             "export_interval_hours": _number(settings.export_period_hours),
@@ -298,7 +225,7 @@ def build_status_report(
             "max_files_per_symbol": settings.max_files_per_symbol,
         },
         "file_statistics": {
-            "total_files": int(file_statistics.get("total_files", 0)),
+            "total_files": total_files,
             "symbols_count": int(file_statistics.get("symbols_count", 0)),
             "total_size_mb": float(file_statistics.get("total_size_mb", 0.0)),
             "total_size_gb": float(file_statistics.get("total_size_gb", 0.0)),
@@ -316,30 +243,22 @@ def build_status_report(
         "from_last_cycle": validated_at is not None,
         "next_run": state.next_run if service_status == "running" else None,
         "banned_until": to_iso(state.ban_end()),
-        "universe": _universe_summary(settings, state),
+        # The symbol universe's settings and its last resolution (None without EXPORT_QUOTE_ASSET).
+        "universe": None
+        if settings.quote_asset is None
+        else {
+            "quote_asset": settings.quote_asset,
+            "top_n": settings.top_n,
+            "resolved_at": state.universe_resolved_at,
+            "symbols": len(state.universe),
+        },
         "symbols": symbols,
         "health": {
-            "status": overall_health(checks),
+            "status": DOWN if DOWN in failed else (DEGRADED if failed else HEALTHY),
             "checks": {c.name: {"passed": c.passed, "reason": c.reason} for c in checks},
         },
     }
     return mark(report, STATUS_FORMAT_VERSION, first=False)
-
-
-def _universe_summary(settings: Settings, state: RunState) -> dict[str, Any] | None:
-    """The symbol universe's settings and its last resolution (None without EXPORT_QUOTE_ASSET)."""
-    if settings.quote_asset is None:
-        return None
-    return {
-        "quote_asset": settings.quote_asset,
-        "top_n": settings.top_n,
-        "resolved_at": state.universe_resolved_at,
-        "symbols": len(state.universe),
-    }
-
-
-UNVERIFIED = "not validated since the last cycle (--verify validates it now)"
-VANISHED = "recorded by the last cycle but no longer in the folder"
 
 
 def _iso_ms(text: Any) -> int | None:

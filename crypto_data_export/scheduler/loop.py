@@ -1,12 +1,9 @@
 """The scheduler's loop: ``schedule`` declares the cadence, a monotonic loop drives it.
 
-The cadence is the guide's ``every(2).hours`` (or ``every(N).seconds`` for a period that is
-no whole number of hours), with EXPORT_AT as schedule's ``.at()``: runs aligned to the clock.
-schedule plans on the wall clock, which NTP or a person may step. So the loop waits on the
-stop Event for at most ``MAX_WAIT_SECONDS`` at a time and, at every wake-up, compares how far
-the wall clock and the monotonic clock moved: a step moves the planned run by the same
-amount, so it stays at the monotonic moment it was planned for (or now, if that passed).
-A step forward therefore runs no cycle early and none twice; a step back delays none.
+The cadence is the guide's ``every(2).hours`` (EXPORT_AT is schedule's ``.at()``). schedule
+plans on the wall clock, which NTP or a person may step; so at every wake-up (at most
+``MAX_WAIT_SECONDS`` apart) the loop moves the planned run by any step of the wall clock
+against the monotonic one: a step forward runs no cycle early or twice, a step back delays none.
 """
 
 from __future__ import annotations
@@ -39,9 +36,8 @@ def local_wall() -> float:
 class CycleLoop:
     """Run ``cycle`` now, then on the cadence of ``period_hours`` / ``export_at``, until ``stop`` is set.
 
-    ``monotonic`` and ``wall`` (seconds) are the clocks, given so that tests can step them;
-    schedule itself reads the wall clock through ``datetime.now()``. ``on_planned`` is told every
-    new next run (UTC), e.g. to record it in the status.
+    ``monotonic`` and ``wall`` are the clocks in seconds (tests step them; schedule reads
+    ``datetime.now()``). ``on_planned`` is told every new next run (UTC).
     """
 
     def __init__(
@@ -63,13 +59,6 @@ class CycleLoop:
         self.on_planned = on_planned
         self._readings = (monotonic(), wall())
 
-    @property
-    def next_run(self) -> datetime:
-        """schedule's next run (it keeps naive local time) as an aware UTC time."""
-        planned = self.scheduler.next_run
-        assert planned is not None  # one job, always planned
-        return planned.astimezone(UTC)
-
     def run(self) -> None:
         self.scheduler.run_all()  # the default stays: a cycle now; schedule then plans the next
         self._planned()
@@ -85,18 +74,18 @@ class CycleLoop:
 
     def _planned(self) -> None:
         self._readings = (self.monotonic(), self.wall())
-        logger.info("next cycle at %s", self.next_run.isoformat(timespec="seconds"))
+        assert self.job.next_run is not None  # one job, always planned
+        next_run = self.job.next_run.astimezone(UTC)  # schedule keeps naive local time
+        logger.info("next cycle at %s", next_run.isoformat(timespec="seconds"))
         if self.on_planned is not None:
-            self.on_planned(self.next_run)
+            self.on_planned(next_run)
 
     def _follow_wall_clock(self) -> None:
         """Move the plan by any step of the wall clock since the last reading."""
-        mono, wall = self.monotonic(), self.wall()
-        last_mono, last_wall = self._readings
+        (last_mono, last_wall), (mono, wall) = self._readings, (self.monotonic(), self.wall())
         self._readings = (mono, wall)
         step = (wall - last_wall) - (mono - last_mono)
-        if abs(step) <= JUMP_SECONDS or self.job.next_run is None:
-            return
-        logger.warning("the wall clock was stepped by %+.0f s: the next cycle keeps its planned moment", step)
-        self.job.next_run += timedelta(seconds=step)
-        self._planned()
+        if abs(step) > JUMP_SECONDS and self.job.next_run is not None:
+            logger.warning("the wall clock was stepped by %+.0f s: the next cycle keeps its planned moment", step)
+            self.job.next_run += timedelta(seconds=step)
+            self._planned()

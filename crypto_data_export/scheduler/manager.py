@@ -1,55 +1,32 @@
 """The scheduled data manager: one cycle now, then every ``EXPORT_PERIOD_HOURS``.
 
-A cycle is: take the run lock -> export every symbol (incremental, closed
-candles, concurrent) -> cleanup with retention, validation and quarantine
--> duplicate scan -> state and status report, all written atomically.
-A failing symbol is logged and recorded and the others go on. The CLI
-(``scheduled_data_manager.py`` at the root) parses, calls this and reports.
+A cycle, under the run lock: export every symbol -> cleanup (retention, validation,
+quarantine) -> duplicate scan -> state and status report. A failing symbol is recorded
+and the others go on.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import crypto_data_export.core.errors as errors
+import crypto_data_export.pipeline.selection as selection
+import crypto_data_export.report.status_report as status_report
 from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.clock import from_ms, to_iso, utc_now
-from crypto_data_export.core.errors import (
-    ExportError,
-    IPBannedError,
-    RunLockedError,
-    StopRequested,
-    StorageError,
-    UniverseError,
-)
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
 from crypto_data_export.pipeline.run_summary import CycleReport, ExportReport, SymbolOutcome
-from crypto_data_export.pipeline.selection import (
-    LISTED,
-    SymbolPlan,
-    known_selection,
-    listed_plan,
-    resolve_plan,
-    universe_rule,
-    unresolved_message,
-)
 from crypto_data_export.report.metrics import metrics_path, write_metrics
 from crypto_data_export.report.status_page import disk_of, downsample, render_status_page, sparkline_files
-from crypto_data_export.report.status_report import (
-    build_status_report,
-    export_folder_problem,
-    recorded_statistics,
-    recorded_verdicts,
-    write_status_report,
-)
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import DEFAULT_EXPORT_DIR, Settings
@@ -99,13 +76,11 @@ class ScheduledDataManager:
         self.export_dir = settings.export_dir
         self.symbols = tuple(symbols) if symbols else settings.symbols
         # A --symbols list is this run's whole list: no universe is resolved for it.
-        self.universe = None if symbols else universe_rule(settings)
+        self.universe = None if symbols else selection.universe_rule(settings)
         self.stop_event = stop_event or threading.Event()
         self._client = client
-        self._job: ExportJob | None = None
 
-    # -- pieces ----------------------------------------------------------------
-    @functools.cached_property
+    @cached_property
     def files(self) -> FileManager:
         """The folder's manager; protection in cleanup covers every configured symbol, not only
         this run's, and its scans stop on the event."""
@@ -113,18 +88,16 @@ class ScheduledDataManager:
 
         return FileManager.from_settings(self.settings, protected_symbols=self.symbols, stop_event=self.stop_event)
 
-    @property
+    @cached_property
     def job(self) -> ExportJob:
         """Built on first use so that --status and --cleanup-only never touch the network."""
-        if self._job is None:
-            from crypto_data_export.exchange.client import ExchangeClient
-            from crypto_data_export.pipeline.export_job import ExportJob
+        from crypto_data_export.exchange.client import ExchangeClient
+        from crypto_data_export.pipeline.export_job import ExportJob
 
-            self._client = self._client or ExchangeClient.from_settings(self.settings)
-            self._job = ExportJob(
-                self.settings, self.files, self._client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
-            )
-        return self._job
+        client = self._client or ExchangeClient.from_settings(self.settings)
+        return ExportJob(
+            self.settings, self.files, client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
+        )
 
     def service_status(self, state: RunState) -> str:
         """``running`` only for a live scheduler loop of this folder (not a reused PID, not
@@ -137,13 +110,10 @@ class ScheduledDataManager:
         return "stopped"
 
     def _note(self, state: RunState) -> RunState:
-        for notice in state.notices:
-            if notice not in self.notices:
-                self.notices.append(notice)
-        del self.notices[:-MAX_NOTICES]  # a loop runs for months: keep the latest only
+        # A loop runs for months: keep the latest only.
+        self.notices[:] = list(dict.fromkeys([*self.notices, *state.notices]))[-MAX_NOTICES:]
         return state
 
-    # -- a cycle ---------------------------------------------------------------
     def run_cycle(self, *, export: bool = True, cleanup: bool = True, dry_run: bool = False) -> CycleReport:
         """One cycle under the run lock (RunLockedError if another run holds it)."""
         if dry_run:
@@ -158,7 +128,7 @@ class ScheduledDataManager:
         state = self._note(load_state(self.export_dir, quiet=not dry_run))
         # Until this cycle resolves the universe, the last resolved one stays protected
         # (an exchange outage must not cost a universe symbol its newest file).
-        self.files.protect([*self.symbols, *known_selection(self.settings, state)])
+        self.files.protect([*self.symbols, *selection.known_selection(self.settings, state)])
         if export:
             self._export_step(report, state, dry_run)
         # The files just written were judged byte for byte as they were written: not read back.
@@ -167,12 +137,10 @@ class ScheduledDataManager:
         gone = report.export.gone if report.export is not None and dry_run else set()
         if cleanup and not self.stop_event.is_set():
             report.cleanup = self.files.cleanup(dry_run=dry_run, known=written, gone=gone)
-        # One pass over the folder serves the duplicate report, the validations
-        # and the statistics of the status report: the cleanup's own scan minus
-        # what it removed or quarantined, or (no cleanup) one scan now.
-        scan = None if report.cleanup is None else report.cleanup.remaining
-        if scan is None:
-            scan = self.files.scan(known=None if dry_run else written)
+        # One pass over the folder serves the duplicates, the validations and the statistics:
+        # the cleanup's own scan minus what it removed or quarantined, or one scan now.
+        scan = report.cleanup.remaining if report.cleanup is not None else None
+        scan = scan or self.files.scan(known=None if dry_run else written)
         if report.cleanup is not None:
             report.duplicates = self.files.find_duplicates(scan_result=scan)
         if not dry_run:
@@ -204,29 +172,26 @@ class ScheduledDataManager:
         ok, failed = len(report.export.succeeded), len(report.export.failed)
         logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
 
-    def _symbol_plan(self, report: CycleReport) -> SymbolPlan:
+    def _symbol_plan(self, report: CycleReport) -> selection.SymbolPlan:
         """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
 
         A universe that cannot be resolved, or that selects nothing, fails the run
         (``report.universe_error``); the listed symbols are still exported.
         """
         if self.universe is None:
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         try:
-            plan = resolve_plan(self.settings, self.job.client, self.symbols)
-        except StopRequested:
+            plan = selection.resolve_plan(self.settings, self.job.client, self.symbols)
+        except errors.StopRequested:
             if not self.symbols:
                 report.export = ExportReport(stopped=True)
-            return listed_plan(self.symbols)
-        except IPBannedError as exc:
-            report.universe_error = unresolved_message(self.universe, exc)
-            report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
+            return selection.listed_plan(self.symbols)
+        except errors.ExportError as exc:  # the exchange unreachable, banning us or answering garbage
+            report.universe_error = selection.unresolved_message(self.universe, exc)
+            if isinstance(exc, errors.IPBannedError):
+                report.export = ExportReport(banned_until=exc.banned_until, exchange_error=str(exc))
             logger.error("%s", report.universe_error)
-            return listed_plan(self.symbols)
-        except ExportError as exc:  # the exchange unreachable or answering garbage
-            report.universe_error = unresolved_message(self.universe, exc)
-            logger.error("%s", report.universe_error)
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         if plan.exchange_info is not None:
             self.job.adopt_exchange_info(plan.exchange_info)
         if plan.problem is not None:
@@ -245,16 +210,16 @@ class ScheduledDataManager:
             self.files.protect(plan.symbols)
         return plan
 
-    def current_selection(self) -> SymbolPlan:
+    def current_selection(self) -> selection.SymbolPlan:
         """The symbols a cycle would export now, each with its rule (asks the exchange for a universe)."""
         if self.universe is None:
-            return listed_plan(self.symbols)
+            return selection.listed_plan(self.symbols)
         try:
-            return resolve_plan(self.settings, self.job.client, self.symbols)
-        except UniverseError:
+            return selection.resolve_plan(self.settings, self.job.client, self.symbols)
+        except errors.UniverseError:
             raise
-        except ExportError as exc:
-            raise UniverseError(unresolved_message(self.universe, exc)) from exc
+        except errors.ExportError as exc:
+            raise errors.UniverseError(selection.unresolved_message(self.universe, exc)) from exc
 
     def _record(self, state: RunState, report: CycleReport, started: datetime, export: bool, cleanup: bool) -> None:
         now = utc_now()
@@ -264,10 +229,19 @@ class ScheduledDataManager:
             return
         state.last_cycle_start, state.last_cycle_end = to_iso(started), to_iso(now)
         if self.universe is not None and report.universe_error is None and report.selected_by:
-            state.universe = {s: r for s, r in report.selected_by.items() if r != LISTED}
+            state.universe = {s: r for s, r in report.selected_by.items() if r != selection.LISTED}
             state.universe_resolved_at = to_iso(now)
         exp = report.export
-        state.last_cycle_counters = {**self._counters(report), "duration_ms": _elapsed_ms(started, now)}
+        changed = report.files_changed
+        state.last_cycle_counters = {
+            "calls": exp.calls if exp else 0,
+            "weight": exp.weight if exp else 0,
+            "rate_limited": exp.rate_limited if exp else 0,
+            "banned": exp.banned_answers if exp else 0,
+            "files_removed": len(changed.removed) if changed else 0,
+            "files_quarantined": len(changed.quarantined) if changed else 0,
+            "duration_ms": max(0, round((now - started).total_seconds() * 1000)),  # the clock may step back
+        }
         if exp is None:
             state.last_cycle_result = "skipped: banned"
             return
@@ -276,7 +250,8 @@ class ScheduledDataManager:
         if exp.banned_until is not None:
             state.banned_until = to_iso(exp.banned_until)
         for outcome in exp.outcomes.values():
-            self._record_symbol(state, outcome, now)
+            if outcome.error_kind != "stopped":
+                self._record_symbol(state, outcome, now)
         state.last_cycle_failed_symbols = [o.key for o in exp.failed if o.error_kind != "stopped"]
         if exp.succeeded:
             state.export_count += 1
@@ -284,36 +259,21 @@ class ScheduledDataManager:
         state.last_cycle_result = report.result  # "ok" only if nothing failed and nothing was quarantined
 
     @staticmethod
-    def _counters(report: CycleReport) -> dict[str, int]:
-        exp, changed = report.export, report.files_changed
-        return {
-            "calls": exp.calls if exp else 0,
-            "weight": exp.weight if exp else 0,
-            "rate_limited": exp.rate_limited if exp else 0,
-            "banned": exp.banned_answers if exp else 0,
-            "files_removed": len(changed.removed) if changed else 0,
-            "files_quarantined": len(changed.quarantined) if changed else 0,
-        }
-
-    @staticmethod
     def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
-        if outcome.error_kind == "stopped":
-            return
         entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
-        if outcome.ok:
-            entry.last_success, entry.last_file = to_iso(now), outcome.path
-            entry.last_error = entry.last_error_at = entry.last_error_kind = None
-            if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
-                entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
-                entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
-        else:
+        if not outcome.ok:
             entry.last_error, entry.last_error_at, entry.last_error_kind = (
                 outcome.error,
                 to_iso(now),
                 outcome.error_kind,
             )
+            return
+        entry.last_success, entry.last_file = to_iso(now), outcome.path
+        entry.last_error = entry.last_error_at = entry.last_error_kind = None
+        if outcome.empty_from_ms is not None and outcome.data_from_ms is not None:
+            entry.empty_from = to_iso(from_ms(outcome.empty_from_ms), timespec="milliseconds")
+            entry.data_from = to_iso(from_ms(outcome.data_from_ms), timespec="milliseconds")
 
-    # -- status ----------------------------------------------------------------
     def write_status(
         self,
         state: RunState | None = None,
@@ -323,46 +283,41 @@ class ScheduledDataManager:
         verify: bool = False,
         page: bool = True,
     ) -> dict[str, Any]:
-        """Build the status report; write it atomically.
+        """Build the status report; write it atomically (and status.html if ``page``).
 
-        A cycle gives its own ``scan`` (every file judged as it went); ``verify`` validates
-        every file now; otherwise the verdicts are the last cycle's, as its report recorded
-        them, against one listing of the folder (a file that vanished or appeared shows).
-        ``page``: render status.html too (its sparklines read the newest files).
-        An export folder that is not a folder (a file, a dangling path) is no
-        error here: the report says so, and health is ``down``.
+        A cycle gives its own ``scan``; ``verify`` validates every file now; otherwise the
+        verdicts are the last cycle's, against one listing of the folder. An export folder
+        that is not a folder is no error here: the report says so, and health is ``down``.
         """
         state = state or self._note(load_state(self.export_dir))
         validations: list[FileValidation] = []
         statistics: dict[str, Any] = {}
         validated_at = None
-        if export_folder_problem(self.export_dir) is not None:
-            pass
-        elif scan is None and not verify:
+        is_folder = status_report.export_folder_problem(self.export_dir) is None
+        if is_folder and scan is None and not verify:
             files = scan_exports(self.export_dir)
-            validations, validated_at = recorded_verdicts(self.export_dir, files)
-            statistics = recorded_statistics(files, validations)
-        else:
+            validations, validated_at = status_report.recorded_verdicts(self.export_dir, files)
+            statistics = status_report.recorded_statistics(files, validations)
+        elif is_folder:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = self.files.file_statistics(scan_result=scan)
         service = self.service_status(state)
-        report = build_status_report(self.settings, state, validations, statistics, service, validated_at=validated_at)
+        report = status_report.build_status_report(
+            self.settings, state, validations, statistics, service, validated_at=validated_at
+        )
         if write and self.export_dir.is_dir():
-            write_status_report(self.export_dir, report, self.notices)
+            status_report.write_status_report(self.export_dir, report, self.notices)
             self.publish(report, page=page)
         return report
 
     def publish(self, report: dict[str, Any], *, page: bool = True) -> None:
-        """status.html beside the report and the metrics file, each atomic.
-
-        They are views of the report: one that cannot be written is logged and
-        the cycle goes on, since the data and the report are already safe.
-        """
+        """status.html and the metrics file, views of the report: one that cannot be written
+        is logged and the cycle goes on (the data and the report are already safe)."""
         try:
             if page:
                 self.publish_page(report, ExportFolder(self.export_dir).status_page)
-        except StorageError as exc:
+        except errors.StorageError as exc:
             logger.warning("%s", exc)
         target = metrics_path(self.settings)
         if target is not None:
@@ -377,15 +332,15 @@ class ScheduledDataManager:
         html = render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
         atomic_write_text(page, html)
 
-    # -- the loop --------------------------------------------------------------
     def run_forever(self) -> int:
         """A cycle now, then on schedule's cadence (``CycleLoop``), until SIGTERM/SIGINT sets the stop flag."""
         self.files.ensure_folder()
         self._note(update_state(self.export_dir, self._mark_running))
         at = f" at {self.settings.export_at}" if self.settings.export_at else ""
-        period = self.export_period_hours
-        logger.info("scheduler started (pid %d): a cycle now, then every %g h%s", os.getpid(), period, at)
-        loop = CycleLoop(
+        logger.info(
+            "scheduler started (pid %d): a cycle now, then every %g h%s", os.getpid(), self.export_period_hours, at
+        )
+        CycleLoop(
             self._scheduled_cycle,
             self.export_period_hours,
             self.settings.export_at,
@@ -393,8 +348,7 @@ class ScheduledDataManager:
             monotonic=self.monotonic,
             wall=self.wall,
             on_planned=self._planned,
-        )
-        loop.run()
+        ).run()
         update_state(self.export_dir, self._mark_stopped)
         self.write_status()
         logger.info("scheduler stopped cleanly")
@@ -415,7 +369,7 @@ class ScheduledDataManager:
             changed = report.files_changed  # the prunes after each write count too
             cleanup = changed.summary() if changed is not None else "not run"
             logger.info("cycle finished with exit code %d; cleanup: %s", report.exit_code, cleanup)
-        except RunLockedError as exc:
+        except errors.RunLockedError as exc:
             logger.warning("cycle skipped: %s", exc)
         except Exception:  # the loop must survive anything a cycle raises
             logger.exception("cycle failed")
@@ -429,8 +383,3 @@ class ScheduledDataManager:
         if state.service_pid == os.getpid():
             state.service_pid = None
         state.service_status, state.next_run = "stopped", None
-
-
-def _elapsed_ms(started: datetime, ended: datetime) -> int:
-    """Milliseconds between two wall-clock times, never negative (the clock may step back)."""
-    return max(0, round((ended - started).total_seconds() * 1000))

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from crypto_data_export.core.atomic_io import atomic_write_text
-from crypto_data_export.core.errors import ExportError
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.pipeline.export_job import ExportJob
-from crypto_data_export.pipeline.selection import require_symbols, resolve_plan, universe_rule
+from crypto_data_export.pipeline.selection import resolve_plan, universe_rule
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.files import FileManager
 
@@ -25,20 +22,17 @@ class CheckFailed(Exception):
 def check_settings(settings: Settings) -> str:
     rule = universe_rule(settings)
     chosen = f"{len(settings.symbols)} symbols" if rule is None else f"{rule.setting} + {len(settings.symbols)} listed"
-    return (
-        f"{chosen}, interval {settings.kline_interval}, "
-        f"every {settings.export_period_hours:g} h, host {settings.base_url}"
-    )
+    period = f"every {settings.export_period_hours:g} h"
+    return f"{chosen}, interval {settings.kline_interval}, {period}, host {settings.base_url}"
 
 
 def check_folder(settings: Settings) -> str:
     folder = settings.export_dir
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"
-        atomic_write_text(probe, "ok\n")
-        probe.unlink()
-    except (OSError, ExportError) as exc:
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
         raise CheckFailed(f"{folder} is not writable: {exc}; set EXPORT_DIR or fix permissions") from exc
     return f"{folder.resolve()} is writable"
 
@@ -57,7 +51,10 @@ def check_exchange(client: ExchangeClient) -> str:
 
 def check_export(settings: Settings, client: ExchangeClient) -> str:
     # With a symbol universe and nothing listed, the first symbol the universe selects now.
-    symbol = settings.symbols[0] if settings.symbols else require_symbols(resolve_plan(settings, client, ())).symbols[0]
+    plan = resolve_plan(settings, client, ()) if not settings.symbols else None
+    if plan is not None and not plan.symbols:
+        raise CheckFailed(plan.problem or "no symbols to export")
+    symbol = plan.symbols[0] if plan is not None else settings.symbols[0]
     with tempfile.TemporaryDirectory(prefix="crypto-selfcheck-") as tmp:
         # One series is enough to prove the set-up: the first interval of this market.
         trial = replace(settings, export_dir=Path(tmp), symbols=(symbol,), kline_intervals=(settings.kline_interval,))

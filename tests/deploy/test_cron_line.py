@@ -3,7 +3,6 @@ fresh checkout (only the install folder substituted), run by ``sh`` as cron woul
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from crypto_data_export.sandbox.fake_exchange import SandboxExchange
 from crypto_data_export.store.listing import scan_exports
-from tests.support import REPO, clean_environ
+from tests.support import HANG_GUARD, REPO, clean_environ
 
 INSTALL = "/opt/crypto-export"
 CRON_LINE = re.compile(r"^0 \*/2 \* \* \* (?P<command>cd .+)$", re.MULTILINE)
@@ -45,9 +44,15 @@ def test_the_cron_line_works_verbatim_on_a_fresh_checkout(tmp_path: Path, sandbo
     command = cron_command(REPO / "README.md").replace(INSTALL, str(install))
     env = clean_environ()
     env.update(BINANCE_BASE_URL=sandbox.base_url, EXPORT_SYMBOLS="BTCUSDT,ETHUSDT", HTTP_RETRIES="1")
-    # The interpreter running the tests (a venv that is not activated included) is the python3 cron finds.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
-    result = subprocess.run(["sh", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    # The README's install made .venv in the install folder; here it is the interpreter running the tests.
+    (install / ".venv" / "bin").mkdir(parents=True)
+    python = install / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    env["PATH"] = "/usr/bin:/bin"  # cron's: no python of ours on it
+    result = subprocess.run(
+        ["sh", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD
+    )
     log = install / "historical_exports" / "logs" / "cron.log"
     assert result.returncode == 0, log.read_text() if log.exists() else result.stderr
     assert {f.symbol for f in scan_exports(install / "historical_exports")} == {"BTCUSDT", "ETHUSDT"}

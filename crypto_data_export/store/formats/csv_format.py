@@ -27,6 +27,7 @@ from crypto_data_export.core.candles import (
     CANDLE_SCHEMA,
     TIME_COLUMNS,
     format_utc_ms,
+    utc_text,
 )
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.core.rules import Breach, shown
@@ -50,6 +51,7 @@ _CACHED_TIMES = 4096
 _TIME_TEXTS: dict[int, str] = {}
 _CACHE_LIMIT = 1 << 16
 _TIME_TYPE = pa.timestamp("ms", tz="UTC")
+_WRITE = pacsv.WriteOptions(include_header=False, quoting_style="none")
 # pyarrow's reader, one thread, 1 MB blocks: measured on a year of 1m (60 MB, 2 busy cores)
 # 0.21 s against 0.6 s with 4 MB blocks and more with threads.
 _READ = pacsv.ReadOptions(column_names=list(CANDLE_COLUMNS), block_size=1 << 20, use_threads=False)
@@ -69,12 +71,16 @@ _TYPED = pacsv.ConvertOptions(
 def csv_lines(candles: pa.Table) -> str:
     """The candles as CSV rows (no header, LF line ends), the decimals exactly as held.
 
-    Joined directly, without quoting: a value holding a comma, quote or line
-    break comes out as a broken row, which the checker every written byte goes
-    through refuses, so such a file is never published.
+    A page (a cycle's few dozen rows) is joined in Python, with its times from the cache;
+    a large chunk goes through ``pyarrow.csv.write_csv`` (50 000 rows: 0.09 -> 0.03 s CPU).
+    Neither quotes: a value holding a comma, quote or line break is refused by pyarrow
+    (``quoting_style="none"``) or comes out as a broken row that the checker every written
+    byte goes through refuses, so such a file is never published.
     """
     if candles.num_rows == 0:
         return ""
+    if candles.num_rows > _CACHED_TIMES:
+        return _arrow_lines(candles)
     columns: list[list[Any]] = []
     for column in CANDLE_COLUMNS:
         values = candles.column(column)
@@ -83,6 +89,19 @@ def csv_lines(candles: pa.Table) -> str:
         else:  # text as held (trades as their decimal text)
             columns.append(pc.cast(values, pa.string()).to_pylist())
     return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def _arrow_lines(candles: pa.Table) -> str:
+    text = candles.select(list(CANDLE_COLUMNS))
+    for column in TIME_COLUMNS:
+        times = utc_text(np.asarray(text.column(column).to_numpy(), dtype="int64"))
+        text = text.set_column(text.schema.get_field_index(column), column, times)
+    sink = pa.BufferOutputStream()
+    try:
+        pacsv.write_csv(text, sink, _WRITE)
+    except pa.ArrowInvalid as exc:  # a value holding a comma, a quote or a line break
+        raise InvalidDataError(f"new candles fail validation ({exc}); nothing was written") from exc
+    return sink.getvalue().to_pybytes().decode("utf-8")
 
 
 def utc_texts(values: np.ndarray) -> list[str]:
