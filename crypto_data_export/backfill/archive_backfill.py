@@ -1,31 +1,22 @@
 """Backfill from the exchange's bulk archive, verified by checksum, the rest from REST.
 
-A year of 1m candles costs ~526 klines calls per symbol through the REST
-API; the archive (``crypto_data_export.exchange.archive``) serves the same candles as one zip per
-month or day from a CDN with no weight limit. ``--source auto`` takes
+A year of 1m candles is ~526 REST calls per symbol; the archive (``exchange.archive``) serves
+it as one zip per month or day from a CDN with no weight limit. ``--source auto`` takes whole
+past months from monthly files, other past days from daily files (a month not published yet
+day by day), and today and anything unpublished (404) from REST. The file is byte for byte
+the one a REST-only backfill writes: archive rows are read as strings and pass the same checks.
 
-* every whole past month of the window from its monthly file,
-* every other past day (the head of the window, the current month) from its daily file,
-* today, and any period the archive has not published (404), from REST;
-
-a month that is not published yet is tried day by day first. The result is
-the file a REST-only backfill writes, byte for byte: archive rows are read
-as strings, times normalised to ms, and they pass the same checks.
-
-Nothing unverified is used: every zip is streamed to a temp file, its SHA-256
-compared with the published ``.CHECKSUM``, its structure and its rows
-checked, before a single row is written. A refused file (mismatch, missing
-checksum, bad zip, bad rows, download failure) is named in the log and, with
-``auto``, its period is taken from REST; with ``archive`` the symbol fails
-(exit 1) and nothing is written for it.
-
-Verified zips wait in ``EXPORT_DIR/.archive_cache/`` until their symbol's
-file is written, so a rerun after Ctrl-C downloads only what is missing (it
-still fetches each ``.CHECKSUM`` and re-verifies the cached zip against it).
+Nothing unverified is used: every zip is streamed to a temp file, its SHA-256 compared with
+the published ``.CHECKSUM``, its structure and rows checked, before a row is written. A refused
+file is named in the log and, with ``auto``, its period taken from REST; with ``archive`` the
+symbol fails (exit 1). Verified zips wait in ``EXPORT_DIR/.archive_cache/`` until their symbol's
+file is written, so a rerun after Ctrl-C downloads only what is missing (re-verified against
+a fresh ``.CHECKSUM``).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -33,9 +24,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import ExitStack
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -117,27 +107,20 @@ class ArchiveTally:
 @dataclass
 class ArchiveBackfillResult:
     report: ExportReport
-    tallies: dict[str, ArchiveTally]
-    source: str
+    tallies: dict[str, ArchiveTally]  # empty if the archive was not used
 
 
-# -- which periods from where ------------------------------------------------------------
 def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_ms: int) -> list[Segment]:
-    """Archive periods, then a REST span, covering open times in [start_ms, end_ms).
-
-    Past months: their monthly file, if the range covers at least
-    ``MONTHLY_MIN_DAYS`` of the month (one download instead of many); other
-    days that are over before ``today_ms`` (this month's, a short head of the
-    range): daily files. Rows outside the range are dropped. The rest: REST.
-    """
+    """Archive periods, then a REST span, covering open times in [start_ms, end_ms): a past month's
+    file if the range covers ``MONTHLY_MIN_DAYS`` of it, else daily files for days over before
+    ``today_ms``; the rest from REST. Rows outside the range are dropped later."""
     if start_ms >= end_ms:
         return []
     if not has_daily_files(interval):
         return [RestSpan(start_ms, end_ms)]
     segments: list[Segment] = []
     t = start_ms
-    archive_end = min(end_ms, today_ms)
-    while t < archive_end:
+    while t < min(end_ms, today_ms):
         month_start, month_end = month_bounds(t)
         if (
             interval != "1s"  # a month of 1s is 2.6 M rows in one frame: days keep memory bounded
@@ -157,96 +140,45 @@ def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_
     return segments
 
 
-# -- the cache folder: verified zips until their symbol is written --------------------------
-class ZipCache:
-    """``EXPORT_DIR/.archive_cache``: ours only by name; a symlink is never followed."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def ensure(self) -> None:
-        if self.folder.is_symlink():
-            raise StorageError(f"{self.folder} is a symbolic link; remove it (the archive cache must be a real folder)")
-        try:
-            self.folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self.folder}: {exc.strerror or exc}; check permissions") from exc
-
-    def path(self, period: ArchivePeriod) -> Path:
-        return self.folder / period.zip_name
-
-    def part(self, period: ArchivePeriod) -> Path:
-        return self.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
-
-    def prune(self, now: float) -> None:
-        """Remove unfinished downloads (we hold the run lock: their writers are gone) and stale zips."""
-        try:
-            entries = list(os.scandir(self.folder))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            match = _CACHE_NAME.fullmatch(entry.name)
-            if match is None or not entry.is_file(follow_symlinks=False):
-                continue
-            if match["part"] or now - entry.stat(follow_symlinks=False).st_mtime > CACHE_MAX_AGE_SECONDS:
-                _unlink(Path(entry.path))
-
-    def release(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            _unlink(path)
-        try:
-            self.folder.rmdir()  # only if empty: other symbols may still be waiting
-        except OSError:
-            pass
-
-
 def _unlink(path: Path) -> None:
     try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+        path.unlink(missing_ok=True)
     except OSError as exc:
         logger.warning("cannot remove %s: %s", path, exc.strerror or exc)
 
 
-# -- downloads on a bounded pool ------------------------------------------------------------
-@dataclass
-class Fetched:
-    """A period after download and verification: a verified zip in the cache, or why not."""
-
-    period: ArchivePeriod
-    path: Path | None = None
-    error: ArchiveError | None = None
-    downloaded: int = 0  # bytes; 0 for a zip kept by an interrupted run
-
-
 class ArchiveFetcher:
-    """Checksum, download (streamed to a temp file), verify, keep: one task per period.
+    """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period,
+    whose future gives the verified zip and the bytes downloaded for it (0: kept by an interrupted run).
+    The ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
+    not two; no byte of the zip is used before the two agree.
 
-    A period's ``.CHECKSUM`` is asked for while its zip streams (a second, small
-    pool), so a period costs one round trip of latency, not two; no byte of the
-    zip is used before the two agree.
+    ``folder`` (``EXPORT_DIR/.archive_cache``) keeps verified zips until their symbol is written;
+    its files are ours only by name, a symlink is never followed. The caller holds the run lock.
     """
 
     def __init__(
-        self,
-        client: ArchiveClient,
-        cache: ZipCache,
-        workers: int,
-        stop_event: threading.Event,
-        progress: ArchiveProgress,
+        self, client: ArchiveClient, folder: Path, workers: int, stop_event: threading.Event, progress: ArchiveProgress
     ) -> None:
-        self.client = client
-        self.cache = cache
-        self.stop_event = stop_event
-        self.progress = progress
+        self.client, self.folder, self.stop_event, self.progress = client, folder, stop_event, progress
+        if folder.is_symlink():
+            raise StorageError(f"{folder} is a symbolic link; remove it (the archive cache must be a real folder)")
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}; check permissions") from exc
+        for entry in os.scandir(folder):  # unfinished downloads (their writers are gone) and stale zips
+            match = _CACHE_NAME.fullmatch(entry.name)
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if match["part"] or time.time() - entry.stat(follow_symlinks=False).st_mtime > CACHE_MAX_AGE_SECONDS:
+                _unlink(Path(entry.path))
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive")
         self._checksums = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="checksum")
         self._lock = threading.Lock()
         self._failures = 0
-        self._unreachable = False
 
-    def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[Fetched]]:
+    def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[tuple[Path, int]]]:
         self.progress.planned(len(periods))
         return {period: self._pool.submit(self._fetch, period) for period in periods}
 
@@ -254,53 +186,49 @@ class ArchiveFetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._checksums.shutdown(wait=True, cancel_futures=True)
 
-    def _fetch(self, period: ArchivePeriod) -> Fetched:
+    def release(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            _unlink(path)
+        with suppress(OSError):
+            self.folder.rmdir()  # only if empty: other symbols may still be waiting
+
+    def _fetch(self, period: ArchivePeriod) -> tuple[Path, int]:
         try:
             if self.stop_event.is_set():
                 raise DownloadStopped(period, "stopped on request")
-            if self._unreachable:
+            if self._failures >= UNREACHABLE_AFTER:
                 raise ArchiveSkipped(period, f"not tried: {self.client.base_url} was unreachable earlier in this run")
             checksum = self._checksums.submit(self.client.checksum, period)
-            return self._fetch_verified(period, checksum)
-        except ArchiveError as exc:
-            self._count_failure(exc)
-            return Fetched(period, error=exc)
+            try:
+                return self._fetch_verified(period, checksum)
+            except OSError as exc:
+                reason = f"cannot keep the download in {self.folder}: {exc.strerror or exc}"
+                raise ArchiveError(period, reason) from exc
+        except ArchiveSkipped:
+            raise
+        except ArchiveUnavailable as exc:
+            # After a few transport failures, stop asking: an unreachable archive (a proxy, a
+            # blocked host) would otherwise cost every period its retries and a warning.
+            with self._lock:
+                self._failures += 1
+                given_up = self._failures == UNREACHABLE_AFTER
+            if given_up:
+                logger.warning(
+                    "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST "
+                    "API; check BINANCE_ARCHIVE_URL and the network",
+                    *(self.client.base_url, UNREACHABLE_AFTER, exc.reason),
+                )
+            raise
         finally:
             self.progress.period_done()
 
-    def _count_failure(self, exc: ArchiveError) -> None:
-        """After a few transport failures, stop asking: an unreachable archive (a proxy, a
-        blocked host) would otherwise cost every period its retries and a warning."""
-        if type(exc) is not ArchiveUnavailable:
-            return
-        with self._lock:
-            self._failures += 1
-            if self._failures < UNREACHABLE_AFTER or self._unreachable:
-                return
-            self._unreachable = True
-        logger.warning(
-            "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST API; "
-            "check BINANCE_ARCHIVE_URL and the network",
-            self.client.base_url,
-            UNREACHABLE_AFTER,
-            exc.reason,
-        )
-
-    def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> Fetched:
-        target = self.cache.path(period)
-        try:
-            if target.is_file() and not target.is_symlink():  # left by an interrupted run
-                with open(target, "rb") as handle:
-                    if sha256_of(handle) == checksum.result():
-                        return Fetched(period, target)
-            return self._download(period, target, checksum)
-        except OSError as exc:
-            raise ArchiveError(
-                period, f"cannot keep the download in {self.cache.folder}: {exc.strerror or exc}"
-            ) from exc
-
-    def _download(self, period: ArchivePeriod, target: Path, checksum: Future[str | None]) -> Fetched:
-        part = self.cache.part(period)
+    def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> tuple[Path, int]:
+        target = self.folder / period.zip_name
+        if target.is_file() and not target.is_symlink():  # left by an interrupted run
+            with open(target, "rb") as handle:
+                if sha256_of(handle) == checksum.result():
+                    return target, 0
+        part = self.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
             with open(part, "wb") as handle:
                 actual = self.client.download(
@@ -313,20 +241,17 @@ class ArchiveFetcher:
             with open(part, "rb") as handle:
                 check_zip(handle, period)
             os.replace(part, target)
-            return Fetched(period, target, downloaded=target.stat().st_size)
+            return target, target.stat().st_size
         finally:
             _unlink(part)  # gone already after the rename; a failed or stopped download's bytes go
 
 
-# -- the source: the archive where it can, REST (journaled) for the rest --------------------------
 class ArchiveSource:
     """Candles from verified archive files; what the archive lacks from ``rest`` (REST pages
     kept in resume journals). ``strict`` (``--source archive``): a refused file fails the symbol."""
 
     def __init__(self, fetcher: ArchiveFetcher, rest: JournalSource, *, strict: bool) -> None:
-        self.fetcher = fetcher
-        self.rest = rest
-        self.strict = strict
+        self.fetcher, self.rest, self.strict = fetcher, rest, strict
         self.stop_event = fetcher.stop_event
         self.tallies: dict[str, ArchiveTally] = {}
 
@@ -336,7 +261,7 @@ class ArchiveSource:
         return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
-        self.fetcher.cache.release(self.tallies[symbol].cached)  # the zips have served their purpose
+        self.fetcher.release(self.tallies[symbol].cached)  # the zips have served their purpose
         self.rest.written(symbol, interval)
 
     def _range(
@@ -348,65 +273,50 @@ class ArchiveSource:
         today_ms = day_bounds(export.server_time_ms)[0]
         segments = plan_segments(export.symbol, history.interval, start_ms, end_ms, today_ms)
         futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
-        pending: RestSpan | None = None
-        for segment in segments:
-            if isinstance(segment, RestSpan):
-                resolved: Iterable[tuple[RestSpan, pa.Table | None]] = [(segment, None)]
+        resolved = itertools.chain.from_iterable(
+            [(s, None)] if isinstance(s, RestSpan) else self._use(export, s, futures[s], start_ms, end_ms)
+            for s in segments
+        )
+        # The spans are contiguous: a run of them without archive candles is one REST range.
+        for from_rest, group in itertools.groupby(resolved, key=lambda pair: pair[1] is None):
+            if from_rest:
+                spans = [span for span, _ in group]
+                yield from self.rest.pages(history, export, spans[0].start_ms, spans[-1].end_ms - 1)
             else:
-                resolved = self._use(export, self._wait(futures[segment]), start_ms, end_ms)
-            for span, frame in resolved:
-                if frame is None:
-                    adjacent = pending is not None and pending.end_ms == span.start_ms
-                    pending = RestSpan(pending.start_ms, span.end_ms) if pending and adjacent else span
-                    continue
-                if pending is not None:
-                    yield from self.rest.pages(history, export, pending.start_ms, pending.end_ms - 1)
-                    pending = None
-                if len(frame):
-                    yield frame
-        if pending is not None:
-            yield from self.rest.pages(history, export, pending.start_ms, pending.end_ms - 1)
+                yield from (frame for _, frame in group if frame is not None and len(frame))
 
     def _use(
-        self, export: SymbolExport, fetched: Fetched, start_ms: int, end_ms: int
+        self, export: SymbolExport, period: ArchivePeriod, fetched: Future[tuple[Path, int]], start_ms: int, end_ms: int
     ) -> Iterator[tuple[RestSpan, pa.Table | None]]:
-        """A period's (span, candles), or (span, None) to take it from REST."""
-        period = fetched.period
+        """A period's (span, its candles inside the span, closed on the exchange's clock); (span, None): take REST."""
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
-        if isinstance(fetched.error, DownloadStopped) or self.stop_event.is_set():
-            raise StopRequested(f"{export.symbol}: stopped on request")
-        if not isinstance(fetched.error, ArchiveNotPublished):
-            yield span, self._verified_frame(export, fetched, span)
-        elif period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
-            # A month that ended lately may not be out yet (monthly files come days
-            # later), while its days are; an older missing month has no data at all.
-            days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
-            for future in days.values():
-                yield from self._use(export, self._wait(future), start_ms, end_ms)
-        else:
-            yield span, None
-
-    def _verified_frame(self, export: SymbolExport, fetched: Fetched, span: RestSpan) -> pa.Table | None:
-        """The period's candles inside ``span`` (closed on the exchange's clock); None: take REST."""
         tally = self.tallies[export.symbol]
         try:
-            if fetched.error is not None:
-                raise fetched.error
-            assert fetched.path is not None
-            tally.cached.append(fetched.path)
-            with open(fetched.path, "rb") as handle:
-                frame = read_period_frame(handle, fetched.period)
-        except ArchiveError as exc:
+            path, downloaded = self._wait(fetched)
+            tally.cached.append(path)
+            with open(path, "rb") as handle:
+                frame = read_period_frame(handle, period)
+        except ArchiveNotPublished:
+            if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
+                # A month that ended lately may not be out yet (monthly files come days
+                # later), while its days are; an older missing month has no data at all.
+                days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
+                for day, future in days.items():
+                    yield from self._use(export, day, future, start_ms, end_ms)
+            else:
+                yield span, None
+            return
+        except (ArchiveError, OSError) as exc:
+            if isinstance(exc, OSError):
+                exc = ArchiveError(period, f"cannot read the kept zip: {exc.strerror}")
             self._refuse(export.symbol, exc)
-            return None
-        except OSError as exc:
-            self._refuse(export.symbol, ArchiveError(fetched.period, f"cannot read the kept zip: {exc.strerror}"))
-            return None
+            yield span, None
+            return
         frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
         tally.archive_files += 1
-        tally.downloaded_bytes += fetched.downloaded
+        tally.downloaded_bytes += downloaded
         tally.archive_rows += len(frame)
-        return frame
+        yield span, frame
 
     def _refuse(self, symbol: str, exc: ArchiveError) -> None:
         """auto: name the file in the log and take its period from REST; archive: fail the symbol."""
@@ -421,18 +331,17 @@ class ArchiveSource:
         logger.warning("%s: %s; taking that period from the REST API instead", symbol, exc)
         self.tallies[symbol].refused.append(f"{exc.period.zip_name}: {exc.reason}")
 
-    def _wait(self, future: Future[Fetched]) -> Fetched:
-        while True:
-            try:
-                return future.result(timeout=_WAIT_SLICE)
-            except FutureTimeout:
-                if self.stop_event.is_set():
-                    raise StopRequested("stopped on request") from None
+    def _wait(self, future: Future[tuple[Path, int]]) -> tuple[Path, int]:
+        """The future's result, or StopRequested as soon as a stop is requested."""
+        while not wait([future], timeout=_WAIT_SLICE).done and not self.stop_event.is_set():
+            pass
+        if self.stop_event.is_set() or isinstance(future.exception(), DownloadStopped):
+            raise StopRequested("stopped on request")
+        return future.result()
 
 
 def usable_source(settings: Settings, source: str) -> str:
-    """The source a backfill of this market can use: the archive reader knows the spot
-    layout only, so ``archive`` is refused off spot (SettingsError) and ``auto`` means REST."""
+    """The archive reader knows the spot layout only: off spot ``archive`` is refused, ``auto`` means REST."""
     if settings.market == SPOT or source == "rest":
         return source
     if source == "archive":
@@ -454,19 +363,14 @@ def archive_backfill(
     on_candles: Callable[[int], None] | None = None,
     window: tuple[int, int] | None = None,
 ) -> ArchiveBackfillResult:
-    """The backfill of ``export_historical_data.py``: the export pass over a long window, under
-    the run lock, with ``--source auto|archive|rest``; ``window``: explicit open times
-    [start, end) (``--start``/``--end``) instead of the look-back.
-
-    Every file is validated as it is written (``FileManager.write_export``), so a bad answer
-    fails its symbol and never sits in the folder as data.
-    """
+    """The backfill of ``export_historical_data.py``: the export pass over a long window (or
+    ``window``, open times [start, end)) under the run lock. Every file is validated as it is
+    written, so a bad answer fails its symbol and never sits in the folder as data."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     stop_event = stop_event or threading.Event()
     source = usable_source(settings, source)
-    # One interval per backfill (KLINE_INTERVAL, --interval, or the first of KLINE_INTERVALS):
-    # a year of candles is a long run, chosen per interval.
+    # One interval per backfill: a year of candles is a long run, chosen per interval.
     settings = replace(settings, kline_intervals=(settings.kline_interval,))
     folder = ExportFolder(settings.export_dir)
     files = FileManager.from_settings(settings)
@@ -481,13 +385,9 @@ def archive_backfill(
                 settings.kline_interval,
             )
         elif source != "rest":
-            cache = ZipCache(folder.archive_cache)
-            cache.ensure()  # under the run lock: nobody else is writing it
-            cache.prune(time.time())
             archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
-            fetcher = ArchiveFetcher(
-                archive, cache, settings.workers, stop_event, progress or ArchiveProgress(enabled=False)
-            )
+            progress = progress or ArchiveProgress(enabled=False)
+            fetcher = ArchiveFetcher(archive, folder.archive_cache, settings.workers, stop_event, progress)
             stack.callback(fetcher.close)
             candles = ArchiveSource(fetcher, journals, strict=source == "archive")
         job = ExportJob(
@@ -504,4 +404,4 @@ def archive_backfill(
     for outcome in report.failed if stop_event.is_set() else []:
         outcome.error_kind = "stopped"
         outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
-    return ArchiveBackfillResult(report, candles.tallies if isinstance(candles, ArchiveSource) else {}, source)
+    return ArchiveBackfillResult(report, candles.tallies if isinstance(candles, ArchiveSource) else {})

@@ -1,20 +1,7 @@
-"""Backfill: closed klines over a long look-back into one file per symbol.
+"""Backfill: closed klines over a long look-back (or ``--start``/``--end``) into one file per symbol.
 
-    python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h
-    python export_historical_data.py --symbols BTCUSDT --start 2024-01-01 --end 2024-07-01 --interval 1h
-
-It runs the same export pass as a scheduler cycle (incremental, atomic,
-validated), under the same run lock. ``--source auto`` (the default) takes
-whole past months and days from the exchange's bulk archive
-(``BINANCE_ARCHIVE_URL``, every zip verified against its ``.CHECKSUM``) and the
-rest from the REST API; ``archive`` fails instead of falling back when an
-archive file is refused; ``rest`` uses the REST API only. All three write the
-same bytes. ``--start``/``--end`` give an explicit UTC range instead of
-``--days`` (``crypto_data_export.backfill.backfill_range``): the file holds the closed candles that
-open in [start, end), and it replaces and removes no other file. Ctrl-C
-stops within seconds; a rerun resumes. ``HistoricalDataExporter``, the guide's
-class that turns exchange answers into closed-candle frames, lives in
-``crypto_data_export.exchange.history`` and is importable from here.
+The same export pass as a scheduler cycle, under the same run lock; ``--help`` gives examples, the
+sources, the range rules and the exit codes. The guide's ``HistoricalDataExporter`` is importable from here.
 """
 
 from __future__ import annotations
@@ -25,16 +12,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from crypto_data_export.backfill.archive_backfill import (
-    SOURCES,
-    ArchiveBackfillResult,
-    archive_backfill,
-    usable_source,
-)
+from crypto_data_export.backfill.archive_backfill import SOURCES, ArchiveBackfillResult, archive_backfill, usable_source
 from crypto_data_export.backfill.backfill_range import (
     BackfillRange,
     days_in_force,
@@ -81,15 +64,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", help="first open time, UTC date or ISO time (instead of --days)")
     parser.add_argument("--end", help="end of the range, exclusive (default: now, the last closed candle)")
     parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
-    parser.add_argument(
-        "--output", help="folder for the CSVs (default: EXPORT_DIR/backfill, out of the scheduler's retention)"
-    )
+    parser.add_argument("--output", help="folder (default: EXPORT_DIR/backfill, out of the scheduler's retention)")
     parser.add_argument("--format", help="file format: csv or parquet (default: EXPORT_FORMAT, else csv)")
     parser.add_argument(
-        "--source",
-        choices=SOURCES,
-        default="auto",
-        help="where closed candles come from: auto (archive + REST, default), archive (strict), rest",
+        "--source", choices=SOURCES, default="auto", help="auto (archive + REST), archive (strict), rest"
     )
     return parser.parse_args(argv)
 
@@ -129,9 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
-    """Where the backfill writes: ``--output``, else ``EXPORT_DIR/backfill``. Never ``EXPORT_DIR``
-    itself: the scheduler keeps only ``MAX_FILES_PER_SYMBOL`` files of ``EXPORT_LOOKBACK_DAYS``
-    there, so its next cycle would replace a year of candles with two days."""
+    """``--output``, else ``EXPORT_DIR/backfill``; never ``EXPORT_DIR``, whose retention would cut a year to days."""
     if output is None:
         return replace(settings, export_dir=ExportFolder(scheduler_folder).backfill)
     if Path(output).resolve() == scheduler_folder.resolve():
@@ -152,33 +128,26 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
-    progress = CandleProgress(_expected_candles(settings, window), len(settings.symbols), enabled=True)
-    downloads = ArchiveProgress(enabled=source != "rest")
-    try:
-        result = archive_backfill(
-            settings,
-            source,
-            stop_event=stop_event,
-            on_symbol_done=progress.symbol_done,
-            progress=downloads,
-            on_candles=progress.candles,
-            window=None if window is None else (window.start_ms, window.end_ms),
-        )
-    finally:
-        downloads.close()
-        progress.close()
+    length = fixed_length_ms(settings.kline_interval)  # None for months: the bar's total is unknown
+    span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
+    expected = None if length is None else len(settings.symbols) * int(span_ms // length)
+    span = None if window is None else (window.start_ms, window.end_ms)
+    with closing(CandleProgress(expected, len(settings.symbols), enabled=True)) as progress:
+        with closing(ArchiveProgress(enabled=source != "rest")) as downloads:
+            result = archive_backfill(
+                settings,
+                source,
+                stop_event=stop_event,
+                on_symbol_done=progress.symbol_done,
+                progress=downloads,
+                on_candles=progress.candles,
+                window=span,
+            )
     _print_outcomes(result)
     if stop_event.is_set():
         print("stopped on request; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED if received[:1] == [signal.SIGINT] else EXIT_FAILED
     return EXIT_OK if result.report.ok else EXIT_FAILED
-
-
-def _expected_candles(settings: Settings, window: BackfillRange | None = None) -> int | None:
-    """Candles in the window for every symbol: the bar's total (None for months: unknown length)."""
-    length = fixed_length_ms(settings.kline_interval)
-    span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
-    return None if length is None else len(settings.symbols) * int(span_ms // length)
 
 
 def _print_outcomes(result: ArchiveBackfillResult) -> None:
@@ -188,7 +157,7 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
             continue
         line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
         tally = result.tallies.get(outcome.symbol)
-        if tally is not None and result.source != "rest":
+        if tally is not None:
             line += (
                 f" ({tally.archive_rows} from {tally.archive_files} archive files, "
                 f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"

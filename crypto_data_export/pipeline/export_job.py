@@ -1,21 +1,12 @@
-"""One export pass over many series: fetch on a bounded pool, write atomically.
+"""One export pass over many series (symbol x interval): fetch on a bounded pool, write atomically.
 
-A series is (market, symbol, interval): with ``KLINE_INTERVALS=1h,4h`` every
-symbol is two series, exported by the same pool under the same client and
-weight limiter (one budget), each into its own files.
-
-Every symbol is independent: one that fails (unknown, delisted, the
-exchange failing for it, candles that fail validation or would move the
-window backwards) is recorded with its reason and the others go on; its
-previous file is left exactly as it was.
-Only a 418 ban stops the pass, because every further request would extend
-the ban. The pool is small and shares one rate limiter (see
-``crypto_data_export.exchange.limiter``), so latency is hidden without exceeding the budget.
+The series share one client and weight limiter (one budget). Each is independent: one that
+fails is recorded with its reason, its previous file left as it was, and the others go on.
+Only a 418 ban stops the pass: every further request would extend the ban.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -50,30 +41,26 @@ from crypto_data_export.store.validation import FileValidation
 logger = logging.getLogger(__name__)
 
 
+_ERROR_KINDS: tuple[tuple[str, type[Exception] | tuple[type[Exception], ...]], ...] = (
+    ("stopped", (StopRequested, ScanStopped)),
+    ("older_data", OlderDataError),
+    ("invalid_data", InvalidDataError),
+    ("banned", IPBannedError),
+    ("unknown_symbol", UnknownSymbolError),
+    ("no_data", NoDataError),
+    ("storage", StorageError),
+    ("exchange", ExchangeError),
+)
+
+
 def error_kind(exc: BaseException) -> str:
     """A stable short name for the status report."""
-    for kind, cls in (
-        ("stopped", StopRequested),
-        ("stopped", ScanStopped),
-        ("older_data", OlderDataError),
-        ("invalid_data", InvalidDataError),
-        ("banned", IPBannedError),
-        ("unknown_symbol", UnknownSymbolError),
-        ("no_data", NoDataError),
-        ("storage", StorageError),
-        ("exchange", ExchangeError),
-    ):
-        if isinstance(exc, cls):
-            return kind
-    return "internal"
+    return next((kind for kind, cls in _ERROR_KINDS if isinstance(exc, cls)), "internal")
 
 
 class ExportJob:
     """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
-
-    ``window``: a backfill's explicit open times [start, end) (``--start``/``--end``) instead of
-    the look-back; ``on_candles`` is told the number of candles of each chunk written (a progress bar).
-    """
+    ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar."""
 
     def __init__(
         self,
@@ -87,28 +74,21 @@ class ExportJob:
         on_candles: Callable[[int], None] | None = None,
         window: tuple[int, int] | None = None,
     ) -> None:
-        self.settings = settings
-        self.files = file_manager
+        self.settings, self.files = settings, file_manager
         self.client = client or ExchangeClient.from_settings(settings)
         # One exporter per interval, all on the one client (one weight budget).
+        ahead_ms = int(settings.max_ahead_hours * 3_600_000)
         self.exporters = {
-            interval: HistoricalDataExporter(
-                self.client,
-                interval,
-                settings.lookback_days,
-                max_ahead_of_local_ms=int(settings.max_ahead_hours * 3_600_000),
-            )
-            for interval in settings.kline_intervals
+            i: HistoricalDataExporter(self.client, i, settings.lookback_days, max_ahead_of_local_ms=ahead_ms)
+            for i in settings.kline_intervals
         }
         self.source: CandleSource = source or RestPages()
         self.stop_event = stop_event or threading.Event()
         # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
-        self.on_candles = on_candles
-        self.window = window
+        self.on_candles, self.on_symbol_done, self.window = on_candles, on_symbol_done, window
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.stop_event = self.stop_event
-        self.on_symbol_done = on_symbol_done
         self._limits_loaded = False
 
     def series_key(self, symbol: str, interval: str) -> str:
@@ -122,13 +102,6 @@ class ExportJob:
         # The client lives as long as the loop: this pass's share is the difference of its counters.
         stats = self.client.stats
         before = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
-        report = self._run(symbols, dry_run, lookback_days)
-        after = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
-        spent = [a - b for a, b in zip(after, before, strict=True)]
-        report.calls, report.weight, report.rate_limited, report.banned_answers = spent
-        return report
-
-    def _run(self, symbols: Sequence[str], dry_run: bool, lookback_days: float | None) -> ExportReport:
         report = ExportReport(dry_run=dry_run)
         started = time.monotonic()
         try:
@@ -145,34 +118,34 @@ class ExportJob:
             self._run_pool(report, symbols, dry_run, lookback_days)
             report.stopped = self.stop_event.is_set()
         report.seconds = time.monotonic() - started
+        after = (stats.requests, stats.weight, stats.rate_limited, stats.banned)
+        spent = [a - b for a, b in zip(after, before, strict=True)]
+        report.calls, report.weight, report.rate_limited, report.banned_answers = spent
         return report
 
     def adopt_exchange_info(self, info: Mapping[str, Any]) -> None:
-        """Take the rate limits from an exchangeInfo answer already fetched this cycle (a symbol
-        universe's full one), so the pass does not ask for exchangeInfo again."""
-        limit = self.client.load_rate_limits(info=info)
-        if not self._limits_loaded:
-            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
-        self._limits_loaded = True
+        """Take the rate limits from this cycle's exchangeInfo answer (a symbol universe's), not asking again."""
+        self._limits(self.client.load_rate_limits(info=info))
 
     def _prepare(self, symbols: Sequence[str]) -> int:
-        """Server time (for closed candles and our minute windows) and the weight budget:
-        on the first pass both from one exchangeInfo answer, later from /time alone."""
+        """Server time and the weight budget: on the first pass both from one exchangeInfo answer, later /time alone."""
         if self._limits_loaded:
             return self.client.sync_clock()
         server_ms, limit = self.client.sync_clock_and_limits(symbols[0] if symbols else None)
-        logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
-        self._limits_loaded = True
+        self._limits(limit)
         return server_ms
+
+    def _limits(self, limit: int) -> None:
+        if not self._limits_loaded:
+            logger.info("exchange %s: weight budget %d per minute", self.client.base_url, limit)
+        self._limits_loaded = True
 
     def _run_pool(self, report: ExportReport, symbols: Sequence[str], dry_run: bool, lookback: float | None) -> None:
         series = self.series(symbols)
         workers = max(1, min(self.settings.workers, len(series)))
         with self.files.listed_once(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            run = functools.partial(
-                self._export_one, server_ms=report.server_time_ms, dry_run=dry_run, lookback=lookback
-            )
-            for future in as_completed([pool.submit(run, symbol, interval) for symbol, interval in series]):
+            args = (report.server_time_ms, dry_run, lookback)
+            for future in as_completed([pool.submit(self._export_one, s, i, *args) for s, i in series]):
                 outcome = future.result()
                 report.outcomes[outcome.key] = outcome
                 if outcome.error_kind == "banned" and report.banned_until is None:
@@ -183,7 +156,7 @@ class ExportJob:
         report.outcomes = {k: report.outcomes[k] for k in keys if k in report.outcomes}
 
     def _export_one(
-        self, symbol: str, interval: str, *, server_ms: int | None, dry_run: bool, lookback: float | None
+        self, symbol: str, interval: str, server_ms: int | None, dry_run: bool, lookback: float | None
     ) -> SymbolOutcome:
         started = time.monotonic()
         name = self.series_key(symbol, interval)
@@ -221,11 +194,8 @@ class ExportJob:
         lookback: float | None,
         ledger: CleanupResult,
     ) -> SymbolOutcome:
-        files, exporter, name = (
-            self.files.for_interval(interval),
-            self.exporters[interval],
-            self.series_key(symbol, interval),
-        )
+        files, exporter = self.files.for_interval(interval), self.exporters[interval]
+        name = self.series_key(symbol, interval)
         previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
         export = exporter.plan(
             symbol,
@@ -248,20 +218,16 @@ class ExportJob:
             path = files.export_path(symbol)
             planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
             pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
+            of = f" of {previous.file.name}" if previous else ""
             logger.info(
                 "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
-                name,
-                export.reused_rows,
-                f" of {previous.file.name}" if previous else "",
-                ms_to_iso(export.requested_from_ms),
-                path.name,
+                *(name, export.reused_rows, of, ms_to_iso(export.requested_from_ms), path.name),
             )
             return SymbolOutcome(
                 symbol, True, path=str(path), reused_rows=export.reused_rows, cleanup=pruned, verdict=planned
             )
-        path, verdict = files.write_export(
-            symbol, self._counted(self.source.chunks(exporter, export)), replacing=replacing
-        )
+        chunks = self._counted(self.source.chunks(exporter, export))
+        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
         self.source.written(symbol, interval)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
@@ -271,18 +237,9 @@ class ExportJob:
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),
         )
+        learnt = {k: getattr(export, k) for k in ("fetched_rows", "calls", "empty_from_ms", "data_from_ms")}
         return SymbolOutcome(
-            symbol,
-            True,
-            path=str(path),
-            rows=verdict.rows,
-            reused_rows=export.reused_rows,
-            fetched_rows=export.fetched_rows,
-            empty_from_ms=export.empty_from_ms,
-            data_from_ms=export.data_from_ms,
-            calls=export.calls,
-            cleanup=pruned,
-            verdict=verdict,
+            symbol, True, str(path), verdict.rows, export.reused_rows, cleanup=pruned, verdict=verdict, **learnt
         )
 
     def _counted(self, chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:

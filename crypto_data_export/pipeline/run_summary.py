@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,6 @@ class SymbolOutcome:
     market: str | None = None
     key: str = ""
 
-    def __post_init__(self) -> None:
-        self.key = self.key or self.symbol
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cleanup", "verdict")}
-
 
 @dataclass
 class ExportReport:
@@ -79,32 +73,24 @@ class ExportReport:
 
     @property
     def written(self) -> dict[Path, FileValidation]:
-        """The files this pass wrote, with the verdicts given as they were written: the cycle's
-        closing scan need not read them back (400 files are a few hundred ms of parsing).
-        In a dry run: the files it would write (they exist only in the plan)."""
+        """The files written (in a dry run: planned) with their verdicts: the closing scan need not read them back."""
         return {Path(o.path): o.verdict for o in self.outcomes.values() if o.ok and o.path and o.verdict is not None}
 
     @property
     def cleanup(self) -> CleanupResult:
-        """Everything the symbols' exports removed or quarantined, as one result."""
+        """What the symbols' exports removed or quarantined (in a dry run: would have)."""
         return merge_cleanups((o.cleanup for o in self.outcomes.values()), dry_run=self.dry_run)
 
     @property
     def gone(self) -> set[Path]:
-        """The files the symbols' exports removed or quarantined (in a dry run: would have)."""
         cleanup = self.cleanup
         return {*cleanup.removed, *(path for path, _ in cleanup.quarantined)}
 
 
 @dataclass
 class CycleReport:
-    """Everything one run did, for the CLI summary and the tests.
-
-    ``cleanup`` is the cleanup pass after the export; ``files_changed`` adds
-    what the export itself removed (each symbol's prune right after its
-    write) and quarantined (invalid files met on the way): the run's whole
-    effect on the folder, which is what summaries count.
-    """
+    """Everything one run did. ``cleanup`` is the cleanup pass after the export; ``files_changed``
+    adds what the export itself removed and quarantined: the run's whole effect on the folder."""
 
     export: ExportReport | None = None
     cleanup: CleanupResult | None = None
@@ -120,7 +106,6 @@ class CycleReport:
 
     @property
     def files_changed(self) -> CleanupResult | None:
-        """Every removal and quarantine of the run (or, in a dry run, that it would do)."""
         parts = [self.export.cleanup if self.export is not None else None, self.cleanup]
         if all(part is None for part in parts):
             return None
@@ -128,12 +113,8 @@ class CycleReport:
 
     @property
     def result(self) -> str:
-        """One word for the run: ``ok`` only if every symbol was exported and nothing was quarantined.
-
-        ``partial``: some symbols failed; ``failed``: all did (or the export
-        was skipped); ``quarantined``: every symbol exported but files were
-        found invalid and moved aside; ``stopped``: a stop request ended it.
-        """
+        """One word for the run: ``ok`` only if every symbol was exported and nothing was quarantined;
+        ``partial``: some symbols failed, ``failed``: all did, ``stopped``: a stop request ended it."""
         if self.skipped_reason is not None:
             return "skipped"
         exp = self.export
@@ -152,13 +133,9 @@ class CycleReport:
 
     @property
     def exit_code(self) -> int:
-        if self.export is not None and not self.export.ok and not self.export.stopped:
-            return EXIT_FAILED
-        if self.export is not None and self.export.banned_until is not None:
-            return EXIT_FAILED
-        if self.skipped_reason is not None or self.universe_error is not None:
-            return EXIT_FAILED
-        changed = self.files_changed
-        if changed is not None and changed.errors:
-            return EXIT_FAILED  # e.g. a corrupt file that could not be quarantined is still there
-        return EXIT_OK
+        exp, changed = self.export, self.files_changed
+        export_failed = exp is not None and (exp.banned_until is not None or bool(exp.failed) and not exp.stopped)
+        # changed.errors: e.g. a corrupt file that could not be quarantined is still there
+        unclean = changed is not None and bool(changed.errors)
+        failed = export_failed or unclean or self.skipped_reason is not None or self.universe_error is not None
+        return EXIT_FAILED if failed else EXIT_OK
