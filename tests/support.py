@@ -8,6 +8,7 @@ environment removed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -16,12 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import schedule
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
 from crypto_data_export.core.candles import merge_candles
@@ -467,3 +470,35 @@ def with_value(candles: Any, row: int, column: str, value: Any) -> Any:
     index = candles.schema.get_field_index(column)
     kind = candles.schema.field(column).type if not isinstance(value, str) else pa.string()
     return candles.set_column(index, column, pa.array(values, kind))
+
+
+# The scheduler loop's fake clocks (tests/scheduler/test_loop.py, tests/reliability).
+LOOP_START = dt.datetime(2026, 3, 10, 10, 17, 30)  # local time, as schedule plans
+
+
+class Clocks:
+    """A monotonic and a wall clock (epoch seconds), moved together unless the wall is stepped."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.mono, self.wall = 1000.0, LOOP_START.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += seconds
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.wall)
+
+
+def schedule_reads(monkeypatch: pytest.MonkeyPatch, clocks: Clocks) -> None:
+    """Give schedule the fake wall clock: it reads ``datetime.datetime.now()`` of its module."""
+
+    class FakeDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return dt.datetime.fromtimestamp(clocks.wall, tz)
+
+    monkeypatch.setattr(schedule, "datetime", types.SimpleNamespace(**{**vars(dt), "datetime": FakeDatetime}))

@@ -372,7 +372,7 @@ def test_the_loop_keeps_its_period_when_the_wall_clock_steps_back(tmp_path, sand
     """The real loop and real cycles against the sandbox; each cycle steps the wall clock back a day."""
     from crypto_data_export.scheduler.manager import ScheduledDataManager
     from crypto_data_export.settings.settings import load_settings
-    from tests.cycle.test_loop import Clocks, schedule_reads
+    from tests.support import Clocks, schedule_reads
 
     folder = tmp_path / "exports"
     settings = load_settings(

@@ -9,36 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import types
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import schedule
 
 from crypto_data_export.scheduler.loop import MAX_WAIT_SECONDS, CycleLoop
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import Settings
+from tests.support import LOOP_START as START
+from tests.support import Clocks, schedule_reads
 
 DAY = 86400.0
-START = dt.datetime(2026, 3, 10, 10, 17, 30)  # local time, as schedule plans
-
-
-class Clocks:
-    """A monotonic and a wall clock (epoch seconds), moved together unless the wall is stepped."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.mono, self.wall = 1000.0, START.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.wall)
 
 
 class FakeStop(threading.Event):
@@ -55,17 +37,6 @@ class FakeStop(threading.Event):
         if not self.is_set():
             self.clocks.advance(timeout)
         return self.is_set()
-
-
-def schedule_reads(monkeypatch: pytest.MonkeyPatch, clocks: Clocks) -> None:
-    """Give schedule the fake wall clock: it reads ``datetime.datetime.now()`` of its module."""
-
-    class FakeDatetime(dt.datetime):
-        @classmethod
-        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
-            return dt.datetime.fromtimestamp(clocks.wall, tz)
-
-    monkeypatch.setattr(schedule, "datetime", types.SimpleNamespace(**{**vars(dt), "datetime": FakeDatetime}))
 
 
 @pytest.fixture
