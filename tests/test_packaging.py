@@ -3,6 +3,7 @@ dependencies, and nothing built is tracked."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -70,10 +71,16 @@ def test_every_guide_script_has_a_console_command() -> None:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install .`` of the checkout into a folder of its own (no dependencies: the test's
     interpreter has them), as a user installs it: a real build of the package, not the checkout."""
+    source = tmp_path_factory.mktemp("source")  # a copy: the build leaves its build/ folder there
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "crypto_data_export", source / "crypto_data_export", ignore=shutil.ignore_patterns("__pycache__")
+    )
     target = tmp_path_factory.mktemp("installed")
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--disable-pip-version-check", "--target", str(target), str(REPO)],
+        + ["--disable-pip-version-check", "--target", str(target), str(source)],
         capture_output=True,
         text=True,
         check=False,
