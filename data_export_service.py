@@ -1,8 +1,6 @@
-"""Run the scheduler in the background: start, stop, status, restart, systemd unit.
+"""Run the scheduler in the background: start, stop, status, restart, systemd unit
 
-The guide's entry point; the code is ``crypto_data_export.commands.service_cmd``, also installed
-as the console command ``data-export-service``.
-"""
+Code: ``crypto_data_export.commands.service_cmd``; console command ``data-export-service``."""
 
 from crypto_data_export.commands.service_cmd import DataExportService, main, parse_args, run
 

@@ -1,8 +1,6 @@
-"""Backfill: closed klines over a long look-back into one file per symbol.
+"""Backfill: closed klines over a long look-back into one file per symbol
 
-The guide's entry point; the code is ``crypto_data_export.commands.backfill_cmd``, also installed
-as the console command ``export-historical-data``.
-"""
+Code: ``crypto_data_export.commands.backfill_cmd``; console command ``export-historical-data``."""
 
 from crypto_data_export.commands.backfill_cmd import HistoricalDataExporter, main, run
 

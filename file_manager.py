@@ -1,8 +1,6 @@
-"""File management of the export folder, by hand: validate, find duplicates, clean up.
+"""File management of the export folder, by hand: validate, find duplicates, clean up
 
-The guide's entry point; the code is ``crypto_data_export.commands.files_cmd``, also installed
-as the console command ``file-manager``.
-"""
+Code: ``crypto_data_export.commands.files_cmd``; console command ``file-manager``."""
 
 from crypto_data_export.commands.files_cmd import FileManager, main, run
 

@@ -1,8 +1,6 @@
-"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health.
+"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health
 
-The guide's entry point; the code is ``crypto_data_export.commands.manager_cmd``, also installed
-as the console command ``scheduled-data-manager``.
-"""
+Code: ``crypto_data_export.commands.manager_cmd``; console command ``scheduled-data-manager``."""
 
 from crypto_data_export.commands.manager_cmd import ScheduledDataManager, main, run
 
