@@ -1,4 +1,4 @@
-"""An offline tour of the whole system, on the built-in sandbox exchange
+"""An offline tour of the whole system, on the built-in sandbox exchange.
 
 Code: ``crypto_data_export.commands.demo_cmd``; console command ``demo-scheduled-system``."""
 

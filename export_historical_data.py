@@ -1,4 +1,4 @@
-"""Backfill: closed klines over a long look-back into one file per symbol
+"""Backfill: closed klines over a long look-back into one file per symbol.
 
 Code: ``crypto_data_export.commands.backfill_cmd``; console command ``export-historical-data``."""
 

@@ -1,4 +1,4 @@
-"""File management of the export folder, by hand: validate, find duplicates, clean up
+"""File management of the export folder, by hand: validate, find duplicates, clean up.
 
 Code: ``crypto_data_export.commands.files_cmd``; console command ``file-manager``."""
 

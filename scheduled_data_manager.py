@@ -1,4 +1,4 @@
-"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health
+"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health.
 
 Code: ``crypto_data_export.commands.manager_cmd``; console command ``scheduled-data-manager``."""
 
