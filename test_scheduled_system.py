@@ -1,4 +1,4 @@
-"""Installation self-check: is this machine ready to run the exporter?.
+"""Installation self-check: is this machine ready to run the exporter?
 
 Code: ``crypto_data_export.commands.selftest_cmd``; console command ``test-scheduled-system``."""
 
