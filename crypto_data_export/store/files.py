@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
@@ -72,7 +72,6 @@ logger = logging.getLogger(__name__)
 
 TEMP_MAX_AGE = timedelta(hours=1)
 MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
-_MB = 1024 * 1024
 
 
 @dataclass
@@ -550,17 +549,6 @@ class FileManager:
         groups = folder.duplicate_groups()
         wasted = sum(f.size for group in groups for f in group[1:])
         return DuplicateReport([[f.path for f in group] for group in groups], wasted)
-
-    def file_statistics(self, *, scan_result: FolderScan | None = None) -> dict[str, Any]:
-        """Counts and sizes of the valid export files, for the status report."""
-        valid = (scan_result or self.scan()).valid_files()
-        total = sum(f.size for f in valid)
-        return {
-            "total_files": len(valid),
-            "symbols_count": len({f.symbol for f in valid}),
-            "total_size_mb": round(total / _MB, 2),
-            "total_size_gb": round(total / (_MB * 1024), 2),
-        }
 
 
 def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:
