@@ -40,8 +40,6 @@ if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow 
 
 logger = logging.getLogger(__name__)
 
-# Small files are validated together; this bounds the bytes held in memory at once.
-VALIDATION_BATCH_BYTES = 16 << 20
 # A file is held whole only up to this size; beyond it, it is validated chunk by chunk as it streams.
 STREAM_VALIDATION_BYTES = 8 << 20
 
@@ -71,8 +69,6 @@ class StopCheck:
 
 # Asked between files and between chunks of a file: True means stop reading.
 ShouldStop = Callable[[], bool]
-# (bytes, interval, path): what FileFormat.validate_many takes.
-_ValidationInput = tuple[bytes, str, Path]
 
 
 @dataclass
@@ -232,35 +228,21 @@ def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) ->
 
 
 def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
-    """Read each file once; validate small ones in batches, large ones as they stream; ``known``
-    files are not read back; on ``stop`` the files not yet read are marked not checked."""
+    """Read and judge each file once, one at a time; ``known`` files are not read back; on
+    ``stop`` the files not yet read are marked not checked."""
     colliding = {f.path for f in size_colliding(result.files)}
     present: list[ExportFile] = []
-    batch: list[_ValidationInput] = []
-    batch_bytes = 0
     for f in result.files:
         if result.stopped or stop():
             _not_reached(f, result)
             present.append(f)
-            continue
-        want_hash = f.path in colliding
-        if f.path in known:
-            if _known(f, known[f.path], want_hash, result):
+        elif f.path in known:
+            if _known(f, known[f.path], f.path in colliding, result):
                 present.append(f)
-            continue
-        read = _read_one(f, want_hash, result, stop)
-        if read is None:
-            continue
-        f, data = read
-        present.append(f)
-        if data is None:
-            continue
-        batch.append((data, f.interval, f.path))
-        batch_bytes += len(data)
-        if batch_bytes >= VALIDATION_BATCH_BYTES:
-            _validate_batch(batch, result)
-            batch, batch_bytes = [], 0
-    _validate_batch(batch, result)
+        else:
+            read = _read_one(f, f.path in colliding, result, stop)
+            if read is not None:
+                present.append(read)
     result.files = present
 
 
@@ -290,36 +272,21 @@ def _unreadable(f: ExportFile, exc: OSError, result: FolderScan) -> None:
     logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
-def _read_one(
-    f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop
-) -> tuple[ExportFile, bytes | None] | None:
-    """(file, bytes to validate in a batch): bytes None if unreadable, stopped, or
-    already judged as it streamed (a large file); None if it vanished since the listing."""
+def _read_one(f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop) -> ExportFile | None:
+    """Judge (and hash) one file; None if it vanished since the listing."""
     try:
         read = read_once(f.path, f.interval, _format_of(f.path), want_hash=want_hash, stop=stop)
     except FileNotFoundError:
         return None
     except ScanStopped:
         _not_reached(f, result)
-        return f, None
+        return f
     except OSError as exc:
         _unreadable(f, exc, result)
-        return f, None
+        return f
     if read.digest is not None:
         result.hashes[f.path] = read.digest
     if read.size != f.size:  # changed since the listing: trust what was read
         f = ExportFile(f.path, f.symbol, f.interval, f.created, read.size, f.market)
-    if read.data is None:
-        result.validations[f.path] = read.verdict()[0]
-    return f, read.data
-
-
-def _validate_batch(batch: list[_ValidationInput], result: FolderScan) -> None:
-    """Each format judges its own files (CSV shares one parse between many)."""
-    by_format: dict[str, tuple[FileFormat, list[_ValidationInput]]] = {}
-    for item in batch:
-        file_format = _format_of(item[2])
-        by_format.setdefault(file_format.name, (file_format, []))[1].append(item)
-    for file_format, items in by_format.values():
-        for validation in file_format.validate_many(items):
-            result.validations[validation.path] = validation
+    result.validations[f.path] = read.verdict()[0]
+    return f

@@ -123,7 +123,3 @@ class FileFormat(ABC):
     @abstractmethod
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> StreamChecker:
         """A checker for a file too large to hold whole."""
-
-    def validate_many(self, items: Iterable[tuple[bytes, str, Path]]) -> list[FileValidation]:
-        """Judge many small files (data, interval, path); a format may share work between them."""
-        return [self.check_bytes(data, interval, path)[0] for data, interval, path in items]
