@@ -2,10 +2,9 @@
 
 Only regular files directly in the folder with our names (exports, ``our_temp_name``)
 are listed; symlinks are never followed, subfolders never entered. Each file is read
-once: its verdict, and its SHA-256 if its size collides with another's. A file is held
-whole only under ``STREAM_VALIDATION_BYTES``; past that its format's ``stream_checker``
-judges it as it streams, so memory stays
-bounded. A scan of some symbols looks only at their names' prefixes. Once ``stop`` has
+once: its verdict, and its SHA-256 if its size collides with another's, both from the
+same stream fed to its format's ``stream_checker``, so memory stays bounded. A scan of
+some symbols looks only at their names' prefixes. Once ``stop`` has
 been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on
 the way out is whole), files not yet read get a "not checked" verdict (never trusted,
 moved or removed) and the scan returns.
@@ -30,7 +29,6 @@ from crypto_data_export.core.reading import hash_regular_file, iter_chunks, open
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.formats import FileFormat, format_for_name
-from crypto_data_export.store.formats.base import StreamChecker
 from crypto_data_export.store.layout import export_name_prefix
 from crypto_data_export.store.listing import FolderNames, FolderScan, list_ours, size_colliding
 from crypto_data_export.store.validation import FileValidation, cannot_read, not_checked
@@ -39,9 +37,6 @@ if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow 
     import pyarrow as pa
 
 logger = logging.getLogger(__name__)
-
-# A file is held whole only up to this size; beyond it, it is validated chunk by chunk as it streams.
-STREAM_VALIDATION_BYTES = 8 << 20
 
 
 # Once a stop is requested, a scan may go on this long before it gives up on the files left.
@@ -89,48 +84,12 @@ def check_regular_file(
     want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
-    """Validate (and hash) one file in one read by the format its name says (``read_once``)."""
-    read = read_once(path, interval, _format_of(path), want_hash=want_hash, want_candles=want_candles, stop=stop)
-    return FileCheck(*read.verdict(want_candles), read.digest, read.size)
-
-
-@dataclass
-class _Read:
-    """One file read once: its whole bytes if small, else the checker that judged it as it streamed."""
-
-    path: Path
-    interval: str
-    file_format: FileFormat
-    data: bytes | None
-    stream: StreamChecker | None
-    digest: str | None
-    size: int
-
-    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pa.Table | None]:
-        if self.data is not None:
-            return self.file_format.check_bytes(self.data, self.interval, self.path, want_candles=want_candles)
-        assert self.stream is not None
-        return self.stream.finish()
-
-
-def read_once(
-    path: Path,
-    interval: str,
-    file_format: FileFormat,
-    *,
-    want_hash: bool = False,
-    want_candles: bool = False,
-    stop: ShouldStop | None = None,
-) -> _Read:
-    """Read a file once, hashing as it goes; hold it whole only while it stays under
-    ``STREAM_VALIDATION_BYTES`` (it may have grown since listed), past that stream it to the
-    format's checker. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
-    """
+    """Validate (and hash) one file in one read, streamed through the checker of the format
+    its name says. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``."""
     fd, _ = open_regular(path)
     digest = hashlib.sha256() if want_hash else None
     size = 0
-    parts: list[bytes] | None = []
-    stream: StreamChecker | None = None
+    stream = _format_of(path).stream_checker(interval, path, want_candles=want_candles)
     try:
         for chunk in iter_chunks(fd):
             if stop is not None and stop():
@@ -138,21 +97,10 @@ def read_once(
             size += len(chunk)
             if digest is not None:
                 digest.update(chunk)
-            if parts is None:
-                assert stream is not None
-                stream.feed(chunk)
-                continue
-            parts.append(chunk)
-            if size > STREAM_VALIDATION_BYTES:
-                stream = file_format.stream_checker(interval, path, want_candles=want_candles)
-                for part in parts:
-                    stream.feed(part)
-                parts = None
+            stream.feed(chunk)
     finally:
         os.close(fd)
-    data = b"".join(parts) if parts is not None else None
-    hexdigest = digest.hexdigest() if digest is not None else None
-    return _Read(Path(path), interval, file_format, data, stream, hexdigest, size)
+    return FileCheck(*stream.finish(), digest.hexdigest() if digest is not None else None, size)
 
 
 def validate_file(path: Path, interval: str) -> FileValidation:
@@ -275,7 +223,7 @@ def _unreadable(f: ExportFile, exc: OSError, result: FolderScan) -> None:
 def _read_one(f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop) -> ExportFile | None:
     """Judge (and hash) one file; None if it vanished since the listing."""
     try:
-        read = read_once(f.path, f.interval, _format_of(f.path), want_hash=want_hash, stop=stop)
+        read = check_regular_file(f.path, f.interval, want_hash=want_hash, stop=stop)
     except FileNotFoundError:
         return None
     except ScanStopped:
@@ -288,5 +236,5 @@ def _read_one(f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldSt
         result.hashes[f.path] = read.digest
     if read.size != f.size:  # changed since the listing: trust what was read
         f = ExportFile(f.path, f.symbol, f.interval, f.created, read.size, f.market)
-    result.validations[f.path] = read.verdict()[0]
+    result.validations[f.path] = read.validation
     return f

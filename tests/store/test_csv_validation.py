@@ -301,7 +301,6 @@ def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatc
     path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
     path.write_bytes(_boundary_file("unsorted"))
     expected = validate_bytes(path.read_bytes(), "1m", path)
-    monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
     monkeypatch.setattr(csv_format, "BLOCK_BYTES", 500)
     monkeypatch.setattr(CsvFormat, "check_bytes", None)  # the whole-file path must not be taken
     checked = folder_scan.check_regular_file(path, "1m", want_hash=True)
