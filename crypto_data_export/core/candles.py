@@ -80,7 +80,10 @@ def within(candles: pa.Table, start_ms: int, end_ms: int, *, closed_before_ms: i
     keep = (opens >= start_ms) & (opens < end_ms)
     if closed_before_ms is not None:
         keep &= np.asarray(candles.column("close_time").to_numpy(), dtype=np.int64) < closed_before_ms
-    return candles if keep.all() else candles.filter(pa.array(keep))
+    kept = np.flatnonzero(keep)
+    if len(kept) and kept[-1] - kept[0] + 1 == len(kept):  # one run of rows (a sorted file): zero-copy
+        return candles.slice(int(kept[0]), len(kept))
+    return candles.filter(pa.array(keep))
 
 
 def merge_candles(frames: Sequence[pa.Table]) -> pa.Table:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, open_times
+from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
 from crypto_data_export.core.rules import check_candles
@@ -150,7 +150,7 @@ class HistoricalDataExporter:
         asked again (the past does not change), so the steady state stays one request.
         """
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
-        self._check_exchange_clock(now_ms)
+        self._check_clock(self.last_closed_open_ms(now_ms), now_ms, "a time of")  # before any request
         start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
         end_ms = None if window is None else window[1]
         kept = candles_in_window(previous, start_ms, now_ms, end_ms)
@@ -310,21 +310,15 @@ class HistoricalDataExporter:
                 f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) "
                 f"{what}; the symbol is not written"
             )
-        newest = last_open_ms(page)
-        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
-            raise self._clock_error(newest, "a candle that opens at")
+        self._check_clock(last_open_ms(page), last_open_ms(page), "a candle that opens at")
 
-    # -- the exchange's clock against ours ----------------------------------------
-    def _check_exchange_clock(self, server_time_ms: int) -> None:
-        """Refuse before any request when the newest closed candle would open too far ahead of us."""
-        newest = self.last_closed_open_ms(server_time_ms)
-        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
-            raise self._clock_error(server_time_ms, "a time of")
-
-    def _clock_error(self, exchange_ms: int, what: str) -> ClockSkewError:
+    def _check_clock(self, newest_open_ms: int, exchange_ms: int, what: str) -> None:
+        """Refuse a candle opening too far ahead of this machine's clock: one of the two clocks is wrong."""
         local_ms = int(self._local_clock() * 1000)
+        if newest_open_ms <= local_ms + self.max_ahead_of_local_ms:
+            return
         days = (exchange_ms - local_ms) / DAY_MS
-        return ClockSkewError(
+        raise ClockSkewError(
             f"the exchange's clock gives {what} {to_iso(from_ms(exchange_ms))} but this machine's clock "
             f"says {to_iso(from_ms(local_ms))} ({days:.1f} days ahead, more than the "
             f"{self.max_ahead_of_local_ms / 3_600_000:g} h allowed); nothing is written: check the clock "
@@ -334,22 +328,7 @@ class HistoricalDataExporter:
 
 def candles_in_window(previous: pa.Table | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pa.Table:
     """Stored candles still inside the window (opened before ``end_ms`` if given, and
-    closed by the exchange's clock).
-
-    A valid file's candles are strictly increasing, so those are one run of rows: found
-    by bisection and taken as a zero-copy slice.
-    """
-    if previous is None or not len(previous):
+    closed by the exchange's clock)."""
+    if previous is None:
         return empty_candle_frame()
-    opens = open_times(previous)
-    closes = np.asarray(previous.column("close_time").to_numpy(), dtype=np.int64)
-    if not (np.all(np.diff(opens) > 0) and np.all(np.diff(closes) > 0)):  # not from a valid file
-        mask = (opens >= start_ms) & (closes < now_ms) & (opens < (end_ms if end_ms is not None else np.inf))
-        return previous.filter(pa.array(mask))
-    first = int(np.searchsorted(opens, start_ms, side="left"))
-    last = int(np.searchsorted(closes, now_ms, side="left"))  # closes rise with opens
-    if end_ms is not None:
-        last = min(last, int(np.searchsorted(opens, end_ms, side="left")))
-    if last <= first:
-        return empty_candle_frame()
-    return previous.slice(first, last - first)
+    return within(previous, start_ms, np.iinfo(np.int64).max if end_ms is None else end_ms, closed_before_ms=now_ms)
