@@ -37,7 +37,6 @@ import pyarrow.parquet as pq
 from crypto_data_export.core.atomic_io import atomic_output_at
 from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS
 from crypto_data_export.core.errors import InvalidDataError, StorageError
-from crypto_data_export.core.reading import iter_chunks, open_regular
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
@@ -213,66 +212,6 @@ class ParquetStreamCheck:
             self._spool.close()
 
 
-def write_parquet(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
-    """Write candle chunks to ``target`` atomically with pyarrow, only if valid; returns the verdict.
-
-    Each chunk is converted (exact decimals or ``InvalidDataError``) and
-    written in row groups of ``WRITE_ROWS``; the finished temp file is then
-    read back from disk by the same checker that judges files in the folder,
-    ``approve`` sees that verdict, and only then is the file fsynced and
-    renamed (``atomic_output_at``). Any failure leaves nothing under ``target``.
-    """
-    parts = [chunks] if isinstance(chunks, pa.Table) else chunks
-    with atomic_output_at(target) as (handle, temp):
-        assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
-        sink = handle.buffer
-        writer = pq.ParquetWriter(sink, PARQUET_SCHEMA, compression="zstd")
-        try:
-            for chunk in parts:
-                for start in range(0, len(chunk), WRITE_ROWS):
-                    table = _table_of(chunk.slice(start, WRITE_ROWS))
-                    writer.write_table(table, row_group_size=WRITE_ROWS)
-        finally:
-            writer.close()
-        sink.flush()
-        verdict = _verdict_of_written(temp, interval, target)
-        if approve is not None:
-            approve(verdict)
-    return verdict
-
-
-def _verdict_of_written(temp: Path, interval: str, target: Path) -> FileValidation:
-    """The checker's verdict on the temp file as it is on disk; raises InvalidDataError unless valid."""
-    check = ParquetStreamCheck(interval, target)
-    fd, _ = open_regular(temp)
-    try:
-        for piece in iter_chunks(fd):
-            check.feed(piece)
-    finally:
-        os.close(fd)
-    verdict = check.finish()[0]
-    if verdict.valid:
-        return verdict
-    where = ""
-    if verdict.bad_row is not None:
-        opened = pq.read_table(temp, columns=["open_time"]).column(0)[verdict.bad_row - 1].as_py()
-        where = f" at the candle opening {opened.isoformat()}"
-    raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
-
-
-def read_parquet(path: Path) -> pa.Table:
-    """A Parquet export as a candle table, after checking its size and footer (bounded)."""
-    size = os.stat(path).st_size
-    if size > MAX_FILE_BYTES:
-        raise StorageError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold")
-    with open(path, "rb") as source:
-        try:
-            parquet = _open(source)
-        except _Unreadable as problem:
-            raise InvalidDataError(f"{path}: {problem}") from problem
-        return table_to_candles(parquet.read())
-
-
 class ParquetFormat(FileFormat):
     name = "parquet"
     suffix = ".parquet"
@@ -280,11 +219,41 @@ class ParquetFormat(FileFormat):
     def write(
         self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
     ) -> FileValidation:
-        return write_parquet(target, chunks, interval, approve)
+        """Each chunk is converted (exact decimals or ``InvalidDataError``) and written in row
+        groups of ``WRITE_ROWS``; the finished temp file is then read back from disk by the
+        checker that judges files in the folder, ``approve`` sees that verdict, and only then is
+        the file fsynced and renamed (``atomic_output_at``)."""
+        parts = [chunks] if isinstance(chunks, pa.Table) else chunks
+        with atomic_output_at(target) as (handle, temp):
+            assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
+            with pq.ParquetWriter(handle.buffer, PARQUET_SCHEMA, compression="zstd") as writer:
+                for chunk in parts:
+                    for start in range(0, len(chunk), WRITE_ROWS):
+                        writer.write_table(_table_of(chunk.slice(start, WRITE_ROWS)), row_group_size=WRITE_ROWS)
+            handle.buffer.flush()
+            with open(temp, "rb") as written:
+                verdict = judge_parquet(written, interval, target)[0]
+            if not verdict.valid:
+                where = ""
+                if verdict.bad_row is not None:
+                    opened = pq.read_table(temp, columns=["open_time"]).column(0)[verdict.bad_row - 1].as_py()
+                    where = f" at the candle opening {opened.isoformat()}"
+                raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
+            if approve is not None:
+                approve(verdict)
+        return verdict
 
     def read(self, path: Path) -> pa.Table:
-        """Unvalidated (the exporter reuses files only through ``newest_valid_export``) but bounded."""
-        return read_parquet(path)
+        """Unvalidated (the exporter reuses files only through ``newest_valid_export``) but
+        bounded: the size and footer are checked first."""
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            raise StorageError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold")
+        with open(path, "rb") as source:
+            try:
+                return table_to_candles(_open(source).read())
+            except _Unreadable as problem:
+                raise InvalidDataError(f"{path}: {problem}") from problem
 
     def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
         return judge_parquet(io.BytesIO(data), interval, Path(path), want_candles=want_candles)
