@@ -51,7 +51,7 @@ from crypto_data_export.store.layout import (
     parse_export_name,
 )
 from crypto_data_export.store.listing import FolderNames, FolderScan, TempFile, scan_exports
-from crypto_data_export.store.retention import CleanupPlan, RetentionRules, plan_cleanup
+from crypto_data_export.store.retention import RetentionRules, plan_cleanup
 from crypto_data_export.store.scan import (
     ScanStopped,
     StopCheck,
@@ -336,8 +336,23 @@ class FileManager:
             target = self._free_quarantine_name(path.name)
             logger.warning("would quarantine %s: %s", path.name, reason)
             return target
-        self._require_regular(path)
-        self._ensure_quarantine_dir()
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError as exc:
+            raise StorageError(f"cannot stat {path.name}: {exc.strerror or exc}") from exc
+        if not regular:
+            raise StorageError(f"{path.name} is no longer a regular file; left alone")
+        # quarantine/ must be a plain folder: moving data through a planted link would carry it out of the folder.
+        try:
+            os.mkdir(self.quarantine_dir, 0o750)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.quarantine_dir}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(os.lstat(self.quarantine_dir).st_mode):
+            raise StorageError(
+                f"{self.quarantine_dir} is not a plain folder (symlink or file); refusing to move files there"
+            )
         target = self._free_quarantine_name(path.name)
         try:
             os.replace(path, target)
@@ -363,28 +378,6 @@ class FileManager:
         if result is not None:
             result.quarantined.append((path, reason))
             result.reasons[path] = reason
-
-    def _require_regular(self, path: Path) -> os.stat_result:
-        try:
-            info = os.lstat(path)
-        except OSError as exc:
-            raise StorageError(f"cannot stat {path.name}: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(info.st_mode):
-            raise StorageError(f"{path.name} is no longer a regular file; left alone")
-        return info
-
-    def _ensure_quarantine_dir(self) -> None:
-        """Create quarantine/ and refuse it if it is a symlink or a file: moving
-        data through a planted link would carry it out of the folder."""
-        folder = self.quarantine_dir
-        try:
-            os.mkdir(folder, 0o750)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            raise StorageError(f"{folder} is not a plain folder (symlink or file); refusing to move files there")
 
     def _free_quarantine_name(self, name: str) -> Path:
         """The same name, or name.N.csv on a clash: an earlier copy is never overwritten."""
@@ -421,9 +414,17 @@ class FileManager:
         self._quarantine_invalid(folder, dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
         plan = plan_cleanup(folder, self.retention_rules(), self.now())
-        self._warn_stale(plan.stale_symbols)
+        for symbol in plan.stale_symbols:
+            logger.warning(
+                "%s: newest valid file is older than %g days; kept (no fresh export?)", symbol, self.data_retention_days
+            )
         result.stale_symbols = plan.stale_symbols
-        self._carry_out(plan, folder.valid_files(), dry_run, result)
+        for f in folder.valid_files():  # a file that cannot be removed counts as kept
+            if f.path in plan.removals and self._remove(f.path, plan.removals[f.path], dry_run, result):
+                if f.path in plan.duplicates:
+                    result.duplicates_removed.append(f.path)
+            else:
+                result.kept.append(f.path)
         if dry_run:
             result.remaining = on_disk
         else:
@@ -451,23 +452,6 @@ class FileManager:
         # Built per cleanup from the attributes, so a changed setting applies at once.
         series = frozenset((self.market, interval) for interval in self.intervals)
         return RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
-
-    def _warn_stale(self, stale_series: Iterable[str]) -> None:
-        for symbol in stale_series:
-            logger.warning(
-                "%s: newest valid file is older than %g days; kept (no fresh export?)",
-                symbol,
-                self.data_retention_days,
-            )
-
-    def _carry_out(self, plan: CleanupPlan, valid: Sequence[ExportFile], dry_run: bool, result: CleanupResult) -> None:
-        """Remove what the plan says; a file that cannot be removed counts as kept."""
-        for f in valid:
-            if f.path in plan.removals and self._remove(f.path, plan.removals[f.path], dry_run, result):
-                if f.path in plan.duplicates:
-                    result.duplicates_removed.append(f.path)
-            else:
-                result.kept.append(f.path)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
         """Leftovers of a killed writer: a young one may be a running writer's, so it goes only
@@ -497,28 +481,23 @@ class FileManager:
         if not stat.S_ISREG(info.st_mode):
             logger.warning("%s is no longer a regular file; left alone", path.name)
             return False
-        if not dry_run and not self._unlink(path, result):
-            return False
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                self.list_ours(path.name, False)
+                result.vanished.append(path)
+                return False
+            except OSError as exc:
+                result.errors.append(f"cannot remove {path.name}: {exc.strerror or exc}")
+                logger.error("%s", result.errors[-1])
+                return False
+            self.list_ours(path.name, False)
         verb = "would remove" if dry_run else "removed"
         logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
         result.removed.append(path)
         result.reasons[path] = reason
         result.bytes_freed += info.st_size
-        return True
-
-    def _unlink(self, path: Path, result: CleanupResult) -> bool:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            self.list_ours(path.name, False)
-            result.vanished.append(path)
-            return False
-        except OSError as exc:
-            message = f"cannot remove {path.name}: {exc.strerror or exc}"
-            logger.error("%s", message)
-            result.errors.append(message)
-            return False
-        self.list_ours(path.name, False)
         return True
 
     def closes_of(self, names: Mapping[str, str]) -> dict[str, list[float]]:
