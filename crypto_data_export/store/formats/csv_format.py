@@ -211,13 +211,14 @@ def _utc_ms(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.cast(pc.cast(text, _TIME_TYPE), pa.int64())
 
 
-def _int64(text: pa.ChunkedArray) -> pa.ChunkedArray:
-    return text if text.type == pa.int64() else pc.cast(text, pa.int64())
-
-
 def _converted(text: pa.ChunkedArray, column: str, first_row: int, kind: str) -> pa.ChunkedArray:
     """A text column converted by pyarrow; _Refused names the first value it refuses."""
-    convert = _utc_ms if column in TIME_COLUMNS else _int64
+
+    def convert(values: pa.ChunkedArray) -> pa.ChunkedArray:
+        if column in TIME_COLUMNS:
+            return _utc_ms(values)
+        return values if values.type == pa.int64() else pc.cast(values, pa.int64())
+
     try:
         return convert(text)
     except pa.ArrowInvalid:
@@ -360,21 +361,6 @@ def check_stream(pieces: Iterable[bytes], interval: str, path: Path | str, **opt
     return check.finish()
 
 
-def read_csv_candles(path: Path) -> pa.Table:
-    """An export CSV as a candle table (lenient: unvalidated; raises ValueError on a value
-    that does not convert). Read in blocks by pyarrow's streaming reader."""
-    with pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=list(CANDLE_COLUMNS), skip_rows=1, block_size=BLOCK_BYTES),
-        parse_options=_PARSE,
-        convert_options=_TEXT,
-    ) as reader:
-        tables = [text_to_candles(pa.Table.from_batches([batch])) for batch in reader]
-    if not tables:
-        return CANDLE_SCHEMA.empty_table()
-    return pa.concat_tables(tables).combine_chunks()
-
-
 class CsvFormat(FileFormat):
     name = "csv"
     suffix = ".csv"
@@ -385,12 +371,15 @@ class CsvFormat(FileFormat):
         return write_candles(target, chunks, interval, approve)
 
     def read(self, path: Path) -> pa.Table:
-        """Lenient and unvalidated: the exporter itself reads previous files only
-        through ``FileManager.newest_valid_export``, which validates them first."""
+        """Lenient and unvalidated, streamed in blocks (the exporter itself reads previous files
+        only through ``FileManager.newest_valid_export``, which validates them first)."""
+        read = pacsv.ReadOptions(column_names=list(CANDLE_COLUMNS), skip_rows=1, block_size=BLOCK_BYTES)
         try:
-            return read_csv_candles(path)
+            with pacsv.open_csv(path, read_options=read, parse_options=_PARSE, convert_options=_TEXT) as reader:
+                tables = [text_to_candles(pa.Table.from_batches([batch])) for batch in reader]
         except _Refused as refused:
             raise ValueError(f"{path}: {refused.breach}") from None
+        return pa.concat_tables(tables).combine_chunks() if tables else CANDLE_SCHEMA.empty_table()
 
     def read_closes(self, path: Path) -> list[float]:
         """The close column alone, as numbers (a status page reads one per series after every cycle)."""
