@@ -14,7 +14,7 @@ import os
 import stat
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -135,17 +135,26 @@ class FolderScan:
             fresh=self.fresh - gone,
         )
 
-    def hash_size_collisions(self) -> None:
-        """Hash any readable file whose size collides and has no hash yet (its size changed
-        after the listing), so duplicate groups never miss one."""
+    def hash_size_collisions(self, stop: Callable[[], bool] | None = None) -> None:
+        """Hash every readable file whose size collides and has no hash yet (a duplicate
+        report, or a size changed after the listing), so duplicate groups never miss one.
+        A file gone since the listing is dropped; once ``stop`` says so, the rest are unreadable."""
+        gone: set[Path] = set()
         for f in size_colliding(self.files):
-            if f.path not in self.hashes and f.path not in self.unreadable:
-                try:
-                    self.hashes[f.path] = hash_regular_file(f.path)
-                except FileNotFoundError:
-                    pass  # gone since the listing
-                except OSError as exc:
-                    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+            if f.path in self.hashes or f.path in self.unreadable:
+                continue
+            if stop is not None and stop():
+                self.stopped = True
+                self.unreadable.add(f.path)
+                continue
+            try:
+                self.hashes[f.path] = hash_regular_file(f.path)
+            except FileNotFoundError:
+                gone.add(f.path)
+            except OSError as exc:
+                self.unreadable.add(f.path)
+                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+        self.files = [f for f in self.files if f.path not in gone]
 
 
 def size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:

@@ -157,21 +157,7 @@ def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) ->
     """What a duplicate report needs: one listing and the SHA-256 of files whose size collides
     (no verdicts)."""
     result = list_ours(export_dir, None, ("",), None)
-    gone: set[Path] = set()
-    should_stop = StopCheck(stop)
-    for f in size_colliding(result.files):
-        if should_stop():
-            result.stopped = True
-            result.unreadable.add(f.path)
-            continue
-        try:
-            result.hashes[f.path] = hash_regular_file(f.path)
-        except FileNotFoundError:
-            gone.add(f.path)  # since the listing
-        except OSError as exc:
-            result.unreadable.add(f.path)
-            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-    result.files = [f for f in result.files if f.path not in gone]
+    result.hash_size_collisions(StopCheck(stop))
     return result
 
 
