@@ -361,17 +361,3 @@ def test_time_text_is_utc_in_whole_milliseconds_or_refused_naming_the_row(odd: s
             read_block(block)
     else:
         assert read_block(block)["open_time"].to_pylist() == [BTC_FIRST_OPEN, BTC_FIRST_OPEN, expected]
-
-
-def test_csv_times_from_the_cache_equal_numpys_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Times partly cached, partly new, past the cache's limit and past the cached size:
-    always exactly ``format_utc_ms``."""
-    from crypto_data_export.store.formats import csv_format
-
-    monkeypatch.setattr(csv_format, "_TIME_TEXTS", {})
-    monkeypatch.setattr(csv_format, "_CACHE_LIMIT", 50)
-    rng = np.random.default_rng(5)
-    for size in (1, 48, 100, 1000, csv_format._CACHED_TIMES + 1):
-        values = BTC_FIRST_OPEN + rng.integers(0, 80, size) * HOUR_MS + rng.choice([0, HOUR_MS - 1, 999], size)
-        assert csv_format.utc_texts(values) == format_utc_ms(values).tolist()
-        assert csv_format.utc_texts(values) == format_utc_ms(values).tolist()  # now (partly) cached

@@ -45,11 +45,6 @@ LINE_LIMIT = 1 << 20  # no line of ours comes near this
 # Rows formatted as text at once when writing (bounds the text copy of a large chunk).
 WRITE_ROWS = 50_000
 UTC_SUFFIXES = ("+00:00", "Z")
-# Above this many values times are formatted by numpy, vectorised, not looked up in the cache.
-_CACHED_TIMES = 4096
-# Recent candle times and their text (epoch ms -> CSV time), emptied when it grows past the limit.
-_TIME_TEXTS: dict[int, str] = {}
-_CACHE_LIMIT = 1 << 16
 _TIME_TYPE = pa.timestamp("ms", tz="UTC")
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="none")
 # pyarrow's reader, one thread, 1 MB blocks: measured on a year of 1m (60 MB, 2 busy cores)
@@ -69,29 +64,11 @@ _TYPED = pacsv.ConvertOptions(
 
 
 def csv_lines(candles: pa.Table) -> str:
-    """The candles as CSV rows (no header, LF line ends), the decimals exactly as held.
-
-    A page (a cycle's few dozen rows) is joined in Python, with its times from the cache;
-    a large chunk goes through ``pyarrow.csv.write_csv`` (50 000 rows: 0.09 -> 0.03 s CPU).
-    Neither quotes: a value holding a comma, quote or line break is refused by pyarrow
-    (``quoting_style="none"``) or comes out as a broken row that the checker every written
-    byte goes through refuses, so such a file is never published.
-    """
+    """The candles as CSV rows (no header, LF line ends), the decimals exactly as held, times
+    as UTC text, through ``pyarrow.csv.write_csv``. It does not quote: a value holding a comma,
+    quote or line break is refused (``quoting_style="none"``), so such a file is never published."""
     if candles.num_rows == 0:
         return ""
-    if candles.num_rows > _CACHED_TIMES:
-        return _arrow_lines(candles)
-    columns: list[list[Any]] = []
-    for column in CANDLE_COLUMNS:
-        values = candles.column(column)
-        if column in TIME_COLUMNS:
-            columns.append(utc_texts(np.asarray(values.to_numpy(), dtype="int64")))
-        else:  # text as held (trades as their decimal text)
-            columns.append(pc.cast(values, pa.string()).to_pylist())
-    return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
-
-
-def _arrow_lines(candles: pa.Table) -> str:
     text = candles.select(list(CANDLE_COLUMNS))
     for column in TIME_COLUMNS:
         times = utc_text(np.asarray(text.column(column).to_numpy(), dtype="int64"))
@@ -102,25 +79,6 @@ def _arrow_lines(candles: pa.Table) -> str:
     except pa.ArrowInvalid as exc:  # a value holding a comma, a quote or a line break
         raise InvalidDataError(f"new candles fail validation ({exc}); nothing was written") from exc
     return sink.getvalue().to_pybytes().decode("utf-8")
-
-
-def utc_texts(values: np.ndarray) -> list[str]:
-    """``format_utc_ms`` as a list, through a cache of recent times: every symbol of a cycle
-    has the same candle times, so most are formatted once per run; the ones not cached are
-    formatted together, in one vectorised call (a backfill's times are all new)."""
-    if len(values) > _CACHED_TIMES:
-        return list(format_utc_ms(values).tolist())
-    cache = _TIME_TEXTS
-    times: list[int] = values.tolist()
-    found = [cache.get(ms) for ms in times]
-    missing = [ms for ms, text in zip(times, found, strict=True) if text is None]
-    if not missing:
-        return [text for text in found if text is not None]
-    fresh = dict(zip(missing, format_utc_ms(np.array(missing, dtype="int64")).tolist(), strict=True))
-    if len(cache) > _CACHE_LIMIT:
-        cache.clear()  # shared by threads: whole-dict operations only, no lookup after a check
-    cache.update(fresh)
-    return [text if text is not None else fresh[ms] for ms, text in zip(times, found, strict=True)]
 
 
 def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
