@@ -234,22 +234,24 @@ class HistoricalDataExporter:
         on_rows: RowsSink | None = None,
     ) -> Iterator[pa.Table]:
         """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
-        each checked against the window (``check_page``); at most ``_max_pages`` of them.
+        each checked against the window (``check_page``); at most the pages the window needs plus ``PAGE_SLACK``.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
         last_closed = self.last_closed_open_ms(server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
-        max_pages = self._max_pages(start_ms, last_closed)
+        max_pages = -(-self._expected_candles(start_ms, last_closed) // self.page_limit) + PAGE_SLACK
         cursor = start_ms
         pages = 0
         while cursor <= last_closed:
-            self._check_stop(symbol, pages)
+            if self.client.stop_event is not None and self.client.stop_event.is_set():
+                raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
             if pages >= max_pages:
                 raise BadResponseError(
                     f"the exchange's {self.interval} pages did not end after {max_pages} pages, "
                     f"the most the window from {ms_to_iso(start_ms)} to {ms_to_iso(last_closed)} can need; refused"
                 )
-            limit = self._page_size(cursor, last_closed)
+            # Exactly the candles still missing (one small call in steady state).
+            limit = max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
             rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
             pages += 1
             if tally is not None:
@@ -265,10 +267,6 @@ class HistoricalDataExporter:
             if len(rows) < limit:
                 return
 
-    def _page_size(self, cursor: int, last_closed: int) -> int:
-        """Ask for exactly the candles still missing (one small call in steady state)."""
-        return max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
-
     def _expected_candles(self, start_ms: int, last_closed: int) -> int:
         """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
         if last_closed < start_ms:
@@ -277,15 +275,6 @@ class HistoricalDataExporter:
         if length is None:
             return (last_closed - start_ms) // _SHORTEST_MONTH_MS + 1
         return (last_closed - start_ms) // length + 1
-
-    def _max_pages(self, start_ms: int, last_closed: int) -> int:
-        expected = self._expected_candles(start_ms, last_closed)
-        return -(-expected // self.page_limit) + PAGE_SLACK
-
-    def _check_stop(self, symbol: str, pages: int) -> None:
-        stop = self.client.stop_event
-        if stop is not None and stop.is_set():
-            raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
 
     def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
         """The rule book inside the window asked for, and no candle from the future."""

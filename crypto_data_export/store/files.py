@@ -413,7 +413,10 @@ class FileManager:
         result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
         self._quarantine_invalid(folder, dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
-        plan = plan_cleanup(folder, self.retention_rules(), self.now())
+        # Built per cleanup from the attributes, so a changed setting applies at once.
+        series = frozenset((self.market, interval) for interval in self.intervals)
+        rules = RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
+        plan = plan_cleanup(folder, rules, self.now())
         for symbol in plan.stale_symbols:
             logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)", symbol, self.data_retention_days
@@ -447,11 +450,6 @@ class FileManager:
         enough after each write: ``written`` (the file just written, or in a dry run the one
         the real run would write) and ``judged`` are not read again."""
         return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
-
-    def retention_rules(self) -> RetentionRules:
-        # Built per cleanup from the attributes, so a changed setting applies at once.
-        series = frozenset((self.market, interval) for interval in self.intervals)
-        return RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
         """Leftovers of a killed writer: a young one may be a running writer's, so it goes only

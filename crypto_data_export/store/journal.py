@@ -101,7 +101,9 @@ class PageJournal:
         rows_text = json.dumps(rows, separators=(",", ":"))
         record = json.dumps({"sha256": _digest(rows_text), "rows": rows_text}, separators=(",", ":"))
         try:
-            self._ensure_folder()
+            if self.folder.is_symlink():
+                raise StorageError(f"{self.folder} is a symbolic link; remove it (resume journals need a real folder)")
+            self.folder.mkdir(exist_ok=True)
             new = not self.path.exists()
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(self.path, flags, 0o640)
@@ -128,11 +130,6 @@ class PageJournal:
             pass
         except OSError as exc:
             logger.warning("cannot remove %s: %s", self.path, exc.strerror or exc)
-
-    def _ensure_folder(self) -> None:
-        if self.folder.is_symlink():
-            raise StorageError(f"{self.folder} is a symbolic link; remove it (resume journals need a real folder)")
-        self.folder.mkdir(exist_ok=True)
 
 
 class PartialFolder:
