@@ -82,15 +82,8 @@ def csv_lines(candles: pa.Table) -> str:
 
 
 def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
-    """Write candle chunks to ``target`` atomically, only if they are valid; returns the verdict.
-
-    Chunks are written as they come (a long backfill never sits whole in memory),
-    a large one ``WRITE_ROWS`` rows at a time. Every byte written is also fed to
-    ``CsvCheck``, the checker that judges files on disk, so the verdict is the one a
-    scan would give this file. The file only appears (by rename) once every chunk is
-    on disk, the verdict is valid and ``approve`` accepted it; otherwise the temp
-    file is removed and ``InvalidDataError`` names the first bad candle.
-    """
+    """``FileFormat.write`` for CSV: chunks are written as they come, ``WRITE_ROWS`` rows at a
+    time, and every byte is fed to ``CsvCheck`` (the checker of files on disk) on its way."""
     parts = [chunks] if isinstance(chunks, pa.Table) else chunks
     check = CsvCheck(interval, target, block_bytes=WRITE_CHECK_BYTES)
     with atomic_output_at(target) as (handle, _):
@@ -226,7 +219,14 @@ class CsvCheck:
         if not piece:
             return
         self._content = self._content or bool(piece.strip())  # (stays True after the first text)
-        self._check_bytes(piece)
+        # UTF-8 and NUL over every byte fed, even past a verdict: they outrank the rows.
+        if self._utf8_error is None and not piece.isascii():
+            try:
+                self._utf8.decode(piece)
+            except UnicodeDecodeError as exc:
+                self._utf8_error = self._offset + exc.start
+        self._offset += len(piece)
+        self._nul = self._nul or b"\x00" in piece
         if self._head is not None:
             self._head += piece
             newline = self._head.find(b"\n")
@@ -260,16 +260,6 @@ class CsvCheck:
             self._open_line = bool(rest)
             self._pending, self._pending_bytes = [], 0
 
-    def _check_bytes(self, piece: bytes) -> None:
-        """UTF-8 and NUL over every byte fed, even past a verdict: they outrank the rows."""
-        if self._utf8_error is None and not piece.isascii():
-            try:
-                self._utf8.decode(piece)
-            except UnicodeDecodeError as exc:
-                self._utf8_error = self._offset + exc.start
-        self._offset += len(piece)
-        self._nul = self._nul or b"\x00" in piece
-
     def _header(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").removesuffix("\r")
         if text != CSV_HEADER:
@@ -296,19 +286,16 @@ class CsvCheck:
             block = b"".join(self._pending)
             self._block(block if block.endswith(b"\n") else block + b"\n")
         self._pending, self._pending_bytes = [], 0
-        problem = self._whole_file_problem()
+        problem = self._problem
+        if not self._content:
+            problem = "no candles (empty file)"
+        elif self._utf8_error is not None:
+            problem = f"not UTF-8 text (byte {self._utf8_error})"
+        elif self._nul and not (problem or "").startswith("wrong header"):
+            problem = "contains NUL bytes (binary data)"
         if problem is not None:
             return FileValidation(self.path, False, problem), None
         return self.blocks.verdict(rows=self.blocks.rows + self._lines_after + int(self._open_line))
-
-    def _whole_file_problem(self) -> str | None:
-        if not self._content:
-            return "no candles (empty file)"
-        if self._utf8_error is not None:
-            return f"not UTF-8 text (byte {self._utf8_error})"
-        if self._problem is not None and self._problem.startswith("wrong header"):
-            return self._problem
-        return "contains NUL bytes (binary data)" if self._nul else self._problem
 
 
 def check_stream(pieces: Iterable[bytes], interval: str, path: Path | str, **options: Any) -> Verdict:
