@@ -80,6 +80,16 @@ def shown(value: object) -> str:
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
 
+def column_problem(kind: str, names: list[str]) -> str | None:
+    """Name the first column that differs from ``CANDLE_COLUMNS``: more useful than two long lines."""
+    for number, (have, want) in enumerate(zip(names, CANDLE_COLUMNS, strict=False), start=1):
+        if have != want:
+            return f"wrong {kind}: column {number} is {shown(have)}, expected {want!r}"
+    if len(names) != len(CANDLE_COLUMNS):
+        return f"wrong {kind}: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({','.join(CANDLE_COLUMNS)})"
+    return None
+
+
 def _time(ms: int) -> str:
     return str(format_utc_ms(np.array([ms]))[0])
 

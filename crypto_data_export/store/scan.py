@@ -31,7 +31,7 @@ from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.formats import FileFormat, format_for_name
 from crypto_data_export.store.layout import export_name_prefix
 from crypto_data_export.store.listing import FolderNames, FolderScan, list_ours, size_colliding
-from crypto_data_export.store.validation import FileValidation, cannot_read, not_checked
+from crypto_data_export.store.validation import NOT_CHECKED, FileValidation, cannot_read
 
 if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow for it
     import pyarrow as pa
@@ -183,7 +183,7 @@ def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: Sh
 def _not_reached(f: ExportFile, result: FolderScan) -> None:
     result.stopped = True
     result.unreadable.add(f.path)
-    result.validations[f.path] = not_checked(f.path)
+    result.validations[f.path] = FileValidation(f.path, False, NOT_CHECKED)
 
 
 def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan) -> bool:

@@ -30,7 +30,7 @@ from crypto_data_export.core.candles import (
     utc_text,
 )
 from crypto_data_export.core.errors import InvalidDataError
-from crypto_data_export.core.rules import Breach, shown
+from crypto_data_export.core.rules import Breach, column_problem, shown
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
@@ -115,15 +115,6 @@ class _Refused(Exception):
     def __init__(self, breach: Breach) -> None:
         super().__init__(str(breach))
         self.breach = breach
-
-
-def _header_problem(line: str) -> str:
-    """Name the first column that differs: more useful than two long lines."""
-    found = line.split(",")
-    for number, (have, want) in enumerate(zip(found, CANDLE_COLUMNS, strict=False), start=1):
-        if have != want:
-            return f"wrong header: column {number} is {shown(have)}, expected {want!r}"
-    return f"wrong header: {len(found)} columns, expected {len(CANDLE_COLUMNS)} ({CSV_HEADER})"
 
 
 def _zero_copy(block: memoryview | bytes) -> IO[bytes]:
@@ -263,7 +254,7 @@ class CsvCheck:
     def _header(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").removesuffix("\r")
         if text != CSV_HEADER:
-            self._problem = _header_problem(text)
+            self._problem = column_problem("header", text.split(","))
 
     def _block(self, block: memoryview | bytes) -> None:
         """Judge whole lines: the CSV text layer, then the rule book."""

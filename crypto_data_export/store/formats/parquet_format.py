@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from crypto_data_export.core.atomic_io import atomic_output_at
 from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS
 from crypto_data_export.core.errors import InvalidDataError, StorageError
+from crypto_data_export.core.rules import column_problem
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
@@ -118,12 +119,9 @@ def table_to_candles(table: pa.Table) -> pa.Table:
 
 
 def _schema_problem(schema: pa.Schema) -> str | None:
-    names = list(schema.names)
-    if names != list(CANDLE_COLUMNS):
-        for number, (have, want) in enumerate(zip(names, CANDLE_COLUMNS, strict=False), start=1):
-            if have != want:
-                return f"wrong schema: column {number} is {have[:40]!r}, expected {want!r}"
-        return f"wrong schema: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({','.join(CANDLE_COLUMNS)})"
+    problem = column_problem("schema", list(schema.names))
+    if problem is not None:
+        return problem
     for have_field, want_field in zip(schema, PARQUET_SCHEMA, strict=True):
         if not have_field.type.equals(want_field.type):
             return f"wrong schema: {have_field.name} is {have_field.type}, expected {want_field.type}"
