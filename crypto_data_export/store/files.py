@@ -50,13 +50,12 @@ from crypto_data_export.store.layout import (
     our_temp_name,
     parse_export_name,
 )
-from crypto_data_export.store.listing import FolderNames, FolderScan, TempFile, scan_exports
+from crypto_data_export.store.listing import FolderNames, FolderScan, TempFile, list_ours, scan_exports
 from crypto_data_export.store.retention import RetentionRules, plan_cleanup
 from crypto_data_export.store.scan import (
     ScanStopped,
     StopCheck,
     check_regular_file,
-    scan_duplicates,
     scan_folder,
     validate_file,
     writer_gone,
@@ -518,11 +517,8 @@ class FileManager:
     def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
         """Identical export files (size first, then SHA-256), newest first per group; without a
         scan, only files whose size collides are read (hashed, not parsed)."""
-        if scan_result is None:
-            folder = scan_duplicates(self.export_dir, stop=self.stop_event)
-        else:
-            folder = scan_result
-            folder.hash_size_collisions()
+        folder = scan_result or list_ours(self.export_dir, None, ("",), None)
+        folder.hash_size_collisions(StopCheck(self.stop_event))
         groups = folder.duplicate_groups()
         wasted = sum(f.size for group in groups for f in group[1:])
         return DuplicateReport([[f.path for f in group] for group in groups], wasted)

@@ -153,14 +153,6 @@ def scan_folder(
     return result
 
 
-def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) -> FolderScan:
-    """What a duplicate report needs: one listing and the SHA-256 of files whose size collides
-    (no verdicts)."""
-    result = list_ours(export_dir, None, ("",), None)
-    result.hash_size_collisions(StopCheck(stop))
-    return result
-
-
 def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
     """Read and judge each file once, one at a time; ``known`` files are not read back; on
     ``stop`` the files not yet read are marked not checked."""
