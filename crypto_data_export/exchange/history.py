@@ -1,19 +1,12 @@
 """Historical klines -> candle tables: closed candles only, incremental, paginated.
 
-``HistoricalDataExporter`` turns exchange answers into the candle table of
-``crypto_data_export.core.candles`` (exact decimal strings, int64 ms times). It only ever keeps
-candles whose close time is before the *exchange's* clock, so a skewed local
-clock cannot let an unfinished candle into a file, and it asks only for what
-is missing after the candles it is given from the previous file.
-
-The exchange's pages are trusted within bounds, never silently repaired: a
-page holds at most the rows asked for, every row lies on the interval's grid
-(open and close time) inside the window asked for, strictly after the one
-before, and no candle opens further ahead of *this machine's* clock than
-``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent
-candles). A page that breaks a rule fails the symbol, naming the first bad
-row. Pagination is bounded by the window (expected pages plus slack), and a
-stop request (SIGTERM) ends it between pages.
+Only candles closed by the *exchange's* clock are kept (a skewed local clock cannot let an
+unfinished candle into a file), and only what is missing after the previous file's candles
+is asked for. Pages are trusted within bounds, never repaired: at most the rows asked for,
+the rule book inside the window asked for, and no candle further ahead of *this machine's*
+clock than ``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles).
+Pagination is bounded by the window (expected pages plus slack); a stop request (SIGTERM)
+ends it between pages.
 """
 
 from __future__ import annotations

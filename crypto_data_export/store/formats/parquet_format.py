@@ -1,23 +1,14 @@
 """Parquet: the same columns as the CSV, typed, for pandas, polars and DuckDB.
 
-Types: ``open_time``/``close_time`` are ``timestamp[ms, tz=UTC]``,
-``number_of_trades`` is int64, and every price and volume is
-``decimal128(38, 8)``. Why decimal and not float64: the exchange sends
-decimal strings with (spot) exactly 8 decimals, and the CSV keeps those
-strings byte for byte. float64 cannot promise the same: a quote volume such
-as ``123456789012.12345678`` has 20 significant digits, more than a double
-holds, so its value would silently change. decimal128 with scale 8 keeps
-every such value exactly (30 integer digits of room), reads back as the very
-same 8-decimal string, and pandas, polars and DuckDB all read it (pandas as
-``decimal.Decimal``; ``.astype(float)`` when speed matters more). A value
-with more than 8 decimals cannot be stored exactly, so ``write`` refuses it
-(``InvalidDataError``) instead of rounding.
+Times are ``timestamp[ms, tz=UTC]``, trades int64, prices and volumes ``decimal128(38, 8)``:
+the exchange sends (spot) exactly 8 decimals, and a quote volume such as
+``123456789012.12345678`` has more significant digits than a double holds, so float64 would
+silently change it; decimal128 keeps it exactly and pandas, polars and DuckDB read it. A value
+with more than 8 decimals is refused (``InvalidDataError``), never rounded.
 
-Validation is the one rule book (``core.rules.check_candles``) on each row
-group, read back as the candle table (decimals as their 8-decimal text), so both
-formats obey exactly the same candle rules with the same reasons. Memory stays
-bounded: the bytes of a file fed piece by piece are spooled to a temporary file,
-and the metadata (rows, row-group sizes) is checked before any row group is read.
+Each row group is read back as the candle table and judged by the one rule book. Memory stays
+bounded: fed bytes are spooled to a temporary file, and the metadata (rows, row-group sizes)
+is checked before any row group is read.
 """
 
 from __future__ import annotations
