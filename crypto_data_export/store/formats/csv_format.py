@@ -323,8 +323,5 @@ class CsvFormat(FileFormat):
         closes = pacsv.read_csv(path, convert_options=options).column("close").drop_null()
         return [float(v) for v in closes.to_pylist() if v is not None and v == v]
 
-    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
-        return check_stream([data], interval, path, want_candles=want_candles)
-
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> CsvCheck:
         return CsvCheck(interval, path, want_candles=want_candles)

@@ -244,8 +244,5 @@ class ParquetFormat(FileFormat):
             except _Unreadable as problem:
                 raise InvalidDataError(f"{path}: {problem}") from problem
 
-    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
-        return judge_parquet(io.BytesIO(data), interval, Path(path), want_candles=want_candles)
-
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
         return ParquetStreamCheck(interval, path, want_candles=want_candles)
