@@ -13,7 +13,6 @@ is checked before any row group is read.
 
 from __future__ import annotations
 
-import decimal
 import io
 import os
 import tempfile
@@ -90,12 +89,8 @@ def _first_inexact(chunk: pa.Table, column: str) -> str:
     opens = chunk.column("open_time").to_pylist()
     for opened, value in zip(opens, chunk.column(column).to_pylist(), strict=True):
         try:
-            number = decimal.Decimal(str(value))
-            exponent = number.as_tuple().exponent
-            exact = number.is_finite() and isinstance(exponent, int) and exponent >= -DECIMAL_SCALE
-        except decimal.InvalidOperation:
-            exact = False
-        if not exact:
+            pc.cast(pa.array([value], pa.string()), DECIMAL_TYPE)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             when = datetime.fromtimestamp((opened or 0) / 1000, tz=UTC).isoformat()
             return (
                 f"{column} {str(value)[:40]!r} of the candle opening {when} is not a decimal "
