@@ -28,7 +28,7 @@ from crypto_data_export.core.processes import pid_alive
 from crypto_data_export.core.reading import hash_regular_file, iter_chunks, open_regular
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.store.exports import ExportFile
-from crypto_data_export.store.formats import FileFormat, format_for_name
+from crypto_data_export.store.formats import format_for_name
 from crypto_data_export.store.layout import export_name_prefix
 from crypto_data_export.store.listing import FolderNames, FolderScan, list_ours, size_colliding
 from crypto_data_export.store.validation import NOT_CHECKED, FileValidation, cannot_read
@@ -86,10 +86,13 @@ def check_regular_file(
 ) -> FileCheck:
     """Validate (and hash) one file in one read, streamed through the checker of the format
     its name says. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``."""
-    fd, _ = open_regular(path)
+    file_format = format_for_name(Path(path).name)
+    if file_format is None:
+        raise OSError(f"{Path(path).name} is not an export file of a known format")
+    stream = file_format.stream_checker(interval, path, want_candles=want_candles)
     digest = hashlib.sha256() if want_hash else None
     size = 0
-    stream = _format_of(path).stream_checker(interval, path, want_candles=want_candles)
+    fd, _ = open_regular(path)
     try:
         for chunk in iter_chunks(fd):
             if stop is not None and stop():
@@ -109,13 +112,6 @@ def validate_file(path: Path, interval: str) -> FileValidation:
         return check_regular_file(Path(path), interval).validation
     except OSError as exc:
         return cannot_read(Path(path), exc)
-
-
-def _format_of(path: Path) -> FileFormat:
-    file_format = format_for_name(Path(path).name)
-    if file_format is None:
-        raise OSError(f"{Path(path).name} is not an export file of a known format")
-    return file_format
 
 
 def writer_gone(temp_name: str) -> bool:

@@ -18,14 +18,14 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
-from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS
+from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, INTEGER_COLUMNS, TIME_COLUMNS
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.rules import column_problem
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
@@ -64,15 +64,10 @@ class _Unreadable(Exception):
 def _table_of(chunk: pa.Table) -> pa.Table:
     """A candle table -> an Arrow table of ``PARQUET_SCHEMA``; raises InvalidDataError
     naming the first value that is not an exact decimal with at most 8 decimals."""
-    arrays: list[Any] = []  # one typed Arrow array per column
-    for field in PARQUET_SCHEMA:
-        values = chunk.column(field.name)
-        if field.name in TIME_COLUMNS:
-            arrays.append(pc.cast(values, TIME_TYPE))
-        elif field.name == "number_of_trades":
-            arrays.append(values)
-        else:
-            arrays.append(_decimals(chunk, field.name))
+    arrays = [
+        pc.cast(chunk.column(f.name), f.type) if f.name in INTEGER_COLUMNS else _decimals(chunk, f.name)
+        for f in PARQUET_SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
 
 
