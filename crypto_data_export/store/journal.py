@@ -63,9 +63,6 @@ class PageJournal:
                 lines = handle.read().split("\n")
         except (OSError, UnicodeDecodeError) as exc:
             return self.discard(f"unreadable ({exc})")
-        return self._parse(lines)
-
-    def _parse(self, lines: list[str]) -> list[list[Any]]:
         try:
             if json.loads(lines[0]) != self.header():
                 return self.discard("written for another symbol, interval or range")

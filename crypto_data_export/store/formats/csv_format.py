@@ -176,12 +176,9 @@ def _converted(text: pa.ChunkedArray, column: str, first_row: int, kind: str) ->
 
 def text_to_candles(text: pa.Table, first_row: int = 1) -> pa.Table:
     """Rows read as text -> the candle table; _Refused at the first value the CSV layer refuses."""
-    columns: dict[str, Any] = {c: text.column(c) for c in CANDLE_COLUMNS}
-    for column in TIME_COLUMNS:
-        columns[column] = _converted(columns[column], column, first_row, "a UTC time in whole milliseconds")
-    trades = "number_of_trades"
-    columns[trades] = _converted(columns[trades], trades, first_row, "an integer")
-    return pa.Table.from_arrays([columns[c] for c in CANDLE_COLUMNS], schema=CANDLE_SCHEMA)
+    kinds = {**dict.fromkeys(TIME_COLUMNS, "a UTC time in whole milliseconds"), "number_of_trades": "an integer"}
+    columns = [_converted(text[c], c, first_row, kinds[c]) if c in kinds else text[c] for c in CANDLE_COLUMNS]
+    return pa.Table.from_arrays(columns, schema=CANDLE_SCHEMA)
 
 
 class CsvCheck:
