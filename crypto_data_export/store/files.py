@@ -288,7 +288,8 @@ class FileManager:
     def validate_all(self, *, dry_run: bool = False, scan_result: FolderScan | None = None) -> list[FileValidation]:
         """Validate every export file; quarantine the invalid ones (not in a dry run)."""
         folder = scan_result or self.scan()
-        self._quarantine_invalid(folder, dry_run, None)
+        for f in folder.invalid_files():
+            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, None)
         return [folder.validations[f.path] for f in folder.files]
 
     def newest_valid_export(
@@ -361,10 +362,6 @@ class FileManager:
         logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
 
-    def _quarantine_invalid(self, folder: FolderScan, dry_run: bool, result: CleanupResult | None) -> None:
-        for f in folder.invalid_files():
-            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
-
     def _try_quarantine(self, path: Path, reason: str, dry_run: bool, result: CleanupResult | None) -> None:
         """Quarantine one file; a failure is logged and recorded, never fatal to the pass."""
         try:
@@ -410,7 +407,8 @@ class FileManager:
         # A dry run judges the folder as the real run would have left it by now.
         folder = on_disk.without(set(gone)).with_planned(_as_export_files(known)) if dry_run else on_disk
         result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
-        self._quarantine_invalid(folder, dry_run, result)
+        for f in folder.invalid_files():
+            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
         # Built per cleanup from the attributes, so a changed setting applies at once.
         series = frozenset((self.market, interval) for interval in self.intervals)
