@@ -131,7 +131,7 @@ STEPS = (
     ),
     ("crypto_data_export.store.files", "FileManager", "scan", "  folder scan (known files not read)"),
     ("crypto_data_export.store.files", "FileManager", "validate_all", "  validations"),
-    ("crypto_data_export.store.files", "FileManager", "file_statistics", "  file statistics"),
+    ("crypto_data_export.report.status_report", None, "recorded_statistics", "  file statistics"),
     ("crypto_data_export.scheduler.manager", None, "build_status_report", "  build the report"),
     ("crypto_data_export.scheduler.manager", None, "write_status_report", "  write status_report.json"),
     (

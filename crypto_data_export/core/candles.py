@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,16 +40,6 @@ DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANDLE_COLUMNS if c not in I
 CANDLE_SCHEMA = pa.schema([(c, pa.int64() if c in INTEGER_COLUMNS else pa.string()) for c in CANDLE_COLUMNS])
 
 Candles = pa.Table  # a table of CANDLE_SCHEMA
-
-
-@dataclass(frozen=True)
-class SeriesId:
-    """What a stored candle belongs to: nothing is reused or merged across two of these."""
-
-    exchange_host: str
-    market: str
-    symbol: str
-    interval: str
 
 
 def candle_frame(columns: Mapping[str, Any]) -> pa.Table:
@@ -91,7 +80,10 @@ def within(candles: pa.Table, start_ms: int, end_ms: int, *, closed_before_ms: i
     keep = (opens >= start_ms) & (opens < end_ms)
     if closed_before_ms is not None:
         keep &= np.asarray(candles.column("close_time").to_numpy(), dtype=np.int64) < closed_before_ms
-    return candles if keep.all() else candles.filter(pa.array(keep))
+    kept = np.flatnonzero(keep)
+    if len(kept) and kept[-1] - kept[0] + 1 == len(kept):  # one run of rows (a sorted file): zero-copy
+        return candles.slice(int(kept[0]), len(kept))
+    return candles.filter(pa.array(keep))
 
 
 def merge_candles(frames: Sequence[pa.Table]) -> pa.Table:

@@ -11,7 +11,7 @@ market (halts, delistings), so they are counted (``gaps``), never a breach.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,16 @@ def gaps(opens: np.ndarray, interval: str, after_ms: int | None = None) -> list[
 def shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
+
+
+def column_problem(kind: str, names: list[str]) -> str | None:
+    """Name the first column that differs from ``CANDLE_COLUMNS``: more useful than two long lines."""
+    for number, (have, want) in enumerate(zip(names, CANDLE_COLUMNS, strict=False), start=1):
+        if have != want:
+            return f"wrong {kind}: column {number} is {shown(have)}, expected {want!r}"
+    if len(names) != len(CANDLE_COLUMNS):
+        return f"wrong {kind}: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({','.join(CANDLE_COLUMNS)})"
+    return None
 
 
 def _time(ms: int) -> str:
@@ -166,8 +176,8 @@ def check_candles(
     # Each rule: a per-row mask and its reason, worded only for the row that is reported.
     rules: list[tuple[str, np.ndarray, Callable[[int], str]]] = [
         ("missing", _missing(candles), missing),
-        ("number", _any(~np.isfinite(v) for v in numbers.values()), not_number),
-        ("negative", _any(v < 0 for v in numbers.values()), negative),
+        ("number", np.logical_or.reduce([~np.isfinite(v) for v in numbers.values()]), not_number),
+        ("negative", np.logical_or.reduce([v < 0 for v in numbers.values()]), negative),
         ("negative", trades < 0, lambda r: f"number_of_trades {int(trades[r])} is not an integer >= 0"),
         (
             "order",
@@ -210,7 +220,3 @@ def check_candles(
     row = int(np.argmax(broken))
     name, describe = next((name, describe) for mask, (name, _, describe) in zip(masks, rules, strict=True) if mask[row])
     return Breach(row + first_row, describe(row), name)
-
-
-def _any(masks: Iterable[np.ndarray]) -> np.ndarray:
-    return np.logical_or.reduce(list(masks))

@@ -1,16 +1,9 @@
 """The exchange's bulk archive (data.binance.vision): layout, downloads, checksums, zip -> candle frame.
 
-Binance publishes the klines of every symbol as one zip per day and per month,
-each with a ``.CHECKSUM`` beside it (``<sha256>  <name>.zip``), on a CDN with
-no request weight. This module knows the URL layout, fetches checksums,
-streams a zip into a binary file object *the caller opened* (this layer never
-touches a file by name), verifies digests and turns a verified zip into the
-candle table of ``crypto_data_export.core.candles`` (read by ``pyarrow.csv``): times as
-int64 ms (the archive switched spot files to microseconds from 2025-01-01), decimals
-as the exact strings in the file, judged by the one rule book inside its period.
-
-Nothing here decides which periods to take or what to do when one is
-refused: the caller (``crypto_data_export.backfill.archive_backfill``) does.
+One zip per symbol, interval and day or month, a ``.CHECKSUM`` (``<sha256>  <name>.zip``)
+beside it, on a CDN with no request weight. A zip is streamed into a binary file object *the
+caller opened* (this layer never touches a file by name). Which periods to take, and what to do
+when one is refused, is the caller's (``crypto_data_export.backfill.archive_backfill``).
 """
 
 from __future__ import annotations
@@ -211,13 +204,9 @@ def check_zip(handle: IO[bytes], period: ArchivePeriod) -> None:
 
 
 def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
-    """The candles of a verified zip as a candle table; ArchiveUnusable if a row is wrong.
-
-    ``pyarrow.csv`` reads the CSV inside (times and trades as int64, every price and volume
-    as the exact string in the file, never a float); times are normalised to ms (16
-    digits = microseconds); the archive's text layer (plain decimals) and then the rule
-    book judge every row inside the period.
-    """
+    """The candles of a verified zip; ArchiveUnusable if a row is wrong. ``pyarrow.csv`` reads
+    it (times and trades int64, decimals as the exact strings, never a float); times become ms
+    (spot files are in µs from 2025); plain decimals, then the rule book inside the period."""
     if fixed_length_ms(period.interval) is None:
         raise ArchiveUnusable(period, f"interval {period.interval} has no fixed length; use the REST API")
     data = _csv_bytes(handle, period)

@@ -1,19 +1,12 @@
 """Historical klines -> candle tables: closed candles only, incremental, paginated.
 
-``HistoricalDataExporter`` turns exchange answers into the candle table of
-``crypto_data_export.core.candles`` (exact decimal strings, int64 ms times). It only ever keeps
-candles whose close time is before the *exchange's* clock, so a skewed local
-clock cannot let an unfinished candle into a file, and it asks only for what
-is missing after the candles it is given from the previous file.
-
-The exchange's pages are trusted within bounds, never silently repaired: a
-page holds at most the rows asked for, every row lies on the interval's grid
-(open and close time) inside the window asked for, strictly after the one
-before, and no candle opens further ahead of *this machine's* clock than
-``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent
-candles). A page that breaks a rule fails the symbol, naming the first bad
-row. Pagination is bounded by the window (expected pages plus slack), and a
-stop request (SIGTERM) ends it between pages.
+Only candles closed by the *exchange's* clock are kept (a skewed local clock cannot let an
+unfinished candle into a file), and only what is missing after the previous file's candles
+is asked for. Pages are trusted within bounds, never repaired: at most the rows asked for,
+the rule book inside the window asked for, and no candle further ahead of *this machine's*
+clock than ``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles).
+Pagination is bounded by the window (expected pages plus slack); a stop request (SIGTERM)
+ends it between pages.
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, open_times
+from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
 from crypto_data_export.core.rules import check_candles
@@ -150,7 +143,7 @@ class HistoricalDataExporter:
         asked again (the past does not change), so the steady state stays one request.
         """
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
-        self._check_exchange_clock(now_ms)
+        self._check_clock(self.last_closed_open_ms(now_ms), now_ms, "a time of")  # before any request
         start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
         end_ms = None if window is None else window[1]
         kept = candles_in_window(previous, start_ms, now_ms, end_ms)
@@ -234,22 +227,24 @@ class HistoricalDataExporter:
         on_rows: RowsSink | None = None,
     ) -> Iterator[pa.Table]:
         """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
-        each checked against the window (``check_page``); at most ``_max_pages`` of them.
+        each checked against the window (``check_page``); at most the pages the window needs plus ``PAGE_SLACK``.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
         last_closed = self.last_closed_open_ms(server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
-        max_pages = self._max_pages(start_ms, last_closed)
+        max_pages = -(-self._expected_candles(start_ms, last_closed) // self.page_limit) + PAGE_SLACK
         cursor = start_ms
         pages = 0
         while cursor <= last_closed:
-            self._check_stop(symbol, pages)
+            if self.client.stop_event is not None and self.client.stop_event.is_set():
+                raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
             if pages >= max_pages:
                 raise BadResponseError(
                     f"the exchange's {self.interval} pages did not end after {max_pages} pages, "
                     f"the most the window from {ms_to_iso(start_ms)} to {ms_to_iso(last_closed)} can need; refused"
                 )
-            limit = self._page_size(cursor, last_closed)
+            # Exactly the candles still missing (one small call in steady state).
+            limit = max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
             rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
             pages += 1
             if tally is not None:
@@ -265,10 +260,6 @@ class HistoricalDataExporter:
             if len(rows) < limit:
                 return
 
-    def _page_size(self, cursor: int, last_closed: int) -> int:
-        """Ask for exactly the candles still missing (one small call in steady state)."""
-        return max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
-
     def _expected_candles(self, start_ms: int, last_closed: int) -> int:
         """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
         if last_closed < start_ms:
@@ -277,15 +268,6 @@ class HistoricalDataExporter:
         if length is None:
             return (last_closed - start_ms) // _SHORTEST_MONTH_MS + 1
         return (last_closed - start_ms) // length + 1
-
-    def _max_pages(self, start_ms: int, last_closed: int) -> int:
-        expected = self._expected_candles(start_ms, last_closed)
-        return -(-expected // self.page_limit) + PAGE_SLACK
-
-    def _check_stop(self, symbol: str, pages: int) -> None:
-        stop = self.client.stop_event
-        if stop is not None and stop.is_set():
-            raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
 
     def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
         """The rule book inside the window asked for, and no candle from the future."""
@@ -310,21 +292,15 @@ class HistoricalDataExporter:
                 f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) "
                 f"{what}; the symbol is not written"
             )
-        newest = last_open_ms(page)
-        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
-            raise self._clock_error(newest, "a candle that opens at")
+        self._check_clock(last_open_ms(page), last_open_ms(page), "a candle that opens at")
 
-    # -- the exchange's clock against ours ----------------------------------------
-    def _check_exchange_clock(self, server_time_ms: int) -> None:
-        """Refuse before any request when the newest closed candle would open too far ahead of us."""
-        newest = self.last_closed_open_ms(server_time_ms)
-        if newest > int(self._local_clock() * 1000) + self.max_ahead_of_local_ms:
-            raise self._clock_error(server_time_ms, "a time of")
-
-    def _clock_error(self, exchange_ms: int, what: str) -> ClockSkewError:
+    def _check_clock(self, newest_open_ms: int, exchange_ms: int, what: str) -> None:
+        """Refuse a candle opening too far ahead of this machine's clock: one of the two clocks is wrong."""
         local_ms = int(self._local_clock() * 1000)
+        if newest_open_ms <= local_ms + self.max_ahead_of_local_ms:
+            return
         days = (exchange_ms - local_ms) / DAY_MS
-        return ClockSkewError(
+        raise ClockSkewError(
             f"the exchange's clock gives {what} {to_iso(from_ms(exchange_ms))} but this machine's clock "
             f"says {to_iso(from_ms(local_ms))} ({days:.1f} days ahead, more than the "
             f"{self.max_ahead_of_local_ms / 3_600_000:g} h allowed); nothing is written: check the clock "
@@ -334,22 +310,7 @@ class HistoricalDataExporter:
 
 def candles_in_window(previous: pa.Table | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pa.Table:
     """Stored candles still inside the window (opened before ``end_ms`` if given, and
-    closed by the exchange's clock).
-
-    A valid file's candles are strictly increasing, so those are one run of rows: found
-    by bisection and taken as a zero-copy slice.
-    """
-    if previous is None or not len(previous):
+    closed by the exchange's clock)."""
+    if previous is None:
         return empty_candle_frame()
-    opens = open_times(previous)
-    closes = np.asarray(previous.column("close_time").to_numpy(), dtype=np.int64)
-    if not (np.all(np.diff(opens) > 0) and np.all(np.diff(closes) > 0)):  # not from a valid file
-        mask = (opens >= start_ms) & (closes < now_ms) & (opens < (end_ms if end_ms is not None else np.inf))
-        return previous.filter(pa.array(mask))
-    first = int(np.searchsorted(opens, start_ms, side="left"))
-    last = int(np.searchsorted(closes, now_ms, side="left"))  # closes rise with opens
-    if end_ms is not None:
-        last = min(last, int(np.searchsorted(opens, end_ms, side="left")))
-    if last <= first:
-        return empty_candle_frame()
-    return previous.slice(first, last - first)
+    return within(previous, start_ms, np.iinfo(np.int64).max if end_ms is None else end_ms, closed_before_ms=now_ms)

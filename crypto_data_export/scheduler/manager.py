@@ -301,7 +301,7 @@ class ScheduledDataManager:
         elif is_folder:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
-            statistics = self.files.file_statistics(scan_result=scan)
+            statistics = status_report.recorded_statistics(scan.files, validations)
         service = self.service_status(state)
         report = status_report.build_status_report(
             self.settings, state, validations, statistics, service, validated_at=validated_at

@@ -13,12 +13,8 @@ from crypto_data_export.store.listing import FolderScan
 def _human_bytes(size: int) -> str:
     if size < 1024:
         return f"{size} B"
-    scaled = float(size)
-    for unit in ("KB", "MB"):
-        scaled /= 1024
-        if scaled < 1024:
-            return f"{scaled:.1f} {unit}"
-    return f"{scaled / 1024:.1f} GB"
+    power = min(3, (size.bit_length() - 1) // 10)  # 1 KB .. GB
+    return f"{size / 1024**power:.1f} {('KB', 'MB', 'GB')[power - 1]}"
 
 
 def _strings(paths: list[Path]) -> list[str]:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
@@ -50,13 +50,12 @@ from crypto_data_export.store.layout import (
     our_temp_name,
     parse_export_name,
 )
-from crypto_data_export.store.listing import FolderNames, FolderScan, TempFile, scan_exports
-from crypto_data_export.store.retention import CleanupPlan, RetentionRules, plan_cleanup
+from crypto_data_export.store.listing import FolderNames, FolderScan, TempFile, list_ours, scan_exports
+from crypto_data_export.store.retention import RetentionRules, plan_cleanup
 from crypto_data_export.store.scan import (
     ScanStopped,
     StopCheck,
     check_regular_file,
-    scan_duplicates,
     scan_folder,
     validate_file,
     writer_gone,
@@ -72,7 +71,6 @@ logger = logging.getLogger(__name__)
 
 TEMP_MAX_AGE = timedelta(hours=1)
 MAX_SPARK_FILE_BYTES = 64 * 1024 * 1024  # a sparkline is not worth reading a bigger file
-_MB = 1024 * 1024
 
 
 @dataclass
@@ -290,7 +288,8 @@ class FileManager:
     def validate_all(self, *, dry_run: bool = False, scan_result: FolderScan | None = None) -> list[FileValidation]:
         """Validate every export file; quarantine the invalid ones (not in a dry run)."""
         folder = scan_result or self.scan()
-        self._quarantine_invalid(folder, dry_run, None)
+        for f in folder.invalid_files():
+            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, None)
         return [folder.validations[f.path] for f in folder.files]
 
     def newest_valid_export(
@@ -337,8 +336,23 @@ class FileManager:
             target = self._free_quarantine_name(path.name)
             logger.warning("would quarantine %s: %s", path.name, reason)
             return target
-        self._require_regular(path)
-        self._ensure_quarantine_dir()
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError as exc:
+            raise StorageError(f"cannot stat {path.name}: {exc.strerror or exc}") from exc
+        if not regular:
+            raise StorageError(f"{path.name} is no longer a regular file; left alone")
+        # quarantine/ must be a plain folder: moving data through a planted link would carry it out of the folder.
+        try:
+            os.mkdir(self.quarantine_dir, 0o750)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.quarantine_dir}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(os.lstat(self.quarantine_dir).st_mode):
+            raise StorageError(
+                f"{self.quarantine_dir} is not a plain folder (symlink or file); refusing to move files there"
+            )
         target = self._free_quarantine_name(path.name)
         try:
             os.replace(path, target)
@@ -347,10 +361,6 @@ class FileManager:
         self.list_ours(path.name, False)
         logger.warning("quarantined %s -> %s/: %s", path.name, QUARANTINE_DIR_NAME, reason)
         return target
-
-    def _quarantine_invalid(self, folder: FolderScan, dry_run: bool, result: CleanupResult | None) -> None:
-        for f in folder.invalid_files():
-            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
 
     def _try_quarantine(self, path: Path, reason: str, dry_run: bool, result: CleanupResult | None) -> None:
         """Quarantine one file; a failure is logged and recorded, never fatal to the pass."""
@@ -364,28 +374,6 @@ class FileManager:
         if result is not None:
             result.quarantined.append((path, reason))
             result.reasons[path] = reason
-
-    def _require_regular(self, path: Path) -> os.stat_result:
-        try:
-            info = os.lstat(path)
-        except OSError as exc:
-            raise StorageError(f"cannot stat {path.name}: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(info.st_mode):
-            raise StorageError(f"{path.name} is no longer a regular file; left alone")
-        return info
-
-    def _ensure_quarantine_dir(self) -> None:
-        """Create quarantine/ and refuse it if it is a symlink or a file: moving
-        data through a planted link would carry it out of the folder."""
-        folder = self.quarantine_dir
-        try:
-            os.mkdir(folder, 0o750)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            raise StorageError(f"{folder} is not a plain folder (symlink or file); refusing to move files there")
 
     def _free_quarantine_name(self, name: str) -> Path:
         """The same name, or name.N.csv on a clash: an earlier copy is never overwritten."""
@@ -419,12 +407,24 @@ class FileManager:
         # A dry run judges the folder as the real run would have left it by now.
         folder = on_disk.without(set(gone)).with_planned(_as_export_files(known)) if dry_run else on_disk
         result = CleanupResult(dry_run=dry_run, stopped=folder.stopped)
-        self._quarantine_invalid(folder, dry_run, result)
+        for f in folder.invalid_files():
+            self._try_quarantine(f.path, folder.validations[f.path].reason or "invalid", dry_run, result)
         self._remove_temp_files(folder.temp_files, dry_run, result)
-        plan = plan_cleanup(folder, self.retention_rules(), self.now())
-        self._warn_stale(plan.stale_symbols)
+        # Built per cleanup from the attributes, so a changed setting applies at once.
+        series = frozenset((self.market, interval) for interval in self.intervals)
+        rules = RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
+        plan = plan_cleanup(folder, rules, self.now())
+        for symbol in plan.stale_symbols:
+            logger.warning(
+                "%s: newest valid file is older than %g days; kept (no fresh export?)", symbol, self.data_retention_days
+            )
         result.stale_symbols = plan.stale_symbols
-        self._carry_out(plan, folder.valid_files(), dry_run, result)
+        for f in folder.valid_files():  # a file that cannot be removed counts as kept
+            if f.path in plan.removals and self._remove(f.path, plan.removals[f.path], dry_run, result):
+                if f.path in plan.duplicates:
+                    result.duplicates_removed.append(f.path)
+            else:
+                result.kept.append(f.path)
         if dry_run:
             result.remaining = on_disk
         else:
@@ -447,28 +447,6 @@ class FileManager:
         enough after each write: ``written`` (the file just written, or in a dry run the one
         the real run would write) and ``judged`` are not read again."""
         return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
-
-    def retention_rules(self) -> RetentionRules:
-        # Built per cleanup from the attributes, so a changed setting applies at once.
-        series = frozenset((self.market, interval) for interval in self.intervals)
-        return RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
-
-    def _warn_stale(self, stale_series: Iterable[str]) -> None:
-        for symbol in stale_series:
-            logger.warning(
-                "%s: newest valid file is older than %g days; kept (no fresh export?)",
-                symbol,
-                self.data_retention_days,
-            )
-
-    def _carry_out(self, plan: CleanupPlan, valid: Sequence[ExportFile], dry_run: bool, result: CleanupResult) -> None:
-        """Remove what the plan says; a file that cannot be removed counts as kept."""
-        for f in valid:
-            if f.path in plan.removals and self._remove(f.path, plan.removals[f.path], dry_run, result):
-                if f.path in plan.duplicates:
-                    result.duplicates_removed.append(f.path)
-            else:
-                result.kept.append(f.path)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
         """Leftovers of a killed writer: a young one may be a running writer's, so it goes only
@@ -498,28 +476,23 @@ class FileManager:
         if not stat.S_ISREG(info.st_mode):
             logger.warning("%s is no longer a regular file; left alone", path.name)
             return False
-        if not dry_run and not self._unlink(path, result):
-            return False
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                self.list_ours(path.name, False)
+                result.vanished.append(path)
+                return False
+            except OSError as exc:
+                result.errors.append(f"cannot remove {path.name}: {exc.strerror or exc}")
+                logger.error("%s", result.errors[-1])
+                return False
+            self.list_ours(path.name, False)
         verb = "would remove" if dry_run else "removed"
         logger.info("%s %s (%d bytes): %s", verb, path.name, info.st_size, reason)
         result.removed.append(path)
         result.reasons[path] = reason
         result.bytes_freed += info.st_size
-        return True
-
-    def _unlink(self, path: Path, result: CleanupResult) -> bool:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            self.list_ours(path.name, False)
-            result.vanished.append(path)
-            return False
-        except OSError as exc:
-            message = f"cannot remove {path.name}: {exc.strerror or exc}"
-            logger.error("%s", message)
-            result.errors.append(message)
-            return False
-        self.list_ours(path.name, False)
         return True
 
     def closes_of(self, names: Mapping[str, str]) -> dict[str, list[float]]:
@@ -542,25 +515,11 @@ class FileManager:
     def find_duplicates(self, *, scan_result: FolderScan | None = None) -> DuplicateReport:
         """Identical export files (size first, then SHA-256), newest first per group; without a
         scan, only files whose size collides are read (hashed, not parsed)."""
-        if scan_result is None:
-            folder = scan_duplicates(self.export_dir, stop=self.stop_event)
-        else:
-            folder = scan_result
-            folder.hash_size_collisions()
+        folder = scan_result or list_ours(self.export_dir, None, ("",), None)
+        folder.hash_size_collisions(StopCheck(self.stop_event))
         groups = folder.duplicate_groups()
         wasted = sum(f.size for group in groups for f in group[1:])
         return DuplicateReport([[f.path for f in group] for group in groups], wasted)
-
-    def file_statistics(self, *, scan_result: FolderScan | None = None) -> dict[str, Any]:
-        """Counts and sizes of the valid export files, for the status report."""
-        valid = (scan_result or self.scan()).valid_files()
-        total = sum(f.size for f in valid)
-        return {
-            "total_files": len(valid),
-            "symbols_count": len({f.symbol for f in valid}),
-            "total_size_mb": round(total / _MB, 2),
-            "total_size_gb": round(total / (_MB * 1024), 2),
-        }
 
 
 def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:

@@ -63,9 +63,6 @@ class PageJournal:
                 lines = handle.read().split("\n")
         except (OSError, UnicodeDecodeError) as exc:
             return self.discard(f"unreadable ({exc})")
-        return self._parse(lines)
-
-    def _parse(self, lines: list[str]) -> list[list[Any]]:
         try:
             if json.loads(lines[0]) != self.header():
                 return self.discard("written for another symbol, interval or range")
@@ -101,7 +98,9 @@ class PageJournal:
         rows_text = json.dumps(rows, separators=(",", ":"))
         record = json.dumps({"sha256": _digest(rows_text), "rows": rows_text}, separators=(",", ":"))
         try:
-            self._ensure_folder()
+            if self.folder.is_symlink():
+                raise StorageError(f"{self.folder} is a symbolic link; remove it (resume journals need a real folder)")
+            self.folder.mkdir(exist_ok=True)
             new = not self.path.exists()
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(self.path, flags, 0o640)
@@ -128,11 +127,6 @@ class PageJournal:
             pass
         except OSError as exc:
             logger.warning("cannot remove %s: %s", self.path, exc.strerror or exc)
-
-    def _ensure_folder(self) -> None:
-        if self.folder.is_symlink():
-            raise StorageError(f"{self.folder} is a symbolic link; remove it (resume journals need a real folder)")
-        self.folder.mkdir(exist_ok=True)
 
 
 class PartialFolder:

@@ -14,7 +14,7 @@ import os
 import stat
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -68,47 +68,6 @@ class FolderNames:
             index = bisect.bisect_left(self._names, name)
             if index < len(self._names) and self._names[index] == name:
                 del self._names[index]
-
-
-class NamedEntry:
-    """A listed name with what the scans use of an ``os.DirEntry``, from one ``lstat`` (never
-    following a symlink, whatever ``follow_symlinks`` says: the scans never do)."""
-
-    __slots__ = ("_info", "name", "path")
-
-    def __init__(self, folder: Path, name: str) -> None:
-        self.name = name
-        self.path = os.path.join(folder, name)
-        self._info: os.stat_result | None = None
-
-    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
-        """Raises FileNotFoundError if the name is gone since the listing."""
-        if self._info is None:
-            self._info = os.lstat(self.path)
-        return self._info
-
-    def is_file(self, *, follow_symlinks: bool = True) -> bool:
-        try:
-            return stat.S_ISREG(self.stat().st_mode)
-        except FileNotFoundError:
-            return False  # gone since the listing
-
-
-FolderEntry = os.DirEntry[str] | NamedEntry
-
-
-def folder_entries(folder: Path, prefixes: tuple[str, ...], names: FolderNames | None) -> list[FolderEntry]:
-    """The folder's entries whose names start with one of ``prefixes``: from ``names`` (a
-    pass's listing) if given, else from a listing made now."""
-    if names is not None:
-        return [NamedEntry(folder, name) for name in names.starting_with(prefixes)]
-    try:
-        with os.scandir(folder) as it:
-            return [entry for entry in it if entry.name.startswith(prefixes)]
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -176,17 +135,26 @@ class FolderScan:
             fresh=self.fresh - gone,
         )
 
-    def hash_size_collisions(self) -> None:
-        """Hash any readable file whose size collides and has no hash yet (its size changed
-        after the listing), so duplicate groups never miss one."""
+    def hash_size_collisions(self, stop: Callable[[], bool] | None = None) -> None:
+        """Hash every readable file whose size collides and has no hash yet (a duplicate
+        report, or a size changed after the listing), so duplicate groups never miss one.
+        A file gone since the listing is dropped; once ``stop`` says so, the rest are unreadable."""
+        gone: set[Path] = set()
         for f in size_colliding(self.files):
-            if f.path not in self.hashes and f.path not in self.unreadable:
-                try:
-                    self.hashes[f.path] = hash_regular_file(f.path)
-                except FileNotFoundError:
-                    pass  # gone since the listing
-                except OSError as exc:
-                    logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+            if f.path in self.hashes or f.path in self.unreadable:
+                continue
+            if stop is not None and stop():
+                self.stopped = True
+                self.unreadable.add(f.path)
+                continue
+            try:
+                self.hashes[f.path] = hash_regular_file(f.path)
+            except FileNotFoundError:
+                gone.add(f.path)
+            except OSError as exc:
+                self.unreadable.add(f.path)
+                logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
+        self.files = [f for f in self.files if f.path not in gone]
 
 
 def size_colliding(files: Iterable[ExportFile]) -> list[ExportFile]:
@@ -213,29 +181,39 @@ def scan_exports(
 def list_ours(
     export_dir: Path, wanted: frozenset[str] | None, prefixes: tuple[str, ...], names: FolderNames | None
 ) -> FolderScan:
-    """Our files and temp files whose names start with one of ``prefixes``, oldest first."""
+    """Our files and temp files whose names start with one of ``prefixes``, oldest first: from
+    ``names`` (a pass's listing) if given, else from a listing made now. Only regular files
+    with one of our two name shapes are kept (``lstat``: a symlink is never followed)."""
+    if names is not None:
+        listed = names.starting_with(prefixes)
+    else:
+        try:
+            listed = [name for name in os.listdir(export_dir) if name.startswith(prefixes)]
+        except FileNotFoundError:
+            listed = []
+        except OSError as exc:
+            raise StorageError(f"cannot list {export_dir}: {exc.strerror or exc}") from exc
     result = FolderScan()
-    for entry in folder_entries(export_dir, prefixes, names):
-        _classify(entry, wanted, result)
+    for name in listed:
+        parsed = parse_export_name(name)
+        temp = our_temp_name(name) if parsed is None else None
+        if parsed is None and temp is None:
+            continue
+        owner = parsed or (parse_export_name(temp["final"]) if temp is not None else None)  # a temp's export
+        if wanted is not None and (owner is None or owner.symbol not in wanted):
+            continue
+        path = export_dir / name
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue  # vanished or unstat-able since the listing: not a candidate
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if parsed is not None:
+            result.files.append(
+                ExportFile(path, parsed.symbol, parsed.interval, parsed.created, info.st_size, parsed.market)
+            )
+        else:
+            result.temp_files.append(TempFile(path, info.st_mtime))
     result.files.sort(key=lambda f: (f.created, f.name))
     return result
-
-
-def _classify(entry: FolderEntry, wanted: frozenset[str] | None, result: FolderScan) -> None:
-    """Keep only regular files (never a symlink) with one of our two name shapes."""
-    try:
-        if not entry.is_file(follow_symlinks=False):
-            return
-        parsed = parse_export_name(entry.name)
-        if parsed is not None:
-            if wanted is None or parsed[0] in wanted:
-                size = entry.stat(follow_symlinks=False).st_size
-                symbol, interval, created, market = parsed
-                result.files.append(ExportFile(Path(entry.path), symbol, interval, created, size, market))
-            return
-        match = our_temp_name(entry.name)
-        final = parse_export_name(match["final"]) if match is not None else None
-        if match is not None and (wanted is None or (final is not None and final.symbol in wanted)):
-            result.temp_files.append(TempFile(Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
-    except OSError:
-        return  # vanished or unstat-able since the listing: not a candidate

@@ -254,32 +254,23 @@ def state_from_dict(data: dict[str, Any]) -> tuple[RunState, list[str]]:
     return state, problems
 
 
-@dataclass
-class _Loaded:
-    state: RunState
-    verdict: str  # MISSING, "ok", "repaired", FOREIGN or CORRUPT
-    problem: str = ""
-
-
-def _load(path: Path) -> _Loaded:
+def _load(path: Path) -> tuple[RunState, str, str]:
+    """(state, verdict, problem); verdict: MISSING, "ok", "repaired", FOREIGN or CORRUPT."""
     found = read_owned_json(path)
-    if found.verdict == MISSING:
-        return _Loaded(RunState(), MISSING)
     if found.data is None:
-        return _Loaded(RunState(), found.verdict, found.problem)
+        return RunState(), found.verdict, found.problem
     state, problems = state_from_dict(found.data)
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        return _Loaded(state, "repaired", shown)
-    return _Loaded(state, "ok")
+    if not problems:
+        return state, "ok", ""
+    return state, "repaired", "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
 
 
-def _notice(loaded: _Loaded, path: Path, aside: Path | None = None) -> str | None:
-    if loaded.verdict == "repaired":
-        what = f"state file {path} has wrong fields ({loaded.problem}); they start from their defaults"
-    elif loaded.verdict in (FOREIGN, CORRUPT):
-        owner = "is not ours" if loaded.verdict == FOREIGN else "is unusable"
-        what = f"state file {path} {owner} ({loaded.problem}); starting from a fresh state"
+def _notice(verdict: str, problem: str, path: Path, aside: Path | None = None) -> str | None:
+    if verdict == "repaired":
+        what = f"state file {path} has wrong fields ({problem}); they start from their defaults"
+    elif verdict in (FOREIGN, CORRUPT):
+        owner = "is not ours" if verdict == FOREIGN else "is unusable"
+        what = f"state file {path} {owner} ({problem}); starting from a fresh state"
     else:
         return None
     if aside is not None:
@@ -287,30 +278,20 @@ def _notice(loaded: _Loaded, path: Path, aside: Path | None = None) -> str | Non
     return printable(what, 1000)
 
 
+def _tell(state: RunState, notice: str | None) -> None:
+    if notice is not None:
+        logger.warning("%s", notice)
+        state.notices.append(notice)
+
+
 def load_state(folder: Path, *, quiet: bool = False) -> RunState:
     """The state as it is on disk (nothing is changed); ``quiet``: the caller writes it soon
     (``update_state`` reports the problem with where the old file was kept)."""
     path = ExportFolder(Path(folder)).state
-    loaded = _load(path)
-    notice = _notice(loaded, path)
-    if notice is not None and not quiet:
-        logger.warning("%s", notice)
-        loaded.state.notices.append(notice)
-    return loaded.state
-
-
-def _set_aside(loaded: _Loaded, path: Path) -> str | None:
-    """Keep a file that is not ours, or not clean, under a new name before ours replaces it."""
-    if loaded.verdict in (MISSING, "ok"):
-        return None
-    label = "foreign" if loaded.verdict == FOREIGN else "corrupt"
-    try:
-        aside = set_aside(path, label)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot set aside {path} ({loaded.problem}): {exc.strerror or exc}; move it away by hand"
-        ) from exc
-    return _notice(loaded, path, aside)
+    state, verdict, problem = _load(path)
+    if not quiet:
+        _tell(state, _notice(verdict, problem, path))
+    return state
 
 
 def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
@@ -321,16 +302,20 @@ def _cannot_open_state_lock(path: Path, exc: OSError) -> StorageError:
 
 def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
     """Read-modify-write of state.json under a short exclusive lock: the loop and a cron
-    ``--manual`` run finishing together must not drop each other's counts."""
+    ``--manual`` run finishing together must not drop each other's counts. A file that is not
+    ours, or not clean, is first kept under a new name."""
     paths = ExportFolder(Path(folder))
     path = paths.state
     with FileLock(paths.state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
-        loaded = _load(path)
-        notice = _set_aside(loaded, path)
-        state = loaded.state
-        if notice is not None:
-            logger.warning("%s", notice)
-            state.notices.append(notice)
+        state, verdict, problem = _load(path)
+        if verdict not in (MISSING, "ok"):
+            try:
+                aside = set_aside(path, "foreign" if verdict == FOREIGN else "corrupt")
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot set aside {path} ({problem}): {exc.strerror or exc}; move it away by hand"
+                ) from exc
+            _tell(state, _notice(verdict, problem, path, aside))
         change(state)
         atomic_write_json(path, state.to_dict())
         return state

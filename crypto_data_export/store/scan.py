@@ -2,10 +2,9 @@
 
 Only regular files directly in the folder with our names (exports, ``our_temp_name``)
 are listed; symlinks are never followed, subfolders never entered. Each file is read
-once: its verdict, and its SHA-256 if its size collides with another's. A file is held
-whole only under ``STREAM_VALIDATION_BYTES``; past that its format's ``stream_checker``
-judges it as it streams, so memory stays
-bounded. A scan of some symbols looks only at their names' prefixes. Once ``stop`` has
+once: its verdict, and its SHA-256 if its size collides with another's, both from the
+same stream fed to its format's ``stream_checker``, so memory stays bounded. A scan of
+some symbols looks only at their names' prefixes. Once ``stop`` has
 been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on
 the way out is whole), files not yet read get a "not checked" verdict (never trusted,
 moved or removed) and the scan returns.
@@ -29,21 +28,15 @@ from crypto_data_export.core.processes import pid_alive
 from crypto_data_export.core.reading import hash_regular_file, iter_chunks, open_regular
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.store.exports import ExportFile
-from crypto_data_export.store.formats import FileFormat, format_for_name
-from crypto_data_export.store.formats.base import StreamChecker
+from crypto_data_export.store.formats import format_for_name
 from crypto_data_export.store.layout import export_name_prefix
 from crypto_data_export.store.listing import FolderNames, FolderScan, list_ours, size_colliding
-from crypto_data_export.store.validation import FileValidation, cannot_read, not_checked
+from crypto_data_export.store.validation import NOT_CHECKED, FileValidation, cannot_read
 
 if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow for it
     import pyarrow as pa
 
 logger = logging.getLogger(__name__)
-
-# Small files are validated together; this bounds the bytes held in memory at once.
-VALIDATION_BATCH_BYTES = 16 << 20
-# A file is held whole only up to this size; beyond it, it is validated chunk by chunk as it streams.
-STREAM_VALIDATION_BYTES = 8 << 20
 
 
 # Once a stop is requested, a scan may go on this long before it gives up on the files left.
@@ -71,8 +64,6 @@ class StopCheck:
 
 # Asked between files and between chunks of a file: True means stop reading.
 ShouldStop = Callable[[], bool]
-# (bytes, interval, path): what FileFormat.validate_many takes.
-_ValidationInput = tuple[bytes, str, Path]
 
 
 @dataclass
@@ -93,48 +84,15 @@ def check_regular_file(
     want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
-    """Validate (and hash) one file in one read by the format its name says (``read_once``)."""
-    read = read_once(path, interval, _format_of(path), want_hash=want_hash, want_candles=want_candles, stop=stop)
-    return FileCheck(*read.verdict(want_candles), read.digest, read.size)
-
-
-@dataclass
-class _Read:
-    """One file read once: its whole bytes if small, else the checker that judged it as it streamed."""
-
-    path: Path
-    interval: str
-    file_format: FileFormat
-    data: bytes | None
-    stream: StreamChecker | None
-    digest: str | None
-    size: int
-
-    def verdict(self, want_candles: bool = False) -> tuple[FileValidation, pa.Table | None]:
-        if self.data is not None:
-            return self.file_format.check_bytes(self.data, self.interval, self.path, want_candles=want_candles)
-        assert self.stream is not None
-        return self.stream.finish()
-
-
-def read_once(
-    path: Path,
-    interval: str,
-    file_format: FileFormat,
-    *,
-    want_hash: bool = False,
-    want_candles: bool = False,
-    stop: ShouldStop | None = None,
-) -> _Read:
-    """Read a file once, hashing as it goes; hold it whole only while it stays under
-    ``STREAM_VALIDATION_BYTES`` (it may have grown since listed), past that stream it to the
-    format's checker. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``.
-    """
-    fd, _ = open_regular(path)
+    """Validate (and hash) one file in one read, streamed through the checker of the format
+    its name says. Raises OSError (FileNotFoundError if it vanished), ScanStopped on ``stop``."""
+    file_format = format_for_name(Path(path).name)
+    if file_format is None:
+        raise OSError(f"{Path(path).name} is not an export file of a known format")
+    stream = file_format.stream_checker(interval, path, want_candles=want_candles)
     digest = hashlib.sha256() if want_hash else None
     size = 0
-    parts: list[bytes] | None = []
-    stream: StreamChecker | None = None
+    fd, _ = open_regular(path)
     try:
         for chunk in iter_chunks(fd):
             if stop is not None and stop():
@@ -142,21 +100,10 @@ def read_once(
             size += len(chunk)
             if digest is not None:
                 digest.update(chunk)
-            if parts is None:
-                assert stream is not None
-                stream.feed(chunk)
-                continue
-            parts.append(chunk)
-            if size > STREAM_VALIDATION_BYTES:
-                stream = file_format.stream_checker(interval, path, want_candles=want_candles)
-                for part in parts:
-                    stream.feed(part)
-                parts = None
+            stream.feed(chunk)
     finally:
         os.close(fd)
-    data = b"".join(parts) if parts is not None else None
-    hexdigest = digest.hexdigest() if digest is not None else None
-    return _Read(Path(path), interval, file_format, data, stream, hexdigest, size)
+    return FileCheck(*stream.finish(), digest.hexdigest() if digest is not None else None, size)
 
 
 def validate_file(path: Path, interval: str) -> FileValidation:
@@ -165,13 +112,6 @@ def validate_file(path: Path, interval: str) -> FileValidation:
         return check_regular_file(Path(path), interval).validation
     except OSError as exc:
         return cannot_read(Path(path), exc)
-
-
-def _format_of(path: Path) -> FileFormat:
-    file_format = format_for_name(Path(path).name)
-    if file_format is None:
-        raise OSError(f"{Path(path).name} is not an export file of a known format")
-    return file_format
 
 
 def writer_gone(temp_name: str) -> bool:
@@ -209,65 +149,29 @@ def scan_folder(
     return result
 
 
-def scan_duplicates(export_dir: Path, *, stop: threading.Event | None = None) -> FolderScan:
-    """What a duplicate report needs: one listing and the SHA-256 of files whose size collides
-    (no verdicts)."""
-    result = list_ours(export_dir, None, ("",), None)
-    gone: set[Path] = set()
-    should_stop = StopCheck(stop)
-    for f in size_colliding(result.files):
-        if should_stop():
-            result.stopped = True
-            result.unreadable.add(f.path)
-            continue
-        try:
-            result.hashes[f.path] = hash_regular_file(f.path)
-        except FileNotFoundError:
-            gone.add(f.path)  # since the listing
-        except OSError as exc:
-            result.unreadable.add(f.path)
-            logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
-    result.files = [f for f in result.files if f.path not in gone]
-    return result
-
-
 def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
-    """Read each file once; validate small ones in batches, large ones as they stream; ``known``
-    files are not read back; on ``stop`` the files not yet read are marked not checked."""
+    """Read and judge each file once, one at a time; ``known`` files are not read back; on
+    ``stop`` the files not yet read are marked not checked."""
     colliding = {f.path for f in size_colliding(result.files)}
     present: list[ExportFile] = []
-    batch: list[_ValidationInput] = []
-    batch_bytes = 0
     for f in result.files:
         if result.stopped or stop():
             _not_reached(f, result)
             present.append(f)
-            continue
-        want_hash = f.path in colliding
-        if f.path in known:
-            if _known(f, known[f.path], want_hash, result):
+        elif f.path in known:
+            if _known(f, known[f.path], f.path in colliding, result):
                 present.append(f)
-            continue
-        read = _read_one(f, want_hash, result, stop)
-        if read is None:
-            continue
-        f, data = read
-        present.append(f)
-        if data is None:
-            continue
-        batch.append((data, f.interval, f.path))
-        batch_bytes += len(data)
-        if batch_bytes >= VALIDATION_BATCH_BYTES:
-            _validate_batch(batch, result)
-            batch, batch_bytes = [], 0
-    _validate_batch(batch, result)
+        else:
+            read = _read_one(f, f.path in colliding, result, stop)
+            if read is not None:
+                present.append(read)
     result.files = present
 
 
 def _not_reached(f: ExportFile, result: FolderScan) -> None:
     result.stopped = True
     result.unreadable.add(f.path)
-    result.validations[f.path] = not_checked(f.path)
+    result.validations[f.path] = FileValidation(f.path, False, NOT_CHECKED)
 
 
 def _known(f: ExportFile, verdict: FileValidation, want_hash: bool, result: FolderScan) -> bool:
@@ -290,36 +194,21 @@ def _unreadable(f: ExportFile, exc: OSError, result: FolderScan) -> None:
     logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
 
 
-def _read_one(
-    f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop
-) -> tuple[ExportFile, bytes | None] | None:
-    """(file, bytes to validate in a batch): bytes None if unreadable, stopped, or
-    already judged as it streamed (a large file); None if it vanished since the listing."""
+def _read_one(f: ExportFile, want_hash: bool, result: FolderScan, stop: ShouldStop) -> ExportFile | None:
+    """Judge (and hash) one file; None if it vanished since the listing."""
     try:
-        read = read_once(f.path, f.interval, _format_of(f.path), want_hash=want_hash, stop=stop)
+        read = check_regular_file(f.path, f.interval, want_hash=want_hash, stop=stop)
     except FileNotFoundError:
         return None
     except ScanStopped:
         _not_reached(f, result)
-        return f, None
+        return f
     except OSError as exc:
         _unreadable(f, exc, result)
-        return f, None
+        return f
     if read.digest is not None:
         result.hashes[f.path] = read.digest
     if read.size != f.size:  # changed since the listing: trust what was read
         f = ExportFile(f.path, f.symbol, f.interval, f.created, read.size, f.market)
-    if read.data is None:
-        result.validations[f.path] = read.verdict()[0]
-    return f, read.data
-
-
-def _validate_batch(batch: list[_ValidationInput], result: FolderScan) -> None:
-    """Each format judges its own files (CSV shares one parse between many)."""
-    by_format: dict[str, tuple[FileFormat, list[_ValidationInput]]] = {}
-    for item in batch:
-        file_format = _format_of(item[2])
-        by_format.setdefault(file_format.name, (file_format, []))[1].append(item)
-    for file_format, items in by_format.values():
-        for validation in file_format.validate_many(items):
-            result.validations[validation.path] = validation
+    result.validations[f.path] = read.validation
+    return f

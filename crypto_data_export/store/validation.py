@@ -42,14 +42,9 @@ class FileValidation:
         }
 
 
-def cannot_read(path: Path, exc: OSError) -> FileValidation:
-    """The verdict for a file that could not be read: invalid, with the OS's reason."""
-    return FileValidation(path, False, f"cannot read: {exc.strerror or exc}")
-
-
+# The reason of a file a stopped scan did not reach: unknown, so never trusted, moved or removed.
 NOT_CHECKED = "not checked: stop requested"
 
 
-def not_checked(path: Path) -> FileValidation:
-    """The verdict for a file a stopped scan did not reach: unknown, so never trusted, moved or removed."""
-    return FileValidation(path, False, NOT_CHECKED)
+def cannot_read(path: Path, exc: OSError) -> FileValidation:
+    return FileValidation(path, False, f"cannot read: {exc.strerror or exc}")

@@ -435,7 +435,6 @@ def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypat
     path = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     path.write_bytes(_good())
     whole = validate_file(path, "1h")
-    monkeypatch.setattr(scan, "STREAM_VALIDATION_BYTES", 1000)
     monkeypatch.setattr(parquet_format, "SPOOL_MEMORY_BYTES", 1000)  # spilled to a temporary file too
     checked = scan.check_regular_file(path, "1h", want_candles=True)
     assert checked.validation == whole and whole.valid and whole.rows == 24

@@ -108,10 +108,9 @@ def test_a_large_file_streamed_gets_the_whole_files_verdict(tmp_path: Path, monk
     """CRLF line ends, read by pyarrow the same way streamed as whole: no layout is left undecided."""
     folder = tmp_path / "exports"
     crlf = put(folder, "BTCUSDT", 1, BTC_FILE.read_bytes().replace(b"\n", b"\r\n"))
-    exact = folder_scan.check_regular_file(crlf, "1h").validation  # small: judged from its whole bytes
+    exact = CsvFormat().check_bytes(crlf.read_bytes(), "1h", crlf)[0]  # judged from its whole bytes
     assert exact.valid
 
-    monkeypatch.setattr(folder_scan, "STREAM_VALIDATION_BYTES", 1000)
     monkeypatch.setattr(CsvFormat, "check_bytes", None)  # must not be called: the file is "large" now
     verdict = folder_scan.check_regular_file(crlf, "1h").validation
     assert verdict == exact

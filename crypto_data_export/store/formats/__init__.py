@@ -1,6 +1,6 @@
 """The file formats of export files, one class each behind ``FileFormat``.
 
-Adding a format is adding its class to ``_REGISTERED`` here: names, scans,
+Adding a format is adding it to ``FORMATS`` here: names, scans,
 validation, retention, quarantine and duplicates then work for it unchanged.
 """
 
@@ -14,8 +14,7 @@ __all__ = ["Approval", "CandleChunks", "FileFormat", "StreamChecker", "Verdict",
 
 CSV: FileFormat = CsvFormat()
 PARQUET: FileFormat = ParquetFormat()
-_REGISTERED: tuple[FileFormat, ...] = (CSV, PARQUET)
-FORMATS: dict[str, FileFormat] = {f.name: f for f in _REGISTERED}
+FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV, PARQUET)}
 DEFAULT_FORMAT: FileFormat = CSV
 
 

@@ -1,12 +1,9 @@
 """The one small interface every file format implements (like freqtrade's ``IDataHandler``).
 
-A format knows how to write a candle table atomically, read it back, and
-judge a file: from its bytes, or fed piece by piece while it streams (so a
-scan reads each file once, hashing and validating from the same read).
-``write`` judges the bytes it writes with that same streaming checker before
-it publishes them, so new data obeys exactly the rules files on disk obey.
-Everything else (names, scans, retention, quarantine, duplicates) is the
-same for every format and lives outside it.
+A format writes a candle table atomically, reads it back, and judges a file fed piece by
+piece (a scan hashes and validates from the same read; ``write`` judges the bytes it writes
+with that same checker, so new data obeys the rules files on disk obey). Names, scans,
+retention, quarantine and duplicates are the same for every format and live outside it.
 """
 
 from __future__ import annotations
@@ -101,11 +98,9 @@ class FileFormat(ABC):
     ) -> FileValidation:
         """Write candle chunks to ``target`` atomically, only if valid; return the verdict.
 
-        The bytes are judged as they are written, by this format's own
-        checker; ``approve`` (if given) sees the verdict next. Only then is
-        the temp file fsynced and renamed. A failure removes the temp file and
-        raises (``InvalidDataError`` naming the first bad candle, or what
-        ``approve`` raised): nothing appears under ``target``.
+        The bytes are judged by this format's checker, then ``approve`` (if given) sees the
+        verdict; only then is the temp file fsynced and renamed. A failure removes the temp file
+        and raises (``InvalidDataError`` naming the first bad candle, or what ``approve`` raised).
         """
 
     @abstractmethod
@@ -116,14 +111,12 @@ class FileFormat(ABC):
         """The close prices of a file, oldest first (lenient, for pictures such as the status page)."""
         return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
-    @abstractmethod
     def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
-        """Judge a whole file's content; never raises on bad content."""
+        """Judge a whole file's content (by the streaming checker); never raises on bad content."""
+        check = self.stream_checker(interval, Path(path), want_candles=want_candles)
+        check.feed(data)
+        return check.finish()
 
     @abstractmethod
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> StreamChecker:
-        """A checker for a file too large to hold whole."""
-
-    def validate_many(self, items: Iterable[tuple[bytes, str, Path]]) -> list[FileValidation]:
-        """Judge many small files (data, interval, path); a format may share work between them."""
-        return [self.check_bytes(data, interval, path)[0] for data, interval, path in items]
+        """The checker of this format's files, fed piece by piece as they are read or written."""

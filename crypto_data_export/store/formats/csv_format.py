@@ -30,7 +30,7 @@ from crypto_data_export.core.candles import (
     utc_text,
 )
 from crypto_data_export.core.errors import InvalidDataError
-from crypto_data_export.core.rules import Breach, shown
+from crypto_data_export.core.rules import Breach, column_problem, shown
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
@@ -45,11 +45,6 @@ LINE_LIMIT = 1 << 20  # no line of ours comes near this
 # Rows formatted as text at once when writing (bounds the text copy of a large chunk).
 WRITE_ROWS = 50_000
 UTC_SUFFIXES = ("+00:00", "Z")
-# Above this many values times are formatted by numpy, vectorised, not looked up in the cache.
-_CACHED_TIMES = 4096
-# Recent candle times and their text (epoch ms -> CSV time), emptied when it grows past the limit.
-_TIME_TEXTS: dict[int, str] = {}
-_CACHE_LIMIT = 1 << 16
 _TIME_TYPE = pa.timestamp("ms", tz="UTC")
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="none")
 # pyarrow's reader, one thread, 1 MB blocks: measured on a year of 1m (60 MB, 2 busy cores)
@@ -69,29 +64,11 @@ _TYPED = pacsv.ConvertOptions(
 
 
 def csv_lines(candles: pa.Table) -> str:
-    """The candles as CSV rows (no header, LF line ends), the decimals exactly as held.
-
-    A page (a cycle's few dozen rows) is joined in Python, with its times from the cache;
-    a large chunk goes through ``pyarrow.csv.write_csv`` (50 000 rows: 0.09 -> 0.03 s CPU).
-    Neither quotes: a value holding a comma, quote or line break is refused by pyarrow
-    (``quoting_style="none"``) or comes out as a broken row that the checker every written
-    byte goes through refuses, so such a file is never published.
-    """
+    """The candles as CSV rows (no header, LF line ends), the decimals exactly as held, times
+    as UTC text, through ``pyarrow.csv.write_csv``. It does not quote: a value holding a comma,
+    quote or line break is refused (``quoting_style="none"``), so such a file is never published."""
     if candles.num_rows == 0:
         return ""
-    if candles.num_rows > _CACHED_TIMES:
-        return _arrow_lines(candles)
-    columns: list[list[Any]] = []
-    for column in CANDLE_COLUMNS:
-        values = candles.column(column)
-        if column in TIME_COLUMNS:
-            columns.append(utc_texts(np.asarray(values.to_numpy(), dtype="int64")))
-        else:  # text as held (trades as their decimal text)
-            columns.append(pc.cast(values, pa.string()).to_pylist())
-    return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
-
-
-def _arrow_lines(candles: pa.Table) -> str:
     text = candles.select(list(CANDLE_COLUMNS))
     for column in TIME_COLUMNS:
         times = utc_text(np.asarray(text.column(column).to_numpy(), dtype="int64"))
@@ -104,35 +81,9 @@ def _arrow_lines(candles: pa.Table) -> str:
     return sink.getvalue().to_pybytes().decode("utf-8")
 
 
-def utc_texts(values: np.ndarray) -> list[str]:
-    """``format_utc_ms`` as a list, through a cache of recent times: every symbol of a cycle
-    has the same candle times, so most are formatted once per run; the ones not cached are
-    formatted together, in one vectorised call (a backfill's times are all new)."""
-    if len(values) > _CACHED_TIMES:
-        return list(format_utc_ms(values).tolist())
-    cache = _TIME_TEXTS
-    times: list[int] = values.tolist()
-    found = [cache.get(ms) for ms in times]
-    missing = [ms for ms, text in zip(times, found, strict=True) if text is None]
-    if not missing:
-        return [text for text in found if text is not None]
-    fresh = dict(zip(missing, format_utc_ms(np.array(missing, dtype="int64")).tolist(), strict=True))
-    if len(cache) > _CACHE_LIMIT:
-        cache.clear()  # shared by threads: whole-dict operations only, no lookup after a check
-    cache.update(fresh)
-    return [text if text is not None else fresh[ms] for ms, text in zip(times, found, strict=True)]
-
-
 def write_candles(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
-    """Write candle chunks to ``target`` atomically, only if they are valid; returns the verdict.
-
-    Chunks are written as they come (a long backfill never sits whole in memory),
-    a large one ``WRITE_ROWS`` rows at a time. Every byte written is also fed to
-    ``CsvCheck``, the checker that judges files on disk, so the verdict is the one a
-    scan would give this file. The file only appears (by rename) once every chunk is
-    on disk, the verdict is valid and ``approve`` accepted it; otherwise the temp
-    file is removed and ``InvalidDataError`` names the first bad candle.
-    """
+    """``FileFormat.write`` for CSV: chunks are written as they come, ``WRITE_ROWS`` rows at a
+    time, and every byte is fed to ``CsvCheck`` (the checker of files on disk) on its way."""
     parts = [chunks] if isinstance(chunks, pa.Table) else chunks
     check = CsvCheck(interval, target, block_bytes=WRITE_CHECK_BYTES)
     with atomic_output_at(target) as (handle, _):
@@ -164,15 +115,6 @@ class _Refused(Exception):
     def __init__(self, breach: Breach) -> None:
         super().__init__(str(breach))
         self.breach = breach
-
-
-def _header_problem(line: str) -> str:
-    """Name the first column that differs: more useful than two long lines."""
-    found = line.split(",")
-    for number, (have, want) in enumerate(zip(found, CANDLE_COLUMNS, strict=False), start=1):
-        if have != want:
-            return f"wrong header: column {number} is {shown(have)}, expected {want!r}"
-    return f"wrong header: {len(found)} columns, expected {len(CANDLE_COLUMNS)} ({CSV_HEADER})"
 
 
 def _zero_copy(block: memoryview | bytes) -> IO[bytes]:
@@ -211,13 +153,14 @@ def _utc_ms(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.cast(pc.cast(text, _TIME_TYPE), pa.int64())
 
 
-def _int64(text: pa.ChunkedArray) -> pa.ChunkedArray:
-    return text if text.type == pa.int64() else pc.cast(text, pa.int64())
-
-
 def _converted(text: pa.ChunkedArray, column: str, first_row: int, kind: str) -> pa.ChunkedArray:
     """A text column converted by pyarrow; _Refused names the first value it refuses."""
-    convert = _utc_ms if column in TIME_COLUMNS else _int64
+
+    def convert(values: pa.ChunkedArray) -> pa.ChunkedArray:
+        if column in TIME_COLUMNS:
+            return _utc_ms(values)
+        return values if values.type == pa.int64() else pc.cast(values, pa.int64())
+
     try:
         return convert(text)
     except pa.ArrowInvalid:
@@ -233,12 +176,9 @@ def _converted(text: pa.ChunkedArray, column: str, first_row: int, kind: str) ->
 
 def text_to_candles(text: pa.Table, first_row: int = 1) -> pa.Table:
     """Rows read as text -> the candle table; _Refused at the first value the CSV layer refuses."""
-    columns: dict[str, Any] = {c: text.column(c) for c in CANDLE_COLUMNS}
-    for column in TIME_COLUMNS:
-        columns[column] = _converted(columns[column], column, first_row, "a UTC time in whole milliseconds")
-    trades = "number_of_trades"
-    columns[trades] = _converted(columns[trades], trades, first_row, "an integer")
-    return pa.Table.from_arrays([columns[c] for c in CANDLE_COLUMNS], schema=CANDLE_SCHEMA)
+    kinds = {**dict.fromkeys(TIME_COLUMNS, "a UTC time in whole milliseconds"), "number_of_trades": "an integer"}
+    columns = [_converted(text[c], c, first_row, kinds[c]) if c in kinds else text[c] for c in CANDLE_COLUMNS]
+    return pa.Table.from_arrays(columns, schema=CANDLE_SCHEMA)
 
 
 class CsvCheck:
@@ -267,7 +207,14 @@ class CsvCheck:
         if not piece:
             return
         self._content = self._content or bool(piece.strip())  # (stays True after the first text)
-        self._check_bytes(piece)
+        # UTF-8 and NUL over every byte fed, even past a verdict: they outrank the rows.
+        if self._utf8_error is None and not piece.isascii():
+            try:
+                self._utf8.decode(piece)
+            except UnicodeDecodeError as exc:
+                self._utf8_error = self._offset + exc.start
+        self._offset += len(piece)
+        self._nul = self._nul or b"\x00" in piece
         if self._head is not None:
             self._head += piece
             newline = self._head.find(b"\n")
@@ -301,20 +248,10 @@ class CsvCheck:
             self._open_line = bool(rest)
             self._pending, self._pending_bytes = [], 0
 
-    def _check_bytes(self, piece: bytes) -> None:
-        """UTF-8 and NUL over every byte fed, even past a verdict: they outrank the rows."""
-        if self._utf8_error is None and not piece.isascii():
-            try:
-                self._utf8.decode(piece)
-            except UnicodeDecodeError as exc:
-                self._utf8_error = self._offset + exc.start
-        self._offset += len(piece)
-        self._nul = self._nul or b"\x00" in piece
-
     def _header(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").removesuffix("\r")
         if text != CSV_HEADER:
-            self._problem = _header_problem(text)
+            self._problem = column_problem("header", text.split(","))
 
     def _block(self, block: memoryview | bytes) -> None:
         """Judge whole lines: the CSV text layer, then the rule book."""
@@ -337,19 +274,16 @@ class CsvCheck:
             block = b"".join(self._pending)
             self._block(block if block.endswith(b"\n") else block + b"\n")
         self._pending, self._pending_bytes = [], 0
-        problem = self._whole_file_problem()
+        problem = self._problem
+        if not self._content:
+            problem = "no candles (empty file)"
+        elif self._utf8_error is not None:
+            problem = f"not UTF-8 text (byte {self._utf8_error})"
+        elif self._nul and not (problem or "").startswith("wrong header"):
+            problem = "contains NUL bytes (binary data)"
         if problem is not None:
             return FileValidation(self.path, False, problem), None
         return self.blocks.verdict(rows=self.blocks.rows + self._lines_after + int(self._open_line))
-
-    def _whole_file_problem(self) -> str | None:
-        if not self._content:
-            return "no candles (empty file)"
-        if self._utf8_error is not None:
-            return f"not UTF-8 text (byte {self._utf8_error})"
-        if self._problem is not None and self._problem.startswith("wrong header"):
-            return self._problem
-        return "contains NUL bytes (binary data)" if self._nul else self._problem
 
 
 def check_stream(pieces: Iterable[bytes], interval: str, path: Path | str, **options: Any) -> Verdict:
@@ -358,21 +292,6 @@ def check_stream(pieces: Iterable[bytes], interval: str, path: Path | str, **opt
     for piece in pieces:
         check.feed(piece)
     return check.finish()
-
-
-def read_csv_candles(path: Path) -> pa.Table:
-    """An export CSV as a candle table (lenient: unvalidated; raises ValueError on a value
-    that does not convert). Read in blocks by pyarrow's streaming reader."""
-    with pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=list(CANDLE_COLUMNS), skip_rows=1, block_size=BLOCK_BYTES),
-        parse_options=_PARSE,
-        convert_options=_TEXT,
-    ) as reader:
-        tables = [text_to_candles(pa.Table.from_batches([batch])) for batch in reader]
-    if not tables:
-        return CANDLE_SCHEMA.empty_table()
-    return pa.concat_tables(tables).combine_chunks()
 
 
 class CsvFormat(FileFormat):
@@ -385,21 +304,21 @@ class CsvFormat(FileFormat):
         return write_candles(target, chunks, interval, approve)
 
     def read(self, path: Path) -> pa.Table:
-        """Lenient and unvalidated: the exporter itself reads previous files only
-        through ``FileManager.newest_valid_export``, which validates them first."""
+        """Lenient and unvalidated, streamed in blocks (the exporter itself reads previous files
+        only through ``FileManager.newest_valid_export``, which validates them first)."""
+        read = pacsv.ReadOptions(column_names=list(CANDLE_COLUMNS), skip_rows=1, block_size=BLOCK_BYTES)
         try:
-            return read_csv_candles(path)
+            with pacsv.open_csv(path, read_options=read, parse_options=_PARSE, convert_options=_TEXT) as reader:
+                tables = [text_to_candles(pa.Table.from_batches([batch])) for batch in reader]
         except _Refused as refused:
             raise ValueError(f"{path}: {refused.breach}") from None
+        return pa.concat_tables(tables).combine_chunks() if tables else CANDLE_SCHEMA.empty_table()
 
     def read_closes(self, path: Path) -> list[float]:
         """The close column alone, as numbers (a status page reads one per series after every cycle)."""
         options = pacsv.ConvertOptions(include_columns=["close"], column_types={"close": pa.float64()})
         closes = pacsv.read_csv(path, convert_options=options).column("close").drop_null()
         return [float(v) for v in closes.to_pylist() if v is not None and v == v]
-
-    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
-        return check_stream([data], interval, path, want_candles=want_candles)
 
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> CsvCheck:
         return CsvCheck(interval, path, want_candles=want_candles)

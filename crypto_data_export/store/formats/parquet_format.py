@@ -1,43 +1,33 @@
 """Parquet: the same columns as the CSV, typed, for pandas, polars and DuckDB.
 
-Types: ``open_time``/``close_time`` are ``timestamp[ms, tz=UTC]``,
-``number_of_trades`` is int64, and every price and volume is
-``decimal128(38, 8)``. Why decimal and not float64: the exchange sends
-decimal strings with (spot) exactly 8 decimals, and the CSV keeps those
-strings byte for byte. float64 cannot promise the same: a quote volume such
-as ``123456789012.12345678`` has 20 significant digits, more than a double
-holds, so its value would silently change. decimal128 with scale 8 keeps
-every such value exactly (30 integer digits of room), reads back as the very
-same 8-decimal string, and pandas, polars and DuckDB all read it (pandas as
-``decimal.Decimal``; ``.astype(float)`` when speed matters more). A value
-with more than 8 decimals cannot be stored exactly, so ``write`` refuses it
-(``InvalidDataError``) instead of rounding.
+Times are ``timestamp[ms, tz=UTC]``, trades int64, prices and volumes ``decimal128(38, 8)``:
+the exchange sends (spot) exactly 8 decimals, and a quote volume such as
+``123456789012.12345678`` has more significant digits than a double holds, so float64 would
+silently change it; decimal128 keeps it exactly and pandas, polars and DuckDB read it. A value
+with more than 8 decimals is refused (``InvalidDataError``), never rounded.
 
-Validation is the one rule book (``core.rules.check_candles``) on each row
-group, read back as the candle table (decimals as their 8-decimal text), so both
-formats obey exactly the same candle rules with the same reasons. Memory stays
-bounded: the bytes of a file fed piece by piece are spooled to a temporary file,
-and the metadata (rows, row-group sizes) is checked before any row group is read.
+Each row group is read back as the candle table and judged by the one rule book. Memory stays
+bounded: fed bytes are spooled to a temporary file, and the metadata (rows, row-group sizes)
+is checked before any row group is read.
 """
 
 from __future__ import annotations
 
-import decimal
 import io
 import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
-from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, TIME_COLUMNS
+from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, INTEGER_COLUMNS, TIME_COLUMNS
 from crypto_data_export.core.errors import InvalidDataError, StorageError
-from crypto_data_export.core.reading import iter_chunks, open_regular
+from crypto_data_export.core.rules import column_problem
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
@@ -74,15 +64,10 @@ class _Unreadable(Exception):
 def _table_of(chunk: pa.Table) -> pa.Table:
     """A candle table -> an Arrow table of ``PARQUET_SCHEMA``; raises InvalidDataError
     naming the first value that is not an exact decimal with at most 8 decimals."""
-    arrays: list[Any] = []  # one typed Arrow array per column
-    for field in PARQUET_SCHEMA:
-        values = chunk.column(field.name)
-        if field.name in TIME_COLUMNS:
-            arrays.append(pc.cast(values, TIME_TYPE))
-        elif field.name == "number_of_trades":
-            arrays.append(values)
-        else:
-            arrays.append(_decimals(chunk, field.name))
+    arrays = [
+        pc.cast(chunk.column(f.name), f.type) if f.name in INTEGER_COLUMNS else _decimals(chunk, f.name)
+        for f in PARQUET_SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
 
 
@@ -99,12 +84,8 @@ def _first_inexact(chunk: pa.Table, column: str) -> str:
     opens = chunk.column("open_time").to_pylist()
     for opened, value in zip(opens, chunk.column(column).to_pylist(), strict=True):
         try:
-            number = decimal.Decimal(str(value))
-            exponent = number.as_tuple().exponent
-            exact = number.is_finite() and isinstance(exponent, int) and exponent >= -DECIMAL_SCALE
-        except decimal.InvalidOperation:
-            exact = False
-        if not exact:
+            pc.cast(pa.array([value], pa.string()), DECIMAL_TYPE)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             when = datetime.fromtimestamp((opened or 0) / 1000, tz=UTC).isoformat()
             return (
                 f"{column} {str(value)[:40]!r} of the candle opening {when} is not a decimal "
@@ -119,12 +100,9 @@ def table_to_candles(table: pa.Table) -> pa.Table:
 
 
 def _schema_problem(schema: pa.Schema) -> str | None:
-    names = list(schema.names)
-    if names != list(CANDLE_COLUMNS):
-        for number, (have, want) in enumerate(zip(names, CANDLE_COLUMNS, strict=False), start=1):
-            if have != want:
-                return f"wrong schema: column {number} is {have[:40]!r}, expected {want!r}"
-        return f"wrong schema: {len(names)} columns, expected {len(CANDLE_COLUMNS)} ({','.join(CANDLE_COLUMNS)})"
+    problem = column_problem("schema", list(schema.names))
+    if problem is not None:
+        return problem
     for have_field, want_field in zip(schema, PARQUET_SCHEMA, strict=True):
         if not have_field.type.equals(want_field.type):
             return f"wrong schema: {have_field.name} is {have_field.type}, expected {want_field.type}"
@@ -213,66 +191,6 @@ class ParquetStreamCheck:
             self._spool.close()
 
 
-def write_parquet(target: Path, chunks: CandleChunks, interval: str, approve: Approval | None = None) -> FileValidation:
-    """Write candle chunks to ``target`` atomically with pyarrow, only if valid; returns the verdict.
-
-    Each chunk is converted (exact decimals or ``InvalidDataError``) and
-    written in row groups of ``WRITE_ROWS``; the finished temp file is then
-    read back from disk by the same checker that judges files in the folder,
-    ``approve`` sees that verdict, and only then is the file fsynced and
-    renamed (``atomic_output_at``). Any failure leaves nothing under ``target``.
-    """
-    parts = [chunks] if isinstance(chunks, pa.Table) else chunks
-    with atomic_output_at(target) as (handle, temp):
-        assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
-        sink = handle.buffer
-        writer = pq.ParquetWriter(sink, PARQUET_SCHEMA, compression="zstd")
-        try:
-            for chunk in parts:
-                for start in range(0, len(chunk), WRITE_ROWS):
-                    table = _table_of(chunk.slice(start, WRITE_ROWS))
-                    writer.write_table(table, row_group_size=WRITE_ROWS)
-        finally:
-            writer.close()
-        sink.flush()
-        verdict = _verdict_of_written(temp, interval, target)
-        if approve is not None:
-            approve(verdict)
-    return verdict
-
-
-def _verdict_of_written(temp: Path, interval: str, target: Path) -> FileValidation:
-    """The checker's verdict on the temp file as it is on disk; raises InvalidDataError unless valid."""
-    check = ParquetStreamCheck(interval, target)
-    fd, _ = open_regular(temp)
-    try:
-        for piece in iter_chunks(fd):
-            check.feed(piece)
-    finally:
-        os.close(fd)
-    verdict = check.finish()[0]
-    if verdict.valid:
-        return verdict
-    where = ""
-    if verdict.bad_row is not None:
-        opened = pq.read_table(temp, columns=["open_time"]).column(0)[verdict.bad_row - 1].as_py()
-        where = f" at the candle opening {opened.isoformat()}"
-    raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
-
-
-def read_parquet(path: Path) -> pa.Table:
-    """A Parquet export as a candle table, after checking its size and footer (bounded)."""
-    size = os.stat(path).st_size
-    if size > MAX_FILE_BYTES:
-        raise StorageError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold")
-    with open(path, "rb") as source:
-        try:
-            parquet = _open(source)
-        except _Unreadable as problem:
-            raise InvalidDataError(f"{path}: {problem}") from problem
-        return table_to_candles(parquet.read())
-
-
 class ParquetFormat(FileFormat):
     name = "parquet"
     suffix = ".parquet"
@@ -280,14 +198,41 @@ class ParquetFormat(FileFormat):
     def write(
         self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
     ) -> FileValidation:
-        return write_parquet(target, chunks, interval, approve)
+        """Each chunk is converted (exact decimals or ``InvalidDataError``) and written in row
+        groups of ``WRITE_ROWS``; the finished temp file is then read back from disk by the
+        checker that judges files in the folder, ``approve`` sees that verdict, and only then is
+        the file fsynced and renamed (``atomic_output_at``)."""
+        parts = [chunks] if isinstance(chunks, pa.Table) else chunks
+        with atomic_output_at(target) as (handle, temp):
+            assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
+            with pq.ParquetWriter(handle.buffer, PARQUET_SCHEMA, compression="zstd") as writer:
+                for chunk in parts:
+                    for start in range(0, len(chunk), WRITE_ROWS):
+                        writer.write_table(_table_of(chunk.slice(start, WRITE_ROWS)), row_group_size=WRITE_ROWS)
+            handle.buffer.flush()
+            with open(temp, "rb") as written:
+                verdict = judge_parquet(written, interval, target)[0]
+            if not verdict.valid:
+                where = ""
+                if verdict.bad_row is not None:
+                    opened = pq.read_table(temp, columns=["open_time"]).column(0)[verdict.bad_row - 1].as_py()
+                    where = f" at the candle opening {opened.isoformat()}"
+                raise InvalidDataError(f"new candles fail validation{where} ({verdict.reason}); nothing was written")
+            if approve is not None:
+                approve(verdict)
+        return verdict
 
     def read(self, path: Path) -> pa.Table:
-        """Unvalidated (the exporter reuses files only through ``newest_valid_export``) but bounded."""
-        return read_parquet(path)
-
-    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
-        return judge_parquet(io.BytesIO(data), interval, Path(path), want_candles=want_candles)
+        """Unvalidated (the exporter reuses files only through ``newest_valid_export``) but
+        bounded: the size and footer are checked first."""
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            raise StorageError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold")
+        with open(path, "rb") as source:
+            try:
+                return table_to_candles(_open(source).read())
+            except _Unreadable as problem:
+                raise InvalidDataError(f"{path}: {problem}") from problem
 
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
         return ParquetStreamCheck(interval, path, want_candles=want_candles)
