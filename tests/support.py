@@ -28,10 +28,10 @@ import schedule
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
 from crypto_data_export.core.candles import merge_candles
+from crypto_data_export.core.intervals import floor_open_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, RestPages, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from crypto_data_export.settings.intervals import floor_open_ms, next_open_ms
 from crypto_data_export.settings.settings import SETTING_VARIABLES
 from crypto_data_export.store.formats.csv_format import CSV_HEADER, write_candles
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME, export_file_name, parse_export_name

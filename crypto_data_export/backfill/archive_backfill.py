@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from crypto_data_export.backfill.resume import JournalSource, stoppable
 from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
+from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.exchange.archive import (
     NO_CHECKSUM,
     ArchiveClient,
@@ -56,7 +57,6 @@ from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolEx
 from crypto_data_export.pipeline.export_job import ExportJob
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
 from crypto_data_export.report.console import ArchiveProgress
-from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
 from crypto_data_export.store.files import FileManager

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from crypto_data_export.core.clock import from_iso, to_iso
-from crypto_data_export.settings.intervals import DAY_MS, floor_open_ms, next_open_ms
+from crypto_data_export.core.intervals import DAY_MS, floor_open_ms, next_open_ms
 from crypto_data_export.settings.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, min_lookback_days, override
 
 # Binance's first spot candle (BTCUSDT, ETHUSDT... 2017-07-14): nothing opens before it.

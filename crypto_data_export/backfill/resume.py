@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 
 from crypto_data_export.core.errors import ExportError, StopRequested
+from crypto_data_export.core.intervals import floor_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
-from crypto_data_export.settings.intervals import floor_open_ms
 from crypto_data_export.store.journal import PartialFolder
 
 logger = logging.getLogger(__name__)

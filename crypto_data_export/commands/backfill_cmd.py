@@ -28,9 +28,9 @@ from crypto_data_export.backfill.backfill_range import (
 from crypto_data_export.core.cli import run_main
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of
-from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.layout import ExportFolder
 

@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crypto_data_export.core.intervals import DAY_MS
+
 CANDLE_COLUMNS: tuple[str, ...] = (
     "open_time",
     "open",
@@ -125,11 +127,10 @@ def utc_text(values: np.ndarray) -> pa.Array:
 
 
 _FORMAT_BY_PARTS = 4096
-_DAY_MS = 86_400_000
 
 
 def _format_by_parts(values: np.ndarray) -> pa.Array:
-    days, ms_of_day = np.divmod(values, _DAY_MS)
+    days, ms_of_day = np.divmod(values, DAY_MS)
     day_keys, day_at = np.unique(days, return_inverse=True)
     time_keys, time_at = np.unique(ms_of_day, return_inverse=True)
     day_text = np.datetime_as_string(day_keys.astype("datetime64[D]"), unit="D")

@@ -19,12 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_data_export.core.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, format_utc_ms
+from crypto_data_export.core.intervals import grid_opens, grid_steps
 
 _MAX_SHOWN = 40
-# Interval units in ms ("1M", the calendar month, has no fixed length). The layers keep
-# core free of settings, so the grid arithmetic the rules need is spelled here.
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_WEEK_ANCHOR_MS = 4 * 86_400_000  # the epoch was a Thursday; weeks open on Monday
 
 
 @dataclass(frozen=True)
@@ -39,27 +36,6 @@ class Breach:
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.reason}"
-
-
-def interval_length_ms(interval: str) -> int | None:
-    """One candle's length in ms; None for the calendar month (``1M``)."""
-    return None if interval == "1M" else int(interval[:-1]) * _UNIT_MS[interval[-1]]
-
-
-def grid_steps(opens: np.ndarray, interval: str) -> np.ndarray:
-    """Position of each open time on the grid (whole candles since the anchor, rounded down)."""
-    length = interval_length_ms(interval)
-    if length is None:
-        return opens.astype("datetime64[ms]").astype("datetime64[M]").astype("int64")
-    anchor = _WEEK_ANCHOR_MS if interval == "1w" else 0
-    return (opens - anchor) // length
-
-
-def grid_opens(steps: np.ndarray, interval: str) -> np.ndarray:
-    length = interval_length_ms(interval)
-    if length is None:
-        return steps.astype("datetime64[M]").astype("datetime64[ms]").astype("int64")
-    return steps * length + (_WEEK_ANCHOR_MS if interval == "1w" else 0)
 
 
 def gaps(opens: np.ndarray, interval: str, after_ms: int | None = None) -> list[tuple[int, int, int]]:

@@ -30,9 +30,9 @@ from crypto_data_export.core.candles import (
     TIME_COLUMNS,
 )
 from crypto_data_export.core.errors import ExchangeError
+from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.core.rules import check_candles, shown
 from crypto_data_export.exchange.client import USER_AGENT, build_session
-from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
 
 if TYPE_CHECKING:

@@ -24,10 +24,10 @@ import pyarrow as pa
 from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
+from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.klines import rows_to_frame
-from crypto_data_export.settings.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from crypto_data_export.core.atomic_io import atomic_write_json
 from crypto_data_export.core.clock import from_iso, from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import StorageError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.core.intervals import next_open_ms
 from crypto_data_export.core.owned_json import CORRUPT, MISSING, OURS, mark, read_owned_json, set_aside
 from crypto_data_export.core.text import printable
 from crypto_data_export.pipeline.selection import known_selection
-from crypto_data_export.settings.intervals import next_open_ms
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.exports import ExportFile, latest_per_series
 from crypto_data_export.store.layout import ExportFolder, parse_export_name, series_key

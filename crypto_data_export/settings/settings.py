@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-from crypto_data_export.settings.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
+from crypto_data_export.core.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
 from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS, SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import SymbolError, listed_symbols, resolve_symbols
 

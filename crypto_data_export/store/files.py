@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
-from crypto_data_export.settings.intervals import is_valid_interval
+from crypto_data_export.core.intervals import is_valid_interval
 from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import unique_in_order
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport

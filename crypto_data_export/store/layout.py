@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN
 from crypto_data_export.core.clock import as_utc
-from crypto_data_export.settings.intervals import VALID_INTERVALS
+from crypto_data_export.core.intervals import VALID_INTERVALS
 from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
 from crypto_data_export.settings.settings import EXPORT_FORMATS
 from crypto_data_export.settings.symbols import SYMBOL_RULE

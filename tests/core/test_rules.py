@@ -13,13 +13,13 @@ import pytest
 
 from crypto_data_export.core.candles import CANDLE_COLUMNS, candle_frame, merge_candles, within
 from crypto_data_export.core.errors import BadResponseError
+from crypto_data_export.core.intervals import HOUR_MS
 from crypto_data_export.core.rules import Breach, check_candles, gaps
 from crypto_data_export.exchange.archive import ArchiveUnusable, daily_period, read_period_frame
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from crypto_data_export.settings.intervals import HOUR_MS
 from crypto_data_export.store.formats.csv_format import CSV_HEADER, csv_lines
 from crypto_data_export.store.formats.parquet_format import PARQUET_SCHEMA, _table_of
 from crypto_data_export.store.scan import validate_file

@@ -7,10 +7,10 @@ import pytest
 
 from crypto_data_export.core.candles import merge_candles
 from crypto_data_export.core.errors import NoDataError
+from crypto_data_export.core.intervals import HOUR_MS, MINUTE_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from crypto_data_export.settings.intervals import HOUR_MS, MINUTE_MS
 from tests.support import export_window
 
 # 2026-11-29 05:30:00 UTC: half-way through a 1h candle.

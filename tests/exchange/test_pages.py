@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, StopRequested
+from crypto_data_export.core.intervals import DAY_MS, HOUR_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from crypto_data_export.settings.intervals import DAY_MS, HOUR_MS
 from tests.support import export_window
 
 # 2026-11-28 05:30:00 UTC: half-way through a 1h candle.

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from crypto_data_export.core.clock import to_iso
+from crypto_data_export.core.intervals import DAY_MS, HOUR_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.limiter import Ticket, WeightLimiter
 from crypto_data_export.exchange.market_profiles import SPOT, USDM, usdm_klines_weight
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from crypto_data_export.settings.intervals import DAY_MS, HOUR_MS
 from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS
 from crypto_data_export.settings.settings import SettingsError, load_settings
 from crypto_data_export.store.layout import export_file_name, export_name_prefix, parse_export_name, series_key

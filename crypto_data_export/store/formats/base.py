@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from crypto_data_export.core.candles import open_times
+from crypto_data_export.core.intervals import is_valid_interval
 from crypto_data_export.core.rules import Breach, check_candles, gaps
-from crypto_data_export.settings.intervals import is_valid_interval
 from crypto_data_export.store.validation import FileValidation
 
 # A whole candle table, or chunks written one after the other (a long backfill never sits whole).
