@@ -132,15 +132,15 @@ STEPS = (
     ("crypto_data_export.store.files", "FileManager", "scan", "  folder scan (known files not read)"),
     ("crypto_data_export.store.files", "FileManager", "validate_all", "  validations"),
     ("crypto_data_export.report.status_report", None, "recorded_statistics", "  file statistics"),
-    ("crypto_data_export.scheduler.manager", None, "build_status_report", "  build the report"),
-    ("crypto_data_export.scheduler.manager", None, "write_status_report", "  write status_report.json"),
+    ("crypto_data_export.report.status_report", None, "build_status_report", "  build the report"),
+    ("crypto_data_export.report.status_report", None, "write_status_report", "  write status_report.json"),
     (
         "crypto_data_export.scheduler.manager",
         "ScheduledDataManager",
         "publish_page",
         "  status.html (closes + render + write)",
     ),
-    ("crypto_data_export.report.metrics", None, "write_metrics", "  metrics file"),
+    ("crypto_data_export.scheduler.manager", None, "write_metrics", "  metrics file"),
     ("crypto_data_export.scheduler.manager", None, "update_state", "state.json (update under its lock)"),
 )
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import schedule
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
-from crypto_data_export.core.candles import merge_candles
 from crypto_data_export.core.intervals import floor_open_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, RestPages, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -457,7 +457,7 @@ def export_window(
     """What the export job does with one series, minus the file: plan the window against
     ``previous``, take its candles from REST pages (``RestPages``), merged into ``frame``."""
     export = exporter.plan(symbol, previous, **plan_options)
-    export.frame = merge_candles(list(RestPages().chunks(exporter, export)))
+    export.frame = pa.concat_tables(RestPages().chunks(exporter, export))
     return export
 
 

@@ -14,7 +14,7 @@ make or combine candles ("frame" in their names is this table).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -86,21 +86,6 @@ def within(candles: pa.Table, start_ms: int, end_ms: int, *, closed_before_ms: i
     if len(kept) and kept[-1] - kept[0] + 1 == len(kept):  # one run of rows (a sorted file): zero-copy
         return candles.slice(int(kept[0]), len(kept))
     return candles.filter(pa.array(keep))
-
-
-def merge_candles(frames: Sequence[pa.Table]) -> pa.Table:
-    """Concatenate, dedupe on open_time (the newest answer wins), sort ascending."""
-    present = [f for f in frames if len(f)]
-    if not present:
-        return empty_candle_frame()
-    merged = pa.concat_tables(present) if len(present) > 1 else present[0]
-    opens = open_times(merged)
-    order = np.argsort(opens, kind="stable")
-    ordered = opens[order]
-    keep = np.append(ordered[1:] != ordered[:-1], True)  # the last of each run of equal times
-    if keep.all() and (order == np.arange(len(order))).all():
-        return merged.combine_chunks()
-    return merged.take(pa.array(order[keep])).combine_chunks()
 
 
 def format_utc_ms(values: np.ndarray) -> np.ndarray:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
-
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
 HOUR_MS = 60 * MINUTE_MS
@@ -73,24 +71,3 @@ def next_open_ms(open_ms: int, interval: str) -> int:
     if length is None:
         return _month_start(open_ms, months_ahead=1)
     return open_ms + length
-
-
-def close_ms_for(open_ms: int, interval: str) -> int:
-    """Binance's close time: the next open time minus one millisecond."""
-    return next_open_ms(open_ms, interval) - 1
-
-
-def grid_steps(opens: np.ndarray, interval: str) -> np.ndarray:
-    """Position of each open time on the grid (whole candles since the anchor, rounded down)."""
-    length = INTERVAL_MS[interval]
-    if length is None:
-        return opens.astype("datetime64[ms]").astype("datetime64[M]").astype("int64")
-    return (opens - grid_anchor_ms(interval)) // length
-
-
-def grid_opens(steps: np.ndarray, interval: str) -> np.ndarray:
-    """The open times of grid positions (``grid_steps`` inverted)."""
-    length = INTERVAL_MS[interval]
-    if length is None:
-        return steps.astype("datetime64[M]").astype("datetime64[ms]").astype("int64")
-    return steps * length + grid_anchor_ms(interval)

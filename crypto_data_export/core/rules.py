@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_data_export.core.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, format_utc_ms
-from crypto_data_export.core.intervals import grid_opens, grid_steps
+from crypto_data_export.core.intervals import INTERVAL_MS, grid_anchor_ms
 
 _MAX_SHOWN = 40
 
@@ -36,6 +36,22 @@ class Breach:
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.reason}"
+
+
+def grid_steps(opens: np.ndarray, interval: str) -> np.ndarray:
+    """Position of each open time on the grid (whole candles since the anchor, rounded down)."""
+    length = INTERVAL_MS[interval]
+    if length is None:
+        return opens.astype("datetime64[ms]").astype("datetime64[M]").astype("int64")
+    return (opens - grid_anchor_ms(interval)) // length
+
+
+def grid_opens(steps: np.ndarray, interval: str) -> np.ndarray:
+    """The open times of grid positions (``grid_steps`` inverted)."""
+    length = INTERVAL_MS[interval]
+    if length is None:
+        return steps.astype("datetime64[M]").astype("datetime64[ms]").astype("int64")
+    return steps * length + grid_anchor_ms(interval)
 
 
 def gaps(opens: np.ndarray, interval: str, after_ms: int | None = None) -> list[tuple[int, int, int]]:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS, candle_frame, merge_candles, within
+from crypto_data_export.core.candles import CANDLE_COLUMNS, candle_frame, within
 from crypto_data_export.core.errors import BadResponseError
 from crypto_data_export.core.intervals import HOUR_MS
 from crypto_data_export.core.rules import Breach, check_candles, gaps
@@ -109,11 +109,8 @@ def test_gaps_are_counted_not_refused() -> None:
     assert gaps(holes, "1h", after_ms=DAY - 3 * HOUR_MS)[0] == (DAY - 2 * HOUR_MS, DAY - HOUR_MS, 2)
 
 
-def test_merge_and_window_helpers_keep_the_schema() -> None:
-    newer = table(3, close=(1, "9.0"))
-    merged = merge_candles([table(5), newer])
-    assert merged.schema == table().schema and merged["open_time"].to_pylist() == table(5)["open_time"].to_pylist()
-    assert merged["close"][1].as_py() == "9.0"  # the newest answer wins
+def test_the_window_helper_keeps_the_schema() -> None:
+    merged = table(5)
     assert within(merged, DAY + HOUR_MS, DAY + 3 * HOUR_MS)["open_time"].to_pylist() == [
         DAY + HOUR_MS,
         DAY + 2 * HOUR_MS,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 
-from crypto_data_export.core.candles import merge_candles
 from crypto_data_export.core.errors import NoDataError
 from crypto_data_export.core.intervals import HOUR_MS, MINUTE_MS
 from crypto_data_export.exchange.client import ExchangeClient
@@ -106,13 +104,6 @@ def test_delisted_symbol_without_candles_is_no_data(sandbox_factory) -> None:
     with pytest.raises(NoDataError, match="delisted"):
         export_window(exporter_for(exchange.base_url), "DOTUSDT")
     assert len(exchange.klines_requests()) == 1  # asked once, not retried
-
-
-def test_merge_dedupes_on_open_time_and_sorts() -> None:
-    a = pa.table({"open_time": [3, 1], "v": ["c", "a"]})
-    b = pa.table({"open_time": [2, 3], "v": ["b", "c2"]})
-    merged = merge_candles([a, b])
-    assert merged["open_time"].to_pylist() == [1, 2, 3] and merged["v"].to_pylist() == ["a", "b", "c2"]
 
 
 @pytest.mark.parametrize("shuffled", [False, True])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +15,7 @@ import pytest
 from crypto_data_export.core.candles import candle_frame, format_utc_ms
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.store.formats import CSV
-from crypto_data_export.store.formats.csv_format import CSV_HEADER, check_stream, csv_lines, read_block, write_candles
+from crypto_data_export.store.formats.csv_format import CSV_HEADER, CsvCheck, csv_lines, read_block, write_candles
 from crypto_data_export.store.scan import validate_file
 from tests.support import DATA as DATA_DIR
 from tests.support import assert_same_candles, with_value
@@ -361,3 +363,11 @@ def test_time_text_is_utc_in_whole_milliseconds_or_refused_naming_the_row(odd: s
             read_block(block)
     else:
         assert read_block(block)["open_time"].to_pylist() == [BTC_FIRST_OPEN, BTC_FIRST_OPEN, expected]
+
+
+def check_stream(pieces: Iterable[bytes], interval: str, path: str, **options: Any) -> Any:
+    """The CSV checker fed piece by piece, as a scan feeds it."""
+    check = CsvCheck(interval, Path(path), **options)
+    for piece in pieces:
+        check.feed(piece)
+    return check.finish()

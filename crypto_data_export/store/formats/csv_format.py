@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -284,14 +283,6 @@ class CsvCheck:
         if problem is not None:
             return FileValidation(self.path, False, problem), None
         return self.blocks.verdict(rows=self.blocks.rows + self._lines_after + int(self._open_line))
-
-
-def check_stream(pieces: Iterable[bytes], interval: str, path: Path | str, **options: Any) -> Verdict:
-    """``CsvCheck`` over an iterable of byte pieces."""
-    check = CsvCheck(interval, path, **options)
-    for piece in pieces:
-        check.feed(piece)
-    return check.finish()
 
 
 class CsvFormat(FileFormat):
