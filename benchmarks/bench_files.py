@@ -265,7 +265,8 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def backfill_rss(base_url: str, symbols: list[str], days: int, interval: str) -> dict:
     out = temp_dir("rss")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPORT_", "KLINE_", "CRYPTO_"))}
-    env.update({"BINANCE_BASE_URL": base_url, "LOG_LEVEL": "WARNING"})
+    # The archive is a closed loopback port (never the internet): the backfill takes everything from REST.
+    env.update({"BINANCE_BASE_URL": base_url, "BINANCE_ARCHIVE_URL": "http://127.0.0.1:9", "LOG_LEVEL": "WARNING"})
     args = [
         sys.executable,
         str(ROOT / "export_historical_data.py"),

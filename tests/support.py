@@ -55,6 +55,9 @@ def clean_environ() -> dict[str, str]:
     return env
 
 
+CLOSED_ARCHIVE_URL = "http://127.0.0.1:9"
+
+
 def manager_env(export_dir: Path, base_url: str, symbols: str = "BTCUSDT,ETHUSDT", **extra: Any) -> dict[str, str]:
     """The outer environment without our settings, plus values for a fast, bounded
     run: no backoff, a short read timeout, 2 retries."""
@@ -63,6 +66,9 @@ def manager_env(export_dir: Path, base_url: str, symbols: str = "BTCUSDT,ETHUSDT
         {
             "EXPORT_DIR": str(export_dir),
             "BINANCE_BASE_URL": base_url,
+            # No test reaches the internet: the bulk archive is a closed port on loopback unless a
+            # test names one (the sandbox serves it), so a backfill's "auto" falls back to REST.
+            "BINANCE_ARCHIVE_URL": CLOSED_ARCHIVE_URL,
             "EXPORT_SYMBOLS": symbols,
             "HTTP_BACKOFF_SECONDS": "0",
             "HTTP_TIMEOUT_SECONDS": "2",
