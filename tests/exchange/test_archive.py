@@ -30,12 +30,13 @@ from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, generate_candle
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.formats.csv_format import write_candles
-from tests.support import BTC_FILE, DATA, assert_same_candles
+from tests.support import BTC_FILE, DATA, REPO, assert_same_candles
 
 REAL_ZIP = DATA / "BTCUSDT-1h-2024-10-28.zip"
 # sha256sum of the real archive file; its first 16 digits are in shared/data/real-klines/SOURCES.md.
 REAL_SHA256 = "744d4a991858208ead11e682457c452cd56067d113888d7323ba849ce221bc09"
-REAL_FUTURES_ZIP = Path("/work/shared/data/real-klines/binance-vision/futures-um-klines-BTCUSDT-1h-2024-10-28.zip")
+# ../shared beside the repository (CI gets a copy there too)
+REAL_FUTURES_ZIP = REPO.parent / "shared/data/real-klines/binance-vision/futures-um-klines-BTCUSDT-1h-2024-10-28.zip"
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
