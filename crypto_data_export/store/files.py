@@ -11,8 +11,8 @@ It runs unattended and deletes files, so it cannot be turned against the data it
   reported as stale: an exchange outage must not empty the folder);
 * a corrupt file is moved to ``quarantine/``, never deleted;
 * every unlink re-checks with ``lstat`` that the name is still a regular file;
-* ``dry_run`` changes nothing on disk; within one dry run the manager remembers what it
-  would have written and removed, so later steps see the folder as the real run would;
+* ``dry_run`` changes nothing on disk; a dry run's plan (what it would write and remove)
+  is handed to ``cleanup`` by the caller, so later steps see the folder as the real run would;
 * a scan stops soon after ``stop_event`` is set (``StopCheck``); files it did not reach
   are left as they are.
 
