@@ -32,7 +32,7 @@ from crypto_data_export.core.candles import (
 from crypto_data_export.core.errors import ExchangeError
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.core.rules import check_candles, shown
-from crypto_data_export.exchange.client import USER_AGENT, build_session
+from crypto_data_export.exchange.client import USER_AGENT, SessionClient, build_session
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ def _refuse(period: ArchivePeriod, row: int, what: str) -> ArchiveUnusable:
 
 
 # -- HTTP ------------------------------------------------------------------------
-class ArchiveClient:
+class ArchiveClient(SessionClient):
     """Reads the archive over one ``requests.Session``; no rate limiter (a CDN, no weight)."""
 
     def __init__(
@@ -302,15 +302,6 @@ class ArchiveClient:
             backoff=settings.http_backoff_seconds,
             pool_size=pool_size or settings.workers,
         )
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> ArchiveClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def url(self, period: ArchivePeriod) -> str:
         return f"{self.base_url}/{period.url_path(self.prefix)}"

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Self, TypeGuard
 from urllib.parse import urlsplit
 
 import requests
@@ -174,7 +174,22 @@ def build_session(
     return session
 
 
-class ExchangeClient:
+class SessionClient:
+    """Owns one ``requests.Session``: ``with`` closes it (the exchange's client and the archive's)."""
+
+    _session: requests.Session
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ExchangeClient(SessionClient):
     """Typed, rate-limited calls to the few endpoints the exporter needs."""
 
     def __init__(
@@ -225,15 +240,6 @@ class ExchangeClient:
     @stop_event.setter
     def stop_event(self, event: threading.Event | None) -> None:
         self.limiter.stop_event = event
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> ExchangeClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)
