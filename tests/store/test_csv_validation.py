@@ -15,7 +15,15 @@ import pytest
 from crypto_data_export.core.candles import candle_frame, format_utc_ms
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.store.formats import CSV
-from crypto_data_export.store.formats.csv_format import CSV_HEADER, CsvCheck, csv_lines, read_block, write_candles
+from crypto_data_export.store.formats.csv_format import (
+    CSV_HEADER,
+    CsvCheck,
+    csv_lines,
+    read_block,
+    read_with_pyarrow,
+    split_canonical,
+    write_candles,
+)
 from crypto_data_export.store.scan import validate_file
 from tests.support import DATA as DATA_DIR
 from tests.support import assert_same_candles, with_value
@@ -371,3 +379,40 @@ def check_stream(pieces: Iterable[bytes], interval: str, path: str, **options: A
     for piece in pieces:
         check.feed(piece)
     return check.finish()
+
+
+def _pyarrow_verdict(block: bytes) -> object:
+    """What pyarrow's reader makes of a block: the candle table, or the breach it refuses with."""
+    try:
+        return read_with_pyarrow(block)
+    except Exception as exc:  # _Refused (private): compared by its text
+        return str(exc)
+
+
+def test_the_hand_split_reads_exactly_what_pyarrow_reads_or_declines() -> None:
+    """Small blocks of canonical text are split by hand (speed); whatever that path accepts,
+    pyarrow must read to the same table. Mutating real lines one character at a time covers
+    times (offsets, separators, month 13, 24:00), trades (signs, blanks, > int64) and fields."""
+    lines = btc_lines()[1:]
+    canonical = join(lines)
+    assert split_canonical(canonical) is not None, "the file as written takes the fast path"
+    alphabet = '0123456789 -:.+TZ,\r"e_a'
+    rng = np.random.default_rng(21)
+    accepted = 0
+    for _ in range(1500):
+        row = int(rng.integers(len(lines)))
+        line = lines[row]
+        at = int(rng.integers(len(line)))
+        new = str(rng.choice(list(alphabet)))
+        mutated = line[:at] + (new if rng.random() < 0.7 else "") + line[at + 1 :]
+        block = join([*lines[:row], mutated, *lines[row + 1 :]])
+        fast = split_canonical(block)
+        if fast is None:
+            continue
+        accepted += 1
+        slow = _pyarrow_verdict(block)
+        assert isinstance(slow, pa.Table) and fast.equals(slow), (mutated, slow)
+    assert accepted > 300  # digits changed in place are read both ways and compared
+    big_trades = with_cell(3, 8, "99999999999999999999")
+    assert split_canonical(big_trades.split(b"\n", 1)[1]) is None  # beyond int64: declined
+    assert validate_bytes(big_trades, "1h", "x.csv").valid is False

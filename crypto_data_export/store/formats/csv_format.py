@@ -51,9 +51,10 @@ JOIN_ROWS = 256  # up to this many rows, joined in Python (see _joined_lines)
 UTC_SUFFIXES = ("+00:00", "Z")
 _TIME_TYPE = pa.timestamp("ms", tz="UTC")
 # Blocks up to this size, in the exact text ``csv_lines`` writes, are split by hand: a
-# ``read_csv`` call costs ~0.35 ms whatever the size, half the check of a 48-row file (a
-# cycle checks each file it writes; cleanup of 10 000 files: 7.7 s -> see bench_files).
-# Anything else goes to pyarrow, which decides; tests/store/test_csv_format.py fuzzes both ways.
+# ``read_csv`` call costs ~0.35 ms whatever the size, half the check of a 48-row file, and a
+# cycle checks every file it reads or writes (cleanup of 10 000 such files: 7.7 s -> 4.2 s,
+# python -m benchmarks.bench_files). Anything else goes to pyarrow, which decides; a test
+# (tests/store/test_csv_validation.py) mutates real lines and compares the two readings.
 SPLIT_BYTES = 64 << 10
 _CANONICAL_TIMES = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?\+00:00\n)*")
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="none")
@@ -157,8 +158,11 @@ def read_block(block: memoryview | bytes, first_row: int = 1) -> pa.Table:
     """Whole lines -> the candle table; _Refused at the first value the CSV layer refuses
     (trades typed by the reader; if it refuses one, read again as text to name the row)."""
     split = split_canonical(block)
-    if split is not None:
-        return split
+    return read_with_pyarrow(block, first_row) if split is None else split
+
+
+def read_with_pyarrow(block: memoryview | bytes, first_row: int = 1) -> pa.Table:
+    """``read_block`` by ``pyarrow.csv``: any block, and the judge of everything ``split_canonical`` declines."""
     try:
         text = pacsv.read_csv(_zero_copy(block), read_options=_READ, parse_options=_PARSE, convert_options=_TYPED)
     except pa.ArrowInvalid:
@@ -176,7 +180,7 @@ def split_canonical(block: memoryview | bytes) -> pa.Table | None:
     except UnicodeDecodeError:
         return None
     rows = [line.split(",") for line in text.split("\n")[:-1]]
-    if "\r" in text or any(len(row) != len(CANDLE_COLUMNS) for row in rows):
+    if "\r" in text or not text.endswith("\n") or any(len(row) != len(CANDLE_COLUMNS) for row in rows):
         return None  # (pyarrow also ends a line at a lone CR)
     columns: dict[str, Any] = dict(zip(CANDLE_COLUMNS, zip(*rows, strict=True), strict=True))
     if not all(columns["number_of_trades"]) or not "".join(columns["number_of_trades"]).isdigit():
