@@ -223,8 +223,29 @@ def rows_read_check(r: dict) -> list[list[str]]:
     return out
 
 
+def rows_baseline(r: dict) -> list[list[str]]:
+    f, t = r["figures"], r["targets"]
+    out = []
+    for what, label in (("process", "whole --export-only process"), ("steady", "steady cycle"), ("cleanup", "cleanup")):
+        figures = f[what]
+        cpu = f" (CPU {figures['ours_cpu_s']:.2f} s)" if "ours_cpu_s" in figures else ""
+        before = f" (CPU {figures['baseline_cpu_s']:.2f} s)" if "baseline_cpu_s" in figures else ""
+        out.append(
+            [
+                f"{label}, ours and f7f42c8 in one run (median of {f['repeat']})",
+                f"{figures['ours_wall_s']:.2f} s{cpu}",
+                f"f7f42c8: {figures['baseline_wall_s']:.2f} s{before}",
+                "",
+                f"{figures['speedup']:.2f}x (kept or beaten)",
+                mark(t[f"{what} <= f7f42c8"]),
+            ]
+        )
+    return out
+
+
 BENCHES = {
     "read_check": ("bench_read_check", rows_read_check),
+    "baseline": ("bench_baseline", rows_baseline),
     "export": ("bench_export", rows_export),
     "limiter": ("bench_limiter", rows_limiter),
     "steady": ("bench_steady", rows_steady),
@@ -279,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "idle": [],
         "startup": ["--cycle-symbols", "100" if args.quick else "400", "--runs", "3" if args.quick else "7"],
         "read_check": ["--repeat", "1" if args.quick else "3"],
+        "baseline": ["--repeat", "1", "--symbols", "100", "--files", "2000"] if args.quick else ["--repeat", "3"],
     }
     failed = []
     if not args.summary_only:
