@@ -174,7 +174,7 @@ class HistoricalDataExporter:
     def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pa.Table]:
         """The window's head if the look-back grew, the reused candles, then each
         fetched page: already sorted and unique. ``fetch`` gives the candles of a range
-        (a source's: the archive, a journal); by default REST pages (``iter_closed_pages``).
+        (a source's: the archive, a journal); by default REST pages (``pages_of``).
 
         Yielding pages one by one lets a year of 1m candles go to disk without
         ever sitting whole in memory. Raises NoDataError when nothing at all
@@ -191,10 +191,9 @@ class HistoricalDataExporter:
                 yield page
             export.empty_from_ms = export.window_start_ms
             export.data_from_ms = first_open_ms(export.frame) if first_open is None else first_open
-        if len(export.frame):
-            yield export.frame
         tail_from = export.requested_from_ms
         if len(export.frame):
+            yield export.frame
             tail_from = last_open_ms(export.frame) + 1
         until = None if export.window_end_ms is None else export.window_end_ms - 1
         for page in fetch(tail_from, until):
@@ -211,25 +210,11 @@ class HistoricalDataExporter:
     def pages_of(
         self, export: SymbolExport, start_ms: int, until_ms: int | None, on_rows: RowsSink | None = None
     ) -> Iterator[pa.Table]:
-        """``iter_closed_pages`` for ``export``'s symbol, clock and tally."""
-        return self.iter_closed_pages(
-            export.symbol, start_ms, export.server_time_ms, export, until_ms=until_ms, on_rows=on_rows
-        )
-
-    def iter_closed_pages(
-        self,
-        symbol: str,
-        start_ms: int,
-        server_time_ms: int,
-        tally: SymbolExport | None = None,
-        *,
-        until_ms: int | None = None,
-        on_rows: RowsSink | None = None,
-    ) -> Iterator[pa.Table]:
-        """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
+        """Pages of ``export``'s closed candles from ``start_ms`` (up to the open time ``until_ms``),
         each checked against the window (``check_page``); at most the pages the window needs plus ``PAGE_SLACK``.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
-        last_closed = self.last_closed_open_ms(server_time_ms)
+        symbol = export.symbol
+        last_closed = self.last_closed_open_ms(export.server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
         max_pages = -(-self._expected_candles(start_ms, last_closed) // self.page_limit) + PAGE_SLACK
@@ -247,8 +232,7 @@ class HistoricalDataExporter:
             limit = max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
             rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
             pages += 1
-            if tally is not None:
-                tally.calls += 1
+            export.calls += 1
             page = rows_to_frame(rows)
             self.check_page(page, limit, cursor, last_closed)
             if not len(page):
