@@ -220,7 +220,7 @@ def test_a_dry_run_prune_then_cleanup_lists_what_the_real_run_removes(tmp_path: 
     planned = FileValidation(new, True, rows=24, last_open_ms=int(NOW.timestamp() * 1000) - HOUR_MS)
     before = snapshot(tmp_path)
 
-    pruned = fm.prune_symbol("BTCUSDT", dry_run=True, written={new: planned})
+    pruned = fm.cleanup(dry_run=True, symbols=["BTCUSDT"], known={new: planned})
     rest = fm.cleanup(dry_run=True, known={new: planned}, gone=pruned.removed)  # the run's plan, explicit
 
     assert pruned.removed == [old] and rest.removed == []
