@@ -30,7 +30,7 @@ from crypto_data_export.core.candles import (
     TIME_COLUMNS,
 )
 from crypto_data_export.core.errors import ExchangeError
-from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
+from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles, shown
 from crypto_data_export.exchange.client import USER_AGENT, SessionClient, build_session
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
@@ -131,19 +131,13 @@ class ArchivePeriod:
 
 def month_bounds(ms: int) -> tuple[int, int]:
     """[start, end) in ms of the UTC calendar month containing ``ms``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
-    end = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    start = floor_open_ms(ms, "1M")
+    return start, next_open_ms(start, "1M")
 
 
 def day_bounds(ms: int) -> tuple[int, int]:
     start = ms // DAY_MS * DAY_MS
     return start, start + DAY_MS
-
-
-def monthly_period(symbol: str, interval: str, ms: int) -> ArchivePeriod:
-    return ArchivePeriod(symbol, interval, "monthly", *month_bounds(ms))
 
 
 def daily_period(symbol: str, interval: str, ms: int) -> ArchivePeriod:
