@@ -36,7 +36,7 @@ from crypto_data_export.core.errors import (
 )
 from crypto_data_export.core.text import printable
 from crypto_data_export.exchange.bounded import ban_end, pause_seconds, read_body, read_json
-from crypto_data_export.exchange.klines import check_kline_rows
+from crypto_data_export.exchange.klines import MAX_TIME_MS, check_kline_rows
 from crypto_data_export.exchange.limiter import (
     MAX_PAUSE_SECONDS,
     MAX_WEIGHT_LIMIT,
@@ -59,8 +59,6 @@ USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
 # A skew beyond this is worth a warning: the exchange's clock decides what is closed.
 CLOCK_SKEW_WARNING_SECONDS = 300.0
-# The last millisecond a datetime can hold (9999-12-31): a serverTime beyond it is garbage.
-LATEST_SERVER_TIME_MS = 253_402_300_799_999
 _USED_WEIGHT_RE = re.compile(r"[0-9]{1,12}")
 _BAN_BODY_CAP = 64 * 1024
 
@@ -123,8 +121,8 @@ class _StoppableRetry(Retry):
 
 
 def usable_server_time(value: Any) -> int | None:
-    """An answer's ``serverTime`` if it is a plausible epoch-ms integer (a bool is not), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+    """An answer's ``serverTime`` if it is a plausible epoch-ms integer (not a bool, not past 9999), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIME_MS:
         return None
     return value
 
