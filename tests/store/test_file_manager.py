@@ -347,7 +347,6 @@ def test_find_duplicates_lists_once_hashes_only_colliding_sizes_and_parses_nothi
     def no_parsing(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a duplicate scan must not parse or validate")
 
-    monkeypatch.setattr(CsvFormat, "check_bytes", no_parsing)
     monkeypatch.setattr(CsvFormat, "stream_checker", no_parsing)
     opens = _Opens(monkeypatch)
     report = manager(folder).find_duplicates()
