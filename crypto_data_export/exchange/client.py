@@ -201,7 +201,6 @@ class ExchangeClient(SessionClient):
         pool_size: int = 16,
         limiter: WeightLimiter | None = None,
         market: MarketProfile = SPOT,
-        stop_event: threading.Event | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.market = market
@@ -209,8 +208,6 @@ class ExchangeClient(SessionClient):
         self.retries = retries
         self.backoff = backoff
         self.limiter = limiter or WeightLimiter()
-        if stop_event is not None:
-            self.limiter.stop_event = stop_event
         self.stats = ClientStats()
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
@@ -229,15 +226,6 @@ class ExchangeClient(SessionClient):
             limiter=limiter,
             market=MARKETS[settings.market],
         )
-
-    @property
-    def stop_event(self) -> threading.Event | None:
-        """Set by SIGTERM/SIGINT: every wait of this client (limiter, 429, backoff) then ends."""
-        return self.limiter.stop_event
-
-    @stop_event.setter
-    def stop_event(self, event: threading.Event | None) -> None:
-        self.limiter.stop_event = event
 
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)

@@ -221,7 +221,7 @@ class HistoricalDataExporter:
         cursor = start_ms
         pages = 0
         while cursor <= last_closed:
-            if self.client.stop_event is not None and self.client.stop_event.is_set():
+            if self.client.limiter.stop_event is not None and self.client.limiter.stop_event.is_set():
                 raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
             if pages >= max_pages:
                 raise BadResponseError(

@@ -179,7 +179,7 @@ class WeightLimiter:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
-        # Set by the export job: SIGTERM/SIGINT end every wait here.
+        # Set by the export job: SIGTERM/SIGINT end every wait of its client here (pacing, 429, backoff).
         self.stop_event = stop_event
         self._headroom = headroom
         self._tickets = itertools.count(1)

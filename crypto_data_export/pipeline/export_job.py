@@ -88,7 +88,7 @@ class ExportJob:
         self.known_empty: dict[str, tuple[int, int]] = {}
         self.on_candles, self.on_symbol_done, self.window = on_candles, on_symbol_done, window
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
-        self.client.stop_event = self.stop_event
+        self.client.limiter.stop_event = self.stop_event
         self._limits_loaded = False
 
     def series_key(self, symbol: str, interval: str) -> str:
