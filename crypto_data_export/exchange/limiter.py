@@ -187,7 +187,6 @@ class WeightLimiter:
         self._banned_until: datetime | None = None
         self._windows: list[_Window] = []
         self.limit = DEFAULT_WEIGHT_LIMIT
-        self.sent_weight = 0
         self.waits = 0
         self.set_limits([RateLimit(WEIGHT, WINDOW_SECONDS, max(1, int(limit_per_minute)))])
 
@@ -251,7 +250,6 @@ class WeightLimiter:
                     ticket = Ticket(next(self._tickets), weight, now)
                     for window in self._windows:
                         window.reserve(ticket)
-                    self.sent_weight += weight
                     return ticket
                 self.waits += 1
             # At least 1 ms: a float-sized remainder must not turn into a busy loop. At most
