@@ -262,11 +262,8 @@ class ScheduledDataManager:
     def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
         entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
         if not outcome.ok:
-            entry.last_error, entry.last_error_at, entry.last_error_kind = (
-                outcome.error,
-                to_iso(now),
-                outcome.error_kind,
-            )
+            entry.last_error, entry.last_error_kind = outcome.error, outcome.error_kind
+            entry.last_error_at = to_iso(now)
             return
         entry.last_success, entry.last_file = to_iso(now), outcome.path
         entry.last_error = entry.last_error_at = entry.last_error_kind = None
