@@ -173,9 +173,33 @@ def build_session(
 
 
 class SessionClient:
-    """Owns one ``requests.Session``: ``with`` closes it (the exchange's client and the archive's)."""
+    """Owns one ``build_session`` session: ``with`` closes it (the exchange's client and the archive's)."""
 
-    _session: requests.Session
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        pool_size: int = 16,
+        wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.retries, self.backoff = retries, backoff
+        self._session = build_session(retries, backoff, pool_size, wait, base_url=self.base_url)
+
+    @staticmethod
+    def options(settings: Settings) -> dict[str, Any]:
+        """The HTTP options every client takes from Settings."""
+        return {
+            "connect_timeout": settings.connect_timeout_seconds,
+            "read_timeout": settings.http_timeout_seconds,
+            "retries": settings.http_retries,
+            "backoff": settings.http_backoff_seconds,
+        }
 
     def close(self) -> None:
         self._session.close()
@@ -188,43 +212,23 @@ class SessionClient:
 
 
 class ExchangeClient(SessionClient):
-    """Typed, rate-limited calls to the few endpoints the exporter needs."""
+    """Typed, rate-limited calls to the few endpoints the exporter needs (``options``: SessionClient's)."""
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        retries: int = 4,
-        backoff: float = 0.5,
-        pool_size: int = 16,
-        limiter: WeightLimiter | None = None,
-        market: MarketProfile = SPOT,
+        self, base_url: str, *, limiter: WeightLimiter | None = None, market: MarketProfile = SPOT, **options: Any
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         self.market = market
-        self.timeout = (connect_timeout, read_timeout)
-        self.retries = retries
-        self.backoff = backoff
         self.limiter = limiter or WeightLimiter()
         self.stats = ClientStats()
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
-        self._session = build_session(retries, backoff, pool_size, wait=self.limiter.wait, base_url=self.base_url)
+        super().__init__(base_url, wait=self.limiter.wait, **options)
 
     @classmethod
-    def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:
+    def from_settings(cls, settings: Settings) -> ExchangeClient:
         """The one client of a process, configured from Settings."""
         return cls(
-            settings.base_url,
-            connect_timeout=settings.connect_timeout_seconds,
-            read_timeout=settings.http_timeout_seconds,
-            retries=settings.http_retries,
-            backoff=settings.http_backoff_seconds,
-            pool_size=settings.workers,
-            limiter=limiter,
-            market=MARKETS[settings.market],
+            settings.base_url, market=MARKETS[settings.market], pool_size=settings.workers, **cls.options(settings)
         )
 
     def ping(self) -> None:
