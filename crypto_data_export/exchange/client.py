@@ -269,14 +269,10 @@ class ExchangeClient(SessionClient):
             info = self._exchange_info_of(symbol)
         published = weight_limit_from_exchange_info(info)
         if published is not None and clamp_weight_limit(published) != published:
-            trusted = f"limits outside {MIN_WEIGHT_LIMIT}..{MAX_WEIGHT_LIMIT} are not trusted"
-            used = clamp_weight_limit(published)
             logger.warning(
-                "%s publishes a request weight limit of %d per minute; using %d instead (%s)",
-                self.base_url,
-                published,
-                used,
-                trusted,
+                "%s publishes a request weight limit of %d per minute; using %d instead (limits outside %d..%d are "
+                "not trusted)",
+                *(self.base_url, published, clamp_weight_limit(published), MIN_WEIGHT_LIMIT, MAX_WEIGHT_LIMIT),
             )
         rates = rate_limits_from_exchange_info(info)
         if rates:
@@ -310,9 +306,7 @@ class ExchangeClient(SessionClient):
                 "the exchange's clock says %s but this machine's clock says %s (%+.0f s); only the "
                 "exchange's clock decides which candles are closed: check this machine's clock (NTP) "
                 "and BINANCE_BASE_URL",
-                ms_to_iso(server_ms),
-                ms_to_iso(int(midpoint * 1000)),
-                skew,
+                *(ms_to_iso(server_ms), ms_to_iso(int(midpoint * 1000)), skew),
             )
         return server_ms
 
