@@ -198,13 +198,10 @@ class ScheduledDataManager:
             report.universe_error = plan.problem
             logger.error("%s", plan.problem)
         elif plan.universe is not None:
+            found = plan.universe
             logger.info(
                 "symbol universe %s: %d symbols (%d matching), %d calls, weight %d",
-                self.universe.setting,
-                len(plan.universe.symbols),
-                plan.universe.matching,
-                plan.universe.calls,
-                plan.universe.weight,
+                *(self.universe.setting, len(found.symbols), found.matching, found.calls, found.weight),
             )
             # The new universe's newest files are protected; one that just left gets the normal rules.
             self.files.protect(plan.symbols)
