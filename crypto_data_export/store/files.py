@@ -504,9 +504,5 @@ class FileManager:
 
 def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:
     """Files a dry run would write, as a scan would list them (they have no size yet)."""
-    found: dict[ExportFile, FileValidation] = {}
-    for path, verdict in files.items():
-        parsed = parse_export_name(Path(path).name)
-        if parsed is not None:
-            found[ExportFile(Path(path), parsed.symbol, parsed.interval, parsed.created, 0, parsed.market)] = verdict
-    return found
+    named = ((Path(path), parse_export_name(Path(path).name), verdict) for path, verdict in files.items())
+    return {ExportFile(p, n.symbol, n.interval, n.created, 0, n.market): v for p, n, v in named if n is not None}
