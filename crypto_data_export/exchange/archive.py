@@ -93,10 +93,6 @@ def archive_interval(interval: str) -> str:
     return "1mo" if interval == "1M" else interval
 
 
-def has_daily_files(interval: str) -> bool:
-    return interval in DAILY_INTERVALS
-
-
 @dataclass(frozen=True)
 class ArchivePeriod:
     """One archive file: a UTC calendar month or day of one symbol and interval."""
