@@ -205,11 +205,6 @@ class WeightLimiter:
             if weights:  # the minute's budget, or the first weight limit expressed per minute
                 self.limit = max(1, round(weights[0].limit * WINDOW_SECONDS / weights[0].seconds))
 
-    @property
-    def limits(self) -> list[RateLimit]:
-        with self._lock:
-            return [w.rate for w in self._windows]
-
     def observe_used_weight(self, used: int, seconds: float = WINDOW_SECONDS) -> None:
         """Record an ``X-MBX-USED-WEIGHT-<n><unit>`` header for the weight window of ``seconds``."""
         with self._lock:
