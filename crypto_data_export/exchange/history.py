@@ -24,7 +24,7 @@ import pyarrow as pa
 from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
-from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
+from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms
 from crypto_data_export.core.rules import check_candles
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -151,7 +151,7 @@ class HistoricalDataExporter:
             return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms, window_end_ms=end_ms)
         first_kept = first_open_ms(kept)
         head_known_empty = known_empty is not None and known_empty[0] <= start_ms and known_empty[1] >= first_kept
-        gap_at_head = first_kept > self._first_open_ms(start_ms)
+        gap_at_head = first_kept > first_open_from_ms(start_ms, self.interval)
         head_until = first_kept - 1 if gap_at_head and not head_known_empty else None
         return SymbolExport(
             symbol,
@@ -165,11 +165,6 @@ class HistoricalDataExporter:
             data_from_ms=known_empty[1] if known_empty and head_known_empty else None,
             window_end_ms=end_ms,
         )
-
-    def _first_open_ms(self, start_ms: int) -> int:
-        """The first open time on the grid at or after ``start_ms``."""
-        first = floor_open_ms(start_ms, self.interval)
-        return first if first >= start_ms else next_open_ms(first, self.interval)
 
     def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pa.Table]:
         """The window's head if the look-back grew, the reused candles, then each
