@@ -508,3 +508,10 @@ def schedule_reads(monkeypatch: pytest.MonkeyPatch, clocks: Clocks) -> None:
             return dt.datetime.fromtimestamp(clocks.wall, tz)
 
     monkeypatch.setattr(schedule, "datetime", types.SimpleNamespace(**{**vars(dt), "datetime": FakeDatetime}))
+
+
+def check_bytes(file_format: Any, data: bytes, interval: str, path: Path | str, *, want_candles: bool = False) -> Any:
+    """A whole file's content judged by its format's streaming checker (as a scan reads it)."""
+    check = file_format.stream_checker(interval, Path(path), want_candles=want_candles)
+    check.feed(data)
+    return check.finish()

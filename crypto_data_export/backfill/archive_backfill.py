@@ -35,6 +35,7 @@ from crypto_data_export.backfill.resume import JournalSource, stoppable
 from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.exchange.archive import (
+    DAILY_INTERVALS,
     NO_CHECKSUM,
     ArchiveClient,
     ArchiveError,
@@ -47,7 +48,6 @@ from crypto_data_export.exchange.archive import (
     check_zip,
     day_bounds,
     days_of,
-    has_daily_files,
     month_bounds,
     read_period_frame,
     sha256_of,
@@ -116,7 +116,7 @@ def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_
     ``today_ms``; the rest from REST. Rows outside the range are dropped later."""
     if start_ms >= end_ms:
         return []
-    if not has_daily_files(interval):
+    if interval not in DAILY_INTERVALS:
         return [RestSpan(start_ms, end_ms)]
     segments: list[Segment] = []
     t = start_ms
@@ -379,7 +379,7 @@ def archive_backfill(
     journals = JournalSource(PartialFolder(folder.backfill_partial), stop_event)
     candles: JournalSource | ArchiveSource = journals
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client, ExitStack() as stack:
-        if source != "rest" and not has_daily_files(settings.kline_interval):
+        if source != "rest" and settings.kline_interval not in DAILY_INTERVALS:
             logger.warning(
                 "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",
                 settings.kline_interval,

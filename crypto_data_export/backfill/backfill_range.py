@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from crypto_data_export.core.clock import from_iso, to_iso
-from crypto_data_export.core.intervals import DAY_MS, floor_open_ms, next_open_ms
+from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms
 from crypto_data_export.settings.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, min_lookback_days, override
 
 # Binance's first spot candle (BTCUSDT, ETHUSDT... 2017-07-14): nothing opens before it.
@@ -77,10 +77,7 @@ def resolve_range(
 
 def require_a_candle(window: BackfillRange, interval: str) -> None:
     """Refuse a range in which no candle of ``interval`` opens (``1d`` from 01:00 to 12:00)."""
-    first = floor_open_ms(window.start_ms, interval)
-    if first < window.start_ms:
-        first = next_open_ms(first, interval)
-    if first >= window.end_ms:
+    if first_open_from_ms(window.start_ms, interval) >= window.end_ms:
         raise SettingsError(
             f"--start/--end {window.describe()} holds no {interval} candle open time; widen the range "
             "or choose a shorter --interval"

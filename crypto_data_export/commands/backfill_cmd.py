@@ -168,7 +168,6 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
 
 
 def run() -> NoReturn:
-    """The console command and the root script: exit with ``main``'s code."""
     run_main(main)
 
 

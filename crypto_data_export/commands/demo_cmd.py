@@ -8,6 +8,7 @@ stopped with SIGTERM. No network is needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -70,10 +71,8 @@ def scheduled_run(env: dict[str, str], out: Path, cycles: int, timeout: float) -
     count = before
     while time.monotonic() < deadline and count < before + cycles:
         time.sleep(0.25)
-        try:
+        with contextlib.suppress(OSError, ValueError, KeyError):
             count = read_json(out / "state.json")["export_count"]
-        except (OSError, ValueError, KeyError):
-            pass
     print(f"  {count - before} scheduled cycles ran; sending SIGTERM", flush=True)
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=30)
@@ -131,7 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The console command and the root script: exit with ``main``'s code."""
     run_main(main)
 
 

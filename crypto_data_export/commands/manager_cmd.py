@@ -157,7 +157,6 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
 
 
 def run() -> NoReturn:
-    """The console command and the root script: exit with ``main``'s code."""
     run_main(main)
 
 

@@ -150,7 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The console command and the root script: exit with ``main``'s code."""
     run_main(main)
 
 

@@ -25,11 +25,6 @@ TEMP_NAME_PATTERN = re.compile(rf"^\.(?P<final>.+)\.(?P<pid>\d+)\.(?P<token>[0-9
 FILE_MODE = 0o640
 
 
-def temp_path_for(target: Path) -> Path:
-    """A unique hidden temp name next to ``target``."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{TEMP_TAG}.tmp")
-
-
 def fsync_folder(folder: Path) -> None:
     """Make a rename durable; some file systems refuse, which is harmless."""
     with contextlib.suppress(OSError):
@@ -50,7 +45,7 @@ def atomic_output_at(target: Path) -> Iterator[tuple[IO[str], Path]]:
     """Yield (a file object, its temp path); on a clean exit its content replaces ``target``
     atomically (the path: for a writer that reads back what it wrote before publishing)."""
     target = Path(target)
-    temp = temp_path_for(target)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{TEMP_TAG}.tmp")  # TEMP_NAME_PATTERN
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:

@@ -22,16 +22,12 @@ def run_main(main: Callable[[], int]) -> NoReturn:
         code = main()
         sys.stdout.flush()
     except BrokenPipeError as exc:
-        _silence_stdout()
+        # stdout to /dev/null, so that the interpreter's own final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         code = exit_code_for(exc) or 1
     except KeyboardInterrupt as exc:
         print("interrupted: stopped before the end; files already written are whole", file=sys.stderr)
         code = exit_code_for(exc) or 1
     sys.exit(code)
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so that the interpreter's own final flush cannot fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)

@@ -71,3 +71,9 @@ def next_open_ms(open_ms: int, interval: str) -> int:
     if length is None:
         return _month_start(open_ms, months_ahead=1)
     return open_ms + length
+
+
+def first_open_from_ms(ms: int, interval: str) -> int:
+    """The first open time on the interval's grid at or after ``ms``."""
+    first = floor_open_ms(ms, interval)
+    return first if first >= ms else next_open_ms(first, interval)

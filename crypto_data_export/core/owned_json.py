@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.clock import utc_now
+from crypto_data_export.core.errors import StorageError
 from crypto_data_export.core.reading import read_regular_file
 
 WRITER_KEY = "writer"
@@ -110,3 +111,11 @@ def set_aside(path: Path, label: str, now: datetime | None = None) -> Path | Non
             raise
         return candidate
     raise OSError(errno.EEXIST, f"no free name to set {path.name} aside", str(path))
+
+
+def set_aside_or_fail(path: Path, label: str, problem: str) -> Path | None:
+    """``set_aside`` for a file found not ours (``problem`` says why); StorageError if it stays."""
+    try:
+        return set_aside(path, label)
+    except OSError as exc:
+        raise StorageError(f"cannot set aside {path} ({problem}): {exc.strerror or exc}; move it away by hand") from exc

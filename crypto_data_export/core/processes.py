@@ -6,6 +6,7 @@ time and its folder, so another program or another install's scheduler is never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -93,10 +94,8 @@ def process_export_dir(pid: int, default: str) -> Path | None:
         cwd = None
     value = environ.get(EXPORT_DIR_VARIABLE, "").strip()
     if not value and cwd is not None:
-        try:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
             value = (dotenv_values(cwd / ".env").get(EXPORT_DIR_VARIABLE) or "").strip()
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass
     value = value or default
     if value.startswith("~") and environ.get("HOME"):
         value = environ["HOME"] + value[1:] if value == "~" or value.startswith("~/") else value

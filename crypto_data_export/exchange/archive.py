@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,9 +30,9 @@ from crypto_data_export.core.candles import (
     TIME_COLUMNS,
 )
 from crypto_data_export.core.errors import ExchangeError
-from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
+from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles, shown
-from crypto_data_export.exchange.client import USER_AGENT, SessionClient, build_session
+from crypto_data_export.exchange.client import USER_AGENT, SessionClient
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
 
 if TYPE_CHECKING:
@@ -93,10 +93,6 @@ def archive_interval(interval: str) -> str:
     return "1mo" if interval == "1M" else interval
 
 
-def has_daily_files(interval: str) -> bool:
-    return interval in DAILY_INTERVALS
-
-
 @dataclass(frozen=True)
 class ArchivePeriod:
     """One archive file: a UTC calendar month or day of one symbol and interval."""
@@ -131,19 +127,13 @@ class ArchivePeriod:
 
 def month_bounds(ms: int) -> tuple[int, int]:
     """[start, end) in ms of the UTC calendar month containing ``ms``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
-    end = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    start = floor_open_ms(ms, "1M")
+    return start, next_open_ms(start, "1M")
 
 
 def day_bounds(ms: int) -> tuple[int, int]:
     start = ms // DAY_MS * DAY_MS
     return start, start + DAY_MS
-
-
-def monthly_period(symbol: str, interval: str, ms: int) -> ArchivePeriod:
-    return ArchivePeriod(symbol, interval, "monthly", *month_bounds(ms))
 
 
 def daily_period(symbol: str, interval: str, ms: int) -> ArchivePeriod:
@@ -275,33 +265,14 @@ def _refuse(period: ArchivePeriod, row: int, what: str) -> ArchiveUnusable:
 class ArchiveClient(SessionClient):
     """Reads the archive over one ``requests.Session``; no rate limiter (a CDN, no weight)."""
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_ARCHIVE_URL,
-        *,
-        prefix: str = SPOT_PREFIX,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        retries: int = 4,
-        backoff: float = 0.5,
-        pool_size: int = 16,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str = DEFAULT_ARCHIVE_URL, *, prefix: str = SPOT_PREFIX, **options: Any) -> None:
+        super().__init__(base_url, **options)
         self.prefix = prefix
-        self.timeout = (connect_timeout, read_timeout)
-        self._session = build_session(retries, backoff, pool_size, base_url=self.base_url)
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "*/*"})
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> ArchiveClient:
-        return cls(
-            settings.archive_url,
-            connect_timeout=settings.connect_timeout_seconds,
-            read_timeout=settings.http_timeout_seconds,
-            retries=settings.http_retries,
-            backoff=settings.http_backoff_seconds,
-            pool_size=pool_size or settings.workers,
-        )
+        return cls(settings.archive_url, pool_size=pool_size or settings.workers, **cls.options(settings))
 
     def url(self, period: ArchivePeriod) -> str:
         return f"{self.base_url}/{period.url_path(self.prefix)}"

@@ -36,7 +36,7 @@ from crypto_data_export.core.errors import (
 )
 from crypto_data_export.core.text import printable
 from crypto_data_export.exchange.bounded import ban_end, pause_seconds, read_body, read_json
-from crypto_data_export.exchange.klines import check_kline_rows
+from crypto_data_export.exchange.klines import MAX_TIME_MS, check_kline_rows
 from crypto_data_export.exchange.limiter import (
     MAX_PAUSE_SECONDS,
     MAX_WEIGHT_LIMIT,
@@ -59,8 +59,6 @@ USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
 # A skew beyond this is worth a warning: the exchange's clock decides what is closed.
 CLOCK_SKEW_WARNING_SECONDS = 300.0
-# The last millisecond a datetime can hold (9999-12-31): a serverTime beyond it is garbage.
-LATEST_SERVER_TIME_MS = 253_402_300_799_999
 _USED_WEIGHT_RE = re.compile(r"[0-9]{1,12}")
 _BAN_BODY_CAP = 64 * 1024
 
@@ -123,8 +121,8 @@ class _StoppableRetry(Retry):
 
 
 def usable_server_time(value: Any) -> int | None:
-    """An answer's ``serverTime`` if it is a plausible epoch-ms integer (a bool is not), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= LATEST_SERVER_TIME_MS:
+    """An answer's ``serverTime`` if it is a plausible epoch-ms integer (not a bool, not past 9999), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIME_MS:
         return None
     return value
 
@@ -175,9 +173,33 @@ def build_session(
 
 
 class SessionClient:
-    """Owns one ``requests.Session``: ``with`` closes it (the exchange's client and the archive's)."""
+    """Owns one ``build_session`` session: ``with`` closes it (the exchange's client and the archive's)."""
 
-    _session: requests.Session
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        pool_size: int = 16,
+        wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.retries, self.backoff = retries, backoff
+        self._session = build_session(retries, backoff, pool_size, wait, base_url=self.base_url)
+
+    @staticmethod
+    def options(settings: Settings) -> dict[str, Any]:
+        """The HTTP options every client takes from Settings."""
+        return {
+            "connect_timeout": settings.connect_timeout_seconds,
+            "read_timeout": settings.http_timeout_seconds,
+            "retries": settings.http_retries,
+            "backoff": settings.http_backoff_seconds,
+        }
 
     def close(self) -> None:
         self._session.close()
@@ -190,56 +212,24 @@ class SessionClient:
 
 
 class ExchangeClient(SessionClient):
-    """Typed, rate-limited calls to the few endpoints the exporter needs."""
+    """Typed, rate-limited calls to the few endpoints the exporter needs (``options``: SessionClient's)."""
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        retries: int = 4,
-        backoff: float = 0.5,
-        pool_size: int = 16,
-        limiter: WeightLimiter | None = None,
-        market: MarketProfile = SPOT,
-        stop_event: threading.Event | None = None,
+        self, base_url: str, *, limiter: WeightLimiter | None = None, market: MarketProfile = SPOT, **options: Any
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         self.market = market
-        self.timeout = (connect_timeout, read_timeout)
-        self.retries = retries
-        self.backoff = backoff
         self.limiter = limiter or WeightLimiter()
-        if stop_event is not None:
-            self.limiter.stop_event = stop_event
         self.stats = ClientStats()
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
-        self._session = build_session(retries, backoff, pool_size, wait=self.limiter.wait, base_url=self.base_url)
+        super().__init__(base_url, wait=self.limiter.wait, **options)
 
     @classmethod
-    def from_settings(cls, settings: Settings, limiter: WeightLimiter | None = None) -> ExchangeClient:
+    def from_settings(cls, settings: Settings) -> ExchangeClient:
         """The one client of a process, configured from Settings."""
         return cls(
-            settings.base_url,
-            connect_timeout=settings.connect_timeout_seconds,
-            read_timeout=settings.http_timeout_seconds,
-            retries=settings.http_retries,
-            backoff=settings.http_backoff_seconds,
-            pool_size=settings.workers,
-            limiter=limiter,
-            market=MARKETS[settings.market],
+            settings.base_url, market=MARKETS[settings.market], pool_size=settings.workers, **cls.options(settings)
         )
-
-    @property
-    def stop_event(self) -> threading.Event | None:
-        """Set by SIGTERM/SIGINT: every wait of this client (limiter, 429, backoff) then ends."""
-        return self.limiter.stop_event
-
-    @stop_event.setter
-    def stop_event(self, event: threading.Event | None) -> None:
-        self.limiter.stop_event = event
 
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)
@@ -279,14 +269,10 @@ class ExchangeClient(SessionClient):
             info = self._exchange_info_of(symbol)
         published = weight_limit_from_exchange_info(info)
         if published is not None and clamp_weight_limit(published) != published:
-            trusted = f"limits outside {MIN_WEIGHT_LIMIT}..{MAX_WEIGHT_LIMIT} are not trusted"
-            used = clamp_weight_limit(published)
             logger.warning(
-                "%s publishes a request weight limit of %d per minute; using %d instead (%s)",
-                self.base_url,
-                published,
-                used,
-                trusted,
+                "%s publishes a request weight limit of %d per minute; using %d instead (limits outside %d..%d are "
+                "not trusted)",
+                *(self.base_url, published, clamp_weight_limit(published), MIN_WEIGHT_LIMIT, MAX_WEIGHT_LIMIT),
             )
         rates = rate_limits_from_exchange_info(info)
         if rates:
@@ -320,9 +306,7 @@ class ExchangeClient(SessionClient):
                 "the exchange's clock says %s but this machine's clock says %s (%+.0f s); only the "
                 "exchange's clock decides which candles are closed: check this machine's clock (NTP) "
                 "and BINANCE_BASE_URL",
-                ms_to_iso(server_ms),
-                ms_to_iso(int(midpoint * 1000)),
-                skew,
+                *(ms_to_iso(server_ms), ms_to_iso(int(midpoint * 1000)), skew),
             )
         return server_ms
 

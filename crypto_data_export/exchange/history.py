@@ -24,7 +24,7 @@ import pyarrow as pa
 from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
-from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
+from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms
 from crypto_data_export.core.rules import check_candles
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -151,7 +151,7 @@ class HistoricalDataExporter:
             return SymbolExport(symbol, kept, start_ms, now_ms, requested_from_ms=start_ms, window_end_ms=end_ms)
         first_kept = first_open_ms(kept)
         head_known_empty = known_empty is not None and known_empty[0] <= start_ms and known_empty[1] >= first_kept
-        gap_at_head = first_kept > self._first_open_ms(start_ms)
+        gap_at_head = first_kept > first_open_from_ms(start_ms, self.interval)
         head_until = first_kept - 1 if gap_at_head and not head_known_empty else None
         return SymbolExport(
             symbol,
@@ -166,15 +166,10 @@ class HistoricalDataExporter:
             window_end_ms=end_ms,
         )
 
-    def _first_open_ms(self, start_ms: int) -> int:
-        """The first open time on the grid at or after ``start_ms``."""
-        first = floor_open_ms(start_ms, self.interval)
-        return first if first >= start_ms else next_open_ms(first, self.interval)
-
     def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pa.Table]:
         """The window's head if the look-back grew, the reused candles, then each
         fetched page: already sorted and unique. ``fetch`` gives the candles of a range
-        (a source's: the archive, a journal); by default REST pages (``iter_closed_pages``).
+        (a source's: the archive, a journal); by default REST pages (``pages_of``).
 
         Yielding pages one by one lets a year of 1m candles go to disk without
         ever sitting whole in memory. Raises NoDataError when nothing at all
@@ -191,10 +186,9 @@ class HistoricalDataExporter:
                 yield page
             export.empty_from_ms = export.window_start_ms
             export.data_from_ms = first_open_ms(export.frame) if first_open is None else first_open
-        if len(export.frame):
-            yield export.frame
         tail_from = export.requested_from_ms
         if len(export.frame):
+            yield export.frame
             tail_from = last_open_ms(export.frame) + 1
         until = None if export.window_end_ms is None else export.window_end_ms - 1
         for page in fetch(tail_from, until):
@@ -211,32 +205,18 @@ class HistoricalDataExporter:
     def pages_of(
         self, export: SymbolExport, start_ms: int, until_ms: int | None, on_rows: RowsSink | None = None
     ) -> Iterator[pa.Table]:
-        """``iter_closed_pages`` for ``export``'s symbol, clock and tally."""
-        return self.iter_closed_pages(
-            export.symbol, start_ms, export.server_time_ms, export, until_ms=until_ms, on_rows=on_rows
-        )
-
-    def iter_closed_pages(
-        self,
-        symbol: str,
-        start_ms: int,
-        server_time_ms: int,
-        tally: SymbolExport | None = None,
-        *,
-        until_ms: int | None = None,
-        on_rows: RowsSink | None = None,
-    ) -> Iterator[pa.Table]:
-        """Pages of closed candles from ``start_ms`` (up to the open time ``until_ms``),
+        """Pages of ``export``'s closed candles from ``start_ms`` (up to the open time ``until_ms``),
         each checked against the window (``check_page``); at most the pages the window needs plus ``PAGE_SLACK``.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
-        last_closed = self.last_closed_open_ms(server_time_ms)
+        symbol = export.symbol
+        last_closed = self.last_closed_open_ms(export.server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
         max_pages = -(-self._expected_candles(start_ms, last_closed) // self.page_limit) + PAGE_SLACK
         cursor = start_ms
         pages = 0
         while cursor <= last_closed:
-            if self.client.stop_event is not None and self.client.stop_event.is_set():
+            if self.client.limiter.stop_event is not None and self.client.limiter.stop_event.is_set():
                 raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
             if pages >= max_pages:
                 raise BadResponseError(
@@ -247,8 +227,7 @@ class HistoricalDataExporter:
             limit = max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
             rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
             pages += 1
-            if tally is not None:
-                tally.calls += 1
+            export.calls += 1
             page = rows_to_frame(rows)
             self.check_page(page, limit, cursor, last_closed)
             if not len(page):

@@ -179,7 +179,7 @@ class WeightLimiter:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
-        # Set by the export job: SIGTERM/SIGINT end every wait here.
+        # Set by the export job: SIGTERM/SIGINT end every wait of its client here (pacing, 429, backoff).
         self.stop_event = stop_event
         self._headroom = headroom
         self._tickets = itertools.count(1)
@@ -187,7 +187,6 @@ class WeightLimiter:
         self._banned_until: datetime | None = None
         self._windows: list[_Window] = []
         self.limit = DEFAULT_WEIGHT_LIMIT
-        self.sent_weight = 0
         self.waits = 0
         self.set_limits([RateLimit(WEIGHT, WINDOW_SECONDS, max(1, int(limit_per_minute)))])
 
@@ -205,11 +204,6 @@ class WeightLimiter:
             weights = sorted((r for r in rates if r.kind == WEIGHT), key=lambda r: r.seconds != WINDOW_SECONDS)
             if weights:  # the minute's budget, or the first weight limit expressed per minute
                 self.limit = max(1, round(weights[0].limit * WINDOW_SECONDS / weights[0].seconds))
-
-    @property
-    def limits(self) -> list[RateLimit]:
-        with self._lock:
-            return [w.rate for w in self._windows]
 
     def observe_used_weight(self, used: int, seconds: float = WINDOW_SECONDS) -> None:
         """Record an ``X-MBX-USED-WEIGHT-<n><unit>`` header for the weight window of ``seconds``."""
@@ -251,7 +245,6 @@ class WeightLimiter:
                     ticket = Ticket(next(self._tickets), weight, now)
                     for window in self._windows:
                         window.reserve(ticket)
-                    self.sent_weight += weight
                     return ticket
                 self.waits += 1
             # At least 1 ms: a float-sized remainder must not turn into a busy loop. At most

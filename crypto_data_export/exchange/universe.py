@@ -78,8 +78,7 @@ def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
         else:
             logger.warning(
                 "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped",
-                quote_asset,
-                printable(repr(symbol), 120),
+                *(quote_asset, printable(repr(symbol), 120)),
             )
     return sorted(found)
 
@@ -121,8 +120,7 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
         more = f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""
         logger.info(
             "24h ticker has no usable row for %d symbols (not ranked): %s",
-            len(unranked),
-            ", ".join(unranked[:10]) + more,
+            *(len(unranked), ", ".join(unranked[:10]) + more),
         )
     return sorted(volumes, key=lambda s: (-volumes[s], s))[:n]
 

@@ -88,7 +88,7 @@ class ExportJob:
         self.known_empty: dict[str, tuple[int, int]] = {}
         self.on_candles, self.on_symbol_done, self.window = on_candles, on_symbol_done, window
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
-        self.client.stop_event = self.stop_event
+        self.client.limiter.stop_event = self.stop_event
         self._limits_loaded = False
 
     def series_key(self, symbol: str, interval: str) -> str:
@@ -217,7 +217,7 @@ class ExportJob:
             # The file the real run would write (if the exchange answers) and the prune after it.
             path = files.export_path(symbol)
             planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)
-            pruned = files.prune_symbol(symbol, dry_run=True, written={path: planned})
+            pruned = files.cleanup(dry_run=True, symbols=[symbol], known={path: planned})
             of = f" of {previous.file.name}" if previous else ""
             logger.info(
                 "%s: dry run: would reuse %d candles%s, fetch from %s and write %s",
@@ -232,7 +232,8 @@ class ExportJob:
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
         judged = {previous.file.path: previous.validation} if previous else None
-        pruned = CleanupResult() if self.window else files.prune_symbol(symbol, written={path: verdict}, judged=judged)
+        written = {path: verdict}
+        pruned = CleanupResult() if self.window else files.cleanup(symbols=[symbol], known=written, judged=judged)
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),

@@ -35,6 +35,11 @@ RUN_COUNTERS = {
     "files_removed": ("last_run_files_removed", "files the last cycle removed (retention, duplicates, temp)"),
     "files_quarantined": ("last_run_files_quarantined", "invalid files the last cycle moved to quarantine"),
 }
+# Moments in the status report -> (metric name, help); 0 when there is none.
+MOMENTS = {
+    "banned_until": ("ban_end_timestamp_seconds", "end of the exchange's IP ban (Unix seconds; 0 none)"),
+    "timestamp": ("status_timestamp_seconds", "when this file was written (Unix seconds)"),
+}
 
 
 def metrics_path(settings: Settings) -> Path | None:
@@ -106,16 +111,8 @@ class ReportCollector(Collector):
     def _service(self) -> Iterator[Metric]:
         system: Mapping[str, Any] = self.report.get("system_status") or {}
         health = (self.report.get("health") or {}).get("status")
-        yield _gauge(
-            "ban_end_timestamp_seconds",
-            "end of the exchange's IP ban (Unix seconds; 0 none)",
-            _seconds(self.report.get("banned_until")) or 0.0,
-        )
-        yield _gauge(
-            "status_timestamp_seconds",
-            "when this file was written (Unix seconds)",
-            _seconds(self.report.get("timestamp")) or 0.0,
-        )
+        for key, (name, doc) in MOMENTS.items():
+            yield _gauge(name, doc, _seconds(self.report.get(key)) or 0.0)
         healthy = GaugeMetricFamily(PREFIX + "health", "1 for the current health status", labels=["status"])
         for status in ("healthy", "degraded", "down"):
             healthy.add_metric([status], 1.0 if health == status else 0.0)

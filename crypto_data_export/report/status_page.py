@@ -171,15 +171,9 @@ def _summary(report: Mapping[str, Any], disk: Disk | None) -> str:
     total, _, free = disk or (0, 0, 0)
     if total > 0:
         used = 100 * (1 - free / total)
-        cards.append(
-            _card(
-                "disk",
-                f"{used:.0f}% used",
-                f"{free / 2**30:.1f} GB free of {total / 2**30:.1f} GB"
-                f'<div class="bar"><div style="width:{used:.0f}%"></div></div>',
-                PROBLEM if used > 95 else (STALE if used > 85 else OK),
-            )
-        )
+        bar = f'<div class="bar"><div style="width:{used:.0f}%"></div></div>'
+        detail = f"{free / 2**30:.1f} GB free of {total / 2**30:.1f} GB{bar}"
+        cards.append(_card("disk", f"{used:.0f}% used", detail, PROBLEM if used > 95 else (STALE if used > 85 else OK)))
     if report.get("banned_until"):
         cards.append(_card("banned", "until", _e(report["banned_until"]), PROBLEM))
     return '<div class="cards">' + "".join(cards) + "</div>"

@@ -19,10 +19,9 @@ from typing import Any
 
 from crypto_data_export.core.atomic_io import atomic_write_json
 from crypto_data_export.core.clock import from_iso, from_ms, ms_to_iso, to_iso, utc_now
-from crypto_data_export.core.errors import StorageError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import next_open_ms
-from crypto_data_export.core.owned_json import CORRUPT, MISSING, OURS, mark, read_owned_json, set_aside
+from crypto_data_export.core.owned_json import MISSING, OURS, mark, read_owned_json, set_aside_or_fail
 from crypto_data_export.core.text import printable
 from crypto_data_export.pipeline.selection import known_selection
 from crypto_data_export.settings.settings import Settings
@@ -324,12 +323,7 @@ def write_status_report(folder: Path, report: dict[str, Any], notices: list[str]
     path = ExportFolder(Path(folder)).status_report
     found = read_owned_json(path)
     if found.verdict not in (OURS, MISSING):
-        try:
-            aside = set_aside(path, "corrupt" if found.verdict == CORRUPT else "foreign")
-        except OSError as exc:
-            raise StorageError(
-                f"cannot set aside {path} ({found.problem}): {exc.strerror or exc}; move it away by hand"
-            ) from exc
+        aside = set_aside_or_fail(path, found.verdict, found.problem)
         if aside is not None:
             notice = printable(f"{path} was not written by this tool ({found.problem}); kept as {aside.name}", 1000)
             logger.warning("%s", notice)

@@ -1,2 +1,1 @@
-"""One cycle and its bookkeeping: the manager, the export job, the run lock, the run
-state, the status report and what the CLI prints."""
+"""The scheduler: one cycle and its bookkeeping (``manager``), the loop that repeats it, the self-check."""

@@ -198,13 +198,10 @@ class ScheduledDataManager:
             report.universe_error = plan.problem
             logger.error("%s", plan.problem)
         elif plan.universe is not None:
+            found = plan.universe
             logger.info(
                 "symbol universe %s: %d symbols (%d matching), %d calls, weight %d",
-                self.universe.setting,
-                len(plan.universe.symbols),
-                plan.universe.matching,
-                plan.universe.calls,
-                plan.universe.weight,
+                *(self.universe.setting, len(found.symbols), found.matching, found.calls, found.weight),
             )
             # The new universe's newest files are protected; one that just left gets the normal rules.
             self.files.protect(plan.symbols)
@@ -262,11 +259,8 @@ class ScheduledDataManager:
     def _record_symbol(state: RunState, outcome: SymbolOutcome, now: datetime) -> None:
         entry = state.series(outcome.key, outcome.symbol, outcome.interval or "", outcome.market or SPOT)
         if not outcome.ok:
-            entry.last_error, entry.last_error_at, entry.last_error_kind = (
-                outcome.error,
-                to_iso(now),
-                outcome.error_kind,
-            )
+            entry.last_error, entry.last_error_kind = outcome.error, outcome.error_kind
+            entry.last_error_at = to_iso(now)
             return
         entry.last_success, entry.last_file = to_iso(now), outcome.path
         entry.last_error = entry.last_error_at = entry.last_error_kind = None

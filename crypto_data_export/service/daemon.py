@@ -114,10 +114,8 @@ class DataExportService:
             outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
         self.log.rotate()
         process = self._launch()
-        try:  # a bad start usually dies within a second
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a bad start usually dies within a second
             process.wait(timeout=max(0.0, wait_seconds))
-        except subprocess.TimeoutExpired:
-            pass
         if process.returncode is not None:
             self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
             return _failed(

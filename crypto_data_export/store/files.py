@@ -198,10 +198,6 @@ class FileManager:
         universe changes from cycle to cycle; a symbol that left it gets the normal rules)."""
         self.symbols = unique_in_order(symbols)
 
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.folder.quarantine
-
     def now(self) -> datetime:
         return as_utc(self._now())
 
@@ -218,11 +214,9 @@ class FileManager:
         if not os.access(self.export_dir, os.W_OK | os.X_OK):
             raise StorageError(f"export folder {self.export_dir} is not writable; check permissions and mounts")
 
-    def export_path(self, symbol: str, created: datetime | None = None) -> Path:
-        """Where a new export of ``symbol`` created now (or at ``created``) goes."""
-        name = export_file_name(
-            symbol, self.interval, as_utc(created or self.now()), self.file_format.suffix, self.market
-        )
+    def export_path(self, symbol: str) -> Path:
+        """Where a new export of ``symbol`` created now goes."""
+        name = export_file_name(symbol, self.interval, self.now(), self.file_format.suffix, self.market)
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
         return self.export_dir / name
@@ -231,7 +225,6 @@ class FileManager:
         self,
         symbol: str,
         chunks: pa.Table | Iterable[pa.Table],
-        created: datetime | None = None,
         *,
         replacing: ReusableExport | None = None,
     ) -> tuple[Path, FileValidation]:
@@ -242,7 +235,7 @@ class FileManager:
         ``replacing`` (the newest valid file kept). Otherwise InvalidDataError (OlderDataError)
         is raised and nothing under an export name has changed.
         """
-        path = self.export_path(symbol, created)
+        path = self.export_path(symbol)
         self.ensure_folder()
 
         def approve(verdict: FileValidation) -> None:
@@ -344,14 +337,14 @@ class FileManager:
             raise StorageError(f"{path.name} is no longer a regular file; left alone")
         # quarantine/ must be a plain folder: moving data through a planted link would carry it out of the folder.
         try:
-            os.mkdir(self.quarantine_dir, 0o750)
+            os.mkdir(self.folder.quarantine, 0o750)
         except FileExistsError:
             pass
         except OSError as exc:
-            raise StorageError(f"cannot create {self.quarantine_dir}: {exc.strerror or exc}") from exc
-        if not stat.S_ISDIR(os.lstat(self.quarantine_dir).st_mode):
+            raise StorageError(f"cannot create {self.folder.quarantine}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(os.lstat(self.folder.quarantine).st_mode):
             raise StorageError(
-                f"{self.quarantine_dir} is not a plain folder (symlink or file); refusing to move files there"
+                f"{self.folder.quarantine} is not a plain folder (symlink or file); refusing to move files there"
             )
         target = self._free_quarantine_name(path.name)
         try:
@@ -377,11 +370,11 @@ class FileManager:
 
     def _free_quarantine_name(self, name: str) -> Path:
         """The same name, or name.N.csv on a clash: an earlier copy is never overwritten."""
-        target = self.quarantine_dir / name
+        target = self.folder.quarantine / name
         stem, dot, suffix = name.rpartition(".")
         number = 1
         while os.path.lexists(target):
-            target = self.quarantine_dir / f"{stem}.{number}{dot}{suffix}"
+            target = self.folder.quarantine / f"{stem}.{number}{dot}{suffix}"
             number += 1
         return target
 
@@ -434,19 +427,6 @@ class FileManager:
         # A per-symbol prune after each write would repeat this line for every symbol.
         logger.log(logging.INFO if symbols is None else logging.DEBUG, "cleanup: %s", result.summary())
         return result
-
-    def prune_symbol(
-        self,
-        symbol: str,
-        *,
-        dry_run: bool = False,
-        written: Mapping[Path, FileValidation] | None = None,
-        judged: Mapping[Path, FileValidation] | None = None,
-    ) -> CleanupResult:
-        """Retention for one series (``symbol`` in this manager's market and interval), cheap
-        enough after each write: ``written`` (the file just written, or in a dry run the one
-        the real run would write) and ``judged`` are not read again."""
-        return self.cleanup(dry_run=dry_run, symbols=[symbol], known=written, judged=judged)
 
     def _remove_temp_files(self, temps: Sequence[TempFile], dry_run: bool, result: CleanupResult) -> None:
         """Leftovers of a killed writer: a young one may be a running writer's, so it goes only
@@ -524,9 +504,5 @@ class FileManager:
 
 def _as_export_files(files: Mapping[Path, FileValidation]) -> dict[ExportFile, FileValidation]:
     """Files a dry run would write, as a scan would list them (they have no size yet)."""
-    found: dict[ExportFile, FileValidation] = {}
-    for path, verdict in files.items():
-        parsed = parse_export_name(Path(path).name)
-        if parsed is not None:
-            found[ExportFile(Path(path), parsed.symbol, parsed.interval, parsed.created, 0, parsed.market)] = verdict
-    return found
+    named = ((Path(path), parse_export_name(Path(path).name), verdict) for path, verdict in files.items())
+    return {ExportFile(p, n.symbol, n.interval, n.created, 0, n.market): v for p, n, v in named if n is not None}

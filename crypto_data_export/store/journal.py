@@ -21,6 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,7 @@ class PageJournal:
 
     def remove(self) -> None:
         try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+            self.path.unlink(missing_ok=True)
         except OSError as exc:
             logger.warning("cannot remove %s: %s", self.path, exc.strerror or exc)
 
@@ -150,10 +149,8 @@ class PartialFolder:
         """The symbol's file is published: its journals have served their purpose."""
         for journal in list(self._journals(symbol, interval)):
             journal.remove()
-        try:
+        with suppress(OSError):
             self.folder.rmdir()  # only if empty: other symbols may still be waiting
-        except OSError:
-            pass
 
     def _journals(self, symbol: str, interval: str) -> Iterator[PageJournal]:
         try:

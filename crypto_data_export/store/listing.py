@@ -184,17 +184,8 @@ def list_ours(
     """Our files and temp files whose names start with one of ``prefixes``, oldest first: from
     ``names`` (a pass's listing) if given, else from a listing made now. Only regular files
     with one of our two name shapes are kept (``lstat``: a symlink is never followed)."""
-    if names is not None:
-        listed = names.starting_with(prefixes)
-    else:
-        try:
-            listed = [name for name in os.listdir(export_dir) if name.startswith(prefixes)]
-        except FileNotFoundError:
-            listed = []
-        except OSError as exc:
-            raise StorageError(f"cannot list {export_dir}: {exc.strerror or exc}") from exc
     result = FolderScan()
-    for name in listed:
+    for name in (names or FolderNames.of(export_dir)).starting_with(prefixes):
         parsed = parse_export_name(name)
         temp = our_temp_name(name) if parsed is None else None
         if parsed is None and temp is None:

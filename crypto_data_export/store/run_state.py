@@ -21,7 +21,7 @@ from crypto_data_export.core.atomic_io import atomic_write_json
 from crypto_data_export.core.clock import from_iso, utc_now
 from crypto_data_export.core.errors import StorageError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
-from crypto_data_export.core.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside
+from crypto_data_export.core.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside_or_fail
 from crypto_data_export.core.text import printable
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
@@ -309,12 +309,7 @@ def update_state(folder: Path, change: Callable[[RunState], None]) -> RunState:
     with FileLock(paths.state_lock, wait_seconds=WAIT_FOREVER, on_error=_cannot_open_state_lock):
         state, verdict, problem = _load(path)
         if verdict not in (MISSING, "ok"):
-            try:
-                aside = set_aside(path, "foreign" if verdict == FOREIGN else "corrupt")
-            except OSError as exc:
-                raise StorageError(
-                    f"cannot set aside {path} ({problem}): {exc.strerror or exc}; move it away by hand"
-                ) from exc
+            aside = set_aside_or_fail(path, FOREIGN if verdict == FOREIGN else CORRUPT, problem)
             _tell(state, _notice(verdict, problem, path, aside))
         change(state)
         atomic_write_json(path, state.to_dict())

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS, candle_frame, within
+from crypto_data_export.core.candles import CANDLE_COLUMNS, candle_frame, empty_candle_frame, within
 from crypto_data_export.core.errors import BadResponseError
 from crypto_data_export.core.intervals import HOUR_MS
 from crypto_data_export.core.rules import Breach, check_candles, gaps
 from crypto_data_export.exchange.archive import ArchiveUnusable, daily_period, read_period_frame
 from crypto_data_export.exchange.client import ExchangeClient
-from crypto_data_export.exchange.history import HistoricalDataExporter
+from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.store.formats.csv_format import CSV_HEADER, csv_lines
@@ -135,7 +135,7 @@ class _OnePage(ExchangeClient):
 def _rest_page(tmp_path: Path) -> str:
     exporter = HistoricalDataExporter(_OnePage(BAD), "1h", local_clock=lambda: DAY / 1000)
     with pytest.raises(BadResponseError) as caught:
-        list(exporter.iter_closed_pages("BTCUSDT", DAY, DAY + 10 * HOUR_MS))
+        list(exporter.pages_of(SymbolExport("BTCUSDT", empty_candle_frame(), DAY, DAY + 10 * HOUR_MS), DAY, None))
     return str(caught.value)
 
 

@@ -20,7 +20,7 @@ from crypto_data_export.exchange.archive import (
     check_zip,
     daily_period,
     days_of,
-    monthly_period,
+    month_bounds,
     parse_checksum,
     read_period_frame,
     sha256_of,
@@ -43,6 +43,10 @@ HOUR_MS = 3_600_000
 
 def ms(*parts: int) -> int:
     return int(datetime(*parts, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+
+
+def monthly_period(symbol: str, interval: str, at_ms: int) -> ArchivePeriod:
+    return ArchivePeriod(symbol, interval, "monthly", *month_bounds(at_ms))
 
 
 REAL_DAY = daily_period("BTCUSDT", "1h", ms(2024, 10, 28))

@@ -254,7 +254,8 @@ def test_a_limiter_that_need_not_wait_lets_the_request_go_even_when_stopping() -
 def test_a_429_pause_ends_when_a_stop_is_requested(sandbox_factory) -> None:
     exchange = sandbox_factory(rate_limit_first_n=1, retry_after_header="315360000")
     stop = StopDuringWait()
-    client = make_client(exchange.base_url, stop_event=stop)
+    client = make_client(exchange.base_url)
+    client.limiter.stop_event = stop
     with pytest.raises(StopRequested):
         client.klines("BTCUSDT", "1h")
     assert len(stop.waits) == 1, "the pause went on after the stop"
@@ -265,7 +266,7 @@ def test_the_retry_backoff_ends_when_a_stop_is_requested(sandbox_factory) -> Non
     exchange = sandbox_factory(fail_every_n=1, fail_status=503)
     stop = StopDuringWait()
     client = make_client(exchange.base_url, backoff=60.0)
-    client.stop_event = stop  # as the export job sets it
+    client.limiter.stop_event = stop  # as the export job sets it
     with pytest.raises(StopRequested):
         client.klines("BTCUSDT", "1h")
     assert stop.waits == [10.0]  # the backoff (60 s, capped at 10 s) began, and the stop ended it
@@ -326,7 +327,7 @@ def test_transport_retries_end_when_a_stop_is_requested() -> None:
         port = sock.getsockname()[1]
     stop = StopDuringWait()
     client = make_client(f"http://127.0.0.1:{port}", retries=4, backoff=30.0)
-    client.stop_event = stop
+    client.limiter.stop_event = stop
     with pytest.raises(StopRequested):
         client.ping()
     assert len(stop.waits) == 1, "the backoff went on after the stop"

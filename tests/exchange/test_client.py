@@ -208,8 +208,9 @@ def test_first_clock_and_limits_come_from_one_exchange_info(sandbox_factory, inf
 
 
 def test_only_a_plausible_integer_is_a_server_time() -> None:
-    from crypto_data_export.exchange.client import LATEST_SERVER_TIME_MS, usable_server_time
+    from crypto_data_export.exchange.client import usable_server_time
+    from crypto_data_export.exchange.klines import MAX_TIME_MS
 
     assert usable_server_time(1_764_547_200_000) == 1_764_547_200_000
-    for bad in (True, "1764547200000", 1.7e12, 0, -5, LATEST_SERVER_TIME_MS + 1, None):
+    for bad in (True, "1764547200000", 1.7e12, 0, -5, MAX_TIME_MS + 1, None):
         assert usable_server_time(bad) is None, bad

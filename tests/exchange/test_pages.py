@@ -126,7 +126,7 @@ def test_a_stop_request_ends_paging_between_pages() -> None:
         return honest(start, end, limit)
 
     client = ScriptedClient([then_stop, honest, honest])
-    client.stop_event = stop
+    client.limiter.stop_event = stop
     exporter = HistoricalDataExporter(client, "1h", 2.0, page_limit=10)
     with pytest.raises(StopRequested, match="after 1 page"):
         export_window(exporter, "BTCUSDT", server_time_ms=NOW_MS)

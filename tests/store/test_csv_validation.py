@@ -25,12 +25,13 @@ from crypto_data_export.store.formats.csv_format import (
     write_candles,
 )
 from crypto_data_export.store.scan import validate_file
+from tests import support
 from tests.support import DATA as DATA_DIR
 from tests.support import assert_same_candles, with_value
 
 
 def check_bytes(data: bytes, interval: str, path: Path | str, *, want_candles: bool = False):
-    return CSV.check_bytes(data, interval, Path(path), want_candles=want_candles)
+    return support.check_bytes(CSV, data, interval, path, want_candles=want_candles)
 
 
 def validate_bytes(data: bytes, interval: str, path: Path | str):
@@ -306,13 +307,11 @@ def test_layouts_we_never_write_get_a_definite_verdict(change, expected: str | N
 def test_large_file_is_streamed_with_the_same_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import crypto_data_export.store.formats.csv_format as csv_format
     import crypto_data_export.store.scan as folder_scan
-    from crypto_data_export.store.formats.csv_format import CsvFormat
 
     path = tmp_path / "BTCUSDT_1m_20241201_000000.csv"
     path.write_bytes(_boundary_file("unsorted"))
     expected = validate_bytes(path.read_bytes(), "1m", path)
     monkeypatch.setattr(csv_format, "BLOCK_BYTES", 500)
-    monkeypatch.setattr(CsvFormat, "check_bytes", None)  # the whole-file path must not be taken
     checked = folder_scan.check_regular_file(path, "1m", want_hash=True)
     assert checked.validation == expected and checked.validation.reason.startswith("row 21:")
     assert checked.digest == __import__("hashlib").sha256(path.read_bytes()).hexdigest()

@@ -263,7 +263,7 @@ def test_prune_symbol_touches_only_that_symbol(tmp_path: Path) -> None:
     btc_old = put(folder, "BTCUSDT", 1, valid_bytes(20))
     eth_new = put(folder, "ETHUSDT", 0, valid_bytes(15))
     eth_old = put(folder, "ETHUSDT", 1, valid_bytes(16))
-    result = manager(folder).prune_symbol("BTCUSDT")
+    result = manager(folder).cleanup(symbols=["BTCUSDT"])
     assert result.removed == [btc_old]
     assert export_names(folder) == {btc_new.name, eth_new.name, eth_old.name}
 
@@ -273,7 +273,7 @@ def test_quarantine_name_clash_keeps_both(tmp_path: Path) -> None:
     fm = manager(folder)
     first = fm.quarantine(put(folder, "BTCUSDT", 1, b"one"), "first")
     second = fm.quarantine(put(folder, "BTCUSDT", 1, b"two"), "second")
-    assert first != second and first.parent == second.parent == fm.quarantine_dir
+    assert first != second and first.parent == second.parent == fm.folder.quarantine
     assert {first.read_bytes(), second.read_bytes()} == {b"one", b"two"}
 
 
@@ -347,7 +347,6 @@ def test_find_duplicates_lists_once_hashes_only_colliding_sizes_and_parses_nothi
     def no_parsing(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a duplicate scan must not parse or validate")
 
-    monkeypatch.setattr(CsvFormat, "check_bytes", no_parsing)
     monkeypatch.setattr(CsvFormat, "stream_checker", no_parsing)
     opens = _Opens(monkeypatch)
     report = manager(folder).find_duplicates()
@@ -389,12 +388,12 @@ def test_prune_symbol_does_not_read_back_the_file_just_written(tmp_path: Path, m
     put(folder, "ETHUSDT", 1, valid_bytes(15))
     opens = _Opens(monkeypatch)
 
-    result = fm.prune_symbol("BTCUSDT", written={fresh: verdict})
+    result = fm.cleanup(symbols=["BTCUSDT"], known={fresh: verdict})
 
     assert fresh.name not in opens.names and opens.names == [old.name]
     assert result.removed == [] and sorted(result.kept) == sorted([old, fresh])
     fm.max_files_per_symbol = 1
-    assert fm.prune_symbol("BTCUSDT", written={fresh: verdict}).removed == [old]
+    assert fm.cleanup(symbols=["BTCUSDT"], known={fresh: verdict}).removed == [old]
 
 
 def test_prune_symbol_still_finds_a_copy_of_the_file_just_written(tmp_path: Path) -> None:
@@ -402,7 +401,7 @@ def test_prune_symbol_still_finds_a_copy_of_the_file_just_written(tmp_path: Path
     fm = manager(folder, max_files_per_symbol=3, data_retention_days=30)
     fresh, verdict = fm.write_export("BTCUSDT", CSV.read(BTC_FILE))
     copy = put(folder, "BTCUSDT", 1, fresh.read_bytes())
-    result = fm.prune_symbol("BTCUSDT", written={fresh: verdict})
+    result = fm.cleanup(symbols=["BTCUSDT"], known={fresh: verdict})
     assert result.duplicates_removed == [copy] and fresh.exists()
 
 
@@ -477,14 +476,14 @@ def test_a_pass_lists_the_folder_once_and_keeps_the_listing_current(tmp_path: Pa
         found = files.newest_valid_export("BTCUSDT")
         assert found is not None and found.file.path == old  # the late file is not seen yet
         path, verdict = files.for_interval("1h").write_export("BTCUSDT", CSV.read(old).slice(0, 21))
-        pruned = files.prune_symbol("BTCUSDT", written={path: verdict})
+        pruned = files.cleanup(symbols=["BTCUSDT"], known={path: verdict})
         assert pruned.removed == [old]  # our own write counts, the older file goes
         assert late.exists()  # not in this pass's listing: not a candidate
         assert files.newest_valid_export("BTCUSDT").file.path == path
     # The next pass lists again: the late file is seen, newest by content, and retention applies.
     after = files.newest_valid_export("BTCUSDT")
     assert after is not None and after.file.path == late
-    files.prune_symbol("BTCUSDT")
+    files.cleanup(symbols=["BTCUSDT"])
     assert {p.name for p in folder.iterdir() if p.suffix == ".csv"} == {late.name}
 
 
@@ -499,9 +498,9 @@ def test_a_prune_reuses_the_verdict_of_the_file_read_moments_ago(tmp_path: Path)
     assert previous is not None
     path, verdict = files.write_export("BTCUSDT", previous.candles)
     old.write_bytes(CORRUPT)  # behind the manager's back, after it was judged
-    pruned = files.prune_symbol("BTCUSDT", written={path: verdict}, judged={old: previous.validation})
+    pruned = files.cleanup(symbols=["BTCUSDT"], known={path: verdict}, judged={old: previous.validation})
     assert pruned.removed == [old] and pruned.quarantined == []
     # Not judged: read again, found corrupt, quarantined (never deleted).
     again = put(folder, "BTCUSDT", 3, CORRUPT)
-    pruned = files.prune_symbol("BTCUSDT", written={path: verdict})
+    pruned = files.cleanup(symbols=["BTCUSDT"], known={path: verdict})
     assert [p for p, _ in pruned.quarantined] == [again]

@@ -35,6 +35,7 @@ from tests.support import (
     DATA,
     REPO,
     assert_folder_sound,
+    check_bytes,
     closed_opens,
     export_files,
     manager_env,
@@ -181,7 +182,7 @@ def test_bad_parquet_bytes_get_a_reason(tmp_path, kind, expected):
         "bad_candle": _bad_candle(),
         "empty": b"",
     }[kind]
-    verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
+    verdict = check_bytes(PARQUET, data, "1h", tmp_path / "x.parquet")[0]
     assert not verdict.valid and expected in (verdict.reason or "")
     stream = PARQUET.stream_checker("1h", tmp_path / "x.parquet")
     for start in range(0, len(data), 1000):
@@ -191,7 +192,7 @@ def test_bad_parquet_bytes_get_a_reason(tmp_path, kind, expected):
 
 def test_oversized_row_groups_are_refused_before_reading(tmp_path, monkeypatch):
     monkeypatch.setattr(parquet_format, "MAX_GROUP_ROWS", 10)
-    verdict = PARQUET.check_bytes(_good(), "1h", tmp_path / "x.parquet")[0]
+    verdict = check_bytes(PARQUET, _good(), "1h", tmp_path / "x.parquet")[0]
     assert not verdict.valid and "row group 1 holds 24 rows" in (verdict.reason or "")
 
 
@@ -426,7 +427,7 @@ def test_the_readme_lines_read_the_whole_folder(tmp_path, library):
 
 def test_a_forged_huge_footer_is_refused_before_it_is_read(tmp_path):
     data = _good()[:-8] + (1 << 30).to_bytes(4, "little") + b"PAR1"
-    verdict = PARQUET.check_bytes(data, "1h", tmp_path / "x.parquet")[0]
+    verdict = check_bytes(PARQUET, data, "1h", tmp_path / "x.parquet")[0]
     assert not verdict.valid and "1073741824-byte footer" in (verdict.reason or "")
 
 

@@ -19,10 +19,10 @@ from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanup
 from crypto_data_export.store.exports import latest_per_series
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.formats import CSV
-from crypto_data_export.store.formats.csv_format import BLOCK_BYTES, CSV_HEADER, LINE_LIMIT, CsvCheck, CsvFormat
+from crypto_data_export.store.formats.csv_format import BLOCK_BYTES, CSV_HEADER, LINE_LIMIT, CsvCheck
 from crypto_data_export.store.layout import export_file_name, our_temp_name
 from crypto_data_export.store.validation import NOT_CHECKED, FileValidation
-from tests.support import BTC_FILE, NOW, put, snapshot, temp_name, valid_bytes, with_value
+from tests.support import BTC_FILE, NOW, check_bytes, put, snapshot, temp_name, valid_bytes, with_value
 
 HOUR_MS = 3_600_000
 
@@ -104,14 +104,13 @@ def test_newest_valid_export_is_the_newest_content(tmp_path: Path) -> None:
 # --- bounded memory ------------------------------------------------------------------------
 
 
-def test_a_large_file_streamed_gets_the_whole_files_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_file_streamed_gets_the_whole_files_verdict(tmp_path: Path) -> None:
     """CRLF line ends, read by pyarrow the same way streamed as whole: no layout is left undecided."""
     folder = tmp_path / "exports"
     crlf = put(folder, "BTCUSDT", 1, BTC_FILE.read_bytes().replace(b"\n", b"\r\n"))
-    exact = CsvFormat().check_bytes(crlf.read_bytes(), "1h", crlf)[0]  # judged from its whole bytes
+    exact = check_bytes(CSV, crlf.read_bytes(), "1h", crlf)[0]  # judged from its whole bytes
     assert exact.valid
 
-    monkeypatch.setattr(CsvFormat, "check_bytes", None)  # must not be called: the file is "large" now
     verdict = folder_scan.check_regular_file(crlf, "1h").validation
     assert verdict == exact
     assert manager(folder).validate_file(crlf) == verdict
@@ -220,7 +219,7 @@ def test_a_dry_run_prune_then_cleanup_lists_what_the_real_run_removes(tmp_path: 
     planned = FileValidation(new, True, rows=24, last_open_ms=int(NOW.timestamp() * 1000) - HOUR_MS)
     before = snapshot(tmp_path)
 
-    pruned = fm.prune_symbol("BTCUSDT", dry_run=True, written={new: planned})
+    pruned = fm.cleanup(dry_run=True, symbols=["BTCUSDT"], known={new: planned})
     rest = fm.cleanup(dry_run=True, known={new: planned}, gone=pruned.removed)  # the run's plan, explicit
 
     assert pruned.removed == [old] and rest.removed == []

@@ -6,11 +6,9 @@ validation, retention, quarantine and duplicates then work for it unchanged.
 
 from __future__ import annotations
 
-from crypto_data_export.store.formats.base import Approval, CandleChunks, FileFormat, StreamChecker, Verdict
+from crypto_data_export.store.formats.base import FileFormat
 from crypto_data_export.store.formats.csv_format import CsvFormat
 from crypto_data_export.store.formats.parquet_format import ParquetFormat
-
-__all__ = ["Approval", "CandleChunks", "FileFormat", "StreamChecker", "Verdict", "FORMATS", "format_for_name"]
 
 CSV: FileFormat = CsvFormat()
 PARQUET: FileFormat = ParquetFormat()

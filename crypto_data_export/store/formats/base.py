@@ -111,12 +111,6 @@ class FileFormat(ABC):
         """The close prices of a file, oldest first (lenient, for pictures such as the status page)."""
         return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
-    def check_bytes(self, data: bytes, interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
-        """Judge a whole file's content (by the streaming checker); never raises on bad content."""
-        check = self.stream_checker(interval, Path(path), want_candles=want_candles)
-        check.feed(data)
-        return check.finish()
-
     @abstractmethod
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> StreamChecker:
         """The checker of this format's files, fed piece by piece as they are read or written."""
