@@ -1,6 +1,6 @@
 """Run the benchmarks, then print one markdown table of the figures and targets.
 
-    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only export,limiter,steady,files,idle,startup]
+    python -m benchmarks.run_all [--with-ccxt] [--quick] [--only read_check,baseline,export,limiter,steady,files,...]
 
 Each benchmark runs as its own process (fresh interpreter, fresh sandbox
 exchange) and writes ``benchmarks/results/<name>.json``; the combined table is

@@ -3,7 +3,9 @@ prices and volumes exactly as the exchange sent them.
 
 Files are read and checked by ``pyarrow.csv`` in blocks of whole lines (every
 column as text, so the decimals stay the exchange's strings), each block turned
-into the candle table and judged by the one rule book (``core.rules``). The CSV's
+into the candle table and judged by the one rule book (``core.rules``). A small
+block in exactly the text this module writes is split by hand instead (a cycle's
+48-row files: see ``SPLIT_BYTES``); pyarrow reads whatever that declines. The CSV's
 own thin layer on top: the exact header, UTF-8 without NUL, 11 fields per line,
 and times written as UTC text in whole milliseconds.
 """
