@@ -95,8 +95,20 @@ def within(candles: pa.Table, start_ms: int, end_ms: int, *, closed_before_ms: i
 
 
 def format_utc_ms(values: np.ndarray) -> np.ndarray:
-    """Epoch ms -> ``2026-11-29 02:00:00+00:00`` (``.999`` kept when present): the CSV's time text."""
-    return np.asarray(utc_text(values).to_numpy(zero_copy_only=False))
+    """Epoch ms -> ``2026-11-29 02:00:00+00:00`` (``.999`` kept when present): the CSV's time text.
+
+    Up to ``_EDIT_IN_PYTHON`` values, numpy's ISO text is edited in Python: the Arrow kernels
+    of ``utc_text`` cost ~30 us a call whatever the size, and a cycle formats two 48-row
+    columns per symbol (0.2 -> 0.1 ms for a 48-row file's CSV text).
+    """
+    values = np.asarray(values, dtype="int64")
+    if len(values) > _EDIT_IN_PYTHON:
+        return np.asarray(utc_text(values).to_numpy(zero_copy_only=False))
+    iso = np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms").tolist()
+    return np.array([text.replace("T", " ").removesuffix(".000") + "+00:00" for text in iso], dtype=object)
+
+
+_EDIT_IN_PYTHON = 256
 
 
 def utc_text(values: np.ndarray) -> pa.Array:
