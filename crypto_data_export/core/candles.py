@@ -14,6 +14,7 @@ make or combine candles ("frame" in their names is this table).
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,10 +57,15 @@ def candle_frame(columns: Mapping[str, Any]) -> pa.Table:
     Built straight from the Python values, never through pandas: small pages come from
     30 export threads at once, and each pandas<->Arrow round trip releases and retakes
     the GIL several times (a lock convoy that once cost more CPU than the pages' work).
+    The eight decimal columns are one text array, sliced: one conversion instead of eight.
     """
-    return pa.Table.from_arrays(
-        [pa.array(columns[field.name], field.type) for field in CANDLE_SCHEMA], schema=CANDLE_SCHEMA
-    )
+    rows = len(columns[CANDLE_COLUMNS[0]])
+    if any(len(columns[c]) != rows for c in CANDLE_COLUMNS):
+        raise pa.ArrowInvalid("candle columns of different lengths")
+    text = pa.array(list(itertools.chain.from_iterable(columns[c] for c in DECIMAL_COLUMNS)), pa.string())
+    decimals = {c: text.slice(i * rows, rows) for i, c in enumerate(DECIMAL_COLUMNS)}
+    arrays = [decimals[f.name] if f.name in decimals else pa.array(columns[f.name], f.type) for f in CANDLE_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=CANDLE_SCHEMA)
 
 
 @functools.cache

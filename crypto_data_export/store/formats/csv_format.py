@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import itertools
 import re
 from pathlib import Path
 from typing import IO, Any, cast
@@ -28,8 +27,8 @@ from crypto_data_export.core.atomic_io import atomic_output_at
 from crypto_data_export.core.candles import (
     CANDLE_COLUMNS,
     CANDLE_SCHEMA,
-    DECIMAL_COLUMNS,
     TIME_COLUMNS,
+    candle_frame,
     empty_candle_frame,
     format_utc_ms,
     utc_text,
@@ -188,15 +187,12 @@ def split_canonical(block: memoryview | bytes) -> pa.Table | None:
         if not _CANONICAL_TIMES.fullmatch("\n".join(columns[column]) + "\n"):
             return None
     try:  # numpy parses the digits and refuses what pyarrow refuses (month 13, 24:00, > int64)
-        times = {c: np.array([value[:-6] for value in columns[c]], "datetime64[ms]") for c in TIME_COLUMNS}
-        arrays: dict[str, pa.Array] = {c: pa.array(ms.astype(np.int64)) for c, ms in times.items()}
-        arrays["number_of_trades"] = pa.array(np.array(columns["number_of_trades"], np.int64))
+        for column in TIME_COLUMNS:
+            columns[column] = np.array([value[:-6] for value in columns[column]], "datetime64[ms]").astype(np.int64)
+        columns["number_of_trades"] = np.array(columns["number_of_trades"], np.int64)
     except (ValueError, OverflowError):
         return None
-    # The decimals as one text array, sliced per column: one conversion instead of eight.
-    decimals = pa.array(list(itertools.chain.from_iterable(columns[c] for c in DECIMAL_COLUMNS)), pa.string())
-    arrays.update((c, decimals.slice(i * len(rows), len(rows))) for i, c in enumerate(DECIMAL_COLUMNS))
-    return pa.Table.from_arrays([arrays[c] for c in CANDLE_COLUMNS], schema=CANDLE_SCHEMA)
+    return candle_frame(columns)
 
 
 def _text_table(block: memoryview | bytes, first_row: int) -> pa.Table:
