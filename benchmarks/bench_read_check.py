@@ -14,7 +14,7 @@
 2. **Archive backfill CPU**: ``export_historical_data.py --symbols BTCUSDT --days 365
    --interval 1m --source archive`` as a whole process, against one sandbox process at
    ``--latency`` whose archive is warmed first (every zip built before the clock starts);
-   user+sys CPU of the child from ``wait4``, for both trees. **Target**: <= 3 s of CPU.
+   user+sys CPU of the child from ``wait4``, for both trees, best of ``--repeat``. **Target**: <= 3 s of CPU.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ YEAR_START_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 CHILD = """
 import json, sys, time
 from pathlib import Path
-try:
+# By the tree, not by what imports: an editable install finds our package from any cwd.
+if Path("crypto_data_export").is_dir():
     from crypto_data_export.store.scan import check_regular_file
-except ImportError:  # the baseline tree: top-level packages
+else:  # the baseline tree: top-level packages
     from store.scan import check_regular_file
 path, repeat = Path(sys.argv[1]), int(sys.argv[2])
 runs = []
@@ -175,8 +176,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_archive:
         with SandboxProcess(latency=args.latency) as sandbox:
             warm(sandbox.base_url, args.days)
-            archive_ours = backfill_cpu(ROOT, sandbox.base_url, args.days)
-            archive_before = backfill_cpu(baseline, sandbox.base_url, args.days)
+            # Best of --repeat, alternating the trees: a first run also compiles the tree's bytecode.
+            runs: dict[Path, list[dict]] = {ROOT: [], baseline: []}
+            for _ in range(args.repeat):
+                for tree, done in runs.items():
+                    done.append(backfill_cpu(tree, sandbox.base_url, args.days))
+            archive_ours, archive_before = (min(runs[t], key=lambda r: r["cpu_s"]) for t in (ROOT, baseline))
         figures["archive_backfill"] = {"ours": archive_ours, "baseline_f7f42c8": archive_before, "days": args.days}
         targets["archive backfill 1 x 365 d x 1m <= 3 s CPU"] = (
             archive_ours["cpu_s"] <= 3.0 and args.days >= 365 and archive_ours["exit_code"] == 0
