@@ -19,14 +19,15 @@ EXIT_INTERRUPTED = 128 + 2
 EXIT_BROKEN_PIPE = 128 + 13
 
 
+# In order: the first class an error is an instance of decides (RunLockedError is an ExportError).
+_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (RunLockedError, EXIT_LOCKED),
+    (ExportError, EXIT_FAILED),
+    (KeyboardInterrupt, EXIT_INTERRUPTED),
+    (BrokenPipeError, EXIT_BROKEN_PIPE),
+)
+
+
 def exit_code_for(error: BaseException) -> int | None:
     """The exit code an error ends a command with; None for an error no command expects (a bug)."""
-    if isinstance(error, RunLockedError):
-        return EXIT_LOCKED
-    if isinstance(error, ExportError):
-        return EXIT_FAILED
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(error, BrokenPipeError):
-        return EXIT_BROKEN_PIPE
-    return None
+    return next((code for kind, code in _CODES if isinstance(error, kind)), None)

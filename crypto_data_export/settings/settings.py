@@ -153,6 +153,10 @@ def _rule(kind: Callable[[str], T], accepted: str, check: Callable[[Any], object
     return parse
 
 
+def _between(kind: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str, str], float]:
+    return _rule(kind, f"{what} from {low:g} to {high:g}", lambda v: low <= v <= high)
+
+
 def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[str, str], float]:
     lowest = f" from {least:g}" if least else ""
     return _rule(float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0)
@@ -301,17 +305,11 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
         _rule(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES),
     ),
     "DATA_RETENTION_DAYS": ("data_retention_days", _positive_up_to(MAX_RETENTION_DAYS, "days, a century")),
-    "EXPORT_WORKERS": ("workers", _rule(int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64)),
+    "EXPORT_WORKERS": ("workers", _between(int, 1, 64, "a whole number")),
     "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")),
-    "HTTP_RETRIES": ("http_retries", _rule(int, "a whole number from 0 to 10", lambda v: 0 <= v <= 10)),
-    "HTTP_BACKOFF_SECONDS": (
-        "http_backoff_seconds",
-        _rule(float, "a number of seconds from 0 to 60", lambda v: 0 <= v <= 60),
-    ),
-    "EXCHANGE_MAX_AHEAD_HOURS": (
-        "max_ahead_hours",
-        _rule(float, "a number of hours from 0.1 to 720", lambda v: 0.1 <= v <= 720),
-    ),
+    "HTTP_RETRIES": ("http_retries", _between(int, 0, 10, "a whole number")),
+    "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _between(float, 0, 60, "a number of seconds")),
+    "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _between(float, 0.1, 720, "a number of hours")),
     "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, str.upper)),
     "BINANCE_ARCHIVE_URL": ("archive_url", _url(DEFAULT_ARCHIVE_URL)),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
@@ -321,7 +319,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
         "quote_asset",
         _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),
     ),
-    "EXPORT_TOP_N": ("top_n", _rule(int, f"a whole number from 1 to {MAX_TOP_N}", lambda v: 1 <= v <= MAX_TOP_N)),
+    "EXPORT_TOP_N": ("top_n", _between(int, 1, MAX_TOP_N, "a whole number")),
     "METRICS_FILE": ("metrics_file", _metrics_file),
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
 }
