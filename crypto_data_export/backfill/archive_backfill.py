@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -60,7 +60,7 @@ from crypto_data_export.report.console import ArchiveProgress
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
 from crypto_data_export.store.files import FileManager
-from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.store.journal import PartialFolder, release_folder, remove_file
 from crypto_data_export.store.layout import ExportFolder
 from crypto_data_export.store.run_lock import RunLock
 
@@ -140,13 +140,6 @@ def plan_segments(symbol: str, interval: str, start_ms: int, end_ms: int, today_
     return segments
 
 
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        logger.warning("cannot remove %s: %s", path, exc.strerror or exc)
-
-
 class ArchiveFetcher:
     """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period,
     whose future gives the verified zip and the bytes downloaded for it (0: kept by an interrupted run).
@@ -172,7 +165,7 @@ class ArchiveFetcher:
             if match is None or not entry.is_file(follow_symlinks=False):
                 continue
             if match["part"] or time.time() - entry.stat(follow_symlinks=False).st_mtime > CACHE_MAX_AGE_SECONDS:
-                _unlink(Path(entry.path))
+                remove_file(Path(entry.path))
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive")
         self._checksums = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="checksum")
         self._lock = threading.Lock()
@@ -185,12 +178,6 @@ class ArchiveFetcher:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._checksums.shutdown(wait=True, cancel_futures=True)
-
-    def release(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            _unlink(path)
-        with suppress(OSError):
-            self.folder.rmdir()  # only if empty: other symbols may still be waiting
 
     def _fetch(self, period: ArchivePeriod) -> tuple[Path, int]:
         try:
@@ -243,7 +230,7 @@ class ArchiveFetcher:
             os.replace(part, target)
             return target, target.stat().st_size
         finally:
-            _unlink(part)  # gone already after the rename; a failed or stopped download's bytes go
+            remove_file(part)  # gone already after the rename; a failed or stopped download's bytes go
 
 
 class ArchiveSource:
@@ -261,7 +248,7 @@ class ArchiveSource:
         return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
-        self.fetcher.release(self.tallies[symbol].cached)  # the zips have served their purpose
+        release_folder(self.fetcher.folder, self.tallies[symbol].cached)  # the zips have served their purpose
         self.rest.written(symbol, interval)
 
     def _range(

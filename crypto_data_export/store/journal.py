@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,22 @@ MAX_JOURNAL_BYTES = 2 << 30  # a year of 1s candles is ~1.5 GiB of rows; more is
 _JOURNAL_NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9]{1,20})_(?P<interval>[0-9]{1,2}[smhdwM])_(?P<start>[0-9]{1,15})\.journal$"
 )
+
+
+def remove_file(path: Path) -> None:
+    """Unlink ``path``; a failure is logged, never raised (what is left is tried again next run)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("cannot remove %s: %s", path, exc.strerror or exc)
+
+
+def release_folder(folder: Path, paths: Iterable[Path]) -> None:
+    """Remove ``paths``, then ``folder`` only if that left it empty: other symbols may still be waiting."""
+    for path in paths:
+        remove_file(path)
+    with suppress(OSError):
+        folder.rmdir()
 
 
 def _digest(rows_text: str) -> str:
@@ -118,14 +134,8 @@ class PageJournal:
 
     def discard(self, why: str) -> list[list[Any]]:
         logger.warning("%s: resume journal not used (%s); its candles are fetched again", self.path.name, why)
-        self.remove()
+        remove_file(self.path)
         return []
-
-    def remove(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            logger.warning("cannot remove %s: %s", self.path, exc.strerror or exc)
 
 
 class PartialFolder:
@@ -147,10 +157,7 @@ class PartialFolder:
 
     def release(self, symbol: str, interval: str) -> None:
         """The symbol's file is published: its journals have served their purpose."""
-        for journal in list(self._journals(symbol, interval)):
-            journal.remove()
-        with suppress(OSError):
-            self.folder.rmdir()  # only if empty: other symbols may still be waiting
+        release_folder(self.folder, [journal.path for journal in self._journals(symbol, interval)])
 
     def _journals(self, symbol: str, interval: str) -> Iterator[PageJournal]:
         try:
