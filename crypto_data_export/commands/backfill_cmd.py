@@ -25,7 +25,7 @@ from crypto_data_export.backfill.backfill_range import (
     require_a_candle,
     resolve_range,
 )
-from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
@@ -38,10 +38,10 @@ __all__ = ["HistoricalDataExporter", "main"]
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="export_historical_data.py",
-        description="Backfill closed klines into one CSV per symbol (atomic writes, resumable).",
-        epilog="examples:\n"
+    parser = script_parser(
+        "export_historical_data.py",
+        "Backfill closed klines into one CSV per symbol (atomic writes, resumable).",
+        "examples:\n"
         "  python export_historical_data.py --symbols BTCUSDT,ETHUSDT --days 365 --interval 1h\n"
         "  python export_historical_data.py --symbols BTCUSDT --days 730 --interval 1m --source archive\n"
         "  python export_historical_data.py --days 30 --source rest     the REST API only\n"
@@ -57,7 +57,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
         "exit codes: 0 ok, 1 a symbol failed (or SIGTERM), 2 bad input, 75 a run holds the folder's lock,\n"
         "130 Ctrl-C (what was finished is written; the same command resumes).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
     parser.add_argument("--days", help="look-back in days (default: EXPORT_LOOKBACK_DAYS)")

@@ -7,7 +7,6 @@ stopped with SIGTERM. No network is needed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -22,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 from crypto_data_export.store.layout import export_file_name
@@ -82,15 +81,14 @@ def scheduled_run(env: dict[str, str], out: Path, cycles: int, timeout: float) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="demo_scheduled_system.py",
-        description=__doc__.split("\n")[0],
-        epilog="examples:\n"
+    parser = script_parser(
+        "demo_scheduled_system.py",
+        __doc__.split("\n")[0],
+        "examples:\n"
         "  python demo_scheduled_system.py                      the tour, in a new temporary folder\n"
         "  python demo_scheduled_system.py --output demo-out   keep the files in ./demo-out\n"
         "  python demo_scheduled_system.py --period-seconds 2  a faster scheduled run\n\n"
         "exit codes: 0 every step worked, 1 a step failed (its output says which)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", help="export folder to use (default: a new temporary folder)")
     parser.add_argument("--period-seconds", type=float, default=4.0, help="period of the short scheduled run")

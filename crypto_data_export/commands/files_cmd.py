@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, print_cleanup, print_duplicates
 from crypto_data_export.settings.settings import SettingsError, load_settings, override
@@ -24,16 +24,15 @@ __all__ = ["FileManager", "main"]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="file_manager.py",
-        description="Validate, deduplicate and clean the export folder (settings from the environment or .env).",
-        epilog="examples:\n"
+    parser = script_parser(
+        "file_manager.py",
+        "Validate, deduplicate and clean the export folder (settings from the environment or .env).",
+        "examples:\n"
         "  python file_manager.py validate                   every file's verdict and gaps\n"
         "  python file_manager.py duplicates --json          identical files, for a script\n"
         "  python file_manager.py cleanup --dry-run          what cleanup would remove or quarantine\n"
         "  python file_manager.py cleanup --dir /data/klines another export folder\n\n"
         "exit codes: 0 ok, 1 invalid files or a failed step, 2 usage/config error, 75 a run holds the lock",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=("validate", "duplicates", "cleanup"), help="what to do")
     parser.add_argument("--dir", help="the export folder (default: EXPORT_DIR)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import crypto_data_export.report.console as console
-from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
@@ -42,11 +42,8 @@ settings come from the environment or .env (see .env.example)"""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="scheduled_data_manager.py",
-        description="Scheduled export of closed crypto candles (klines) to one CSV per symbol.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = script_parser(
+        "scheduled_data_manager.py", "Scheduled export of closed crypto candles (klines) to one CSV per symbol.", EPILOG
     )
     mode = parser.add_mutually_exclusive_group()
     modes = {

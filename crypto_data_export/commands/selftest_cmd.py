@@ -4,12 +4,11 @@ A tool, not a pytest module."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.scheduler.self_check import (
@@ -40,11 +39,10 @@ def run_check(name: str, check: Callable[[], str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="test_scheduled_system.py",
-        description="Check that this installation can export data: settings, folder, exchange, one real export.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = script_parser(
+        "test_scheduled_system.py",
+        "Check that this installation can export data: settings, folder, exchange, one real export.",
+        EPILOG,
     )
     parser.add_argument("--base-url", help="exchange to check instead of BINANCE_BASE_URL")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main
+from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.text import printable
@@ -56,12 +56,7 @@ def _seconds(text: str) -> float:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="data_export_service.py",
-        description="Run the scheduled data manager as a background service.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser("data_export_service.py", "Run the scheduled data manager as a background service.", EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wait, timeout = argparse.ArgumentParser(add_help=False), argparse.ArgumentParser(add_help=False)
     wait.add_argument("--wait", type=_seconds, default=1.0, help="seconds the scheduler must stay up (default 1)")

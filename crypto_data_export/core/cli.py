@@ -1,4 +1,4 @@
-"""How every root script ends: its exit code, and two endings that are not its failures.
+"""How every root script starts (its parser) and ends: its exit code, and two endings that are not its failures.
 
 * The reader of our output went away (``--status | head -1``): the rest of the output has
   nowhere to go. We stop quietly with 141, the code a process killed by SIGPIPE has, as
@@ -9,12 +9,20 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
 from crypto_data_export.core.exit_codes import exit_code_for
+
+
+def script_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A root script's parser; its epilog (examples, exit codes) is printed as written."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def run_main(main: Callable[[], int]) -> NoReturn:
