@@ -31,6 +31,12 @@ def ms_to_iso(ms: int | None) -> str | None:
     return None if ms is None else to_iso(from_ms(ms), timespec="auto")
 
 
+def iso_to_ms(text: Any) -> int | None:
+    """``from_iso`` as epoch ms (None stays None)."""
+    moment = from_iso(text)
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
 def from_iso(text: Any) -> datetime | None:
     """Parse what ``to_iso`` wrote; anything else (wrong type, bad text) is None."""
     if not isinstance(text, str):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.atomic_io import atomic_write_json
-from crypto_data_export.core.clock import from_iso, from_ms, ms_to_iso, to_iso, utc_now
+from crypto_data_export.core.clock import from_iso, from_ms, iso_to_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import next_open_ms
 from crypto_data_export.core.owned_json import MISSING, OURS, mark, read_owned_json, set_aside_or_fail
@@ -260,21 +260,16 @@ def build_status_report(
     return mark(report, STATUS_FORMAT_VERSION, first=False)
 
 
-def _iso_ms(text: Any) -> int | None:
-    moment = from_iso(text)
-    return None if moment is None else round(moment.timestamp() * 1000)
-
-
 def _recorded_verdict(folder: Path, entry: dict[str, Any]) -> FileValidation:
     """The verdict the last cycle recorded for a series' newest file (its report entry)."""
-    gaps = [(_iso_ms(g["first_missing"]), _iso_ms(g["last_missing"]), int(g["missing"])) for g in entry["gaps"]]
+    gaps = [(iso_to_ms(g["first_missing"]), iso_to_ms(g["last_missing"]), int(g["missing"])) for g in entry["gaps"]]
     return FileValidation(
         folder / Path(entry["latest_file"]).name,  # a name in the folder, whatever the file says
         bool(entry["valid"]),
         entry.get("reason"),
         int(entry.get("rows") or 0),
-        _iso_ms(entry.get("first_candle")),
-        _iso_ms(entry.get("last_candle")),
+        iso_to_ms(entry.get("first_candle")),
+        iso_to_ms(entry.get("last_candle")),
         [(first, last, count) for first, last, count in gaps if first is not None and last is not None],
         int(entry.get("missing_candles") or 0),
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto_data_export.core.atomic_io import atomic_write_json
-from crypto_data_export.core.clock import from_iso, utc_now
+from crypto_data_export.core.clock import from_iso, iso_to_ms, utc_now
 from crypto_data_export.core.errors import StorageError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
 from crypto_data_export.core.owned_json import CORRUPT, FOREIGN, MISSING, mark, read_owned_json, set_aside_or_fail
@@ -52,10 +52,8 @@ class SymbolState:
     data_from: str | None = None
 
     def known_empty(self) -> tuple[int, int] | None:
-        start, end = from_iso(self.empty_from), from_iso(self.data_from)
-        if start is None or end is None or end < start:
-            return None
-        return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
+        start, end = iso_to_ms(self.empty_from), iso_to_ms(self.data_from)
+        return None if start is None or end is None or end < start else (start, end)
 
 
 @dataclass
