@@ -168,7 +168,3 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
 
 def run() -> NoReturn:
     run_main(main)
-
-
-if __name__ == "__main__":
-    run()

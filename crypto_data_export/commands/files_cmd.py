@@ -92,7 +92,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> NoReturn:
     run_main(main)
-
-
-if __name__ == "__main__":
-    run()

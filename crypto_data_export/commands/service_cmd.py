@@ -17,7 +17,7 @@ from typing import NoReturn
 from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
-from crypto_data_export.core.text import printable
+from crypto_data_export.core.text import MAX_LINE, printable
 from crypto_data_export.service.daemon import (
     DataExportService,
     Outcome,
@@ -73,9 +73,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     unit.add_argument("--output", type=Path, default=Path(UNIT_NAME), help=f"where to write it (default ./{UNIT_NAME})")
     return parser.parse_args(argv)
-
-
-MAX_LINE = 2000
 
 
 def _report(outcome: Outcome) -> int:
@@ -146,7 +143,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> NoReturn:
     run_main(main)
-
-
-if __name__ == "__main__":
-    run()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import unicodedata
 
 DEFAULT_LIMIT = 200
+MAX_LINE = 2000  # one line a CLI prints
 # Control (Cc), format (Cf: bidi overrides, zero-width), line and paragraph separators,
 # surrogates and unassigned code points: none of them is meant to be read on a terminal.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})

@@ -112,11 +112,6 @@ class HistoricalDataExporter:
         self.max_ahead_of_local_ms = max_ahead_of_local_ms
         self._local_clock = local_clock
 
-    def window_start_ms(self, server_time_ms: int, lookback_days: float | None = None) -> int:
-        """Oldest open time kept: candles that opened within the look-back window."""
-        days = self.lookback_days if lookback_days is None else lookback_days
-        return server_time_ms - int(days * DAY_MS)
-
     def last_closed_open_ms(self, server_time_ms: int) -> int:
         """Open time of the newest candle that is closed at ``server_time_ms``."""
         current_open = floor_open_ms(server_time_ms, self.interval)
@@ -144,7 +139,8 @@ class HistoricalDataExporter:
         """
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         self._check_clock(self.last_closed_open_ms(now_ms), now_ms, "a time of")  # before any request
-        start_ms = self.window_start_ms(now_ms, lookback_days) if window is None else window[0]
+        days = self.lookback_days if lookback_days is None else lookback_days
+        start_ms = now_ms - int(days * DAY_MS) if window is None else window[0]  # candles opened in the look-back
         end_ms = None if window is None else window[1]
         kept = candles_in_window(previous, start_ms, now_ms, end_ms)
         if not len(kept):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from crypto_data_export.core.errors import ExportError, RunLockedError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, exit_code_for
-from crypto_data_export.core.text import printable
+from crypto_data_export.core.text import MAX_LINE, printable
 from crypto_data_export.pipeline.run_summary import CycleReport
 from crypto_data_export.report.status_report import HEALTH_EXIT_CODES
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
@@ -20,8 +20,6 @@ from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateRepo
 # importlib.metadata, ~0.1-0.18 s of --health and --status, which never show a bar.
 if TYPE_CHECKING:
     from tqdm import tqdm
-
-MAX_LINE = 2000
 
 
 def _err(line: str) -> None:
