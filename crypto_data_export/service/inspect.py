@@ -47,26 +47,21 @@ def _same_folder(a: str | Path, b: str | Path) -> bool:
 
 def _not_ours(pid: int, info: Pidfile, export_dir: Path) -> ServiceState | None:
     """Why the live scheduler ``pid`` is not this folder's, or None if it is."""
-    ticks = process_start_ticks(pid)
+    ticks, served = process_start_ticks(pid), process_export_dir(pid, DEFAULT_EXPORT_DIR)
     if info.start_ticks is not None and ticks is not None and ticks != info.start_ticks:
-        return ServiceState("stale", pid, f"stale pidfile: PID {pid} was reused by a newer scheduler, not signalled")
-    if info.export_dir is not None and not _same_folder(info.export_dir, export_dir):
-        shown = printable(info.export_dir)
+        why = f"PID {pid} was reused by a newer scheduler"
+    elif info.export_dir is not None and not _same_folder(info.export_dir, export_dir):
+        why = f"it names the scheduler of another folder ({printable(info.export_dir)})"
+    elif served is not None and not _same_folder(served, export_dir):
+        why = f"PID {pid} serves another folder ({printable(served)})"
+    elif served is None and (info.export_dir is None or info.start_ticks is None):
+        why = "which folder it serves cannot be read and the pidfile does not record it"
         return ServiceState(
-            "stale", pid, f"stale pidfile: it names the scheduler of another folder ({shown}), not signalled"
+            "unverified", pid, f"PID {pid} runs a scheduler, but {why}; not signalled: stop it as its owner"
         )
-    served = process_export_dir(pid, DEFAULT_EXPORT_DIR)
-    if served is not None and not _same_folder(served, export_dir):
-        shown = printable(served)
-        return ServiceState("stale", pid, f"stale pidfile: PID {pid} serves another folder ({shown}), not signalled")
-    if served is None and (info.export_dir is None or info.start_ticks is None):
-        return ServiceState(
-            "unverified",
-            pid,
-            f"PID {pid} runs a scheduler, but which folder it serves cannot be read and the pidfile "
-            "does not record it; not signalled: stop it as its owner",
-        )
-    return None
+    else:
+        return None
+    return ServiceState("stale", pid, f"stale pidfile: {why}, not signalled")
 
 
 def inspect_service(pidfile: Path, export_dir: Path | None = None) -> ServiceState:
