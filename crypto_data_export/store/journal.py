@@ -60,10 +60,7 @@ class PageJournal:
     """The journal of one (symbol, interval, span start): read, append, remove."""
 
     def __init__(self, folder: Path, symbol: str, interval: str, start_ms: int) -> None:
-        self.folder = folder
-        self.symbol = symbol
-        self.interval = interval
-        self.start_ms = start_ms
+        self.folder, self.symbol, self.interval, self.start_ms = folder, symbol, interval, start_ms
         self.path = folder / f"{symbol}_{interval}_{start_ms}.journal"
 
     def header(self) -> dict[str, Any]:
