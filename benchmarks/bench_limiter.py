@@ -10,7 +10,7 @@ window) and the arrival of every request are read directly. The sandbox counts
 weight over a sliding window (the strictest reading of "per minute") and
 answers 429 beyond its limit.
 
-* within budget: N symbols (one klines call, weight 2, each), 150 ms latency,
+* within budget (the median of three processes): N symbols (one klines call, weight 2, each), 150 ms latency,
   6000 weight per sliding minute; against, in the same run, the ccxt-paced
   sequential loop of ``bench_export`` (and with ``--with-ccxt`` ccxt itself,
   then the baseline of the speed-up), and the latency bound
@@ -92,10 +92,12 @@ def main(argv: list[str] | None = None) -> dict:
     from crypto_data_export.settings.settings import DEFAULT_WORKERS
 
     workers = DEFAULT_WORKERS
-    within = run_process(
-        bench_symbols(args.symbols),
-        SandboxConfig(latency_seconds=args.latency, weight_limit=6000, weight_window="sliding", accept_any_symbol=True),
+    # The median of three runs: one 3.4 s process on a shared 2-core machine varied by +-25 %.
+    budget = SandboxConfig(
+        latency_seconds=args.latency, weight_limit=6000, weight_window="sliding", accept_any_symbol=True
     )
+    runs = sorted((run_process(bench_symbols(args.symbols), budget) for _ in range(3)), key=lambda r: r["wall_s"])
+    within = {**runs[1], "walls_s": [r["wall_s"] for r in runs]}
     paced = run_paced_loop(bench_symbols(args.symbols), args.latency)
     ccxt = run_ccxt(bench_symbols(args.symbols), args.latency) if args.with_ccxt else None
     baseline = ccxt if ccxt is not None and ccxt.get("wall_s") else paced

@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     folder = temp_dir("read-check")
     try:
         path = year_file(folder)
+        os.sync()  # its write-back would otherwise overlap the reads measured
         ours = read_check(ROOT, path, args.repeat)
         before = read_check(baseline, path, args.repeat)
     finally:
