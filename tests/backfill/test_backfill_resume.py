@@ -38,15 +38,20 @@ def journal_pages(partial: Path) -> int:
     return sum(max(0, j.read_text().count("\n") - 1) for j in journals)
 
 
+def uninterrupted_run(sandbox_factory, tmp_path: Path):
+    """A sandbox, the CLI's environment, and one uninterrupted backfill into tmp_path/fresh
+    (the reference file and klines call count that a resumed run is compared with)."""
+    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=(SYMBOL,)))
+    env = cli_env(exchange.base_url, tmp_path / "scheduler")
+    fresh = run_cli(SCRIPT, *args(tmp_path / "fresh"), env=env, cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    return exchange, env, klines_calls(exchange)
+
+
 def test_ctrl_c_then_rerun_asks_only_for_missing_pages_and_writes_the_same_bytes(
     sandbox_factory, tmp_path: Path, procs: list[subprocess.Popen]
 ) -> None:
-    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=(SYMBOL,)))
-    env = cli_env(exchange.base_url, tmp_path / "scheduler")
-
-    fresh = run_cli(SCRIPT, *args(tmp_path / "fresh"), env=env, cwd=tmp_path)
-    assert fresh.returncode == 0, fresh.stderr
-    fresh_calls = klines_calls(exchange)
+    exchange, env, fresh_calls = uninterrupted_run(sandbox_factory, tmp_path)
     assert fresh_calls >= 8
     exchange.reset_log()
 
@@ -75,11 +80,7 @@ def test_ctrl_c_then_rerun_asks_only_for_missing_pages_and_writes_the_same_bytes
 def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_right(
     sandbox_factory, tmp_path: Path
 ) -> None:
-    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=(SYMBOL,)))
-    env = cli_env(exchange.base_url, tmp_path / "scheduler")
-    fresh = run_cli(SCRIPT, *args(tmp_path / "fresh"), env=env, cwd=tmp_path)
-    assert fresh.returncode == 0, fresh.stderr
-    fresh_calls = klines_calls(exchange)
+    exchange, env, fresh_calls = uninterrupted_run(sandbox_factory, tmp_path)
 
     out = tmp_path / "out"
     partial = out / ".backfill_partial"
