@@ -12,7 +12,7 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -46,8 +46,10 @@ ARCHIVE_COLUMNS = 12  # the REST row's 12 fields, the last one unused
 MICROS_THRESHOLD = 10**15  # a 16-digit epoch time is in microseconds
 CHUNK_BYTES = 1 << 16
 MAX_CHECKSUM_BYTES = 4096
-MAX_ZIP_BYTES = 4 << 30  # a month of 1s candles is ~150 MB; anything near this is not a klines file
-MAX_CSV_BYTES = 1 << 30  # a month of 1m is ~7 MB of CSV, a day of 1s ~13 MB
+# A generous length of one CSV row (real ones are 110-190 bytes): a period's CSV may inflate to
+# its candles x this and no more (a day of 1s: 22 MB), its zip be as large plus ZIP_SLACK.
+ROW_BYTES = 256
+ZIP_SLACK = 1 << 16
 
 NO_CHECKSUM = "the archive has the zip but no .CHECKSUM for it"
 _CHECKSUM_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(\S+)\s*$")
@@ -120,6 +122,11 @@ class ArchivePeriod:
     def csv_name(self) -> str:
         return self.stem + ".csv"
 
+    @property
+    def max_csv_bytes(self) -> int:
+        """What the period's CSV can hold: its candles (and a header line) x ROW_BYTES."""
+        return ((self.end_ms - self.start_ms) // (fixed_length_ms(self.interval) or DAY_MS) + 1) * ROW_BYTES
+
     def url_path(self, prefix: str = SPOT_PREFIX) -> str:
         """``data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10.zip``."""
         return f"{prefix}/{self.kind}/klines/{self.symbol}/{archive_interval(self.interval)}/{self.zip_name}"
@@ -179,18 +186,32 @@ def check_digest(period: ArchivePeriod, expected: str, actual: str) -> None:
 
 # -- zip -> candle frame -------------------------------------------------------------
 def check_zip(handle: IO[bytes], period: ArchivePeriod) -> None:
-    """A readable zip holding exactly the period's CSV, every CRC right (decompresses once)."""
+    """A readable zip holding exactly the period's CSV, its CRC right, no bigger than the period can be."""
+    for _ in _inflated(handle, period):
+        pass
+
+
+def _inflated(handle: IO[bytes], period: ArchivePeriod) -> Iterator[bytes]:
+    """The period's CSV in chunks, inflated as read (never whole: a zip bomb is refused within
+    ``max_csv_bytes``); the CRC is checked at its end."""
     handle.seek(0)
+    cap, size = period.max_csv_bytes, 0
     try:
         with zipfile.ZipFile(handle) as archive:
             names = archive.namelist()
             if names != [period.csv_name]:
                 raise ArchiveUnusable(period, f"the zip holds {names[:3]!r}, expected [{period.csv_name!r}]")
-            broken = archive.testzip()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+            too_big = ArchiveUnusable(period, f"the CSV inflates past {cap} bytes, more than {period.label} holds")
+            if archive.getinfo(period.csv_name).file_size > cap:  # as declared, then as inflated
+                raise too_big
+            with archive.open(period.csv_name) as member:
+                while chunk := member.read(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > cap:
+                        raise too_big
+                    yield chunk
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:  # a bad CRC too
         raise ArchiveUnusable(period, f"not a readable zip ({exc})") from exc
-    if broken is not None:
-        raise ArchiveUnusable(period, f"{broken} in the zip fails its CRC check")
 
 
 def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
@@ -233,17 +254,12 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
 
 
 def _csv_bytes(handle: IO[bytes], period: ArchivePeriod) -> bytes:
-    handle.seek(0)
+    data = b"".join(_inflated(handle, period))
     try:
-        with zipfile.ZipFile(handle) as archive:
-            size = archive.getinfo(period.csv_name).file_size
-            if size > MAX_CSV_BYTES:
-                raise ArchiveUnusable(period, f"the CSV inside is {size} bytes; more than a klines file can be")
-            data = archive.read(period.csv_name)
         data.decode("ascii")
-        return data
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError) as exc:  # UnicodeDecodeError too
+    except UnicodeDecodeError as exc:
         raise ArchiveUnusable(period, f"cannot read the CSV inside the zip ({exc})") from exc
+    return data
 
 
 def _malformed(period: ArchivePeriod, data: bytes, header: bool, exc: pa.ArrowInvalid) -> ArchiveUnusable:
@@ -307,8 +323,8 @@ class ArchiveClient(SessionClient):
                     if should_stop is not None and should_stop():
                         raise DownloadStopped(period, "stopped on request")
                     received += len(block)
-                    if received > MAX_ZIP_BYTES:
-                        raise ArchiveUnusable(period, f"larger than {MAX_ZIP_BYTES} bytes; not a klines file")
+                    if received > period.max_csv_bytes + ZIP_SLACK:
+                        raise ArchiveUnusable(period, f"larger than {period.label} of candles is; not a klines file")
                     digest.update(block)
                     sink.write(block)
                     if on_bytes is not None:

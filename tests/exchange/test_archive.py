@@ -174,6 +174,19 @@ def test_a_zip_with_another_member_or_broken_bytes_is_refused() -> None:
         check_zip(io.BytesIO(REAL_ZIP.read_bytes()[:700]), REAL_DAY)
 
 
+def test_a_zip_inflating_past_what_its_period_holds_is_refused_while_streaming() -> None:
+    """A day of 1h is 24 rows: a zip whose CSV inflates to megabytes (a bomb, or rows of garbage)
+    is refused after the period's cap, never inflated whole (its CRC is right)."""
+    row = candle_lines("BTCUSDT", "1h", [ms(2024, 10, 28)])[0]
+    assert REAL_DAY.max_csv_bytes < 64 * 1024
+    bomb = zip_of(REAL_DAY, [row] * 200_000)  # 30 MB inflated, 100 KB zipped
+    for reader in (check_zip, read_period_frame):
+        with pytest.raises(ArchiveUnusable, match="inflates past"):
+            reader(bomb, REAL_DAY)
+    full_day = candle_lines("BTCUSDT", "1h", [ms(2024, 10, 28, h) for h in range(24)])
+    assert len(read_period_frame(zip_of(REAL_DAY, full_day), REAL_DAY)) == 24
+
+
 # -- the client against the sandbox's archive ----------------------------------------------
 def fetch(client: ArchiveClient, period: ArchivePeriod) -> pa.Table:
     sink = io.BytesIO()
