@@ -70,7 +70,6 @@ SOURCES: tuple[str, ...] = ("auto", "archive", "rest")
 CACHE_MAX_AGE_SECONDS = 2 * 86_400  # older verified zips are from an abandoned run: not worth trusting
 MONTHLY_MIN_DAYS = 8  # fewer days of a past month in the range: their daily files (fewer bytes)
 RECENT_MS = 31 * DAY_MS  # a month missing from the archive for longer has no daily files either
-UNREACHABLE_AFTER = 3  # transport failures before the archive is given up for the run
 _WAIT_SLICE = 0.2  # how often a waiting symbol looks at the stop flag
 _CACHE_NAME = re.compile(
     r"^[A-Z0-9]{1,20}-[0-9]{1,2}(?:[smhdw]|mo)-[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?\.zip"
@@ -154,6 +153,7 @@ class ArchiveFetcher:
         self, client: ArchiveClient, folder: Path, workers: int, stop_event: threading.Event, progress: ArchiveProgress
     ) -> None:
         self.client, self.folder, self.stop_event, self.progress = client, folder, stop_event, progress
+        client.stop_event = stop_event  # a stop cuts its downloads short, even mid-read
         if folder.is_symlink():
             raise StorageError(f"{folder} is a symbolic link; remove it (the archive cache must be a real folder)")
         try:
@@ -169,7 +169,9 @@ class ArchiveFetcher:
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive")
         self._checksums = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="checksum")
         self._lock = threading.Lock()
-        self._failures = 0
+        # The first transport failure (unreachable, HTTP 5xx, past its deadline): the archive is
+        # given up for the run, so the other periods cost neither retries nor a warning each.
+        self.unreachable = ""
 
     def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[tuple[Path, int]]]:
         self.progress.planned(len(periods))
@@ -183,28 +185,17 @@ class ArchiveFetcher:
         try:
             if self.stop_event.is_set():
                 raise DownloadStopped(period, "stopped on request")
-            if self._failures >= UNREACHABLE_AFTER:
-                raise ArchiveSkipped(period, f"not tried: {self.client.base_url} was unreachable earlier in this run")
+            if self.unreachable:
+                raise ArchiveSkipped(period, f"not tried: {self.unreachable}")
             checksum = self._checksums.submit(self.client.checksum, period)
             try:
                 return self._fetch_verified(period, checksum)
             except OSError as exc:
                 reason = f"cannot keep the download in {self.folder}: {exc.strerror or exc}"
                 raise ArchiveError(period, reason) from exc
-        except ArchiveSkipped:
-            raise
         except ArchiveUnavailable as exc:
-            # After a few transport failures, stop asking: an unreachable archive (a proxy, a
-            # blocked host) would otherwise cost every period its retries and a warning.
             with self._lock:
-                self._failures += 1
-                given_up = self._failures == UNREACHABLE_AFTER
-            if given_up:
-                logger.warning(
-                    "the archive at %s failed %d times (last: %s); this run takes the remaining periods from the REST "
-                    "API; check BINANCE_ARCHIVE_URL and the network",
-                    *(self.client.base_url, UNREACHABLE_AFTER, exc.reason),
-                )
+                self.unreachable = self.unreachable or f"the archive failed earlier in this run ({exc})"
             raise
         finally:
             self.progress.period_done()
@@ -241,6 +232,7 @@ class ArchiveSource:
         self.fetcher, self.rest, self.strict = fetcher, rest, strict
         self.stop_event = fetcher.stop_event
         self.tallies: dict[str, ArchiveTally] = {}
+        self._said_unreachable = False
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         self.tallies[export.symbol] = ArchiveTally()
@@ -312,8 +304,11 @@ class ArchiveSource:
                 f"{exc}; with --source archive a refused archive file is an error "
                 "(rerun with --source auto to take that period from the REST API)"
             ) from exc
-        if isinstance(exc, ArchiveSkipped):  # said once, when the archive was given up
-            logger.info("%s: %s; taking that period from the REST API", symbol, exc)
+        if isinstance(exc, ArchiveUnavailable):  # the archive is given up: one warning for the run
+            with self.fetcher._lock:
+                first, self._said_unreachable = not self._said_unreachable, True
+            if first:
+                logger.warning("%s; this run takes the remaining periods from the REST API", exc)
             return
         logger.warning("%s: %s; taking that period from the REST API instead", symbol, exc)
         self.tallies[symbol].refused.append(f"{exc.period.zip_name}: {exc.reason}")

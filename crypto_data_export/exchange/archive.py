@@ -29,9 +29,10 @@ from crypto_data_export.core.candles import (
     INTEGER_COLUMNS,
     TIME_COLUMNS,
 )
-from crypto_data_export.core.errors import ExchangeError
+from crypto_data_export.core.errors import ExchangeError, ExchangeUnavailableError, StopRequested
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles, shown
+from crypto_data_export.exchange.bounded import cut_short
 from crypto_data_export.exchange.client import USER_AGENT, SessionClient
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
 
@@ -281,6 +282,8 @@ def _refuse(period: ArchivePeriod, row: int, what: str) -> ArchiveUnusable:
 class ArchiveClient(SessionClient):
     """Reads the archive over one ``requests.Session``; no rate limiter (a CDN, no weight)."""
 
+    url_setting = "BINANCE_ARCHIVE_URL"
+
     def __init__(self, base_url: str = DEFAULT_ARCHIVE_URL, *, prefix: str = SPOT_PREFIX, **options: Any) -> None:
         super().__init__(base_url, **options)
         self.prefix = prefix
@@ -288,14 +291,17 @@ class ArchiveClient(SessionClient):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> ArchiveClient:
-        return cls(settings.archive_url, pool_size=pool_size or settings.workers, **cls.options(settings))
+        # One transport retry, not HTTP_RETRIES: a failing archive is given up for the run (REST takes over).
+        options = cls.options(settings) | {"retries": min(1, settings.http_retries)}
+        return cls(settings.archive_url, pool_size=pool_size or settings.workers, **options)
 
     def url(self, period: ArchivePeriod) -> str:
         return f"{self.base_url}/{period.url_path(self.prefix)}"
 
     def checksum(self, period: ArchivePeriod) -> str | None:
         """The SHA-256 the archive publishes for the period's zip; None if there is no ``.CHECKSUM`` (404)."""
-        with self._get(period, self.url(period) + ".CHECKSUM") as response:
+        url = self.url(period) + ".CHECKSUM"
+        with self.deadline(url), self._get(period, url) as response:
             if response.status_code == 404:
                 return None
             body = _read_capped(response, MAX_CHECKSUM_BYTES, period)
@@ -312,10 +318,10 @@ class ArchiveClient(SessionClient):
         on_bytes: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> str:
-        """Stream the zip into ``sink``; returns the SHA-256 hex of what was written."""
+        """Stream the zip into ``sink`` (within its deadline); returns the SHA-256 hex of what was written."""
         digest = hashlib.sha256()
         received = 0
-        with self._get(period, self.url(period)) as response:
+        with self.deadline(self.url(period)) as deadline, self._get(period, self.url(period)) as response:
             if response.status_code == 404:
                 raise ArchiveNotPublished(period, "not published (HTTP 404)")
             try:
@@ -323,6 +329,7 @@ class ArchiveClient(SessionClient):
                     if should_stop is not None and should_stop():
                         raise DownloadStopped(period, "stopped on request")
                     received += len(block)
+                    deadline.received(len(block))
                     if received > period.max_csv_bytes + ZIP_SLACK:
                         raise ArchiveUnusable(period, f"larger than {period.label} of candles is; not a klines file")
                     digest.update(block)
@@ -330,20 +337,35 @@ class ArchiveClient(SessionClient):
                     if on_bytes is not None:
                         on_bytes(len(block))
             except requests.RequestException as exc:
+                _cut_short(period)
                 raise ArchiveUnavailable(period, f"the download broke off ({type(exc).__name__})") from exc
+            _cut_short(period)  # a shut socket may look like the end of the zip
         return digest.hexdigest()
 
     def _get(self, period: ArchivePeriod, url: str) -> requests.Response:
         try:
             response = self._session.get(url, timeout=self.timeout, stream=True)
-        except requests.RequestException as exc:
+        except StopRequested as exc:
+            raise DownloadStopped(period, "stopped on request") from exc
+        except (requests.RequestException, ExchangeUnavailableError) as exc:
+            _cut_short(period)
             raise ArchiveUnavailable(
                 period, f"{url} could not be fetched ({type(exc).__name__}); check BINANCE_ARCHIVE_URL"
             ) from exc
         if response.status_code not in (200, 404):
             response.close()
-            raise ArchiveUnavailable(period, f"{url} answered HTTP {response.status_code}")
+            raise ArchiveUnavailable(period, f"{url} answered HTTP {response.status_code}; check BINANCE_ARCHIVE_URL")
         return response
+
+
+def _cut_short(period: ArchivePeriod) -> None:
+    """What cut the period's request short (its deadline, a stop), as the archive's error."""
+    try:
+        cut_short()
+    except StopRequested as exc:
+        raise DownloadStopped(period, "stopped on request") from exc
+    except ExchangeUnavailableError as exc:
+        raise ArchiveUnavailable(period, str(exc)) from exc
 
 
 def _read_capped(response: requests.Response, cap: int, period: ArchivePeriod) -> bytes:
@@ -353,6 +375,8 @@ def _read_capped(response: requests.Response, cap: int, period: ArchivePeriod) -
             body += block
             if len(body) > cap:
                 raise ArchiveUnusable(period, f"the .CHECKSUM is larger than {cap} bytes")
+        _cut_short(period)
     except requests.RequestException as exc:
+        _cut_short(period)
         raise ArchiveUnavailable(period, f"the .CHECKSUM download broke off ({type(exc).__name__})") from exc
     return body

@@ -3,6 +3,9 @@
 A body is read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
 counting the bytes a gzip/deflate body inflates to (no 1 GB gzip bomb ever sits in memory).
 Waits told by headers (a number, an HTTP date; ``inf``, ``nan``, garbage) are clamped.
+Every request has a total deadline (``Deadline``): a read timeout bounds one ``recv`` only, so
+an answer trickling a byte per timeout, or a read under way when SIGTERM comes, is cut short
+by a watchdog that shuts the request's socket.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ import email.utils
 import json
 import math
 import re
+import socket
+import threading
+import time
 from datetime import datetime, timedelta
 from http.client import HTTPException
 from typing import Any
 
 import requests
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import ReadTimeoutError
 
 from crypto_data_export.core.clock import as_utc, utc_now
-from crypto_data_export.core.errors import BadResponseError, ExchangeUnavailableError
+from crypto_data_export.core.errors import BadResponseError, ExchangeUnavailableError, StopRequested
 from crypto_data_export.core.text import printable
 
 READ_CHUNK = 64 * 1024
@@ -31,6 +39,132 @@ _BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
 # Only the encodings we ask for. urllib3 (>= 2.6) inflates at most ``amt`` bytes per read,
 # so a gzip bomb is refused after one chunk past the cap, never inflated whole.
 _ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+# After its deadline's grace, an answer must keep coming at this rate on average (a year of
+# archive zips on a slow line is fine; a trickle is not).
+MIN_BYTES_PER_SECOND = 16 * 1024
+WATCH_SECONDS = 0.2  # how often the watchdog looks at the stop requests of requests under way
+_current = threading.local()
+
+
+class Deadline:
+    """One request's total deadline and the run's stop request, watched by a thread of their own:
+    past the one, or on the other, the request's socket is shut, so its blocked read returns;
+    ``check`` then raises ExchangeUnavailableError (the deadline) or StopRequested. ``with``:
+    this thread's requests, until it ends."""
+
+    def __init__(self, seconds: float, url: str, stop: threading.Event | None, setting: str) -> None:
+        self.seconds, self.url, self.stop, self.setting = seconds, url.split("?")[0], stop, setting
+        self.ends = time.monotonic() + seconds
+        self.fired = ""  # "deadline" or "stop" once the watchdog cut the request short
+        self.sockets: list[socket.socket] = []
+
+    def received(self, count: int) -> None:
+        self.ends += count / MIN_BYTES_PER_SECOND
+
+    def check(self) -> None:
+        if self.fired == "stop":
+            raise StopRequested("stop requested while the exchange was answering; the symbol was not finished")
+        if self.fired:
+            raise ExchangeUnavailableError(
+                f"{self.url} did not send its whole answer within {self.seconds:g} s (a stalled or trickling "
+                f"connection); check {self.setting} and the network"
+            )
+
+    def __enter__(self) -> Deadline:
+        _current.deadline = self
+        _WATCHDOG.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.deadline = None
+        _WATCHDOG.remove(self)
+
+
+def cut_short() -> None:
+    """Raise what cut this thread's request short (its deadline, a stop), if anything did."""
+    deadline: Deadline | None = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.check()
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.active: set[Deadline] = set()
+        self.thread: threading.Thread | None = None
+
+    def add(self, deadline: Deadline) -> None:
+        with self.lock:
+            self.active.add(deadline)
+            if self.thread is None or not self.thread.is_alive():  # not yet, or not in a forked child
+                self.thread = threading.Thread(target=self._run, name="request-deadlines", daemon=True)
+                self.thread.start()
+            self.lock.notify()
+
+    def remove(self, deadline: Deadline) -> None:
+        with self.lock:
+            self.active.discard(deadline)
+
+    def watch(self, sock: socket.socket) -> None:
+        """``sock`` carries this thread's request: shut it when the request is cut short."""
+        deadline: Deadline | None = getattr(_current, "deadline", None)
+        with self.lock:
+            if deadline is not None and deadline in self.active:
+                deadline.sockets.append(sock)
+                _shut([sock] if deadline.fired else [])
+
+    def _run(self) -> None:
+        with self.lock:
+            while True:
+                now = time.monotonic()
+                for deadline in self.active:
+                    stopping = deadline.stop is not None and deadline.stop.is_set()
+                    if not deadline.fired and (stopping or now >= deadline.ends):
+                        deadline.fired = "stop" if stopping else "deadline"
+                        _shut(deadline.sockets)
+                self.lock.wait(WATCH_SECONDS if self.active else None)
+
+
+def _shut(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        try:  # the plain socket's shutdown, also under TLS: the reading thread's recv returns at once
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Watched:
+    """A connection whose socket the request's deadline watches while the answer comes."""
+
+    sock: socket.socket | None
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        if self.sock is not None:
+            _WATCHDOG.watch(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+# A PoolManager's pool classes whose connections put their socket under the request's deadline.
+WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 def read_body(response: requests.Response, url: str, cap: int) -> bytes:
@@ -42,10 +176,14 @@ def read_body(response: requests.Response, url: str, cap: int) -> bytes:
     if encoding.strip().lower() not in _ENCODINGS:
         raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(encoding, 40)})")
     body = bytearray()
+    deadline: Deadline | None = getattr(_current, "deadline", None)
     while chunk := _read_chunk(response, url):
         body += chunk
+        if deadline is not None:
+            deadline.received(len(chunk))
         if len(body) > cap:
             raise too_big(url, cap)
+    cut_short()  # a shut socket may look like the body's end
     return bytes(body)
 
 
@@ -58,10 +196,12 @@ def _read_chunk(response: requests.Response, url: str) -> bytes:
     try:
         chunk: bytes = response.raw.read(READ_CHUNK, decode_content=True)
     except ReadTimeoutError as exc:
+        cut_short()
         raise ExchangeUnavailableError(
             f"{url} stopped sending its answer (read timeout); check BINANCE_BASE_URL and the network"
         ) from exc
     except (TransportError, HTTPException, OSError) as exc:
+        cut_short()
         raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
     return chunk
 

@@ -31,11 +31,20 @@ from crypto_data_export.core.errors import (
     RateLimitedError,
     RedirectRefusedError,
     RequestRejectedError,
+    StopRequested,
     UniverseError,
     UnknownSymbolError,
 )
 from crypto_data_export.core.text import printable
-from crypto_data_export.exchange.bounded import ban_end, pause_seconds, read_body, read_json
+from crypto_data_export.exchange.bounded import (
+    WATCHED_POOLS,
+    Deadline,
+    ban_end,
+    cut_short,
+    pause_seconds,
+    read_body,
+    read_json,
+)
 from crypto_data_export.exchange.klines import MAX_TIME_MS, check_kline_rows
 from crypto_data_export.exchange.limiter import (
     MAX_PAUSE_SECONDS,
@@ -57,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
+DEADLINE_READS = 3  # a whole answer gets the connect timeout and three read timeouts
 # A skew beyond this is worth a warning: the exchange's clock decides what is closed.
 CLOCK_SKEW_WARNING_SECONDS = 300.0
 _USED_WEIGHT_RE = re.compile(r"[0-9]{1,12}")
@@ -93,6 +103,20 @@ class _RetryAfter(Exception):
         self.seconds = seconds
 
 
+class _WatchedAdapter(HTTPAdapter):
+    """Its connections put their socket under the request's ``Deadline`` (through a proxy too)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own
+            manager.pool_classes_by_scheme = WATCHED_POOLS
+        return manager
+
+
 class _ServerFailure(ExchangeUnavailableError):
     """A 5xx answer: retried by our loop (its body is never read)."""
 
@@ -113,6 +137,7 @@ class _StoppableRetry(Retry):
         return retry
 
     def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
+        cut_short()  # a request past its deadline, or stopped, is not tried again
         self.wait(0.0)
         return super().increment(*args, **kwargs)
 
@@ -158,7 +183,7 @@ def build_session(
     )
     if wait is not None:
         retry.wait = wait
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
+    adapter = _WatchedAdapter(max_retries=retry, pool_connections=2, pool_maxsize=max(pool_size, 4))
     session = requests.Session()
     # Only encodings whose inflated size we bound ourselves (crypto_data_export.exchange.bounded).
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"})
@@ -173,7 +198,13 @@ def build_session(
 
 
 class SessionClient:
-    """Owns one ``build_session`` session: ``with`` closes it (the exchange's client and the archive's)."""
+    """Owns one ``build_session`` session: ``with`` closes it (the exchange's client and the archive's).
+
+    A request (its transport retries included) must end within ``deadline_seconds`` (longer by
+    a second per 16 KiB received), and ends at once when ``stop_event`` is set."""
+
+    url_setting = "BINANCE_BASE_URL"
+    stop_event: threading.Event | None = None
 
     def __init__(
         self,
@@ -188,8 +219,9 @@ class SessionClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
+        self.deadline_seconds = connect_timeout + DEADLINE_READS * read_timeout
         self.retries, self.backoff = retries, backoff
-        self._session = build_session(retries, backoff, pool_size, wait, base_url=self.base_url)
+        self._session = build_session(retries, backoff, pool_size, wait or self._pause, base_url=self.base_url)
 
     @staticmethod
     def options(settings: Settings) -> dict[str, Any]:
@@ -200,6 +232,14 @@ class SessionClient:
             "retries": settings.http_retries,
             "backoff": settings.http_backoff_seconds,
         }
+
+    def deadline(self, url: str) -> Deadline:
+        return Deadline(self.deadline_seconds, url, self.stop_event, self.url_setting)
+
+    def _pause(self, seconds: float) -> None:
+        """A transport retry's backoff, ended by a stop request."""
+        if (self.stop_event or threading.Event()).wait(seconds):
+            raise StopRequested("stop requested while waiting to retry; the symbol was not finished")
 
     def close(self) -> None:
         self._session.close()
@@ -230,6 +270,9 @@ class ExchangeClient(SessionClient):
         return cls(
             settings.base_url, market=MARKETS[settings.market], pool_size=settings.workers, **cls.options(settings)
         )
+
+    def deadline(self, url: str) -> Deadline:
+        return Deadline(self.deadline_seconds, url, self.limiter.stop_event, self.url_setting)
 
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)
@@ -379,13 +422,30 @@ class ExchangeClient(SessionClient):
         expect: type,
         validate: Callable[[Any], None] | None,
     ) -> Any:
-        """One request; the body is streamed (capped) and the connection released either way."""
-        try:
-            response = self._session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
-        except requests.RequestException as exc:
-            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
+        """One request within its deadline; the body is streamed (capped), the connection released either way."""
+        with self.deadline(url):
+            try:
+                response = self._session.get(
+                    url, params=params, timeout=self.timeout, stream=True, allow_redirects=False
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                cut_short()
+                raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
+            except requests.RequestException as exc:
+                cut_short()
+                raise BadResponseError(
+                    f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})"
+                ) from exc
+            return self._answer(response, url, cap, expect, validate)
+
+    def _answer(
+        self,
+        response: requests.Response,
+        url: str,
+        cap: int,
+        expect: type,
+        validate: Callable[[Any], None] | None,
+    ) -> Any:
         with response:
             self._observe_weight(response)
             status = response.status_code

@@ -59,6 +59,8 @@ class ArchiveKnobs:
     unpublished: frozenset[str] = frozenset()  # labels ("2024-10", "2024-10-15") answered 404
     micros_from_ms: int | None = MICROS_FROM_MS  # periods from here on have µs times (None: never)
     header: bool = False  # a header line first, as futures files have
+    trickle: frozenset[str] = frozenset()  # names (zip or .CHECKSUM) sent one byte every trickle_seconds
+    trickle_seconds: float = 0.5
 
 
 @dataclass

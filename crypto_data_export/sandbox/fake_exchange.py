@@ -215,6 +215,7 @@ class SandboxConfig:
     redirect_to: str = ""  # every request answered 302 to this base URL (+ the same path and query)
     gzip_bomb_mb: int = 0  # klines: a small gzip body that inflates to this many MiB
     huge_body_mb: int = 0  # klines: a body of this many MiB, no Content-Length, streamed
+    trickle_seconds: float = 0.0  # klines: the answer comes one byte every this many seconds (also ArchiveKnobs)
     row_step_ms: int = 0  # klines: rows this many ms apart (off the interval grid)
     fail_msg: str | None = None  # the msg of fail_every_n answers
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to (or replacing) every answer's headers
@@ -507,8 +508,9 @@ class _Answer:
     body: bytes = b""
     content_type: str = _JSON_TYPE
     headers: dict[str, str] = field(default_factory=dict)
-    mode: str = "normal"  # normal | truncate | drop | stall | huge
+    mode: str = "normal"  # normal | truncate | drop | stall | huge | trickle
     huge_bytes: int = 0  # mode "huge": the body's size, streamed without Content-Length
+    pace: float = 0.0  # mode "trickle": seconds between two bytes
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -840,7 +842,8 @@ class SandboxExchange:
         if cfg.latency_seconds > 0:
             self._stop_event.wait(cfg.latency_seconds)
         status, body, content_type = self.archive.answer(path, cfg.archive, now, generation=id(cfg))
-        return _Answer(status, body, content_type)
+        pace = cfg.archive.trickle_seconds if path.rsplit("/", 1)[-1] in cfg.archive.trickle else 0.0
+        return _Answer(status, body, content_type, mode="trickle" if pace else "normal", pace=pace)
 
     def _archive_rows(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[list[Any]] | None:
         """The candles opening in [start, end) that /api/v3/klines would serve (listing, gaps, delisting)."""
@@ -880,6 +883,8 @@ class SandboxExchange:
         if stat is not None:
             with self._lock:
                 setattr(self.stats, stat, getattr(self.stats, stat) + 1)
+        if cfg.trickle_seconds > 0 and answer.mode == "normal":
+            answer.mode, answer.pace = "trickle", cfg.trickle_seconds
         if cfg.gzip_bomb_mb > 0:
             answer = _Answer(200, _gzip_bomb(cfg.gzip_bomb_mb), headers={"Content-Encoding": "gzip"})
         elif cfg.huge_body_mb > 0:
@@ -1129,6 +1134,13 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.mode == "huge":  # no length: the body ends when the connection does
             self._send_huge(answer.huge_bytes)
             return
+        if answer.mode == "trickle":  # the whole body, one byte at a time, until stop()
+            for offset in range(len(answer.body)):
+                self.wfile.write(answer.body[offset : offset + 1])
+                self.wfile.flush()
+                if exchange._stop_event.wait(answer.pace):
+                    break
+            return
         if answer.mode == "truncate":  # promise the full body, send half, hang up
             self.wfile.write(answer.body[: len(answer.body) // 2])
             self.wfile.flush()
@@ -1188,6 +1200,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--html-every", type=int, default=0, help="every Nth answer is 200 with an HTML page")
     p.add_argument("--drop-every", type=int, default=0, help="every Nth connection is closed without an answer")
     p.add_argument("--stall-every", type=int, default=0, help="every Nth answer never comes (a read timeout)")
+    p.add_argument("--trickle", type=float, default=0.0, help="klines answers come one byte every this many seconds")
     p.add_argument("--rate-limit-first", type=int, default=0, help="the first N requests get 429")
     p.add_argument("--weight-window", choices=("fixed", "sliding"), default="fixed", help="how weight is counted")
     p.add_argument("--weight-window-seconds", type=int, default=60, help="the weight window's span (default 60)")
@@ -1213,6 +1226,7 @@ def _config_from_args(args: argparse.Namespace) -> SandboxConfig:
         html_every_n=args.html_every,
         drop_every_n=args.drop_every,
         stall_every_n=args.stall_every,
+        trickle_seconds=args.trickle,
         rate_limit_first_n=args.rate_limit_first,
         weight_window=args.weight_window,
         weight_window_seconds=args.weight_window_seconds,

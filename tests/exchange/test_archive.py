@@ -4,6 +4,7 @@ against the sandbox's archive."""
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,9 @@ from crypto_data_export.exchange.archive import (
     ArchiveClient,
     ArchiveNotPublished,
     ArchivePeriod,
+    ArchiveUnavailable,
     ArchiveUnusable,
+    DownloadStopped,
     check_digest,
     check_zip,
     daily_period,
@@ -30,7 +33,7 @@ from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, generate_candle
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.formats.csv_format import write_candles
-from tests.support import BTC_FILE, DATA, REPO, assert_same_candles
+from tests.support import BTC_FILE, DATA, REPO, assert_same_candles, wait_until
 
 REAL_ZIP = DATA / "BTCUSDT-1h-2024-10-28.zip"
 # sha256sum of the real archive file; its first 16 digits are in shared/data/real-klines/SOURCES.md.
@@ -211,3 +214,20 @@ def test_the_client_downloads_verifies_and_parses_what_the_sandbox_serves(sandbo
         no_checksum = daily_period("ETHUSDT", "1h", ms(2024, 10, 2))
         assert client.checksum(no_checksum) is None and client.download(no_checksum, io.BytesIO())
     assert exchange.klines_requests("ETHUSDT") == []  # everything came from the archive
+
+
+def test_a_trickling_zip_ends_at_its_deadline_and_a_stop_ends_its_download(sandbox_factory) -> None:
+    day = daily_period("ETHUSDT", "1h", ms(2024, 10, 2))
+    knobs = ArchiveKnobs(trickle=frozenset({day.zip_name}), trickle_seconds=0.02)
+    exchange = sandbox_factory(SandboxConfig(now_ms=ms(2025, 3, 5, 12), archive=knobs))
+    with ArchiveClient(exchange.base_url, retries=0, read_timeout=0.1, connect_timeout=0.1) as client:
+        with pytest.raises(ArchiveUnavailable, match="whole answer within 0.4 s.*BINANCE_ARCHIVE_URL"):
+            client.download(day, io.BytesIO())
+    with ArchiveClient(exchange.base_url, retries=0, read_timeout=60.0) as client:
+        client.stop_event = stop = threading.Event()
+        asked = len(exchange.requests)
+        threading.Thread(
+            target=lambda: wait_until(lambda: len(exchange.requests) > asked, "the request") and stop.set()
+        ).start()
+        with pytest.raises(DownloadStopped):
+            client.download(day, io.BytesIO())

@@ -15,13 +15,19 @@ import pytest
 import requests
 from urllib3 import HTTPResponse
 
-from crypto_data_export.core.errors import BadResponseError, RedirectRefusedError, StopRequested
+from crypto_data_export.core.errors import (
+    BadResponseError,
+    ExchangeUnavailableError,
+    RedirectRefusedError,
+    StopRequested,
+)
 from crypto_data_export.exchange.bounded import DEFAULT_BAN_SECONDS, MAX_BAN_SECONDS, ban_end, pause_seconds, read_body
 from crypto_data_export.exchange.client import ExchangeClient, weight_limit_from_exchange_info
 from crypto_data_export.exchange.klines import check_kline_rows
 from crypto_data_export.exchange.limiter import MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
 from crypto_data_export.exchange.market_profiles import SPOT
 from crypto_data_export.sandbox.fake_exchange import generate_candle
+from tests.support import wait_until
 
 NOW = datetime(2026, 11, 29, 5, 30, tzinfo=UTC)
 URL = "http://exchange.test/api/v3/klines"
@@ -331,3 +337,26 @@ def test_transport_retries_end_when_a_stop_is_requested() -> None:
     with pytest.raises(StopRequested):
         client.ping()
     assert len(stop.waits) == 1, "the backoff went on after the stop"
+
+
+# -- a total deadline, and a stop that ends a read under way -------------------------------------
+def test_an_answer_trickling_within_each_read_timeout_ends_at_its_total_deadline(sandbox_factory) -> None:
+    """A byte every 20 ms never trips a 100 ms read timeout; the whole answer has 0.4 s (connect + 3 reads)."""
+    exchange = sandbox_factory(trickle_seconds=0.02)
+    client = make_client(exchange.base_url, read_timeout=0.1, connect_timeout=0.1)
+    with pytest.raises(ExchangeUnavailableError, match="did not send its whole answer within 0.4 s"):
+        client.klines("BTCUSDT", "1h", limit=5)
+    assert exchange.stats.klines_calls == 1  # cut short, not retried
+
+
+def test_a_stop_ends_a_read_under_way(sandbox_factory) -> None:
+    exchange = sandbox_factory(trickle_seconds=0.02)
+    client = make_client(exchange.base_url, read_timeout=60.0)
+    client.limiter.stop_event = threading.Event()
+    threading.Thread(
+        target=lambda: (
+            wait_until(lambda: exchange.stats.klines_calls, "the request") and client.limiter.stop_event.set()
+        )
+    ).start()
+    with pytest.raises(StopRequested):
+        client.klines("BTCUSDT", "1h", limit=5)
