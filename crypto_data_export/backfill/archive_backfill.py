@@ -29,11 +29,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from crypto_data_export.backfill.resume import JournalSource, stoppable
+from crypto_data_export.core.candles import open_times
+from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.errors import ExchangeError, StopRequested, StorageError
-from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
+from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms
+from crypto_data_export.core.rules import gaps
 from crypto_data_export.exchange.archive import (
     DAILY_INTERVALS,
     NO_CHECKSUM,
@@ -69,6 +73,7 @@ logger = logging.getLogger(__name__)
 SOURCES: tuple[str, ...] = ("auto", "archive", "rest")
 CACHE_MAX_AGE_SECONDS = 2 * 86_400  # older verified zips are from an abandoned run: not worth trusting
 MONTHLY_MIN_DAYS = 8  # fewer days of a past month in the range: their daily files (fewer bytes)
+MAX_HOLES = 3  # holes of one archive file asked about on REST; with more, its period comes from REST
 RECENT_MS = 31 * DAY_MS  # a month missing from the archive for longer has no daily files either
 _WAIT_SLICE = 0.2  # how often a waiting symbol looks at the stop flag
 _CACHE_NAME = re.compile(
@@ -253,7 +258,7 @@ class ArchiveSource:
         segments = plan_segments(export.symbol, history.interval, start_ms, end_ms, today_ms)
         futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
         resolved = itertools.chain.from_iterable(
-            [(s, None)] if isinstance(s, RestSpan) else self._use(export, s, futures[s], start_ms, end_ms)
+            [(s, None)] if isinstance(s, RestSpan) else self._use(history, export, s, futures[s], (start_ms, end_ms))
             for s in segments
         )
         # The spans are contiguous: a run of them without archive candles is one REST range.
@@ -265,23 +270,32 @@ class ArchiveSource:
                 yield from (frame for _, frame in group if frame is not None and len(frame))
 
     def _use(
-        self, export: SymbolExport, period: ArchivePeriod, fetched: Future[tuple[Path, int]], start_ms: int, end_ms: int
+        self,
+        history: HistoricalDataExporter,
+        export: SymbolExport,
+        period: ArchivePeriod,
+        fetched: Future[tuple[Path, int]],
+        window: tuple[int, int],
     ) -> Iterator[tuple[RestSpan, pa.Table | None]]:
         """A period's (span, its candles inside the span, closed on the exchange's clock); (span, None): take REST."""
+        (start_ms, end_ms), tally = window, self.tallies[export.symbol]
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
-        tally = self.tallies[export.symbol]
         try:
             path, downloaded = self._wait(fetched)
             tally.cached.append(path)
             with open(path, "rb") as handle:
                 frame = read_period_frame(handle, period)
+            frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
+            lacks = self._lacks(history, export.symbol, span, frame)
+            if lacks:
+                raise ArchiveUnusable(period, lacks)
         except ArchiveNotPublished:
             if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
                 # A month that ended lately may not be out yet (monthly files come days
                 # later), while its days are; an older missing month has no data at all.
                 days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
                 for day, future in days.items():
-                    yield from self._use(export, day, future, start_ms, end_ms)
+                    yield from self._use(history, export, day, future, window)
             else:
                 yield span, None
             return
@@ -291,11 +305,28 @@ class ArchiveSource:
             self._refuse(export.symbol, exc)
             yield span, None
             return
-        frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
         tally.archive_files += 1
         tally.downloaded_bytes += downloaded
         tally.archive_rows += len(frame)
         yield span, frame
+
+    @staticmethod
+    def _lacks(history: HistoricalDataExporter, symbol: str, span: RestSpan, frame: pa.Table) -> str:
+        """What a file lacks that the exchange has ('' if nothing): its candles are counted against
+        the interval grid, and a hole (a listing in the period, an outage) is accepted only if the
+        REST API has no candle in it either (one request of one candle a hole, MAX_HOLES at most)."""
+        interval = history.interval
+        first, end = first_open_from_ms(span.start_ms, interval), first_open_from_ms(span.end_ms, interval)
+        holes = gaps(np.append(open_times(frame), end), interval, after_ms=floor_open_ms(first - 1, interval))
+        if len(holes) > MAX_HOLES:
+            return f"holds {len(frame)} candles, with {len(holes)} holes on the {interval} grid"
+        for start, last, missing in holes:
+            rows = history.client.klines(symbol, interval, start_ms=start, end_ms=last, limit=1)
+            if rows and start <= rows[0][0] <= last:
+                return (
+                    f"holds {len(frame)} candles, {missing} missing from {ms_to_iso(start)} on; the REST API has them"
+                )
+        return ""
 
     def _refuse(self, symbol: str, exc: ArchiveError) -> None:
         """auto: name the file in the log and take its period from REST; archive: fail the symbol."""

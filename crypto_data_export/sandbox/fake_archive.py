@@ -59,6 +59,8 @@ class ArchiveKnobs:
     unpublished: frozenset[str] = frozenset()  # labels ("2024-10", "2024-10-15") answered 404
     micros_from_ms: int | None = MICROS_FROM_MS  # periods from here on have µs times (None: never)
     header: bool = False  # a header line first, as futures files have
+    # (zip name, first row, end row): those rows are left out of its CSV, the .CHECKSUM matching (a hole)
+    drop_rows: tuple[tuple[str, int, int], ...] = ()
     trickle: frozenset[str] = frozenset()  # names (zip or .CHECKSUM) sent one byte every trickle_seconds
     trickle_seconds: float = 0.5
 
@@ -115,7 +117,8 @@ class SandboxArchive:
     ) -> bytes | None:
         """The zip's bytes, built once: a .CHECKSUM and its zip asked for at the same
         moment wait for one build instead of making two."""
-        key = (generation, symbol, interval, bounds, knobs.micros_from_ms, knobs.header)
+        drops = [(first, end) for name, first, end in knobs.drop_rows if name == csv_name.replace(".csv", ".zip")]
+        key = (generation, symbol, interval, bounds, knobs.micros_from_ms, knobs.header, *drops)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -125,7 +128,8 @@ class SandboxArchive:
                 if key in self._cache:
                     return self._cache[key]
             rows = self._rows_for(symbol, interval, *bounds)
-            data = None if not rows else _build_zip(csv_name, bounds[0], _csv_text(rows, bounds[0], knobs))
+            kept = [row for i, row in enumerate(rows or ()) if not any(a <= i < b for a, b in drops)]
+            data = None if not rows else _build_zip(csv_name, bounds[0], _csv_text(kept, bounds[0], knobs))
             with self._lock:
                 self._store(key, data)
                 self._building.pop(key, None)
@@ -173,7 +177,7 @@ def _csv_text(rows: list[list[Any]], start_ms: int, knobs: ArchiveKnobs) -> str:
         if micros:  # 1730073600000 -> 1730073600000000, ...999 -> ...999999
             fields[0], fields[6] = fields[0] * 1000, fields[6] * 1000 + 999
         lines.append(",".join(str(value) for value in fields))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _build_zip(csv_name: str, start_ms: int, text: str) -> bytes:

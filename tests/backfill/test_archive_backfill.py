@@ -231,6 +231,31 @@ def test_auto_takes_a_refused_files_period_from_rest_and_names_the_file(
     assert "1 archive files refused" in result.stdout
 
 
+def test_files_missing_candles_are_counted_against_the_grid_but_a_listing_day_is_whole(
+    sandbox_factory, tmp_path: Path
+) -> None:
+    """Zips with a right .CHECKSUM: header only (ZIPAUSDT) and one row short (ZIPBUSDT) are taken
+    from REST, saying so; a day that starts at the symbol's listing is complete (REST has nothing
+    before it either) and used as it is. --source archive fails naming the short file."""
+    listing = ms(2024, 11, 5, 7)  # every symbol's first candle
+    short_rows = (("ZIPAUSDT-1h-2024-11-07.zip", 0, 24), ("ZIPBUSDT-1h-2024-11-08.zip", 5, 6))
+    config = SandboxConfig(now_ms=NOW, listing_ms=listing, archive=ArchiveKnobs(header=True, drop_rows=short_rows))
+    exchange = exchange_of(sandbox_factory, config)
+    out = tmp_path / "out"
+    result = backfill(exchange, out, symbols="ZIPAUSDT,ZIPBUSDT", days=6)
+    assert result.returncode == 0, result.stderr
+    for symbol in ("ZIPAUSDT", "ZIPBUSDT"):
+        opens = [t for t in closed_opens("1h", NOW - 6 * DAY_MS, NOW) if t >= listing]
+        assert only_file(out, symbol) == expected_csv(symbol, "1h", opens)
+    warned = [line for line in result.stderr.splitlines() if "from the REST API instead" in line]
+    assert len(warned) == 2 and "ZIPAUSDT-1h-2024-11-07.zip: holds 0 candles, 24 missing" in warned[0] + warned[1]
+    assert "ZIPBUSDT-1h-2024-11-08.zip: holds 23 candles, 1 missing from 2024-11-08T05:00:00" in warned[0] + warned[1]
+    assert "2024-11-05" not in result.stderr and result.stdout.count("1 archive files refused") == 2
+    strict = backfill(exchange, tmp_path / "strict", "--source", "archive", symbols="ZIPBUSDT", days=6)
+    assert strict.returncode == 1 and "ZIPBUSDT-1h-2024-11-08.zip: holds 23 candles" in strict.stderr
+    assert export_files(tmp_path / "strict", "ZIPBUSDT") == []
+
+
 def test_archive_source_fails_on_a_bad_checksum_and_writes_nothing(sandbox_factory, tmp_path: Path) -> None:
     knobs = ArchiveKnobs(bad_checksum=frozenset({"ZIPBUSDT-1h-2024-10.zip"}))
     exchange = exchange_of(sandbox_factory, SandboxConfig(now_ms=NOW, archive=knobs))
