@@ -82,10 +82,6 @@ _CACHE_NAME = re.compile(
 )
 
 
-class ArchiveSkipped(ArchiveUnavailable):
-    """The archive was given up for this run after repeated transport failures."""
-
-
 @dataclass(frozen=True)
 class RestSpan:
     """Open times in [start_ms, end_ms) that come from the REST API."""
@@ -191,7 +187,7 @@ class ArchiveFetcher:
             if self.stop_event.is_set():
                 raise DownloadStopped(period, "stopped on request")
             if self.unreachable:
-                raise ArchiveSkipped(period, f"not tried: {self.unreachable}")
+                raise ArchiveUnavailable(period, f"not tried: {self.unreachable}")
             checksum = self._checksums.submit(self.client.checksum, period)
             try:
                 return self._fetch_verified(period, checksum)

@@ -13,6 +13,7 @@ import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -32,7 +33,7 @@ from crypto_data_export.core.candles import (
 from crypto_data_export.core.errors import ExchangeError, ExchangeUnavailableError, StopRequested
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles, shown
-from crypto_data_export.exchange.bounded import cut_short
+from crypto_data_export.exchange.bounded import Deadline
 from crypto_data_export.exchange.client import USER_AGENT, SessionClient
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
 
@@ -221,7 +222,9 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
     (spot files are in µs from 2025); plain decimals, then the rule book inside the period."""
     if fixed_length_ms(period.interval) is None:
         raise ArchiveUnusable(period, f"interval {period.interval} has no fixed length; use the REST API")
-    data = _csv_bytes(handle, period)
+    data = b"".join(_inflated(handle, period))
+    if not data.isascii():
+        raise ArchiveUnusable(period, "cannot read the CSV inside the zip (it is not ASCII text)")
     header = bool(data) and not data[:1].isdigit()  # futures files start with a header line
     try:
         read = pacsv.ReadOptions(column_names=_ARCHIVE_NAMES, skip_rows=int(header), use_threads=False)
@@ -254,15 +257,6 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
     return candles
 
 
-def _csv_bytes(handle: IO[bytes], period: ArchivePeriod) -> bytes:
-    data = b"".join(_inflated(handle, period))
-    try:
-        data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise ArchiveUnusable(period, f"cannot read the CSV inside the zip ({exc})") from exc
-    return data
-
-
 def _malformed(period: ArchivePeriod, data: bytes, header: bool, exc: pa.ArrowInvalid) -> ArchiveUnusable:
     """Which row the CSV reader refused (error path only): a layout we do not know, better REST than a guess."""
     for number, line in enumerate(data.splitlines()[int(header) :], start=1):
@@ -282,8 +276,6 @@ def _refuse(period: ArchivePeriod, row: int, what: str) -> ArchiveUnusable:
 class ArchiveClient(SessionClient):
     """Reads the archive over one ``requests.Session``; no rate limiter (a CDN, no weight)."""
 
-    url_setting = "BINANCE_ARCHIVE_URL"
-
     def __init__(self, base_url: str = DEFAULT_ARCHIVE_URL, *, prefix: str = SPOT_PREFIX, **options: Any) -> None:
         super().__init__(base_url, **options)
         self.prefix = prefix
@@ -300,11 +292,14 @@ class ArchiveClient(SessionClient):
 
     def checksum(self, period: ArchivePeriod) -> str | None:
         """The SHA-256 the archive publishes for the period's zip; None if there is no ``.CHECKSUM`` (404)."""
-        url = self.url(period) + ".CHECKSUM"
-        with self.deadline(url), self._get(period, url) as response:
+        with self._answer(period, self.url(period) + ".CHECKSUM") as (response, _):
             if response.status_code == 404:
                 return None
-            body = _read_capped(response, MAX_CHECKSUM_BYTES, period)
+            body = b""
+            for block in response.iter_content(1024):
+                body += block
+                if len(body) > MAX_CHECKSUM_BYTES:
+                    raise ArchiveUnusable(period, f"the .CHECKSUM is larger than {MAX_CHECKSUM_BYTES} bytes")
         try:
             return parse_checksum(body, period.zip_name)
         except ValueError as exc:
@@ -318,65 +313,40 @@ class ArchiveClient(SessionClient):
         on_bytes: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> str:
-        """Stream the zip into ``sink`` (within its deadline); returns the SHA-256 hex of what was written."""
+        """Stream the zip into ``sink``; returns the SHA-256 hex of what was written."""
         digest = hashlib.sha256()
         received = 0
-        with self.deadline(self.url(period)) as deadline, self._get(period, self.url(period)) as response:
+        with self._answer(period, self.url(period)) as (response, deadline):
             if response.status_code == 404:
                 raise ArchiveNotPublished(period, "not published (HTTP 404)")
-            try:
-                for block in response.iter_content(CHUNK_BYTES):
-                    if should_stop is not None and should_stop():
-                        raise DownloadStopped(period, "stopped on request")
-                    received += len(block)
-                    deadline.received(len(block))
-                    if received > period.max_csv_bytes + ZIP_SLACK:
-                        raise ArchiveUnusable(period, f"larger than {period.label} of candles is; not a klines file")
-                    digest.update(block)
-                    sink.write(block)
-                    if on_bytes is not None:
-                        on_bytes(len(block))
-            except requests.RequestException as exc:
-                _cut_short(period)
-                raise ArchiveUnavailable(period, f"the download broke off ({type(exc).__name__})") from exc
-            _cut_short(period)  # a shut socket may look like the end of the zip
+            for block in response.iter_content(CHUNK_BYTES):
+                if should_stop is not None and should_stop():
+                    raise DownloadStopped(period, "stopped on request")
+                received += len(block)
+                deadline.received(len(block))
+                if received > period.max_csv_bytes + ZIP_SLACK:
+                    raise ArchiveUnusable(period, f"larger than {period.label} of candles is; not a klines file")
+                digest.update(block)
+                sink.write(block)
+                if on_bytes is not None:
+                    on_bytes(len(block))
         return digest.hexdigest()
 
-    def _get(self, period: ArchivePeriod, url: str) -> requests.Response:
-        try:
-            response = self._session.get(url, timeout=self.timeout, stream=True)
-        except StopRequested as exc:
-            raise DownloadStopped(period, "stopped on request") from exc
-        except (requests.RequestException, ExchangeUnavailableError) as exc:
-            _cut_short(period)
-            raise ArchiveUnavailable(
-                period, f"{url} could not be fetched ({type(exc).__name__}); check BINANCE_ARCHIVE_URL"
-            ) from exc
-        if response.status_code not in (200, 404):
-            response.close()
-            raise ArchiveUnavailable(period, f"{url} answered HTTP {response.status_code}; check BINANCE_ARCHIVE_URL")
-        return response
-
-
-def _cut_short(period: ArchivePeriod) -> None:
-    """What cut the period's request short (its deadline, a stop), as the archive's error."""
-    try:
-        cut_short()
-    except StopRequested as exc:
-        raise DownloadStopped(period, "stopped on request") from exc
-    except ExchangeUnavailableError as exc:
-        raise ArchiveUnavailable(period, str(exc)) from exc
-
-
-def _read_capped(response: requests.Response, cap: int, period: ArchivePeriod) -> bytes:
-    body = b""
-    try:
-        for block in response.iter_content(1024):
-            body += block
-            if len(body) > cap:
-                raise ArchiveUnusable(period, f"the .CHECKSUM is larger than {cap} bytes")
-        _cut_short(period)
-    except requests.RequestException as exc:
-        _cut_short(period)
-        raise ArchiveUnavailable(period, f"the .CHECKSUM download broke off ({type(exc).__name__})") from exc
-    return body
+    @contextmanager
+    def _answer(self, period: ArchivePeriod, url: str) -> Iterator[tuple[requests.Response, Deadline]]:
+        """GET ``url`` (200 or 404) within its deadline: a stop, the deadline or a broken transport as our errors."""
+        with self.deadline(url) as deadline:
+            try:
+                with self._session.get(url, timeout=self.timeout, stream=True) as response:
+                    if response.status_code not in (200, 404):
+                        raise ArchiveUnavailable(
+                            period, f"{url}: HTTP {response.status_code}; check BINANCE_ARCHIVE_URL"
+                        )
+                    yield response, deadline
+                deadline.check()  # a shut socket may look like the answer's end
+            except (requests.RequestException, ExchangeUnavailableError, StopRequested) as exc:
+                if isinstance(exc, StopRequested) or deadline.fired == "stop":
+                    raise DownloadStopped(period, "stopped on request") from exc
+                late = f"did not send its whole answer within {deadline.seconds:g} s"
+                what = late if deadline.fired else f"could not be fetched ({type(exc).__name__})"
+                raise ArchiveUnavailable(period, f"{url} {what}; check BINANCE_ARCHIVE_URL") from exc

@@ -10,6 +10,7 @@ by a watchdog that shuts the request's socket.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import math
@@ -39,23 +40,22 @@ _BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
 # Only the encodings we ask for. urllib3 (>= 2.6) inflates at most ``amt`` bytes per read,
 # so a gzip bomb is refused after one chunk past the cap, never inflated whole.
 _ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
-# After its deadline's grace, an answer must keep coming at this rate on average (a year of
-# archive zips on a slow line is fine; a trickle is not).
-MIN_BYTES_PER_SECOND = 16 * 1024
-WATCH_SECONDS = 0.2  # how often the watchdog looks at the stop requests of requests under way
-_current = threading.local()
+MIN_BYTES_PER_SECOND = 16 * 1024  # an answer still coming at this rate on average outlives its deadline
+_current = threading.local()  # the Deadline of this thread's request
+_watch = threading.Condition()  # guards _deadlines; the watchdog waits on it
+_deadlines: set[Deadline] = set()
+_watchdog: list[threading.Thread] = []
 
 
 class Deadline:
-    """One request's total deadline and the run's stop request, watched by a thread of their own:
-    past the one, or on the other, the request's socket is shut, so its blocked read returns;
-    ``check`` then raises ExchangeUnavailableError (the deadline) or StopRequested. ``with``:
-    this thread's requests, until it ends."""
+    """One request's total deadline and the run's stop request: past the one, or on the other, a
+    watchdog thread shuts the request's socket so that a blocked read returns, and ``check``
+    raises ExchangeUnavailableError or StopRequested. ``with``: this thread's request."""
 
-    def __init__(self, seconds: float, url: str, stop: threading.Event | None, setting: str) -> None:
-        self.seconds, self.url, self.stop, self.setting = seconds, url.split("?")[0], stop, setting
+    def __init__(self, seconds: float, url: str, stop: threading.Event | None) -> None:
+        self.seconds, self.url, self.stop = seconds, url, stop
         self.ends = time.monotonic() + seconds
-        self.fired = ""  # "deadline" or "stop" once the watchdog cut the request short
+        self.fired = ""  # "deadline" or "stop": the watchdog cut the request short
         self.sockets: list[socket.socket] = []
 
     def received(self, count: int) -> None:
@@ -67,17 +67,23 @@ class Deadline:
         if self.fired:
             raise ExchangeUnavailableError(
                 f"{self.url} did not send its whole answer within {self.seconds:g} s (a stalled or trickling "
-                f"connection); check {self.setting} and the network"
+                "connection); check BINANCE_BASE_URL and the network"
             )
 
     def __enter__(self) -> Deadline:
         _current.deadline = self
-        _WATCHDOG.add(self)
+        with _watch:
+            _deadlines.add(self)
+            if not any(thread.is_alive() for thread in _watchdog):  # the first, or in a forked child
+                _watchdog[:] = [threading.Thread(target=_watch_deadlines, name="request-deadlines", daemon=True)]
+                _watchdog[0].start()
+            _watch.notify()
         return self
 
     def __exit__(self, *exc: object) -> None:
         _current.deadline = None
-        _WATCHDOG.remove(self)
+        with _watch:
+            _deadlines.discard(self)
 
 
 def cut_short() -> None:
@@ -87,84 +93,42 @@ def cut_short() -> None:
         deadline.check()
 
 
-class _Watchdog:
-    def __init__(self) -> None:
-        self.lock = threading.Condition()
-        self.active: set[Deadline] = set()
-        self.thread: threading.Thread | None = None
-
-    def add(self, deadline: Deadline) -> None:
-        with self.lock:
-            self.active.add(deadline)
-            if self.thread is None or not self.thread.is_alive():  # not yet, or not in a forked child
-                self.thread = threading.Thread(target=self._run, name="request-deadlines", daemon=True)
-                self.thread.start()
-            self.lock.notify()
-
-    def remove(self, deadline: Deadline) -> None:
-        with self.lock:
-            self.active.discard(deadline)
-
-    def watch(self, sock: socket.socket) -> None:
-        """``sock`` carries this thread's request: shut it when the request is cut short."""
-        deadline: Deadline | None = getattr(_current, "deadline", None)
-        with self.lock:
-            if deadline is not None and deadline in self.active:
-                deadline.sockets.append(sock)
-                _shut([sock] if deadline.fired else [])
-
-    def _run(self) -> None:
-        with self.lock:
-            while True:
-                now = time.monotonic()
-                for deadline in self.active:
-                    stopping = deadline.stop is not None and deadline.stop.is_set()
-                    if not deadline.fired and (stopping or now >= deadline.ends):
-                        deadline.fired = "stop" if stopping else "deadline"
-                        _shut(deadline.sockets)
-                self.lock.wait(WATCH_SECONDS if self.active else None)
+def _watch_deadlines() -> None:
+    with _watch:
+        while True:
+            for deadline in _deadlines:
+                stopping = deadline.stop is not None and deadline.stop.is_set()
+                if not deadline.fired and (stopping or time.monotonic() >= deadline.ends):
+                    deadline.fired = "stop" if stopping else "deadline"
+                    _shut(deadline.sockets)
+            _watch.wait(0.2 if _deadlines else None)  # a stop request is seen within 0.2 s
 
 
 def _shut(sockets: list[socket.socket]) -> None:
-    for sock in sockets:
-        try:  # the plain socket's shutdown, also under TLS: the reading thread's recv returns at once
+    for sock in sockets:  # the plain socket's shutdown, also under TLS: the reading thread's recv returns at once
+        with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
-_WATCHDOG = _Watchdog()
+def _watched(connection: type[HTTPConnection]) -> type[HTTPConnection]:
+    """``connection``, its socket put under the request's Deadline while the answer comes."""
+
+    class Watched(connection):  # type: ignore[valid-type,misc]
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            deadline: Deadline | None = getattr(_current, "deadline", None)
+            if deadline is not None and self.sock is not None:
+                deadline.sockets.append(self.sock)  # then fired is read: the watchdog sets it, then shuts
+                _shut([self.sock] if deadline.fired else [])
+            return super().getresponse(*args, **kwargs)
+
+    return Watched
 
 
-class _Watched:
-    """A connection whose socket the request's deadline watches while the answer comes."""
-
-    sock: socket.socket | None
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        if self.sock is not None:
-            _WATCHDOG.watch(self.sock)
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-
-
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-# A PoolManager's pool classes whose connections put their socket under the request's deadline.
-WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+# A PoolManager's pool classes, whose connections are ``_watched``.
+WATCHED_POOLS = {
+    "http": type("WatchedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": _watched(HTTPConnection)}),
+    "https": type("WatchedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": _watched(HTTPSConnection)}),
+}
 
 
 def read_body(response: requests.Response, url: str, cap: int) -> bytes:
@@ -176,11 +140,10 @@ def read_body(response: requests.Response, url: str, cap: int) -> bytes:
     if encoding.strip().lower() not in _ENCODINGS:
         raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(encoding, 40)})")
     body = bytearray()
-    deadline: Deadline | None = getattr(_current, "deadline", None)
     while chunk := _read_chunk(response, url):
         body += chunk
-        if deadline is not None:
-            deadline.received(len(chunk))
+        if getattr(_current, "deadline", None) is not None:
+            _current.deadline.received(len(chunk))
         if len(body) > cap:
             raise too_big(url, cap)
     cut_short()  # a shut socket may look like the body's end

@@ -22,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+import crypto_data_export.exchange.bounded as bounded
 from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.errors import (
     BadResponseError,
@@ -31,20 +32,10 @@ from crypto_data_export.core.errors import (
     RateLimitedError,
     RedirectRefusedError,
     RequestRejectedError,
-    StopRequested,
     UniverseError,
     UnknownSymbolError,
 )
 from crypto_data_export.core.text import printable
-from crypto_data_export.exchange.bounded import (
-    WATCHED_POOLS,
-    Deadline,
-    ban_end,
-    cut_short,
-    pause_seconds,
-    read_body,
-    read_json,
-)
 from crypto_data_export.exchange.klines import MAX_TIME_MS, check_kline_rows
 from crypto_data_export.exchange.limiter import (
     MAX_PAUSE_SECONDS,
@@ -66,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
-DEADLINE_READS = 3  # a whole answer gets the connect timeout and three read timeouts
 # A skew beyond this is worth a warning: the exchange's clock decides what is closed.
 CLOCK_SKEW_WARNING_SECONDS = 300.0
 _USED_WEIGHT_RE = re.compile(r"[0-9]{1,12}")
@@ -104,16 +94,16 @@ class _RetryAfter(Exception):
 
 
 class _WatchedAdapter(HTTPAdapter):
-    """Its connections put their socket under the request's ``Deadline`` (through a proxy too)."""
+    """Its connections put their socket under the request's ``bounded.Deadline`` (through a proxy too)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+        self.poolmanager.pool_classes_by_scheme = bounded.WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own
-            manager.pool_classes_by_scheme = WATCHED_POOLS
+            manager.pool_classes_by_scheme = bounded.WATCHED_POOLS
         return manager
 
 
@@ -137,7 +127,7 @@ class _StoppableRetry(Retry):
         return retry
 
     def increment(self, *args: Any, **kwargs: Any) -> _StoppableRetry:
-        cut_short()  # a request past its deadline, or stopped, is not tried again
+        bounded.cut_short()  # a request past its deadline, or stopped, is not tried again
         self.wait(0.0)
         return super().increment(*args, **kwargs)
 
@@ -199,11 +189,8 @@ def build_session(
 
 class SessionClient:
     """Owns one ``build_session`` session: ``with`` closes it (the exchange's client and the archive's).
+    A request (with its transport retries) ends at its ``deadline``, or when ``stop_event`` is set."""
 
-    A request (its transport retries included) must end within ``deadline_seconds`` (longer by
-    a second per 16 KiB received), and ends at once when ``stop_event`` is set."""
-
-    url_setting = "BINANCE_BASE_URL"
     stop_event: threading.Event | None = None
 
     def __init__(
@@ -219,9 +206,9 @@ class SessionClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
-        self.deadline_seconds = connect_timeout + DEADLINE_READS * read_timeout
+        self.deadline_seconds = connect_timeout + 3 * read_timeout  # for a whole answer
         self.retries, self.backoff = retries, backoff
-        self._session = build_session(retries, backoff, pool_size, wait or self._pause, base_url=self.base_url)
+        self._session = build_session(retries, backoff, pool_size, wait, base_url=self.base_url)
 
     @staticmethod
     def options(settings: Settings) -> dict[str, Any]:
@@ -233,13 +220,8 @@ class SessionClient:
             "backoff": settings.http_backoff_seconds,
         }
 
-    def deadline(self, url: str) -> Deadline:
-        return Deadline(self.deadline_seconds, url, self.stop_event, self.url_setting)
-
-    def _pause(self, seconds: float) -> None:
-        """A transport retry's backoff, ended by a stop request."""
-        if (self.stop_event or threading.Event()).wait(seconds):
-            raise StopRequested("stop requested while waiting to retry; the symbol was not finished")
+    def deadline(self, url: str) -> bounded.Deadline:
+        return bounded.Deadline(self.deadline_seconds, url, self.stop_event)
 
     def close(self) -> None:
         self._session.close()
@@ -270,9 +252,6 @@ class ExchangeClient(SessionClient):
         return cls(
             settings.base_url, market=MARKETS[settings.market], pool_size=settings.workers, **cls.options(settings)
         )
-
-    def deadline(self, url: str) -> Deadline:
-        return Deadline(self.deadline_seconds, url, self.limiter.stop_event, self.url_setting)
 
     def ping(self) -> None:
         self._get(self.market.ping_path, {}, expect=dict)
@@ -383,7 +362,8 @@ class ExchangeClient(SessionClient):
             ticket = self.limiter.acquire(weight)
             self.stats.count(path, weight)
             try:
-                return self._attempt(url, params, cap, expect, validate)
+                with self.deadline(url):
+                    return self._attempt(url, params, cap, expect, validate)
             except _RetryAfter as told:
                 rate_limit_waits += 1
                 self.stats.rate_limited += 1
@@ -422,30 +402,13 @@ class ExchangeClient(SessionClient):
         expect: type,
         validate: Callable[[Any], None] | None,
     ) -> Any:
-        """One request within its deadline; the body is streamed (capped), the connection released either way."""
-        with self.deadline(url):
-            try:
-                response = self._session.get(
-                    url, params=params, timeout=self.timeout, stream=True, allow_redirects=False
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                cut_short()
-                raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
-            except requests.RequestException as exc:
-                cut_short()
-                raise BadResponseError(
-                    f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})"
-                ) from exc
-            return self._answer(response, url, cap, expect, validate)
-
-    def _answer(
-        self,
-        response: requests.Response,
-        url: str,
-        cap: int,
-        expect: type,
-        validate: Callable[[Any], None] | None,
-    ) -> Any:
+        """One request; the body is streamed (capped) and the connection released either way."""
+        try:
+            response = self._session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
+        except requests.RequestException as exc:
+            raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
         with response:
             self._observe_weight(response)
             status = response.status_code
@@ -453,11 +416,11 @@ class ExchangeClient(SessionClient):
                 raise _redirect_refused(url, status, response.headers.get("Location"))
             if status == 429:
                 raise _RetryAfter(
-                    pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS)
+                    bounded.pause_seconds(response.headers.get("Retry-After"), default=5.0, cap=MAX_PAUSE_SECONDS)
                 )
             if status == 418:
                 self.stats.banned += 1
-                until = ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
+                until = bounded.ban_end(response.headers.get("Retry-After"), _ban_message(response, url))
                 self.limiter.ban(until)
                 raise IPBannedError(until, detail=f"{url}")
             if status == 451:
@@ -471,7 +434,7 @@ class ExchangeClient(SessionClient):
                 )
             if status >= 500:
                 raise _ServerFailure(url, status)
-            body = read_json(response, url, cap)
+            body = bounded.read_json(response, url, cap)
             if status >= 400:
                 raise _rejection(body, status, url, self.market.unknown_symbol_codes)
             if status != 200 or not isinstance(body, expect):
@@ -559,7 +522,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 def _ban_message(response: requests.Response, url: str) -> str:
     """The 418 body (it may say "banned until <ms>"), best effort and small."""
     try:
-        return read_body(response, url, _BAN_BODY_CAP).decode("utf-8", "replace")
+        return bounded.read_body(response, url, _BAN_BODY_CAP).decode("utf-8", "replace")
     except (BadResponseError, ExchangeUnavailableError):
         return ""
 

@@ -87,8 +87,8 @@ class ExportJob:
         # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
         self.on_candles, self.on_symbol_done, self.window = on_candles, on_symbol_done, window
-        # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
-        self.client.limiter.stop_event = self.stop_event
+        # The client's waits (rate limit, 429 pause, retry backoff, pages) and reads end on the same stop.
+        self.client.limiter.stop_event = self.client.stop_event = self.stop_event
         self._limits_loaded = False
 
     def series_key(self, symbol: str, interval: str) -> str:

@@ -352,11 +352,9 @@ def test_an_answer_trickling_within_each_read_timeout_ends_at_its_total_deadline
 def test_a_stop_ends_a_read_under_way(sandbox_factory) -> None:
     exchange = sandbox_factory(trickle_seconds=0.02)
     client = make_client(exchange.base_url, read_timeout=60.0)
-    client.limiter.stop_event = threading.Event()
+    client.stop_event = client.limiter.stop_event = stop = threading.Event()  # as the export job sets them
     threading.Thread(
-        target=lambda: (
-            wait_until(lambda: exchange.stats.klines_calls, "the request") and client.limiter.stop_event.set()
-        )
+        target=lambda: wait_until(lambda: exchange.stats.klines_calls, "the request") and stop.set()
     ).start()
     with pytest.raises(StopRequested):
         client.klines("BTCUSDT", "1h", limit=5)
