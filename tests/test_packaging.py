@@ -113,3 +113,14 @@ def test_pip_install_gives_console_commands_that_export_from_another_folder(
     probe = "import crypto_data_export, sys; print(crypto_data_export.__file__)"
     where = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(installed)), where.stdout
+
+
+def test_tests_read_their_data_inside_the_repository() -> None:
+    """A test that reads data beside the checkout (``REPO.parent``) or by one machine's absolute
+    path skips everywhere else; what a test reads is in tests/data/."""
+    this = Path(__file__).name
+    for path in (REPO / "tests").rglob("*"):
+        if path.suffix not in (".py", ".md") or path.name == this:
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "REPO.parent" not in text and "/work/" not in text, path.relative_to(REPO)
