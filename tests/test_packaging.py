@@ -1,8 +1,10 @@
 """pyproject.toml and the requirements files of the README's two commands name the same
-dependencies, and nothing built is tracked."""
+dependencies, nothing built is tracked, tests read their data inside the repository, and the
+links of the README and docs/ lead somewhere."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -124,3 +126,24 @@ def test_tests_read_their_data_inside_the_repository() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert "REPO.parent" not in text and "/work/" not in text, path.relative_to(REPO)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_link_of_the_readme_and_docs_leads_somewhere() -> None:
+    """The README points into docs/ and the pages point at each other: a moved section must not
+    leave a link to nothing."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor:
+                assert anchor in _anchors(linked), f"{page.name}: {target}"
