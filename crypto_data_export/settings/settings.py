@@ -9,6 +9,8 @@ its own (cleanup acts on its entries), never a system or home folder itself.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import logging
 import os
 import pwd
 import re
@@ -21,10 +23,12 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from crypto_data_export.core.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
+from crypto_data_export.core.text import printable
 from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS, SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import SymbolError, listed_symbols, resolve_symbols
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
@@ -324,6 +328,21 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
+# A variable named so is meant for us: one that is not a setting is a typo, reported (else silently ignored).
+OUR_PREFIXES = ("BINANCE_", "EXPORT_", "KLINE_", "CRYPTO_", "EXCHANGE_", "METRICS_")
+
+
+def unknown_variables(values: Mapping[str, str]) -> list[str]:
+    """One warning per variable with our prefixes, or a name close to a setting's (HTTP_TIMEOUT),
+    that is not a setting; others' variables (HTTP_PROXY, LOG_DIR) are left alone."""
+    found = []
+    for name in sorted(set(values) - set(SETTING_VARIABLES)):
+        close = difflib.get_close_matches(name.upper(), SETTING_VARIABLES, 1, 0.75)
+        if close or name.upper().startswith(OUR_PREFIXES):
+            hint = close or difflib.get_close_matches(name.upper(), SETTING_VARIABLES, 1, 0.5)
+            advice = f"did you mean {hint[0]}?" if hint else "the settings are listed in .env.example"
+            found.append(f"warning: {printable(name, 80)} is not a setting, ignored; {advice}")
+    return found
 
 
 def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
@@ -368,6 +387,8 @@ def load_settings(
 ) -> Settings:
     """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``."""
     values = read_environment(environ, env_file)
+    for warning in unknown_variables(values):
+        logger.warning("%s", warning)
     kwargs: dict[str, object] = {}
     for variable, (field_name, parse) in _PARSERS.items():
         raw = values.get(variable)
@@ -378,7 +399,7 @@ def load_settings(
     if single and several and single not in _intervals("KLINE_INTERVALS", several):
         raise SettingsError(
             f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
-            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
+            "remove KLINE_INTERVAL (KLINE_INTERVALS is used alone), or make it one of KLINE_INTERVALS"
         )
     if "base_url" not in kwargs:
         kwargs["base_url"] = ""  # the market's own host (Settings.__post_init__)
