@@ -134,7 +134,8 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
         return EXIT_OK
     if args.list_symbols:
         plan = manager.current_selection()
-        return console.print_selection(plan.selected_by, plan.problem)
+        code = console.print_selection(plan.selected_by, plan.problem)
+        return EXIT_USAGE if plan.refused else code
 
     def request_stop(signum: int, _frame: object) -> None:
         """SIGTERM/SIGINT finish the current symbol, keep files whole, then exit 0."""

@@ -195,7 +195,7 @@ class ScheduledDataManager:
         if plan.exchange_info is not None:
             self.job.adopt_exchange_info(plan.exchange_info)
         if plan.problem is not None:
-            report.universe_error = plan.problem
+            report.universe_error, report.universe_refused = plan.problem, plan.refused
             logger.error("%s", plan.problem)
         elif plan.universe is not None:
             found = plan.universe

@@ -39,6 +39,9 @@ DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 # symbols (400 calls in about 2 s). The rate limiter, not the pool size, keeps
 # us inside the exchange's budget; EXPORT_WORKERS is bounded to 1..64.
 DEFAULT_WORKERS = 30
+# binance.com lists about 1,500 TRADING spot symbols in all quote assets (400 in USDT); 2,000 series
+# cost about 4,000 of the 6,000 weight a minute and keep a cycle's files and memory modest.
+DEFAULT_MAX_SYMBOLS = 2000
 
 
 class SettingsError(ValueError):
@@ -82,8 +85,16 @@ class Settings:
     top_n: int | None = None
     # EXPORT_AT: runs aligned to the clock (``cadence`` gives schedule's unit and ``.at()`` text).
     export_at: str | None = None
+    # At most this many symbols a cycle (listed + universe): beyond it a typo or a huge universe, not a plan.
+    max_symbols: int = DEFAULT_MAX_SYMBOLS
 
     def __post_init__(self) -> None:
+        most = len(self.symbols) + (self.top_n or 0)
+        if most > self.max_symbols:
+            what = f"EXPORT_TOP_N={self.top_n} plus {len(self.symbols)} listed" if self.top_n else f"{most} symbols"
+            raise SettingsError(
+                f"{what} is more than EXPORT_MAX_SYMBOLS={self.max_symbols}: export fewer, or raise EXPORT_MAX_SYMBOLS"
+            )
         if self.top_n is not None and self.quote_asset is None:
             # Quote volumes in different assets (USDT, BTC, TRY) cannot be ranked together.
             raise SettingsError(
@@ -326,6 +337,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_TOP_N": ("top_n", _between(int, 1, MAX_TOP_N, "a whole number")),
     "METRICS_FILE": ("metrics_file", _metrics_file),
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
+    "EXPORT_MAX_SYMBOLS": ("max_symbols", _between(int, 1, MAX_FILES, "a whole number")),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 # A variable named so is meant for us: one that is not a setting is a typo, reported (else silently ignored).
