@@ -163,6 +163,12 @@ def test_dry_run_changes_nothing(sandbox, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "would" in result.stdout and "BTCUSDT_1h_20200101_000000.csv" in result.stdout
     assert folder_listing(out) == before
+    # A symbol the exchange does not list is not approved: the real run would fail on it.
+    unknown = run_cli(
+        "scheduled_data_manager.py", "--manual", "--dry-run", "--symbols", "FOOBAR,BTCUSDT", env=env, cwd=tmp_path
+    )
+    assert unknown.returncode == 1 and "does not list FOOBAR (exchangeInfo)" in unknown.stderr
+    assert "would write FOOBAR" not in unknown.stdout and "would write BTCUSDT" in unknown.stdout
 
 
 def test_symbols_flag_is_for_this_run_only(sandbox, tmp_path: Path) -> None:
