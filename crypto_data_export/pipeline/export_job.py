@@ -171,12 +171,12 @@ class ExportJob:
             if self.stop_event.is_set():
                 raise StopRequested("not started: stop requested")
             outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
-        except StopRequested as exc:
+        except (StopRequested, ScanStopped) as exc:  # asked for: not a failure, logged as such
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", name, exc)
         except ExportError as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
-            quiet = (NoDataError, UnknownSymbolError, ScanStopped)
+            quiet = (NoDataError, UnknownSymbolError)
             log = logger.warning if isinstance(exc, quiet) else logger.error
             log("%s: export failed: %s", name, exc)
         except Exception as exc:  # the per-series boundary: one bug must not stop the other series
