@@ -130,8 +130,7 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
     if args.health:
         return console.print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
     if args.status:
-        # Saved for the page and the metrics where it can be; a read-only folder is only read.
-        writable = os.access(manager.export_dir, os.W_OK)
+        writable = os.access(manager.export_dir, os.W_OK)  # saved for the page and metrics; a read-only folder is read
         report = manager.write_status(write=writable, verify=args.verify, page=args.verify)  # the page reads files
         if args.html is not None:
             page = Path(args.html).expanduser()

@@ -89,12 +89,9 @@ class Settings:
     max_symbols: int = DEFAULT_MAX_SYMBOLS
 
     def __post_init__(self) -> None:
-        most = len(self.symbols) + (self.top_n or 0)
-        if most > self.max_symbols:
-            what = f"EXPORT_TOP_N={self.top_n} plus {len(self.symbols)} listed" if self.top_n else f"{most} symbols"
-            raise SettingsError(
-                f"{what} is more than EXPORT_MAX_SYMBOLS={self.max_symbols}: export fewer, or raise EXPORT_MAX_SYMBOLS"
-            )
+        if len(self.symbols) + (self.top_n or 0) > self.max_symbols:
+            what = f"{len(self.symbols)} listed symbols" + (f" and EXPORT_TOP_N={self.top_n}" if self.top_n else "")
+            raise SettingsError(f"{what}: more than EXPORT_MAX_SYMBOLS={self.max_symbols}; export fewer, or raise it")
         if self.top_n is not None and self.quote_asset is None:
             # Quote volumes in different assets (USDT, BTC, TRY) cannot be ranked together.
             raise SettingsError(
@@ -344,17 +341,15 @@ SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPT
 OUR_PREFIXES = ("BINANCE_", "EXPORT_", "KLINE_", "CRYPTO_", "EXCHANGE_", "METRICS_")
 
 
-def unknown_variables(values: Mapping[str, str]) -> list[str]:
+def warn_unknown_variables(values: Mapping[str, str]) -> None:
     """One warning per variable with our prefixes, or a name close to a setting's (HTTP_TIMEOUT),
     that is not a setting; others' variables (HTTP_PROXY, LOG_DIR) are left alone."""
-    found = []
     for name in sorted(set(values) - set(SETTING_VARIABLES)):
         close = difflib.get_close_matches(name.upper(), SETTING_VARIABLES, 1, 0.75)
         if close or name.upper().startswith(OUR_PREFIXES):
             hint = close or difflib.get_close_matches(name.upper(), SETTING_VARIABLES, 1, 0.5)
             advice = f"did you mean {hint[0]}?" if hint else "the settings are listed in .env.example"
-            found.append(f"warning: {printable(name, 80)} is not a setting, ignored; {advice}")
-    return found
+            logger.warning("warning: %s is not a setting, ignored; %s", printable(name, 80), advice)
 
 
 def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
@@ -399,8 +394,7 @@ def load_settings(
 ) -> Settings:
     """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``."""
     values = read_environment(environ, env_file)
-    for warning in unknown_variables(values):
-        logger.warning("%s", warning)
+    warn_unknown_variables(values)
     kwargs: dict[str, object] = {}
     for variable, (field_name, parse) in _PARSERS.items():
         raw = values.get(variable)
