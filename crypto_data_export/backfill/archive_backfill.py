@@ -7,11 +7,11 @@ day by day), and today and anything unpublished (404) from REST. The file is byt
 the one a REST-only backfill writes: archive rows are read as strings and pass the same checks.
 
 Nothing unverified is used: every zip is streamed to a temp file, its SHA-256 compared with
-the published ``.CHECKSUM``, its structure and rows checked, before a row is written. A refused
-file is named in the log and, with ``auto``, its period taken from REST; with ``archive`` the
-symbol fails (exit 1). Verified zips wait in ``EXPORT_DIR/.archive_cache/`` until their symbol's
-file is written, so a rerun after Ctrl-C downloads only what is missing (re-verified against
-a fresh ``.CHECKSUM``).
+the published ``.CHECKSUM``, its structure and rows checked, its candles counted against the
+grid (``_lacks``), before a row is written. A refused file is named in the log and, with ``auto``,
+its period taken from REST; with ``archive`` the symbol fails (exit 1). Verified zips wait in
+``EXPORT_DIR/.archive_cache/`` until their symbol's file is written, so a rerun after Ctrl-C
+downloads only what is missing (re-verified against a fresh ``.CHECKSUM``).
 """
 
 from __future__ import annotations
