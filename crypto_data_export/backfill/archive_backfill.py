@@ -172,7 +172,7 @@ class ArchiveFetcher:
         self._lock = threading.Lock()
         # The first transport failure (unreachable, HTTP 5xx, past its deadline): the archive is
         # given up for the run, so the other periods cost neither retries nor a warning each.
-        self.unreachable = ""
+        self.unreachable: ArchiveUnavailable | None = None
 
     def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[tuple[Path, int]]]:
         self.progress.planned(len(periods))
@@ -187,7 +187,9 @@ class ArchiveFetcher:
             if self.stop_event.is_set():
                 raise DownloadStopped(period, "stopped on request")
             if self.unreachable:
-                raise ArchiveUnavailable(period, f"not tried: {self.unreachable}")
+                raise ArchiveUnavailable(
+                    period, f"not tried: the archive failed earlier in this run ({self.unreachable})"
+                )
             checksum = self._checksums.submit(self.client.checksum, period)
             try:
                 return self._fetch_verified(period, checksum)
@@ -196,7 +198,7 @@ class ArchiveFetcher:
                 raise ArchiveError(period, reason) from exc
         except ArchiveUnavailable as exc:
             with self._lock:
-                self.unreachable = self.unreachable or f"the archive failed earlier in this run ({exc})"
+                self.unreachable = self.unreachable or exc
             raise
         finally:
             self.progress.period_done()
@@ -229,11 +231,10 @@ class ArchiveSource:
     """Candles from verified archive files; what the archive lacks from ``rest`` (REST pages
     kept in resume journals). ``strict`` (``--source archive``): a refused file fails the symbol."""
 
-    def __init__(self, fetcher: ArchiveFetcher, rest: JournalSource, *, strict: bool) -> None:
-        self.fetcher, self.rest, self.strict = fetcher, rest, strict
+    def __init__(self, fetcher: ArchiveFetcher, rest: JournalSource, client: ExchangeClient, *, strict: bool) -> None:
+        self.fetcher, self.rest, self.client, self.strict = fetcher, rest, client, strict
         self.stop_event = fetcher.stop_event
         self.tallies: dict[str, ArchiveTally] = {}
-        self._said_unreachable = False
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         self.tallies[export.symbol] = ArchiveTally()
@@ -254,7 +255,7 @@ class ArchiveSource:
         segments = plan_segments(export.symbol, history.interval, start_ms, end_ms, today_ms)
         futures = self.fetcher.submit([s for s in segments if isinstance(s, ArchivePeriod)])
         resolved = itertools.chain.from_iterable(
-            [(s, None)] if isinstance(s, RestSpan) else self._use(history, export, s, futures[s], (start_ms, end_ms))
+            [(s, None)] if isinstance(s, RestSpan) else self._use(export, s, futures[s], start_ms, end_ms)
             for s in segments
         )
         # The spans are contiguous: a run of them without archive candles is one REST range.
@@ -266,23 +267,18 @@ class ArchiveSource:
                 yield from (frame for _, frame in group if frame is not None and len(frame))
 
     def _use(
-        self,
-        history: HistoricalDataExporter,
-        export: SymbolExport,
-        period: ArchivePeriod,
-        fetched: Future[tuple[Path, int]],
-        window: tuple[int, int],
+        self, export: SymbolExport, period: ArchivePeriod, fetched: Future[tuple[Path, int]], start_ms: int, end_ms: int
     ) -> Iterator[tuple[RestSpan, pa.Table | None]]:
         """A period's (span, its candles inside the span, closed on the exchange's clock); (span, None): take REST."""
-        (start_ms, end_ms), tally = window, self.tallies[export.symbol]
         span = RestSpan(max(period.start_ms, start_ms), min(period.end_ms, end_ms))
+        tally = self.tallies[export.symbol]
         try:
             path, downloaded = self._wait(fetched)
             tally.cached.append(path)
             with open(path, "rb") as handle:
                 frame = read_period_frame(handle, period)
             frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
-            lacks = self._lacks(history, export.symbol, span, frame)
+            lacks = self._lacks(period, span, frame)
             if lacks:
                 raise ArchiveUnusable(period, lacks)
         except ArchiveNotPublished:
@@ -291,7 +287,7 @@ class ArchiveSource:
                 # later), while its days are; an older missing month has no data at all.
                 days = self.fetcher.submit([d for d in days_of(period) if d.end_ms > start_ms and d.start_ms < end_ms])
                 for day, future in days.items():
-                    yield from self._use(history, export, day, future, window)
+                    yield from self._use(export, day, future, start_ms, end_ms)
             else:
                 yield span, None
             return
@@ -306,18 +302,17 @@ class ArchiveSource:
         tally.archive_rows += len(frame)
         yield span, frame
 
-    @staticmethod
-    def _lacks(history: HistoricalDataExporter, symbol: str, span: RestSpan, frame: pa.Table) -> str:
+    def _lacks(self, period: ArchivePeriod, span: RestSpan, frame: pa.Table) -> str:
         """What a file lacks that the exchange has ('' if nothing): its candles are counted against
         the interval grid, and a hole (a listing in the period, an outage) is accepted only if the
         REST API has no candle in it either (one request of one candle a hole, MAX_HOLES at most)."""
-        interval = history.interval
+        interval = period.interval
         first, end = first_open_from_ms(span.start_ms, interval), first_open_from_ms(span.end_ms, interval)
         holes = gaps(np.append(open_times(frame), end), interval, after_ms=floor_open_ms(first - 1, interval))
         if len(holes) > MAX_HOLES:
             return f"holds {len(frame)} candles, with {len(holes)} holes on the {interval} grid"
         for start, last, missing in holes:
-            rows = history.client.klines(symbol, interval, start_ms=start, end_ms=last, limit=1)
+            rows = self.client.klines(period.symbol, interval, start_ms=start, end_ms=last, limit=1)
             if rows and start <= rows[0][0] <= last:
                 return (
                     f"holds {len(frame)} candles, {missing} missing from {ms_to_iso(start)} on; the REST API has them"
@@ -332,9 +327,7 @@ class ArchiveSource:
                 "(rerun with --source auto to take that period from the REST API)"
             ) from exc
         if isinstance(exc, ArchiveUnavailable):  # the archive is given up: one warning for the run
-            with self.fetcher._lock:
-                first, self._said_unreachable = not self._said_unreachable, True
-            if first:
+            if exc is self.fetcher.unreachable:
                 logger.warning("%s; this run takes the remaining periods from the REST API", exc)
             return
         logger.warning("%s: %s; taking that period from the REST API instead", symbol, exc)
@@ -398,7 +391,7 @@ def archive_backfill(
             progress = progress or ArchiveProgress(enabled=False)
             fetcher = ArchiveFetcher(archive, folder.archive_cache, settings.workers, stop_event, progress)
             stack.callback(fetcher.close)
-            candles = ArchiveSource(fetcher, journals, strict=source == "archive")
+            candles = ArchiveSource(fetcher, journals, client, strict=source == "archive")
         job = ExportJob(
             settings,
             files,

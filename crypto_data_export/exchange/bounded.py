@@ -40,7 +40,7 @@ _BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
 # Only the encodings we ask for. urllib3 (>= 2.6) inflates at most ``amt`` bytes per read,
 # so a gzip bomb is refused after one chunk past the cap, never inflated whole.
 _ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
-MIN_BYTES_PER_SECOND = 16 * 1024  # an answer still coming at this rate on average outlives its deadline
+MIN_BYTES_PER_SECOND = 16 * 1024  # a download still coming at this rate on average outlives its deadline
 _current = threading.local()  # the Deadline of this thread's request
 _watch = threading.Condition()  # guards _deadlines; the watchdog waits on it
 _deadlines: set[Deadline] = set()
@@ -142,8 +142,6 @@ def read_body(response: requests.Response, url: str, cap: int) -> bytes:
     body = bytearray()
     while chunk := _read_chunk(response, url):
         body += chunk
-        if getattr(_current, "deadline", None) is not None:
-            _current.deadline.received(len(chunk))
         if len(body) > cap:
             raise too_big(url, cap)
     cut_short()  # a shut socket may look like the body's end
