@@ -576,6 +576,7 @@ class SandboxExchange:
         self.config = config or SandboxConfig()
         self.host, self.port = host, port
         self.requests: list[RecordedRequest] = []
+        self._log_since_ms = 0.0  # requests that arrived before are not recorded (reset_log)
         self.stats = SandboxStats()
         self.banned_until_ms: int | None = None
         self._lock = threading.Lock()
@@ -629,10 +630,12 @@ class SandboxExchange:
     # ---- observability -----------------------------------------------------
 
     def reset_log(self) -> None:
-        """Forget recorded requests and counters (fault 'every Nth' counts restart)."""
+        """Forget recorded requests and counters (fault 'every Nth' counts restart); a request that
+        arrived before (a stopped client's, answered later) is not recorded after."""
         with self._lock:
             self.requests.clear()
             self.stats = SandboxStats()
+            self._log_since_ms = time.monotonic() * 1000
 
     def reset_weight(self) -> None:
         """Empty the current weight window (e.g. between benchmark rounds)."""
@@ -692,6 +695,8 @@ class SandboxExchange:
     def _record(self, path: str, params: dict[str, str], status: int, arrival: tuple[float, int, int]) -> None:
         """Log one request with its arrival times (monotonic, wall, server clock)."""
         with self._lock:
+            if arrival[0] < self._log_since_ms:
+                return
             self.requests.append(RecordedRequest(path, params, status, *arrival))
             self._count_status(status)
 
