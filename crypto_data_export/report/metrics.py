@@ -1,22 +1,36 @@
-"""Prometheus metrics in node_exporter's textfile format, from the status report (so the page,
-the JSON and the metrics agree), written atomically by ``write_to_textfile``."""
+"""Prometheus metrics from the status report (so the page, the JSON and the metrics agree): a
+textfile for node_exporter, written atomically, and a push to a Pushgateway (batch jobs).
+
+The textfile's first line is our marker: a file there without it (another collector's) is
+never overwritten, and neither a symlinked file nor a symlinked folder is written through."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from crypto_data_export.core.atomic_io import atomic_output_at
 from crypto_data_export.core.clock import from_iso
+from crypto_data_export.core.errors import StorageError
+from crypto_data_export.core.reading import open_regular
 from crypto_data_export.report.status_page import series_of
 from crypto_data_export.settings.settings import METRICS_OFF, Settings
 from crypto_data_export.store.layout import ExportFolder
 
 PREFIX = "crypto_exporter_"
+MARKER = "# crypto-data-export metrics: rewritten by the exporter after each cycle; do not edit\n"
+# Our files written before the marker existed start with our first metric's help line.
+OUR_FIRST_LINES = (MARKER.encode(), b"# HELP " + PREFIX.encode())
+PUSH_JOB = "crypto_data_export"
+PUSH_DEADLINE_SECONDS = 4.0  # the whole push, whatever the gateway does: a stop must stay within 5 s
 SERIES_LABELS = ("symbol", "interval", "market")
 # Per series: (key, metric name, help).
 SERIES = (
@@ -25,6 +39,12 @@ SERIES = (
     ("missing", "series_missing_candles", "candles missing inside the newest file"),
     ("valid", "series_valid", "1 if the newest file is valid, else 0"),
     ("fresh", "series_fresh", "1 if the newest candle is within the health check's freshness limit, else 0"),
+    (
+        "stale_after",
+        "series_stale_after_seconds",
+        "age of the newest candle (since its open time) beyond which the series is stale: two of its"
+        " intervals, one export period and a grace; alert on time() - last_candle_timestamp_seconds above it",
+    ),
 )
 # The last cycle's counters in the status report -> (metric name, help).
 RUN_COUNTERS = {
@@ -74,8 +94,11 @@ class ReportCollector(Collector):
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
             last = _seconds(entry.get("last_candle"))
+            stale_after = _seconds(entry.get("stale_after"))
             if last is not None:
                 families["last"].add_metric(labels, last)
+                if stale_after is not None:
+                    families["stale_after"].add_metric(labels, stale_after - last)
             families["rows"].add_metric(labels, float(entry.get("rows") or 0))
             families["missing"].add_metric(labels, float(entry.get("missing_candles") or 0))
             families["valid"].add_metric(labels, 1.0 if entry.get("valid") else 0.0)
@@ -125,13 +148,68 @@ class ReportCollector(Collector):
         )
         stats: Mapping[str, Any] = self.report.get("file_statistics") or {}
         yield _gauge("files", "export files in the folder", float(stats.get("total_files") or 0))
-        yield _gauge("files_size_bytes", "their size", float(stats.get("total_size_mb") or 0) * 1024 * 1024)
+        yield _gauge("files_size_bytes", "their size in bytes", float(stats.get("total_size_bytes") or 0))
+
+
+def _registry(report: Mapping[str, Any], interval: str) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector(report, interval))
+    return registry
+
+
+def _refusal(path: Path) -> str | None:
+    """Why ``path`` is not ours to replace (a link, not a file, another writer's), or None."""
+    if path.parent.is_symlink():
+        return f"its folder {path.parent} is a symbolic link; point METRICS_FILE at the real folder"
+    try:
+        fd, _ = open_regular(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"it is a symbolic link or not a regular file ({exc.strerror or exc})"
+    try:
+        head = os.read(fd, len(MARKER))
+    finally:
+        os.close(fd)
+    if not head.startswith(OUR_FIRST_LINES):
+        return "its first line is not our marker (another program's file); give METRICS_FILE a file of its own"
+    return None
 
 
 def write_metrics(path: Path, report: Mapping[str, Any], interval: str) -> Path:
-    """Write the report's metrics to ``path`` atomically (its folder is made if missing)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ReportCollector(report, interval))
+    """Write the report's metrics to ``path`` atomically (its folder is made if missing);
+    StorageError if the file there is not ours or would be written through a link."""
+    if (problem := _refusal(path)) is not None:
+        raise StorageError(f"metrics not written to {path}: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    with atomic_output_at(path) as (handle, _):
+        os.fchmod(handle.fileno(), 0o644)  # node_exporter reads it as its own user
+        handle.write(MARKER + generate_latest(_registry(report, interval)).decode("utf-8"))
     return path
+
+
+def gateway_name(url: str) -> str:
+    """The gateway's scheme, host and port, for messages (never a user name or password)."""
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+
+
+def push_metrics(gateway: str, report: Mapping[str, Any], interval: str) -> None:
+    """PUT the report's metrics to a Pushgateway as job ``crypto_data_export``, replacing the
+    last push; OSError if it fails or takes longer than PUSH_DEADLINE_SECONDS in all."""
+    failures: list[Exception] = []
+
+    def push() -> None:
+        try:
+            registry = _registry(report, interval)
+            push_to_gateway(gateway, job=PUSH_JOB, registry=registry, timeout=PUSH_DEADLINE_SECONDS)
+        except Exception as exc:  # reported by the caller's thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=push, name="metrics-push", daemon=True)
+    worker.start()
+    worker.join(PUSH_DEADLINE_SECONDS)
+    if worker.is_alive():
+        raise TimeoutError(f"no answer from {gateway_name(gateway)} within {PUSH_DEADLINE_SECONDS:g} s")
+    if failures:
+        raise OSError(f"{gateway_name(gateway)}: {failures[0]}") from failures[0]

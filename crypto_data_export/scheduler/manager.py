@@ -25,7 +25,7 @@ from crypto_data_export.core.clock import from_ms, to_iso, utc_now
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
 from crypto_data_export.pipeline.run_summary import CycleReport, ExportReport, SymbolOutcome
-from crypto_data_export.report.metrics import metrics_path, write_metrics
+from crypto_data_export.report.metrics import metrics_path, push_metrics, write_metrics
 from crypto_data_export.report.status_page import disk_of, downsample, render_status_page, sparkline_files
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
@@ -317,8 +317,15 @@ class ScheduledDataManager:
         if target is not None:
             try:
                 write_metrics(target, report, self.settings.kline_interval)
+            except errors.StorageError as exc:
+                logger.warning("%s", exc)
             except (OSError, ValueError) as exc:
                 logger.warning("cannot write the metrics to %s: %s; check METRICS_FILE and its folder", target, exc)
+        if self.settings.metrics_pushgateway:
+            try:
+                push_metrics(self.settings.metrics_pushgateway, report, self.settings.kline_interval)
+            except OSError as exc:
+                logger.warning("cannot push the metrics: %s; check METRICS_PUSHGATEWAY", exc)
 
     def publish_page(self, report: dict[str, Any], page: Path) -> None:
         """Write the status page to ``page`` atomically (StorageError if it cannot be)."""
