@@ -9,6 +9,7 @@ file, whose closes the sparkline shows; a file that cannot be read gets none, ne
 from __future__ import annotations
 
 import html
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ NO_ERROR = '<td class="muted hide">–</td>'  # hidden on a phone, where cells s
 
 OK, GAPS, STALE, PROBLEM = "ok", "gaps", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, GAPS: 2, OK: 3}
+_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?(\.\d+)?(\+00:00|Z)?")
 
 
 Disk = tuple[int, int, int]  # shutil.disk_usage: total, used, free bytes
@@ -50,6 +52,11 @@ def _time(value: Any) -> str:
         return _e(value)
     shown = moment.strftime("%Y-%m-%d %H:%M" + (":%S" if moment.second else "")) + " UTC"
     return f'<time datetime="{_e(value)}">{shown}</time>'
+
+
+def _prose(value: Any) -> str:
+    """Escaped text (a check's reason, an error) whose ISO moments are unbreakable times."""
+    return _MOMENT.sub(lambda found: _time(found.group()), _e(value))
 
 
 def series_of(key: str, entry: Mapping[str, Any], interval: str) -> tuple[str, str, str]:
@@ -145,7 +152,7 @@ def _row(key: str, entry: Mapping[str, Any], interval: str, closes: Sequence[flo
     valid = "yes" if entry.get("valid") else f"no: {_e(entry.get('reason'))}"
     error = entry.get("last_error")
     error_cell = (
-        f'<td class="problem err" data-l="last error"><div class="clamp" title="{_e(error)}">{_e(error)}</div>'
+        f'<td class="problem err" data-l="last error"><div class="clamp" title="{_e(error)}">{_prose(error)}</div>'
         f"<small>{_time(entry.get('last_error_at'))}</small></td>"
     )
     return (
@@ -208,7 +215,7 @@ def _checks(report: Mapping[str, Any]) -> str:
     checks: Mapping[str, Mapping[str, Any]] = report.get("health", {}).get("checks", {}) or {}
     rows = "".join(
         f'<tr><td><span class="dot {OK if c.get("passed") else PROBLEM}"></span>{_e(name)}</td>'
-        f'<td class="reason">{_e(c.get("reason"))}</td></tr>'
+        f'<td class="reason">{_prose(c.get("reason"))}</td></tr>'
         for name, c in sorted(checks.items(), key=lambda item: (bool(item[1].get("passed")), item[0]))
     )
     return f'<table class="checks"><tr><th>check</th><th>reason</th></tr>{rows}</table>'

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import grp
 import os
 import pwd
 import re
+import stat
 from collections.abc import Mapping
+from pathlib import Path
 
 DEFAULT_SERVICE_USER = "crypto-export"
 USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
@@ -42,3 +45,29 @@ def current_user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return getpass.getuser()
+
+
+def _identity(user: str) -> tuple[int, set[int]]:
+    """(uid, gids) of ``user``; one not created yet is nobody's: only "other" bits apply."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return -1, set()
+    return entry.pw_uid, {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+
+
+def first_denied(user: str, path: Path, bit: int) -> str | None:
+    """The first folder on ``path`` (and on the path its links lead to) that ``user`` cannot
+    enter, or ``path`` itself if it lacks ``bit`` (4 read, 1 execute) for them: None if all is
+    open. Mode bits only (an ACL may open more)."""
+    uid, gids = _identity(user)
+    for route in dict.fromkeys((path, Path(os.path.realpath(path)))):
+        for step, need in [*((p, 1) for p in reversed(route.parents)), (route, bit)]:
+            try:
+                info = os.stat(step)
+            except OSError as exc:
+                return f"{step} ({exc.strerror})"
+            shift = 6 if info.st_uid == uid else (3 if info.st_gid in gids else 0)
+            if not (info.st_mode >> shift) & need:
+                return f"{step} (mode {stat.filemode(info.st_mode)}, owner {info.st_uid})"
+    return None
