@@ -313,19 +313,22 @@ class ScheduledDataManager:
                 self.publish_page(report, ExportFolder(self.export_dir).status_page)
         except errors.StorageError as exc:
             logger.warning("%s", exc)
-        target = metrics_path(self.settings)
+        target, problems = metrics_path(self.settings), []
         if target is not None:
             try:
                 write_metrics(target, report, self.settings.kline_interval)
             except errors.StorageError as exc:
-                logger.warning("%s", exc)
+                problems.append(str(exc))
             except (OSError, ValueError) as exc:
-                logger.warning("cannot write the metrics to %s: %s; check METRICS_FILE and its folder", target, exc)
+                problems.append(f"cannot write the metrics to {target}: {exc}; check METRICS_FILE and its folder")
         if self.settings.metrics_pushgateway:
             try:
                 push_metrics(self.settings.metrics_pushgateway, report, self.settings.kline_interval)
             except OSError as exc:
-                logger.warning("cannot push the metrics: %s; check METRICS_PUSHGATEWAY", exc)
+                problems.append(f"cannot push the metrics: {exc}; check METRICS_PUSHGATEWAY")
+        for problem in problems:  # logged; a one-shot run also prints its notices
+            logger.warning("%s", problem)
+        self._note(RunState(notices=problems))
 
     def publish_page(self, report: dict[str, Any], page: Path) -> None:
         """Write the status page to ``page`` atomically (StorageError if it cannot be)."""

@@ -173,10 +173,12 @@ def test_each_run_pushes_its_metrics_and_a_failed_push_is_only_a_warning(
     assert not (tmp_path / "exports" / "metrics").exists()
 
     gateway["status"] = 500
+    manager = ScheduledDataManager(settings)
     with caplog.at_level(logging.WARNING):
-        assert ScheduledDataManager(settings).run_cycle().exit_code == 0
+        assert manager.run_cycle().exit_code == 0
     assert len(gateway["puts"]) == 2
     assert "cannot push the metrics" in caplog.text and "METRICS_PUSHGATEWAY" in caplog.text
+    assert any("cannot push the metrics" in notice for notice in manager.notices)  # printed by a one-shot run
 
 
 # -- 31: exact bytes; 29: the data's age -----------------------------------------------------
