@@ -20,7 +20,6 @@ from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EX
 from crypto_data_export.core.text import MAX_LINE, printable
 from crypto_data_export.service.daemon import (
     INSTALL_DIR,
-    MANAGER_PATH,
     DataExportService,
     Outcome,
     write_systemd_unit,
@@ -31,7 +30,7 @@ from crypto_data_export.service.users import (
     check_service_user,
     current_user,
     default_service_user,
-    first_denied,
+    unreachable,
     user_exists,
 )
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, read_environment
@@ -113,14 +112,10 @@ def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
             f"--shell /usr/sbin/nologin {user}"
         )
     print(f"note: {user} must own the export folder: sudo install -d -o {user} -m 0750 {shlex.quote(str(export_dir))}")
-    checks = (("run", Path(sys.executable).absolute(), 1, "203/EXEC"), ("read", MANAGER_PATH, 4, "status 2"))
-    for what, needed, bit, failure in (*checks, ("enter", INSTALL_DIR, 1, "200/CHDIR")):
-        if (denied := first_denied(user, needed, bit)) is not None:
+    for needed in (Path(sys.executable).absolute(), INSTALL_DIR):  # the unit's interpreter and its folder
+        if (problem := unreachable(user, needed)) is not None:
             print(
-                f"warning: {user} cannot {what} {needed}: {denied} is closed to it; the unit would fail ({failure})."
-                " Install the project and its virtualenv where it can (e.g. under /opt) and generate the unit with"
-                " that Python",
-                file=sys.stderr,
+                f"warning: {problem}; install the project and its virtualenv where it can, e.g. /opt", file=sys.stderr
             )
     print("install and enable it:")
     print(f"  sudo cp {shlex.quote(str(path.absolute()))} /etc/systemd/system/{shlex.quote(path.name)}")

@@ -1,17 +1,13 @@
 """Prometheus metrics from the status report (so the page, the JSON and the metrics agree): a
-textfile for node_exporter, written atomically, and a push to a Pushgateway (batch jobs).
-
-The textfile's first line is our marker: a file there without it (another collector's) is
-never overwritten, and neither a symlinked file nor a symlinked folder is written through."""
+textfile for node_exporter (ours only: marked on its first line, never written through a link),
+and a push to a Pushgateway (batch jobs)."""
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -29,8 +25,6 @@ PREFIX = "crypto_exporter_"
 MARKER = "# crypto-data-export metrics: rewritten by the exporter after each cycle; do not edit\n"
 # Our files written before the marker existed start with our first metric's help line.
 OUR_FIRST_LINES = (MARKER.encode(), b"# HELP " + PREFIX.encode())
-PUSH_JOB = "crypto_data_export"
-PUSH_DEADLINE_SECONDS = 4.0  # the whole push, whatever the gateway does: a stop must stay within 5 s
 SERIES_LABELS = ("symbol", "interval", "market")
 # Per series: (key, metric name, help).
 SERIES = (
@@ -39,12 +33,7 @@ SERIES = (
     ("missing", "series_missing_candles", "candles missing inside the newest file"),
     ("valid", "series_valid", "1 if the newest file is valid, else 0"),
     ("fresh", "series_fresh", "1 if the newest candle is within the health check's freshness limit, else 0"),
-    (
-        "stale_after",
-        "series_stale_after_seconds",
-        "age of the newest candle (since its open time) beyond which the series is stale: two of its"
-        " intervals, one export period and a grace; alert on time() - last_candle_timestamp_seconds above it",
-    ),
+    ("stale_after", "series_stale_after_seconds", "age of the newest candle (from its open) that makes it stale"),
 )
 # The last cycle's counters in the status report -> (metric name, help).
 RUN_COUNTERS = {
@@ -157,30 +146,20 @@ def _registry(report: Mapping[str, Any], interval: str) -> CollectorRegistry:
     return registry
 
 
-def _refusal(path: Path) -> str | None:
-    """Why ``path`` is not ours to replace (a link, not a file, another writer's), or None."""
-    if path.parent.is_symlink():
-        return f"its folder {path.parent} is a symbolic link; point METRICS_FILE at the real folder"
-    try:
-        fd, _ = open_regular(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"it is a symbolic link or not a regular file ({exc.strerror or exc})"
-    try:
-        head = os.read(fd, len(MARKER))
-    finally:
-        os.close(fd)
-    if not head.startswith(OUR_FIRST_LINES):
-        return "its first line is not our marker (another program's file); give METRICS_FILE a file of its own"
-    return None
-
-
 def write_metrics(path: Path, report: Mapping[str, Any], interval: str) -> Path:
-    """Write the report's metrics to ``path`` atomically (its folder is made if missing);
-    StorageError if the file there is not ours or would be written through a link."""
-    if (problem := _refusal(path)) is not None:
-        raise StorageError(f"metrics not written to {path}: {problem}")
+    """Write the report's metrics to ``path`` atomically (its folder is made if missing); StorageError
+    if it or its folder is a link, or the file there is not ours."""
+    if path.parent.is_symlink():
+        raise StorageError(f"its folder {path.parent} is a symbolic link; point METRICS_FILE at the real folder")
+    try:
+        with open(open_regular(path)[0], "rb") as handle:
+            ours = handle.read(len(MARKER)).startswith(OUR_FIRST_LINES)
+    except FileNotFoundError:
+        ours = True
+    except OSError as exc:
+        raise StorageError(f"it is a symbolic link or not a regular file ({exc.strerror or exc})") from exc
+    if not ours:
+        raise StorageError("no marker on its first line: another program's file; give METRICS_FILE a file of its own")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output_at(path) as (handle, _):
         os.fchmod(handle.fileno(), 0o644)  # node_exporter reads it as its own user
@@ -188,28 +167,6 @@ def write_metrics(path: Path, report: Mapping[str, Any], interval: str) -> Path:
     return path
 
 
-def gateway_name(url: str) -> str:
-    """The gateway's scheme, host and port, for messages (never a user name or password)."""
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-
-
 def push_metrics(gateway: str, report: Mapping[str, Any], interval: str) -> None:
-    """PUT the report's metrics to a Pushgateway as job ``crypto_data_export``, replacing the
-    last push; OSError if it fails or takes longer than PUSH_DEADLINE_SECONDS in all."""
-    failures: list[Exception] = []
-
-    def push() -> None:
-        try:
-            registry = _registry(report, interval)
-            push_to_gateway(gateway, job=PUSH_JOB, registry=registry, timeout=PUSH_DEADLINE_SECONDS)
-        except Exception as exc:  # reported by the caller's thread
-            failures.append(exc)
-
-    worker = threading.Thread(target=push, name="metrics-push", daemon=True)
-    worker.start()
-    worker.join(PUSH_DEADLINE_SECONDS)
-    if worker.is_alive():
-        raise TimeoutError(f"no answer from {gateway_name(gateway)} within {PUSH_DEADLINE_SECONDS:g} s")
-    if failures:
-        raise OSError(f"{gateway_name(gateway)}: {failures[0]}") from failures[0]
+    """PUT the report's metrics to a Pushgateway, replacing the job's last push (4 s: a stop ends a run in 5 s)."""
+    push_to_gateway(gateway, job="crypto_data_export", registry=_registry(report, interval), timeout=4)

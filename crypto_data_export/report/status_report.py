@@ -72,7 +72,7 @@ def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, inte
         "fresh": age <= limit,
         "newest_close_age_hours": round(age / 3600, 2),
         "fresh_limit_hours": round(limit / 3600, 2),
-        # The moment the series turns stale unless a newer candle arrives (the metrics' alert uses it).
+        # When the series turns stale unless a newer candle arrives (the metrics' alert uses it).
         "stale_after": ms_to_iso(close_ms + round(limit * 1000)),
     }
 
@@ -244,8 +244,7 @@ def build_status_report(
         "validated_at": validated_at or now.isoformat(timespec="seconds"),
         "from_last_cycle": validated_at is not None,
         "next_run": state.next_run if service_status == "running" else None,
-        # A scheduler loop (the service, systemd, by hand) serves this folder or died without
-        # stopping; False under cron or a CronJob, where "stopped" would say nothing.
+        # A scheduler loop serves this folder (or died without stopping); False under cron or a CronJob.
         "scheduler_in_use": state.service_pid is not None,
         "banned_until": to_iso(state.ban_end()),
         # The symbol universe's settings and its last resolution (None without EXPORT_QUOTE_ASSET).

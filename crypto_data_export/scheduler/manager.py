@@ -314,18 +314,16 @@ class ScheduledDataManager:
         except errors.StorageError as exc:
             logger.warning("%s", exc)
         target, problems = metrics_path(self.settings), []
-        if target is not None:
-            try:
+        try:
+            if target is not None:
                 write_metrics(target, report, self.settings.kline_interval)
-            except errors.StorageError as exc:
-                problems.append(str(exc))
-            except (OSError, ValueError) as exc:
-                problems.append(f"cannot write the metrics to {target}: {exc}; check METRICS_FILE and its folder")
-        if self.settings.metrics_pushgateway:
-            try:
+        except (errors.StorageError, OSError, ValueError) as exc:
+            problems.append(f"metrics not written to {target}: {exc}")
+        try:
+            if self.settings.metrics_pushgateway:
                 push_metrics(self.settings.metrics_pushgateway, report, self.settings.kline_interval)
-            except OSError as exc:
-                problems.append(f"cannot push the metrics: {exc}; check METRICS_PUSHGATEWAY")
+        except OSError as exc:
+            problems.append(f"cannot push the metrics: {exc}; check METRICS_PUSHGATEWAY")
         for problem in problems:  # logged; a one-shot run also prints its notices
             logger.warning("%s", problem)
         self._note(RunState(notices=problems))

@@ -47,27 +47,16 @@ def current_user() -> str:
         return getpass.getuser()
 
 
-def _identity(user: str) -> tuple[int, set[int]]:
-    """(uid, gids) of ``user``; one not created yet is nobody's: only "other" bits apply."""
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return -1, set()
-    return entry.pw_uid, {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-
-
-def first_denied(user: str, path: Path, bit: int) -> str | None:
-    """The first folder on ``path`` (and on the path its links lead to) that ``user`` cannot
-    enter, or ``path`` itself if it lacks ``bit`` (4 read, 1 execute) for them: None if all is
-    open. Mode bits only (an ACL may open more)."""
-    uid, gids = _identity(user)
-    for route in dict.fromkeys((path, Path(os.path.realpath(path)))):
-        for step, need in [*((p, 1) for p in reversed(route.parents)), (route, bit)]:
-            try:
-                info = os.stat(step)
-            except OSError as exc:
-                return f"{step} ({exc.strerror})"
-            shift = 6 if info.st_uid == uid else (3 if info.st_gid in gids else 0)
-            if not (info.st_mode >> shift) & need:
-                return f"{step} (mode {stat.filemode(info.st_mode)}, owner {info.st_uid})"
+def unreachable(user: str, path: Path) -> str | None:
+    """Why ``user`` cannot enter or execute ``path`` (a folder on it or on where its links lead is
+    closed to them, by mode bits), or None. A user not created yet gets only the "other" bits."""
+    entry = pwd.getpwnam(user) if user_exists(user) else None
+    uid = entry.pw_uid if entry else -1
+    gids = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)} if entry else set()
+    real = Path(os.path.realpath(path))
+    for step in [*reversed(path.parents), path, *reversed(real.parents), real]:
+        info = os.stat(step)
+        if not (info.st_mode >> (6 if info.st_uid == uid else 3 if info.st_gid in gids else 0)) & 1:
+            mode = f"{stat.filemode(info.st_mode)}, owner {info.st_uid}"
+            return f"{user} cannot reach {path}: {step} ({mode}) is closed to it: the unit cannot start (203/EXEC)"
     return None

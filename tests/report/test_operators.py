@@ -27,7 +27,7 @@ from crypto_data_export.report.metrics import MARKER, write_metrics
 from crypto_data_export.report.status_page import render_status_page
 from crypto_data_export.report.status_report import build_status_report, recorded_statistics
 from crypto_data_export.scheduler.manager import ScheduledDataManager
-from crypto_data_export.service.users import first_denied
+from crypto_data_export.service.users import unreachable
 from crypto_data_export.settings.settings import Settings, load_settings
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.layout import export_file_name
@@ -76,7 +76,7 @@ def test_metrics_replace_only_a_file_carrying_our_marker(tmp_path: Path) -> None
 
     other = tmp_path / "metrics" / "node.prom"
     other.write_text(FOREIGN, encoding="utf-8")
-    with pytest.raises(StorageError, match="not our marker"):
+    with pytest.raises(StorageError, match="another program's file"):
         write_metrics(other, report, "1h")
     assert other.read_text(encoding="utf-8") == FOREIGN
 
@@ -227,16 +227,17 @@ def test_a_python_its_user_cannot_reach_is_warned_about(
     home.chmod(0o700)  # a venv under /root
     (opt / "linked").symlink_to(home / "venv" / "bin" / "python")  # an open path leading into it
     python = home / "venv" / "bin" / "python"
-    assert first_denied("nobody", opt / "python", 1) is None
-    assert first_denied("nobody", python, 1) == f"{home} (mode drwx------, owner {os.getuid()})"
-    assert first_denied("nobody", opt / "linked", 1) == f"{home} (mode drwx------, owner {os.getuid()})"
+    closed = f"{home} (drwx------, owner {os.getuid()}) is closed to it"
+    assert unreachable("nobody", opt / "python") is None
+    assert closed in (unreachable("nobody", python) or "")
+    assert closed in (unreachable("nobody", opt / "linked") or "")
     monkeypatch.setattr(sys, "executable", str(python))
     monkeypatch.setenv("EXPORT_DIR", str(open_base / "exports"))
     monkeypatch.chdir(open_base)
     unit = open_base / "crypto-data-export.service"
     assert service_cmd.main(["create-systemd-service", "--output", str(unit), "--user", "nobody"]) == 0
     err = capsys.readouterr().err
-    assert f"warning: nobody cannot run {python}: {home} (mode" in err and "203/EXEC" in err
+    assert f"warning: nobody cannot reach {python}: {closed}" in err and "203/EXEC" in err
     assert unit.is_file()
 
 
@@ -253,11 +254,11 @@ def _page_report(tmp_path: Path, state: RunState, **entry: Any) -> dict[str, Any
 
 
 def test_the_page_marks_gaps_speaks_plainly_and_shows_a_scheduler_only_where_one_is_used(tmp_path: Path) -> None:
-    cron = _page_report(tmp_path, RunState(last_cycle_start="2026-03-10T12:00:00+00:00"))
+    cron = _page_report(tmp_path, RunState(last_cycle_end="2026-03-10T12:00:05+00:00"))
     assert cron["scheduler_in_use"] is False
     page = render_status_page(cron)
     assert '<tr class="row-gaps">' in page and '<span class="dot gaps">' in page and "0 ok" in page
     assert "rate-limit answers 3 · IP bans 1" in page and "429:" not in page and "418:" not in page
-    assert "stopped" not in page and "last run <time" in page
+    assert "stopped" not in page and "last run <time>2026-03-10 12:00:05 UTC</time>" in page
     crashed = _page_report(tmp_path, RunState(service_pid=4_000_000))  # a loop that died without stopping
     assert crashed["scheduler_in_use"] is True and "scheduler stopped" in render_status_page(crashed)
