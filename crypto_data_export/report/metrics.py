@@ -135,6 +135,8 @@ class ReportCollector(Collector):
         yield CounterMetricFamily(
             PREFIX + "cleanups", "cleanup passes run", value=float(system.get("cleanup_count") or 0)
         )
+        period = float((self.report.get("configuration") or {}).get("export_interval_hours") or 0) * 3600
+        yield _gauge("export_period_seconds", "EXPORT_PERIOD_HOURS: the time from one cycle to the next", period)
         stats: Mapping[str, Any] = self.report.get("file_statistics") or {}
         yield _gauge("files", "export files in the folder", float(stats.get("total_files") or 0))
         yield _gauge("files_size_bytes", "their size in bytes", float(stats.get("total_size_bytes") or 0))

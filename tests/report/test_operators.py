@@ -112,6 +112,7 @@ def test_the_stale_limit_metric_is_the_health_checks_limit(tmp_path: Path, inter
     (limit,) = samples["crypto_exporter_series_stale_after_seconds"]
     assert limit.labels == {"symbol": "BTCUSDT", "interval": interval, "market": "spot"}
     assert limit.value == 2 * hours * 3600 + 2 * 3600 + 300
+    assert samples["crypto_exporter_export_period_seconds"][0].value == 2 * 3600  # the cycle alerts' unit
     entry = report["symbols"]["BTCUSDT"]
     assert limit.value == pytest.approx((entry["fresh_limit_hours"] + hours) * 3600, abs=36)
 
