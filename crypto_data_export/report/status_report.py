@@ -225,13 +225,8 @@ def build_status_report(
             "data_retention_days": _number(settings.data_retention_days),
             "max_files_per_symbol": settings.max_files_per_symbol,
         },
-        "file_statistics": {
-            "total_files": total_files,
-            "symbols_count": int(file_statistics.get("symbols_count", 0)),
-            "total_size_mb": float(file_statistics.get("total_size_mb", 0.0)),
-            "total_size_gb": float(file_statistics.get("total_size_gb", 0.0)),
-            "total_size_bytes": int(file_statistics.get("total_size_bytes", 0)),  # exact; the MB figure is rounded
-        },
+        # The guide's keys, and total_size_bytes: exact, where the MB and GB figures are rounded.
+        "file_statistics": {**recorded_statistics([], []), **file_statistics},
         "last_cycle": {
             "started": state.last_cycle_start,
             "finished": state.last_cycle_end,

@@ -28,7 +28,7 @@ from crypto_data_export.report.status_page import render_status_page
 from crypto_data_export.report.status_report import build_status_report, recorded_statistics
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.service.users import unreachable
-from crypto_data_export.settings.settings import Settings, load_settings
+from crypto_data_export.settings.settings import Settings, SettingsError, load_settings
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.layout import export_file_name
 from crypto_data_export.store.run_state import RunState
@@ -263,3 +263,11 @@ def test_the_page_marks_gaps_speaks_plainly_and_shows_a_scheduler_only_where_one
     assert "stopped" not in page and "last run <time>2026-03-10 12:00:05 UTC</time>" in page
     crashed = _page_report(tmp_path, RunState(service_pid=4_000_000))  # a loop that died without stopping
     assert crashed["scheduler_in_use"] is True and "scheduler stopped" in render_status_page(crashed)
+
+
+def test_the_pushgateway_setting_must_be_a_url() -> None:
+    assert (
+        load_settings({"METRICS_PUSHGATEWAY": "http://gw:9091/"}, env_file=None).metrics_pushgateway == "http://gw:9091"
+    )
+    with pytest.raises(SettingsError, match="METRICS_PUSHGATEWAY='gw:9091' is not valid: expected an http"):
+        load_settings({"METRICS_PUSHGATEWAY": "gw:9091"}, env_file=None)
