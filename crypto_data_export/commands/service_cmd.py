@@ -18,12 +18,7 @@ from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.text import MAX_LINE, printable
-from crypto_data_export.service.daemon import (
-    INSTALL_DIR,
-    DataExportService,
-    Outcome,
-    write_systemd_unit,
-)
+from crypto_data_export.service.daemon import INSTALL_DIR, DataExportService, Outcome, write_systemd_unit
 from crypto_data_export.service.systemd_unit import UNIT_NAME
 from crypto_data_export.service.users import (
     DEFAULT_SERVICE_USER,
@@ -44,7 +39,8 @@ EPILOG = """examples:
   python data_export_service.py create-systemd-service --user crypto-export
 
 files: EXPORT_DIR/data_export_service.pid, EXPORT_DIR/logs/data_export_service.log
-exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running, 4 (status) unknown"""
+exit codes: 0 ok, 1 failure, 2 usage/config error, 3 (status) not running, 4 (status) unknown,
+130 start or restart interrupted by Ctrl-C or SIGTERM (the scheduler it launched is stopped again)"""
 
 
 def _seconds(text: str) -> float:

@@ -169,8 +169,9 @@ class ScheduledDataManager:
             report.export = self.job.run(plan.symbols, dry_run=dry_run)
         elif report.export is None:  # nothing to export: the universe error says why
             report.export = ExportReport(dry_run=dry_run)
-        ok, failed = len(report.export.succeeded), len(report.export.failed)
-        logger.info("export: %d ok, %d failed in %.1f s", ok, failed, report.export.seconds)
+        stopped = sum(o.error_kind == "stopped" for o in report.export.failed)  # asked for: not a failure
+        ok, failed = len(report.export.succeeded), len(report.export.failed) - stopped
+        logger.info("export: %d ok, %d failed, %d stopped in %.1f s", ok, failed, stopped, report.export.seconds)
 
     def _symbol_plan(self, report: CycleReport) -> selection.SymbolPlan:
         """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
@@ -195,7 +196,7 @@ class ScheduledDataManager:
         if plan.exchange_info is not None:
             self.job.adopt_exchange_info(plan.exchange_info)
         if plan.problem is not None:
-            report.universe_error = plan.problem
+            report.universe_error, report.universe_refused = plan.problem, plan.refused
             logger.error("%s", plan.problem)
         elif plan.universe is not None:
             found = plan.universe
