@@ -1,6 +1,5 @@
-"""Prometheus metrics from the status report (so the page, the JSON and the metrics agree): a
-textfile for node_exporter (ours only: marked on its first line, never written through a link),
-and a push to a Pushgateway (batch jobs)."""
+"""Prometheus metrics from the status report (so the page, the JSON and the metrics agree): a textfile
+for node_exporter (ours only: marked first line, never through a link) and a Pushgateway push."""
 
 from __future__ import annotations
 

@@ -72,7 +72,6 @@ def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, inte
         "fresh": age <= limit,
         "newest_close_age_hours": round(age / 3600, 2),
         "fresh_limit_hours": round(limit / 3600, 2),
-        # When the series turns stale unless a newer candle arrives (the metrics' alert uses it).
         "stale_after": ms_to_iso(close_ms + round(limit * 1000)),
     }
 
