@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -25,9 +26,10 @@ from crypto_data_export.exchange.klines import check_kline_rows, rows_to_frame
 from crypto_data_export.store.journal import PartialFolder, release_folder
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterator[pa.Table]:
+def stoppable(chunks: Iterable[T], stop_event: threading.Event) -> Iterator[T]:
     """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
     (a scheduled export, by contrast, lets the symbol in progress finish)."""
     for chunk in chunks:
@@ -62,11 +64,12 @@ class JournalSource:
         client = history.client
         series = SeriesId(urlsplit(client.base_url).netloc.lower(), client.market.name, export.symbol, history.interval)
         journal = self.partial.covering(series, start_ms)
-        cursor = start_ms
-        for rows in journal.pages():
+        cursor, beyond = start_ms, False
+        for kept in stoppable(journal.pages(), self.stop_event):  # a long journal may hold nothing for this span
             try:
+                rows = [row for row in kept if cursor <= row[0] <= last_closed]
+                beyond = beyond or kept[-1][0] > last_closed  # it holds more than this span
                 check_kline_rows(rows)
-                rows = [row for row in rows if cursor <= row[0] <= last_closed]
                 page = rows_to_frame(rows)
                 history.check_page(page, len(rows), cursor, last_closed)  # the rules of a REST page
             except (ExportError, ValueError, TypeError, IndexError) as exc:
@@ -76,11 +79,11 @@ class JournalSource:
                 cursor = int(rows[-1][0]) + 1
                 yield page
         if cursor > start_ms:
-            logger.info(
-                "%s: resuming at %s after the candles kept in %s", export.symbol, ms_to_iso(cursor), journal.path.name
-            )
+            logger.info("%s: resuming at %s from %s", export.symbol, ms_to_iso(cursor), journal.path.name)
         elif journal.start_ms != start_ms:  # its pages end before this span: pages appended to it would leave a hole
             journal = self.partial.journal(series, start_ms)
-        if journal.writable and (export.window_end_ms is None or journal.start_ms >= export.window_start_ms):
+        # A --days window moves on, what it used goes with its file; a range leaves other ranges' journals.
+        ours = export.window_end_ms is None or (journal.start_ms >= export.window_start_ms and not beyond)
+        if journal.writable and ours:
             self.used.setdefault((export.symbol, history.interval), []).append(journal.path)
         yield from history.pages_of(export, cursor, until_ms, on_rows=journal.append)

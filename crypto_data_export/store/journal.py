@@ -102,7 +102,7 @@ class PageJournal:
             text = printable(line.decode("utf-8", "replace").strip(), 300)
             self.discard(f"it is not for {self.series} from {self.start_ms}: its first line is {text}")
             return
-        self._end = handle.tell()
+        self._end, self._chain = handle.tell(), ""
         while line := handle.readline(MAX_RECORD_BYTES):
             page = self._record(line)
             if page is None:

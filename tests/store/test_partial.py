@@ -22,6 +22,7 @@ def test_pages_come_back_in_order_and_a_torn_last_record_is_cut_before_the_next_
         handle.write('{"sha256": "ab", "rows": "[[')  # a crash in the middle of a write
     again = folder.journal(SERIES, 5)
     assert list(again.pages()) == [[ROW], [ROW, ROW]]
+    assert list(again.pages()) == [[ROW], [ROW, ROW]]  # read twice: the same pages
     again.append([ROW])  # after the whole pages, not after the torn text
     assert list(folder.journal(SERIES, 5).pages()) == [[ROW], [ROW, ROW], [ROW]]
 
