@@ -11,25 +11,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
+from itertools import takewhile
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from crypto_data_export.core.candles import SeriesId
-from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.core.intervals import floor_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
-from crypto_data_export.exchange.klines import check_kline_rows, rows_to_frame
+from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.store.journal import PartialFolder, release_folder
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
-def stoppable(chunks: Iterable[T], stop_event: threading.Event) -> Iterator[T]:
+def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterator[pa.Table]:
     """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
     (a scheduled export, by contrast, lets the symbol in progress finish)."""
     for chunk in chunks:
@@ -65,11 +63,10 @@ class JournalSource:
         series = SeriesId(urlsplit(client.base_url).netloc.lower(), client.market.name, export.symbol, history.interval)
         journal = self.partial.covering(series, start_ms)
         cursor, beyond = start_ms, False
-        for kept in stoppable(journal.pages(), self.stop_event):  # a long journal may hold nothing for this span
+        for kept in takewhile(lambda _: not self.stop_event.is_set(), journal.pages()):  # then pages_of stops
             try:
                 rows = [row for row in kept if cursor <= row[0] <= last_closed]
                 beyond = beyond or kept[-1][0] > last_closed  # it holds more than this span
-                check_kline_rows(rows)
                 page = rows_to_frame(rows)
                 history.check_page(page, len(rows), cursor, last_closed)  # the rules of a REST page
             except (ExportError, ValueError, TypeError, IndexError) as exc:
@@ -79,11 +76,10 @@ class JournalSource:
                 cursor = int(rows[-1][0]) + 1
                 yield page
         if cursor > start_ms:
-            logger.info("%s: resuming at %s from %s", export.symbol, ms_to_iso(cursor), journal.path.name)
+            logger.info("%s: resuming after the candles kept in %s", export.symbol, journal.path.name)
         elif journal.start_ms != start_ms:  # its pages end before this span: pages appended to it would leave a hole
             journal = self.partial.journal(series, start_ms)
-        # A --days window moves on, what it used goes with its file; a range leaves other ranges' journals.
         ours = export.window_end_ms is None or (journal.start_ms >= export.window_start_ms and not beyond)
-        if journal.writable and ours:
+        if journal.writable and ours:  # a --days window moves on, its journals go with its file; a range keeps others'
             self.used.setdefault((export.symbol, history.interval), []).append(journal.path)
         yield from history.pages_of(export, cursor, until_ms, on_rows=journal.append)

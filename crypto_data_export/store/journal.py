@@ -1,18 +1,11 @@
 """Resume journals of REST backfills: completed pages kept on disk until the file is published.
 
-``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal`` holds the candles
-of one series (``core.candles.SeriesId``: exchange host, market, symbol, interval) from one
-open time on, page by page, as fetched. The first line names what the journal is for (a
-marker, the series, the first open time); each further line is one page with a SHA-256 that
-chains on the page before (a page lost, swapped or altered breaks the chain). A page is
-appended, flushed and fsynced before its candles are used, so a crash or a Ctrl-C leaves
-whole pages plus at most one torn line.
-
-Nothing in a journal is trusted blindly, and it is read one page at a time (bounded memory,
-whatever its size): a header of another series or none discards the journal (with a log
-line); from a torn or damaged record on, or a page the caller finds bad (``cut``), the journal
-is cut off and the rest is fetched again. Only names of the pattern below are ours; a symbolic
-link (the journal or its folder) is never followed: it is left alone and the span goes unjournaled.
+``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal``: the candles of one
+series (``SeriesId``) from one open time on. Its first line names the series and the start;
+each further line is one page and a SHA-256 chained on the page before, fsynced before its
+candles are used. It is read one page at a time and trusted in nothing: another series' header
+discards it (logged); at a torn, damaged or refused (``cut``) page it is cut and the rest fetched
+again. Only names of the pattern below are ours; a symbolic link is never followed, but left alone.
 """
 
 from __future__ import annotations
@@ -71,62 +64,56 @@ class PageJournal:
         self.path = folder / f"{series.symbol}_{series.interval}_{start_ms}.journal"
         self.writable = True  # False once found to be a symbolic link or not a file: never written
         self._end, self._chain = 0, ""  # after the last page accepted: where the next one goes, its chain
+        self._handle: BinaryIO | None = None  # open while ``pages`` reads
 
     def header(self) -> dict[str, Any]:
         return {"marker": JOURNAL_MARKER, **dataclasses.asdict(self.series), "start_ms": self.start_ms}
+
+    def _open(self, flags: int) -> BinaryIO:
+        """The journal itself, never through a symbolic link nor waiting on a FIFO (OSError ELOOP)."""
+        if self.folder.is_symlink():
+            raise OSError(errno.ELOOP, "its folder is a symbolic link")
+        if flags & os.O_CREAT:
+            self.folder.mkdir(exist_ok=True)
+        handle = open(os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640), "r+b")  # an fd: no truncation
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            handle.close()
+            raise OSError(errno.ELOOP, "it is not a regular file")
+        return handle
 
     def pages(self) -> Iterator[list[list[Any]]]:
         """The rows of each whole page, oldest first, one page in memory at a time. A page is
         accepted when the next one is asked for; ``cut`` drops the one last given and all after it."""
         try:
-            if self.folder.is_symlink():
-                raise OSError(errno.ELOOP, "its folder is a symbolic link")
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            handle = self._open(os.O_RDWR)
         except FileNotFoundError:
             return
         except OSError as exc:
-            self._set_aside(exc)
-            return
-        with open(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                self._set_aside(OSError(errno.ELOOP, "it is not a regular file"))
-                return
-            yield from self._records(handle)
-
-    def _records(self, handle: BinaryIO) -> Iterator[list[list[Any]]]:
-        line = handle.readline(MAX_RECORD_BYTES)
-        with suppress(ValueError):
-            if json.loads(line) == self.header():
-                line = b""
-        if line:
-            text = printable(line.decode("utf-8", "replace").strip(), 300)
-            self.discard(f"it is not for {self.series} from {self.start_ms}: its first line is {text}")
-            return
-        self._end, self._chain = handle.tell(), ""
-        while line := handle.readline(MAX_RECORD_BYTES):
-            page = self._record(line)
-            if page is None:
-                torn = not line.endswith(b"\n")
-                self.cut("a torn last record (an interrupted write)" if torn else "a damaged record (JSON or checksum)")
-                return
-            end = handle.tell()
-            yield page[0]
-            self._end, self._chain = end, page[1]
+            return self._set_aside(exc)
+        with handle:
+            self._handle, line = handle, handle.readline(MAX_RECORD_BYTES)
+            with suppress(ValueError):
+                line = b"" if json.loads(line) == self.header() else line
+            if line:
+                text = printable(line.decode("utf-8", "replace").strip(), 300)
+                return self.discard(f"it is not for {self.series} from {self.start_ms}: its first line is {text}")
+            self._end, self._chain = handle.tell(), ""
+            while line := handle.readline(MAX_RECORD_BYTES):
+                if (page := self._record(line)) is None:
+                    torn = not line.endswith(b"\n")
+                    return self.cut("a torn last record (an interrupted write)" if torn else "a damaged record")
+                end = handle.tell()
+                yield page[0]
+                self._end, self._chain = end, page[1]
 
     def _record(self, line: bytes) -> tuple[list[list[Any]], str] | None:
-        """(rows, digest) of one record line; None if it is not whole or does not chain on the page before."""
-        try:
+        """(rows, digest) of a whole record chained on the page before; None if it is not one."""
+        with suppress(ValueError, TypeError, KeyError):
             record = json.loads(line)
-            rows_text = record["rows"]
-            digest = _digest(self._chain, rows_text)
-            if not line.endswith(b"\n") or record.get("sha256") != digest:
-                return None
-            rows = json.loads(rows_text)
-        except (ValueError, TypeError, KeyError):
-            return None
-        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-            return None
-        return rows, digest
+            rows, digest = json.loads(record["rows"]), _digest(self._chain, record["rows"])
+            if line.endswith(b"\n") and record["sha256"] == digest and all(isinstance(r, list) for r in rows):
+                return rows, digest
+        return None
 
     def append(self, rows: list[list[Any]]) -> None:
         """One page, durable before the caller uses it; the header first on a new journal."""
@@ -136,13 +123,7 @@ class PageJournal:
         digest = _digest(self._chain, rows_text)
         record = json.dumps({"sha256": digest, "rows": rows_text}, separators=(",", ":"))
         try:
-            if self.folder.is_symlink():
-                raise OSError(errno.ELOOP, "its folder is a symbolic link")
-            self.folder.mkdir(exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-            with os.fdopen(os.open(self.path, flags, 0o640), "wb") as handle:  # an fd: "wb" does not truncate
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    raise OSError(errno.ELOOP, "it is not a regular file")
+            with self._open(os.O_RDWR | os.O_CREAT) as handle:
                 head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
                 handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
                 handle.seek(self._end)
@@ -151,24 +132,16 @@ class PageJournal:
                 os.fsync(handle.fileno())
                 self._end, self._chain = handle.tell(), digest
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                self._set_aside(exc)
-                return
-            raise StorageError(
-                f"cannot keep a page in {self.path}: {exc.strerror or exc}; check free space and permissions"
-            ) from exc
+            if exc.errno != errno.ELOOP:
+                raise StorageError(f"cannot keep a page in {self.path}: {exc.strerror}; check the disk") from exc
+            self._set_aside(exc)
 
     def cut(self, why: str) -> None:
         """Drop the page last given by ``pages`` and every one after it: they are fetched again."""
         logger.warning("%s: %s; the journal is cut there, what followed is fetched again", self.path.name, why)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            try:
-                os.ftruncate(fd, self._end)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self.discard(f"cannot be cut ({exc.strerror or exc})")
+        assert self._handle is not None, "cut while reading"
+        with suppress(OSError):  # else the next append cuts there
+            self._handle.truncate(self._end)
 
     def discard(self, why: str) -> None:
         logger.warning("%s: resume journal not used (%s); its candles are fetched again", self.path.name, why)
@@ -197,10 +170,6 @@ class PartialFolder:
             names = os.listdir(self.folder)
         except OSError:
             names = []
-        matches = (_JOURNAL_NAME.fullmatch(name) for name in names)
-        starts = [
-            int(m["start"])
-            for m in matches
-            if m and (m["symbol"], m["interval"]) == (series.symbol, series.interval) and int(m["start"]) <= start_ms
-        ]
+        found = [m for m in map(_JOURNAL_NAME.fullmatch, names) if m and m["symbol"] == series.symbol]
+        starts = [int(m["start"]) for m in found if m["interval"] == series.interval and int(m["start"]) <= start_ms]
         return self.journal(series, max(starts, default=start_ms))
