@@ -22,7 +22,7 @@ from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.core.intervals import floor_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
-from crypto_data_export.store.journal import PartialFolder, release_folder
+from crypto_data_export.store.journal import PageJournal, covering, release_folder
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterat
 class JournalSource:
     """REST pages, every one journaled; a rerun starts after the pages already kept."""
 
-    def __init__(self, partial: PartialFolder, stop_event: threading.Event) -> None:
-        self.partial = partial
-        self.stop_event = stop_event
+    def __init__(self, folder: Path, stop_event: threading.Event) -> None:
+        self.folder, self.stop_event = folder, stop_event  # EXPORT_DIR/.backfill_partial
         self.used: dict[tuple[str, str], list[Path]] = {}  # the journals a series' published file makes useless
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
@@ -49,7 +48,7 @@ class JournalSource:
         return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
-        release_folder(self.partial.folder, self.used.pop((symbol, interval), []))
+        release_folder(self.folder, self.used.pop((symbol, interval), []))
 
     def pages(
         self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
@@ -61,7 +60,7 @@ class JournalSource:
             last_closed = min(last_closed, floor_open_ms(until_ms, history.interval))
         client = history.client
         series = SeriesId(urlsplit(client.base_url).netloc.lower(), client.market.name, export.symbol, history.interval)
-        journal = self.partial.covering(series, start_ms)
+        journal = covering(self.folder, series, start_ms)
         cursor, beyond = start_ms, False
         for kept in takewhile(lambda _: not self.stop_event.is_set(), journal.pages()):  # then pages_of stops
             try:
@@ -78,7 +77,7 @@ class JournalSource:
         if cursor > start_ms:
             logger.info("%s: resuming after the candles kept in %s", export.symbol, journal.path.name)
         elif journal.start_ms != start_ms:  # its pages end before this span: pages appended to it would leave a hole
-            journal = self.partial.journal(series, start_ms)
+            journal = PageJournal(self.folder, series, start_ms)
         ours = export.window_end_ms is None or (journal.start_ms >= export.window_start_ms and not beyond)
         if journal.writable and ours:  # a --days window moves on, its journals go with its file; a range keeps others'
             self.used.setdefault((export.symbol, history.interval), []).append(journal.path)

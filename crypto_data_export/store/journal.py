@@ -154,22 +154,12 @@ class PageJournal:
         self.writable = False
 
 
-class PartialFolder:
-    """``.backfill_partial/``: the journals of one backfill folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def journal(self, series: SeriesId, start_ms: int) -> PageJournal:
-        return PageJournal(self.folder, series, start_ms)
-
-    def covering(self, series: SeriesId, start_ms: int) -> PageJournal:
-        """The journal of this series that starts last at or before ``start_ms`` (a ``--days`` rerun
-        starts a little later; another range's serves if its pages reach this start); else a new one."""
-        try:
-            names = os.listdir(self.folder)
-        except OSError:
-            names = []
-        found = [m for m in map(_JOURNAL_NAME.fullmatch, names) if m and m["symbol"] == series.symbol]
-        starts = [int(m["start"]) for m in found if m["interval"] == series.interval and int(m["start"]) <= start_ms]
-        return self.journal(series, max(starts, default=start_ms))
+def covering(folder: Path, series: SeriesId, start_ms: int) -> PageJournal:
+    """The journal of ``series`` in ``folder`` that starts last at or before ``start_ms`` (a ``--days``
+    rerun starts a little later; another range's serves if its pages reach this start); else a new one."""
+    names: list[str] = []
+    with suppress(OSError):
+        names = os.listdir(folder)
+    found = [m for m in map(_JOURNAL_NAME.fullmatch, names) if m and m["symbol"] == series.symbol]
+    starts = [int(m["start"]) for m in found if m["interval"] == series.interval and int(m["start"]) <= start_ms]
+    return PageJournal(folder, series, max(starts, default=start_ms))

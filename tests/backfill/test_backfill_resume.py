@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
-from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.store.journal import PageJournal
 from tests.support import cli_env, export_files, finish, run_cli, start_cli, temp_files, wait_until
 
 SCRIPT = "export_historical_data.py"
@@ -90,7 +90,7 @@ def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_ri
     partial.mkdir(parents=True)
     start_ms = NOW - 5 * 86_400_000
     series = SeriesId(urlsplit(exchange.base_url).netloc, "spot", SYMBOL, "1m")
-    damaged = PartialFolder(partial).journal(series, start_ms)
+    damaged = PageJournal(partial, series, start_ms)
     damaged.append([[1, 2]])
     damaged.path.write_text(damaged.path.read_text().replace("[[1,2]]", "[[1,3]]"))
     foreign = partial / f"{SYMBOL}_1m_{start_ms - 1}.journal"  # another start: not this run's to judge

@@ -17,7 +17,7 @@ from crypto_data_export.backfill.archive_backfill import archive_backfill
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from crypto_data_export.settings.settings import load_settings
-from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.store.journal import PageJournal
 from tests.support import cli_env, export_files
 
 SYMBOL = "JRNLUSDT"  # a symbol nothing else asks for: only our requests are counted
@@ -94,8 +94,10 @@ def test_a_bad_page_is_never_journaled_and_a_kept_bad_page_cuts_the_journal_ther
     rows = json.loads(json.loads(record)["rows"])
     rows[700][2], rows[700][3] = rows[700][3], rows[700][2]  # high < low, in a second page whose chain is whole
     fields = json.loads(header)
-    journal = PartialFolder(out / ".backfill_partial").journal(
-        SeriesId(*(fields[k] for k in ("exchange_host", "market", "symbol", "interval"))), fields["start_ms"]
+    journal = PageJournal(
+        out / ".backfill_partial",
+        SeriesId(*(fields[k] for k in ("exchange_host", "market", "symbol", "interval"))),
+        fields["start_ms"],
     )
     journal.path.unlink()
     journal.append(rows[:500])

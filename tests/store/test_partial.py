@@ -7,73 +7,73 @@ import dataclasses
 from pathlib import Path
 
 from crypto_data_export.core.candles import SeriesId
-from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.store.journal import PageJournal, covering
 
 ROW = [1_700_000_000_000, "1.0", "2.0", "0.5", "1.5", "10", 1_700_000_059_999, "15", 3, "5", "7.5"]
 SERIES = SeriesId("api.binance.com", "spot", "BTCUSDT", "1m")
 
 
 def test_pages_come_back_in_order_and_a_torn_last_record_is_cut_before_the_next_page(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    journal = folder.journal(SERIES, 5)
+    folder = tmp_path / ".backfill_partial"
+    journal = PageJournal(folder, SERIES, 5)
     journal.append([ROW])
     journal.append([ROW, ROW])
     with open(journal.path, "a") as handle:
         handle.write('{"sha256": "ab", "rows": "[[')  # a crash in the middle of a write
-    again = folder.journal(SERIES, 5)
+    again = PageJournal(folder, SERIES, 5)
     assert list(again.pages()) == [[ROW], [ROW, ROW]]
     assert list(again.pages()) == [[ROW], [ROW, ROW]]  # read twice: the same pages
     again.append([ROW])  # after the whole pages, not after the torn text
-    assert list(folder.journal(SERIES, 5).pages()) == [[ROW], [ROW, ROW], [ROW]]
+    assert list(PageJournal(folder, SERIES, 5).pages()) == [[ROW], [ROW, ROW], [ROW]]
 
 
 def test_a_damaged_or_missing_page_cuts_the_journal_and_a_foreign_header_discards_it(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    damaged = folder.journal(SERIES, 5)
+    folder = tmp_path / ".backfill_partial"
+    damaged = PageJournal(folder, SERIES, 5)
     for page in ([ROW], [ROW, ROW], [ROW]):
         damaged.append(page)
     lines = damaged.path.read_text().splitlines(keepends=True)
     damaged.path.write_text("".join([lines[0], lines[1], lines[3]]))  # the second page lost: the chain breaks
-    assert list(folder.journal(SERIES, 5).pages()) == [[ROW]]
+    assert list(PageJournal(folder, SERIES, 5).pages()) == [[ROW]]
     assert damaged.path.read_text() == lines[0] + lines[1]  # cut after the last good page
 
     for other in (dataclasses.replace(SERIES, market="usdm"), dataclasses.replace(SERIES, exchange_host="testnet")):
-        folder.journal(other, 6).append([ROW])
-        assert list(folder.journal(SERIES, 6).pages()) == []
-        assert not folder.journal(SERIES, 6).path.exists()
+        PageJournal(folder, other, 6).append([ROW])
+        assert list(PageJournal(folder, SERIES, 6).pages()) == []
+        assert not PageJournal(folder, SERIES, 6).path.exists()
 
 
 def test_a_journal_given_back_is_cut_there(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    journal = folder.journal(SERIES, 5)
+    folder = tmp_path / ".backfill_partial"
+    journal = PageJournal(folder, SERIES, 5)
     journal.append([ROW])
     journal.append([ROW, ROW])
-    reader = folder.journal(SERIES, 5)
+    reader = PageJournal(folder, SERIES, 5)
     pages = reader.pages()
     assert next(pages) == [ROW] and next(pages) == [ROW, ROW]
     reader.cut("the caller's checks refuse it")
-    assert list(folder.journal(SERIES, 5).pages()) == [[ROW]]
+    assert list(PageJournal(folder, SERIES, 5).pages()) == [[ROW]]
 
 
 def test_a_symlinked_journal_is_left_alone_and_never_written(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    folder.folder.mkdir()
+    folder = tmp_path / ".backfill_partial"
+    folder.mkdir()
     target = tmp_path / "elsewhere"
     target.write_text("not ours")
-    journal = folder.journal(SERIES, 5)
+    journal = PageJournal(folder, SERIES, 5)
     journal.path.symlink_to(target)
     assert list(journal.pages()) == [] and not journal.writable
     journal.append([ROW])
-    fresh = folder.journal(SERIES, 5)
+    fresh = PageJournal(folder, SERIES, 5)
     fresh.append([ROW])  # not through a link it did not look at either
     assert target.read_text() == "not ours" and journal.path.is_symlink() and not fresh.writable
 
 
 def test_the_journal_that_starts_last_at_or_before_a_span_covers_it(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    folder.journal(SERIES, 100).append([ROW])
-    folder.journal(SERIES, 120).append([ROW])
-    folder.journal(dataclasses.replace(SERIES, interval="1h"), 130).append([ROW])
-    assert folder.covering(SERIES, 150).start_ms == 120
-    assert folder.covering(SERIES, 110).start_ms == 100
-    assert folder.covering(SERIES, 99).start_ms == 99  # nothing earlier: a new journal
+    folder = tmp_path / ".backfill_partial"
+    PageJournal(folder, SERIES, 100).append([ROW])
+    PageJournal(folder, SERIES, 120).append([ROW])
+    PageJournal(folder, dataclasses.replace(SERIES, interval="1h"), 130).append([ROW])
+    assert covering(folder, SERIES, 150).start_ms == 120
+    assert covering(folder, SERIES, 110).start_ms == 100
+    assert covering(folder, SERIES, 99).start_ms == 99  # nothing earlier: a new journal
