@@ -69,7 +69,7 @@ class JournalSource:
                 page = rows_to_frame(rows)
                 history.check_page(page, len(rows), cursor, last_closed)  # the rules of a REST page
             except (ExportError, ValueError, TypeError, IndexError) as exc:
-                journal.cut(f"a kept page fails the checks ({exc})")
+                journal.cut(f"a kept page fails the checks ({str(exc).removeprefix('the exchange sent ')})")
                 break
             if rows:
                 cursor = int(rows[-1][0]) + 1

@@ -264,8 +264,7 @@ class HistoricalDataExporter:
             }.get(breach.rule)
             what = breach.reason if phrase is None else f"{phrase} ({breach.reason})"
             raise BadResponseError(
-                f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) "
-                f"{what}; the symbol is not written"
+                f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) {what}"
             )
         self._check_clock(last_open_ms(page), last_open_ms(page), "a candle that opens at")
 

@@ -150,7 +150,7 @@ class PageJournal:
 
     def _set_aside(self, exc: OSError) -> None:
         why = "it is a symbolic link" if exc.errno == errno.ELOOP and exc.filename else exc.strerror or exc
-        logger.warning("%s: left alone and not used (%s; a journal is never followed)", self.path, why)
+        logger.warning("%s: left alone (%s, never followed); no resume journal is kept in its place", self.path, why)
         self.writable = False
 
 
