@@ -2,7 +2,8 @@
 
 "Newest" and "age" come from each file's newest candle, never its name stamp or mtime.
 
-* a series is (market, symbol, interval): never ranked against another series;
+* a series is (market, symbol, interval) in one format: never ranked against another series,
+  and a change of ``EXPORT_FORMAT`` never removes the other format's files;
 * the newest valid file of each series of a configured symbol is never removed, however
   old (an outage must not empty the folder); a configured series is reported as stale;
 * beyond that, a file goes if it is not among the newest ``max_files_per_symbol`` of its
@@ -47,15 +48,16 @@ class CleanupPlan:
     stale_symbols: list[str] = field(default_factory=list)
 
 
-def _by_series(files: Iterable[ExportFile]) -> dict[tuple[str, str, str], list[ExportFile]]:
-    groups: dict[tuple[str, str, str], list[ExportFile]] = defaultdict(list)
+def _by_series(files: Iterable[ExportFile]) -> dict[tuple[str, str, str, str], list[ExportFile]]:
+    """Files per series and format (its suffix): each format keeps its own newest files."""
+    groups: dict[tuple[str, str, str, str], list[ExportFile]] = defaultdict(list)
     for f in files:
-        groups[f.series].append(f)
+        groups[(*f.series, f.path.suffix)].append(f)
     return groups
 
 
 def protected_files(folder: FolderScan, valid: Iterable[ExportFile], configured_symbols: frozenset[str]) -> set[Path]:
-    """The newest valid file by content of each series of a configured symbol: never removed."""
+    """The newest valid file by content of each series (and format) of a configured symbol: never removed."""
     mine = (f for f in valid if f.symbol in configured_symbols)
     return {folder.newest_first(files)[0].path for files in _by_series(mine).values()}
 
@@ -67,8 +69,9 @@ def retention_removals(
     cutoff_ms = int((now - timedelta(days=rules.retention_days)).timestamp() * 1000)
     removals: dict[Path, str] = {}
     stale: set[str] = set()
-    for (market, symbol, interval), files in _by_series(valid).items():
+    for (market, symbol, interval, suffix), files in _by_series(valid).items():
         shown = f"{symbol} {interval}" if market == SPOT else f"{symbol} {market} {interval}"
+        shown += f" {suffix[1:]}" if suffix != ".csv" else ""
         for rank, f in enumerate(folder.newest_first(files)):
             too_old = newest_candle_ms(folder.validations.get(f.path)) < cutoff_ms
             if f.path in protected:
