@@ -60,7 +60,8 @@ def error_kind(exc: BaseException) -> str:
 
 class ExportJob:
     """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
-    ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar."""
+    ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar;
+    ``backfill``: a new file removes only the files whose every candle it holds (``FileManager.cleanup``)."""
 
     def __init__(
         self,
@@ -73,8 +74,9 @@ class ExportJob:
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
         on_candles: Callable[[int], None] | None = None,
         window: tuple[int, int] | None = None,
+        backfill: bool = False,
     ) -> None:
-        self.settings, self.files = settings, file_manager
+        self.settings, self.files, self.backfill = settings, file_manager, backfill or window is not None
         self.client = client or ExchangeClient.from_settings(settings)
         # One exporter per interval, all on the one client (one weight budget).
         ahead_ms = int(settings.max_ahead_hours * 3_600_000)
@@ -206,8 +208,8 @@ class ExportJob:
             window=self.window,
         )
         # An explicit window writes a file of its own, next to the files of other ranges: it
-        # replaces none (an older range is not "older data") and removes none (retention would
-        # rank it against newer files and drop one of them).
+        # replaces none (an older range is not "older data"); a backfill removes only what its
+        # file covers (retention would rank ranges against each other and drop one of them).
         replacing = previous if self.window is None else None
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
@@ -233,7 +235,7 @@ class ExportJob:
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
         judged = {previous.file.path: previous.validation} if previous else None
         written = {path: verdict}
-        pruned = CleanupResult() if self.window else files.cleanup(symbols=[symbol], known=written, judged=judged)
+        pruned = files.cleanup(symbols=[symbol], known=written, judged=judged, cover=path if self.backfill else None)
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),

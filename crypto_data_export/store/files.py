@@ -215,10 +215,15 @@ class FileManager:
             raise StorageError(f"export folder {self.export_dir} is not writable; check permissions and mounts")
 
     def export_path(self, symbol: str) -> Path:
-        """Where a new export of ``symbol`` created now goes."""
-        name = export_file_name(symbol, self.interval, self.now(), self.file_format.suffix, self.market)
+        """Where a new export of ``symbol`` created now goes: never the name of a file there
+        (two runs in one second must not replace a file the cleanup would keep)."""
+        created = self.now()
+        name = export_file_name(symbol, self.interval, created, self.file_format.suffix, self.market)
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
+        while os.path.lexists(self.export_dir / name):
+            created += timedelta(seconds=1)
+            name = export_file_name(symbol, self.interval, created, self.file_format.suffix, self.market)
         return self.export_dir / name
 
     def write_export(
@@ -386,12 +391,14 @@ class FileManager:
         known: Mapping[Path, FileValidation] | None = None,
         judged: Mapping[Path, FileValidation] | None = None,
         gone: Collection[Path] = (),
+        cover: Path | None = None,
     ) -> CleanupResult:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
 
         ``known``: files just written and their verdicts (in a dry run: the files the real run
         would write); ``judged``: verdicts read moments ago; ``gone``: in a dry run, the files the
-        run's earlier steps would have removed or quarantined. ``result.remaining`` is the folder
+        run's earlier steps would have removed or quarantined; ``cover``: a backfill's new file,
+        which removes only the files whose every candle it holds. ``result.remaining`` is the folder
         as the cleanup left it (with verdicts and hashes), so reports need no second pass.
         """
         known = dict(known or {})
@@ -406,7 +413,7 @@ class FileManager:
         # Built per cleanup from the attributes, so a changed setting applies at once.
         series = frozenset((self.market, interval) for interval in self.intervals)
         rules = RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
-        plan = plan_cleanup(folder, rules, self.now())
+        plan = plan_cleanup(folder, rules, self.now(), cover)
         for symbol in plan.stale_symbols:
             logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)", symbol, self.data_retention_days

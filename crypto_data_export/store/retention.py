@@ -8,7 +8,9 @@
   old (an outage must not empty the folder); a configured series is reported as stale;
 * beyond that, a file goes if it is not among the newest ``max_files_per_symbol`` of its
   series, or if its newest candle is older than ``retention_days``;
-* of identical files that survive, all but the newest go, under the same protection.
+* of identical files that survive, all but the newest go, under the same protection;
+* a backfill's cleanup (``cover``) removes only files of its series whose every candle its
+  new file holds: a range it did not cover stays, whatever ``max_files_per_symbol`` says.
 """
 
 from __future__ import annotations
@@ -89,9 +91,29 @@ def duplicate_removals(groups: Iterable[Sequence[ExportFile]], protected: set[Pa
     return {f.path: f"duplicate of {group[0].name}" for group in groups for f in group[1:] if f.path not in protected}
 
 
-def plan_cleanup(folder: FolderScan, rules: RetentionRules, now: datetime) -> CleanupPlan:
-    """Retention first, then duplicates among what retention keeps."""
+def covered_removals(folder: FolderScan, valid: Sequence[ExportFile], cover: Path) -> dict[Path, str]:
+    """The files of ``cover``'s series and format whose every candle ``cover`` holds: their
+    span lies inside its span and meets none of its gaps."""
+    new = next(f for f in valid if f.path == cover)
+    held = folder.validations[cover]
+    assert held.first_open_ms is not None and held.last_open_ms is not None, "a valid file has candles"
+    removals: dict[Path, str] = {}
+    for f in _by_series(valid)[(*new.series, cover.suffix)]:
+        old = folder.validations[f.path]
+        first, last = old.first_open_ms, old.last_open_ms
+        if f.path == cover or first is None or last is None or first < held.first_open_ms or last > held.last_open_ms:
+            continue
+        if not any(gap_first <= last and gap_last >= first for gap_first, gap_last, _ in held.gaps):
+            removals[f.path] = f"every candle is in {cover.name}"
+    return removals
+
+
+def plan_cleanup(folder: FolderScan, rules: RetentionRules, now: datetime, cover: Path | None = None) -> CleanupPlan:
+    """Retention first, then duplicates among what retention keeps; with ``cover`` (a backfill's
+    new file), only the files it covers."""
     valid = folder.valid_files()
+    if cover is not None:
+        return CleanupPlan(covered_removals(folder, valid, cover))
     protected = protected_files(folder, valid, rules.configured_symbols)
     removals, stale = retention_removals(folder, valid, protected, rules, now)
     remaining = [f for f in valid if f.path not in removals]

@@ -360,9 +360,9 @@ def test_identical_parquet_files_are_duplicates_a_csv_of_the_same_candles_is_not
     assert result.removed == [a] and b.exists() and c.exists()
 
 
-def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
-    """After a switch the CSV stays while MAX_FILES_PER_SYMBOL allows; at 1 it goes once the
-    Parquet (which the incremental export built from its candles) holds newer ones: nothing lost."""
+def test_retention_counts_each_format_apart(tmp_path):
+    """After a switch to Parquet the CSV stays, even at MAX_FILES_PER_SYMBOL=1 and though the
+    Parquet holds newer candles: each format keeps its own newest files."""
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
     old_csv = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
     CSV.write(old_csv, frame, "1h")
@@ -370,10 +370,8 @@ def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
     extra = with_value(extra, 0, "close_time", frame["close_time"][-1].as_py() + 3_600_000)
     newer = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
     PARQUET.write(newer, pa.concat_tables([frame, extra]), "1h")  # one candle more
-    _manager(tmp_path, max_files_per_symbol=2, data_retention_days=36500).cleanup()
-    assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
     _manager(tmp_path, max_files_per_symbol=1, data_retention_days=36500).cleanup()
-    assert sorted(p.name for p in export_files(tmp_path)) == [newer.name]
+    assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
     assert _as_text(PARQUET.read(newer).slice(0, len(frame))) == _as_text(frame)
 
 
