@@ -168,6 +168,8 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
                 + ")"
             )
         print(line)
+        if outcome.warning:
+            print(f"{outcome.symbol}: warning: {outcome.warning}", file=sys.stderr)
 
 
 def run() -> NoReturn:

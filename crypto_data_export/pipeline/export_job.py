@@ -231,16 +231,23 @@ class ExportJob:
         chunks = self._counted(self.source.chunks(exporter, export))
         path, verdict = files.write_export(symbol, chunks, replacing=replacing)
         self.source.written(symbol, interval)
+        if export.mismatch is not None and previous is not None:
+            export.mismatch += f"; {previous.file.name} was not reused, the window was fetched again"
+            logger.warning("%s: %s", name, export.mismatch)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
+        # A backfill removes what its file covers, never a file it did not reuse (its candles differ).
         judged = {previous.file.path: previous.validation} if previous else None
         written = {path: verdict}
-        pruned = files.cleanup(symbols=[symbol], known=written, judged=judged, cover=path if self.backfill else None)
+        cover = path if self.backfill else None
+        skip = self.backfill and export.mismatch is not None
+        pruned = CleanupResult() if skip else files.cleanup(symbols=[symbol], known=written, judged=judged, cover=cover)
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),
         )
         learnt = {k: getattr(export, k) for k in ("fetched_rows", "calls", "empty_from_ms", "data_from_ms")}
+        learnt["warning"] = export.mismatch
         return SymbolOutcome(
             symbol, True, str(path), verdict.rows, export.reused_rows, cleanup=pruned, verdict=verdict, **learnt
         )

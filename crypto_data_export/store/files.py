@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
 from crypto_data_export.core.intervals import is_valid_interval
@@ -115,6 +117,7 @@ class FileManager:
         *,
         market: str = SPOT,
         intervals: Sequence[str] = (),
+        host: str = "",
     ) -> None:
         if not all(is_valid_interval(i) for i in (interval, *intervals)):
             raise ValueError(f"unknown interval in {[interval, *intervals]!r}")
@@ -131,7 +134,7 @@ class FileManager:
         # The series this manager writes and reuses is (market, symbol, interval); cleanup
         # covers the folder, and every configured interval (``intervals``) counts as configured.
         self.interval = interval
-        self.market = market
+        self.market, self.host = market, host  # host: the exchange's, kept in files that have room for it
         self.intervals: tuple[str, ...] = tuple(dict.fromkeys((*intervals, interval))) if intervals else (interval,)
         self.symbols: tuple[str, ...] = tuple(symbols)
         self.max_files_per_symbol = int(max_files_per_symbol)
@@ -163,6 +166,7 @@ class FileManager:
             stop_event=stop_event,
             market=settings.market,
             intervals=settings.kline_intervals,
+            host=urlsplit(settings.base_url).netloc.lower(),
         )
 
     def for_interval(self, interval: str) -> FileManager:
@@ -247,7 +251,7 @@ class FileManager:
             require_forward(verdict.last_open_ms, replacing)
 
         try:
-            verdict = self.file_format.write(path, chunks, self.interval, approve=approve)
+            verdict = self.file_format.write(path, chunks, self.interval, approve=approve, series=self.series(symbol))
         except OlderDataError:
             raise
         except InvalidDataError as exc:
@@ -256,6 +260,9 @@ class FileManager:
         self.list_ours(path.name)
         logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
+
+    def series(self, symbol: str) -> SeriesId:
+        return SeriesId(self.host, self.market, symbol, self.interval)
 
     def scan(
         self,
@@ -315,6 +322,9 @@ class FileManager:
                 logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
             validation, candles = checked.validation, checked.candles
+            if validation.series not in (None, self.series(symbol)):  # a file of another series: never a base
+                logger.warning("%s holds the candles of %s; not reused", f.name, validation.series)
+                continue
             if validation.valid and candles is not None:
                 if best is None or content_key(f, validation) > content_key(best.file, best.validation):
                     best = ReusableExport(f, candles, validation)

@@ -4,15 +4,19 @@ of the other format. In process, against the sandbox exchange."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pyarrow.parquet as pq
 import pytest
 
 from crypto_data_export.commands import backfill_cmd
 from crypto_data_export.core.intervals import HOUR_MS
+from crypto_data_export.pipeline.run_summary import SymbolOutcome
 from crypto_data_export.sandbox.fake_exchange import SandboxExchange
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import SETTING_VARIABLES, Settings, load_settings
@@ -72,3 +76,52 @@ def test_a_backfill_removes_only_the_files_its_new_file_covers(
     out = backfill("--days", "1")  # the same window (a fixed server clock): the new file holds every candle
     assert not first_days.exists() and ranged.exists() and len(export_files(folder)) == 2
     assert f"BTCUSDT: removed {first_days.name}: every candle is in " in out
+
+
+def _cycle(folder: Path, exchange: SandboxExchange, **extra: str) -> SymbolOutcome:
+    settings = _settings(folder, exchange.base_url, **{"EXPORT_SYMBOLS": "ETHUSDT", **extra})
+    cycle = ScheduledDataManager(settings).run_cycle()
+    assert cycle.export is not None and cycle.export.ok
+    [outcome] = cycle.export.outcomes.values()
+    return outcome
+
+
+def test_another_symbols_file_is_never_the_base_of_an_export(
+    tmp_path: Path, sandbox_factory: Callable[..., SandboxExchange]
+) -> None:
+    """BTCUSDT's file copied in under ETHUSDT's name: the overlap candle is not the exchange's,
+    so the window is fetched again (two requests) and the file holds ETHUSDT's candles only."""
+    exchange = sandbox_factory(now_ms=_fixed_now())
+    own, folder = tmp_path / "own", tmp_path / "exports"
+    first = _cycle(own, exchange)
+    eth, rows = Path(first.path or ""), first.rows
+    btc = Path(_cycle(tmp_path / "btc", exchange, EXPORT_SYMBOLS="BTCUSDT").path or "")
+    folder.mkdir()
+    shutil.copy(btc, folder / btc.name.replace("BTCUSDT", "ETHUSDT"))
+    exchange.reset_log()
+    outcome = _cycle(folder, exchange)
+    assert outcome.warning is not None and "was not reused, the window was fetched again" in outcome.warning
+    assert [r["limit"] for r in exchange.klines_requests("ETHUSDT")] == [1, rows]
+    assert Path(outcome.path or "").read_bytes() == eth.read_bytes()
+    assert (outcome.reused_rows, outcome.fetched_rows) == (0, rows)
+    exchange.reset_log()
+    again = _cycle(folder, exchange)  # the steady cycle: one request, the stored candle confirmed
+    assert again.warning is None and again.reused_rows == rows and len(exchange.klines_requests()) == 1
+
+
+def test_a_parquet_file_of_another_series_is_not_reused(tmp_path: Path, sandbox: SandboxExchange) -> None:
+    folder = tmp_path / "exports"
+    written = Path(_cycle(folder, sandbox, EXPORT_FORMAT="parquet").path or "")
+    host = urlsplit(sandbox.base_url).netloc
+    assert pq.read_schema(written).metadata == {
+        b"exchange_host": host.encode(),
+        b"market": b"spot",
+        b"symbol": b"ETHUSDT",
+        b"interval": b"1h",
+    }
+    table = pq.read_table(written)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"market": b"usdm"}), written)
+    sandbox.reset_log()
+    outcome = _cycle(folder, sandbox, EXPORT_FORMAT="parquet")
+    assert outcome.reused_rows == 0  # the same candles, but the file says they are another market's
+    assert pq.read_schema(Path(outcome.path or "")).metadata[b"market"] == b"spot"

@@ -16,7 +16,7 @@ from typing import Protocol, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import open_times
+from crypto_data_export.core.candles import SeriesId, open_times
 from crypto_data_export.core.intervals import is_valid_interval
 from crypto_data_export.core.rules import Breach, check_candles, gaps
 from crypto_data_export.store.validation import FileValidation
@@ -94,9 +94,16 @@ class FileFormat(ABC):
 
     @abstractmethod
     def write(
-        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+        self,
+        target: Path,
+        chunks: CandleChunks,
+        interval: str,
+        *,
+        approve: Approval | None = None,
+        series: SeriesId | None = None,
     ) -> FileValidation:
         """Write candle chunks to ``target`` atomically, only if valid; return the verdict.
+        ``series``: whose candles they are, kept in the file if the format has room for it.
 
         The bytes are judged by this format's checker, then ``approve`` (if given) sees the
         verdict; only then is the temp file fsynced and renamed. A failure removes the temp file

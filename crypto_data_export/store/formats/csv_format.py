@@ -28,6 +28,7 @@ from crypto_data_export.core.candles import (
     CANDLE_COLUMNS,
     CANDLE_SCHEMA,
     TIME_COLUMNS,
+    SeriesId,
     candle_frame,
     empty_candle_frame,
     format_utc_ms,
@@ -357,9 +358,15 @@ class CsvFormat(FileFormat):
     suffix = ".csv"
 
     def write(
-        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+        self,
+        target: Path,
+        chunks: CandleChunks,
+        interval: str,
+        *,
+        approve: Approval | None = None,
+        series: SeriesId | None = None,
     ) -> FileValidation:
-        return write_candles(target, chunks, interval, approve)
+        return write_candles(target, chunks, interval, approve)  # its name holds the series, less the host
 
     def read(self, path: Path) -> pa.Table:
         """Lenient and unvalidated, streamed in blocks (the exporter itself reads previous files

@@ -13,6 +13,7 @@ is checked before any row group is read.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tempfile
@@ -25,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
-from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, INTEGER_COLUMNS, TIME_COLUMNS
+from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, INTEGER_COLUMNS, TIME_COLUMNS, SeriesId
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.rules import column_problem
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
@@ -162,7 +163,18 @@ def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles:
     except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page past a sound footer
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return FileValidation(path, False, f"not a readable Parquet file: {first_line}"[:300]), None
-    return blocks.verdict(rows=parquet.metadata.num_rows)
+    verdict = blocks.verdict(rows=parquet.metadata.num_rows)
+    verdict[0].series = _series_of(parquet.schema_arrow.metadata or {})
+    return verdict
+
+
+_SERIES_KEYS = tuple(field.name for field in dataclasses.fields(SeriesId))
+
+
+def _series_of(metadata: dict[bytes, bytes]) -> SeriesId | None:
+    """The series a file's key/value metadata names (None: it names none, as files before them)."""
+    values = [metadata.get(key.encode()) for key in _SERIES_KEYS]
+    return None if None in values else SeriesId(*(bytes(value or b"").decode(errors="replace") for value in values))
 
 
 class ParquetStreamCheck:
@@ -196,19 +208,27 @@ class ParquetFormat(FileFormat):
     suffix = ".parquet"
 
     def write(
-        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+        self,
+        target: Path,
+        chunks: CandleChunks,
+        interval: str,
+        *,
+        approve: Approval | None = None,
+        series: SeriesId | None = None,
     ) -> FileValidation:
         """Each chunk is converted (exact decimals or ``InvalidDataError``) and written in row
         groups of ``WRITE_ROWS``; the finished temp file is then read back from disk by the
         checker that judges files in the folder, ``approve`` sees that verdict, and only then is
-        the file fsynced and renamed (``atomic_output_at``)."""
+        the file fsynced and renamed (``atomic_output_at``). ``series`` goes in the key/value metadata."""
         parts = [chunks] if isinstance(chunks, pa.Table) else chunks
+        schema = PARQUET_SCHEMA.with_metadata(dataclasses.asdict(series) if series else {})
         with atomic_output_at(target) as (handle, temp):
             assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
-            with pq.ParquetWriter(handle.buffer, PARQUET_SCHEMA, compression="zstd") as writer:
+            with pq.ParquetWriter(handle.buffer, schema, compression="zstd") as writer:
                 for chunk in parts:
                     for start in range(0, len(chunk), WRITE_ROWS):
-                        writer.write_table(_table_of(chunk.slice(start, WRITE_ROWS)), row_group_size=WRITE_ROWS)
+                        table = _table_of(chunk.slice(start, WRITE_ROWS)).replace_schema_metadata(schema.metadata)
+                        writer.write_table(table, row_group_size=WRITE_ROWS)
             handle.buffer.flush()
             with open(temp, "rb") as written:
                 verdict = judge_parquet(written, interval, target)[0]
