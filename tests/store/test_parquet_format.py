@@ -196,6 +196,21 @@ def test_oversized_row_groups_are_refused_before_reading(tmp_path, monkeypatch):
     assert not verdict.valid and "row group 1 holds 24 rows" in (verdict.reason or "")
 
 
+def test_one_large_row_group_is_judged_and_drawn_batch_by_batch(tmp_path, monkeypatch):
+    """A valid file may hold one group of MAX_GROUP_ROWS rows: it is read in batches of at most
+    READ_BATCH_ROWS (bounded memory whatever the groups), for the verdict and for a sparkline."""
+    monkeypatch.setattr(parquet_format, "READ_BATCH_ROWS", 5)
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    pq.write_table(parquet_format._table_of(frame), target, row_group_size=len(frame))
+    seen: list[int] = []
+    real_add = parquet_format.CandleBlocks.add
+    monkeypatch.setattr(parquet_format.CandleBlocks, "add", lambda self, c: seen.append(len(c)) or real_add(self, c))
+    verdict = validate_file(target, "1h")
+    assert verdict.valid and verdict.rows == len(frame) and sum(seen) == len(frame) and max(seen) == 5
+    assert PARQUET.read_closes(target) == [float(v) for v in frame.column("close").to_pylist()]
+
+
 # --- end to end: the real manager against the sandbox ----------------------------------------
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT")

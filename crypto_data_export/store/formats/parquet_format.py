@@ -6,9 +6,9 @@ the exchange sends (spot) exactly 8 decimals, and a quote volume such as
 silently change it; decimal128 keeps it exactly and pandas, polars and DuckDB read it. A value
 with more than 8 decimals is refused (``InvalidDataError``), never rounded.
 
-Each row group is read back as the candle table and judged by the one rule book. Memory stays
-bounded: fed bytes are spooled to a temporary file, and the metadata (rows, row-group sizes)
-is checked before any row group is read.
+Each batch of rows is read back as the candle table and judged by the one rule book. Memory stays
+bounded: fed bytes are spooled to a temporary file, the metadata (rows, row-group sizes) is
+checked before any row is read, and rows are read in batches, whatever the row groups hold.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ PARQUET_SCHEMA = pa.schema(
         for column in CANDLE_COLUMNS
     ]
 )
-# Rows per row group when writing: a reader (and our checker) holds one group at a time.
+# Rows per row group when writing; rows per batch when judging (memory bounded whatever the groups).
 WRITE_ROWS = 100_000
+READ_BATCH_ROWS = 65_536
 # Limits for files we judge or read: far beyond ours (a year of 1m candles is 525 600
 # rows, ~30 MB), small enough that a forged footer cannot make us allocate gigabytes.
 MAX_FILE_BYTES = 1 << 30
@@ -151,13 +152,15 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
 
 def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
     """The verdict on a Parquet file (never raises on bad content): the footer and schema
-    first, then every row group, in order, by the rule book (one group held at a time)."""
+    first, then every batch of rows, in order, by the rule book (one batch held at a time)."""
     blocks = CandleBlocks(interval, path, want_candles=want_candles)
     try:
         parquet = _open(source)
-        for index in range(parquet.metadata.num_row_groups):
-            if blocks.breach is None:
-                blocks.add(table_to_candles(parquet.read_row_group(index)))
+        # By batches, not row groups: a valid file may hold one group of MAX_GROUP_ROWS rows.
+        for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False):
+            if blocks.breach is not None:
+                break
+            blocks.add(table_to_candles(pa.Table.from_batches([batch])))
     except _Unreadable as problem:
         return FileValidation(path, False, str(problem)), None
     except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page past a sound footer
@@ -253,6 +256,13 @@ class ParquetFormat(FileFormat):
                 return table_to_candles(_open(source).read())
             except _Unreadable as problem:
                 raise InvalidDataError(f"{path}: {problem}") from problem
+
+    def read_closes(self, path: Path) -> list[float]:
+        """The close column alone, batch by batch (a sparkline never holds the whole table)."""
+        with open(path, "rb") as source:
+            batches = _open(source).iter_batches(READ_BATCH_ROWS, columns=["close"], use_threads=False)
+            texts = (pc.cast(batch.column(0), pa.string()).to_pylist() for batch in batches)  # exact, then float
+            return [float(v) for text in texts for v in text if v is not None]
 
     def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
         return ParquetStreamCheck(interval, path, want_candles=want_candles)
