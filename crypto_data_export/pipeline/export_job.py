@@ -28,6 +28,7 @@ from crypto_data_export.core.errors import (
     StorageError,
     UnknownSymbolError,
 )
+from crypto_data_export.core.intervals import DAY_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
@@ -198,7 +199,10 @@ class ExportJob:
     ) -> SymbolOutcome:
         files, exporter = self.files.for_interval(interval), self.exporters[interval]
         name = self.series_key(symbol, interval)
-        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
+        # Of the stored candles, only the window's are held (a file may hold years).
+        days = self.settings.lookback_days if lookback is None else lookback
+        keep_from = self.window[0] if self.window else None if server_ms is None else server_ms - int(days * DAY_MS)
+        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger, keep_from_ms=keep_from)
         export = exporter.plan(
             symbol,
             previous.candles if previous else None,

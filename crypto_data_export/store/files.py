@@ -298,9 +298,15 @@ class FileManager:
         return [folder.validations[f.path] for f in folder.files]
 
     def newest_valid_export(
-        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None
+        self,
+        symbol: str,
+        *,
+        quarantine: bool = True,
+        record: CleanupResult | None = None,
+        keep_from_ms: int | None = None,
     ) -> ReusableExport | None:
-        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame.
+        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame (of the
+        candles opening from ``keep_from_ms``, if given: bounded memory whatever the file holds).
 
         Every file of the series is judged (the newest content can hide behind any name);
         invalid ones are quarantined (added to ``record``) or skipped. At most two frames
@@ -315,7 +321,8 @@ class FileManager:
             if should_stop():
                 raise ScanStopped(f"stop requested before every file of {symbol} was checked")
             try:
-                checked = check_regular_file(f.path, self.interval, want_candles=True, stop=should_stop)
+                wanted = self.interval, True, keep_from_ms
+                checked = check_regular_file(f.path, *wanted, stop=should_stop)
             except FileNotFoundError:
                 continue
             except OSError as exc:

@@ -79,9 +79,10 @@ class FileCheck:
 def check_regular_file(
     path: Path,
     interval: str,
+    want_candles: bool = False,
+    keep_from_ms: int | None = None,
     *,
     want_hash: bool = False,
-    want_candles: bool = False,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
     """Validate (and hash) one file in one read, streamed through the checker of the format
@@ -89,7 +90,7 @@ def check_regular_file(
     file_format = format_for_name(Path(path).name)
     if file_format is None:
         raise OSError(f"{Path(path).name} is not an export file of a known format")
-    stream = file_format.stream_checker(interval, path, want_candles=want_candles)
+    stream = file_format.stream_checker(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
     digest = hashlib.sha256() if want_hash else None
     size = 0
     fd, _ = open_regular(path)

@@ -196,9 +196,9 @@ def test_oversized_row_groups_are_refused_before_reading(tmp_path, monkeypatch):
     assert not verdict.valid and "row group 1 holds 24 rows" in (verdict.reason or "")
 
 
-def test_one_large_row_group_is_judged_and_drawn_batch_by_batch(tmp_path, monkeypatch):
+def test_one_large_row_group_is_judged_drawn_and_reused_batch_by_batch(tmp_path, monkeypatch):
     """A valid file may hold one group of MAX_GROUP_ROWS rows: it is read in batches of at most
-    READ_BATCH_ROWS (bounded memory whatever the groups), for the verdict and for a sparkline."""
+    READ_BATCH_ROWS (bounded memory whatever the groups), for the verdict, a sparkline and reuse."""
     monkeypatch.setattr(parquet_format, "READ_BATCH_ROWS", 5)
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
@@ -209,6 +209,10 @@ def test_one_large_row_group_is_judged_and_drawn_batch_by_batch(tmp_path, monkey
     verdict = validate_file(target, "1h")
     assert verdict.valid and verdict.rows == len(frame) and sum(seen) == len(frame) and max(seen) == 5
     assert PARQUET.read_closes(target) == [float(v) for v in frame.column("close").to_pylist()]
+    # What an export reuses: only the candles of its look-back, never the whole file.
+    opens = frame.column("open_time").to_pylist()
+    kept = scan.check_regular_file(target, "1h", True, keep_from_ms=opens[12]).candles
+    assert kept is not None and kept.column("open_time").to_pylist() == opens[12:]
 
 
 # --- end to end: the real manager against the sandbox ----------------------------------------

@@ -16,7 +16,7 @@ from typing import Protocol, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import SeriesId, open_times
+from crypto_data_export.core.candles import SeriesId, empty_candle_frame, open_times, within
 from crypto_data_export.core.intervals import is_valid_interval
 from crypto_data_export.core.rules import Breach, check_candles, gaps
 from crypto_data_export.store.validation import FileValidation
@@ -43,8 +43,10 @@ class CandleBlocks:
     """The rule book over one file's candles, block after block (CSV blocks, Parquet row groups):
     rows, first and last open time, gaps, the first breach, and the candles when asked."""
 
-    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
-        self.interval, self.path = interval, path
+    def __init__(
+        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
+    ) -> None:
+        self.interval, self.path, self.keep_from_ms = interval, path, keep_from_ms
         self.rows = 0
         self.first_open: int | None = None
         self.last_open: int | None = None
@@ -68,8 +70,9 @@ class CandleBlocks:
         self.gaps += gaps(opens, self.interval, self.last_open)
         self.first_open = int(opens[0]) if self.first_open is None else self.first_open
         self.last_open = int(opens[-1])
-        if self.kept is not None:
-            self.kept.append(candles)
+        if self.kept is not None and (self.keep_from_ms is None or self.last_open >= self.keep_from_ms):
+            # Only the candles opening from keep_from_ms (a look-back): never the whole of a huge file.
+            self.kept.append(candles if self.keep_from_ms is None else within(candles, self.keep_from_ms, 2**63 - 1))
 
     def verdict(self, rows: int | None = None) -> Verdict:
         """The verdict on every block added (``rows``: the file's row count when a breach stopped the reading)."""
@@ -83,7 +86,7 @@ class CandleBlocks:
             return FileValidation(path, False, "no candles (header only)"), None
         missing = sum(g[2] for g in self.gaps)
         valid = FileValidation(path, True, None, self.rows, self.first_open, self.last_open, self.gaps, missing)
-        return valid, None if self.kept is None else pa.concat_tables(self.kept)
+        return valid, None if self.kept is None else pa.concat_tables(self.kept or [empty_candle_frame()])
 
 
 class FileFormat(ABC):
@@ -119,5 +122,8 @@ class FileFormat(ABC):
         return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
     @abstractmethod
-    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> StreamChecker:
-        """The checker of this format's files, fed piece by piece as they are read or written."""
+    def stream_checker(
+        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
+    ) -> StreamChecker:
+        """The checker of this format's files, fed piece by piece as they are read or written
+        (``keep_from_ms``: of the candles, keep those opening from then on)."""

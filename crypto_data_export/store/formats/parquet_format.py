@@ -150,10 +150,12 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
     return parquet
 
 
-def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
+def judge_parquet(
+    source: IO[bytes], interval: str, path: Path, want_candles: bool = False, keep_from_ms: int | None = None
+) -> Verdict:
     """The verdict on a Parquet file (never raises on bad content): the footer and schema
     first, then every batch of rows, in order, by the rule book (one batch held at a time)."""
-    blocks = CandleBlocks(interval, path, want_candles=want_candles)
+    blocks = CandleBlocks(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
     try:
         parquet = _open(source)
         # By batches, not row groups: a valid file may hold one group of MAX_GROUP_ROWS rows.
@@ -185,8 +187,10 @@ class ParquetStreamCheck:
     pieces are spooled (memory up to ``SPOOL_MEMORY_BYTES``, then a temporary file)
     and judged at ``finish``; past ``MAX_FILE_BYTES`` nothing more is kept."""
 
-    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
-        self.interval, self.path, self.want_candles = interval, Path(path), want_candles
+    def __init__(
+        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
+    ) -> None:
+        self.interval, self.path, self.wanted = interval, Path(path), (want_candles, keep_from_ms)
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
         self._size = 0
 
@@ -201,7 +205,7 @@ class ParquetStreamCheck:
                 reason = f"{self._size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold"
                 return FileValidation(self.path, False, reason), None
             self._spool.seek(0)
-            return judge_parquet(self._spool, self.interval, self.path, want_candles=self.want_candles)
+            return judge_parquet(self._spool, self.interval, self.path, *self.wanted)
         finally:
             self._spool.close()
 
@@ -264,5 +268,7 @@ class ParquetFormat(FileFormat):
             texts = (pc.cast(batch.column(0), pa.string()).to_pylist() for batch in batches)  # exact, then float
             return [float(v) for text in texts for v in text if v is not None]
 
-    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
-        return ParquetStreamCheck(interval, path, want_candles=want_candles)
+    def stream_checker(
+        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
+    ) -> ParquetStreamCheck:
+        return ParquetStreamCheck(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
