@@ -2,14 +2,12 @@
 
 Only candles closed by the *exchange's* clock are kept (a skewed local clock cannot let an
 unfinished candle into a file), and only what is missing after the previous file's candles
-is asked for, from its newest candle on: the same request, one candle more. The previous
-file is reused only if that candle is the exchange's own; otherwise (another symbol's file
-under this name, another market's, an edited file) the window is fetched again and why is
-kept in ``SymbolExport.mismatch``. Pages are trusted within bounds, never repaired: at most the rows asked for,
-the rule book inside the window asked for, and no candle further ahead of *this machine's*
-clock than ``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles).
-Pagination is bounded by the window (expected pages plus slack); a stop request (SIGTERM)
-ends it between pages.
+is asked for, from its newest candle on (one candle more): the file is reused only if that
+candle is the exchange's (else ``SymbolExport.mismatch`` says why, and the window is fetched
+again). Pages are trusted within bounds, never repaired: at most the rows asked for, the rule
+book inside the window asked for, and no candle further ahead of *this machine's* clock than
+``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles). Pagination
+is bounded by the window (expected pages plus slack); a stop request (SIGTERM) ends it between pages.
 """
 
 from __future__ import annotations
@@ -196,7 +194,7 @@ class HistoricalDataExporter:
             export.mismatch = _mismatch(export.frame, overlap)
             if export.mismatch is None:
                 yield export.frame
-                pages: Iterable[pa.Table] = itertools.chain([overlap.slice(1)], tail)
+                pages: Iterable[pa.Table] = itertools.chain([overlap.slice(1)] if len(overlap) > 1 else [], tail)
             else:  # not reused: the window (after a head just fetched) comes from the exchange
                 export.reused_rows, refetch_from = 0, first_open_ms(export.frame)
                 if export.head_until_ms is None:
@@ -206,8 +204,6 @@ class HistoricalDataExporter:
         else:
             pages = fetch(export.requested_from_ms, until)
         for page in pages:
-            if not len(page):
-                continue
             if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
                 export.empty_from_ms, export.data_from_ms = export.window_start_ms, first_open_ms(page)
             export.fetched_rows += len(page)
@@ -304,17 +300,14 @@ class HistoricalDataExporter:
 
 
 def _mismatch(stored: pa.Table, fetched: pa.Table) -> str | None:
-    """Why the newest stored candle is not the first fetched one (None: the same candle, its
-    decimals compared by value: a Parquet file keeps 8 decimals, a futures answer fewer)."""
+    """Why the newest stored candle is not the first fetched one (None: it is; decimals by value,
+    as a Parquet file keeps 8 decimals and a futures answer fewer)."""
     mine = stored.slice(len(stored) - 1).to_pylist()[0]
-    opened = ms_to_iso(mine["open_time"])
-    if not len(fetched) or first_open_ms(fetched) != mine["open_time"]:
-        return f"the exchange has no candle opening at {opened}, the newest one stored"
-    theirs = fetched.slice(0, 1).to_pylist()[0]
+    theirs = fetched.slice(0, 1).to_pylist()[0] if len(fetched) else {"open_time": None}
     for column, value in mine.items():
         other = theirs[column]
-        if not (Decimal(value) == Decimal(other) if isinstance(value, str) else value == other):
-            return f"the stored candle opening at {opened} has {column} {value}, the exchange's {other}"
+        if value != other and not (isinstance(value, str) and Decimal(value) == Decimal(str(other))):
+            return f"the newest stored candle, {ms_to_iso(mine['open_time'])}, has {column} {value}, exchange {other}"
     return None
 
 

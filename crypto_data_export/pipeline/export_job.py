@@ -199,10 +199,9 @@ class ExportJob:
     ) -> SymbolOutcome:
         files, exporter = self.files.for_interval(interval), self.exporters[interval]
         name = self.series_key(symbol, interval)
-        # Of the stored candles, only the window's are held (a file may hold years).
-        days = self.settings.lookback_days if lookback is None else lookback
-        keep_from = self.window[0] if self.window else None if server_ms is None else server_ms - int(days * DAY_MS)
-        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger, keep_from_ms=keep_from)
+        days = self.settings.lookback_days if lookback is None else lookback  # only the window's candles are held
+        keep_from = self.window[0] if self.window else 0 if server_ms is None else server_ms - int(days * DAY_MS)
+        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger, candles_from=keep_from)
         export = exporter.plan(
             symbol,
             previous.candles if previous else None,

@@ -134,7 +134,7 @@ class FileManager:
         # The series this manager writes and reuses is (market, symbol, interval); cleanup
         # covers the folder, and every configured interval (``intervals``) counts as configured.
         self.interval = interval
-        self.market, self.host = market, host  # host: the exchange's, kept in files that have room for it
+        self.market, self.host = market, host  # the exchange's host, kept in Parquet files
         self.intervals: tuple[str, ...] = tuple(dict.fromkeys((*intervals, interval))) if intervals else (interval,)
         self.symbols: tuple[str, ...] = tuple(symbols)
         self.max_files_per_symbol = int(max_files_per_symbol)
@@ -251,7 +251,8 @@ class FileManager:
             require_forward(verdict.last_open_ms, replacing)
 
         try:
-            verdict = self.file_format.write(path, chunks, self.interval, approve=approve, series=self.series(symbol))
+            series = SeriesId(self.host, self.market, symbol, self.interval)
+            verdict = self.file_format.write(path, chunks, self.interval, approve=approve, series=series)
         except OlderDataError:
             raise
         except InvalidDataError as exc:
@@ -260,9 +261,6 @@ class FileManager:
         self.list_ours(path.name)
         logger.debug("wrote %s (%d rows)", path.name, verdict.rows)  # the export job logs the full line
         return path, verdict
-
-    def series(self, symbol: str) -> SeriesId:
-        return SeriesId(self.host, self.market, symbol, self.interval)
 
     def scan(
         self,
@@ -298,15 +296,10 @@ class FileManager:
         return [folder.validations[f.path] for f in folder.files]
 
     def newest_valid_export(
-        self,
-        symbol: str,
-        *,
-        quarantine: bool = True,
-        record: CleanupResult | None = None,
-        keep_from_ms: int | None = None,
+        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
     ) -> ReusableExport | None:
-        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame (of the
-        candles opening from ``keep_from_ms``, if given: bounded memory whatever the file holds).
+        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame of its
+        candles opening from ``candles_from`` (a window's: bounded memory whatever the file holds).
 
         Every file of the series is judged (the newest content can hide behind any name);
         invalid ones are quarantined (added to ``record``) or skipped. At most two frames
@@ -321,15 +314,14 @@ class FileManager:
             if should_stop():
                 raise ScanStopped(f"stop requested before every file of {symbol} was checked")
             try:
-                wanted = self.interval, True, keep_from_ms
-                checked = check_regular_file(f.path, *wanted, stop=should_stop)
+                checked = check_regular_file(f.path, self.interval, candles_from=candles_from, stop=should_stop)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
             validation, candles = checked.validation, checked.candles
-            if validation.series not in (None, self.series(symbol)):  # a file of another series: never a base
+            if validation.series not in (None, SeriesId(self.host, self.market, symbol, self.interval)):  # another's
                 logger.warning("%s holds the candles of %s; not reused", f.name, validation.series)
                 continue
             if validation.valid and candles is not None:

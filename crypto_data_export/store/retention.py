@@ -92,18 +92,14 @@ def duplicate_removals(groups: Iterable[Sequence[ExportFile]], protected: set[Pa
 
 
 def covered_removals(folder: FolderScan, valid: Sequence[ExportFile], cover: Path) -> dict[Path, str]:
-    """The files of ``cover``'s series and format whose every candle ``cover`` holds: their
-    span lies inside its span and meets none of its gaps."""
-    new = next(f for f in valid if f.path == cover)
-    held = folder.validations[cover]
-    assert held.first_open_ms is not None and held.last_open_ms is not None, "a valid file has candles"
+    """The files of ``cover``'s series and format whose every candle ``cover`` holds: inside its span, off its gaps."""
+    new, held = next(f for f in valid if f.path == cover), folder.validations[cover]
     removals: dict[Path, str] = {}
     for f in _by_series(valid)[(*new.series, cover.suffix)]:
-        old = folder.validations[f.path]
-        first, last = old.first_open_ms, old.last_open_ms
-        if f.path == cover or first is None or last is None or first < held.first_open_ms or last > held.last_open_ms:
-            continue
-        if not any(gap_first <= last and gap_last >= first for gap_first, gap_last, _ in held.gaps):
+        old = folder.validations[f.path]  # valid: its span is set, as the new file's
+        first, last = old.first_open_ms or 0, old.last_open_ms or 0
+        inside = (held.first_open_ms or 0) <= first and last <= (held.last_open_ms or 0) and f.path != cover
+        if inside and not any(gap_first <= last and gap_last >= first for gap_first, gap_last, _ in held.gaps):
             removals[f.path] = f"every candle is in {cover.name}"
     return removals
 

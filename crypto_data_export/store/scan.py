@@ -79,10 +79,9 @@ class FileCheck:
 def check_regular_file(
     path: Path,
     interval: str,
-    want_candles: bool = False,
-    keep_from_ms: int | None = None,
     *,
     want_hash: bool = False,
+    candles_from: int | None = None,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
     """Validate (and hash) one file in one read, streamed through the checker of the format
@@ -90,7 +89,7 @@ def check_regular_file(
     file_format = format_for_name(Path(path).name)
     if file_format is None:
         raise OSError(f"{Path(path).name} is not an export file of a known format")
-    stream = file_format.stream_checker(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
+    stream = file_format.stream_checker(interval, path, candles_from=candles_from)
     digest = hashlib.sha256() if want_hash else None
     size = 0
     fd, _ = open_regular(path)

@@ -211,7 +211,7 @@ def test_one_large_row_group_is_judged_drawn_and_reused_batch_by_batch(tmp_path,
     assert PARQUET.read_closes(target) == [float(v) for v in frame.column("close").to_pylist()]
     # What an export reuses: only the candles of its look-back, never the whole file.
     opens = frame.column("open_time").to_pylist()
-    kept = scan.check_regular_file(target, "1h", True, keep_from_ms=opens[12]).candles
+    kept = scan.check_regular_file(target, "1h", candles_from=opens[12]).candles
     assert kept is not None and kept.column("open_time").to_pylist() == opens[12:]
 
 
@@ -454,7 +454,7 @@ def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypat
     path.write_bytes(_good())
     whole = validate_file(path, "1h")
     monkeypatch.setattr(parquet_format, "SPOOL_MEMORY_BYTES", 1000)  # spilled to a temporary file too
-    checked = scan.check_regular_file(path, "1h", want_candles=True)
+    checked = scan.check_regular_file(path, "1h", candles_from=0)
     assert checked.validation == whole and whole.valid and whole.rows == 24
     assert checked.candles is not None
     assert _as_text(checked.candles) == _as_text(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))

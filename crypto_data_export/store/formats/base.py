@@ -41,19 +41,17 @@ class StreamChecker(Protocol):
 
 class CandleBlocks:
     """The rule book over one file's candles, block after block (CSV blocks, Parquet row groups):
-    rows, first and last open time, gaps, the first breach, and the candles when asked."""
+    rows, first and last open time, gaps, the first breach, and the candles from ``candles_from`` if given."""
 
-    def __init__(
-        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
-    ) -> None:
-        self.interval, self.path, self.keep_from_ms = interval, path, keep_from_ms
+    def __init__(self, interval: str, path: Path, *, candles_from: int | None = None) -> None:
+        self.interval, self.path, self.candles_from = interval, path, candles_from
         self.rows = 0
         self.first_open: int | None = None
         self.last_open: int | None = None
         self.gaps: list[tuple[int, int, int]] = []
         self.breach: Breach | None = None
         self.breach_open_ms: int | None = None  # the candle that broke a rule (for a writer's message)
-        self.kept: list[pa.Table] | None = [] if want_candles else None
+        self.kept: list[pa.Table] | None = None if candles_from is None else []
 
     def add(self, candles: pa.Table) -> None:
         """Judge the next block (nothing more once a rule is broken or the interval is unknown)."""
@@ -70,9 +68,8 @@ class CandleBlocks:
         self.gaps += gaps(opens, self.interval, self.last_open)
         self.first_open = int(opens[0]) if self.first_open is None else self.first_open
         self.last_open = int(opens[-1])
-        if self.kept is not None and (self.keep_from_ms is None or self.last_open >= self.keep_from_ms):
-            # Only the candles opening from keep_from_ms (a look-back): never the whole of a huge file.
-            self.kept.append(candles if self.keep_from_ms is None else within(candles, self.keep_from_ms, 2**63 - 1))
+        if self.kept is not None and self.last_open >= (self.candles_from or 0):
+            self.kept.append(within(candles, self.candles_from or 0, self.last_open + 1))  # never a whole huge file
 
     def verdict(self, rows: int | None = None) -> Verdict:
         """The verdict on every block added (``rows``: the file's row count when a breach stopped the reading)."""
@@ -122,8 +119,6 @@ class FileFormat(ABC):
         return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
     @abstractmethod
-    def stream_checker(
-        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
-    ) -> StreamChecker:
-        """The checker of this format's files, fed piece by piece as they are read or written
-        (``keep_from_ms``: of the candles, keep those opening from then on)."""
+    def stream_checker(self, interval: str, path: Path, *, candles_from: int | None = None) -> StreamChecker:
+        """The checker of this format's files, fed piece by piece as they are read or written; if the
+        file is valid, the verdict holds its candles opening from ``candles_from`` (0: all)."""

@@ -253,13 +253,7 @@ class CsvCheck:
     at a time): the verdict and, if asked and valid, its candles."""
 
     def __init__(
-        self,
-        interval: str,
-        path: Path | str,
-        *,
-        want_candles: bool = False,
-        block_bytes: int | None = None,
-        keep_from_ms: int | None = None,
+        self, interval: str, path: Path | str, *, candles_from: int | None = None, block_bytes: int | None = None
     ) -> None:
         self.interval, self.path, self.block_bytes = interval, Path(path), block_bytes or BLOCK_BYTES
         self._head: bytearray | None = bytearray()  # until the header line is whole
@@ -271,7 +265,7 @@ class CsvCheck:
         self._offset = 0
         self._problem: str | None = None  # a whole-file problem (header, long line)
         self._lines_after, self._open_line = 0, False  # lines not parsed once a verdict is set
-        self.blocks = CandleBlocks(interval, self.path, want_candles=want_candles, keep_from_ms=keep_from_ms)
+        self.blocks = CandleBlocks(interval, self.path, candles_from=candles_from)
 
     def _decided(self) -> bool:
         return self._problem is not None or self.blocks.breach is not None or self._nul or self._utf8_error is not None
@@ -396,7 +390,5 @@ class CsvFormat(FileFormat):
             closes = pacsv.read_csv(path, convert_options=options).column("close").drop_null().to_pylist()
         return [value for value in closes if value == value]
 
-    def stream_checker(
-        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
-    ) -> CsvCheck:
-        return CsvCheck(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
+    def stream_checker(self, interval: str, path: Path, *, candles_from: int | None = None) -> CsvCheck:
+        return CsvCheck(interval, path, candles_from=candles_from)

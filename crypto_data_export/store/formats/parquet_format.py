@@ -150,12 +150,10 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
     return parquet
 
 
-def judge_parquet(
-    source: IO[bytes], interval: str, path: Path, want_candles: bool = False, keep_from_ms: int | None = None
-) -> Verdict:
+def judge_parquet(source: IO[bytes], interval: str, path: Path, *, candles_from: int | None = None) -> Verdict:
     """The verdict on a Parquet file (never raises on bad content): the footer and schema
     first, then every batch of rows, in order, by the rule book (one batch held at a time)."""
-    blocks = CandleBlocks(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
+    blocks = CandleBlocks(interval, path, candles_from=candles_from)
     try:
         parquet = _open(source)
         # By batches, not row groups: a valid file may hold one group of MAX_GROUP_ROWS rows.
@@ -173,13 +171,10 @@ def judge_parquet(
     return verdict
 
 
-_SERIES_KEYS = tuple(field.name for field in dataclasses.fields(SeriesId))
-
-
 def _series_of(metadata: dict[bytes, bytes]) -> SeriesId | None:
-    """The series a file's key/value metadata names (None: it names none, as files before them)."""
-    values = [metadata.get(key.encode()) for key in _SERIES_KEYS]
-    return None if None in values else SeriesId(*(bytes(value or b"").decode(errors="replace") for value in values))
+    """The series a file's key/value metadata names (None: it names none, as files written before it did)."""
+    values = [metadata.get(field.name.encode(), b"").decode(errors="replace") for field in dataclasses.fields(SeriesId)]
+    return SeriesId(*values) if all(values) else None
 
 
 class ParquetStreamCheck:
@@ -187,10 +182,8 @@ class ParquetStreamCheck:
     pieces are spooled (memory up to ``SPOOL_MEMORY_BYTES``, then a temporary file)
     and judged at ``finish``; past ``MAX_FILE_BYTES`` nothing more is kept."""
 
-    def __init__(
-        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
-    ) -> None:
-        self.interval, self.path, self.wanted = interval, Path(path), (want_candles, keep_from_ms)
+    def __init__(self, interval: str, path: Path, *, candles_from: int | None = None) -> None:
+        self.interval, self.path, self.candles_from = interval, Path(path), candles_from
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
         self._size = 0
 
@@ -205,7 +198,7 @@ class ParquetStreamCheck:
                 reason = f"{self._size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold"
                 return FileValidation(self.path, False, reason), None
             self._spool.seek(0)
-            return judge_parquet(self._spool, self.interval, self.path, *self.wanted)
+            return judge_parquet(self._spool, self.interval, self.path, candles_from=self.candles_from)
         finally:
             self._spool.close()
 
@@ -234,8 +227,7 @@ class ParquetFormat(FileFormat):
             with pq.ParquetWriter(handle.buffer, schema, compression="zstd") as writer:
                 for chunk in parts:
                     for start in range(0, len(chunk), WRITE_ROWS):
-                        table = _table_of(chunk.slice(start, WRITE_ROWS)).replace_schema_metadata(schema.metadata)
-                        writer.write_table(table, row_group_size=WRITE_ROWS)
+                        writer.write_table(_table_of(chunk.slice(start, WRITE_ROWS)), row_group_size=WRITE_ROWS)
             handle.buffer.flush()
             with open(temp, "rb") as written:
                 verdict = judge_parquet(written, interval, target)[0]
@@ -268,7 +260,5 @@ class ParquetFormat(FileFormat):
             texts = (pc.cast(batch.column(0), pa.string()).to_pylist() for batch in batches)  # exact, then float
             return [float(v) for text in texts for v in text if v is not None]
 
-    def stream_checker(
-        self, interval: str, path: Path, *, want_candles: bool = False, keep_from_ms: int | None = None
-    ) -> ParquetStreamCheck:
-        return ParquetStreamCheck(interval, path, want_candles=want_candles, keep_from_ms=keep_from_ms)
+    def stream_checker(self, interval: str, path: Path, *, candles_from: int | None = None) -> ParquetStreamCheck:
+        return ParquetStreamCheck(interval, path, candles_from=candles_from)
