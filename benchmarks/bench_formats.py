@@ -7,7 +7,7 @@ Both folders hold the same candles: ``--symbols`` x ``--days`` of 1m candles
 written through the store layer (``CSV.write`` / ``PARQUET.write``: the
 exact files the exporter writes, validated before they are published). Each
 folder is then read whole, into one table, by pandas, polars and DuckDB with
-the one-liners the README shows; the best of ``--repeat`` runs is reported
+the one-liners docs/data-products.md shows; the best of ``--repeat`` runs is reported
 (warm page cache, so this measures parsing, not the disk).
 """
 
@@ -53,7 +53,7 @@ def write_folders(symbols: list[str], days: int, root: Path) -> dict[str, dict[s
     return written
 
 
-# The README's one-liners (``folder`` is the export folder); each returns one table of every file.
+# The one-liners of docs/data-products.md (``folder`` is the export folder); each returns one table of every file.
 def pandas_csv(folder: Path) -> Any:
     import pandas as pd
 

@@ -20,7 +20,7 @@ answers 429 beyond its limit.
   weight plus exchangeInfo 20 and time 1). The theoretical minimum: send
   the first 1200 weight at once, the rest once the first sends are a window
   old, i.e. window + latency. ``--quick`` scales the window (and the published
-  interval) down to 6 s; the README figure is the real 60 s one.
+  interval) down to 6 s; the figure in docs/performance.md is the real 60 s one.
 """
 
 from __future__ import annotations

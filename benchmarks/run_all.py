@@ -5,7 +5,7 @@
 Each benchmark runs as its own process (fresh interpreter, fresh sandbox
 exchange) and writes ``benchmarks/results/<name>.json``; the combined table is
 built from those files and also written to ``benchmarks/results/summary.md``,
-ready to paste into the README's "Performance" section.
+ready to paste into docs/performance.md ("The figures").
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ def test_backfill_cli_refuses_a_hostile_symbol(sandbox, tmp_path: Path) -> None:
 def test_a_reader_that_goes_away_ends_the_output_quietly(script: str, args: list[str], tmp_path: Path) -> None:
     """``--status | head -1``: the reader closes the pipe; no BrokenPipeError traceback."""
     env = cli_env("http://127.0.0.1:9", tmp_path / "exports")
+    (tmp_path / "exports").mkdir()  # file_manager.py refuses a missing folder
     proc = start_cli(script, *args, env=env, cwd=tmp_path)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # before the script has written anything: every write meets a closed pipe

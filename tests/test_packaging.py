@@ -1,8 +1,10 @@
 """pyproject.toml and the requirements files of the README's two commands name the same
-dependencies, and nothing built is tracked."""
+dependencies, nothing built is tracked, tests read their data inside the repository, and the
+links of the README and docs/ lead somewhere."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +115,35 @@ def test_pip_install_gives_console_commands_that_export_from_another_folder(
     probe = "import crypto_data_export, sys; print(crypto_data_export.__file__)"
     where = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(installed)), where.stdout
+
+
+def test_tests_read_their_data_inside_the_repository() -> None:
+    """A test that reads data beside the checkout (``REPO.parent``) or by one machine's absolute
+    path skips everywhere else; what a test reads is in tests/data/."""
+    this = Path(__file__).name
+    for path in (REPO / "tests").rglob("*"):
+        if path.suffix not in (".py", ".md") or path.name == this:
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "REPO.parent" not in text and "/work/" not in text, path.relative_to(REPO)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_link_of_the_readme_and_docs_leads_somewhere() -> None:
+    """The README points into docs/ and the pages point at each other: a moved section must not
+    leave a link to nothing."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor:
+                assert anchor in _anchors(linked), f"{page.name}: {target}"

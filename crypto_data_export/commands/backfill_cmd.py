@@ -56,8 +56,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--source auto (default): whole past months and days from the bulk archive (BINANCE_ARCHIVE_URL,\n"
         "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
         "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
-        "exit codes: 0 ok, 1 a symbol failed (or SIGTERM), 2 bad input, 75 a run holds the folder's lock,\n"
-        "130 Ctrl-C (what was finished is written; the same command resumes).",
+        "exit codes: 0 ok, 1 a symbol failed, 2 bad input, 75 a run holds the folder's lock,\n"
+        "130 stopped by Ctrl-C or SIGTERM (what was finished is written; the same command resumes).",
     )
     parser.add_argument("--symbols", help="comma list of symbols (default: the configured list)")
     parser.add_argument("--days", help="look-back in days (default: EXPORT_LOOKBACK_DAYS)")
@@ -120,14 +120,8 @@ def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | N
 
 def _backfill(settings: Settings, source: str, window: BackfillRange | None = None) -> int:
     stop_event = threading.Event()
-    received: list[int] = []
-
-    def request_stop(signum: int, _frame: object) -> None:
-        received.append(signum)
-        stop_event.set()
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, request_stop)
+        signal.signal(sig, lambda _signum, _frame: stop_event.set())
     length = fixed_length_ms(settings.kline_interval)  # None for months: the bar's total is unknown
     span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
     expected = None if length is None else len(settings.symbols) * int(span_ms // length)
@@ -146,7 +140,7 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
     _print_outcomes(result)
     if stop_event.is_set():
         print("stopped on request; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED if received[:1] == [signal.SIGINT] else EXIT_FAILED
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.report.ok else EXIT_FAILED
 
 
@@ -155,8 +149,9 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
         cleanup = outcome.cleanup or CleanupResult()
         for path, reason in cleanup.reasons.items():  # whatever the backfill removed or quarantined
             print(f"{outcome.symbol}: {'removed' if path in cleanup.removed else 'quarantined'} {path.name}: {reason}")
-        if not outcome.ok:
-            print(f"{outcome.symbol}: FAILED: {outcome.error}", file=sys.stderr)
+        if not outcome.ok:  # a stop that was asked for is no failure
+            failed = "" if outcome.error_kind == "stopped" else "FAILED: "
+            print(f"{outcome.symbol}: {failed}{outcome.error}", file=sys.stderr)
             continue
         line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
         tally = result.tallies.get(outcome.symbol)

@@ -16,6 +16,7 @@ from typing import NoReturn
 from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, print_cleanup, print_duplicates
+from crypto_data_export.report.status_report import export_folder_problem
 from crypto_data_export.settings.settings import SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.run_lock import RunLock
@@ -45,8 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _run(files: FileManager, args: argparse.Namespace) -> int:
-    if args.command == "validate":
-        verdicts = files.validate_all(dry_run=True)
+    if args.command == "validate":  # verdicts only: no "would quarantine" log line repeating each problem
+        scan = files.scan()
+        verdicts = [scan.validations[f.path] for f in scan.files]
         if args.json:
             print(json.dumps([v.to_dict() for v in verdicts], indent=2))
         elif not verdicts:
@@ -83,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = override(load_settings(), {"EXPORT_DIR": (args.dir, "--dir")})
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = export_folder_problem(settings.export_dir)
+    if problem is not None:  # a typo in --dir must not pass as an empty folder (nor create one)
+        print(f"error: {problem}; give the export folder with --dir or EXPORT_DIR", file=sys.stderr)
         return EXIT_USAGE
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

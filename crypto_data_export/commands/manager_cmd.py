@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import NoReturn
 
 import crypto_data_export.report.console as console
 from crypto_data_export.core.cli import run_main, script_parser
-from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import SettingsError, load_settings
@@ -37,7 +38,8 @@ EPILOG = """examples:
   python scheduled_data_manager.py --status --verify    validate every file now, not the last cycle's verdicts
   python scheduled_data_manager.py --list-symbols       which symbols, selected by which rule
 
-exit codes: 0 ok, 1 a symbol or step failed, 2 usage/config error, 75 another run holds the lock
+exit codes: 0 ok, 1 a symbol or step failed, 2 usage/config error, 75 another run holds the lock,
+130 stopped by Ctrl-C or SIGTERM before the end (files written are whole; the loop exits 0)
 settings come from the environment or .env (see .env.example)"""
 
 
@@ -84,6 +86,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--html goes with --status")
     if args.html is not None and not args.html.strip():
         parser.error("--html needs a file path, e.g. --html /tmp/status.html")
+    if args.symbols is not None and (args.status or args.health or args.cleanup_only):
+        parser.error(
+            "--symbols does not go with --status, --health or --cleanup-only (they cover every configured symbol)"
+        )
     return args
 
 
@@ -124,7 +130,8 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
     if args.health:
         return console.print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
     if args.status:
-        report = manager.write_status(verify=args.verify, page=args.verify)  # the page reads the files
+        writable = os.access(manager.export_dir, os.W_OK)  # saved for the page and metrics; a read-only folder is read
+        report = manager.write_status(write=writable, verify=args.verify, page=args.verify)  # the page reads files
         if args.html is not None:
             page = Path(args.html).expanduser()
             manager.publish_page(report, page)
@@ -134,10 +141,11 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
         return EXIT_OK
     if args.list_symbols:
         plan = manager.current_selection()
-        return console.print_selection(plan.selected_by, plan.problem)
+        code = console.print_selection(plan.selected_by, plan.problem)
+        return EXIT_USAGE if plan.refused else code
 
     def request_stop(signum: int, _frame: object) -> None:
-        """SIGTERM/SIGINT finish the current symbol, keep files whole, then exit 0."""
+        """SIGTERM/SIGINT finish the current symbol and keep files whole; the loop then exits 0, a one-shot run 130."""
         logger.info("received %s: finishing the current work, then stopping", signal.Signals(signum).name)
         manager.stop_event.set()
 
@@ -150,7 +158,7 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
     finally:
         progress.close()
     console.print_cycle(cycle)
-    return cycle.exit_code
+    return EXIT_INTERRUPTED if manager.stop_event.is_set() else cycle.exit_code
 
 
 def run() -> NoReturn:

@@ -15,12 +15,18 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from crypto_data_export.core.exit_codes import exit_code_for
+from crypto_data_export.core.exit_codes import EXIT_USAGE, exit_code_for
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """What is wrong in one line, exit 2 (the usage block would bury it; --help has it)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def script_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     """A root script's parser; its epilog (examples, exit codes) is printed as written."""
-    return argparse.ArgumentParser(
+    return _OneLineErrors(
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
 

@@ -3,7 +3,7 @@
 ``EXPORT_QUOTE_ASSET=USDT``: every TRADING symbol quoted in USDT in the full exchangeInfo;
 ``EXPORT_TOP_N=50``: the 50 of them with the largest 24 h quote volume (ties by name).
 ``fetch_universe`` makes the two calls; the selection itself is pure. A symbol or ticker
-row that breaks our rules is skipped with a log line, never a crash.
+row that breaks our rules is skipped, never a crash: one log line counts them all (with examples).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
     if not isinstance(entries, list):
         raise BadResponseError("exchangeInfo answered without a list of symbols")
     found: set[str] = set()
+    skipped: list[object] = []
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("status") != TRADING or entry.get("quoteAsset") != quote_asset:
             continue
@@ -76,11 +77,16 @@ def trading_symbols(info: Mapping[str, Any], quote_asset: str) -> list[str]:
         if isinstance(symbol, str) and SYMBOL_PATTERN.fullmatch(symbol):
             found.add(symbol)
         else:
-            logger.warning(
-                "exchangeInfo lists a %s symbol %s that is not a usable symbol; skipped",
-                *(quote_asset, printable(repr(symbol), 120)),
-            )
+            skipped.append(symbol)
+    _log_skipped(f"exchangeInfo: {quote_asset} symbols", "not a usable symbol", skipped)
     return sorted(found)
+
+
+def _log_skipped(where: str, why: str, skipped: Sequence[object]) -> None:
+    """One line for any number of unusable entries (60 000 must not flood the log)."""
+    if skipped:
+        examples = ", ".join(printable(repr(item), 60) for item in skipped[:3])
+        logger.warning("%s: %d skipped, %s (e.g. %s)", where, len(skipped), why, examples)
 
 
 def quote_volume(row: object) -> tuple[str, Decimal] | None:
@@ -100,21 +106,14 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
     candidate without a usable row is not ranked, so not selected."""
     wanted = set(candidates)
     volumes: dict[str, Decimal] = {}
-    skipped = 0
+    skipped: list[object] = []
     for row in rows:
         parsed = quote_volume(row)
         if parsed is None:
-            skipped += 1
-            if skipped <= 3:  # a broken feed must not flood the log
-                logger.warning(
-                    "24h ticker row skipped, not a usable symbol and quoteVolume: %s", printable(repr(row), 120)
-                )
-            continue
-        symbol, volume = parsed
-        if symbol in wanted:
-            volumes[symbol] = volume
-    if skipped > 3:
-        logger.warning("24h ticker: %d malformed rows skipped in all", skipped)
+            skipped.append(row)
+        elif parsed[0] in wanted:
+            volumes[parsed[0]] = parsed[1]
+    _log_skipped("24h ticker rows", "not a usable symbol and quoteVolume", skipped)
     unranked = sorted(wanted - volumes.keys())
     if unranked:
         more = f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""

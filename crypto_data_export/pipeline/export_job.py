@@ -93,6 +93,7 @@ class ExportJob:
         # The client's waits (rate limit, 429 pause, retry backoff, pages) end on the same stop.
         self.client.limiter.stop_event = self.stop_event
         self._limits_loaded = False
+        self.listed: set[object] = set()  # a dry run's: the symbols exchangeInfo lists (nothing else is asked)
 
     def series_key(self, symbol: str, interval: str) -> str:
         return series_key(symbol, interval, self.settings.market, single=self.settings.single_series)
@@ -109,6 +110,11 @@ class ExportJob:
         started = time.monotonic()
         try:
             report.server_time_ms = self._prepare(symbols)
+            if dry_run:
+                entries = self.client.exchange_info(None).get("symbols")
+                self.listed = (
+                    {e.get("symbol") for e in entries if isinstance(e, dict)} if isinstance(entries, list) else set()
+                )
         except StopRequested as exc:
             report.stopped = True
             self._fail_all(report, symbols, exc)
@@ -168,12 +174,12 @@ class ExportJob:
             if self.stop_event.is_set():
                 raise StopRequested("not started: stop requested")
             outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
-        except StopRequested as exc:
+        except (StopRequested, ScanStopped) as exc:  # asked for: not a failure, logged as such
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", name, exc)
         except ExportError as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
-            quiet = (NoDataError, UnknownSymbolError, ScanStopped)
+            quiet = (NoDataError, UnknownSymbolError)
             log = logger.warning if isinstance(exc, quiet) else logger.error
             log("%s: export failed: %s", name, exc)
         except Exception as exc:  # the per-series boundary: one bug must not stop the other series
@@ -219,6 +225,9 @@ class ExportJob:
         newest = exporter.last_closed_open_ms(export.server_time_ms)
         require_forward(newest, replacing)
         if dry_run:
+            if symbol not in self.listed:
+                message = f"{self.client.base_url} does not list {symbol} (exchangeInfo); a run would fail"
+                raise UnknownSymbolError(message, 400, -1121)
             # The file the real run would write (if the exchange answers) and the prune after it.
             path = files.export_path(symbol)
             planned = FileValidation(path, True, rows=export.reused_rows, last_open_ms=newest)

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport, merge_cleanups
 from crypto_data_export.store.validation import FileValidation
 
@@ -102,6 +102,7 @@ class CycleReport:
     # The symbol universe could not be resolved, or selected nothing: the run fails (exit 1)
     # even if the listed symbols were exported.
     universe_error: str | None = None
+    universe_refused: bool = False  # ... because it breaks EXPORT_MAX_SYMBOLS: exit 2
     # symbol -> the rule that selected it this cycle ("listed", "quote:USDT", ...)
     selected_by: dict[str, str] = field(default_factory=dict)
 
@@ -139,4 +140,4 @@ class CycleReport:
         # changed.errors: e.g. a corrupt file that could not be quarantined is still there
         unclean = changed is not None and bool(changed.errors)
         failed = export_failed or unclean or self.skipped_reason is not None or self.universe_error is not None
-        return EXIT_FAILED if failed else EXIT_OK
+        return EXIT_USAGE if self.universe_refused else EXIT_FAILED if failed else EXIT_OK

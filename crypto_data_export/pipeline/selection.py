@@ -33,6 +33,7 @@ class SymbolPlan:
     universe: Universe | None = None
     exchange_info: Mapping[str, Any] | None = field(default=None, repr=False)  # fetched for the universe
     problem: str | None = None  # why the run fails although some symbols may be exported
+    refused: bool = False  # the universe breaks EXPORT_MAX_SYMBOLS: a configuration error (exit 2)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -55,6 +56,12 @@ def resolve_plan(settings: Settings, client: ExchangeClient, listed: Sequence[st
     universe = fetch_universe(client, rule)
     selected = dict.fromkeys(listed, LISTED) | {s: rule.label for s in universe.symbols if s not in listed}
     problem = None
+    if len(selected) > settings.max_symbols:  # only the listed symbols are exported
+        problem = (
+            f"the symbol universe ({rule.setting}) selects {len(selected)} symbols, more than "
+            f"EXPORT_MAX_SYMBOLS={settings.max_symbols}: set EXPORT_TOP_N, or raise EXPORT_MAX_SYMBOLS"
+        )
+        return SymbolPlan(dict.fromkeys(listed, LISTED), universe, universe.exchange_info, problem, refused=True)
     if not universe.symbols:
         problem = (
             f"the symbol universe is empty: {settings.base_url} lists no TRADING symbol quoted in "

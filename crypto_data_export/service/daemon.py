@@ -23,7 +23,7 @@ from pathlib import Path
 from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.clock import to_iso, utc_now
 from crypto_data_export.core.errors import ServiceError, StorageError
-from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNKNOWN
+from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNKNOWN
 from crypto_data_export.core.file_lock import FileLock
 from crypto_data_export.core.logfiles import open_log_append
 from crypto_data_export.core.processes import MANAGER_COMMAND, MANAGER_SCRIPT, is_manager_process, process_start_ticks
@@ -55,6 +55,7 @@ else:
 POLL_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 120.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
 
 
 def service_lock(path: Path) -> FileLock:
@@ -78,6 +79,16 @@ class Outcome:
 
 def _failed(*errors: str) -> Outcome:
     return Outcome(EXIT_FAILED, errors=list(errors))
+
+
+def _stop_again(process: subprocess.Popen[bytes]) -> None:
+    """Stop a scheduler this start launched but will not record in the pidfile."""
+    process.terminate()
+    try:
+        process.wait(timeout=KILL_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class DataExportService:
@@ -113,27 +124,34 @@ class DataExportService:
         if current.state != "stopped":
             outcome.errors.append(f"warning: {current.describe()}; it will be replaced")
         self.log.rotate()
-        process = self._launch()
-        with contextlib.suppress(subprocess.TimeoutExpired):  # a bad start usually dies within a second
-            process.wait(timeout=max(0.0, wait_seconds))
-        if process.returncode is not None:
-            self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
-            return _failed(
-                f"error: the scheduler exited at once with code {process.returncode}; "
-                f"last lines of {self.folder.service_log}:",
-                *("  " + printable(line, 500) for line in self.log.tail()),
-            )
+        # Atomic for Ctrl-C, SIGTERM and SIGHUP: from the launch to the pidfile they are only noted; then
+        # either the pidfile names the scheduler or the scheduler is stopped again.
+        asked: list[int] = []
+        handlers = {sig: signal.signal(sig, lambda signum, _frame: asked.append(signum)) for sig in STOP_SIGNALS}
         try:
-            real_folder = Path(os.path.realpath(self.folder.root))
-            write_pidfile(self.folder.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
-        except StorageError as exc:
-            process.terminate()
+            process = self._launch()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a bad start usually dies within a second
+                process.wait(timeout=0.0 if asked else max(0.0, wait_seconds))
+            if process.returncode is not None:
+                self.log.event(f"start failed: the scheduler exited at once with code {process.returncode}")
+                return _failed(
+                    f"error: the scheduler exited at once with code {process.returncode}; "
+                    f"last lines of {self.folder.service_log}:",
+                    *("  " + printable(line, 500) for line in self.log.tail()),
+                )
             try:
-                process.wait(timeout=KILL_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            return _failed(f"error: {exc}; the scheduler was stopped again")
+                if asked:
+                    self.log.event("start interrupted: the scheduler is stopped again")
+                    _stop_again(process)
+                    return Outcome(EXIT_INTERRUPTED, errors=["interrupted: the scheduler was stopped again"])
+                real_folder = Path(os.path.realpath(self.folder.root))
+                write_pidfile(self.folder.pidfile, process.pid, real_folder, process_start_ticks(process.pid))
+            except StorageError as exc:
+                _stop_again(process)
+                return _failed(f"error: {exc}; the scheduler was stopped again")
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         process.returncode = 0  # it outlives this command by design: Popen must not warn that it still runs
         self.log.event(f"started scheduler PID {process.pid}")
         outcome.lines.append(f"started (PID {process.pid}); log: {self.folder.service_log}")

@@ -9,6 +9,8 @@ its own (cleanup acts on its entries), never a system or home folder itself.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import logging
 import os
 import pwd
 import re
@@ -21,10 +23,12 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from crypto_data_export.core.intervals import DAY_MS, VALID_INTERVALS, fixed_length_ms
+from crypto_data_export.core.text import printable
 from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS, SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import SymbolError, listed_symbols, resolve_symbols
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_BASE_URL = "https://api.binance.com"
@@ -35,6 +39,9 @@ DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 # symbols (400 calls in about 2 s). The rate limiter, not the pool size, keeps
 # us inside the exchange's budget; EXPORT_WORKERS is bounded to 1..64.
 DEFAULT_WORKERS = 30
+# binance.com lists about 1,500 TRADING spot symbols in all quote assets (400 in USDT); 2,000 series
+# cost about 4,000 of the 6,000 weight a minute and keep a cycle's files and memory modest.
+DEFAULT_MAX_SYMBOLS = 2000
 
 
 class SettingsError(ValueError):
@@ -62,6 +69,7 @@ class Settings:
     log_level: str = "INFO"
     # Prometheus textfile: "" is EXPORT_DIR/metrics/exporter.prom, "off" writes none.
     metrics_file: str = ""
+    metrics_pushgateway: str = ""  # a Pushgateway's URL: each run's metrics are pushed there ("" none)
     archive_url: str = DEFAULT_ARCHIVE_URL
     # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After
     # __post_init__ it is never empty and kline_interval is one of them (the first if
@@ -78,8 +86,13 @@ class Settings:
     top_n: int | None = None
     # EXPORT_AT: runs aligned to the clock (``cadence`` gives schedule's unit and ``.at()`` text).
     export_at: str | None = None
+    # At most this many symbols a cycle (listed + universe): beyond it a typo or a huge universe, not a plan.
+    max_symbols: int = DEFAULT_MAX_SYMBOLS
 
     def __post_init__(self) -> None:
+        if len(self.symbols) + (self.top_n or 0) > self.max_symbols:
+            what = f"{len(self.symbols)} listed symbols" + (f" and EXPORT_TOP_N={self.top_n}" if self.top_n else "")
+            raise SettingsError(f"{what}: more than EXPORT_MAX_SYMBOLS={self.max_symbols}; export fewer, or raise it")
         if self.top_n is not None and self.quote_asset is None:
             # Quote volumes in different assets (USDT, BTC, TRY) cannot be ranked together.
             raise SettingsError(
@@ -321,9 +334,24 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     ),
     "EXPORT_TOP_N": ("top_n", _between(int, 1, MAX_TOP_N, "a whole number")),
     "METRICS_FILE": ("metrics_file", _metrics_file),
+    "METRICS_PUSHGATEWAY": ("metrics_pushgateway", _url("http://pushgateway:9091")),
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
+    "EXPORT_MAX_SYMBOLS": ("max_symbols", _between(int, 1, MAX_FILES, "a whole number")),
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
+# A variable named so is meant for us: one that is not a setting is a typo, reported (else silently ignored).
+OUR_PREFIXES = ("BINANCE_", "EXPORT_", "KLINE_", "CRYPTO_", "EXCHANGE_", "METRICS_")
+
+
+def warn_unknown_variables(values: Mapping[str, str]) -> None:
+    """One warning per variable with our prefixes, or a name close to a setting's (HTTP_TIMEOUT),
+    that is not a setting; others' variables (HTTP_PROXY, LOG_DIR) are left alone."""
+    for name in sorted(set(values) - set(SETTING_VARIABLES)):
+        close = difflib.get_close_matches(name.upper(), SETTING_VARIABLES, 1, 0.75)
+        if close or name.upper().startswith(OUR_PREFIXES):
+            hint = close or difflib.get_close_matches(name.upper(), SETTING_VARIABLES, 1, 0.5)
+            advice = f"did you mean {hint[0]}?" if hint else "the settings are listed in .env.example"
+            logger.warning("warning: %s is not a setting, ignored; %s", printable(name, 80), advice)
 
 
 def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) -> Settings:
@@ -368,6 +396,7 @@ def load_settings(
 ) -> Settings:
     """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``."""
     values = read_environment(environ, env_file)
+    warn_unknown_variables(values)
     kwargs: dict[str, object] = {}
     for variable, (field_name, parse) in _PARSERS.items():
         raw = values.get(variable)
@@ -378,7 +407,7 @@ def load_settings(
     if single and several and single not in _intervals("KLINE_INTERVALS", several):
         raise SettingsError(
             f"KLINE_INTERVAL={single!r} and KLINE_INTERVALS={several!r} disagree: "
-            "set only KLINE_INTERVALS (it wins), or make KLINE_INTERVAL one of its intervals"
+            "remove KLINE_INTERVAL (KLINE_INTERVALS is used alone), or make it one of KLINE_INTERVALS"
         )
     if "base_url" not in kwargs:
         kwargs["base_url"] = ""  # the market's own host (Settings.__post_init__)

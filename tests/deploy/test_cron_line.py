@@ -1,5 +1,6 @@
-"""The README's cron line is the one in deploy/crontab.example, and it works verbatim on a
-fresh checkout (only the install folder substituted), run by ``sh`` as cron would."""
+"""The cron line of the README and of docs/deployment.md is the one in deploy/crontab.example,
+and it works verbatim on a fresh checkout (only the install folder substituted), run by ``sh``
+as cron would."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ def fresh_checkout(target: Path) -> Path:
     return target
 
 
-def test_readme_and_crontab_example_have_the_same_line() -> None:
-    assert cron_command(REPO / "README.md") == cron_command(REPO / "deploy" / "crontab.example")
+def test_readme_docs_and_crontab_example_have_the_same_line() -> None:
+    example = cron_command(REPO / "deploy" / "crontab.example")
+    assert cron_command(REPO / "README.md") == example
+    assert cron_command(REPO / "docs" / "deployment.md") == example
 
 
 def test_the_cron_line_works_verbatim_on_a_fresh_checkout(tmp_path: Path, sandbox: SandboxExchange) -> None:

@@ -1,8 +1,12 @@
 """The deployment files people apply: Kubernetes manifests validate against the API schema,
-and the compose file parses and carries a restart policy and a health check."""
+the compose file parses and carries a restart policy and a health check, and the Dockerfile
+runs its commands in the exec form (hadolint DL3025), checked by hadolint where it is installed."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -41,3 +45,23 @@ def test_the_compose_file_parses_with_a_restart_policy_a_volume_and_a_health_che
     assert scheduler["restart"] == "unless-stopped"
     assert "--health" in " ".join(scheduler["healthcheck"]["test"])
     assert any(volume.endswith(":/app/historical_exports") for volume in scheduler["volumes"])
+
+
+def test_the_dockerfile_runs_its_commands_in_the_exec_form() -> None:
+    """DL3025: CMD, ENTRYPOINT and HEALTHCHECK's CMD as JSON arrays, so signals reach the process."""
+    dockerfile = REPO / "Dockerfile"
+    lines = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ").splitlines()
+    commands = []
+    for line in lines:
+        words = line.split()
+        if words and words[0] in ("CMD", "ENTRYPOINT"):
+            commands.append(line.split(maxsplit=1)[1])
+        elif words and words[0] == "HEALTHCHECK":
+            commands.append(line.partition(" CMD ")[2])
+    assert len(commands) == 2, commands  # the health check and the default command
+    for command in commands:
+        assert isinstance(json.loads(command), list), command
+    hadolint = shutil.which("hadolint")
+    if hadolint is not None:
+        result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -30,13 +30,13 @@ from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, generate_candle
 from crypto_data_export.store.formats import CSV
 from crypto_data_export.store.formats.csv_format import write_candles
-from tests.support import BTC_FILE, DATA, REPO, assert_same_candles
+from tests.support import BTC_FILE, DATA, assert_same_candles
 
 REAL_ZIP = DATA / "BTCUSDT-1h-2024-10-28.zip"
 # sha256sum of the real archive file; its first 16 digits are in shared/data/real-klines/SOURCES.md.
 REAL_SHA256 = "744d4a991858208ead11e682457c452cd56067d113888d7323ba849ce221bc09"
-# ../shared beside the repository (CI gets a copy there too)
-REAL_FUTURES_ZIP = REPO.parent / "shared/data/real-klines/binance-vision/futures-um-klines-BTCUSDT-1h-2024-10-28.zip"
+# The USD-M futures archive file of the same day, byte for byte (its archive rows have a header line).
+REAL_FUTURES_ZIP = DATA / "futures-um-klines-BTCUSDT-1h-2024-10-28.zip"
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
@@ -91,8 +91,8 @@ def test_sha256_of_the_real_zip_verifies_against_its_checksum_line() -> None:
 
 
 def test_a_futures_file_with_a_header_line_is_read_too() -> None:
-    if not REAL_FUTURES_ZIP.is_file():
-        pytest.skip("the real futures archive file is not on this machine")
+    # The file SOURCES.md records (first 16 digits of its sha256), not a look-alike.
+    assert sha256_of(io.BytesIO(REAL_FUTURES_ZIP.read_bytes())).startswith("8310448cfc4978c8")
     with open(REAL_FUTURES_ZIP, "rb") as handle:
         names = zipfile.ZipFile(handle).namelist()
         assert names == ["BTCUSDT-1h-2024-10-28.csv"]

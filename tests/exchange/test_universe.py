@@ -84,8 +84,16 @@ def test_malformed_ticker_rows_are_skipped_with_a_log_line(caplog: pytest.LogCap
     candidates = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "BNBUSDT"]
     with caplog.at_level(logging.INFO):
         assert top_by_quote_volume(rows, candidates, 10) == ["BTCUSDT", "BNBUSDT"]
-    assert "24h ticker row skipped" in caplog.text
-    assert "malformed rows skipped in all" in caplog.text
+    assert caplog.text.count("24h ticker rows") == 1 and "9 skipped, not a usable" in caplog.text
+
+
+def test_unusable_exchange_info_names_are_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [{"symbol": f"B@D{i}", "status": "TRADING", "quoteAsset": "USDT"} for i in range(60_000)]
+    info = {"symbols": [*bad, {"symbol": "BTCUSDT", "status": "TRADING", "quoteAsset": "USDT"}]}
+    with caplog.at_level(logging.WARNING):
+        assert trading_symbols(info, "USDT") == ["BTCUSDT"]
+    assert len(caplog.records) == 1
+    assert "60000 skipped, not a usable symbol (e.g. 'B@D0', 'B@D1', 'B@D2')" in caplog.text
 
 
 def test_quote_volume_parses_as_decimal() -> None:

@@ -117,7 +117,7 @@ def test_rows_one_millisecond_apart_fail_the_symbol_at_the_first_page(tmp_path, 
 
 
 def test_sigterm_during_pagination_stops_at_the_next_page(tmp_path, sandbox_factory, start_manager):
-    """A 10-day 1m window is 15 pages; SIGTERM after the first: no new file, exit 0, status stopped."""
+    """A 10-day 1m window is 15 pages; SIGTERM after the first: no new file, exit 130, status stopped."""
     exchange = sandbox_factory(latency_seconds=0.3)
     folder = tmp_path / "exports"
     kept = _seed(folder, exchange.now_ms(), "1m", ("BTCUSDT",))
@@ -127,7 +127,7 @@ def test_sigterm_during_pagination_stops_at_the_next_page(tmp_path, sandbox_fact
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
 
-    assert code == 0, out + err
+    assert code == 130, out + err  # interrupted
     assert "stopped on request" in out
     assert len(exchange.klines_requests()) <= 3, "pages went on being fetched after SIGTERM"
     assert _state(folder)["last_cycle_result"] == "stopped"
@@ -150,7 +150,7 @@ def test_tiny_published_weight_limit_is_clamped_and_sigterm_ends_the_wait(tmp_pa
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)  # a run that ignored SIGTERM would wait out the limiter, then export all
 
-    assert code == 0, out + err
+    assert code == 130, out + err  # interrupted
     assert "stopped on request" in out
     state = _state(folder)
     assert state["last_cycle_result"] == "stopped" and state["last_cycle_failed_symbols"] == []
@@ -208,7 +208,7 @@ def test_429_pause_is_capped_and_ends_on_sigterm(retry_after, tmp_path, sandbox_
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)  # a run that ignored SIGTERM would pause 300 s: past the hang guard
 
-    assert code == 0, out + err
+    assert code == 130, out + err  # interrupted
     assert "stopped on request" in out, "the 429 pause ignored SIGTERM"
     assert [r.status for r in exchange.requests].count(429) == 1
     assert all(r.status != 200 for r in exchange.requests if r.path == "/api/v3/klines")

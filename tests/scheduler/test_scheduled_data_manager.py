@@ -163,6 +163,12 @@ def test_dry_run_changes_nothing(sandbox, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "would" in result.stdout and "BTCUSDT_1h_20200101_000000.csv" in result.stdout
     assert folder_listing(out) == before
+    # A symbol the exchange does not list is not approved: the real run would fail on it.
+    unknown = run_cli(
+        "scheduled_data_manager.py", "--manual", "--dry-run", "--symbols", "FOOBAR,BTCUSDT", env=env, cwd=tmp_path
+    )
+    assert unknown.returncode == 1 and "does not list FOOBAR (exchangeInfo)" in unknown.stderr
+    assert "would write FOOBAR" not in unknown.stdout and "would write BTCUSDT" in unknown.stdout
 
 
 def test_symbols_flag_is_for_this_run_only(sandbox, tmp_path: Path) -> None:
@@ -334,3 +340,34 @@ def test_a_symbol_listed_inside_the_window_costs_one_request_per_run_not_two(san
     assert all(int(params["startTime"]) > listing for params in asked), asked
     state = read_json(tmp_path / "exports" / "state.json")
     assert state["symbols"]["BTCUSDT"]["data_from"] is not None
+
+
+@pytest.mark.parametrize("mode", ["--status", "--health", "--cleanup-only"])
+def test_symbols_is_refused_where_it_would_be_ignored(mode: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from crypto_data_export.commands.manager_cmd import parse_args
+
+    with pytest.raises(SystemExit) as stopped:
+        parse_args([mode, "--symbols", "BTCUSDT"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1 and "--symbols does not go with" in err
+
+
+def test_status_of_a_read_only_folder_only_reads_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from crypto_data_export.commands import manager_cmd
+    from crypto_data_export.settings.settings import SETTING_VARIABLES
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EXPORT_DIR", str(folder))
+    monkeypatch.setattr(manager_cmd, "configure_logging", lambda *_args, **_kw: None)  # pytest keeps its handlers
+    access = os.access  # as root a chmod does not make a folder read-only: the folder says so instead
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == folder else access(path, mode, **kw))
+    assert manager_cmd.main(["--status"]) == 0
+    assert "BTCUSDT" in capsys.readouterr().out and list(folder.iterdir()) == []

@@ -165,6 +165,17 @@ def test_an_empty_universe_still_exports_the_listed_symbols_and_fails(tmp_path: 
     assert exported_symbols(Path(env["EXPORT_DIR"])) == ["BTCUSDT"]
 
 
+def test_a_universe_above_export_max_symbols_is_refused_with_exit_2_and_the_listed_ones_exported(
+    tmp_path: Path, sandbox_factory: Any
+) -> None:
+    ex = universe_exchange(sandbox_factory)
+    env = env_for(tmp_path, ex, EXPORT_TOP_N="", EXPORT_MAX_SYMBOLS="3", EXPORT_SYMBOLS="ETHBTC")
+    result = run_manager(env, "--manual")
+    assert result.returncode == 2, result.stderr
+    assert "more than EXPORT_MAX_SYMBOLS=3: set EXPORT_TOP_N, or raise EXPORT_MAX_SYMBOLS" in result.stderr
+    assert exported_symbols(Path(env["EXPORT_DIR"])) == ["ETHBTC"]
+
+
 def test_bad_universe_settings_exit_2_with_one_line(tmp_path: Path, sandbox_factory: Any) -> None:
     ex = universe_exchange(sandbox_factory)
     for extra, named in (

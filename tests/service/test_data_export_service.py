@@ -332,3 +332,40 @@ def test_start_reports_a_scheduler_that_exits_at_once(
     err = capsys.readouterr().err
     assert "exited at once with code 3" in err and "cannot start: broken install" in err
     assert not (tmp_path / "exports" / PIDFILE).exists()
+
+
+def test_ctrl_c_during_start_leaves_no_scheduler_without_a_pidfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in start's first second: either the pidfile names the scheduler or it is stopped (SIGTERM
+    and SIGHUP take the same path; not sent here, as their default would end the test process)."""
+    import crypto_data_export.service.daemon as daemon
+    import data_export_service
+
+    waiting = tmp_path / "waiting_manager.py"
+    waiting.write_text("import time\ntime.sleep(600)\n")
+    monkeypatch.setattr(daemon, "MANAGER_PATH", waiting)
+    launched: list[subprocess.Popen[bytes]] = []
+    launch = daemon.DataExportService._launch
+
+    def launch_then_interrupt(self: daemon.DataExportService) -> subprocess.Popen[bytes]:
+        launched.append(launch(self))
+        os.kill(os.getpid(), signal.SIGINT)  # as the user's Ctrl-C, right after the launch
+        return launched[0]
+
+    monkeypatch.setattr(daemon.DataExportService, "_launch", launch_then_interrupt)
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "exports"))
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert data_export_service.main(["start", "--wait", "5"]) == 130
+    finally:  # never leave the stand-in running, whatever start did
+        alive = [process for process in launched if process.poll() is None]
+        for process in alive:
+            process.kill()
+            process.wait()
+    assert not alive and not (tmp_path / "exports" / PIDFILE).exists()
+    assert "interrupted: the scheduler was stopped again" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before and launched[0].returncode == -signal.SIGTERM

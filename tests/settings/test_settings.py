@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +249,30 @@ def test_a_bad_export_at_exits_2_with_one_line_naming_it(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: EXPORT_AT='noon' is not valid") and result.stderr.count("\n") == 1
+
+
+def test_a_misspelt_variable_is_named_with_the_closest_setting(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    env_file = tmp_path / ".env"
+    env_file.write_text("EXPORT_SYMBOL=ETHUSDT\nKLINE_INTERVALL=4h\nLOG_LEVEL=INFO\n")
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings({"HTTP_TIMEOUT": "5", "HTTP_PROXY": "http://proxy:3128", "EXPORT_X": "1"}, env_file)
+    assert settings.kline_interval == "1h"  # ignored, but now said
+    warned = [r.getMessage() for r in caplog.records]
+    assert "warning: KLINE_INTERVALL is not a setting, ignored; did you mean KLINE_INTERVAL?" in warned
+    assert "warning: EXPORT_SYMBOL is not a setting, ignored; did you mean EXPORT_SYMBOLS?" in warned
+    assert any(m.startswith("warning: HTTP_TIMEOUT is not") and "HTTP_TIMEOUT_SECONDS?" in m for m in warned)
+    assert any(m.startswith("warning: EXPORT_X is not a setting") for m in warned)
+    assert len(warned) == 4  # HTTP_PROXY and LOG_LEVEL: not ours, and a setting
+
+
+def test_env_example_is_all_settings_and_kline_intervals_can_be_uncommented(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    (tmp_path / ".env").write_text(text.replace("# KLINE_INTERVALS=", "KLINE_INTERVALS="))
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings({}, tmp_path / ".env")
+    assert settings.kline_intervals == ("1m", "1h", "4h") and caplog.records == []
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"KLINE_INTERVAL": "1d", "KLINE_INTERVALS": "1m,1h"}, env_file=None)
+    assert "wins" not in str(caught.value) and "remove KLINE_INTERVAL" in str(caught.value)

@@ -48,3 +48,11 @@ def test_quote_asset_is_letters_and_digits(raw: str) -> None:
 
 def test_new_variables_are_known_settings() -> None:
     assert {"EXPORT_QUOTE_ASSET", "EXPORT_TOP_N"} <= set(SETTING_VARIABLES)
+
+
+def test_more_symbols_than_export_max_symbols_are_refused_naming_it() -> None:
+    assert load(EXPORT_MAX_SYMBOLS="2", EXPORT_SYMBOLS="BTCUSDT,ETHUSDT").max_symbols == 2
+    with pytest.raises(SettingsError, match="3 listed symbols: more than EXPORT_MAX_SYMBOLS=2; export fewer"):
+        load(EXPORT_MAX_SYMBOLS="2", EXPORT_SYMBOLS="BTCUSDT,ETHUSDT,SOLUSDT")
+    with pytest.raises(SettingsError, match="0 listed symbols and EXPORT_TOP_N=50: more than EXPORT_MAX_SYMBOLS=10"):
+        load(EXPORT_MAX_SYMBOLS="10", EXPORT_QUOTE_ASSET="USDT", EXPORT_TOP_N="50")

@@ -245,6 +245,7 @@ def test_write_export_round_trips_the_real_file_byte_for_byte(tmp_path: Path) ->
         "symbols_count": 1,
         "total_size_mb": round(len(BTC_FILE.read_bytes()) / 1024 / 1024, 2),
         "total_size_gb": 0.0,
+        "total_size_bytes": len(BTC_FILE.read_bytes()),
     }
 
 
@@ -504,3 +505,27 @@ def test_a_prune_reuses_the_verdict_of_the_file_read_moments_ago(tmp_path: Path)
     again = put(folder, "BTCUSDT", 3, CORRUPT)
     pruned = files.cleanup(symbols=["BTCUSDT"], known={path: verdict})
     assert [p for p, _ in pruned.quarantined] == [again]
+
+
+def test_file_manager_cli_refuses_a_missing_folder_and_says_each_problem_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from crypto_data_export.commands import files_cmd
+    from crypto_data_export.settings.settings import SETTING_VARIABLES
+
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    typo = tmp_path / "exprts"
+    for command in (["validate"], ["duplicates"], ["cleanup"], ["cleanup", "--dry-run"]):
+        assert files_cmd.main([*command, "--dir", str(typo)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"error: {typo} does not exist; give the export folder with --dir or EXPORT_DIR\n"
+    assert not typo.exists()
+    bad = put(tmp_path / "exports", "BTCUSDT", 0, CORRUPT)
+    with caplog.at_level(logging.WARNING):
+        assert files_cmd.main(["validate", "--dir", str(bad.parent)]) == 1
+    assert capsys.readouterr().out.count("INVALID") == 1 and bad.name not in caplog.text

@@ -403,7 +403,8 @@ def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp
         load_settings({"EXPORT_FORMAT": "feather"}, env_file=None)
 
 
-# The README's lines, verbatim (README.md, "Parquet"): after the imports and ``folder``, one line per library.
+# The documented lines, verbatim (docs/data-products.md, "Reading the whole export folder"): after the
+# imports and ``folder``, one line per library.
 README_SETUP = (
     'import glob\n\nimport duckdb\nimport pandas as pd\nimport polars as pl\n\nfolder = "historical_exports"\n'
 )
@@ -415,9 +416,9 @@ README_LINES = {
 }
 
 
-def test_the_readme_block_is_in_the_readme_verbatim():
-    readme = (REPO / "README.md").read_text()
-    assert README_SETUP in readme and all(line in readme for line in README_LINES.values())
+def test_the_documented_block_is_in_the_docs_verbatim():
+    page = (REPO / "docs" / "data-products.md").read_text()
+    assert README_SETUP in page and all(line in page for line in README_LINES.values())
 
 
 @pytest.mark.parametrize("library", sorted(README_LINES))
