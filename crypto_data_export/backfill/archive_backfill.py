@@ -386,6 +386,7 @@ def archive_backfill(
             on_symbol_done=on_symbol_done,
             on_candles=on_candles,
             window=window,
+            backfill=True,
         )
         report = job.run(settings.symbols)
     for outcome in report.failed if stop_event.is_set() else []:

@@ -124,6 +124,9 @@ def print_cycle(cycle: CycleReport) -> None:
             print("  series: " + ", ".join(exp.outcomes))
         for outcome in exp.succeeded if cycle.dry_run else ():
             print(f"  would write {Path(outcome.path or '').name} ({outcome.reused_rows} candles reused)")
+        for outcome in exp.succeeded:
+            if outcome.warning:
+                _err(f"warning: {outcome.key}: {outcome.warning}")
         if exp.exchange_error is not None:
             _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
         else:
