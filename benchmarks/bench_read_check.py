@@ -6,7 +6,7 @@
 1. **Read and check**: one export CSV holding a year of 1m candles (525 600 rows, ~60 MB,
    written once by our writer: the same bytes the baseline writes) is read and checked
    the way the store reuses a previous file: ``store.scan.check_regular_file(path, "1m",
-   want_candles=True)`` (one read, hashed and checked as it streams, candles kept). Each
+   candles_from=0)`` (one read, hashed and checked as it streams, candles kept). Each
    tree runs in a fresh interpreter with the tree as cwd: ours, then the baseline worktree
    (the code before issue 21, ``git worktree add --detach /tmp/baseline_f7f42c8 f7f42c8``,
    made here if missing). Best of ``--repeat``, wall and CPU (process time).
@@ -49,7 +49,7 @@ path, repeat = Path(sys.argv[1]), int(sys.argv[2])
 runs = []
 for _ in range(repeat):
     wall, cpu = time.perf_counter(), time.process_time()
-    checked = check_regular_file(path, "1m", want_candles=True)
+    checked = check_regular_file(path, "1m", candles_from=0)
     runs.append((time.perf_counter() - wall, time.process_time() - cpu))
     assert checked.validation.valid and len(checked.candles) == checked.validation.rows, checked.validation
 wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)

@@ -510,8 +510,10 @@ def schedule_reads(monkeypatch: pytest.MonkeyPatch, clocks: Clocks) -> None:
     monkeypatch.setattr(schedule, "datetime", types.SimpleNamespace(**{**vars(dt), "datetime": FakeDatetime}))
 
 
-def check_bytes(file_format: Any, data: bytes, interval: str, path: Path | str, *, want_candles: bool = False) -> Any:
+def check_bytes(
+    file_format: Any, data: bytes, interval: str, path: Path | str, *, candles_from: int | None = None
+) -> Any:
     """A whole file's content judged by its format's streaming checker (as a scan reads it)."""
-    check = file_format.stream_checker(interval, Path(path), want_candles=want_candles)
+    check = file_format.stream_checker(interval, Path(path), candles_from=candles_from)
     check.feed(data)
     return check.finish()

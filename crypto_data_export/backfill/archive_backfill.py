@@ -64,7 +64,7 @@ from crypto_data_export.report.console import ArchiveProgress
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
 from crypto_data_export.store.files import FileManager
-from crypto_data_export.store.journal import PartialFolder, release_folder, remove_file
+from crypto_data_export.store.journal import release_folder, remove_file
 from crypto_data_export.store.layout import ExportFolder
 from crypto_data_export.store.run_lock import RunLock
 
@@ -378,7 +378,7 @@ def archive_backfill(
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
-    journals = JournalSource(PartialFolder(folder.backfill_partial), stop_event)
+    journals = JournalSource(folder.backfill_partial, stop_event)
     candles: JournalSource | ArchiveSource = journals
     with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client, ExitStack() as stack:
         if source != "rest" and settings.kline_interval not in DAILY_INTERVALS:
@@ -401,6 +401,7 @@ def archive_backfill(
             on_symbol_done=on_symbol_done,
             on_candles=on_candles,
             window=window,
+            backfill=True,
         )
         report = job.run(settings.symbols)
     for outcome in report.failed if stop_event.is_set() else []:

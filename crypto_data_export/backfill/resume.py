@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from itertools import takewhile
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.core.intervals import floor_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
-from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.store.journal import PageJournal, covering, release_folder
 
 logger = logging.getLogger(__name__)
 
@@ -36,40 +39,46 @@ def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterat
 class JournalSource:
     """REST pages, every one journaled; a rerun starts after the pages already kept."""
 
-    def __init__(self, partial: PartialFolder, stop_event: threading.Event) -> None:
-        self.partial = partial
-        self.stop_event = stop_event
+    def __init__(self, folder: Path, stop_event: threading.Event) -> None:
+        self.folder, self.stop_event = folder, stop_event  # EXPORT_DIR/.backfill_partial
+        self.used: dict[tuple[str, str], list[Path]] = {}  # the journals a series' published file makes useless
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         chunks = history.iter_chunks(export, lambda start, until: self.pages(history, export, start, until))
         return stoppable(chunks, self.stop_event)
 
     def written(self, symbol: str, interval: str) -> None:
-        self.partial.release(symbol, interval)
+        release_folder(self.folder, self.used.pop((symbol, interval), []))
 
     def pages(
         self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
     ) -> Iterator[pa.Table]:
-        """Candles opening in [start_ms, until_ms]: those kept in the journal (checked like an
-        exchange page; a journal that cannot serve this span is discarded), then REST pages."""
+        """Candles opening in [start_ms, until_ms]: those kept in the journal of this series (each
+        page checked like an exchange page, one at a time; the journal is cut at a bad one), then REST pages."""
         last_closed = history.last_closed_open_ms(export.server_time_ms)
         if until_ms is not None:
             last_closed = min(last_closed, floor_open_ms(until_ms, history.interval))
-        journal = self.partial.covering(export.symbol, history.interval, start_ms)
-        cursor = start_ms
-        rows: list[list[Any]] = journal.load()
-        if rows:
+        client = history.client
+        series = SeriesId(urlsplit(client.base_url).netloc.lower(), client.market.name, export.symbol, history.interval)
+        journal = covering(self.folder, series, start_ms)
+        cursor, beyond = start_ms, False
+        for kept in takewhile(lambda _: not self.stop_event.is_set(), journal.pages()):  # then pages_of stops
             try:
-                rows = [row for row in rows if start_ms <= row[0] <= last_closed]
+                rows = [row for row in kept if cursor <= row[0] <= last_closed]
+                beyond = beyond or kept[-1][0] > last_closed  # it holds more than this span
                 page = rows_to_frame(rows)
-                history.check_page(page, len(rows), start_ms, last_closed)  # the rules of a REST page
+                history.check_page(page, len(rows), cursor, last_closed)  # the rules of a REST page
             except (ExportError, ValueError, TypeError, IndexError) as exc:
-                journal.discard(f"its candles fail the checks: {exc}")
-            else:
-                if not rows:  # it does not reach this span: pages appended to it would leave a hole
-                    journal.discard("it does not cover this range")
-                else:
-                    logger.info("%s: resuming after %d candles kept in %s", export.symbol, len(rows), journal.path.name)
-                    cursor = int(rows[-1][0]) + 1
-                    yield page
+                journal.cut(f"a kept page fails the checks ({str(exc).removeprefix('the exchange sent ')})")
+                break
+            if rows:
+                cursor = int(rows[-1][0]) + 1
+                yield page
+        if cursor > start_ms:
+            logger.info("%s: resuming after the candles kept in %s", export.symbol, journal.path.name)
+        elif journal.start_ms != start_ms:  # its pages end before this span: pages appended to it would leave a hole
+            journal = PageJournal(self.folder, series, start_ms)
+        ours = export.window_end_ms is None or (journal.start_ms >= export.window_start_ms and not beyond)
+        if journal.writable and ours:  # a --days window moves on, its journals go with its file; a range keeps others'
+            self.used.setdefault((export.symbol, history.interval), []).append(journal.path)
         yield from history.pages_of(export, cursor, until_ms, on_rows=journal.append)

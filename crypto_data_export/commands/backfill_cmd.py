@@ -32,6 +32,7 @@ from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
+from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.layout import ExportFolder
 
 __all__ = ["HistoricalDataExporter", "main"]
@@ -145,6 +146,9 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
 
 def _print_outcomes(result: ArchiveBackfillResult) -> None:
     for outcome in result.report.outcomes.values():
+        cleanup = outcome.cleanup or CleanupResult()
+        for path, reason in cleanup.reasons.items():  # whatever the backfill removed or quarantined
+            print(f"{outcome.symbol}: {'removed' if path in cleanup.removed else 'quarantined'} {path.name}: {reason}")
         if not outcome.ok:  # a stop that was asked for is no failure
             failed = "" if outcome.error_kind == "stopped" else "FAILED: "
             print(f"{outcome.symbol}: {failed}{outcome.error}", file=sys.stderr)
@@ -159,6 +163,8 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
                 + ")"
             )
         print(line)
+        if outcome.warning:
+            print(f"{outcome.symbol}: warning: {outcome.warning}", file=sys.stderr)
 
 
 def run() -> NoReturn:

@@ -18,13 +18,14 @@ from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.text import MAX_LINE, printable
-from crypto_data_export.service.daemon import DataExportService, Outcome, write_systemd_unit
+from crypto_data_export.service.daemon import INSTALL_DIR, DataExportService, Outcome, write_systemd_unit
 from crypto_data_export.service.systemd_unit import UNIT_NAME
 from crypto_data_export.service.users import (
     DEFAULT_SERVICE_USER,
     check_service_user,
     current_user,
     default_service_user,
+    unreachable,
     user_exists,
 )
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, read_environment
@@ -107,6 +108,11 @@ def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
             f"--shell /usr/sbin/nologin {user}"
         )
     print(f"note: {user} must own the export folder: sudo install -d -o {user} -m 0750 {shlex.quote(str(export_dir))}")
+    for needed in (Path(sys.executable).absolute(), INSTALL_DIR):  # the unit's interpreter and its folder
+        if (problem := unreachable(user, needed)) is not None:
+            print(
+                f"warning: {problem}; install the project and its virtualenv where it can, e.g. /opt", file=sys.stderr
+            )
     print("install and enable it:")
     print(f"  sudo cp {shlex.quote(str(path.absolute()))} /etc/systemd/system/{shlex.quote(path.name)}")
     print("  sudo systemctl daemon-reload")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,16 @@ DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANDLE_COLUMNS if c not in I
 CANDLE_SCHEMA = pa.schema([(c, pa.int64() if c in INTEGER_COLUMNS else pa.string()) for c in CANDLE_COLUMNS])
 
 Candles = pa.Table  # a table of CANDLE_SCHEMA
+
+
+@dataclass(frozen=True)
+class SeriesId:
+    """What a stored candle belongs to: nothing is reused or merged across two of these."""
+
+    exchange_host: str
+    market: str
+    symbol: str
+    interval: str
 
 
 def candle_frame(columns: Mapping[str, Any]) -> pa.Table:

@@ -234,6 +234,13 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
     columns = {c: table.column(c) for c in CANDLE_COLUMNS}
     for column in TIME_COLUMNS:
         values = columns[column]
+        # µs (spot from 2025) hold whole ms: an open on its ms, a close on the ms's last µs; other digits are refused.
+        whole = 999 if column == "close_time" else 0
+        rest = pc.subtract(values, pc.multiply(pc.divide(values, pa.scalar(1000)), pa.scalar(1000)))
+        cut = pc.and_(pc.greater_equal(values, pa.scalar(MICROS_THRESHOLD)), pc.not_equal(rest, pa.scalar(whole)))
+        if pc.any(cut).as_py():
+            row = pc.index(cut, True).as_py()
+            raise _refuse(period, row + 1, f"{column} {values[row]} (µs) is not a whole millisecond; refused, not cut")
         columns[column] = pc.if_else(
             pc.less(values, pa.scalar(MICROS_THRESHOLD)), values, pc.divide(values, pa.scalar(1000))
         )

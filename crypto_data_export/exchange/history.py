@@ -2,20 +2,23 @@
 
 Only candles closed by the *exchange's* clock are kept (a skewed local clock cannot let an
 unfinished candle into a file), and only what is missing after the previous file's candles
-is asked for. Pages are trusted within bounds, never repaired: at most the rows asked for,
-the rule book inside the window asked for, and no candle further ahead of *this machine's*
-clock than ``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles).
-Pagination is bounded by the window (expected pages plus slack); a stop request (SIGTERM)
-ends it between pages.
+is asked for, from its newest candle on (one candle more): the file is reused only if that
+candle is the exchange's (else ``SymbolExport.mismatch`` says why, and the window is fetched
+again). Pages are trusted within bounds, never repaired: at most the rows asked for, the rule
+book inside the window asked for, and no candle further ahead of *this machine's* clock than
+``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles). Pagination
+is bounded by the window (expected pages plus slack); a stop request (SIGTERM) ends it between pages.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 import numpy as np
@@ -61,6 +64,8 @@ class SymbolExport:
     data_from_ms: int | None = None
     # An explicit window's end (a backfill's --end): only candles that open before it.
     window_end_ms: int | None = None
+    # Why the stored candles were not reused: the newest one is not the exchange's (see iter_chunks).
+    mismatch: str | None = None
 
 
 # Candles opening in [start_ms, until_ms] (until None: up to the newest closed candle), in order.
@@ -155,7 +160,7 @@ class HistoricalDataExporter:
             start_ms,
             now_ms,
             reused_rows=len(kept),
-            requested_from_ms=start_ms if head_until is not None else last_open_ms(kept) + 1,
+            requested_from_ms=start_ms if head_until is not None else last_open_ms(kept),
             head_until_ms=head_until,
             empty_from_ms=known_empty[0] if known_empty and head_known_empty else None,
             data_from_ms=known_empty[1] if known_empty and head_known_empty else None,
@@ -182,12 +187,23 @@ class HistoricalDataExporter:
                 yield page
             export.empty_from_ms = export.window_start_ms
             export.data_from_ms = first_open_ms(export.frame) if first_open is None else first_open
-        tail_from = export.requested_from_ms
-        if len(export.frame):
-            yield export.frame
-            tail_from = last_open_ms(export.frame) + 1
         until = None if export.window_end_ms is None else export.window_end_ms - 1
-        for page in fetch(tail_from, until):
+        if len(export.frame):  # the tail from the newest stored candle on: it must be the exchange's
+            tail = iter(fetch(last_open_ms(export.frame), until))
+            overlap = next(tail, empty_candle_frame())
+            export.mismatch = _mismatch(export.frame, overlap)
+            if export.mismatch is None:
+                yield export.frame
+                pages: Iterable[pa.Table] = itertools.chain([overlap.slice(1)] if len(overlap) > 1 else [], tail)
+            else:  # not reused: the window (after a head just fetched) comes from the exchange
+                export.reused_rows, refetch_from = 0, first_open_ms(export.frame)
+                if export.head_until_ms is None:
+                    refetch_from, export.empty_from_ms, export.data_from_ms = export.window_start_ms, None, None
+                export.frame = empty_candle_frame()
+                pages = fetch(refetch_from, until)
+        else:
+            pages = fetch(export.requested_from_ms, until)
+        for page in pages:
             if export.reused_rows == 0 and export.fetched_rows == 0:  # the window's first candle, fetched
                 export.empty_from_ms, export.data_from_ms = export.window_start_ms, first_open_ms(page)
             export.fetched_rows += len(page)
@@ -264,8 +280,7 @@ class HistoricalDataExporter:
             }.get(breach.rule)
             what = breach.reason if phrase is None else f"{phrase} ({breach.reason})"
             raise BadResponseError(
-                f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) "
-                f"{what}; the symbol is not written"
+                f"the exchange sent a bad page: row {breach.row} (open_time {opened}, {ms_to_iso(opened)}) {what}"
             )
         self._check_clock(last_open_ms(page), last_open_ms(page), "a candle that opens at")
 
@@ -281,6 +296,18 @@ class HistoricalDataExporter:
             f"{self.max_ahead_of_local_ms / 3_600_000:g} h allowed); nothing is written: check the clock "
             "of this machine (NTP) and BINANCE_BASE_URL"
         )
+
+
+def _mismatch(stored: pa.Table, fetched: pa.Table) -> str | None:
+    """Why the newest stored candle is not the first fetched one (None: it is; decimals by value,
+    as a Parquet file keeps 8 decimals and a futures answer fewer)."""
+    mine = stored.slice(len(stored) - 1).to_pylist()[0]
+    theirs = fetched.slice(0, 1).to_pylist()[0] if len(fetched) else {"open_time": None}
+    for column, value in mine.items():
+        other = theirs[column]
+        if value != other and not (isinstance(value, str) and Decimal(value) == Decimal(str(other))):
+            return f"the newest stored candle, {ms_to_iso(mine['open_time'])}, has {column} {value}, exchange {other}"
+    return None
 
 
 def candles_in_window(previous: pa.Table | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pa.Table:

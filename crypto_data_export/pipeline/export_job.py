@@ -28,6 +28,7 @@ from crypto_data_export.core.errors import (
     StorageError,
     UnknownSymbolError,
 )
+from crypto_data_export.core.intervals import DAY_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
@@ -60,7 +61,8 @@ def error_kind(exc: BaseException) -> str:
 
 class ExportJob:
     """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
-    ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar."""
+    ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar;
+    ``backfill``: a new file removes only the files whose every candle it holds (``FileManager.cleanup``)."""
 
     def __init__(
         self,
@@ -73,8 +75,9 @@ class ExportJob:
         on_symbol_done: Callable[[SymbolOutcome], None] | None = None,
         on_candles: Callable[[int], None] | None = None,
         window: tuple[int, int] | None = None,
+        backfill: bool = False,
     ) -> None:
-        self.settings, self.files = settings, file_manager
+        self.settings, self.files, self.backfill = settings, file_manager, backfill or window is not None
         self.client = client or ExchangeClient.from_settings(settings)
         # One exporter per interval, all on the one client (one weight budget).
         ahead_ms = int(settings.max_ahead_hours * 3_600_000)
@@ -202,7 +205,9 @@ class ExportJob:
     ) -> SymbolOutcome:
         files, exporter = self.files.for_interval(interval), self.exporters[interval]
         name = self.series_key(symbol, interval)
-        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger)
+        days = self.settings.lookback_days if lookback is None else lookback  # only the window's candles are held
+        keep_from = self.window[0] if self.window else 0 if server_ms is None else server_ms - int(days * DAY_MS)
+        previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger, candles_from=keep_from)
         export = exporter.plan(
             symbol,
             previous.candles if previous else None,
@@ -212,8 +217,8 @@ class ExportJob:
             window=self.window,
         )
         # An explicit window writes a file of its own, next to the files of other ranges: it
-        # replaces none (an older range is not "older data") and removes none (retention would
-        # rank it against newer files and drop one of them).
+        # replaces none (an older range is not "older data"); a backfill removes only what its
+        # file covers (retention would rank ranges against each other and drop one of them).
         replacing = previous if self.window is None else None
         # An exchange whose clock is behind the newest candle kept could only send older
         # data: refuse before asking it for anything (the write checks the data itself again).
@@ -238,16 +243,23 @@ class ExportJob:
         chunks = self._counted(self.source.chunks(exporter, export))
         path, verdict = files.write_export(symbol, chunks, replacing=replacing)
         self.source.written(symbol, interval)
+        if export.mismatch is not None and previous is not None:
+            export.mismatch += f"; {previous.file.name} was not reused, the window was fetched again"
+            logger.warning("%s: %s", name, export.mismatch)
         # Only now, with the new file written, fsynced, valid and published, may older ones go.
         # The previous file was judged byte for byte moments ago (``newest_valid_export``): not read again.
+        # A backfill removes what its file covers, never a file it did not reuse (its candles differ).
         judged = {previous.file.path: previous.validation} if previous else None
         written = {path: verdict}
-        pruned = CleanupResult() if self.window else files.cleanup(symbols=[symbol], known=written, judged=judged)
+        cover = path if self.backfill else None
+        skip = self.backfill and export.mismatch is not None
+        pruned = CleanupResult() if skip else files.cleanup(symbols=[symbol], known=written, judged=judged, cover=cover)
         logger.info(
             "%s: wrote %s (%d rows: %d reused, %d fetched, %d calls)",
             *(name, path.name, verdict.rows, export.reused_rows, export.fetched_rows, export.calls),
         )
         learnt = {k: getattr(export, k) for k in ("fetched_rows", "calls", "empty_from_ms", "data_from_ms")}
+        learnt["warning"] = export.mismatch
         return SymbolOutcome(
             symbol, True, str(path), verdict.rows, export.reused_rows, cleanup=pruned, verdict=verdict, **learnt
         )

@@ -25,6 +25,7 @@ class SymbolOutcome:
     calls: int = 0
     error: str | None = None
     error_kind: str | None = None
+    warning: str | None = None  # written, but something the operator should know (a file not reused)
     seconds: float = 0.0
     # Learnt from the exchange: no candle between these open times (see SymbolExport).
     empty_from_ms: int | None = None

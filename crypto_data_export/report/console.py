@@ -124,6 +124,9 @@ def print_cycle(cycle: CycleReport) -> None:
             print("  series: " + ", ".join(exp.outcomes))
         for outcome in exp.succeeded if cycle.dry_run else ():
             print(f"  would write {Path(outcome.path or '').name} ({outcome.reused_rows} candles reused)")
+        for outcome in exp.succeeded:
+            if outcome.warning:
+                _err(f"warning: {outcome.key}: {outcome.warning}")
         if exp.exchange_error is not None:
             _err(f"error: exchange not usable, no symbol exported: {exp.exchange_error}")
         else:
@@ -201,10 +204,11 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
     width = max([12, *(len(key) for key in report["symbols"])])
     title = "symbol" if all(key == e.get("symbol", key) for key, e in report["symbols"].items()) else "series"
+    # The data's age: hours since the newest closed candle closed (the file may be newer than its data).
     head = f"{title:<{width}} {'rows':>6} {'age h':>7} {'gaps':>5} {'valid':<6} {'selected by':<12}"
     print(f"{head} latest file / problem")
     for symbol, entry in report["symbols"].items():
-        age = "-" if entry["age_hours"] is None else f"{entry['age_hours']:.1f}"
+        age = "-" if entry.get("newest_close_age_hours") is None else f"{entry['newest_close_age_hours']:.1f}"
         problem = printable(entry.get("last_error") or (entry["reason"] if not entry["valid"] else ""))
         valid, rule = str(entry["valid"]).lower(), printable(entry.get("selected_by") or "listed")
         line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {entry['missing_candles']:>5} {valid:<6} {rule:<12}"

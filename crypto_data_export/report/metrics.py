@@ -1,22 +1,29 @@
-"""Prometheus metrics in node_exporter's textfile format, from the status report (so the page,
-the JSON and the metrics agree), written atomically by ``write_to_textfile``."""
+"""Prometheus metrics from the status report (so the page, the JSON and the metrics agree): a textfile
+for node_exporter (ours only: marked first line, never through a link) and a Pushgateway push."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from crypto_data_export.core.atomic_io import atomic_output_at
 from crypto_data_export.core.clock import from_iso
+from crypto_data_export.core.errors import StorageError
+from crypto_data_export.core.reading import open_regular
 from crypto_data_export.report.status_page import series_of
 from crypto_data_export.settings.settings import METRICS_OFF, Settings
 from crypto_data_export.store.layout import ExportFolder
 
 PREFIX = "crypto_exporter_"
+MARKER = "# crypto-data-export metrics: rewritten by the exporter after each cycle; do not edit\n"
+# Our files written before the marker existed start with our first metric's help line.
+OUR_FIRST_LINES = (MARKER.encode(), b"# HELP " + PREFIX.encode())
 SERIES_LABELS = ("symbol", "interval", "market")
 # Per series: (key, metric name, help).
 SERIES = (
@@ -25,6 +32,7 @@ SERIES = (
     ("missing", "series_missing_candles", "candles missing inside the newest file"),
     ("valid", "series_valid", "1 if the newest file is valid, else 0"),
     ("fresh", "series_fresh", "1 if the newest candle is within the health check's freshness limit, else 0"),
+    ("stale_after", "series_stale_after_seconds", "age of the newest candle (from its open) that makes it stale"),
 )
 # The last cycle's counters in the status report -> (metric name, help).
 RUN_COUNTERS = {
@@ -74,8 +82,11 @@ class ReportCollector(Collector):
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
             last = _seconds(entry.get("last_candle"))
+            stale_after = _seconds(entry.get("stale_after"))
             if last is not None:
                 families["last"].add_metric(labels, last)
+                if stale_after is not None:
+                    families["stale_after"].add_metric(labels, stale_after - last)
             families["rows"].add_metric(labels, float(entry.get("rows") or 0))
             families["missing"].add_metric(labels, float(entry.get("missing_candles") or 0))
             families["valid"].add_metric(labels, 1.0 if entry.get("valid") else 0.0)
@@ -123,15 +134,40 @@ class ReportCollector(Collector):
         yield CounterMetricFamily(
             PREFIX + "cleanups", "cleanup passes run", value=float(system.get("cleanup_count") or 0)
         )
+        period = float((self.report.get("configuration") or {}).get("export_interval_hours") or 0) * 3600
+        yield _gauge("export_period_seconds", "EXPORT_PERIOD_HOURS: the time from one cycle to the next", period)
         stats: Mapping[str, Any] = self.report.get("file_statistics") or {}
         yield _gauge("files", "export files in the folder", float(stats.get("total_files") or 0))
-        yield _gauge("files_size_bytes", "their size", float(stats.get("total_size_mb") or 0) * 1024 * 1024)
+        yield _gauge("files_size_bytes", "their size in bytes", float(stats.get("total_size_bytes") or 0))
+
+
+def _registry(report: Mapping[str, Any], interval: str) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector(report, interval))
+    return registry
 
 
 def write_metrics(path: Path, report: Mapping[str, Any], interval: str) -> Path:
-    """Write the report's metrics to ``path`` atomically (its folder is made if missing)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ReportCollector(report, interval))
+    """Write the report's metrics to ``path`` atomically (its folder is made if missing); StorageError
+    if it or its folder is a link, or the file there is not ours."""
+    if path.parent.is_symlink():
+        raise StorageError(f"its folder {path.parent} is a symbolic link; point METRICS_FILE at the real folder")
+    try:
+        with open(open_regular(path)[0], "rb") as handle:
+            ours = handle.read(len(MARKER)).startswith(OUR_FIRST_LINES)
+    except FileNotFoundError:
+        ours = True
+    except OSError as exc:
+        raise StorageError(f"it is a symbolic link or not a regular file ({exc.strerror or exc})") from exc
+    if not ours:
+        raise StorageError("no marker on its first line: another program's file; give METRICS_FILE a file of its own")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    with atomic_output_at(path) as (handle, _):
+        os.fchmod(handle.fileno(), 0o644)  # node_exporter reads it as its own user
+        handle.write(MARKER + generate_latest(_registry(report, interval)).decode("utf-8"))
     return path
+
+
+def push_metrics(gateway: str, report: Mapping[str, Any], interval: str) -> None:
+    """PUT the report's metrics to a Pushgateway, replacing the job's last push (4 s: a stop ends a run in 5 s)."""
+    push_to_gateway(gateway, job="crypto_data_export", registry=_registry(report, interval), timeout=4)

@@ -63,7 +63,7 @@ def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, inte
     """The newest candle may stay the newest for one more candle (its real length, so months
     work too), one export period, and a grace for the cycle."""
     if last_open_ms is None:
-        return {"fresh": False, "newest_close_age_hours": None, "fresh_limit_hours": None}
+        return {"fresh": False, "newest_close_age_hours": None, "fresh_limit_hours": None, "stale_after": None}
     close_ms = next_open_ms(last_open_ms, interval)
     age = (now - from_ms(close_ms)).total_seconds()
     limit = (next_open_ms(close_ms, interval) - close_ms) / 1000
@@ -72,6 +72,7 @@ def _freshness(settings: Settings, last_open_ms: int | None, now: datetime, inte
         "fresh": age <= limit,
         "newest_close_age_hours": round(age / 3600, 2),
         "fresh_limit_hours": round(limit / 3600, 2),
+        "stale_after": ms_to_iso(close_ms + round(limit * 1000)),
     }
 
 
@@ -223,12 +224,8 @@ def build_status_report(
             "data_retention_days": _number(settings.data_retention_days),
             "max_files_per_symbol": settings.max_files_per_symbol,
         },
-        "file_statistics": {
-            "total_files": total_files,
-            "symbols_count": int(file_statistics.get("symbols_count", 0)),
-            "total_size_mb": float(file_statistics.get("total_size_mb", 0.0)),
-            "total_size_gb": float(file_statistics.get("total_size_gb", 0.0)),
-        },
+        # The guide's keys, and total_size_bytes: exact, where the MB and GB figures are rounded.
+        "file_statistics": {**recorded_statistics([], []), **file_statistics},
         "last_cycle": {
             "started": state.last_cycle_start,
             "finished": state.last_cycle_end,
@@ -241,6 +238,8 @@ def build_status_report(
         "validated_at": validated_at or now.isoformat(timespec="seconds"),
         "from_last_cycle": validated_at is not None,
         "next_run": state.next_run if service_status == "running" else None,
+        # A scheduler loop serves this folder (or died without stopping); False under cron or a CronJob.
+        "scheduler_in_use": state.service_pid is not None,
         "banned_until": to_iso(state.ban_end()),
         # The symbol universe's settings and its last resolution (None without EXPORT_QUOTE_ASSET).
         "universe": None
@@ -310,6 +309,7 @@ def recorded_statistics(files: Sequence[ExportFile], verdicts: Sequence[FileVali
         "symbols_count": len({f.symbol for f in kept}),
         "total_size_mb": round(total / 2**20, 2),
         "total_size_gb": round(total / 2**30, 2),
+        "total_size_bytes": total,
     }
 
 

@@ -25,7 +25,7 @@ from crypto_data_export.core.clock import from_ms, to_iso, utc_now
 from crypto_data_export.core.exit_codes import EXIT_OK
 from crypto_data_export.core.processes import is_manager_process, serves_folder
 from crypto_data_export.pipeline.run_summary import CycleReport, ExportReport, SymbolOutcome
-from crypto_data_export.report.metrics import metrics_path, write_metrics
+from crypto_data_export.report.metrics import metrics_path, push_metrics, write_metrics
 from crypto_data_export.report.status_page import disk_of, downsample, render_status_page, sparkline_files
 from crypto_data_export.scheduler.loop import CycleLoop, local_wall
 from crypto_data_export.settings.market_names import SPOT
@@ -314,12 +314,20 @@ class ScheduledDataManager:
                 self.publish_page(report, ExportFolder(self.export_dir).status_page)
         except errors.StorageError as exc:
             logger.warning("%s", exc)
-        target = metrics_path(self.settings)
-        if target is not None:
-            try:
+        target, problems = metrics_path(self.settings), []
+        try:
+            if target is not None:
                 write_metrics(target, report, self.settings.kline_interval)
-            except (OSError, ValueError) as exc:
-                logger.warning("cannot write the metrics to %s: %s; check METRICS_FILE and its folder", target, exc)
+        except (errors.StorageError, OSError, ValueError) as exc:
+            problems.append(f"metrics not written to {target}: {exc}")
+        try:
+            if self.settings.metrics_pushgateway:
+                push_metrics(self.settings.metrics_pushgateway, report, self.settings.kline_interval)
+        except OSError as exc:
+            problems.append(f"cannot push the metrics: {exc}; check METRICS_PUSHGATEWAY")
+        for problem in problems:  # logged; a one-shot run also prints its notices
+            logger.warning("%s", problem)
+        self._note(RunState(notices=problems))
 
     def publish_page(self, report: dict[str, Any], page: Path) -> None:
         """Write the status page to ``page`` atomically (StorageError if it cannot be)."""

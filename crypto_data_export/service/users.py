@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import grp
 import os
 import pwd
 import re
+import stat
 from collections.abc import Mapping
+from pathlib import Path
 
 DEFAULT_SERVICE_USER = "crypto-export"
 USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?", re.IGNORECASE)
@@ -42,3 +45,18 @@ def current_user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return getpass.getuser()
+
+
+def unreachable(user: str, path: Path) -> str | None:
+    """Why ``user`` cannot enter or execute ``path`` (a folder on it or on where its links lead is
+    closed to them, by mode bits), or None. A user not created yet gets only the "other" bits."""
+    entry = pwd.getpwnam(user) if user_exists(user) else None
+    uid = entry.pw_uid if entry else -1
+    gids = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)} if entry else set()
+    real = Path(os.path.realpath(path))
+    for step in [*reversed(path.parents), path, *reversed(real.parents), real]:
+        info = os.stat(step)
+        if not (info.st_mode >> (6 if info.st_uid == uid else 3 if info.st_gid in gids else 0)) & 1:
+            mode = f"{stat.filemode(info.st_mode)}, owner {info.st_uid}"
+            return f"{user} cannot reach {path}: {step} ({mode}) is closed to it: the unit cannot start (203/EXEC)"
+    return None

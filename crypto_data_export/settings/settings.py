@@ -69,6 +69,7 @@ class Settings:
     log_level: str = "INFO"
     # Prometheus textfile: "" is EXPORT_DIR/metrics/exporter.prom, "off" writes none.
     metrics_file: str = ""
+    metrics_pushgateway: str = ""  # a Pushgateway's URL: each run's metrics are pushed there ("" none)
     archive_url: str = DEFAULT_ARCHIVE_URL
     # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After
     # __post_init__ it is never empty and kline_interval is one of them (the first if
@@ -333,6 +334,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     ),
     "EXPORT_TOP_N": ("top_n", _between(int, 1, MAX_TOP_N, "a whole number")),
     "METRICS_FILE": ("metrics_file", _metrics_file),
+    "METRICS_PUSHGATEWAY": ("metrics_pushgateway", _url("http://pushgateway:9091")),
     "EXPORT_AT": ("export_at", lambda _name, raw: raw.strip()),  # checked with the period (cadence)
     "EXPORT_MAX_SYMBOLS": ("max_symbols", _between(int, 1, MAX_FILES, "a whole number")),
 }

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
 from crypto_data_export.core.intervals import is_valid_interval
@@ -115,6 +117,7 @@ class FileManager:
         *,
         market: str = SPOT,
         intervals: Sequence[str] = (),
+        host: str = "",
     ) -> None:
         if not all(is_valid_interval(i) for i in (interval, *intervals)):
             raise ValueError(f"unknown interval in {[interval, *intervals]!r}")
@@ -131,7 +134,7 @@ class FileManager:
         # The series this manager writes and reuses is (market, symbol, interval); cleanup
         # covers the folder, and every configured interval (``intervals``) counts as configured.
         self.interval = interval
-        self.market = market
+        self.market, self.host = market, host  # the exchange's host, kept in Parquet files
         self.intervals: tuple[str, ...] = tuple(dict.fromkeys((*intervals, interval))) if intervals else (interval,)
         self.symbols: tuple[str, ...] = tuple(symbols)
         self.max_files_per_symbol = int(max_files_per_symbol)
@@ -163,6 +166,7 @@ class FileManager:
             stop_event=stop_event,
             market=settings.market,
             intervals=settings.kline_intervals,
+            host=urlsplit(settings.base_url).netloc.lower(),
         )
 
     def for_interval(self, interval: str) -> FileManager:
@@ -215,10 +219,15 @@ class FileManager:
             raise StorageError(f"export folder {self.export_dir} is not writable; check permissions and mounts")
 
     def export_path(self, symbol: str) -> Path:
-        """Where a new export of ``symbol`` created now goes."""
-        name = export_file_name(symbol, self.interval, self.now(), self.file_format.suffix, self.market)
+        """Where a new export of ``symbol`` created now goes: never the name of a file there
+        (two runs in one second must not replace a file the cleanup would keep)."""
+        created = self.now()
+        name = export_file_name(symbol, self.interval, created, self.file_format.suffix, self.market)
         if EXPORT_NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"symbol {symbol!r} cannot be used in an export file name")
+        while os.path.lexists(self.export_dir / name):
+            created += timedelta(seconds=1)
+            name = export_file_name(symbol, self.interval, created, self.file_format.suffix, self.market)
         return self.export_dir / name
 
     def write_export(
@@ -242,7 +251,8 @@ class FileManager:
             require_forward(verdict.last_open_ms, replacing)
 
         try:
-            verdict = self.file_format.write(path, chunks, self.interval, approve=approve)
+            series = SeriesId(self.host, self.market, symbol, self.interval)
+            verdict = self.file_format.write(path, chunks, self.interval, approve=approve, series=series)
         except OlderDataError:
             raise
         except InvalidDataError as exc:
@@ -286,9 +296,10 @@ class FileManager:
         return [folder.validations[f.path] for f in folder.files]
 
     def newest_valid_export(
-        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None
+        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
     ) -> ReusableExport | None:
-        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame.
+        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame of its
+        candles opening from ``candles_from`` (a window's: bounded memory whatever the file holds).
 
         Every file of the series is judged (the newest content can hide behind any name);
         invalid ones are quarantined (added to ``record``) or skipped. At most two frames
@@ -303,13 +314,16 @@ class FileManager:
             if should_stop():
                 raise ScanStopped(f"stop requested before every file of {symbol} was checked")
             try:
-                checked = check_regular_file(f.path, self.interval, want_candles=True, stop=should_stop)
+                checked = check_regular_file(f.path, self.interval, candles_from=candles_from, stop=should_stop)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
             validation, candles = checked.validation, checked.candles
+            if validation.series not in (None, SeriesId(self.host, self.market, symbol, self.interval)):  # another's
+                logger.warning("%s holds the candles of %s; not reused", f.name, validation.series)
+                continue
             if validation.valid and candles is not None:
                 if best is None or content_key(f, validation) > content_key(best.file, best.validation):
                     best = ReusableExport(f, candles, validation)
@@ -386,12 +400,14 @@ class FileManager:
         known: Mapping[Path, FileValidation] | None = None,
         judged: Mapping[Path, FileValidation] | None = None,
         gone: Collection[Path] = (),
+        cover: Path | None = None,
     ) -> CleanupResult:
         """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
 
         ``known``: files just written and their verdicts (in a dry run: the files the real run
         would write); ``judged``: verdicts read moments ago; ``gone``: in a dry run, the files the
-        run's earlier steps would have removed or quarantined. ``result.remaining`` is the folder
+        run's earlier steps would have removed or quarantined; ``cover``: a backfill's new file,
+        which removes only the files whose every candle it holds. ``result.remaining`` is the folder
         as the cleanup left it (with verdicts and hashes), so reports need no second pass.
         """
         known = dict(known or {})
@@ -406,7 +422,7 @@ class FileManager:
         # Built per cleanup from the attributes, so a changed setting applies at once.
         series = frozenset((self.market, interval) for interval in self.intervals)
         rules = RetentionRules(series, frozenset(self.symbols), self.max_files_per_symbol, self.data_retention_days)
-        plan = plan_cleanup(folder, rules, self.now())
+        plan = plan_cleanup(folder, rules, self.now(), cover)
         for symbol in plan.stale_symbols:
             logger.warning(
                 "%s: newest valid file is older than %g days; kept (no fresh export?)", symbol, self.data_retention_days

@@ -1,36 +1,36 @@
 """Resume journals of REST backfills: completed pages kept on disk until the file is published.
 
-``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal`` holds the candles
-of one REST span of one symbol, page by page, as fetched. The first line names what the
-journal is for (a marker, the symbol, the interval, the span's first open time); each
-further line is one page with the SHA-256 of its rows. A page is appended, flushed and
-fsynced before its candles are used, so a crash or a Ctrl-C leaves whole pages plus at
-most one torn line.
-
-Nothing in a journal is trusted blindly: a foreign or unreadable header, a record whose
-checksum does not match, or bad JSON discards the journal (whole, with a log line); the
-caller checks the candles themselves again against the window it asks for. Only names of
-the pattern below are ours; a symlink is never followed.
+``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal``: the candles of one
+series (``SeriesId``) from one open time on. Its first line names the series and the start;
+each further line is one page and a SHA-256 chained on the page before, fsynced before its
+candles are used. It is read one page at a time and trusted in nothing: another series' header
+discards it (logged); at a torn, damaged or refused (``cut``) page it is cut and the rest fetched
+again. Only names of the pattern below are ours; a symbolic link is never followed, but left alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.errors import StorageError
+from crypto_data_export.core.text import printable
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_MARKER = "crypto-klines-backfill-journal/1"
-MAX_JOURNAL_BYTES = 2 << 30  # a year of 1s candles is ~1.5 GiB of rows; more is not ours
+JOURNAL_MARKER = "crypto-klines-backfill-journal/2"
+MAX_RECORD_BYTES = 16 << 20  # one page (at most 1500 rows of ~400 bytes) as JSON text, with room to spare
 _JOURNAL_NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9]{1,20})_(?P<interval>[0-9]{1,2}[smhdwM])_(?P<start>[0-9]{1,15})\.journal$"
 )
@@ -52,116 +52,114 @@ def release_folder(folder: Path, paths: Iterable[Path]) -> None:
         folder.rmdir()
 
 
-def _digest(rows_text: str) -> str:
-    return hashlib.sha256(rows_text.encode("utf-8")).hexdigest()
+def _digest(chain: str, rows_text: str) -> str:
+    return hashlib.sha256((chain + rows_text).encode("utf-8")).hexdigest()
 
 
 class PageJournal:
-    """The journal of one (symbol, interval, span start): read, append, remove."""
+    """The journal of one series from one open time: read page by page, append, cut, remove."""
 
-    def __init__(self, folder: Path, symbol: str, interval: str, start_ms: int) -> None:
-        self.folder, self.symbol, self.interval, self.start_ms = folder, symbol, interval, start_ms
-        self.path = folder / f"{symbol}_{interval}_{start_ms}.journal"
+    def __init__(self, folder: Path, series: SeriesId, start_ms: int) -> None:
+        self.folder, self.series, self.start_ms = folder, series, start_ms
+        self.path = folder / f"{series.symbol}_{series.interval}_{start_ms}.journal"
+        self.writable = True  # False once found to be a symbolic link or not a file: never written
+        self._end, self._chain = 0, ""  # after the last page accepted: where the next one goes, its chain
+        self._handle: BinaryIO | None = None  # open while ``pages`` reads
 
     def header(self) -> dict[str, Any]:
-        return {"marker": JOURNAL_MARKER, "symbol": self.symbol, "interval": self.interval, "start_ms": self.start_ms}
+        return {"marker": JOURNAL_MARKER, **dataclasses.asdict(self.series), "start_ms": self.start_ms}
 
-    def load(self) -> list[list[Any]]:
-        """The rows of every whole page, oldest first; [] (and the journal removed) when it cannot be trusted."""
-        try:
-            if self.path.is_symlink() or not self.path.is_file():
-                return []
-            if self.path.stat().st_size > MAX_JOURNAL_BYTES:
-                return self.discard("larger than any journal of ours")
-            with open(self.path, encoding="utf-8") as handle:
-                lines = handle.read().split("\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            return self.discard(f"unreadable ({exc})")
-        try:
-            if json.loads(lines[0]) != self.header():
-                return self.discard("written for another symbol, interval or range")
-        except ValueError:
-            return self.discard("its first line is not a journal header")
-        rows: list[list[Any]] = []
-        whole = lines[1:-1]  # the text after the last newline is a torn record (or empty)
-        if lines[-1]:
-            logger.info("%s: dropping a torn last record (an interrupted write)", self.path.name)
-        for number, line in enumerate(whole, start=2):
-            page = self._record(line)
-            if page is None:
-                return self.discard(f"record {number} is damaged (bad JSON or checksum)")
-            rows.extend(page)
-        return rows
+    def _open(self, flags: int) -> BinaryIO:
+        """The journal itself, never through a symbolic link nor waiting on a FIFO (OSError ELOOP)."""
+        if self.folder.is_symlink():
+            raise OSError(errno.ELOOP, "its folder is a symbolic link")
+        if flags & os.O_CREAT:
+            self.folder.mkdir(exist_ok=True)
+        handle = open(os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640), "r+b")  # an fd: no truncation
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            handle.close()
+            raise OSError(errno.ELOOP, "it is not a regular file")
+        return handle
 
-    @staticmethod
-    def _record(line: str) -> list[list[Any]] | None:
+    def pages(self) -> Iterator[list[list[Any]]]:
+        """The rows of each whole page, oldest first, one page in memory at a time. A page is
+        accepted when the next one is asked for; ``cut`` drops the one last given and all after it."""
         try:
+            handle = self._open(os.O_RDWR)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            return self._set_aside(exc)
+        with handle:
+            self._handle, line = handle, handle.readline(MAX_RECORD_BYTES)
+            with suppress(ValueError):
+                line = b"" if json.loads(line) == self.header() else line
+            if line:
+                text = printable(line.decode("utf-8", "replace").strip(), 300)
+                return self.discard(f"it is not for {self.series} from {self.start_ms}: its first line is {text}")
+            self._end, self._chain = handle.tell(), ""
+            while line := handle.readline(MAX_RECORD_BYTES):
+                if (page := self._record(line)) is None:
+                    torn = not line.endswith(b"\n")
+                    return self.cut("a torn last record (an interrupted write)" if torn else "a damaged record")
+                end = handle.tell()
+                yield page[0]
+                self._end, self._chain = end, page[1]
+
+    def _record(self, line: bytes) -> tuple[list[list[Any]], str] | None:
+        """(rows, digest) of a whole record chained on the page before; None if it is not one."""
+        with suppress(ValueError, TypeError, KeyError):
             record = json.loads(line)
-            rows_text = record["rows"]
-            if not isinstance(rows_text, str) or record.get("sha256") != _digest(rows_text):
-                return None
-            rows = json.loads(rows_text)
-        except (ValueError, TypeError, KeyError):
-            return None
-        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-            return None
-        return rows
+            rows, digest = json.loads(record["rows"]), _digest(self._chain, record["rows"])
+            if line.endswith(b"\n") and record["sha256"] == digest and all(isinstance(r, list) for r in rows):
+                return rows, digest
+        return None
 
     def append(self, rows: list[list[Any]]) -> None:
         """One page, durable before the caller uses it; the header first on a new journal."""
+        if not self.writable:
+            return
         rows_text = json.dumps(rows, separators=(",", ":"))
-        record = json.dumps({"sha256": _digest(rows_text), "rows": rows_text}, separators=(",", ":"))
+        digest = _digest(self._chain, rows_text)
+        record = json.dumps({"sha256": digest, "rows": rows_text}, separators=(",", ":"))
         try:
-            if self.folder.is_symlink():
-                raise StorageError(f"{self.folder} is a symbolic link; remove it (resume journals need a real folder)")
-            self.folder.mkdir(exist_ok=True)
-            new = not self.path.exists()
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(self.path, flags, 0o640)
-            with os.fdopen(fd, "a", encoding="utf-8") as handle:
-                if new:
-                    handle.write(json.dumps(self.header()) + "\n")
-                handle.write(record + "\n")
+            with self._open(os.O_RDWR | os.O_CREAT) as handle:
+                head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
+                handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
+                handle.seek(self._end)
+                handle.write(head + (record + "\n").encode())
                 handle.flush()
                 os.fsync(handle.fileno())
+                self._end, self._chain = handle.tell(), digest
         except OSError as exc:
-            raise StorageError(
-                f"cannot keep a page in {self.path}: {exc.strerror or exc}; check free space and permissions"
-            ) from exc
+            if exc.errno != errno.ELOOP:
+                raise StorageError(f"cannot keep a page in {self.path}: {exc.strerror}; check the disk") from exc
+            self._set_aside(exc)
 
-    def discard(self, why: str) -> list[list[Any]]:
+    def cut(self, why: str) -> None:
+        """Drop the page last given by ``pages`` and every one after it: they are fetched again."""
+        logger.warning("%s: %s; the journal is cut there, what followed is fetched again", self.path.name, why)
+        assert self._handle is not None, "cut while reading"
+        with suppress(OSError):  # else the next append cuts there
+            self._handle.truncate(self._end)
+
+    def discard(self, why: str) -> None:
         logger.warning("%s: resume journal not used (%s); its candles are fetched again", self.path.name, why)
         remove_file(self.path)
-        return []
+        self._end, self._chain = 0, ""
+
+    def _set_aside(self, exc: OSError) -> None:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP and exc.filename else exc.strerror or exc
+        logger.warning("%s: left alone (%s, never followed); no resume journal is kept in its place", self.path, why)
+        self.writable = False
 
 
-class PartialFolder:
-    """``.backfill_partial/``: the journals of one backfill folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def journal(self, symbol: str, interval: str, start_ms: int) -> PageJournal:
-        return PageJournal(self.folder, symbol, interval, start_ms)
-
-    def covering(self, symbol: str, interval: str, start_ms: int) -> PageJournal:
-        """The journal of this span, or of the same symbol and interval starting earlier
-        (a ``--days`` rerun starts a little later); a new one if there is none."""
-        earlier = [j for j in self._journals(symbol, interval) if j.start_ms <= start_ms]
-        if not earlier:
-            return self.journal(symbol, interval, start_ms)
-        return max(earlier, key=lambda j: j.start_ms)
-
-    def release(self, symbol: str, interval: str) -> None:
-        """The symbol's file is published: its journals have served their purpose."""
-        release_folder(self.folder, [journal.path for journal in self._journals(symbol, interval)])
-
-    def _journals(self, symbol: str, interval: str) -> Iterator[PageJournal]:
-        try:
-            names = os.listdir(self.folder)
-        except OSError:
-            return
-        for name in names:
-            match = _JOURNAL_NAME.fullmatch(name)
-            if match and match["symbol"] == symbol and match["interval"] == interval:
-                yield PageJournal(self.folder, symbol, interval, int(match["start"]))
+def covering(folder: Path, series: SeriesId, start_ms: int) -> PageJournal:
+    """The journal of ``series`` in ``folder`` that starts last at or before ``start_ms`` (a ``--days``
+    rerun starts a little later; another range's serves if its pages reach this start); else a new one."""
+    names: list[str] = []
+    with suppress(OSError):
+        names = os.listdir(folder)
+    found = [m for m in map(_JOURNAL_NAME.fullmatch, names) if m and m["symbol"] == series.symbol]
+    starts = [int(m["start"]) for m in found if m["interval"] == series.interval and int(m["start"]) <= start_ms]
+    return PageJournal(folder, series, max(starts, default=start_ms))

@@ -81,7 +81,7 @@ def check_regular_file(
     interval: str,
     *,
     want_hash: bool = False,
-    want_candles: bool = False,
+    candles_from: int | None = None,
     stop: ShouldStop | None = None,
 ) -> FileCheck:
     """Validate (and hash) one file in one read, streamed through the checker of the format
@@ -89,7 +89,7 @@ def check_regular_file(
     file_format = format_for_name(Path(path).name)
     if file_format is None:
         raise OSError(f"{Path(path).name} is not an export file of a known format")
-    stream = file_format.stream_checker(interval, path, want_candles=want_candles)
+    stream = file_format.stream_checker(interval, path, candles_from=candles_from)
     digest = hashlib.sha256() if want_hash else None
     size = 0
     fd, _ = open_regular(path)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crypto_data_export.core.clock import ms_to_iso
+
+if TYPE_CHECKING:  # a status report reads verdicts without pyarrow
+    from crypto_data_export.core.candles import SeriesId
 
 
 @dataclass
@@ -24,6 +27,8 @@ class FileValidation:
     # The 1-based data row of ``reason`` when a row broke a rule (None for whole-file problems),
     # so that a writer can name the candle behind it.
     bad_row: int | None = None
+    # Whose candles the file says it holds (Parquet's key/value metadata), if it says.
+    series: SeriesId | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for the status report (times as ISO UTC text)."""

@@ -168,9 +168,11 @@ def test_a_range_reuses_the_candles_of_a_file_that_covers_part_of_it(sandbox_fac
     assert result.returncode == 0, result.stderr
     (written,) = [f for f in export_files(out, SYMBOL) if f != kept]
     assert written.read_text() == truth(ms(2024, 11, 7), ms(2024, 11, 9))
-    # Only the day the kept file lacks is asked for: one page of 24 candles, none of Nov 8.
+    # Only the day the kept file lacks is asked for (one page of 24 candles, none of Nov 8),
+    # and the newest kept candle, to check it is the exchange's.
     calls = exchange.klines_requests(SYMBOL)
-    assert len(calls) == 1 and int(calls[0]["endTime"]) < ms(2024, 11, 8), calls
+    assert len(calls) == 2 and int(calls[0]["endTime"]) < ms(2024, 11, 8), calls
+    assert (calls[1]["startTime"], calls[1]["limit"]) == (ms(2024, 11, 8, 23), 1)
 
 
 def journal_pages(partial: Path) -> int:

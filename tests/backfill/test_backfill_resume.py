@@ -9,8 +9,11 @@ import signal
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
+from crypto_data_export.store.journal import PageJournal
 from tests.support import cli_env, export_files, finish, run_cli, start_cli, temp_files, wait_until
 
 SCRIPT = "export_historical_data.py"
@@ -86,15 +89,17 @@ def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_ri
     partial = out / ".backfill_partial"
     partial.mkdir(parents=True)
     start_ms = NOW - 5 * 86_400_000
-    header = '{"marker": "crypto-klines-backfill-journal/1", "symbol": "%s", "interval": "1m", "start_ms": %d}\n'
-    (partial / f"{SYMBOL}_1m_{start_ms}.journal").write_text(
-        header % (SYMBOL, start_ms) + '{"sha256": "00", "rows": "[[1,2]]"}\n'
-    )
-    (partial / f"{SYMBOL}_1m_{start_ms - 1}.journal").write_text(header % ("OTHERUSDT", start_ms - 1))
+    series = SeriesId(urlsplit(exchange.base_url).netloc, "spot", SYMBOL, "1m")
+    damaged = PageJournal(partial, series, start_ms)
+    damaged.append([[1, 2]])
+    damaged.path.write_text(damaged.path.read_text().replace("[[1,2]]", "[[1,3]]"))
+    foreign = partial / f"{SYMBOL}_1m_{start_ms - 1}.journal"  # another start: not this run's to judge
+    foreign.write_text('{"marker": "crypto-klines-backfill-journal/2", "symbol": "OTHERUSDT"}\n')
     exchange.reset_log()
     rerun = run_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert klines_calls(exchange) == fresh_calls
-    assert "resume journal not used" in rerun.stderr and "Traceback" not in rerun.stderr
+    assert "a damaged record; the journal is cut there" in rerun.stderr
+    assert "Traceback" not in rerun.stderr
     assert only_file(out) == only_file(tmp_path / "fresh")
-    assert not partial.exists()
+    assert [p.name for p in partial.iterdir()] == [foreign.name]

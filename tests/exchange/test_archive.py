@@ -151,6 +151,17 @@ def test_microsecond_times_become_exact_milliseconds() -> None:
     assert_same_candles(frame, rows_to_frame([generate_candle("BTCUSDT", "1h", t) for t in opens]))
 
 
+@pytest.mark.parametrize(("field", "plus", "column"), [(0, 500, "open_time"), (6, -499, "close_time")])
+def test_microsecond_times_with_sub_millisecond_digits_are_refused_not_cut(field: int, plus: int, column: str) -> None:
+    day = daily_period("BTCUSDT", "1h", ms(2025, 1, 1))
+    rows = [
+        line.split(",") for line in candle_lines("BTCUSDT", "1h", [day.start_ms, day.start_ms + HOUR_MS], micros=True)
+    ]
+    rows[1][field] = str(int(rows[1][field]) + plus)  # cut to ms, it would pass every rule
+    with pytest.raises(ArchiveUnusable, match=f"row 2: {column} .* is not a whole millisecond"):
+        read_period_frame(zip_of(day, [",".join(row) for row in rows]), day)
+
+
 @pytest.mark.parametrize(
     ("mutate", "problem"),
     [

@@ -9,7 +9,7 @@ from crypto_data_export.core.intervals import HOUR_MS, MINUTE_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from tests.support import export_window
+from tests.support import export_window, with_value
 
 # 2026-11-29 05:30:00 UTC: half-way through a 1h candle.
 NOW_MS = 1795843800000
@@ -40,7 +40,7 @@ def test_only_closed_candles_of_the_window_with_the_exchanges_exact_strings(sand
     assert exchange.klines_requests()[0]["limit"] == 47
 
 
-def test_incremental_run_asks_only_for_candles_after_the_stored_ones(sandbox_factory) -> None:
+def test_incremental_run_asks_for_the_newest_stored_candle_and_the_ones_after_it(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
     first = export_window(exporter_for(exchange.base_url), "ETHUSDT")
     stored = first.frame.slice(0, len(first.frame) - 3)
@@ -48,8 +48,8 @@ def test_incremental_run_asks_only_for_candles_after_the_stored_ones(sandbox_fac
     second = export_window(exporter_for(exchange.base_url), "ETHUSDT", previous=stored)
     requests = exchange.klines_requests("ETHUSDT")
     assert len(requests) == 1
-    assert requests[0]["startTime"] > stored["open_time"][-1].as_py()
-    assert requests[0]["limit"] == 3
+    assert requests[0]["startTime"] == stored["open_time"][-1].as_py()  # the overlap: is it the exchange's?
+    assert requests[0]["limit"] == 4
     assert (second.reused_rows, second.fetched_rows) == (44, 3)
     assert second.frame.equals(first.frame)
 
@@ -61,18 +61,34 @@ def test_steady_state_is_one_small_call_and_nothing_downloaded_twice(sandbox_fac
     exchange.reset_log()
     second = export_window(exporter_for(exchange.base_url), "SOLUSDT", previous=first.frame)
     assert second.calls == 1 and second.fetched_rows == 1
-    assert exchange.klines_requests()[0]["limit"] == 1
+    assert exchange.klines_requests()[0]["limit"] == 2  # the new candle and the newest stored one
     assert second.frame["open_time"][-1].as_py() == first.frame["open_time"][-1].as_py() + HOUR_MS
     assert len(second.frame) == 47  # the oldest candle left the window as a new one closed
 
 
-def test_nothing_new_means_no_request_at_all(sandbox_factory) -> None:
+def test_nothing_new_means_one_request_for_the_newest_stored_candle(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
     first = export_window(exporter_for(exchange.base_url), "SOLUSDT")
     exchange.reset_log()
     again = export_window(exporter_for(exchange.base_url), "SOLUSDT", previous=first.frame)
-    assert exchange.klines_requests() == [] and again.calls == 0
-    assert len(again.frame) == 47
+    assert [r["limit"] for r in exchange.klines_requests()] == [1] and again.calls == 1
+    assert len(again.frame) == 47 and again.fetched_rows == 0 and again.mismatch is None
+
+
+@pytest.mark.parametrize("edit", ["another symbol", "one price"])
+def test_stored_candles_that_are_not_the_exchanges_are_not_reused(sandbox_factory, edit) -> None:
+    """BTCUSDT's candles stored under ETHUSDT's name, or one edited price in the newest stored
+    candle: the window is fetched again, and why is said."""
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    eth = export_window(exporter_for(exchange.base_url), "ETHUSDT").frame
+    stored = export_window(exporter_for(exchange.base_url), "BTCUSDT").frame.slice(0, 44)
+    if edit == "one price":
+        stored = with_value(eth.slice(0, 44), 43, "close", "1.00000000")
+    exchange.reset_log()
+    again = export_window(exporter_for(exchange.base_url), "ETHUSDT", previous=stored)
+    assert again.frame.equals(eth) and again.reused_rows == 0 and again.fetched_rows == 47
+    assert again.mismatch is not None and again.mismatch.startswith("the newest stored candle")
+    assert [r["limit"] for r in exchange.klines_requests("ETHUSDT")] == [4, 47]
 
 
 def test_long_windows_are_paginated_at_1000_candles(sandbox_factory) -> None:

@@ -50,9 +50,9 @@ def test_clock_skew_closed_candles_and_incremental_seam(offset_min, tmp_path, sa
     assert second.returncode == 0, second.stdout + second.stderr
     opens2 = closed_opens("1m", t2 - int(LOOKBACK_DAYS * DAY_MS), t2)
     assert _newest_file(folder).read_text() == expected_csv("BTCUSDT", "1m", opens2)
-    # Incremental: only the candles after the stored ones were asked for.
+    # Incremental: only the newest stored candle (checked) and the ones after it were asked for.
     calls = exchange.klines_requests("BTCUSDT")
-    assert len(calls) == 1 and calls[0]["startTime"] == opens1[-1] + 1 and calls[0]["limit"] == 7
+    assert len(calls) == 1 and calls[0]["startTime"] == opens1[-1] and calls[0]["limit"] == 8
 
 
 def test_longer_lookback_refetches_the_head_of_the_window(tmp_path, sandbox_factory):

@@ -138,7 +138,7 @@ def test_a_file_named_in_the_future_neither_outranks_nor_deletes_new_exports(tmp
     result = run_manager(env, "--manual")
     assert result.returncode == 0, result.stdout + result.stderr
     calls = exchange.klines_requests("BTCUSDT")
-    assert len(calls) == 1 and calls[0]["startTime"] == recent_opens[-1] + 1, "did not build on the newest content"
+    assert len(calls) == 1 and calls[0]["startTime"] == recent_opens[-1], "did not build on the newest content"
     (written,) = assert_folder_sound(folder)
     assert written not in (future, recent)
     assert written.read_text() == expected_csv("BTCUSDT", "1h", closed_opens("1h", t - 2 * DAY_MS, t))

@@ -3,6 +3,8 @@ checked from outside after real cycles against the sandbox."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import struct
@@ -236,23 +238,71 @@ def _png_colours(path: Path) -> int:
     return len({raw[row : row + stride] for row in range(0, len(raw), stride)})
 
 
+# Both widths side by side in one window (headless Chromium opens no narrower than 500 px, so
+# the phone is an iframe); the script measures what a person would see, Chromium prints it.
+LAYOUT_PROBE = r"""<!DOCTYPE html><html><body style="margin:0;display:flex;align-items:flex-start">
+<iframe id="wide" src="PAGE" style="width:1400px;height:1000px;border:0"></iframe>
+<iframe id="narrow" src="PAGE" style="width:420px;height:1000px;border:0"></iframe>
+<script>
+const MOMENT = /\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?(\.\d+)?( UTC|[+-]\d\d:\d\d)?/g;
+window.addEventListener("load", () => {
+  const out = {};
+  for (const frame of document.querySelectorAll("iframe")) {
+    const doc = frame.contentDocument;
+    const walker = doc.createTreeWalker(doc.body, NodeFilter.SHOW_TEXT);
+    let broken = 0;
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(MOMENT)) {
+        const range = doc.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        if (new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1) broken += 1;
+      }
+    }
+    out[frame.id] = {
+      overflow: doc.documentElement.scrollWidth - doc.documentElement.clientWidth,
+      tallest_cell: Math.max(...[...doc.querySelectorAll("td")].map((td) => td.getBoundingClientRect().height)),
+      broken_moments: broken,
+    };
+  }
+  document.body.dataset.layout = JSON.stringify(out);
+});
+</script></body></html>"""
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_headless_chromium_renders_the_page_not_blank(cycled, tmp_path):
-    shot = tmp_path / "status.png"
-    subprocess.run(
+def test_headless_chromium_shows_the_page_whole_at_1400_and_420_px(cycled, tmp_path):
+    """No sideways overflow, no cell taller than a screen's third, no time broken over two lines."""
+    page = cycled["folder"] / "status.html"
+    report = read_json(cycled["folder"] / "status_report.json")
+    report["symbols"]["NOPEUSDT"]["last_error"] = "the exchange said no; " * 40  # a long error, as real ones get
+    page.write_text(render_status_page(report, {}), encoding="utf-8")
+    probe, shot = tmp_path / "probe.html", tmp_path / "status.png"
+    probe.write_text(LAYOUT_PROBE.replace("PAGE", page.as_uri()), encoding="utf-8")
+    result = subprocess.run(
         [
             "chromium",
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--allow-file-access-from-files",
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={shot}",
-            "--window-size=1200,800",
-            (cycled["folder"] / "status.html").as_uri(),
+            "--window-size=1820,1000",
+            "--dump-dom",
+            probe.as_uri(),
         ],
         capture_output=True,
+        text=True,
         timeout=60,
         check=False,
     )
+    found = re.search(r'data-layout="([^"]*)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    layout = json.loads(html.unescape(found.group(1)))
+    for width in ("wide", "narrow"):
+        assert layout[width]["overflow"] <= 0, layout
+        assert layout[width]["tallest_cell"] < 300, layout
+        assert layout[width]["broken_moments"] == 0, layout
     assert shot.is_file() and shot.stat().st_size > 10_000
     assert _png_colours(shot) > 50  # many different rows: text, cards, tables, not one flat colour

@@ -30,8 +30,8 @@ from tests.support import DATA as DATA_DIR
 from tests.support import assert_same_candles, with_value
 
 
-def check_bytes(data: bytes, interval: str, path: Path | str, *, want_candles: bool = False):
-    return support.check_bytes(CSV, data, interval, path, want_candles=want_candles)
+def check_bytes(data: bytes, interval: str, path: Path | str, *, candles_from: int | None = None):
+    return support.check_bytes(CSV, data, interval, path, candles_from=candles_from)
 
 
 def validate_bytes(data: bytes, interval: str, path: Path | str):
@@ -149,7 +149,7 @@ def test_unreadable_path_is_invalid_not_an_exception(tmp_path: Path) -> None:
 
 
 def test_candles_from_validation_equal_read_candles() -> None:
-    result, candles = check_bytes(BTC_FILE.read_bytes(), "1h", BTC_FILE, want_candles=True)
+    result, candles = check_bytes(BTC_FILE.read_bytes(), "1h", BTC_FILE, candles_from=0)
     assert result.valid and candles is not None
     assert_same_candles(candles, CSV.read(BTC_FILE))
     assert candles["open_time"].type == pa.int64() and candles["number_of_trades"].type == pa.int64()
@@ -257,12 +257,12 @@ def test_chunked_validation_equals_whole_file_validation(fault: str | None) -> N
     block boundaries; verdict, reason (row number), gaps and candles stay the same."""
     # pyarrow reads every block; the stream checker's blocks are whole lines of at least block_bytes.
     data = _boundary_file(fault)
-    whole, whole_candles = check_bytes(data, "1m", "f", want_candles=True)
+    whole, whole_candles = check_bytes(data, "1m", "f", candles_from=0)
     row_bytes = len(data.splitlines()[1]) + 1
     decided = 0
     for chunk_bytes in (1, row_bytes, row_bytes * 3 - 1, row_bytes * 10, row_bytes * 10 + 5, 1 << 20):
         for piece in (1, 97, 4096, len(data)):
-            verdict = check_stream(_pieces(data, piece), "1m", "f", want_candles=True, block_bytes=chunk_bytes)
+            verdict = check_stream(_pieces(data, piece), "1m", "f", candles_from=0, block_bytes=chunk_bytes)
             decided += 1
             assert verdict[0] == whole, (chunk_bytes, piece)
             if whole_candles is None:

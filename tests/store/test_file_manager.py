@@ -245,6 +245,7 @@ def test_write_export_round_trips_the_real_file_byte_for_byte(tmp_path: Path) ->
         "symbols_count": 1,
         "total_size_mb": round(len(BTC_FILE.read_bytes()) / 1024 / 1024, 2),
         "total_size_gb": 0.0,
+        "total_size_bytes": len(BTC_FILE.read_bytes()),
     }
 
 

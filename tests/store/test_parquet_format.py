@@ -196,6 +196,25 @@ def test_oversized_row_groups_are_refused_before_reading(tmp_path, monkeypatch):
     assert not verdict.valid and "row group 1 holds 24 rows" in (verdict.reason or "")
 
 
+def test_one_large_row_group_is_judged_drawn_and_reused_batch_by_batch(tmp_path, monkeypatch):
+    """A valid file may hold one group of MAX_GROUP_ROWS rows: it is read in batches of at most
+    READ_BATCH_ROWS (bounded memory whatever the groups), for the verdict, a sparkline and reuse."""
+    monkeypatch.setattr(parquet_format, "READ_BATCH_ROWS", 5)
+    target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    pq.write_table(parquet_format._table_of(frame), target, row_group_size=len(frame))
+    seen: list[int] = []
+    real_add = parquet_format.CandleBlocks.add
+    monkeypatch.setattr(parquet_format.CandleBlocks, "add", lambda self, c: seen.append(len(c)) or real_add(self, c))
+    verdict = validate_file(target, "1h")
+    assert verdict.valid and verdict.rows == len(frame) and sum(seen) == len(frame) and max(seen) == 5
+    assert PARQUET.read_closes(target) == [float(v) for v in frame.column("close").to_pylist()]
+    # What an export reuses: only the candles of its look-back, never the whole file.
+    opens = frame.column("open_time").to_pylist()
+    kept = scan.check_regular_file(target, "1h", candles_from=opens[12]).candles
+    assert kept is not None and kept.column("open_time").to_pylist() == opens[12:]
+
+
 # --- end to end: the real manager against the sandbox ----------------------------------------
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT")
@@ -360,9 +379,9 @@ def test_identical_parquet_files_are_duplicates_a_csv_of_the_same_candles_is_not
     assert result.removed == [a] and b.exists() and c.exists()
 
 
-def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
-    """After a switch the CSV stays while MAX_FILES_PER_SYMBOL allows; at 1 it goes once the
-    Parquet (which the incremental export built from its candles) holds newer ones: nothing lost."""
+def test_retention_counts_each_format_apart(tmp_path):
+    """After a switch to Parquet the CSV stays, even at MAX_FILES_PER_SYMBOL=1 and though the
+    Parquet holds newer candles: each format keeps its own newest files."""
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
     old_csv = tmp_path / "BTCUSDT_1h_20241029_000000.csv"
     CSV.write(old_csv, frame, "1h")
@@ -370,10 +389,8 @@ def test_retention_counts_both_formats_and_keeps_the_newest_content(tmp_path):
     extra = with_value(extra, 0, "close_time", frame["close_time"][-1].as_py() + 3_600_000)
     newer = tmp_path / "BTCUSDT_1h_20241029_010000.parquet"
     PARQUET.write(newer, pa.concat_tables([frame, extra]), "1h")  # one candle more
-    _manager(tmp_path, max_files_per_symbol=2, data_retention_days=36500).cleanup()
-    assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
     _manager(tmp_path, max_files_per_symbol=1, data_retention_days=36500).cleanup()
-    assert sorted(p.name for p in export_files(tmp_path)) == [newer.name]
+    assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
     assert _as_text(PARQUET.read(newer).slice(0, len(frame))) == _as_text(frame)
 
 
@@ -438,7 +455,7 @@ def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypat
     path.write_bytes(_good())
     whole = validate_file(path, "1h")
     monkeypatch.setattr(parquet_format, "SPOOL_MEMORY_BYTES", 1000)  # spilled to a temporary file too
-    checked = scan.check_regular_file(path, "1h", want_candles=True)
+    checked = scan.check_regular_file(path, "1h", candles_from=0)
     assert checked.validation == whole and whole.valid and whole.rows == 24
     assert checked.candles is not None
     assert _as_text(checked.candles) == _as_text(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))

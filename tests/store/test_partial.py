@@ -1,42 +1,79 @@
-"""Resume journals (crypto_data_export.store.journal) on real files: whole pages kept, anything doubtful discarded."""
+"""Resume journals (crypto_data_export.store.journal) on real files: whole pages kept, read one at a
+time, anything doubtful cut off or discarded, another series' journal never used, a link never followed."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from crypto_data_export.store.journal import PartialFolder
+from crypto_data_export.core.candles import SeriesId
+from crypto_data_export.store.journal import PageJournal, covering
 
 ROW = [1_700_000_000_000, "1.0", "2.0", "0.5", "1.5", "10", 1_700_000_059_999, "15", 3, "5", "7.5"]
+SERIES = SeriesId("api.binance.com", "spot", "BTCUSDT", "1m")
 
 
-def test_pages_come_back_in_order_and_a_torn_last_record_is_dropped(tmp_path: Path) -> None:
-    journal = PartialFolder(tmp_path / ".backfill_partial").journal("BTCUSDT", "1m", 5)
+def test_pages_come_back_in_order_and_a_torn_last_record_is_cut_before_the_next_page(tmp_path: Path) -> None:
+    folder = tmp_path / ".backfill_partial"
+    journal = PageJournal(folder, SERIES, 5)
     journal.append([ROW])
     journal.append([ROW, ROW])
     with open(journal.path, "a") as handle:
         handle.write('{"sha256": "ab", "rows": "[[')  # a crash in the middle of a write
-    assert journal.load() == [ROW, ROW, ROW]
+    again = PageJournal(folder, SERIES, 5)
+    assert list(again.pages()) == [[ROW], [ROW, ROW]]
+    assert list(again.pages()) == [[ROW], [ROW, ROW]]  # read twice: the same pages
+    again.append([ROW])  # after the whole pages, not after the torn text
+    assert list(PageJournal(folder, SERIES, 5).pages()) == [[ROW], [ROW, ROW], [ROW]]
 
 
-def test_a_damaged_record_or_a_foreign_header_discards_the_journal(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    damaged = folder.journal("BTCUSDT", "1m", 5)
-    damaged.append([ROW])
-    damaged.path.write_text(damaged.path.read_text().replace("1.5", "9.5"))
-    assert damaged.load() == [] and not damaged.path.exists()
-    foreign = folder.journal("BTCUSDT", "1m", 6)
-    folder.journal("ETHUSDT", "1m", 6).append([ROW])
-    (folder.folder / "ETHUSDT_1m_6.journal").rename(foreign.path)
-    assert foreign.load() == [] and not foreign.path.exists()
+def test_a_damaged_or_missing_page_cuts_the_journal_and_a_foreign_header_discards_it(tmp_path: Path) -> None:
+    folder = tmp_path / ".backfill_partial"
+    damaged = PageJournal(folder, SERIES, 5)
+    for page in ([ROW], [ROW, ROW], [ROW]):
+        damaged.append(page)
+    lines = damaged.path.read_text().splitlines(keepends=True)
+    damaged.path.write_text("".join([lines[0], lines[1], lines[3]]))  # the second page lost: the chain breaks
+    assert list(PageJournal(folder, SERIES, 5).pages()) == [[ROW]]
+    assert damaged.path.read_text() == lines[0] + lines[1]  # cut after the last good page
+
+    for other in (dataclasses.replace(SERIES, market="usdm"), dataclasses.replace(SERIES, exchange_host="testnet")):
+        PageJournal(folder, other, 6).append([ROW])
+        assert list(PageJournal(folder, SERIES, 6).pages()) == []
+        assert not PageJournal(folder, SERIES, 6).path.exists()
 
 
-def test_a_later_span_uses_the_journal_that_starts_earlier_and_release_removes_all(tmp_path: Path) -> None:
-    folder = PartialFolder(tmp_path / ".backfill_partial")
-    folder.journal("BTCUSDT", "1m", 100).append([ROW])
-    folder.journal("BTCUSDT", "1h", 50).append([ROW])
-    assert folder.covering("BTCUSDT", "1m", 150).start_ms == 100
-    assert folder.covering("BTCUSDT", "1m", 99).start_ms == 99  # nothing earlier: a new journal
-    folder.release("BTCUSDT", "1m")
-    assert [p.name for p in folder.folder.iterdir()] == ["BTCUSDT_1h_50.journal"]
-    folder.release("BTCUSDT", "1h")
-    assert not folder.folder.exists()
+def test_a_journal_given_back_is_cut_there(tmp_path: Path) -> None:
+    folder = tmp_path / ".backfill_partial"
+    journal = PageJournal(folder, SERIES, 5)
+    journal.append([ROW])
+    journal.append([ROW, ROW])
+    reader = PageJournal(folder, SERIES, 5)
+    pages = reader.pages()
+    assert next(pages) == [ROW] and next(pages) == [ROW, ROW]
+    reader.cut("the caller's checks refuse it")
+    assert list(PageJournal(folder, SERIES, 5).pages()) == [[ROW]]
+
+
+def test_a_symlinked_journal_is_left_alone_and_never_written(tmp_path: Path) -> None:
+    folder = tmp_path / ".backfill_partial"
+    folder.mkdir()
+    target = tmp_path / "elsewhere"
+    target.write_text("not ours")
+    journal = PageJournal(folder, SERIES, 5)
+    journal.path.symlink_to(target)
+    assert list(journal.pages()) == [] and not journal.writable
+    journal.append([ROW])
+    fresh = PageJournal(folder, SERIES, 5)
+    fresh.append([ROW])  # not through a link it did not look at either
+    assert target.read_text() == "not ours" and journal.path.is_symlink() and not fresh.writable
+
+
+def test_the_journal_that_starts_last_at_or_before_a_span_covers_it(tmp_path: Path) -> None:
+    folder = tmp_path / ".backfill_partial"
+    PageJournal(folder, SERIES, 100).append([ROW])
+    PageJournal(folder, SERIES, 120).append([ROW])
+    PageJournal(folder, dataclasses.replace(SERIES, interval="1h"), 130).append([ROW])
+    assert covering(folder, SERIES, 150).start_ms == 120
+    assert covering(folder, SERIES, 110).start_ms == 100
+    assert covering(folder, SERIES, 99).start_ms == 99  # nothing earlier: a new journal

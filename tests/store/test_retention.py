@@ -136,3 +136,15 @@ def test_a_file_just_written_wins_a_tie_with_a_future_named_twin() -> None:
     folder.fresh = {fresh.path}
     plan = plan_cleanup(folder, RetentionRules(frozenset({("spot", "1h")}), frozenset({"BTCUSDT"}), 2, 7), NOW)
     assert plan.removals == {future.path: f"duplicate of {fresh.name}"}
+
+
+def test_a_backfill_removes_only_the_files_of_its_format_whose_every_candle_it_holds() -> None:
+    h = 3_600_000
+    new, inside, longer, in_gap = export("BTCUSDT", 0), export("BTCUSDT", 1), export("BTCUSDT", 2), export("BTCUSDT", 3)
+    parquet = ExportFile(new.path.with_suffix(".parquet"), "BTCUSDT", "1h", new.created, 100)
+    spans = {new: (0, 100), inside: (10, 20), longer: (-1, 50), in_gap: (60, 70), parquet: (10, 20)}
+    folder = FolderScan(list(spans), {}, {})
+    for f, (first, last) in spans.items():
+        folder.validations[f.path] = FileValidation(f.path, True, first_open_ms=first * h, last_open_ms=last * h)
+    folder.validations[new.path].gaps = [(65 * h, 65 * h, 1)]  # the new file lacks a candle in_gap holds
+    assert plan_cleanup(folder, RULES, NOW, cover=new.path).removals == {inside.path: f"every candle is in {new.name}"}

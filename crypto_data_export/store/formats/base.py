@@ -16,7 +16,7 @@ from typing import Protocol, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import open_times
+from crypto_data_export.core.candles import SeriesId, empty_candle_frame, open_times, within
 from crypto_data_export.core.intervals import is_valid_interval
 from crypto_data_export.core.rules import Breach, check_candles, gaps
 from crypto_data_export.store.validation import FileValidation
@@ -41,17 +41,17 @@ class StreamChecker(Protocol):
 
 class CandleBlocks:
     """The rule book over one file's candles, block after block (CSV blocks, Parquet row groups):
-    rows, first and last open time, gaps, the first breach, and the candles when asked."""
+    rows, first and last open time, gaps, the first breach, and the candles from ``candles_from`` if given."""
 
-    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
-        self.interval, self.path = interval, path
+    def __init__(self, interval: str, path: Path, *, candles_from: int | None = None) -> None:
+        self.interval, self.path, self.candles_from = interval, path, candles_from
         self.rows = 0
         self.first_open: int | None = None
         self.last_open: int | None = None
         self.gaps: list[tuple[int, int, int]] = []
         self.breach: Breach | None = None
         self.breach_open_ms: int | None = None  # the candle that broke a rule (for a writer's message)
-        self.kept: list[pa.Table] | None = [] if want_candles else None
+        self.kept: list[pa.Table] | None = None if candles_from is None else []
 
     def add(self, candles: pa.Table) -> None:
         """Judge the next block (nothing more once a rule is broken or the interval is unknown)."""
@@ -68,8 +68,8 @@ class CandleBlocks:
         self.gaps += gaps(opens, self.interval, self.last_open)
         self.first_open = int(opens[0]) if self.first_open is None else self.first_open
         self.last_open = int(opens[-1])
-        if self.kept is not None:
-            self.kept.append(candles)
+        if self.kept is not None and self.last_open >= (self.candles_from or 0):
+            self.kept.append(within(candles, self.candles_from or 0, self.last_open + 1))  # never a whole huge file
 
     def verdict(self, rows: int | None = None) -> Verdict:
         """The verdict on every block added (``rows``: the file's row count when a breach stopped the reading)."""
@@ -83,7 +83,7 @@ class CandleBlocks:
             return FileValidation(path, False, "no candles (header only)"), None
         missing = sum(g[2] for g in self.gaps)
         valid = FileValidation(path, True, None, self.rows, self.first_open, self.last_open, self.gaps, missing)
-        return valid, None if self.kept is None else pa.concat_tables(self.kept)
+        return valid, None if self.kept is None else pa.concat_tables(self.kept or [empty_candle_frame()])
 
 
 class FileFormat(ABC):
@@ -94,9 +94,16 @@ class FileFormat(ABC):
 
     @abstractmethod
     def write(
-        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+        self,
+        target: Path,
+        chunks: CandleChunks,
+        interval: str,
+        *,
+        approve: Approval | None = None,
+        series: SeriesId | None = None,
     ) -> FileValidation:
         """Write candle chunks to ``target`` atomically, only if valid; return the verdict.
+        ``series``: whose candles they are, kept in the file if the format has room for it.
 
         The bytes are judged by this format's checker, then ``approve`` (if given) sees the
         verdict; only then is the temp file fsynced and renamed. A failure removes the temp file
@@ -112,5 +119,6 @@ class FileFormat(ABC):
         return [float(v) for v in self.read(path).column("close").to_pylist() if v]
 
     @abstractmethod
-    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> StreamChecker:
-        """The checker of this format's files, fed piece by piece as they are read or written."""
+    def stream_checker(self, interval: str, path: Path, *, candles_from: int | None = None) -> StreamChecker:
+        """The checker of this format's files, fed piece by piece as they are read or written; if the
+        file is valid, the verdict holds its candles opening from ``candles_from`` (0: all)."""

@@ -28,6 +28,7 @@ from crypto_data_export.core.candles import (
     CANDLE_COLUMNS,
     CANDLE_SCHEMA,
     TIME_COLUMNS,
+    SeriesId,
     candle_frame,
     empty_candle_frame,
     format_utc_ms,
@@ -252,7 +253,7 @@ class CsvCheck:
     at a time): the verdict and, if asked and valid, its candles."""
 
     def __init__(
-        self, interval: str, path: Path | str, *, want_candles: bool = False, block_bytes: int | None = None
+        self, interval: str, path: Path | str, *, candles_from: int | None = None, block_bytes: int | None = None
     ) -> None:
         self.interval, self.path, self.block_bytes = interval, Path(path), block_bytes or BLOCK_BYTES
         self._head: bytearray | None = bytearray()  # until the header line is whole
@@ -264,7 +265,7 @@ class CsvCheck:
         self._offset = 0
         self._problem: str | None = None  # a whole-file problem (header, long line)
         self._lines_after, self._open_line = 0, False  # lines not parsed once a verdict is set
-        self.blocks = CandleBlocks(interval, self.path, want_candles=want_candles)
+        self.blocks = CandleBlocks(interval, self.path, candles_from=candles_from)
 
     def _decided(self) -> bool:
         return self._problem is not None or self.blocks.breach is not None or self._nul or self._utf8_error is not None
@@ -357,9 +358,15 @@ class CsvFormat(FileFormat):
     suffix = ".csv"
 
     def write(
-        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+        self,
+        target: Path,
+        chunks: CandleChunks,
+        interval: str,
+        *,
+        approve: Approval | None = None,
+        series: SeriesId | None = None,
     ) -> FileValidation:
-        return write_candles(target, chunks, interval, approve)
+        return write_candles(target, chunks, interval, approve)  # its name holds the series, less the host
 
     def read(self, path: Path) -> pa.Table:
         """Lenient and unvalidated, streamed in blocks (the exporter itself reads previous files
@@ -383,5 +390,5 @@ class CsvFormat(FileFormat):
             closes = pacsv.read_csv(path, convert_options=options).column("close").drop_null().to_pylist()
         return [value for value in closes if value == value]
 
-    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> CsvCheck:
-        return CsvCheck(interval, path, want_candles=want_candles)
+    def stream_checker(self, interval: str, path: Path, *, candles_from: int | None = None) -> CsvCheck:
+        return CsvCheck(interval, path, candles_from=candles_from)

@@ -6,13 +6,14 @@ the exchange sends (spot) exactly 8 decimals, and a quote volume such as
 silently change it; decimal128 keeps it exactly and pandas, polars and DuckDB read it. A value
 with more than 8 decimals is refused (``InvalidDataError``), never rounded.
 
-Each row group is read back as the candle table and judged by the one rule book. Memory stays
-bounded: fed bytes are spooled to a temporary file, and the metadata (rows, row-group sizes)
-is checked before any row group is read.
+Each batch of rows is read back as the candle table and judged by the one rule book. Memory stays
+bounded: fed bytes are spooled to a temporary file, the metadata (rows, row-group sizes) is
+checked before any row is read, and rows are read in batches, whatever the row groups hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tempfile
@@ -25,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
-from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, INTEGER_COLUMNS, TIME_COLUMNS
+from crypto_data_export.core.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, INTEGER_COLUMNS, TIME_COLUMNS, SeriesId
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.rules import column_problem
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
@@ -43,8 +44,9 @@ PARQUET_SCHEMA = pa.schema(
         for column in CANDLE_COLUMNS
     ]
 )
-# Rows per row group when writing: a reader (and our checker) holds one group at a time.
+# Rows per row group when writing; rows per batch when judging (memory bounded whatever the groups).
 WRITE_ROWS = 100_000
+READ_BATCH_ROWS = 65_536
 # Limits for files we judge or read: far beyond ours (a year of 1m candles is 525 600
 # rows, ~30 MB), small enough that a forged footer cannot make us allocate gigabytes.
 MAX_FILE_BYTES = 1 << 30
@@ -148,21 +150,31 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
     return parquet
 
 
-def judge_parquet(source: IO[bytes], interval: str, path: Path, *, want_candles: bool = False) -> Verdict:
+def judge_parquet(source: IO[bytes], interval: str, path: Path, *, candles_from: int | None = None) -> Verdict:
     """The verdict on a Parquet file (never raises on bad content): the footer and schema
-    first, then every row group, in order, by the rule book (one group held at a time)."""
-    blocks = CandleBlocks(interval, path, want_candles=want_candles)
+    first, then every batch of rows, in order, by the rule book (one batch held at a time)."""
+    blocks = CandleBlocks(interval, path, candles_from=candles_from)
     try:
         parquet = _open(source)
-        for index in range(parquet.metadata.num_row_groups):
-            if blocks.breach is None:
-                blocks.add(table_to_candles(parquet.read_row_group(index)))
+        # By batches, not row groups: a valid file may hold one group of MAX_GROUP_ROWS rows.
+        for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False):
+            if blocks.breach is not None:
+                break
+            blocks.add(table_to_candles(pa.Table.from_batches([batch])))
     except _Unreadable as problem:
         return FileValidation(path, False, str(problem)), None
     except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page past a sound footer
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return FileValidation(path, False, f"not a readable Parquet file: {first_line}"[:300]), None
-    return blocks.verdict(rows=parquet.metadata.num_rows)
+    verdict = blocks.verdict(rows=parquet.metadata.num_rows)
+    verdict[0].series = _series_of(parquet.schema_arrow.metadata or {})
+    return verdict
+
+
+def _series_of(metadata: dict[bytes, bytes]) -> SeriesId | None:
+    """The series a file's key/value metadata names (None: it names none, as files written before it did)."""
+    values = [metadata.get(field.name.encode(), b"").decode(errors="replace") for field in dataclasses.fields(SeriesId)]
+    return SeriesId(*values) if all(values) else None
 
 
 class ParquetStreamCheck:
@@ -170,8 +182,8 @@ class ParquetStreamCheck:
     pieces are spooled (memory up to ``SPOOL_MEMORY_BYTES``, then a temporary file)
     and judged at ``finish``; past ``MAX_FILE_BYTES`` nothing more is kept."""
 
-    def __init__(self, interval: str, path: Path, *, want_candles: bool = False) -> None:
-        self.interval, self.path, self.want_candles = interval, Path(path), want_candles
+    def __init__(self, interval: str, path: Path, *, candles_from: int | None = None) -> None:
+        self.interval, self.path, self.candles_from = interval, Path(path), candles_from
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
         self._size = 0
 
@@ -186,7 +198,7 @@ class ParquetStreamCheck:
                 reason = f"{self._size} bytes, more than the {MAX_FILE_BYTES} a Parquet export may hold"
                 return FileValidation(self.path, False, reason), None
             self._spool.seek(0)
-            return judge_parquet(self._spool, self.interval, self.path, want_candles=self.want_candles)
+            return judge_parquet(self._spool, self.interval, self.path, candles_from=self.candles_from)
         finally:
             self._spool.close()
 
@@ -196,16 +208,23 @@ class ParquetFormat(FileFormat):
     suffix = ".parquet"
 
     def write(
-        self, target: Path, chunks: CandleChunks, interval: str, *, approve: Approval | None = None
+        self,
+        target: Path,
+        chunks: CandleChunks,
+        interval: str,
+        *,
+        approve: Approval | None = None,
+        series: SeriesId | None = None,
     ) -> FileValidation:
         """Each chunk is converted (exact decimals or ``InvalidDataError``) and written in row
         groups of ``WRITE_ROWS``; the finished temp file is then read back from disk by the
         checker that judges files in the folder, ``approve`` sees that verdict, and only then is
-        the file fsynced and renamed (``atomic_output_at``)."""
+        the file fsynced and renamed (``atomic_output_at``). ``series`` goes in the key/value metadata."""
         parts = [chunks] if isinstance(chunks, pa.Table) else chunks
+        schema = PARQUET_SCHEMA.with_metadata(dataclasses.asdict(series) if series else {})
         with atomic_output_at(target) as (handle, temp):
             assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
-            with pq.ParquetWriter(handle.buffer, PARQUET_SCHEMA, compression="zstd") as writer:
+            with pq.ParquetWriter(handle.buffer, schema, compression="zstd") as writer:
                 for chunk in parts:
                     for start in range(0, len(chunk), WRITE_ROWS):
                         writer.write_table(_table_of(chunk.slice(start, WRITE_ROWS)), row_group_size=WRITE_ROWS)
@@ -234,5 +253,12 @@ class ParquetFormat(FileFormat):
             except _Unreadable as problem:
                 raise InvalidDataError(f"{path}: {problem}") from problem
 
-    def stream_checker(self, interval: str, path: Path, *, want_candles: bool = False) -> ParquetStreamCheck:
-        return ParquetStreamCheck(interval, path, want_candles=want_candles)
+    def read_closes(self, path: Path) -> list[float]:
+        """The close column alone, batch by batch (a sparkline never holds the whole table)."""
+        with open(path, "rb") as source:
+            batches = _open(source).iter_batches(READ_BATCH_ROWS, columns=["close"], use_threads=False)
+            texts = (pc.cast(batch.column(0), pa.string()).to_pylist() for batch in batches)  # exact, then float
+            return [float(v) for text in texts for v in text if v is not None]
+
+    def stream_checker(self, interval: str, path: Path, *, candles_from: int | None = None) -> ParquetStreamCheck:
+        return ParquetStreamCheck(interval, path, candles_from=candles_from)
