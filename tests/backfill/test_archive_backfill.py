@@ -300,9 +300,14 @@ def test_a_bad_archive_url_is_a_usage_error(sandbox, tmp_path: Path) -> None:
 def test_ctrl_c_stops_within_seconds_and_a_rerun_downloads_only_what_is_missing(
     sandbox_factory, tmp_path: Path, procs: list[subprocess.Popen]
 ) -> None:
-    exchange = exchange_of(sandbox_factory, now_ms=NOW, latency_seconds=0.15)
+    # The last days' zips trickle, so the run is surely mid-download when Ctrl-C comes, however
+    # loaded the machine (their deadline, with HTTP_TIMEOUT_SECONDS=30, is far beyond the test).
+    slow = frozenset(f"ZIPAUSDT-1h-2024-11-0{day}.zip" for day in range(5, 10))
+    exchange = exchange_of(sandbox_factory, now_ms=NOW, archive=ArchiveKnobs(trickle=slow))
     out = tmp_path / "out"
-    env = cli_env(exchange.base_url, tmp_path / "scheduler", BINANCE_ARCHIVE_URL=exchange.base_url, EXPORT_WORKERS="2")
+    env = cli_env(
+        exchange.base_url, tmp_path / "scheduler", BINANCE_ARCHIVE_URL=exchange.base_url, EXPORT_WORKERS="2"
+    ) | {"HTTP_TIMEOUT_SECONDS": "30"}
     args = ("--symbols", "ZIPAUSDT", "--days", str(DAYS), "--interval", "1h", "--output", str(out))
     proc = start_cli(SCRIPT, *args, env=env, cwd=tmp_path)
     procs.append(proc)
@@ -314,6 +319,7 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_downloads_only_what_is_missing(
     assert export_files(out) == [] and temp_files(out) == [] and list(cache.glob("*.part")) == []
     kept = sorted(p.name for p in cache.glob("*.zip"))
     assert 2 <= len(kept) < 15
+    exchange.config.archive = ArchiveKnobs()
     exchange.reset_log()
     rerun = run_cli(SCRIPT, *args, env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
