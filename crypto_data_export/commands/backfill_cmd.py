@@ -103,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     logging.getLogger("crypto_data_export.backfill.archive_backfill").setLevel(logging.WARNING)
     logging.getLogger("crypto_data_export.store.journal").setLevel(logging.WARNING)  # a resume journal not used
+    # A series' failure is printed once, by the summary (FAILED); only an unexpected error's traceback is shown too.
+    logging.getLogger("crypto_data_export.pipeline.export_job").addFilter(lambda record: record.exc_info is not None)
     return exit_code_of(lambda: _backfill(settings, args.source, window))
 
 

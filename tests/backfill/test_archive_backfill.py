@@ -264,6 +264,7 @@ def test_archive_source_fails_on_a_bad_checksum_and_writes_nothing(sandbox_facto
     assert result.returncode == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("ZIPBUSDT: FAILED")]
     assert len(failed) == 1 and "ZIPBUSDT-1h-2024-10.zip" in failed[0] and "checksum mismatch" in failed[0]
+    assert result.stderr.count("checksum mismatch") == 1  # said once, by the summary
     assert export_files(out, "ZIPBUSDT") == [] and temp_files(out) == []
     assert only_file(out, "ZIPAUSDT") == truth("ZIPAUSDT", NOW, DAYS)  # the other symbol is unaffected
     assert all(r["symbol"] == "ZIPAUSDT" or r["startTime"] >= ms(2024, 11, 10) for r in our_klines(exchange))
