@@ -190,9 +190,9 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
         print(json.dumps(report, indent=2))
         return
     system, files, last = report["system_status"], report["file_statistics"], report["last_cycle"]
-    print(
-        f"service: {system['service_status']}   exports: {system['export_count']}   cleanups: {system['cleanup_count']}"
-    )
+    # Under cron or a CronJob no scheduler is meant to run: "stopped" would read as a fault.
+    service = system["service_status"] if report.get("scheduler_in_use", True) else "none (one-shot runs)"
+    print(f"scheduler: {service}   exports: {system['export_count']}   cleanups: {system['cleanup_count']}")
     successful = last["last_successful"] or "never"
     print(f"last cycle: {last['started'] or 'never'} -> {last['result'] or '-'}   last successful: {successful}")
     if report.get("from_last_cycle"):

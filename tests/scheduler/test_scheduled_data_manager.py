@@ -87,7 +87,7 @@ def test_status_json_and_health_exit_codes_follow_the_files(sandbox, tmp_path: P
     assert status.returncode == 0
     assert_guide_keys(json.loads(status.stdout))
     text = run_cli("scheduled_data_manager.py", "--status", env=env, cwd=tmp_path).stdout
-    assert "BTCUSDT" in text and "service: stopped" in text
+    assert "BTCUSDT" in text and "scheduler: none (one-shot runs)" in text  # a --manual run, no scheduler
     assert run_cli("scheduled_data_manager.py", "--health", env=env, cwd=tmp_path).returncode == 0
     # A third configured symbol without a file: degraded, not down.
     wider = dict(env, EXPORT_SYMBOLS="BTCUSDT,ETHUSDT,SOLUSDT")
