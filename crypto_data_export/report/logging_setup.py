@@ -75,14 +75,9 @@ def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_l
         if logs.is_symlink():
             raise OSError(f"{logs} is a symbolic link; logs are only written into a real folder")
         logs.mkdir(parents=True, exist_ok=True)
-        root.addHandler(_one_line(rotating_log(folder.manager_log, numeric)))
-        exporter_log = _one_line(rotating_log(folder.export_log, numeric))
+        root.addHandler(rotating_log(folder.manager_log, numeric, OneLineFormatter(FILE_FORMAT)))
+        exporter_log = rotating_log(folder.export_log, numeric, OneLineFormatter(FILE_FORMAT))
         exporter_log.addFilter(lambda record: record.name.startswith(EXPORTER))
         root.addHandler(exporter_log)
     # urllib3 reports each transport retry; keep them in the file, not on the console.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
-def _one_line(handler: logging.Handler) -> logging.Handler:
-    handler.setFormatter(OneLineFormatter(FILE_FORMAT))
-    return handler
