@@ -30,7 +30,7 @@ from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter
-from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of
+from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of, fail
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.layout import ExportFolder
 
@@ -93,8 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _backfill_folder(settings, scheduler_folder, args.output)
         usable_source(settings, args.source)
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     if window is not None and window.clamped:
         print(f"info: --end is in the future; the backfill ends at the last closed candle ({window.describe()})")
     # Retries and waits are normal; the console only shows what went wrong for good,

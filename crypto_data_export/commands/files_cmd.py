@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from crypto_data_export.core.cli import run_main, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from crypto_data_export.report.console import exit_code_of, print_cleanup, print_duplicates
+from crypto_data_export.report.console import exit_code_of, fail, print_cleanup, print_duplicates
 from crypto_data_export.report.status_report import export_folder_problem
 from crypto_data_export.settings.settings import SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager
@@ -84,12 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = override(load_settings(), {"EXPORT_DIR": (args.dir, "--dir")})
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     problem = export_folder_problem(settings.export_dir)
     if problem is not None:  # a typo in --dir must not pass as an empty folder (nor create one)
-        print(f"error: {problem}; give the export folder with --dir or EXPORT_DIR", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"{problem}; give the export folder with --dir or EXPORT_DIR", EXIT_USAGE)
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     files = FileManager.from_settings(settings)

@@ -27,6 +27,12 @@ def _err(line: str) -> None:
     print(printable(line, MAX_LINE), file=sys.stderr)
 
 
+def fail(problem: object, code: int = EXIT_FAILED) -> int:
+    """``error: <problem>`` as one line on stderr; the exit code the command returns."""
+    _err(f"error: {problem}")
+    return code
+
+
 def print_notices(notices: list[str]) -> None:
     """Warnings about our own files (set aside, repaired), once each."""
     for notice in dict.fromkeys(notices):
@@ -176,10 +182,7 @@ def print_selection(selected_by: dict[str, str], problem: str | None) -> int:
         print(f"{symbol:<20} {printable(rule)}")
     rules = sorted(set(selected_by.values()))
     print(f"{len(selected_by)} symbols" + (f" ({', '.join(printable(r) for r in rules)})" if rules else ""))
-    if problem is not None:
-        _err(f"error: {problem}")
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_OK if problem is None else fail(problem)
 
 
 def print_status(report: dict[str, Any], *, as_json: bool) -> None:
