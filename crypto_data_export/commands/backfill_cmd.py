@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
 
 from crypto_data_export.backfill.archive_backfill import SOURCES, ArchiveBackfillResult, archive_backfill, usable_source
 from crypto_data_export.backfill.backfill_range import (
@@ -25,7 +24,7 @@ from crypto_data_export.backfill.backfill_range import (
     require_a_candle,
     resolve_range,
 )
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
@@ -160,5 +159,4 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
         print(line)
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

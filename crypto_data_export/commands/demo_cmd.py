@@ -19,9 +19,9 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 from crypto_data_export.store.layout import export_file_name
@@ -127,5 +127,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

@@ -10,9 +10,8 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, fail, print_cleanup, print_duplicates
 from crypto_data_export.report.status_report import export_folder_problem
@@ -93,5 +92,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return exit_code_of(lambda: _run(files, args))
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

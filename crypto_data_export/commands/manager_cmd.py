@@ -11,10 +11,9 @@ import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import crypto_data_export.report.console as console
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
@@ -155,9 +154,7 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
     return EXIT_INTERRUPTED if manager.stop_event.is_set() else cycle.exit_code
 
 
-def run() -> NoReturn:
-    run_main(main)
-
+run = console_command(main)
 
 if __name__ == "__main__":
     run()

@@ -12,9 +12,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.text import MAX_LINE, printable
@@ -137,5 +136,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc, EXIT_NOT_RUNNING if args.command == "status" else EXIT_FAILED)
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

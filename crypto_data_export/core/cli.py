@@ -31,17 +31,22 @@ def script_parser(prog: str, description: str, epilog: str) -> argparse.Argument
     )
 
 
-def run_main(main: Callable[[], int]) -> NoReturn:
-    try:
-        code = main()
-        sys.stdout.flush()
-    except BrokenPipeError as exc:
-        # stdout to /dev/null, so that the interpreter's own final flush cannot fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        code = exit_code_for(exc) or 1
-    except KeyboardInterrupt as exc:
-        print("interrupted: stopped before the end; files already written are whole", file=sys.stderr)
-        code = exit_code_for(exc) or 1
-    sys.exit(code)
+def console_command(main: Callable[[], int]) -> Callable[[], NoReturn]:
+    """The console command (and ``__main__`` entry) that runs ``main`` and exits with its code."""
+
+    def run() -> NoReturn:
+        try:
+            code = main()
+            sys.stdout.flush()
+        except BrokenPipeError as exc:
+            # stdout to /dev/null, so that the interpreter's own final flush cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            code = exit_code_for(exc) or 1
+        except KeyboardInterrupt as exc:
+            print("interrupted: stopped before the end; files already written are whole", file=sys.stderr)
+            code = exit_code_for(exc) or 1
+        sys.exit(code)
+
+    return run
