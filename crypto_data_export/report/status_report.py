@@ -209,14 +209,13 @@ def build_status_report(
     }
     checks = health_checks(settings, state, symbols, now)
     failed = {c.severity for c in checks if not c.passed}
-    total_files = int(file_statistics.get("total_files", 0))
     report = {
         "timestamp": now.isoformat(timespec="seconds"),
         "system_status": {
             "service_status": service_status,
             "export_count": state.export_count,
             "cleanup_count": state.cleanup_count,
-            "current_files": total_files,
+            "current_files": int(file_statistics.get("total_files", 0)),
             "symbols_with_data": sum(1 for e in symbols.values() if e["valid"] and e["rows"] > 0),
         },
         "configuration": {
@@ -313,16 +312,14 @@ def recorded_statistics(files: Sequence[ExportFile], verdicts: Sequence[FileVali
     }
 
 
-def write_status_report(folder: Path, report: dict[str, Any], notices: list[str] | None = None) -> Path:
-    """Replace the report atomically; a file of that name that is not ours is set aside first."""
+def write_status_report(folder: Path, report: dict[str, Any], notices: list[str]) -> None:
+    """Replace the report atomically; a file of that name that is not ours is set aside first (added to ``notices``)."""
     path = ExportFolder(Path(folder)).status_report
     found = read_owned_json(path)
     if found.verdict not in (OURS, MISSING):
         aside = set_aside_or_fail(path, found.verdict, found.problem)
         if aside is not None:
             notice = printable(f"{path} was not written by this tool ({found.problem}); kept as {aside.name}", 1000)
+            notices.append(notice)
             logger.warning("%s", notice)
-            if notices is not None:
-                notices.append(notice)
     atomic_write_json(path, report)
-    return path

@@ -255,13 +255,11 @@ class DataExportService:
             started = self._start_locked(wait_seconds)
             return Outcome(started.exit_code, outcome.lines + started.lines, outcome.errors + started.errors)
 
-    def status(self, now: float | None = None) -> Outcome:
+    def status(self) -> Outcome:
         current = self._inspect()
-        now = time.time() if now is None else now
         if current.state == "running":
-            uptime = "unknown" if current.started_at is None else format_duration(now - current.started_at)
-            lines = [f"running (PID {current.pid}, up {uptime})"]
-            code = EXIT_OK
+            uptime = "unknown" if current.started_at is None else format_duration(time.time() - current.started_at)
+            lines, code = [f"running (PID {current.pid}, up {uptime})"], EXIT_OK
         elif current.state == "unverified":
             lines, code = [current.describe()], EXIT_UNKNOWN
         elif current.state == "stopped":
