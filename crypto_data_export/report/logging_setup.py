@@ -52,12 +52,9 @@ def _for_console(record: logging.LogRecord) -> bool:
 
 
 def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
-    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands).
-
-    The console gets our records from ``console_level`` up (per-symbol INFO lines only at
-    DEBUG): one-shot commands print a summary instead, the loop shows its cycle events for
-    journald, ``-v`` shows everything. The files always get everything.
-    """
+    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands). The
+    console gets our records from ``console_level`` up (per-symbol INFO lines only at DEBUG): one-shot
+    commands print a summary instead, the loop shows its cycle events for journald, ``-v`` everything."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -275,11 +275,8 @@ def _recorded_verdict(folder: Path, entry: dict[str, Any]) -> FileValidation:
 
 def recorded_verdicts(folder: Path, files: Sequence[ExportFile]) -> tuple[list[FileValidation], str | None]:
     """The verdicts the last written report recorded, matched against a listing of the folder
-    (``files``), and when they were made; nothing is opened but the report.
-
-    A listed file the report does not name is unverified (invalid until checked); a file the
-    report names that is no longer listed is invalid too: health must not trust either.
-    """
+    (``files``), and when they were made; nothing is opened but the report. A listed file the report
+    does not name is unverified, one it names that is no longer listed is invalid: health trusts neither."""
     found = read_owned_json(ExportFolder(folder).status_report)
     report = found.data if found.verdict == OURS and found.data is not None else {}
     recorded: dict[str, FileValidation] = {}

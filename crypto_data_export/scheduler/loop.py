@@ -35,10 +35,8 @@ def local_wall() -> float:
 
 class CycleLoop:
     """Run ``cycle`` now, then on the cadence of ``period_hours`` / ``export_at``, until ``stop`` is set.
-
     ``monotonic`` and ``wall`` are the clocks in seconds (tests step them; schedule reads
-    ``datetime.now()``). ``on_planned`` is told every new next run (UTC).
-    """
+    ``datetime.now()``). ``on_planned`` is told every new next run (UTC)."""
 
     def __init__(
         self,

@@ -174,11 +174,8 @@ class ScheduledDataManager:
         logger.info("export: %d ok, %d failed, %d stopped in %.1f s", ok, failed, stopped, report.export.seconds)
 
     def _symbol_plan(self, report: CycleReport) -> selection.SymbolPlan:
-        """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
-
-        A universe that cannot be resolved, or that selects nothing, fails the run
-        (``report.universe_error``); the listed symbols are still exported.
-        """
+        """This cycle's symbols: the universe resolved now (plus the listed ones), or the list. A universe
+        that cannot be resolved, or selects nothing, fails the run; the listed symbols are still exported."""
         if self.universe is None:
             return selection.listed_plan(self.symbols)
         try:
@@ -278,12 +275,9 @@ class ScheduledDataManager:
         verify: bool = False,
         page: bool = True,
     ) -> dict[str, Any]:
-        """Build the status report; write it atomically (and status.html if ``page``).
-
-        A cycle gives its own ``scan``; ``verify`` validates every file now; otherwise the
-        verdicts are the last cycle's, against one listing of the folder. An export folder
-        that is not a folder is no error here: the report says so, and health is ``down``.
-        """
+        """Build the status report; write it atomically (and status.html if ``page``). A cycle gives its
+        own ``scan``; ``verify`` validates every file now; otherwise the verdicts are the last cycle's,
+        against one listing of the folder. A missing export folder is no error here: health is ``down``."""
         state = state or self._note(load_state(self.export_dir))
         validations: list[FileValidation] = []
         statistics: dict[str, Any] = {}

@@ -272,14 +272,9 @@ def _metrics_file(name: str, raw: str) -> str:
 
 
 def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str | None]:
-    """The period as schedule's ``every(count).<unit>`` and EXPORT_AT as its ``.at()`` text.
-
-    Without EXPORT_AT: whole hours as ``hours``, any other period as whole ``seconds``
-    (at least 1). With EXPORT_AT the period must be a whole unit that schedule can align:
-    whole days (``HH:MM`` or ``HH:MM:SS``), whole hours under a day (``:MM:SS``, ``MM:SS``
-    or ``:MM``: that moment past the hour) or whole minutes under an hour (``:SS``).
-    Times are the machine's local time (UTC in the Docker image), as schedule reads it.
-    """
+    """The period as schedule's ``every(count).<unit>`` (whole hours, else whole seconds, at least 1)
+    and EXPORT_AT as its ``.at()`` text, for a period of a whole unit schedule can align (the error
+    lists them). Times are the machine's local time (UTC in the Docker image), as schedule reads it."""
     if export_at is None:
         if float(period_hours).is_integer():
             return "hours", int(period_hours), None
