@@ -1,8 +1,7 @@
 """Backfill: closed klines over a long look-back (or ``--start``/``--end``) into one file per symbol.
 
 The same export pass as a scheduler cycle, under the same run lock; ``--help`` gives examples, the
-sources, the range rules and the exit codes. The guide's ``HistoricalDataExporter`` is importable from here.
-"""
+sources, the range rules and the exit codes. The guide's ``HistoricalDataExporter`` is importable from here."""
 
 from __future__ import annotations
 

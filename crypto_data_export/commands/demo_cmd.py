@@ -2,8 +2,7 @@
 
 It drives the real CLI as an operator would: a manual cycle, the files and the status
 report, a cleanup that finds a duplicate planted on purpose, and a short scheduled run
-stopped with SIGTERM. No network is needed.
-"""
+stopped with SIGTERM. No network is needed."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """``file_manager.py``: validate, find duplicates, clean up the export folder by hand.
 
 The work is done by ``FileManager`` (importable from here), the only code that removes or moves
-files in the export folder.
-"""
+files in the export folder."""
 
 from __future__ import annotations
 

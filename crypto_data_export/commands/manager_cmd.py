@@ -1,7 +1,5 @@
 """``scheduled_data_manager.py``: the loop, one-shot cycles, status and health (see EPILOG).
-
-The work is done by ``ScheduledDataManager`` (importable from here).
-"""
+The work is done by ``ScheduledDataManager`` (importable from here)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """``data_export_service.py``: start, stop, status, restart, create-systemd-service (see EPILOG).
 
 ``status`` follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder cannot be
-verified). The work is done by ``service.daemon.DataExportService`` (importable from here).
-"""
+verified). The work is done by ``service.daemon.DataExportService`` (importable from here)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@
   nowhere to go. We stop quietly with 141, the code a process killed by SIGPIPE has, as
   ``head`` users expect from any Unix tool; no traceback.
 * Ctrl-C outside a handler of the script's own: one line and 130 (128 + SIGINT). Files are
-  written atomically, so an interrupted run leaves the old file or the new one.
-"""
+  written atomically, so an interrupted run leaves the old file or the new one."""
 
 from __future__ import annotations
 

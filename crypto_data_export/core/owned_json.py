@@ -3,8 +3,7 @@
 Only a file with our marker (``"writer": "crypto-data-export"`` and a format version) is
 ours to replace; anything else (another program's, an older version's, a hand-made one)
 is renamed aside (``state.json.foreign-20260101T000000Z``), never deleted or overwritten.
-Reading never follows a symlink, never blocks on a FIFO and refuses oversized files.
-"""
+Reading never follows a symlink, never blocks on a FIFO and refuses oversized files."""
 
 from __future__ import annotations
 

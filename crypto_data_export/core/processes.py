@@ -1,8 +1,7 @@
 """Is a PID alive, is it our scheduler, which export folder does it serve? (Linux /proc.)
 
 PIDs are reused: whatever signals or reports a PID checks its command line, its start
-time and its folder, so another program or another install's scheduler is never ours.
-"""
+time and its folder, so another program or another install's scheduler is never ours."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ sit on the root logger, so urllib3's retries reach the file too. The console sta
 
 Every message is one line: control characters in it (a foreign command line, an exchange's error
 text, a hand-edited state file) are escaped, so a value can neither colour the terminal nor forge a
-log line. Only a traceback, which we add ourselves, spans lines.
-"""
+log line. Only a traceback, which we add ourselves, spans lines."""
 
 from __future__ import annotations
 

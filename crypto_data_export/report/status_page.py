@@ -3,8 +3,7 @@
 ``render_status_page`` is a pure function of the status report, the sparklines' closes
 and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
 Problems come first, one line per series. ``sparkline_files`` names each series' newest valid
-file, whose closes the sparkline shows; a file that cannot be read gets none, never an error.
-"""
+file, whose closes the sparkline shows; a file that cannot be read gets none, never an error."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 The top-level keys are the guide's example exactly; ``symbols`` and ``health`` are added, and
 our marker (``writer``, ``format_version``) so that a file of that name written by someone else
 is set aside, never overwritten. Health judges the data, not the files: a symbol is fresh only
-if its newest closed candle is recent enough for the interval and the export period.
-"""
+if its newest closed candle is recent enough for the interval and the export period."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 The cadence is the guide's ``every(2).hours`` (EXPORT_AT is schedule's ``.at()``). schedule
 plans on the wall clock, which NTP or a person may step; so at every wake-up (at most
 ``MAX_WAIT_SECONDS`` apart) the loop moves the planned run by any step of the wall clock
-against the monotonic one: a step forward runs no cycle early or twice, a step back delays none.
-"""
+against the monotonic one: a step forward runs no cycle early or twice, a step back delays none."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """The scheduled data manager: one cycle now, then every ``EXPORT_PERIOD_HOURS``.
 
-A cycle, under the run lock: export every symbol -> cleanup (retention, validation,
-quarantine) -> duplicate scan -> state and status report. A failing symbol is recorded
-and the others go on.
-"""
+A cycle, under the run lock: export every symbol -> cleanup (retention, validation, quarantine)
+-> duplicate scan -> state and status report. A failing symbol is recorded and the others go on."""
 
 from __future__ import annotations
 

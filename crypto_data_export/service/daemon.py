@@ -5,8 +5,7 @@ runs our scheduler (``is_manager_process``), started when the pidfile says, and 
 this export folder. A pidfile that is a symlink, holds garbage or names a dead, foreign
 or other folder's process is reported and removed, and no process is touched. ``start``
 also refuses while a loop started by hand (named in ``state.json``) serves the folder.
-``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch).
-"""
+``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch)."""
 
 from __future__ import annotations
 

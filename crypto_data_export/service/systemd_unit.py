@@ -1,8 +1,7 @@
 """The hardened systemd unit for the scheduler, as text (no I/O here).
 
 The scheduler reads its install, writes ``EXPORT_DIR`` and talks TCP to the exchange;
-the unit takes everything else away (``systemd-analyze security --offline=yes``: 1.7, "OK").
-"""
+the unit takes everything else away (``systemd-analyze security --offline=yes``: 1.7, "OK")."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 Nothing else reads the environment. A bad value is reported with the variable, the value
 and what is accepted (``SettingsError``, exit code 2). Every number has an upper bound
 (``1e300`` hours would overflow every date), and the export folder must be a folder of
-its own (cleanup acts on its entries), never a system or home folder itself.
-"""
+its own (cleanup acts on its entries), never a system or home folder itself."""
 
 from __future__ import annotations
 
