@@ -23,7 +23,6 @@ __all__ = ["ScheduledDataManager", "main"]
 
 logger = logging.getLogger(__name__)
 
-
 EPILOG = """examples:
   python scheduled_data_manager.py                      run the scheduler (a cycle now, then every 2 h)
   python scheduled_data_manager.py --manual             one cycle: export + cleanup + status (cron)

@@ -35,8 +35,7 @@ def fsync_folder(folder: Path) -> None:
 
 
 def _describe(exc: OSError, path: Path) -> str:
-    reason = exc.strerror or str(exc)
-    return f"cannot write {path}: {reason}; check free space and permissions of {path.parent}"
+    return f"cannot write {path}: {exc.strerror or exc}; check free space and permissions of {path.parent}"
 
 
 @contextmanager

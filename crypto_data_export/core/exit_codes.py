@@ -11,7 +11,6 @@ EXIT_LOCKED = 75  # another run holds the run lock (EX_TEMPFAIL)
 EXIT_INTERRUPTED = 128 + 2  # SIGINT
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE: the reader of our output went away
 
-
 # In order: the first class an error is an instance of decides (RunLockedError is an ExportError).
 _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (RunLockedError, EXIT_LOCKED),

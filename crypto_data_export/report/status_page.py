@@ -25,7 +25,6 @@ OK, GAPS, STALE, PROBLEM = "ok", "gaps", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, GAPS: 2, OK: 3}
 _MOMENT = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d(?::\d\d)?)(?:\.\d+)?(?:\+00:00|Z)?")
 
-
 Disk = tuple[int, int, int]  # shutil.disk_usage: total, used, free bytes
 
 

@@ -180,10 +180,7 @@ MIN_PERIOD_HOURS = 0.0001  # 0.36 s, for tests; less would be a busy loop agains
 MAX_FILES = 100_000
 
 
-Parser = Callable[[str, str], str]
-
-
-def _url(example: str) -> Parser:
+def _url(example: str) -> Callable[[str, str], str]:
     return _rule(lambda raw: raw.rstrip("/"), f"an http(s) URL such as {example}", _is_http_url)
 
 
@@ -192,9 +189,9 @@ def _is_http_url(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
-def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, expected: str = "") -> Parser:
+def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip) -> Callable[[str, str], str]:
     """One of ``choices`` (after ``normal``: maybe re-cased)."""
-    return _rule(normal, expected or "one of " + ", ".join(choices), choices.__contains__)
+    return _rule(normal, "one of " + ", ".join(choices), choices.__contains__)
 
 
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
@@ -212,11 +209,8 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
 
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
-
-
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
 _ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
-
 
 # Folders that belong to the system: the export folder may be inside some of them
 # (/var/lib/crypto, /srv/exports), never one of them.
@@ -311,7 +305,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, str.upper)),
     "BINANCE_ARCHIVE_URL": ("archive_url", _url(DEFAULT_ARCHIVE_URL)),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
-    "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))),
+    "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower)),
     "EXPORT_FORMAT": ("export_format", _choice(EXPORT_FORMATS, str.lower)),
     "EXPORT_QUOTE_ASSET": (
         "quote_asset",
