@@ -45,11 +45,9 @@ from crypto_data_export.store.layout import ExportFolder
 # folder the service was set up in.
 CHECKOUT_DIR = Path(__file__).resolve().parents[2]
 if (CHECKOUT_DIR / MANAGER_SCRIPT).is_file():
-    INSTALL_DIR = CHECKOUT_DIR
-    MANAGER_PATH = CHECKOUT_DIR / MANAGER_SCRIPT
+    INSTALL_DIR, MANAGER_PATH = CHECKOUT_DIR, CHECKOUT_DIR / MANAGER_SCRIPT
 else:
-    INSTALL_DIR = Path.cwd()
-    MANAGER_PATH = Path(sys.executable).absolute().parent / MANAGER_COMMAND
+    INSTALL_DIR, MANAGER_PATH = Path.cwd(), Path(sys.executable).absolute().parent / MANAGER_COMMAND
 
 POLL_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
