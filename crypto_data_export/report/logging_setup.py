@@ -41,13 +41,10 @@ class OneLineFormatter(UTCFormatter):
             record.message, record.name = message, name
 
 
-def _ours(record: logging.LogRecord) -> bool:
-    return record.name == PACKAGE or record.name.startswith(PACKAGE + ".")
-
-
 def _for_console(record: logging.LogRecord) -> bool:
     """Our warnings and errors; of our INFO records only the cycle-level ones."""
-    return _ours(record) and (record.levelno >= logging.WARNING or record.name.startswith(CONSOLE_INFO))
+    ours = record.name == PACKAGE or record.name.startswith(PACKAGE + ".")
+    return ours and (record.levelno >= logging.WARNING or record.name.startswith(CONSOLE_INFO))
 
 
 def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
