@@ -115,8 +115,7 @@ def print_cycle(cycle: CycleReport) -> None:
     for problem in (cycle.skipped_reason, cycle.universe_error):
         if problem:
             _err(f"error: {problem}")
-    if cycle.export is not None:
-        exp = cycle.export
+    if (exp := cycle.export) is not None:
         fetched = sum(o.fetched_rows for o in exp.succeeded)
         calls = sum(o.calls for o in exp.succeeded)
         # One spot interval: the guide's symbols; else (symbol, interval[, market]) series by their keys.

@@ -16,7 +16,6 @@ from typing import Any
 
 from crypto_data_export.core.text import printable
 
-MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_GAP_RANGES = 3  # per row; the rest are counted
 MAX_TEXT = 300  # characters of an error shown in a cell
 SPARK_WIDTH, SPARK_HEIGHT = 160, 30
@@ -58,12 +57,12 @@ def verdict(entry: Mapping[str, Any]) -> str:
     return STALE if not entry.get("fresh") else (GAPS if entry.get("missing_candles") else OK)
 
 
-def downsample(values: Sequence[float], max_points: int = MAX_POINTS) -> list[float]:
-    """At most ``max_points`` values, evenly picked, the last one always kept."""
-    if len(values) <= max_points:
+def downsample(values: Sequence[float]) -> list[float]:
+    """At most one value per pixel of a sparkline, evenly picked, the last one always kept."""
+    if len(values) <= SPARK_WIDTH:
         return list(values)
-    step = (len(values) - 1) / (max_points - 1)
-    return [float(values[round(i * step)]) for i in range(max_points)]
+    step = (len(values) - 1) / (SPARK_WIDTH - 1)
+    return [float(values[round(i * step)]) for i in range(SPARK_WIDTH)]
 
 
 def sparkline_files(report: Mapping[str, Any]) -> dict[str, str]:
