@@ -70,7 +70,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, run the backfill, report; exit 0 ok, 1 a symbol failed, 2 bad input, 75 locked."""
     args = _parse_args(argv)
     try:
         settings = load_settings(symbols_override=args.symbols)

@@ -52,8 +52,7 @@ class CycleLoop:
         self.scheduler = schedule.Scheduler()  # our own, not schedule's module-wide default
         every = getattr(self.scheduler.every(count), unit)
         self.job = (every.at(at) if at else every).do(cycle)
-        self.stop, self.monotonic, self.wall = stop, monotonic, wall
-        self.on_planned = on_planned
+        self.stop, self.monotonic, self.wall, self.on_planned = stop, monotonic, wall, on_planned
         self._readings = (monotonic(), wall())
 
     def run(self) -> None:

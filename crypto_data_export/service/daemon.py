@@ -113,9 +113,8 @@ class DataExportService:
             return _failed(f"error: {current.describe()}")
         by_hand = loop_serving(self.folder.root, self.folder.state)
         if by_hand is not None:
-            folder = printable(self.folder.root)
             return _failed(
-                f"error: a scheduler started outside the service already runs on {folder} "
+                f"error: a scheduler started outside the service already runs on {printable(self.folder.root)} "
                 f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
             )
         if current.state != "stopped":
