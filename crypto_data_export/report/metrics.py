@@ -82,10 +82,9 @@ class ReportCollector(Collector):
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
             last = _seconds(entry.get("last_candle"))
-            stale_after = _seconds(entry.get("stale_after"))
             if last is not None:
                 families["last"].add_metric(labels, last)
-                if stale_after is not None:
+                if (stale_after := _seconds(entry.get("stale_after"))) is not None:
                     families["stale_after"].add_metric(labels, stale_after - last)
             families["rows"].add_metric(labels, float(entry.get("rows") or 0))
             families["missing"].add_metric(labels, float(entry.get("missing_candles") or 0))

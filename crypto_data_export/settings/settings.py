@@ -243,8 +243,7 @@ def _export_dir(name: str, raw: str) -> Path:
     if not raw.strip() or "\x00" in raw:
         raise SettingsError(f"{name}={raw!r} is not valid: expected a folder path")
     folder = Path(raw.strip()).expanduser()
-    problem = system_folder_problem(folder)
-    if problem is not None:
+    if (problem := system_folder_problem(folder)) is not None:
         raise SettingsError(
             f"{name}={raw!r} is not valid: {problem}; use a folder of its own, such as ~/crypto_exports"
         )
