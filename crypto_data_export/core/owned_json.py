@@ -75,9 +75,7 @@ def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         return JsonRead(CORRUPT, problem=f"it is not valid JSON ({type(exc).__name__})")
     problem = ownership_problem(data)
-    if problem is not None:
-        return JsonRead(FOREIGN, problem=problem)
-    return JsonRead(OURS, data)
+    return JsonRead(OURS, data) if problem is None else JsonRead(FOREIGN, problem=problem)
 
 
 def _move_no_replace(source: Path, target: Path) -> None:

@@ -224,8 +224,7 @@ class ScheduledDataManager:
         if self.universe is not None and report.universe_error is None and report.selected_by:
             state.universe = {s: r for s, r in report.selected_by.items() if r != selection.LISTED}
             state.universe_resolved_at = to_iso(now)
-        exp = report.export
-        changed = report.files_changed
+        exp, changed = report.export, report.files_changed
         state.last_cycle_counters = {
             "calls": exp.calls if exp else 0,
             "weight": exp.weight if exp else 0,
