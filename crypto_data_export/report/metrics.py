@@ -58,7 +58,7 @@ def metrics_path(settings: Settings) -> Path | None:
 
 
 def _seconds(moment: Any) -> float | None:
-    parsed = from_iso(moment) if isinstance(moment, str) else None
+    parsed = from_iso(moment)  # None for anything but ISO text
     return None if parsed is None else parsed.timestamp()
 
 

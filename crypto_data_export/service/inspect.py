@@ -64,9 +64,8 @@ def _not_ours(pid: int, info: Pidfile, export_dir: Path) -> ServiceState | None:
     return ServiceState("stale", pid, f"stale pidfile: {why}, not signalled")
 
 
-def inspect_service(pidfile: Path, export_dir: Path | None = None) -> ServiceState:
-    """What runs for the export folder (by default, the pidfile's own folder)."""
-    export_dir = pidfile.parent if export_dir is None else export_dir
+def inspect_service(pidfile: Path, export_dir: Path) -> ServiceState:
+    """What runs for the export folder, by the pidfile's word checked against the process."""
     info = read_pidfile(pidfile)
     if info.kind == "missing":
         return ServiceState("stopped")
