@@ -146,8 +146,7 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
             print(f"{outcome.symbol}: {failed}{outcome.error}", file=sys.stderr)
             continue
         line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
-        tally = result.tallies.get(outcome.symbol)
-        if tally is not None:
+        if (tally := result.tallies.get(outcome.symbol)) is not None:
             line += (
                 f" ({tally.archive_rows} from {tally.archive_files} archive files, "
                 f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"

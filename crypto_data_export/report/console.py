@@ -120,9 +120,8 @@ def print_cycle(cycle: CycleReport) -> None:
         calls = sum(o.calls for o in exp.succeeded)
         # One spot interval: the guide's symbols; else (symbol, interval[, market]) series by their keys.
         series = any(o.key != o.symbol for o in exp.outcomes.values())
-        unit = "series" if series else "symbols"
         print(
-            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} {unit} ok, "
+            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} {'series' if series else 'symbols'} ok, "
             f"{fetched} new candles in {calls} calls, {exp.seconds:.1f} s"
         )
         if series:

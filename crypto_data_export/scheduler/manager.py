@@ -149,8 +149,7 @@ class ScheduledDataManager:
         return report
 
     def _export_step(self, report: CycleReport, state: RunState, dry_run: bool) -> None:
-        ban = state.ban_end()
-        if ban is not None:
+        if (ban := state.ban_end()) is not None:
             report.skipped_reason = f"export skipped: the exchange banned this IP until {to_iso(ban)}"
             logger.warning(report.skipped_reason)
             return
@@ -193,8 +192,7 @@ class ScheduledDataManager:
         if plan.problem is not None:
             report.universe_error, report.universe_refused = plan.problem, plan.refused
             logger.error("%s", plan.problem)
-        elif plan.universe is not None:
-            found = plan.universe
+        elif (found := plan.universe) is not None:
             logger.info(
                 "symbol universe %s: %d symbols (%d matching), %d calls, weight %d",
                 *(self.universe.setting, len(found.symbols), found.matching, found.calls, found.weight),
