@@ -83,8 +83,7 @@ def _report(outcome: Outcome) -> int:
 
 def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
     user = args.user or default_service_user(os.environ, os.geteuid(), current_user())
-    problem = check_service_user(user)
-    if problem:
+    if problem := check_service_user(user):
         return fail(problem, EXIT_USAGE)
     export_dir = Path(os.path.abspath(settings.export_dir))
     unit_name = UNIT_NAME if args.output.is_dir() else args.output.name

@@ -95,13 +95,11 @@ class ReportCollector(Collector):
     def _run(self) -> Iterator[Metric]:
         last: Mapping[str, Any] = self.report.get("last_cycle") or {}
         for key, name in (("started", "start"), ("finished", "end")):
-            moment = _seconds(last.get(key))
-            if moment is not None:
+            if (moment := _seconds(last.get(key))) is not None:
                 yield _gauge(f"last_run_{name}_timestamp_seconds", f"when the last cycle {key} (Unix seconds)", moment)
         if last.get("duration_seconds") is not None:
             yield _gauge("last_run_duration_seconds", "how long the last cycle took", float(last["duration_seconds"]))
-        result = last.get("result")
-        if result is not None:
+        if (result := last.get("result")) is not None:
             yield _gauge("last_run_success", "1 if the last cycle's result was ok, else 0", float(result == "ok"))
             info = _gauge("last_run_result", "the last cycle's result as a label (always 1)", labels=["result"])
             info.add_metric([str(result)[:40]], 1.0)

@@ -51,8 +51,7 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
 
 def _cycle_seconds(state: RunState) -> float | None:
     """The last cycle's length: measured in ms when recorded, else from its whole-second times."""
-    measured = state.last_cycle_counters.get("duration_ms")
-    if measured is not None:
+    if (measured := state.last_cycle_counters.get("duration_ms")) is not None:
         return round(measured / 1000, 3)
     start, end = from_iso(state.last_cycle_start), from_iso(state.last_cycle_end)
     return None if start is None or end is None else round((end - start).total_seconds(), 3)
@@ -313,8 +312,7 @@ def write_status_report(folder: Path, report: dict[str, Any], notices: list[str]
     path = ExportFolder(Path(folder)).status_report
     found = read_owned_json(path)
     if found.verdict not in (OURS, MISSING):
-        aside = set_aside_or_fail(path, found.verdict, found.problem)
-        if aside is not None:
+        if (aside := set_aside_or_fail(path, found.verdict, found.problem)) is not None:
             notice = printable(f"{path} was not written by this tool ({found.problem}); kept as {aside.name}", 1000)
             notices.append(notice)
             logger.warning("%s", notice)

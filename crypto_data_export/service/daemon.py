@@ -111,8 +111,7 @@ class DataExportService:
             return _failed(f"error: already running (PID {current.pid}); use 'stop' or 'restart'")
         if current.state == "unverified":
             return _failed(f"error: {current.describe()}")
-        by_hand = loop_serving(self.folder.root, self.folder.state)
-        if by_hand is not None:
+        if (by_hand := loop_serving(self.folder.root, self.folder.state)) is not None:
             return _failed(
                 f"error: a scheduler started outside the service already runs on {printable(self.folder.root)} "
                 f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
@@ -263,8 +262,7 @@ class DataExportService:
         else:
             lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
         if current.state != "running":
-            by_hand = loop_serving(self.folder.root, self.folder.state)
-            if by_hand is not None:
+            if (by_hand := loop_serving(self.folder.root, self.folder.state)) is not None:
                 lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
         lines += [f"  pidfile: {self.folder.pidfile}", f"  log: {self.folder.service_log}"]
         lines += summarize_status_report(self.folder.status_report)

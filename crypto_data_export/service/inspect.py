@@ -91,8 +91,7 @@ def loop_serving(export_dir: Path, state_file: Path) -> int | None:
         return None
     if not is_manager_process(pid):
         return None
-    served = process_export_dir(pid, DEFAULT_EXPORT_DIR)
-    if served is not None:
+    if (served := process_export_dir(pid, DEFAULT_EXPORT_DIR)) is not None:
         return pid if _same_folder(served, export_dir) else None
     # Its folder cannot be read (another user's process): believe state.json only if the PID
     # started shortly before the loop recorded itself, i.e. it was not reused since.
