@@ -1,6 +1,4 @@
-"""Run the scheduler in the background: start, stop, status, restart, systemd unit.
-
-Code: ``crypto_data_export.commands.service_cmd``; console command ``data-export-service``."""
+"""Run the scheduler in the background: start, stop, status, restart, systemd unit."""
 
 from crypto_data_export.commands.service_cmd import DataExportService, main, parse_args, run
 

@@ -1,6 +1,4 @@
-"""An offline tour of the whole system, on the built-in sandbox exchange.
-
-Code: ``crypto_data_export.commands.demo_cmd``; console command ``demo-scheduled-system``."""
+"""An offline tour of the whole system, on the built-in sandbox exchange."""
 
 from crypto_data_export.commands.demo_cmd import main, run
 

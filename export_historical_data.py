@@ -1,6 +1,4 @@
-"""Backfill: closed klines over a long look-back into one file per symbol.
-
-Code: ``crypto_data_export.commands.backfill_cmd``; console command ``export-historical-data``."""
+"""Backfill: closed klines over a long look-back into one file per symbol."""
 
 from crypto_data_export.commands.backfill_cmd import HistoricalDataExporter, main, run
 

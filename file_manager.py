@@ -1,6 +1,4 @@
-"""File management of the export folder, by hand: validate, find duplicates, clean up.
-
-Code: ``crypto_data_export.commands.files_cmd``; console command ``file-manager``."""
+"""File management of the export folder, by hand: validate, find duplicates, clean up."""
 
 from crypto_data_export.commands.files_cmd import FileManager, main, run
 

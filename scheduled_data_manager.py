@@ -1,6 +1,4 @@
-"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health.
-
-Code: ``crypto_data_export.commands.manager_cmd``; console command ``scheduled-data-manager``."""
+"""The scheduled data manager's CLI: the loop, one-shot cycles, status and health."""
 
 from crypto_data_export.commands.manager_cmd import ScheduledDataManager, main, run
 

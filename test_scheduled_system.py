@@ -1,6 +1,4 @@
-"""Installation self-check: is this machine ready to run the exporter?
-
-Code: ``crypto_data_export.commands.selftest_cmd``; console command ``test-scheduled-system``."""
+"""Installation self-check: is this machine ready to run the exporter?"""
 
 from crypto_data_export.commands.selftest_cmd import main, run
 

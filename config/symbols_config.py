@@ -1,9 +1,6 @@
-"""The guide's symbol configuration: the default symbol groups and the one symbol rule.
-
-The definitions live in the package (``crypto_data_export.settings.symbols``) so that an
-installed ``crypto-data-export`` works from any folder; this file keeps the guide's import
-path, ``config.symbols_config``, for scripts and checks that use it.
-"""
+"""The guide's symbol configuration (the default symbol groups, the one symbol rule) at the guide's
+import path; the definitions live in ``crypto_data_export.settings.symbols``, so that an installed
+package works from any folder."""
 
 from crypto_data_export.settings.symbols import (
     ALTCOIN_SYMBOLS,

@@ -1,8 +1,7 @@
 """Backfill: closed klines over a long look-back (or ``--start``/``--end``) into one file per symbol.
 
 The same export pass as a scheduler cycle, under the same run lock; ``--help`` gives examples, the
-sources, the range rules and the exit codes. The guide's ``HistoricalDataExporter`` is importable from here.
-"""
+sources, the range rules and the exit codes. The guide's ``HistoricalDataExporter`` is importable from here."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
 
 from crypto_data_export.backfill.archive_backfill import SOURCES, ArchiveBackfillResult, archive_backfill, usable_source
 from crypto_data_export.backfill.backfill_range import (
@@ -25,12 +23,12 @@ from crypto_data_export.backfill.backfill_range import (
     require_a_candle,
     resolve_range,
 )
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter
-from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of
+from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of, fail
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.layout import ExportFolder
@@ -73,7 +71,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, run the backfill, report; exit 0 ok, 1 a symbol failed, 2 bad input, 75 locked."""
     args = _parse_args(argv)
     try:
         settings = load_settings(symbols_override=args.symbols)
@@ -94,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _backfill_folder(settings, scheduler_folder, args.output)
         usable_source(settings, args.source)
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     if window is not None and window.clamped:
         print(f"info: --end is in the future; the backfill ends at the last closed candle ({window.describe()})")
     # Retries and waits are normal; the console only shows what went wrong for good,
@@ -156,8 +152,7 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
             print(f"{outcome.symbol}: {failed}{outcome.error}", file=sys.stderr)
             continue
         line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
-        tally = result.tallies.get(outcome.symbol)
-        if tally is not None:
+        if (tally := result.tallies.get(outcome.symbol)) is not None:
             line += (
                 f" ({tally.archive_rows} from {tally.archive_files} archive files, "
                 f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"
@@ -169,5 +164,4 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
             print(f"{outcome.symbol}: warning: {outcome.warning}", file=sys.stderr)
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

@@ -2,8 +2,7 @@
 
 It drives the real CLI as an operator would: a manual cycle, the files and the status
 report, a cleanup that finds a duplicate planted on purpose, and a short scheduled run
-stopped with SIGTERM. No network is needed.
-"""
+stopped with SIGTERM. No network is needed."""
 
 from __future__ import annotations
 
@@ -19,9 +18,9 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 from crypto_data_export.store.layout import export_file_name
@@ -127,5 +126,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

@@ -1,21 +1,18 @@
 """``file_manager.py``: validate, find duplicates, clean up the export folder by hand.
 
 The work is done by ``FileManager`` (importable from here), the only code that removes or moves
-files in the export folder.
-"""
+files in the export folder."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from crypto_data_export.report.console import exit_code_of, print_cleanup, print_duplicates
+from crypto_data_export.report.console import exit_code_of, fail, print_cleanup, print_duplicates
 from crypto_data_export.report.status_report import export_folder_problem
 from crypto_data_export.settings.settings import SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager
@@ -84,17 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = override(load_settings(), {"EXPORT_DIR": (args.dir, "--dir")})
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     problem = export_folder_problem(settings.export_dir)
     if problem is not None:  # a typo in --dir must not pass as an empty folder (nor create one)
-        print(f"error: {problem}; give the export folder with --dir or EXPORT_DIR", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"{problem}; give the export folder with --dir or EXPORT_DIR", EXIT_USAGE)
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     files = FileManager.from_settings(settings)
     return exit_code_of(lambda: _run(files, args))
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

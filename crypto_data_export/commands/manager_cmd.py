@@ -1,7 +1,5 @@
 """``scheduled_data_manager.py``: the loop, one-shot cycles, status and health (see EPILOG).
-
-The work is done by ``ScheduledDataManager`` (importable from here).
-"""
+The work is done by ``ScheduledDataManager`` (importable from here)."""
 
 from __future__ import annotations
 
@@ -9,14 +7,12 @@ import argparse
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import crypto_data_export.report.console as console
-from crypto_data_export.core.cli import run_main, script_parser
-from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from crypto_data_export.core.cli import console_command, script_parser
+from crypto_data_export.core.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.logging_setup import QUIET, configure_logging
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import SettingsError, load_settings
@@ -26,7 +22,6 @@ from crypto_data_export.store.layout import ExportFolder
 __all__ = ["ScheduledDataManager", "main"]
 
 logger = logging.getLogger(__name__)
-
 
 EPILOG = """examples:
   python scheduled_data_manager.py                      run the scheduler (a cycle now, then every 2 h)
@@ -101,20 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if symbols is not None and not symbols:
             raise SymbolError("--symbols is empty: give a comma list such as BTCUSDT,ETHUSDT")
     except (SettingsError, SymbolError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return console.fail(exc, EXIT_USAGE)
     read_only = args.status or args.health or args.dry_run or args.list_symbols
     one_shot = args.manual or args.export_only or args.cleanup_only or read_only
     console_level = logging.DEBUG if args.verbose else (QUIET if one_shot else logging.INFO)
     try:
         configure_logging(None if read_only else settings.export_dir, settings.log_level, console_level=console_level)
     except OSError as exc:
-        print(
-            f"error: cannot write the logs in {ExportFolder(settings.export_dir).logs}: {exc.strerror or exc}; "
-            "check EXPORT_DIR and its permissions",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+        logs, why = ExportFolder(settings.export_dir).logs, exc.strerror or exc
+        return console.fail(f"cannot write the logs in {logs}: {why}; check EXPORT_DIR and its permissions")
     progress = console.SymbolProgress(
         len(symbols or settings.symbols) * len(settings.kline_intervals),
         enabled=(args.manual or args.export_only) and not args.verbose,
@@ -161,9 +151,7 @@ def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: cons
     return EXIT_INTERRUPTED if manager.stop_event.is_set() else cycle.exit_code
 
 
-def run() -> NoReturn:
-    run_main(main)
-
+run = console_command(main)
 
 if __name__ == "__main__":
     run()

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.scheduler.self_check import (
@@ -73,5 +72,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if all(result == PASS for result in results) else 1
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

@@ -1,8 +1,7 @@
 """``data_export_service.py``: start, stop, status, restart, create-systemd-service (see EPILOG).
 
 ``status`` follows LSB: 0 running, 3 not running, 4 unknown (a scheduler whose folder cannot be
-verified). The work is done by ``service.daemon.DataExportService`` (importable from here).
-"""
+verified). The work is done by ``service.daemon.DataExportService`` (importable from here)."""
 
 from __future__ import annotations
 
@@ -12,12 +11,12 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from crypto_data_export.core.cli import run_main, script_parser
+from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.errors import ExportError
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.text import MAX_LINE, printable
+from crypto_data_export.report.console import fail
 from crypto_data_export.service.daemon import INSTALL_DIR, DataExportService, Outcome, write_systemd_unit
 from crypto_data_export.service.systemd_unit import UNIT_NAME
 from crypto_data_export.service.users import (
@@ -84,23 +83,16 @@ def _report(outcome: Outcome) -> int:
 
 def _create_unit(args: argparse.Namespace, settings: Settings) -> int:
     user = args.user or default_service_user(os.environ, os.geteuid(), current_user())
-    problem = check_service_user(user)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+    if problem := check_service_user(user):
+        return fail(problem, EXIT_USAGE)
     export_dir = Path(os.path.abspath(settings.export_dir))
     unit_name = UNIT_NAME if args.output.is_dir() else args.output.name
     if not unit_name.endswith(".service") or unit_name == ".service":
-        print(
-            f"error: --output {args.output}: systemd needs a unit name ending in .service, e.g. --output {UNIT_NAME}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return fail(f"--output {args.output}: systemd needs a unit name ending in .service ({UNIT_NAME})", EXIT_USAGE)
     try:
         path = write_systemd_unit(args.output, export_dir, user)
     except (ValueError, ExportError, OSError) as exc:
-        print(f"error: cannot write the unit: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(f"cannot write the unit: {exc}")
     print(f"wrote {path.absolute()} (runs as {user}, writes only {export_dir})")
     if not user_exists(user):
         print(
@@ -126,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         environment = read_environment()
         settings = load_settings(environment, env_file=None)
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     if args.command == "create-systemd-service":
         return _create_unit(args, settings)
     service = DataExportService(settings.export_dir, environment)
@@ -140,9 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(service.restart(args.timeout, args.wait))
         return _report(service.status())
     except ExportError as exc:
-        print(printable(f"error: {exc}", MAX_LINE), file=sys.stderr)
-        return EXIT_NOT_RUNNING if args.command == "status" else EXIT_FAILED
+        return fail(exc, EXIT_NOT_RUNNING if args.command == "status" else EXIT_FAILED)
 
 
-def run() -> NoReturn:
-    run_main(main)
+run = console_command(main)

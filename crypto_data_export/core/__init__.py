@@ -1,2 +1,1 @@
-"""Building blocks every layer may use: errors, atomic I/O, locks, the UTC clock,
-process checks, log files and the candle table. Imports nothing of ours."""
+"""Building blocks for every layer (errors, I/O, locks, clock, processes, logs, candles), importing nothing of ours."""

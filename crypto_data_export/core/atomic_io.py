@@ -3,8 +3,7 @@
 A temp file in the same folder, flushed and fsynced, ``os.replace``-d over the target,
 then the folder fsynced (the rename survives a power cut); any error removes the temp
 file. Temp names (``.{final}.{pid}.{8 hex}.cdx.tmp``, ``TEMP_NAME_PATTERN``) let cleanup
-recognise leftovers of a killed writer, never a look-alike of another program.
-"""
+recognise leftovers of a killed writer, never a look-alike of another program."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ def fsync_folder(folder: Path) -> None:
 
 
 def _describe(exc: OSError, path: Path) -> str:
-    reason = exc.strerror or str(exc)
-    return f"cannot write {path}: {reason}; check free space and permissions of {path.parent}"
+    return f"cannot write {path}: {exc.strerror or exc}; check free space and permissions of {path.parent}"
 
 
 @contextmanager

@@ -4,8 +4,7 @@
   nowhere to go. We stop quietly with 141, the code a process killed by SIGPIPE has, as
   ``head`` users expect from any Unix tool; no traceback.
 * Ctrl-C outside a handler of the script's own: one line and 130 (128 + SIGINT). Files are
-  written atomically, so an interrupted run leaves the old file or the new one.
-"""
+  written atomically, so an interrupted run leaves the old file or the new one."""
 
 from __future__ import annotations
 
@@ -31,17 +30,22 @@ def script_parser(prog: str, description: str, epilog: str) -> argparse.Argument
     )
 
 
-def run_main(main: Callable[[], int]) -> NoReturn:
-    try:
-        code = main()
-        sys.stdout.flush()
-    except BrokenPipeError as exc:
-        # stdout to /dev/null, so that the interpreter's own final flush cannot fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        code = exit_code_for(exc) or 1
-    except KeyboardInterrupt as exc:
-        print("interrupted: stopped before the end; files already written are whole", file=sys.stderr)
-        code = exit_code_for(exc) or 1
-    sys.exit(code)
+def console_command(main: Callable[[], int]) -> Callable[[], NoReturn]:
+    """The console command (and ``__main__`` entry) that runs ``main`` and exits with its code."""
+
+    def run() -> NoReturn:
+        try:
+            code = main()
+            sys.stdout.flush()
+        except BrokenPipeError as exc:
+            # stdout to /dev/null, so that the interpreter's own final flush cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            code = exit_code_for(exc) or 1
+        except KeyboardInterrupt as exc:
+            print("interrupted: stopped before the end; files already written are whole", file=sys.stderr)
+            code = exit_code_for(exc) or 1
+        sys.exit(code)
+
+    return run

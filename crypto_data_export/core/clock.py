@@ -42,7 +42,6 @@ def from_iso(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        return as_utc(datetime.fromisoformat(text))
     except ValueError:
         return None
-    return as_utc(moment)

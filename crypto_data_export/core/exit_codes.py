@@ -1,23 +1,15 @@
 """Every exit code of every command, and the one function that maps an error to its code.
-
-    0  ok                                   1  a symbol, step or service action failed
-    2  usage or configuration error         3  ``data_export_service.py status``: not running (LSB)
-    4  ``status``: unknown (LSB)           75  another run holds the run lock (EX_TEMPFAIL)
-  130  interrupted (128 + SIGINT)          141  the reader of our output went away (128 + SIGPIPE)
-
-``--health`` reuses 0, 1 and 2 for healthy, degraded and down.
-"""
+``--health`` reuses 0, 1 and 2 for healthy, degraded and down."""
 
 from __future__ import annotations
 
 from crypto_data_export.core.errors import ExportError, RunLockedError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_NOT_RUNNING, EXIT_UNKNOWN = 3, 4
-EXIT_LOCKED = 75
-EXIT_INTERRUPTED = 128 + 2
-EXIT_BROKEN_PIPE = 128 + 13
-
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 1: a symbol, step or service action failed; 2: usage or configuration
+EXIT_NOT_RUNNING, EXIT_UNKNOWN = 3, 4  # ``data_export_service.py status`` (LSB): not running, unknown
+EXIT_LOCKED = 75  # another run holds the run lock (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 128 + 2  # SIGINT
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE: the reader of our output went away
 
 # In order: the first class an error is an instance of decides (RunLockedError is an ExportError).
 _CODES: tuple[tuple[type[BaseException], int], ...] = (

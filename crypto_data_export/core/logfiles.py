@@ -32,8 +32,8 @@ class NoFollowRotatingFileHandler(RotatingFileHandler):
         return open(open_log_append(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
 
 
-def rotating_log(path: Path, level: int) -> RotatingFileHandler:
+def rotating_log(path: Path, level: int, formatter: logging.Formatter) -> RotatingFileHandler:
     handler = NoFollowRotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     handler.setLevel(level)
-    handler.setFormatter(UTCFormatter(FILE_FORMAT))
+    handler.setFormatter(formatter)
     return handler

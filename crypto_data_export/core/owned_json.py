@@ -3,8 +3,7 @@
 Only a file with our marker (``"writer": "crypto-data-export"`` and a format version) is
 ours to replace; anything else (another program's, an older version's, a hand-made one)
 is renamed aside (``state.json.foreign-20260101T000000Z``), never deleted or overwritten.
-Reading never follows a symlink, never blocks on a FIFO and refuses oversized files.
-"""
+Reading never follows a symlink, never blocks on a FIFO and refuses oversized files."""
 
 from __future__ import annotations
 
@@ -76,9 +75,7 @@ def read_owned_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> JsonRead:
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         return JsonRead(CORRUPT, problem=f"it is not valid JSON ({type(exc).__name__})")
     problem = ownership_problem(data)
-    if problem is not None:
-        return JsonRead(FOREIGN, problem=problem)
-    return JsonRead(OURS, data)
+    return JsonRead(OURS, data) if problem is None else JsonRead(FOREIGN, problem=problem)
 
 
 def _move_no_replace(source: Path, target: Path) -> None:

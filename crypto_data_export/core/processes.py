@@ -1,8 +1,7 @@
 """Is a PID alive, is it our scheduler, which export folder does it serve? (Linux /proc.)
 
 PIDs are reused: whatever signals or reports a PID checks its command line, its start
-time and its folder, so another program or another install's scheduler is never ours.
-"""
+time and its folder, so another program or another install's scheduler is never ours."""
 
 from __future__ import annotations
 
@@ -50,9 +49,7 @@ def command_line(pid: int) -> list[str]:
 
 def is_manager_process(pid: int) -> bool:
     """True only for a live process running our scheduler script."""
-    if not pid_alive(pid):
-        return False
-    return any(Path(arg).name in (MANAGER_SCRIPT, MANAGER_COMMAND) for arg in command_line(pid)[:4])
+    return pid_alive(pid) and any(Path(arg).name in (MANAGER_SCRIPT, MANAGER_COMMAND) for arg in command_line(pid)[:4])
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -110,6 +107,4 @@ def process_export_dir(pid: int, default: str) -> Path | None:
 def serves_folder(pid: int, folder: Path, default: str) -> bool | None:
     """Does the live process ``pid`` serve ``folder``? None when it cannot be told."""
     served = process_export_dir(pid, default)
-    if served is None:
-        return None
-    return served == Path(os.path.realpath(folder))
+    return None if served is None else served == Path(os.path.realpath(folder))

@@ -31,6 +31,4 @@ def printable(text: object, limit: int = DEFAULT_LIMIT) -> str:
         if length > limit:
             break
     shown = "".join(pieces)
-    if length <= limit and len(raw) <= limit:
-        return shown
-    return shown[: limit - len(_ELLIPSIS)] + _ELLIPSIS
+    return shown if length <= limit and len(raw) <= limit else shown[: limit - len(_ELLIPSIS)] + _ELLIPSIS

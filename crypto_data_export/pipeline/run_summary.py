@@ -109,9 +109,7 @@ class CycleReport:
     @property
     def files_changed(self) -> CleanupResult | None:
         parts = [self.export.cleanup if self.export is not None else None, self.cleanup]
-        if all(part is None for part in parts):
-            return None
-        return merge_cleanups(parts, dry_run=self.dry_run)
+        return None if all(part is None for part in parts) else merge_cleanups(parts, dry_run=self.dry_run)
 
     @property
     def result(self) -> str:

@@ -4,8 +4,7 @@ Without ``EXPORT_QUOTE_ASSET`` it is the configured list (each symbol ``listed``
 the universe is resolved at each cycle: the symbols the exchange selects (``quote:USDT``,
 ``top:50 USDT by 24h quote volume``) plus the listed ones (``listed`` wins). Its one full
 exchangeInfo also gives the rate limits. A universe that selects nothing fails the run, but
-listed symbols are still exported; a symbol that leaves it keeps its files until retention.
-"""
+listed symbols are still exported; a symbol that leaves it keeps its files until retention."""
 
 from __future__ import annotations
 

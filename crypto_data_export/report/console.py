@@ -27,6 +27,12 @@ def _err(line: str) -> None:
     print(printable(line, MAX_LINE), file=sys.stderr)
 
 
+def fail(problem: object, code: int = EXIT_FAILED) -> int:
+    """``error: <problem>`` as one line on stderr; the exit code the command returns."""
+    _err(f"error: {problem}")
+    return code
+
+
 def print_notices(notices: list[str]) -> None:
     """Warnings about our own files (set aside, repaired), once each."""
     for notice in dict.fromkeys(notices):
@@ -109,15 +115,13 @@ def print_cycle(cycle: CycleReport) -> None:
     for problem in (cycle.skipped_reason, cycle.universe_error):
         if problem:
             _err(f"error: {problem}")
-    if cycle.export is not None:
-        exp = cycle.export
+    if (exp := cycle.export) is not None:
         fetched = sum(o.fetched_rows for o in exp.succeeded)
         calls = sum(o.calls for o in exp.succeeded)
         # One spot interval: the guide's symbols; else (symbol, interval[, market]) series by their keys.
         series = any(o.key != o.symbol for o in exp.outcomes.values())
-        unit = "series" if series else "symbols"
         print(
-            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} {unit} ok, "
+            f"{prefix}export: {len(exp.succeeded)}/{len(exp.outcomes)} {'series' if series else 'symbols'} ok, "
             f"{fetched} new candles in {calls} calls, {exp.seconds:.1f} s"
         )
         if series:
@@ -179,10 +183,7 @@ def print_selection(selected_by: dict[str, str], problem: str | None) -> int:
         print(f"{symbol:<20} {printable(rule)}")
     rules = sorted(set(selected_by.values()))
     print(f"{len(selected_by)} symbols" + (f" ({', '.join(printable(r) for r in rules)})" if rules else ""))
-    if problem is not None:
-        _err(f"error: {problem}")
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_OK if problem is None else fail(problem)
 
 
 def print_status(report: dict[str, Any], *, as_json: bool) -> None:

@@ -6,8 +6,7 @@ sit on the root logger, so urllib3's retries reach the file too. The console sta
 
 Every message is one line: control characters in it (a foreign command line, an exchange's error
 text, a hand-edited state file) are escaped, so a value can neither colour the terminal nor forge a
-log line. Only a traceback, which we add ourselves, spans lines.
-"""
+log line. Only a traceback, which we add ourselves, spans lines."""
 
 from __future__ import annotations
 
@@ -42,22 +41,16 @@ class OneLineFormatter(UTCFormatter):
             record.message, record.name = message, name
 
 
-def _ours(record: logging.LogRecord) -> bool:
-    return record.name == PACKAGE or record.name.startswith(PACKAGE + ".")
-
-
 def _for_console(record: logging.LogRecord) -> bool:
     """Our warnings and errors; of our INFO records only the cycle-level ones."""
-    return _ours(record) and (record.levelno >= logging.WARNING or record.name.startswith(CONSOLE_INFO))
+    ours = record.name == PACKAGE or record.name.startswith(PACKAGE + ".")
+    return ours and (record.levelno >= logging.WARNING or record.name.startswith(CONSOLE_INFO))
 
 
 def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_level: int = QUIET) -> None:
-    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands).
-
-    The console gets our records from ``console_level`` up (per-symbol INFO lines only at
-    DEBUG): one-shot commands print a summary instead, the loop shows its cycle events for
-    journald, ``-v`` shows everything. The files always get everything.
-    """
+    """Set up handlers; ``export_dir=None`` means console only (dry runs, read-only commands). The
+    console gets our records from ``console_level`` up (per-symbol INFO lines only at DEBUG): one-shot
+    commands print a summary instead, the loop shows its cycle events for journald, ``-v`` everything."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -75,14 +68,9 @@ def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_l
         if logs.is_symlink():
             raise OSError(f"{logs} is a symbolic link; logs are only written into a real folder")
         logs.mkdir(parents=True, exist_ok=True)
-        root.addHandler(_one_line(rotating_log(folder.manager_log, numeric)))
-        exporter_log = _one_line(rotating_log(folder.export_log, numeric))
+        root.addHandler(rotating_log(folder.manager_log, numeric, OneLineFormatter(FILE_FORMAT)))
+        exporter_log = rotating_log(folder.export_log, numeric, OneLineFormatter(FILE_FORMAT))
         exporter_log.addFilter(lambda record: record.name.startswith(EXPORTER))
         root.addHandler(exporter_log)
     # urllib3 reports each transport retry; keep them in the file, not on the console.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
-def _one_line(handler: logging.Handler) -> logging.Handler:
-    handler.setFormatter(OneLineFormatter(FILE_FORMAT))
-    return handler

@@ -4,7 +4,7 @@ for node_exporter (ours only: marked first line, never through a link) and a Pus
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,12 @@ def metrics_path(settings: Settings) -> Path | None:
 
 
 def _seconds(moment: Any) -> float | None:
-    parsed = from_iso(moment) if isinstance(moment, str) else None
+    parsed = from_iso(moment)  # None for anything but ISO text
     return None if parsed is None else parsed.timestamp()
 
 
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, value=value)
+def _gauge(name: str, doc: str, value: float | None = None, labels: Sequence[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, value=value, labels=labels)
 
 
 class ReportCollector(Collector):
@@ -78,14 +78,13 @@ class ReportCollector(Collector):
         yield from self._service()
 
     def _series(self) -> Iterator[Metric]:
-        families = {key: GaugeMetricFamily(PREFIX + name, doc, labels=SERIES_LABELS) for key, name, doc in SERIES}
+        families = {key: _gauge(name, doc, labels=SERIES_LABELS) for key, name, doc in SERIES}
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
             last = _seconds(entry.get("last_candle"))
-            stale_after = _seconds(entry.get("stale_after"))
             if last is not None:
                 families["last"].add_metric(labels, last)
-                if stale_after is not None:
+                if (stale_after := _seconds(entry.get("stale_after"))) is not None:
                     families["stale_after"].add_metric(labels, stale_after - last)
             families["rows"].add_metric(labels, float(entry.get("rows") or 0))
             families["missing"].add_metric(labels, float(entry.get("missing_candles") or 0))
@@ -96,18 +95,13 @@ class ReportCollector(Collector):
     def _run(self) -> Iterator[Metric]:
         last: Mapping[str, Any] = self.report.get("last_cycle") or {}
         for key, name in (("started", "start"), ("finished", "end")):
-            moment = _seconds(last.get(key))
-            if moment is not None:
+            if (moment := _seconds(last.get(key))) is not None:
                 yield _gauge(f"last_run_{name}_timestamp_seconds", f"when the last cycle {key} (Unix seconds)", moment)
         if last.get("duration_seconds") is not None:
             yield _gauge("last_run_duration_seconds", "how long the last cycle took", float(last["duration_seconds"]))
-        result = last.get("result")
-        if result is not None:
-            success = 1.0 if result == "ok" else 0.0
-            yield _gauge("last_run_success", "1 if the last cycle's result was ok, else 0", success)
-            info = GaugeMetricFamily(
-                PREFIX + "last_run_result", "the last cycle's result as a label (always 1)", labels=["result"]
-            )
+        if (result := last.get("result")) is not None:
+            yield _gauge("last_run_success", "1 if the last cycle's result was ok, else 0", float(result == "ok"))
+            info = _gauge("last_run_result", "the last cycle's result as a label (always 1)", labels=["result"])
             info.add_metric([str(result)[:40]], 1.0)
             yield info
         for key, (name, doc) in RUN_COUNTERS.items():
@@ -124,7 +118,7 @@ class ReportCollector(Collector):
         health = (self.report.get("health") or {}).get("status")
         for key, (name, doc) in MOMENTS.items():
             yield _gauge(name, doc, _seconds(self.report.get(key)) or 0.0)
-        healthy = GaugeMetricFamily(PREFIX + "health", "1 for the current health status", labels=["status"])
+        healthy = _gauge("health", "1 for the current health status", labels=["status"])
         for status in ("healthy", "degraded", "down"):
             healthy.add_metric([status], 1.0 if health == status else 0.0)
         yield healthy

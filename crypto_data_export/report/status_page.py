@@ -3,8 +3,7 @@
 ``render_status_page`` is a pure function of the status report, the sparklines' closes
 and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
 Problems come first, one line per series. ``sparkline_files`` names each series' newest valid
-file, whose closes the sparkline shows; a file that cannot be read gets none, never an error.
-"""
+file, whose closes the sparkline shows; a file that cannot be read gets none, never an error."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from typing import Any
 
 from crypto_data_export.core.text import printable
 
-MAX_POINTS = 160  # a sparkline 160 px wide needs no more
 MAX_GAP_RANGES = 3  # per row; the rest are counted
 MAX_TEXT = 300  # characters of an error shown in a cell
 SPARK_WIDTH, SPARK_HEIGHT = 160, 30
@@ -25,7 +23,6 @@ SPARK_WIDTH, SPARK_HEIGHT = 160, 30
 OK, GAPS, STALE, PROBLEM = "ok", "gaps", "stale", "problem"
 _RANK = {PROBLEM: 0, STALE: 1, GAPS: 2, OK: 3}
 _MOMENT = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d(?::\d\d)?)(?:\.\d+)?(?:\+00:00|Z)?")
-
 
 Disk = tuple[int, int, int]  # shutil.disk_usage: total, used, free bytes
 
@@ -60,12 +57,12 @@ def verdict(entry: Mapping[str, Any]) -> str:
     return STALE if not entry.get("fresh") else (GAPS if entry.get("missing_candles") else OK)
 
 
-def downsample(values: Sequence[float], max_points: int = MAX_POINTS) -> list[float]:
-    """At most ``max_points`` values, evenly picked, the last one always kept."""
-    if len(values) <= max_points:
+def downsample(values: Sequence[float]) -> list[float]:
+    """At most one value per pixel of a sparkline, evenly picked, the last one always kept."""
+    if len(values) <= SPARK_WIDTH:
         return list(values)
-    step = (len(values) - 1) / (max_points - 1)
-    return [float(values[round(i * step)]) for i in range(max_points)]
+    step = (len(values) - 1) / (SPARK_WIDTH - 1)
+    return [float(values[round(i * step)]) for i in range(SPARK_WIDTH)]
 
 
 def sparkline_files(report: Mapping[str, Any]) -> dict[str, str]:

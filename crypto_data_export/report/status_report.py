@@ -3,8 +3,7 @@
 The top-level keys are the guide's example exactly; ``symbols`` and ``health`` are added, and
 our marker (``writer``, ``format_version``) so that a file of that name written by someone else
 is set aside, never overwritten. Health judges the data, not the files: a symbol is fresh only
-if its newest closed candle is recent enough for the interval and the export period.
-"""
+if its newest closed candle is recent enough for the interval and the export period."""
 
 from __future__ import annotations
 
@@ -52,8 +51,7 @@ def _hours_since(moment: datetime | None, now: datetime) -> float | None:
 
 def _cycle_seconds(state: RunState) -> float | None:
     """The last cycle's length: measured in ms when recorded, else from its whole-second times."""
-    measured = state.last_cycle_counters.get("duration_ms")
-    if measured is not None:
+    if (measured := state.last_cycle_counters.get("duration_ms")) is not None:
         return round(measured / 1000, 3)
     start, end = from_iso(state.last_cycle_start), from_iso(state.last_cycle_end)
     return None if start is None or end is None else round((end - start).total_seconds(), 3)
@@ -209,14 +207,13 @@ def build_status_report(
     }
     checks = health_checks(settings, state, symbols, now)
     failed = {c.severity for c in checks if not c.passed}
-    total_files = int(file_statistics.get("total_files", 0))
     report = {
         "timestamp": now.isoformat(timespec="seconds"),
         "system_status": {
             "service_status": service_status,
             "export_count": state.export_count,
             "cleanup_count": state.cleanup_count,
-            "current_files": total_files,
+            "current_files": int(file_statistics.get("total_files", 0)),
             "symbols_with_data": sum(1 for e in symbols.values() if e["valid"] and e["rows"] > 0),
         },
         "configuration": {
@@ -276,11 +273,8 @@ def _recorded_verdict(folder: Path, entry: dict[str, Any]) -> FileValidation:
 
 def recorded_verdicts(folder: Path, files: Sequence[ExportFile]) -> tuple[list[FileValidation], str | None]:
     """The verdicts the last written report recorded, matched against a listing of the folder
-    (``files``), and when they were made; nothing is opened but the report.
-
-    A listed file the report does not name is unverified (invalid until checked); a file the
-    report names that is no longer listed is invalid too: health must not trust either.
-    """
+    (``files``), and when they were made; nothing is opened but the report. A listed file the report
+    does not name is unverified, one it names that is no longer listed is invalid: health trusts neither."""
     found = read_owned_json(ExportFolder(folder).status_report)
     report = found.data if found.verdict == OURS and found.data is not None else {}
     recorded: dict[str, FileValidation] = {}
@@ -313,16 +307,13 @@ def recorded_statistics(files: Sequence[ExportFile], verdicts: Sequence[FileVali
     }
 
 
-def write_status_report(folder: Path, report: dict[str, Any], notices: list[str] | None = None) -> Path:
-    """Replace the report atomically; a file of that name that is not ours is set aside first."""
+def write_status_report(folder: Path, report: dict[str, Any], notices: list[str]) -> None:
+    """Replace the report atomically; a file of that name that is not ours is set aside first (added to ``notices``)."""
     path = ExportFolder(Path(folder)).status_report
     found = read_owned_json(path)
     if found.verdict not in (OURS, MISSING):
-        aside = set_aside_or_fail(path, found.verdict, found.problem)
-        if aside is not None:
+        if (aside := set_aside_or_fail(path, found.verdict, found.problem)) is not None:
             notice = printable(f"{path} was not written by this tool ({found.problem}); kept as {aside.name}", 1000)
+            notices.append(notice)
             logger.warning("%s", notice)
-            if notices is not None:
-                notices.append(notice)
     atomic_write_json(path, report)
-    return path

@@ -3,8 +3,7 @@
 The cadence is the guide's ``every(2).hours`` (EXPORT_AT is schedule's ``.at()``). schedule
 plans on the wall clock, which NTP or a person may step; so at every wake-up (at most
 ``MAX_WAIT_SECONDS`` apart) the loop moves the planned run by any step of the wall clock
-against the monotonic one: a step forward runs no cycle early or twice, a step back delays none.
-"""
+against the monotonic one: a step forward runs no cycle early or twice, a step back delays none."""
 
 from __future__ import annotations
 
@@ -35,10 +34,8 @@ def local_wall() -> float:
 
 class CycleLoop:
     """Run ``cycle`` now, then on the cadence of ``period_hours`` / ``export_at``, until ``stop`` is set.
-
     ``monotonic`` and ``wall`` are the clocks in seconds (tests step them; schedule reads
-    ``datetime.now()``). ``on_planned`` is told every new next run (UTC).
-    """
+    ``datetime.now()``). ``on_planned`` is told every new next run (UTC)."""
 
     def __init__(
         self,
@@ -55,8 +52,7 @@ class CycleLoop:
         self.scheduler = schedule.Scheduler()  # our own, not schedule's module-wide default
         every = getattr(self.scheduler.every(count), unit)
         self.job = (every.at(at) if at else every).do(cycle)
-        self.stop, self.monotonic, self.wall = stop, monotonic, wall
-        self.on_planned = on_planned
+        self.stop, self.monotonic, self.wall, self.on_planned = stop, monotonic, wall, on_planned
         self._readings = (monotonic(), wall())
 
     def run(self) -> None:

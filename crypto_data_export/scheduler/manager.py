@@ -1,9 +1,7 @@
 """The scheduled data manager: one cycle now, then every ``EXPORT_PERIOD_HOURS``.
 
-A cycle, under the run lock: export every symbol -> cleanup (retention, validation,
-quarantine) -> duplicate scan -> state and status report. A failing symbol is recorded
-and the others go on.
-"""
+A cycle, under the run lock: export every symbol -> cleanup (retention, validation, quarantine)
+-> duplicate scan -> state and status report. A failing symbol is recorded and the others go on."""
 
 from __future__ import annotations
 
@@ -151,8 +149,7 @@ class ScheduledDataManager:
         return report
 
     def _export_step(self, report: CycleReport, state: RunState, dry_run: bool) -> None:
-        ban = state.ban_end()
-        if ban is not None:
+        if (ban := state.ban_end()) is not None:
             report.skipped_reason = f"export skipped: the exchange banned this IP until {to_iso(ban)}"
             logger.warning(report.skipped_reason)
             return
@@ -174,11 +171,8 @@ class ScheduledDataManager:
         logger.info("export: %d ok, %d failed, %d stopped in %.1f s", ok, failed, stopped, report.export.seconds)
 
     def _symbol_plan(self, report: CycleReport) -> selection.SymbolPlan:
-        """This cycle's symbols: the universe resolved now (plus the listed ones), or the list.
-
-        A universe that cannot be resolved, or that selects nothing, fails the run
-        (``report.universe_error``); the listed symbols are still exported.
-        """
+        """This cycle's symbols: the universe resolved now (plus the listed ones), or the list. A universe
+        that cannot be resolved, or selects nothing, fails the run; the listed symbols are still exported."""
         if self.universe is None:
             return selection.listed_plan(self.symbols)
         try:
@@ -198,8 +192,7 @@ class ScheduledDataManager:
         if plan.problem is not None:
             report.universe_error, report.universe_refused = plan.problem, plan.refused
             logger.error("%s", plan.problem)
-        elif plan.universe is not None:
-            found = plan.universe
+        elif (found := plan.universe) is not None:
             logger.info(
                 "symbol universe %s: %d symbols (%d matching), %d calls, weight %d",
                 *(self.universe.setting, len(found.symbols), found.matching, found.calls, found.weight),
@@ -229,8 +222,7 @@ class ScheduledDataManager:
         if self.universe is not None and report.universe_error is None and report.selected_by:
             state.universe = {s: r for s, r in report.selected_by.items() if r != selection.LISTED}
             state.universe_resolved_at = to_iso(now)
-        exp = report.export
-        changed = report.files_changed
+        exp, changed = report.export, report.files_changed
         state.last_cycle_counters = {
             "calls": exp.calls if exp else 0,
             "weight": exp.weight if exp else 0,
@@ -278,12 +270,9 @@ class ScheduledDataManager:
         verify: bool = False,
         page: bool = True,
     ) -> dict[str, Any]:
-        """Build the status report; write it atomically (and status.html if ``page``).
-
-        A cycle gives its own ``scan``; ``verify`` validates every file now; otherwise the
-        verdicts are the last cycle's, against one listing of the folder. An export folder
-        that is not a folder is no error here: the report says so, and health is ``down``.
-        """
+        """Build the status report; write it atomically (and status.html if ``page``). A cycle gives its
+        own ``scan``; ``verify`` validates every file now; otherwise the verdicts are the last cycle's,
+        against one listing of the folder. A missing export folder is no error here: health is ``down``."""
         state = state or self._note(load_state(self.export_dir))
         validations: list[FileValidation] = []
         statistics: dict[str, Any] = {}

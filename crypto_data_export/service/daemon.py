@@ -5,8 +5,7 @@ runs our scheduler (``is_manager_process``), started when the pidfile says, and 
 this export folder. A pidfile that is a symlink, holds garbage or names a dead, foreign
 or other folder's process is reported and removed, and no process is touched. ``start``
 also refuses while a loop started by hand (named in ``state.json``) serves the folder.
-``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch).
-"""
+``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch)."""
 
 from __future__ import annotations
 
@@ -46,11 +45,9 @@ from crypto_data_export.store.layout import ExportFolder
 # folder the service was set up in.
 CHECKOUT_DIR = Path(__file__).resolve().parents[2]
 if (CHECKOUT_DIR / MANAGER_SCRIPT).is_file():
-    INSTALL_DIR = CHECKOUT_DIR
-    MANAGER_PATH = CHECKOUT_DIR / MANAGER_SCRIPT
+    INSTALL_DIR, MANAGER_PATH = CHECKOUT_DIR, CHECKOUT_DIR / MANAGER_SCRIPT
 else:
-    INSTALL_DIR = Path.cwd()
-    MANAGER_PATH = Path(sys.executable).absolute().parent / MANAGER_COMMAND
+    INSTALL_DIR, MANAGER_PATH = Path.cwd(), Path(sys.executable).absolute().parent / MANAGER_COMMAND
 
 POLL_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
@@ -114,11 +111,9 @@ class DataExportService:
             return _failed(f"error: already running (PID {current.pid}); use 'stop' or 'restart'")
         if current.state == "unverified":
             return _failed(f"error: {current.describe()}")
-        by_hand = loop_serving(self.folder.root, self.folder.state)
-        if by_hand is not None:
-            folder = printable(self.folder.root)
+        if (by_hand := loop_serving(self.folder.root, self.folder.state)) is not None:
             return _failed(
-                f"error: a scheduler started outside the service already runs on {folder} "
+                f"error: a scheduler started outside the service already runs on {printable(self.folder.root)} "
                 f"(PID {by_hand}); stop it first (kill -TERM {by_hand}), then run 'start'"
             )
         if current.state != "stopped":
@@ -255,13 +250,11 @@ class DataExportService:
             started = self._start_locked(wait_seconds)
             return Outcome(started.exit_code, outcome.lines + started.lines, outcome.errors + started.errors)
 
-    def status(self, now: float | None = None) -> Outcome:
+    def status(self) -> Outcome:
         current = self._inspect()
-        now = time.time() if now is None else now
         if current.state == "running":
-            uptime = "unknown" if current.started_at is None else format_duration(now - current.started_at)
-            lines = [f"running (PID {current.pid}, up {uptime})"]
-            code = EXIT_OK
+            uptime = "unknown" if current.started_at is None else format_duration(time.time() - current.started_at)
+            lines, code = [f"running (PID {current.pid}, up {uptime})"], EXIT_OK
         elif current.state == "unverified":
             lines, code = [current.describe()], EXIT_UNKNOWN
         elif current.state == "stopped":
@@ -269,8 +262,7 @@ class DataExportService:
         else:
             lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
         if current.state != "running":
-            by_hand = loop_serving(self.folder.root, self.folder.state)
-            if by_hand is not None:
+            if (by_hand := loop_serving(self.folder.root, self.folder.state)) is not None:
                 lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
         lines += [f"  pidfile: {self.folder.pidfile}", f"  log: {self.folder.service_log}"]
         lines += summarize_status_report(self.folder.status_report)

@@ -64,9 +64,8 @@ def _not_ours(pid: int, info: Pidfile, export_dir: Path) -> ServiceState | None:
     return ServiceState("stale", pid, f"stale pidfile: {why}, not signalled")
 
 
-def inspect_service(pidfile: Path, export_dir: Path | None = None) -> ServiceState:
-    """What runs for the export folder (by default, the pidfile's own folder)."""
-    export_dir = pidfile.parent if export_dir is None else export_dir
+def inspect_service(pidfile: Path, export_dir: Path) -> ServiceState:
+    """What runs for the export folder, by the pidfile's word checked against the process."""
     info = read_pidfile(pidfile)
     if info.kind == "missing":
         return ServiceState("stopped")
@@ -92,8 +91,7 @@ def loop_serving(export_dir: Path, state_file: Path) -> int | None:
         return None
     if not is_manager_process(pid):
         return None
-    served = process_export_dir(pid, DEFAULT_EXPORT_DIR)
-    if served is not None:
+    if (served := process_export_dir(pid, DEFAULT_EXPORT_DIR)) is not None:
         return pid if _same_folder(served, export_dir) else None
     # Its folder cannot be read (another user's process): believe state.json only if the PID
     # started shortly before the loop recorded itself, i.e. it was not reused since.

@@ -31,8 +31,7 @@ _PID_LINE = re.compile(r"\d{1,7}")
 
 @dataclass(frozen=True)
 class Pidfile:
-    """What the pidfile says: ``missing``, ``unsafe`` (not a regular file), ``invalid`` or ``ok``.
-
+    """What the pidfile says: ``missing``, ``unsafe`` (not a regular file), ``invalid`` or ``ok``;
     ``export_dir`` and ``start_ticks`` are None in a pidfile written by an older version."""
 
     kind: str

@@ -47,8 +47,7 @@ class ServiceLog:
 
     def rotate(self) -> None:
         """Rotate at start only: the scheduler holds the log as stdout while it runs."""
-        log = self.path
         with contextlib.suppress(OSError):  # an unrotated log is better than a service that does not start
-            if log.is_symlink() or not log.is_file() or log.stat().st_size < MAX_LOG_BYTES:
+            if self.path.is_symlink() or not self.path.is_file() or self.path.stat().st_size < MAX_LOG_BYTES:
                 return
-            NoFollowRotatingFileHandler(log, backupCount=LOG_BACKUPS, delay=True).doRollover()
+            NoFollowRotatingFileHandler(self.path, backupCount=LOG_BACKUPS, delay=True).doRollover()

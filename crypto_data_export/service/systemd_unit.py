@@ -1,8 +1,7 @@
 """The hardened systemd unit for the scheduler, as text (no I/O here).
 
 The scheduler reads its install, writes ``EXPORT_DIR`` and talks TCP to the exchange;
-the unit takes everything else away (``systemd-analyze security --offline=yes``: 1.7, "OK").
-"""
+the unit takes everything else away (``systemd-analyze security --offline=yes``: 1.7, "OK")."""
 
 from __future__ import annotations
 
@@ -18,11 +17,8 @@ _NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
 
 def protect_home_mode(paths: Iterable[PurePath | str]) -> str:
     """``yes`` hides home folders; ``read-only`` when the install or Python lives in one."""
-    for path in paths:
-        text = str(path)
-        if any(text == root or text.startswith(root + "/") for root in HOME_ROOTS):
-            return "read-only"
-    return "yes"
+    inside = any(str(path) == root or str(path).startswith(root + "/") for path in paths for root in HOME_ROOTS)
+    return "read-only" if inside else "yes"
 
 
 def _checked(value: str, what: str) -> str:

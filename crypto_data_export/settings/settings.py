@@ -3,8 +3,7 @@
 Nothing else reads the environment. A bad value is reported with the variable, the value
 and what is accepted (``SettingsError``, exit code 2). Every number has an upper bound
 (``1e300`` hours would overflow every date), and the export folder must be a folder of
-its own (cleanup acts on its entries), never a system or home folder itself.
-"""
+its own (cleanup acts on its entries), never a system or home folder itself."""
 
 from __future__ import annotations
 
@@ -175,19 +174,13 @@ def _positive_up_to(limit: float, what: str, least: float = 0.0) -> Callable[[st
     return _rule(float, f"a positive number{lowest} up to {limit:g} ({what})", lambda v: least <= v <= limit and v > 0)
 
 
-# Upper bounds: far beyond any sensible use, well inside what dates and timers can hold.
+# Upper bounds (here and in _PARSERS): far beyond any sensible use, well inside what dates and timers can hold.
 MAX_LOOKBACK_DAYS = 3650.0  # ten years of candles
-MAX_PERIOD_HOURS = 8760.0  # one cycle a year
 MIN_PERIOD_HOURS = 0.0001  # 0.36 s, for tests; less would be a busy loop against the exchange
-MAX_RETENTION_DAYS = 36500.0  # a century
-MAX_TIMEOUT_SECONDS = 600.0  # one request
 MAX_FILES = 100_000
 
 
-Parser = Callable[[str, str], str]
-
-
-def _url(example: str) -> Parser:
+def _url(example: str) -> Callable[[str, str], str]:
     return _rule(lambda raw: raw.rstrip("/"), f"an http(s) URL such as {example}", _is_http_url)
 
 
@@ -196,9 +189,9 @@ def _is_http_url(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
-def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip, expected: str = "") -> Parser:
+def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip) -> Callable[[str, str], str]:
     """One of ``choices`` (after ``normal``: maybe re-cased)."""
-    return _rule(normal, expected or "one of " + ", ".join(choices), choices.__contains__)
+    return _rule(normal, "one of " + ", ".join(choices), choices.__contains__)
 
 
 def _intervals(name: str, raw: str) -> tuple[str, ...]:
@@ -216,11 +209,8 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
 
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
-
-
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
 _ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
-
 
 # Folders that belong to the system: the export folder may be inside some of them
 # (/var/lib/crypto, /srv/exports), never one of them.
@@ -253,8 +243,7 @@ def _export_dir(name: str, raw: str) -> Path:
     if not raw.strip() or "\x00" in raw:
         raise SettingsError(f"{name}={raw!r} is not valid: expected a folder path")
     folder = Path(raw.strip()).expanduser()
-    problem = system_folder_problem(folder)
-    if problem is not None:
+    if (problem := system_folder_problem(folder)) is not None:
         raise SettingsError(
             f"{name}={raw!r} is not valid: {problem}; use a folder of its own, such as ~/crypto_exports"
         )
@@ -275,14 +264,9 @@ def _metrics_file(name: str, raw: str) -> str:
 
 
 def cadence(period_hours: float, export_at: str | None) -> tuple[str, int, str | None]:
-    """The period as schedule's ``every(count).<unit>`` and EXPORT_AT as its ``.at()`` text.
-
-    Without EXPORT_AT: whole hours as ``hours``, any other period as whole ``seconds``
-    (at least 1). With EXPORT_AT the period must be a whole unit that schedule can align:
-    whole days (``HH:MM`` or ``HH:MM:SS``), whole hours under a day (``:MM:SS``, ``MM:SS``
-    or ``:MM``: that moment past the hour) or whole minutes under an hour (``:SS``).
-    Times are the machine's local time (UTC in the Docker image), as schedule reads it.
-    """
+    """The period as schedule's ``every(count).<unit>`` (whole hours, else whole seconds, at least 1)
+    and EXPORT_AT as its ``.at()`` text, for a period of a whole unit schedule can align (the error
+    lists them). Times are the machine's local time (UTC in the Docker image), as schedule reads it."""
     if export_at is None:
         if float(period_hours).is_integer():
             return "hours", int(period_hours), None
@@ -309,24 +293,18 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_DIR": ("export_dir", _export_dir),
     "KLINE_INTERVAL": ("kline_interval", _choice(VALID_INTERVALS)),
     "EXPORT_LOOKBACK_DAYS": ("lookback_days", _positive_up_to(MAX_LOOKBACK_DAYS, "days, ten years")),
-    "EXPORT_PERIOD_HOURS": (
-        "export_period_hours",
-        _positive_up_to(MAX_PERIOD_HOURS, "hours, one year", MIN_PERIOD_HOURS),
-    ),
-    "MAX_FILES_PER_SYMBOL": (
-        "max_files_per_symbol",
-        _rule(int, f"a whole number of at least 1, up to {MAX_FILES}", lambda v: 1 <= v <= MAX_FILES),
-    ),
-    "DATA_RETENTION_DAYS": ("data_retention_days", _positive_up_to(MAX_RETENTION_DAYS, "days, a century")),
+    "EXPORT_PERIOD_HOURS": ("export_period_hours", _positive_up_to(8760, "hours, one year", MIN_PERIOD_HOURS)),
+    "MAX_FILES_PER_SYMBOL": ("max_files_per_symbol", _between(int, 1, MAX_FILES, "a whole number")),
+    "DATA_RETENTION_DAYS": ("data_retention_days", _positive_up_to(36500, "days, a century")),
     "EXPORT_WORKERS": ("workers", _between(int, 1, 64, "a whole number")),
-    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_up_to(MAX_TIMEOUT_SECONDS, "seconds")),
+    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_up_to(600, "seconds, one request")),
     "HTTP_RETRIES": ("http_retries", _between(int, 0, 10, "a whole number")),
     "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _between(float, 0, 60, "a number of seconds")),
     "EXCHANGE_MAX_AHEAD_HOURS": ("max_ahead_hours", _between(float, 0.1, 720, "a number of hours")),
     "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, str.upper)),
     "BINANCE_ARCHIVE_URL": ("archive_url", _url(DEFAULT_ARCHIVE_URL)),
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
-    "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower, " or ".join(VALID_MARKETS))),
+    "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower)),
     "EXPORT_FORMAT": ("export_format", _choice(EXPORT_FORMATS, str.lower)),
     "EXPORT_QUOTE_ASSET": (
         "quote_asset",

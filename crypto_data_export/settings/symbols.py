@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from crypto_data_export.core.text import printable
+
 PRIMARY_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 DEFI_SYMBOLS: tuple[str, ...] = ("UNIUSDT", "LINKUSDT", "DOTUSDT", "AVAXUSDT", "AAVEUSDT")
 ALTCOIN_SYMBOLS: tuple[str, ...] = ("DOGEUSDT", "SHIBUSDT", "XRPUSDT")
@@ -30,9 +32,8 @@ def normalize_symbol(raw: str) -> str:
     and refuse anything but 2-20 letters and digits."""
     symbol = _PAIR_SEPARATORS.sub("", raw.strip().upper(), count=1)
     if not SYMBOL_PATTERN.fullmatch(symbol):
-        shown = raw if len(raw) <= 40 else raw[:40] + "..."
         raise SymbolError(
-            f"invalid symbol {shown!r}: a symbol is 2 to 20 letters or digits, like BTCUSDT "
+            f"invalid symbol {printable(raw, 40)!r}: a symbol is 2 to 20 letters or digits, like BTCUSDT "
             "(BTC/USDT, BTC-USDT and BTC_USDT are read as BTCUSDT)"
         )
     return symbol
@@ -41,9 +42,7 @@ def normalize_symbol(raw: str) -> str:
 def parse_symbol_list(text: str) -> list[str]:
     """Split a comma list (``"btcusdt, ETHUSDT"``) into validated symbols; an empty item
     (``"BTCUSDT,,ETHUSDT"``) is an error: it usually means a typo."""
-    if not text.strip():
-        return []
-    return [normalize_symbol(item) for item in text.split(",")]
+    return [normalize_symbol(item) for item in text.split(",")] if text.strip() else []
 
 
 def unique_in_order(symbols: Iterable[str]) -> tuple[str, ...]:
