@@ -23,7 +23,7 @@ from crypto_data_export.backfill.backfill_range import (
     require_a_candle,
     resolve_range,
 )
-from crypto_data_export.core.cli import console_command, script_parser
+from crypto_data_export.core.cli import console_command, return_large_buffers_to_the_os, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("crypto_data_export.store.journal").setLevel(logging.WARNING)  # a resume journal not used
     # A series' failure is printed once, by the summary (FAILED); only an unexpected error's traceback is shown too.
     logging.getLogger("crypto_data_export.pipeline.export_job").addFilter(lambda record: record.exc_info is not None)
+    return_large_buffers_to_the_os()
     return exit_code_of(lambda: _backfill(settings, args.source, window))
 
 
