@@ -77,7 +77,8 @@ class Deadline:
             if not any(thread.is_alive() for thread in _watchdog):  # the first, or in a forked child
                 _watchdog[:] = [threading.Thread(target=_watch_deadlines, name="request-deadlines", daemon=True)]
                 _watchdog[0].start()
-            _watch.notify()
+            if len(_deadlines) == 1:  # the watchdog sleeps while none is set; else it looks every 0.2 s anyway
+                _watch.notify()
         return self
 
     def __exit__(self, *exc: object) -> None:
