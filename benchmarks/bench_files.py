@@ -231,7 +231,12 @@ def bench_many_files(n_files: int) -> dict:
         folder = source / "cycle"
         shutil.copytree(source / "exports", folder)
         settings = make_settings(
-            "http://127.0.0.1:9", folder, symbols, MAX_FILES_PER_SYMBOL=str(per_symbol), DATA_RETENTION_DAYS="7"
+            "http://127.0.0.1:9",
+            folder,
+            symbols,
+            MAX_FILES_PER_SYMBOL=str(per_symbol),
+            DATA_RETENTION_DAYS="7",
+            EXPORT_MAX_SYMBOLS=str(max(len(symbols), 2000)),  # 10 000 files of 2 500 symbols: more than the default
         )
         with OpenCounter(folder) as opens:
             started = time.perf_counter()

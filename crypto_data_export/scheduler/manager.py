@@ -5,6 +5,7 @@ A cycle, under the run lock: export every symbol -> cleanup (retention, validati
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -48,8 +49,26 @@ logger = logging.getLogger(__name__)
 MAX_NOTICES = 20
 
 
+class _GuideSetting:
+    """The guide's customisation (``self.max_files_per_symbol = 3`` in ``__init__``): the attribute
+    is the run's setting, so cleanup, the loop and the status report all use the value set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, manager: Any, owner: type | None = None) -> Any:
+        return getattr(manager.settings, self.name)
+
+    def __set__(self, manager: Any, value: Any) -> None:
+        manager.settings = dataclasses.replace(manager.settings, **{self.name: value})
+
+
 class ScheduledDataManager:
     """Export, clean and report on a schedule; the guide's attribute names are kept."""
+
+    export_period_hours = _GuideSetting()
+    max_files_per_symbol = _GuideSetting()
+    data_retention_days = _GuideSetting()
 
     def __init__(
         self,
@@ -68,6 +87,7 @@ class ScheduledDataManager:
         # Warnings about our own files (set aside, repaired) for the CLI to show once.
         self.notices: list[str] = []
         self.on_symbol_done = on_symbol_done
+        # The guide's customisation points: set them here (before the first cycle) to override the settings.
         self.export_period_hours = settings.export_period_hours
         self.max_files_per_symbol = settings.max_files_per_symbol
         self.data_retention_days = settings.data_retention_days

@@ -16,6 +16,7 @@ from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.limiter import Ticket, WeightLimiter
 from crypto_data_export.exchange.market_profiles import SPOT, USDM, usdm_klines_weight
 from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.market_names import DEFAULT_BASE_URLS
 from crypto_data_export.settings.settings import SettingsError, load_settings
 from crypto_data_export.store.layout import export_file_name, export_name_prefix, parse_export_name, series_key
@@ -311,3 +312,11 @@ def test_usdm_backfill_refuses_the_spot_archive_and_auto_uses_rest(tmp_path, san
     (path,) = export_files(folder / "backfill")
     assert path.name.startswith("BTCUSDT_usdm_1h_")
     assert {r.path for r in sandbox.requests} <= {"/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/klines"}
+
+
+def test_the_guides_attributes_set_in_init_are_what_the_run_uses(tmp_path: Path) -> None:
+    """The guide: "modify these settings in the ScheduledDataManager.__init__() method"."""
+    manager = ScheduledDataManager(load_settings({"EXPORT_DIR": str(tmp_path)}, env_file=None))
+    manager.export_period_hours, manager.max_files_per_symbol, manager.data_retention_days = 4, 3, 30
+    assert (manager.files.max_files_per_symbol, manager.files.data_retention_days) == (3, 30)
+    assert manager.settings.export_period_hours == 4 and manager.max_files_per_symbol == 3
