@@ -201,11 +201,7 @@ def check_candles(
             opens >= end,
             lambda r: f"open_time {_time(int(opens[r]))} is not before the window's end {_time(end)}",
         ),
-        (
-            "grid",
-            grid_opens(steps, interval) != opens,
-            lambda r: f"{opened(r)} is not on the {interval} grid",
-        ),
+        ("grid", grid_opens(steps, interval) != opens, lambda r: f"{opened(r)} is not on the {interval} grid"),
         (
             "close",
             closes != grid_opens(steps + 1, interval) - 1,

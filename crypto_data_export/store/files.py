@@ -147,11 +147,7 @@ class FileManager:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        protected_symbols: Sequence[str] = (),
-        stop_event: threading.Event | None = None,
+        cls, settings: Settings, *, protected_symbols: Sequence[str] = (), stop_event: threading.Event | None = None
     ) -> FileManager:
         """The manager of ``settings.export_dir``; ``protected_symbols`` adds symbols
         (e.g. a run's ``--symbols``) whose newest valid file retention must keep."""
@@ -231,11 +227,7 @@ class FileManager:
         return self.export_dir / name
 
     def write_export(
-        self,
-        symbol: str,
-        chunks: pa.Table | Iterable[pa.Table],
-        *,
-        replacing: ReusableExport | None = None,
+        self, symbol: str, chunks: pa.Table | Iterable[pa.Table], *, replacing: ReusableExport | None = None
     ) -> tuple[Path, FileValidation]:
         """Write one export atomically; returns (path, verdict).
 
