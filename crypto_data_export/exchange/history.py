@@ -255,10 +255,7 @@ class HistoricalDataExporter:
         """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
         if last_closed < start_ms:
             return 0
-        length = fixed_length_ms(self.interval)
-        if length is None:
-            return (last_closed - start_ms) // _SHORTEST_MONTH_MS + 1
-        return (last_closed - start_ms) // length + 1
+        return (last_closed - start_ms) // (fixed_length_ms(self.interval) or _SHORTEST_MONTH_MS) + 1
 
     def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
         """The rule book inside the window asked for, and no candle from the future."""

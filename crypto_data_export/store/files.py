@@ -343,9 +343,8 @@ class FileManager:
             raise StorageError(f"{path.name} is no longer a regular file; left alone")
         # quarantine/ must be a plain folder: moving data through a planted link would carry it out of the folder.
         try:
-            os.mkdir(self.folder.quarantine, 0o750)
-        except FileExistsError:
-            pass
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.folder.quarantine, 0o750)
         except OSError as exc:
             raise StorageError(f"cannot create {self.folder.quarantine}: {exc.strerror or exc}") from exc
         if not stat.S_ISDIR(os.lstat(self.folder.quarantine).st_mode):
