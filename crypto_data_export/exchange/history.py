@@ -80,11 +80,9 @@ class CandleSource(Protocol):
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         """The candles of ``export``'s window, in order (``HistoricalDataExporter.iter_chunks``)."""
-        ...
 
     def written(self, symbol: str, interval: str) -> None:
         """The series' file is published: whatever was kept to resume it may go."""
-        ...
 
 
 class RestPages:
