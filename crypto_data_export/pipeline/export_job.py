@@ -112,9 +112,8 @@ class ExportJob:
             report.server_time_ms = self._prepare(symbols)
             if dry_run:
                 entries = self.client.exchange_info(None).get("symbols")
-                self.listed = (
-                    {e.get("symbol") for e in entries if isinstance(e, dict)} if isinstance(entries, list) else set()
-                )
+                entries = entries if isinstance(entries, list) else []  # a broken answer lists nothing
+                self.listed = {e.get("symbol") for e in entries if isinstance(e, dict)}
         except StopRequested as exc:
             report.stopped = True
             self._fail_all(report, symbols, exc)
