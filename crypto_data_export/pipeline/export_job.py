@@ -41,7 +41,6 @@ from crypto_data_export.store.validation import FileValidation
 
 logger = logging.getLogger(__name__)
 
-
 _ERROR_KINDS: tuple[tuple[str, type[Exception] | tuple[type[Exception], ...]], ...] = (
     ("stopped", (StopRequested, ScanStopped)),
     ("older_data", OlderDataError),
