@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.errors import ExportError, StopRequested
-from crypto_data_export.core.intervals import floor_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.store.journal import PageJournal, covering, release_folder
@@ -55,9 +54,7 @@ class JournalSource:
     ) -> Iterator[pa.Table]:
         """Candles opening in [start_ms, until_ms]: those kept in the journal of this series (each
         page checked like an exchange page, one at a time; the journal is cut at a bad one), then REST pages."""
-        last_closed = history.last_closed_open_ms(export.server_time_ms)
-        if until_ms is not None:
-            last_closed = min(last_closed, floor_open_ms(until_ms, history.interval))
+        last_closed = history.last_closed_open_ms(export.server_time_ms, until_ms)
         client = history.client
         series = SeriesId(urlsplit(client.base_url).netloc.lower(), client.market.name, export.symbol, history.interval)
         journal = covering(self.folder, series, start_ms)

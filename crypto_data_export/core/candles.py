@@ -48,8 +48,6 @@ INTEGER_COLUMNS: tuple[str, ...] = (*TIME_COLUMNS, "number_of_trades")
 DECIMAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANDLE_COLUMNS if c not in INTEGER_COLUMNS)
 CANDLE_SCHEMA = pa.schema([(c, pa.int64() if c in INTEGER_COLUMNS else pa.string()) for c in CANDLE_COLUMNS])
 
-Candles = pa.Table  # a table of CANDLE_SCHEMA
-
 
 @dataclass(frozen=True)
 class SeriesId:

@@ -177,6 +177,13 @@ def check_candles(
         column = next(k for k in DECIMAL_COLUMNS if numbers[k][row] < 0)
         return f"{column} {text(column, row)} is negative"
 
+    def out_of_order(row: int) -> str:
+        return f"{opened(row)} {'duplicates' if opens[row] == previous[row] else 'is before'} the previous row's"
+
+    def bad_close(row: int) -> str:
+        should = int(grid_opens(steps[row : row + 1] + 1, interval)[0]) - 1
+        return f"close_time {_time(int(closes[row]))} should be {_time(should)} for {interval}"
+
     start, end = window or (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
     # Each rule: a per-row mask and its reason, worded only for the row that is reported.
     rules: list[tuple[str, np.ndarray, Callable[[int], str]]] = [
@@ -184,36 +191,11 @@ def check_candles(
         ("number", np.logical_or.reduce([~np.isfinite(v) for v in numbers.values()]), not_number),
         ("negative", np.logical_or.reduce([v < 0 for v in numbers.values()]), negative),
         ("negative", trades < 0, lambda r: f"number_of_trades {int(trades[r])} is not an integer >= 0"),
-        (
-            "order",
-            opens <= previous,
-            lambda r: (
-                f"{opened(r)} " + ("duplicates" if opens[r] == previous[r] else "is before") + " the previous row's"
-            ),
-        ),
-        (
-            "before",
-            opens < start,
-            lambda r: f"open_time {_time(int(opens[r]))} is before the window's start {_time(start)}",
-        ),
-        (
-            "after",
-            opens >= end,
-            lambda r: f"open_time {_time(int(opens[r]))} is not before the window's end {_time(end)}",
-        ),
-        (
-            "grid",
-            grid_opens(steps, interval) != opens,
-            lambda r: f"{opened(r)} is not on the {interval} grid",
-        ),
-        (
-            "close",
-            closes != grid_opens(steps + 1, interval) - 1,
-            lambda r: (
-                f"close_time {_time(int(closes[r]))} should be "
-                f"{_time(int(grid_opens(steps[r : r + 1] + 1, interval)[0]) - 1)} for {interval}"
-            ),
-        ),
+        ("order", opens <= previous, out_of_order),
+        ("before", opens < start, lambda r: f"{opened(r)} is before the window's start {_time(start)}"),
+        ("after", opens >= end, lambda r: f"{opened(r)} is not before the window's end {_time(end)}"),
+        ("grid", grid_opens(steps, interval) != opens, lambda r: f"{opened(r)} is not on the {interval} grid"),
+        ("close", closes != grid_opens(steps + 1, interval) - 1, bad_close),
         ("bounds", h < lo, lambda r: f"high {text('high', r)} < low {text('low', r)}"),
         ("bounds", h < np.maximum(o, c), lambda r: f"high {text('high', r)} < max(open, close)"),
         ("bounds", lo > np.minimum(o, c), lambda r: f"low {text('low', r)} > min(open, close)"),

@@ -255,11 +255,9 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
     candles = pa.Table.from_arrays([columns[c] for c in CANDLE_COLUMNS], schema=CANDLE_SCHEMA)
     breach = check_candles(candles, period.interval, (period.start_ms, period.end_ms))
     if breach is not None:
-        phrase = {
-            "before": f"open_time is outside {period.label}",
-            "after": f"open_time is outside {period.label}",
-            "order": "open_time is not after the previous row's",
-        }.get(breach.rule)
+        outside = f"open_time is outside {period.label}"
+        phrases = {"before": outside, "after": outside, "order": "open_time is not after the previous row's"}
+        phrase = phrases.get(breach.rule)
         raise _refuse(period, breach.row, breach.reason if phrase is None else f"{phrase} ({breach.reason})")
     return candles
 

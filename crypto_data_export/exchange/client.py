@@ -143,12 +143,7 @@ def usable_server_time(value: Any) -> int | None:
 
 
 def build_session(
-    retries: int,
-    backoff: float,
-    pool_size: int,
-    wait: Callable[[float], None] | None = None,
-    *,
-    base_url: str,
+    retries: int, backoff: float, pool_size: int, wait: Callable[[float], None] | None = None, *, base_url: str
 ) -> requests.Session:
     """A session to ``base_url`` whose transport retries connection errors and read timeouts
     (5xx: see ``_get``).
@@ -333,25 +328,14 @@ class ExchangeClient(SessionClient):
         return server_ms
 
     def klines(
-        self,
-        symbol: str,
-        interval: str,
-        *,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        limit: int = 1000,
+        self, symbol: str, interval: str, *, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
     ) -> list[list[Any]]:
         params = dict(symbol=symbol, interval=interval, limit=max(1, min(self.market.max_klines_limit, limit)))
         params.update({k: v for k, v in (("startTime", start_ms), ("endTime", end_ms)) if v is not None})
         return self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
 
     def _get(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        *,
-        expect: type,
-        validate: Callable[[Any], None] | None = None,
+        self, path: str, params: Mapping[str, Any], *, expect: type, validate: Callable[[Any], None] | None = None
     ) -> Any:
         url = self.base_url + path
         weight = self.market.weight(path, dict(params))
@@ -395,12 +379,7 @@ class ExchangeClient(SessionClient):
             self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
 
     def _attempt(
-        self,
-        url: str,
-        params: Mapping[str, Any],
-        cap: int,
-        expect: type,
-        validate: Callable[[Any], None] | None,
+        self, url: str, params: Mapping[str, Any], cap: int, expect: type, validate: Callable[[Any], None] | None
     ) -> Any:
         """One request; the body is streamed (capped) and the connection released either way."""
         try:

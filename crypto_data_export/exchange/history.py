@@ -80,11 +80,9 @@ class CandleSource(Protocol):
 
     def chunks(self, history: HistoricalDataExporter, export: SymbolExport) -> Iterable[pa.Table]:
         """The candles of ``export``'s window, in order (``HistoricalDataExporter.iter_chunks``)."""
-        ...
 
     def written(self, symbol: str, interval: str) -> None:
         """The series' file is published: whatever was kept to resume it may go."""
-        ...
 
 
 class RestPages:
@@ -117,11 +115,12 @@ class HistoricalDataExporter:
         self.max_ahead_of_local_ms = max_ahead_of_local_ms
         self._local_clock = local_clock
 
-    def last_closed_open_ms(self, server_time_ms: int) -> int:
-        """Open time of the newest candle that is closed at ``server_time_ms``."""
+    def last_closed_open_ms(self, server_time_ms: int, until_ms: int | None = None) -> int:
+        """Open time of the newest candle that is closed at ``server_time_ms`` (and opens by ``until_ms``)."""
         current_open = floor_open_ms(server_time_ms, self.interval)
         # The candle that contains "now" is still open; the one before it is the newest closed.
-        return floor_open_ms(current_open - 1, self.interval)
+        newest = floor_open_ms(current_open - 1, self.interval)
+        return newest if until_ms is None else min(newest, floor_open_ms(until_ms, self.interval))
 
     def plan(
         self,
@@ -221,9 +220,7 @@ class HistoricalDataExporter:
         each checked against the window (``check_page``); at most the pages the window needs plus ``PAGE_SLACK``.
         ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
         symbol = export.symbol
-        last_closed = self.last_closed_open_ms(export.server_time_ms)
-        if until_ms is not None:
-            last_closed = min(last_closed, floor_open_ms(until_ms, self.interval))
+        last_closed = self.last_closed_open_ms(export.server_time_ms, until_ms)
         max_pages = -(-self._expected_candles(start_ms, last_closed) // self.page_limit) + PAGE_SLACK
         cursor = start_ms
         pages = 0
@@ -255,10 +252,7 @@ class HistoricalDataExporter:
         """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
         if last_closed < start_ms:
             return 0
-        length = fixed_length_ms(self.interval)
-        if length is None:
-            return (last_closed - start_ms) // _SHORTEST_MONTH_MS + 1
-        return (last_closed - start_ms) // length + 1
+        return (last_closed - start_ms) // (fixed_length_ms(self.interval) or _SHORTEST_MONTH_MS) + 1
 
     def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
         """The rule book inside the window asked for, and no candle from the future."""

@@ -41,7 +41,6 @@ from crypto_data_export.store.validation import FileValidation
 
 logger = logging.getLogger(__name__)
 
-
 _ERROR_KINDS: tuple[tuple[str, type[Exception] | tuple[type[Exception], ...]], ...] = (
     ("stopped", (StopRequested, ScanStopped)),
     ("older_data", OlderDataError),
@@ -112,9 +111,8 @@ class ExportJob:
             report.server_time_ms = self._prepare(symbols)
             if dry_run:
                 entries = self.client.exchange_info(None).get("symbols")
-                self.listed = (
-                    {e.get("symbol") for e in entries if isinstance(e, dict)} if isinstance(entries, list) else set()
-                )
+                entries = entries if isinstance(entries, list) else []  # a broken answer lists nothing
+                self.listed = {e.get("symbol") for e in entries if isinstance(e, dict)}
         except StopRequested as exc:
             report.stopped = True
             self._fail_all(report, symbols, exc)

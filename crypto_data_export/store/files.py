@@ -147,11 +147,7 @@ class FileManager:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        protected_symbols: Sequence[str] = (),
-        stop_event: threading.Event | None = None,
+        cls, settings: Settings, *, protected_symbols: Sequence[str] = (), stop_event: threading.Event | None = None
     ) -> FileManager:
         """The manager of ``settings.export_dir``; ``protected_symbols`` adds symbols
         (e.g. a run's ``--symbols``) whose newest valid file retention must keep."""
@@ -231,11 +227,7 @@ class FileManager:
         return self.export_dir / name
 
     def write_export(
-        self,
-        symbol: str,
-        chunks: pa.Table | Iterable[pa.Table],
-        *,
-        replacing: ReusableExport | None = None,
+        self, symbol: str, chunks: pa.Table | Iterable[pa.Table], *, replacing: ReusableExport | None = None
     ) -> tuple[Path, FileValidation]:
         """Write one export atomically; returns (path, verdict).
 
@@ -351,9 +343,8 @@ class FileManager:
             raise StorageError(f"{path.name} is no longer a regular file; left alone")
         # quarantine/ must be a plain folder: moving data through a planted link would carry it out of the folder.
         try:
-            os.mkdir(self.folder.quarantine, 0o750)
-        except FileExistsError:
-            pass
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.folder.quarantine, 0o750)
         except OSError as exc:
             raise StorageError(f"cannot create {self.folder.quarantine}: {exc.strerror or exc}") from exc
         if not stat.S_ISDIR(os.lstat(self.folder.quarantine).st_mode):

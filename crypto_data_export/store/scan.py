@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # a type only: --status and --health must not import pyarrow 
 
 logger = logging.getLogger(__name__)
 
-
 # Once a stop is requested, a scan may go on this long before it gives up on the files left.
 STOP_GRACE_SECONDS = 2.0
 

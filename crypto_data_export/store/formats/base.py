@@ -26,7 +26,6 @@ CandleChunks: TypeAlias = pa.Table | Iterable[pa.Table]
 # The verdict on a file, and its candles when asked for and valid.
 Verdict: TypeAlias = tuple[FileValidation, pa.Table | None]
 
-
 # Called with the verdict on the bytes just written, before they are published; raises to refuse them.
 Approval = Callable[[FileValidation], None]
 

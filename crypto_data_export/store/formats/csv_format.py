@@ -72,7 +72,6 @@ _TYPED = pacsv.ConvertOptions(
     strings_can_be_null=False,
 )
 
-
 # --- writing ------------------------------------------------------------------------
 
 
