@@ -343,7 +343,7 @@ def test_ctrl_c_during_start_leaves_no_scheduler_without_a_pidfile(
     import data_export_service
 
     waiting = tmp_path / "waiting_manager.py"
-    waiting.write_text("import time\ntime.sleep(600)\n")
+    waiting.write_text("import signal\nsignal.pause()\n")  # a scheduler that waits to be stopped
     monkeypatch.setattr(daemon, "MANAGER_PATH", waiting)
     launched: list[subprocess.Popen[bytes]] = []
     launch = daemon.DataExportService._launch
