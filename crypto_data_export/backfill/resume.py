@@ -13,11 +13,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from itertools import takewhile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from crypto_data_export.core.candles import SeriesId
+from crypto_data_export.core.candles import SeriesId, exchange_host
 from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -56,7 +55,7 @@ class JournalSource:
         page checked like an exchange page, one at a time; the journal is cut at a bad one), then REST pages."""
         last_closed = history.last_closed_open_ms(export.server_time_ms, until_ms)
         client = history.client
-        series = SeriesId(urlsplit(client.base_url).netloc.lower(), client.market.name, export.symbol, history.interval)
+        series = SeriesId(exchange_host(client.base_url), client.market.name, export.symbol, history.interval)
         journal = covering(self.folder, series, start_ms)
         cursor, beyond = start_ms, False
         for kept in takewhile(lambda _: not self.stop_event.is_set(), journal.pages()):  # then pages_of stops

@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +58,11 @@ class SeriesId:
     market: str
     symbol: str
     interval: str
+
+
+def exchange_host(base_url: str) -> str:
+    """The exchange part of a series' identity: the host of its base URL, lower-case, with its port."""
+    return urlsplit(base_url).netloc.lower()
 
 
 def candle_frame(columns: Mapping[str, Any]) -> pa.Table:

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from crypto_data_export.core.candles import SeriesId
+from crypto_data_export.core.candles import SeriesId, exchange_host
 from crypto_data_export.core.clock import as_utc, ms_to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, OlderDataError, StorageError
 from crypto_data_export.core.intervals import is_valid_interval
@@ -162,8 +161,12 @@ class FileManager:
             stop_event=stop_event,
             market=settings.market,
             intervals=settings.kline_intervals,
-            host=urlsplit(settings.base_url).netloc.lower(),
+            host=exchange_host(settings.base_url),
         )
+
+    def series_of(self, symbol: str) -> SeriesId:
+        """The identity of ``symbol``'s files here: what they are written as and reused for."""
+        return SeriesId(self.host, self.market, symbol, self.interval)
 
     def for_interval(self, interval: str) -> FileManager:
         """This manager for the series of ``interval`` (same folder, market, rules and stop:
@@ -243,7 +246,7 @@ class FileManager:
             require_forward(verdict.last_open_ms, replacing)
 
         try:
-            series = SeriesId(self.host, self.market, symbol, self.interval)
+            series = self.series_of(symbol)
             verdict = self.file_format.write(path, chunks, self.interval, approve=approve, series=series)
         except OlderDataError:
             raise
@@ -313,7 +316,7 @@ class FileManager:
                 logger.warning("cannot read %s: %s", f.name, exc.strerror or exc)
                 continue
             validation, candles = checked.validation, checked.candles
-            if validation.series not in (None, SeriesId(self.host, self.market, symbol, self.interval)):  # another's
+            if validation.series not in (None, self.series_of(symbol)):  # another's
                 logger.warning("%s holds the candles of %s; not reused", f.name, validation.series)
                 continue
             if validation.valid and candles is not None:
