@@ -122,6 +122,13 @@ class HistoricalDataExporter:
         newest = floor_open_ms(current_open - 1, self.interval)
         return newest if until_ms is None else min(newest, floor_open_ms(until_ms, self.interval))
 
+    def window_start_ms(
+        self, now_ms: int, lookback_days: float | None = None, window: tuple[int, int] | None = None
+    ) -> int:
+        """The window's first open time: ``window``'s start, else the look-back from ``now_ms``."""
+        days = self.lookback_days if lookback_days is None else lookback_days
+        return now_ms - int(days * DAY_MS) if window is None else window[0]
+
     def plan(
         self,
         symbol: str,
@@ -143,8 +150,7 @@ class HistoricalDataExporter:
         """
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         self._check_clock(self.last_closed_open_ms(now_ms), now_ms, "a time of")  # before any request
-        days = self.lookback_days if lookback_days is None else lookback_days
-        start_ms = now_ms - int(days * DAY_MS) if window is None else window[0]  # candles opened in the look-back
+        start_ms = self.window_start_ms(now_ms, lookback_days, window)  # candles opened in the look-back
         end_ms = None if window is None else window[1]
         kept = candles_in_window(previous, start_ms, now_ms, end_ms)
         if not len(kept):

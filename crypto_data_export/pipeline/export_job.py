@@ -28,7 +28,6 @@ from crypto_data_export.core.errors import (
     StorageError,
     UnknownSymbolError,
 )
-from crypto_data_export.core.intervals import DAY_MS
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import CandleSource, HistoricalDataExporter, RestPages
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
@@ -203,8 +202,8 @@ class ExportJob:
     ) -> SymbolOutcome:
         files, exporter = self.files.for_interval(interval), self.exporters[interval]
         name = self.series_key(symbol, interval)
-        days = self.settings.lookback_days if lookback is None else lookback  # only the window's candles are held
-        keep_from = self.window[0] if self.window else 0 if server_ms is None else server_ms - int(days * DAY_MS)
+        # Only the window's candles are held (the plan below keeps the same ones).
+        keep_from = 0 if server_ms is None else exporter.window_start_ms(server_ms, lookback, self.window)
         previous = files.newest_valid_export(symbol, quarantine=not dry_run, record=ledger, candles_from=keep_from)
         export = exporter.plan(
             symbol,
