@@ -10,7 +10,7 @@ Nothing unverified is used: every zip is streamed to a temp file, its SHA-256 co
 the published ``.CHECKSUM``, its structure and rows checked, its candles counted against the
 grid (``_lacks``), before a row is written. A refused file is named in the log and, with ``auto``,
 its period taken from REST; with ``archive`` the symbol fails (exit 1). Verified zips wait in
-``EXPORT_DIR/.archive_cache/`` until their symbol's file is written, so a rerun after Ctrl-C
+the output folder's ``.archive_cache/`` until their symbol's file is written, so a rerun after Ctrl-C
 downloads only what is missing (re-verified against a fresh ``.CHECKSUM``).
 """
 
@@ -146,7 +146,7 @@ class ArchiveFetcher:
     The ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
     not two; no byte of the zip is used before the two agree.
 
-    ``folder`` (``EXPORT_DIR/.archive_cache``) keeps verified zips until their symbol is written;
+    ``folder`` (the output folder's ``.archive_cache``) keeps verified zips until their symbol is written;
     its files are ours only by name, a symlink is never followed. The caller holds the run lock.
     """
 
