@@ -1,6 +1,6 @@
 """Backfill from the bulk archive vs the REST API: wall time and exchange weight, side by side.
 
-    python -m benchmarks.bench_archive [--latency 0.15] [--days 365] [--symbols 20] [--quick]
+    python -m benchmarks.bench_archive [--latency 0.15] [--days 365] [--symbols 20] [--quick] [--market usdm]
 
 Two scenarios, each run three times, every run against its own fresh sandbox
 process (the same latency for the REST API and the archive, which it serves
@@ -16,10 +16,13 @@ request, in one process, under one GIL); ``--source auto`` against a *cold*
 archive (the sandbox's build time included: a pessimistic bound). Each run is
 ``crypto_data_export.backfill.archive_backfill.archive_backfill(settings, source)`` in this process,
 writing real files into a fresh temp folder. Weight is what
-the exchange charges (klines 2, exchangeInfo 20, time 1), counted on the
-client side per request path; archive downloads weigh nothing (a CDN). The
+the exchange charges (spot: klines 2, exchangeInfo 20, time 1; USD-M: klines by page size),
+counted on the client side per request; archive downloads weigh nothing (a CDN). The
 two runs of a scenario start at different moments, so their windows differ
 by the seconds between them: "same rows" compares the candles they share.
+
+``--market usdm``: the same against the USD-M futures endpoints and archive
+(``data/futures/um/...``, CSV files with a header line), BINANCE_MARKET=usdm.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class PathCounter:
         from crypto_data_export.exchange.client import ClientStats
 
         self.paths: Counter[str] = Counter()
+        self.weights = 0
         self._cls = ClientStats
         self._original = ClientStats.count
         counter = self
@@ -59,13 +63,12 @@ class PathCounter:
         def count(stats: ClientStats, path: str, weight: int = 0) -> None:
             counter._original(stats, path, weight)
             counter.paths[path] += 1
+            counter.weights += weight
 
         ClientStats.count = count  # type: ignore[method-assign]
 
     def weight(self) -> int:
-        from crypto_data_export.exchange.market_profiles import SPOT
-
-        return sum(SPOT.weight(path, {}) * n for path, n in self.paths.items())
+        return self.weights
 
     def restore(self) -> None:
         self._cls.count = self._original  # type: ignore[method-assign]
@@ -86,12 +89,12 @@ def same_shared_rows(a: list[str], b: list[str]) -> bool:
     return bool(shared) and all(by_open_a[line.split(",", 1)[0]] == line for line in shared)
 
 
-def warm_up(base_url: str, symbols: list[str], interval: str, days: int) -> None:
+def warm_up(base_url: str, symbols: list[str], interval: str, days: int, prefix: str) -> None:
     """Ask for every zip the run will want (and a day more on each side), so the sandbox has built them."""
     import requests
 
     from crypto_data_export.backfill.archive_backfill import plan_segments
-    from crypto_data_export.exchange.archive import SPOT_PREFIX, ArchivePeriod
+    from crypto_data_export.exchange.archive import ArchivePeriod
 
     now = int(time.time() * 1000)
     today = now // DAY_MS * DAY_MS
@@ -103,20 +106,30 @@ def warm_up(base_url: str, symbols: list[str], interval: str, days: int) -> None
     ]
     with requests.Session() as session, ThreadPoolExecutor(16) as pool:
         session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=16))
-        list(pool.map(lambda p: session.get(f"{base_url}/{p.url_path(SPOT_PREFIX)}", timeout=600).content, periods))
+        list(pool.map(lambda p: session.get(f"{base_url}/{p.url_path(prefix)}", timeout=600).content, periods))
 
 
 def run(
-    source: str, symbols: list[str], interval: str, days: int, latency: float, *, warm: bool = False
+    source: str,
+    symbols: list[str],
+    interval: str,
+    days: int,
+    latency: float,
+    *,
+    warm: bool = False,
+    market: str = "spot",
 ) -> tuple[dict, dict]:
     from crypto_data_export.backfill.archive_backfill import archive_backfill
+    from crypto_data_export.exchange.market_profiles import MARKETS
+
+    profile = MARKETS[market]
 
     folder = temp_dir(f"archive-{source}")
     counter = PathCounter()
     try:
         with SandboxProcess(latency=latency, weight_limit=WEIGHT_LIMIT) as sandbox:
             if warm:
-                warm_up(sandbox.base_url, symbols, interval, days)
+                warm_up(sandbox.base_url, symbols, interval, days, profile.archive_prefix)
             settings = make_settings(
                 sandbox.base_url,
                 folder,
@@ -124,6 +137,7 @@ def run(
                 KLINE_INTERVAL=interval,
                 EXPORT_LOOKBACK_DAYS=str(days),
                 BINANCE_ARCHIVE_URL=sandbox.base_url,
+                BINANCE_MARKET=market,
             )
             started = time.perf_counter()
             result = archive_backfill(settings, source)
@@ -134,7 +148,7 @@ def run(
             "source": source,
             "wall_s": wall,
             "weight": counter.weight(),
-            "klines_calls": counter.paths.get("/api/v3/klines", 0),
+            "klines_calls": counter.paths.get(profile.klines_path, 0),
             "rest_requests": sum(counter.paths.values()),
             "archive_files": sum(t.archive_files for t in tallies),
             "archive_mb": sum(t.downloaded_bytes for t in tallies) / 1e6,
@@ -157,13 +171,13 @@ RUNS = (
 )
 
 
-def scenario(name: str, symbols: list[str], interval: str, days: int, latency: float) -> dict:
+def scenario(name: str, symbols: list[str], interval: str, days: int, latency: float, market: str) -> dict:
     print(f"{name}: REST ...", flush=True)
-    rest, rest_lines = run("rest", symbols, interval, days, latency)
+    rest, rest_lines = run("rest", symbols, interval, days, latency, market=market)
     print(f"{name}: archive (auto), warm ...", flush=True)
-    archive, archive_lines = run("auto", symbols, interval, days, latency, warm=True)
+    archive, archive_lines = run("auto", symbols, interval, days, latency, warm=True, market=market)
     print(f"{name}: archive (auto), cold ...", flush=True)
-    cold, _ = run("auto", symbols, interval, days, latency)
+    cold, _ = run("auto", symbols, interval, days, latency, market=market)
     same = all(same_shared_rows(rest_lines.get(s, []), archive_lines.get(s, [])) for s in symbols)
     return {
         "scenario": name,
@@ -186,14 +200,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--days", type=int, default=365, help="look-back of both scenarios (365)")
     parser.add_argument("--symbols", type=int, default=20, help="symbols of the 1h scenario (20)")
     parser.add_argument("--quick", action="store_true", help="60 days and 5 symbols")
+    parser.add_argument("--market", choices=("spot", "usdm"), default="spot", help="BINANCE_MARKET (spot)")
     args = parser.parse_args(argv)
     if args.quick:
         args.days, args.symbols = 60, 5
     quiet_logging()
     scenarios = [
-        scenario(f"1 symbol x {args.days} d x 1m", ["BTCUSDT"], "1m", args.days, args.latency),
+        scenario(f"1 symbol x {args.days} d x 1m", ["BTCUSDT"], "1m", args.days, args.latency, args.market),
         scenario(
-            f"{args.symbols} symbols x {args.days} d x 1h", bench_symbols(args.symbols), "1h", args.days, args.latency
+            f"{args.symbols} symbols x {args.days} d x 1h",
+            bench_symbols(args.symbols),
+            "1h",
+            args.days,
+            args.latency,
+            args.market,
         ),
     ]
     rows = []
@@ -213,7 +233,10 @@ def main(argv: list[str] | None = None) -> dict:
                     f"{r['symbols_ok']}/{s['symbols']}",
                 ]
             )
-    print(f"\nbench_archive: latency {args.latency * 1000:.0f} ms for REST and archive alike, weight budget 6000/min")
+    print(
+        f"\nbench_archive ({args.market}): latency {args.latency * 1000:.0f} ms for REST and archive alike, "
+        "weight budget 6000/min"
+    )
     print(
         table(
             ["scenario", "source", "wall s", "weight", "klines calls", "zips", "zip MB", "rows", "symbols ok"],
@@ -226,8 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{s['scenario']}: archive {s['speedup']:.2f}x the speed of REST ({s['speedup_cold']:.2f}x cold), {ratio}; "
             f"rows shared by both files identical: {'yes' if s['same_shared_rows'] else 'NO'}"
         )
-    figures = {"latency_s": args.latency, "days": args.days, "scenarios": scenarios}
-    path = write_results("bench_archive", figures)
+    figures = {"market": args.market, "latency_s": args.latency, "days": args.days, "scenarios": scenarios}
+    path = write_results("bench_archive" if args.market == "spot" else f"bench_archive_{args.market}", figures)
     print(f"results: {path}")
     return figures
 

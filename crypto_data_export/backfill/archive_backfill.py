@@ -58,10 +58,10 @@ from crypto_data_export.exchange.archive import (
 )
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport, candles_in_window
+from crypto_data_export.exchange.market_profiles import MARKETS
 from crypto_data_export.pipeline.export_job import ExportJob
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
 from crypto_data_export.report.console import ArchiveProgress
-from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.journal import release_folder, remove_file
@@ -343,15 +343,15 @@ class ArchiveSource:
 
 
 def usable_source(settings: Settings, source: str) -> str:
-    """The archive reader knows the spot layout only: off spot ``archive`` is refused, ``auto`` means REST."""
-    if settings.market == SPOT or source == "rest":
+    """A market without a bulk archive: ``archive`` is refused, ``auto`` means REST."""
+    if MARKETS[settings.market].archive_prefix or source == "rest":
         return source
     if source == "archive":
         raise SettingsError(
-            f"--source archive reads the spot archive only; with BINANCE_MARKET={settings.market} use "
+            f"the {settings.market} market has no bulk archive: with BINANCE_MARKET={settings.market} use "
             "--source rest (or auto, which then uses the REST API)"
         )
-    logger.info("the archive is not used for the %s market; the REST API gives its candles", settings.market)
+    logger.info("the %s market has no bulk archive; the REST API gives its candles", settings.market)
     return "rest"
 
 

@@ -35,16 +35,20 @@ from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms, floor_ope
 from crypto_data_export.core.rules import check_candles, shown
 from crypto_data_export.exchange.bounded import Deadline
 from crypto_data_export.exchange.client import USER_AGENT, SessionClient
+from crypto_data_export.exchange.market_profiles import MARKETS, SPOT
 from crypto_data_export.settings.settings import DEFAULT_ARCHIVE_URL
 
 if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
-SPOT_PREFIX = "data/spot"
 # Intervals whose candles never straddle a day, so every daily and monthly file
 # holds whole candles: the archive publishes daily files for exactly these.
 DAILY_INTERVALS: tuple[str, ...] = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 ARCHIVE_COLUMNS = 12  # the REST row's 12 fields, the last one unused
+# The one header line archive files may start with (USD-M futures files do, spot files do not).
+ARCHIVE_HEADER = (
+    b"open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
+)
 MICROS_THRESHOLD = 10**15  # a 16-digit epoch time is in microseconds
 CHUNK_BYTES = 1 << 16
 MAX_CHECKSUM_BYTES = 4096
@@ -129,8 +133,8 @@ class ArchivePeriod:
         """What the period's CSV can hold: its candles (and a header line) x ROW_BYTES."""
         return ((self.end_ms - self.start_ms) // (fixed_length_ms(self.interval) or DAY_MS) + 1) * ROW_BYTES
 
-    def url_path(self, prefix: str = SPOT_PREFIX) -> str:
-        """``data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10.zip``."""
+    def url_path(self, prefix: str = SPOT.archive_prefix) -> str:
+        """``data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10.zip`` (``prefix``: the market's)."""
         return f"{prefix}/{self.kind}/klines/{self.symbol}/{archive_interval(self.interval)}/{self.zip_name}"
 
 
@@ -226,6 +230,8 @@ def read_period_frame(handle: IO[bytes], period: ArchivePeriod) -> pa.Table:
     if not data.isascii():
         raise ArchiveUnusable(period, "cannot read the CSV inside the zip (it is not ASCII text)")
     header = bool(data) and not data[:1].isdigit()  # futures files start with a header line
+    if header and (line := data.split(b"\n", 1)[0].rstrip(b"\r")) != ARCHIVE_HEADER:
+        raise ArchiveUnusable(period, f"its first line {shown(line.decode())} is not the archive's header; refused")
     try:
         read = pacsv.ReadOptions(column_names=_ARCHIVE_NAMES, skip_rows=int(header), use_threads=False)
         table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=_PARSE, convert_options=_CONVERT)
@@ -281,7 +287,9 @@ def _refuse(period: ArchivePeriod, row: int, what: str) -> ArchiveUnusable:
 class ArchiveClient(SessionClient):
     """Reads the archive over one ``requests.Session``; no rate limiter (a CDN, no weight)."""
 
-    def __init__(self, base_url: str = DEFAULT_ARCHIVE_URL, *, prefix: str = SPOT_PREFIX, **options: Any) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_ARCHIVE_URL, *, prefix: str = SPOT.archive_prefix, **options: Any
+    ) -> None:
         super().__init__(base_url, **options)
         self.prefix = prefix
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "*/*"})
@@ -290,7 +298,8 @@ class ArchiveClient(SessionClient):
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> ArchiveClient:
         # One transport retry, not HTTP_RETRIES: a failing archive is given up for the run (REST takes over).
         options = cls.options(settings) | {"retries": min(1, settings.http_retries)}
-        return cls(settings.archive_url, pool_size=pool_size or settings.workers, **options)
+        prefix = MARKETS[settings.market].archive_prefix
+        return cls(settings.archive_url, prefix=prefix, pool_size=pool_size or settings.workers, **options)
 
     def url(self, period: ArchivePeriod) -> str:
         return f"{self.base_url}/{period.url_path(self.prefix)}"

@@ -43,6 +43,8 @@ class MarketProfile:
     # The 24 h ticker of every symbol (a symbol universe ranks by its quoteVolume);
     # empty: the market has none, and EXPORT_TOP_N cannot be served.
     ticker_24hr_path: str = ""
+    # Where the bulk archive (data.binance.vision) keeps the market's klines; "": it has none.
+    archive_prefix: str = ""
 
     @property
     def page_size(self) -> int:
@@ -79,6 +81,7 @@ SPOT = MarketProfile(
     # The 24 h ticker is only ever asked for all symbols at once (a symbol universe): 80.
     weights={"/api/v3/exchangeInfo": 20, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/ticker/24hr": 80},
     ticker_24hr_path="/api/v3/ticker/24hr",
+    archive_prefix="data/spot",
 )
 
 
@@ -101,6 +104,7 @@ USDM = MarketProfile(
     weights={"/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/ticker/24hr": 40},
     exchange_info_by_symbol=False,
     ticker_24hr_path="/fapi/v1/ticker/24hr",
+    archive_prefix="data/futures/um",  # its CSV files start with a header line (spot's have none)
 )
 
 MARKETS: dict[str, MarketProfile] = {SPOT.name: SPOT, USDM.name: USDM}

@@ -1,16 +1,17 @@
 """The sandbox's bulk archive: data.binance.vision's layout, served from the exchange's own candles.
 
 ``SandboxExchange`` answers every ``/data/...`` path through ``SandboxArchive``
-on the same HTTP server: daily and monthly zips of spot klines, each with its
+on the same HTTP server: daily and monthly zips of spot (``/data/spot/``) and USD-M futures
+(``/data/futures/um/``) klines, each with its
 ``.CHECKSUM`` (``<sha256>  <name>.zip``), and 404 for a period that has not
 ended yet on the server clock (or that a knob marks unpublished). The rows
 come from the exchange itself (the ``rows_for`` callable, i.e.
-``generate_candle`` over the same listing, gaps and delistings as the klines
-endpoint), so an archive backfill and a REST backfill must agree byte for byte.
+``generate_candle`` of the market over the same listing, gaps and delistings as
+its klines endpoint), so an archive backfill and a REST backfill must agree byte for byte.
 
 Like the real archive, spot files from 2025-01-01 on carry microsecond times
-(``ArchiveKnobs.micros_from_ms``), and files have no header line unless the
-``header`` knob asks for one (as futures files have). Other knobs corrupt a
+(``ArchiveKnobs.micros_from_ms``); futures files keep milliseconds and start
+with a header line, spot files have none unless the ``header`` knob asks for one. Other knobs corrupt a
 checksum, omit one or serve a broken zip. Standard library only.
 """
 
@@ -35,7 +36,7 @@ _HEADER = (
     "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
 )
 _PATH = re.compile(
-    r"^/data/spot/(?P<kind>monthly|daily)/klines/(?P<symbol>[A-Z0-9]{1,20})/(?P<interval>[0-9]{1,2}(?:[smhdw]|mo))/"
+    r"^/data/(?P<market>spot|futures/um)/(?P<kind>monthly|daily)/klines/(?P<symbol>[A-Z0-9]{1,20})/(?P<interval>[0-9]{1,2}(?:[smhdw]|mo))/"
     r"(?P=symbol)-(?P=interval)-(?P<label>[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?)\.zip(?P<checksum>\.CHECKSUM)?$"
 )
 _NOT_FOUND = (
@@ -44,9 +45,9 @@ _NOT_FOUND = (
 )
 _CACHE_BYTES = 512 << 20  # a year of 1m zips of a few symbols, or a year of 1h zips of hundreds
 
-# rows_for(symbol, interval, start_ms, end_ms) -> the exchange's kline rows opening in [start, end),
-# or None when the exchange does not know the symbol.
-RowsFor = Callable[[str, str, int, int], "list[list[Any]] | None"]
+# rows_for(symbol, interval, start_ms, end_ms, market) -> the exchange's kline rows ("spot" or "usdm")
+# opening in [start, end), or None when the exchange does not know the symbol.
+RowsFor = Callable[[str, str, int, int, str], "list[list[Any]] | None"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ArchiveKnobs:
     bad_zip: frozenset[str] = frozenset()  # a truncated zip (its .CHECKSUM matches the broken bytes)
     unpublished: frozenset[str] = frozenset()  # labels ("2024-10", "2024-10-15") answered 404
     micros_from_ms: int | None = MICROS_FROM_MS  # periods from here on have µs times (None: never)
-    header: bool = False  # a header line first, as futures files have
+    header: bool = False  # a header line first in spot files too (futures files always have one)
     # (zip name, first row, end row): those rows are left out of its CSV, the .CHECKSUM matching (a hole)
     drop_rows: tuple[tuple[str, int, int], ...] = ()
     trickle: frozenset[str] = frozenset()  # names (zip or .CHECKSUM) sent one byte every trickle_seconds
@@ -89,12 +90,14 @@ class SandboxArchive:
         if match is None:
             return 404, _NOT_FOUND, "application/xml"
         kind, symbol, label = match["kind"], match["symbol"], match["label"]
+        market = "spot" if match["market"] == "spot" else "usdm"
         interval = "1M" if match["interval"] == "1mo" else match["interval"]
         bounds = _period_bounds(kind, label)
         zip_name = f"{symbol}-{match['interval']}-{label}.zip"
         if bounds is None or bounds[1] > now_ms or label in knobs.unpublished:
             return 404, _NOT_FOUND, "application/xml"
-        data = self._zip(symbol, interval, bounds, f"{symbol}-{match['interval']}-{label}.csv", knobs, generation)
+        csv_name = f"{symbol}-{match['interval']}-{label}.csv"
+        data = self._zip(market, symbol, interval, bounds, csv_name, knobs, generation)
         if data is None:
             return 404, _NOT_FOUND, "application/xml"
         if zip_name in knobs.bad_zip:
@@ -108,6 +111,7 @@ class SandboxArchive:
 
     def _zip(
         self,
+        market: str,
         symbol: str,
         interval: str,
         bounds: tuple[int, int],
@@ -118,7 +122,7 @@ class SandboxArchive:
         """The zip's bytes, built once: a .CHECKSUM and its zip asked for at the same
         moment wait for one build instead of making two."""
         drops = [(first, end) for name, first, end in knobs.drop_rows if name == csv_name.replace(".csv", ".zip")]
-        key = (generation, symbol, interval, bounds, knobs.micros_from_ms, knobs.header, *drops)
+        key = (generation, market, symbol, interval, bounds, knobs.micros_from_ms, knobs.header, *drops)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -127,9 +131,9 @@ class SandboxArchive:
             with self._lock:
                 if key in self._cache:
                     return self._cache[key]
-            rows = self._rows_for(symbol, interval, *bounds)
+            rows = self._rows_for(symbol, interval, *bounds, market)
             kept = [row for i, row in enumerate(rows or ()) if not any(a <= i < b for a, b in drops)]
-            data = None if not rows else _build_zip(csv_name, bounds[0], _csv_text(kept, bounds[0], knobs))
+            data = None if not rows else _build_zip(csv_name, bounds[0], _csv_text(kept, bounds[0], knobs, market))
             with self._lock:
                 self._store(key, data)
                 self._building.pop(key, None)
@@ -169,9 +173,10 @@ def _period_bounds(kind: str, label: str) -> tuple[int, int] | None:
     return (first - epoch).days * _DAY, (after - epoch).days * _DAY
 
 
-def _csv_text(rows: list[list[Any]], start_ms: int, knobs: ArchiveKnobs) -> str:
-    micros = knobs.micros_from_ms is not None and start_ms >= knobs.micros_from_ms
-    lines = [_HEADER] if knobs.header else []
+def _csv_text(rows: list[list[Any]], start_ms: int, knobs: ArchiveKnobs, market: str) -> str:
+    spot = market == "spot"  # futures files: a header line, times in ms
+    micros = spot and knobs.micros_from_ms is not None and start_ms >= knobs.micros_from_ms
+    lines = [_HEADER] if knobs.header or not spot else []
     for row in rows:
         fields = list(row)
         if micros:  # 1730073600000 -> 1730073600000000, ...999 -> ...999999

@@ -850,8 +850,10 @@ class SandboxExchange:
         pace = cfg.archive.trickle_seconds if path.rsplit("/", 1)[-1] in cfg.archive.trickle else 0.0
         return _Answer(status, body, content_type, mode="trickle" if pace else "normal", pace=pace)
 
-    def _archive_rows(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[list[Any]] | None:
-        """The candles opening in [start, end) that /api/v3/klines would serve (listing, gaps, delisting)."""
+    def _archive_rows(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, market: str = "spot"
+    ) -> list[list[Any]] | None:
+        """The candles opening in [start, end) that the market's klines would serve (listing, gaps, delisting)."""
         cfg = self.config
         if interval not in INTERVALS or not self.is_known(symbol):
             return None
@@ -860,7 +862,7 @@ class SandboxExchange:
             last_instant = min(last_instant, cfg.delisted[symbol] - 1)
         first = max(_align_up(interval, start_ms), align_open_ms(interval, cfg.listing_ms))
         opens = _ascending(interval, first, align_open_ms(interval, last_instant), list(cfg.gaps.get(symbol, ())))
-        return [generate_candle(symbol, interval, t) for t in opens]
+        return [generate_candle(symbol, interval, t, market) for t in opens]
 
     def _inject_fault(self, cfg: SandboxConfig, n: int, answer: _Answer) -> _Answer:
         """Apply the 'every Nth klines request' faults, most disruptive first."""

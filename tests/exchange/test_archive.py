@@ -29,6 +29,7 @@ from crypto_data_export.exchange.archive import (
     sha256_of,
 )
 from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.exchange.market_profiles import USDM
 from crypto_data_export.sandbox.fake_archive import ArchiveKnobs
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, generate_candle
 from crypto_data_export.store.formats import CSV
@@ -62,6 +63,8 @@ def test_period_names_and_paths_follow_the_archive_layout() -> None:
     assert month.url_path() == "data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-12.zip"
     assert REAL_DAY.url_path() == "data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10-28.zip"
     assert REAL_DAY.csv_name == "BTCUSDT-1h-2024-10-28.csv"
+    futures = REAL_DAY.url_path(USDM.archive_prefix)
+    assert futures == "data/futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-10-28.zip"
     assert monthly_period("ETHUSDT", "1M", ms(2024, 2, 3)).zip_name == "ETHUSDT-1mo-2024-02.zip"
     assert len(days_of(monthly_period("BTCUSDT", "1h", ms(2024, 2, 10)))) == 29  # a leap year
 
@@ -101,6 +104,25 @@ def test_a_futures_file_with_a_header_line_is_read_too() -> None:
         assert names == ["BTCUSDT-1h-2024-10-28.csv"]
         frame = read_period_frame(handle, REAL_DAY)
     assert len(frame) == 24 and frame["open_time"][0].as_py() == ms(2024, 10, 28)
+    assert frame["open"][0].as_py() == "67992.70"  # futures decimals, as the exchange wrote them
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b",count,", b",trades,"),  # a renamed column
+        (b",ignore\n", b"\n"),  # 11 names
+        (b"open_time,open,high,low,close,", b"open_time,open,low,high,close,"),  # columns swapped
+        (b"open_time,", b"# open_time,"),
+    ],
+)
+def test_a_header_line_that_is_not_the_archives_is_refused(old: bytes, new: bytes) -> None:
+    """The real futures file with its header changed: the rows are read by position, so a header
+    naming other columns (or an order of its own) is a layout we do not know, refused, not guessed."""
+    text = zipfile.ZipFile(REAL_FUTURES_ZIP).read(REAL_DAY.csv_name)
+    assert text.count(old) == 1
+    with pytest.raises(ArchiveUnusable, match=r"BTCUSDT-1h-2024-10-28.zip: its first line .* not the archive's header"):
+        read_period_frame(zip_of(REAL_DAY, text.replace(old, new).decode().splitlines()), REAL_DAY)
 
 
 @pytest.mark.parametrize(
