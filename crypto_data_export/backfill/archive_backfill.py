@@ -58,11 +58,10 @@ from crypto_data_export.exchange.archive import (
 )
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport, candles_in_window
-from crypto_data_export.exchange.market_profiles import MARKETS
 from crypto_data_export.pipeline.export_job import ExportJob
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
 from crypto_data_export.report.console import ArchiveProgress
-from crypto_data_export.settings.settings import Settings, SettingsError
+from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.journal import release_folder, remove_file
 from crypto_data_export.store.layout import ExportFolder
@@ -342,19 +341,6 @@ class ArchiveSource:
         return future.result()
 
 
-def usable_source(settings: Settings, source: str) -> str:
-    """A market without a bulk archive: ``archive`` is refused, ``auto`` means REST."""
-    if MARKETS[settings.market].archive_prefix or source == "rest":
-        return source
-    if source == "archive":
-        raise SettingsError(
-            f"the {settings.market} market has no bulk archive: with BINANCE_MARKET={settings.market} use "
-            "--source rest (or auto, which then uses the REST API)"
-        )
-    logger.info("the %s market has no bulk archive; the REST API gives its candles", settings.market)
-    return "rest"
-
-
 def archive_backfill(
     settings: Settings,
     source: str = "auto",
@@ -371,7 +357,6 @@ def archive_backfill(
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     stop_event = stop_event or threading.Event()
-    source = usable_source(settings, source)
     # One interval per backfill: a year of candles is a long run, chosen per interval.
     settings = replace(settings, kline_intervals=(settings.kline_interval,))
     folder = ExportFolder(settings.export_dir)

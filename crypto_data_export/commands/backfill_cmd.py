@@ -15,7 +15,7 @@ from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
-from crypto_data_export.backfill.archive_backfill import SOURCES, ArchiveBackfillResult, archive_backfill, usable_source
+from crypto_data_export.backfill.archive_backfill import SOURCES, ArchiveBackfillResult, archive_backfill
 from crypto_data_export.backfill.backfill_range import (
     BackfillRange,
     days_in_force,
@@ -89,7 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if window is not None:
             require_a_candle(window, settings.kline_interval)
         settings = _backfill_folder(settings, scheduler_folder, args.output)
-        usable_source(settings, args.source)
     except SettingsError as exc:
         return fail(exc, EXIT_USAGE)
     if window is not None and window.clamped:

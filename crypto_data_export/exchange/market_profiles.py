@@ -23,6 +23,8 @@ class MarketProfile:
     max_klines_limit: int
     # The weight of a klines call for a given ``limit`` (some markets charge by page size).
     klines_weight: Callable[[int], int]
+    # Where the bulk archive (data.binance.vision) keeps the market's klines.
+    archive_prefix: str
     # The weight of every other endpoint by path; unknown paths weigh 1.
     weights: dict[str, int] = field(default_factory=dict)
     # Error codes meaning "no such symbol here": reported and skipped, never retried.
@@ -43,8 +45,6 @@ class MarketProfile:
     # The 24 h ticker of every symbol (a symbol universe ranks by its quoteVolume);
     # empty: the market has none, and EXPORT_TOP_N cannot be served.
     ticker_24hr_path: str = ""
-    # Where the bulk archive (data.binance.vision) keeps the market's klines; "": it has none.
-    archive_prefix: str = ""
 
     @property
     def page_size(self) -> int:

@@ -69,17 +69,20 @@ def test_a_usdm_backfill_takes_verified_futures_zips_and_asks_klines_only_for_to
     assert exchange.klines_requests(SYMBOL) == []  # nothing of the spot market either
 
 
-def test_a_futures_zip_with_a_bad_checksum_is_never_used(
+def test_a_futures_zip_with_a_bad_checksum_or_a_hole_is_never_used(
     sandbox_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    knobs = ArchiveKnobs(bad_checksum=frozenset({OCTOBER}))
+    short = f"{SYMBOL}-1h-2024-11-05.zip"  # its 03:00 candle left out, its .CHECKSUM matching
+    knobs = ArchiveKnobs(bad_checksum=frozenset({OCTOBER}), drop_rows=((short, 3, 4),))
     exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=(SYMBOL,), archive=knobs))
     with caplog.at_level(logging.WARNING):
         auto = backfill(exchange, tmp_path / "auto", "auto")
     assert auto.report.failed == [] and futures_file(tmp_path / "auto") == truth()
-    warned = [r.getMessage() for r in caplog.records if OCTOBER in r.getMessage()]
-    assert len(warned) == 1 and "checksum mismatch" in warned[0] and "REST" in warned[0]
-    assert klines_starts(exchange) == [ms(2024, 10, 1), ms(2024, 11, 10)]  # October by REST, and today
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "REST" in r.getMessage()]
+    assert len(warned) == 2 and f"{OCTOBER}: checksum mismatch" in warned[0]
+    assert f"{short}: holds 23 candles, 1 missing from 2024-11-05T03:00:00" in warned[1]
+    # October and Nov 5 by REST (after one probe of the hole, on the futures API), and today
+    assert klines_starts(exchange) == [ms(2024, 10, 1), ms(2024, 11, 5), ms(2024, 11, 5, 3), ms(2024, 11, 10)]
 
     strict = backfill(exchange, tmp_path / "strict", "archive").report
     (failed,) = strict.failed
