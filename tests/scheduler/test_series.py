@@ -300,18 +300,15 @@ def test_usdm_market_exports_exact_futures_candles_beside_spot(tmp_path, sandbox
     assert generate_candle("BTCUSDT", "1h", 0, "usdm") != generate_candle("BTCUSDT", "1h", 0)
 
 
-def test_usdm_backfill_refuses_the_spot_archive_and_auto_uses_rest(tmp_path, sandbox):
+def test_usdm_backfill_reads_the_futures_archive_never_the_spot_one(tmp_path, sandbox):
     folder = tmp_path / "exports"
-    env = manager_env(folder, sandbox.base_url, "BTCUSDT", BINANCE_MARKET="usdm")
-    refused = run_cli("export_historical_data.py", "--source", "archive", "--days", "3", env=env, cwd=tmp_path)
-    assert refused.returncode == 2
-    assert len(refused.stderr.strip().splitlines()) == 1 and "BINANCE_MARKET=usdm" in refused.stderr
-    assert not any(r.path.startswith("/data/") for r in sandbox.requests)
-    done = run_cli("export_historical_data.py", "--days", "3", env=env, cwd=tmp_path)
+    env = manager_env(folder, sandbox.base_url, "BTCUSDT", BINANCE_MARKET="usdm", BINANCE_ARCHIVE_URL=sandbox.base_url)
+    done = run_cli("export_historical_data.py", "--source", "archive", "--days", "3", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     (path,) = export_files(folder / "backfill")
-    assert path.name.startswith("BTCUSDT_usdm_1h_")
-    assert {r.path for r in sandbox.requests} <= {"/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/klines"}
+    assert path.name.startswith("BTCUSDT_usdm_1h_") and "from 3 archive files" in done.stdout
+    paths = {r.path for r in sandbox.requests if not r.path.startswith("/data/futures/um/daily/klines/BTCUSDT/1h/")}
+    assert paths <= {"/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/klines"}  # no spot API, no spot archive
 
 
 def test_the_guides_attributes_set_in_init_are_what_the_run_uses(tmp_path: Path) -> None:
