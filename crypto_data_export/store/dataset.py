@@ -48,7 +48,8 @@ from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
-from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION, ParquetFormat, judge_parquet, read_footer
+from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
+from crypto_data_export.store.formats.parquet_format import ParquetFormat, judge_parquet, read_footer
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["DATASET_FOLDER", "SCHEMA_VERSION", "Dataset", "PeriodInfo", "period_bounds", "period_name"]
 
 DATASET_FOLDER = "dataset"
 LOCK_NAME = ".lock"
@@ -286,16 +285,13 @@ class Dataset:
             )
         now = _ms(utc_now()) if now_ms is None else now_ms
         expected, grid_first, grid_last = expected_candles(series.interval, start, end, now)
-        holes = gaps(open_times(candles), series.interval)
-        if first > grid_first:  # before the first candle, after the last one: missing too
-            holes.insert(0, (grid_first, _before(first, series.interval), _count(grid_first, first, series.interval)))
-        if grid_last > last:
-            after = next_open_ms(last, series.interval)
-            holes.append((after, grid_last, _count(after, next_open_ms(grid_last, series.interval), series.interval)))
+        # Missing too: the grid candles before the first candle and after the last one (sentinels).
+        opens = open_times(candles)
+        opens = np.append(opens, next_open_ms(grid_last, series.interval)) if grid_last > last else opens
+        holes = gaps(opens, series.interval, floor_open_ms(grid_first - 1, series.interval))
         last_close = next_open_ms(floor_open_ms(end - 1, series.interval), series.interval)
         closed = expected_candles(series.interval, start, end, last_close)[0] == expected
         confirmed = all(confirmed_empty(a, b) for a, b, _ in holes) if confirmed_empty and holes else not holes
-        written_at = to_iso(utc_now()) or ""
         metadata = {
             "cdx_period_start": str(start),
             "cdx_period_end": str(end),
@@ -304,28 +300,16 @@ class Dataset:
             "cdx_gaps": json.dumps([list(g) for g in holes]),
             "cdx_sources": json.dumps(sources),
             "cdx_complete": "true" if closed and confirmed else "false",
-            "cdx_written_at": written_at,
+            "cdx_written_at": to_iso(utc_now()) or "",
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
         self.format.write(path, candles, series.interval, series=series, metadata=metadata)
-        logger.debug("wrote %s (%d candles)", path, len(candles))
-        return PeriodInfo(
-            path,
-            series,
-            start,
-            end,
-            expected,
-            len(candles),
-            holes,
-            sources,
-            closed and confirmed,
-            written_at,
-            first,
-            last,
-        )
+        info = read_period_info(path)
+        assert info is not None, f"{path} was just written and verified"
+        return info
 
     def merge(
         self,
@@ -430,17 +414,6 @@ class Dataset:
 
 def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
-
-
-def _before(open_ms: int, interval: str) -> int:
-    """The open time of the grid candle before ``open_ms``."""
-    return floor_open_ms(open_ms - 1, interval)
-
-
-def _count(first_ms: int, end_ms: int, interval: str) -> int:
-    """Grid candles opening in [first_ms, end_ms) (first_ms on the grid)."""
-    steps = grid_steps(np.array([first_ms, end_ms], dtype=np.int64), interval)
-    return int(steps[1] - steps[0])
 
 
 def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
