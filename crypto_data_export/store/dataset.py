@@ -43,7 +43,7 @@ from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
 from crypto_data_export.core.intervals import HOUR_MS, INTERVAL_MS, first_open_from_ms, floor_open_ms, next_open_ms
-from crypto_data_export.core.rules import gaps, grid_steps
+from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
@@ -319,21 +319,25 @@ class Dataset:
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
+        stored_by_start: dict[int, pa.Table] | None = None,
     ) -> list[PeriodInfo]:
         """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
         stored one plus ``source`` (no duplicate; a REST range overlapping the last one extends it, so
         a cycle's appends make one entry). A stored period to which the candles add nothing and change
-        nothing is not written again (unless ``confirmed_empty`` may now complete it)."""
+        nothing is not written again (unless ``confirmed_empty`` may now complete it). ``stored_by_start``:
+        periods the caller read with ``read_period`` under the same lock (not read and judged twice)."""
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
+        if (breach := check_candles(candles, series.interval)) is not None:
+            raise InvalidDataError(f"new candles fail validation ({breach}); nothing was merged")
         for start, end in periods_between(series.interval, first_open_ms(candles), last_open_ms(candles) + 1):
             new = within(candles, start, end)
             if not len(new):
                 continue
-            stored = self.read_period(series, start)
+            stored = (stored_by_start or {}).get(start) or self.read_period(series, start)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
             sources = _with_source(info.sources if info else [], source)
             if stored is not None and info is not None:
@@ -418,13 +422,11 @@ def _no_follow(path: str, flags: int) -> int:
 
 def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
     last = sources[-1] if sources else {}
-    if last.get("kind") == source.get("kind") == "rest" and last["from_ms"] <= source["until_ms"]:
-        if source["from_ms"] <= last["until_ms"]:
-            wider = {
-                "from_ms": min(last["from_ms"], source["from_ms"]),
-                "until_ms": max(last["until_ms"], source["until_ms"]),
-            }
-            return [*sources[:-1], {**last, **wider}]
+    ends = [last.get("from_ms"), last.get("until_ms"), source.get("from_ms"), source.get("until_ms")]
+    if last.get("kind") == source.get("kind") == "rest" and all(isinstance(v, int) for v in ends):
+        first, until, new_first, new_until = (int(v) for v in ends)  # type: ignore[arg-type]
+        if first <= new_until and new_first <= until:  # overlapping ranges: one entry
+            return [*sources[:-1], {**last, "from_ms": min(first, new_first), "until_ms": max(until, new_until)}]
     return [s for s in sources if s != source] + [source]
 
 
@@ -448,6 +450,7 @@ class DatasetSink:
 
     def __init__(self, dataset: Dataset, interval: str) -> None:
         self.dataset, self.interval = dataset, interval
+        self.stored: dict[int, pa.Table] = {}  # the periods ``newest_valid_export`` read, by start
 
     def for_interval(self, interval: str) -> DatasetSink:
         return DatasetSink(self.dataset, interval)
@@ -468,7 +471,9 @@ class DatasetSink:
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
-        stored = [t for t in (self.dataset.read_period(series, start) for start, _ in spans) if t is not None]
+        read = {start: self.dataset.read_period(series, start) for start, _ in spans}
+        self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
+        stored = list(self.stored.values())
         candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
         if candles is None or not len(candles):
             return None
@@ -494,7 +499,8 @@ class DatasetSink:
         candles = pa.concat_tables(parts).combine_chunks()
         require_forward(last_open_ms(candles), replacing)
         source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
-        info = self.dataset.merge(self.dataset.series_of(symbol, self.interval), candles, source, now_ms=now_ms)[-1]
+        series = self.dataset.series_of(symbol, self.interval)
+        info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
         verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
         verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
         return info.path, verdict
