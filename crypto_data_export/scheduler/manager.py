@@ -43,6 +43,7 @@ from crypto_data_export.store.validation import FileValidation
 if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob
+    from crypto_data_export.store.dataset import Dataset
     from crypto_data_export.store.files import FileManager
 
 logger = logging.getLogger(__name__)
@@ -111,11 +112,20 @@ class ScheduledDataManager:
         """Built on first use so that --status and --cleanup-only never touch the network."""
         from crypto_data_export.exchange.client import ExchangeClient
         from crypto_data_export.pipeline.export_job import ExportJob
+        from crypto_data_export.store.dataset import DatasetSink
 
         client = self._client or ExchangeClient.from_settings(self.settings)
-        return ExportJob(
-            self.settings, self.files, client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
-        )
+        sink = self.files if self.dataset is None else DatasetSink(self.dataset, self.settings.kline_interval)
+        return ExportJob(self.settings, sink, client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done)
+
+    @cached_property
+    def dataset(self) -> Dataset | None:
+        """The dataset the cycle appends to (EXPORT_LAYOUT=dataset), else None (and pyarrow not loaded)."""
+        if self.settings.export_layout != "dataset":
+            return None
+        from crypto_data_export.store.dataset import Dataset
+
+        return Dataset.from_settings(self.settings)
 
     def service_status(self, state: RunState) -> str:
         """``running`` only for a live scheduler loop of this folder (not a reused PID, not
@@ -155,6 +165,11 @@ class ScheduledDataManager:
         gone = report.export.gone if report.export is not None and dry_run else set()
         if cleanup and not self.stop_event.is_set():
             report.cleanup = self.files.cleanup(dry_run=dry_run, known=written, gone=gone)
+            if self.dataset is not None and self.settings.dataset_retention_days and not dry_run:
+                cutoff = utc_now().timestamp() * 1000 - self.settings.dataset_retention_days * 86_400_000
+                for path in self.dataset.remove_older_than(int(cutoff)):  # each logged with its reason
+                    report.cleanup.removed.append(path)
+                    report.cleanup.reasons[path] = "dataset period older than DATASET_RETENTION_DAYS"
         # One pass over the folder serves the duplicates, the validations and the statistics:
         # the cleanup's own scan minus what it removed or quarantined, or one scan now.
         scan = report.cleanup.remaining if report.cleanup is not None else None
@@ -306,6 +321,9 @@ class ScheduledDataManager:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = status_report.recorded_statistics(scan.files, validations)
+        if self.dataset is not None:  # the dataset's series, from their footers
+            found = (self.dataset.series_verdict(s) for s in self.dataset.all_series())
+            validations = [v for v in found if v is not None]
         service = self.service_status(state)
         report = status_report.build_status_report(
             self.settings, state, validations, statistics, service, validated_at=validated_at
