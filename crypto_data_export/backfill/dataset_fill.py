@@ -1,0 +1,148 @@
+"""The backfill of the dataset layout: per series, only the periods it lacks, archive first, then REST.
+
+The range's periods (``store.dataset.periods_between``) are compared with the stored ones, read from
+their footers with their identity checked (a file naming another series is quarantined: its period is
+fetched again). A complete period is skipped; in any other, the range's part from its first hole on is
+fetched from the candle source (verified archive files, REST pages kept in resume journals) and merged
+under the series lock (a running cycle holds it briefly; the backfill waits), each source (the archive
+file and its SHA-256, or the REST range) in the period's metadata. Each period is one atomic verified
+file: a run killed halfway keeps the periods it wrote, and a rerun fetches only the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from crypto_data_export.backfill.archive_backfill import ArchiveSource, ArchiveTally
+from crypto_data_export.backfill.resume import JournalSource
+from crypto_data_export.core.candles import SeriesId, empty_candle_frame, within
+from crypto_data_export.core.errors import StopRequested
+from crypto_data_export.core.intervals import first_open_from_ms, next_open_ms
+from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.pipeline.run_summary import SymbolOutcome
+from crypto_data_export.store.dataset import Dataset, PeriodInfo, periods_between
+
+Source = dict[str, Any]
+
+
+@dataclass
+class PeriodTally:
+    """One series' periods in the range: already stored, and fetched (a period may use both sources)."""
+
+    periods: int = 0
+    present: int = 0
+    archive: int = 0
+    rest: int = 0
+
+
+def first_missing(info: PeriodInfo | None, start_ms: int, end_ms: int, interval: str) -> int | None:
+    """The first open time in [start_ms, end_ms) the stored period lacks (None: it has them all): a hole
+    not confirmed empty (a REST range the period was filled from served it without candles), a head
+    before its first candle, a tail after its last (written while the period was still open)."""
+    if info is not None and info.complete:
+        return None
+    if info is None or info.first_open_ms is None or info.last_open_ms is None:
+        return start_ms
+    rest = [(s["from_ms"], s["until_ms"]) for s in info.sources if s.get("kind") == "rest"]
+    holes = [(f, last) for f, last, _ in info.gaps if not any(a <= f and last <= b for a, b in rest)]
+    holes += [(start_ms, info.first_open_ms - 1), (next_open_ms(info.last_open_ms, interval), end_ms - 1)]
+    first = first_open_from_ms(start_ms, interval)
+    return min((max(f, start_ms) for f, last in holes if f <= last and f < end_ms and last >= first), default=None)
+
+
+class DatasetFill:
+    """The per-series task of a dataset backfill (``archive_backfill(fill=...)``, run by the export job on
+    its pool, reported as its series are); ``source``: the files backfill's (``ArchiveSource``, ``JournalSource``)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        stop_event: threading.Event,
+        window: tuple[int, int] | None = None,
+        on_candles: Callable[[int], None] | None = None,
+    ) -> None:
+        self.dataset, self.stop_event, self.window = dataset, stop_event, window
+        self.on_candles = on_candles or (lambda _count: None)
+        self.tallies: dict[str, PeriodTally] = {}
+
+    def __call__(
+        self, source: ArchiveSource | JournalSource, history: HistoricalDataExporter, symbol: str, server_ms: int
+    ) -> SymbolOutcome:
+        series = self.dataset.series_of(symbol, history.interval)
+        end = history.last_closed_open_ms(server_ms) + 1  # open times before it are closed
+        start = history.window_start_ms(server_ms, window=self.window)
+        end = end if self.window is None else min(end, self.window[1])
+        stored = {info.start_ms: info for info in self.dataset.periods(series)}
+        tally = self.tallies[symbol] = PeriodTally()
+        outcome = SymbolOutcome(symbol, True, path=str(self.dataset.series_folder(series)))
+        for period_start, period_end in periods_between(history.interval, start, end):
+            tally.periods += 1
+            info = stored.get(period_start)
+            span = (max(period_start, start), min(period_end, end))
+            first = first_missing(info, *span, history.interval)
+            if first is None:
+                tally.present += 1
+                outcome.rows += info.present if info else 0
+                continue
+            if self.stop_event.is_set():
+                raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
+            export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
+            candles, sources = self._fetch(source, history, export, first, span[1])
+            present = self._store(series, candles, sources, (first, span[1]), server_ms)
+            kinds = {s["kind"] for _, _, s in sources}
+            tally.archive += "archive" in kinds
+            tally.rest += "rest" in kinds
+            outcome.rows += present
+            outcome.fetched_rows += len(candles)
+            outcome.calls += export.calls
+        if tally.present < tally.periods:
+            source.written(symbol, history.interval)  # its zips and journals have served
+        return outcome
+
+    def _fetch(
+        self,
+        source: ArchiveSource | JournalSource,
+        history: HistoricalDataExporter,
+        export: SymbolExport,
+        first: int,
+        end: int,
+    ) -> tuple[pa.Table, list[tuple[int, int, Source]]]:
+        """The candles opening in [first, end) and where each part came from: (from, to, source)."""
+        if isinstance(source, ArchiveSource):
+            tally = source.tallies.setdefault(export.symbol, ArchiveTally())
+            done = len(tally.sources)
+            pages = list(source.pages(history, export, first, end - 1))
+            sources = tally.sources[done:]
+        else:
+            pages = list(source.pages(history, export, first, end - 1))
+            sources = [(first, end, {"kind": "rest", "from_ms": first, "until_ms": end - 1})]
+        candles = pa.concat_tables([empty_candle_frame(), *pages])
+        self.on_candles(len(candles))
+        return candles, sources
+
+    def _store(
+        self,
+        series: SeriesId,
+        candles: pa.Table,
+        sources: list[tuple[int, int, Source]],
+        fetched: tuple[int, int],
+        server_ms: int,
+    ) -> int:
+        """Merge each source's candles into the period under the series lock (every hole in the range
+        fetched was served empty: by REST pages, or in an archive file whose holes REST confirmed);
+        returns the candles the period holds. Nothing fetched: nothing written (a rerun asks again)."""
+
+        def confirmed(first: int, last: int) -> bool:
+            return fetched[0] <= first and last < fetched[1]
+
+        written: list[PeriodInfo] = []
+        with self.dataset.lock(series, wait=True):
+            for start, end, source in sources:
+                part = within(candles, start, end)
+                written += self.dataset.merge(series, part, source, confirmed_empty=confirmed, now_ms=server_ms)
+        return written[-1].present if written else 0
