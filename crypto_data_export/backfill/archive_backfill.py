@@ -103,8 +103,8 @@ class ArchiveTally:
     downloaded_bytes: int = 0
     refused: list[str] = field(default_factory=list)  # "<zip>: <reason>", filled from REST (auto)
     cached: list[Path] = field(default_factory=list)
-    # (from, to, source) of each part served: an archive file and its SHA-256, or a REST range (dataset metadata)
-    sources: list[tuple[int, int, dict[str, object]]] = field(default_factory=list)
+    # Each part's source, for the dataset's metadata: an archive file and its SHA-256, or a REST range
+    sources: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -274,8 +274,7 @@ class ArchiveSource:
         for from_rest, group in itertools.groupby(resolved, key=lambda pair: pair[1] is None):
             if from_rest:
                 start, end = (spans := [span for span, _ in group])[0].start_ms, spans[-1].end_ms
-                rest = {"kind": "rest", "from_ms": start, "until_ms": end - 1}
-                self.tallies[export.symbol].sources.append((start, end, rest))
+                self.tallies[export.symbol].sources.append({"kind": "rest", "from_ms": start, "until_ms": end - 1})
                 yield from self.rest.pages(history, export, start, end - 1)
             else:
                 yield from (frame for _, frame in group if frame is not None and len(frame))
@@ -315,9 +314,7 @@ class ArchiveSource:
         tally.archive_files += 1
         tally.downloaded_bytes += downloaded
         tally.archive_rows += len(frame)
-        tally.sources.append(
-            (span.start_ms, span.end_ms, {"kind": "archive", "file": period.zip_name, "sha256": digest})
-        )
+        tally.sources.append({"kind": "archive", "file": period.zip_name, "sha256": digest})
         yield span, frame
 
     def _lacks(self, period: ArchivePeriod, span: RestSpan, frame: pa.Table) -> str:

@@ -20,14 +20,12 @@ import pyarrow as pa
 
 from crypto_data_export.backfill.archive_backfill import ArchiveSource, ArchiveTally
 from crypto_data_export.backfill.resume import JournalSource
-from crypto_data_export.core.candles import SeriesId, empty_candle_frame, within
+from crypto_data_export.core.candles import empty_candle_frame
 from crypto_data_export.core.errors import StopRequested
 from crypto_data_export.core.intervals import first_open_from_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.pipeline.run_summary import SymbolOutcome
 from crypto_data_export.store.dataset import Dataset, PeriodInfo, periods_between
-
-Source = dict[str, Any]
 
 
 @dataclass
@@ -93,11 +91,17 @@ class DatasetFill:
                 raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
             export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
             candles, sources = self._fetch(source, history, export, first, span[1])
-            present = self._store(series, candles, sources, (first, span[1]), server_ms)
-            kinds = {s["kind"] for _, _, s in sources}
-            tally.archive += "archive" in kinds
-            tally.rest += "rest" in kinds
-            outcome.rows += present
+
+            def confirmed(hole_first: int, hole_last: int, fetched: tuple[int, int] = (first, span[1])) -> bool:
+                """Every hole in the range fetched was served empty: by REST, or by an archive file whose holes
+                REST confirmed (``ArchiveSource._lacks``)."""
+                return fetched[0] <= hole_first and hole_last < fetched[1]
+
+            with self.dataset.lock(series, wait=True):  # nothing fetched: nothing written (a rerun asks again)
+                written = self.dataset.merge(series, candles, sources, confirmed_empty=confirmed, now_ms=server_ms)
+            tally.archive += any(s["kind"] == "archive" for s in sources)
+            tally.rest += any(s["kind"] == "rest" for s in sources)
+            outcome.rows += written[-1].present if written else 0
             outcome.fetched_rows += len(candles)
             outcome.calls += export.calls
         if tally.present < tally.periods:
@@ -111,8 +115,8 @@ class DatasetFill:
         export: SymbolExport,
         first: int,
         end: int,
-    ) -> tuple[pa.Table, list[tuple[int, int, Source]]]:
-        """The candles opening in [first, end) and where each part came from: (from, to, source)."""
+    ) -> tuple[pa.Table, list[dict[str, Any]]]:
+        """The candles opening in [first, end) and their sources (archive files, REST ranges)."""
         if isinstance(source, ArchiveSource):
             tally = source.tallies.setdefault(export.symbol, ArchiveTally())
             done = len(tally.sources)
@@ -120,29 +124,7 @@ class DatasetFill:
             sources = tally.sources[done:]
         else:
             pages = list(source.pages(history, export, first, end - 1))
-            sources = [(first, end, {"kind": "rest", "from_ms": first, "until_ms": end - 1})]
+            sources = [{"kind": "rest", "from_ms": first, "until_ms": end - 1}]
         candles = pa.concat_tables([empty_candle_frame(), *pages])
         self.on_candles(len(candles))
         return candles, sources
-
-    def _store(
-        self,
-        series: SeriesId,
-        candles: pa.Table,
-        sources: list[tuple[int, int, Source]],
-        fetched: tuple[int, int],
-        server_ms: int,
-    ) -> int:
-        """Merge each source's candles into the period under the series lock (every hole in the range
-        fetched was served empty: by REST pages, or in an archive file whose holes REST confirmed);
-        returns the candles the period holds. Nothing fetched: nothing written (a rerun asks again)."""
-
-        def confirmed(first: int, last: int) -> bool:
-            return fetched[0] <= first and last < fetched[1]
-
-        written: list[PeriodInfo] = []
-        with self.dataset.lock(series, wait=True):
-            for start, end, source in sources:
-                part = within(candles, start, end)
-                written += self.dataset.merge(series, part, source, confirmed_empty=confirmed, now_ms=server_ms)
-        return written[-1].present if written else 0

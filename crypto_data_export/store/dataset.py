@@ -327,7 +327,7 @@ class Dataset:
         self,
         series: SeriesId,
         candles: pa.Table,
-        source: dict[str, Any],
+        source: dict[str, Any] | list[dict[str, Any]],
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
@@ -335,8 +335,8 @@ class Dataset:
         """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
-        stored one plus ``source`` (no duplicate). A complete stored period to which the candles add
-        nothing and change nothing is not written again."""
+        stored one plus ``source`` (or a list: a backfill's archive files and REST range; no duplicate).
+        A complete stored period to which the candles add nothing and change nothing is not written again."""
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
@@ -346,7 +346,8 @@ class Dataset:
                 continue
             stored = self.read_period(series, start)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
-            sources = [s for s in (info.sources if info else []) if s != source] + [source]
+            added = source if isinstance(source, list) else [source]
+            sources = [s for s in (info.sources if info else []) if s not in added] + added
             if stored is not None and info is not None:
                 both = np.isin(open_times(stored), open_times(new))
                 differ = _differing(
