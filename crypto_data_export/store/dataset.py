@@ -340,8 +340,9 @@ class Dataset:
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
         stored one plus ``source`` (or a backfill's list of them; no duplicate; a REST range overlapping
-        the last one extends it, so a cycle's appends make one entry). A stored period to which the candles add nothing and change
-        nothing is not written again (unless ``confirmed_empty`` may now complete it)."""
+        the last one extends it, so a cycle's appends make one entry). A stored period to which the
+        candles add nothing and change nothing is not written again (unless ``confirmed_empty`` may
+        now complete it)."""
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
