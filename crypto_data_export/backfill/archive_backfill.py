@@ -254,7 +254,6 @@ class ArchiveSource:
 
     def written(self, symbol: str, interval: str) -> None:
         release_folder(self.fetcher.folder, self.tallies[symbol].cached)  # the zips have served their purpose
-        self.tallies[symbol].cached.clear()
         self.rest.written(symbol, interval)
 
     def _range(
