@@ -313,7 +313,9 @@ class ArchiveSource:
         tally.archive_files += 1
         tally.downloaded_bytes += downloaded
         tally.archive_rows += len(frame)
-        tally.sources.append({"kind": "archive", "file": period.zip_name, "sha256": digest})
+        # The open times it covered: a hole in them is confirmed empty (``_lacks``)
+        covered = {"from_ms": span.start_ms, "until_ms": floor_open_ms(span.end_ms - 1, period.interval)}
+        tally.sources.append({"kind": "archive", "file": period.zip_name, "sha256": digest, **covered})
         yield span, frame
 
     def _lacks(self, period: ArchivePeriod, span: RestSpan, frame: pa.Table) -> str:

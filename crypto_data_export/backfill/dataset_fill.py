@@ -40,14 +40,15 @@ class PeriodTally:
 
 def first_missing(info: PeriodInfo | None, start_ms: int, end_ms: int, interval: str) -> int | None:
     """The first open time in [start_ms, end_ms) the stored period lacks (None: it has them all): a hole
-    not confirmed empty (a REST range the period was filled from served it without candles), a head
-    before its first candle, a tail after its last (written while the period was still open)."""
+    not confirmed empty (a source of the period, a REST range or a verified archive file, covered it
+    and had no candle there), a head before its first candle, a tail after its last (the period was
+    still open when written)."""
     if info is not None and info.complete:
         return None
     if info is None or info.first_open_ms is None or info.last_open_ms is None:
         return start_ms
-    rest = [(s["from_ms"], s["until_ms"]) for s in info.sources if s.get("kind") == "rest"]
-    holes = [(f, last) for f, last, _ in info.gaps if not any(a <= f and last <= b for a, b in rest)]
+    served = [(s["from_ms"], s["until_ms"]) for s in info.sources if "from_ms" in s and "until_ms" in s]
+    holes = [(f, last) for f, last, _ in info.gaps if not any(a <= f and last <= b for a, b in served)]
     holes += [(start_ms, info.first_open_ms - 1), (next_open_ms(info.last_open_ms, interval), end_ms - 1)]
     first = first_open_from_ms(start_ms, interval)
     return min((max(f, start_ms) for f, last in holes if f <= last and f < end_ms and last >= first), default=None)

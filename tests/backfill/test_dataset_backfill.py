@@ -7,6 +7,7 @@ import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.request import urlopen
 
 import duckdb
 import pytest
@@ -29,6 +30,8 @@ def ms(*parts: int) -> int:
 # Two periods of 1h (2023, 2024): December's and January's monthly zips, Feb 1-2 daily, Feb 3 by REST.
 NOW = ms(2024, 2, 3, 12, 30)
 START = ms(2023, 12, 1)
+# An outage: the exchange (REST and archive) has no candle in it; only its one probe of the hole asks REST.
+OUTAGE = (ms(2024, 1, 10), ms(2024, 1, 10, 3))
 COLUMNS = ("open", "high", "low", "close", "volume", "quote_asset_volume")
 
 
@@ -65,6 +68,7 @@ def assert_every_candle_once(root: Path) -> None:
         (symbol, "1h", t, *(float(generate_candle(symbol, "1h", t)[i]) for i in (1, 2, 3, 4, 5, 7)))
         for symbol in OURS
         for t in opens
+        if not (symbol == OURS[0] and OUTAGE[0] <= t < OUTAGE[1])
     ]
     assert rows == expected
 
@@ -72,25 +76,31 @@ def assert_every_candle_once(root: Path) -> None:
 def test_a_dataset_backfill_has_every_candle_once_a_rerun_fetches_nothing_and_identity_holds(
     sandbox_factory, tmp_path
 ) -> None:
-    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=OURS))
+    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=OURS, gaps={OURS[0]: [OUTAGE]}))
     fill = backfill(exchange, tmp_path)
     assert_every_candle_once(tmp_path)
     klines, zips = requests_of(exchange)
     assert sorted(zips) == sorted(
         f"{s}-1h-{label}.zip" for s in OURS for label in ("2023-12", "2024-01", "2024-02-01", "2024-02-02")
     )
-    assert {(r["symbol"], int(r["startTime"])) for r in klines} == {(s, ms(2024, 2, 3)) for s in OURS}
+    assert {(r["symbol"], int(r["startTime"])) for r in klines} == {(s, ms(2024, 2, 3)) for s in OURS} | {
+        (OURS[0], OUTAGE[0])
+    }
     assert {s: (t.periods, t.present, t.archive, t.rest) for s, t in fill.tallies.items()} == {
         s: (2, 0, 2, 1) for s in OURS
     }
     dataset = Dataset.from_settings(settings_of(exchange, tmp_path))
     december, current = dataset.periods(dataset.series_of(OURS[0], "1h"))
+    zip_name, sha256 = f"{OURS[0]}-1h-2023-12.zip", december.sources[0]["sha256"]
     assert december.sources == [
-        {"kind": "archive", "file": f"{OURS[0]}-1h-2023-12.zip", "sha256": december.sources[0]["sha256"]}
+        {"kind": "archive", "file": zip_name, "sha256": sha256, "from_ms": START, "until_ms": ms(2023, 12, 31, 23)}
     ]
+    with urlopen(f"{exchange.base_url}/data/spot/monthly/klines/{OURS[0]}/1h/{zip_name}.CHECKSUM") as answer:
+        assert answer.read().decode().split() == [sha256, zip_name]  # the verified .CHECKSUM's
     assert [s["kind"] for s in current.sources] == ["archive", "archive", "archive", "rest"]
     assert current.sources[-1] == {"kind": "rest", "from_ms": ms(2024, 2, 3), "until_ms": ms(2024, 2, 3, 11)}
     assert not current.complete  # 2024 is not over
+    assert current.gaps[0] == (OUTAGE[0], OUTAGE[1] - HOUR_MS, 3)  # confirmed empty: not asked for again
 
     exchange.reset_log()  # the same command again: nothing to fetch, said per series
     env = cli_env(exchange.base_url, tmp_path, BINANCE_ARCHIVE_URL=exchange.base_url, EXPORT_LAYOUT="dataset")
@@ -102,8 +112,8 @@ def test_a_dataset_backfill_has_every_candle_once_a_rerun_fetches_nothing_and_id
     )
     assert again.returncode == 0, again.stderr
     assert requests_of(exchange) == ([], [])
-    for symbol in OURS:
-        assert f"{symbol}: {len(closed_opens('1h', ms(2023, 12, 1), NOW))} rows -> " in again.stdout
+    candles = len(closed_opens("1h", START, NOW))
+    assert f"{OURS[0]}: {candles - 3} rows -> " in again.stdout and f"{OURS[1]}: {candles} rows -> " in again.stdout
     assert again.stdout.count("(2 periods: 2 present, 0 from the archive, 0 by REST;") == len(OURS)
 
     # A period file copied in under another symbol's partition: set aside, its period fetched again.
@@ -163,17 +173,11 @@ LAST = ms(2024, 2, 3, 11)  # the newest closed candle at NOW
         (info(START, NOW, START, LAST - 2 * HOUR_MS), LAST - HOUR_MS),  # written while open: the tail
         (info(START, NOW, START + HOUR_MS, LAST), START),  # the head
         (info(START, NOW, START, LAST, gaps=[(START + HOUR_MS, START + HOUR_MS, 1)]), START + HOUR_MS),
-        # a hole that a REST range of the period served empty is not asked for again
-        (
-            info(
-                START,
-                NOW,
-                START,
-                LAST,
-                [(START + HOUR_MS, START + HOUR_MS, 1)],
-                [{"kind": "rest", "from_ms": START, "until_ms": LAST}],
-            ),
-            None,
+        # a hole that a source of the period (a REST range, a verified archive file) covered is not asked again
+        *(
+            (info(START, NOW, START, LAST, [(START + HOUR_MS, START + HOUR_MS, 1)], [{**kind, **served}]), None)
+            for kind in ({"kind": "rest"}, {"kind": "archive", "file": "Z-1h-2023-12.zip", "sha256": "0"})
+            for served in ({"from_ms": START, "until_ms": LAST},)
         ),
         # a hole before the range is not the range's
         (
