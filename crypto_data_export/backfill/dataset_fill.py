@@ -12,7 +12,7 @@ file: a run killed halfway keeps the periods it wrote, and a rerun fetches only 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from crypto_data_export.backfill.archive_backfill import ArchiveSource, ArchiveT
 from crypto_data_export.backfill.resume import JournalSource
 from crypto_data_export.core.candles import empty_candle_frame
 from crypto_data_export.core.errors import StopRequested
-from crypto_data_export.core.intervals import first_open_from_ms, next_open_ms
+from crypto_data_export.core.intervals import first_open_from_ms, floor_open_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.pipeline.run_summary import SymbolOutcome
 from crypto_data_export.store.dataset import Dataset, PeriodInfo, periods_between
@@ -38,20 +38,28 @@ class PeriodTally:
     rest: int = 0
 
 
-def first_missing(info: PeriodInfo | None, start_ms: int, end_ms: int, interval: str) -> int | None:
+def first_missing(
+    info: PeriodInfo | None, start_ms: int, end_ms: int, interval: str, served: Sequence[tuple[int, int]] = ()
+) -> int | None:
     """The first open time in [start_ms, end_ms) the stored period lacks (None: it has them all): a hole
-    not confirmed empty (a source of the period, a REST range or a verified archive file, covered it
-    and had no candle there), a head before its first candle, a tail after its last (the period was
-    still open when written)."""
+    (a head before its first candle, a tail after its last: the period was still open when written)
+    that no range the exchange served (``served``, the period's sources: REST ranges, verified archive
+    files) covered. A period with no file (before a listing) may be covered too."""
     if info is not None and info.complete:
         return None
-    if info is None or info.first_open_ms is None or info.last_open_ms is None:
-        return start_ms
-    served = [(s["from_ms"], s["until_ms"]) for s in info.sources if "from_ms" in s and "until_ms" in s]
-    holes = [(f, last) for f, last, _ in info.gaps if not any(a <= f and last <= b for a, b in served)]
-    holes += [(start_ms, info.first_open_ms - 1), (next_open_ms(info.last_open_ms, interval), end_ms - 1)]
-    first = first_open_from_ms(start_ms, interval)
-    return min((max(f, start_ms) for f, last in holes if f <= last and f < end_ms and last >= first), default=None)
+    first, last = first_open_from_ms(start_ms, interval), floor_open_ms(end_ms - 1, interval)
+    holes = [(first, last)]
+    if info is not None and info.first_open_ms is not None and info.last_open_ms is not None:
+        holes = [(f, to) for f, to, _ in info.gaps] + [(first, info.first_open_ms - 1)]
+        holes.append((next_open_ms(info.last_open_ms, interval), last))
+        served = [*served, *served_by(info)]
+    inside = [(max(f, first), min(floor_open_ms(to, interval), last)) for f, to in holes]
+    return min((f for f, to in inside if f <= to and not any(a <= f and to <= b for a, b in served)), default=None)
+
+
+def served_by(info: PeriodInfo) -> list[tuple[int, int]]:
+    """The open times the period's sources covered: the exchange had no candle where the file has none."""
+    return [(s["from_ms"], s["until_ms"]) for s in info.sources if "from_ms" in s and "until_ms" in s]
 
 
 class DatasetFill:
@@ -77,13 +85,16 @@ class DatasetFill:
         start = history.window_start_ms(server_ms, window=self.window)
         end = end if self.window is None else min(end, self.window[1])
         stored = {info.start_ms: info for info in self.dataset.periods(series)}
+        # Open times the exchange served (periods with no candle, before a listing, hold no file: see below)
+        served = [covered for info in stored.values() for covered in served_by(info)]
+        empty_from: int | None = None  # the first of the periods just fetched that had no candle
         tally = self.tallies[symbol] = PeriodTally()
         outcome = SymbolOutcome(symbol, True, path=str(self.dataset.series_folder(series)))
         for period_start, period_end in periods_between(history.interval, start, end):
             tally.periods += 1
             info = stored.get(period_start)
             span = (max(period_start, start), min(period_end, end))
-            first = first_missing(info, *span, history.interval)
+            first = first_missing(info, *span, history.interval, served)
             if first is None:
                 tally.present += 1
                 outcome.rows += info.present if info else 0
@@ -92,19 +103,25 @@ class DatasetFill:
                 raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
             export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
             candles, sources = self._fetch(source, history, export, first, span[1])
+            tally.archive += any(s["kind"] == "archive" for s in sources)
+            tally.rest += any(s["kind"] == "rest" for s in sources)
+            outcome.fetched_rows += len(candles)
+            outcome.calls += export.calls
+            if not len(candles):  # recorded in the next period with candles (a file holds at least one)
+                empty_from = first if empty_from is None else empty_from
+                continue
+            if empty_from is not None:
+                empty = {"kind": "rest", "from_ms": empty_from, "until_ms": floor_open_ms(first - 1, history.interval)}
+                sources, first, empty_from = [empty, *sources], empty_from, None
 
             def confirmed(hole_first: int, hole_last: int, fetched: tuple[int, int] = (first, span[1])) -> bool:
                 """Every hole in the range fetched was served empty: by REST, or by an archive file whose holes
                 REST confirmed (``ArchiveSource._lacks``)."""
                 return fetched[0] <= hole_first and hole_last < fetched[1]
 
-            with self.dataset.lock(series, wait=True):  # nothing fetched: nothing written (a rerun asks again)
+            with self.dataset.lock(series, wait=True):
                 written = self.dataset.merge(series, candles, sources, confirmed_empty=confirmed, now_ms=server_ms)
-            tally.archive += any(s["kind"] == "archive" for s in sources)
-            tally.rest += any(s["kind"] == "rest" for s in sources)
-            outcome.rows += written[-1].present if written else 0
-            outcome.fetched_rows += len(candles)
-            outcome.calls += export.calls
+            outcome.rows += written[-1].present
         if tally.present < tally.periods:
             source.written(symbol, history.interval)  # its zips and journals have served
         return outcome

@@ -157,6 +157,22 @@ def test_a_backfill_waits_for_a_series_held_by_the_cycle(sandbox_factory, tmp_pa
     assert [p.path.name for p in dataset.periods(held)] == ["2023.parquet"]
 
 
+def test_periods_before_a_listing_are_not_asked_for_again(sandbox_factory, tmp_path) -> None:
+    listed = ms(2024, 1, 15)
+    exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=OURS, listing_ms=listed))
+    fill = backfill(exchange, tmp_path, symbols=OURS[:1])
+    assert (fill.tallies[OURS[0]].periods, fill.tallies[OURS[0]].present) == (2, 0)
+    dataset = Dataset.from_settings(settings_of(exchange, tmp_path))
+    (stored,) = dataset.periods(dataset.series_of(OURS[0], "1h"))  # a file holds at least one candle
+    assert (stored.first_open_ms, stored.sources[0]) == (
+        listed,
+        {"kind": "rest", "from_ms": START, "until_ms": ms(2023, 12, 31, 23)},
+    )
+    exchange.reset_log()
+    fill = backfill(exchange, tmp_path, symbols=OURS[:1])
+    assert requests_of(exchange) == ([], []) and fill.tallies[OURS[0]].present == 2
+
+
 def info(start: int, end: int, first: int | None, last: int | None, gaps=(), sources=(), complete=False) -> PeriodInfo:
     return PeriodInfo(Path("p"), None, start, end, 0, 0, list(gaps), list(sources), complete, "", first, last)
 
@@ -188,3 +204,5 @@ LAST = ms(2024, 2, 3, 11)  # the newest closed candle at NOW
 )
 def test_first_missing(stored: PeriodInfo | None, wanted: int | None) -> None:
     assert first_missing(stored, START, LAST + 1, "1h") == wanted
+    # whatever is stored, a range the exchange served covers it all (e.g. before a listing): nothing missing
+    assert first_missing(stored, START, LAST + 1, "1h", [(START - HOUR_MS, LAST)]) is None
