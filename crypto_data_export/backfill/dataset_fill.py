@@ -11,6 +11,7 @@ file: a run killed halfway keeps the periods it wrote, and a rerun fetches only 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,47 +103,33 @@ class DatasetFill:
             if self.stop_event.is_set():
                 raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
             export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
-            candles, sources = self._fetch(source, history, export, first, span[1])
+            candles, sources = self._fetch(source, history, export, span[1])
             tally.archive += any(s["kind"] == "archive" for s in sources)
             tally.rest += any(s["kind"] == "rest" for s in sources)
-            outcome.fetched_rows += len(candles)
-            outcome.calls += export.calls
+            outcome.fetched_rows, outcome.calls = outcome.fetched_rows + len(candles), outcome.calls + export.calls
             if not len(candles):  # recorded in the next period with candles (a file holds at least one)
                 empty_from = first if empty_from is None else empty_from
                 continue
             if empty_from is not None:
                 empty = {"kind": "rest", "from_ms": empty_from, "until_ms": floor_open_ms(first - 1, history.interval)}
                 sources, first, empty_from = [empty, *sources], empty_from, None
-
-            def confirmed(hole_first: int, hole_last: int, fetched: tuple[int, int] = (first, span[1])) -> bool:
-                """Every hole in the range fetched was served empty: by REST, or by an archive file whose holes
-                REST confirmed (``ArchiveSource._lacks``)."""
-                return fetched[0] <= hole_first and hole_last < fetched[1]
-
+            # Every hole in the range fetched was served empty: by REST, or in an archive file whose holes
+            # REST confirmed (``ArchiveSource._lacks``).
+            fetched = functools.partial(lambda f, end, a, b: f <= a and b < end, first, span[1])
             with self.dataset.lock(series, wait=True):
-                written = self.dataset.merge(series, candles, sources, confirmed_empty=confirmed, now_ms=server_ms)
+                written = self.dataset.merge(series, candles, sources, confirmed_empty=fetched, now_ms=server_ms)
             outcome.rows += written[-1].present
         if tally.present < tally.periods:
             source.written(symbol, history.interval)  # its zips and journals have served
         return outcome
 
     def _fetch(
-        self,
-        source: ArchiveSource | JournalSource,
-        history: HistoricalDataExporter,
-        export: SymbolExport,
-        first: int,
-        end: int,
+        self, source: ArchiveSource | JournalSource, history: HistoricalDataExporter, export: SymbolExport, end: int
     ) -> tuple[pa.Table, list[dict[str, Any]]]:
-        """The candles opening in [first, end) and their sources (archive files, REST ranges)."""
-        if isinstance(source, ArchiveSource):
-            tally = source.tallies.setdefault(export.symbol, ArchiveTally())
-            done = len(tally.sources)
-            pages = list(source.pages(history, export, first, end - 1))
-            sources = tally.sources[done:]
-        else:
-            pages = list(source.pages(history, export, first, end - 1))
-            sources = [{"kind": "rest", "from_ms": first, "until_ms": end - 1}]
-        candles = pa.concat_tables([empty_candle_frame(), *pages])
+        """The candles opening in [export.window_start_ms, end) and their sources (archive files, REST ranges)."""
+        first, last = export.window_start_ms, floor_open_ms(end - 1, history.interval)
+        tally = source.tallies.setdefault(export.symbol, ArchiveTally()) if isinstance(source, ArchiveSource) else None
+        done = len(tally.sources) if tally else 0
+        candles = pa.concat_tables([empty_candle_frame(), *source.pages(history, export, first, last)])
         self.on_candles(len(candles))
-        return candles, sources
+        return candles, tally.sources[done:] if tally else [{"kind": "rest", "from_ms": first, "until_ms": last}]
