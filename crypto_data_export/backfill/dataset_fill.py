@@ -22,7 +22,7 @@ import pyarrow as pa
 from crypto_data_export.backfill.archive_backfill import ArchiveSource, ArchiveTally
 from crypto_data_export.backfill.resume import JournalSource
 from crypto_data_export.core.candles import empty_candle_frame
-from crypto_data_export.core.errors import StopRequested
+from crypto_data_export.core.errors import NoDataError, StopRequested
 from crypto_data_export.core.intervals import first_open_from_ms, floor_open_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.pipeline.run_summary import SymbolOutcome
@@ -121,6 +121,8 @@ class DatasetFill:
             outcome.rows += written[-1].present
         if tally.present < tally.periods:
             source.written(symbol, history.interval)  # its zips and journals have served
+        if not outcome.rows:  # as the files backfill: never a silent success with nothing
+            raise NoDataError(f"{symbol}: the exchange has no closed {history.interval} candle in the range")
         return outcome
 
     def _fetch(

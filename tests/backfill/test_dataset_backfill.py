@@ -160,6 +160,10 @@ def test_a_backfill_waits_for_a_series_held_by_the_cycle(sandbox_factory, tmp_pa
 def test_periods_before_a_listing_are_not_asked_for_again(sandbox_factory, tmp_path) -> None:
     listed = ms(2024, 1, 15)
     exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=OURS, listing_ms=listed))
+    settings, before = settings_of(exchange, tmp_path, OURS[:1]), (START, ms(2024, 1, 1))
+    fill = DatasetFill(Dataset.from_settings(settings), threading.Event(), before)
+    nothing = archive_backfill(settings, window=before, fill=fill)  # as the files backfill: no data is a failure
+    assert [o.error_kind for o in nothing.report.failed] == ["no_data"]
     fill = backfill(exchange, tmp_path, symbols=OURS[:1])
     assert (fill.tallies[OURS[0]].periods, fill.tallies[OURS[0]].present) == (2, 0)
     dataset = Dataset.from_settings(settings_of(exchange, tmp_path))
