@@ -16,6 +16,7 @@ downloads only what is missing (re-verified against a fresh ``.CHECKSUM``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -101,6 +102,8 @@ class ArchiveTally:
     downloaded_bytes: int = 0
     refused: list[str] = field(default_factory=list)  # "<zip>: <reason>", filled from REST (auto)
     cached: list[Path] = field(default_factory=list)
+    # Each part's source, for the dataset's metadata: an archive file and its SHA-256, or a REST range
+    sources: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -209,6 +212,7 @@ class ArchiveFetcher:
                 if sha256_of(handle) == checksum.result():
                     return target, 0
         part = self.folder / f"{period.zip_name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        self.folder.mkdir(exist_ok=True)  # a series done released its zips, and the folder if that emptied it
         try:
             with open(part, "wb") as handle:
                 actual = self.client.download(
@@ -240,6 +244,13 @@ class ArchiveSource:
         chunks = history.iter_chunks(export, lambda start, until: self._range(history, export, start, until))
         return stoppable(chunks, self.stop_event)
 
+    def pages(
+        self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
+    ) -> Iterator[pa.Table]:
+        """Candles opening in [start_ms, until_ms], as ``JournalSource.pages`` (the dataset backfill's range fetch)."""
+        self.tallies.setdefault(export.symbol, ArchiveTally())
+        return stoppable(self._range(history, export, start_ms, until_ms), self.stop_event)
+
     def written(self, symbol: str, interval: str) -> None:
         release_folder(self.fetcher.folder, self.tallies[symbol].cached)  # the zips have served their purpose
         self.rest.written(symbol, interval)
@@ -260,8 +271,9 @@ class ArchiveSource:
         # The spans are contiguous: a run of them without archive candles is one REST range.
         for from_rest, group in itertools.groupby(resolved, key=lambda pair: pair[1] is None):
             if from_rest:
-                spans = [span for span, _ in group]
-                yield from self.rest.pages(history, export, spans[0].start_ms, spans[-1].end_ms - 1)
+                start, end = (spans := [span for span, _ in group])[0].start_ms, spans[-1].end_ms
+                self.tallies[export.symbol].sources.append({"kind": "rest", "from_ms": start, "until_ms": end - 1})
+                yield from self.rest.pages(history, export, start, end - 1)
             else:
                 yield from (frame for _, frame in group if frame is not None and len(frame))
 
@@ -276,6 +288,7 @@ class ArchiveSource:
             tally.cached.append(path)
             with open(path, "rb") as handle:
                 frame = read_period_frame(handle, period)
+                digest = sha256_of(handle)  # verified against the .CHECKSUM as it was kept
             frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
             lacks = self._lacks(period, span, frame)
             if lacks:
@@ -299,6 +312,9 @@ class ArchiveSource:
         tally.archive_files += 1
         tally.downloaded_bytes += downloaded
         tally.archive_rows += len(frame)
+        # The open times it covered: a hole in them is confirmed empty (``_lacks``)
+        covered = {"from_ms": span.start_ms, "until_ms": floor_open_ms(span.end_ms - 1, period.interval)}
+        tally.sources.append({"kind": "archive", "file": period.zip_name, "sha256": digest, **covered})
         yield span, frame
 
     def _lacks(self, period: ArchivePeriod, span: RestSpan, frame: pa.Table) -> str:
@@ -341,6 +357,10 @@ class ArchiveSource:
         return future.result()
 
 
+# A dataset backfill's series: (its candle source, the exporter of its interval, symbol, server time) -> outcome
+Fill = Callable[[ArchiveSource | JournalSource, HistoricalDataExporter, str, int], SymbolOutcome]
+
+
 def archive_backfill(
     settings: Settings,
     source: str = "auto",
@@ -350,10 +370,13 @@ def archive_backfill(
     progress: ArchiveProgress | None = None,
     on_candles: Callable[[int], None] | None = None,
     window: tuple[int, int] | None = None,
+    fill: Fill | None = None,
 ) -> ArchiveBackfillResult:
     """The backfill of ``export_historical_data.py``: the export pass over a long window (or
     ``window``, open times [start, end)) under the run lock. Every file is validated as it is
-    written, so a bad answer fails its symbol and never sits in the folder as data."""
+    written, so a bad answer fails its symbol and never sits in the folder as data. ``fill``
+    (``dataset_fill.DatasetFill``) does each series instead of the job's file export: the dataset
+    under EXPORT_DIR, its archive cache and journals (and the run lock) in EXPORT_DIR/backfill."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     stop_event = stop_event or threading.Event()
@@ -362,10 +385,13 @@ def archive_backfill(
     folder = ExportFolder(settings.export_dir)
     files = FileManager.from_settings(settings)
     files.ensure_folder()
+    if fill is not None:
+        folder = ExportFolder(folder.backfill)
+        FileManager.from_settings(replace(settings, export_dir=folder.root)).ensure_folder()
     # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
     journals = JournalSource(folder.backfill_partial, stop_event)
     candles: JournalSource | ArchiveSource = journals
-    with RunLock(settings.export_dir), ExchangeClient.from_settings(settings) as client, ExitStack() as stack:
+    with RunLock(folder.root), ExchangeClient.from_settings(settings) as client, ExitStack() as stack:
         if source != "rest" and settings.kline_interval not in DAILY_INTERVALS:
             logger.warning(
                 "the archive is not used for %s candles (they straddle its daily files); the REST API gives them",
@@ -387,6 +413,7 @@ def archive_backfill(
             on_candles=on_candles,
             window=window,
             backfill=True,
+            fill=None if fill is None else functools.partial(fill, candles),
         )
         report = job.run(settings.symbols)
     for outcome in report.failed if stop_event.is_set() else []:

@@ -23,6 +23,7 @@ from crypto_data_export.backfill.backfill_range import (
     require_a_candle,
     resolve_range,
 )
+from crypto_data_export.backfill.dataset_fill import DatasetFill
 from crypto_data_export.core.cli import console_command, return_large_buffers_to_the_os, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -31,6 +32,7 @@ from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of, fail
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.cleanup_report import CleanupResult
+from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.layout import ExportFolder
 
 __all__ = ["HistoricalDataExporter", "main"]
@@ -54,6 +56,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--source auto (default): whole past months and days from the bulk archive (BINANCE_ARCHIVE_URL,\n"
         "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
         "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
+        "EXPORT_LAYOUT=dataset: fills the scheduler's dataset (EXPORT_DIR/dataset, or --output's) with only the\n"
+        "periods it lacks, archive first, then REST; a rerun fetches nothing; safe while the scheduler runs.\n\n"
         "exit codes: 0 ok, 1 a symbol failed, 2 bad input, 75 a run holds the folder's lock,\n"
         "130 stopped by Ctrl-C or SIGTERM (what was finished is written; the same command resumes).",
     )
@@ -62,7 +66,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", help="first open time, UTC date or ISO time (instead of --days)")
     parser.add_argument("--end", help="end of the range, exclusive (default: now, the last closed candle)")
     parser.add_argument("--interval", help="kline interval, e.g. 1m, 1h, 1d (default: KLINE_INTERVAL)")
-    parser.add_argument("--output", help="folder (default: EXPORT_DIR/backfill, out of the scheduler's retention)")
+    parser.add_argument("--output", help="folder (default: EXPORT_DIR/backfill; dataset layout: EXPORT_DIR)")
     parser.add_argument("--format", help="file format: csv or parquet (default: EXPORT_FORMAT, else csv)")
     parser.add_argument(
         "--source", choices=SOURCES, default="auto", help="auto (archive + REST), archive (strict), rest"
@@ -105,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
-    """``--output``, else ``EXPORT_DIR/backfill``; never ``EXPORT_DIR``, whose retention would cut a year to days."""
+    """``--output``, else ``EXPORT_DIR/backfill``; never ``EXPORT_DIR``, whose retention would cut a year to days.
+    The dataset layout fills the scheduler's dataset (its retention never cuts one): ``--output``, else EXPORT_DIR."""
+    if settings.export_layout == "dataset":
+        return settings if output is None else replace(settings, export_dir=Path(output))
     if output is None:
         return replace(settings, export_dir=ExportFolder(scheduler_folder).backfill)
     if Path(output).resolve() == scheduler_folder.resolve():
@@ -125,6 +132,9 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
     expected = None if length is None else len(settings.symbols) * int(span_ms // length)
     span = None if window is None else (window.start_ms, window.end_ms)
     with closing(CandleProgress(expected, len(settings.symbols), enabled=True)) as progress:
+        fill = None
+        if settings.export_layout == "dataset":
+            fill = DatasetFill(Dataset.from_settings(settings), stop_event, span, progress.candles)
         with closing(ArchiveProgress(enabled=source != "rest")) as downloads:
             result = archive_backfill(
                 settings,
@@ -134,15 +144,16 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
                 progress=downloads,
                 on_candles=progress.candles,
                 window=span,
+                fill=fill,
             )
-    _print_outcomes(result)
+    _print_outcomes(result, fill)
     if stop_event.is_set():
         print("stopped on request; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if result.report.ok else EXIT_FAILED
 
 
-def _print_outcomes(result: ArchiveBackfillResult) -> None:
+def _print_outcomes(result: ArchiveBackfillResult, fill: DatasetFill | None = None) -> None:
     for outcome in result.report.outcomes.values():
         cleanup = outcome.cleanup or CleanupResult()
         for path, reason in cleanup.reasons.items():  # whatever the backfill removed or quarantined
@@ -152,7 +163,12 @@ def _print_outcomes(result: ArchiveBackfillResult) -> None:
             print(f"{outcome.symbol}: {failed}{outcome.error}", file=sys.stderr)
             continue
         line = f"{outcome.symbol}: {outcome.rows} rows -> {outcome.path}"
-        if (tally := result.tallies.get(outcome.symbol)) is not None:
+        if fill is not None and (periods := fill.tallies.get(outcome.symbol)) is not None:
+            line += (
+                f" ({periods.periods} periods: {periods.present} present, {periods.archive} from the archive, "
+                f"{periods.rest} by REST; {outcome.fetched_rows} candles fetched, {outcome.calls} REST calls)"
+            )
+        elif (tally := result.tallies.get(outcome.symbol)) is not None:
             line += (
                 f" ({tally.archive_rows} from {tally.archive_files} archive files, "
                 f"{outcome.fetched_rows - tally.archive_rows} from {outcome.calls} REST calls"

@@ -62,7 +62,8 @@ class ExportJob:
     """Export a list of symbols into a sink (the rolling files of a FileManager, or a DatasetSink), their
     missing candles from ``source``.
     ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar;
-    ``backfill``: a new file removes only the files whose every candle it holds (``FileManager.cleanup``)."""
+    ``backfill``: a new file removes only the files whose every candle it holds (``FileManager.cleanup``);
+    ``fill``: does each series instead of the file export (a dataset backfill), on the same pool and report."""
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class ExportJob:
         on_candles: Callable[[int], None] | None = None,
         window: tuple[int, int] | None = None,
         backfill: bool = False,
+        fill: Callable[[HistoricalDataExporter, str, int], SymbolOutcome] | None = None,
     ) -> None:
         self.settings, self.files, self.backfill = settings, file_manager, backfill or window is not None
         self.client = client or ExchangeClient.from_settings(settings)
@@ -89,7 +91,7 @@ class ExportJob:
         self.stop_event = stop_event or threading.Event()
         # series key -> (from, to) open times with no candle, learnt by earlier runs (state.json)
         self.known_empty: dict[str, tuple[int, int]] = {}
-        self.on_candles, self.on_symbol_done, self.window = on_candles, on_symbol_done, window
+        self.on_candles, self.on_symbol_done, self.window, self.fill = on_candles, on_symbol_done, window, fill
         # The client's waits (rate limit, 429 pause, retry backoff, pages) and reads end on the same stop.
         self.client.limiter.stop_event = self.client.stop_event = self.stop_event
         self._limits_loaded = False
@@ -173,13 +175,15 @@ class ExportJob:
             if self.stop_event.is_set():
                 raise StopRequested("not started: stop requested")
             with self.files.for_interval(interval).writer(symbol) as held:
-                if held:
-                    outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
-                else:  # a backfill is writing this series: not a failure, the next cycle catches up
+                if not held:  # a backfill is writing this series: not a failure, the next cycle catches up
                     outcome = SymbolOutcome(
                         symbol, True, warning="skipped this cycle: another writer (a backfill) holds it"
                     )
                     logger.info("%s: %s", name, outcome.warning)
+                elif self.fill is not None and server_ms is not None:
+                    outcome = self.fill(self.exporters[interval], symbol, server_ms)
+                else:
+                    outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
         except (StopRequested, ScanStopped) as exc:  # asked for: not a failure, logged as such
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", name, exc)

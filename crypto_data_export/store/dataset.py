@@ -338,7 +338,7 @@ class Dataset:
         self,
         series: SeriesId,
         candles: pa.Table,
-        source: dict[str, Any],
+        source: dict[str, Any] | list[dict[str, Any]],
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
@@ -347,9 +347,10 @@ class Dataset:
         """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
-        stored one plus ``source`` (no duplicate; a REST range overlapping the last one extends it, so
-        a cycle's appends make one entry). A stored period to which the candles add nothing and change
-        nothing is not written again (unless ``confirmed_empty`` may now complete it). ``stored_by_start``:
+        stored one plus ``source`` (or a backfill's list of them; no duplicate; a REST range overlapping
+        the last one extends it, so a cycle's appends make one entry). A stored period to which the
+        candles add nothing and change nothing is not written again (unless ``confirmed_empty`` may now
+        complete it). ``stored_by_start``:
         periods the caller read with ``read_period`` under the same lock (not read and judged twice)."""
         written: list[PeriodInfo] = []
         if not len(candles):
@@ -362,7 +363,9 @@ class Dataset:
                 continue
             stored = (stored_by_start or {}).get(start) or self.read_period(series, start)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
-            sources = _with_source(info.sources if info else [], source)
+            sources = info.sources if info else []
+            for added in source if isinstance(source, list) else [source]:
+                sources = _with_source(sources, added)
             if stored is not None and info is not None:
                 both = np.isin(open_times(stored), open_times(new))
                 differ = _differing(
