@@ -161,10 +161,10 @@ def compare(stored: pa.Table, theirs: pa.Table, source: str) -> list[Finding]:
     return sorted(found, key=lambda f: f.open_ms)
 
 
-def dataset_units(dataset: Dataset, export_dir: Path) -> list[Unit]:
-    """Every stored period, in order; a series' current period is compared up to its newest candle."""
+def dataset_units(dataset: Dataset, export_dir: Path, market: str) -> list[Unit]:
+    """Every stored period of ``market``, in order; a series' current period is compared up to its newest candle."""
     units = []
-    for series in dataset.all_series():
+    for series in (s for s in dataset.all_series() if s.market == market):
         periods = dataset.periods(series)
         newest = max((p.last_open_ms or -1 for p in periods), default=-1)
         for info in periods:
@@ -178,7 +178,8 @@ def _period_loader(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Callab
 
     def replace(candles: pa.Table, why: str, end: int) -> Path:
         old = dataset.quarantine(info.path, why)
-        sources = [{"kind": "rest", "from_ms": start, "until_ms": end}, {"kind": "audit-repair", "at": _now()}]
+        repair = {"kind": "audit-repair", "at": to_iso(utc_now()), "replaced": old.name}
+        sources = [{"kind": "rest", "from_ms": start, "until_ms": end}, repair]
         try:  # REST served the range: its holes are confirmed empty
             dataset.write_period(series, start, candles, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
         except BaseException:
@@ -198,15 +199,11 @@ def _period_loader(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Callab
 
 def files_units(files: FileManager) -> list[Unit]:
     """The newest valid file of every series of this market in the export folder."""
-    series = sorted({f.series for f in files.scan().files if f.market == files.market})
-    return [
-        Unit(
-            f"{symbol} {interval}",
-            files.for_interval(interval).series_of(symbol),
-            _file_loader(files.for_interval(interval), symbol),
-        )
-        for _, symbol, interval in series
-    ]
+    units = []
+    for _, symbol, interval in sorted({f.series for f in files.scan().files if f.market == files.market}):
+        manager = files.for_interval(interval)
+        units.append(Unit(f"{symbol} {interval}", manager.series_of(symbol), _file_loader(manager, symbol)))
+    return units
 
 
 def _file_loader(files: FileManager, symbol: str) -> Callable[[], Stored | None]:
@@ -285,10 +282,6 @@ class Auditor:
             yield period.zip_name, start, end, within(frame, start, end)
 
 
-def _now() -> str:
-    return to_iso(utc_now()) or ""
-
-
 def audit(
     settings: Settings, *, sample: int | None = None, seed: int | None = None, repair: bool = False
 ) -> AuditResult:
@@ -300,7 +293,9 @@ def audit(
         if repair and dataset is None:  # the files layout's writers hold the run lock
             stack.enter_context(RunLock(settings.export_dir))
         units = (
-            dataset_units(dataset, settings.export_dir) if dataset else files_units(FileManager.from_settings(settings))
+            dataset_units(dataset, settings.export_dir, settings.market)
+            if dataset
+            else files_units(FileManager.from_settings(settings))
         )
         stored, seed = len(units), random.randrange(1 << 32) if seed is None else seed
         if sample is not None:
@@ -310,10 +305,10 @@ def audit(
         if settings.market == SPOT:  # the archive reader knows the spot layout only
             archive = stack.enter_context(ArchiveClient.from_settings(settings))
             cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
-            fetcher = ArchiveFetcher(
-                archive, cache, settings.workers, threading.Event(), ArchiveProgress(enabled=False)
-            )
+            stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
+            fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
             stack.callback(fetcher.close)
+            stack.callback(stop.set)
         auditor = Auditor(client, fetcher)
         for unit in units:
             with dataset.lock(unit.series, wait=True) if dataset and repair else nullcontext():

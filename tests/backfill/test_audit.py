@@ -7,13 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from crypto_data_export.commands import files_cmd
 from crypto_data_export.core.candles import CANDLE_COLUMNS
 from crypto_data_export.core.clock import ms_to_iso
+from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
-from crypto_data_export.settings.settings import SETTING_VARIABLES
+from crypto_data_export.settings.settings import SETTING_VARIABLES, load_settings
+from crypto_data_export.store.dataset import Dataset, period_bounds, read_period_info
 from tests.support import cli_env, closed_opens, export_files, seed_export
 
 HOUR_MS = 3_600_000
@@ -65,3 +68,49 @@ def test_files_layout_audit_reports_a_corrected_candle_and_repair_replaces_the_f
         0,
         "audit: 1 of 1 stored files (a sample: repeat it with --sample 1 --seed 7); 0 differ, 0 repaired, 0 failed",
     ), out
+
+
+def test_dataset_audit_reports_a_corrected_candle_and_repair_keeps_the_old_period_in_quarantine(
+    sandbox_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listed = int(datetime(2024, 11, 7, tzinfo=UTC).timestamp() * 1000)  # a short year: few candles, few zips
+    exchange = sandbox_factory(now_ms=NOW, listing_ms=listed)
+    folder = tmp_path / "exports"
+    env = cli_env(exchange.base_url, folder, BINANCE_ARCHIVE_URL=exchange.base_url, EXPORT_LAYOUT="dataset")
+    dataset = Dataset.from_settings(load_settings(env, env_file=None))
+    series = dataset.series_of("BTCUSDT", "1h")
+    opens = closed_opens("1h", listed, NOW)
+    start = period_bounds("1h", listed)[0]
+    candles = rows_to_frame([generate_candle("BTCUSDT", "1h", t) for t in opens])
+    path = dataset.write_period(series, start, candles, [{"kind": "rest", "from_ms": start, "until_ms": NOW}]).path
+    monkeypatch.chdir(tmp_path)
+
+    code, out = file_manager(monkeypatch, capsys, env, "audit")
+    assert (code, out.splitlines()[-1]) == (0, "audit: 1 of 1 stored periods; 0 differ, 0 repaired, 0 failed"), out
+
+    changed = opens[30]  # on 2024-11-08, a closed day: the archive's daily file holds it too
+    exchange.config.corrections[("BTCUSDT", "1h", changed, VOLUME)] = "999.00000000"
+    stored_volume = generate_candle("BTCUSDT", "1h", changed)[VOLUME]
+    code, out = file_manager(monkeypatch, capsys, env, "audit")
+    line = (
+        f"{ms_to_iso(changed)} volume: stored {stored_volume}, exchange 999.00000000 (rest, BTCUSDT-1h-2024-11-08.zip)"
+    )
+    assert code == 1 and line in out, out
+    assert out.splitlines()[0] == "dataset/market=spot/interval=1h/symbol=BTCUSDT/2024.parquet: 1 changed", out
+
+    code, out = file_manager(monkeypatch, capsys, env, "audit", "--repair")
+    assert code == 0, out
+    [old] = (folder / "quarantine" / "dataset").rglob("*.parquet")
+    assert pq.read_table(old).column("volume")[30].as_py() == float(stored_volume)  # the old version, kept
+    repaired = dataset.read_period(series, start)
+    assert repaired is not None and float(repaired.column("volume")[30].as_py()) == 999.0
+    assert [s["kind"] for s in read_period_info(path).sources] == ["rest", "audit-repair"]
+    code, out = file_manager(monkeypatch, capsys, env, "audit")
+    assert (code, out.splitlines()[-1]) == (0, "audit: 1 of 1 stored periods; 0 differ, 0 repaired, 0 failed"), out
+
+
+def test_audit_flags_are_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["audit", "--sample", "0"], ["validate", "--repair"], ["cleanup", "--sample", "3"]):
+        with pytest.raises(SystemExit) as stop:
+            files_cmd.parse_args(args)
+        assert stop.value.code == 2, args
