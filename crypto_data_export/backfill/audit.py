@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +59,7 @@ from crypto_data_export.store.journal import remove_file
 from crypto_data_export.store.run_lock import RunLock
 
 SHOWN_PER_UNIT = 10  # finding lines printed per unit; the counts cover the rest
+_PHRASES = {"missing": "missing: the exchange has it, the file not", "extra": "extra: in the file, not on the exchange"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ class AuditResult:
             for f in unit.findings:
                 merged.setdefault((f.open_ms, f.what, f.stored, f.exchange), []).append(f.source)
             for (open_ms, what, stored, exchange), sources in list(merged.items())[:SHOWN_PER_UNIT]:
-                yield f"  {ms_to_iso(open_ms)} {what}: stored {stored}, exchange {exchange} ({', '.join(sources)})"
+                detail = _PHRASES.get(what, f"{what}: stored {stored}, exchange {exchange}")
+                yield f"  {ms_to_iso(open_ms)} {detail} ({', '.join(sources)})"
             if len(merged) > SHOWN_PER_UNIT:
                 yield f"  ... {len(merged) - SHOWN_PER_UNIT} more"
             yield from (f"  note: {note}" for note in unit.notes)
@@ -151,8 +154,8 @@ def compare(stored: pa.Table, theirs: pa.Table, source: str) -> list[Finding]:
     """Every difference between two candle tables of one range, by open time; values as float64."""
     mine_t, their_t = open_times(stored), open_times(theirs)
     _, mine_i, their_i = np.intersect1d(mine_t, their_t, assume_unique=True, return_indices=True)
-    found = [Finding(int(t), "missing", "-", "a candle", source) for t in np.setdiff1d(their_t, mine_t)]
-    found += [Finding(int(t), "extra", "a candle", "-", source) for t in np.setdiff1d(mine_t, their_t)]
+    found = [Finding(int(t), "missing", "", "", source) for t in np.setdiff1d(their_t, mine_t)]
+    found += [Finding(int(t), "extra", "", "", source) for t in np.setdiff1d(mine_t, their_t)]
     for column in CANDLE_COLUMNS[1:]:
         mine, their = stored.column(column).take(mine_i), theirs.column(column).take(their_i)
         floats = (pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False) for values in (mine, their))
@@ -179,7 +182,7 @@ def _period_loader(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Callab
     def replace(candles: pa.Table, why: str, end: int) -> Path:
         old = dataset.quarantine(info.path, why)
         repair = {"kind": "audit-repair", "at": to_iso(utc_now()), "replaced": old.name}
-        sources = [{"kind": "rest", "from_ms": start, "until_ms": end}, repair]
+        sources: list[dict[str, Any]] = [{"kind": "rest", "from_ms": start, "until_ms": end}, repair]
         try:  # REST served the range: its holes are confirmed empty
             dataset.write_period(series, start, candles, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
         except BaseException:
@@ -286,9 +289,7 @@ def audit(
     settings: Settings, *, sample: int | None = None, seed: int | None = None, repair: bool = False
 ) -> AuditResult:
     """Audit the store of ``settings`` (its layout); ``sample``: that many units at random (``seed``)."""
-    dataset = (
-        Dataset.from_settings(settings) if getattr(settings, "export_layout", "files") == "dataset" else None
-    )  # TEMP
+    dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None
     with ExitStack() as stack:
         if repair and dataset is None:  # the files layout's writers hold the run lock
             stack.enter_context(RunLock(settings.export_dir))
@@ -303,7 +304,7 @@ def audit(
         client = stack.enter_context(ExchangeClient.from_settings(settings))
         fetcher = None
         if settings.market == SPOT:  # the archive reader knows the spot layout only
-            archive = stack.enter_context(ArchiveClient.from_settings(settings))
+            archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
             cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
             stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
             fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
