@@ -311,7 +311,10 @@ def audit(
             stack.callback(fetcher.close)
             stack.callback(stop.set)
         auditor = Auditor(client, fetcher)
-        for unit in units:
-            with dataset.lock(unit.series, wait=True) if dataset and repair else nullcontext():
-                auditor.audit(unit, repair)
+        for unit in units:  # a repair holds the series' writer lock; a held one is not waited for
+            with dataset.lock(unit.series, wait=False) if dataset and repair else nullcontext(True) as free:
+                if free:
+                    auditor.audit(unit, repair)
+                else:
+                    unit.error = "another writer (a cycle, a backfill) holds the series; audit it again later"
     return AuditResult(units, stored, "periods" if dataset else "files", sample, seed)

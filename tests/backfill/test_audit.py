@@ -98,6 +98,9 @@ def test_dataset_audit_reports_a_corrected_candle_and_repair_keeps_the_old_perio
     assert code == 1 and line in out, out
     assert out.splitlines()[0] == "dataset/market=spot/interval=1h/symbol=BTCUSDT/2024.parquet: 1 changed", out
 
+    with dataset.lock(series, wait=False):  # a cycle or a backfill writing the series: not waited for
+        code, out = file_manager(monkeypatch, capsys, env, "audit", "--repair")
+    assert code == 1 and "holds the series" in out and not (folder / "quarantine").exists(), out
     code, out = file_manager(monkeypatch, capsys, env, "audit", "--repair")
     assert code == 0, out
     [old] = (folder / "quarantine" / "dataset").rglob("*.parquet")
