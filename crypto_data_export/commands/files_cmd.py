@@ -1,4 +1,4 @@
-"""``file_manager.py``: validate, find duplicates, clean up the export folder by hand.
+"""``file_manager.py``: validate, find duplicates, clean up, audit the export folder by hand.
 
 The work is done by ``FileManager`` (importable from here), the only code that removes or moves
 files in the export folder."""
@@ -25,13 +25,14 @@ __all__ = ["FileManager", "main"]
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = script_parser(
         "file_manager.py",
-        "Validate, deduplicate and clean the export folder (settings from the environment or .env).",
+        "Validate, deduplicate, clean and audit the export folder (settings from the environment or .env).",
         "examples:\n"
         "  python file_manager.py validate                   every file's verdict and gaps\n"
         "  python file_manager.py duplicates --json          identical files, for a script\n"
         "  python file_manager.py cleanup --dry-run          what cleanup would remove or quarantine\n"
         "  python file_manager.py cleanup --dir /data/klines another export folder\n"
-        "  python file_manager.py audit --sample 20         20 stored periods (files) against the exchange\n\n"
+        "  python file_manager.py audit --sample 20          20 stored periods (files) against the exchange\n"
+        "  python file_manager.py audit --repair             and replace what the exchange has changed\n\n"
         "exit codes: 0 ok (audit: no difference, or all repaired), 1 invalid files, a failed step or (audit)\n"
         "differences not repaired, 2 usage/config error, 75 a run holds the lock",
     )
@@ -52,8 +53,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--dry-run goes with cleanup")
     if args.command != "audit" and (args.sample or args.seed is not None or args.repair):
         parser.error("--sample, --seed and --repair go with audit")
-    if args.command == "audit" and args.json:
-        parser.error("audit prints text only")
+    if args.command == "audit" and (args.json or (args.seed is not None and not args.sample)):
+        parser.error("audit prints text only; --seed goes with --sample")
     return args
 
 

@@ -113,7 +113,12 @@ def test_dataset_audit_reports_a_corrected_candle_and_repair_keeps_the_old_perio
 
 
 def test_audit_flags_are_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for args in (["audit", "--sample", "0"], ["validate", "--repair"], ["cleanup", "--sample", "3"]):
+    for args in (
+        ["audit", "--sample", "0"],
+        ["validate", "--repair"],
+        ["cleanup", "--sample", "3"],
+        ["audit", "--seed", "3"],
+    ):
         with pytest.raises(SystemExit) as stop:
             files_cmd.parse_args(args)
         assert stop.value.code == 2, args
