@@ -319,6 +319,9 @@ class ScheduledDataManager:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = status_report.recorded_statistics(scan.files, validations)
+        if self.dataset is not None:  # the dataset's series, from their footers
+            found = (self.dataset.series_verdict(s) for s in self.dataset.all_series())
+            validations = [v for v in found if v is not None]
         service = self.service_status(state)
         report = status_report.build_status_report(
             self.settings, state, validations, statistics, service, validated_at=validated_at

@@ -43,12 +43,13 @@ from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
 from crypto_data_export.core.intervals import HOUR_MS, INTERVAL_MS, first_open_from_ms, floor_open_ms, next_open_ms
-from crypto_data_export.core.rules import gaps, grid_steps
+from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
-from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION, ParquetFormat, judge_parquet, read_footer
+from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
+from crypto_data_export.store.formats.parquet_format import ParquetFormat, judge_parquet, read_footer
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["DATASET_FOLDER", "SCHEMA_VERSION", "Dataset", "PeriodInfo", "period_bounds", "period_name"]
 
 DATASET_FOLDER = "dataset"
 LOCK_NAME = ".lock"
@@ -239,6 +238,18 @@ class Dataset:
                     found.append(series)
         return found
 
+    def series_verdict(self, series: SeriesId) -> FileValidation | None:
+        """The whole series as one verdict (rows, first and last candle, gaps of its periods), from the
+        footers alone and without moving anything: what the status report shows; None if it has no period."""
+        infos = [i for i in map(read_period_info, self._period_files(series)) if i is not None and i.series == series]
+        if not infos:
+            return None
+        first, last = infos[0].first_open_ms or 0, infos[-1].last_open_ms or 0
+        # Gaps between its first and last candle (before and after them: history not fetched yet).
+        holes = [g for info in infos for g in info.gaps if first < g[0] and g[1] < last]
+        rows, missing = sum(i.present for i in infos), sum(g[2] for g in holes)
+        return FileValidation(infos[-1].path, True, None, rows, first, last, holes, missing, series=series)
+
     def read_period(self, series: SeriesId, start_ms: int) -> pa.Table | None:
         """The period's candles as the candle model, judged by the rule book; None if absent;
         an invalid or foreign file is quarantined and None returned."""
@@ -286,16 +297,13 @@ class Dataset:
             )
         now = _ms(utc_now()) if now_ms is None else now_ms
         expected, grid_first, grid_last = expected_candles(series.interval, start, end, now)
-        holes = gaps(open_times(candles), series.interval)
-        if first > grid_first:  # before the first candle, after the last one: missing too
-            holes.insert(0, (grid_first, _before(first, series.interval), _count(grid_first, first, series.interval)))
-        if grid_last > last:
-            after = next_open_ms(last, series.interval)
-            holes.append((after, grid_last, _count(after, next_open_ms(grid_last, series.interval), series.interval)))
+        # Missing too: the grid candles before the first candle and after the last one (sentinels).
+        opens = open_times(candles)
+        opens = np.append(opens, next_open_ms(grid_last, series.interval)) if grid_last > last else opens
+        holes = gaps(opens, series.interval, floor_open_ms(grid_first - 1, series.interval))
         last_close = next_open_ms(floor_open_ms(end - 1, series.interval), series.interval)
         closed = expected_candles(series.interval, start, end, last_close)[0] == expected
         confirmed = all(confirmed_empty(a, b) for a, b, _ in holes) if confirmed_empty and holes else not holes
-        written_at = to_iso(utc_now()) or ""
         metadata = {
             "cdx_period_start": str(start),
             "cdx_period_end": str(end),
@@ -304,28 +312,16 @@ class Dataset:
             "cdx_gaps": json.dumps([list(g) for g in holes]),
             "cdx_sources": json.dumps(sources),
             "cdx_complete": "true" if closed and confirmed else "false",
-            "cdx_written_at": written_at,
+            "cdx_written_at": to_iso(utc_now()) or "",
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
         self.format.write(path, candles, series.interval, series=series, metadata=metadata)
-        logger.debug("wrote %s (%d candles)", path, len(candles))
-        return PeriodInfo(
-            path,
-            series,
-            start,
-            end,
-            expected,
-            len(candles),
-            holes,
-            sources,
-            closed and confirmed,
-            written_at,
-            first,
-            last,
-        )
+        info = read_period_info(path)
+        assert info is not None, f"{path} was just written and verified"
+        return info
 
     def merge(
         self,
@@ -335,21 +331,25 @@ class Dataset:
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
+        stored_by_start: dict[int, pa.Table] | None = None,
     ) -> list[PeriodInfo]:
         """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
         stored one plus ``source`` (no duplicate; a REST range overlapping the last one extends it, so
         a cycle's appends make one entry). A stored period to which the candles add nothing and change
-        nothing is not written again (unless ``confirmed_empty`` may now complete it)."""
+        nothing is not written again (unless ``confirmed_empty`` may now complete it). ``stored_by_start``:
+        periods the caller read with ``read_period`` under the same lock (not read and judged twice)."""
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
+        if (breach := check_candles(candles, series.interval)) is not None:
+            raise InvalidDataError(f"new candles fail validation ({breach}); nothing was merged")
         for start, end in periods_between(series.interval, first_open_ms(candles), last_open_ms(candles) + 1):
             new = within(candles, start, end)
             if not len(new):
                 continue
-            stored = self.read_period(series, start)
+            stored = (stored_by_start or {}).get(start) or self.read_period(series, start)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
             sources = _with_source(info.sources if info else [], source)
             if stored is not None and info is not None:
@@ -432,26 +432,13 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def _before(open_ms: int, interval: str) -> int:
-    """The open time of the grid candle before ``open_ms``."""
-    return floor_open_ms(open_ms - 1, interval)
-
-
-def _count(first_ms: int, end_ms: int, interval: str) -> int:
-    """Grid candles opening in [first_ms, end_ms) (first_ms on the grid)."""
-    steps = grid_steps(np.array([first_ms, end_ms], dtype=np.int64), interval)
-    return int(steps[1] - steps[0])
-
-
 def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
     last = sources[-1] if sources else {}
-    if last.get("kind") == source.get("kind") == "rest" and last["from_ms"] <= source["until_ms"]:
-        if source["from_ms"] <= last["until_ms"]:
-            wider = {
-                "from_ms": min(last["from_ms"], source["from_ms"]),
-                "until_ms": max(last["until_ms"], source["until_ms"]),
-            }
-            return [*sources[:-1], {**last, **wider}]
+    ends = [last.get("from_ms"), last.get("until_ms"), source.get("from_ms"), source.get("until_ms")]
+    if last.get("kind") == source.get("kind") == "rest" and all(isinstance(v, int) for v in ends):
+        first, until, new_first, new_until = (int(v) for v in ends)  # type: ignore[arg-type]
+        if first <= new_until and new_first <= until:  # overlapping ranges: one entry
+            return [*sources[:-1], {**last, "from_ms": min(first, new_first), "until_ms": max(until, new_until)}]
     return [s for s in sources if s != source] + [source]
 
 
@@ -475,6 +462,7 @@ class DatasetSink:
 
     def __init__(self, dataset: Dataset, interval: str) -> None:
         self.dataset, self.interval = dataset, interval
+        self.stored: dict[int, pa.Table] = {}  # the periods ``newest_valid_export`` read, by start
 
     def for_interval(self, interval: str) -> DatasetSink:
         return DatasetSink(self.dataset, interval)
@@ -495,7 +483,9 @@ class DatasetSink:
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
-        stored = [t for t in (self.dataset.read_period(series, start) for start, _ in spans) if t is not None]
+        read = {start: self.dataset.read_period(series, start) for start, _ in spans}
+        self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
+        stored = list(self.stored.values())
         candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
         if candles is None or not len(candles):
             return None
@@ -521,7 +511,8 @@ class DatasetSink:
         candles = pa.concat_tables(parts).combine_chunks()
         require_forward(last_open_ms(candles), replacing)
         source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
-        info = self.dataset.merge(self.dataset.series_of(symbol, self.interval), candles, source, now_ms=now_ms)[-1]
+        series = self.dataset.series_of(symbol, self.interval)
+        info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
         verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
         verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
         return info.path, verdict

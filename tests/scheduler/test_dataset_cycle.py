@@ -3,6 +3,7 @@ the README's reader lines read as one table. In process, small data."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -93,6 +94,9 @@ def test_three_cycles_hold_every_closed_candle_once_and_nothing_is_cut(three_cyc
     assert duckdb.sql(query).fetchall() == [row for symbol in SYMBOLS for row in _exchange_rows(symbol, opens)]
     counts = f"SELECT count(*), count(DISTINCT (symbol, open_time)) FROM read_parquet('{folder}/dataset/**/*.parquet')"
     assert duckdb.sql(counts).fetchall() == [(2 * len(opens), 2 * len(opens))]
+    status = json.loads((folder / "status_report.json").read_text())  # the status reads the dataset's footers
+    entry = status["symbols"]["BTCUSDT"]
+    assert (entry["valid"], entry["rows"], entry["missing_candles"], entry["fresh"]) == (True, len(opens), 0, True)
 
 
 @pytest.mark.parametrize("library", sorted(README_LINES))
