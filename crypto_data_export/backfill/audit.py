@@ -87,17 +87,42 @@ class Stored:
 
 @dataclass
 class Unit:
+    """One stored unit; after its audit, what differs as counts and at most SHOWN_PER_UNIT lines
+    (a period where every value differs must not hold a million findings)."""
+
     label: str
     series: SeriesId
     load: Callable[[], Stored | None]
-    findings: list[Finding] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)  # candles that differ: changed, missing, extra
+    shown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     quarantined: Path | None = None
     error: str | None = None
 
     @property
     def settled(self) -> bool:
-        return self.error is None and (not self.findings or self.quarantined is not None)
+        return self.error is None and (not self.kinds or self.quarantined is not None)
+
+    def found(self, findings: list[Finding]) -> None:
+        """Keep the counts and the first lines (a candle that differs from both sources alike is one line)."""
+        kinds = {(f.what if f.what in _PHRASES else "changed", f.open_ms) for f in findings}
+        self.kinds = Counter(kind for kind, _ in kinds)
+        merged: dict[tuple[int, str, str, str], list[str]] = {}
+        for f in sorted(findings, key=lambda f: f.open_ms):
+            merged.setdefault((f.open_ms, f.what, f.stored, f.exchange), []).append(f.source)
+        for (open_ms, what, stored, exchange), sources in list(merged.items())[:SHOWN_PER_UNIT]:
+            detail = _PHRASES.get(what, f"{what}: stored {stored}, exchange {exchange}")
+            self.shown.append(f"  {ms_to_iso(open_ms)} {detail} ({', '.join(sources)})")
+        if len(merged) > SHOWN_PER_UNIT:
+            self.shown.append(f"  ... {len(merged) - SHOWN_PER_UNIT} more")
+
+    def report(self) -> Iterator[str]:
+        if self.kinds or self.notes or self.error:
+            yield f"{self.label}: " + (self.error or _counts(self.kinds) or "no difference")
+        yield from self.shown
+        yield from (f"  note: {note}" for note in self.notes)
+        if self.quarantined is not None:
+            yield f"  repaired from REST; the old file is {self.quarantined}"
 
 
 @dataclass
@@ -112,38 +137,15 @@ class AuditResult:
     def ok(self) -> bool:
         return all(unit.settled for unit in self.units)
 
-    def lines(self) -> Iterator[str]:
-        """What differs (a candle that differs from both sources alike is one line), bounded per
-        unit, then one summary line."""
-        for unit in self.units:
-            if unit.findings or unit.notes or unit.error:
-                yield f"{unit.label}: " + (unit.error or _counts(_kinds(unit.findings)) or "no difference")
-            merged: dict[tuple[int, str, str, str], list[str]] = {}
-            for f in unit.findings:
-                merged.setdefault((f.open_ms, f.what, f.stored, f.exchange), []).append(f.source)
-            for (open_ms, what, stored, exchange), sources in list(merged.items())[:SHOWN_PER_UNIT]:
-                detail = _PHRASES.get(what, f"{what}: stored {stored}, exchange {exchange}")
-                yield f"  {ms_to_iso(open_ms)} {detail} ({', '.join(sources)})"
-            if len(merged) > SHOWN_PER_UNIT:
-                yield f"  ... {len(merged) - SHOWN_PER_UNIT} more"
-            yield from (f"  note: {note}" for note in unit.notes)
-            if unit.quarantined is not None:
-                yield f"  repaired from REST; the old file is {unit.quarantined}"
-        differ = [unit for unit in self.units if unit.findings]
+    def summary(self) -> str:
+        differ = [unit for unit in self.units if unit.kinds]
         sampled = f" (a sample: repeat it with --sample {self.sample} --seed {self.seed})" if self.sample else ""
-        counts = _counts(sum((_kinds(u.findings) for u in differ), Counter()))
-        yield (
+        counts = _counts(sum((u.kinds for u in differ), Counter()))
+        return (
             f"audit: {len(self.units)} of {self.stored} stored {self.noun}{sampled}; {len(differ)} differ"
             f"{f' ({counts})' if counts else ''}, {sum(u.quarantined is not None for u in self.units)} repaired, "
             f"{sum(u.error is not None for u in self.units)} failed"
         )
-
-
-def _kinds(findings: list[Finding]) -> Counter[str]:
-    """Candles that differ, by kind: changed (a value), missing, extra."""
-    return Counter(
-        kind for kind, _ in {(f.what if f.what in ("missing", "extra") else "changed", f.open_ms) for f in findings}
-    )
 
 
 def _counts(kinds: Counter[str]) -> str:
@@ -161,7 +163,7 @@ def compare(stored: pa.Table, theirs: pa.Table, source: str) -> list[Finding]:
         floats = (pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False) for values in (mine, their))
         for k in np.flatnonzero(np.not_equal(*floats)).tolist():
             found.append(Finding(int(mine_t[mine_i[k]]), column, str(mine[k]), str(their[k]), source))
-    return sorted(found, key=lambda f: f.open_ms)
+    return found
 
 
 def dataset_units(dataset: Dataset, export_dir: Path, market: str) -> list[Unit]:
@@ -245,16 +247,16 @@ class Auditor:
             rest = pa.concat_tables(
                 [empty_candle_frame(), *history.pages_of(export, stored.start_ms, stored.end_ms - 1)]
             )
-            unit.findings = compare(stored.candles, rest, "rest")
-            from_rest = bool(unit.findings)
+            findings = compare(stored.candles, rest, "rest")
+            from_rest = bool(findings)
             for name, start, end, frame in self._archive(unit, stored):
-                unit.findings += compare(within(stored.candles, start, end), frame, name)
-            unit.findings.sort(key=lambda f: f.open_ms)
+                findings += compare(within(stored.candles, start, end), frame, name)
+            unit.found(findings)
             if from_rest and repair and not len(rest):
                 unit.notes.append("the exchange serves none of these candles now; not repaired")
             elif from_rest and repair:
                 unit.quarantined = stored.replace(rest, "audit --repair: the exchange's candles differ")
-            elif unit.findings and repair:
+            elif findings and repair:
                 unit.notes.append("only the archive differs, REST agrees with the file: not repaired")
         except ExportError as exc:
             unit.error = str(exc)
@@ -286,9 +288,15 @@ class Auditor:
 
 
 def audit(
-    settings: Settings, *, sample: int | None = None, seed: int | None = None, repair: bool = False
+    settings: Settings,
+    *,
+    sample: int | None = None,
+    seed: int | None = None,
+    repair: bool = False,
+    show: Callable[[str], None] = lambda line: None,
 ) -> AuditResult:
-    """Audit the store of ``settings`` (its layout); ``sample``: that many units at random (``seed``)."""
+    """Audit the store of ``settings`` (its layout); ``sample``: that many units at random (``seed``);
+    ``show`` is given each unit's report as soon as it is audited."""
     dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None
     with ExitStack() as stack:
         if repair and dataset is None:  # the files layout's writers hold the run lock
@@ -317,4 +325,6 @@ def audit(
                     auditor.audit(unit, repair)
                 else:
                     unit.error = "another writer (a cycle, a backfill) holds the series; audit it again later"
+            for line in unit.report():
+                show(line)
     return AuditResult(units, stored, "periods" if dataset else "files", sample, seed)

@@ -65,9 +65,8 @@ def _positive(text: str) -> int:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    result = audit(settings, sample=args.sample, seed=args.seed, repair=args.repair)
-    for line in result.lines():
-        print(line)
+    result = audit(settings, sample=args.sample, seed=args.seed, repair=args.repair, show=print)
+    print(result.summary())
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
