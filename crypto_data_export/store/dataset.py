@@ -42,7 +42,14 @@ from crypto_data_export.core.candles import (
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
-from crypto_data_export.core.intervals import HOUR_MS, INTERVAL_MS, first_open_from_ms, floor_open_ms, next_open_ms
+from crypto_data_export.core.intervals import (
+    DAY_MS,
+    HOUR_MS,
+    INTERVAL_MS,
+    first_open_from_ms,
+    floor_open_ms,
+    next_open_ms,
+)
 from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
@@ -64,21 +71,22 @@ _PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
 
-def _period_kind(interval: str) -> str:
+def _format(interval: str) -> str:
+    """The period's name format: a day below 1m, a month below 1h, a year from 1h up."""
     length = INTERVAL_MS[interval]  # KeyError: not an interval
-    return "day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"
+    return _FORMATS["day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"]
+
+
+def _start_of(interval: str, name: str) -> int:
+    """The start of the period named ``name`` (ValueError: not a period name of ``interval``)."""
+    return _ms(datetime.strptime(name, _format(interval)).replace(tzinfo=UTC))
 
 
 def period_bounds(interval: str, open_ms: int) -> tuple[int, int]:
     """[start, end) epoch ms of the period holding a candle opening at open_ms."""
-    moment, kind = from_ms(open_ms), _period_kind(interval)
-    if kind == "day":
-        start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-        return _ms(start), _ms(start) + 24 * HOUR_MS
-    if kind == "month":
-        following = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
-        return _ms(datetime(moment.year, moment.month, 1, tzinfo=UTC)), _ms(following)
-    return _ms(datetime(moment.year, 1, 1, tzinfo=UTC)), _ms(datetime(moment.year + 1, 1, 1, tzinfo=UTC))
+    start = _start_of(interval, period_name(interval, open_ms))
+    later = {"%Y-%m-%d": DAY_MS, "%Y-%m": 32 * DAY_MS, "%Y": 366 * DAY_MS}[_format(interval)]  # in the next one
+    return start, _start_of(interval, period_name(interval, start + later))
 
 
 def _ms(moment: datetime) -> int:
@@ -87,7 +95,7 @@ def _ms(moment: datetime) -> int:
 
 def period_name(interval: str, start_ms: int) -> str:
     """``2026``, ``2026-11`` or ``2026-11-07``: the file name of the period, without ``.parquet``."""
-    return from_ms(start_ms).strftime(_FORMATS[_period_kind(interval)])
+    return from_ms(start_ms).strftime(_format(interval))
 
 
 def periods_between(interval: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -250,9 +258,9 @@ class Dataset:
         rows, missing = sum(i.present for i in infos), sum(g[2] for g in holes)
         return FileValidation(infos[-1].path, True, None, rows, first, last, holes, missing, series=series)
 
-    def read_period(self, series: SeriesId, start_ms: int) -> pa.Table | None:
+    def read_period(self, series: SeriesId, start_ms: int, *, quarantine: bool = True) -> pa.Table | None:
         """The period's candles as the candle model, judged by the rule book; None if absent;
-        an invalid or foreign file is quarantined and None returned."""
+        an invalid or foreign file is quarantined (``quarantine=False``, a dry run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
         try:
             with open(path, "rb", opener=_no_follow) as source:
@@ -267,7 +275,10 @@ class Dataset:
             if first_open_ms(candles) < start or last_open_ms(candles) >= end:
                 why = "it holds candles outside its period"
         if why is not None or candles is None:
-            self.quarantine(path, why or "invalid")
+            if quarantine:
+                self.quarantine(path, why or "invalid")
+            else:
+                logger.warning("would quarantine %s: %s", path, why)
             return None
         return candles
 
@@ -413,11 +424,9 @@ class Dataset:
         removed = []
         for series in self.all_series():
             for path in self._period_files(series):
-                match = _PERIOD_FILE.fullmatch(path.name)
-                assert match is not None
-                year, month, day = (int(part or 1) for part in match.groups())
-                start = _ms(datetime(year, month, day, tzinfo=UTC))
-                if path.name != f"{period_name(series.interval, start)}.parquet":
+                try:
+                    start = _start_of(series.interval, path.stem)
+                except ValueError:
                     continue  # not a period name of this interval: not ours
                 if period_bounds(series.interval, start)[1] <= cutoff_ms and stat.S_ISREG(os.lstat(path).st_mode):
                     os.unlink(path)
@@ -483,7 +492,7 @@ class DatasetSink:
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
-        read = {start: self.dataset.read_period(series, start) for start, _ in spans}
+        read = {start: self.dataset.read_period(series, start, quarantine=quarantine) for start, _ in spans}
         self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
         stored = list(self.stored.values())
         candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None

@@ -31,8 +31,9 @@ README_SETUP = (
 README_LINES = {
     "duckdb": "df = duckdb.sql(f\"SELECT * FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)\")"
     ".df()",
-    "polars": 'df = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect().to_pandas()',
-    "pyarrow": "df = ds.dataset(folder, partitioning=ds.HivePartitioning.discover(infer_dictionary=True)).to_table()",
+    "polars": 'df = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect()',
+    "pyarrow": "table = ds.dataset(folder, partitioning=ds.HivePartitioning.discover(infer_dictionary=True))"
+    ".to_table()",
     "pandas": 'df = pd.read_parquet(folder, dtype_backend="pyarrow")',
 }
 
@@ -107,7 +108,8 @@ def test_the_readme_lines_read_the_dataset_as_one_table(three_cycles, library, m
     (folder / "quarantine" / "dataset" / "junk.parquet").write_bytes(b"junk")
     found: dict[str, Any] = {}
     exec(README_SETUP + README_LINES[library], found)
-    df = found["df"].to_pandas() if library == "pyarrow" else found["df"]
+    df = found["table"].to_pandas() if library == "pyarrow" else found["df"]
+    df = df.to_pandas() if library == "polars" else df
     assert sorted(df.groupby(["symbol", "interval"], observed=True).size().items()) == [
         (("BTCUSDT", "1h"), len(_closed(start))),
         (("ETHUSDT", "1h"), len(_closed(start))),
