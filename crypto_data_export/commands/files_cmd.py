@@ -1,4 +1,4 @@
-"""``file_manager.py``: validate, find duplicates, clean up the export folder by hand.
+"""``file_manager.py``: validate, find duplicates, clean up, audit the export folder by hand.
 
 The work is done by ``FileManager`` (importable from here), the only code that removes or moves
 files in the export folder."""
@@ -10,11 +10,12 @@ import json
 import logging
 from collections.abc import Sequence
 
+from crypto_data_export.backfill.audit import audit
 from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, fail, print_cleanup, print_duplicates
 from crypto_data_export.report.status_report import export_folder_problem
-from crypto_data_export.settings.settings import SettingsError, load_settings, override
+from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.run_lock import RunLock
 
@@ -24,22 +25,49 @@ __all__ = ["FileManager", "main"]
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = script_parser(
         "file_manager.py",
-        "Validate, deduplicate and clean the export folder (settings from the environment or .env).",
+        "Validate, deduplicate, clean and audit the export folder (settings from the environment or .env).",
         "examples:\n"
         "  python file_manager.py validate                   every file's verdict and gaps\n"
         "  python file_manager.py duplicates --json          identical files, for a script\n"
         "  python file_manager.py cleanup --dry-run          what cleanup would remove or quarantine\n"
-        "  python file_manager.py cleanup --dir /data/klines another export folder\n\n"
-        "exit codes: 0 ok, 1 invalid files or a failed step, 2 usage/config error, 75 a run holds the lock",
+        "  python file_manager.py cleanup --dir /data/klines another export folder\n"
+        "  python file_manager.py audit --sample 20          20 stored periods (files) against the exchange\n"
+        "  python file_manager.py audit --repair             and replace what the exchange has changed\n\n"
+        "exit codes: 0 ok (audit: no difference, or all repaired), 1 invalid files, a failed step or (audit)\n"
+        "differences not repaired, 2 usage/config error, 75 a run holds the lock",
     )
-    parser.add_argument("command", choices=("validate", "duplicates", "cleanup"), help="what to do")
+    parser.add_argument("command", choices=("validate", "duplicates", "cleanup", "audit"), help="what to do")
     parser.add_argument("--dir", help="the export folder (default: EXPORT_DIR)")
     parser.add_argument("--dry-run", action="store_true", help="with cleanup: change nothing, show what would happen")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--sample", type=_positive, metavar="N", help="with audit: N stored periods (files) at random")
+    parser.add_argument("--seed", type=int, help="with audit --sample: the seed a run printed, to repeat its sample")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="with audit: replace what differs from the exchange's "
+        "current candles (REST); the old file goes to quarantine",
+    )
     args = parser.parse_args(argv)
     if args.dry_run and args.command != "cleanup":
         parser.error("--dry-run goes with cleanup")
+    if args.command != "audit" and (args.sample or args.seed is not None or args.repair):
+        parser.error("--sample, --seed and --repair go with audit")
+    if args.command == "audit" and (args.json or (args.seed is not None and not args.sample)):
+        parser.error("audit prints text only; --seed goes with --sample")
     return args
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    result = audit(settings, sample=args.sample, seed=args.seed, repair=args.repair, show=print)
+    print(result.summary())
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _run(files: FileManager, args: argparse.Namespace) -> int:
@@ -87,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{problem}; give the export folder with --dir or EXPORT_DIR", EXIT_USAGE)
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command == "audit":
+        return exit_code_of(lambda: _audit(settings, args))
     files = FileManager.from_settings(settings)
     return exit_code_of(lambda: _run(files, args))
 

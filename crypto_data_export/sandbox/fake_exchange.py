@@ -221,6 +221,9 @@ class SandboxConfig:
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to (or replacing) every answer's headers
     # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
     bad_candles: dict[str, str] = field(default_factory=dict)
+    # (symbol, interval, open_ms, field index) -> text: the exchange corrected a candle after serving it
+    # (its klines and its archive serve the new value from then on)
+    corrections: dict[tuple[str, str, int, int], str] = field(default_factory=dict)
     archive: ArchiveKnobs = field(default_factory=ArchiveKnobs)  # the bulk archive under /data/
     # How weight is counted: "fixed" (a calendar window of the server clock, as Binance documents)
     # or "sliding" (the weight that arrived in the last weight_window_seconds of real time, the
@@ -846,7 +849,8 @@ class SandboxExchange:
     def _archive_answer(self, cfg: SandboxConfig, path: str, now: int) -> _Answer:
         if cfg.latency_seconds > 0:
             self._stop_event.wait(cfg.latency_seconds)
-        status, body, content_type = self.archive.answer(path, cfg.archive, now, generation=id(cfg))
+        generation = (id(cfg), frozenset(cfg.corrections.items()))  # a correction builds the zip anew
+        status, body, content_type = self.archive.answer(path, cfg.archive, now, generation=generation)
         pace = cfg.archive.trickle_seconds if path.rsplit("/", 1)[-1] in cfg.archive.trickle else 0.0
         return _Answer(status, body, content_type, mode="trickle" if pace else "normal", pace=pace)
 
@@ -862,7 +866,7 @@ class SandboxExchange:
             last_instant = min(last_instant, cfg.delisted[symbol] - 1)
         first = max(_align_up(interval, start_ms), align_open_ms(interval, cfg.listing_ms))
         opens = _ascending(interval, first, align_open_ms(interval, last_instant), list(cfg.gaps.get(symbol, ())))
-        return [generate_candle(symbol, interval, t, market) for t in opens]
+        return [_corrected(cfg, symbol, interval, generate_candle(symbol, interval, t, market)) for t in opens]
 
     def _inject_fault(self, cfg: SandboxConfig, n: int, answer: _Answer) -> _Answer:
         """Apply the 'every Nth klines request' faults, most disruptive first."""
@@ -1001,10 +1005,16 @@ class SandboxExchange:
             first = opens[0] if start is None else start
             last = end if end is not None else opens[-1]
             opens = [t for t in range(first, first + limit * cfg.row_step_ms, cfg.row_step_ms) if t <= last]
-        rows = [generate_candle(symbol, interval, t, market) for t in opens]
+        rows = [_corrected(cfg, symbol, interval, generate_candle(symbol, interval, t, market)) for t in opens]
         if rows and symbol in cfg.bad_candles:
             rows[-1] = spoil_candle(rows[-1], cfg.bad_candles[symbol])
         return rows
+
+
+def _corrected(cfg: SandboxConfig, symbol: str, interval: str, row: list[Any]) -> list[Any]:
+    for (s, i, open_ms, index), value in cfg.corrections.items() if cfg.corrections else ():
+        row[index] = value if (s, i, open_ms) == (symbol, interval, row[0]) else row[index]
+    return row
 
 
 def _parse_long(params: dict[str, str], name: str) -> int | None:

@@ -1,0 +1,330 @@
+"""``file_manager.py audit``: stored candles against the exchange's current ones; ``--repair``.
+
+The exchange corrects past candles and fills archive holes later, so a file that was verified
+when written can differ from the exchange today. Each stored unit (a dataset period; in the
+files layout, a series' newest valid file) is compared numerically (float64 of the exchange's
+text) with REST pages of its range, through the one client and limiter, and with the verified
+archive zips (``ArchiveFetcher``) of the closed days or months inside it. Candles newer than the
+series' newest stored one are not findings: the next cycle appends them. ``repair`` replaces a
+unit that differs from REST, the exchange's current truth (also where the archive disagrees),
+with REST's candles, verified and atomic; the old file goes to quarantine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto_data_export.backfill.archive_backfill import ArchiveFetcher, plan_segments
+from crypto_data_export.core.candles import (
+    CANDLE_COLUMNS,
+    SeriesId,
+    empty_candle_frame,
+    first_open_ms,
+    last_open_ms,
+    open_times,
+    within,
+)
+from crypto_data_export.core.clock import ms_to_iso, to_iso, utc_now
+from crypto_data_export.core.errors import ExportError
+from crypto_data_export.exchange.archive import (
+    ArchiveClient,
+    ArchiveError,
+    ArchiveNotPublished,
+    ArchivePeriod,
+    ArchiveUnavailable,
+    day_bounds,
+    read_period_frame,
+)
+from crypto_data_export.exchange.client import ExchangeClient
+from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
+from crypto_data_export.report.console import ArchiveProgress
+from crypto_data_export.settings.market_names import SPOT
+from crypto_data_export.settings.settings import Settings
+from crypto_data_export.store.dataset import Dataset, PeriodInfo
+from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.journal import remove_file
+from crypto_data_export.store.run_lock import RunLock
+
+SHOWN_PER_UNIT = 10  # finding lines printed per unit; the counts cover the rest
+_PHRASES = {"missing": "missing: the exchange has it, the file not", "extra": "extra: in the file, not on the exchange"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One candle that differs: ``what`` is a column, ``missing`` (the exchange has the candle, the
+    file not: a hole filled later) or ``extra`` (the file has it, the exchange no longer)."""
+
+    open_ms: int
+    what: str
+    stored: str
+    exchange: str
+    source: str  # "rest" or the archive zip's name
+
+
+@dataclass
+class Stored:
+    """A unit's candles as read, the open times [start, end) compared, and how to replace it."""
+
+    path: Path
+    candles: pa.Table
+    start_ms: int
+    end_ms: int
+    replace: Callable[[pa.Table, str], Path]  # (candles, why) -> where the old file went
+
+
+@dataclass
+class Unit:
+    """One stored unit; after its audit, what differs as counts and at most SHOWN_PER_UNIT lines
+    (a period where every value differs must not hold a million findings)."""
+
+    label: str
+    series: SeriesId
+    load: Callable[[], Stored | None]
+    kinds: Counter[str] = field(default_factory=Counter)  # candles that differ: changed, missing, extra
+    shown: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    quarantined: Path | None = None
+    error: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.error is None and (not self.kinds or self.quarantined is not None)
+
+    def found(self, findings: list[Finding]) -> None:
+        """Keep the counts and the first lines (a candle that differs from both sources alike is one line)."""
+        kinds = {(f.what if f.what in _PHRASES else "changed", f.open_ms) for f in findings}
+        self.kinds = Counter(kind for kind, _ in kinds)
+        merged: dict[tuple[int, str, str, str], list[str]] = {}
+        for f in sorted(findings, key=lambda f: f.open_ms):
+            merged.setdefault((f.open_ms, f.what, f.stored, f.exchange), []).append(f.source)
+        for (open_ms, what, stored, exchange), sources in list(merged.items())[:SHOWN_PER_UNIT]:
+            detail = _PHRASES.get(what, f"{what}: stored {stored}, exchange {exchange}")
+            self.shown.append(f"  {ms_to_iso(open_ms)} {detail} ({', '.join(sources)})")
+        if len(merged) > SHOWN_PER_UNIT:
+            self.shown.append(f"  ... {len(merged) - SHOWN_PER_UNIT} more")
+
+    def report(self) -> Iterator[str]:
+        if self.kinds or self.notes or self.error:
+            yield f"{self.label}: " + (self.error or _counts(self.kinds) or "no difference")
+        yield from self.shown
+        yield from (f"  note: {note}" for note in self.notes)
+        if self.quarantined is not None:
+            yield f"  repaired from REST; the old file is {self.quarantined}"
+
+
+@dataclass
+class AuditResult:
+    units: list[Unit]
+    stored: int  # units in the store (before --sample)
+    noun: str  # what a unit is: "periods" or "files"
+    sample: int | None
+    seed: int
+
+    @property
+    def ok(self) -> bool:
+        return all(unit.settled for unit in self.units)
+
+    def summary(self) -> str:
+        differ = [unit for unit in self.units if unit.kinds]
+        sampled = f" (a sample: repeat it with --sample {self.sample} --seed {self.seed})" if self.sample else ""
+        counts = _counts(sum((u.kinds for u in differ), Counter()))
+        return (
+            f"audit: {len(self.units)} of {self.stored} stored {self.noun}{sampled}; {len(differ)} differ"
+            f"{f' ({counts})' if counts else ''}, {sum(u.quarantined is not None for u in self.units)} repaired, "
+            f"{sum(u.error is not None for u in self.units)} failed"
+        )
+
+
+def _counts(kinds: Counter[str]) -> str:
+    return ", ".join(f"{kinds[k]} {k}" for k in ("changed", "missing", "extra") if kinds[k])
+
+
+def compare(stored: pa.Table, theirs: pa.Table, source: str) -> list[Finding]:
+    """Every difference between two candle tables of one range, by open time; values as float64."""
+    mine_t, their_t = open_times(stored), open_times(theirs)
+    _, mine_i, their_i = np.intersect1d(mine_t, their_t, assume_unique=True, return_indices=True)
+    found = [Finding(int(t), "missing", "", "", source) for t in np.setdiff1d(their_t, mine_t)]
+    found += [Finding(int(t), "extra", "", "", source) for t in np.setdiff1d(mine_t, their_t)]
+    for column in CANDLE_COLUMNS[1:]:
+        mine, their = stored.column(column).take(mine_i), theirs.column(column).take(their_i)
+        floats = (pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False) for values in (mine, their))
+        for k in np.flatnonzero(np.not_equal(*floats)).tolist():
+            found.append(Finding(int(mine_t[mine_i[k]]), column, str(mine[k]), str(their[k]), source))
+    return found
+
+
+def dataset_units(dataset: Dataset, export_dir: Path, market: str) -> list[Unit]:
+    """Every stored period of ``market``, in order; a series' current period is compared up to its newest candle."""
+    units = []
+    for series in (s for s in dataset.all_series() if s.market == market):
+        periods = dataset.periods(series)
+        newest = max((p.last_open_ms or -1 for p in periods), default=-1)
+        for info in periods:
+            units.append(Unit(os.path.relpath(info.path, export_dir), series, _period_loader(dataset, info, newest)))
+    return units
+
+
+def _period_loader(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Callable[[], Stored | None]:
+    series, start = info.series, info.start_ms
+    assert series is not None, "Dataset.periods checks identity"
+
+    def replace(candles: pa.Table, why: str, end: int) -> Path:
+        old = dataset.quarantine(info.path, why)
+        repair = {"kind": "audit-repair", "at": to_iso(utc_now()), "replaced": old.name}
+        sources: list[dict[str, Any]] = [{"kind": "rest", "from_ms": start, "until_ms": end}, repair]
+        try:  # REST served the range: its holes are confirmed empty
+            dataset.write_period(series, start, candles, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
+        except BaseException:
+            os.replace(old, info.path)  # nothing was written: the period keeps its old file
+            raise
+        return old
+
+    def load() -> Stored | None:  # under the series' lock with --repair: a cycle may have appended meanwhile
+        candles = dataset.read_period(series, start)
+        if candles is None or not len(candles):
+            return None
+        end = min(info.end_ms, max(newest_ms, last_open_ms(candles)) + 1)
+        return Stored(info.path, candles, start, end, lambda new, why: replace(new, why, end))
+
+    return load
+
+
+def files_units(files: FileManager) -> list[Unit]:
+    """The newest valid file of every series of this market in the export folder."""
+    units = []
+    for _, symbol, interval in sorted({f.series for f in files.scan().files if f.market == files.market}):
+        manager = files.for_interval(interval)
+        units.append(Unit(f"{symbol} {interval}", manager.series_of(symbol), _file_loader(manager, symbol)))
+    return units
+
+
+def _file_loader(files: FileManager, symbol: str) -> Callable[[], Stored | None]:
+    def load() -> Stored | None:
+        kept = files.newest_valid_export(symbol, quarantine=False)
+        if kept is None:
+            return None
+
+        def replace(candles: pa.Table, why: str) -> Path:
+            path, _ = files.write_export(symbol, candles, replacing=kept)
+            return files.quarantine(kept.file.path, f"{why}; {path.name} replaces it")
+
+        candles = kept.candles
+        return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
+
+    return load
+
+
+class Auditor:
+    """Compares units with REST (one client) and the archive (verified zips in a temporary folder)."""
+
+    def __init__(self, client: ExchangeClient, fetcher: ArchiveFetcher | None) -> None:
+        self.client, self.fetcher = client, fetcher
+        self.server_ms = client.sync_clock()
+
+    def audit(self, unit: Unit, repair: bool) -> None:
+        try:
+            stored = unit.load()
+            if stored is None:
+                unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
+                return
+            unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
+            symbol, interval = unit.series.symbol, unit.series.interval
+            history = HistoricalDataExporter(self.client, interval)
+            export = SymbolExport(symbol, empty_candle_frame(), stored.start_ms, self.server_ms)
+            rest = pa.concat_tables(
+                [empty_candle_frame(), *history.pages_of(export, stored.start_ms, stored.end_ms - 1)]
+            )
+            findings = compare(stored.candles, rest, "rest")
+            from_rest = bool(findings)
+            for name, start, end, frame in self._archive(unit, stored):
+                findings += compare(within(stored.candles, start, end), frame, name)
+            unit.found(findings)
+            if from_rest and repair and not len(rest):
+                unit.notes.append("the exchange serves none of these candles now; not repaired")
+            elif from_rest and repair:
+                unit.quarantined = stored.replace(rest, "audit --repair: the exchange's candles differ")
+            elif findings and repair:
+                unit.notes.append("only the archive differs, REST agrees with the file: not repaired")
+        except ExportError as exc:
+            unit.error = str(exc)
+
+    def _archive(self, unit: Unit, stored: Stored) -> Iterator[tuple[str, int, int, pa.Table]]:
+        """(zip name, [start, end), its candles there) of every closed archive file in the range."""
+        if self.fetcher is None:
+            return
+        segments = plan_segments(
+            unit.series.symbol, unit.series.interval, stored.start_ms, stored.end_ms, day_bounds(self.server_ms)[0]
+        )
+        periods = [s for s in segments if isinstance(s, ArchivePeriod)]
+        for period, future in self.fetcher.submit(periods).items():
+            start, end = max(period.start_ms, stored.start_ms), min(period.end_ms, stored.end_ms)
+            try:
+                path, _ = future.result()
+                try:
+                    with open(path, "rb") as handle:
+                        frame = read_period_frame(handle, period)
+                finally:
+                    remove_file(path)
+            except ArchiveNotPublished:
+                continue  # nothing to compare with (no candle then, or not out yet): REST covers it
+            except (ArchiveError, OSError) as exc:  # an unreachable archive is named once
+                if not isinstance(exc, ArchiveUnavailable) or exc is self.fetcher.unreachable:
+                    unit.notes.append(f"archive not compared: {exc}")
+                continue
+            yield period.zip_name, start, end, within(frame, start, end)
+
+
+def audit(
+    settings: Settings,
+    *,
+    sample: int | None = None,
+    seed: int | None = None,
+    repair: bool = False,
+    show: Callable[[str], None] = lambda line: None,
+) -> AuditResult:
+    """Audit the store of ``settings`` (its layout); ``sample``: that many units at random (``seed``);
+    ``show`` is given each unit's report as soon as it is audited."""
+    dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None
+    with ExitStack() as stack:
+        if repair and dataset is None:  # the files layout's writers hold the run lock
+            stack.enter_context(RunLock(settings.export_dir))
+        units = (
+            dataset_units(dataset, settings.export_dir, settings.market)
+            if dataset
+            else files_units(FileManager.from_settings(settings))
+        )
+        stored, seed = len(units), random.randrange(1 << 32) if seed is None else seed
+        if sample is not None:
+            units = [units[i] for i in sorted(random.Random(seed).sample(range(stored), min(sample, stored)))]
+        client = stack.enter_context(ExchangeClient.from_settings(settings))
+        fetcher = None
+        if settings.market == SPOT:  # the archive reader knows the spot layout only
+            archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
+            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
+            stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
+            fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
+            stack.callback(fetcher.close)
+            stack.callback(stop.set)
+        auditor = Auditor(client, fetcher)
+        for unit in units:  # a repair holds the series' writer lock; a held one is not waited for
+            with dataset.lock(unit.series, wait=False) if dataset and repair else nullcontext(True) as free:
+                if free:
+                    auditor.audit(unit, repair)
+                else:
+                    unit.error = "another writer (a cycle, a backfill) holds the series; audit it again later"
+            for line in unit.report():
+                show(line)
+    return AuditResult(units, stored, "periods" if dataset else "files", sample, seed)
