@@ -9,13 +9,16 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from crypto_data_export.core.cli import console_command, script_parser
+from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, fail, print_cleanup, print_duplicates
 from crypto_data_export.report.status_report import export_folder_problem
-from crypto_data_export.settings.settings import SettingsError, load_settings, override
+from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.freqtrade_export import FREQTRADE_FORMATS, export_freqtrade, export_sources
 from crypto_data_export.store.run_lock import RunLock
 
 __all__ = ["FileManager", "main"]
@@ -29,17 +32,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "  python file_manager.py validate                   every file's verdict and gaps\n"
         "  python file_manager.py duplicates --json          identical files, for a script\n"
         "  python file_manager.py cleanup --dry-run          what cleanup would remove or quarantine\n"
-        "  python file_manager.py cleanup --dir /data/klines another export folder\n\n"
+        "  python file_manager.py cleanup --dir /data/klines another export folder\n"
+        "  python file_manager.py export-freqtrade --datadir user_data/data/binance   freqtrade's files\n\n"
         "exit codes: 0 ok, 1 invalid files or a failed step, 2 usage/config error, 75 a run holds the lock",
     )
-    parser.add_argument("command", choices=("validate", "duplicates", "cleanup"), help="what to do")
+    parser.add_argument("command", choices=("validate", "duplicates", "cleanup", "export-freqtrade"), help="what to do")
     parser.add_argument("--dir", help="the export folder (default: EXPORT_DIR)")
     parser.add_argument("--dry-run", action="store_true", help="with cleanup: change nothing, show what would happen")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--datadir", type=Path, help="with export-freqtrade: freqtrade's data folder (created if missing)"
+    )
+    parser.add_argument("--format", choices=FREQTRADE_FORMATS, default="feather", help="with export-freqtrade")
     args = parser.parse_args(argv)
     if args.dry_run and args.command != "cleanup":
         parser.error("--dry-run goes with cleanup")
+    if (args.datadir is None) == (args.command == "export-freqtrade"):
+        parser.error("--datadir goes with export-freqtrade, which needs it")
     return args
+
+
+def _export_freqtrade(settings: Settings, datadir: Path, file_format: str) -> int:
+    layout, sources = export_sources(settings)
+    print(f"{layout} layout of {settings.export_dir} -> {datadir} (each pair/timeframe file is replaced)")
+    for pair in export_freqtrade(sources, datadir, file_format):
+        name = f"  {pair.series.symbol} {pair.series.interval}"
+        if not pair.rows:
+            print(f"{name}: no valid candles, nothing written")
+            continue
+        verb = "replaced" if pair.replaced else "wrote"
+        print(
+            f"{name}: {verb} {pair.path} ({pair.rows} candles, {ms_to_iso(pair.first_ms)} .. {ms_to_iso(pair.last_ms)})"
+        )
+    return EXIT_OK
 
 
 def _run(files: FileManager, args: argparse.Namespace) -> int:
@@ -87,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{problem}; give the export folder with --dir or EXPORT_DIR", EXIT_USAGE)
     # Results are printed below; the log shows only warnings (stale symbols, unreadable files).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command == "export-freqtrade":
+        try:
+            return exit_code_of(lambda: _export_freqtrade(settings, args.datadir, args.format))
+        except SettingsError as exc:  # a symbol freqtrade cannot name, a --datadir that is a file
+            return fail(exc, EXIT_USAGE)
     files = FileManager.from_settings(settings)
     return exit_code_of(lambda: _run(files, args))
 
