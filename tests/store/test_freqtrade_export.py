@@ -1,0 +1,94 @@
+"""``file_manager.py export-freqtrade``: freqtrade's names, columns and types, read back with pyarrow
+(freqtrade itself is never a dependency: ``benchmarks/freqtrade_loader_check.py`` runs its loader)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+
+from crypto_data_export.commands import files_cmd
+from crypto_data_export.settings.settings import SETTING_VARIABLES, SettingsError
+from crypto_data_export.store.freqtrade_export import freqtrade_path
+from tests.support import CORRUPT, clean_environ, put, run_cli, valid_bytes
+
+FREQTRADE_COLUMNS = ["date", "open", "high", "low", "close", "volume"]
+FREQTRADE_TYPES = [pa.timestamp("ms", tz="UTC"), *[pa.float64()] * 5]
+
+
+def expected_rows(data: bytes) -> list[tuple[float, ...]]:
+    """freqtrade's rows of a CSV export: open time in ms and the float of each exchange text."""
+    rows = csv.DictReader(io.StringIO(data.decode()))
+    return [
+        (int(datetime.fromisoformat(r["open_time"]).timestamp() * 1000), *(float(r[c]) for c in FREQTRADE_COLUMNS[1:]))
+        for r in rows
+    ]
+
+
+def read_back(path: Path, file_format: str = "feather") -> list[tuple[float, ...]]:
+    table = feather.read_table(path) if file_format == "feather" else pa.parquet.read_table(path)
+    assert table.column_names == FREQTRADE_COLUMNS and table.schema.types == FREQTRADE_TYPES
+    table = table.set_column(0, "date", table.column("date").cast(pa.int64()))
+    return list(zip(*(table.column(c).to_pylist() for c in FREQTRADE_COLUMNS), strict=True))
+
+
+def test_freqtrade_names_the_files_as_its_own_data_handler_does(tmp_path: Path) -> None:
+    assert freqtrade_path(tmp_path, "BTCUSDT", "1h", "spot", "feather") == tmp_path / "BTC_USDT-1h.feather"
+    assert freqtrade_path(tmp_path, "ETHBTC", "1M", "spot", "parquet") == tmp_path / "ETH_BTC-1Mo.parquet"
+    assert freqtrade_path(tmp_path, "BTCFDUSD", "5m", "spot", "feather").name == "BTC_FDUSD-5m.feather"
+    futures = freqtrade_path(tmp_path, "BTCUSDC", "1h", "usdm", "feather")
+    assert futures == tmp_path / "futures" / "BTC_USDC_USDC-1h-futures.feather"
+    for unsplittable in ("USDT", "ABCXYZ"):
+        with pytest.raises(SettingsError, match=f"cannot name {unsplittable} for freqtrade"):
+            freqtrade_path(tmp_path, unsplittable, "1h", "spot", "feather")
+
+
+def test_export_freqtrade_from_the_files_layout_as_a_real_run(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    put(exports, "BTCUSDT", 2, valid_bytes(12))
+    put(exports, "BTCUSDT", 1, valid_bytes(24))  # the newest candles: this file is exported
+    corrupt = put(exports, "BTCUSDT", 0, CORRUPT)  # newest name but invalid: skipped, left where it is
+    put(exports, "ETHBTC", 1, valid_bytes(6))
+    datadir = tmp_path / "user_data" / "data" / "binance"  # missing: created, as freqtrade does
+    env = {**clean_environ(), "EXPORT_DIR": str(exports)}
+    done = run_cli("file_manager.py", "export-freqtrade", "--datadir", str(datadir), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "files layout" in done.stdout and "BTCUSDT 1h: wrote" in done.stdout
+    assert sorted(p.name for p in datadir.iterdir()) == ["BTC_USDT-1h.feather", "ETH_BTC-1h.feather"]
+    assert read_back(datadir / "BTC_USDT-1h.feather") == expected_rows(valid_bytes(24))
+    assert read_back(datadir / "ETH_BTC-1h.feather") == expected_rows(valid_bytes(6))
+    assert corrupt.read_bytes() == CORRUPT
+
+
+def test_export_freqtrade_replaces_only_its_pair_files_and_refuses_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    exports, datadir = tmp_path / "exports", tmp_path / "binance"
+    put(exports, "BTCUSDT", 1, valid_bytes(3))
+    datadir.mkdir()
+    (datadir / "BTC_USDT-1h.parquet").write_bytes(b"freqtrade's old file")
+    (datadir / "SOL_USDT-5m.parquet").write_bytes(b"another pair")
+    args = ["export-freqtrade", "--dir", str(exports), "--datadir", str(datadir), "--format", "parquet"]
+    assert files_cmd.main(args) == 0
+    assert "replaced" in capsys.readouterr().out
+    assert read_back(datadir / "BTC_USDT-1h.parquet", "parquet") == expected_rows(valid_bytes(3))
+    assert (datadir / "SOL_USDT-5m.parquet").read_bytes() == b"another pair"
+    assert sorted(p.name for p in datadir.iterdir()) == ["BTC_USDT-1h.parquet", "SOL_USDT-5m.parquet"]
+    # A symbol with no known quote asset: one line, exit 2, nothing written (not even the other pairs).
+    put(exports, "ABCXYZ", 1, valid_bytes(3))
+    before = (datadir / "BTC_USDT-1h.parquet").read_bytes()
+    assert files_cmd.main([*args[:-2]]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: cannot name ABCXYZ for freqtrade") and err.count("\n") == 1
+    assert (datadir / "BTC_USDT-1h.parquet").read_bytes() == before and not (datadir / "BTC_USDT-1h.feather").exists()
+    a_file = str(datadir / "SOL_USDT-5m.parquet")
+    assert files_cmd.main(["export-freqtrade", "--dir", str(exports), "--datadir", a_file]) == 2
+    assert "is not a folder" in capsys.readouterr().err
