@@ -1,17 +1,12 @@
 """``export-freqtrade``: every series of the export folder as freqtrade's own data file, which
 ``freqtrade backtesting`` loads as it is.
 
-Names are freqtrade's (``IDataHandler._pair_data_filename``, ``misc.pair_to_filename``): spot
-``BTC_USDT-1h.feather``; USD-M futures ``futures/BTC_USDT_USDT-1h-futures.feather`` (the pair
-``BTC/USDT:USDT``, settled in its quote); ``1M`` is ``1Mo`` in a name. Columns ``date``
-(timestamp[ms, UTC]) and ``open, high, low, close, volume`` (float64 of the exchange's text),
-sorted, one row per open time. The export folder does not keep the exchange's base and quote
-assets: a symbol is split at the longest known quote asset it ends with, and a symbol ending in
-none is refused (``SettingsError``) before anything is written.
-
-The datadir is freqtrade's: each series replaces its own pair/timeframe file atomically (a
-reader sees the old file or the new one) and nothing else there is touched. One series is held
-at a time; the candles come from the sources already judged by the rule book, in order.
+Names as freqtrade's ``IDataHandler._pair_data_filename``: ``BTC_USDT-1h.feather``; USD-M futures
+``futures/BTC_USDT_USDT-1h-futures.feather`` (pair ``BTC/USDT:USDT``); ``1M`` is ``1Mo``. Columns
+``date`` (timestamp[ms, UTC]), ``open, high, low, close, volume`` (float64 of the exchange's text),
+sorted, one row per open time. A symbol is split at the longest known quote asset it ends with (the
+folder does not keep base/quote assets); one ending in none is refused before anything is written.
+Each series replaces only its own pair/timeframe file, atomically; one series is held at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,21 +26,14 @@ from crypto_data_export.core.atomic_io import atomic_output_at
 from crypto_data_export.core.candles import SeriesId, first_open_ms, last_open_ms
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.settings.market_names import SPOT
-from crypto_data_export.settings.settings import SettingsError
+from crypto_data_export.settings.settings import Settings, SettingsError
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.listing import scan_exports
 
-if TYPE_CHECKING:
-    from crypto_data_export.settings.settings import Settings
-
 FREQTRADE_FORMATS = ("feather", "parquet")  # feather first: freqtrade's default
 # Binance's quote assets, longest first (so BTCFDUSD is BTC/FDUSD, not BTCF/DUSD).
-QUOTE_ASSETS = sorted(
-    "USDT USDC FDUSD TUSD BUSD USDP DAI USD1 BTC ETH BNB XRP TRX DOGE TRY EUR AEUR EURI BRL ARS "
-    "BIDR IDRT JPY MXN COP CZK NGN PLN RON RUB UAH ZAR GBP AUD".split(),
-    key=len,
-    reverse=True,
-)
+_QUOTES = "USDT USDC FDUSD TUSD BUSD USDP DAI USD1 BTC ETH BNB XRP TRX DOGE TRY EUR AEUR EURI BRL ARS BIDR IDRT JPY"
+QUOTE_ASSETS = sorted(f"{_QUOTES} MXN COP CZK NGN PLN RON RUB UAH ZAR GBP AUD".split(), key=len, reverse=True)
 PRICES = ("open", "high", "low", "close", "volume")
 FREQTRADE_SCHEMA = pa.schema(
     [(c, pa.float64() if c in PRICES else pa.timestamp("ms", tz="UTC")) for c in ("date", *PRICES)]
