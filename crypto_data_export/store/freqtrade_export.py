@@ -27,6 +27,7 @@ from crypto_data_export.core.candles import SeriesId, first_open_ms, last_open_m
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
+from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.listing import scan_exports
 
@@ -68,8 +69,18 @@ def freqtrade_path(datadir: Path, symbol: str, interval: str, market: str, file_
 
 
 def export_sources(settings: Settings) -> tuple[str, list[tuple[SeriesId, Candles]]]:
-    """The layout read ("dataset" or "files") and every series of the settings' market in it."""
-    return "files", _files_layout_series(settings)
+    """The layout read and every series of the settings' market in it: the dataset (every period)
+    with ``EXPORT_LAYOUT=dataset`` or once it exists (it holds the history), else the files layout."""
+    dataset = Dataset.from_settings(settings)
+    if settings.export_layout != "dataset" and not dataset.root.is_dir():
+        return "files", _files_layout_series(settings)
+
+    def candles(series: SeriesId) -> Iterator[pa.Table]:  # a foreign or invalid period is quarantined
+        read = (dataset.read_period(series, info.start_ms) for info in dataset.periods(series))
+        yield from (period for period in read if period is not None)
+
+    series = [s for s in dataset.all_series() if s.market == dataset.market]  # another market: another host
+    return "dataset", [(s, functools.partial(candles, s)) for s in series]
 
 
 def _files_layout_series(settings: Settings) -> list[tuple[SeriesId, Candles]]:

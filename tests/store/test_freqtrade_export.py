@@ -13,7 +13,10 @@ import pyarrow.feather as feather
 import pytest
 
 from crypto_data_export.commands import files_cmd
+from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.settings.settings import SETTING_VARIABLES, SettingsError
+from crypto_data_export.store.dataset import DATASET_FOLDER, Dataset, period_bounds
 from crypto_data_export.store.freqtrade_export import freqtrade_path
 from tests.support import CORRUPT, clean_environ, put, run_cli, valid_bytes
 
@@ -63,6 +66,36 @@ def test_export_freqtrade_from_the_files_layout_as_a_real_run(tmp_path: Path) ->
     assert read_back(datadir / "BTC_USDT-1h.feather") == expected_rows(valid_bytes(24))
     assert read_back(datadir / "ETH_BTC-1h.feather") == expected_rows(valid_bytes(6))
     assert corrupt.read_bytes() == CORRUPT
+
+
+def test_export_freqtrade_from_the_dataset_every_period_in_order_as_a_real_run(tmp_path: Path) -> None:
+    exports, hour = tmp_path / "exports", 3_600_000
+    dataset = Dataset(exports / DATASET_FOLDER, "127.0.0.1:1", "usdm")
+    new_year = int(datetime.fromisoformat("2024-01-01T00:00:00+00:00").timestamp() * 1000)
+    candles = rows_to_frame([generate_candle("BTCUSDT", "1h", new_year + i * hour) for i in range(-3, 4)])
+    btc = dataset.series_of("BTCUSDT", "1h")
+    for start in (new_year - hour, new_year):  # two periods: 2023.parquet and 2024.parquet
+        bounds = period_bounds("1h", start)
+        part = candles.filter(pa.compute.is_in(candles["open_time"], pa.array(range(*bounds, hour))))
+        dataset.write_period(btc, bounds[0], part, [{"kind": "rest", "from_ms": 1, "until_ms": 2}])
+    foreign = dataset.series_folder(dataset.series_of("ETHUSDT", "1h"))  # BTC's period under ETH: never exported
+    foreign.mkdir(parents=True)
+    (foreign / "2024.parquet").write_bytes(dataset.period_path(btc, new_year).read_bytes())
+    datadir = tmp_path / "binance"
+    env = {**clean_environ(), "EXPORT_DIR": str(exports), "EXPORT_LAYOUT": "dataset", "BINANCE_MARKET": "usdm"}
+    env["BINANCE_BASE_URL"] = "http://127.0.0.1:1"
+    done = run_cli("file_manager.py", "export-freqtrade", "--datadir", str(datadir), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "dataset layout" in done.stdout and "ETHUSDT 1h: no valid candles, nothing written" in done.stdout
+    assert [p.relative_to(datadir).as_posix() for p in datadir.rglob("*")] == [
+        "futures",
+        "futures/BTC_USDT_USDT-1h-futures.feather",
+    ]
+    want = [
+        (t, *(float(v) for v in row))
+        for t, *row in zip(*(candles[c].to_pylist() for c in ["open_time", *FREQTRADE_COLUMNS[1:]]), strict=True)
+    ]
+    assert read_back(datadir / "futures" / "BTC_USDT_USDT-1h-futures.feather") == want
 
 
 def test_export_freqtrade_replaces_only_its_pair_files_and_refuses_bad_input(
