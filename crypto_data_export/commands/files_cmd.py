@@ -47,8 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.dry_run and args.command != "cleanup":
         parser.error("--dry-run goes with cleanup")
-    if (args.datadir is None) == (args.command == "export-freqtrade"):
-        parser.error("--datadir goes with export-freqtrade, which needs it")
+    if (args.datadir is None) == (args.command == "export-freqtrade") or (args.json and args.datadir):
+        parser.error("--datadir goes with export-freqtrade, which needs it (and prints no JSON)")
     return args
 
 

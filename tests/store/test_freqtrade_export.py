@@ -125,3 +125,7 @@ def test_export_freqtrade_replaces_only_its_pair_files_and_refuses_bad_input(
     a_file = str(datadir / "SOL_USDT-5m.parquet")
     assert files_cmd.main(["export-freqtrade", "--dir", str(exports), "--datadir", a_file]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    json_too = ["export-freqtrade", "--json", "--datadir", "x"]
+    for wrong in (["export-freqtrade"], ["validate", "--datadir", "x"], json_too):
+        with pytest.raises(SystemExit, match="2"):
+            files_cmd.main([*wrong, "--dir", str(exports)])
