@@ -55,16 +55,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _export_freqtrade(settings: Settings, datadir: Path, file_format: str) -> int:
     layout, sources = export_sources(settings)
     print(f"{layout} layout of {settings.export_dir} -> {datadir} (each pair/timeframe file is replaced)")
-    for pair in export_freqtrade(sources, datadir, file_format):
+    written = export_freqtrade(sources, datadir, file_format)
+    for pair in written:
         name = f"  {pair.series.symbol} {pair.series.interval}"
         if not pair.rows:
             print(f"{name}: no valid candles, nothing written")
             continue
-        verb = "replaced" if pair.replaced else "wrote"
-        print(
-            f"{name}: {verb} {pair.path} ({pair.rows} candles, {ms_to_iso(pair.first_ms)} .. {ms_to_iso(pair.last_ms)})"
-        )
-    return EXIT_OK
+        span = f"{pair.rows} candles, {ms_to_iso(pair.first_ms)} .. {ms_to_iso(pair.last_ms)}"
+        print(f"{name}: {'replaced' if pair.replaced else 'wrote'} {pair.path} ({span})")
+    if not written:
+        print(f"  no series of the {settings.market} market: nothing written")
+    return EXIT_OK if written and all(pair.rows for pair in written) else EXIT_FAILED
 
 
 def _run(files: FileManager, args: argparse.Namespace) -> int:

@@ -85,7 +85,7 @@ def test_export_freqtrade_from_the_dataset_every_period_in_order_as_a_real_run(t
     env = {**clean_environ(), "EXPORT_DIR": str(exports), "EXPORT_LAYOUT": "dataset", "BINANCE_MARKET": "usdm"}
     env["BINANCE_BASE_URL"] = "http://127.0.0.1:1"
     done = run_cli("file_manager.py", "export-freqtrade", "--datadir", str(datadir), env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # a series with nothing to export fails the run, the others go on
     assert "dataset layout" in done.stdout and "ETHUSDT 1h: no valid candles, nothing written" in done.stdout
     assert [p.relative_to(datadir).as_posix() for p in datadir.rglob("*")] == [
         "futures",
@@ -105,6 +105,9 @@ def test_export_freqtrade_replaces_only_its_pair_files_and_refuses_bad_input(
     for name in SETTING_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     exports, datadir = tmp_path / "exports", tmp_path / "binance"
+    exports.mkdir()
+    assert files_cmd.main(["export-freqtrade", "--dir", str(exports), "--datadir", str(datadir)]) == 1
+    assert "no series of the spot market: nothing written" in capsys.readouterr().out and not datadir.exists()
     put(exports, "BTCUSDT", 1, valid_bytes(3))
     datadir.mkdir()
     (datadir / "BTC_USDT-1h.parquet").write_bytes(b"freqtrade's old file")
