@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crypto_data_export.core.atomic_io import atomic_output_at
@@ -59,7 +58,7 @@ def freqtrade_path(datadir: Path, symbol: str, interval: str, market: str, file_
     quote = next((q for q in QUOTE_ASSETS if symbol.endswith(q) and len(symbol) > len(q)), None)
     if quote is None:
         raise SettingsError(
-            f"cannot name {symbol} for freqtrade: it ends with no known quote asset ({', '.join(QUOTE_ASSETS)})"
+            f"cannot name {symbol} for freqtrade: it ends with no known quote ({' '.join(QUOTE_ASSETS)})"
         )
     pair = f"{symbol[: -len(quote)]}_{quote}"  # pair_to_filename("BTC/USDT") = "BTC_USDT"
     timeframe = interval.replace("M", "Mo")
@@ -108,7 +107,8 @@ def export_freqtrade(
 
 
 def _write(series: SeriesId, path: Path, chunks: Iterator[pa.Table], file_format: str) -> PairFile:
-    first = next((c for c in chunks if c.num_rows), None)
+    chunks = (c for c in chunks if c.num_rows)
+    first = next(chunks, None)
     if first is None:  # freqtrade's file, if any, is left as it is
         return PairFile(series, path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,18 +123,9 @@ def _write(series: SeriesId, path: Path, chunks: Iterator[pa.Table], file_format
             writer = pa.ipc.new_file(handle.buffer, FREQTRADE_SCHEMA, options=options)
         with writer:
             for candles in itertools.chain([first], chunks):
-                if not candles.num_rows:
-                    continue
                 if first_open_ms(candles) <= last_ms:  # sources are sorted: a bug, never a silent mix
                     raise InvalidDataError(f"{series.symbol} {series.interval}: candles out of order")
                 last_ms, rows = last_open_ms(candles), rows + candles.num_rows
-                writer.write_table(_freqtrade_table(candles))
+                ohlcv = candles.select(["open_time", *PRICES]).rename_columns(FREQTRADE_SCHEMA.names)
+                writer.write_table(ohlcv.cast(FREQTRADE_SCHEMA))  # text -> float64: the exact cast
     return PairFile(series, path, rows, first_open_ms(first), last_ms, replaced)
-
-
-def _freqtrade_table(candles: pa.Table) -> pa.Table:
-    """The candle model -> freqtrade's columns (an exact text -> float64 cast)."""
-    date = pc.cast(candles.column("open_time"), FREQTRADE_SCHEMA.field("date").type)
-    return pa.Table.from_arrays(
-        [date, *(pc.cast(candles.column(c), pa.float64()) for c in PRICES)], schema=FREQTRADE_SCHEMA
-    )
