@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +45,12 @@ from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
 from crypto_data_export.core.intervals import HOUR_MS, INTERVAL_MS, first_open_from_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
+from crypto_data_export.store.cleanup_report import CleanupResult
+from crypto_data_export.store.exports import ExportFile
+from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION, ParquetFormat, judge_parquet, read_footer
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
+from crypto_data_export.store.validation import FileValidation
 
 if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
@@ -335,8 +339,9 @@ class Dataset:
         """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
-        stored one plus ``source`` (no duplicate). A complete stored period to which the candles add
-        nothing and change nothing is not written again."""
+        stored one plus ``source`` (no duplicate; a REST range overlapping the last one extends it, so
+        a cycle's appends make one entry). A stored period to which the candles add nothing and change
+        nothing is not written again (unless ``confirmed_empty`` may now complete it)."""
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
@@ -346,7 +351,7 @@ class Dataset:
                 continue
             stored = self.read_period(series, start)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
-            sources = [s for s in (info.sources if info else []) if s != source] + [source]
+            sources = _with_source(info.sources if info else [], source)
             if stored is not None and info is not None:
                 both = np.isin(open_times(stored), open_times(new))
                 differ = _differing(
@@ -354,7 +359,7 @@ class Dataset:
                 )
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
-                if info.complete and not differ and both.sum() == len(new):
+                if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
                     written.append(info)
                     continue
                 new = pa.concat_tables([stored.filter(pa.array(~both)), new]).sort_by("open_time")
@@ -438,6 +443,18 @@ def _count(first_ms: int, end_ms: int, interval: str) -> int:
     return int(steps[1] - steps[0])
 
 
+def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
+    last = sources[-1] if sources else {}
+    if last.get("kind") == source.get("kind") == "rest" and last["from_ms"] <= source["until_ms"]:
+        if source["from_ms"] <= last["until_ms"]:
+            wider = {
+                "from_ms": min(last["from_ms"], source["from_ms"]),
+                "until_ms": max(last["until_ms"], source["until_ms"]),
+            }
+            return [*sources[:-1], {**last, **wider}]
+    return [s for s in sources if s != source] + [source]
+
+
 def _differing(stored: pa.Table, fetched: pa.Table) -> int:
     """How many of the same open times (both sorted) hold different values, compared as numbers."""
     if not len(stored):
@@ -448,3 +465,67 @@ def _differing(stored: pa.Table, fetched: pa.Table) -> int:
         mine, theirs = (np.asarray(pc.cast(t.column(column), kind).to_numpy()) for t in (stored, fetched))
         differ |= mine != theirs
     return int(differ.sum())
+
+
+class DatasetSink:
+    """The export job's sink in the dataset layout: what ``FileManager`` is to the rolling files, with
+    the same methods. The stored candles of the window are the previous export (None if the window
+    has holes: it is fetched again and merged); the candles written are merged into their periods;
+    nothing is cut to the window and nothing is pruned (only ``DATASET_RETENTION_DAYS`` removes periods)."""
+
+    def __init__(self, dataset: Dataset, interval: str) -> None:
+        self.dataset, self.interval = dataset, interval
+
+    def for_interval(self, interval: str) -> DatasetSink:
+        return DatasetSink(self.dataset, interval)
+
+    def listed_once(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def writer(self, symbol: str) -> contextlib.AbstractContextManager[bool]:
+        """The series' lock, not waited for: a series a backfill is writing is skipped this cycle."""
+        return self.dataset.lock(self.dataset.series_of(symbol, self.interval), wait=False)
+
+    def export_path(self, symbol: str) -> Path:
+        """The period file a cycle writes now (the current period's)."""
+        return self.dataset.period_path(self.dataset.series_of(symbol, self.interval), _ms(utc_now()))
+
+    def newest_valid_export(
+        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
+    ) -> ReusableExport | None:
+        series = self.dataset.series_of(symbol, self.interval)
+        spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
+        stored = [t for t in (self.dataset.read_period(series, start) for start, _ in spans) if t is not None]
+        candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
+        if candles is None or not len(candles):
+            return None
+        path = self.dataset.period_path(series, period_bounds(self.interval, last_open_ms(candles))[0])
+        if holes := gaps(open_times(candles), self.interval):
+            logger.info("%s: %d candle(s) missing in the stored window; it is fetched again", path, holes[0][2])
+            return None
+        first, last = first_open_ms(candles), last_open_ms(candles)
+        verdict = FileValidation(path, True, None, len(candles), first, last, series=series)
+        return ReusableExport(
+            ExportFile(path, symbol, self.interval, from_ms(last), 0, series.market), candles, verdict
+        )
+
+    def write_export(
+        self,
+        symbol: str,
+        chunks: pa.Table | Iterable[pa.Table],
+        *,
+        replacing: ReusableExport | None = None,
+        now_ms: int | None = None,
+    ) -> tuple[Path, FileValidation]:
+        parts = [chunks] if isinstance(chunks, pa.Table) else list(chunks)
+        candles = pa.concat_tables(parts).combine_chunks()
+        require_forward(last_open_ms(candles), replacing)
+        source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
+        info = self.dataset.merge(self.dataset.series_of(symbol, self.interval), candles, source, now_ms=now_ms)[-1]
+        verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
+        verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
+        return info.path, verdict
+
+    def cleanup(self, **_: object) -> CleanupResult:
+        """Nothing: the look-back and DATA_RETENTION_DAYS never remove dataset periods."""
+        return CleanupResult()

@@ -179,6 +179,10 @@ class FileManager:
         other.interval = interval
         return other
 
+    def writer(self, symbol: str) -> contextlib.AbstractContextManager[bool]:
+        """The series' writer lock: here the run lock already makes the export job the only writer."""
+        return contextlib.nullcontext(True)
+
     @contextlib.contextmanager
     def listed_once(self) -> Iterator[None]:
         """Within this block the per-series scans (here and in ``for_interval`` copies) share
@@ -230,7 +234,12 @@ class FileManager:
         return self.export_dir / name
 
     def write_export(
-        self, symbol: str, chunks: pa.Table | Iterable[pa.Table], *, replacing: ReusableExport | None = None
+        self,
+        symbol: str,
+        chunks: pa.Table | Iterable[pa.Table],
+        *,
+        replacing: ReusableExport | None = None,
+        now_ms: int | None = None,  # the exchange's time: a dataset's sink counts closed candles by it
     ) -> tuple[Path, FileValidation]:
         """Write one export atomically; returns (path, verdict).
 
