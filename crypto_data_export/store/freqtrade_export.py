@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,11 @@ from crypto_data_export.core.candles import SeriesId, first_open_ms, last_open_m
 from crypto_data_export.core.errors import InvalidDataError
 from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings, SettingsError
-from crypto_data_export.store.dataset import Dataset
+from crypto_data_export.store.dataset import Dataset, read_period_info
 from crypto_data_export.store.files import FileManager
 from crypto_data_export.store.listing import scan_exports
+
+logger = logging.getLogger(__name__)
 
 FREQTRADE_FORMATS = ("feather", "parquet")  # feather first: freqtrade's default
 # Binance's quote assets, longest first (so BTCFDUSD is BTC/FDUSD, not BTCF/DUSD).
@@ -74,9 +77,14 @@ def export_sources(settings: Settings) -> tuple[str, list[tuple[SeriesId, Candle
     if settings.export_layout != "dataset" and not dataset.root.is_dir():
         return "files", _files_layout_series(settings)
 
-    def candles(series: SeriesId) -> Iterator[pa.Table]:  # a foreign or invalid period is quarantined
-        read = (dataset.read_period(series, info.start_ms) for info in dataset.periods(series))
-        yield from (period for period in read if period is not None)
+    def candles(series: SeriesId) -> Iterator[pa.Table]:
+        for path in sorted(dataset.series_folder(series).glob("*.parquet")):
+            info = read_period_info(path)  # a foreign period is left where it is: this command only reads
+            if info is None or info.series != series or path != dataset.period_path(series, info.start_ms):
+                named = info.series if info else "no period"
+                logger.warning("not exported: %s names %s, not %s (BINANCE_BASE_URL?)", path, named, series)
+            elif (period := dataset.read_period(series, info.start_ms)) is not None:
+                yield period
 
     series = [s for s in dataset.all_series() if s.market == dataset.market]  # another market: another host
     return "dataset", [(s, functools.partial(candles, s)) for s in series]

@@ -78,7 +78,7 @@ def test_export_freqtrade_from_the_dataset_every_period_in_order_as_a_real_run(t
         bounds = period_bounds("1h", start)
         part = candles.filter(pa.compute.is_in(candles["open_time"], pa.array(range(*bounds, hour))))
         dataset.write_period(btc, bounds[0], part, [{"kind": "rest", "from_ms": 1, "until_ms": 2}])
-    foreign = dataset.series_folder(dataset.series_of("ETHUSDT", "1h"))  # BTC's period under ETH: never exported
+    foreign = dataset.series_folder(dataset.series_of("ETHUSDT", "1h"))  # BTC's period under ETH: not exported
     foreign.mkdir(parents=True)
     (foreign / "2024.parquet").write_bytes(dataset.period_path(btc, new_year).read_bytes())
     datadir = tmp_path / "binance"
@@ -87,6 +87,7 @@ def test_export_freqtrade_from_the_dataset_every_period_in_order_as_a_real_run(t
     done = run_cli("file_manager.py", "export-freqtrade", "--datadir", str(datadir), env=env, cwd=tmp_path)
     assert done.returncode == 1, done.stderr  # a series with nothing to export fails the run, the others go on
     assert "dataset layout" in done.stdout and "ETHUSDT 1h: no valid candles, nothing written" in done.stdout
+    assert "not exported" in done.stderr and (foreign / "2024.parquet").exists()  # reported, left where it is
     assert [p.relative_to(datadir).as_posix() for p in datadir.rglob("*")] == [
         "futures",
         "futures/BTC_USDT_USDT-1h-futures.feather",
