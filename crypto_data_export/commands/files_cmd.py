@@ -9,14 +9,17 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from crypto_data_export.backfill.audit import audit
 from crypto_data_export.core.cli import console_command, script_parser
+from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.report.console import exit_code_of, fail, print_cleanup, print_duplicates
 from crypto_data_export.report.status_report import export_folder_problem
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
 from crypto_data_export.store.files import FileManager
+from crypto_data_export.store.freqtrade_export import FREQTRADE_FORMATS, export_freqtrade, export_sources
 from crypto_data_export.store.run_lock import RunLock
 
 __all__ = ["FileManager", "main"]
@@ -32,11 +35,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "  python file_manager.py cleanup --dry-run          what cleanup would remove or quarantine\n"
         "  python file_manager.py cleanup --dir /data/klines another export folder\n"
         "  python file_manager.py audit --sample 20          20 stored periods (files) against the exchange\n"
-        "  python file_manager.py audit --repair             and replace what the exchange has changed\n\n"
+        "  python file_manager.py audit --repair             and replace what the exchange has changed\n"
+        "  python file_manager.py export-freqtrade --datadir user_data/data/binance   freqtrade's files\n\n"
         "exit codes: 0 ok (audit: no difference, or all repaired), 1 invalid files, a failed step or (audit)\n"
         "differences not repaired, 2 usage/config error, 75 a run holds the lock",
     )
-    parser.add_argument("command", choices=("validate", "duplicates", "cleanup", "audit"), help="what to do")
+    commands = ("validate", "duplicates", "cleanup", "audit", "export-freqtrade")
+    parser.add_argument("command", choices=commands, help="what to do")
     parser.add_argument("--dir", help="the export folder (default: EXPORT_DIR)")
     parser.add_argument("--dry-run", action="store_true", help="with cleanup: change nothing, show what would happen")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -48,6 +53,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with audit: replace what differs from the exchange's "
         "current candles (REST); the old file goes to quarantine",
     )
+    parser.add_argument(
+        "--datadir", type=Path, help="with export-freqtrade: freqtrade's data folder (created if missing)"
+    )
+    parser.add_argument("--format", choices=FREQTRADE_FORMATS, default="feather", help="with export-freqtrade")
     args = parser.parse_args(argv)
     if args.dry_run and args.command != "cleanup":
         parser.error("--dry-run goes with cleanup")
@@ -55,6 +64,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--sample, --seed and --repair go with audit")
     if args.command == "audit" and (args.json or (args.seed is not None and not args.sample)):
         parser.error("audit prints text only; --seed goes with --sample")
+    if (args.datadir is None) == (args.command == "export-freqtrade") or (args.json and args.datadir):
+        parser.error("--datadir goes with export-freqtrade, which needs it (and prints no JSON)")
     return args
 
 
@@ -68,6 +79,22 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     result = audit(settings, sample=args.sample, seed=args.seed, repair=args.repair, show=print)
     print(result.summary())
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _export_freqtrade(settings: Settings, datadir: Path, file_format: str) -> int:
+    layout, sources = export_sources(settings)
+    print(f"{layout} layout of {settings.export_dir} -> {datadir} (each pair/timeframe file is replaced)")
+    written = export_freqtrade(sources, datadir, file_format)
+    for pair in written:
+        name = f"  {pair.series.symbol} {pair.series.interval}"
+        if not pair.rows:
+            print(f"{name}: no valid candles, nothing written")
+            continue
+        span = f"{pair.rows} candles, {ms_to_iso(pair.first_ms)} .. {ms_to_iso(pair.last_ms)}"
+        print(f"{name}: {'replaced' if pair.replaced else 'wrote'} {pair.path} ({span})")
+    if not written:
+        print(f"  no series of the {settings.market} market: nothing written")
+    return EXIT_OK if written and all(pair.rows for pair in written) else EXIT_FAILED
 
 
 def _run(files: FileManager, args: argparse.Namespace) -> int:
@@ -117,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.command == "audit":
         return exit_code_of(lambda: _audit(settings, args))
+    if args.command == "export-freqtrade":
+        try:
+            return exit_code_of(lambda: _export_freqtrade(settings, args.datadir, args.format))
+        except SettingsError as exc:  # a symbol freqtrade cannot name, a --datadir that is a file
+            return fail(exc, EXIT_USAGE)
     files = FileManager.from_settings(settings)
     return exit_code_of(lambda: _run(files, args))
 
