@@ -306,9 +306,15 @@ class ScheduledDataManager:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = status_report.recorded_statistics(scan.files, validations)
+        dataset = None
+        if is_folder and self.settings.export_layout == "dataset":  # footers only; pyarrow in this layout only
+            from crypto_data_export.store.dataset import Dataset
+            from crypto_data_export.store.dataset_completeness import dataset_completeness
+
+            dataset = dataset_completeness(Dataset.from_settings(self.settings, self.export_dir))
         service = self.service_status(state)
         report = status_report.build_status_report(
-            self.settings, state, validations, statistics, service, validated_at=validated_at
+            self.settings, state, validations, statistics, service, validated_at=validated_at, dataset=dataset
         )
         if write and self.export_dir.is_dir():
             status_report.write_status_report(self.export_dir, report, self.notices)

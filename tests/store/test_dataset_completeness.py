@@ -2,51 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.dataset_completeness import dataset_completeness, series_completeness
+from tests.support import HOUR_MS as H
+from tests.support import Y2025, Y2026, Y2027
+from tests.support import write_dataset_period as write_period
 
-H = 3_600_000
-Y2025, Y2026, Y2027 = 1_735_689_600_000, 1_767_225_600_000, 1_798_761_600_000  # Jan 1st, UTC
 HOST = "127.0.0.1:1"
-PRICES = ("open", "high", "low", "close", "volume", "quote_asset_volume")
-
-
-def write_period(
-    root: Path, series: SeriesId, start: int, end: int, opens: list[int], *, expected: int,
-    complete: bool = False, gaps: list[list[int]] | None = None, name: str | None = None,
-    under: SeriesId | None = None,
-) -> Path:  # fmt: skip
-    """A period file as the contract lays it out (columns, Hive folders, key/value metadata)."""
-    n, ms = len(opens), pa.timestamp("ms", tz="UTC")
-    columns: dict[str, pa.Array] = {"open_time": pa.array(opens, pa.int64()).cast(ms)}
-    columns.update({c: pa.array([1.0] * n) for c in PRICES[:5]})
-    columns["close_time"] = pa.array([o + H - 1 for o in opens], pa.int64()).cast(ms)
-    columns["quote_asset_volume"] = pa.array([1.0] * n)
-    columns["number_of_trades"] = pa.array([1] * n, pa.int64())
-    columns["taker_buy_base_asset_volume"] = columns["taker_buy_quote_asset_volume"] = pa.array([1.0] * n)
-    for key in ("symbol", "interval", "market"):
-        columns[key] = pa.array([getattr(series, key)] * n).dictionary_encode()
-    meta = {
-        "exchange_host": series.exchange_host, "market": series.market, "symbol": series.symbol,
-        "interval": series.interval, "cdx_schema_version": "2", "cdx_numbers": "float",
-        "cdx_period_start": str(start), "cdx_period_end": str(end), "cdx_expected": str(expected),
-        "cdx_present": str(n), "cdx_gaps": json.dumps(gaps or []), "cdx_sources": "[]",
-        "cdx_complete": "true" if complete else "false", "cdx_written_at": "2026-12-07T00:00:00+00:00",
-    }  # fmt: skip
-    table = pa.table(columns).replace_schema_metadata(meta)
-    place = under or series
-    folder = root / f"market={place.market}" / f"interval={place.interval}" / f"symbol={place.symbol}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name or str(1970 + round(start / (365.2425 * 24 * H)))}.parquet"
-    pq.write_table(table, path, compression="zstd")
-    return path
 
 
 def holed_dataset(root: Path) -> tuple[Dataset, SeriesId]:
