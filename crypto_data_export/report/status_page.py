@@ -151,7 +151,8 @@ def _dataset(report: Mapping[str, Any]) -> str:
             f'<td class="num" data-l="complete periods">{_e(entry.get("complete_periods"))} of '
             f"{_e(entry.get('periods'))}{short}</td>"
             f'<td class="num" data-l="present">{_e(entry.get("present"))} of {_e(entry.get("expected"))}</td>'
-            f'{_gaps_cell(entry)}<td class="{state}" data-l="complete">{"yes" if state == OK else "no"}</td></tr>'
+            f'{_gaps_cell(entry)}<td class="{OK if state == OK else STALE}" data-l="complete">'
+            f"{'yes' if state == OK else 'no'}</td></tr>"
         )
     return (
         f"<h2>Dataset: {_e(found.get('series_count'))} series · {_e(found.get('complete_series'))} complete · "
