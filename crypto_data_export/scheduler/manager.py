@@ -311,7 +311,9 @@ class ScheduledDataManager:
             from crypto_data_export.store.dataset import Dataset
             from crypto_data_export.store.dataset_completeness import dataset_completeness
 
-            dataset = dataset_completeness(Dataset.from_settings(self.settings, self.export_dir))
+            dataset = dataset_completeness(
+                Dataset.from_settings(self.settings, self.export_dir), ExportFolder(self.export_dir).dataset_footers
+            )
         service = self.service_status(state)
         report = status_report.build_status_report(
             self.settings, state, validations, statistics, service, validated_at=validated_at, dataset=dataset

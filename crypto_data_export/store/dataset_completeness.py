@@ -4,24 +4,78 @@ first and last candle, the expected and present candles of each period, and its 
 The history of a series starts at its first candle: a hole before it (a backfill that began inside a
 period) is not counted. A period missing between two stored ones is a gap of all its candles. Read
 only: a file that is not one of the series' periods is named, never moved (the next cycle's identity
-check quarantines it)."""
+check quarantines it). The footers read are kept by each file's inode, size and mtime: a completed
+period is written once, so a status reads only the footers of the periods written since."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from crypto_data_export.core.atomic_io import atomic_write_text
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.intervals import first_open_from_ms, floor_open_ms, next_open_ms
+from crypto_data_export.core.owned_json import MISSING, OURS, mark, read_owned_json
 from crypto_data_export.core.rules import gaps, grid_steps
-from crypto_data_export.store.dataset import Dataset, PeriodInfo, period_name, periods_between, read_period_info
+from crypto_data_export.store.dataset import Dataset, period_name, periods_between, read_period_info
 from crypto_data_export.store.validation import FileValidation
 
 Gap = tuple[int, int, int]  # first missing open, last missing open, count
+MAX_CACHE_BYTES = 2**28
+
+
+class Footer(NamedTuple):
+    """What completeness needs of a period's footer (``PeriodInfo``), as JSON keeps it."""
+
+    series: list[str] | None  # exchange host, market, symbol, interval
+    start_ms: int
+    end_ms: int
+    expected: int
+    present: int
+    gaps: list[Gap]
+    complete: bool
+    first_open_ms: int | None
+    last_open_ms: int | None
+
+
+class Footers:
+    """The footers of a dataset, read once per version of each file (``cache``: where they are kept)."""
+
+    def __init__(self, root: Path, cache: Path | None) -> None:
+        self.root, self.cache, self.read = root, cache, 0
+        self.new: dict[str, list[Any]] = {}
+        found = read_owned_json(cache, MAX_CACHE_BYTES) if cache else None
+        self.old = found.data.get("footers", {}) if found and found.data and found.verdict == OURS else {}
+        self.ours = found is not None and found.verdict in (OURS, MISSING)  # never replace another's file
+
+    def __call__(self, entry: os.DirEntry[str]) -> Footer | None:
+        try:
+            info, key = entry.stat(follow_symlinks=False), entry.path[len(str(self.root)) :]
+        except OSError:  # replaced or removed since the listing
+            return None
+        stamp = [info.st_ino, info.st_size, info.st_mtime_ns]
+        if isinstance(kept := self.old.get(key), list) and kept[0] == stamp and kept[1]:
+            footer = Footer(*kept[1])
+        elif (period := read_period_info(Path(entry.path))) is None:
+            footer, self.read = None, self.read + 1
+        else:
+            self.read += 1
+            named = period.series
+            ident = None if named is None else [named.exchange_host, named.market, named.symbol, named.interval]
+            footer = Footer(ident, period.start_ms, period.end_ms, period.expected, period.present,
+                            period.gaps, period.complete, period.first_open_ms, period.last_open_ms)  # fmt: skip
+        self.new[key] = [stamp, footer]
+        return footer
+
+    def save(self) -> None:
+        if self.cache and self.ours and (self.read or self.new.keys() != self.old.keys()):
+            atomic_write_text(self.cache, json.dumps(mark({"footers": self.new}, 1), separators=(",", ":")))
 
 
 @dataclass
@@ -90,7 +144,7 @@ class SeriesCompleteness:
 def _merged(ranges: list[Gap], interval: str) -> list[Gap]:
     """Overlapping or adjacent ranges as one, counted on the grid."""
     merged: list[list[int]] = []
-    for first, last, _ in sorted(ranges):
+    for first, last, _ in sorted(map(tuple, ranges)):  # lists when cached
         if merged and first <= next_open_ms(merged[-1][1], interval):
             merged[-1][1] = max(merged[-1][1], last)
         else:
@@ -101,29 +155,33 @@ def _merged(ranges: list[Gap], interval: str) -> list[Gap]:
     return [(first, last, int(b - a + 1)) for (first, last), (a, b) in zip(merged, ends.tolist(), strict=True)]
 
 
-def series_completeness(dataset: Dataset, series: SeriesId) -> SeriesCompleteness:
-    """One series from its footers (``read_period_info``), whatever its folder holds besides."""
+def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) -> SeriesCompleteness:
+    """One series from its footers, whatever its folder holds besides."""
     found = SeriesCompleteness(series, dataset.series_folder(series))
-    infos: list[PeriodInfo] = []
-    for path in sorted(found.folder.glob("*.parquet")):
-        info = read_period_info(path)
-        if info is None or info.series != series:
-            why = "not a readable period" if info is None else f"its metadata names {info.series or 'no series'}"
-            found.not_counted.append(f"{path.name}: {why}")
+    infos: list[tuple[Footer, Path]] = []
+    with os.scandir(found.folder) as listing:
+        entries = sorted((e for e in listing if e.name.endswith(".parquet")), key=lambda e: e.name)
+    for entry in entries:
+        info = footers(entry)
+        if info is None or info.series is None or SeriesId(*info.series) != series:
+            named = "no series" if info is None or info.series is None else "/".join(info.series)
+            found.not_counted.append(
+                f"{entry.name}: " + ("not a readable period" if info is None else f"its metadata names {named}")
+            )
         else:
-            infos.append(info)
-    infos.sort(key=lambda info: info.start_ms)
-    firsts = [i.first_open_ms for i in infos if i.present and i.first_open_ms is not None]
-    if not infos or not firsts:
+            infos.append((info, Path(entry.path)))
+    infos.sort(key=lambda pair: pair[0].start_ms)
+    firsts = [i.first_open_ms for i, _ in infos if i.present and i.first_open_ms is not None]
+    if not firsts:
         return found
     interval, first = series.interval, min(firsts)
-    found.first_open_ms, found.latest = first, infos[-1].path
-    found.last_open_ms = max(i.last_open_ms for i in infos if i.present and i.last_open_ms is not None)
+    found.first_open_ms, found.latest = first, infos[-1][1]
+    found.last_open_ms = max(i.last_open_ms for i, _ in infos if i.present and i.last_open_ms is not None)
     ranges: list[Gap] = []
-    for before, info in zip([None, *infos], infos, strict=False):
+    for before, (info, path) in zip([None, *infos], infos, strict=False):
         held = [g for g in info.gaps if g[1] >= first]  # a hole before the first candle is not history
         expected = info.expected - sum(g[2] for g in info.gaps if g[1] < first)
-        for start, end in periods_between(interval, before.end_ms, info.start_ms) if before else ():  # absent
+        for start, end in periods_between(interval, before[0].end_ms, info.start_ms) if before else ():  # absent
             bounds = np.array([floor_open_ms(start - 1, interval), first_open_from_ms(end, interval)])
             absent = gaps(bounds, interval)
             ranges += absent
@@ -131,11 +189,14 @@ def series_completeness(dataset: Dataset, series: SeriesId) -> SeriesCompletenes
             found.periods.append(PeriodCount(period_name(interval, start), count, 0, False))
         ranges += held
         found.unconfirmed += 0 if info.complete else sum(g[2] for g in held)
-        found.periods.append(PeriodCount(info.path.stem, expected, info.present, info.complete))
+        found.periods.append(PeriodCount(path.stem, expected, info.present, info.complete))
     found.gaps = _merged(ranges, interval)
     return found
 
 
-def dataset_completeness(dataset: Dataset) -> list[SeriesCompleteness]:
-    """Every series stored under the dataset's root, in its order."""
-    return [series_completeness(dataset, series) for series in dataset.all_series()]
+def dataset_completeness(dataset: Dataset, cache: Path | None = None) -> list[SeriesCompleteness]:
+    """Every series stored under the dataset's root, in its order; ``cache``: where the footers read are kept."""
+    footers = Footers(dataset.root, cache)
+    found = [series_completeness(dataset, series, footers) for series in dataset.all_series()]
+    footers.save()
+    return found

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import crypto_data_export.store.dataset_completeness as dataset_completeness_module
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.store.dataset import Dataset
-from crypto_data_export.store.dataset_completeness import dataset_completeness, series_completeness
+from crypto_data_export.store.dataset_completeness import Footers, dataset_completeness, series_completeness
 from tests.support import HOUR_MS as H
 from tests.support import Y2025, Y2026, Y2027
 from tests.support import write_dataset_period as write_period
@@ -29,7 +30,7 @@ def holed_dataset(root: Path) -> tuple[Dataset, SeriesId]:
 
 def test_a_series_counts_from_its_first_candle_and_an_absent_period_is_one_gap_with_its_neighbours(tmp_path):
     dataset, btc = holed_dataset(tmp_path / "dataset")
-    found = series_completeness(dataset, btc)
+    found = series_completeness(dataset, btc, Footers(dataset.root, None))
     entry = found.to_dict(listed=1)
     assert (entry["first_candle"], entry["last_candle"]) == ("2025-12-31T20:00:00+00:00", "2027-01-01T04:00:00+00:00")
     assert (entry["periods"], entry["complete_periods"], entry["periods_missing_candles"]) == (3, 1, 2)
@@ -62,5 +63,24 @@ def test_adjacent_holes_of_two_periods_merge_and_a_foreign_file_is_named_not_cou
     (found,) = dataset_completeness(dataset)
     assert found.gaps[-1] == (end_2025, Y2026 + H, 3)  # Dec 31st 23:00 + Jan 1st 00:00 and 01:00
     assert found.unconfirmed == 2  # 2025 is complete: its holes were confirmed empty by the exchange
-    assert found.not_counted == ["2028.parquet: its metadata names " + str(other)]
+    assert found.not_counted == ["2028.parquet: its metadata names 127.0.0.1:1/spot/BTCUSDT/1h"]
     assert found.last_open_ms == Y2026 + 2 * H
+
+
+def test_each_version_of_a_footer_is_read_once_and_a_foreign_cache_is_left_alone(tmp_path, monkeypatch):
+    """A completed period is written once: the next status reads only the footers written since."""
+    dataset, btc = holed_dataset(tmp_path / "dataset")
+    cache, reads = tmp_path / ".dataset_footers.json", []
+    real = dataset_completeness_module.read_period_info
+    monkeypatch.setattr(dataset_completeness_module, "read_period_info", lambda p: reads.append(p.name) or real(p))
+    first = dataset_completeness(dataset, cache)
+    assert sorted(reads) == ["2025.parquet", "2027.parquet"] and cache.is_file()
+    reads.clear()
+    assert dataset_completeness(dataset, cache) == first and reads == []
+    write_period(dataset.root, btc, Y2027, Y2027 + 365 * 24 * H, [Y2027 + i * H for i in range(5)], expected=5)
+    (again,) = dataset_completeness(dataset, cache)
+    assert reads == ["2027.parquet"] and again.gaps == [(Y2026, Y2027 - H, 8760)]  # the hole of 2027 was filled
+    cache.write_text('{"footers": {}}', encoding="utf-8")  # not ours: used for nothing, never replaced
+    reads.clear()
+    dataset_completeness(dataset, cache)
+    assert len(reads) == 2 and cache.read_text(encoding="utf-8") == '{"footers": {}}'
