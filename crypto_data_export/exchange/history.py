@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 
 import numpy as np
@@ -299,13 +298,13 @@ class HistoricalDataExporter:
 
 
 def _mismatch(stored: pa.Table, fetched: pa.Table) -> str | None:
-    """Why the newest stored candle is not the first fetched one (None: it is; decimals by value,
-    as a Parquet file keeps 8 decimals and a futures answer fewer)."""
+    """Why the newest stored candle is not the first fetched one (None: it is; numbers compared as
+    float64, as a Parquet file keeps doubles or 8 decimals and a futures answer fewer)."""
     mine = stored.slice(len(stored) - 1).to_pylist()[0]
     theirs = fetched.slice(0, 1).to_pylist()[0] if len(fetched) else {"open_time": None}
     for column, value in mine.items():
         other = theirs[column]
-        if value != other and not (isinstance(value, str) and Decimal(value) == Decimal(str(other))):
+        if value != other and not (isinstance(value, str) and other is not None and float(value) == float(other)):
             return f"the newest stored candle, {ms_to_iso(mine['open_time'])}, has {column} {value}, exchange {other}"
     return None
 

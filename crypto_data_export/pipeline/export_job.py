@@ -33,6 +33,7 @@ from crypto_data_export.exchange.history import CandleSource, HistoricalDataExpo
 from crypto_data_export.pipeline.run_summary import ExportReport, SymbolOutcome
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.cleanup_report import CleanupResult, merge_cleanups
+from crypto_data_export.store.dataset import DatasetSink
 from crypto_data_export.store.files import FileManager, require_forward
 from crypto_data_export.store.layout import series_key
 from crypto_data_export.store.scan import ScanStopped
@@ -58,14 +59,15 @@ def error_kind(exc: BaseException) -> str:
 
 
 class ExportJob:
-    """Export a list of symbols into the folder of a FileManager, their missing candles from ``source``.
+    """Export a list of symbols into a sink (the rolling files of a FileManager, or a DatasetSink), their
+    missing candles from ``source``.
     ``window``: a backfill's open times [start, end) instead of the look-back; ``on_candles``: a progress bar;
     ``backfill``: a new file removes only the files whose every candle it holds (``FileManager.cleanup``)."""
 
     def __init__(
         self,
         settings: Settings,
-        file_manager: FileManager,
+        file_manager: FileManager | DatasetSink,
         client: ExchangeClient | None = None,
         *,
         source: CandleSource | None = None,
@@ -170,7 +172,14 @@ class ExportJob:
         try:
             if self.stop_event.is_set():
                 raise StopRequested("not started: stop requested")
-            outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
+            with self.files.for_interval(interval).writer(symbol) as held:
+                if held:
+                    outcome = self._fetch_and_write(symbol, interval, server_ms, dry_run, lookback, ledger)
+                else:  # a backfill is writing this series: not a failure, the next cycle catches up
+                    outcome = SymbolOutcome(
+                        symbol, True, warning="skipped this cycle: another writer (a backfill) holds it"
+                    )
+                    logger.info("%s: %s", name, outcome.warning)
         except (StopRequested, ScanStopped) as exc:  # asked for: not a failure, logged as such
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind="stopped")
             logger.info("%s: %s", name, exc)
@@ -238,7 +247,7 @@ class ExportJob:
                 symbol, True, path=str(path), reused_rows=export.reused_rows, cleanup=pruned, verdict=planned
             )
         chunks = self._counted(self.source.chunks(exporter, export))
-        path, verdict = files.write_export(symbol, chunks, replacing=replacing)
+        path, verdict = files.write_export(symbol, chunks, replacing=replacing, now_ms=export.server_time_ms)
         self.source.written(symbol, interval)
         if export.mismatch is not None and previous is not None:
             export.mismatch += f"; {previous.file.name} was not reused, the window was fetched again"

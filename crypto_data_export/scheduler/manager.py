@@ -43,6 +43,7 @@ from crypto_data_export.store.validation import FileValidation
 if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob
+    from crypto_data_export.store.dataset import Dataset
     from crypto_data_export.store.files import FileManager
 
 logger = logging.getLogger(__name__)
@@ -111,11 +112,18 @@ class ScheduledDataManager:
         """Built on first use so that --status and --cleanup-only never touch the network."""
         from crypto_data_export.exchange.client import ExchangeClient
         from crypto_data_export.pipeline.export_job import ExportJob
+        from crypto_data_export.store.dataset import DatasetSink
 
         client = self._client or ExchangeClient.from_settings(self.settings)
-        return ExportJob(
-            self.settings, self.files, client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done
-        )
+        sink = self.files if self.dataset is None else DatasetSink(self.dataset, self.settings.kline_interval)
+        return ExportJob(self.settings, sink, client, stop_event=self.stop_event, on_symbol_done=self.on_symbol_done)
+
+    @cached_property
+    def dataset(self) -> Dataset | None:
+        """The dataset the cycle appends to (EXPORT_LAYOUT=dataset), else None."""
+        from crypto_data_export.store.dataset import Dataset
+
+        return Dataset.from_settings(self.settings) if self.settings.export_layout == "dataset" else None
 
     def service_status(self, state: RunState) -> str:
         """``running`` only for a live scheduler loop of this folder (not a reused PID, not
@@ -155,6 +163,11 @@ class ScheduledDataManager:
         gone = report.export.gone if report.export is not None and dry_run else set()
         if cleanup and not self.stop_event.is_set():
             report.cleanup = self.files.cleanup(dry_run=dry_run, known=written, gone=gone)
+            if self.dataset is not None and self.settings.dataset_retention_days and not dry_run:
+                cutoff = utc_now().timestamp() * 1000 - self.settings.dataset_retention_days * 86_400_000
+                for path in self.dataset.remove_older_than(int(cutoff)):  # each logged with its reason
+                    report.cleanup.removed.append(path)
+                    report.cleanup.reasons[path] = "dataset period older than DATASET_RETENTION_DAYS"
         # One pass over the folder serves the duplicates, the validations and the statistics:
         # the cleanup's own scan minus what it removed or quarantined, or one scan now.
         scan = report.cleanup.remaining if report.cleanup is not None else None

@@ -77,6 +77,10 @@ class Settings:
     market: str = SPOT  # BINANCE_MARKET; an empty base_url means this market's default host
     # The file format of new exports (store.formats.FORMATS holds one class per name).
     export_format: str = "csv"
+    # EXPORT_LAYOUT: the guide's rolling files, or the dataset (store.dataset) with the whole history.
+    export_layout: str = "files"
+    dataset_numbers: str = "float"  # Parquet numbers of both layouts: float64, or exact decimals
+    dataset_retention_days: float = 0.0  # dataset periods ending longer ago are removed; 0 keeps all
 
     # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle
     # (``symbols`` then holds only the explicitly listed ones, added to it); TOP_N keeps the
@@ -209,6 +213,8 @@ def _intervals(name: str, raw: str) -> tuple[str, ...]:
 
 # The names of store.formats.FORMATS (config imports nothing of store; a test checks they agree).
 EXPORT_FORMATS = ("csv", "parquet")
+EXPORT_LAYOUTS = ("files", "dataset")
+DATASET_NUMBERS = ("float", "decimal")
 MAX_TOP_N = 2000  # more than the TRADING symbols of any quote asset on binance.com
 _ASSET_RULE = re.compile(r"^[A-Z0-9]{1,20}$")
 
@@ -306,6 +312,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "KLINE_INTERVALS": ("kline_intervals", _intervals),
     "BINANCE_MARKET": ("market", _choice(VALID_MARKETS, str.lower)),
     "EXPORT_FORMAT": ("export_format", _choice(EXPORT_FORMATS, str.lower)),
+    "EXPORT_LAYOUT": ("export_layout", _choice(EXPORT_LAYOUTS, str.lower)),
+    "DATASET_NUMBERS": ("dataset_numbers", _choice(DATASET_NUMBERS, str.lower)),
+    "DATASET_RETENTION_DAYS": ("dataset_retention_days", _between(float, 0, 36500, "days (0 keeps every period)")),
     "EXPORT_QUOTE_ASSET": (
         "quote_asset",
         _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),
@@ -318,7 +327,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
 }
 SETTING_VARIABLES: tuple[str, ...] = tuple(_PARSERS) + ("EXPORT_SYMBOLS", "CRYPTO_SYMBOLS")
 # A variable named so is meant for us: one that is not a setting is a typo, reported (else silently ignored).
-OUR_PREFIXES = ("BINANCE_", "EXPORT_", "KLINE_", "CRYPTO_", "EXCHANGE_", "METRICS_")
+OUR_PREFIXES = ("BINANCE_", "EXPORT_", "KLINE_", "CRYPTO_", "EXCHANGE_", "METRICS_", "DATASET_")
 
 
 def warn_unknown_variables(values: Mapping[str, str]) -> None:

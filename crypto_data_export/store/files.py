@@ -42,7 +42,7 @@ from crypto_data_export.settings.market_names import SPOT, VALID_MARKETS
 from crypto_data_export.settings.symbols import unique_in_order
 from crypto_data_export.store.cleanup_report import CleanupResult, DuplicateReport
 from crypto_data_export.store.exports import ExportFile, content_key
-from crypto_data_export.store.formats import DEFAULT_FORMAT, FORMATS, FileFormat, format_for_name
+from crypto_data_export.store.formats import DEFAULT_FORMAT, FileFormat, format_for_name, format_named
 from crypto_data_export.store.layout import (
     EXPORT_NAME_PATTERN,
     QUARANTINE_DIR_NAME,
@@ -157,7 +157,7 @@ class FileManager:
             symbols,
             settings.max_files_per_symbol,
             settings.data_retention_days,
-            file_format=FORMATS[settings.export_format],
+            file_format=format_named(settings.export_format, settings.dataset_numbers),
             stop_event=stop_event,
             market=settings.market,
             intervals=settings.kline_intervals,
@@ -178,6 +178,10 @@ class FileManager:
         other = copy.copy(self)
         other.interval = interval
         return other
+
+    def writer(self, symbol: str) -> contextlib.AbstractContextManager[bool]:
+        """The series' writer lock: here the run lock already makes the export job the only writer."""
+        return contextlib.nullcontext(True)
 
     @contextlib.contextmanager
     def listed_once(self) -> Iterator[None]:
@@ -230,7 +234,12 @@ class FileManager:
         return self.export_dir / name
 
     def write_export(
-        self, symbol: str, chunks: pa.Table | Iterable[pa.Table], *, replacing: ReusableExport | None = None
+        self,
+        symbol: str,
+        chunks: pa.Table | Iterable[pa.Table],
+        *,
+        replacing: ReusableExport | None = None,
+        now_ms: int | None = None,  # the exchange's time: a dataset's sink counts closed candles by it
     ) -> tuple[Path, FileValidation]:
         """Write one export atomically; returns (path, verdict).
 

@@ -21,7 +21,7 @@ from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolEx
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.store.formats.csv_format import CSV_HEADER, csv_lines
-from crypto_data_export.store.formats.parquet_format import PARQUET_SCHEMA, _table_of
+from crypto_data_export.store.formats.parquet_format import parquet_table
 from crypto_data_export.store.scan import validate_file
 
 DAY = 1_730_073_600_000  # 2024-10-28 00:00 UTC
@@ -157,7 +157,7 @@ def _csv_file(tmp_path: Path) -> str:
 
 def _parquet_file(tmp_path: Path) -> str:
     path = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
-    pq.write_table(_table_of(rows_to_frame(BAD)).cast(PARQUET_SCHEMA), path)  # not through the checked writer
+    pq.write_table(parquet_table(rows_to_frame(BAD), numbers="decimal"), path)  # not through the checked writer
     return validate_file(path, "1h").reason or ""
 
 

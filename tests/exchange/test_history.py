@@ -91,6 +91,19 @@ def test_stored_candles_that_are_not_the_exchanges_are_not_reused(sandbox_factor
     assert [r["limit"] for r in exchange.klines_requests("ETHUSDT")] == [4, 47]
 
 
+def test_a_newest_candle_stored_as_doubles_is_the_exchanges(sandbox_factory) -> None:
+    """A float64 Parquet file reads back as the shortest double text (``1.2345678901212346e+11``):
+    the overlap candle is compared as numbers, so it is reused, not fetched again."""
+    exchange = sandbox_factory(now_ms=NOW_MS)
+    eth = export_window(exporter_for(exchange.base_url), "ETHUSDT").frame
+    as_doubles = with_value(
+        eth.slice(0, 44), 43, "quote_asset_volume", format(float(eth["quote_asset_volume"][43].as_py()), ".16e")
+    )
+    assert as_doubles["quote_asset_volume"][43].as_py() != eth["quote_asset_volume"][43].as_py()
+    again = export_window(exporter_for(exchange.base_url), "ETHUSDT", previous=as_doubles)
+    assert again.mismatch is None and again.reused_rows == 44
+
+
 def test_long_windows_are_paginated_at_1000_candles(sandbox_factory) -> None:
     exchange = sandbox_factory(now_ms=NOW_MS)
     result = export_window(exporter_for(exchange.base_url, "1m", 1.0), "BTCUSDT")

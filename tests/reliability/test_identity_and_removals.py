@@ -118,6 +118,8 @@ def test_a_parquet_file_of_another_series_is_not_reused(tmp_path: Path, sandbox:
         b"market": b"spot",
         b"symbol": b"ETHUSDT",
         b"interval": b"1h",
+        b"cdx_schema_version": b"2",
+        b"cdx_numbers": b"float",
     }
     table = pq.read_table(written)
     pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"market": b"usdm"}), written)

@@ -51,33 +51,37 @@ REAL_FILES = {
     "BTCUSDT_1h_20241029_000000.csv": "1h",
     "ADABTC_1m_20211128_000000.csv": "1m",
 }
-DOCUMENTED = pa.schema(
-    [
-        ("open_time", pa.timestamp("ms", tz="UTC")),
-        ("open", pa.decimal128(38, 8)),
-        ("high", pa.decimal128(38, 8)),
-        ("low", pa.decimal128(38, 8)),
-        ("close", pa.decimal128(38, 8)),
-        ("volume", pa.decimal128(38, 8)),
-        ("close_time", pa.timestamp("ms", tz="UTC")),
-        ("quote_asset_volume", pa.decimal128(38, 8)),
-        ("number_of_trades", pa.int64()),
-        ("taker_buy_base_asset_volume", pa.decimal128(38, 8)),
-        ("taker_buy_quote_asset_volume", pa.decimal128(38, 8)),
-    ]
-)
+EXACT = parquet_format.ParquetFormat("decimal")
+
+
+def _documented(price: pa.DataType, volume: pa.DataType, labels: bool = False) -> pa.Schema:
+    time, label = pa.timestamp("ms", tz="UTC"), pa.dictionary(pa.int32(), pa.string())
+    fields = [("open_time", time), *((c, price) for c in ("open", "high", "low", "close")), ("volume", volume)]
+    fields += [("close_time", time), ("quote_asset_volume", volume), ("number_of_trades", pa.int64())]
+    fields += [("taker_buy_base_asset_volume", volume), ("taker_buy_quote_asset_volume", volume)]
+    return pa.schema(fields + ([(c, label) for c in ("symbol", "interval", "market")] if labels else []))
+
+
+DOCUMENTED = _documented(pa.float64(), pa.float64())
+LABELLED = _documented(pa.float64(), pa.float64(), labels=True)  # what the export job writes (it names the series)
+DOCUMENTED_DECIMAL = _documented(pa.decimal128(18, 8), pa.decimal128(28, 8))
 
 
 def _as_text(frame: pa.Table) -> list[list[str]]:
     return [[str(v) for v in row.values()] for row in frame.to_pylist()]
 
 
+def _numeric(frame: pa.Table) -> list[list[float]]:
+    """The candles as numbers: what a float64 file must hold (the exchange's text as a double)."""
+    return [[float(v) for v in row.values()] for row in frame.to_pylist()]
+
+
+def _sandbox(symbol: str, opens: list[int]) -> list[list[float]]:
+    return _numeric(rows_to_frame([generate_candle(symbol, "1h", t) for t in opens]))
+
+
 def _csv_text(frame: pa.Table) -> str:
     return CSV_HEADER + "\n" + csv_lines(frame)
-
-
-def _sandbox_csv(symbol: str, opens: list[int]) -> str:
-    return _csv_text(rows_to_frame([generate_candle(symbol, "1h", t) for t in opens]))
 
 
 def test_registry_and_settings_name_the_same_formats():
@@ -87,13 +91,17 @@ def test_registry_and_settings_name_the_same_formats():
 
 @pytest.mark.parametrize("name", sorted(REAL_FILES))
 def test_real_binance_klines_round_trip_exactly(tmp_path, name):
-    """Every price and volume of real exchange data comes back as the same decimal and the same text."""
+    """Every price and volume of real exchange data comes back as the same double (the default) or,
+    with decimals, as the same decimal and the same text."""
     interval = REAL_FILES[name]
     exchange = CSV.read(DATA / name)
     target = tmp_path / name.replace(".csv", ".parquet")
     assert PARQUET.write(target, exchange, interval).valid
+    assert pq.read_schema(target).equals(DOCUMENTED)
+    assert _numeric(PARQUET.read(target)) == _numeric(exchange)
+    assert EXACT.write(target, exchange, interval).valid
     table = pq.read_table(target)
-    assert table.schema.equals(DOCUMENTED)
+    assert table.schema.equals(DOCUMENTED_DECIMAL)
     for column in DOCUMENTED.names:
         stored = table.column(column).to_pylist()
         if column in ("open_time", "close_time"):
@@ -102,20 +110,20 @@ def test_real_binance_klines_round_trip_exactly(tmp_path, name):
             assert stored == exchange[column].to_pylist()
         else:
             assert stored == [decimal.Decimal(v) for v in exchange[column].to_pylist()], column
-    assert _as_text(PARQUET.read(target)) == _as_text(exchange)  # byte for byte the exchange's strings
-    assert _csv_text(PARQUET.read(target)) == (DATA / name).read_text()
+    assert _as_text(EXACT.read(target)) == _as_text(exchange)  # byte for byte the exchange's strings
+    assert _csv_text(EXACT.read(target)) == (DATA / name).read_text()
 
 
 def test_a_value_float64_would_round_is_kept_exactly(tmp_path):
-    """20 significant digits: float64 cannot hold it, decimal128(38, 8) does."""
+    """20 significant digits: float64 cannot hold it, decimal128(28, 8) does (DATASET_NUMBERS=decimal)."""
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
     huge = "123456789012.12345678"
     assert repr(float(huge)) != huge
     frame = with_value(frame, 0, "quote_asset_volume", huge)
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
-    PARQUET.write(target, frame, "1h")
+    EXACT.write(target, frame, "1h")
     assert str(pq.read_table(target).column("quote_asset_volume")[0].as_py()) == huge
-    assert PARQUET.read(target)["quote_asset_volume"][0].as_py() == huge
+    assert EXACT.read(target)["quote_asset_volume"][0].as_py() == huge
 
 
 def test_a_value_with_more_than_8_decimals_is_refused_not_rounded(tmp_path):
@@ -123,7 +131,7 @@ def test_a_value_with_more_than_8_decimals_is_refused_not_rounded(tmp_path):
     frame = with_value(frame, 2, "volume", "1.123456789")
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     with pytest.raises(InvalidDataError, match=r"volume '1.123456789' of the candle opening 2024-10-28T02:00"):
-        PARQUET.write(target, frame, "1h")
+        EXACT.write(target, frame, "1h")
     assert os.listdir(tmp_path) == []
 
 
@@ -132,6 +140,8 @@ def test_bad_candles_are_never_published(tmp_path):
     frame = with_value(frame, 4, "high", "1.00000000")
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     with pytest.raises(InvalidDataError, match=r"opening 2024-10-28T04:00:00\+00:00 \(row 5: high 1.00000000 < low"):
+        EXACT.write(target, frame, "1h")
+    with pytest.raises(InvalidDataError, match=r"opening 2024-10-28T04:00:00\+00:00 \(row 5: high 1 < low"):
         PARQUET.write(target, frame, "1h")
     assert os.listdir(tmp_path) == []
 
@@ -146,9 +156,9 @@ def _good() -> bytes:
 
 
 def _wrong_schema() -> bytes:
-    """Our file with float64 prices: what a naive pandas writer would make."""
+    """Our file with prices as text: what a naive CSV-to-Parquet converter would make."""
     table = pq.read_table(io.BytesIO(_good()))
-    table = table.set_column(1, "open", table.column("open").cast(pa.float64()))
+    table = table.set_column(1, "open", table.column("open").cast(pa.string()))
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
@@ -157,8 +167,8 @@ def _wrong_schema() -> bytes:
 def _bad_candle() -> bytes:
     table = pq.read_table(io.BytesIO(_good()))
     high = table.column("high").to_pylist()
-    high[3] = decimal.Decimal("1")
-    table = table.set_column(2, "high", pa.array(high, pa.decimal128(38, 8)))
+    high[3] = 1.0
+    table = table.set_column(2, "high", pa.array(high, pa.float64()))
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
@@ -169,8 +179,8 @@ def _bad_candle() -> bytes:
     [
         ("truncated", "not a readable Parquet file"),
         ("random", "not a readable Parquet file"),
-        ("wrong_schema", "wrong schema: open is double, expected decimal128(38, 8)"),
-        ("bad_candle", "row 4: high 1.00000000 < low"),
+        ("wrong_schema", "wrong schema: open is string, expected double"),
+        ("bad_candle", "row 4: high 1 < low"),
         ("empty", "not a readable Parquet file"),
     ],
 )
@@ -203,7 +213,7 @@ def test_one_large_row_group_is_judged_drawn_and_reused_batch_by_batch(tmp_path,
     monkeypatch.setattr(parquet_format, "READ_BATCH_ROWS", 5)
     target = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
     frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
-    pq.write_table(parquet_format._table_of(frame), target, row_group_size=len(frame))
+    pq.write_table(parquet_format.parquet_table(frame), target, row_group_size=len(frame))
     seen: list[int] = []
     real_add = parquet_format.CandleBlocks.add
     monkeypatch.setattr(parquet_format.CandleBlocks, "add", lambda self, c: seen.append(len(c)) or real_add(self, c))
@@ -236,9 +246,9 @@ def test_parquet_cycle_holds_the_exchange_candles_and_the_second_reuses_them(tmp
     assert sorted(p.suffix for p in files) == [".parquet"] * 3
     for path in files:
         symbol = path.name.split("_")[0]
-        assert pq.read_schema(path).equals(DOCUMENTED)
-        expected = _sandbox_csv(symbol, closed_opens("1h", t1 - 2 * DAY_MS, t1))
-        assert _csv_text(PARQUET.read(path)) == expected, f"{path.name} differs from the exchange's candles"
+        assert pq.read_schema(path).equals(LABELLED)
+        expected = _sandbox(symbol, closed_opens("1h", t1 - 2 * DAY_MS, t1))
+        assert _numeric(PARQUET.read(path)) == expected, f"{path.name} differs from the exchange's candles"
 
     t2 = t1 + HOUR_MS
     exchange.config.now_ms = t2
@@ -249,8 +259,8 @@ def test_parquet_cycle_holds_the_exchange_candles_and_the_second_reuses_them(tmp
         calls = exchange.klines_requests(symbol)
         assert len(calls) <= 1 and all(c["startTime"] > t2 - 2 * DAY_MS for c in calls), calls
         (newest,) = [p for p in assert_folder_sound(folder) if p.name.startswith(symbol)]
-        expected = _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
-        assert _csv_text(PARQUET.read(newest)) == expected
+        expected = _sandbox(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        assert _numeric(PARQUET.read(newest)) == expected
 
     status = run_manager(env, "--status", "--json")
     assert status.returncode == 0, status.stderr
@@ -286,7 +296,7 @@ def test_corrupt_parquet_files_are_quarantined_and_rebuilt(tmp_path, sandbox_fac
     rebuilt = {p.name.split("_")[0]: p for p in assert_folder_sound(folder)}
     assert sorted(rebuilt) == sorted(CORRUPTIONS)
     for symbol, path in rebuilt.items():
-        assert _csv_text(PARQUET.read(path)) == _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        assert _numeric(PARQUET.read(path)) == _sandbox(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
         calls = exchange.klines_requests(symbol)
         assert len(calls) == 1 and calls[0]["startTime"] == t2 - 2 * DAY_MS, f"{symbol}: window not rebuilt"
 
@@ -313,7 +323,7 @@ def test_switching_csv_to_parquet_keeps_the_csv_and_reuses_its_candles(tmp_path,
         symbol = path.name.split("_")[0]
         calls = exchange.klines_requests(symbol)
         assert len(calls) <= 1 and all(c["startTime"] > t2 - 2 * DAY_MS for c in calls), "the CSV was not reused"
-        assert _csv_text(PARQUET.read(path)) == _sandbox_csv(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
+        assert _numeric(PARQUET.read(path)) == _sandbox(symbol, closed_opens("1h", t2 - 2 * DAY_MS, t2))
 
 
 def test_unknown_format_exits_2_with_one_line(tmp_path, sandbox):
@@ -339,9 +349,9 @@ def test_backfill_writes_parquet_with_the_exchange_candles(tmp_path, sandbox_fac
     result = run_cli("export_historical_data.py", *args, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     (written,) = export_files(out)
-    assert written.suffix == ".parquet" and pq.read_schema(written).equals(DOCUMENTED)
+    assert written.suffix == ".parquet" and pq.read_schema(written).equals(LABELLED)
     opens = closed_opens("1h", now - 40 * DAY_MS, now)
-    assert _csv_text(PARQUET.read(written)) == _sandbox_csv("BTCUSDT", opens)
+    assert _numeric(PARQUET.read(written)) == _sandbox("BTCUSDT", opens)
 
 
 def test_backfill_honours_export_format_and_refuses_an_unknown_flag_value(tmp_path, sandbox):
@@ -392,7 +402,7 @@ def test_retention_counts_each_format_apart(tmp_path):
     PARQUET.write(newer, pa.concat_tables([frame, extra]), "1h")  # one candle more
     _manager(tmp_path, max_files_per_symbol=1, data_retention_days=36500).cleanup()
     assert sorted(p.name for p in export_files(tmp_path)) == [old_csv.name, newer.name]
-    assert _as_text(PARQUET.read(newer).slice(0, len(frame))) == _as_text(frame)
+    assert _numeric(PARQUET.read(newer).slice(0, len(frame))) == _numeric(frame)
 
 
 def test_export_format_setting_defaults_to_csv_and_picks_the_registry_format(tmp_path):
@@ -459,4 +469,4 @@ def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypat
     checked = scan.check_regular_file(path, "1h", candles_from=0)
     assert checked.validation == whole and whole.valid and whole.rows == 24
     assert checked.candles is not None
-    assert _as_text(checked.candles) == _as_text(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))
+    assert _numeric(checked.candles) == _numeric(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))

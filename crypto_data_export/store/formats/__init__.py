@@ -16,6 +16,11 @@ FORMATS: dict[str, FileFormat] = {f.name: f for f in (CSV, PARQUET)}
 DEFAULT_FORMAT: FileFormat = CSV
 
 
+def format_named(name: str, numbers: str = "float") -> FileFormat:
+    """The format of an EXPORT_FORMAT value, Parquet with DATASET_NUMBERS' number types."""
+    return ParquetFormat(numbers) if name == PARQUET.name and numbers != "float" else FORMATS[name]
+
+
 def format_for_name(file_name: str) -> FileFormat | None:
     """The format a file name's ending says, or None for names that are not ours."""
     for file_format in FORMATS.values():

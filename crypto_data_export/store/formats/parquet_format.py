@@ -1,10 +1,14 @@
-"""Parquet: the same columns as the CSV, typed, for pandas, polars and DuckDB.
+"""Parquet: the candle columns typed for pandas, polars, DuckDB and freqtrade, plus who they belong to.
 
-Times are ``timestamp[ms, tz=UTC]``, trades int64, prices and volumes ``decimal128(38, 8)``:
-the exchange sends (spot) exactly 8 decimals, and a quote volume such as
-``123456789012.12345678`` has more significant digits than a double holds, so float64 would
-silently change it; decimal128 keeps it exactly and pandas, polars and DuckDB read it. A value
-with more than 8 decimals is refused (``InvalidDataError``), never rounded.
+One schema for both layouts (the files layout's exports and the dataset's periods): times
+``timestamp[ms, UTC]``, trades int64, prices and volumes float64 (what pandas, numpy and freqtrade
+compute with; the exchange's text round-trips through a double), or with ``numbers="decimal"``
+exact ``decimal128(18, 8)`` prices and ``decimal128(28, 8)`` volumes (narrow enough that
+``close / open`` stays within Arrow's precision 38; a value that does not fit is refused
+(``InvalidDataError``), never rounded), then ``symbol``, ``interval`` and ``market`` as
+dictionary columns (a folder of files read as one table never mixes series). Rows are sorted by
+open time, written with sorting metadata, statistics and the series' identity as key/value
+metadata. Files of earlier versions (``decimal128(38, 8)``, no label columns) stay valid and readable.
 
 Each batch of rows is read back as the candle table and judged by the one rule book. Memory stays
 bounded: fed bytes are spooled to a temporary file, the metadata (rows, row-group sizes) is
@@ -17,10 +21,12 @@ import dataclasses
 import io
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,18 +38,32 @@ from crypto_data_export.core.rules import column_problem
 from crypto_data_export.store.formats.base import Approval, CandleBlocks, CandleChunks, FileFormat, Verdict
 from crypto_data_export.store.validation import FileValidation
 
+SCHEMA_VERSION = "2"
 DECIMAL_SCALE = 8
-DECIMAL_TYPE = pa.decimal128(38, DECIMAL_SCALE)
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
-PARQUET_SCHEMA = pa.schema(
-    [
-        pa.field(
-            column,
-            TIME_TYPE if column in TIME_COLUMNS else pa.int64() if column == "number_of_trades" else DECIMAL_TYPE,
-        )
-        for column in CANDLE_COLUMNS
-    ]
-)
+LABEL_TYPE = pa.dictionary(pa.int32(), pa.string())
+LABEL_COLUMNS = ("symbol", "interval", "market")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+# numbers -> (price type, volume type)
+NUMBER_TYPES = {
+    "float": (pa.float64(), pa.float64()),
+    "decimal": (pa.decimal128(18, DECIMAL_SCALE), pa.decimal128(28, DECIMAL_SCALE)),
+}
+
+
+def parquet_schema(numbers: str = "float", *, labels: bool = True) -> pa.Schema:
+    """The columns of our Parquet files (``labels``: with symbol, interval and market)."""
+    price, volume = NUMBER_TYPES[numbers]
+
+    def kind(column: str) -> Any:
+        if column in INTEGER_COLUMNS:
+            return TIME_TYPE if column in TIME_COLUMNS else pa.int64()
+        return price if column in PRICE_COLUMNS else volume
+
+    return pa.schema([(c, kind(c)) for c in CANDLE_COLUMNS] + [(c, LABEL_TYPE) for c in LABEL_COLUMNS if labels])
+
+
+PARQUET_SCHEMA = parquet_schema()
 # Rows per row group when writing; rows per batch when judging (memory bounded whatever the groups).
 WRITE_ROWS = 100_000
 READ_BATCH_ROWS = 65_536
@@ -63,51 +83,62 @@ class _Unreadable(Exception):
     """The bytes are not a Parquet file we can judge (the message says why)."""
 
 
-def _table_of(chunk: pa.Table) -> pa.Table:
-    """A candle table -> an Arrow table of ``PARQUET_SCHEMA``; raises InvalidDataError
-    naming the first value that is not an exact decimal with at most 8 decimals."""
-    arrays = [
-        pc.cast(chunk.column(f.name), f.type) if f.name in INTEGER_COLUMNS else _decimals(chunk, f.name)
-        for f in PARQUET_SCHEMA
+def parquet_table(chunk: pa.Table, series: SeriesId | None = None, numbers: str = "float") -> pa.Table:
+    """A candle table -> the Parquet columns (labelled with ``series`` if given): the one conversion of
+    both layouts; raises InvalidDataError naming the first value that does not convert exactly."""
+    schema = parquet_schema(numbers, labels=series is not None)
+    arrays: list[Any] = [
+        pc.cast(chunk.column(f.name), f.type) if f.name in INTEGER_COLUMNS else _numbers(chunk, f.name, f.type)
+        for f in schema
+        if f.name in CANDLE_COLUMNS
     ]
-    return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
+    if series is not None:
+        indices = np.zeros(len(chunk), dtype=np.int32)
+        labels = (series.symbol, series.interval, series.market)
+        arrays += [pa.DictionaryArray.from_arrays(indices, pa.array([label], pa.string())) for label in labels]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _decimals(chunk: pa.Table, column: str) -> pa.ChunkedArray:
+def _numbers(chunk: pa.Table, column: str, kind: pa.DataType) -> pa.ChunkedArray:
     try:
-        return pc.cast(chunk.column(column), DECIMAL_TYPE)
+        return pc.cast(chunk.column(column), kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        why = _first_inexact(chunk, column)
+        why = _first_inexact(chunk, column, kind)
         raise InvalidDataError(f"new candles fail validation: {why}; nothing was written") from exc
 
 
-def _first_inexact(chunk: pa.Table, column: str) -> str:
-    """Why a decimal column does not convert exactly, at its first bad candle (error path only)."""
+def _first_inexact(chunk: pa.Table, column: str, kind: pa.DataType) -> str:
+    """Why a number column does not convert exactly, at its first bad candle (error path only)."""
     opens = chunk.column("open_time").to_pylist()
     for opened, value in zip(opens, chunk.column(column).to_pylist(), strict=True):
         try:
-            pc.cast(pa.array([value], pa.string()), DECIMAL_TYPE)
+            pc.cast(pa.array([value], pa.string()), kind)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             when = datetime.fromtimestamp((opened or 0) / 1000, tz=UTC).isoformat()
-            return (
-                f"{column} {str(value)[:40]!r} of the candle opening {when} is not a decimal "
-                f"with at most {DECIMAL_SCALE} decimals (Parquet stores decimal128(38, {DECIMAL_SCALE}))"
-            )
-    return f"{column} does not fit decimal128(38, {DECIMAL_SCALE})"
+            return f"{column} {str(value)[:40]!r} of the candle opening {when} does not fit {kind} exactly"
+    return f"{column} does not fit {kind}"
 
 
 def table_to_candles(table: pa.Table) -> pa.Table:
-    """An Arrow table of ``PARQUET_SCHEMA`` -> the candle table (decimals as their 8-decimal text)."""
+    """Our Parquet columns -> the candle table (decimals as their 8-decimal text, floats as the shortest
+    text that reads back as the same double)."""
     return pa.Table.from_arrays([pc.cast(table.column(f.name), f.type) for f in CANDLE_SCHEMA], schema=CANDLE_SCHEMA)
 
 
 def _schema_problem(schema: pa.Schema) -> str | None:
-    problem = column_problem("schema", list(schema.names))
+    """None for our schema: either number type, labels or none (the files of earlier versions)."""
+    names = list(schema.names)
+    labelled = names[len(CANDLE_COLUMNS) :] == list(LABEL_COLUMNS)
+    problem = column_problem("schema", names[: len(CANDLE_COLUMNS)] if labelled else names)
     if problem is not None:
         return problem
-    for have_field, want_field in zip(schema, PARQUET_SCHEMA, strict=True):
-        if not have_field.type.equals(want_field.type):
-            return f"wrong schema: {have_field.name} is {have_field.type}, expected {want_field.type}"
+    for have in schema:
+        want = PARQUET_SCHEMA.field(have.name).type
+        number = pa.types.is_floating(want) and (
+            have.type == pa.float64() or pa.types.is_decimal(have.type) and have.type.scale == DECIMAL_SCALE
+        )
+        if not (have.type.equals(want) or number):
+            return f"wrong schema: {have.name} is {have.type}, expected {want}"
     return None
 
 
@@ -148,6 +179,15 @@ def _open(source: IO[bytes]) -> pq.ParquetFile:
                 f"more than {MAX_GROUP_ROWS} rows or {MAX_GROUP_BYTES} bytes"
             )
     return parquet
+
+
+def read_footer(path: Path) -> pq.FileMetaData:
+    """The footer of one of our Parquet files, its schema checked, no row read; raises InvalidDataError."""
+    with open(path, "rb") as source:
+        try:
+            return _open(source).metadata
+        except _Unreadable as problem:
+            raise InvalidDataError(f"{path.name}: {problem}") from problem
 
 
 def judge_parquet(source: IO[bytes], interval: str, path: Path, *, candles_from: int | None = None) -> Verdict:
@@ -207,6 +247,11 @@ class ParquetFormat(FileFormat):
     name = "parquet"
     suffix = ".parquet"
 
+    def __init__(self, numbers: str = "float") -> None:
+        if numbers not in NUMBER_TYPES:
+            raise ValueError(f"numbers must be one of {sorted(NUMBER_TYPES)}, not {numbers!r}")
+        self.numbers = numbers
+
     def write(
         self,
         target: Path,
@@ -215,19 +260,24 @@ class ParquetFormat(FileFormat):
         *,
         approve: Approval | None = None,
         series: SeriesId | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> FileValidation:
-        """Each chunk is converted (exact decimals or ``InvalidDataError``) and written in row
-        groups of ``WRITE_ROWS``; the finished temp file is then read back from disk by the
-        checker that judges files in the folder, ``approve`` sees that verdict, and only then is
-        the file fsynced and renamed (``atomic_output_at``). ``series`` goes in the key/value metadata."""
+        """Each chunk is converted (``parquet_table``) and written in row groups of ``WRITE_ROWS``,
+        sorted by open time; the finished temp file is then read back from disk by the checker that
+        judges files in the folder, ``approve`` sees that verdict, and only then is the file fsynced
+        and renamed (``atomic_output_at``). ``series`` and ``metadata`` go in the key/value metadata."""
         parts = [chunks] if isinstance(chunks, pa.Table) else chunks
-        schema = PARQUET_SCHEMA.with_metadata(dataclasses.asdict(series) if series else {})
+        keys = {**(dataclasses.asdict(series) if series else {}), **(metadata or {})}
+        keys |= {"cdx_schema_version": SCHEMA_VERSION, "cdx_numbers": self.numbers}
+        schema = parquet_schema(self.numbers, labels=series is not None).with_metadata(keys)
         with atomic_output_at(target) as (handle, temp):
             assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
-            with pq.ParquetWriter(handle.buffer, schema, compression="zstd") as writer:
+            sorting = [pq.SortingColumn(0)]
+            with pq.ParquetWriter(handle.buffer, schema, compression="zstd", sorting_columns=sorting) as writer:
                 for chunk in parts:
                     for start in range(0, len(chunk), WRITE_ROWS):
-                        writer.write_table(_table_of(chunk.slice(start, WRITE_ROWS)), row_group_size=WRITE_ROWS)
+                        table = parquet_table(chunk.slice(start, WRITE_ROWS), series, self.numbers)
+                        writer.write_table(table, row_group_size=WRITE_ROWS)
             handle.buffer.flush()
             with open(temp, "rb") as written:
                 verdict = judge_parquet(written, interval, target)[0]

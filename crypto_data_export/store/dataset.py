@@ -1,0 +1,531 @@
+"""The dataset layout: the whole history of each series, one verified Parquet file per period.
+
+    EXPORT_DIR/dataset/market=spot/interval=1h/symbol=BTCUSDT/2026.parquet   (Hive partitions)
+    EXPORT_DIR/quarantine/dataset/<the same relative path>                  files set aside (never read)
+
+A period is a UTC day below 1m (``1s``: 86,400 rows), a calendar month from 1m to 30m (at most
+44,640 rows) and a calendar year from 1h up (at most 8,784): files neither tiny nor huge. A
+candle belongs to the period holding its open time. Each file is written whole, atomically and
+read back by the rule book before it replaces the old one; its footer names the series (checked
+before a file is reused: a foreign one is quarantined, never merged), the period, its expected and
+present candles, its gaps and its sources. One writer per series at a time (``lock``).
+Everything reads and writes the dataset through this module; no other builds its paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto_data_export.core.candles import (
+    CANDLE_COLUMNS,
+    SeriesId,
+    exchange_host,
+    first_open_ms,
+    last_open_ms,
+    open_times,
+    within,
+)
+from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
+from crypto_data_export.core.errors import InvalidDataError, StorageError
+from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
+from crypto_data_export.core.intervals import HOUR_MS, INTERVAL_MS, first_open_from_ms, floor_open_ms, next_open_ms
+from crypto_data_export.core.rules import gaps, grid_steps
+from crypto_data_export.settings.symbols import SYMBOL_PATTERN
+from crypto_data_export.store.cleanup_report import CleanupResult
+from crypto_data_export.store.exports import ExportFile
+from crypto_data_export.store.files import ReusableExport, require_forward
+from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION, ParquetFormat, judge_parquet, read_footer
+from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
+from crypto_data_export.store.validation import FileValidation
+
+if TYPE_CHECKING:
+    from crypto_data_export.settings.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DATASET_FOLDER", "SCHEMA_VERSION", "Dataset", "PeriodInfo", "period_bounds", "period_name"]
+
+DATASET_FOLDER = "dataset"
+LOCK_NAME = ".lock"
+_PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
+_FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
+
+
+def _period_kind(interval: str) -> str:
+    length = INTERVAL_MS[interval]  # KeyError: not an interval
+    return "day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"
+
+
+def period_bounds(interval: str, open_ms: int) -> tuple[int, int]:
+    """[start, end) epoch ms of the period holding a candle opening at open_ms."""
+    moment, kind = from_ms(open_ms), _period_kind(interval)
+    if kind == "day":
+        start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        return _ms(start), _ms(start) + 24 * HOUR_MS
+    if kind == "month":
+        following = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
+        return _ms(datetime(moment.year, moment.month, 1, tzinfo=UTC)), _ms(following)
+    return _ms(datetime(moment.year, 1, 1, tzinfo=UTC)), _ms(datetime(moment.year + 1, 1, 1, tzinfo=UTC))
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def period_name(interval: str, start_ms: int) -> str:
+    """``2026``, ``2026-11`` or ``2026-11-07``: the file name of the period, without ``.parquet``."""
+    return from_ms(start_ms).strftime(_FORMATS[_period_kind(interval)])
+
+
+def periods_between(interval: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """Every period overlapping [start_ms, end_ms), in order."""
+    found: list[tuple[int, int]] = []
+    cursor = start_ms
+    while cursor < end_ms:
+        found.append(period_bounds(interval, cursor))
+        cursor = found[-1][1]
+    return found
+
+
+def expected_candles(interval: str, start_ms: int, end_ms: int, now_ms: int) -> tuple[int, int, int]:
+    """(count, first open, last open) of the grid candles opening in [start_ms, end_ms) and closed at now_ms."""
+    first = first_open_from_ms(start_ms, interval)
+    last = min(floor_open_ms(end_ms - 1, interval), floor_open_ms(floor_open_ms(now_ms, interval) - 1, interval))
+    if last < first:
+        return 0, first, last
+    steps = grid_steps(np.array([first, last], dtype=np.int64), interval)
+    return int(steps[1] - steps[0] + 1), first, last
+
+
+@dataclass(frozen=True)
+class PeriodInfo:
+    """One stored period, from its footer alone (no row read)."""
+
+    path: Path
+    series: SeriesId | None  # what the metadata names (None: names none -> not ours)
+    start_ms: int
+    end_ms: int
+    expected: int
+    present: int
+    gaps: list[tuple[int, int, int]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    written_at: str = ""
+    first_open_ms: int | None = None  # from the open_time statistics
+    last_open_ms: int | None = None
+
+    @property
+    def missing(self) -> int:
+        return sum(g[2] for g in self.gaps)
+
+
+def read_period_info(path: Path) -> PeriodInfo | None:
+    """The period a file's footer describes; None: not a readable period of ours."""
+    try:
+        footer = read_footer(path)
+        keys = {k.decode(): v.decode() for k, v in (footer.metadata or {}).items()}
+        names = [keys.get(f) for f in ("exchange_host", "market", "symbol", "interval")]
+        series = SeriesId(*names) if all(names) else None  # type: ignore[arg-type]
+        lows: list[Any] = []
+        highs: list[Any] = []
+        for index in range(footer.num_row_groups):
+            stats = footer.row_group(index).column(0).statistics
+            if stats is not None and stats.has_min_max:
+                lows.append(stats.min_raw)
+                highs.append(stats.max_raw)
+        return PeriodInfo(
+            Path(path),
+            series,
+            int(keys["cdx_period_start"]),
+            int(keys["cdx_period_end"]),
+            int(keys["cdx_expected"]),
+            int(keys["cdx_present"]),
+            [(int(a), int(b), int(c)) for a, b, c in json.loads(keys["cdx_gaps"])],
+            list(json.loads(keys["cdx_sources"])),
+            keys["cdx_complete"] == "true",
+            keys["cdx_written_at"],
+            int(min(lows)) if lows else None,
+            int(max(highs)) if highs else None,
+        )
+    except (InvalidDataError, OSError, KeyError, ValueError, TypeError) as exc:
+        logger.debug("%s is not a period of ours: %s", path, exc)
+        return None
+
+
+class Dataset:
+    """The dataset under one root for one exchange host and market."""
+
+    def __init__(self, root: Path, exchange_host: str, market: str, numbers: str = "float") -> None:
+        self.root = Path(os.path.abspath(root))
+        self.host, self.market = exchange_host, market
+        self.format = ParquetFormat(numbers)
+        self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
+
+    @classmethod
+    def from_settings(cls, settings: Settings, export_dir: Path | None = None) -> Dataset:
+        root = Path(export_dir or settings.export_dir) / DATASET_FOLDER
+        return cls(root, exchange_host(settings.base_url), settings.market, settings.dataset_numbers)
+
+    def series_of(self, symbol: str, interval: str) -> SeriesId:
+        return SeriesId(self.host, self.market, symbol, interval)
+
+    def series_folder(self, series: SeriesId) -> Path:
+        if not SYMBOL_PATTERN.fullmatch(series.symbol) or series.interval not in INTERVAL_MS:
+            raise ValueError(f"not a series of a dataset: {series}")
+        return self.root / f"market={series.market}" / f"interval={series.interval}" / f"symbol={series.symbol}"
+
+    def period_path(self, series: SeriesId, start_ms: int) -> Path:
+        return self.series_folder(series) / f"{period_name(series.interval, start_ms)}.parquet"
+
+    def _period_files(self, series: SeriesId) -> list[Path]:
+        """The regular files with a period's name in the series folder (a symlink is never followed)."""
+        folder = self.series_folder(series)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+        return [Path(e.path) for e in entries if _PERIOD_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+
+    def _foreign(self, series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
+        """Why a stored file may not be used as a period of ``series`` (None: it may)."""
+        if info is None:
+            return "not a readable period of the dataset"
+        if info.series != series:
+            return f"its metadata names {info.series or 'no series'}, not {series}"
+        if (
+            path.name != f"{period_name(series.interval, info.start_ms)}.parquet"
+            or info.end_ms != period_bounds(series.interval, info.start_ms)[1]
+        ):
+            return f"its metadata names the period {ms_to_iso(info.start_ms)}, not the one of its name"
+        return None
+
+    def periods(self, series: SeriesId) -> list[PeriodInfo]:
+        """Stored periods in order, identity checked: a file whose metadata names another series
+        (or none) is quarantined (logged warning naming it and why) and left out."""
+        found = []
+        for path in self._period_files(series):
+            info = read_period_info(path)
+            why = self._foreign(series, path, info)
+            if why is not None:
+                self.quarantine(path, why)
+            elif info is not None:
+                found.append(info)
+        return found
+
+    def all_series(self) -> list[SeriesId]:
+        """Every series folder present under the root (this dataset's host; the folder's market)."""
+        found = []
+        for folder in sorted(self.root.glob("market=*/interval=*/symbol=*")):
+            market, interval, symbol = (part.partition("=")[2] for part in folder.relative_to(self.root).parts)
+            series = SeriesId(self.host, market, symbol, interval)
+            if folder.is_dir() and not folder.is_symlink() and series.interval in INTERVAL_MS:
+                if SYMBOL_PATTERN.fullmatch(series.symbol):
+                    found.append(series)
+        return found
+
+    def read_period(self, series: SeriesId, start_ms: int) -> pa.Table | None:
+        """The period's candles as the candle model, judged by the rule book; None if absent;
+        an invalid or foreign file is quarantined and None returned."""
+        path = self.period_path(series, start_ms)
+        try:
+            with open(path, "rb", opener=_no_follow) as source:
+                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        why = self._foreign(series, path, read_period_info(path)) if verdict.valid else verdict.reason
+        start, end = period_bounds(series.interval, start_ms)
+        if why is None and candles is not None and len(candles):
+            if first_open_ms(candles) < start or last_open_ms(candles) >= end:
+                why = "it holds candles outside its period"
+        if why is not None or candles is None:
+            self.quarantine(path, why or "invalid")
+            return None
+        return candles
+
+    def write_period(
+        self,
+        series: SeriesId,
+        start_ms: int,
+        candles: pa.Table,
+        sources: list[dict[str, Any]],
+        *,
+        confirmed_empty: Callable[[int, int], bool] | None = None,
+        now_ms: int | None = None,
+    ) -> PeriodInfo:
+        """Atomically replace the period's file with exactly these candles (candle model, all inside
+        the period), verified (read back, rule book) before the rename; computes expected/present/gaps/
+        complete (complete needs the period closed and every hole confirmed: by confirmed_empty(first, last)
+        when given). Raises InvalidDataError and writes nothing if the candles break a rule.
+        ``now_ms``: the exchange's time (default this machine's), what counts as closed."""
+        start, end = period_bounds(series.interval, start_ms)
+        path = self.period_path(series, start)
+        if not len(candles):
+            raise InvalidDataError(f"{path.name}: no candles for the period; nothing was written")
+        first, last = first_open_ms(candles), last_open_ms(candles)
+        if first < start or last >= end:
+            raise InvalidDataError(
+                f"{path.name}: candles from {ms_to_iso(first)} to {ms_to_iso(last)} are not all in it"
+            )
+        now = _ms(utc_now()) if now_ms is None else now_ms
+        expected, grid_first, grid_last = expected_candles(series.interval, start, end, now)
+        holes = gaps(open_times(candles), series.interval)
+        if first > grid_first:  # before the first candle, after the last one: missing too
+            holes.insert(0, (grid_first, _before(first, series.interval), _count(grid_first, first, series.interval)))
+        if grid_last > last:
+            after = next_open_ms(last, series.interval)
+            holes.append((after, grid_last, _count(after, next_open_ms(grid_last, series.interval), series.interval)))
+        last_close = next_open_ms(floor_open_ms(end - 1, series.interval), series.interval)
+        closed = expected_candles(series.interval, start, end, last_close)[0] == expected
+        confirmed = all(confirmed_empty(a, b) for a, b, _ in holes) if confirmed_empty and holes else not holes
+        written_at = to_iso(utc_now()) or ""
+        metadata = {
+            "cdx_period_start": str(start),
+            "cdx_period_end": str(end),
+            "cdx_expected": str(expected),
+            "cdx_present": str(len(candles)),
+            "cdx_gaps": json.dumps([list(g) for g in holes]),
+            "cdx_sources": json.dumps(sources),
+            "cdx_complete": "true" if closed and confirmed else "false",
+            "cdx_written_at": written_at,
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
+        self.format.write(path, candles, series.interval, series=series, metadata=metadata)
+        logger.debug("wrote %s (%d candles)", path, len(candles))
+        return PeriodInfo(
+            path,
+            series,
+            start,
+            end,
+            expected,
+            len(candles),
+            holes,
+            sources,
+            closed and confirmed,
+            written_at,
+            first,
+            last,
+        )
+
+    def merge(
+        self,
+        series: SeriesId,
+        candles: pa.Table,
+        source: dict[str, Any],
+        *,
+        confirmed_empty: Callable[[int, int], bool] | None = None,
+        now_ms: int | None = None,
+    ) -> list[PeriodInfo]:
+        """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
+        an open time in both, the new candle wins (the exchange's current value) and a warning counts
+        how many differed (numerically); write_period each touched period; the sources list is the
+        stored one plus ``source`` (no duplicate; a REST range overlapping the last one extends it, so
+        a cycle's appends make one entry). A stored period to which the candles add nothing and change
+        nothing is not written again (unless ``confirmed_empty`` may now complete it)."""
+        written: list[PeriodInfo] = []
+        if not len(candles):
+            return written
+        for start, end in periods_between(series.interval, first_open_ms(candles), last_open_ms(candles) + 1):
+            new = within(candles, start, end)
+            if not len(new):
+                continue
+            stored = self.read_period(series, start)
+            info = read_period_info(self.period_path(series, start)) if stored is not None else None
+            sources = _with_source(info.sources if info else [], source)
+            if stored is not None and info is not None:
+                both = np.isin(open_times(stored), open_times(new))
+                differ = _differing(
+                    stored.filter(pa.array(both)), new.filter(pa.array(np.isin(open_times(new), open_times(stored))))
+                )
+                if differ:
+                    logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
+                if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
+                    written.append(info)
+                    continue
+                new = pa.concat_tables([stored.filter(pa.array(~both)), new]).sort_by("open_time")
+            written.append(
+                self.write_period(series, start, new, sources, confirmed_empty=confirmed_empty, now_ms=now_ms)
+            )
+        return written
+
+    @contextlib.contextmanager
+    def lock(self, series: SeriesId, *, wait: bool) -> Iterator[bool]:
+        """The series' writer lock (``.lock`` in its folder): True if held; with wait=False a held
+        lock yields False at once (the cycle skips that series with a note)."""
+        folder = self.series_folder(series)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+
+        def cannot(path: Path, exc: OSError) -> Exception:
+            return StorageError(f"cannot open the lock {path}: {exc.strerror or exc}")
+
+        held = FileLock(folder / LOCK_NAME, wait_seconds=WAIT_FOREVER if wait else 0.0, on_error=cannot)
+        try:
+            held.acquire()
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            held.release()
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move a file of the dataset outside the root (readers never see it), never deleting it."""
+        path = Path(os.path.abspath(path))
+        target = self.quarantine_root / path.relative_to(self.root)
+        stem, suffix, number = target.stem, target.suffix, 1
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            while os.path.lexists(target):
+                target = target.with_name(f"{stem}.{number}{suffix}")
+                number += 1
+            os.replace(path, target)
+        except OSError as exc:
+            raise StorageError(f"cannot move {path} to quarantine: {exc.strerror or exc}") from exc
+        logger.warning("quarantined %s -> %s: %s", path, target, reason)
+        return target
+
+    def remove_older_than(self, cutoff_ms: int) -> list[Path]:
+        """Remove whole periods that end by ``cutoff_ms`` (DATASET_RETENTION_DAYS); returns them."""
+        removed = []
+        for series in self.all_series():
+            for path in self._period_files(series):
+                match = _PERIOD_FILE.fullmatch(path.name)
+                assert match is not None
+                year, month, day = (int(part or 1) for part in match.groups())
+                start = _ms(datetime(year, month, day, tzinfo=UTC))
+                if path.name != f"{period_name(series.interval, start)}.parquet":
+                    continue  # not a period name of this interval: not ours
+                if period_bounds(series.interval, start)[1] <= cutoff_ms and stat.S_ISREG(os.lstat(path).st_mode):
+                    os.unlink(path)
+                    logger.info(
+                        "removed %s: the period ended before %s (DATASET_RETENTION_DAYS)", path, ms_to_iso(cutoff_ms)
+                    )
+                    removed.append(path)
+        return removed
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _before(open_ms: int, interval: str) -> int:
+    """The open time of the grid candle before ``open_ms``."""
+    return floor_open_ms(open_ms - 1, interval)
+
+
+def _count(first_ms: int, end_ms: int, interval: str) -> int:
+    """Grid candles opening in [first_ms, end_ms) (first_ms on the grid)."""
+    steps = grid_steps(np.array([first_ms, end_ms], dtype=np.int64), interval)
+    return int(steps[1] - steps[0])
+
+
+def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
+    last = sources[-1] if sources else {}
+    if last.get("kind") == source.get("kind") == "rest" and last["from_ms"] <= source["until_ms"]:
+        if source["from_ms"] <= last["until_ms"]:
+            wider = {
+                "from_ms": min(last["from_ms"], source["from_ms"]),
+                "until_ms": max(last["until_ms"], source["until_ms"]),
+            }
+            return [*sources[:-1], {**last, **wider}]
+    return [s for s in sources if s != source] + [source]
+
+
+def _differing(stored: pa.Table, fetched: pa.Table) -> int:
+    """How many of the same open times (both sorted) hold different values, compared as numbers."""
+    if not len(stored):
+        return 0
+    differ = np.zeros(len(stored), dtype=bool)
+    for column in CANDLE_COLUMNS:
+        kind = pa.int64() if stored.schema.field(column).type == pa.int64() else pa.float64()
+        mine, theirs = (np.asarray(pc.cast(t.column(column), kind).to_numpy()) for t in (stored, fetched))
+        differ |= mine != theirs
+    return int(differ.sum())
+
+
+class DatasetSink:
+    """The export job's sink in the dataset layout: what ``FileManager`` is to the rolling files, with
+    the same methods. The stored candles of the window are the previous export (None if the window
+    has holes: it is fetched again and merged); the candles written are merged into their periods;
+    nothing is cut to the window and nothing is pruned (only ``DATASET_RETENTION_DAYS`` removes periods)."""
+
+    def __init__(self, dataset: Dataset, interval: str) -> None:
+        self.dataset, self.interval = dataset, interval
+
+    def for_interval(self, interval: str) -> DatasetSink:
+        return DatasetSink(self.dataset, interval)
+
+    def listed_once(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def writer(self, symbol: str) -> contextlib.AbstractContextManager[bool]:
+        """The series' lock, not waited for: a series a backfill is writing is skipped this cycle."""
+        return self.dataset.lock(self.dataset.series_of(symbol, self.interval), wait=False)
+
+    def export_path(self, symbol: str) -> Path:
+        """The period file a cycle writes now (the current period's)."""
+        return self.dataset.period_path(self.dataset.series_of(symbol, self.interval), _ms(utc_now()))
+
+    def newest_valid_export(
+        self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
+    ) -> ReusableExport | None:
+        series = self.dataset.series_of(symbol, self.interval)
+        spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
+        stored = [t for t in (self.dataset.read_period(series, start) for start, _ in spans) if t is not None]
+        candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
+        if candles is None or not len(candles):
+            return None
+        path = self.dataset.period_path(series, period_bounds(self.interval, last_open_ms(candles))[0])
+        if holes := gaps(open_times(candles), self.interval):
+            logger.info("%s: %d candle(s) missing in the stored window; it is fetched again", path, holes[0][2])
+            return None
+        first, last = first_open_ms(candles), last_open_ms(candles)
+        verdict = FileValidation(path, True, None, len(candles), first, last, series=series)
+        return ReusableExport(
+            ExportFile(path, symbol, self.interval, from_ms(last), 0, series.market), candles, verdict
+        )
+
+    def write_export(
+        self,
+        symbol: str,
+        chunks: pa.Table | Iterable[pa.Table],
+        *,
+        replacing: ReusableExport | None = None,
+        now_ms: int | None = None,
+    ) -> tuple[Path, FileValidation]:
+        parts = [chunks] if isinstance(chunks, pa.Table) else list(chunks)
+        candles = pa.concat_tables(parts).combine_chunks()
+        require_forward(last_open_ms(candles), replacing)
+        source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
+        info = self.dataset.merge(self.dataset.series_of(symbol, self.interval), candles, source, now_ms=now_ms)[-1]
+        verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
+        verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
+        return info.path, verdict
+
+    def cleanup(self, **_: object) -> CleanupResult:
+        """Nothing: the look-back and DATA_RETENTION_DAYS never remove dataset periods."""
+        return CleanupResult()

@@ -1,0 +1,160 @@
+"""The dataset store: periods, names, verified writes, identity, merge, lock, retention (in process, small data)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from crypto_data_export.core.errors import InvalidDataError
+from crypto_data_export.exchange.klines import rows_to_frame
+from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.store.dataset import (
+    DATASET_FOLDER,
+    Dataset,
+    period_bounds,
+    period_name,
+    periods_between,
+    read_period_info,
+)
+from tests.support import with_value
+
+HOUR_MS = 3_600_000
+NEW_YEAR = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+SOURCE = {"kind": "rest", "from_ms": 1, "until_ms": 2}
+
+
+def _ms(*parts: int) -> int:
+    return int(datetime(*parts, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+
+
+def _hours(symbol: str, first_ms: int, count: int, skip: tuple[int, ...] = ()) -> pa.Table:
+    return rows_to_frame([generate_candle(symbol, "1h", first_ms + i * HOUR_MS) for i in range(count) if i not in skip])
+
+
+def _dataset(tmp_path: Path, numbers: str = "float") -> Dataset:
+    return Dataset(tmp_path / DATASET_FOLDER, "127.0.0.1:1", "spot", numbers)
+
+
+@pytest.mark.parametrize(
+    ("interval", "moment", "name", "end"),
+    [
+        ("1s", _ms(2026, 11, 7, 13, 5), "2026-11-07", _ms(2026, 11, 8)),
+        ("1m", _ms(2026, 12, 31, 23, 59), "2026-12", _ms(2027, 1, 1)),
+        ("30m", _ms(2026, 2, 3), "2026-02", _ms(2026, 3, 1)),
+        ("1h", _ms(2026, 6, 1), "2026", _ms(2027, 1, 1)),
+        ("1w", _ms(2024, 12, 30), "2024", _ms(2025, 1, 1)),  # a week opening in 2024 belongs to 2024
+        ("1M", _ms(2024, 12, 1), "2024", _ms(2025, 1, 1)),
+    ],
+)
+def test_periods_are_a_day_below_1m_a_month_below_1h_a_year_from_1h(interval, moment, name, end):
+    start, stop = period_bounds(interval, moment)
+    assert (period_name(interval, start), stop) == (name, end)
+    assert start <= moment < stop
+    assert periods_between(interval, start - 1, stop + 1)[1] == (start, stop)
+
+
+def test_a_merge_splits_by_period_and_the_file_says_what_it_holds(tmp_path):
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    candles = _hours("BTCUSDT", NEW_YEAR - 3 * HOUR_MS, 8, skip=(5,))
+    old_year, new_year = dataset.merge(series, candles, SOURCE, now_ms=NEW_YEAR + 8 * HOUR_MS)
+    folder = tmp_path / "dataset" / "market=spot" / "interval=1h" / "symbol=BTCUSDT"
+    assert [old_year.path, new_year.path] == [folder / "2023.parquet", folder / "2024.parquet"]
+    assert (old_year.present, new_year.present) == (3, 4)
+    assert new_year.expected == 8 and new_year.gaps == [
+        (NEW_YEAR + 2 * HOUR_MS,) * 2 + (1,),
+        (NEW_YEAR + 5 * HOUR_MS, NEW_YEAR + 7 * HOUR_MS, 3),
+    ]
+    assert not new_year.complete and old_year.gaps[0][2] == 8760 - 3  # the year before the first candle: missing
+    assert read_period_info(new_year.path) == new_year
+    table = pq.read_table(new_year.path)
+    assert table.schema.field("close").type == pa.float64()
+    assert table.schema.field("symbol").type == pa.dictionary(pa.int32(), pa.string())
+    assert set(table.column("interval").to_pylist()) == {"1h"}
+    metadata = pq.ParquetFile(new_year.path).metadata
+    assert metadata.row_group(0).sorting_columns[0].column_index == 0
+    assert metadata.schema.to_arrow_schema().metadata[b"cdx_schema_version"] == b"2"
+    assert [float(v) for v in dataset.read_period(series, NEW_YEAR)["close"].to_pylist()] == [
+        float(v) for v in candles["close"].to_pylist()[3:]
+    ]
+
+
+def test_the_new_candle_wins_and_a_complete_unchanged_period_is_not_written_again(tmp_path, caplog):
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    candles = _hours("BTCUSDT", NEW_YEAR - 2 * HOUR_MS, 2)
+    (first,) = dataset.merge(series, candles, SOURCE, confirmed_empty=lambda a, b: True, now_ms=NEW_YEAR + 1)
+    assert first.complete  # the year has closed and every hole was confirmed empty
+    again = dataset.merge(series, candles, {"kind": "rest", "from_ms": 5, "until_ms": 6}, now_ms=NEW_YEAR + 1)
+    assert again == [first]
+    changed = with_value(candles, 1, "close", str(float(candles["close"][1].as_py()) + 1))
+    (fixed,) = dataset.merge(series, changed, {"kind": "audit-repair"}, now_ms=NEW_YEAR + 1)
+    assert "1 stored candle(s) differ" in caplog.text
+    assert fixed.sources == [SOURCE, {"kind": "audit-repair"}] and fixed.present == 2
+    assert float(dataset.read_period(series, first.start_ms)["close"][1].as_py()) == float(changed["close"][1].as_py())
+
+
+def test_a_period_copied_under_another_symbol_is_quarantined_not_merged(tmp_path):
+    dataset = _dataset(tmp_path)
+    btc, eth = dataset.series_of("BTCUSDT", "1h"), dataset.series_of("ETHUSDT", "1h")
+    (written,) = dataset.merge(btc, _hours("BTCUSDT", NEW_YEAR, 3), SOURCE, now_ms=NEW_YEAR + 4 * HOUR_MS)
+    dataset.series_folder(eth).mkdir(parents=True)
+    shutil.copy(written.path, dataset.period_path(eth, NEW_YEAR))
+    assert dataset.periods(eth) == []
+    moved = tmp_path / "quarantine" / "dataset" / "market=spot" / "interval=1h" / "symbol=ETHUSDT" / "2024.parquet"
+    assert moved.exists() and not dataset.period_path(eth, NEW_YEAR).exists()
+    shutil.copy(written.path, dataset.period_path(eth, NEW_YEAR))
+    (eth_info,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 3 * HOUR_MS, 1), SOURCE)
+    assert eth_info.present == 1 and moved.with_name("2024.1.parquet").exists()  # nothing of BTC merged
+    assert dataset.all_series() == [btc, eth]
+
+
+def test_bad_candles_write_nothing(tmp_path):
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    bad = with_value(_hours("BTCUSDT", NEW_YEAR, 3), 1, "high", "0.1")
+    with pytest.raises(InvalidDataError, match="high"):
+        dataset.write_period(series, NEW_YEAR, bad, [SOURCE])
+    with pytest.raises(InvalidDataError, match="not all in it"):
+        dataset.write_period(series, NEW_YEAR, _hours("BTCUSDT", NEW_YEAR - HOUR_MS, 2), [SOURCE])
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_decimal_numbers_are_exact_and_divide(tmp_path):
+    dataset = _dataset(tmp_path, "decimal")
+    series = dataset.series_of("BTCUSDT", "1h")
+    (info,) = dataset.merge(series, _hours("BTCUSDT", NEW_YEAR, 3), SOURCE)
+    table = pq.read_table(info.path)
+    assert table.schema.field("open").type == pa.decimal128(18, 8)
+    assert table.schema.field("volume").type == pa.decimal128(28, 8)
+    assert len(pc.divide(table.column("close"), table.column("open"))) == 3
+    too_wide = with_value(_hours("BTCUSDT", NEW_YEAR + 3 * HOUR_MS, 1), 0, "open", "12345678901.5")
+    with pytest.raises(InvalidDataError, match="does not fit"):
+        dataset.merge(series, too_wide, SOURCE)
+
+
+def test_the_lock_is_one_writer_per_series(tmp_path):
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    with dataset.lock(series, wait=False) as held:
+        with (
+            dataset.lock(series, wait=False) as second,
+            dataset.lock(dataset.series_of("ETHUSDT", "1h"), wait=False) as other,
+        ):
+            assert (held, second, other) == (True, False, True)
+    with dataset.lock(series, wait=True) as again:
+        assert again
+
+
+def test_retention_removes_whole_periods_that_ended_before_the_cutoff(tmp_path):
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    old, new = dataset.merge(series, _hours("BTCUSDT", NEW_YEAR - HOUR_MS, 2), SOURCE)
+    assert dataset.remove_older_than(NEW_YEAR + HOUR_MS) == [old.path]
+    assert [p.path for p in dataset.periods(series)] == [new.path]
