@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.report import console
 from crypto_data_export.report.metrics import write_metrics
 from crypto_data_export.report.status_page import render_status_page
 from crypto_data_export.report.status_report import build_status_report
-from crypto_data_export.settings.settings import Settings
+from crypto_data_export.scheduler.manager import ScheduledDataManager
+from crypto_data_export.settings.settings import Settings, load_settings
 from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.dataset_completeness import dataset_completeness
 from crypto_data_export.store.run_state import RunState
 from tests.support import HOUR_MS as H
-from tests.support import Y2027
+from tests.support import Y2027, read_json
 from tests.support import write_dataset_period as write_period
 
 HOST = "127.0.0.1:1"
@@ -85,3 +88,26 @@ def test_status_text_and_metrics_carry_the_same_numbers(tmp_path, capsys):
 def test_the_files_layout_report_has_no_dataset_key(tmp_path):
     report = build_status_report(Settings(export_dir=tmp_path), RunState(), [], {}, "stopped", now=NOW)
     assert "dataset" not in report
+
+
+def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sandbox_factory, capsys):
+    """A real cycle (EXPORT_LAYOUT=dataset, 1 day) on an exchange missing 2 hours of BTCUSDT: the status
+    JSON, the metrics, the page and --status agree; the history starts at the look-back's first candle."""
+    now = int(time.time() * 1000) // H * H - 4 * H + H // 2
+    hole = (now - H // 2 - 9 * H, now - H // 2 - 7 * H)  # [start, end): two candles
+    exchange = sandbox_factory(now_ms=now, gaps={"BTCUSDT": [hole]})
+    folder = tmp_path / "exports"
+    env = {"BINANCE_BASE_URL": exchange.base_url, "EXPORT_DIR": str(folder), "EXPORT_SYMBOLS": "BTCUSDT,ETHUSDT",
+           "EXPORT_LOOKBACK_DAYS": "1", "LOG_LEVEL": "WARNING", "EXPORT_LAYOUT": "dataset"}  # fmt: skip
+    manager = ScheduledDataManager(load_settings(env, env_file=None))
+    assert manager.run_cycle().exit_code == 0
+    found = read_json(folder / "status_report.json")["dataset"]
+    btc, eth = found["series"]["BTCUSDT_1h"], found["series"]["ETHUSDT_1h"]
+    assert (btc["missing"], btc["present"], btc["expected"], btc["complete"]) == (2, 21, 23, False)
+    assert btc["gaps"] == [{"first_missing": ms_to_iso(hole[0]), "last_missing": ms_to_iso(hole[0] + H), "missing": 2}]
+    assert (eth["missing"], eth["present"], eth["first_candle"]) == (0, 23, ms_to_iso(now - 23 * H - H // 2))
+    metrics = (folder / "metrics" / "exporter.prom").read_text(encoding="utf-8")
+    assert 'crypto_exporter_dataset_candles_missing{interval="1h",market="spot",symbol="BTCUSDT"} 2.0' in metrics
+    assert "BTCUSDT" in (folder / "status.html").read_text(encoding="utf-8")
+    console.print_status(manager.write_status(write=False), as_json=False)
+    assert "dataset: 2 series, 1 complete; 44 of 46 candles present, 2 missing" in capsys.readouterr().out
