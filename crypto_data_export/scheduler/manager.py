@@ -320,13 +320,10 @@ class ScheduledDataManager:
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = status_report.recorded_statistics(scan.files, validations)
         dataset = None
-        if is_folder and self.settings.export_layout == "dataset":  # footers only; pyarrow in this layout only
-            from crypto_data_export.store.dataset import Dataset
+        if is_folder and self.dataset is not None:  # footers only
             from crypto_data_export.store.dataset_completeness import dataset_completeness
 
-            dataset = dataset_completeness(
-                Dataset.from_settings(self.settings, self.export_dir), ExportFolder(self.export_dir).dataset_footers
-            )
+            dataset = dataset_completeness(self.dataset, ExportFolder(self.export_dir).dataset_footers)
         service = self.service_status(state)
         report = status_report.build_status_report(
             self.settings, state, validations, statistics, service, validated_at=validated_at, dataset=dataset
