@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +27,6 @@ from crypto_data_export.store.dataset import Dataset, period_name, periods_betwe
 from crypto_data_export.store.validation import FileValidation
 
 Gap = tuple[int, int, int]  # first missing open, last missing open, count
-MAX_CACHE_BYTES = 2**28
 
 
 class Footer(NamedTuple):
@@ -50,7 +49,7 @@ class Footers:
     def __init__(self, root: Path, cache: Path | None) -> None:
         self.root, self.cache, self.read = root, cache, 0
         self.new: dict[str, list[Any]] = {}
-        found = read_owned_json(cache, MAX_CACHE_BYTES) if cache else None
+        found = read_owned_json(cache, 2**28) if cache else None
         self.old = found.data.get("footers", {}) if found and found.data and found.verdict == OURS else {}
         self.ours = found is not None and found.verdict in (OURS, MISSING)  # never replace another's file
 
@@ -60,16 +59,15 @@ class Footers:
         except OSError:  # replaced or removed since the listing
             return None
         stamp = [info.st_ino, info.st_size, info.st_mtime_ns]
-        if isinstance(kept := self.old.get(key), list) and kept[0] == stamp and kept[1]:
+        footer, kept = None, self.old.get(key)
+        if isinstance(kept, list) and kept[0] == stamp and isinstance(kept[1], list) and len(kept[1]) == 9:
             footer = Footer(*kept[1])
-        elif (period := read_period_info(Path(entry.path))) is None:
-            footer, self.read = None, self.read + 1
         else:
             self.read += 1
-            named = period.series
-            ident = None if named is None else [named.exchange_host, named.market, named.symbol, named.interval]
-            footer = Footer(ident, period.start_ms, period.end_ms, period.expected, period.present,
-                            period.gaps, period.complete, period.first_open_ms, period.last_open_ms)  # fmt: skip
+            if period := read_period_info(Path(entry.path)):
+                named = None if period.series is None else list(astuple(period.series))
+                footer = Footer(named, period.start_ms, period.end_ms, period.expected, period.present, period.gaps,
+                                period.complete, period.first_open_ms, period.last_open_ms)  # fmt: skip
         self.new[key] = [stamp, footer]
         return footer
 
