@@ -42,13 +42,21 @@ from crypto_data_export.core.candles import (
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
-from crypto_data_export.core.intervals import HOUR_MS, INTERVAL_MS, first_open_from_ms, floor_open_ms, next_open_ms
-from crypto_data_export.core.rules import gaps, grid_steps
+from crypto_data_export.core.intervals import (
+    DAY_MS,
+    HOUR_MS,
+    INTERVAL_MS,
+    first_open_from_ms,
+    floor_open_ms,
+    next_open_ms,
+)
+from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
-from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION, ParquetFormat, judge_parquet, read_footer
+from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
+from crypto_data_export.store.formats.parquet_format import ParquetFormat, judge_parquet, read_footer
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -57,29 +65,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DATASET_FOLDER", "SCHEMA_VERSION", "Dataset", "PeriodInfo", "period_bounds", "period_name"]
-
 DATASET_FOLDER = "dataset"
 LOCK_NAME = ".lock"
 _PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
 
-def _period_kind(interval: str) -> str:
+def _format(interval: str) -> str:
+    """The period's name format: a day below 1m, a month below 1h, a year from 1h up."""
     length = INTERVAL_MS[interval]  # KeyError: not an interval
-    return "day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"
+    return _FORMATS["day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"]
+
+
+def _start_of(interval: str, name: str) -> int:
+    """The start of the period named ``name`` (ValueError: not a period name of ``interval``)."""
+    return _ms(datetime.strptime(name, _format(interval)).replace(tzinfo=UTC))
 
 
 def period_bounds(interval: str, open_ms: int) -> tuple[int, int]:
     """[start, end) epoch ms of the period holding a candle opening at open_ms."""
-    moment, kind = from_ms(open_ms), _period_kind(interval)
-    if kind == "day":
-        start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-        return _ms(start), _ms(start) + 24 * HOUR_MS
-    if kind == "month":
-        following = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
-        return _ms(datetime(moment.year, moment.month, 1, tzinfo=UTC)), _ms(following)
-    return _ms(datetime(moment.year, 1, 1, tzinfo=UTC)), _ms(datetime(moment.year + 1, 1, 1, tzinfo=UTC))
+    start = _start_of(interval, period_name(interval, open_ms))
+    later = {"%Y-%m-%d": DAY_MS, "%Y-%m": 32 * DAY_MS, "%Y": 366 * DAY_MS}[_format(interval)]  # in the next one
+    return start, _start_of(interval, period_name(interval, start + later))
 
 
 def _ms(moment: datetime) -> int:
@@ -88,7 +95,7 @@ def _ms(moment: datetime) -> int:
 
 def period_name(interval: str, start_ms: int) -> str:
     """``2026``, ``2026-11`` or ``2026-11-07``: the file name of the period, without ``.parquet``."""
-    return from_ms(start_ms).strftime(_FORMATS[_period_kind(interval)])
+    return from_ms(start_ms).strftime(_format(interval))
 
 
 def periods_between(interval: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -239,9 +246,9 @@ class Dataset:
                     found.append(series)
         return found
 
-    def read_period(self, series: SeriesId, start_ms: int) -> pa.Table | None:
+    def read_period(self, series: SeriesId, start_ms: int, *, quarantine: bool = True) -> pa.Table | None:
         """The period's candles as the candle model, judged by the rule book; None if absent;
-        an invalid or foreign file is quarantined and None returned."""
+        an invalid or foreign file is quarantined (``quarantine=False``, a dry run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
         try:
             with open(path, "rb", opener=_no_follow) as source:
@@ -256,7 +263,10 @@ class Dataset:
             if first_open_ms(candles) < start or last_open_ms(candles) >= end:
                 why = "it holds candles outside its period"
         if why is not None or candles is None:
-            self.quarantine(path, why or "invalid")
+            if quarantine:
+                self.quarantine(path, why or "invalid")
+            else:
+                logger.warning("would quarantine %s: %s", path, why)
             return None
         return candles
 
@@ -286,16 +296,13 @@ class Dataset:
             )
         now = _ms(utc_now()) if now_ms is None else now_ms
         expected, grid_first, grid_last = expected_candles(series.interval, start, end, now)
-        holes = gaps(open_times(candles), series.interval)
-        if first > grid_first:  # before the first candle, after the last one: missing too
-            holes.insert(0, (grid_first, _before(first, series.interval), _count(grid_first, first, series.interval)))
-        if grid_last > last:
-            after = next_open_ms(last, series.interval)
-            holes.append((after, grid_last, _count(after, next_open_ms(grid_last, series.interval), series.interval)))
+        # Missing too: the grid candles before the first candle and after the last one (sentinels).
+        opens = open_times(candles)
+        opens = np.append(opens, next_open_ms(grid_last, series.interval)) if grid_last > last else opens
+        holes = gaps(opens, series.interval, floor_open_ms(grid_first - 1, series.interval))
         last_close = next_open_ms(floor_open_ms(end - 1, series.interval), series.interval)
         closed = expected_candles(series.interval, start, end, last_close)[0] == expected
         confirmed = all(confirmed_empty(a, b) for a, b, _ in holes) if confirmed_empty and holes else not holes
-        written_at = to_iso(utc_now()) or ""
         metadata = {
             "cdx_period_start": str(start),
             "cdx_period_end": str(end),
@@ -304,28 +311,16 @@ class Dataset:
             "cdx_gaps": json.dumps([list(g) for g in holes]),
             "cdx_sources": json.dumps(sources),
             "cdx_complete": "true" if closed and confirmed else "false",
-            "cdx_written_at": written_at,
+            "cdx_written_at": to_iso(utc_now()) or "",
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
         self.format.write(path, candles, series.interval, series=series, metadata=metadata)
-        logger.debug("wrote %s (%d candles)", path, len(candles))
-        return PeriodInfo(
-            path,
-            series,
-            start,
-            end,
-            expected,
-            len(candles),
-            holes,
-            sources,
-            closed and confirmed,
-            written_at,
-            first,
-            last,
-        )
+        info = read_period_info(path)
+        assert info is not None, f"{path} was just written and verified"
+        return info
 
     def merge(
         self,
@@ -335,21 +330,25 @@ class Dataset:
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
+        stored_by_start: dict[int, pa.Table] | None = None,
     ) -> list[PeriodInfo]:
         """Split by period; in each touched period: stored candles (read_period) UNION the new ones; for
         an open time in both, the new candle wins (the exchange's current value) and a warning counts
         how many differed (numerically); write_period each touched period; the sources list is the
         stored one plus ``source`` (no duplicate; a REST range overlapping the last one extends it, so
         a cycle's appends make one entry). A stored period to which the candles add nothing and change
-        nothing is not written again (unless ``confirmed_empty`` may now complete it)."""
+        nothing is not written again (unless ``confirmed_empty`` may now complete it). ``stored_by_start``:
+        periods the caller read with ``read_period`` under the same lock (not read and judged twice)."""
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
+        if (breach := check_candles(candles, series.interval)) is not None:
+            raise InvalidDataError(f"new candles fail validation ({breach}); nothing was merged")
         for start, end in periods_between(series.interval, first_open_ms(candles), last_open_ms(candles) + 1):
             new = within(candles, start, end)
             if not len(new):
                 continue
-            stored = self.read_period(series, start)
+            stored = (stored_by_start or {}).get(start) or self.read_period(series, start)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
             sources = _with_source(info.sources if info else [], source)
             if stored is not None and info is not None:
@@ -413,11 +412,9 @@ class Dataset:
         removed = []
         for series in self.all_series():
             for path in self._period_files(series):
-                match = _PERIOD_FILE.fullmatch(path.name)
-                assert match is not None
-                year, month, day = (int(part or 1) for part in match.groups())
-                start = _ms(datetime(year, month, day, tzinfo=UTC))
-                if path.name != f"{period_name(series.interval, start)}.parquet":
+                try:
+                    start = _start_of(series.interval, path.stem)
+                except ValueError:
                     continue  # not a period name of this interval: not ours
                 if period_bounds(series.interval, start)[1] <= cutoff_ms and stat.S_ISREG(os.lstat(path).st_mode):
                     os.unlink(path)
@@ -432,26 +429,13 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def _before(open_ms: int, interval: str) -> int:
-    """The open time of the grid candle before ``open_ms``."""
-    return floor_open_ms(open_ms - 1, interval)
-
-
-def _count(first_ms: int, end_ms: int, interval: str) -> int:
-    """Grid candles opening in [first_ms, end_ms) (first_ms on the grid)."""
-    steps = grid_steps(np.array([first_ms, end_ms], dtype=np.int64), interval)
-    return int(steps[1] - steps[0])
-
-
 def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
     last = sources[-1] if sources else {}
-    if last.get("kind") == source.get("kind") == "rest" and last["from_ms"] <= source["until_ms"]:
-        if source["from_ms"] <= last["until_ms"]:
-            wider = {
-                "from_ms": min(last["from_ms"], source["from_ms"]),
-                "until_ms": max(last["until_ms"], source["until_ms"]),
-            }
-            return [*sources[:-1], {**last, **wider}]
+    ends = [last.get("from_ms"), last.get("until_ms"), source.get("from_ms"), source.get("until_ms")]
+    if last.get("kind") == source.get("kind") == "rest" and all(isinstance(v, int) for v in ends):
+        first, until, new_first, new_until = (int(v) for v in ends)  # type: ignore[arg-type]
+        if first <= new_until and new_first <= until:  # overlapping ranges: one entry
+            return [*sources[:-1], {**last, "from_ms": min(first, new_first), "until_ms": max(until, new_until)}]
     return [s for s in sources if s != source] + [source]
 
 
@@ -475,6 +459,7 @@ class DatasetSink:
 
     def __init__(self, dataset: Dataset, interval: str) -> None:
         self.dataset, self.interval = dataset, interval
+        self.stored: dict[int, pa.Table] = {}  # the periods ``newest_valid_export`` read, by start
 
     def for_interval(self, interval: str) -> DatasetSink:
         return DatasetSink(self.dataset, interval)
@@ -495,7 +480,9 @@ class DatasetSink:
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
-        stored = [t for t in (self.dataset.read_period(series, start) for start, _ in spans) if t is not None]
+        read = {start: self.dataset.read_period(series, start, quarantine=quarantine) for start, _ in spans}
+        self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
+        stored = list(self.stored.values())
         candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
         if candles is None or not len(candles):
             return None
@@ -521,7 +508,8 @@ class DatasetSink:
         candles = pa.concat_tables(parts).combine_chunks()
         require_forward(last_open_ms(candles), replacing)
         source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
-        info = self.dataset.merge(self.dataset.series_of(symbol, self.interval), candles, source, now_ms=now_ms)[-1]
+        series = self.dataset.series_of(symbol, self.interval)
+        info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
         verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
         verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
         return info.path, verdict

@@ -65,10 +65,13 @@ def latest_per_series(validations: Iterable[FileValidation]) -> dict[tuple[str, 
     latest: dict[tuple[str, str, str], tuple[tuple[int, str], FileValidation]] = {}
     for verdict in validations:
         name = Path(verdict.path).name
-        parsed = parse_export_name(name)
-        if parsed is None:
+        parsed, named = parse_export_name(name), verdict.series  # a dataset's period is named by its footer
+        if parsed is not None:
+            series = (parsed.market, parsed.symbol, parsed.interval)
+        elif named is not None:
+            series = (named.market, named.symbol, named.interval)
+        else:
             continue
-        series = (parsed.market, parsed.symbol, parsed.interval)
         key = (newest_candle_ms(verdict), name)
         if series not in latest or key > latest[series][0]:
             latest[series] = (key, verdict)

@@ -3,6 +3,7 @@ the README's reader lines read as one table. In process, small data."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,8 +31,9 @@ README_SETUP = (
 README_LINES = {
     "duckdb": "df = duckdb.sql(f\"SELECT * FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)\")"
     ".df()",
-    "polars": 'df = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect().to_pandas()',
-    "pyarrow": "df = ds.dataset(folder, partitioning=ds.HivePartitioning.discover(infer_dictionary=True)).to_table()",
+    "polars": 'df = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect()',
+    "pyarrow": "table = ds.dataset(folder, partitioning=ds.HivePartitioning.discover(infer_dictionary=True))"
+    ".to_table()",
     "pandas": 'df = pd.read_parquet(folder, dtype_backend="pyarrow")',
 }
 
@@ -93,6 +95,9 @@ def test_three_cycles_hold_every_closed_candle_once_and_nothing_is_cut(three_cyc
     assert duckdb.sql(query).fetchall() == [row for symbol in SYMBOLS for row in _exchange_rows(symbol, opens)]
     counts = f"SELECT count(*), count(DISTINCT (symbol, open_time)) FROM read_parquet('{folder}/dataset/**/*.parquet')"
     assert duckdb.sql(counts).fetchall() == [(2 * len(opens), 2 * len(opens))]
+    status = json.loads((folder / "status_report.json").read_text())  # the status reads the dataset's footers
+    entry = status["symbols"]["BTCUSDT"]
+    assert (entry["valid"], entry["rows"], entry["missing_candles"], entry["fresh"]) == (True, len(opens), 0, True)
 
 
 @pytest.mark.parametrize("library", sorted(README_LINES))
@@ -103,7 +108,8 @@ def test_the_readme_lines_read_the_dataset_as_one_table(three_cycles, library, m
     (folder / "quarantine" / "dataset" / "junk.parquet").write_bytes(b"junk")
     found: dict[str, Any] = {}
     exec(README_SETUP + README_LINES[library], found)
-    df = found["df"].to_pandas() if library == "pyarrow" else found["df"]
+    df = found["table"].to_pandas() if library == "pyarrow" else found["df"]
+    df = df.to_pandas() if library == "polars" else df
     assert sorted(df.groupby(["symbol", "interval"], observed=True).size().items()) == [
         (("BTCUSDT", "1h"), len(_closed(start))),
         (("ETHUSDT", "1h"), len(_closed(start))),

@@ -276,3 +276,19 @@ def test_env_example_is_all_settings_and_kline_intervals_can_be_uncommented(
     with pytest.raises(SettingsError) as caught:
         load_settings({"KLINE_INTERVAL": "1d", "KLINE_INTERVALS": "1m,1h"}, env_file=None)
     assert "wins" not in str(caught.value) and "remove KLINE_INTERVAL" in str(caught.value)
+
+
+def test_dataset_settings_default_off_and_refuse_bad_values(caplog) -> None:
+    default = load_settings({}, env_file=None)
+    assert (default.export_layout, default.dataset_numbers, default.dataset_retention_days) == ("files", "float", 0.0)
+    chosen = load_settings(
+        {"EXPORT_LAYOUT": "Dataset", "DATASET_NUMBERS": "DECIMAL", "DATASET_RETENTION_DAYS": "365"}, env_file=None
+    )
+    assert (chosen.export_layout, chosen.dataset_numbers, chosen.dataset_retention_days) == ("dataset", "decimal", 365)
+    with pytest.raises(SettingsError, match=r"^EXPORT_LAYOUT='rolling' is not valid: expected one of files, dataset$"):
+        load_settings({"EXPORT_LAYOUT": "rolling"}, env_file=None)
+    with pytest.raises(SettingsError, match=r"^DATASET_NUMBERS='double' is not valid: expected one of float, decimal$"):
+        load_settings({"DATASET_NUMBERS": "double"}, env_file=None)
+    with caplog.at_level(logging.WARNING):
+        load_settings({"DATASET_NUMBER": "float"}, env_file=None)
+    assert "DATASET_NUMBER is not a setting, ignored; did you mean DATASET_NUMBERS?" in caplog.text

@@ -134,7 +134,7 @@ def test_decimal_numbers_are_exact_and_divide(tmp_path):
     assert table.schema.field("open").type == pa.decimal128(18, 8)
     assert table.schema.field("volume").type == pa.decimal128(28, 8)
     assert len(pc.divide(table.column("close"), table.column("open"))) == 3
-    too_wide = with_value(_hours("BTCUSDT", NEW_YEAR + 3 * HOUR_MS, 1), 0, "open", "12345678901.5")
+    too_wide = with_value(_hours("BTCUSDT", NEW_YEAR + 3 * HOUR_MS, 1), 0, "volume", "123456789012345678901.5")
     with pytest.raises(InvalidDataError, match="does not fit"):
         dataset.merge(series, too_wide, SOURCE)
 

@@ -470,3 +470,13 @@ def test_a_parquet_too_large_to_hold_is_judged_as_it_streams(tmp_path, monkeypat
     assert checked.validation == whole and whole.valid and whole.rows == 24
     assert checked.candles is not None
     assert _numeric(checked.candles) == _numeric(CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv"))
+
+
+def test_a_decimal_file_of_an_earlier_version_stays_valid_and_readable(tmp_path):
+    """decimal128(38, 8), no symbol/interval/market columns: what versions before issue 23 wrote."""
+    frame = CSV.read(DATA / "BTCUSDT_1h_20241029_000000.csv")
+    old = _documented(pa.decimal128(38, 8), pa.decimal128(38, 8))
+    path = tmp_path / "BTCUSDT_1h_20241029_000000.parquet"
+    pq.write_table(parquet_format.parquet_table(frame, numbers="decimal").cast(old), path)
+    assert pq.read_schema(path).equals(old) and validate_file(path, "1h").valid
+    assert _as_text(PARQUET.read(path)) == _as_text(frame)  # its exact text, as before
