@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -23,24 +23,10 @@ from crypto_data_export.core.clock import ms_to_iso
 from crypto_data_export.core.intervals import first_open_from_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.owned_json import MISSING, OURS, mark, read_owned_json
 from crypto_data_export.core.rules import gaps, grid_steps
-from crypto_data_export.store.dataset import Dataset, period_name, periods_between, read_period_info
+from crypto_data_export.store.dataset import Dataset, PeriodInfo, period_name, periods_between, read_period_info
 from crypto_data_export.store.validation import FileValidation
 
 Gap = tuple[int, int, int]  # first missing open, last missing open, count
-
-
-class Footer(NamedTuple):
-    """What completeness needs of a period's footer (``PeriodInfo``), as JSON keeps it."""
-
-    series: list[str] | None  # exchange host, market, symbol, interval
-    start_ms: int
-    end_ms: int
-    expected: int
-    present: int
-    gaps: list[Gap]
-    complete: bool
-    first_open_ms: int | None
-    last_open_ms: int | None
 
 
 class Footers:
@@ -53,27 +39,26 @@ class Footers:
         self.old = found.data.get("footers", {}) if found and found.data and found.verdict == OURS else {}
         self.ours = found is not None and found.verdict in (OURS, MISSING)  # never replace another's file
 
-    def __call__(self, entry: os.DirEntry[str]) -> Footer | None:
+    def __call__(self, entry: os.DirEntry[str]) -> PeriodInfo | None:
         try:
             info, key = entry.stat(follow_symlinks=False), entry.path[len(str(self.root)) :]
         except OSError:  # replaced or removed since the listing
             return None
-        stamp = [info.st_ino, info.st_size, info.st_mtime_ns]
-        footer, kept = None, self.old.get(key)
-        if isinstance(kept, list) and kept[0] == stamp and isinstance(kept[1], list) and len(kept[1]) == 9:
-            footer = Footer(*kept[1])
-        else:
-            self.read += 1
-            if period := read_period_info(Path(entry.path)):
-                named = None if period.series is None else list(astuple(period.series))
-                footer = Footer(named, period.start_ms, period.end_ms, period.expected, period.present, period.gaps,
-                                period.complete, period.first_open_ms, period.last_open_ms)  # fmt: skip
-        self.new[key] = [stamp, footer]
-        return footer
+        stamp, kept, period = [info.st_ino, info.st_size, info.st_mtime_ns], self.old.get(key), None
+        try:
+            if isinstance(kept, list) and kept[0] == stamp and kept[1]:
+                period = PeriodInfo(Path(entry.path), kept[1][1] and SeriesId(*kept[1][1]), *kept[1][2:])
+        except TypeError:  # an entry of another shape: read again
+            pass
+        if period is None:
+            self.read, period = self.read + 1, read_period_info(Path(entry.path))
+        self.new[key] = [stamp, period and astuple(period)]
+        return period
 
     def save(self) -> None:
         if self.cache and self.ours and (self.read or self.new.keys() != self.old.keys()):
-            atomic_write_text(self.cache, json.dumps(mark({"footers": self.new}, 1), separators=(",", ":")))
+            text = json.dumps(mark({"footers": self.new}, 1), separators=(",", ":"), default=str)
+            atomic_write_text(self.cache, text)
 
 
 @dataclass
@@ -156,30 +141,27 @@ def _merged(ranges: list[Gap], interval: str) -> list[Gap]:
 def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) -> SeriesCompleteness:
     """One series from its footers, whatever its folder holds besides."""
     found = SeriesCompleteness(series, dataset.series_folder(series))
-    infos: list[tuple[Footer, Path]] = []
+    infos: list[PeriodInfo] = []
     with os.scandir(found.folder) as listing:
         entries = sorted((e for e in listing if e.name.endswith(".parquet")), key=lambda e: e.name)
     for entry in entries:
-        info = footers(entry)
-        if info is None or info.series is None or SeriesId(*info.series) != series:
-            named = "no series" if info is None or info.series is None else "/".join(info.series)
-            found.not_counted.append(
-                f"{entry.name}: " + ("not a readable period" if info is None else f"its metadata names {named}")
-            )
+        if (info := footers(entry)) is None or info.series != series:
+            why = "not a readable period" if info is None else f"its metadata names {info.series or 'no series'}"
+            found.not_counted.append(f"{entry.name}: {why}")
         else:
-            infos.append((info, Path(entry.path)))
-    infos.sort(key=lambda pair: pair[0].start_ms)
-    firsts = [i.first_open_ms for i, _ in infos if i.present and i.first_open_ms is not None]
+            infos.append(info)
+    infos.sort(key=lambda info: info.start_ms)
+    firsts = [i.first_open_ms for i in infos if i.present and i.first_open_ms is not None]
     if not firsts:
         return found
     interval, first = series.interval, min(firsts)
-    found.first_open_ms, found.latest = first, infos[-1][1]
-    found.last_open_ms = max(i.last_open_ms for i, _ in infos if i.present and i.last_open_ms is not None)
+    found.first_open_ms, found.latest = first, infos[-1].path
+    found.last_open_ms = max(i.last_open_ms for i in infos if i.present and i.last_open_ms is not None)
     ranges: list[Gap] = []
-    for before, (info, path) in zip([None, *infos], infos, strict=False):
+    for before, info in zip([None, *infos], infos, strict=False):
         held = [g for g in info.gaps if g[1] >= first]  # a hole before the first candle is not history
         expected = info.expected - sum(g[2] for g in info.gaps if g[1] < first)
-        for start, end in periods_between(interval, before[0].end_ms, info.start_ms) if before else ():  # absent
+        for start, end in periods_between(interval, before.end_ms, info.start_ms) if before else ():  # absent
             bounds = np.array([floor_open_ms(start - 1, interval), first_open_from_ms(end, interval)])
             absent = gaps(bounds, interval)
             ranges += absent
@@ -187,7 +169,7 @@ def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) ->
             found.periods.append(PeriodCount(period_name(interval, start), count, 0, False))
         ranges += held
         found.unconfirmed += 0 if info.complete else sum(g[2] for g in held)
-        found.periods.append(PeriodCount(path.stem, expected, info.present, info.complete))
+        found.periods.append(PeriodCount(info.path.stem, expected, info.present, info.complete))
     found.gaps = _merged(ranges, interval)
     return found
 
