@@ -323,7 +323,7 @@ class ScheduledDataManager:
         if is_folder and self.settings.export_layout == "dataset" and self.dataset:  # pyarrow in this layout only
             from crypto_data_export.store.dataset_completeness import dataset_completeness
 
-            dataset = dataset_completeness(self.dataset, ExportFolder(self.export_dir).dataset_footers)
+            dataset = dataset_completeness(self.dataset, ExportFolder(self.export_dir).dataset_footers, keep=write)
         service = self.service_status(state)
         report = status_report.build_status_report(
             self.settings, state, validations, statistics, service, validated_at=validated_at, dataset=dataset

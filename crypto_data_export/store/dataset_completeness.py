@@ -175,9 +175,11 @@ def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) ->
     return found
 
 
-def dataset_completeness(dataset: Dataset, cache: Path | None = None) -> list[SeriesCompleteness]:
-    """Every series stored under the dataset's root, in its order; ``cache``: where the footers read are kept."""
+def dataset_completeness(dataset: Dataset, cache: Path | None = None, *, keep: bool = True) -> list[SeriesCompleteness]:
+    """Every series stored under the dataset's root, in its order. ``cache``: the footers read before
+    (rewritten only if ``keep``: --health writes nothing)."""
     footers = Footers(dataset.root, cache)
     found = [series_completeness(dataset, series, footers) for series in dataset.all_series()]
-    footers.save()
+    if keep:
+        footers.save()
     return found

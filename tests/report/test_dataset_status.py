@@ -109,5 +109,7 @@ def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sand
     metrics = (folder / "metrics" / "exporter.prom").read_text(encoding="utf-8")
     assert 'crypto_exporter_dataset_candles_missing{interval="1h",market="spot",symbol="BTCUSDT"} 2.0' in metrics
     assert "BTCUSDT" in (folder / "status.html").read_text(encoding="utf-8")
+    (folder / ".dataset_footers.json").unlink()  # the cycle kept the footers it read; --health writes nothing
     console.print_status(manager.write_status(write=False), as_json=False)
+    assert not (folder / ".dataset_footers.json").exists()
     assert "dataset: 2 series, 1 complete; 44 of 46 candles present, 2 missing" in capsys.readouterr().out
