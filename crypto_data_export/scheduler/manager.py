@@ -120,10 +120,12 @@ class ScheduledDataManager:
 
     @cached_property
     def dataset(self) -> Dataset | None:
-        """The dataset the cycle appends to (EXPORT_LAYOUT=dataset), else None."""
+        """The dataset the cycle appends to (EXPORT_LAYOUT=dataset), else None (and pyarrow not loaded)."""
+        if self.settings.export_layout != "dataset":
+            return None
         from crypto_data_export.store.dataset import Dataset
 
-        return Dataset.from_settings(self.settings) if self.settings.export_layout == "dataset" else None
+        return Dataset.from_settings(self.settings)
 
     def service_status(self, state: RunState) -> str:
         """``running`` only for a live scheduler loop of this folder (not a reused PID, not
