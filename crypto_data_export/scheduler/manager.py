@@ -322,7 +322,7 @@ class ScheduledDataManager:
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = status_report.recorded_statistics(scan.files, validations)
         dataset = None
-        if is_folder and self.settings.export_layout == "dataset" and self.dataset:  # pyarrow in this layout only
+        if is_folder and self.dataset is not None:  # EXPORT_LAYOUT=dataset: its footers only
             from crypto_data_export.store.dataset_completeness import dataset_completeness
 
             dataset = dataset_completeness(self.dataset, ExportFolder(self.export_dir).dataset_footers, keep=write)
