@@ -256,7 +256,7 @@ def build_status_report(
             "symbols": len(state.universe),
         },
         "symbols": symbols,
-        **({} if dataset is None else {"dataset": dataset_section(settings, dataset)}),
+        **({} if dataset is None else {"dataset": dataset_section(dataset)}),
         "health": {
             "status": DOWN if DOWN in failed else (DEGRADED if failed else HEALTHY),
             "checks": {c.name: {"passed": c.passed, "reason": c.reason} for c in checks},
@@ -265,7 +265,7 @@ def build_status_report(
     return mark(report, STATUS_FORMAT_VERSION, first=False)
 
 
-def dataset_section(settings: Settings, dataset: Sequence[SeriesCompleteness]) -> dict[str, Any]:
+def dataset_section(dataset: Sequence[SeriesCompleteness]) -> dict[str, Any]:
     """The dataset's completeness: totals, then per series (``SYMBOL_interval``) its figures."""
     series = {
         series_key(c.series.symbol, c.series.interval, c.series.market, single=False): c.to_dict(MAX_LISTED)
