@@ -246,18 +246,6 @@ class Dataset:
                     found.append(series)
         return found
 
-    def series_verdict(self, series: SeriesId) -> FileValidation | None:
-        """The whole series as one verdict (rows, first and last candle, gaps of its periods), from the
-        footers alone and without moving anything: what the status report shows; None if it has no period."""
-        infos = [i for i in map(read_period_info, self._period_files(series)) if i is not None and i.series == series]
-        if not infos:
-            return None
-        first, last = infos[0].first_open_ms or 0, infos[-1].last_open_ms or 0
-        # Gaps between its first and last candle (before and after them: history not fetched yet).
-        holes = [g for info in infos for g in info.gaps if first < g[0] and g[1] < last]
-        rows, missing = sum(i.present for i in infos), sum(g[2] for g in holes)
-        return FileValidation(infos[-1].path, True, None, rows, first, last, holes, missing, series=series)
-
     def read_period(self, series: SeriesId, start_ms: int, *, quarantine: bool = True) -> pa.Table | None:
         """The period's candles as the candle model, judged by the rule book; None if absent;
         an invalid or foreign file is quarantined (``quarantine=False``, a dry run's: only logged) and None returned."""
