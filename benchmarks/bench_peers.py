@@ -28,8 +28,9 @@ the cycle's window is the tool's own: the common range is reported). The figures
 
 Targets (issue 24, checked for ours): long <= 8 s with 0 x 429; backfill <= 0.7x ccxt async with
 its limiter; 0 x 429 everywhere; every tool's candles equal. The full run takes about 15 minutes
-(the ccxt sync and freqtrade cycles and the four sequential 1m series dominate); ``--quick``
-(40 symbols, 5 x 30 days, 1 x 7 days of 1m) about 1 minute.
+on an idle 2-core machine (the ccxt sync and freqtrade cycles and the four sequential 1m series
+dominate; 25 minutes at a load average of 12-25), plus about 1 minute to make the virtualenv the
+first time; ``--quick`` (40 symbols, 5 x 30 days, 1 x 7 days of 1m) about 1 minute.
 """
 
 from __future__ import annotations
@@ -305,6 +306,25 @@ def cell(r: dict[str, Any] | None) -> str:
     return text + ("" if r["exit_code"] == 0 else f" (exit {r['exit_code']})")
 
 
+def render(results: dict[str, dict[str, Any]], tools: list[str], latency: float) -> tuple[str, str]:
+    """The markdown table of the figures and the note under it (conditions, checks, machine load)."""
+    md_rows = [[results[k]["row"]["title"], *(cell(results[k]["runs"].get(t)) for t in tools)] for k in results]
+    md = table(["work", *(TITLES[t] for t in tools)], md_rows)
+    checks = "; ".join(
+        f"{k}: {'equal' if r['check']['equal'] else 'NOT EQUAL'} over {r['check']['common_candles']:,} candles"
+        for k, r in results.items()
+    )
+    loads = [f["load_1min_before"] for r in results.values() for f in r["runs"].values() if "load_1min_before" in f]
+    load = f", 1-minute load average {min(loads):.1f}-{max(loads):.1f} before the runs" if loads else ""
+    note = (
+        f"Whole processes, {latency * 1000:.0f} ms latency, 6,000 weight per sliding minute, "
+        f"one run per tool; 0 answers 429 unless shown. Candles checked equal ({checks}) over the range "
+        "every tool holds (freqtrade drops the newest candle). Machine: "
+        f"{os.cpu_count()} cores shared with other work{load}."
+    )
+    return md, note
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, about 1 minute)")
@@ -340,18 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[key]["check"] = compare(row, candles)
         del candles
         print(f"{key:8} candles equal: {results[key]['check']['equal']} {results[key]['check']['problems'][:3]}")
-    md_rows = [[results[k]["row"]["title"], *(cell(results[k]["runs"].get(t)) for t in tools)] for k in results]
-    md = table(["work", *(TITLES[t] for t in tools)], md_rows)
-    checks = "; ".join(
-        f"{k}: {'equal' if r['check']['equal'] else 'NOT EQUAL'} over {r['check']['common_candles']:,} candles"
-        for k, r in results.items()
-    )
-    note = (
-        f"Whole processes, {args.latency * 1000:.0f} ms latency, 6,000 weight per sliding minute, "
-        f"one run per tool; 0 answers 429 unless shown. Candles checked equal ({checks}) over the range "
-        "every tool holds (freqtrade drops the newest candle). Machine: "
-        f"{os.cpu_count()} cores shared with other work."
-    )
+    md, note = render(results, tools, args.latency)
     print(md)
     print(note)
     ours = {k: r["runs"].get("ours") for k, r in results.items()}
