@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from crypto_data_export.backfill.archive_backfill import ArchiveFetcher, plan_segments
 from crypto_data_export.core.candles import (
-    CANDLE_COLUMNS,
     SeriesId,
+    differing_rows,
     empty_candle_frame,
     first_open_ms,
     last_open_ms,
@@ -158,11 +157,10 @@ def compare(stored: pa.Table, theirs: pa.Table, source: str) -> list[Finding]:
     _, mine_i, their_i = np.intersect1d(mine_t, their_t, assume_unique=True, return_indices=True)
     found = [Finding(int(t), "missing", "", "", source) for t in np.setdiff1d(their_t, mine_t)]
     found += [Finding(int(t), "extra", "", "", source) for t in np.setdiff1d(mine_t, their_t)]
-    for column in CANDLE_COLUMNS[1:]:
-        mine, their = stored.column(column).take(mine_i), theirs.column(column).take(their_i)
-        floats = (pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False) for values in (mine, their))
-        for k in np.flatnonzero(np.not_equal(*floats)).tolist():
-            found.append(Finding(int(mine_t[mine_i[k]]), column, str(mine[k]), str(their[k]), source))
+    mine, their = stored.take(mine_i), theirs.take(their_i)
+    for column, rows in differing_rows(mine, their).items():
+        for k in rows.tolist():
+            found.append(Finding(int(mine_t[mine_i[k]]), column, str(mine[column][k]), str(their[column][k]), source))
     return found
 
 
