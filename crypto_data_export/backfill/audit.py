@@ -12,6 +12,7 @@ with REST's candles, verified and atomic; the old file goes to quarantine.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import tempfile
@@ -63,8 +64,7 @@ _PHRASES = {"missing": "missing: the exchange has it, the file not", "extra": "e
 
 @dataclass(frozen=True)
 class Finding:
-    """One candle that differs: ``what`` is a column, ``missing`` (the exchange has the candle, the
-    file not: a hole filled later) or ``extra`` (the file has it, the exchange no longer)."""
+    """One candle that differs; ``what``: a column, ``missing`` or ``extra`` (see ``_PHRASES``)."""
 
     open_ms: int
     what: str
@@ -98,10 +98,6 @@ class Unit:
     quarantined: Path | None = None
     error: str | None = None
 
-    @property
-    def settled(self) -> bool:
-        return self.error is None and (not self.kinds or self.quarantined is not None)
-
     def found(self, findings: list[Finding]) -> None:
         """Keep the counts and the first lines (a candle that differs from both sources alike is one line)."""
         kinds = {(f.what if f.what in _PHRASES else "changed", f.open_ms) for f in findings}
@@ -134,7 +130,7 @@ class AuditResult:
 
     @property
     def ok(self) -> bool:
-        return all(unit.settled for unit in self.units)
+        return all(u.error is None and (not u.kinds or u.quarantined is not None) for u in self.units)
 
     def summary(self) -> str:
         differ = [unit for unit in self.units if unit.kinds]
@@ -171,33 +167,32 @@ def dataset_units(dataset: Dataset, export_dir: Path, market: str) -> list[Unit]
         periods = dataset.periods(series)
         newest = max((p.last_open_ms or -1 for p in periods), default=-1)
         for info in periods:
-            units.append(Unit(os.path.relpath(info.path, export_dir), series, _period_loader(dataset, info, newest)))
+            load = functools.partial(_load_period, dataset, info, newest)
+            units.append(Unit(os.path.relpath(info.path, export_dir), series, load))
     return units
 
 
-def _period_loader(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Callable[[], Stored | None]:
+def _load_period(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Stored | None:
+    """Read under the series' lock with --repair: a cycle may have appended meanwhile."""
     series, start = info.series, info.start_ms
     assert series is not None, "Dataset.periods checks identity"
+    candles = dataset.read_period(series, start)
+    if candles is None or not len(candles):
+        return None
+    end = min(info.end_ms, max(newest_ms, last_open_ms(candles)) + 1)
 
-    def replace(candles: pa.Table, why: str, end: int) -> Path:
+    def replace(new: pa.Table, why: str) -> Path:
         old = dataset.quarantine(info.path, why)
         repair = {"kind": "audit-repair", "at": to_iso(utc_now()), "replaced": old.name}
         sources: list[dict[str, Any]] = [{"kind": "rest", "from_ms": start, "until_ms": end}, repair]
         try:  # REST served the range: its holes are confirmed empty
-            dataset.write_period(series, start, candles, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
+            dataset.write_period(series, start, new, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
         except BaseException:
             os.replace(old, info.path)  # nothing was written: the period keeps its old file
             raise
         return old
 
-    def load() -> Stored | None:  # under the series' lock with --repair: a cycle may have appended meanwhile
-        candles = dataset.read_period(series, start)
-        if candles is None or not len(candles):
-            return None
-        end = min(info.end_ms, max(newest_ms, last_open_ms(candles)) + 1)
-        return Stored(info.path, candles, start, end, lambda new, why: replace(new, why, end))
-
-    return load
+    return Stored(info.path, candles, start, end, replace)
 
 
 def files_units(files: FileManager) -> list[Unit]:
@@ -205,24 +200,22 @@ def files_units(files: FileManager) -> list[Unit]:
     units = []
     for _, symbol, interval in sorted({f.series for f in files.scan().files if f.market == files.market}):
         manager = files.for_interval(interval)
-        units.append(Unit(f"{symbol} {interval}", manager.series_of(symbol), _file_loader(manager, symbol)))
+        load = functools.partial(_load_file, manager, symbol)
+        units.append(Unit(f"{symbol} {interval}", manager.series_of(symbol), load))
     return units
 
 
-def _file_loader(files: FileManager, symbol: str) -> Callable[[], Stored | None]:
-    def load() -> Stored | None:
-        kept = files.newest_valid_export(symbol, quarantine=False)
-        if kept is None:
-            return None
+def _load_file(files: FileManager, symbol: str) -> Stored | None:
+    kept = files.newest_valid_export(symbol, quarantine=False)
+    if kept is None:
+        return None
 
-        def replace(candles: pa.Table, why: str) -> Path:
-            path, _ = files.write_export(symbol, candles, replacing=kept)
-            return files.quarantine(kept.file.path, f"{why}; {path.name} replaces it")
+    def replace(candles: pa.Table, why: str) -> Path:
+        path, _ = files.write_export(symbol, candles, replacing=kept)
+        return files.quarantine(kept.file.path, f"{why}; {path.name} replaces it")
 
-        candles = kept.candles
-        return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
-
-    return load
+    candles = kept.candles
+    return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
 
 
 class Auditor:
@@ -239,11 +232,10 @@ class Auditor:
                 unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
                 return
             unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
-            symbol, interval = unit.series.symbol, unit.series.interval
-            history = HistoricalDataExporter(self.client, interval)
-            export = SymbolExport(symbol, empty_candle_frame(), stored.start_ms, self.server_ms)
+            export = SymbolExport(unit.series.symbol, empty_candle_frame(), stored.start_ms, self.server_ms)
+            klines = HistoricalDataExporter(self.client, unit.series.interval)
             rest = pa.concat_tables(
-                [empty_candle_frame(), *history.pages_of(export, stored.start_ms, stored.end_ms - 1)]
+                [empty_candle_frame(), *klines.pages_of(export, stored.start_ms, stored.end_ms - 1)]
             )
             findings = compare(stored.candles, rest, "rest")
             from_rest = bool(findings)
