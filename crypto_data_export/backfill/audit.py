@@ -218,63 +218,57 @@ def _load_file(files: FileManager, symbol: str) -> Stored | None:
     return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
 
 
-class Auditor:
-    """Compares units with REST (one client) and the archive (verified zips in a temporary folder)."""
-
-    def __init__(self, client: ExchangeClient, fetcher: ArchiveFetcher | None) -> None:
-        self.client, self.fetcher = client, fetcher
-        self.server_ms = client.sync_clock()
-
-    def audit(self, unit: Unit, repair: bool) -> None:
-        try:
-            stored = unit.load()
-            if stored is None:
-                unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
-                return
-            unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
-            export = SymbolExport(unit.series.symbol, empty_candle_frame(), stored.start_ms, self.server_ms)
-            klines = HistoricalDataExporter(self.client, unit.series.interval)
-            rest = pa.concat_tables(
-                [empty_candle_frame(), *klines.pages_of(export, stored.start_ms, stored.end_ms - 1)]
-            )
-            findings = compare(stored.candles, rest, "rest")
-            from_rest = bool(findings)
-            for name, start, end, frame in self._archive(unit, stored):
-                findings += compare(within(stored.candles, start, end), frame, name)
-            unit.found(findings)
-            if from_rest and repair and not len(rest):
-                unit.notes.append("the exchange serves none of these candles now; not repaired")
-            elif from_rest and repair:
-                unit.quarantined = stored.replace(rest, "audit --repair: the exchange's candles differ")
-            elif findings and repair:
-                unit.notes.append("only the archive differs, REST agrees with the file: not repaired")
-        except ExportError as exc:
-            unit.error = str(exc)
-
-    def _archive(self, unit: Unit, stored: Stored) -> Iterator[tuple[str, int, int, pa.Table]]:
-        """(zip name, [start, end), its candles there) of every closed archive file in the range."""
-        if self.fetcher is None:
+def audit_unit(
+    unit: Unit, client: ExchangeClient, fetcher: ArchiveFetcher | None, server_ms: int, repair: bool
+) -> None:
+    """Compare one unit with REST (one client) and the archive (verified zips in a temporary folder)."""
+    try:
+        stored = unit.load()
+        if stored is None:
+            unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
             return
-        segments = plan_segments(
-            unit.series.symbol, unit.series.interval, stored.start_ms, stored.end_ms, day_bounds(self.server_ms)[0]
-        )
-        periods = [s for s in segments if isinstance(s, ArchivePeriod)]
-        for period, future in self.fetcher.submit(periods).items():
-            start, end = max(period.start_ms, stored.start_ms), min(period.end_ms, stored.end_ms)
+        unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
+        export = SymbolExport(unit.series.symbol, empty_candle_frame(), stored.start_ms, server_ms)
+        klines = HistoricalDataExporter(client, unit.series.interval)
+        rest = pa.concat_tables([empty_candle_frame(), *klines.pages_of(export, stored.start_ms, stored.end_ms - 1)])
+        findings = compare(stored.candles, rest, "rest")
+        from_rest = bool(findings)
+        for name, start, end, frame in _archive(unit, stored, fetcher, day_bounds(server_ms)[0]) if fetcher else ():
+            findings += compare(within(stored.candles, start, end), frame, name)
+        unit.found(findings)
+        if from_rest and repair and not len(rest):
+            unit.notes.append("the exchange serves none of these candles now; not repaired")
+        elif from_rest and repair:
+            unit.quarantined = stored.replace(rest, "audit --repair: the exchange's candles differ")
+        elif findings and repair:
+            unit.notes.append("only the archive differs, REST agrees with the file: not repaired")
+    except ExportError as exc:
+        unit.error = str(exc)
+
+
+def _archive(
+    unit: Unit, stored: Stored, fetcher: ArchiveFetcher, today_ms: int
+) -> Iterator[tuple[str, int, int, pa.Table]]:
+    """(zip name, [start, end), its candles there) of every closed archive file in the range."""
+    series = unit.series
+    segments = plan_segments(series.symbol, series.interval, stored.start_ms, stored.end_ms, today_ms)
+    periods = [s for s in segments if isinstance(s, ArchivePeriod)]
+    for period, future in fetcher.submit(periods).items():
+        start, end = max(period.start_ms, stored.start_ms), min(period.end_ms, stored.end_ms)
+        try:
+            path, _ = future.result()
             try:
-                path, _ = future.result()
-                try:
-                    with open(path, "rb") as handle:
-                        frame = read_period_frame(handle, period)
-                finally:
-                    remove_file(path)
-            except ArchiveNotPublished:
-                continue  # nothing to compare with (no candle then, or not out yet): REST covers it
-            except (ArchiveError, OSError) as exc:  # an unreachable archive is named once
-                if not isinstance(exc, ArchiveUnavailable) or exc is self.fetcher.unreachable:
-                    unit.notes.append(f"archive not compared: {exc}")
-                continue
-            yield period.zip_name, start, end, within(frame, start, end)
+                with open(path, "rb") as handle:
+                    frame = read_period_frame(handle, period)
+            finally:
+                remove_file(path)
+        except ArchiveNotPublished:
+            continue  # nothing to compare with (no candle then, or not out yet): REST covers it
+        except (ArchiveError, OSError) as exc:  # an unreachable archive is named once
+            if not isinstance(exc, ArchiveUnavailable) or exc is fetcher.unreachable:
+                unit.notes.append(f"archive not compared: {exc}")
+            continue
+        yield period.zip_name, start, end, within(frame, start, end)
 
 
 def audit(
@@ -308,11 +302,11 @@ def audit(
             fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
             stack.callback(fetcher.close)
             stack.callback(stop.set)
-        auditor = Auditor(client, fetcher)
+        server_ms = client.sync_clock()
         for unit in units:  # a repair holds the series' writer lock; a held one is not waited for
             with dataset.lock(unit.series, wait=False) if dataset and repair else nullcontext(True) as free:
                 if free:
-                    auditor.audit(unit, repair)
+                    audit_unit(unit, client, fetcher, server_ms, repair)
                 else:
                     unit.error = "another writer (a cycle, a backfill) holds the series; audit it again later"
             for line in unit.report():
