@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
+from crypto_data_export.core.candles import differing_rows, empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
 from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms
@@ -298,15 +298,13 @@ class HistoricalDataExporter:
 
 
 def _mismatch(stored: pa.Table, fetched: pa.Table) -> str | None:
-    """Why the newest stored candle is not the first fetched one (None: it is; numbers compared as
-    float64, as a Parquet file keeps doubles or 8 decimals and a futures answer fewer)."""
-    mine = stored.slice(len(stored) - 1).to_pylist()[0]
-    theirs = fetched.slice(0, 1).to_pylist()[0] if len(fetched) else {"open_time": None}
-    for column, value in mine.items():
-        other = theirs[column]
-        if value != other and not (isinstance(value, str) and other is not None and float(value) == float(other)):
-            return f"the newest stored candle, {ms_to_iso(mine['open_time'])}, has {column} {value}, exchange {other}"
-    return None
+    """Why the newest stored candle is not the first fetched one (None: it is)."""
+    mine, theirs = stored.slice(len(stored) - 1), fetched.slice(0, 1)
+    column = next(iter(differing_rows(mine, theirs) if len(theirs) else ["open_time"]), None)
+    if column is None:
+        return None
+    value, other = mine.column(column)[0].as_py(), theirs.column(column)[0].as_py() if len(theirs) else None
+    return f"the newest stored candle, {ms_to_iso(last_open_ms(stored))}, has {column} {value}, exchange {other}"
 
 
 def candles_in_window(previous: pa.Table | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pa.Table:

@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from crypto_data_export.core.candles import (
-    CANDLE_COLUMNS,
     SeriesId,
+    differing_rows,
     exchange_host,
     first_open_ms,
     last_open_ms,
@@ -356,9 +355,8 @@ class Dataset:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
                 both = np.isin(open_times(stored), open_times(new))
-                differ = _differing(
-                    stored.filter(pa.array(both)), new.filter(pa.array(np.isin(open_times(new), open_times(stored))))
-                )
+                same = new.filter(pa.array(np.isin(open_times(new), open_times(stored))))
+                differ = len(set().union(*differing_rows(stored.filter(pa.array(both)), same).values()))
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
                 if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
@@ -440,18 +438,6 @@ def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[
         if first <= new_until and new_first <= until:  # overlapping ranges: one entry
             return [*sources[:-1], {**last, "from_ms": min(first, new_first), "until_ms": max(until, new_until)}]
     return [s for s in sources if s != source] + [source]
-
-
-def _differing(stored: pa.Table, fetched: pa.Table) -> int:
-    """How many of the same open times (both sorted) hold different values, compared as numbers."""
-    if not len(stored):
-        return 0
-    differ = np.zeros(len(stored), dtype=bool)
-    for column in CANDLE_COLUMNS:
-        kind = pa.int64() if stored.schema.field(column).type == pa.int64() else pa.float64()
-        mine, theirs = (np.asarray(pc.cast(t.column(column), kind).to_numpy()) for t in (stored, fetched))
-        differ |= mine != theirs
-    return int(differ.sum())
 
 
 class DatasetSink:
