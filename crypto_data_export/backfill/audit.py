@@ -51,7 +51,6 @@ from crypto_data_export.exchange.archive import (
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.report.console import ArchiveProgress
-from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.dataset import Dataset, PeriodInfo
 from crypto_data_export.store.files import FileManager
@@ -218,9 +217,7 @@ def _load_file(files: FileManager, symbol: str) -> Stored | None:
     return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
 
 
-def audit_unit(
-    unit: Unit, client: ExchangeClient, fetcher: ArchiveFetcher | None, server_ms: int, repair: bool
-) -> None:
+def audit_unit(unit: Unit, client: ExchangeClient, fetcher: ArchiveFetcher, server_ms: int, repair: bool) -> None:
     """Compare one unit with REST (one client) and the archive (verified zips in a temporary folder)."""
     try:
         stored = unit.load()
@@ -233,7 +230,7 @@ def audit_unit(
         rest = pa.concat_tables([empty_candle_frame(), *klines.pages_of(export, stored.start_ms, stored.end_ms - 1)])
         findings = compare(stored.candles, rest, "rest")
         from_rest = bool(findings)
-        for name, start, end, frame in _archive(unit, stored, fetcher, day_bounds(server_ms)[0]) if fetcher else ():
+        for name, start, end, frame in _archive(unit, stored, fetcher, day_bounds(server_ms)[0]):
             findings += compare(within(stored.candles, start, end), frame, name)
         unit.found(findings)
         if from_rest and repair and not len(rest):
@@ -294,14 +291,12 @@ def audit(
         if sample is not None:
             units = [units[i] for i in sorted(random.Random(seed).sample(range(stored), min(sample, stored)))]
         client = stack.enter_context(ExchangeClient.from_settings(settings))
-        fetcher = None
-        if settings.market == SPOT:  # the archive reader knows the spot layout only
-            archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
-            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
-            stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
-            fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
-            stack.callback(fetcher.close)
-            stack.callback(stop.set)
+        archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
+        cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
+        stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
+        fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
+        stack.callback(fetcher.close)
+        stack.callback(stop.set)
         server_ms = client.sync_clock()
         for unit in units:  # a repair holds the series' writer lock; a held one is not waited for
             with dataset.lock(unit.series, wait=False) if dataset and repair else nullcontext(True) as free:
