@@ -91,7 +91,7 @@ def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_ri
     start_ms = NOW - 5 * 86_400_000
     series = SeriesId(urlsplit(exchange.base_url).netloc, "spot", SYMBOL, "1m")
     damaged = PageJournal(partial, series, start_ms)
-    damaged.append([[1, 2]])
+    damaged.append([[1, 2]], start_ms, start_ms)
     damaged.path.write_text(damaged.path.read_text().replace("[[1,2]]", "[[1,3]]"))
     foreign = partial / f"{SYMBOL}_1m_{start_ms - 1}.journal"  # another start: not this run's to judge
     foreign.write_text('{"marker": "crypto-klines-backfill-journal/2", "symbol": "OTHERUSDT"}\n')

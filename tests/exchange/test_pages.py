@@ -29,6 +29,7 @@ class ScriptedClient(ExchangeClient):
         super().__init__("http://exchange.invalid", retries=0, backoff=0.0)
         self.pages = pages
         self.asked: list[tuple[int, int, int]] = []
+        self.lock = threading.Lock()
 
     def klines(
         self,
@@ -40,8 +41,10 @@ class ScriptedClient(ExchangeClient):
         limit: int = 1000,
     ) -> list[list[Any]]:
         assert start_ms is not None and end_ms is not None
-        self.asked.append((start_ms, end_ms, limit))
-        return self.pages[len(self.asked) - 1](start_ms, end_ms, limit)
+        with self.lock:  # pages go out in parallel: each takes the next answer of the script
+            self.asked.append((start_ms, end_ms, limit))
+            page = self.pages[min(len(self.asked), len(self.pages)) - 1]
+        return page(start_ms, end_ms, limit)
 
 
 def candles(opens: list[int]) -> list[list[Any]]:
@@ -63,8 +66,15 @@ def export(pages: list[Page], *, page_limit: int = 1000, local_ms: int = NOW_MS,
 
 
 def test_an_honest_exchange_passes_every_check() -> None:
-    client = export([honest] * 5, page_limit=20)
-    assert [limit for _, _, limit in client.asked] == [20, 20, 7]
+    client = export([honest], page_limit=20)
+    first, *others = client.asked
+    assert first == (NOW_MS - 2 * DAY_MS, LAST_CLOSED, 20)  # alone: it shows where the candles start
+    others.sort()  # then the others on the grid, in parallel, covering the rest exactly
+    first_open = NOW_MS - 2 * DAY_MS + 30 * 60_000
+    assert others == [
+        (first_open + 19 * HOUR_MS + 1, first_open + 40 * HOUR_MS - 1, 20),
+        (first_open + 40 * HOUR_MS, LAST_CLOSED, 7),
+    ]
 
 
 def _rows_shifted(shift: int) -> Page:
@@ -78,7 +88,7 @@ def _rows_shifted(shift: int) -> Page:
     [
         (lambda s, e, n: honest(s, e, n) + honest(s, e, n)[-1:], "candles for a page of at most"),
         (lambda s, e, n: honest(s - 5 * HOUR_MS, e, n), "opens before the start of the page"),
-        (lambda s, e, n: honest(s, e + HOUR_MS, n + 1)[1:], "opens after the newest closed candle"),
+        (lambda s, e, n: honest(s, e + HOUR_MS, n + 1)[1:], "opens after the end of the page asked for"),
         (_rows_shifted(1), r"row 1 \(open_time"),
         (lambda s, e, n: [honest(s, e, n)[0]] * 2, "does not come after the candle before it"),
         (lambda s, e, n: [[*row[:6], row[6] - 1, *row[7:]] for row in honest(s, e, n)], "does not close when"),
