@@ -68,7 +68,8 @@ class PageJournal:
         self.writable = True  # False once found to be a symbolic link or not a file: never written
         self._end, self._chain = 0, ""  # after the last page accepted: where the next one goes, its chain
         self._handle: BinaryIO | None = None  # open while ``pages`` reads
-        self._lock = threading.Lock()  # pages arrive on several threads
+        self._lock, self._sync_lock = threading.Lock(), threading.Lock()  # pages arrive on several threads
+        self._synced = 0  # the bytes known to be on disk
 
     def header(self) -> dict[str, Any]:
         return {"marker": JOURNAL_MARKER, **dataclasses.asdict(self.series), "start_ms": self.start_ms}
@@ -132,28 +133,27 @@ class PageJournal:
         return None
 
     def append(self, rows: list[list[Any]], start_ms: int, last_ms: int) -> None:
-        """One page holding every candle opening in [start_ms, last_ms], durable before the caller
-        uses it; the header first on a new journal."""
+        """One page holding every candle opening in [start_ms, last_ms], durable before the caller uses
+        it (one fsync serves every page written meanwhile); the header first on a new journal."""
         if not self.writable:
             return
         rows_text = json.dumps(rows, separators=(",", ":"))
-        with self._lock:
-            self._append(rows_text, start_ms, last_ms)
-
-    def _append(self, rows_text: str, start_ms: int, last_ms: int) -> None:
-        digest = _digest(self._chain, (start_ms, last_ms), rows_text)
-        record = json.dumps(
-            {"sha256": digest, "from": start_ms, "to": last_ms, "rows": rows_text}, separators=(",", ":")
-        )
         try:
-            with self._open(os.O_RDWR | os.O_CREAT) as handle:
-                head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
-                handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
-                handle.seek(self._end)
-                handle.write(head + (record + "\n").encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-                self._end, self._chain = handle.tell(), digest
+            with self._lock:
+                digest = _digest(self._chain, (start_ms, last_ms), rows_text)
+                record = {"sha256": digest, "from": start_ms, "to": last_ms, "rows": rows_text}
+                with self._open(os.O_RDWR | os.O_CREAT) as handle:
+                    head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
+                    handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
+                    handle.seek(self._end)
+                    handle.write(head + (json.dumps(record, separators=(",", ":")) + "\n").encode())
+                    self._end, self._chain, written = handle.tell(), digest, handle.tell()
+            with self._sync_lock:
+                if self._synced < written:
+                    synced = self._end
+                    with self._open(os.O_RDWR) as handle:
+                        os.fsync(handle.fileno())
+                    self._synced = synced
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise StorageError(f"cannot keep a page in {self.path}: {exc.strerror}; check the disk") from exc
