@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import shutil
 import subprocess
 import sys
@@ -74,13 +75,14 @@ def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) 
         env = process_env(exchange.base_url, folder, symbols, PYTHONPATH=str(tree), LOG_LEVEL="WARNING")
         command = [sys.executable, str(tree / "export_historical_data.py"), "--symbols", ",".join(symbols)]
         command += ["--days", str(days), "--interval", "1m", "--source", "rest", "--output", str(folder / "out")]
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _children_cpu()
         proc = subprocess.run(command, env=env, cwd=str(folder), capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - started
         files = sorted((folder / "out").glob("*.csv"))
         weight = sum(KLINES_WEIGHT for r in exchange.requests if r.path.endswith("/klines"))
         return {
             "wall_s": wall,
+            "cpu_s": _children_cpu() - cpu_before,  # the backfill process's user + sys
             "exit_code": proc.returncode,
             "files": len(files),
             "contents": {p.name.split("_")[0]: p.read_bytes() for p in files},
@@ -94,6 +96,11 @@ def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) 
     finally:
         exchange.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -130,9 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(
             [
                 f"1 symbol x {args.days} d x 1m, REST",
-                f"{ours['wall_s']:.2f} s, {ours['klines_calls']} calls, {ours['http_429']} x 429, "
+                f"{ours['wall_s']:.2f} s (CPU {ours['cpu_s']:.1f} s), {ours['klines_calls']} calls, "
+                f"{ours['http_429']} x 429, "
                 f"exit {ours['exit_code']}",
-                "-" if base is None else f"{base['wall_s']:.2f} s, {base['http_429']} x 429, exit {base['exit_code']}",
+                "-"
+                if base is None
+                else f"{base['wall_s']:.2f} s (CPU {base['cpu_s']:.1f} s), {base['http_429']} x 429, "
+                f"exit {base['exit_code']}",
                 f"same bytes: {same}",
             ]
         )
@@ -151,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(
             [
                 f"{args.over} symbols x {args.days} d x 1m, {limit} per sliding {window_s} s",
-                f"{over['wall_s']:.2f} s, {over['klines_calls']} calls ({weight} weight), {over['http_429']} x 429, "
+                f"{over['wall_s']:.2f} s (CPU {over['cpu_s']:.0f} s), {over['klines_calls']} calls ({weight} weight), "
+                f"{over['http_429']} x 429, "
                 f"exit {over['exit_code']}, max {over['max_window_weight']} in window",
                 f"minimum {minimum:.2f} s",
                 f"{figures['over_ratio']:.3f}x minimum",
