@@ -77,7 +77,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--source", choices=SOURCES, default="auto", help="auto (archive + REST), archive (strict), rest"
     )
-    parser.add_argument("--shard", help="I/N: take share I (0 <= I < N) of the symbols, e.g. 0/4")
+    parser.add_argument("--shard", metavar="I/N", help="take share I (0 <= I < N) of the symbols, e.g. 0/4")
     return parser.parse_args(argv)
 
 
@@ -107,9 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shard is not None:
         index, count = shard
         symbols = tuple(s for s in settings.symbols if shard_of(s, count) == index)
-        print(f"shard {index}/{count}: {len(symbols)} of {len(settings.symbols)} symbols")
+        nothing = "" if symbols else "; nothing to do"
+        print(f"shard {index}/{count}: {len(symbols)} of {len(settings.symbols)} symbols{nothing}")
         if not symbols:
-            print("nothing to do: no symbol falls in this shard")
             return EXIT_OK
         settings = replace(settings, symbols=symbols)
         workspace = ExportFolder(settings.export_dir).backfill / f"shard-{index}-of-{count}"

@@ -67,11 +67,7 @@ def test_a_bad_shard_is_one_line_and_exit_2(backfill: Any, shard: str) -> None:
 
 
 def test_a_shard_without_a_symbol_does_nothing_and_says_so(backfill: Any) -> None:
-    assert backfill("--shard", "0/7", *RANGE) == (
-        0,
-        "shard 0/7: 0 of 4 symbols\nnothing to do: no symbol falls in this shard\n",
-        "",
-    )
+    assert backfill("--shard", "0/7", *RANGE) == (0, "shard 0/7: 0 of 4 symbols; nothing to do\n", "")
     assert backfill.exchange.klines_requests() == [] and not (Path.cwd() / "one").exists()
 
 
