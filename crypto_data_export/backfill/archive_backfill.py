@@ -371,12 +371,14 @@ def archive_backfill(
     on_candles: Callable[[int], None] | None = None,
     window: tuple[int, int] | None = None,
     fill: Fill | None = None,
+    workspace: Path | None = None,
 ) -> ArchiveBackfillResult:
     """The backfill of ``export_historical_data.py``: the export pass over a long window (or
     ``window``, open times [start, end)) under the run lock. Every file is validated as it is
     written, so a bad answer fails its symbol and never sits in the folder as data. ``fill``
     (``dataset_fill.DatasetFill``) does each series instead of the job's file export: the dataset
-    under EXPORT_DIR, its archive cache and journals (and the run lock) in EXPORT_DIR/backfill."""
+    under EXPORT_DIR, its archive cache and journals (and the run lock) in ``workspace`` (default
+    EXPORT_DIR/backfill; one per shard, so that shards fill one dataset at once)."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     stop_event = stop_event or threading.Event()
@@ -386,7 +388,7 @@ def archive_backfill(
     files = FileManager.from_settings(settings)
     files.ensure_folder()
     if fill is not None:
-        folder = ExportFolder(folder.backfill)
+        folder = ExportFolder(workspace or folder.backfill)
         FileManager.from_settings(replace(settings, export_dir=folder.root)).ensure_folder()
     # REST pages go to resume journals first: a rerun after Ctrl-C asks only for what is missing.
     journals = JournalSource(folder.backfill_partial, stop_event)

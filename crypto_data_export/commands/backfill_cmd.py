@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -28,9 +29,11 @@ from crypto_data_export.core.cli import console_command, return_large_buffers_to
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
+from crypto_data_export.core.text import printable
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of, fail
 from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
+from crypto_data_export.settings.symbols import shard_of
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.layout import ExportFolder
@@ -57,7 +60,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "each zip verified by its .CHECKSUM), today and anything unpublished or refused from the REST API.\n"
         "--source archive: as auto, but a refused archive file fails the symbol (exit 1).\n\n"
         "EXPORT_LAYOUT=dataset: fills the scheduler's dataset (EXPORT_DIR/dataset, or --output's) with only the\n"
-        "periods it lacks, archive first, then REST; a rerun fetches nothing; safe while the scheduler runs.\n\n"
+        "periods it lacks, archive first, then REST; a rerun fetches nothing; safe while the scheduler runs.\n"
+        "--shard I/N: this run takes share I (0 to N-1) of the symbols, by a hash of each name: N runs with\n"
+        "0/N .. N-1/N do every symbol once. With EXPORT_LAYOUT=dataset they may run at once on one folder\n"
+        "(each keeps its resume files in backfill/shard-I-of-N); in the CSV layout, give each its --output.\n\n"
         "exit codes: 0 ok, 1 a symbol failed, 2 bad input, 75 a run holds the folder's lock,\n"
         "130 stopped by Ctrl-C or SIGTERM (what was finished is written; the same command resumes).",
     )
@@ -71,6 +77,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--source", choices=SOURCES, default="auto", help="auto (archive + REST), archive (strict), rest"
     )
+    parser.add_argument("--shard", metavar="I/N", help="take share I (0 <= I < N) of the symbols, e.g. 0/4")
     return parser.parse_args(argv)
 
 
@@ -93,8 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if window is not None:
             require_a_candle(window, settings.kline_interval)
         settings = _backfill_folder(settings, scheduler_folder, args.output)
+        shard = None if args.shard is None else _parse_shard(args.shard)
     except SettingsError as exc:
         return fail(exc, EXIT_USAGE)
+    workspace = None
+    if shard is not None:
+        index, count = shard
+        symbols = tuple(s for s in settings.symbols if shard_of(s, count) == index)
+        nothing = "" if symbols else "; nothing to do"
+        print(f"shard {index}/{count}: {len(symbols)} of {len(settings.symbols)} symbols{nothing}")
+        if not symbols:
+            return EXIT_OK
+        settings = replace(settings, symbols=symbols)
+        workspace = ExportFolder(settings.export_dir).backfill / f"shard-{index}-of-{count}"
     if window is not None and window.clamped:
         print(f"info: --end is in the future; the backfill ends at the last closed candle ({window.describe()})")
     # Retries and waits are normal; the console only shows what went wrong for good,
@@ -105,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A series' failure is printed once, by the summary (FAILED); only an unexpected error's traceback is shown too.
     logging.getLogger("crypto_data_export.pipeline.export_job").addFilter(lambda record: record.exc_info is not None)
     return_large_buffers_to_the_os()
-    return exit_code_of(lambda: _backfill(settings, args.source, window))
+    return exit_code_of(lambda: _backfill(settings, args.source, window, workspace))
 
 
 def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | None) -> Settings:
@@ -123,7 +141,19 @@ def _backfill_folder(settings: Settings, scheduler_folder: Path, output: str | N
     return settings
 
 
-def _backfill(settings: Settings, source: str, window: BackfillRange | None = None) -> int:
+def _parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"([0-9]{1,6})/([0-9]{1,6})", text)
+    if match is None or int(match[1]) >= int(match[2]):
+        raise SettingsError(
+            f"--shard {printable(text, 40)!r}: give I/N with 0 <= I < N, e.g. --shard 0/4 (in a Kubernetes "
+            "Indexed Job: --shard $(JOB_COMPLETION_INDEX)/N, N its completions)"
+        )
+    return int(match[1]), int(match[2])
+
+
+def _backfill(
+    settings: Settings, source: str, window: BackfillRange | None = None, workspace: Path | None = None
+) -> int:
     stop_event = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop_event.set())
@@ -145,6 +175,7 @@ def _backfill(settings: Settings, source: str, window: BackfillRange | None = No
                 on_candles=progress.candles,
                 window=span,
                 fill=fill,
+                workspace=workspace,
             )
     _print_outcomes(result, fill)
     if stop_event.is_set():

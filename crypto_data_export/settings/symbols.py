@@ -3,6 +3,7 @@ or a file name (``../etc`` or ``BTC;rm -rf`` never do)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
@@ -66,3 +67,9 @@ def listed_symbols(export_symbols: str | None, crypto_symbols: str | None) -> tu
     default groups: with a symbol universe (``EXPORT_QUOTE_ASSET``) these are added to it,
     and the list may be empty."""
     return unique_in_order(parse_symbol_list(export_symbols or "") + parse_symbol_list(crypto_symbols or ""))
+
+
+def shard_of(symbol: str, count: int) -> int:
+    """The share (0 to count-1) that takes ``symbol`` when ``count`` workers split a universe: the first
+    8 bytes of its name's SHA-256, so every process, machine and Python version agrees (hash() is salted)."""
+    return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big") % count

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from crypto_data_export.commands import backfill_cmd
 from tests.support import REPO
 
 MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
@@ -65,3 +66,29 @@ def test_the_dockerfile_runs_its_commands_in_the_exec_form() -> None:
     if hadolint is not None:
         result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_backfill_job_gives_each_index_its_shard_of_the_cronjobs_volume() -> None:
+    """An Indexed Job whose N pods run shards 0/N .. N-1/N (JOB_COMPLETION_INDEX, expanded in args) at once."""
+    kubernetes = REPO / "deploy" / "kubernetes"
+    job = yaml.safe_load((kubernetes / "backfill-job.yaml").read_text(encoding="utf-8"))
+    cronjob = yaml.safe_load((kubernetes / "cronjob.yaml").read_text(encoding="utf-8"))
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["parallelism"] == spec["completions"] > 1
+    [container] = pod["containers"]
+    args = container["args"]
+    shard = args[args.index("--shard") + 1]
+    assert shard == f"$(JOB_COMPLETION_INDEX)/{spec['completions']}"
+    for index in range(spec["completions"]):  # what each pod's command line parses to
+        expanded = [arg.replace("$(JOB_COMPLETION_INDEX)", str(index)) for arg in args]
+        assert backfill_cmd._parse_shard(backfill_cmd._parse_args(expanded).shard) == (index, spec["completions"])
+    assert {"name": "EXPORT_LAYOUT", "value": "dataset"} in container["env"]
+    cron_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert (
+        pod["volumes"] == cron_pod["volumes"] and container["volumeMounts"] == cron_pod["containers"][0]["volumeMounts"]
+    )
+    assert (
+        container["envFrom"] == cron_pod["containers"][0]["envFrom"]
+        and container["image"] == cron_pod["containers"][0]["image"]
+    )
+    assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
