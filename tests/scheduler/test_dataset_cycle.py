@@ -23,19 +23,18 @@ from crypto_data_export.store.dataset import Dataset, period_bounds
 from tests.support import closed_opens, export_files
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
-# The README's lines (section "The dataset layout"), verbatim: after the setup, one per library.
-README_SETUP = (
-    "import duckdb\nimport pandas as pd\nimport polars as pl\nimport pyarrow.dataset as ds\n\n"
-    'folder = "historical_exports/dataset"\n'
-)
+# The README's reader lines (section "The dataset"), read from the README itself: its imports and
+# `folder = ...` are the setup, then each `df =`/`table =` line is one library's.
+_README_BLOCK = (Path(__file__).resolve().parents[2] / "README.md").read_text().split("### The dataset\n", 1)[1]
+_README_CODE = _README_BLOCK.split("```python\n", 1)[1].split("```", 1)[0].splitlines()
+README_SETUP = "\n".join(line for line in _README_CODE if line.startswith(("import ", "folder = "))) + "\n"
+_LIBRARIES = {"duckdb": "duckdb", "pl": "polars", "ds": "pyarrow", "pd": "pandas"}
 README_LINES = {
-    "duckdb": "df = duckdb.sql(f\"SELECT * FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)\")"
-    ".df()",
-    "polars": 'df = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect()',
-    "pyarrow": "table = ds.dataset(folder, partitioning=ds.HivePartitioning.discover(infer_dictionary=True))"
-    ".to_table()",
-    "pandas": 'df = pd.read_parquet(folder, dtype_backend="pyarrow")',
+    _LIBRARIES[line.split("= ", 1)[1].split(".", 1)[0]]: line
+    for line in _README_CODE
+    if line.startswith(("df = ", "table = "))
 }
+README_ARITHMETIC = next(line for line in _README_CODE if line.startswith('df["close"]'))
 
 
 def _now() -> int:
@@ -108,6 +107,8 @@ def test_the_readme_lines_read_the_dataset_as_one_table(three_cycles, library, m
     (folder / "quarantine" / "dataset" / "junk.parquet").write_bytes(b"junk")
     found: dict[str, Any] = {}
     exec(README_SETUP + README_LINES[library], found)
+    if library == "pandas":
+        exec(README_ARITHMETIC, found)
     df = found["table"].to_pandas() if library == "pyarrow" else found["df"]
     df = df.to_pandas() if library == "polars" else df
     assert sorted(df.groupby(["symbol", "interval"], observed=True).size().items()) == [
