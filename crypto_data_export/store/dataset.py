@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from crypto_data_export.core.candles import (
     CANDLE_COLUMNS,
@@ -56,7 +55,14 @@ from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
-from crypto_data_export.store.formats.parquet_format import ParquetFormat, judge_parquet, read_footer
+from crypto_data_export.store.formats.parquet_format import (
+    ParquetFormat,
+    judge_parquet,
+    numeric_candles,
+    parquet_table,
+    read_footer,
+    table_to_candles,
+)
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -258,13 +264,16 @@ class Dataset:
         rows, missing = sum(i.present for i in infos), sum(g[2] for g in holes)
         return FileValidation(infos[-1].path, True, None, rows, first, last, holes, missing, series=series)
 
-    def read_period(self, series: SeriesId, start_ms: int, *, quarantine: bool = True) -> pa.Table | None:
-        """The period's candles as the candle model, judged by the rule book; None if absent;
-        an invalid or foreign file is quarantined (``quarantine=False``, a dry run's: only logged) and None returned."""
+    def read_period(
+        self, series: SeriesId, start_ms: int, *, quarantine: bool = True, numeric: bool = False
+    ) -> pa.Table | None:
+        """The period's candles as the candle model (``numeric``: as stored, ``numeric_candles``), judged by the
+        rule book; None if absent; an invalid or foreign file is quarantined (``quarantine=False``, a dry
+        run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
         try:
             with open(path, "rb", opener=_no_follow) as source:
-                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0)
+                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0, numeric=numeric)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -361,12 +370,14 @@ class Dataset:
             new = within(candles, start, end)
             if not len(new):
                 continue
-            stored = (stored_by_start or {}).get(start) or self.read_period(series, start)
+            stored = (stored_by_start or {}).get(start) or self.read_period(series, start, numeric=True)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
             sources = info.sources if info else []
             for added in source if isinstance(source, list) else [source]:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
+                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are.
+                stored, new = (numeric_candles(parquet_table(t, None, self.format.numbers)) for t in (stored, new))
                 both = np.isin(open_times(stored), open_times(new))
                 differ = _differing(
                     stored.filter(pa.array(both)), new.filter(pa.array(np.isin(open_times(new), open_times(stored))))
@@ -455,14 +466,12 @@ def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[
 
 
 def _differing(stored: pa.Table, fetched: pa.Table) -> int:
-    """How many of the same open times (both sorted) hold different values, compared as numbers."""
+    """How many of the same open times (both sorted, numbers of the same type) hold different values."""
     if not len(stored):
         return 0
     differ = np.zeros(len(stored), dtype=bool)
     for column in CANDLE_COLUMNS:
-        kind = pa.int64() if stored.schema.field(column).type == pa.int64() else pa.float64()
-        mine, theirs = (np.asarray(pc.cast(t.column(column), kind).to_numpy()) for t in (stored, fetched))
-        differ |= mine != theirs
+        differ |= stored.column(column).to_numpy() != fetched.column(column).to_numpy()
     return int(differ.sum())
 
 
@@ -495,10 +504,12 @@ class DatasetSink:
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
-        read = {start: self.dataset.read_period(series, start, quarantine=quarantine) for start, _ in spans}
+        read = {
+            start: self.dataset.read_period(series, start, quarantine=quarantine, numeric=True) for start, _ in spans
+        }
         self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
         stored = list(self.stored.values())
-        candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
+        candles = table_to_candles(within(pa.concat_tables(stored), candles_from, _ms(utc_now()))) if stored else None
         if candles is None or not len(candles):
             return None
         path = self.dataset.period_path(series, period_bounds(self.interval, last_open_ms(candles))[0])
