@@ -21,7 +21,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,9 +216,12 @@ class Dataset:
         return [Path(e.path) for e in entries if _PERIOD_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
 
     def _foreign(self, series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
-        """Why a stored file may not be used as a period of ``series`` (None: it may)."""
+        """Why a stored file may not be used as a period of ``series`` (None: it may); raises StorageError for
+        a period of another exchange host (the folders name none: a misconfigured run never moves a history)."""
         if info is None:
             return "not a readable period of the dataset"
+        if (why := _other_host(series, path, info)) is not None:
+            raise StorageError(why)
         if info.series != series:
             return f"its metadata names {info.series or 'no series'}, not {series}"
         if (
@@ -234,7 +237,7 @@ class Dataset:
         found = []
         for path in self._period_files(series):
             info = read_period_info(path)
-            why = self._foreign(series, path, info)
+            why = self._foreign(series, path, info)  # StorageError: another host's series, nothing is written
             if why is not None:
                 self.quarantine(path, why)
             elif info is not None:
@@ -255,7 +258,10 @@ class Dataset:
     def series_verdict(self, series: SeriesId) -> FileValidation | None:
         """The whole series as one verdict (rows, first and last candle, gaps of its periods), from the
         footers alone and without moving anything: what the status report shows; None if it has no period."""
-        infos = [i for i in map(read_period_info, self._period_files(series)) if i is not None and i.series == series]
+        infos = [i for i in map(read_period_info, self._period_files(series)) if i is not None]
+        for why in {w for i in infos if (w := _other_host(series, i.path, i)) is not None}:
+            logger.warning("%s; not shown", why)
+        infos = [i for i in infos if i.series == series]
         if not infos:
             return None
         first, last = infos[0].first_open_ms or 0, infos[-1].last_open_ms or 0
@@ -443,12 +449,30 @@ class Dataset:
                 except ValueError:
                     continue  # not a period name of this interval: not ours
                 if period_bounds(series.interval, start)[1] <= cutoff_ms and stat.S_ISREG(os.lstat(path).st_mode):
+                    if why := _other_host(series, path, read_period_info(path)):
+                        logger.warning("%s; not removed", why)
+                        continue
                     os.unlink(path)
                     logger.info(
                         "removed %s: the period ended before %s (DATASET_RETENTION_DAYS)", path, ms_to_iso(cutoff_ms)
                     )
                     removed.append(path)
         return removed
+
+
+def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
+    """The one line saying that a period of this very series was written from another exchange host."""
+    if (
+        info is None
+        or info.series is None
+        or info.series == series
+        or replace(info.series, exchange_host=series.exchange_host) != series
+    ):
+        return None
+    return (
+        f"{path} was written from {info.series.exchange_host}; this run's exchange is {series.exchange_host} "
+        "(BINANCE_BASE_URL): use another EXPORT_DIR or the same exchange"
+    )
 
 
 def _no_follow(path: str, flags: int) -> int:
@@ -503,6 +527,8 @@ class DatasetSink:
         self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
+        if newest := self.dataset._period_files(series)[-1:]:  # the series' exchange host: a new period is not
+            self.dataset._foreign(series, newest[0], read_period_info(newest[0]))  # written beside another's
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
         read = {
             start: self.dataset.read_period(series, start, quarantine=quarantine, numeric=True) for start, _ in spans
