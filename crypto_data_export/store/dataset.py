@@ -384,16 +384,17 @@ class Dataset:
             if stored is not None and info is not None:
                 # Merged as numbers: only the new candles are converted, the stored ones are kept as they are.
                 stored, new = (numeric_candles(parquet_table(t, None, self.format.numbers)) for t in (stored, new))
-                both = np.isin(open_times(stored), open_times(new))
+                both = _isin(open_times(stored), open_times(new))
                 differ = _differing(
-                    stored.filter(pa.array(both)), new.filter(pa.array(np.isin(open_times(new), open_times(stored))))
+                    stored.filter(pa.array(both)), new.filter(pa.array(_isin(open_times(new), open_times(stored))))
                 )
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
                 if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
                     written.append(info)
                     continue
-                new = pa.concat_tables([stored.filter(pa.array(~both)), new]).sort_by("open_time")
+                new = pa.concat_tables([stored.filter(pa.array(~both)), new])
+                new = new if last_open_ms(stored) < first_open_ms(new) else new.sort_by("open_time")  # an append
             written.append(
                 self.write_period(series, start, new, sources, confirmed_empty=confirmed_empty, now_ms=now_ms)
             )
@@ -489,6 +490,12 @@ def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[
     return [s for s in sources if s != source] + [source]
 
 
+def _isin(opens: np.ndarray, sorted_opens: np.ndarray) -> np.ndarray:
+    """Which of ``opens`` are in ``sorted_opens`` (np.isin without hashing a year of open times)."""
+    at = np.searchsorted(sorted_opens, opens).clip(max=len(sorted_opens) - 1)
+    return np.asarray(sorted_opens[at] == opens) if len(sorted_opens) else np.zeros(len(opens), dtype=bool)
+
+
 def _differing(stored: pa.Table, fetched: pa.Table) -> int:
     """How many of the same open times (both sorted, numbers of the same type) hold different values."""
     if not len(stored):
@@ -527,9 +534,10 @@ class DatasetSink:
         self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
-        if newest := self.dataset._period_files(series)[-1:]:  # the series' exchange host: a new period is not
-            self.dataset._foreign(series, newest[0], read_period_info(newest[0]))  # written beside another's
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
+        newest = self.dataset._period_files(series)[-1:]  # its exchange host: no new period beside another's
+        if newest and newest[0] != self.dataset.period_path(series, spans[-1][0]):  # (read_period checks that one)
+            self.dataset._foreign(series, newest[0], read_period_info(newest[0]))
         read = {
             start: self.dataset.read_period(series, start, quarantine=quarantine, numeric=True) for start, _ in spans
         }
