@@ -180,7 +180,10 @@ SOURCES = {
 
 def query_seconds(root: Path, kind: str, repeat: int) -> tuple[float, int]:
     sql = QUERY.format(source=SOURCES[kind].format(root=root))
-    program = f"import duckdb; print(len(duckdb.sql({sql!r}).fetchall()))"
+    # No progress bar: a long query would print it to stdout (and draw it while timed).
+    program = (
+        f"import duckdb; duckdb.sql('SET enable_progress_bar = false'); print(len(duckdb.sql({sql!r}).fetchall()))"
+    )
     best, answered = float("inf"), 0
     for _ in range(repeat):
         started = time.perf_counter()
