@@ -28,6 +28,7 @@ import pytest
 import schedule
 
 from crypto_data_export.core.atomic_io import TEMP_NAME_PATTERN, TEMP_TAG
+from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.core.intervals import floor_open_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, RestPages, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -517,3 +518,41 @@ def check_bytes(
     check = file_format.stream_checker(interval, Path(path), candles_from=candles_from)
     check.feed(data)
     return check.finish()
+
+
+# -- the dataset layout, as its contract lays it out on disk -------------------------------
+HOUR_MS = 3_600_000
+Y2025, Y2026, Y2027 = 1_735_689_600_000, 1_767_225_600_000, 1_798_761_600_000  # Jan 1st, UTC
+
+
+def write_dataset_period(
+    root: Path, series: SeriesId, start: int, end: int, opens: list[int], *, expected: int,
+    complete: bool = False, gaps: list[list[int]] | None = None, name: str | None = None,
+    under: SeriesId | None = None,
+) -> Path:  # fmt: skip
+    """A period file as the contract lays it out (columns, Hive folders, key/value metadata)."""
+    import pyarrow.parquet as pq
+
+    n, ms = len(opens), pa.timestamp("ms", tz="UTC")
+    columns: dict[str, pa.Array] = {"open_time": pa.array(opens, pa.int64()).cast(ms)}
+    columns.update({c: pa.array([1.0] * n) for c in ("open", "high", "low", "close", "volume")})
+    columns["close_time"] = pa.array([o + HOUR_MS - 1 for o in opens], pa.int64()).cast(ms)
+    columns["quote_asset_volume"] = pa.array([1.0] * n)
+    columns["number_of_trades"] = pa.array([1] * n, pa.int64())
+    columns["taker_buy_base_asset_volume"] = columns["taker_buy_quote_asset_volume"] = pa.array([1.0] * n)
+    for key in ("symbol", "interval", "market"):
+        columns[key] = pa.array([getattr(series, key)] * n).dictionary_encode()
+    meta = {
+        "exchange_host": series.exchange_host, "market": series.market, "symbol": series.symbol,
+        "interval": series.interval, "cdx_schema_version": "2", "cdx_numbers": "float",
+        "cdx_period_start": str(start), "cdx_period_end": str(end), "cdx_expected": str(expected),
+        "cdx_present": str(n), "cdx_gaps": json.dumps(gaps or []), "cdx_sources": "[]",
+        "cdx_complete": "true" if complete else "false", "cdx_written_at": "2026-12-07T00:00:00+00:00",
+    }  # fmt: skip
+    table = pa.table(columns).replace_schema_metadata(meta)
+    place = under or series
+    folder = root / f"market={place.market}" / f"interval={place.interval}" / f"symbol={place.symbol}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name or datetime.fromtimestamp(start / 1000, UTC).year}.parquet"  # a 1h series' period
+    pq.write_table(table, path, compression="zstd")
+    return path

@@ -12,6 +12,7 @@ with REST's candles, verified and atomic; the old file goes to quarantine.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import tempfile
@@ -25,12 +26,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from crypto_data_export.backfill.archive_backfill import ArchiveFetcher, plan_segments
 from crypto_data_export.core.candles import (
-    CANDLE_COLUMNS,
     SeriesId,
+    differing_rows,
     empty_candle_frame,
     first_open_ms,
     last_open_ms,
@@ -51,7 +51,6 @@ from crypto_data_export.exchange.archive import (
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.report.console import ArchiveProgress
-from crypto_data_export.settings.market_names import SPOT
 from crypto_data_export.settings.settings import Settings
 from crypto_data_export.store.dataset import Dataset, PeriodInfo
 from crypto_data_export.store.files import FileManager
@@ -64,8 +63,7 @@ _PHRASES = {"missing": "missing: the exchange has it, the file not", "extra": "e
 
 @dataclass(frozen=True)
 class Finding:
-    """One candle that differs: ``what`` is a column, ``missing`` (the exchange has the candle, the
-    file not: a hole filled later) or ``extra`` (the file has it, the exchange no longer)."""
+    """One candle that differs; ``what``: a column, ``missing`` or ``extra`` (see ``_PHRASES``)."""
 
     open_ms: int
     what: str
@@ -99,10 +97,6 @@ class Unit:
     quarantined: Path | None = None
     error: str | None = None
 
-    @property
-    def settled(self) -> bool:
-        return self.error is None and (not self.kinds or self.quarantined is not None)
-
     def found(self, findings: list[Finding]) -> None:
         """Keep the counts and the first lines (a candle that differs from both sources alike is one line)."""
         kinds = {(f.what if f.what in _PHRASES else "changed", f.open_ms) for f in findings}
@@ -135,7 +129,7 @@ class AuditResult:
 
     @property
     def ok(self) -> bool:
-        return all(unit.settled for unit in self.units)
+        return all(u.error is None and (not u.kinds or u.quarantined is not None) for u in self.units)
 
     def summary(self) -> str:
         differ = [unit for unit in self.units if unit.kinds]
@@ -158,11 +152,10 @@ def compare(stored: pa.Table, theirs: pa.Table, source: str) -> list[Finding]:
     _, mine_i, their_i = np.intersect1d(mine_t, their_t, assume_unique=True, return_indices=True)
     found = [Finding(int(t), "missing", "", "", source) for t in np.setdiff1d(their_t, mine_t)]
     found += [Finding(int(t), "extra", "", "", source) for t in np.setdiff1d(mine_t, their_t)]
-    for column in CANDLE_COLUMNS[1:]:
-        mine, their = stored.column(column).take(mine_i), theirs.column(column).take(their_i)
-        floats = (pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False) for values in (mine, their))
-        for k in np.flatnonzero(np.not_equal(*floats)).tolist():
-            found.append(Finding(int(mine_t[mine_i[k]]), column, str(mine[k]), str(their[k]), source))
+    mine, their = stored.take(mine_i), theirs.take(their_i)
+    for column, rows in differing_rows(mine, their).items():
+        for k in rows.tolist():
+            found.append(Finding(int(mine_t[mine_i[k]]), column, str(mine[column][k]), str(their[column][k]), source))
     return found
 
 
@@ -173,33 +166,32 @@ def dataset_units(dataset: Dataset, export_dir: Path, market: str) -> list[Unit]
         periods = dataset.periods(series)
         newest = max((p.last_open_ms or -1 for p in periods), default=-1)
         for info in periods:
-            units.append(Unit(os.path.relpath(info.path, export_dir), series, _period_loader(dataset, info, newest)))
+            load = functools.partial(_load_period, dataset, info, newest)
+            units.append(Unit(os.path.relpath(info.path, export_dir), series, load))
     return units
 
 
-def _period_loader(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Callable[[], Stored | None]:
+def _load_period(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Stored | None:
+    """Read under the series' lock with --repair: a cycle may have appended meanwhile."""
     series, start = info.series, info.start_ms
     assert series is not None, "Dataset.periods checks identity"
+    candles = dataset.read_period(series, start)
+    if candles is None or not len(candles):
+        return None
+    end = min(info.end_ms, max(newest_ms, last_open_ms(candles)) + 1)
 
-    def replace(candles: pa.Table, why: str, end: int) -> Path:
+    def replace(new: pa.Table, why: str) -> Path:
         old = dataset.quarantine(info.path, why)
         repair = {"kind": "audit-repair", "at": to_iso(utc_now()), "replaced": old.name}
         sources: list[dict[str, Any]] = [{"kind": "rest", "from_ms": start, "until_ms": end}, repair]
         try:  # REST served the range: its holes are confirmed empty
-            dataset.write_period(series, start, candles, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
+            dataset.write_period(series, start, new, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
         except BaseException:
             os.replace(old, info.path)  # nothing was written: the period keeps its old file
             raise
         return old
 
-    def load() -> Stored | None:  # under the series' lock with --repair: a cycle may have appended meanwhile
-        candles = dataset.read_period(series, start)
-        if candles is None or not len(candles):
-            return None
-        end = min(info.end_ms, max(newest_ms, last_open_ms(candles)) + 1)
-        return Stored(info.path, candles, start, end, lambda new, why: replace(new, why, end))
-
-    return load
+    return Stored(info.path, candles, start, end, replace)
 
 
 def files_units(files: FileManager) -> list[Unit]:
@@ -207,84 +199,73 @@ def files_units(files: FileManager) -> list[Unit]:
     units = []
     for _, symbol, interval in sorted({f.series for f in files.scan().files if f.market == files.market}):
         manager = files.for_interval(interval)
-        units.append(Unit(f"{symbol} {interval}", manager.series_of(symbol), _file_loader(manager, symbol)))
+        load = functools.partial(_load_file, manager, symbol)
+        units.append(Unit(f"{symbol} {interval}", manager.series_of(symbol), load))
     return units
 
 
-def _file_loader(files: FileManager, symbol: str) -> Callable[[], Stored | None]:
-    def load() -> Stored | None:
-        kept = files.newest_valid_export(symbol, quarantine=False)
-        if kept is None:
-            return None
+def _load_file(files: FileManager, symbol: str) -> Stored | None:
+    kept = files.newest_valid_export(symbol, quarantine=False)
+    if kept is None:
+        return None
 
-        def replace(candles: pa.Table, why: str) -> Path:
-            path, _ = files.write_export(symbol, candles, replacing=kept)
-            return files.quarantine(kept.file.path, f"{why}; {path.name} replaces it")
+    def replace(candles: pa.Table, why: str) -> Path:
+        path, _ = files.write_export(symbol, candles, replacing=kept)
+        return files.quarantine(kept.file.path, f"{why}; {path.name} replaces it")
 
-        candles = kept.candles
-        return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
-
-    return load
+    candles = kept.candles
+    return Stored(kept.file.path, candles, first_open_ms(candles), last_open_ms(candles) + 1, replace)
 
 
-class Auditor:
-    """Compares units with REST (one client) and the archive (verified zips in a temporary folder)."""
-
-    def __init__(self, client: ExchangeClient, fetcher: ArchiveFetcher | None) -> None:
-        self.client, self.fetcher = client, fetcher
-        self.server_ms = client.sync_clock()
-
-    def audit(self, unit: Unit, repair: bool) -> None:
-        try:
-            stored = unit.load()
-            if stored is None:
-                unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
-                return
-            unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
-            symbol, interval = unit.series.symbol, unit.series.interval
-            history = HistoricalDataExporter(self.client, interval)
-            export = SymbolExport(symbol, empty_candle_frame(), stored.start_ms, self.server_ms)
-            rest = pa.concat_tables(
-                [empty_candle_frame(), *history.pages_of(export, stored.start_ms, stored.end_ms - 1)]
-            )
-            findings = compare(stored.candles, rest, "rest")
-            from_rest = bool(findings)
-            for name, start, end, frame in self._archive(unit, stored):
-                findings += compare(within(stored.candles, start, end), frame, name)
-            unit.found(findings)
-            if from_rest and repair and not len(rest):
-                unit.notes.append("the exchange serves none of these candles now; not repaired")
-            elif from_rest and repair:
-                unit.quarantined = stored.replace(rest, "audit --repair: the exchange's candles differ")
-            elif findings and repair:
-                unit.notes.append("only the archive differs, REST agrees with the file: not repaired")
-        except ExportError as exc:
-            unit.error = str(exc)
-
-    def _archive(self, unit: Unit, stored: Stored) -> Iterator[tuple[str, int, int, pa.Table]]:
-        """(zip name, [start, end), its candles there) of every closed archive file in the range."""
-        if self.fetcher is None:
+def audit_unit(unit: Unit, client: ExchangeClient, fetcher: ArchiveFetcher, server_ms: int, repair: bool) -> None:
+    """Compare one unit with REST (one client) and the archive (verified zips in a temporary folder)."""
+    try:
+        stored = unit.load()
+        if stored is None:
+            unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
             return
-        segments = plan_segments(
-            unit.series.symbol, unit.series.interval, stored.start_ms, stored.end_ms, day_bounds(self.server_ms)[0]
-        )
-        periods = [s for s in segments if isinstance(s, ArchivePeriod)]
-        for period, future in self.fetcher.submit(periods).items():
-            start, end = max(period.start_ms, stored.start_ms), min(period.end_ms, stored.end_ms)
+        unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
+        export = SymbolExport(unit.series.symbol, empty_candle_frame(), stored.start_ms, server_ms)
+        klines = HistoricalDataExporter(client, unit.series.interval)
+        rest = pa.concat_tables([empty_candle_frame(), *klines.pages_of(export, stored.start_ms, stored.end_ms - 1)])
+        findings = compare(stored.candles, rest, "rest")
+        from_rest = bool(findings)
+        for name, start, end, frame in _archive(unit, stored, fetcher, day_bounds(server_ms)[0]):
+            findings += compare(within(stored.candles, start, end), frame, name)
+        unit.found(findings)
+        if from_rest and repair and not len(rest):
+            unit.notes.append("the exchange serves none of these candles now; not repaired")
+        elif from_rest and repair:
+            unit.quarantined = stored.replace(rest, "audit --repair: the exchange's candles differ")
+        elif findings and repair:
+            unit.notes.append("only the archive differs, REST agrees with the file: not repaired")
+    except ExportError as exc:
+        unit.error = str(exc)
+
+
+def _archive(
+    unit: Unit, stored: Stored, fetcher: ArchiveFetcher, today_ms: int
+) -> Iterator[tuple[str, int, int, pa.Table]]:
+    """(zip name, [start, end), its candles there) of every closed archive file in the range."""
+    series = unit.series
+    segments = plan_segments(series.symbol, series.interval, stored.start_ms, stored.end_ms, today_ms)
+    periods = [s for s in segments if isinstance(s, ArchivePeriod)]
+    for period, future in fetcher.submit(periods).items():
+        start, end = max(period.start_ms, stored.start_ms), min(period.end_ms, stored.end_ms)
+        try:
+            path, _ = future.result()
             try:
-                path, _ = future.result()
-                try:
-                    with open(path, "rb") as handle:
-                        frame = read_period_frame(handle, period)
-                finally:
-                    remove_file(path)
-            except ArchiveNotPublished:
-                continue  # nothing to compare with (no candle then, or not out yet): REST covers it
-            except (ArchiveError, OSError) as exc:  # an unreachable archive is named once
-                if not isinstance(exc, ArchiveUnavailable) or exc is self.fetcher.unreachable:
-                    unit.notes.append(f"archive not compared: {exc}")
-                continue
-            yield period.zip_name, start, end, within(frame, start, end)
+                with open(path, "rb") as handle:
+                    frame = read_period_frame(handle, period)
+            finally:
+                remove_file(path)
+        except ArchiveNotPublished:
+            continue  # nothing to compare with (no candle then, or not out yet): REST covers it
+        except (ArchiveError, OSError) as exc:  # an unreachable archive is named once
+            if not isinstance(exc, ArchiveUnavailable) or exc is fetcher.unreachable:
+                unit.notes.append(f"archive not compared: {exc}")
+            continue
+        yield period.zip_name, start, end, within(frame, start, end)
 
 
 def audit(
@@ -310,19 +291,17 @@ def audit(
         if sample is not None:
             units = [units[i] for i in sorted(random.Random(seed).sample(range(stored), min(sample, stored)))]
         client = stack.enter_context(ExchangeClient.from_settings(settings))
-        fetcher = None
-        if settings.market == SPOT:  # the archive reader knows the spot layout only
-            archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
-            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
-            stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
-            fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
-            stack.callback(fetcher.close)
-            stack.callback(stop.set)
-        auditor = Auditor(client, fetcher)
+        archive = stack.enter_context(ArchiveClient.from_settings(settings, pool_size=2 * settings.workers))
+        cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cdx-audit-")))
+        stop = threading.Event()  # set on the way out (Ctrl-C too): downloads end at once
+        fetcher = ArchiveFetcher(archive, cache, settings.workers, stop, ArchiveProgress(enabled=False))
+        stack.callback(fetcher.close)
+        stack.callback(stop.set)
+        server_ms = client.sync_clock()
         for unit in units:  # a repair holds the series' writer lock; a held one is not waited for
             with dataset.lock(unit.series, wait=False) if dataset and repair else nullcontext(True) as free:
                 if free:
-                    auditor.audit(unit, repair)
+                    audit_unit(unit, client, fetcher, server_ms, repair)
                 else:
                     unit.error = "another writer (a cycle, a backfill) holds the series; audit it again later"
             for line in unit.report():

@@ -15,7 +15,6 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
@@ -103,7 +102,12 @@ class DatasetFill:
             if self.stop_event.is_set():
                 raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
             export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
-            candles, sources = self._fetch(source, history, export, span[1])
+            last = floor_open_ms(span[1] - 1, history.interval)
+            files = source.tallies.setdefault(symbol, ArchiveTally()) if isinstance(source, ArchiveSource) else None
+            done = len(files.sources) if files else 0  # the archive files and REST ranges used are its sources
+            candles = pa.concat_tables([empty_candle_frame(), *source.pages(history, export, first, last)])
+            self.on_candles(len(candles))
+            sources = files.sources[done:] if files else [{"kind": "rest", "from_ms": first, "until_ms": last}]
             tally.archive += any(s["kind"] == "archive" for s in sources)
             tally.rest += any(s["kind"] == "rest" for s in sources)
             outcome.fetched_rows, outcome.calls = outcome.fetched_rows + len(candles), outcome.calls + export.calls
@@ -124,14 +128,3 @@ class DatasetFill:
         if not outcome.rows:  # as the files backfill: never a silent success with nothing
             raise NoDataError(f"{symbol}: the exchange has no closed {history.interval} candle in the range")
         return outcome
-
-    def _fetch(
-        self, source: ArchiveSource | JournalSource, history: HistoricalDataExporter, export: SymbolExport, end: int
-    ) -> tuple[pa.Table, list[dict[str, Any]]]:
-        """The candles opening in [export.window_start_ms, end) and their sources (archive files, REST ranges)."""
-        first, last = export.window_start_ms, floor_open_ms(end - 1, history.interval)
-        tally = source.tallies.setdefault(export.symbol, ArchiveTally()) if isinstance(source, ArchiveSource) else None
-        done = len(tally.sources) if tally else 0
-        candles = pa.concat_tables([empty_candle_frame(), *source.pages(history, export, first, last)])
-        self.on_candles(len(candles))
-        return candles, tally.sources[done:] if tally else [{"kind": "rest", "from_ms": first, "until_ms": last}]

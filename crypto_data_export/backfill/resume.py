@@ -1,13 +1,14 @@
 """A REST backfill that survives Ctrl-C, SIGTERM or a crash: pages kept in resume journals.
 
 ``JournalSource``'s REST pages are appended to a journal (``store.journal``) as the exchange
-sent them, before they are used. A rerun checks the journal's candles against the window it
-asks for (the rules of an exchange page) and asks the exchange only from the candle after the
-last one kept. The journal goes once the symbol's file is published.
+sent them, as they arrive (in any order) and before they are used, each with the open times it
+covers. A rerun checks the journal's pages (the rules of an exchange page) and asks the exchange
+only for the spans they leave out. The journal goes once the symbol's file is published.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from crypto_data_export.core.candles import SeriesId, exchange_host
+from crypto_data_export.core.candles import SeriesId, exchange_host, first_open_ms
 from crypto_data_export.core.errors import ExportError, StopRequested
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -51,30 +52,41 @@ class JournalSource:
     def pages(
         self, history: HistoricalDataExporter, export: SymbolExport, start_ms: int, until_ms: int | None
     ) -> Iterator[pa.Table]:
-        """Candles opening in [start_ms, until_ms]: those kept in the journal of this series (each
-        page checked like an exchange page, one at a time; the journal is cut at a bad one), then REST pages."""
+        """Candles opening in [start_ms, until_ms], in order: the pages kept in the journal of this series
+        (each checked like an exchange page, one at a time; the journal is cut at a bad one) and REST
+        pages (``spans_of``, journaled as they arrive) for the spans they leave out."""
         last_closed = history.last_closed_open_ms(export.server_time_ms, until_ms)
         client = history.client
         series = SeriesId(exchange_host(client.base_url), client.market.name, export.symbol, history.interval)
         journal = covering(self.folder, series, start_ms)
-        cursor, beyond = start_ms, False
-        for kept in takewhile(lambda _: not self.stop_event.is_set(), journal.pages()):  # then pages_of stops
+        kept: list[tuple[int, int, tuple[int, str]]] = []
+        beyond = False
+        for first, last, rows, where in takewhile(lambda _: not self.stop_event.is_set(), journal.pages()):
             try:
-                rows = [row for row in kept if cursor <= row[0] <= last_closed]
-                beyond = beyond or kept[-1][0] > last_closed  # it holds more than this span
-                page = rows_to_frame(rows)
-                history.check_page(page, len(rows), cursor, last_closed)  # the rules of a REST page
+                history.check_page(rows_to_frame(rows), len(rows), first, last)  # the rules of a REST page
             except (ExportError, ValueError, TypeError, IndexError) as exc:
                 journal.cut(f"a kept page fails the checks ({str(exc).removeprefix('the exchange sent ')})")
                 break
-            if rows:
-                cursor = int(rows[-1][0]) + 1
-                yield page
-        if cursor > start_ms:
-            logger.info("%s: resuming after the candles kept in %s", export.symbol, journal.path.name)
-        elif journal.start_ms != start_ms:  # its pages end before this span: pages appended to it would leave a hole
+            beyond = beyond or last > last_closed  # it holds more than this span
+            if max(first, start_ms) <= min(last, last_closed):
+                kept.append((max(first, start_ms), min(last, last_closed), where))
+        spans, missing, end = [], [], start_ms - 1  # the kept pages that do not overlap, the spans between them
+        for first, last, where in sorted(kept):
+            if first > end:
+                missing += [(end + 1, first - 1)] if first > end + 1 else []
+                spans.append((first, last, where))
+                end = last
+        missing += [(end + 1, last_closed)] if end < last_closed else []
+        if spans:
+            logger.info("%s: resuming with %d page(s) kept in %s", export.symbol, len(spans), journal.path.name)
+        elif journal.start_ms != start_ms:  # not this span's: its pages would not be found from this start
             journal = PageJournal(self.folder, series, start_ms)
         ours = export.window_end_ms is None or (journal.start_ms >= export.window_start_ms and not beyond)
         if journal.writable and ours:  # a --days window moves on, its journals go with its file; a range keeps others'
             self.used.setdefault((export.symbol, history.interval), []).append(journal.path)
-        yield from history.pages_of(export, cursor, until_ms, on_rows=journal.append)
+        kept_pages = (
+            rows_to_frame([row for row in journal.rows_at(where) if first <= row[0] <= last])
+            for first, last, where in spans
+        )
+        pages = (page for page in kept_pages if len(page))
+        yield from heapq.merge(pages, history.spans_of(export, missing, journal.append), key=first_open_ms)

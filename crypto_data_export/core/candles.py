@@ -115,6 +115,19 @@ def within(candles: pa.Table, start_ms: int, end_ms: int, *, closed_before_ms: i
     return candles.filter(pa.array(keep))
 
 
+def differing_rows(mine: pa.Table, theirs: pa.Table) -> dict[str, np.ndarray]:
+    """Each column's rows that differ between two candle tables of the same open times (row by row),
+    only columns that do; numbers compared as numbers (float64 of the text: a Parquet file keeps
+    doubles or 8 decimals, a futures answer fewer)."""
+    found = {}
+    for column in CANDLE_COLUMNS:
+        kind = pa.int64() if column in INTEGER_COLUMNS else pa.float64()
+        ours, other = (pc.cast(t.column(column), kind).to_numpy() for t in (mine, theirs))
+        if len(rows := np.flatnonzero(ours != other)):
+            found[column] = rows
+    return found
+
+
 def format_utc_ms(values: np.ndarray) -> np.ndarray:
     """Epoch ms -> ``2026-11-29 02:00:00+00:00`` (``.999`` kept when present): the CSV's time text.
 

@@ -65,12 +65,12 @@ def floor_open_ms(ms: int, interval: str) -> int:
     return (ms - anchor) // length * length + anchor
 
 
-def next_open_ms(open_ms: int, interval: str) -> int:
-    """Open time of the candle after the one opening at ``open_ms``."""
+def next_open_ms(open_ms: int, interval: str, count: int = 1) -> int:
+    """Open time of the candle ``count`` candles after the one opening at ``open_ms``."""
     length = INTERVAL_MS[interval]
     if length is None:
-        return _month_start(open_ms, months_ahead=1)
-    return open_ms + length
+        return _month_start(open_ms, months_ahead=count)
+    return open_ms + count * length
 
 
 def first_open_from_ms(ms: int, interval: str) -> int:

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeGuard
 from urllib.parse import urlsplit
@@ -240,6 +241,15 @@ class ExchangeClient(SessionClient):
         # Exchange clock minus ours, in seconds, as of the last sync_clock (None before).
         self.clock_skew_seconds: float | None = None
         super().__init__(base_url, wait=self.limiter.wait, **options)
+        # The pages of long windows go out here (``HistoricalDataExporter.spans_of``): as many in flight
+        # as the connection pool holds, at most twice that asked for and not yet used (bounded memory).
+        size = options.get("pool_size", 16)
+        self.page_pool = ThreadPoolExecutor(size, thread_name_prefix="pages")
+        self.page_slots = threading.Semaphore(2 * size)
+
+    def close(self) -> None:
+        self.page_pool.shutdown(cancel_futures=True)
+        super().close()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExchangeClient:

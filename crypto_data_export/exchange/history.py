@@ -6,8 +6,9 @@ is asked for, from its newest candle on (one candle more): the file is reused on
 candle is the exchange's (else ``SymbolExport.mismatch`` says why, and the window is fetched
 again). Pages are trusted within bounds, never repaired: at most the rows asked for, the rule
 book inside the window asked for, and no candle further ahead of *this machine's* clock than
-``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles). Pagination
-is bounded by the window (expected pages plus slack); a stop request (SIGTERM) ends it between pages.
+``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles). A long window's
+pages are cut on the interval grid (so their number is bounded by the window) and asked for in
+parallel, under the one limiter; a stop request (SIGTERM) ends paging between pages.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ import functools
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from crypto_data_export.core.candles import empty_candle_frame, first_open_ms, last_open_ms, within
+from crypto_data_export.core.candles import differing_rows, empty_candle_frame, first_open_ms, last_open_ms, within
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso
 from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoDataError, StopRequested
-from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms
+from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles
 from crypto_data_export.exchange.client import ExchangeClient
 from crypto_data_export.exchange.klines import rows_to_frame
@@ -35,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 # How far ahead of this machine's clock a candle may open: beyond a day, one of the two clocks is wrong.
 DEFAULT_MAX_AHEAD_OF_LOCAL_MS = DAY_MS
-# Pages allowed beyond the expected number (a gap can split a page in two).
-PAGE_SLACK = 2
 # The shortest month: an upper bound on how many 1M candles a window can hold.
 _SHORTEST_MONTH_MS = 28 * DAY_MS
 
@@ -69,8 +70,8 @@ class SymbolExport:
 
 # Candles opening in [start_ms, until_ms] (until None: up to the newest closed candle), in order.
 RangeFetch = Callable[[int, int | None], Iterable[pa.Table]]
-# Told a page's rows as the exchange sent them (a resume journal keeps them).
-RowsSink = Callable[[list[Any]], None]
+# Told a page's rows as the exchange sent them and the open times [from, to] they cover (a resume journal).
+RowsSink = Callable[[list[Any], int, int], None]
 
 
 class CandleSource(Protocol):
@@ -221,46 +222,87 @@ class HistoricalDataExporter:
     def pages_of(
         self, export: SymbolExport, start_ms: int, until_ms: int | None, on_rows: RowsSink | None = None
     ) -> Iterator[pa.Table]:
-        """Pages of ``export``'s closed candles from ``start_ms`` (up to the open time ``until_ms``),
-        each checked against the window (``check_page``); at most the pages the window needs plus ``PAGE_SLACK``.
-        ``on_rows`` is given each checked page's rows as the exchange sent them (a resume journal)."""
-        symbol = export.symbol
+        """Pages of ``export``'s closed candles from ``start_ms`` (up to the open time ``until_ms``): ``spans_of``."""
         last_closed = self.last_closed_open_ms(export.server_time_ms, until_ms)
-        max_pages = -(-self._expected_candles(start_ms, last_closed) // self.page_limit) + PAGE_SLACK
-        cursor = start_ms
-        pages = 0
-        while cursor <= last_closed:
-            if self.client.limiter.stop_event is not None and self.client.limiter.stop_event.is_set():
-                raise StopRequested(f"stopped on request after {pages} page(s) of {symbol}; its previous file is kept")
-            if pages >= max_pages:
-                raise BadResponseError(
-                    f"the exchange's {self.interval} pages did not end after {max_pages} pages, "
-                    f"the most the window from {ms_to_iso(start_ms)} to {ms_to_iso(last_closed)} can need; refused"
-                )
-            # Exactly the candles still missing (one small call in steady state).
-            limit = max(1, min(self.page_limit, self._expected_candles(cursor, last_closed)))
-            rows = self.client.klines(symbol, self.interval, start_ms=cursor, end_ms=last_closed, limit=limit)
-            pages += 1
-            export.calls += 1
-            page = rows_to_frame(rows)
-            self.check_page(page, limit, cursor, last_closed)
-            if not len(page):
-                return
-            if on_rows is not None:
-                on_rows(rows)
+        return self.spans_of(export, [(start_ms, last_closed)] if start_ms <= last_closed else [], on_rows)
+
+    def spans_of(
+        self, export: SymbolExport, spans: list[tuple[int, int]], on_rows: RowsSink | None = None
+    ) -> Iterator[pa.Table]:
+        """The closed candles opening in each span [from, to] (ascending, disjoint), page by page in order,
+        each page checked (``check_page``). The first page is asked for alone (a short window is that one
+        call; a symbol listed inside the window shows where its candles start); the others, cut on the
+        interval grid, go out in parallel on the client's page pool, at most ``page_slots`` of all series
+        asked for and not yet used. ``on_rows(rows, from, to)``: each checked page's rows as the exchange
+        sent them and the open times they cover completely, as they arrive (a resume journal)."""
+        if not spans:
+            return
+        (first, last), *others = spans
+        page, covered = self._page(export, first, last, on_rows)
+        export.calls += 1
+        if len(page):
             yield page
-            cursor = last_open_ms(page) + 1
-            if len(rows) < limit:
-                return
+        rest = [(covered + 1, last)] if covered < last else []
+        grid = (page for span in rest + others for page in self._grid(*span))
+        pending: deque[Future[tuple[pa.Table, int]]] = deque()
+        slots, span = self.client.page_slots, next(grid, None)
+        try:
+            while span is not None or pending:
+                self._check_stop(export)
+                # Wait for a slot only with none of ours pending: a series holding slots goes on using them.
+                while span is not None and (slots.acquire(timeout=0.2) if not pending else slots.acquire(False)):
+                    pending.append(self.client.page_pool.submit(self._page, export, *span, on_rows))
+                    span = next(grid, None)
+                if pending:
+                    future = pending.popleft()
+                    try:
+                        page = future.result()[0]
+                    finally:
+                        slots.release()
+                    export.calls += 1
+                    if len(page):
+                        yield page
+        finally:
+            for future in pending:
+                future.cancel()
+                slots.release()
+
+    def _grid(self, start_ms: int, last_ms: int) -> Iterator[tuple[int, int]]:
+        """[start_ms, last_ms] cut on the interval grid into spans of at most ``page_limit`` candles."""
+        while start_ms <= last_ms:
+            first = first_open_from_ms(start_ms, self.interval)
+            end = min(last_ms, next_open_ms(first, self.interval, self.page_limit) - 1)
+            yield start_ms, end
+            start_ms = end + 1
+
+    def _page(
+        self, export: SymbolExport, start_ms: int, last_ms: int, on_rows: RowsSink | None
+    ) -> tuple[pa.Table, int]:
+        """A checked page of the candles opening in [start_ms, last_ms]; the open time up to which it holds all."""
+        self._check_stop(export)
+        expected = self._expected_candles(start_ms, last_ms)
+        limit = max(1, min(self.page_limit, expected))
+        rows = self.client.klines(export.symbol, self.interval, start_ms=start_ms, end_ms=last_ms, limit=limit)
+        page = rows_to_frame(rows)
+        self.check_page(page, limit, start_ms, last_ms)
+        covered = last_open_ms(page) if len(rows) == limit < expected else last_ms
+        if on_rows is not None:
+            on_rows(rows, start_ms, covered)
+        return page, covered
+
+    def _check_stop(self, export: SymbolExport) -> None:
+        if self.client.limiter.stop_event is not None and self.client.limiter.stop_event.is_set():
+            raise StopRequested(
+                f"stopped on request after {export.calls} page(s) of {export.symbol}; its previous file is kept"
+            )
 
     def _expected_candles(self, start_ms: int, last_closed: int) -> int:
         """How many candles can open in [start_ms, last_closed] (an upper bound for ``1M``)."""
-        if last_closed < start_ms:
-            return 0
-        return (last_closed - start_ms) // (fixed_length_ms(self.interval) or _SHORTEST_MONTH_MS) + 1
+        first, last = first_open_from_ms(start_ms, self.interval), floor_open_ms(last_closed, self.interval)
+        return max(0, (last - first) // (fixed_length_ms(self.interval) or _SHORTEST_MONTH_MS) + 1)
 
     def check_page(self, page: pa.Table, limit: int, cursor: int, last_closed: int) -> None:
-        """The rule book inside the window asked for, and no candle from the future."""
+        """The rule book inside the span asked for (open times [cursor, last_closed]), no candle from the future."""
         if len(page) > limit:
             raise BadResponseError(
                 f"the exchange sent {len(page)} {self.interval} candles for a page of at most {limit}"
@@ -272,7 +314,7 @@ class HistoricalDataExporter:
             opened = page.column("open_time")[breach.row - 1].as_py()
             phrase = {
                 "before": f"opens before the start of the page asked for ({ms_to_iso(cursor)})",
-                "after": f"opens after the newest closed candle ({ms_to_iso(last_closed)})",
+                "after": f"opens after the end of the page asked for ({ms_to_iso(last_closed)})",
                 "grid": f"is not on the {self.interval} grid",
                 "close": f"does not close when a {self.interval} candle closes",
                 "order": "does not come after the candle before it",
@@ -298,15 +340,13 @@ class HistoricalDataExporter:
 
 
 def _mismatch(stored: pa.Table, fetched: pa.Table) -> str | None:
-    """Why the newest stored candle is not the first fetched one (None: it is; numbers compared as
-    float64, as a Parquet file keeps doubles or 8 decimals and a futures answer fewer)."""
-    mine = stored.slice(len(stored) - 1).to_pylist()[0]
-    theirs = fetched.slice(0, 1).to_pylist()[0] if len(fetched) else {"open_time": None}
-    for column, value in mine.items():
-        other = theirs[column]
-        if value != other and not (isinstance(value, str) and other is not None and float(value) == float(other)):
-            return f"the newest stored candle, {ms_to_iso(mine['open_time'])}, has {column} {value}, exchange {other}"
-    return None
+    """Why the newest stored candle is not the first fetched one (None: it is)."""
+    mine, theirs = stored.slice(len(stored) - 1), fetched.slice(0, 1)
+    column = next(iter(differing_rows(mine, theirs) if len(theirs) else ["open_time"]), None)
+    if column is None:
+        return None
+    value, other = mine.column(column)[0].as_py(), theirs.column(column)[0].as_py() if len(theirs) else None
+    return f"the newest stored candle, {ms_to_iso(last_open_ms(stored))}, has {column} {value}, exchange {other}"
 
 
 def candles_in_window(previous: pa.Table | None, start_ms: int, now_ms: int, end_ms: int | None = None) -> pa.Table:

@@ -214,7 +214,32 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
         valid, rule = str(entry["valid"]).lower(), printable(entry.get("selected_by") or "listed")
         line = f"{symbol:<{width}} {entry['rows']:>6} {age:>7} {entry['missing_candles']:>5} {valid:<6} {rule:<12}"
         print(f"{line} {entry['latest_file'] or '-'} {problem or ''}".rstrip())
+    if "dataset" in report:
+        print_dataset(report["dataset"])
     print(f"health: {report['health']['status']}")
+
+
+def print_dataset(dataset: dict[str, Any]) -> None:
+    """The dataset's completeness: one line per series, then its first gap ranges if it has any."""
+    print(
+        f"dataset: {dataset['series_count']} series, {dataset['complete_series']} complete; "
+        f"{dataset['present']} of {dataset['expected']} candles present, {dataset['missing']} missing"
+    )
+    width = max([12, *(len(key) for key in dataset["series"])])
+    print(
+        f"{'series':<{width}} {'first candle':<25} {'last candle':<25} {'periods':>7} {'present':>9} {'missing':>8} ok"
+    )
+    for key, entry in dataset["series"].items():
+        periods = f"{entry['complete_periods']}/{entry['periods']}"
+        first, last = entry["first_candle"] or "-", entry["last_candle"] or "-"
+        ok = "yes" if entry["complete"] else "no"
+        print(f"{key:<{width}} {first:<25} {last:<25} {periods:>7} {entry['present']:>9} {entry['missing']:>8} {ok}")
+        for gap in entry["gaps"][:3]:
+            print(f"  missing {gap['first_missing']} .. {gap['last_missing']} ({gap['missing']})")
+        if entry["gap_ranges"] > 3:
+            print(f"  and {entry['gap_ranges'] - 3} more gap ranges (status_report.json lists {len(entry['gaps'])})")
+        for problem in entry["not_counted"]:
+            print(f"  not counted: {printable(problem)}")
 
 
 def print_health(report: dict[str, Any], *, as_json: bool) -> int:

@@ -34,6 +34,15 @@ SERIES = (
     ("fresh", "series_fresh", "1 if the newest candle is within the health check's freshness limit, else 0"),
     ("stale_after", "series_stale_after_seconds", "age of the newest candle (from its open) that makes it stale"),
 )
+# Per dataset series (EXPORT_LAYOUT=dataset): (key in the report's dataset entry, metric name, help).
+DATASET = (
+    ("expected", "dataset_candles_expected", "candles the grid holds from the series' first candle to its last write"),
+    ("present", "dataset_candles_present", "candles stored in the dataset"),
+    ("missing", "dataset_candles_missing", "candles missing in the dataset (gaps, absent periods)"),
+    ("unconfirmed_missing", "dataset_candles_unconfirmed", "missing candles the exchange has not confirmed absent"),
+    ("gap_ranges", "dataset_gap_ranges", "runs of missing candles in the dataset"),
+    ("complete", "dataset_complete", "1 if every missing candle of the series is confirmed absent, else 0"),
+)
 # The last cycle's counters in the status report -> (metric name, help).
 RUN_COUNTERS = {
     "calls": ("last_run_requests", "HTTP requests the last cycle sent to the exchange"),
@@ -74,6 +83,7 @@ class ReportCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._series()
+        yield from self._dataset()
         yield from self._run()
         yield from self._service()
 
@@ -91,6 +101,16 @@ class ReportCollector(Collector):
             families["valid"].add_metric(labels, 1.0 if entry.get("valid") else 0.0)
             families["fresh"].add_metric(labels, 1.0 if entry.get("fresh") else 0.0)
         yield from families.values()
+
+    def _dataset(self) -> Iterator[Metric]:
+        if "dataset" not in self.report:
+            return
+        families = [(key, _gauge(name, doc, labels=SERIES_LABELS)) for key, name, doc in DATASET]
+        for key, entry in (self.report["dataset"].get("series") or {}).items():
+            labels = list(series_of(key, entry, self.interval))
+            for field, family in families:
+                family.add_metric(labels, float(entry.get(field) or 0))
+        yield from (family for _, family in families)
 
     def _run(self) -> Iterator[Metric]:
         last: Mapping[str, Any] = self.report.get("last_cycle") or {}

@@ -117,15 +117,48 @@ def _gaps_cell(entry: Mapping[str, Any]) -> str:
     gaps = entry.get("gaps") or []
     if not gaps:
         return '<td class="num" data-l="gaps">0</td>'
+    count = entry.get("gap_ranges", len(gaps))  # a dataset entry lists some ranges, counts them all
     ranges = "<br>".join(
         f"{_t(g.get('first_missing'))} → {_t(g.get('last_missing'))} ({_e(g.get('missing'))})"
         for g in gaps[:MAX_GAP_RANGES]
         if isinstance(g, Mapping)
     )
-    more = f"<br>+{len(gaps) - MAX_GAP_RANGES} more" if len(gaps) > MAX_GAP_RANGES else ""
+    more = f"<br>+{count - MAX_GAP_RANGES} more" if count > MAX_GAP_RANGES else ""
+    missing = entry.get("missing_candles", entry.get("missing"))
     return (
-        f'<td class="stale" data-l="gaps"><b>{len(gaps)}</b> gap(s), {_e(entry.get("missing_candles"))} missing'
+        f'<td class="stale" data-l="gaps"><b>{_e(count)}</b> gap(s), {_e(missing)} missing'
         f"<br><small>{ranges}{more}</small></td>"
+    )
+
+
+def _dataset(report: Mapping[str, Any]) -> str:
+    """EXPORT_LAYOUT=dataset: each series' history, whether whole, and where it is not."""
+    if not isinstance(found := report.get("dataset"), Mapping):
+        return ""
+    rows = ""
+    for key, entry in (found.get("series") or {}).items():
+        symbol, interval, market = series_of(key, entry, "")
+        state = OK if entry.get("complete") else GAPS
+        short = "".join(
+            f"<br><small>{_e(name)}: {_e(p.get('present'))} of {_e(p.get('expected'))}</small>"
+            for name, p in (entry.get("short_periods") or {}).items()
+        )
+        rows += (
+            f'<tr class="row-{state}"><td><span class="dot {state}"></span><b>{_e(symbol)}</b>'
+            f' <span class="muted">{_e(interval)} · {_e(market)}</span></td>'
+            f'<td data-l="first candle">{_t(entry.get("first_candle"))}</td>'
+            f'<td data-l="last candle">{_t(entry.get("last_candle"))}</td>'
+            f'<td class="num" data-l="complete periods">{_e(entry.get("complete_periods"))} of '
+            f"{_e(entry.get('periods'))}{short}</td>"
+            f'<td class="num" data-l="present">{_e(entry.get("present"))} of {_e(entry.get("expected"))}</td>'
+            f'{_gaps_cell(entry)}<td class="{OK if state == OK else STALE}" data-l="complete">'
+            f"{'yes' if state == OK else 'no'}</td></tr>"
+        )
+    return (
+        f"<h2>Dataset: {_e(found.get('series_count'))} series · {_e(found.get('complete_series'))} complete · "
+        f"{_e(found.get('missing'))} candles missing</h2>"
+        '<div class="scroll"><table class="series"><tr><th>series</th><th>first candle</th><th>last candle</th>'
+        f"<th>complete periods</th><th>candles present</th><th>gaps</th><th>complete</th></tr>{rows}</table></div>"
     )
 
 
@@ -243,5 +276,5 @@ def render_status_page(
         f"<span style='color:#1a7f37'>{counts[OK]} ok</span></h2>"
         '<div class="scroll"><table class="series"><tr><th>series</th><th>newest closed candle</th><th>rows</th>'
         "<th>gaps</th><th>valid</th><th>last error</th><th>close over the window</th></tr>"
-        f"{body}</table></div></main></body></html>"
+        f"{body}</table></div>{_dataset(report)}</main></body></html>"
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crypto_data_export.core.atomic_io import atomic_write_json
 from crypto_data_export.core.clock import from_iso, from_ms, iso_to_ms, ms_to_iso, to_iso, utc_now
@@ -29,6 +29,9 @@ from crypto_data_export.store.layout import ExportFolder, parse_export_name, ser
 from crypto_data_export.store.run_state import RunState
 from crypto_data_export.store.validation import FileValidation
 
+if TYPE_CHECKING:  # --status in the files layout never loads pyarrow
+    from crypto_data_export.store.dataset_completeness import SeriesCompleteness
+
 logger = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
@@ -38,6 +41,7 @@ STATUS_FORMAT_VERSION = 1
 FRESHNESS_GRACE_SECONDS = 300
 UNVERIFIED = "not validated since the last cycle (--verify validates it now)"
 VANISHED = "recorded by the last cycle but no longer in the folder"
+MAX_LISTED = 20  # gap ranges and periods with missing candles per dataset series; the rest are counted
 
 
 def _number(value: float) -> int | float:
@@ -192,10 +196,14 @@ def build_status_report(
     service_status: str,
     now: datetime | None = None,
     validated_at: str | None = None,
+    dataset: Sequence[SeriesCompleteness] | None = None,
 ) -> dict[str, Any]:
-    """``validated_at``: when the verdicts were made, if not now (recorded by the last cycle)."""
+    """``validated_at``: when the verdicts were made, if not now (recorded by the last cycle).
+    ``dataset`` (EXPORT_LAYOUT=dataset): its series judge the symbols and fill the ``dataset`` key."""
     now = now or utc_now()
     latest = latest_per_series(validations)
+    if dataset is not None:
+        latest = {(c.series.market, c.series.symbol, c.series.interval): c.verdict() for c in dataset}
     # The listed symbols and the universe as last resolved, each with the rule that selected it.
     symbols = {
         series_key(s, i, settings.market, single=settings.single_series): {
@@ -248,12 +256,30 @@ def build_status_report(
             "symbols": len(state.universe),
         },
         "symbols": symbols,
+        **({} if dataset is None else {"dataset": dataset_section(dataset)}),
         "health": {
             "status": DOWN if DOWN in failed else (DEGRADED if failed else HEALTHY),
             "checks": {c.name: {"passed": c.passed, "reason": c.reason} for c in checks},
         },
     }
     return mark(report, STATUS_FORMAT_VERSION, first=False)
+
+
+def dataset_section(dataset: Sequence[SeriesCompleteness]) -> dict[str, Any]:
+    """The dataset's completeness: totals, then per series (``SYMBOL_interval``) its figures."""
+    series = {
+        series_key(c.series.symbol, c.series.interval, c.series.market, single=False): c.to_dict(MAX_LISTED)
+        for c in dataset
+    }
+    return {
+        "series_count": len(series),
+        "complete_series": sum(1 for e in series.values() if e["complete"]),
+        **{
+            key: sum(e[key] for e in series.values())
+            for key in ("expected", "present", "missing", "unconfirmed_missing")
+        },
+        "series": series,
+    }
 
 
 def _recorded_verdict(folder: Path, entry: dict[str, Any]) -> FileValidation:

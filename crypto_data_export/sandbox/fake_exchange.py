@@ -217,6 +217,7 @@ class SandboxConfig:
     huge_body_mb: int = 0  # klines: a body of this many MiB, no Content-Length, streamed
     trickle_seconds: float = 0.0  # klines: the answer comes one byte every this many seconds (also ArchiveKnobs)
     row_step_ms: int = 0  # klines: rows this many ms apart (off the interval grid)
+    hold_klines: tuple[int, int] | None = None  # klines with a startTime in [from, to): unanswered until cleared
     fail_msg: str | None = None  # the msg of fail_every_n answers
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to (or replacing) every answer's headers
     # symbol -> a fault in the newest candle of every klines answer for it (see BAD_CANDLE_KINDS)
@@ -375,6 +376,11 @@ def _fmt(units: int) -> str:
     """Exact 8-decimal string of a non-negative amount in 1e-8 units."""
     whole, frac = divmod(units, _PRICE_SCALE)
     return f"{whole}.{frac:08d}"
+
+
+def _held(hold: tuple[int, int] | None, params: dict[str, str]) -> bool:
+    start = params.get("startTime", "")
+    return hold is not None and start.isdigit() and hold[0] <= int(start) < hold[1]
 
 
 def generate_candle(symbol: str, interval: str, open_ms: int, market: str = "spot") -> list[Any]:
@@ -809,6 +815,8 @@ class SandboxExchange:
         if cfg.latency_seconds > 0:
             # Outside any lock, so concurrent clients overlap; stop() cuts it short.
             self._stop_event.wait(cfg.latency_seconds)
+        while klines_n is not None and _held(self.config.hold_klines, params) and not self._stop_event.wait(0.01):
+            pass  # a held page: answered once the test clears the knob (or the server stops)
         if refusal is not None:
             return refusal, params
         if cfg.redirect_to:

@@ -321,12 +321,14 @@ class ScheduledDataManager:
             scan = scan or self.files.scan()
             validations = self.files.validate_all(dry_run=True, scan_result=scan)
             statistics = status_report.recorded_statistics(scan.files, validations)
-        if self.dataset is not None:  # the dataset's series, from their footers
-            found = (self.dataset.series_verdict(s) for s in self.dataset.all_series())
-            validations = [v for v in found if v is not None]
+        dataset = None
+        if is_folder and self.dataset is not None:  # EXPORT_LAYOUT=dataset: its footers only
+            from crypto_data_export.store.dataset_completeness import dataset_completeness
+
+            dataset = dataset_completeness(self.dataset, ExportFolder(self.export_dir).dataset_footers, keep=write)
         service = self.service_status(state)
         report = status_report.build_status_report(
-            self.settings, state, validations, statistics, service, validated_at=validated_at
+            self.settings, state, validations, statistics, service, validated_at=validated_at, dataset=dataset
         )
         if write and self.export_dir.is_dir():
             status_report.write_status_report(self.export_dir, report, self.notices)

@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 
 from crypto_data_export.core.candles import (
-    CANDLE_COLUMNS,
     SeriesId,
+    differing_rows,
     exchange_host,
     first_open_ms,
     last_open_ms,
@@ -255,21 +255,6 @@ class Dataset:
                     found.append(series)
         return found
 
-    def series_verdict(self, series: SeriesId) -> FileValidation | None:
-        """The whole series as one verdict (rows, first and last candle, gaps of its periods), from the
-        footers alone and without moving anything: what the status report shows; None if it has no period."""
-        infos = [i for i in map(read_period_info, self._period_files(series)) if i is not None]
-        for why in {w for i in infos if (w := _other_host(series, i.path, i)) is not None}:
-            logger.warning("%s; not shown", why)
-        infos = [i for i in infos if i.series == series]
-        if not infos:
-            return None
-        first, last = infos[0].first_open_ms or 0, infos[-1].last_open_ms or 0
-        # Gaps between its first and last candle (before and after them: history not fetched yet).
-        holes = [g for info in infos for g in info.gaps if first < g[0] and g[1] < last]
-        rows, missing = sum(i.present for i in infos), sum(g[2] for g in holes)
-        return FileValidation(infos[-1].path, True, None, rows, first, last, holes, missing, series=series)
-
     def read_period(
         self, series: SeriesId, start_ms: int, *, quarantine: bool = True, numeric: bool = False
     ) -> pa.Table | None:
@@ -385,9 +370,8 @@ class Dataset:
                 # Merged as numbers: only the new candles are converted, the stored ones are kept as they are.
                 stored, new = (numeric_candles(parquet_table(t, None, self.format.numbers)) for t in (stored, new))
                 both = _isin(open_times(stored), open_times(new))
-                differ = _differing(
-                    stored.filter(pa.array(both)), new.filter(pa.array(_isin(open_times(new), open_times(stored))))
-                )
+                same = new.filter(pa.array(_isin(open_times(new), open_times(stored))))
+                differ = len(set().union(*differing_rows(stored.filter(pa.array(both)), same).values()))
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
                 if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
@@ -494,16 +478,6 @@ def _isin(opens: np.ndarray, sorted_opens: np.ndarray) -> np.ndarray:
     """Which of ``opens`` are in ``sorted_opens`` (np.isin without hashing a year of open times)."""
     at = np.searchsorted(sorted_opens, opens).clip(max=len(sorted_opens) - 1)
     return np.asarray(sorted_opens[at] == opens) if len(sorted_opens) else np.zeros(len(opens), dtype=bool)
-
-
-def _differing(stored: pa.Table, fetched: pa.Table) -> int:
-    """How many of the same open times (both sorted, numbers of the same type) hold different values."""
-    if not len(stored):
-        return 0
-    differ = np.zeros(len(stored), dtype=bool)
-    for column in CANDLE_COLUMNS:
-        differ |= stored.column(column).to_numpy() != fetched.column(column).to_numpy()
-    return int(differ.sum())
 
 
 class DatasetSink:

@@ -72,35 +72,32 @@ def freqtrade_path(datadir: Path, symbol: str, interval: str, market: str, file_
 
 def export_sources(settings: Settings) -> tuple[str, list[tuple[SeriesId, Candles]]]:
     """The layout read and every series of the settings' market in it: the dataset (every period)
-    with ``EXPORT_LAYOUT=dataset`` or once it exists (it holds the history), else the files layout."""
+    with ``EXPORT_LAYOUT=dataset`` or once it exists (it holds the history), else the files layout
+    (each series' newest valid file, by content: a file naming another exchange host or series is
+    skipped, nothing is moved)."""
     dataset = Dataset.from_settings(settings)
-    if settings.export_layout != "dataset" and not dataset.root.is_dir():
-        return "files", _files_layout_series(settings)
-
-    def candles(series: SeriesId) -> Iterator[pa.Table]:
-        for path in sorted(dataset.series_folder(series).glob("*.parquet")):
-            info = read_period_info(path)  # a foreign period is left where it is: this command only reads
-            if info is None or info.series != series or path != dataset.period_path(series, info.start_ms):
-                named = info.series if info else "no period"
-                logger.warning("not exported: %s names %s, not %s (BINANCE_BASE_URL?)", path, named, series)
-            elif (period := dataset.read_period(series, info.start_ms)) is not None:
-                yield period
-
-    series = [s for s in dataset.all_series() if s.market == dataset.market]  # another market: another host
-    return "dataset", [(s, functools.partial(candles, s)) for s in series]
-
-
-def _files_layout_series(settings: Settings) -> list[tuple[SeriesId, Candles]]:
-    """Every series of the market in the export folder, from its newest valid file (by content;
-    a file naming another exchange host or series is skipped, nothing is moved)."""
+    if settings.export_layout == "dataset" or dataset.root.is_dir():
+        series = [s for s in dataset.all_series() if s.market == dataset.market]  # another market: another host
+        return "dataset", [(s, functools.partial(_dataset_candles, dataset, s)) for s in series]
     files = FileManager.from_settings(settings)
     found = sorted({(f.symbol, f.interval) for f in scan_exports(files.export_dir, market=files.market)})
+    series_files = [(files.for_interval(interval), symbol) for symbol, interval in found]
+    return "files", [(f.series_of(symbol), functools.partial(_file_candles, f, symbol)) for f, symbol in series_files]
 
-    def candles(symbol: str, interval: str) -> Iterator[pa.Table]:
-        kept = files.for_interval(interval).newest_valid_export(symbol, quarantine=False)
-        yield from [kept.candles] if kept is not None else []
 
-    return [(files.for_interval(i).series_of(s), functools.partial(candles, s, i)) for s, i in found]
+def _dataset_candles(dataset: Dataset, series: SeriesId) -> Iterator[pa.Table]:
+    for path in sorted(dataset.series_folder(series).glob("*.parquet")):
+        info = read_period_info(path)  # a foreign period is left where it is: this command only reads
+        if info is None or info.series != series or path != dataset.period_path(series, info.start_ms):
+            named = info.series if info else "no period"
+            logger.warning("not exported: %s names %s, not %s (BINANCE_BASE_URL?)", path, named, series)
+        elif (period := dataset.read_period(series, info.start_ms)) is not None:
+            yield period
+
+
+def _file_candles(files: FileManager, symbol: str) -> Iterator[pa.Table]:
+    kept = files.newest_valid_export(symbol, quarantine=False)
+    yield from [kept.candles] if kept is not None else []
 
 
 def export_freqtrade(

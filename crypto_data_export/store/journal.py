@@ -2,10 +2,12 @@
 
 ``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal``: the candles of one
 series (``SeriesId``) from one open time on. Its first line names the series and the start;
-each further line is one page and a SHA-256 chained on the page before, fsynced before its
-candles are used. It is read one page at a time and trusted in nothing: another series' header
-discards it (logged); at a torn, damaged or refused (``cut``) page it is cut and the rest fetched
-again. Only names of the pattern below are ours; a symbolic link is never followed, but left alone.
+each further line is one page, in the order pages arrived (parallel pages arrive out of order):
+the open times [from, to] it holds every candle of, its rows and a SHA-256 chained on the page
+before, fsynced before its candles are used. It is read one page at a time and trusted in
+nothing: another series' header (or an older journal version) discards it (logged); at a torn,
+damaged or refused (``cut``) page it is cut and the rest fetched again. Only names of the pattern
+below are ours; a symbolic link is never followed, but left alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import re
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -29,7 +32,7 @@ from crypto_data_export.core.text import printable
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_MARKER = "crypto-klines-backfill-journal/2"
+JOURNAL_MARKER = "crypto-klines-backfill-journal/3"
 MAX_RECORD_BYTES = 16 << 20  # one page (at most 1500 rows of ~400 bytes) as JSON text, with room to spare
 _JOURNAL_NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9]{1,20})_(?P<interval>[0-9]{1,2}[smhdwM])_(?P<start>[0-9]{1,15})\.journal$"
@@ -52,8 +55,8 @@ def release_folder(folder: Path, paths: Iterable[Path]) -> None:
         folder.rmdir()
 
 
-def _digest(chain: str, rows_text: str) -> str:
-    return hashlib.sha256((chain + rows_text).encode("utf-8")).hexdigest()
+def _digest(chain: str, span: tuple[int, int], rows_text: str) -> str:
+    return hashlib.sha256(f"{chain}{span[0]}:{span[1]}:{rows_text}".encode()).hexdigest()
 
 
 class PageJournal:
@@ -65,6 +68,8 @@ class PageJournal:
         self.writable = True  # False once found to be a symbolic link or not a file: never written
         self._end, self._chain = 0, ""  # after the last page accepted: where the next one goes, its chain
         self._handle: BinaryIO | None = None  # open while ``pages`` reads
+        self._lock, self._sync_lock = threading.Lock(), threading.Lock()  # pages arrive on several threads
+        self._synced = 0  # the bytes known to be on disk
 
     def header(self) -> dict[str, Any]:
         return {"marker": JOURNAL_MARKER, **dataclasses.asdict(self.series), "start_ms": self.start_ms}
@@ -81,9 +86,10 @@ class PageJournal:
             raise OSError(errno.ELOOP, "it is not a regular file")
         return handle
 
-    def pages(self) -> Iterator[list[list[Any]]]:
-        """The rows of each whole page, oldest first, one page in memory at a time. A page is
-        accepted when the next one is asked for; ``cut`` drops the one last given and all after it."""
+    def pages(self) -> Iterator[tuple[int, int, list[list[Any]], tuple[int, str]]]:
+        """(from, to, rows, where: for ``rows_at``) of each whole page, in the order they were kept, one
+        in memory at a time. A page is accepted when the next one is asked for; ``cut`` drops the one
+        last given and all after it."""
         try:
             handle = self._open(os.O_RDWR)
         except FileNotFoundError:
@@ -99,38 +105,55 @@ class PageJournal:
                 return self.discard(f"it is not for {self.series} from {self.start_ms}: its first line is {text}")
             self._end, self._chain = handle.tell(), ""
             while line := handle.readline(MAX_RECORD_BYTES):
-                if (page := self._record(line)) is None:
+                if (page := self._record(line, self._chain)) is None:
                     torn = not line.endswith(b"\n")
                     return self.cut("a torn last record (an interrupted write)" if torn else "a damaged record")
                 end = handle.tell()
-                yield page[0]
-                self._end, self._chain = end, page[1]
+                yield *page[:3], (self._end, self._chain)
+                self._end, self._chain = end, page[3]
 
-    def _record(self, line: bytes) -> tuple[list[list[Any]], str] | None:
-        """(rows, digest) of a whole record chained on the page before; None if it is not one."""
+    def rows_at(self, where: tuple[int, str]) -> list[list[Any]]:
+        """The rows of the page ``pages`` found at ``where``, read and verified again."""
+        with self._open(os.O_RDWR) as handle:
+            handle.seek(where[0])
+            page = self._record(handle.readline(MAX_RECORD_BYTES), where[1])
+        if page is None:
+            raise StorageError(f"{self.path} changed while in use; run the backfill again")
+        return page[2]
+
+    @staticmethod
+    def _record(line: bytes, chain: str) -> tuple[int, int, list[list[Any]], str] | None:
+        """(from, to, rows, digest) of a whole record chained on ``chain``; None if it is not one."""
         with suppress(ValueError, TypeError, KeyError):
             record = json.loads(line)
-            rows, digest = json.loads(record["rows"]), _digest(self._chain, record["rows"])
+            span, rows = (int(record["from"]), int(record["to"])), json.loads(record["rows"])
+            digest = _digest(chain, span, record["rows"])
             if line.endswith(b"\n") and record["sha256"] == digest and all(isinstance(r, list) for r in rows):
-                return rows, digest
+                return *span, rows, digest
         return None
 
-    def append(self, rows: list[list[Any]]) -> None:
-        """One page, durable before the caller uses it; the header first on a new journal."""
+    def append(self, rows: list[list[Any]], start_ms: int, last_ms: int) -> None:
+        """One page holding every candle opening in [start_ms, last_ms], durable before the caller uses
+        it (one fsync serves every page written meanwhile); the header first on a new journal."""
         if not self.writable:
             return
         rows_text = json.dumps(rows, separators=(",", ":"))
-        digest = _digest(self._chain, rows_text)
-        record = json.dumps({"sha256": digest, "rows": rows_text}, separators=(",", ":"))
         try:
-            with self._open(os.O_RDWR | os.O_CREAT) as handle:
-                head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
-                handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
-                handle.seek(self._end)
-                handle.write(head + (record + "\n").encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-                self._end, self._chain = handle.tell(), digest
+            with self._lock:
+                digest = _digest(self._chain, (start_ms, last_ms), rows_text)
+                record = {"sha256": digest, "from": start_ms, "to": last_ms, "rows": rows_text}
+                with self._open(os.O_RDWR | os.O_CREAT) as handle:
+                    head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
+                    handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
+                    handle.seek(self._end)
+                    handle.write(head + (json.dumps(record, separators=(",", ":")) + "\n").encode())
+                    self._end, self._chain, written = handle.tell(), digest, handle.tell()
+            with self._sync_lock:
+                if self._synced < written:
+                    synced = self._end
+                    with self._open(os.O_RDWR) as handle:
+                        os.fsync(handle.fileno())
+                    self._synced = synced
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise StorageError(f"cannot keep a page in {self.path}: {exc.strerror}; check the disk") from exc

@@ -15,6 +15,7 @@
         logs/scheduled_data_manager.log  logs/data_export_service.log
         .archive_cache/                             verified archive zips of an unfinished backfill (resume)
         .backfill_partial/                          REST pages of an unfinished backfill (resume journals)
+        .dataset_footers.json                       the dataset's period footers already read (status)
 
 A name that does not match ``EXPORT_NAME_PATTERN`` (or ``our_temp_name``) is
 not ours: it is never read as data, moved or deleted.
@@ -95,6 +96,7 @@ class ExportFolder:
         self.service_log = self.logs / "data_export_service.log"
         self.archive_cache = root / ".archive_cache"
         self.backfill_partial = root / ".backfill_partial"
+        self.dataset_footers = root / ".dataset_footers.json"
         # Backfills go to a subfolder: the scheduler's scans and retention never enter subfolders.
         self.backfill = root / "backfill"
 

@@ -195,18 +195,19 @@ def test_an_interrupted_range_resumes_from_its_journal(
     out = tmp_path / "out"
     env = cli_env(exchange.base_url, tmp_path / "scheduler")
     cmd = ("--symbols", SYMBOL, "--interval", "1m", "--output", str(out), *span)
-    exchange.config.latency_seconds = 0.3  # only this run is slow: Ctrl-C lands while pages are left
+    start = ms(2024, 10, 1)
+    exchange.config.hold_klines = (start + 3000 * 60_000, start + 5000 * 60_000)  # two pages never come
     proc = start_cli(SCRIPT, *cmd, env=env, cwd=tmp_path)
     procs.append(proc)
-    wait_until(lambda: journal_pages(out / ".backfill_partial") >= 3, "three pages in the resume journal")
+    wait_until(lambda: journal_pages(out / ".backfill_partial") == 6, "the other pages in the resume journal")
     proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc)
-    exchange.config.latency_seconds = 0.0
+    exchange.config.hold_klines = None
     assert code == 130 and "Traceback" not in err, err
     kept_pages = journal_pages(out / ".backfill_partial")
 
     exchange.reset_log()
     rerun = backfill(exchange, out, *span, interval="1m")
     assert rerun.returncode == 0, rerun.stderr
-    assert len(exchange.klines_requests(SYMBOL)) <= fresh_calls - kept_pages
+    assert len(exchange.klines_requests(SYMBOL)) == fresh_calls - kept_pages == 2
     assert only_file(out) == only_file(tmp_path / "fresh") == truth(ms(2024, 10, 1), ms(2024, 10, 6), "1m")

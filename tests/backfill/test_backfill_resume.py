@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from crypto_data_export.core.candles import SeriesId
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from crypto_data_export.store.journal import PageJournal
@@ -51,32 +53,35 @@ def uninterrupted_run(sandbox_factory, tmp_path: Path):
     return exchange, env, klines_calls(exchange)
 
 
-def test_ctrl_c_then_rerun_asks_only_for_missing_pages_and_writes_the_same_bytes(
-    sandbox_factory, tmp_path: Path, procs: list[subprocess.Popen]
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl_c", "sigkill"])
+def test_interrupted_then_rerun_asks_only_for_missing_pages_and_writes_the_same_bytes(
+    sandbox_factory, tmp_path: Path, procs: list[subprocess.Popen], sig: signal.Signals
 ) -> None:
     exchange, env, fresh_calls = uninterrupted_run(sandbox_factory, tmp_path)
-    assert fresh_calls >= 8
+    assert fresh_calls == 8
     exchange.reset_log()
 
     out = tmp_path / "out"
     partial = out / ".backfill_partial"
-    exchange.config.latency_seconds = 0.3  # only this run is slow: Ctrl-C lands while pages are left
+    start = NOW - 5 * 86_400_000
+    exchange.config.hold_klines = (start + 3000 * 60_000, start + 5000 * 60_000)  # pages 4 and 5 of 8 never come
     proc = start_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
     procs.append(proc)
-    wait_until(lambda: journal_pages(partial) >= 3, "three pages in the resume journal")
-    proc.send_signal(signal.SIGINT)
+    wait_until(lambda: journal_pages(partial) == 6, "the six other pages in the resume journal, out of order")
+    proc.send_signal(sig)
     code, _, err = finish(proc)
-    exchange.config.latency_seconds = 0.0
-    assert code == 130 and "stopped on request" in err and "Traceback" not in err, err
-    assert export_files(out) == [] and temp_files(out) == []
-    kept_pages = journal_pages(partial)
-    assert kept_pages >= 3
+    exchange.config.hold_klines = None
+    assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL) and "Traceback" not in err, err
+    assert sig == signal.SIGKILL or "stopped on request" in err
+    assert export_files(out) == [] and (sig == signal.SIGKILL or temp_files(out) == [])
+    assert journal_pages(partial) == 6
 
     exchange.reset_log()
     rerun = run_cli(SCRIPT, *args(out), env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert klines_calls(exchange) <= fresh_calls - kept_pages
-    assert only_file(out) == only_file(tmp_path / "fresh")
+    asked = sorted(int(r["startTime"]) for r in exchange.klines_requests(SYMBOL))
+    assert asked == [start + 3000 * 60_000, start + 3999 * 60_000 + 1]  # the two pages missing, nothing else
+    assert only_file(out) == only_file(tmp_path / "fresh") and temp_files(out) == []
     assert not partial.exists()
 
 
@@ -91,7 +96,7 @@ def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_ri
     start_ms = NOW - 5 * 86_400_000
     series = SeriesId(urlsplit(exchange.base_url).netloc, "spot", SYMBOL, "1m")
     damaged = PageJournal(partial, series, start_ms)
-    damaged.append([[1, 2]])
+    damaged.append([[1, 2]], start_ms, start_ms)
     damaged.path.write_text(damaged.path.read_text().replace("[[1,2]]", "[[1,3]]"))
     foreign = partial / f"{SYMBOL}_1m_{start_ms - 1}.journal"  # another start: not this run's to judge
     foreign.write_text('{"marker": "crypto-klines-backfill-journal/2", "symbol": "OTHERUSDT"}\n')

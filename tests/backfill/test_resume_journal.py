@@ -91,7 +91,8 @@ def test_a_bad_page_is_never_journaled_and_a_kept_bad_page_cuts_the_journal_ther
     backfill(exchange, out, stop_after_first_page=True)
     ((name, kept),) = journals(out).items()
     header, record, _ = kept.split(b"\n")
-    rows = json.loads(json.loads(record)["rows"])
+    first_page = json.loads(record)
+    rows = json.loads(first_page["rows"])
     rows[700][2], rows[700][3] = rows[700][3], rows[700][2]  # high < low, in a second page whose chain is whole
     fields = json.loads(header)
     journal = PageJournal(
@@ -100,8 +101,8 @@ def test_a_bad_page_is_never_journaled_and_a_kept_bad_page_cuts_the_journal_ther
         fields["start_ms"],
     )
     journal.path.unlink()
-    journal.append(rows[:500])
-    journal.append(rows[500:])
+    journal.append(rows[:500], first_page["from"], rows[499][0])
+    journal.append(rows[500:], rows[500][0], first_page["to"])
 
     exchange.reset_log()
     backfill(exchange, out)

@@ -117,19 +117,23 @@ def test_rows_one_millisecond_apart_fail_the_symbol_at_the_first_page(tmp_path, 
 
 
 def test_sigterm_during_pagination_stops_at_the_next_page(tmp_path, sandbox_factory, start_manager):
-    """A 10-day 1m window is 15 pages; SIGTERM after the first: no new file, exit 130, status stopped."""
-    exchange = sandbox_factory(latency_seconds=0.3)
+    """A 10-day 1m window is 15 pages; SIGTERM while the first is used and two more (two workers) are
+    under way and never answered: no other page is asked for, no new file, exit 130, status stopped."""
+    exchange = sandbox_factory()
+    exchange.config.hold_klines = (exchange.now_ms() - 10 * DAY_MS + 500 * 60_000, 2**62)  # all but the first page
     folder = tmp_path / "exports"
     kept = _seed(folder, exchange.now_ms(), "1m", ("BTCUSDT",))
-    env = manager_env(folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS="10")
+    env = manager_env(
+        folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS="10", EXPORT_WORKERS="2"
+    )
     proc = start_manager(env, "--manual")
-    wait_until(lambda: exchange.klines_requests(), "the first page to be asked for")
+    wait_until(lambda: exchange.stats.klines_calls == 3, "the first page, then two more under way")
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
 
     assert code == 130, out + err  # interrupted
     assert "stopped on request" in out
-    assert len(exchange.klines_requests()) <= 3, "pages went on being fetched after SIGTERM"
+    assert exchange.stats.klines_calls == 3, "pages went on being asked for after SIGTERM"
     assert _state(folder)["last_cycle_result"] == "stopped"
     assert temp_files(folder) == []
     _assert_intact(folder, kept)

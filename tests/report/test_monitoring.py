@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from crypto_data_export.report.metrics import DATASET, PREFIX
 from crypto_data_export.report.status_page import downsample, render_status_page
 from crypto_data_export.settings.settings import SettingsError, load_settings
 from crypto_data_export.store.formats import format_for_name
@@ -98,6 +99,7 @@ def test_a_manual_cycle_writes_metrics_that_parse_and_match_the_newest_rows(cycl
 
 def test_the_alert_rules_parse_and_name_only_metrics_the_exporter_writes(cycled):
     written = set(_metrics(cycled["folder"] / "metrics" / "exporter.prom"))
+    written |= {PREFIX + name for _, name, _ in DATASET}  # with EXPORT_LAYOUT=dataset (test_dataset_status)
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     alerts = [rule for group in rules["groups"] for rule in group["rules"]]
     assert {"CryptoExporterSeriesStale", "CryptoExporterCycleFailed", "CryptoExporterBanned"} <= {

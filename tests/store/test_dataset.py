@@ -23,6 +23,7 @@ from crypto_data_export.store.dataset import (
     periods_between,
     read_period_info,
 )
+from crypto_data_export.store.dataset_completeness import dataset_completeness
 from tests.support import with_value
 
 HOUR_MS = 3_600_000
@@ -116,7 +117,7 @@ def test_a_period_copied_under_another_symbol_is_quarantined_not_merged(tmp_path
     assert dataset.all_series() == [btc, eth]
 
 
-def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path, caplog):
+def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
     """The folders name no host: another host's history is a misconfigured run (BINANCE_BASE_URL), not a
     foreign file. Writers fail for that series with one line and write nothing; readers report and skip."""
     theirs = Dataset(tmp_path / DATASET_FOLDER, "127.0.0.1:2", "spot")
@@ -131,7 +132,8 @@ def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed
     ):
         with pytest.raises(StorageError, match="^" + re.escape(line) + "use another EXPORT_DIR or the same exchange$"):
             write()
-    assert dataset.series_verdict(series) is None and line in caplog.text
+    (shown,) = dataset_completeness(dataset, keep=False)  # the status: reported, not counted, not moved
+    assert shown.first_open_ms is None and "127.0.0.1:2" in shown.not_counted[0]
     assert dataset.remove_older_than(NEW_YEAR + 400 * 24 * HOUR_MS) == []
     assert written.path.read_bytes() == before and not (tmp_path / "quarantine").exists()
 

@@ -1,0 +1,180 @@
+"""One long series' pages in parallel, whole processes, against today's sequential fetch (issue 24).
+
+    python -m benchmarks.bench_pages [--days 365] [--latency 0.15] [--over 30] [--baseline /work/main] [--quick]
+                                     [--over-only]
+
+Each run is a whole ``python export_historical_data.py --interval 1m --source rest`` process
+(imports, exchangeInfo, the pages, the resume journal, the file), as a user meets it, against a
+sandbox exchange started in this process (its counters: answers 429, the most weight seen in
+its window), 150 ms latency, 6000 weight per *sliding* minute, a fixed server clock (every run
+sees the same candles).
+
+* one long series: 1 symbol x 365 days x 1m (526 pages), this tree, then the baseline tree
+  (``--baseline``: another checkout, run with its own code on PYTHONPATH) in the same run; the two
+  files must be byte for byte the same. Target: <= 8 s, 0 answers 429.
+* over budget: ``--over`` symbols x 365 days x 1m (30: 15,780 pages, ~31,600 weight at 2 a call,
+  over five minutes of budget). The minimum the budget allows: every full budget of weight takes
+  a window (the first goes at once), the rest goes after the last of them, i.e.
+  (ceil(weight / 6000) - 1) x 60 s + latency. Target: <= 1.05x that, 0 answers 429.
+  ``--quick`` scales the window down to 6 s and the budget to 600 (the same minimum in windows).
+
+The machine this ran on may be shared (2 cores here, shared with other work): the figures are
+wall times of one run each; re-run on a quiet machine before quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import crypto_data_export.sandbox.fake_exchange as fx
+from benchmarks._common import ROOT, process_env, table, temp_dir, verdict, write_results
+from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
+
+KLINES_WEIGHT = 2
+
+
+class CachedKlines(SandboxExchange):
+    """The sandbox with each 1m candle's JSON made once, the same for every symbol: generating 525,600
+    candles a symbol (about 20 us each) would make the exchange, not the client, the bottleneck (a
+    year of one symbol: ~11 s; of 30: more than the five minutes the budget allows). Latency, weight,
+    the sliding window and 429s are the sandbox's own."""
+
+    rows: dict[int, bytes] = {}
+
+    def warm(self, last_ms: int, days: int) -> CachedKlines:
+        for t in range(last_ms - days * 86_400_000, last_ms + 60_000, 60_000):
+            self.rows.setdefault(t, json.dumps(fx.generate_candle("BTCUSDT", "1m", t), separators=(",", ":")).encode())
+        return self
+
+    def _route(self, cfg: SandboxConfig, path: str, pairs: list, params: dict, now: int) -> Any:
+        if not path.endswith("/klines"):
+            return super()._route(cfg, path, pairs, params, now)
+        _, interval, start, end, limit = fx._parse_klines_params(pairs, params, 1000)
+        first_ms, last_ms = fx.align_open_ms(interval, cfg.listing_ms), fx.align_open_ms(interval, now)
+        opens = fx.select_open_times(
+            interval, first_ms=first_ms, last_ms=last_ms, start=start, end=end, limit=limit, gaps=[]
+        )
+        return fx._Answer(200, b"[" + b",".join(self.rows[t] for t in opens) + b"]")
+
+
+def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) -> dict:
+    """One whole backfill process of ``tree``'s code against a fresh sandbox with ``cfg``."""
+    folder = temp_dir("pages")
+    assert cfg.now_ms is not None
+    exchange = CachedKlines(cfg).warm(cfg.now_ms, days).start()
+    try:
+        env = process_env(exchange.base_url, folder, symbols, PYTHONPATH=str(tree), LOG_LEVEL="WARNING")
+        command = [sys.executable, str(tree / "export_historical_data.py"), "--symbols", ",".join(symbols)]
+        command += ["--days", str(days), "--interval", "1m", "--source", "rest", "--output", str(folder / "out")]
+        started, cpu_before = time.perf_counter(), _children_cpu()
+        proc = subprocess.run(command, env=env, cwd=str(folder), capture_output=True, text=True, timeout=1800)
+        wall = time.perf_counter() - started
+        files = sorted((folder / "out").glob("*.csv"))
+        weight = sum(KLINES_WEIGHT for r in exchange.requests if r.path.endswith("/klines"))
+        return {
+            "wall_s": wall,
+            "cpu_s": _children_cpu() - cpu_before,  # the backfill process's user + sys
+            "exit_code": proc.returncode,
+            "files": len(files),
+            "contents": {p.name.split("_")[0]: p.read_bytes() for p in files},
+            "klines_calls": exchange.stats.klines_calls,
+            "klines_weight": weight,
+            "requests": exchange.stats.total,
+            "http_429": exchange.stats.rate_limited_429,
+            "max_window_weight": exchange.stats.max_used_weight_seen,
+            "stderr_tail": proc.stderr.strip().splitlines()[-3:],
+        }
+    finally:
+        exchange.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--latency", type=float, default=0.15)
+    parser.add_argument("--over", type=int, default=30, help="symbols of the over-budget run (0: skip it)")
+    parser.add_argument("--baseline", type=Path, default=Path("/work/main"), help="the tree of the sequential fetch")
+    parser.add_argument("--quick", action="store_true", help="over budget: 600 weight per sliding 6 s")
+    parser.add_argument("--over-only", action="store_true", help="only the over-budget run")
+    args = parser.parse_args(argv)
+    now_ms = int(time.time() // 3600 * 3600 * 1000) - 30 * 60_000  # half-way through an hour, fixed for every run
+
+    def config(limit: int = 6000, window_s: int = 60) -> SandboxConfig:
+        return SandboxConfig(
+            latency_seconds=args.latency,
+            weight_limit=limit,
+            weight_window="sliding",
+            weight_window_seconds=window_s,
+            accept_any_symbol=True,
+            now_ms=now_ms,
+        )
+
+    figures: dict = {"days": args.days, "latency_s": args.latency, "baseline_tree": str(args.baseline)}
+    rows, targets = [], {}
+    if not args.over_only:
+        one = ["BTCUSDT"]
+        ours = run_backfill(ROOT, one, args.days, config())
+        base = run_backfill(args.baseline, one, args.days, config()) if args.baseline.is_dir() else None
+        same = base is not None and ours["contents"] == base["contents"] and ours["files"] == 1
+        figures["one"] = {k: v for k, v in ours.items() if k != "contents"}
+        figures["one_baseline"] = None if base is None else {k: v for k, v in base.items() if k != "contents"}
+        figures["one_same_bytes"] = same
+        rows.append(
+            [
+                f"1 symbol x {args.days} d x 1m, REST",
+                f"{ours['wall_s']:.2f} s (CPU {ours['cpu_s']:.1f} s), {ours['klines_calls']} calls, "
+                f"{ours['http_429']} x 429, "
+                f"exit {ours['exit_code']}",
+                "-"
+                if base is None
+                else f"{base['wall_s']:.2f} s (CPU {base['cpu_s']:.1f} s), {base['http_429']} x 429, "
+                f"exit {base['exit_code']}",
+                f"same bytes: {same}",
+            ]
+        )
+        targets.update({"one<=8s": ours["wall_s"] <= 8, "one_zero_429": ours["http_429"] == 0, "one_same_bytes": same})
+    if args.over:
+        limit, window_s = (600, 6) if args.quick else (6000, 60)
+        symbols = [f"SYM{i:04d}USDT" for i in range(1, args.over + 1)]
+        over = run_backfill(ROOT, symbols, args.days, config(limit, window_s))
+        weight = over["klines_weight"] + 20 + 1  # exchangeInfo and time as well
+        minimum = (math.ceil(weight / limit) - 1) * window_s + args.latency
+        figures["over"] = {k: v for k, v in over.items() if k != "contents"}
+        figures.update(over_symbols=args.over, over_window_s=window_s, over_limit=limit, over_minimum_s=minimum)
+        figures["over_ratio"] = over["wall_s"] / minimum
+        targets["over<=1.05x"] = figures["over_ratio"] <= 1.05
+        targets["over_zero_429"] = over["http_429"] == 0 and over["exit_code"] == 0 and over["files"] == args.over
+        rows.append(
+            [
+                f"{args.over} symbols x {args.days} d x 1m, {limit} per sliding {window_s} s",
+                f"{over['wall_s']:.2f} s (CPU {over['cpu_s']:.0f} s), {over['klines_calls']} calls ({weight} weight), "
+                f"{over['http_429']} x 429, "
+                f"exit {over['exit_code']}, max {over['max_window_weight']} in window",
+                f"minimum {minimum:.2f} s",
+                f"{figures['over_ratio']:.3f}x minimum",
+            ]
+        )
+    print(table(["run", "this tree", "baseline (sequential pages)", "check"], rows))
+    print(", ".join(f"{k}: {verdict(v)}" for k, v in targets.items()))
+    path = write_results("bench_pages", figures, targets=targets)
+    print(f"results: {path}")
+    return {"figures": figures, "targets": targets}
+
+
+if __name__ == "__main__":
+    main()
