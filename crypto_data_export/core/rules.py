@@ -97,8 +97,8 @@ def _numbers(candles: pa.Table) -> dict[str, np.ndarray]:
     only (NaN where a value is not a number). A small table's eight text columns are cast as one
     array (a cast per column was half the rule book on a 48-row page); a large one's column by
     column (as one array it would be copied whole: 92 against 60 ms for a year of 1m)."""
-    texts = all(pa.types.is_string(candles.schema.field(c).type) for c in DECIMAL_COLUMNS)
-    if candles.num_rows > _CAST_TOGETHER_ROWS or not texts:
+    text = all(pa.types.is_string(candles.schema.field(c).type) for c in DECIMAL_COLUMNS)
+    if candles.num_rows > _CAST_TOGETHER_ROWS or not text:
         return {c: _floats(candles.column(c)) for c in DECIMAL_COLUMNS}
     texts = pa.chunked_array([chunk for c in DECIMAL_COLUMNS for chunk in candles.column(c).chunks], pa.string())
     return dict(zip(DECIMAL_COLUMNS, _floats(texts).reshape(len(DECIMAL_COLUMNS), -1), strict=True))

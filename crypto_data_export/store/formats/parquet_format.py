@@ -286,7 +286,11 @@ class ParquetFormat(FileFormat):
             sorting = [pq.SortingColumn(0)]
             labels = list(LABEL_COLUMNS)  # dictionaries for the labels only: numbers write faster and smaller without
             with pq.ParquetWriter(
-                handle.buffer, schema, compression="zstd", sorting_columns=sorting, use_dictionary=labels
+                handle.buffer,
+                schema,
+                compression="zstd",
+                sorting_columns=sorting,
+                use_dictionary=labels,  # type: ignore[arg-type]
             ) as writer:
                 for chunk in parts:
                     for start in range(0, len(chunk), WRITE_ROWS):
