@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import SandboxProcess, bench_symbols, make_settings, quiet_logging, report_and_save, table, temp_dir
+from benchmarks._common import (
+    SandboxProcess,
+    bench_symbols,
+    make_settings,
+    quiet_logging,
+    report_and_save,
+    table,
+    temp_dir,
+)
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -53,7 +62,11 @@ def prefill(dataset_dir: Path, host: str, symbols: list[str], end_ms: int) -> in
     dataset = Dataset(dataset_dir, host, "spot")
     for symbol in symbols:
         own = rows_to_frame([generate_candle(symbol, "1h", t) for t in range(end_ms - DAY_MS, end_ms, HOUR_MS)])
-        dataset.merge(dataset.series_of(symbol, "1h"), pa.concat_tables([template, own]), {"kind": "rest", "from_ms": 0, "until_ms": 0})
+        dataset.merge(
+            dataset.series_of(symbol, "1h"),
+            pa.concat_tables([template, own]),
+            {"kind": "rest", "from_ms": 0, "until_ms": 0},
+        )
     return len(template) + 24
 
 
@@ -68,18 +81,21 @@ def steady_cycle(layout: str, symbols: list[str], latency: float) -> dict:
 
     folder = temp_dir(f"dataset-{layout}")
     try:
-        # The sandbox's next hour boundary comes this long after it starts: cycle 1 (and the
-        # dataset's year, written first: it names the sandbox's host and port) runs before it.
-        lead_ms = 4000 + (10_000 + 250 * len(symbols) if layout == "dataset" else 0)
+        # The dataset's year is written first, untimed: it names the sandbox's host and port, so the
+        # port is chosen before the sandbox starts. The sandbox's next hour boundary then comes this
+        # long after it starts: cycle 1 runs before it.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        boundary = (int(time.time() * 1000) // HOUR_MS + 2) * HOUR_MS
+        prefilled = 0
+        if layout == "dataset":
+            prefilled = prefill(folder / "dataset", f"127.0.0.1:{port}", symbols, boundary - 2 * HOUR_MS)
+        lead_ms = 10_000 + 40 * len(symbols) * (2 if layout == "dataset" else 1)  # a loaded machine is slow
         now_ms = int(time.time() * 1000)
-        boundary = (now_ms // HOUR_MS + 2) * HOUR_MS
         offset_ms = boundary - lead_ms - now_ms
-        with SandboxProcess(latency=latency, clock_offset_ms=offset_ms) as sandbox:
+        with SandboxProcess(latency=latency, clock_offset_ms=offset_ms, extra_args=["--port", str(port)]) as sandbox:
             settings = make_settings(sandbox.base_url, folder, symbols, EXPORT_LAYOUT=layout)
-            prefilled = 0
-            if layout == "dataset":
-                host = sandbox.base_url.split("//", 1)[1]
-                prefilled = prefill(folder / "dataset", host, symbols, boundary - 2 * HOUR_MS)
             with ExchangeClient.from_settings(settings) as client:
                 manager = ScheduledDataManager(settings, client=client)
                 started = time.perf_counter()
@@ -146,7 +162,9 @@ def write_history(root: Path, n_symbols: int, days: int) -> int:
         candles = random_walk(index, first_ms, rows)
         series = dataset.series_of(symbol, "1m")
         for start, end in periods_between("1m", first_ms, first_ms + rows * MINUTE_MS):
-            dataset.write_period(series, start, within(candles, start, end), [{"kind": "rest", "from_ms": 0, "until_ms": 0}])
+            dataset.write_period(
+                series, start, within(candles, start, end), [{"kind": "rest", "from_ms": 0, "until_ms": 0}]
+            )
         CSV.write(root / "csv" / f"{symbol}_1m.csv", candles, "1m")
     return rows * n_symbols
 
@@ -162,7 +180,10 @@ SOURCES = {
 
 def query_seconds(root: Path, kind: str, repeat: int) -> tuple[float, int]:
     sql = QUERY.format(source=SOURCES[kind].format(root=root))
-    program = f"import duckdb; print(len(duckdb.sql({sql!r}).fetchall()))"
+    # No progress bar: a long query would print it to stdout (and draw it while timed).
+    program = (
+        f"import duckdb; duckdb.sql('SET enable_progress_bar = false'); print(len(duckdb.sql({sql!r}).fetchall()))"
+    )
     best, answered = float("inf"), 0
     for _ in range(repeat):
         started = time.perf_counter()

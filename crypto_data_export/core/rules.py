@@ -93,11 +93,12 @@ def _ints(candles: pa.Table, column: str) -> np.ndarray:
 
 
 def _numbers(candles: pa.Table) -> dict[str, np.ndarray]:
-    """Each decimal column's text -> float64 for comparisons only (NaN where a value is not a
-    number). A small table's eight columns are cast as one array (a cast per column was half
-    the rule book on a 48-row page); a large one's column by column (as one array it would be
-    copied whole: 92 against 60 ms for a year of 1m)."""
-    if candles.num_rows > _CAST_TOGETHER_ROWS:
+    """Each decimal column's text (or a Parquet file's float64 or decimal) -> float64 for comparisons
+    only (NaN where a value is not a number). A small table's eight text columns are cast as one
+    array (a cast per column was half the rule book on a 48-row page); a large one's column by
+    column (as one array it would be copied whole: 92 against 60 ms for a year of 1m)."""
+    text = all(pa.types.is_string(candles.schema.field(c).type) for c in DECIMAL_COLUMNS)
+    if candles.num_rows > _CAST_TOGETHER_ROWS or not text:
         return {c: _floats(candles.column(c)) for c in DECIMAL_COLUMNS}
     texts = pa.chunked_array([chunk for c in DECIMAL_COLUMNS for chunk in candles.column(c).chunks], pa.string())
     return dict(zip(DECIMAL_COLUMNS, _floats(texts).reshape(len(DECIMAL_COLUMNS), -1), strict=True))
@@ -107,6 +108,9 @@ _CAST_TOGETHER_ROWS = 4096
 
 
 def _floats(texts: pa.ChunkedArray) -> np.ndarray:
+    """float64 of text (of a decimal by its text, as exact as before); a float64 column is used as it is."""
+    if pa.types.is_decimal(texts.type):
+        texts = pc.cast(texts, pa.string())
     try:
         return np.asarray(pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # error path only: which values
@@ -159,8 +163,8 @@ def check_candles(
     previous[0] = opens[0] - 1 if after_ms is None else after_ms
     o, h, lo, c = (numbers[k] for k in ("open", "high", "low", "close"))
 
-    def text(column: str, row: int) -> object:
-        return candles.column(column)[row].as_py()
+    def text(column: str, row: int) -> object:  # a number as its text, as read from a file
+        return pc.cast(candles.column(column).slice(row, 1), pa.string())[0].as_py()
 
     def opened(row: int) -> str:
         return f"open_time {_time(int(opens[row]))}"

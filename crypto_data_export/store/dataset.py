@@ -21,7 +21,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +55,14 @@ from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
-from crypto_data_export.store.formats.parquet_format import ParquetFormat, judge_parquet, read_footer
+from crypto_data_export.store.formats.parquet_format import (
+    ParquetFormat,
+    judge_parquet,
+    numeric_candles,
+    parquet_table,
+    read_footer,
+    table_to_candles,
+)
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -209,9 +216,12 @@ class Dataset:
         return [Path(e.path) for e in entries if _PERIOD_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
 
     def _foreign(self, series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
-        """Why a stored file may not be used as a period of ``series`` (None: it may)."""
+        """Why a stored file may not be used as a period of ``series`` (None: it may); raises StorageError for
+        a period of another exchange host (the folders name none: a misconfigured run never moves a history)."""
         if info is None:
             return "not a readable period of the dataset"
+        if (why := _other_host(series, path, info)) is not None:
+            raise StorageError(why)
         if info.series != series:
             return f"its metadata names {info.series or 'no series'}, not {series}"
         if (
@@ -227,7 +237,7 @@ class Dataset:
         found = []
         for path in self._period_files(series):
             info = read_period_info(path)
-            why = self._foreign(series, path, info)
+            why = self._foreign(series, path, info)  # StorageError: another host's series, nothing is written
             if why is not None:
                 self.quarantine(path, why)
             elif info is not None:
@@ -245,13 +255,16 @@ class Dataset:
                     found.append(series)
         return found
 
-    def read_period(self, series: SeriesId, start_ms: int, *, quarantine: bool = True) -> pa.Table | None:
-        """The period's candles as the candle model, judged by the rule book; None if absent;
-        an invalid or foreign file is quarantined (``quarantine=False``, a dry run's: only logged) and None returned."""
+    def read_period(
+        self, series: SeriesId, start_ms: int, *, quarantine: bool = True, numeric: bool = False
+    ) -> pa.Table | None:
+        """The period's candles as the candle model (``numeric``: as stored, ``numeric_candles``), judged by the
+        rule book; None if absent; an invalid or foreign file is quarantined (``quarantine=False``, a dry
+        run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
         try:
             with open(path, "rb", opener=_no_follow) as source:
-                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0)
+                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0, numeric=numeric)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -348,21 +361,24 @@ class Dataset:
             new = within(candles, start, end)
             if not len(new):
                 continue
-            stored = (stored_by_start or {}).get(start) or self.read_period(series, start)
+            stored = (stored_by_start or {}).get(start) or self.read_period(series, start, numeric=True)
             info = read_period_info(self.period_path(series, start)) if stored is not None else None
             sources = info.sources if info else []
             for added in source if isinstance(source, list) else [source]:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
-                both = np.isin(open_times(stored), open_times(new))
-                same = new.filter(pa.array(np.isin(open_times(new), open_times(stored))))
+                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are.
+                stored, new = (numeric_candles(parquet_table(t, None, self.format.numbers)) for t in (stored, new))
+                both = _isin(open_times(stored), open_times(new))
+                same = new.filter(pa.array(_isin(open_times(new), open_times(stored))))
                 differ = len(set().union(*differing_rows(stored.filter(pa.array(both)), same).values()))
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
                 if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
                     written.append(info)
                     continue
-                new = pa.concat_tables([stored.filter(pa.array(~both)), new]).sort_by("open_time")
+                new = pa.concat_tables([stored.filter(pa.array(~both)), new])
+                new = new if last_open_ms(stored) < first_open_ms(new) else new.sort_by("open_time")  # an append
             written.append(
                 self.write_period(series, start, new, sources, confirmed_empty=confirmed_empty, now_ms=now_ms)
             )
@@ -418,12 +434,30 @@ class Dataset:
                 except ValueError:
                     continue  # not a period name of this interval: not ours
                 if period_bounds(series.interval, start)[1] <= cutoff_ms and stat.S_ISREG(os.lstat(path).st_mode):
+                    if why := _other_host(series, path, read_period_info(path)):
+                        logger.warning("%s; not removed", why)
+                        continue
                     os.unlink(path)
                     logger.info(
                         "removed %s: the period ended before %s (DATASET_RETENTION_DAYS)", path, ms_to_iso(cutoff_ms)
                     )
                     removed.append(path)
         return removed
+
+
+def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
+    """The one line saying that a period of this very series was written from another exchange host."""
+    if (
+        info is None
+        or info.series is None
+        or info.series == series
+        or replace(info.series, exchange_host=series.exchange_host) != series
+    ):
+        return None
+    return (
+        f"{path} was written from {info.series.exchange_host}; this run's exchange is {series.exchange_host} "
+        "(BINANCE_BASE_URL): use another EXPORT_DIR or the same exchange"
+    )
 
 
 def _no_follow(path: str, flags: int) -> int:
@@ -438,6 +472,12 @@ def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[
         if first <= new_until and new_first <= until:  # overlapping ranges: one entry
             return [*sources[:-1], {**last, "from_ms": min(first, new_first), "until_ms": max(until, new_until)}]
     return [s for s in sources if s != source] + [source]
+
+
+def _isin(opens: np.ndarray, sorted_opens: np.ndarray) -> np.ndarray:
+    """Which of ``opens`` are in ``sorted_opens`` (np.isin without hashing a year of open times)."""
+    at = np.searchsorted(sorted_opens, opens).clip(max=len(sorted_opens) - 1)
+    return np.asarray(sorted_opens[at] == opens) if len(sorted_opens) else np.zeros(len(opens), dtype=bool)
 
 
 class DatasetSink:
@@ -469,10 +509,15 @@ class DatasetSink:
     ) -> ReusableExport | None:
         series = self.dataset.series_of(symbol, self.interval)
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
-        read = {start: self.dataset.read_period(series, start, quarantine=quarantine) for start, _ in spans}
+        newest = self.dataset._period_files(series)[-1:]  # its exchange host: no new period beside another's
+        if newest and newest[0] != self.dataset.period_path(series, spans[-1][0]):  # (read_period checks that one)
+            self.dataset._foreign(series, newest[0], read_period_info(newest[0]))
+        read = {
+            start: self.dataset.read_period(series, start, quarantine=quarantine, numeric=True) for start, _ in spans
+        }
         self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
         stored = list(self.stored.values())
-        candles = within(pa.concat_tables(stored), candles_from, _ms(utc_now())) if stored else None
+        candles = table_to_candles(within(pa.concat_tables(stored), candles_from, _ms(utc_now()))) if stored else None
         if candles is None or not len(candles):
             return None
         path = self.dataset.period_path(series, period_bounds(self.interval, last_open_ms(candles))[0])

@@ -42,7 +42,7 @@ def _now() -> int:
     return int(time.time() * 1000) // HOUR_MS * HOUR_MS - 4 * HOUR_MS + HOUR_MS // 2
 
 
-def _cycle(folder: Path, exchange: SandboxExchange, **extra: str) -> Any:
+def _cycle(folder: Path, exchange: SandboxExchange, ok: bool = True, **extra: str) -> Any:
     env = {
         "BINANCE_BASE_URL": exchange.base_url,
         "EXPORT_DIR": str(folder),
@@ -53,7 +53,7 @@ def _cycle(folder: Path, exchange: SandboxExchange, **extra: str) -> Any:
         **extra,
     }
     report = ScheduledDataManager(load_settings(env, env_file=None)).run_cycle()
-    assert report.exit_code == 0, report.export and [o.error for o in report.export.outcomes.values()]
+    assert (report.exit_code == 0) == ok, report.export and [o.error for o in report.export.outcomes.values()]
     return report
 
 
@@ -143,6 +143,19 @@ def test_a_period_copied_under_another_symbol_is_quarantined_and_fetched_again(t
     _cycle(folder, exchange, EXPORT_SYMBOLS="ETHUSDT")
     assert set(pq.read_table(eth).column("symbol").to_pylist()) == {"ETHUSDT"}
     assert (folder / "quarantine" / eth.relative_to(folder)).read_bytes() == btc.read_bytes()
+
+
+def test_a_cycle_against_another_exchange_host_moves_and_writes_nothing(tmp_path, sandbox_factory):
+    folder, now = tmp_path / "exports", _now()
+    first = sandbox_factory(now_ms=now)
+    path = Path(_cycle(folder, first, EXPORT_SYMBOLS="BTCUSDT").export.outcomes["BTCUSDT"].path)
+    before, other = path.read_bytes(), sandbox_factory(now_ms=now + HOUR_MS)  # a new candle to write
+    report = _cycle(folder, other, ok=False, EXPORT_SYMBOLS="BTCUSDT")
+    hosts = [s.base_url.split("//")[1] for s in (first, other)]
+    line = f"{path} was written from {hosts[0]}; this run's exchange is {hosts[1]} (BINANCE_BASE_URL): use another"
+    assert line in (report.export.outcomes["BTCUSDT"].error or "")
+    assert path.read_bytes() == before and not (folder / "quarantine").exists()
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", path.name]
 
 
 def test_a_hole_in_the_stored_window_is_fetched_again_and_completed(tmp_path, sandbox_factory):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from crypto_data_export.core.errors import InvalidDataError
+from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
 from crypto_data_export.store.dataset import (
@@ -22,6 +23,7 @@ from crypto_data_export.store.dataset import (
     periods_between,
     read_period_info,
 )
+from crypto_data_export.store.dataset_completeness import dataset_completeness
 from tests.support import with_value
 
 HOUR_MS = 3_600_000
@@ -113,6 +115,27 @@ def test_a_period_copied_under_another_symbol_is_quarantined_not_merged(tmp_path
     (eth_info,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 3 * HOUR_MS, 1), SOURCE)
     assert eth_info.present == 1 and moved.with_name("2024.1.parquet").exists()  # nothing of BTC merged
     assert dataset.all_series() == [btc, eth]
+
+
+def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
+    """The folders name no host: another host's history is a misconfigured run (BINANCE_BASE_URL), not a
+    foreign file. Writers fail for that series with one line and write nothing; readers report and skip."""
+    theirs = Dataset(tmp_path / DATASET_FOLDER, "127.0.0.1:2", "spot")
+    (written,) = theirs.merge(theirs.series_of("BTCUSDT", "1h"), _hours("BTCUSDT", NEW_YEAR, 3), SOURCE)
+    before, dataset = written.path.read_bytes(), _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    line = f"{written.path} was written from 127.0.0.1:2; this run's exchange is 127.0.0.1:1 (BINANCE_BASE_URL): "
+    for write in (
+        lambda: dataset.periods(series),
+        lambda: dataset.read_period(series, NEW_YEAR),
+        lambda: dataset.merge(series, _hours("BTCUSDT", NEW_YEAR + 3 * HOUR_MS, 1), SOURCE),
+    ):
+        with pytest.raises(StorageError, match="^" + re.escape(line) + "use another EXPORT_DIR or the same exchange$"):
+            write()
+    (shown,) = dataset_completeness(dataset, keep=False)  # the status: reported, not counted, not moved
+    assert shown.first_open_ms is None and "127.0.0.1:2" in shown.not_counted[0]
+    assert dataset.remove_older_than(NEW_YEAR + 400 * 24 * HOUR_MS) == []
+    assert written.path.read_bytes() == before and not (tmp_path / "quarantine").exists()
 
 
 def test_bad_candles_write_nothing(tmp_path):
