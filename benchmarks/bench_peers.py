@@ -191,7 +191,7 @@ def run_tool(
     folder = temp_dir(f"peers-{tool}")
     # 1m rows: each candle made once (bench_pages.CachedKlines), else the sandbox's own candle
     # generation (~20 us a candle, 11 s for a year of 1m) is what every tool waits for.
-    cached = row.interval == "1m" and CachedKlines(cfg).warm(until, row.days + 1)
+    cached = row.interval == "1m" and CachedKlines(cfg).warm(until + 2 * 3_600_000, row.days + 1)
     exchange = (cached or SandboxExchange(cfg)).start()
     try:
         argv, env, out = command(tool, row, symbols, exchange.base_url, folder, since, until, venv)
