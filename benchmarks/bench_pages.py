@@ -52,7 +52,7 @@ class CachedKlines(SandboxExchange):
 
     def warm(self, last_ms: int, days: int) -> CachedKlines:
         for t in range(last_ms - days * 86_400_000, last_ms + 60_000, 60_000):
-            self.rows.setdefault(t, json.dumps(fx.generate_candle("BTCUSDT", "1m", t), separators=(",", ":")).encode())
+            self.rows.setdefault(t, self._made(t))
         return self
 
     def _route(self, cfg: SandboxConfig, path: str, pairs: list, params: dict, now: int) -> Any:
@@ -63,7 +63,12 @@ class CachedKlines(SandboxExchange):
         opens = fx.select_open_times(
             interval, first_ms=first_ms, last_ms=last_ms, start=start, end=end, limit=limit, gaps=[]
         )
-        return fx._Answer(200, b"[" + b",".join(self.rows[t] for t in opens) + b"]")
+        return fx._Answer(200, b"[" + b",".join(self.rows.get(t) or self._made(t) for t in opens) + b"]")
+
+    @staticmethod
+    def _made(t: int) -> bytes:
+        """A candle outside the warmed range (a peer probing the listing date): made on the spot."""
+        return json.dumps(fx.generate_candle("BTCUSDT", "1m", t), separators=(",", ":")).encode()
 
 
 def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) -> dict:
