@@ -94,38 +94,43 @@ def run_manager(
     return run_cli(MANAGER.name, *args, env=env, cwd=cwd, timeout=timeout, preexec_fn=preexec_fn)
 
 
+# Runs its arguments as a child and writes that child's peak RSS (KB, from wait4) to the file named
+# first: a child forked from the test worker itself would report the worker's own peak (Linux keeps
+# the pre-exec high-water mark), which grows with every in-process test the worker ran before.
+_MEASURING_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status) % 256)\n"
+)
+
+
 def run_manager_measured(
     env: dict[str, str], *args: str, timeout: float = HANG_GUARD
 ) -> tuple[subprocess.CompletedProcess[str], int]:
-    """``run_manager``, plus the peak resident memory (bytes) of that one child.
-
-    ``os.wait4`` reports the rusage of exactly this process, unlike
-    RUSAGE_CHILDREN, which keeps the largest of every child the test worker had.
-    """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """``run_manager``, plus the peak resident memory (bytes) of that one run, measured by a small
+    launcher process (``_MEASURING_LAUNCHER``), never by the test worker."""
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak_kb"
+        command = [sys.executable, "-c", _MEASURING_LAUNCHER, str(peak_file), sys.executable, str(MANAGER), *args]
         proc = subprocess.Popen(
-            [sys.executable, str(MANAGER), *args],
+            command,
             env=env,
             cwd=Path(env["EXPORT_DIR"]).parent,
-            stdout=out,
-            stderr=err,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # the launcher and the run in one group: a hang kills both
         )
-        deadline = time.monotonic() + timeout
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        while not pid:
-            if time.monotonic() >= deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -signal.SIGKILL
-                pytest.fail(f"{MANAGER.name} {' '.join(args)} did not finish within {timeout:g} s")
-            time.sleep(POLL)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-    return result, usage.ru_maxrss * 1024  # Linux reports kilobytes
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"{MANAGER.name} {' '.join(args)} did not finish within {timeout:g} s")
+        result = subprocess.CompletedProcess(command[4:], proc.returncode, out, err)
+        return result, int(peak_file.read_text()) * 1024  # Linux reports kilobytes
 
 
 def run_service(
