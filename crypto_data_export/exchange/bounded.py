@@ -168,8 +168,7 @@ def _read_chunk(response: requests.Response, url: str) -> bytes:
     return chunk
 
 
-def read_json(response: requests.Response, url: str, cap: int) -> Any:
-    body = read_body(response, url, cap)
+def parse_json(body: bytes, response: requests.Response, url: str) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep

@@ -132,12 +132,12 @@ class PageJournal:
                 return *span, rows, digest
         return None
 
-    def append(self, rows: list[list[Any]], start_ms: int, last_ms: int) -> None:
-        """One page holding every candle opening in [start_ms, last_ms], durable before the caller uses
-        it (one fsync serves every page written meanwhile); the header first on a new journal."""
+    def append(self, rows_text: str, start_ms: int, last_ms: int) -> None:
+        """One page (its rows as JSON text, kept as given: the exchange's) holding every candle opening in
+        [start_ms, last_ms], durable before the caller uses it (one fsync serves every page written
+        meanwhile); the header first on a new journal."""
         if not self.writable:
             return
-        rows_text = json.dumps(rows, separators=(",", ":"))
         try:
             with self._lock:
                 digest = _digest(self._chain, (start_ms, last_ms), rows_text)

@@ -119,10 +119,10 @@ def test_a_truncated_body_is_a_broken_answer_retried(sandbox_factory) -> None:
 
 
 def test_json_nested_too_deep_is_a_bad_answer_not_a_crash() -> None:
-    from crypto_data_export.exchange.bounded import read_json
+    from crypto_data_export.exchange.bounded import parse_json
 
     with pytest.raises(BadResponseError, match="not valid JSON"):
-        read_json(response(b"[" * 100_000), URL, 1 << 20)
+        parse_json(b"[" * 100_000, response(b""), URL)
 
 
 # -- redirects ------------------------------------------------------------------------
