@@ -38,7 +38,7 @@ def test_a_damaged_or_missing_page_cuts_the_journal_and_a_foreign_header_discard
     folder = tmp_path / ".backfill_partial"
     damaged = PageJournal(folder, SERIES, 5)
     for page in ([ROW], [ROW, ROW], [ROW]):
-        damaged.append(page, 5, 9)
+        damaged.append(rows_text(page), 5, 9)
     lines = damaged.path.read_text().splitlines(keepends=True)
     damaged.path.write_text("".join([lines[0], lines[1], lines[3]]))  # the second page lost: the chain breaks
     assert rows_of(PageJournal(folder, SERIES, 5)) == [[ROW]]
