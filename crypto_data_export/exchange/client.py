@@ -354,7 +354,7 @@ class ExchangeClient(SessionClient):
         params.update({k: v for k, v in (("startTime", start_ms), ("endTime", end_ms)) if v is not None})
         return self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows, exact=exact)
 
-    def klines_page(self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int) -> tuple[pa.Table, str]:
+    def klines_page(self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int) -> tuple[pa.Table, bytes]:
         """``klines`` as (the candle table, the answer's JSON text: as received when in Binance's exact layout)."""
         got = self.klines(symbol, interval, start_ms=start_ms, end_ms=end_ms, limit=limit, exact=exact_page)
         return got if isinstance(got, tuple) else (rows_to_frame(got), rows_text(got))

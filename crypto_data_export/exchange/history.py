@@ -70,7 +70,7 @@ class SymbolExport:
 # Candles opening in [start_ms, until_ms] (until None: up to the newest closed candle), in order.
 RangeFetch = Callable[[int, int | None], Iterable[pa.Table]]
 # Told a page's JSON text (as the exchange sent it) and the open times [from, to] it covers (a resume journal).
-RowsSink = Callable[[str, int, int], None]
+RowsSink = Callable[[bytes, int, int], None]
 
 
 class CandleSource(Protocol):

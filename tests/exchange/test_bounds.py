@@ -304,6 +304,7 @@ def test_sync_clock_measures_the_skew_and_warns_beyond_minutes(sandbox_factory, 
 
 # -- absurd rows ---------------------------------------------------------------------------
 GOOD_ROW = generate_candle("BTCUSDT", "1h", 1795842000000)
+GOOD_PAGE, ONE_ROW = rows_text([GOOD_ROW, GOOD_ROW]).decode(), rows_text([GOOD_ROW]).decode()
 
 
 @pytest.mark.parametrize(
@@ -325,31 +326,31 @@ def test_rows_with_absurd_values_are_refused(index: int, value: object) -> None:
     row[index] = value
     with pytest.raises(BadResponseError, match="malformed row"):
         check_kline_rows([row])
-    assert exact_page(rows_text([GOOD_ROW, row]).encode()) is None  # nor read by the exact layout's reader
+    assert exact_page(rows_text([GOOD_ROW, row])) is None  # nor read by the exact layout's reader
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        rows_text([GOOD_ROW, GOOD_ROW]),
+        GOOD_PAGE,
         "[]",
-        rows_text([GOOD_ROW]).replace(",", ", "),  # spaces: valid JSON, not the exact layout
-        rows_text([GOOD_ROW])[:-2] + ',"0"]]',  # a 13th field
-        rows_text([GOOD_ROW]).replace('"0"]', "0]"),  # "ignore" a number
-        rows_text([GOOD_ROW]).replace('"', '"\\u0031', 1),  # an escape
-        rows_text([GOOD_ROW]).replace("[", "[01", 2),  # a leading zero: not JSON
-        rows_text([GOOD_ROW]).replace(str(GOOD_ROW[6]), "253402300800000"),  # after year 9999
-        rows_text([GOOD_ROW]).replace(f",{GOOD_ROW[8]},", f",{2**63},"),  # beyond int64
-        rows_text([GOOD_ROW]) + " ",
+        ONE_ROW.replace(",", ", "),  # spaces: valid JSON, not the exact layout
+        ONE_ROW[:-2] + ',"0"]]',  # a 13th field
+        ONE_ROW.replace('"0"]', "0]"),  # "ignore" a number
+        ONE_ROW.replace('"', '"\\u0031', 1),  # an escape
+        ONE_ROW.replace("[", "[01", 2),  # a leading zero: not JSON
+        ONE_ROW.replace(str(GOOD_ROW[6]), "253402300800000"),  # after year 9999
+        ONE_ROW.replace(f",{GOOD_ROW[8]},", f",{2**63},"),  # beyond int64
+        ONE_ROW + " ",
     ],
 )
 def test_the_exact_layout_reads_what_json_and_the_row_checks_read(body: str) -> None:
     """``exact_page`` (pyarrow's CSV reader, no Python object per value) gives the table the JSON reading
     and ``check_kline_rows`` give, the text as received, or leaves the body to them (None)."""
     exact = exact_page(body.encode())
-    assert (exact is not None) == (body == rows_text([GOOD_ROW, GOOD_ROW]))
+    assert (exact is not None) == (body == GOOD_PAGE)
     if exact is not None:
-        assert exact[0].equals(rows_to_frame(json.loads(body))) and exact[1] == body
+        assert exact[0].equals(rows_to_frame(json.loads(body))) and exact[1] == body.encode()
 
 
 def test_transport_retries_end_when_a_stop_is_requested() -> None:
