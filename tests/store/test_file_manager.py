@@ -442,6 +442,7 @@ def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkey
     import crypto_data_export.store.formats.csv_format as csv_format
 
     monkeypatch.setattr(csv_format, "WRITE_ROWS", 5)  # 24 rows: slices of 5, 5, 5, 5, 4
+    monkeypatch.setattr(csv_format, "GATHER_ROWS", 5)
     path, verdict = manager(tmp_path / "exports").write_export("BTCUSDT", CSV.read(BTC_FILE))
     assert verdict.rows == 24 and path.read_bytes() == BTC_FILE.read_bytes()
     formatted: list[int] = []
