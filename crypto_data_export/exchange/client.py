@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from crypto_data_export.settings.settings import Settings
 
 logger = logging.getLogger(__name__)
+_Check = Callable[[Any], None] | None  # refuses a JSON answer
+_Exact = Callable[[bytes], Any] | None  # the answer of a body in one exact layout, checked; None for any other
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
@@ -347,7 +349,7 @@ class ExchangeClient(SessionClient):
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-        exact: Callable[[bytes], Any] | None = None,
+        exact: _Exact = None,
     ) -> Any:
         """The rows (or ``exact``'s answer of a body it takes: ``_attempt``)."""
         params = dict(symbol=symbol, interval=interval, limit=max(1, min(self.market.max_klines_limit, limit)))
@@ -360,13 +362,7 @@ class ExchangeClient(SessionClient):
         return got if isinstance(got, tuple) else (rows_to_frame(got), rows_text(got))
 
     def _get(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        *,
-        expect: type,
-        validate: Callable[[Any], None] | None = None,
-        exact: Callable[[bytes], Any] | None = None,
+        self, path: str, params: Mapping[str, Any], *, expect: type, validate: _Check = None, exact: _Exact = None
     ) -> Any:
         url = self.base_url + path
         weight = self.market.weight(path, dict(params))
@@ -410,13 +406,7 @@ class ExchangeClient(SessionClient):
             self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
 
     def _attempt(
-        self,
-        url: str,
-        params: Mapping[str, Any],
-        cap: int,
-        expect: type,
-        validate: Callable[[Any], None] | None,
-        exact: Callable[[bytes], Any] | None,
+        self, url: str, params: Mapping[str, Any], cap: int, expect: type, validate: _Check, exact: _Exact
     ) -> Any:
         """One request; the body is streamed (capped) and the connection released either way. ``exact``:
         the answer of a 200 body in one exact layout, checked (None for any other: JSON and ``validate``)."""
