@@ -1,6 +1,6 @@
 """One long series' pages in parallel, whole processes, against today's sequential fetch (issue 24).
 
-    python -m benchmarks.bench_pages [--days 365] [--latency 0.15] [--over 30] [--baseline /work/main] [--quick]
+    python -m benchmarks.bench_pages [--days 365] [--latency 0.15] [--over 30] [--baseline 2a5bca7] [--quick]
                                      [--over-only]
 
 Each run is a whole ``python export_historical_data.py --interval 1m --source rest`` process
@@ -10,8 +10,9 @@ its window), 150 ms latency, 6000 weight per *sliding* minute, a fixed server cl
 sees the same candles).
 
 * one long series: 1 symbol x 365 days x 1m (526 pages), this tree, then the baseline tree
-  (``--baseline``: another checkout, run with its own code on PYTHONPATH) in the same run; the two
-  files must be byte for byte the same. Target: <= 8 s, 0 answers 429.
+  (``--baseline``: a commit, default 2a5bca7, the tree before parallel pages; a git worktree of it
+  is made in the temp folder if missing, and run with its own code on PYTHONPATH) in the same run;
+  the two files must be byte for byte the same. Target: <= 8 s, 0 answers 429.
 * over budget: ``--over`` symbols x 365 days x 1m (30: 15,780 pages, ~31,600 weight at 2 a call,
   over five minutes of budget). The minimum the budget allows: every full budget of weight takes
   a window (the first goes at once), the rest goes after the last of them, i.e.
@@ -31,6 +32,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,15 @@ def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) 
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def baseline_tree(commit: str) -> Path:
+    """A git worktree of ``commit`` in the temp folder (made once): the tree of the sequential fetch."""
+    path = Path(tempfile.gettempdir()) / f"crypto-baseline-{commit}"
+    if not (path / "export_historical_data.py").exists():
+        add = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit]
+        subprocess.run(add, check=True, capture_output=True)
+    return path
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--latency", type=float, default=0.15)
     parser.add_argument("--over", type=int, default=30, help="symbols of the over-budget run (0: skip it)")
-    parser.add_argument("--baseline", type=Path, default=Path("/work/main"), help="the tree of the sequential fetch")
+    parser.add_argument("--baseline", default="2a5bca7", help="commit of the sequential fetch ('': none)")
     parser.add_argument("--quick", action="store_true", help="over budget: 600 weight per sliding 6 s")
     parser.add_argument("--over-only", action="store_true", help="only the over-budget run")
     args = parser.parse_args(argv)
@@ -129,12 +140,12 @@ def main(argv: list[str] | None = None) -> dict:
             now_ms=now_ms,
         )
 
-    figures: dict = {"days": args.days, "latency_s": args.latency, "baseline_tree": str(args.baseline)}
+    figures: dict = {"days": args.days, "latency_s": args.latency, "baseline_commit": args.baseline}
     rows, targets = [], {}
     if not args.over_only:
         one = ["BTCUSDT"]
         ours = run_backfill(ROOT, one, args.days, config())
-        base = run_backfill(args.baseline, one, args.days, config()) if args.baseline.is_dir() else None
+        base = run_backfill(baseline_tree(args.baseline), one, args.days, config()) if args.baseline else None
         same = base is not None and ours["contents"] == base["contents"] and ours["files"] == 1
         figures["one"] = {k: v for k, v in ours.items() if k != "contents"}
         figures["one_baseline"] = None if base is None else {k: v for k, v in base.items() if k != "contents"}

@@ -140,13 +140,14 @@ def read_body(response: requests.Response, url: str, cap: int) -> bytes:
     encoding = response.headers.get("Content-Encoding", "")
     if encoding.strip().lower() not in _ENCODINGS:
         raise BadResponseError(f"{url} sent a body in an encoding we did not ask for ({printable(encoding, 40)})")
-    body = bytearray()
+    chunks, size = [], 0
     while chunk := _read_chunk(response, url):
-        body += chunk
-        if len(body) > cap:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
             raise too_big(url, cap)
     cut_short()  # a shut socket may look like the body's end
-    return bytes(body)
+    return b"".join(chunks)  # one copy (a growing bytearray: one per growth, then one more)
 
 
 def too_big(url: str, cap: int) -> BadResponseError:
@@ -168,8 +169,7 @@ def _read_chunk(response: requests.Response, url: str) -> bytes:
     return chunk
 
 
-def read_json(response: requests.Response, url: str, cap: int) -> Any:
-    body = read_body(response, url, cap)
+def parse_json(body: bytes, response: requests.Response, url: str) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep

@@ -37,7 +37,7 @@ from crypto_data_export.core.errors import (
     UnknownSymbolError,
 )
 from crypto_data_export.core.text import printable
-from crypto_data_export.exchange.klines import MAX_TIME_MS, check_kline_rows
+from crypto_data_export.exchange.klines import MAX_TIME_MS, check_kline_rows, exact_page, rows_text, rows_to_frame
 from crypto_data_export.exchange.limiter import (
     MAX_PAUSE_SECONDS,
     MAX_WEIGHT_LIMIT,
@@ -52,9 +52,13 @@ from crypto_data_export.exchange.limiter import (
 from crypto_data_export.exchange.market_profiles import MARKETS, SPOT, MarketProfile
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from crypto_data_export.settings.settings import Settings
 
 logger = logging.getLogger(__name__)
+_Check = Callable[[Any], None] | None  # refuses a JSON answer
+_Exact = Callable[[bytes], Any] | None  # the answer of a body in one exact layout, checked; None for any other
 
 USER_AGENT = "crypto-data-exporter/1.0 (+scheduled klines export)"
 MAX_RATE_LIMIT_WAITS = 10
@@ -338,14 +342,27 @@ class ExchangeClient(SessionClient):
         return server_ms
 
     def klines(
-        self, symbol: str, interval: str, *, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
-    ) -> list[list[Any]]:
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+        exact: _Exact = None,
+    ) -> Any:
+        """The rows (or ``exact``'s answer of a body it takes: ``_attempt``)."""
         params = dict(symbol=symbol, interval=interval, limit=max(1, min(self.market.max_klines_limit, limit)))
         params.update({k: v for k, v in (("startTime", start_ms), ("endTime", end_ms)) if v is not None})
-        return self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows)
+        return self._get(self.market.klines_path, params, expect=list, validate=check_kline_rows, exact=exact)
+
+    def klines_page(self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int) -> tuple[pa.Table, bytes]:
+        """``klines`` as (the candle table, the answer's JSON text: as received when in Binance's exact layout)."""
+        got = self.klines(symbol, interval, start_ms=start_ms, end_ms=end_ms, limit=limit, exact=exact_page)
+        return got if isinstance(got, tuple) else (rows_to_frame(got), rows_text(got))
 
     def _get(
-        self, path: str, params: Mapping[str, Any], *, expect: type, validate: Callable[[Any], None] | None = None
+        self, path: str, params: Mapping[str, Any], *, expect: type, validate: _Check = None, exact: _Exact = None
     ) -> Any:
         url = self.base_url + path
         weight = self.market.weight(path, dict(params))
@@ -357,7 +374,7 @@ class ExchangeClient(SessionClient):
             self.stats.count(path, weight)
             try:
                 with self.deadline(url):
-                    return self._attempt(url, params, cap, expect, validate)
+                    return self._attempt(url, params, cap, expect, validate, exact)
             except _RetryAfter as told:
                 rate_limit_waits += 1
                 self.stats.rate_limited += 1
@@ -389,9 +406,10 @@ class ExchangeClient(SessionClient):
             self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
 
     def _attempt(
-        self, url: str, params: Mapping[str, Any], cap: int, expect: type, validate: Callable[[Any], None] | None
+        self, url: str, params: Mapping[str, Any], cap: int, expect: type, validate: _Check, exact: _Exact
     ) -> Any:
-        """One request; the body is streamed (capped) and the connection released either way."""
+        """One request; the body is streamed (capped) and the connection released either way. ``exact``:
+        the answer of a 200 body in one exact layout, checked (None for any other: JSON and ``validate``)."""
         try:
             response = self._session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -423,7 +441,10 @@ class ExchangeClient(SessionClient):
                 )
             if status >= 500:
                 raise _ServerFailure(url, status)
-            body = bounded.read_json(response, url, cap)
+            raw = bounded.read_body(response, url, cap)
+            if status == 200 and exact is not None and (answer := exact(raw)) is not None:
+                return answer
+            body = bounded.parse_json(raw, response, url)
             if status >= 400:
                 raise _rejection(body, status, url, self.market.unknown_symbol_codes)
             if status != 200 or not isinstance(body, expect):

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,6 @@ from crypto_data_export.core.errors import BadResponseError, ClockSkewError, NoD
 from crypto_data_export.core.intervals import DAY_MS, first_open_from_ms, fixed_length_ms, floor_open_ms, next_open_ms
 from crypto_data_export.core.rules import check_candles
 from crypto_data_export.exchange.client import ExchangeClient
-from crypto_data_export.exchange.klines import rows_to_frame
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +69,8 @@ class SymbolExport:
 
 # Candles opening in [start_ms, until_ms] (until None: up to the newest closed candle), in order.
 RangeFetch = Callable[[int, int | None], Iterable[pa.Table]]
-# Told a page's rows as the exchange sent them and the open times [from, to] they cover (a resume journal).
-RowsSink = Callable[[list[Any], int, int], None]
+# Told a page's JSON text (as the exchange sent it) and the open times [from, to] it covers (a resume journal).
+RowsSink = Callable[[bytes, int, int], None]
 
 
 class CandleSource(Protocol):
@@ -233,8 +232,8 @@ class HistoricalDataExporter:
         each page checked (``check_page``). The first page is asked for alone (a short window is that one
         call; a symbol listed inside the window shows where its candles start); the others, cut on the
         interval grid, go out in parallel on the client's page pool, at most ``page_slots`` of all series
-        asked for and not yet used. ``on_rows(rows, from, to)``: each checked page's rows as the exchange
-        sent them and the open times they cover completely, as they arrive (a resume journal)."""
+        asked for and not yet used. ``on_rows(text, from, to)``: each checked page's JSON text as the exchange
+        sent it and the open times it covers completely, as they arrive (a resume journal)."""
         if not spans:
             return
         (first, last), *others = spans
@@ -282,12 +281,13 @@ class HistoricalDataExporter:
         self._check_stop(export)
         expected = self._expected_candles(start_ms, last_ms)
         limit = max(1, min(self.page_limit, expected))
-        rows = self.client.klines(export.symbol, self.interval, start_ms=start_ms, end_ms=last_ms, limit=limit)
-        page = rows_to_frame(rows)
+        page, text = self.client.klines_page(
+            export.symbol, self.interval, start_ms=start_ms, end_ms=last_ms, limit=limit
+        )
         self.check_page(page, limit, start_ms, last_ms)
-        covered = last_open_ms(page) if len(rows) == limit < expected else last_ms
+        covered = last_open_ms(page) if len(page) == limit < expected else last_ms
         if on_rows is not None:
-            on_rows(rows, start_ms, covered)
+            on_rows(text, start_ms, covered)
         return page, covered
 
     def _check_stop(self, export: SymbolExport) -> None:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
-from crypto_data_export.core.candles import CANDLE_COLUMNS, DECIMAL_COLUMNS, candle_frame, empty_candle_frame
+from crypto_data_export.core.candles import (
+    CANDLE_COLUMNS,
+    CANDLE_SCHEMA,
+    DECIMAL_COLUMNS,
+    TIME_COLUMNS,
+    candle_frame,
+    empty_candle_frame,
+)
 from crypto_data_export.core.errors import BadResponseError
 from crypto_data_export.core.text import printable
 
@@ -52,3 +63,36 @@ def rows_to_frame(rows: list[list[Any]]) -> pa.Table:
     # Column by column (not row by row): each column gets its final dtype in one step.
     fields = zip(*(row[:KLINE_FIELDS] for row in rows), strict=True)
     return candle_frame(dict(zip(CANDLE_COLUMNS, fields, strict=True)))
+
+
+def rows_text(rows: list[list[Any]]) -> bytes:
+    """Checked rows as ASCII JSON text (what a resume journal keeps of an answer not in ``exact_page``'s layout)."""
+    return json.dumps(rows, separators=(",", ":")).encode()
+
+
+# An answer in Binance's exact layout (no spaces; times and counts plain digits, every price and
+# volume digits and dots, "ignore" digits), which passes ``check_kline_rows`` by construction: it is
+# read by pyarrow's CSV reader, with no Python object per value (a year of 1m: 1.5 s less CPU).
+# Possessive (``++``, ``{}+``): nothing to backtrack, no state kept per row.
+_INT, _DEC = rb"(?:0|[1-9][0-9]{0,18}+)", rb'"[0-9.]{1,%d}+"' % MAX_DECIMAL_CHARS
+_ROW = rb'\[%s,(?:%s,){5}%s,%s,%s,%s,%s,"[0-9]{0,40}+"\]' % (_INT, _DEC, _INT, _DEC, _INT, _DEC, _DEC)
+_EXACT_PAGE = re.compile(rb"\[%s(?:,%s)*+\]" % (_ROW, _ROW))
+_READ = pacsv.ReadOptions(column_names=[*CANDLE_COLUMNS, "ignore"], use_threads=False)
+_CONVERT = pacsv.ConvertOptions(
+    column_types=CANDLE_SCHEMA, include_columns=list(CANDLE_COLUMNS), strings_can_be_null=False
+)
+
+
+def exact_page(body: bytes) -> tuple[pa.Table, bytes] | None:
+    """A klines answer in Binance's exact layout -> (its candle table, the body as received); None for
+    any other body (then ``json.loads`` and ``check_kline_rows`` judge it, row by row)."""
+    if not _EXACT_PAGE.fullmatch(body):
+        return None
+    lines: Any = pa.BufferReader(body[2:-2].replace(b"],[", b"\n"))  # a NativeFile (the stubs know IO only)
+    try:
+        page = pacsv.read_csv(lines, read_options=_READ, convert_options=_CONVERT)
+    except pa.ArrowInvalid:  # a count beyond int64
+        return None
+    if any(pc.max(page.column(column)).as_py() > MAX_TIME_MS for column in TIME_COLUMNS):
+        return None
+    return page, body

@@ -55,8 +55,10 @@ def release_folder(folder: Path, paths: Iterable[Path]) -> None:
         folder.rmdir()
 
 
-def _digest(chain: str, span: tuple[int, int], rows_text: str) -> str:
-    return hashlib.sha256(f"{chain}{span[0]}:{span[1]}:{rows_text}".encode()).hexdigest()
+def _digest(chain: str, span: tuple[int, int], rows_text: bytes) -> str:
+    digest = hashlib.sha256(f"{chain}{span[0]}:{span[1]}:".encode())
+    digest.update(rows_text)
+    return digest.hexdigest()
 
 
 class PageJournal:
@@ -127,26 +129,28 @@ class PageJournal:
         with suppress(ValueError, TypeError, KeyError):
             record = json.loads(line)
             span, rows = (int(record["from"]), int(record["to"])), json.loads(record["rows"])
-            digest = _digest(chain, span, record["rows"])
+            digest = _digest(chain, span, record["rows"].encode())
             if line.endswith(b"\n") and record["sha256"] == digest and all(isinstance(r, list) for r in rows):
                 return *span, rows, digest
         return None
 
-    def append(self, rows: list[list[Any]], start_ms: int, last_ms: int) -> None:
-        """One page holding every candle opening in [start_ms, last_ms], durable before the caller uses
-        it (one fsync serves every page written meanwhile); the header first on a new journal."""
+    def append(self, rows_text: bytes, start_ms: int, last_ms: int) -> None:
+        """One page (its rows as ASCII JSON text, kept as given: the exchange's) holding every candle
+        opening in [start_ms, last_ms], durable before the caller uses it (one fsync serves every page
+        written meanwhile); the header first on a new journal."""
         if not self.writable:
             return
-        rows_text = json.dumps(rows, separators=(",", ":"))
+        # The record's JSON by hand (no str copies of a page): in ASCII JSON text only \\ and " need escaping.
+        rows = rows_text.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
         try:
             with self._lock:
                 digest = _digest(self._chain, (start_ms, last_ms), rows_text)
-                record = {"sha256": digest, "from": start_ms, "to": last_ms, "rows": rows_text}
+                record = b'{"sha256":"%s","from":%d,"to":%d,"rows":"%s"}\n' % (digest.encode(), start_ms, last_ms, rows)
                 with self._open(os.O_RDWR | os.O_CREAT) as handle:
                     head = b"" if self._end else (json.dumps(self.header()) + "\n").encode()
                     handle.truncate(self._end)  # nothing after the last page accepted (a torn write)
                     handle.seek(self._end)
-                    handle.write(head + (json.dumps(record, separators=(",", ":")) + "\n").encode())
+                    handle.write(head + record)
                     self._end, self._chain, written = handle.tell(), digest, handle.tell()
             with self._sync_lock:
                 if self._synced < written:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from crypto_data_export.core.candles import SeriesId
+from crypto_data_export.exchange.klines import rows_text
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from crypto_data_export.store.journal import PageJournal
 from tests.support import cli_env, export_files, finish, run_cli, start_cli, temp_files, wait_until
@@ -96,7 +97,7 @@ def test_a_damaged_journal_is_discarded_with_a_log_line_and_the_file_is_still_ri
     start_ms = NOW - 5 * 86_400_000
     series = SeriesId(urlsplit(exchange.base_url).netloc, "spot", SYMBOL, "1m")
     damaged = PageJournal(partial, series, start_ms)
-    damaged.append([[1, 2]], start_ms, start_ms)
+    damaged.append(rows_text([[1, 2]]), start_ms, start_ms)
     damaged.path.write_text(damaged.path.read_text().replace("[[1,2]]", "[[1,3]]"))
     foreign = partial / f"{SYMBOL}_1m_{start_ms - 1}.journal"  # another start: not this run's to judge
     foreign.write_text('{"marker": "crypto-klines-backfill-journal/2", "symbol": "OTHERUSDT"}\n')

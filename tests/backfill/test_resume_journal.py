@@ -15,6 +15,7 @@ import pytest
 
 from crypto_data_export.backfill.archive_backfill import archive_backfill
 from crypto_data_export.core.candles import SeriesId
+from crypto_data_export.exchange.klines import rows_text
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from crypto_data_export.settings.settings import load_settings
 from crypto_data_export.store.journal import PageJournal
@@ -101,8 +102,8 @@ def test_a_bad_page_is_never_journaled_and_a_kept_bad_page_cuts_the_journal_ther
         fields["start_ms"],
     )
     journal.path.unlink()
-    journal.append(rows[:500], first_page["from"], rows[499][0])
-    journal.append(rows[500:], rows[500][0], first_page["to"])
+    journal.append(rows_text(rows[:500]), first_page["from"], rows[499][0])
+    journal.append(rows_text(rows[500:]), rows[500][0], first_page["to"])
 
     exchange.reset_log()
     backfill(exchange, out)

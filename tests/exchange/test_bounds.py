@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import logging
 import socket
 import threading
@@ -23,7 +24,7 @@ from crypto_data_export.core.errors import (
 )
 from crypto_data_export.exchange.bounded import DEFAULT_BAN_SECONDS, MAX_BAN_SECONDS, ban_end, pause_seconds, read_body
 from crypto_data_export.exchange.client import ExchangeClient, weight_limit_from_exchange_info
-from crypto_data_export.exchange.klines import check_kline_rows
+from crypto_data_export.exchange.klines import check_kline_rows, exact_page, rows_text, rows_to_frame
 from crypto_data_export.exchange.limiter import MAX_WEIGHT_LIMIT, MIN_WEIGHT_LIMIT, WeightLimiter, clamp_weight_limit
 from crypto_data_export.exchange.market_profiles import SPOT
 from crypto_data_export.sandbox.fake_exchange import generate_candle
@@ -119,10 +120,10 @@ def test_a_truncated_body_is_a_broken_answer_retried(sandbox_factory) -> None:
 
 
 def test_json_nested_too_deep_is_a_bad_answer_not_a_crash() -> None:
-    from crypto_data_export.exchange.bounded import read_json
+    from crypto_data_export.exchange.bounded import parse_json
 
     with pytest.raises(BadResponseError, match="not valid JSON"):
-        read_json(response(b"[" * 100_000), URL, 1 << 20)
+        parse_json(b"[" * 100_000, response(b""), URL)
 
 
 # -- redirects ------------------------------------------------------------------------
@@ -303,6 +304,7 @@ def test_sync_clock_measures_the_skew_and_warns_beyond_minutes(sandbox_factory, 
 
 # -- absurd rows ---------------------------------------------------------------------------
 GOOD_ROW = generate_candle("BTCUSDT", "1h", 1795842000000)
+GOOD_PAGE, ONE_ROW = rows_text([GOOD_ROW, GOOD_ROW]).decode(), rows_text([GOOD_ROW]).decode()
 
 
 @pytest.mark.parametrize(
@@ -324,6 +326,31 @@ def test_rows_with_absurd_values_are_refused(index: int, value: object) -> None:
     row[index] = value
     with pytest.raises(BadResponseError, match="malformed row"):
         check_kline_rows([row])
+    assert exact_page(rows_text([GOOD_ROW, row])) is None  # nor read by the exact layout's reader
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        GOOD_PAGE,
+        "[]",
+        ONE_ROW.replace(",", ", "),  # spaces: valid JSON, not the exact layout
+        ONE_ROW[:-2] + ',"0"]]',  # a 13th field
+        ONE_ROW.replace('"0"]', "0]"),  # "ignore" a number
+        ONE_ROW.replace('"', '"\\u0031', 1),  # an escape
+        ONE_ROW.replace("[", "[01", 2),  # a leading zero: not JSON
+        ONE_ROW.replace(str(GOOD_ROW[6]), "253402300800000"),  # after year 9999
+        ONE_ROW.replace(f",{GOOD_ROW[8]},", f",{2**63},"),  # beyond int64
+        ONE_ROW + " ",
+    ],
+)
+def test_the_exact_layout_reads_what_json_and_the_row_checks_read(body: str) -> None:
+    """``exact_page`` (pyarrow's CSV reader, no Python object per value) gives the table the JSON reading
+    and ``check_kline_rows`` give, the text as received, or leaves the body to them (None)."""
+    exact = exact_page(body.encode())
+    assert (exact is not None) == (body == GOOD_PAGE)
+    if exact is not None:
+        assert exact[0].equals(rows_to_frame(json.loads(body))) and exact[1] == body.encode()
 
 
 def test_transport_retries_end_when_a_stop_is_requested() -> None:

@@ -16,6 +16,7 @@ from crypto_data_export.core.errors import (
     UnknownSymbolError,
 )
 from crypto_data_export.exchange.client import ExchangeClient, weight_limit_from_exchange_info
+from crypto_data_export.exchange.klines import rows_text, rows_to_frame
 from crypto_data_export.exchange.limiter import WeightLimiter
 from tests.support import wait_until
 
@@ -26,12 +27,16 @@ def make_client(url: str, **kwargs: object) -> ExchangeClient:
     return ExchangeClient(url, **options)  # type: ignore[arg-type]
 
 
-def test_klines_rows_and_used_weight_header(sandbox) -> None:
+def test_klines_rows_and_used_weight_header(sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     client = make_client(sandbox.base_url)
     rows = client.klines("BTCUSDT", "1h", limit=5)
     assert len(rows) == 5 and all(len(r) == 12 for r in rows)
     assert isinstance(rows[0][0], int) and isinstance(rows[0][1], str)
     assert client.stats.last_used_weight == sandbox.used_weight() == 2
+    expected = rows_to_frame(rows)
+    monkeypatch.setattr("crypto_data_export.exchange.client.rows_to_frame", None)  # read by the exact layout's reader
+    page, text = client.klines_page("BTCUSDT", "1h", rows[0][0], rows[-1][0], 5)
+    assert page.equals(expected) and text == rows_text(rows)
 
 
 def test_rate_limits_are_read_from_exchange_info(sandbox_factory) -> None:

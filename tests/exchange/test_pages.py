@@ -39,6 +39,7 @@ class ScriptedClient(ExchangeClient):
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
+        exact: Any = None,
     ) -> list[list[Any]]:
         assert start_ms is not None and end_ms is not None
         with self.lock:  # pages go out in parallel: each takes the next answer of the script

@@ -22,8 +22,9 @@ from tests.support import (
 
 def test_kill_9_in_the_middle_of_writing(tmp_path, sandbox_factory, start_manager):
     """A run killed while its CSV is half written leaves no partial CSV; the next run completes."""
-    # 10 days of 1m candles = 15 pages of 1000; 50 ms per page keeps the write open ~0.8 s.
+    # 10 days of 1m candles = 15 pages of 1000: the pages after the 9th are held, the first 9000 rows written.
     exchange = sandbox_factory(latency_seconds=0.05)
+    exchange.config.hold_klines = (exchange.now_ms() - 10 * 86_400_000 + 9000 * 60_000, 2**62)
     folder = tmp_path / "exports"
     env = manager_env(folder, exchange.base_url, "BTCUSDT", KLINE_INTERVAL="1m", EXPORT_LOOKBACK_DAYS="10")
     proc = start_manager(env, "--manual")

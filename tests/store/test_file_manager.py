@@ -442,8 +442,15 @@ def test_a_large_chunk_is_written_in_slices_byte_for_byte(tmp_path: Path, monkey
     import crypto_data_export.store.formats.csv_format as csv_format
 
     monkeypatch.setattr(csv_format, "WRITE_ROWS", 5)  # 24 rows: slices of 5, 5, 5, 5, 4
+    monkeypatch.setattr(csv_format, "GATHER_ROWS", 5)
     path, verdict = manager(tmp_path / "exports").write_export("BTCUSDT", CSV.read(BTC_FILE))
     assert verdict.rows == 24 and path.read_bytes() == BTC_FILE.read_bytes()
+    formatted: list[int] = []
+    lines = csv_format.csv_lines
+    monkeypatch.setattr(csv_format, "csv_lines", lambda candles: formatted.append(len(candles)) or lines(candles))
+    pages = [CSV.read(BTC_FILE).slice(start, 3) for start in range(0, 24, 3)]  # small chunks (REST pages) ...
+    path, verdict = manager(tmp_path / "pages").write_export("BTCUSDT", iter(pages))
+    assert formatted == [5, 5, 5, 5, 4] and path.read_bytes() == BTC_FILE.read_bytes()  # ... gathered up to 5 rows
 
 
 # --- one listing per export pass ----------------------------------------------------------
