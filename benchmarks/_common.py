@@ -118,6 +118,14 @@ def _stop_children() -> None:
         stop_process(proc, timeout=3)
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children: a whole process's cost."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 # -- settings ------------------------------------------------------------------------
 def bench_setting_values(base_url: str, export_dir: Path, symbols: Iterable[str]) -> dict[str, str]:
     """The settings every benchmark run uses: this exchange and folder, 1h candles, a 2-day window."""

@@ -26,13 +26,12 @@ answers 429 beyond its limit.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
 import time
 
-from benchmarks._common import ROOT, bench_symbols, process_env, table, temp_dir, verdict, write_results
+from benchmarks._common import ROOT, bench_symbols, children_cpu, process_env, table, temp_dir, verdict, write_results
 from benchmarks.bench_export import run_ccxt, run_paced_loop
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
@@ -43,7 +42,7 @@ def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = No
     exchange = SandboxExchange(cfg).start()
     try:
         env = process_env(exchange.base_url, folder, symbols, **({"EXPORT_WORKERS": str(workers)} if workers else {}))
-        cpu_before = _children_cpu()
+        cpu_before = children_cpu()
         started_wall_ms = time.time() * 1000
         started = time.perf_counter()
         proc = subprocess.run(
@@ -55,7 +54,7 @@ def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = No
             timeout=900,
         )
         wall = time.perf_counter() - started
-        cpu = _children_cpu() - cpu_before
+        cpu = children_cpu() - cpu_before
         written = sum(1 for p in folder.iterdir() if p.suffix == ".csv")
         klines = [r.wall_ms for r in exchange.requests if r.path.endswith("/klines")]
         return {
@@ -74,11 +73,6 @@ def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = No
     finally:
         exchange.stop()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> dict:

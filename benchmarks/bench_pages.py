@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import crypto_data_export.sandbox.fake_exchange as fx
-from benchmarks._common import ROOT, process_env, table, temp_dir, verdict, write_results
+from benchmarks._common import ROOT, children_cpu, process_env, table, temp_dir, verdict, write_results
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
 KLINES_WEIGHT = 2
@@ -82,14 +81,14 @@ def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) 
         env = process_env(exchange.base_url, folder, symbols, PYTHONPATH=str(tree), LOG_LEVEL="WARNING")
         command = [sys.executable, str(tree / "export_historical_data.py"), "--symbols", ",".join(symbols)]
         command += ["--days", str(days), "--interval", "1m", "--source", "rest", "--output", str(folder / "out")]
-        started, cpu_before = time.perf_counter(), _children_cpu()
+        started, cpu_before = time.perf_counter(), children_cpu()
         proc = subprocess.run(command, env=env, cwd=str(folder), capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - started
         files = sorted((folder / "out").glob("*.csv"))
         weight = sum(KLINES_WEIGHT for r in exchange.requests if r.path.endswith("/klines"))
         return {
             "wall_s": wall,
-            "cpu_s": _children_cpu() - cpu_before,  # the backfill process's user + sys
+            "cpu_s": children_cpu() - cpu_before,  # the backfill process's user + sys
             "exit_code": proc.returncode,
             "files": len(files),
             "contents": {p.name.split("_")[0]: p.read_bytes() for p in files},
@@ -112,11 +111,6 @@ def baseline_tree(commit: str) -> Path:
         add = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit]
         subprocess.run(add, check=True, capture_output=True)
     return path
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> dict:

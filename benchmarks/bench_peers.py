@@ -39,7 +39,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import ROOT, bench_symbols, process_env, table, temp_dir, verdict, write_results
+from benchmarks._common import ROOT, bench_symbols, children_cpu, process_env, table, temp_dir, verdict, write_results
 from benchmarks.bench_pages import CachedKlines
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
@@ -116,11 +115,6 @@ def ensure_venv(venv: Path) -> dict[str, Any]:
 
 
 # -- one whole process ---------------------------------------------------------------
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
@@ -196,13 +190,13 @@ def run_tool(
     try:
         argv, env, out = command(tool, row, symbols, exchange.base_url, folder, since, until, venv)
         load = os.getloadavg()[0]
-        cpu_before = _children_cpu()
+        cpu_before = children_cpu()
         started = time.perf_counter()
         proc = subprocess.run(argv, env=env, cwd=str(folder), capture_output=True, text=True, timeout=3600)
         wall = time.perf_counter() - started
         figures = {
             "wall_s": wall,
-            "cpu_s": _children_cpu() - cpu_before,
+            "cpu_s": children_cpu() - cpu_before,
             "exit_code": proc.returncode,
             "http_429": exchange.stats.rate_limited_429,
             "http_418": exchange.stats.banned_418,
