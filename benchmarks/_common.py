@@ -126,6 +126,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def exchange_figures(exchange: Any) -> dict[str, int]:
+    """What an in-process sandbox counted: klines calls, requests, 429 answers, its peak window weight."""
+    stats = exchange.stats
+    return {
+        "klines_calls": stats.klines_calls,
+        "requests": stats.total,
+        "http_429": stats.rate_limited_429,
+        "max_window_weight": stats.max_used_weight_seen,
+    }
+
+
 # -- settings ------------------------------------------------------------------------
 def bench_setting_values(base_url: str, export_dir: Path, symbols: Iterable[str]) -> dict[str, str]:
     """The settings every benchmark run uses: this exchange and folder, 1h candles, a 2-day window."""

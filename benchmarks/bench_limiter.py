@@ -31,7 +31,17 @@ import subprocess
 import sys
 import time
 
-from benchmarks._common import ROOT, bench_symbols, children_cpu, process_env, table, temp_dir, verdict, write_results
+from benchmarks._common import (
+    ROOT,
+    bench_symbols,
+    children_cpu,
+    exchange_figures,
+    process_env,
+    table,
+    temp_dir,
+    verdict,
+    write_results,
+)
 from benchmarks.bench_export import run_ccxt, run_paced_loop
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
@@ -64,11 +74,8 @@ def run_process(symbols: list[str], cfg: SandboxConfig, workers: int | None = No
             "last_klines_request_s": (max(klines) - started_wall_ms) / 1000 if klines else None,
             "exit_code": proc.returncode,
             "files_written": written,
-            "klines_calls": exchange.stats.klines_calls,
-            "requests": exchange.stats.total,
-            "http_429": exchange.stats.rate_limited_429,
-            "max_window_weight": exchange.stats.max_used_weight_seen,
             "stderr_tail": proc.stderr.strip().splitlines()[-3:],
+            **exchange_figures(exchange),
         }
     finally:
         exchange.stop()

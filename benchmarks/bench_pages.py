@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import crypto_data_export.sandbox.fake_exchange as fx
-from benchmarks._common import ROOT, children_cpu, process_env, table, temp_dir, verdict, write_results
+from benchmarks._common import (
+    ROOT,
+    children_cpu,
+    exchange_figures,
+    process_env,
+    table,
+    temp_dir,
+    verdict,
+    write_results,
+)
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
 KLINES_WEIGHT = 2
@@ -92,12 +101,9 @@ def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig) 
             "exit_code": proc.returncode,
             "files": len(files),
             "contents": {p.name.split("_")[0]: p.read_bytes() for p in files},
-            "klines_calls": exchange.stats.klines_calls,
             "klines_weight": weight,
-            "requests": exchange.stats.total,
-            "http_429": exchange.stats.rate_limited_429,
-            "max_window_weight": exchange.stats.max_used_weight_seen,
             "stderr_tail": proc.stderr.strip().splitlines()[-3:],
+            **exchange_figures(exchange),
         }
     finally:
         exchange.stop()

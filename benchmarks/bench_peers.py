@@ -50,7 +50,17 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import ROOT, bench_symbols, children_cpu, process_env, table, temp_dir, verdict, write_results
+from benchmarks._common import (
+    ROOT,
+    bench_symbols,
+    children_cpu,
+    exchange_figures,
+    process_env,
+    table,
+    temp_dir,
+    verdict,
+    write_results,
+)
 from benchmarks.bench_pages import CachedKlines
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
 
@@ -198,14 +208,11 @@ def run_tool(
             "wall_s": wall,
             "cpu_s": children_cpu() - cpu_before,
             "exit_code": proc.returncode,
-            "http_429": exchange.stats.rate_limited_429,
             "http_418": exchange.stats.banned_418,
-            "requests": exchange.stats.total,
-            "klines_calls": exchange.stats.klines_calls,
-            "max_window_weight": exchange.stats.max_used_weight_seen,
             "load_1min_before": load,
             "since": _iso(since),
             "stderr_tail": proc.stderr.strip().splitlines()[-3:] if proc.returncode else [],
+            **exchange_figures(exchange),
         }
         candles = load_candles(tool, row, symbols, out)
         figures["candles"] = sum(len(t) for t, _ in candles.values())
