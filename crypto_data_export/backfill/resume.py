@@ -28,11 +28,15 @@ logger = logging.getLogger(__name__)
 
 def stoppable(chunks: Iterable[pa.Table], stop_event: threading.Event) -> Iterator[pa.Table]:
     """Stop between chunks: a year of 1m is 526 REST pages, Ctrl-C must not wait for them
-    (a scheduled export, by contrast, lets the symbol in progress finish)."""
+    (a scheduled export, by contrast, lets the symbol in progress finish). Checked once more after
+    the last chunk: the writer publishes only once the chunks end, so a stop that came while the
+    last one was made leaves no file either (a run stopped on request writes nothing)."""
     for chunk in chunks:
         if stop_event.is_set():
             raise StopRequested("stopped on request; the file is not written")
         yield chunk
+    if stop_event.is_set():
+        raise StopRequested("stopped on request; the file is not written")
 
 
 class JournalSource:
