@@ -380,15 +380,22 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = ".env",
     symbols_override: str | None = None,
+    flags: Mapping[str, tuple[str | None, str]] | None = None,
 ) -> Settings:
-    """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``."""
+    """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``; ``flags`` as for
+    ``override``, applied BEFORE validation: a flag replaces its variable, so a combination of variables
+    that the flags change (KLINE_INTERVAL=1w with EXPORT_LOOKBACK_DAYS=2, run with --interval 1h) is not
+    refused for a value the run does not use."""
     values = read_environment(environ, env_file)
     warn_unknown_variables(values)
+    given = {variable: pair for variable, pair in (flags or {}).items() if pair[0] is not None}
+    if "KLINE_INTERVAL" in given:
+        values.pop("KLINE_INTERVALS", None)  # a one-interval flag means that interval only
     kwargs: dict[str, object] = {}
     for variable, (field_name, parse) in _PARSERS.items():
-        raw = values.get(variable)
+        raw, name = given.get(variable, (values.get(variable), variable))
         if raw is not None and raw.strip() != "":
-            kwargs[field_name] = parse(variable, raw)
+            kwargs[field_name] = parse(name, raw)
     # KLINE_INTERVALS wins; both set only if they agree (a disagreement means one is stale).
     single, several = ((values.get(name) or "").strip() for name in ("KLINE_INTERVAL", "KLINE_INTERVALS"))
     if single and several and single not in _intervals("KLINE_INTERVALS", several):
@@ -409,4 +416,9 @@ def load_settings(
     except SymbolError as exc:
         source = "--symbols" if symbols_override is not None else "EXPORT_SYMBOLS/CRYPTO_SYMBOLS"
         raise SettingsError(f"{source}: {exc}") from exc
-    return Settings(**kwargs)  # type: ignore[arg-type]
+    try:
+        return Settings(**kwargs)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        if not given:
+            raise
+        raise SettingsError(f"{exc} (with {', '.join(flag for _, flag in given.values())})") from exc
