@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
     cache_mb = max(512, args.symbols * args.months * 3)  # every zip of the run stays built
     with MotoServer() as moto, SandboxProcess(latency=args.latency, archive_cache_mb=cache_mb) as sandbox:
         print(f"warming the sandbox's archive: {args.symbols * args.months} monthly zips ...", flush=True)
+        warm_started = time.perf_counter()
         warm_archive(sandbox.base_url, symbols, starts)
+        warm_s = time.perf_counter() - warm_started
         runs = []
         for shards in (1, args.shards):
             print(f"backfill as {shards} process(es) ...", flush=True)
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures = {
         "args": vars(args),
         "runs": [{k: v for k, v in r.items() if k != "per_symbol"} for r in runs],
+        "archive_warm_up_s": warm_s,
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(),
     }
