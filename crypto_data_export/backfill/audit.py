@@ -278,7 +278,7 @@ def audit(
 ) -> AuditResult:
     """Audit the store of ``settings`` (its layout); ``sample``: that many units at random (``seed``);
     ``show`` is given each unit's report as soon as it is audited."""
-    dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None
+    dataset = Dataset.from_settings(settings, writes=repair) if settings.export_layout == "dataset" else None
     with ExitStack() as stack:
         if repair and dataset is None:  # the files layout's writers hold the run lock
             stack.enter_context(RunLock(settings.export_dir))
