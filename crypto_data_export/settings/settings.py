@@ -327,7 +327,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DATASET_RETENTION_DAYS": ("dataset_retention_days", _between(float, 0, 36500, "days (0 keeps every period)")),
     "DATASET_URL": ("dataset_url", _rule(str.strip, "s3://bucket/prefix or file:///folder", _is_store_url)),
     "DATASET_ENDPOINT_URL": ("dataset_endpoint_url", _url("http://127.0.0.1:9000")),
-    "DATASET_LEASE_SECONDS": ("dataset_lease_seconds", _between(float, 10, 86400, "seconds")),
+    "DATASET_LEASE_SECONDS": ("dataset_lease_seconds", _between(float, 1, 86400, "seconds")),
     "EXPORT_QUOTE_ASSET": (
         "quote_asset",
         _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),

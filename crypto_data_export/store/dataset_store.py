@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lease"  # a series' lease object in a bucket (on disk: ``.lock``, flocked)
 MARKER = "cdx-writer"  # user metadata of every object we write
-LEASE_POLL_SECONDS = 1.0
+LEASE_POLL_SECONDS = 0.25
 Stamp = list[int]  # what tells two versions of a file apart (inode, size, mtime)
 
 
@@ -140,7 +140,7 @@ class S3Store:
         self.bucket, self.url = parsed.netloc, url.rstrip("/")
         self.root = Path("/" + self.bucket) / parsed.path.strip("/")
         self.endpoint, self.lease_seconds = endpoint or os.environ.get("AWS_ENDPOINT_URL", ""), lease_seconds
-        self.writer = f"{socket.gethostname()}:{os.getpid()}"
+        self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this run, in the objects
         self.leases: dict[Path, str] = {}  # series folder -> our lease's ETag
         self._local = threading.local()
         try:
@@ -306,7 +306,7 @@ class S3Store:
                 raise StorageError(f"{self.name(path)} read back differs from the file uploaded")
         except self._errors.ClientError as exc:
             raise StorageError(f"cannot upload {self.name(path)}: {exc}; the series is written again next run") from exc
-        logger.info("uploaded %s (%d bytes, read back and verified)", self.name(path), len(body))
+        logger.info("uploaded %s (%d bytes, read back and verified) by %s", self.name(path), len(body), self.writer)
 
     def move(self, path: Path, target: Path) -> None:
         """Copy to ``target``, then delete the original if it is still the object copied (and ours)."""
