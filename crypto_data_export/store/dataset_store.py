@@ -60,6 +60,9 @@ class LocalStore:
     def check(self, writes: bool = True) -> None:
         """Nothing to check before the first write."""
 
+    def name(self, path: Path) -> str:
+        return str(path)
+
     def files(self, folder: Path) -> list[tuple[Path, Stamp]]:
         """The regular files of a folder by name, each with its stamp (a symlink is never followed)."""
         try:

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
@@ -30,6 +31,7 @@ from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import load_settings
 from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.dataset_store import MARKER, S3Store
+from crypto_data_export.store.freqtrade_export import export_freqtrade, export_sources
 from tests.support import HANG_GUARD, cli_env, free_port, run_cli, start_cli, wait_until
 
 OURS = ("ZIPDUSDT", "ZIPEUSDT")
@@ -103,18 +105,39 @@ def test_a_backfill_and_a_cycle_into_a_bucket_make_the_dataset_they_make_on_disk
     assert all(MARKER in aws.client().head_object(Bucket=aws.bucket, Key=k)["Metadata"] for k in keys)
     assert not list((tmp_path / "bucket").glob("**/*.parquet"))  # nothing of the dataset on local disk
 
+    status = [  # --status: completeness from the footers (of the objects: by ranges), kept on local disk
+        ScheduledDataManager(load_settings(env_of(exchange, tmp_path / place, *more), env_file=None)).write_status()
+        for place, more in (("disk", ()), ("bucket", (aws,)))
+    ]
+    assert status[0]["dataset"] == status[1]["dataset"] and len(status[1]["dataset"]["series"]) == len(OURS)
+    assert (tmp_path / "bucket" / ".dataset_footers.json").is_file()
+    for place, more in (("disk", ()), ("bucket", (aws,))):  # file_manager.py export-freqtrade
+        export_freqtrade(
+            export_sources(load_settings(env_of(exchange, tmp_path / place, *more), env_file=None))[1],
+            tmp_path / place / "ft",
+        )
+    pairs = sorted(p.name for p in (tmp_path / "bucket" / "ft").iterdir())
+    assert pairs == ["ZIPD_USDT-1h.feather", "ZIPE_USDT-1h.feather"]
+    assert all(feather.read_table(tmp_path / p / "ft" / pairs[0]).num_rows > 40 for p in ("disk", "bucket"))
+    assert all(
+        feather.read_table(tmp_path / "disk" / "ft" / n).equals(feather.read_table(tmp_path / "bucket" / "ft" / n))
+        for n in pairs
+    )
+
     caplog.clear()  # the same backfill again: every period is there, nothing is uploaded
     backfill(env_of(exchange, tmp_path / "bucket", aws))
     assert uploads(caplog) == []
 
 
-def test_an_object_without_our_marker_is_never_replaced(aws, sandbox_factory, tmp_path, caplog) -> None:
+def test_an_object_without_our_marker_is_never_replaced_and_a_bad_one_of_ours_is_set_aside(
+    aws, sandbox_factory, tmp_path, caplog
+) -> None:
     exchange = sandbox_factory(SandboxConfig(now_ms=NOW, extra_symbols=OURS))
     env = env_of(exchange, tmp_path, aws)
     dataset = Dataset.from_settings(load_settings(env, env_file=None))
-    theirs = dataset.period_path(dataset.series_of(OURS[0], "1h"), NOW)
-    key = dataset.store.key(theirs)
+    key, ours = (dataset.store.key(dataset.period_path(dataset.series_of(s, "1h"), NOW)) for s in OURS)
     aws.client().put_object(Bucket=aws.bucket, Key=key, Body=b"someone else's file")  # no cdx-writer
+    aws.client().put_object(Bucket=aws.bucket, Key=ours, Body=b"torn", Metadata={MARKER: "an earlier run"})
     settings = load_settings(env, env_file=None)
     result = archive_backfill(settings, "auto", window=(START, NOW), fill=DatasetFill(dataset, threading.Event()))
     assert [o.symbol for o in result.report.failed] == [OURS[0]]
@@ -123,7 +146,13 @@ def test_an_object_without_our_marker_is_never_replaced(aws, sandbox_factory, tm
     assert [r.getMessage() for r in caplog.records if "has no cdx-writer" in r.getMessage()] == [
         f"s3://{aws.bucket}/{key} has no cdx-writer metadata: not ours, never replaced or removed"
     ]
-    assert [k for k in aws.keys() if OURS[1] in k and k.endswith(".parquet")]  # the other series is written
+    # Ours but not a period: moved out of every reader's glob (a dot-folder, no .parquet suffix), then written.
+    assert [k for k in aws.keys() if OURS[1] in k] == [f"data/.quarantine/{ours[5:]}.quarantined", ours]
+    assert (
+        aws.client().get_object(Bucket=aws.bucket, Key=f"data/.quarantine/{ours[5:]}.quarantined")["Body"].read()
+        == b"torn"
+    )
+    assert dataset.read_period(dataset.series_of(OURS[1], "1h"), NOW) is not None
 
 
 def test_a_live_lease_refuses_a_second_writer_and_an_expired_one_is_taken_over(aws, tmp_path) -> None:
