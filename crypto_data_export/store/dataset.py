@@ -51,7 +51,7 @@ from crypto_data_export.core.intervals import (
 from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
-from crypto_data_export.store.dataset_store import LocalStore, Store, open_store
+from crypto_data_export.store.dataset_store import LocalStore, S3Store, Store
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
@@ -201,7 +201,8 @@ class Dataset:
         if url.startswith("file://"):
             root = Path(url[len("file://") :])
         elif url:
-            store = open_store(url, settings.dataset_endpoint_url, settings.dataset_lease_seconds, writes)
+            store = S3Store(url, settings.dataset_endpoint_url, settings.dataset_lease_seconds)
+            store.check(writes)
             root = store.root
         return cls(root, exchange_host(settings.base_url), settings.market, settings.dataset_numbers, store)
 

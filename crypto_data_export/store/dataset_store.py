@@ -31,7 +31,6 @@ import logging
 import os
 import socket
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,30 +139,25 @@ class S3Store:
 
     def __init__(self, url: str, endpoint: str = "", lease_seconds: float = 600.0) -> None:
         parsed = urlparse(url)
-        self.bucket, self.url = parsed.netloc, url.rstrip("/")
+        self.bucket, self.url, self.lease_seconds = parsed.netloc, url.rstrip("/"), lease_seconds
         self.root = Path("/" + self.bucket) / parsed.path.strip("/")
-        self.endpoint, self.lease_seconds = endpoint or os.environ.get("AWS_ENDPOINT_URL", ""), lease_seconds
+        self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+        self.where = f"the store at {self.endpoint or 'AWS'}"
         self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this run, in the objects
         self.leases: dict[Path, str] = {}  # series folder -> our lease's ETag
-        self._local = threading.local()
         try:
             import boto3
             import botocore.config
             import botocore.exceptions
             from pyarrow import fs
         except ImportError as exc:
-            raise StoreSetupError(
-                f"DATASET_URL={url} needs boto3: pip install 'crypto-data-export[s3]' ({exc})"
-            ) from exc
+            raise StoreSetupError(f"DATASET_URL={url} needs boto3: pip install 'crypto-data-export[s3]'") from exc
         self._errors = botocore.exceptions
         config = botocore.config.Config(retries={"max_attempts": 3}, connect_timeout=5, read_timeout=60)
         self.client = boto3.client("s3", endpoint_url=self.endpoint or None, config=config)
-        region = self.client.meta.region_name or "us-east-1"
-        host = self.endpoint.split("://", 1)[-1] or None
         scheme: Literal["http", "https"] = "http" if self.endpoint.startswith("http://") else "https"
+        host, region = self.endpoint.split("://", 1)[-1] or None, self.client.meta.region_name or "us-east-1"
         self.fs = fs.S3FileSystem(endpoint_override=host, scheme=scheme, region=region, connect_timeout=5)
-
-    # --- paths
 
     def key(self, path: Path) -> str:
         return str(path.relative_to("/" + self.bucket))
@@ -171,155 +165,130 @@ class S3Store:
     def name(self, path: Path) -> str:
         return f"s3://{self.bucket}/{self.key(path)}"
 
-    # --- the check at start
-
     def check(self, writes: bool = True) -> None:
         """One line (StoreSetupError, exit 2) for wrong credentials, a missing bucket, an unreachable endpoint
-        or (``writes``) a store that ignores conditional writes: a probe object, written twice with
-        If-None-Match (the second must be refused) and removed at once."""
-        self._call("head_bucket", Bucket=self.bucket)
-        if not writes:
-            return
-        probe = self.key(self.root / f".cdx-probe-{uuid.uuid4().hex}")
-        first = self._call("put_object", Bucket=self.bucket, Key=probe, Body=b"", IfNoneMatch="*", **self._marked())
-        try:
-            self._call("put_object", Bucket=self.bucket, Key=probe, Body=b"", IfNoneMatch="*", **self._marked())
-            refused: str | None = "accepted a second If-None-Match write of one object"
-        except self._errors.ClientError as exc:
-            refused = None if _code(exc) in ("PreconditionFailed", "412") else f"answered {_code(exc)}"
-        finally:
-            with contextlib.suppress(self._errors.ClientError):
-                self.client.delete_object(Bucket=self.bucket, Key=probe, IfMatch=first["ETag"])
-        if refused:
-            raise StoreSetupError(
-                f"the store at {self.endpoint or 'AWS'} {refused}: it does not do conditional writes, which the "
-                "series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match support)"
-            )
+        or (``writes``) a store without conditional writes: a probe object written twice with If-None-Match
+        (the second must be refused: 412), then removed."""
+        self._call("head_bucket")
+        if writes:
+            probe = self.root / f".cdx-probe-{uuid.uuid4().hex}"
+            first = self._call("put_object", probe, Body=b"", IfNoneMatch="*", **self._marked())
+            try:
+                second = self._call("put_object", probe, quiet=PRECONDITION, Body=b"", IfNoneMatch="*")
+            finally:
+                self._call("delete_object", probe, quiet=PRECONDITION, IfMatch=first["ETag"])
+            if second is not None:
+                raise StoreSetupError(
+                    f"{self.where} accepted a second If-None-Match write of one object: it does not do conditional "
+                    "writes, which the series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match support)"
+                )
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        """A boto3 call; credentials, bucket and endpoint errors as one line naming what to fix."""
+    def _call(self, method: str, path: Path | None = None, quiet: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        """A boto3 call on ``path``'s object (None: the bucket); None for an error code in ``quiet``; a store
+        that cannot be used (credentials, bucket, endpoint, no conditions) as StoreSetupError, naming what to
+        fix; any other error as StorageError."""
+        where = {"Bucket": self.bucket} | ({"Key": self.key(path)} if path is not None else {})
         try:
-            return getattr(self.client, method)(**kwargs)
+            return getattr(self.client, method)(**where, **kwargs)
+        except (self._errors.EndpointConnectionError, self._errors.ConnectTimeoutError) as exc:
+            raise StoreSetupError(f"cannot reach {self.where} ({exc}): check DATASET_ENDPOINT_URL") from exc
         except self._errors.NoCredentialsError as exc:
             raise StoreSetupError(f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
-                                  f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE ({exc})") from exc  # fmt: skip
-        except (self._errors.EndpointConnectionError, self._errors.ConnectTimeoutError) as exc:
-            raise StoreSetupError(
-                f"cannot reach the store at {self.endpoint or 'AWS'} ({exc}): check DATASET_ENDPOINT_URL"
-            ) from exc
+                                  "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc  # fmt: skip
         except self._errors.ClientError as exc:
-            code = _code(exc)
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in quiet:
+                return None
             if code in ("403", "Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise StoreSetupError(
                     f"the store refused the credentials for {self.url} ({code}): check AWS_ACCESS_KEY_ID, "
                     "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ) from exc
-            if code in ("404", "NoSuchBucket") and method == "head_bucket" or code == "NoSuchBucket":
+            if code == "NoSuchBucket" or code == "404" and path is None:
                 raise StoreSetupError(
                     f"the bucket {self.bucket} does not exist at {self.endpoint or 'AWS'}: create it or fix DATASET_URL"
                 ) from exc
             if code in ("NotImplemented", "501"):
-                raise StoreSetupError(
-                    f"the store at {self.endpoint or 'AWS'} does not implement {method} with its conditions "
-                    "(conditional writes): the series' leases need them"
-                ) from exc
-            raise
+                raise StoreSetupError(f"{self.where} does not implement {method} with conditions, which the "
+                                      "series' leases need (use S3, MinIO, Ceph or R2)") from exc  # fmt: skip
+            raise StorageError(f"{method} {self.name(path or self.root)}: {code or exc}") from exc
 
     def _marked(self, **more: str) -> dict[str, Any]:
         return {"Metadata": {MARKER: self.writer, **more}}
 
-    def _head(self, path: Path) -> dict[str, Any] | None:
-        try:
-            return dict(self._call("head_object", Bucket=self.bucket, Key=self.key(path)))
-        except self._errors.ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise StorageError(f"cannot read {self.name(path)}: {exc}") from exc
-
     def _ours(self, path: Path) -> dict[str, Any] | None:
         """The object's head (None: no object); StorageError for an object without our marker."""
-        head = self._head(path)
+        head = self._call("head_object", path, quiet=NOT_FOUND)
         if head is not None and MARKER not in head.get("Metadata", {}):
             logger.warning("%s has no %s metadata: not ours, never replaced or removed", self.name(path), MARKER)
             raise StorageError(f"{self.name(path)} was not written by this tool ({MARKER}); it is left alone")
         return head
 
-    # --- reading (pyarrow.fs)
-
     def files(self, folder: Path) -> list[tuple[Path, Stamp]]:
-        from pyarrow import fs
-
+        """The objects directly in a folder by name, each with its size and Last-Modified (pyarrow.fs)."""
         try:
-            infos = self.fs.get_file_info(fs.FileSelector(str(folder)[1:], allow_not_found=True))
+            infos = self.fs.get_file_info(self._selector(folder))
         except OSError as exc:
             raise StorageError(f"cannot list {self.name(folder)}: {exc}") from exc
-        found = [(Path("/" + i.path), [0, i.size or 0, i.mtime_ns or 0]) for i in infos if i.type == fs.FileType.File]
+        found = [(Path("/" + i.path), [0, i.size or 0, i.mtime_ns or 0]) for i in infos if i.is_file]
         return sorted(found, key=lambda item: item[0].name)
 
     def folders(self, root: Path, pattern: str) -> list[Path]:
-        from pyarrow import fs
-
         found = [root]
-        for part in pattern.split("/"):
-            selectors = [fs.FileSelector(str(f)[1:], allow_not_found=True) for f in found]
-            infos = [i for s in selectors for i in self.fs.get_file_info(s) if i.type == fs.FileType.Directory]
+        for part in pattern.split("/"):  # level by level: one listing a folder, never every object
+            infos = [i for f in found for i in self.fs.get_file_info(self._selector(f)) if not i.is_file]
             found = sorted(Path("/" + i.path) for i in infos if fnmatch.fnmatchcase(i.base_name, part))
         return found
 
+    def _selector(self, folder: Path) -> Any:
+        from pyarrow import fs
+
+        return fs.FileSelector(str(folder)[1:], allow_not_found=True)
+
     def exists(self, path: Path) -> bool:
-        return self._head(path) is not None
+        return self._call("head_object", path, quiet=NOT_FOUND) is not None
 
     def open(self, path: Path, whole: bool = True) -> IO[bytes]:
         """The object for reading (``whole``: fetched in one request, else read by ranges: a footer)."""
         try:
             source = self.fs.open_input_file(str(path)[1:])
-        except FileNotFoundError:
-            raise
+            if whole:
+                with source:
+                    return io.BytesIO(source.read())
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
             raise StorageError(f"cannot read {self.name(path)}: {exc}") from exc
-        if not whole:
-            return source  # type: ignore[return-value]
-        with source:
-            return io.BytesIO(source.read())
-
-    # --- writing (boto3: conditional, marked)
+        return source  # type: ignore[return-value]
 
     @contextlib.contextmanager
     def publishing(self, path: Path) -> Iterator[Path]:
         """A local temp file to write and verify; then the lease is renewed and the file uploaded in one
-        conditional PUT (If-Match the object seen, which must be ours; If-None-Match if none), its SHA-256
-        checked by the store, and read back: it counts once the bytes read are the bytes verified."""
+        conditional PUT (If-Match the object seen, which must be ours; If-None-Match if none) with a SHA-256
+        the store checks, and read back: it counts once the bytes read are the bytes verified."""
         if path.parent not in self.leases:
             raise StorageError(f"{self.name(path)}: written without its series' lease (a bug); nothing written")
         with tempfile.TemporaryDirectory(prefix="cdx-upload-") as folder:
             yield Path(folder) / path.name
             body = (Path(folder) / path.name).read_bytes()
         self.renew(path.parent)
-        head = self._ours(path)
+        head, digest = self._ours(path), hashlib.sha256(body).digest()
         condition = {"IfMatch": head["ETag"]} if head else {"IfNoneMatch": "*"}
-        digest = hashlib.sha256(body).digest()
         checksum = base64.b64encode(digest).decode()
-        try:
-            answer = self._call(
-                "put_object", Bucket=self.bucket, Key=self.key(path), Body=body, ChecksumSHA256=checksum,
-                **condition, **self._marked(),
-            )  # fmt: skip
-            read = self._call("get_object", Bucket=self.bucket, Key=self.key(path), IfMatch=answer["ETag"])
-            if hashlib.sha256(read["Body"].read()).digest() != digest:
-                raise StorageError(f"{self.name(path)} read back differs from the file uploaded")
-        except self._errors.ClientError as exc:
-            raise StorageError(f"cannot upload {self.name(path)}: {exc}; the series is written again next run") from exc
+        answer = self._call(
+            "put_object", path, PRECONDITION, Body=body, ChecksumSHA256=checksum, **condition, **self._marked()
+        )
+        read = answer and self._call("get_object", path, PRECONDITION, IfMatch=answer["ETag"])
+        if not read or hashlib.sha256(read["Body"].read()).digest() != digest:
+            raise StorageError(f"{self.name(path)} changed while it was uploaded; the series is written again next run")
         logger.info("uploaded %s (%d bytes, read back and verified) by %s", self.name(path), len(body), self.writer)
 
     def move(self, path: Path, target: Path) -> None:
         """Copy to ``target``, then delete the original if it is still the object copied (and ours)."""
-        head = self._ours(path)
-        if head is None:
+        if (head := self._ours(path)) is None:
             raise FileNotFoundError(self.name(path))
         source = {"Bucket": self.bucket, "Key": self.key(path)}
-        self._call(
-            "copy_object", Bucket=self.bucket, Key=self.key(target), CopySource=source, CopySourceIfMatch=head["ETag"]
-        )
+        self._call("copy_object", target, CopySource=source, CopySourceIfMatch=head["ETag"])
         self._delete(path, head["ETag"])
 
     def remove(self, path: Path) -> bool:
@@ -327,13 +296,9 @@ class S3Store:
         return head is not None and self._delete(path, head["ETag"])
 
     def _delete(self, path: Path, etag: str) -> bool:
-        try:
-            self._call("delete_object", Bucket=self.bucket, Key=self.key(path), IfMatch=etag)
-            return True
-        except self._errors.ClientError as exc:
-            raise StorageError(f"cannot remove {self.name(path)}: {exc}") from exc
-
-    # --- the series' lease
+        if self._call("delete_object", path, PRECONDITION, IfMatch=etag) is None:
+            raise StorageError(f"{self.name(path)} changed meanwhile; it is not removed")
+        return True
 
     @contextlib.contextmanager
     def lock(self, folder: Path, *, wait: bool) -> Iterator[bool]:
@@ -355,47 +320,32 @@ class S3Store:
             yield True
         finally:
             held = self.leases.pop(folder)
-            try:
+            with contextlib.suppress(StorageError):  # taken over after it expired: its new holder's to remove
                 self._delete(folder / LOCK_NAME, held)
-            except StorageError as exc:  # taken over after it expired: the new holder's to remove
-                logger.warning("lease of %s not released: %s", self.name(folder), exc)
 
     def _put_lease(self, path: Path, **condition: str) -> str | None:
         """Our lease written under ``condition``; its ETag, None if the condition failed."""
         body = json.dumps({"writer": self.writer, "lease_seconds": self.lease_seconds}).encode()
-        try:
-            answer = self._call(
-                "put_object", Bucket=self.bucket, Key=self.key(path), Body=body, **condition,
-                **self._marked(**{"cdx-lease-seconds": f"{self.lease_seconds:g}"}),
-            )  # fmt: skip
-        except self._errors.ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                return None
-            raise StorageError(f"cannot write the lease {self.name(path)}: {exc}") from exc
-        return str(answer["ETag"])
+        lifetime = {"cdx-lease-seconds": f"{self.lease_seconds:g}"}
+        answer = self._call("put_object", path, PRECONDITION, Body=body, **condition, **self._marked(**lifetime))
+        return None if answer is None else str(answer["ETag"])
 
     def _take(self, path: Path) -> str | None:
         """A new lease, or the expired one taken over (its own lifetime, by the store's clock); None: held."""
-        if (etag := self._put_lease(path, IfNoneMatch="*")) is not None:
-            return etag
-        head = self._ours(path)
-        if head is None:  # released in between: the next poll takes it
+        if (etag := self._put_lease(path, IfNoneMatch="*")) is not None or (head := self._ours(path)) is None:
+            return etag  # (None: released in between; the next poll takes it)
+        date = email.utils.parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"])
+        age, lifetime = (date - head["LastModified"]).total_seconds(), float(head["Metadata"]["cdx-lease-seconds"])
+        if age < lifetime or (etag := self._put_lease(path, IfMatch=head["ETag"])) is None:
             return None
-        headers = head["ResponseMetadata"]["HTTPHeaders"]
-        age = (email.utils.parsedate_to_datetime(headers["date"]) - head["LastModified"]).total_seconds()
-        lifetime = float(head["Metadata"].get("cdx-lease-seconds", self.lease_seconds))
-        if age < lifetime:
-            return None
-        etag = self._put_lease(path, IfMatch=head["ETag"])
-        if etag is not None:
-            holder = head["Metadata"][MARKER]
-            logger.warning("took over %s: %s's lease expired %.0f s ago", self.name(path), holder, age - lifetime)
+        logger.warning(
+            "took over %s: %s's lease expired %.0f s ago", self.name(path), head["Metadata"][MARKER], age - lifetime
+        )
         return etag
 
     def renew(self, folder: Path) -> None:
         """Our lease rewritten (If-Match our ETag): StorageError if another writer took it over."""
-        etag = self._put_lease(folder / LOCK_NAME, IfMatch=self.leases[folder])
-        if etag is None:
+        if (etag := self._put_lease(folder / LOCK_NAME, IfMatch=self.leases[folder])) is None:
             raise StorageError(
                 f"lost the lease of {self.name(folder)}: it expired (DATASET_LEASE_SECONDS) and another writer "
                 "took it; nothing more is written to the series"
@@ -403,15 +353,6 @@ class S3Store:
         self.leases[folder] = etag
 
 
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
+PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 Store = LocalStore | S3Store
-
-
-def open_store(url: str, endpoint: str = "", lease_seconds: float = 600.0, writes: bool = True) -> S3Store:
-    """The store of ``DATASET_URL`` (s3://), checked once; StoreSetupError: one line, exit 2."""
-    store = S3Store(url, endpoint, lease_seconds)
-    store.check(writes)
-    return store
