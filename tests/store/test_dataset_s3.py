@@ -211,7 +211,8 @@ def test_two_backfills_at_once_never_write_the_same_series(aws, sandbox_factory,
 class StoreFront:
     """An HTTP front of the S3 server on loopback: every request is passed on as it came, except that
     ``mode`` "refuse-credentials" answers 403 InvalidAccessKeyId (as AWS does for an unknown key),
-    "ignore-conditions" drops If-None-Match/If-Match (a store without conditional writes), and
+    "ignore-conditions" drops If-None-Match/If-Match (a store without conditional writes), "refuse-conditions"
+    answers 501 NotImplemented to them, and
     "stall-upload" passes on only half of a period's upload body, then waits for its writer to die."""
 
     def __init__(self, upstream: str, mode: str) -> None:
@@ -237,10 +238,12 @@ class StoreFront:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         size = int(request.headers.get("Content-Length") or 0)
         headers = {k: v for k, v in request.headers.items() if k.lower() != "connection"}
-        if self.mode == "refuse-credentials":
-            body = b"<Error><Code>InvalidAccessKeyId</Code><Message>The key does not exist.</Message></Error>"
+        conditional = "if-none-match" in {k.lower() for k in headers}
+        if self.mode == "refuse-credentials" or self.mode == "refuse-conditions" and conditional:
+            code = "InvalidAccessKeyId" if self.mode == "refuse-credentials" else "NotImplemented"
+            body = f"<Error><Code>{code}</Code><Message>Not for you.</Message></Error>".encode()
             request.rfile.read(size)
-            request.send_response(403)
+            request.send_response(403 if code == "InvalidAccessKeyId" else 501)
             request.send_header("Content-Length", str(len(body) if request.command != "HEAD" else 0))
             request.send_header("Connection", "close")
             request.end_headers()
@@ -290,7 +293,7 @@ def front(s3: Any) -> Any:
         made.close()
 
 
-@pytest.mark.parametrize("fault", ["credentials", "bucket", "conditions", "endpoint"])
+@pytest.mark.parametrize("fault", ["credentials", "bucket", "conditions", "refused-conditions", "endpoint"])
 def test_a_store_that_cannot_be_used_is_one_line_and_exit_2_with_nothing_written(
     fault, aws, front, sandbox_factory, tmp_path
 ) -> None:
@@ -299,6 +302,7 @@ def test_a_store_that_cannot_be_used_is_one_line_and_exit_2_with_nothing_written
     endpoint = {
         "credentials": lambda: front("refuse-credentials").url,
         "conditions": lambda: front("ignore-conditions").url,
+        "refused-conditions": lambda: front("refuse-conditions").url,
         "endpoint": lambda: f"http://127.0.0.1:{free_port()}",
         "bucket": lambda: aws.endpoint,
     }[fault]()
@@ -311,6 +315,8 @@ def test_a_store_that_cannot_be_used_is_one_line_and_exit_2_with_nothing_written
         "bucket": f"the bucket no-such-bucket does not exist at {endpoint}: create it or fix DATASET_URL",
         "conditions": f"the store at {endpoint} accepted a second If-None-Match write of one object: it does not do "
         "conditional writes, which the series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match support)",
+        "refused-conditions": f"the store at {endpoint} does not implement put_object with conditions, which the "
+        "series' leases need (use S3, MinIO, Ceph or R2)",
         "endpoint": f"cannot reach the store at {endpoint} (",
     }[fault]
     if fault == "credentials":  # the command: one line, exit 2
