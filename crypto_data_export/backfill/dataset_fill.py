@@ -97,7 +97,7 @@ class DatasetFill:
         served = [covered for info in stored.values() for covered in served_by(info)]
         empty_from: int | None = None  # the first of the periods just fetched that had no candle
         tally = self.tallies[symbol] = PeriodTally()
-        outcome = SymbolOutcome(symbol, True, path=str(self.dataset.series_folder(series)))
+        outcome = SymbolOutcome(symbol, True, path=self.dataset.store.name(self.dataset.series_folder(series)))
         for period_start, period_end in periods_between(history.interval, start, end):
             tally.periods += 1
             info = stored.get(period_start)

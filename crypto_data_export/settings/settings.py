@@ -198,6 +198,9 @@ def _is_http_url(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
+_STORE_URLS = "s3://bucket/prefix (GCS, R2, MinIO, Ceph: with DATASET_ENDPOINT_URL) or file:///folder"
+
+
 def _is_store_url(url: str) -> bool:
     parsed = urlparse(url)
     return not url or parsed.scheme == "s3" and bool(parsed.netloc) or parsed.scheme == "file" and url[7:8] == "/"
@@ -325,7 +328,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_LAYOUT": ("export_layout", _choice(EXPORT_LAYOUTS, str.lower)),
     "DATASET_NUMBERS": ("dataset_numbers", _choice(DATASET_NUMBERS, str.lower)),
     "DATASET_RETENTION_DAYS": ("dataset_retention_days", _between(float, 0, 36500, "days (0 keeps every period)")),
-    "DATASET_URL": ("dataset_url", _rule(str.strip, "s3://bucket/prefix or file:///folder", _is_store_url)),
+    "DATASET_URL": ("dataset_url", _rule(str.strip, _STORE_URLS, _is_store_url)),
     "DATASET_ENDPOINT_URL": ("dataset_endpoint_url", _url("http://127.0.0.1:9000")),
     "DATASET_LEASE_SECONDS": ("dataset_lease_seconds", _between(float, 1, 86400, "seconds")),
     "EXPORT_QUOTE_ASSET": (

@@ -404,7 +404,7 @@ class Dataset:
             self.store.move(path, target)
         except OSError as exc:
             raise StorageError(f"cannot move {path} to quarantine: {exc.strerror or exc}") from exc
-        logger.warning("quarantined %s -> %s: %s", path, target, reason)
+        logger.warning("quarantined %s -> %s: %s", self.store.name(path), self.store.name(target), reason)
         return target
 
     def remove_older_than(self, cutoff_ms: int) -> list[Path]:
