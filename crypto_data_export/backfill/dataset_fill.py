@@ -82,7 +82,7 @@ class DatasetFill:
     ) -> SymbolOutcome:
         """The series filled under its lock (in a bucket its lease), held from the listing of its periods
         to the last one written: a second backfill of it waits, then finds them stored and writes nothing."""
-        with self.dataset.lock(self.dataset.series_of(symbol, history.interval), wait=True):
+        with self.dataset.lock(self.dataset.series_of(symbol, history.interval), wait=True, stop=self.stop_event):
             return self._fill(source, history, symbol, server_ms)
 
     def _fill(

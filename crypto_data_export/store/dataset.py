@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -386,10 +387,12 @@ class Dataset:
             )
         return written
 
-    def lock(self, series: SeriesId, *, wait: bool) -> contextlib.AbstractContextManager[bool]:
+    def lock(
+        self, series: SeriesId, *, wait: bool, stop: threading.Event | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
         """The series' one writer (``.lock`` flocked in its folder; in a bucket the ``.lease`` object): True if
         held; with wait=False a held lock yields False at once (the cycle skips that series with a note)."""
-        return self.store.lock(self.series_folder(series), wait=wait)
+        return self.store.lock(self.series_folder(series), wait=wait, stop=stop)
 
     def quarantine(self, path: Path, reason: str) -> Path:
         """Move a file of the dataset outside the root (readers never see it), never deleting it."""

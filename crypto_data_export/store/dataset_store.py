@@ -31,6 +31,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import urlparse
 
-from crypto_data_export.core.errors import StorageError, StoreSetupError
+from crypto_data_export.core.errors import StopRequested, StorageError, StoreSetupError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class LocalStore:
         return True
 
     @contextlib.contextmanager
-    def lock(self, folder: Path, *, wait: bool) -> Iterator[bool]:
+    def lock(self, folder: Path, *, wait: bool, stop: threading.Event | None = None) -> Iterator[bool]:
         """The series' ``flock`` (the kernel frees it if the process dies); False if held and not waited for."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ class S3Store:
             probe = self.root / f".cdx-probe-{uuid.uuid4().hex}"
             first = self._call("put_object", probe, Body=b"", IfNoneMatch="*", **self._marked())
             try:
-                second = self._call("put_object", probe, quiet=PRECONDITION, Body=b"", IfNoneMatch="*")
+                second = self._call("put_object", probe, PRECONDITION, Body=b"", IfNoneMatch="*", **self._marked())
             finally:
                 self._call("delete_object", probe, quiet=PRECONDITION, IfMatch=first["ETag"])
             if second is not None:
@@ -301,9 +302,10 @@ class S3Store:
         return True
 
     @contextlib.contextmanager
-    def lock(self, folder: Path, *, wait: bool) -> Iterator[bool]:
+    def lock(self, folder: Path, *, wait: bool, stop: threading.Event | None = None) -> Iterator[bool]:
         """The series' lease; False if another writer's live lease is there and ``wait`` is False; waited
-        for at most its lifetime (a live holder renews it) with ``wait``, then StorageError."""
+        for at most its lifetime (a live holder renews it) with ``wait``, then StorageError; ``stop`` ends
+        the wait (StopRequested)."""
         deadline = time.monotonic() + self.lease_seconds + LEASE_POLL_SECONDS
         while (etag := self._take(folder / LOCK_NAME)) is None:
             if not wait:
@@ -314,7 +316,8 @@ class S3Store:
                     f"{self.name(folder / LOCK_NAME)}: another writer kept its lease for {self.lease_seconds:g} s "
                     "(DATASET_LEASE_SECONDS); the series is skipped this run"
                 )
-            time.sleep(LEASE_POLL_SECONDS)
+            if (stop or threading.Event()).wait(LEASE_POLL_SECONDS):
+                raise StopRequested("stopped on request while waiting for a series' lease")
         self.leases[folder] = etag
         try:
             yield True

@@ -23,7 +23,7 @@ import pytest
 from crypto_data_export.backfill.archive_backfill import archive_backfill
 from crypto_data_export.backfill.dataset_fill import DatasetFill
 from crypto_data_export.core.clock import ms_to_iso
-from crypto_data_export.core.errors import StorageError, StoreSetupError
+from crypto_data_export.core.errors import StopRequested, StorageError, StoreSetupError
 from crypto_data_export.core.exit_codes import EXIT_USAGE, exit_code_for
 from crypto_data_export.core.intervals import HOUR_MS
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig
@@ -168,6 +168,10 @@ def test_a_live_lease_refuses_a_second_writer_and_an_expired_one_is_taken_over(a
             assert not also  # the cycle skips the series
         with pytest.raises(StorageError, match="written without its series' lease"):
             second.write_period(series, NOW, _candles(), [])
+        stop = threading.Event()
+        stop.set()  # SIGTERM: a backfill waiting for the lease ends at once
+        with pytest.raises(StopRequested), second.lock(series, wait=True, stop=stop):
+            pass
     with second.lock(series, wait=False) as held:  # released: free again
         assert held
     short = store(0)  # a lease whose lifetime is over as soon as it is written (a crashed holder's)
