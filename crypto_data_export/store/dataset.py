@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from crypto_data_export.core.candles import (
     SeriesId,
@@ -430,6 +432,20 @@ class Dataset:
                     )
                     removed.append(path)
         return removed
+
+
+def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_ms: int) -> list[float]:
+    """The closes from ``since_ms`` on in the stored period that holds ``last_open_ms`` (a sparkline's data:
+    the window a file of the files layout would show); [] when it cannot be read: a picture never fails a cycle."""
+    path = dataset.period_path(series, period_bounds(series.interval, last_open_ms)[0])
+    try:
+        with dataset.store.open(path) as source:
+            table = pq.ParquetFile(source).read(columns=["open_time", "close"])
+    except Exception as exc:
+        logger.debug("no sparkline for %s: %s", path, exc)
+        return []
+    recent = table.filter(pc.greater_equal(table["open_time"], pa.scalar(since_ms, pa.timestamp("ms", tz="UTC"))))
+    return [float(v) for v in pc.cast(recent["close"], pa.float64()).to_pylist() if v is not None]
 
 
 def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
