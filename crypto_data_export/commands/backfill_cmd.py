@@ -170,10 +170,9 @@ def _backfill(
     span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
     expected = None if length is None else len(settings.symbols) * int(span_ms // length)
     span = None if window is None else (window.start_ms, window.end_ms)
+    dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None  # checked first
     with closing(CandleProgress(expected, len(settings.symbols), enabled=True)) as progress:
-        fill = None
-        if settings.export_layout == "dataset":
-            fill = DatasetFill(Dataset.from_settings(settings), stop_event, span, progress.candles)
+        fill = None if dataset is None else DatasetFill(dataset, stop_event, span, progress.candles)
         with closing(ArchiveProgress(enabled=source != "rest")) as downloads:
             result = archive_backfill(
                 settings,

@@ -81,6 +81,11 @@ class Settings:
     export_layout: str = "files"
     dataset_numbers: str = "float"  # Parquet numbers of both layouts: float64, or exact decimals
     dataset_retention_days: float = 0.0  # dataset periods ending longer ago are removed; 0 keeps all
+    # The dataset's root in object storage (``s3://bucket/prefix``; "" is EXPORT_DIR/dataset on disk), an
+    # S3-compatible endpoint ("" is AWS or AWS_ENDPOINT_URL) and the lifetime of a series' writer lease.
+    dataset_url: str = ""
+    dataset_endpoint_url: str = ""
+    dataset_lease_seconds: float = 600.0
 
     # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle
     # (``symbols`` then holds only the explicitly listed ones, added to it); TOP_N keeps the
@@ -191,6 +196,14 @@ def _url(example: str) -> Callable[[str, str], str]:
 def _is_http_url(url: str) -> bool:
     parsed = urlparse(url)
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+_STORE_URLS = "s3://bucket/prefix (GCS, R2, MinIO, Ceph: with DATASET_ENDPOINT_URL) or file:///folder"
+
+
+def _is_store_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return not url or parsed.scheme == "s3" and bool(parsed.netloc) or parsed.scheme == "file" and url[7:8] == "/"
 
 
 def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip) -> Callable[[str, str], str]:
@@ -315,6 +328,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_LAYOUT": ("export_layout", _choice(EXPORT_LAYOUTS, str.lower)),
     "DATASET_NUMBERS": ("dataset_numbers", _choice(DATASET_NUMBERS, str.lower)),
     "DATASET_RETENTION_DAYS": ("dataset_retention_days", _between(float, 0, 36500, "days (0 keeps every period)")),
+    "DATASET_URL": ("dataset_url", _rule(str.strip, _STORE_URLS, _is_store_url)),
+    "DATASET_ENDPOINT_URL": ("dataset_endpoint_url", _url("http://127.0.0.1:9000")),
+    "DATASET_LEASE_SECONDS": ("dataset_lease_seconds", _between(float, 1, 86400, "seconds")),
     "EXPORT_QUOTE_ASSET": (
         "quote_asset",
         _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),

@@ -111,7 +111,8 @@ def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sand
     assert (eth["missing"], eth["present"], eth["first_candle"]) == (0, 23, ms_to_iso(now - 23 * H - H // 2))
     metrics = (folder / "metrics" / "exporter.prom").read_text(encoding="utf-8")
     assert 'crypto_exporter_dataset_candles_missing{interval="1h",market="spot",symbol="BTCUSDT"} 2.0' in metrics
-    assert "BTCUSDT" in (folder / "status.html").read_text(encoding="utf-8")
+    page = (folder / "status.html").read_text(encoding="utf-8")
+    assert "BTCUSDT" in page and page.count('<svg class="spark"') == 2 and "no data" not in page  # from the periods
     (folder / ".dataset_footers.json").unlink()  # the cycle kept the footers it read; --health writes nothing
     console.print_status(manager.write_status(write=False), as_json=False)
     assert not (folder / ".dataset_footers.json").exists()
