@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from crypto_data_export.commands import backfill_cmd
+from crypto_data_export.settings.settings import load_settings
 from tests.support import REPO
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
@@ -92,7 +93,8 @@ def test_the_backfill_job_gives_each_index_its_shard_of_the_bucket() -> None:
         assert backfill_cmd._parse_shard(backfill_cmd._parse_args(expanded).shard) == (index, spec["completions"])
     env = {e["name"]: e for e in container["env"]}
     assert env["EXPORT_LAYOUT"]["value"] == "dataset" and env["DATASET_URL"]["value"].startswith("s3://")
-    assert "DATASET_ENDPOINT_URL" in env
+    pod_env = config | {name: e["value"] for name, e in env.items() if "value" in e}  # what the pod's settings read
+    assert load_settings(pod_env, env_file=None).dataset_url == env["DATASET_URL"]["value"]
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[name]["valueFrom"]["secretKeyRef"] | {"name": "?"} == {"name": "?", "key": name, "optional": True}
     volumes = {v["name"]: v for v in pod["volumes"]}
