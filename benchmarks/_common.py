@@ -44,11 +44,13 @@ class SandboxProcess:
         clock_offset_ms: int = 0,
         list_symbols: int = 0,
         archive_cache_mb: int = 0,
+        archive_dir: str = "",
         extra_args: Sequence[str] = (),
     ) -> None:
         # list_symbols > 0: exchangeInfo also lists SYM0001USDT..; archive_cache_mb > 0: the archive keeps
-        # that many MB of built zips, instead of 512 (see _sandbox_server.py)
-        module = "benchmarks._sandbox_server" if list_symbols or archive_cache_mb else "crypto_data_export.sandbox"
+        # that many MB of built zips, instead of 512; archive_dir: its zips from that folder (see _sandbox_server.py)
+        wrapped = list_symbols or archive_cache_mb or archive_dir
+        module = "benchmarks._sandbox_server" if wrapped else "crypto_data_export.sandbox"
         self.args = [
             sys.executable,
             "-m",
@@ -69,6 +71,8 @@ class SandboxProcess:
             self.args += ["--list-symbols", str(list_symbols)]
         if archive_cache_mb:
             self.args += ["--archive-cache-mb", str(archive_cache_mb)]
+        if archive_dir:
+            self.args += ["--archive-dir", archive_dir]
         self.proc: subprocess.Popen | None = None
         self.base_url = ""
 

@@ -1,41 +1,51 @@
-"""``python -m crypto_data_export.sandbox`` CLI plus ``--list-symbols N`` and ``--archive-cache-mb M``.
+"""The sandbox CLI plus ``--list-symbols N``, ``--archive-cache-mb M`` and ``--archive-dir D``.
 
     python -m benchmarks._sandbox_server --port 0 [sandbox options] [--list-symbols N] [--archive-cache-mb M]
+        [--archive-dir D]
 
 The sandbox's ``--accept-any-symbol`` serves klines for any well-formed
 symbol, but its parameterless exchangeInfo lists only the default symbols;
 clients that load every market first (ccxt's ``load_markets``) need the
 benchmark symbols listed too (SYM0001USDT.. SYM{N}USDT). Its archive keeps
 512 MB of built zips; ``--archive-cache-mb`` keeps more (a warmed archive of
-a hundred symbol-years of 1m). Everything else is the unchanged sandbox CLI.
+a hundred symbol-years of 1m). ``--archive-dir`` serves the archive's zips of
+default candles from a folder built by ``benchmarks._archive_cache`` (and
+writes there the ones it builds). Everything else is the unchanged sandbox CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
+from pathlib import Path
 
 import crypto_data_export.sandbox.fake_archive as fa
 import crypto_data_export.sandbox.fake_exchange as sx
 
 
-def _take(argv: list[str], flag: str) -> tuple[list[str], int]:
+def _take(argv: list[str], flag: str) -> tuple[list[str], str]:
     if flag not in argv:
-        return argv, 0
+        return argv, ""
     i = argv.index(flag)
-    return argv[:i] + argv[i + 2 :], int(argv[i + 1])
+    return argv[:i] + argv[i + 2 :], argv[i + 1]
 
 
 def main(argv: list[str]) -> int:
     argv, count = _take(argv, "--list-symbols")
     argv, cache_mb = _take(argv, "--archive-cache-mb")
+    argv, archive_dir = _take(argv, "--archive-dir")
     if cache_mb:
-        fa._CACHE_BYTES = cache_mb << 20
+        fa._CACHE_BYTES = int(cache_mb) << 20
+    if archive_dir:
+        from benchmarks._archive_cache import DiskArchive
+
+        sx.SandboxArchive = functools.partial(DiskArchive, folder=Path(archive_dir))  # type: ignore[assignment]
     original = sx._config_from_args
 
     def with_symbols(args):  # type: ignore[no-untyped-def]
         config = original(args)
-        extra = tuple(f"SYM{i:04d}USDT" for i in range(1, count + 1))
+        extra = tuple(f"SYM{i:04d}USDT" for i in range(1, int(count or 0) + 1))
         return dataclasses.replace(config, extra_symbols=extra)
 
     sx._config_from_args = with_symbols
