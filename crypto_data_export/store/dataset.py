@@ -15,6 +15,7 @@ Everything reads and writes the dataset through this module; no other builds its
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -83,6 +84,7 @@ def _format(interval: str) -> str:
     return _FORMATS["day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"]
 
 
+@functools.lru_cache(maxsize=4096)
 def _start_of(interval: str, name: str) -> int:
     """The start of the period named ``name`` (ValueError: not a period name of ``interval``)."""
     return _ms(datetime.strptime(name, _format(interval)).replace(tzinfo=UTC))
@@ -146,9 +148,22 @@ class PeriodInfo:
         return sum(g[2] for g in self.gaps)
 
 
+# Footers read, by path: (inode, size, mtime_ns) and the period; a period is read again once its file changed.
+_FOOTERS: dict[str, tuple[tuple[int, int, int], PeriodInfo]] = {}
+_MAX_FOOTERS = 65_536
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    found = os.stat(path, follow_symlinks=False)
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 def read_period_info(path: Path) -> PeriodInfo | None:
-    """The period a file's footer describes; None: not a readable period of ours."""
+    """The period a file's footer describes (each version of a file read once); None: not a readable period of ours."""
     try:
+        stamp = _stamp(path)
+        if (kept := _FOOTERS.get(os.path.abspath(path))) is not None and kept[0] == stamp:
+            return kept[1]
         footer = read_footer(path)
         keys = {k.decode(): v.decode() for k, v in (footer.metadata or {}).items()}
         names = [keys.get(f) for f in ("exchange_host", "market", "symbol", "interval")]
@@ -160,23 +175,38 @@ def read_period_info(path: Path) -> PeriodInfo | None:
             if stats is not None and stats.has_min_max:
                 lows.append(stats.min_raw)
                 highs.append(stats.max_raw)
-        return PeriodInfo(
-            Path(path),
-            series,
-            int(keys["cdx_period_start"]),
-            int(keys["cdx_period_end"]),
-            int(keys["cdx_expected"]),
-            int(keys["cdx_present"]),
-            [(int(a), int(b), int(c)) for a, b, c in json.loads(keys["cdx_gaps"])],
-            list(json.loads(keys["cdx_sources"])),
-            keys["cdx_complete"] == "true",
-            keys["cdx_written_at"],
-            int(min(lows)) if lows else None,
-            int(max(highs)) if highs else None,
-        )
+        first, last = (int(min(lows)), int(max(highs))) if lows else (None, None)
+        return _kept(path, stamp, _period_info(path, series, keys, first, last))
     except (InvalidDataError, OSError, KeyError, ValueError, TypeError) as exc:
         logger.debug("%s is not a period of ours: %s", path, exc)
         return None
+
+
+def _period_info(
+    path: Path, series: SeriesId | None, keys: dict[str, str], first: int | None, last: int | None
+) -> PeriodInfo:
+    """A period from its footer's key/value metadata (and its open times' range)."""
+    return PeriodInfo(
+        Path(path),
+        series,
+        int(keys["cdx_period_start"]),
+        int(keys["cdx_period_end"]),
+        int(keys["cdx_expected"]),
+        int(keys["cdx_present"]),
+        [(int(a), int(b), int(c)) for a, b, c in json.loads(keys["cdx_gaps"])],
+        list(json.loads(keys["cdx_sources"])),
+        keys["cdx_complete"] == "true",
+        keys["cdx_written_at"],
+        first,
+        last,
+    )
+
+
+def _kept(path: Path, stamp: tuple[int, int, int], info: PeriodInfo) -> PeriodInfo:
+    if len(_FOOTERS) >= _MAX_FOOTERS:
+        _FOOTERS.clear()
+    _FOOTERS[os.path.abspath(path)] = (stamp, info)
+    return info
 
 
 class Dataset:
@@ -330,9 +360,8 @@ class Dataset:
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
         self.format.write(path, candles, series.interval, series=series, metadata=metadata)
-        info = read_period_info(path)
-        assert info is not None, f"{path} was just written and verified"
-        return info
+        # The footer just written and judged (read back), kept as the version of the file now in place.
+        return _kept(path, _stamp(path), _period_info(path, series, metadata, first, last))
 
     def merge(
         self,
@@ -367,18 +396,24 @@ class Dataset:
             for added in source if isinstance(source, list) else [source]:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
-                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are.
-                stored, new = (numeric_candles(parquet_table(t, None, self.format.numbers)) for t in (stored, new))
+                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are
+                # (an older file's number type converted too).
+                new = numeric_candles(parquet_table(new, None, self.format.numbers))
+                if stored.schema != new.schema:
+                    stored = numeric_candles(parquet_table(stored, None, self.format.numbers))
                 both = _isin(open_times(stored), open_times(new))
                 same = new.filter(pa.array(_isin(open_times(new), open_times(stored))))
-                differ = len(set().union(*differing_rows(stored.filter(pa.array(both)), same).values()))
+                old = stored.filter(pa.array(both))
+                differ = 0 if old.equals(same) else len(set().union(*differing_rows(old, same).values()))
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
                 if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
                     written.append(info)
                     continue
-                new = pa.concat_tables([stored.filter(pa.array(~both)), new])
-                new = new if last_open_ms(stored) < first_open_ms(new) else new.sort_by("open_time")  # an append
+                kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
+                ordered = len(kept) == len(stored) - both.sum()
+                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new])
+                new = new if ordered else new.sort_by("open_time")
             written.append(
                 self.write_period(series, start, new, sources, confirmed_empty=confirmed_empty, now_ms=now_ms)
             )
