@@ -8,7 +8,8 @@ A period is a UTC day below 1m (``1s``: 86,400 rows), a calendar month from 1m t
 candle belongs to the period holding its open time. Each file is written whole, atomically and
 read back by the rule book before it replaces the old one; its footer names the series (checked
 before a file is reused: a foreign one is quarantined, never merged), the period, its expected and
-present candles, its gaps and its sources. One writer per series at a time (``lock``).
+present candles, its gaps and its sources. The current period, rewritten every cycle, is snappy-
+compressed (half zstd's encoding time); an ended one zstd. One writer per series at a time (``lock``).
 Everything reads and writes the dataset through this module; no other builds its paths.
 """
 
@@ -359,7 +360,8 @@ class Dataset:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
-        self.format.write(path, candles, series.interval, series=series, metadata=metadata)
+        compression = "zstd" if closed else "snappy"  # the current period is rewritten every cycle
+        self.format.write(path, candles, series.interval, series=series, metadata=metadata, compression=compression)
         # The footer just written and judged (read back), kept as the version of the file now in place.
         return _kept(path, _stamp(path), _period_info(path, series, metadata, first, last))
 

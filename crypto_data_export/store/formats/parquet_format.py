@@ -277,11 +277,13 @@ class ParquetFormat(FileFormat):
         approve: Approval | None = None,
         series: SeriesId | None = None,
         metadata: Mapping[str, str] | None = None,
+        compression: str = "zstd",
     ) -> FileValidation:
         """Each chunk is converted (``parquet_table``) and written in row groups of ``WRITE_ROWS``,
         sorted by open time; the finished temp file is then read back from disk by the checker that
         judges files in the folder, ``approve`` sees that verdict, and only then is the file fsynced
-        and renamed (``atomic_output_at``). ``series`` and ``metadata`` go in the key/value metadata."""
+        and renamed (``atomic_output_at``). ``series`` and ``metadata`` go in the key/value metadata;
+        ``compression``: zstd (smallest) or snappy (a file rewritten every cycle: twice as fast to write)."""
         parts = [chunks] if isinstance(chunks, pa.Table) else chunks
         keys = {**(dataclasses.asdict(series) if series else {}), **(metadata or {})}
         keys |= {"cdx_schema_version": SCHEMA_VERSION, "cdx_numbers": self.numbers}
@@ -296,7 +298,7 @@ class ParquetFormat(FileFormat):
             with pq.ParquetWriter(
                 sink,
                 schema,
-                compression="zstd",
+                compression=compression,
                 sorting_columns=sorting,
                 use_dictionary=labels,  # type: ignore[arg-type]
                 write_statistics=list(TIME_COLUMNS),  # what readers filter on; each other column costs
