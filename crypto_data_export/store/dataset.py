@@ -360,8 +360,8 @@ class Dataset:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
-        compression = "zstd" if closed else "snappy"  # the current period is rewritten every cycle
-        self.format.write(path, candles, series.interval, series=series, metadata=metadata, compression=compression)
+        packed = "zstd" if closed else "snappy"  # the current period is rewritten every cycle
+        self.format.write(path, candles, series.interval, series=series, metadata=metadata, compression=packed)
         # The footer just written and judged (read back), kept as the version of the file now in place.
         return _kept(path, _stamp(path), _period_info(path, series, metadata, first, last))
 

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -277,7 +277,7 @@ class ParquetFormat(FileFormat):
         approve: Approval | None = None,
         series: SeriesId | None = None,
         metadata: Mapping[str, str] | None = None,
-        compression: str = "zstd",
+        compression: Literal["zstd", "snappy"] = "zstd",
     ) -> FileValidation:
         """Each chunk is converted (``parquet_table``) and written in row groups of ``WRITE_ROWS``,
         sorted by open time; the finished temp file is then read back from disk by the checker that
