@@ -360,8 +360,10 @@ class Dataset:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
-        packed = "zstd" if closed else "snappy"  # the current period is rewritten every cycle
-        self.format.write(path, candles, series.interval, series=series, metadata=metadata, compression=packed)
+        # The current period, rewritten every cycle, in snappy; one that has ended in zstd.
+        self.format.write(
+            path, candles, series.interval, series=series, metadata=metadata, compression="zstd" if closed else "snappy"
+        )
         # The footer just written and judged (read back), kept as the version of the file now in place.
         return _kept(path, _stamp(path), _period_info(path, series, metadata, first, last))
 
