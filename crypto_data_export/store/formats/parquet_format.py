@@ -150,9 +150,9 @@ def _schema_problem(schema: pa.Schema) -> str | None:
     return None
 
 
-def _check_footer_size(source: IO[bytes] | pa.NativeFile) -> None:
+def _check_footer_size(source: IO[bytes] | pa.NativeFile) -> int:
     """The last 8 bytes are the footer's length and ``PAR1``: refuse a forged huge footer
-    before pyarrow allocates it."""
+    before pyarrow allocates it. Returns the size."""
     size = source.seek(0, os.SEEK_END)
     if size < 12:
         raise _Unreadable(f"not a readable Parquet file: {size} bytes, too short")
@@ -162,11 +162,14 @@ def _check_footer_size(source: IO[bytes] | pa.NativeFile) -> None:
     footer = int.from_bytes(tail[:4], "little")
     if tail[4:] == b"PAR1" and footer > MAX_FOOTER_BYTES:
         raise _Unreadable(f"a {footer}-byte footer, more than the {MAX_FOOTER_BYTES} an export may have")
+    return size
 
 
-def _open(source: IO[bytes] | pa.NativeFile) -> pq.ParquetFile:
-    """Open and check the footer; raises _Unreadable for anything not judged row by row."""
-    _check_footer_size(source)
+def _open(source: IO[bytes] | pa.NativeFile, *, whole: bool = False) -> pq.ParquetFile:
+    """Open and check the footer; raises _Unreadable for anything not judged row by row. ``whole``: a
+    small file is read at once (pyarrow then decodes it without calling back into Python for its bytes)."""
+    if _check_footer_size(source) <= SPOOL_MEMORY_BYTES and whole and not isinstance(source, pa.NativeFile):
+        source = pa.BufferReader(source.read())
     try:
         parquet = pq.ParquetFile(source)
         metadata = parquet.metadata
@@ -211,7 +214,7 @@ def judge_parquet(
     numbers judged as stored). The candles kept are the candle table (``numeric``: ``numeric_candles``)."""
     blocks = CandleBlocks(interval, path, candles_from=candles_from)
     try:
-        parquet = _open(source)
+        parquet = _open(source, whole=True)
         # By batches, not row groups: a valid file may hold one group of MAX_GROUP_ROWS rows.
         for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False):
             if blocks.breach is not None:
