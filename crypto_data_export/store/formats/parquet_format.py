@@ -102,7 +102,9 @@ def parquet_table(chunk: pa.Table, series: SeriesId | None = None, numbers: str 
 def _numbers(chunk: pa.Table, column: str, kind: pa.DataType) -> pa.ChunkedArray:
     values = chunk.column(column)  # text, or numbers read from a file: of another type through their text
     try:
-        return pc.cast(values if values.type in (kind, pa.string()) else pc.cast(values, pa.string()), kind)
+        if values.type == kind:
+            return values
+        return pc.cast(values if values.type == pa.string() else pc.cast(values, pa.string()), kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         why = _first_inexact(chunk, column, kind)
         raise InvalidDataError(f"new candles fail validation: {why}; nothing was written") from exc
