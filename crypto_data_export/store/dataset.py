@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -519,6 +520,11 @@ def _isin(opens: np.ndarray, sorted_opens: np.ndarray) -> np.ndarray:
     return np.asarray(sorted_opens[at] == opens) if len(sorted_opens) else np.zeros(len(opens), dtype=bool)
 
 
+# A cycle's decoding, merging, encoding and judging: as many series at a time as there are CPUs (the
+# network waits still overlap). Thirty workers doing it at once spent twice the CPU (hand-offs of the GIL).
+_CPU_BOUND = threading.BoundedSemaphore(os.cpu_count() or 1)
+
+
 class DatasetSink:
     """The export job's sink in the dataset layout: what ``FileManager`` is to the rolling files, with
     the same methods. The stored candles of the window are the previous export (None if the window
@@ -551,9 +557,8 @@ class DatasetSink:
         newest = self.dataset._period_files(series)[-1:]  # its exchange host: no new period beside another's
         if newest and newest[0] != self.dataset.period_path(series, spans[-1][0]):  # (read_period checks that one)
             self.dataset._foreign(series, newest[0], read_period_info(newest[0]))
-        read = {
-            start: self.dataset.read_period(series, start, quarantine=quarantine, numeric=True) for start, _ in spans
-        }
+        with _CPU_BOUND:
+            read = {s: self.dataset.read_period(series, s, quarantine=quarantine, numeric=True) for s, _ in spans}
         self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
         stored = list(self.stored.values())
         candles = table_to_candles(within(pa.concat_tables(stored), candles_from, _ms(utc_now()))) if stored else None
@@ -582,7 +587,8 @@ class DatasetSink:
         require_forward(last_open_ms(candles), replacing)
         source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
         series = self.dataset.series_of(symbol, self.interval)
-        info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
+        with _CPU_BOUND:
+            info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
         verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
         verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
         return info.path, verdict
