@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import stat
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -57,8 +56,8 @@ from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
-from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
 from crypto_data_export.store.formats.parquet_format import (
+    CPU_BOUND,
     ParquetFormat,
     judge_parquet,
     numeric_candles,
@@ -66,6 +65,7 @@ from crypto_data_export.store.formats.parquet_format import (
     read_footer,
     table_to_candles,
 )
+from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -520,11 +520,6 @@ def _isin(opens: np.ndarray, sorted_opens: np.ndarray) -> np.ndarray:
     return np.asarray(sorted_opens[at] == opens) if len(sorted_opens) else np.zeros(len(opens), dtype=bool)
 
 
-# A cycle's decoding, merging, encoding and judging: as many series at a time as there are CPUs (the
-# network waits still overlap). Thirty workers doing it at once spent twice the CPU (hand-offs of the GIL).
-_CPU_BOUND = threading.BoundedSemaphore(os.cpu_count() or 1)
-
-
 class DatasetSink:
     """The export job's sink in the dataset layout: what ``FileManager`` is to the rolling files, with
     the same methods. The stored candles of the window are the previous export (None if the window
@@ -557,7 +552,7 @@ class DatasetSink:
         newest = self.dataset._period_files(series)[-1:]  # its exchange host: no new period beside another's
         if newest and newest[0] != self.dataset.period_path(series, spans[-1][0]):  # (read_period checks that one)
             self.dataset._foreign(series, newest[0], read_period_info(newest[0]))
-        with _CPU_BOUND:
+        with CPU_BOUND:  # (the period is read from disk at once, then decoded and judged)
             read = {s: self.dataset.read_period(series, s, quarantine=quarantine, numeric=True) for s, _ in spans}
         self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
         stored = list(self.stored.values())
@@ -587,8 +582,7 @@ class DatasetSink:
         require_forward(last_open_ms(candles), replacing)
         source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
         series = self.dataset.series_of(symbol, self.interval)
-        with _CPU_BOUND:
-            info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
+        info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
         verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
         verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
         return info.path, verdict

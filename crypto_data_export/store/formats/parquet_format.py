@@ -21,6 +21,7 @@ import dataclasses
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,9 @@ MAX_GROUP_BYTES = 256 << 20
 MAX_FOOTER_BYTES = 16 << 20
 # Spooled in memory up to this, then in a temporary file (bounded memory whatever is fed).
 SPOOL_MEMORY_BYTES = 8 << 20
+# Decoding, encoding and judging in memory: as many at a time as there are CPUs (thirty export workers doing
+# it at once spent twice the CPU on hand-offs of the GIL); disk and network waits stay outside it.
+CPU_BOUND = threading.BoundedSemaphore(os.cpu_count() or 1)
 
 
 class _Unreadable(Exception):
@@ -285,21 +289,18 @@ class ParquetFormat(FileFormat):
         compression: Literal["zstd", "snappy"] = "zstd",
     ) -> FileValidation:
         """Each chunk is converted (``parquet_table``) and written in row groups of ``WRITE_ROWS``,
-        sorted by open time; the finished temp file is then read back from disk by the checker that
-        judges files in the folder, ``approve`` sees that verdict, and only then is the file fsynced
-        and renamed (``atomic_output_at``). ``series`` and ``metadata`` go in the key/value metadata;
+        sorted by open time; the finished file is then read back (from the very bytes written) by the
+        checker that judges files in the folder, ``approve`` sees that verdict, and only then is the file
+        fsynced and renamed (``atomic_output_at``). ``series`` and ``metadata`` go in the key/value metadata;
         ``compression``: zstd (smallest) or snappy (a file rewritten every cycle: twice as fast to write)."""
         parts = [chunks] if isinstance(chunks, pa.Table) else chunks
         keys = {**(dataclasses.asdict(series) if series else {}), **(metadata or {})}
         keys |= {"cdx_schema_version": SCHEMA_VERSION, "cdx_numbers": self.numbers}
         schema = parquet_schema(self.numbers, labels=series is not None).with_metadata(keys)
-        with atomic_output_at(target) as (handle, temp):
-            assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
-            # A table already in memory is encoded in memory, judged from those bytes and then the same bytes
-            # are written (no second open and read); streamed chunks go to disk and are read back from it.
-            sink = pa.BufferOutputStream() if isinstance(chunks, pa.Table) else handle.buffer
-            sorting = [pq.SortingColumn(0)]
-            labels = list(LABEL_COLUMNS)  # dictionaries for the labels only: numbers write faster and smaller without
+        sorting = [pq.SortingColumn(0)]
+        labels = list(LABEL_COLUMNS)  # dictionaries for the labels only: numbers write faster and smaller without
+
+        def encode(sink: Any) -> None:
             with pq.ParquetWriter(
                 sink,
                 schema,
@@ -312,12 +313,25 @@ class ParquetFormat(FileFormat):
                     for start in range(0, len(chunk), WRITE_ROWS):
                         table = parquet_table(chunk.slice(start, WRITE_ROWS), series, self.numbers)
                         writer.write_table(table, row_group_size=WRITE_ROWS)
-            data = sink.getvalue() if isinstance(sink, pa.BufferOutputStream) else None
-            if data is not None:
+
+        # A table already in memory is encoded and judged in memory, then those very bytes written and fsynced;
+        # streamed chunks (a long backfill) go to disk and are read back from it.
+        data = None
+        if isinstance(chunks, pa.Table):
+            with CPU_BOUND:
+                encode(sink := pa.BufferOutputStream())
+                data = sink.getvalue()
+                verdict = judge_parquet(pa.BufferReader(data), interval, target)[0]
+        with atomic_output_at(target) as (handle, temp):
+            assert isinstance(handle, io.TextIOWrapper)  # atomic_io opens text; Parquet writes its binary buffer
+            if data is None:
+                encode(handle.buffer)
+                handle.buffer.flush()
+                with open(temp, "rb") as source:
+                    verdict = judge_parquet(source, interval, target)[0]
+            else:
                 handle.buffer.write(data)
-            handle.buffer.flush()
-            with open(temp, "rb") if data is None else pa.BufferReader(data) as source:
-                verdict = judge_parquet(source, interval, target)[0]
+                handle.buffer.flush()
             if not verdict.valid:
                 where = ""
                 if verdict.bad_row is not None:
