@@ -43,10 +43,12 @@ class SandboxProcess:
         accept_any_symbol: bool = True,
         clock_offset_ms: int = 0,
         list_symbols: int = 0,
+        archive_cache_mb: int = 0,
         extra_args: Sequence[str] = (),
     ) -> None:
-        # list_symbols > 0: exchangeInfo also lists SYM0001USDT.. (see _sandbox_server.py)
-        module = "benchmarks._sandbox_server" if list_symbols else "crypto_data_export.sandbox"
+        # list_symbols > 0: exchangeInfo also lists SYM0001USDT..; archive_cache_mb > 0: the archive keeps
+        # that many MB of built zips, instead of 512 (see _sandbox_server.py)
+        module = "benchmarks._sandbox_server" if list_symbols or archive_cache_mb else "crypto_data_export.sandbox"
         self.args = [
             sys.executable,
             "-m",
@@ -65,6 +67,8 @@ class SandboxProcess:
             self.args.append("--accept-any-symbol")
         if list_symbols:
             self.args += ["--list-symbols", str(list_symbols)]
+        if archive_cache_mb:
+            self.args += ["--archive-cache-mb", str(archive_cache_mb)]
         self.proc: subprocess.Popen | None = None
         self.base_url = ""
 

@@ -167,7 +167,8 @@ def dataset_units(dataset: Dataset, export_dir: Path, market: str) -> list[Unit]
         newest = max((p.last_open_ms or -1 for p in periods), default=-1)
         for info in periods:
             load = functools.partial(_load_period, dataset, info, newest)
-            units.append(Unit(os.path.relpath(info.path, export_dir), series, load))
+            name = dataset.store.name(info.path) if dataset.store.remote else os.path.relpath(info.path, export_dir)
+            units.append(Unit(name, series, load))
     return units
 
 
@@ -187,7 +188,7 @@ def _load_period(dataset: Dataset, info: PeriodInfo, newest_ms: int) -> Stored |
         try:  # REST served the range: its holes are confirmed empty
             dataset.write_period(series, start, new, sources, confirmed_empty=lambda a, b: start <= a <= b < end)
         except BaseException:
-            os.replace(old, info.path)  # nothing was written: the period keeps its old file
+            dataset.store.move(old, info.path)  # nothing was written: the period keeps its old file
             raise
         return old
 
@@ -278,7 +279,7 @@ def audit(
 ) -> AuditResult:
     """Audit the store of ``settings`` (its layout); ``sample``: that many units at random (``seed``);
     ``show`` is given each unit's report as soon as it is audited."""
-    dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None
+    dataset = Dataset.from_settings(settings, writes=repair) if settings.export_layout == "dataset" else None
     with ExitStack() as stack:
         if repair and dataset is None:  # the files layout's writers hold the run lock
             stack.enter_context(RunLock(settings.export_dir))

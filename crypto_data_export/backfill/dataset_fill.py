@@ -3,8 +3,8 @@
 The range's periods (``store.dataset.periods_between``) are compared with the stored ones, read from
 their footers with their identity checked (a file naming another series is quarantined: its period is
 fetched again). A complete period is skipped; in any other, the range's part from its first hole on is
-fetched from the candle source (verified archive files, REST pages kept in resume journals) and merged
-under the series lock (a running cycle holds it briefly; the backfill waits), each source (the archive
+fetched from the candle source (verified archive files, REST pages kept in resume journals) and merged,
+all under the series lock (a running cycle holds it briefly; the backfill waits), each source (the archive
 file and its SHA-256, or the REST range) in the period's metadata. Each period is one atomic verified
 file: a run killed halfway keeps the periods it wrote, and a rerun fetches only the rest.
 """
@@ -80,6 +80,14 @@ class DatasetFill:
     def __call__(
         self, source: ArchiveSource | JournalSource, history: HistoricalDataExporter, symbol: str, server_ms: int
     ) -> SymbolOutcome:
+        """The series filled under its lock (in a bucket its lease), held from the listing of its periods
+        to the last one written: a second backfill of it waits, then finds them stored and writes nothing."""
+        with self.dataset.lock(self.dataset.series_of(symbol, history.interval), wait=True, stop=self.stop_event):
+            return self._fill(source, history, symbol, server_ms)
+
+    def _fill(
+        self, source: ArchiveSource | JournalSource, history: HistoricalDataExporter, symbol: str, server_ms: int
+    ) -> SymbolOutcome:
         series = self.dataset.series_of(symbol, history.interval)
         end = history.last_closed_open_ms(server_ms) + 1  # open times before it are closed
         start = history.window_start_ms(server_ms, window=self.window)
@@ -89,7 +97,7 @@ class DatasetFill:
         served = [covered for info in stored.values() for covered in served_by(info)]
         empty_from: int | None = None  # the first of the periods just fetched that had no candle
         tally = self.tallies[symbol] = PeriodTally()
-        outcome = SymbolOutcome(symbol, True, path=str(self.dataset.series_folder(series)))
+        outcome = SymbolOutcome(symbol, True, path=self.dataset.store.name(self.dataset.series_folder(series)))
         for period_start, period_end in periods_between(history.interval, start, end):
             tally.periods += 1
             info = stored.get(period_start)
@@ -120,8 +128,7 @@ class DatasetFill:
             # Every hole in the range fetched was served empty: by REST, or in an archive file whose holes
             # REST confirmed (``ArchiveSource._lacks``).
             fetched = functools.partial(lambda f, end, a, b: f <= a and b < end, first, span[1])
-            with self.dataset.lock(series, wait=True):
-                written = self.dataset.merge(series, candles, sources, confirmed_empty=fetched, now_ms=server_ms)
+            written = self.dataset.merge(series, candles, sources, confirmed_empty=fetched, now_ms=server_ms)
             outcome.rows += written[-1].present
         if tally.present < tally.periods:
             source.written(symbol, history.interval)  # its zips and journals have served

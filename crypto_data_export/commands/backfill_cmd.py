@@ -32,7 +32,13 @@ from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.core.text import printable
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of, fail
-from crypto_data_export.settings.settings import Settings, SettingsError, load_settings, override
+from crypto_data_export.settings.settings import (
+    MAX_LOOKBACK_DAYS,
+    Settings,
+    SettingsError,
+    load_settings,
+    override,
+)
 from crypto_data_export.settings.symbols import shard_of
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.dataset import Dataset
@@ -84,19 +90,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        settings = load_settings(symbols_override=args.symbols)
-        scheduler_folder = settings.export_dir
+        # The flags replace their variables before the settings are judged as a whole; with --start the
+        # look-back is not used, so EXPORT_LOOKBACK_DAYS must not refuse the run (the range decides below).
+        unused = args.start is not None and args.days is None
         flags = {
             "KLINE_INTERVAL": (args.interval, "--interval"),
-            "EXPORT_DIR": (args.output, "--output"),
-            "EXPORT_LOOKBACK_DAYS": (args.days, "--days"),
+            "EXPORT_LOOKBACK_DAYS": (repr(MAX_LOOKBACK_DAYS), "--start") if unused else (args.days, "--days"),
             "EXPORT_FORMAT": (args.format, "--format"),
         }
+        settings = load_settings(symbols_override=args.symbols, flags=flags)
+        scheduler_folder = settings.export_dir
         window = resolve_range(args.start, args.end, args.days, days_in_force(settings, args.days), utc_now())
+        later = {"EXPORT_DIR": (args.output, "--output")}
         if window is not None:
             # The look-back is not used with an explicit range: judge the interval against the range.
-            flags["EXPORT_LOOKBACK_DAYS"] = (placeholder_days(window, args.interval, settings), "--start/--end")
-        settings = override(settings, flags)
+            later["EXPORT_LOOKBACK_DAYS"] = (placeholder_days(window, args.interval, settings), "--start/--end")
+        settings = override(settings, later)
         if window is not None:
             require_a_candle(window, settings.kline_interval)
         settings = _backfill_folder(settings, scheduler_folder, args.output)
@@ -161,10 +170,9 @@ def _backfill(
     span_ms = settings.lookback_days * DAY_MS if window is None else window.end_ms - window.start_ms
     expected = None if length is None else len(settings.symbols) * int(span_ms // length)
     span = None if window is None else (window.start_ms, window.end_ms)
+    dataset = Dataset.from_settings(settings) if settings.export_layout == "dataset" else None  # checked first
     with closing(CandleProgress(expected, len(settings.symbols), enabled=True)) as progress:
-        fill = None
-        if settings.export_layout == "dataset":
-            fill = DatasetFill(Dataset.from_settings(settings), stop_event, span, progress.candles)
+        fill = None if dataset is None else DatasetFill(dataset, stop_event, span, progress.candles)
         with closing(ArchiveProgress(enabled=source != "rest")) as downloads:
             result = archive_backfill(
                 settings,

@@ -117,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(manager: ScheduledDataManager, args: argparse.Namespace, progress: console.SymbolProgress) -> int:
+    _ = manager.dataset  # a dataset in a bucket is checked once, before anything runs (StoreSetupError: exit 2)
     if args.health:
         return console.print_health(manager.write_status(write=False, verify=args.verify), as_json=args.json)
     if args.status:

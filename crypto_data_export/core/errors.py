@@ -73,6 +73,10 @@ class StorageError(ExportError):
     """A file or folder of the export store could not be read or written."""
 
 
+class StoreSetupError(StorageError):
+    """The dataset's object store cannot be used as configured (credentials, bucket, endpoint): exit 2."""
+
+
 class InvalidDataError(ExportError):
     """New candles break a rule of the file format; nothing was published under an export name."""
 

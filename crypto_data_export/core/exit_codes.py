@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from crypto_data_export.core.errors import ExportError, RunLockedError
+from crypto_data_export.core.errors import ExportError, RunLockedError, StoreSetupError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # 1: a symbol, step or service action failed; 2: usage or configuration
 EXIT_NOT_RUNNING, EXIT_UNKNOWN = 3, 4  # ``data_export_service.py status`` (LSB): not running, unknown
@@ -14,6 +14,7 @@ EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE: the reader of our output went away
 # In order: the first class an error is an instance of decides (RunLockedError is an ExportError).
 _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (RunLockedError, EXIT_LOCKED),
+    (StoreSetupError, EXIT_USAGE),
     (ExportError, EXIT_FAILED),
     (KeyboardInterrupt, EXIT_INTERRUPTED),
     (BrokenPipeError, EXIT_BROKEN_PIPE),

@@ -146,8 +146,7 @@ def print_cycle(cycle: CycleReport) -> None:
         print_duplicates(cycle.duplicates)
     if cycle.status and not cycle.dry_run:
         health = cycle.status.get("health", {}).get("status")
-        total = cycle.status["file_statistics"]["total_files"]
-        print(f"status: {total} files, health {health}, cycle {cycle.result}")
+        print(f"status: {_stored(cycle.status)}, health {health}, cycle {cycle.result}")
 
 
 def exit_code_of(action: Callable[[], int]) -> int:
@@ -202,7 +201,8 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
         print(f"next cycle: {report['next_run']}")
     if report.get("banned_until"):
         print(f"BANNED by the exchange until {report['banned_until']}: no request is sent before then")
-    print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
+    if "dataset" not in report or files["total_files"]:  # the other layout's files are kept: then say so
+        print(f"files: {files['total_files']} ({files['total_size_mb']} MB) for {files['symbols_count']} symbols")
     width = max([12, *(len(key) for key in report["symbols"])])
     title = "symbol" if all(key == e.get("symbol", key) for key, e in report["symbols"].items()) else "series"
     # The data's age: hours since the newest closed candle closed (the file may be newer than its data).
@@ -217,6 +217,13 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     if "dataset" in report:
         print_dataset(report["dataset"])
     print(f"health: {report['health']['status']}")
+
+
+def _stored(status: dict[str, Any]) -> str:
+    """What the cycle keeps: the dataset's series and candles in that layout, else the files."""
+    if (dataset := status.get("dataset")) is not None:
+        return f"dataset {dataset['series_count']} series, {dataset['present']} candles, {dataset['missing']} missing"
+    return f"{status['file_statistics']['total_files']} files"
 
 
 def print_dataset(dataset: dict[str, Any]) -> None:

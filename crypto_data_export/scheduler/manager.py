@@ -20,8 +20,9 @@ import crypto_data_export.core.errors as errors
 import crypto_data_export.pipeline.selection as selection
 import crypto_data_export.report.status_report as status_report
 from crypto_data_export.core.atomic_io import atomic_write_text
-from crypto_data_export.core.clock import from_ms, to_iso, utc_now
+from crypto_data_export.core.clock import from_ms, iso_to_ms, to_iso, utc_now
 from crypto_data_export.core.exit_codes import EXIT_OK
+from crypto_data_export.core.intervals import DAY_MS
 from crypto_data_export.core.processes import is_manager_process, serves_folder
 from crypto_data_export.pipeline.run_summary import CycleReport, ExportReport, SymbolOutcome
 from crypto_data_export.report.metrics import metrics_path, push_metrics, write_metrics
@@ -360,9 +361,25 @@ class ScheduledDataManager:
 
     def publish_page(self, report: dict[str, Any], page: Path) -> None:
         """Write the status page to ``page`` atomically (StorageError if it cannot be)."""
-        closes = {key: downsample(values) for key, values in self.files.closes_of(sparkline_files(report)).items()}
+        closes = {key: downsample(values) for key, values in self._sparkline_closes(report).items()}
         html = render_status_page(report, closes, interval=self.settings.kline_interval, disk=disk_of(page))
         atomic_write_text(page, html)
+
+    def _sparkline_closes(self, report: dict[str, Any]) -> dict[str, list[float]]:
+        """Per report key, the closes its sparkline shows: the newest file's, or in the dataset layout
+        the look-back window's candles of the series' newest period."""
+        if (dataset := self.dataset) is None:
+            return self.files.closes_of(sparkline_files(report))
+        from crypto_data_export.core.candles import SeriesId
+        from crypto_data_export.store.dataset import recent_closes
+
+        closes = {}
+        for key, entry in report.get("symbols", {}).items():
+            last = iso_to_ms(entry.get("last_candle"))
+            if entry.get("valid") and last is not None:
+                series = SeriesId(dataset.host, entry.get("market", dataset.market), entry["symbol"], entry["interval"])
+                closes[key] = recent_closes(dataset, series, last, last - int(self.settings.lookback_days * DAY_MS))
+        return closes
 
     def run_forever(self) -> int:
         """A cycle now, then on schedule's cadence (``CycleLoop``), until SIGTERM/SIGINT sets the stop flag."""

@@ -81,6 +81,11 @@ class Settings:
     export_layout: str = "files"
     dataset_numbers: str = "float"  # Parquet numbers of both layouts: float64, or exact decimals
     dataset_retention_days: float = 0.0  # dataset periods ending longer ago are removed; 0 keeps all
+    # The dataset's root in object storage (``s3://bucket/prefix``; "" is EXPORT_DIR/dataset on disk), an
+    # S3-compatible endpoint ("" is AWS or AWS_ENDPOINT_URL) and the lifetime of a series' writer lease.
+    dataset_url: str = ""
+    dataset_endpoint_url: str = ""
+    dataset_lease_seconds: float = 600.0
 
     # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle
     # (``symbols`` then holds only the explicitly listed ones, added to it); TOP_N keeps the
@@ -191,6 +196,14 @@ def _url(example: str) -> Callable[[str, str], str]:
 def _is_http_url(url: str) -> bool:
     parsed = urlparse(url)
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+_STORE_URLS = "s3://bucket/prefix (GCS, R2, MinIO, Ceph: with DATASET_ENDPOINT_URL) or file:///folder"
+
+
+def _is_store_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return not url or parsed.scheme == "s3" and bool(parsed.netloc) or parsed.scheme == "file" and url[7:8] == "/"
 
 
 def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip) -> Callable[[str, str], str]:
@@ -315,6 +328,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "EXPORT_LAYOUT": ("export_layout", _choice(EXPORT_LAYOUTS, str.lower)),
     "DATASET_NUMBERS": ("dataset_numbers", _choice(DATASET_NUMBERS, str.lower)),
     "DATASET_RETENTION_DAYS": ("dataset_retention_days", _between(float, 0, 36500, "days (0 keeps every period)")),
+    "DATASET_URL": ("dataset_url", _rule(str.strip, _STORE_URLS, _is_store_url)),
+    "DATASET_ENDPOINT_URL": ("dataset_endpoint_url", _url("http://127.0.0.1:9000")),
+    "DATASET_LEASE_SECONDS": ("dataset_lease_seconds", _between(float, 1, 86400, "seconds")),
     "EXPORT_QUOTE_ASSET": (
         "quote_asset",
         _rule(str.upper, "an asset of 1 to 20 letters or digits, such as USDT", _ASSET_RULE.fullmatch),
@@ -380,15 +396,22 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = ".env",
     symbols_override: str | None = None,
+    flags: Mapping[str, tuple[str | None, str]] | None = None,
 ) -> Settings:
-    """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``."""
+    """Build and validate Settings; ``symbols_override`` is the CLI's ``--symbols``; ``flags`` as for
+    ``override``, applied BEFORE validation: a flag replaces its variable, so a combination of variables
+    that the flags change (KLINE_INTERVAL=1w with EXPORT_LOOKBACK_DAYS=2, run with --interval 1h) is not
+    refused for a value the run does not use."""
     values = read_environment(environ, env_file)
     warn_unknown_variables(values)
+    given = {variable: pair for variable, pair in (flags or {}).items() if pair[0] is not None}
+    if "KLINE_INTERVAL" in given:
+        values.pop("KLINE_INTERVALS", None)  # a one-interval flag means that interval only
     kwargs: dict[str, object] = {}
     for variable, (field_name, parse) in _PARSERS.items():
-        raw = values.get(variable)
+        raw, name = given.get(variable, (values.get(variable), variable))
         if raw is not None and raw.strip() != "":
-            kwargs[field_name] = parse(variable, raw)
+            kwargs[field_name] = parse(name, raw)
     # KLINE_INTERVALS wins; both set only if they agree (a disagreement means one is stale).
     single, several = ((values.get(name) or "").strip() for name in ("KLINE_INTERVAL", "KLINE_INTERVALS"))
     if single and several and single not in _intervals("KLINE_INTERVALS", several):
@@ -409,4 +432,9 @@ def load_settings(
     except SymbolError as exc:
         source = "--symbols" if symbols_override is not None else "EXPORT_SYMBOLS/CRYPTO_SYMBOLS"
         raise SettingsError(f"{source}: {exc}") from exc
-    return Settings(**kwargs)  # type: ignore[arg-type]
+    try:
+        return Settings(**kwargs)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        if not given:
+            raise
+        raise SettingsError(f"{exc} (with {', '.join(flag for _, flag in given.values())})") from exc

@@ -9,7 +9,8 @@ candle belongs to the period holding its open time. Each file is written whole, 
 read back by the rule book before it replaces the old one; its footer names the series (checked
 before a file is reused: a foreign one is quarantined, never merged), the period, its expected and
 present candles, its gaps and its sources. The current period, rewritten every cycle, is snappy-
-compressed (half zstd's encoding time); an ended one zstd. One writer per series at a time (``lock``).
+compressed (half zstd's encoding time); an ended one zstd. One writer per series at a time (``lock``). The
+root may be in an S3 bucket (``DATASET_URL``): every file operation goes through the store (``store.dataset_store``).
 Everything reads and writes the dataset through this module; no other builds its paths.
 """
 
@@ -21,15 +22,17 @@ import json
 import logging
 import os
 import re
-import stat
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from crypto_data_export.core.candles import (
     SeriesId,
@@ -42,7 +45,6 @@ from crypto_data_export.core.candles import (
 )
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
 from crypto_data_export.core.errors import InvalidDataError, StorageError
-from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
 from crypto_data_export.core.intervals import (
     DAY_MS,
     HOUR_MS,
@@ -54,6 +56,7 @@ from crypto_data_export.core.intervals import (
 from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
+from crypto_data_export.store.dataset_store import LocalStore, S3Store, Store
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import (
@@ -75,7 +78,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATASET_FOLDER = "dataset"
-LOCK_NAME = ".lock"
 _PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
@@ -150,7 +152,7 @@ class PeriodInfo:
         return sum(g[2] for g in self.gaps)
 
 
-# Footers read, by path: (inode, size, mtime_ns) and the period; a period is read again once its file changed.
+# Footers read from disk, by path: (inode, size, mtime_ns) and the period; read again once the file changed.
 _FOOTERS: dict[str, tuple[tuple[int, int, int], PeriodInfo]] = {}
 _MAX_FOOTERS = 65_536
 
@@ -160,13 +162,15 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return found.st_ino, found.st_size, found.st_mtime_ns
 
 
-def read_period_info(path: Path) -> PeriodInfo | None:
-    """The period a file's footer describes (each version of a file read once); None: not a readable period of ours."""
+def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | None:
+    """The period a file's footer describes (in ``store``, default this disk: each version of a file read
+    once); None: not a readable period of ours."""
     try:
-        stamp = _stamp(path)
-        if (kept := _FOOTERS.get(os.path.abspath(path))) is not None and kept[0] == stamp:
+        stamp = None if store is not None and store.remote else _stamp(path)
+        if stamp is not None and (kept := _FOOTERS.get(os.path.abspath(path))) is not None and kept[0] == stamp:
             return kept[1]
-        footer = read_footer(path)
+        with (store or LocalStore()).open(path, whole=False) as source:
+            footer = read_footer(path, source)
         keys = {k.decode(): v.decode() for k, v in (footer.metadata or {}).items()}
         names = [keys.get(f) for f in ("exchange_host", "market", "symbol", "interval")]
         series = SeriesId(*names) if all(names) else None  # type: ignore[arg-type]
@@ -204,26 +208,40 @@ def _period_info(
     )
 
 
-def _kept(path: Path, stamp: tuple[int, int, int], info: PeriodInfo) -> PeriodInfo:
-    if len(_FOOTERS) >= _MAX_FOOTERS:
-        _FOOTERS.clear()
-    _FOOTERS[os.path.abspath(path)] = (stamp, info)
+def _kept(path: Path, stamp: tuple[int, int, int] | None, info: PeriodInfo) -> PeriodInfo:
+    if stamp is not None:  # (a bucket's objects: not kept)
+        if len(_FOOTERS) >= _MAX_FOOTERS:
+            _FOOTERS.clear()
+        _FOOTERS[os.path.abspath(path)] = (stamp, info)
     return info
 
 
 class Dataset:
     """The dataset under one root for one exchange host and market."""
 
-    def __init__(self, root: Path, exchange_host: str, market: str, numbers: str = "float") -> None:
-        self.root = Path(os.path.abspath(root))
+    def __init__(
+        self, root: Path, exchange_host: str, market: str, numbers: str = "float", store: Store | None = None
+    ) -> None:
+        self.store = store or LocalStore()
+        self.root = Path(root if self.store.remote else os.path.abspath(root))
         self.host, self.market = exchange_host, market
         self.format = ParquetFormat(numbers)
         self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
+        if self.store.remote:  # outside every reader's glob (dataset_store)
+            self.quarantine_root = self.root / ".quarantine"
 
     @classmethod
-    def from_settings(cls, settings: Settings, export_dir: Path | None = None) -> Dataset:
-        root = Path(export_dir or settings.export_dir) / DATASET_FOLDER
-        return cls(root, exchange_host(settings.base_url), settings.market, settings.dataset_numbers)
+    def from_settings(cls, settings: Settings, export_dir: Path | None = None, *, writes: bool = True) -> Dataset:
+        """The dataset of the settings: ``DATASET_URL`` if set (an s3:// store is checked at once, its
+        conditional writes too if it ``writes``), else ``EXPORT_DIR/dataset`` (a backfill's ``export_dir``)."""
+        root, store, url = Path(export_dir or settings.export_dir) / DATASET_FOLDER, None, settings.dataset_url
+        if url.startswith("file://"):
+            root = Path(url[len("file://") :])
+        elif url:
+            store = S3Store(url, settings.dataset_endpoint_url, settings.dataset_lease_seconds)
+            store.check(writes)
+            root = store.root
+        return cls(root, exchange_host(settings.base_url), settings.market, settings.dataset_numbers, store)
 
     def series_of(self, symbol: str, interval: str) -> SeriesId:
         return SeriesId(self.host, self.market, symbol, interval)
@@ -238,14 +256,7 @@ class Dataset:
 
     def _period_files(self, series: SeriesId) -> list[Path]:
         """The regular files with a period's name in the series folder (a symlink is never followed)."""
-        folder = self.series_folder(series)
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
-        return [Path(e.path) for e in entries if _PERIOD_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+        return [path for path, _ in self.store.files(self.series_folder(series)) if _PERIOD_FILE.fullmatch(path.name)]
 
     def _foreign(self, series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
         """Why a stored file may not be used as a period of ``series`` (None: it may); raises StorageError for
@@ -268,7 +279,7 @@ class Dataset:
         (or none) is quarantined (logged warning naming it and why) and left out."""
         found = []
         for path in self._period_files(series):
-            info = read_period_info(path)
+            info = read_period_info(path, self.store)
             why = self._foreign(series, path, info)  # StorageError: another host's series, nothing is written
             if why is not None:
                 self.quarantine(path, why)
@@ -279,12 +290,11 @@ class Dataset:
     def all_series(self) -> list[SeriesId]:
         """Every series folder present under the root (this dataset's host; the folder's market)."""
         found = []
-        for folder in sorted(self.root.glob("market=*/interval=*/symbol=*")):
+        for folder in self.store.folders(self.root, "market=*/interval=*/symbol=*"):
             market, interval, symbol = (part.partition("=")[2] for part in folder.relative_to(self.root).parts)
             series = SeriesId(self.host, market, symbol, interval)
-            if folder.is_dir() and not folder.is_symlink() and series.interval in INTERVAL_MS:
-                if SYMBOL_PATTERN.fullmatch(series.symbol):
-                    found.append(series)
+            if series.interval in INTERVAL_MS and SYMBOL_PATTERN.fullmatch(series.symbol):
+                found.append(series)
         return found
 
     def read_period(
@@ -295,13 +305,13 @@ class Dataset:
         run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
         try:
-            with open(path, "rb", opener=_no_follow) as source:
+            with self.store.open(path) as source, CPU_BOUND:
                 verdict, candles = judge_parquet(source, series.interval, path, candles_from=0, numeric=numeric)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        why = self._foreign(series, path, read_period_info(path)) if verdict.valid else verdict.reason
+        why = self._foreign(series, path, read_period_info(path, self.store)) if verdict.valid else verdict.reason
         start, end = period_bounds(series.interval, start_ms)
         if why is None and candles is not None and len(candles):
             if first_open_ms(candles) < start or last_open_ms(candles) >= end:
@@ -357,16 +367,12 @@ class Dataset:
             "cdx_complete": "true" if closed and confirmed else "false",
             "cdx_written_at": to_iso(utc_now()) or "",
         }
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
-        # The current period, rewritten every cycle, in snappy; one that has ended in zstd.
-        self.format.write(
-            path, candles, series.interval, series=series, metadata=metadata, compression="zstd" if closed else "snappy"
-        )
-        # The footer just written and judged (read back), kept as the version of the file now in place.
-        return _kept(path, _stamp(path), _period_info(path, series, metadata, first, last))
+        with self.store.publishing(path) as target:  # on disk: ``path``; in a bucket: uploaded after
+            # The current period, rewritten every cycle, in snappy; one that has ended in zstd.
+            codec: Literal["zstd", "snappy"] = "zstd" if closed else "snappy"  # the current period: every cycle
+            self.format.write(target, candles, series.interval, series=series, metadata=metadata, compression=codec)
+        info = _period_info(path, series, metadata, first, last)  # the footer just written and judged
+        return info if self.store.remote else _kept(path, _stamp(path), info)
 
     def merge(
         self,
@@ -396,7 +402,7 @@ class Dataset:
             if not len(new):
                 continue
             stored = (stored_by_start or {}).get(start) or self.read_period(series, start, numeric=True)
-            info = read_period_info(self.period_path(series, start)) if stored is not None else None
+            info = read_period_info(self.period_path(series, start), self.store) if stored is not None else None
             sources = info.sources if info else []
             for added in source if isinstance(source, list) else [source]:
                 sources = _with_source(sources, added)
@@ -424,44 +430,27 @@ class Dataset:
             )
         return written
 
-    @contextlib.contextmanager
-    def lock(self, series: SeriesId, *, wait: bool) -> Iterator[bool]:
-        """The series' writer lock (``.lock`` in its folder): True if held; with wait=False a held
-        lock yields False at once (the cycle skips that series with a note)."""
-        folder = self.series_folder(series)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
-
-        def cannot(path: Path, exc: OSError) -> Exception:
-            return StorageError(f"cannot open the lock {path}: {exc.strerror or exc}")
-
-        held = FileLock(folder / LOCK_NAME, wait_seconds=WAIT_FOREVER if wait else 0.0, on_error=cannot)
-        try:
-            held.acquire()
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            held.release()
+    def lock(
+        self, series: SeriesId, *, wait: bool, stop: threading.Event | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """The series' one writer (``.lock`` flocked in its folder; in a bucket the ``.lease`` object): True if
+        held; with wait=False a held lock yields False at once (the cycle skips that series with a note)."""
+        return self.store.lock(self.series_folder(series), wait=wait, stop=stop)
 
     def quarantine(self, path: Path, reason: str) -> Path:
         """Move a file of the dataset outside the root (readers never see it), never deleting it."""
-        path = Path(os.path.abspath(path))
+        path = Path(path if self.store.remote else os.path.abspath(path))
         target = self.quarantine_root / path.relative_to(self.root)
+        target = target.with_name(target.name + self.store.quarantine_suffix)
         stem, suffix, number = target.stem, target.suffix, 1
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            while os.path.lexists(target):
+            while self.store.exists(target):
                 target = target.with_name(f"{stem}.{number}{suffix}")
                 number += 1
-            os.replace(path, target)
+            self.store.move(path, target)
         except OSError as exc:
             raise StorageError(f"cannot move {path} to quarantine: {exc.strerror or exc}") from exc
-        logger.warning("quarantined %s -> %s: %s", path, target, reason)
+        logger.warning("quarantined %s -> %s: %s", self.store.name(path), self.store.name(target), reason)
         return target
 
     def remove_older_than(self, cutoff_ms: int) -> list[Path]:
@@ -473,16 +462,31 @@ class Dataset:
                     start = _start_of(series.interval, path.stem)
                 except ValueError:
                     continue  # not a period name of this interval: not ours
-                if period_bounds(series.interval, start)[1] <= cutoff_ms and stat.S_ISREG(os.lstat(path).st_mode):
-                    if why := _other_host(series, path, read_period_info(path)):
+                if period_bounds(series.interval, start)[1] <= cutoff_ms:
+                    if why := _other_host(series, path, read_period_info(path, self.store)):
                         logger.warning("%s; not removed", why)
                         continue
-                    os.unlink(path)
+                    if not self.store.remove(path):
+                        continue
                     logger.info(
                         "removed %s: the period ended before %s (DATASET_RETENTION_DAYS)", path, ms_to_iso(cutoff_ms)
                     )
                     removed.append(path)
         return removed
+
+
+def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_ms: int) -> list[float]:
+    """The closes from ``since_ms`` on in the stored period that holds ``last_open_ms`` (a sparkline's data:
+    the window a file of the files layout would show); [] when it cannot be read: a picture never fails a cycle."""
+    path = dataset.period_path(series, period_bounds(series.interval, last_open_ms)[0])
+    try:
+        with dataset.store.open(path) as source:
+            table = pq.ParquetFile(source).read(columns=["open_time", "close"])
+    except Exception as exc:
+        logger.debug("no sparkline for %s: %s", path, exc)
+        return []
+    recent = table.filter(pc.greater_equal(table["open_time"], pa.scalar(since_ms, pa.timestamp("ms", tz="UTC"))))
+    return [float(v) for v in pc.cast(recent["close"], pa.float64()).to_pylist() if v is not None]
 
 
 def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
@@ -498,10 +502,6 @@ def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | 
         f"{path} was written from {info.series.exchange_host}; this run's exchange is {series.exchange_host} "
         "(BINANCE_BASE_URL): use another EXPORT_DIR or the same exchange"
     )
-
-
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _with_source(sources: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
@@ -551,9 +551,10 @@ class DatasetSink:
         spans = periods_between(self.interval, candles_from, _ms(utc_now()) + 1)
         newest = self.dataset._period_files(series)[-1:]  # its exchange host: no new period beside another's
         if newest and newest[0] != self.dataset.period_path(series, spans[-1][0]):  # (read_period checks that one)
-            self.dataset._foreign(series, newest[0], read_period_info(newest[0]))
-        with CPU_BOUND:  # (the period is read from disk at once, then decoded and judged)
-            read = {s: self.dataset.read_period(series, s, quarantine=quarantine, numeric=True) for s, _ in spans}
+            self.dataset._foreign(series, newest[0], read_period_info(newest[0], self.dataset.store))
+        read = {
+            start: self.dataset.read_period(series, start, quarantine=quarantine, numeric=True) for start, _ in spans
+        }
         self.stored = {start: table for start, table in read.items() if table is not None}  # for write_export
         stored = list(self.stored.values())
         candles = table_to_candles(within(pa.concat_tables(stored), candles_from, _ms(utc_now()))) if stored else None

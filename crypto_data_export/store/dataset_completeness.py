@@ -4,13 +4,13 @@ first and last candle, the expected and present candles of each period, and its 
 The history of a series starts at its first candle: a hole before it (a backfill that began inside a
 period) is not counted. A period missing between two stored ones is a gap of all its candles. Read
 only: a file that is not one of the series' periods is named, never moved (the next cycle's identity
-check quarantines it). The footers read are kept by each file's inode, size and mtime: a completed
-period is written once, so a status reads only the footers of the periods written since."""
+check quarantines it). The footers read are kept by each file's inode, size and mtime (an object's size and
+Last-Modified): a completed period is written once, so a status reads only the footers of the periods
+written since (the cache is on local disk, also for a dataset in a bucket)."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,26 +32,23 @@ Gap = tuple[int, int, int]  # first missing open, last missing open, count
 class Footers:
     """The footers of a dataset, read once per version of each file (``cache``: where they are kept)."""
 
-    def __init__(self, root: Path, cache: Path | None) -> None:
-        self.root, self.cache, self.read = root, cache, 0
+    def __init__(self, dataset: Dataset, cache: Path | None) -> None:
+        self.root, self.store, self.cache, self.read = dataset.root, dataset.store, cache, 0
         self.new: dict[str, list[Any]] = {}
         found = read_owned_json(cache, 2**28) if cache else None
         self.old = found.data.get("footers", {}) if found and found.data and found.verdict == OURS else {}
         self.ours = found is not None and found.verdict in (OURS, MISSING)  # never replace another's file
 
-    def __call__(self, entry: os.DirEntry[str]) -> PeriodInfo | None:
-        try:
-            info, key = entry.stat(follow_symlinks=False), entry.path[len(str(self.root)) :]
-        except OSError:  # replaced or removed since the listing
-            return None
-        stamp, kept, period = [info.st_ino, info.st_size, info.st_mtime_ns], self.old.get(key), None
+    def __call__(self, path: Path, stamp: list[int]) -> PeriodInfo | None:
+        key = str(path)[len(str(self.root)) :]
+        kept, period = self.old.get(key), None
         try:
             if isinstance(kept, list) and kept[0] == stamp and kept[1]:
-                period = PeriodInfo(Path(entry.path), kept[1][1] and SeriesId(*kept[1][1]), *kept[1][2:])
+                period = PeriodInfo(path, kept[1][1] and SeriesId(*kept[1][1]), *kept[1][2:])
         except TypeError:  # an entry of another shape: read again
             pass
         if period is None:
-            self.read, period = self.read + 1, read_period_info(Path(entry.path))
+            self.read, period = self.read + 1, read_period_info(path, self.store)
         fields = list(vars(period).values()) if period else []  # astuple() deep-copies: 10 times slower
         self.new[key] = [stamp, period and [None, period.series and list(vars(period.series).values()), *fields[2:]]]
         return period
@@ -143,12 +140,12 @@ def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) ->
     """One series from its footers, whatever its folder holds besides."""
     found = SeriesCompleteness(series, dataset.series_folder(series))
     infos: list[PeriodInfo] = []
-    with os.scandir(found.folder) as listing:
-        entries = sorted((e for e in listing if e.name.endswith(".parquet")), key=lambda e: e.name)
-    for entry in entries:
-        if (info := footers(entry)) is None or info.series != series:
+    for path, stamp in dataset.store.files(found.folder):
+        if not path.name.endswith(".parquet"):
+            continue
+        if (info := footers(path, stamp)) is None or info.series != series:
             why = "not a readable period" if info is None else f"its metadata names {info.series or 'no series'}"
-            found.not_counted.append(f"{entry.name}: {why}")
+            found.not_counted.append(f"{path.name}: {why}")
         else:
             infos.append(info)
     infos.sort(key=lambda info: info.start_ms)
@@ -178,7 +175,7 @@ def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) ->
 def dataset_completeness(dataset: Dataset, cache: Path | None = None, *, keep: bool = True) -> list[SeriesCompleteness]:
     """Every series stored under the dataset's root, in its order. ``cache``: the footers read before
     (rewritten only if ``keep``: --health writes nothing)."""
-    footers = Footers(dataset.root, cache)
+    footers = Footers(dataset, cache)
     found = [series_completeness(dataset, series, footers) for series in dataset.all_series()]
     if keep:
         footers.save()

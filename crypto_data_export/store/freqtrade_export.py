@@ -75,8 +75,8 @@ def export_sources(settings: Settings) -> tuple[str, list[tuple[SeriesId, Candle
     with ``EXPORT_LAYOUT=dataset`` or once it exists (it holds the history), else the files layout
     (each series' newest valid file, by content: a file naming another exchange host or series is
     skipped, nothing is moved)."""
-    dataset = Dataset.from_settings(settings)
-    if settings.export_layout == "dataset" or dataset.root.is_dir():
+    dataset = Dataset.from_settings(settings, writes=False)
+    if settings.export_layout == "dataset" or dataset.store.remote or dataset.root.is_dir():
         series = [s for s in dataset.all_series() if s.market == dataset.market]  # another market: another host
         return "dataset", [(s, functools.partial(_dataset_candles, dataset, s)) for s in series]
     files = FileManager.from_settings(settings)
@@ -86,8 +86,8 @@ def export_sources(settings: Settings) -> tuple[str, list[tuple[SeriesId, Candle
 
 
 def _dataset_candles(dataset: Dataset, series: SeriesId) -> Iterator[pa.Table]:
-    for path in sorted(dataset.series_folder(series).glob("*.parquet")):
-        info = read_period_info(path)  # a foreign period is left where it is: this command only reads
+    for path in (p for p, _ in dataset.store.files(dataset.series_folder(series)) if p.suffix == ".parquet"):
+        info = read_period_info(path, dataset.store)  # a foreign period is left where it is: this command only reads
         if info is None or info.series != series or path != dataset.period_path(series, info.start_ms):
             named = info.series if info else "no period"
             logger.warning("not exported: %s names %s, not %s (BINANCE_BASE_URL?)", path, named, series)

@@ -153,6 +153,21 @@ def test_start_with_days_names_both_flags(sandbox_factory, tmp_path: Path) -> No
     assert exchange.requests == []
 
 
+@pytest.mark.parametrize("args", [("--days", "2"), ("--start", "2024-11-09", "--end", "2024-11-10")])
+def test_flags_replace_their_variables_before_the_settings_are_judged(
+    sandbox_factory, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """KLINE_INTERVAL=1w with EXPORT_LOOKBACK_DAYS=2 cannot hold a candle, but the run asks for 1h."""
+    exchange = exchange_of(sandbox_factory)
+    out = tmp_path / "out"
+    env = cli_env(exchange.base_url, tmp_path / "scheduler", KLINE_INTERVAL="1w", EXPORT_LOOKBACK_DAYS="2")
+    result = run_cli(
+        SCRIPT, "--symbols", SYMBOL, "--interval", "1h", "--output", str(out), *args, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "_1h_" in export_files(out, SYMBOL)[0].name
+
+
 def test_help_shows_start_and_end_examples() -> None:
     result = run_cli(SCRIPT, "--help", env={"PATH": "/usr/bin:/bin"}, cwd=Path.cwd())
     assert result.returncode == 0

@@ -135,9 +135,9 @@ def test_a_backfill_waits_for_a_series_held_by_the_cycle(sandbox_factory, tmp_pa
     lock, merge = dataset.lock, dataset.merge
 
     @contextmanager
-    def watched_lock(series, *, wait):
+    def watched_lock(series, *, wait, stop=None):
         asked.set()
-        with lock(series, wait=wait) as got:
+        with lock(series, wait=wait, stop=stop) as got:
             yield got
 
     def watched_merge(series, *args, **kwargs):

@@ -14,12 +14,14 @@ import pytest
 import yaml
 
 from crypto_data_export.commands import backfill_cmd
+from crypto_data_export.settings.settings import load_settings
 from tests.support import REPO
 
-MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
+KUBERNETES = REPO / "deploy" / "kubernetes"
+MANIFESTS = sorted(KUBERNETES.rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: str(p.relative_to(KUBERNETES)))
 def test_every_kubernetes_manifest_validates_strictly(manifest: Path) -> None:
     for resource in yaml.safe_load_all(manifest.read_text(encoding="utf-8")):
         kubernetes_validate.validate(resource, kubernetes_validate.latest_version(), strict=True)
@@ -68,11 +70,18 @@ def test_the_dockerfile_runs_its_commands_in_the_exec_form() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_backfill_job_gives_each_index_its_shard_of_the_cronjobs_volume() -> None:
-    """An Indexed Job whose N pods run shards 0/N .. N-1/N (JOB_COMPLETION_INDEX, expanded in args) at once."""
-    kubernetes = REPO / "deploy" / "kubernetes"
-    job = yaml.safe_load((kubernetes / "backfill-job.yaml").read_text(encoding="utf-8"))
-    cronjob = yaml.safe_load((kubernetes / "cronjob.yaml").read_text(encoding="utf-8"))
+def test_applying_the_folder_starts_no_backfill() -> None:
+    """`kubectl apply -f deploy/kubernetes/` (not recursive) creates the cronjob and its parts, never a Job."""
+    kinds = {r["kind"] for m in KUBERNETES.glob("*.yaml") for r in yaml.safe_load_all(m.read_text(encoding="utf-8"))}
+    assert "CronJob" in kinds and "Job" not in kinds
+
+
+def test_the_backfill_job_gives_each_index_its_shard_of_the_bucket() -> None:
+    """An Indexed Job whose N pods run shards 0/N .. N-1/N (JOB_COMPLETION_INDEX, expanded in args) at once,
+    into a bucket: credentials from an optional Secret (else the workload identity), no shared volume."""
+    job = yaml.safe_load((KUBERNETES / "backfill" / "backfill-job.yaml").read_text(encoding="utf-8"))
+    cronjob = yaml.safe_load((KUBERNETES / "cronjob.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((KUBERNETES / "configmap.yaml").read_text(encoding="utf-8"))["data"]
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     assert spec["completionMode"] == "Indexed" and spec["parallelism"] == spec["completions"] > 1
     [container] = pod["containers"]
@@ -82,13 +91,16 @@ def test_the_backfill_job_gives_each_index_its_shard_of_the_cronjobs_volume() ->
     for index in range(spec["completions"]):  # what each pod's command line parses to
         expanded = [arg.replace("$(JOB_COMPLETION_INDEX)", str(index)) for arg in args]
         assert backfill_cmd._parse_shard(backfill_cmd._parse_args(expanded).shard) == (index, spec["completions"])
-    assert {"name": "EXPORT_LAYOUT", "value": "dataset"} in container["env"]
-    cron_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert (
-        pod["volumes"] == cron_pod["volumes"] and container["volumeMounts"] == cron_pod["containers"][0]["volumeMounts"]
-    )
-    assert (
-        container["envFrom"] == cron_pod["containers"][0]["envFrom"]
-        and container["image"] == cron_pod["containers"][0]["image"]
-    )
+    env = {e["name"]: e for e in container["env"]}
+    assert env["EXPORT_LAYOUT"]["value"] == "dataset" and env["DATASET_URL"]["value"].startswith("s3://")
+    pod_env = config | {name: e["value"] for name, e in env.items() if "value" in e}  # what the pod's settings read
+    assert load_settings(pod_env, env_file=None).dataset_url == env["DATASET_URL"]["value"]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"] | {"name": "?"} == {"name": "?", "key": name, "optional": True}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all("emptyDir" in v for v in volumes.values())  # no claim: nothing outlives the pod but the bucket
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts[config["EXPORT_DIR"]]]["emptyDir"]["sizeLimit"]
+    cron = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == cron["envFrom"] and container["image"] == cron["image"]
     assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True

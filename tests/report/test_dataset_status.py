@@ -100,7 +100,10 @@ def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sand
     env = {"BINANCE_BASE_URL": exchange.base_url, "EXPORT_DIR": str(folder), "EXPORT_SYMBOLS": "BTCUSDT,ETHUSDT",
            "EXPORT_LOOKBACK_DAYS": "1", "LOG_LEVEL": "WARNING", "EXPORT_LAYOUT": "dataset"}  # fmt: skip
     manager = ScheduledDataManager(load_settings(env, env_file=None))
-    assert manager.run_cycle().exit_code == 0
+    cycle = manager.run_cycle()
+    assert cycle.exit_code == 0
+    console.print_cycle(cycle)
+    assert "status: dataset 2 series, 44 candles, 2 missing, health" in capsys.readouterr().out
     found = read_json(folder / "status_report.json")["dataset"]
     btc, eth = found["series"]["BTCUSDT_1h"], found["series"]["ETHUSDT_1h"]
     assert (btc["missing"], btc["present"], btc["expected"], btc["complete"]) == (2, 21, 23, False)
@@ -108,8 +111,11 @@ def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sand
     assert (eth["missing"], eth["present"], eth["first_candle"]) == (0, 23, ms_to_iso(now - 23 * H - H // 2))
     metrics = (folder / "metrics" / "exporter.prom").read_text(encoding="utf-8")
     assert 'crypto_exporter_dataset_candles_missing{interval="1h",market="spot",symbol="BTCUSDT"} 2.0' in metrics
-    assert "BTCUSDT" in (folder / "status.html").read_text(encoding="utf-8")
+    page = (folder / "status.html").read_text(encoding="utf-8")
+    assert "BTCUSDT" in page and page.count('<svg class="spark"') == 2 and "no data" not in page  # from the periods
     (folder / ".dataset_footers.json").unlink()  # the cycle kept the footers it read; --health writes nothing
     console.print_status(manager.write_status(write=False), as_json=False)
     assert not (folder / ".dataset_footers.json").exists()
-    assert "dataset: 2 series, 1 complete; 44 of 46 candles present, 2 missing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dataset: 2 series, 1 complete; 44 of 46 candles present, 2 missing" in out
+    assert "files: 0" not in out  # the dataset layout keeps no rolling files: no line saying there are none

@@ -30,7 +30,7 @@ def holed_dataset(root: Path) -> tuple[Dataset, SeriesId]:
 
 def test_a_series_counts_from_its_first_candle_and_an_absent_period_is_one_gap_with_its_neighbours(tmp_path):
     dataset, btc = holed_dataset(tmp_path / "dataset")
-    found = series_completeness(dataset, btc, Footers(dataset.root, None))
+    found = series_completeness(dataset, btc, Footers(dataset, None))
     entry = found.to_dict(listed=1)
     assert (entry["first_candle"], entry["last_candle"]) == ("2025-12-31T20:00:00+00:00", "2027-01-01T04:00:00+00:00")
     assert (entry["periods"], entry["complete_periods"], entry["periods_missing_candles"]) == (3, 1, 2)
@@ -72,7 +72,9 @@ def test_each_version_of_a_footer_is_read_once_and_a_foreign_cache_is_left_alone
     dataset, btc = holed_dataset(tmp_path / "dataset")
     cache, reads = tmp_path / ".dataset_footers.json", []
     real = dataset_completeness_module.read_period_info
-    monkeypatch.setattr(dataset_completeness_module, "read_period_info", lambda p: reads.append(p.name) or real(p))
+    monkeypatch.setattr(
+        dataset_completeness_module, "read_period_info", lambda p, s: reads.append(p.name) or real(p, s)
+    )
     first = dataset_completeness(dataset, cache)
     assert sorted(reads) == ["2025.parquet", "2027.parquet"] and cache.is_file()
     reads.clear()

@@ -17,6 +17,7 @@ checked before any row is read, and rows are read in batches, whatever the row g
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -198,11 +199,12 @@ def _open(source: IO[bytes] | pa.NativeFile, *, whole: bool = False) -> pq.Parqu
     return parquet
 
 
-def read_footer(path: Path) -> pq.FileMetaData:
-    """The footer of one of our Parquet files, its schema checked, no row read; raises InvalidDataError."""
-    with open(path, "rb") as source:
+def read_footer(path: Path, source: IO[bytes] | None = None) -> pq.FileMetaData:
+    """The footer of one of our Parquet files (read from ``source`` if given), its schema checked, no row
+    read; raises InvalidDataError."""
+    with open(path, "rb") if source is None else contextlib.nullcontext(source) as opened:
         try:
-            return _open(source).metadata
+            return _open(opened).metadata
         except _Unreadable as problem:
             raise InvalidDataError(f"{path.name}: {problem}") from problem
 
