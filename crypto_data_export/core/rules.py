@@ -112,7 +112,8 @@ def _floats(texts: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_decimal(texts.type):
         texts = pc.cast(texts, pa.string())
     try:
-        return np.asarray(pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        floats = texts if texts.type == pa.float64() else pc.cast(texts, pa.float64())
+        return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # error path only: which values
         return np.array([_float_or_nan(v) for v in texts.to_pylist()], dtype=np.float64)
 

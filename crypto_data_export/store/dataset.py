@@ -8,14 +8,17 @@ A period is a UTC day below 1m (``1s``: 86,400 rows), a calendar month from 1m t
 candle belongs to the period holding its open time. Each file is written whole, atomically and
 read back by the rule book before it replaces the old one; its footer names the series (checked
 before a file is reused: a foreign one is quarantined, never merged), the period, its expected and
-present candles, its gaps and its sources. One writer per series at a time (``lock``). The root may be in
-an S3 bucket (``DATASET_URL``): every file operation goes through the store (``store.dataset_store``).
+present candles, its gaps and its sources. The current period, rewritten every cycle, is not compressed
+(a third of zstd's time to write and read back); one that has ended is zstd. One writer per series at a time
+(``lock``). The root may be in an S3 bucket (``DATASET_URL``): every file operation goes through the store
+(``store.dataset_store``).
 Everything reads and writes the dataset through this module; no other builds its paths.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -57,8 +60,8 @@ from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.dataset_store import LocalStore, S3Store, Store
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
-from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
 from crypto_data_export.store.formats.parquet_format import (
+    CPU_BOUND,
     ParquetFormat,
     judge_parquet,
     numeric_candles,
@@ -66,6 +69,7 @@ from crypto_data_export.store.formats.parquet_format import (
     read_footer,
     table_to_candles,
 )
+from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.validation import FileValidation
 
@@ -85,6 +89,7 @@ def _format(interval: str) -> str:
     return _FORMATS["day" if interval == "1s" else "month" if length is not None and length < HOUR_MS else "year"]
 
 
+@functools.lru_cache(maxsize=4096)
 def _start_of(interval: str, name: str) -> int:
     """The start of the period named ``name`` (ValueError: not a period name of ``interval``)."""
     return _ms(datetime.strptime(name, _format(interval)).replace(tzinfo=UTC))
@@ -148,9 +153,23 @@ class PeriodInfo:
         return sum(g[2] for g in self.gaps)
 
 
+# Footers read from disk, by path: (inode, size, mtime_ns) and the period; read again once the file changed.
+_FOOTERS: dict[str, tuple[tuple[int, int, int], PeriodInfo]] = {}
+_MAX_FOOTERS = 65_536
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    found = os.stat(path, follow_symlinks=False)
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | None:
-    """The period a file's footer describes (in ``store``, default this disk); None: not a readable period of ours."""
+    """The period a file's footer describes (in ``store``, default this disk: each version of a file read
+    once); None: not a readable period of ours."""
     try:
+        stamp = None if store is not None and store.remote else _stamp(path)
+        if stamp is not None and (kept := _FOOTERS.get(os.path.abspath(path))) is not None and kept[0] == stamp:
+            return kept[1]
         with (store or LocalStore()).open(path, whole=False) as source:
             footer = read_footer(path, source)
         keys = {k.decode(): v.decode() for k, v in (footer.metadata or {}).items()}
@@ -163,23 +182,39 @@ def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | Non
             if stats is not None and stats.has_min_max:
                 lows.append(stats.min_raw)
                 highs.append(stats.max_raw)
-        return PeriodInfo(
-            Path(path),
-            series,
-            int(keys["cdx_period_start"]),
-            int(keys["cdx_period_end"]),
-            int(keys["cdx_expected"]),
-            int(keys["cdx_present"]),
-            [(int(a), int(b), int(c)) for a, b, c in json.loads(keys["cdx_gaps"])],
-            list(json.loads(keys["cdx_sources"])),
-            keys["cdx_complete"] == "true",
-            keys["cdx_written_at"],
-            int(min(lows)) if lows else None,
-            int(max(highs)) if highs else None,
-        )
+        first, last = (int(min(lows)), int(max(highs))) if lows else (None, None)
+        return _kept(path, stamp, _period_info(path, series, keys, first, last))
     except (InvalidDataError, OSError, KeyError, ValueError, TypeError) as exc:
         logger.debug("%s is not a period of ours: %s", path, exc)
         return None
+
+
+def _period_info(
+    path: Path, series: SeriesId | None, keys: dict[str, str], first: int | None, last: int | None
+) -> PeriodInfo:
+    """A period from its footer's key/value metadata (and its open times' range)."""
+    return PeriodInfo(
+        Path(path),
+        series,
+        int(keys["cdx_period_start"]),
+        int(keys["cdx_period_end"]),
+        int(keys["cdx_expected"]),
+        int(keys["cdx_present"]),
+        [(int(a), int(b), int(c)) for a, b, c in json.loads(keys["cdx_gaps"])],
+        list(json.loads(keys["cdx_sources"])),
+        keys["cdx_complete"] == "true",
+        keys["cdx_written_at"],
+        first,
+        last,
+    )
+
+
+def _kept(path: Path, stamp: tuple[int, int, int] | None, info: PeriodInfo) -> PeriodInfo:
+    if stamp is not None:  # (a bucket's objects: not kept)
+        if len(_FOOTERS) >= _MAX_FOOTERS:
+            _FOOTERS.clear()
+        _FOOTERS[os.path.abspath(path)] = (stamp, info)
+    return info
 
 
 class Dataset:
@@ -271,7 +306,7 @@ class Dataset:
         run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
         try:
-            with self.store.open(path) as source:
+            with self.store.open(path) as source, CPU_BOUND:
                 verdict, candles = judge_parquet(source, series.interval, path, candles_from=0, numeric=numeric)
         except FileNotFoundError:
             return None
@@ -334,10 +369,10 @@ class Dataset:
             "cdx_written_at": to_iso(utc_now()) or "",
         }
         with self.store.publishing(path) as target:  # on disk: ``path``; in a bucket: uploaded after
-            self.format.write(target, candles, series.interval, series=series, metadata=metadata)
-        info = read_period_info(path, self.store)
-        assert info is not None, f"{path} was just written and verified"
-        return info
+            codec: Literal["zstd", "none"] = "zstd" if closed else "none"  # the current period: every cycle
+            self.format.write(target, candles, series.interval, series=series, metadata=metadata, compression=codec)
+        info = _period_info(path, series, metadata, first, last)  # the footer just written and judged
+        return info if self.store.remote else _kept(path, _stamp(path), info)
 
     def merge(
         self,
@@ -372,18 +407,24 @@ class Dataset:
             for added in source if isinstance(source, list) else [source]:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
-                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are.
-                stored, new = (numeric_candles(parquet_table(t, None, self.format.numbers)) for t in (stored, new))
+                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are
+                # (an older file's number type converted too).
+                new = numeric_candles(parquet_table(new, None, self.format.numbers))
+                if stored.schema != new.schema:
+                    stored = numeric_candles(parquet_table(stored, None, self.format.numbers))
                 both = _isin(open_times(stored), open_times(new))
                 same = new.filter(pa.array(_isin(open_times(new), open_times(stored))))
-                differ = len(set().union(*differing_rows(stored.filter(pa.array(both)), same).values()))
+                old = stored.filter(pa.array(both))
+                differ = 0 if old.equals(same) else len(set().union(*differing_rows(old, same).values()))
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
                 if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
                     written.append(info)
                     continue
-                new = pa.concat_tables([stored.filter(pa.array(~both)), new])
-                new = new if last_open_ms(stored) < first_open_ms(new) else new.sort_by("open_time")  # an append
+                kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
+                ordered = len(kept) == len(stored) - both.sum()
+                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new])
+                new = new if ordered else new.sort_by("open_time")
             written.append(
                 self.write_period(series, start, new, sources, confirmed_empty=confirmed_empty, now_ms=now_ms)
             )

@@ -15,6 +15,7 @@ import pytest
 from crypto_data_export.core.errors import InvalidDataError, StorageError
 from crypto_data_export.exchange.klines import rows_to_frame
 from crypto_data_export.sandbox.fake_exchange import generate_candle
+from crypto_data_export.store import dataset as dataset_module
 from crypto_data_export.store.dataset import (
     DATASET_FOLDER,
     Dataset,
@@ -115,6 +116,22 @@ def test_a_period_copied_under_another_symbol_is_quarantined_not_merged(tmp_path
     (eth_info,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 3 * HOUR_MS, 1), SOURCE)
     assert eth_info.present == 1 and moved.with_name("2024.1.parquet").exists()  # nothing of BTC merged
     assert dataset.all_series() == [btc, eth]
+
+
+def test_a_footer_is_read_once_per_version_of_its_file(tmp_path, monkeypatch):
+    """What write_period keeps is what a fresh read of the footer says; a period overwritten in place (the
+    same inode) by another symbol's is read again: identity still holds, nothing of it is merged."""
+    dataset = _dataset(tmp_path)
+    btc, eth = dataset.series_of("BTCUSDT", "1h"), dataset.series_of("ETHUSDT", "1h")
+    now = NEW_YEAR + 6 * HOUR_MS
+    (btc_info,) = dataset.merge(btc, _hours("BTCUSDT", NEW_YEAR, 5), SOURCE, now_ms=now)
+    (eth_info,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR, 3), SOURCE, now_ms=now)
+    with monkeypatch.context() as fresh:
+        fresh.setattr(dataset_module, "_FOOTERS", {})
+        assert read_period_info(eth_info.path) == eth_info
+    shutil.copyfile(btc_info.path, eth_info.path)
+    (merged,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 5 * HOUR_MS, 1), SOURCE, now_ms=now)
+    assert merged.series == eth and merged.present == 1
 
 
 def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
