@@ -57,16 +57,18 @@ KLINES_WEIGHT = 2
 
 
 class CachedKlines(SandboxExchange):
-    """The sandbox with each 1m candle's JSON made once, the same for every symbol: generating 525,600
-    candles a symbol (about 20 us each) would make the exchange, not the client, the bottleneck (a
-    year of one symbol: ~11 s; of 30: more than the five minutes the budget allows). Latency, weight,
-    the sliding window and 429s are the sandbox's own."""
+    """The sandbox with each candle's JSON made once per interval and open time, the same for every
+    symbol: generating 525,600 candles a symbol (about 20 us each) would make the exchange, not the
+    client, the bottleneck (a year of 1m of one symbol: ~11 s; of 30: more than the five minutes the
+    budget allows; 20 symbols x a year of 1h: ~3.5 s of the sandbox's CPU, more than the clients
+    need). Latency, weight, the sliding window and 429s are the sandbox's own."""
 
-    rows: dict[int, bytes] = {}
+    rows: dict[tuple[str, int], bytes] = {}
 
-    def warm(self, last_ms: int, days: int) -> CachedKlines:
-        for t in range(last_ms - days * 86_400_000, last_ms + 60_000, 60_000):
-            self.rows.setdefault(t, self._made(t))
+    def warm(self, last_ms: int, days: int, interval: str = "1m") -> CachedKlines:
+        step = fx.interval_ms(interval)
+        for t in range((last_ms - days * 86_400_000) // step * step, last_ms + step, step):
+            self.rows.setdefault((interval, t), self._made(interval, t))
         return self
 
     def _route(self, cfg: SandboxConfig, path: str, pairs: list, params: dict, now: int) -> Any:
@@ -77,12 +79,13 @@ class CachedKlines(SandboxExchange):
         opens = fx.select_open_times(
             interval, first_ms=first_ms, last_ms=last_ms, start=start, end=end, limit=limit, gaps=[]
         )
-        return fx._Answer(200, b"[" + b",".join(self.rows.get(t) or self._made(t) for t in opens) + b"]")
+        rows = (self.rows.get((interval, t)) or self._made(interval, t) for t in opens)
+        return fx._Answer(200, b"[" + b",".join(rows) + b"]")
 
     @staticmethod
-    def _made(t: int) -> bytes:
+    def _made(interval: str, t: int) -> bytes:
         """A candle outside the warmed range (a peer probing the listing date): made on the spot."""
-        return json.dumps(fx.generate_candle("BTCUSDT", "1m", t), separators=(",", ":")).encode()
+        return json.dumps(fx.generate_candle("BTCUSDT", interval, t), separators=(",", ":")).encode()
 
 
 def _sample(proc: subprocess.Popen, started: float) -> list[tuple[float, float, float]]:
