@@ -251,9 +251,8 @@ class WeightLimiter:
                         raise IPBannedError(self._banned_until)
                     delay = self._pause_until - now
                     if delay <= 0:
-                        ahead = list(itertools.takewhile(lambda w: w[0] != ticket_id, self._queue.items()))
-                        weights = [w for _, w in ahead]
-                        delay = max((w.delay(weight, now, weights) for w in self._windows), default=0.0)
+                        ahead = [w for _, w in itertools.takewhile(lambda e: e[0] != ticket_id, self._queue.items())]
+                        delay = max((w.delay(weight, now, ahead) for w in self._windows), default=0.0)
                     if delay <= 0:
                         ticket = Ticket(ticket_id, weight, now)
                         for window in self._windows:
