@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,9 @@ class CachedKlines(SandboxExchange):
         return json.dumps(fx.generate_candle("BTCUSDT", interval, t), separators=(",", ":")).encode()
 
 
-def _sample(proc: subprocess.Popen, started: float) -> list[tuple[float, float, float]]:
+def _sample(proc: subprocess.Popen, started: float, samples: list[tuple[float, float, float]]) -> None:
     """(seconds since start, the process's CPU seconds, the 1-minute load) every 0.25 s until it ends."""
-    tick, samples = os.sysconf("SC_CLK_TCK"), []
+    tick = os.sysconf("SC_CLK_TCK")
     while proc.poll() is None:
         try:
             fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -98,7 +99,6 @@ def _sample(proc: subprocess.Popen, started: float) -> list[tuple[float, float, 
             break
         samples.append((time.monotonic() - started, (int(fields[11]) + int(fields[12])) / tick, os.getloadavg()[0]))
         time.sleep(0.25)
-    return samples
 
 
 def _first_last(exchange: SandboxExchange, started: float) -> dict[str, float]:
@@ -138,7 +138,9 @@ def run_backfill(tree: Path, symbols: list[str], days: int, cfg: SandboxConfig, 
         started, cpu_before = time.monotonic(), children_cpu()
         sandbox_cpu = time.process_time()
         proc = subprocess.Popen(command, env=env, cwd=str(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        samples = _sample(proc, started) if timeline else []
+        samples: list[tuple[float, float, float]] = []
+        if timeline:  # sampled beside communicate(): the child's output never fills its pipe
+            threading.Thread(target=_sample, args=(proc, started, samples), daemon=True).start()
         stderr = proc.communicate(timeout=1800)[1].decode(errors="replace")
         wall = time.monotonic() - started
         sandbox_cpu = time.process_time() - sandbox_cpu

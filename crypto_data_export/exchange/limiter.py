@@ -135,11 +135,7 @@ class _Window:
         self._others_until = now + self.rate.seconds + EXPIRY_MARGIN_SECONDS
 
     def _answered_at(self, now: float, cost: int) -> None:
-        entry = (now + self.rate.seconds + EXPIRY_MARGIN_SECONDS, cost)
-        if self._expiries and entry < self._expiries[-1]:  # only a stale send comes back out of order
-            bisect.insort(self._expiries, entry)
-        else:
-            self._expiries.append(entry)
+        bisect.insort(self._expiries, (now + self.rate.seconds + EXPIRY_MARGIN_SECONDS, cost))  # mostly at the end
         self._answered += cost
 
     def _purge(self, now: float) -> None:
