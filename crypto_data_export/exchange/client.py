@@ -45,6 +45,7 @@ from crypto_data_export.exchange.limiter import (
     RAW,
     WEIGHT,
     RateLimit,
+    Ticket,
     WeightLimiter,
     clamp_limit,
     clamp_weight_limit,
@@ -374,7 +375,7 @@ class ExchangeClient(SessionClient):
             self.stats.count(path, weight)
             try:
                 with self.deadline(url):
-                    return self._attempt(url, params, cap, expect, validate, exact)
+                    return self._attempt(url, params, cap, expect, validate, exact, ticket)
             except _RetryAfter as told:
                 rate_limit_waits += 1
                 self.stats.rate_limited += 1
@@ -406,16 +407,18 @@ class ExchangeClient(SessionClient):
             self.limiter.wait(min(10.0, self.backoff * (2 ** (attempt - 1))))
 
     def _attempt(
-        self, url: str, params: Mapping[str, Any], cap: int, expect: type, validate: _Check, exact: _Exact
+        self, url: str, params: Mapping[str, Any], cap: int, expect: type, validate: _Check, exact: _Exact, sent: Ticket
     ) -> Any:
         """One request; the body is streamed (capped) and the connection released either way. ``exact``:
-        the answer of a 200 body in one exact layout, checked (None for any other: JSON and ``validate``)."""
+        the answer of a 200 body in one exact layout, checked (None for any other: JSON and ``validate``).
+        ``sent`` is released once the answer's head is here (the exchange counted the request before)."""
         try:
             response = self._session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ExchangeUnavailableError(_transport_message(url, exc, self.retries)) from exc
         except requests.RequestException as exc:
             raise BadResponseError(f"{url} sent a broken answer ({type(exc).__name__}: {printable(exc, 160)})") from exc
+        self.limiter.release(sent)
         with response:
             self._observe_weight(response)
             status = response.status_code

@@ -12,11 +12,12 @@ fails at once. Every wait ends at once with ``StopRequested`` when ``stop_event`
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import itertools
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,7 +83,7 @@ class _Window:
     def __init__(self, rate: RateLimit, headroom: float) -> None:
         self.rate = rate
         self.budget = max(1, math.floor(rate.limit * headroom))
-        self._expiries: list[tuple[float, int]] = []  # heap of (expiry, cost) of answered sends
+        self._expiries: deque[tuple[float, int]] = deque()  # (expiry, cost) of answered sends, in order
         self._answered = 0  # the sum of the costs in the heap
         self._in_flight: dict[int, tuple[float, int]] = {}  # ticket -> (sent_at, cost)
         self._in_flight_total = 0
@@ -93,8 +94,7 @@ class _Window:
         """Take over the log of the window this one replaces, re-timed to this span: a budget
         read from exchangeInfo must not forget the sends made before it."""
         shift = self.rate.seconds - old.rate.seconds
-        self._expiries = [(expiry + shift, cost) for expiry, cost in old._expiries]
-        heapq.heapify(self._expiries)
+        self._expiries = deque((expiry + shift, cost) for expiry, cost in old._expiries)
         self._answered = old._answered
         self._in_flight, self._in_flight_total = dict(old._in_flight), old._in_flight_total
         if shift == 0:  # what the exchange reported is only meaningful for the same window
@@ -108,10 +108,11 @@ class _Window:
         others = self._others if now < self._others_until else 0
         return self._answered + self._in_flight_total + others
 
-    def delay(self, weight: int, now: float) -> float:
-        """Seconds until ``weight`` fits in this window (0: now; inf: only when a send in flight returns)."""
+    def delay(self, weight: int, now: float, ahead: Iterable[int] = ()) -> float:
+        """Seconds until ``weight`` fits in this window after the sends ``ahead`` of it (0: now; inf: only
+        when a send in flight returns)."""
         cost = min(self.cost(weight), self.budget)  # a single heavier send goes once the window is empty
-        excess = self.used(now) + cost - self.budget
+        excess = self.used(now) + cost + sum(self.cost(w) for w in ahead) - self.budget
         if excess <= 0:
             return 0.0
         return self._time_to_free(excess, now) - now
@@ -134,12 +135,12 @@ class _Window:
         self._others_until = now + self.rate.seconds + EXPIRY_MARGIN_SECONDS
 
     def _answered_at(self, now: float, cost: int) -> None:
-        heapq.heappush(self._expiries, (now + self.rate.seconds + EXPIRY_MARGIN_SECONDS, cost))
+        bisect.insort(self._expiries, (now + self.rate.seconds + EXPIRY_MARGIN_SECONDS, cost))  # mostly at the end
         self._answered += cost
 
     def _purge(self, now: float) -> None:
         while self._expiries and self._expiries[0][0] <= now:
-            self._answered -= heapq.heappop(self._expiries)[1]
+            self._answered -= self._expiries.popleft()[1]
         stale = [t for t, (sent_at, _) in self._in_flight.items() if now - sent_at > STALE_IN_FLIGHT_SECONDS]
         for ticket_id in stale:
             sent_at, cost = self._in_flight.pop(ticket_id)
@@ -151,7 +152,7 @@ class _Window:
         others_gone = now >= self._others_until
         others = 0 if others_gone else self._others
         freed = 0
-        for expiry, cost in sorted(self._expiries):
+        for expiry, cost in self._expiries:  # in order: a wait reads only the sends it waits for
             if not others_gone and self._others_until <= expiry:
                 freed, others_gone = freed + others, True
                 if freed >= excess:
@@ -183,6 +184,7 @@ class WeightLimiter:
         self.stop_event = stop_event
         self._headroom = headroom
         self._tickets = itertools.count(1)
+        self._queue: dict[int, int] = {}  # ticket id -> weight of each acquire waiting, in arrival order
         self._pause_until = 0.0
         self._banned_until: datetime | None = None
         self._windows: list[_Window] = []
@@ -232,24 +234,33 @@ class WeightLimiter:
 
     def acquire(self, weight: int) -> Ticket:
         """Block until ``weight`` may be sent and reserve it (IPBannedError during a ban); give the
-        ticket to ``release`` when the answer (or the failure) came back."""
-        while True:
+        ticket to ``release`` when the answer (or the failure) came back. Waiters go in the order they
+        came, each waking when the room for it and for those ahead of it is free (not all at each answer)."""
+        with self._lock:
+            ticket_id = next(self._tickets)
+            self._queue[ticket_id] = weight
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    if self._banned_until is not None and self._banned_until > utc_now():
+                        raise IPBannedError(self._banned_until)
+                    delay = self._pause_until - now
+                    if delay <= 0:
+                        ahead = [w for _, w in itertools.takewhile(lambda e: e[0] != ticket_id, self._queue.items())]
+                        delay = max((w.delay(weight, now, ahead) for w in self._windows), default=0.0)
+                    if delay <= 0:
+                        ticket = Ticket(ticket_id, weight, now)
+                        for window in self._windows:
+                            window.reserve(ticket)
+                        return ticket
+                    self.waits += 1
+                # At least 1 ms: a float-sized remainder must not turn into a busy loop. At most
+                # 50 ms while only a send in flight can free room: its answer may come any moment.
+                self.wait(min(max(delay, 0.001), 0.05 if math.isinf(delay) else 1.0))
+        finally:
             with self._lock:
-                now = self._clock()
-                if self._banned_until is not None and self._banned_until > utc_now():
-                    raise IPBannedError(self._banned_until)
-                delay = self._pause_until - now
-                if delay <= 0:
-                    delay = max((w.delay(weight, now) for w in self._windows), default=0.0)
-                if delay <= 0:
-                    ticket = Ticket(next(self._tickets), weight, now)
-                    for window in self._windows:
-                        window.reserve(ticket)
-                    return ticket
-                self.waits += 1
-            # At least 1 ms: a float-sized remainder must not turn into a busy loop. At most
-            # 50 ms while only a send in flight can free room: its answer may come any moment.
-            self.wait(min(max(delay, 0.001), 0.05 if math.isinf(delay) else 1.0))
+                del self._queue[ticket_id]
 
     def release(self, ticket: Ticket) -> None:
         """The answer to ``ticket`` came back: from now on its weight ages out of every window."""

@@ -39,6 +39,21 @@ def test_klines_rows_and_used_weight_header(sandbox, monkeypatch: pytest.MonkeyP
     assert page.equals(expected) and text == rows_text(rows)
 
 
+def test_a_request_ages_out_of_the_window_from_its_answers_head_not_from_its_parsed_body(sandbox) -> None:
+    """The exchange counted the request before it answered: reading and checking a big body must not
+    push the request's expiry (and so every later window) further out."""
+    clock = [1000.0]
+    client = make_client(sandbox.base_url, limiter=WeightLimiter(clock=lambda: clock[0]))
+
+    def slow_reader(body: bytes) -> None:
+        clock[0] += 30.0  # the body read and checked long after its head came
+        return None  # then read as JSON
+
+    client.klines("BTCUSDT", "1h", limit=5, exact=slow_reader)
+    clock[0] = 1000.0 + 60.5  # a window after the head, half a window after the body
+    assert sum(client.limiter.used().values()) == 0
+
+
 def test_rate_limits_are_read_from_exchange_info(sandbox_factory) -> None:
     exchange = sandbox_factory(weight_limit=1200)
     client = make_client(exchange.base_url)

@@ -14,6 +14,7 @@ from crypto_data_export.exchange.client import (
     used_weight_header_seconds,
 )
 from crypto_data_export.exchange.limiter import RAW, WEIGHT, RateLimit, WeightLimiter
+from tests.support import wait_until
 
 
 class FakeClock:
@@ -64,6 +65,32 @@ def test_an_over_budget_cycle_paces_to_the_sliding_window_and_never_exceeds_it()
     first_late = sends[600][0] - sends[0][0]
     assert 60.0 <= first_late <= 60.2
     assert sends[-1][0] - sends[0][0] <= 61.5
+
+
+def test_waiters_go_in_the_order_they_came_each_asleep_until_its_own_turn() -> None:
+    """A full window: a second waiter sleeps until the room for the first one and for itself is free
+    (not until the first answer ages out, to find the first waiter took it: every waiter woke at each answer)."""
+    limiter, clock = make(60)
+    for _ in range(30):
+        send(limiter, clock, 2, latency=1.0)  # answers a second apart: the window frees 2 weight a second
+    gate, slept = threading.Event(), {}
+
+    def sleep(seconds: float) -> None:
+        slept.setdefault(threading.current_thread().name, []).append(seconds)
+        if threading.current_thread().name == "first":
+            gate.wait()  # the first waiter stays asleep, in the queue
+        else:
+            clock.now += seconds
+
+    limiter._sleep = sleep
+    first = threading.Thread(target=limiter.acquire, args=(2,), name="first")
+    first.start()
+    wait_until(lambda: "first" in slept, "the first waiter asleep")
+    limiter.acquire(2)
+    assert 1062.0 <= clock.now <= 1062.1  # the second answer (at 1002) aged out, not only the first (at 1001)
+    gate.set()
+    first.join(5)
+    assert not first.is_alive()
 
 
 def test_headroom_keeps_a_share_of_the_limit_free() -> None:
