@@ -147,6 +147,12 @@ class PeriodInfo:
     written_at: str = ""
     first_open_ms: int | None = None  # from the open_time statistics
     last_open_ms: int | None = None
+    confirmed: list[tuple[int, int, int]] = field(default_factory=list)  # gaps the exchange served empty
+
+    @property
+    def unconfirmed(self) -> list[tuple[int, int, int]]:
+        """The gaps no fetch has confirmed absent: all of them until the period is complete."""
+        return [] if self.complete else [g for g in self.gaps if g not in self.confirmed]
 
     @property
     def missing(self) -> int:
@@ -206,6 +212,7 @@ def _period_info(
         keys["cdx_written_at"],
         first,
         last,
+        [(int(a), int(b), int(c)) for a, b, c in json.loads(keys.get("cdx_confirmed_gaps", "[]"))],
     )
 
 
@@ -357,7 +364,10 @@ class Dataset:
         holes = gaps(opens, series.interval, floor_open_ms(grid_first - 1, series.interval))
         last_close = next_open_ms(floor_open_ms(end - 1, series.interval), series.interval)
         closed = expected_candles(series.interval, start, end, last_close)[0] == expected
-        confirmed = all(confirmed_empty(a, b) for a, b, _ in holes) if confirmed_empty and holes else not holes
+        # A hole counts as confirmed once a fetch that covered it came back without it (kept in the metadata:
+        # a real outage of the exchange in the current period is no alert for the rest of the period).
+        served_empty = [g for g in holes if confirmed_empty is not None and confirmed_empty(g[0], g[1])]
+        confirmed = len(served_empty) == len(holes)
         metadata = {
             "cdx_period_start": str(start),
             "cdx_period_end": str(end),
@@ -366,6 +376,7 @@ class Dataset:
             "cdx_gaps": json.dumps([list(g) for g in holes]),
             "cdx_sources": json.dumps(sources),
             "cdx_complete": "true" if closed and confirmed else "false",
+            "cdx_confirmed_gaps": json.dumps([list(g) for g in served_empty]),
             "cdx_written_at": to_iso(utc_now()) or "",
         }
         with self.store.publishing(path) as target:  # on disk: ``path``; in a bucket: uploaded after
@@ -418,16 +429,19 @@ class Dataset:
                 differ = 0 if old.equals(same) else len(set().union(*differing_rows(old, same).values()))
                 if differ:
                     logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
-                if not differ and both.sum() == len(new) and (info.complete or confirmed_empty is None):
+                if (
+                    not differ
+                    and both.sum() == len(new)
+                    and not _may_confirm(info, series.interval, confirmed_empty, now_ms)
+                ):
                     written.append(info)
                     continue
                 kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
                 ordered = len(kept) == len(stored) - both.sum()
                 new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new])
                 new = new if ordered else new.sort_by("open_time")
-            written.append(
-                self.write_period(series, start, new, sources, confirmed_empty=confirmed_empty, now_ms=now_ms)
-            )
+            confirms = _or_confirmed_before(info, confirmed_empty)
+            written.append(self.write_period(series, start, new, sources, confirmed_empty=confirms, now_ms=now_ms))
         return written
 
     def lock(
@@ -473,6 +487,29 @@ class Dataset:
                     )
                     removed.append(path)
         return removed
+
+
+def _may_confirm(
+    info: PeriodInfo, interval: str, confirmed_empty: Callable[[int, int], bool] | None, now_ms: int | None
+) -> bool:
+    """Whether writing an unchanged stored period again would confirm more of it: a hole newly served
+    empty, or a period that has closed since it was written (then complete if every hole is confirmed)."""
+    if info.complete or confirmed_empty is None:
+        return False
+    closes_at = next_open_ms(floor_open_ms(info.end_ms - 1, interval), interval)
+    return closes_at <= (_ms(utc_now()) if now_ms is None else now_ms) or any(
+        confirmed_empty(a, b) for a, b, _ in info.unconfirmed
+    )
+
+
+def _or_confirmed_before(
+    info: PeriodInfo | None, confirmed_empty: Callable[[int, int], bool] | None
+) -> Callable[[int, int], bool] | None:
+    """``confirmed_empty``, or a hole inside one the stored period already records as served empty."""
+    earlier = info.confirmed if info is not None else []
+    if not earlier:
+        return confirmed_empty
+    return lambda a, b: any(x <= a and b <= y for x, y, _ in earlier) or bool(confirmed_empty and confirmed_empty(a, b))
 
 
 def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_ms: int) -> list[float]:
@@ -581,9 +618,15 @@ class DatasetSink:
         parts = [chunks] if isinstance(chunks, pa.Table) else list(chunks)
         candles = pa.concat_tables(parts).combine_chunks()
         require_forward(last_open_ms(candles), replacing)
-        source = {"kind": "rest", "from_ms": first_open_ms(candles), "until_ms": last_open_ms(candles)}
+        first, last = first_open_ms(candles), last_open_ms(candles)
+        source = {"kind": "rest", "from_ms": first, "until_ms": last}
         series = self.dataset.series_of(symbol, self.interval)
-        info = self.dataset.merge(series, candles, source, now_ms=now_ms, stored_by_start=self.stored)[-1]
+        # A hole between the window's first and last candle was asked for and not served: a stored window
+        # with holes is fetched again whole (newest_valid_export), so only fetched ranges span one.
+        served = functools.partial(lambda f, t, a, b: f <= a and b <= t, first, last)
+        info = self.dataset.merge(
+            series, candles, source, confirmed_empty=served, now_ms=now_ms, stored_by_start=self.stored
+        )[-1]
         verdict = FileValidation(info.path, True, None, info.present, info.first_open_ms, info.last_open_ms)
         verdict.gaps, verdict.missing_candles, verdict.series = info.gaps, info.missing, info.series
         return info.path, verdict

@@ -166,7 +166,7 @@ def series_completeness(dataset: Dataset, series: SeriesId, footers: Footers) ->
             found.unconfirmed += (count := sum(g[2] for g in absent))
             found.periods.append(PeriodCount(period_name(interval, start), count, 0, False))
         ranges += held
-        found.unconfirmed += 0 if info.complete else sum(g[2] for g in held)
+        found.unconfirmed += sum(g[2] for g in info.unconfirmed if g[1] >= first)
         found.periods.append(PeriodCount(info.path.stem, expected, info.present, info.complete))
     found.gaps = _merged(ranges, interval)
     return found

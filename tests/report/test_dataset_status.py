@@ -16,7 +16,7 @@ from crypto_data_export.report.status_page import render_status_page
 from crypto_data_export.report.status_report import build_status_report
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import Settings, load_settings
-from crypto_data_export.store.dataset import Dataset
+from crypto_data_export.store.dataset import Dataset, read_period_info
 from crypto_data_export.store.dataset_completeness import dataset_completeness
 from crypto_data_export.store.run_state import RunState
 from tests.support import HOUR_MS as H
@@ -90,6 +90,11 @@ def test_the_files_layout_report_has_no_dataset_key(tmp_path):
     assert "dataset" not in report
 
 
+def btc_period(folder: Path, open_ms: int) -> Path:
+    year = datetime.fromtimestamp(open_ms / 1000, UTC).year
+    return folder / "dataset" / "market=spot" / "interval=1h" / "symbol=BTCUSDT" / f"{year}.parquet"
+
+
 def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sandbox_factory, capsys):
     """A real cycle (EXPORT_LAYOUT=dataset, 1 day) on an exchange missing 2 hours of BTCUSDT: the status
     JSON, the metrics, the page and --status agree; the history starts at the look-back's first candle."""
@@ -106,16 +111,20 @@ def test_a_cycle_on_an_exchange_with_a_hole_reports_it_everywhere(tmp_path, sand
     assert "status: dataset 2 series, 44 candles, 2 missing, health" in capsys.readouterr().out
     found = read_json(folder / "status_report.json")["dataset"]
     btc, eth = found["series"]["BTCUSDT_1h"], found["series"]["ETHUSDT_1h"]
-    assert (btc["missing"], btc["present"], btc["expected"], btc["complete"]) == (2, 21, 23, False)
+    # The cycle asked for the hole and the exchange served it empty: listed and counted, but confirmed
+    # absent (kept in the period's metadata), so no alert fires for the rest of the open period.
+    assert (btc["missing"], btc["present"], btc["expected"], btc["unconfirmed_missing"]) == (2, 21, 23, 0)
+    assert btc["complete"] and read_period_info(btc_period(folder, hole[0])).confirmed == [(hole[0], hole[0] + H, 2)]
     assert btc["gaps"] == [{"first_missing": ms_to_iso(hole[0]), "last_missing": ms_to_iso(hole[0] + H), "missing": 2}]
     assert (eth["missing"], eth["present"], eth["first_candle"]) == (0, 23, ms_to_iso(now - 23 * H - H // 2))
     metrics = (folder / "metrics" / "exporter.prom").read_text(encoding="utf-8")
     assert 'crypto_exporter_dataset_candles_missing{interval="1h",market="spot",symbol="BTCUSDT"} 2.0' in metrics
+    assert 'crypto_exporter_dataset_candles_unconfirmed{interval="1h",market="spot",symbol="BTCUSDT"} 0.0' in metrics
     page = (folder / "status.html").read_text(encoding="utf-8")
     assert "BTCUSDT" in page and page.count('<svg class="spark"') == 2 and "no data" not in page  # from the periods
     (folder / ".dataset_footers.json").unlink()  # the cycle kept the footers it read; --health writes nothing
     console.print_status(manager.write_status(write=False), as_json=False)
     assert not (folder / ".dataset_footers.json").exists()
     out = capsys.readouterr().out
-    assert "dataset: 2 series, 1 complete; 44 of 46 candles present, 2 missing" in out
+    assert "dataset: 2 series, 2 complete; 44 of 46 candles present, 2 missing" in out
     assert "files: 0" not in out  # the dataset layout keeps no rolling files: no line saying there are none
