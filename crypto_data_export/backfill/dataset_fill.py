@@ -11,7 +11,6 @@ file: a run killed halfway keeps the periods it wrote, and a rerun fetches only 
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from crypto_data_export.core.errors import NoDataError, StopRequested
 from crypto_data_export.core.intervals import first_open_from_ms, floor_open_ms, next_open_ms
 from crypto_data_export.exchange.history import HistoricalDataExporter, SymbolExport
 from crypto_data_export.pipeline.run_summary import SymbolOutcome
-from crypto_data_export.store.dataset import Dataset, PeriodInfo, periods_between
+from crypto_data_export.store.dataset import Dataset, PeriodInfo, fetched_between, periods_between
 
 
 @dataclass
@@ -127,7 +126,7 @@ class DatasetFill:
                 sources, first, empty_from = [empty, *sources], empty_from, None
             # Every hole in the range fetched was served empty: by REST, or in an archive file whose holes
             # REST confirmed (``ArchiveSource._lacks``).
-            fetched = functools.partial(lambda f, end, a, b: f <= a and b < end, first, span[1])
+            fetched = fetched_between(first, span[1])
             written = self.dataset.merge(series, candles, sources, confirmed_empty=fetched, now_ms=server_ms)
             outcome.rows += written[-1].present
         if tally.present < tally.periods:

@@ -489,6 +489,11 @@ class Dataset:
         return removed
 
 
+def fetched_between(first_ms: int, end_ms: int) -> Callable[[int, int], bool]:
+    """``confirmed_empty`` of a fetch that asked for [first_ms, end_ms): a hole inside it was served empty."""
+    return lambda first, last: first_ms <= first and last < end_ms
+
+
 def _may_confirm(
     info: PeriodInfo, interval: str, confirmed_empty: Callable[[int, int], bool] | None, now_ms: int | None
 ) -> bool:
@@ -623,7 +628,7 @@ class DatasetSink:
         series = self.dataset.series_of(symbol, self.interval)
         # A hole between the window's first and last candle was asked for and not served: a stored window
         # with holes is fetched again whole (newest_valid_export), so only fetched ranges span one.
-        served = functools.partial(lambda f, t, a, b: f <= a and b <= t, first, last)
+        served = fetched_between(first, last + 1)
         info = self.dataset.merge(
             series, candles, source, confirmed_empty=served, now_ms=now_ms, stored_by_start=self.stored
         )[-1]
