@@ -81,8 +81,8 @@ class Settings:
     export_layout: str = "files"
     dataset_numbers: str = "float"  # Parquet numbers of both layouts: float64, or exact decimals
     dataset_retention_days: float = 0.0  # dataset periods ending longer ago are removed; 0 keeps all
-    # The dataset's root in object storage (``s3://bucket/prefix``; "" is EXPORT_DIR/dataset on disk), an
-    # S3-compatible endpoint ("" is AWS or AWS_ENDPOINT_URL) and the lifetime of a series' writer lease.
+    # The dataset's root in object storage (``s3://``, ``gs://``, ``az://`` bucket/prefix; "" is EXPORT_DIR/dataset
+    # on disk), the store's endpoint ("" is the provider's, or AWS_ENDPOINT_URL) and a series' writer lease lifetime.
     dataset_url: str = ""
     dataset_endpoint_url: str = ""
     dataset_lease_seconds: float = 600.0
@@ -198,12 +198,12 @@ def _is_http_url(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
-_STORE_URLS = "s3://bucket/prefix (GCS, R2, MinIO, Ceph: with DATASET_ENDPOINT_URL) or file:///folder"
+_STORE_URLS = "s3://, gs:// or az://bucket/prefix (MinIO, R2, emulators: with DATASET_ENDPOINT_URL) or file:///folder"
 
 
 def _is_store_url(url: str) -> bool:
     parsed = urlparse(url)
-    return not url or parsed.scheme == "s3" and bool(parsed.netloc) or parsed.scheme == "file" and url[7:8] == "/"
+    return not url or parsed.scheme in ("s3", "gs", "az") and bool(parsed.netloc) or url.startswith("file:///")
 
 
 def _choice(choices: tuple[str, ...], normal: Callable[[str], str] = str.strip) -> Callable[[str, str], str]:

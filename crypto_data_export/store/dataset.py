@@ -10,8 +10,8 @@ read back by the rule book before it replaces the old one; its footer names the 
 before a file is reused: a foreign one is quarantined, never merged), the period, its expected and
 present candles, its gaps and its sources. The current period, rewritten every cycle, is not compressed
 (a third of zstd's time to write and read back); one that has ended is zstd. One writer per series at a time
-(``lock``). The root may be in an S3 bucket (``DATASET_URL``): every file operation goes through the store
-(``store.dataset_store``).
+(``lock``). The root may be in a bucket (``DATASET_URL``: s3://, gs://): every file operation goes through the
+store (``store.dataset_store``).
 Everything reads and writes the dataset through this module; no other builds its paths.
 """
 
@@ -45,7 +45,7 @@ from crypto_data_export.core.candles import (
     within,
 )
 from crypto_data_export.core.clock import from_ms, ms_to_iso, to_iso, utc_now
-from crypto_data_export.core.errors import InvalidDataError, StorageError
+from crypto_data_export.core.errors import InvalidDataError, StorageError, StoreSetupError
 from crypto_data_export.core.intervals import (
     DAY_MS,
     HOUR_MS,
@@ -57,7 +57,7 @@ from crypto_data_export.core.intervals import (
 from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
-from crypto_data_export.store.dataset_store import LocalStore, S3Store, Store
+from crypto_data_export.store.dataset_store import LocalStore, ObjectStore, Store
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import (
@@ -71,6 +71,7 @@ from crypto_data_export.store.formats.parquet_format import (
 )
 from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
+from crypto_data_export.store.s3_objects import S3Objects
 from crypto_data_export.store.validation import FileValidation
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATASET_FOLDER = "dataset"
+OBJECT_STORES = {"s3": S3Objects}  # DATASET_URL's scheme -> its kind of bucket (dataset_store.Objects)
 _PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
@@ -240,13 +242,15 @@ class Dataset:
 
     @classmethod
     def from_settings(cls, settings: Settings, export_dir: Path | None = None, *, writes: bool = True) -> Dataset:
-        """The dataset of the settings: ``DATASET_URL`` if set (an s3:// store is checked at once, its
+        """The dataset of the settings: ``DATASET_URL`` if set (a bucket is checked at once, its
         conditional writes too if it ``writes``), else ``EXPORT_DIR/dataset`` (a backfill's ``export_dir``)."""
         root, store, url = Path(export_dir or settings.export_dir) / DATASET_FOLDER, None, settings.dataset_url
         if url.startswith("file://"):
             root = Path(url[len("file://") :])
         elif url:
-            store = S3Store(url, settings.dataset_endpoint_url, settings.dataset_lease_seconds)
+            if (kind := OBJECT_STORES.get(url.split("://", 1)[0])) is None:
+                raise StoreSetupError(f"DATASET_URL={url}: no such kind of store here ({', '.join(OBJECT_STORES)})")
+            store = ObjectStore(url, kind(url, settings.dataset_endpoint_url), settings.dataset_lease_seconds)
             store.check(writes)
             root = store.root
         return cls(root, exchange_host(settings.base_url), settings.market, settings.dataset_numbers, store)

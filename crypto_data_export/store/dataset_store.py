@@ -1,28 +1,27 @@
-"""Where the dataset's files live: this machine's disk (``LocalStore``) or an S3 bucket (``S3Store``),
-behind the same few operations ``Dataset`` uses (list, open, publish, move, remove, lock).
+"""Where the dataset's files live: this machine's disk (``LocalStore``) or a bucket of an object store
+(``ObjectStore`` over one ``Objects``: store.s3_objects, store.gcs_objects), behind the same few operations
+``Dataset`` uses (list, open, publish, move, remove, lock).
 
 In the bucket the layout is the one on disk under the URL's prefix, and the guarantees are the same:
 - a period is written to a local temp file and verified there (``ParquetFormat.write``: rule book), then
-  uploaded in ONE ``PutObject`` (a killed upload never makes an object: the store keeps a PUT only once
-  its whole body arrived), with a SHA-256 the store checks, and read back: it counts once the bytes read
-  equal the verified file's;
+  uploaded in ONE put (a killed upload never makes an object: the store keeps a put only once its whole
+  body arrived), with a checksum the store checks, and read back: it counts once the bytes read equal the
+  verified file's;
 - every object we write carries ``cdx-writer`` in its user metadata; one without it is never overwritten,
-  moved or deleted (each write and delete is conditional on the ETag seen, or on no object: If-None-Match);
-- one writer per series: ``<series>/.lease``, taken with ``If-None-Match: *``; one older than its lifetime
-  by the store's clock (its Date header minus the lease's Last-Modified) is taken over with ``If-Match``;
-  renewed (``If-Match``: our ETag) before each upload, so a holder whose lease was taken over writes nothing;
-  released with a conditional delete;
+  moved or deleted (each write and delete is conditional on the version seen, or on no object);
+- one writer per series: ``<series>/.lease``, created only if there is none (If-None-Match: *, GCS
+  generation 0); one older than its lifetime by the store's clock (the answer's time minus the lease's
+  Last-Modified) is taken over on its version; renewed (on our version) before each upload, so a holder
+  whose lease was taken over writes nothing; released with a conditional delete;
 - quarantine: ``<prefix>/.quarantine/<the same relative path>.quarantined``: a dot-folder and no
   ``.parquet`` suffix, so no reader's ``**/*.parquet`` or pyarrow.dataset sees it.
-Objects are read with pyarrow.fs (ranges: a footer costs two small reads); written with boto3 (pyarrow's
-stream can neither carry user metadata nor make a write conditional). Only ``s3://`` has leases.
+Objects are listed and read with pyarrow.fs (ranges: a footer costs two small reads); written with the
+store's own client (pyarrow's stream can neither carry user metadata nor make a write conditional).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import email.utils
 import fnmatch
 import hashlib
 import io
@@ -35,9 +34,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Protocol
 from urllib.parse import urlparse
+
+from pyarrow import fs
 
 from crypto_data_export.core.errors import StopRequested, StorageError, StoreSetupError
 from crypto_data_export.core.file_lock import WAIT_FOREVER, FileLock
@@ -131,96 +134,79 @@ def _stamp(info: os.stat_result) -> Stamp:
     return [info.st_ino, info.st_size, info.st_mtime_ns]
 
 
-class S3Store:
-    """The dataset under ``s3://bucket/prefix``; its paths are ``/bucket/prefix/...`` (``root``)."""
+@dataclass(frozen=True)
+class ObjectHead:
+    version: str  # what a condition names: S3/Azure ETag, GCS generation (as text)
+    metadata: dict[str, str]  # its user metadata (keys lower case)
+    modified: datetime  # Last-Modified, aware UTC, by the store's clock
+    now: datetime  # the store's clock when it answered (its Date header), aware UTC
+
+
+class Objects(Protocol):
+    """One bucket (S3, GCS) or container (Azure) of one kind of store: whole objects, conditional writes
+    (``if_version`` None: only if there is no object; else only if it is still that version), each put with a
+    checksum the store verifies. Other failures: StorageError naming the object; a store that cannot be used
+    (credentials, no bucket, unreachable endpoint): StoreSetupError saying what to fix, from ``check_bucket``."""
+
+    scheme: str  # the URL's scheme: "s3", "gs", "az"
+    bucket: str
+    where: str  # "the store at <endpoint or the provider>", for messages
+
+    def filesystem(self) -> fs.FileSystem: ...  # for listing and ranged reads; its paths are "bucket/key"
+    def check_bucket(self) -> None: ...
+    def head(self, key: str) -> ObjectHead | None: ...  # None: no object
+    def put(self, key: str, body: bytes, metadata: dict[str, str], if_version: str | None) -> str | None: ...
+    def get(self, key: str, if_version: str) -> bytes | None: ...  # put, get: None if the condition failed
+    def delete(self, key: str, if_version: str) -> bool: ...  # False: the condition failed
+    def copy(self, source_key: str, target_key: str, if_version: str) -> None: ...  # metadata kept
+
+
+class ObjectStore:
+    """The dataset under ``scheme://bucket/prefix`` in ``objects``; its paths are ``/bucket/prefix/...``."""
 
     remote = True
     lock_name = LOCK_NAME
     quarantine_suffix = ".quarantined"
 
-    def __init__(self, url: str, endpoint: str = "", lease_seconds: float = 600.0) -> None:
-        parsed = urlparse(url)
-        self.bucket, self.url, self.lease_seconds = parsed.netloc, url.rstrip("/"), lease_seconds
-        self.root = Path("/" + self.bucket) / parsed.path.strip("/")
-        self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
-        self.where = f"the store at {self.endpoint or 'AWS'}"
+    def __init__(self, url: str, objects: Objects, lease_seconds: float = 600.0) -> None:
+        self.objects, self.lease_seconds = objects, lease_seconds
+        self.root = Path("/" + objects.bucket) / urlparse(url).path.strip("/")
         self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this run, in the objects
-        self.leases: dict[Path, str] = {}  # series folder -> our lease's ETag
-        try:
-            import boto3
-            import botocore.config
-            import botocore.exceptions
-            from pyarrow import fs
-        except ImportError as exc:
-            raise StoreSetupError(f"DATASET_URL={url} needs boto3: pip install 'crypto-data-export[s3]'") from exc
-        self._errors = botocore.exceptions
-        config = botocore.config.Config(retries={"max_attempts": 3}, connect_timeout=5, read_timeout=60)
-        self.client = boto3.client("s3", endpoint_url=self.endpoint or None, config=config)
-        scheme: Literal["http", "https"] = "http" if self.endpoint.startswith("http://") else "https"
-        host, region = self.endpoint.split("://", 1)[-1] or None, self.client.meta.region_name or "us-east-1"
-        self.fs = fs.S3FileSystem(endpoint_override=host, scheme=scheme, region=region, connect_timeout=5)
+        self.leases: dict[Path, str] = {}  # series folder -> our lease's version
+        self.fs = objects.filesystem()
 
     def key(self, path: Path) -> str:
-        return str(path.relative_to("/" + self.bucket))
+        return str(path.relative_to("/" + self.objects.bucket))
 
     def name(self, path: Path) -> str:
-        return f"s3://{self.bucket}/{self.key(path)}"
+        return f"{self.objects.scheme}://{self.objects.bucket}/{self.key(path)}"
 
     def check(self, writes: bool = True) -> None:
         """One line (StoreSetupError, exit 2) for wrong credentials, a missing bucket, an unreachable endpoint
-        or (``writes``) a store without conditional writes: a probe object written twice with If-None-Match
-        (the second must be refused: 412), then removed."""
-        self._call("head_bucket")
+        or (``writes``) a store without conditional writes: a probe object created twice (the second must be
+        refused), then removed."""
+        self.objects.check_bucket()
         if writes:
-            probe = self.root / f".cdx-probe-{uuid.uuid4().hex}"
-            first = self._call("put_object", probe, Body=b"", IfNoneMatch="*", **self._marked())
+            probe = self.key(self.root / f".cdx-probe-{uuid.uuid4().hex}")
+            first = self.objects.put(probe, b"", self._marked(), None)
             try:
-                second = self._call("put_object", probe, PRECONDITION, Body=b"", IfNoneMatch="*", **self._marked())
+                second = self.objects.put(probe, b"", self._marked(), None)
             finally:
-                self._call("delete_object", probe, quiet=PRECONDITION, IfMatch=first["ETag"])
+                self.objects.delete(probe, second or first or "")
             if second is not None:
                 raise StoreSetupError(
-                    f"{self.where} accepted a second If-None-Match write of one object: it does not do conditional "
-                    "writes, which the series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match support)"
+                    f"{self.objects.where} accepted a second If-None-Match write of one object: it does not do "
+                    "conditional writes, which the series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match "
+                    "support)"
                 )
 
-    def _call(self, method: str, path: Path | None = None, quiet: tuple[str, ...] = (), **kwargs: Any) -> Any:
-        """A boto3 call on ``path``'s object (None: the bucket); None for an error code in ``quiet``; a store
-        that cannot be used (credentials, bucket, endpoint, no conditions) as StoreSetupError, naming what to
-        fix; any other error as StorageError."""
-        where = {"Bucket": self.bucket} | ({"Key": self.key(path)} if path is not None else {})
-        try:
-            return getattr(self.client, method)(**where, **kwargs)
-        except (self._errors.EndpointConnectionError, self._errors.ConnectTimeoutError) as exc:
-            raise StoreSetupError(f"cannot reach {self.where} ({exc}): check DATASET_ENDPOINT_URL") from exc
-        except self._errors.NoCredentialsError as exc:
-            raise StoreSetupError(f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
-                                  "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc  # fmt: skip
-        except self._errors.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in quiet:
-                return None
-            if code in ("403", "Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise StoreSetupError(
-                    f"the store refused the credentials for {self.url} ({code}): check AWS_ACCESS_KEY_ID, "
-                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
-                ) from exc
-            if code == "NoSuchBucket" or code == "404" and path is None:
-                raise StoreSetupError(
-                    f"the bucket {self.bucket} does not exist at {self.endpoint or 'AWS'}: create it or fix DATASET_URL"
-                ) from exc
-            if code in ("NotImplemented", "501"):
-                raise StoreSetupError(f"{self.where} does not implement {method} with conditions, which the "
-                                      "series' leases need (use S3, MinIO, Ceph or R2)") from exc  # fmt: skip
-            raise StorageError(f"{method} {self.name(path or self.root)}: {code or exc}") from exc
+    def _marked(self, **more: str) -> dict[str, str]:
+        return {MARKER: self.writer, **more}
 
-    def _marked(self, **more: str) -> dict[str, Any]:
-        return {"Metadata": {MARKER: self.writer, **more}}
-
-    def _ours(self, path: Path) -> dict[str, Any] | None:
+    def _ours(self, path: Path) -> ObjectHead | None:
         """The object's head (None: no object); StorageError for an object without our marker."""
-        head = self._call("head_object", path, quiet=NOT_FOUND)
-        if head is not None and MARKER not in head.get("Metadata", {}):
+        head = self.objects.head(self.key(path))
+        if head is not None and MARKER not in head.metadata:
             logger.warning("%s has no %s metadata: not ours, never replaced or removed", self.name(path), MARKER)
             raise StorageError(f"{self.name(path)} was not written by this tool ({MARKER}); it is left alone")
         return head
@@ -241,13 +227,11 @@ class S3Store:
             found = sorted(Path("/" + i.path) for i in infos if fnmatch.fnmatchcase(i.base_name, part))
         return found
 
-    def _selector(self, folder: Path) -> Any:
-        from pyarrow import fs
-
+    def _selector(self, folder: Path) -> fs.FileSelector:
         return fs.FileSelector(str(folder)[1:], allow_not_found=True)
 
     def exists(self, path: Path) -> bool:
-        return self._call("head_object", path, quiet=NOT_FOUND) is not None
+        return self.objects.head(self.key(path)) is not None
 
     def open(self, path: Path, whole: bool = True) -> IO[bytes]:
         """The object for reading (``whole``: fetched in one request, else read by ranges: a footer)."""
@@ -265,8 +249,8 @@ class S3Store:
     @contextlib.contextmanager
     def publishing(self, path: Path) -> Iterator[Path]:
         """A local temp file to write and verify; then the lease is renewed and the file uploaded in one
-        conditional PUT (If-Match the object seen, which must be ours; If-None-Match if none) with a SHA-256
-        the store checks, and read back: it counts once the bytes read are the bytes verified."""
+        conditional put (on the version seen, which must be ours; on no object if none) with a checksum the
+        store verifies, and read back: it counts once the bytes read are the bytes verified (SHA-256)."""
         if path.parent not in self.leases:
             raise StorageError(f"{self.name(path)}: written without its series' lease (a bug); nothing written")
         with tempfile.TemporaryDirectory(prefix="cdx-upload-") as folder:
@@ -274,13 +258,9 @@ class S3Store:
             body = (Path(folder) / path.name).read_bytes()
         self.renew(path.parent)
         head, digest = self._ours(path), hashlib.sha256(body).digest()
-        condition = {"IfMatch": head["ETag"]} if head else {"IfNoneMatch": "*"}
-        checksum = base64.b64encode(digest).decode()
-        answer = self._call(
-            "put_object", path, PRECONDITION, Body=body, ChecksumSHA256=checksum, **condition, **self._marked()
-        )
-        read = answer and self._call("get_object", path, PRECONDITION, IfMatch=answer["ETag"])
-        if not read or hashlib.sha256(read["Body"].read()).digest() != digest:
+        version = self.objects.put(self.key(path), body, self._marked(), head.version if head else None)
+        read = None if version is None else self.objects.get(self.key(path), version)
+        if read is None or hashlib.sha256(read).digest() != digest:
             raise StorageError(f"{self.name(path)} changed while it was uploaded; the series is written again next run")
         logger.info("uploaded %s (%d bytes, read back and verified) by %s", self.name(path), len(body), self.writer)
 
@@ -288,16 +268,15 @@ class S3Store:
         """Copy to ``target``, then delete the original if it is still the object copied (and ours)."""
         if (head := self._ours(path)) is None:
             raise FileNotFoundError(self.name(path))
-        source = {"Bucket": self.bucket, "Key": self.key(path)}
-        self._call("copy_object", target, CopySource=source, CopySourceIfMatch=head["ETag"])
-        self._delete(path, head["ETag"])
+        self.objects.copy(self.key(path), self.key(target), head.version)
+        self._delete(path, head.version)
 
     def remove(self, path: Path) -> bool:
         head = self._ours(path)
-        return head is not None and self._delete(path, head["ETag"])
+        return head is not None and self._delete(path, head.version)
 
-    def _delete(self, path: Path, etag: str) -> bool:
-        if self._call("delete_object", path, PRECONDITION, IfMatch=etag) is None:
+    def _delete(self, path: Path, version: str) -> bool:
+        if not self.objects.delete(self.key(path), version):
             raise StorageError(f"{self.name(path)} changed meanwhile; it is not removed")
         return True
 
@@ -307,7 +286,7 @@ class S3Store:
         for at most its lifetime (a live holder renews it) with ``wait``, then StorageError; ``stop`` ends
         the wait (StopRequested)."""
         deadline = time.monotonic() + self.lease_seconds + LEASE_POLL_SECONDS
-        while (etag := self._take(folder / LOCK_NAME)) is None:
+        while (version := self._take(folder / LOCK_NAME)) is None:
             if not wait:
                 yield False
                 return
@@ -318,7 +297,7 @@ class S3Store:
                 )
             if (stop or threading.Event()).wait(LEASE_POLL_SECONDS):
                 raise StopRequested("stopped on request while waiting for a series' lease")
-        self.leases[folder] = etag
+        self.leases[folder] = version
         try:
             yield True
         finally:
@@ -326,36 +305,32 @@ class S3Store:
             with contextlib.suppress(StorageError):  # taken over after it expired: its new holder's to remove
                 self._delete(folder / LOCK_NAME, held)
 
-    def _put_lease(self, path: Path, **condition: str) -> str | None:
-        """Our lease written under ``condition``; its ETag, None if the condition failed."""
+    def _put_lease(self, path: Path, if_version: str | None) -> str | None:
+        """Our lease written under the condition; its version, None if the condition failed."""
         body = json.dumps({"writer": self.writer, "lease_seconds": self.lease_seconds}).encode()
         lifetime = {"cdx-lease-seconds": f"{self.lease_seconds:g}"}
-        answer = self._call("put_object", path, PRECONDITION, Body=body, **condition, **self._marked(**lifetime))
-        return None if answer is None else str(answer["ETag"])
+        return self.objects.put(self.key(path), body, self._marked(**lifetime), if_version)
 
     def _take(self, path: Path) -> str | None:
         """A new lease, or the expired one taken over (its own lifetime, by the store's clock); None: held."""
-        if (etag := self._put_lease(path, IfNoneMatch="*")) is not None or (head := self._ours(path)) is None:
-            return etag  # (None: released in between; the next poll takes it)
-        date = email.utils.parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"])
-        age, lifetime = (date - head["LastModified"]).total_seconds(), float(head["Metadata"]["cdx-lease-seconds"])
-        if age < lifetime or (etag := self._put_lease(path, IfMatch=head["ETag"])) is None:
+        if (version := self._put_lease(path, None)) is not None or (head := self._ours(path)) is None:
+            return version  # (None: released in between; the next poll takes it)
+        age, lifetime = (head.now - head.modified).total_seconds(), float(head.metadata["cdx-lease-seconds"])
+        if age < lifetime or (version := self._put_lease(path, head.version)) is None:
             return None
         logger.warning(
-            "took over %s: %s's lease expired %.0f s ago", self.name(path), head["Metadata"][MARKER], age - lifetime
+            "took over %s: %s's lease expired %.0f s ago", self.name(path), head.metadata[MARKER], age - lifetime
         )
-        return etag
+        return version
 
     def renew(self, folder: Path) -> None:
-        """Our lease rewritten (If-Match our ETag): StorageError if another writer took it over."""
-        if (etag := self._put_lease(folder / LOCK_NAME, IfMatch=self.leases[folder])) is None:
+        """Our lease rewritten (on our version): StorageError if another writer took it over."""
+        if (version := self._put_lease(folder / LOCK_NAME, self.leases[folder])) is None:
             raise StorageError(
                 f"lost the lease of {self.name(folder)}: it expired (DATASET_LEASE_SECONDS) and another writer "
                 "took it; nothing more is written to the series"
             )
-        self.leases[folder] = etag
+        self.leases[folder] = version
 
 
-PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
-NOT_FOUND = ("404", "NoSuchKey", "NotFound")
-Store = LocalStore | S3Store
+Store = LocalStore | ObjectStore

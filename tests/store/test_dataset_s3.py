@@ -30,8 +30,9 @@ from crypto_data_export.sandbox.fake_exchange import SandboxConfig
 from crypto_data_export.scheduler.manager import ScheduledDataManager
 from crypto_data_export.settings.settings import load_settings
 from crypto_data_export.store.dataset import Dataset
-from crypto_data_export.store.dataset_store import MARKER, S3Store
+from crypto_data_export.store.dataset_store import MARKER, ObjectStore
 from crypto_data_export.store.freqtrade_export import export_freqtrade, export_sources
+from crypto_data_export.store.s3_objects import S3Objects
 from tests.support import HANG_GUARD, cli_env, free_port, run_cli, start_cli, wait_until
 
 OURS = ("ZIPDUSDT", "ZIPEUSDT")
@@ -157,7 +158,8 @@ def test_an_object_without_our_marker_is_never_replaced_and_a_bad_one_of_ours_is
 
 def test_a_live_lease_refuses_a_second_writer_and_an_expired_one_is_taken_over(aws, tmp_path) -> None:
     def store(lease_seconds: float) -> Dataset:
-        bucket = S3Store(f"s3://{aws.bucket}/data", aws.endpoint, lease_seconds)
+        url = f"s3://{aws.bucket}/data"
+        bucket = ObjectStore(url, S3Objects(url, aws.endpoint), lease_seconds)
         return Dataset(bucket.root, "api.binance.com", "spot", store=bucket)
 
     first, second = store(600), store(600)
