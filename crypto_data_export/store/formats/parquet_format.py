@@ -163,7 +163,8 @@ def _schema_problem(schema: pa.Schema) -> str | None:
 def _check_footer_size(source: Source) -> int:
     """The last 8 bytes are the footer's length and ``PAR1``: refuse a forged huge footer
     before pyarrow allocates it. Returns the size."""
-    size = source.seek(0, os.SEEK_END)
+    # (pyarrow's GCS file reads from where it seeks: the end is out of range)
+    size = source.size() if isinstance(source, pa.NativeFile) else source.seek(0, os.SEEK_END)
     if size < 12:
         raise _Unreadable(f"not a readable Parquet file: {size} bytes, too short")
     source.seek(size - 8)
