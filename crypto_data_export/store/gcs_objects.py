@@ -8,16 +8,13 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
 from pyarrow import fs
 
 from crypto_data_export.core.errors import StorageError, StoreSetupError
 from crypto_data_export.store.dataset_store import ObjectHead
-
-T = TypeVar("T")
-TIMEOUT = (5, 60)  # connect, read (seconds)
 
 
 class GcsObjects:
@@ -54,8 +51,11 @@ class GcsObjects:
     def filesystem(self) -> fs.FileSystem:
         host = self.endpoint.split("://", 1)[-1] or None
         scheme = "http" if self.endpoint.startswith("http://") else "https"
-        return _Listing(self, anonymous=bool(host), endpoint_override=host, scheme=scheme,
-                        retry_time_limit=timedelta(seconds=20))  # fmt: skip
+        listing = _Listing(
+            anonymous=bool(host), endpoint_override=host, scheme=scheme, retry_time_limit=timedelta(seconds=20)
+        )
+        listing.objects = self
+        return listing
 
     def check_bucket(self) -> None:
         self._call(None, lambda: list(self.client.list_blobs(self.bucket, max_results=1, **self._limits())))
@@ -91,9 +91,9 @@ class GcsObjects:
                                                               **self._limits()))  # fmt: skip
 
     def _limits(self) -> dict[str, Any]:
-        return {"timeout": TIMEOUT, "retry": self._retry}
+        return {"timeout": (5, 60), "retry": self._retry}  # (connect, read) seconds
 
-    def _call(self, key: str | None, call: Callable[[], T], *quiet: type[Exception]) -> T | None:
+    def _call(self, key: str | None, call: Callable[[], Any], *quiet: type[Exception]) -> Any:
         """``call`` on ``key``'s object (None: the bucket); None for an exception in ``quiet``; a store that
         cannot be used as StoreSetupError, naming what to fix; any other error as StorageError."""
         try:
@@ -119,9 +119,7 @@ class _Listing(fs.GcsFileSystem):
     """pyarrow's GcsFileSystem, whose listing of a folder also names its sub-folders: GCS has none, only the
     prefixes a delimited listing returns, which pyarrow's skips (it sees a folder only by a marker object)."""
 
-    def __init__(self, objects: GcsObjects, **options: Any) -> None:
-        super().__init__(**options)
-        self.objects = objects
+    objects: GcsObjects
 
     def get_file_info(self, what: Any) -> Any:
         if not isinstance(what, fs.FileSelector) or what.recursive:
