@@ -56,6 +56,7 @@ from crypto_data_export.core.intervals import (
 )
 from crypto_data_export.core.rules import check_candles, gaps, grid_steps
 from crypto_data_export.settings.symbols import SYMBOL_PATTERN
+from crypto_data_export.store.azure_objects import AzureObjects
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.dataset_store import LocalStore, Objects, ObjectStore, Store
 from crypto_data_export.store.exports import ExportFile
@@ -82,7 +83,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_FOLDER = "dataset"
 # DATASET_URL's scheme -> its kind of bucket, made from the URL and DATASET_ENDPOINT_URL.
-OBJECT_STORES: dict[str, Callable[[str, str], Objects]] = {"s3": S3Objects, "gs": GcsObjects}
+OBJECT_STORES: dict[str, Callable[[str, str], Objects]] = {"s3": S3Objects, "gs": GcsObjects, "az": AzureObjects}
 _PERIOD_FILE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?\.parquet$")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
