@@ -72,5 +72,6 @@ def configure_logging(export_dir: Path | None, level: str = "INFO", *, console_l
         exporter_log = rotating_log(folder.export_log, numeric, OneLineFormatter(FILE_FORMAT))
         exporter_log.addFilter(lambda record: record.name.startswith(EXPORTER))
         root.addHandler(exporter_log)
-    # urllib3 reports each transport retry; keep them in the file, not on the console.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # urllib3 reports each transport retry, the Azure SDK each request (az:// datasets): warnings only.
+    for noisy in ("urllib3", "azure"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

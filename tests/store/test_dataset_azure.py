@@ -24,6 +24,7 @@ from crypto_data_export.settings.settings import load_settings
 from crypto_data_export.store.azure_objects import AzureObjects
 from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.dataset_store import LOCK_NAME, MARKER, ObjectStore
+from tests.scheduler.test_dataset_bucket import _offline_duckdb
 from tests.store.test_dataset_s3 import NOW, _candles
 from tests.support import cli_env, free_port, run_cli, wait_until
 
@@ -159,8 +160,8 @@ def test_a_store_that_cannot_be_used_says_what_to_fix(
 
 def test_a_series_written_to_a_container_through_the_dataset(objects: AzureObjects, azurite: str, monkeypatch) -> None:
     """DATASET_URL=az://... (the account and key variables, DATASET_ENDPOINT_URL for Azurite): the store is
-    probed for conditional writes, a series is written under its lease, marked, and pyarrow.dataset reads it
-    back from the container; a live lease refuses a second writer, an expired one is taken over."""
+    probed for conditional writes, a series is written under its lease, marked, and pyarrow.dataset and DuckDB
+    read it back from the container; a live lease refuses a second writer, an expired one is taken over."""
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", ACCOUNT)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
@@ -182,6 +183,11 @@ def test_a_series_written_to_a_container_through_the_dataset(objects: AzureObjec
     hive = pads.HivePartitioning.discover(infer_dictionary=True)  # as the README reads the dataset
     read = pads.dataset(f"{objects.bucket}/data", filesystem=objects.filesystem(), partitioning=hive).to_table()
     assert read.num_rows == len(candles) and set(read.column("symbol").to_pylist()) == {"BTCUSDT"}
+    duckdb = _offline_duckdb().connect()  # and DuckDB, through its azure extension (PyPI: duckdb-ext-azure)
+    duckdb.sql("LOAD azure")
+    duckdb.sql(f"CREATE SECRET (TYPE AZURE, CONNECTION_STRING '{connection(azurite)}')")
+    query = f"SELECT count(*), count(DISTINCT open_time) FROM read_parquet('az://{objects.bucket}/data/**/*.parquet')"
+    assert duckdb.sql(query).fetchone() == (len(candles), len(candles))
 
     expired = ObjectStore(f"az://{objects.bucket}/data", AzureObjects(f"az://{objects.bucket}/data", azurite), 0)
     with Dataset(expired.root, "api.binance.com", "spot", store=expired).lock(series, wait=False) as held:
