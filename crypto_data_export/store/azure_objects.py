@@ -21,8 +21,8 @@ CREDENTIALS = "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAM
 
 class AzureObjects:
     """One container; credentials from AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with
-    AZURE_STORAGE_ACCOUNT_KEY (azure-identity's default credential without a key); ``endpoint``: the account's
-    blob endpoint (Azurite ``http://127.0.0.1:10000/devstoreaccount1``, a sovereign cloud)."""
+    AZURE_STORAGE_ACCOUNT_KEY; ``endpoint``: the account's blob endpoint (Azurite
+    ``http://127.0.0.1:10000/devstoreaccount1``, a sovereign cloud)."""
 
     scheme = "az"
 
@@ -39,19 +39,13 @@ class AzureObjects:
         options: dict[str, Any] = {"retry_connect": 0, "initial_backoff": 1, "connection_timeout": 5}
         if connection := env.get("AZURE_STORAGE_CONNECTION_STRING"):
             service = BlobServiceClient.from_connection_string(connection, **options)
-            account, key = service.account_name or "", getattr(service.credential, "account_key", None)
+            account, key = service.account_name, getattr(service.credential, "account_key", None)
         else:
-            account, key = env.get("AZURE_STORAGE_ACCOUNT_NAME", ""), env.get("AZURE_STORAGE_ACCOUNT_KEY") or None
-        if not account:
-            raise StoreSetupError(f"no Azure account for {url}: {CREDENTIALS}")
+            account, key = env.get("AZURE_STORAGE_ACCOUNT_NAME"), env.get("AZURE_STORAGE_ACCOUNT_KEY")
+        if not account or not key:
+            raise StoreSetupError(f"no Azure account key for {url}: {CREDENTIALS}")
         if endpoint or not connection:
-            credential: Any = {"account_name": account, "account_key": key} if key else None
-            if credential is None:
-                try:
-                    from azure.identity import DefaultAzureCredential  # type: ignore[import-untyped, unused-ignore]
-                except ImportError as exc:
-                    raise StoreSetupError(f"no key for the Azure account {account}: {CREDENTIALS}") from exc
-                credential = DefaultAzureCredential()
+            credential = {"account_name": account, "account_key": key}
             service = BlobServiceClient(endpoint or f"https://{account}.blob.core.windows.net", credential, **options)
         self.account, self.key, self.container = account, key, service.get_container_client(self.bucket)
         self.where = f"the store at {service.url.rstrip('/')}"

@@ -13,9 +13,11 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as pads
 import pytest
+from azure.storage.blob import ContainerClient
 from pyarrow import fs
 
 from crypto_data_export.core.errors import StorageError, StoreSetupError
@@ -123,6 +125,21 @@ def test_copy_only_of_the_version_seen_keeping_metadata(objects: AzureObjects) -
     with pytest.raises(StorageError, match="changed meanwhile"):
         objects.copy("data/a.parquet", "data/b.parquet", version)
     assert objects.head("data/b.parquet") is None
+
+
+def test_a_body_changed_on_its_way_is_refused_by_the_service(objects: AzureObjects, azurite: str) -> None:
+    """The put's Content-MD5: the service keeps no body other than the one the checksum was made of."""
+
+    def corrupt(request: Any) -> None:
+        if request.http_request.method == "PUT" and request.http_request.data:
+            request.http_request.data = b"X" + request.http_request.data[1:]
+
+    objects.container = ContainerClient.from_connection_string(
+        connection(azurite), objects.bucket, raw_request_hook=corrupt
+    )
+    with pytest.raises(StorageError, match="upload_blob"):
+        objects.put("data/a.parquet", b"the period", {"cdx-writer": "me"}, None)
+    assert objects.head("data/a.parquet") is None
 
 
 def test_pyarrow_lists_and_reads_the_container(objects: AzureObjects) -> None:
