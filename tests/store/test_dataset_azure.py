@@ -226,3 +226,21 @@ def test_wrong_credentials_are_one_line_and_exit_2_with_nothing_written(
     assert (run.returncode, run.stdout) == (EXIT_USAGE, "")
     assert re.fullmatch(r"error: the store at \S+ refused the credentials for az://\S+ \(\w+\): check .*\n", run.stderr)
     assert not list(objects.container.list_blobs()) and not list(tmp_path.glob("**/*.parquet"))
+
+
+def test_a_cloud_account_is_read_through_its_own_blob_and_dfs_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No emulator: the account in the host name (Azure, or a sovereign cloud's DATASET_ENDPOINT_URL)."""
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    for endpoint, suffix in (
+        ("", "core.windows.net"),
+        ("https://acct.blob.core.chinacloudapi.cn", "core.chinacloudapi.cn"),
+    ):
+        objects = AzureObjects("az://market-data/crypto", endpoint)
+        options = objects.filesystem().__reduce__()[1][0]  # what pyarrow pickles: its options
+        assert objects.where == f"the store at https://acct.blob.{suffix}"
+        assert (options["blob_storage_authority"], options["dfs_storage_authority"]) == (
+            f".blob.{suffix}",
+            f".dfs.{suffix}",
+        )
