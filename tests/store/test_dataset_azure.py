@@ -6,7 +6,6 @@ the ETag, metadata kept, the store's clock) and one line naming what to fix for 
 from __future__ import annotations
 
 import base64
-import fcntl
 import re
 import shutil
 import subprocess
@@ -33,22 +32,27 @@ from tests.support import cli_env, free_port, run_cli, wait_until
 AZURITE = "3.35.0"
 ACCOUNT = "devstoreaccount1"  # Azurite's development account and its published key
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_HOME = Path.home() / ".cache" / "crypto_data_export" / f"azurite-{AZURITE}"
+
+
+def install_azurite() -> None:
+    """Azurite from the npm registry into the user's cache: a set-up step (``.ci/run`` calls it), never a
+    test's, so no test touches the network."""
+    AZURITE_HOME.mkdir(parents=True, exist_ok=True)
+    npm = ["npm", "install", "--prefix", str(AZURITE_HOME), "--no-audit", "--no-fund", f"azurite@{AZURITE}"]
+    subprocess.run(npm, check=True, stdout=subprocess.DEVNULL, timeout=600)
 
 
 def azurite_command() -> Path:
-    """Azurite's blob server, installed from the npm registry once into the user's cache (under a lock: the
-    test workers start together); the tests are skipped, saying why, only where Node.js is absent."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("the Azure tests need Node.js and npm for Azurite (apt-get install nodejs npm)")
-    home = Path.home() / ".cache" / "crypto_data_export" / f"azurite-{AZURITE}"
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (home / "installed").exists():
-            npm = ["npm", "install", "--prefix", str(home), "--no-audit", "--no-fund", f"azurite@{AZURITE}"]
-            subprocess.run(npm, check=True, stdout=subprocess.DEVNULL, timeout=600)
-            (home / "installed").touch()
-    return home / "node_modules" / ".bin" / "azurite-blob"
+    """Azurite's blob server as ``install_azurite`` left it; the tests are skipped, saying how to install it,
+    where it is not (a machine without Node.js)."""
+    command = AZURITE_HOME / "node_modules" / ".bin" / "azurite-blob"
+    if shutil.which("node") is None or not command.exists():
+        pytest.skip(
+            "the Azure tests need Azurite: apt-get install nodejs npm, then python -c "
+            "'from tests.store.test_dataset_azure import install_azurite; install_azurite()' (.ci/run does)"
+        )
+    return command
 
 
 @pytest.fixture(scope="session")
