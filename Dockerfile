@@ -26,7 +26,9 @@ WORKDIR /app
 
 # Dependencies first: this layer is rebuilt only when requirements.txt changes.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt "boto3>=1.36"  # and the [s3] extra: DATASET_URL=s3://
+# And the extras [s3], [gcs], [azure]: a DATASET_URL in any of the three clouds works in the image.
+RUN pip install --no-cache-dir -r requirements.txt \
+    "boto3>=1.36" "google-cloud-storage>=3.0" "azure-storage-blob>=12.19"
 
 # The package, installed as a user installs it (pip install .): the console commands
 # scheduled-data-manager, data-export-service, file-manager and export-historical-data.
