@@ -196,9 +196,9 @@ class ObjectStore:
                     self.objects.delete(probe, version)
             if second is not None:
                 raise StoreSetupError(
-                    f"{self.objects.where} accepted a second If-None-Match write of one object: it does not do "
-                    "conditional writes, which the series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match "
-                    "support)"
+                    f"{self.objects.where} accepted a second create-only write of one object: it does not do "
+                    "conditional writes, which the series' leases need (use a store or version that does: S3, "
+                    "MinIO, Ceph, R2, GCS, Azure)"
                 )
 
     def _marked(self, **more: str) -> dict[str, str]:

@@ -319,8 +319,9 @@ def test_a_store_that_cannot_be_used_is_one_line_and_exit_2_with_nothing_written
         "credentials": f"the store refused the credentials for s3://{aws.bucket}/data (403): "
         "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions",
         "bucket": f"the bucket no-such-bucket does not exist at {endpoint}: create it or fix DATASET_URL",
-        "conditions": f"the store at {endpoint} accepted a second If-None-Match write of one object: it does not do "
-        "conditional writes, which the series' leases need (use S3, MinIO, Ceph or R2 with If-None-Match support)",
+        "conditions": f"the store at {endpoint} accepted a second create-only write of one object: it does not do "
+        "conditional writes, which the series' leases need (use a store or version that does: S3, MinIO, Ceph, R2, "
+        "GCS, Azure)",
         "refused-conditions": f"the store at {endpoint} does not implement put_object with conditions, which the "
         "series' leases need (use S3, MinIO, Ceph or R2)",
         "endpoint": f"cannot reach the store at {endpoint} (",
