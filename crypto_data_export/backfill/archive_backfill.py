@@ -1,17 +1,7 @@
 """Backfill from the exchange's bulk archive, verified by checksum, the rest from REST.
 
-A year of 1m candles is ~526 REST calls per symbol; the archive (``exchange.archive``) serves
-it as one zip per month or day from a CDN with no weight limit. ``--source auto`` takes whole
-past months from monthly files, other past days from daily files (a month not published yet
-day by day), and today and anything unpublished (404) from REST. The file is byte for byte
-the one a REST-only backfill writes: archive rows are read as strings and pass the same checks.
-
-Nothing unverified is used: every zip is streamed to a temp file, its SHA-256 compared with
-the published ``.CHECKSUM``, its structure and rows checked, its candles counted against the
-grid (``_lacks``), before a row is written. A refused file is named in the log and, with ``auto``,
-its period taken from REST; with ``archive`` the symbol fails (exit 1). Verified zips wait in
-the output folder's ``.archive_cache/`` until their symbol's file is written, so a rerun after Ctrl-C
-downloads only what is missing (re-verified against a fresh ``.CHECKSUM``).
+Which file serves which period, the checks before a row is used, the cache and the rerun:
+docs/backfill.md ("Backfill from the archive"). Nothing unverified is ever used.
 """
 
 from __future__ import annotations

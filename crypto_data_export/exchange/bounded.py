@@ -1,11 +1,7 @@
-"""What the exchange sends, read within bounds: bodies, JSON, Retry-After and ban lengths.
-
-A body is read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
-counting the bytes a gzip/deflate body inflates to (no 1 GB gzip bomb ever sits in memory).
-Waits told by headers (a number, an HTTP date; ``inf``, ``nan``, garbage) are clamped.
-Every request has a total deadline (``Deadline``): a read timeout bounds one ``recv`` only, so
-an answer trickling a byte per timeout, or a read under way when SIGTERM comes, is cut short
-by a watchdog that shuts the request's socket.
+"""What the exchange sends, read within bounds: bodies (capped per endpoint, counted inflated),
+JSON, Retry-After and ban lengths (clamped). A read timeout bounds one ``recv`` only, so every
+request also has a total deadline (``Deadline``): a watchdog shuts the socket of an answer that
+trickles past it, or of a read under way when SIGTERM comes.
 """
 
 from __future__ import annotations

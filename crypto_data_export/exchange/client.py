@@ -143,9 +143,7 @@ class _StoppableRetry(Retry):
 
 def usable_server_time(value: Any) -> int | None:
     """An answer's ``serverTime`` if it is a plausible epoch-ms integer (not a bool, not past 9999), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIME_MS:
-        return None
-    return value
+    return value if _is_int(value) and 0 < value <= MAX_TIME_MS else None
 
 
 def build_session(
@@ -267,10 +265,8 @@ class ExchangeClient(SessionClient):
         self._get(self.market.ping_path, {}, expect=dict)
 
     def server_time_ms(self) -> int:
-        body = self._get(self.market.time_path, {}, expect=dict)
-        raw = body.get("serverTime")
-        value = usable_server_time(raw)
-        if value is None:
+        raw = self._get(self.market.time_path, {}, expect=dict).get("serverTime")
+        if (value := usable_server_time(raw)) is None:
             raise BadResponseError(
                 f"{self.base_url}{self.market.time_path} answered without a usable serverTime "
                 f"({printable(repr(raw), 40)})"
@@ -366,10 +362,8 @@ class ExchangeClient(SessionClient):
         self, path: str, params: Mapping[str, Any], *, expect: type, validate: _Check = None, exact: _Exact = None
     ) -> Any:
         url = self.base_url + path
-        weight = self.market.weight(path, dict(params))
-        cap = self.market.body_cap(path, dict(params))
-        rate_limit_waits = 0
-        attempt = 0
+        weight, cap = self.market.weight(path, dict(params)), self.market.body_cap(path, dict(params))
+        rate_limit_waits = attempt = 0
         while True:
             ticket = self.limiter.acquire(weight)
             self.stats.count(path, weight)

@@ -1,13 +1,8 @@
-"""One rate-limit budget shared by every thread that talks to the exchange.
+"""One rate-limit budget shared by every thread that talks to the exchange (docs/performance.md).
 
-An exchange's limit is a budget per window (Binance: 6000 weight per minute), not a rate:
-we burst while the budget has room and pace only beyond it. Each published limit is a
-``_Window``, a sliding log of our sends: reserved when ``acquire`` lets one go (in-flight
-requests count) and dropped ``seconds`` after its answer came back (the exchange saw it
-no later), which is safe for sliding and calendar windows alike. ``X-MBX-USED-WEIGHT-*``
-beyond our own answered sends is someone else's weight on this IP, counted for a whole
-window. A 429 pauses the pool (``Retry-After``, capped); during a 418 ban ``acquire``
-fails at once. Every wait ends at once with ``StopRequested`` when ``stop_event`` is set.
+A limit is a budget per window, not a rate: we burst while it has room and pace only beyond it.
+A send is dropped from a window ``seconds`` after its answer came back (the exchange saw it no
+later): safe for sliding and calendar windows alike. Every wait ends with ``StopRequested`` on a stop.
 """
 
 from __future__ import annotations
