@@ -136,11 +136,8 @@ class ArchiveFetcher:
     """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period,
     whose future gives the verified zip and the bytes downloaded for it (0: kept by an interrupted run).
     The ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
-    not two; no byte of the zip is used before the two agree.
-
-    ``folder`` (the output folder's ``.archive_cache``) keeps verified zips until their symbol is written;
-    its files are ours only by name, a symlink is never followed. The caller holds the run lock.
-    """
+    not two. ``folder``'s files are ours only by name; a symlink is never followed. The caller holds
+    the run lock."""
 
     def __init__(
         self, client: ArchiveClient, folder: Path, workers: int, stop_event: threading.Event, progress: ArchiveProgress

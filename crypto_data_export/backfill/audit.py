@@ -1,13 +1,7 @@
 """``file_manager.py audit``: stored candles against the exchange's current ones; ``--repair``.
 
-The exchange corrects past candles and fills archive holes later, so a file that was verified
-when written can differ from the exchange today. Each stored unit (a dataset period; in the
-files layout, a series' newest valid file) is compared numerically (float64 of the exchange's
-text) with REST pages of its range, through the one client and limiter, and with the verified
-archive zips (``ArchiveFetcher``) of the closed days or months inside it. Candles newer than the
-series' newest stored one are not findings: the next cycle appends them. ``repair`` replaces a
-unit that differs from REST, the exchange's current truth (also where the archive disagrees),
-with REST's candles, verified and atomic; the old file goes to quarantine.
+The exchange corrects past candles and fills archive holes later, so a file verified when written
+can differ today. What is compared with what, and what a repair replaces: docs/dataset.md ("Audit").
 """
 
 from __future__ import annotations

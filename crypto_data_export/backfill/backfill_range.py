@@ -2,8 +2,6 @@
 
 Judged before any request, against this machine's clock, so that a range the exchange cannot
 serve never costs a call; each error is one line naming the flag (SettingsError, exit 2).
-A future ``--end`` is cut to now; ``--end`` alone counts ``--days`` back; ``--start`` with
-``--days`` is refused (two answers to one question).
 """
 
 from __future__ import annotations
