@@ -198,12 +198,9 @@ def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
 
 
 def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> datetime:
-    """When a 418 ban ends: Retry-After, else the epoch ms in the message, else 2 minutes.
-
-    Between 1 second and 3 days (Binance's longest): a "ban" of ten years must not silence
-    the exporter for good. Rounded up to a whole second, as state.json keeps it: a restart
-    must never wake up before the exchange lifts the ban (a request then extends it).
-    """
+    """When a 418 ban ends: Retry-After, else the epoch ms in the message, else 2 minutes; between
+    1 second and 3 days (a "ban" of ten years must not silence the exporter for good), rounded up to
+    a whole second as state.json keeps it (a restart must never wake up before the ban ends)."""
     now = now or utc_now()
     match = _BANNED_UNTIL_RE.search(body)
     in_body = int(match[1]) / 1000 - now.timestamp() if match else None

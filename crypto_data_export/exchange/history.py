@@ -1,14 +1,10 @@
 """Historical klines -> candle tables: closed candles only, incremental, paginated.
 
-Only candles closed by the *exchange's* clock are kept (a skewed local clock cannot let an
-unfinished candle into a file), and only what is missing after the previous file's candles
-is asked for, from its newest candle on (one candle more): the file is reused only if that
-candle is the exchange's (else ``SymbolExport.mismatch`` says why, and the window is fetched
-again). Pages are trusted within bounds, never repaired: at most the rows asked for, the rule
-book inside the window asked for, and no candle further ahead of *this machine's* clock than
-``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles). A long window's
-pages are cut on the interval grid (so their number is bounded by the window) and asked for in
-parallel, under the one limiter; a stop request (SIGTERM) ends paging between pages.
+Only candles closed by the *exchange's* clock are kept, and only what is missing is asked for,
+from the previous file's newest candle on: the file is reused only if that candle is the
+exchange's (else ``SymbolExport.mismatch`` says why). Pages are trusted within bounds, never
+repaired: at most the rows asked for, the rule book inside the span asked for, and no candle
+further ahead of *this machine's* clock than ``max_ahead_of_local_ms``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""A symbol universe: which symbols the exchange itself says to export.
-
-``EXPORT_QUOTE_ASSET=USDT``: every TRADING symbol quoted in USDT in the full exchangeInfo;
-``EXPORT_TOP_N=50``: the 50 of them with the largest 24 h quote volume (ties by name).
-``fetch_universe`` makes the two calls; the selection itself is pure. A symbol or ticker
-row that breaks our rules is skipped, never a crash: one log line counts them all (with examples).
+"""A symbol universe: which symbols the exchange itself says to export (EXPORT_QUOTE_ASSET,
+EXPORT_TOP_N: docs/data-products.md). ``fetch_universe`` makes the calls; the selection is pure.
+A row that breaks our rules is skipped, never a crash: one log line counts them all.
 """
 
 from __future__ import annotations
