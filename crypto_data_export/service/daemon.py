@@ -1,10 +1,7 @@
 """Run the scheduler in the background: start, stop, status, restart, systemd unit.
 
-The pidfile is only a hint (PIDs are reused): nothing is signalled unless the process
-runs our scheduler (``is_manager_process``), started when the pidfile says, and serves
-this export folder. A pidfile that is a symlink, holds garbage or names a dead, foreign
-or other folder's process is reported and removed, and no process is touched. ``start``
-also refuses while a loop started by hand (named in ``state.json``) serves the folder.
+The pidfile is only a hint (PIDs are reused): nothing is signalled unless the process runs our
+scheduler, started when the pidfile says, and serves this export folder (``inspect``).
 ``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch)."""
 
 from __future__ import annotations
