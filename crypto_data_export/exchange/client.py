@@ -321,9 +321,7 @@ class ExchangeClient(SessionClient):
         midpoint = (before + time.time()) / 2
         limit = self.load_rate_limits(info=info)
         value = usable_server_time(info.get("serverTime"))
-        if value is None:
-            return self.sync_clock(), limit
-        return self._adopt_clock(value, midpoint), limit
+        return (self.sync_clock() if value is None else self._adopt_clock(value, midpoint)), limit
 
     def _adopt_clock(self, server_ms: int, midpoint: float) -> int:
         """The exchange said ``server_ms`` at about ``midpoint`` (our epoch seconds)."""

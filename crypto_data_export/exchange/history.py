@@ -134,15 +134,10 @@ class HistoricalDataExporter:
         known_empty: tuple[int, int] | None = None,
         window: tuple[int, int] | None = None,
     ) -> SymbolExport:
-        """Decide what to reuse from ``previous`` and where fetching starts.
-
-        ``window``: explicit open times [start, end) (a backfill's ``--start``/``--end``)
-        instead of the look-back from the server time; the last closed candle still ends it.
-
-        ``known_empty``: (from, to) open times between which an earlier run found no candle;
-        when it covers the head of the window before the reused candles, that head is not
-        asked again (the past does not change), so the steady state stays one request.
-        """
+        """Decide what to reuse from ``previous`` and where fetching starts. ``window``: explicit open
+        times [start, end) (a backfill's range) instead of the look-back; the last closed candle still
+        ends it. ``known_empty``: (from, to) open times where an earlier run found no candle; covering
+        the window's head before the reused candles, that head is not asked again (one request a cycle)."""
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         self._check_clock(self.last_closed_open_ms(now_ms), now_ms, "a time of")  # before any request
         start_ms = self.window_start_ms(now_ms, lookback_days, window)  # candles opened in the look-back
@@ -168,14 +163,10 @@ class HistoricalDataExporter:
         )
 
     def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pa.Table]:
-        """The window's head if the look-back grew, the reused candles, then each
-        fetched page: already sorted and unique. ``fetch`` gives the candles of a range
-        (a source's: the archive, a journal); by default REST pages (``pages_of``).
-
-        Yielding pages one by one lets a year of 1m candles go to disk without
-        ever sitting whole in memory. Raises NoDataError when nothing at all
-        is closed in the window, so that no empty file is ever written.
-        """
+        """The window's head if the look-back grew, the reused candles, then each fetched page (sorted,
+        unique; one by one: a year of 1m never sits whole in memory). ``fetch`` gives the candles of a
+        range (the archive, a journal; by default REST pages, ``pages_of``). NoDataError when nothing is
+        closed in the window, so that no empty file is ever written."""
         assert export.requested_from_ms is not None
         if fetch is None:
             fetch = functools.partial(self.pages_of, export)

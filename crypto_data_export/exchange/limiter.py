@@ -51,9 +51,7 @@ def clamp_limit(limit: int, seconds: float) -> int:
     """A limit over any window, clamped as its per-minute equivalent would be."""
     per_minute = min(limit, 10**12) * 60 / seconds
     clamped = clamp_weight_limit(max(1, round(per_minute)))
-    if clamped == round(per_minute):
-        return max(1, limit)
-    return max(1, math.floor(clamped * seconds / 60))
+    return max(1, limit) if clamped == round(per_minute) else max(1, math.floor(clamped * seconds / 60))
 
 
 @dataclass(frozen=True)
@@ -110,9 +108,7 @@ class _Window:
         when a send in flight returns)."""
         cost = min(self.cost(weight), self.budget)  # a single heavier send goes once the window is empty
         excess = self.used(now) + cost + sum(self.cost(w) for w in ahead) - self.budget
-        if excess <= 0:
-            return 0.0
-        return self._time_to_free(excess, now) - now
+        return 0.0 if excess <= 0 else self._time_to_free(excess, now) - now
 
     def reserve(self, ticket: Ticket) -> None:
         cost = self.cost(ticket.weight)

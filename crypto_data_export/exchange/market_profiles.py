@@ -51,9 +51,7 @@ class MarketProfile:
         return self.page_limit or self.max_klines_limit
 
     def weight(self, path: str, params: dict[str, object]) -> int:
-        if path == self.klines_path:
-            return self.klines_weight(_limit_of(params))
-        return self.weights.get(path, 1)
+        return self.klines_weight(_limit_of(params)) if path == self.klines_path else self.weights.get(path, 1)
 
     def body_cap(self, path: str, params: dict[str, object]) -> int:
         """Bytes of (decoded) body this request may bring back at most."""
