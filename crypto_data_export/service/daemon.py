@@ -24,12 +24,7 @@ from crypto_data_export.core.file_lock import FileLock
 from crypto_data_export.core.logfiles import open_log_append
 from crypto_data_export.core.processes import MANAGER_COMMAND, MANAGER_SCRIPT, is_manager_process, process_start_ticks
 from crypto_data_export.core.text import printable
-from crypto_data_export.service.inspect import (
-    format_duration,
-    inspect_service,
-    loop_serving,
-    summarize_status_report,
-)
+from crypto_data_export.service.inspect import format_duration, inspect_service, loop_serving, summarize_status_report
 from crypto_data_export.service.pidfile import remove_pidfile, write_pidfile
 from crypto_data_export.service.service_log import ServiceLog
 from crypto_data_export.service.systemd_unit import UNIT_NAME, render_unit
