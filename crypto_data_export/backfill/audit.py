@@ -277,11 +277,10 @@ def audit(
     with ExitStack() as stack:
         if repair and dataset is None:  # the files layout's writers hold the run lock
             stack.enter_context(RunLock(settings.export_dir))
-        units = (
-            dataset_units(dataset, settings.export_dir, settings.market)
-            if dataset
-            else files_units(FileManager.from_settings(settings))
-        )
+        if dataset:
+            units = dataset_units(dataset, settings.export_dir, settings.market)
+        else:
+            units = files_units(FileManager.from_settings(settings))
         stored, seed = len(units), random.randrange(1 << 32) if seed is None else seed
         if sample is not None:
             units = [units[i] for i in sorted(random.Random(seed).sample(range(stored), min(sample, stored)))]
