@@ -205,8 +205,7 @@ class ArchiveFetcher:
                 actual = self.client.download(
                     period, handle, on_bytes=self.progress.add_bytes, should_stop=self.stop_event.is_set
                 )
-            expected = checksum.result()
-            if expected is None:
+            if (expected := checksum.result()) is None:
                 raise ArchiveUnusable(period, NO_CHECKSUM)
             check_digest(period, expected, actual)
             with open(part, "rb") as handle:
@@ -277,8 +276,7 @@ class ArchiveSource:
                 frame = read_period_frame(handle, period)
                 digest = sha256_of(handle)  # verified against the .CHECKSUM as it was kept
             frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
-            lacks = self._lacks(period, span, frame)
-            if lacks:
+            if lacks := self._lacks(period, span, frame):
                 raise ArchiveUnusable(period, lacks)
         except ArchiveNotPublished:
             if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:

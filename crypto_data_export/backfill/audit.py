@@ -200,8 +200,7 @@ def files_units(files: FileManager) -> list[Unit]:
 
 
 def _load_file(files: FileManager, symbol: str) -> Stored | None:
-    kept = files.newest_valid_export(symbol, quarantine=False)
-    if kept is None:
+    if (kept := files.newest_valid_export(symbol, quarantine=False)) is None:
         return None
 
     def replace(candles: pa.Table, why: str) -> Path:
@@ -215,8 +214,7 @@ def _load_file(files: FileManager, symbol: str) -> Stored | None:
 def audit_unit(unit: Unit, client: ExchangeClient, fetcher: ArchiveFetcher, server_ms: int, repair: bool) -> None:
     """Compare one unit with REST (one client) and the archive (verified zips in a temporary folder)."""
     try:
-        stored = unit.load()
-        if stored is None:
+        if (stored := unit.load()) is None:
             unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
             return
         unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"

@@ -33,8 +33,7 @@ class BackfillRange:
 
 def parse_moment(flag: str, text: str) -> datetime:
     """``2024-01-01`` / ISO time (no offset: UTC) -> aware UTC datetime; SettingsError naming ``flag`` otherwise."""
-    moment = from_iso(text.strip())
-    if moment is None:
+    if (moment := from_iso(text.strip())) is None:
         raise SettingsError(f"{flag} {text!r} is not {_FORMATS}")
     return moment
 
