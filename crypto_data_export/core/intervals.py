@@ -58,8 +58,7 @@ def _month_start(ms: int, months_ahead: int = 0) -> int:
 
 def floor_open_ms(ms: int, interval: str) -> int:
     """Open time of the candle that contains ``ms``."""
-    length = INTERVAL_MS[interval]
-    if length is None:
+    if (length := INTERVAL_MS[interval]) is None:
         return _month_start(ms)
     anchor = grid_anchor_ms(interval)
     return (ms - anchor) // length * length + anchor

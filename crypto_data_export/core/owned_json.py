@@ -47,8 +47,7 @@ def ownership_problem(data: Any) -> str | None:
     """None if ``data`` is a JSON object carrying our marker, else why it is not ours."""
     if not isinstance(data, dict):
         return f"it holds a JSON {type(data).__name__}, not an object"
-    writer = data.get(WRITER_KEY)
-    if writer is None:
+    if (writer := data.get(WRITER_KEY)) is None:
         return f"it has no {WRITER_KEY!r} marker"
     if writer != WRITER:
         return f"its {WRITER_KEY!r} is {str(writer)[:40]!r}, not {WRITER!r}"
