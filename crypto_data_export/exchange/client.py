@@ -179,8 +179,7 @@ def build_session(
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
+    if bundle := os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
         session.verify = bundle
     session.trust_env = False
     return session
@@ -302,8 +301,7 @@ class ExchangeClient(SessionClient):
                 "not trusted)",
                 *(self.base_url, published, clamp_weight_limit(published), MIN_WEIGHT_LIMIT, MAX_WEIGHT_LIMIT),
             )
-        rates = rate_limits_from_exchange_info(info)
-        if rates:
+        if rates := rate_limits_from_exchange_info(info):
             self.limiter.set_limits(rates)
         return self.limiter.limit
 

@@ -116,8 +116,7 @@ class _Window:
         self._in_flight_total += cost
 
     def release(self, ticket: Ticket, now: float) -> None:
-        entry = self._in_flight.pop(ticket.ticket_id, None)
-        if entry is not None:
+        if (entry := self._in_flight.pop(ticket.ticket_id, None)) is not None:
             self._in_flight_total -= entry[1]
             self._answered_at(now, entry[1])
 
@@ -264,8 +263,7 @@ class WeightLimiter:
 
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds``, unless a stop is (or becomes) requested: then raise StopRequested."""
-        stop = self.stop_event
-        if stop is None:
+        if (stop := self.stop_event) is None:
             self._sleep(seconds)
         elif stop.is_set() or stop.wait(seconds):
             raise StopRequested("stop requested while waiting for the exchange; the symbol was not finished")

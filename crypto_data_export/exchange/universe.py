@@ -105,14 +105,12 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
     volumes: dict[str, Decimal] = {}
     skipped: list[object] = []
     for row in rows:
-        parsed = quote_volume(row)
-        if parsed is None:
+        if (parsed := quote_volume(row)) is None:
             skipped.append(row)
         elif parsed[0] in wanted:
             volumes[parsed[0]] = parsed[1]
     _log_skipped("24h ticker rows", "not a usable symbol and quoteVolume", skipped)
-    unranked = sorted(wanted - volumes.keys())
-    if unranked:
+    if unranked := sorted(wanted - volumes.keys()):
         more = f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""
         logger.info(
             "24h ticker has no usable row for %d symbols (not ranked): %s",
