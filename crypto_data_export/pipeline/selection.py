@@ -45,8 +45,7 @@ def listed_plan(symbols: Sequence[str]) -> SymbolPlan:
 
 def resolve_plan(settings: Settings, client: ExchangeClient, listed: Sequence[str]) -> SymbolPlan:
     """The cycle's symbols now; ExchangeError if the exchange cannot tell."""
-    rule = universe_rule(settings)
-    if rule is None:
+    if (rule := universe_rule(settings)) is None:
         return listed_plan(listed)
     universe = fetch_universe(client, rule)
     selected = dict.fromkeys(listed, LISTED) | {s: rule.label for s in universe.symbols if s not in listed}
