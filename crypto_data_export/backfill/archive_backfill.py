@@ -390,7 +390,7 @@ def archive_backfill(
             fetcher = ArchiveFetcher(archive, folder.archive_cache, settings.workers, stop_event, progress)
             stack.callback(fetcher.close)
             candles = ArchiveSource(fetcher, journals, client, strict=source == "archive")
-        job = ExportJob(
+        report = ExportJob(
             settings,
             files,
             client,
@@ -401,8 +401,7 @@ def archive_backfill(
             window=window,
             backfill=True,
             fill=None if fill is None else functools.partial(fill, candles),
-        )
-        report = job.run(settings.symbols)
+        ).run(settings.symbols)
     for outcome in report.failed if stop_event.is_set() else []:
         outcome.error_kind = "stopped"
         outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"
