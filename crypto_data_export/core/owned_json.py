@@ -1,9 +1,8 @@
 """Our JSON files (``state.json``, ``status_report.json``): marked, read warily, never clobbered.
 
-Only a file with our marker (``"writer": "crypto-data-export"`` and a format version) is
-ours to replace; anything else (another program's, an older version's, a hand-made one)
-is renamed aside (``state.json.foreign-20260101T000000Z``), never deleted or overwritten.
-Reading never follows a symlink, never blocks on a FIFO and refuses oversized files."""
+Only a file with our marker is ours to replace; anything else is renamed aside, never deleted or
+overwritten (docs/files.md, "Our marker"). Reading never follows a symlink, never blocks on a FIFO
+and refuses oversized files."""
 
 from __future__ import annotations
 
