@@ -164,7 +164,7 @@ class ArchiveFetcher:
         self.unreachable: ArchiveUnavailable | None = None
 
     def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[tuple[Path, int]]]:
-        self.progress.planned(len(periods))
+        self.progress.count(planned=len(periods))
         return {period: self._pool.submit(self._fetch, period) for period in periods}
 
     def close(self) -> None:
@@ -190,7 +190,7 @@ class ArchiveFetcher:
                 self.unreachable = self.unreachable or exc
             raise
         finally:
-            self.progress.period_done()
+            self.progress.count(done=1)
 
     def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> tuple[Path, int]:
         target = self.folder / period.zip_name
