@@ -1,7 +1,8 @@
-"""What the exchange sends, read within bounds: bodies (capped per endpoint, counted inflated),
-JSON, Retry-After and ban lengths (clamped). A read timeout bounds one ``recv`` only, so every
-request also has a total deadline (``Deadline``): a watchdog shuts the socket of an answer that
-trickles past it, or of a read under way when SIGTERM comes.
+"""What the exchange sends, read within bounds: bodies, JSON, Retry-After and ban lengths.
+
+Bodies are capped per endpoint (counted inflated), told waits clamped. A read timeout bounds one
+``recv`` only, so every request also has a total deadline (``Deadline``): a watchdog shuts the socket
+of an answer that trickles past it, or of a read under way when SIGTERM comes.
 """
 
 from __future__ import annotations

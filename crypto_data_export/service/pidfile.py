@@ -1,4 +1,5 @@
-"""The service's pidfile: written atomically, read without trusting it, removed safely.
+"""The service's pidfile: written atomically, read without trusting it (never through a symlink,
+never blocking on a FIFO), removed safely.
 
 The first line is the PID (``head -1`` gives it); the next record the folder that process
 serves and when it started (clock ticks since boot), so a copied pidfile or a reused PID is
