@@ -1,17 +1,7 @@
 """Backfill from the exchange's bulk archive, verified by checksum, the rest from REST.
 
-A year of 1m candles is ~526 REST calls per symbol; the archive (``exchange.archive``) serves
-it as one zip per month or day from a CDN with no weight limit. ``--source auto`` takes whole
-past months from monthly files, other past days from daily files (a month not published yet
-day by day), and today and anything unpublished (404) from REST. The file is byte for byte
-the one a REST-only backfill writes: archive rows are read as strings and pass the same checks.
-
-Nothing unverified is used: every zip is streamed to a temp file, its SHA-256 compared with
-the published ``.CHECKSUM``, its structure and rows checked, its candles counted against the
-grid (``_lacks``), before a row is written. A refused file is named in the log and, with ``auto``,
-its period taken from REST; with ``archive`` the symbol fails (exit 1). Verified zips wait in
-the output folder's ``.archive_cache/`` until their symbol's file is written, so a rerun after Ctrl-C
-downloads only what is missing (re-verified against a fresh ``.CHECKSUM``).
+Which file serves which period, the checks before a row is used, the cache and the rerun:
+docs/backfill.md ("Backfill from the archive"). Nothing unverified is ever used.
 """
 
 from __future__ import annotations
@@ -146,11 +136,8 @@ class ArchiveFetcher:
     """Checksum, download (streamed to a temp file), verify, keep in ``folder``: one task per period,
     whose future gives the verified zip and the bytes downloaded for it (0: kept by an interrupted run).
     The ``.CHECKSUM`` is asked for (a second pool) while the zip streams: one round trip of latency,
-    not two; no byte of the zip is used before the two agree.
-
-    ``folder`` (the output folder's ``.archive_cache``) keeps verified zips until their symbol is written;
-    its files are ours only by name, a symlink is never followed. The caller holds the run lock.
-    """
+    not two. ``folder``'s files are ours only by name; a symlink is never followed. The caller holds
+    the run lock."""
 
     def __init__(
         self, client: ArchiveClient, folder: Path, workers: int, stop_event: threading.Event, progress: ArchiveProgress
@@ -177,7 +164,7 @@ class ArchiveFetcher:
         self.unreachable: ArchiveUnavailable | None = None
 
     def submit(self, periods: list[ArchivePeriod]) -> dict[ArchivePeriod, Future[tuple[Path, int]]]:
-        self.progress.planned(len(periods))
+        self.progress.count(planned=len(periods))
         return {period: self._pool.submit(self._fetch, period) for period in periods}
 
     def close(self) -> None:
@@ -203,7 +190,7 @@ class ArchiveFetcher:
                 self.unreachable = self.unreachable or exc
             raise
         finally:
-            self.progress.period_done()
+            self.progress.count(done=1)
 
     def _fetch_verified(self, period: ArchivePeriod, checksum: Future[str | None]) -> tuple[Path, int]:
         target = self.folder / period.zip_name
@@ -218,8 +205,7 @@ class ArchiveFetcher:
                 actual = self.client.download(
                     period, handle, on_bytes=self.progress.add_bytes, should_stop=self.stop_event.is_set
                 )
-            expected = checksum.result()
-            if expected is None:
+            if (expected := checksum.result()) is None:
                 raise ArchiveUnusable(period, NO_CHECKSUM)
             check_digest(period, expected, actual)
             with open(part, "rb") as handle:
@@ -290,8 +276,7 @@ class ArchiveSource:
                 frame = read_period_frame(handle, period)
                 digest = sha256_of(handle)  # verified against the .CHECKSUM as it was kept
             frame = candles_in_window(frame, span.start_ms, export.server_time_ms, span.end_ms)
-            lacks = self._lacks(period, span, frame)
-            if lacks:
+            if lacks := self._lacks(period, span, frame):
                 raise ArchiveUnusable(period, lacks)
         except ArchiveNotPublished:
             if period.kind == "monthly" and period.end_ms > day_bounds(export.server_time_ms)[0] - RECENT_MS:
@@ -405,7 +390,7 @@ def archive_backfill(
             fetcher = ArchiveFetcher(archive, folder.archive_cache, settings.workers, stop_event, progress)
             stack.callback(fetcher.close)
             candles = ArchiveSource(fetcher, journals, client, strict=source == "archive")
-        job = ExportJob(
+        report = ExportJob(
             settings,
             files,
             client,
@@ -416,8 +401,7 @@ def archive_backfill(
             window=window,
             backfill=True,
             fill=None if fill is None else functools.partial(fill, candles),
-        )
-        report = job.run(settings.symbols)
+        ).run(settings.symbols)
     for outcome in report.failed if stop_event.is_set() else []:
         outcome.error_kind = "stopped"
         outcome.error = "stopped on request; rerun to resume (verified archive files and fetched pages are kept)"

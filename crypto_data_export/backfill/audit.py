@@ -1,13 +1,7 @@
 """``file_manager.py audit``: stored candles against the exchange's current ones; ``--repair``.
 
-The exchange corrects past candles and fills archive holes later, so a file that was verified
-when written can differ from the exchange today. Each stored unit (a dataset period; in the
-files layout, a series' newest valid file) is compared numerically (float64 of the exchange's
-text) with REST pages of its range, through the one client and limiter, and with the verified
-archive zips (``ArchiveFetcher``) of the closed days or months inside it. Candles newer than the
-series' newest stored one are not findings: the next cycle appends them. ``repair`` replaces a
-unit that differs from REST, the exchange's current truth (also where the archive disagrees),
-with REST's candles, verified and atomic; the old file goes to quarantine.
+The exchange corrects past candles and fills archive holes later, so a file verified when written
+can differ today. What is compared with what, and what a repair replaces: docs/dataset.md ("Audit").
 """
 
 from __future__ import annotations
@@ -206,8 +200,7 @@ def files_units(files: FileManager) -> list[Unit]:
 
 
 def _load_file(files: FileManager, symbol: str) -> Stored | None:
-    kept = files.newest_valid_export(symbol, quarantine=False)
-    if kept is None:
+    if (kept := files.newest_valid_export(symbol, quarantine=False)) is None:
         return None
 
     def replace(candles: pa.Table, why: str) -> Path:
@@ -221,8 +214,7 @@ def _load_file(files: FileManager, symbol: str) -> Stored | None:
 def audit_unit(unit: Unit, client: ExchangeClient, fetcher: ArchiveFetcher, server_ms: int, repair: bool) -> None:
     """Compare one unit with REST (one client) and the archive (verified zips in a temporary folder)."""
     try:
-        stored = unit.load()
-        if stored is None:
+        if (stored := unit.load()) is None:
             unit.notes.append("no valid file to audit any more (quarantined or removed meanwhile)")
             return
         unit.label += "" if unit.label.endswith(stored.path.name) else f" ({stored.path.name})"
@@ -283,11 +275,10 @@ def audit(
     with ExitStack() as stack:
         if repair and dataset is None:  # the files layout's writers hold the run lock
             stack.enter_context(RunLock(settings.export_dir))
-        units = (
-            dataset_units(dataset, settings.export_dir, settings.market)
-            if dataset
-            else files_units(FileManager.from_settings(settings))
-        )
+        if dataset:
+            units = dataset_units(dataset, settings.export_dir, settings.market)
+        else:
+            units = files_units(FileManager.from_settings(settings))
         stored, seed = len(units), random.randrange(1 << 32) if seed is None else seed
         if sample is not None:
             units = [units[i] for i in sorted(random.Random(seed).sample(range(stored), min(sample, stored)))]

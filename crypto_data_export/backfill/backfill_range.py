@@ -2,8 +2,6 @@
 
 Judged before any request, against this machine's clock, so that a range the exchange cannot
 serve never costs a call; each error is one line naming the flag (SettingsError, exit 2).
-A future ``--end`` is cut to now; ``--end`` alone counts ``--days`` back; ``--start`` with
-``--days`` is refused (two answers to one question).
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ class BackfillRange:
 
 def parse_moment(flag: str, text: str) -> datetime:
     """``2024-01-01`` / ISO time (no offset: UTC) -> aware UTC datetime; SettingsError naming ``flag`` otherwise."""
-    moment = from_iso(text.strip())
-    if moment is None:
+    if (moment := from_iso(text.strip())) is None:
         raise SettingsError(f"{flag} {text!r} is not {_FORMATS}")
     return moment
 

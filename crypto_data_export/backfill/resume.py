@@ -1,10 +1,5 @@
-"""A REST backfill that survives Ctrl-C, SIGTERM or a crash: pages kept in resume journals.
-
-``JournalSource``'s REST pages are appended to a journal (``store.journal``) as the exchange
-sent them, as they arrive (in any order) and before they are used, each with the open times it
-covers. A rerun checks the journal's pages (the rules of an exchange page) and asks the exchange
-only for the spans they leave out. The journal goes once the symbol's file is published.
-"""
+"""A REST backfill that survives Ctrl-C, SIGTERM or a crash: pages kept in resume journals
+(``store.journal``; docs/backfill.md, "Resume after a stop or a crash")."""
 
 from __future__ import annotations
 

@@ -32,13 +32,7 @@ from crypto_data_export.core.intervals import DAY_MS, fixed_length_ms
 from crypto_data_export.core.text import printable
 from crypto_data_export.exchange.history import HistoricalDataExporter
 from crypto_data_export.report.console import ArchiveProgress, CandleProgress, exit_code_of, fail
-from crypto_data_export.settings.settings import (
-    MAX_LOOKBACK_DAYS,
-    Settings,
-    SettingsError,
-    load_settings,
-    override,
-)
+from crypto_data_export.settings.settings import MAX_LOOKBACK_DAYS, Settings, SettingsError, load_settings, override
 from crypto_data_export.settings.symbols import shard_of
 from crypto_data_export.store.cleanup_report import CleanupResult
 from crypto_data_export.store.dataset import Dataset

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import sys
@@ -56,7 +57,5 @@ def return_large_buffers_to_the_os() -> None:
     """glibc raises its mmap threshold whenever a large block is freed, so a backfill's archive
     buffers (~10 MB each, on many threads) end in heaps that never shrink: four 1s series peaked
     at 560 MB instead of 300 MB. A fixed threshold keeps each such buffer an mmap, freed at once."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): another allocator, nothing to set
         ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc (musl, macOS): another allocator, nothing to set
-        pass

@@ -58,8 +58,7 @@ def _month_start(ms: int, months_ahead: int = 0) -> int:
 
 def floor_open_ms(ms: int, interval: str) -> int:
     """Open time of the candle that contains ``ms``."""
-    length = INTERVAL_MS[interval]
-    if length is None:
+    if (length := INTERVAL_MS[interval]) is None:
         return _month_start(ms)
     anchor = grid_anchor_ms(interval)
     return (ms - anchor) // length * length + anchor
@@ -68,9 +67,7 @@ def floor_open_ms(ms: int, interval: str) -> int:
 def next_open_ms(open_ms: int, interval: str, count: int = 1) -> int:
     """Open time of the candle ``count`` candles after the one opening at ``open_ms``."""
     length = INTERVAL_MS[interval]
-    if length is None:
-        return _month_start(open_ms, months_ahead=count)
-    return open_ms + count * length
+    return _month_start(open_ms, months_ahead=count) if length is None else open_ms + count * length
 
 
 def first_open_from_ms(ms: int, interval: str) -> int:

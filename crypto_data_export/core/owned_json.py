@@ -1,9 +1,8 @@
 """Our JSON files (``state.json``, ``status_report.json``): marked, read warily, never clobbered.
 
-Only a file with our marker (``"writer": "crypto-data-export"`` and a format version) is
-ours to replace; anything else (another program's, an older version's, a hand-made one)
-is renamed aside (``state.json.foreign-20260101T000000Z``), never deleted or overwritten.
-Reading never follows a symlink, never blocks on a FIFO and refuses oversized files."""
+Only a file with our marker is ours to replace; anything else is renamed aside, never deleted or
+overwritten (docs/files.md, "Our marker"). Reading never follows a symlink, never blocks on a FIFO
+and refuses oversized files."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ def ownership_problem(data: Any) -> str | None:
     """None if ``data`` is a JSON object carrying our marker, else why it is not ours."""
     if not isinstance(data, dict):
         return f"it holds a JSON {type(data).__name__}, not an object"
-    writer = data.get(WRITER_KEY)
-    if writer is None:
+    if (writer := data.get(WRITER_KEY)) is None:
         return f"it has no {WRITER_KEY!r} marker"
     if writer != WRITER:
         return f"its {WRITER_KEY!r} is {str(writer)[:40]!r}, not {WRITER!r}"

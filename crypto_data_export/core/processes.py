@@ -63,8 +63,7 @@ def process_start_ticks(pid: int) -> int | None:
 
 def process_start_time(pid: int) -> float | None:
     """Start time (epoch seconds) from /proc, for uptime."""
-    ticks = process_start_ticks(pid)
-    if ticks is None:
+    if (ticks := process_start_ticks(pid)) is None:
         return None
     try:
         boot = next(

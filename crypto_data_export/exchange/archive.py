@@ -160,10 +160,8 @@ def days_of(period: ArchivePeriod) -> list[ArchivePeriod]:
 
 # -- checksums --------------------------------------------------------------------
 def parse_checksum(text: bytes, zip_name: str) -> str:
-    """The SHA-256 hex of a ``.CHECKSUM`` body (``sha256sum`` format) naming ``zip_name``.
-
-    The name must be the zip's own: a checksum of another file verifies nothing.
-    """
+    """The SHA-256 hex of a ``.CHECKSUM`` body (``sha256sum`` format) naming ``zip_name``: the name
+    must be the zip's own, a checksum of another file verifies nothing."""
     try:
         line = text.decode("ascii").strip()
     except UnicodeDecodeError:

@@ -1,11 +1,8 @@
 """What the exchange sends, read within bounds: bodies, JSON, Retry-After and ban lengths.
 
-A body is read in chunks and abandoned past a cap per endpoint (``MarketProfile.body_cap``),
-counting the bytes a gzip/deflate body inflates to (no 1 GB gzip bomb ever sits in memory).
-Waits told by headers (a number, an HTTP date; ``inf``, ``nan``, garbage) are clamped.
-Every request has a total deadline (``Deadline``): a read timeout bounds one ``recv`` only, so
-an answer trickling a byte per timeout, or a read under way when SIGTERM comes, is cut short
-by a watchdog that shuts the request's socket.
+Bodies are capped per endpoint (counted inflated), told waits clamped. A read timeout bounds one
+``recv`` only, so every request also has a total deadline (``Deadline``): a watchdog shuts the socket
+of an answer that trickles past it, or of a read under way when SIGTERM comes.
 """
 
 from __future__ import annotations
@@ -202,12 +199,9 @@ def pause_seconds(raw: str | None, *, default: float, cap: float) -> float:
 
 
 def ban_end(retry_after: str | None, body: str, now: datetime | None = None) -> datetime:
-    """When a 418 ban ends: Retry-After, else the epoch ms in the message, else 2 minutes.
-
-    Between 1 second and 3 days (Binance's longest): a "ban" of ten years must not silence
-    the exporter for good. Rounded up to a whole second, as state.json keeps it: a restart
-    must never wake up before the exchange lifts the ban (a request then extends it).
-    """
+    """When a 418 ban ends: Retry-After, else the epoch ms in the message, else 2 minutes; between
+    1 second and 3 days (a "ban" of ten years must not silence the exporter for good), rounded up to
+    a whole second as state.json keeps it (a restart must never wake up before the ban ends)."""
     now = now or utc_now()
     match = _BANNED_UNTIL_RE.search(body)
     in_body = int(match[1]) / 1000 - now.timestamp() if match else None

@@ -143,9 +143,7 @@ class _StoppableRetry(Retry):
 
 def usable_server_time(value: Any) -> int | None:
     """An answer's ``serverTime`` if it is a plausible epoch-ms integer (not a bool, not past 9999), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIME_MS:
-        return None
-    return value
+    return value if _is_int(value) and 0 < value <= MAX_TIME_MS else None
 
 
 def build_session(
@@ -181,8 +179,7 @@ def build_session(
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
+    if bundle := os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
         session.verify = bundle
     session.trust_env = False
     return session
@@ -267,10 +264,8 @@ class ExchangeClient(SessionClient):
         self._get(self.market.ping_path, {}, expect=dict)
 
     def server_time_ms(self) -> int:
-        body = self._get(self.market.time_path, {}, expect=dict)
-        raw = body.get("serverTime")
-        value = usable_server_time(raw)
-        if value is None:
+        raw = self._get(self.market.time_path, {}, expect=dict).get("serverTime")
+        if (value := usable_server_time(raw)) is None:
             raise BadResponseError(
                 f"{self.base_url}{self.market.time_path} answered without a usable serverTime "
                 f"({printable(repr(raw), 40)})"
@@ -306,8 +301,7 @@ class ExchangeClient(SessionClient):
                 "not trusted)",
                 *(self.base_url, published, clamp_weight_limit(published), MIN_WEIGHT_LIMIT, MAX_WEIGHT_LIMIT),
             )
-        rates = rate_limits_from_exchange_info(info)
-        if rates:
+        if rates := rate_limits_from_exchange_info(info):
             self.limiter.set_limits(rates)
         return self.limiter.limit
 
@@ -325,9 +319,7 @@ class ExchangeClient(SessionClient):
         midpoint = (before + time.time()) / 2
         limit = self.load_rate_limits(info=info)
         value = usable_server_time(info.get("serverTime"))
-        if value is None:
-            return self.sync_clock(), limit
-        return self._adopt_clock(value, midpoint), limit
+        return (self.sync_clock() if value is None else self._adopt_clock(value, midpoint)), limit
 
     def _adopt_clock(self, server_ms: int, midpoint: float) -> int:
         """The exchange said ``server_ms`` at about ``midpoint`` (our epoch seconds)."""
@@ -366,10 +358,8 @@ class ExchangeClient(SessionClient):
         self, path: str, params: Mapping[str, Any], *, expect: type, validate: _Check = None, exact: _Exact = None
     ) -> Any:
         url = self.base_url + path
-        weight = self.market.weight(path, dict(params))
-        cap = self.market.body_cap(path, dict(params))
-        rate_limit_waits = 0
-        attempt = 0
+        weight, cap = self.market.weight(path, dict(params)), self.market.body_cap(path, dict(params))
+        rate_limit_waits = attempt = 0
         while True:
             ticket = self.limiter.acquire(weight)
             self.stats.count(path, weight)

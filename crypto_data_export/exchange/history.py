@@ -1,14 +1,10 @@
 """Historical klines -> candle tables: closed candles only, incremental, paginated.
 
-Only candles closed by the *exchange's* clock are kept (a skewed local clock cannot let an
-unfinished candle into a file), and only what is missing after the previous file's candles
-is asked for, from its newest candle on (one candle more): the file is reused only if that
-candle is the exchange's (else ``SymbolExport.mismatch`` says why, and the window is fetched
-again). Pages are trusted within bounds, never repaired: at most the rows asked for, the rule
-book inside the window asked for, and no candle further ahead of *this machine's* clock than
-``max_ahead_of_local_ms`` (an exchange clock years ahead must not invent candles). A long window's
-pages are cut on the interval grid (so their number is bounded by the window) and asked for in
-parallel, under the one limiter; a stop request (SIGTERM) ends paging between pages.
+Only candles closed by the *exchange's* clock are kept, and only what is missing is asked for,
+from the previous file's newest candle on: the file is reused only if that candle is the
+exchange's (else ``SymbolExport.mismatch`` says why). Pages are trusted within bounds, never
+repaired: at most the rows asked for, the rule book inside the span asked for, and no candle
+further ahead of *this machine's* clock than ``max_ahead_of_local_ms``.
 """
 
 from __future__ import annotations
@@ -138,15 +134,10 @@ class HistoricalDataExporter:
         known_empty: tuple[int, int] | None = None,
         window: tuple[int, int] | None = None,
     ) -> SymbolExport:
-        """Decide what to reuse from ``previous`` and where fetching starts.
-
-        ``window``: explicit open times [start, end) (a backfill's ``--start``/``--end``)
-        instead of the look-back from the server time; the last closed candle still ends it.
-
-        ``known_empty``: (from, to) open times between which an earlier run found no candle;
-        when it covers the head of the window before the reused candles, that head is not
-        asked again (the past does not change), so the steady state stays one request.
-        """
+        """Decide what to reuse from ``previous`` and where fetching starts. ``window``: explicit open
+        times [start, end) (a backfill's range) instead of the look-back; the last closed candle still
+        ends it. ``known_empty``: (from, to) open times where an earlier run found no candle; covering
+        the window's head before the reused candles, that head is not asked again (one request a cycle)."""
         now_ms = self.client.sync_clock() if server_time_ms is None else server_time_ms
         self._check_clock(self.last_closed_open_ms(now_ms), now_ms, "a time of")  # before any request
         start_ms = self.window_start_ms(now_ms, lookback_days, window)  # candles opened in the look-back
@@ -172,14 +163,10 @@ class HistoricalDataExporter:
         )
 
     def iter_chunks(self, export: SymbolExport, fetch: RangeFetch | None = None) -> Iterator[pa.Table]:
-        """The window's head if the look-back grew, the reused candles, then each
-        fetched page: already sorted and unique. ``fetch`` gives the candles of a range
-        (a source's: the archive, a journal); by default REST pages (``pages_of``).
-
-        Yielding pages one by one lets a year of 1m candles go to disk without
-        ever sitting whole in memory. Raises NoDataError when nothing at all
-        is closed in the window, so that no empty file is ever written.
-        """
+        """The window's head if the look-back grew, the reused candles, then each fetched page (sorted,
+        unique; one by one: a year of 1m never sits whole in memory). ``fetch`` gives the candles of a
+        range (the archive, a journal; by default REST pages, ``pages_of``). NoDataError when nothing is
+        closed in the window, so that no empty file is ever written."""
         assert export.requested_from_ms is not None
         if fetch is None:
             fetch = functools.partial(self.pages_of, export)

@@ -1,13 +1,8 @@
-"""One rate-limit budget shared by every thread that talks to the exchange.
+"""One rate-limit budget shared by every thread that talks to the exchange (docs/performance.md).
 
-An exchange's limit is a budget per window (Binance: 6000 weight per minute), not a rate:
-we burst while the budget has room and pace only beyond it. Each published limit is a
-``_Window``, a sliding log of our sends: reserved when ``acquire`` lets one go (in-flight
-requests count) and dropped ``seconds`` after its answer came back (the exchange saw it
-no later), which is safe for sliding and calendar windows alike. ``X-MBX-USED-WEIGHT-*``
-beyond our own answered sends is someone else's weight on this IP, counted for a whole
-window. A 429 pauses the pool (``Retry-After``, capped); during a 418 ban ``acquire``
-fails at once. Every wait ends at once with ``StopRequested`` when ``stop_event`` is set.
+A limit is a budget per window, not a rate: we burst while it has room and pace only beyond it.
+A send is dropped from a window ``seconds`` after its answer came back (the exchange saw it no
+later): safe for sliding and calendar windows alike. Every wait ends with ``StopRequested`` on a stop.
 """
 
 from __future__ import annotations
@@ -56,9 +51,7 @@ def clamp_limit(limit: int, seconds: float) -> int:
     """A limit over any window, clamped as its per-minute equivalent would be."""
     per_minute = min(limit, 10**12) * 60 / seconds
     clamped = clamp_weight_limit(max(1, round(per_minute)))
-    if clamped == round(per_minute):
-        return max(1, limit)
-    return max(1, math.floor(clamped * seconds / 60))
+    return max(1, limit) if clamped == round(per_minute) else max(1, math.floor(clamped * seconds / 60))
 
 
 @dataclass(frozen=True)
@@ -115,9 +108,7 @@ class _Window:
         when a send in flight returns)."""
         cost = min(self.cost(weight), self.budget)  # a single heavier send goes once the window is empty
         excess = self.used(now) + cost + sum(self.cost(w) for w in ahead) - self.budget
-        if excess <= 0:
-            return 0.0
-        return self._time_to_free(excess, now) - now
+        return 0.0 if excess <= 0 else self._time_to_free(excess, now) - now
 
     def reserve(self, ticket: Ticket) -> None:
         cost = self.cost(ticket.weight)
@@ -125,8 +116,7 @@ class _Window:
         self._in_flight_total += cost
 
     def release(self, ticket: Ticket, now: float) -> None:
-        entry = self._in_flight.pop(ticket.ticket_id, None)
-        if entry is not None:
+        if (entry := self._in_flight.pop(ticket.ticket_id, None)) is not None:
             self._in_flight_total -= entry[1]
             self._answered_at(now, entry[1])
 
@@ -273,8 +263,7 @@ class WeightLimiter:
 
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds``, unless a stop is (or becomes) requested: then raise StopRequested."""
-        stop = self.stop_event
-        if stop is None:
+        if (stop := self.stop_event) is None:
             self._sleep(seconds)
         elif stop.is_set() or stop.wait(seconds):
             raise StopRequested("stop requested while waiting for the exchange; the symbol was not finished")

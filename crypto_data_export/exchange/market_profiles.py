@@ -29,11 +29,8 @@ class MarketProfile:
     weights: dict[str, int] = field(default_factory=dict)
     # Error codes meaning "no such symbol here": reported and skipped, never retried.
     unknown_symbol_codes: frozenset[int] = frozenset({-1121})
-    # Largest body (after decompression) accepted from each endpoint; anything
-    # bigger is a bad answer, read no further. A klines row is ~200 bytes on the
-    # wire; the allowance per row leaves room for longer decimals. The full exchangeInfo
-    # of binance.com is a few MB (thousands of symbols), the full 24 h ticker ~2 MB;
-    # time and ping are a few bytes.
+    # Largest body (decoded) accepted from each endpoint, read no further (``body_cap``): a klines row is
+    # ~200 bytes on the wire, the full exchangeInfo of binance.com a few MB, the full 24 h ticker ~2 MB.
     klines_row_bytes: int = 512
     klines_base_bytes: int = 16 * KIB
     default_body_cap: int = 1 * MIB
@@ -51,9 +48,7 @@ class MarketProfile:
         return self.page_limit or self.max_klines_limit
 
     def weight(self, path: str, params: dict[str, object]) -> int:
-        if path == self.klines_path:
-            return self.klines_weight(_limit_of(params))
-        return self.weights.get(path, 1)
+        return self.klines_weight(_limit_of(params)) if path == self.klines_path else self.weights.get(path, 1)
 
     def body_cap(self, path: str, params: dict[str, object]) -> int:
         """Bytes of (decoded) body this request may bring back at most."""

@@ -1,9 +1,6 @@
-"""A symbol universe: which symbols the exchange itself says to export.
-
-``EXPORT_QUOTE_ASSET=USDT``: every TRADING symbol quoted in USDT in the full exchangeInfo;
-``EXPORT_TOP_N=50``: the 50 of them with the largest 24 h quote volume (ties by name).
-``fetch_universe`` makes the two calls; the selection itself is pure. A symbol or ticker
-row that breaks our rules is skipped, never a crash: one log line counts them all (with examples).
+"""A symbol universe: which symbols the exchange itself says to export (EXPORT_QUOTE_ASSET,
+EXPORT_TOP_N: docs/data-products.md). ``fetch_universe`` makes the calls; the selection is pure.
+A row that breaks our rules is skipped, never a crash: one log line counts them all.
 """
 
 from __future__ import annotations
@@ -108,14 +105,12 @@ def top_by_quote_volume(rows: Iterable[object], candidates: Sequence[str], n: in
     volumes: dict[str, Decimal] = {}
     skipped: list[object] = []
     for row in rows:
-        parsed = quote_volume(row)
-        if parsed is None:
+        if (parsed := quote_volume(row)) is None:
             skipped.append(row)
         elif parsed[0] in wanted:
             volumes[parsed[0]] = parsed[1]
     _log_skipped("24h ticker rows", "not a usable symbol and quoteVolume", skipped)
-    unranked = sorted(wanted - volumes.keys())
-    if unranked:
+    if unranked := sorted(wanted - volumes.keys()):
         more = f" and {len(unranked) - 10} more" if len(unranked) > 10 else ""
         logger.info(
             "24h ticker has no usable row for %d symbols (not ranked): %s",

@@ -189,8 +189,7 @@ class ExportJob:
             logger.info("%s: %s", name, exc)
         except ExportError as exc:
             outcome = SymbolOutcome(symbol, False, error=str(exc), error_kind=error_kind(exc))
-            quiet = (NoDataError, UnknownSymbolError)
-            log = logger.warning if isinstance(exc, quiet) else logger.error
+            log = logger.warning if isinstance(exc, (NoDataError, UnknownSymbolError)) else logger.error
             log("%s: export failed: %s", name, exc)
         except Exception as exc:  # the per-series boundary: one bug must not stop the other series
             logger.exception("%s: unexpected error during export", name)

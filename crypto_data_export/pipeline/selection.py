@@ -1,10 +1,6 @@
-"""Which symbols a cycle exports, and which rule selected each one.
-
-Without ``EXPORT_QUOTE_ASSET`` it is the configured list (each symbol ``listed``). With it,
-the universe is resolved at each cycle: the symbols the exchange selects (``quote:USDT``,
-``top:50 USDT by 24h quote volume``) plus the listed ones (``listed`` wins). Its one full
-exchangeInfo also gives the rate limits. A universe that selects nothing fails the run, but
-listed symbols are still exported; a symbol that leaves it keeps its files until retention."""
+"""Which symbols a cycle exports, and which rule selected each one: the configured list
+(``listed``), plus with ``EXPORT_QUOTE_ASSET`` the universe resolved at each cycle (``listed``
+wins; docs/data-products.md). Its one full exchangeInfo also gives the rate limits."""
 
 from __future__ import annotations
 
@@ -49,8 +45,7 @@ def listed_plan(symbols: Sequence[str]) -> SymbolPlan:
 
 def resolve_plan(settings: Settings, client: ExchangeClient, listed: Sequence[str]) -> SymbolPlan:
     """The cycle's symbols now; ExchangeError if the exchange cannot tell."""
-    rule = universe_rule(settings)
-    if rule is None:
+    if (rule := universe_rule(settings)) is None:
         return listed_plan(listed)
     universe = fetch_universe(client, rule)
     selected = dict.fromkeys(listed, LISTED) | {s: rule.label for s in universe.symbols if s not in listed}

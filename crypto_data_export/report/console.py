@@ -92,18 +92,13 @@ class ArchiveProgress(_Bar):
         self._lock = threading.Lock()
         self._done = self._planned = 0
 
-    def planned(self, periods: int) -> None:
-        self._count(planned=periods)
-
-    def period_done(self) -> None:
-        self._count(done=1)
-
     def add_bytes(self, count: int) -> None:
         if self._bar is not None:
             with self._lock:
                 self._bar.update(count)
 
-    def _count(self, *, planned: int = 0, done: int = 0) -> None:
+    def count(self, *, planned: int = 0, done: int = 0) -> None:
+        """Periods newly planned, periods done."""
         with self._lock:
             self._planned, self._done = self._planned + planned, self._done + done
             if self._bar is not None:

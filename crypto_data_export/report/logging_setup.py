@@ -1,12 +1,9 @@
 """Log files and console output, configured once by each CLI's ``main``.
 
 ``EXPORT_DIR/logs/scheduled_data_manager.log`` gets everything, ``EXPORT_DIR/export_log.log``
-the exporter's events (10 MB x 5, UTC). Every module logs under ``__name__``; the handlers
-sit on the root logger, so urllib3's retries reach the file too. The console stays short.
-
-Every message is one line: control characters in it (a foreign command line, an exchange's error
-text, a hand-edited state file) are escaped, so a value can neither colour the terminal nor forge a
-log line. Only a traceback, which we add ourselves, spans lines."""
+the exporter's events. The handlers sit on the root logger, so urllib3's retries reach the file too.
+Every message is one line (control characters escaped: a value can neither colour the terminal
+nor forge a log line); only a traceback, which we add ourselves, spans lines."""
 
 from __future__ import annotations
 

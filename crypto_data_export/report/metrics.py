@@ -91,8 +91,7 @@ class ReportCollector(Collector):
         families = {key: _gauge(name, doc, labels=SERIES_LABELS) for key, name, doc in SERIES}
         for key, entry in (self.report.get("symbols") or {}).items():
             labels = list(series_of(key, entry, self.interval))
-            last = _seconds(entry.get("last_candle"))
-            if last is not None:
+            if (last := _seconds(entry.get("last_candle"))) is not None:
                 families["last"].add_metric(labels, last)
                 if (stale_after := _seconds(entry.get("stale_after"))) is not None:
                     families["stale_after"].add_metric(labels, stale_after - last)

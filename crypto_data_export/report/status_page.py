@@ -1,9 +1,7 @@
-"""``status.html``: the status report as one self-contained page for people.
+"""``status.html``: the status report as one self-contained page for people (docs/monitoring.md).
 
-``render_status_page`` is a pure function of the status report, the sparklines' closes
-and the disk use: inline CSS and SVG, no script, nothing fetched; every value escaped.
-Problems come first, one line per series. ``sparkline_files`` names each series' newest valid
-file, whose closes the sparkline shows; a file that cannot be read gets none, never an error."""
+``render_status_page`` is a pure function of the status report, the sparklines' closes and the
+disk use: inline CSS and SVG, no script, nothing fetched; every value escaped."""
 
 from __future__ import annotations
 

@@ -36,11 +36,9 @@ from crypto_data_export.store.run_lock import RunLock
 from crypto_data_export.store.run_state import RunState, load_state, update_state
 from crypto_data_export.store.validation import FileValidation
 
-# The one lazy import point, kept because a benchmark shows it matters to a user
-# (python -m benchmarks.bench_startup): the file formats and the candle model load pyarrow and
-# numpy (about 0.45 s) and the client requests; --status and --health read what the last cycle
-# recorded and need none of them (0.15 s whole process instead of 0.6-1.2 s). They load with the
-# first use of ``files`` or ``job``.
+# The one lazy import point, as a benchmark shows it matters (python -m benchmarks.bench_startup): pyarrow,
+# numpy and requests cost 0.45 s or more, which --status and --health, reading what the last cycle recorded,
+# never need (0.15 s whole process instead of 0.6-1.2 s). They load with the first use of ``files`` or ``job``.
 if TYPE_CHECKING:
     from crypto_data_export.exchange.client import ExchangeClient
     from crypto_data_export.pipeline.export_job import ExportJob

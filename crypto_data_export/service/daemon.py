@@ -1,10 +1,7 @@
 """Run the scheduler in the background: start, stop, status, restart, systemd unit.
 
-The pidfile is only a hint (PIDs are reused): nothing is signalled unless the process
-runs our scheduler (``is_manager_process``), started when the pidfile says, and serves
-this export folder. A pidfile that is a symlink, holds garbage or names a dead, foreign
-or other folder's process is reported and removed, and no process is touched. ``start``
-also refuses while a loop started by hand (named in ``state.json``) serves the folder.
+The pidfile is only a hint (PIDs are reused): nothing is signalled unless the process runs our
+scheduler, started when the pidfile says, and serves this export folder (``inspect``).
 ``EXPORT_DIR/.service.lock`` serialises the commands (two ``start`` cannot both launch)."""
 
 from __future__ import annotations
@@ -27,13 +24,7 @@ from crypto_data_export.core.file_lock import FileLock
 from crypto_data_export.core.logfiles import open_log_append
 from crypto_data_export.core.processes import MANAGER_COMMAND, MANAGER_SCRIPT, is_manager_process, process_start_ticks
 from crypto_data_export.core.text import printable
-from crypto_data_export.service.inspect import (
-    ServiceState,
-    format_duration,
-    inspect_service,
-    loop_serving,
-    summarize_status_report,
-)
+from crypto_data_export.service.inspect import format_duration, inspect_service, loop_serving, summarize_status_report
 from crypto_data_export.service.pidfile import remove_pidfile, write_pidfile
 from crypto_data_export.service.service_log import ServiceLog
 from crypto_data_export.service.systemd_unit import UNIT_NAME, render_unit
@@ -101,12 +92,9 @@ class DataExportService:
         with service_lock(self.folder.service_lock):
             return self._start_locked(wait_seconds)
 
-    def _inspect(self) -> ServiceState:
-        return inspect_service(self.folder.pidfile, self.folder.root)
-
     def _start_locked(self, wait_seconds: float) -> Outcome:
         outcome = Outcome()
-        current = self._inspect()
+        current = inspect_service(self.folder.pidfile, self.folder.root)
         if current.state == "running":
             return _failed(f"error: already running (PID {current.pid}); use 'stop' or 'restart'")
         if current.state == "unverified":
@@ -191,7 +179,7 @@ class DataExportService:
             return self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> Outcome:
-        current = self._inspect()
+        current = inspect_service(self.folder.pidfile, self.folder.root)
         if current.state == "stopped":
             return Outcome(lines=["not running"])
         if current.state == "unverified":  # maybe ours, maybe not: neither signalled nor forgotten
@@ -251,7 +239,7 @@ class DataExportService:
             return Outcome(started.exit_code, outcome.lines + started.lines, outcome.errors + started.errors)
 
     def status(self) -> Outcome:
-        current = self._inspect()
+        current = inspect_service(self.folder.pidfile, self.folder.root)
         if current.state == "running":
             uptime = "unknown" if current.started_at is None else format_duration(time.time() - current.started_at)
             lines, code = [f"running (PID {current.pid}, up {uptime})"], EXIT_OK
@@ -261,9 +249,8 @@ class DataExportService:
             lines, code = ["stopped"], EXIT_NOT_RUNNING
         else:
             lines, code = [f"{current.describe()}; the service is not running"], EXIT_NOT_RUNNING
-        if current.state != "running":
-            if (by_hand := loop_serving(self.folder.root, self.folder.state)) is not None:
-                lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
+        if current.state != "running" and (by_hand := loop_serving(self.folder.root, self.folder.state)) is not None:
+            lines.append(f"  a scheduler started outside the service runs on this folder (PID {by_hand})")
         lines += [f"  pidfile: {self.folder.pidfile}", f"  log: {self.folder.service_log}"]
         lines += summarize_status_report(self.folder.status_report)
         return Outcome(code, lines)

@@ -1,10 +1,9 @@
-"""The service's pidfile: written atomically, read without trusting it (never through a
-symlink, never blocking on a FIFO), removed safely; whether the PID is really our
-scheduler is the caller's to decide.
+"""The service's pidfile: written atomically, read without trusting it (never through a symlink,
+never blocking on a FIFO), removed safely.
 
 The first line is the PID (``head -1`` gives it); the next record the folder that process
-serves and when it started (clock ticks since boot), so a pidfile copied to another folder,
-or a PID reused after a reboot, is never taken for this folder's scheduler::
+serves and when it started (clock ticks since boot), so a copied pidfile or a reused PID is
+never taken for this folder's scheduler::
 
     12345
     export_dir="/srv/crypto/historical_exports"
