@@ -1,14 +1,10 @@
 """The candle model: one typed Arrow table (``CANDLE_SCHEMA``) from every source to every sink.
 
-Columns in the exchange's order. ``open_time``/``close_time`` are int64 epoch
-milliseconds: what the exchange sends, what the grid arithmetic needs (plain
-integer numpy views, no time-zone conversion per page), and what every sink
-formats from (the CSV's text, Parquet's ``timestamp[ms, UTC]`` by a zero-copy
-cast). ``number_of_trades`` is int64 and every price and volume is the exact
-decimal string the exchange sent, so no float rounding ever reaches a file.
-REST pages, archive zips, resume journals and files read back all produce it;
-CSV and Parquet write it. The helpers below are the only way other packages
-make or combine candles ("frame" in their names is this table).
+Columns in the exchange's order. The times are int64 epoch milliseconds: what the exchange sends, what the grid
+arithmetic needs (plain numpy views, no time-zone conversion per page), what every sink formats from (Parquet's
+``timestamp[ms, UTC]`` is a zero-copy cast). Every price and volume is the exact decimal text the exchange
+sent: no float rounding ever reaches a file. The helpers below are the only way other packages make or
+combine candles ("frame" in their names is this table).
 """
 
 from __future__ import annotations
@@ -155,24 +151,19 @@ def utc_text(values: np.ndarray) -> pa.Array:
     year of 1m: a backfill's CPU is mostly writing its CSV); below it that costs more than it saves.
     """
     values = np.asarray(values, dtype="int64")
+    join: Any = pc.binary_join_element_wise  # its stubs accept arrays only; scalars are broadcast
     if len(values) > _FORMAT_BY_PARTS:
-        return _format_by_parts(values)
+        days, ms_of_day = np.divmod(values, DAY_MS)
+        day_keys, day_at = np.unique(days, return_inverse=True)
+        time_keys, time_at = np.unique(ms_of_day, return_inverse=True)
+        day_text = np.datetime_as_string(day_keys.astype("datetime64[D]"), unit="D")
+        clock = np.char.partition(np.datetime_as_string(time_keys.astype("datetime64[ms]"), unit="ms"), "T")[:, 2]
+        time_text = np.char.add(np.char.add(" ", np.char.replace(clock, ".000", "")), "+00:00")
+        return join(pa.array(day_text).take(day_at), pa.array(time_text).take(time_at), "")
     text = np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms")
     # ".000" can only stand at the fraction, so dropping it keeps whole seconds plain.
     edited = pc.replace_substring(pc.replace_substring(pa.array(text, pa.string()), "T", " "), ".000", "")
-    join: Any = pc.binary_join_element_wise  # its stubs accept arrays only; scalars are broadcast
     return join(edited, pa.scalar("+00:00"), pa.scalar(""))
 
 
 _FORMAT_BY_PARTS = 4096
-
-
-def _format_by_parts(values: np.ndarray) -> pa.Array:
-    days, ms_of_day = np.divmod(values, DAY_MS)
-    day_keys, day_at = np.unique(days, return_inverse=True)
-    time_keys, time_at = np.unique(ms_of_day, return_inverse=True)
-    day_text = np.datetime_as_string(day_keys.astype("datetime64[D]"), unit="D")
-    clock = np.char.partition(np.datetime_as_string(time_keys.astype("datetime64[ms]"), unit="ms"), "T")[:, 2]
-    time_text = np.char.add(np.char.add(" ", np.char.replace(clock, ".000", "")), "+00:00")
-    join: Any = pc.binary_join_element_wise
-    return join(pa.array(day_text).take(day_at), pa.array(time_text).take(time_at), "")

@@ -1,12 +1,9 @@
 """The one rule book: what a table of candles must obey, whatever it came from.
 
-REST pages, archive zips, resume journals, CSV files and Parquet files all go
-through ``check_candles``; each caller wraps the ``Breach`` it returns in its
-own error (``BadResponseError``, ``ArchiveUnusable``, an invalid file verdict).
-Rules that need a format's text (CSV time text, header) are that format's thin
-layer on top. Everything is vectorised over numpy views of the Arrow columns; a
-reason is worded only for the first bad row. Gaps in the grid are a fact of the
-market (halts, delistings), so they are counted (``gaps``), never a breach.
+Every source and format goes through ``check_candles`` and wraps the ``Breach`` it returns in its own error
+(``BadResponseError``, ``ArchiveUnusable``, an invalid file verdict); rules that need a format's text are that
+format's thin layer on top. Vectorised over numpy views of the Arrow columns; a reason is worded only for the
+first bad row. Gaps in the grid are a fact of the market (halts, delistings): counted (``gaps``), never a breach.
 """
 
 from __future__ import annotations
@@ -142,17 +139,11 @@ def check_candles(
     after_ms: int | None = None,
     first_row: int = 1,
 ) -> Breach | None:
-    """The first row (and its first rule) that breaks the candle rules, or None.
-
-    ``window``: open times must lie in [start, end) (a page asked for, an archive period, a
-    backfill's range; end is the first open time not yet closed). ``after_ms``: the open time
-    of the row just before this table (the previous block of the same stream), so order
-    and duplicates hold across blocks; ``first_row``: the row number of the table's first row.
-    Rules, in the order a row is judged: no missing value; prices and volumes finite numbers,
-    volumes and trades not negative; open times increasing (no duplicates), inside the window,
-    on the grid; close_time exactly one interval after the open, minus 1 ms; high and low
-    bounding open and close.
-    """
+    """The first row (and its first rule, in the order of ``rules`` below) that breaks the candle rules, or None.
+    ``window``: open times must lie in [start, end) (a page asked for, an archive period, a backfill's range;
+    end is the first open time not yet closed). ``after_ms``: the open time of the row just before this table
+    (the previous block of the same stream), so order and duplicates hold across blocks; ``first_row``: the
+    row number of the table's first row."""
     rows = candles.num_rows
     if rows == 0:
         return None
