@@ -1,22 +1,13 @@
 """Where the dataset's files live: this machine's disk (``LocalStore``) or a bucket of an object store
-(``ObjectStore`` over one ``Objects``: store.s3_objects, store.gcs_objects), behind the same few operations
-``Dataset`` uses (list, open, publish, move, remove, lock).
+(``ObjectStore`` over one ``Objects``: store.s3_objects, store.gcs_objects, store.azure_objects), behind the same
+few operations ``Dataset`` uses (list, open, publish, move, remove, lock).
 
-In the bucket the layout is the one on disk under the URL's prefix, and the guarantees are the same:
-- a period is written to a local temp file and verified there (``ParquetFormat.write``: rule book), then
-  uploaded in ONE put (a killed upload never makes an object: the store keeps a put only once its whole
-  body arrived), with a checksum the store checks, and read back: it counts once the bytes read equal the
-  verified file's;
-- every object we write carries ``cdx-writer`` in its user metadata; one without it is never overwritten,
-  moved or deleted (each write and delete is conditional on the version seen, or on no object);
-- one writer per series: ``<series>/.lease``, created only if there is none (If-None-Match: *, GCS
-  generation 0); one older than its lifetime by the store's clock (the answer's time minus the lease's
-  Last-Modified) is taken over on its version; renewed (on our version) before each upload, so a holder
-  whose lease was taken over writes nothing; released with a conditional delete;
-- quarantine: ``<prefix>/.quarantine/<the same relative path>.quarantined``: a dot-folder and no
-  ``.parquet`` suffix, so no reader's ``**/*.parquet`` or pyarrow.dataset sees it.
-Objects are listed and read with pyarrow.fs (ranges: a footer costs two small reads); written with the
-store's own client (pyarrow's stream can neither carry user metadata nor make a write conditional).
+In a bucket the layout is the one on disk under the URL's prefix, with the same guarantees (docs/dataset.md): a
+period is verified in a local temp file, uploaded in ONE conditional put with a checksum the store checks, and
+read back; an object without our ``cdx-writer`` metadata is never overwritten, moved or deleted; one writer per
+series holds ``<series>/.lease``; quarantine is ``<prefix>/.quarantine/<path>.quarantined`` (a dot-folder, no
+``.parquet`` suffix: no reader's ``**/*.parquet`` sees it). pyarrow.fs lists and reads (a footer costs two
+ranged reads); the store's own client writes (pyarrow's stream can neither carry user metadata nor be conditional).
 """
 
 from __future__ import annotations
@@ -90,10 +81,7 @@ class LocalStore:
     @contextlib.contextmanager
     def publishing(self, path: Path) -> Iterator[Path]:
         """Where to write the file that replaces ``path`` (its writer renames it atomically)."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
+        _make_folder(path.parent)
         yield path
 
     def move(self, path: Path, target: Path) -> None:
@@ -110,10 +98,7 @@ class LocalStore:
     @contextlib.contextmanager
     def lock(self, folder: Path, *, wait: bool, stop: threading.Event | None = None) -> Iterator[bool]:
         """The series' ``flock`` (the kernel frees it if the process dies); False if held and not waited for."""
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+        _make_folder(folder)
 
         def cannot(path: Path, exc: OSError) -> Exception:
             return StorageError(f"cannot open the lock {path}: {exc.strerror or exc}")
@@ -132,6 +117,13 @@ class LocalStore:
 
 def _stamp(info: os.stat_result) -> Stamp:
     return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {folder}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)

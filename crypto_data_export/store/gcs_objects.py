@@ -94,8 +94,8 @@ class GcsObjects:
         return {"timeout": (5, 60), "retry": self._retry}  # (connect, read) seconds
 
     def _call(self, key: str | None, call: Callable[[], Any], *quiet: type[Exception]) -> Any:
-        """``call`` on ``key``'s object (None: the bucket); None for an exception in ``quiet``; a store that
-        cannot be used as StoreSetupError, naming what to fix; any other error as StorageError."""
+        """``call`` on ``key``'s object (None: the bucket); None for an exception in ``quiet``; else its errors
+        as ``Objects`` says (StoreSetupError naming what to fix, or StorageError)."""
         try:
             return call()
         except quiet:

@@ -73,9 +73,8 @@ class S3Objects:
         self._call("copy_object", target_key, CopySource=source, CopySourceIfMatch=if_version)
 
     def _call(self, method: str, key: str | None, quiet: tuple[str, ...] = (), **kwargs: Any) -> Any:
-        """A boto3 call on ``key``'s object (None: the bucket); None for an error code in ``quiet``; a store
-        that cannot be used (credentials, bucket, endpoint, no conditions) as StoreSetupError, naming what to
-        fix; any other error as StorageError."""
+        """A boto3 call on ``key``'s object (None: the bucket); None for an error code in ``quiet``; else
+        its errors as ``Objects`` says (StoreSetupError naming what to fix, or StorageError)."""
         where = {"Bucket": self.bucket} | ({"Key": key} if key is not None else {})
         try:
             return getattr(self.client, method)(**where, **kwargs)
