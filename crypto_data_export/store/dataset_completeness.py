@@ -24,7 +24,7 @@ from crypto_data_export.core.intervals import first_open_from_ms, floor_open_ms,
 from crypto_data_export.core.owned_json import MISSING, OURS, mark, read_owned_json
 from crypto_data_export.core.rules import gaps, grid_steps
 from crypto_data_export.store.dataset import Dataset, PeriodInfo, period_name, periods_between, read_period_info
-from crypto_data_export.store.validation import FileValidation
+from crypto_data_export.store.validation import FileValidation, gap_entries
 
 Gap = tuple[int, int, int]  # first missing open, last missing open, count
 
@@ -99,10 +99,7 @@ class SeriesCompleteness:
             "unconfirmed_missing": self.unconfirmed,
             "complete": not self.unconfirmed,
             "gap_ranges": len(self.gaps),
-            "gaps": [
-                {"first_missing": ms_to_iso(first), "last_missing": ms_to_iso(last), "missing": count}
-                for first, last, count in self.gaps[:listed]
-            ],
+            "gaps": gap_entries(self.gaps[:listed]),
             "periods": len(self.periods),
             "complete_periods": sum(p.complete for p in self.periods),
             "periods_missing_candles": len(short),

@@ -1,23 +1,12 @@
 """FileManager: the only code that removes or moves files in the export folder.
 
-It runs unattended and deletes files, so it cannot be turned against the data it protects:
-
-* only regular files directly in the folder with our names (exports, ``our_temp_name``
-  leftovers of a writer that is gone) are candidates; symlinks and subfolders never;
-* new candles are published only if the format's checker finds them valid as they are
-  written and not older than the newest candle kept (``write_export``);
-* "newest" is by content (the newest candle inside), never a name stamp;
-* the newest valid file of a configured symbol is never removed, however old (it is
-  reported as stale: an exchange outage must not empty the folder);
-* a corrupt file is moved to ``quarantine/``, never deleted;
-* every unlink re-checks with ``lstat`` that the name is still a regular file;
-* ``dry_run`` changes nothing on disk; a dry run's plan (what it would write and remove)
-  is handed to ``cleanup`` by the caller, so later steps see the folder as the real run would;
-* a scan stops soon after ``stop_event`` is set (``StopCheck``); files it did not reach
-  are left as they are.
-
-``scan`` reads the folder, ``retention`` decides what goes and why, ``cleanup_report``
-holds the results; this module moves and removes.
+It runs unattended and deletes files, so it cannot be turned against the data it protects: only regular
+files directly in the folder with our names (exports, ``our_temp_name`` leftovers of a writer that is gone)
+are candidates, symlinks and subfolders never; new candles are published only if valid as written and not
+older than the newest kept (``write_export``); a corrupt file is quarantined, never deleted; every unlink
+re-checks with ``lstat``; ``dry_run`` changes nothing on disk; a scan stops soon after ``stop_event`` is set,
+leaving the files it did not reach as they are. ``scan`` reads the folder, ``retention`` decides what goes
+and why (the newest valid file of a configured symbol never), ``cleanup_report`` holds the results.
 """
 
 from __future__ import annotations
@@ -241,13 +230,9 @@ class FileManager:
         replacing: ReusableExport | None = None,
         now_ms: int | None = None,  # the exchange's time: a dataset's sink counts closed candles by it
     ) -> tuple[Path, FileValidation]:
-        """Write one export atomically; returns (path, verdict).
-
-        Validate before replace: the bytes are judged as they are written, by the checker
-        that judges files on disk, and published only if valid and not older than
-        ``replacing`` (the newest valid file kept). Otherwise InvalidDataError (OlderDataError)
-        is raised and nothing under an export name has changed.
-        """
+        """Write one export atomically; returns (path, verdict). Validate before replace: the bytes are judged
+        as written, by the checker of files on disk, and published only if valid and not older than ``replacing``
+        (the newest valid file kept); else InvalidDataError (OlderDataError), and no export name has changed."""
         path = self.export_path(symbol)
         self.ensure_folder()
 
@@ -302,13 +287,10 @@ class FileManager:
     def newest_valid_export(
         self, symbol: str, *, quarantine: bool = True, record: CleanupResult | None = None, candles_from: int = 0
     ) -> ReusableExport | None:
-        """The valid file of ``symbol`` whose newest candle is newest, as a candle frame of its
-        candles opening from ``candles_from`` (a window's: bounded memory whatever the file holds).
-
-        Every file of the series is judged (the newest content can hide behind any name);
-        invalid ones are quarantined (added to ``record``) or skipped. At most two frames
-        are held. Raises ScanStopped soon after ``stop_event`` is set.
-        """
+        """The valid file of ``symbol`` whose newest candle is newest, with its candles opening from
+        ``candles_from`` (a window's: bounded memory whatever the file holds). Every file of the series is
+        judged (the newest content can hide behind any name); invalid ones are quarantined (added to
+        ``record``) or skipped. At most two frames are held; ScanStopped soon after ``stop_event`` is set."""
         best: ReusableExport | None = None
         should_stop = StopCheck(self.stop_event)
         exports = scan_exports(
@@ -405,14 +387,11 @@ class FileManager:
         gone: Collection[Path] = (),
         cover: Path | None = None,
     ) -> CleanupResult:
-        """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates.
-
-        ``known``: files just written and their verdicts (in a dry run: the files the real run
-        would write); ``judged``: verdicts read moments ago; ``gone``: in a dry run, the files the
-        run's earlier steps would have removed or quarantined; ``cover``: a backfill's new file,
-        which removes only the files whose every candle it holds. ``result.remaining`` is the folder
-        as the cleanup left it (with verdicts and hashes), so reports need no second pass.
-        """
+        """Quarantine invalid files, remove stale temp files, apply retention, drop duplicates. ``known``: files
+        just written and their verdicts (in a dry run: the files the real run would write); ``judged``: verdicts
+        read moments ago; ``gone``: in a dry run, the files the run's earlier steps would have removed or
+        quarantined; ``cover``: a backfill's new file, which removes only the files whose every candle it holds.
+        ``result.remaining`` is the folder as the cleanup left it (verdicts, hashes): no second pass."""
         known = dict(known or {})
         # Limited to some symbols (a prune after a write), the cleanup looks at this manager's series only.
         on_disk = self.scan(symbols=symbols, known=None if dry_run else known, series_only=True, judged=judged)

@@ -1,13 +1,9 @@
 """One pass over the export folder: what is there, whether it is valid, what is identical.
 
-Only regular files directly in the folder with our names (exports, ``our_temp_name``)
-are listed; symlinks are never followed, subfolders never entered. Each file is read
-once: its verdict, and its SHA-256 if its size collides with another's, both from the
-same stream fed to its format's ``stream_checker``, so memory stays bounded. A scan of
-some symbols looks only at their names' prefixes. Once ``stop`` has
-been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on
-the way out is whole), files not yet read get a "not checked" verdict (never trusted,
-moved or removed) and the scan returns.
+Each of our files (``listing``: never a symlink, never a subfolder) is read once, streamed through its format's
+``stream_checker``: its verdict, and its SHA-256 if its size collides with another's (bounded memory). Once
+``stop`` has been set for ``STOP_GRACE_SECONDS`` (a normal folder finishes, so the status written on the way
+out is whole), files not yet read get a "not checked" verdict (never trusted, moved or removed).
 """
 
 from __future__ import annotations
@@ -132,10 +128,10 @@ def scan_folder(
     names: FolderNames | None = None,
     judged: Mapping[Path, FileValidation] | None = None,
 ) -> FolderScan:
-    """One directory pass and one read per file (only ``symbols``' files if given, of ``series``
-    = (market, interval) if given, their names from ``names`` if given). ``known``: verdicts
-    of files just written (not read back, only hashed if their size collides; ``fresh``);
-    ``judged``: verdicts read moments ago, used as they are."""
+    """One directory pass and one read per file, one at a time (only ``symbols``' files if given, of
+    ``series`` = (market, interval) if given, their names from ``names`` if given). ``known``: verdicts
+    of files just written (not read back, only hashed if their size collides; ``fresh``); ``judged``:
+    verdicts read moments ago, used as they are."""
     wanted = None if symbols is None else frozenset(symbols)
     market, interval = series if series is not None else (SPOT, None)
     # Each symbol's names, and its temp files' (".{name}...").
@@ -144,27 +140,20 @@ def scan_folder(
     result = list_ours(export_dir, wanted, prefixes, names)
     known = {Path(p): v for p, v in (known or {}).items()}
     result.fresh = set(known)
-    _read_all(result, {**{Path(p): v for p, v in (judged or {}).items()}, **known}, StopCheck(stop))
-    return result
-
-
-def _read_all(result: FolderScan, known: Mapping[Path, FileValidation], stop: ShouldStop) -> None:
-    """Read and judge each file once, one at a time; ``known`` files are not read back; on
-    ``stop`` the files not yet read are marked not checked."""
-    colliding = {f.path for f in size_colliding(result.files)}
+    known = {**{Path(p): v for p, v in (judged or {}).items()}, **known}
+    colliding, should_stop = {f.path for f in size_colliding(result.files)}, StopCheck(stop)
     present: list[ExportFile] = []
     for f in result.files:
-        if result.stopped or stop():
+        if result.stopped or should_stop():
             _not_reached(f, result)
             present.append(f)
         elif f.path in known:
             if _known(f, known[f.path], f.path in colliding, result):
                 present.append(f)
-        else:
-            read = _read_one(f, f.path in colliding, result, stop)
-            if read is not None:
-                present.append(read)
+        elif (read := _read_one(f, f.path in colliding, result, should_stop)) is not None:
+            present.append(read)
     result.files = present
+    return result
 
 
 def _not_reached(f: ExportFile, result: FolderScan) -> None:

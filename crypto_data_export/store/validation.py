@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,12 +40,14 @@ class FileValidation:
             "rows": self.rows,
             "first_open": ms_to_iso(self.first_open_ms),
             "last_open": ms_to_iso(self.last_open_ms),
-            "gaps": [
-                {"first_missing": ms_to_iso(first), "last_missing": ms_to_iso(last), "missing": count}
-                for first, last, count in self.gaps
-            ],
+            "gaps": gap_entries(self.gaps),
             "missing_candles": self.missing_candles,
         }
+
+
+def gap_entries(gaps: Iterable[tuple[int, int, int]]) -> list[dict[str, Any]]:
+    """Gap ranges (first missing open, last missing open, count) as the status report lists them."""
+    return [{"first_missing": ms_to_iso(a), "last_missing": ms_to_iso(b), "missing": count} for a, b, count in gaps]
 
 
 # The reason of a file a stopped scan did not reach: unknown, so never trusted, moved or removed.

@@ -1,8 +1,4 @@
-"""The file formats of export files, one class each behind ``FileFormat``.
-
-Adding a format is adding it to ``FORMATS`` here: names, scans,
-validation, retention, quarantine and duplicates then work for it unchanged.
-"""
+"""The file formats of export files, one class each behind ``FileFormat`` (ARCHITECTURE.md: adding a format)."""
 
 from __future__ import annotations
 

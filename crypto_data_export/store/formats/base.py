@@ -101,13 +101,10 @@ class FileFormat(ABC):
         approve: Approval | None = None,
         series: SeriesId | None = None,
     ) -> FileValidation:
-        """Write candle chunks to ``target`` atomically, only if valid; return the verdict.
-        ``series``: whose candles they are, kept in the file if the format has room for it.
-
-        The bytes are judged by this format's checker, then ``approve`` (if given) sees the
-        verdict; only then is the temp file fsynced and renamed. A failure removes the temp file
-        and raises (``InvalidDataError`` naming the first bad candle, or what ``approve`` raised).
-        """
+        """Write candle chunks to ``target`` atomically, only if valid; return the verdict. ``series``: whose
+        candles they are, kept in the file if the format has room for it. The bytes are judged by this format's
+        checker, then by ``approve`` (if given); only then is the temp file fsynced and renamed. A failure removes
+        it and raises (``InvalidDataError`` naming the first bad candle, or what ``approve`` raised)."""
 
     @abstractmethod
     def read(self, path: Path) -> pa.Table:

@@ -1,13 +1,10 @@
-"""CSV, the guide's format: one header line, times as ISO-8601 UTC text,
-prices and volumes exactly as the exchange sent them.
+"""CSV, the guide's format: one header line, times as ISO-8601 UTC text, prices and volumes exactly as the
+exchange sent them.
 
-Files are read and checked by ``pyarrow.csv`` in blocks of whole lines (every
-column as text, so the decimals stay the exchange's strings), each block turned
-into the candle table and judged by the one rule book (``core.rules``). A small
-block in exactly the text this module writes is split by hand instead (a cycle's
-48-row files: see ``SPLIT_BYTES``); pyarrow reads whatever that declines. The CSV's
-own thin layer on top: the exact header, UTF-8 without NUL, 11 fields per line,
-and times written as UTC text in whole milliseconds.
+Files are read and checked in blocks of whole lines by ``pyarrow.csv`` (every column as text: the decimals stay
+the exchange's strings), or split by hand if small and in exactly the text written here (``SPLIT_BYTES``), each
+block turned into the candle table and judged by the rule book. The CSV's own thin layer on top: the exact
+header, UTF-8 without NUL, 11 fields per line, times as UTC text in whole milliseconds.
 """
 
 from __future__ import annotations
@@ -221,20 +218,16 @@ def _text_table(block: memoryview | bytes, first_row: int) -> pa.Table:
         raise _Refused(Breach(first_row, f"not CSV the reader accepts ({str(exc)[:200]})")) from exc
 
 
-def _utc_ms(text: pa.ChunkedArray) -> pa.ChunkedArray:
-    """UTC time text (``+00:00`` or ``Z``) in whole milliseconds -> epoch ms; ArrowInvalid otherwise."""
-    if not pc.all(pc.or_(pc.ends_with(text, UTC_SUFFIXES[0]), pc.ends_with(text, UTC_SUFFIXES[1]))).as_py():
-        raise pa.ArrowInvalid("a time without a UTC offset")
-    return pc.cast(pc.cast(text, _TIME_TYPE), pa.int64())
-
-
 def _converted(text: pa.ChunkedArray, column: str, first_row: int, kind: str) -> pa.ChunkedArray:
     """A text column converted by pyarrow; _Refused names the first value it refuses."""
 
     def convert(values: pa.ChunkedArray) -> pa.ChunkedArray:
-        if column in TIME_COLUMNS:
-            return _utc_ms(values)
-        return values if values.type == pa.int64() else pc.cast(values, pa.int64())
+        if column not in TIME_COLUMNS:
+            return values if values.type == pa.int64() else pc.cast(values, pa.int64())
+        # UTC time text (``+00:00`` or ``Z``) in whole milliseconds -> epoch ms
+        if not pc.all(pc.or_(pc.ends_with(values, UTC_SUFFIXES[0]), pc.ends_with(values, UTC_SUFFIXES[1]))).as_py():
+            raise pa.ArrowInvalid("a time without a UTC offset")
+        return pc.cast(pc.cast(values, _TIME_TYPE), pa.int64())
 
     try:
         return convert(text)
