@@ -1,11 +1,9 @@
 """The backfill of the dataset layout: per series, only the periods it lacks, archive first, then REST.
 
-The range's periods (``store.dataset.periods_between``) are compared with the stored ones, read from
-their footers with their identity checked (a file naming another series is quarantined: its period is
-fetched again). A complete period is skipped; in any other, the range's part from its first hole on is
-fetched from the candle source (verified archive files, REST pages kept in resume journals) and merged,
-all under the series lock (a running cycle holds it briefly; the backfill waits), each source (the archive
-file and its SHA-256, or the REST range) in the period's metadata. Each period is one atomic verified
+The range's periods are compared with the stored ones (their footers, identity checked: a file naming another
+series is quarantined and its period fetched again). A complete period is skipped; any other is fetched from its
+first hole on (verified archive files, REST pages kept in resume journals) and merged under the series lock, each
+source (archive file and SHA-256, or REST range) in the period's metadata. Each period is one atomic verified
 file: a run killed halfway keeps the periods it wrote, and a rerun fetches only the rest.
 """
 
