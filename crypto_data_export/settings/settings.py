@@ -122,23 +122,18 @@ class Settings:
                 f"BINANCE_BASE_URL={self.base_url} is the {other[0]} host but BINANCE_MARKET={self.market}: "
                 f"remove BINANCE_BASE_URL (the default is {DEFAULT_BASE_URLS[self.market]}) or set it to that host"
             )
-        # Checked here, so a CLI flag applied with dataclasses.replace is checked too.
-        self._check_lookback()
-        cadence(self.export_period_hours, self.export_at)
-
-    def _check_lookback(self) -> None:
-        """The look-back must hold one closed candle of every interval (the longest decides)."""
+        # Checked here, so a CLI flag applied with dataclasses.replace is checked too: the look-back must hold
+        # one closed candle of every interval (the longest decides), and the period must suit EXPORT_AT.
         longest = max(self.kline_intervals, key=min_lookback_days)
-        shortest = min_lookback_days(longest)
-        if self.lookback_days >= shortest:
-            return
-        one = len(self.kline_intervals) == 1
-        raise SettingsError(
-            f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
-            f"({f'KLINE_INTERVAL={longest}' if one else 'KLINE_INTERVALS=' + ','.join(self.kline_intervals)}): "
-            f"set EXPORT_LOOKBACK_DAYS to at least {shortest:g} or "
-            + ("choose a shorter KLINE_INTERVAL" if one else f"drop {longest} from KLINE_INTERVALS")
-        )
+        if self.lookback_days < (shortest := min_lookback_days(longest)):
+            one = len(self.kline_intervals) == 1
+            raise SettingsError(
+                f"EXPORT_LOOKBACK_DAYS={self.lookback_days:g} cannot hold one closed {longest} candle "
+                f"({f'KLINE_INTERVAL={longest}' if one else 'KLINE_INTERVALS=' + ','.join(self.kline_intervals)}): "
+                f"set EXPORT_LOOKBACK_DAYS to at least {shortest:g} or "
+                + ("choose a shorter KLINE_INTERVAL" if one else f"drop {longest} from KLINE_INTERVALS")
+            )
+        cadence(self.export_period_hours, self.export_at)
 
     @property
     def single_series(self) -> bool:
@@ -361,20 +356,22 @@ def override(settings: Settings, flags: Mapping[str, tuple[str | None, str]]) ->
     """``settings`` with values from CLI flags, ``{variable: (raw value or None, flag)}``, each
     checked by its variable's rule (errors name the flag), all at once (a combination such
     as ``--interval 1w --days 30`` is judged as a whole)."""
-    changes: dict[str, Any] = {}
-    for variable, (raw, flag) in flags.items():
-        if raw is not None:
-            field_name, parse = _PARSERS[variable]
-            changes[field_name] = parse(flag, raw)
+    changes: dict[str, Any] = {
+        _PARSERS[v][0]: _PARSERS[v][1](flag, raw) for v, (raw, flag) in flags.items() if raw is not None
+    }
     if "kline_interval" in changes and "kline_intervals" not in changes:
         changes["kline_intervals"] = (changes["kline_interval"],)  # a one-interval flag means that interval only
-    if not changes:
-        return settings
+    return _built(lambda: replace(settings, **changes), flags) if changes else settings
+
+
+def _built(build: Callable[[], Settings], flags: Mapping[str, tuple[str | None, str]]) -> Settings:
+    """``build()``; its error names the flags given (a value may be refused only in their company)."""
     try:
-        return replace(settings, **changes)
+        return build()
     except SettingsError as exc:
-        given = ", ".join(flag for raw, flag in flags.values() if raw is not None)
-        raise SettingsError(f"{exc} (with {given})") from exc
+        if not (given := [flag for raw, flag in flags.values() if raw is not None]):
+            raise
+        raise SettingsError(f"{exc} (with {', '.join(given)})") from exc
 
 
 def read_environment(
@@ -432,9 +429,4 @@ def load_settings(
     except SymbolError as exc:
         source = "--symbols" if symbols_override is not None else "EXPORT_SYMBOLS/CRYPTO_SYMBOLS"
         raise SettingsError(f"{source}: {exc}") from exc
-    try:
-        return Settings(**kwargs)  # type: ignore[arg-type]
-    except SettingsError as exc:
-        if not given:
-            raise
-        raise SettingsError(f"{exc} (with {', '.join(flag for _, flag in given.values())})") from exc
+    return _built(lambda: Settings(**kwargs), given)  # type: ignore[arg-type]
