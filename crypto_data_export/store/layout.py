@@ -1,24 +1,9 @@
-"""Every fixed name in the export folder, in one place.
+"""Every fixed name in the export folder, in one place (``ExportFolder``; the map for people: docs/files.md).
 
-    historical_exports/
-        {SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv   exports (one function builds the name, one regex parses it)
-        {SYMBOL}_{MARKET}_{INTERVAL}_{...}.csv      exports of a market other than spot (e.g. BTCUSDT_usdm_1h_...)
-        .{name}.{pid}.{8 hex}.cdx.tmp               a write in progress (core.atomic_io) of one of our names
-        quarantine/                                 invalid files, moved aside, never deleted
-        state.json  .state.lock                     the scheduler's memory between runs
-        status_report.json                          the guide's status report
-        status.html                                 the same, as one self-contained page for people
-        metrics/exporter.prom                       Prometheus textfile metrics (METRICS_FILE; never scanned)
-        .run.lock                                   one cycle at a time (cron and the service)
-        .service.lock  data_export_service.pid      the background service
-        export_log.log                              the exporter's log
-        logs/scheduled_data_manager.log  logs/data_export_service.log
-        .archive_cache/                             verified archive zips of an unfinished backfill (resume)
-        .backfill_partial/                          REST pages of an unfinished backfill (resume journals)
-        .dataset_footers.json                       the dataset's period footers already read (status)
-
-A name that does not match ``EXPORT_NAME_PATTERN`` (or ``our_temp_name``) is
-not ours: it is never read as data, moved or deleted.
+Exports are ``{SYMBOL}_{INTERVAL}_{YYYYMMDD_HHMMSS}.csv`` (``{SYMBOL}_{MARKET}_{INTERVAL}_...`` off spot, e.g.
+``BTCUSDT_usdm_1h_...``): one function builds the name, one regex parses it. ``.{name}.{pid}.{8 hex}.cdx.tmp`` is
+a write in progress (core.atomic_io) of one of our names. A name that does not match ``EXPORT_NAME_PATTERN`` (or
+``our_temp_name``) is not ours: it is never read as data, moved or deleted.
 """
 
 from __future__ import annotations
@@ -76,7 +61,7 @@ SERIES_KEY_PATTERN = re.compile(
 
 
 class ExportFolder:
-    """The paths of one export folder (see the map above)."""
+    """The paths of one export folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root = Path(root)
