@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,87 +38,6 @@ MAX_SYMBOLS = 60_000  # series: symbols x intervals
 # trusting it would stop every export for good.
 MAX_BAN = timedelta(days=4)
 SERVICE_STATUSES = ("running", "stopped")
-
-
-@dataclass
-class SymbolState:
-    last_success: str | None = None
-    last_file: str | None = None
-    last_error: str | None = None
-    last_error_at: str | None = None
-    last_error_kind: str | None = None
-    # The exchange had no candle from empty_from up to data_from (a listing inside the window).
-    empty_from: str | None = None
-    data_from: str | None = None
-
-    def known_empty(self) -> tuple[int, int] | None:
-        start, end = iso_to_ms(self.empty_from), iso_to_ms(self.data_from)
-        return None if start is None or end is None or end < start else (start, end)
-
-
-@dataclass
-class RunState:
-    export_count: int = 0
-    cleanup_count: int = 0
-    last_cycle_start: str | None = None
-    last_cycle_end: str | None = None
-    last_cycle_result: str | None = None
-    last_successful_cycle: str | None = None
-    last_cycle_failed_symbols: list[str] = field(default_factory=list)
-    # The last cycle's requests, weight, 429s, 418s, files removed and quarantined (COUNTER_NAMES).
-    last_cycle_counters: dict[str, int] = field(default_factory=dict)
-    last_exchange_contact: str | None = None
-    banned_until: str | None = None
-    service_pid: int | None = None
-    service_status: str = "stopped"
-    service_started: str | None = None
-    next_run: str | None = None  # the running loop's next cycle, as schedule planned it
-    symbols: dict[str, SymbolState] = field(default_factory=dict)
-    # The symbol universe as last resolved (symbol -> the rule that selected it, in order):
-    # --status shows it without asking the exchange, and cleanup keeps protecting its
-    # symbols' newest files while the exchange cannot be reached.
-    universe: dict[str, str] = field(default_factory=dict)
-    universe_resolved_at: str | None = None
-    # What reading or repairing the file found, for the CLI to show; never written.
-    notices: list[str] = field(default_factory=list, compare=False, repr=False)
-
-    def ban_end(self) -> datetime | None:
-        """The end of a ban still in force, else None."""
-        until = from_iso(self.banned_until)
-        return until if until is not None and until > utc_now() else None
-
-    def symbol(self, name: str) -> SymbolState:
-        return self.symbols.setdefault(name, SymbolState())
-
-    # ``symbols`` is keyed by series (``crypto_data_export.store.layout.series_key``): the symbol alone for one
-    # spot interval (the layout every earlier version wrote), else SYMBOL_interval or
-    # SYMBOL_market_interval. An entry under the plain symbol whose last file belongs to a
-    # series is that series' memory: found and moved on the first write, never lost.
-    def find_series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState | None:
-        entry = self.symbols.get(key)
-        if entry is not None or key == symbol:
-            return entry
-        legacy = self.symbols.get(symbol)
-        if legacy is None or legacy.last_file is None:
-            return None
-        parsed = parse_export_name(Path(legacy.last_file).name)
-        if parsed is None or (parsed.symbol, parsed.interval, parsed.market) != (symbol, interval, market):
-            return None
-        return legacy
-
-    def series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState:
-        """The entry of one series, taken over from a legacy per-symbol entry if that one is its."""
-        entry = self.find_series(key, symbol, interval, market)
-        if entry is None:
-            return self.symbol(key)
-        if key not in self.symbols:
-            self.symbols[key] = SymbolState(**asdict(entry))
-        return self.symbols[key]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("notices")
-        return mark(data, STATE_FORMAT_VERSION)
 
 
 # -- field checks: each returns the value (maybe cut) or raises ValueError saying what it expects --
@@ -182,43 +101,102 @@ def _universe(value: Any) -> dict[str, str]:
     return {k: v[:200] for k, v in value.items()}
 
 
-_TOP_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "export_count": _count,
-    "cleanup_count": _count,
-    "last_cycle_start": _moment,
-    "last_cycle_end": _moment,
-    "last_cycle_result": _text,
-    "last_successful_cycle": _moment,
-    "last_cycle_failed_symbols": _symbol_list,
-    "last_cycle_counters": _counters,
-    "last_exchange_contact": _moment,
-    "banned_until": _ban_end,
-    "service_pid": _pid,
-    "service_status": _service_status,
-    "service_started": _moment,
-    "next_run": _moment,
-    "universe": _universe,
-    "universe_resolved_at": _moment,
-}
-_SYMBOL_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "last_success": _moment,
-    "last_file": _text,
-    "last_error": _text,
-    "last_error_at": _moment,
-    "last_error_kind": _text,
-    "empty_from": _moment,
-    "data_from": _moment,
-}
+def _read_by(check: Callable[[Any], Any], default: Any = None, *, factory: Callable[[], Any] | None = None) -> Any:
+    """A field read from state.json through ``check`` (``_checked``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+@dataclass
+class SymbolState:
+    last_success: str | None = _read_by(_moment)
+    last_file: str | None = _read_by(_text)
+    last_error: str | None = _read_by(_text)
+    last_error_at: str | None = _read_by(_moment)
+    last_error_kind: str | None = _read_by(_text)
+    # The exchange had no candle from empty_from up to data_from (a listing inside the window).
+    empty_from: str | None = _read_by(_moment)
+    data_from: str | None = _read_by(_moment)
+
+    def known_empty(self) -> tuple[int, int] | None:
+        start, end = iso_to_ms(self.empty_from), iso_to_ms(self.data_from)
+        return None if start is None or end is None or end < start else (start, end)
+
+
+@dataclass
+class RunState:
+    export_count: int = _read_by(_count, 0)
+    cleanup_count: int = _read_by(_count, 0)
+    last_cycle_start: str | None = _read_by(_moment)
+    last_cycle_end: str | None = _read_by(_moment)
+    last_cycle_result: str | None = _read_by(_text)
+    last_successful_cycle: str | None = _read_by(_moment)
+    last_cycle_failed_symbols: list[str] = _read_by(_symbol_list, factory=list)
+    # The last cycle's requests, weight, 429s, 418s, files removed and quarantined (COUNTER_NAMES).
+    last_cycle_counters: dict[str, int] = _read_by(_counters, factory=dict)
+    last_exchange_contact: str | None = _read_by(_moment)
+    banned_until: str | None = _read_by(_ban_end)
+    service_pid: int | None = _read_by(_pid)
+    service_status: str = _read_by(_service_status, "stopped")
+    service_started: str | None = _read_by(_moment)
+    next_run: str | None = _read_by(_moment)  # the running loop's next cycle, as schedule planned it
+    symbols: dict[str, SymbolState] = field(default_factory=dict)
+    # The symbol universe as last resolved (symbol -> the rule that selected it, in order):
+    # --status shows it without asking the exchange, and cleanup keeps protecting its
+    # symbols' newest files while the exchange cannot be reached.
+    universe: dict[str, str] = _read_by(_universe, factory=dict)
+    universe_resolved_at: str | None = _read_by(_moment)
+    # What reading or repairing the file found, for the CLI to show; never written.
+    notices: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def ban_end(self) -> datetime | None:
+        """The end of a ban still in force, else None."""
+        until = from_iso(self.banned_until)
+        return until if until is not None and until > utc_now() else None
+
+    def symbol(self, name: str) -> SymbolState:
+        return self.symbols.setdefault(name, SymbolState())
+
+    # ``symbols`` is keyed by series (``crypto_data_export.store.layout.series_key``): the symbol alone for one
+    # spot interval (the layout every earlier version wrote), else SYMBOL_interval or
+    # SYMBOL_market_interval. An entry under the plain symbol whose last file belongs to a
+    # series is that series' memory: found and moved on the first write, never lost.
+    def find_series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState | None:
+        entry = self.symbols.get(key)
+        if entry is not None or key == symbol:
+            return entry
+        legacy = self.symbols.get(symbol)
+        if legacy is None or legacy.last_file is None:
+            return None
+        parsed = parse_export_name(Path(legacy.last_file).name)
+        if parsed is None or (parsed.symbol, parsed.interval, parsed.market) != (symbol, interval, market):
+            return None
+        return legacy
+
+    def series(self, key: str, symbol: str, interval: str, market: str = SPOT) -> SymbolState:
+        """The entry of one series, taken over from a legacy per-symbol entry if that one is its."""
+        entry = self.find_series(key, symbol, interval, market)
+        if entry is None:
+            return self.symbol(key)
+        if key not in self.symbols:
+            self.symbols[key] = SymbolState(**asdict(entry))
+        return self.symbols[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("notices")
+        return mark(data, STATE_FORMAT_VERSION)
 
 
 def _shown(value: Any) -> str:
     return printable(repr(value), 40)
 
 
-def _checked(data: dict[str, Any], checks: dict[str, Callable[[Any], Any]], where: str, problems: list[str]) -> dict:
+def _checked(data: dict[str, Any], kind: type, where: str, problems: list[str]) -> dict:
     """The fields of ``data`` that pass their check; a failing one is noted and left to its default."""
     good: dict[str, Any] = {}
-    for name, check in checks.items():
+    for name, check in ((f.name, f.metadata["check"]) for f in fields(kind) if "check" in f.metadata):
         if name not in data:
             continue
         try:
@@ -239,14 +217,14 @@ def _symbols(value: Any, problems: list[str]) -> dict[str, SymbolState]:
         elif not isinstance(values, dict):
             problems.append(f"symbols.{name} is {_shown(values)}, expected an object")
         else:
-            symbols[name] = SymbolState(**_checked(values, _SYMBOL_FIELDS, f"symbols.{name}.", problems))
+            symbols[name] = SymbolState(**_checked(values, SymbolState, f"symbols.{name}.", problems))
     return symbols
 
 
 def state_from_dict(data: dict[str, Any]) -> tuple[RunState, list[str]]:
     """A RunState from parsed JSON, field by field; the second item lists what was wrong."""
     problems: list[str] = []
-    state = RunState(**_checked(data, _TOP_FIELDS, "", problems))
+    state = RunState(**_checked(data, RunState, "", problems))
     if "symbols" in data:
         state.symbols = _symbols(data["symbols"], problems)
     return state, problems
