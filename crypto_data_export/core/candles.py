@@ -22,9 +22,8 @@ import pyarrow.compute as pc
 
 from crypto_data_export.core.intervals import DAY_MS
 
-# The system allocator, not jemalloc: jemalloc keeps the pages freed by up to 30 writer threads,
-# and a backfill of 50 symbols x 1 y x 1h peaked at 410 MB RSS, 203 MB with this
-# (python -m benchmarks.bench_files).
+# The system allocator, not jemalloc: jemalloc keeps the pages freed by up to 30 writer threads, and a backfill of 50
+# symbols x 1 y x 1h peaked at 410 MB RSS, 203 MB with this (python -m benchmarks.bench_files).
 pa.set_memory_pool(pa.system_memory_pool())
 
 CANDLE_COLUMNS: tuple[str, ...] = (

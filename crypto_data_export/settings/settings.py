@@ -1,9 +1,8 @@
 """Settings: one typed, frozen object built once from the environment and ``.env``.
 
-Nothing else reads the environment. A bad value is reported with the variable, the value
-and what is accepted (``SettingsError``, exit code 2). Every number has an upper bound
-(``1e300`` hours would overflow every date), and the export folder must be a folder of
-its own (cleanup acts on its entries), never a system or home folder itself."""
+Nothing else reads the environment. A bad value is reported with the variable, the value and what is accepted
+(``SettingsError``, exit code 2). Every number has an upper bound (``1e300`` hours would overflow every date), and the
+export folder must be a folder of its own (cleanup acts on its entries), never a system or home folder itself."""
 
 from __future__ import annotations
 
@@ -34,9 +33,8 @@ DEFAULT_BASE_URL = "https://api.binance.com"
 DEFAULT_EXPORT_DIR = "historical_exports"
 METRICS_OFF = "off"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
-# Requests in flight, not CPU work: 30 hide 150 ms of latency for a few hundred
-# symbols (400 calls in about 2 s). The rate limiter, not the pool size, keeps
-# us inside the exchange's budget; EXPORT_WORKERS is bounded to 1..64.
+# Requests in flight, not CPU work: 30 hide 150 ms of latency for a few hundred symbols (400 calls in about 2 s). The
+# rate limiter, not the pool size, keeps us inside the exchange's budget; EXPORT_WORKERS is bounded to 1..64.
 DEFAULT_WORKERS = 30
 # binance.com lists about 1,500 TRADING spot symbols in all quote assets (400 in USDT); 2,000 series
 # cost about 4,000 of the 6,000 weight a minute and keep a cycle's files and memory modest.
@@ -70,9 +68,8 @@ class Settings:
     metrics_file: str = ""
     metrics_pushgateway: str = ""  # a Pushgateway's URL: each run's metrics are pushed there ("" none)
     archive_url: str = DEFAULT_ARCHIVE_URL
-    # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After
-    # __post_init__ it is never empty and kline_interval is one of them (the first if
-    # it was not), so code that knows one interval keeps working.
+    # Every interval exported (KLINE_INTERVALS); empty means (kline_interval,). After __post_init__ it is never empty
+    # and kline_interval is one of them (the first if it was not), so code that knows one interval keeps working.
     kline_intervals: tuple[str, ...] = ()
     market: str = SPOT  # BINANCE_MARKET; an empty base_url means this market's default host
     # The file format of new exports (store.formats.FORMATS holds one class per name).
@@ -87,9 +84,8 @@ class Settings:
     dataset_endpoint_url: str = ""
     dataset_lease_seconds: float = 600.0
 
-    # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle
-    # (``symbols`` then holds only the explicitly listed ones, added to it); TOP_N keeps the
-    # N with the largest 24 h quote volume.
+    # The symbol universe: every TRADING symbol quoted in this asset, resolved at each cycle (``symbols`` then holds
+    # only the explicitly listed ones, added to it); TOP_N keeps the N with the largest 24 h quote volume.
     quote_asset: str | None = None
     top_n: int | None = None
     # EXPORT_AT: runs aligned to the clock (``cadence`` gives schedule's unit and ``.at()`` text).

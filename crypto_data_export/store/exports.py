@@ -46,9 +46,8 @@ def newest_candle_ms(validation: FileValidation | None) -> int:
 
 
 def content_key(f: ExportFile, validation: FileValidation | None, fresh: bool = False) -> tuple[int, bool, str]:
-    """The content order: the newest candle inside; ties go to a file just written
-    (``fresh``: a twin with a future name stamp must not make each new export
-    delete itself), then to the greater name (a stable order)."""
+    """The content order: the newest candle inside; ties go to a file just written (``fresh``: a twin with a future
+    name stamp must not make each new export delete itself), then to the greater name (a stable order)."""
     return newest_candle_ms(validation), fresh, f.name
 
 

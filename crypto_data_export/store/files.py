@@ -474,9 +474,8 @@ class FileManager:
         return True
 
     def closes_of(self, names: Mapping[str, str]) -> dict[str, list[float]]:
-        """Per key, the closes of the named file of the folder (a sparkline's data). A file
-        that is a symlink, too large to be worth it, or unreadable is left out: a picture is
-        never worth failing a cycle for."""
+        """Per key, the closes of the named file of the folder (a sparkline's data). A file that is a symlink, too
+        large to be worth it, or unreadable is left out: a picture is never worth failing a cycle for."""
         closes: dict[str, list[float]] = {}
         for key, name in names.items():
             path = self.export_dir / Path(name).name

@@ -71,10 +71,9 @@ def freqtrade_path(datadir: Path, symbol: str, interval: str, market: str, file_
 
 
 def export_sources(settings: Settings) -> tuple[str, list[tuple[SeriesId, Candles]]]:
-    """The layout read and every series of the settings' market in it: the dataset (every period)
-    with ``EXPORT_LAYOUT=dataset`` or once it exists (it holds the history), else the files layout
-    (each series' newest valid file, by content: a file naming another exchange host or series is
-    skipped, nothing is moved)."""
+    """The layout read and every series of the settings' market in it: the dataset (every period) with
+    ``EXPORT_LAYOUT=dataset`` or once it exists (it holds the history), else the files layout (each series' newest
+    valid file, by content: a file naming another exchange host or series is skipped, nothing is moved)."""
     dataset = Dataset.from_settings(settings, writes=False)
     if settings.export_layout == "dataset" or dataset.store.remote or dataset.root.is_dir():
         series = [s for s in dataset.all_series() if s.market == dataset.market]  # another market: another host

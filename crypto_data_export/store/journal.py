@@ -1,13 +1,12 @@
 """Resume journals of REST backfills: completed pages kept on disk until the file is published.
 
-``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal``: the candles of one
-series (``SeriesId``) from one open time on. Its first line names the series and the start;
-each further line is one page, in the order pages arrived (parallel pages arrive out of order):
-the open times [from, to] it holds every candle of, its rows and a SHA-256 chained on the page
-before, fsynced before its candles are used. It is read one page at a time and trusted in
-nothing: another series' header (or an older journal version) discards it (logged); at a torn,
-damaged or refused (``cut``) page it is cut and the rest fetched again. Only names of the pattern
-below are ours; a symbolic link is never followed, but left alone.
+``EXPORT_DIR/.backfill_partial/{SYMBOL}_{INTERVAL}_{START_MS}.journal``: the candles of one series (``SeriesId``) from
+one open time on. Its first line names the series and the start; each further line is one page, in the order pages
+arrived (parallel pages arrive out of order): the open times [from, to] it holds every candle of, its rows and a
+SHA-256 chained on the page before, fsynced before its candles are used. It is read one page at a time and trusted in
+nothing: another series' header (or an older journal version) discards it (logged); at a torn, damaged or refused
+(``cut``) page it is cut and the rest fetched again. Only names of the pattern below are ours; a symbolic link is
+never followed, but left alone.
 """
 
 from __future__ import annotations
@@ -89,9 +88,8 @@ class PageJournal:
         return handle
 
     def pages(self) -> Iterator[tuple[int, int, list[list[Any]], tuple[int, str]]]:
-        """(from, to, rows, where: for ``rows_at``) of each whole page, in the order they were kept, one
-        in memory at a time. A page is accepted when the next one is asked for; ``cut`` drops the one
-        last given and all after it."""
+        """(from, to, rows, where: for ``rows_at``) of each whole page, in the order they were kept, one in memory at
+        a time. A page is accepted when the next one is asked for; ``cut`` drops the one last given and all after it."""
         try:
             handle = self._open(os.O_RDWR)
         except FileNotFoundError:

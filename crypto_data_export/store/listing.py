@@ -1,9 +1,8 @@
 """The export folder's names, listed once for a whole export pass.
 
-N series each listing the folder is quadratic in a crowded folder and a lock convoy
-across 30 threads, so a pass lists it once (``FolderNames``) and keeps the listing current
-with what this process writes, removes and quarantines. A file another process adds is
-seen by the next pass; one it removes is skipped (every name is ``lstat``-ed before use).
+N series each listing the folder is quadratic in a crowded folder and a lock convoy across 30 threads, so a pass lists
+it once (``FolderNames``) and keeps the listing current with what this process writes, removes and quarantines. A file
+another process adds is seen by the next pass; one it removes is skipped (every name is ``lstat``-ed before use).
 """
 
 from __future__ import annotations

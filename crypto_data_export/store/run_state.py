@@ -1,11 +1,10 @@
 """``state.json``: what the scheduler remembers between runs and restarts.
 
-Counts, the last cycle, per-series last success and error, the loop's PID, and
-``banned_until`` after a 418 (a restart must not walk back into the ban); written
-atomically with our marker. Reading trusts nothing: a field of the wrong type or range
-falls back to its default with one warning (losing a counter beats refusing to run). A
-file that is not ours or not usable, or ours with wrong fields, is set aside under a new
-name (``state.json.foreign-<stamp>``, ``.corrupt-<stamp>``) before ours replaces it.
+Counts, the last cycle, per-series last success and error, the loop's PID, and ``banned_until`` after a 418 (a restart
+must not walk back into the ban); written atomically with our marker. Reading trusts nothing: a field of the wrong
+type or range falls back to its default with one warning (losing a counter beats refusing to run). A file that is not
+ours or not usable, or ours with wrong fields, is set aside under a new name (``state.json.foreign-<stamp>``,
+``.corrupt-<stamp>``) before ours replaces it.
 """
 
 from __future__ import annotations

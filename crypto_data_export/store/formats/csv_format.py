@@ -40,9 +40,8 @@ from crypto_data_export.store.validation import FileValidation
 CSV_HEADER = ",".join(CANDLE_COLUMNS)
 # Whole lines parsed at once when checking: bounds the memory of one file's check.
 BLOCK_BYTES = 4 << 20
-# A file being written is checked in smaller blocks: a backfill writes up to EXPORT_WORKERS
-# files at once and each holds one block (peak RSS of 50 symbols x 1 y of 1h: 451 MB with
-# 4 MB blocks, 244 MB with 256 KB ones).
+# A file being written is checked in smaller blocks: a backfill writes up to EXPORT_WORKERS files at once and each
+# holds one block (peak RSS of 50 symbols x 1 y of 1h: 451 MB with 4 MB blocks, 244 MB with 256 KB ones).
 WRITE_CHECK_BYTES = 256 << 10
 LINE_LIMIT = 1 << 20  # no line of ours comes near this
 # Rows formatted as text at once when writing (bounds the text copy of a large chunk); smaller
@@ -52,11 +51,10 @@ WRITE_ROWS, GATHER_ROWS = 50_000, 8192
 JOIN_ROWS = 256  # up to this many rows, joined in Python (see _joined_lines)
 UTC_SUFFIXES = ("+00:00", "Z")
 _TIME_TYPE = pa.timestamp("ms", tz="UTC")
-# Blocks up to this size, in the exact text ``csv_lines`` writes, are split by hand: a
-# ``read_csv`` call costs ~0.35 ms whatever the size, half the check of a 48-row file, and a
-# cycle checks every file it reads or writes (cleanup of 10 000 such files: 7.7 s -> 4.2 s,
-# python -m benchmarks.bench_files). Anything else goes to pyarrow, which decides; a test
-# (tests/store/test_csv_validation.py) mutates real lines and compares the two readings.
+# Blocks up to this size, in the exact text ``csv_lines`` writes, are split by hand: one ``read_csv`` call costs
+# ~0.35 ms whatever the size, half the check of a 48-row file, and a cycle checks every file it reads or writes
+# (cleanup of 10 000 such files: 7.7 s -> 4.2 s, python -m benchmarks.bench_files). Anything else goes to pyarrow,
+# which decides; a test (tests/store/test_csv_validation.py) mutates real lines and compares the two readings.
 SPLIT_BYTES = 64 << 10
 _CANONICAL_TIMES = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?\+00:00\n)*")
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="none")
