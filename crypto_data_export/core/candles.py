@@ -61,14 +61,11 @@ def exchange_host(base_url: str) -> str:
 
 
 def candle_frame(columns: Mapping[str, Any]) -> pa.Table:
-    """A candle table from one sequence (list, tuple or numpy array) per column; raises
-    (``KeyError``, ``pa.ArrowInvalid``/``TypeError``) if a column is missing or mistyped.
-
-    Built straight from the Python values, never through pandas: small pages come from
-    30 export threads at once, and each pandas<->Arrow round trip releases and retakes
-    the GIL several times (a lock convoy that once cost more CPU than the pages' work).
-    The eight decimal columns are one text array, sliced: one conversion instead of eight.
-    """
+    """A candle table from one sequence (list, tuple or numpy array) per column; raises (``KeyError``,
+    ``pa.ArrowInvalid``/``TypeError``) if a column is missing or mistyped. Built straight from the Python values,
+    never through pandas: small pages come from 30 export threads at once, and each pandas<->Arrow round trip releases
+    and retakes the GIL several times (a lock convoy that once cost more CPU than the pages' work). The eight decimal
+    columns are one text array, sliced: one conversion instead of eight."""
     rows = len(columns[CANDLE_COLUMNS[0]])
     if any(len(columns[c]) != rows for c in CANDLE_COLUMNS):
         raise pa.ArrowInvalid("candle columns of different lengths")
@@ -125,12 +122,10 @@ def differing_rows(mine: pa.Table, theirs: pa.Table) -> dict[str, np.ndarray]:
 
 
 def format_utc_ms(values: np.ndarray) -> np.ndarray:
-    """Epoch ms -> ``2026-11-29 02:00:00+00:00`` (``.999`` kept when present): the CSV's time text.
-
-    Up to ``_EDIT_IN_PYTHON`` values, numpy's ISO text is edited in Python: the Arrow kernels
-    of ``utc_text`` cost ~30 us a call whatever the size, and a cycle formats two 48-row
-    columns per symbol (0.2 -> 0.1 ms for a 48-row file's CSV text).
-    """
+    """Epoch ms -> ``2026-11-29 02:00:00+00:00`` (``.999`` kept when present): the CSV's time text. Up to
+    ``_EDIT_IN_PYTHON`` values, numpy's ISO text is edited in Python: the Arrow kernels of ``utc_text`` cost ~30 us a
+    call whatever the size, and a cycle formats two 48-row columns per symbol (0.2 -> 0.1 ms for a 48-row file's CSV
+    text)."""
     values = np.asarray(values, dtype="int64")
     if len(values) > _EDIT_IN_PYTHON:
         return np.asarray(utc_text(values).to_numpy(zero_copy_only=False))
@@ -142,13 +137,10 @@ _EDIT_IN_PYTHON = 256
 
 
 def utc_text(values: np.ndarray) -> pa.Array:
-    """``format_utc_ms`` as an Arrow string array.
-
-    numpy formats, pyarrow edits the text: ``np.char`` took 0.54 s CPU for a year of 1m
-    close times, this 0.27 s. Past ``_FORMAT_BY_PARTS`` values, each distinct day and each
-    distinct time of day is formatted once and the texts are joined (0.35 -> 0.12 s for a
-    year of 1m: a backfill's CPU is mostly writing its CSV); below it that costs more than it saves.
-    """
+    """``format_utc_ms`` as an Arrow string array. numpy formats, pyarrow edits the text: ``np.char`` took 0.54 s CPU
+    for a year of 1m close times, this 0.27 s. Past ``_FORMAT_BY_PARTS`` values, each distinct day and each distinct
+    time of day is formatted once and the texts are joined (0.35 -> 0.12 s for a year of 1m: a backfill's CPU is
+    mostly writing its CSV); below it that costs more than it saves."""
     values = np.asarray(values, dtype="int64")
     join: Any = pc.binary_join_element_wise  # its stubs accept arrays only; scalars are broadcast
     if len(values) > _FORMAT_BY_PARTS:

@@ -23,12 +23,10 @@ def _strings(paths: list[Path]) -> list[str]:
 
 @dataclass
 class CleanupResult:
-    """What a cleanup removed (in a dry run: would remove) and why it kept the rest.
-
-    ``removed``: every deleted file (retention, duplicates, temp leftovers), ``reasons`` why;
-    ``stopped``: a stop request cut the scan short. Not reported: ``remaining`` (the folder
-    as the cleanup left it) and ``vanished`` (candidates gone before they were removed).
-    """
+    """What a cleanup removed (in a dry run: would remove) and why it kept the rest. ``removed``: every deleted file
+    (retention, duplicates, temp leftovers), ``reasons`` why; ``stopped``: a stop request cut the scan short. Not
+    reported: ``remaining`` (the folder as the cleanup left it) and ``vanished`` (candidates gone before they were
+    removed)."""
 
     removed: list[Path] = field(default_factory=list)
     bytes_freed: int = 0

@@ -122,11 +122,9 @@ def our_temp_name(name: str) -> re.Match[str] | None:
 
 
 def export_name_prefix(symbol: str, interval: str | None = None, market: str = SPOT) -> str:
-    """The start of every export name of ``symbol`` (every series without ``interval``).
-
-    Symbols have no ``_`` and no market name is an interval, so ``BTCUSDT_1h_`` matches
-    neither ``BTCUSDTX_...`` nor ``BTCUSDT_usdm_1h_...``: a prefix test drops other series.
-    """
+    """The start of every export name of ``symbol`` (every series without ``interval``). Symbols have no ``_`` and no
+    market name is an interval, so ``BTCUSDT_1h_`` matches neither ``BTCUSDTX_...`` nor ``BTCUSDT_usdm_1h_...``: a
+    prefix test drops other series."""
     if not interval:
         return f"{symbol}_"
     return f"{symbol}_{interval}_" if market == SPOT else f"{symbol}_{market}_{interval}_"
