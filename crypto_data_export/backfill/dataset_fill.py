@@ -79,56 +79,52 @@ class DatasetFill:
     ) -> SymbolOutcome:
         """The series filled under its lock (in a bucket its lease), held from the listing of its periods
         to the last one written: a second backfill of it waits, then finds them stored and writes nothing."""
-        with self.dataset.lock(self.dataset.series_of(symbol, history.interval), wait=True, stop=self.stop_event):
-            return self._fill(source, history, symbol, server_ms)
-
-    def _fill(
-        self, source: ArchiveSource | JournalSource, history: HistoricalDataExporter, symbol: str, server_ms: int
-    ) -> SymbolOutcome:
         series = self.dataset.series_of(symbol, history.interval)
-        end = history.last_closed_open_ms(server_ms) + 1  # open times before it are closed
-        start = history.window_start_ms(server_ms, window=self.window)
-        end = end if self.window is None else min(end, self.window[1])
-        stored = {info.start_ms: info for info in self.dataset.periods(series)}
-        # Open times the exchange served (periods with no candle, before a listing, hold no file: see below)
-        served = [covered for info in stored.values() for covered in served_by(info)]
-        empty_from: int | None = None  # the first of the periods just fetched that had no candle
-        tally = self.tallies[symbol] = PeriodTally()
-        outcome = SymbolOutcome(symbol, True, path=self.dataset.store.name(self.dataset.series_folder(series)))
-        for period_start, period_end in periods_between(history.interval, start, end):
-            tally.periods += 1
-            info = stored.get(period_start)
-            span = (max(period_start, start), min(period_end, end))
-            first = first_missing(info, *span, history.interval, served)
-            if first is None:
-                tally.present += 1
-                outcome.rows += info.present if info else 0
-                continue
-            if self.stop_event.is_set():
-                raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
-            export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
-            last = floor_open_ms(span[1] - 1, history.interval)
-            files = source.tallies.setdefault(symbol, ArchiveTally()) if isinstance(source, ArchiveSource) else None
-            done = len(files.sources) if files else 0  # the archive files and REST ranges used are its sources
-            candles = pa.concat_tables([empty_candle_frame(), *source.pages(history, export, first, last)])
-            self.on_candles(len(candles))
-            sources = files.sources[done:] if files else [{"kind": "rest", "from_ms": first, "until_ms": last}]
-            tally.archive += any(s["kind"] == "archive" for s in sources)
-            tally.rest += any(s["kind"] == "rest" for s in sources)
-            outcome.fetched_rows, outcome.calls = outcome.fetched_rows + len(candles), outcome.calls + export.calls
-            if not len(candles):  # recorded in the next period with candles (a file holds at least one)
-                empty_from = first if empty_from is None else empty_from
-                continue
-            if empty_from is not None:
-                empty = {"kind": "rest", "from_ms": empty_from, "until_ms": floor_open_ms(first - 1, history.interval)}
-                sources, first, empty_from = [empty, *sources], empty_from, None
-            # Every hole in the range fetched was served empty: by REST, or in an archive file whose holes
-            # REST confirmed (``ArchiveSource._lacks``).
-            fetched = fetched_between(first, span[1])
-            written = self.dataset.merge(series, candles, sources, confirmed_empty=fetched, now_ms=server_ms)
-            outcome.rows += written[-1].present
-        if tally.present < tally.periods:
-            source.written(symbol, history.interval)  # its zips and journals have served
-        if not outcome.rows:  # as the files backfill: never a silent success with nothing
-            raise NoDataError(f"{symbol}: the exchange has no closed {history.interval} candle in the range")
-        return outcome
+        with self.dataset.lock(series, wait=True, stop=self.stop_event):
+            end = history.last_closed_open_ms(server_ms) + 1  # open times before it are closed
+            start = history.window_start_ms(server_ms, window=self.window)
+            end = end if self.window is None else min(end, self.window[1])
+            stored = {info.start_ms: info for info in self.dataset.periods(series)}
+            # Open times the exchange served (periods with no candle, before a listing, hold no file: see below)
+            served = [covered for info in stored.values() for covered in served_by(info)]
+            empty_from: int | None = None  # the first of the periods just fetched that had no candle
+            tally = self.tallies[symbol] = PeriodTally()
+            outcome = SymbolOutcome(symbol, True, path=self.dataset.store.name(self.dataset.series_folder(series)))
+            for period_start, period_end in periods_between(history.interval, start, end):
+                tally.periods += 1
+                info = stored.get(period_start)
+                span = (max(period_start, start), min(period_end, end))
+                first = first_missing(info, *span, history.interval, served)
+                if first is None:
+                    tally.present += 1
+                    outcome.rows += info.present if info else 0
+                    continue
+                if self.stop_event.is_set():
+                    raise StopRequested("stopped on request; the periods written are kept, a rerun fetches the rest")
+                export = SymbolExport(symbol, empty_candle_frame(), first, server_ms, window_end_ms=span[1])
+                last = floor_open_ms(span[1] - 1, history.interval)
+                files = source.tallies.setdefault(symbol, ArchiveTally()) if isinstance(source, ArchiveSource) else None
+                done = len(files.sources) if files else 0  # the archive files and REST ranges used are its sources
+                candles = pa.concat_tables([empty_candle_frame(), *source.pages(history, export, first, last)])
+                self.on_candles(len(candles))
+                sources = files.sources[done:] if files else [{"kind": "rest", "from_ms": first, "until_ms": last}]
+                tally.archive += any(s["kind"] == "archive" for s in sources)
+                tally.rest += any(s["kind"] == "rest" for s in sources)
+                outcome.fetched_rows, outcome.calls = outcome.fetched_rows + len(candles), outcome.calls + export.calls
+                if not len(candles):  # recorded in the next period with candles (a file holds at least one)
+                    empty_from = first if empty_from is None else empty_from
+                    continue
+                if empty_from is not None:
+                    until = floor_open_ms(first - 1, history.interval)
+                    empty = {"kind": "rest", "from_ms": empty_from, "until_ms": until}
+                    sources, first, empty_from = [empty, *sources], empty_from, None
+                # Every hole in the range fetched was served empty: by REST, or in an archive file whose holes
+                # REST confirmed (``ArchiveSource._lacks``).
+                fetched = fetched_between(first, span[1])
+                written = self.dataset.merge(series, candles, sources, confirmed_empty=fetched, now_ms=server_ms)
+                outcome.rows += written[-1].present
+            if tally.present < tally.periods:
+                source.written(symbol, history.interval)  # its zips and journals have served
+            if not outcome.rows:  # as the files backfill: never a silent success with nothing
+                raise NoDataError(f"{symbol}: the exchange has no closed {history.interval} candle in the range")
+            return outcome
