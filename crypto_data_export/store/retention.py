@@ -35,11 +35,6 @@ class RetentionRules:
     max_files_per_symbol: int  # per series
     retention_days: float
 
-    def stale_name(self, market: str, symbol: str, interval: str) -> str:
-        """How a stale series is named: the symbol alone in the guide's set-up (one spot interval)."""
-        single = len(self.series) == 1 and next(iter(self.series))[0] == SPOT
-        return series_key(symbol, interval, market, single=single)
-
 
 @dataclass
 class CleanupPlan:
@@ -71,6 +66,7 @@ def retention_removals(
     cutoff_ms = int((now - timedelta(days=rules.retention_days)).timestamp() * 1000)
     removals: dict[Path, str] = {}
     stale: set[str] = set()
+    single = len(rules.series) == 1 and next(iter(rules.series))[0] == SPOT  # the guide's set-up: stale symbols alone
     for (market, symbol, interval, suffix), files in _by_series(valid).items():
         shown = f"{symbol} {interval}" if market == SPOT else f"{symbol} {market} {interval}"
         shown += f" {suffix[1:]}" if suffix != ".csv" else ""
@@ -78,7 +74,7 @@ def retention_removals(
             too_old = newest_candle_ms(folder.validations.get(f.path)) < cutoff_ms
             if f.path in protected:
                 if too_old and (market, interval) in rules.series:
-                    stale.add(rules.stale_name(market, symbol, interval))
+                    stale.add(series_key(symbol, interval, market, single=single))
             elif rank >= rules.max_files_per_symbol:
                 removals[f.path] = f"beyond the newest {rules.max_files_per_symbol} of {shown}"
             elif too_old:
