@@ -159,14 +159,25 @@ class PeriodInfo:
         return sum(g[2] for g in self.gaps)
 
 
-# Footers read from disk, by path: (inode, size, mtime_ns) and the period; read again once the file changed.
-_FOOTERS: dict[str, tuple[tuple[int, int, int], PeriodInfo]] = {}
+# A version of a file: (inode, size, mtime_ns, ctime_ns); any write or rename changes it (ctime cannot be set back).
+Stamp = tuple[int, int, int, int]
+# Footers read from disk, by path: the stamp and the period; read again once the file changed.
+_FOOTERS: dict[str, tuple[Stamp, PeriodInfo]] = {}
 _MAX_FOOTERS = 65_536
+# The versions of files (by path, their stamp) this process wrote or read and judged by the rule book: one
+# unchanged since is decoded without judging its rows again.
+_JUDGED: dict[str, Stamp] = {}
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    found = os.stat(path, follow_symlinks=False)
-    return found.st_ino, found.st_size, found.st_mtime_ns
+def _stamp(path: Path | int) -> Stamp:
+    found = os.stat(path, follow_symlinks=False) if not isinstance(path, int) else os.fstat(path)
+    return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
+
+
+def _judged(path: Path, stamp: Stamp) -> None:
+    if len(_JUDGED) >= _MAX_FOOTERS:
+        _JUDGED.clear()
+    _JUDGED[str(path)] = stamp
 
 
 def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | None:
@@ -216,7 +227,7 @@ def _period_info(
     )
 
 
-def _kept(path: Path, stamp: tuple[int, int, int] | None, info: PeriodInfo) -> PeriodInfo:
+def _kept(path: Path, stamp: Stamp | None, info: PeriodInfo) -> PeriodInfo:
     if stamp is not None:  # (a bucket's objects: not kept)
         if len(_FOOTERS) >= _MAX_FOOTERS:
             _FOOTERS.clear()
@@ -314,7 +325,11 @@ class Dataset:
         path = self.period_path(series, start_ms)
         try:
             with self.store.open(path) as source, CPU_BOUND:
-                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0, numeric=numeric)
+                stamp = None if self.store.remote else _stamp(source.fileno())
+                judged = stamp is not None and _JUDGED.get(str(path)) == stamp
+                verdict, candles = judge_parquet(
+                    source, series.interval, path, candles_from=0, numeric=numeric, judged=judged
+                )
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -330,6 +345,8 @@ class Dataset:
             else:
                 logger.warning("would quarantine %s: %s", path, why)
             return None
+        if stamp is not None:
+            _judged(path, stamp)
         return candles
 
     def write_period(
@@ -341,12 +358,14 @@ class Dataset:
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
+        checked: bool = False,
     ) -> PeriodInfo:
         """Atomically replace the period's file with exactly these candles (candle model, all inside
         the period), verified (read back, rule book) before the rename; computes expected/present/gaps/
         complete (complete needs the period closed and every hole confirmed: by confirmed_empty(first, last)
         when given). Raises InvalidDataError and writes nothing if the candles break a rule.
-        ``now_ms``: the exchange's time (default this machine's), what counts as closed."""
+        ``now_ms``: the exchange's time (default this machine's), what counts as closed. ``checked``: every
+        candle and their order passed the rule book (a merge's): the bytes read back must decode to them."""
         start, end = period_bounds(series.interval, start_ms)
         path = self.period_path(series, start)
         if not len(candles):
@@ -381,9 +400,14 @@ class Dataset:
         }
         with self.store.publishing(path) as target:  # on disk: ``path``; in a bucket: uploaded after
             codec: Literal["zstd", "none"] = "zstd" if closed else "none"  # the current period: every cycle
-            self.format.write(target, candles, series.interval, series=series, metadata=metadata, compression=codec)
+            self.format.write(
+                target, candles, series.interval, series=series, metadata=metadata, compression=codec, checked=checked
+            )
         info = _period_info(path, series, metadata, first, last)  # the footer just written and judged
-        return info if self.store.remote else _kept(path, _stamp(path), info)
+        if self.store.remote:
+            return info
+        _judged(path, stamp := _stamp(path))
+        return _kept(path, stamp, info)
 
     def merge(
         self,
@@ -441,7 +465,10 @@ class Dataset:
                 new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new])
                 new = new if ordered else new.sort_by("open_time")
             confirms = _or_confirmed_before(info, confirmed_empty)
-            written.append(self.write_period(series, start, new, sources, confirmed_empty=confirms, now_ms=now_ms))
+            # Valid by construction: the new candles passed the rule book above, the stored ones when they were
+            # read (read_period), and the union is in order.
+            info = self.write_period(series, start, new, sources, confirmed_empty=confirms, now_ms=now_ms, checked=True)
+            written.append(info)
         return written
 
     def lock(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -132,6 +134,24 @@ def test_a_footer_is_read_once_per_version_of_its_file(tmp_path, monkeypatch):
     shutil.copyfile(btc_info.path, eth_info.path)
     (merged,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 5 * HOUR_MS, 1), SOURCE, now_ms=now)
     assert merged.series == eth and merged.present == 1
+
+
+def test_a_period_changed_since_it_was_written_and_judged_is_judged_again(tmp_path):
+    """A period this process wrote (or read and judged) is decoded without the rule book while it is unchanged;
+    one changed in place, its size and mtime set back, is judged again: its broken candle is quarantined."""
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    (info,) = dataset.merge(series, _hours("BTCUSDT", NEW_YEAR, 3), SOURCE, now_ms=NEW_YEAR + 4 * HOUR_MS)
+    assert len(dataset.read_period(series, NEW_YEAR)) == 3
+    before, high = info.path.stat(), struct.pack("<d", float(_hours("BTCUSDT", NEW_YEAR, 3)["high"][1].as_py()))
+    data = info.path.read_bytes()
+    assert data.count(high) == 1  # the current period is not compressed: the double is there as it is
+    with open(info.path, "r+b") as patched:
+        patched.seek(data.index(high))
+        patched.write(struct.pack("<d", 0.001))  # high below low
+    os.utime(info.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert dataset.read_period(series, NEW_YEAR) is None and not info.path.exists()
+    assert (tmp_path / "quarantine" / info.path.relative_to(tmp_path)).exists()
 
 
 def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
