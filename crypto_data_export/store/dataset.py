@@ -164,9 +164,14 @@ Stamp = tuple[int, int, int, int]
 # Footers read from disk, by path: the stamp and the period; read again once the file changed.
 _FOOTERS: dict[str, tuple[Stamp, PeriodInfo]] = {}
 _MAX_FOOTERS = 65_536
-# The versions of files (by path, their stamp) this process wrote or read and judged by the rule book: one
-# unchanged since is decoded without judging its rows again.
-_JUDGED: dict[str, Stamp] = {}
+# The versions of files (by path, their stamp) this process wrote or read and judged by the rule book: one unchanged
+# since is not judged again. With it, a current period's candles (numeric_candles) while _TABLE_BYTES allows: the
+# next cycle's append takes them from here, not from the disk (the scheduler lives across cycles). A table that
+# does not fit is not kept (a cycle visits every series in turn: evicting one for another would keep none).
+_JUDGED: dict[str, tuple[Stamp, pa.Table | None]] = {}
+_TABLE_BYTES = 256 << 20
+_HELD = [0]  # bytes of the tables kept
+_JUDGED_LOCK = threading.Lock()
 
 
 def _stamp(path: Path | int) -> Stamp:
@@ -174,10 +179,17 @@ def _stamp(path: Path | int) -> Stamp:
     return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
 
 
-def _judged(path: Path, stamp: Stamp) -> None:
-    if len(_JUDGED) >= _MAX_FOOTERS:
-        _JUDGED.clear()
-    _JUDGED[str(path)] = stamp
+def _judged(path: Path, stamp: Stamp, table: pa.Table | None = None) -> None:
+    with _JUDGED_LOCK:
+        _, old = _JUDGED.pop(str(path), (None, None))
+        _HELD[0] -= old.nbytes if old is not None else 0
+        if len(_JUDGED) >= _MAX_FOOTERS:
+            _JUDGED.clear()
+            _HELD[0] = 0
+        if table is not None and _HELD[0] + table.nbytes > _TABLE_BYTES:
+            table = None
+        _HELD[0] += table.nbytes if table is not None else 0
+        _JUDGED[str(path)] = (stamp, table)
 
 
 def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | None:
@@ -323,13 +335,19 @@ class Dataset:
         rule book; None if absent; an invalid or foreign file is quarantined (``quarantine=False``, a dry
         run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
+        known, kept = (None, None) if self.store.remote else _JUDGED.get(str(path), (None, None))
+        stamp: Stamp | None = None
+        candles: pa.Table | None = None
         try:
-            with self.store.open(path) as source, CPU_BOUND:
-                stamp = None if self.store.remote else _stamp(source.fileno())
-                judged = stamp is not None and _JUDGED.get(str(path)) == stamp
-                verdict, candles = judge_parquet(
-                    source, series.interval, path, candles_from=0, numeric=numeric, judged=judged
-                )
+            if kept is not None and (stamp := _stamp(path)) == known:
+                verdict, candles = FileValidation(path, True), kept if numeric else table_to_candles(kept)
+            else:
+                with self.store.open(path) as source, CPU_BOUND:
+                    stamp = None if self.store.remote else _stamp(source.fileno())
+                    judged = stamp is not None and stamp == known
+                    verdict, candles = judge_parquet(
+                        source, series.interval, path, candles_from=0, numeric=numeric, judged=judged
+                    )
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -346,7 +364,7 @@ class Dataset:
                 logger.warning("would quarantine %s: %s", path, why)
             return None
         if stamp is not None:
-            _judged(path, stamp)
+            _judged(path, stamp, candles if numeric and end > _ms(utc_now()) else None)
         return candles
 
     def write_period(
@@ -406,7 +424,8 @@ class Dataset:
         info = _period_info(path, series, metadata, first, last)  # the footer just written and judged
         if self.store.remote:
             return info
-        _judged(path, stamp := _stamp(path))
+        numeric = not pa.types.is_string(candles.schema.field("close").type)  # a merge's: kept for the next one
+        _judged(path, stamp := _stamp(path), candles.combine_chunks() if numeric and not closed else None)
         return _kept(path, stamp, info)
 
     def merge(
@@ -548,14 +567,16 @@ def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_m
     """The closes from ``since_ms`` on in the stored period that holds ``last_open_ms`` (a sparkline's data:
     the window a file of the files layout would show); [] when it cannot be read: a picture never fails a cycle."""
     path = dataset.period_path(series, period_bounds(series.interval, last_open_ms)[0])
+    known, table = (None, None) if dataset.store.remote else _JUDGED.get(str(path), (None, None))
     try:
-        with dataset.store.open(path) as source:
-            table = pq.ParquetFile(source).read(columns=["open_time", "close"])
+        if table is None or _stamp(path) != known:  # (the table the cycle just wrote, else the file's columns)
+            with dataset.store.open(path) as source:
+                table = pq.ParquetFile(source).read(columns=["open_time", "close"])
     except Exception as exc:
         logger.debug("no sparkline for %s: %s", path, exc)
         return []
-    recent = table.filter(pc.greater_equal(table["open_time"], pa.scalar(since_ms, pa.timestamp("ms", tz="UTC"))))
-    return [float(v) for v in pc.cast(recent["close"], pa.float64()).to_pylist() if v is not None]
+    recent = table["close"].slice(int(np.searchsorted(open_times(table), since_ms)))
+    return [float(v) for v in pc.cast(recent, pa.float64()).to_pylist() if v is not None]
 
 
 def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:

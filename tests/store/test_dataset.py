@@ -154,6 +154,31 @@ def test_a_period_changed_since_it_was_written_and_judged_is_judged_again(tmp_pa
     assert (tmp_path / "quarantine" / info.path.relative_to(tmp_path)).exists()
 
 
+def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_path, monkeypatch):
+    """The next append takes the current period's candles from memory while its file is unchanged (no file read);
+    a table past the budget, or a period that has ended, is not kept; a changed file is read again."""
+    dataset, reads = _dataset(tmp_path), []
+    series = dataset.series_of("BTCUSDT", "1h")
+    judge = dataset_module.judge_parquet
+    monkeypatch.setattr(dataset_module, "judge_parquet", lambda *a, **k: reads.append(a[2]) or judge(*a, **k))
+    monkeypatch.setattr(dataset_module, "_JUDGED", {})
+    monkeypatch.setattr(dataset_module, "_HELD", [0])
+    now = _ms(2026, 1, 1, 5)
+    dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1), 2), SOURCE, now_ms=now)  # (text candles: not kept)
+    for hour in (2, 3):
+        (info,) = dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, hour), 1), SOURCE, now_ms=now)
+    assert len(reads) == 1 and info.present == 4  # the second append read nothing
+    assert dataset_module.recent_closes(dataset, series, _ms(2026, 1, 1, 3), _ms(2026, 1, 1, 2)) == [
+        float(v) for v in pq.read_table(info.path)["close"].to_pylist()[2:]
+    ]
+    info.path.touch()  # changed: read again
+    assert len(dataset.read_period(series, info.start_ms)) == 4 and len(reads) == 2
+    monkeypatch.setattr(dataset_module, "_TABLE_BYTES", 0)
+    dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 4), 1), SOURCE, now_ms=now)
+    dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 5), 1), SOURCE, now_ms=now + HOUR_MS)
+    assert len(reads) == 4 and dataset_module._HELD == [0]
+
+
 def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
     """The folders name no host: another host's history is a misconfigured run (BINANCE_BASE_URL), not a
     foreign file. Writers fail for that series with one line and write nothing; readers report and skip."""
