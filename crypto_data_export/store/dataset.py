@@ -257,6 +257,7 @@ class Dataset:
         self.root = Path(root if self.store.remote else os.path.abspath(root))
         self.host, self.market = exchange_host, market
         self.format = ParquetFormat(numbers)
+        self.keeps_current = False  # the current periods' tables kept in memory (_JUDGED): the scheduler's
         self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
         if self.store.remote:  # outside every reader's glob (dataset_store)
             self.quarantine_root = self.root / ".quarantine"
@@ -364,7 +365,7 @@ class Dataset:
                 logger.warning("would quarantine %s: %s", path, why)
             return None
         if stamp is not None:
-            _judged(path, stamp, candles if numeric and end > _ms(utc_now()) else None)
+            _judged(path, stamp, candles if numeric and self.keeps_current and end > _ms(utc_now()) else None)
         return candles
 
     def write_period(
@@ -424,8 +425,8 @@ class Dataset:
         info = _period_info(path, series, metadata, first, last)  # the footer just written and judged
         if self.store.remote:
             return info
-        numeric = not pa.types.is_string(candles.schema.field("close").type)  # a merge's: kept for the next one
-        _judged(path, stamp := _stamp(path), candles.combine_chunks() if numeric and not closed else None)
+        keep = self.keeps_current and not closed and not pa.types.is_string(candles.schema.field("close").type)
+        _judged(path, stamp := _stamp(path), candles.combine_chunks() if keep else None)  # (a merge's: numeric)
         return _kept(path, stamp, info)
 
     def merge(
@@ -618,6 +619,7 @@ class DatasetSink:
 
     def __init__(self, dataset: Dataset, interval: str) -> None:
         self.dataset, self.interval = dataset, interval
+        dataset.keeps_current = True  # the scheduler's: it lives across cycles (a backfill's run would not gain)
         self.stored: dict[int, pa.Table] = {}  # the periods ``newest_valid_export`` read, by start
 
     def for_interval(self, interval: str) -> DatasetSink:

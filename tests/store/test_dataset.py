@@ -21,6 +21,7 @@ from crypto_data_export.store import dataset as dataset_module
 from crypto_data_export.store.dataset import (
     DATASET_FOLDER,
     Dataset,
+    DatasetSink,
     period_bounds,
     period_name,
     periods_between,
@@ -155,9 +156,9 @@ def test_a_period_changed_since_it_was_written_and_judged_is_judged_again(tmp_pa
 
 
 def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_path, monkeypatch):
-    """The next append takes the current period's candles from memory while its file is unchanged (no file read);
-    a table past the budget, or a period that has ended, is not kept; a changed file is read again."""
-    dataset, reads = _dataset(tmp_path), []
+    """The scheduler's dataset (its sink's) takes the current period's candles from memory for the next append
+    while its file is unchanged (no file read); a table past the budget is not kept; a changed file is read again."""
+    dataset, reads = DatasetSink(_dataset(tmp_path), "1h").dataset, []
     series = dataset.series_of("BTCUSDT", "1h")
     judge = dataset_module.judge_parquet
     monkeypatch.setattr(dataset_module, "judge_parquet", lambda *a, **k: reads.append(a[2]) or judge(*a, **k))
@@ -177,6 +178,10 @@ def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_pat
     dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 4), 1), SOURCE, now_ms=now)
     dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 5), 1), SOURCE, now_ms=now + HOUR_MS)
     assert len(reads) == 4 and dataset_module._HELD == [0]
+    monkeypatch.setattr(dataset_module, "_TABLE_BYTES", 1 << 30)
+    other = _dataset(tmp_path)  # a backfill's or a tool's: keeps none
+    other.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 6), 1), SOURCE, now_ms=now + 2 * HOUR_MS)
+    assert other.read_period(series, info.start_ms, numeric=True) is not None and dataset_module._HELD == [0]
 
 
 def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
