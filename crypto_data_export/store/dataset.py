@@ -482,7 +482,7 @@ class Dataset:
                     continue
                 kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
                 ordered = len(kept) == len(stored) - both.sum()
-                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new])
+                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new]).combine_chunks()
                 new = new if ordered else new.sort_by("open_time")
             confirms = _or_confirmed_before(info, confirmed_empty)
             # Valid by construction: the new candles passed the rule book above, the stored ones when they were
