@@ -572,7 +572,7 @@ def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_m
     try:
         if table is None or _stamp(path) != known:  # (the table the cycle just wrote, else the file's columns)
             with dataset.store.open(path) as source:
-                table = pq.ParquetFile(source).read(columns=["open_time", "close"])
+                table = pq.ParquetFile(source).read(columns=["open_time", "close"], use_threads=False)
     except Exception as exc:
         logger.debug("no sparkline for %s: %s", path, exc)
         return []
