@@ -79,9 +79,10 @@ MAX_GROUP_BYTES = 256 << 20
 MAX_FOOTER_BYTES = 16 << 20
 # Spooled in memory up to this, then in a temporary file (bounded memory whatever is fed).
 SPOOL_MEMORY_BYTES = 8 << 20
-# Decoding, encoding and judging in memory: as many at a time as there are CPUs (thirty export workers doing
-# it at once spent twice the CPU on hand-offs of the GIL); disk and network waits stay outside it.
-CPU_BOUND = threading.BoundedSemaphore(os.cpu_count() or 1)
+# Decoding, encoding and judging in memory: one CPU fewer at a time than there are (thirty export workers doing
+# it at once spent twice the CPU on hand-offs of the GIL; on 2 CPUs two at once cost a cycle of 400 appends 25 %
+# more than one beside the interpreter's other threads); disk and network waits stay outside it.
+CPU_BOUND = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) - 1))
 
 
 Source = IO[bytes] | pa.NativeFile  # a file, or bytes in memory
