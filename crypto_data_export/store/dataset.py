@@ -340,7 +340,7 @@ class Dataset:
         stamp: Stamp | None = None
         candles: pa.Table | None = None
         try:
-            if kept is not None and (stamp := _stamp(path)) == known:
+            if hit := kept is not None and (stamp := _stamp(path)) == known:
                 verdict, candles = FileValidation(path, True), kept if numeric else table_to_candles(kept)
             else:
                 with self.store.open(path) as source, CPU_BOUND:
@@ -364,7 +364,7 @@ class Dataset:
             else:
                 logger.warning("would quarantine %s: %s", path, why)
             return None
-        if stamp is not None:
+        if stamp is not None and not hit:
             _judged(path, stamp, candles if numeric and self.keeps_current and end > _ms(utc_now()) else None)
         return candles
 

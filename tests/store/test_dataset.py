@@ -169,6 +169,8 @@ def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_pat
     for hour in (2, 3):
         (info,) = dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, hour), 1), SOURCE, now_ms=now)
     assert len(reads) == 1 and info.present == 4  # the second append read nothing
+    assert len(dataset.read_period(series, info.start_ms)) == 4  # as text: from memory too, and still kept
+    assert dataset.read_period(series, info.start_ms, numeric=True) is not None and len(reads) == 1
     assert dataset_module.recent_closes(dataset, series, _ms(2026, 1, 1, 3), _ms(2026, 1, 1, 2)) == [
         float(v) for v in pq.read_table(info.path)["close"].to_pylist()[2:]
     ]
