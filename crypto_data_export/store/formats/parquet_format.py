@@ -323,6 +323,7 @@ class ParquetFormat(FileFormat):
                 sorting_columns=sorting,
                 use_dictionary=labels,  # type: ignore[arg-type]
                 write_statistics=list(TIME_COLUMNS),  # what readers filter on; each other column costs
+                column_encoding=dict.fromkeys(INTEGER_COLUMNS, "DELTA_BINARY_PACKED"),  # a grid: a fifth fewer bytes
             ) as writer:
                 for chunk in parts:
                     for start in range(0, len(chunk), WRITE_ROWS):
