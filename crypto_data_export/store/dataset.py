@@ -164,14 +164,37 @@ class PeriodInfo:
         return sum(g[2] for g in self.gaps)
 
 
-# Footers read from disk, by path: (inode, size, mtime_ns) and the period; read again once the file changed.
-_FOOTERS: dict[str, tuple[tuple[int, int, int], PeriodInfo]] = {}
+# A version of a file: (inode, size, mtime_ns, ctime_ns); any write or rename changes it (ctime cannot be set back).
+Stamp = tuple[int, int, int, int]
+# Footers read from disk, by path: the stamp and the period; read again once the file changed.
+_FOOTERS: dict[str, tuple[Stamp, PeriodInfo]] = {}
 _MAX_FOOTERS = 65_536
+# The versions of files (by path, their stamp) this process wrote or read and judged by the rule book: one unchanged
+# since is not judged again. With it, a current period's candles (numeric_candles) while _TABLE_BYTES allows: the
+# next cycle's append takes them from here, not from the disk (the scheduler lives across cycles). A table that
+# does not fit is not kept (a cycle visits every series in turn: evicting one for another would keep none).
+_JUDGED: dict[str, tuple[Stamp, pa.Table | None]] = {}
+_TABLE_BYTES = 256 << 20
+_HELD = [0]  # bytes of the tables kept
+_JUDGED_LOCK = threading.Lock()
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    found = os.stat(path, follow_symlinks=False)
-    return found.st_ino, found.st_size, found.st_mtime_ns
+def _stamp(path: Path | int) -> Stamp:
+    found = os.stat(path, follow_symlinks=False) if not isinstance(path, int) else os.fstat(path)
+    return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
+
+
+def _judged(path: Path, stamp: Stamp, table: pa.Table | None = None) -> None:
+    with _JUDGED_LOCK:
+        _, old = _JUDGED.pop(str(path), (None, None))
+        _HELD[0] -= old.nbytes if old is not None else 0
+        if len(_JUDGED) >= _MAX_FOOTERS:
+            _JUDGED.clear()
+            _HELD[0] = 0
+        if table is not None and _HELD[0] + table.nbytes > _TABLE_BYTES:
+            table = None
+        _HELD[0] += table.nbytes if table is not None else 0
+        _JUDGED[str(path)] = (stamp, table)
 
 
 def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | None:
@@ -221,7 +244,7 @@ def _period_info(
     )
 
 
-def _kept(path: Path, stamp: tuple[int, int, int] | None, info: PeriodInfo) -> PeriodInfo:
+def _kept(path: Path, stamp: Stamp | None, info: PeriodInfo) -> PeriodInfo:
     if stamp is not None:  # (a bucket's objects: not kept)
         if len(_FOOTERS) >= _MAX_FOOTERS:
             _FOOTERS.clear()
@@ -239,6 +262,7 @@ class Dataset:
         self.root = Path(root if self.store.remote else os.path.abspath(root))
         self.host, self.market = exchange_host, market
         self.format = ParquetFormat(numbers)
+        self.keeps_current = False  # the current periods' tables kept in memory (_JUDGED): the scheduler's
         self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
         if self.store.remote:  # outside every reader's glob (dataset_store)
             self.quarantine_root = self.root / ".quarantine"
@@ -319,9 +343,19 @@ class Dataset:
         rule book; None if absent; an invalid or foreign file is quarantined (``quarantine=False``, a dry
         run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
+        known, kept = (None, None) if self.store.remote else _JUDGED.get(str(path), (None, None))
+        stamp: Stamp | None = None
+        candles: pa.Table | None = None
         try:
-            with self.store.open(path) as source, CPU_BOUND:
-                verdict, candles = judge_parquet(source, series.interval, path, candles_from=0, numeric=numeric)
+            if hit := kept is not None and (stamp := _stamp(path)) == known:
+                verdict, candles = FileValidation(path, True), kept if numeric else table_to_candles(kept)
+            else:
+                with self.store.open(path) as source, CPU_BOUND:
+                    stamp = None if self.store.remote else _stamp(source.fileno())
+                    judged = stamp is not None and stamp == known
+                    verdict, candles = judge_parquet(
+                        source, series.interval, path, candles_from=0, numeric=numeric, judged=judged
+                    )
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -337,6 +371,8 @@ class Dataset:
             else:
                 logger.warning("would quarantine %s: %s", path, why)
             return None
+        if stamp is not None and not hit:
+            _judged(path, stamp, candles if numeric and self.keeps_current and end > _ms(utc_now()) else None)
         return candles
 
     def write_period(
@@ -348,12 +384,14 @@ class Dataset:
         *,
         confirmed_empty: Callable[[int, int], bool] | None = None,
         now_ms: int | None = None,
+        checked: bool = False,
     ) -> PeriodInfo:
         """Atomically replace the period's file with exactly these candles (candle model, all inside
         the period), verified (read back, rule book) before the rename; computes expected/present/gaps/
         complete (complete needs the period closed and every hole confirmed: by confirmed_empty(first, last)
         when given). Raises InvalidDataError and writes nothing if the candles break a rule.
-        ``now_ms``: the exchange's time (default this machine's), what counts as closed."""
+        ``now_ms``: the exchange's time (default this machine's), what counts as closed. ``checked``: every
+        candle and their order passed the rule book (a merge's): the bytes read back must decode to them."""
         start, end = period_bounds(series.interval, start_ms)
         path = self.period_path(series, start)
         if not len(candles):
@@ -388,9 +426,15 @@ class Dataset:
         }
         with self.store.publishing(path) as target:  # on disk: ``path``; in a bucket: uploaded after
             codec: Literal["zstd", "none"] = "zstd" if closed else "none"  # the current period: every cycle
-            self.format.write(target, candles, series.interval, series=series, metadata=metadata, compression=codec)
+            self.format.write(
+                target, candles, series.interval, series=series, metadata=metadata, compression=codec, checked=checked
+            )
         info = _period_info(path, series, metadata, first, last)  # the footer just written and judged
-        return info if self.store.remote else _kept(path, _stamp(path), info)
+        if self.store.remote:
+            return info
+        keep = self.keeps_current and not closed and not pa.types.is_string(candles.schema.field("close").type)
+        _judged(path, stamp := _stamp(path), candles.combine_chunks() if keep else None)  # (a merge's: numeric)
+        return _kept(path, stamp, info)
 
     def merge(
         self,
@@ -445,10 +489,13 @@ class Dataset:
                     continue
                 kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
                 ordered = len(kept) == len(stored) - both.sum()
-                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new])
+                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new]).combine_chunks()
                 new = new if ordered else new.sort_by("open_time")
             confirms = _or_confirmed_before(info, confirmed_empty)
-            written.append(self.write_period(series, start, new, sources, confirmed_empty=confirms, now_ms=now_ms))
+            # Valid by construction: the new candles passed the rule book above, the stored ones when they were
+            # read (read_period), and the union is in order.
+            info = self.write_period(series, start, new, sources, confirmed_empty=confirms, now_ms=now_ms, checked=True)
+            written.append(info)
         return written
 
     def lock(
@@ -528,14 +575,16 @@ def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_m
     """The closes from ``since_ms`` on in the stored period that holds ``last_open_ms`` (a sparkline's data:
     the window a file of the files layout would show); [] when it cannot be read: a picture never fails a cycle."""
     path = dataset.period_path(series, period_bounds(series.interval, last_open_ms)[0])
+    known, table = (None, None) if dataset.store.remote else _JUDGED.get(str(path), (None, None))
     try:
-        with dataset.store.open(path) as source:
-            table = pq.ParquetFile(source).read(columns=["open_time", "close"])
+        if table is None or _stamp(path) != known:  # (the table the cycle just wrote, else the file's columns)
+            with dataset.store.open(path) as source:
+                table = pq.ParquetFile(source).read(columns=["open_time", "close"], use_threads=False)
     except Exception as exc:
         logger.debug("no sparkline for %s: %s", path, exc)
         return []
-    recent = table.filter(pc.greater_equal(table["open_time"], pa.scalar(since_ms, pa.timestamp("ms", tz="UTC"))))
-    return [float(v) for v in pc.cast(recent["close"], pa.float64()).to_pylist() if v is not None]
+    recent = table["close"].slice(int(np.searchsorted(open_times(table), since_ms)))
+    return [float(v) for v in pc.cast(recent, pa.float64()).to_pylist() if v is not None]
 
 
 def _other_host(series: SeriesId, path: Path, info: PeriodInfo | None) -> str | None:
@@ -577,6 +626,7 @@ class DatasetSink:
 
     def __init__(self, dataset: Dataset, interval: str) -> None:
         self.dataset, self.interval = dataset, interval
+        dataset.keeps_current = True  # the scheduler's: it lives across cycles (a backfill's run would not gain)
         self.stored: dict[int, pa.Table] = {}  # the periods ``newest_valid_export`` read, by start
 
     def for_interval(self, interval: str) -> DatasetSink:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from crypto_data_export.store import dataset as dataset_module
 from crypto_data_export.store.dataset import (
     DATASET_FOLDER,
     Dataset,
+    DatasetSink,
     period_bounds,
     period_name,
     periods_between,
@@ -132,6 +135,55 @@ def test_a_footer_is_read_once_per_version_of_its_file(tmp_path, monkeypatch):
     shutil.copyfile(btc_info.path, eth_info.path)
     (merged,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 5 * HOUR_MS, 1), SOURCE, now_ms=now)
     assert merged.series == eth and merged.present == 1
+
+
+def test_a_period_changed_since_it_was_written_and_judged_is_judged_again(tmp_path):
+    """A period this process wrote (or read and judged) is decoded without the rule book while it is unchanged;
+    one changed in place, its size and mtime set back, is judged again: its broken candle is quarantined."""
+    dataset = _dataset(tmp_path)
+    series = dataset.series_of("BTCUSDT", "1h")
+    (info,) = dataset.merge(series, _hours("BTCUSDT", NEW_YEAR, 3), SOURCE, now_ms=NEW_YEAR + 4 * HOUR_MS)
+    assert len(dataset.read_period(series, NEW_YEAR)) == 3
+    before, high = info.path.stat(), struct.pack("<d", float(_hours("BTCUSDT", NEW_YEAR, 3)["high"][1].as_py()))
+    data = info.path.read_bytes()
+    assert data.count(high) == 1  # the current period is not compressed: the double is there as it is
+    with open(info.path, "r+b") as patched:
+        patched.seek(data.index(high))
+        patched.write(struct.pack("<d", 0.001))  # high below low
+    os.utime(info.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert dataset.read_period(series, NEW_YEAR) is None and not info.path.exists()
+    assert (tmp_path / "quarantine" / info.path.relative_to(tmp_path)).exists()
+
+
+def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_path, monkeypatch):
+    """The scheduler's dataset (its sink's) takes the current period's candles from memory for the next append
+    while its file is unchanged (no file read); a table past the budget is not kept; a changed file is read again."""
+    dataset, reads = DatasetSink(_dataset(tmp_path), "1h").dataset, []
+    series = dataset.series_of("BTCUSDT", "1h")
+    judge = dataset_module.judge_parquet
+    monkeypatch.setattr(dataset_module, "judge_parquet", lambda *a, **k: reads.append(a[2]) or judge(*a, **k))
+    monkeypatch.setattr(dataset_module, "_JUDGED", {})
+    monkeypatch.setattr(dataset_module, "_HELD", [0])
+    now = _ms(2026, 1, 1, 5)
+    dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1), 2), SOURCE, now_ms=now)  # (text candles: not kept)
+    for hour in (2, 3):
+        (info,) = dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, hour), 1), SOURCE, now_ms=now)
+    assert len(reads) == 1 and info.present == 4  # the second append read nothing
+    assert len(dataset.read_period(series, info.start_ms)) == 4  # as text: from memory too, and still kept
+    assert dataset.read_period(series, info.start_ms, numeric=True) is not None and len(reads) == 1
+    assert dataset_module.recent_closes(dataset, series, _ms(2026, 1, 1, 3), _ms(2026, 1, 1, 2)) == [
+        float(v) for v in pq.read_table(info.path)["close"].to_pylist()[2:]
+    ]
+    info.path.touch()  # changed: read again
+    assert len(dataset.read_period(series, info.start_ms)) == 4 and len(reads) == 2
+    monkeypatch.setattr(dataset_module, "_TABLE_BYTES", 0)
+    dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 4), 1), SOURCE, now_ms=now)
+    dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 5), 1), SOURCE, now_ms=now + HOUR_MS)
+    assert len(reads) == 4 and dataset_module._HELD == [0]
+    monkeypatch.setattr(dataset_module, "_TABLE_BYTES", 1 << 30)
+    other = _dataset(tmp_path)  # a backfill's or a tool's: keeps none
+    other.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1, 6), 1), SOURCE, now_ms=now + 2 * HOUR_MS)
+    assert other.read_period(series, info.start_ms, numeric=True) is not None and dataset_module._HELD == [0]
 
 
 def test_a_period_of_another_exchange_host_is_never_moved_nor_merged_nor_removed(tmp_path):
