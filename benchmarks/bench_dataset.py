@@ -98,6 +98,8 @@ def steady_cycle(layout: str, symbols: list[str], latency: float) -> dict:
             settings = make_settings(sandbox.base_url, folder, symbols, EXPORT_LAYOUT=layout)
             with ExchangeClient.from_settings(settings) as client:
                 manager = ScheduledDataManager(settings, client=client)
+                if manager.dataset is not None:  # as run_forever does: the two cycles are the scheduler loop's
+                    manager.dataset.keeps_current = True
                 started = time.perf_counter()
                 first = manager.run_cycle()
                 wall1 = time.perf_counter() - started

@@ -382,6 +382,8 @@ class ScheduledDataManager:
     def run_forever(self) -> int:
         """A cycle now, then on schedule's cadence (``CycleLoop``), until SIGTERM/SIGINT sets the stop flag."""
         self.files.ensure_folder()
+        if self.dataset is not None:  # the loop lives across cycles: the next append takes the current periods
+            self.dataset.keeps_current = True  # from memory (a one-shot run, a CronJob's pod, would not gain)
         self._note(update_state(self.export_dir, self._mark_running))
         at = f" at {self.settings.export_at}" if self.settings.export_at else ""
         logger.info(

@@ -262,7 +262,7 @@ class Dataset:
         self.root = Path(root if self.store.remote else os.path.abspath(root))
         self.host, self.market = exchange_host, market
         self.format = ParquetFormat(numbers)
-        self.keeps_current = False  # the current periods' tables kept in memory (_JUDGED): the scheduler's
+        self.keeps_current = False  # the current periods' tables kept in memory (_JUDGED): the scheduler loop's
         self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
         if self.store.remote:  # outside every reader's glob (dataset_store)
             self.quarantine_root = self.root / ".quarantine"
@@ -626,7 +626,6 @@ class DatasetSink:
 
     def __init__(self, dataset: Dataset, interval: str) -> None:
         self.dataset, self.interval = dataset, interval
-        dataset.keeps_current = True  # the scheduler's: it lives across cycles (a backfill's run would not gain)
         self.stored: dict[int, pa.Table] = {}  # the periods ``newest_valid_export`` read, by start
 
     def for_interval(self, interval: str) -> DatasetSink:

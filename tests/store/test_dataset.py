@@ -21,7 +21,6 @@ from crypto_data_export.store import dataset as dataset_module
 from crypto_data_export.store.dataset import (
     DATASET_FOLDER,
     Dataset,
-    DatasetSink,
     period_bounds,
     period_name,
     periods_between,
@@ -156,9 +155,10 @@ def test_a_period_changed_since_it_was_written_and_judged_is_judged_again(tmp_pa
 
 
 def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_path, monkeypatch):
-    """The scheduler's dataset (its sink's) takes the current period's candles from memory for the next append
-    while its file is unchanged (no file read); a table past the budget is not kept; a changed file is read again."""
-    dataset, reads = DatasetSink(_dataset(tmp_path), "1h").dataset, []
+    """The scheduler loop's dataset takes the current period's candles from memory for the next append while its
+    file is unchanged (no file read); a table past the budget is not kept; a changed file is read again."""
+    dataset, reads = _dataset(tmp_path), []
+    dataset.keeps_current = True  # (run_forever's)
     series = dataset.series_of("BTCUSDT", "1h")
     judge = dataset_module.judge_parquet
     monkeypatch.setattr(dataset_module, "judge_parquet", lambda *a, **k: reads.append(a[2]) or judge(*a, **k))
