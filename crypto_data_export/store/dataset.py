@@ -166,17 +166,27 @@ class PeriodInfo:
 
 # A version of a file: (inode, size, mtime_ns, ctime_ns); any write or rename changes it (ctime cannot be set back).
 Stamp = tuple[int, int, int, int]
-# Footers read from disk, by path: the stamp and the period; read again once the file changed.
-_FOOTERS: dict[str, tuple[Stamp, PeriodInfo]] = {}
-_MAX_FOOTERS = 65_536
-# The versions of files (by path, their stamp) this process wrote or read and judged by the rule book: one unchanged
-# since is not judged again. With it, a current period's candles (numeric_candles) while _TABLE_BYTES allows: the
-# next cycle's append takes them from here, not from the disk (the scheduler lives across cycles). A table that
-# does not fit is not kept (a cycle visits every series in turn: evicting one for another would keep none).
-_JUDGED: dict[str, tuple[Stamp, pa.Table | None]] = {}
+
+
+@dataclass
+class _Known:
+    """What this process knows of one version of a file on disk: its footer's period, whether the rule book
+    judged it (one unchanged since is not judged again), and, for a current period the scheduler loop keeps
+    (``keeps_current``), its candles (numeric_candles): the next cycle's append takes them from here."""
+
+    stamp: Stamp
+    info: PeriodInfo | None = None
+    judged: bool = False
+    table: pa.Table | None = None
+
+
+# By absolute path; a file's entry is replaced once the file changed. Tables within _TABLE_BYTES: one that does
+# not fit is not kept (a cycle visits every series in turn: evicting one for another would keep none).
+_KNOWN: dict[str, _Known] = {}
+_MAX_KNOWN = 65_536
 _TABLE_BYTES = 256 << 20
 _HELD = [0]  # bytes of the tables kept
-_JUDGED_LOCK = threading.Lock()
+_KNOWN_LOCK = threading.Lock()
 
 
 def _stamp(path: Path | int) -> Stamp:
@@ -184,17 +194,28 @@ def _stamp(path: Path | int) -> Stamp:
     return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
 
 
-def _judged(path: Path, stamp: Stamp, table: pa.Table | None = None) -> None:
-    with _JUDGED_LOCK:
-        _, old = _JUDGED.pop(str(path), (None, None))
-        _HELD[0] -= old.nbytes if old is not None else 0
-        if len(_JUDGED) >= _MAX_FOOTERS:
-            _JUDGED.clear()
+def _known(path: Path, stamp: Stamp | None) -> _Known:
+    """What is known of this version of the file (nothing: a new version, or a bucket's object)."""
+    found = _KNOWN.get(os.path.abspath(path)) if stamp is not None else None
+    return found if found is not None and found.stamp == stamp else _Known(stamp or (0, 0, 0, 0))
+
+
+def _learned(path: Path, stamp: Stamp, *, info: PeriodInfo | None = None, table: pa.Table | None = None,
+             judged: bool = False) -> None:  # fmt: skip
+    """Add to what is known of this version of the file (a table past the budget is not kept)."""
+    with _KNOWN_LOCK:
+        key = os.path.abspath(path)
+        old = _KNOWN.pop(key, None)
+        _HELD[0] -= old.table.nbytes if old is not None and old.table is not None else 0
+        if len(_KNOWN) >= _MAX_KNOWN:
+            _KNOWN.clear()
             _HELD[0] = 0
+        old = old if old is not None and old.stamp == stamp else _Known(stamp)
+        table = table if table is not None else old.table
         if table is not None and _HELD[0] + table.nbytes > _TABLE_BYTES:
             table = None
         _HELD[0] += table.nbytes if table is not None else 0
-        _JUDGED[str(path)] = (stamp, table)
+        _KNOWN[key] = _Known(stamp, info or old.info, judged or old.judged, table)
 
 
 def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | None:
@@ -202,8 +223,8 @@ def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | Non
     once); None: not a readable period of ours."""
     try:
         stamp = None if store is not None and store.remote else _stamp(path)
-        if stamp is not None and (kept := _FOOTERS.get(os.path.abspath(path))) is not None and kept[0] == stamp:
-            return kept[1]
+        if (known := _known(path, stamp).info) is not None:
+            return known
         with (store or LocalStore()).open(path, whole=False) as source:
             footer = read_footer(path, source)
         keys = {k.decode(): v.decode() for k, v in (footer.metadata or {}).items()}
@@ -217,7 +238,10 @@ def read_period_info(path: Path, store: Store | None = None) -> PeriodInfo | Non
                 lows.append(stats.min_raw)
                 highs.append(stats.max_raw)
         first, last = (int(min(lows)), int(max(highs))) if lows else (None, None)
-        return _kept(path, stamp, _period_info(path, series, keys, first, last))
+        info = _period_info(path, series, keys, first, last)
+        if stamp is not None:  # (a bucket's objects: not kept)
+            _learned(path, stamp, info=info)
+        return info
     except (InvalidDataError, OSError, KeyError, ValueError, TypeError) as exc:
         logger.debug("%s is not a period of ours: %s", path, exc)
         return None
@@ -244,14 +268,6 @@ def _period_info(
     )
 
 
-def _kept(path: Path, stamp: Stamp | None, info: PeriodInfo) -> PeriodInfo:
-    if stamp is not None:  # (a bucket's objects: not kept)
-        if len(_FOOTERS) >= _MAX_FOOTERS:
-            _FOOTERS.clear()
-        _FOOTERS[os.path.abspath(path)] = (stamp, info)
-    return info
-
-
 class Dataset:
     """The dataset under one root for one exchange host and market."""
 
@@ -262,7 +278,7 @@ class Dataset:
         self.root = Path(root if self.store.remote else os.path.abspath(root))
         self.host, self.market = exchange_host, market
         self.format = ParquetFormat(numbers)
-        self.keeps_current = False  # the current periods' tables kept in memory (_JUDGED): the scheduler loop's
+        self.keeps_current = False  # the current periods' tables kept in memory (_Known): the scheduler loop's
         self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
         if self.store.remote:  # outside every reader's glob (dataset_store)
             self.quarantine_root = self.root / ".quarantine"
@@ -343,16 +359,16 @@ class Dataset:
         rule book; None if absent; an invalid or foreign file is quarantined (``quarantine=False``, a dry
         run's: only logged) and None returned."""
         path = self.period_path(series, start_ms)
-        known, kept = (None, None) if self.store.remote else _JUDGED.get(str(path), (None, None))
         stamp: Stamp | None = None
         candles: pa.Table | None = None
         try:
-            if hit := kept is not None and (stamp := _stamp(path)) == known:
+            kept = None if self.store.remote else _known(path, stamp := _stamp(path)).table
+            if hit := kept is not None:
                 verdict, candles = FileValidation(path, True), kept if numeric else table_to_candles(kept)
             else:
                 with self.store.open(path) as source, CPU_BOUND:
                     stamp = None if self.store.remote else _stamp(source.fileno())
-                    judged = stamp is not None and stamp == known
+                    judged = _known(path, stamp).judged
                     verdict, candles = judge_parquet(
                         source, series.interval, path, candles_from=0, numeric=numeric, judged=judged
                     )
@@ -372,7 +388,8 @@ class Dataset:
                 logger.warning("would quarantine %s: %s", path, why)
             return None
         if stamp is not None and not hit:
-            _judged(path, stamp, candles if numeric and self.keeps_current and end > _ms(utc_now()) else None)
+            keep = numeric and self.keeps_current and end > _ms(utc_now())
+            _learned(path, stamp, table=candles if keep else None, judged=True)
         return candles
 
     def write_period(
@@ -433,8 +450,8 @@ class Dataset:
         if self.store.remote:
             return info
         keep = self.keeps_current and not closed and not pa.types.is_string(candles.schema.field("close").type)
-        _judged(path, stamp := _stamp(path), candles.combine_chunks() if keep else None)  # (a merge's: numeric)
-        return _kept(path, stamp, info)
+        _learned(path, _stamp(path), info=info, table=candles.combine_chunks() if keep else None, judged=True)
+        return info
 
     def merge(
         self,
@@ -575,9 +592,9 @@ def recent_closes(dataset: Dataset, series: SeriesId, last_open_ms: int, since_m
     """The closes from ``since_ms`` on in the stored period that holds ``last_open_ms`` (a sparkline's data:
     the window a file of the files layout would show); [] when it cannot be read: a picture never fails a cycle."""
     path = dataset.period_path(series, period_bounds(series.interval, last_open_ms)[0])
-    known, table = (None, None) if dataset.store.remote else _JUDGED.get(str(path), (None, None))
     try:
-        if table is None or _stamp(path) != known:  # (the table the cycle just wrote, else the file's columns)
+        table = None if dataset.store.remote else _known(path, _stamp(path)).table
+        if table is None:  # (the table the cycle just wrote, else the file's columns)
             with dataset.store.open(path) as source:
                 table = pq.ParquetFile(source).read(columns=["open_time", "close"], use_threads=False)
     except Exception as exc:

@@ -129,7 +129,7 @@ def test_a_footer_is_read_once_per_version_of_its_file(tmp_path, monkeypatch):
     (btc_info,) = dataset.merge(btc, _hours("BTCUSDT", NEW_YEAR, 5), SOURCE, now_ms=now)
     (eth_info,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR, 3), SOURCE, now_ms=now)
     with monkeypatch.context() as fresh:
-        fresh.setattr(dataset_module, "_FOOTERS", {})
+        fresh.setattr(dataset_module, "_KNOWN", {})
         assert read_period_info(eth_info.path) == eth_info
     shutil.copyfile(btc_info.path, eth_info.path)
     (merged,) = dataset.merge(eth, _hours("ETHUSDT", NEW_YEAR + 5 * HOUR_MS, 1), SOURCE, now_ms=now)
@@ -162,7 +162,7 @@ def test_the_current_period_as_written_is_kept_in_memory_within_a_budget(tmp_pat
     series = dataset.series_of("BTCUSDT", "1h")
     judge = dataset_module.judge_parquet
     monkeypatch.setattr(dataset_module, "judge_parquet", lambda *a, **k: reads.append(a[2]) or judge(*a, **k))
-    monkeypatch.setattr(dataset_module, "_JUDGED", {})
+    monkeypatch.setattr(dataset_module, "_KNOWN", {})
     monkeypatch.setattr(dataset_module, "_HELD", [0])
     now = _ms(2026, 1, 1, 5)
     dataset.merge(series, _hours("BTCUSDT", _ms(2026, 1, 1), 2), SOURCE, now_ms=now)  # (text candles: not kept)
