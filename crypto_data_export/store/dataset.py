@@ -102,9 +102,20 @@ def _start_of(interval: str, name: str) -> int:
 
 def period_bounds(interval: str, open_ms: int) -> tuple[int, int]:
     """[start, end) epoch ms of the period holding a candle opening at open_ms."""
-    start = _start_of(interval, period_name(interval, open_ms))
+    return _bounds_of_day(interval, open_ms // DAY_MS)
+
+
+# A period is whole UTC days: its name and bounds depend on the day alone (a cycle asks for the same few).
+@functools.lru_cache(maxsize=4096)
+def _bounds_of_day(interval: str, day: int) -> tuple[int, int]:
+    start = _start_of(interval, _name_of_day(interval, day))
     later = {"%Y-%m-%d": DAY_MS, "%Y-%m": 32 * DAY_MS, "%Y": 366 * DAY_MS}[_format(interval)]  # in the next one
-    return start, _start_of(interval, period_name(interval, start + later))
+    return start, _start_of(interval, _name_of_day(interval, (start + later) // DAY_MS))
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_of_day(interval: str, day: int) -> str:
+    return from_ms(day * DAY_MS).strftime(_format(interval))
 
 
 def _ms(moment: datetime) -> int:
@@ -113,7 +124,7 @@ def _ms(moment: datetime) -> int:
 
 def period_name(interval: str, start_ms: int) -> str:
     """``2026``, ``2026-11`` or ``2026-11-07``: the file name of the period, without ``.parquet``."""
-    return from_ms(start_ms).strftime(_format(interval))
+    return _name_of_day(interval, start_ms // DAY_MS)
 
 
 def periods_between(interval: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -279,6 +290,7 @@ class Dataset:
         self.host, self.market = exchange_host, market
         self.format = ParquetFormat(numbers)
         self.keeps_current = False  # the current periods' tables kept in memory (_Known): the scheduler loop's
+        self._folders: dict[SeriesId, Path] = {}
         self.quarantine_root = self.root.parent / QUARANTINE_DIR_NAME / DATASET_FOLDER
         if self.store.remote:  # outside every reader's glob (dataset_store)
             self.quarantine_root = self.root / ".quarantine"
@@ -302,9 +314,12 @@ class Dataset:
         return SeriesId(self.host, self.market, symbol, interval)
 
     def series_folder(self, series: SeriesId) -> Path:
-        if not SYMBOL_PATTERN.fullmatch(series.symbol) or series.interval not in INTERVAL_MS:
-            raise ValueError(f"not a series of a dataset: {series}")
-        return self.root / f"market={series.market}" / f"interval={series.interval}" / f"symbol={series.symbol}"
+        if (folder := self._folders.get(series)) is None:  # (a cycle asks for each several times)
+            if not SYMBOL_PATTERN.fullmatch(series.symbol) or series.interval not in INTERVAL_MS:
+                raise ValueError(f"not a series of a dataset: {series}")
+            parts = (f"market={series.market}", f"interval={series.interval}", f"symbol={series.symbol}")
+            folder = self._folders[series] = self.root.joinpath(*parts)
+        return folder
 
     def period_path(self, series: SeriesId, start_ms: int) -> Path:
         return self.series_folder(series) / f"{period_name(series.interval, start_ms)}.parquet"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import tempfile
@@ -53,6 +54,7 @@ NUMBER_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=8)
 def parquet_schema(numbers: str = "float", *, labels: bool = True) -> pa.Schema:
     """The columns of our Parquet files (``labels``: with symbol, interval and market)."""
     price, volume = NUMBER_TYPES[numbers]
@@ -309,7 +311,7 @@ class ParquetFormat(FileFormat):
         ``checked``: a table whose every candle and order the caller has judged by the rule book (a dataset's
         merge): the bytes are read back and must decode to exactly the table encoded."""
         parts = [chunks] if isinstance(chunks, pa.Table) else chunks
-        keys = {**(dataclasses.asdict(series) if series else {}), **(metadata or {})}
+        keys = {**(vars(series) if series else {}), **(metadata or {})}  # (asdict deep-copies: slower)
         keys |= {"cdx_schema_version": SCHEMA_VERSION, "cdx_numbers": self.numbers}
         schema = parquet_schema(self.numbers, labels=series is not None).with_metadata(keys)
         sorting = [pq.SortingColumn(0)]
