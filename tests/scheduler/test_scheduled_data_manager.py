@@ -222,6 +222,9 @@ def test_ban_is_persisted_and_a_restart_sends_nothing_until_it_ends(sandbox_fact
     assert len(exchange.requests) == sent
     status = read_json(out / "status_report.json")
     assert status["banned_until"] == state["banned_until"]
+    shown = run_cli("scheduled_data_manager.py", "--status", "--json", env=env, cwd=tmp_path)
+    assert json.loads(shown.stdout)["banned_until"] == state["banned_until"]
+    assert len(exchange.requests) == sent
 
 
 def test_cleanup_only_cli_on_the_done_means_folder(tmp_path: Path) -> None:
