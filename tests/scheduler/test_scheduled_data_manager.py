@@ -191,7 +191,7 @@ def test_help_shows_examples_and_exit_codes(tmp_path: Path) -> None:
 
 def test_loop_runs_on_schedule_and_sigterm_stops_it_cleanly(sandbox, tmp_path: Path) -> None:
     out = tmp_path / "exports"
-    env = cli_env(sandbox.base_url, out, EXPORT_PERIOD_HOURS="0.0005")  # 1.8 s
+    env = cli_env(sandbox.base_url, out, EXPORT_PERIOD_HOURS="0.0002")  # 0.72 s
     loop = start_cli("scheduled_data_manager.py", env=env, cwd=tmp_path)
     try:
         state = out / "state.json"
