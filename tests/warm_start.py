@@ -14,6 +14,7 @@ the child has ended. An empty message (the caller gone) ends this process."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 import json
@@ -88,6 +89,7 @@ if __name__ == "__main__":
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the root scripts' folder
     for module in PRELOAD:
         importlib.import_module(module)
+    gc.freeze()  # the preloaded objects live as long as any child: its collections and exit skip them
     child = serve(channel)
     if child is None:
         sys.exit(0)
