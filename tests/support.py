@@ -234,14 +234,10 @@ class _WarmStarter:
         outputs: dict[int, bytearray] = {out_r: bytearray(), err_r: bytearray()}
         code: int | None = None
         deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as waiting:
-            for fd in outputs:
-                waiting.register(fd, selectors.EVENT_READ)
-            waiting.register(self.channel, selectors.EVENT_READ)
-            while code is None or len(waiting.get_map()) > 1:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
+        with selectors.DefaultSelector() as waiting:  # until the child has ended and both pipes are at their end
+            for fileobj in (out_r, err_r, self.channel):
+                waiting.register(fileobj, selectors.EVENT_READ)
+            while waiting.get_map() and (left := deadline - time.monotonic()) > 0:
                 for key, _ in waiting.select(left):
                     if key.fileobj is self.channel:
                         code = json.loads(self.channel.recv(1 << 16))["code"]
@@ -250,15 +246,18 @@ class _WarmStarter:
                         outputs[key.fd] += chunk
                     else:
                         waiting.unregister(key.fd)
+            finished = not waiting.get_map()
         for fd in outputs:
             os.close(fd)
         # As text=True decodes: the locale's encoding, universal newlines.
         encoding = locale.getpreferredencoding(False)
         out, err = (outputs[fd].decode(encoding).replace("\r\n", "\n").replace("\r", "\n") for fd in (out_r, err_r))
-        if code is None:  # as subprocess.run does: kill the child, wait for it, raise
-            kill_quietly(pid)
-            json.loads(self.channel.recv(1 << 16))
+        if not finished:  # as subprocess.run does: kill the child, wait for it, raise
+            if code is None:
+                kill_quietly(pid)
+                json.loads(self.channel.recv(1 << 16))
             raise subprocess.TimeoutExpired(command, timeout, out, err)
+        assert code is not None
         return subprocess.CompletedProcess(command, code, out, err)
 
 
