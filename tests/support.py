@@ -3,7 +3,8 @@
 The CLIs run as real subprocesses against the in-process sandbox exchange on
 127.0.0.1, in a test's own ``tmp_path`` (also the working directory, so no
 stray ``.env`` is read), with the settings variables of the outer
-environment removed.
+environment removed. ``run_cli`` forks them from a warm starter
+(tests/warm_start.py) that has done their imports once.
 """
 
 from __future__ import annotations
