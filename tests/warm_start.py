@@ -7,6 +7,9 @@ environment, stdin/stdout/stderr (the caller's, passed over the socket), argv an
 script runs as ``__main__`` and the interpreter exits as usual (threads joined, atexit, streams
 flushed), so exit codes, signals and output are those of a fresh start. Only the imports are shared.
 Runs this cannot stand for (another interpreter setting, a ``preexec_fn``) start a fresh interpreter.
+What differs: /proc/<pid>/cmdline is this script's (so the scheduler loops that tests start with
+``start_cli``/``start_manager``, which other processes recognise by it, stay fresh interpreters), stdin is
+/dev/null, and a traceback shows runpy's frames above the script's.
 
 Protocol (a SOCK_SEQPACKET socket, fd in argv[1]): the caller sends one JSON request with the fds
 [stdin, stdout, stderr]; this answers {"pid": ...}, then {"code": ...} (as ``Popen.returncode``) when
