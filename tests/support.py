@@ -3,21 +3,26 @@
 The CLIs run as real subprocesses against the in-process sandbox exchange on
 127.0.0.1, in a test's own ``tmp_path`` (also the working directory, so no
 stray ``.env`` is read), with the settings variables of the outer
-environment removed.
+environment removed. ``run_cli`` forks them from a warm starter
+(tests/warm_start.py) that has done their imports once.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import json
+import locale
 import os
 import re
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -158,7 +163,12 @@ def run_cli(
     timeout: float = HANG_GUARD,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """One real run of a root script; killed if it outlives ``timeout``."""
+    """One real run of a root script; killed if it outlives ``timeout``. A process forked by the worker's
+    warm starter (tests/warm_start.py: the imports done once) where it can stand for a fresh start."""
+    if preexec_fn is None and (warm := _warm_starter()).stands_for(env):
+        ran = warm.run(script(name), args, env=env, cwd=cwd, timeout=timeout)
+        if ran is not None:
+            return ran
     return subprocess.run(
         [sys.executable, script(name), *args],
         env=env,
@@ -168,6 +178,106 @@ def run_cli(
         timeout=timeout,
         preexec_fn=preexec_fn,
     )
+
+
+# Variables a fresh interpreter reads as it starts (a forked child cannot take them over): a run whose
+# environment gives them other values than the warm starter's starts a fresh interpreter.
+_STARTUP_VARIABLES = re.compile(r"PYTHON(?!UNBUFFERED$|DONTWRITEBYTECODE$).*|LANG|LC_.*|TZ|.*_NUM_THREADS|ARROW_.*")
+
+
+class _WarmStarter:
+    """The worker's tests/warm_start.py process (started at first use, ended with the worker)."""
+
+    def __init__(self) -> None:
+        self.env = clean_environ()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.channel = ours
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "warm_start.py"), str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env=self.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.busy = threading.Lock()
+
+    def stands_for(self, env: dict[str, str]) -> bool:
+        names = {name for name in {*env, *self.env} if _STARTUP_VARIABLES.fullmatch(name)}
+        return self.process.poll() is None and all(env.get(name) == self.env.get(name) for name in names)
+
+    def run(
+        self, path: str, args: Sequence[str], *, env: dict[str, str], cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str] | None:
+        """``subprocess.run(capture_output=True, text=True)`` of ``python path args``; None if busy."""
+        if not self.busy.acquire(blocking=False):  # another thread's run: that one starts afresh
+            return None
+        try:
+            return self._run(path, args, env, cwd, timeout)
+        finally:
+            self.busy.release()
+
+    def _run(
+        self, path: str, args: Sequence[str], env: dict[str, str], cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, path, *args]
+        request = {"script": path, "args": list(args), "env": env, "cwd": str(cwd)}
+        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            socket.send_fds(self.channel, [json.dumps(request).encode()], [null, out_w, err_w])
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        pid = json.loads(self.channel.recv(1 << 16))["pid"]
+        outputs: dict[int, bytearray] = {out_r: bytearray(), err_r: bytearray()}
+        code: int | None = None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as waiting:  # until the child has ended and both pipes are at their end
+            for fileobj in (out_r, err_r, self.channel):
+                waiting.register(fileobj, selectors.EVENT_READ)
+            while waiting.get_map() and (left := deadline - time.monotonic()) > 0:
+                for key, _ in waiting.select(left):
+                    if key.fileobj is self.channel:
+                        code = json.loads(self.channel.recv(1 << 16))["code"]
+                        waiting.unregister(self.channel)
+                    elif chunk := os.read(key.fd, 1 << 16):
+                        outputs[key.fd] += chunk
+                    else:
+                        waiting.unregister(key.fd)
+            finished = not waiting.get_map()
+        for fd in outputs:
+            os.close(fd)
+        # As text=True decodes: the locale's encoding, universal newlines.
+        encoding = locale.getpreferredencoding(False)
+        out, err = (outputs[fd].decode(encoding).replace("\r\n", "\n").replace("\r", "\n") for fd in (out_r, err_r))
+        if not finished:  # as subprocess.run does: kill the child, wait for it, raise
+            if code is None:
+                kill_quietly(pid)
+                json.loads(self.channel.recv(1 << 16))
+            raise subprocess.TimeoutExpired(command, timeout, out, err)
+        assert code is not None
+        return subprocess.CompletedProcess(command, code, out, err)
+
+
+_WARM: list[_WarmStarter] = []
+
+
+def _warm_starter() -> _WarmStarter:
+    if not _WARM:
+        atexit.register(_stop_warm_starter)
+    if not _WARM or _WARM[0].process.poll() is not None:
+        _WARM[:] = [_WarmStarter()]
+    return _WARM[0]
+
+
+def _stop_warm_starter() -> None:
+    for warm in _WARM:
+        warm.channel.close()  # the starter reads an end of file and exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            warm.process.wait(timeout=5)
 
 
 def start_cli(name: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:

@@ -219,15 +219,16 @@ def test_the_client_reads_every_limit_and_header_from_a_sliding_window_sandbox(s
 
 
 def test_an_over_budget_run_on_a_sliding_window_exchange_gets_no_429(sandbox_factory) -> None:
-    # 60 weight per 2 s (a scaled-down 1200/min) and 50 klines calls (100 weight): over budget.
+    # 60 weight per 2 s (a scaled-down 1200/min); exchangeInfo (20) and 25 klines calls (50 weight): over
+    # budget, so the last calls wait for the first to leave the window (one window: the run takes ~2 s).
     exchange = sandbox_factory(weight_limit=60, weight_window="sliding", weight_window_seconds=2, latency_seconds=0.02)
     client = ExchangeClient(
         exchange.base_url, retries=1, backoff=0.0, read_timeout=5.0, connect_timeout=1.0, pool_size=16
     )
     client.load_rate_limits("BTCUSDT")
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: client.klines("BTCUSDT", "1h", limit=2), range(50)))
-    assert len(answers) == 50 and all(len(rows) == 2 for rows in answers)
+        answers = list(pool.map(lambda _: client.klines("BTCUSDT", "1h", limit=2), range(25)))
+    assert len(answers) == 25 and all(len(rows) == 2 for rows in answers)
     assert exchange.stats.rate_limited_429 == 0 and client.stats.rate_limited == 0
     assert exchange.stats.max_used_weight_seen <= 60
 

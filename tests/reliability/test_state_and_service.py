@@ -29,10 +29,10 @@ from tests.support import (
     kill_quietly,
     manager_env,
     one_line,
+    run_cli,
     run_manager,
     run_service,
     snapshot,
-    start_cli,
     wait_until,
 )
 
@@ -229,14 +229,9 @@ def test_service_status_with_a_wrong_shaped_status_report(case, tmp_path, sandbo
 
 
 # -- 3. numbers with an upper bound ------------------------------------------------------------
-def run_together(jobs: list[tuple[str, list[str], dict[str, str], Path]]) -> list[subprocess.CompletedProcess[str]]:
-    """Run CLIs at the same time (each still a real process): the checks cost one start-up."""
-    started = [(start_cli(name, *args, env=env, cwd=cwd), args) for name, args, env, cwd in jobs]
-    results = []
-    for proc, args in started:
-        code, out, err = finish(proc)
-        results.append(subprocess.CompletedProcess(args, code, out, err))
-    return results
+def run_each(jobs: list[tuple[str, list[str], dict[str, str], Path]]) -> list[subprocess.CompletedProcess[str]]:
+    """Run CLIs one after another, each a real process (forked warm: cheaper than starting them together)."""
+    return [run_cli(name, *args, env=env, cwd=cwd) for name, args, env, cwd in jobs]
 
 
 HUGE = ["EXPORT_PERIOD_HOURS", "EXPORT_LOOKBACK_DAYS", "DATA_RETENTION_DAYS", "HTTP_TIMEOUT_SECONDS"]
@@ -248,7 +243,7 @@ def test_huge_numbers_in_settings_exit_2_naming_the_range(tmp_path, sandbox):
     jobs = [("scheduled_data_manager.py", ["--manual"], env, tmp_path) for env in envs]
     jobs.append(("data_export_service.py", ["start"], envs[0], tmp_path))
     jobs.append(("scheduled_data_manager.py", ["--health"], envs[1], tmp_path))
-    for (_, _, env, _), result in zip(jobs, run_together(jobs), strict=True):
+    for (_, _, env, _), result in zip(jobs, run_each(jobs), strict=True):
         variable = next(v for v in HUGE if env.get(v) == "1e300")
         assert result.returncode == 2, result.stdout + result.stderr
         no_traceback(result)
@@ -274,7 +269,7 @@ def test_system_and_home_folders_are_refused(tmp_path, sandbox):
         if where == "/":
             jobs.append(("data_export_service.py", ["start"], env, tmp_path))
     before = {folder: sorted(os.listdir(folder)) for folder in ("/", "/etc", "/usr", "/var", str(home))}
-    for (_, args, env, _), result in zip(jobs, run_together(jobs), strict=True):
+    for (_, args, env, _), result in zip(jobs, run_each(jobs), strict=True):
         assert result.returncode == 2, (env["EXPORT_DIR"], args, result.stdout + result.stderr)
         no_traceback(result)
         assert one_line(result.stderr) and "EXPORT_DIR" in result.stderr and "folder" in result.stderr

@@ -340,18 +340,18 @@ def test_every_removal_is_counted_and_a_dry_run_lists_exactly_what_the_run_does(
 
 
 def test_sigterm_during_a_long_validation_ends_the_run_within_seconds(tmp_path, sandbox_factory, start_manager):
-    """Twenty 1 GB junk files (sparse: no disk is written) take half a minute or more to
+    """Forty 256 MB junk files (sparse: no disk is written) take half a minute or more to
     validate; a stop request ends the run within its grace of seconds, and the
-    files it did not reach stay exactly as they were."""
+    files it did not reach stay exactly as they were. (Small files: the first is judged soon.)"""
     t = pinned_now()
     exchange = sandbox_factory(now_ms=t)
     folder = tmp_path / "exports"
     folder.mkdir()
     junk = []
-    for day in range(1, 21):
+    for day in range(1, 41):
         path = folder / export_file_name("BTCUSDT", "1h", from_ms(t - day * DAY_MS))
         with open(path, "wb") as handle:
-            handle.truncate(1 << 30)
+            handle.truncate(1 << 28)
         junk.append(path)
     proc = start_manager(manager_env(folder, exchange.base_url, "BTCUSDT"), "--manual")
     wait_until(lambda: quarantined(folder), "the first junk file to be judged and quarantined")

@@ -191,7 +191,7 @@ def test_help_shows_examples_and_exit_codes(tmp_path: Path) -> None:
 
 def test_loop_runs_on_schedule_and_sigterm_stops_it_cleanly(sandbox, tmp_path: Path) -> None:
     out = tmp_path / "exports"
-    env = cli_env(sandbox.base_url, out, EXPORT_PERIOD_HOURS="0.0005")  # 1.8 s
+    env = cli_env(sandbox.base_url, out, EXPORT_PERIOD_HOURS="0.0002")  # 0.72 s
     loop = start_cli("scheduled_data_manager.py", env=env, cwd=tmp_path)
     try:
         state = out / "state.json"
@@ -222,6 +222,9 @@ def test_ban_is_persisted_and_a_restart_sends_nothing_until_it_ends(sandbox_fact
     assert len(exchange.requests) == sent
     status = read_json(out / "status_report.json")
     assert status["banned_until"] == state["banned_until"]
+    shown = run_cli("scheduled_data_manager.py", "--status", "--json", env=env, cwd=tmp_path)
+    assert json.loads(shown.stdout)["banned_until"] == state["banned_until"]
+    assert len(exchange.requests) == sent
 
 
 def test_cleanup_only_cli_on_the_done_means_folder(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from crypto_data_export.core.processes import is_manager_process, pid_alive
 from crypto_data_export.sandbox.fake_exchange import SandboxExchange
 from crypto_data_export.service.systemd_unit import protect_home_mode
 from crypto_data_export.settings.settings import SETTING_VARIABLES
-from tests.support import HANG_GUARD, REPO, pending_signals, start_bystander, wait_until
+from tests.support import HANG_GUARD, REPO, pending_signals, run_cli, start_bystander, wait_until
 
 ROOT = REPO
 SCRIPT = ROOT / "data_export_service.py"
@@ -50,14 +50,7 @@ class Service:
         self.started: list[int] = []
 
     def run(self, *args: str, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, str(SCRIPT), *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        result = run_cli(SCRIPT.name, *args, env=self.env, cwd=self.cwd, timeout=timeout)
         pid = self.pid()
         if pid is not None and pid not in self.started and is_manager_process(pid):
             self.started.append(pid)
