@@ -24,6 +24,21 @@ def test_demo_runs_offline_and_leaves_valid_files_and_a_status_report(tmp_path: 
     assert report["system_status"]["export_count"] >= 3 and report["health"]["status"] == "healthy"
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--period-seconds", "0.1"], "argument --period-seconds: 0.1 seconds: expected 0.36 to 3600"),
+        (["--output", "a-file"], "--output a-file: cannot be the export folder"),
+    ],
+)
+def test_demo_refuses_bad_arguments_in_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_cli("demo_scheduled_system.py", *args, env=cli_env("http://127.0.0.1:1", tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("demo_scheduled_system.py: error: ") and says in lines[0], lines
+
+
 def test_self_check_passes_against_a_working_exchange(sandbox, tmp_path: Path) -> None:
     env = cli_env("https://invalid.example", tmp_path / "exports")
     result = run_cli("test_scheduled_system.py", "--base-url", sandbox.base_url, env=env, cwd=tmp_path)

@@ -6,6 +6,7 @@ stopped with SIGTERM. No network is needed."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any
 from crypto_data_export.core.cli import console_command, script_parser
 from crypto_data_export.core.clock import utc_now
 from crypto_data_export.sandbox.fake_exchange import SandboxConfig, SandboxExchange
+from crypto_data_export.settings.settings import MIN_PERIOD_HOURS
 from crypto_data_export.store.layout import export_file_name
 
 # The scheduler as a user starts it: the guide's script in a checkout, the installed module otherwise.
@@ -79,6 +81,14 @@ def scheduled_run(env: dict[str, str], out: Path, cycles: int, timeout: float) -
     return code
 
 
+def period_seconds(text: str) -> float:
+    """--period-seconds: what EXPORT_PERIOD_HOURS accepts, up to an hour (argparse says what is wrong)."""
+    seconds = float(text)  # ValueError: argparse's "invalid period_seconds value"
+    if not MIN_PERIOD_HOURS * 3600 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} seconds: expected {MIN_PERIOD_HOURS * 3600:g} to 3600")
+    return seconds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(
         "demo_scheduled_system.py",
@@ -90,15 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "exit codes: 0 every step worked, 1 a step failed (its output says which)",
     )
     parser.add_argument("--output", help="export folder to use (default: a new temporary folder)")
-    parser.add_argument("--period-seconds", type=float, default=4.0, help="period of the short scheduled run")
+    parser.add_argument("--period-seconds", type=period_seconds, default=4.0, help="period of the short scheduled run")
     args = parser.parse_args(argv)
     out = Path(args.output).resolve() if args.output else Path(tempfile.mkdtemp(prefix="crypto-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--output {args.output}: cannot be the export folder ({exc.strerror or exc})")
     started = time.monotonic()
     with SandboxExchange(SandboxConfig(latency_seconds=0.02)) as exchange:
         env = manager_env(exchange.base_url, out, args.period_seconds / 3600)
         banner(f"sandbox exchange on {exchange.base_url}; exports in {out}")
         codes = [run_cli(["--manual"], env, out)]
+        if codes[0] != 0:  # nothing to show: its own message says why
+            banner(f"demo FAILED: the manual cycle exited {codes[0]}; files are in {out}")
+            return 1
         banner("files written (one CSV per symbol, closed candles of the last 2 days)")
         for path in sorted(out.glob("*.csv")):
             rows = len(path.read_text().splitlines()) - 1
