@@ -489,7 +489,9 @@ class Dataset:
         written: list[PeriodInfo] = []
         if not len(candles):
             return written
-        if (breach := check_candles(candles, series.interval)) is not None:
+        with CPU_BOUND:
+            breach = check_candles(candles, series.interval)
+        if breach is not None:
             raise InvalidDataError(f"new candles fail validation ({breach}); nothing was merged")
         for start, end in periods_between(series.interval, first_open_ms(candles), last_open_ms(candles) + 1):
             new = within(candles, start, end)
@@ -501,34 +503,39 @@ class Dataset:
             for added in source if isinstance(source, list) else [source]:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
-                # Merged as numbers: only the new candles are converted, the stored ones are kept as they are
-                # (an older file's number type converted too).
-                new = numeric_candles(parquet_table(new, None, self.format.numbers))
-                if stored.schema != new.schema:
-                    stored = numeric_candles(parquet_table(stored, None, self.format.numbers))
-                both = _isin(open_times(stored), open_times(new))
-                same = new.filter(pa.array(_isin(open_times(new), open_times(stored))))
-                old = stored.filter(pa.array(both))
-                differ = 0 if old.equals(same) else len(set().union(*differing_rows(old, same).values()))
-                if differ:
-                    logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", info.path, differ)
-                if (
-                    not differ
-                    and both.sum() == len(new)
-                    and not _may_confirm(info, series.interval, confirmed_empty, now_ms)
-                ):
-                    written.append(info)
+                # The merge's array work one thread at a time, as the encoding is (CPU_BOUND): thirty export
+                # workers merging at once spent half the dataset cycle's CPU handing the GIL to each other.
+                with CPU_BOUND:
+                    new, changed = self._merged(stored, new, info.path)
+                if not changed and not _may_confirm(info, series.interval, confirmed_empty, now_ms):
+                    written.append(info)  # it adds and changes nothing
                     continue
-                kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
-                ordered = len(kept) == len(stored) - both.sum()
-                new = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new]).combine_chunks()
-                new = new if ordered else new.sort_by("open_time")
             confirms = _or_confirmed_before(info, confirmed_empty)
             # Valid by construction: the new candles passed the rule book above, the stored ones when they were
             # read (read_period), and the union is in order.
             info = self.write_period(series, start, new, sources, confirmed_empty=confirms, now_ms=now_ms, checked=True)
             written.append(info)
         return written
+
+    def _merged(self, stored: pa.Table, new: pa.Table, path: Path) -> tuple[pa.Table, bool]:
+        """The stored candles with the new ones, and whether that changed them. Merged as numbers: only the new
+        candles are converted, the stored ones kept as they are (an older file's number type converted too);
+        for an open time in both the new candle wins and how many differed is logged."""
+        new = numeric_candles(parquet_table(new, None, self.format.numbers))
+        if stored.schema != new.schema:
+            stored = numeric_candles(parquet_table(stored, None, self.format.numbers))
+        both = _isin(open_times(stored), open_times(new))
+        same = new.filter(pa.array(_isin(open_times(new), open_times(stored))))
+        old = stored.filter(pa.array(both))
+        differ = 0 if old.equals(same) else len(set().union(*differing_rows(old, same).values()))
+        if differ:
+            logger.warning("%s: %d stored candle(s) differ from the exchange's; replaced", path, differ)
+        if not differ and both.sum() == len(new):
+            return stored, False
+        kept = within(stored, 0, first_open_ms(new))  # an append: the stored candles before the new ones
+        ordered = len(kept) == len(stored) - both.sum()
+        merged = pa.concat_tables([kept if ordered else stored.filter(pa.array(~both)), new]).combine_chunks()
+        return (merged if ordered else merged.sort_by("open_time")), True
 
     def lock(
         self, series: SeriesId, *, wait: bool, stop: threading.Event | None = None
