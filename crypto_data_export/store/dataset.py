@@ -504,7 +504,7 @@ class Dataset:
                 sources = _with_source(sources, added)
             if stored is not None and info is not None:
                 # The merge's array work one thread at a time, as the encoding is (CPU_BOUND): thirty export
-                # workers merging at once spent half the dataset cycle's CPU handing the GIL to each other.
+                # workers merging at once spent about a third of the cycle's CPU handing the GIL to each other.
                 with CPU_BOUND:
                     new, changed = self._merged(stored, new, info.path)
                 if not changed and not _may_confirm(info, series.interval, confirmed_empty, now_ms):
